@@ -1,0 +1,12 @@
+#include "common/clock.h"
+
+namespace fieldsync {
+
+absl::Time RealClock::Now() const { return absl::Now(); }
+
+RealClock* RealClock::Get() {
+  static RealClock* clock = new RealClock();
+  return clock;
+}
+
+}  // namespace fieldsync
