@@ -1,0 +1,78 @@
+// The persisted numbering of fieldsync's RocksDB column families and of the
+// tag bytes inside their keys. Persisted: never renumber, never reuse a
+// number; only append.
+#ifndef FIELDSYNC_STORAGE_COLUMN_FAMILIES_H_
+#define FIELDSYNC_STORAGE_COLUMN_FAMILIES_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace fieldsync::storage {
+
+// One column family per kind of data. The value is also the RocksDB column
+// family id of a store created by this code (Store::Open creates them in this
+// order), but the name from CfName() is what RocksDB persists and matches.
+enum class Cf : uint8_t {
+  kDefault = 0,      // unused by fieldsync; RocksDB requires it
+  kPrincipals = 1,   // devices and staff principals, enrolment codes
+  kKeys = 2,         // wrapped keys (KEK-wrapped DEKs)
+  kRecords = 3,      // current record state
+  kCaseLog = 4,      // the ordered case log, by position
+  kCaseIndex = 5,    // blind-index entries
+  kConflicts = 6,    // kept losers of concurrent edits
+  kBatches = 7,      // batches seen (idempotency records)
+  kAggregates = 8,   // counters; merge operator: signed 64-bit add
+  kAuditLeaves = 9,  // audit log entries by index
+  kAuditNodes = 10,  // audit Merkle tree nodes
+  kMetadata = 11,    // store-wide named values (schema version, tree head)
+};
+
+inline constexpr size_t kNumCfs = 12;
+
+// Every column family, in numeric order.
+inline constexpr std::array<Cf, kNumCfs> kAllCfs = {
+    Cf::kDefault,   Cf::kPrincipals, Cf::kKeys,       Cf::kRecords,
+    Cf::kCaseLog,   Cf::kCaseIndex,  Cf::kConflicts,  Cf::kBatches,
+    Cf::kAggregates, Cf::kAuditLeaves, Cf::kAuditNodes, Cf::kMetadata};
+
+// The persisted RocksDB name of `cf`: "default", "principals", "keys",
+// "records", "case_log", "case_index", "conflicts", "batches", "aggregates",
+// "audit_leaves", "audit_nodes", "metadata". REQUIRES: `cf` is one of kAllCfs.
+std::string_view CfName(Cf cf);
+
+// Sets *cf to the column family named `name` and returns true; returns false
+// for a name that is not one of CfName()'s.
+bool CfFromName(std::string_view name, Cf* cf);
+
+// First byte of keys in Cf::kPrincipals. Persisted: never renumber.
+enum class PrincipalKind : uint8_t {
+  kDevice = 1,
+  kStaff = 2,
+};
+// First byte of enrolment-code keys in Cf::kPrincipals. Persisted.
+inline constexpr uint8_t kEnrolmentCodeTag = 3;
+
+// First byte of case data-key (DEK) keys in Cf::kKeys. Persisted. The other
+// keys of Cf::kKeys (server keys by purpose, a String component) start with
+// a printable ASCII byte, never 0x01.
+inline constexpr uint8_t kCaseDekTag = 1;
+
+// Sync's key tags (sync/, key_codec.h). Persisted: never renumber.
+// Cf::kRecords, after the case and record ids:
+inline constexpr uint8_t kRecordHeaderTag = 1;
+inline constexpr uint8_t kFieldStateTag = 2;
+// First byte of keys in Cf::kCaseIndex (3 is kept for blind-index entries):
+inline constexpr uint8_t kCaseByRegionTag = 1;
+inline constexpr uint8_t kCaseByOfficerTag = 2;
+// First byte of keys in Cf::kConflicts:
+inline constexpr uint8_t kConflictTag = 1;
+inline constexpr uint8_t kOpenConflictByRegionTag = 2;
+// First byte of keys in Cf::kBatches:
+inline constexpr uint8_t kBatchTag = 1;
+inline constexpr uint8_t kDeviceSequenceTag = 2;
+
+}  // namespace fieldsync::storage
+
+#endif  // FIELDSYNC_STORAGE_COLUMN_FAMILIES_H_

@@ -1,0 +1,379 @@
+#include "storage/key_codec.h"
+
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+
+namespace fieldsync::storage {
+namespace {
+
+void AppendBigEndian(std::string* out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) {
+    out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  }
+}
+
+uint64_t ReadBigEndian(std::string_view b) {
+  uint64_t v = 0;
+  for (char c : b) v = (v << 8) | static_cast<uint8_t>(c);
+  return v;
+}
+
+constexpr uint64_t kSignBit = uint64_t{1} << 63;
+
+// String escaping (persisted): 00 -> 00 FF; terminator 00 01.
+constexpr char kEscape = '\x00';
+constexpr char kEscapedZero = '\xFF';
+constexpr char kTerminator = '\x01';
+
+}  // namespace
+
+KeyBuilder& KeyBuilder::U8(uint8_t v) {
+  key_.push_back(static_cast<char>(v));
+  return *this;
+}
+
+KeyBuilder& KeyBuilder::U32(uint32_t v) {
+  AppendBigEndian(&key_, v, 4);
+  return *this;
+}
+
+KeyBuilder& KeyBuilder::U64(uint64_t v) {
+  AppendBigEndian(&key_, v, 8);
+  return *this;
+}
+
+KeyBuilder& KeyBuilder::I64(int64_t v) {
+  AppendBigEndian(&key_, static_cast<uint64_t>(v) ^ kSignBit, 8);
+  return *this;
+}
+
+KeyBuilder& KeyBuilder::String(std::string_view s) {
+  key_.reserve(key_.size() + s.size() + 2);
+  for (char c : s) {
+    key_.push_back(c);
+    if (c == kEscape) key_.push_back(kEscapedZero);
+  }
+  key_.push_back(kEscape);
+  key_.push_back(kTerminator);
+  return *this;
+}
+
+KeyBuilder& KeyBuilder::Uuid(std::span<const uint8_t, 16> id) {
+  key_.append(reinterpret_cast<const char*>(id.data()), id.size());
+  return *this;
+}
+
+KeyBuilder& KeyBuilder::Bytes(std::string_view raw) {
+  key_.append(raw);
+  return *this;
+}
+
+absl::StatusOr<std::string_view> KeyReader::Take(size_t n, std::string_view what) {
+  if (key_.size() - pos_ < n) {
+    return absl::DataLossError(absl::StrFormat(
+        "malformed key: expected %s (%d bytes) at offset %d, only %d bytes left", what, n,
+        pos_, key_.size() - pos_));
+  }
+  std::string_view out = key_.substr(pos_, n);
+  pos_ += n;
+  return out;
+}
+
+absl::StatusOr<uint8_t> KeyReader::U8() {
+  ASSIGN_OR_RETURN(std::string_view b, Take(1, "u8"));
+  return static_cast<uint8_t>(b[0]);
+}
+
+absl::StatusOr<uint32_t> KeyReader::U32() {
+  ASSIGN_OR_RETURN(std::string_view b, Take(4, "u32"));
+  return static_cast<uint32_t>(ReadBigEndian(b));
+}
+
+absl::StatusOr<uint64_t> KeyReader::U64() {
+  ASSIGN_OR_RETURN(std::string_view b, Take(8, "u64"));
+  return ReadBigEndian(b);
+}
+
+absl::StatusOr<int64_t> KeyReader::I64() {
+  ASSIGN_OR_RETURN(std::string_view b, Take(8, "i64"));
+  return static_cast<int64_t>(ReadBigEndian(b) ^ kSignBit);
+}
+
+absl::StatusOr<std::string> KeyReader::String() {
+  const size_t start = pos_;
+  std::string out;
+  while (pos_ < key_.size()) {
+    const char c = key_[pos_];
+    if (c != kEscape) {
+      out.push_back(c);
+      ++pos_;
+      continue;
+    }
+    if (pos_ + 1 >= key_.size()) break;  // 00 at the very end: truncated
+    const char next = key_[pos_ + 1];
+    pos_ += 2;
+    if (next == kTerminator) return out;
+    if (next != kEscapedZero) {
+      return absl::DataLossError(absl::StrFormat(
+          "malformed key: bad escape 00 %02x in string at offset %d (expected 00 ff or 00 01)",
+          static_cast<uint8_t>(next), pos_ - 2));
+    }
+    out.push_back('\0');
+  }
+  return absl::DataLossError(absl::StrFormat(
+      "malformed key: string starting at offset %d has no 00 01 terminator", start));
+}
+
+absl::StatusOr<std::array<uint8_t, 16>> KeyReader::Uuid() {
+  ASSIGN_OR_RETURN(std::string_view b, Take(16, "16-byte id"));
+  std::array<uint8_t, 16> out;
+  for (size_t i = 0; i < 16; ++i) out[i] = static_cast<uint8_t>(b[i]);
+  return out;
+}
+
+std::string_view KeyReader::Rest() {
+  std::string_view rest = key_.substr(pos_);
+  pos_ = key_.size();
+  return rest;
+}
+
+absl::Status KeyReader::ExpectEnd(std::string_view what) const {
+  if (AtEnd()) return absl::OkStatus();
+  return absl::DataLossError(absl::StrFormat(
+      "malformed %s: %d unexpected trailing bytes at offset %d", what, key_.size() - pos_,
+      pos_));
+}
+
+std::string PrefixUpperBound(std::string_view prefix) {
+  std::string bound(prefix);
+  while (!bound.empty() && static_cast<uint8_t>(bound.back()) == 0xFF) bound.pop_back();
+  if (bound.empty()) return bound;
+  bound.back() = static_cast<char>(static_cast<uint8_t>(bound.back()) + 1);
+  return bound;
+}
+
+// --- Key kinds --------------------------------------------------------------
+
+std::string EncodePrincipalKey(PrincipalKind kind, std::string_view id) {
+  return KeyBuilder().U8(static_cast<uint8_t>(kind)).String(id).Finish();
+}
+
+absl::StatusOr<PrincipalKey> DecodePrincipalKey(std::string_view key) {
+  KeyReader r(key);
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag != static_cast<uint8_t>(PrincipalKind::kDevice) &&
+      tag != static_cast<uint8_t>(PrincipalKind::kStaff)) {
+    return absl::DataLossError(absl::StrFormat(
+        "malformed principal key: kind tag %d is neither 1 (device) nor 2 (staff)", tag));
+  }
+  ASSIGN_OR_RETURN(std::string id, r.String());
+  RETURN_IF_ERROR(r.ExpectEnd("principal key"));
+  return PrincipalKey{static_cast<PrincipalKind>(tag), std::move(id)};
+}
+
+std::string PrincipalKindPrefix(PrincipalKind kind) {
+  return KeyBuilder().U8(static_cast<uint8_t>(kind)).Finish();
+}
+
+std::string EncodeEnrolmentCodeKey(std::string_view code_hash_hex) {
+  return KeyBuilder().U8(kEnrolmentCodeTag).String(code_hash_hex).Finish();
+}
+
+absl::StatusOr<std::string> DecodeEnrolmentCodeKey(std::string_view key) {
+  KeyReader r(key);
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag != kEnrolmentCodeTag) {
+    return absl::DataLossError(
+        absl::StrFormat("malformed enrolment-code key: tag %d, expected %d", tag,
+                        kEnrolmentCodeTag));
+  }
+  ASSIGN_OR_RETURN(std::string hash_hex, r.String());
+  RETURN_IF_ERROR(r.ExpectEnd("enrolment-code key"));
+  return hash_hex;
+}
+
+std::string EncodeCaseDekKey(std::span<const uint8_t, 16> case_id) {
+  return KeyBuilder().U8(kCaseDekTag).Uuid(case_id).Finish();
+}
+
+absl::StatusOr<std::array<uint8_t, 16>> DecodeCaseDekKey(std::string_view key) {
+  KeyReader r(key);
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag != kCaseDekTag) {
+    return absl::DataLossError(
+        absl::StrFormat("malformed case DEK key: tag %d, expected %d", tag, kCaseDekTag));
+  }
+  ASSIGN_OR_RETURN(auto case_id, r.Uuid());
+  RETURN_IF_ERROR(r.ExpectEnd("case DEK key"));
+  return case_id;
+}
+
+std::string CaseDekPrefix() { return KeyBuilder().U8(kCaseDekTag).Finish(); }
+
+std::string EncodeCaseLogKey(uint64_t position) { return KeyBuilder().U64(position).Finish(); }
+
+absl::StatusOr<uint64_t> DecodeCaseLogKey(std::string_view key) {
+  KeyReader r(key);
+  ASSIGN_OR_RETURN(uint64_t position, r.U64());
+  RETURN_IF_ERROR(r.ExpectEnd("case-log key"));
+  return position;
+}
+
+std::string EncodeMetadataKey(std::string_view name) {
+  return KeyBuilder().String(name).Finish();
+}
+
+absl::StatusOr<std::string> DecodeMetadataKey(std::string_view key) {
+  KeyReader r(key);
+  ASSIGN_OR_RETURN(std::string name, r.String());
+  RETURN_IF_ERROR(r.ExpectEnd("metadata key"));
+  return name;
+}
+
+// --- Sync keys ---------------------------------------------------------------
+
+namespace {
+
+absl::Status ExpectTag(KeyReader& r, uint8_t want, std::string_view what) {
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag != want) {
+    return absl::DataLossError(
+        absl::StrFormat("malformed %s: tag %d, expected %d", what, tag, want));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string EncodeRecordHeaderKey(std::span<const uint8_t, 16> case_id,
+                                  std::span<const uint8_t, 16> record_id) {
+  return KeyBuilder().Uuid(case_id).Uuid(record_id).U8(kRecordHeaderTag).Finish();
+}
+
+std::string EncodeFieldStateKey(std::span<const uint8_t, 16> case_id,
+                                std::span<const uint8_t, 16> record_id, std::string_view field) {
+  return KeyBuilder().Uuid(case_id).Uuid(record_id).U8(kFieldStateTag).String(field).Finish();
+}
+
+absl::StatusOr<RecordsKey> DecodeRecordsKey(std::string_view key) {
+  KeyReader r(key);
+  RecordsKey out;
+  ASSIGN_OR_RETURN(out.case_id, r.Uuid());
+  ASSIGN_OR_RETURN(out.record_id, r.Uuid());
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag == kRecordHeaderTag) {
+    out.is_header = true;
+  } else if (tag == kFieldStateTag) {
+    ASSIGN_OR_RETURN(out.field, r.String());
+  } else {
+    return absl::DataLossError(absl::StrFormat("malformed records key: tag %d", tag));
+  }
+  RETURN_IF_ERROR(r.ExpectEnd("records key"));
+  return out;
+}
+
+std::string CaseRecordsPrefix(std::span<const uint8_t, 16> case_id) {
+  return KeyBuilder().Uuid(case_id).Finish();
+}
+
+std::string RecordPrefix(std::span<const uint8_t, 16> case_id,
+                         std::span<const uint8_t, 16> record_id) {
+  return KeyBuilder().Uuid(case_id).Uuid(record_id).Finish();
+}
+
+std::string EncodeCaseIndexKey(uint8_t tag, std::string_view name,
+                               std::span<const uint8_t, 16> case_id) {
+  return KeyBuilder().U8(tag).String(name).Uuid(case_id).Finish();
+}
+
+absl::StatusOr<CaseIndexKey> DecodeCaseIndexKey(std::string_view key) {
+  KeyReader r(key);
+  CaseIndexKey out;
+  ASSIGN_OR_RETURN(out.tag, r.U8());
+  if (out.tag != kCaseByRegionTag && out.tag != kCaseByOfficerTag) {
+    return absl::DataLossError(absl::StrFormat("malformed case-index key: tag %d", out.tag));
+  }
+  ASSIGN_OR_RETURN(out.name, r.String());
+  ASSIGN_OR_RETURN(out.case_id, r.Uuid());
+  RETURN_IF_ERROR(r.ExpectEnd("case-index key"));
+  return out;
+}
+
+std::string CaseIndexPrefix(uint8_t tag, std::string_view name) {
+  return KeyBuilder().U8(tag).String(name).Finish();
+}
+
+std::string EncodeConflictKey(std::span<const uint8_t, 16> case_id, uint64_t position,
+                              std::string_view field) {
+  return KeyBuilder().U8(kConflictTag).Uuid(case_id).U64(position).String(field).Finish();
+}
+
+absl::StatusOr<ConflictKey> DecodeConflictKey(std::string_view key) {
+  KeyReader r(key);
+  RETURN_IF_ERROR(ExpectTag(r, kConflictTag, "conflict key"));
+  ConflictKey out;
+  ASSIGN_OR_RETURN(out.case_id, r.Uuid());
+  ASSIGN_OR_RETURN(out.position, r.U64());
+  ASSIGN_OR_RETURN(out.field, r.String());
+  RETURN_IF_ERROR(r.ExpectEnd("conflict key"));
+  return out;
+}
+
+std::string CaseConflictsPrefix(std::span<const uint8_t, 16> case_id) {
+  return KeyBuilder().U8(kConflictTag).Uuid(case_id).Finish();
+}
+
+std::string EncodeOpenConflictKey(std::string_view region, std::span<const uint8_t, 16> case_id,
+                                  uint64_t position, std::string_view field) {
+  return KeyBuilder()
+      .U8(kOpenConflictByRegionTag)
+      .String(region)
+      .U64(position)
+      .Uuid(case_id)
+      .String(field)
+      .Finish();
+}
+
+absl::StatusOr<OpenConflictKey> DecodeOpenConflictKey(std::string_view key) {
+  KeyReader r(key);
+  RETURN_IF_ERROR(ExpectTag(r, kOpenConflictByRegionTag, "open-conflict key"));
+  OpenConflictKey out;
+  ASSIGN_OR_RETURN(out.region, r.String());
+  ASSIGN_OR_RETURN(out.conflict.position, r.U64());
+  ASSIGN_OR_RETURN(out.conflict.case_id, r.Uuid());
+  ASSIGN_OR_RETURN(out.conflict.field, r.String());
+  RETURN_IF_ERROR(r.ExpectEnd("open-conflict key"));
+  return out;
+}
+
+std::string RegionOpenConflictsPrefix(std::string_view region) {
+  return KeyBuilder().U8(kOpenConflictByRegionTag).String(region).Finish();
+}
+
+std::string EncodeBatchKey(std::string_view device_id, std::span<const uint8_t, 16> batch_id) {
+  return KeyBuilder().U8(kBatchTag).String(device_id).Uuid(batch_id).Finish();
+}
+
+absl::StatusOr<BatchKey> DecodeBatchKey(std::string_view key) {
+  KeyReader r(key);
+  RETURN_IF_ERROR(ExpectTag(r, kBatchTag, "batch key"));
+  BatchKey out;
+  ASSIGN_OR_RETURN(out.device_id, r.String());
+  ASSIGN_OR_RETURN(out.batch_id, r.Uuid());
+  RETURN_IF_ERROR(r.ExpectEnd("batch key"));
+  return out;
+}
+
+std::string EncodeDeviceSequenceKey(std::string_view device_id) {
+  return KeyBuilder().U8(kDeviceSequenceTag).String(device_id).Finish();
+}
+
+absl::StatusOr<std::string> DecodeDeviceSequenceKey(std::string_view key) {
+  KeyReader r(key);
+  RETURN_IF_ERROR(ExpectTag(r, kDeviceSequenceTag, "device-sequence key"));
+  ASSIGN_OR_RETURN(std::string device_id, r.String());
+  RETURN_IF_ERROR(r.ExpectEnd("device-sequence key"));
+  return device_id;
+}
+
+}  // namespace fieldsync::storage

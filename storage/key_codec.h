@@ -1,0 +1,217 @@
+// The one order-preserving codec for every RocksDB key of fieldsync: the
+// byte order of encoded keys (RocksDB's bytewise comparator) is the order of
+// the values they encode. STYLE §3. All layouts here are persisted.
+//
+// Components, each written out in full:
+//   U8, U32, U64  fixed width, big-endian: byte order is numeric order.
+//   I64           the two's complement value with its sign bit flipped,
+//                 then big-endian: INT64_MIN -> 00..00, -1 -> 7F FF..FF,
+//                 0 -> 80 00..00, INT64_MAX -> FF..FF.
+//   String        each 00 byte written as 00 FF, every other byte as is,
+//                 then the terminator 00 01. Order holds (the terminator sorts
+//                 below every continuation) and no encoded string is a prefix
+//                 of another, so a later component never changes the order.
+//   Uuid/Bytes16  16 raw bytes.
+//   Bytes         raw, unterminated: only ever the last component of a key.
+#ifndef FIELDSYNC_STORAGE_KEY_CODEC_H_
+#define FIELDSYNC_STORAGE_KEY_CODEC_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "storage/column_families.h"
+
+namespace fieldsync::storage {
+
+// Builds one key, component by component. Not thread-safe.
+//   std::string key = KeyBuilder().U8(1).String(id).Finish();
+class KeyBuilder {
+ public:
+  KeyBuilder() = default;
+
+  KeyBuilder& U8(uint8_t v);
+  KeyBuilder& U32(uint32_t v);
+  KeyBuilder& U64(uint64_t v);
+  KeyBuilder& I64(int64_t v);
+  KeyBuilder& String(std::string_view s);
+  KeyBuilder& Uuid(std::span<const uint8_t, 16> id);
+  KeyBuilder& Bytes16(std::span<const uint8_t, 16> b) { return Uuid(b); }
+  // Raw bytes with no terminator. REQUIRES: nothing is appended after it.
+  KeyBuilder& Bytes(std::string_view raw);
+
+  // The key built so far.
+  const std::string& view() const { return key_; }
+  // The key; the rvalue form moves it out (`std::move(b).Finish()`), the
+  // lvalue form (for one-line chains on a temporary) copies it.
+  std::string Finish() && { return std::move(key_); }
+  std::string Finish() const& { return key_; }
+
+ private:
+  std::string key_;
+};
+
+// Reads the components of a key in the order they were built. Every
+// accessor returns kDataLoss naming the expected component and the offset
+// when the bytes are truncated or malformed; it never crashes. After an
+// error the reader's position is unspecified. Not thread-safe; `key` must
+// outlive the reader.
+class KeyReader {
+ public:
+  explicit KeyReader(std::string_view key) : key_(key) {}
+
+  absl::StatusOr<uint8_t> U8();
+  absl::StatusOr<uint32_t> U32();
+  absl::StatusOr<uint64_t> U64();
+  absl::StatusOr<int64_t> I64();
+  // kDataLoss on a 00 followed by anything but FF or 01, or no terminator.
+  absl::StatusOr<std::string> String();
+  absl::StatusOr<std::array<uint8_t, 16>> Uuid();
+  absl::StatusOr<std::array<uint8_t, 16>> Bytes16() { return Uuid(); }
+  // All remaining bytes (the trailing Bytes component); leaves AtEnd().
+  std::string_view Rest();
+
+  bool AtEnd() const { return pos_ == key_.size(); }
+  // OK when every byte has been read; kDataLoss naming `what` otherwise.
+  absl::Status ExpectEnd(std::string_view what) const;
+  size_t position() const { return pos_; }
+
+ private:
+  absl::StatusOr<std::string_view> Take(size_t n, std::string_view what);
+
+  std::string_view key_;
+  size_t pos_ = 0;
+};
+
+// The smallest key greater than every key that starts with `prefix`, for
+// iterate_upper_bound; "" (unbounded) when `prefix` is empty or all FF.
+std::string PrefixUpperBound(std::string_view prefix);
+
+// ---------------------------------------------------------------------------
+// Key kinds. Each: its column family, layout, Encode and Decode. Decode
+// returns kDataLoss for any key that Encode cannot produce.
+
+// Cf::kPrincipals, a device or staff principal:
+//   U8 kind (PrincipalKind: 1 = device, 2 = staff) | String id
+struct PrincipalKey {
+  PrincipalKind kind;
+  std::string id;
+  friend bool operator==(const PrincipalKey&, const PrincipalKey&) = default;
+};
+std::string EncodePrincipalKey(PrincipalKind kind, std::string_view id);
+absl::StatusOr<PrincipalKey> DecodePrincipalKey(std::string_view key);
+// The prefix of every principal key of `kind` (scan with PrefixUpperBound).
+std::string PrincipalKindPrefix(PrincipalKind kind);
+
+// Cf::kPrincipals, an enrolment code, by the hex of its hash:
+//   U8 3 (kEnrolmentCodeTag) | String code_hash_hex
+std::string EncodeEnrolmentCodeKey(std::string_view code_hash_hex);
+absl::StatusOr<std::string> DecodeEnrolmentCodeKey(std::string_view key);
+
+// Cf::kKeys, a case's wrapped data key (crypto/case_keys.h):
+//   U8 1 (kCaseDekTag) | Uuid case_id
+// All case DEK keys share the one-byte prefix CaseDekPrefix().
+std::string EncodeCaseDekKey(std::span<const uint8_t, 16> case_id);
+absl::StatusOr<std::array<uint8_t, 16>> DecodeCaseDekKey(std::string_view key);
+std::string CaseDekPrefix();
+
+// Cf::kCaseLog: U64 position (8 bytes, big-endian). kDataLoss unless 8 bytes.
+std::string EncodeCaseLogKey(uint64_t position);
+absl::StatusOr<uint64_t> DecodeCaseLogKey(std::string_view key);
+
+// Cf::kMetadata: String name.
+std::string EncodeMetadataKey(std::string_view name);
+absl::StatusOr<std::string> DecodeMetadataKey(std::string_view key);
+
+// --- Sync (sync/). Ids are 16 raw bytes; device ids, regions, officers and
+// field names are String components. Tags in column_families.h.
+
+// Cf::kRecords, a record's header (v1.RecordHeader) or one field's state
+// (v1.FieldState):
+//   Uuid case_id | Uuid record_id | U8 1 (kRecordHeaderTag)
+//   Uuid case_id | Uuid record_id | U8 2 (kFieldStateTag) | String field
+// A case's keys share the 16-byte prefix CaseRecordsPrefix(case_id), a
+// record's the 32-byte prefix RecordPrefix(case_id, record_id), with the
+// header first.
+struct RecordsKey {
+  std::array<uint8_t, 16> case_id;
+  std::array<uint8_t, 16> record_id;
+  bool is_header = false;
+  std::string field;  // empty for a header
+  friend bool operator==(const RecordsKey&, const RecordsKey&) = default;
+};
+std::string EncodeRecordHeaderKey(std::span<const uint8_t, 16> case_id,
+                                  std::span<const uint8_t, 16> record_id);
+std::string EncodeFieldStateKey(std::span<const uint8_t, 16> case_id,
+                                std::span<const uint8_t, 16> record_id, std::string_view field);
+absl::StatusOr<RecordsKey> DecodeRecordsKey(std::string_view key);
+std::string CaseRecordsPrefix(std::span<const uint8_t, 16> case_id);
+std::string RecordPrefix(std::span<const uint8_t, 16> case_id,
+                         std::span<const uint8_t, 16> record_id);
+
+// Cf::kCaseIndex, a case by its region or by its assigned officer (value
+// empty):
+//   U8 1 (kCaseByRegionTag) | String region | Uuid case_id
+//   U8 2 (kCaseByOfficerTag) | String officer_id | Uuid case_id
+// Scan one region's or officer's cases with CaseIndexPrefix(tag, name).
+struct CaseIndexKey {
+  uint8_t tag = 0;
+  std::string name;  // region or officer id
+  std::array<uint8_t, 16> case_id;
+  friend bool operator==(const CaseIndexKey&, const CaseIndexKey&) = default;
+};
+std::string EncodeCaseIndexKey(uint8_t tag, std::string_view name,
+                               std::span<const uint8_t, 16> case_id);
+absl::StatusOr<CaseIndexKey> DecodeCaseIndexKey(std::string_view key);
+std::string CaseIndexPrefix(uint8_t tag, std::string_view name);
+
+// Cf::kConflicts, a conflict record (v1.ConflictRecord) by case, and an
+// open conflict by region (value empty) for listing:
+//   U8 1 (kConflictTag) | Uuid case_id | U64 position | String field
+//   U8 2 (kOpenConflictByRegionTag) | String region | U64 position |
+//        Uuid case_id | String field
+// `position` is the log position of the entry that made the conflict;
+// `field` is "" for a record-level conflict.
+struct ConflictKey {
+  std::array<uint8_t, 16> case_id;
+  uint64_t position = 0;
+  std::string field;
+  friend bool operator==(const ConflictKey&, const ConflictKey&) = default;
+};
+std::string EncodeConflictKey(std::span<const uint8_t, 16> case_id, uint64_t position,
+                              std::string_view field);
+absl::StatusOr<ConflictKey> DecodeConflictKey(std::string_view key);
+std::string CaseConflictsPrefix(std::span<const uint8_t, 16> case_id);
+struct OpenConflictKey {
+  std::string region;
+  ConflictKey conflict;
+  friend bool operator==(const OpenConflictKey&, const OpenConflictKey&) = default;
+};
+std::string EncodeOpenConflictKey(std::string_view region, std::span<const uint8_t, 16> case_id,
+                                  uint64_t position, std::string_view field);
+absl::StatusOr<OpenConflictKey> DecodeOpenConflictKey(std::string_view key);
+std::string RegionOpenConflictsPrefix(std::string_view region);
+
+// Cf::kBatches, a committed batch's idempotency record (v1.BatchRecord) and
+// a device's next sequence number (v1.DeviceSequence):
+//   U8 1 (kBatchTag) | String device_id | Uuid batch_id
+//   U8 2 (kDeviceSequenceTag) | String device_id
+struct BatchKey {
+  std::string device_id;
+  std::array<uint8_t, 16> batch_id;
+  friend bool operator==(const BatchKey&, const BatchKey&) = default;
+};
+std::string EncodeBatchKey(std::string_view device_id, std::span<const uint8_t, 16> batch_id);
+absl::StatusOr<BatchKey> DecodeBatchKey(std::string_view key);
+std::string EncodeDeviceSequenceKey(std::string_view device_id);
+absl::StatusOr<std::string> DecodeDeviceSequenceKey(std::string_view key);
+
+}  // namespace fieldsync::storage
+
+#endif  // FIELDSYNC_STORAGE_KEY_CODEC_H_

@@ -1,0 +1,517 @@
+#include "storage/store.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/comparator.h"
+#include "rocksdb/db.h"
+#include "rocksdb/env.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/merge_operator.h"
+#include "rocksdb/options.h"
+#include "rocksdb/table.h"
+#include "rocksdb/utilities/checkpoint.h"
+#include "rocksdb/write_batch.h"
+#include "storage/counter.h"
+#include "storage/rocksdb_status.h"
+
+namespace fieldsync::storage {
+namespace {
+
+// Persisted: RocksDB records this name in the store's OPTIONS file. The
+// operator adds 8-byte little-endian two's complement int64s (counter.h).
+constexpr char kInt64AddOperatorName[] = "fieldsync.Int64Add";
+
+class Int64AddOperator final : public rocksdb::AssociativeMergeOperator {
+ public:
+  // Returning false makes RocksDB report Corruption (-> kDataLoss) for the key.
+  bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing_value,
+             const rocksdb::Slice& value, std::string* new_value,
+             rocksdb::Logger* /*logger*/) const override {
+    absl::StatusOr<int64_t> delta = DecodeInt64Counter(value.ToStringView());
+    if (!delta.ok()) return false;
+    int64_t base = 0;
+    if (existing_value != nullptr) {
+      absl::StatusOr<int64_t> b = DecodeInt64Counter(existing_value->ToStringView());
+      if (!b.ok()) return false;
+      base = *b;
+    }
+    // Two's complement wrap-around, without signed-overflow UB.
+    *new_value = EncodeInt64Counter(
+        static_cast<int64_t>(static_cast<uint64_t>(base) + static_cast<uint64_t>(*delta)));
+    return true;
+  }
+  const char* Name() const override { return kInt64AddOperatorName; }
+};
+
+// Our WriteBatch is built without a Store, so it cannot hold real column
+// family handles. rocksdb::WriteBatch only asks a handle for its id and
+// comparator; this one answers with the Cf's number. Store::Commit remaps
+// the ids if the store's real ids ever differ (see Rep::ids_match_cf).
+class CfIdHandle final : public rocksdb::ColumnFamilyHandle {
+ public:
+  explicit CfIdHandle(Cf cf) : cf_(cf), name_(CfName(cf)) {}
+  const std::string& GetName() const override { return name_; }
+  uint32_t GetID() const override { return static_cast<uint32_t>(cf_); }
+  rocksdb::Status GetDescriptor(rocksdb::ColumnFamilyDescriptor* /*desc*/) override {
+    return rocksdb::Status::NotSupported("fieldsync batch handle");
+  }
+  const rocksdb::Comparator* GetComparator() const override {
+    return rocksdb::BytewiseComparator();
+  }
+
+ private:
+  Cf cf_;
+  std::string name_;
+};
+
+rocksdb::ColumnFamilyHandle* BatchHandle(Cf cf) {
+  static auto* handles = [] {
+    auto* h = new std::array<CfIdHandle*, kNumCfs>();
+    for (Cf c : kAllCfs) (*h)[static_cast<size_t>(c)] = new CfIdHandle(c);
+    return h;
+  }();
+  const size_t i = static_cast<size_t>(cf);
+  if (i >= kNumCfs) std::abort();  // not a Cf: a bug in the caller
+  return (*handles)[i];
+}
+
+// Rewrites a batch built with Cf numbers into one with the store's real
+// column family ids.
+class RemapHandler final : public rocksdb::WriteBatch::Handler {
+ public:
+  RemapHandler(const std::vector<rocksdb::ColumnFamilyHandle*>* handles,
+               rocksdb::WriteBatch* out)
+      : handles_(handles), out_(out) {}
+  rocksdb::Status PutCF(uint32_t id, const rocksdb::Slice& k, const rocksdb::Slice& v) override {
+    return out_->Put((*handles_)[id], k, v);
+  }
+  rocksdb::Status DeleteCF(uint32_t id, const rocksdb::Slice& k) override {
+    return out_->Delete((*handles_)[id], k);
+  }
+  rocksdb::Status MergeCF(uint32_t id, const rocksdb::Slice& k, const rocksdb::Slice& v) override {
+    return out_->Merge((*handles_)[id], k, v);
+  }
+  rocksdb::Status DeleteRangeCF(uint32_t id, const rocksdb::Slice& b,
+                                const rocksdb::Slice& e) override {
+    return out_->DeleteRange((*handles_)[id], b, e);
+  }
+
+ private:
+  const std::vector<rocksdb::ColumnFamilyHandle*>* handles_;
+  rocksdb::WriteBatch* out_;
+};
+
+absl::Status ClosedError() {
+  return absl::FailedPreconditionError("store is closed; open it again to use it");
+}
+
+}  // namespace
+
+// --- WriteBatch ---------------------------------------------------------------
+
+struct WriteBatch::Rep {
+  rocksdb::WriteBatch batch;
+  // The first operation the batch refused; Commit returns it.
+  absl::Status first_error;
+
+  void Note(const rocksdb::Status& s, std::string_view op, Cf cf) {
+    if (s.ok() || !first_error.ok()) return;
+    first_error = absl::InvalidArgumentError(absl::StrFormat(
+        "%s on %s refused (key or value too large?): rocksdb says %s", op, CfName(cf),
+        s.ToString()));
+  }
+};
+
+WriteBatch::WriteBatch() : rep_(std::make_unique<Rep>()) {}
+WriteBatch::~WriteBatch() = default;
+WriteBatch::WriteBatch(WriteBatch&&) noexcept = default;
+WriteBatch& WriteBatch::operator=(WriteBatch&&) noexcept = default;
+
+void WriteBatch::Put(Cf cf, std::string_view key, std::string_view value) {
+  rep_->Note(rep_->batch.Put(BatchHandle(cf), key, value), "Put", cf);
+}
+
+void WriteBatch::Delete(Cf cf, std::string_view key) {
+  rep_->Note(rep_->batch.Delete(BatchHandle(cf), key), "Delete", cf);
+}
+
+void WriteBatch::Merge(Cf cf, std::string_view key, std::string_view value) {
+  if (cf != Cf::kAggregates && rep_->first_error.ok()) {
+    rep_->first_error = absl::InvalidArgumentError(absl::StrFormat(
+        "Merge on %s refused: only aggregates has a merge operator", CfName(cf)));
+    return;
+  }
+  rep_->Note(rep_->batch.Merge(BatchHandle(cf), key, value), "Merge", cf);
+}
+
+void WriteBatch::DeleteRange(Cf cf, std::string_view begin, std::string_view end) {
+  rep_->Note(rep_->batch.DeleteRange(BatchHandle(cf), begin, end), "DeleteRange", cf);
+}
+
+int WriteBatch::Count() const { return static_cast<int>(rep_->batch.Count()); }
+size_t WriteBatch::ByteSize() const { return rep_->batch.GetDataSize(); }
+
+void WriteBatch::Clear() {
+  rep_->batch.Clear();
+  rep_->first_error = absl::OkStatus();
+}
+
+// --- Snapshot -----------------------------------------------------------------
+
+struct Snapshot::Rep {
+  const void* owner;
+  rocksdb::DB* db;
+  const rocksdb::Snapshot* snapshot;
+  std::atomic<int>* live_views;
+};
+
+Snapshot::Snapshot(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
+
+Snapshot::~Snapshot() {
+  rep_->db->ReleaseSnapshot(rep_->snapshot);
+  rep_->live_views->fetch_sub(1);
+}
+
+// --- Iterator -----------------------------------------------------------------
+
+struct Iterator::Rep {
+  Cf cf = Cf::kDefault;
+  // The bounds' bytes; ReadOptions points at the slices, which point here.
+  std::string lower;
+  std::string upper;
+  rocksdb::Slice lower_slice;
+  rocksdb::Slice upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it;  // null when the store was closed
+  std::atomic<int>* live_views = nullptr;
+};
+
+Iterator::Iterator(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
+
+Iterator::~Iterator() {
+  if (rep_->it != nullptr) {
+    rep_->it.reset();
+    rep_->live_views->fetch_sub(1);
+  }
+}
+
+bool Iterator::Valid() const { return rep_->it != nullptr && rep_->it->Valid(); }
+void Iterator::Next() { rep_->it->Next(); }
+
+void Iterator::Seek(std::string_view target) {
+  if (rep_->it == nullptr) return;
+  if (target < std::string_view(rep_->lower)) target = rep_->lower;
+  rep_->it->Seek(target);
+}
+
+std::string_view Iterator::key() const { return rep_->it->key().ToStringView(); }
+std::string_view Iterator::value() const { return rep_->it->value().ToStringView(); }
+
+absl::Status Iterator::status() const {
+  if (rep_->it == nullptr) return ClosedError();
+  return FromRocksDb(rep_->it->status(), absl::StrFormat("iterate %s", CfName(rep_->cf)));
+}
+
+// --- Store ----------------------------------------------------------------------
+
+struct Store::Rep {
+  std::string path;
+  rocksdb::Env* env = nullptr;
+  rocksdb::WriteOptions write_options;
+  // True when every handle's RocksDB id equals its Cf number, so batches
+  // built with CfIdHandle can be written as they are.
+  bool ids_match_cf = true;
+  // Snapshots and iterators alive; Close refuses while any is.
+  std::atomic<int> live_views{0};
+
+  // Readers: every operation. Writer: Close.
+  absl::Mutex mu;
+  std::unique_ptr<rocksdb::DB> db ABSL_GUARDED_BY(mu);
+  // Indexed by Cf number.
+  std::vector<rocksdb::ColumnFamilyHandle*> handles ABSL_GUARDED_BY(mu);
+};
+
+namespace {
+
+// Refuses directories that hold something other than a store, so that a
+// wrong --path never scatters RocksDB files among someone else's.
+absl::Status CheckNewStorePath(rocksdb::Env* env, const StoreOptions& options) {
+  const std::string& path = options.path;
+  if (env->FileExists(path).ok()) {
+    bool is_dir = false;
+    rocksdb::Status s = env->IsDirectory(path, &is_dir);
+    if (s.ok() && !is_dir) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "store path %s is a file, not a directory; point the store at a directory", path));
+    }
+    std::vector<std::string> children;
+    RETURN_IF_ERROR(FromRocksDb(env->GetChildren(path, &children),
+                                absl::StrFormat("list store directory %s", path)));
+    for (const std::string& child : children) {
+      // What a store open that died before writing CURRENT leaves behind.
+      if (child == "." || child == ".." || child == "LOCK" || child.rfind("LOG", 0) == 0) {
+        continue;
+      }
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%s is not a fieldsync store (no RocksDB CURRENT file) but holds other files "
+          "such as %s; point the store at its own directory or a new, empty one",
+          path, child));
+    }
+  }
+  if (!options.create_if_missing) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "no store at %s; create one first (create_if_missing) or fix the path", path));
+  }
+  return absl::OkStatus();
+}
+
+// Column family names of the existing store at `path`; refuses unknown ones.
+absl::Status CheckExistingCfs(rocksdb::Env* env, const std::string& path) {
+  rocksdb::DBOptions db_options;
+  db_options.env = env;
+  std::vector<std::string> names;
+  RETURN_IF_ERROR(FromRocksDb(rocksdb::DB::ListColumnFamilies(db_options, path, &names),
+                              absl::StrFormat("list column families of store %s", path)));
+  for (const std::string& name : names) {
+    Cf cf;
+    if (!CfFromName(name, &cf)) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "store %s has column family '%s', unknown to this fieldsync version: it was "
+          "written by a newer one; run that version or restore a matching backup",
+          path, name));
+    }
+  }
+  return absl::OkStatus();
+}
+
+rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const std::shared_ptr<rocksdb::TableFactory>& table) {
+  rocksdb::ColumnFamilyOptions o;
+  o.table_factory = table;
+  // 12 column families share db_write_buffer_size; keep each memtable small.
+  o.write_buffer_size = 16 << 20;
+  if (cf == Cf::kAggregates) o.merge_operator = std::make_shared<Int64AddOperator>();
+  return o;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("store path is empty");
+  rocksdb::Env* env = options.env != nullptr ? options.env : rocksdb::Env::Default();
+
+  const bool exists = env->FileExists(options.path + "/CURRENT").ok();
+  if (exists) {
+    if (options.error_if_exists) {
+      return absl::AlreadyExistsError(absl::StrFormat(
+          "a store already exists at %s; remove it or choose another path", options.path));
+    }
+    RETURN_IF_ERROR(CheckExistingCfs(env, options.path));
+  } else {
+    RETURN_IF_ERROR(CheckNewStorePath(env, options));
+  }
+
+  rocksdb::DBOptions db_options;
+  db_options.env = env;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = options.max_background_jobs;
+  db_options.db_write_buffer_size = 128 << 20;
+  db_options.keep_log_file_num = 5;
+
+  rocksdb::BlockBasedTableOptions table_options;
+  table_options.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  std::shared_ptr<rocksdb::TableFactory> table(rocksdb::NewBlockBasedTableFactory(table_options));
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (Cf cf : kAllCfs) descriptors.emplace_back(std::string(CfName(cf)), CfOptions(cf, table));
+
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw_db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw_db);
+  if (!s.ok()) {
+    if (s.IsIOError() && s.ToString().find("/LOCK") != std::string::npos) {
+      return absl::UnavailableError(absl::StrFormat(
+          "store %s is in use: another process (or another open Store in this one) holds "
+          "its LOCK; stop that server or point this one at another path (rocksdb says %s)",
+          options.path, s.ToString()));
+    }
+    return FromRocksDb(s, absl::StrFormat("open store %s", options.path));
+  }
+
+  auto rep = std::make_unique<Rep>();
+  rep->path = options.path;
+  rep->env = env;
+  rep->write_options.sync = options.sync_writes;
+  for (size_t i = 0; i < handles.size(); ++i) {
+    if (handles[i]->GetID() != i) rep->ids_match_cf = false;
+  }
+  {
+    absl::MutexLock lock(&rep->mu);
+    rep->db.reset(raw_db);
+    rep->handles = std::move(handles);
+  }
+  log::Info("storage.open", {{"path", options.path}, {"ids_match_cf", rep->ids_match_cf ? 1 : 0}});
+  return std::unique_ptr<Store>(new Store(std::move(rep)));
+}
+
+Store::Store(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
+
+Store::~Store() {
+  if (rep_->live_views.load() != 0) {
+    log::Error("storage.destroyed_with_live_views",
+               {{"path", rep_->path}, {"count", rep_->live_views.load()}});
+    std::abort();  // a Snapshot or Iterator would dangle: a bug in the caller
+  }
+  absl::Status s = Close();
+  if (!s.ok()) log::Warn("storage.close_failed", {{"path", rep_->path}, {"error", s.ToString()}});
+}
+
+const std::string& Store::path() const { return rep_->path; }
+
+absl::Status Store::Commit(WriteBatch* batch) {
+  if (!batch->rep_->first_error.ok()) return batch->rep_->first_error;
+  if (batch->Count() == 0) return absl::OkStatus();
+  absl::ReaderMutexLock lock(&rep_->mu);
+  if (rep_->db == nullptr) return ClosedError();
+  rocksdb::WriteBatch* to_write = &batch->rep_->batch;
+  rocksdb::WriteBatch remapped;
+  if (!rep_->ids_match_cf) {
+    RemapHandler remap(&rep_->handles, &remapped);
+    RETURN_IF_ERROR(FromRocksDb(to_write->Iterate(&remap), "remap batch column families"));
+    to_write = &remapped;
+  }
+  // Concurrent callers meet in RocksDB's write group: one WAL append and
+  // one sync for the group (see the class comment).
+  return FromRocksDb(rep_->db->Write(rep_->write_options, to_write), "commit batch");
+}
+
+absl::StatusOr<std::string> Store::Get(Cf cf, std::string_view key, const Snapshot* snap) {
+  absl::ReaderMutexLock lock(&rep_->mu);
+  if (rep_->db == nullptr) return ClosedError();
+  rocksdb::ReadOptions read_options;
+  if (snap != nullptr) {
+    if (snap->rep_->owner != rep_.get()) std::abort();  // another store's snapshot: a bug
+    read_options.snapshot = snap->rep_->snapshot;
+  }
+  std::string value;
+  rocksdb::Status s =
+      rep_->db->Get(read_options, rep_->handles[static_cast<size_t>(cf)], key, &value);
+  if (s.IsNotFound()) {
+    return absl::NotFoundError(absl::StrFormat("get from %s: no such key", CfName(cf)));
+  }
+  RETURN_IF_ERROR(FromRocksDb(s, absl::StrFormat("get from %s", CfName(cf))));
+  return value;
+}
+
+std::unique_ptr<Snapshot> Store::GetSnapshot() {
+  absl::ReaderMutexLock lock(&rep_->mu);
+  if (rep_->db == nullptr) std::abort();  // REQUIRES: open; a bug in the caller
+  auto rep = std::make_unique<Snapshot::Rep>();
+  rep->owner = rep_.get();
+  rep->db = rep_->db.get();
+  rep->snapshot = rep_->db->GetSnapshot();
+  rep->live_views = &rep_->live_views;
+  rep_->live_views.fetch_add(1);
+  return std::unique_ptr<Snapshot>(new Snapshot(std::move(rep)));
+}
+
+std::unique_ptr<Iterator> Store::NewIterator(Cf cf, std::string_view lower,
+                                             std::string_view upper, const Snapshot* snap) {
+  auto rep = std::make_unique<Iterator::Rep>();
+  rep->cf = cf;
+  rep->lower = std::string(lower);
+  rep->upper = std::string(upper);
+  rep->lower_slice = rocksdb::Slice(rep->lower);
+  rep->upper_slice = rocksdb::Slice(rep->upper);
+  absl::ReaderMutexLock lock(&rep_->mu);
+  if (rep_->db == nullptr) return std::unique_ptr<Iterator>(new Iterator(std::move(rep)));
+  rocksdb::ReadOptions read_options;
+  if (!rep->lower.empty()) read_options.iterate_lower_bound = &rep->lower_slice;
+  if (!rep->upper.empty()) read_options.iterate_upper_bound = &rep->upper_slice;
+  if (snap != nullptr) {
+    if (snap->rep_->owner != rep_.get()) std::abort();  // another store's snapshot: a bug
+    read_options.snapshot = snap->rep_->snapshot;
+  }
+  rep->it.reset(rep_->db->NewIterator(read_options, rep_->handles[static_cast<size_t>(cf)]));
+  rep->live_views = &rep_->live_views;
+  rep_->live_views.fetch_add(1);
+  rep->it->Seek(rep->lower);
+  return std::unique_ptr<Iterator>(new Iterator(std::move(rep)));
+}
+
+absl::Status Store::Flush() {
+  absl::ReaderMutexLock lock(&rep_->mu);
+  if (rep_->db == nullptr) return ClosedError();
+  rocksdb::FlushOptions flush_options;
+  flush_options.wait = true;
+  return FromRocksDb(rep_->db->Flush(flush_options, rep_->handles), "flush all column families");
+}
+
+absl::Status Store::CompactRange(Cf cf, std::string_view begin, std::string_view end) {
+  // Flush every column family first: a WAL file stays on disk until all of
+  // them have flushed past it, and it may hold the deleted bytes.
+  RETURN_IF_ERROR(Flush());
+  absl::ReaderMutexLock lock(&rep_->mu);
+  if (rep_->db == nullptr) return ClosedError();
+  rocksdb::CompactRangeOptions compact_options;
+  compact_options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  compact_options.exclusive_manual_compaction = false;
+  const rocksdb::Slice b(begin);
+  const rocksdb::Slice e(end);
+  return FromRocksDb(
+      rep_->db->CompactRange(compact_options, rep_->handles[static_cast<size_t>(cf)],
+                             begin.empty() ? nullptr : &b, end.empty() ? nullptr : &e),
+      absl::StrFormat("compact %s", CfName(cf)));
+}
+
+absl::Status Store::CreateCheckpoint(const std::string& dir) {
+  absl::ReaderMutexLock lock(&rep_->mu);
+  if (rep_->db == nullptr) return ClosedError();
+  if (rep_->env->FileExists(dir).ok()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "checkpoint directory %s already exists; choose a new path", dir));
+  }
+  rocksdb::Checkpoint* raw = nullptr;
+  RETURN_IF_ERROR(FromRocksDb(rocksdb::Checkpoint::Create(rep_->db.get(), &raw),
+                              "create checkpoint object"));
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // log_size_for_flush = 0: always flush, so the copy needs no WAL replay.
+  return FromRocksDb(checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0),
+                     absl::StrFormat("create checkpoint in %s", dir));
+}
+
+absl::Status Store::Close() {
+  absl::MutexLock lock(&rep_->mu);
+  if (rep_->db == nullptr) return absl::OkStatus();
+  if (rep_->live_views.load() != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "cannot close store %s: %d snapshots or iterators are still alive; destroy them "
+        "first", rep_->path, rep_->live_views.load()));
+  }
+  rocksdb::FlushOptions flush_options;
+  flush_options.wait = true;
+  absl::Status first =
+      FromRocksDb(rep_->db->Flush(flush_options, rep_->handles), "flush before close");
+  for (rocksdb::ColumnFamilyHandle* h : rep_->handles) {
+    absl::Status s = FromRocksDb(rep_->db->DestroyColumnFamilyHandle(h), "release handle");
+    if (first.ok()) first = s;
+  }
+  rep_->handles.clear();
+  absl::Status s = FromRocksDb(rep_->db->Close(), "close store");
+  if (first.ok()) first = s;
+  rep_->db.reset();
+  log::Info("storage.close", {{"path", rep_->path}, {"ok", first.ok() ? 1 : 0}});
+  return first;
+}
+
+}  // namespace fieldsync::storage
