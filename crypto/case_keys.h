@@ -1,0 +1,155 @@
+// The per-case data keys (DEK) of DESIGN §7: random 256-bit keys stored
+// only wrapped by the master key (KEK) in Cf::kKeys, a bounded cache of
+// unwrapped ones, online re-wrapping after a KEK rotation, and erasure
+// (crypto-shredding) that compacts the wrapped key out of RocksDB's files.
+#ifndef FIELDSYNC_CRYPTO_CASE_KEYS_H_
+#define FIELDSYNC_CRYPTO_CASE_KEYS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/random.h"
+#include "common/uuid.h"
+#include "crypto/field_cipher.h"
+#include "crypto/master_key.h"
+#include "crypto/secret.h"
+#include "storage/store.h"
+
+namespace fieldsync::crypto {
+
+// The generation of every case DEK (FieldAddress::key_version). A case has
+// exactly one DEK; the number is reserved for a future re-key of a case.
+inline constexpr uint32_t kCaseDekVersion = 1;
+
+struct CaseKeyStoreOptions {
+  // Unwrapped DEKs kept, least recently used evicted first. A hit saves a
+  // RocksDB read and an AES-GCM unwrap plus the AES key setup of the field
+  // cipher (about 2 us together); the price is that the keys of up to this
+  // many recently active cases sit unwrapped in process memory (about 1 KiB
+  // each with their prepared contexts: 4096 cases = 4 MiB) until evicted.
+  size_t cache_capacity = 4096;
+  // Case keys examined per RewrapAll step: one step holds the erasure lock
+  // and commits one WriteBatch.
+  size_t rewrap_batch_size = 256;
+};
+
+// What RewrapAll did.
+struct RewrapCounts {
+  size_t examined = 0;         // case key entries read
+  size_t rewrapped = 0;        // moved to the current KEK version
+  size_t already_current = 0;  // under the current version already
+  size_t erased = 0;           // erasure markers (nothing to rewrap)
+  size_t batches = 0;          // WriteBatches committed
+};
+
+// Stored value of a case DEK key (storage/key_codec.h EncodeCaseDekKey),
+// persisted:
+//   a MasterKeyRing wrapped secret (first byte 0x01, master_key.h) of the
+//     32-byte DEK, purpose "case-dek/<32 lowercase hex digits of case id>",
+//     so its AAD binds the case id and the KEK version; or
+//   the erasure marker, the single byte 0x00: the case was erased.
+//
+// Thread-safe. `store` and `ring` are not owned and must outlive this;
+// the ring must not change while calls are running (AddVersion needs
+// exclusive access to it: pause callers, add the version, resume, then
+// RewrapAll).
+class CaseKeyStore {
+ public:
+  CaseKeyStore(storage::Store* store, const MasterKeyRing* ring,
+               CaseKeyStoreOptions options = {});
+  CaseKeyStore(const CaseKeyStore&) = delete;
+  CaseKeyStore& operator=(const CaseKeyStore&) = delete;
+
+  // Makes a fresh random 256-bit DEK for the case, adds its wrapped form to
+  // *batch (committed by the caller, with the case's first changes) and
+  // returns it. The key is not cached until it is read back after the
+  // commit, so a failed commit leaves no phantom key. Errors:
+  //   kAlreadyExists - the case has a key;
+  //   kFailedPrecondition - the case was erased;
+  //   the errors of Store::Get.
+  // REQUIRES: the caller serializes CreateDek + commit per case (the commit
+  // step does), or two racing creations could both commit.
+  absl::StatusOr<SecretBytes> CreateDek(const fieldsync::Uuid& case_id, Random& random,
+                                        storage::WriteBatch* batch);
+
+  // The case's DEK, from the cache or unwrapped from the store. Errors:
+  //   kNotFound "case key erased" - Erase ran for the case;
+  //   kNotFound "no data key for case ..." - never created (or not yet
+  //     committed);
+  //   kDataLoss - the stored key does not open (wrong master key, corrupt);
+  //   kFailedPrecondition - wrapped under a KEK version the ring lacks;
+  //   the errors of Store::Get.
+  absl::StatusOr<SecretBytes> GetDek(const fieldsync::Uuid& case_id);
+
+  // The case's prepared field cipher (the fast path for field values); the
+  // errors of GetDek. The handle stays usable after the entry is evicted or
+  // the case erased; drop it promptly (the key is wiped when the last
+  // handle goes).
+  absl::StatusOr<std::shared_ptr<const FieldCipher>> GetFieldCipher(
+      const fieldsync::Uuid& case_id);
+
+  // Re-wraps every case DEK that is not under the ring's current version,
+  // in WriteBatches of options.rewrap_batch_size keys, while other calls
+  // go on (GetDek and field ciphertexts are unaffected: the DEKs do not
+  // change). Idempotent: after an error, run it again to continue. Errors:
+  // those of Store's iteration and Commit, and of MasterKeyRing::Rewrap
+  // (kDataLoss, kFailedPrecondition) for the first key that fails.
+  absl::StatusOr<RewrapCounts> RewrapAll(Random& random);
+
+  // Crypto-shredding: replaces the case's wrapped DEK with the erasure
+  // marker (adding it to *batch when given, e.g. with the erasure's audit
+  // event, and committing *batch), evicts the cached key, then compacts the
+  // key's range of Cf::kKeys (Store::CompactRange: flush, forced bottommost
+  // compaction) so that no SST or WAL file holds the wrapped DEK any more.
+  // Every field of the case is unreadable afterwards. Idempotent: erasing an
+  // erased (or never keyed) case commits the marker again and compacts
+  // again. A Store Snapshot older than the erasure keeps the old value in
+  // the files until it is released: run Erase again after that
+  // (docs/SECURITY.md). Errors: those of Store::Commit and CompactRange
+  // (the marker may be committed when compaction fails: retry).
+  absl::Status Erase(const fieldsync::Uuid& case_id, storage::WriteBatch* batch = nullptr);
+
+  // Number of cached DEKs (tests, metrics).
+  size_t cached_count() const;
+
+  // "case-dek/<32 lowercase hex digits>": the wrap purpose of the case's DEK.
+  static std::string WrapPurpose(const fieldsync::Uuid& case_id);
+
+ private:
+  struct CachedKey {
+    SecretBytes dek;
+    FieldCipher cipher;
+  };
+  using Lru = std::list<std::pair<fieldsync::Uuid, std::shared_ptr<const CachedKey>>>;
+
+  absl::StatusOr<std::shared_ptr<const CachedKey>> Lookup(const fieldsync::Uuid& case_id);
+  void Evict(const fieldsync::Uuid& case_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  storage::Store* const store_;
+  const MasterKeyRing* const ring_;
+  const CaseKeyStoreOptions options_;
+
+  // Serializes Erase against each RewrapAll step, so that a rewrap never
+  // writes back a key that was erased after it was read.
+  absl::Mutex erase_mu_;
+
+  mutable absl::Mutex mu_;
+  Lru lru_ ABSL_GUARDED_BY(mu_);  // most recently used first
+  absl::flat_hash_map<fieldsync::Uuid, Lru::iterator> index_ ABSL_GUARDED_BY(mu_);
+  // Incremented by every Erase: a lookup that read the store before an
+  // erasure does not put its key in the cache after it.
+  uint64_t erase_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace fieldsync::crypto
+
+#endif  // FIELDSYNC_CRYPTO_CASE_KEYS_H_

@@ -1,0 +1,341 @@
+#include "crypto/master_key.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "crypto/bytes.h"
+#include "crypto/hkdf.h"
+
+namespace fieldsync::crypto {
+namespace {
+
+constexpr std::string_view kHeader = "fieldsync-master-key v1";
+constexpr std::string_view kWrapDomain = "fieldsync/wrap/v1";
+constexpr std::string_view kDeriveSalt = "fieldsync/derive/v1";
+constexpr size_t kKeySize = 32;
+constexpr size_t kBase64KeySize = 44;  // 32 bytes, padded.
+// A key file is a few lines; anything larger is not one.
+constexpr size_t kMaxKeyText = 1 << 20;
+
+void PutU32(std::string& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>(v >> shift));
+}
+
+uint32_t GetU32(std::string_view in) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(in[i]);
+  return v;
+}
+
+// The associated data of a wrapped key (layout in master_key.h).
+std::string WrapAad(std::string_view purpose, uint32_t version) {
+  std::string aad(kWrapDomain);
+  PutU32(aad, static_cast<uint32_t>(purpose.size()));
+  aad.append(purpose);
+  PutU32(aad, version);
+  return aad;
+}
+
+absl::Status DoesNotOpen(std::string_view purpose) {
+  return absl::DataLossError(absl::StrFormat(
+      "wrapped key for %s does not open: wrong master key or corrupted", purpose));
+}
+
+// Decodes 44 characters of canonical padded base64 into 32 bytes; false if
+// they are not exactly that.
+bool DecodeKey(std::string_view text, SecretBytes* key) {
+  if (text.size() != kBase64KeySize || text[43] != '=' || text[42] == '=') return false;
+  SecretBytes decoded(33);  // EVP_DecodeBlock counts the padding as a byte.
+  int n = EVP_DecodeBlock(decoded.data(), reinterpret_cast<const uint8_t*>(text.data()),
+                          static_cast<int>(text.size()));
+  if (n != 33) return false;
+  SecretBytes out(decoded.span().first(kKeySize));
+  // Reject non-canonical encodings (stray low bits in the last character):
+  // one key, one spelling.
+  std::string again(kBase64KeySize + 1, '\0');
+  EVP_EncodeBlock(reinterpret_cast<uint8_t*>(again.data()), out.data(), kKeySize);
+  bool canonical = ConstantTimeEquals(AsBytes(std::string_view(again).substr(0, kBase64KeySize)),
+                                      AsBytes(text));
+  Cleanse(again);
+  if (!canonical) return false;
+  *key = std::move(out);
+  return true;
+}
+
+template <size_t N>
+std::span<uint8_t> AsWritable(char (&buf)[N]) {
+  return {reinterpret_cast<uint8_t*>(buf), N};
+}
+
+absl::Status Malformed(std::string_view source, size_t line, std::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrFormat("malformed %s, line %d: %s", source, line, what));
+}
+
+// Reads all of `fd` (at most kMaxKeyText bytes) into `out`.
+absl::Status ReadAll(int fd, std::string_view source, std::string* out) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      Cleanse(AsWritable(buf));
+      return absl::FailedPreconditionError(
+          absl::StrFormat("cannot read %s: %s", source, std::strerror(err)));
+    }
+    if (n == 0) break;
+    if (out->size() + static_cast<size_t>(n) > kMaxKeyText) {
+      Cleanse(AsWritable(buf));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s is over %d bytes: not a master key file", source, kMaxKeyText));
+    }
+    out->append(buf, static_cast<size_t>(n));
+  }
+  Cleanse(AsWritable(buf));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status MasterKeyRing::Insert(uint32_t version, SecretBytes key) {
+  if (keys_.contains(version)) {
+    return absl::InvalidArgumentError(absl::StrFormat("master key version %d twice", version));
+  }
+  ASSIGN_OR_RETURN(AesGcm aead, AesGcm::Create(key.span()));
+  keys_.emplace(version, Version{std::move(key), std::make_unique<AesGcm>(std::move(aead))});
+  if (version > current_version_) current_version_ = version;
+  return absl::OkStatus();
+}
+
+MasterKeyRing MasterKeyRing::Generate(Random& random) {
+  MasterKeyRing ring;
+  SecretBytes key(kKeySize);
+  random.Fill(key.mutable_span());
+  absl::Status s = ring.Insert(1, std::move(key));
+  if (!s.ok()) std::abort();  // A 32-byte key into an empty ring cannot fail.
+  return ring;
+}
+
+absl::StatusOr<MasterKeyRing> MasterKeyRing::Parse(std::string_view text) {
+  return ParseText(text, "master key text");
+}
+
+absl::StatusOr<MasterKeyRing> MasterKeyRing::ParseText(std::string_view text,
+                                                       std::string_view source) {
+  MasterKeyRing ring;
+  bool seen_header = false;
+  size_t line_number = 0;
+  for (absl::string_view absl_line :
+       absl::StrSplit(absl::string_view(text.data(), text.size()), '\n')) {
+    std::string_view line(absl_line.data(), absl_line.size());
+    ++line_number;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty() || line.front() == '#') continue;
+    if (!seen_header) {
+      if (line != kHeader) {
+        return Malformed(source, line_number,
+                         absl::StrFormat("expected the header \"%s\"", kHeader));
+      }
+      seen_header = true;
+      continue;
+    }
+    std::vector<absl::string_view> fields = absl::StrSplit(
+        absl::string_view(line.data(), line.size()), absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    uint32_t version = 0;
+    if (fields.size() != 2 || !absl::SimpleAtoi(fields[0], &version) || version == 0) {
+      return Malformed(source, line_number, "expected \"<version> <base64 key>\", version >= 1");
+    }
+    SecretBytes key;
+    if (!DecodeKey(std::string_view(fields[1].data(), fields[1].size()), &key)) {
+      return Malformed(source, line_number,
+                       absl::StrFormat("version %d: the key is not 32 bytes of padded base64",
+                                       version));
+    }
+    if (ring.keys_.contains(version)) {
+      return Malformed(source, line_number, absl::StrFormat("version %d appears twice", version));
+    }
+    RETURN_IF_ERROR(ring.Insert(version, std::move(key)));
+  }
+  if (!seen_header) return Malformed(source, line_number, "empty");
+  if (ring.keys_.empty()) return Malformed(source, line_number, "no key versions");
+  return ring;
+}
+
+absl::StatusOr<MasterKeyRing> MasterKeyRing::LoadFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) {
+      return absl::NotFoundError(absl::StrFormat("master key file %s does not exist", path));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrFormat("cannot open master key file %s: %s", path, std::strerror(err)));
+  }
+  // The checks run on the open descriptor, so the file read is the file
+  // checked.
+  struct stat st;
+  absl::Status status;
+  if (::fstat(fd, &st) != 0) {
+    status = absl::FailedPreconditionError(
+        absl::StrFormat("cannot stat master key file %s: %s", path, std::strerror(errno)));
+  } else if (!S_ISREG(st.st_mode)) {
+    status = absl::FailedPreconditionError(
+        absl::StrFormat("master key file %s is not a regular file", path));
+  } else if ((st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
+    status = absl::FailedPreconditionError(absl::StrFormat(
+        "master key file %s is readable by other users; run: chmod 600 %s", path, path));
+  } else if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    status = absl::FailedPreconditionError(absl::StrFormat(
+        "master key file %s is accessible by other users; run: chmod 600 %s", path, path));
+  }
+  std::string text;
+  const std::string source = absl::StrFormat("master key file %s", path);
+  if (status.ok()) status = ReadAll(fd, source, &text);
+  ::close(fd);
+  absl::StatusOr<MasterKeyRing> ring =
+      status.ok() ? ParseText(text, source) : absl::StatusOr<MasterKeyRing>(status);
+  Cleanse(text);
+  return ring;
+}
+
+absl::StatusOr<MasterKeyRing> MasterKeyRing::LoadFromCommand(const std::string& command) {
+  std::FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("cannot run the master key command: %s", std::strerror(errno)));
+  }
+  const std::string source = "master key command output";
+  std::string text;
+  absl::Status status = ReadAll(::fileno(pipe), source, &text);
+  if (!status.ok()) {
+    // Drain, so that pclose does not wait on a writer blocked on a full pipe.
+    char sink[4096];
+    while (std::fread(sink, 1, sizeof(sink), pipe) > 0) {
+    }
+    Cleanse(AsWritable(sink));
+  }
+  int wait_status = ::pclose(pipe);
+  if (status.ok()) {
+    if (wait_status == -1) {
+      status = absl::FailedPreconditionError(absl::StrFormat(
+          "cannot collect the master key command's exit status: %s", std::strerror(errno)));
+    } else if (WIFSIGNALED(wait_status)) {
+      status = absl::FailedPreconditionError(absl::StrFormat(
+          "the master key command was killed by signal %d", WTERMSIG(wait_status)));
+    } else if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
+      status = absl::FailedPreconditionError(absl::StrFormat(
+          "the master key command exited with status %d (127: not found); see its "
+          "standard error",
+          WEXITSTATUS(wait_status)));
+    }
+  }
+  absl::StatusOr<MasterKeyRing> ring =
+      status.ok() ? ParseText(text, source) : absl::StatusOr<MasterKeyRing>(status);
+  Cleanse(text);
+  return ring;
+}
+
+std::string MasterKeyRing::Serialize() const {
+  std::string out(kHeader);
+  out.push_back('\n');
+  char b64[kBase64KeySize + 1];
+  for (const auto& [version, v] : keys_) {
+    EVP_EncodeBlock(reinterpret_cast<uint8_t*>(b64), v.key.data(), kKeySize);
+    out.append(absl::StrFormat("%d ", version));
+    out.append(b64, kBase64KeySize);
+    out.push_back('\n');
+  }
+  Cleanse(AsWritable(b64));
+  return out;
+}
+
+absl::Status MasterKeyRing::AddVersion(Random& random) {
+  if (current_version_ == std::numeric_limits<uint32_t>::max()) {
+    return absl::FailedPreconditionError("master key ring is at its last version number");
+  }
+  SecretBytes key(kKeySize);
+  random.Fill(key.mutable_span());
+  return Insert(current_version_ + 1, std::move(key));
+}
+
+absl::StatusOr<std::string> MasterKeyRing::Wrap(std::string_view purpose,
+                                                std::span<const uint8_t> secret,
+                                                Random& random) const {
+  const Version& kek = keys_.at(current_version_);
+  uint8_t nonce[kAesGcmNonceSize];
+  random.Fill(nonce);
+  std::string out;
+  out.reserve(kWrapOverhead + secret.size());
+  out.push_back(static_cast<char>(kWrapFormatVersion));
+  PutU32(out, current_version_);
+  out.append(AsStringView(nonce));
+  RETURN_IF_ERROR(kek.aead->SealAppend(nonce, AsBytes(WrapAad(purpose, current_version_)), secret,
+                                       &out));
+  return out;
+}
+
+absl::StatusOr<uint32_t> MasterKeyRing::WrappedVersion(std::string_view wrapped) {
+  if (wrapped.size() < kWrapOverhead || static_cast<uint8_t>(wrapped[0]) != kWrapFormatVersion) {
+    return absl::DataLossError(absl::StrFormat(
+        "wrapped key is malformed (%d bytes, format byte not %d)", wrapped.size(),
+        kWrapFormatVersion));
+  }
+  return GetU32(wrapped.substr(1, 4));
+}
+
+absl::StatusOr<SecretBytes> MasterKeyRing::Unwrap(std::string_view purpose,
+                                                  std::string_view wrapped) const {
+  if (wrapped.size() < kWrapOverhead || static_cast<uint8_t>(wrapped[0]) != kWrapFormatVersion) {
+    return DoesNotOpen(purpose);
+  }
+  const uint32_t version = GetU32(wrapped.substr(1, 4));
+  auto it = keys_.find(version);
+  if (it == keys_.end()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "wrapped key for %s needs master key version %d, which the master key ring lacks "
+        "(it holds up to version %d)",
+        purpose, version, current_version_));
+  }
+  std::span<const uint8_t> nonce = AsBytes(wrapped.substr(5, kAesGcmNonceSize));
+  std::span<const uint8_t> sealed = AsBytes(wrapped.substr(5 + kAesGcmNonceSize));
+  SecretBytes secret(sealed.size() - kAesGcmTagSize);
+  absl::Status s = it->second.aead->OpenTo(nonce, AsBytes(WrapAad(purpose, version)), sealed,
+                                           secret.mutable_span());
+  if (!s.ok()) return DoesNotOpen(purpose);
+  return secret;
+}
+
+absl::StatusOr<std::string> MasterKeyRing::Rewrap(std::string_view purpose,
+                                                  std::string_view wrapped,
+                                                  Random& random) const {
+  ASSIGN_OR_RETURN(SecretBytes secret, Unwrap(purpose, wrapped));
+  return Wrap(purpose, secret.span(), random);
+}
+
+absl::StatusOr<SecretBytes> MasterKeyRing::DeriveKey(std::string_view purpose, uint32_t version,
+                                                     size_t length) const {
+  auto it = keys_.find(version);
+  if (it == keys_.end()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "key derivation for %s needs master key version %d, which the master key ring lacks",
+        purpose, version));
+  }
+  return Hkdf(AsBytes(kDeriveSalt), it->second.key.span(), AsBytes(purpose), length);
+}
+
+}  // namespace fieldsync::crypto
