@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace fieldsync::log {
 
@@ -27,6 +28,8 @@ struct Field {
   Field(std::string_view k, std::string_view v) : key(k), value(v) {}
   Field(std::string_view k, const char* v) : key(k), value(v) {}
   Field(std::string_view k, const std::string& v) : key(k), value(v) {}
+  // absl::string_view is not std::string_view in Debian's abseil.
+  Field(std::string_view k, absl::string_view v) : key(k), value(v.data(), v.size()) {}
   template <typename T, typename = std::enable_if_t<std::is_arithmetic_v<T>>>
   Field(std::string_view k, T v) : key(k), value(std::to_string(v)), is_number(true) {}
   std::string_view key;

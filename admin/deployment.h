@@ -1,0 +1,83 @@
+// A deployment's data directory: its layout, its creation (`fieldsync init`)
+// and the checks that fieldsyncd and the command-line tool run before they
+// use one.
+//
+// Layout of DIR (persisted: tools and operators rely on these names):
+//   DEPLOYMENT          marker: format line, deployment id, audit log origin
+//   master.key          the master key ring (KEK), mode 0600
+//   fieldsyncd.conf     server configuration, protobuf text form
+//   db/                 the RocksDB instance
+//   tls/ca.crt          deployment CA certificate (its key lives wrapped in db/)
+//   tls/server.crt      server certificate, tls/server.key its key (0600)
+//   admin/admin.crt     administrator client certificate, admin/admin.key (0600)
+//   admin/ca.crt        copy of the CA certificate, for the administrator's tools
+//   audit-log.pub       the audit log's C2SP signed-note verifier key
+#ifndef FIELDSYNC_ADMIN_DEPLOYMENT_H_
+#define FIELDSYNC_ADMIN_DEPLOYMENT_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/random.h"
+
+namespace fieldsync::admin {
+
+// Paths inside one data directory.
+struct DeploymentPaths {
+  explicit DeploymentPaths(std::string data_dir);
+  std::string root;
+  std::string marker;
+  std::string master_key;
+  std::string config;
+  std::string db;
+  std::string ca_cert;
+  std::string server_cert;
+  std::string server_key;
+  std::string admin_cert;
+  std::string admin_key;
+  std::string admin_ca_cert;
+  std::string audit_public_key;
+};
+
+// What the DEPLOYMENT marker says.
+struct DeploymentInfo {
+  std::string deployment_id;  // UUID
+  std::string audit_origin;   // origin line of the log's checkpoints
+};
+
+struct InitOptions {
+  std::string data_dir;
+  // Extra names for the server certificate, besides localhost, 127.0.0.1
+  // and ::1: DNS names or IP addresses.
+  std::vector<std::string> hosts;
+  // Written to fieldsyncd.conf as the default listen address.
+  std::string listen = "127.0.0.1:7443";
+  // Id of the first administrator.
+  std::string admin_id = "admin";
+  Clock* clock = nullptr;    // not owned
+  Random* random = nullptr;  // not owned
+};
+
+// Creates a deployment in `options.data_dir`, which must not exist or be
+// empty: CA, server and administrator certificates, master key, the
+// server's HPKE sealing key, the audit signing key and the CA key (all
+// three wrapped by the master key in the database), the administrator
+// principal, a default fieldsyncd.conf and audit-log.pub. Everything is
+// built in a sibling temporary directory and renamed into place, so a
+// failure leaves nothing behind.
+// Returns kAlreadyExists if the directory holds anything,
+// kFailedPrecondition if its parent does not exist or is not writable.
+absl::StatusOr<DeploymentInfo> InitDeployment(const InitOptions& options);
+
+// Checks that `data_dir` holds a deployment and returns its marker.
+// kNotFound (with the `fieldsync init` command to run) if the directory or
+// its marker is missing; kFailedPrecondition if the directory holds
+// something else or a newer format.
+absl::StatusOr<DeploymentInfo> CheckDeployment(const std::string& data_dir);
+
+}  // namespace fieldsync::admin
+
+#endif  // FIELDSYNC_ADMIN_DEPLOYMENT_H_

@@ -1,0 +1,98 @@
+#include "admin/staff.h"
+
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+
+namespace fieldsync::admin {
+
+absl::Status ValidateRegion(std::string_view region) {
+  bool ok = !region.empty() && region.size() <= 64;
+  for (char c : region) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == ' ' || c == '.' || c == '_' || c == '-');
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        "a region is 1-64 characters of letters, digits, space, '.', '_' or '-'");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::string& actor) {
+  RETURN_IF_ERROR(ValidateStaffId(request.id));
+  switch (request.role) {
+    case v1::ROLE_SUPERVISOR:
+    case v1::ROLE_ANALYST:
+      if (request.regions.empty()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "role %s needs at least one region", std::string(RoleName(request.role))));
+      }
+      break;
+    case v1::ROLE_AUDITOR:
+    case v1::ROLE_ADMINISTRATOR:
+      if (!request.regions.empty()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "role %s reaches the whole deployment: give no region",
+            std::string(RoleName(request.role))));
+      }
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          "staff role must be supervisor, analyst, auditor or administrator (devices enrol "
+          "with a code)");
+  }
+  for (const std::string& region : request.regions) RETURN_IF_ERROR(ValidateRegion(region));
+  absl::StatusOr<crypto::VerifiedCsr> csr = crypto::VerifyCsr(request.csr_pem);
+  if (!csr.ok()) {
+    return absl::InvalidArgumentError(absl::StrFormat("CSR refused: %s", csr.status().message()));
+  }
+
+  PrincipalName name{v1::PRINCIPAL_KIND_STAFF, request.id};
+  absl::Time now = clock_->Now();
+  absl::MutexLock lock(&write_mu_);
+  absl::StatusOr<v1::Principal> existing = registry_.Get(name);
+  if (existing.ok()) {
+    return absl::AlreadyExistsError(absl::StrFormat(
+        "staff id %s is already registered (ids are never reused): choose another", request.id));
+  }
+  if (!absl::IsNotFound(existing.status())) return existing.status();
+
+  ASSIGN_OR_RETURN(crypto::IssuedCertificate cert,
+                   crypto::IssueClientCertificate(*ca_, csr->public_key_pem, PrincipalUri(name),
+                                                  now, crypto::kClientValidity));
+  IssuedStaff out;
+  v1::Principal& p = out.principal;
+  p.set_id(request.id);
+  p.set_kind(v1::PRINCIPAL_KIND_STAFF);
+  p.set_role(request.role);
+  for (const std::string& region : request.regions) p.add_regions(region);
+  p.set_status(v1::PRINCIPAL_STATUS_ACTIVE);
+  p.set_created_unix_micros(absl::ToUnixMicros(now));
+  p.set_certificate_serial(cert.serial_hex);
+  p.set_changed_by(actor);
+  storage::WriteBatch batch;
+  RETURN_IF_ERROR(registry_.Put(p, &batch));
+  RETURN_IF_ERROR(store_->Commit(&batch));
+  out.certificate_pem = std::move(cert.certificate_pem);
+  return out;
+}
+
+absl::StatusOr<v1::Principal> StaffAdmin::Revoke(const PrincipalName& name,
+                                                 const std::string& actor) {
+  if (PrincipalUri(name) == actor) {
+    return absl::FailedPreconditionError(
+        "a principal cannot revoke itself: ask another administrator");
+  }
+  absl::MutexLock lock(&write_mu_);
+  ASSIGN_OR_RETURN(v1::Principal p, registry_.Get(name));
+  if (p.status() == v1::PRINCIPAL_STATUS_REVOKED) return p;
+  p.set_status(v1::PRINCIPAL_STATUS_REVOKED);
+  p.set_revoked_unix_micros(absl::ToUnixMicros(clock_->Now()));
+  p.set_changed_by(actor);
+  storage::WriteBatch batch;
+  RETURN_IF_ERROR(registry_.Put(p, &batch));
+  RETURN_IF_ERROR(store_->Commit(&batch));
+  return p;
+}
+
+}  // namespace fieldsync::admin

@@ -1,0 +1,63 @@
+// Registering and revoking principals: the administrator's operations on
+// the registry. gRPC-free; server/admin_service.cc adapts it.
+#ifndef FIELDSYNC_ADMIN_STAFF_H_
+#define FIELDSYNC_ADMIN_STAFF_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "admin/principals.h"
+#include "common/clock.h"
+#include "crypto/x509.h"
+#include "fieldsync/v1/admin.pb.h"
+#include "storage/store.h"
+
+namespace fieldsync::admin {
+
+struct NewStaff {
+  std::string id;
+  v1::Role role = v1::ROLE_UNSPECIFIED;
+  std::vector<std::string> regions;
+  std::string csr_pem;
+};
+
+struct IssuedStaff {
+  v1::Principal principal;
+  std::string certificate_pem;
+};
+
+// Thread-safe: registry writes are serialized. Pointers are not owned and
+// must outlive this object.
+class StaffAdmin {
+ public:
+  StaffAdmin(storage::Store* store, const crypto::CertificateAuthority* ca, Clock* clock)
+      : store_(store), registry_(store), ca_(ca), clock_(clock) {}
+
+  // Registers a staff principal and signs its CSR; `actor` is the caller's
+  // URI, recorded in the entry.
+  // kInvalidArgument: malformed id, role, regions or CSR (the message says
+  //   which and why). kAlreadyExists: the id is taken (ids are never reused,
+  //   even after revocation).
+  absl::StatusOr<IssuedStaff> Add(const NewStaff& request, const std::string& actor);
+
+  // Revokes a principal from the next call on. Revoking a revoked principal
+  // returns it unchanged. kNotFound: no such principal.
+  // kFailedPrecondition: `name` is the caller itself.
+  absl::StatusOr<v1::Principal> Revoke(const PrincipalName& name, const std::string& actor);
+
+ private:
+  storage::Store* store_;
+  PrincipalRegistry registry_;
+  const crypto::CertificateAuthority* ca_;
+  Clock* clock_;
+  absl::Mutex write_mu_;
+};
+
+// Region names: 1-64 characters of [A-Za-z0-9 ._-].
+absl::Status ValidateRegion(std::string_view region);
+
+}  // namespace fieldsync::admin
+
+#endif  // FIELDSYNC_ADMIN_STAFF_H_

@@ -1,0 +1,71 @@
+#include "server/admin_service.h"
+
+#include "common/status_macros.h"
+#include "server/rpc.h"
+
+namespace fieldsync::server {
+
+grpc::ServerUnaryReactor* AdminServiceImpl::WhoAmI(grpc::CallbackServerContext* context,
+                                                   const v1::WhoAmIRequest* request,
+                                                   v1::WhoAmIResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AdminService/WhoAmI", auth_,
+                  [&](const Caller& caller) {
+                    response->set_principal_uri(caller.uri);
+                    *response->mutable_principal() = caller.principal;
+                    return absl::OkStatus();
+                  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::AddStaff(grpc::CallbackServerContext* context,
+                                                     const v1::AddStaffRequest* request,
+                                                     v1::AddStaffResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AdminService/AddStaff", auth_,
+                  [&](const Caller& caller) -> absl::Status {
+                    admin::NewStaff staff;
+                    staff.id = request->id();
+                    staff.role = request->role();
+                    staff.regions.assign(request->regions().begin(), request->regions().end());
+                    staff.csr_pem = request->csr_pem();
+                    ASSIGN_OR_RETURN(admin::IssuedStaff issued, staff_->Add(staff, caller.uri));
+                    *response->mutable_principal() = std::move(issued.principal);
+                    response->set_certificate_pem(std::move(issued.certificate_pem));
+                    response->set_ca_certificate_pem(ca_pem_);
+                    return absl::OkStatus();
+                  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RevokePrincipal(
+    grpc::CallbackServerContext* context, const v1::RevokePrincipalRequest* request,
+    v1::RevokePrincipalResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AdminService/RevokePrincipal", auth_,
+                  [&](const Caller& caller) -> absl::Status {
+                    admin::PrincipalName name{request->kind(), request->id()};
+                    if (name.kind != v1::PRINCIPAL_KIND_STAFF &&
+                        name.kind != v1::PRINCIPAL_KIND_DEVICE) {
+                      return absl::InvalidArgumentError("kind must be staff or device");
+                    }
+                    ASSIGN_OR_RETURN(*response->mutable_principal(),
+                                     staff_->Revoke(name, caller.uri));
+                    return absl::OkStatus();
+                  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListPrincipals(
+    grpc::CallbackServerContext* context, const v1::ListPrincipalsRequest* request,
+    v1::ListPrincipalsResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AdminService/ListPrincipals", auth_,
+                  [&](const Caller&) -> absl::Status {
+                    ASSIGN_OR_RETURN(std::vector<v1::Principal> all,
+                                     registry_->List(request->kind()));
+                    for (v1::Principal& p : all) {
+                      if (p.status() == v1::PRINCIPAL_STATUS_REVOKED &&
+                          !request->include_revoked()) {
+                        continue;
+                      }
+                      *response->add_principals() = std::move(p);
+                    }
+                    return absl::OkStatus();
+                  });
+}
+
+}  // namespace fieldsync::server

@@ -1,0 +1,43 @@
+// AdminService over gRPC's callback API: a thin adapter over admin/.
+#ifndef FIELDSYNC_SERVER_ADMIN_SERVICE_H_
+#define FIELDSYNC_SERVER_ADMIN_SERVICE_H_
+
+#include <string>
+
+#include "admin/principals.h"
+#include "admin/staff.h"
+#include "fieldsync/v1/admin.grpc.pb.h"
+#include "server/auth.h"
+
+namespace fieldsync::server {
+
+// Thread-safe. Pointers are not owned and must outlive the service.
+class AdminServiceImpl final : public v1::AdminService::CallbackService {
+ public:
+  AdminServiceImpl(Authenticator* auth, admin::PrincipalRegistry* registry,
+                   admin::StaffAdmin* staff, std::string ca_certificate_pem)
+      : auth_(auth), registry_(registry), staff_(staff), ca_pem_(std::move(ca_certificate_pem)) {}
+
+  grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* context,
+                                   const v1::WhoAmIRequest* request,
+                                   v1::WhoAmIResponse* response) override;
+  grpc::ServerUnaryReactor* AddStaff(grpc::CallbackServerContext* context,
+                                     const v1::AddStaffRequest* request,
+                                     v1::AddStaffResponse* response) override;
+  grpc::ServerUnaryReactor* RevokePrincipal(grpc::CallbackServerContext* context,
+                                            const v1::RevokePrincipalRequest* request,
+                                            v1::RevokePrincipalResponse* response) override;
+  grpc::ServerUnaryReactor* ListPrincipals(grpc::CallbackServerContext* context,
+                                           const v1::ListPrincipalsRequest* request,
+                                           v1::ListPrincipalsResponse* response) override;
+
+ private:
+  Authenticator* auth_;
+  admin::PrincipalRegistry* registry_;
+  admin::StaffAdmin* staff_;
+  const std::string ca_pem_;
+};
+
+}  // namespace fieldsync::server
+
+#endif  // FIELDSYNC_SERVER_ADMIN_SERVICE_H_

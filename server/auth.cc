@@ -1,0 +1,111 @@
+#include "server/auth.h"
+
+#include <grpcpp/security/auth_context.h>
+
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "crypto/x509.h"
+
+namespace fieldsync::server {
+namespace {
+
+// Bound on cached certificate verifications; the cache is cleared when full.
+constexpr size_t kMaxCachedCertificates = 20000;
+
+std::string PeerCertificatePem(const grpc::ServerContextBase& context) {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth == nullptr) return "";
+  std::vector<grpc::string_ref> values = auth->FindPropertyValues("x509_pem_cert");
+  if (values.empty()) return "";
+  return std::string(values.front().data(), values.front().size());
+}
+
+}  // namespace
+
+absl::StatusOr<admin::PrincipalName> Authenticator::VerifiedName(const std::string& pem) {
+  absl::Time now = clock_->Now();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = verified_.find(pem);
+    if (it != verified_.end() && now >= it->second.not_before && now < it->second.not_after) {
+      return it->second.name;
+    }
+  }
+  absl::Status chain = crypto::VerifyCertificateChain(ca_pem_, pem, now);
+  if (!chain.ok()) {
+    return absl::UnauthenticatedError(
+        absl::StrFormat("client certificate refused: %s", chain.message()));
+  }
+  ASSIGN_OR_RETURN(crypto::CertificateSummary summary, crypto::ParseCertificate(pem));
+  if (summary.uris.size() != 1) {
+    return absl::UnauthenticatedError(
+        "client certificate must name exactly one fieldsync principal in a URI SAN");
+  }
+  absl::StatusOr<admin::PrincipalName> name = admin::ParsePrincipalUri(summary.uris.front());
+  if (!name.ok()) return absl::UnauthenticatedError(name.status().message());
+  absl::MutexLock lock(&mu_);
+  if (verified_.size() >= kMaxCachedCertificates) verified_.clear();
+  verified_[pem] = CachedCertificate{*name, summary.not_before, summary.not_after};
+  return *name;
+}
+
+absl::StatusOr<Caller> Authenticator::Authorize(const grpc::ServerContextBase& context,
+                                                std::string_view method) {
+  Caller caller;
+  ASSIGN_OR_RETURN(caller.rule, FindRule(method));
+  if (!caller.rule->requires_certificate) {
+    // Public methods never depend on who calls: a device re-enrolling with
+    // an expired certificate must still reach Enroll.
+    caller.uri = "anonymous";
+    return caller;
+  }
+  std::string pem = PeerCertificatePem(context);
+  if (pem.empty()) {
+    return absl::UnauthenticatedError(absl::StrFormat(
+        "%s needs a client certificate: connect with a principal's certificate and key",
+        std::string(method)));
+  }
+  ASSIGN_OR_RETURN(admin::PrincipalName name, VerifiedName(pem));
+  caller.uri = admin::PrincipalUri(name);
+  absl::StatusOr<v1::Principal> principal = registry_->Get(name);
+  if (absl::IsNotFound(principal.status())) {
+    return absl::UnauthenticatedError(absl::StrFormat(
+        "principal %s is not registered in this deployment", caller.uri));
+  }
+  if (!principal.ok()) {
+    return absl::UnavailableError("the principal registry cannot be read; retry later");
+  }
+  if (principal->status() != v1::PRINCIPAL_STATUS_ACTIVE) {
+    return absl::UnauthenticatedError(absl::StrFormat(
+        "principal %s is revoked: ask an administrator", caller.uri));
+  }
+  caller.principal = *std::move(principal);
+  caller.has_principal = true;
+  RETURN_IF_ERROR(CheckRole(*caller.rule, caller.principal.role()));
+  return caller;
+}
+
+grpc::Status CertificateGate::Process(const InputMetadata& auth_metadata,
+                                      grpc::AuthContext* context, OutputMetadata*,
+                                      OutputMetadata*) {
+  auto path = auth_metadata.find(":path");
+  if (path == auth_metadata.end()) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "call without a method path");
+  }
+  std::string method(path->second.data(), path->second.size());
+  absl::StatusOr<const RpcRule*> rule = FindRule(method);
+  if (!rule.ok()) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(rule.status().message()));
+  }
+  if (!(*rule)->requires_certificate) return grpc::Status::OK;
+  if (context->FindPropertyValues("x509_pem_cert").empty()) {
+    return grpc::Status(
+        grpc::StatusCode::UNAUTHENTICATED,
+        absl::StrFormat("%s needs a client certificate: connect with a principal's certificate "
+                        "and key",
+                        method));
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace fieldsync::server

@@ -1,0 +1,82 @@
+// Authentication and authorization of every call: who the caller is (the
+// URI in its verified client certificate, looked up in the registry) and
+// whether the authorization table lets that role call the method.
+#ifndef FIELDSYNC_SERVER_AUTH_H_
+#define FIELDSYNC_SERVER_AUTH_H_
+
+#include <grpcpp/security/auth_metadata_processor.h>
+#include <grpcpp/server_context.h>
+
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "admin/principals.h"
+#include "common/clock.h"
+#include "fieldsync/v1/admin.pb.h"
+#include "server/authz.h"
+
+namespace fieldsync::server {
+
+// The authenticated caller of one RPC.
+struct Caller {
+  // False for calls to public methods made without a certificate.
+  bool has_principal = false;
+  v1::Principal principal;
+  std::string uri;  // fieldsync://... or "anonymous"
+  const RpcRule* rule = nullptr;
+};
+
+// Thread-safe. `registry` and `clock` are not owned and must outlive it.
+class Authenticator {
+ public:
+  Authenticator(admin::PrincipalRegistry* registry, std::string ca_certificate_pem, Clock* clock)
+      : registry_(registry), ca_pem_(std::move(ca_certificate_pem)), clock_(clock) {}
+
+  // Identifies the caller of `context` and applies the rule of `method`.
+  // Errors (documented in docs/ARCHITECTURE.md):
+  //  kUnauthenticated: no client certificate on a method that needs one; a
+  //    certificate not issued by this deployment's CA, expired or not yet
+  //    valid, or naming no fieldsync principal; an unknown or revoked
+  //    principal.
+  //  kPermissionDenied: a known principal whose role the table does not
+  //    allow, or a method without a rule.
+  //  kUnavailable: the registry could not be read.
+  absl::StatusOr<Caller> Authorize(const grpc::ServerContextBase& context,
+                                   std::string_view method);
+
+ private:
+  // The principal named by a verified certificate `pem`, cached by PEM.
+  absl::StatusOr<admin::PrincipalName> VerifiedName(const std::string& pem);
+
+  admin::PrincipalRegistry* registry_;
+  const std::string ca_pem_;
+  Clock* clock_;
+  struct CachedCertificate {
+    admin::PrincipalName name;
+    absl::Time not_before;
+    absl::Time not_after;
+  };
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, CachedCertificate> verified_ ABSL_GUARDED_BY(mu_);
+};
+
+// A first gate, run by gRPC for every call of every service (ours, health
+// and reflection alike) before any handler: a method whose rule needs a
+// client certificate, or that has no rule, is refused with UNAUTHENTICATED
+// or PERMISSION_DENIED when no certificate was presented. It covers the
+// services that do not go through Authenticator::Authorize (gRPC's
+// reflection service); ours still authorize fully per call. Thread-safe.
+class CertificateGate final : public grpc::AuthMetadataProcessor {
+ public:
+  bool IsBlocking() const override { return false; }
+  grpc::Status Process(const InputMetadata& auth_metadata, grpc::AuthContext* context,
+                       OutputMetadata* consumed_auth_metadata,
+                       OutputMetadata* response_metadata) override;
+};
+
+}  // namespace fieldsync::server
+
+#endif  // FIELDSYNC_SERVER_AUTH_H_

@@ -1,0 +1,48 @@
+#include "server/authz.h"
+
+#include <array>
+
+#include "absl/strings/str_format.h"
+#include "admin/principals.h"
+
+namespace fieldsync::server {
+namespace {
+
+constexpr RoleSet kAdministrator = RoleBit(v1::ROLE_ADMINISTRATOR);
+
+// Keep sorted by service, then method. tests/server/authz_test.cc checks
+// that every method of every service has exactly one row.
+constexpr std::array kTable = {
+    RpcRule{"/fieldsync.v1.AdminService/AddStaff", true, kAdministrator, Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AdminService/ListPrincipals", true, kAdministrator,
+            Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AdminService/RevokePrincipal", true, kAdministrator,
+            Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AdminService/WhoAmI", true, kAnyRole, Scope::kSelf},
+    RpcRule{"/grpc.health.v1.Health/Check", false, 0, Scope::kPublic},
+    RpcRule{"/grpc.health.v1.Health/Watch", false, 0, Scope::kPublic},
+    RpcRule{"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", true, kAnyRole,
+            Scope::kPublic},
+};
+
+}  // namespace
+
+std::span<const RpcRule> AuthorizationTable() { return kTable; }
+
+absl::StatusOr<const RpcRule*> FindRule(std::string_view method) {
+  for (const RpcRule& rule : kTable) {
+    if (rule.method == method) return &rule;
+  }
+  return absl::PermissionDeniedError(
+      absl::StrFormat("no authorization rule for %s: the call is not served", std::string(method)));
+}
+
+absl::Status CheckRole(const RpcRule& rule, v1::Role role) {
+  if (!rule.requires_certificate) return absl::OkStatus();
+  int r = static_cast<int>(role);
+  if (r > 0 && r < 32 && (rule.roles & (RoleSet{1} << r)) != 0) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrFormat(
+      "role %s may not call %s", std::string(admin::RoleName(role)), std::string(rule.method)));
+}
+
+}  // namespace fieldsync::server

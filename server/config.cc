@@ -1,0 +1,137 @@
+#include "server/config.h"
+
+#include <cctype>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_io.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/listen_address.h"
+
+namespace fieldsync::server {
+namespace {
+
+// Keeps the first parse error, which names the line, column and key.
+class FirstError : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (first_.empty()) {
+      first_ = absl::StrFormat("line %d column %d: %s", line + 1, column + 1, message);
+      line_ = line;
+    }
+  }
+  int line() const { return line_; }
+  void AddWarning(int, google::protobuf::io::ColumnNumber, const std::string&) override {}
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string first_;
+  int line_ = -1;
+};
+
+// "key \"drain_timeout_seconds\": " for the key that starts 0-based line
+// `line` of `text`, so that a type error names its key; "" if none.
+std::string KeyOnLine(const std::string& text, int line) {
+  size_t start = 0;
+  for (int i = 0; i < line && start != std::string::npos; ++i) {
+    start = text.find('\n', start);
+    if (start != std::string::npos) ++start;
+  }
+  if (line < 0 || start == std::string::npos) return "";
+  size_t end = start;
+  while (end < text.size() && (text[end] == ' ' || text[end] == '\t')) ++end;
+  size_t key_start = end;
+  while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) ||
+                               text[end] == '_')) {
+    ++end;
+  }
+  if (end == key_start) return "";
+  return absl::StrFormat("key \"%s\": ", text.substr(key_start, end - key_start));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ServerConfig> ParseConfig(const std::string& text, const std::string& origin) {
+  v1::ServerConfig config;
+  absl::string_view trimmed = absl::StripLeadingAsciiWhitespace(text);
+  if (!trimmed.empty() && trimmed.front() == '{') {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    auto status = google::protobuf::util::JsonStringToMessage(text, &config, options);
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "config %s (JSON): %s; the keys are listed in proto/fieldsync/v1/config.proto", origin,
+          std::string(status.message())));
+    }
+    return config;
+  }
+  google::protobuf::TextFormat::Parser parser;
+  FirstError errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text, &config)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "config %s: %s%s; the keys are listed in proto/fieldsync/v1/config.proto", origin,
+        KeyOnLine(text, errors.line()), errors.first()));
+  }
+  return config;
+}
+
+absl::StatusOr<v1::ServerConfig> LoadConfigFile(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (absl::IsNotFound(text.status())) {
+    return absl::NotFoundError(
+        absl::StrFormat("config file %s does not exist: check --config", path));
+  }
+  RETURN_IF_ERROR(text.status());
+  return ParseConfig(*text, path);
+}
+
+void ApplyDefaults(const std::string& data_dir, v1::ServerConfig* config) {
+  if (config->listen().empty()) config->set_listen("127.0.0.1:7443");
+  if (config->log_level().empty()) config->set_log_level("info");
+  if (config->log_format().empty()) config->set_log_format("text");
+  if (config->master_key_file().empty() && config->master_key_command().empty()) {
+    config->set_master_key_file(absl::StrCat(data_dir, "/master.key"));
+  }
+  if (config->tls_cert_file().empty()) config->set_tls_cert_file(data_dir + "/tls/server.crt");
+  if (config->tls_key_file().empty()) config->set_tls_key_file(data_dir + "/tls/server.key");
+  if (config->tls_ca_file().empty()) config->set_tls_ca_file(data_dir + "/tls/ca.crt");
+  if (config->drain_timeout_seconds() == 0) config->set_drain_timeout_seconds(10);
+  if (config->storage().block_cache_mib() == 0) config->mutable_storage()->set_block_cache_mib(64);
+  if (config->storage().max_background_jobs() == 0) {
+    config->mutable_storage()->set_max_background_jobs(2);
+  }
+}
+
+absl::Status ValidateConfig(const v1::ServerConfig& config) {
+  log::Level level;
+  absl::Status s = log::ParseLevel(config.log_level(), &level);
+  if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("log_level: ", s.message()));
+  log::Format format;
+  s = log::ParseFormat(config.log_format(), &format);
+  if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("log_format: ", s.message()));
+  absl::StatusOr<ListenAddress> listen = ParseListenAddress(config.listen());
+  if (!listen.ok()) return listen.status();
+  if (config.insecure_plaintext_loopback() && !listen->IsLoopback()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "insecure plaintext is only allowed on a loopback address, not %s: remove "
+        "--insecure-plaintext-loopback or listen on 127.0.0.1",
+        config.listen()));
+  }
+  if (!config.master_key_file().empty() && !config.master_key_command().empty()) {
+    return absl::InvalidArgumentError(
+        "master_key_file and master_key_command are both set: keep one");
+  }
+  if (config.drain_timeout_seconds() > 3600) {
+    return absl::InvalidArgumentError("drain_timeout_seconds must be at most 3600");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace fieldsync::server

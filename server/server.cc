@@ -1,0 +1,202 @@
+#include "server/server.h"
+
+#include <optional>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "admin/deployment.h"
+#include "admin/principals.h"
+#include "admin/server_keys.h"
+#include "admin/staff.h"
+#include "common/file_io.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "crypto/master_key.h"
+#include "crypto/tls.h"
+#include "crypto/x509.h"
+#include "server/admin_service.h"
+#include "server/auth.h"
+#include "server/listen_address.h"
+#include "storage/store.h"
+
+namespace fieldsync::server {
+namespace {
+
+absl::StatusOr<crypto::MasterKeyRing> LoadMasterKey(const v1::ServerConfig& config) {
+  if (!config.master_key_command().empty()) {
+    return crypto::MasterKeyRing::LoadFromCommand(config.master_key_command());
+  }
+  return crypto::MasterKeyRing::LoadFile(config.master_key_file());
+}
+
+struct TlsFiles {
+  std::string certificate_pem;
+  std::string private_key_pem;
+  std::string ca_pem;
+};
+
+absl::StatusOr<std::string> ReadTlsFile(const std::string& path, std::string_view what) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (absl::IsNotFound(text.status())) {
+    return absl::NotFoundError(absl::StrFormat(
+        "TLS %s %s does not exist: check the data directory or tls_* in the config",
+        std::string(what), path));
+  }
+  return text;
+}
+
+absl::StatusOr<TlsFiles> LoadTlsFiles(const v1::ServerConfig& config, absl::Time now) {
+  TlsFiles tls;
+  ASSIGN_OR_RETURN(tls.certificate_pem, ReadTlsFile(config.tls_cert_file(), "certificate"));
+  ASSIGN_OR_RETURN(tls.private_key_pem, ReadTlsFile(config.tls_key_file(), "key"));
+  ASSIGN_OR_RETURN(tls.ca_pem, ReadTlsFile(config.tls_ca_file(), "CA certificate"));
+  absl::Status chain = crypto::VerifyCertificateChain(tls.ca_pem, tls.certificate_pem, now);
+  if (!chain.ok()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "server certificate %s: %s", config.tls_cert_file(), chain.message()));
+  }
+  absl::Status match = crypto::CheckKeyMatchesCertificate(tls.private_key_pem, tls.certificate_pem);
+  if (!match.ok()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "server key %s does not belong to certificate %s: restore the pair from the same "
+        "deployment",
+        config.tls_key_file(), config.tls_cert_file()));
+  }
+  return tls;
+}
+
+}  // namespace
+
+class FieldsyncServer::Impl {
+ public:
+  std::string address;
+  int port = 0;
+  absl::Duration drain_timeout;
+  admin::DeploymentInfo info;
+  std::unique_ptr<storage::Store> store;
+  admin::ServerKeys keys;
+  std::unique_ptr<admin::PrincipalRegistry> registry;
+  std::unique_ptr<Authenticator> auth;
+  std::unique_ptr<admin::StaffAdmin> staff;
+  std::unique_ptr<AdminServiceImpl> admin_service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  absl::Mutex mu;
+  bool is_shut_down ABSL_GUARDED_BY(mu) = false;
+};
+
+FieldsyncServer::FieldsyncServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+FieldsyncServer::~FieldsyncServer() {
+  absl::Status s = Shutdown();
+  if (!s.ok()) log::Error("shutdown", {{"reason", s.message()}});
+}
+
+const std::string& FieldsyncServer::address() const { return impl_->address; }
+int FieldsyncServer::port() const { return impl_->port; }
+const std::string& FieldsyncServer::deployment_id() const { return impl_->info.deployment_id; }
+
+absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
+    const ServerOptions& options) {
+  const v1::ServerConfig& config = options.config;
+  auto impl = std::make_unique<Impl>();
+  impl->drain_timeout = absl::Seconds(config.drain_timeout_seconds());
+  ASSIGN_OR_RETURN(impl->info, admin::CheckDeployment(options.data_dir));
+  ASSIGN_OR_RETURN(ListenAddress listen, ParseListenAddress(config.listen()));
+  if (listen.port != 0) RETURN_IF_ERROR(ProbeListenAddress(listen));
+
+  ASSIGN_OR_RETURN(crypto::MasterKeyRing master, LoadMasterKey(config));
+  std::optional<TlsFiles> tls;
+  if (!config.insecure_plaintext_loopback()) {
+    ASSIGN_OR_RETURN(tls, LoadTlsFiles(config, options.clock->Now()));
+  }
+
+  storage::StoreOptions store_options;
+  store_options.path = admin::DeploymentPaths(options.data_dir).db;
+  store_options.block_cache_bytes = size_t{config.storage().block_cache_mib()} << 20;
+  store_options.max_background_jobs = static_cast<int>(config.storage().max_background_jobs());
+  ASSIGN_OR_RETURN(impl->store, storage::Store::Open(store_options));
+  absl::StatusOr<admin::ServerKeys> keys = admin::LoadServerKeys(*impl->store, master);
+  if (absl::IsDataLoss(keys.status())) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the master key does not open this database's keys: %s; use the master key file made "
+        "with this deployment",
+        keys.status().message()));
+  }
+  RETURN_IF_ERROR(keys.status());
+  impl->keys = *std::move(keys);
+
+  impl->registry = std::make_unique<admin::PrincipalRegistry>(impl->store.get());
+  impl->auth = std::make_unique<Authenticator>(impl->registry.get(), impl->keys.ca.certificate_pem,
+                                               options.clock);
+  impl->staff =
+      std::make_unique<admin::StaffAdmin>(impl->store.get(), &impl->keys.ca, options.clock);
+  impl->admin_service = std::make_unique<AdminServiceImpl>(
+      impl->auth.get(), impl->registry.get(), impl->staff.get(), impl->keys.ca.certificate_pem);
+
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  if (tls.has_value()) {
+    RETURN_IF_ERROR(crypto::RequireTls13ForProcess());
+    // The handshake proves the client holds the key of the certificate it
+    // presents; the chain, validity and principal are checked per call by
+    // Authenticator, so that a refusal is a clear UNAUTHENTICATED status
+    // rather than a failed handshake, and so that Enroll works without one.
+    grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
+    ssl.pem_root_certs = tls->ca_pem;
+    ssl.pem_key_cert_pairs.push_back({tls->private_key_pem, tls->certificate_pem});
+    credentials = grpc::SslServerCredentials(ssl);
+    credentials->SetAuthMetadataProcessor(std::make_shared<CertificateGate>());
+  } else {
+    credentials = grpc::InsecureServerCredentials();
+    log::Warn("plaintext", {{"listen", config.listen()},
+                            {"note", "no TLS: only the health check answers"}});
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen.ToString(), credentials, &impl->port);
+  builder.RegisterService(impl->admin_service.get());
+  impl->grpc_server = builder.BuildAndStart();
+  if (impl->grpc_server == nullptr || impl->port == 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "cannot listen on %s: the port is in use or the address is not on this machine; "
+        "choose another with --listen",
+        listen.ToString()));
+  }
+  impl->grpc_server->GetHealthCheckService()->SetServingStatus(true);
+  listen.port = impl->port;
+  impl->address = listen.ToString();
+  log::Info("serving", {{"listen", impl->address},
+                        {"deployment", impl->info.deployment_id},
+                        {"tls", tls.has_value() ? "mutual-tls1.3" : "none"}});
+  return std::unique_ptr<FieldsyncServer>(new FieldsyncServer(std::move(impl)));
+}
+
+absl::Status FieldsyncServer::Shutdown() {
+  absl::MutexLock lock(&impl_->mu);
+  if (impl_->is_shut_down) return absl::OkStatus();
+  impl_->is_shut_down = true;
+  log::Info("shutdown.begin", {{"drain_s", absl::ToInt64Seconds(impl_->drain_timeout)}});
+  if (impl_->grpc_server != nullptr) {
+    impl_->grpc_server->GetHealthCheckService()->SetServingStatus(false);
+    // Stops accepting, waits for in-flight calls until the deadline, then
+    // cancels what is left.
+    impl_->grpc_server->Shutdown(absl::ToChronoTime(absl::Now() + impl_->drain_timeout));
+    impl_->grpc_server->Wait();
+  }
+  absl::Status closed = absl::OkStatus();
+  if (impl_->store != nullptr) {
+    closed = impl_->store->Flush();
+    absl::Status c = impl_->store->Close();
+    if (closed.ok()) closed = c;
+  }
+  log::Info("shutdown.done", {{"code", absl::StatusCodeToString(closed.code())}});
+  return closed;
+}
+
+}  // namespace fieldsync::server

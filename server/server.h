@@ -1,0 +1,57 @@
+// fieldsyncd as an object: opens a deployment's data directory, serves its
+// gRPC services with mutual TLS, and shuts down cleanly. main() and the
+// integration tests both run it this way.
+#ifndef FIELDSYNC_SERVER_SERVER_H_
+#define FIELDSYNC_SERVER_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/random.h"
+#include "fieldsync/v1/config.pb.h"
+
+namespace fieldsync::server {
+
+struct ServerOptions {
+  std::string data_dir;
+  // With defaults applied (ApplyDefaults) and validated (ValidateConfig).
+  v1::ServerConfig config;
+  Clock* clock = nullptr;    // not owned; must outlive the server
+  Random* random = nullptr;  // not owned; must outlive the server
+};
+
+// Thread-safe.
+class FieldsyncServer {
+ public:
+  // Opens the deployment and starts serving. Operator mistakes come back
+  // as one-line statuses naming the problem and the fix:
+  //  kNotFound / kFailedPrecondition: missing or foreign data directory,
+  //   unreadable or too widely readable master key file, wrong master key
+  //   for the database, missing, mismatched or expired TLS files, port in
+  //   use, address not on this machine.
+  //  kUnavailable: the database is locked by another fieldsyncd.
+  static absl::StatusOr<std::unique_ptr<FieldsyncServer>> Start(const ServerOptions& options);
+
+  // Stops accepting calls, lets in-flight calls finish for up to the
+  // configured drain timeout (then cancels them), flushes and closes the
+  // database. Idempotent.
+  absl::Status Shutdown();
+  ~FieldsyncServer();
+
+  // The address actually bound (the port resolved if 0 was asked).
+  const std::string& address() const;
+  int port() const;
+  const std::string& deployment_id() const;
+
+  class Impl;
+
+ private:
+  explicit FieldsyncServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fieldsync::server
+
+#endif  // FIELDSYNC_SERVER_SERVER_H_

@@ -1,0 +1,85 @@
+#include "tools/client.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
+#include "admin/deployment.h"
+#include "common/file_io.h"
+#include "common/status_macros.h"
+#include "fieldsync/v1/config.pb.h"
+#include "google/protobuf/text_format.h"
+
+namespace fieldsync::tools {
+namespace {
+
+absl::StatusOr<std::string> ReadNamed(const std::string& path, const std::string& what) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (absl::IsNotFound(text.status())) {
+    return absl::NotFoundError(absl::StrFormat("%s %s does not exist", what, path));
+  }
+  return text;
+}
+
+std::string DefaultServer(const std::string& data_dir) {
+  v1::ServerConfig config;
+  absl::StatusOr<std::string> text = ReadFile(admin::DeploymentPaths(data_dir).config);
+  std::string listen = "127.0.0.1:7443";
+  if (text.ok() && google::protobuf::TextFormat::ParseFromString(*text, &config) &&
+      !config.listen().empty()) {
+    listen = config.listen();
+  }
+  for (std::string_view wildcard : {"0.0.0.0:", "[::]:"}) {
+    if (listen.starts_with(wildcard)) {
+      return "127.0.0.1:" + listen.substr(wildcard.size());
+    }
+  }
+  return listen;
+}
+
+}  // namespace
+
+absl::StatusOr<Connection> Connect(const Args& args) {
+  std::string data_dir = args.Get("--data-dir");
+  if (data_dir.empty() && (!args.Has("--cert") || !args.Has("--key") || !args.Has("--ca") ||
+                           !args.Has("--server"))) {
+    return absl::InvalidArgumentError(
+        "--data-dir is required (or all of --server, --cert, --key and --ca)");
+  }
+  admin::DeploymentPaths paths(data_dir);
+  grpc::SslCredentialsOptions ssl;
+  ASSIGN_OR_RETURN(ssl.pem_cert_chain,
+                   ReadNamed(args.Get("--cert", paths.admin_cert), "client certificate"));
+  ASSIGN_OR_RETURN(ssl.pem_private_key, ReadNamed(args.Get("--key", paths.admin_key), "client key"));
+  ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                   ReadNamed(args.Get("--ca", paths.admin_ca_cert), "CA certificate"));
+  Connection c;
+  c.server = args.Get("--server", data_dir.empty() ? "" : DefaultServer(data_dir));
+  grpc::ChannelArguments channel_args;
+  channel_args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  c.channel = grpc::CreateCustomChannel(c.server, grpc::SslCredentials(ssl), channel_args);
+  return c;
+}
+
+std::string DescribeRpcError(const grpc::Status& status, const std::string& server) {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    return absl::StrFormat(
+        "cannot reach fieldsyncd at %s (%s): is it running, and is --server right?", server,
+        status.error_message());
+  }
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return absl::StrFormat("fieldsyncd at %s did not answer in time", server);
+  }
+  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+                                 "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
+                                 "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  int code = status.error_code();
+  const char* name = code >= 0 && code <= 16 ? kNames[code] : "ERROR";
+  return absl::StrFormat("%s: %s", name, status.error_message());
+}
+
+std::chrono::system_clock::time_point Deadline() {
+  return std::chrono::system_clock::now() + std::chrono::seconds(15);
+}
+
+}  // namespace fieldsync::tools

@@ -1,0 +1,293 @@
+// fieldsync: the command-line tool of administrators, analysts and auditors.
+// Each verb is one function; every failure prints one line to standard
+// error and exits non-zero.
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "admin/deployment.h"
+#include "admin/principals.h"
+#include "common/clock.h"
+#include "common/file_io.h"
+#include "common/status_macros.h"
+#include "crypto/system_random.h"
+#include "crypto/x509.h"
+#include "fieldsync/v1/admin.grpc.pb.h"
+#include "tools/cli.h"
+#include "tools/client.h"
+
+namespace fieldsync::tools {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: fieldsync VERB [options]\n"
+    "\n"
+    "Verbs:\n"
+    "  init --data-dir DIR [--host NAME]...      create a deployment in a new directory\n"
+    "  whoami                                   show the caller's principal, role, regions\n"
+    "  staff add --id ID --role ROLE [--region R]... --out OUTDIR\n"
+    "                                           register a staff member, write its key pair\n"
+    "  staff revoke --id ID [--device]          revoke a staff member (or device) at once\n"
+    "  staff list [--include-revoked]           list staff and devices\n"
+    "\n"
+    "Connection options (all verbs but init):\n"
+    "  --data-dir DIR      deployment directory; its administrator credentials are used\n"
+    "  --server HOST:PORT  fieldsyncd address (default: listen address in DIR/fieldsyncd.conf)\n"
+    "  --cert FILE --key FILE --ca FILE   another principal's credentials\n"
+    "\n"
+    "Run `fieldsync VERB --help` for a verb's details.\n";
+
+const std::vector<std::string> kConnectionOptions = {"--data-dir", "--server", "--cert", "--key",
+                                                     "--ca"};
+
+std::vector<std::string> With(std::vector<std::string> base, std::vector<std::string> more) {
+  base.insert(base.end(), more.begin(), more.end());
+  return base;
+}
+
+struct Failure {
+  std::string message;
+  int code = 1;
+};
+
+using Result = std::optional<Failure>;  // nullopt = success
+
+Result Fail(absl::string_view message, int code = 1) {
+  return Failure{std::string(message), code};
+}
+Result Fail(const absl::Status& status, int code = 1) { return Fail(status.message(), code); }
+
+Result Init(const Args& args) {
+  if (args.help) {
+    std::cout << "usage: fieldsync init --data-dir DIR [--host NAME]...\n\n"
+                 "Creates a deployment in DIR (which must not exist or be empty): a CA, the\n"
+                 "server certificate (localhost, 127.0.0.1, ::1 and each --host), the\n"
+                 "administrator's certificate and key in DIR/admin/, the master key\n"
+                 "DIR/master.key (mode 0600), the server's sealing, audit and CA keys wrapped\n"
+                 "under it, DIR/fieldsyncd.conf and the audit log's verifier key\n"
+                 "DIR/audit-log.pub. Never touches an existing deployment.\n";
+    return std::nullopt;
+  }
+  if (absl::Status s = CheckOptions(args, {"--data-dir", "--host", "--listen"}); !s.ok()) {
+    return Fail(s, 2);
+  }
+  admin::InitOptions options;
+  options.data_dir = args.Get("--data-dir");
+  if (options.data_dir.empty()) return Fail("init needs --data-dir DIR", 2);
+  options.hosts = args.GetAll("--host");
+  if (args.Has("--listen")) options.listen = args.Get("--listen");
+  options.clock = RealClock::Get();
+  options.random = crypto::SystemRandom::Get();
+  absl::StatusOr<admin::DeploymentInfo> info = admin::InitDeployment(options);
+  if (!info.ok()) return Fail(info.status());
+  admin::DeploymentPaths paths(options.data_dir);
+  std::cout << "created deployment " << info->deployment_id << " in " << options.data_dir << "\n"
+            << "  administrator certificate: " << paths.admin_cert << "\n"
+            << "  administrator key:         " << paths.admin_key << "\n"
+            << "  master key (keep safe):    " << paths.master_key << "\n"
+            << "  audit log verifier key:    " << paths.audit_public_key << "\n"
+            << "start the server with: fieldsyncd --data-dir " << options.data_dir << "\n";
+  return std::nullopt;
+}
+
+Result WhoAmI(const Args& args) {
+  if (args.help) {
+    std::cout << "usage: fieldsync --data-dir DIR [--server HOST:PORT] whoami\n\n"
+                 "Prints the principal id, role and regions the server sees for the\n"
+                 "credentials in use.\n";
+    return std::nullopt;
+  }
+  if (absl::Status s = CheckOptions(args, kConnectionOptions); !s.ok()) return Fail(s, 2);
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) return Fail(conn.status());
+  auto stub = v1::AdminService::NewStub(conn->channel);
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  v1::WhoAmIResponse response;
+  grpc::Status status = stub->WhoAmI(&context, v1::WhoAmIRequest(), &response);
+  if (!status.ok()) return Fail(DescribeRpcError(status, conn->server));
+  const v1::Principal& p = response.principal();
+  std::cout << "principal: " << response.principal_uri() << "\n"
+            << "id:        " << p.id() << "\n"
+            << "role:      " << admin::RoleName(p.role()) << "\n"
+            << "regions:   "
+            << (p.regions().empty() ? std::string("(whole deployment)")
+                                    : absl::StrJoin(p.regions(), ", "))
+            << "\n";
+  return std::nullopt;
+}
+
+Result StaffAdd(const Args& args) {
+  if (args.help) {
+    std::cout << "usage: fieldsync --data-dir DIR staff add --id ID --role ROLE [--region R]...\n"
+                 "                 --out OUTDIR\n\n"
+                 "ROLE is supervisor, analyst, auditor or administrator. Supervisors and\n"
+                 "analysts need at least one --region. A new key is made here; only its\n"
+                 "public half is sent. Writes OUTDIR/ID.crt, OUTDIR/ID.key (mode 0600) and\n"
+                 "OUTDIR/ca.crt.\n";
+    return std::nullopt;
+  }
+  if (absl::Status s = CheckOptions(args, With(kConnectionOptions,
+                                               {"--id", "--role", "--region", "--out"}));
+      !s.ok()) {
+    return Fail(s, 2);
+  }
+  std::string id = args.Get("--id"), out = args.Get("--out");
+  if (id.empty() || !args.Has("--role") || out.empty()) {
+    return Fail("staff add needs --id, --role and --out", 2);
+  }
+  if (absl::Status s = admin::ValidateStaffId(id); !s.ok()) return Fail(s, 2);
+  absl::StatusOr<v1::Role> role = admin::ParseRoleName(args.Get("--role"));
+  if (!role.ok()) return Fail(role.status(), 2);
+  std::string cert_path = absl::StrCat(out, "/", id, ".crt");
+  std::string key_path = absl::StrCat(out, "/", id, ".key");
+  std::error_code ec;
+  std::filesystem::create_directories(out, ec);
+  if (ec) return Fail(absl::StrFormat("cannot create %s: %s", out, ec.message()));
+  if (std::filesystem::exists(cert_path, ec) || std::filesystem::exists(key_path, ec)) {
+    return Fail(absl::StrFormat("%s or %s already exists: choose another --out", cert_path,
+                                key_path));
+  }
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) return Fail(conn.status());
+
+  absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+  if (!key.ok()) return Fail(key.status());
+  absl::StatusOr<std::string> csr =
+      crypto::CreateCsr(key->private_key_pem,
+                        admin::PrincipalUri({v1::PRINCIPAL_KIND_STAFF, id}));
+  if (!csr.ok()) return Fail(csr.status());
+  v1::AddStaffRequest request;
+  request.set_id(id);
+  request.set_role(*role);
+  for (const std::string& r : args.GetAll("--region")) request.add_regions(r);
+  request.set_csr_pem(*csr);
+  auto stub = v1::AdminService::NewStub(conn->channel);
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  v1::AddStaffResponse response;
+  grpc::Status status = stub->AddStaff(&context, request, &response);
+  if (!status.ok()) return Fail(DescribeRpcError(status, conn->server));
+  if (absl::Status s = WriteNewFile(key_path, key->private_key_pem, 0600); !s.ok()) return Fail(s);
+  if (absl::Status s = WriteNewFile(cert_path, response.certificate_pem(), 0644); !s.ok()) {
+    return Fail(s);
+  }
+  std::string ca_path = out + "/ca.crt";
+  if (!std::filesystem::exists(ca_path, ec)) {
+    if (absl::Status s = WriteNewFile(ca_path, response.ca_certificate_pem(), 0644); !s.ok()) {
+      return Fail(s);
+    }
+  }
+  std::cout << "registered fieldsync://staff/" << id << " as " << admin::RoleName(*role) << "\n"
+            << "  certificate: " << cert_path << "\n"
+            << "  key:         " << key_path << "\n"
+            << "  CA:          " << ca_path << "\n";
+  return std::nullopt;
+}
+
+Result StaffRevoke(const Args& args) {
+  if (args.help) {
+    std::cout << "usage: fieldsync --data-dir DIR staff revoke --id ID [--device]\n\n"
+                 "Revokes a staff principal (or, with --device, a device) from its next call\n"
+                 "on. Nobody can revoke themselves.\n";
+    return std::nullopt;
+  }
+  if (absl::Status s = CheckOptions(args, With(kConnectionOptions, {"--id", "--device"}));
+      !s.ok()) {
+    return Fail(s, 2);
+  }
+  if (!args.Has("--id")) return Fail("staff revoke needs --id", 2);
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) return Fail(conn.status());
+  v1::RevokePrincipalRequest request;
+  request.set_kind(args.Has("--device") ? v1::PRINCIPAL_KIND_DEVICE : v1::PRINCIPAL_KIND_STAFF);
+  request.set_id(args.Get("--id"));
+  auto stub = v1::AdminService::NewStub(conn->channel);
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  v1::RevokePrincipalResponse response;
+  grpc::Status status = stub->RevokePrincipal(&context, request, &response);
+  if (!status.ok()) return Fail(DescribeRpcError(status, conn->server));
+  std::cout << "revoked " << admin::PrincipalUri({request.kind(), request.id()}) << "\n";
+  return std::nullopt;
+}
+
+Result StaffList(const Args& args) {
+  if (args.help) {
+    std::cout << "usage: fieldsync --data-dir DIR staff list [--include-revoked]\n";
+    return std::nullopt;
+  }
+  if (absl::Status s = CheckOptions(args, With(kConnectionOptions, {"--include-revoked"}));
+      !s.ok()) {
+    return Fail(s, 2);
+  }
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) return Fail(conn.status());
+  v1::ListPrincipalsRequest request;
+  request.set_include_revoked(args.Has("--include-revoked"));
+  auto stub = v1::AdminService::NewStub(conn->channel);
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  v1::ListPrincipalsResponse response;
+  grpc::Status status = stub->ListPrincipals(&context, request, &response);
+  if (!status.ok()) return Fail(DescribeRpcError(status, conn->server));
+  std::cout << absl::StrFormat("%-46s %-14s %-8s %s\n", "PRINCIPAL", "ROLE", "STATUS", "REGIONS");
+  for (const v1::Principal& p : response.principals()) {
+    std::cout << absl::StrFormat(
+        "%-46s %-14s %-8s %s\n", admin::PrincipalUri({p.kind(), p.id()}),
+        std::string(admin::RoleName(p.role())),
+        p.status() == v1::PRINCIPAL_STATUS_REVOKED ? "revoked" : "active",
+        p.regions().empty() ? std::string("-") : absl::StrJoin(p.regions(), ","));
+  }
+  return std::nullopt;
+}
+
+Result Run(const Args& args) {
+  const std::vector<std::string>& w = args.words;
+  if (w.empty()) {
+    if (args.help) {
+      std::cout << kUsage;
+      return std::nullopt;
+    }
+    return Fail("no verb given; see fieldsync --help", 2);
+  }
+  if (w[0] == "init" && w.size() == 1) return Init(args);
+  if (w[0] == "whoami" && w.size() == 1) return WhoAmI(args);
+  if (w[0] == "staff") {
+    if (w.size() == 2 && w[1] == "add") return StaffAdd(args);
+    if (w.size() == 2 && w[1] == "revoke") return StaffRevoke(args);
+    if (w.size() == 2 && w[1] == "list") return StaffList(args);
+    if (w.size() == 1 && args.help) {
+      std::cout << "usage: fieldsync staff add|revoke|list ...; see fieldsync staff VERB --help\n";
+      return std::nullopt;
+    }
+    return Fail("staff needs add, revoke or list; see fieldsync staff --help", 2);
+  }
+  return Fail(absl::StrFormat("unknown verb \"%s\"; see fieldsync --help", absl::StrJoin(w, " ")),
+              2);
+}
+
+}  // namespace
+}  // namespace fieldsync::tools
+
+int main(int argc, char** argv) {
+  absl::StatusOr<fieldsync::tools::Args> args =
+      fieldsync::tools::ParseArgs(argc, argv, {"--device", "--include-revoked", "--json"});
+  if (!args.ok()) {
+    std::cerr << "fieldsync: " << args.status().message() << "\n";
+    return 2;
+  }
+  fieldsync::tools::Result failure = fieldsync::tools::Run(*args);
+  if (failure.has_value()) {
+    std::cerr << "fieldsync: " << failure->message << "\n";
+    return failure->code;
+  }
+  return 0;
+}
