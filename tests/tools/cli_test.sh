@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# End-to-end checks of the two executables as an operator uses them:
+#   cli_test.sh BUILD_DIR
+# init, a refused second init, operator errors as one line with a non-zero
+# exit, the real fieldsyncd over mutual TLS 1.3 (TLS 1.2 refused), whoami,
+# staff add/list/revoke, and a clean stop on SIGTERM.
+set -uo pipefail
+
+BUILD="$1"
+FS="$BUILD/tools/fieldsync"
+FSD="$BUILD/server/fieldsyncd"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/fieldsync-cli-XXXXXX")"
+SERVER_PID=""
+passed=0
+failed=0
+
+cleanup() {
+  [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+check() {  # check NAME COMMAND...: the command must succeed
+  local name="$1"; shift
+  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
+  else failed=$((failed + 1)); echo "FAIL $name"; fi
+}
+
+# one_line_failure OUT_FILE STATUS: exit status non-zero and exactly one line.
+one_line_failure() {
+  [[ "$2" -ne 0 ]] && [[ "$(wc -l <"$1")" -eq 1 ]]
+}
+
+# --- init ---
+"$FS" init --data-dir "$WORK/d" --host fieldsync.test >"$WORK/init.out" 2>&1
+check "init succeeds" test $? -eq 0
+check "init prints the admin certificate path" grep -q "admin/admin.crt" "$WORK/init.out"
+check "master key is 0600" test "$(stat -c %a "$WORK/d/master.key")" = 600
+before="$(find "$WORK/d" -type f -exec sha256sum {} + | sort)"
+"$FS" init --data-dir "$WORK/d" >"$WORK/init2.out" 2>&1
+status=$?
+check "second init fails with one line" one_line_failure "$WORK/init2.out" $status
+check "second init changes nothing" test "$before" = "$(find "$WORK/d" -type f -exec sha256sum {} + | sort)"
+
+# --- operator errors of fieldsyncd ---
+"$FSD" --data-dir "$WORK/missing" >"$WORK/e1.out" 2>&1
+status=$?
+check "missing data dir: one line" one_line_failure "$WORK/e1.out" $status
+check "missing data dir: names the fix" grep -q "fieldsync init" "$WORK/e1.out"
+echo 'listen: "127.0.0.1:0"
+no_such_key: 1' >"$WORK/bad.conf"
+"$FSD" --data-dir "$WORK/d" --config "$WORK/bad.conf" >"$WORK/e2.out" 2>&1
+status=$?
+check "unknown config key: one line" one_line_failure "$WORK/e2.out" $status
+check "unknown config key: named" grep -q "no_such_key" "$WORK/e2.out"
+"$FSD" --data-dir "$WORK/d" --listen 0.0.0.0:0 --insecure-plaintext-loopback >"$WORK/e3.out" 2>&1
+status=$?
+check "plaintext off loopback refused" one_line_failure "$WORK/e3.out" $status
+chmod 644 "$WORK/d/master.key"
+"$FSD" --data-dir "$WORK/d" --listen 127.0.0.1:0 >"$WORK/e4.out" 2>&1
+status=$?
+check "readable master key: one line" one_line_failure "$WORK/e4.out" $status
+check "readable master key: says chmod" grep -q "chmod 600" "$WORK/e4.out"
+chmod 600 "$WORK/d/master.key"
+quiet() { "$@" >/dev/null 2>&1; }
+check "fieldsyncd --help" quiet "$FSD" --help
+check "fieldsync --help" quiet "$FS" --help
+check "every verb has --help" quiet "$FS" staff add --help
+
+# --- a running server ---
+"$FSD" --data-dir "$WORK/d" --listen 127.0.0.1:0 >"$WORK/server.out" 2>"$WORK/server.log" &
+SERVER_PID=$!
+ADDR=""
+for _ in $(seq 1 100); do
+  ADDR="$(sed -n 's/.* on \(127\.0\.0\.1:[0-9]*\)$/\1/p' "$WORK/server.out")"
+  [[ -n "$ADDR" ]] && break
+  sleep 0.1
+done
+check "server starts and prints its address" test -n "$ADDR"
+
+"$FS" --data-dir "$WORK/d" --server "$ADDR" whoami >"$WORK/who.out" 2>&1
+check "whoami reaches the server" grep -q "role:      administrator" "$WORK/who.out"
+check "whoami names the principal" grep -q "fieldsync://staff/admin" "$WORK/who.out"
+
+if command -v openssl >/dev/null; then
+  echo | timeout 10 openssl s_client -connect "$ADDR" -tls1_2 >"$WORK/tls12.out" 2>&1
+  check "TLS 1.2 refused" test $? -ne 0
+  echo | timeout 10 openssl s_client -connect "$ADDR" -tls1_3 >"$WORK/tls13.out" 2>&1
+  check "TLS 1.3 accepted" grep -q "TLSv1.3" "$WORK/tls13.out"
+fi
+
+"$FS" --data-dir "$WORK/d" --server "$ADDR" staff add --id amina --role supervisor \
+  --region north --out "$WORK/amina" >"$WORK/add.out" 2>&1
+check "staff add writes a key pair" test -f "$WORK/amina/amina.crt" -a -f "$WORK/amina/amina.key"
+check "staff key is 0600" test "$(stat -c %a "$WORK/amina/amina.key")" = 600
+"$FS" --server "$ADDR" --cert "$WORK/amina/amina.crt" --key "$WORK/amina/amina.key" \
+  --ca "$WORK/amina/ca.crt" whoami >"$WORK/who2.out" 2>&1
+check "new supervisor is recognised" grep -q "regions:   north" "$WORK/who2.out"
+"$FS" --server "$ADDR" --cert "$WORK/amina/amina.crt" --key "$WORK/amina/amina.key" \
+  --ca "$WORK/amina/ca.crt" staff list >"$WORK/list_denied.out" 2>&1
+status=$?
+check "supervisor may not list staff" grep -q "PERMISSION_DENIED" "$WORK/list_denied.out"
+"$FS" --data-dir "$WORK/d" --server "$ADDR" staff list >"$WORK/list.out" 2>&1
+check "staff list shows both" test "$(grep -c 'fieldsync://staff/' "$WORK/list.out")" -eq 2
+"$FS" --data-dir "$WORK/d" --server "$ADDR" staff revoke --id amina >/dev/null 2>&1
+"$FS" --server "$ADDR" --cert "$WORK/amina/amina.crt" --key "$WORK/amina/amina.key" \
+  --ca "$WORK/amina/ca.crt" whoami >"$WORK/who3.out" 2>&1
+status=$?
+check "revoked supervisor refused with one line" one_line_failure "$WORK/who3.out" $status
+check "refusal says revoked" grep -q "revoked" "$WORK/who3.out"
+check "log lines carry the principal and rpc" grep -q "rpc=/fieldsync.v1.AdminService/WhoAmI principal=fieldsync://staff/admin" "$WORK/server.log"
+
+kill -TERM "$SERVER_PID"
+wait "$SERVER_PID"
+status=$?
+SERVER_PID=""
+check "SIGTERM stops the server cleanly" test $status -eq 0
+check "shutdown is logged" grep -q "event=shutdown.done" "$WORK/server.log"
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
