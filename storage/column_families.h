@@ -73,6 +73,12 @@ inline constexpr uint8_t kOpenConflictByRegionTag = 2;
 inline constexpr uint8_t kBatchTag = 1;
 inline constexpr uint8_t kDeviceSequenceTag = 2;
 
+// Audit's key tags (audit/, key_codec.h). Persisted: never renumber.
+// First byte of keys in Cf::kAuditLeaves:
+inline constexpr uint8_t kAuditLeafTag = 1;         // entry by leaf index
+inline constexpr uint8_t kAuditLeafByHashTag = 2;   // leaf index by leaf hash
+inline constexpr uint8_t kAuditBatchLeafTag = 3;    // leaf index by device batch
+
 }  // namespace fieldsync::storage
 
 #endif  // FIELDSYNC_STORAGE_COLUMN_FAMILIES_H_

@@ -1,5 +1,7 @@
 #include "storage/key_codec.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 
@@ -374,6 +376,71 @@ absl::StatusOr<std::string> DecodeDeviceSequenceKey(std::string_view key) {
   ASSIGN_OR_RETURN(std::string device_id, r.String());
   RETURN_IF_ERROR(r.ExpectEnd("device-sequence key"));
   return device_id;
+}
+
+// --- Audit keys --------------------------------------------------------------
+
+std::string EncodeAuditLeafKey(uint64_t index) {
+  return KeyBuilder().U8(kAuditLeafTag).U64(index).Finish();
+}
+
+absl::StatusOr<uint64_t> DecodeAuditLeafKey(std::string_view key) {
+  KeyReader r(key);
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag != kAuditLeafTag) return absl::DataLossError("audit leaf key: wrong tag");
+  ASSIGN_OR_RETURN(uint64_t index, r.U64());
+  RETURN_IF_ERROR(r.ExpectEnd("audit leaf key"));
+  return index;
+}
+
+std::string AuditLeafKeyPrefix() { return KeyBuilder().U8(kAuditLeafTag).Finish(); }
+
+std::string EncodeAuditLeafByHashKey(std::span<const uint8_t, 32> leaf_hash) {
+  return KeyBuilder()
+      .U8(kAuditLeafByHashTag)
+      .Bytes(std::string_view(reinterpret_cast<const char*>(leaf_hash.data()), leaf_hash.size()))
+      .Finish();
+}
+
+absl::StatusOr<std::array<uint8_t, 32>> DecodeAuditLeafByHashKey(std::string_view key) {
+  KeyReader r(key);
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag != kAuditLeafByHashTag) return absl::DataLossError("audit leaf-hash key: wrong tag");
+  std::string_view rest = r.Rest();
+  if (rest.size() != 32) return absl::DataLossError("audit leaf-hash key: hash is not 32 bytes");
+  std::array<uint8_t, 32> hash;
+  std::copy(rest.begin(), rest.end(), hash.begin());
+  return hash;
+}
+
+std::string EncodeAuditBatchLeafKey(std::string_view device_id,
+                                    std::span<const uint8_t, 16> batch_id) {
+  return KeyBuilder().U8(kAuditBatchLeafTag).String(device_id).Uuid(batch_id).Finish();
+}
+
+absl::StatusOr<BatchKey> DecodeAuditBatchLeafKey(std::string_view key) {
+  KeyReader r(key);
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag != kAuditBatchLeafTag) return absl::DataLossError("audit batch key: wrong tag");
+  BatchKey out;
+  ASSIGN_OR_RETURN(out.device_id, r.String());
+  ASSIGN_OR_RETURN(out.batch_id, r.Uuid());
+  RETURN_IF_ERROR(r.ExpectEnd("audit batch key"));
+  return out;
+}
+
+std::string EncodeAuditNodeKey(uint8_t level, uint64_t index) {
+  return KeyBuilder().U8(level).U64(index).Finish();
+}
+
+absl::StatusOr<AuditNodeKey> DecodeAuditNodeKey(std::string_view key) {
+  KeyReader r(key);
+  AuditNodeKey out;
+  ASSIGN_OR_RETURN(out.level, r.U8());
+  if (out.level > 63) return absl::DataLossError("audit node key: level above 63");
+  ASSIGN_OR_RETURN(out.index, r.U64());
+  RETURN_IF_ERROR(r.ExpectEnd("audit node key"));
+  return out;
 }
 
 }  // namespace fieldsync::storage

@@ -212,6 +212,37 @@ absl::StatusOr<BatchKey> DecodeBatchKey(std::string_view key);
 std::string EncodeDeviceSequenceKey(std::string_view device_id);
 absl::StatusOr<std::string> DecodeDeviceSequenceKey(std::string_view key);
 
+// --- Audit (audit/). Tags in column_families.h.
+
+// Cf::kAuditLeaves, an audit log entry (value: the canonical event bytes),
+// the leaf index of a leaf hash, and the leaf index of a device batch's
+// event (both values: U64 big-endian leaf index):
+//   U8 1 (kAuditLeafTag) | U64 index
+//   U8 2 (kAuditLeafByHashTag) | Bytes leaf_hash (32 bytes, last component)
+//   U8 3 (kAuditBatchLeafTag) | String device_id | Uuid batch_id
+// Entries sort by index; scan them with AuditLeafKeyPrefix().
+std::string EncodeAuditLeafKey(uint64_t index);
+absl::StatusOr<uint64_t> DecodeAuditLeafKey(std::string_view key);
+std::string AuditLeafKeyPrefix();
+// kDataLoss unless the key holds a 32-byte hash.
+std::string EncodeAuditLeafByHashKey(std::span<const uint8_t, 32> leaf_hash);
+absl::StatusOr<std::array<uint8_t, 32>> DecodeAuditLeafByHashKey(std::string_view key);
+std::string EncodeAuditBatchLeafKey(std::string_view device_id,
+                                    std::span<const uint8_t, 16> batch_id);
+absl::StatusOr<BatchKey> DecodeAuditBatchLeafKey(std::string_view key);
+
+// Cf::kAuditNodes, a complete Merkle subtree (value: its 32-byte hash):
+//   U8 level | U64 index
+// The node covers leaves [index * 2^level, (index + 1) * 2^level); level
+// is at most 63. kDataLoss for any other key.
+struct AuditNodeKey {
+  uint8_t level = 0;
+  uint64_t index = 0;
+  friend bool operator==(const AuditNodeKey&, const AuditNodeKey&) = default;
+};
+std::string EncodeAuditNodeKey(uint8_t level, uint64_t index);
+absl::StatusOr<AuditNodeKey> DecodeAuditNodeKey(std::string_view key);
+
 }  // namespace fieldsync::storage
 
 #endif  // FIELDSYNC_STORAGE_KEY_CODEC_H_

@@ -498,6 +498,58 @@ TEST(CounterTest, WrongSizeIsDataLoss) {
   EXPECT_THAT(DecodeInt64Counter("123456789"), StatusIs(absl::StatusCode::kDataLoss));
 }
 
+TEST(KeyCodecTest, AuditLeafKeysPreserveOrderAndRoundTrip) {
+  SeededRandom rng;
+  ExpectOrderPreserved(rng, RandomU64, [](uint64_t i) { return EncodeAuditLeafKey(i); });
+  for (int i = 0; i < kIterations; ++i) {
+    const uint64_t index = RandomU64(rng);
+    const std::string key = EncodeAuditLeafKey(index);
+    EXPECT_THAT(DecodeAuditLeafKey(key), IsOkAndHolds(index));
+    EXPECT_TRUE(key.starts_with(AuditLeafKeyPrefix()));
+  }
+  EXPECT_EQ(EncodeAuditLeafKey(0x0102030405060708), std::string("\x01\x01\x02\x03\x04\x05\x06\x07\x08", 9));
+  EXPECT_THAT(DecodeAuditLeafKey(EncodeAuditNodeKey(2, 5)), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeAuditLeafKey(std::string("\x01\x00", 2)), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+TEST(KeyCodecTest, AuditLeafByHashAndBatchKeysRoundTrip) {
+  std::array<uint8_t, 32> hash;
+  for (size_t i = 0; i < hash.size(); ++i) hash[i] = static_cast<uint8_t>(i * 7);
+  EXPECT_THAT(DecodeAuditLeafByHashKey(EncodeAuditLeafByHashKey(hash)), IsOkAndHolds(hash));
+  EXPECT_THAT(DecodeAuditLeafByHashKey(EncodeAuditLeafByHashKey(hash).substr(0, 32)),
+              StatusIs(absl::StatusCode::kDataLoss));
+  std::array<uint8_t, 16> batch{};
+  batch[3] = 9;
+  const std::string key = EncodeAuditBatchLeafKey(std::string("dev\0ice", 7), batch);
+  absl::StatusOr<BatchKey> decoded = DecodeAuditBatchLeafKey(key);
+  ASSERT_THAT(decoded, IsOk());
+  EXPECT_EQ(decoded->device_id, std::string("dev\0ice", 7));
+  EXPECT_EQ(decoded->batch_id, batch);
+  for (size_t n = 0; n < key.size(); ++n) {
+    EXPECT_THAT(DecodeAuditBatchLeafKey(key.substr(0, n)), StatusIs(absl::StatusCode::kDataLoss));
+  }
+  // The three kinds never collide: their tags differ.
+  EXPECT_NE(EncodeAuditLeafByHashKey(hash)[0], EncodeAuditLeafKey(0)[0]);
+  EXPECT_NE(key[0], EncodeAuditLeafKey(0)[0]);
+}
+
+TEST(KeyCodecTest, AuditNodeKeysPreserveOrderAndRoundTrip) {
+  SeededRandom rng;
+  auto gen = [](SeededRandom& r) {
+    return std::make_tuple(static_cast<uint8_t>(r.Uniform(64)), RandomU64(r));
+  };
+  ExpectOrderPreserved(rng, gen, [](const std::tuple<uint8_t, uint64_t>& t) {
+    return EncodeAuditNodeKey(std::get<0>(t), std::get<1>(t));
+  });
+  for (int i = 0; i < kIterations; ++i) {
+    const AuditNodeKey k{static_cast<uint8_t>(rng.Uniform(64)), RandomU64(rng)};
+    EXPECT_THAT(DecodeAuditNodeKey(EncodeAuditNodeKey(k.level, k.index)), IsOkAndHolds(k));
+  }
+  EXPECT_THAT(DecodeAuditNodeKey(EncodeAuditNodeKey(64, 1)), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeAuditNodeKey(EncodeAuditNodeKey(3, 1) + "x"),
+              StatusIs(absl::StatusCode::kDataLoss));
+}
+
 TEST(ColumnFamiliesTest, NamesAreThePersistedOnes) {
   EXPECT_EQ(CfName(Cf::kDefault), "default");
   EXPECT_EQ(CfName(Cf::kCaseLog), "case_log");

@@ -1,0 +1,98 @@
+// Reading the canonical case log and the state for principals (DESIGN §5
+// Pull, §6 conflicts): log entries after a cursor, filtered to a scope of
+// cases and to the sensitivity classes a role may read, decrypted, in
+// bounded chunks that carry the cursor to resume from; and the open
+// conflicts of a region. Every call reads one storage snapshot, so a chunk
+// never mixes states. Sealing a chunk to a device is server/'s job.
+#ifndef FIELDSYNC_SYNC_CHANGE_FEED_H_
+#define FIELDSYNC_SYNC_CHANGE_FEED_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "fieldsync/v1/records.pb.h"
+#include "fieldsync/v1/schema.pb.h"
+#include "fieldsync/v1/sync.pb.h"
+#include "storage/store.h"
+#include "sync/field_sealer.h"
+#include "sync/schema.h"
+
+namespace fieldsync::sync {
+
+// Which cases and fields a reader reaches. A case is in scope when any of
+// the set conditions holds, evaluated against the case's state in the
+// read's snapshot (so after a transfer the new region reaches the case's
+// later entries; its earlier ones come from a backfill read with
+// `case_ids`).
+struct ReadScope {
+  bool all_cases = false;                       // administrators
+  std::string officer_id;                       // devices: cases assigned to it
+  absl::flat_hash_set<std::string> regions;     // supervisors: their regions
+  absl::flat_hash_set<std::string> case_ids;    // backfill of named cases
+  // Sensitivity classes whose values the reader gets; other fields are
+  // withheld (counted in PulledChange.withheld_fields).
+  absl::flat_hash_set<v1::Sensitivity> readable;
+
+  // Every class: devices and supervisors.
+  static absl::flat_hash_set<v1::Sensitivity> AllClasses();
+};
+
+struct FeedOptions {
+  // Read entries with position > cursor.
+  uint64_t cursor = 0;
+  // Bounds per chunk. A single change larger than max_bytes is still sent
+  // alone, so a chunk always progresses.
+  size_t max_changes = 1000;
+  size_t max_bytes = 1 << 20;
+  // At most this many log entries are examined per chunk (in scope or not),
+  // bounding the work for a reader whose cases are rare in the log.
+  size_t max_scan = 50000;
+};
+
+// Thread-safe (reads only). Not owned: store, schema, sealer; they must
+// outlive the feed.
+class ChangeFeed {
+ public:
+  ChangeFeed(storage::Store* store, const Schema* schema, const FieldSealer* sealer)
+      : store_(store), schema_(schema), sealer_(sealer) {}
+
+  // One chunk after options.cursor. next_cursor covers every entry
+  // examined (in scope or not); resuming from it gives no gaps and no
+  // duplicates. caught_up when the log had nothing after next_cursor.
+  // Errors: kDataLoss (corrupt entry or a value that does not open),
+  // kUnavailable (storage).
+  absl::StatusOr<v1::PulledChanges> Read(const ReadScope& scope,
+                                         const FeedOptions& options) const;
+
+  // Open conflicts of `region`, oldest first, with plaintext values of the
+  // classes in `readable`. page_size 0 = 100, capped at 1000; page_token
+  // from the previous response. kInvalidArgument for a bad page token.
+  absl::StatusOr<v1::ListConflictsResponse> ListConflicts(
+      std::string_view region, uint32_t page_size, std::string_view page_token,
+      const absl::flat_hash_set<v1::Sensitivity>& readable) const;
+
+  // The current plaintext value of one field: nullopt when the record or
+  // field is absent or cleared. kNotFound if the case key was erased.
+  absl::StatusOr<std::optional<v1::FieldValue>> ReadField(std::string_view case_id,
+                                                          std::string_view record_id,
+                                                          std::string_view field) const;
+
+ private:
+  absl::StatusOr<v1::FieldValue> Plaintext(const v1::StoredValue& value,
+                                           std::string_view case_id,
+                                           std::string_view record_id,
+                                           std::string_view field) const;
+
+  storage::Store* store_;
+  const Schema* schema_;
+  const FieldSealer* sealer_;
+};
+
+}  // namespace fieldsync::sync
+
+#endif  // FIELDSYNC_SYNC_CHANGE_FEED_H_

@@ -1,0 +1,536 @@
+#include "sync/ingest.h"
+
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "common/uuid.h"
+#include "crypto/hash.h"
+#include "storage/key_codec.h"
+#include "sync/errors.h"
+#include "sync/hlc.h"
+
+namespace fieldsync::sync {
+namespace {
+
+using storage::Cf;
+
+// Cf::kMetadata name of the next log position: 8 bytes, big-endian.
+// Persisted.
+constexpr std::string_view kNextPositionName = "sync/next_log_position";
+
+std::string EncodeU64(uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i, v >>= 8) out[i] = static_cast<char>(v & 0xFF);
+  return out;
+}
+
+absl::StatusOr<uint64_t> DecodeU64(std::string_view b) {
+  if (b.size() != 8) return absl::DataLossError("next log position is not 8 bytes");
+  uint64_t v = 0;
+  for (char c : b) v = (v << 8) | static_cast<uint8_t>(c);
+  return v;
+}
+
+v1::ChangeResult Rejected(std::string_view change_id, v1::RejectReason reason,
+                          std::string detail) {
+  v1::ChangeResult r;
+  r.set_change_id(std::string(change_id));
+  r.set_outcome(v1::CHANGE_OUTCOME_REJECTED);
+  r.set_reject_reason(reason);
+  r.set_detail(std::move(detail));
+  return r;
+}
+
+bool IsEncrypted(const v1::FieldDef& def) {
+  return def.sensitivity() == v1::SENSITIVITY_IDENTIFYING ||
+         def.sensitivity() == v1::SENSITIVITY_SENSITIVE;
+}
+
+absl::StatusOr<std::string> CanonicalUuid(std::string_view text) {
+  ASSIGN_OR_RETURN(Uuid id, ParseUuid(text));
+  return FormatUuid(id);
+}
+
+void Count(v1::ChangeOutcome o, OutcomeCounts* c) {
+  switch (o) {
+    case v1::CHANGE_OUTCOME_APPLIED: ++c->applied; break;
+    case v1::CHANGE_OUTCOME_CONVERGED: ++c->converged; break;
+    case v1::CHANGE_OUTCOME_SUPERSEDED: ++c->superseded; break;
+    case v1::CHANGE_OUTCOME_CONFLICT: ++c->conflict; break;
+    default: ++c->rejected; break;
+  }
+}
+
+}  // namespace
+
+struct Ingest::PreparedChange {
+  v1::CaseLogEntry entry;
+  std::optional<v1::ChangeResult> rejection;
+};
+
+struct Ingest::PreparedBatch {
+  BatchMeta meta;
+  Uuid batch_uuid{};
+  std::string payload_hash;
+  std::vector<PreparedChange> changes;
+};
+
+// One unit of a commit group: a device batch or a server-side change.
+struct Ingest::Unit {
+  PreparedBatch* batch = nullptr;  // device batches
+  StaffBuilder builder;            // server-side changes
+  std::string writer;
+  v1::ChangeKind staff_kind = v1::CHANGE_KIND_UNSPECIFIED;
+  // Outputs, valid once `done`.
+  absl::Status status;
+  PushResult push;
+  v1::ChangeResult staff_result;
+  bool done = false;
+  // Inside the commit step: records touched, by record id.
+  absl::flat_hash_map<std::string, size_t> touched;
+};
+
+Ingest::Ingest(Options options) : options_(std::move(options)), reconciler_(options_.schema) {}
+
+Ingest::~Ingest() = default;
+
+// --- Prepare (caller's thread) ----------------------------------------------
+
+absl::StatusOr<v1::StoredValue> Ingest::StoreValue(const v1::FieldDef& def,
+                                                   std::string_view case_id,
+                                                   std::string_view record_id,
+                                                   const v1::FieldValue& value) {
+  if (!IsEncrypted(def) || value.kind_case() == v1::FieldValue::KIND_NOT_SET) {
+    return ClearStoredValue(value);
+  }
+  const std::string plaintext = value.SerializeAsString();
+  v1::StoredValue stored;
+  ASSIGN_OR_RETURN(*stored.mutable_data(),
+                   options_.sealer->Seal(FieldAddress{case_id, record_id, def.name()}, plaintext));
+  ASSIGN_OR_RETURN(*stored.mutable_digest(),
+                   options_.sealer->Digest(case_id, def.name(), plaintext));
+  stored.set_encrypted(true);
+  return stored;
+}
+
+absl::Status Ingest::PrepareChange(const v1::RecordChange& change, const BatchMeta& meta,
+                                   absl::Time now, PreparedChange* out) {
+  const std::string& cid = change.change_id();
+  auto reject = [&](v1::RejectReason reason, std::string detail) {
+    out->rejection = Rejected(cid, reason, std::move(detail));
+    return absl::OkStatus();
+  };
+  v1::CaseLogEntry& e = out->entry;
+  absl::StatusOr<std::string> change_id = CanonicalUuid(cid);
+  absl::StatusOr<std::string> case_id = CanonicalUuid(change.case_id());
+  absl::StatusOr<std::string> record_id = CanonicalUuid(change.record_id());
+  if (!change_id.ok() || !case_id.ok() || !record_id.ok()) {
+    return reject(v1::REJECT_REASON_INVALID_ID,
+                  "change_id, case_id and record_id must be canonical UUIDs");
+  }
+  const v1::RecordType* type = options_.schema->FindRecordType(change.record_type());
+  if (type == nullptr) {
+    return reject(v1::REJECT_REASON_UNKNOWN_RECORD_TYPE,
+                  absl::StrFormat("change %s: unknown record type", cid));
+  }
+  const bool is_registration = type->kind() == v1::RECORD_KIND_CASE_REGISTRATION;
+  if (is_registration != (*record_id == *case_id)) {
+    return reject(v1::REJECT_REASON_RECORD_ID_MISMATCH,
+                  absl::StrFormat("change %s: record_id must equal case_id exactly for the "
+                                  "registration record %s",
+                                  cid, type->name()));
+  }
+  if (change.hlc().wall_micros() <= 0) {
+    return reject(v1::REJECT_REASON_INVALID_HLC, absl::StrFormat("change %s: no HLC", cid));
+  }
+  e.set_change_id(*change_id);
+  e.set_case_id(*case_id);
+  e.set_record_id(*record_id);
+  e.set_record_type(change.record_type());
+  e.set_kind(change.kind());
+  *e.mutable_hlc() = change.hlc();
+  e.set_clock_clamped(ClampHlc(now, options_.max_clock_skew, e.mutable_hlc()));
+  e.set_writer(meta.device_id);
+  e.set_batch_id(meta.batch_id);
+  auto rejected_kind = [&](std::string what) {
+    out->rejection = Rejected(cid, v1::REJECT_REASON_MALFORMED_CHANGE,
+                              absl::StrFormat("change %s: %s", cid, what));
+    out->rejection->set_clock_clamped(e.clock_clamped());
+    return absl::OkStatus();
+  };
+  switch (change.kind()) {
+    case v1::CHANGE_KIND_UPSERT: {
+      if (change.fields().empty()) return rejected_kind("UPSERT without fields");
+      absl::flat_hash_set<std::string> seen;
+      for (const v1::FieldWrite& w : change.fields()) {
+        const v1::FieldDef* def = options_.schema->FindField(type->name(), w.field());
+        if (def == nullptr) {
+          return reject(v1::REJECT_REASON_UNKNOWN_FIELD,
+                        absl::StrFormat("change %s: record type %s has no field %s", cid,
+                                        type->name(), w.field()));
+        }
+        if (!seen.insert(w.field()).second) {
+          return rejected_kind(absl::StrFormat("field %s written twice", w.field()));
+        }
+        if (options_.schema->IsServerManaged(type->name(), w.field())) {
+          return reject(v1::REJECT_REASON_FIELD_NOT_WRITABLE,
+                        absl::StrFormat("change %s: field %s is set by the server", cid,
+                                        w.field()));
+        }
+        ValueCheck check = Schema::CheckValue(
+            *def, w.value(), absl::StrFormat("change %s field %s", cid, w.field()));
+        if (!check.ok()) return reject(check.reason, std::move(check.detail));
+        if (def->required() && w.value().kind_case() == v1::FieldValue::KIND_NOT_SET) {
+          return reject(v1::REJECT_REASON_REQUIRED_FIELD_MISSING,
+                        absl::StrFormat("change %s: required field %s cleared", cid, w.field()));
+        }
+        v1::EntryField* f = e.add_fields();
+        f->set_field(w.field());
+        f->set_base_version(w.base_version());
+        ASSIGN_OR_RETURN(*f->mutable_value(), StoreValue(*def, *case_id, *record_id, w.value()));
+      }
+      return absl::OkStatus();
+    }
+    case v1::CHANGE_KIND_DELETE:
+      if (!change.fields().empty()) return rejected_kind("DELETE with fields");
+      if (is_registration) {
+        return reject(v1::REJECT_REASON_RECORD_ID_MISMATCH,
+                      absl::StrFormat("change %s: the registration record cannot be deleted; "
+                                      "close the case",
+                                      cid));
+      }
+      e.set_base_version(change.base_version());
+      return absl::OkStatus();
+    case v1::CHANGE_KIND_CLOSE_CASE:
+    case v1::CHANGE_KIND_REOPEN_CASE: {
+      if (!change.fields().empty()) return rejected_kind("CLOSE/REOPEN with fields");
+      if (!is_registration) {
+        return reject(v1::REJECT_REASON_RECORD_ID_MISMATCH,
+                      absl::StrFormat("change %s: close/reopen only on the registration record",
+                                      cid));
+      }
+      v1::FieldValue status;
+      status.set_enum_value(change.kind() == v1::CHANGE_KIND_CLOSE_CASE ? "closed" : "open");
+      v1::EntryField* f = e.add_fields();
+      f->set_field(options_.schema->status_field());
+      f->set_base_version(change.base_version());
+      *f->mutable_value() = ClearStoredValue(status);
+      e.set_base_version(change.base_version());
+      return absl::OkStatus();
+    }
+    case v1::CHANGE_KIND_ASSIGN_CASE:
+    case v1::CHANGE_KIND_TRANSFER_CASE:
+    case v1::CHANGE_KIND_RESOLVE_CONFLICT:
+      return reject(v1::REJECT_REASON_FIELD_NOT_WRITABLE,
+                    absl::StrFormat("change %s: kind %s is server-side only", cid,
+                                    v1::ChangeKind_Name(change.kind())));
+    default:
+      return rejected_kind("unknown kind");
+  }
+}
+
+absl::StatusOr<Ingest::PreparedBatch> Ingest::Prepare(const BatchMeta& meta,
+                                                      const v1::BatchPayload& payload) {
+  v1::SyncErrorDetail detail;
+  detail.set_batch_id(meta.batch_id);
+  absl::StatusOr<Uuid> batch_uuid = ParseUuid(meta.batch_id);
+  if (!batch_uuid.ok() || meta.device_id.empty() || meta.sequence == 0) {
+    return SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_MALFORMED,
+                     "batch header needs a device id, a UUID batch id and a sequence >= 1",
+                     detail);
+  }
+  if (payload.changes_size() > static_cast<int>(options_.max_changes_per_batch)) {
+    detail.set_max_changes(options_.max_changes_per_batch);
+    return SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_BATCH_TOO_LARGE,
+                     absl::StrFormat("batch %s has %d changes; the limit is %d: split it",
+                                     meta.batch_id, payload.changes_size(),
+                                     options_.max_changes_per_batch),
+                     detail);
+  }
+  PreparedBatch batch;
+  batch.meta = meta;
+  batch.meta.batch_id = FormatUuid(*batch_uuid);
+  batch.batch_uuid = *batch_uuid;
+  std::string canonical;
+  payload.SerializeToString(&canonical);
+  crypto::Sha256Digest hash = crypto::Sha256(canonical);
+  batch.payload_hash.assign(hash.begin(), hash.end());
+  const absl::Time now = options_.clock->Now();
+  absl::flat_hash_set<std::string> change_ids;
+  batch.changes.resize(payload.changes_size());
+  for (int i = 0; i < payload.changes_size(); ++i) {
+    const v1::RecordChange& change = payload.changes(i);
+    if (!change_ids.insert(change.change_id()).second) {
+      batch.changes[i].rejection = Rejected(
+          change.change_id(), v1::REJECT_REASON_INVALID_ID,
+          absl::StrFormat("change %s appears twice in the batch", change.change_id()));
+      continue;
+    }
+    RETURN_IF_ERROR(PrepareChange(change, batch.meta, now, &batch.changes[i]));
+  }
+  return batch;
+}
+
+absl::StatusOr<PushResult> Ingest::Push(const BatchMeta& meta, const v1::BatchPayload& payload) {
+  ASSIGN_OR_RETURN(PreparedBatch batch, Prepare(meta, payload));
+  Unit unit;
+  unit.batch = &batch;
+  unit.writer = batch.meta.device_id;
+  Submit(&unit);
+  if (!unit.status.ok()) return unit.status;
+  return std::move(unit.push);
+}
+
+absl::StatusOr<v1::ChangeResult> Ingest::RunStaff(const StaffActor& actor, v1::ChangeKind kind,
+                                                  StaffBuilder builder) {
+  Unit unit;
+  unit.builder = std::move(builder);
+  unit.writer = "staff:" + actor.staff_id;
+  unit.staff_kind = kind;
+  Submit(&unit);
+  if (!unit.status.ok()) return unit.status;
+  return std::move(unit.staff_result);
+}
+
+// --- Commit step ---------------------------------------------------------
+
+void Ingest::Submit(Unit* unit) {
+  mu_.Lock();
+  queue_.push_back(unit);
+  while (!unit->done && (leader_active_ || queue_.front() != unit)) cv_.Wait(&mu_);
+  if (unit->done) {
+    mu_.Unlock();
+    return;
+  }
+  // Leader: take every queued unit (this one first) and commit them as one
+  // group while later arrivals queue up for the next group.
+  leader_active_ = true;
+  std::vector<Unit*> group(queue_.begin(), queue_.end());
+  queue_.clear();
+  mu_.Unlock();
+  CommitGroup(group);
+  mu_.Lock();
+  for (Unit* u : group) u->done = true;
+  leader_active_ = false;
+  cv_.SignalAll();
+  mu_.Unlock();
+}
+
+void Ingest::CommitGroup(const std::vector<Unit*>& group) {
+  storage::WriteBatch wb;
+  StateView view(options_.store, &wb);
+  auto fail_all = [&](const absl::Status& s) {
+    next_position_.reset();
+    for (Unit* u : group) u->status = s;
+  };
+  if (!next_position_.has_value()) {
+    absl::StatusOr<uint64_t> next = NextLogPosition();
+    if (!next.ok()) return fail_all(next.status());
+    next_position_ = *next;
+  }
+  uint64_t position = *next_position_;
+  const absl::Time now = options_.clock->Now();
+  std::vector<std::optional<CommittedUnit>> summaries(group.size());
+  for (size_t i = 0; i < group.size(); ++i) {
+    Unit* u = group[i];
+    CommittedUnit summary;
+    summary.writer = u->writer;
+    summary.staff_kind = u->staff_kind;
+    summary.committed_at = now;
+    absl::Status fatal = u->batch != nullptr ? ProcessDeviceBatch(u, &view, &position, &summary)
+                                             : ProcessStaff(u, &view, &position, &summary);
+    if (!fatal.ok()) return fail_all(fatal);
+    if (u->status.ok() && !u->push.is_retry_answer) summaries[i] = std::move(summary);
+  }
+  bool observed = false;
+  absl::Status group_status = absl::OkStatus();
+  for (size_t i = 0; i < group.size() && group_status.ok(); ++i) {
+    if (!summaries[i].has_value()) continue;
+    for (CommitObserver* observer : options_.observers) {
+      observed = true;
+      group_status = observer->OnCommit(*summaries[i], &wb);
+      if (!group_status.ok()) break;
+    }
+  }
+  if (group_status.ok()) {
+    if (position != *next_position_) {
+      wb.Put(Cf::kMetadata, storage::EncodeMetadataKey(kNextPositionName), EncodeU64(position));
+    }
+    group_status = options_.store->Commit(&wb);
+  }
+  // Observers learn the outcome of every group they added writes to, so
+  // that in-memory state (the audit log's frontier) follows the store.
+  if (observed) {
+    for (CommitObserver* observer : options_.observers) observer->AfterCommit(&wb, group_status);
+  }
+  if (!group_status.ok()) return fail_all(group_status);
+  next_position_ = position;
+}
+
+absl::StatusOr<uint64_t> Ingest::NextLogPosition() {
+  absl::StatusOr<std::string> v =
+      options_.store->Get(Cf::kMetadata, storage::EncodeMetadataKey(kNextPositionName));
+  if (absl::IsNotFound(v.status())) return 1;
+  if (!v.ok()) return v.status();
+  return DecodeU64(*v);
+}
+
+absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
+                                                   const ApplyOptions& options, StateView* view,
+                                                   uint64_t* next_position,
+                                                   CommittedUnit* summary) {
+  entry->set_position(*next_position);
+  entry->set_committed_unix_micros(absl::ToUnixMicros(summary->committed_at));
+  std::optional<RecordDimensionChange> first_touch;
+  auto touched = std::find_if(summary->records.begin(), summary->records.end(),
+                              [&](const RecordDimensionChange& r) {
+                                return r.record_id == entry->record_id() &&
+                                       r.case_id == entry->case_id();
+                              });
+  if (touched == summary->records.end()) {
+    absl::StatusOr<Uuid> c = ParseUuid(entry->case_id());
+    absl::StatusOr<Uuid> r = ParseUuid(entry->record_id());
+    if (c.ok() && r.ok()) {
+      RecordDimensionChange rec;
+      rec.case_id = entry->case_id();
+      rec.record_id = entry->record_id();
+      rec.record_type = entry->record_type();
+      ASSIGN_OR_RETURN(rec.before,
+                       reconciler_.ReadDimensions(*c, *r, entry->record_type(), view));
+      first_touch = std::move(rec);
+    }
+  }
+  ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler_.Apply(entry, options, view));
+  Count(result.outcome(), &summary->counts);
+  if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED) return result;
+  view->PutProto(Cf::kCaseLog, storage::EncodeCaseLogKey(*next_position), *entry);
+  if (summary->first_position == 0) summary->first_position = *next_position;
+  summary->last_position = *next_position;
+  ++*next_position;
+  if (std::find(summary->case_ids.begin(), summary->case_ids.end(), entry->case_id()) ==
+      summary->case_ids.end()) {
+    summary->case_ids.push_back(entry->case_id());
+  }
+  if (first_touch.has_value()) summary->records.push_back(std::move(*first_touch));
+  return result;
+}
+
+// Fills every touched record's `after` dimensions.
+static absl::Status FinishDimensions(const Reconciler& reconciler, StateView* view,
+                                     CommittedUnit* summary) {
+  for (RecordDimensionChange& rec : summary->records) {
+    ASSIGN_OR_RETURN(Uuid c, ParseUuid(rec.case_id));
+    ASSIGN_OR_RETURN(Uuid r, ParseUuid(rec.record_id));
+    ASSIGN_OR_RETURN(rec.after, reconciler.ReadDimensions(c, r, rec.record_type, view));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* next_position,
+                                        CommittedUnit* summary) {
+  PreparedBatch& batch = *unit->batch;
+  const BatchMeta& meta = batch.meta;
+  v1::SyncErrorDetail detail;
+  detail.set_batch_id(meta.batch_id);
+  const std::string batch_key = storage::EncodeBatchKey(meta.device_id, batch.batch_uuid);
+  const std::string seq_key = storage::EncodeDeviceSequenceKey(meta.device_id);
+  v1::DeviceSequence seq;
+  ASSIGN_OR_RETURN(bool has_seq, view->GetProto(Cf::kBatches, seq_key, &seq));
+  const uint64_t expected = has_seq ? seq.next_sequence() : 1;
+  v1::BatchRecord seen;
+  ASSIGN_OR_RETURN(bool was_seen, view->GetProto(Cf::kBatches, batch_key, &seen));
+  if (was_seen) {
+    if (seen.payload_hash() != batch.payload_hash) {
+      unit->status = SyncError(
+          absl::StatusCode::kAlreadyExists, v1::SYNC_ERROR_REASON_BATCH_ID_REUSED,
+          absl::StrFormat("batch %s of device %s was committed before with different content; "
+                          "a batch id is never reused",
+                          meta.batch_id, meta.device_id),
+          detail);
+      return absl::OkStatus();
+    }
+    unit->push.result = std::move(*seen.mutable_result());
+    unit->push.next_sequence = expected;
+    unit->push.is_retry_answer = true;
+    return absl::OkStatus();
+  }
+  if (meta.sequence != expected) {
+    detail.set_expected_sequence(expected);
+    const bool gap = meta.sequence > expected;
+    unit->status = SyncError(
+        gap ? absl::StatusCode::kOutOfRange : absl::StatusCode::kFailedPrecondition,
+        gap ? v1::SYNC_ERROR_REASON_SEQUENCE_GAP : v1::SYNC_ERROR_REASON_SEQUENCE_REPLAY,
+        absl::StrFormat(gap ? "batch %s has sequence %d but device %s must send %d next: resend "
+                              "from there"
+                            : "batch %s has sequence %d, already used by device %s (next is "
+                              "%d): refused as a replay",
+                        meta.batch_id, meta.sequence, meta.device_id, expected),
+        detail);
+    return absl::OkStatus();
+  }
+  ApplyOptions options;
+  options.check_scope = true;
+  options.officer_id = meta.officer_id;
+  v1::BatchResult& result = unit->push.result;
+  result.set_sequence(meta.sequence);
+  for (PreparedChange& change : batch.changes) {
+    if (change.rejection.has_value()) {
+      Count(v1::CHANGE_OUTCOME_REJECTED, &summary->counts);
+      *result.add_results() = *change.rejection;
+      continue;
+    }
+    ASSIGN_OR_RETURN(*result.add_results(),
+                     LogChange(&change.entry, options, view, next_position, summary));
+  }
+  result.set_first_position(summary->first_position);
+  result.set_last_position(summary->last_position);
+  RETURN_IF_ERROR(FinishDimensions(reconciler_, view, summary));
+  v1::BatchRecord record;
+  record.set_payload_hash(batch.payload_hash);
+  record.set_sequence(meta.sequence);
+  *record.mutable_result() = result;
+  view->PutProto(Cf::kBatches, batch_key, record);
+  seq.set_next_sequence(expected + 1);
+  view->PutProto(Cf::kBatches, seq_key, seq);
+  unit->push.next_sequence = expected + 1;
+  summary->batch_id = meta.batch_id;
+  summary->sequence = meta.sequence;
+  summary->sealed_batch_sha256 = meta.sealed_batch_sha256;
+  summary->signature = meta.signature;
+  return absl::OkStatus();
+}
+
+absl::Status Ingest::ProcessStaff(Unit* unit, StateView* view, uint64_t* next_position,
+                                  CommittedUnit* summary) {
+  absl::StatusOr<v1::CaseLogEntry> built = unit->builder(view);
+  if (!built.ok()) {
+    if (built.status().code() == absl::StatusCode::kDataLoss) return built.status();
+    unit->status = built.status();
+    return absl::OkStatus();
+  }
+  v1::CaseLogEntry entry = std::move(*built);
+  entry.set_kind(unit->staff_kind);
+  entry.set_writer(unit->writer);
+  entry.set_change_id(absl::StrFormat("server:%d", *next_position));
+  *entry.mutable_hlc() = ServerHlc(summary->committed_at);
+  ASSIGN_OR_RETURN(v1::ChangeResult result,
+                   LogChange(&entry, ApplyOptions(), view, next_position, summary));
+  if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED) {
+    v1::SyncErrorDetail detail;
+    detail.set_case_id(entry.case_id());
+    const bool not_found = result.reject_reason() == v1::REJECT_REASON_CASE_NOT_FOUND;
+    unit->status = SyncError(
+        not_found ? absl::StatusCode::kNotFound : absl::StatusCode::kFailedPrecondition,
+        not_found ? v1::SYNC_ERROR_REASON_NOT_FOUND : v1::SYNC_ERROR_REASON_INVALID_VALUE,
+        result.detail(), detail);
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(FinishDimensions(reconciler_, view, summary));
+  unit->staff_result = std::move(result);
+  return absl::OkStatus();
+}
+
+}  // namespace fieldsync::sync

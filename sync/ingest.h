@@ -1,0 +1,228 @@
+// The batch ingest pipeline (DESIGN §5, §6, §11): validation and field
+// encryption in the caller's thread, then one ordered commit step (group
+// commit) that checks idempotency and sequence numbers, assigns log
+// positions, reconciles against the current state and writes the whole
+// group - log entries, state, conflicts, idempotency records and the
+// observers' writes (audit leaf, aggregate counters) - in one synced
+// storage::WriteBatch. Also the supervisor's server-side changes (assign,
+// transfer, close/reopen, resolve), which are log entries too.
+//
+// Sealed batches arrive opened: server/ verifies the device signature and
+// opens the HPKE seal, then calls Push with plain C++ metadata.
+#ifndef FIELDSYNC_SYNC_INGEST_H_
+#define FIELDSYNC_SYNC_INGEST_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "fieldsync/v1/records.pb.h"
+#include "fieldsync/v1/sync.pb.h"
+#include "storage/store.h"
+#include "sync/field_sealer.h"
+#include "sync/reconcile.h"
+#include "sync/schema.h"
+
+namespace fieldsync::sync {
+
+// Who sent a batch and its header, as verified by the service layer.
+struct BatchMeta {
+  std::string device_id;   // the authenticated device (UUID text)
+  std::string officer_id;  // the officer the device is enrolled for
+  std::string batch_id;    // BatchHeader.batch_id (UUID text)
+  uint64_t sequence = 0;   // BatchHeader.sequence (from 1)
+  // For the audit log only (passed to observers): SHA-256 of the sealed
+  // batch as received, and the device's signature over it.
+  std::string sealed_batch_sha256;
+  std::string signature;
+};
+
+// What Push answers.
+struct PushResult {
+  v1::BatchResult result;
+  // The sequence the device's next new batch must carry.
+  uint64_t next_sequence = 0;
+  // This is the stored answer of an earlier delivery; nothing changed.
+  bool is_retry_answer = false;
+};
+
+// Per-outcome counts of a committed unit.
+struct OutcomeCounts {
+  uint32_t applied = 0, converged = 0, superseded = 0, conflict = 0, rejected = 0;
+};
+
+// One record touched by a committed unit: its DIMENSION values before the
+// unit and after it (for the aggregate counters, issue #6).
+struct RecordDimensionChange {
+  std::string case_id;
+  std::string record_id;
+  std::string record_type;
+  RecordDimensions before;
+  RecordDimensions after;
+};
+
+// What observers learn about one committed unit (a device batch or one
+// server-side change). Ids only, never field values.
+struct CommittedUnit {
+  // A device id, or "staff:<id>" for a server-side change.
+  std::string writer;
+  // Device batches: the batch id, sequence, sealed-batch hash and signature
+  // (BatchMeta). Empty for server-side changes.
+  std::string batch_id;
+  uint64_t sequence = 0;
+  std::string sealed_batch_sha256;
+  std::string signature;
+  // The server-side change's kind; UNSPECIFIED for device batches.
+  v1::ChangeKind staff_kind = v1::CHANGE_KIND_UNSPECIFIED;
+  // Log range [first_position, last_position]; both 0 when nothing was
+  // logged (every change rejected).
+  uint64_t first_position = 0;
+  uint64_t last_position = 0;
+  OutcomeCounts counts;
+  // Cases with at least one logged change, in first-touch order.
+  std::vector<std::string> case_ids;
+  // Records with at least one logged change, in first-touch order.
+  std::vector<RecordDimensionChange> records;
+  absl::Time committed_at;
+};
+
+// Called inside the commit step, after the group's sync writes are in
+// `batch` and before it is committed. Its writes join the same atomic
+// commit. A non-OK status fails the whole group: nothing of it is written,
+// and every unit in it gets that status (kUnavailable unless the observer
+// chose another code). Called from one thread at a time, in commit order.
+class CommitObserver {
+ public:
+  virtual ~CommitObserver() = default;
+  virtual absl::Status OnCommit(const CommittedUnit& unit, storage::WriteBatch* batch) = 0;
+  // Called once per group in which OnCommit was called (on any observer),
+  // after the store's commit, with its status: OK when the group is
+  // durable, the failure otherwise (nothing of the group was written).
+  virtual void AfterCommit(const storage::WriteBatch* batch, const absl::Status& commit_status) {}
+};
+
+// A supervisor or administrator making a server-side change.
+struct StaffActor {
+  std::string staff_id;  // the writer becomes "staff:<staff_id>"
+};
+
+class Ingest {
+ public:
+  struct Options {
+    // Not owned; must outlive the Ingest.
+    storage::Store* store = nullptr;
+    const Schema* schema = nullptr;
+    FieldSealer* sealer = nullptr;
+    const Clock* clock = nullptr;
+    // Device HLCs further ahead of the clock are clamped (and flagged).
+    absl::Duration max_clock_skew = absl::Minutes(5);
+    // Bigger batches are refused whole (kInvalidArgument, BATCH_TOO_LARGE).
+    uint32_t max_changes_per_batch = 10000;
+    // Called for every committed unit, in order. Not owned.
+    std::vector<CommitObserver*> observers;
+  };
+
+  // REQUIRES: store, schema, sealer and clock set.
+  explicit Ingest(Options options);
+  ~Ingest();
+  Ingest(const Ingest&) = delete;
+  Ingest& operator=(const Ingest&) = delete;
+
+  // Validates, seals and commits one batch (DESIGN §5). Thread-safe: call
+  // it from any number of threads; concurrent pushes share one commit.
+  // Returns the per-change results once the batch is durable. A change that
+  // fails validation is REJECTED in its result and the rest still apply.
+  // Errors (each with a SyncErrorDetail, errors.h):
+  //   kInvalidArgument   malformed meta (bad batch id, sequence 0), or too
+  //                      many changes (BATCH_TOO_LARGE).
+  //   kAlreadyExists     the batch id was committed before with different
+  //                      content (BATCH_ID_REUSED).
+  //   kOutOfRange        the sequence skips ahead (SEQUENCE_GAP,
+  //                      expected_sequence set): resend from there.
+  //   kFailedPrecondition the sequence is below the expected one and the
+  //                      batch id was never seen (SEQUENCE_REPLAY).
+  //   kUnavailable       storage or an observer failed; nothing of the
+  //                      batch was written; retry the same batch.
+  // A batch seen before with the same content returns its stored result
+  // (is_retry_answer) and changes nothing.
+  absl::StatusOr<PushResult> Push(const BatchMeta& meta, const v1::BatchPayload& payload);
+
+  // Server-side changes. Each commits one log entry and returns its result.
+  // Common errors: kNotFound (case or conflict absent, NOT_FOUND),
+  // kInvalidArgument (a value fails the schema, INVALID_VALUE), kAborted
+  // (base_version given and stale: STALE_BASE), kUnavailable (storage).
+  // base_version 0 skips the staleness check.
+  absl::StatusOr<v1::ChangeResult> AssignCase(const StaffActor& actor, std::string_view case_id,
+                                              std::string_view officer_id, uint64_t base_version);
+  // Moves the case to `to_region` and assigns it to `officer_id` ("" leaves
+  // it unassigned). Open conflicts follow the case to its new region.
+  absl::StatusOr<v1::ChangeResult> TransferCase(const StaffActor& actor, std::string_view case_id,
+                                                std::string_view to_region,
+                                                std::string_view officer_id,
+                                                uint64_t base_version);
+  absl::StatusOr<v1::ChangeResult> SetCaseStatus(const StaffActor& actor,
+                                                 std::string_view case_id, bool close,
+                                                 uint64_t base_version);
+  // Resolves an open conflict (kFailedPrecondition if already resolved):
+  // keep the current value (no field write), take the kept losing value, or
+  // write `new_value` (validated). base_version is the field's current
+  // version as the supervisor saw it.
+  enum class Resolution { kKeepCurrent, kTakeLosing, kNewValue };
+  absl::StatusOr<v1::ChangeResult> ResolveConflict(const StaffActor& actor,
+                                                   const v1::ConflictId& id,
+                                                   std::string_view case_id,
+                                                   Resolution resolution,
+                                                   const v1::FieldValue& new_value,
+                                                   uint64_t base_version);
+
+  // The next log position (for tests and operators).
+  absl::StatusOr<uint64_t> NextLogPosition();
+
+ private:
+  struct PreparedChange;
+  struct PreparedBatch;
+  struct Unit;
+  using StaffBuilder = std::function<absl::StatusOr<v1::CaseLogEntry>(StateView*)>;
+
+  absl::StatusOr<PreparedBatch> Prepare(const BatchMeta& meta, const v1::BatchPayload& payload);
+  absl::Status PrepareChange(const v1::RecordChange& change, const BatchMeta& meta,
+                             absl::Time now, PreparedChange* out);
+  absl::StatusOr<v1::StoredValue> StoreValue(const v1::FieldDef& def, std::string_view case_id,
+                                             std::string_view record_id,
+                                             const v1::FieldValue& value);
+  absl::StatusOr<v1::ChangeResult> RunStaff(const StaffActor& actor, v1::ChangeKind kind,
+                                            StaffBuilder builder);
+  // Queues `unit` and returns once it is done (as leader or follower).
+  void Submit(Unit* unit);
+  void CommitGroup(const std::vector<Unit*>& group);
+  absl::Status ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* next_position,
+                                  CommittedUnit* summary);
+  absl::Status ProcessStaff(Unit* unit, StateView* view, uint64_t* next_position,
+                            CommittedUnit* summary);
+  absl::StatusOr<v1::ChangeResult> LogChange(v1::CaseLogEntry* entry,
+                                             const ApplyOptions& options, StateView* view,
+                                             uint64_t* next_position, CommittedUnit* summary);
+
+  Options options_;
+  Reconciler reconciler_;
+
+  absl::Mutex mu_;
+  absl::CondVar cv_;
+  std::deque<Unit*> queue_ ABSL_GUARDED_BY(mu_);
+  bool leader_active_ ABSL_GUARDED_BY(mu_) = false;
+  // Only the current leader touches it (leader_active_ hands it over).
+  std::optional<uint64_t> next_position_;
+};
+
+}  // namespace fieldsync::sync
+
+#endif  // FIELDSYNC_SYNC_INGEST_H_

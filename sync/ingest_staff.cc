@@ -1,0 +1,224 @@
+// Ingest's server-side changes: assignment, transfer, close/reopen and
+// conflict resolution by supervisors. Each is built inside the commit step
+// (so it reads the state its own group left) and logged like a device
+// change, with the writer "staff:<id>" and the server's clock as its HLC.
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "common/uuid.h"
+#include "storage/key_codec.h"
+#include "sync/errors.h"
+#include "sync/ingest.h"
+
+namespace fieldsync::sync {
+namespace {
+
+using storage::Cf;
+
+absl::Status NotFound(std::string_view what, std::string_view case_id) {
+  v1::SyncErrorDetail detail;
+  detail.set_case_id(std::string(case_id));
+  return SyncError(absl::StatusCode::kNotFound, v1::SYNC_ERROR_REASON_NOT_FOUND,
+                   absl::StrFormat("%s not found in case %s", what, case_id), detail);
+}
+
+absl::Status InvalidValue(std::string_view message, std::string_view case_id,
+                          std::string_view field) {
+  v1::SyncErrorDetail detail;
+  detail.set_case_id(std::string(case_id));
+  detail.set_field(std::string(field));
+  return SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_INVALID_VALUE,
+                   message, detail);
+}
+
+// The current version of a field (0 when never written); kAborted when
+// `base` is non-zero and differs from it.
+absl::StatusOr<uint64_t> CheckBase(StateView* view, const Uuid& case_id, const Uuid& record_id,
+                                   std::string_view field, uint64_t base,
+                                   std::string_view case_text) {
+  v1::FieldState state;
+  ASSIGN_OR_RETURN(bool has, view->GetProto(Cf::kRecords,
+                                            storage::EncodeFieldStateKey(case_id, record_id,
+                                                                         field),
+                                            &state));
+  const uint64_t current = has ? state.version() : 0;
+  if (base != 0 && base != current) {
+    v1::SyncErrorDetail detail;
+    detail.set_case_id(std::string(case_text));
+    detail.set_field(std::string(field));
+    return SyncError(absl::StatusCode::kAborted, v1::SYNC_ERROR_REASON_STALE_BASE,
+                     absl::StrFormat("field %s of case %s changed since version %d (now %d): "
+                                     "read it again",
+                                     field, case_text, base, current),
+                     detail);
+  }
+  return current;
+}
+
+// The registration entry skeleton for `case_text`, after checking that the
+// case exists.
+absl::StatusOr<v1::CaseLogEntry> CaseEntry(const Schema& schema, StateView* view,
+                                           std::string_view case_text, Uuid* case_id) {
+  absl::StatusOr<Uuid> id = ParseUuid(case_text);
+  if (!id.ok()) return InvalidValue("case id is not a UUID", case_text, "");
+  *case_id = *id;
+  ASSIGN_OR_RETURN(std::optional<std::string> header,
+                   view->Get(Cf::kRecords, storage::EncodeRecordHeaderKey(*id, *id)));
+  if (!header.has_value()) return NotFound("registration", case_text);
+  v1::CaseLogEntry entry;
+  entry.set_case_id(FormatUuid(*id));
+  entry.set_record_id(entry.case_id());
+  entry.set_record_type(schema.registration_type().name());
+  return entry;
+}
+
+absl::Status AddField(const Schema& schema, StateView* view, const Uuid& case_id,
+                      v1::CaseLogEntry* entry, const std::string& field,
+                      const v1::FieldValue& value, uint64_t base) {
+  const v1::FieldDef* def = schema.FindField(entry->record_type(), field);
+  ValueCheck check = Schema::CheckValue(*def, value, absl::StrFormat("field %s", field));
+  if (!check.ok()) return InvalidValue(check.detail, entry->case_id(), field);
+  ASSIGN_OR_RETURN(uint64_t current,
+                   CheckBase(view, case_id, case_id, field, base, entry->case_id()));
+  v1::EntryField* f = entry->add_fields();
+  f->set_field(field);
+  f->set_base_version(current);
+  *f->mutable_value() = ClearStoredValue(value);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ChangeResult> Ingest::AssignCase(const StaffActor& actor,
+                                                    std::string_view case_id,
+                                                    std::string_view officer_id,
+                                                    uint64_t base_version) {
+  const Schema& schema = *options_.schema;
+  std::string case_text(case_id), officer(officer_id);
+  return RunStaff(actor, v1::CHANGE_KIND_ASSIGN_CASE,
+                  [&, case_text, officer](StateView* view) -> absl::StatusOr<v1::CaseLogEntry> {
+                    Uuid id;
+                    ASSIGN_OR_RETURN(v1::CaseLogEntry entry,
+                                     CaseEntry(schema, view, case_text, &id));
+                    if (officer.empty()) {
+                      return InvalidValue("officer id is empty", case_text,
+                                          schema.officer_field());
+                    }
+                    v1::FieldValue v;
+                    v.set_string_value(officer);
+                    RETURN_IF_ERROR(AddField(schema, view, id, &entry, schema.officer_field(), v,
+                                             base_version));
+                    return entry;
+                  });
+}
+
+absl::StatusOr<v1::ChangeResult> Ingest::TransferCase(const StaffActor& actor,
+                                                      std::string_view case_id,
+                                                      std::string_view to_region,
+                                                      std::string_view officer_id,
+                                                      uint64_t base_version) {
+  const Schema& schema = *options_.schema;
+  std::string case_text(case_id), region(to_region), officer(officer_id);
+  return RunStaff(
+      actor, v1::CHANGE_KIND_TRANSFER_CASE,
+      [&, case_text, region, officer](StateView* view) -> absl::StatusOr<v1::CaseLogEntry> {
+        Uuid id;
+        ASSIGN_OR_RETURN(v1::CaseLogEntry entry, CaseEntry(schema, view, case_text, &id));
+        const v1::FieldDef* def = schema.FindField(entry.record_type(), schema.region_field());
+        v1::FieldValue r;
+        if (def->type() == v1::FIELD_TYPE_ENUM) {
+          r.set_enum_value(region);
+        } else {
+          r.set_string_value(region);
+        }
+        if (region.empty()) return InvalidValue("region is empty", case_text, def->name());
+        RETURN_IF_ERROR(
+            AddField(schema, view, id, &entry, schema.region_field(), r, base_version));
+        v1::FieldValue o;
+        if (!officer.empty()) o.set_string_value(officer);
+        RETURN_IF_ERROR(AddField(schema, view, id, &entry, schema.officer_field(), o, 0));
+        return entry;
+      });
+}
+
+absl::StatusOr<v1::ChangeResult> Ingest::SetCaseStatus(const StaffActor& actor,
+                                                       std::string_view case_id, bool close,
+                                                       uint64_t base_version) {
+  const Schema& schema = *options_.schema;
+  std::string case_text(case_id);
+  return RunStaff(actor, close ? v1::CHANGE_KIND_CLOSE_CASE : v1::CHANGE_KIND_REOPEN_CASE,
+                  [&, case_text](StateView* view) -> absl::StatusOr<v1::CaseLogEntry> {
+                    Uuid id;
+                    ASSIGN_OR_RETURN(v1::CaseLogEntry entry,
+                                     CaseEntry(schema, view, case_text, &id));
+                    v1::FieldValue v;
+                    v.set_enum_value(close ? "closed" : "open");
+                    RETURN_IF_ERROR(AddField(schema, view, id, &entry, schema.status_field(), v,
+                                             base_version));
+                    return entry;
+                  });
+}
+
+absl::StatusOr<v1::ChangeResult> Ingest::ResolveConflict(const StaffActor& actor,
+                                                         const v1::ConflictId& conflict_id,
+                                                         std::string_view case_id,
+                                                         Resolution resolution,
+                                                         const v1::FieldValue& new_value,
+                                                         uint64_t base_version) {
+  std::string case_text(case_id);
+  return RunStaff(
+      actor, v1::CHANGE_KIND_RESOLVE_CONFLICT,
+      [&, case_text](StateView* view) -> absl::StatusOr<v1::CaseLogEntry> {
+        absl::StatusOr<Uuid> id = ParseUuid(case_text);
+        if (!id.ok()) return InvalidValue("case id is not a UUID", case_text, "");
+        v1::ConflictRecord conflict;
+        ASSIGN_OR_RETURN(bool found,
+                         view->GetProto(Cf::kConflicts,
+                                        storage::EncodeConflictKey(*id, conflict_id.position(),
+                                                                   conflict_id.field()),
+                                        &conflict));
+        if (!found) return NotFound("conflict", case_text);
+        if (conflict.status() != v1::CONFLICT_STATUS_OPEN) {
+          return absl::FailedPreconditionError(
+              absl::StrFormat("conflict %d/%s of case %s is already resolved",
+                              conflict_id.position(), conflict_id.field(), case_text));
+        }
+        v1::CaseLogEntry entry;
+        entry.set_case_id(FormatUuid(*id));
+        entry.set_record_id(conflict.record_id());
+        entry.set_record_type(conflict.record_type());
+        *entry.mutable_resolves() = conflict_id;
+        if (resolution == Resolution::kKeepCurrent) return entry;
+        if (conflict.field().empty()) {
+          return InvalidValue(
+              "a record-level conflict is resolved by keeping the current state; delete or "
+              "edit the record instead",
+              case_text, "");
+        }
+        ASSIGN_OR_RETURN(Uuid record_id, ParseUuid(conflict.record_id()));
+        ASSIGN_OR_RETURN(uint64_t current, CheckBase(view, *id, record_id, conflict.field(),
+                                                     base_version, case_text));
+        v1::EntryField* f = entry.add_fields();
+        f->set_field(conflict.field());
+        f->set_base_version(current);
+        if (resolution == Resolution::kTakeLosing) {
+          // The kept bytes are bound to this very case, record and field,
+          // so they are reused as they are (never re-encrypted).
+          *f->mutable_value() = conflict.losing_value();
+          return entry;
+        }
+        const v1::FieldDef* def =
+            options_.schema->FindField(conflict.record_type(), conflict.field());
+        if (def == nullptr) return NotFound("field", case_text);
+        ValueCheck check =
+            Schema::CheckValue(*def, new_value, absl::StrFormat("field %s", def->name()));
+        if (!check.ok()) return InvalidValue(check.detail, case_text, def->name());
+        if (def->required() && new_value.kind_case() == v1::FieldValue::KIND_NOT_SET) {
+          return InvalidValue("a required field cannot be cleared", case_text, def->name());
+        }
+        ASSIGN_OR_RETURN(*f->mutable_value(),
+                         StoreValue(*def, entry.case_id(), entry.record_id(), new_value));
+        return entry;
+      });
+}
+
+}  // namespace fieldsync::sync

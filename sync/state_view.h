@@ -1,0 +1,70 @@
+// A read-your-writes view of the store for one commit group: reads go to an
+// in-memory overlay of the group's own writes first and then to the store;
+// writes go to the overlay and to the group's storage::WriteBatch. Used by
+// the ingest committer and by RebuildStateFromLog.
+#ifndef FIELDSYNC_SYNC_STATE_VIEW_H_
+#define FIELDSYNC_SYNC_STATE_VIEW_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "storage/store.h"
+
+namespace fieldsync::sync {
+
+// Not thread-safe: one committer uses it at a time. The store must not be
+// written by anyone else for the column families read through it while it
+// lives (sync's committer is the only writer of records, case_index,
+// conflicts, batches and case_log).
+class StateView {
+ public:
+  // `store` and `batch` are not owned and must outlive the view.
+  StateView(storage::Store* store, storage::WriteBatch* batch) : store_(store), batch_(batch) {}
+
+  // The value at `key`, nullopt when absent. kDataLoss / kUnavailable from
+  // the store.
+  absl::StatusOr<std::optional<std::string>> Get(storage::Cf cf, std::string_view key);
+
+  // Parses the value at `key` into *msg; false when absent. kDataLoss when
+  // it does not parse.
+  template <typename Message>
+  absl::StatusOr<bool> GetProto(storage::Cf cf, std::string_view key, Message* msg) {
+    absl::StatusOr<std::optional<std::string>> v = Get(cf, key);
+    if (!v.ok()) return v.status();
+    if (!v->has_value()) return false;
+    if (!msg->ParseFromString(**v)) return CorruptValue(cf, key);
+    return true;
+  }
+
+  void Put(storage::Cf cf, std::string_view key, std::string_view value);
+  template <typename Message>
+  void PutProto(storage::Cf cf, std::string_view key, const Message& msg) {
+    Put(cf, key, msg.SerializeAsString());
+  }
+  void Delete(storage::Cf cf, std::string_view key);
+
+  // Every live key with `prefix` and its value, in key order, merging the
+  // store and the overlay.
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(storage::Cf cf,
+                                                                       std::string_view prefix);
+
+  // Forgets the overlay (after the batch was committed or dropped).
+  void ResetOverlay() { overlay_.clear(); }
+
+ private:
+  static absl::Status CorruptValue(storage::Cf cf, std::string_view key);
+
+  storage::Store* store_;
+  storage::WriteBatch* batch_;
+  // nullopt marks a deletion.
+  std::map<std::pair<storage::Cf, std::string>, std::optional<std::string>> overlay_;
+};
+
+}  // namespace fieldsync::sync
+
+#endif  // FIELDSYNC_SYNC_STATE_VIEW_H_

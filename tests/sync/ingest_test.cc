@@ -1,0 +1,451 @@
+#include "sync/ingest.h"
+
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "storage/key_codec.h"
+#include "sync/change_feed.h"
+#include "sync/errors.h"
+#include "tests/sync/ingest_fixture.h"
+#include "tests/testing/status_matchers.h"
+
+namespace fieldsync::sync {
+namespace {
+
+using ::fieldsync::testing::IsOk;
+using ::fieldsync::testing::StatusIs;
+using ::testing::HasSubstr;
+using testing::Enum;
+using testing::HlcAt;
+using testing::Id;
+using testing::kStartMicros;
+using testing::NewCase;
+using testing::Str;
+using testing::Upsert;
+
+const std::string kCase = Id(1);
+const std::string kOther = Id(2);
+
+class IngestTest : public testing::IngestFixture {
+ protected:
+  // Device dev-a creates kCase in "northern" (log position 1).
+  void CreateCase() {
+    absl::StatusOr<PushResult> r = Push("dev-a", 1, {NewCase(Id(100), kCase, "northern",
+                                                             HlcAt(kStartMicros - 1000))});
+    ASSERT_THAT(r, IsOk());
+    ASSERT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  }
+  v1::RecordChange SetName(int change, const std::string& name, uint64_t base, int64_t at,
+                           const std::string& field = "given_name") {
+    return Upsert(Id(change), kCase, kCase, "case_registration", {{field, Str(name)}}, base,
+                  HlcAt(at));
+  }
+};
+
+TEST_F(IngestTest, NewCaseIsAppliedWithServerSetStatusAndOfficer) {
+  CreateCase();
+
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Amina");
+  EXPECT_EQ(ReadString(kCase, kCase, "case_status"), "open");
+  EXPECT_EQ(ReadString(kCase, kCase, "assigned_officer"), "officer-1");
+}
+
+TEST_F(IngestTest, WriteOnCurrentVersionIsApplied) {
+  CreateCase();
+
+  absl::StatusOr<PushResult> r = Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)});
+
+  ASSERT_THAT(r, IsOk());
+  const v1::ChangeResult& c = r->result.results(0);
+  EXPECT_EQ(c.outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(c.log_position(), 2u);
+  EXPECT_EQ(c.fields(0).version(), 2u);
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Aminata");
+}
+
+TEST_F(IngestTest, ConcurrentEqualValueConverges) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)}), IsOk());
+
+  absl::StatusOr<PushResult> r = Push("dev-b", 1, {SetName(102, "Aminata", 1, kStartMicros + 5)});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_CONVERGED);
+  EXPECT_EQ(r->result.results(0).fields(0).version(), 2u);
+  absl::StatusOr<v1::ListConflictsResponse> conflicts =
+      feed_->ListConflicts("northern", 0, "", ReadScope::AllClasses());
+  ASSERT_THAT(conflicts, IsOk());
+  EXPECT_EQ(conflicts->conflicts_size(), 0);
+}
+
+TEST_F(IngestTest, ConcurrentOlderWriteIsSupersededAndKeptAsConflict) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)}), IsOk());
+
+  absl::StatusOr<PushResult> r = Push("dev-b", 1, {SetName(102, "Mina", 1, kStartMicros - 5)});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_SUPERSEDED);
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Aminata");
+  absl::StatusOr<v1::ListConflictsResponse> conflicts =
+      feed_->ListConflicts("northern", 0, "", ReadScope::AllClasses());
+  ASSERT_THAT(conflicts, IsOk());
+  ASSERT_EQ(conflicts->conflicts_size(), 1);
+  EXPECT_EQ(conflicts->conflicts(0).losing_value().string_value(), "Mina");
+  EXPECT_EQ(conflicts->conflicts(0).current_value().string_value(), "Aminata");
+  EXPECT_EQ(conflicts->conflicts(0).losing_writer(), "dev-b");
+}
+
+TEST_F(IngestTest, ConcurrentNewerWriteWinsAsConflictKeepingThePrevious) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)}), IsOk());
+
+  absl::StatusOr<PushResult> r = Push("dev-b", 1, {SetName(102, "Mina", 1, kStartMicros + 5)});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_CONFLICT);
+  EXPECT_EQ(r->result.results(0).fields(0).version(), 3u);
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Mina");
+  absl::StatusOr<v1::ListConflictsResponse> conflicts =
+      feed_->ListConflicts("northern", 0, "", ReadScope::AllClasses());
+  ASSERT_THAT(conflicts, IsOk());
+  ASSERT_EQ(conflicts->conflicts_size(), 1);
+  EXPECT_EQ(conflicts->conflicts(0).losing_value().string_value(), "Aminata");
+}
+
+TEST_F(IngestTest, DifferentFieldsOfOneRecordNeverConflict) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)}), IsOk());
+
+  absl::StatusOr<PushResult> r =
+      Push("dev-b", 1, {SetName(102, "Kato", 0, kStartMicros - 50, "family_name")});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Aminata");
+  EXPECT_EQ(ReadString(kCase, kCase, "family_name"), "Kato");
+}
+
+TEST_F(IngestTest, BaseVersionAheadIsRejected) {
+  CreateCase();
+
+  absl::StatusOr<PushResult> r = Push("dev-a", 2, {SetName(101, "Aminata", 7, kStartMicros)});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_REJECTED);
+  EXPECT_EQ(r->result.results(0).reject_reason(), v1::REJECT_REASON_BASE_VERSION_AHEAD);
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Amina");
+}
+
+TEST_F(IngestTest, InvalidChangesAreRejectedWithReasonsAndTheRestApplies) {
+  CreateCase();
+  v1::RecordChange unknown_field = SetName(101, "x", 1, kStartMicros, "nickname");
+  v1::RecordChange wrong_type = Upsert(Id(102), kCase, kCase, "case_registration",
+                                       {{"sex", Str("female")}}, 1, HlcAt(kStartMicros));
+  v1::RecordChange bad_enum = Upsert(Id(103), kCase, kCase, "case_registration",
+                                     {{"sex", Enum("lizard")}}, 1, HlcAt(kStartMicros));
+  v1::RecordChange unknown_type =
+      Upsert(Id(104), kCase, Id(50), "visit", {{"x", Str("y")}}, 0, HlcAt(kStartMicros));
+  v1::RecordChange server_field = SetName(105, "officer-9", 0, kStartMicros, "assigned_officer");
+  v1::RecordChange good = SetName(106, "Aminata", 1, kStartMicros);
+
+  absl::StatusOr<PushResult> r =
+      Push("dev-a", 2, {unknown_field, wrong_type, bad_enum, unknown_type, server_field, good});
+
+  ASSERT_THAT(r, IsOk());
+  const auto& res = r->result.results();
+  EXPECT_EQ(res[0].reject_reason(), v1::REJECT_REASON_UNKNOWN_FIELD);
+  EXPECT_EQ(res[1].reject_reason(), v1::REJECT_REASON_WRONG_VALUE_TYPE);
+  EXPECT_EQ(res[2].reject_reason(), v1::REJECT_REASON_ENUM_VALUE_NOT_ALLOWED);
+  EXPECT_EQ(res[3].reject_reason(), v1::REJECT_REASON_UNKNOWN_RECORD_TYPE);
+  EXPECT_EQ(res[4].reject_reason(), v1::REJECT_REASON_FIELD_NOT_WRITABLE);
+  EXPECT_EQ(res[5].outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_THAT(res[1].detail(), HasSubstr("field sex"));
+  EXPECT_THAT(res[1].detail(), ::testing::Not(HasSubstr("female")));
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Aminata");
+}
+
+TEST_F(IngestTest, NewRecordWithoutRequiredFieldIsRejected) {
+  CreateCase();
+
+  absl::StatusOr<PushResult> r =
+      Push("dev-a", 2, {Upsert(Id(101), kCase, Id(60), "referral",
+                               {{"referred_to", Str("clinic")}}, 0, HlcAt(kStartMicros))});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).reject_reason(), v1::REJECT_REASON_REQUIRED_FIELD_MISSING);
+}
+
+TEST_F(IngestTest, ChildRecordOfUnknownCaseIsRejected) {
+  absl::StatusOr<PushResult> r =
+      Push("dev-a", 1, {Upsert(Id(101), kOther, Id(60), "follow_up",
+                               {{"follow_up_date", testing::DateValue(2026, 1, 1)}}, 0,
+                               HlcAt(kStartMicros))});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).reject_reason(), v1::REJECT_REASON_CASE_NOT_FOUND);
+}
+
+TEST_F(IngestTest, FutureHlcIsClampedAndFlagged) {
+  CreateCase();
+
+  absl::StatusOr<PushResult> r =
+      Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros + int64_t{3600} * 1000000)});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->result.results(0).clock_clamped());
+  absl::StatusOr<v1::PulledChanges> pulled =
+      feed_->Read(testing::AllCases(), FeedOptions{.cursor = 1});
+  ASSERT_THAT(pulled, IsOk());
+  ASSERT_EQ(pulled->changes_size(), 1);
+  EXPECT_EQ(pulled->changes(0).hlc().wall_micros(), kStartMicros);
+}
+
+TEST_F(IngestTest, RetriedBatchGetsTheStoredAnswerAndChangesNothing) {
+  CreateCase();
+  std::vector<v1::RecordChange> batch = {SetName(101, "Aminata", 1, kStartMicros)};
+  absl::StatusOr<PushResult> first = Push("dev-a", 2, batch);
+  ASSERT_THAT(first, IsOk());
+  auto before = testing::DumpCf(store_.get(), storage::Cf::kCaseLog);
+
+  absl::StatusOr<PushResult> again = Push("dev-a", 2, batch);
+
+  ASSERT_THAT(again, IsOk());
+  EXPECT_TRUE(again->is_retry_answer);
+  EXPECT_EQ(again->result.SerializeAsString(), first->result.SerializeAsString());
+  EXPECT_EQ(testing::DumpCf(store_.get(), storage::Cf::kCaseLog), before);
+}
+
+TEST_F(IngestTest, RetriedBatchIdWithOtherContentIsRefused) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)}), IsOk());
+
+  absl::StatusOr<PushResult> r = Push("dev-a", 2, {SetName(101, "Other", 1, kStartMicros)});
+
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kAlreadyExists));
+  ASSERT_TRUE(GetSyncErrorDetail(r.status()).has_value());
+  EXPECT_EQ(GetSyncErrorDetail(r.status())->reason(), v1::SYNC_ERROR_REASON_BATCH_ID_REUSED);
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Aminata");
+}
+
+TEST_F(IngestTest, SequenceGapIsRefusedWithTheExpectedSequence) {
+  CreateCase();
+
+  absl::StatusOr<PushResult> r = Push("dev-a", 4, {SetName(101, "Aminata", 1, kStartMicros)});
+
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kOutOfRange));
+  std::optional<v1::SyncErrorDetail> d = GetSyncErrorDetail(r.status());
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->reason(), v1::SYNC_ERROR_REASON_SEQUENCE_GAP);
+  EXPECT_EQ(d->expected_sequence(), 2u);
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Amina");
+}
+
+TEST_F(IngestTest, SequenceReplayWithANewBatchIdIsRefused) {
+  CreateCase();
+
+  absl::StatusOr<PushResult> r =
+      Push("dev-a", 1, {SetName(101, "Aminata", 1, kStartMicros)}, Id(999));
+
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(GetSyncErrorDetail(r.status())->reason(), v1::SYNC_ERROR_REASON_SEQUENCE_REPLAY);
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Amina");
+}
+
+TEST_F(IngestTest, TooManyChangesAreRefusedWhole) {
+  std::vector<v1::RecordChange> many(10001, NewCase(Id(5), kCase, "northern", HlcAt(1)));
+
+  EXPECT_THAT(Push("dev-a", 1, many), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(IngestTest, CaseAssignedToAnotherOfficerIsOutOfScope) {
+  CreateCase();
+
+  absl::StatusOr<PushResult> r = Push("dev-c", 1, {SetName(101, "Aminata", 1, kStartMicros)});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).reject_reason(), v1::REJECT_REASON_CASE_NOT_IN_SCOPE);
+}
+
+TEST_F(IngestTest, DeleteConcurrentWithNewerUpdateIsSuperseded) {
+  CreateCase();
+  const std::string kReferral = Id(60);
+  ASSERT_THAT(Push("dev-a", 2, {Upsert(Id(101), kCase, kReferral, "referral",
+                                       {{"referral_date", testing::DateValue(2026, 1, 1)},
+                                        {"service_type", Enum("health")},
+                                        {"referral_status", Enum("pending")}},
+                                       0, HlcAt(kStartMicros))}),
+              IsOk());
+  ASSERT_THAT(Push("dev-a", 3, {Upsert(Id(102), kCase, kReferral, "referral",
+                                       {{"referral_status", Enum("accepted")}}, 2,
+                                       HlcAt(kStartMicros + 100))}),
+              IsOk());
+  v1::RecordChange del;
+  del.set_change_id(Id(103));
+  del.set_case_id(kCase);
+  del.set_record_id(kReferral);
+  del.set_record_type("referral");
+  del.set_kind(v1::CHANGE_KIND_DELETE);
+  del.set_base_version(2);
+  *del.mutable_hlc() = HlcAt(kStartMicros + 50);
+
+  absl::StatusOr<PushResult> r = Push("dev-b", 1, {del});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_SUPERSEDED);
+  EXPECT_EQ(ReadString(kCase, kReferral, "referral_status"), "accepted");
+}
+
+TEST_F(IngestTest, CloseCaseChangeSetsTheStatus) {
+  CreateCase();
+  v1::RecordChange close;
+  close.set_change_id(Id(101));
+  close.set_case_id(kCase);
+  close.set_record_id(kCase);
+  close.set_record_type("case_registration");
+  close.set_kind(v1::CHANGE_KIND_CLOSE_CASE);
+  close.set_base_version(1);
+  *close.mutable_hlc() = HlcAt(kStartMicros);
+
+  absl::StatusOr<PushResult> r = Push("dev-a", 2, {close});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(ReadString(kCase, kCase, "case_status"), "closed");
+}
+
+TEST_F(IngestTest, TransferMovesTheCaseAndItsOpenConflictsToTheNewRegion) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)}), IsOk());
+  ASSERT_THAT(Push("dev-b", 1, {SetName(102, "Mina", 1, kStartMicros - 5)}), IsOk());
+
+  absl::StatusOr<v1::ChangeResult> t =
+      ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "eastern", "officer-2", 0);
+
+  ASSERT_THAT(t, IsOk());
+  EXPECT_EQ(ReadString(kCase, kCase, "region"), "eastern");
+  EXPECT_EQ(ReadString(kCase, kCase, "assigned_officer"), "officer-2");
+  EXPECT_EQ(feed_->ListConflicts("northern", 0, "", ReadScope::AllClasses())->conflicts_size(), 0);
+  EXPECT_EQ(feed_->ListConflicts("eastern", 0, "", ReadScope::AllClasses())->conflicts_size(), 1);
+  // The old officer's device is now out of scope, the new one's in scope.
+  EXPECT_EQ(Push("dev-a", 3, {SetName(103, "A", 2, kStartMicros)})->result.results(0)
+                .reject_reason(),
+            v1::REJECT_REASON_CASE_NOT_IN_SCOPE);
+}
+
+TEST_F(IngestTest, AssignWithStaleBaseIsAborted) {
+  CreateCase();
+
+  EXPECT_THAT(ingest_->AssignCase(StaffActor{"sup-1"}, kCase, "officer-2", 99),
+              StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(ingest_->AssignCase(StaffActor{"sup-1"}, kOther, "officer-2", 0),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(IngestTest, ResolveConflictByTakingTheLosingValue) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)}), IsOk());
+  ASSERT_THAT(Push("dev-b", 1, {SetName(102, "Mina", 1, kStartMicros - 5)}), IsOk());
+  v1::Conflict c = feed_->ListConflicts("northern", 0, "", ReadScope::AllClasses())->conflicts(0);
+
+  absl::StatusOr<v1::ChangeResult> r = ingest_->ResolveConflict(
+      StaffActor{"sup-1"}, c.id(), kCase, Ingest::Resolution::kTakeLosing, v1::FieldValue(),
+      c.current_version());
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Mina");
+  EXPECT_EQ(feed_->ListConflicts("northern", 0, "", ReadScope::AllClasses())->conflicts_size(), 0);
+  EXPECT_THAT(ingest_->ResolveConflict(StaffActor{"sup-1"}, c.id(), kCase,
+                                       Ingest::Resolution::kKeepCurrent, v1::FieldValue(), 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(IngestTest, EncryptedFieldsAreStoredAsCiphertext) {
+  CreateCase();
+
+  for (const auto& [key, value] : testing::DumpCf(store_.get(), storage::Cf::kRecords)) {
+    EXPECT_EQ(value.find("Amina"), std::string::npos);
+  }
+  for (const auto& [key, value] : testing::DumpCf(store_.get(), storage::Cf::kCaseLog)) {
+    EXPECT_EQ(value.find("Amina"), std::string::npos);
+  }
+  EXPECT_EQ(ReadString(kCase, kCase, "region"), "northern");
+}
+
+class RecordingObserver : public CommitObserver {
+ public:
+  absl::Status OnCommit(const CommittedUnit& unit, storage::WriteBatch* batch) override {
+    units.push_back(unit);
+    batch->Put(storage::Cf::kMetadata, "observer-was-here", std::to_string(units.size()));
+    return fail ? absl::UnavailableError("observer told to fail") : absl::OkStatus();
+  }
+  std::vector<CommittedUnit> units;
+  bool fail = false;
+};
+
+TEST_F(IngestTest, ObserverSeesDimensionsBeforeAndAfter) {
+  RecordingObserver observer;
+  observers_ = {&observer};
+  ReopenStore();
+  CreateCase();
+
+  ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup-1"}, kCase, true, 0), IsOk());
+
+  ASSERT_EQ(observer.units.size(), 2u);
+  const CommittedUnit& created = observer.units[0];
+  EXPECT_EQ(created.batch_id, BatchId("dev-a", 1));
+  EXPECT_EQ(created.counts.applied, 1u);
+  ASSERT_EQ(created.records.size(), 1u);
+  EXPECT_FALSE(created.records[0].before.exists);
+  EXPECT_EQ(created.records[0].after.values.at("region"), "northern");
+  const CommittedUnit& closed = observer.units[1];
+  EXPECT_EQ(closed.writer, "staff:sup-1");
+  EXPECT_EQ(closed.records[0].before.values.at("case_status"), "open");
+  EXPECT_EQ(closed.records[0].after.values.at("case_status"), "closed");
+  EXPECT_THAT(store_->Get(storage::Cf::kMetadata, "observer-was-here"), IsOk());
+}
+
+TEST_F(IngestTest, ObserverFailureFailsTheWholeCommit) {
+  RecordingObserver observer;
+  observers_ = {&observer};
+  ReopenStore();
+  CreateCase();
+  observer.fail = true;
+
+  absl::StatusOr<PushResult> r = Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)});
+
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Amina");
+  observer.fail = false;
+  absl::StatusOr<PushResult> retry =
+      Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)});
+  ASSERT_THAT(retry, IsOk());
+  EXPECT_FALSE(retry->is_retry_answer);
+  EXPECT_EQ(retry->result.results(0).log_position(), 2u);
+}
+
+TEST_F(IngestTest, ConcurrentPushesAllCommitWithContiguousPositions) {
+  constexpr int kThreads = 4, kBatches = 10;
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> errors(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string device = absl::StrFormat("dev-t%d", t);
+      for (int b = 1; b <= kBatches; ++b) {
+        absl::StatusOr<PushResult> r =
+            Push(device, b, {NewCase(Id(1000 * (t + 1) + b), Id(100000 * (t + 1) + b),
+                                     "central", HlcAt(kStartMicros))});
+        if (!r.ok()) errors[t] = r.status();
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+
+  for (const absl::Status& e : errors) EXPECT_THAT(e, IsOk());
+  EXPECT_THAT(ingest_->NextLogPosition(), fieldsync::testing::IsOkAndHolds(uint64_t{kThreads * kBatches + 1}));
+}
+
+}  // namespace
+}  // namespace fieldsync::sync

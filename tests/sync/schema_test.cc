@@ -1,0 +1,158 @@
+#include "sync/schema.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/sync/sync_test_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace fieldsync::sync {
+namespace {
+
+using ::fieldsync::testing::IsOk;
+using ::fieldsync::testing::StatusIs;
+using ::testing::HasSubstr;
+
+// A small valid schema; tests break one thing in it.
+constexpr char kSmall[] = R"pb(
+  schema_id: "t"
+  case_fields { region_field: "region" status_field: "status" officer_field: "officer" }
+  record_types {
+    name: "reg"
+    kind: RECORD_KIND_CASE_REGISTRATION
+    fields { name: "name" type: FIELD_TYPE_STRING sensitivity: SENSITIVITY_IDENTIFYING blind_indexed: true }
+    fields { name: "region" type: FIELD_TYPE_ENUM sensitivity: SENSITIVITY_DIMENSION enum_values: "north" enum_values: "south" }
+    fields { name: "status" type: FIELD_TYPE_ENUM sensitivity: SENSITIVITY_DIMENSION enum_values: "open" enum_values: "closed" }
+    fields { name: "officer" type: FIELD_TYPE_STRING sensitivity: SENSITIVITY_OPERATIONAL }
+  }
+  record_types {
+    name: "note"
+    kind: RECORD_KIND_CHILD
+    fields { name: "text" type: FIELD_TYPE_STRING sensitivity: SENSITIVITY_SENSITIVE }
+    fields { name: "category" type: FIELD_TYPE_ENUM sensitivity: SENSITIVITY_DIMENSION enum_values: "a" }
+  }
+  aggregate_dimensions { name: "by_region" record_type: "reg" field: "region" }
+)pb";
+
+std::string With(std::string_view from, std::string_view to) {
+  std::string out = kSmall;
+  size_t at = out.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) out.replace(at, from.size(), to);
+  return out;
+}
+
+TEST(SchemaTest, DefaultSchemaLoadsWithEveryRecordType) {
+  std::unique_ptr<Schema> schema = testing::LoadDefaultSchemaOrDie();
+
+  for (const char* type : {"case_registration", "protection_concern", "incident",
+                           "risk_assessment", "referral", "follow_up", "closure"}) {
+    EXPECT_NE(schema->FindRecordType(type), nullptr) << type;
+  }
+  for (const char* dim : {"region", "district", "sex", "age_band", "case_status"}) {
+    const v1::FieldDef* f = schema->FindField("case_registration", dim);
+    ASSERT_NE(f, nullptr) << dim;
+    EXPECT_EQ(f->sensitivity(), v1::SENSITIVITY_DIMENSION) << dim;
+  }
+  EXPECT_EQ(schema->FindField("protection_concern", "concern_category")->sensitivity(),
+            v1::SENSITIVITY_DIMENSION);
+  EXPECT_EQ(schema->FindField("case_registration", "given_name")->sensitivity(),
+            v1::SENSITIVITY_IDENTIFYING);
+  EXPECT_EQ(schema->FindField("incident", "narrative")->sensitivity(), v1::SENSITIVITY_SENSITIVE);
+}
+
+TEST(SchemaTest, SmallSchemaParses) { EXPECT_THAT(ParseSchema(kSmall), IsOk()); }
+
+TEST(SchemaTest, JsonFormParses) {
+  EXPECT_THAT(ParseSchema(R"({"schemaId": "j",
+    "caseFields": {"regionField": "r", "statusField": "s", "officerField": "o"},
+    "recordTypes": [{"name": "reg", "kind": "RECORD_KIND_CASE_REGISTRATION", "fields": [
+      {"name": "r", "type": "FIELD_TYPE_STRING", "sensitivity": "SENSITIVITY_DIMENSION"},
+      {"name": "s", "type": "FIELD_TYPE_ENUM", "sensitivity": "SENSITIVITY_DIMENSION",
+       "enumValues": ["open", "closed"]},
+      {"name": "o", "type": "FIELD_TYPE_STRING", "sensitivity": "SENSITIVITY_OPERATIONAL"}]}]})"),
+              IsOk());
+}
+
+TEST(SchemaTest, SyntaxErrorNamesLine) {
+  EXPECT_THAT(ParseSchema("schema_id: \"x\"\nrecord_types { name: }"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 2")));
+}
+
+TEST(SchemaTest, UnknownFieldTypeIsRefused) {
+  EXPECT_THAT(ParseSchema(With("FIELD_TYPE_STRING sensitivity: SENSITIVITY_SENSITIVE",
+                               "FIELD_TYPE_BLOB sensitivity: SENSITIVITY_SENSITIVE")),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(SchemaTest, MissingTypeIsRefusedNamingTheField) {
+  EXPECT_THAT(ParseSchema(With("type: FIELD_TYPE_STRING sensitivity: SENSITIVITY_SENSITIVE",
+                               "sensitivity: SENSITIVITY_SENSITIVE")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("note field text has no type")));
+}
+
+TEST(SchemaTest, DuplicateFieldIsRefused) {
+  EXPECT_THAT(ParseSchema(With("name: \"category\"", "name: \"text\"")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("record type note has a duplicate field text")));
+}
+
+TEST(SchemaTest, DuplicateRecordTypeIsRefused) {
+  EXPECT_THAT(ParseSchema(With("name: \"note\"", "name: \"reg\"")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("duplicate record type reg")));
+}
+
+TEST(SchemaTest, EnumWithoutValuesIsRefused) {
+  EXPECT_THAT(ParseSchema(With("enum_values: \"a\"", "")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("note field category is an enum with no enum_values")));
+}
+
+TEST(SchemaTest, BlindIndexOnNonIdentifyingFieldIsRefused) {
+  EXPECT_THAT(ParseSchema(With("SENSITIVITY_IDENTIFYING blind_indexed: true",
+                               "SENSITIVITY_SENSITIVE blind_indexed: true")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("reg field name is blind-indexed but not IDENTIFYING")));
+}
+
+TEST(SchemaTest, AggregateDimensionOnNonDimensionFieldIsRefused) {
+  EXPECT_THAT(ParseSchema(With("record_type: \"reg\" field: \"region\"",
+                               "record_type: \"reg\" field: \"name\"")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("by_region uses field reg.name, which is not a DIMENSION")));
+}
+
+TEST(SchemaTest, AggregateDimensionOnUnknownRecordTypeIsRefused) {
+  EXPECT_THAT(ParseSchema(With("record_type: \"reg\" field: \"region\"",
+                               "record_type: \"visit\" field: \"region\"")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown record type visit")));
+}
+
+TEST(SchemaTest, SecondRegistrationTypeIsRefused) {
+  EXPECT_THAT(ParseSchema(With("RECORD_KIND_CHILD", "RECORD_KIND_CASE_REGISTRATION")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("both case registrations")));
+}
+
+TEST(SchemaTest, StatusFieldWithoutClosedIsRefused) {
+  EXPECT_THAT(ParseSchema(With("enum_values: \"closed\"", "")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("status field status")));
+}
+
+TEST(SchemaTest, CheckValueRefusesWrongTypeAndUnknownEnum) {
+  std::unique_ptr<Schema> schema = testing::LoadDefaultSchemaOrDie();
+  const v1::FieldDef& sex = *schema->FindField("case_registration", "sex");
+
+  EXPECT_EQ(Schema::CheckValue(sex, testing::Str("female"), "x").reason,
+            v1::REJECT_REASON_WRONG_VALUE_TYPE);
+  EXPECT_EQ(Schema::CheckValue(sex, testing::Enum("lizard"), "x").reason,
+            v1::REJECT_REASON_ENUM_VALUE_NOT_ALLOWED);
+  EXPECT_TRUE(Schema::CheckValue(sex, testing::Enum("male"), "x").ok());
+  EXPECT_EQ(Schema::CheckValue(*schema->FindField("case_registration", "date_of_birth"),
+                               testing::DateValue(2025, 2, 30), "x")
+                .reason,
+            v1::REJECT_REASON_WRONG_VALUE_TYPE);
+}
+
+}  // namespace
+}  // namespace fieldsync::sync

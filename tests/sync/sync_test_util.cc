@@ -1,0 +1,160 @@
+#include "tests/sync/sync_test_util.h"
+
+#include <cstdlib>
+#include <iostream>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include "crypto/aead.h"
+#include "crypto/bytes.h"
+#include "crypto/hmac.h"
+
+namespace fieldsync::sync::testing {
+namespace {
+
+constexpr std::string_view kTestKey = "fieldsync sync tests: not a key!";
+
+crypto::HmacSha256Tag CaseKey(std::string_view case_id) {
+  return crypto::HmacSha256(crypto::AsBytes(kTestKey), crypto::AsBytes(case_id));
+}
+
+std::string Aad(const FieldAddress& at) {
+  std::string aad(at.case_id);
+  aad.push_back('\0');
+  aad.append(at.record_id);
+  aad.push_back('\0');
+  aad.append(at.field);
+  return aad;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> TestFieldSealer::Seal(const FieldAddress& at,
+                                                  std::string_view plaintext) {
+  if (fail_) return absl::UnavailableError("test sealer told to fail");
+  crypto::HmacSha256Tag key = CaseKey(at.case_id);
+  uint8_t nonce[crypto::kAesGcmNonceSize];
+  random_->Fill(nonce);
+  const std::string aad = Aad(at);
+  absl::StatusOr<std::string> ct =
+      crypto::AesGcmSeal(key, nonce, crypto::AsBytes(aad), crypto::AsBytes(plaintext));
+  if (!ct.ok()) return ct.status();
+  return std::string(reinterpret_cast<const char*>(nonce), sizeof(nonce)) + *ct;
+}
+
+absl::StatusOr<std::string> TestFieldSealer::Open(const FieldAddress& at,
+                                                  std::string_view sealed) const {
+  if (sealed.size() < crypto::kAesGcmNonceSize) return absl::DataLossError("sealed too short");
+  crypto::HmacSha256Tag key = CaseKey(at.case_id);
+  const std::string aad = Aad(at);
+  absl::StatusOr<std::string> pt =
+      crypto::AesGcmOpen(key, crypto::AsBytes(sealed.substr(0, crypto::kAesGcmNonceSize)),
+                         crypto::AsBytes(aad),
+                         crypto::AsBytes(sealed.substr(crypto::kAesGcmNonceSize)));
+  if (!pt.ok()) return absl::DataLossError("sealed value does not open here");
+  return pt;
+}
+
+absl::StatusOr<std::string> TestFieldSealer::Digest(std::string_view case_id,
+                                                    std::string_view field,
+                                                    std::string_view plaintext) {
+  crypto::HmacSha256Tag key = CaseKey(case_id);
+  crypto::HmacSha256Tag digest_key = crypto::HmacSha256(key, crypto::AsBytes("digest"));
+  std::string data(field);
+  data.push_back('\0');
+  data.append(plaintext);
+  crypto::HmacSha256Tag tag = crypto::HmacSha256(digest_key, crypto::AsBytes(data));
+  return std::string(tag.begin(), tag.end());
+}
+
+std::unique_ptr<Schema> LoadDefaultSchemaOrDie() {
+  const char* src = std::getenv("FIELDSYNC_SOURCE_DIR");
+  const std::string path =
+      std::string(src != nullptr ? src : ".") + "/deploy/schema/child_protection.textproto";
+  absl::StatusOr<v1::Schema> proto = LoadSchemaFile(path);
+  if (!proto.ok()) {
+    std::cerr << "default schema does not load: " << proto.status() << "\n";
+    std::abort();
+  }
+  absl::StatusOr<std::unique_ptr<Schema>> schema = Schema::Create(*std::move(proto));
+  if (!schema.ok()) std::abort();
+  return *std::move(schema);
+}
+
+std::string Id(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012x", n); }
+
+v1::FieldValue Str(std::string_view s) {
+  v1::FieldValue v;
+  v.set_string_value(std::string(s));
+  return v;
+}
+
+v1::FieldValue Enum(std::string_view s) {
+  v1::FieldValue v;
+  v.set_enum_value(std::string(s));
+  return v;
+}
+
+v1::FieldValue DateValue(int y, int m, int d) {
+  v1::FieldValue v;
+  v.mutable_date_value()->set_year(y);
+  v.mutable_date_value()->set_month(m);
+  v.mutable_date_value()->set_day(d);
+  return v;
+}
+
+v1::FieldValue Cleared() { return v1::FieldValue(); }
+
+v1::Hlc HlcAt(int64_t wall_micros, uint32_t logical) {
+  v1::Hlc h;
+  h.set_wall_micros(wall_micros);
+  h.set_logical(logical);
+  return h;
+}
+
+v1::RecordChange Upsert(const std::string& change_id, const std::string& case_id,
+                        const std::string& record_id, std::string_view record_type,
+                        const std::vector<std::pair<std::string, v1::FieldValue>>& fields,
+                        uint64_t base_version, v1::Hlc hlc) {
+  v1::RecordChange c;
+  c.set_change_id(change_id);
+  c.set_case_id(case_id);
+  c.set_record_id(record_id);
+  c.set_record_type(std::string(record_type));
+  c.set_kind(v1::CHANGE_KIND_UPSERT);
+  *c.mutable_hlc() = hlc;
+  for (const auto& [name, value] : fields) {
+    v1::FieldWrite* w = c.add_fields();
+    w->set_field(name);
+    *w->mutable_value() = value;
+    w->set_base_version(base_version);
+  }
+  return c;
+}
+
+v1::RecordChange NewCase(const std::string& change_id, const std::string& case_id,
+                         std::string_view region, v1::Hlc hlc) {
+  return Upsert(change_id, case_id, case_id, "case_registration",
+                {{"given_name", Str("Amina")},
+                 {"sex", Enum("female")},
+                 {"age_band", Enum("10_14")},
+                 {"region", Enum(region)},
+                 {"registration_date", DateValue(2026, 11, 2)}},
+                0, hlc);
+}
+
+ReadScope AllCases() {
+  ReadScope scope;
+  scope.all_cases = true;
+  scope.readable = ReadScope::AllClasses();
+  return scope;
+}
+
+std::vector<std::pair<std::string, std::string>> DumpCf(storage::Store* store, storage::Cf cf) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<storage::Iterator> it = store->NewIterator(cf, "", "");
+  for (; it->Valid(); it->Next()) out.emplace_back(it->key(), it->value());
+  return out;
+}
+
+}  // namespace fieldsync::sync::testing
