@@ -16,6 +16,8 @@
 
 namespace fieldsync::crypto {
 
+namespace {
+
 // One direction's (sealing or opening) contexts. The primary is taken with
 // an atomic flag, so the common uncontended call costs no mutex (Debian's
 // abseil is built with deadlock detection on, which makes every
@@ -29,6 +31,8 @@ struct Direction {
   absl::Mutex mu;
   internal::CipherCtxPtr spare ABSL_GUARDED_BY(mu);
 };
+
+}  // namespace
 
 struct AesGcm::State {
   explicit State(std::span<const uint8_t> k) : key(k) {}

@@ -7,7 +7,6 @@
 
 #include <limits>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "crypto/bytes.h"
@@ -31,8 +30,8 @@ absl::Status CheckUtf8(std::string_view s) {
     U8_NEXT(p, i, n, c);
     if (c < 0) {
       // The offset is not secret; the bytes around it are, so none are named.
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "blind-index value is not well-formed UTF-8 (byte offset %d)", at));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("blind-index value is not well-formed UTF-8 (byte offset %d)", at));
     }
   }
   return absl::OkStatus();
@@ -94,15 +93,15 @@ absl::StatusOr<BlindIndex> BlindIndex::Create(const MasterKeyRing& ring, uint32_
                                               std::string_view field, int bits) {
   if (field.empty()) return absl::InvalidArgumentError("blind-index field name is empty");
   ASSIGN_OR_RETURN(SecretBytes key,
-                   ring.DeriveKey(std::string(kBlindIndexPurpose) + std::string(field),
-                                  kek_version, kBlindIndexKeySize));
+                   ring.DeriveKey(std::string(kBlindIndexPurpose) + std::string(field), kek_version,
+                                  kBlindIndexKeySize));
   return FromKey(std::move(key), bits);
 }
 
 absl::StatusOr<BlindIndex> BlindIndex::FromKey(SecretBytes key, int bits) {
   if (bits < kMinBits || bits > kMaxBits) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "blind-index tag of %d bits; choose %d to %d", bits, kMinBits, kMaxBits));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("blind-index tag of %d bits; choose %d to %d", bits, kMinBits, kMaxBits));
   }
   if (key.size() != kBlindIndexKeySize) {
     return absl::InvalidArgumentError(

@@ -68,8 +68,8 @@ CanonicalWriter& CanonicalWriter::Bytes(std::span<const uint8_t> bytes) {
 }
 
 CanonicalWriter& CanonicalWriter::Bytes(std::string_view bytes) {
-  return Bytes(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                        bytes.size()));
+  return Bytes(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
 
 std::string EncodeBatchHeader(const BatchHeader& header) {

@@ -4,7 +4,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
-#include "crypto/bytes.h"
 #include "storage/column_families.h"
 #include "storage/key_codec.h"
 
@@ -33,8 +32,8 @@ std::string CaseKeyStore::WrapPurpose(const fieldsync::Uuid& case_id) {
   return absl::StrCat("case-dek/", CaseHex(case_id));
 }
 
-absl::StatusOr<SecretBytes> CaseKeyStore::CreateDek(const fieldsync::Uuid& case_id,
-                                                    Random& random, storage::WriteBatch* batch) {
+absl::StatusOr<SecretBytes> CaseKeyStore::CreateDek(const fieldsync::Uuid& case_id, Random& random,
+                                                    storage::WriteBatch* batch) {
   const std::string key = storage::EncodeCaseDekKey(case_id);
   absl::StatusOr<std::string> existing = store_->Get(storage::Cf::kKeys, key);
   if (existing.ok()) {
@@ -144,8 +143,7 @@ absl::StatusOr<RewrapCounts> CaseKeyStore::RewrapAll(Random& random) {
           continue;
         }
         ASSIGN_OR_RETURN(fieldsync::Uuid case_id, storage::DecodeCaseDekKey(it->key()));
-        ASSIGN_OR_RETURN(std::string rewrapped,
-                         ring_->Rewrap(WrapPurpose(case_id), value, random));
+        ASSIGN_OR_RETURN(std::string rewrapped, ring_->Rewrap(WrapPurpose(case_id), value, random));
         batch.Put(storage::Cf::kKeys, it->key(), rewrapped);
         ++counts.rewrapped;
       }

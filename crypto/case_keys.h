@@ -33,7 +33,8 @@ inline constexpr uint32_t kCaseDekVersion = 1;
 struct CaseKeyStoreOptions {
   // Unwrapped DEKs kept, least recently used evicted first. A hit saves a
   // RocksDB read and an AES-GCM unwrap plus the AES key setup of the field
-  // cipher (about 2 us together); the price is that the keys of up to this
+  // cipher (about 3 us of CPU together, against 0.1 us for a hit; see
+  // docs/BENCHMARKS.md); the price is that the keys of up to this
   // many recently active cases sit unwrapped in process memory (about 1 KiB
   // each with their prepared contexts: 4096 cases = 4 MiB) until evicted.
   size_t cache_capacity = 4096;
@@ -64,8 +65,7 @@ struct RewrapCounts {
 // RewrapAll).
 class CaseKeyStore {
  public:
-  CaseKeyStore(storage::Store* store, const MasterKeyRing* ring,
-               CaseKeyStoreOptions options = {});
+  CaseKeyStore(storage::Store* store, const MasterKeyRing* ring, CaseKeyStoreOptions options = {});
   CaseKeyStore(const CaseKeyStore&) = delete;
   CaseKeyStore& operator=(const CaseKeyStore&) = delete;
 
@@ -94,8 +94,7 @@ class CaseKeyStore {
   // errors of GetDek. The handle stays usable after the entry is evicted or
   // the case erased; drop it promptly (the key is wiped when the last
   // handle goes).
-  absl::StatusOr<std::shared_ptr<const FieldCipher>> GetFieldCipher(
-      const fieldsync::Uuid& case_id);
+  absl::StatusOr<std::shared_ptr<const FieldCipher>> GetFieldCipher(const fieldsync::Uuid& case_id);
 
   // Re-wraps every case DEK that is not under the ring's current version,
   // in WriteBatches of options.rewrap_batch_size keys, while other calls

@@ -102,8 +102,7 @@ absl::StatusOr<std::string> FieldCipher::Encrypt(const FieldAddress& address,
 }
 
 absl::StatusOr<std::string> FieldCipher::Encrypt(const FieldAddress& address,
-                                                 std::string_view plaintext,
-                                                 Random& random) const {
+                                                 std::string_view plaintext, Random& random) const {
   return Encrypt(address, AsBytes(plaintext), random);
 }
 
@@ -111,9 +110,9 @@ absl::StatusOr<std::string> FieldCipher::Decrypt(const FieldAddress& address,
                                                  std::span<const uint8_t> ciphertext) const {
   RETURN_IF_ERROR(CheckFieldName(address));
   if (ciphertext.size() < kFieldCiphertextOverhead) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "field ciphertext too short: %d bytes, at least %d expected", ciphertext.size(),
-        kFieldCiphertextOverhead));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("field ciphertext too short: %d bytes, at least %d expected",
+                        ciphertext.size(), kFieldCiphertextOverhead));
   }
   if (ciphertext[0] != kFieldFormatVersion) {
     return absl::InvalidArgumentError(
@@ -122,9 +121,8 @@ absl::StatusOr<std::string> FieldCipher::Decrypt(const FieldAddress& address,
   }
   std::span<const uint8_t> nonce = ciphertext.subspan(1, kAesGcmNonceSize);
   std::span<const uint8_t> sealed = ciphertext.subspan(1 + kAesGcmNonceSize);
-  return WithAad(address, [&](std::span<const uint8_t> aad) {
-    return aead_.Open(nonce, aad, sealed);
-  });
+  return WithAad(address,
+                 [&](std::span<const uint8_t> aad) { return aead_.Open(nonce, aad, sealed); });
 }
 
 absl::StatusOr<std::string> FieldCipher::Decrypt(const FieldAddress& address,

@@ -1,5 +1,7 @@
 #include "crypto/hpke.h"
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <limits>
 #include <string_view>
@@ -79,6 +81,37 @@ absl::StatusOr<SecretBytes> ExtractAndExpand(const SecretBytes& dh,
   return LabeledExpand(kKemSuiteId, eae_prk.span(), "shared_secret", kem_context, kNh);
 }
 
+// psk_id_hash = LabeledExtract("", "psk_id_hash", psk_id = "") is the same
+// in every base-mode setup: computed once.
+std::span<const uint8_t> PskIdHash() {
+  static const std::array<uint8_t, kNh> hash = [] {
+    SecretBytes h = LabeledExtract(kHpkeSuiteId, {}, "psk_id_hash", {});
+    std::array<uint8_t, kNh> out;
+    std::memcpy(out.data(), h.data(), out.size());
+    return out;
+  }();
+  return hash;
+}
+
+// info_hash = LabeledExtract("", "info_hash", info). The info string is
+// public and usually the same for every setup (one per protocol use), so
+// each thread remembers the last one it hashed.
+std::span<const uint8_t> InfoHash(std::span<const uint8_t> info) {
+  struct Last {
+    bool valid = false;
+    std::vector<uint8_t> info;
+    std::array<uint8_t, kNh> hash;
+  };
+  thread_local Last last;
+  if (!last.valid || !std::equal(info.begin(), info.end(), last.info.begin(), last.info.end())) {
+    SecretBytes h = LabeledExtract(kHpkeSuiteId, {}, "info_hash", info);
+    std::memcpy(last.hash.data(), h.data(), last.hash.size());
+    last.info.assign(info.begin(), info.end());
+    last.valid = true;
+  }
+  return last.hash;
+}
+
 absl::Status CheckLength(std::span<const uint8_t> bytes, const char* what) {
   if (bytes.size() != kX25519KeySize) {
     return absl::InvalidArgumentError(
@@ -97,13 +130,12 @@ struct HpkeKeySchedule {
   static absl::StatusOr<std::unique_ptr<HpkeContext>> Run(HpkeContext::Role role,
                                                           const SecretBytes& shared_secret,
                                                           std::span<const uint8_t> info) {
-    SecretBytes psk_id_hash = LabeledExtract(kHpkeSuiteId, {}, "psk_id_hash", {});
-    SecretBytes info_hash = LabeledExtract(kHpkeSuiteId, {}, "info_hash", info);
     // key_schedule_context = mode || psk_id_hash || info_hash (public).
     std::vector<uint8_t> context;
+    context.reserve(1 + 2 * kNh);
     context.push_back(kModeBase);
-    Append(context, psk_id_hash.span());
-    Append(context, info_hash.span());
+    Append(context, PskIdHash());
+    Append(context, InfoHash(info));
     // secret = LabeledExtract(shared_secret, "secret", psk).
     SecretBytes secret = LabeledExtract(kHpkeSuiteId, shared_secret.span(), "secret", {});
     ASSIGN_OR_RETURN(SecretBytes key,

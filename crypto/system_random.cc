@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 namespace fieldsync::crypto {
 namespace {
@@ -16,7 +15,6 @@ namespace {
 // Bumped in the child after fork(): a thread-local buffer filled under an
 // older generation was copied from the parent and must not be used.
 std::atomic<uint64_t> fork_generation{0};
-std::once_flag atfork_once;
 
 void OnForkChild() { fork_generation.fetch_add(1, std::memory_order_relaxed); }
 
@@ -63,7 +61,13 @@ void SystemRandom::Fill(std::span<uint8_t> out) {
     RandBytesOrDie(out.data(), out.size());
     return;
   }
-  std::call_once(atfork_once, [] { pthread_atfork(nullptr, nullptr, OnForkChild); });
+  // Registered once per process; a function-local static costs one load
+  // per call after that (std::call_once costs a few dozen instructions).
+  static const bool atfork_registered = [] {
+    pthread_atfork(nullptr, nullptr, OnForkChild);
+    return true;
+  }();
+  (void)atfork_registered;
   ThreadBuffer& b = buffer;
   uint64_t generation = fork_generation.load(std::memory_order_relaxed);
   if (b.generation != generation) b.pos = kBufferSize;

@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
+#include <atomic>
 #include <utility>
 
 #include "absl/strings/str_format.h"
@@ -27,8 +28,22 @@ absl::Status LowOrderPeer() {
 
 }  // namespace
 
+// A derivation context initialized once on the private key, reused by
+// whichever Derive call takes the flag first (a concurrent call sets up a
+// context of its own): creating and initializing an EVP_PKEY_CTX fetches
+// the key-exchange method and allocates on every call otherwise.
+struct X25519PrivateKey::DeriveCache {
+  std::atomic_flag busy;        // clear (C++20); guards `ctx`
+  internal::PkeyCtxPtr ctx;     // derive-initialized, or null
+};
+
 X25519PrivateKey::X25519PrivateKey(internal::PkeyPtr pkey, const X25519PublicKey& public_key)
-    : pkey_(std::move(pkey)), public_key_(public_key) {}
+    : pkey_(std::move(pkey)),
+      public_key_(public_key),
+      derive_cache_(std::make_unique<DeriveCache>()) {}
+X25519PrivateKey::X25519PrivateKey(X25519PrivateKey&&) noexcept = default;
+X25519PrivateKey& X25519PrivateKey::operator=(X25519PrivateKey&&) noexcept = default;
+X25519PrivateKey::~X25519PrivateKey() = default;
 
 absl::StatusOr<X25519PrivateKey> X25519PrivateKey::Create(std::span<const uint8_t> private_key) {
   RETURN_IF_ERROR(CheckLength(private_key, "private key"));
@@ -44,20 +59,24 @@ absl::StatusOr<X25519PrivateKey> X25519PrivateKey::Create(std::span<const uint8_
   return X25519PrivateKey(std::move(pkey), public_key);
 }
 
-absl::StatusOr<SecretBytes> X25519PrivateKey::Derive(std::span<const uint8_t> peer_public) const {
-  RETURN_IF_ERROR(CheckLength(peer_public, "public key"));
-  internal::PkeyPtr peer(EVP_PKEY_new_raw_public_key_ex(nullptr, "X25519", nullptr,
-                                                        peer_public.data(), peer_public.size()));
-  if (peer == nullptr) return internal::OpensslError("X25519 public key import");
-  internal::PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey_.get(), nullptr));
-  if (ctx == nullptr) return internal::OpensslError("X25519 context");
-  if (EVP_PKEY_derive_init(ctx.get()) != 1 ||
-      EVP_PKEY_derive_set_peer_ex(ctx.get(), peer.get(), /*validate_peer=*/0) != 1) {
+namespace {
+
+// A fresh derivation context on `pkey`, or null (with the OpenSSL error
+// queued).
+internal::PkeyCtxPtr NewDeriveCtx(EVP_PKEY* pkey) {
+  internal::PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey, nullptr));
+  if (ctx == nullptr || EVP_PKEY_derive_init(ctx.get()) != 1) return nullptr;
+  return ctx;
+}
+
+// X25519 on a derive-initialized context.
+absl::StatusOr<SecretBytes> DeriveOn(EVP_PKEY_CTX* ctx, EVP_PKEY* peer) {
+  if (EVP_PKEY_derive_set_peer_ex(ctx, peer, /*validate_peer=*/0) != 1) {
     return internal::OpensslError("X25519 setup");
   }
   SecretBytes shared(kX25519KeySize);
   size_t len = shared.size();
-  if (EVP_PKEY_derive(ctx.get(), shared.data(), &len) != 1) {
+  if (EVP_PKEY_derive(ctx, shared.data(), &len) != 1) {
     // With two well-formed 32-byte keys OpenSSL's only refusal is its own
     // all-zero check (ossl_x25519 returns 0 for it).
     ERR_clear_error();
@@ -67,6 +86,29 @@ absl::StatusOr<SecretBytes> X25519PrivateKey::Derive(std::span<const uint8_t> pe
   static const uint8_t kZeros[kX25519KeySize] = {};
   if (ConstantTimeEquals(shared.span(), kZeros)) return LowOrderPeer();
   return shared;
+}
+
+}  // namespace
+
+absl::StatusOr<SecretBytes> X25519PrivateKey::Derive(std::span<const uint8_t> peer_public) const {
+  RETURN_IF_ERROR(CheckLength(peer_public, "public key"));
+  internal::PkeyPtr peer(EVP_PKEY_new_raw_public_key_ex(nullptr, "X25519", nullptr,
+                                                        peer_public.data(), peer_public.size()));
+  if (peer == nullptr) return internal::OpensslError("X25519 public key import");
+  DeriveCache& cache = *derive_cache_;
+  if (!cache.busy.test_and_set(std::memory_order_acquire)) {
+    if (cache.ctx == nullptr) cache.ctx = NewDeriveCtx(pkey_.get());
+    absl::StatusOr<SecretBytes> shared = cache.ctx == nullptr
+                                             ? internal::OpensslError("X25519 context")
+                                             : DeriveOn(cache.ctx.get(), peer.get());
+    // After any failure start from a fresh context next time.
+    if (!shared.ok()) cache.ctx.reset();
+    cache.busy.clear(std::memory_order_release);
+    return shared;
+  }
+  internal::PkeyCtxPtr ctx = NewDeriveCtx(pkey_.get());
+  if (ctx == nullptr) return internal::OpensslError("X25519 context");
+  return DeriveOn(ctx.get(), peer.get());
 }
 
 X25519KeyPair GenerateX25519(Random& random) {

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "absl/status/statusor.h"
@@ -38,11 +39,17 @@ absl::StatusOr<SecretBytes> X25519(std::span<const uint8_t> private_key,
 
 // A long-lived X25519 private key (e.g. the server's batch-sealing key),
 // prepared once: X25519() above derives the public key on every call, this
-// does not. Thread-safe; moveable.
+// does not, and Derive reuses a prepared derivation context when no other
+// thread is using it. Thread-safe; moveable (a moved-from key may only be
+// destroyed or assigned to).
 class X25519PrivateKey {
  public:
   // kInvalidArgument unless private_key is 32 bytes.
   static absl::StatusOr<X25519PrivateKey> Create(std::span<const uint8_t> private_key);
+
+  X25519PrivateKey(X25519PrivateKey&&) noexcept;
+  X25519PrivateKey& operator=(X25519PrivateKey&&) noexcept;
+  ~X25519PrivateKey();
 
   const X25519PublicKey& public_key() const { return public_key_; }
 
@@ -50,9 +57,11 @@ class X25519PrivateKey {
   absl::StatusOr<SecretBytes> Derive(std::span<const uint8_t> peer_public) const;
 
  private:
+  struct DeriveCache;
   X25519PrivateKey(internal::PkeyPtr pkey, const X25519PublicKey& public_key);
   internal::PkeyPtr pkey_;
   X25519PublicKey public_key_;
+  std::unique_ptr<DeriveCache> derive_cache_;
 };
 
 }  // namespace fieldsync::crypto

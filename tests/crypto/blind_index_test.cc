@@ -62,9 +62,8 @@ TEST(BlindIndexTest, SameChildsNameMatchesAcrossSpellings) {
   absl::StatusOr<uint32_t> want = index->Tag("jose nunez");
   ASSERT_THAT(want, IsOk());
   // NFC, NFD (combining marks), upper case, extra spacing, fullwidth.
-  for (std::string_view v :
-       {"José Ñúñez", "Jose\u0301 N\u0303u\u0301n\u0303ez", "JOSÉ ÑÚÑEZ", "  josé   ñúñez ",
-        "ＪＯＳＥ ＮＵＮＥＺ", "Jose\u0301\tNun\u0303ez"}) {
+  for (std::string_view v : {"José Ñúñez", "Jose\u0301 N\u0303u\u0301n\u0303ez", "JOSÉ ÑÚÑEZ",
+                             "  josé   ñúñez ", "ＪＯＳＥ ＮＵＮＥＺ", "Jose\u0301\tNun\u0303ez"}) {
     EXPECT_THAT(index->Tag(v), IsOkAndHolds(*want)) << v;
   }
   EXPECT_THAT(index->Tag("jose nunes"), ::testing::Not(IsOkAndHolds(*want)));
@@ -171,8 +170,8 @@ TEST(BlindIndexTest, DifferentNamesCollideAtTheTheoreticalRate) {
     std::printf(
         "blind index, %zu distinct names, %d bits: pair collision rate %.3g (ideal %.3g, "
         "ratio %.3f); %zu distinct tags; mean other names per tag %.2f; largest bucket %zu\n",
-        kNames, bits, rate, expected, rate / expected, buckets.size(),
-        (kNames - 1.0) * rate, largest);
+        kNames, bits, rate, expected, rate / expected, buckets.size(), (kNames - 1.0) * rate,
+        largest);
     // Expected colliding pairs: 76,000 (16 bits), 4,800 (20), 300 (24);
     // the bounds are about 5 standard deviations wide.
     const double tolerance = bits == 16 ? 0.03 : bits == 20 ? 0.08 : 0.3;

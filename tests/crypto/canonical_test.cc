@@ -16,18 +16,15 @@ Uuid Seq(uint8_t first) {
 }
 
 TEST(CanonicalWriterTest, WritesDomainTerminatorAndBigEndianFields) {
-  std::string got = CanonicalWriter("d/v1")
-                        .U8(0xab)
-                        .U16(0x0102)
-                        .U32(0x03040506)
-                        .U64(0x0708090a0b0c0d0e)
-                        .Finish();
+  std::string got =
+      CanonicalWriter("d/v1").U8(0xab).U16(0x0102).U32(0x03040506).U64(0x0708090a0b0c0d0e).Finish();
 
-  EXPECT_EQ(got, "d/v1\x00"s
-                 "\xab"
-                 "\x01\x02"
-                 "\x03\x04\x05\x06"
-                 "\x07\x08\x09\x0a\x0b\x0c\x0d\x0e"s);
+  EXPECT_EQ(got,
+            "d/v1\x00"s
+            "\xab"
+            "\x01\x02"
+            "\x03\x04\x05\x06"
+            "\x07\x08\x09\x0a\x0b\x0c\x0d\x0e"s);
 }
 
 TEST(CanonicalWriterTest, LengthPrefixesBytesAndWritesFixedAndUuidRaw) {
@@ -39,11 +36,12 @@ TEST(CanonicalWriterTest, LengthPrefixesBytesAndWritesFixedAndUuidRaw) {
                         .Uuid(Seq(0xf0))
                         .Finish();
 
-  EXPECT_EQ(got, "x\x00"s
-                 "\x00\x00\x00\x02hi"
-                 "\x00\x00\x00\x00"
-                 "\xde\xad\x00"
-                 "\xf0\xf1\xf2\xf3\xf4\xf5\xf6\xf7\xf8\xf9\xfa\xfb\xfc\xfd\xfe\xff"s);
+  EXPECT_EQ(got,
+            "x\x00"s
+            "\x00\x00\x00\x02hi"
+            "\x00\x00\x00\x00"
+            "\xde\xad\x00"
+            "\xf0\xf1\xf2\xf3\xf4\xf5\xf6\xf7\xf8\xf9\xfa\xfb\xfc\xfd\xfe\xff"s);
 }
 
 TEST(CanonicalWriterTest, LengthPrefixKeepsSplitsApart) {
@@ -71,11 +69,12 @@ TEST(BatchHeaderTest, EncodesTheDocumentedSeventyBytes) {
 
   std::string got = EncodeBatchHeader(header);
 
-  EXPECT_EQ(got, "fieldsync/batch-header/v1\x00"s
-                 "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f"
-                 "\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f"
-                 "\x01\x02\x03\x04\x05\x06\x07\x08"
-                 "\x0a\x0b\x0c\x0d"s);
+  EXPECT_EQ(got,
+            "fieldsync/batch-header/v1\x00"s
+            "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f"
+            "\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f"
+            "\x01\x02\x03\x04\x05\x06\x07\x08"
+            "\x0a\x0b\x0c\x0d"s);
   EXPECT_EQ(got.size(), kBatchHeaderEncodingSize);
   EXPECT_EQ(got.size(), 70u);
 }

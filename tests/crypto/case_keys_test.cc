@@ -2,8 +2,8 @@
 
 #include <atomic>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <string>
@@ -152,8 +152,7 @@ TEST_F(CaseKeyStoreTest, SecondCreateForACaseIsAlreadyExists) {
   const Uuid c = NewCase();
   Create(c);
   storage::WriteBatch batch;
-  EXPECT_THAT(keys_->CreateDek(c, random_, &batch),
-              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(keys_->CreateDek(c, random_, &batch), StatusIs(absl::StatusCode::kAlreadyExists));
   EXPECT_EQ(batch.Count(), 0);
 }
 
@@ -272,7 +271,8 @@ TEST_F(CaseKeyStoreTest, RotationRunsWhileOtherThreadsReadKeys) {
 TEST_F(CaseKeyStoreTest, ErasedCaseKeyIsNotFoundAndCannotBeRecreated) {
   const Uuid c = NewCase();
   const SecretBytes dek = Create(c);
-  absl::StatusOr<std::string> sealed = EncryptField(dek, Address(c, "name"), AsBytes("Ana"), random_);
+  absl::StatusOr<std::string> sealed =
+      EncryptField(dek, Address(c, "name"), AsBytes("Ana"), random_);
   ASSERT_THAT(sealed, IsOk());
   ASSERT_THAT(keys_->GetDek(c), IsOk());
   ASSERT_EQ(keys_->cached_count(), 1u);
@@ -280,7 +280,8 @@ TEST_F(CaseKeyStoreTest, ErasedCaseKeyIsNotFoundAndCannotBeRecreated) {
   ASSERT_THAT(keys_->Erase(c), IsOk());
 
   EXPECT_EQ(keys_->cached_count(), 0u);
-  EXPECT_THAT(keys_->GetDek(c), StatusIs(absl::StatusCode::kNotFound, HasSubstr("case key erased")));
+  EXPECT_THAT(keys_->GetDek(c),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("case key erased")));
   EXPECT_THAT(keys_->GetFieldCipher(c),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("case key erased")));
   storage::WriteBatch batch;

@@ -1,6 +1,8 @@
 #include "crypto/field_cipher.h"
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -72,11 +74,12 @@ TEST_F(FieldCipherTest, AadHasTheDocumentedLayout) {
   a.field_name = "name";
   a.key_version = 0x01020304;
 
-  EXPECT_EQ(FieldAad(a), "fieldsync/field/v1\x00"s
-                         "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f"
-                         "\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f"
-                         "\x00\x00\x00\x04name"
-                         "\x01\x02\x03\x04"s);
+  EXPECT_EQ(FieldAad(a),
+            "fieldsync/field/v1\x00"s
+            "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f"
+            "\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f"
+            "\x00\x00\x00\x04name"
+            "\x01\x02\x03\x04"s);
 }
 
 // The fast path builds its AAD by hand; an independent AES-GCM open with
@@ -172,6 +175,23 @@ TEST_F(FieldCipherTest, ErrorsNeverHoldTheValueOrKey) {
   t.back() ^= 1;
   absl::StatusOr<std::string> r = cipher_->Decrypt(address_, t);
   EXPECT_THAT(r.status().message(), ::testing::Not(HasSubstr("SECRET")));
+}
+
+TEST_F(FieldCipherTest, ConcurrentEncryptAndDecryptShareOneCipher) {
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      SystemRandom random;
+      for (int i = 0; i < 500; ++i) {
+        const std::string v = std::to_string(t) + ":" + std::to_string(i);
+        absl::StatusOr<std::string> c = cipher_->Encrypt(address_, v, random);
+        if (!c.ok() || cipher_->Decrypt(address_, *c).value_or("") != v) failures.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
 }
 
 }  // namespace
