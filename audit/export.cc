@@ -1,0 +1,426 @@
+#include "audit/export.h"
+
+#include <algorithm>
+#include <limits>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "audit/events.h"
+
+namespace fieldsync::audit {
+namespace {
+
+void PutInt(std::string* out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+
+uint64_t GetInt(std::string_view in, size_t pos, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<uint8_t>(in[pos + i]);
+  return v;
+}
+
+std::string Record(ExportRecord type, std::string_view payload) {
+  std::string out;
+  out.reserve(5 + payload.size());
+  out.push_back(static_cast<char>(type));
+  PutInt(&out, payload.size(), 4);
+  out.append(payload);
+  return out;
+}
+
+// Device signatures are checked in chunks on several threads; a chunk is
+// checked before any failure is reported so that the first bad entry wins.
+constexpr size_t kSignatureChunk = 4096;
+constexpr uint64_t kProgressEvery = 1 << 16;
+
+struct SignatureJob {
+  uint64_t index;
+  BatchAccepted batch;
+  std::array<uint8_t, 32> key;
+};
+
+struct HeadRef {
+  Checkpoint checkpoint;
+  std::string label;  // "tree head #2 (size 40)" or "trusted head (size 40)"
+};
+
+struct DeviceState {
+  std::array<uint8_t, 32> key;
+  std::optional<uint64_t> revoked_at;
+  uint64_t last_sequence = 0;
+};
+
+class Verifier {
+ public:
+  Verifier(std::istream& in, const VerifyOptions& options) : in_(in), options_(options) {}
+
+  VerifyReport Run() {
+    if (options_.key == nullptr) return Failed("options", "no verifier key given");
+    std::string magic(kExportMagic.size(), '\0');
+    if (!in_.read(magic.data(), magic.size()) || magic != kExportMagic) {
+      return Failed("file header", "not a fieldsync audit export (v1)");
+    }
+    bytes_ = magic.size();
+    if (!ReadAll()) return report_;
+    report_.ok = true;
+    return report_;
+  }
+
+ private:
+  VerifyReport Failed(std::string record, std::string why) {
+    Fail(std::nullopt, std::move(record), std::move(why));
+    return report_;
+  }
+
+  // Records the failure (unless one is recorded) and returns false.
+  bool Fail(std::optional<uint64_t> entry, std::string record, std::string why) {
+    if (!report_.error.empty()) return false;
+    report_.ok = false;
+    report_.bad_entry = entry;
+    report_.bad_record = std::move(record);
+    report_.error = std::move(why);
+    return false;
+  }
+
+  // As Fail, but a device signature of an earlier entry that does not
+  // verify is the first failure and is reported instead.
+  bool FailEntry(uint64_t index, std::string why) {
+    if (!FlushSignatures()) return false;
+    return Fail(index, absl::StrFormat("entry %d", index), std::move(why));
+  }
+
+  // Reads one record. Returns false at the end of the input (*eof) or on a
+  // truncated record (reported).
+  bool ReadRecord(uint8_t* type, std::string* payload, bool* eof) {
+    *eof = false;
+    char header[5];
+    in_.read(header, 5);
+    if (in_.gcount() == 0) {
+      *eof = true;
+      return false;
+    }
+    if (in_.gcount() != 5) return FailTruncated();
+    *type = static_cast<uint8_t>(header[0]);
+    uint64_t length = GetInt(std::string_view(header, 5), 1, 4);
+    if (length > kMaxExportRecord) {
+      return Fail(NextEntry(), RecordName(), absl::StrFormat("record of %d bytes is too long", length));
+    }
+    payload->resize(length);
+    in_.read(payload->data(), static_cast<std::streamsize>(length));
+    if (static_cast<uint64_t>(in_.gcount()) != length) return FailTruncated();
+    bytes_ += 5 + length;
+    return true;
+  }
+
+  std::optional<uint64_t> NextEntry() const {
+    return in_entries_ ? std::optional<uint64_t>(tree_.size()) : std::nullopt;
+  }
+  std::string RecordName() const {
+    return in_entries_ ? absl::StrFormat("entry %d", tree_.size())
+                       : absl::StrFormat("record %d", heads_.size() + 1);
+  }
+  bool FailTruncated() {
+    if (!FlushSignatures()) return false;
+    return Fail(NextEntry(), RecordName(),
+                "the file is truncated (it ends inside a record)");
+  }
+
+  bool ReadAll() {
+    uint8_t type = 0;
+    std::string payload;
+    bool eof = false;
+    while (ReadRecord(&type, &payload, &eof)) {
+      switch (static_cast<ExportRecord>(type)) {
+        case ExportRecord::kHead:
+          if (in_entries_) {
+            return FailEntry(tree_.size(), "a tree head record follows the entries");
+          }
+          if (!AddHead(payload)) return false;
+          break;
+        case ExportRecord::kEntry:
+          if (!in_entries_ && !StartEntries()) return false;
+          if (!Entry(payload)) return false;
+          break;
+        case ExportRecord::kEnd:
+          if (!in_entries_ && !StartEntries()) return false;
+          return End(payload);
+        default:
+          return Fail(NextEntry(), RecordName(), absl::StrFormat("unknown record type %d", type));
+      }
+    }
+    if (!report_.error.empty()) return false;
+    if (!FlushSignatures()) return false;
+    return Fail(NextEntry(), RecordName(),
+                absl::StrFormat("the file is truncated: it ends after %d entries without its "
+                                "end record",
+                                tree_.size()));
+  }
+
+  bool AddHead(std::string_view note) {
+    std::string label = absl::StrFormat("tree head #%d", heads_.size() + 1);
+    absl::StatusOr<Checkpoint> cp = OpenCheckpoint(note, *options_.key);
+    if (!cp.ok()) {
+      return Fail(std::nullopt, label,
+                  absl::StrFormat("not signed by the key in your key file (%s)",
+                                  cp.status().message()));
+    }
+    heads_.push_back(HeadRef{*cp, absl::StrFormat("%s (size %d)", label, cp->size)});
+    report_.heads = heads_.size();
+    return true;
+  }
+
+  // After the heads: checks them against each other and the trusted head,
+  // and indexes them by size.
+  bool StartEntries() {
+    in_entries_ = true;
+    std::vector<HeadRef> all = heads_;
+    if (options_.trusted_head.has_value()) {
+      absl::StatusOr<Checkpoint> cp = OpenCheckpoint(*options_.trusted_head, *options_.key);
+      if (!cp.ok()) {
+        return Fail(std::nullopt, "trusted head",
+                    absl::StrFormat("your saved head does not verify with your key file (%s)",
+                                    cp.status().message()));
+      }
+      trusted_ = HeadRef{*cp, absl::StrFormat("trusted head (size %d)", cp->size)};
+      all.push_back(*trusted_);
+    }
+    if (all.empty()) return Fail(std::nullopt, "file", "the export holds no signed tree head");
+    for (const HeadRef& head : all) {
+      auto [it, inserted] = targets_.emplace(head.checkpoint.size, head);
+      if (!inserted && it->second.checkpoint.root != head.checkpoint.root) {
+        return Fail(std::nullopt, head.label,
+                    absl::StrFormat("%s and %s are both signed and have different roots: the "
+                                    "log forked",
+                                    it->second.label, head.label));
+      }
+      if (head.checkpoint.size == 0 && head.checkpoint.root != EmptyRoot()) {
+        return Fail(std::nullopt, head.label, "an empty tree with a non-empty root");
+      }
+      max_head_size_ = std::max(max_head_size_, head.checkpoint.size);
+    }
+    return true;
+  }
+
+  bool Entry(std::string_view payload) {
+    const uint64_t i = tree_.size();
+    if (payload.size() < 8 + 32) return FailEntry(i, "the entry record is truncated");
+    const uint64_t index = GetInt(payload, 0, 8);
+    if (index > i) {
+      return FailEntry(i, absl::StrFormat("entry %d is missing (entry %d is in its place): "
+                                          "entries were dropped or reordered",
+                                          i, index));
+    }
+    if (index < i) {
+      return FailEntry(i, absl::StrFormat("entry %d appears where entry %d belongs: entries "
+                                          "were reordered or duplicated",
+                                          index, i));
+    }
+    std::string_view entry = payload.substr(40);
+    const Hash leaf = LeafHash(entry);
+    if (HashBytes(leaf) != payload.substr(8, 32)) {
+      return FailEntry(i, "the entry's bytes were altered (its leaf hash is not the one "
+                          "recorded at export)");
+    }
+    absl::StatusOr<Event> event = DecodeEvent(entry);
+    if (!event.ok()) {
+      return FailEntry(i, absl::StrFormat("malformed event: %s", event.status().message()));
+    }
+    ++report_.events_by_kind[std::string(KindName(KindOf(*event)))];
+    if (!CheckEvent(i, *event)) return false;
+    (void)tree_.Append(leaf, nullptr);
+    report_.entries = tree_.size();
+    auto target = targets_.find(tree_.size());
+    if (target != targets_.end() && !CheckRoot(target->second)) return false;
+    if (options_.progress && tree_.size() % kProgressEvery == 0) {
+      options_.progress(bytes_, tree_.size());
+    }
+    return true;
+  }
+
+  bool CheckRoot(const HeadRef& head) {
+    if (tree_.Root() == head.checkpoint.root) {
+      last_matched_size_ = head.checkpoint.size;
+      if (trusted_.has_value() && head.checkpoint.size == trusted_->checkpoint.size) {
+        report_.trusted_head_checked = true;
+      }
+      return true;
+    }
+    if (!FlushSignatures()) return false;
+    std::string why = absl::StrFormat(
+        "the root of entries 0..%d is not the root %s signed: an entry in %d..%d was altered, "
+        "inserted, dropped or reordered",
+        head.checkpoint.size - 1, head.label, last_matched_size_, head.checkpoint.size - 1);
+    if (trusted_.has_value() && head.checkpoint.size == trusted_->checkpoint.size) {
+      why += "; the log does not extend your saved head (it was rewritten)";
+    }
+    return Fail(last_matched_size_, head.label, why);
+  }
+
+  bool CheckRange(uint64_t i, uint64_t first, uint64_t last) {
+    if (first == 0 && last == 0) return true;
+    if (first == 0 || last < first) {
+      return FailEntry(i, absl::StrFormat("bad case-log range %d..%d", first, last));
+    }
+    if (next_position_.has_value() && first != *next_position_) {
+      return FailEntry(i, absl::StrFormat("case-log range %d..%d does not follow the previous "
+                                          "range (expected it to start at %d): entries were "
+                                          "reordered, dropped or inserted",
+                                          first, last, *next_position_));
+    }
+    next_position_ = last + 1;
+    return true;
+  }
+
+  bool CheckEvent(uint64_t i, const Event& event) {
+    if (const auto* e = std::get_if<DeviceEnrolled>(&event.body)) {
+      auto [it, inserted] = devices_.emplace(e->device_id, DeviceState{e->signing_public_key, std::nullopt, 0});
+      if (!inserted) {
+        return FailEntry(i, absl::StrFormat("device %s is enrolled a second time", e->device_id));
+      }
+      report_.devices = devices_.size();
+    } else if (const auto* e = std::get_if<PrincipalRevoked>(&event.body)) {
+      if (e->principal_kind == PrincipalKind::kDevice) {
+        auto it = devices_.find(e->principal_id);
+        if (it == devices_.end()) {
+          return FailEntry(i, absl::StrFormat("revokes device %s, which no earlier entry "
+                                              "enrolled",
+                                              e->principal_id));
+        }
+        if (!it->second.revoked_at.has_value()) it->second.revoked_at = i;
+      }
+    } else if (const auto* e = std::get_if<BatchAccepted>(&event.body)) {
+      auto it = devices_.find(e->device_id);
+      if (it == devices_.end()) {
+        return FailEntry(i, absl::StrFormat("a batch of device %s, which no earlier entry "
+                                            "enrolled",
+                                            e->device_id));
+      }
+      DeviceState& device = it->second;
+      if (device.revoked_at.has_value()) {
+        return FailEntry(i, absl::StrFormat("a batch of device %s after its revocation at "
+                                            "entry %d",
+                                            e->device_id, *device.revoked_at));
+      }
+      if (e->sequence != device.last_sequence + 1) {
+        return FailEntry(i, absl::StrFormat("device %s batch sequence %d follows %d: batches "
+                                            "were dropped, reordered or replayed",
+                                            e->device_id, e->sequence, device.last_sequence));
+      }
+      device.last_sequence = e->sequence;
+      if (!CheckRange(i, e->first_position, e->last_position)) return false;
+      jobs_.push_back(SignatureJob{i, *e, device.key});
+      if (jobs_.size() >= kSignatureChunk && !FlushSignatures()) return false;
+    } else if (const auto* e = std::get_if<CaseChange>(&event.body)) {
+      if (!CheckRange(i, e->first_position, e->last_position)) return false;
+    }
+    return true;
+  }
+
+  // Checks the queued device signatures; false (and the failure reported)
+  // if one does not verify.
+  bool FlushSignatures() {
+    if (jobs_.empty()) return true;
+    const size_t threads =
+        std::max<size_t>(1, std::min<size_t>(options_.threads, jobs_.size() / 64 + 1));
+    std::vector<uint64_t> first_bad(threads, std::numeric_limits<uint64_t>::max());
+    auto work = [&](size_t t) {
+      for (size_t j = t; j < jobs_.size(); j += threads) {
+        if (!VerifyBatchSignature(jobs_[j].batch, jobs_[j].key).ok()) {
+          first_bad[t] = std::min(first_bad[t], jobs_[j].index);
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < threads; ++t) pool.emplace_back(work, t);
+    work(0);
+    for (std::thread& th : pool) th.join();
+    report_.device_signatures += jobs_.size();
+    jobs_.clear();
+    uint64_t bad = *std::min_element(first_bad.begin(), first_bad.end());
+    if (bad == std::numeric_limits<uint64_t>::max()) return true;
+    return Fail(bad, absl::StrFormat("entry %d", bad),
+                "the device signature of the batch does not verify with the key its enrolment "
+                "entry recorded");
+  }
+
+  bool End(std::string_view payload) {
+    if (!FlushSignatures()) return false;
+    if (payload.size() != 12) return Fail(std::nullopt, "end record", "malformed end record");
+    const uint64_t entries = GetInt(payload, 0, 8);
+    const uint64_t heads = GetInt(payload, 8, 4);
+    if (entries != tree_.size() || heads != heads_.size()) {
+      return Fail(tree_.size() < entries ? std::optional<uint64_t>(tree_.size()) : std::nullopt,
+                  "end record",
+                  absl::StrFormat("the end record counts %d entries and %d heads, the file "
+                                  "holds %d and %d: records were dropped or the file spliced",
+                                  entries, heads, tree_.size(), heads_.size()));
+    }
+    char extra;
+    if (in_.read(&extra, 1); in_.gcount() != 0) {
+      return Fail(std::nullopt, "end record", "data follows the end record");
+    }
+    for (const auto& [size, head] : targets_) {
+      if (size > tree_.size()) {
+        std::string why = absl::StrFormat(
+            "%s covers %d entries but the export holds only %d: entries were dropped or the "
+            "file truncated",
+            head.label, size, tree_.size());
+        if (trusted_.has_value() && size == trusted_->checkpoint.size) {
+          why += "; the log is shorter than your saved head (rolled back)";
+        }
+        return Fail(tree_.size(), head.label, why);
+      }
+    }
+    for (const HeadRef& head : heads_) {
+      if (!report_.latest_head.has_value() || head.checkpoint.size > report_.latest_head->size) {
+        report_.latest_head = head.checkpoint;
+      }
+    }
+    report_.unsigned_tail = tree_.size() - max_head_size_;
+    if (options_.progress) options_.progress(bytes_, tree_.size());
+    return true;
+  }
+
+  std::istream& in_;
+  const VerifyOptions& options_;
+  VerifyReport report_;
+  uint64_t bytes_ = 0;
+  bool in_entries_ = false;
+  std::vector<HeadRef> heads_;
+  std::optional<HeadRef> trusted_;
+  std::map<uint64_t, HeadRef> targets_;  // by size
+  uint64_t max_head_size_ = 0;
+  uint64_t last_matched_size_ = 0;
+  CompactMerkleTree tree_;
+  std::map<std::string, DeviceState> devices_;
+  std::optional<uint64_t> next_position_;
+  std::vector<SignatureJob> jobs_;
+};
+
+}  // namespace
+
+std::string ExportHeadRecord(std::string_view note) { return Record(ExportRecord::kHead, note); }
+
+std::string ExportEntryRecord(uint64_t index, std::string_view entry) {
+  std::string payload;
+  payload.reserve(40 + entry.size());
+  PutInt(&payload, index, 8);
+  payload.append(HashBytes(LeafHash(entry)));
+  payload.append(entry);
+  return Record(ExportRecord::kEntry, payload);
+}
+
+std::string ExportEndRecord(uint64_t entries, uint32_t heads) {
+  std::string payload;
+  PutInt(&payload, entries, 8);
+  PutInt(&payload, heads, 4);
+  return Record(ExportRecord::kEnd, payload);
+}
+
+VerifyReport VerifyExport(std::istream& in, const VerifyOptions& options) {
+  return Verifier(in, options).Run();
+}
+
+}  // namespace fieldsync::audit

@@ -1,0 +1,77 @@
+// The audit export file (`fieldsync audit export`) and its offline verifier
+// (`fieldsync audit verify`): an auditor checks, from the file and the log's
+// verifier key alone, every leaf, every root, every tree-head signature,
+// every batch's device signature and consistency with a head saved earlier.
+#ifndef FIELDSYNC_AUDIT_EXPORT_H_
+#define FIELDSYNC_AUDIT_EXPORT_H_
+
+#include <cstdint>
+#include <functional>
+#include <istream>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "audit/checkpoint.h"
+#include "audit/merkle.h"
+
+namespace fieldsync::audit {
+
+// File layout (persisted; docs/AUDIT.md):
+//   "fieldsync-audit-export/v1\n"             26 bytes
+//   records, each: U8 type | U32 length (big-endian) | payload
+//     1 HEAD   payload: one signed checkpoint note (UTF-8 text)
+//     2 ENTRY  payload: U64 index | leaf hash (32) | entry bytes
+//     3 END    payload: U64 entry count | U32 head count
+//   HEAD records first, then ENTRY records for indexes 0, 1, 2, ... in
+//   order, then exactly one END record and nothing after it. The leaf hash
+//   in an ENTRY is the exporter's; it only localizes damage (a forger can
+//   recompute it); security rests on the signed heads.
+inline constexpr std::string_view kExportMagic = "fieldsync-audit-export/v1\n";
+enum class ExportRecord : uint8_t { kHead = 1, kEntry = 2, kEnd = 3 };
+// A record payload longer than this is refused by the verifier.
+inline constexpr uint32_t kMaxExportRecord = 16 << 20;
+
+std::string ExportHeadRecord(std::string_view note);
+std::string ExportEntryRecord(uint64_t index, std::string_view entry);
+std::string ExportEndRecord(uint64_t entries, uint32_t heads);
+
+struct VerifyOptions {
+  // The log's key, from the auditor's own KEYFILE (never from the export).
+  // Its name is the log's origin. Not owned.
+  const NoteVerifier* key = nullptr;
+  // A checkpoint note the auditor saved earlier: the export must extend it.
+  std::optional<std::string> trusted_head;
+  // Threads that check device signatures (>= 1).
+  int threads = 2;
+  // Called now and then with the bytes and entries read so far.
+  std::function<void(uint64_t bytes, uint64_t entries)> progress;
+};
+
+struct VerifyReport {
+  bool ok = false;
+  // On failure: what failed, and the first bad entry when one can be named.
+  std::string error;
+  std::optional<uint64_t> bad_entry;
+  std::string bad_record;  // "entry 12", "tree head #2 (size 40)", "end record"
+  // What was checked.
+  uint64_t entries = 0;
+  uint64_t heads = 0;
+  uint64_t device_signatures = 0;
+  uint64_t devices = 0;
+  std::map<std::string, uint64_t> events_by_kind;  // KindName -> count
+  // The largest verified head, and whether the trusted head was checked.
+  std::optional<Checkpoint> latest_head;
+  bool trusted_head_checked = false;
+  // Entries after the largest head: present but not covered by a signature.
+  uint64_t unsigned_tail = 0;
+};
+
+// Verifies an export read from `in`. Never fails for a bad export: a
+// failure is a report with ok == false naming the first bad record.
+VerifyReport VerifyExport(std::istream& in, const VerifyOptions& options);
+
+}  // namespace fieldsync::audit
+
+#endif  // FIELDSYNC_AUDIT_EXPORT_H_

@@ -1,0 +1,73 @@
+#include "audit/ingest_observer.h"
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "common/status_macros.h"
+
+namespace fieldsync::audit {
+namespace {
+
+Outcomes ToOutcomes(const sync::OutcomeCounts& c) {
+  return Outcomes{c.applied, c.converged, c.superseded, c.conflict, c.rejected};
+}
+
+absl::StatusOr<std::vector<Uuid>> CaseIds(const std::vector<std::string>& ids) {
+  std::vector<Uuid> out;
+  for (const std::string& id : ids) {
+    absl::StatusOr<Uuid> u = ParseUuid(id);
+    if (!u.ok()) return absl::InternalError("a committed case id is not a UUID");
+    out.push_back(*u);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<Event> EventOfUnit(const sync::CommittedUnit& unit) {
+  ASSIGN_OR_RETURN(std::vector<Uuid> case_ids, CaseIds(unit.case_ids));
+  if (unit.staff_kind != v1::CHANGE_KIND_UNSPECIFIED) {
+    CaseChange c;
+    c.actor = unit.writer;
+    c.change_kind = static_cast<uint8_t>(unit.staff_kind);
+    c.first_position = unit.first_position;
+    c.last_position = unit.last_position;
+    c.outcomes = ToOutcomes(unit.counts);
+    c.case_ids = std::move(case_ids);
+    return Event{unit.committed_at, std::move(c)};
+  }
+  BatchAccepted b;
+  b.device_id = unit.writer;
+  ASSIGN_OR_RETURN(b.batch_id, ParseUuid(unit.batch_id));
+  b.sequence = unit.sequence;
+  // TODO(#5): CommittedUnit must carry the header's sealing_key_id and the
+  // compression for the device signature to be checkable offline.
+  if (unit.sealed_batch_sha256.size() != 32 || unit.signature.size() != 64) {
+    return absl::InternalError("a committed batch lacks its payload hash or signature");
+  }
+  std::copy(unit.sealed_batch_sha256.begin(), unit.sealed_batch_sha256.end(),
+            b.payload_sha256.begin());
+  std::copy(unit.signature.begin(), unit.signature.end(), b.signature.begin());
+  b.first_position = unit.first_position;
+  b.last_position = unit.last_position;
+  b.outcomes = ToOutcomes(unit.counts);
+  b.case_ids = std::move(case_ids);
+  return Event{unit.committed_at, std::move(b)};
+}
+
+absl::Status IngestObserver::OnCommit(const sync::CommittedUnit& unit,
+                                      storage::WriteBatch* batch) {
+  ASSIGN_OR_RETURN(Event event, EventOfUnit(unit));
+  return log_->Append(event, batch).status();
+}
+
+void IngestObserver::AfterCommit(const storage::WriteBatch* batch,
+                                 const absl::Status& commit_status) {
+  if (commit_status.ok()) {
+    log_->CommitPending(batch);
+  } else {
+    log_->AbortPending(batch);
+  }
+}
+
+}  // namespace fieldsync::audit

@@ -1,0 +1,415 @@
+#include "audit/log.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "common/file_io.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "storage/key_codec.h"
+
+namespace fieldsync::audit {
+namespace {
+
+using storage::Cf;
+
+std::string EncodeU64(uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (56 - 8 * i));
+  return out;
+}
+
+absl::StatusOr<uint64_t> DecodeU64(std::string_view v, std::string_view what) {
+  if (v.size() != 8) {
+    return absl::DataLossError(absl::StrFormat("%s is not 8 bytes", std::string(what)));
+  }
+  uint64_t out = 0;
+  for (char c : v) out = (out << 8) | static_cast<uint8_t>(c);
+  return out;
+}
+
+// How long Append waits for another caller's session before giving up.
+constexpr absl::Duration kSessionWait = absl::Seconds(10);
+
+}  // namespace
+
+absl::StatusOr<Hash> StoredNodeSource::Node(NodeId id) {
+  if (id.level > 63) return absl::InvalidArgumentError("audit node level above 63");
+  absl::StatusOr<std::string> v =
+      store_->Get(Cf::kAuditNodes,
+                  storage::EncodeAuditNodeKey(static_cast<uint8_t>(id.level), id.index));
+  if (absl::IsNotFound(v.status())) {
+    return absl::DataLossError(absl::StrFormat(
+        "audit tree node (level %d, index %d) is missing from the store", id.level, id.index));
+  }
+  RETURN_IF_ERROR(v.status());
+  absl::StatusOr<Hash> hash = HashFromBytes(*v);
+  if (!hash.ok()) {
+    return absl::DataLossError(absl::StrFormat(
+        "audit tree node (level %d, index %d) is not 32 bytes", id.level, id.index));
+  }
+  return hash;
+}
+
+AuditLog::AuditLog(const AuditLogOptions& options) : options_(options), nodes_(options.store) {}
+
+absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& options) {
+  if (options.store == nullptr || options.clock == nullptr) {
+    return absl::InvalidArgumentError("AuditLog needs a store and a clock");
+  }
+  std::unique_ptr<AuditLog> log(new AuditLog(options));
+  storage::Store* store = options.store;
+  uint64_t size = 0;
+  absl::StatusOr<std::string> stored =
+      store->Get(Cf::kMetadata, storage::EncodeMetadataKey(kTreeSizeMetadata));
+  if (stored.ok()) {
+    ASSIGN_OR_RETURN(size, DecodeU64(*stored, "audit tree size"));
+  } else if (!absl::IsNotFound(stored.status())) {
+    return stored.status();
+  }
+  // The size and the leaves are written in the same batches: a leaf at
+  // `size` or none at size - 1 means the store was altered.
+  if (size > 0) {
+    absl::StatusOr<std::string> last =
+        store->Get(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(size - 1));
+    if (absl::IsNotFound(last.status())) {
+      return absl::DataLossError(absl::StrFormat(
+          "audit leaf %d (the last of the stored size) is missing", size - 1));
+    }
+    RETURN_IF_ERROR(last.status());
+  }
+  std::unique_ptr<storage::Iterator> beyond =
+      store->NewIterator(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(size),
+                         storage::PrefixUpperBound(storage::AuditLeafKeyPrefix()));
+  if (beyond->Valid()) {
+    return absl::DataLossError(
+        absl::StrFormat("audit leaves exist beyond the stored tree size %d", size));
+  }
+  RETURN_IF_ERROR(beyond->status());
+  beyond.reset();
+  ASSIGN_OR_RETURN(CompactMerkleTree tree, CompactMerkleTree::Restore(log->nodes_, size));
+
+  std::string note;
+  absl::StatusOr<std::string> head =
+      store->Get(Cf::kMetadata, storage::EncodeMetadataKey(kSignedHeadMetadata));
+  std::optional<SignedTreeHead> latest;
+  if (head.ok()) {
+    absl::StatusOr<Checkpoint> cp =
+        options.signer != nullptr
+            ? OpenCheckpoint(*head, options.signer->verifier())
+            : [&]() -> absl::StatusOr<Checkpoint> {
+                ASSIGN_OR_RETURN(SignedNote parsed, ParseSignedNote(*head));
+                return ParseCheckpoint(parsed.text);
+              }();
+    if (!cp.ok()) {
+      return absl::DataLossError(
+          absl::StrFormat("the stored signed tree head does not open: %s", cp.status().message()));
+    }
+    latest = SignedTreeHead{*std::move(cp), *std::move(head)};
+  } else if (!absl::IsNotFound(head.status())) {
+    return head.status();
+  }
+  absl::MutexLock lock(&log->mu_);
+  log->committed_ = std::move(tree);
+  log->latest_head_ = std::move(latest);
+  return log;
+}
+
+absl::StatusOr<uint64_t> AuditLog::Append(const Event& event, storage::WriteBatch* batch) {
+  ASSIGN_OR_RETURN(std::string entry, EncodeEvent(event));
+  const Hash leaf = LeafHash(entry);
+  absl::MutexLock lock(&mu_);
+  if (session_batch_ != batch) {
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return session_batch_ == nullptr; };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&idle), kSessionWait)) {
+      return absl::UnavailableError(
+          "the audit log is busy with another commit that did not finish: retry");
+    }
+    session_batch_ = batch;
+    pending_ = committed_;
+  }
+  const uint64_t index = pending_.size();
+  std::vector<StoredNode> created;
+  RETURN_IF_ERROR(pending_.Append(leaf, &created));
+  batch->Put(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(index), entry);
+  for (const StoredNode& node : created) {
+    batch->Put(Cf::kAuditNodes,
+               storage::EncodeAuditNodeKey(static_cast<uint8_t>(node.id.level), node.id.index),
+               HashBytes(node.hash));
+  }
+  batch->Put(Cf::kAuditLeaves, storage::EncodeAuditLeafByHashKey(leaf), EncodeU64(index));
+  if (const auto* b = std::get_if<BatchAccepted>(&event.body)) {
+    batch->Put(Cf::kAuditLeaves, storage::EncodeAuditBatchLeafKey(b->device_id, b->batch_id),
+               EncodeU64(index));
+  }
+  batch->Put(Cf::kMetadata, storage::EncodeMetadataKey(kTreeSizeMetadata),
+             EncodeU64(pending_.size()));
+  return index;
+}
+
+void AuditLog::CommitPending(const storage::WriteBatch* batch) {
+  absl::MutexLock lock(&mu_);
+  if (session_batch_ == nullptr || session_batch_ != batch) return;
+  committed_ = std::move(pending_);
+  pending_ = CompactMerkleTree();
+  session_batch_ = nullptr;
+}
+
+void AuditLog::AbortPending(const storage::WriteBatch* batch) {
+  absl::MutexLock lock(&mu_);
+  if (session_batch_ == nullptr || session_batch_ != batch) return;
+  pending_ = CompactMerkleTree();
+  session_batch_ = nullptr;
+}
+
+uint64_t AuditLog::size() const {
+  absl::MutexLock lock(&mu_);
+  return committed_.size();
+}
+
+Hash AuditLog::root() const {
+  absl::MutexLock lock(&mu_);
+  return committed_.Root();
+}
+
+namespace {
+absl::Status CheckSize(uint64_t asked, uint64_t size) {
+  if (asked > size) {
+    return absl::OutOfRangeError(
+        absl::StrFormat("tree size %d is beyond the log's size %d", asked, size));
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::StatusOr<Hash> AuditLog::RootAt(uint64_t tree_size) {
+  RETURN_IF_ERROR(CheckSize(tree_size, size()));
+  return audit::RootAt(nodes_, tree_size);
+}
+
+absl::StatusOr<std::vector<Hash>> AuditLog::InclusionProof(uint64_t index, uint64_t tree_size) {
+  RETURN_IF_ERROR(CheckSize(tree_size, size()));
+  return audit::InclusionProof(nodes_, index, tree_size);
+}
+
+absl::StatusOr<std::vector<Hash>> AuditLog::ConsistencyProof(uint64_t size1, uint64_t size2) {
+  RETURN_IF_ERROR(CheckSize(size2, size()));
+  return audit::ConsistencyProof(nodes_, size1, size2);
+}
+
+absl::StatusOr<uint64_t> AuditLog::IndexOfLeafHash(const Hash& leaf_hash) {
+  absl::StatusOr<std::string> v =
+      options_.store->Get(Cf::kAuditLeaves, storage::EncodeAuditLeafByHashKey(leaf_hash));
+  if (absl::IsNotFound(v.status())) {
+    return absl::NotFoundError("no audit entry has this leaf hash");
+  }
+  RETURN_IF_ERROR(v.status());
+  ASSIGN_OR_RETURN(uint64_t index, DecodeU64(*v, "audit leaf index"));
+  // A leaf of an aborted session is never stored, but a later session may
+  // still be pending: only committed leaves count.
+  if (index >= size()) return absl::NotFoundError("no committed audit entry has this leaf hash");
+  return index;
+}
+
+absl::StatusOr<uint64_t> AuditLog::IndexOfBatch(std::string_view device_id, const Uuid& batch_id) {
+  absl::StatusOr<std::string> v = options_.store->Get(
+      Cf::kAuditLeaves, storage::EncodeAuditBatchLeafKey(device_id, batch_id));
+  if (absl::IsNotFound(v.status())) {
+    return absl::NotFoundError("no audit entry for this batch");
+  }
+  RETURN_IF_ERROR(v.status());
+  return DecodeU64(*v, "audit leaf index");
+}
+
+absl::Status AuditLog::ReadEntries(
+    uint64_t begin, uint64_t end,
+    const std::function<absl::Status(uint64_t, std::string_view)>& fn) {
+  RETURN_IF_ERROR(CheckSize(end, size()));
+  if (begin >= end) return absl::OkStatus();
+  std::unique_ptr<storage::Iterator> it =
+      options_.store->NewIterator(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(begin),
+                                  storage::EncodeAuditLeafKey(end));
+  uint64_t expected = begin;
+  for (; it->Valid(); it->Next(), ++expected) {
+    ASSIGN_OR_RETURN(uint64_t index, storage::DecodeAuditLeafKey(it->key()));
+    if (index != expected) {
+      return absl::DataLossError(absl::StrFormat("audit leaf %d is missing", expected));
+    }
+    RETURN_IF_ERROR(fn(index, it->value()));
+  }
+  RETURN_IF_ERROR(it->status());
+  if (expected != end) {
+    return absl::DataLossError(absl::StrFormat("audit leaf %d is missing", expected));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<Checkpoint>> AuditLog::LoadLastHead(std::string* note) {
+  const NoteVerifier& verifier = options_.signer->verifier();
+  std::optional<Checkpoint> best;
+  auto consider = [&](std::string_view where, const std::string& text) -> absl::Status {
+    absl::StatusOr<Checkpoint> cp = OpenCheckpoint(text, verifier);
+    if (!cp.ok()) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "the last signed tree head in %s does not open with this log's key (%s): an "
+          "operator must find out why before the log signs again",
+          std::string(where), cp.status().message()));
+    }
+    if (best.has_value() && best->size == cp->size && best->root != cp->root) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "the signed tree heads in the store and in %s have size %d and different roots: "
+          "the log forked; an operator must investigate",
+          options_.head_file, cp->size));
+    }
+    if (!best.has_value() || cp->size > best->size) {
+      best = *std::move(cp);
+      *note = text;
+    }
+    return absl::OkStatus();
+  };
+  absl::StatusOr<std::string> stored =
+      options_.store->Get(Cf::kMetadata, storage::EncodeMetadataKey(kSignedHeadMetadata));
+  if (stored.ok()) {
+    RETURN_IF_ERROR(consider("the store", *stored));
+  } else if (!absl::IsNotFound(stored.status())) {
+    return stored.status();
+  }
+  if (!options_.head_file.empty()) {
+    absl::StatusOr<std::string> file = ReadFile(options_.head_file);
+    if (file.ok()) {
+      RETURN_IF_ERROR(consider(options_.head_file, *file));
+    } else if (!absl::IsNotFound(file.status())) {
+      return file.status();
+    }
+  }
+  return best;
+}
+
+absl::Status AuditLog::CheckExtends(const Checkpoint& last, uint64_t size, const Hash& root) {
+  auto refuse = [&](std::string_view why) {
+    log::Error("audit.head.refused", {{"tree_size", size},
+                                      {"last_signed_size", last.size},
+                                      {"reason", why}});
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the audit tree (size %d) does not extend the last signed tree head (size %d): %s. "
+        "The store was restored from an older backup or altered; no head is signed until an "
+        "operator restores the newer store or investigates (see docs/AUDIT.md)",
+        size, last.size, std::string(why)));
+  };
+  if (last.size > size) return refuse("the tree is smaller");
+  if (last.size == size) {
+    return last.root == root ? absl::OkStatus() : refuse("same size, different root");
+  }
+  if (last.size == 0) {
+    return last.root == EmptyRoot() ? absl::OkStatus() : refuse("bad empty root");
+  }
+  ASSIGN_OR_RETURN(std::vector<Hash> proof, audit::ConsistencyProof(nodes_, last.size, size));
+  if (!VerifyConsistency(last.size, size, proof, last.root, root).ok()) {
+    return refuse("the consistency proof does not verify");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AuditLog::StoreHead(const std::string& note) {
+  storage::WriteBatch batch;
+  batch.Put(Cf::kMetadata, storage::EncodeMetadataKey(kSignedHeadMetadata), note);
+  RETURN_IF_ERROR(options_.store->Commit(&batch));
+  if (options_.head_file.empty()) return absl::OkStatus();
+  // Write a temporary file, sync it, rename it over the old one and sync
+  // the directory: the head file is always one whole note.
+  const std::string tmp = options_.head_file + ".tmp";
+  std::error_code ec;
+  std::filesystem::remove(tmp, ec);
+  RETURN_IF_ERROR(WriteNewFile(tmp, note, 0644));
+  std::filesystem::rename(tmp, options_.head_file, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrFormat("cannot rename %s to %s: %s", tmp,
+                                                  options_.head_file, ec.message()));
+  }
+  std::string dir = std::filesystem::path(options_.head_file).parent_path().string();
+  return SyncDirectory(dir.empty() ? "." : dir);
+}
+
+absl::StatusOr<SignedTreeHead> AuditLog::SignTreeHead() {
+  if (options_.signer == nullptr) {
+    return absl::FailedPreconditionError("this audit log has no signing key");
+  }
+  absl::MutexLock sign_lock(&sign_mu_);
+  uint64_t size;
+  Hash root;
+  {
+    absl::MutexLock lock(&mu_);
+    size = committed_.size();
+    root = committed_.Root();
+  }
+  std::string last_note;
+  ASSIGN_OR_RETURN(std::optional<Checkpoint> last, LoadLastHead(&last_note));
+  if (last.has_value()) RETURN_IF_ERROR(CheckExtends(*last, size, root));
+
+  Checkpoint cp;
+  cp.origin = options_.signer->verifier().key_name();
+  cp.size = size;
+  cp.root = root;
+  absl::Time now = options_.clock->Now();
+  if (last.has_value()) {
+    // Timestamps never go backwards, even if the clock does.
+    absl::StatusOr<absl::Time> last_time = CheckpointTimestamp(*last);
+    if (last_time.ok() && *last_time > now) now = *last_time;
+  }
+  cp.extensions.push_back(TimestampExtension(now));
+  ASSIGN_OR_RETURN(std::string note, SignCheckpoint(cp, *options_.signer));
+  RETURN_IF_ERROR(StoreHead(note));
+  SignedTreeHead head{std::move(cp), std::move(note)};
+  absl::MutexLock lock(&mu_);
+  latest_head_ = head;
+  return head;
+}
+
+absl::StatusOr<SignedTreeHead> AuditLog::MaybeSignTreeHead() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (latest_head_.has_value()) {
+      if (latest_head_->checkpoint.size == committed_.size()) return *latest_head_;
+      absl::StatusOr<absl::Time> t = CheckpointTimestamp(latest_head_->checkpoint);
+      if (options_.head_interval > absl::ZeroDuration() && t.ok() &&
+          options_.clock->Now() - *t < options_.head_interval) {
+        return *latest_head_;
+      }
+    }
+  }
+  return SignTreeHead();
+}
+
+absl::StatusOr<SignedTreeHead> AuditLog::LatestSignedHead() const {
+  absl::MutexLock lock(&mu_);
+  if (!latest_head_.has_value()) return absl::NotFoundError("no tree head has been signed yet");
+  return *latest_head_;
+}
+
+absl::StatusOr<Receipt> AuditLog::ReceiptForLeaf(uint64_t index) {
+  if (index >= size()) {
+    return absl::OutOfRangeError(absl::StrFormat("audit leaf %d is not committed", index));
+  }
+  absl::StatusOr<SignedTreeHead> head = LatestSignedHead();
+  if (!head.ok() || head->checkpoint.size <= index) {
+    ASSIGN_OR_RETURN(head, SignTreeHead());
+  }
+  Receipt receipt;
+  receipt.leaf_index = index;
+  ASSIGN_OR_RETURN(receipt.inclusion_proof,
+                   audit::InclusionProof(nodes_, index, head->checkpoint.size));
+  ASSIGN_OR_RETURN(receipt.entry,
+                   options_.store->Get(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(index)));
+  receipt.head = *std::move(head);
+  return receipt;
+}
+
+absl::StatusOr<Receipt> AuditLog::ReceiptForBatch(std::string_view device_id,
+                                                  const Uuid& batch_id) {
+  ASSIGN_OR_RETURN(uint64_t index, IndexOfBatch(device_id, batch_id));
+  return ReceiptForLeaf(index);
+}
+
+}  // namespace fieldsync::audit

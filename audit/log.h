@@ -1,0 +1,195 @@
+// The audit log in RocksDB (DESIGN §8): events appended into the caller's
+// WriteBatch so that each commits atomically with the change it records;
+// complete Merkle subtrees stored so that roots and proofs for any tree size
+// cost O(log n) reads; signed tree heads stored durably before they are
+// published, and never signed unless they extend the last one.
+//
+// Persisted, besides the keys in storage/key_codec.h:
+//   metadata "audit/tree_size"    U64 big-endian: the committed leaf count,
+//                                 written in every batch that appends
+//   metadata "audit/signed_head"  the last signed checkpoint note (text)
+//   head file (AuditLogOptions)   a copy of that note outside the database
+#ifndef FIELDSYNC_AUDIT_LOG_H_
+#define FIELDSYNC_AUDIT_LOG_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "audit/checkpoint.h"
+#include "audit/events.h"
+#include "audit/merkle.h"
+#include "common/clock.h"
+#include "storage/store.h"
+
+namespace fieldsync::audit {
+
+inline constexpr std::string_view kTreeSizeMetadata = "audit/tree_size";
+inline constexpr std::string_view kSignedHeadMetadata = "audit/signed_head";
+
+// Reads complete subtrees from Cf::kAuditNodes. Thread-safe (as the Store).
+// Node() is kDataLoss for a node that should exist but is absent.
+class StoredNodeSource final : public NodeSource {
+ public:
+  explicit StoredNodeSource(storage::Store* store) : store_(store) {}
+  absl::StatusOr<Hash> Node(NodeId id) override;
+
+ private:
+  storage::Store* store_;
+};
+
+struct AuditLogOptions {
+  storage::Store* store = nullptr;  // not owned; must outlive the log
+  const Clock* clock = nullptr;     // not owned; timestamps of heads
+  // Signs tree heads; its key name is the log's origin. Not owned; null
+  // means SignTreeHead fails with kFailedPrecondition (read-only tools).
+  const NoteSigner* signer = nullptr;
+  // A file outside the database that mirrors the last signed head, so that
+  // a database restored from an old backup (whose own copy of the head is
+  // old too) is still caught. "" disables the mirror.
+  std::string head_file;
+  // MaybeSignTreeHead signs at most this often (0: whenever the tree grew).
+  absl::Duration head_interval = absl::ZeroDuration();
+};
+
+struct SignedTreeHead {
+  Checkpoint checkpoint;
+  std::string note;  // the signed note text, as published
+};
+
+// What a device keeps for a committed batch: a signed head and the
+// inclusion proof of the batch's event (its entry bytes) under that head.
+struct Receipt {
+  SignedTreeHead head;
+  uint64_t leaf_index = 0;
+  std::string entry;
+  std::vector<Hash> inclusion_proof;
+};
+
+// The log. Thread-safe. Appends are sessions: the first Append into a
+// WriteBatch opens one (waiting while another caller's session is open);
+// the caller commits that batch and then calls CommitPending(batch) if
+// Store::Commit succeeded or AbortPending(batch) if it failed (AuditSession
+// does this). Only committed leaves are visible to size(), proofs and
+// heads. REQUIRES: a session is always ended; a batch is not destroyed
+// while its session is open (a new batch at the same address would join
+// it).
+class AuditLog {
+ public:
+  // Opens the log of `options.store`: reads the committed size and rebuilds
+  // the frontier with popcount(size) node reads, then loads the last signed
+  // head. kDataLoss if the stored tree is inconsistent (a node or the last
+  // leaf missing, a leaf beyond the size).
+  static absl::StatusOr<std::unique_ptr<AuditLog>> Open(const AuditLogOptions& options);
+
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
+  // Adds `event` to `batch` as the next leaf (entry, its nodes, the leaf
+  // hash index, the batch index for a BatchAccepted, the tree size) and
+  // returns its leaf index. Opens a session for `batch` if none is open;
+  // waits up to 10 s for another batch's session to end. Errors:
+  // kInvalidArgument (event not encodable), kUnavailable (another session
+  // stayed open; nothing was added), kOutOfRange (tree full).
+  absl::StatusOr<uint64_t> Append(const Event& event, storage::WriteBatch* batch);
+  // Ends the session of `batch`: its leaves are committed (the caller's
+  // Commit succeeded) or dropped (it failed). No-ops unless `batch` has the
+  // open session.
+  void CommitPending(const storage::WriteBatch* batch);
+  void AbortPending(const storage::WriteBatch* batch);
+
+  // Committed tree size and root.
+  uint64_t size() const;
+  Hash root() const;
+
+  // Proofs over the committed tree; sizes must be <= size() (else
+  // kOutOfRange). Other errors as audit/merkle.h, and storage errors.
+  absl::StatusOr<Hash> RootAt(uint64_t tree_size);
+  absl::StatusOr<std::vector<Hash>> InclusionProof(uint64_t index, uint64_t tree_size);
+  absl::StatusOr<std::vector<Hash>> ConsistencyProof(uint64_t size1, uint64_t size2);
+  // The leaf index of `leaf_hash` (the latest if it repeats); kNotFound.
+  absl::StatusOr<uint64_t> IndexOfLeafHash(const Hash& leaf_hash);
+  // The leaf index of a device batch's BatchAccepted event; kNotFound.
+  absl::StatusOr<uint64_t> IndexOfBatch(std::string_view device_id, const Uuid& batch_id);
+  // Calls `fn(index, entry)` for committed leaves in [begin, end), in order,
+  // stopping at the first non-OK status it returns (which is returned).
+  // kOutOfRange if end > size(); kDataLoss if a leaf is missing.
+  absl::Status ReadEntries(uint64_t begin, uint64_t end,
+                           const std::function<absl::Status(uint64_t, std::string_view)>& fn);
+
+  // Signs a head for the committed tree, stores it (metadata, synced, then
+  // the head file) and only then returns it. Refuses, with
+  // kFailedPrecondition and an error log line, when the tree does not
+  // provably extend the last signed head (smaller, or a different root at
+  // that head's size): the store was restored from an old backup or
+  // altered; an operator must restore the newer store or investigate.
+  // Also kFailedPrecondition without a signer; storage errors propagate.
+  absl::StatusOr<SignedTreeHead> SignTreeHead();
+  // The last signed head if it covers the whole committed tree, or it is
+  // younger than head_interval; else SignTreeHead() (errors as there).
+  absl::StatusOr<SignedTreeHead> MaybeSignTreeHead();
+  // The last signed head; kNotFound if none.
+  absl::StatusOr<SignedTreeHead> LatestSignedHead() const;
+
+  // The receipt of leaf `index` (committed): the latest signed head if it
+  // covers the leaf, else a newly signed one, and the inclusion proof.
+  absl::StatusOr<Receipt> ReceiptForLeaf(uint64_t index);
+  // The receipt of a device batch's event (IndexOfBatch, then as above).
+  absl::StatusOr<Receipt> ReceiptForBatch(std::string_view device_id, const Uuid& batch_id);
+
+ private:
+  explicit AuditLog(const AuditLogOptions& options);
+  absl::Status CheckExtends(const Checkpoint& last, uint64_t size, const Hash& root);
+  absl::StatusOr<std::optional<Checkpoint>> LoadLastHead(std::string* note);
+  absl::Status StoreHead(const std::string& note);
+
+  AuditLogOptions options_;
+  StoredNodeSource nodes_;
+
+  mutable absl::Mutex mu_;
+  absl::CondVar session_done_;
+  CompactMerkleTree committed_ ABSL_GUARDED_BY(mu_);
+  // The open session: its batch and the tree with its leaves appended.
+  const storage::WriteBatch* session_batch_ ABSL_GUARDED_BY(mu_) = nullptr;
+  CompactMerkleTree pending_ ABSL_GUARDED_BY(mu_);
+  std::optional<SignedTreeHead> latest_head_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex sign_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one signer at a time
+};
+
+// Ends `batch`'s session at scope exit: AbortPending unless Committed()
+// was called after a successful Store::Commit. Not thread-safe.
+//   storage::WriteBatch batch;
+//   AuditSession session(log, &batch);
+//   ASSIGN_OR_RETURN(uint64_t index, log->Append(event, &batch));
+//   RETURN_IF_ERROR(store->Commit(&batch));
+//   session.Committed();
+class AuditSession {
+ public:
+  // `log` may be null (no audit log: every call is a no-op).
+  AuditSession(AuditLog* log, const storage::WriteBatch* batch) : log_(log), batch_(batch) {}
+  ~AuditSession() {
+    if (log_ != nullptr) log_->AbortPending(batch_);
+  }
+  AuditSession(const AuditSession&) = delete;
+  AuditSession& operator=(const AuditSession&) = delete;
+  void Committed() {
+    if (log_ != nullptr) log_->CommitPending(batch_);
+    log_ = nullptr;
+  }
+
+ private:
+  AuditLog* log_;
+  const storage::WriteBatch* batch_;
+};
+
+}  // namespace fieldsync::audit
+
+#endif  // FIELDSYNC_AUDIT_LOG_H_

@@ -1,0 +1,228 @@
+// The offline verifier against tampered exports: each kind of damage is
+// detected and the first bad entry (or head) is named.
+#include "audit/export.h"
+
+#include <sstream>
+
+#include "audit/events.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/audit/audit_test_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace fieldsync::audit {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Optional;
+
+constexpr std::string_view kOrigin = "audit.test.example/log";
+
+NoteSigner MakeSigner(uint8_t fill) {
+  std::array<uint8_t, 32> seed;
+  seed.fill(fill);
+  return *NoteSigner::Create(kOrigin, seed);
+}
+
+std::string SignedHead(const NoteSigner& signer, const std::vector<std::string>& entries,
+                       uint64_t size) {
+  MemoryNodeSource mem;
+  for (uint64_t i = 0; i < size; ++i) mem.AppendLeaf(LeafHash(entries[i]));
+  Checkpoint cp{std::string(kOrigin), size, mem.Root(),
+                {TimestampExtension(absl::FromUnixSeconds(1795000000))}};
+  return *SignCheckpoint(cp, signer);
+}
+
+class ExportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const Event& e : testing::MixedEvents(60)) entries_.push_back(*EncodeEvent(e));
+    heads_ = {SignedHead(signer_, entries_, 30), SignedHead(signer_, entries_, 60)};
+  }
+
+  // An export of entries_ (as given) with `heads`, records kept apart so
+  // that tests can damage them.
+  std::vector<std::string> Records(const std::vector<std::string>& heads) const {
+    std::vector<std::string> out;
+    for (const std::string& h : heads) out.push_back(ExportHeadRecord(h));
+    for (size_t i = 0; i < entries_.size(); ++i) out.push_back(ExportEntryRecord(i, entries_[i]));
+    out.push_back(ExportEndRecord(entries_.size(), static_cast<uint32_t>(heads.size())));
+    return out;
+  }
+  static std::string Join(const std::vector<std::string>& records) {
+    std::string out(kExportMagic);
+    for (const std::string& r : records) out += r;
+    return out;
+  }
+  VerifyReport Verify(const std::string& file, std::optional<std::string> trusted = {}) const {
+    std::istringstream in(file);
+    VerifyOptions options;
+    options.key = &signer_.verifier();
+    options.trusted_head = std::move(trusted);
+    return VerifyExport(in, options);
+  }
+  // The record index of entry i (after the heads).
+  size_t EntryRecord(size_t i) const { return heads_.size() + i; }
+
+  NoteSigner signer_ = MakeSigner(7);
+  std::vector<std::string> entries_;
+  std::vector<std::string> heads_;
+};
+
+TEST_F(ExportTest, AnIntactExportVerifies) {
+  VerifyReport r = Verify(Join(Records(heads_)));
+  EXPECT_TRUE(r.ok) << r.bad_record << ": " << r.error;
+  EXPECT_EQ(r.entries, 60u);
+  EXPECT_EQ(r.heads, 2u);
+  EXPECT_EQ(r.devices, 4u);
+  EXPECT_EQ(r.device_signatures, 28u);
+  ASSERT_TRUE(r.latest_head.has_value());
+  EXPECT_EQ(r.latest_head->size, 60u);
+  EXPECT_EQ(r.unsigned_tail, 0u);
+}
+
+TEST_F(ExportTest, AChangedByteInAnyEntryNamesThatEntry) {
+  const std::vector<std::string> records = Records(heads_);
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    for (size_t offset : {size_t{5}, size_t{5 + 8 + 3}, size_t{5 + 40 + 30}, records[EntryRecord(i)].size() - 1}) {
+      std::vector<std::string> damaged = records;
+      damaged[EntryRecord(i)][offset] ^= 0x01;
+      VerifyReport r = Verify(Join(damaged));
+      EXPECT_FALSE(r.ok);
+      EXPECT_THAT(r.bad_entry, Optional(i)) << "offset " << offset << ": " << r.error;
+    }
+  }
+}
+
+TEST_F(ExportTest, EveryByteFlipOfOneEntryRecordIsDetected) {
+  const std::vector<std::string> records = Records(heads_);
+  const std::string& record = records[EntryRecord(9)];
+  for (size_t offset = 0; offset < record.size(); ++offset) {
+    std::vector<std::string> damaged = records;
+    damaged[EntryRecord(9)][offset] ^= 0x80;
+    VerifyReport r = Verify(Join(damaged));
+    EXPECT_FALSE(r.ok) << "offset " << offset;
+  }
+}
+
+TEST_F(ExportTest, ARecomputedForgeryIsCaughtByTheDeviceSignature) {
+  // A forger who also fixes the recorded leaf hash: a batch's sequence
+  // changed, so its device signature no longer verifies.
+  Event e = *DecodeEvent(entries_[20]);
+  ASSERT_EQ(KindOf(e), EventKind::kBatchAccepted);
+  std::get<BatchAccepted>(e.body).outcomes.applied = 2;  // not signed: caught by the root
+  entries_[20] = *EncodeEvent(e);
+  VerifyReport r = Verify(Join(Records(heads_)));
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.bad_record, HasSubstr("tree head #1"));
+  EXPECT_THAT(r.error, HasSubstr("0..29"));
+
+  SetUp();
+  e = *DecodeEvent(entries_[21]);
+  std::get<BatchAccepted>(e.body).payload_sha256[0] ^= 1;  // signed: named
+  entries_[21] = *EncodeEvent(e);
+  r = Verify(Join(Records(heads_)));
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.bad_entry, Optional(21u));
+  EXPECT_THAT(r.error, HasSubstr("device signature"));
+}
+
+TEST_F(ExportTest, ADroppedEntryIsNamed) {
+  for (size_t i : {0, 17, 59}) {
+    std::vector<std::string> damaged = Records(heads_);
+    damaged.erase(damaged.begin() + EntryRecord(i));
+    VerifyReport r = Verify(Join(damaged));
+    EXPECT_FALSE(r.ok);
+    EXPECT_THAT(r.bad_entry, Optional(i)) << r.error;
+  }
+}
+
+TEST_F(ExportTest, TwoSwappedEntriesAreNamed) {
+  std::vector<std::string> damaged = Records(heads_);
+  std::swap(damaged[EntryRecord(12)], damaged[EntryRecord(13)]);
+  VerifyReport r = Verify(Join(damaged));
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.bad_entry, Optional(12u));
+  EXPECT_THAT(r.error, HasSubstr("reordered"));
+
+  // Swapped and renumbered (indexes and leaf hashes rewritten): the batch
+  // sequence of the device gives it away.
+  std::swap(entries_[4], entries_[8]);  // two batches of device 1
+  r = Verify(Join(Records(heads_)));
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.bad_entry, Optional(4u)) << r.error;
+}
+
+TEST_F(ExportTest, ATruncatedFileIsDetectedWherePossibleNamingTheEntry) {
+  const std::string file = Join(Records(heads_));
+  for (size_t cut = 0; cut < file.size(); cut += 7) {
+    VerifyReport r = Verify(file.substr(0, cut));
+    EXPECT_FALSE(r.ok) << "cut at " << cut;
+  }
+  std::vector<std::string> records = Records(heads_);
+  records.resize(EntryRecord(45));  // entries 0..44, no end record
+  VerifyReport r = Verify(Join(records));
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.bad_entry, Optional(45u));
+  EXPECT_THAT(r.error, HasSubstr("truncated"));
+}
+
+TEST_F(ExportTest, AHeadFromAnotherKeyIsRefused) {
+  NoteSigner other = MakeSigner(8);
+  VerifyReport r = Verify(Join(Records({heads_[0], SignedHead(other, entries_, 60)})));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_record, "tree head #2");
+  EXPECT_THAT(r.error, HasSubstr("not signed by the key in your key file"));
+}
+
+TEST_F(ExportTest, AForkedLogIsDetected) {
+  std::vector<std::string> forked = entries_;
+  Event e = *DecodeEvent(forked[25]);
+  e.time += absl::Seconds(1);
+  forked[25] = *EncodeEvent(e);
+  VerifyReport r = Verify(Join(Records({heads_[1], SignedHead(signer_, forked, 60)})));
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.bad_record, HasSubstr("size 60"));
+  EXPECT_THAT(r.error, HasSubstr("forked"));
+}
+
+TEST_F(ExportTest, ConsistencyWithATrustedHead) {
+  VerifyReport ok = Verify(Join(Records(heads_)), SignedHead(signer_, entries_, 17));
+  EXPECT_TRUE(ok.ok) << ok.error;
+  EXPECT_TRUE(ok.trusted_head_checked);
+
+  // The auditor's saved head was of a log that differed at entry 10.
+  std::vector<std::string> earlier = entries_;
+  Event e = *DecodeEvent(earlier[10]);
+  e.time += absl::Seconds(1);
+  earlier[10] = *EncodeEvent(e);
+  VerifyReport rewritten = Verify(Join(Records(heads_)), SignedHead(signer_, earlier, 17));
+  EXPECT_FALSE(rewritten.ok);
+  EXPECT_THAT(rewritten.error, HasSubstr("does not extend your saved head"));
+
+  // The saved head is longer than the export: the log was rolled back.
+  std::vector<std::string> longer = entries_;
+  longer.push_back(entries_[0]);
+  VerifyReport rolled = Verify(Join(Records(heads_)), SignedHead(signer_, longer, 61));
+  EXPECT_FALSE(rolled.ok);
+  EXPECT_THAT(rolled.error, HasSubstr("rolled back"));
+
+  VerifyReport foreign = Verify(Join(Records(heads_)), SignedHead(MakeSigner(3), entries_, 17));
+  EXPECT_FALSE(foreign.ok);
+  EXPECT_EQ(foreign.bad_record, "trusted head");
+}
+
+TEST_F(ExportTest, EntriesAfterTheLastHeadAreReportedUnsigned) {
+  VerifyReport r = Verify(Join(Records({heads_[0]})));
+  EXPECT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.unsigned_tail, 30u);
+}
+
+TEST_F(ExportTest, AnExportWithoutAHeadFails) {
+  VerifyReport r = Verify(Join(Records({})));
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.error, HasSubstr("no signed tree head"));
+}
+
+}  // namespace
+}  // namespace fieldsync::audit

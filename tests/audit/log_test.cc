@@ -1,0 +1,324 @@
+// The RocksDB-backed audit log: proofs equal the in-memory ones, restart,
+// atomicity with the caller's change under injected faults, signed-head
+// durability and the refusal to sign a head that does not extend the last.
+#include "audit/log.h"
+
+#include <filesystem>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "common/file_io.h"
+#include "storage/key_codec.h"
+#include "tests/audit/audit_test_util.h"
+#include "tests/testing/faulty_file_system.h"
+#include "tests/testing/seeded_random.h"
+#include "tests/testing/simulated_clock.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace fieldsync::audit {
+namespace {
+
+using ::fieldsync::testing::IsOk;
+using ::fieldsync::testing::IsOkAndHolds;
+using ::fieldsync::testing::StatusIs;
+using storage::Cf;
+
+constexpr std::string_view kOrigin = "audit.test.example/log";
+
+NoteSigner MakeSigner(uint8_t fill = 7) {
+  std::array<uint8_t, 32> seed;
+  seed.fill(fill);
+  return *NoteSigner::Create(kOrigin, seed);
+}
+
+class AuditLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override { OpenAll(); }
+  void TearDown() override { CloseAll(); }
+
+  void OpenAll(rocksdb::Env* env = nullptr) {
+    storage::StoreOptions options;
+    options.path = dir_.Sub("db");
+    options.create_if_missing = true;
+    options.env = env;
+    absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(options);
+    ASSERT_THAT(store, IsOk());
+    store_ = *std::move(store);
+    OpenLog();
+  }
+  void OpenLog() {
+    AuditLogOptions options;
+    options.store = store_.get();
+    options.clock = &clock_;
+    options.signer = &signer_;
+    options.head_file = dir_.Sub("audit-head.note");
+    absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(options);
+    ASSERT_THAT(log, IsOk());
+    log_ = *std::move(log);
+  }
+  void CloseAll() {
+    log_.reset();
+    if (store_ != nullptr) (void)store_->Close();
+    store_.reset();
+  }
+
+  // Appends `events` in one committed batch.
+  void AppendCommitted(const std::vector<Event>& events) {
+    storage::WriteBatch batch;
+    AuditSession session(log_.get(), &batch);
+    for (const Event& e : events) ASSERT_THAT(log_->Append(e, &batch), IsOk());
+    ASSERT_THAT(store_->Commit(&batch), IsOk());
+    session.Committed();
+  }
+
+  fieldsync::testing::ScopedTempDir dir_;
+  fieldsync::testing::SimulatedClock clock_;
+  NoteSigner signer_ = MakeSigner();
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<AuditLog> log_;
+};
+
+TEST_F(AuditLogTest, AppendIsInvisibleUntilCommitPending) {
+  std::vector<Event> events = testing::MixedEvents(3);
+  storage::WriteBatch batch;
+  EXPECT_THAT(log_->Append(events[0], &batch), IsOkAndHolds(0u));
+  EXPECT_THAT(log_->Append(events[1], &batch), IsOkAndHolds(1u));
+  EXPECT_EQ(log_->size(), 0u);
+  ASSERT_THAT(store_->Commit(&batch), IsOk());
+  log_->CommitPending(&batch);
+  EXPECT_EQ(log_->size(), 2u);
+  MemoryNodeSource mem;
+  mem.AppendLeaf(LeafHash(*EncodeEvent(events[0])));
+  mem.AppendLeaf(LeafHash(*EncodeEvent(events[1])));
+  EXPECT_EQ(log_->root(), mem.Root());
+}
+
+TEST_F(AuditLogTest, AbortPendingDropsTheLeavesAndReusesTheirIndexes) {
+  std::vector<Event> events = testing::MixedEvents(3);
+  {
+    storage::WriteBatch batch;
+    AuditSession session(log_.get(), &batch);
+    ASSERT_THAT(log_->Append(events[0], &batch), IsOkAndHolds(0u));
+  }  // not committed: aborted
+  EXPECT_EQ(log_->size(), 0u);
+  storage::WriteBatch batch;
+  EXPECT_THAT(log_->Append(events[1], &batch), IsOkAndHolds(0u));
+  log_->AbortPending(&batch);
+}
+
+TEST_F(AuditLogTest, ProofsFromStorageEqualTheInMemoryOnes) {
+  std::vector<Event> events = testing::MixedEvents(300);
+  MemoryNodeSource mem;
+  fieldsync::testing::SeededRandom rng;
+  for (size_t i = 0; i < events.size();) {
+    size_t n = std::min<size_t>(1 + rng.Uniform(9), events.size() - i);
+    AppendCommitted({events.begin() + i, events.begin() + i + n});
+    for (size_t j = i; j < i + n; ++j) mem.AppendLeaf(LeafHash(*EncodeEvent(events[j])));
+    i += n;
+  }
+  ASSERT_EQ(log_->size(), 300u);
+  int checked = 0;
+  for (uint64_t size = 1; size <= 300; size += 1 + rng.Uniform(7)) {
+    EXPECT_EQ(*log_->RootAt(size), *RootAt(mem, size));
+    for (uint64_t i = 0; i < size; i += 1 + rng.Uniform(size)) {
+      EXPECT_EQ(*log_->InclusionProof(i, size), *InclusionProof(mem, i, size));
+      ++checked;
+    }
+    for (uint64_t s1 = 1; s1 <= size; s1 += 1 + rng.Uniform(size)) {
+      EXPECT_EQ(*log_->ConsistencyProof(s1, size), *ConsistencyProof(mem, s1, size));
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 200);
+  EXPECT_THAT(log_->RootAt(301), StatusIs(absl::StatusCode::kOutOfRange));
+}
+
+TEST_F(AuditLogTest, ReopenRestoresTheFrontierAndContinues) {
+  std::vector<Event> events = testing::MixedEvents(100);
+  MemoryNodeSource mem;
+  for (size_t i = 0; i < 57; ++i) mem.AppendLeaf(LeafHash(*EncodeEvent(events[i])));
+  AppendCommitted({events.begin(), events.begin() + 57});
+  CloseAll();
+  OpenAll();
+  EXPECT_EQ(log_->size(), 57u);
+  EXPECT_EQ(log_->root(), mem.Root());
+  for (size_t i = 57; i < 100; ++i) mem.AppendLeaf(LeafHash(*EncodeEvent(events[i])));
+  AppendCommitted({events.begin() + 57, events.end()});
+  EXPECT_EQ(log_->root(), mem.Root());
+}
+
+TEST_F(AuditLogTest, LeafHashAndBatchIndexesFindTheEntry) {
+  std::vector<Event> events = testing::MixedEvents(10);
+  AppendCommitted(events);
+  EXPECT_THAT(log_->IndexOfLeafHash(LeafHash(*EncodeEvent(events[7]))), IsOkAndHolds(7u));
+  const auto& batch = std::get<BatchAccepted>(events[4].body);
+  EXPECT_THAT(log_->IndexOfBatch(batch.device_id, batch.batch_id), IsOkAndHolds(4u));
+  EXPECT_THAT(log_->IndexOfLeafHash(Hash{}), StatusIs(absl::StatusCode::kNotFound));
+  std::vector<std::string> read;
+  ASSERT_THAT(log_->ReadEntries(2, 6,
+                                [&](uint64_t, std::string_view e) {
+                                  read.emplace_back(e);
+                                  return absl::OkStatus();
+                                }),
+              IsOk());
+  ASSERT_EQ(read.size(), 4u);
+  EXPECT_EQ(read[0], *EncodeEvent(events[2]));
+}
+
+TEST_F(AuditLogTest, ReceiptProvesTheBatchEventUnderASignedHead) {
+  std::vector<Event> events = testing::MixedEvents(12);
+  AppendCommitted(events);
+  const auto& batch = std::get<BatchAccepted>(events[5].body);
+  absl::StatusOr<Receipt> receipt = log_->ReceiptForBatch(batch.device_id, batch.batch_id);
+  ASSERT_THAT(receipt, IsOk());
+  EXPECT_EQ(receipt->leaf_index, 5u);
+  absl::StatusOr<Checkpoint> cp = OpenCheckpoint(receipt->head.note, signer_.verifier());
+  ASSERT_THAT(cp, IsOk());
+  EXPECT_EQ(cp->size, 12u);
+  EXPECT_THAT(VerifyInclusion(LeafHash(receipt->entry), 5, cp->size, receipt->inclusion_proof,
+                              cp->root),
+              IsOk());
+  EXPECT_THAT(DecodeEvent(receipt->entry), IsOkAndHolds(events[5]));
+}
+
+TEST_F(AuditLogTest, SignedHeadIsStoredBeforeItIsReturnedAndSurvivesReopen) {
+  AppendCommitted(testing::MixedEvents(9));
+  absl::StatusOr<SignedTreeHead> head = log_->SignTreeHead();
+  ASSERT_THAT(head, IsOk());
+  EXPECT_EQ(head->checkpoint.origin, kOrigin);
+  EXPECT_EQ(head->checkpoint.size, 9u);
+  EXPECT_THAT(CheckpointTimestamp(head->checkpoint), IsOkAndHolds(clock_.Now()));
+  EXPECT_THAT(store_->Get(Cf::kMetadata, storage::EncodeMetadataKey(kSignedHeadMetadata)),
+              IsOkAndHolds(head->note));
+  EXPECT_EQ(fieldsync::testing::ReadFileOrDie(dir_.Sub("audit-head.note")), head->note);
+  CloseAll();
+  OpenAll();
+  absl::StatusOr<SignedTreeHead> latest = log_->LatestSignedHead();
+  ASSERT_THAT(latest, IsOk());
+  EXPECT_EQ(latest->note, head->note);
+}
+
+TEST_F(AuditLogTest, MaybeSignTreeHeadReusesTheHeadUntilTheTreeGrows) {
+  AppendCommitted(testing::MixedEvents(3));
+  absl::StatusOr<SignedTreeHead> a = log_->MaybeSignTreeHead();
+  ASSERT_THAT(a, IsOk());
+  clock_.Advance(absl::Seconds(5));
+  absl::StatusOr<SignedTreeHead> b = log_->MaybeSignTreeHead();
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ(a->note, b->note);
+  AppendCommitted({testing::MixedEvents(4)[3]});
+  absl::StatusOr<SignedTreeHead> c = log_->MaybeSignTreeHead();
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->checkpoint.size, 4u);
+}
+
+TEST_F(AuditLogTest, RefusesToSignAfterRestoreFromAnOlderCheckpoint) {
+  std::vector<Event> events = testing::MixedEvents(40);
+  AppendCommitted({events.begin(), events.begin() + 10});
+  ASSERT_THAT(log_->SignTreeHead(), IsOk());
+  ASSERT_THAT(store_->CreateCheckpoint(dir_.Sub("backup")), IsOk());
+  AppendCommitted({events.begin() + 10, events.begin() + 20});
+  ASSERT_THAT(log_->SignTreeHead(), IsOk());  // published: size 20
+  CloseAll();
+
+  // The operator restores the old backup over the store.
+  std::filesystem::remove_all(dir_.Sub("db"));
+  std::filesystem::rename(dir_.Sub("backup"), dir_.Sub("db"));
+  OpenAll();
+  EXPECT_EQ(log_->size(), 10u);
+  EXPECT_THAT(log_->SignTreeHead(), StatusIs(absl::StatusCode::kFailedPrecondition));
+
+  // Growing the restored tree to the old size with other events is a fork.
+  AppendCommitted({events.begin() + 25, events.begin() + 35});
+  EXPECT_EQ(log_->size(), 20u);
+  EXPECT_THAT(log_->SignTreeHead(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  AppendCommitted({events.begin() + 35, events.end()});
+  EXPECT_THAT(log_->SignTreeHead(), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(AuditLogTest, SignsAgainAfterAnExtension) {
+  std::vector<Event> events = testing::MixedEvents(30);
+  AppendCommitted({events.begin(), events.begin() + 7});
+  ASSERT_THAT(log_->SignTreeHead(), IsOk());
+  AppendCommitted({events.begin() + 7, events.end()});
+  absl::StatusOr<SignedTreeHead> head = log_->SignTreeHead();
+  ASSERT_THAT(head, IsOk());
+  EXPECT_EQ(head->checkpoint.size, 30u);
+}
+
+TEST_F(AuditLogTest, RefusesAHeadFileSignedByAnotherKey) {
+  NoteSigner other = MakeSigner(9);
+  Checkpoint cp{std::string(kOrigin), 0, EmptyRoot(), {}};
+  ASSERT_THAT(WriteNewFile(dir_.Sub("audit-head.note"), *SignCheckpoint(cp, other), 0644),
+              IsOk());
+  EXPECT_THAT(log_->SignTreeHead(), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(AuditLogTest, OpenFindsAMissingLeafAsDataLoss) {
+  AppendCommitted(testing::MixedEvents(5));
+  storage::WriteBatch batch;
+  batch.Delete(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(4));
+  ASSERT_THAT(store_->Commit(&batch), IsOk());
+  AuditLogOptions options;
+  options.store = store_.get();
+  options.clock = &clock_;
+  EXPECT_THAT(AuditLog::Open(options), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+// A failure injected at every write of a commit: after a reopen, the
+// change and its audit event are both there or both absent, and the log
+// opens with exactly one leaf per committed change.
+TEST_F(AuditLogTest, FailureAtAnyWriteNeverSplitsAChangeFromItsEvent) {
+  CloseAll();
+  std::vector<Event> events = testing::MixedEvents(64);
+  int injected = 0;
+  for (int64_t fail_after = 0; fail_after < 8; ++fail_after) {
+    for (bool fail_sync : {false, true}) {
+      std::filesystem::remove_all(dir_.Sub("db"));
+      std::filesystem::remove(dir_.Sub("audit-head.note"));
+      auto fs = std::make_shared<fieldsync::testing::FaultyFileSystem>();
+      std::unique_ptr<rocksdb::Env> env = fieldsync::testing::NewFaultyEnv(fs);
+      OpenAll(env.get());
+      uint64_t committed_changes = 0;
+      for (int round = 0; round < 6; ++round) {
+        if (round == 3) {
+          if (fail_sync) {
+            fs->FailSyncs(true);
+          } else {
+            fs->FailAfterNWrites(fail_after);
+          }
+        }
+        storage::WriteBatch batch;
+        AuditSession session(log_.get(), &batch);
+        batch.Put(Cf::kRecords, "change-" + std::to_string(round), "v");
+        ASSERT_THAT(log_->Append(events[round], &batch), IsOk());
+        if (store_->Commit(&batch).ok()) {
+          session.Committed();
+          ++committed_changes;
+        } else {
+          ++injected;
+        }
+      }
+      EXPECT_EQ(log_->size(), committed_changes);
+      CloseAll();
+      fs->Reset();
+      OpenAll(env.get());
+      uint64_t present = 0;
+      for (int round = 0; round < 6; ++round) {
+        if (store_->Get(Cf::kRecords, "change-" + std::to_string(round)).ok()) ++present;
+      }
+      EXPECT_EQ(log_->size(), present) << "fail_after " << fail_after << " sync " << fail_sync;
+      for (uint64_t i = 0; i < present; ++i) {
+        EXPECT_THAT(log_->InclusionProof(i, present), IsOk());
+        EXPECT_TRUE(store_->Get(Cf::kRecords, "change-" + std::to_string(i)).ok());
+      }
+      CloseAll();
+    }
+  }
+  EXPECT_GT(injected, 0);
+  std::printf("injected %d commit failures\n", injected);
+}
+
+}  // namespace
+}  // namespace fieldsync::audit
