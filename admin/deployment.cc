@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "admin/default_schema.h"
 #include <cerrno>
 #include <cstring>
 #include "admin/principals.h"
@@ -109,6 +110,9 @@ absl::Status Populate(const InitOptions& options, const DeploymentPaths& paths,
   RETURN_IF_ERROR(
       WriteNewFile(paths.audit_public_key, absl::StrCat(verifier.VerifierKey(), "\n"), 0644));
   RETURN_IF_ERROR(WriteNewFile(paths.config, DefaultConfig(options.listen), 0644));
+  // The shipped schema, embedded at build time, for fieldsyncd to load
+  // (ServerConfig.schema_file's default); operators edit their copy.
+  RETURN_IF_ERROR(WriteNewFile(paths.schema, std::string(DefaultSchemaText()), 0644));
 
   // The database: server keys and the administrator principal, one commit.
   storage::StoreOptions store_options;
@@ -150,7 +154,8 @@ DeploymentPaths::DeploymentPaths(std::string data_dir)
       admin_cert(root + "/admin/admin.crt"),
       admin_key(root + "/admin/admin.key"),
       admin_ca_cert(root + "/admin/ca.crt"),
-      audit_public_key(root + "/audit-log.pub") {}
+      audit_public_key(root + "/audit-log.pub"),
+      schema(root + "/schema.textproto") {}
 
 absl::StatusOr<DeploymentInfo> InitDeployment(const InitOptions& options) {
   if (options.data_dir.empty()) {

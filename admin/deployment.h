@@ -12,6 +12,8 @@
 //   admin/admin.crt     administrator client certificate, admin/admin.key (0600)
 //   admin/ca.crt        copy of the CA certificate, for the administrator's tools
 //   audit-log.pub       the audit log's C2SP signed-note verifier key
+//   schema.textproto    the deployment schema (DESIGN §4), a copy of the
+//                       shipped deploy/schema/child_protection.textproto
 #ifndef FIELDSYNC_ADMIN_DEPLOYMENT_H_
 #define FIELDSYNC_ADMIN_DEPLOYMENT_H_
 
@@ -40,6 +42,7 @@ struct DeploymentPaths {
   std::string admin_key;
   std::string admin_ca_cert;
   std::string audit_public_key;
+  std::string schema;
 };
 
 // What the DEPLOYMENT marker says.

@@ -72,7 +72,18 @@ absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::
   p.set_changed_by(actor);
   storage::WriteBatch batch;
   RETURN_IF_ERROR(registry_.Put(p, &batch));
+  audit::AuditSession session(audit_, &batch);
+  if (audit_ != nullptr) {
+    audit::StaffAdded event;
+    event.staff_id = request.id;
+    event.role = static_cast<uint8_t>(request.role);
+    event.regions = request.regions;
+    event.certificate_serial = cert.serial_hex;
+    event.actor = actor;
+    RETURN_IF_ERROR(audit_->Append(audit::Event{now, std::move(event)}, &batch).status());
+  }
   RETURN_IF_ERROR(store_->Commit(&batch));
+  session.Committed();
   out.certificate_pem = std::move(cert.certificate_pem);
   return out;
 }
@@ -86,12 +97,23 @@ absl::StatusOr<v1::Principal> StaffAdmin::Revoke(const PrincipalName& name,
   absl::MutexLock lock(&write_mu_);
   ASSIGN_OR_RETURN(v1::Principal p, registry_.Get(name));
   if (p.status() == v1::PRINCIPAL_STATUS_REVOKED) return p;
+  const absl::Time now = clock_->Now();
   p.set_status(v1::PRINCIPAL_STATUS_REVOKED);
-  p.set_revoked_unix_micros(absl::ToUnixMicros(clock_->Now()));
+  p.set_revoked_unix_micros(absl::ToUnixMicros(now));
   p.set_changed_by(actor);
   storage::WriteBatch batch;
   RETURN_IF_ERROR(registry_.Put(p, &batch));
+  audit::AuditSession session(audit_, &batch);
+  if (audit_ != nullptr) {
+    audit::PrincipalRevoked event;
+    event.principal_kind = name.kind == v1::PRINCIPAL_KIND_DEVICE ? audit::PrincipalKind::kDevice
+                                                                  : audit::PrincipalKind::kStaff;
+    event.principal_id = name.id;
+    event.actor = actor;
+    RETURN_IF_ERROR(audit_->Append(audit::Event{now, std::move(event)}, &batch).status());
+  }
   RETURN_IF_ERROR(store_->Commit(&batch));
+  session.Committed();
   return p;
 }
 

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "admin/principals.h"
+#include "audit/log.h"
 #include "common/clock.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.pb.h"
@@ -32,11 +33,15 @@ struct IssuedStaff {
 // must outlive this object.
 class StaffAdmin {
  public:
-  StaffAdmin(storage::Store* store, const crypto::CertificateAuthority* ca, Clock* clock)
-      : store_(store), registry_(store), ca_(ca), clock_(clock) {}
+  // `audit` (may be null: nothing is logged) gets a StaffAdded or
+  // PrincipalRevoked event in the same write as the registry change.
+  StaffAdmin(storage::Store* store, const crypto::CertificateAuthority* ca, Clock* clock,
+             audit::AuditLog* audit = nullptr)
+      : store_(store), registry_(store), ca_(ca), clock_(clock), audit_(audit) {}
 
   // Registers a staff principal and signs its CSR; `actor` is the caller's
-  // URI, recorded in the entry.
+  // URI, recorded in the entry. kUnavailable if the audit log is busy or
+  // storage fails (nothing is registered).
   // kInvalidArgument: malformed id, role, regions or CSR (the message says
   //   which and why). kAlreadyExists: the id is taken (ids are never reused,
   //   even after revocation).
@@ -52,6 +57,7 @@ class StaffAdmin {
   PrincipalRegistry registry_;
   const crypto::CertificateAuthority* ca_;
   Clock* clock_;
+  audit::AuditLog* audit_;
   absl::Mutex write_mu_;
 };
 

@@ -68,4 +68,21 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListPrincipals(
                   });
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::CreateEnrolmentCode(
+    grpc::CallbackServerContext* context, const v1::CreateEnrolmentCodeRequest* request,
+    v1::CreateEnrolmentCodeResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AdminService/CreateEnrolmentCode", auth_,
+                  [&](const Caller& caller) -> absl::Status {
+                    ASSIGN_OR_RETURN(
+                        admin::IssuedEnrolmentCode issued,
+                        enrolment_->CreateCode(request->officer_id(), request->region(),
+                                               absl::Seconds(request->ttl_seconds()), caller.uri));
+                    response->set_code(std::move(issued.code));
+                    response->set_expires_unix_micros(absl::ToUnixMicros(issued.expires_at));
+                    response->set_officer_id(std::move(issued.officer_id));
+                    response->set_region(std::move(issued.region));
+                    return absl::OkStatus();
+                  });
+}
+
 }  // namespace fieldsync::server

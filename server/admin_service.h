@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "admin/enrolment.h"
 #include "admin/principals.h"
 #include "admin/staff.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
@@ -15,8 +16,13 @@ namespace fieldsync::server {
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
   AdminServiceImpl(Authenticator* auth, admin::PrincipalRegistry* registry,
-                   admin::StaffAdmin* staff, std::string ca_certificate_pem)
-      : auth_(auth), registry_(registry), staff_(staff), ca_pem_(std::move(ca_certificate_pem)) {}
+                   admin::StaffAdmin* staff, std::string ca_certificate_pem,
+                   admin::DeviceEnrolment* enrolment)
+      : auth_(auth),
+        registry_(registry),
+        staff_(staff),
+        ca_pem_(std::move(ca_certificate_pem)),
+        enrolment_(enrolment) {}
 
   grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* context,
                                    const v1::WhoAmIRequest* request,
@@ -30,12 +36,16 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ListPrincipals(grpc::CallbackServerContext* context,
                                            const v1::ListPrincipalsRequest* request,
                                            v1::ListPrincipalsResponse* response) override;
+  grpc::ServerUnaryReactor* CreateEnrolmentCode(
+      grpc::CallbackServerContext* context, const v1::CreateEnrolmentCodeRequest* request,
+      v1::CreateEnrolmentCodeResponse* response) override;
 
  private:
   Authenticator* auth_;
   admin::PrincipalRegistry* registry_;
   admin::StaffAdmin* staff_;
   const std::string ca_pem_;
+  admin::DeviceEnrolment* enrolment_;
 };
 
 }  // namespace fieldsync::server

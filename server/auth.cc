@@ -2,9 +2,11 @@
 
 #include <grpcpp/security/auth_context.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "crypto/x509.h"
+#include "sync/errors.h"
 
 namespace fieldsync::server {
 namespace {
@@ -76,8 +78,15 @@ absl::StatusOr<Caller> Authenticator::Authorize(const grpc::ServerContextBase& c
     return absl::UnavailableError("the principal registry cannot be read; retry later");
   }
   if (principal->status() != v1::PRINCIPAL_STATUS_ACTIVE) {
-    return absl::UnauthenticatedError(absl::StrFormat(
-        "principal %s is revoked: ask an administrator", caller.uri));
+    std::string message =
+        absl::StrFormat("principal %s is revoked: ask an administrator", caller.uri);
+    if (name.kind == v1::PRINCIPAL_KIND_DEVICE) {
+      // A tablet acts on the reason: it must re-enrol (PROTOCOL.md §8).
+      return sync::SyncError(absl::StatusCode::kUnauthenticated,
+                             v1::SYNC_ERROR_REASON_DEVICE_REVOKED,
+                             absl::StrCat(message, " or re-enrol the device"));
+    }
+    return absl::UnauthenticatedError(message);
   }
   caller.principal = *std::move(principal);
   caller.has_principal = true;

@@ -9,16 +9,37 @@ namespace fieldsync::server {
 namespace {
 
 constexpr RoleSet kAdministrator = RoleBit(v1::ROLE_ADMINISTRATOR);
+// The audit log's readers: it holds ids, counts and hashes, no case content.
+constexpr RoleSet kAuditReaders = RoleBit(v1::ROLE_AUDITOR) | kAdministrator;
+constexpr RoleSet kDevice = RoleBit(v1::ROLE_DEVICE);
+constexpr RoleSet kSupervisor = RoleBit(v1::ROLE_SUPERVISOR);
 
 // Keep sorted by service, then method. tests/server/authz_test.cc checks
 // that every method of every service has exactly one row.
 constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.AdminService/AddStaff", true, kAdministrator, Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AdminService/CreateEnrolmentCode", true, kAdministrator,
+            Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/ListPrincipals", true, kAdministrator,
             Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/RevokePrincipal", true, kAdministrator,
             Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/WhoAmI", true, kAnyRole, Scope::kSelf},
+    RpcRule{"/fieldsync.v1.AuditService/GetConsistencyProof", true, kAuditReaders,
+            Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AuditService/GetEntries", true, kAuditReaders, Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AuditService/GetInclusionProof", true, kAuditReaders,
+            Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AuditService/GetSignedTreeHead", true, kAuditReaders,
+            Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.CaseService/AssignCase", true, kSupervisor, Scope::kRegions},
+    RpcRule{"/fieldsync.v1.CaseService/ListConflicts", true, kSupervisor, Scope::kRegions},
+    RpcRule{"/fieldsync.v1.CaseService/ResolveConflict", true, kSupervisor, Scope::kRegions},
+    RpcRule{"/fieldsync.v1.CaseService/SetCaseStatus", true, kSupervisor, Scope::kRegions},
+    RpcRule{"/fieldsync.v1.CaseService/TransferCase", true, kSupervisor, Scope::kRegions},
+    RpcRule{"/fieldsync.v1.SyncService/Enroll", false, 0, Scope::kPublic},
+    RpcRule{"/fieldsync.v1.SyncService/Pull", true, kDevice | kSupervisor, Scope::kAssigned},
+    RpcRule{"/fieldsync.v1.SyncService/Push", true, kDevice, Scope::kAssigned},
     RpcRule{"/grpc.health.v1.Health/Check", false, 0, Scope::kPublic},
     RpcRule{"/grpc.health.v1.Health/Watch", false, 0, Scope::kPublic},
     RpcRule{"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", true, kAnyRole,

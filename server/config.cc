@@ -107,6 +107,13 @@ void ApplyDefaults(const std::string& data_dir, v1::ServerConfig* config) {
   if (config->storage().max_background_jobs() == 0) {
     config->mutable_storage()->set_max_background_jobs(2);
   }
+  v1::SyncConfig* sync = config->mutable_sync();
+  if (sync->max_batch_bytes() == 0) sync->set_max_batch_bytes(4 << 20);
+  if (sync->max_batch_changes() == 0) sync->set_max_batch_changes(1000);
+  if (sync->max_clock_skew_seconds() == 0) sync->set_max_clock_skew_seconds(300);
+  if (sync->max_pull_chunk_changes() == 0) sync->set_max_pull_chunk_changes(500);
+  if (sync->max_pull_chunk_bytes() == 0) sync->set_max_pull_chunk_bytes(1 << 20);
+  if (config->schema_file().empty()) config->set_schema_file(data_dir + "/schema.textproto");
 }
 
 absl::Status ValidateConfig(const v1::ServerConfig& config) {
@@ -127,6 +134,9 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
   if (!config.master_key_file().empty() && !config.master_key_command().empty()) {
     return absl::InvalidArgumentError(
         "master_key_file and master_key_command are both set: keep one");
+  }
+  if (config.sync().max_batch_bytes() > (uint64_t{64} << 20)) {
+    return absl::InvalidArgumentError("sync.max_batch_bytes must be at most 67108864 (64 MiB)");
   }
   if (config.drain_timeout_seconds() > 3600) {
     return absl::InvalidArgumentError("drain_timeout_seconds must be at most 3600");

@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/file_io.h"
 #include "common/logging.h"
@@ -42,6 +43,9 @@ int Fail(absl::string_view message, int code = 1) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's abseil checks every Mutex acquisition for lock-order cycles;
+  // that is a debugging aid, not something to pay for on every push.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string data_dir, listen, config_path, log_level, log_format;
   bool plaintext = false;
   for (int i = 1; i < argc; ++i) {

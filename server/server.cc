@@ -10,19 +10,30 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "admin/deployment.h"
+#include "audit/ingest_observer.h"
 #include "admin/principals.h"
 #include "admin/server_keys.h"
 #include "admin/staff.h"
+#include "audit/checkpoint.h"
+#include "audit/log.h"
 #include "common/file_io.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "crypto/case_keys.h"
 #include "crypto/master_key.h"
 #include "crypto/tls.h"
 #include "crypto/x509.h"
+#include "admin/enrolment.h"
 #include "server/admin_service.h"
+#include "server/audit_service.h"
 #include "server/auth.h"
 #include "server/listen_address.h"
+#include "server/sync_service.h"
 #include "storage/store.h"
+#include "sync/case_key_sealer.h"
+#include "sync/change_feed.h"
+#include "sync/ingest.h"
+#include "sync/schema.h"
 
 namespace fieldsync::server {
 namespace {
@@ -82,8 +93,24 @@ class FieldsyncServer::Impl {
   admin::ServerKeys keys;
   std::unique_ptr<admin::PrincipalRegistry> registry;
   std::unique_ptr<Authenticator> auth;
+  // Audit (issue #5): before staff, which appends to the log.
+  std::optional<audit::NoteSigner> audit_signer;
+  std::unique_ptr<audit::AuditLog> audit_log;
+  std::unique_ptr<AuditServiceImpl> audit_service;
   std::unique_ptr<admin::StaffAdmin> staff;
   std::unique_ptr<AdminServiceImpl> admin_service;
+  // Sync (issue #4). Declared after the store so that they go first.
+  std::unique_ptr<crypto::MasterKeyRing> master;
+  std::unique_ptr<sync::Schema> schema;
+  std::unique_ptr<crypto::CaseKeyStore> case_keys;
+  std::unique_ptr<sync::CaseKeySealer> sealer;
+  std::unique_ptr<audit::IngestObserver> audit_observer;
+  std::unique_ptr<sync::Ingest> ingest;
+  std::unique_ptr<sync::ChangeFeed> feed;
+  std::unique_ptr<admin::DeviceEnrolment> enrolment;
+  std::unique_ptr<crypto::X25519PrivateKey> sealing_key;
+  std::unique_ptr<SyncServiceImpl> sync_service;
+  std::unique_ptr<CaseServiceImpl> case_service;
   std::unique_ptr<grpc::Server> grpc_server;
   absl::Mutex mu;
   bool is_shut_down ABSL_GUARDED_BY(mu) = false;
@@ -109,7 +136,17 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   ASSIGN_OR_RETURN(ListenAddress listen, ParseListenAddress(config.listen()));
   if (listen.port != 0) RETURN_IF_ERROR(ProbeListenAddress(listen));
 
-  ASSIGN_OR_RETURN(crypto::MasterKeyRing master, LoadMasterKey(config));
+  ASSIGN_OR_RETURN(crypto::MasterKeyRing master_ring, LoadMasterKey(config));
+  impl->master = std::make_unique<crypto::MasterKeyRing>(std::move(master_ring));
+  const crypto::MasterKeyRing& master = *impl->master;
+  absl::StatusOr<v1::Schema> schema_proto = sync::LoadSchemaFile(config.schema_file());
+  if (!schema_proto.ok()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "schema: %s; set schema_file in the config (the shipped default is "
+        "deploy/schema/child_protection.textproto)",
+        schema_proto.status().message()));
+  }
+  ASSIGN_OR_RETURN(impl->schema, sync::Schema::Create(*std::move(schema_proto)));
   std::optional<TlsFiles> tls;
   if (!config.insecure_plaintext_loopback()) {
     ASSIGN_OR_RETURN(tls, LoadTlsFiles(config, options.clock->Now()));
@@ -129,14 +166,67 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   }
   RETURN_IF_ERROR(keys.status());
   impl->keys = *std::move(keys);
+  ASSIGN_OR_RETURN(audit::NoteSigner audit_signer,
+                   audit::NoteSigner::Create(impl->keys.audit_origin,
+                                             impl->keys.audit_signing_seed.span()));
+  impl->audit_signer.emplace(std::move(audit_signer));
+  audit::AuditLogOptions audit_options;
+  audit_options.store = impl->store.get();
+  audit_options.clock = options.clock;
+  audit_options.signer = &*impl->audit_signer;
+  // Outside db/, so that restoring an old backup of db/ cannot roll it back.
+  audit_options.head_file = options.data_dir + "/audit-head.note";
+  ASSIGN_OR_RETURN(impl->audit_log, audit::AuditLog::Open(audit_options));
 
   impl->registry = std::make_unique<admin::PrincipalRegistry>(impl->store.get());
   impl->auth = std::make_unique<Authenticator>(impl->registry.get(), impl->keys.ca.certificate_pem,
                                                options.clock);
-  impl->staff =
-      std::make_unique<admin::StaffAdmin>(impl->store.get(), &impl->keys.ca, options.clock);
+  impl->staff = std::make_unique<admin::StaffAdmin>(impl->store.get(), &impl->keys.ca,
+                                                    options.clock, impl->audit_log.get());
+  impl->enrolment = std::make_unique<admin::DeviceEnrolment>(impl->store.get(), &impl->keys.ca,
+                                                             options.clock, options.random);
+  impl->enrolment->set_audit_log(impl->audit_log.get());
   impl->admin_service = std::make_unique<AdminServiceImpl>(
-      impl->auth.get(), impl->registry.get(), impl->staff.get(), impl->keys.ca.certificate_pem);
+      impl->auth.get(), impl->registry.get(), impl->staff.get(), impl->keys.ca.certificate_pem,
+      impl->enrolment.get());
+
+  impl->case_keys = std::make_unique<crypto::CaseKeyStore>(impl->store.get(), impl->master.get());
+  impl->sealer = std::make_unique<sync::CaseKeySealer>(impl->store.get(), impl->case_keys.get(),
+                                                        options.random);
+  sync::Ingest::Options ingest;
+  ingest.store = impl->store.get();
+  ingest.schema = impl->schema.get();
+  ingest.sealer = impl->sealer.get();
+  ingest.clock = options.clock;
+  ingest.max_clock_skew = absl::Seconds(config.sync().max_clock_skew_seconds());
+  ingest.max_changes_per_batch = config.sync().max_batch_changes();
+  // Every committed batch and supervisor change gets its audit event in the
+  // same atomic write.
+  impl->audit_observer = std::make_unique<audit::IngestObserver>(impl->audit_log.get());
+  ingest.observers.push_back(impl->audit_observer.get());
+  impl->ingest = std::make_unique<sync::Ingest>(std::move(ingest));
+  impl->feed = std::make_unique<sync::ChangeFeed>(impl->store.get(), impl->schema.get(),
+                                                  impl->sealer.get());
+  ASSIGN_OR_RETURN(crypto::X25519PrivateKey sealing_key,
+                   crypto::X25519PrivateKey::Create(impl->keys.sealing_private_key.span()));
+  impl->sealing_key = std::make_unique<crypto::X25519PrivateKey>(std::move(sealing_key));
+  SyncServiceDeps deps;
+  deps.auth = impl->auth.get();
+  deps.enrolment = impl->enrolment.get();
+  deps.keys = &impl->keys;
+  deps.sealing_key = impl->sealing_key.get();
+  deps.ingest = impl->ingest.get();
+  deps.feed = impl->feed.get();
+  deps.schema = impl->schema.get();
+  deps.store = impl->store.get();
+  deps.random = options.random;
+  deps.audit_log = impl->audit_log.get();
+  deps.limits.max_bytes = config.sync().max_batch_bytes();
+  deps.limits.max_changes = config.sync().max_batch_changes();
+  deps.max_pull_chunk_changes = config.sync().max_pull_chunk_changes();
+  deps.max_pull_chunk_bytes = config.sync().max_pull_chunk_bytes();
+  impl->sync_service = std::make_unique<SyncServiceImpl>(deps);
+  impl->case_service = std::make_unique<CaseServiceImpl>(deps);
 
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (tls.has_value()) {
@@ -161,6 +251,15 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen.ToString(), credentials, &impl->port);
   builder.RegisterService(impl->admin_service.get());
+  impl->audit_service =
+      std::make_unique<AuditServiceImpl>(impl->auth.get(), impl->audit_log.get());
+  builder.RegisterService(impl->audit_service.get());
+  builder.RegisterService(impl->sync_service.get());
+  builder.RegisterService(impl->case_service.get());
+  // Oversize batches must reach the service, which refuses them with a
+  // machine-readable reason, rather than be cut off by gRPC's own limit.
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(config.sync().max_batch_bytes() + (uint64_t{1} << 20)));
   impl->grpc_server = builder.BuildAndStart();
   if (impl->grpc_server == nullptr || impl->port == 0) {
     return absl::FailedPreconditionError(absl::StrFormat(

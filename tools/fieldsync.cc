@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "admin/deployment.h"
@@ -20,6 +22,7 @@
 #include "crypto/system_random.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
+#include "tools/audit_verbs.h"
 #include "tools/cli.h"
 #include "tools/client.h"
 
@@ -36,6 +39,12 @@ constexpr char kUsage[] =
     "                                           register a staff member, write its key pair\n"
     "  staff revoke --id ID [--device]          revoke a staff member (or device) at once\n"
     "  staff list [--include-revoked]           list staff and devices\n"
+    "  device enrol-code --officer ID --region R [--ttl 24h]\n"
+    "                                           issue a one-time device enrolment code\n"
+    "  device revoke --id UUID                  revoke an enrolled device at once\n"
+    "  audit export --out FILE                  write the audit log and its signed head to FILE\n"
+    "  audit verify FILE --key KEYFILE [--trusted-head SAVED] [--json]\n"
+    "                                           check an export offline (no server)\n"
     "\n"
     "Connection options (all verbs but init):\n"
     "  --data-dir DIR      deployment directory; its administrator credentials are used\n"
@@ -249,6 +258,86 @@ Result StaffList(const Args& args) {
   return std::nullopt;
 }
 
+Result DeviceEnrolCode(const Args& args) {
+  if (args.help) {
+    std::cout << "usage: fieldsync --data-dir DIR device enrol-code --officer ID --region R\n"
+                 "                 [--ttl DURATION]\n\n"
+                 "Issues a one-time code that enrols one tablet for officer ID in region R\n"
+                 "(docs/PROTOCOL.md). DURATION is like 30m, 24h or 7d (default 24h, at most\n"
+                 "30 days). The server keeps only a hash of the code: note it now.\n";
+    return std::nullopt;
+  }
+  if (absl::Status s = CheckOptions(args, With(kConnectionOptions,
+                                               {"--officer", "--region", "--ttl"}));
+      !s.ok()) {
+    return Fail(s, 2);
+  }
+  if (!args.Has("--officer") || !args.Has("--region")) {
+    return Fail("device enrol-code needs --officer and --region", 2);
+  }
+  absl::Duration ttl = absl::ZeroDuration();
+  if (args.Has("--ttl")) {
+    std::string text = args.Get("--ttl");
+    // absl::ParseDuration knows h, m and s; days are written as 7d.
+    if (!text.empty() && text.back() == 'd') {
+      int days = 0;
+      if (!absl::SimpleAtoi(text.substr(0, text.size() - 1), &days) || days <= 0) {
+        return Fail("--ttl must be a duration like 30m, 24h or 7d", 2);
+      }
+      ttl = absl::Hours(24) * days;
+    } else if (!absl::ParseDuration(text, &ttl) || ttl <= absl::ZeroDuration()) {
+      return Fail("--ttl must be a duration like 30m, 24h or 7d", 2);
+    }
+  }
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) return Fail(conn.status());
+  v1::CreateEnrolmentCodeRequest request;
+  request.set_officer_id(args.Get("--officer"));
+  request.set_region(args.Get("--region"));
+  request.set_ttl_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(ttl)));
+  auto stub = v1::AdminService::NewStub(conn->channel);
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  v1::CreateEnrolmentCodeResponse response;
+  grpc::Status status = stub->CreateEnrolmentCode(&context, request, &response);
+  if (!status.ok()) return Fail(DescribeRpcError(status, conn->server));
+  std::cout << "enrolment code: " << response.code() << "\n"
+            << "officer:        " << response.officer_id() << "\n"
+            << "region:         " << response.region() << "\n"
+            << "expires:        "
+            << absl::FormatTime(absl::RFC3339_sec,
+                                absl::FromUnixMicros(response.expires_unix_micros()),
+                                absl::UTCTimeZone())
+            << "\n"
+            << "one use only; the server keeps only its hash\n";
+  return std::nullopt;
+}
+
+Result DeviceRevoke(const Args& args) {
+  if (args.help) {
+    std::cout << "usage: fieldsync --data-dir DIR device revoke --id UUID\n\n"
+                 "Revokes an enrolled device: its next call is refused.\n";
+    return std::nullopt;
+  }
+  if (absl::Status s = CheckOptions(args, With(kConnectionOptions, {"--id"})); !s.ok()) {
+    return Fail(s, 2);
+  }
+  if (!args.Has("--id")) return Fail("device revoke needs --id", 2);
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) return Fail(conn.status());
+  v1::RevokePrincipalRequest request;
+  request.set_kind(v1::PRINCIPAL_KIND_DEVICE);
+  request.set_id(args.Get("--id"));
+  auto stub = v1::AdminService::NewStub(conn->channel);
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  v1::RevokePrincipalResponse response;
+  grpc::Status status = stub->RevokePrincipal(&context, request, &response);
+  if (!status.ok()) return Fail(DescribeRpcError(status, conn->server));
+  std::cout << "revoked " << admin::PrincipalUri({request.kind(), request.id()}) << "\n";
+  return std::nullopt;
+}
+
 Result Run(const Args& args) {
   const std::vector<std::string>& w = args.words;
   if (w.empty()) {
@@ -269,6 +358,32 @@ Result Run(const Args& args) {
       return std::nullopt;
     }
     return Fail("staff needs add, revoke or list; see fieldsync staff --help", 2);
+  }
+  if (w[0] == "audit") {
+    std::string error;
+    int code = 0;
+    if (w.size() == 2 && w[1] == "export") {
+      code = AuditExport(args, &error);
+    } else if (w.size() >= 2 && w[1] == "verify") {
+      code = AuditVerify(args, &error);
+    } else if (w.size() == 1 && args.help) {
+      std::cout << "usage: fieldsync audit export|verify ...; see fieldsync audit VERB --help\n";
+      return std::nullopt;
+    } else {
+      return Fail("audit needs export or verify; see fieldsync audit --help", 2);
+    }
+    if (code == 0) return std::nullopt;
+    return Fail(error, code);
+  }
+  if (w[0] == "device") {
+    if (w.size() == 2 && w[1] == "enrol-code") return DeviceEnrolCode(args);
+    if (w.size() == 2 && w[1] == "revoke") return DeviceRevoke(args);
+    if (w.size() == 1 && args.help) {
+      std::cout << "usage: fieldsync device enrol-code|revoke ...; see fieldsync device VERB "
+                   "--help\n";
+      return std::nullopt;
+    }
+    return Fail("device needs enrol-code or revoke; see fieldsync device --help", 2);
   }
   return Fail(absl::StrFormat("unknown verb \"%s\"; see fieldsync --help", absl::StrJoin(w, " ")),
               2);

@@ -4,6 +4,8 @@
 #include <string>
 
 #include "fieldsync/v1/admin.pb.h"
+#include "fieldsync/v1/audit.pb.h"
+#include "fieldsync/v1/sync.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
@@ -19,7 +21,8 @@ constexpr v1::Role kAllRoles[] = {v1::ROLE_DEVICE, v1::ROLE_SUPERVISOR, v1::ROLE
                                   v1::ROLE_AUDITOR, v1::ROLE_ADMINISTRATOR};
 
 // The services fieldsyncd registers; each later service adds its name.
-constexpr const char* kServices[] = {"fieldsync.v1.AdminService"};
+constexpr const char* kServices[] = {"fieldsync.v1.AdminService", "fieldsync.v1.SyncService",
+                                     "fieldsync.v1.CaseService", "fieldsync.v1.AuditService"};
 
 TEST(AuthzTableTest, EveryRpcTimesEveryRoleIsAllowedExactlyAsTheTableSays) {
   int checked = 0;
@@ -47,6 +50,10 @@ TEST(AuthzTableTest, EveryRpcTimesEveryRoleIsAllowedExactlyAsTheTableSays) {
 TEST(AuthzTableTest, EveryMethodOfEveryServiceHasExactlyOneRow) {
   std::multiset<std::string> rows;
   for (const RpcRule& rule : AuthorizationTable()) rows.insert(std::string(rule.method));
+  // Links the generated sync.proto descriptors in (the pool only holds what
+  // the binary links).
+  ASSERT_NE(v1::PushRequest::descriptor(), nullptr);
+  ASSERT_NE(v1::AuditReceipt::descriptor(), nullptr);
   const google::protobuf::DescriptorPool* pool = google::protobuf::DescriptorPool::generated_pool();
   for (const char* service_name : kServices) {
     const google::protobuf::ServiceDescriptor* service = pool->FindServiceByName(service_name);

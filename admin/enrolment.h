@@ -1,0 +1,99 @@
+// Device enrolment (DESIGN §3): one-time, expiring enrolment codes bound to
+// an officer and a region, and the registration of a device that presents
+// one (its certificate signed by the deployment CA, its signing and
+// receiving keys recorded in the registry). gRPC-free; server/ adapts it.
+#ifndef FIELDSYNC_ADMIN_ENROLMENT_H_
+#define FIELDSYNC_ADMIN_ENROLMENT_H_
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "audit/log.h"
+#include "absl/time/time.h"
+#include "admin/principals.h"
+#include "common/clock.h"
+#include "common/random.h"
+#include "crypto/x509.h"
+#include "fieldsync/v1/admin.pb.h"
+#include "storage/store.h"
+
+namespace fieldsync::admin {
+
+inline constexpr absl::Duration kDefaultEnrolmentCodeTtl = absl::Hours(24);
+inline constexpr absl::Duration kMaxEnrolmentCodeTtl = absl::Hours(24 * 30);
+
+// The canonical form of a typed code: dashes and spaces dropped, upper
+// case, Crockford's aliases (O -> 0, I and L -> 1) applied. kInvalidArgument
+// unless 20 characters of 0-9A-Z without I, L, O, U remain.
+absl::StatusOr<std::string> NormalizeEnrolmentCode(std::string_view typed);
+
+// Lowercase hex of SHA-256("fieldsync/enrolment-code/v1" || 0x00 ||
+// normalized code): the only form of a code the server stores. Persisted.
+std::string EnrolmentCodeHashHex(std::string_view normalized_code);
+
+struct IssuedEnrolmentCode {
+  std::string code;  // XXXX-XXXX-XXXX-XXXX-XXXX, shown once
+  absl::Time expires_at;
+  std::string officer_id;
+  std::string region;
+};
+
+struct EnrolmentRequest {
+  std::string code;                  // as typed
+  std::string csr_pem;               // PKCS#10 for the device's P-256 TLS key
+  std::string signing_public_key;    // Ed25519, 32 bytes
+  std::string receiving_public_key;  // X25519, 32 bytes
+};
+
+struct EnrolledDevice {
+  v1::Principal principal;  // the new registry entry
+  std::string certificate_pem;
+};
+
+// Thread-safe: code and registry writes are serialized. Pointers are not
+// owned and must outlive this object.
+class DeviceEnrolment {
+ public:
+  DeviceEnrolment(storage::Store* store, const crypto::CertificateAuthority* ca, Clock* clock,
+                  Random* random)
+      : store_(store), registry_(store), ca_(ca), clock_(clock), random_(random) {}
+
+  // Issues a code for `officer_id` (staff id syntax) and `region` valid for
+  // `ttl` (zero = kDefaultEnrolmentCodeTtl); `actor` is the caller's URI.
+  // kInvalidArgument for a malformed officer id or region or a ttl over
+  // kMaxEnrolmentCodeTtl; kUnavailable from storage.
+  absl::StatusOr<IssuedEnrolmentCode> CreateCode(std::string_view officer_id,
+                                                 std::string_view region, absl::Duration ttl,
+                                                 const std::string& actor);
+
+  // Spends the code and registers a new device (role device, the code's
+  // officer and region) with a fresh UUID, issuing its client certificate
+  // for fieldsync://device/<id>. The code is spent in the same commit that
+  // registers the device, so it serves exactly one device. Errors (each a
+  // sync::SyncError with its SyncErrorDetail):
+  //   kInvalidArgument ENROLMENT_CODE_INVALID: unknown, already used or
+  //     expired code (the message says which);
+  //   kInvalidArgument MALFORMED: a key that is not 32 bytes, a bad CSR.
+  //     The code is not spent.
+  //   kUnavailable UNAVAILABLE: storage.
+  absl::StatusOr<EnrolledDevice> Enroll(const EnrolmentRequest& request);
+
+  // Records each enrolment (with the device's public keys) in `log`, in the
+  // same commit as the registry write. Not owned; null: no audit events.
+  void set_audit_log(audit::AuditLog* log) { audit_ = log; }
+
+ private:
+  storage::Store* store_;
+  PrincipalRegistry registry_;
+  const crypto::CertificateAuthority* ca_;
+  Clock* clock_;
+  Random* random_;
+  audit::AuditLog* audit_ = nullptr;
+  absl::Mutex write_mu_;
+};
+
+}  // namespace fieldsync::admin
+
+#endif  // FIELDSYNC_ADMIN_ENROLMENT_H_

@@ -1,0 +1,460 @@
+#include "server/sync_service.h"
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/uuid.h"
+#include "crypto/bytes.h"
+#include "server/audit_service.h"
+#include "server/rpc.h"
+#include "storage/key_codec.h"
+#include "sync/errors.h"
+
+namespace fieldsync::server {
+namespace {
+
+constexpr char kEnroll[] = "/fieldsync.v1.SyncService/Enroll";
+constexpr char kPush[] = "/fieldsync.v1.SyncService/Push";
+constexpr char kPull[] = "/fieldsync.v1.SyncService/Pull";
+
+// Gives an error from below a machine-readable reason by its code, so that
+// every refusal of a sync or case call carries one (PROTOCOL.md §8).
+absl::Status WithReason(absl::Status s) {
+  if (s.ok() || sync::GetSyncErrorDetail(s).has_value()) return s;
+  v1::SyncErrorReason reason;
+  switch (s.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kDeadlineExceeded:
+      reason = v1::SYNC_ERROR_REASON_UNAVAILABLE;
+      break;
+    case absl::StatusCode::kNotFound:
+      reason = v1::SYNC_ERROR_REASON_NOT_FOUND;
+      break;
+    case absl::StatusCode::kInvalidArgument:
+      reason = v1::SYNC_ERROR_REASON_MALFORMED;
+      break;
+    case absl::StatusCode::kAborted:
+      reason = v1::SYNC_ERROR_REASON_STALE_BASE;
+      break;
+    default:
+      return s;  // authentication and internal errors: the message says it
+  }
+  return sync::SyncError(s.code(), reason, std::string(s.message()));
+}
+
+// The text of an ENUM or STRING value (region and officer fields).
+std::string FieldText(const v1::FieldValue& v) {
+  if (v.has_enum_value()) return v.enum_value();
+  if (v.has_string_value()) return v.string_value();
+  return "";
+}
+
+// The current text value of a field of the case's registration record;
+// nullopt when the case does not exist.
+absl::StatusOr<std::optional<std::string>> CaseField(const sync::ChangeFeed& feed,
+                                                     const std::string& case_id,
+                                                     const std::string& field) {
+  ASSIGN_OR_RETURN(std::optional<v1::FieldValue> v, feed.ReadField(case_id, case_id, field));
+  if (!v.has_value()) return std::nullopt;
+  return FieldText(*v);
+}
+
+bool HasRegion(const v1::Principal& p, std::string_view region) {
+  return std::find(p.regions().begin(), p.regions().end(), region) != p.regions().end();
+}
+
+absl::Status OutOfScope(std::string_view what, std::string_view case_id = "") {
+  v1::SyncErrorDetail detail;
+  detail.set_case_id(std::string(case_id));
+  return sync::SyncError(absl::StatusCode::kPermissionDenied, v1::SYNC_ERROR_REASON_OUT_OF_SCOPE,
+                         what, detail);
+}
+
+// The read scope of a pulling principal: a device reaches its officer's
+// assigned cases, a supervisor its regions' cases; both read every class.
+sync::ReadScope ScopeOf(const v1::Principal& p) {
+  sync::ReadScope scope;
+  if (p.role() == v1::ROLE_DEVICE) {
+    scope.officer_id = p.officer_id();
+  } else {
+    scope.regions.insert(p.regions().begin(), p.regions().end());
+  }
+  scope.readable = sync::ReadScope::AllClasses();
+  return scope;
+}
+
+// Streams one pull (PROTOCOL.md §6). Each step runs on a gRPC callback
+// thread: one chunk is read (one storage snapshot), sealed and written; the
+// next is read when the write completes, so at most one chunk per stream
+// is in memory and a slow device holds no thread.
+class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
+ public:
+  PullReactor(const SyncServiceDeps& deps, grpc::CallbackServerContext* context,
+              const v1::PullRequest& request)
+      : deps_(deps), request_(request), start_(absl::Now()) {
+    absl::StatusOr<Caller> caller = deps_.auth->Authorize(*context, kPull);
+    if (!caller.ok()) {
+      Done(caller.status());
+      return;
+    }
+    caller_ = *std::move(caller);
+    absl::Status s = Prepare();
+    if (!s.ok()) {
+      Done(WithReason(s));
+      return;
+    }
+    Next();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Done(absl::CancelledError("the pull stream was closed by the device"));
+      return;
+    }
+    if (finished_after_write_) {
+      Done(absl::OkStatus());
+      return;
+    }
+    Next();
+  }
+
+  void OnDone() override {
+    LogRpc(kPull, caller_.uri.empty() ? "unauthenticated" : caller_.uri, final_status_,
+           absl::Now() - start_);
+    delete this;
+  }
+
+ private:
+  absl::Status Prepare() {
+    const v1::Principal& p = caller_.principal;
+    is_device_ = p.role() == v1::ROLE_DEVICE;
+    if (is_device_) {
+      ASSIGN_OR_RETURN(device_uuid_, ParseUuid(p.id()));
+      if (p.receiving_public_key().size() != 32) {
+        return absl::FailedPreconditionError("the device has no receiving key: re-enrol");
+      }
+    }
+    scope_ = ScopeOf(p);
+    options_.cursor = request_.cursor();
+    options_.max_changes = deps_.max_pull_chunk_changes;
+    options_.max_bytes = deps_.max_pull_chunk_bytes;
+    if (request_.max_changes_per_chunk() != 0) {
+      options_.max_changes = std::min<size_t>(options_.max_changes, request_.max_changes_per_chunk());
+    }
+    if (request_.max_bytes_per_chunk() != 0) {
+      options_.max_bytes = std::min<size_t>(options_.max_bytes, request_.max_bytes_per_chunk());
+    }
+    for (const std::string& id : request_.backfill_case_ids()) {
+      if (!ParseUuid(id).ok()) return absl::InvalidArgumentError("a backfill case id is not a UUID");
+      ASSIGN_OR_RETURN(bool in_scope, InScope(id));
+      if (!in_scope) return OutOfScope("a backfill case is not in the caller's scope", id);
+      backfill_scope_.case_ids.insert(id);
+    }
+    backfill_scope_.readable = sync::ReadScope::AllClasses();
+    in_backfill_ = !backfill_scope_.case_ids.empty() && request_.cursor() > 0;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> InScope(const std::string& case_id) {
+    const sync::Schema& schema = *deps_.schema;
+    if (is_device_) {
+      ASSIGN_OR_RETURN(std::optional<std::string> officer,
+                       CaseField(*deps_.feed, case_id, schema.officer_field()));
+      return officer.has_value() && *officer == caller_.principal.officer_id();
+    }
+    ASSIGN_OR_RETURN(std::optional<std::string> region,
+                     CaseField(*deps_.feed, case_id, schema.region_field()));
+    return region.has_value() && HasRegion(caller_.principal, *region);
+  }
+
+  // Reads, seals and writes the next chunk, or finishes on error.
+  void Next() {
+    // Backfill chunks start and end at the request's cursor.
+    const uint64_t chunk_cursor = options_.cursor;
+    const bool was_backfill = in_backfill_;
+    absl::StatusOr<v1::PulledChanges> changes = ReadNext();
+    if (!changes.ok()) {
+      Done(WithReason(changes.status()));
+      return;
+    }
+    if (!was_backfill) {
+      options_.cursor = changes->next_cursor();
+      finished_after_write_ = changes->caught_up();
+    }
+    if (is_device_) {
+      absl::StatusOr<v1::PullChunk> sealed =
+          SealPullChunk(*changes, device_uuid_, chunk_cursor,
+                        caller_.principal.receiving_public_key(), *deps_.random);
+      if (!sealed.ok()) {
+        Done(WithReason(sealed.status()));
+        return;
+      }
+      chunk_ = *std::move(sealed);
+    } else {
+      chunk_.Clear();
+      chunk_.set_cursor(chunk_cursor);
+      chunk_.set_next_cursor(changes->next_cursor());
+      chunk_.set_caught_up(changes->caught_up());
+      *chunk_.mutable_clear_changes() = *std::move(changes);
+    }
+    StartWrite(&chunk_);
+  }
+
+  // The next chunk's plaintext. Backfill chunks (history of newly assigned
+  // cases up to the request's cursor) come first and keep cursor and
+  // next_cursor at the request's cursor, so that an interrupted pull
+  // resumes with the same request.
+  absl::StatusOr<v1::PulledChanges> ReadNext() {
+    if (in_backfill_) {
+      sync::FeedOptions o = options_;
+      o.cursor = backfill_cursor_;
+      ASSIGN_OR_RETURN(v1::PulledChanges got, deps_.feed->Read(backfill_scope_, o));
+      v1::PulledChanges out;
+      for (v1::PulledChange& c : *got.mutable_changes()) {
+        if (c.position() <= request_.cursor()) *out.add_changes() = std::move(c);
+      }
+      backfill_cursor_ = got.next_cursor();
+      if (got.caught_up() || backfill_cursor_ >= request_.cursor()) in_backfill_ = false;
+      out.set_next_cursor(request_.cursor());
+      out.set_caught_up(false);
+      return out;
+    }
+    return deps_.feed->Read(scope_, options_);
+  }
+
+  void Done(absl::Status status) {
+    final_status_ = status;
+    Finish(ToGrpcStatus(status));
+  }
+
+  const SyncServiceDeps& deps_;
+  const v1::PullRequest request_;
+  const absl::Time start_;
+  Caller caller_;
+  bool is_device_ = false;
+  Uuid device_uuid_{};
+  sync::ReadScope scope_;
+  sync::ReadScope backfill_scope_;
+  sync::FeedOptions options_;
+  bool in_backfill_ = false;
+  uint64_t backfill_cursor_ = 0;
+  bool finished_after_write_ = false;
+  v1::PullChunk chunk_;
+  absl::Status final_status_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* context,
+                                                  const v1::EnrollRequest* request,
+                                                  v1::EnrollResponse* response) {
+  return RunUnary(context, kEnroll, deps_.auth, [&](const Caller&) -> absl::Status {
+    admin::EnrolmentRequest enrol;
+    enrol.code = request->enrolment_code();
+    enrol.csr_pem = request->csr_pem();
+    enrol.signing_public_key = request->signing_public_key();
+    enrol.receiving_public_key = request->receiving_public_key();
+    if (request->device_label().size() > 100) {
+      return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_MALFORMED,
+                             "device_label is longer than 100 bytes");
+    }
+    ASSIGN_OR_RETURN(admin::EnrolledDevice device, deps_.enrolment->Enroll(enrol));
+    const admin::ServerKeys& keys = *deps_.keys;
+    response->set_device_id(device.principal.id());
+    response->set_certificate_pem(std::move(device.certificate_pem));
+    response->set_ca_certificate_pem(keys.ca.certificate_pem);
+    v1::SealingKey* key = response->add_sealing_keys();
+    key->set_key_id(keys.sealing_key_id);
+    key->set_public_key(crypto::ToString(keys.sealing_public_key));
+    response->set_audit_public_key(crypto::ToString(keys.audit_public_key));
+    response->set_audit_origin(keys.audit_origin);
+    response->set_officer_id(device.principal.officer_id());
+    if (!device.principal.regions().empty()) response->set_region(device.principal.regions(0));
+    response->set_next_sequence(1);
+    log::Info("device.enrolled", {{"device", device.principal.id()}});
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SyncServiceImpl::DoPush(const Caller& caller, const v1::PushRequest& request,
+                                     v1::PushResponse* response) {
+  PushKeys keys;
+  keys.device_id = caller.principal.id();
+  keys.signing_public_key = caller.principal.signing_public_key();
+  keys.sealing_key_id = deps_.keys->sealing_key_id;
+  keys.sealing_key = deps_.sealing_key;
+  ASSIGN_OR_RETURN(OpenedBatch batch,
+                   OpenSealedBatch(request.batch(), request.ByteSizeLong(), keys, deps_.limits));
+  sync::BatchMeta meta;
+  meta.device_id = caller.principal.id();
+  meta.officer_id = caller.principal.officer_id();
+  meta.batch_id = request.batch().header().batch_id();
+  meta.sequence = batch.header.sequence;
+  meta.sealed_batch_sha256 = std::move(batch.payload_sha256);
+  meta.signature = std::move(batch.signature);
+  ASSIGN_OR_RETURN(sync::PushResult result, deps_.ingest->Push(meta, batch.payload));
+  response->set_batch_id(meta.batch_id);
+  *response->mutable_results() = std::move(*result.result.mutable_results());
+  response->set_first_position(result.result.first_position());
+  response->set_last_position(result.result.last_position());
+  response->set_next_sequence(result.next_sequence);
+  response->set_is_retry_answer(result.is_retry_answer);
+  if (deps_.audit_log != nullptr && result.result.last_position() != 0) {
+    // The receipt is an extra: a batch is committed whether or not one can
+    // be made now (the device may fetch it later from AuditService).
+    absl::StatusOr<audit::Receipt> receipt =
+        deps_.audit_log->ReceiptForBatch(meta.device_id, batch.header.batch_id);
+    if (receipt.ok()) {
+      v1::AuditReceipt proto;
+      ToProto(*receipt, &proto);
+      response->set_audit_receipt(proto.SerializeAsString());
+    }
+  }
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* SyncServiceImpl::Push(grpc::CallbackServerContext* context,
+                                                const v1::PushRequest* request,
+                                                v1::PushResponse* response) {
+  return RunUnary(context, kPush, deps_.auth, [&](const Caller& caller) {
+    return WithReason(DoPush(caller, *request, response));
+  });
+}
+
+grpc::ServerWriteReactor<v1::PullChunk>* SyncServiceImpl::Pull(
+    grpc::CallbackServerContext* context, const v1::PullRequest* request) {
+  return new PullReactor(deps_, context, *request);
+}
+
+// ---------------------------------------------------------------------------
+// CaseService.
+
+absl::Status CaseServiceImpl::CheckCaseInScope(const Caller& caller, const std::string& case_id) {
+  if (!ParseUuid(case_id).ok()) {
+    return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_MALFORMED,
+                           "case_id is not a UUID");
+  }
+  ASSIGN_OR_RETURN(std::optional<std::string> region,
+                   CaseField(*deps_.feed, case_id, deps_.schema->region_field()));
+  if (!region.has_value()) {
+    v1::SyncErrorDetail detail;
+    detail.set_case_id(case_id);
+    return sync::SyncError(absl::StatusCode::kNotFound, v1::SYNC_ERROR_REASON_NOT_FOUND,
+                           absl::StrFormat("case %s does not exist", case_id), detail);
+  }
+  if (!HasRegion(caller.principal, *region)) {
+    return OutOfScope(absl::StrFormat("case %s is not in the caller's regions", case_id), case_id);
+  }
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::ListConflicts(grpc::CallbackServerContext* context,
+                                                         const v1::ListConflictsRequest* request,
+                                                         v1::ListConflictsResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.CaseService/ListConflicts", deps_.auth,
+                  [&](const Caller& caller) -> absl::Status {
+                    if (!HasRegion(caller.principal, request->region())) {
+                      return OutOfScope("the region is not in the caller's regions");
+                    }
+                    absl::StatusOr<v1::ListConflictsResponse> page = deps_.feed->ListConflicts(
+                        request->region(), request->page_size(), request->page_token(),
+                        sync::ReadScope::AllClasses());
+                    if (!page.ok()) return WithReason(page.status());
+                    *response = *std::move(page);
+                    return absl::OkStatus();
+                  });
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::ResolveConflict(
+    grpc::CallbackServerContext* context, const v1::ResolveConflictRequest* request,
+    v1::ResolveConflictResponse* response) {
+  return RunUnary(
+      context, "/fieldsync.v1.CaseService/ResolveConflict", deps_.auth,
+      [&](const Caller& caller) -> absl::Status {
+        // The conflict's case is the case of the log entry that made it.
+        absl::StatusOr<std::string> raw = deps_.store->Get(
+            storage::Cf::kCaseLog, storage::EncodeCaseLogKey(request->id().position()));
+        v1::CaseLogEntry entry;
+        if (absl::IsNotFound(raw.status()) || (raw.ok() && !entry.ParseFromString(*raw))) {
+          return sync::SyncError(absl::StatusCode::kNotFound, v1::SYNC_ERROR_REASON_NOT_FOUND,
+                                 "no such conflict");
+        }
+        if (!raw.ok()) return WithReason(raw.status());
+        RETURN_IF_ERROR(CheckCaseInScope(caller, entry.case_id()));
+        sync::Ingest::Resolution resolution;
+        switch (request->choice_case()) {
+          case v1::ResolveConflictRequest::kKeepCurrent:
+            resolution = sync::Ingest::Resolution::kKeepCurrent;
+            break;
+          case v1::ResolveConflictRequest::kTakeLosing:
+            resolution = sync::Ingest::Resolution::kTakeLosing;
+            break;
+          case v1::ResolveConflictRequest::kNewValue:
+            resolution = sync::Ingest::Resolution::kNewValue;
+            break;
+          default:
+            return sync::SyncError(absl::StatusCode::kInvalidArgument,
+                                   v1::SYNC_ERROR_REASON_MALFORMED,
+                                   "choose keep_current, take_losing or new_value");
+        }
+        absl::StatusOr<v1::ChangeResult> result = deps_.ingest->ResolveConflict(
+            sync::StaffActor{caller.principal.id()}, request->id(), entry.case_id(), resolution,
+            request->new_value(), request->base_version());
+        if (!result.ok()) return WithReason(result.status());
+        *response->mutable_result() = *std::move(result);
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::AssignCase(grpc::CallbackServerContext* context,
+                                                      const v1::AssignCaseRequest* request,
+                                                      v1::AssignCaseResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.CaseService/AssignCase", deps_.auth,
+                  [&](const Caller& caller) -> absl::Status {
+                    RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+                    absl::StatusOr<v1::ChangeResult> result = deps_.ingest->AssignCase(
+                        sync::StaffActor{caller.principal.id()}, request->case_id(),
+                        request->officer_id(), request->base_version());
+                    if (!result.ok()) return WithReason(result.status());
+                    *response->mutable_result() = *std::move(result);
+                    return absl::OkStatus();
+                  });
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::TransferCase(grpc::CallbackServerContext* context,
+                                                        const v1::TransferCaseRequest* request,
+                                                        v1::TransferCaseResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.CaseService/TransferCase", deps_.auth,
+                  [&](const Caller& caller) -> absl::Status {
+                    RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+                    absl::StatusOr<v1::ChangeResult> result = deps_.ingest->TransferCase(
+                        sync::StaffActor{caller.principal.id()}, request->case_id(),
+                        request->to_region(), request->officer_id(), request->base_version());
+                    if (!result.ok()) return WithReason(result.status());
+                    *response->mutable_result() = *std::move(result);
+                    return absl::OkStatus();
+                  });
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::SetCaseStatus(grpc::CallbackServerContext* context,
+                                                         const v1::SetCaseStatusRequest* request,
+                                                         v1::SetCaseStatusResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.CaseService/SetCaseStatus", deps_.auth,
+                  [&](const Caller& caller) -> absl::Status {
+                    RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+                    absl::StatusOr<v1::ChangeResult> result = deps_.ingest->SetCaseStatus(
+                        sync::StaffActor{caller.principal.id()}, request->case_id(),
+                        request->close(), request->base_version());
+                    if (!result.ok()) return WithReason(result.status());
+                    *response->mutable_result() = *std::move(result);
+                    return absl::OkStatus();
+                  });
+}
+
+}  // namespace fieldsync::server

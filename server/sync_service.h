@@ -1,0 +1,96 @@
+// SyncService (tablets) and CaseService (supervisors) over gRPC's callback
+// API: thin adapters over admin/enrolment.h, server/sealed_batch.h and the
+// sync module (sync/ingest.h, sync/change_feed.h). docs/PROTOCOL.md is the
+// device-side contract.
+#ifndef FIELDSYNC_SERVER_SYNC_SERVICE_H_
+#define FIELDSYNC_SERVER_SYNC_SERVICE_H_
+
+#include <cstdint>
+#include <string>
+
+#include "admin/enrolment.h"
+#include "admin/server_keys.h"
+#include "audit/log.h"
+#include "common/random.h"
+#include "crypto/x25519.h"
+#include "fieldsync/v1/sync.grpc.pb.h"
+#include "server/auth.h"
+#include "server/sealed_batch.h"
+#include "storage/store.h"
+#include "sync/change_feed.h"
+#include "sync/ingest.h"
+#include "sync/schema.h"
+
+namespace fieldsync::server {
+
+// What both services need. Pointers are not owned and must outlive the
+// services.
+struct SyncServiceDeps {
+  Authenticator* auth = nullptr;
+  admin::DeviceEnrolment* enrolment = nullptr;
+  const admin::ServerKeys* keys = nullptr;
+  const crypto::X25519PrivateKey* sealing_key = nullptr;  // keys->sealing_private_key, prepared
+  sync::Ingest* ingest = nullptr;
+  const sync::ChangeFeed* feed = nullptr;
+  const sync::Schema* schema = nullptr;
+  storage::Store* store = nullptr;
+  Random* random = nullptr;
+  // Optional: when set, a push answer carries the audit receipt of the
+  // batch's audit event (if the log holds one).
+  audit::AuditLog* audit_log = nullptr;
+  BatchLimits limits;
+  uint32_t max_pull_chunk_changes = 500;
+  uint32_t max_pull_chunk_bytes = 1 << 20;
+};
+
+// Thread-safe.
+class SyncServiceImpl final : public v1::SyncService::CallbackService {
+ public:
+  explicit SyncServiceImpl(SyncServiceDeps deps) : deps_(deps) {}
+
+  grpc::ServerUnaryReactor* Enroll(grpc::CallbackServerContext* context,
+                                   const v1::EnrollRequest* request,
+                                   v1::EnrollResponse* response) override;
+  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
+                                 const v1::PushRequest* request,
+                                 v1::PushResponse* response) override;
+  grpc::ServerWriteReactor<v1::PullChunk>* Pull(grpc::CallbackServerContext* context,
+                                                const v1::PullRequest* request) override;
+
+ private:
+  absl::Status DoPush(const Caller& caller, const v1::PushRequest& request,
+                      v1::PushResponse* response);
+  SyncServiceDeps deps_;
+};
+
+// Thread-safe.
+class CaseServiceImpl final : public v1::CaseService::CallbackService {
+ public:
+  explicit CaseServiceImpl(SyncServiceDeps deps) : deps_(deps) {}
+
+  grpc::ServerUnaryReactor* ListConflicts(grpc::CallbackServerContext* context,
+                                          const v1::ListConflictsRequest* request,
+                                          v1::ListConflictsResponse* response) override;
+  grpc::ServerUnaryReactor* ResolveConflict(grpc::CallbackServerContext* context,
+                                            const v1::ResolveConflictRequest* request,
+                                            v1::ResolveConflictResponse* response) override;
+  grpc::ServerUnaryReactor* AssignCase(grpc::CallbackServerContext* context,
+                                       const v1::AssignCaseRequest* request,
+                                       v1::AssignCaseResponse* response) override;
+  grpc::ServerUnaryReactor* TransferCase(grpc::CallbackServerContext* context,
+                                         const v1::TransferCaseRequest* request,
+                                         v1::TransferCaseResponse* response) override;
+  grpc::ServerUnaryReactor* SetCaseStatus(grpc::CallbackServerContext* context,
+                                          const v1::SetCaseStatusRequest* request,
+                                          v1::SetCaseStatusResponse* response) override;
+
+ private:
+  // OK when `case_id` is a case of one of the caller's regions. NOT_FOUND
+  // (no such case), OUT_OF_SCOPE, MALFORMED (not a UUID).
+  absl::Status CheckCaseInScope(const Caller& caller, const std::string& case_id);
+  SyncServiceDeps deps_;
+};
+
+}  // namespace fieldsync::server
+
+#endif  // FIELDSYNC_SERVER_SYNC_SERVICE_H_

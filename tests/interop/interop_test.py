@@ -1,0 +1,274 @@
+#!/usr/bin/python3
+"""Interop test: the independent Python device (fieldsync_device.py) against
+the real fieldsyncd over mutual TLS.
+
+  interop_test.py BUILD_DIR SOURCE_DIR
+
+Generates the Python stubs into BUILD_DIR/tests/interop/gen with protoc and
+/usr/bin/grpc_python_plugin, makes a deployment with `fieldsync init`, starts
+`fieldsyncd --listen 127.0.0.1:0`, then: checks its HPKE against RFC 9180,
+enrols two devices, pushes edits that conflict, retries a batch, reads the
+outcomes and error reasons, pulls, interrupts a pull and resumes it.
+Ends with "N passed, M failed".
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+import uuid
+
+BUILD, SOURCE = sys.argv[1], sys.argv[2]
+GEN = os.path.join(BUILD, "tests", "interop", "gen")
+
+os.makedirs(GEN, exist_ok=True)
+protos = sorted(os.path.join("fieldsync/v1", p)
+                for p in os.listdir(os.path.join(SOURCE, "proto/fieldsync/v1"))
+                if p.endswith(".proto"))
+subprocess.run(["protoc", "-I", os.path.join(SOURCE, "proto"), "-I", "/usr/include",
+                "--python_out", GEN, "--grpc_python_out", GEN,
+                "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"] + protos,
+               check=True)
+for d in ("fieldsync", "fieldsync/v1"):
+    open(os.path.join(GEN, d, "__init__.py"), "a").close()
+sys.path.insert(0, GEN)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import grpc  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, x25519  # noqa: E402
+from cryptography import x509  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+import fieldsync_device as fd  # noqa: E402
+from fieldsync.v1 import admin_pb2, admin_pb2_grpc, records_pb2, sync_pb2  # noqa: E402
+from fieldsync.v1 import sync_pb2_grpc  # noqa: E402
+
+passed, failed = 0, 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print("ok   " + name)
+    else:
+        failed += 1
+        print("FAIL " + name + (": " + str(detail) if detail else ""))
+
+
+def hpke_matches_rfc9180():
+    vectors = os.environ.get("FIELDSYNC_VECTORS_DIR") or os.path.join(SOURCE, "../shared/vectors")
+    path = os.path.join(vectors, "hpke", "hpke_rfc9180_x25519_sha256_aes256gcm_base.json")
+    if not os.path.exists(path):
+        print("skip HPKE vector check: %s is absent" % path)
+        return
+    v = json.load(open(path))[0]
+    sk_e = x25519.X25519PrivateKey.from_private_bytes(bytes.fromhex(v["skEm"]))
+    e = v["encryptions"][0]
+    enc, ct = fd.hpke_seal(bytes.fromhex(v["pkRm"]), bytes.fromhex(v["info"]),
+                           bytes.fromhex(e["aad"]), bytes.fromhex(e["pt"]), ephemeral=sk_e)
+    check("python HPKE seal matches RFC 9180 A.x (1 vector)",
+          enc.hex() == v["enc"] and ct.hex() == e["ct"])
+    sk_r = x25519.X25519PrivateKey.from_private_bytes(bytes.fromhex(v["skRm"]))
+    check("python HPKE open matches RFC 9180",
+          fd.hpke_open(sk_r, enc, bytes.fromhex(v["info"]), bytes.fromhex(e["aad"]), ct).hex()
+          == e["pt"])
+
+
+# PROTOCOL.md §9, the worked example: fixed keys, so the bytes are exact.
+EXAMPLE = {
+    "payload": "0aa9010a2463303030303030302d303030302d343030302d383030302d303030303030303030303031122463613030303030302d303030302d343030302d383030302d3030303030303030303030311a2463613030303030302d303030302d343030302d383030302d3030303030303030303030312211636173655f726567697374726174696f6e2a090880c097d1edff960330013a150a0a676976656e5f6e616d6512070a05416d696e61",
+    "header": "6669656c6473796e632f62617463682d6865616465722f76310011111111222243338444555555555555aaaaaaaabbbb4ccc8dddeeeeeeeeeeee000000000000000100000001",
+    "enc": "5869aff450549732cbaaed5e5df9b30a6da31cb0e5742bad5ad4a1a768f1a67b",
+    "ciphertext": "71afeefdd5f1f6390fad127d75c7260b248d3ed712390f633671b2f6a76c52fad591d9e5e7d0a87f73cadd6221910cc97f103da25ec37f7c9d1339acfc6702950e81df3348f856f7b55563742e53ac7bbbd9b4e251cf5d55eb9ab65d69e518e75eb54e3be5fe28db83027a92591880400d0473cee5df9d3aebbbdb99bc72d49f5cd94335755114c9afa4c192ebba9409362bb7c7b96a398b85bac0e10f83b1c8895c5a786e594f979c3c2b96a2fc8bb8f6ed0ea04d3927296a410ac3",
+    "signed": "6669656c6473796e632f62617463682d7369676e61747572652f7631006669656c6473796e632f62617463682d6865616465722f76310011111111222243338444555555555555aaaaaaaabbbb4ccc8dddeeeeeeeeeeee00000000000000010000000100d1f362257a2de4519a1cb10467205fb99969124fb75fe3b7959a7e3ecad8aad0",
+    "signature": "27132cd3e151999337c29bcb7f08e4a34fa301189f45e53b104d7aec7fe322db12559115edf83adcb39e31d1c7f8e495417c69e398fe786ce56c070cb95c8500",
+    "pull_aad": "6669656c6473796e632f70756c6c2d6368756e6b2f763100111111112222433384445555555555550000000000000000000000000000000701",
+}
+
+
+def worked_example_matches():
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    server = x25519.X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+    ephemeral = x25519.X25519PrivateKey.from_private_bytes(bytes(range(33, 65)))
+    device = ed25519.Ed25519PrivateKey.from_private_bytes(b"\x42" * 32)
+    header = sync_pb2.BatchHeader(device_id="11111111-2222-4333-8444-555555555555",
+                                  batch_id="aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+                                  sequence=1, sealing_key_id=1)
+    payload = records_pb2.BatchPayload(changes=[records_pb2.RecordChange(
+        change_id="c0000000-0000-4000-8000-000000000001",
+        case_id="ca000000-0000-4000-8000-000000000001",
+        record_id="ca000000-0000-4000-8000-000000000001", record_type="case_registration",
+        hlc=records_pb2.Hlc(wall_micros=1790000000000000), kind=records_pb2.CHANGE_KIND_UPSERT,
+        fields=[records_pb2.FieldWrite(field="given_name", value=text("Amina"))])])
+    plain = payload.SerializeToString()
+    aad = fd.batch_header_encoding(header)
+    enc, ct = fd.hpke_seal(fd._x25519_raw_public(server), fd.BATCH_SEAL_INFO, aad, plain,
+                           ephemeral=ephemeral)
+    signed = fd.batch_signed_message(header, 0, enc, ct)
+    got = {"payload": plain, "header": aad, "enc": enc, "ciphertext": ct, "signed": signed,
+           "signature": device.sign(signed),
+           "pull_aad": fd.pull_chunk_header("11111111-2222-4333-8444-555555555555", 0, 7, True)}
+    bad = [k for k, v in got.items() if v.hex() != EXAMPLE[k]]
+    check("worked example of PROTOCOL.md reproduced byte for byte (7 strings)", not bad, bad)
+
+
+def enum(s):
+    return records_pb2.FieldValue(enum_value=s)
+
+
+def text(s):
+    return records_pb2.FieldValue(string_value=s)
+
+
+def new_case_fields():
+    return {"given_name": text("Amina"), "sex": enum("female"), "age_band": enum("10_14"),
+            "region": enum("northern"),
+            "registration_date": records_pb2.FieldValue(
+                date_value=records_pb2.Date(year=2026, month=11, day=2))}
+
+
+def main():
+    hpke_matches_rfc9180()
+    worked_example_matches()
+    work = tempfile.mkdtemp(prefix="fieldsync-interop-")
+    server = None
+    try:
+        data = os.path.join(work, "d")
+        subprocess.run([os.path.join(BUILD, "tools/fieldsync"), "init", "--data-dir", data],
+                       check=True, stdout=subprocess.DEVNULL)
+        server = subprocess.Popen([os.path.join(BUILD, "server/fieldsyncd"), "--data-dir", data,
+                                   "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                                  stderr=open(os.path.join(work, "server.log"), "w"), text=True)
+        line = server.stdout.readline()
+        check("fieldsyncd starts", "serving deployment" in line, line)
+        address = line.strip().rsplit(" ", 1)[-1]
+        ca = open(os.path.join(data, "tls/ca.crt"), "rb").read()
+        admin_creds = grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=open(os.path.join(data, "admin/admin.key"), "rb").read(),
+            certificate_chain=open(os.path.join(data, "admin/admin.crt"), "rb").read())
+        admin = admin_pb2_grpc.AdminServiceStub(grpc.secure_channel(address, admin_creds))
+
+        def code():
+            return admin.CreateEnrolmentCode(admin_pb2.CreateEnrolmentCodeRequest(
+                officer_id="officer1", region="northern"), timeout=20).code
+
+        # --- enrolment ---
+        a, b = fd.Device(address, ca), fd.Device(address, ca)
+        code_a = code()
+        ra = a.enroll(code_a)
+        check("enrol device A", uuid.UUID(ra.device_id) is not None and
+              len(ra.sealing_keys[0].public_key) == 32 and len(ra.audit_public_key) == 32)
+        b.enroll(code())
+        check("enrol device B", b.device_id != a.device_id)
+        try:
+            fd.Device(address, ca).enroll(code_a)
+            check("reused code refused", False, "accepted")
+        except grpc.RpcError as e:
+            d = fd.error_detail(e)
+            check("reused code refused with ENROLMENT_CODE_INVALID",
+                  e.code() == grpc.StatusCode.INVALID_ARGUMENT and d is not None and
+                  d.reason == sync_pb2.SYNC_ERROR_REASON_ENROLMENT_CODE_INVALID, e)
+
+        # --- push: a new case, then concurrent edits of one field ---
+        case_id = str(uuid.uuid4())
+        r = a.push(a.seal_batch([a.change(case_id, case_id, "case_registration",
+                                          new_case_fields())]))
+        check("A's new case applied", r.results[0].outcome == records_pb2.CHANGE_OUTCOME_APPLIED,
+              r)
+        chunks = b.pull(0)
+        check("B pulls A's case", any(c.case_id == case_id for ch in chunks for c in ch.changes))
+        edit_a = a.seal_batch([a.change(case_id, case_id, "case_registration",
+                                        {"given_name": text("Aminata")})])
+        edit_b = b.seal_batch([b.change(case_id, case_id, "case_registration",
+                                        {"given_name": text("Amina K.")})])
+        ra2 = a.push(edit_a)
+        rb2 = b.push(edit_b)
+        check("A's edit applied", ra2.results[0].outcome == records_pb2.CHANGE_OUTCOME_APPLIED)
+        check("B's concurrent edit conflicts (later HLC wins)",
+              rb2.results[0].outcome == records_pb2.CHANGE_OUTCOME_CONFLICT, rb2.results[0])
+
+        # --- retry: the same batch again gets the stored answer ---
+        again = b.push(edit_b)
+        check("retried batch gets the stored answer",
+              again.is_retry_answer and list(again.results) == list(rb2.results))
+
+        # --- errors with machine-readable reasons ---
+        try:
+            a.push(a.seal_batch([a.change(case_id, case_id, "case_registration",
+                                          {"given_name": text("x")})], sequence=9))
+            check("sequence gap refused", False, "accepted")
+        except grpc.RpcError as e:
+            d = fd.error_detail(e)
+            check("sequence gap: OUT_OF_RANGE, resend from expected_sequence",
+                  e.code() == grpc.StatusCode.OUT_OF_RANGE and d is not None and
+                  d.reason == sync_pb2.SYNC_ERROR_REASON_SEQUENCE_GAP and
+                  d.expected_sequence == a.next_sequence, e)
+        bad = a.seal_batch([a.change(case_id, case_id, "case_registration",
+                                     {"given_name": text("y")})])
+        a.next_sequence -= 1  # never accepted: reuse the number
+        bad.signature = bytes([bad.signature[0] ^ 1]) + bad.signature[1:]
+        try:
+            a.push(bad)
+            check("bad signature refused", False, "accepted")
+        except grpc.RpcError as e:
+            d = fd.error_detail(e)
+            check("bad signature: UNAUTHENTICATED BAD_SIGNATURE",
+                  e.code() == grpc.StatusCode.UNAUTHENTICATED and d is not None and
+                  d.reason == sync_pb2.SYNC_ERROR_REASON_BAD_SIGNATURE, e)
+        unknown = a.change(case_id, case_id, "no_such_type", {"x": text("y")})
+        r = a.push(a.seal_batch([unknown]))
+        check("unknown record type rejected per change",
+              r.results[0].outcome == records_pb2.CHANGE_OUTCOME_REJECTED and
+              r.results[0].reject_reason == records_pb2.REJECT_REASON_UNKNOWN_RECORD_TYPE)
+
+        # --- more cases, then an interrupted pull resumed from its cursor ---
+        more = [a.change(c, c, "case_registration", new_case_fields())
+                for c in (str(uuid.uuid4()) for _ in range(4))]
+        a.push(a.seal_batch(more))
+        full = [c.change_id for ch in b.pull(0) for c in ch.changes]
+        part = b.pull(0, max_chunks=2, per_chunk=1)
+        resumed = b.pull(part[-1].next_cursor, per_chunk=1)
+        got = [c.change_id for ch in part + resumed for c in ch.changes]
+        check("interrupted pull resumes without gaps or duplicates", got == full,
+              (len(got), len(full)))
+        check("resumed pull ends caught up", resumed[-1].caught_up)
+        outcomes = {c.change_id: c.outcome for ch in b.pull(0) for c in ch.changes}
+        check("pulled outcomes include the conflict",
+              records_pb2.CHANGE_OUTCOME_CONFLICT in outcomes.values())
+        check("pulled changes carry the field values",
+              any(f.value.string_value == "Amina K." for ch in b.pull(0) for c in ch.changes
+                  for f in c.fields))
+
+        # --- revocation stops a device at once ---
+        admin.RevokePrincipal(admin_pb2.RevokePrincipalRequest(
+            kind=admin_pb2.PRINCIPAL_KIND_DEVICE, id=b.device_id), timeout=20)
+        try:
+            b.pull(0)
+            check("revoked device refused", False, "accepted")
+        except grpc.RpcError as e:
+            d = fd.error_detail(e)
+            check("revoked device: UNAUTHENTICATED DEVICE_REVOKED",
+                  e.code() == grpc.StatusCode.UNAUTHENTICATED and d is not None and
+                  d.reason == sync_pb2.SYNC_ERROR_REASON_DEVICE_REVOKED, e)
+    except Exception:  # noqa: BLE001 - report, count, and still print the summary
+        traceback.print_exc()
+        check("no unexpected exception", False)
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

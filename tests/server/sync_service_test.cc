@@ -1,0 +1,655 @@
+// SyncService and CaseService through a real fieldsyncd (FieldsyncServer) on
+// an ephemeral loopback port over real mutual TLS, with a device written in
+// C++ from docs/PROTOCOL.md: enrolment, sealed and signed pushes, sealed
+// pulls, every refusal with its machine-readable reason, and the
+// supervisor's conflict review.
+#include <grpcpp/grpcpp.h>
+#include <zstd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "admin/deployment.h"
+#include "common/file_io.h"
+#include "common/uuid.h"
+#include "crypto/bytes.h"
+#include "crypto/canonical.h"
+#include "crypto/ed25519.h"
+#include "crypto/hpke.h"
+#include "crypto/x25519.h"
+#include "crypto/x509.h"
+#include "fieldsync/v1/admin.grpc.pb.h"
+#include "fieldsync/v1/rpc_status.pb.h"
+#include "fieldsync/v1/sync.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/config.h"
+#include "server/sealed_batch.h"
+#include "server/server.h"
+#include "tests/testing/seeded_random.h"
+#include "tests/testing/simulated_clock.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace fieldsync::server {
+namespace {
+
+using ::fieldsync::testing::IsOk;
+using ::testing::HasSubstr;
+using crypto::AsBytes;
+
+struct Credentials {
+  std::string certificate_pem;
+  std::string private_key_pem;
+};
+
+// A tablet: its TLS credentials, its signing and receiving keys, and the
+// state a device keeps (next sequence, server keys).
+struct Device {
+  std::string id;
+  Credentials tls;
+  crypto::Ed25519KeyPair signing;
+  crypto::X25519KeyPair receiving;
+  v1::EnrollResponse enrolment;
+  uint64_t next_sequence = 1;
+};
+
+// Reason and detail of a refused call (PROTOCOL.md §8).
+v1::SyncErrorDetail DetailOf(const grpc::Status& s) {
+  v1::RpcStatus rich;
+  v1::SyncErrorDetail detail;
+  if (rich.ParseFromString(s.error_details()) && rich.details_size() == 1) {
+    rich.details(0).UnpackTo(&detail);
+  }
+  return detail;
+}
+
+std::string Id(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012x", n); }
+
+v1::FieldValue Enum(std::string_view s) {
+  v1::FieldValue v;
+  v.set_enum_value(std::string(s));
+  return v;
+}
+v1::FieldValue Str(std::string_view s) {
+  v1::FieldValue v;
+  v.set_string_value(std::string(s));
+  return v;
+}
+
+class SyncServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    admin::InitOptions init;
+    init.data_dir = dir_.Sub("deployment");
+    init.clock = &clock_;
+    init.random = &random_;
+    ASSERT_THAT(admin::InitDeployment(init), IsOk());
+    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
+    admin_.certificate_pem = *ReadFile(paths_->admin_cert);
+    admin_.private_key_pem = *ReadFile(paths_->admin_key);
+    ca_pem_ = *ReadFile(paths_->ca_cert);
+  }
+
+  void StartServer(uint32_t max_changes = 0, uint64_t max_bytes = 0) {
+    ServerOptions options;
+    options.data_dir = paths_->root;
+    options.config.set_listen("127.0.0.1:0");
+    options.config.set_drain_timeout_seconds(2);
+    options.config.mutable_sync()->set_max_batch_changes(max_changes);
+    options.config.mutable_sync()->set_max_batch_bytes(max_bytes);
+    ApplyDefaults(options.data_dir, &options.config);
+    options.clock = &clock_;
+    options.random = &random_;
+    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
+    ASSERT_THAT(s, IsOk());
+    server_ = *std::move(s);
+  }
+
+  std::shared_ptr<grpc::Channel> Channel(const Credentials* client) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ca_pem_;
+    if (client != nullptr) {
+      ssl.pem_cert_chain = client->certificate_pem;
+      ssl.pem_private_key = client->private_key_pem;
+    }
+    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
+  }
+
+  static void SetDeadline(grpc::ClientContext* c) {
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  }
+
+  std::string EnrolmentCode(const std::string& officer = "officer1",
+                            const std::string& region = "northern") {
+    v1::CreateEnrolmentCodeRequest request;
+    request.set_officer_id(officer);
+    request.set_region(region);
+    v1::CreateEnrolmentCodeResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s =
+        v1::AdminService::NewStub(Channel(&admin_))->CreateEnrolmentCode(&context, request,
+                                                                         &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.code();
+  }
+
+  // Enrols a new tablet with `code` over server-authenticated TLS.
+  grpc::Status Enroll(const std::string& code, Device* device) {
+    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+    EXPECT_THAT(key, IsOk());
+    absl::StatusOr<std::string> csr = crypto::CreateCsr(key->private_key_pem,
+                                                        "fieldsync://device/new");
+    EXPECT_THAT(csr, IsOk());
+    device->signing = crypto::GenerateEd25519(random_);
+    device->receiving = crypto::GenerateX25519(random_);
+    v1::EnrollRequest request;
+    request.set_enrolment_code(code);
+    request.set_csr_pem(*csr);
+    request.set_signing_public_key(crypto::ToString(device->signing.public_key));
+    request.set_receiving_public_key(crypto::ToString(device->receiving.public_key));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = v1::SyncService::NewStub(Channel(nullptr))
+                         ->Enroll(&context, request, &device->enrolment);
+    if (s.ok()) {
+      device->id = device->enrolment.device_id();
+      device->tls = {device->enrolment.certificate_pem(), key->private_key_pem};
+    }
+    return s;
+  }
+
+  Device NewDevice(const std::string& officer = "officer1") {
+    Device d;
+    grpc::Status s = Enroll(EnrolmentCode(officer), &d);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return d;
+  }
+
+  // A sealed, signed batch of `changes` (PROTOCOL.md §5).
+  v1::SealedBatch Seal(const Device& d, const std::vector<v1::RecordChange>& changes,
+                       uint64_t sequence, const std::string& batch_id,
+                       bool compress = false) {
+    v1::BatchPayload payload;
+    for (const auto& c : changes) *payload.add_changes() = c;
+    v1::SealedBatch sealed;
+    v1::BatchHeader* h = sealed.mutable_header();
+    h->set_device_id(d.id);
+    h->set_batch_id(batch_id);
+    h->set_sequence(sequence);
+    h->set_sealing_key_id(d.enrolment.sealing_keys(0).key_id());
+    std::string plain = payload.SerializeAsString();
+    if (compress) {
+      std::string frame(ZSTD_compressBound(plain.size()), '\0');
+      size_t n = ZSTD_compress(frame.data(), frame.size(), plain.data(), plain.size(), 3);
+      frame.resize(n);
+      plain = frame;
+      sealed.set_compression(v1::PAYLOAD_COMPRESSION_ZSTD);
+    }
+    crypto::BatchHeader header = *ParseBatchHeader(*h);
+    std::string aad = crypto::EncodeBatchHeader(header);
+    absl::StatusOr<crypto::HpkeCiphertext> ct =
+        crypto::HpkeSeal(AsBytes(d.enrolment.sealing_keys(0).public_key()),
+                         AsBytes(kBatchSealInfo), AsBytes(aad), AsBytes(plain), random_);
+    EXPECT_THAT(ct, IsOk());
+    sealed.set_enc(ct->enc);
+    sealed.set_ciphertext(ct->ciphertext);
+    Resign(d, &sealed);
+    return sealed;
+  }
+
+  void Resign(const Device& d, v1::SealedBatch* sealed) {
+    crypto::BatchHeader header = *ParseBatchHeader(sealed->header());
+    std::string message = EncodeBatchSignedMessage(
+        header, sealed->compression(), SealedPayloadDigest(sealed->enc(), sealed->ciphertext()));
+    absl::StatusOr<crypto::Ed25519Signature> sig =
+        crypto::Ed25519Sign(d.signing.seed, AsBytes(message));
+    EXPECT_THAT(sig, IsOk());
+    sealed->set_signature(crypto::ToString(*sig));
+  }
+
+  grpc::Status Push(const Device& d, const v1::SealedBatch& batch, v1::PushResponse* response) {
+    v1::PushRequest request;
+    *request.mutable_batch() = batch;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return v1::SyncService::NewStub(Channel(&d.tls))->Push(&context, request, response);
+  }
+
+  // Pulls from `cursor`, reading at most `max_chunks` chunks, opening each.
+  grpc::Status Pull(const Device& d, uint64_t cursor, std::vector<v1::PulledChanges>* out,
+                    int max_chunks = 1000, uint32_t per_chunk = 0) {
+    v1::PullRequest request;
+    request.set_cursor(cursor);
+    request.set_max_changes_per_chunk(per_chunk);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    auto reader = v1::SyncService::NewStub(Channel(&d.tls))->Pull(&context, request);
+    v1::PullChunk chunk;
+    int n = 0;
+    Uuid device_uuid = *ParseUuid(d.id);
+    while (n < max_chunks && reader->Read(&chunk)) {
+      ++n;
+      std::string aad = EncodePullChunkHeader(device_uuid, chunk.cursor(), chunk.next_cursor(),
+                                              chunk.caught_up());
+      absl::StatusOr<std::string> plain =
+          crypto::HpkeOpen(d.receiving.private_key, AsBytes(chunk.enc()), AsBytes(kPullSealInfo),
+                           AsBytes(aad), AsBytes(chunk.ciphertext()));
+      EXPECT_THAT(plain, IsOk());
+      v1::PulledChanges changes;
+      EXPECT_TRUE(changes.ParseFromString(*plain));
+      EXPECT_EQ(changes.next_cursor(), chunk.next_cursor());
+      out->push_back(std::move(changes));
+    }
+    if (n == max_chunks) {
+      context.TryCancel();
+      reader->Finish().ok();
+      return grpc::Status::OK;
+    }
+    return reader->Finish();
+  }
+
+  v1::RecordChange NewCase(const std::string& change_id, const std::string& case_id) {
+    v1::RecordChange c;
+    c.set_change_id(change_id);
+    c.set_case_id(case_id);
+    c.set_record_id(case_id);
+    c.set_record_type("case_registration");
+    c.set_kind(v1::CHANGE_KIND_UPSERT);
+    c.mutable_hlc()->set_wall_micros(absl::ToUnixMicros(clock_.Now()));
+    auto add = [&](const char* f, v1::FieldValue v) {
+      v1::FieldWrite* w = c.add_fields();
+      w->set_field(f);
+      *w->mutable_value() = std::move(v);
+    };
+    add("given_name", Str("Amina"));
+    add("sex", Enum("female"));
+    add("age_band", Enum("10_14"));
+    add("region", Enum("northern"));
+    v1::FieldValue date;
+    date.mutable_date_value()->set_year(2026);
+    date.mutable_date_value()->set_month(11);
+    date.mutable_date_value()->set_day(2);
+    add("registration_date", date);
+    return c;
+  }
+
+  v1::RecordChange SetName(const std::string& change_id, const std::string& case_id,
+                           const std::string& name, uint64_t base, int64_t hlc_offset_us) {
+    v1::RecordChange c;
+    c.set_change_id(change_id);
+    c.set_case_id(case_id);
+    c.set_record_id(case_id);
+    c.set_record_type("case_registration");
+    c.set_kind(v1::CHANGE_KIND_UPSERT);
+    c.mutable_hlc()->set_wall_micros(absl::ToUnixMicros(clock_.Now()) + hlc_offset_us);
+    v1::FieldWrite* w = c.add_fields();
+    w->set_field("given_name");
+    *w->mutable_value() = Str(name);
+    w->set_base_version(base);
+    return c;
+  }
+
+  uint64_t NameVersion(const v1::ChangeResult& r) {
+    for (const auto& f : r.fields()) {
+      if (f.field() == "given_name") return f.version();
+    }
+    return 0;
+  }
+
+  fieldsync::testing::ScopedTempDir dir_;
+  fieldsync::testing::SimulatedClock clock_{absl::Now()};
+  fieldsync::testing::SeededRandom random_{20261204};
+  std::unique_ptr<admin::DeploymentPaths> paths_;
+  Credentials admin_;
+  std::string ca_pem_;
+  std::unique_ptr<FieldsyncServer> server_;
+};
+
+TEST_F(SyncServiceTest, EnrolReturnsCertificateKeysAndBinding) {
+  StartServer();
+  Device d;
+  grpc::Status s = Enroll(EnrolmentCode("officer7", "eastern"), &d);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(ParseUuid(d.id), IsOk());
+  absl::StatusOr<crypto::CertificateSummary> cert =
+      crypto::ParseCertificate(d.enrolment.certificate_pem());
+  ASSERT_THAT(cert, IsOk());
+  EXPECT_THAT(cert->uris, ::testing::ElementsAre("fieldsync://device/" + d.id));
+  ASSERT_EQ(d.enrolment.sealing_keys_size(), 1);
+  EXPECT_EQ(d.enrolment.sealing_keys(0).public_key().size(), 32u);
+  EXPECT_EQ(d.enrolment.audit_public_key().size(), 32u);
+  EXPECT_FALSE(d.enrolment.audit_origin().empty());
+  EXPECT_EQ(d.enrolment.officer_id(), "officer7");
+  EXPECT_EQ(d.enrolment.region(), "eastern");
+  EXPECT_EQ(d.enrolment.next_sequence(), 1u);
+}
+
+TEST_F(SyncServiceTest, ReusedEnrolmentCodeIsRefused) {
+  StartServer();
+  std::string code = EnrolmentCode();
+  Device first, second;
+  ASSERT_TRUE(Enroll(code, &first).ok());
+  grpc::Status s = Enroll(code, &second);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_ENROLMENT_CODE_INVALID);
+  EXPECT_THAT(s.error_message(), HasSubstr("already used"));
+}
+
+TEST_F(SyncServiceTest, ExpiredEnrolmentCodeIsRefused) {
+  StartServer();
+  std::string code = EnrolmentCode();
+  clock_.Advance(absl::Hours(25));
+  Device d;
+  grpc::Status s = Enroll(code, &d);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_ENROLMENT_CODE_INVALID);
+  EXPECT_THAT(s.error_message(), HasSubstr("expired"));
+}
+
+TEST_F(SyncServiceTest, UnknownEnrolmentCodeIsRefused) {
+  StartServer();
+  Device d;
+  grpc::Status s = Enroll("0000-0000-0000-0000-0000", &d);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_ENROLMENT_CODE_INVALID);
+}
+
+TEST_F(SyncServiceTest, PushWithoutClientCertificateIsUnauthenticated) {
+  StartServer();
+  Device d = NewDevice();
+  v1::PushRequest request;
+  *request.mutable_batch() = Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3));
+  v1::PushResponse response;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  grpc::Status s = v1::SyncService::NewStub(Channel(nullptr))->Push(&context, request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(SyncServiceTest, PushAppliesAndRetryGetsTheStoredAnswer) {
+  StartServer();
+  Device d = NewDevice();
+  v1::SealedBatch batch = Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3));
+  v1::PushResponse first, again;
+  grpc::Status s = Push(d, batch, &first);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(first.results_size(), 1);
+  EXPECT_EQ(first.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(first.next_sequence(), 2u);
+  EXPECT_FALSE(first.is_retry_answer());
+
+  ASSERT_TRUE(Push(d, batch, &again).ok());
+  EXPECT_TRUE(again.is_retry_answer());
+  EXPECT_EQ(again.results(0).SerializeAsString(), first.results(0).SerializeAsString());
+}
+
+TEST_F(SyncServiceTest, CompressedBatchIsOpened) {
+  StartServer();
+  Device d = NewDevice();
+  v1::PushResponse response;
+  grpc::Status s = Push(d, Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3), /*compress=*/true),
+                        &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+}
+
+TEST_F(SyncServiceTest, InvalidChangesAreRejectedWithReasonsAndTheRestApplies) {
+  StartServer();
+  Device d = NewDevice();
+  v1::RecordChange unknown_type = NewCase(Id(10), Id(11));
+  unknown_type.set_record_type("no_such_type");
+  v1::RecordChange wrong_type = NewCase(Id(12), Id(13));
+  *wrong_type.mutable_fields(0)->mutable_value() = Enum("not-a-string");
+  v1::PushResponse response;
+  ASSERT_TRUE(Push(d, Seal(d, {unknown_type, wrong_type, NewCase(Id(1), Id(2))}, 1, Id(3)),
+                   &response)
+                  .ok());
+  ASSERT_EQ(response.results_size(), 3);
+  EXPECT_EQ(response.results(0).reject_reason(), v1::REJECT_REASON_UNKNOWN_RECORD_TYPE);
+  EXPECT_EQ(response.results(1).reject_reason(), v1::REJECT_REASON_WRONG_VALUE_TYPE);
+  EXPECT_EQ(response.results(2).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+}
+
+TEST_F(SyncServiceTest, BadSignatureIsUnauthenticated) {
+  StartServer();
+  Device d = NewDevice();
+  v1::SealedBatch batch = Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3));
+  batch.mutable_signature()->at(5) ^= 1;
+  v1::PushResponse response;
+  grpc::Status s = Push(d, batch, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_BAD_SIGNATURE);
+}
+
+TEST_F(SyncServiceTest, UnknownSealingKeyIsRefused) {
+  StartServer();
+  Device d = NewDevice();
+  v1::SealedBatch batch = Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3));
+  batch.mutable_header()->set_sealing_key_id(977);
+  Resign(d, &batch);
+  v1::PushResponse response;
+  grpc::Status s = Push(d, batch, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_UNKNOWN_SEALING_KEY);
+  EXPECT_EQ(DetailOf(s).sealing_key_id(), 977u);
+}
+
+TEST_F(SyncServiceTest, TamperedCiphertextDoesNotOpen) {
+  StartServer();
+  Device d = NewDevice();
+  v1::SealedBatch batch = Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3));
+  batch.mutable_ciphertext()->at(0) ^= 1;
+  Resign(d, &batch);  // signed by the device, but the seal is broken
+  v1::PushResponse response;
+  grpc::Status s = Push(d, batch, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_SEAL_DOES_NOT_OPEN);
+}
+
+TEST_F(SyncServiceTest, MissingHeaderIsMalformed) {
+  StartServer();
+  Device d = NewDevice();
+  v1::SealedBatch batch = Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3));
+  batch.clear_header();
+  v1::PushResponse response;
+  grpc::Status s = Push(d, batch, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_MALFORMED);
+}
+
+TEST_F(SyncServiceTest, BatchOfAnotherDeviceIsRefused) {
+  StartServer();
+  Device d = NewDevice();
+  Device other = NewDevice();
+  v1::PushResponse response;
+  grpc::Status s = Push(other, Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3)), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_MALFORMED);
+}
+
+TEST_F(SyncServiceTest, SequenceGapNamesTheExpectedSequence) {
+  StartServer();
+  Device d = NewDevice();
+  v1::PushResponse response;
+  grpc::Status s = Push(d, Seal(d, {NewCase(Id(1), Id(2))}, 3, Id(3)), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_SEQUENCE_GAP);
+  EXPECT_EQ(DetailOf(s).expected_sequence(), 1u);
+}
+
+TEST_F(SyncServiceTest, ReplayBelowTheSequenceIsRefused) {
+  StartServer();
+  Device d = NewDevice();
+  v1::PushResponse response;
+  ASSERT_TRUE(Push(d, Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3)), &response).ok());
+  grpc::Status s = Push(d, Seal(d, {NewCase(Id(4), Id(5))}, 1, Id(6)), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_SEQUENCE_REPLAY);
+  EXPECT_EQ(DetailOf(s).expected_sequence(), 2u);
+}
+
+TEST_F(SyncServiceTest, ReusedBatchIdWithOtherContentIsRefused) {
+  StartServer();
+  Device d = NewDevice();
+  v1::PushResponse response;
+  ASSERT_TRUE(Push(d, Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3)), &response).ok());
+  grpc::Status s = Push(d, Seal(d, {NewCase(Id(4), Id(5))}, 1, Id(3)), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_BATCH_ID_REUSED);
+}
+
+TEST_F(SyncServiceTest, TooManyChangesIsRefused) {
+  StartServer(/*max_changes=*/2);
+  Device d = NewDevice();
+  v1::PushResponse response;
+  grpc::Status s = Push(
+      d, Seal(d, {NewCase(Id(1), Id(2)), NewCase(Id(4), Id(5)), NewCase(Id(6), Id(7))}, 1, Id(3)),
+      &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_BATCH_TOO_LARGE);
+  EXPECT_EQ(DetailOf(s).max_changes(), 2u);
+}
+
+TEST_F(SyncServiceTest, TooManyBytesIsRefused) {
+  StartServer(/*max_changes=*/0, /*max_bytes=*/2000);
+  Device d = NewDevice();
+  v1::RecordChange big = NewCase(Id(1), Id(2));
+  *big.mutable_fields(0)->mutable_value() = Str(std::string(3000, 'a'));
+  v1::PushResponse response;
+  grpc::Status s = Push(d, Seal(d, {big}, 1, Id(3)), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_BATCH_TOO_LARGE);
+  EXPECT_EQ(DetailOf(s).max_bytes(), 2000u);
+}
+
+TEST_F(SyncServiceTest, RevokedDeviceIsStoppedAtOnce) {
+  StartServer();
+  Device d = NewDevice();
+  v1::PushResponse response;
+  ASSERT_TRUE(Push(d, Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3)), &response).ok());
+  v1::RevokePrincipalRequest revoke;
+  revoke.set_kind(v1::PRINCIPAL_KIND_DEVICE);
+  revoke.set_id(d.id);
+  v1::RevokePrincipalResponse revoked;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  ASSERT_TRUE(
+      v1::AdminService::NewStub(Channel(&admin_))->RevokePrincipal(&context, revoke, &revoked).ok());
+
+  grpc::Status s = Push(d, Seal(d, {NewCase(Id(4), Id(5))}, 2, Id(6)), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_DEVICE_REVOKED);
+  std::vector<v1::PulledChanges> chunks;
+  EXPECT_EQ(Pull(d, 0, &chunks).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(SyncServiceTest, PullReturnsSealedChangesAndResumesWithoutGapsOrDuplicates) {
+  StartServer();
+  Device a = NewDevice();
+  Device b = NewDevice();  // same officer: same cases
+  std::vector<v1::RecordChange> changes;
+  for (int i = 0; i < 5; ++i) changes.push_back(NewCase(Id(100 + i), Id(200 + i)));
+  v1::PushResponse response;
+  ASSERT_TRUE(Push(a, Seal(a, changes, 1, Id(3)), &response).ok());
+
+  std::vector<v1::PulledChanges> first;
+  ASSERT_TRUE(Pull(b, 0, &first, /*max_chunks=*/2, /*per_chunk=*/2).ok());
+  ASSERT_EQ(first.size(), 2u);
+  std::vector<v1::PulledChanges> rest;
+  ASSERT_TRUE(Pull(b, first.back().next_cursor(), &rest, 1000, 2).ok());
+  ASSERT_FALSE(rest.empty());
+  EXPECT_TRUE(rest.back().caught_up());
+  std::vector<std::string> seen;
+  for (const auto* part : {&first, &rest}) {
+    for (const auto& chunk : *part) {
+      for (const auto& c : chunk.changes()) seen.push_back(c.change_id());
+    }
+  }
+  std::vector<std::string> expected;
+  for (int i = 0; i < 5; ++i) expected.push_back(Id(100 + i));
+  EXPECT_EQ(seen, expected);
+}
+
+TEST_F(SyncServiceTest, ConcurrentEditsConflictAndSupervisorResolves) {
+  StartServer();
+  Device a = NewDevice();
+  Device b = NewDevice();
+  v1::PushResponse created, ra, rb;
+  ASSERT_TRUE(Push(a, Seal(a, {NewCase(Id(1), Id(2))}, 1, Id(3)), &created).ok());
+  uint64_t base = NameVersion(created.results(0));
+  ASSERT_GT(base, 0u);
+  ASSERT_TRUE(Push(a, Seal(a, {SetName(Id(4), Id(2), "Aminata", base, 10)}, 2, Id(5)), &ra).ok());
+  ASSERT_TRUE(Push(b, Seal(b, {SetName(Id(6), Id(2), "Amina K.", base, 20)}, 1, Id(7)), &rb).ok());
+  EXPECT_EQ(ra.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(rb.results(0).outcome(), v1::CHANGE_OUTCOME_CONFLICT);  // later HLC wins
+
+  // A supervisor of the region reviews it.
+  absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+  v1::AddStaffRequest add;
+  add.set_id("sup1");
+  add.set_role(v1::ROLE_SUPERVISOR);
+  add.add_regions("northern");
+  add.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/sup1"));
+  v1::AddStaffResponse added;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    ASSERT_TRUE(v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, add, &added).ok());
+  }
+  Credentials sup{added.certificate_pem(), key->private_key_pem};
+  auto cases = v1::CaseService::NewStub(Channel(&sup));
+  v1::ListConflictsRequest list;
+  list.set_region("northern");
+  v1::ListConflictsResponse conflicts;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = cases->ListConflicts(&context, list, &conflicts);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  ASSERT_EQ(conflicts.conflicts_size(), 1);
+  const v1::Conflict& c = conflicts.conflicts(0);
+  EXPECT_EQ(c.field(), "given_name");
+  EXPECT_EQ(c.current_value().string_value(), "Amina K.");
+  EXPECT_EQ(c.losing_value().string_value(), "Aminata");
+
+  v1::ResolveConflictRequest resolve;
+  *resolve.mutable_id() = c.id();
+  resolve.set_take_losing(true);
+  resolve.set_base_version(c.current_version());
+  v1::ResolveConflictResponse resolved;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = cases->ResolveConflict(&context, resolve, &resolved);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_GT(resolved.result().log_position(), 0u);
+
+  // Another region's conflicts are out of scope.
+  list.set_region("eastern");
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  grpc::Status s = cases->ListConflicts(&context, list, &conflicts);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_OUT_OF_SCOPE);
+}
+
+TEST_F(SyncServiceTest, DeviceMayNotCallCaseService) {
+  StartServer();
+  Device d = NewDevice();
+  v1::ListConflictsRequest list;
+  list.set_region("northern");
+  v1::ListConflictsResponse response;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  grpc::Status s =
+      v1::CaseService::NewStub(Channel(&d.tls))->ListConflicts(&context, list, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+}  // namespace
+}  // namespace fieldsync::server
