@@ -18,6 +18,7 @@
 #include "admin/principals.h"
 #include "common/clock.h"
 #include "common/file_io.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "crypto/system_random.h"
 #include "crypto/x509.h"
@@ -393,6 +394,9 @@ Result Run(const Args& args) {
 }  // namespace fieldsync::tools
 
 int main(int argc, char** argv) {
+  // The tool prints its own results; library events (storage opened, ...)
+  // are noise to a person at a terminal unless something goes wrong.
+  fieldsync::log::Configure(fieldsync::log::Level::kWarn, fieldsync::log::Format::kKeyValue);
   absl::StatusOr<fieldsync::tools::Args> args =
       fieldsync::tools::ParseArgs(argc, argv, {"--device", "--include-revoked", "--json"});
   if (!args.ok()) {
