@@ -3,6 +3,7 @@
 #include <zstd.h>
 
 #include "absl/strings/str_format.h"
+#include "audit/events.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
@@ -27,11 +28,10 @@ absl::Status TooLarge(const BatchLimits& limits, std::string_view batch_id, std:
   detail.set_max_changes(limits.max_changes);
   detail.set_max_bytes(limits.max_bytes);
   detail.set_batch_id(std::string(batch_id));
-  return sync::SyncError(
-      absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_BATCH_TOO_LARGE,
-      absl::StrFormat("batch %s is too large (%s): split it and resend", std::string(batch_id),
-                      std::string(why)),
-      detail);
+  return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_BATCH_TOO_LARGE,
+                         absl::StrFormat("batch %s is too large (%s): split it and resend",
+                                         std::string(batch_id), std::string(why)),
+                         detail);
 }
 
 // The zstd frame's content, refusing frames that do not declare their size
@@ -55,21 +55,14 @@ absl::StatusOr<std::string> Decompress(std::string_view frame, size_t max_size, 
 }  // namespace
 
 crypto::Sha256Digest SealedPayloadDigest(std::string_view enc, std::string_view ciphertext) {
-  crypto::Sha256Hasher h;
-  h.Update(AsBytes(enc));
-  h.Update(AsBytes(ciphertext));
-  return h.Finish();
+  return audit::SealedPayloadDigest(enc, ciphertext);
 }
 
 std::string EncodeBatchSignedMessage(const crypto::BatchHeader& header,
                                      v1::PayloadCompression compression,
                                      const crypto::Sha256Digest& payload_digest) {
-  std::string encoded_header = crypto::EncodeBatchHeader(header);
-  return crypto::CanonicalWriter(kBatchSignatureDomain)
-      .Fixed(AsBytes(encoded_header))
-      .U8(static_cast<uint8_t>(compression))
-      .Fixed(payload_digest)
-      .Finish();
+  return audit::BatchSignedMessage(crypto::EncodeBatchHeader(header),
+                                   static_cast<uint8_t>(compression), payload_digest);
 }
 
 absl::StatusOr<crypto::BatchHeader> ParseBatchHeader(const v1::BatchHeader& header) {
@@ -110,8 +103,8 @@ absl::StatusOr<OpenedBatch> OpenSealedBatch(const v1::SealedBatch& sealed, size_
 
   crypto::Sha256Digest digest = SealedPayloadDigest(sealed.enc(), sealed.ciphertext());
   std::string signed_message = EncodeBatchSignedMessage(out.header, sealed.compression(), digest);
-  absl::Status verified = crypto::Ed25519Verify(AsBytes(keys.signing_public_key),
-                                                AsBytes(signed_message), AsBytes(sealed.signature()));
+  absl::Status verified = crypto::Ed25519Verify(
+      AsBytes(keys.signing_public_key), AsBytes(signed_message), AsBytes(sealed.signature()));
   if (!verified.ok()) {
     v1::SyncErrorDetail detail;
     detail.set_batch_id(batch_id);
@@ -124,11 +117,11 @@ absl::StatusOr<OpenedBatch> OpenSealedBatch(const v1::SealedBatch& sealed, size_
     v1::SyncErrorDetail detail;
     detail.set_batch_id(batch_id);
     detail.set_sealing_key_id(out.header.sealing_key_id);
-    return sync::SyncError(
-        absl::StatusCode::kFailedPrecondition, v1::SYNC_ERROR_REASON_UNKNOWN_SEALING_KEY,
-        absl::StrFormat("sealing key %d is unknown or retired: reseal to key %d",
-                        out.header.sealing_key_id, keys.sealing_key_id),
-        detail);
+    return sync::SyncError(absl::StatusCode::kFailedPrecondition,
+                           v1::SYNC_ERROR_REASON_UNKNOWN_SEALING_KEY,
+                           absl::StrFormat("sealing key %d is unknown or retired: reseal to key %d",
+                                           out.header.sealing_key_id, keys.sealing_key_id),
+                           detail);
   }
 
   std::string aad = crypto::EncodeBatchHeader(out.header);
@@ -138,10 +131,9 @@ absl::StatusOr<OpenedBatch> OpenSealedBatch(const v1::SealedBatch& sealed, size_
   auto does_not_open = [&](std::string_view why) {
     v1::SyncErrorDetail detail;
     detail.set_batch_id(batch_id);
-    return sync::SyncError(absl::StatusCode::kInvalidArgument,
-                           v1::SYNC_ERROR_REASON_SEAL_DOES_NOT_OPEN,
-                           absl::StrFormat("batch %s: %s: reseal it", batch_id, std::string(why)),
-                           detail);
+    return sync::SyncError(
+        absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_SEAL_DOES_NOT_OPEN,
+        absl::StrFormat("batch %s: %s: reseal it", batch_id, std::string(why)), detail);
   };
   if (!opened.ok()) return does_not_open("the HPKE seal does not open");
   const size_t max_payload = static_cast<size_t>(limits.max_bytes) * 4;
@@ -175,9 +167,8 @@ std::string EncodePullChunkHeader(const Uuid& device_id, uint64_t cursor, uint64
       .Finish();
 }
 
-absl::StatusOr<v1::PullChunk> SealPullChunk(const v1::PulledChanges& changes,
-                                            const Uuid& device_id, uint64_t cursor,
-                                            std::string_view receiving_public_key,
+absl::StatusOr<v1::PullChunk> SealPullChunk(const v1::PulledChanges& changes, const Uuid& device_id,
+                                            uint64_t cursor, std::string_view receiving_public_key,
                                             Random& random) {
   std::string plain;
   {

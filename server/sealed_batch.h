@@ -22,19 +22,18 @@
 namespace fieldsync::server {
 
 // Domain and HPKE info strings. Persisted: devices in the field use them.
-inline constexpr std::string_view kBatchSignatureDomain = "fieldsync/batch-signature/v1";
 inline constexpr std::string_view kBatchSealInfo = "fieldsync/batch-seal/v1";
 inline constexpr std::string_view kPullChunkDomain = "fieldsync/pull-chunk/v1";
 inline constexpr std::string_view kPullSealInfo = "fieldsync/pull-seal/v1";
 
-// SHA-256(enc || ciphertext) of a sealed batch (enc is 32 bytes).
+// SHA-256(enc || ciphertext) of a sealed batch (enc is 32 bytes); the same
+// digest the audit log records (audit::SealedPayloadDigest).
 crypto::Sha256Digest SealedPayloadDigest(std::string_view enc, std::string_view ciphertext);
 
-// What a device signs with Ed25519 for a batch. Persisted; 132 bytes:
-//   "fieldsync/batch-signature/v1" (28) || 0x00
-//   || EncodeBatchHeader(header) (70, crypto/canonical.h)
-//   || compression (1 byte: PayloadCompression value)
-//   || SealedPayloadDigest(enc, ciphertext) (32)
+// What a device signs with Ed25519 for a batch: audit::BatchSignedMessage
+// (audit/events.h, which owns the persisted 132-byte layout, so that the
+// offline verifier and the server can never disagree) over
+// EncodeBatchHeader(header), the compression byte and the payload digest.
 std::string EncodeBatchSignedMessage(const crypto::BatchHeader& header,
                                      v1::PayloadCompression compression,
                                      const crypto::Sha256Digest& payload_digest);
@@ -44,8 +43,8 @@ std::string EncodeBatchSignedMessage(const crypto::BatchHeader& header,
 absl::StatusOr<crypto::BatchHeader> ParseBatchHeader(const v1::BatchHeader& header);
 
 struct BatchLimits {
-  uint64_t max_bytes = 4 << 20;    // serialized PushRequest
-  uint32_t max_changes = 1000;     // changes in the payload
+  uint64_t max_bytes = 4 << 20;  // serialized PushRequest
+  uint32_t max_changes = 1000;   // changes in the payload
 };
 
 // The server side of a device's registry entry and key that a push needs.
@@ -91,9 +90,8 @@ std::string EncodePullChunkHeader(const Uuid& device_id, uint64_t cursor, uint64
 // and fills the chunk's enc, ciphertext and clear cursor copies.
 // `cursor` is the position the chunk starts after. kInvalidArgument for a
 // bad receiving key.
-absl::StatusOr<v1::PullChunk> SealPullChunk(const v1::PulledChanges& changes,
-                                            const Uuid& device_id, uint64_t cursor,
-                                            std::string_view receiving_public_key,
+absl::StatusOr<v1::PullChunk> SealPullChunk(const v1::PulledChanges& changes, const Uuid& device_id,
+                                            uint64_t cursor, std::string_view receiving_public_key,
                                             Random& random);
 
 }  // namespace fieldsync::server
