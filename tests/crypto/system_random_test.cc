@@ -38,7 +38,9 @@ TEST(SystemRandomTest, LargeDrawsBypassTheBufferAndAreFilled) {
 }
 
 TEST(SystemRandomTest, EmptyDrawIsANoOp) {
-  SystemRandom::Get()->Fill({});
+  std::array<uint8_t, 8> buffer{};
+  SystemRandom::Get()->Fill(std::span<uint8_t>(buffer.data(), 0));
+  EXPECT_EQ(buffer, (std::array<uint8_t, 8>{}));
 }
 
 TEST(SystemRandomTest, BytesLookUniform) {
