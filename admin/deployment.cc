@@ -2,14 +2,14 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "admin/default_schema.h"
-#include <cerrno>
-#include <cstring>
 #include "admin/principals.h"
 #include "admin/server_keys.h"
 #include "audit/checkpoint.h"
@@ -39,7 +39,9 @@ std::string DefaultConfig(const std::string& listen) {
   return absl::StrCat(
       "# fieldsyncd configuration, protobuf text format.\n"
       "# Every key is listed in proto/fieldsync/v1/config.proto.\n"
-      "listen: \"", listen, "\"\n"
+      "listen: \"",
+      listen,
+      "\"\n"
       "log_level: \"info\"\n"
       "log_format: \"text\"\n");
 }
@@ -87,9 +89,9 @@ absl::Status Populate(const InitOptions& options, const DeploymentPaths& paths,
   server_req.dns_names = {"localhost"};
   server_req.ip_addresses = {"127.0.0.1", "::1"};
   for (const std::string& host : options.hosts) server_req.dns_names.push_back(host);
-  ASSIGN_OR_RETURN(crypto::IssuedCertificate server_cert,
-                   crypto::IssueServerCertificate(keys.ca, server_req, now,
-                                                  crypto::kServerValidity));
+  ASSIGN_OR_RETURN(
+      crypto::IssuedCertificate server_cert,
+      crypto::IssueServerCertificate(keys.ca, server_req, now, crypto::kServerValidity));
   RETURN_IF_ERROR(WriteNewFile(paths.ca_cert, keys.ca.certificate_pem, 0644));
   RETURN_IF_ERROR(WriteNewFile(paths.server_cert, server_cert.certificate_pem, 0644));
   RETURN_IF_ERROR(WriteNewFile(paths.server_key, server_key.private_key_pem, 0600));
@@ -97,10 +99,10 @@ absl::Status Populate(const InitOptions& options, const DeploymentPaths& paths,
   PrincipalName admin_name{v1::PRINCIPAL_KIND_STAFF, options.admin_id};
   RETURN_IF_ERROR(ValidateStaffId(options.admin_id));
   ASSIGN_OR_RETURN(crypto::KeyPem admin_key, crypto::GenerateP256Key());
-  ASSIGN_OR_RETURN(crypto::IssuedCertificate admin_cert,
-                   crypto::IssueClientCertificate(keys.ca, admin_key.public_key_pem,
-                                                  PrincipalUri(admin_name), now,
-                                                  crypto::kClientValidity));
+  ASSIGN_OR_RETURN(
+      crypto::IssuedCertificate admin_cert,
+      crypto::IssueClientCertificate(keys.ca, admin_key.public_key_pem, PrincipalUri(admin_name),
+                                     now, crypto::kClientValidity));
   RETURN_IF_ERROR(WriteNewFile(paths.admin_cert, admin_cert.certificate_pem, 0644));
   RETURN_IF_ERROR(WriteNewFile(paths.admin_key, admin_key.private_key_pem, 0600));
   RETURN_IF_ERROR(WriteNewFile(paths.admin_ca_cert, keys.ca.certificate_pem, 0644));

@@ -21,15 +21,13 @@ constexpr size_t kCodeLength = 20;  // 100 bits
 constexpr std::string_view kCodeHashDomain = "fieldsync/enrolment-code/v1";
 
 absl::Status CodeInvalid(std::string_view why) {
-  return sync::SyncError(absl::StatusCode::kInvalidArgument,
-                         v1::SYNC_ERROR_REASON_ENROLMENT_CODE_INVALID,
-                         absl::StrFormat("enrolment code %s: ask an administrator for a new one",
-                                         std::string(why)));
+  return sync::SyncError(
+      absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_ENROLMENT_CODE_INVALID,
+      absl::StrFormat("enrolment code %s: ask an administrator for a new one", std::string(why)));
 }
 
 absl::Status Malformed(std::string_view what) {
-  return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_MALFORMED,
-                         what);
+  return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_MALFORMED, what);
 }
 
 // Storage failures keep their code; they get the UNAVAILABLE reason so that

@@ -10,9 +10,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "audit/log.h"
 #include "absl/time/time.h"
 #include "admin/principals.h"
+#include "audit/log.h"
 #include "common/clock.h"
 #include "common/random.h"
 #include "crypto/x509.h"

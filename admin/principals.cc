@@ -16,8 +16,7 @@ bool IsLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'
 }  // namespace
 
 std::string PrincipalUri(const PrincipalName& name) {
-  std::string_view prefix =
-      name.kind == v1::PRINCIPAL_KIND_DEVICE ? kDevicePrefix : kStaffPrefix;
+  std::string_view prefix = name.kind == v1::PRINCIPAL_KIND_DEVICE ? kDevicePrefix : kStaffPrefix;
   return std::string(prefix) + name.id;
 }
 
@@ -67,12 +66,18 @@ absl::Status ValidateDeviceId(std::string_view id) {
 
 std::string_view RoleName(v1::Role role) {
   switch (role) {
-    case v1::ROLE_DEVICE: return "device";
-    case v1::ROLE_SUPERVISOR: return "supervisor";
-    case v1::ROLE_ANALYST: return "analyst";
-    case v1::ROLE_AUDITOR: return "auditor";
-    case v1::ROLE_ADMINISTRATOR: return "administrator";
-    default: return "unspecified";
+    case v1::ROLE_DEVICE:
+      return "device";
+    case v1::ROLE_SUPERVISOR:
+      return "supervisor";
+    case v1::ROLE_ANALYST:
+      return "analyst";
+    case v1::ROLE_AUDITOR:
+      return "auditor";
+    case v1::ROLE_ADMINISTRATOR:
+      return "administrator";
+    default:
+      return "unspecified";
   }
 }
 
@@ -82,22 +87,22 @@ absl::StatusOr<v1::Role> ParseRoleName(std::string_view name) {
     if (RoleName(r) == name) return r;
   }
   return absl::InvalidArgumentError(absl::StrFormat(
-      "unknown role \"%s\": use supervisor, analyst, auditor or administrator",
-      std::string(name)));
+      "unknown role \"%s\": use supervisor, analyst, auditor or administrator", std::string(name)));
 }
 
 absl::StatusOr<v1::Principal> PrincipalRegistry::Get(const PrincipalName& name) const {
-  std::string key = storage::EncodePrincipalKey(static_cast<storage::PrincipalKind>(name.kind), name.id);
+  std::string key =
+      storage::EncodePrincipalKey(static_cast<storage::PrincipalKind>(name.kind), name.id);
   absl::StatusOr<std::string> value = store_->Get(storage::Cf::kPrincipals, key);
   if (absl::IsNotFound(value.status())) {
-    return absl::NotFoundError(absl::StrFormat("principal %s is not registered",
-                                               PrincipalUri(name)));
+    return absl::NotFoundError(
+        absl::StrFormat("principal %s is not registered", PrincipalUri(name)));
   }
   RETURN_IF_ERROR(value.status());
   v1::Principal principal;
   if (!principal.ParseFromString(*value)) {
-    return absl::DataLossError(absl::StrFormat("registry entry of %s does not parse",
-                                               PrincipalUri(name)));
+    return absl::DataLossError(
+        absl::StrFormat("registry entry of %s does not parse", PrincipalUri(name)));
   }
   return principal;
 }
@@ -112,13 +117,13 @@ absl::Status PrincipalRegistry::Put(const v1::Principal& principal,
     return absl::InvalidArgumentError("principal kind must be staff or device");
   }
   batch->Put(storage::Cf::kPrincipals,
-             storage::EncodePrincipalKey(static_cast<storage::PrincipalKind>(principal.kind()), principal.id()),
+             storage::EncodePrincipalKey(static_cast<storage::PrincipalKind>(principal.kind()),
+                                         principal.id()),
              principal.SerializeAsString());
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<v1::Principal>> PrincipalRegistry::List(
-    v1::PrincipalKind kind) const {
+absl::StatusOr<std::vector<v1::Principal>> PrincipalRegistry::List(v1::PrincipalKind kind) const {
   std::string lower, upper;
   if (kind == v1::PRINCIPAL_KIND_UNSPECIFIED) {
     lower = storage::KeyBuilder().U8(v1::PRINCIPAL_KIND_DEVICE).Finish();

@@ -43,8 +43,8 @@ absl::StatusOr<crypto::SecretBytes> Unwrap(storage::Store& store,
 template <size_t N>
 absl::StatusOr<std::array<uint8_t, N>> FixedBytes(const std::string& s, std::string_view what) {
   if (s.size() != N) {
-    return absl::DataLossError(absl::StrFormat("metadata %s has %d bytes, not %d",
-                                               std::string(what), s.size(), N));
+    return absl::DataLossError(
+        absl::StrFormat("metadata %s has %d bytes, not %d", std::string(what), s.size(), N));
   }
   std::array<uint8_t, N> out;
   std::copy(s.begin(), s.end(), out.begin());

@@ -24,16 +24,16 @@ absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::
     case v1::ROLE_SUPERVISOR:
     case v1::ROLE_ANALYST:
       if (request.regions.empty()) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "role %s needs at least one region", std::string(RoleName(request.role))));
+        return absl::InvalidArgumentError(absl::StrFormat("role %s needs at least one region",
+                                                          std::string(RoleName(request.role))));
       }
       break;
     case v1::ROLE_AUDITOR:
     case v1::ROLE_ADMINISTRATOR:
       if (!request.regions.empty()) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "role %s reaches the whole deployment: give no region",
-            std::string(RoleName(request.role))));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("role %s reaches the whole deployment: give no region",
+                            std::string(RoleName(request.role))));
       }
       break;
     default:

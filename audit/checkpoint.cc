@@ -58,8 +58,8 @@ size_t DecodeUtf8(std::string_view s, size_t i, char32_t* code_point) {
 // Go's unicode.IsSpace: the White_Space property.
 bool IsUnicodeSpace(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-         c == 0x205F || c == 0x3000;
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+         c == 0x3000;
 }
 
 // OK iff `s` is valid UTF-8 with no control character below U+0020 other
@@ -308,8 +308,8 @@ absl::StatusOr<NoteVerifier> NoteVerifier::FromPublicKey(
 }
 
 absl::StatusOr<NoteVerifier> NoteVerifier::FromVerifierKey(std::string_view text) {
-  const absl::Status malformed = absl::InvalidArgumentError(
-      "note: verifier key is not <name>+<8 hex digits>+<base64 key>");
+  const absl::Status malformed =
+      absl::InvalidArgumentError("note: verifier key is not <name>+<8 hex digits>+<base64 key>");
   const size_t plus1 = text.find('+');
   if (plus1 == std::string_view::npos) return malformed;
   const size_t plus2 = text.find('+', plus1 + 1);
@@ -418,8 +418,7 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view note, const NoteVerif
   ASSIGN_OR_RETURN(std::string text, verifier.Open(note));
   ASSIGN_OR_RETURN(Checkpoint checkpoint, ParseCheckpoint(text));
   if (checkpoint.origin != verifier.key_name()) {
-    return absl::UnauthenticatedError(
-        "checkpoint: origin is not the log the verifier key names");
+    return absl::UnauthenticatedError("checkpoint: origin is not the log the verifier key names");
   }
   return checkpoint;
 }

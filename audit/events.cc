@@ -159,7 +159,11 @@ struct BodyWriter {
   }
   bool operator()(const BatchAccepted& e) {
     w.Bytes(e.device_id).Uuid(e.batch_id).U64(e.sequence).U32(e.sealing_key_id);
-    w.U8(e.compression).Fixed(e.payload_sha256).Fixed(e.signature).U64(e.first_position).U64(e.last_position);
+    w.U8(e.compression)
+        .Fixed(e.payload_sha256)
+        .Fixed(e.signature)
+        .U64(e.first_position)
+        .U64(e.last_position);
     WriteOutcomes(e.outcomes, w);
     WriteUuids(e.case_ids, w);
     return true;
@@ -318,26 +322,34 @@ absl::StatusOr<EventBody> ReadBody(EventKind kind, Reader& r) {
       return e;
     }
   }
-  return absl::InvalidArgumentError(absl::StrFormat("unknown event kind %d", int{static_cast<uint8_t>(kind)}));
+  return absl::InvalidArgumentError(
+      absl::StrFormat("unknown event kind %d", int{static_cast<uint8_t>(kind)}));
 }
 
 }  // namespace
 
-EventKind KindOf(const Event& event) {
-  return static_cast<EventKind>(event.body.index() + 1);
-}
+EventKind KindOf(const Event& event) { return static_cast<EventKind>(event.body.index() + 1); }
 
 std::string_view KindName(EventKind kind) {
   switch (kind) {
-    case EventKind::kDeviceEnrolled: return "device-enrolled";
-    case EventKind::kStaffAdded: return "staff-added";
-    case EventKind::kPrincipalRevoked: return "principal-revoked";
-    case EventKind::kBatchAccepted: return "batch-accepted";
-    case EventKind::kCaseChange: return "case-change";
-    case EventKind::kCaseAccess: return "case-access";
-    case EventKind::kKeyRotated: return "key-rotated";
-    case EventKind::kCaseErased: return "case-erased";
-    case EventKind::kAdminAction: return "admin-action";
+    case EventKind::kDeviceEnrolled:
+      return "device-enrolled";
+    case EventKind::kStaffAdded:
+      return "staff-added";
+    case EventKind::kPrincipalRevoked:
+      return "principal-revoked";
+    case EventKind::kBatchAccepted:
+      return "batch-accepted";
+    case EventKind::kCaseChange:
+      return "case-change";
+    case EventKind::kCaseAccess:
+      return "case-access";
+    case EventKind::kKeyRotated:
+      return "key-rotated";
+    case EventKind::kCaseErased:
+      return "case-erased";
+    case EventKind::kAdminAction:
+      return "admin-action";
   }
   return "unknown";
 }
@@ -379,9 +391,9 @@ absl::StatusOr<Event> DecodeEvent(std::string_view entry) {
 std::string BatchSignedMessage(std::string_view batch_header_encoding, uint8_t compression,
                                const std::array<uint8_t, 32>& payload_sha256) {
   return CanonicalWriter(kBatchSignatureDomain)
-      .Fixed(std::span<const uint8_t>(
-          reinterpret_cast<const uint8_t*>(batch_header_encoding.data()),
-          batch_header_encoding.size()))
+      .Fixed(
+          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(batch_header_encoding.data()),
+                                   batch_header_encoding.size()))
       .U8(compression)
       .Fixed(payload_sha256)
       .Finish();
@@ -403,9 +415,8 @@ absl::Status VerifyBatchSignature(const BatchAccepted& batch,
   header.batch_id = batch.batch_id;
   header.sequence = batch.sequence;
   header.sealing_key_id = batch.sealing_key_id;
-  const std::string message =
-      BatchSignedMessage(crypto::EncodeBatchHeader(header), batch.compression,
-                         batch.payload_sha256);
+  const std::string message = BatchSignedMessage(crypto::EncodeBatchHeader(header),
+                                                 batch.compression, batch.payload_sha256);
   return crypto::Ed25519Verify(
       signing_public_key,
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(message.data()), message.size()),

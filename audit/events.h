@@ -127,9 +127,9 @@ struct CaseChange {
 
 // Persisted: what a CaseAccess was.
 enum class AccessKind : uint8_t {
-  kDevicePull = 1,     // SyncService.Pull chunk(s)
-  kStaffRead = 2,      // a staff call that returned case data
-  kConflictList = 3,   // CaseService.ListConflicts
+  kDevicePull = 1,    // SyncService.Pull chunk(s)
+  kStaffRead = 2,     // a staff call that returned case data
+  kConflictList = 3,  // CaseService.ListConflicts
 };
 
 // Case data left the server: who read which cases.

@@ -105,7 +105,8 @@ class Verifier {
     *type = static_cast<uint8_t>(header[0]);
     uint64_t length = GetInt(std::string_view(header, 5), 1, 4);
     if (length > kMaxExportRecord) {
-      return Fail(NextEntry(), RecordName(), absl::StrFormat("record of %d bytes is too long", length));
+      return Fail(NextEntry(), RecordName(),
+                  absl::StrFormat("record of %d bytes is too long", length));
     }
     payload->resize(length);
     in_.read(payload->data(), static_cast<std::streamsize>(length));
@@ -123,8 +124,7 @@ class Verifier {
   }
   bool FailTruncated() {
     if (!FlushSignatures()) return false;
-    return Fail(NextEntry(), RecordName(),
-                "the file is truncated (it ends inside a record)");
+    return Fail(NextEntry(), RecordName(), "the file is truncated (it ends inside a record)");
   }
 
   bool ReadAll() {
@@ -162,9 +162,9 @@ class Verifier {
     std::string label = absl::StrFormat("tree head #%d", heads_.size() + 1);
     absl::StatusOr<Checkpoint> cp = OpenCheckpoint(note, *options_.key);
     if (!cp.ok()) {
-      return Fail(std::nullopt, label,
-                  absl::StrFormat("not signed by the key in your key file (%s)",
-                                  cp.status().message()));
+      return Fail(
+          std::nullopt, label,
+          absl::StrFormat("not signed by the key in your key file (%s)", cp.status().message()));
     }
     heads_.push_back(HeadRef{*cp, absl::StrFormat("%s (size %d)", label, cp->size)});
     report_.heads = heads_.size();
@@ -220,8 +220,9 @@ class Verifier {
     std::string_view entry = payload.substr(40);
     const Hash leaf = LeafHash(entry);
     if (HashBytes(leaf) != payload.substr(8, 32)) {
-      return FailEntry(i, "the entry's bytes were altered (its leaf hash is not the one "
-                          "recorded at export)");
+      return FailEntry(i,
+                       "the entry's bytes were altered (its leaf hash is not the one "
+                       "recorded at export)");
     }
     absl::StatusOr<Event> event = DecodeEvent(entry);
     if (!event.ok()) {
@@ -275,7 +276,8 @@ class Verifier {
 
   bool CheckEvent(uint64_t i, const Event& event) {
     if (const auto* e = std::get_if<DeviceEnrolled>(&event.body)) {
-      auto [it, inserted] = devices_.emplace(e->device_id, DeviceState{e->signing_public_key, std::nullopt, 0});
+      auto [it, inserted] =
+          devices_.emplace(e->device_id, DeviceState{e->signing_public_key, std::nullopt, 0});
       if (!inserted) {
         return FailEntry(i, absl::StrFormat("device %s is enrolled a second time", e->device_id));
       }

@@ -55,8 +55,7 @@ absl::StatusOr<Event> EventOfUnit(const sync::CommittedUnit& unit) {
   return Event{unit.committed_at, std::move(b)};
 }
 
-absl::Status IngestObserver::OnCommit(const sync::CommittedUnit& unit,
-                                      storage::WriteBatch* batch) {
+absl::Status IngestObserver::OnCommit(const sync::CommittedUnit& unit, storage::WriteBatch* batch) {
   ASSIGN_OR_RETURN(Event event, EventOfUnit(unit));
   return log_->Append(event, batch).status();
 }

@@ -37,9 +37,8 @@ constexpr absl::Duration kSessionWait = absl::Seconds(10);
 
 absl::StatusOr<Hash> StoredNodeSource::Node(NodeId id) {
   if (id.level > 63) return absl::InvalidArgumentError("audit node level above 63");
-  absl::StatusOr<std::string> v =
-      store_->Get(Cf::kAuditNodes,
-                  storage::EncodeAuditNodeKey(static_cast<uint8_t>(id.level), id.index));
+  absl::StatusOr<std::string> v = store_->Get(
+      Cf::kAuditNodes, storage::EncodeAuditNodeKey(static_cast<uint8_t>(id.level), id.index));
   if (absl::IsNotFound(v.status())) {
     return absl::DataLossError(absl::StrFormat(
         "audit tree node (level %d, index %d) is missing from the store", id.level, id.index));
@@ -75,8 +74,8 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& 
     absl::StatusOr<std::string> last =
         store->Get(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(size - 1));
     if (absl::IsNotFound(last.status())) {
-      return absl::DataLossError(absl::StrFormat(
-          "audit leaf %d (the last of the stored size) is missing", size - 1));
+      return absl::DataLossError(
+          absl::StrFormat("audit leaf %d (the last of the stored size) is missing", size - 1));
     }
     RETURN_IF_ERROR(last.status());
   }
@@ -96,13 +95,12 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& 
       store->Get(Cf::kMetadata, storage::EncodeMetadataKey(kSignedHeadMetadata));
   std::optional<SignedTreeHead> latest;
   if (head.ok()) {
-    absl::StatusOr<Checkpoint> cp =
-        options.signer != nullptr
-            ? OpenCheckpoint(*head, options.signer->verifier())
-            : [&]() -> absl::StatusOr<Checkpoint> {
-                ASSIGN_OR_RETURN(SignedNote parsed, ParseSignedNote(*head));
-                return ParseCheckpoint(parsed.text);
-              }();
+    absl::StatusOr<Checkpoint> cp = options.signer != nullptr
+                                        ? OpenCheckpoint(*head, options.signer->verifier())
+                                        : [&]() -> absl::StatusOr<Checkpoint> {
+      ASSIGN_OR_RETURN(SignedNote parsed, ParseSignedNote(*head));
+      return ParseCheckpoint(parsed.text);
+    }();
     if (!cp.ok()) {
       return absl::DataLossError(
           absl::StrFormat("the stored signed tree head does not open: %s", cp.status().message()));
@@ -214,8 +212,8 @@ absl::StatusOr<uint64_t> AuditLog::IndexOfLeafHash(const Hash& leaf_hash) {
 }
 
 absl::StatusOr<uint64_t> AuditLog::IndexOfBatch(std::string_view device_id, const Uuid& batch_id) {
-  absl::StatusOr<std::string> v = options_.store->Get(
-      Cf::kAuditLeaves, storage::EncodeAuditBatchLeafKey(device_id, batch_id));
+  absl::StatusOr<std::string> v =
+      options_.store->Get(Cf::kAuditLeaves, storage::EncodeAuditBatchLeafKey(device_id, batch_id));
   if (absl::IsNotFound(v.status())) {
     return absl::NotFoundError("no audit entry for this batch");
   }
@@ -228,9 +226,8 @@ absl::Status AuditLog::ReadEntries(
     const std::function<absl::Status(uint64_t, std::string_view)>& fn) {
   RETURN_IF_ERROR(CheckSize(end, size()));
   if (begin >= end) return absl::OkStatus();
-  std::unique_ptr<storage::Iterator> it =
-      options_.store->NewIterator(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(begin),
-                                  storage::EncodeAuditLeafKey(end));
+  std::unique_ptr<storage::Iterator> it = options_.store->NewIterator(
+      Cf::kAuditLeaves, storage::EncodeAuditLeafKey(begin), storage::EncodeAuditLeafKey(end));
   uint64_t expected = begin;
   for (; it->Valid(); it->Next(), ++expected) {
     ASSIGN_OR_RETURN(uint64_t index, storage::DecodeAuditLeafKey(it->key()));
@@ -289,9 +286,8 @@ absl::StatusOr<std::optional<Checkpoint>> AuditLog::LoadLastHead(std::string* no
 
 absl::Status AuditLog::CheckExtends(const Checkpoint& last, uint64_t size, const Hash& root) {
   auto refuse = [&](std::string_view why) {
-    log::Error("audit.head.refused", {{"tree_size", size},
-                                      {"last_signed_size", last.size},
-                                      {"reason", why}});
+    log::Error("audit.head.refused",
+               {{"tree_size", size}, {"last_signed_size", last.size}, {"reason", why}});
     return absl::FailedPreconditionError(absl::StrFormat(
         "the audit tree (size %d) does not extend the last signed tree head (size %d): %s. "
         "The store was restored from an older backup or altered; no head is signed until an "
@@ -325,8 +321,8 @@ absl::Status AuditLog::StoreHead(const std::string& note) {
   RETURN_IF_ERROR(WriteNewFile(tmp, note, 0644));
   std::filesystem::rename(tmp, options_.head_file, ec);
   if (ec) {
-    return absl::UnavailableError(absl::StrFormat("cannot rename %s to %s: %s", tmp,
-                                                  options_.head_file, ec.message()));
+    return absl::UnavailableError(
+        absl::StrFormat("cannot rename %s to %s: %s", tmp, options_.head_file, ec.message()));
   }
   std::string dir = std::filesystem::path(options_.head_file).parent_path().string();
   return SyncDirectory(dir.empty() ? "." : dir);
