@@ -78,6 +78,9 @@ inline constexpr uint8_t kDeviceSequenceTag = 2;
 inline constexpr uint8_t kAuditLeafTag = 1;         // entry by leaf index
 inline constexpr uint8_t kAuditLeafByHashTag = 2;   // leaf index by leaf hash
 inline constexpr uint8_t kAuditBatchLeafTag = 3;    // leaf index by device batch
+// Cf::kAggregates.
+inline constexpr uint8_t kCounterTag = 1;           // one counter (8-byte value)
+inline constexpr uint8_t kAggregateCaseTag = 2;     // a case's counted dimensions
 
 }  // namespace fieldsync::storage
 

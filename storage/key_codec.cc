@@ -443,4 +443,51 @@ absl::StatusOr<AuditNodeKey> DecodeAuditNodeKey(std::string_view key) {
   return out;
 }
 
+std::string EncodeCounterKey(const CounterKey& key) {
+  KeyBuilder b;
+  b.U8(kCounterTag).String(key.metric).U8(key.granularity).U32(key.period);
+  for (const std::string& v : key.values) b.String(v);
+  return std::move(b).Finish();
+}
+
+absl::StatusOr<CounterKey> DecodeCounterKey(std::string_view key) {
+  KeyReader r(key);
+  CounterKey out;
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag != kCounterTag) {
+    return absl::DataLossError(absl::StrFormat("malformed counter key: tag %d", tag));
+  }
+  ASSIGN_OR_RETURN(out.metric, r.String());
+  ASSIGN_OR_RETURN(out.granularity, r.U8());
+  if (out.granularity != 'S' && out.granularity != 'W' && out.granularity != 'M') {
+    return absl::DataLossError(
+        absl::StrFormat("malformed counter key: granularity %d", out.granularity));
+  }
+  ASSIGN_OR_RETURN(out.period, r.U32());
+  while (!r.AtEnd()) {
+    ASSIGN_OR_RETURN(std::string v, r.String());
+    out.values.push_back(std::move(v));
+  }
+  return out;
+}
+
+std::string CounterPeriodPrefix(std::string_view metric, uint8_t granularity, uint32_t period) {
+  return KeyBuilder().U8(kCounterTag).String(metric).U8(granularity).U32(period).Finish();
+}
+
+std::string EncodeAggregateCaseKey(std::span<const uint8_t, 16> case_id) {
+  return KeyBuilder().U8(kAggregateCaseTag).Uuid(case_id).Finish();
+}
+
+absl::StatusOr<std::array<uint8_t, 16>> DecodeAggregateCaseKey(std::string_view key) {
+  KeyReader r(key);
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag != kAggregateCaseTag) {
+    return absl::DataLossError(absl::StrFormat("malformed aggregate case key: tag %d", tag));
+  }
+  ASSIGN_OR_RETURN(auto id, r.Uuid());
+  RETURN_IF_ERROR(r.ExpectEnd("aggregate case key"));
+  return id;
+}
+
 }  // namespace fieldsync::storage

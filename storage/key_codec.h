@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -242,6 +243,32 @@ struct AuditNodeKey {
 };
 std::string EncodeAuditNodeKey(uint8_t level, uint64_t index);
 absl::StatusOr<AuditNodeKey> DecodeAuditNodeKey(std::string_view key);
+
+// --- Aggregates (aggregates/). Tags in column_families.h.
+
+// Cf::kAggregates, one counter (value: storage/counter.h) and one case's
+// counted dimension values (value: v1::AggregateCaseState):
+//   U8 1 (kCounterTag) | String metric | U8 granularity | U32 period
+//        | String value (one per dimension of the metric, in its order)
+//   U8 2 (kAggregateCaseTag) | Uuid case_id
+// granularity is 'S' (stock; period 0), 'W' (ISO week; period = ISO year
+// * 100 + week) or 'M' (month; period = year * 100 + month), so one
+// metric's periods of one granularity are a contiguous, ordered range.
+struct CounterKey {
+  std::string metric;
+  uint8_t granularity = 0;
+  uint32_t period = 0;
+  std::vector<std::string> values;
+  friend bool operator==(const CounterKey&, const CounterKey&) = default;
+};
+std::string EncodeCounterKey(const CounterKey& key);
+// kDataLoss unless the key is a counter key with a known granularity.
+absl::StatusOr<CounterKey> DecodeCounterKey(std::string_view key);
+// The keys of `metric` and `granularity` from `period` on; pair with
+// CounterPeriodPrefix(metric, granularity, last + 1) as the upper bound.
+std::string CounterPeriodPrefix(std::string_view metric, uint8_t granularity, uint32_t period);
+std::string EncodeAggregateCaseKey(std::span<const uint8_t, 16> case_id);
+absl::StatusOr<std::array<uint8_t, 16>> DecodeAggregateCaseKey(std::string_view key);
 
 }  // namespace fieldsync::storage
 

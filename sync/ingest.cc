@@ -398,6 +398,7 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
       rec.case_id = entry->case_id();
       rec.record_id = entry->record_id();
       rec.record_type = entry->record_type();
+      rec.changed_at = absl::FromUnixMicros(entry->hlc().wall_micros());
       ASSIGN_OR_RETURN(rec.before,
                        reconciler_.ReadDimensions(*c, *r, entry->record_type(), view));
       first_touch = std::move(rec);

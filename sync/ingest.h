@@ -68,6 +68,9 @@ struct RecordDimensionChange {
   std::string record_type;
   RecordDimensions before;
   RecordDimensions after;
+  // When the unit's first logged change of the record was made: its HLC
+  // wall time (clamped), the server's clock for server-side changes.
+  absl::Time changed_at;
 };
 
 // What observers learn about one committed unit (a device batch or one

@@ -7,10 +7,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "common/file_io.h"
+#include "common/proto_text.h"
 #include "common/status_macros.h"
-#include "google/protobuf/io/tokenizer.h"
-#include "google/protobuf/text_format.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace fieldsync::sync {
 namespace {
@@ -33,15 +31,6 @@ template <typename... Args>
 absl::Status Invalid(const absl::FormatSpec<Args...>& fmt, const Args&... args) {
   return absl::InvalidArgumentError(absl::StrFormat(fmt, args...));
 }
-
-class CollectFirstError : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, int column, const std::string& message) override {
-    if (!error.empty()) return;
-    error = absl::StrFormat("line %d column %d: %s", line + 1, column + 1, message);
-  }
-  std::string error;
-};
 
 absl::Status ValidateField(const v1::RecordType& type, const v1::FieldDef& f) {
   const std::string where = absl::StrFormat("record type %s field %s", type.name(), f.name());
@@ -249,24 +238,7 @@ absl::Status ValidateSchema(const v1::Schema& schema) {
 
 absl::StatusOr<v1::Schema> ParseSchema(std::string_view text) {
   v1::Schema schema;
-  size_t first = text.find_first_not_of(" \t\r\n");
-  if (first != std::string_view::npos && text[first] == '{') {
-    google::protobuf::util::JsonParseOptions options;
-    options.ignore_unknown_fields = false;
-    auto status = google::protobuf::util::JsonStringToMessage(
-        google::protobuf::StringPiece(text.data(), text.size()), &schema, options);
-    if (!status.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("schema: invalid JSON: %s", std::string(status.message())));
-    }
-  } else {
-    google::protobuf::TextFormat::Parser parser;
-    CollectFirstError errors;
-    parser.RecordErrorsTo(&errors);
-    if (!parser.ParseFromString(std::string(text), &schema)) {
-      return absl::InvalidArgumentError(absl::StrFormat("schema: invalid text: %s", errors.error));
-    }
-  }
+  RETURN_IF_ERROR(ParseTextOrJson(text, "schema", &schema));
   RETURN_IF_ERROR(ValidateSchema(schema));
   return schema;
 }

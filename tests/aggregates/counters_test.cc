@@ -1,0 +1,503 @@
+// Aggregate counters maintained inside sync's commit, over a real RocksDB:
+// explicit scenarios, then a randomized, seeded workload of thousands of
+// changes from many devices (conflicts, resolutions, transfers, closures,
+// reopenings, deletions) after which every stock counter equals a
+// brute-force recount over the materialized state, written here
+// independently of the product.
+#include "aggregates/counters.h"
+
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "aggregates/metrics.h"
+#include "aggregates/periods.h"
+#include "common/uuid.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "storage/counter.h"
+#include "storage/key_codec.h"
+#include "tests/sync/ingest_fixture.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace fieldsync::aggregates {
+namespace {
+
+using ::fieldsync::testing::IsOk;
+using sync::StaffActor;
+using sync::testing::Enum;
+using sync::testing::HlcAt;
+using sync::testing::Id;
+using sync::testing::kStartMicros;
+using sync::testing::Upsert;
+
+// (metric, granularity, period, values) -> count, non-zero only.
+using Counts = std::map<std::tuple<std::string, char, uint32_t, std::vector<std::string>>, int64_t>;
+
+v1::MetricsConfig DefaultMetricsConfig() {
+  const char* src = std::getenv("FIELDSYNC_SOURCE_DIR");
+  std::string path = std::string(src == nullptr ? "." : src) +
+                     "/deploy/metrics/child_protection.textproto";
+  absl::StatusOr<v1::MetricsConfig> c =
+      ParseMetricsConfig(fieldsync::testing::ReadFileOrDie(path));
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *c : v1::MetricsConfig();
+}
+
+Counts ReadCounters(storage::Store* store) {
+  Counts out;
+  std::unique_ptr<storage::Iterator> it = store->NewIterator(
+      storage::Cf::kAggregates, std::string(1, char{storage::kCounterTag}),
+      std::string(1, char{storage::kCounterTag + 1}));
+  for (; it->Valid(); it->Next()) {
+    absl::StatusOr<storage::CounterKey> k = storage::DecodeCounterKey(it->key());
+    EXPECT_TRUE(k.ok()) << k.status();
+    absl::StatusOr<int64_t> v = storage::DecodeInt64Counter(it->value());
+    EXPECT_TRUE(v.ok()) << v.status();
+    if (!k.ok() || !v.ok() || *v == 0) continue;
+    EXPECT_GT(*v, 0) << "a negative counter for " << k->metric;
+    out[{k->metric, static_cast<char>(k->granularity), k->period, k->values}] = *v;
+  }
+  return out;
+}
+
+Counts Only(const Counts& all, char granularity) {
+  Counts out;
+  for (const auto& [k, v] : all) {
+    if (std::get<1>(k) == granularity) out[k] = v;
+  }
+  return out;
+}
+
+// The brute force: read every record's header and DIMENSION fields from
+// the records column family and count each stock metric from scratch.
+Counts RecountStocks(storage::Store* store, const sync::Schema& schema,
+                     const v1::MetricsConfig& config) {
+  struct Rec {
+    std::string type;
+    bool live = false;
+    std::map<std::string, std::string> values;
+  };
+  std::map<std::string, std::map<std::string, Rec>> cases;  // case -> record -> rec
+  std::unique_ptr<storage::Iterator> it = store->NewIterator(storage::Cf::kRecords, "", "");
+  for (; it->Valid(); it->Next()) {
+    absl::StatusOr<storage::RecordsKey> key = storage::DecodeRecordsKey(it->key());
+    EXPECT_TRUE(key.ok());
+    Rec& rec = cases[FormatUuid(key->case_id)][FormatUuid(key->record_id)];
+    std::string value(it->value());
+    if (key->is_header) {
+      v1::RecordHeader h;
+      EXPECT_TRUE(h.ParseFromString(value));
+      rec.type = h.record_type();
+      rec.live = !h.deleted();
+      continue;
+    }
+    v1::FieldState fs;
+    EXPECT_TRUE(fs.ParseFromString(value));
+    if (fs.value().encrypted() || fs.value().cleared()) continue;
+    v1::FieldValue v;
+    EXPECT_TRUE(v.ParseFromString(fs.value().data()));
+    if (v.has_enum_value()) rec.values[key->field] = v.enum_value();
+    if (v.has_bool_value()) rec.values[key->field] = v.bool_value() ? "true" : "false";
+  }
+  // Where each aggregate dimension lives.
+  std::map<std::string, std::pair<std::string, std::string>> dims;
+  for (const v1::AggregateDimension& d : schema.proto().aggregate_dimensions()) {
+    dims[d.name()] = {d.record_type(), d.field()};
+  }
+  const std::string reg_type = schema.registration_type().name();
+  Counts out;
+  for (const v1::MetricDef& m : config.metrics()) {
+    if (m.kind() != v1::METRIC_KIND_STOCK) continue;
+    for (const auto& [case_id, records] : cases) {
+      auto reg = records.find(case_id);
+      if (reg == records.end() || !reg->second.live) continue;
+      for (const auto& [record_id, rec] : records) {
+        if (rec.type != m.record_type() || !rec.live) continue;
+        auto value = [&](const std::string& dim) {
+          const auto& [type, field] = dims[dim];
+          const Rec& from = type == reg_type ? reg->second : rec;
+          auto f = from.values.find(field);
+          return f == from.values.end() ? std::string() : f->second;
+        };
+        bool keep = true;
+        for (const v1::DimensionFilter& w : m.where()) {
+          const std::string v = value(w.dimension());
+          keep = keep && std::find(w.values().begin(), w.values().end(), v) != w.values().end();
+        }
+        if (!keep) continue;
+        std::vector<std::string> cell;
+        for (const std::string& d : m.dimensions()) cell.push_back(value(d));
+        out[{m.name(), 'S', 0u, cell}] += 1;
+      }
+    }
+  }
+  return out;
+}
+
+class CountersTest : public sync::testing::IngestFixture {
+ protected:
+  void SetUp() override {
+    IngestFixture::SetUp();
+    config_ = DefaultMetricsConfig();
+    absl::StatusOr<std::unique_ptr<Metrics>> m = Metrics::Create(config_, schema_.get());
+    ASSERT_THAT(m, IsOk());
+    metrics_ = *std::move(m);
+    Attach();
+  }
+  void TearDown() override {
+    ingest_.reset();
+    observer_.reset();
+    IngestFixture::TearDown();
+  }
+  // Rebuilds the Ingest with the counter observer over the current store.
+  void Attach() {
+    ingest_.reset();
+    observer_ = std::make_unique<CounterObserver>(store_.get(), metrics_.get());
+    sync::Ingest::Options io;
+    io.store = store_.get();
+    io.schema = schema_.get();
+    io.sealer = &sealer_;
+    io.clock = &clock_;
+    io.observers = {observer_.get()};
+    ingest_ = std::make_unique<sync::Ingest>(io);
+  }
+  int64_t Count(const std::string& metric, char g, uint32_t period,
+                const std::vector<std::string>& cell) {
+    Counts c = ReadCounters(store_.get());
+    auto it = c.find({metric, g, period, cell});
+    return it == c.end() ? 0 : it->second;
+  }
+  v1::RecordChange Case(int change, const std::string& case_id, const std::string& region,
+                        const std::string& district, const std::string& sex, int64_t micros) {
+    return Upsert(Id(change), case_id, case_id, "case_registration",
+                  {{"given_name", sync::testing::Str("Child")},
+                   {"sex", Enum(sex)},
+                   {"age_band", Enum("5_9")},
+                   {"region", Enum(region)},
+                   {"district", Enum(district)},
+                   {"priority", Enum("high")},
+                   {"registration_date", sync::testing::DateValue(2026, 11, 2)}},
+                  0, HlcAt(micros));
+  }
+  v1::RecordChange Concern(int change, const std::string& case_id, const std::string& record,
+                           const std::string& category, int64_t micros) {
+    return Upsert(Id(change), case_id, record, "protection_concern",
+                  {{"concern_category", Enum(category)},
+                   {"identified_date", sync::testing::DateValue(2026, 11, 1)}},
+                  0, HlcAt(micros));
+  }
+
+  v1::MetricsConfig config_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<CounterObserver> observer_;
+};
+
+const std::vector<std::string> kOpenCell = {"northern", "northern_1", "female", "5_9", "high"};
+
+TEST_F(CountersTest, ARegistrationCountsAsOpenCaseAndInItsWeekAndMonth) {
+  const int64_t t = kStartMicros;  // 2026-11-18
+  ASSERT_THAT(Push("dev-1", 1, {Case(1, Id(1), "northern", "northern_1", "female", t)}), IsOk());
+  EXPECT_EQ(Count("open_cases", 'S', 0, kOpenCell), 1);
+  const uint32_t week = WeekNumber(absl::FromUnixMicros(t));
+  const uint32_t month = MonthNumber(absl::FromUnixMicros(t));
+  std::vector<std::string> reg = {"northern", "northern_1", "female", "5_9"};
+  EXPECT_EQ(Count("registrations", 'W', week, reg), 1);
+  EXPECT_EQ(Count("registrations", 'M', month, reg), 1);
+  // Re-delivering the batch counts nothing twice.
+  ASSERT_THAT(Push("dev-1", 1, {Case(1, Id(1), "northern", "northern_1", "female", t)}), IsOk());
+  EXPECT_EQ(Count("open_cases", 'S', 0, kOpenCell), 1);
+  EXPECT_EQ(Count("registrations", 'W', week, reg), 1);
+}
+
+TEST_F(CountersTest, ChangesTransfersClosuresAndDeletionsMoveCounts) {
+  int64_t t = kStartMicros;
+  ASSERT_THAT(Push("dev-1", 1,
+                   {Case(1, Id(1), "northern", "northern_1", "female", t),
+                    Concern(2, Id(1), Id(101), "neglect", t + 1)}),
+              IsOk());
+  std::vector<std::string> concern = {"northern", "northern_1", "neglect", "female", "5_9"};
+  EXPECT_EQ(Count("protection_concerns", 'S', 0, concern), 1);
+
+  // A change of district moves the case and its concern.
+  ASSERT_THAT(Push("dev-1", 2,
+                   {Upsert(Id(3), Id(1), Id(1), "case_registration",
+                           {{"district", Enum("northern_2")}}, 0, HlcAt(t + 2))}),
+              IsOk());
+  EXPECT_EQ(Count("open_cases", 'S', 0, kOpenCell), 0);
+  EXPECT_EQ(Count("open_cases", 'S', 0, {"northern", "northern_2", "female", "5_9", "high"}), 1);
+  EXPECT_EQ(Count("protection_concerns", 'S', 0, concern), 0);
+  EXPECT_EQ(Count("protection_concerns", 'S', 0,
+                  {"northern", "northern_2", "neglect", "female", "5_9"}),
+            1);
+
+  // A transfer moves both to the new region.
+  ASSERT_THAT(ingest_->TransferCase(StaffActor{"sup"}, Id(1), "eastern", "officer-1", 0), IsOk());
+  EXPECT_EQ(Count("open_cases", 'S', 0, {"eastern", "northern_2", "female", "5_9", "high"}), 1);
+  EXPECT_EQ(Count("protection_concerns", 'S', 0,
+                  {"eastern", "northern_2", "neglect", "female", "5_9"}),
+            1);
+
+  // Closing: no longer open, one closure; the concern no longer counts
+  // (its metric counts open cases' concerns).
+  ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup"}, Id(1), true, 0), IsOk());
+  EXPECT_EQ(Count("open_cases", 'S', 0, {"eastern", "northern_2", "female", "5_9", "high"}), 0);
+  EXPECT_EQ(Count("cases_by_status", 'S', 0, {"eastern", "northern_2", "closed"}), 1);
+  Counts all = ReadCounters(store_.get());
+  int64_t closures = 0;
+  for (const auto& [k, v] : Only(all, 'M')) {
+    if (std::get<0>(k) == "closures") closures += v;
+  }
+  EXPECT_EQ(closures, 1);
+  // Reopening counts it open again; closures never decrease.
+  ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup"}, Id(1), false, 0), IsOk());
+  EXPECT_EQ(Count("open_cases", 'S', 0, {"eastern", "northern_2", "female", "5_9", "high"}), 1);
+  closures = 0;
+  for (const auto& [k, v] : Only(ReadCounters(store_.get()), 'M')) {
+    if (std::get<0>(k) == "closures") closures += v;
+  }
+  EXPECT_EQ(closures, 1);
+
+  // Deleting the concern removes it.
+  v1::RecordChange del;
+  del.set_change_id(Id(4));
+  del.set_case_id(Id(1));
+  del.set_record_id(Id(101));
+  del.set_record_type("protection_concern");
+  del.set_kind(v1::CHANGE_KIND_DELETE);
+  *del.mutable_hlc() = HlcAt(t + 10);
+  ASSERT_THAT(Push("dev-1", 3, {del}), IsOk());
+  EXPECT_EQ(Count("protection_concerns", 'S', 0,
+                  {"eastern", "northern_2", "neglect", "female", "5_9"}),
+            0);
+}
+
+TEST_F(CountersTest, OnlyTheWinningValueOfAConflictCounts) {
+  int64_t t = kStartMicros;
+  ASSERT_THAT(Push("dev-1", 1, {Case(1, Id(1), "northern", "northern_1", "female", t)}), IsOk());
+  // Two devices change sex offline from the same base: one wins, the other
+  // is a conflict (or superseded); the case counts once either way.
+  ASSERT_THAT(Push("dev-1", 2,
+                   {Upsert(Id(2), Id(1), Id(1), "case_registration", {{"sex", Enum("male")}}, 1,
+                           HlcAt(t + 5))}),
+              IsOk());
+  ASSERT_THAT(Push("dev-2", 1,
+                   {Upsert(Id(3), Id(1), Id(1), "case_registration", {{"sex", Enum("other")}}, 1,
+                           HlcAt(t + 3))}),
+              IsOk());
+  Counts stocks = Only(ReadCounters(store_.get()), 'S');
+  int64_t open = 0;
+  for (const auto& [k, v] : stocks) {
+    if (std::get<0>(k) == "open_cases") open += v;
+  }
+  EXPECT_EQ(open, 1);
+  EXPECT_EQ(stocks, RecountStocks(store_.get(), *schema_, config_));
+}
+
+TEST_F(CountersTest, AFailedCommitLeavesNoCounts) {
+  fs_->FailSyncs(true);
+  EXPECT_FALSE(Push("dev-1", 1, {Case(1, Id(1), "northern", "northern_1", "female", kStartMicros)})
+                   .ok());
+  ReopenStore();
+  Attach();
+  EXPECT_TRUE(ReadCounters(store_.get()).empty());
+  ASSERT_THAT(Push("dev-1", 1, {Case(1, Id(1), "northern", "northern_1", "female", kStartMicros)}),
+              IsOk());
+  EXPECT_EQ(Count("open_cases", 'S', 0, kOpenCell), 1);
+}
+
+// The randomized workload.
+TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
+  static const char* kRegions[] = {"central", "northern", "eastern", "western"};
+  static const char* kSex[] = {"female", "male", "other", "unknown"};
+  static const char* kAge[] = {"0_4", "5_9", "10_14", "15_17"};
+  static const char* kPriority[] = {"high", "medium", "low"};
+  static const char* kConcern[] = {"neglect", "child_labour", "trafficking", "physical_violence"};
+  static const char* kService[] = {"health", "psychosocial", "legal_aid", "shelter"};
+  constexpr int kDevices = 8, kBatches = 25, kChangesPerBatch = 20;
+  int change_no = 100000;
+  std::vector<std::string> cases;
+  std::map<std::string, std::vector<std::string>> concerns, referrals;
+  std::vector<uint64_t> sequence(kDevices, 0);
+  int64_t hlc = kStartMicros - int64_t{40} * 86400 * 1000000;  // six weeks of work
+  auto pick = [&](auto& arr) { return arr[random_.Uniform(sizeof(arr) / sizeof(arr[0]))]; };
+  int pushed = 0, staff = 0;
+  std::map<v1::ChangeOutcome, int> outcomes;
+  for (int round = 0; round < kDevices * kBatches; ++round) {
+    const int d = static_cast<int>(random_.Uniform(kDevices));
+    if (sequence[d] >= static_cast<uint64_t>(kBatches)) continue;
+    std::vector<v1::RecordChange> batch;
+    for (int c = 0; c < kChangesPerBatch; ++c) {
+      hlc += 1000000 * static_cast<int64_t>(1 + random_.Uniform(1200));
+      const int kind = static_cast<int>(random_.Uniform(100));
+      if (cases.empty() || (kind < 12 && cases.size() < 150)) {
+        const std::string id = Id(static_cast<int>(1000 + cases.size()));
+        const std::string region = pick(kRegions);
+        v1::RecordChange ch = Case(change_no++, id, region, region + "_1", pick(kSex), hlc);
+        batch.push_back(ch);
+        cases.push_back(id);
+        continue;
+      }
+      const std::string case_id = cases[random_.Uniform(cases.size())];
+      if (kind < 45) {
+        std::vector<std::pair<std::string, v1::FieldValue>> fields;
+        if (random_.Uniform(2)) fields.push_back({"sex", Enum(pick(kSex))});
+        if (random_.Uniform(2)) fields.push_back({"age_band", Enum(pick(kAge))});
+        if (random_.Uniform(3) == 0) {
+          fields.push_back({"district", Enum(std::string(pick(kRegions)) + "_2")});
+        }
+        if (fields.empty()) fields.push_back({"priority", Enum(pick(kPriority))});
+        // Base versions from a small range: some current, many stale.
+        batch.push_back(Upsert(Id(change_no++), case_id, case_id, "case_registration", fields,
+                               random_.Uniform(3) == 0 ? 0 : random_.Uniform(200), HlcAt(hlc)));
+      } else if (kind < 65) {
+        auto& pool = concerns[case_id];
+        std::string rec = (pool.empty() || random_.Uniform(2))
+                              ? Id(500000 + change_no)
+                              : pool[random_.Uniform(pool.size())];
+        pool.push_back(rec);
+        batch.push_back(Concern(change_no++, case_id, rec, pick(kConcern), hlc));
+      } else if (kind < 78) {
+        auto& pool = referrals[case_id];
+        std::string rec = Id(700000 + change_no);
+        pool.push_back(rec);
+        batch.push_back(Upsert(Id(change_no++), case_id, rec, "referral",
+                               {{"service_type", Enum(pick(kService))},
+                                {"referral_status", Enum("pending")},
+                                {"referral_date", sync::testing::DateValue(2026, 11, 3)}},
+                               0, HlcAt(hlc)));
+      } else if (kind < 86) {
+        auto& pool = concerns[case_id];
+        if (pool.empty()) continue;
+        v1::RecordChange del;
+        del.set_change_id(Id(change_no++));
+        del.set_case_id(case_id);
+        del.set_record_id(pool[random_.Uniform(pool.size())]);
+        del.set_record_type("protection_concern");
+        del.set_kind(v1::CHANGE_KIND_DELETE);
+        del.set_base_version(random_.Uniform(2) ? 0 : random_.Uniform(300));
+        *del.mutable_hlc() = HlcAt(hlc);
+        batch.push_back(del);
+      } else {
+        v1::RecordChange st;
+        st.set_change_id(Id(change_no++));
+        st.set_case_id(case_id);
+        st.set_record_id(case_id);
+        st.set_record_type("case_registration");
+        st.set_kind(random_.Uniform(2) ? v1::CHANGE_KIND_CLOSE_CASE : v1::CHANGE_KIND_REOPEN_CASE);
+        st.set_base_version(random_.Uniform(2) ? 0 : random_.Uniform(300));
+        *st.mutable_hlc() = HlcAt(hlc);
+        batch.push_back(st);
+      }
+    }
+    clock_.Advance(absl::Seconds(30));
+    absl::StatusOr<sync::PushResult> r =
+        Push(absl::StrFormat("dev-%d", d), ++sequence[d], batch);
+    ASSERT_THAT(r, IsOk());
+    for (const v1::ChangeResult& cr : r->result.results()) ++outcomes[cr.outcome()];
+    ++pushed;
+    // Supervisors act between pushes: transfers, closures, resolutions.
+    const std::string case_id = cases[random_.Uniform(cases.size())];
+    switch (random_.Uniform(5)) {
+      case 0:
+        if (ingest_->TransferCase(StaffActor{"sup"}, case_id, pick(kRegions), "officer-1", 0).ok()) {
+          ++staff;
+        }
+        break;
+      case 1:
+        if (ingest_->SetCaseStatus(StaffActor{"sup"}, case_id, random_.Uniform(2) == 0, 0).ok()) {
+          ++staff;
+        }
+        break;
+      case 2: {
+        // Resolve one open conflict, taking the losing value half the time.
+        for (const auto& [key, value] : sync::testing::DumpCf(store_.get(), storage::Cf::kConflicts)) {
+          v1::ConflictRecord rec;
+          if (!rec.ParseFromString(value) || rec.status() != v1::CONFLICT_STATUS_OPEN) continue;
+          auto resolution = random_.Uniform(2) ? sync::Ingest::Resolution::kTakeLosing
+                                               : sync::Ingest::Resolution::kKeepCurrent;
+          if (ingest_->ResolveConflict(StaffActor{"sup"}, rec.id(), rec.case_id(), resolution,
+                                       v1::FieldValue(), 0)
+                  .ok()) {
+            ++staff;
+          }
+          break;
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  std::cout << "pushed " << pushed << " batches (" << cases.size() << " cases), " << staff
+            << " supervisor changes; outcomes:";
+  for (const auto& [o, n] : outcomes) std::cout << " " << v1::ChangeOutcome_Name(o) << "=" << n;
+  std::cout << "\n";
+  EXPECT_GT(outcomes[v1::CHANGE_OUTCOME_CONFLICT] + outcomes[v1::CHANGE_OUTCOME_SUPERSEDED], 0);
+
+  const Counts all = ReadCounters(store_.get());
+  const Counts recount = RecountStocks(store_.get(), *schema_, config_);
+  EXPECT_FALSE(recount.empty());
+  EXPECT_EQ(Only(all, 'S'), recount);
+
+  // Flows: registrations and referrals are one per record ever created, in
+  // the week and month of the change that created it.
+  std::map<std::pair<std::string, char>, int64_t> flow_totals;
+  for (const auto& [k, v] : all) {
+    if (std::get<1>(k) != 'S') flow_totals[{std::get<0>(k), std::get<1>(k)}] += v;
+  }
+  int64_t registration_records = 0, referral_records = 0;
+  for (const auto& [key, value] : sync::testing::DumpCf(store_.get(), storage::Cf::kRecords)) {
+    absl::StatusOr<storage::RecordsKey> k = storage::DecodeRecordsKey(key);
+    if (!k.ok() || !k->is_header) continue;
+    v1::RecordHeader h;
+    ASSERT_TRUE(h.ParseFromString(value));
+    if (h.record_type() == "case_registration") ++registration_records;
+    if (h.record_type() == "referral") ++referral_records;
+  }
+  EXPECT_GT(referral_records, 0);
+  EXPECT_EQ(flow_totals[std::make_pair(std::string("registrations"), 'W')], registration_records);
+  EXPECT_EQ(flow_totals[std::make_pair(std::string("registrations"), 'M')], registration_records);
+  EXPECT_EQ(flow_totals[std::make_pair(std::string("referrals"), 'W')], referral_records);
+  EXPECT_EQ(flow_totals[std::make_pair(std::string("closures"), 'W')], flow_totals[std::make_pair(std::string("closures"), 'M')]);
+  int64_t closed_now = 0;
+  for (const auto& [k, v] : recount) {
+    if (std::get<0>(k) == "cases_by_status" && std::get<3>(k)[2] == "closed") closed_now += v;
+  }
+  EXPECT_GE(flow_totals[std::make_pair(std::string("closures"), 'M')], closed_now);
+
+  // A rebuild from the state (as after a change of the metrics file) gives
+  // the same stocks and the same flow totals per period.
+  {
+    storage::WriteBatch wb;
+    wb.Delete(storage::Cf::kMetadata, storage::EncodeMetadataKey(kCountersFingerprintName));
+    ASSERT_THAT(store_->Commit(&wb), IsOk());
+  }
+  absl::StatusOr<PrepareOutcome> rebuilt = PrepareCounters(store_.get(), *metrics_);
+  ASSERT_THAT(rebuilt, IsOk());
+  EXPECT_TRUE(rebuilt->rebuilt);
+  EXPECT_EQ(rebuilt->cases, static_cast<uint64_t>(registration_records));
+  const Counts after = ReadCounters(store_.get());
+  EXPECT_EQ(Only(after, 'S'), recount);
+  auto per_period = [](const Counts& c, const std::string& metric) {
+    std::map<std::pair<char, uint32_t>, int64_t> out;
+    for (const auto& [k, v] : c) {
+      if (std::get<0>(k) == metric && std::get<1>(k) != 'S') out[{std::get<1>(k), std::get<2>(k)}] += v;
+    }
+    return out;
+  };
+  EXPECT_EQ(per_period(after, "registrations"), per_period(all, "registrations"));
+  EXPECT_EQ(per_period(after, "referrals"), per_period(all, "referrals"));
+  // A second start with the same metrics does nothing.
+  absl::StatusOr<PrepareOutcome> again = PrepareCounters(store_.get(), *metrics_);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_FALSE(again->rebuilt);
+}
+
+}  // namespace
+}  // namespace fieldsync::aggregates
