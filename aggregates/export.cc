@@ -211,7 +211,7 @@ absl::StatusOr<std::string> ToDhis2(const Dhis2Mapping& mapping,
   for (size_t i = 0; i < answers.size(); ++i) {
     const Dhis2DataElement& de = mapping.data_elements[i];
     for (const v1::AggregateCell& cell : answers[i].cells()) {
-      if (cell.suppressed() || !cell.has_count()) continue;
+      if (cell.suppressed() || !cell.has_count() || cell.count() == 0) continue;
       bool total = false;
       for (const v1::CellCoordinate& c : cell.coordinates()) total = total || c.total();
       if (total || cell.coordinates_size() != static_cast<int>(de.category_dimensions.size() + 1)) {
@@ -248,8 +248,6 @@ absl::StatusOr<std::string> ToDhis2(const Dhis2Mapping& mapping,
   }
   json root = json::object();
   if (!mapping.data_set.empty()) root["dataSet"] = mapping.data_set;
-  root["completeDate"] =
-      absl::StrFormat("%04d-%02d-%02d", today.year(), today.month(), today.day());
   root["dataValues"] = std::move(values);
   return root.dump(2) + "\n";
 }

@@ -75,7 +75,9 @@ struct Dhis2Skipped {
 };
 
 // The dataValueSets JSON of `answers` (one per data element, as
-// Dhis2Queries built them): one dataValue per published, non-total cell.
+// Dhis2Queries built them): one dataValue per published, non-zero,
+// non-total cell (DHIS2 stores no zero unless its data element says zero
+// is significant; a withheld cell is absent too, never zero).
 // Stock metrics take the period of `stock_granularity` containing
 // `today`. kInvalidArgument naming a value the mapping lacks.
 absl::StatusOr<std::string> ToDhis2(const Dhis2Mapping& mapping,

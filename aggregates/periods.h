@@ -33,9 +33,9 @@ uint32_t MonthNumber(absl::CivilDay day);
 // One period of a query's answer and the stored periods it adds up.
 struct Period {
   std::string label;          // DHIS2 form
-  uint8_t stored_granularity;  // kWeekGranularity or kMonthGranularity
-  uint32_t first_stored;       // inclusive
-  uint32_t last_stored;        // inclusive
+  uint8_t stored_granularity = 0;  // kWeekGranularity or kMonthGranularity (kStock...)
+  uint32_t first_stored = 0;  // inclusive
+  uint32_t last_stored = 0;   // inclusive
 };
 
 // The periods of `granularity` from the one containing `from` to the one
