@@ -1,6 +1,7 @@
 #include "aggregates/counters.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -73,18 +74,30 @@ bool Evaluate(const Metric& metric, const v1::AggregateCaseState& state,
   return true;
 }
 
-absl::StatusOr<v1::AggregateCaseState> CounterObserver::LoadCase(const std::string& case_id) {
+absl::StatusOr<v1::AggregateCaseState*> CounterObserver::LoadCase(const std::string& case_id) {
   auto it = pending_.find(case_id);
-  if (it != pending_.end()) return it->second;
-  v1::AggregateCaseState state;
+  if (it != pending_.end()) return &it->second;
+  v1::AggregateCaseState& state = pending_[case_id];
+  auto cached = committed_.find(case_id);
+  if (cached != committed_.end()) {
+    // Moves to pending_: if the group fails, the store still holds the
+    // committed state and the next load reads it from there.
+    state = std::move(cached->second);
+    committed_.erase(cached);
+    return &state;
+  }
   ASSIGN_OR_RETURN(Uuid id, ParseUuid(case_id));
   absl::StatusOr<std::string> v = store_->Get(Cf::kAggregates, storage::EncodeAggregateCaseKey(id));
-  if (absl::IsNotFound(v.status())) return state;
-  RETURN_IF_ERROR(v.status());
+  if (absl::IsNotFound(v.status())) return &state;
+  if (!v.ok()) {
+    pending_.erase(case_id);
+    return v.status();
+  }
   if (!state.ParseFromString(*v)) {
+    pending_.erase(case_id);
     return absl::DataLossError("aggregates: a stored case state does not parse");
   }
-  return state;
+  return &state;
 }
 
 absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
@@ -97,65 +110,90 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
       cases.push_back(rec.case_id);
     }
   }
-  std::vector<std::string> cell_before, cell_after;
+  std::vector<std::string> cell;
   for (const std::string& case_id : cases) {
-    ASSIGN_OR_RETURN(v1::AggregateCaseState before, LoadCase(case_id));
-    v1::AggregateCaseState after = before;
-    bool case_changed = false;
+    ASSIGN_OR_RETURN(v1::AggregateCaseState * state, LoadCase(case_id));
+    // Which records change, and whether the registration does.
+    bool case_changed = false, state_changed = false;
     absl::Time case_time = unit.committed_at;
-    std::vector<std::pair<std::string, absl::Time>> touched;
+    std::vector<std::pair<const sync::RecordDimensionChange*, absl::Time>> changes;
     for (const sync::RecordDimensionChange& rec : unit.records) {
       if (rec.case_id != case_id) continue;
-      Record* r = FindOrAddRecord(&after, rec.record_id);
-      r->set_record_type(rec.record_type);
-      r->set_exists(rec.after.exists);
-      r->mutable_values()->clear();
-      for (const auto& [field, value] : rec.after.values) (*r->mutable_values())[field] = value;
-      touched.emplace_back(rec.record_id, rec.changed_at);
+      const Record* r = FindRecord(*state, rec.record_id);
+      bool same = r != nullptr && r->record_type() == rec.record_type &&
+                  r->exists() == rec.after.exists &&
+                  r->values_size() == static_cast<int>(rec.after.values.size());
+      for (auto v = rec.after.values.begin(); same && v != rec.after.values.end(); ++v) {
+        auto f = r->values().find(v->first);
+        same = f != r->values().end() && f->second == v->second;
+      }
+      if (same) continue;
+      state_changed = true;
+      changes.emplace_back(&rec, rec.changed_at);
       if (rec.record_id == case_id) {
         case_changed = true;
         case_time = rec.changed_at;
       }
     }
-    // A change of the registration can move every record of the case.
-    std::vector<std::pair<std::string, absl::Time>> evaluate = touched;
+    if (!state_changed) continue;  // the same values count the same
+    // The records to evaluate: the changed ones and, when the registration
+    // changes, every record of the case (its values are theirs).
+    std::vector<std::pair<std::string, absl::Time>> evaluate;
+    for (const auto& [rec, when] : changes) evaluate.emplace_back(rec->record_id, when);
     if (case_changed) {
-      for (const Record& r : after.records()) {
-        auto t = std::find_if(touched.begin(), touched.end(),
-                              [&](const auto& p) { return p.first == r.record_id(); });
-        if (t == touched.end()) evaluate.emplace_back(r.record_id(), case_time);
+      for (const Record& r : state->records()) {
+        bool listed = std::any_of(evaluate.begin(), evaluate.end(),
+                                  [&](const auto& p) { return p.first == r.record_id(); });
+        if (!listed) evaluate.emplace_back(r.record_id(), case_time);
       }
     }
+    // Where each (metric, record) counted before the unit.
+    const auto& metrics = metrics_->metrics();
+    std::vector<std::optional<std::vector<std::string>>> before(metrics.size() * evaluate.size());
+    for (size_t m = 0; m < metrics.size(); ++m) {
+      for (size_t e = 0; e < evaluate.size(); ++e) {
+        const Record* r = FindRecord(*state, evaluate[e].first);
+        if (r != nullptr && Evaluate(metrics[m], *state, case_id, *r, &cell)) {
+          before[m * evaluate.size() + e] = cell;
+        }
+      }
+    }
+    for (const auto& [rec, when] : changes) {
+      Record* r = FindOrAddRecord(state, rec->record_id);
+      r->set_record_type(rec->record_type);
+      r->set_exists(rec->after.exists);
+      r->mutable_values()->clear();
+      for (const auto& [field, value] : rec->after.values) (*r->mutable_values())[field] = value;
+    }
     CounterDeltas deltas;
-    for (const Metric& m : metrics_->metrics()) {
-      for (const auto& [record_id, when] : evaluate) {
-        const Record* rb = FindRecord(before, record_id);
-        const Record* ra = FindRecord(after, record_id);
-        bool mb = rb != nullptr && Evaluate(m, before, case_id, *rb, &cell_before);
-        bool ma = ra != nullptr && Evaluate(m, after, case_id, *ra, &cell_after);
-        if (m.is_flow()) {
-          if (ma && !mb) AddFlow(m, when, cell_after, &deltas);
+    for (size_t m = 0; m < metrics.size(); ++m) {
+      for (size_t e = 0; e < evaluate.size(); ++e) {
+        const std::optional<std::vector<std::string>>& b = before[m * evaluate.size() + e];
+        const Record* r = FindRecord(*state, evaluate[e].first);
+        bool ma = r != nullptr && Evaluate(metrics[m], *state, case_id, *r, &cell);
+        if (metrics[m].is_flow()) {
+          if (ma && !b.has_value()) AddFlow(metrics[m], evaluate[e].second, cell, &deltas);
           continue;
         }
-        if (mb && ma && cell_before == cell_after) continue;
-        if (mb) deltas[CellKey(m, kStockGranularity, 0, cell_before)] -= 1;
-        if (ma) deltas[CellKey(m, kStockGranularity, 0, cell_after)] += 1;
+        if (ma && b.has_value() && *b == cell) continue;
+        if (b.has_value()) deltas[CellKey(metrics[m], kStockGranularity, 0, *b)] -= 1;
+        if (ma) deltas[CellKey(metrics[m], kStockGranularity, 0, cell)] += 1;
       }
     }
     for (const auto& [key, delta] : deltas) {
       if (delta != 0) batch->Merge(Cf::kAggregates, key, storage::EncodeInt64Counter(delta));
     }
-    std::string serialized = after.SerializeAsString();
-    if (serialized != before.SerializeAsString()) {
-      ASSIGN_OR_RETURN(Uuid id, ParseUuid(case_id));
-      batch->Put(Cf::kAggregates, storage::EncodeAggregateCaseKey(id), serialized);
-    }
-    pending_[case_id] = std::move(after);
+    ASSIGN_OR_RETURN(Uuid id, ParseUuid(case_id));
+    batch->Put(Cf::kAggregates, storage::EncodeAggregateCaseKey(id), state->SerializeAsString());
   }
   return absl::OkStatus();
 }
 
-void CounterObserver::AfterCommit(const storage::WriteBatch*, const absl::Status&) {
+void CounterObserver::AfterCommit(const storage::WriteBatch*, const absl::Status& commit_status) {
+  if (commit_status.ok()) {
+    if (committed_.size() + pending_.size() > kCachedCases) committed_.clear();
+    for (auto& [case_id, state] : pending_) committed_[case_id] = std::move(state);
+  }
   pending_.clear();
 }
 

@@ -51,18 +51,25 @@ class CounterObserver : public sync::CommitObserver {
   // Adds the unit's counter merges and case states to `batch`. kDataLoss
   // when a stored case state does not parse; kUnavailable from storage.
   absl::Status OnCommit(const sync::CommittedUnit& unit, storage::WriteBatch* batch) override;
-  // Forgets the group's case states (they are in the store now, or were
-  // never written).
+  // Keeps the group's case states in memory when the commit succeeded (the
+  // observer is their only writer), forgets them when it failed.
   void AfterCommit(const storage::WriteBatch* batch, const absl::Status& commit_status) override;
 
  private:
-  absl::StatusOr<v1::AggregateCaseState> LoadCase(const std::string& case_id);
+  // The case's state in pending_ (loaded from the cache or the store on
+  // first use in the group).
+  absl::StatusOr<v1::AggregateCaseState*> LoadCase(const std::string& case_id);
 
   storage::Store* store_;
   const Metrics* metrics_;
-  // The states written by the current group, by case id (text). Only the
-  // committer thread touches it.
+  // At most this many committed case states are kept in memory.
+  static constexpr size_t kCachedCases = 65536;
+
+  // The states written by the current group, by case id (text), and a
+  // cache of committed ones (cleared whole when full). Only the committer
+  // thread touches them.
   absl::flat_hash_map<std::string, v1::AggregateCaseState> pending_;
+  absl::flat_hash_map<std::string, v1::AggregateCaseState> committed_;
 };
 
 // Name of the kMetadata entry holding the fingerprint of the metrics the

@@ -158,7 +158,18 @@ absl::StatusOr<v1::QueryResponse> RunQuery(storage::Store* store, const Metrics&
       period_of[s] = p;
     }
   }
-  std::vector<std::map<std::vector<std::string>, int64_t>> sums(periods.size());
+  // Counters of one dimension tuple repeat in every period: each distinct
+  // tail (the encoded values after the period) is decoded and filtered
+  // once, and mapped to its group-by tuple.
+  struct Tail {
+    bool keep = false;
+    size_t group = 0;
+  };
+  absl::flat_hash_map<std::string, Tail> tails;
+  std::map<std::vector<std::string>, size_t> group_index;
+  std::vector<const std::vector<std::string>*> groups;  // by index
+  // sums[period][group index]
+  std::vector<std::vector<int64_t>> sums(periods.size());
   std::vector<std::set<std::string>> seen(group.size());
   {
     const uint8_t g = periods.front().stored_granularity;
@@ -166,27 +177,47 @@ absl::StatusOr<v1::QueryResponse> RunQuery(storage::Store* store, const Metrics&
                                                            periods.front().first_stored);
     const std::string upper = storage::CounterPeriodPrefix(metric->def.name(), g,
                                                            periods.back().last_stored + 1);
+    const size_t period_at = lower.size() - 4;
     std::unique_ptr<storage::Iterator> it = store->NewIterator(storage::Cf::kAggregates, lower, upper);
     std::vector<std::string> key_values(group.size());
     for (; it->Valid(); it->Next()) {
-      ASSIGN_OR_RETURN(storage::CounterKey key, storage::DecodeCounterKey(it->key()));
-      if (key.values.size() != ndims) continue;  // written for another definition
-      auto p = period_of.find(key.period);
-      if (p == period_of.end()) continue;
-      bool keep = true;
-      for (size_t i = 0; i < ndims && keep; ++i) {
-        keep = !allowed[i].has_value() || allowed[i]->contains(key.values[i]);
+      std::string_view raw = it->key();
+      auto t = tails.find(absl::string_view(raw.data() + lower.size(), raw.size() - lower.size()));
+      if (t == tails.end()) {
+        ASSIGN_OR_RETURN(storage::CounterKey key, storage::DecodeCounterKey(raw));
+        Tail tail;
+        // A tuple of another length was written for another definition.
+        tail.keep = key.values.size() == ndims;
+        for (size_t i = 0; i < ndims && tail.keep; ++i) {
+          tail.keep = !allowed[i].has_value() || allowed[i]->contains(key.values[i]);
+        }
+        if (tail.keep) {
+          for (size_t j = 0; j < group.size(); ++j) key_values[j] = key.values[group[j]];
+          auto [gi, added] = group_index.emplace(key_values, groups.size());
+          if (added) groups.push_back(&gi->first);
+          tail.group = gi->second;
+        }
+        t = tails.emplace(std::string(raw.substr(lower.size())), tail).first;
       }
-      if (!keep) continue;
+      if (!t->second.keep) continue;
+      const uint8_t* pb = reinterpret_cast<const uint8_t*>(raw.data() + period_at);
+      const uint32_t stored = (uint32_t{pb[0]} << 24) | (uint32_t{pb[1]} << 16) |
+                              (uint32_t{pb[2]} << 8) | uint32_t{pb[3]};
+      auto p = period_of.find(stored);
+      if (p == period_of.end()) continue;
       ASSIGN_OR_RETURN(int64_t count, storage::DecodeInt64Counter(it->value()));
       if (count == 0) continue;
-      for (size_t j = 0; j < group.size(); ++j) {
-        key_values[j] = key.values[group[j]];
-        seen[j].insert(key_values[j]);
-      }
-      sums[p->second][key_values] += count;
+      std::vector<int64_t>& row = sums[p->second];
+      if (row.size() <= t->second.group) row.resize(groups.size(), 0);
+      row[t->second.group] += count;
     }
     RETURN_IF_ERROR(it->status());
+  }
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    bool counted = false;
+    for (const std::vector<int64_t>& row : sums) counted = counted || (gi < row.size() && row[gi] != 0);
+    if (!counted) continue;
+    for (size_t j = 0; j < group.size(); ++j) seen[j].insert((*groups[gi])[j]);
   }
 
   // Each group-by dimension's values: the schema's (within the filter and
@@ -224,20 +255,27 @@ absl::StatusOr<v1::QueryResponse> RunQuery(storage::Store* store, const Metrics&
                    shape.entries() * periods.size(), kMaxCells);
   }
 
-  std::vector<size_t> coords(group.size());
+  // Each group tuple's entry in the table.
+  std::vector<size_t> entry_of(groups.size());
+  {
+    std::vector<size_t> coords(group.size());
+    for (size_t gi = 0; gi < groups.size(); ++gi) {
+      for (size_t j = 0; j < group.size(); ++j) coords[j] = position[j][(*groups[gi])[j]];
+      entry_of[gi] = shape.Index(coords);
+    }
+  }
+  std::vector<std::vector<size_t>> coords_of(shape.entries());
+  for (size_t e = 0; e < shape.entries(); ++e) coords_of[e] = shape.Coords(e);
   for (size_t p = 0; p < periods.size(); ++p) {
     std::vector<int64_t> counts(shape.entries(), 0);
-    for (const auto& [values, count] : sums[p]) {
-      for (size_t j = 0; j < group.size(); ++j) coords[j] = position[j][values[j]];
-      counts[shape.Index(coords)] += count;
-    }
+    for (size_t gi = 0; gi < sums[p].size(); ++gi) counts[entry_of[gi]] += sums[p][gi];
     FillTotals(shape, &counts);
     ASSIGN_OR_RETURN(std::vector<bool> suppressed,
                      Suppress(shape, counts, metrics.min_cell_count()));
     for (size_t e = 0; e < shape.entries(); ++e) {
       v1::AggregateCell* cell = response.add_cells();
       cell->set_period(periods[p].label);
-      std::vector<size_t> c = shape.Coords(e);
+      const std::vector<size_t>& c = coords_of[e];
       for (size_t j = 0; j < group.size(); ++j) {
         v1::CellCoordinate* coord = cell->add_coordinates();
         if (c[j] == sizes[j]) {

@@ -75,6 +75,23 @@ void CompleteLines(const TableShape& shape, const std::vector<int64_t>& counts,
   }
 }
 
+std::vector<std::vector<size_t>> BuildEquations(const std::vector<size_t>& sizes_,
+                                                const std::vector<size_t>& strides_,
+                                                size_t entries_) {
+  std::vector<std::vector<size_t>> out;
+  for (size_t d = 0; d < sizes_.size(); ++d) {
+    // Every entry whose coordinate along d is the total heads one equation.
+    for (size_t i = 0; i < entries_; ++i) {
+      if ((i / strides_[d]) % (sizes_[d] + 1) != sizes_[d]) continue;
+      std::vector<size_t> eq;
+      size_t base = i - sizes_[d] * strides_[d];
+      for (size_t v = 0; v <= sizes_[d]; ++v) eq.push_back(base + v * strides_[d]);
+      out.push_back(std::move(eq));
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 TableShape::TableShape(std::vector<size_t> sizes) : sizes_(std::move(sizes)) {
@@ -83,6 +100,7 @@ TableShape::TableShape(std::vector<size_t> sizes) : sizes_(std::move(sizes)) {
     strides_[d] = entries_;
     entries_ *= sizes_[d] + 1;
   }
+  equations_ = BuildEquations(sizes_, strides_, entries_);
 }
 
 size_t TableShape::Index(std::span<const size_t> coords) const {
@@ -106,21 +124,6 @@ bool TableShape::IsInterior(size_t index) const {
     if (c[d] == sizes_[d]) return false;
   }
   return true;
-}
-
-std::vector<std::vector<size_t>> TableShape::Equations() const {
-  std::vector<std::vector<size_t>> out;
-  for (size_t d = 0; d < sizes_.size(); ++d) {
-    // Every entry whose coordinate along d is the total heads one equation.
-    for (size_t i = 0; i < entries_; ++i) {
-      if ((i / strides_[d]) % (sizes_[d] + 1) != sizes_[d]) continue;
-      std::vector<size_t> eq;
-      size_t base = i - sizes_[d] * strides_[d];
-      for (size_t v = 0; v <= sizes_[d]; ++v) eq.push_back(base + v * strides_[d]);
-      out.push_back(std::move(eq));
-    }
-  }
-  return out;
 }
 
 void FillTotals(const TableShape& shape, std::vector<int64_t>* counts) {
@@ -198,7 +201,7 @@ absl::StatusOr<std::vector<bool>> Suppress(const TableShape& shape,
   for (size_t i = 0; i < shape.entries(); ++i) {
     suppressed[i] = counts[i] >= 1 && counts[i] < static_cast<int64_t>(k);
   }
-  const std::vector<std::vector<size_t>> equations = shape.Equations();
+  const std::vector<std::vector<size_t>>& equations = shape.Equations();
   std::vector<std::vector<size_t>> equations_of(shape.entries());
   for (size_t q = 0; q < equations.size(); ++q) {
     for (size_t e : equations[q]) equations_of[e].push_back(q);

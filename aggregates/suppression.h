@@ -42,12 +42,13 @@ class TableShape {
   // The additive equations: for each dimension d and each choice of the
   // other coordinates (totals included), the entries along d followed by
   // their total, which equals their sum.
-  std::vector<std::vector<size_t>> Equations() const;
+  const std::vector<std::vector<size_t>>& Equations() const { return equations_; }
 
  private:
   std::vector<size_t> sizes_;
   std::vector<size_t> strides_;
   size_t entries_ = 1;
+  std::vector<std::vector<size_t>> equations_;
 };
 
 // Fills the totals of `counts` (entries() long) from its interior entries.

@@ -565,5 +565,46 @@ TEST(ColumnFamiliesTest, NamesAreThePersistedOnes) {
   EXPECT_FALSE(CfFromName("records2", &unused));
 }
 
+TEST(KeyCodecTest, CounterKeysRoundTripAndOrderPeriodsWithinAMetric) {
+  CounterKey a{"registrations", 'W', 202647, {"northern", "", "a\0b"}};
+  EXPECT_THAT(DecodeCounterKey(EncodeCounterKey(a)), IsOkAndHolds(a));
+  CounterKey later = a;
+  later.period = 202648;
+  later.values = {"a"};
+  EXPECT_LT(EncodeCounterKey(a), EncodeCounterKey(later));
+  // A period range of one metric and granularity is one contiguous range.
+  EXPECT_LT(EncodeCounterKey(later), CounterPeriodPrefix("registrations", 'W', 202649));
+  EXPECT_GE(EncodeCounterKey(a), CounterPeriodPrefix("registrations", 'W', 202647));
+  EXPECT_TRUE(EncodeCounterKey(a).starts_with(CounterPeriodPrefix("registrations", 'W', 202647)));
+  CounterKey stock{"open_cases", 'S', 0, {}};
+  EXPECT_THAT(DecodeCounterKey(EncodeCounterKey(stock)), IsOkAndHolds(stock));
+}
+
+TEST(KeyCodecTest, MalformedCounterAndCaseStateKeysAreDataLoss) {
+  std::string good = EncodeCounterKey({"m", 'M', 202611, {"x"}});
+  for (size_t n = 0; n < good.size(); ++n) {
+    absl::StatusOr<CounterKey> k = DecodeCounterKey(good.substr(0, n));
+    // A cut between components can still be a valid shorter key; any other
+    // cut is corrupt.
+    if (k.ok()) {
+      EXPECT_NE(*k, (CounterKey{"m", 'M', 202611, {"x"}})) << n;
+    } else {
+      EXPECT_THAT(k, StatusIs(absl::StatusCode::kDataLoss)) << n;
+    }
+  }
+  std::string bad_granularity = good;
+  bad_granularity[4] = 'Q';  // tag, "m", 00 01, granularity
+  EXPECT_THAT(DecodeCounterKey(bad_granularity), StatusIs(absl::StatusCode::kDataLoss));
+  std::string other_tag = good;
+  other_tag[0] = 9;
+  EXPECT_THAT(DecodeCounterKey(other_tag), StatusIs(absl::StatusCode::kDataLoss));
+  std::array<uint8_t, 16> id{};
+  id[15] = 7;
+  EXPECT_THAT(DecodeAggregateCaseKey(EncodeAggregateCaseKey(id)), IsOkAndHolds(id));
+  EXPECT_THAT(DecodeAggregateCaseKey(EncodeAggregateCaseKey(id) + "x"),
+              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeAggregateCaseKey(good), StatusIs(absl::StatusCode::kDataLoss));
+}
+
 }  // namespace
 }  // namespace fieldsync::storage
