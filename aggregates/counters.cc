@@ -61,8 +61,8 @@ void AddFlow(const Metric& m, absl::Time when, const std::vector<std::string>& c
 
 }  // namespace
 
-bool Evaluate(const Metric& metric, const v1::AggregateCaseState& state,
-              const std::string& case_id, const Record& record, std::vector<std::string>* cell) {
+bool Evaluate(const Metric& metric, const v1::AggregateCaseState& state, const std::string& case_id,
+              const Record& record, std::vector<std::string>* cell) {
   if (record.record_type() != metric.def.record_type() || !record.exists()) return false;
   const Record* registration = FindRecord(state, case_id);
   if (registration == nullptr || !registration->exists()) return false;
@@ -111,6 +111,9 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
     }
   }
   std::vector<std::string> cell;
+  // Summed over the unit's cases, so that a counter moved by several cases
+  // gets one operand.
+  CounterDeltas deltas;
   for (const std::string& case_id : cases) {
     ASSIGN_OR_RETURN(v1::AggregateCaseState * state, LoadCase(case_id));
     // Which records change, and whether the registration does.
@@ -165,7 +168,6 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
       r->mutable_values()->clear();
       for (const auto& [field, value] : rec->after.values) (*r->mutable_values())[field] = value;
     }
-    CounterDeltas deltas;
     for (size_t m = 0; m < metrics.size(); ++m) {
       for (size_t e = 0; e < evaluate.size(); ++e) {
         const std::optional<std::vector<std::string>>& b = before[m * evaluate.size() + e];
@@ -180,11 +182,11 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
         if (ma) deltas[CellKey(metrics[m], kStockGranularity, 0, cell)] += 1;
       }
     }
-    for (const auto& [key, delta] : deltas) {
-      if (delta != 0) batch->Merge(Cf::kAggregates, key, storage::EncodeInt64Counter(delta));
-    }
     ASSIGN_OR_RETURN(Uuid id, ParseUuid(case_id));
     batch->Put(Cf::kAggregates, storage::EncodeAggregateCaseKey(id), state->SerializeAsString());
+  }
+  for (const auto& [key, delta] : deltas) {
+    if (delta != 0) batch->Merge(Cf::kAggregates, key, storage::EncodeInt64Counter(delta));
   }
   return absl::OkStatus();
 }
@@ -215,7 +217,8 @@ absl::StatusOr<absl::Time> CreationTime(storage::Store* store, uint64_t position
   if (absl::IsNotFound(v.status())) return absl::UnixEpoch();
   RETURN_IF_ERROR(v.status());
   v1::CaseLogEntry entry;
-  if (!entry.ParseFromString(*v)) return absl::DataLossError("aggregates: a log entry does not parse");
+  if (!entry.ParseFromString(*v))
+    return absl::DataLossError("aggregates: a log entry does not parse");
   return absl::FromUnixMicros(entry.hlc().wall_micros());
 }
 

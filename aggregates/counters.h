@@ -38,9 +38,8 @@ using CounterDeltas = std::map<std::string, int64_t>;
 
 // The cell (the values of the metric's dimensions, in order) that record
 // `record_id` of `state` counts in, or false when it does not count.
-bool Evaluate(const Metric& metric, const v1::AggregateCaseState& state,
-              const std::string& case_id, const v1::AggregateCaseState::Record& record,
-              std::vector<std::string>* cell);
+bool Evaluate(const Metric& metric, const v1::AggregateCaseState& state, const std::string& case_id,
+              const v1::AggregateCaseState::Record& record, std::vector<std::string>* cell);
 
 class CounterObserver : public sync::CommitObserver {
  public:

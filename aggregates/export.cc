@@ -44,9 +44,10 @@ absl::StatusOr<std::string> Uid(const json& obj, const char* key, bool required,
     return Invalid("DHIS2 mapping: %s has no \"%s\"", std::string(where), key);
   }
   if (!obj[key].is_string() || !IsDhis2Uid(obj[key].get<std::string>())) {
-    return Invalid("DHIS2 mapping: %s \"%s\" is not a DHIS2 UID (a letter and 10 letters or "
-                   "digits)",
-                   std::string(where), key);
+    return Invalid(
+        "DHIS2 mapping: %s \"%s\" is not a DHIS2 UID (a letter and 10 letters or "
+        "digits)",
+        std::string(where), key);
   }
   return obj[key].get<std::string>();
 }
@@ -59,8 +60,7 @@ absl::StatusOr<std::map<std::string, std::string>> UidMap(const json& obj, const
   std::map<std::string, std::string> out;
   for (const auto& [k, v] : obj[key].items()) {
     if (!v.is_string() || !IsDhis2Uid(v.get<std::string>())) {
-      return Invalid("DHIS2 mapping: %s %s[\"%s\"] is not a DHIS2 UID", std::string(where), key,
-                     k);
+      return Invalid("DHIS2 mapping: %s %s[\"%s\"] is not a DHIS2 UID", std::string(where), key, k);
     }
     out[k] = v.get<std::string>();
   }
@@ -75,8 +75,8 @@ std::string ToCsv(const std::vector<v1::QueryResponse>& answers) {
       "value_4,count,status\r\n";
   for (const v1::QueryResponse& a : answers) {
     for (const v1::AggregateCell& cell : a.cells()) {
-      std::vector<std::string> fields = {CsvField(a.metric()),
-                                         cell.period().empty() ? "current" : CsvField(cell.period())};
+      std::vector<std::string> fields = {
+          CsvField(a.metric()), cell.period().empty() ? "current" : CsvField(cell.period())};
       for (int d = 0; d < 4; ++d) {
         if (d < cell.coordinates_size() && d < a.group_by_size()) {
           fields.push_back(CsvField(a.group_by(d)));
@@ -126,11 +126,13 @@ absl::StatusOr<Dhis2Mapping> ParseDhis2Mapping(std::string_view text,
     m.attribute_option_combo = *v;
   }
   if (!root.contains("orgUnitDimension") || !root["orgUnitDimension"].is_string()) {
-    return absl::InvalidArgumentError("DHIS2 mapping: needs \"orgUnitDimension\", a dimension name");
+    return absl::InvalidArgumentError(
+        "DHIS2 mapping: needs \"orgUnitDimension\", a dimension name");
   }
   m.org_unit_dimension = root["orgUnitDimension"].get<std::string>();
   {
-    absl::StatusOr<std::map<std::string, std::string>> ous = UidMap(root, "orgUnits", "the mapping");
+    absl::StatusOr<std::map<std::string, std::string>> ous =
+        UidMap(root, "orgUnits", "the mapping");
     if (!ous.ok()) return ous.status();
     m.org_units = *std::move(ous);
   }
@@ -154,8 +156,8 @@ absl::StatusOr<Dhis2Mapping> ParseDhis2Mapping(std::string_view text,
              def->dimensions().end();
     };
     if (!has_dim(m.org_unit_dimension)) {
-      return Invalid("DHIS2 mapping: metric %s has no dimension %s (orgUnitDimension)",
-                     out.metric, m.org_unit_dimension);
+      return Invalid("DHIS2 mapping: metric %s has no dimension %s (orgUnitDimension)", out.metric,
+                     m.org_unit_dimension);
     }
     absl::StatusOr<std::string> uid = Uid(de, "dataElement", true, where);
     if (!uid.ok()) return uid.status();
@@ -166,9 +168,10 @@ absl::StatusOr<Dhis2Mapping> ParseDhis2Mapping(std::string_view text,
       }
       for (const json& d : de["categoryDimensions"]) {
         if (!d.is_string() || !has_dim(d.get<std::string>())) {
-          return Invalid("DHIS2 mapping: %s: a category dimension is not a dimension of the "
-                         "metric",
-                         where);
+          return Invalid(
+              "DHIS2 mapping: %s: a category dimension is not a dimension of the "
+              "metric",
+              where);
         }
         out.category_dimensions.push_back(d.get<std::string>());
       }
@@ -228,7 +231,8 @@ absl::StatusOr<std::string> ToDhis2(const Dhis2Mapping& mapping,
                        mapping.org_unit_dimension, ou_value);
       }
       std::vector<std::string> combo;
-      for (int d = 1; d < cell.coordinates_size(); ++d) combo.push_back(cell.coordinates(d).value());
+      for (int d = 1; d < cell.coordinates_size(); ++d)
+        combo.push_back(cell.coordinates(d).value());
       const std::string combo_key = absl::StrJoin(combo, ",");
       auto coc = de.category_option_combos.find(combo_key);
       if (coc == de.category_option_combos.end()) {

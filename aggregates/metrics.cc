@@ -106,16 +106,18 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(v1::MetricsConfig confi
     }
   }
   if (out->region_dimension_.empty()) {
-    return Invalid("metrics: the schema has no aggregate dimension on %s.%s (the region), which "
-                   "every metric needs for scoping",
-                   registration, schema->region_field());
+    return Invalid(
+        "metrics: the schema has no aggregate dimension on %s.%s (the region), which "
+        "every metric needs for scoping",
+        registration, schema->region_field());
   }
   absl::flat_hash_set<std::string> names;
   for (const v1::MetricDef& m : config.metrics()) {
     if (!IsMetricName(m.name())) {
-      return Invalid("metrics: \"%s\" is not a valid metric name (1-64 of [a-z0-9_], starting "
-                     "with a letter)",
-                     m.name());
+      return Invalid(
+          "metrics: \"%s\" is not a valid metric name (1-64 of [a-z0-9_], starting "
+          "with a letter)",
+          m.name());
     }
     if (!names.insert(m.name()).second) return Invalid("metrics: duplicate metric %s", m.name());
     if (m.kind() != v1::METRIC_KIND_STOCK && m.kind() != v1::METRIC_KIND_FLOW) {
@@ -145,9 +147,10 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(v1::MetricsConfig confi
       metric.dimensions.push_back(std::move(d));
     }
     if (!has_region) {
-      return Invalid("metrics: metric %s must include the region dimension %s (it scopes "
-                     "analysts and supervisors)",
-                     m.name(), out->region_dimension_);
+      return Invalid(
+          "metrics: metric %s must include the region dimension %s (it scopes "
+          "analysts and supervisors)",
+          m.name(), out->region_dimension_);
     }
     absl::flat_hash_set<std::string> filtered;
     for (const v1::DimensionFilter& f : m.where()) {

@@ -7,13 +7,20 @@ namespace {
 
 int WeekdayIndex(absl::CivilDay day) {  // Monday 0 .. Sunday 6
   switch (absl::GetWeekday(day)) {
-    case absl::Weekday::monday: return 0;
-    case absl::Weekday::tuesday: return 1;
-    case absl::Weekday::wednesday: return 2;
-    case absl::Weekday::thursday: return 3;
-    case absl::Weekday::friday: return 4;
-    case absl::Weekday::saturday: return 5;
-    case absl::Weekday::sunday: return 6;
+    case absl::Weekday::monday:
+      return 0;
+    case absl::Weekday::tuesday:
+      return 1;
+    case absl::Weekday::wednesday:
+      return 2;
+    case absl::Weekday::thursday:
+      return 3;
+    case absl::Weekday::friday:
+      return 4;
+    case absl::Weekday::saturday:
+      return 5;
+    case absl::Weekday::sunday:
+      return 6;
   }
   return 0;
 }
@@ -36,17 +43,13 @@ uint32_t WeekNumber(absl::CivilDay day) {
   return static_cast<uint32_t>(year * 100 + week);
 }
 
-uint32_t WeekNumber(absl::Time t) {
-  return WeekNumber(absl::ToCivilDay(t, absl::UTCTimeZone()));
-}
+uint32_t WeekNumber(absl::Time t) { return WeekNumber(absl::ToCivilDay(t, absl::UTCTimeZone())); }
 
 uint32_t MonthNumber(absl::CivilDay day) {
   return static_cast<uint32_t>(day.year() * 100 + day.month());
 }
 
-uint32_t MonthNumber(absl::Time t) {
-  return MonthNumber(absl::ToCivilDay(t, absl::UTCTimeZone()));
-}
+uint32_t MonthNumber(absl::Time t) { return MonthNumber(absl::ToCivilDay(t, absl::UTCTimeZone())); }
 
 Period PeriodOf(v1::Granularity granularity, absl::CivilDay day) {
   Period p;
@@ -81,8 +84,8 @@ Period PeriodOf(v1::Granularity granularity, absl::CivilDay day) {
   }
 }
 
-absl::StatusOr<std::vector<Period>> PeriodsBetween(v1::Granularity granularity,
-                                                   absl::CivilDay from, absl::CivilDay to) {
+absl::StatusOr<std::vector<Period>> PeriodsBetween(v1::Granularity granularity, absl::CivilDay from,
+                                                   absl::CivilDay to) {
   if (granularity != v1::GRANULARITY_WEEK && granularity != v1::GRANULARITY_MONTH &&
       granularity != v1::GRANULARITY_QUARTER && granularity != v1::GRANULARITY_YEAR) {
     return absl::InvalidArgumentError("granularity must be week, month, quarter or year");

@@ -32,17 +32,17 @@ uint32_t MonthNumber(absl::CivilDay day);
 
 // One period of a query's answer and the stored periods it adds up.
 struct Period {
-  std::string label;          // DHIS2 form
+  std::string label;               // DHIS2 form
   uint8_t stored_granularity = 0;  // kWeekGranularity or kMonthGranularity (kStock...)
-  uint32_t first_stored = 0;  // inclusive
-  uint32_t last_stored = 0;   // inclusive
+  uint32_t first_stored = 0;       // inclusive
+  uint32_t last_stored = 0;        // inclusive
 };
 
 // The periods of `granularity` from the one containing `from` to the one
 // containing `to`, in order. kInvalidArgument when from > to, the
 // granularity is unspecified or unknown, or more than kMaxPeriods.
-absl::StatusOr<std::vector<Period>> PeriodsBetween(v1::Granularity granularity,
-                                                   absl::CivilDay from, absl::CivilDay to);
+absl::StatusOr<std::vector<Period>> PeriodsBetween(v1::Granularity granularity, absl::CivilDay from,
+                                                   absl::CivilDay to);
 
 // The period of `granularity` containing `day` (PeriodsBetween(g, day, day)).
 Period PeriodOf(v1::Granularity granularity, absl::CivilDay day);

@@ -29,8 +29,8 @@ absl::StatusOr<absl::CivilDay> ToDay(const v1::Date& d, std::string_view what) {
   absl::CivilDay day(d.year(), d.month(), d.day());
   if (d.year() < 1 || d.year() > 9999 || day.year() != d.year() || day.month() != d.month() ||
       day.day() != d.day()) {
-    return Invalid("%s is not a valid date (%d-%02d-%02d)", std::string(what), d.year(),
-                   d.month(), d.day());
+    return Invalid("%s is not a valid date (%d-%02d-%02d)", std::string(what), d.year(), d.month(),
+                   d.day());
   }
   return day;
 }
@@ -38,10 +38,14 @@ absl::StatusOr<absl::CivilDay> ToDay(const v1::Date& d, std::string_view what) {
 // The first day of the period `n` periods before the one holding `day`.
 absl::CivilDay PeriodsBefore(v1::Granularity g, absl::CivilDay day, int n) {
   switch (g) {
-    case v1::GRANULARITY_WEEK: return day - 7 * n;
-    case v1::GRANULARITY_QUARTER: return absl::CivilDay(absl::CivilMonth(day) - 3 * n);
-    case v1::GRANULARITY_YEAR: return absl::CivilDay(absl::CivilYear(day) - n);
-    default: return absl::CivilDay(absl::CivilMonth(day) - n);
+    case v1::GRANULARITY_WEEK:
+      return day - 7 * n;
+    case v1::GRANULARITY_QUARTER:
+      return absl::CivilDay(absl::CivilMonth(day) - 3 * n);
+    case v1::GRANULARITY_YEAR:
+      return absl::CivilDay(absl::CivilYear(day) - n);
+    default:
+      return absl::CivilDay(absl::CivilMonth(day) - n);
   }
 }
 
@@ -74,8 +78,7 @@ absl::StatusOr<v1::QueryResponse> RunQuery(storage::Store* store, const Metrics&
   const size_t ndims = metric->dimensions.size();
   // Group-by dimensions.
   if (request.group_by_size() > kMaxGroupBy) {
-    return Invalid("at most %d group-by dimensions (got %d)", kMaxGroupBy,
-                   request.group_by_size());
+    return Invalid("at most %d group-by dimensions (got %d)", kMaxGroupBy, request.group_by_size());
   }
   std::vector<size_t> group;
   for (const std::string& name : request.group_by()) {
@@ -173,12 +176,13 @@ absl::StatusOr<v1::QueryResponse> RunQuery(storage::Store* store, const Metrics&
   std::vector<std::set<std::string>> seen(group.size());
   {
     const uint8_t g = periods.front().stored_granularity;
-    const std::string lower = storage::CounterPeriodPrefix(metric->def.name(), g,
-                                                           periods.front().first_stored);
-    const std::string upper = storage::CounterPeriodPrefix(metric->def.name(), g,
-                                                           periods.back().last_stored + 1);
+    const std::string lower =
+        storage::CounterPeriodPrefix(metric->def.name(), g, periods.front().first_stored);
+    const std::string upper =
+        storage::CounterPeriodPrefix(metric->def.name(), g, periods.back().last_stored + 1);
     const size_t period_at = lower.size() - 4;
-    std::unique_ptr<storage::Iterator> it = store->NewIterator(storage::Cf::kAggregates, lower, upper);
+    std::unique_ptr<storage::Iterator> it =
+        store->NewIterator(storage::Cf::kAggregates, lower, upper);
     std::vector<std::string> key_values(group.size());
     for (; it->Valid(); it->Next()) {
       std::string_view raw = it->key();
@@ -215,7 +219,8 @@ absl::StatusOr<v1::QueryResponse> RunQuery(storage::Store* store, const Metrics&
   }
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     bool counted = false;
-    for (const std::vector<int64_t>& row : sums) counted = counted || (gi < row.size() && row[gi] != 0);
+    for (const std::vector<int64_t>& row : sums)
+      counted = counted || (gi < row.size() && row[gi] != 0);
     if (!counted) continue;
     for (size_t j = 0; j < group.size(); ++j) seen[j].insert((*groups[gi])[j]);
   }
@@ -250,9 +255,10 @@ absl::StatusOr<v1::QueryResponse> RunQuery(storage::Store* store, const Metrics&
   for (const auto& d : domains) sizes.push_back(d.size());
   TableShape shape(sizes);
   if (shape.entries() * periods.size() > kMaxCells) {
-    return Invalid("the answer would have %d cells (at most %d); group by fewer dimensions, "
-                   "filter, or shorten the period range",
-                   shape.entries() * periods.size(), kMaxCells);
+    return Invalid(
+        "the answer would have %d cells (at most %d); group by fewer dimensions, "
+        "filter, or shorten the period range",
+        shape.entries() * periods.size(), kMaxCells);
   }
 
   // Each group tuple's entry in the table.

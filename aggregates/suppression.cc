@@ -18,9 +18,7 @@ uint64_t Reduce(unsigned __int128 x) {
   lo = (lo & kP) + (lo >> 61);
   return lo >= kP ? lo - kP : lo;
 }
-uint64_t MulMod(uint64_t a, uint64_t b) {
-  return Reduce(static_cast<unsigned __int128>(a) * b);
-}
+uint64_t MulMod(uint64_t a, uint64_t b) { return Reduce(static_cast<unsigned __int128>(a) * b); }
 uint64_t SubMod(uint64_t a, uint64_t b) { return a >= b ? a - b : a + kP - b; }
 uint64_t InvMod(uint64_t a) {
   uint64_t result = 1, base = a, e = kP - 2;
@@ -224,7 +222,8 @@ absl::StatusOr<std::vector<bool>> Suppress(const TableShape& shape,
       if (!determined[e]) continue;
       any = true;
       std::vector<size_t> near;
-      for (size_t q : equations_of[e]) near.insert(near.end(), equations[q].begin(), equations[q].end());
+      for (size_t q : equations_of[e])
+        near.insert(near.end(), equations[q].begin(), equations[q].end());
       size_t pick = PickComplement(shape, counts, suppressed, near);
       if (pick == kNone) {
         // Every neighbour is withheld: widen to the equations of any

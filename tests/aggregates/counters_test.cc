@@ -41,19 +41,18 @@ using Counts = std::map<std::tuple<std::string, char, uint32_t, std::vector<std:
 
 v1::MetricsConfig DefaultMetricsConfig() {
   const char* src = std::getenv("FIELDSYNC_SOURCE_DIR");
-  std::string path = std::string(src == nullptr ? "." : src) +
-                     "/deploy/metrics/child_protection.textproto";
-  absl::StatusOr<v1::MetricsConfig> c =
-      ParseMetricsConfig(fieldsync::testing::ReadFileOrDie(path));
+  std::string path =
+      std::string(src == nullptr ? "." : src) + "/deploy/metrics/child_protection.textproto";
+  absl::StatusOr<v1::MetricsConfig> c = ParseMetricsConfig(fieldsync::testing::ReadFileOrDie(path));
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? *c : v1::MetricsConfig();
 }
 
 Counts ReadCounters(storage::Store* store) {
   Counts out;
-  std::unique_ptr<storage::Iterator> it = store->NewIterator(
-      storage::Cf::kAggregates, std::string(1, char{storage::kCounterTag}),
-      std::string(1, char{storage::kCounterTag + 1}));
+  std::unique_ptr<storage::Iterator> it =
+      store->NewIterator(storage::Cf::kAggregates, std::string(1, char{storage::kCounterTag}),
+                         std::string(1, char{storage::kCounterTag + 1}));
   for (; it->Valid(); it->Next()) {
     absl::StatusOr<storage::CounterKey> k = storage::DecodeCounterKey(it->key());
     EXPECT_TRUE(k.ok()) << k.status();
@@ -232,16 +231,16 @@ TEST_F(CountersTest, ChangesTransfersClosuresAndDeletionsMoveCounts) {
   EXPECT_EQ(Count("open_cases", 'S', 0, kOpenCell), 0);
   EXPECT_EQ(Count("open_cases", 'S', 0, {"northern", "northern_2", "female", "5_9", "high"}), 1);
   EXPECT_EQ(Count("protection_concerns", 'S', 0, concern), 0);
-  EXPECT_EQ(Count("protection_concerns", 'S', 0,
-                  {"northern", "northern_2", "neglect", "female", "5_9"}),
-            1);
+  EXPECT_EQ(
+      Count("protection_concerns", 'S', 0, {"northern", "northern_2", "neglect", "female", "5_9"}),
+      1);
 
   // A transfer moves both to the new region.
   ASSERT_THAT(ingest_->TransferCase(StaffActor{"sup"}, Id(1), "eastern", "officer-1", 0), IsOk());
   EXPECT_EQ(Count("open_cases", 'S', 0, {"eastern", "northern_2", "female", "5_9", "high"}), 1);
-  EXPECT_EQ(Count("protection_concerns", 'S', 0,
-                  {"eastern", "northern_2", "neglect", "female", "5_9"}),
-            1);
+  EXPECT_EQ(
+      Count("protection_concerns", 'S', 0, {"eastern", "northern_2", "neglect", "female", "5_9"}),
+      1);
 
   // Closing: no longer open, one closure; the concern no longer counts
   // (its metric counts open cases' concerns).
@@ -272,9 +271,9 @@ TEST_F(CountersTest, ChangesTransfersClosuresAndDeletionsMoveCounts) {
   del.set_kind(v1::CHANGE_KIND_DELETE);
   *del.mutable_hlc() = HlcAt(t + 10);
   ASSERT_THAT(Push("dev-1", 3, {del}), IsOk());
-  EXPECT_EQ(Count("protection_concerns", 'S', 0,
-                  {"eastern", "northern_2", "neglect", "female", "5_9"}),
-            0);
+  EXPECT_EQ(
+      Count("protection_concerns", 'S', 0, {"eastern", "northern_2", "neglect", "female", "5_9"}),
+      0);
 }
 
 TEST_F(CountersTest, OnlyTheWinningValueOfAConflictCounts) {
@@ -301,8 +300,8 @@ TEST_F(CountersTest, OnlyTheWinningValueOfAConflictCounts) {
 
 TEST_F(CountersTest, AFailedCommitLeavesNoCounts) {
   fs_->FailSyncs(true);
-  EXPECT_FALSE(Push("dev-1", 1, {Case(1, Id(1), "northern", "northern_1", "female", kStartMicros)})
-                   .ok());
+  EXPECT_FALSE(
+      Push("dev-1", 1, {Case(1, Id(1), "northern", "northern_1", "female", kStartMicros)}).ok());
   ReopenStore();
   Attach();
   EXPECT_TRUE(ReadCounters(store_.get()).empty());
@@ -357,9 +356,8 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
                                random_.Uniform(3) == 0 ? 0 : random_.Uniform(200), HlcAt(hlc)));
       } else if (kind < 65) {
         auto& pool = concerns[case_id];
-        std::string rec = (pool.empty() || random_.Uniform(2))
-                              ? Id(500000 + change_no)
-                              : pool[random_.Uniform(pool.size())];
+        std::string rec = (pool.empty() || random_.Uniform(2)) ? Id(500000 + change_no)
+                                                               : pool[random_.Uniform(pool.size())];
         pool.push_back(rec);
         batch.push_back(Concern(change_no++, case_id, rec, pick(kConcern), hlc));
       } else if (kind < 78) {
@@ -396,8 +394,7 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
       }
     }
     clock_.Advance(absl::Seconds(30));
-    absl::StatusOr<sync::PushResult> r =
-        Push(absl::StrFormat("dev-%d", d), ++sequence[d], batch);
+    absl::StatusOr<sync::PushResult> r = Push(absl::StrFormat("dev-%d", d), ++sequence[d], batch);
     ASSERT_THAT(r, IsOk());
     for (const v1::ChangeResult& cr : r->result.results()) ++outcomes[cr.outcome()];
     ++pushed;
@@ -405,7 +402,8 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
     const std::string case_id = cases[random_.Uniform(cases.size())];
     switch (random_.Uniform(5)) {
       case 0:
-        if (ingest_->TransferCase(StaffActor{"sup"}, case_id, pick(kRegions), "officer-1", 0).ok()) {
+        if (ingest_->TransferCase(StaffActor{"sup"}, case_id, pick(kRegions), "officer-1", 0)
+                .ok()) {
           ++staff;
         }
         break;
@@ -416,13 +414,15 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
         break;
       case 2: {
         // Resolve one open conflict, taking the losing value half the time.
-        for (const auto& [key, value] : sync::testing::DumpCf(store_.get(), storage::Cf::kConflicts)) {
+        for (const auto& [key, value] :
+             sync::testing::DumpCf(store_.get(), storage::Cf::kConflicts)) {
           v1::ConflictRecord rec;
           if (!rec.ParseFromString(value) || rec.status() != v1::CONFLICT_STATUS_OPEN) continue;
           auto resolution = random_.Uniform(2) ? sync::Ingest::Resolution::kTakeLosing
                                                : sync::Ingest::Resolution::kKeepCurrent;
-          if (ingest_->ResolveConflict(StaffActor{"sup"}, rec.id(), rec.case_id(), resolution,
-                                       v1::FieldValue(), 0)
+          if (ingest_
+                  ->ResolveConflict(StaffActor{"sup"}, rec.id(), rec.case_id(), resolution,
+                                    v1::FieldValue(), 0)
                   .ok()) {
             ++staff;
           }
@@ -464,7 +464,8 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
   EXPECT_EQ(flow_totals[std::make_pair(std::string("registrations"), 'W')], registration_records);
   EXPECT_EQ(flow_totals[std::make_pair(std::string("registrations"), 'M')], registration_records);
   EXPECT_EQ(flow_totals[std::make_pair(std::string("referrals"), 'W')], referral_records);
-  EXPECT_EQ(flow_totals[std::make_pair(std::string("closures"), 'W')], flow_totals[std::make_pair(std::string("closures"), 'M')]);
+  EXPECT_EQ(flow_totals[std::make_pair(std::string("closures"), 'W')],
+            flow_totals[std::make_pair(std::string("closures"), 'M')]);
   int64_t closed_now = 0;
   for (const auto& [k, v] : recount) {
     if (std::get<0>(k) == "cases_by_status" && std::get<3>(k)[2] == "closed") closed_now += v;
@@ -487,7 +488,8 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
   auto per_period = [](const Counts& c, const std::string& metric) {
     std::map<std::pair<char, uint32_t>, int64_t> out;
     for (const auto& [k, v] : c) {
-      if (std::get<0>(k) == metric && std::get<1>(k) != 'S') out[{std::get<1>(k), std::get<2>(k)}] += v;
+      if (std::get<0>(k) == metric && std::get<1>(k) != 'S')
+        out[{std::get<1>(k), std::get<2>(k)}] += v;
     }
     return out;
   };

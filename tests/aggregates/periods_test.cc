@@ -41,23 +41,23 @@ TEST(PeriodsTest, Dhis2Labels) {
 }
 
 TEST(PeriodsTest, PeriodsBetweenCoversBothEnds) {
-  absl::StatusOr<std::vector<Period>> weeks =
-      PeriodsBetween(v1::GRANULARITY_WEEK, absl::CivilDay(2025, 12, 31), absl::CivilDay(2026, 12, 31));
+  absl::StatusOr<std::vector<Period>> weeks = PeriodsBetween(
+      v1::GRANULARITY_WEEK, absl::CivilDay(2025, 12, 31), absl::CivilDay(2026, 12, 31));
   ASSERT_THAT(weeks, IsOk());
   EXPECT_EQ(weeks->front().label, "2026W1");  // 2025-12-31 is in 2026W1
   EXPECT_EQ(weeks->back().label, "2026W53");
   EXPECT_EQ(weeks->size(), 53u);
-  absl::StatusOr<std::vector<Period>> months =
-      PeriodsBetween(v1::GRANULARITY_MONTH, absl::CivilDay(2026, 1, 31), absl::CivilDay(2026, 3, 1));
+  absl::StatusOr<std::vector<Period>> months = PeriodsBetween(
+      v1::GRANULARITY_MONTH, absl::CivilDay(2026, 1, 31), absl::CivilDay(2026, 3, 1));
   ASSERT_THAT(months, IsOk());
   ASSERT_EQ(months->size(), 3u);
   EXPECT_EQ((*months)[1].label, "202602");
-  EXPECT_THAT(PeriodsBetween(v1::GRANULARITY_MONTH, absl::CivilDay(2026, 3, 1),
-                             absl::CivilDay(2026, 1, 1)),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(PeriodsBetween(v1::GRANULARITY_WEEK, absl::CivilDay(1990, 1, 1),
-                             absl::CivilDay(2026, 1, 1)),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      PeriodsBetween(v1::GRANULARITY_MONTH, absl::CivilDay(2026, 3, 1), absl::CivilDay(2026, 1, 1)),
+      StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      PeriodsBetween(v1::GRANULARITY_WEEK, absl::CivilDay(1990, 1, 1), absl::CivilDay(2026, 1, 1)),
+      StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(PeriodsBetween(v1::GRANULARITY_UNSPECIFIED, absl::CivilDay(2026, 1, 1),
                              absl::CivilDay(2026, 1, 1)),
               StatusIs(absl::StatusCode::kInvalidArgument));

@@ -269,7 +269,8 @@ TEST_F(QueryTest, NoAnswerRevealsASmallCount) {
     for (const v1::AggregateCell& c : a->cells()) {
       for (size_t d = 0; d < group.size(); ++d) {
         const v1::CellCoordinate& x = c.coordinates(static_cast<int>(d));
-        if (!x.total() && std::find(values[d].begin(), values[d].end(), x.value()) == values[d].end()) {
+        if (!x.total() &&
+            std::find(values[d].begin(), values[d].end(), x.value()) == values[d].end()) {
           values[d].push_back(x.value());
         }
       }
@@ -307,7 +308,9 @@ TEST(ExportTest, CsvQuotesAndMarksSuppressedCells) {
   c->add_coordinates()->set_total(true);
   c->set_count(30);
   std::string csv = ToCsv({r});
-  EXPECT_THAT(csv, HasSubstr("open_cases,current,district,\"north, \"\"old\"\" town\",,,,,,,12,published\r\n"));
+  EXPECT_THAT(
+      csv,
+      HasSubstr("open_cases,current,district,\"north, \"\"old\"\" town\",,,,,,,12,published\r\n"));
   EXPECT_THAT(csv, HasSubstr("open_cases,current,district,'=cmd(),,,,,,,,suppressed\r\n"));
   EXPECT_THAT(csv, HasSubstr("district,(total),,,,,,,30,published\r\n"));
 }
@@ -327,14 +330,19 @@ TEST(ExportTest, Dhis2MappingIsValidated) {
   absl::StatusOr<Dhis2Mapping> mapping = ParseDhis2Mapping(good, defs);
   ASSERT_THAT(mapping, IsOk());
   EXPECT_EQ(mapping->data_elements[0].category_dimensions, std::vector<std::string>{"sex"});
-  for (const std::string& bad : {
-           std::string("not json"),
-           std::string(R"({"orgUnitDimension": "district", "orgUnits": {}, "dataElements": [{"metric": "nope", "dataElement": "DeRegistr01", "categoryOptionCombos": {}}]})"),
-           std::string(R"({"orgUnitDimension": "district", "orgUnits": {"x": "short"}, "dataElements": []})"),
-           std::string(R"({"orgUnitDimension": "village", "orgUnits": {}, "dataElements": [{"metric": "registrations", "dataElement": "DeRegistr01", "categoryOptionCombos": {}}]})"),
-           std::string(R"({"orgUnitDimension": "district", "orgUnits": {}, "extra": 1, "dataElements": []})"),
-           std::string(good.substr(0, good.size() / 2)),
-       }) {
+  for (
+      const std::string& bad : {
+          std::string("not json"),
+          std::string(
+              R"({"orgUnitDimension": "district", "orgUnits": {}, "dataElements": [{"metric": "nope", "dataElement": "DeRegistr01", "categoryOptionCombos": {}}]})"),
+          std::string(
+              R"({"orgUnitDimension": "district", "orgUnits": {"x": "short"}, "dataElements": []})"),
+          std::string(
+              R"({"orgUnitDimension": "village", "orgUnits": {}, "dataElements": [{"metric": "registrations", "dataElement": "DeRegistr01", "categoryOptionCombos": {}}]})"),
+          std::string(
+              R"({"orgUnitDimension": "district", "orgUnits": {}, "extra": 1, "dataElements": []})"),
+          std::string(good.substr(0, good.size() / 2)),
+      }) {
     EXPECT_THAT(ParseDhis2Mapping(bad, defs), StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
   }
   EXPECT_TRUE(IsDhis2Uid("HllvX50cXC0"));
@@ -348,9 +356,18 @@ TEST(ExportTest, Dhis2MappingIsValidated) {
   auto add = [&](const std::string& ou, const std::string& sex, int64_t n, bool suppressed) {
     v1::AggregateCell* c = r.add_cells();
     c->set_period("202611");
-    if (ou == "*") c->add_coordinates()->set_total(true); else c->add_coordinates()->set_value(ou);
-    if (sex == "*") c->add_coordinates()->set_total(true); else c->add_coordinates()->set_value(sex);
-    if (suppressed) c->set_suppressed(true); else c->set_count(n);
+    if (ou == "*")
+      c->add_coordinates()->set_total(true);
+    else
+      c->add_coordinates()->set_value(ou);
+    if (sex == "*")
+      c->add_coordinates()->set_total(true);
+    else
+      c->add_coordinates()->set_value(sex);
+    if (suppressed)
+      c->set_suppressed(true);
+    else
+      c->set_count(n);
   };
   add("northern_1", "female", 12, false);
   add("northern_1", "*", 14, false);

@@ -16,11 +16,12 @@
 namespace fieldsync::aggregates {
 namespace {
 
+using ::fieldsync::aggregates::testing::Attacker;
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::StatusIs;
-using ::fieldsync::aggregates::testing::Attacker;
 
-std::vector<int64_t> TableWithTotals(const TableShape& shape, std::vector<int64_t> interior_by_index) {
+std::vector<int64_t> TableWithTotals(const TableShape& shape,
+                                     std::vector<int64_t> interior_by_index) {
   FillTotals(shape, &interior_by_index);
   return interior_by_index;
 }
@@ -88,8 +89,10 @@ TEST(SuppressionTest, BridgeBetweenTwoProtectedBlocksIsAlsoProtected) {
 TEST(SuppressionTest, DeterminedEntriesFindsARevealedCell) {
   TableShape shape({2});
   // Cell 0 suppressed alone: total - cell 1 reveals it.
-  EXPECT_EQ(DeterminedEntries(shape, {true, false, false}), (std::vector<bool>{true, false, false}));
-  EXPECT_EQ(DeterminedEntries(shape, {true, true, false}), (std::vector<bool>{false, false, false}));
+  EXPECT_EQ(DeterminedEntries(shape, {true, false, false}),
+            (std::vector<bool>{true, false, false}));
+  EXPECT_EQ(DeterminedEntries(shape, {true, true, false}),
+            (std::vector<bool>{false, false, false}));
 }
 
 // The property: over random tables of 0-4 dimensions with many small
@@ -107,9 +110,15 @@ TEST(SuppressionTest, RandomTablesNeverRevealASmallCount) {
     for (size_t i = 0; i < shape.entries(); ++i) {
       if (!shape.IsInterior(i)) continue;
       switch (random.Uniform(4)) {
-        case 0: c[i] = 0; break;
-        case 1: c[i] = 1 + static_cast<int64_t>(random.Uniform(4)); break;
-        default: c[i] = 5 + static_cast<int64_t>(random.Uniform(40)); break;
+        case 0:
+          c[i] = 0;
+          break;
+        case 1:
+          c[i] = 1 + static_cast<int64_t>(random.Uniform(4));
+          break;
+        default:
+          c[i] = 5 + static_cast<int64_t>(random.Uniform(40));
+          break;
       }
     }
     FillTotals(shape, &c);
@@ -123,8 +132,8 @@ TEST(SuppressionTest, RandomTablesNeverRevealASmallCount) {
       suppressed_total += (*s)[i] ? 1 : 0;
     }
     std::vector<size_t> recovered = Attacker(sizes, *s).Recoverable();
-    EXPECT_TRUE(recovered.empty()) << "table " << t << ": " << recovered.size()
-                                   << " suppressed entries recoverable";
+    EXPECT_TRUE(recovered.empty())
+        << "table " << t << ": " << recovered.size() << " suppressed entries recoverable";
     ++tables;
   }
   std::cout << "checked " << tables << " random tables, " << suppressed_total
