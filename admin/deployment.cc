@@ -13,6 +13,8 @@
 #include "admin/principals.h"
 #include "admin/server_keys.h"
 #include "audit/checkpoint.h"
+#include "audit/events.h"
+#include "audit/log.h"
 #include "common/file_io.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
@@ -29,6 +31,8 @@ namespace fs = std::filesystem;
 
 // First line of the DEPLOYMENT marker (persisted).
 constexpr std::string_view kMarkerFormat = "fieldsync-deployment v1";
+// The actor of what init records (persisted in the first audit entry).
+constexpr std::string_view kInitActor = "fieldsync init";
 
 std::string MarkerText(const DeploymentInfo& info) {
   return absl::StrCat(std::string(kMarkerFormat), "\nid ", info.deployment_id, "\norigin ",
@@ -115,6 +119,10 @@ absl::Status Populate(const InitOptions& options, const DeploymentPaths& paths,
   // The shipped schema, embedded at build time, for fieldsyncd to load
   // (ServerConfig.schema_file's default); operators edit their copy.
   RETURN_IF_ERROR(WriteNewFile(paths.schema, std::string(DefaultSchemaText()), 0644));
+  // Its aggregates: the metrics fieldsyncd counts and the DHIS2 mapping
+  // `fieldsync aggregates export` uses; operators edit their copies.
+  RETURN_IF_ERROR(WriteNewFile(paths.metrics, std::string(DefaultMetricsText()), 0644));
+  RETURN_IF_ERROR(WriteNewFile(paths.dhis2_mapping, std::string(DefaultDhis2MappingText()), 0644));
 
   // The database: server keys and the administrator principal, one commit.
   storage::StoreOptions store_options;
@@ -131,10 +139,27 @@ absl::Status Populate(const InitOptions& options, const DeploymentPaths& paths,
   admin.set_status(v1::PRINCIPAL_STATUS_ACTIVE);
   admin.set_created_unix_micros(absl::ToUnixMicros(now));
   admin.set_certificate_serial(admin_cert.serial_hex);
-  admin.set_changed_by("fieldsync init");
+  admin.set_changed_by(std::string(kInitActor));
   PrincipalRegistry registry(store.get());
   RETURN_IF_ERROR(registry.Put(admin, &batch));
+  // The first administrator is the audit log's first entry (leaf 0), a
+  // StaffAdded like every later `staff add`, in the same atomic commit as
+  // the principal. No head is signed here: fieldsyncd signs on demand.
+  audit::AuditLogOptions audit_options;
+  audit_options.store = store.get();
+  audit_options.clock = &clock;
+  ASSIGN_OR_RETURN(std::unique_ptr<audit::AuditLog> audit_log,
+                   audit::AuditLog::Open(audit_options));
+  audit::AuditSession audit_session(audit_log.get(), &batch);
+  audit::StaffAdded first_admin;
+  first_admin.staff_id = options.admin_id;
+  first_admin.role = static_cast<uint8_t>(v1::ROLE_ADMINISTRATOR);
+  first_admin.certificate_serial = admin_cert.serial_hex;
+  first_admin.actor = std::string(kInitActor);
+  RETURN_IF_ERROR(audit_log->Append(audit::Event{now, std::move(first_admin)}, &batch).status());
   RETURN_IF_ERROR(store->Commit(&batch));
+  audit_session.Committed();
+  audit_log.reset();
   RETURN_IF_ERROR(store->Close());
 
   // The marker goes last: a directory without it is not a deployment.
@@ -157,7 +182,9 @@ DeploymentPaths::DeploymentPaths(std::string data_dir)
       admin_key(root + "/admin/admin.key"),
       admin_ca_cert(root + "/admin/ca.crt"),
       audit_public_key(root + "/audit-log.pub"),
-      schema(root + "/schema.textproto") {}
+      schema(root + "/schema.textproto"),
+      metrics(root + "/metrics.textproto"),
+      dhis2_mapping(root + "/dhis2-mapping.json") {}
 
 absl::StatusOr<DeploymentInfo> InitDeployment(const InitOptions& options) {
   if (options.data_dir.empty()) {

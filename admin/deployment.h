@@ -14,6 +14,10 @@
 //   audit-log.pub       the audit log's C2SP signed-note verifier key
 //   schema.textproto    the deployment schema (DESIGN §4), a copy of the
 //                       shipped deploy/schema/child_protection.textproto
+//   metrics.textproto   the aggregate metrics (DESIGN §9), a copy of
+//                       deploy/metrics/child_protection.textproto
+//   dhis2-mapping.json  the DHIS2 export mapping, a copy of
+//                       deploy/dhis2/child_protection.json
 #ifndef FIELDSYNC_ADMIN_DEPLOYMENT_H_
 #define FIELDSYNC_ADMIN_DEPLOYMENT_H_
 
@@ -43,6 +47,8 @@ struct DeploymentPaths {
   std::string admin_ca_cert;
   std::string audit_public_key;
   std::string schema;
+  std::string metrics;
+  std::string dhis2_mapping;
 };
 
 // What the DEPLOYMENT marker says.

@@ -406,8 +406,7 @@ std::array<uint8_t, 32> SealedPayloadDigest(std::string_view enc, std::string_vi
   return hasher.Finish();
 }
 
-absl::Status VerifyBatchSignature(const BatchAccepted& batch,
-                                  const std::array<uint8_t, 32>& signing_public_key) {
+absl::StatusOr<std::string> BatchSignedMessageOf(const BatchAccepted& batch) {
   absl::StatusOr<Uuid> device = ParseUuid(batch.device_id);
   if (!device.ok()) return absl::InvalidArgumentError("device id is not a UUID");
   crypto::BatchHeader header;
@@ -415,8 +414,13 @@ absl::Status VerifyBatchSignature(const BatchAccepted& batch,
   header.batch_id = batch.batch_id;
   header.sequence = batch.sequence;
   header.sealing_key_id = batch.sealing_key_id;
-  const std::string message = BatchSignedMessage(crypto::EncodeBatchHeader(header),
-                                                 batch.compression, batch.payload_sha256);
+  return BatchSignedMessage(crypto::EncodeBatchHeader(header), batch.compression,
+                            batch.payload_sha256);
+}
+
+absl::Status VerifyBatchSignature(const BatchAccepted& batch,
+                                  const std::array<uint8_t, 32>& signing_public_key) {
+  ASSIGN_OR_RETURN(std::string message, BatchSignedMessageOf(batch));
   return crypto::Ed25519Verify(
       signing_public_key,
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(message.data()), message.size()),

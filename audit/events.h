@@ -199,7 +199,7 @@ absl::StatusOr<std::string> EncodeEvent(const Event& event);
 absl::StatusOr<Event> DecodeEvent(std::string_view entry);
 
 // What a device signs for a batch (the SealedBatch.signature message; the
-// same bytes as server/sealed_batch.h EncodeBatchSignedMessage), persisted,
+// same bytes as device/sealed_batch.h EncodeBatchSignedMessage), persisted,
 // 132 bytes:
 //   "fieldsync/batch-signature/v1" 0x00     29 bytes
 //   batch header encoding                   70 bytes (crypto::EncodeBatchHeader)
@@ -211,6 +211,10 @@ std::string BatchSignedMessage(std::string_view batch_header_encoding, uint8_t c
                                const std::array<uint8_t, 32>& payload_sha256);
 // SHA-256(enc || ciphertext) of a sealed batch (enc is 32 bytes).
 std::array<uint8_t, 32> SealedPayloadDigest(std::string_view enc, std::string_view ciphertext);
+
+// The message the device signed for `batch`, rebuilt from what the event
+// records. kInvalidArgument if the device id is not a UUID.
+absl::StatusOr<std::string> BatchSignedMessageOf(const BatchAccepted& batch);
 
 // Checks a BatchAccepted's device signature with the device's Ed25519 key.
 // OK if it verifies; kInvalidArgument if the device or batch id is not a

@@ -1,12 +1,17 @@
 #include "audit/export.h"
 
 #include <algorithm>
+#include <atomic>
+#include <deque>
 #include <limits>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "audit/events.h"
+#include "crypto/ed25519.h"
 
 namespace fieldsync::audit {
 namespace {
@@ -30,15 +35,128 @@ std::string Record(ExportRecord type, std::string_view payload) {
   return out;
 }
 
-// Device signatures are checked in chunks on several threads; a chunk is
-// checked before any failure is reported so that the first bad entry wins.
-constexpr size_t kSignatureChunk = 4096;
 constexpr uint64_t kProgressEvery = 1 << 16;
 
+// One device signature to check: the rebuilt signed message (no heap copy
+// of the event), the signature and the key the enrolment entry recorded.
 struct SignatureJob {
   uint64_t index;
-  BatchAccepted batch;
+  std::string message;
+  std::array<uint8_t, 64> signature;
   std::array<uint8_t, 32> key;
+};
+
+// Checks device signatures while the reading thread goes on parsing and
+// hashing. With `threads` >= 2, that many workers take chunks of jobs from
+// a bounded queue, and the reading thread checks a chunk itself instead of
+// waiting when the queue is full; with 1, each chunk is checked inline.
+// Wait() returns once every added job is checked. The first failure is the
+// smallest bad index added so far. Used by one reading thread.
+class SignatureChecker {
+ public:
+  static constexpr size_t kChunk = 256;
+
+  explicit SignatureChecker(int threads) : threads_(std::max(1, threads)) {
+    if (threads_ < 2) return;
+    for (int t = 0; t < threads_; ++t) workers_.emplace_back([this] { Work(); });
+  }
+  ~SignatureChecker() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    for (std::thread& t : workers_) t.join();
+  }
+  SignatureChecker(const SignatureChecker&) = delete;
+  SignatureChecker& operator=(const SignatureChecker&) = delete;
+
+  void Add(SignatureJob job) {
+    current_.push_back(std::move(job));
+    ++added_;
+    if (current_.size() >= kChunk) Submit();
+  }
+
+  // True once some checked signature failed (Wait() names it).
+  bool AnyBad() const { return bad_seen_.load(std::memory_order_relaxed); }
+  uint64_t added() const { return added_; }
+
+  // Waits until every added job is checked; the smallest bad index, if any.
+  std::optional<uint64_t> Wait() {
+    Submit();
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](SignatureChecker* c)
+             ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) { return c->queue_.empty() && c->busy_ == 0; },
+        this));
+    if (first_bad_ == kNone) return std::nullopt;
+    return first_bad_;
+  }
+
+ private:
+  static constexpr uint64_t kNone = std::numeric_limits<uint64_t>::max();
+
+  // Hands the current chunk to the workers (or checks it here).
+  void Submit() {
+    if (current_.empty()) return;
+    std::vector<SignatureJob> chunk;
+    chunk.swap(current_);
+    current_.reserve(kChunk);
+    if (workers_.empty()) return Check(chunk);
+    {
+      absl::MutexLock lock(&mu_);
+      if (queue_.size() < 2 * workers_.size()) {
+        queue_.push_back(std::move(chunk));
+        return;
+      }
+    }
+    Check(chunk);  // the workers are behind: help rather than wait
+  }
+
+  void Check(const std::vector<SignatureJob>& chunk) {
+    uint64_t bad = kNone;
+    for (const SignatureJob& j : chunk) {
+      const auto* m = reinterpret_cast<const uint8_t*>(j.message.data());
+      if (!crypto::Ed25519Verify(j.key, std::span<const uint8_t>(m, j.message.size()), j.signature)
+               .ok()) {
+        bad = std::min(bad, j.index);
+      }
+    }
+    if (bad == kNone) return;
+    bad_seen_.store(true, std::memory_order_relaxed);
+    absl::MutexLock lock(&mu_);
+    first_bad_ = std::min(first_bad_, bad);
+  }
+
+  void Work() {
+    for (;;) {
+      std::vector<SignatureJob> chunk;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](SignatureChecker* c)
+                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) { return c->stop_ || !c->queue_.empty(); },
+            this));
+        if (queue_.empty()) return;  // stopping
+        chunk = std::move(queue_.front());
+        queue_.pop_front();
+        ++busy_;
+      }
+      Check(chunk);
+      absl::MutexLock lock(&mu_);
+      --busy_;
+    }
+  }
+
+  const int threads_;
+  std::vector<SignatureJob> current_;  // reading thread only
+  uint64_t added_ = 0;                 // reading thread only
+  std::atomic<bool> bad_seen_{false};
+  absl::Mutex mu_;
+  std::deque<std::vector<SignatureJob>> queue_ ABSL_GUARDED_BY(mu_);
+  int busy_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t first_bad_ ABSL_GUARDED_BY(mu_) = kNone;
+  std::vector<std::thread> workers_;
 };
 
 struct HeadRef {
@@ -312,37 +430,23 @@ class Verifier {
       }
       device.last_sequence = e->sequence;
       if (!CheckRange(i, e->first_position, e->last_position)) return false;
-      jobs_.push_back(SignatureJob{i, *e, device.key});
-      if (jobs_.size() >= kSignatureChunk && !FlushSignatures()) return false;
+      absl::StatusOr<std::string> message = BatchSignedMessageOf(*e);
+      if (!message.ok()) return FailEntry(i, "the batch's device id is not a UUID");
+      signatures_.Add(SignatureJob{i, *std::move(message), e->signature, device.key});
+      if (signatures_.AnyBad() && !FlushSignatures()) return false;
     } else if (const auto* e = std::get_if<CaseChange>(&event.body)) {
       if (!CheckRange(i, e->first_position, e->last_position)) return false;
     }
     return true;
   }
 
-  // Checks the queued device signatures; false (and the failure reported)
-  // if one does not verify.
+  // Waits for the device signatures added so far; false (and the first
+  // bad one reported) if one does not verify.
   bool FlushSignatures() {
-    if (jobs_.empty()) return true;
-    const size_t threads =
-        std::max<size_t>(1, std::min<size_t>(options_.threads, jobs_.size() / 64 + 1));
-    std::vector<uint64_t> first_bad(threads, std::numeric_limits<uint64_t>::max());
-    auto work = [&](size_t t) {
-      for (size_t j = t; j < jobs_.size(); j += threads) {
-        if (!VerifyBatchSignature(jobs_[j].batch, jobs_[j].key).ok()) {
-          first_bad[t] = std::min(first_bad[t], jobs_[j].index);
-        }
-      }
-    };
-    std::vector<std::thread> pool;
-    for (size_t t = 1; t < threads; ++t) pool.emplace_back(work, t);
-    work(0);
-    for (std::thread& th : pool) th.join();
-    report_.device_signatures += jobs_.size();
-    jobs_.clear();
-    uint64_t bad = *std::min_element(first_bad.begin(), first_bad.end());
-    if (bad == std::numeric_limits<uint64_t>::max()) return true;
-    return Fail(bad, absl::StrFormat("entry %d", bad),
+    std::optional<uint64_t> bad = signatures_.Wait();
+    report_.device_signatures = signatures_.added();
+    if (!bad.has_value()) return true;
+    return Fail(*bad, absl::StrFormat("entry %d", *bad),
                 "the device signature of the batch does not verify with the key its enrolment "
                 "entry recorded");
   }
@@ -398,7 +502,7 @@ class Verifier {
   CompactMerkleTree tree_;
   std::map<std::string, DeviceState> devices_;
   std::optional<uint64_t> next_position_;
-  std::vector<SignatureJob> jobs_;
+  SignatureChecker signatures_{options_.threads};
 };
 
 }  // namespace

@@ -40,8 +40,10 @@ absl::StatusOr<Event> EventOfUnit(const sync::CommittedUnit& unit) {
   b.device_id = unit.writer;
   ASSIGN_OR_RETURN(b.batch_id, ParseUuid(unit.batch_id));
   b.sequence = unit.sequence;
-  // TODO(#5): CommittedUnit must carry the header's sealing_key_id and the
-  // compression for the device signature to be checkable offline.
+  // What the device signed besides the payload digest, so that the
+  // signature can be checked offline.
+  b.sealing_key_id = unit.sealing_key_id;
+  b.compression = static_cast<uint8_t>(unit.compression);
   if (unit.sealed_batch_sha256.size() != 32 || unit.signature.size() != 64) {
     return absl::InternalError("a committed batch lacks its payload hash or signature");
   }

@@ -129,10 +129,10 @@ absl::StatusOr<uint64_t> AuditLog::Append(const Event& event, storage::WriteBatc
     pending_ = committed_;
   }
   const uint64_t index = pending_.size();
-  std::vector<StoredNode> created;
-  RETURN_IF_ERROR(pending_.Append(leaf, &created));
+  created_.clear();  // reused: no allocation per leaf
+  RETURN_IF_ERROR(pending_.Append(leaf, &created_));
   batch->Put(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(index), entry);
-  for (const StoredNode& node : created) {
+  for (const StoredNode& node : created_) {
     batch->Put(Cf::kAuditNodes,
                storage::EncodeAuditNodeKey(static_cast<uint8_t>(node.id.level), node.id.index),
                HashBytes(node.hash));

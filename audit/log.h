@@ -159,6 +159,7 @@ class AuditLog {
   // The open session: its batch and the tree with its leaves appended.
   const storage::WriteBatch* session_batch_ ABSL_GUARDED_BY(mu_) = nullptr;
   CompactMerkleTree pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<StoredNode> created_ ABSL_GUARDED_BY(mu_);  // Append's scratch
   std::optional<SignedTreeHead> latest_head_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex sign_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one signer at a time

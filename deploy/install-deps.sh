@@ -15,7 +15,7 @@ PACKAGES=(
   libabsl-dev librocksdb-dev libspdlog-dev libssl-dev libicu-dev libzstd-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   openssl
-  python3 python3-grpcio python3-protobuf python3-cryptography
+  python3 python3-grpcio python3-protobuf python3-cryptography python3-jsonschema
 )
 
 missing=()

@@ -13,6 +13,8 @@ constexpr RoleSet kAdministrator = RoleBit(v1::ROLE_ADMINISTRATOR);
 constexpr RoleSet kAuditReaders = RoleBit(v1::ROLE_AUDITOR) | kAdministrator;
 constexpr RoleSet kDevice = RoleBit(v1::ROLE_DEVICE);
 constexpr RoleSet kSupervisor = RoleBit(v1::ROLE_SUPERVISOR);
+// Aggregates: counts only, within the caller's regions, suppressed.
+constexpr RoleSet kAggregateReaders = RoleBit(v1::ROLE_ANALYST) | kSupervisor;
 
 // Keep sorted by service, then method. tests/server/authz_test.cc checks
 // that every method of every service has exactly one row.
@@ -25,6 +27,9 @@ constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.AdminService/RevokePrincipal", true, kAdministrator,
             Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/WhoAmI", true, kAnyRole, Scope::kSelf},
+    RpcRule{"/fieldsync.v1.AggregateService/ListMetrics", true, kAggregateReaders,
+            Scope::kRegions},
+    RpcRule{"/fieldsync.v1.AggregateService/Query", true, kAggregateReaders, Scope::kRegions},
     RpcRule{"/fieldsync.v1.AuditService/GetConsistencyProof", true, kAuditReaders,
             Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AuditService/GetEntries", true, kAuditReaders, Scope::kDeployment},

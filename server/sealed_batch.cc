@@ -3,7 +3,6 @@
 #include <zstd.h>
 
 #include "absl/strings/str_format.h"
-#include "audit/events.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
@@ -17,6 +16,11 @@ namespace fieldsync::server {
 namespace {
 
 using crypto::AsBytes;
+using device::EncodeBatchSignedMessage;
+using device::EncodePullChunkHeader;
+using device::kBatchSealInfo;
+using device::kPullSealInfo;
+using device::SealedPayloadDigest;
 
 absl::Status Malformed(std::string_view what,
                        absl::StatusCode code = absl::StatusCode::kInvalidArgument) {
@@ -53,17 +57,6 @@ absl::StatusOr<std::string> Decompress(std::string_view frame, size_t max_size, 
 }
 
 }  // namespace
-
-crypto::Sha256Digest SealedPayloadDigest(std::string_view enc, std::string_view ciphertext) {
-  return audit::SealedPayloadDigest(enc, ciphertext);
-}
-
-std::string EncodeBatchSignedMessage(const crypto::BatchHeader& header,
-                                     v1::PayloadCompression compression,
-                                     const crypto::Sha256Digest& payload_digest) {
-  return audit::BatchSignedMessage(crypto::EncodeBatchHeader(header),
-                                   static_cast<uint8_t>(compression), payload_digest);
-}
 
 absl::StatusOr<crypto::BatchHeader> ParseBatchHeader(const v1::BatchHeader& header) {
   crypto::BatchHeader out;
@@ -155,16 +148,6 @@ absl::StatusOr<OpenedBatch> OpenSealedBatch(const v1::SealedBatch& sealed, size_
   out.payload_sha256 = crypto::ToString(digest);
   out.signature = sealed.signature();
   return out;
-}
-
-std::string EncodePullChunkHeader(const Uuid& device_id, uint64_t cursor, uint64_t next_cursor,
-                                  bool caught_up) {
-  return crypto::CanonicalWriter(kPullChunkDomain)
-      .Uuid(device_id)
-      .U64(cursor)
-      .U64(next_cursor)
-      .U8(caught_up ? 1 : 0)
-      .Finish();
 }
 
 absl::StatusOr<v1::PullChunk> SealPullChunk(const v1::PulledChanges& changes, const Uuid& device_id,

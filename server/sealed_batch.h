@@ -1,7 +1,8 @@
-// The device-facing cryptography of the sync protocol (docs/PROTOCOL.md §4,
-// §5): the byte-exact message a device signs for a batch, opening a sealed
-// batch (signature, sealing key id, HPKE, optional zstd, payload parse,
-// size limits), and sealing pull chunks to a device's receiving key.
+// The server side of the sync protocol's cryptography (docs/PROTOCOL.md §4,
+// §5): opening a sealed batch (signature, sealing key id, HPKE, optional
+// zstd, payload parse, size limits) and sealing pull chunks to a device's
+// receiving key. The encodings both sides compute, and the device side
+// (sealing a batch, opening a chunk), are in device/sealed_batch.h.
 // gRPC-free: plain protos and crypto/ in, sync errors (sync/errors.h) out.
 #ifndef FIELDSYNC_SERVER_SEALED_BATCH_H_
 #define FIELDSYNC_SERVER_SEALED_BATCH_H_
@@ -16,27 +17,11 @@
 #include "crypto/canonical.h"
 #include "crypto/hash.h"
 #include "crypto/x25519.h"
+#include "device/sealed_batch.h"
 #include "fieldsync/v1/records.pb.h"
 #include "fieldsync/v1/sync.pb.h"
 
 namespace fieldsync::server {
-
-// Domain and HPKE info strings. Persisted: devices in the field use them.
-inline constexpr std::string_view kBatchSealInfo = "fieldsync/batch-seal/v1";
-inline constexpr std::string_view kPullChunkDomain = "fieldsync/pull-chunk/v1";
-inline constexpr std::string_view kPullSealInfo = "fieldsync/pull-seal/v1";
-
-// SHA-256(enc || ciphertext) of a sealed batch (enc is 32 bytes); the same
-// digest the audit log records (audit::SealedPayloadDigest).
-crypto::Sha256Digest SealedPayloadDigest(std::string_view enc, std::string_view ciphertext);
-
-// What a device signs with Ed25519 for a batch: audit::BatchSignedMessage
-// (audit/events.h, which owns the persisted 132-byte layout, so that the
-// offline verifier and the server can never disagree) over
-// EncodeBatchHeader(header), the compression byte and the payload digest.
-std::string EncodeBatchSignedMessage(const crypto::BatchHeader& header,
-                                     v1::PayloadCompression compression,
-                                     const crypto::Sha256Digest& payload_digest);
 
 // The header proto with its UUID texts parsed. kInvalidArgument MALFORMED
 // when a UUID is not canonical text or the sequence is 0.
@@ -58,7 +43,7 @@ struct PushKeys {
 struct OpenedBatch {
   crypto::BatchHeader header;
   v1::BatchPayload payload;
-  std::string payload_sha256;  // SealedPayloadDigest, raw 32 bytes
+  std::string payload_sha256;  // device::SealedPayloadDigest, raw 32 bytes
   std::string signature;
 };
 
@@ -78,16 +63,10 @@ struct OpenedBatch {
 absl::StatusOr<OpenedBatch> OpenSealedBatch(const v1::SealedBatch& sealed, size_t request_bytes,
                                             const PushKeys& keys, const BatchLimits& limits);
 
-// The associated data of a pull chunk sealed to a device. Persisted; 57
-// bytes:
-//   "fieldsync/pull-chunk/v1" (23) || 0x00 || device_id (16 raw bytes)
-//   || cursor (u64 BE) || next_cursor (u64 BE) || caught_up (1 byte, 0/1)
-std::string EncodePullChunkHeader(const Uuid& device_id, uint64_t cursor, uint64_t next_cursor,
-                                  bool caught_up);
-
 // Seals `changes` (serialized deterministically) with HPKE single-shot to
-// `receiving_public_key`, info kPullSealInfo, aad EncodePullChunkHeader,
-// and fills the chunk's enc, ciphertext and clear cursor copies.
+// `receiving_public_key`, info device::kPullSealInfo, aad
+// device::EncodePullChunkHeader, and fills the chunk's enc, ciphertext and
+// clear cursor copies.
 // `cursor` is the position the chunk starts after. kInvalidArgument for a
 // bad receiving key.
 absl::StatusOr<v1::PullChunk> SealPullChunk(const v1::PulledChanges& changes, const Uuid& device_id,

@@ -1,20 +1,23 @@
 #include "server/server.h"
 
-#include <optional>
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 
+#include <optional>
+
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "admin/deployment.h"
-#include "audit/ingest_observer.h"
+#include "admin/enrolment.h"
 #include "admin/principals.h"
 #include "admin/server_keys.h"
 #include "admin/staff.h"
+#include "aggregates/counters.h"
+#include "aggregates/metrics.h"
 #include "audit/checkpoint.h"
+#include "audit/ingest_observer.h"
 #include "audit/log.h"
 #include "common/file_io.h"
 #include "common/logging.h"
@@ -23,8 +26,8 @@
 #include "crypto/master_key.h"
 #include "crypto/tls.h"
 #include "crypto/x509.h"
-#include "admin/enrolment.h"
 #include "server/admin_service.h"
+#include "server/aggregate_service.h"
 #include "server/audit_service.h"
 #include "server/auth.h"
 #include "server/listen_address.h"
@@ -54,9 +57,9 @@ struct TlsFiles {
 absl::StatusOr<std::string> ReadTlsFile(const std::string& path, std::string_view what) {
   absl::StatusOr<std::string> text = ReadFile(path);
   if (absl::IsNotFound(text.status())) {
-    return absl::NotFoundError(absl::StrFormat(
-        "TLS %s %s does not exist: check the data directory or tls_* in the config",
-        std::string(what), path));
+    return absl::NotFoundError(
+        absl::StrFormat("TLS %s %s does not exist: check the data directory or tls_* in the config",
+                        std::string(what), path));
   }
   return text;
 }
@@ -68,8 +71,8 @@ absl::StatusOr<TlsFiles> LoadTlsFiles(const v1::ServerConfig& config, absl::Time
   ASSIGN_OR_RETURN(tls.ca_pem, ReadTlsFile(config.tls_ca_file(), "CA certificate"));
   absl::Status chain = crypto::VerifyCertificateChain(tls.ca_pem, tls.certificate_pem, now);
   if (!chain.ok()) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "server certificate %s: %s", config.tls_cert_file(), chain.message()));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("server certificate %s: %s", config.tls_cert_file(), chain.message()));
   }
   absl::Status match = crypto::CheckKeyMatchesCertificate(tls.private_key_pem, tls.certificate_pem);
   if (!match.ok()) {
@@ -79,6 +82,36 @@ absl::StatusOr<TlsFiles> LoadTlsFiles(const v1::ServerConfig& config, absl::Time
         config.tls_key_file(), config.tls_cert_file()));
   }
   return tls;
+}
+
+// The deployment's metrics: config.metrics_file, else DATA_DIR/metrics.textproto
+// when it exists; null when there is none (aggregates are then off).
+absl::StatusOr<std::unique_ptr<aggregates::Metrics>> LoadMetrics(const v1::ServerConfig& config,
+                                                                 const std::string& data_dir,
+                                                                 const sync::Schema* schema) {
+  std::string path = config.metrics_file();
+  const bool named = !path.empty();
+  if (!named) path = data_dir + "/metrics.textproto";
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!named && absl::IsNotFound(text.status())) {
+    log::Warn("aggregates", {{"metrics_file", "absent"},
+                             {"note", "no aggregates until DATA_DIR/metrics.textproto exists"}});
+    return nullptr;
+  }
+  if (!text.ok()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "metrics file: %s; set metrics_file in the config", text.status().message()));
+  }
+  absl::StatusOr<v1::MetricsConfig> parsed = aggregates::ParseMetricsConfig(*text);
+  absl::StatusOr<std::unique_ptr<aggregates::Metrics>> metrics =
+      parsed.ok() ? aggregates::Metrics::Create(*std::move(parsed), schema)
+                  : absl::StatusOr<std::unique_ptr<aggregates::Metrics>>(parsed.status());
+  if (!metrics.ok()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s: %s; fix the file (the shipped default is deploy/metrics/child_protection.textproto)",
+        path, metrics.status().message()));
+  }
+  return metrics;
 }
 
 }  // namespace
@@ -105,6 +138,10 @@ class FieldsyncServer::Impl {
   std::unique_ptr<crypto::CaseKeyStore> case_keys;
   std::unique_ptr<sync::CaseKeySealer> sealer;
   std::unique_ptr<audit::IngestObserver> audit_observer;
+  // Aggregates (issue #6); null metrics when the deployment has none.
+  std::unique_ptr<aggregates::Metrics> metrics;
+  std::unique_ptr<aggregates::CounterObserver> counter_observer;
+  std::unique_ptr<AggregateServiceImpl> aggregate_service;
   std::unique_ptr<sync::Ingest> ingest;
   std::unique_ptr<sync::ChangeFeed> feed;
   std::unique_ptr<admin::DeviceEnrolment> enrolment;
@@ -141,12 +178,13 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   const crypto::MasterKeyRing& master = *impl->master;
   absl::StatusOr<v1::Schema> schema_proto = sync::LoadSchemaFile(config.schema_file());
   if (!schema_proto.ok()) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "schema: %s; set schema_file in the config (the shipped default is "
-        "deploy/schema/child_protection.textproto)",
-        schema_proto.status().message()));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("schema: %s; set schema_file in the config (the shipped default is "
+                        "deploy/schema/child_protection.textproto)",
+                        schema_proto.status().message()));
   }
   ASSIGN_OR_RETURN(impl->schema, sync::Schema::Create(*std::move(schema_proto)));
+  ASSIGN_OR_RETURN(impl->metrics, LoadMetrics(config, options.data_dir, impl->schema.get()));
   std::optional<TlsFiles> tls;
   if (!config.insecure_plaintext_loopback()) {
     ASSIGN_OR_RETURN(tls, LoadTlsFiles(config, options.clock->Now()));
@@ -166,9 +204,9 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   }
   RETURN_IF_ERROR(keys.status());
   impl->keys = *std::move(keys);
-  ASSIGN_OR_RETURN(audit::NoteSigner audit_signer,
-                   audit::NoteSigner::Create(impl->keys.audit_origin,
-                                             impl->keys.audit_signing_seed.span()));
+  ASSIGN_OR_RETURN(
+      audit::NoteSigner audit_signer,
+      audit::NoteSigner::Create(impl->keys.audit_origin, impl->keys.audit_signing_seed.span()));
   impl->audit_signer.emplace(std::move(audit_signer));
   audit::AuditLogOptions audit_options;
   audit_options.store = impl->store.get();
@@ -186,13 +224,13 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   impl->enrolment = std::make_unique<admin::DeviceEnrolment>(impl->store.get(), &impl->keys.ca,
                                                              options.clock, options.random);
   impl->enrolment->set_audit_log(impl->audit_log.get());
-  impl->admin_service = std::make_unique<AdminServiceImpl>(
-      impl->auth.get(), impl->registry.get(), impl->staff.get(), impl->keys.ca.certificate_pem,
-      impl->enrolment.get());
+  impl->admin_service =
+      std::make_unique<AdminServiceImpl>(impl->auth.get(), impl->registry.get(), impl->staff.get(),
+                                         impl->keys.ca.certificate_pem, impl->enrolment.get());
 
   impl->case_keys = std::make_unique<crypto::CaseKeyStore>(impl->store.get(), impl->master.get());
   impl->sealer = std::make_unique<sync::CaseKeySealer>(impl->store.get(), impl->case_keys.get(),
-                                                        options.random);
+                                                       options.random);
   sync::Ingest::Options ingest;
   ingest.store = impl->store.get();
   ingest.schema = impl->schema.get();
@@ -204,9 +242,21 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   // same atomic write.
   impl->audit_observer = std::make_unique<audit::IngestObserver>(impl->audit_log.get());
   ingest.observers.push_back(impl->audit_observer.get());
+  if (impl->metrics != nullptr) {
+    // Counters follow every commit in the same atomic write; before the
+    // first, they are brought in line with the metrics file.
+    ASSIGN_OR_RETURN(aggregates::PrepareOutcome prepared,
+                     aggregates::PrepareCounters(impl->store.get(), *impl->metrics));
+    if (prepared.rebuilt) {
+      log::Info("aggregates", {{"counters", "rebuilt"}, {"cases", prepared.cases}});
+    }
+    impl->counter_observer =
+        std::make_unique<aggregates::CounterObserver>(impl->store.get(), impl->metrics.get());
+    ingest.observers.push_back(impl->counter_observer.get());
+  }
   impl->ingest = std::make_unique<sync::Ingest>(std::move(ingest));
-  impl->feed = std::make_unique<sync::ChangeFeed>(impl->store.get(), impl->schema.get(),
-                                                  impl->sealer.get());
+  impl->feed =
+      std::make_unique<sync::ChangeFeed>(impl->store.get(), impl->schema.get(), impl->sealer.get());
   ASSIGN_OR_RETURN(crypto::X25519PrivateKey sealing_key,
                    crypto::X25519PrivateKey::Create(impl->keys.sealing_private_key.span()));
   impl->sealing_key = std::make_unique<crypto::X25519PrivateKey>(std::move(sealing_key));
@@ -242,8 +292,8 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
     credentials->SetAuthMetadataProcessor(std::make_shared<CertificateGate>());
   } else {
     credentials = grpc::InsecureServerCredentials();
-    log::Warn("plaintext", {{"listen", config.listen()},
-                            {"note", "no TLS: only the health check answers"}});
+    log::Warn("plaintext",
+              {{"listen", config.listen()}, {"note", "no TLS: only the health check answers"}});
   }
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -251,11 +301,13 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen.ToString(), credentials, &impl->port);
   builder.RegisterService(impl->admin_service.get());
-  impl->audit_service =
-      std::make_unique<AuditServiceImpl>(impl->auth.get(), impl->audit_log.get());
+  impl->audit_service = std::make_unique<AuditServiceImpl>(impl->auth.get(), impl->audit_log.get());
   builder.RegisterService(impl->audit_service.get());
   builder.RegisterService(impl->sync_service.get());
   builder.RegisterService(impl->case_service.get());
+  impl->aggregate_service = std::make_unique<AggregateServiceImpl>(
+      impl->auth.get(), impl->store.get(), impl->metrics.get(), options.clock);
+  builder.RegisterService(impl->aggregate_service.get());
   // Oversize batches must reach the service, which refuses them with a
   // machine-readable reason, rather than be cut off by gRPC's own limit.
   builder.SetMaxReceiveMessageSize(

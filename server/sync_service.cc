@@ -298,6 +298,8 @@ absl::Status SyncServiceImpl::DoPush(const Caller& caller, const v1::PushRequest
   meta.sequence = batch.header.sequence;
   meta.sealed_batch_sha256 = std::move(batch.payload_sha256);
   meta.signature = std::move(batch.signature);
+  meta.sealing_key_id = batch.header.sealing_key_id;
+  meta.compression = static_cast<uint32_t>(request.batch().compression());
   ASSIGN_OR_RETURN(sync::PushResult result, deps_.ingest->Push(meta, batch.payload));
   response->set_batch_id(meta.batch_id);
   *response->mutable_results() = std::move(*result.result.mutable_results());
@@ -310,11 +312,7 @@ absl::Status SyncServiceImpl::DoPush(const Caller& caller, const v1::PushRequest
     // be made now (the device may fetch it later from AuditService).
     absl::StatusOr<audit::Receipt> receipt =
         deps_.audit_log->ReceiptForBatch(meta.device_id, batch.header.batch_id);
-    if (receipt.ok()) {
-      v1::AuditReceipt proto;
-      ToProto(*receipt, &proto);
-      response->set_audit_receipt(proto.SerializeAsString());
-    }
+    if (receipt.ok()) ToProto(*receipt, response->mutable_audit_receipt());
   }
   return absl::OkStatus();
 }

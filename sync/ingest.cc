@@ -501,6 +501,8 @@ absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* n
   summary->sequence = meta.sequence;
   summary->sealed_batch_sha256 = meta.sealed_batch_sha256;
   summary->signature = meta.signature;
+  summary->sealing_key_id = meta.sealing_key_id;
+  summary->compression = meta.compression;
   return absl::OkStatus();
 }
 

@@ -44,6 +44,11 @@ struct BatchMeta {
   // batch as received, and the device's signature over it.
   std::string sealed_batch_sha256;
   std::string signature;
+  // The rest of the signed header (also for the audit log, which must
+  // rebuild the signed message): the server sealing key id the batch was
+  // sealed to and its payload compression (v1.PayloadCompression value).
+  uint32_t sealing_key_id = 0;
+  uint32_t compression = 0;
 };
 
 // What Push answers.
@@ -84,6 +89,8 @@ struct CommittedUnit {
   uint64_t sequence = 0;
   std::string sealed_batch_sha256;
   std::string signature;
+  uint32_t sealing_key_id = 0;
+  uint32_t compression = 0;
   // The server-side change's kind; UNSPECIFIED for device batches.
   v1::ChangeKind staff_kind = v1::CHANGE_KIND_UNSPECIFIED;
   // Log range [first_position, last_position]; both 0 when nothing was

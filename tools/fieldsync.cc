@@ -23,9 +23,11 @@
 #include "crypto/system_random.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
+#include "tools/aggregates_verbs.h"
 #include "tools/audit_verbs.h"
 #include "tools/cli.h"
 #include "tools/client.h"
+#include "tools/device_simulate.h"
 
 namespace fieldsync::tools {
 namespace {
@@ -43,6 +45,13 @@ constexpr char kUsage[] =
     "  device enrol-code --officer ID --region R [--ttl 24h]\n"
     "                                           issue a one-time device enrolment code\n"
     "  device revoke --id UUID                  revoke an enrolled device at once\n"
+    "  device simulate --devices N [--seed S] [--cases C] [--edits E] [--json]\n"
+    "                                           enrol N simulated tablets, sync overlapping edits\n"
+    "  aggregates list                          the metrics you may query, and your regions\n"
+    "  aggregates query --metric M [--group-by D,..] [--filter D=V,..] [--granularity G]\n"
+    "                                           counts by dimension, small counts withheld\n"
+    "  aggregates export --format csv|dhis2 [--out FILE]\n"
+    "                                           every metric as CSV, or DHIS2 dataValueSets\n"
     "  audit export --out FILE                  write the audit log and its signed head to FILE\n"
     "  audit verify FILE --key KEYFILE [--trusted-head SAVED] [--json]\n"
     "                                           check an export offline (no server)\n"
@@ -376,15 +385,39 @@ Result Run(const Args& args) {
     if (code == 0) return std::nullopt;
     return Fail(error, code);
   }
+  if (w[0] == "aggregates") {
+    std::string error;
+    int code = 0;
+    if (w.size() == 2 && w[1] == "list") {
+      code = AggregatesList(args, &error);
+    } else if (w.size() == 2 && w[1] == "query") {
+      code = AggregatesQuery(args, &error);
+    } else if (w.size() == 2 && w[1] == "export") {
+      code = AggregatesExport(args, &error);
+    } else if (w.size() == 1 && args.help) {
+      std::cout << "usage: fieldsync aggregates list|query|export ...; see fieldsync aggregates "
+                   "VERB --help\n";
+      return std::nullopt;
+    } else {
+      return Fail("aggregates needs list, query or export; see fieldsync aggregates --help", 2);
+    }
+    if (code == 0) return std::nullopt;
+    return Fail(error, code);
+  }
   if (w[0] == "device") {
     if (w.size() == 2 && w[1] == "enrol-code") return DeviceEnrolCode(args);
     if (w.size() == 2 && w[1] == "revoke") return DeviceRevoke(args);
+    if (w.size() == 2 && w[1] == "simulate") {
+      std::string error;
+      int code = DeviceSimulate(args, &error);
+      return code == 0 ? std::nullopt : Fail(error, code);
+    }
     if (w.size() == 1 && args.help) {
-      std::cout << "usage: fieldsync device enrol-code|revoke ...; see fieldsync device VERB "
-                   "--help\n";
+      std::cout << "usage: fieldsync device enrol-code|revoke|simulate ...; see fieldsync device "
+                   "VERB --help\n";
       return std::nullopt;
     }
-    return Fail("device needs enrol-code or revoke; see fieldsync device --help", 2);
+    return Fail("device needs enrol-code, revoke or simulate; see fieldsync device --help", 2);
   }
   return Fail(absl::StrFormat("unknown verb \"%s\"; see fieldsync --help", absl::StrJoin(w, " ")),
               2);

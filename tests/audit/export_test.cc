@@ -127,6 +127,56 @@ TEST_F(ExportTest, ARecomputedForgeryIsCaughtByTheDeviceSignature) {
   EXPECT_THAT(r.error, HasSubstr("device signature"));
 }
 
+// Thousands of batches, so that signatures go through the worker queue in
+// many chunks: every one is checked whatever the thread count, and with two
+// bad signatures far apart the first is named (the heads are re-signed over
+// the altered entries, so only the device signatures can catch them).
+TEST(ExportSignatureTest, ManyBatchesOnAnyThreadCountNameTheFirstBadSignature) {
+  NoteSigner signer = MakeSigner(9);
+  std::vector<std::string> entries;
+  uint64_t batches = 0;
+  std::vector<size_t> batch_indexes;
+  for (const Event& e : testing::MixedEvents(3000, 8)) {
+    if (KindOf(e) == EventKind::kBatchAccepted) batch_indexes.push_back(entries.size());
+    entries.push_back(*EncodeEvent(e));
+  }
+  batches = batch_indexes.size();
+  ASSERT_GT(batches, 4 * 256u);
+  auto file_of = [&](const std::vector<std::string>& es) {
+    std::string file(kExportMagic);
+    file += ExportHeadRecord(SignedHead(signer, es, es.size()));
+    for (size_t i = 0; i < es.size(); ++i) file += ExportEntryRecord(i, es[i]);
+    file += ExportEndRecord(es.size(), 1);
+    return file;
+  };
+  auto verify = [&](const std::string& file, int threads) {
+    std::istringstream in(file);
+    VerifyOptions options;
+    options.key = &signer.verifier();
+    options.threads = threads;
+    return VerifyExport(in, options);
+  };
+  const std::string intact = file_of(entries);
+  std::vector<std::string> damaged_entries = entries;
+  const size_t first_bad = batch_indexes[batches / 3];
+  const size_t second_bad = batch_indexes[batches * 2 / 3];
+  for (size_t i : {second_bad, first_bad}) {
+    Event e = *DecodeEvent(damaged_entries[i]);
+    std::get<BatchAccepted>(e.body).signature[5] ^= 1;
+    damaged_entries[i] = *EncodeEvent(e);
+  }
+  const std::string damaged = file_of(damaged_entries);
+  for (int threads : {1, 2, 4}) {
+    VerifyReport r = verify(intact, threads);
+    EXPECT_TRUE(r.ok) << threads << ": " << r.bad_record << ": " << r.error;
+    EXPECT_EQ(r.device_signatures, batches) << threads;
+    r = verify(damaged, threads);
+    EXPECT_FALSE(r.ok) << threads;
+    EXPECT_THAT(r.bad_entry, Optional(first_bad)) << threads << ": " << r.error;
+    EXPECT_THAT(r.error, HasSubstr("device signature")) << threads;
+  }
+}
+
 TEST_F(ExportTest, ADroppedEntryIsNamed) {
   for (size_t i : {0, 17, 59}) {
     std::vector<std::string> damaged = Records(heads_);

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
+import audit_receipt
 from fieldsync.v1 import records_pb2, rpc_status_pb2, sync_pb2, sync_pb2_grpc
 
 # --- PROTOCOL.md §3: HPKE -------------------------------------------------
@@ -196,9 +197,69 @@ class Device:
                             batch_header_encoding(header), payload)
         signature = self.signing_key.sign(
             batch_signed_message(header, sync_pb2.PAYLOAD_COMPRESSION_NONE, enc, ct))
-        return sync_pb2.SealedBatch(header=header, enc=enc, ciphertext=ct,
-                                    compression=sync_pb2.PAYLOAD_COMPRESSION_NONE,
-                                    signature=signature)
+        sealed = sync_pb2.SealedBatch(header=header, enc=enc, ciphertext=ct,
+                                      compression=sync_pb2.PAYLOAD_COMPRESSION_NONE,
+                                      signature=signature)
+        self._batch_changes[header.batch_id] = list(changes)
+        return sealed
+
+    # --- audit receipts (docs/AUDIT.md §1, §7) ---
+
+    def batch_entry_fields(self, sealed, response):
+        """What the device itself knows of its batch's BatchAccepted entry
+        (every field but the server's time)."""
+        changes = self._batch_changes[sealed.header.batch_id]
+        counts = {o: 0 for o in (records_pb2.CHANGE_OUTCOME_APPLIED,
+                                 records_pb2.CHANGE_OUTCOME_CONVERGED,
+                                 records_pb2.CHANGE_OUTCOME_SUPERSEDED,
+                                 records_pb2.CHANGE_OUTCOME_CONFLICT,
+                                 records_pb2.CHANGE_OUTCOME_REJECTED)}
+        case_ids = []
+        for change, result in zip(changes, response.results):
+            counts[result.outcome] += 1
+            # Cases with at least one logged change, in first-touch order.
+            if result.log_position != 0 and change.case_id not in case_ids:
+                case_ids.append(change.case_id)
+        return {"device_id": self.device_id, "batch_id": sealed.header.batch_id,
+                "sequence": sealed.header.sequence,
+                "sealing_key_id": sealed.header.sealing_key_id,
+                "compression": sealed.compression,
+                "payload_sha256": hashlib.sha256(sealed.enc + sealed.ciphertext).digest(),
+                "signature": sealed.signature,
+                "first_position": response.first_position,
+                "last_position": response.last_position,
+                "outcomes": tuple(counts.values()), "case_ids": case_ids}
+
+    def verify_receipt(self, verifier, sealed, response):
+        """Verifies the push answer's receipt with `verifier`
+        (audit_receipt.ReceiptVerifier). Returns (checkpoint, differing):
+        `differing` names the entry fields where the server's entry is not
+        what the device computed. The entry is the device's own bytes when
+        nothing differs; otherwise the receipt's bytes are used, but only if
+        they still name this device's batch, sequence, batch hash and
+        signature, positions, outcomes and cases. Raises ReceiptError."""
+        if not response.HasField("audit_receipt"):
+            raise audit_receipt.ReceiptError("the push answer has no receipt")
+        receipt = response.audit_receipt
+        mine = self.batch_entry_fields(sealed, response)
+        mine["time"] = audit_receipt.entry_time(receipt.entry)
+        expected = audit_receipt.batch_accepted_entry(
+            mine["time"], mine["device_id"], mine["batch_id"], mine["sequence"],
+            mine["sealing_key_id"], mine["compression"], mine["payload_sha256"],
+            mine["signature"], mine["first_position"], mine["last_position"],
+            mine["outcomes"], mine["case_ids"])
+        differing = []
+        if receipt.entry != expected:
+            theirs = audit_receipt.parse_batch_accepted(receipt.entry)
+            differing = sorted(k for k in mine if mine[k] != theirs[k])
+            essential = set(differing) - {"sealing_key_id", "compression"}
+            if essential:
+                raise audit_receipt.ReceiptError(
+                    "the receipt's entry does not record this batch: " + ", ".join(sorted(essential)))
+            expected = receipt.entry
+        checkpoint = verifier.verify(receipt, expected)
+        verifier.accept(checkpoint)
+        return checkpoint, differing
 
     def push(self, sealed):
         response = self.stub.Push(sync_pb2.PushRequest(batch=sealed), timeout=20)
@@ -211,6 +272,7 @@ class Device:
         return self._changes_by_id.get(change_id, "")
 
     _changes_by_id = {}
+    _batch_changes = {}  # batch_id -> the changes sealed in it
 
     def change(self, case_id, record_id, record_type, fields, kind=records_pb2.CHANGE_KIND_UPSERT):
         """An UPSERT of `fields` (name -> FieldValue) with the base versions

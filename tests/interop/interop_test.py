@@ -8,10 +8,14 @@ Generates the Python stubs into BUILD_DIR/tests/interop/gen with protoc and
 /usr/bin/grpc_python_plugin, makes a deployment with `fieldsync init`, starts
 `fieldsyncd --listen 127.0.0.1:0`, then: checks its HPKE against RFC 9180,
 enrols two devices, pushes edits that conflict, retries a batch, reads the
-outcomes and error reasons, pulls, interrupts a pull and resumes it.
+outcomes and error reasons, pulls, interrupts a pull and resumes it. Every
+push receipt is verified by the device's own RFC 9162 / C2SP code
+(audit_receipt.py, itself checked against the shared Merkle vectors) with
+the key in DIR/audit-log.pub, and tampered receipts must be rejected.
 Ends with "N passed, M failed".
 """
 
+import base64
 import json
 import os
 import shutil
@@ -43,9 +47,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
+import audit_receipt as ar  # noqa: E402
 import fieldsync_device as fd  # noqa: E402
 from fieldsync.v1 import admin_pb2, admin_pb2_grpc, records_pb2, sync_pb2  # noqa: E402
-from fieldsync.v1 import sync_pb2_grpc  # noqa: E402
+from fieldsync.v1 import audit_pb2, audit_pb2_grpc, sync_pb2_grpc  # noqa: E402
 
 passed, failed = 0, 0
 
@@ -77,6 +82,68 @@ def hpke_matches_rfc9180():
     check("python HPKE open matches RFC 9180",
           fd.hpke_open(sk_r, enc, bytes.fromhex(v["info"]), bytes.fromhex(e["aad"]), ct).hex()
           == e["pt"])
+
+
+def merkle_matches_vectors():
+    """The Python RFC 9162 verifiers against merkle_vectors.json: every
+    tree proof accepted, every probe as expected (policy-dependent probes
+    reported, not counted), every Rekor proof accepted."""
+    vectors = os.environ.get("FIELDSYNC_VECTORS_DIR") or os.path.join(SOURCE, "../shared/vectors")
+    path = os.path.join(vectors, "merkle_vectors.json")
+    if not os.path.exists(path):
+        print("skip Merkle vector check: %s is absent" % path)
+        return
+    v = json.load(open(path))
+    h = bytes.fromhex
+    bad, n = [], 0
+
+    def outcome(fn):
+        try:
+            fn()
+            return True
+        except ar.ReceiptError:
+            return False
+
+    for tree in v["trees"]:
+        leaves = [h(x) for x in tree["leaves"]]
+        roots = {r["size"]: h(r["root"]) for r in tree["roots"]}
+        for p in tree["inclusion_proofs"]:
+            n += 1
+            leaf = h(p["leaf_hash"]) if "leaf_hash" in p else ar.leaf_hash(leaves[p["index"]])
+            root = h(p["root"]) if "root" in p else roots[p["size"]]
+            if not outcome(lambda: ar.verify_inclusion(p["index"], p["size"], leaf,
+                                                       [h(x) for x in p["path"]], root)):
+                bad.append(("inclusion", tree["name"], p["index"], p["size"]))
+        for p in tree["consistency_proofs"]:
+            n += 1
+            r1 = h(p["root1"]) if "root1" in p else roots[p["size1"]]
+            r2 = h(p["root2"]) if "root2" in p else roots[p["size2"]]
+            if not outcome(lambda: ar.verify_consistency(p["size1"], p["size2"],
+                                                         [h(x) for x in p["path"]], r1, r2)):
+                bad.append(("consistency", tree["name"], p["size1"], p["size2"]))
+    policy = 0
+    for p in v["inclusion_probes"] + v["consistency_probes"]:
+        if "index" in p:
+            got = outcome(lambda: ar.verify_inclusion(p["index"], p["size"], h(p["leaf_hash"]),
+                                                      [h(x) for x in p["path"]], h(p["root"])))
+        else:
+            got = outcome(lambda: ar.verify_consistency(p["size1"], p["size2"],
+                                                        [h(x) for x in p["path"]],
+                                                        h(p["root1"]), h(p["root2"])))
+        if p["policy_dependent"]:
+            policy += 1
+            continue
+        n += 1
+        if got != p["expect_valid"]:
+            bad.append(("probe", p["desc"]))
+    for p in v["external_inclusion_proofs"]:
+        n += 1
+        if not outcome(lambda: ar.verify_inclusion(p["index"], p["size"],
+                                                   ar.leaf_hash(h(p["leaf"])),
+                                                   [h(x) for x in p["path"]], h(p["root"]))):
+            bad.append(("rekor", p["desc"]))
+    check("python RFC 9162 verifiers match merkle_vectors.json (%d vectors; %d "
+          "policy-dependent probes not counted)" % (n, policy), not bad, bad[:5])
 
 
 # PROTOCOL.md §9, the worked example: fixed keys, so the bytes are exact.
@@ -132,8 +199,107 @@ def new_case_fields():
                 date_value=records_pb2.Date(year=2026, month=11, day=2))}
 
 
+def flip(b, i=0):
+    return b[:i] + bytes([b[i] ^ 1]) + b[i + 1:]
+
+
+def rejected(verifier, receipt, entry):
+    try:
+        verifier.verify(receipt, entry)
+        return False
+    except ar.ReceiptError:
+        return True
+
+
+def tampered_receipts_rejected(key_text, other_key_text, response):
+    """Each alteration of a good receipt is rejected by a fresh verifier."""
+    good = response.audit_receipt
+    entry = good.entry
+    verifier = ar.ReceiptVerifier(key_text)
+    check("tamper baseline: the untouched receipt verifies", not rejected(verifier, good, entry))
+    cases = []
+
+    def variant(name, mutate, entry_bytes=entry):
+        r = audit_pb2.AuditReceipt()
+        r.CopyFrom(good)
+        mutate(r)
+        cases.append((name, r, entry_bytes))
+
+    def flip_proof(r):
+        r.inclusion_proof[0] = flip(r.inclusion_proof[0], 7)
+
+    def flip_note_root(r):
+        lines = r.head.note.split("\n")
+        root = base64.b64decode(lines[2])
+        lines[2] = base64.b64encode(flip(root, 3)).decode()
+        r.head.note = "\n".join(lines)
+
+    def flip_root_field(r):
+        r.head.root_hash = flip(r.head.root_hash, 0)
+
+    def flip_signature(r):
+        text, sig = r.head.note.rsplit("\n\n", 1)
+        name, b64 = sig.rstrip("\n").rsplit(" ", 1)
+        r.head.note = text + "\n\n" + name + " " + base64.b64encode(
+            flip(base64.b64decode(b64), 40)).decode() + "\n"
+
+    def next_index(r):
+        r.leaf_index += 1
+
+    def drop_proof_hash(r):
+        del r.inclusion_proof[-1]
+
+    def extra_proof_hash(r):
+        r.inclusion_proof.append(b"\x00" * 32)
+
+    def flip_entry(r):
+        r.entry = flip(r.entry, len(r.entry) - 1)
+
+    if good.inclusion_proof:
+        variant("a flipped byte in the inclusion proof", flip_proof)
+        variant("a proof hash dropped", drop_proof_hash)
+    variant("a proof hash added", extra_proof_hash)
+    variant("a flipped byte in the signed root", flip_note_root)
+    variant("a root field that disagrees with the note", flip_root_field)
+    variant("a flipped byte in the note signature", flip_signature)
+    variant("another leaf index", next_index)
+    variant("an entry that is not the device's", flip_entry, flip(entry, len(entry) - 1))
+    for name, r, e in cases:
+        check("tampered receipt rejected: " + name, rejected(ar.ReceiptVerifier(key_text), r, e))
+    check("receipt rejected under another deployment's key",
+          rejected(ar.ReceiptVerifier(other_key_text), good, entry))
+    shrink = ar.ReceiptVerifier(key_text)
+    shrink.accept(ar.Checkpoint(shrink.name, good.head.tree_size + 1, b"\x00" * 32, []))
+    check("receipt rejected when a larger head was seen before (the tree shrank)",
+          rejected(shrink, good, entry))
+
+
+def other_verifier_key():
+    """A well-formed verifier key of a log that is not this deployment's."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    pub = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    name = "fieldsync/other"
+    return "%s+%08x+%s" % (name, ar.key_id(name, pub),
+                           base64.b64encode(b"\x01" + pub).decode())
+
+
+def export_and_verify(data, address, work, name):
+    """`fieldsync audit export` then `fieldsync audit verify --json` with the
+    deployment's audit-log.pub: the verify report (a dict)."""
+    tool = os.path.join(BUILD, "tools/fieldsync")
+    out = os.path.join(work, name + ".export")
+    subprocess.run([tool, "audit", "export", "--data-dir", data, "--server", address,
+                    "--out", out], check=True, stdout=subprocess.DEVNULL)
+    verify = subprocess.run([tool, "audit", "verify", out, "--key",
+                             os.path.join(data, "audit-log.pub"), "--json"],
+                            stdout=subprocess.PIPE, text=True)
+    return json.loads(verify.stdout)
+
+
 def main():
     hpke_matches_rfc9180()
+    merkle_matches_vectors()
     worked_example_matches()
     work = tempfile.mkdtemp(prefix="fieldsync-interop-")
     server = None
@@ -151,7 +317,33 @@ def main():
         admin_creds = grpc.ssl_channel_credentials(
             root_certificates=ca, private_key=open(os.path.join(data, "admin/admin.key"), "rb").read(),
             certificate_chain=open(os.path.join(data, "admin/admin.crt"), "rb").read())
-        admin = admin_pb2_grpc.AdminServiceStub(grpc.secure_channel(address, admin_creds))
+        admin_channel = grpc.secure_channel(address, admin_creds)
+        admin = admin_pb2_grpc.AdminServiceStub(admin_channel)
+        # The auditor's copy of the log key, as `fieldsync init` wrote it.
+        key_text = open(os.path.join(data, "audit-log.pub")).read()
+        receipts_a = ar.ReceiptVerifier(key_text)
+        receipts_b = ar.ReceiptVerifier(key_text)
+        heads = []  # every verified receipt head, in push order
+
+        # --- a fresh deployment's log: init's first administrator ---
+        report = export_and_verify(data, address, work, "fresh")
+        check("fresh deployment: audit export + verify shows init's administrator (1 entry, "
+              "staff-added)", report.get("ok") and report.get("entries") == 1 and
+              report.get("events_by_kind") == {"staff-added": 1}, report)
+
+        def verify_push(device, verifier, sealed, response, what):
+            try:
+                cp, differing = device.verify_receipt(verifier, sealed, response)
+            except ar.ReceiptError as e:
+                check("receipt of %s verifies" % what, False, e)
+                return
+            heads.append(cp)
+            check("receipt of %s verifies (leaf %d in a tree of %d, %s)" % (
+                what, response.audit_receipt.leaf_index, cp.size,
+                "entry recomputed by the device" if not differing else "entry from the receipt"),
+                True)
+            check("receipt entry of %s is byte for byte the device's" % what, not differing,
+                  differing)
 
         def code():
             return admin.CreateEnrolmentCode(admin_pb2.CreateEnrolmentCodeRequest(
@@ -163,6 +355,8 @@ def main():
         ra = a.enroll(code_a)
         check("enrol device A", uuid.UUID(ra.device_id) is not None and
               len(ra.sealing_keys[0].public_key) == 32 and len(ra.audit_public_key) == 32)
+        check("enrolment's audit key and origin are those of audit-log.pub",
+              (ra.audit_origin, ra.audit_public_key) == (receipts_a.name, receipts_a.public_key))
         b.enroll(code())
         check("enrol device B", b.device_id != a.device_id)
         try:
@@ -176,10 +370,13 @@ def main():
 
         # --- push: a new case, then concurrent edits of one field ---
         case_id = str(uuid.uuid4())
-        r = a.push(a.seal_batch([a.change(case_id, case_id, "case_registration",
-                                          new_case_fields())]))
+        first = a.seal_batch([a.change(case_id, case_id, "case_registration",
+                                       new_case_fields())])
+        r = a.push(first)
         check("A's new case applied", r.results[0].outcome == records_pb2.CHANGE_OUTCOME_APPLIED,
               r)
+        verify_push(a, receipts_a, first, r, "A's first batch")
+        tampered_receipts_rejected(key_text, other_verifier_key(), r)
         chunks = b.pull(0)
         check("B pulls A's case", any(c.case_id == case_id for ch in chunks for c in ch.changes))
         edit_a = a.seal_batch([a.change(case_id, case_id, "case_registration",
@@ -191,11 +388,14 @@ def main():
         check("A's edit applied", ra2.results[0].outcome == records_pb2.CHANGE_OUTCOME_APPLIED)
         check("B's concurrent edit conflicts (later HLC wins)",
               rb2.results[0].outcome == records_pb2.CHANGE_OUTCOME_CONFLICT, rb2.results[0])
+        verify_push(a, receipts_a, edit_a, ra2, "A's edit")
+        verify_push(b, receipts_b, edit_b, rb2, "B's conflicting edit")
 
         # --- retry: the same batch again gets the stored answer ---
         again = b.push(edit_b)
         check("retried batch gets the stored answer",
               again.is_retry_answer and list(again.results) == list(rb2.results))
+        verify_push(b, receipts_b, edit_b, again, "B's retried batch")
 
         # --- errors with machine-readable reasons ---
         try:
@@ -229,7 +429,41 @@ def main():
         # --- more cases, then an interrupted pull resumed from its cursor ---
         more = [a.change(c, c, "case_registration", new_case_fields())
                 for c in (str(uuid.uuid4()) for _ in range(4))]
-        a.push(a.seal_batch(more))
+        more_batch = a.seal_batch(more)
+        verify_push(a, receipts_a, more_batch, a.push(more_batch), "A's four new cases")
+        check("receipt tree sizes never shrink",
+              all(x.size <= y.size for x, y in zip(heads, heads[1:])), [h.size for h in heads])
+
+        # --- consistency between the first and the last receipt head ---
+        try:
+            audit_pb2_grpc.AuditServiceStub(a.channel).GetConsistencyProof(
+                audit_pb2.GetConsistencyProofRequest(first_size=heads[0].size,
+                                                     second_size=heads[-1].size), timeout=20)
+            device_proofs = a.channel
+        except grpc.RpcError as e:
+            check("AuditService refuses a device (PERMISSION_DENIED): device skips consistency",
+                  e.code() == grpc.StatusCode.PERMISSION_DENIED, e)
+            device_proofs = None
+        # The administrator (an audit reader) fetches it; the Python code checks it.
+        channel = device_proofs or admin_channel
+        proof = audit_pb2_grpc.AuditServiceStub(channel).GetConsistencyProof(
+            audit_pb2.GetConsistencyProofRequest(first_size=heads[0].size,
+                                                 second_size=heads[-1].size), timeout=20)
+        try:
+            ar.verify_consistency(heads[0].size, heads[-1].size, list(proof.hashes),
+                                  heads[0].root, heads[-1].root)
+            check("first and last receipt heads are consistent (%d -> %d, %d hashes)" % (
+                heads[0].size, heads[-1].size, len(proof.hashes)), True)
+        except ar.ReceiptError as e:
+            check("first and last receipt heads are consistent", False, e)
+        if proof.hashes:
+            bad_proof = [flip(proof.hashes[0], 5)] + list(proof.hashes[1:])
+            try:
+                ar.verify_consistency(heads[0].size, heads[-1].size, bad_proof,
+                                      heads[0].root, heads[-1].root)
+                check("tampered consistency proof rejected", False, "accepted")
+            except ar.ReceiptError:
+                check("tampered consistency proof rejected", True)
         full = [c.change_id for ch in b.pull(0) for c in ch.changes]
         part = b.pull(0, max_chunks=2, per_chunk=1)
         resumed = b.pull(part[-1].next_cursor, per_chunk=1)
@@ -243,6 +477,11 @@ def main():
         check("pulled changes carry the field values",
               any(f.value.string_value == "Amina K." for ch in b.pull(0) for c in ch.changes
                   for f in c.fields))
+
+        # --- the whole log, exported and verified offline ---
+        report = export_and_verify(data, address, work, "full")
+        check("audit export + verify of the full log", report.get("ok") and
+              report.get("events_by_kind", {}).get("batch-accepted", 0) >= 4, report)
 
         # --- revocation stops a device at once ---
         admin.RevokePrincipal(admin_pb2.RevokePrincipalRequest(

@@ -7,6 +7,7 @@
 #include "fieldsync/v1/audit.pb.h"
 #include "fieldsync/v1/sync.pb.h"
 #include "gmock/gmock.h"
+#include "fieldsync/v1/aggregates.pb.h"
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -22,7 +23,8 @@ constexpr v1::Role kAllRoles[] = {v1::ROLE_DEVICE, v1::ROLE_SUPERVISOR, v1::ROLE
 
 // The services fieldsyncd registers; each later service adds its name.
 constexpr const char* kServices[] = {"fieldsync.v1.AdminService", "fieldsync.v1.SyncService",
-                                     "fieldsync.v1.CaseService", "fieldsync.v1.AuditService"};
+                                     "fieldsync.v1.CaseService", "fieldsync.v1.AuditService",
+                                     "fieldsync.v1.AggregateService"};
 
 TEST(AuthzTableTest, EveryRpcTimesEveryRoleIsAllowedExactlyAsTheTableSays) {
   int checked = 0;
@@ -54,6 +56,7 @@ TEST(AuthzTableTest, EveryMethodOfEveryServiceHasExactlyOneRow) {
   // the binary links).
   ASSERT_NE(v1::PushRequest::descriptor(), nullptr);
   ASSERT_NE(v1::AuditReceipt::descriptor(), nullptr);
+  ASSERT_NE(v1::QueryRequest::descriptor(), nullptr);
   const google::protobuf::DescriptorPool* pool = google::protobuf::DescriptorPool::generated_pool();
   for (const char* service_name : kServices) {
     const google::protobuf::ServiceDescriptor* service = pool->FindServiceByName(service_name);

@@ -1,6 +1,7 @@
-// The device-facing encodings and checks of server/sealed_batch.h: the
-// worked example of docs/PROTOCOL.md §9 byte for byte, and every byte of a
-// sealed batch flipped in turn giving a clean refusal.
+// The server's checks of server/sealed_batch.h over the encodings of
+// device/sealed_batch.h: the worked example of docs/PROTOCOL.md §9 byte for
+// byte, and every byte of a sealed batch flipped in turn giving a clean
+// refusal.
 #include "server/sealed_batch.h"
 
 #include <cstdlib>
@@ -21,6 +22,10 @@ namespace fieldsync::server {
 namespace {
 
 using crypto::AsBytes;
+using device::EncodeBatchSignedMessage;
+using device::EncodePullChunkHeader;
+using device::kBatchSealInfo;
+using device::SealedPayloadDigest;
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::StatusIs;
 

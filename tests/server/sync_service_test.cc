@@ -4,7 +4,6 @@
 // pulls, every refusal with its machine-readable reason, and the
 // supervisor's conflict review.
 #include <grpcpp/grpcpp.h>
-#include <zstd.h>
 
 #include <memory>
 #include <string>
@@ -20,6 +19,7 @@
 #include "crypto/hpke.h"
 #include "crypto/x25519.h"
 #include "crypto/x509.h"
+#include "device/sealed_batch.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/rpc_status.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
@@ -169,42 +169,34 @@ class SyncServiceTest : public ::testing::Test {
     return d;
   }
 
-  // A sealed, signed batch of `changes` (PROTOCOL.md §5).
+  // A sealed, signed batch of `changes` (PROTOCOL.md §5), sealed by the
+  // device library.
   v1::SealedBatch Seal(const Device& d, const std::vector<v1::RecordChange>& changes,
                        uint64_t sequence, const std::string& batch_id,
                        bool compress = false) {
     v1::BatchPayload payload;
     for (const auto& c : changes) *payload.add_changes() = c;
-    v1::SealedBatch sealed;
-    v1::BatchHeader* h = sealed.mutable_header();
-    h->set_device_id(d.id);
-    h->set_batch_id(batch_id);
-    h->set_sequence(sequence);
-    h->set_sealing_key_id(d.enrolment.sealing_keys(0).key_id());
-    std::string plain = payload.SerializeAsString();
-    if (compress) {
-      std::string frame(ZSTD_compressBound(plain.size()), '\0');
-      size_t n = ZSTD_compress(frame.data(), frame.size(), plain.data(), plain.size(), 3);
-      frame.resize(n);
-      plain = frame;
-      sealed.set_compression(v1::PAYLOAD_COMPRESSION_ZSTD);
-    }
-    crypto::BatchHeader header = *ParseBatchHeader(*h);
-    std::string aad = crypto::EncodeBatchHeader(header);
-    absl::StatusOr<crypto::HpkeCiphertext> ct =
-        crypto::HpkeSeal(AsBytes(d.enrolment.sealing_keys(0).public_key()),
-                         AsBytes(kBatchSealInfo), AsBytes(aad), AsBytes(plain), random_);
-    EXPECT_THAT(ct, IsOk());
-    sealed.set_enc(ct->enc);
-    sealed.set_ciphertext(ct->ciphertext);
-    Resign(d, &sealed);
-    return sealed;
+    absl::StatusOr<crypto::Ed25519Signer> signer =
+        crypto::Ed25519Signer::Create(d.signing.seed.span());
+    EXPECT_THAT(signer, IsOk());
+    device::BatchSealParams params;
+    params.header.device_id = *ParseUuid(d.id);
+    params.header.batch_id = *ParseUuid(batch_id);
+    params.header.sequence = sequence;
+    params.header.sealing_key_id = d.enrolment.sealing_keys(0).key_id();
+    params.sealing_public_key = d.enrolment.sealing_keys(0).public_key();
+    params.signer = &*signer;
+    params.compression = compress ? v1::PAYLOAD_COMPRESSION_ZSTD : v1::PAYLOAD_COMPRESSION_NONE;
+    absl::StatusOr<v1::SealedBatch> sealed = device::SealBatch(payload, params, random_);
+    EXPECT_THAT(sealed, IsOk());
+    return *sealed;
   }
 
   void Resign(const Device& d, v1::SealedBatch* sealed) {
     crypto::BatchHeader header = *ParseBatchHeader(sealed->header());
-    std::string message = EncodeBatchSignedMessage(
-        header, sealed->compression(), SealedPayloadDigest(sealed->enc(), sealed->ciphertext()));
+    std::string message = device::EncodeBatchSignedMessage(
+        header, sealed->compression(),
+        device::SealedPayloadDigest(sealed->enc(), sealed->ciphertext()));
     absl::StatusOr<crypto::Ed25519Signature> sig =
         crypto::Ed25519Sign(d.signing.seed, AsBytes(message));
     EXPECT_THAT(sig, IsOk());
@@ -231,18 +223,17 @@ class SyncServiceTest : public ::testing::Test {
     v1::PullChunk chunk;
     int n = 0;
     Uuid device_uuid = *ParseUuid(d.id);
+    absl::StatusOr<crypto::X25519PrivateKey> receiving =
+        crypto::X25519PrivateKey::Create(d.receiving.private_key.span());
+    EXPECT_THAT(receiving, IsOk());
     while (n < max_chunks && reader->Read(&chunk)) {
       ++n;
-      std::string aad = EncodePullChunkHeader(device_uuid, chunk.cursor(), chunk.next_cursor(),
-                                              chunk.caught_up());
-      absl::StatusOr<std::string> plain =
-          crypto::HpkeOpen(d.receiving.private_key, AsBytes(chunk.enc()), AsBytes(kPullSealInfo),
-                           AsBytes(aad), AsBytes(chunk.ciphertext()));
-      EXPECT_THAT(plain, IsOk());
-      v1::PulledChanges changes;
-      EXPECT_TRUE(changes.ParseFromString(*plain));
-      EXPECT_EQ(changes.next_cursor(), chunk.next_cursor());
-      out->push_back(std::move(changes));
+      absl::StatusOr<v1::PulledChanges> changes =
+          device::OpenPullChunk(chunk, device_uuid, *receiving);
+      EXPECT_THAT(changes, IsOk());
+      if (!changes.ok()) continue;
+      EXPECT_EQ(changes->next_cursor(), chunk.next_cursor());
+      out->push_back(*std::move(changes));
     }
     if (n == max_chunks) {
       context.TryCancel();

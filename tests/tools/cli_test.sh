@@ -3,7 +3,8 @@
 #   cli_test.sh BUILD_DIR
 # init, a refused second init, operator errors as one line with a non-zero
 # exit, the real fieldsyncd over mutual TLS 1.3 (TLS 1.2 refused), whoami,
-# staff add/list/revoke, and a clean stop on SIGTERM.
+# staff add/list/revoke, device simulate (and its reproducibility on a fresh
+# deployment), aggregates queries and exports, and a clean stop on SIGTERM.
 set -uo pipefail
 
 BUILD="$1"
@@ -14,8 +15,11 @@ SERVER_PID=""
 passed=0
 failed=0
 
+SERVER2_PID=""
+
 cleanup() {
   [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null
+  [[ -n "$SERVER2_PID" ]] && kill "$SERVER2_PID" 2>/dev/null
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -109,6 +113,73 @@ status=$?
 check "revoked supervisor refused with one line" one_line_failure "$WORK/who3.out" $status
 check "refusal says revoked" grep -q "revoked" "$WORK/who3.out"
 check "log lines carry the principal and rpc" grep -q "rpc=/fieldsync.v1.AdminService/WhoAmI principal=fieldsync://staff/admin" "$WORK/server.log"
+
+# --- device simulate: simulated tablets enrol, push and pull over mutual TLS ---
+json_count() {  # json_count FILE KEY: an integer member of the one-line JSON report
+  sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" "$1"
+}
+"$FS" --data-dir "$WORK/d" --server "$ADDR" device simulate --devices 4 --seed 7 --json \
+  >"$WORK/sim1.json" 2>"$WORK/sim1.err"
+check "device simulate --devices 4 succeeds" test $? -eq 0
+check "device simulate enrols 4 tablets" test "$(json_count "$WORK/sim1.json" devices_enrolled)" = 4
+check "device simulate applies changes" test "$(json_count "$WORK/sim1.json" applied)" -gt 0
+overlap=$(( $(json_count "$WORK/sim1.json" conflict) + $(json_count "$WORK/sim1.json" superseded) \
+  + $(json_count "$WORK/sim1.json" converged) ))
+check "overlapping edits conflict or converge" test "$overlap" -gt 0
+check "tablets of an officer agree after pulling" grep -q '"replicas_agree":true' "$WORK/sim1.json"
+"$FS" --data-dir "$WORK/d" --server "$ADDR" device simulate --devices 2 --seed 7 >"$WORK/sim2.out" 2>&1
+check "device simulate prints a readable summary" grep -q "conflicts open" "$WORK/sim2.out"
+"$FS" --data-dir "$WORK/d" --server "$ADDR" device simulate --devices 0 >"$WORK/sim0.out" 2>&1
+status=$?
+check "device simulate --devices 0: one line" one_line_failure "$WORK/sim0.out" $status
+check "device simulate --devices 0: says the range" grep -q -- "--devices must be" "$WORK/sim0.out"
+"$FS" --data-dir "$WORK/d" --server "$ADDR" device simulate --devices 2 --bogus 1 >"$WORK/simb.out" 2>&1
+status=$?
+check "device simulate bad flag: one line" one_line_failure "$WORK/simb.out" $status
+check "device simulate bad flag: named" grep -q -- "--bogus" "$WORK/simb.out"
+# The same seed on a fresh deployment gives the same counts (ids, run tag
+# and time aside).
+"$FS" init --data-dir "$WORK/d2" >/dev/null 2>&1
+"$FSD" --data-dir "$WORK/d2" --listen 127.0.0.1:0 >"$WORK/server2.out" 2>"$WORK/server2.log" &
+SERVER2_PID=$!
+ADDR2=""
+for _ in $(seq 1 100); do
+  ADDR2="$(sed -n 's/.* on \(127\.0\.0\.1:[0-9]*\)$/\1/p' "$WORK/server2.out")"
+  [[ -n "$ADDR2" ]] && break
+  sleep 0.1
+done
+"$FS" --data-dir "$WORK/d2" --server "$ADDR2" device simulate --devices 4 --seed 7 --json \
+  >"$WORK/sim3.json" 2>"$WORK/sim3.err"
+counts() { sed -e 's/"run":"[^"]*",//' -e 's/,"seconds":[^,]*,/,/' "$1"; }
+check "same seed, fresh deployment: same counts" test "$(counts "$WORK/sim1.json")" = "$(counts "$WORK/sim3.json")"
+kill -TERM "$SERVER2_PID"
+wait "$SERVER2_PID"
+SERVER2_PID=""
+
+# --- aggregates: an analyst's queries and exports of what the tablets pushed ---
+"$FS" --data-dir "$WORK/d" --server "$ADDR" staff add --id nadia --role analyst \
+  --region central --region northern --region eastern --region western \
+  --out "$WORK/nadia" >/dev/null 2>&1
+AN=(--server "$ADDR" --cert "$WORK/nadia/nadia.crt" --key "$WORK/nadia/nadia.key"
+    --ca "$WORK/nadia/ca.crt")
+"$FS" "${AN[@]}" aggregates list >"$WORK/agg_list.out" 2>&1
+check "aggregates list shows the shipped metrics" grep -q "registrations" "$WORK/agg_list.out"
+"$FS" "${AN[@]}" aggregates query --metric cases_by_status --group-by region \
+  >"$WORK/agg_q.out" 2>&1
+check "aggregates query prints a table with its total" grep -q "^(total) " "$WORK/agg_q.out"
+"$FS" "${AN[@]}" aggregates export --format csv --out "$WORK/agg.csv" >/dev/null 2>&1
+check "aggregates export csv" test -s "$WORK/agg.csv"
+"$FS" "${AN[@]}" --data-dir "$WORK/d" aggregates export --format dhis2 >"$WORK/agg.json" 2>/dev/null
+check "aggregates export dhis2 to standard output" test -s "$WORK/agg.json"
+check "exports parse, round-trip, validate and publish no small count" \
+  /usr/bin/python3 "$(dirname "$0")/../aggregates/check_exports.py" "$WORK/agg.csv" \
+  "$WORK/agg.json" "$(dirname "$0")/../aggregates/dhis2_datavalueset.schema.json" 5
+"$FS" --data-dir "$WORK/d" --server "$ADDR" aggregates list >"$WORK/agg_admin.out" 2>&1
+status=$?
+check "administrator may not query aggregates" one_line_failure "$WORK/agg_admin.out" $status
+"$FS" "${AN[@]}" aggregates export --format xml >"$WORK/agg_bad.out" 2>&1
+status=$?
+check "aggregates export bad format: one line" one_line_failure "$WORK/agg_bad.out" $status
 
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID"

@@ -1,0 +1,109 @@
+#include "device/sealed_batch.h"
+
+#include <zstd.h>
+
+#include "audit/events.h"
+#include "common/status_macros.h"
+#include "crypto/bytes.h"
+#include "crypto/hpke.h"
+
+namespace fieldsync::device {
+namespace {
+
+using crypto::AsBytes;
+
+// The zstd level devices use: fast, and tablets' batches are small.
+constexpr int kZstdLevel = 3;
+
+absl::StatusOr<std::string> Compress(const std::string& plain) {
+  std::string frame(ZSTD_compressBound(plain.size()), '\0');
+  // ZSTD_compress writes the content size into the frame header, which the
+  // server requires (it refuses frames without one).
+  size_t n = ZSTD_compress(frame.data(), frame.size(), plain.data(), plain.size(), kZstdLevel);
+  if (ZSTD_isError(n)) return absl::InternalError("zstd compression failed");
+  frame.resize(n);
+  return frame;
+}
+
+}  // namespace
+
+crypto::Sha256Digest SealedPayloadDigest(std::string_view enc, std::string_view ciphertext) {
+  return audit::SealedPayloadDigest(enc, ciphertext);
+}
+
+std::string EncodeBatchSignedMessage(const crypto::BatchHeader& header,
+                                     v1::PayloadCompression compression,
+                                     const crypto::Sha256Digest& payload_digest) {
+  return audit::BatchSignedMessage(crypto::EncodeBatchHeader(header),
+                                   static_cast<uint8_t>(compression), payload_digest);
+}
+
+std::string EncodePullChunkHeader(const Uuid& device_id, uint64_t cursor, uint64_t next_cursor,
+                                  bool caught_up) {
+  return crypto::CanonicalWriter(kPullChunkDomain)
+      .Uuid(device_id)
+      .U64(cursor)
+      .U64(next_cursor)
+      .U8(caught_up ? 1 : 0)
+      .Finish();
+}
+
+absl::StatusOr<v1::SealedBatch> SealBatch(const v1::BatchPayload& payload,
+                                          const BatchSealParams& params, Random& random) {
+  if (params.signer == nullptr) return absl::InvalidArgumentError("no signing key given");
+  if (params.header.sequence == 0) {
+    return absl::InvalidArgumentError("batch sequence numbers start at 1");
+  }
+  std::string plain = payload.SerializeAsString();
+  switch (params.compression) {
+    case v1::PAYLOAD_COMPRESSION_NONE:
+      break;
+    case v1::PAYLOAD_COMPRESSION_ZSTD: {
+      ASSIGN_OR_RETURN(plain, Compress(plain));
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("unknown payload compression");
+  }
+  const std::string aad = crypto::EncodeBatchHeader(params.header);
+  ASSIGN_OR_RETURN(crypto::HpkeCiphertext sealed,
+                   crypto::HpkeSeal(AsBytes(params.sealing_public_key), AsBytes(kBatchSealInfo),
+                                    AsBytes(aad), AsBytes(plain), random));
+  v1::SealedBatch out;
+  v1::BatchHeader* h = out.mutable_header();
+  h->set_device_id(FormatUuid(params.header.device_id));
+  h->set_batch_id(FormatUuid(params.header.batch_id));
+  h->set_sequence(params.header.sequence);
+  h->set_sealing_key_id(params.header.sealing_key_id);
+  out.set_compression(params.compression);
+  const std::string message = EncodeBatchSignedMessage(
+      params.header, params.compression, SealedPayloadDigest(sealed.enc, sealed.ciphertext));
+  out.set_signature(crypto::ToString(params.signer->Sign(AsBytes(message))));
+  out.set_enc(std::move(sealed.enc));
+  out.set_ciphertext(std::move(sealed.ciphertext));
+  return out;
+}
+
+absl::StatusOr<v1::PulledChanges> OpenPullChunk(const v1::PullChunk& chunk, const Uuid& device_id,
+                                                const crypto::X25519PrivateKey& receiving_key) {
+  const std::string aad =
+      EncodePullChunkHeader(device_id, chunk.cursor(), chunk.next_cursor(), chunk.caught_up());
+  absl::StatusOr<std::string> plain =
+      crypto::HpkeOpen(receiving_key, AsBytes(chunk.enc()), AsBytes(kPullSealInfo), AsBytes(aad),
+                       AsBytes(chunk.ciphertext()));
+  if (!plain.ok()) {
+    return absl::InvalidArgumentError(
+        "a pull chunk does not open with this device's receiving key: pull again from the "
+        "last cursor");
+  }
+  v1::PulledChanges changes;
+  if (!changes.ParseFromString(*plain)) {
+    return absl::InvalidArgumentError("a pull chunk's content does not parse");
+  }
+  if (changes.next_cursor() != chunk.next_cursor() || changes.caught_up() != chunk.caught_up()) {
+    return absl::InvalidArgumentError("a pull chunk's clear cursor disagrees with its content");
+  }
+  return changes;
+}
+
+}  // namespace fieldsync::device

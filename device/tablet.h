@@ -1,0 +1,120 @@
+// A tablet's local sync state (DESIGN §5, docs/PROTOCOL.md §5-7): its keys,
+// its hybrid logical clock, the server versions it last saw per field (the
+// base versions of its next writes), its journal of unsent changes, its next
+// batch sequence number and its pull cursor. gRPC-free: the caller moves the
+// sealed batches and chunks over the wire.
+#ifndef FIELDSYNC_DEVICE_TABLET_H_
+#define FIELDSYNC_DEVICE_TABLET_H_
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/random.h"
+#include "common/uuid.h"
+#include "crypto/ed25519.h"
+#include "crypto/x25519.h"
+#include "device/sealed_batch.h"
+#include "fieldsync/v1/records.pb.h"
+#include "fieldsync/v1/sync.pb.h"
+
+namespace fieldsync::device {
+
+// What a record is, as the tablet knows it.
+struct KnownRecord {
+  std::string case_id;
+  std::string record_type;
+};
+
+// One enrolled tablet. Not thread-safe: one tablet is one sync client.
+class Tablet {
+ public:
+  // `enrolment` is the server's EnrollResponse; `signer` and
+  // `receiving_key` the keys whose public halves were enrolled.
+  // kInvalidArgument if the response carries no sealing key or a device id
+  // that is not a UUID.
+  static absl::StatusOr<Tablet> Create(const v1::EnrollResponse& enrolment,
+                                       crypto::Ed25519Signer signer,
+                                       crypto::X25519PrivateKey receiving_key);
+
+  const Uuid& device_id() const { return device_id_; }
+  const std::string& device_id_text() const { return device_id_text_; }
+  const std::string& officer_id() const { return officer_id_; }
+  uint64_t next_sequence() const { return next_sequence_; }
+  uint64_t cursor() const { return cursor_; }
+
+  // The HLC time of a change made at `physical` (PROTOCOL.md §7): the
+  // physical time if it is past the last time used or seen, else the last
+  // time with the logical counter advanced.
+  v1::Hlc Tick(absl::Time physical);
+
+  // The server version of (record, field) last seen; 0 if never seen.
+  uint64_t BaseVersion(const std::string& record_id, const std::string& field) const;
+
+  // Journals an UPSERT of `fields` to a record, with the base versions last
+  // seen and the HLC of `physical`. Returns the change as journalled.
+  const v1::RecordChange& Upsert(const std::string& change_id, const std::string& case_id,
+                                 const std::string& record_id, const std::string& record_type,
+                                 std::vector<std::pair<std::string, v1::FieldValue>> fields,
+                                 absl::Time physical);
+
+  // Changes journalled and not yet sealed into a batch.
+  size_t pending() const { return journal_.size(); }
+
+  // Seals up to `max_changes` journalled changes into the next batch,
+  // consuming a sequence number. The batch stays in flight (resend it as is
+  // after a lost answer) until Acknowledge. kFailedPrecondition if a batch
+  // is already in flight or nothing is pending; SealBatch's errors.
+  absl::StatusOr<v1::SealedBatch> SealNext(size_t max_changes, const Uuid& batch_id,
+                                           Random& random);
+
+  // Records the answer to the batch in flight: the new field versions, and
+  // next_sequence. kFailedPrecondition if no batch is in flight,
+  // kInvalidArgument if the answer is for another batch.
+  absl::Status Acknowledge(const v1::PushResponse& response);
+
+  // Opens a chunk of a pull from cursor() and takes in its changes: field
+  // versions, the HLC, the records it did not know; advances the cursor.
+  // OpenPullChunk's errors; kInvalidArgument if the chunk does not start at
+  // cursor().
+  absl::StatusOr<v1::PulledChanges> TakePullChunk(const v1::PullChunk& chunk);
+
+  // True once the tablet has seen `record_id` (made it or pulled it).
+  bool Knows(const std::string& record_id) const { return records_.contains(record_id); }
+  const absl::flat_hash_map<std::string, KnownRecord>& records() const { return records_; }
+  // (record_id, field) -> version, for comparing replicas.
+  const absl::flat_hash_map<std::pair<std::string, std::string>, uint64_t>& versions() const {
+    return versions_;
+  }
+
+ private:
+  Tablet(Uuid device_id, crypto::Ed25519Signer signer, crypto::X25519PrivateKey receiving_key,
+         SealingKey sealing_key);
+  void Observe(const v1::Hlc& hlc);
+
+  Uuid device_id_;
+  std::string device_id_text_;
+  std::string officer_id_;
+  crypto::Ed25519Signer signer_;
+  crypto::X25519PrivateKey receiving_key_;
+  SealingKey sealing_key_;
+  uint64_t next_sequence_ = 1;
+  uint64_t cursor_ = 0;
+  int64_t hlc_wall_ = 0;
+  uint32_t hlc_logical_ = 0;
+  std::deque<v1::RecordChange> journal_;
+  std::optional<v1::SealedBatch> in_flight_;
+  absl::flat_hash_map<std::string, std::string> in_flight_records_;  // change id -> record id
+  absl::flat_hash_map<std::string, KnownRecord> records_;
+  absl::flat_hash_map<std::pair<std::string, std::string>, uint64_t> versions_;
+};
+
+}  // namespace fieldsync::device
+
+#endif  // FIELDSYNC_DEVICE_TABLET_H_

@@ -1,0 +1,55 @@
+#include "server/aggregate_service.h"
+
+#include "absl/time/civil_time.h"
+#include "aggregates/query.h"
+#include "server/rpc.h"
+
+namespace fieldsync::server {
+namespace {
+
+absl::Status NoMetrics() {
+  return absl::FailedPreconditionError(
+      "this deployment has no metrics: add DATA_DIR/metrics.textproto (the shipped default is "
+      "deploy/metrics/child_protection.textproto) and restart fieldsyncd");
+}
+
+aggregates::Scope ScopeOf(const Caller& caller) {
+  aggregates::Scope scope;
+  scope.regions.insert(caller.principal.regions().begin(), caller.principal.regions().end());
+  return scope;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AggregateServiceImpl::ListMetrics(grpc::CallbackServerContext* context,
+                                                            const v1::ListMetricsRequest*,
+                                                            v1::ListMetricsResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AggregateService/ListMetrics", auth_,
+                  [&](const Caller& caller) -> absl::Status {
+                    if (metrics_ == nullptr) return NoMetrics();
+                    for (const aggregates::Metric& m : metrics_->metrics()) {
+                      *response->add_metrics() = m.def;
+                    }
+                    response->set_min_cell_count(metrics_->min_cell_count());
+                    response->set_region_dimension(metrics_->region_dimension());
+                    *response->mutable_scope_regions() = caller.principal.regions();
+                    return absl::OkStatus();
+                  });
+}
+
+grpc::ServerUnaryReactor* AggregateServiceImpl::Query(grpc::CallbackServerContext* context,
+                                                      const v1::QueryRequest* request,
+                                                      v1::QueryResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AggregateService/Query", auth_,
+                  [&](const Caller& caller) -> absl::Status {
+                    if (metrics_ == nullptr) return NoMetrics();
+                    absl::CivilDay today = absl::ToCivilDay(clock_->Now(), absl::UTCTimeZone());
+                    absl::StatusOr<v1::QueryResponse> answer =
+                        aggregates::RunQuery(store_, *metrics_, *request, ScopeOf(caller), today);
+                    if (!answer.ok()) return answer.status();
+                    *response = *std::move(answer);
+                    return absl::OkStatus();
+                  });
+}
+
+}  // namespace fieldsync::server

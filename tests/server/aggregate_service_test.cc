@@ -1,0 +1,249 @@
+// AggregateService through a real fieldsyncd over mutual TLS: scoping of
+// analysts and supervisors to their regions, suppression on the wire, the
+// roles that may not ask, and errors with reasons. Cases are committed by
+// the real ingest (with the counter observer) into the deployment's store
+// before the server starts, as if devices had pushed them.
+#include <grpcpp/grpcpp.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "admin/deployment.h"
+#include "aggregates/counters.h"
+#include "aggregates/metrics.h"
+#include "common/file_io.h"
+#include "crypto/x509.h"
+#include "fieldsync/v1/admin.grpc.pb.h"
+#include "fieldsync/v1/aggregates.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/config.h"
+#include "server/server.h"
+#include "storage/store.h"
+#include "sync/ingest.h"
+#include "tests/sync/sync_test_util.h"
+#include "tests/testing/seeded_random.h"
+#include "tests/testing/simulated_clock.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace fieldsync::server {
+namespace {
+
+using ::fieldsync::testing::IsOk;
+using ::testing::HasSubstr;
+
+struct Credentials {
+  std::string certificate_pem;
+  std::string private_key_pem;
+};
+
+class AggregateServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    admin::InitOptions init;
+    init.data_dir = dir_.Sub("deployment");
+    init.clock = &clock_;
+    init.random = &random_;
+    ASSERT_THAT(admin::InitDeployment(init), IsOk());
+    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
+    admin_ = {*ReadFile(paths_->admin_cert), *ReadFile(paths_->admin_key)};
+    ca_pem_ = *ReadFile(paths_->ca_cert);
+    Populate();
+    ServerOptions options;
+    options.data_dir = paths_->root;
+    options.config.set_listen("127.0.0.1:0");
+    options.config.set_drain_timeout_seconds(2);
+    ApplyDefaults(options.data_dir, &options.config);
+    options.clock = &clock_;
+    options.random = &random_;
+    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
+    ASSERT_THAT(s, IsOk());
+    server_ = *std::move(s);
+  }
+
+  // Open cases: northern 12 (8 female, 4 male), eastern 3, western 9.
+  void Populate() {
+    std::unique_ptr<sync::Schema> schema = sync::testing::LoadDefaultSchemaOrDie();
+    absl::StatusOr<v1::MetricsConfig> config =
+        aggregates::ParseMetricsConfig(*ReadFile(paths_->metrics));
+    ASSERT_THAT(config, IsOk());
+    auto metrics = aggregates::Metrics::Create(*config, schema.get());
+    ASSERT_THAT(metrics, IsOk());
+    storage::StoreOptions o;
+    o.path = paths_->db;
+    auto store = storage::Store::Open(o);
+    ASSERT_THAT(store, IsOk());
+    ASSERT_THAT(aggregates::PrepareCounters(store->get(), **metrics), IsOk());
+    sync::testing::TestFieldSealer sealer(&random_);
+    aggregates::CounterObserver observer(store->get(), metrics->get());
+    sync::Ingest::Options io;
+    io.store = store->get();
+    io.schema = schema.get();
+    io.sealer = &sealer;
+    io.clock = &clock_;
+    io.observers = {&observer};
+    sync::Ingest ingest(io);
+    v1::BatchPayload payload;
+    int n = 0;
+    auto add = [&](const std::string& region, const std::string& sex, int count) {
+      for (int i = 0; i < count; ++i, ++n) {
+        std::string id = sync::testing::Id(100 + n);
+        v1::RecordChange c = sync::testing::NewCase(
+            sync::testing::Id(5000 + n), id, region,
+            sync::testing::HlcAt(absl::ToUnixMicros(clock_.Now()) - 1000000 + n));
+        for (v1::FieldWrite& w : *c.mutable_fields()) {
+          if (w.field() == "sex") *w.mutable_value() = sync::testing::Enum(sex);
+        }
+        *payload.add_changes() = c;
+      }
+    };
+    add("northern", "female", 8);
+    add("northern", "male", 4);
+    add("eastern", "female", 3);
+    add("western", "male", 9);
+    sync::BatchMeta meta;
+    meta.device_id = sync::testing::Id(9999);
+    meta.officer_id = "officer-1";
+    meta.batch_id = sync::testing::Id(8888);
+    meta.sequence = 1;
+    absl::StatusOr<sync::PushResult> r = ingest.Push(meta, payload);
+    ASSERT_THAT(r, IsOk());
+  }
+
+  std::shared_ptr<grpc::Channel> Channel(const Credentials& client) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ca_pem_;
+    ssl.pem_cert_chain = client.certificate_pem;
+    ssl.pem_private_key = client.private_key_pem;
+    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
+  }
+
+  Credentials AddStaff(const std::string& id, v1::Role role, std::vector<std::string> regions) {
+    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+    EXPECT_THAT(key, IsOk());
+    absl::StatusOr<std::string> csr =
+        crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/csr");
+    EXPECT_THAT(csr, IsOk());
+    v1::AddStaffRequest request;
+    request.set_id(id);
+    request.set_role(role);
+    for (auto& r : regions) request.add_regions(r);
+    request.set_csr_pem(*csr);
+    auto stub = v1::AdminService::NewStub(Channel(admin_));
+    grpc::ClientContext context;
+    v1::AddStaffResponse response;
+    grpc::Status s = stub->AddStaff(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return {response.certificate_pem(), key->private_key_pem};
+  }
+
+  grpc::Status Query(const Credentials& who, const v1::QueryRequest& request,
+                     v1::QueryResponse* response) {
+    auto stub = v1::AggregateService::NewStub(Channel(who));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return stub->Query(&context, request, response);
+  }
+
+  static v1::QueryRequest OpenCasesBy(std::vector<std::string> group_by) {
+    v1::QueryRequest r;
+    r.set_metric("open_cases");
+    for (auto& g : group_by) r.add_group_by(g);
+    return r;
+  }
+
+  static std::map<std::string, std::string> Column(const v1::QueryResponse& r) {
+    std::map<std::string, std::string> out;
+    for (const v1::AggregateCell& c : r.cells()) {
+      std::string key = c.coordinates(0).total() ? "*" : c.coordinates(0).value();
+      out[key] = c.suppressed() ? "suppressed" : std::to_string(c.count());
+    }
+    return out;
+  }
+
+  fieldsync::testing::ScopedTempDir dir_;
+  fieldsync::testing::SimulatedClock clock_{absl::Now()};
+  fieldsync::testing::SeededRandom random_{611};
+  std::unique_ptr<admin::DeploymentPaths> paths_;
+  Credentials admin_;
+  std::string ca_pem_;
+  std::unique_ptr<FieldsyncServer> server_;
+};
+
+TEST_F(AggregateServiceTest, AnAnalystSeesOnlyItsRegions) {
+  Credentials north = AddStaff("ana.north", v1::ROLE_ANALYST, {"northern"});
+  v1::QueryResponse r;
+  grpc::Status s = Query(north, OpenCasesBy({"region"}), &r);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(r.regions(), ::testing::ElementsAre("northern"));
+  EXPECT_EQ(Column(r), (std::map<std::string, std::string>{{"northern", "12"}, {"*", "12"}}));
+  // Grouping by another dimension still covers the northern cases only.
+  ASSERT_TRUE(Query(north, OpenCasesBy({"sex"}), &r).ok());
+  EXPECT_EQ(Column(r)["*"], "12");
+  // 4 male cases are withheld, and so is the 8 that, with the total of
+  // 12, would give them away.
+  EXPECT_EQ(Column(r)["male"], "suppressed");
+  EXPECT_EQ(Column(r)["female"], "suppressed");
+  // Naming another region is refused with the reason.
+  v1::QueryRequest east = OpenCasesBy({});
+  v1::DimensionFilter* f = east.add_filters();
+  f->set_dimension("region");
+  f->add_values("eastern");
+  s = Query(north, east, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("eastern"));
+}
+
+TEST_F(AggregateServiceTest, SmallCountsNeverLeaveTheServer) {
+  Credentials east = AddStaff("ana.east", v1::ROLE_ANALYST, {"eastern"});
+  v1::QueryResponse r;
+  ASSERT_TRUE(Query(east, OpenCasesBy({"sex"}), &r).ok());
+  for (const v1::AggregateCell& c : r.cells()) {
+    if (!c.suppressed()) {
+      EXPECT_TRUE(c.count() == 0 || c.count() >= 5) << c.count();
+    } else {
+      EXPECT_FALSE(c.has_count());
+    }
+  }
+  EXPECT_EQ(Column(r)["*"], "suppressed");
+  EXPECT_EQ(Column(r)["female"], "suppressed");
+}
+
+TEST_F(AggregateServiceTest, ASupervisorIsScopedLikeAnAnalyst) {
+  Credentials sup = AddStaff("sup.west", v1::ROLE_SUPERVISOR, {"western"});
+  v1::QueryResponse r;
+  ASSERT_TRUE(Query(sup, OpenCasesBy({"region"}), &r).ok());
+  EXPECT_EQ(Column(r), (std::map<std::string, std::string>{{"western", "9"}, {"*", "9"}}));
+}
+
+TEST_F(AggregateServiceTest, OtherRolesMayNotAsk) {
+  Credentials auditor = AddStaff("aud", v1::ROLE_AUDITOR, {});
+  v1::QueryResponse r;
+  EXPECT_EQ(Query(admin_, OpenCasesBy({}), &r).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Query(auditor, OpenCasesBy({}), &r).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(AggregateServiceTest, ListMetricsAndBadQueries) {
+  Credentials north = AddStaff("ana.north", v1::ROLE_ANALYST, {"northern"});
+  auto stub = v1::AggregateService::NewStub(Channel(north));
+  grpc::ClientContext context;
+  v1::ListMetricsResponse list;
+  ASSERT_TRUE(stub->ListMetrics(&context, v1::ListMetricsRequest(), &list).ok());
+  EXPECT_GE(list.metrics_size(), 6);
+  EXPECT_EQ(list.min_cell_count(), 5u);
+  EXPECT_EQ(list.region_dimension(), "region");
+  EXPECT_THAT(list.scope_regions(), ::testing::ElementsAre("northern"));
+  v1::QueryResponse r;
+  v1::QueryRequest unknown;
+  unknown.set_metric("no_such_metric");
+  grpc::Status s = Query(north, unknown, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("unknown metric"));
+  s = Query(north, OpenCasesBy({"region", "sex", "age_band", "priority", "district"}), &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace fieldsync::server

@@ -1,0 +1,514 @@
+// AuditService through a real fieldsyncd (FieldsyncServer) on an ephemeral
+// loopback port over real mutual TLS: who may call it, what each call
+// answers (every proof checked with audit/merkle's verifier), the refusals
+// for bad arguments, the receipt a device's push carries, and the first
+// administrator recorded by `fieldsync init` as the log's first entry.
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "admin/deployment.h"
+#include "audit/checkpoint.h"
+#include "audit/events.h"
+#include "audit/export.h"
+#include "audit/merkle.h"
+#include "common/file_io.h"
+#include "common/uuid.h"
+#include "crypto/bytes.h"
+#include "crypto/canonical.h"
+#include "crypto/ed25519.h"
+#include "crypto/hpke.h"
+#include "crypto/x25519.h"
+#include "crypto/x509.h"
+#include "fieldsync/v1/admin.grpc.pb.h"
+#include "fieldsync/v1/audit.grpc.pb.h"
+#include "fieldsync/v1/sync.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/config.h"
+#include "server/server.h"
+#include "tests/testing/seeded_random.h"
+#include "tests/testing/simulated_clock.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace fieldsync::server {
+namespace {
+
+using crypto::AsBytes;
+using ::fieldsync::testing::IsOk;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// PROTOCOL.md §3: the HPKE info of a sealed batch.
+constexpr std::string_view kBatchSealInfo = "fieldsync/batch-seal/v1";
+
+struct Credentials {
+  std::string certificate_pem;
+  std::string private_key_pem;
+};
+
+std::vector<std::string> Hashes(const google::protobuf::RepeatedPtrField<std::string>& r) {
+  return {r.begin(), r.end()};
+}
+
+class AuditServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    admin::InitOptions init;
+    init.data_dir = dir_.Sub("deployment");
+    init.clock = &clock_;
+    init.random = &random_;
+    ASSERT_THAT(admin::InitDeployment(init), IsOk());
+    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
+    admin_.certificate_pem = *ReadFile(paths_->admin_cert);
+    admin_.private_key_pem = *ReadFile(paths_->admin_key);
+    ca_pem_ = *ReadFile(paths_->ca_cert);
+    absl::StatusOr<std::string> key_text = ReadFile(paths_->audit_public_key);
+    ASSERT_THAT(key_text, IsOk());
+    std::string key_line = *key_text;
+    while (!key_line.empty() && key_line.back() == '\n') key_line.pop_back();
+    absl::StatusOr<audit::NoteVerifier> key = audit::NoteVerifier::FromVerifierKey(key_line);
+    ASSERT_THAT(key, IsOk());
+    key_ = std::make_unique<audit::NoteVerifier>(*std::move(key));
+
+    ServerOptions options;
+    options.data_dir = paths_->root;
+    options.config.set_listen("127.0.0.1:0");
+    options.config.set_drain_timeout_seconds(2);
+    ApplyDefaults(options.data_dir, &options.config);
+    options.clock = &clock_;
+    options.random = &random_;
+    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
+    ASSERT_THAT(s, IsOk());
+    server_ = *std::move(s);
+  }
+
+  std::shared_ptr<grpc::Channel> Channel(const Credentials* client) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ca_pem_;
+    if (client != nullptr) {
+      ssl.pem_cert_chain = client->certificate_pem;
+      ssl.pem_private_key = client->private_key_pem;
+    }
+    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
+  }
+
+  std::unique_ptr<v1::AuditService::Stub> Audit(const Credentials& who) {
+    return v1::AuditService::NewStub(Channel(&who));
+  }
+
+  static void SetDeadline(grpc::ClientContext* c) {
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  }
+
+  // A staff member added through AdminService, as `fieldsync staff add`.
+  Credentials AddStaff(const std::string& id, v1::Role role) {
+    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+    EXPECT_THAT(key, IsOk());
+    absl::StatusOr<std::string> csr =
+        crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/csr");
+    EXPECT_THAT(csr, IsOk());
+    v1::AddStaffRequest request;
+    request.set_id(id);
+    request.set_role(role);
+    if (role != v1::ROLE_AUDITOR) request.add_regions("northern");
+    request.set_csr_pem(*csr);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    v1::AddStaffResponse response;
+    grpc::Status s =
+        v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return {response.certificate_pem(), key->private_key_pem};
+  }
+
+  // An enrolled tablet (PROTOCOL.md §2).
+  struct Device {
+    std::string id;
+    Credentials tls;
+    crypto::Ed25519KeyPair signing;
+    v1::EnrollResponse enrolment;
+  };
+
+  Device Enrol() {
+    Device d;
+    v1::CreateEnrolmentCodeRequest code_request;
+    code_request.set_officer_id("officer1");
+    code_request.set_region("northern");
+    v1::CreateEnrolmentCodeResponse code;
+    {
+      grpc::ClientContext context;
+      SetDeadline(&context);
+      grpc::Status s = v1::AdminService::NewStub(Channel(&admin_))
+                           ->CreateEnrolmentCode(&context, code_request, &code);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+    }
+    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+    EXPECT_THAT(key, IsOk());
+    absl::StatusOr<std::string> csr =
+        crypto::CreateCsr(key->private_key_pem, "fieldsync://device/new");
+    EXPECT_THAT(csr, IsOk());
+    d.signing = crypto::GenerateEd25519(random_);
+    crypto::X25519KeyPair receiving = crypto::GenerateX25519(random_);
+    v1::EnrollRequest request;
+    request.set_enrolment_code(code.code());
+    request.set_csr_pem(*csr);
+    request.set_signing_public_key(crypto::ToString(d.signing.public_key));
+    request.set_receiving_public_key(crypto::ToString(receiving.public_key));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s =
+        v1::SyncService::NewStub(Channel(nullptr))->Enroll(&context, request, &d.enrolment);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    d.id = d.enrolment.device_id();
+    d.tls = {d.enrolment.certificate_pem(), key->private_key_pem};
+    return d;
+  }
+
+  // Pushes one new case as batch `sequence` (PROTOCOL.md §5).
+  v1::PushResponse PushNewCase(const Device& d, uint64_t sequence) {
+    const std::string case_id = FormatUuid(NewUuid(random_));
+    v1::BatchPayload payload;
+    v1::RecordChange* c = payload.add_changes();
+    c->set_change_id(FormatUuid(NewUuid(random_)));
+    c->set_case_id(case_id);
+    c->set_record_id(case_id);
+    c->set_record_type("case_registration");
+    c->set_kind(v1::CHANGE_KIND_UPSERT);
+    c->mutable_hlc()->set_wall_micros(absl::ToUnixMicros(clock_.Now()));
+    auto add = [&](const std::string& field, const std::string& value, bool is_enum) {
+      v1::FieldWrite* w = c->add_fields();
+      w->set_field(field);
+      if (is_enum) {
+        w->mutable_value()->set_enum_value(value);
+      } else {
+        w->mutable_value()->set_string_value(value);
+      }
+    };
+    add("given_name", "Amina", false);
+    add("sex", "female", true);
+    add("age_band", "10_14", true);
+    add("region", "northern", true);
+    v1::FieldWrite* date = c->add_fields();
+    date->set_field("registration_date");
+    date->mutable_value()->mutable_date_value()->set_year(2026);
+    date->mutable_value()->mutable_date_value()->set_month(11);
+    date->mutable_value()->mutable_date_value()->set_day(2);
+
+    v1::PushRequest request;
+    v1::SealedBatch* sealed = request.mutable_batch();
+    crypto::BatchHeader header;
+    header.device_id = *ParseUuid(d.id);
+    header.batch_id = NewUuid(random_);
+    header.sequence = sequence;
+    header.sealing_key_id = d.enrolment.sealing_keys(0).key_id();
+    sealed->mutable_header()->set_device_id(d.id);
+    sealed->mutable_header()->set_batch_id(FormatUuid(header.batch_id));
+    sealed->mutable_header()->set_sequence(sequence);
+    sealed->mutable_header()->set_sealing_key_id(header.sealing_key_id);
+    const std::string aad = crypto::EncodeBatchHeader(header);
+    const std::string plain = payload.SerializeAsString();
+    absl::StatusOr<crypto::HpkeCiphertext> ct =
+        crypto::HpkeSeal(AsBytes(d.enrolment.sealing_keys(0).public_key()), AsBytes(kBatchSealInfo),
+                         AsBytes(aad), AsBytes(plain), random_);
+    EXPECT_THAT(ct, IsOk());
+    sealed->set_enc(ct->enc);
+    sealed->set_ciphertext(ct->ciphertext);
+    const std::string message =
+        audit::BatchSignedMessage(aad, static_cast<uint8_t>(sealed->compression()),
+                                  audit::SealedPayloadDigest(ct->enc, ct->ciphertext));
+    absl::StatusOr<crypto::Ed25519Signature> sig =
+        crypto::Ed25519Sign(d.signing.seed, AsBytes(message));
+    EXPECT_THAT(sig, IsOk());
+    sealed->set_signature(crypto::ToString(*sig));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    v1::PushResponse response;
+    grpc::Status s = v1::SyncService::NewStub(Channel(&d.tls))->Push(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response;
+  }
+
+  v1::SignedTreeHead Head(const Credentials& who) {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    v1::SignedTreeHead head;
+    grpc::Status s = Audit(who)->GetSignedTreeHead(&context, {}, &head);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return head;
+  }
+
+  grpc::Status Inclusion(const Credentials& who, const v1::GetInclusionProofRequest& request,
+                         v1::InclusionProof* proof) {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return Audit(who)->GetInclusionProof(&context, request, proof);
+  }
+
+  grpc::Status Consistency(const Credentials& who, uint64_t first, uint64_t second,
+                           v1::ConsistencyProof* proof) {
+    v1::GetConsistencyProofRequest request;
+    request.set_first_size(first);
+    request.set_second_size(second);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return Audit(who)->GetConsistencyProof(&context, request, proof);
+  }
+
+  // Entries [start, end) as GetEntries streams them.
+  grpc::Status Entries(const Credentials& who, uint64_t start, uint64_t end,
+                       std::vector<std::string>* out) {
+    v1::GetEntriesRequest request;
+    request.set_start(start);
+    request.set_end(end);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    auto reader = Audit(who)->GetEntries(&context, request);
+    v1::AuditEntries chunk;
+    while (reader->Read(&chunk)) {
+      EXPECT_EQ(chunk.first_index(), start + out->size());
+      for (const std::string& e : chunk.entries()) out->push_back(e);
+    }
+    return reader->Finish();
+  }
+
+  // The verified checkpoint of a head, with the auditor's key.
+  audit::Checkpoint Open(const v1::SignedTreeHead& head) {
+    absl::StatusOr<audit::Checkpoint> cp = audit::OpenCheckpoint(head.note(), *key_);
+    EXPECT_THAT(cp, IsOk());
+    if (!cp.ok()) return {};
+    EXPECT_EQ(cp->size, head.tree_size());
+    EXPECT_EQ(audit::HashBytes(cp->root), head.root_hash());
+    return *cp;
+  }
+
+  // Makes the log hold a few more entries: two staff, a device and
+  // `batches` pushed batches.
+  void Grow(int batches) {
+    auditor_ = AddStaff("audra", v1::ROLE_AUDITOR);
+    analyst_ = AddStaff("ana", v1::ROLE_ANALYST);
+    device_ = Enrol();
+    for (int i = 1; i <= batches; ++i) last_push_ = PushNewCase(device_, i);
+  }
+
+  fieldsync::testing::ScopedTempDir dir_;
+  // Certificates are checked by gRPC against the real clock.
+  fieldsync::testing::SimulatedClock clock_{absl::Now()};
+  fieldsync::testing::SeededRandom random_{20261205};
+  std::unique_ptr<admin::DeploymentPaths> paths_;
+  std::unique_ptr<audit::NoteVerifier> key_;
+  Credentials admin_;
+  std::string ca_pem_;
+  std::unique_ptr<FieldsyncServer> server_;
+  Credentials auditor_, analyst_;
+  Device device_;
+  v1::PushResponse last_push_;
+};
+
+TEST_F(AuditServiceTest, FreshDeploymentLogsTheFirstAdministrator) {
+  v1::SignedTreeHead head = Head(admin_);
+  audit::Checkpoint cp = Open(head);
+  ASSERT_EQ(cp.size, 1u);
+  std::vector<std::string> entries;
+  grpc::Status s = Entries(admin_, 0, 0, &entries);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(entries.size(), 1u);
+  absl::StatusOr<audit::Event> event = audit::DecodeEvent(entries[0]);
+  ASSERT_THAT(event, IsOk());
+  const auto* added = std::get_if<audit::StaffAdded>(&event->body);
+  ASSERT_NE(added, nullptr) << audit::KindName(audit::KindOf(*event));
+  EXPECT_EQ(added->staff_id, "admin");
+  EXPECT_EQ(added->role, static_cast<uint8_t>(v1::ROLE_ADMINISTRATOR));
+  EXPECT_EQ(added->actor, "fieldsync init");
+  absl::StatusOr<crypto::CertificateSummary> cert =
+      crypto::ParseCertificate(admin_.certificate_pem);
+  ASSERT_THAT(cert, IsOk());
+  EXPECT_EQ(added->certificate_serial, cert->serial_hex);
+
+  // An export of it, as `fieldsync audit export` writes it, verifies
+  // offline with the key from audit-log.pub, and shows the one event.
+  std::string file(audit::kExportMagic);
+  file += audit::ExportHeadRecord(head.note());
+  file += audit::ExportEntryRecord(0, entries[0]);
+  file += audit::ExportEndRecord(1, 1);
+  std::istringstream in(file);
+  audit::VerifyOptions options;
+  options.key = key_.get();
+  audit::VerifyReport report = audit::VerifyExport(in, options);
+  EXPECT_TRUE(report.ok) << report.error << " at " << report.bad_record;
+  EXPECT_EQ(report.entries, 1u);
+  EXPECT_EQ(report.events_by_kind, (std::map<std::string, uint64_t>{{"staff-added", 1}}));
+}
+
+TEST_F(AuditServiceTest, AuditorReadsHeadsProofsAndEntries) {
+  Grow(3);
+  v1::SignedTreeHead head = Head(auditor_);
+  audit::Checkpoint cp = Open(head);
+  // init's administrator, two staff, one enrolment, three batches.
+  ASSERT_GE(cp.size, 7u);
+
+  std::vector<std::string> entries;
+  grpc::Status s = Entries(auditor_, 0, cp.size, &entries);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(entries.size(), cp.size);
+  std::vector<audit::Hash> leaves;
+  for (const std::string& e : entries) leaves.push_back(audit::LeafHash(e));
+  EXPECT_EQ(audit::MemoryNodeSource::FromLeafHashes(leaves).Root(), cp.root);
+
+  // Inclusion by index, for every leaf, against the head's root.
+  for (uint64_t i = 0; i < cp.size; ++i) {
+    v1::GetInclusionProofRequest request;
+    request.set_leaf_index(i);
+    request.set_tree_size(cp.size);
+    v1::InclusionProof proof;
+    s = Inclusion(auditor_, request, &proof);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(proof.leaf_index(), i);
+    EXPECT_EQ(proof.tree_size(), cp.size);
+    EXPECT_THAT(audit::VerifyInclusion(audit::HashBytes(leaves[i]), i, cp.size,
+                                       Hashes(proof.hashes()), head.root_hash()),
+                IsOk())
+        << "leaf " << i;
+  }
+  // By leaf hash, at the latest head's size (tree_size 0).
+  v1::GetInclusionProofRequest by_hash;
+  by_hash.set_leaf_hash(std::string(audit::HashBytes(leaves[2])));
+  v1::InclusionProof proof;
+  s = Inclusion(auditor_, by_hash, &proof);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(proof.leaf_index(), 2u);
+  EXPECT_EQ(proof.tree_size(), cp.size);
+  EXPECT_THAT(audit::VerifyInclusion(audit::HashBytes(leaves[2]), 2, cp.size,
+                                     Hashes(proof.hashes()), head.root_hash()),
+              IsOk());
+  // A tampered proof does not verify.
+  std::vector<std::string> bad = Hashes(proof.hashes());
+  ASSERT_FALSE(bad.empty());
+  bad[0][0] ^= 1;
+  EXPECT_THAT(
+      audit::VerifyInclusion(audit::HashBytes(leaves[2]), 2, cp.size, bad, head.root_hash()),
+      Not(IsOk()));
+
+  // Consistency from every smaller size to the head.
+  for (uint64_t first = 1; first <= cp.size; ++first) {
+    v1::ConsistencyProof c;
+    s = Consistency(auditor_, first, cp.size, &c);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(c.first_size(), first);
+    EXPECT_EQ(c.second_size(), cp.size);
+    audit::Hash root1 =
+        audit::MemoryNodeSource::FromLeafHashes(std::span(leaves).first(first)).Root();
+    EXPECT_THAT(audit::VerifyConsistency(first, cp.size, Hashes(c.hashes()),
+                                         audit::HashBytes(root1), head.root_hash()),
+                IsOk())
+        << first;
+  }
+  // second_size 0 means the latest head.
+  v1::ConsistencyProof latest;
+  s = Consistency(auditor_, 1, 0, &latest);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(latest.second_size(), cp.size);
+
+  // A sub-range of entries.
+  std::vector<std::string> middle;
+  s = Entries(auditor_, 2, 5, &middle);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(middle, std::vector<std::string>(entries.begin() + 2, entries.begin() + 5));
+}
+
+TEST_F(AuditServiceTest, DevicesAndAnalystsAreRefused) {
+  Grow(1);
+  for (const Credentials* who : {&device_.tls, &analyst_}) {
+    v1::SignedTreeHead head;
+    grpc::ClientContext c1;
+    SetDeadline(&c1);
+    EXPECT_EQ(Audit(*who)->GetSignedTreeHead(&c1, {}, &head).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+    v1::GetInclusionProofRequest request;
+    request.set_leaf_index(0);
+    v1::InclusionProof proof;
+    EXPECT_EQ(Inclusion(*who, request, &proof).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    v1::ConsistencyProof c;
+    EXPECT_EQ(Consistency(*who, 1, 2, &c).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    std::vector<std::string> entries;
+    EXPECT_EQ(Entries(*who, 0, 1, &entries).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_TRUE(entries.empty());
+  }
+}
+
+TEST_F(AuditServiceTest, BadArgumentsAreRefusedWithAReason) {
+  Grow(1);
+  const uint64_t size = Open(Head(auditor_)).size;
+  auto expect = [](const grpc::Status& s, grpc::StatusCode code, std::string_view words) {
+    EXPECT_EQ(s.error_code(), code) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr(words));
+  };
+  v1::InclusionProof proof;
+  v1::GetInclusionProofRequest request;
+  request.set_leaf_index(size);
+  request.set_tree_size(size);
+  expect(Inclusion(auditor_, request, &proof), grpc::StatusCode::INVALID_ARGUMENT,
+         "is not in a tree of size");
+  request.set_leaf_index(0);
+  request.set_tree_size(size + 5);
+  EXPECT_EQ(Inclusion(auditor_, request, &proof).error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  v1::GetInclusionProofRequest neither;
+  expect(Inclusion(auditor_, neither, &proof), grpc::StatusCode::INVALID_ARGUMENT, "leaf_");
+  v1::GetInclusionProofRequest short_hash;
+  short_hash.set_leaf_hash("abc");
+  expect(Inclusion(auditor_, short_hash, &proof), grpc::StatusCode::INVALID_ARGUMENT, "32 bytes");
+  v1::GetInclusionProofRequest unknown_hash;
+  unknown_hash.set_leaf_hash(std::string(32, 'x'));
+  EXPECT_EQ(Inclusion(auditor_, unknown_hash, &proof).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  v1::ConsistencyProof c;
+  grpc::Status s = Consistency(auditor_, 0, size, &c);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_FALSE(s.error_message().empty());
+  s = Consistency(auditor_, size, size - 1, &c);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_FALSE(s.error_message().empty());
+  s = Consistency(auditor_, 1, size + 1, &c);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_FALSE(s.error_message().empty());
+
+  std::vector<std::string> entries;
+  expect(Entries(auditor_, 3, 2, &entries), grpc::StatusCode::INVALID_ARGUMENT, "start");
+  expect(Entries(auditor_, 0, size + 1, &entries), grpc::StatusCode::OUT_OF_RANGE, "beyond");
+  EXPECT_TRUE(entries.empty());
+}
+
+TEST_F(AuditServiceTest, PushAnswerCarriesAReceiptThatVerifies) {
+  Grow(2);
+  ASSERT_TRUE(last_push_.has_audit_receipt());
+  const v1::AuditReceipt& r = last_push_.audit_receipt();
+  audit::Checkpoint cp = Open(r.head());
+  EXPECT_THAT(audit::VerifyInclusion(audit::HashBytes(audit::LeafHash(r.entry())), r.leaf_index(),
+                                     cp.size, Hashes(r.inclusion_proof()), r.head().root_hash()),
+              IsOk());
+  absl::StatusOr<audit::Event> event = audit::DecodeEvent(r.entry());
+  ASSERT_THAT(event, IsOk());
+  const auto* batch = std::get_if<audit::BatchAccepted>(&event->body);
+  ASSERT_NE(batch, nullptr);
+  EXPECT_EQ(batch->device_id, device_.id);
+  EXPECT_EQ(batch->sequence, 2u);
+  EXPECT_EQ(batch->first_position, last_push_.first_position());
+  EXPECT_EQ(batch->last_position, last_push_.last_position());
+  // The same leaf is what AuditService proves.
+  v1::GetInclusionProofRequest request;
+  request.set_leaf_hash(std::string(audit::HashBytes(audit::LeafHash(r.entry()))));
+  request.set_tree_size(cp.size);
+  v1::InclusionProof proof;
+  grpc::Status s = Inclusion(auditor_, request, &proof);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(proof.leaf_index(), r.leaf_index());
+  EXPECT_EQ(Hashes(proof.hashes()), Hashes(r.inclusion_proof()));
+}
+
+}  // namespace
+}  // namespace fieldsync::server

@@ -1,0 +1,754 @@
+#include "tools/device_simulate.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "admin/deployment.h"
+#include "common/clock.h"
+#include "common/file_io.h"
+#include "common/status_macros.h"
+#include "common/uuid.h"
+#include "crypto/bytes.h"
+#include "crypto/ed25519.h"
+#include "crypto/system_random.h"
+#include "crypto/x25519.h"
+#include "crypto/x509.h"
+#include "device/tablet.h"
+#include "fieldsync/v1/admin.grpc.pb.h"
+#include "fieldsync/v1/sync.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "sync/schema.h"
+#include "tools/client.h"
+
+namespace fieldsync::tools {
+namespace {
+
+using Fields = std::vector<std::pair<std::string, v1::FieldValue>>;
+
+constexpr int kMaxDevices = 200;
+constexpr int kMaxCases = 200;
+constexpr int kMaxEdits = 500;
+constexpr int kDevicesPerOfficer = 3;
+constexpr size_t kChangesPerBatch = 100;
+
+// The content generator: SplitMix64, so that a seed gives the same values
+// with every compiler and standard library. Content only: keys, nonces and
+// ids come from the system CSPRNG.
+class ContentRandom {
+ public:
+  explicit ContentRandom(uint64_t seed) : state_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, n). REQUIRES: n > 0.
+  size_t Uniform(size_t n) { return static_cast<size_t>(Next() % n); }
+  bool Percent(int p) { return Uniform(100) < static_cast<size_t>(p); }
+  template <typename T>
+  const T& Pick(const std::vector<T>& v) {
+    return v[Uniform(v.size())];
+  }
+
+ private:
+  uint64_t state_;
+};
+
+// Synthetic values: common given and family names combined at random, no
+// real person. Narratives say they are synthetic.
+const std::vector<std::string> kGirlNames = {"Amina", "Grace",  "Fatima",  "Esther", "Mary",
+                                             "Aisha", "Ruth",   "Sarah",   "Halima", "Joy",
+                                             "Mercy", "Zainab", "Achieng", "Nadia"};
+const std::vector<std::string> kBoyNames = {"Joseph", "David", "Samuel", "Ibrahim", "Peter",
+                                            "John",   "Moses", "Ali",    "Daniel",  "Emmanuel",
+                                            "Yusuf",  "Isaac", "Otieno", "Omar"};
+const std::vector<std::string> kFamilyNames = {"Okello", "Mensah", "Njoroge", "Hassan", "Banda",
+                                               "Phiri",  "Otieno", "Kamara",  "Diallo", "Mwangi",
+                                               "Abdi",   "Nakato", "Mutua",   "Sesay"};
+const std::vector<std::string> kLanguages = {"English", "French",  "Swahili", "Arabic",
+                                             "Somali",  "Luganda", "Amharic", "Tigrinya"};
+const std::vector<std::string> kPlaces = {"Hill", "Market", "River",    "Junction",
+                                          "Camp", "Valley", "Crossing", "Well"};
+const std::vector<std::string> kProviders = {
+    "health centre", "legal aid clinic", "psychosocial support team",
+    "safe house",    "primary school",   "probation office"};
+
+v1::FieldValue Str(std::string s) {
+  v1::FieldValue v;
+  v.set_string_value(std::move(s));
+  return v;
+}
+v1::FieldValue Enum(std::string s) {
+  v1::FieldValue v;
+  v.set_enum_value(std::move(s));
+  return v;
+}
+v1::FieldValue Bool(bool b) {
+  v1::FieldValue v;
+  v.set_bool_value(b);
+  return v;
+}
+v1::FieldValue Int(int64_t i) {
+  v1::FieldValue v;
+  v.set_int_value(i);
+  return v;
+}
+v1::FieldValue DateOf(absl::CivilDay d) {
+  v1::FieldValue v;
+  v.mutable_date_value()->set_year(static_cast<int32_t>(d.year()));
+  v.mutable_date_value()->set_month(d.month());
+  v.mutable_date_value()->set_day(d.day());
+  return v;
+}
+
+// A case as the simulation made it (its officer's tablets learn it by
+// pulling).
+struct CaseRef {
+  std::string case_id;
+  std::string region;
+  std::vector<std::string> referrals;  // record ids
+  std::vector<std::string> concerns;
+};
+
+struct SimTablet {
+  int index = 0;
+  int officer = 0;
+  std::unique_ptr<device::Tablet> tablet;
+  std::shared_ptr<grpc::Channel> channel;
+};
+
+class Simulation {
+ public:
+  Simulation(const SimulateOptions& options, const sync::Schema& schema, Connection admin,
+             std::string ca_pem)
+      : options_(options),
+        schema_(schema),
+        admin_(std::move(admin)),
+        ca_pem_(std::move(ca_pem)),
+        content_(options.seed),
+        ids_(*crypto::SystemRandom::Get()) {}
+
+  absl::StatusOr<SimulateReport> Run();
+
+ private:
+  absl::Status Enrol(int index);
+  void RegisterCases(SimTablet& t);
+  void EditOffline(SimTablet& t);
+  absl::Status PushAll(SimTablet& t);
+  absl::Status PullAll(SimTablet& t);
+  bool ReplicasAgree() const;
+
+  // Adds `field` = `value` when the schema has the field (so that a
+  // deployment's own schema with fewer fields still works).
+  void Put(Fields& f, std::string_view type, std::string_view field, v1::FieldValue value);
+  // A random allowed value of an ENUM field ("unknown" only if it is the
+  // only one); nullopt when the schema lacks the field.
+  std::optional<std::string> PickEnum(std::string_view type, std::string_view field);
+  void PutEnum(Fields& f, std::string_view type, std::string_view field);
+  std::string NewId() { return FormatUuid(NewUuid(ids_)); }
+  // The physical time of a tablet's n-th change of a phase: distinct per
+  // tablet, so that concurrent writes never tie on the HLC and the winner
+  // does not depend on the server-made device ids.
+  absl::Time When(const SimTablet& t, int phase, int n) const {
+    return start_ - absl::Hours(3) + absl::Hours(phase) + absl::Seconds(skew_[t.index] + n) +
+           absl::Microseconds(t.index);
+  }
+  absl::CivilDay DaysAgo(int days) const { return today_ - days; }
+  void Upsert(SimTablet& t, int phase, const std::string& case_id, const std::string& record_id,
+              const std::string& type, Fields fields) {
+    t.tablet->Upsert(NewId(), case_id, record_id, type, std::move(fields),
+                     When(t, phase, step_[t.index]++));
+  }
+
+  const SimulateOptions options_;
+  const sync::Schema& schema_;
+  const Connection admin_;
+  const std::string ca_pem_;
+  ContentRandom content_;
+  Random& ids_;
+  absl::Time start_;
+  absl::CivilDay today_;
+  std::string tag_;
+  std::vector<std::string> regions_;
+  std::vector<SimTablet> tablets_;
+  std::vector<int> step_;
+  std::vector<int> skew_;  // seconds: tablets work at different times of the day
+  std::vector<std::vector<CaseRef>> officer_cases_;
+  SimulateReport report_;
+};
+
+void Simulation::Put(Fields& f, std::string_view type, std::string_view field,
+                     v1::FieldValue value) {
+  if (schema_.FindField(type, field) != nullptr)
+    f.emplace_back(std::string(field), std::move(value));
+}
+
+std::optional<std::string> Simulation::PickEnum(std::string_view type, std::string_view field) {
+  const v1::FieldDef* def = schema_.FindField(type, field);
+  if (def == nullptr || def->enum_values().empty()) return std::nullopt;
+  std::vector<std::string> values;
+  for (const std::string& v : def->enum_values()) {
+    if (v != "unknown") values.push_back(v);
+  }
+  if (values.empty()) values.push_back(def->enum_values(0));
+  return content_.Pick(values);
+}
+
+void Simulation::PutEnum(Fields& f, std::string_view type, std::string_view field) {
+  if (std::optional<std::string> v = PickEnum(type, field)) Put(f, type, field, Enum(*v));
+}
+
+absl::Status Simulation::Enrol(int index) {
+  SimTablet t;
+  t.index = index;
+  t.officer = index % report_.officers;
+  const std::string officer = absl::StrFormat("sim-%s-officer-%d", tag_, t.officer + 1);
+  const std::string& region = regions_[t.officer % regions_.size()];
+
+  v1::CreateEnrolmentCodeRequest code_request;
+  code_request.set_officer_id(officer);
+  code_request.set_region(region);
+  code_request.set_ttl_seconds(3600);
+  v1::CreateEnrolmentCodeResponse code;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    grpc::Status s = v1::AdminService::NewStub(admin_.channel)
+                         ->CreateEnrolmentCode(&context, code_request, &code);
+    if (!s.ok()) {
+      return absl::UnavailableError(
+          absl::StrFormat("enrolment code: %s", DescribeRpcError(s, admin_.server)));
+    }
+  }
+
+  // The tablet's keys: TLS (P-256, CSR), signing (Ed25519), receiving
+  // (X25519), all from the system CSPRNG.
+  ASSIGN_OR_RETURN(crypto::KeyPem tls_key, crypto::GenerateP256Key());
+  ASSIGN_OR_RETURN(std::string csr,
+                   crypto::CreateCsr(tls_key.private_key_pem, "fieldsync://device/new"));
+  crypto::Ed25519KeyPair signing = crypto::GenerateEd25519(ids_);
+  crypto::X25519KeyPair receiving = crypto::GenerateX25519(ids_);
+  v1::EnrollRequest request;
+  request.set_enrolment_code(code.code());
+  request.set_csr_pem(csr);
+  request.set_signing_public_key(crypto::ToString(signing.public_key));
+  request.set_receiving_public_key(crypto::ToString(receiving.public_key));
+  request.set_device_label(absl::StrFormat("simulated tablet %d (%s)", index + 1, tag_));
+  v1::EnrollResponse enrolment;
+  {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ca_pem_;
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto channel = grpc::CreateCustomChannel(admin_.server, grpc::SslCredentials(ssl), args);
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    grpc::Status s = v1::SyncService::NewStub(channel)->Enroll(&context, request, &enrolment);
+    if (!s.ok()) {
+      return absl::UnavailableError(
+          absl::StrFormat("enrol: %s", DescribeRpcError(s, admin_.server)));
+    }
+  }
+  ASSIGN_OR_RETURN(crypto::Ed25519Signer signer,
+                   crypto::Ed25519Signer::Create(signing.seed.span()));
+  ASSIGN_OR_RETURN(crypto::X25519PrivateKey receiving_key,
+                   crypto::X25519PrivateKey::Create(receiving.private_key.span()));
+  ASSIGN_OR_RETURN(device::Tablet tablet,
+                   device::Tablet::Create(enrolment, std::move(signer), std::move(receiving_key)));
+  t.tablet = std::make_unique<device::Tablet>(std::move(tablet));
+
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ca_pem_;
+  ssl.pem_cert_chain = enrolment.certificate_pem();
+  ssl.pem_private_key = tls_key.private_key_pem;
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  t.channel = grpc::CreateCustomChannel(admin_.server, grpc::SslCredentials(ssl), args);
+  tablets_.push_back(std::move(t));
+  ++report_.devices_enrolled;
+  return absl::OkStatus();
+}
+
+// Offline work, first phase: each tablet registers its cases, each with a
+// protection concern and, at random, an incident, a risk assessment and a
+// referral.
+void Simulation::RegisterCases(SimTablet& t) {
+  const std::string& region = regions_[t.officer % regions_.size()];
+  std::vector<std::string> districts;
+  if (const v1::FieldDef* d = schema_.FindField("case_registration", "district")) {
+    for (const std::string& v : d->enum_values()) {
+      if (v.starts_with(region + "_")) districts.push_back(v);
+    }
+  }
+  for (int i = 0; i < options_.cases; ++i) {
+    CaseRef c;
+    c.case_id = NewId();
+    c.region = region;
+    const std::string reg = "case_registration";
+    Fields f;
+    const bool girl = content_.Percent(50);
+    Put(f, reg, "given_name", Str(content_.Pick(girl ? kGirlNames : kBoyNames)));
+    Put(f, reg, "family_name", Str(content_.Pick(kFamilyNames)));
+    Put(f, reg, "sex", Enum(girl ? "female" : "male"));
+    const int age = static_cast<int>(content_.Uniform(18));
+    if (content_.Percent(70)) {
+      Put(f, reg, "date_of_birth",
+          DateOf(DaysAgo(age * 365 + static_cast<int>(content_.Uniform(365)))));
+    } else {
+      Put(f, reg, "estimated_age_years", Int(age));
+    }
+    Put(f, reg, "age_band",
+        Enum(age < 5    ? "0_4"
+             : age < 10 ? "5_9"
+             : age < 15 ? "10_14"
+                        : "15_17"));
+    PutEnum(f, reg, "nationality");
+    v1::FieldValue languages;
+    languages.mutable_string_list_value()->add_values(content_.Pick(kLanguages));
+    if (content_.Percent(40))
+      languages.mutable_string_list_value()->add_values(content_.Pick(kLanguages));
+    Put(f, reg, "languages", languages);
+    const bool disability = content_.Percent(12);
+    Put(f, reg, "has_disability", Bool(disability));
+    if (disability) Put(f, reg, "disability_details", Str("SYNTHETIC: uses a walking aid"));
+    Put(f, reg, "caregiver_name",
+        Str(content_.Pick(content_.Percent(50) ? kGirlNames : kBoyNames) + " " +
+            content_.Pick(kFamilyNames)));
+    PutEnum(f, reg, "caregiver_relationship");
+    Put(f, reg, "caregiver_phone",
+        Str(absl::StrFormat("+999 7%02d %03d %03d", content_.Uniform(100), content_.Uniform(1000),
+                            content_.Uniform(1000))));
+    PutEnum(f, reg, "care_arrangement");
+    Put(f, reg, "region", Enum(region));
+    if (!districts.empty()) Put(f, reg, "district", Enum(content_.Pick(districts)));
+    Put(f, reg, "village", Str(content_.Pick(kFamilyNames) + " " + content_.Pick(kPlaces)));
+    v1::FieldValue gps;
+    gps.mutable_geopoint_value()->set_latitude(-1.0 + static_cast<double>(content_.Uniform(40000)) /
+                                                          10000.0);
+    gps.mutable_geopoint_value()->set_longitude(
+        30.0 + static_cast<double>(content_.Uniform(40000)) / 10000.0);
+    gps.mutable_geopoint_value()->set_accuracy_m(static_cast<double>(5 + content_.Uniform(30)));
+    Put(f, reg, "gps_location", gps);
+    Put(f, reg, "registration_date", DateOf(DaysAgo(static_cast<int>(content_.Uniform(30)))));
+    PutEnum(f, reg, "priority");
+    Upsert(t, 0, c.case_id, c.case_id, reg, std::move(f));
+
+    const std::optional<std::string> category = PickEnum("protection_concern", "concern_category");
+    if (category.has_value()) {
+      Fields concern;
+      Put(concern, "protection_concern", "concern_category", Enum(*category));
+      Put(concern, "protection_concern", "identified_date",
+          DateOf(DaysAgo(static_cast<int>(content_.Uniform(30)))));
+      Put(concern, "protection_concern", "description",
+          Str(absl::StrFormat("SYNTHETIC test record: %s concern reported by a %s", *category,
+                              content_.Percent(50) ? "teacher" : "neighbour")));
+      Put(concern, "protection_concern", "is_ongoing", Bool(content_.Percent(60)));
+      c.concerns.push_back(NewId());
+      Upsert(t, 0, c.case_id, c.concerns.back(), "protection_concern", std::move(concern));
+    }
+    if (content_.Percent(30) && schema_.FindRecordType("incident") != nullptr) {
+      Fields incident;
+      Put(incident, "incident", "incident_date",
+          DateOf(DaysAgo(30 + static_cast<int>(content_.Uniform(60)))));
+      if (category.has_value()) Put(incident, "incident", "concern_category", Enum(*category));
+      PutEnum(incident, "incident", "place_type");
+      PutEnum(incident, "incident", "perpetrator_relationship");
+      Put(incident, "incident", "narrative",
+          Str("SYNTHETIC narrative for testing; no real person or event is described."));
+      Upsert(t, 0, c.case_id, NewId(), "incident", std::move(incident));
+    }
+    if (content_.Percent(50) && schema_.FindRecordType("risk_assessment") != nullptr) {
+      Fields risk;
+      Put(risk, "risk_assessment", "assessment_date",
+          DateOf(DaysAgo(static_cast<int>(content_.Uniform(10)))));
+      PutEnum(risk, "risk_assessment", "risk_level");
+      Put(risk, "risk_assessment", "immediate_safety_concern", Bool(content_.Percent(20)));
+      Upsert(t, 0, c.case_id, NewId(), "risk_assessment", std::move(risk));
+    }
+    if (content_.Percent(60) && schema_.FindRecordType("referral") != nullptr) {
+      Fields referral;
+      Put(referral, "referral", "referral_date",
+          DateOf(DaysAgo(static_cast<int>(content_.Uniform(10)))));
+      PutEnum(referral, "referral", "service_type");
+      Put(referral, "referral", "referred_to",
+          Str(absl::StrFormat("%s %s", content_.Pick(kFamilyNames), content_.Pick(kProviders))));
+      Put(referral, "referral", "referral_status", Enum("pending"));
+      Put(referral, "referral", "consent_obtained", Bool(true));
+      c.referrals.push_back(NewId());
+      Upsert(t, 0, c.case_id, c.referrals.back(), "referral", std::move(referral));
+    }
+    officer_cases_[t.officer].push_back(std::move(c));
+  }
+}
+
+// Offline work, second phase: the tablets of one officer edit the same
+// fields of the same cases from the versions they pulled, so concurrent
+// writes meet on the server: equal values converge, different ones leave a
+// conflict for a supervisor. The first edit of every tablet sets the
+// priority of its officer's first case; later ones are drawn at random, and
+// a few use an out-of-date form (a district the schema does not allow) and
+// are rejected.
+void Simulation::EditOffline(SimTablet& t) {
+  std::vector<const CaseRef*> known;
+  for (const CaseRef& c : officer_cases_[t.officer]) {
+    if (t.tablet->Knows(c.case_id)) known.push_back(&c);
+  }
+  if (known.empty()) return;
+  const std::string reg = "case_registration";
+  for (int e = 0; e < options_.edits; ++e) {
+    // The first few cases are the busy ones every tablet touches.
+    const CaseRef& c = *known[e == 0 ? 0 : content_.Uniform(std::min<size_t>(known.size(), 3))];
+    const size_t kind = e == 0 ? 0 : content_.Uniform(100);
+    Fields f;
+    if (kind < 40) {
+      static const std::vector<std::string> kHot = {"priority", "care_arrangement",
+                                                    "caregiver_phone", "village", "has_disability"};
+      const std::string& field = e == 0 ? kHot[0] : content_.Pick(kHot);
+      if (field == "caregiver_phone") {
+        Put(f, reg, field,
+            Str(absl::StrFormat("+999 70%d 000 00%d", content_.Uniform(3), content_.Uniform(3))));
+      } else if (field == "village") {
+        Put(f, reg, field, Str(std::string("Okello ") + kPlaces[content_.Uniform(3)]));
+      } else if (field == "has_disability") {
+        Put(f, reg, field, Bool(content_.Percent(50)));
+      } else {
+        PutEnum(f, reg, field);
+      }
+      if (!f.empty()) Upsert(t, 1, c.case_id, c.case_id, reg, std::move(f));
+    } else if (kind < 60) {
+      std::vector<std::string> referrals;
+      for (const std::string& r : c.referrals) {
+        if (t.tablet->Knows(r)) referrals.push_back(r);
+      }
+      if (referrals.empty()) continue;
+      static const std::vector<std::string> kStatus = {"accepted", "service_provided", "declined"};
+      Put(f, "referral", "referral_status", Enum(content_.Pick(kStatus)));
+      Upsert(t, 1, c.case_id, content_.Pick(referrals), "referral", std::move(f));
+    } else if (kind < 72) {
+      Put(f, "referral", "referral_date", DateOf(DaysAgo(0)));
+      PutEnum(f, "referral", "service_type");
+      Put(f, "referral", "referred_to",
+          Str(absl::StrFormat("%s %s", content_.Pick(kFamilyNames), content_.Pick(kProviders))));
+      Put(f, "referral", "referral_status", Enum("pending"));
+      Put(f, "referral", "consent_obtained", Bool(true));
+      if (schema_.FindRecordType("referral") != nullptr) {
+        Upsert(t, 1, c.case_id, NewId(), "referral", std::move(f));
+      }
+    } else if (kind < 86) {
+      Put(f, "follow_up", "follow_up_date", DateOf(DaysAgo(0)));
+      PutEnum(f, "follow_up", "follow_up_type");
+      Put(f, "follow_up", "child_seen", Bool(content_.Percent(80)));
+      PutEnum(f, "follow_up", "wellbeing");
+      Put(f, "follow_up", "notes", Str("SYNTHETIC follow-up note"));
+      if (schema_.FindRecordType("follow_up") != nullptr) {
+        Upsert(t, 1, c.case_id, NewId(), "follow_up", std::move(f));
+      }
+    } else if (kind < 93) {
+      std::vector<std::string> concerns;
+      for (const std::string& r : c.concerns) {
+        if (t.tablet->Knows(r)) concerns.push_back(r);
+      }
+      if (concerns.empty()) continue;
+      Put(f, "protection_concern", "is_ongoing", Bool(content_.Percent(50)));
+      Upsert(t, 1, c.case_id, content_.Pick(concerns), "protection_concern", std::move(f));
+    } else {
+      // An out-of-date form: a district value the deployment retired.
+      if (schema_.FindField(reg, "district") == nullptr) continue;
+      f.emplace_back("district", Enum(c.region + "_retired"));
+      Upsert(t, 1, c.case_id, c.case_id, reg, std::move(f));
+    }
+  }
+}
+
+absl::Status Simulation::PushAll(SimTablet& t) {
+  auto stub = v1::SyncService::NewStub(t.channel);
+  while (t.tablet->pending() > 0) {
+    ASSIGN_OR_RETURN(v1::SealedBatch batch,
+                     t.tablet->SealNext(kChangesPerBatch, NewUuid(ids_), ids_));
+    v1::PushRequest request;
+    *request.mutable_batch() = std::move(batch);
+    v1::PushResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    grpc::Status s = stub->Push(&context, request, &response);
+    if (!s.ok()) {
+      return absl::UnavailableError(
+          absl::StrFormat("tablet %d push: %s", t.index + 1, DescribeRpcError(s, admin_.server)));
+    }
+    ++report_.batches_pushed;
+    report_.changes_sent += response.results_size();
+    for (const v1::ChangeResult& r : response.results()) {
+      switch (r.outcome()) {
+        case v1::CHANGE_OUTCOME_APPLIED:
+          ++report_.applied;
+          break;
+        case v1::CHANGE_OUTCOME_CONVERGED:
+          ++report_.converged;
+          break;
+        case v1::CHANGE_OUTCOME_SUPERSEDED:
+          ++report_.superseded;
+          break;
+        case v1::CHANGE_OUTCOME_CONFLICT:
+          ++report_.conflict;
+          break;
+        case v1::CHANGE_OUTCOME_REJECTED: {
+          ++report_.rejected;
+          std::string reason = v1::RejectReason_Name(r.reject_reason());
+          if (reason.starts_with("REJECT_REASON_")) reason = reason.substr(14);
+          ++report_.rejected_reasons[reason];
+          break;
+        }
+        default:
+          break;
+      }
+      for (const v1::FieldResult& f : r.fields()) {
+        if (f.outcome() == v1::CHANGE_OUTCOME_SUPERSEDED ||
+            f.outcome() == v1::CHANGE_OUTCOME_CONFLICT) {
+          ++report_.conflicts_open;
+        }
+      }
+    }
+    RETURN_IF_ERROR(t.tablet->Acknowledge(response));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Simulation::PullAll(SimTablet& t) {
+  auto stub = v1::SyncService::NewStub(t.channel);
+  // One stream normally ends caught up; the bound only stops a server that
+  // never does.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    v1::PullRequest request;
+    request.set_cursor(t.tablet->cursor());
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    std::unique_ptr<grpc::ClientReader<v1::PullChunk>> reader = stub->Pull(&context, request);
+    v1::PullChunk chunk;
+    bool caught_up = false;
+    absl::Status taken = absl::OkStatus();
+    while (reader->Read(&chunk)) {
+      absl::StatusOr<v1::PulledChanges> changes = t.tablet->TakePullChunk(chunk);
+      if (!changes.ok()) {
+        taken = changes.status();
+        context.TryCancel();
+        break;
+      }
+      report_.changes_pulled += changes->changes_size();
+      caught_up = changes->caught_up();
+    }
+    grpc::Status s = reader->Finish();
+    if (!taken.ok()) {
+      return absl::DataLossError(
+          absl::StrFormat("tablet %d pull: %s", t.index + 1, taken.message()));
+    }
+    if (!s.ok()) {
+      return absl::UnavailableError(
+          absl::StrFormat("tablet %d pull: %s", t.index + 1, DescribeRpcError(s, admin_.server)));
+    }
+    ++report_.pulls;
+    if (caught_up) return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError(
+      absl::StrFormat("tablet %d pull never caught up", t.index + 1));
+}
+
+bool Simulation::ReplicasAgree() const {
+  for (size_t i = 0; i < tablets_.size(); ++i) {
+    for (size_t j = i + 1; j < tablets_.size(); ++j) {
+      if (tablets_[i].officer == tablets_[j].officer &&
+          tablets_[i].tablet->versions() != tablets_[j].tablet->versions()) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<SimulateReport> Simulation::Run() {
+  start_ = RealClock::Get()->Now();
+  today_ = absl::ToCivilDay(start_, absl::UTCTimeZone());
+  uint8_t tag[3];
+  ids_.Fill(tag);
+  tag_ = absl::StrFormat("%02x%02x%02x", tag[0], tag[1], tag[2]);
+  report_.run = "sim-" + tag_;
+  report_.seed = options_.seed;
+  const v1::FieldDef* region =
+      schema_.FindField(schema_.registration_type().name(), schema_.region_field());
+  if (region == nullptr || region->enum_values().empty()) {
+    return absl::FailedPreconditionError(
+        "the schema's region field lists no regions: the simulator needs them");
+  }
+  if (schema_.registration_type().name() != "case_registration") {
+    return absl::FailedPreconditionError(
+        "the simulator writes the default child-protection schema (case_registration); this "
+        "deployment's schema differs");
+  }
+  regions_.assign(region->enum_values().begin(), region->enum_values().end());
+  report_.officers = (options_.devices + kDevicesPerOfficer - 1) / kDevicesPerOfficer;
+  officer_cases_.resize(report_.officers);
+  step_.assign(options_.devices, 0);
+  for (int i = 0; i < options_.devices; ++i) {
+    skew_.push_back(static_cast<int>(content_.Uniform(1200)));
+  }
+
+  for (int i = 0; i < options_.devices; ++i) RETURN_IF_ERROR(Enrol(i));
+  for (SimTablet& t : tablets_) RegisterCases(t);
+  for (SimTablet& t : tablets_) RETURN_IF_ERROR(PushAll(t));
+  for (SimTablet& t : tablets_) RETURN_IF_ERROR(PullAll(t));
+  for (SimTablet& t : tablets_) EditOffline(t);
+  for (SimTablet& t : tablets_) RETURN_IF_ERROR(PushAll(t));
+  for (SimTablet& t : tablets_) RETURN_IF_ERROR(PullAll(t));
+  report_.replicas_agree = ReplicasAgree();
+  report_.elapsed = RealClock::Get()->Now() - start_;
+  return report_;
+}
+
+absl::Status ParseBounded(const Args& args, const std::string& name, int lo, int hi, int* out) {
+  if (!args.Has(name)) return absl::OkStatus();
+  int v = 0;
+  if (!absl::SimpleAtoi(args.Get(name), &v) || v < lo || v > hi) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s must be a whole number from %d to %d", name, lo, hi));
+  }
+  *out = v;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string FormatSimulateReport(const SimulateReport& r) {
+  std::string out = absl::StrFormat(
+      "simulated %d tablets of %d officers (run %s, seed %d)\n"
+      "  batches pushed   %d\n"
+      "  changes          %d sent: %d applied, %d converged, %d superseded, %d conflict, "
+      "%d rejected\n",
+      r.devices_enrolled, r.officers, r.run, r.seed, r.batches_pushed, r.changes_sent, r.applied,
+      r.converged, r.superseded, r.conflict, r.rejected);
+  for (const auto& [reason, n] : r.rejected_reasons) {
+    absl::StrAppendFormat(&out, "  rejected         %d %s\n", n, reason);
+  }
+  absl::StrAppendFormat(&out,
+                        "  conflicts open   %d (for a supervisor of the officers' regions)\n"
+                        "  pulled           %d changes in %d pulls; tablets of an officer %s\n"
+                        "  time             %.2f s\n",
+                        r.conflicts_open, r.changes_pulled, r.pulls,
+                        r.replicas_agree ? "agree" : "DISAGREE", absl::ToDoubleSeconds(r.elapsed));
+  return out;
+}
+
+std::string SimulateReportJson(const SimulateReport& r) {
+  nlohmann::json j;
+  j["run"] = r.run;
+  j["seed"] = r.seed;
+  j["devices_enrolled"] = r.devices_enrolled;
+  j["officers"] = r.officers;
+  j["batches_pushed"] = r.batches_pushed;
+  j["changes_sent"] = r.changes_sent;
+  j["applied"] = r.applied;
+  j["converged"] = r.converged;
+  j["superseded"] = r.superseded;
+  j["conflict"] = r.conflict;
+  j["rejected"] = r.rejected;
+  j["rejected_reasons"] = nlohmann::json::object();
+  for (const auto& [reason, n] : r.rejected_reasons) j["rejected_reasons"][reason] = n;
+  j["conflicts_open"] = r.conflicts_open;
+  j["pulls"] = r.pulls;
+  j["changes_pulled"] = r.changes_pulled;
+  j["replicas_agree"] = r.replicas_agree;
+  j["seconds"] = absl::ToDoubleSeconds(r.elapsed);
+  return j.dump();
+}
+
+int DeviceSimulate(const Args& args, std::string* error) {
+  if (args.help) {
+    std::cout
+        << "usage: fieldsync --data-dir DIR [--server HOST:PORT] device simulate --devices N\n"
+           "                 [--seed S] [--cases C] [--edits E] [--schema FILE] [--json]\n\n"
+           "Enrols N simulated tablets (1-200) with the administrator's credentials, three\n"
+           "to an officer, then lets them work offline on the deployment's schema\n"
+           "(DIR/schema.textproto, or --schema FILE) with SYNTHETIC values: each registers\n"
+           "C cases (default 3) with concerns, incidents, assessments and referrals, pushes\n"
+           "them and pulls its officer's cases, then makes E edits (default 6) to the same\n"
+           "fields of shared cases, so that concurrent edits converge or conflict, and\n"
+           "syncs again. Prints the outcomes the server gave (applied, converged,\n"
+           "superseded, conflict, rejected with reasons), the conflicts left open, and the\n"
+           "time taken; --json prints one JSON object. Values and choices follow --seed\n"
+           "(default 1); keys and ids are random. Each run uses new officer ids\n"
+           "(sim-<run>-officer-N) and leaves its devices enrolled.\n";
+    return 0;
+  }
+  if (absl::Status s =
+          CheckOptions(args, {"--data-dir", "--server", "--cert", "--key", "--ca", "--devices",
+                              "--seed", "--cases", "--edits", "--schema", "--json"});
+      !s.ok()) {
+    *error = std::string(s.message());
+    return 2;
+  }
+  SimulateOptions options;
+  if (!args.Has("--devices")) {
+    *error = "device simulate needs --devices N (1-200)";
+    return 2;
+  }
+  for (absl::Status s : {ParseBounded(args, "--devices", 1, kMaxDevices, &options.devices),
+                         ParseBounded(args, "--cases", 1, kMaxCases, &options.cases),
+                         ParseBounded(args, "--edits", 0, kMaxEdits, &options.edits)}) {
+    if (!s.ok()) {
+      *error = std::string(s.message());
+      return 2;
+    }
+  }
+  if (args.Has("--seed") && !absl::SimpleAtoi(args.Get("--seed"), &options.seed)) {
+    *error = "--seed must be a whole number";
+    return 2;
+  }
+  const std::string data_dir = args.Get("--data-dir");
+  if (data_dir.empty() && !args.Has("--schema")) {
+    *error = "device simulate needs --data-dir DIR (or --schema FILE with the connection options)";
+    return 2;
+  }
+  admin::DeploymentPaths paths(data_dir);
+  absl::StatusOr<v1::Schema> schema_proto =
+      sync::LoadSchemaFile(args.Get("--schema", paths.schema));
+  if (!schema_proto.ok()) {
+    *error = std::string(schema_proto.status().message());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<sync::Schema>> schema =
+      sync::Schema::Create(*std::move(schema_proto));
+  if (!schema.ok()) {
+    *error = std::string(schema.status().message());
+    return 1;
+  }
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) {
+    *error = std::string(conn.status().message());
+    return 1;
+  }
+  absl::StatusOr<std::string> ca_pem = ReadFile(args.Get("--ca", paths.admin_ca_cert));
+  if (!ca_pem.ok()) {
+    *error = std::string(ca_pem.status().message());
+    return 1;
+  }
+  Simulation simulation(options, **schema, *std::move(conn), *std::move(ca_pem));
+  absl::StatusOr<SimulateReport> report = simulation.Run();
+  if (!report.ok()) {
+    *error = std::string(report.status().message());
+    return 1;
+  }
+  std::cout << (args.Has("--json") ? SimulateReportJson(*report) + "\n"
+                                   : FormatSimulateReport(*report));
+  return 0;
+}
+
+}  // namespace fieldsync::tools

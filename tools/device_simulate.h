@@ -1,0 +1,62 @@
+// `fieldsync device simulate`: enrols simulated tablets with the
+// administrator's credentials, lets them work offline on overlapping cases
+// of the deployment's schema with synthetic values, syncs them over mutual
+// TLS (sealed, signed pushes; sealed pulls) and reports what the server did.
+#ifndef FIELDSYNC_TOOLS_DEVICE_SIMULATE_H_
+#define FIELDSYNC_TOOLS_DEVICE_SIMULATE_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "absl/time/time.h"
+#include "tools/cli.h"
+
+namespace fieldsync::tools {
+
+struct SimulateOptions {
+  int devices = 0;    // tablets to enrol, 1..200
+  uint64_t seed = 1;  // seeds every generated value and choice
+  int cases = 3;      // cases each tablet registers, 1..200
+  int edits = 6;      // offline edits each tablet makes afterwards, 0..500
+};
+
+// What the run did. Every count is a function of the options alone (the
+// server's answers to the same work are the same), so two runs with the same
+// seed on fresh deployments give the same counts; `run`, the ids and the
+// time differ.
+struct SimulateReport {
+  std::string run;  // the tag in the officer ids of this run: sim-<tag>-officer-N
+  uint64_t seed = 0;
+  int devices_enrolled = 0;
+  int officers = 0;
+  int batches_pushed = 0;
+  int changes_sent = 0;
+  int applied = 0;
+  int converged = 0;
+  int superseded = 0;
+  int conflict = 0;
+  int rejected = 0;
+  std::map<std::string, int> rejected_reasons;  // "ENUM_VALUE_NOT_ALLOWED" -> 2
+  // Conflict records this run left open for a supervisor: one per field
+  // write that was SUPERSEDED or won as a CONFLICT.
+  int conflicts_open = 0;
+  int pulls = 0;
+  int changes_pulled = 0;
+  // After the last pull every tablet of an officer holds the same field
+  // versions.
+  bool replicas_agree = false;
+  absl::Duration elapsed;
+};
+
+// The human summary (several lines) and the same as one JSON object.
+std::string FormatSimulateReport(const SimulateReport& report);
+std::string SimulateReportJson(const SimulateReport& report);
+
+// The verb. Returns the exit code (0 success, 1 failure, 2 usage) and on
+// failure sets *error to the one line to print.
+int DeviceSimulate(const Args& args, std::string* error);
+
+}  // namespace fieldsync::tools
+
+#endif  // FIELDSYNC_TOOLS_DEVICE_SIMULATE_H_
