@@ -271,6 +271,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   deps.store = impl->store.get();
   deps.random = options.random;
   deps.audit_log = impl->audit_log.get();
+  deps.clock = options.clock;
   deps.limits.max_bytes = config.sync().max_batch_bytes();
   deps.limits.max_changes = config.sync().max_batch_changes();
   deps.max_pull_chunk_changes = config.sync().max_pull_chunk_changes();

@@ -93,6 +93,48 @@ sync::ReadScope ScopeOf(const v1::Principal& p) {
 // thread: one chunk is read (one storage snapshot), sealed and written; the
 // next is read when the write completes, so at most one chunk per stream
 // is in memory and a slow device holds no thread.
+// Records durably in the audit log that `caller` receives case data of
+// `case_ids` (DESIGN §8), before it is sent: when this fails the data is
+// withheld (kUnavailable: retry). Nothing to record without a log or cases.
+absl::Status RecordCaseAccess(const SyncServiceDeps& deps, const Caller& caller,
+                              audit::AccessKind access, uint64_t from_position,
+                              uint64_t to_position, const std::vector<std::string>& case_ids) {
+  if (deps.audit_log == nullptr || case_ids.empty()) return absl::OkStatus();
+  audit::CaseAccess event;
+  event.principal_kind = caller.principal.kind() == v1::PRINCIPAL_KIND_DEVICE
+                             ? audit::PrincipalKind::kDevice
+                             : audit::PrincipalKind::kStaff;
+  event.principal_id = caller.principal.id();
+  event.access = access;
+  event.from_position = from_position;
+  event.to_position = to_position;
+  for (const std::string& id : case_ids) {
+    ASSIGN_OR_RETURN(Uuid uuid, ParseUuid(id));
+    event.case_ids.push_back(uuid);
+  }
+  const absl::Time now = deps.clock != nullptr ? deps.clock->Now() : absl::Now();
+  storage::WriteBatch batch;
+  audit::AuditSession session(deps.audit_log, &batch);
+  absl::Status s = deps.audit_log->Append(audit::Event{now, std::move(event)}, &batch).status();
+  if (s.ok()) s = deps.store->Commit(&batch);
+  if (!s.ok()) {
+    return absl::UnavailableError(absl::StrFormat(
+        "the read could not be recorded in the audit log (%s); nothing was sent: retry",
+        s.message()));
+  }
+  session.Committed();
+  return absl::OkStatus();
+}
+
+// The distinct case ids of `changes`, in first-seen order.
+std::vector<std::string> CaseIdsOf(const v1::PulledChanges& changes) {
+  std::vector<std::string> out;
+  for (const v1::PulledChange& c : changes.changes()) {
+    if (std::find(out.begin(), out.end(), c.case_id()) == out.end()) out.push_back(c.case_id());
+  }
+  return out;
+}
+
 class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
  public:
   PullReactor(const SyncServiceDeps& deps, grpc::CallbackServerContext* context,
@@ -145,13 +187,15 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
     options_.max_changes = deps_.max_pull_chunk_changes;
     options_.max_bytes = deps_.max_pull_chunk_bytes;
     if (request_.max_changes_per_chunk() != 0) {
-      options_.max_changes = std::min<size_t>(options_.max_changes, request_.max_changes_per_chunk());
+      options_.max_changes =
+          std::min<size_t>(options_.max_changes, request_.max_changes_per_chunk());
     }
     if (request_.max_bytes_per_chunk() != 0) {
       options_.max_bytes = std::min<size_t>(options_.max_bytes, request_.max_bytes_per_chunk());
     }
     for (const std::string& id : request_.backfill_case_ids()) {
-      if (!ParseUuid(id).ok()) return absl::InvalidArgumentError("a backfill case id is not a UUID");
+      if (!ParseUuid(id).ok())
+        return absl::InvalidArgumentError("a backfill case id is not a UUID");
       ASSIGN_OR_RETURN(bool in_scope, InScope(id));
       if (!in_scope) return OutOfScope("a backfill case is not in the caller's scope", id);
       backfill_scope_.case_ids.insert(id);
@@ -181,6 +225,14 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
     absl::StatusOr<v1::PulledChanges> changes = ReadNext();
     if (!changes.ok()) {
       Done(WithReason(changes.status()));
+      return;
+    }
+    // Who read which cases is in the audit log before the chunk leaves.
+    if (absl::Status s =
+            RecordCaseAccess(deps_, caller_, audit::AccessKind::kDevicePull, chunk_cursor,
+                             changes->next_cursor(), CaseIdsOf(*changes));
+        !s.ok()) {
+      Done(s);
       return;
     }
     if (!was_backfill) {
@@ -325,8 +377,8 @@ grpc::ServerUnaryReactor* SyncServiceImpl::Push(grpc::CallbackServerContext* con
   });
 }
 
-grpc::ServerWriteReactor<v1::PullChunk>* SyncServiceImpl::Pull(
-    grpc::CallbackServerContext* context, const v1::PullRequest* request) {
+grpc::ServerWriteReactor<v1::PullChunk>* SyncServiceImpl::Pull(grpc::CallbackServerContext* context,
+                                                               const v1::PullRequest* request) {
   return new PullReactor(deps_, context, *request);
 }
 
@@ -364,6 +416,14 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListConflicts(grpc::CallbackServerCon
                         request->region(), request->page_size(), request->page_token(),
                         sync::ReadScope::AllClasses());
                     if (!page.ok()) return WithReason(page.status());
+                    std::vector<std::string> cases;
+                    for (const v1::Conflict& c : page->conflicts()) {
+                      if (std::find(cases.begin(), cases.end(), c.case_id()) == cases.end()) {
+                        cases.push_back(c.case_id());
+                      }
+                    }
+                    RETURN_IF_ERROR(RecordCaseAccess(
+                        deps_, caller, audit::AccessKind::kConflictList, 0, 0, cases));
                     *response = *std::move(page);
                     return absl::OkStatus();
                   });

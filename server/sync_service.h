@@ -11,6 +11,7 @@
 #include "admin/enrolment.h"
 #include "admin/server_keys.h"
 #include "audit/log.h"
+#include "common/clock.h"
 #include "common/random.h"
 #include "crypto/x25519.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
@@ -37,7 +38,12 @@ struct SyncServiceDeps {
   Random* random = nullptr;
   // Optional: when set, a push answer carries the audit receipt of the
   // batch's audit event (if the log holds one).
+  // When set, every pull chunk and conflict list that carries case data
+  // is first recorded as a CaseAccess event (who read which cases); the
+  // data is withheld if that fails.
   audit::AuditLog* audit_log = nullptr;
+  // The time of those events; absl::Now() when null.
+  const Clock* clock = nullptr;
   BatchLimits limits;
   uint32_t max_pull_chunk_changes = 500;
   uint32_t max_pull_chunk_bytes = 1 << 20;

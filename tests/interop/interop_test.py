@@ -482,6 +482,8 @@ def main():
         report = export_and_verify(data, address, work, "full")
         check("audit export + verify of the full log", report.get("ok") and
               report.get("events_by_kind", {}).get("batch-accepted", 0) >= 4, report)
+        check("every pull that carried cases is in the log as a case access",
+              report.get("events_by_kind", {}).get("case-access", 0) >= 2, report)
 
         # --- revocation stops a device at once ---
         admin.RevokePrincipal(admin_pb2.RevokePrincipalRequest(
