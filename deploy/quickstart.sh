@@ -57,5 +57,7 @@ fieldsyncd is running (pid $(cat "$PID_FILE")), serving mutual TLS 1.3 on ${SERV
   audit log verifier key:    $DATA_DIR/audit-log.pub
 
 Try:   $BIN/tools/fieldsync --data-dir $DATA_DIR --server $SERVER whoami
+Then eight simulated tablets (synthetic cases) enrol, edit shared cases offline and sync:
+       $BIN/tools/fieldsync --data-dir $DATA_DIR --server $SERVER device simulate --devices 8
 Stop:  kill \$(cat $PID_FILE)
 MSG
