@@ -232,7 +232,7 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
             RecordCaseAccess(deps_, caller_, audit::AccessKind::kDevicePull, chunk_cursor,
                              changes->next_cursor(), CaseIdsOf(*changes));
         !s.ok()) {
-      Done(s);
+      Done(WithReason(s));
       return;
     }
     if (!was_backfill) {
@@ -422,8 +422,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListConflicts(grpc::CallbackServerCon
                         cases.push_back(c.case_id());
                       }
                     }
-                    RETURN_IF_ERROR(RecordCaseAccess(
-                        deps_, caller, audit::AccessKind::kConflictList, 0, 0, cases));
+                    RETURN_IF_ERROR(WithReason(RecordCaseAccess(
+                        deps_, caller, audit::AccessKind::kConflictList, 0, 0, cases)));
                     *response = *std::move(page);
                     return absl::OkStatus();
                   });
