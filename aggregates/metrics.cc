@@ -13,14 +13,6 @@
 namespace fieldsync::aggregates {
 namespace {
 
-bool IsMetricName(std::string_view s) {
-  if (s.empty() || s.size() > 64 || !(s[0] >= 'a' && s[0] <= 'z')) return false;
-  for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  }
-  return true;
-}
-
 template <typename... Args>
 absl::Status Invalid(const absl::FormatSpec<Args...>& fmt, const Args&... args) {
   return absl::InvalidArgumentError(absl::StrFormat(fmt, args...));
@@ -113,7 +105,7 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(v1::MetricsConfig confi
   }
   absl::flat_hash_set<std::string> names;
   for (const v1::MetricDef& m : config.metrics()) {
-    if (!IsMetricName(m.name())) {
+    if (!sync::IsSchemaName(m.name())) {
       return Invalid(
           "metrics: \"%s\" is not a valid metric name (1-64 of [a-z0-9_], starting "
           "with a letter)",

@@ -13,19 +13,6 @@
 namespace fieldsync::sync {
 namespace {
 
-// Names of types, fields, dimensions and enum values: [a-z][a-z0-9_]{0,63}
-// (enum values may start with a digit: "0_4" age bands).
-bool IsName(std::string_view s, bool allow_leading_digit = false) {
-  if (s.empty() || s.size() > 64) return false;
-  if (!(s[0] >= 'a' && s[0] <= 'z') && !(allow_leading_digit && s[0] >= '0' && s[0] <= '9')) {
-    return false;
-  }
-  for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  }
-  return true;
-}
-
 // kInvalidArgument with `fmt` filled by its string arguments.
 template <typename... Args>
 absl::Status Invalid(const absl::FormatSpec<Args...>& fmt, const Args&... args) {
@@ -34,16 +21,16 @@ absl::Status Invalid(const absl::FormatSpec<Args...>& fmt, const Args&... args) 
 
 absl::Status ValidateField(const v1::RecordType& type, const v1::FieldDef& f) {
   const std::string where = absl::StrFormat("record type %s field %s", type.name(), f.name());
-  if (!IsName(f.name())) {
-    return Invalid("schema: record type %s has a field with an invalid name (1-64 of [a-z0-9_], "
-                   "starting with a letter)",
-                   type.name());
+  if (!IsSchemaName(f.name())) {
+    return Invalid(
+        "schema: record type %s has a field with an invalid name (1-64 of [a-z0-9_], "
+        "starting with a letter)",
+        type.name());
   }
   if (f.type() == v1::FIELD_TYPE_UNSPECIFIED || !v1::FieldType_IsValid(f.type())) {
     return Invalid("schema: %s has no type", where);
   }
-  if (f.sensitivity() == v1::SENSITIVITY_UNSPECIFIED ||
-      !v1::Sensitivity_IsValid(f.sensitivity())) {
+  if (f.sensitivity() == v1::SENSITIVITY_UNSPECIFIED || !v1::Sensitivity_IsValid(f.sensitivity())) {
     return Invalid("schema: %s has no sensitivity class", where);
   }
   if (f.type() == v1::FIELD_TYPE_ENUM && f.enum_values().empty()) {
@@ -55,7 +42,7 @@ absl::Status ValidateField(const v1::RecordType& type, const v1::FieldDef& f) {
   }
   absl::flat_hash_set<std::string> values;
   for (const std::string& v : f.enum_values()) {
-    if (!IsName(v, /*allow_leading_digit=*/true)) {
+    if (!IsSchemaName(v, /*allow_leading_digit=*/true)) {
       return Invalid("schema: %s has an invalid enum value (1-64 of [a-z0-9_])", where);
     }
     if (!values.insert(v).second) {
@@ -101,16 +88,15 @@ absl::Status ValidateCaseFields(const v1::Schema& schema, const v1::RecordType& 
     has_open |= v == "open";
     has_closed |= v == "closed";
   }
-  if (status->sensitivity() != v1::SENSITIVITY_DIMENSION ||
-      status->type() != v1::FIELD_TYPE_ENUM || !has_open || !has_closed) {
+  if (status->sensitivity() != v1::SENSITIVITY_DIMENSION || status->type() != v1::FIELD_TYPE_ENUM ||
+      !has_open || !has_closed) {
     return Invalid("schema: status field %s must be a DIMENSION ENUM with values open and closed",
                    status->name());
   }
   const v1::FieldDef* officer = find(cf.officer_field());
   if (officer == nullptr) {
-    return Invalid(
-        "schema: case_fields.officer_field '%s' is not a field of the registration type",
-        cf.officer_field());
+    return Invalid("schema: case_fields.officer_field '%s' is not a field of the registration type",
+                   cf.officer_field());
   }
   if (officer->sensitivity() != v1::SENSITIVITY_OPERATIONAL ||
       officer->type() != v1::FIELD_TYPE_STRING) {
@@ -174,7 +160,7 @@ absl::Status ValidateSchema(const v1::Schema& schema) {
   absl::flat_hash_map<std::string, const v1::RecordType*> types;
   const v1::RecordType* registration = nullptr;
   for (const v1::RecordType& type : schema.record_types()) {
-    if (!IsName(type.name())) {
+    if (!IsSchemaName(type.name())) {
       return absl::InvalidArgumentError(
           "schema: a record type has an invalid name (1-64 of [a-z0-9_], starting with a letter)");
     }
@@ -186,9 +172,10 @@ absl::Status ValidateSchema(const v1::Schema& schema) {
     }
     if (type.kind() == v1::RECORD_KIND_CASE_REGISTRATION) {
       if (registration != nullptr) {
-        return Invalid("schema: record types %s and %s are both case registrations; exactly one "
-                       "may be",
-                       type.name(), registration->name());
+        return Invalid(
+            "schema: record types %s and %s are both case registrations; exactly one "
+            "may be",
+            type.name(), registration->name());
       }
       registration = &type;
     }
@@ -208,7 +195,7 @@ absl::Status ValidateSchema(const v1::Schema& schema) {
   RETURN_IF_ERROR(ValidateCaseFields(schema, *registration));
   absl::flat_hash_set<std::string> dims;
   for (const v1::AggregateDimension& d : schema.aggregate_dimensions()) {
-    if (!IsName(d.name())) {
+    if (!IsSchemaName(d.name())) {
       return absl::InvalidArgumentError("schema: an aggregate dimension has an invalid name");
     }
     if (!dims.insert(d.name()).second) {
@@ -234,6 +221,17 @@ absl::Status ValidateSchema(const v1::Schema& schema) {
     }
   }
   return absl::OkStatus();
+}
+
+bool IsSchemaName(std::string_view s, bool allow_leading_digit) {
+  if (s.empty() || s.size() > 64) return false;
+  if (!(s[0] >= 'a' && s[0] <= 'z') && !(allow_leading_digit && s[0] >= '0' && s[0] <= '9')) {
+    return false;
+  }
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  }
+  return true;
 }
 
 absl::StatusOr<v1::Schema> ParseSchema(std::string_view text) {
@@ -373,8 +371,9 @@ ValueCheck Schema::CheckValue(const v1::FieldDef& def, const v1::FieldValue& val
     default:
       break;
   }
-  return fail(v1::REJECT_REASON_WRONG_VALUE_TYPE,
-              absl::StrFormat("value is not of the field's type %s", v1::FieldType_Name(def.type())));
+  return fail(
+      v1::REJECT_REASON_WRONG_VALUE_TYPE,
+      absl::StrFormat("value is not of the field's type %s", v1::FieldType_Name(def.type())));
 }
 
 }  // namespace fieldsync::sync

@@ -19,6 +19,11 @@ namespace fieldsync::sync {
 // The default max_length of STRING values and STRING_LIST elements.
 inline constexpr uint32_t kDefaultMaxLength = 4096;
 
+// True for the names of types, fields, dimensions, enum values (and
+// aggregate metrics): [a-z][a-z0-9_]{0,63}; enum values may start with a
+// digit ("0_4" age bands) when `allow_leading_digit`.
+bool IsSchemaName(std::string_view s, bool allow_leading_digit = false);
+
 // Parses a schema in protobuf text format or, when the first non-blank
 // character is '{', in JSON form, then validates it (ValidateSchema).
 // kInvalidArgument naming the line and column of a syntax error, or the
