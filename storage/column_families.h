@@ -33,8 +33,8 @@ inline constexpr size_t kNumCfs = 12;
 
 // Every column family, in numeric order.
 inline constexpr std::array<Cf, kNumCfs> kAllCfs = {
-    Cf::kDefault,   Cf::kPrincipals, Cf::kKeys,       Cf::kRecords,
-    Cf::kCaseLog,   Cf::kCaseIndex,  Cf::kConflicts,  Cf::kBatches,
+    Cf::kDefault,    Cf::kPrincipals,  Cf::kKeys,       Cf::kRecords,
+    Cf::kCaseLog,    Cf::kCaseIndex,   Cf::kConflicts,  Cf::kBatches,
     Cf::kAggregates, Cf::kAuditLeaves, Cf::kAuditNodes, Cf::kMetadata};
 
 // The persisted RocksDB name of `cf`: "default", "principals", "keys",
@@ -75,12 +75,12 @@ inline constexpr uint8_t kDeviceSequenceTag = 2;
 
 // Audit's key tags (audit/, key_codec.h). Persisted: never renumber.
 // First byte of keys in Cf::kAuditLeaves:
-inline constexpr uint8_t kAuditLeafTag = 1;         // entry by leaf index
-inline constexpr uint8_t kAuditLeafByHashTag = 2;   // leaf index by leaf hash
-inline constexpr uint8_t kAuditBatchLeafTag = 3;    // leaf index by device batch
+inline constexpr uint8_t kAuditLeafTag = 1;        // entry by leaf index
+inline constexpr uint8_t kAuditLeafByHashTag = 2;  // leaf index by leaf hash
+inline constexpr uint8_t kAuditBatchLeafTag = 3;   // leaf index by device batch
 // Cf::kAggregates.
-inline constexpr uint8_t kCounterTag = 1;           // one counter (8-byte value)
-inline constexpr uint8_t kAggregateCaseTag = 2;     // a case's counted dimensions
+inline constexpr uint8_t kCounterTag = 1;        // one counter (8-byte value)
+inline constexpr uint8_t kAggregateCaseTag = 2;  // a case's counted dimensions
 
 }  // namespace fieldsync::storage
 

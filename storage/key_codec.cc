@@ -72,9 +72,9 @@ KeyBuilder& KeyBuilder::Bytes(std::string_view raw) {
 
 absl::StatusOr<std::string_view> KeyReader::Take(size_t n, std::string_view what) {
   if (key_.size() - pos_ < n) {
-    return absl::DataLossError(absl::StrFormat(
-        "malformed key: expected %s (%d bytes) at offset %d, only %d bytes left", what, n,
-        pos_, key_.size() - pos_));
+    return absl::DataLossError(
+        absl::StrFormat("malformed key: expected %s (%d bytes) at offset %d, only %d bytes left",
+                        what, n, pos_, key_.size() - pos_));
   }
   std::string_view out = key_.substr(pos_, n);
   pos_ += n;
@@ -142,8 +142,7 @@ std::string_view KeyReader::Rest() {
 absl::Status KeyReader::ExpectEnd(std::string_view what) const {
   if (AtEnd()) return absl::OkStatus();
   return absl::DataLossError(absl::StrFormat(
-      "malformed %s: %d unexpected trailing bytes at offset %d", what, key_.size() - pos_,
-      pos_));
+      "malformed %s: %d unexpected trailing bytes at offset %d", what, key_.size() - pos_, pos_));
 }
 
 std::string PrefixUpperBound(std::string_view prefix) {
@@ -185,9 +184,8 @@ absl::StatusOr<std::string> DecodeEnrolmentCodeKey(std::string_view key) {
   KeyReader r(key);
   ASSIGN_OR_RETURN(uint8_t tag, r.U8());
   if (tag != kEnrolmentCodeTag) {
-    return absl::DataLossError(
-        absl::StrFormat("malformed enrolment-code key: tag %d, expected %d", tag,
-                        kEnrolmentCodeTag));
+    return absl::DataLossError(absl::StrFormat("malformed enrolment-code key: tag %d, expected %d",
+                                               tag, kEnrolmentCodeTag));
   }
   ASSIGN_OR_RETURN(std::string hash_hex, r.String());
   RETURN_IF_ERROR(r.ExpectEnd("enrolment-code key"));
@@ -221,9 +219,7 @@ absl::StatusOr<uint64_t> DecodeCaseLogKey(std::string_view key) {
   return position;
 }
 
-std::string EncodeMetadataKey(std::string_view name) {
-  return KeyBuilder().String(name).Finish();
-}
+std::string EncodeMetadataKey(std::string_view name) { return KeyBuilder().String(name).Finish(); }
 
 absl::StatusOr<std::string> DecodeMetadataKey(std::string_view key) {
   KeyReader r(key);
