@@ -35,28 +35,16 @@ constexpr absl::Duration kSessionWait = absl::Seconds(10);
 
 }  // namespace
 
-absl::StatusOr<Hash> StoredNodeSource::Node(NodeId id) {
-  if (id.level > 63) return absl::InvalidArgumentError("audit node level above 63");
-  absl::StatusOr<std::string> v = store_->Get(
-      Cf::kAuditNodes, storage::EncodeAuditNodeKey(static_cast<uint8_t>(id.level), id.index));
-  if (absl::IsNotFound(v.status())) {
-    return absl::DataLossError(absl::StrFormat(
-        "audit tree node (level %d, index %d) is missing from the store", id.level, id.index));
-  }
-  RETURN_IF_ERROR(v.status());
-  absl::StatusOr<Hash> hash = HashFromBytes(*v);
-  if (!hash.ok()) {
-    return absl::DataLossError(absl::StrFormat(
-        "audit tree node (level %d, index %d) is not 32 bytes", id.level, id.index));
-  }
-  return hash;
-}
-
-AuditLog::AuditLog(const AuditLogOptions& options) : options_(options), nodes_(options.store) {}
+AuditLog::AuditLog(const AuditLogOptions& options)
+    : options_(options),
+      nodes_(options.store, options.cached_node_min_level, options.cached_recent_leaves) {}
 
 absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& options) {
   if (options.store == nullptr || options.clock == nullptr) {
     return absl::InvalidArgumentError("AuditLog needs a store and a clock");
+  }
+  if (options.cached_node_min_level < 0 || options.cached_node_min_level > kNoNodeCache) {
+    return absl::InvalidArgumentError("AuditLog cached_node_min_level must be in [0, 64]");
   }
   std::unique_ptr<AuditLog> log(new AuditLog(options));
   storage::Store* store = options.store;
@@ -88,6 +76,7 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& 
   }
   RETURN_IF_ERROR(beyond->status());
   beyond.reset();
+  RETURN_IF_ERROR(log->nodes_.LoadCache(size));
   ASSIGN_OR_RETURN(CompactMerkleTree tree, CompactMerkleTree::Restore(log->nodes_, size));
 
   std::string note;
@@ -115,19 +104,21 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& 
   return log;
 }
 
-absl::StatusOr<uint64_t> AuditLog::Append(const Event& event, storage::WriteBatch* batch) {
-  ASSIGN_OR_RETURN(std::string entry, EncodeEvent(event));
-  const Hash leaf = LeafHash(entry);
-  absl::MutexLock lock(&mu_);
-  if (session_batch_ != batch) {
-    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return session_batch_ == nullptr; };
-    if (!mu_.AwaitWithTimeout(absl::Condition(&idle), kSessionWait)) {
-      return absl::UnavailableError(
-          "the audit log is busy with another commit that did not finish: retry");
-    }
-    session_batch_ = batch;
-    pending_ = committed_;
+absl::Status AuditLog::JoinSessionLocked(const storage::WriteBatch* batch) {
+  if (session_batch_ == batch) return absl::OkStatus();
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return session_batch_ == nullptr; };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&idle), kSessionWait)) {
+    return absl::UnavailableError(
+        "the audit log is busy with another commit that did not finish: retry");
   }
+  session_batch_ = batch;
+  pending_ = committed_;
+  pending_cached_.clear();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> AuditLog::AppendLeafLocked(const Event& event, std::string_view entry,
+                                                    const Hash& leaf, storage::WriteBatch* batch) {
   const uint64_t index = pending_.size();
   created_.clear();  // reused: no allocation per leaf
   RETURN_IF_ERROR(pending_.Append(leaf, &created_));
@@ -136,20 +127,61 @@ absl::StatusOr<uint64_t> AuditLog::Append(const Event& event, storage::WriteBatc
     batch->Put(Cf::kAuditNodes,
                storage::EncodeAuditNodeKey(static_cast<uint8_t>(node.id.level), node.id.index),
                HashBytes(node.hash));
+    pending_cached_.push_back(node);
   }
   batch->Put(Cf::kAuditLeaves, storage::EncodeAuditLeafByHashKey(leaf), EncodeU64(index));
   if (const auto* b = std::get_if<BatchAccepted>(&event.body)) {
     batch->Put(Cf::kAuditLeaves, storage::EncodeAuditBatchLeafKey(b->device_id, b->batch_id),
                EncodeU64(index));
   }
+  return index;
+}
+
+void AuditLog::PutTreeSizeLocked(storage::WriteBatch* batch) {
   batch->Put(Cf::kMetadata, storage::EncodeMetadataKey(kTreeSizeMetadata),
              EncodeU64(pending_.size()));
+}
+
+absl::StatusOr<uint64_t> AuditLog::Append(const Event& event, storage::WriteBatch* batch) {
+  ASSIGN_OR_RETURN(std::string entry, EncodeEvent(event));
+  const Hash leaf = LeafHash(entry);
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(JoinSessionLocked(batch));
+  ASSIGN_OR_RETURN(uint64_t index, AppendLeafLocked(event, entry, leaf, batch));
+  PutTreeSizeLocked(batch);
   return index;
+}
+
+absl::StatusOr<uint64_t> AuditLog::AppendAll(std::span<const Event> events,
+                                             storage::WriteBatch* batch) {
+  if (events.empty()) return absl::InvalidArgumentError("AppendAll needs at least one event");
+  // Encode and hash every event before touching the batch or the session.
+  std::vector<std::string> entries;
+  std::vector<Hash> leaves;
+  entries.reserve(events.size());
+  leaves.reserve(events.size());
+  for (const Event& event : events) {
+    ASSIGN_OR_RETURN(entries.emplace_back(), EncodeEvent(event));
+    leaves.push_back(LeafHash(entries.back()));
+  }
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(JoinSessionLocked(batch));
+  const uint64_t first = pending_.size();
+  for (size_t i = 0; i < events.size(); ++i) {
+    RETURN_IF_ERROR(AppendLeafLocked(events[i], entries[i], leaves[i], batch).status());
+  }
+  PutTreeSizeLocked(batch);
+  return first;
 }
 
 void AuditLog::CommitPending(const storage::WriteBatch* batch) {
   absl::MutexLock lock(&mu_);
   if (session_batch_ == nullptr || session_batch_ != batch) return;
+  // The batch is in the store: cache its nodes before readers can ask for
+  // the new size (a reader that misses the cache would still find them in
+  // the store).
+  nodes_.AddCommitted(pending_cached_);
+  pending_cached_.clear();
   committed_ = std::move(pending_);
   pending_ = CompactMerkleTree();
   session_batch_ = nullptr;
@@ -159,6 +191,7 @@ void AuditLog::AbortPending(const storage::WriteBatch* batch) {
   absl::MutexLock lock(&mu_);
   if (session_batch_ == nullptr || session_batch_ != batch) return;
   pending_ = CompactMerkleTree();
+  pending_cached_.clear();
   session_batch_ = nullptr;
 }
 

@@ -6,7 +6,8 @@
 //
 // Persisted, besides the keys in storage/key_codec.h:
 //   metadata "audit/tree_size"    U64 big-endian: the committed leaf count,
-//                                 written in every batch that appends
+//                                 written in every batch that appends (by
+//                                 each Append, once by AppendAll)
 //   metadata "audit/signed_head"  the last signed checkpoint note (text)
 //   head file (AuditLogOptions)   a copy of that note outside the database
 #ifndef FIELDSYNC_AUDIT_LOG_H_
@@ -16,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +28,7 @@
 #include "audit/checkpoint.h"
 #include "audit/events.h"
 #include "audit/merkle.h"
+#include "audit/stored_nodes.h"
 #include "common/clock.h"
 #include "storage/store.h"
 
@@ -33,17 +36,6 @@ namespace fieldsync::audit {
 
 inline constexpr std::string_view kTreeSizeMetadata = "audit/tree_size";
 inline constexpr std::string_view kSignedHeadMetadata = "audit/signed_head";
-
-// Reads complete subtrees from Cf::kAuditNodes. Thread-safe (as the Store).
-// Node() is kDataLoss for a node that should exist but is absent.
-class StoredNodeSource final : public NodeSource {
- public:
-  explicit StoredNodeSource(storage::Store* store) : store_(store) {}
-  absl::StatusOr<Hash> Node(NodeId id) override;
-
- private:
-  storage::Store* store_;
-};
 
 struct AuditLogOptions {
   storage::Store* store = nullptr;  // not owned; must outlive the log
@@ -57,6 +49,18 @@ struct AuditLogOptions {
   std::string head_file;
   // MaybeSignTreeHead signs at most this often (0: whenever the tree grew).
   absl::Duration head_interval = absl::ZeroDuration();
+  // Tree nodes of this level and above (covering >= 2^level leaves), and
+  // the lower nodes of the newest leaves (stored_nodes.h), are kept in
+  // memory, loaded at Open and added as appends commit, so that a proof
+  // reads only its nodes below this level from the store (in one MultiGet).
+  // Memory: about size / 2^(level - 6) bytes (level 6: 10 MB at 10 million
+  // leaves; each level lower doubles it, each level higher halves it and
+  // costs one more store read per proof). kNoNodeCache (64): whole levels
+  // are not cached.
+  int cached_node_min_level = 6;
+  // Below that level, the nodes over this many of the newest leaves are
+  // cached too (64 bytes per leaf), for proofs at recent tree sizes.
+  uint64_t cached_recent_leaves = kDefaultRecentLeavesCached;
 };
 
 struct SignedTreeHead {
@@ -83,10 +87,11 @@ struct Receipt {
 // it).
 class AuditLog {
  public:
-  // Opens the log of `options.store`: reads the committed size and rebuilds
-  // the frontier with popcount(size) node reads, then loads the last signed
-  // head. kDataLoss if the stored tree is inconsistent (a node or the last
-  // leaf missing, a leaf beyond the size).
+  // Opens the log of `options.store`: reads the committed size, loads the
+  // node cache (one range scan of the cached levels), rebuilds the frontier
+  // with popcount(size) node reads, then loads the last signed head.
+  // kDataLoss if the stored tree is inconsistent (a node or the last leaf
+  // missing, a leaf beyond the size).
   static absl::StatusOr<std::unique_ptr<AuditLog>> Open(const AuditLogOptions& options);
 
   AuditLog(const AuditLog&) = delete;
@@ -99,6 +104,14 @@ class AuditLog {
   // kInvalidArgument (event not encodable), kUnavailable (another session
   // stayed open; nothing was added), kOutOfRange (tree full).
   absl::StatusOr<uint64_t> Append(const Event& event, storage::WriteBatch* batch);
+  // Appends `events` in order as Append would, one after the other, and
+  // returns the leaf index of the first; the batch gets the same keys and
+  // final values, with the tree size written once rather than per event
+  // (cheaper for a commit of many events). Errors as Append, and
+  // kInvalidArgument for an empty span; nothing is added unless every
+  // event encodes. On kOutOfRange the batch holds the events before the
+  // full tree: end the session with AbortPending (AuditSession does).
+  absl::StatusOr<uint64_t> AppendAll(std::span<const Event> events, storage::WriteBatch* batch);
   // Ends the session of `batch`: its leaves are committed (the caller's
   // Commit succeeded) or dropped (it failed). No-ops unless `batch` has the
   // open session.
@@ -149,6 +162,15 @@ class AuditLog {
   absl::Status CheckExtends(const Checkpoint& last, uint64_t size, const Hash& root);
   absl::StatusOr<std::optional<Checkpoint>> LoadLastHead(std::string* note);
   absl::Status StoreHead(const std::string& note);
+  // Opens a session for `batch` unless it has the open one (Append's wait).
+  absl::Status JoinSessionLocked(const storage::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds one leaf's keys (all but the tree size) to the session's batch.
+  absl::StatusOr<uint64_t> AppendLeafLocked(const Event& event, std::string_view entry,
+                                            const Hash& leaf, storage::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts the session's tree size (metadata kTreeSizeMetadata).
+  void PutTreeSizeLocked(storage::WriteBatch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   AuditLogOptions options_;
   StoredNodeSource nodes_;
@@ -160,6 +182,8 @@ class AuditLog {
   const storage::WriteBatch* session_batch_ ABSL_GUARDED_BY(mu_) = nullptr;
   CompactMerkleTree pending_ ABSL_GUARDED_BY(mu_);
   std::vector<StoredNode> created_ ABSL_GUARDED_BY(mu_);  // Append's scratch
+  // The open session's new nodes, for nodes_'s cache once it commits.
+  std::vector<StoredNode> pending_cached_ ABSL_GUARDED_BY(mu_);
   std::optional<SignedTreeHead> latest_head_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex sign_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one signer at a time

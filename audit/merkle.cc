@@ -69,13 +69,10 @@ void WalkConsistency(uint64_t size1, uint64_t size2, Visit visit) {
   if (!is_original) visit(Range{begin, end});
 }
 
-// MTH(D[range]) from the complete subtrees that cover it: popcount(length)
-// Node() calls, folded right to left as the RFC's MTH recursion does.
-absl::StatusOr<Hash> RangeHash(NodeSource& source, Range range) {
+// Appends to `ids` the complete subtrees that cover `range`, largest
+// first: one per set bit of its length.
+absl::Status CoverRange(Range range, std::vector<NodeId>* ids) {
   const uint64_t length = range.end - range.begin;
-  if (length == 0) return EmptyRoot();
-  Hash nodes[64];
-  int count = 0;
   uint64_t position = range.begin;
   for (int level = 63; level >= 0; --level) {
     const uint64_t width = uint64_t{1} << level;
@@ -84,30 +81,53 @@ absl::StatusOr<Hash> RangeHash(NodeSource& source, Range range) {
       return absl::InternalError(absl::StrFormat(
           "merkle: range [%d, %d) is not aligned; this is a bug", range.begin, range.end));
     }
-    ASSIGN_OR_RETURN(nodes[count], source.Node({static_cast<uint64_t>(level), position >> level}));
-    ++count;
+    ids->push_back({static_cast<uint64_t>(level), position >> level});
     position += width;
   }
-  Hash hash = nodes[count - 1];
-  for (int i = count - 2; i >= 0; --i) hash = NodeHash(nodes[i], hash);
+  return absl::OkStatus();
+}
+
+// MTH of a range from the hashes of its covering subtrees (CoverRange's
+// order), folded right to left as the RFC's MTH recursion does.
+Hash FoldRange(std::span<const Hash> nodes) {
+  if (nodes.empty()) return EmptyRoot();
+  Hash hash = nodes.back();
+  for (size_t i = nodes.size() - 1; i-- > 0;) hash = NodeHash(nodes[i], hash);
   return hash;
 }
 
-// The proof whose ranges a Walk function visits, leaf to root.
+// The hashes of the ranges a Walk function visits, in the order visited:
+// every node of every range is read in one Nodes() call.
 template <typename Walk>
 absl::StatusOr<std::vector<Hash>> HashRanges(NodeSource& source, Walk walk) {
   absl::Status status;
-  std::vector<Hash> proof;
+  std::vector<NodeId> ids;
+  ids.reserve(130);
+  std::vector<uint8_t> counts;  // nodes per range; at most 64
+  counts.reserve(65);
   walk([&](Range range) {
-    if (!status.ok()) return;
-    absl::StatusOr<Hash> hash = RangeHash(source, range);
-    if (!hash.ok()) {
-      status = hash.status();
-      return;
-    }
-    proof.push_back(*hash);
+    const size_t before = ids.size();
+    if (status.ok()) status = CoverRange(range, &ids);
+    counts.push_back(static_cast<uint8_t>(ids.size() - before));
   });
   RETURN_IF_ERROR(status);
+  std::vector<Hash> nodes(ids.size());
+  RETURN_IF_ERROR(source.Nodes(ids, nodes));
+  std::vector<Hash> hashes;
+  hashes.reserve(counts.size());
+  size_t next = 0;
+  for (uint8_t count : counts) {
+    hashes.push_back(FoldRange(std::span<const Hash>(nodes).subspan(next, count)));
+    next += count;
+  }
+  return hashes;
+}
+
+// The proof whose ranges a Walk function visits (root to leaf), leaf to
+// root.
+template <typename Walk>
+absl::StatusOr<std::vector<Hash>> ProofOfRanges(NodeSource& source, Walk walk) {
+  ASSIGN_OR_RETURN(std::vector<Hash> proof, HashRanges(source, walk));
   std::reverse(proof.begin(), proof.end());
   return proof;
 }
@@ -207,15 +227,12 @@ std::string_view HashBytes(const Hash& hash) {
 // --- CompactMerkleTree ---
 
 absl::StatusOr<CompactMerkleTree> CompactMerkleTree::Restore(NodeSource& source, uint64_t size) {
+  // The frontier is the cover of [0, size).
+  std::vector<NodeId> ids;
+  RETURN_IF_ERROR(CoverRange({0, size}, &ids));
   CompactMerkleTree tree;
-  uint64_t position = 0;
-  for (int level = 63; level >= 0; --level) {
-    const uint64_t width = uint64_t{1} << level;
-    if ((size & width) == 0) continue;
-    ASSIGN_OR_RETURN(Hash hash, source.Node({static_cast<uint64_t>(level), position >> level}));
-    tree.frontier_.push_back(hash);
-    position += width;
-  }
+  tree.frontier_.resize(ids.size());
+  RETURN_IF_ERROR(source.Nodes(ids, tree.frontier_));
   tree.size_ = size;
   return tree;
 }
@@ -244,6 +261,15 @@ Hash CompactMerkleTree::Root() const {
   Hash hash = frontier_.back();
   for (size_t i = frontier_.size() - 1; i-- > 0;) hash = NodeHash(frontier_[i], hash);
   return hash;
+}
+
+// --- NodeSource ---
+
+absl::Status NodeSource::Nodes(std::span<const NodeId> ids, std::span<Hash> hashes) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ASSIGN_OR_RETURN(hashes[i], Node(ids[i]));
+  }
+  return absl::OkStatus();
 }
 
 // --- MemoryNodeSource ---
@@ -275,19 +301,21 @@ absl::StatusOr<Hash> MemoryNodeSource::Node(NodeId id) {
 // --- Proof generation ---
 
 absl::StatusOr<Hash> RootAt(NodeSource& source, uint64_t size) {
-  return RangeHash(source, {0, size});
+  ASSIGN_OR_RETURN(std::vector<Hash> root,
+                   HashRanges(source, [&](auto visit) { visit(Range{0, size}); }));
+  return root[0];
 }
 
 absl::StatusOr<std::vector<Hash>> InclusionProof(NodeSource& source, uint64_t index,
                                                  uint64_t size) {
   RETURN_IF_ERROR(CheckInclusionArgs(index, size));
-  return HashRanges(source, [&](auto visit) { WalkInclusion(index, size, visit); });
+  return ProofOfRanges(source, [&](auto visit) { WalkInclusion(index, size, visit); });
 }
 
 absl::StatusOr<std::vector<Hash>> ConsistencyProof(NodeSource& source, uint64_t size1,
                                                    uint64_t size2) {
   RETURN_IF_ERROR(CheckConsistencyArgs(size1, size2));
-  return HashRanges(source, [&](auto visit) { WalkConsistency(size1, size2, visit); });
+  return ProofOfRanges(source, [&](auto visit) { WalkConsistency(size1, size2, visit); });
 }
 
 absl::StatusOr<size_t> InclusionProofLength(uint64_t index, uint64_t size) {

@@ -57,6 +57,12 @@ class NodeSource {
   // kNotFound (or kDataLoss for a log that should hold it) when the node has
   // not been stored, kUnavailable for I/O.
   virtual absl::StatusOr<Hash> Node(NodeId id) = 0;
+  // Sets hashes[i] to the hash of complete subtree ids[i], for every i, or
+  // returns the first error as Node() would (hashes is then unspecified).
+  // The proof functions below ask for all the nodes of one proof in one
+  // call, so a storage-backed source can batch its reads. This default
+  // calls Node() once per id. REQUIRES: ids.size() == hashes.size().
+  virtual absl::Status Nodes(std::span<const NodeId> ids, std::span<Hash> hashes);
 };
 
 // Keeps the right frontier of an append-only tree: the roots of the
@@ -68,7 +74,7 @@ class CompactMerkleTree {
   CompactMerkleTree() = default;
 
   // Rebuilds the frontier of a tree of `size` leaves from `source` with
-  // popcount(size) Node() calls. Propagates the source's errors.
+  // popcount(size) nodes read in one Nodes() call. Propagates the source's errors.
   static absl::StatusOr<CompactMerkleTree> Restore(NodeSource& source, uint64_t size);
 
   // Appends one leaf hash (see LeafHash). When `created` is not null,
@@ -112,12 +118,13 @@ class MemoryNodeSource final : public NodeSource {
 
 // Proof generation. Each returns exactly what RFC 9162 section 2.1 defines
 // (MTH, PATH / inclusion_path, PROOF / consistency_path), hashes ordered
-// leaf to root, using O(log n) Node() calls: every subtree hash the proof
-// needs is assembled from the complete subtrees covering its range.
+// leaf to root, using O(log n) nodes, all asked for in one Nodes() call:
+// every subtree hash the proof needs is assembled from the complete
+// subtrees covering its range.
 // `source` must hold the complete nodes of a tree of at least `size` leaves;
 // its errors are propagated.
 
-// Node() calls: RootAt popcount(size); InclusionProof at most
+// Nodes read: RootAt popcount(size); InclusionProof at most
 // 2*ceil(log2(size)); ConsistencyProof at most 2*ceil(log2(size2)) + 1
 // (one node per proof hash, plus the complete subtrees of the one hash
 // that covers the incomplete right edge of the tree).

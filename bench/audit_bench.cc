@@ -4,6 +4,7 @@
 //
 //   build-x/bench/audit_bench                          all
 //   AUDIT_BENCH_LEAVES=1000000 build-x/bench/audit_bench   a smaller proof store
+//   AUDIT_BENCH_CACHE_LEVEL=64 ...    AuditLogOptions::cached_node_min_level
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include "audit/log.h"
 #include "benchmark/benchmark.h"
 #include "common/clock.h"
+#include "storage/key_codec.h"
 #include "storage/store.h"
 #include "tests/audit/audit_test_util.h"
 
@@ -46,6 +48,9 @@ struct OpenLog {
     AuditLogOptions log_options;
     log_options.store = store.get();
     log_options.clock = &clock;
+    if (const char* env = std::getenv("AUDIT_BENCH_CACHE_LEVEL")) {
+      log_options.cached_node_min_level = std::atoi(env);
+    }
     log = *AuditLog::Open(log_options);
   }
   ~OpenLog() {
@@ -62,6 +67,20 @@ struct OpenLog {
       for (uint64_t i = 0; i < per_commit && done < n; ++i, ++done) {
         (void)log->Append(pool[done % pool.size()], &batch);
       }
+      if (!store->Commit(&batch).ok()) std::abort();
+      session.Committed();
+    }
+  }
+  // The same with one AppendAll per commit (a commit is cut short where
+  // the pool wraps around).
+  void AppendAll(const std::vector<Event>& pool, uint64_t n, uint64_t per_commit) {
+    for (uint64_t done = 0; done < n;) {
+      const uint64_t start = done % pool.size();
+      const uint64_t count = std::min({per_commit, n - done, pool.size() - start});
+      done += count;
+      storage::WriteBatch batch;
+      AuditSession session(log.get(), &batch);
+      if (!log->AppendAll(std::span(pool).subspan(start, count), &batch).ok()) std::abort();
       if (!store->Commit(&batch).ok()) std::abort();
       session.Committed();
     }
@@ -98,7 +117,19 @@ void BM_AppendThroughput(benchmark::State& state) {
 }
 BENCHMARK(BM_AppendThroughput)->Arg(1)->Arg(64)->Arg(1000)->Unit(benchmark::kMicrosecond);
 
-// One 10M-leaf store shared by the proof benchmarks.
+// The same leaves through AppendAll: one call (and one tree-size write) per
+// commit.
+void BM_AppendAllThroughput(benchmark::State& state) {
+  std::vector<Event> pool = testing::MixedEvents(4096, 16);
+  OpenLog log("append-all");
+  for (auto _ : state) log.AppendAll(pool, state.range(0), state.range(0));
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_AppendAllThroughput)->Arg(64)->Arg(1000)->Unit(benchmark::kMicrosecond);
+
+// One 10M-leaf store shared by the proof benchmarks; main() removes it.
+OpenLog* proof_store = nullptr;
+
 OpenLog& ProofStore() {
   static OpenLog* log = [] {
     uint64_t leaves = 10'000'000;
@@ -110,6 +141,7 @@ OpenLog& ProofStore() {
     (void)l->store->Flush();
     std::fprintf(stderr, "built %llu leaves in %.1f s\n", static_cast<unsigned long long>(leaves),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    proof_store = l;
     return l;
   }();
   return *log;
@@ -162,6 +194,39 @@ void BM_RootAt(benchmark::State& state) {
 }
 BENCHMARK(BM_RootAt)->Iterations(20000)->Unit(benchmark::kMicrosecond);
 
+// The store reads under the proofs: `range(0)` random tree nodes of levels
+// below 4 (as a proof's lower levels are) in one Store::MultiGet, and the
+// same with one Get each.
+void BM_NodeReads(benchmark::State& state) {
+  OpenLog& l = ProofStore();
+  const uint64_t n = l.log->size();
+  std::mt19937_64 rng(4);
+  const bool multi = state.range(1) != 0;
+  std::vector<std::string> keys(state.range(0));
+  std::vector<std::string_view> views(keys.size());
+  for (auto _ : state) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const uint8_t level = static_cast<uint8_t>(i % 4);
+      keys[i] = storage::EncodeAuditNodeKey(level, rng() % (n >> level));
+      views[i] = keys[i];
+    }
+    if (multi) {
+      benchmark::DoNotOptimize(l.store->MultiGet(storage::Cf::kAuditNodes, views));
+    } else {
+      for (std::string_view k : views) {
+        benchmark::DoNotOptimize(l.store->Get(storage::Cf::kAuditNodes, k));
+      }
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_NodeReads)
+    ->Args({1, 0})
+    ->Args({8, 0})
+    ->Args({8, 1})
+    ->Args({16, 1})
+    ->Unit(benchmark::kMicrosecond);
+
 // The verifier over an export of `n` mixed entries (half of them device
 // batches, each with an Ed25519 signature to check), with `threads`.
 void BM_VerifyExport(benchmark::State& state) {
@@ -205,4 +270,11 @@ BENCHMARK(BM_VerifyExport)
 }  // namespace
 }  // namespace fieldsync::audit
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  delete fieldsync::audit::proof_store;  // closes the store and removes its directory
+  return 0;
+}

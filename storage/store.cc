@@ -18,6 +18,7 @@
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/merge_operator.h"
 #include "rocksdb/options.h"
+#include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
@@ -299,6 +300,34 @@ rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const std::shared_ptr<rocksdb::Tab
   // 12 column families share db_write_buffer_size; keep each memtable small.
   o.write_buffer_size = 16 << 20;
   if (cf == Cf::kAggregates) o.merge_operator = std::make_shared<Int64AddOperator>();
+  if (cf == Cf::kRecords || cf == Cf::kKeys || cf == Cf::kBatches || cf == Cf::kCaseIndex ||
+      cf == Cf::kConflicts) {
+    // Ingest looks up many keys that do not exist yet (the header, fields
+    // and data key of a new case, a batch id never seen): a whole-key bloom
+    // filter over the memtable answers those without a skiplist search.
+    // Memtable-only (2% of its size): nothing persisted changes.
+    o.memtable_prefix_bloom_size_ratio = 0.02;
+    o.memtable_whole_key_filtering = true;
+  }
+  if (cf == Cf::kAuditLeaves || cf == Cf::kAuditNodes) {
+    // The audit log appends, in one batch, keys that are sequential within
+    // their first byte (a tag in audit_leaves, a tree level in audit_nodes)
+    // but interleaved across them. One memtable insert hint per first byte
+    // keeps each run's inserts O(1) instead of a skiplist search each.
+    // Memtable-only: nothing of it is persisted or affects reads.
+    o.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(1));
+  }
+  if (cf == Cf::kMetadata) {
+    // A few named values, some rewritten in every commit (the audit tree
+    // size, sync's next case-log position): a hint per key makes each
+    // rewrite land next to the previous one without a skiplist search.
+    o.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewNoopTransform());
+  }
+  if (cf == Cf::kAuditNodes) {
+    // Values are SHA-256 hashes and keys 9 bytes: nothing to compress, so
+    // don't spend flush and compaction CPU trying (and reads decompressing).
+    o.compression = rocksdb::kNoCompression;
+  }
   return o;
 }
 
@@ -411,6 +440,39 @@ absl::StatusOr<std::string> Store::Get(Cf cf, std::string_view key, const Snapsh
   }
   RETURN_IF_ERROR(FromRocksDb(s, absl::StrFormat("get from %s", CfName(cf))));
   return value;
+}
+
+std::vector<absl::StatusOr<std::string>> Store::MultiGet(Cf cf,
+                                                         std::span<const std::string_view> keys,
+                                                         const Snapshot* snap) {
+  std::vector<absl::StatusOr<std::string>> out;
+  out.reserve(keys.size());
+  absl::ReaderMutexLock lock(&rep_->mu);
+  if (rep_->db == nullptr) {
+    out.assign(keys.size(), ClosedError());
+    return out;
+  }
+  if (keys.empty()) return out;
+  rocksdb::ReadOptions read_options;
+  if (snap != nullptr) {
+    if (snap->rep_->owner != rep_.get()) std::abort();  // another store's snapshot: a bug
+    read_options.snapshot = snap->rep_->snapshot;
+  }
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  rep_->db->MultiGet(read_options, rep_->handles[static_cast<size_t>(cf)], keys.size(),
+                     slices.data(), values.data(), statuses.data());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (statuses[i].IsNotFound()) {
+      out.push_back(absl::NotFoundError(absl::StrFormat("get from %s: no such key", CfName(cf))));
+    } else if (!statuses[i].ok()) {
+      out.push_back(FromRocksDb(statuses[i], absl::StrFormat("get from %s", CfName(cf))));
+    } else {
+      out.push_back(values[i].ToString());
+    }
+  }
+  return out;
 }
 
 std::unique_ptr<Snapshot> Store::GetSnapshot() {

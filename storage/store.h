@@ -7,8 +7,10 @@
 
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -165,6 +167,16 @@ class Store {
   // kDataLoss on corruption (or a malformed counter operand in kAggregates).
   absl::StatusOr<std::string> Get(Cf cf, std::string_view key,
                                   const Snapshot* snap = nullptr);
+
+  // The values at `keys` of `cf` (as of `snap` when given), one result per
+  // key in the same order, each as Get would return it: the value,
+  // kNotFound when absent, kDataLoss on corruption, kUnavailable on an I/O
+  // error; kFailedPrecondition for every key after Close(). One RocksDB
+  // MultiGet: the keys share one version lookup and their block reads are
+  // batched, so n keys cost much less than n Get calls. Keys may repeat and
+  // need not be sorted.
+  std::vector<absl::StatusOr<std::string>> MultiGet(Cf cf, std::span<const std::string_view> keys,
+                                                    const Snapshot* snap = nullptr);
 
   // A snapshot of the current state.
   std::unique_ptr<Snapshot> GetSnapshot();

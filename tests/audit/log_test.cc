@@ -134,6 +134,35 @@ TEST_F(AuditLogTest, ProofsFromStorageEqualTheInMemoryOnes) {
   EXPECT_THAT(log_->RootAt(301), StatusIs(absl::StatusCode::kOutOfRange));
 }
 
+TEST_F(AuditLogTest, AppendAllStoresWhatAppendStores) {
+  std::vector<Event> events = testing::MixedEvents(40);
+  MemoryNodeSource mem;
+  for (const Event& e : events) mem.AppendLeaf(LeafHash(*EncodeEvent(e)));
+  storage::WriteBatch batch;
+  AuditSession session(log_.get(), &batch);
+  ASSERT_THAT(log_->Append(events[0], &batch), IsOkAndHolds(0u));
+
+  EXPECT_THAT(log_->AppendAll(std::span(events).subspan(1), &batch), IsOkAndHolds(1u));
+
+  ASSERT_THAT(store_->Commit(&batch), IsOk());
+  session.Committed();
+  EXPECT_EQ(log_->root(), mem.Root());
+  EXPECT_EQ(*log_->InclusionProof(17, 40), *InclusionProof(mem, 17, 40));
+  const auto& accepted = std::get<BatchAccepted>(events[4].body);
+  EXPECT_THAT(log_->IndexOfBatch(accepted.device_id, accepted.batch_id), IsOkAndHolds(4u));
+  EXPECT_THAT(log_->IndexOfLeafHash(LeafHash(*EncodeEvent(events[39]))), IsOkAndHolds(39u));
+  CloseAll();
+  OpenAll();  // the stored tree size covers every event
+  EXPECT_EQ(log_->size(), 40u);
+  EXPECT_EQ(log_->root(), mem.Root());
+}
+
+TEST_F(AuditLogTest, AppendAllOfNothingIsInvalidArgument) {
+  storage::WriteBatch batch;
+  EXPECT_THAT(log_->AppendAll({}, &batch), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(batch.Count(), 0);
+}
+
 TEST_F(AuditLogTest, ReopenRestoresTheFrontierAndContinues) {
   std::vector<Event> events = testing::MixedEvents(100);
   MemoryNodeSource mem;

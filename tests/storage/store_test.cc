@@ -143,6 +143,50 @@ TEST_F(StoreTest, ColumnFamiliesAreSeparate) {
   EXPECT_THAT(store_->Get(Cf::kKeys, "k"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST_F(StoreTest, MultiGetAnswersEachKeyInOrder) {
+  ASSERT_THAT(Put(Cf::kAuditNodes, "b", "vb"), IsOk());
+  ASSERT_THAT(Put(Cf::kAuditNodes, "a", "va"), IsOk());
+  ASSERT_THAT(Put(Cf::kRecords, "c", "other cf"), IsOk());
+  ASSERT_THAT(store_->Flush(), IsOk());  // one key on disk, one in the memtable
+  ASSERT_THAT(Put(Cf::kAuditNodes, "d", "vd"), IsOk());
+  const std::vector<std::string_view> keys = {"d", "a", "c", "b", "a"};
+
+  std::vector<absl::StatusOr<std::string>> got = store_->MultiGet(Cf::kAuditNodes, keys);
+
+  ASSERT_EQ(got.size(), keys.size());
+  EXPECT_THAT(got[0], IsOkAndHolds("vd"));
+  EXPECT_THAT(got[1], IsOkAndHolds("va"));
+  EXPECT_THAT(got[2], StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(got[3], IsOkAndHolds("vb"));
+  EXPECT_THAT(got[4], IsOkAndHolds("va"));
+}
+
+TEST_F(StoreTest, MultiGetReadsAsOfSnapshot) {
+  ASSERT_THAT(Put(Cf::kAuditNodes, "a", "old"), IsOk());
+  std::unique_ptr<Snapshot> snap = store_->GetSnapshot();
+  ASSERT_THAT(Put(Cf::kAuditNodes, "a", "new"), IsOk());
+  ASSERT_THAT(Put(Cf::kAuditNodes, "b", "later"), IsOk());
+  const std::vector<std::string_view> keys = {"a", "b"};
+
+  std::vector<absl::StatusOr<std::string>> got =
+      store_->MultiGet(Cf::kAuditNodes, keys, snap.get());
+
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_THAT(got[0], IsOkAndHolds("old"));
+  EXPECT_THAT(got[1], StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(StoreTest, MultiGetAfterCloseFailsEveryKey) {
+  ASSERT_THAT(store_->Close(), IsOk());
+  const std::vector<std::string_view> keys = {"a", "b"};
+
+  std::vector<absl::StatusOr<std::string>> got = store_->MultiGet(Cf::kAuditNodes, keys);
+
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_THAT(got[0], StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(got[1], StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
 TEST_F(StoreTest, EmptyBatchCommitsNothing) {
   WriteBatch b;
   EXPECT_THAT(store_->Commit(&b), IsOk());
