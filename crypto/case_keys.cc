@@ -34,12 +34,22 @@ std::string CaseKeyStore::WrapPurpose(const fieldsync::Uuid& case_id) {
 
 absl::StatusOr<SecretBytes> CaseKeyStore::CreateDek(const fieldsync::Uuid& case_id, Random& random,
                                                     storage::WriteBatch* batch) {
+  ASSIGN_OR_RETURN(NewDek made, MakeDek(case_id, random));
+  batch->Put(storage::Cf::kKeys, made.store_key, made.wrapped);
+  return std::move(made.dek);
+}
+
+absl::StatusOr<CaseKeyStore::NewDek> CaseKeyStore::MakeDek(const fieldsync::Uuid& case_id,
+                                                           Random& random) {
   const std::string key = storage::EncodeCaseDekKey(case_id);
   absl::StatusOr<std::string> existing = store_->Get(storage::Cf::kKeys, key);
   if (existing.ok()) {
     if (*existing == kErasedMarker) {
       return absl::FailedPreconditionError(absl::StrFormat(
-          "case %s was erased; an erased case cannot get a new data key", CaseHex(case_id)));
+          "case %s was erased; an erased case cannot get a new data key, so its identifying "
+          "and sensitive fields can no longer be written (dimension fields can): drop those "
+          "changes",
+          fieldsync::FormatUuid(case_id)));
     }
     return absl::AlreadyExistsError(
         absl::StrFormat("case %s already has a data key", CaseHex(case_id)));
@@ -48,8 +58,7 @@ absl::StatusOr<SecretBytes> CaseKeyStore::CreateDek(const fieldsync::Uuid& case_
   SecretBytes dek(kDekSize);
   random.Fill(dek.mutable_span());
   ASSIGN_OR_RETURN(std::string wrapped, ring_->Wrap(WrapPurpose(case_id), dek.span(), random));
-  batch->Put(storage::Cf::kKeys, key, wrapped);
-  return dek;
+  return NewDek{std::move(dek), key, std::move(wrapped)};
 }
 
 absl::StatusOr<std::shared_ptr<const CaseKeyStore::CachedKey>> CaseKeyStore::Lookup(
@@ -161,6 +170,13 @@ absl::StatusOr<RewrapCounts> CaseKeyStore::RewrapAll(Random& random) {
 }
 
 absl::Status CaseKeyStore::Erase(const fieldsync::Uuid& case_id, storage::WriteBatch* batch) {
+  bool committed = false;
+  return Erase(case_id, batch, &committed);
+}
+
+absl::Status CaseKeyStore::Erase(const fieldsync::Uuid& case_id, storage::WriteBatch* batch,
+                                 bool* committed) {
+  *committed = false;
   const std::string key = storage::EncodeCaseDekKey(case_id);
   {
     absl::MutexLock erase_lock(&erase_mu_);
@@ -168,6 +184,7 @@ absl::Status CaseKeyStore::Erase(const fieldsync::Uuid& case_id, storage::WriteB
     if (batch == nullptr) batch = &own;
     batch->Put(storage::Cf::kKeys, key, kErasedMarker);
     RETURN_IF_ERROR(store_->Commit(batch));
+    *committed = true;
     absl::MutexLock lock(&mu_);
     Evict(case_id);
     ++erase_epoch_;
@@ -176,6 +193,25 @@ absl::Status CaseKeyStore::Erase(const fieldsync::Uuid& case_id, storage::WriteB
   // the key's range rewrites the SST files without the shadowed value, and
   // the flush inside CompactRange retires the WAL files that held it.
   return store_->CompactRange(storage::Cf::kKeys, key, key);
+}
+
+absl::StatusOr<DekState> CaseKeyStore::State(const fieldsync::Uuid& case_id) const {
+  absl::StatusOr<std::string> value =
+      store_->Get(storage::Cf::kKeys, storage::EncodeCaseDekKey(case_id));
+  if (absl::IsNotFound(value.status())) return DekState::kAbsent;
+  RETURN_IF_ERROR(value.status());
+  return *value == kErasedMarker ? DekState::kErased : DekState::kPresent;
+}
+
+absl::StatusOr<uint32_t> CaseKeyStore::WrappedVersion(const fieldsync::Uuid& case_id) const {
+  absl::StatusOr<std::string> value =
+      store_->Get(storage::Cf::kKeys, storage::EncodeCaseDekKey(case_id));
+  if (absl::IsNotFound(value.status())) {
+    return absl::NotFoundError(absl::StrFormat("no data key for case %s", CaseHex(case_id)));
+  }
+  RETURN_IF_ERROR(value.status());
+  if (*value == kErasedMarker) return Erased();
+  return MasterKeyRing::WrappedVersion(*value);
 }
 
 size_t CaseKeyStore::cached_count() const {

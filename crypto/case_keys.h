@@ -52,6 +52,13 @@ struct RewrapCounts {
   size_t batches = 0;          // WriteBatches committed
 };
 
+// What the store holds for a case's data key (CaseKeyStore::State).
+enum class DekState {
+  kAbsent,   // never created (or not yet committed)
+  kPresent,  // a wrapped DEK
+  kErased,   // the erasure marker: Erase ran for the case
+};
+
 // Stored value of a case DEK key (storage/key_codec.h EncodeCaseDekKey),
 // persisted:
 //   a MasterKeyRing wrapped secret (first byte 0x01, master_key.h) of the
@@ -59,15 +66,26 @@ struct RewrapCounts {
 //     so its AAD binds the case id and the KEK version; or
 //   the erasure marker, the single byte 0x00: the case was erased.
 //
-// Thread-safe. `store` and `ring` are not owned and must outlive this;
-// the ring must not change while calls are running (AddVersion needs
-// exclusive access to it: pause callers, add the version, resume, then
-// RewrapAll).
+// Thread-safe. `store` and `ring` are not owned and must outlive this.
+// The ring may gain a version while calls are running (MasterKeyRing is
+// thread-safe; a rotation adds the version, then runs RewrapAll:
+// admin/master_key_rotation.h).
 class CaseKeyStore {
  public:
   CaseKeyStore(storage::Store* store, const MasterKeyRing* ring, CaseKeyStoreOptions options = {});
   CaseKeyStore(const CaseKeyStore&) = delete;
   CaseKeyStore& operator=(const CaseKeyStore&) = delete;
+
+  // A fresh random 256-bit DEK for the case and the Cf::kKeys entry that
+  // stores it (key, wrapped value), for a caller that commits the entry
+  // itself, possibly with several write batches carrying it until one
+  // commits (sync/case_key_sealer.h). CreateDek's errors and REQUIRES.
+  struct NewDek {
+    SecretBytes dek;
+    std::string store_key;
+    std::string wrapped;
+  };
+  absl::StatusOr<NewDek> MakeDek(const fieldsync::Uuid& case_id, Random& random);
 
   // Makes a fresh random 256-bit DEK for the case, adds its wrapped form to
   // *batch (committed by the caller, with the case's first changes) and
@@ -116,6 +134,21 @@ class CaseKeyStore {
   // (docs/SECURITY.md). Errors: those of Store::Commit and CompactRange
   // (the marker may be committed when compaction fails: retry).
   absl::Status Erase(const fieldsync::Uuid& case_id, storage::WriteBatch* batch = nullptr);
+
+  // As Erase, and sets *committed to whether *batch (with the marker) was
+  // committed, so that a caller with an audit session in *batch ends it
+  // the right way even when only the compaction failed.
+  // REQUIRES: committed != nullptr.
+  absl::Status Erase(const fieldsync::Uuid& case_id, storage::WriteBatch* batch, bool* committed);
+
+  // Whether the case has a wrapped DEK, an erasure marker or nothing, read
+  // from the store (not the cache). Errors: those of Store::Get.
+  absl::StatusOr<DekState> State(const fieldsync::Uuid& case_id) const;
+
+  // The KEK version of the case's wrapped DEK (what a rotation moved it
+  // to). kNotFound if the case has no DEK or was erased; kDataLoss if the
+  // stored value is malformed; the errors of Store::Get.
+  absl::StatusOr<uint32_t> WrappedVersion(const fieldsync::Uuid& case_id) const;
 
   // Number of cached DEKs (tests, metrics).
   size_t cached_count() const;

@@ -122,11 +122,47 @@ absl::Status MasterKeyRing::Insert(uint32_t version, SecretBytes key) {
   return absl::OkStatus();
 }
 
+MasterKeyRing::MasterKeyRing(MasterKeyRing&& other) noexcept {
+  absl::MutexLock lock(&other.mu_);
+  keys_ = std::move(other.keys_);
+  current_version_ = other.current_version_;
+  other.keys_.clear();
+  other.current_version_ = 0;
+}
+
+MasterKeyRing& MasterKeyRing::operator=(MasterKeyRing&& other) noexcept {
+  if (this == &other) return *this;
+  // Both locks, in address order, so that two crossed moves cannot deadlock.
+  absl::Mutex* first = this < &other ? &mu_ : &other.mu_;
+  absl::Mutex* second = this < &other ? &other.mu_ : &mu_;
+  absl::MutexLock lock1(first);
+  absl::MutexLock lock2(second);
+  keys_ = std::move(other.keys_);
+  current_version_ = other.current_version_;
+  other.keys_.clear();
+  other.current_version_ = 0;
+  return *this;
+}
+
+uint32_t MasterKeyRing::current_version() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return current_version_;
+}
+
+bool MasterKeyRing::has_version(uint32_t version) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return keys_.contains(version);
+}
+
 MasterKeyRing MasterKeyRing::Generate(Random& random) {
   MasterKeyRing ring;
   SecretBytes key(kKeySize);
   random.Fill(key.mutable_span());
-  absl::Status s = ring.Insert(1, std::move(key));
+  absl::Status s;
+  {
+    absl::MutexLock lock(&ring.mu_);
+    s = ring.Insert(1, std::move(key));
+  }
   if (!s.ok()) std::abort();  // A 32-byte key into an empty ring cannot fail.
   return ring;
 }
@@ -166,13 +202,14 @@ absl::StatusOr<MasterKeyRing> MasterKeyRing::ParseText(std::string_view text,
                        absl::StrFormat("version %d: the key is not 32 bytes of padded base64",
                                        version));
     }
+    absl::MutexLock lock(&ring.mu_);
     if (ring.keys_.contains(version)) {
       return Malformed(source, line_number, absl::StrFormat("version %d appears twice", version));
     }
     RETURN_IF_ERROR(ring.Insert(version, std::move(key)));
   }
   if (!seen_header) return Malformed(source, line_number, "empty");
-  if (ring.keys_.empty()) return Malformed(source, line_number, "no key versions");
+  if (ring.current_version() == 0) return Malformed(source, line_number, "no key versions");
   return ring;
 }
 
@@ -254,6 +291,7 @@ std::string MasterKeyRing::Serialize() const {
   std::string out(kHeader);
   out.push_back('\n');
   char b64[kBase64KeySize + 1];
+  absl::ReaderMutexLock lock(&mu_);
   for (const auto& [version, v] : keys_) {
     EVP_EncodeBlock(reinterpret_cast<uint8_t*>(b64), v.key.data(), kKeySize);
     out.append(absl::StrFormat("%d ", version));
@@ -265,6 +303,7 @@ std::string MasterKeyRing::Serialize() const {
 }
 
 absl::Status MasterKeyRing::AddVersion(Random& random) {
+  absl::MutexLock lock(&mu_);
   if (current_version_ == std::numeric_limits<uint32_t>::max()) {
     return absl::FailedPreconditionError("master key ring is at its last version number");
   }
@@ -273,9 +312,47 @@ absl::Status MasterKeyRing::AddVersion(Random& random) {
   return Insert(current_version_ + 1, std::move(key));
 }
 
+absl::StatusOr<MasterKeyRing> MasterKeyRing::Clone() const {
+  MasterKeyRing copy;
+  {
+    // Released before `copy` is moved out (the move locks it).
+    absl::ReaderMutexLock lock(&mu_);
+    absl::MutexLock copy_lock(&copy.mu_);
+    for (const auto& [version, v] : keys_) {
+      RETURN_IF_ERROR(copy.Insert(version, SecretBytes(v.key.span())));
+    }
+  }
+  return copy;
+}
+
+absl::Status MasterKeyRing::Adopt(MasterKeyRing next) {
+  absl::MutexLock lock(&mu_);
+  absl::MutexLock next_lock(&next.mu_);
+  for (const auto& [version, v] : keys_) {
+    auto it = next.keys_.find(version);
+    if (it == next.keys_.end() || !ConstantTimeEquals(v.key.span(), it->second.key.span())) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "the new master key ring lacks version %d or holds another key for it: refusing "
+          "to replace the ring (every key wrapped under it would become unreadable)",
+          version));
+    }
+  }
+  // The old versions are wiped when `next` (now holding them) goes.
+  std::swap(keys_, next.keys_);
+  std::swap(current_version_, next.current_version_);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> MasterKeyRing::Wrap(std::string_view purpose,
                                                 std::span<const uint8_t> secret,
                                                 Random& random) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return WrapLocked(purpose, secret, random);
+}
+
+absl::StatusOr<std::string> MasterKeyRing::WrapLocked(std::string_view purpose,
+                                                      std::span<const uint8_t> secret,
+                                                      Random& random) const {
   const Version& kek = keys_.at(current_version_);
   uint8_t nonce[kAesGcmNonceSize];
   random.Fill(nonce);
@@ -300,6 +377,12 @@ absl::StatusOr<uint32_t> MasterKeyRing::WrappedVersion(std::string_view wrapped)
 
 absl::StatusOr<SecretBytes> MasterKeyRing::Unwrap(std::string_view purpose,
                                                   std::string_view wrapped) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return UnwrapLocked(purpose, wrapped);
+}
+
+absl::StatusOr<SecretBytes> MasterKeyRing::UnwrapLocked(std::string_view purpose,
+                                                        std::string_view wrapped) const {
   if (wrapped.size() < kWrapOverhead || static_cast<uint8_t>(wrapped[0]) != kWrapFormatVersion) {
     return DoesNotOpen(purpose);
   }
@@ -323,12 +406,16 @@ absl::StatusOr<SecretBytes> MasterKeyRing::Unwrap(std::string_view purpose,
 absl::StatusOr<std::string> MasterKeyRing::Rewrap(std::string_view purpose,
                                                   std::string_view wrapped,
                                                   Random& random) const {
-  ASSIGN_OR_RETURN(SecretBytes secret, Unwrap(purpose, wrapped));
-  return Wrap(purpose, secret.span(), random);
+  // One lock for both halves: a rotation in between cannot make the
+  // result's version differ from what the caller read as current.
+  absl::ReaderMutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(SecretBytes secret, UnwrapLocked(purpose, wrapped));
+  return WrapLocked(purpose, secret.span(), random);
 }
 
 absl::StatusOr<SecretBytes> MasterKeyRing::DeriveKey(std::string_view purpose, uint32_t version,
                                                      size_t length) const {
+  absl::ReaderMutexLock lock(&mu_);
   auto it = keys_.find(version);
   if (it == keys_.end()) {
     return absl::FailedPreconditionError(absl::StrFormat(

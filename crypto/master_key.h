@@ -11,8 +11,10 @@
 #include <string>
 #include <string_view>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/random.h"
 #include "crypto/aead.h"
 #include "crypto/secret.h"
@@ -44,10 +46,18 @@ namespace fieldsync::crypto {
 // for. Purposes in use: "server/hpke-sealing/<key id>",
 // "server/audit-signing", "server/ca", "case-dek/<case id hex>".
 //
-// Thread-compatible: const methods may run concurrently; AddVersion needs
-// exclusive access. Move-only.
+// Thread-safe: every method may run concurrently with every other, so that
+// a KEK rotation (AddVersion or Adopt) can happen while the server wraps and
+// unwraps case keys. A reader lock guards the versions: Wrap, Unwrap and
+// Rewrap hold it for one AES-GCM operation; AddVersion and Adopt hold it
+// exclusively for a map insertion or swap. Move-only (moving is not
+// thread-safe with respect to the moved-from ring).
 class MasterKeyRing {
  public:
+  MasterKeyRing(MasterKeyRing&& other) noexcept;
+  // Locks both rings in address order (which the analysis cannot follow).
+  MasterKeyRing& operator=(MasterKeyRing&& other) noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS;
+
   static constexpr uint8_t kWrapFormatVersion = 1;
   static constexpr size_t kWrapOverhead = 1 + 4 + kAesGcmNonceSize + kAesGcmTagSize;
 
@@ -74,12 +84,25 @@ class MasterKeyRing {
   // to a file created with mode 0600.
   std::string Serialize() const;
 
-  uint32_t current_version() const { return current_version_; }
-  bool has_version(uint32_t version) const { return keys_.contains(version); }
+  uint32_t current_version() const;
+  bool has_version(uint32_t version) const;
 
   // Adds version current_version() + 1 with a fresh key and makes it
   // current (rotation). kFailedPrecondition at version 2^32 - 1.
   absl::Status AddVersion(Random& random);
+
+  // A ring with the same versions and keys (for a rotation that must write
+  // the new ring to its key file before anything is wrapped under it:
+  // Clone, AddVersion on the clone, write clone.Serialize(), then Adopt).
+  // kInternal only if the AES-GCM setup fails.
+  absl::StatusOr<MasterKeyRing> Clone() const;
+
+  // Makes this ring hold exactly `next`'s versions, atomically with
+  // respect to every other method: a Wrap either uses the old current
+  // version or the new one. kFailedPrecondition (nothing changes) unless
+  // `next` holds every version this ring holds, each with the same key,
+  // so that nothing wrapped earlier becomes unreadable.
+  absl::Status Adopt(MasterKeyRing next);
 
   // `secret` wrapped under the current version for `purpose` (layout above).
   // kInvalidArgument if secret is over 1 GiB.
@@ -117,10 +140,15 @@ class MasterKeyRing {
   // Parses the text format; `source` ("master key file PATH", ...) names it
   // in errors.
   static absl::StatusOr<MasterKeyRing> ParseText(std::string_view text, std::string_view source);
-  absl::Status Insert(uint32_t version, SecretBytes key);
+  absl::Status Insert(uint32_t version, SecretBytes key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<SecretBytes> UnwrapLocked(std::string_view purpose, std::string_view wrapped) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::string> WrapLocked(std::string_view purpose, std::span<const uint8_t> secret,
+                                         Random& random) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
-  std::map<uint32_t, Version> keys_;
-  uint32_t current_version_ = 0;
+  mutable absl::Mutex mu_;
+  std::map<uint32_t, Version> keys_ ABSL_GUARDED_BY(mu_);
+  uint32_t current_version_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace fieldsync::crypto

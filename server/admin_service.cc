@@ -85,4 +85,44 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateEnrolmentCode(
                   });
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::EraseCase(grpc::CallbackServerContext* context,
+                                                      const v1::EraseCaseRequest* request,
+                                                      v1::EraseCaseResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AdminService/EraseCase", auth_,
+                  [&](const Caller& caller) -> absl::Status {
+                    if (erasure_ == nullptr) {
+                      return absl::UnavailableError("case erasure is not set up on this server");
+                    }
+                    ASSIGN_OR_RETURN(admin::ErasedCase erased,
+                                     erasure_->Erase(request->case_id(),
+                                                     request->confirm_case_id(), caller.uri));
+                    response->set_case_id(std::move(erased.case_id));
+                    response->set_audit_leaf_index(erased.audit_leaf_index);
+                    response->set_audit_tree_size(erased.audit_tree_size);
+                    return absl::OkStatus();
+                  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RotateMasterKey(
+    grpc::CallbackServerContext* context, const v1::RotateMasterKeyRequest* /*request*/,
+    v1::RotateMasterKeyResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AdminService/RotateMasterKey", auth_,
+                  [&](const Caller& caller) -> absl::Status {
+                    if (rotation_ == nullptr) {
+                      return absl::UnavailableError(
+                          "master key rotation is not set up on this server");
+                    }
+                    ASSIGN_OR_RETURN(admin::RotationResult r, rotation_->Rotate(caller.uri));
+                    response->set_old_version(r.old_version);
+                    response->set_new_version(r.new_version);
+                    response->set_rewrapped(r.case_keys.rewrapped);
+                    response->set_already_current(r.case_keys.already_current);
+                    response->set_erased(r.case_keys.erased);
+                    response->set_server_keys_rewrapped(r.server_keys_rewrapped);
+                    response->set_resumed(r.resumed);
+                    response->set_audit_leaf_index(r.audit_leaf_index);
+                    return absl::OkStatus();
+                  });
+}
+
 }  // namespace fieldsync::server

@@ -28,6 +28,7 @@
 #include "tools/cli.h"
 #include "tools/client.h"
 #include "tools/device_simulate.h"
+#include "tools/key_verbs.h"
 
 namespace fieldsync::tools {
 namespace {
@@ -52,6 +53,8 @@ constexpr char kUsage[] =
     "                                           counts by dimension, small counts withheld\n"
     "  aggregates export --format csv|dhis2 [--out FILE]\n"
     "                                           every metric as CSV, or DHIS2 dataValueSets\n"
+    "  case erase CASE_ID --confirm CASE_ID     crypto-shred a case (cannot be undone)\n"
+    "  keys rotate-master                       add a master key version, re-wrap every key\n"
     "  audit export --out FILE                  write the audit log and its signed head to FILE\n"
     "  audit verify FILE --key KEYFILE [--trusted-head SAVED] [--json]\n"
     "                                           check an export offline (no server)\n"
@@ -400,6 +403,26 @@ Result Run(const Args& args) {
       return std::nullopt;
     } else {
       return Fail("aggregates needs list, query or export; see fieldsync aggregates --help", 2);
+    }
+    if (code == 0) return std::nullopt;
+    return Fail(error, code);
+  }
+  if (w[0] == "case" || w[0] == "keys") {
+    std::string error;
+    int code = 0;
+    if (w[0] == "case" && w.size() >= 2 && w[1] == "erase") {
+      code = CaseErase(args, &error);
+    } else if (w[0] == "keys" && w.size() >= 2 && w[1] == "rotate-master") {
+      code = KeysRotateMaster(args, &error);
+    } else if (w.size() == 1 && args.help) {
+      std::cout << (w[0] == "case" ? "usage: fieldsync case erase CASE_ID --confirm CASE_ID\n"
+                                   : "usage: fieldsync keys rotate-master\n");
+      return std::nullopt;
+    } else {
+      return Fail(w[0] == "case" ? "case needs erase; see fieldsync case erase --help"
+                                 : "keys needs rotate-master; see fieldsync keys rotate-master "
+                                   "--help",
+                  2);
     }
     if (code == 0) return std::nullopt;
     return Fail(error, code);

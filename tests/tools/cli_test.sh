@@ -4,7 +4,9 @@
 # init, a refused second init, operator errors as one line with a non-zero
 # exit, the real fieldsyncd over mutual TLS 1.3 (TLS 1.2 refused), whoami,
 # staff add/list/revoke, device simulate (and its reproducibility on a fresh
-# deployment), aggregates queries and exports, and a clean stop on SIGTERM.
+# deployment), aggregates queries and exports, case erase and keys
+# rotate-master (and an audit export that still verifies), and a clean stop
+# on SIGTERM.
 set -uo pipefail
 
 BUILD="$1"
@@ -180,6 +182,64 @@ check "administrator may not query aggregates" one_line_failure "$WORK/agg_admin
 "$FS" "${AN[@]}" aggregates export --format xml >"$WORK/agg_bad.out" 2>&1
 status=$?
 check "aggregates export bad format: one line" one_line_failure "$WORK/agg_bad.out" $status
+
+# --- case erase and master key rotation; the audit export still verifies ---
+# first_case EXPORT: the first case id of a BatchAccepted entry (docs/AUDIT.md).
+first_case() {
+  /usr/bin/python3 - "$1" <<'PY'
+import struct, sys, uuid
+data = open(sys.argv[1], "rb").read()
+pos = len(b"fieldsync-audit-export/v1\n")
+while pos < len(data):
+    rtype, n = data[pos], struct.unpack(">I", data[pos + 1:pos + 5])[0]
+    payload, pos = data[pos + 5:pos + 5 + n], pos + 5 + n
+    if rtype != 2:
+        continue
+    e = payload[8 + 32:]
+    if e[25] != 4:  # BatchAccepted
+        continue
+    p = 25 + 1 + 8
+    p += 4 + struct.unpack(">I", e[p:p + 4])[0]  # device_id
+    p += 16 + 8 + 4 + 1 + 32 + 64 + 8 + 8 + 5 * 4
+    if struct.unpack(">I", e[p:p + 4])[0] > 0:
+        print(uuid.UUID(bytes=e[p + 4:p + 20]))
+        break
+PY
+}
+"$FS" --data-dir "$WORK/d" --server "$ADDR" audit export --out "$WORK/audit0.export" >/dev/null 2>&1
+CASE="$(first_case "$WORK/audit0.export")"
+check "a pushed case id is found in the audit export" test -n "$CASE"
+"$FS" --data-dir "$WORK/d" --server "$ADDR" case erase "$CASE" --confirm "$CASE" \
+  >"$WORK/erase.out" 2>&1
+check "case erase succeeds" test $? -eq 0
+check "case erase prints its audit entry" grep -q "audit log entry" "$WORK/erase.out"
+"$FS" --data-dir "$WORK/d" --server "$ADDR" case erase "$CASE" --confirm "$CASE" \
+  >"$WORK/erase2.out" 2>&1
+status=$?
+check "second case erase: one line" one_line_failure "$WORK/erase2.out" $status
+check "second case erase: already erased" grep -q "already erased" "$WORK/erase2.out"
+"$FS" --data-dir "$WORK/d" --server "$ADDR" case erase "$CASE" \
+  --confirm 00000000-0000-4000-8000-000000000001 >"$WORK/erase3.out" 2>&1
+status=$?
+check "case erase with another --confirm: one line" one_line_failure "$WORK/erase3.out" $status
+"$FS" --data-dir "$WORK/d" --server "$ADDR" case erase 00000000-0000-4000-8000-000000000001 \
+  --confirm 00000000-0000-4000-8000-000000000001 >"$WORK/erase4.out" 2>&1
+status=$?
+check "case erase of an unknown case: one line" one_line_failure "$WORK/erase4.out" $status
+check "case erase of an unknown case: NOT_FOUND" grep -q "NOT_FOUND" "$WORK/erase4.out"
+"$FS" --data-dir "$WORK/d" --server "$ADDR" keys rotate-master >"$WORK/rotate.out" 2>&1
+check "keys rotate-master succeeds" test $? -eq 0
+check "keys rotate-master prints the versions" grep -q "version 1 -> 2" "$WORK/rotate.out"
+check "rotated master key is still 0600" test "$(stat -c %a "$WORK/d/master.key")" = 600
+check "rotated master key holds both versions" test "$(grep -c '^[12] ' "$WORK/d/master.key")" = 2
+"$FS" "${AN[@]}" keys rotate-master >"$WORK/rotate_an.out" 2>&1
+status=$?
+check "an analyst may not rotate the master key" one_line_failure "$WORK/rotate_an.out" $status
+"$FS" --data-dir "$WORK/d" --server "$ADDR" audit export --out "$WORK/audit1.export" \
+  >/dev/null 2>&1
+check "audit export after erase and rotation" test -s "$WORK/audit1.export"
+"$FS" audit verify "$WORK/audit1.export" --key "$WORK/d/audit-log.pub" >"$WORK/verify.out" 2>&1
+check "audit verify accepts CaseErased and KeyRotated" test $? -eq 0
 
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID"

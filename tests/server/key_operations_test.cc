@@ -1,0 +1,641 @@
+// AdminService.EraseCase and AdminService.RotateMasterKey through a real
+// fieldsyncd (FieldsyncServer) on an ephemeral loopback port over real
+// mutual TLS: the audit events they write, what a device pulls afterwards,
+// the stored keys, and a restart from the data directory.
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "admin/deployment.h"
+#include "admin/master_key_rotation.h"
+#include "audit/events.h"
+#include "common/file_io.h"
+#include "common/uuid.h"
+#include "crypto/bytes.h"
+#include "crypto/case_keys.h"
+#include "crypto/ed25519.h"
+#include "crypto/master_key.h"
+#include "crypto/x25519.h"
+#include "crypto/x509.h"
+#include "device/sealed_batch.h"
+#include "fieldsync/v1/admin.grpc.pb.h"
+#include "fieldsync/v1/audit.grpc.pb.h"
+#include "fieldsync/v1/rpc_status.pb.h"
+#include "fieldsync/v1/sync.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/config.h"
+#include "server/server.h"
+#include "storage/column_families.h"
+#include "storage/key_codec.h"
+#include "storage/store.h"
+#include "tests/testing/seeded_random.h"
+#include "tests/testing/simulated_clock.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace fieldsync::server {
+namespace {
+
+using ::fieldsync::testing::IsOk;
+using ::fieldsync::testing::IsOkAndHolds;
+using ::testing::HasSubstr;
+
+struct Credentials {
+  std::string certificate_pem;
+  std::string private_key_pem;
+};
+
+struct Device {
+  std::string id;
+  Credentials tls;
+  crypto::Ed25519KeyPair signing;
+  crypto::X25519KeyPair receiving;
+  v1::EnrollResponse enrolment;
+  uint64_t next_sequence = 1;
+};
+
+v1::SyncErrorDetail DetailOf(const grpc::Status& s) {
+  v1::RpcStatus rich;
+  v1::SyncErrorDetail detail;
+  if (rich.ParseFromString(s.error_details()) && rich.details_size() == 1) {
+    rich.details(0).UnpackTo(&detail);
+  }
+  return detail;
+}
+
+std::string Id(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012x", n); }
+
+v1::FieldValue Enum(std::string_view s) {
+  v1::FieldValue v;
+  v.set_enum_value(std::string(s));
+  return v;
+}
+v1::FieldValue Str(std::string_view s) {
+  v1::FieldValue v;
+  v.set_string_value(std::string(s));
+  return v;
+}
+
+class KeyOperationsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    admin::InitOptions init;
+    init.data_dir = dir_.Sub("deployment");
+    init.clock = &clock_;
+    init.random = &random_;
+    ASSERT_THAT(admin::InitDeployment(init), IsOk());
+    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
+    admin_.certificate_pem = *ReadFile(paths_->admin_cert);
+    admin_.private_key_pem = *ReadFile(paths_->admin_key);
+    ca_pem_ = *ReadFile(paths_->ca_cert);
+  }
+
+  // Starts fieldsyncd on the deployment; with `key_command`, the master key
+  // comes from that command instead of the key file.
+  void StartServer(const std::string& key_command = "") {
+    ServerOptions options;
+    options.data_dir = paths_->root;
+    options.config.set_listen("127.0.0.1:0");
+    options.config.set_drain_timeout_seconds(2);
+    if (!key_command.empty()) options.config.set_master_key_command(key_command);
+    ApplyDefaults(options.data_dir, &options.config);
+    options.clock = &clock_;
+    options.random = &random_;
+    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
+    ASSERT_THAT(s, IsOk());
+    server_ = *std::move(s);
+  }
+
+  void StopServer() {
+    ASSERT_THAT(server_->Shutdown(), IsOk());
+    server_.reset();
+  }
+
+  std::shared_ptr<grpc::Channel> Channel(const Credentials* client) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ca_pem_;
+    if (client != nullptr) {
+      ssl.pem_cert_chain = client->certificate_pem;
+      ssl.pem_private_key = client->private_key_pem;
+    }
+    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
+  }
+
+  static void SetDeadline(grpc::ClientContext* c) {
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  }
+
+  // A staff principal added through AdminService, as `fieldsync staff add`.
+  Credentials AddStaff(const std::string& id, v1::Role role, std::vector<std::string> regions) {
+    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+    EXPECT_THAT(key, IsOk());
+    absl::StatusOr<std::string> csr =
+        crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/csr");
+    EXPECT_THAT(csr, IsOk());
+    v1::AddStaffRequest request;
+    request.set_id(id);
+    request.set_role(role);
+    for (auto& r : regions) request.add_regions(r);
+    request.set_csr_pem(*csr);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    v1::AddStaffResponse response;
+    grpc::Status s =
+        v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return Credentials{response.certificate_pem(), key->private_key_pem};
+  }
+
+  Device NewDevice() {
+    v1::CreateEnrolmentCodeRequest code_request;
+    code_request.set_officer_id("officer1");
+    code_request.set_region("northern");
+    v1::CreateEnrolmentCodeResponse code;
+    {
+      grpc::ClientContext context;
+      SetDeadline(&context);
+      grpc::Status s = v1::AdminService::NewStub(Channel(&admin_))
+                           ->CreateEnrolmentCode(&context, code_request, &code);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+    }
+    Device d;
+    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+    EXPECT_THAT(key, IsOk());
+    absl::StatusOr<std::string> csr =
+        crypto::CreateCsr(key->private_key_pem, "fieldsync://device/new");
+    EXPECT_THAT(csr, IsOk());
+    d.signing = crypto::GenerateEd25519(random_);
+    d.receiving = crypto::GenerateX25519(random_);
+    v1::EnrollRequest request;
+    request.set_enrolment_code(code.code());
+    request.set_csr_pem(*csr);
+    request.set_signing_public_key(crypto::ToString(d.signing.public_key));
+    request.set_receiving_public_key(crypto::ToString(d.receiving.public_key));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s =
+        v1::SyncService::NewStub(Channel(nullptr))->Enroll(&context, request, &d.enrolment);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    d.id = d.enrolment.device_id();
+    d.tls = {d.enrolment.certificate_pem(), key->private_key_pem};
+    return d;
+  }
+
+  // Seals `changes` as the device's next batch and pushes it.
+  grpc::Status Push(Device& d, const std::vector<v1::RecordChange>& changes,
+                    v1::PushResponse* response) {
+    v1::BatchPayload payload;
+    for (const auto& c : changes) *payload.add_changes() = c;
+    absl::StatusOr<crypto::Ed25519Signer> signer =
+        crypto::Ed25519Signer::Create(d.signing.seed.span());
+    EXPECT_THAT(signer, IsOk());
+    device::BatchSealParams params;
+    params.header.device_id = *ParseUuid(d.id);
+    params.header.batch_id = NewUuid(random_);
+    params.header.sequence = d.next_sequence;
+    params.header.sealing_key_id = d.enrolment.sealing_keys(0).key_id();
+    params.sealing_public_key = d.enrolment.sealing_keys(0).public_key();
+    params.signer = &*signer;
+    absl::StatusOr<v1::SealedBatch> sealed = device::SealBatch(payload, params, random_);
+    EXPECT_THAT(sealed, IsOk());
+    v1::PushRequest request;
+    *request.mutable_batch() = *sealed;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = v1::SyncService::NewStub(Channel(&d.tls))->Push(&context, request, response);
+    if (s.ok()) d.next_sequence = response->next_sequence();
+    return s;
+  }
+
+  // Every change the device pulls from the start of the log.
+  std::vector<v1::PulledChange> Pull(const Device& d) {
+    v1::PullRequest request;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    auto reader = v1::SyncService::NewStub(Channel(&d.tls))->Pull(&context, request);
+    absl::StatusOr<crypto::X25519PrivateKey> receiving =
+        crypto::X25519PrivateKey::Create(d.receiving.private_key.span());
+    EXPECT_THAT(receiving, IsOk());
+    std::vector<v1::PulledChange> out;
+    v1::PullChunk chunk;
+    while (reader->Read(&chunk)) {
+      absl::StatusOr<v1::PulledChanges> changes =
+          device::OpenPullChunk(chunk, *ParseUuid(d.id), *receiving);
+      EXPECT_THAT(changes, IsOk());
+      if (!changes.ok()) continue;
+      for (const auto& c : changes->changes()) out.push_back(c);
+    }
+    grpc::Status s = reader->Finish();
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return out;
+  }
+
+  v1::RecordChange NewCase(const std::string& case_id, const std::string& name) {
+    v1::RecordChange c;
+    c.set_change_id(NewChangeId());
+    c.set_case_id(case_id);
+    c.set_record_id(case_id);
+    c.set_record_type("case_registration");
+    c.set_kind(v1::CHANGE_KIND_UPSERT);
+    c.mutable_hlc()->set_wall_micros(absl::ToUnixMicros(clock_.Now()));
+    auto add = [&](const char* f, v1::FieldValue v) {
+      v1::FieldWrite* w = c.add_fields();
+      w->set_field(f);
+      *w->mutable_value() = std::move(v);
+    };
+    add("given_name", Str(name));
+    add("sex", Enum("female"));
+    add("age_band", Enum("10_14"));
+    add("region", Enum("northern"));
+    v1::FieldValue date;
+    date.mutable_date_value()->set_year(2026);
+    date.mutable_date_value()->set_month(11);
+    date.mutable_date_value()->set_day(2);
+    add("registration_date", date);
+    return c;
+  }
+
+  v1::RecordChange SetName(const std::string& case_id, const std::string& name, uint64_t base) {
+    v1::RecordChange c;
+    c.set_change_id(NewChangeId());
+    c.set_case_id(case_id);
+    c.set_record_id(case_id);
+    c.set_record_type("case_registration");
+    c.set_kind(v1::CHANGE_KIND_UPSERT);
+    c.mutable_hlc()->set_wall_micros(absl::ToUnixMicros(clock_.Now()) + 1000);
+    v1::FieldWrite* w = c.add_fields();
+    w->set_field("given_name");
+    *w->mutable_value() = Str(name);
+    w->set_base_version(base);
+    return c;
+  }
+
+  std::string NewChangeId() { return FormatUuid(NewUuid(random_)); }
+
+  // Pushes a new case with `name` as its identifying given_name.
+  void PushCase(Device& d, const std::string& case_id, const std::string& name) {
+    v1::PushResponse response;
+    grpc::Status s = Push(d, {NewCase(case_id, name)}, &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(response.results_size(), 1);
+    ASSERT_EQ(response.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  }
+
+  grpc::Status Erase(const Credentials& who, const std::string& case_id,
+                     const std::string& confirm, v1::EraseCaseResponse* response) {
+    v1::EraseCaseRequest request;
+    request.set_case_id(case_id);
+    request.set_confirm_case_id(confirm);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return v1::AdminService::NewStub(Channel(&who))->EraseCase(&context, request, response);
+  }
+
+  grpc::Status Rotate(v1::RotateMasterKeyResponse* response) {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return v1::AdminService::NewStub(Channel(&admin_))
+        ->RotateMasterKey(&context, v1::RotateMasterKeyRequest(), response);
+  }
+
+  // The decoded audit entry at `index`, read through AuditService.
+  absl::StatusOr<audit::Event> AuditEntry(uint64_t index) {
+    auto stub = v1::AuditService::NewStub(Channel(&admin_));
+    {
+      grpc::ClientContext context;
+      SetDeadline(&context);
+      v1::SignedTreeHead head;
+      grpc::Status s = stub->GetSignedTreeHead(&context, v1::GetSignedTreeHeadRequest(), &head);
+      if (!s.ok()) return absl::InternalError(s.error_message());
+    }
+    v1::GetEntriesRequest request;
+    request.set_start(index);
+    request.set_end(index + 1);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    auto reader = stub->GetEntries(&context, request);
+    v1::AuditEntries entries;
+    std::string entry;
+    while (reader->Read(&entries)) {
+      if (entries.first_index() == index && entries.entries_size() > 0) entry = entries.entries(0);
+    }
+    grpc::Status s = reader->Finish();
+    if (!s.ok()) return absl::InternalError(s.error_message());
+    if (entry.empty()) return absl::NotFoundError("no such entry");
+    return audit::DecodeEvent(entry);
+  }
+
+  // Opens the stopped deployment's database (the server holds its lock
+  // while running).
+  std::unique_ptr<storage::Store> OpenStore() {
+    storage::StoreOptions options;
+    options.path = paths_->db;
+    absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(options);
+    EXPECT_THAT(store, IsOk());
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  static const v1::PulledChange* FindCase(const std::vector<v1::PulledChange>& changes,
+                                          const std::string& case_id) {
+    for (const auto& c : changes) {
+      if (c.case_id() == case_id) return &c;
+    }
+    return nullptr;
+  }
+
+  static const v1::PulledField* FindField(const v1::PulledChange& c, const std::string& field) {
+    for (const auto& f : c.fields()) {
+      if (f.field() == field) return &f;
+    }
+    return nullptr;
+  }
+
+  fieldsync::testing::ScopedTempDir dir_;
+  fieldsync::testing::SimulatedClock clock_{absl::Now()};
+  fieldsync::testing::SeededRandom random_{20261128};
+  std::unique_ptr<admin::DeploymentPaths> paths_;
+  Credentials admin_;
+  std::string ca_pem_;
+  std::unique_ptr<FieldsyncServer> server_;
+};
+
+// --- EraseCase ------------------------------------------------------------
+
+TEST_F(KeyOperationsTest, EraseRecordsCaseErasedAtTheReturnedLeaf) {
+  StartServer();
+  Device d = NewDevice();
+  PushCase(d, Id(1), "Amina");
+
+  v1::EraseCaseResponse response;
+  grpc::Status s = Erase(admin_, Id(1), Id(1), &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.case_id(), Id(1));
+  EXPECT_GT(response.audit_tree_size(), response.audit_leaf_index());
+  absl::StatusOr<audit::Event> event = AuditEntry(response.audit_leaf_index());
+  ASSERT_THAT(event, IsOk());
+  const auto* erased = std::get_if<audit::CaseErased>(&event->body);
+  ASSERT_NE(erased, nullptr) << audit::KindName(audit::KindOf(*event));
+  EXPECT_EQ(erased->actor, "fieldsync://staff/admin");
+  EXPECT_EQ(erased->case_id, *ParseUuid(Id(1)));
+}
+
+TEST_F(KeyOperationsTest, ErasedCaseIsPulledWithEncryptedFieldsWithheldAndDimensionsKept) {
+  StartServer();
+  Device d = NewDevice();
+  PushCase(d, Id(1), "Amina");
+  PushCase(d, Id(2), "Baraka");
+  v1::EraseCaseResponse response;
+  ASSERT_TRUE(Erase(admin_, Id(1), Id(1), &response).ok());
+
+  std::vector<v1::PulledChange> pulled = Pull(d);
+
+  const v1::PulledChange* erased = FindCase(pulled, Id(1));
+  ASSERT_NE(erased, nullptr);
+  EXPECT_EQ(FindField(*erased, "given_name"), nullptr);
+  EXPECT_GE(erased->withheld_fields(), 1u);
+  const v1::PulledField* sex = FindField(*erased, "sex");
+  ASSERT_NE(sex, nullptr);
+  EXPECT_EQ(sex->value().enum_value(), "female");
+  EXPECT_NE(FindField(*erased, "region"), nullptr);
+  // The other case is untouched.
+  const v1::PulledChange* kept = FindCase(pulled, Id(2));
+  ASSERT_NE(kept, nullptr);
+  const v1::PulledField* name = FindField(*kept, "given_name");
+  ASSERT_NE(name, nullptr);
+  EXPECT_EQ(name->value().string_value(), "Baraka");
+}
+
+TEST_F(KeyOperationsTest, ErasedCaseKeyIsReplacedByTheMarker) {
+  StartServer();
+  Device d = NewDevice();
+  PushCase(d, Id(1), "Amina");
+  v1::EraseCaseResponse response;
+  ASSERT_TRUE(Erase(admin_, Id(1), Id(1), &response).ok());
+  StopServer();
+
+  std::unique_ptr<storage::Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<crypto::MasterKeyRing> ring = crypto::MasterKeyRing::LoadFile(paths_->master_key);
+  ASSERT_THAT(ring, IsOk());
+  crypto::CaseKeyStore keys(store.get(), &*ring);
+  EXPECT_THAT(keys.State(*ParseUuid(Id(1))), IsOkAndHolds(crypto::DekState::kErased));
+  EXPECT_THAT(store->Get(storage::Cf::kKeys, storage::EncodeCaseDekKey(*ParseUuid(Id(1)))),
+              IsOkAndHolds(std::string(1, '\0')));
+  EXPECT_THAT(keys.GetDek(*ParseUuid(Id(1))),
+              ::fieldsync::testing::StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(KeyOperationsTest, PushWritingAnErasedCasesEncryptedFieldIsRejectedWithAReason) {
+  StartServer();
+  Device d = NewDevice();
+  PushCase(d, Id(1), "Amina");
+  v1::EraseCaseResponse erase;
+  ASSERT_TRUE(Erase(admin_, Id(1), Id(1), &erase).ok());
+
+  // One change to the erased case and one new case in the same batch.
+  v1::PushResponse response;
+  grpc::Status s = Push(d, {SetName(Id(1), "Other", 0), NewCase(Id(3), "Joy")}, &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(response.results_size(), 2);
+  EXPECT_EQ(response.results(0).outcome(), v1::CHANGE_OUTCOME_REJECTED);
+  EXPECT_EQ(response.results(0).reject_reason(), v1::REJECT_REASON_CASE_ERASED);
+  EXPECT_THAT(response.results(0).detail(), HasSubstr("erased"));
+  EXPECT_EQ(response.results(1).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+}
+
+TEST_F(KeyOperationsTest, SecondEraseIsFailedPrecondition) {
+  StartServer();
+  Device d = NewDevice();
+  PushCase(d, Id(1), "Amina");
+  v1::EraseCaseResponse first, second;
+  ASSERT_TRUE(Erase(admin_, Id(1), Id(1), &first).ok());
+
+  grpc::Status s = Erase(admin_, Id(1), Id(1), &second);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("already erased"));
+}
+
+TEST_F(KeyOperationsTest, EraseOfUnknownCaseIsNotFoundWithReason) {
+  StartServer();
+  v1::EraseCaseResponse response;
+
+  grpc::Status s = Erase(admin_, Id(9), Id(9), &response);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_NOT_FOUND);
+  EXPECT_EQ(DetailOf(s).case_id(), Id(9));
+}
+
+TEST_F(KeyOperationsTest, EraseWithMismatchedConfirmIsInvalidArgumentAndErasesNothing) {
+  StartServer();
+  Device d = NewDevice();
+  PushCase(d, Id(1), "Amina");
+  v1::EraseCaseResponse response;
+
+  grpc::Status s = Erase(admin_, Id(1), Id(2), &response);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  std::vector<v1::PulledChange> pulled = Pull(d);
+  const v1::PulledChange* c = FindCase(pulled, Id(1));
+  ASSERT_NE(c, nullptr);
+  EXPECT_NE(FindField(*c, "given_name"), nullptr);
+}
+
+TEST_F(KeyOperationsTest, EraseByNonAdministratorIsPermissionDenied) {
+  StartServer();
+  Device d = NewDevice();
+  PushCase(d, Id(1), "Amina");
+  Credentials sam = AddStaff("sam", v1::ROLE_SUPERVISOR, {"northern"});
+  v1::EraseCaseResponse response;
+
+  grpc::Status s = Erase(sam, Id(1), Id(1), &response);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+// --- RotateMasterKey ------------------------------------------------------
+
+TEST_F(KeyOperationsTest, RotationRecordsKeyRotated) {
+  StartServer();
+  v1::RotateMasterKeyResponse response;
+
+  grpc::Status s = Rotate(&response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.old_version(), 1u);
+  EXPECT_EQ(response.new_version(), 2u);
+  EXPECT_FALSE(response.resumed());
+  EXPECT_EQ(response.server_keys_rewrapped(), 3u);  // CA, sealing, audit signing
+  absl::StatusOr<audit::Event> event = AuditEntry(response.audit_leaf_index());
+  ASSERT_THAT(event, IsOk());
+  const auto* rotated = std::get_if<audit::KeyRotated>(&event->body);
+  ASSERT_NE(rotated, nullptr) << audit::KindName(audit::KindOf(*event));
+  EXPECT_EQ(rotated->actor, "fieldsync://staff/admin");
+  EXPECT_EQ(rotated->purpose, "kek");
+  EXPECT_EQ(rotated->old_version, 1u);
+  EXPECT_EQ(rotated->new_version, 2u);
+  EXPECT_EQ(rotated->new_public_key, "");
+}
+
+TEST_F(KeyOperationsTest, RotationRewrapsEveryCaseKeyAndTheRestartedServerStillDecrypts) {
+  StartServer();
+  Device d = NewDevice();
+  PushCase(d, Id(1), "Amina");
+  PushCase(d, Id(2), "Baraka");
+  PushCase(d, Id(3), "Chausiku");
+  v1::EraseCaseResponse erase;
+  ASSERT_TRUE(Erase(admin_, Id(3), Id(3), &erase).ok());
+
+  v1::RotateMasterKeyResponse response;
+  grpc::Status s = Rotate(&response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.rewrapped(), 2u);
+  EXPECT_EQ(response.erased(), 1u);
+  StopServer();
+  {
+    std::unique_ptr<storage::Store> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    absl::StatusOr<crypto::MasterKeyRing> ring =
+        crypto::MasterKeyRing::LoadFile(paths_->master_key);
+    ASSERT_THAT(ring, IsOk());
+    EXPECT_EQ(ring->current_version(), 2u);
+    EXPECT_TRUE(ring->has_version(1));
+    crypto::CaseKeyStore keys(store.get(), &*ring);
+    EXPECT_THAT(keys.WrappedVersion(*ParseUuid(Id(1))), IsOkAndHolds(2u));
+    EXPECT_THAT(keys.WrappedVersion(*ParseUuid(Id(2))), IsOkAndHolds(2u));
+    // Nothing is left unfinished.
+    EXPECT_THAT(store->Get(storage::Cf::kMetadata,
+                           storage::EncodeMetadataKey(admin::kPendingRotationMetadata)),
+                ::fieldsync::testing::StatusIs(absl::StatusCode::kNotFound));
+  }
+
+  StartServer();  // server keys unwrap under version 2
+  std::vector<v1::PulledChange> pulled = Pull(d);
+  const v1::PulledChange* c = FindCase(pulled, Id(1));
+  ASSERT_NE(c, nullptr);
+  const v1::PulledField* name = FindField(*c, "given_name");
+  ASSERT_NE(name, nullptr);
+  EXPECT_EQ(name->value().string_value(), "Amina");
+  // Pushes after the restart seal under the rewrapped case key.
+  v1::PushResponse push;
+  grpc::Status pushed = Push(d, {SetName(Id(1), "Amina B", name->version())}, &push);
+  ASSERT_TRUE(pushed.ok()) << pushed.error_message();
+  ASSERT_EQ(push.results_size(), 1);
+  EXPECT_EQ(push.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+}
+
+TEST_F(KeyOperationsTest, RotatedKeyFileStaysPrivateAndHoldsEveryVersion) {
+  StartServer();
+  v1::RotateMasterKeyResponse first, second;
+  ASSERT_TRUE(Rotate(&first).ok());
+
+  grpc::Status s = Rotate(&second);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(second.old_version(), 2u);
+  EXPECT_EQ(second.new_version(), 3u);
+  struct stat st;
+  ASSERT_EQ(::stat(paths_->master_key.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  absl::StatusOr<crypto::MasterKeyRing> ring = crypto::MasterKeyRing::LoadFile(paths_->master_key);
+  ASSERT_THAT(ring, IsOk());
+  EXPECT_TRUE(ring->has_version(1));
+  EXPECT_TRUE(ring->has_version(2));
+  EXPECT_EQ(ring->current_version(), 3u);
+  EXPECT_FALSE(std::filesystem::exists(paths_->master_key + ".tmp"));
+}
+
+TEST_F(KeyOperationsTest, RotationWithKeyCommandIsFailedPrecondition) {
+  StartServer("cat " + paths_->master_key);
+  v1::RotateMasterKeyResponse response;
+
+  grpc::Status s = Rotate(&response);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("master_key_command"));
+}
+
+TEST_F(KeyOperationsTest, InterruptedRotationIsResumedWithoutAnotherVersion) {
+  StartServer();
+  Device d = NewDevice();
+  PushCase(d, Id(1), "Amina");
+  StopServer();
+  // A rotation that crashed right after recording itself: the key file does
+  // not hold the new version yet.
+  {
+    std::unique_ptr<storage::Store> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    storage::WriteBatch batch;
+    batch.Put(storage::Cf::kMetadata, storage::EncodeMetadataKey(admin::kPendingRotationMetadata),
+              std::string("\0\0\0\1\0\0\0\2", 8));
+    ASSERT_THAT(store->Commit(&batch), IsOk());
+  }
+  StartServer();
+  v1::RotateMasterKeyResponse response;
+
+  grpc::Status s = Rotate(&response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(response.resumed());
+  EXPECT_EQ(response.old_version(), 1u);
+  EXPECT_EQ(response.new_version(), 2u);
+  EXPECT_EQ(response.rewrapped(), 1u);
+  v1::RotateMasterKeyResponse next;
+  ASSERT_TRUE(Rotate(&next).ok());
+  EXPECT_FALSE(next.resumed());
+  EXPECT_EQ(next.new_version(), 3u);
+}
+
+}  // namespace
+}  // namespace fieldsync::server

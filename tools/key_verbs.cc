@@ -1,0 +1,122 @@
+#include "tools/key_verbs.h"
+
+#include <chrono>
+#include <iostream>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "fieldsync/v1/admin.grpc.pb.h"
+#include "tools/client.h"
+
+namespace fieldsync::tools {
+namespace {
+
+const std::vector<std::string> kConnection = {"--data-dir", "--server", "--cert", "--key", "--ca"};
+
+constexpr char kEraseHelp[] =
+    "usage: fieldsync --data-dir DIR [--server HOST:PORT] case erase CASE_ID --confirm CASE_ID\n"
+    "\n"
+    "Crypto-shreds a case (administrators only): its data key is destroyed, so\n"
+    "its identifying and sensitive fields can never be read again, in the case\n"
+    "log, the state or any later backup. Dimension fields (region, sex, age\n"
+    "band, ...) stay for statistics. The audit log records the erasure.\n"
+    "This cannot be undone: --confirm must repeat the case id.\n";
+
+constexpr char kRotateHelp[] =
+    "usage: fieldsync --data-dir DIR [--server HOST:PORT] keys rotate-master\n"
+    "\n"
+    "Rotates the master key (administrators only): fieldsyncd adds a version to\n"
+    "its master key file (keeping the old ones), re-wraps its own keys and every\n"
+    "case data key under it while serving, and records the rotation in the\n"
+    "audit log. If an earlier rotation was interrupted, this finishes it\n"
+    "instead of adding another version. Refused when the master key comes from\n"
+    "master_key_command: rotate it there and restart fieldsyncd.\n";
+
+int Usage(std::string* error, std::string message) {
+  *error = std::move(message);
+  return 2;
+}
+
+}  // namespace
+
+int CaseErase(const Args& args, std::string* error) {
+  if (args.help) {
+    std::cout << kEraseHelp;
+    return 0;
+  }
+  std::vector<std::string> allowed = kConnection;
+  allowed.push_back("--confirm");
+  if (absl::Status s = CheckOptions(args, allowed); !s.ok()) {
+    return Usage(error, std::string(s.message()));
+  }
+  // words: "case" "erase" CASE_ID
+  if (args.words.size() != 3) return Usage(error, "case erase needs one CASE_ID; see --help");
+  if (!args.Has("--confirm")) {
+    return Usage(error, "case erase needs --confirm CASE_ID (the same id again): erasure "
+                        "cannot be undone");
+  }
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) {
+    *error = std::string(conn.status().message());
+    return 1;
+  }
+  v1::EraseCaseRequest request;
+  request.set_case_id(args.words[2]);
+  request.set_confirm_case_id(args.Get("--confirm"));
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  v1::EraseCaseResponse response;
+  grpc::Status status =
+      v1::AdminService::NewStub(conn->channel)->EraseCase(&context, request, &response);
+  if (!status.ok()) {
+    *error = DescribeRpcError(status, conn->server);
+    return 1;
+  }
+  std::cout << "erased case " << response.case_id() << "\n"
+            << "  its identifying and sensitive fields can no longer be read; dimension "
+               "fields remain\n"
+            << "  audit log entry: " << response.audit_leaf_index()
+            << " (tree size " << response.audit_tree_size() << ")\n";
+  return 0;
+}
+
+int KeysRotateMaster(const Args& args, std::string* error) {
+  if (args.help) {
+    std::cout << kRotateHelp;
+    return 0;
+  }
+  if (absl::Status s = CheckOptions(args, kConnection); !s.ok()) {
+    return Usage(error, std::string(s.message()));
+  }
+  if (args.words.size() != 2) return Usage(error, "keys rotate-master takes no operand");
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) {
+    *error = std::string(conn.status().message());
+    return 1;
+  }
+  grpc::ClientContext context;
+  // Re-wrapping every case key takes about 3 s per million cases.
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::hours(1));
+  v1::RotateMasterKeyResponse response;
+  grpc::Status status = v1::AdminService::NewStub(conn->channel)
+                            ->RotateMasterKey(&context, v1::RotateMasterKeyRequest(), &response);
+  if (!status.ok()) {
+    *error = DescribeRpcError(status, conn->server);
+    return 1;
+  }
+  std::cout << absl::StrFormat(
+      "master key rotated: version %d -> %d%s\n"
+      "  case keys re-wrapped:   %d\n"
+      "  case keys already new:  %d\n"
+      "  erased cases skipped:   %d\n"
+      "  server keys re-wrapped: %d\n"
+      "  audit log entry:        %d\n"
+      "the master key file now holds every version: back it up again\n",
+      response.old_version(), response.new_version(),
+      response.resumed() ? " (finished an interrupted rotation)" : "", response.rewrapped(),
+      response.already_current(), response.erased(), response.server_keys_rewrapped(),
+      response.audit_leaf_index());
+  return 0;
+}
+
+}  // namespace fieldsync::tools

@@ -1,0 +1,20 @@
+// `fieldsync case erase` and `fieldsync keys rotate-master`: the
+// administrator's verbs for crypto-shredding a case and rotating the
+// master key (docs/OPERATIONS.md).
+#ifndef FIELDSYNC_TOOLS_KEY_VERBS_H_
+#define FIELDSYNC_TOOLS_KEY_VERBS_H_
+
+#include <string>
+
+#include "tools/cli.h"
+
+namespace fieldsync::tools {
+
+// Each returns the exit code (0 success, 1 failure, 2 usage) and on failure
+// sets *error to the one line to print (the server's reason on a refusal).
+int CaseErase(const Args& args, std::string* error);
+int KeysRotateMaster(const Args& args, std::string* error);
+
+}  // namespace fieldsync::tools
+
+#endif  // FIELDSYNC_TOOLS_KEY_VERBS_H_
