@@ -82,6 +82,17 @@ const v1::RecordChange& Tablet::Upsert(const std::string& change_id, const std::
   return c;
 }
 
+BatchSealParams Tablet::SealParams(const Uuid& batch_id, uint64_t sequence) const {
+  BatchSealParams params;
+  params.header.device_id = device_id_;
+  params.header.batch_id = batch_id;
+  params.header.sequence = sequence;
+  params.header.sealing_key_id = sealing_key_.key_id;
+  params.sealing_public_key = sealing_key_.public_key;
+  params.signer = &signer_;
+  return params;
+}
+
 absl::StatusOr<v1::SealedBatch> Tablet::SealNext(size_t max_changes, const Uuid& batch_id,
                                                  Random& random) {
   if (in_flight_.has_value()) {
@@ -97,13 +108,7 @@ absl::StatusOr<v1::SealedBatch> Tablet::SealNext(size_t max_changes, const Uuid&
     *payload.add_changes() = std::move(journal_.front());
     journal_.pop_front();
   }
-  BatchSealParams params;
-  params.header.device_id = device_id_;
-  params.header.batch_id = batch_id;
-  params.header.sequence = next_sequence_;
-  params.header.sealing_key_id = sealing_key_.key_id;
-  params.sealing_public_key = sealing_key_.public_key;
-  params.signer = &signer_;
+  const BatchSealParams params = SealParams(batch_id, next_sequence_);
   absl::StatusOr<v1::SealedBatch> sealed = SealBatch(payload, params, random);
   if (!sealed.ok()) {
     // Put the changes back, in order, so that nothing journalled is lost.

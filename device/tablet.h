@@ -74,6 +74,13 @@ class Tablet {
   absl::StatusOr<v1::SealedBatch> SealNext(size_t max_changes, const Uuid& batch_id,
                                            Random& random);
 
+  // What a batch with `batch_id` and `sequence` is sealed and signed with
+  // (this device's id, key id, the server's sealing key, the device's
+  // signer): for senders that seal a run of batches ahead of sending them
+  // (the load generator, bench/sync_load.cc), outside the journal. The
+  // signer stays owned by the tablet.
+  BatchSealParams SealParams(const Uuid& batch_id, uint64_t sequence) const;
+
   // Records the answer to the batch in flight: the new field versions, and
   // next_sequence. kFailedPrecondition if no batch is in flight,
   // kInvalidArgument if the answer is for another batch.

@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "server/auth.h"
 #include "server/grpc_status.h"
+#include "server/work_pool.h"
 
 namespace fieldsync::server {
 
@@ -35,6 +36,30 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context, std::st
   LogRpc(method, caller.ok() ? std::string_view(caller->uri) : std::string_view("unauthenticated"),
          status, absl::Now() - start);
   reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// RunUnary for handlers that block (a synced commit, a certificate
+// signature): authorization, the handler, the log line and Finish run on a
+// `pool` thread, so gRPC's polling threads go on serving other calls. The
+// handler is moved into the task: it must capture by value (the request and
+// response pointers, `this`), never by reference to this function's
+// parameters. With a null pool, the same as RunUnary.
+template <typename Handler>
+grpc::ServerUnaryReactor* RunUnaryBlocking(grpc::CallbackServerContext* context,
+                                           std::string_view method, Authenticator* auth,
+                                           WorkPool* pool, Handler handler) {
+  if (pool == nullptr) return RunUnary(context, method, auth, std::move(handler));
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  pool->Run([context, reactor, method, auth, start = absl::Now(),
+             handler = std::move(handler)]() mutable {
+    absl::StatusOr<Caller> caller = auth->Authorize(*context, method);
+    absl::Status status = caller.ok() ? handler(*caller) : caller.status();
+    LogRpc(method,
+           caller.ok() ? std::string_view(caller->uri) : std::string_view("unauthenticated"),
+           status, absl::Now() - start);
+    reactor->Finish(ToGrpcStatus(status));
+  });
   return reactor;
 }
 

@@ -9,8 +9,10 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "admin/case_erasure.h"
 #include "admin/deployment.h"
 #include "admin/enrolment.h"
+#include "admin/master_key_rotation.h"
 #include "admin/principals.h"
 #include "admin/server_keys.h"
 #include "admin/staff.h"
@@ -40,6 +42,9 @@
 
 namespace fieldsync::server {
 namespace {
+
+// Threads of the pool for blocking handlers (server/work_pool.h).
+constexpr int kBlockingHandlerThreads = 32;
 
 absl::StatusOr<crypto::MasterKeyRing> LoadMasterKey(const v1::ServerConfig& config) {
   if (!config.master_key_command().empty()) {
@@ -137,6 +142,9 @@ class FieldsyncServer::Impl {
   std::unique_ptr<sync::Schema> schema;
   std::unique_ptr<crypto::CaseKeyStore> case_keys;
   std::unique_ptr<sync::CaseKeySealer> sealer;
+  // Case erasure and KEK rotation (AdminService), over case_keys and master.
+  std::unique_ptr<admin::CaseErasure> case_erasure;
+  std::unique_ptr<admin::MasterKeyRotation> kek_rotation;
   std::unique_ptr<audit::IngestObserver> audit_observer;
   // Aggregates (issue #6); null metrics when the deployment has none.
   std::unique_ptr<aggregates::Metrics> metrics;
@@ -146,6 +154,9 @@ class FieldsyncServer::Impl {
   std::unique_ptr<sync::ChangeFeed> feed;
   std::unique_ptr<admin::DeviceEnrolment> enrolment;
   std::unique_ptr<crypto::X25519PrivateKey> sealing_key;
+  // Runs the handlers that block (pushes waiting for their commit group);
+  // destroyed after the gRPC server has drained, before what they use.
+  std::unique_ptr<WorkPool> pool;
   std::unique_ptr<SyncServiceImpl> sync_service;
   std::unique_ptr<CaseServiceImpl> case_service;
   std::unique_ptr<grpc::Server> grpc_server;
@@ -231,6 +242,21 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   impl->case_keys = std::make_unique<crypto::CaseKeyStore>(impl->store.get(), impl->master.get());
   impl->sealer = std::make_unique<sync::CaseKeySealer>(impl->store.get(), impl->case_keys.get(),
                                                        options.random);
+  impl->case_erasure = std::make_unique<admin::CaseErasure>(
+      impl->store.get(), impl->case_keys.get(), impl->audit_log.get(), options.clock);
+  admin::RotationOptions rotation;
+  rotation.store = impl->store.get();
+  rotation.case_keys = impl->case_keys.get();
+  // The ring is shared with case_keys; MasterKeyRing is thread-safe, and a
+  // rotation installs its new version with Adopt only after the key file
+  // holds it (admin/master_key_rotation.h).
+  rotation.ring = impl->master.get();
+  rotation.audit = impl->audit_log.get();
+  rotation.clock = options.clock;
+  rotation.random = options.random;
+  rotation.key_file = config.master_key_command().empty() ? config.master_key_file() : "";
+  impl->kek_rotation = std::make_unique<admin::MasterKeyRotation>(std::move(rotation));
+  impl->admin_service->set_key_operations(impl->case_erasure.get(), impl->kek_rotation.get());
   sync::Ingest::Options ingest;
   ingest.store = impl->store.get();
   ingest.schema = impl->schema.get();
@@ -260,8 +286,13 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   ASSIGN_OR_RETURN(crypto::X25519PrivateKey sealing_key,
                    crypto::X25519PrivateKey::Create(impl->keys.sealing_private_key.span()));
   impl->sealing_key = std::make_unique<crypto::X25519PrivateKey>(std::move(sealing_key));
+  // As many pushes may wait for one commit group as there are threads: 32
+  // lets the group of 32 devices pushing at once commit together, and a
+  // thread that waits costs no CPU.
+  impl->pool = std::make_unique<WorkPool>(kBlockingHandlerThreads);
   SyncServiceDeps deps;
   deps.auth = impl->auth.get();
+  deps.pool = impl->pool.get();
   deps.enrolment = impl->enrolment.get();
   deps.keys = &impl->keys;
   deps.sealing_key = impl->sealing_key.get();
@@ -340,6 +371,15 @@ absl::Status FieldsyncServer::Shutdown() {
     // cancels what is left.
     impl_->grpc_server->Shutdown(absl::ToChronoTime(absl::Now() + impl_->drain_timeout));
     impl_->grpc_server->Wait();
+  }
+  if (impl_->ingest != nullptr) {
+    // What this run committed (counts and sizes only).
+    const sync::IngestStats stats = impl_->ingest->Stats();
+    log::Info("ingest.summary", {{"groups", stats.groups},
+                                 {"units", stats.units},
+                                 {"log_entries", stats.log_entries},
+                                 {"write_ops", stats.write_ops},
+                                 {"write_bytes", stats.write_bytes}});
   }
   absl::Status closed = absl::OkStatus();
   if (impl_->store != nullptr) {

@@ -306,7 +306,8 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
 grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* context,
                                                   const v1::EnrollRequest* request,
                                                   v1::EnrollResponse* response) {
-  return RunUnary(context, kEnroll, deps_.auth, [&](const Caller&) -> absl::Status {
+  return RunUnaryBlocking(context, kEnroll, deps_.auth, deps_.pool,
+                          [this, request, response](const Caller&) -> absl::Status {
     admin::EnrolmentRequest enrol;
     enrol.code = request->enrolment_code();
     enrol.csr_pem = request->csr_pem();
@@ -372,7 +373,8 @@ absl::Status SyncServiceImpl::DoPush(const Caller& caller, const v1::PushRequest
 grpc::ServerUnaryReactor* SyncServiceImpl::Push(grpc::CallbackServerContext* context,
                                                 const v1::PushRequest* request,
                                                 v1::PushResponse* response) {
-  return RunUnary(context, kPush, deps_.auth, [&](const Caller& caller) {
+  return RunUnaryBlocking(context, kPush, deps_.auth, deps_.pool,
+                          [this, request, response](const Caller& caller) {
     return WithReason(DoPush(caller, *request, response));
   });
 }
@@ -407,8 +409,8 @@ absl::Status CaseServiceImpl::CheckCaseInScope(const Caller& caller, const std::
 grpc::ServerUnaryReactor* CaseServiceImpl::ListConflicts(grpc::CallbackServerContext* context,
                                                          const v1::ListConflictsRequest* request,
                                                          v1::ListConflictsResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.CaseService/ListConflicts", deps_.auth,
-                  [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/ListConflicts", deps_.auth,
+                  deps_.pool, [this, request, response](const Caller& caller) -> absl::Status {
                     if (!HasRegion(caller.principal, request->region())) {
                       return OutOfScope("the region is not in the caller's regions");
                     }
@@ -432,9 +434,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListConflicts(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* CaseServiceImpl::ResolveConflict(
     grpc::CallbackServerContext* context, const v1::ResolveConflictRequest* request,
     v1::ResolveConflictResponse* response) {
-  return RunUnary(
-      context, "/fieldsync.v1.CaseService/ResolveConflict", deps_.auth,
-      [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.CaseService/ResolveConflict", deps_.auth, deps_.pool,
+      [this, request, response](const Caller& caller) -> absl::Status {
         // The conflict's case is the case of the log entry that made it.
         absl::StatusOr<std::string> raw = deps_.store->Get(
             storage::Cf::kCaseLog, storage::EncodeCaseLogKey(request->id().position()));
@@ -473,8 +475,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ResolveConflict(
 grpc::ServerUnaryReactor* CaseServiceImpl::AssignCase(grpc::CallbackServerContext* context,
                                                       const v1::AssignCaseRequest* request,
                                                       v1::AssignCaseResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.CaseService/AssignCase", deps_.auth,
-                  [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/AssignCase", deps_.auth,
+                  deps_.pool, [this, request, response](const Caller& caller) -> absl::Status {
                     RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
                     absl::StatusOr<v1::ChangeResult> result = deps_.ingest->AssignCase(
                         sync::StaffActor{caller.principal.id()}, request->case_id(),
@@ -488,8 +490,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::AssignCase(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* CaseServiceImpl::TransferCase(grpc::CallbackServerContext* context,
                                                         const v1::TransferCaseRequest* request,
                                                         v1::TransferCaseResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.CaseService/TransferCase", deps_.auth,
-                  [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/TransferCase", deps_.auth,
+                  deps_.pool, [this, request, response](const Caller& caller) -> absl::Status {
                     RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
                     absl::StatusOr<v1::ChangeResult> result = deps_.ingest->TransferCase(
                         sync::StaffActor{caller.principal.id()}, request->case_id(),
@@ -503,8 +505,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::TransferCase(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* CaseServiceImpl::SetCaseStatus(grpc::CallbackServerContext* context,
                                                          const v1::SetCaseStatusRequest* request,
                                                          v1::SetCaseStatusResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.CaseService/SetCaseStatus", deps_.auth,
-                  [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/SetCaseStatus", deps_.auth,
+                  deps_.pool, [this, request, response](const Caller& caller) -> absl::Status {
                     RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
                     absl::StatusOr<v1::ChangeResult> result = deps_.ingest->SetCaseStatus(
                         sync::StaffActor{caller.principal.id()}, request->case_id(),

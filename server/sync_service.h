@@ -17,6 +17,7 @@
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "server/auth.h"
 #include "server/sealed_batch.h"
+#include "server/work_pool.h"
 #include "storage/store.h"
 #include "sync/change_feed.h"
 #include "sync/ingest.h"
@@ -28,6 +29,9 @@ namespace fieldsync::server {
 // services.
 struct SyncServiceDeps {
   Authenticator* auth = nullptr;
+  // Where handlers that block (push, enrolment, case changes) run; inline
+  // on gRPC's threads when null.
+  WorkPool* pool = nullptr;
   admin::DeviceEnrolment* enrolment = nullptr;
   const admin::ServerKeys* keys = nullptr;
   const crypto::X25519PrivateKey* sealing_key = nullptr;  // keys->sealing_private_key, prepared

@@ -4,6 +4,8 @@
 #include "common/status_macros.h"
 #include "crypto/bytes.h"
 #include "crypto/hmac.h"
+#include "storage/column_families.h"
+#include "storage/key_codec.h"
 
 namespace fieldsync::sync {
 namespace {
@@ -19,25 +21,87 @@ absl::StatusOr<crypto::FieldAddress> Address(const FieldAddress& at, Uuid* case_
 
 }  // namespace
 
-absl::Status CaseKeySealer::EnsureDek(const Uuid& case_id) {
-  absl::StatusOr<crypto::SecretBytes> dek = keys_->GetDek(case_id);
-  if (dek.ok() || !absl::IsNotFound(dek.status())) return dek.status();
-  absl::MutexLock lock(&create_mu_);
-  dek = keys_->GetDek(case_id);  // another thread may have made it
-  if (dek.ok() || !absl::IsNotFound(dek.status())) return dek.status();
-  storage::WriteBatch batch;
-  // kFailedPrecondition here when the case was erased: nothing is sealed.
-  RETURN_IF_ERROR(keys_->CreateDek(case_id, *random_, &batch).status());
-  return store_->Commit(&batch);
+absl::StatusOr<std::shared_ptr<const crypto::FieldCipher>> CaseKeySealer::Key(
+    const Uuid& case_id, std::vector<KeyWrite>* key_writes, crypto::SecretBytes* dek) {
+  auto durable = [&]() -> absl::StatusOr<std::shared_ptr<const crypto::FieldCipher>> {
+    ASSIGN_OR_RETURN(auto cipher, keys_->GetFieldCipher(case_id));
+    if (dek != nullptr) {
+      ASSIGN_OR_RETURN(*dek, keys_->GetDek(case_id));
+    }
+    return cipher;
+  };
+  const std::string store_key = storage::EncodeCaseDekKey(case_id);
+  // A new case's key is pending for all the seals of its first batch: look
+  // there first, which spares those seals a store lookup each.
+  bool maybe_pending;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    maybe_pending = pending_.contains(store_key);
+  }
+  absl::StatusOr<std::shared_ptr<const crypto::FieldCipher>> cipher =
+      absl::NotFoundError("pending");
+  if (!maybe_pending) {
+    cipher = durable();
+    if (cipher.ok() || !absl::IsNotFound(cipher.status())) return cipher;
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = pending_.find(store_key);
+  if (it == pending_.end()) {
+    cipher = durable();  // committed by another unit meanwhile
+    if (cipher.ok() || !absl::IsNotFound(cipher.status())) return cipher;
+    // kFailedPrecondition here when the case was erased: nothing is sealed.
+    ASSIGN_OR_RETURN(crypto::CaseKeyStore::NewDek made, keys_->MakeDek(case_id, *random_));
+    ASSIGN_OR_RETURN(crypto::FieldCipher made_cipher, crypto::FieldCipher::Create(made.dek.span()));
+    PendingKey pending{std::make_shared<const crypto::FieldCipher>(std::move(made_cipher)),
+                       std::move(made.dek), std::move(made.wrapped)};
+    it = pending_.emplace(store_key, std::move(pending)).first;
+  }
+  // Once per key per vector; a unit's seals of one case come together, so
+  // the last entry is the usual match.
+  bool listed = false;
+  for (auto w = key_writes->rbegin(); w != key_writes->rend() && !listed; ++w) {
+    listed = w->key == store_key;
+  }
+  if (!listed) key_writes->push_back(KeyWrite{store_key, it->second.wrapped});
+  if (dek != nullptr) *dek = it->second.dek.Clone();
+  return it->second.cipher;
 }
 
-absl::StatusOr<std::string> CaseKeySealer::Seal(const FieldAddress& at,
-                                                std::string_view plaintext) {
+absl::StatusOr<std::string> CaseKeySealer::Seal(const FieldAddress& at, std::string_view plaintext,
+                                                std::vector<KeyWrite>* key_writes) {
   Uuid case_id, record_id;
   ASSIGN_OR_RETURN(crypto::FieldAddress address, Address(at, &case_id, &record_id));
-  RETURN_IF_ERROR(EnsureDek(case_id));
-  ASSIGN_OR_RETURN(auto cipher, keys_->GetFieldCipher(case_id));
+  ASSIGN_OR_RETURN(auto cipher, Key(case_id, key_writes, nullptr));
   return cipher->Encrypt(address, plaintext, *random_);
+}
+
+absl::Status CaseKeySealer::Keep(std::vector<KeyWrite>* writes) {
+  absl::MutexLock lock(&mu_);
+  std::vector<KeyWrite> kept;
+  kept.reserve(writes->size());
+  for (KeyWrite& w : *writes) {
+    auto it = pending_.find(w.key);
+    if (it == pending_.end() || it->second.wrapped != w.value) continue;  // durable already
+    absl::StatusOr<std::string> stored = store_->Get(storage::Cf::kKeys, w.key);
+    if (stored.ok()) {  // durable through another write, or erased since
+      pending_.erase(it);
+      continue;
+    }
+    if (!absl::IsNotFound(stored.status())) return stored.status();
+    kept.push_back(std::move(w));
+  }
+  *writes = std::move(kept);
+  return absl::OkStatus();
+}
+
+void CaseKeySealer::Committed(const std::vector<KeyWrite>& writes) {
+  absl::MutexLock lock(&mu_);
+  for (const KeyWrite& w : writes) pending_.erase(w.key);
+}
+
+size_t CaseKeySealer::pending_keys() const {
+  absl::MutexLock lock(&mu_);
+  return pending_.size();
 }
 
 absl::StatusOr<std::string> CaseKeySealer::Open(const FieldAddress& at,
@@ -47,18 +111,19 @@ absl::StatusOr<std::string> CaseKeySealer::Open(const FieldAddress& at,
   ASSIGN_OR_RETURN(auto cipher, keys_->GetFieldCipher(case_id));
   absl::StatusOr<std::string> plain = cipher->Decrypt(address, sealed);
   if (absl::IsInvalidArgument(plain.status())) {
-    return absl::DataLossError(absl::StrFormat(
-        "field %s of record %s in case %s does not open", at.field, at.record_id, at.case_id));
+    return absl::DataLossError(absl::StrFormat("field %s of record %s in case %s does not open",
+                                               at.field, at.record_id, at.case_id));
   }
   return plain;
 }
 
 absl::StatusOr<std::string> CaseKeySealer::Digest(std::string_view case_text,
                                                   std::string_view field,
-                                                  std::string_view plaintext) {
+                                                  std::string_view plaintext,
+                                                  std::vector<KeyWrite>* key_writes) {
   ASSIGN_OR_RETURN(Uuid case_id, ParseUuid(case_text));
-  RETURN_IF_ERROR(EnsureDek(case_id));
-  ASSIGN_OR_RETURN(crypto::SecretBytes dek, keys_->GetDek(case_id));
+  crypto::SecretBytes dek;
+  RETURN_IF_ERROR(Key(case_id, key_writes, &dek).status());
   crypto::HmacSha256Tag key = crypto::HmacSha256(dek.span(), crypto::AsBytes(kDigestKeyLabel));
   std::string data;
   data.reserve(4 + field.size() + plaintext.size());

@@ -3,21 +3,35 @@
 #ifndef FIELDSYNC_SYNC_CASE_KEY_SEALER_H_
 #define FIELDSYNC_SYNC_CASE_KEY_SEALER_H_
 
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "common/random.h"
 #include "crypto/case_keys.h"
+#include "crypto/field_cipher.h"
+#include "crypto/secret.h"
 #include "storage/store.h"
 #include "sync/field_sealer.h"
 
 namespace fieldsync::sync {
 
-// Seal creates a case's DEK on first use and commits it on its own (a
-// synced commit before the sealed value exists, so no committed ciphertext
-// ever lacks its key; a batch that then fails leaves an unused key, which is
-// harmless). Ciphertexts follow crypto/field_cipher.h with key_version
+// A new case's DEK is made on first use and kept pending in memory: every
+// Seal or Digest under it adds its KeyWrite (the wrapped DEK) to the
+// caller's key writes, so each unit that sealed values under it commits the
+// key with them. The first of those commits makes it durable (Committed
+// then forgets the pending key and later units no longer carry it); a unit
+// that fails writes nothing and the next one carries the key again. So no
+// committed ciphertext lacks its key, no key is committed for values that
+// never were, and a new case costs no synced write of its own. Keep drops
+// a pending write whose key is already in the store (durable through
+// another group, or erased since), so a stale copy never overwrites an
+// erasure marker that was committed after the seal.
+//
+// Ciphertexts follow crypto/field_cipher.h with key_version
 // crypto::kCaseDekVersion. Digest = HMAC-SHA256(K_d, u32be(len(field)) ||
 // field || plaintext) with K_d = HMAC-SHA256(DEK, "fieldsync/field-digest/v1").
 // Open of an erased case: kNotFound; of a moved or tampered value: kDataLoss.
@@ -27,20 +41,36 @@ class CaseKeySealer final : public FieldSealer {
   CaseKeySealer(storage::Store* store, crypto::CaseKeyStore* keys, Random* random)
       : store_(store), keys_(keys), random_(random) {}
 
-  absl::StatusOr<std::string> Seal(const FieldAddress& at, std::string_view plaintext) override;
-  absl::StatusOr<std::string> Open(const FieldAddress& at,
-                                   std::string_view sealed) const override;
+  absl::StatusOr<std::string> Seal(const FieldAddress& at, std::string_view plaintext,
+                                   std::vector<KeyWrite>* key_writes) override;
+  absl::StatusOr<std::string> Open(const FieldAddress& at, std::string_view sealed) const override;
   absl::StatusOr<std::string> Digest(std::string_view case_id, std::string_view field,
-                                     std::string_view plaintext) override;
+                                     std::string_view plaintext,
+                                     std::vector<KeyWrite>* key_writes) override;
+  absl::Status Keep(std::vector<KeyWrite>* writes) override;
+  void Committed(const std::vector<KeyWrite>& writes) override;
+
+  // New case keys made and not yet committed (for tests and metrics).
+  size_t pending_keys() const;
 
  private:
-  // The case's DEK, created and committed first when it has none.
-  absl::Status EnsureDek(const Uuid& case_id);
+  struct PendingKey {
+    std::shared_ptr<const crypto::FieldCipher> cipher;
+    crypto::SecretBytes dek;
+    std::string wrapped;
+  };
+  // The case's field cipher (and, when `dek` is set, its DEK): durable, or
+  // pending (then its KeyWrite is added to *key_writes), or made now.
+  absl::StatusOr<std::shared_ptr<const crypto::FieldCipher>> Key(const Uuid& case_id,
+                                                                 std::vector<KeyWrite>* key_writes,
+                                                                 crypto::SecretBytes* dek);
 
   storage::Store* store_;
   crypto::CaseKeyStore* keys_;
   Random* random_;
-  absl::Mutex create_mu_;  // serializes DEK creation (CreateDek's REQUIRES)
+  mutable absl::Mutex mu_;  // serializes DEK creation (CreateDek's REQUIRES)
+  // By store key (storage::EncodeCaseDekKey).
+  absl::flat_hash_map<std::string, PendingKey> pending_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fieldsync::sync

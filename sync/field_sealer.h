@@ -7,7 +7,9 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace fieldsync::sync {
@@ -20,18 +22,29 @@ struct FieldAddress {
   std::string_view field;
 };
 
+// A write that sealed values depend on and that is not durable yet: a new
+// case's wrapped data key (Cf::kKeys). The caller commits it in the same
+// write batch as the values, so that no committed ciphertext lacks its key
+// and no key is written for values that never commit.
+struct KeyWrite {
+  std::string key;
+  std::string value;
+};
+
 // Implementations must be thread-safe: the ingest pipeline seals on many
 // threads at once, the change feed opens on others.
 class FieldSealer {
  public:
   virtual ~FieldSealer() = default;
 
-  // The ciphertext of `plaintext` under the case's current data key,
-  // creating (and durably storing) that key when the case has none yet, so
-  // that no committed ciphertext lacks its key. Random nonce: sealing the
-  // same value twice gives different bytes. kUnavailable on storage errors.
-  virtual absl::StatusOr<std::string> Seal(const FieldAddress& at,
-                                           std::string_view plaintext) = 0;
+  // The ciphertext of `plaintext` under the case's current data key. When
+  // the case's key is not durable yet (a new case), the sealer makes it and
+  // adds its KeyWrite to *key_writes (once per key per vector): the caller
+  // commits those with the value. Random nonce: sealing the same value
+  // twice gives different bytes. kFailedPrecondition for an erased case;
+  // kUnavailable on storage errors.
+  virtual absl::StatusOr<std::string> Seal(const FieldAddress& at, std::string_view plaintext,
+                                           std::vector<KeyWrite>* key_writes) = 0;
 
   // The plaintext of `sealed`. kDataLoss if it does not open at `at`
   // (tampered, moved); kNotFound if the case's key was erased
@@ -44,7 +57,17 @@ class FieldSealer {
   // field name and the plaintext (so equal values of different fields
   // differ). Deterministic for a given case key. The errors of Seal.
   virtual absl::StatusOr<std::string> Digest(std::string_view case_id, std::string_view field,
-                                             std::string_view plaintext) = 0;
+                                             std::string_view plaintext,
+                                             std::vector<KeyWrite>* key_writes) = 0;
+
+  // The commit step calls these with the key writes of the units it is
+  // about to commit, one group at a time. Keep drops the writes that must
+  // not be written any more (the key became durable through another write,
+  // or the case was erased since), so that a stale copy never overwrites a
+  // later state of the key. Committed tells the sealer those keys are
+  // durable. Both thread-safe.
+  virtual absl::Status Keep(std::vector<KeyWrite>* writes) { return absl::OkStatus(); }
+  virtual void Committed(const std::vector<KeyWrite>& writes) {}
 };
 
 }  // namespace fieldsync::sync

@@ -73,6 +73,8 @@ struct Ingest::PreparedChange {
 
 struct Ingest::PreparedBatch {
   BatchMeta meta;
+  // New case keys the sealed values depend on (FieldSealer::Seal).
+  std::vector<KeyWrite> key_writes;
   Uuid batch_uuid{};
   std::string payload_hash;
   std::vector<PreparedChange> changes;
@@ -89,6 +91,8 @@ struct Ingest::Unit {
   PushResult push;
   v1::ChangeResult staff_result;
   bool done = false;
+  // Server-side changes: new case keys their sealed values depend on.
+  std::vector<KeyWrite> key_writes;
   // Inside the commit step: records touched, by record id.
   absl::flat_hash_map<std::string, size_t> touched;
 };
@@ -102,22 +106,25 @@ Ingest::~Ingest() = default;
 absl::StatusOr<v1::StoredValue> Ingest::StoreValue(const v1::FieldDef& def,
                                                    std::string_view case_id,
                                                    std::string_view record_id,
-                                                   const v1::FieldValue& value) {
+                                                   const v1::FieldValue& value,
+                                                   std::vector<KeyWrite>* key_writes) {
   if (!IsEncrypted(def) || value.kind_case() == v1::FieldValue::KIND_NOT_SET) {
     return ClearStoredValue(value);
   }
   const std::string plaintext = value.SerializeAsString();
   v1::StoredValue stored;
   ASSIGN_OR_RETURN(*stored.mutable_data(),
-                   options_.sealer->Seal(FieldAddress{case_id, record_id, def.name()}, plaintext));
+                   options_.sealer->Seal(FieldAddress{case_id, record_id, def.name()}, plaintext,
+                                         key_writes));
   ASSIGN_OR_RETURN(*stored.mutable_digest(),
-                   options_.sealer->Digest(case_id, def.name(), plaintext));
+                   options_.sealer->Digest(case_id, def.name(), plaintext, key_writes));
   stored.set_encrypted(true);
   return stored;
 }
 
 absl::Status Ingest::PrepareChange(const v1::RecordChange& change, const BatchMeta& meta,
-                                   absl::Time now, PreparedChange* out) {
+                                   absl::Time now, PreparedChange* out,
+                                   std::vector<KeyWrite>* key_writes) {
   const std::string& cid = change.change_id();
   auto reject = [&](v1::RejectReason reason, std::string detail) {
     out->rejection = Rejected(cid, reason, std::move(detail));
@@ -190,7 +197,15 @@ absl::Status Ingest::PrepareChange(const v1::RecordChange& change, const BatchMe
         v1::EntryField* f = e.add_fields();
         f->set_field(w.field());
         f->set_base_version(w.base_version());
-        ASSIGN_OR_RETURN(*f->mutable_value(), StoreValue(*def, *case_id, *record_id, w.value()));
+        absl::StatusOr<v1::StoredValue> stored =
+            StoreValue(*def, *case_id, *record_id, w.value(), key_writes);
+        if (absl::IsFailedPrecondition(stored.status())) {
+          // The sealer's answer for an erased case: no new key is made.
+          return reject(v1::REJECT_REASON_CASE_ERASED,
+                        absl::StrFormat("change %s: case %s was erased", cid, *case_id));
+        }
+        if (!stored.ok()) return stored.status();
+        *f->mutable_value() = *std::move(stored);
       }
       return absl::OkStatus();
     }
@@ -269,7 +284,8 @@ absl::StatusOr<Ingest::PreparedBatch> Ingest::Prepare(const BatchMeta& meta,
           absl::StrFormat("change %s appears twice in the batch", change.change_id()));
       continue;
     }
-    RETURN_IF_ERROR(PrepareChange(change, batch.meta, now, &batch.changes[i]));
+    RETURN_IF_ERROR(
+        PrepareChange(change, batch.meta, now, &batch.changes[i], &batch.key_writes));
   }
   return batch;
 }
@@ -355,6 +371,21 @@ void Ingest::CommitGroup(const std::vector<Unit*>& group) {
       if (!group_status.ok()) break;
     }
   }
+  // The new case keys that committed values were sealed under, from the
+  // units that commit something.
+  std::vector<KeyWrite> key_writes;
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (!summaries[i].has_value()) continue;
+    std::vector<KeyWrite>& w =
+        group[i]->batch != nullptr ? group[i]->batch->key_writes : group[i]->key_writes;
+    key_writes.insert(key_writes.end(), std::make_move_iterator(w.begin()),
+                      std::make_move_iterator(w.end()));
+    w.clear();
+  }
+  if (group_status.ok() && !key_writes.empty()) {
+    group_status = options_.sealer->Keep(&key_writes);
+    for (const KeyWrite& w : key_writes) wb.Put(Cf::kKeys, w.key, w.value);
+  }
   if (group_status.ok()) {
     if (position != *next_position_) {
       wb.Put(Cf::kMetadata, storage::EncodeMetadataKey(kNextPositionName), EncodeU64(position));
@@ -367,7 +398,21 @@ void Ingest::CommitGroup(const std::vector<Unit*>& group) {
     for (CommitObserver* observer : options_.observers) observer->AfterCommit(&wb, group_status);
   }
   if (!group_status.ok()) return fail_all(group_status);
+  options_.sealer->Committed(key_writes);
+  {
+    absl::MutexLock lock(&stats_mu_);
+    ++stats_.groups;
+    stats_.units += group.size();
+    stats_.log_entries += position - *next_position_;
+    stats_.write_ops += static_cast<uint64_t>(wb.Count());
+    stats_.write_bytes += wb.ByteSize();
+  }
   next_position_ = position;
+}
+
+IngestStats Ingest::Stats() const {
+  absl::MutexLock lock(&stats_mu_);
+  return stats_;
 }
 
 absl::StatusOr<uint64_t> Ingest::NextLogPosition() {
@@ -508,7 +553,9 @@ absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* n
 
 absl::Status Ingest::ProcessStaff(Unit* unit, StateView* view, uint64_t* next_position,
                                   CommittedUnit* summary) {
+  staff_key_writes_ = &unit->key_writes;
   absl::StatusOr<v1::CaseLogEntry> built = unit->builder(view);
+  staff_key_writes_ = nullptr;
   if (!built.ok()) {
     if (built.status().code() == absl::StatusCode::kDataLoss) return built.status();
     unit->status = built.status();

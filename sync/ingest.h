@@ -125,6 +125,17 @@ struct StaffActor {
   std::string staff_id;  // the writer becomes "staff:<staff_id>"
 };
 
+// What an Ingest has committed since it was made: for the shutdown summary
+// and for comparing ingest with bare storage writes of the same shape
+// (bench/sync_load.cc). Counts committed groups only.
+struct IngestStats {
+  uint64_t groups = 0;        // synced storage writes
+  uint64_t units = 0;         // device batches and server-side changes in them
+  uint64_t log_entries = 0;   // canonical log entries written
+  uint64_t write_ops = 0;     // puts, merges and deletes in the groups' write batches
+  uint64_t write_bytes = 0;   // serialized size of those write batches
+};
+
 class Ingest {
  public:
   struct Options {
@@ -166,6 +177,9 @@ class Ingest {
   // (is_retry_answer) and changes nothing.
   absl::StatusOr<PushResult> Push(const BatchMeta& meta, const v1::BatchPayload& payload);
 
+  // A consistent copy of the counters. Thread-safe.
+  IngestStats Stats() const;
+
   // Server-side changes. Each commits one log entry and returns its result.
   // Common errors: kNotFound (case or conflict absent, NOT_FOUND),
   // kInvalidArgument (a value fails the schema, INVALID_VALUE), kAborted
@@ -205,10 +219,12 @@ class Ingest {
 
   absl::StatusOr<PreparedBatch> Prepare(const BatchMeta& meta, const v1::BatchPayload& payload);
   absl::Status PrepareChange(const v1::RecordChange& change, const BatchMeta& meta,
-                             absl::Time now, PreparedChange* out);
+                             absl::Time now, PreparedChange* out,
+                             std::vector<KeyWrite>* key_writes);
   absl::StatusOr<v1::StoredValue> StoreValue(const v1::FieldDef& def, std::string_view case_id,
                                              std::string_view record_id,
-                                             const v1::FieldValue& value);
+                                             const v1::FieldValue& value,
+                                           std::vector<KeyWrite>* key_writes);
   absl::StatusOr<v1::ChangeResult> RunStaff(const StaffActor& actor, v1::ChangeKind kind,
                                             StaffBuilder builder);
   // Queues `unit` and returns once it is done (as leader or follower).
@@ -231,6 +247,10 @@ class Ingest {
   bool leader_active_ ABSL_GUARDED_BY(mu_) = false;
   // Only the current leader touches it (leader_active_ hands it over).
   std::optional<uint64_t> next_position_;
+  // The key writes of the server-side change being built (leader only).
+  std::vector<KeyWrite>* staff_key_writes_ = nullptr;
+  mutable absl::Mutex stats_mu_;
+  IngestStats stats_ ABSL_GUARDED_BY(stats_mu_);
 };
 
 }  // namespace fieldsync::sync

@@ -216,7 +216,8 @@ absl::StatusOr<v1::ChangeResult> Ingest::ResolveConflict(const StaffActor& actor
           return InvalidValue("a required field cannot be cleared", case_text, def->name());
         }
         ASSIGN_OR_RETURN(*f->mutable_value(),
-                         StoreValue(*def, entry.case_id(), entry.record_id(), new_value));
+                         StoreValue(*def, entry.case_id(), entry.record_id(), new_value,
+                                    staff_key_writes_));
         return entry;
       });
 }

@@ -361,10 +361,15 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     for (int i = 0; i < entry->fields_size(); ++i) {
       const v1::EntryField& w = entry->fields(i);
       v1::FieldState state;
-      ASSIGN_OR_RETURN(bool has, view->GetProto(Cf::kRecords,
-                                                storage::EncodeFieldStateKey(
-                                                    ld.case_id, ld.record_id, w.field()),
-                                                &state));
+      // A field's state is only ever written with its record's header, so a
+      // record without one has no field states to read.
+      bool has = false;
+      if (!creating) {
+        ASSIGN_OR_RETURN(has, view->GetProto(Cf::kRecords,
+                                             storage::EncodeFieldStateKey(ld.case_id, ld.record_id,
+                                                                          w.field()),
+                                             &state));
+      }
       if (has) ld.fields[i] = std::move(state);
       const uint64_t current = has ? ld.fields[i]->version() : 0;
       if (w.base_version() > current) {

@@ -17,17 +17,13 @@
 #include "common/file_io.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
-#include "crypto/bytes.h"
-#include "crypto/ed25519.h"
 #include "crypto/system_random.h"
-#include "crypto/x25519.h"
-#include "crypto/x509.h"
 #include "device/tablet.h"
-#include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "sync/schema.h"
 #include "tools/client.h"
+#include "tools/enrol_device.h"
 
 namespace fieldsync::tools {
 namespace {
@@ -212,69 +208,13 @@ absl::Status Simulation::Enrol(int index) {
   SimTablet t;
   t.index = index;
   t.officer = index % report_.officers;
-  const std::string officer = absl::StrFormat("sim-%s-officer-%d", tag_, t.officer + 1);
-  const std::string& region = regions_[t.officer % regions_.size()];
-
-  v1::CreateEnrolmentCodeRequest code_request;
-  code_request.set_officer_id(officer);
-  code_request.set_region(region);
-  code_request.set_ttl_seconds(3600);
-  v1::CreateEnrolmentCodeResponse code;
-  {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline());
-    grpc::Status s = v1::AdminService::NewStub(admin_.channel)
-                         ->CreateEnrolmentCode(&context, code_request, &code);
-    if (!s.ok()) {
-      return absl::UnavailableError(
-          absl::StrFormat("enrolment code: %s", DescribeRpcError(s, admin_.server)));
-    }
-  }
-
-  // The tablet's keys: TLS (P-256, CSR), signing (Ed25519), receiving
-  // (X25519), all from the system CSPRNG.
-  ASSIGN_OR_RETURN(crypto::KeyPem tls_key, crypto::GenerateP256Key());
-  ASSIGN_OR_RETURN(std::string csr,
-                   crypto::CreateCsr(tls_key.private_key_pem, "fieldsync://device/new"));
-  crypto::Ed25519KeyPair signing = crypto::GenerateEd25519(ids_);
-  crypto::X25519KeyPair receiving = crypto::GenerateX25519(ids_);
-  v1::EnrollRequest request;
-  request.set_enrolment_code(code.code());
-  request.set_csr_pem(csr);
-  request.set_signing_public_key(crypto::ToString(signing.public_key));
-  request.set_receiving_public_key(crypto::ToString(receiving.public_key));
-  request.set_device_label(absl::StrFormat("simulated tablet %d (%s)", index + 1, tag_));
-  v1::EnrollResponse enrolment;
-  {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca_pem_;
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    auto channel = grpc::CreateCustomChannel(admin_.server, grpc::SslCredentials(ssl), args);
-    grpc::ClientContext context;
-    context.set_deadline(Deadline());
-    grpc::Status s = v1::SyncService::NewStub(channel)->Enroll(&context, request, &enrolment);
-    if (!s.ok()) {
-      return absl::UnavailableError(
-          absl::StrFormat("enrol: %s", DescribeRpcError(s, admin_.server)));
-    }
-  }
-  ASSIGN_OR_RETURN(crypto::Ed25519Signer signer,
-                   crypto::Ed25519Signer::Create(signing.seed.span()));
-  ASSIGN_OR_RETURN(crypto::X25519PrivateKey receiving_key,
-                   crypto::X25519PrivateKey::Create(receiving.private_key.span()));
-  ASSIGN_OR_RETURN(device::Tablet tablet,
-                   device::Tablet::Create(enrolment, std::move(signer), std::move(receiving_key)));
-  t.tablet = std::make_unique<device::Tablet>(std::move(tablet));
-
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = ca_pem_;
-  ssl.pem_cert_chain = enrolment.certificate_pem();
-  ssl.pem_private_key = tls_key.private_key_pem;
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  t.channel = grpc::CreateCustomChannel(admin_.server, grpc::SslCredentials(ssl), args);
+  EnrolDeviceRequest request;
+  request.officer_id = absl::StrFormat("sim-%s-officer-%d", tag_, t.officer + 1);
+  request.region = regions_[t.officer % regions_.size()];
+  request.label = absl::StrFormat("simulated tablet %d (%s)", index + 1, tag_);
+  ASSIGN_OR_RETURN(EnrolledDevice enrolled, EnrolDevice(admin_, ca_pem_, request, ids_));
+  t.tablet = std::move(enrolled.tablet);
+  t.channel = std::move(enrolled.channel);
   tablets_.push_back(std::move(t));
   ++report_.devices_enrolled;
   return absl::OkStatus();

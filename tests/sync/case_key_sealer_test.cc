@@ -1,11 +1,14 @@
 #include "sync/case_key_sealer.h"
 
 #include <memory>
+#include <vector>
 
 #include "crypto/case_keys.h"
 #include "crypto/master_key.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "storage/column_families.h"
+#include "storage/key_codec.h"
 #include "storage/store.h"
 #include "tests/sync/sync_test_util.h"
 #include "tests/testing/seeded_random.h"
@@ -41,37 +44,117 @@ class CaseKeySealerTest : public ::testing::Test {
 const std::string kCase = testing::Id(1);
 const std::string kRecord = testing::Id(2);
 
-TEST_F(CaseKeySealerTest, SealedValueOpensOnlyAtItsAddress) {
+// Commits `writes` as the commit step does: Keep, put, commit, Committed.
+void CommitKeys(CaseKeySealer& sealer, storage::Store& store, std::vector<KeyWrite> writes) {
+  ASSERT_THAT(sealer.Keep(&writes), IsOk());
+  storage::WriteBatch batch;
+  for (const KeyWrite& w : writes) batch.Put(storage::Cf::kKeys, w.key, w.value);
+  ASSERT_THAT(store.Commit(&batch), IsOk());
+  sealer.Committed(writes);
+}
+
+TEST_F(CaseKeySealerTest, SealedValueOpensOnlyAtItsAddressOnceItsKeyIsCommitted) {
+  std::vector<KeyWrite> writes;
   absl::StatusOr<std::string> sealed =
-      sealer_->Seal(FieldAddress{kCase, kRecord, "given_name"}, "Amina");
+      sealer_->Seal(FieldAddress{kCase, kRecord, "given_name"}, "Amina", &writes);
   ASSERT_THAT(sealed, IsOk());
+  ASSERT_EQ(writes.size(), 1u);
+  EXPECT_EQ(writes[0].key, storage::EncodeCaseDekKey(*ParseUuid(kCase)));
+  // Nothing is in the store until the caller commits the key with the value.
+  EXPECT_THAT(store_->Get(storage::Cf::kKeys, writes[0].key),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(sealer_->Open(FieldAddress{kCase, kRecord, "given_name"}, *sealed),
+              StatusIs(absl::StatusCode::kNotFound));
+
+  CommitKeys(*sealer_, *store_, writes);
 
   EXPECT_THAT(sealer_->Open(FieldAddress{kCase, kRecord, "given_name"}, *sealed),
               IsOkAndHolds(std::string("Amina")));
   EXPECT_THAT(sealer_->Open(FieldAddress{kCase, kRecord, "family_name"}, *sealed),
               StatusIs(absl::StatusCode::kDataLoss));
+  // A fresh sealer (a restart) opens it from the store alone.
+  CaseKeySealer fresh(store_.get(), keys_.get(), &random_);
+  EXPECT_THAT(fresh.Open(FieldAddress{kCase, kRecord, "given_name"}, *sealed),
+              IsOkAndHolds(std::string("Amina")));
+}
+
+TEST_F(CaseKeySealerTest, EveryUnitUsingAPendingKeyCarriesItOnceUntilOneCommits) {
+  std::vector<KeyWrite> first, second;
+  ASSERT_THAT(sealer_->Seal(FieldAddress{kCase, kRecord, "given_name"}, "Amina", &first), IsOk());
+  ASSERT_THAT(sealer_->Seal(FieldAddress{kCase, kRecord, "family_name"}, "Okello", &first), IsOk());
+  ASSERT_THAT(sealer_->Digest(kCase, "given_name", "Amina", &first), IsOk());
+  absl::StatusOr<std::string> later =
+      sealer_->Seal(FieldAddress{kCase, kRecord, "village"}, "Hill", &second);
+  ASSERT_THAT(later, IsOk());
+
+  ASSERT_EQ(first.size(), 1u);  // once per key per vector
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(first[0].value, second[0].value);  // the same key, not a second one
+  EXPECT_EQ(sealer_->pending_keys(), 1u);
+
+  // The first unit fails to commit (its writes are dropped): the second
+  // still carries the key, so its value opens after its own commit.
+  CommitKeys(*sealer_, *store_, second);
+  EXPECT_EQ(sealer_->pending_keys(), 0u);
+  EXPECT_THAT(sealer_->Open(FieldAddress{kCase, kRecord, "village"}, *later),
+              IsOkAndHolds(std::string("Hill")));
+  // Once durable, sealing adds no key write.
+  std::vector<KeyWrite> third;
+  ASSERT_THAT(sealer_->Seal(FieldAddress{kCase, kRecord, "sex"}, "f", &third), IsOk());
+  EXPECT_TRUE(third.empty());
+}
+
+TEST_F(CaseKeySealerTest, KeepDropsAKeyThatBecameDurableOrWasErased) {
+  std::vector<KeyWrite> a, b;
+  ASSERT_THAT(sealer_->Seal(FieldAddress{kCase, kRecord, "given_name"}, "Amina", &a), IsOk());
+  ASSERT_THAT(sealer_->Seal(FieldAddress{kCase, kRecord, "family_name"}, "Okello", &b), IsOk());
+  CommitKeys(*sealer_, *store_, a);
+  // b's copy is stale: the key is durable already.
+  ASSERT_THAT(sealer_->Keep(&b), IsOk());
+  EXPECT_TRUE(b.empty());
+
+  // A key pending while its case is erased is never written over the
+  // erasure marker.
+  const std::string other = testing::Id(7);
+  std::vector<KeyWrite> c;
+  ASSERT_THAT(sealer_->Seal(FieldAddress{other, other, "given_name"}, "Joy", &c), IsOk());
+  ASSERT_EQ(c.size(), 1u);
+  ASSERT_THAT(keys_->Erase(*ParseUuid(other)), IsOk());
+  ASSERT_THAT(sealer_->Keep(&c), IsOk());
+  EXPECT_TRUE(c.empty());
+  EXPECT_EQ(sealer_->pending_keys(), 0u);
 }
 
 TEST_F(CaseKeySealerTest, DigestIsDeterministicPerCaseAndField) {
-  absl::StatusOr<std::string> a = sealer_->Digest(kCase, "given_name", "Amina");
+  std::vector<KeyWrite> w;
+  absl::StatusOr<std::string> a = sealer_->Digest(kCase, "given_name", "Amina", &w);
   ASSERT_THAT(a, IsOk());
 
-  EXPECT_THAT(sealer_->Digest(kCase, "given_name", "Amina"), IsOkAndHolds(*a));
-  EXPECT_NE(*sealer_->Digest(kCase, "family_name", "Amina"), *a);
-  EXPECT_NE(*sealer_->Digest(testing::Id(9), "given_name", "Amina"), *a);
+  EXPECT_THAT(sealer_->Digest(kCase, "given_name", "Amina", &w), IsOkAndHolds(*a));
+  EXPECT_NE(*sealer_->Digest(kCase, "family_name", "Amina", &w), *a);
+  EXPECT_NE(*sealer_->Digest(testing::Id(9), "given_name", "Amina", &w), *a);
+  // The same after the key is committed.
+  CommitKeys(*sealer_, *store_, w);
+  std::vector<KeyWrite> none;
+  EXPECT_THAT(sealer_->Digest(kCase, "given_name", "Amina", &none), IsOkAndHolds(*a));
+  EXPECT_TRUE(none.empty());
 }
 
 TEST_F(CaseKeySealerTest, ErasedCaseNoLongerOpens) {
+  std::vector<KeyWrite> w;
   absl::StatusOr<std::string> sealed =
-      sealer_->Seal(FieldAddress{kCase, kRecord, "given_name"}, "Amina");
+      sealer_->Seal(FieldAddress{kCase, kRecord, "given_name"}, "Amina", &w);
   ASSERT_THAT(sealed, IsOk());
+  CommitKeys(*sealer_, *store_, w);
 
   ASSERT_THAT(keys_->Erase(*ParseUuid(kCase)), IsOk());
 
   EXPECT_THAT(sealer_->Open(FieldAddress{kCase, kRecord, "given_name"}, *sealed),
               StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(sealer_->Seal(FieldAddress{kCase, kRecord, "given_name"}, "x"),
+  std::vector<KeyWrite> after;
+  EXPECT_THAT(sealer_->Seal(FieldAddress{kCase, kRecord, "given_name"}, "x", &after),
               StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(after.empty());
 }
 
 }  // namespace

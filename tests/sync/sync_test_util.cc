@@ -30,7 +30,8 @@ std::string Aad(const FieldAddress& at) {
 }  // namespace
 
 absl::StatusOr<std::string> TestFieldSealer::Seal(const FieldAddress& at,
-                                                  std::string_view plaintext) {
+                                                  std::string_view plaintext,
+                                                  std::vector<KeyWrite>* /*key_writes*/) {
   if (fail_) return absl::UnavailableError("test sealer told to fail");
   crypto::HmacSha256Tag key = CaseKey(at.case_id);
   uint8_t nonce[crypto::kAesGcmNonceSize];
@@ -57,7 +58,8 @@ absl::StatusOr<std::string> TestFieldSealer::Open(const FieldAddress& at,
 
 absl::StatusOr<std::string> TestFieldSealer::Digest(std::string_view case_id,
                                                     std::string_view field,
-                                                    std::string_view plaintext) {
+                                                    std::string_view plaintext,
+                                                    std::vector<KeyWrite>* /*key_writes*/) {
   crypto::HmacSha256Tag key = CaseKey(case_id);
   crypto::HmacSha256Tag digest_key = crypto::HmacSha256(key, crypto::AsBytes("digest"));
   std::string data(field);

@@ -26,11 +26,13 @@ namespace fieldsync::sync::testing {
 class TestFieldSealer final : public FieldSealer {
  public:
   explicit TestFieldSealer(Random* random) : random_(random) {}
-  absl::StatusOr<std::string> Seal(const FieldAddress& at, std::string_view plaintext) override;
+  absl::StatusOr<std::string> Seal(const FieldAddress& at, std::string_view plaintext,
+                                   std::vector<KeyWrite>* key_writes) override;
   absl::StatusOr<std::string> Open(const FieldAddress& at,
                                    std::string_view sealed) const override;
   absl::StatusOr<std::string> Digest(std::string_view case_id, std::string_view field,
-                                     std::string_view plaintext) override;
+                                     std::string_view plaintext,
+                                     std::vector<KeyWrite>* key_writes) override;
   // Makes Seal fail with kUnavailable while set.
   void set_fail(bool fail) { fail_ = fail; }
 
