@@ -187,6 +187,8 @@ class AuditLog {
   std::optional<SignedTreeHead> latest_head_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex sign_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one signer at a time
+  // The head this process last signed (stored before it was set).
+  std::optional<Checkpoint> signed_since_open_ ABSL_GUARDED_BY(sign_mu_);
 };
 
 // Ends `batch`'s session at scope exit: AbortPending unless Committed()
