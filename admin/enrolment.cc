@@ -101,7 +101,18 @@ absl::StatusOr<IssuedEnrolmentCode> DeviceEnrolment::CreateCode(std::string_view
   batch.Put(storage::Cf::kPrincipals,
             storage::EncodeEnrolmentCodeKey(EnrolmentCodeHashHex(normalized)),
             stored.SerializeAsString());
+  // Who let a device be enrolled for which officer and region, in the same
+  // commit as the code (never the code itself).
+  audit::AuditSession session(audit_, &batch);
+  if (audit_ != nullptr) {
+    audit::AdminAction action;
+    action.actor = actor;
+    action.action = std::string(kIssueEnrolmentCodeAction);
+    action.subject_ids = {std::string(officer_id), std::string(region)};
+    RETURN_IF_ERROR(audit_->Append(audit::Event{now, std::move(action)}, &batch).status());
+  }
   RETURN_IF_ERROR(store_->Commit(&batch));
+  session.Committed();
   return IssuedEnrolmentCode{std::move(code), now + ttl, std::string(officer_id),
                              std::string(region)};
 }

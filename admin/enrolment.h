@@ -54,6 +54,9 @@ struct EnrolledDevice {
 
 // Thread-safe: code and registry writes are serialized. Pointers are not
 // owned and must outlive this object.
+// The AdminAction name of an issued enrolment code.
+inline constexpr std::string_view kIssueEnrolmentCodeAction = "enrolment-code.issue";
+
 class DeviceEnrolment {
  public:
   DeviceEnrolment(storage::Store* store, const crypto::CertificateAuthority* ca, Clock* clock,
@@ -81,7 +84,9 @@ class DeviceEnrolment {
   absl::StatusOr<EnrolledDevice> Enroll(const EnrolmentRequest& request);
 
   // Records each enrolment (with the device's public keys) in `log`, in the
-  // same commit as the registry write. Not owned; null: no audit events.
+  // same commit as the registry write, and each code issued as an
+  // AdminAction kIssueEnrolmentCodeAction with subjects (officer id,
+  // region), in the code's commit. Not owned; null: no audit events.
   void set_audit_log(audit::AuditLog* log) { audit_ = log; }
 
  private:

@@ -345,6 +345,32 @@ TEST_F(AuditServiceTest, FreshDeploymentLogsTheFirstAdministrator) {
   EXPECT_EQ(report.events_by_kind, (std::map<std::string, uint64_t>{{"staff-added", 1}}));
 }
 
+// Issuing an enrolment code is an administrative action in the log, just
+// before the enrolment it allows; the code itself is nowhere in it.
+TEST_F(AuditServiceTest, AnIssuedEnrolmentCodeIsLoggedBeforeTheEnrolment) {
+  const uint64_t before = Open(Head(admin_)).size;
+  Device d = Enrol();
+  audit::Checkpoint cp = Open(Head(admin_));
+  ASSERT_EQ(cp.size, before + 2);
+  std::vector<std::string> entries;
+  grpc::Status s = Entries(admin_, before, cp.size, &entries);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(entries.size(), 2u);
+
+  absl::StatusOr<audit::Event> issued = audit::DecodeEvent(entries[0]);
+  ASSERT_THAT(issued, IsOk());
+  const auto* action = std::get_if<audit::AdminAction>(&issued->body);
+  ASSERT_NE(action, nullptr) << audit::KindName(audit::KindOf(*issued));
+  EXPECT_EQ(action->action, "enrolment-code.issue");
+  EXPECT_EQ(action->actor, "fieldsync://staff/admin");
+  EXPECT_EQ(action->subject_ids, (std::vector<std::string>{"officer1", "northern"}));
+  absl::StatusOr<audit::Event> enrolled = audit::DecodeEvent(entries[1]);
+  ASSERT_THAT(enrolled, IsOk());
+  const auto* device = std::get_if<audit::DeviceEnrolled>(&enrolled->body);
+  ASSERT_NE(device, nullptr) << audit::KindName(audit::KindOf(*enrolled));
+  EXPECT_EQ(device->officer_id, "officer1");
+}
+
 TEST_F(AuditServiceTest, AuditorReadsHeadsProofsAndEntries) {
   Grow(3);
   v1::SignedTreeHead head = Head(auditor_);
