@@ -16,8 +16,9 @@ absl::StatusOr<ErasedCase> CaseErasure::Erase(std::string_view case_id,
                                               const std::string& actor) {
   absl::StatusOr<Uuid> id = ParseUuid(case_id);
   if (!id.ok()) {
-    return absl::InvalidArgumentError("case_id must be a case UUID, e.g. "
-                                      "0f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b");
+    return absl::InvalidArgumentError(
+        "case_id must be a case UUID, e.g. "
+        "0f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b");
   }
   absl::StatusOr<Uuid> confirm = ParseUuid(confirm_case_id);
   if (!confirm.ok() || *confirm != *id) {
@@ -52,15 +53,15 @@ absl::StatusOr<ErasedCase> CaseErasure::Erase(std::string_view case_id,
   audit::CaseErased event;
   event.actor = actor;
   event.case_id = *id;
-  ASSIGN_OR_RETURN(uint64_t leaf, audit_->Append(audit::Event{clock_->Now(), std::move(event)},
-                                                 &batch));
+  ASSIGN_OR_RETURN(uint64_t leaf,
+                   audit_->Append(audit::Event{clock_->Now(), std::move(event)}, &batch));
   bool committed = false;
   absl::Status erased = keys_->Erase(*id, &batch, &committed);
   if (committed) session.Committed();
   if (!erased.ok()) {
-    log::Error("case.erase_failed", {{"case_id", text},
-                                     {"committed", committed ? "yes" : "no"},
-                                     {"reason", erased.message()}});
+    log::Error(
+        "case.erase_failed",
+        {{"case_id", text}, {"committed", committed ? "yes" : "no"}, {"reason", erased.message()}});
     return erased;
   }
   ErasedCase out;

@@ -91,8 +91,7 @@ absl::StatusOr<uint32_t> MasterKeyRotation::RewrapServerKeys() {
       if (version == current) continue;
       storage::KeyReader reader(it->key());
       ASSIGN_OR_RETURN(std::string purpose, reader.String());
-      ASSIGN_OR_RETURN(std::string rewrapped,
-                       ring.Rewrap(purpose, it->value(), *options_.random));
+      ASSIGN_OR_RETURN(std::string rewrapped, ring.Rewrap(purpose, it->value(), *options_.random));
       batch.Put(storage::Cf::kKeys, it->key(), rewrapped);
       ++count;
     }
@@ -164,9 +163,9 @@ absl::StatusOr<RotationResult> MasterKeyRotation::Rotate(const std::string& acto
   event.purpose = std::string(kKekPurpose);
   event.old_version = result.old_version;
   event.new_version = result.new_version;
-  ASSIGN_OR_RETURN(result.audit_leaf_index,
-                   options_.audit->Append(audit::Event{options_.clock->Now(), std::move(event)},
-                                          &batch));
+  ASSIGN_OR_RETURN(
+      result.audit_leaf_index,
+      options_.audit->Append(audit::Event{options_.clock->Now(), std::move(event)}, &batch));
   batch.Delete(storage::Cf::kMetadata, pending_key);
   RETURN_IF_ERROR(options_.store->Commit(&batch));
   session.Committed();

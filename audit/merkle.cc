@@ -196,8 +196,8 @@ Hash LeafHash(std::span<const uint8_t> entry) {
 }
 
 Hash LeafHash(std::string_view entry) {
-  return LeafHash(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(entry.data()),
-                                           entry.size()));
+  return LeafHash(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(entry.data()), entry.size()));
 }
 
 Hash NodeHash(const Hash& left, const Hash& right) {
@@ -301,8 +301,9 @@ absl::StatusOr<Hash> MemoryNodeSource::Node(NodeId id) {
 // --- Proof generation ---
 
 absl::StatusOr<Hash> RootAt(NodeSource& source, uint64_t size) {
-  ASSIGN_OR_RETURN(std::vector<Hash> root,
-                   HashRanges(source, [&](auto visit) { visit(Range{0, size}); }));
+  ASSIGN_OR_RETURN(std::vector<Hash> root, HashRanges(source, [&](auto visit) {
+                     visit(Range{0, size});
+                   }));
   return root[0];
 }
 
@@ -366,8 +367,7 @@ absl::Status VerifyConsistency(uint64_t size1, uint64_t size2, std::span<const H
   if (size1 == size2) {
     if (!proof.empty()) return CheckProofLength(proof.size(), 0);
     if (root1 != root2) {
-      return absl::DataLossError(
-          "merkle: two different roots for one tree size (the log forked)");
+      return absl::DataLossError("merkle: two different roots for one tree size (the log forked)");
     }
     return absl::OkStatus();
   }
@@ -415,9 +415,8 @@ absl::Status VerifyInclusion(std::string_view leaf_hash, uint64_t index, uint64_
   return VerifyInclusion(leaf, index, size, path, want_root);
 }
 
-absl::Status VerifyConsistency(uint64_t size1, uint64_t size2,
-                               std::span<const std::string> proof, std::string_view root1,
-                               std::string_view root2) {
+absl::Status VerifyConsistency(uint64_t size1, uint64_t size2, std::span<const std::string> proof,
+                               std::string_view root1, std::string_view root2) {
   ASSIGN_OR_RETURN(Hash first, HashFromBytes(root1));
   ASSIGN_OR_RETURN(Hash second, HashFromBytes(root2));
   ASSIGN_OR_RETURN(std::vector<Hash> path, HashesFromBytes(proof));

@@ -132,8 +132,7 @@ class MemoryNodeSource final : public NodeSource {
 // MTH(D[0:size]); EmptyRoot() for size 0.
 absl::StatusOr<Hash> RootAt(NodeSource& source, uint64_t size);
 // PATH(index, D[0:size]). kInvalidArgument unless index < size.
-absl::StatusOr<std::vector<Hash>> InclusionProof(NodeSource& source, uint64_t index,
-                                                 uint64_t size);
+absl::StatusOr<std::vector<Hash>> InclusionProof(NodeSource& source, uint64_t index, uint64_t size);
 // PROOF(size1, D[0:size2]); empty when size1 == size2. kInvalidArgument
 // unless 0 < size1 <= size2.
 absl::StatusOr<std::vector<Hash>> ConsistencyProof(NodeSource& source, uint64_t size1,
@@ -162,9 +161,8 @@ absl::Status VerifyConsistency(uint64_t size1, uint64_t size2, std::span<const H
 // checked to be 32 bytes first (kInvalidArgument otherwise).
 absl::Status VerifyInclusion(std::string_view leaf_hash, uint64_t index, uint64_t size,
                              std::span<const std::string> proof, std::string_view root);
-absl::Status VerifyConsistency(uint64_t size1, uint64_t size2,
-                               std::span<const std::string> proof, std::string_view root1,
-                               std::string_view root2);
+absl::Status VerifyConsistency(uint64_t size1, uint64_t size2, std::span<const std::string> proof,
+                               std::string_view root1, std::string_view root2);
 
 }  // namespace fieldsync::audit
 

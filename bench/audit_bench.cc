@@ -133,7 +133,8 @@ OpenLog* proof_store = nullptr;
 OpenLog& ProofStore() {
   static OpenLog* log = [] {
     uint64_t leaves = 10'000'000;
-    if (const char* env = std::getenv("AUDIT_BENCH_LEAVES")) leaves = std::strtoull(env, nullptr, 10);
+    if (const char* env = std::getenv("AUDIT_BENCH_LEAVES"))
+      leaves = std::strtoull(env, nullptr, 10);
     auto* l = new OpenLog("proofs");
     std::vector<Event> pool = testing::MixedEvents(4096, 16);
     auto start = std::chrono::steady_clock::now();
@@ -154,8 +155,8 @@ void Latency(benchmark::State& state, F&& one) {
   for (auto _ : state) {
     auto t0 = std::chrono::steady_clock::now();
     one();
-    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
-                     .count());
+    us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(us.begin(), us.end());
   state.counters["p50_us"] = us[us.size() / 2];

@@ -51,8 +51,8 @@ std::string WrapAad(std::string_view purpose, uint32_t version) {
 }
 
 absl::Status DoesNotOpen(std::string_view purpose) {
-  return absl::DataLossError(absl::StrFormat(
-      "wrapped key for %s does not open: wrong master key or corrupted", purpose));
+  return absl::DataLossError(
+      absl::StrFormat("wrapped key for %s does not open: wrong master key or corrupted", purpose));
 }
 
 // Decodes 44 characters of canonical padded base64 into 32 bytes; false if
@@ -68,8 +68,8 @@ bool DecodeKey(std::string_view text, SecretBytes* key) {
   // one key, one spelling.
   std::string again(kBase64KeySize + 1, '\0');
   EVP_EncodeBlock(reinterpret_cast<uint8_t*>(again.data()), out.data(), kKeySize);
-  bool canonical = ConstantTimeEquals(AsBytes(std::string_view(again).substr(0, kBase64KeySize)),
-                                      AsBytes(text));
+  bool canonical =
+      ConstantTimeEquals(AsBytes(std::string_view(again).substr(0, kBase64KeySize)), AsBytes(text));
   Cleanse(again);
   if (!canonical) return false;
   *key = std::move(out);
@@ -198,9 +198,9 @@ absl::StatusOr<MasterKeyRing> MasterKeyRing::ParseText(std::string_view text,
     }
     SecretBytes key;
     if (!DecodeKey(std::string_view(fields[1].data(), fields[1].size()), &key)) {
-      return Malformed(source, line_number,
-                       absl::StrFormat("version %d: the key is not 32 bytes of padded base64",
-                                       version));
+      return Malformed(
+          source, line_number,
+          absl::StrFormat("version %d: the key is not 32 bytes of padded base64", version));
     }
     absl::MutexLock lock(&ring.mu_);
     if (ring.keys_.contains(version)) {
@@ -272,13 +272,13 @@ absl::StatusOr<MasterKeyRing> MasterKeyRing::LoadFromCommand(const std::string& 
       status = absl::FailedPreconditionError(absl::StrFormat(
           "cannot collect the master key command's exit status: %s", std::strerror(errno)));
     } else if (WIFSIGNALED(wait_status)) {
-      status = absl::FailedPreconditionError(absl::StrFormat(
-          "the master key command was killed by signal %d", WTERMSIG(wait_status)));
+      status = absl::FailedPreconditionError(
+          absl::StrFormat("the master key command was killed by signal %d", WTERMSIG(wait_status)));
     } else if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
-      status = absl::FailedPreconditionError(absl::StrFormat(
-          "the master key command exited with status %d (127: not found); see its "
-          "standard error",
-          WEXITSTATUS(wait_status)));
+      status = absl::FailedPreconditionError(
+          absl::StrFormat("the master key command exited with status %d (127: not found); see its "
+                          "standard error",
+                          WEXITSTATUS(wait_status)));
     }
   }
   absl::StatusOr<MasterKeyRing> ring =
@@ -361,16 +361,16 @@ absl::StatusOr<std::string> MasterKeyRing::WrapLocked(std::string_view purpose,
   out.push_back(static_cast<char>(kWrapFormatVersion));
   PutU32(out, current_version_);
   out.append(AsStringView(nonce));
-  RETURN_IF_ERROR(kek.aead->SealAppend(nonce, AsBytes(WrapAad(purpose, current_version_)), secret,
-                                       &out));
+  RETURN_IF_ERROR(
+      kek.aead->SealAppend(nonce, AsBytes(WrapAad(purpose, current_version_)), secret, &out));
   return out;
 }
 
 absl::StatusOr<uint32_t> MasterKeyRing::WrappedVersion(std::string_view wrapped) {
   if (wrapped.size() < kWrapOverhead || static_cast<uint8_t>(wrapped[0]) != kWrapFormatVersion) {
-    return absl::DataLossError(absl::StrFormat(
-        "wrapped key is malformed (%d bytes, format byte not %d)", wrapped.size(),
-        kWrapFormatVersion));
+    return absl::DataLossError(
+        absl::StrFormat("wrapped key is malformed (%d bytes, format byte not %d)", wrapped.size(),
+                        kWrapFormatVersion));
   }
   return GetU32(wrapped.substr(1, 4));
 }
@@ -404,8 +404,7 @@ absl::StatusOr<SecretBytes> MasterKeyRing::UnwrapLocked(std::string_view purpose
 }
 
 absl::StatusOr<std::string> MasterKeyRing::Rewrap(std::string_view purpose,
-                                                  std::string_view wrapped,
-                                                  Random& random) const {
+                                                  std::string_view wrapped, Random& random) const {
   // One lock for both halves: a rotation in between cannot make the
   // result's version differ from what the caller read as current.
   absl::ReaderMutexLock lock(&mu_);

@@ -8,12 +8,11 @@ namespace fieldsync::server {
 grpc::ServerUnaryReactor* AdminServiceImpl::WhoAmI(grpc::CallbackServerContext* context,
                                                    const v1::WhoAmIRequest* request,
                                                    v1::WhoAmIResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.AdminService/WhoAmI", auth_,
-                  [&](const Caller& caller) {
-                    response->set_principal_uri(caller.uri);
-                    *response->mutable_principal() = caller.principal;
-                    return absl::OkStatus();
-                  });
+  return RunUnary(context, "/fieldsync.v1.AdminService/WhoAmI", auth_, [&](const Caller& caller) {
+    response->set_principal_uri(caller.uri);
+    *response->mutable_principal() = caller.principal;
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::AddStaff(grpc::CallbackServerContext* context,
@@ -37,35 +36,33 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddStaff(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AdminServiceImpl::RevokePrincipal(
     grpc::CallbackServerContext* context, const v1::RevokePrincipalRequest* request,
     v1::RevokePrincipalResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.AdminService/RevokePrincipal", auth_,
-                  [&](const Caller& caller) -> absl::Status {
-                    admin::PrincipalName name{request->kind(), request->id()};
-                    if (name.kind != v1::PRINCIPAL_KIND_STAFF &&
-                        name.kind != v1::PRINCIPAL_KIND_DEVICE) {
-                      return absl::InvalidArgumentError("kind must be staff or device");
-                    }
-                    ASSIGN_OR_RETURN(*response->mutable_principal(),
-                                     staff_->Revoke(name, caller.uri));
-                    return absl::OkStatus();
-                  });
+  return RunUnary(
+      context, "/fieldsync.v1.AdminService/RevokePrincipal", auth_,
+      [&](const Caller& caller) -> absl::Status {
+        admin::PrincipalName name{request->kind(), request->id()};
+        if (name.kind != v1::PRINCIPAL_KIND_STAFF && name.kind != v1::PRINCIPAL_KIND_DEVICE) {
+          return absl::InvalidArgumentError("kind must be staff or device");
+        }
+        ASSIGN_OR_RETURN(*response->mutable_principal(), staff_->Revoke(name, caller.uri));
+        return absl::OkStatus();
+      });
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListPrincipals(
-    grpc::CallbackServerContext* context, const v1::ListPrincipalsRequest* request,
-    v1::ListPrincipalsResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.AdminService/ListPrincipals", auth_,
-                  [&](const Caller&) -> absl::Status {
-                    ASSIGN_OR_RETURN(std::vector<v1::Principal> all,
-                                     registry_->List(request->kind()));
-                    for (v1::Principal& p : all) {
-                      if (p.status() == v1::PRINCIPAL_STATUS_REVOKED &&
-                          !request->include_revoked()) {
-                        continue;
-                      }
-                      *response->add_principals() = std::move(p);
-                    }
-                    return absl::OkStatus();
-                  });
+grpc::ServerUnaryReactor* AdminServiceImpl::ListPrincipals(grpc::CallbackServerContext* context,
+                                                           const v1::ListPrincipalsRequest* request,
+                                                           v1::ListPrincipalsResponse* response) {
+  return RunUnary(
+      context, "/fieldsync.v1.AdminService/ListPrincipals", auth_,
+      [&](const Caller&) -> absl::Status {
+        ASSIGN_OR_RETURN(std::vector<v1::Principal> all, registry_->List(request->kind()));
+        for (v1::Principal& p : all) {
+          if (p.status() == v1::PRINCIPAL_STATUS_REVOKED && !request->include_revoked()) {
+            continue;
+          }
+          *response->add_principals() = std::move(p);
+        }
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateEnrolmentCode(
@@ -94,8 +91,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::EraseCase(grpc::CallbackServerContex
                       return absl::UnavailableError("case erasure is not set up on this server");
                     }
                     ASSIGN_OR_RETURN(admin::ErasedCase erased,
-                                     erasure_->Erase(request->case_id(),
-                                                     request->confirm_case_id(), caller.uri));
+                                     erasure_->Erase(request->case_id(), request->confirm_case_id(),
+                                                     caller.uri));
                     response->set_case_id(std::move(erased.case_id));
                     response->set_audit_leaf_index(erased.audit_leaf_index);
                     response->set_audit_tree_size(erased.audit_tree_size);
@@ -106,23 +103,23 @@ grpc::ServerUnaryReactor* AdminServiceImpl::EraseCase(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AdminServiceImpl::RotateMasterKey(
     grpc::CallbackServerContext* context, const v1::RotateMasterKeyRequest* /*request*/,
     v1::RotateMasterKeyResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.AdminService/RotateMasterKey", auth_,
-                  [&](const Caller& caller) -> absl::Status {
-                    if (rotation_ == nullptr) {
-                      return absl::UnavailableError(
-                          "master key rotation is not set up on this server");
-                    }
-                    ASSIGN_OR_RETURN(admin::RotationResult r, rotation_->Rotate(caller.uri));
-                    response->set_old_version(r.old_version);
-                    response->set_new_version(r.new_version);
-                    response->set_rewrapped(r.case_keys.rewrapped);
-                    response->set_already_current(r.case_keys.already_current);
-                    response->set_erased(r.case_keys.erased);
-                    response->set_server_keys_rewrapped(r.server_keys_rewrapped);
-                    response->set_resumed(r.resumed);
-                    response->set_audit_leaf_index(r.audit_leaf_index);
-                    return absl::OkStatus();
-                  });
+  return RunUnary(
+      context, "/fieldsync.v1.AdminService/RotateMasterKey", auth_,
+      [&](const Caller& caller) -> absl::Status {
+        if (rotation_ == nullptr) {
+          return absl::UnavailableError("master key rotation is not set up on this server");
+        }
+        ASSIGN_OR_RETURN(admin::RotationResult r, rotation_->Rotate(caller.uri));
+        response->set_old_version(r.old_version);
+        response->set_new_version(r.new_version);
+        response->set_rewrapped(r.case_keys.rewrapped);
+        response->set_already_current(r.case_keys.already_current);
+        response->set_erased(r.case_keys.erased);
+        response->set_server_keys_rewrapped(r.server_keys_rewrapped);
+        response->set_resumed(r.resumed);
+        response->set_audit_leaf_index(r.audit_leaf_index);
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace fieldsync::server

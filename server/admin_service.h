@@ -38,9 +38,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ListPrincipals(grpc::CallbackServerContext* context,
                                            const v1::ListPrincipalsRequest* request,
                                            v1::ListPrincipalsResponse* response) override;
-  grpc::ServerUnaryReactor* CreateEnrolmentCode(
-      grpc::CallbackServerContext* context, const v1::CreateEnrolmentCodeRequest* request,
-      v1::CreateEnrolmentCodeResponse* response) override;
+  grpc::ServerUnaryReactor* CreateEnrolmentCode(grpc::CallbackServerContext* context,
+                                                const v1::CreateEnrolmentCodeRequest* request,
+                                                v1::CreateEnrolmentCodeResponse* response) override;
   grpc::ServerUnaryReactor* EraseCase(grpc::CallbackServerContext* context,
                                       const v1::EraseCaseRequest* request,
                                       v1::EraseCaseResponse* response) override;

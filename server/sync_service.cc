@@ -308,31 +308,34 @@ grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* c
                                                   v1::EnrollResponse* response) {
   return RunUnaryBlocking(context, kEnroll, deps_.auth, deps_.pool,
                           [this, request, response](const Caller&) -> absl::Status {
-    admin::EnrolmentRequest enrol;
-    enrol.code = request->enrolment_code();
-    enrol.csr_pem = request->csr_pem();
-    enrol.signing_public_key = request->signing_public_key();
-    enrol.receiving_public_key = request->receiving_public_key();
-    if (request->device_label().size() > 100) {
-      return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_MALFORMED,
-                             "device_label is longer than 100 bytes");
-    }
-    ASSIGN_OR_RETURN(admin::EnrolledDevice device, deps_.enrolment->Enroll(enrol));
-    const admin::ServerKeys& keys = *deps_.keys;
-    response->set_device_id(device.principal.id());
-    response->set_certificate_pem(std::move(device.certificate_pem));
-    response->set_ca_certificate_pem(keys.ca.certificate_pem);
-    v1::SealingKey* key = response->add_sealing_keys();
-    key->set_key_id(keys.sealing_key_id);
-    key->set_public_key(crypto::ToString(keys.sealing_public_key));
-    response->set_audit_public_key(crypto::ToString(keys.audit_public_key));
-    response->set_audit_origin(keys.audit_origin);
-    response->set_officer_id(device.principal.officer_id());
-    if (!device.principal.regions().empty()) response->set_region(device.principal.regions(0));
-    response->set_next_sequence(1);
-    log::Info("device.enrolled", {{"device", device.principal.id()}});
-    return absl::OkStatus();
-  });
+                            admin::EnrolmentRequest enrol;
+                            enrol.code = request->enrolment_code();
+                            enrol.csr_pem = request->csr_pem();
+                            enrol.signing_public_key = request->signing_public_key();
+                            enrol.receiving_public_key = request->receiving_public_key();
+                            if (request->device_label().size() > 100) {
+                              return sync::SyncError(absl::StatusCode::kInvalidArgument,
+                                                     v1::SYNC_ERROR_REASON_MALFORMED,
+                                                     "device_label is longer than 100 bytes");
+                            }
+                            ASSIGN_OR_RETURN(admin::EnrolledDevice device,
+                                             deps_.enrolment->Enroll(enrol));
+                            const admin::ServerKeys& keys = *deps_.keys;
+                            response->set_device_id(device.principal.id());
+                            response->set_certificate_pem(std::move(device.certificate_pem));
+                            response->set_ca_certificate_pem(keys.ca.certificate_pem);
+                            v1::SealingKey* key = response->add_sealing_keys();
+                            key->set_key_id(keys.sealing_key_id);
+                            key->set_public_key(crypto::ToString(keys.sealing_public_key));
+                            response->set_audit_public_key(crypto::ToString(keys.audit_public_key));
+                            response->set_audit_origin(keys.audit_origin);
+                            response->set_officer_id(device.principal.officer_id());
+                            if (!device.principal.regions().empty())
+                              response->set_region(device.principal.regions(0));
+                            response->set_next_sequence(1);
+                            log::Info("device.enrolled", {{"device", device.principal.id()}});
+                            return absl::OkStatus();
+                          });
 }
 
 absl::Status SyncServiceImpl::DoPush(const Caller& caller, const v1::PushRequest& request,
@@ -375,8 +378,8 @@ grpc::ServerUnaryReactor* SyncServiceImpl::Push(grpc::CallbackServerContext* con
                                                 v1::PushResponse* response) {
   return RunUnaryBlocking(context, kPush, deps_.auth, deps_.pool,
                           [this, request, response](const Caller& caller) {
-    return WithReason(DoPush(caller, *request, response));
-  });
+                            return WithReason(DoPush(caller, *request, response));
+                          });
 }
 
 grpc::ServerWriteReactor<v1::PullChunk>* SyncServiceImpl::Pull(grpc::CallbackServerContext* context,
@@ -409,26 +412,27 @@ absl::Status CaseServiceImpl::CheckCaseInScope(const Caller& caller, const std::
 grpc::ServerUnaryReactor* CaseServiceImpl::ListConflicts(grpc::CallbackServerContext* context,
                                                          const v1::ListConflictsRequest* request,
                                                          v1::ListConflictsResponse* response) {
-  return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/ListConflicts", deps_.auth,
-                  deps_.pool, [this, request, response](const Caller& caller) -> absl::Status {
-                    if (!HasRegion(caller.principal, request->region())) {
-                      return OutOfScope("the region is not in the caller's regions");
-                    }
-                    absl::StatusOr<v1::ListConflictsResponse> page = deps_.feed->ListConflicts(
-                        request->region(), request->page_size(), request->page_token(),
-                        sync::ReadScope::AllClasses());
-                    if (!page.ok()) return WithReason(page.status());
-                    std::vector<std::string> cases;
-                    for (const v1::Conflict& c : page->conflicts()) {
-                      if (std::find(cases.begin(), cases.end(), c.case_id()) == cases.end()) {
-                        cases.push_back(c.case_id());
-                      }
-                    }
-                    RETURN_IF_ERROR(WithReason(RecordCaseAccess(
-                        deps_, caller, audit::AccessKind::kConflictList, 0, 0, cases)));
-                    *response = *std::move(page);
-                    return absl::OkStatus();
-                  });
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.CaseService/ListConflicts", deps_.auth, deps_.pool,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        if (!HasRegion(caller.principal, request->region())) {
+          return OutOfScope("the region is not in the caller's regions");
+        }
+        absl::StatusOr<v1::ListConflictsResponse> page =
+            deps_.feed->ListConflicts(request->region(), request->page_size(),
+                                      request->page_token(), sync::ReadScope::AllClasses());
+        if (!page.ok()) return WithReason(page.status());
+        std::vector<std::string> cases;
+        for (const v1::Conflict& c : page->conflicts()) {
+          if (std::find(cases.begin(), cases.end(), c.case_id()) == cases.end()) {
+            cases.push_back(c.case_id());
+          }
+        }
+        RETURN_IF_ERROR(WithReason(
+            RecordCaseAccess(deps_, caller, audit::AccessKind::kConflictList, 0, 0, cases)));
+        *response = *std::move(page);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::ResolveConflict(
@@ -475,46 +479,48 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ResolveConflict(
 grpc::ServerUnaryReactor* CaseServiceImpl::AssignCase(grpc::CallbackServerContext* context,
                                                       const v1::AssignCaseRequest* request,
                                                       v1::AssignCaseResponse* response) {
-  return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/AssignCase", deps_.auth,
-                  deps_.pool, [this, request, response](const Caller& caller) -> absl::Status {
-                    RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
-                    absl::StatusOr<v1::ChangeResult> result = deps_.ingest->AssignCase(
-                        sync::StaffActor{caller.principal.id()}, request->case_id(),
-                        request->officer_id(), request->base_version());
-                    if (!result.ok()) return WithReason(result.status());
-                    *response->mutable_result() = *std::move(result);
-                    return absl::OkStatus();
-                  });
+  return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/AssignCase", deps_.auth, deps_.pool,
+                          [this, request, response](const Caller& caller) -> absl::Status {
+                            RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+                            absl::StatusOr<v1::ChangeResult> result = deps_.ingest->AssignCase(
+                                sync::StaffActor{caller.principal.id()}, request->case_id(),
+                                request->officer_id(), request->base_version());
+                            if (!result.ok()) return WithReason(result.status());
+                            *response->mutable_result() = *std::move(result);
+                            return absl::OkStatus();
+                          });
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::TransferCase(grpc::CallbackServerContext* context,
                                                         const v1::TransferCaseRequest* request,
                                                         v1::TransferCaseResponse* response) {
-  return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/TransferCase", deps_.auth,
-                  deps_.pool, [this, request, response](const Caller& caller) -> absl::Status {
-                    RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
-                    absl::StatusOr<v1::ChangeResult> result = deps_.ingest->TransferCase(
-                        sync::StaffActor{caller.principal.id()}, request->case_id(),
-                        request->to_region(), request->officer_id(), request->base_version());
-                    if (!result.ok()) return WithReason(result.status());
-                    *response->mutable_result() = *std::move(result);
-                    return absl::OkStatus();
-                  });
+  return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/TransferCase", deps_.auth, deps_.pool,
+                          [this, request, response](const Caller& caller) -> absl::Status {
+                            RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+                            absl::StatusOr<v1::ChangeResult> result = deps_.ingest->TransferCase(
+                                sync::StaffActor{caller.principal.id()}, request->case_id(),
+                                request->to_region(), request->officer_id(),
+                                request->base_version());
+                            if (!result.ok()) return WithReason(result.status());
+                            *response->mutable_result() = *std::move(result);
+                            return absl::OkStatus();
+                          });
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::SetCaseStatus(grpc::CallbackServerContext* context,
                                                          const v1::SetCaseStatusRequest* request,
                                                          v1::SetCaseStatusResponse* response) {
-  return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/SetCaseStatus", deps_.auth,
-                  deps_.pool, [this, request, response](const Caller& caller) -> absl::Status {
-                    RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
-                    absl::StatusOr<v1::ChangeResult> result = deps_.ingest->SetCaseStatus(
-                        sync::StaffActor{caller.principal.id()}, request->case_id(),
-                        request->close(), request->base_version());
-                    if (!result.ok()) return WithReason(result.status());
-                    *response->mutable_result() = *std::move(result);
-                    return absl::OkStatus();
-                  });
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.CaseService/SetCaseStatus", deps_.auth, deps_.pool,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+        absl::StatusOr<v1::ChangeResult> result =
+            deps_.ingest->SetCaseStatus(sync::StaffActor{caller.principal.id()}, request->case_id(),
+                                        request->close(), request->base_version());
+        if (!result.ok()) return WithReason(result.status());
+        *response->mutable_result() = *std::move(result);
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace fieldsync::server

@@ -90,8 +90,7 @@ rocksdb::ColumnFamilyHandle* BatchHandle(Cf cf) {
 // column family ids.
 class RemapHandler final : public rocksdb::WriteBatch::Handler {
  public:
-  RemapHandler(const std::vector<rocksdb::ColumnFamilyHandle*>* handles,
-               rocksdb::WriteBatch* out)
+  RemapHandler(const std::vector<rocksdb::ColumnFamilyHandle*>* handles, rocksdb::WriteBatch* out)
       : handles_(handles), out_(out) {}
   rocksdb::Status PutCF(uint32_t id, const rocksdb::Slice& k, const rocksdb::Slice& v) override {
     return out_->Put((*handles_)[id], k, v);
@@ -127,9 +126,9 @@ struct WriteBatch::Rep {
 
   void Note(const rocksdb::Status& s, std::string_view op, Cf cf) {
     if (s.ok() || !first_error.ok()) return;
-    first_error = absl::InvalidArgumentError(absl::StrFormat(
-        "%s on %s refused (key or value too large?): rocksdb says %s", op, CfName(cf),
-        s.ToString()));
+    first_error = absl::InvalidArgumentError(
+        absl::StrFormat("%s on %s refused (key or value too large?): rocksdb says %s", op,
+                        CfName(cf), s.ToString()));
   }
 };
 
@@ -148,8 +147,8 @@ void WriteBatch::Delete(Cf cf, std::string_view key) {
 
 void WriteBatch::Merge(Cf cf, std::string_view key, std::string_view value) {
   if (cf != Cf::kAggregates && rep_->first_error.ok()) {
-    rep_->first_error = absl::InvalidArgumentError(absl::StrFormat(
-        "Merge on %s refused: only aggregates has a merge operator", CfName(cf)));
+    rep_->first_error = absl::InvalidArgumentError(
+        absl::StrFormat("Merge on %s refused: only aggregates has a merge operator", CfName(cf)));
     return;
   }
   rep_->Note(rep_->batch.Merge(BatchHandle(cf), key, value), "Merge", cf);
@@ -487,8 +486,8 @@ std::unique_ptr<Snapshot> Store::GetSnapshot() {
   return std::unique_ptr<Snapshot>(new Snapshot(std::move(rep)));
 }
 
-std::unique_ptr<Iterator> Store::NewIterator(Cf cf, std::string_view lower,
-                                             std::string_view upper, const Snapshot* snap) {
+std::unique_ptr<Iterator> Store::NewIterator(Cf cf, std::string_view lower, std::string_view upper,
+                                             const Snapshot* snap) {
   auto rep = std::make_unique<Iterator::Rep>();
   rep->cf = cf;
   rep->lower = std::string(lower);
@@ -540,12 +539,12 @@ absl::Status Store::CreateCheckpoint(const std::string& dir) {
   absl::ReaderMutexLock lock(&rep_->mu);
   if (rep_->db == nullptr) return ClosedError();
   if (rep_->env->FileExists(dir).ok()) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "checkpoint directory %s already exists; choose a new path", dir));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("checkpoint directory %s already exists; choose a new path", dir));
   }
   rocksdb::Checkpoint* raw = nullptr;
-  RETURN_IF_ERROR(FromRocksDb(rocksdb::Checkpoint::Create(rep_->db.get(), &raw),
-                              "create checkpoint object"));
+  RETURN_IF_ERROR(
+      FromRocksDb(rocksdb::Checkpoint::Create(rep_->db.get(), &raw), "create checkpoint object"));
   std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
   // log_size_for_flush = 0: always flush, so the copy needs no WAL replay.
   return FromRocksDb(checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0),
@@ -558,7 +557,8 @@ absl::Status Store::Close() {
   if (rep_->live_views.load() != 0) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "cannot close store %s: %d snapshots or iterators are still alive; destroy them "
-        "first", rep_->path, rep_->live_views.load()));
+        "first",
+        rep_->path, rep_->live_views.load()));
   }
   rocksdb::FlushOptions flush_options;
   flush_options.wait = true;

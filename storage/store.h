@@ -165,8 +165,7 @@ class Store {
 
   // The value at `key`, as of `snap` when given. kNotFound when absent;
   // kDataLoss on corruption (or a malformed counter operand in kAggregates).
-  absl::StatusOr<std::string> Get(Cf cf, std::string_view key,
-                                  const Snapshot* snap = nullptr);
+  absl::StatusOr<std::string> Get(Cf cf, std::string_view key, const Snapshot* snap = nullptr);
 
   // The values at `keys` of `cf` (as of `snap` when given), one result per
   // key in the same order, each as Get would return it: the value,
