@@ -76,24 +76,23 @@ bool Evaluate(const Metric& metric, const v1::AggregateCaseState& state, const s
 
 absl::StatusOr<v1::AggregateCaseState*> CounterObserver::LoadCase(const std::string& case_id) {
   auto it = pending_.find(case_id);
-  if (it != pending_.end()) return &it->second;
-  v1::AggregateCaseState& state = pending_[case_id];
-  auto cached = committed_.find(case_id);
-  if (cached != committed_.end()) {
-    // Moves to pending_: if the group fails, the store still holds the
-    // committed state and the next load reads it from there.
-    state = std::move(cached->second);
-    committed_.erase(cached);
-    return &state;
+  if (it != pending_.end()) return &it->second.state;
+  // The committed state: from the cache, else from the store.
+  const std::string* committed = nullptr;
+  absl::StatusOr<std::string> stored;
+  if (auto cached = committed_.find(case_id); cached != committed_.end()) {
+    committed = &cached->second;
+  } else {
+    ASSIGN_OR_RETURN(Uuid id, ParseUuid(case_id));
+    stored = store_->Get(Cf::kAggregates, storage::EncodeAggregateCaseKey(id));
+    if (stored.ok()) {
+      committed = &*stored;
+    } else if (!absl::IsNotFound(stored.status())) {
+      return stored.status();
+    }
   }
-  ASSIGN_OR_RETURN(Uuid id, ParseUuid(case_id));
-  absl::StatusOr<std::string> v = store_->Get(Cf::kAggregates, storage::EncodeAggregateCaseKey(id));
-  if (absl::IsNotFound(v.status())) return &state;
-  if (!v.ok()) {
-    pending_.erase(case_id);
-    return v.status();
-  }
-  if (!state.ParseFromString(*v)) {
+  v1::AggregateCaseState& state = pending_[case_id].state;
+  if (committed != nullptr && !state.ParseFromString(*committed)) {
     pending_.erase(case_id);
     return absl::DataLossError("aggregates: a stored case state does not parse");
   }
@@ -101,7 +100,7 @@ absl::StatusOr<v1::AggregateCaseState*> CounterObserver::LoadCase(const std::str
 }
 
 absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
-                                       storage::WriteBatch* batch) {
+                                       storage::WriteBatch* /*batch*/) {
   if (metrics_->metrics().empty() || unit.records.empty()) return absl::OkStatus();
   // The unit's record changes, case by case in first-touch order.
   std::vector<std::string> cases;
@@ -111,9 +110,9 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
     }
   }
   std::vector<std::string> cell;
-  // Summed over the unit's cases, so that a counter moved by several cases
-  // gets one operand.
-  CounterDeltas deltas;
+  // Summed over the group's units (BeforeCommit writes them), so that a
+  // counter moved by several cases gets one operand.
+  CounterDeltas& deltas = deltas_;
   for (const std::string& case_id : cases) {
     ASSIGN_OR_RETURN(v1::AggregateCaseState * state, LoadCase(case_id));
     // Which records change, and whether the registration does.
@@ -124,11 +123,11 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
       if (rec.case_id != case_id) continue;
       const Record* r = FindRecord(*state, rec.record_id);
       bool same = r != nullptr && r->record_type() == rec.record_type &&
-                  r->exists() == rec.after.exists &&
-                  r->values_size() == static_cast<int>(rec.after.values.size());
-      for (auto v = rec.after.values.begin(); same && v != rec.after.values.end(); ++v) {
+                  r->exists() == rec.dimensions.exists;
+      for (auto v = rec.dimensions.values.begin(); same && v != rec.dimensions.values.end(); ++v) {
         auto f = r->values().find(v->first);
-        same = f != r->values().end() && f->second == v->second;
+        same = v->second.has_value() ? f != r->values().end() && f->second == *v->second
+                                     : f == r->values().end();
       }
       if (same) continue;
       state_changed = true;
@@ -164,9 +163,14 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
     for (const auto& [rec, when] : changes) {
       Record* r = FindOrAddRecord(state, rec->record_id);
       r->set_record_type(rec->record_type);
-      r->set_exists(rec->after.exists);
-      r->mutable_values()->clear();
-      for (const auto& [field, value] : rec->after.values) (*r->mutable_values())[field] = value;
+      r->set_exists(rec->dimensions.exists);
+      for (const auto& [field, value] : rec->dimensions.values) {
+        if (value.has_value()) {
+          (*r->mutable_values())[field] = *value;
+        } else {
+          r->mutable_values()->erase(field);
+        }
+      }
     }
     for (size_t m = 0; m < metrics.size(); ++m) {
       for (size_t e = 0; e < evaluate.size(); ++e) {
@@ -182,10 +186,20 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
         if (ma) deltas[CellKey(metrics[m], kStockGranularity, 0, cell)] += 1;
       }
     }
-    ASSIGN_OR_RETURN(Uuid id, ParseUuid(case_id));
-    batch->Put(Cf::kAggregates, storage::EncodeAggregateCaseKey(id), state->SerializeAsString());
+    pending_[case_id].changed = true;
   }
-  for (const auto& [key, delta] : deltas) {
+  return absl::OkStatus();
+}
+
+absl::Status CounterObserver::BeforeCommit(storage::WriteBatch* batch) {
+  for (const auto& [case_id, pending] : pending_) {
+    if (!pending.changed) continue;
+    ASSIGN_OR_RETURN(Uuid id, ParseUuid(case_id));
+    std::string& serialized = written_.emplace_back(case_id, std::string()).second;
+    pending.state.SerializeToString(&serialized);
+    batch->Put(Cf::kAggregates, storage::EncodeAggregateCaseKey(id), serialized);
+  }
+  for (const auto& [key, delta] : deltas_) {
     if (delta != 0) batch->Merge(Cf::kAggregates, key, storage::EncodeInt64Counter(delta));
   }
   return absl::OkStatus();
@@ -193,10 +207,14 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
 
 void CounterObserver::AfterCommit(const storage::WriteBatch*, const absl::Status& commit_status) {
   if (commit_status.ok()) {
-    if (committed_.size() + pending_.size() > kCachedCases) committed_.clear();
-    for (auto& [case_id, state] : pending_) committed_[case_id] = std::move(state);
+    if (committed_.size() + written_.size() > kCachedCases) committed_.clear();
+    for (auto& [case_id, serialized] : written_) {
+      committed_.insert_or_assign(std::move(case_id), std::move(serialized));
+    }
   }
+  written_.clear();
   pending_.clear();
+  deltas_.clear();
 }
 
 namespace {

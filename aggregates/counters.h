@@ -47,28 +47,41 @@ class CounterObserver : public sync::CommitObserver {
   CounterObserver(storage::Store* store, const Metrics* metrics)
       : store_(store), metrics_(metrics) {}
 
-  // Adds the unit's counter merges and case states to `batch`. kDataLoss
-  // when a stored case state does not parse; kUnavailable from storage.
+  // Moves the counters of the unit's record changes, summed with the rest
+  // of the group's. kDataLoss when a stored case state does not parse;
+  // kUnavailable from storage.
   absl::Status OnCommit(const sync::CommittedUnit& unit, storage::WriteBatch* batch) override;
-  // Keeps the group's case states in memory when the commit succeeded (the
-  // observer is their only writer), forgets them when it failed.
+  bool NeedsRecordDimensions() const override { return !metrics_->metrics().empty(); }
+  // Adds the group's counter merges (one operand per counter moved) and
+  // changed case states to `batch`.
+  absl::Status BeforeCommit(storage::WriteBatch* batch) override;
+  // Forgets the group's case states and deltas: the store holds them when
+  // the commit succeeded, and nothing of them when it failed.
   void AfterCommit(const storage::WriteBatch* batch, const absl::Status& commit_status) override;
 
  private:
-  // The case's state in pending_ (loaded from the cache or the store on
-  // first use in the group).
+  // The case's state in pending_ (loaded from the store on first use in the
+  // group).
   absl::StatusOr<v1::AggregateCaseState*> LoadCase(const std::string& case_id);
 
   storage::Store* store_;
   const Metrics* metrics_;
-  // At most this many committed case states are kept in memory.
-  static constexpr size_t kCachedCases = 65536;
 
-  // The states written by the current group, by case id (text), and a
-  // cache of committed ones (cleared whole when full). Only the committer
-  // thread touches them.
-  absl::flat_hash_map<std::string, v1::AggregateCaseState> pending_;
-  absl::flat_hash_map<std::string, v1::AggregateCaseState> committed_;
+  // The group's case states by case id (text), whether each changed, and
+  // the group's counter deltas. Only the committer thread touches them.
+  struct PendingCase {
+    v1::AggregateCaseState state;
+    bool changed = false;
+  };
+  absl::flat_hash_map<std::string, PendingCase> pending_;
+  CounterDeltas deltas_;
+  // The serialized states BeforeCommit wrote, by case id, for the cache.
+  std::vector<std::pair<std::string, std::string>> written_;
+  // Committed case states, serialized (one allocation each: parsed objects
+  // kept this long fragment the heap and slow every allocation), at most
+  // kCachedCases of them (cleared whole when full).
+  static constexpr size_t kCachedCases = 16384;
+  absl::flat_hash_map<std::string, std::string> committed_;
 };
 
 // Name of the kMetadata entry holding the fingerprint of the metrics the

@@ -120,6 +120,7 @@ absl::Status ClosedError() {
 // --- WriteBatch ---------------------------------------------------------------
 
 struct WriteBatch::Rep {
+  explicit Rep(size_t reserved_bytes = 0) : batch(reserved_bytes) {}
   rocksdb::WriteBatch batch;
   // The first operation the batch refused; Commit returns it.
   absl::Status first_error;
@@ -133,6 +134,7 @@ struct WriteBatch::Rep {
 };
 
 WriteBatch::WriteBatch() : rep_(std::make_unique<Rep>()) {}
+WriteBatch::WriteBatch(size_t reserved_bytes) : rep_(std::make_unique<Rep>(reserved_bytes)) {}
 WriteBatch::~WriteBatch() = default;
 WriteBatch::WriteBatch(WriteBatch&&) noexcept = default;
 WriteBatch& WriteBatch::operator=(WriteBatch&&) noexcept = default;

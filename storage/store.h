@@ -49,6 +49,9 @@ struct StoreOptions {
 class WriteBatch {
  public:
   WriteBatch();
+  // Reserves room for about `reserved_bytes` of operations up front, so that
+  // a large batch is not copied as it grows.
+  explicit WriteBatch(size_t reserved_bytes);
   ~WriteBatch();
   WriteBatch(WriteBatch&&) noexcept;
   WriteBatch& operator=(WriteBatch&&) noexcept;

@@ -34,8 +34,7 @@ absl::StatusOr<uint64_t> DecodeU64(std::string_view b) {
   return v;
 }
 
-v1::ChangeResult Rejected(std::string_view change_id, v1::RejectReason reason,
-                          std::string detail) {
+v1::ChangeResult Rejected(std::string_view change_id, v1::RejectReason reason, std::string detail) {
   v1::ChangeResult r;
   r.set_change_id(std::string(change_id));
   r.set_outcome(v1::CHANGE_OUTCOME_REJECTED);
@@ -56,11 +55,21 @@ absl::StatusOr<std::string> CanonicalUuid(std::string_view text) {
 
 void Count(v1::ChangeOutcome o, OutcomeCounts* c) {
   switch (o) {
-    case v1::CHANGE_OUTCOME_APPLIED: ++c->applied; break;
-    case v1::CHANGE_OUTCOME_CONVERGED: ++c->converged; break;
-    case v1::CHANGE_OUTCOME_SUPERSEDED: ++c->superseded; break;
-    case v1::CHANGE_OUTCOME_CONFLICT: ++c->conflict; break;
-    default: ++c->rejected; break;
+    case v1::CHANGE_OUTCOME_APPLIED:
+      ++c->applied;
+      break;
+    case v1::CHANGE_OUTCOME_CONVERGED:
+      ++c->converged;
+      break;
+    case v1::CHANGE_OUTCOME_SUPERSEDED:
+      ++c->superseded;
+      break;
+    case v1::CHANGE_OUTCOME_CONFLICT:
+      ++c->conflict;
+      break;
+    default:
+      ++c->rejected;
+      break;
   }
 }
 
@@ -97,7 +106,11 @@ struct Ingest::Unit {
   absl::flat_hash_map<std::string, size_t> touched;
 };
 
-Ingest::Ingest(Options options) : options_(std::move(options)), reconciler_(options_.schema) {}
+Ingest::Ingest(Options options) : options_(std::move(options)), reconciler_(options_.schema) {
+  for (const CommitObserver* o : options_.observers) {
+    needs_dimensions_ = needs_dimensions_ || o->NeedsRecordDimensions();
+  }
+}
 
 Ingest::~Ingest() = default;
 
@@ -113,9 +126,9 @@ absl::StatusOr<v1::StoredValue> Ingest::StoreValue(const v1::FieldDef& def,
   }
   const std::string plaintext = value.SerializeAsString();
   v1::StoredValue stored;
-  ASSIGN_OR_RETURN(*stored.mutable_data(),
-                   options_.sealer->Seal(FieldAddress{case_id, record_id, def.name()}, plaintext,
-                                         key_writes));
+  ASSIGN_OR_RETURN(
+      *stored.mutable_data(),
+      options_.sealer->Seal(FieldAddress{case_id, record_id, def.name()}, plaintext, key_writes));
   ASSIGN_OR_RETURN(*stored.mutable_digest(),
                    options_.sealer->Digest(case_id, def.name(), plaintext, key_writes));
   stored.set_encrypted(true);
@@ -183,9 +196,9 @@ absl::Status Ingest::PrepareChange(const v1::RecordChange& change, const BatchMe
           return rejected_kind(absl::StrFormat("field %s written twice", w.field()));
         }
         if (options_.schema->IsServerManaged(type->name(), w.field())) {
-          return reject(v1::REJECT_REASON_FIELD_NOT_WRITABLE,
-                        absl::StrFormat("change %s: field %s is set by the server", cid,
-                                        w.field()));
+          return reject(
+              v1::REJECT_REASON_FIELD_NOT_WRITABLE,
+              absl::StrFormat("change %s: field %s is set by the server", cid, w.field()));
         }
         ValueCheck check = Schema::CheckValue(
             *def, w.value(), absl::StrFormat("change %s field %s", cid, w.field()));
@@ -223,9 +236,9 @@ absl::Status Ingest::PrepareChange(const v1::RecordChange& change, const BatchMe
     case v1::CHANGE_KIND_REOPEN_CASE: {
       if (!change.fields().empty()) return rejected_kind("CLOSE/REOPEN with fields");
       if (!is_registration) {
-        return reject(v1::REJECT_REASON_RECORD_ID_MISMATCH,
-                      absl::StrFormat("change %s: close/reopen only on the registration record",
-                                      cid));
+        return reject(
+            v1::REJECT_REASON_RECORD_ID_MISMATCH,
+            absl::StrFormat("change %s: close/reopen only on the registration record", cid));
       }
       v1::FieldValue status;
       status.set_enum_value(change.kind() == v1::CHANGE_KIND_CLOSE_CASE ? "closed" : "open");
@@ -254,16 +267,15 @@ absl::StatusOr<Ingest::PreparedBatch> Ingest::Prepare(const BatchMeta& meta,
   absl::StatusOr<Uuid> batch_uuid = ParseUuid(meta.batch_id);
   if (!batch_uuid.ok() || meta.device_id.empty() || meta.sequence == 0) {
     return SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_MALFORMED,
-                     "batch header needs a device id, a UUID batch id and a sequence >= 1",
-                     detail);
+                     "batch header needs a device id, a UUID batch id and a sequence >= 1", detail);
   }
   if (payload.changes_size() > static_cast<int>(options_.max_changes_per_batch)) {
     detail.set_max_changes(options_.max_changes_per_batch);
-    return SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_BATCH_TOO_LARGE,
-                     absl::StrFormat("batch %s has %d changes; the limit is %d: split it",
-                                     meta.batch_id, payload.changes_size(),
-                                     options_.max_changes_per_batch),
-                     detail);
+    return SyncError(
+        absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_BATCH_TOO_LARGE,
+        absl::StrFormat("batch %s has %d changes; the limit is %d: split it", meta.batch_id,
+                        payload.changes_size(), options_.max_changes_per_batch),
+        detail);
   }
   PreparedBatch batch;
   batch.meta = meta;
@@ -279,13 +291,12 @@ absl::StatusOr<Ingest::PreparedBatch> Ingest::Prepare(const BatchMeta& meta,
   for (int i = 0; i < payload.changes_size(); ++i) {
     const v1::RecordChange& change = payload.changes(i);
     if (!change_ids.insert(change.change_id()).second) {
-      batch.changes[i].rejection = Rejected(
-          change.change_id(), v1::REJECT_REASON_INVALID_ID,
-          absl::StrFormat("change %s appears twice in the batch", change.change_id()));
+      batch.changes[i].rejection =
+          Rejected(change.change_id(), v1::REJECT_REASON_INVALID_ID,
+                   absl::StrFormat("change %s appears twice in the batch", change.change_id()));
       continue;
     }
-    RETURN_IF_ERROR(
-        PrepareChange(change, batch.meta, now, &batch.changes[i], &batch.key_writes));
+    RETURN_IF_ERROR(PrepareChange(change, batch.meta, now, &batch.changes[i], &batch.key_writes));
   }
   return batch;
 }
@@ -336,7 +347,9 @@ void Ingest::Submit(Unit* unit) {
 }
 
 void Ingest::CommitGroup(const std::vector<Unit*>& group) {
-  storage::WriteBatch wb;
+  // Room for a group like the last one, so that the batch is not copied
+  // as it grows.
+  storage::WriteBatch wb(last_group_bytes_ + last_group_bytes_ / 4);
   StateView view(options_.store, &wb);
   auto fail_all = [&](const absl::Status& s) {
     next_position_.reset();
@@ -370,6 +383,9 @@ void Ingest::CommitGroup(const std::vector<Unit*>& group) {
       group_status = observer->OnCommit(*summaries[i], &wb);
       if (!group_status.ok()) break;
     }
+  }
+  for (size_t i = 0; observed && group_status.ok() && i < options_.observers.size(); ++i) {
+    group_status = options_.observers[i]->BeforeCommit(&wb);
   }
   // The new case keys that committed values were sealed under, from the
   // units that commit something.
@@ -408,6 +424,7 @@ void Ingest::CommitGroup(const std::vector<Unit*>& group) {
     stats_.write_bytes += wb.ByteSize();
   }
   next_position_ = position;
+  last_group_bytes_ = std::min<size_t>(wb.ByteSize(), kMaxReservedGroupBytes);
 }
 
 IngestStats Ingest::Stats() const {
@@ -429,27 +446,9 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
                                                    CommittedUnit* summary) {
   entry->set_position(*next_position);
   entry->set_committed_unix_micros(absl::ToUnixMicros(summary->committed_at));
-  std::optional<RecordDimensionChange> first_touch;
-  auto touched = std::find_if(summary->records.begin(), summary->records.end(),
-                              [&](const RecordDimensionChange& r) {
-                                return r.record_id == entry->record_id() &&
-                                       r.case_id == entry->case_id();
-                              });
-  if (touched == summary->records.end()) {
-    absl::StatusOr<Uuid> c = ParseUuid(entry->case_id());
-    absl::StatusOr<Uuid> r = ParseUuid(entry->record_id());
-    if (c.ok() && r.ok()) {
-      RecordDimensionChange rec;
-      rec.case_id = entry->case_id();
-      rec.record_id = entry->record_id();
-      rec.record_type = entry->record_type();
-      rec.changed_at = absl::FromUnixMicros(entry->hlc().wall_micros());
-      ASSIGN_OR_RETURN(rec.before,
-                       reconciler_.ReadDimensions(*c, *r, entry->record_type(), view));
-      first_touch = std::move(rec);
-    }
-  }
-  ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler_.Apply(entry, options, view));
+  DimensionDelta delta;
+  ASSIGN_OR_RETURN(v1::ChangeResult result,
+                   reconciler_.Apply(entry, options, view, needs_dimensions_ ? &delta : nullptr));
   Count(result.outcome(), &summary->counts);
   if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED) return result;
   view->PutProto(Cf::kCaseLog, storage::EncodeCaseLogKey(*next_position), *entry);
@@ -460,19 +459,24 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
       summary->case_ids.end()) {
     summary->case_ids.push_back(entry->case_id());
   }
-  if (first_touch.has_value()) summary->records.push_back(std::move(*first_touch));
-  return result;
-}
-
-// Fills every touched record's `after` dimensions.
-static absl::Status FinishDimensions(const Reconciler& reconciler, StateView* view,
-                                     CommittedUnit* summary) {
-  for (RecordDimensionChange& rec : summary->records) {
-    ASSIGN_OR_RETURN(Uuid c, ParseUuid(rec.case_id));
-    ASSIGN_OR_RETURN(Uuid r, ParseUuid(rec.record_id));
-    ASSIGN_OR_RETURN(rec.after, reconciler.ReadDimensions(c, r, rec.record_type, view));
+  auto touched = std::find_if(
+      summary->records.begin(), summary->records.end(), [&](const RecordDimensionChange& r) {
+        return r.record_id == entry->record_id() && r.case_id == entry->case_id();
+      });
+  if (touched == summary->records.end()) {
+    RecordDimensionChange& rec = summary->records.emplace_back();
+    rec.case_id = entry->case_id();
+    rec.record_id = entry->record_id();
+    rec.record_type = entry->record_type();
+    rec.changed_at = absl::FromUnixMicros(entry->hlc().wall_micros());
+    rec.dimensions = std::move(delta);
+  } else if (needs_dimensions_) {
+    // A later entry of the same record: its writes come after the earlier
+    // ones.
+    touched->dimensions.exists = delta.exists;
+    for (auto& [field, value] : delta.values) touched->dimensions.values[field] = std::move(value);
   }
-  return absl::OkStatus();
+  return result;
 }
 
 absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* next_position,
@@ -533,7 +537,6 @@ absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* n
   }
   result.set_first_position(summary->first_position);
   result.set_last_position(summary->last_position);
-  RETURN_IF_ERROR(FinishDimensions(reconciler_, view, summary));
   v1::BatchRecord record;
   record.set_payload_hash(batch.payload_hash);
   record.set_sequence(meta.sequence);
@@ -572,13 +575,12 @@ absl::Status Ingest::ProcessStaff(Unit* unit, StateView* view, uint64_t* next_po
     v1::SyncErrorDetail detail;
     detail.set_case_id(entry.case_id());
     const bool not_found = result.reject_reason() == v1::REJECT_REASON_CASE_NOT_FOUND;
-    unit->status = SyncError(
-        not_found ? absl::StatusCode::kNotFound : absl::StatusCode::kFailedPrecondition,
-        not_found ? v1::SYNC_ERROR_REASON_NOT_FOUND : v1::SYNC_ERROR_REASON_INVALID_VALUE,
-        result.detail(), detail);
+    unit->status =
+        SyncError(not_found ? absl::StatusCode::kNotFound : absl::StatusCode::kFailedPrecondition,
+                  not_found ? v1::SYNC_ERROR_REASON_NOT_FOUND : v1::SYNC_ERROR_REASON_INVALID_VALUE,
+                  result.detail(), detail);
     return absl::OkStatus();
   }
-  RETURN_IF_ERROR(FinishDimensions(reconciler_, view, summary));
   unit->staff_result = std::move(result);
   return absl::OkStatus();
 }

@@ -65,14 +65,15 @@ struct OutcomeCounts {
   uint32_t applied = 0, converged = 0, superseded = 0, conflict = 0, rejected = 0;
 };
 
-// One record touched by a committed unit: its DIMENSION values before the
-// unit and after it (for the aggregate counters, issue #6).
+// One record touched by a committed unit, and what the unit did to its
+// DIMENSION values (for the aggregate counters, which keep the values they
+// counted and apply the delta).
 struct RecordDimensionChange {
   std::string case_id;
   std::string record_id;
   std::string record_type;
-  RecordDimensions before;
-  RecordDimensions after;
+  // Filled only when an observer asks for it (NeedsRecordDimensions).
+  DimensionDelta dimensions;
   // When the unit's first logged change of the record was made: its HLC
   // wall time (clamped), the server's clock for server-side changes.
   absl::Time changed_at;
@@ -114,6 +115,13 @@ class CommitObserver {
  public:
   virtual ~CommitObserver() = default;
   virtual absl::Status OnCommit(const CommittedUnit& unit, storage::WriteBatch* batch) = 0;
+  // Whether OnCommit reads CommittedUnit::records[].dimensions (filled
+  // only when some observer answers true).
+  virtual bool NeedsRecordDimensions() const { return false; }
+  // Called once per group in which OnCommit was called (on any observer),
+  // after every unit's OnCommit and before the commit, for writes summed
+  // over the whole group. A non-OK status fails the whole group.
+  virtual absl::Status BeforeCommit(storage::WriteBatch* batch) { return absl::OkStatus(); }
   // Called once per group in which OnCommit was called (on any observer),
   // after the store's commit, with its status: OK when the group is
   // durable, the failure otherwise (nothing of the group was written).
@@ -129,11 +137,11 @@ struct StaffActor {
 // and for comparing ingest with bare storage writes of the same shape
 // (bench/sync_load.cc). Counts committed groups only.
 struct IngestStats {
-  uint64_t groups = 0;        // synced storage writes
-  uint64_t units = 0;         // device batches and server-side changes in them
-  uint64_t log_entries = 0;   // canonical log entries written
-  uint64_t write_ops = 0;     // puts, merges and deletes in the groups' write batches
-  uint64_t write_bytes = 0;   // serialized size of those write batches
+  uint64_t groups = 0;       // synced storage writes
+  uint64_t units = 0;        // device batches and server-side changes in them
+  uint64_t log_entries = 0;  // canonical log entries written
+  uint64_t write_ops = 0;    // puts, merges and deletes in the groups' write batches
+  uint64_t write_bytes = 0;  // serialized size of those write batches
 };
 
 class Ingest {
@@ -191,11 +199,9 @@ class Ingest {
   // it unassigned). Open conflicts follow the case to its new region.
   absl::StatusOr<v1::ChangeResult> TransferCase(const StaffActor& actor, std::string_view case_id,
                                                 std::string_view to_region,
-                                                std::string_view officer_id,
-                                                uint64_t base_version);
-  absl::StatusOr<v1::ChangeResult> SetCaseStatus(const StaffActor& actor,
-                                                 std::string_view case_id, bool close,
-                                                 uint64_t base_version);
+                                                std::string_view officer_id, uint64_t base_version);
+  absl::StatusOr<v1::ChangeResult> SetCaseStatus(const StaffActor& actor, std::string_view case_id,
+                                                 bool close, uint64_t base_version);
   // Resolves an open conflict (kFailedPrecondition if already resolved):
   // keep the current value (no field write), take the kept losing value, or
   // write `new_value` (validated). base_version is the field's current
@@ -203,8 +209,7 @@ class Ingest {
   enum class Resolution { kKeepCurrent, kTakeLosing, kNewValue };
   absl::StatusOr<v1::ChangeResult> ResolveConflict(const StaffActor& actor,
                                                    const v1::ConflictId& id,
-                                                   std::string_view case_id,
-                                                   Resolution resolution,
+                                                   std::string_view case_id, Resolution resolution,
                                                    const v1::FieldValue& new_value,
                                                    uint64_t base_version);
 
@@ -218,13 +223,12 @@ class Ingest {
   using StaffBuilder = std::function<absl::StatusOr<v1::CaseLogEntry>(StateView*)>;
 
   absl::StatusOr<PreparedBatch> Prepare(const BatchMeta& meta, const v1::BatchPayload& payload);
-  absl::Status PrepareChange(const v1::RecordChange& change, const BatchMeta& meta,
-                             absl::Time now, PreparedChange* out,
-                             std::vector<KeyWrite>* key_writes);
+  absl::Status PrepareChange(const v1::RecordChange& change, const BatchMeta& meta, absl::Time now,
+                             PreparedChange* out, std::vector<KeyWrite>* key_writes);
   absl::StatusOr<v1::StoredValue> StoreValue(const v1::FieldDef& def, std::string_view case_id,
                                              std::string_view record_id,
                                              const v1::FieldValue& value,
-                                           std::vector<KeyWrite>* key_writes);
+                                             std::vector<KeyWrite>* key_writes);
   absl::StatusOr<v1::ChangeResult> RunStaff(const StaffActor& actor, v1::ChangeKind kind,
                                             StaffBuilder builder);
   // Queues `unit` and returns once it is done (as leader or follower).
@@ -234,12 +238,18 @@ class Ingest {
                                   CommittedUnit* summary);
   absl::Status ProcessStaff(Unit* unit, StateView* view, uint64_t* next_position,
                             CommittedUnit* summary);
-  absl::StatusOr<v1::ChangeResult> LogChange(v1::CaseLogEntry* entry,
-                                             const ApplyOptions& options, StateView* view,
-                                             uint64_t* next_position, CommittedUnit* summary);
+  absl::StatusOr<v1::ChangeResult> LogChange(v1::CaseLogEntry* entry, const ApplyOptions& options,
+                                             StateView* view, uint64_t* next_position,
+                                             CommittedUnit* summary);
 
   Options options_;
   Reconciler reconciler_;
+  // Some observer reads CommittedUnit::records[].dimensions.
+  bool needs_dimensions_ = false;
+  // Size of the last committed group's write batch (committer only), up to
+  // kMaxReservedGroupBytes: the next group reserves about as much.
+  static constexpr size_t kMaxReservedGroupBytes = size_t{16} << 20;
+  size_t last_group_bytes_ = 0;
 
   absl::Mutex mu_;
   absl::CondVar cv_;

@@ -61,10 +61,9 @@ absl::StatusOr<CaseScope> ReadCaseScope(const Schema& schema, const Uuid& case_i
   for (auto [field, out] : {std::pair{&schema.region_field(), &scope.region},
                             std::pair{&schema.officer_field(), &scope.officer}}) {
     v1::FieldState state;
-    ASSIGN_OR_RETURN(bool has, view->GetProto(Cf::kRecords,
-                                              storage::EncodeFieldStateKey(case_id, case_id,
-                                                                           *field),
-                                              &state));
+    ASSIGN_OR_RETURN(
+        bool has, view->GetProto(Cf::kRecords,
+                                 storage::EncodeFieldStateKey(case_id, case_id, *field), &state));
     if (has && !state.value().cleared()) *out = DimensionString(state.value());
   }
   return scope;
@@ -131,9 +130,8 @@ absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_regis
       c.set_status(v1::CONFLICT_STATUS_RESOLVED);
       c.set_resolved_position(entry.position());
       view->PutProto(Cf::kConflicts, key, c);
-      view->Delete(Cf::kConflicts,
-                   storage::EncodeOpenConflictKey(region, case_id, c.id().position(),
-                                                  c.id().field()));
+      view->Delete(Cf::kConflicts, storage::EncodeOpenConflictKey(
+                                       region, case_id, c.id().position(), c.id().field()));
     }
   }
   return absl::OkStatus();
@@ -182,37 +180,16 @@ bool SameValue(const v1::StoredValue& a, const v1::StoredValue& b) {
   return a.encrypted() ? a.digest() == b.digest() : a.data() == b.data();
 }
 
-absl::StatusOr<RecordDimensions> Reconciler::ReadDimensions(const Uuid& case_id,
-                                                            const Uuid& record_id,
-                                                            std::string_view record_type,
-                                                            StateView* view) const {
-  RecordDimensions dims;
-  v1::RecordHeader header;
-  ASSIGN_OR_RETURN(bool found, view->GetProto(Cf::kRecords,
-                                              storage::EncodeRecordHeaderKey(case_id, record_id),
-                                              &header));
-  dims.exists = found && !header.deleted();
-  if (!found) return dims;
-  for (const std::string& field : schema_->DimensionFields(record_type)) {
-    v1::FieldState state;
-    ASSIGN_OR_RETURN(bool has, view->GetProto(Cf::kRecords,
-                                              storage::EncodeFieldStateKey(case_id, record_id,
-                                                                           field),
-                                              &state));
-    if (has && !state.value().cleared()) dims.values[field] = DimensionString(state.value());
-  }
-  return dims;
-}
-
 absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
-                                                   const ApplyOptions& options,
-                                                   StateView* view) const {
+                                                   const ApplyOptions& options, StateView* view,
+                                                   DimensionDelta* delta) const {
   const uint64_t pos = entry->position();
   Loaded ld;
   {
     absl::StatusOr<Uuid> c = ParseUuid(entry->case_id());
     absl::StatusOr<Uuid> r = ParseUuid(entry->record_id());
-    if (!c.ok() || !r.ok()) return Reject(*entry, v1::REJECT_REASON_INVALID_ID, "bad case or record id");
+    if (!c.ok() || !r.ok())
+      return Reject(*entry, v1::REJECT_REASON_INVALID_ID, "bad case or record id");
     ld.case_id = *c;
     ld.record_id = *r;
   }
@@ -230,12 +207,12 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     if (found) ld.header = std::move(h);
   }
   // The case must exist unless this change creates it.
-  const bool creates_case = ld.is_registration && entry->kind() == v1::CHANGE_KIND_UPSERT &&
-                            !ld.header.has_value();
+  const bool creates_case =
+      ld.is_registration && entry->kind() == v1::CHANGE_KIND_UPSERT && !ld.header.has_value();
   if (!creates_case) {
     std::optional<std::string> case_header;
-    ASSIGN_OR_RETURN(case_header,
-                     view->Get(Cf::kRecords, storage::EncodeRecordHeaderKey(ld.case_id, ld.case_id)));
+    ASSIGN_OR_RETURN(case_header, view->Get(Cf::kRecords, storage::EncodeRecordHeaderKey(
+                                                              ld.case_id, ld.case_id)));
     if (!case_header.has_value()) {
       return Reject(*entry, v1::REJECT_REASON_CASE_NOT_FOUND,
                     absl::StrFormat("change %s: case %s does not exist", entry->change_id(),
@@ -243,11 +220,11 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     }
     if (options.check_scope) {
       v1::FieldState officer;
-      ASSIGN_OR_RETURN(bool has, view->GetProto(Cf::kRecords,
-                                                storage::EncodeFieldStateKey(
-                                                    ld.case_id, ld.case_id,
-                                                    schema_->officer_field()),
-                                                &officer));
+      ASSIGN_OR_RETURN(bool has,
+                       view->GetProto(Cf::kRecords,
+                                      storage::EncodeFieldStateKey(ld.case_id, ld.case_id,
+                                                                   schema_->officer_field()),
+                                      &officer));
       if (!has || DimensionString(officer.value()) != options.officer_id) {
         return Reject(*entry, v1::REJECT_REASON_CASE_NOT_IN_SCOPE,
                       absl::StrFormat("change %s: case %s is not assigned to officer %s",
@@ -293,10 +270,10 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     if (header.deleted()) {
       outcome = v1::CHANGE_OUTCOME_CONVERGED;
     } else if (entry->base_version() > header.record_version()) {
-      return Reject(*entry, v1::REJECT_REASON_BASE_VERSION_AHEAD,
-                    absl::StrFormat("change %s: record %s base_version %d is ahead of %d",
-                                    entry->change_id(), entry->record_id(), entry->base_version(),
-                                    header.record_version()));
+      return Reject(
+          *entry, v1::REJECT_REASON_BASE_VERSION_AHEAD,
+          absl::StrFormat("change %s: record %s base_version %d is ahead of %d", entry->change_id(),
+                          entry->record_id(), entry->base_version(), header.record_version()));
     } else {
       bool wins = true;
       if (entry->base_version() < header.record_version()) {
@@ -365,10 +342,10 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
       // record without one has no field states to read.
       bool has = false;
       if (!creating) {
-        ASSIGN_OR_RETURN(has, view->GetProto(Cf::kRecords,
-                                             storage::EncodeFieldStateKey(ld.case_id, ld.record_id,
-                                                                          w.field()),
-                                             &state));
+        ASSIGN_OR_RETURN(
+            has, view->GetProto(Cf::kRecords,
+                                storage::EncodeFieldStateKey(ld.case_id, ld.record_id, w.field()),
+                                &state));
       }
       if (has) ld.fields[i] = std::move(state);
       const uint64_t current = has ? ld.fields[i]->version() : 0;
@@ -479,6 +456,23 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   if (header_dirty) view->PutProto(Cf::kRecords, header_key, header);
   RETURN_IF_ERROR(
       FinishCase(*schema_, ld.case_id, ld.is_registration, before, *entry, new_conflicts, view));
+  if (delta != nullptr) {
+    // The fields written above: those with an APPLIED or CONFLICT outcome.
+    delta->exists = !header.deleted();
+    const std::vector<std::string>& dims = schema_->DimensionFields(entry->record_type());
+    for (const v1::EntryField& f : entry->fields()) {
+      if (f.outcome() != v1::CHANGE_OUTCOME_APPLIED && f.outcome() != v1::CHANGE_OUTCOME_CONFLICT) {
+        continue;
+      }
+      if (std::find(dims.begin(), dims.end(), f.field()) == dims.end()) continue;
+      std::optional<std::string>& v = delta->values[f.field()];
+      if (f.value().cleared()) {
+        v.reset();
+      } else {
+        v = DimensionString(f.value());
+      }
+    }
+  }
   entry->set_outcome(outcome);
   result.set_outcome(outcome);
   result.set_record_version(header.record_version());

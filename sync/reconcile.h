@@ -25,6 +25,7 @@
 #define FIELDSYNC_SYNC_RECONCILE_H_
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -45,11 +46,13 @@ struct ApplyOptions {
   std::string officer_id;
 };
 
-// The DIMENSION values of one record (field -> DimensionString), and
-// whether the record exists (not deleted).
-struct RecordDimensions {
+// What applied log entries did to one record's DIMENSION values: whether
+// the record exists (not deleted) after them, and each DIMENSION field whose
+// winning value they wrote, with its DimensionString, or nullopt when they
+// cleared it. Fields they did not write keep their earlier values.
+struct DimensionDelta {
   bool exists = false;
-  std::map<std::string, std::string> values;
+  std::map<std::string, std::optional<std::string>> values;
 };
 
 // Applies entries to a StateView. Thread-compatible; the schema is not
@@ -65,13 +68,10 @@ class Reconciler {
   // log_position set. On rejection returns a REJECTED ChangeResult and
   // writes nothing. Errors: kDataLoss for corrupt state, kUnavailable from
   // storage, kInternal for an entry kind it cannot apply.
+  // When `delta` is not null and the entry is accepted, adds to it what
+  // the entry did to its record's DIMENSION values.
   absl::StatusOr<v1::ChangeResult> Apply(v1::CaseLogEntry* entry, const ApplyOptions& options,
-                                         StateView* view) const;
-
-  // The DIMENSION values of a record in `view`.
-  absl::StatusOr<RecordDimensions> ReadDimensions(const Uuid& case_id, const Uuid& record_id,
-                                                  std::string_view record_type,
-                                                  StateView* view) const;
+                                         StateView* view, DimensionDelta* delta = nullptr) const;
 
  private:
   const Schema* schema_;

@@ -7,21 +7,28 @@
 namespace fieldsync::sync {
 
 absl::StatusOr<std::optional<std::string>> StateView::Get(storage::Cf cf, std::string_view key) {
-  auto it = overlay_.find({cf, std::string(key)});
+  auto it = overlay_.find(std::pair<storage::Cf, std::string_view>(cf, key));
   if (it != overlay_.end()) return it->second;
   absl::StatusOr<std::string> v = store_->Get(cf, key);
-  if (v.ok()) return std::optional<std::string>(std::move(*v));
-  if (absl::IsNotFound(v.status())) return std::optional<std::string>();
-  return v.status();
+  std::optional<std::string> found;
+  if (v.ok()) {
+    found = std::move(*v);
+  } else if (!absl::IsNotFound(v.status())) {
+    return v.status();
+  }
+  overlay_.emplace(std::pair<storage::Cf, std::string>(cf, std::string(key)), found);
+  return found;
 }
 
 void StateView::Put(storage::Cf cf, std::string_view key, std::string_view value) {
-  overlay_[{cf, std::string(key)}] = std::string(value);
+  overlay_.insert_or_assign(std::pair<storage::Cf, std::string>(cf, std::string(key)),
+                            std::optional<std::string>(std::string(value)));
   batch_->Put(cf, key, value);
 }
 
 void StateView::Delete(storage::Cf cf, std::string_view key) {
-  overlay_[{cf, std::string(key)}] = std::nullopt;
+  overlay_.insert_or_assign(std::pair<storage::Cf, std::string>(cf, std::string(key)),
+                            std::optional<std::string>());
   batch_->Delete(cf, key);
 }
 
@@ -34,7 +41,7 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> StateView::Scan
     merged.emplace(std::string(it->key()), std::string(it->value()));
   }
   if (absl::Status s = it->status(); !s.ok()) return s;
-  for (auto o = overlay_.lower_bound({cf, std::string(prefix)});
+  for (auto o = overlay_.lower_bound(std::pair<storage::Cf, std::string_view>(cf, prefix));
        o != overlay_.end() && o->first.first == cf &&
        std::string_view(o->first.second).substr(0, prefix.size()) == prefix;
        ++o) {
@@ -48,10 +55,9 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> StateView::Scan
 }
 
 absl::Status StateView::CorruptValue(storage::Cf cf, std::string_view key) {
-  return absl::DataLossError(absl::StrFormat("value of %s key %s does not parse",
-                                             storage::CfName(cf),
-                                             absl::BytesToHexString(absl::string_view(
-                                                 key.data(), key.size()))));
+  return absl::DataLossError(
+      absl::StrFormat("value of %s key %s does not parse", storage::CfName(cf),
+                      absl::BytesToHexString(absl::string_view(key.data(), key.size()))));
 }
 
 }  // namespace fieldsync::sync

@@ -1,7 +1,9 @@
 // A read-your-writes view of the store for one commit group: reads go to an
 // in-memory overlay of the group's own writes first and then to the store;
-// writes go to the overlay and to the group's storage::WriteBatch. Used by
-// the ingest committer and by RebuildStateFromLog.
+// writes go to the overlay and to the group's storage::WriteBatch. What a
+// read finds in the store (or that it found nothing) joins the overlay too,
+// so a key read again in the same group is not read from the store again.
+// Used by the ingest committer and by RebuildStateFromLog.
 #ifndef FIELDSYNC_SYNC_STATE_VIEW_H_
 #define FIELDSYNC_SYNC_STATE_VIEW_H_
 
@@ -51,7 +53,7 @@ class StateView {
   // Every live key with `prefix` and its value, in key order, merging the
   // store and the overlay.
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(storage::Cf cf,
-                                                                       std::string_view prefix);
+                                                                        std::string_view prefix);
 
   // Forgets the overlay (after the batch was committed or dropped).
   void ResetOverlay() { overlay_.clear(); }
@@ -61,8 +63,18 @@ class StateView {
 
   storage::Store* store_;
   storage::WriteBatch* batch_;
-  // nullopt marks a deletion.
-  std::map<std::pair<storage::Cf, std::string>, std::optional<std::string>> overlay_;
+  // Orders (column family, key) pairs, and finds them by a string_view key
+  // without copying it.
+  struct KeyLess {
+    using is_transparent = void;
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      if (a.first != b.first) return a.first < b.first;
+      return std::string_view(a.second) < std::string_view(b.second);
+    }
+  };
+  // nullopt marks a deletion, or a key the store does not hold.
+  std::map<std::pair<storage::Cf, std::string>, std::optional<std::string>, KeyLess> overlay_;
 };
 
 }  // namespace fieldsync::sync

@@ -15,8 +15,8 @@ namespace {
 
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::StatusIs;
-using ::testing::HasSubstr;
 using testing::Enum;
+using ::testing::HasSubstr;
 using testing::HlcAt;
 using testing::Id;
 using testing::kStartMicros;
@@ -31,8 +31,8 @@ class IngestTest : public testing::IngestFixture {
  protected:
   // Device dev-a creates kCase in "northern" (log position 1).
   void CreateCase() {
-    absl::StatusOr<PushResult> r = Push("dev-a", 1, {NewCase(Id(100), kCase, "northern",
-                                                             HlcAt(kStartMicros - 1000))});
+    absl::StatusOr<PushResult> r =
+        Push("dev-a", 1, {NewCase(Id(100), kCase, "northern", HlcAt(kStartMicros - 1000))});
     ASSERT_THAT(r, IsOk());
     ASSERT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
   }
@@ -170,8 +170,9 @@ TEST_F(IngestTest, NewRecordWithoutRequiredFieldIsRejected) {
   CreateCase();
 
   absl::StatusOr<PushResult> r =
-      Push("dev-a", 2, {Upsert(Id(101), kCase, Id(60), "referral",
-                               {{"referred_to", Str("clinic")}}, 0, HlcAt(kStartMicros))});
+      Push("dev-a", 2,
+           {Upsert(Id(101), kCase, Id(60), "referral", {{"referred_to", Str("clinic")}}, 0,
+                   HlcAt(kStartMicros))});
 
   ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->result.results(0).reject_reason(), v1::REJECT_REASON_REQUIRED_FIELD_MISSING);
@@ -179,9 +180,9 @@ TEST_F(IngestTest, NewRecordWithoutRequiredFieldIsRejected) {
 
 TEST_F(IngestTest, ChildRecordOfUnknownCaseIsRejected) {
   absl::StatusOr<PushResult> r =
-      Push("dev-a", 1, {Upsert(Id(101), kOther, Id(60), "follow_up",
-                               {{"follow_up_date", testing::DateValue(2026, 1, 1)}}, 0,
-                               HlcAt(kStartMicros))});
+      Push("dev-a", 1,
+           {Upsert(Id(101), kOther, Id(60), "follow_up",
+                   {{"follow_up_date", testing::DateValue(2026, 1, 1)}}, 0, HlcAt(kStartMicros))});
 
   ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->result.results(0).reject_reason(), v1::REJECT_REASON_CASE_NOT_FOUND);
@@ -271,15 +272,16 @@ TEST_F(IngestTest, CaseAssignedToAnotherOfficerIsOutOfScope) {
 TEST_F(IngestTest, DeleteConcurrentWithNewerUpdateIsSuperseded) {
   CreateCase();
   const std::string kReferral = Id(60);
-  ASSERT_THAT(Push("dev-a", 2, {Upsert(Id(101), kCase, kReferral, "referral",
-                                       {{"referral_date", testing::DateValue(2026, 1, 1)},
-                                        {"service_type", Enum("health")},
-                                        {"referral_status", Enum("pending")}},
-                                       0, HlcAt(kStartMicros))}),
+  ASSERT_THAT(Push("dev-a", 2,
+                   {Upsert(Id(101), kCase, kReferral, "referral",
+                           {{"referral_date", testing::DateValue(2026, 1, 1)},
+                            {"service_type", Enum("health")},
+                            {"referral_status", Enum("pending")}},
+                           0, HlcAt(kStartMicros))}),
               IsOk());
-  ASSERT_THAT(Push("dev-a", 3, {Upsert(Id(102), kCase, kReferral, "referral",
-                                       {{"referral_status", Enum("accepted")}}, 2,
-                                       HlcAt(kStartMicros + 100))}),
+  ASSERT_THAT(Push("dev-a", 3,
+                   {Upsert(Id(102), kCase, kReferral, "referral",
+                           {{"referral_status", Enum("accepted")}}, 2, HlcAt(kStartMicros + 100))}),
               IsOk());
   v1::RecordChange del;
   del.set_change_id(Id(103));
@@ -329,9 +331,9 @@ TEST_F(IngestTest, TransferMovesTheCaseAndItsOpenConflictsToTheNewRegion) {
   EXPECT_EQ(feed_->ListConflicts("northern", 0, "", ReadScope::AllClasses())->conflicts_size(), 0);
   EXPECT_EQ(feed_->ListConflicts("eastern", 0, "", ReadScope::AllClasses())->conflicts_size(), 1);
   // The old officer's device is now out of scope, the new one's in scope.
-  EXPECT_EQ(Push("dev-a", 3, {SetName(103, "A", 2, kStartMicros)})->result.results(0)
-                .reject_reason(),
-            v1::REJECT_REASON_CASE_NOT_IN_SCOPE);
+  EXPECT_EQ(
+      Push("dev-a", 3, {SetName(103, "A", 2, kStartMicros)})->result.results(0).reject_reason(),
+      v1::REJECT_REASON_CASE_NOT_IN_SCOPE);
 }
 
 TEST_F(IngestTest, AssignWithStaleBaseIsAborted) {
@@ -349,9 +351,9 @@ TEST_F(IngestTest, ResolveConflictByTakingTheLosingValue) {
   ASSERT_THAT(Push("dev-b", 1, {SetName(102, "Mina", 1, kStartMicros - 5)}), IsOk());
   v1::Conflict c = feed_->ListConflicts("northern", 0, "", ReadScope::AllClasses())->conflicts(0);
 
-  absl::StatusOr<v1::ChangeResult> r = ingest_->ResolveConflict(
-      StaffActor{"sup-1"}, c.id(), kCase, Ingest::Resolution::kTakeLosing, v1::FieldValue(),
-      c.current_version());
+  absl::StatusOr<v1::ChangeResult> r =
+      ingest_->ResolveConflict(StaffActor{"sup-1"}, c.id(), kCase, Ingest::Resolution::kTakeLosing,
+                               v1::FieldValue(), c.current_version());
 
   ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->outcome(), v1::CHANGE_OUTCOME_APPLIED);
@@ -381,11 +383,13 @@ class RecordingObserver : public CommitObserver {
     batch->Put(storage::Cf::kMetadata, "observer-was-here", std::to_string(units.size()));
     return fail ? absl::UnavailableError("observer told to fail") : absl::OkStatus();
   }
+  bool NeedsRecordDimensions() const override { return needs_dimensions; }
   std::vector<CommittedUnit> units;
   bool fail = false;
+  bool needs_dimensions = true;
 };
 
-TEST_F(IngestTest, ObserverSeesDimensionsBeforeAndAfter) {
+TEST_F(IngestTest, ObserverSeesWhatTheUnitDidToDimensions) {
   RecordingObserver observer;
   observers_ = {&observer};
   ReopenStore();
@@ -398,13 +402,28 @@ TEST_F(IngestTest, ObserverSeesDimensionsBeforeAndAfter) {
   EXPECT_EQ(created.batch_id, BatchId("dev-a", 1));
   EXPECT_EQ(created.counts.applied, 1u);
   ASSERT_EQ(created.records.size(), 1u);
-  EXPECT_FALSE(created.records[0].before.exists);
-  EXPECT_EQ(created.records[0].after.values.at("region"), "northern");
+  EXPECT_TRUE(created.records[0].dimensions.exists);
+  EXPECT_EQ(created.records[0].dimensions.values.at("region"), "northern");
   const CommittedUnit& closed = observer.units[1];
   EXPECT_EQ(closed.writer, "staff:sup-1");
-  EXPECT_EQ(closed.records[0].before.values.at("case_status"), "open");
-  EXPECT_EQ(closed.records[0].after.values.at("case_status"), "closed");
+  EXPECT_EQ(closed.records[0].dimensions.values.at("case_status"), "closed");
+  // Only what the unit wrote: the region did not change.
+  EXPECT_EQ(closed.records[0].dimensions.values.count("region"), 0u);
   EXPECT_THAT(store_->Get(storage::Cf::kMetadata, "observer-was-here"), IsOk());
+}
+
+TEST_F(IngestTest, DimensionsAreNotReadWhenNoObserverNeedsThem) {
+  RecordingObserver observer;
+  observer.needs_dimensions = false;
+  observers_ = {&observer};
+  ReopenStore();
+  CreateCase();
+
+  ASSERT_EQ(observer.units.size(), 1u);
+  ASSERT_EQ(observer.units[0].records.size(), 1u);
+  EXPECT_EQ(observer.units[0].records[0].record_id, kCase);
+  EXPECT_FALSE(observer.units[0].records[0].dimensions.exists);
+  EXPECT_TRUE(observer.units[0].records[0].dimensions.values.empty());
 }
 
 TEST_F(IngestTest, ObserverFailureFailsTheWholeCommit) {
@@ -419,8 +438,7 @@ TEST_F(IngestTest, ObserverFailureFailsTheWholeCommit) {
   EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Amina");
   observer.fail = false;
-  absl::StatusOr<PushResult> retry =
-      Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)});
+  absl::StatusOr<PushResult> retry = Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)});
   ASSERT_THAT(retry, IsOk());
   EXPECT_FALSE(retry->is_retry_answer);
   EXPECT_EQ(retry->result.results(0).log_position(), 2u);
@@ -435,8 +453,9 @@ TEST_F(IngestTest, ConcurrentPushesAllCommitWithContiguousPositions) {
       const std::string device = absl::StrFormat("dev-t%d", t);
       for (int b = 1; b <= kBatches; ++b) {
         absl::StatusOr<PushResult> r =
-            Push(device, b, {NewCase(Id(1000 * (t + 1) + b), Id(100000 * (t + 1) + b),
-                                     "central", HlcAt(kStartMicros))});
+            Push(device, b,
+                 {NewCase(Id(1000 * (t + 1) + b), Id(100000 * (t + 1) + b), "central",
+                          HlcAt(kStartMicros))});
         if (!r.ok()) errors[t] = r.status();
       }
     });
@@ -444,7 +463,8 @@ TEST_F(IngestTest, ConcurrentPushesAllCommitWithContiguousPositions) {
   for (std::thread& th : threads) th.join();
 
   for (const absl::Status& e : errors) EXPECT_THAT(e, IsOk());
-  EXPECT_THAT(ingest_->NextLogPosition(), fieldsync::testing::IsOkAndHolds(uint64_t{kThreads * kBatches + 1}));
+  EXPECT_THAT(ingest_->NextLogPosition(),
+              fieldsync::testing::IsOkAndHolds(uint64_t{kThreads * kBatches + 1}));
 }
 
 }  // namespace
