@@ -36,6 +36,13 @@ Record* FindOrAddRecord(v1::AggregateCaseState* state, const std::string& id) {
   return r;
 }
 
+Record* FindRecordToFill(v1::AggregateCaseState* state, std::string_view id) {
+  for (Record& r : *state->mutable_records()) {
+    if (r.record_id() == id) return &r;
+  }
+  return nullptr;
+}
+
 const std::string& ValueOf(const Dimension& d, const Record& record, const Record& registration) {
   static const std::string* const kUnset = new std::string();
   const auto& values = d.from_case ? registration.values() : record.values();
@@ -120,11 +127,12 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
     absl::Time case_time = unit.committed_at;
     std::vector<std::pair<const sync::RecordDimensionChange*, absl::Time>> changes;
     for (const sync::RecordDimensionChange& rec : unit.records) {
-      if (rec.case_id != case_id) continue;
+      if (rec.case_id != case_id || !metrics_->ReadsRecordType(rec.record_type)) continue;
       const Record* r = FindRecord(*state, rec.record_id);
       bool same = r != nullptr && r->record_type() == rec.record_type &&
                   r->exists() == rec.dimensions.exists;
       for (auto v = rec.dimensions.values.begin(); same && v != rec.dimensions.values.end(); ++v) {
+        if (!metrics_->ReadsField(rec.record_type, v->first)) continue;
         auto f = r->values().find(v->first);
         same = v->second.has_value() ? f != r->values().end() && f->second == *v->second
                                      : f == r->values().end();
@@ -165,6 +173,7 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
       r->set_record_type(rec->record_type);
       r->set_exists(rec->dimensions.exists);
       for (const auto& [field, value] : rec->dimensions.values) {
+        if (!metrics_->ReadsField(rec->record_type, field)) continue;
         if (value.has_value()) {
           (*r->mutable_values())[field] = *value;
         } else {
@@ -278,7 +287,6 @@ absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metr
   if (stored.ok() && *stored == metrics.fingerprint()) return outcome;
   if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
   outcome.rebuilt = true;
-  const sync::Schema& schema = metrics.schema();
   {
     // The old counters and case states go first; the fingerprint is
     // written last, so an interrupted rebuild runs again at the next start.
@@ -321,6 +329,7 @@ absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metr
         if (!header.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
           return absl::DataLossError("aggregates: a record header does not parse");
         }
+        if (!metrics.ReadsRecordType(header.record_type())) continue;
         Record* r = FindOrAddRecord(&current->state, record_id);
         r->set_record_type(header.record_type());
         r->set_exists(!header.deleted());
@@ -328,9 +337,10 @@ absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metr
         ++outcome.records;
         continue;
       }
-      Record* r = FindOrAddRecord(&current->state, record_id);
-      const std::vector<std::string>& dims = schema.DimensionFields(r->record_type());
-      if (std::find(dims.begin(), dims.end(), key.field) == dims.end()) continue;
+      // The header came first; a record of a type no metric reads has none
+      // in the state.
+      Record* r = FindRecordToFill(&current->state, record_id);
+      if (r == nullptr || !metrics.ReadsField(r->record_type(), key.field)) continue;
       v1::FieldState state;
       if (!state.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
         return absl::DataLossError("aggregates: a field state does not parse");

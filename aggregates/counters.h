@@ -2,8 +2,9 @@
 // moves the counters of every metric inside the same atomic commit as the
 // changes, with Cf::kAggregates' merge operator (signed 64-bit add).
 //
-// Per case it keeps, next to the counters, the DIMENSION values of each of
-// the case's records as last counted (v1::AggregateCaseState). A committed
+// Per case it keeps, next to the counters, the DIMENSION values some
+// metric reads of each of the case's records of a type some metric reads,
+// as last counted (v1::AggregateCaseState). A committed
 // unit updates them from the unit's record changes, evaluates every metric
 // on the records before and after, and merges the differences:
 //   stock  -1 on the cell the record counted in before, +1 on the cell it

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/proto_text.h"
 #include "common/status_macros.h"
@@ -173,8 +174,26 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(v1::MetricsConfig confi
   crypto::Sha256Digest digest = crypto::Sha256(std::string_view(bytes));
   out->fingerprint_ = absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
+  out->read_.insert(schema->registration_type().name());
+  for (const Metric& m : out->metrics_) {
+    out->read_.insert(m.def.record_type());
+    for (const Dimension& d : m.dimensions)
+      out->read_.insert(absl::StrCat(d.record_type, "/", d.field));
+    for (const Condition& c : m.where) {
+      out->read_.insert(absl::StrCat(c.dimension.record_type, "/", c.dimension.field));
+    }
+  }
   out->config_ = std::move(config);
   return out;
+}
+
+bool Metrics::ReadsRecordType(std::string_view record_type) const {
+  return read_.contains(absl::string_view(record_type.data(), record_type.size()));
+}
+
+bool Metrics::ReadsField(std::string_view record_type, std::string_view field) const {
+  return read_.contains(absl::StrCat(absl::string_view(record_type.data(), record_type.size()), "/",
+                                     absl::string_view(field.data(), field.size())));
 }
 
 const Metric* Metrics::Find(std::string_view name) const {

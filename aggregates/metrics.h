@@ -87,6 +87,12 @@ class Metrics {
   // deterministic serialization of the metrics (k excluded: it changes
   // answers, not counters). Stored with the counters.
   const std::string& fingerprint() const { return fingerprint_; }
+  // Whether some metric reads records of this type (the case registration
+  // always counts: other records take its values).
+  bool ReadsRecordType(std::string_view record_type) const;
+  // Whether some metric reads this field of this record type, as a
+  // dimension or in a condition.
+  bool ReadsField(std::string_view record_type, std::string_view field) const;
 
  private:
   Metrics() = default;
@@ -97,6 +103,9 @@ class Metrics {
   uint32_t min_cell_count_ = kDefaultMinCellCount;
   std::string region_dimension_;
   std::string fingerprint_;
+  // "record_type" and "record_type/field" for every record type and field
+  // a metric reads.
+  absl::flat_hash_set<std::string> read_;
 };
 
 }  // namespace fieldsync::aggregates

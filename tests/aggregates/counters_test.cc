@@ -312,6 +312,45 @@ TEST_F(CountersTest, AFailedCommitLeavesNoCounts) {
   EXPECT_EQ(Count("open_cases", 'S', 0, kOpenCell), 1);
 }
 
+// The case state keeps only what the metrics read: a change of another
+// DIMENSION field, or a record of a type no metric counts, writes nothing.
+TEST_F(CountersTest, FieldsAndRecordsNoMetricReadsAreNotKept) {
+  const std::string case_id = Id(1);
+  ASSERT_THAT(
+      Push("dev-1", 1, {Case(1, case_id, "northern", "northern_1", "female", kStartMicros)}),
+      IsOk());
+  absl::StatusOr<Uuid> uuid = ParseUuid(case_id);
+  ASSERT_THAT(uuid, IsOk());
+  const std::string state_key = storage::EncodeAggregateCaseKey(*uuid);
+  absl::StatusOr<std::string> first = store_->Get(storage::Cf::kAggregates, state_key);
+  ASSERT_THAT(first, IsOk());
+  const Counts counts = ReadCounters(store_.get());
+
+  absl::StatusOr<sync::PushResult> r =
+      Push("dev-1", 2,
+           {Upsert(Id(2), case_id, case_id, "case_registration", {{"nationality", Enum("refugee")}},
+                   0, HlcAt(kStartMicros + 1)),
+            Upsert(Id(3), case_id, Id(3), "incident",
+                   {{"place_type", Enum("school")},
+                    {"incident_date", sync::testing::DateValue(2026, 11, 1)}},
+                   0, HlcAt(kStartMicros + 2))});
+  ASSERT_THAT(r, IsOk());
+  ASSERT_EQ(r->result.results_size(), 2);
+  for (const v1::ChangeResult& cr : r->result.results()) {
+    EXPECT_EQ(cr.outcome(), v1::CHANGE_OUTCOME_APPLIED) << cr.detail();
+  }
+
+  absl::StatusOr<std::string> second = store_->Get(storage::Cf::kAggregates, state_key);
+  ASSERT_THAT(second, IsOk());
+  EXPECT_EQ(*second, *first);
+  v1::AggregateCaseState state;
+  ASSERT_TRUE(state.ParseFromString(*second));
+  ASSERT_EQ(state.records_size(), 1);
+  EXPECT_EQ(state.records(0).values().count("nationality"), 0u);
+  EXPECT_EQ(state.records(0).values().at("sex"), "female");
+  EXPECT_EQ(ReadCounters(store_.get()), counts);
+}
+
 // Devices pushing at the same time share commit groups: the counter
 // observer sums the group's units, whose edits touch the same cases.
 TEST_F(CountersTest, ConcurrentPushesSharingGroupsCountEveryChangeOnce) {
