@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -288,8 +289,8 @@ class KeyOperationsTest : public ::testing::Test {
     ASSERT_EQ(response.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
   }
 
-  grpc::Status Erase(const Credentials& who, const std::string& case_id,
-                     const std::string& confirm, v1::EraseCaseResponse* response) {
+  grpc::Status Erase(const Credentials& who, const std::string& case_id, const std::string& confirm,
+                     v1::EraseCaseResponse* response) {
     v1::EraseCaseRequest request;
     request.set_case_id(case_id);
     request.set_confirm_case_id(confirm);
@@ -340,6 +341,18 @@ class KeyOperationsTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(options);
     EXPECT_THAT(store, IsOk());
     return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  // Every entry of the stopped deployment's aggregates column family
+  // (counters merged, case states), by key.
+  std::map<std::string, std::string> AggregateEntries() {
+    std::map<std::string, std::string> out;
+    std::unique_ptr<storage::Store> store = OpenStore();
+    if (store == nullptr) return out;
+    std::unique_ptr<storage::Iterator> it = store->NewIterator(storage::Cf::kAggregates, "", "");
+    for (; it->Valid(); it->Next()) out.emplace(std::string(it->key()), std::string(it->value()));
+    EXPECT_THAT(it->status(), IsOk());
+    return out;
   }
 
   static const v1::PulledChange* FindCase(const std::vector<v1::PulledChange>& changes,
@@ -411,6 +424,25 @@ TEST_F(KeyOperationsTest, ErasedCaseIsPulledWithEncryptedFieldsWithheldAndDimens
   const v1::PulledField* name = FindField(*kept, "given_name");
   ASSERT_NE(name, nullptr);
   EXPECT_EQ(name->value().string_value(), "Baraka");
+}
+
+// Erasure destroys the case's key, not its DIMENSION values: the counters
+// the case moved, and the values they were counted from, stay as they were.
+TEST_F(KeyOperationsTest, ErasureLeavesTheAggregateCountersAsTheyWere) {
+  StartServer();
+  Device d = NewDevice();
+  PushCase(d, Id(1), "Amina");
+  PushCase(d, Id(2), "Baraka");
+  StopServer();
+  const std::map<std::string, std::string> before = AggregateEntries();
+  ASSERT_FALSE(before.empty());
+
+  StartServer();
+  v1::EraseCaseResponse response;
+  ASSERT_TRUE(Erase(admin_, Id(1), Id(1), &response).ok());
+  StopServer();
+
+  EXPECT_EQ(AggregateEntries(), before);
 }
 
 TEST_F(KeyOperationsTest, ErasedCaseKeyIsReplacedByTheMarker) {
