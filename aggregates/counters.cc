@@ -27,20 +27,18 @@ const Record* FindRecord(const v1::AggregateCaseState& state, std::string_view i
   return nullptr;
 }
 
-Record* FindOrAddRecord(v1::AggregateCaseState* state, const std::string& id) {
-  for (Record& r : *state->mutable_records()) {
-    if (r.record_id() == id) return &r;
-  }
-  Record* r = state->add_records();
-  r->set_record_id(id);
-  return r;
-}
-
-Record* FindRecordToFill(v1::AggregateCaseState* state, std::string_view id) {
+Record* FindMutableRecord(v1::AggregateCaseState* state, std::string_view id) {
   for (Record& r : *state->mutable_records()) {
     if (r.record_id() == id) return &r;
   }
   return nullptr;
+}
+
+Record* FindOrAddRecord(v1::AggregateCaseState* state, const std::string& id) {
+  if (Record* r = FindMutableRecord(state, id)) return r;
+  Record* r = state->add_records();
+  r->set_record_id(id);
+  return r;
 }
 
 const std::string& ValueOf(const Dimension& d, const Record& record, const Record& registration) {
@@ -201,12 +199,11 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
 }
 
 absl::Status CounterObserver::BeforeCommit(storage::WriteBatch* batch) {
-  for (const auto& [case_id, pending] : pending_) {
+  for (auto& [case_id, pending] : pending_) {
     if (!pending.changed) continue;
     ASSIGN_OR_RETURN(Uuid id, ParseUuid(case_id));
-    std::string& serialized = written_.emplace_back(case_id, std::string()).second;
-    pending.state.SerializeToString(&serialized);
-    batch->Put(Cf::kAggregates, storage::EncodeAggregateCaseKey(id), serialized);
+    pending.state.SerializeToString(&pending.serialized);
+    batch->Put(Cf::kAggregates, storage::EncodeAggregateCaseKey(id), pending.serialized);
   }
   for (const auto& [key, delta] : deltas_) {
     if (delta != 0) batch->Merge(Cf::kAggregates, key, storage::EncodeInt64Counter(delta));
@@ -216,12 +213,11 @@ absl::Status CounterObserver::BeforeCommit(storage::WriteBatch* batch) {
 
 void CounterObserver::AfterCommit(const storage::WriteBatch*, const absl::Status& commit_status) {
   if (commit_status.ok()) {
-    if (committed_.size() + written_.size() > kCachedCases) committed_.clear();
-    for (auto& [case_id, serialized] : written_) {
-      committed_.insert_or_assign(std::move(case_id), std::move(serialized));
+    if (committed_.size() + pending_.size() > kCachedCases) committed_.clear();
+    for (auto& [case_id, pending] : pending_) {
+      if (pending.changed) committed_.insert_or_assign(case_id, std::move(pending.serialized));
     }
   }
-  written_.clear();
   pending_.clear();
   deltas_.clear();
 }
@@ -339,7 +335,7 @@ absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metr
       }
       // The header came first; a record of a type no metric reads has none
       // in the state.
-      Record* r = FindRecordToFill(&current->state, record_id);
+      Record* r = FindMutableRecord(&current->state, record_id);
       if (r == nullptr || !metrics.ReadsField(r->record_type(), key.field)) continue;
       v1::FieldState state;
       if (!state.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {

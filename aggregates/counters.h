@@ -68,16 +68,16 @@ class CounterObserver : public sync::CommitObserver {
   storage::Store* store_;
   const Metrics* metrics_;
 
-  // The group's case states by case id (text), whether each changed, and
-  // the group's counter deltas. Only the committer thread touches them.
+  // The group's case states by case id (text), whether each changed (and
+  // what BeforeCommit wrote for it), and the group's counter deltas. Only
+  // the committer thread touches them.
   struct PendingCase {
     v1::AggregateCaseState state;
     bool changed = false;
+    std::string serialized;
   };
   absl::flat_hash_map<std::string, PendingCase> pending_;
   CounterDeltas deltas_;
-  // The serialized states BeforeCommit wrote, by case id, for the cache.
-  std::vector<std::pair<std::string, std::string>> written_;
   // Committed case states, serialized (one allocation each: parsed objects
   // kept this long fragment the heap and slow every allocation), at most
   // kCachedCases of them (cleared whole when full).

@@ -3,7 +3,6 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/proto_text.h"
 #include "common/status_macros.h"
@@ -174,13 +173,12 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(v1::MetricsConfig confi
   crypto::Sha256Digest digest = crypto::Sha256(std::string_view(bytes));
   out->fingerprint_ = absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
-  out->read_.insert(schema->registration_type().name());
+  out->read_[schema->registration_type().name()];
   for (const Metric& m : out->metrics_) {
-    out->read_.insert(m.def.record_type());
-    for (const Dimension& d : m.dimensions)
-      out->read_.insert(absl::StrCat(d.record_type, "/", d.field));
+    out->read_[m.def.record_type()];
+    for (const Dimension& d : m.dimensions) out->read_[d.record_type].insert(d.field);
     for (const Condition& c : m.where) {
-      out->read_.insert(absl::StrCat(c.dimension.record_type, "/", c.dimension.field));
+      out->read_[c.dimension.record_type].insert(c.dimension.field);
     }
   }
   out->config_ = std::move(config);
@@ -192,8 +190,9 @@ bool Metrics::ReadsRecordType(std::string_view record_type) const {
 }
 
 bool Metrics::ReadsField(std::string_view record_type, std::string_view field) const {
-  return read_.contains(absl::StrCat(absl::string_view(record_type.data(), record_type.size()), "/",
-                                     absl::string_view(field.data(), field.size())));
+  auto fields = read_.find(absl::string_view(record_type.data(), record_type.size()));
+  return fields != read_.end() &&
+         fields->second.contains(absl::string_view(field.data(), field.size()));
 }
 
 const Metric* Metrics::Find(std::string_view name) const {

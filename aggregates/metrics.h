@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "fieldsync/v1/aggregates.pb.h"
@@ -103,9 +104,8 @@ class Metrics {
   uint32_t min_cell_count_ = kDefaultMinCellCount;
   std::string region_dimension_;
   std::string fingerprint_;
-  // "record_type" and "record_type/field" for every record type and field
-  // a metric reads.
-  absl::flat_hash_set<std::string> read_;
+  // Every record type a metric reads, with the fields of it read.
+  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> read_;
 };
 
 }  // namespace fieldsync::aggregates

@@ -446,9 +446,18 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
                                                    CommittedUnit* summary) {
   entry->set_position(*next_position);
   entry->set_committed_unix_micros(absl::ToUnixMicros(summary->committed_at));
-  DimensionDelta delta;
-  ASSIGN_OR_RETURN(v1::ChangeResult result,
-                   reconciler_.Apply(entry, options, view, needs_dimensions_ ? &delta : nullptr));
+  // A record touched again in the unit: Apply adds this entry's writes to
+  // the delta of the earlier ones.
+  auto touched = std::find_if(
+      summary->records.begin(), summary->records.end(), [&](const RecordDimensionChange& r) {
+        return r.record_id == entry->record_id() && r.case_id == entry->case_id();
+      });
+  DimensionDelta first_delta;
+  DimensionDelta* delta = nullptr;
+  if (needs_dimensions_) {
+    delta = touched == summary->records.end() ? &first_delta : &touched->dimensions;
+  }
+  ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler_.Apply(entry, options, view, delta));
   Count(result.outcome(), &summary->counts);
   if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED) return result;
   view->PutProto(Cf::kCaseLog, storage::EncodeCaseLogKey(*next_position), *entry);
@@ -459,22 +468,13 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
       summary->case_ids.end()) {
     summary->case_ids.push_back(entry->case_id());
   }
-  auto touched = std::find_if(
-      summary->records.begin(), summary->records.end(), [&](const RecordDimensionChange& r) {
-        return r.record_id == entry->record_id() && r.case_id == entry->case_id();
-      });
   if (touched == summary->records.end()) {
     RecordDimensionChange& rec = summary->records.emplace_back();
     rec.case_id = entry->case_id();
     rec.record_id = entry->record_id();
     rec.record_type = entry->record_type();
     rec.changed_at = absl::FromUnixMicros(entry->hlc().wall_micros());
-    rec.dimensions = std::move(delta);
-  } else if (needs_dimensions_) {
-    // A later entry of the same record: its writes come after the earlier
-    // ones.
-    touched->dimensions.exists = delta.exists;
-    for (auto& [field, value] : delta.values) touched->dimensions.values[field] = std::move(value);
+    rec.dimensions = std::move(first_delta);
   }
   return result;
 }

@@ -69,7 +69,8 @@ class Reconciler {
   // writes nothing. Errors: kDataLoss for corrupt state, kUnavailable from
   // storage, kInternal for an entry kind it cannot apply.
   // When `delta` is not null and the entry is accepted, adds to it what
-  // the entry did to its record's DIMENSION values.
+  // the entry did to its record's DIMENSION values (a rejection leaves it
+  // as it was).
   absl::StatusOr<v1::ChangeResult> Apply(v1::CaseLogEntry* entry, const ApplyOptions& options,
                                          StateView* view, DimensionDelta* delta = nullptr) const;
 
