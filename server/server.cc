@@ -38,6 +38,7 @@
 #include "sync/case_key_sealer.h"
 #include "sync/change_feed.h"
 #include "sync/ingest.h"
+#include "sync/rebuild.h"
 #include "sync/schema.h"
 
 namespace fieldsync::server {
@@ -257,6 +258,21 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   rotation.key_file = config.master_key_command().empty() ? config.master_key_file() : "";
   impl->kek_rotation = std::make_unique<admin::MasterKeyRotation>(std::move(rotation));
   impl->admin_service->set_key_operations(impl->case_erasure.get(), impl->kek_rotation.get());
+  {
+    // State built under earlier merge rules is rebuilt from the log before
+    // anything commits; the counters are then recounted from it.
+    ASSIGN_OR_RETURN(sync::StateUpgrade upgrade,
+                     sync::BringStateToCurrentRules(*impl->schema, impl->store.get()));
+    if (upgrade.rebuilt) {
+      log::Info("sync", {{"state", "rebuilt"},
+                         {"merge_rules", std::to_string(sync::kMergeRules)},
+                         {"entries", std::to_string(upgrade.entries)}});
+      storage::WriteBatch recount;
+      recount.Delete(storage::Cf::kMetadata,
+                     storage::EncodeMetadataKey(aggregates::kCountersFingerprintName));
+      RETURN_IF_ERROR(impl->store->Commit(&recount));
+    }
+  }
   sync::Ingest::Options ingest;
   ingest.store = impl->store.get();
   ingest.schema = impl->schema.get();

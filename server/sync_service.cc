@@ -469,7 +469,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ResolveConflict(
         }
         absl::StatusOr<v1::ChangeResult> result = deps_.ingest->ResolveConflict(
             sync::StaffActor{caller.principal.id()}, request->id(), entry.case_id(), resolution,
-            request->new_value(), request->base_version());
+            request->losing_index(), request->new_value(), request->base_version());
         if (!result.ok()) return WithReason(result.status());
         *response->mutable_result() = *std::move(result);
         return absl::OkStatus();

@@ -9,6 +9,7 @@
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "storage/key_codec.h"
+#include "sync/heads.h"
 #include "sync/reconcile.h"
 
 namespace fieldsync::sync {
@@ -68,13 +69,13 @@ absl::StatusOr<v1::PulledChanges> ChangeFeed::Read(const ReadScope& scope,
     ASSIGN_OR_RETURN(Uuid id, ParseUuid(case_text));
     bool ok = false;
     if (!scope.officer_id.empty()) {
-      ASSIGN_OR_RETURN(auto officer, GetFieldState(store_, snap.get(), id, id,
-                                                   schema_->officer_field()));
+      ASSIGN_OR_RETURN(auto officer,
+                       GetFieldState(store_, snap.get(), id, id, schema_->officer_field()));
       ok |= officer.has_value() && DimensionString(officer->value()) == scope.officer_id;
     }
     if (!ok && !scope.regions.empty()) {
-      ASSIGN_OR_RETURN(auto region, GetFieldState(store_, snap.get(), id, id,
-                                                  schema_->region_field()));
+      ASSIGN_OR_RETURN(auto region,
+                       GetFieldState(store_, snap.get(), id, id, schema_->region_field()));
       ok |= region.has_value() && scope.regions.contains(DimensionString(region->value()));
     }
     in_scope[case_text] = ok;
@@ -109,6 +110,8 @@ absl::StatusOr<v1::PulledChanges> ChangeFeed::Read(const ReadScope& scope,
       *change.mutable_hlc() = entry.hlc();
       change.set_writer(entry.writer());
       change.set_outcome(entry.outcome());
+      change.set_record_version(position);
+      change.set_revived(entry.revived());
       for (const v1::EntryField& f : entry.fields()) {
         const v1::FieldDef* def = schema_->FindField(entry.record_type(), f.field());
         if (def == nullptr || !scope.readable.contains(def->sensitivity())) {
@@ -127,9 +130,7 @@ absl::StatusOr<v1::PulledChanges> ChangeFeed::Read(const ReadScope& scope,
         *pf->mutable_value() = std::move(*value);
         pf->set_outcome(f.outcome());
         pf->set_server_set(f.server_set());
-        const bool took = f.outcome() == v1::CHANGE_OUTCOME_APPLIED ||
-                          f.outcome() == v1::CHANGE_OUTCOME_CONFLICT;
-        pf->set_version(took ? position : 0);
+        pf->set_version(f.version() != 0 ? f.version() : position);
       }
       const size_t size = change.ByteSizeLong();
       if (out.changes_size() > 0 && bytes + size > options.max_bytes) break;
@@ -143,8 +144,9 @@ absl::StatusOr<v1::PulledChanges> ChangeFeed::Read(const ReadScope& scope,
   return out;
 }
 
-absl::StatusOr<std::optional<v1::FieldValue>> ChangeFeed::ReadField(
-    std::string_view case_id, std::string_view record_id, std::string_view field) const {
+absl::StatusOr<std::optional<v1::FieldValue>> ChangeFeed::ReadField(std::string_view case_id,
+                                                                    std::string_view record_id,
+                                                                    std::string_view field) const {
   ASSIGN_OR_RETURN(Uuid c, ParseUuid(case_id));
   ASSIGN_OR_RETURN(Uuid r, ParseUuid(record_id));
   ASSIGN_OR_RETURN(auto state, GetFieldState(store_, nullptr, c, r, field));
@@ -152,6 +154,71 @@ absl::StatusOr<std::optional<v1::FieldValue>> ChangeFeed::ReadField(
   ASSIGN_OR_RETURN(v1::FieldValue v,
                    Plaintext(state->value(), FormatUuid(c), FormatUuid(r), field));
   return std::optional<v1::FieldValue>(std::move(v));
+}
+
+absl::Status ChangeFeed::DescribeConflict(const v1::ConflictRecord& record, const Uuid& case_id,
+                                          std::string_view region,
+                                          const absl::flat_hash_set<v1::Sensitivity>& readable,
+                                          const storage::Snapshot* snap, v1::Conflict* c) const {
+  *c->mutable_id() = record.id();
+  c->set_case_id(record.case_id());
+  c->set_record_id(record.record_id());
+  c->set_record_type(record.record_type());
+  c->set_field(record.field());
+  c->set_losing_was_delete(record.losing_was_delete());
+  c->set_region(std::string(region));
+  ASSIGN_OR_RETURN(Uuid rid, ParseUuid(record.record_id()));
+  v1::RecordHeader header;
+  {
+    absl::StatusOr<std::string> raw =
+        store_->Get(Cf::kRecords, storage::EncodeRecordHeaderKey(case_id, rid), snap);
+    if (!raw.ok()) return raw.status();
+    if (!header.ParseFromString(*raw)) return absl::DataLossError("record header does not parse");
+  }
+  std::optional<v1::FieldState> current;
+  if (!record.field().empty()) {
+    ASSIGN_OR_RETURN(current, GetFieldState(store_, snap, case_id, rid, record.field()));
+    if (!current.has_value()) return absl::DataLossError("a conflict's field has no state");
+    c->set_current_version(current->version());
+    c->set_current_writer(current->writer());
+    *c->mutable_current_hlc() = current->hlc();
+  }
+  c->set_version(ConflictVersion(record, current.value_or(v1::FieldState()), header));
+  const v1::FieldDef* def =
+      record.field().empty() ? nullptr : schema_->FindField(record.record_type(), record.field());
+  const bool can_read = def != nullptr && readable.contains(def->sensitivity());
+  if (current.has_value()) {
+    if (can_read) {
+      ASSIGN_OR_RETURN(*c->mutable_current_value(), Plaintext(current->value(), record.case_id(),
+                                                              record.record_id(), record.field()));
+    } else {
+      c->set_current_value_withheld(true);
+    }
+  }
+  for (const v1::FieldHead& head : record.losing()) {
+    v1::LosingValue* lv = c->add_losing_values();
+    // Greatest write first, as heads are listed.
+    for (auto w = head.writes().rbegin(); w != head.writes().rend(); ++w) {
+      v1::ConflictWrite* cw = lv->add_writes();
+      cw->set_writer(w->writer());
+      *cw->mutable_hlc() = w->hlc();
+      cw->set_position(w->position());
+    }
+    if (record.field().empty()) continue;
+    if (can_read) {
+      ASSIGN_OR_RETURN(*lv->mutable_value(), Plaintext(head.value(), record.case_id(),
+                                                       record.record_id(), record.field()));
+    } else {
+      lv->set_value_withheld(true);
+    }
+  }
+  if (c->losing_values_size() > 0 && c->losing_values(0).writes_size() > 0) {
+    const v1::LosingValue& first = c->losing_values(0);
+    *c->mutable_losing_value() = first.value();
+    c->set_losing_writer(first.writes(0).writer());
+    *c->mutable_losing_hlc() = first.writes(0).hlc();
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::ListConflictsResponse> ChangeFeed::ListConflicts(
@@ -177,43 +244,15 @@ absl::StatusOr<v1::ListConflictsResponse> ChangeFeed::ListConflicts(
   for (; it->Valid() && static_cast<size_t>(out.conflicts_size()) < limit; it->Next()) {
     ASSIGN_OR_RETURN(storage::OpenConflictKey key, storage::DecodeOpenConflictKey(it->key()));
     last_key = std::string(it->key());
-    ASSIGN_OR_RETURN(std::string raw,
-                     store_->Get(Cf::kConflicts,
-                                 storage::EncodeConflictKey(key.conflict.case_id,
-                                                            key.conflict.position,
-                                                            key.conflict.field),
-                                 snap.get()));
+    ASSIGN_OR_RETURN(std::string raw, store_->Get(Cf::kConflicts,
+                                                  storage::EncodeConflictKey(key.conflict.case_id,
+                                                                             key.conflict.position,
+                                                                             key.conflict.field),
+                                                  snap.get()));
     v1::ConflictRecord record;
     if (!record.ParseFromString(raw)) return absl::DataLossError("conflict does not parse");
-    v1::Conflict* c = out.add_conflicts();
-    *c->mutable_id() = record.id();
-    c->set_case_id(record.case_id());
-    c->set_record_id(record.record_id());
-    c->set_record_type(record.record_type());
-    c->set_field(record.field());
-    c->set_losing_writer(record.losing_writer());
-    *c->mutable_losing_hlc() = record.losing_hlc();
-    c->set_losing_was_delete(record.losing_was_delete());
-    c->set_region(std::string(region));
-    if (record.field().empty()) continue;
-    const v1::FieldDef* def = schema_->FindField(record.record_type(), record.field());
-    ASSIGN_OR_RETURN(Uuid rid, ParseUuid(record.record_id()));
-    ASSIGN_OR_RETURN(auto current, GetFieldState(store_, snap.get(), key.conflict.case_id, rid,
-                                                 record.field()));
-    if (current.has_value()) {
-      c->set_current_version(current->version());
-      c->set_current_writer(current->writer());
-      *c->mutable_current_hlc() = current->hlc();
-    }
-    if (def == nullptr || !readable.contains(def->sensitivity())) continue;
-    ASSIGN_OR_RETURN(*c->mutable_losing_value(),
-                     Plaintext(record.losing_value(), record.case_id(), record.record_id(),
-                               record.field()));
-    if (current.has_value()) {
-      ASSIGN_OR_RETURN(*c->mutable_current_value(),
-                       Plaintext(current->value(), record.case_id(), record.record_id(),
-                                 record.field()));
-    }
+    RETURN_IF_ERROR(DescribeConflict(record, key.conflict.case_id, region, readable, snap.get(),
+                                     out.add_conflicts()));
   }
   RETURN_IF_ERROR(it->status());
   if (it->Valid() && !last_key.empty()) {

@@ -15,6 +15,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "common/uuid.h"
 #include "fieldsync/v1/records.pb.h"
 #include "fieldsync/v1/schema.pb.h"
 #include "fieldsync/v1/sync.pb.h"
@@ -30,10 +31,10 @@ namespace fieldsync::sync {
 // later entries; its earlier ones come from a backfill read with
 // `case_ids`).
 struct ReadScope {
-  bool all_cases = false;                       // administrators
-  std::string officer_id;                       // devices: cases assigned to it
-  absl::flat_hash_set<std::string> regions;     // supervisors: their regions
-  absl::flat_hash_set<std::string> case_ids;    // backfill of named cases
+  bool all_cases = false;                     // administrators
+  std::string officer_id;                     // devices: cases assigned to it
+  absl::flat_hash_set<std::string> regions;   // supervisors: their regions
+  absl::flat_hash_set<std::string> case_ids;  // backfill of named cases
   // Sensitivity classes whose values the reader gets; other fields are
   // withheld (counted in PulledChange.withheld_fields).
   absl::flat_hash_set<v1::Sensitivity> readable;
@@ -66,8 +67,7 @@ class ChangeFeed {
   // duplicates. caught_up when the log had nothing after next_cursor.
   // Errors: kDataLoss (corrupt entry or a value that does not open),
   // kUnavailable (storage).
-  absl::StatusOr<v1::PulledChanges> Read(const ReadScope& scope,
-                                         const FeedOptions& options) const;
+  absl::StatusOr<v1::PulledChanges> Read(const ReadScope& scope, const FeedOptions& options) const;
 
   // Open conflicts of `region`, oldest first, with plaintext values of the
   // classes in `readable`. page_size 0 = 100, capped at 1000; page_token
@@ -83,8 +83,14 @@ class ChangeFeed {
                                                           std::string_view field) const;
 
  private:
-  absl::StatusOr<v1::FieldValue> Plaintext(const v1::StoredValue& value,
-                                           std::string_view case_id,
+  // Fills `c` from a stored conflict of case `case_id` in `region`, with
+  // the field's current value and every losing value (in plaintext where
+  // `readable` allows) and the version a resolution must name.
+  absl::Status DescribeConflict(const v1::ConflictRecord& record, const Uuid& case_id,
+                                std::string_view region,
+                                const absl::flat_hash_set<v1::Sensitivity>& readable,
+                                const storage::Snapshot* snap, v1::Conflict* c) const;
+  absl::StatusOr<v1::FieldValue> Plaintext(const v1::StoredValue& value, std::string_view case_id,
                                            std::string_view record_id,
                                            std::string_view field) const;
 

@@ -220,6 +220,7 @@ absl::Status Ingest::PrepareChange(const v1::RecordChange& change, const BatchMe
         if (!stored.ok()) return stored.status();
         *f->mutable_value() = *std::move(stored);
       }
+      e.set_base_version(change.base_version());
       return absl::OkStatus();
     }
     case v1::CHANGE_KIND_DELETE:

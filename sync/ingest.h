@@ -202,14 +202,21 @@ class Ingest {
                                                 std::string_view officer_id, uint64_t base_version);
   absl::StatusOr<v1::ChangeResult> SetCaseStatus(const StaffActor& actor, std::string_view case_id,
                                                  bool close, uint64_t base_version);
-  // Resolves an open conflict (kFailedPrecondition if already resolved):
-  // keep the current value (no field write), take the kept losing value, or
-  // write `new_value` (validated). base_version is the field's current
-  // version as the supervisor saw it.
+  // Resolves an open conflict, closing it with every losing value
+  // (docs/MERGE.md §6): keep the current value (no field write; for a
+  // record-level conflict, keep the record), take losing value number
+  // `losing_index`, or write `new_value` (validated). base_version is the
+  // conflict's version as the supervisor saw it (Conflict.version) and is
+  // required. Errors, each with a SyncErrorDetail: kInvalidArgument
+  // (base_version 0, a bad index or value, take/new on a record-level
+  // conflict: INVALID_VALUE), kNotFound (NOT_FOUND), kFailedPrecondition
+  // (already closed: ALREADY_RESOLVED; the record is deleted), kAborted
+  // (the conflict changed since: STALE_BASE with current_version).
   enum class Resolution { kKeepCurrent, kTakeLosing, kNewValue };
   absl::StatusOr<v1::ChangeResult> ResolveConflict(const StaffActor& actor,
                                                    const v1::ConflictId& id,
                                                    std::string_view case_id, Resolution resolution,
+                                                   uint32_t losing_index,
                                                    const v1::FieldValue& new_value,
                                                    uint64_t base_version);
 

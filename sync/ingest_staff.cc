@@ -7,6 +7,7 @@
 #include "common/uuid.h"
 #include "storage/key_codec.h"
 #include "sync/errors.h"
+#include "sync/heads.h"
 #include "sync/ingest.h"
 
 namespace fieldsync::sync {
@@ -26,8 +27,8 @@ absl::Status InvalidValue(std::string_view message, std::string_view case_id,
   v1::SyncErrorDetail detail;
   detail.set_case_id(std::string(case_id));
   detail.set_field(std::string(field));
-  return SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_INVALID_VALUE,
-                   message, detail);
+  return SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_INVALID_VALUE, message,
+                   detail);
 }
 
 // The current version of a field (0 when never written); kAborted when
@@ -36,10 +37,9 @@ absl::StatusOr<uint64_t> CheckBase(StateView* view, const Uuid& case_id, const U
                                    std::string_view field, uint64_t base,
                                    std::string_view case_text) {
   v1::FieldState state;
-  ASSIGN_OR_RETURN(bool has, view->GetProto(Cf::kRecords,
-                                            storage::EncodeFieldStateKey(case_id, record_id,
-                                                                         field),
-                                            &state));
+  ASSIGN_OR_RETURN(bool has,
+                   view->GetProto(Cf::kRecords,
+                                  storage::EncodeFieldStateKey(case_id, record_id, field), &state));
   const uint64_t current = has ? state.version() : 0;
   if (base != 0 && base != current) {
     v1::SyncErrorDetail detail;
@@ -94,21 +94,20 @@ absl::StatusOr<v1::ChangeResult> Ingest::AssignCase(const StaffActor& actor,
                                                     uint64_t base_version) {
   const Schema& schema = *options_.schema;
   std::string case_text(case_id), officer(officer_id);
-  return RunStaff(actor, v1::CHANGE_KIND_ASSIGN_CASE,
-                  [&, case_text, officer](StateView* view) -> absl::StatusOr<v1::CaseLogEntry> {
-                    Uuid id;
-                    ASSIGN_OR_RETURN(v1::CaseLogEntry entry,
-                                     CaseEntry(schema, view, case_text, &id));
-                    if (officer.empty()) {
-                      return InvalidValue("officer id is empty", case_text,
-                                          schema.officer_field());
-                    }
-                    v1::FieldValue v;
-                    v.set_string_value(officer);
-                    RETURN_IF_ERROR(AddField(schema, view, id, &entry, schema.officer_field(), v,
-                                             base_version));
-                    return entry;
-                  });
+  return RunStaff(
+      actor, v1::CHANGE_KIND_ASSIGN_CASE,
+      [&, case_text, officer](StateView* view) -> absl::StatusOr<v1::CaseLogEntry> {
+        Uuid id;
+        ASSIGN_OR_RETURN(v1::CaseLogEntry entry, CaseEntry(schema, view, case_text, &id));
+        if (officer.empty()) {
+          return InvalidValue("officer id is empty", case_text, schema.officer_field());
+        }
+        v1::FieldValue v;
+        v.set_string_value(officer);
+        RETURN_IF_ERROR(
+            AddField(schema, view, id, &entry, schema.officer_field(), v, base_version));
+        return entry;
+      });
 }
 
 absl::StatusOr<v1::ChangeResult> Ingest::TransferCase(const StaffActor& actor,
@@ -131,8 +130,7 @@ absl::StatusOr<v1::ChangeResult> Ingest::TransferCase(const StaffActor& actor,
           r.set_string_value(region);
         }
         if (region.empty()) return InvalidValue("region is empty", case_text, def->name());
-        RETURN_IF_ERROR(
-            AddField(schema, view, id, &entry, schema.region_field(), r, base_version));
+        RETURN_IF_ERROR(AddField(schema, view, id, &entry, schema.region_field(), r, base_version));
         v1::FieldValue o;
         if (!officer.empty()) o.set_string_value(officer);
         RETURN_IF_ERROR(AddField(schema, view, id, &entry, schema.officer_field(), o, 0));
@@ -145,25 +143,22 @@ absl::StatusOr<v1::ChangeResult> Ingest::SetCaseStatus(const StaffActor& actor,
                                                        uint64_t base_version) {
   const Schema& schema = *options_.schema;
   std::string case_text(case_id);
-  return RunStaff(actor, close ? v1::CHANGE_KIND_CLOSE_CASE : v1::CHANGE_KIND_REOPEN_CASE,
-                  [&, case_text](StateView* view) -> absl::StatusOr<v1::CaseLogEntry> {
-                    Uuid id;
-                    ASSIGN_OR_RETURN(v1::CaseLogEntry entry,
-                                     CaseEntry(schema, view, case_text, &id));
-                    v1::FieldValue v;
-                    v.set_enum_value(close ? "closed" : "open");
-                    RETURN_IF_ERROR(AddField(schema, view, id, &entry, schema.status_field(), v,
-                                             base_version));
-                    return entry;
-                  });
+  return RunStaff(
+      actor, close ? v1::CHANGE_KIND_CLOSE_CASE : v1::CHANGE_KIND_REOPEN_CASE,
+      [&, case_text](StateView* view) -> absl::StatusOr<v1::CaseLogEntry> {
+        Uuid id;
+        ASSIGN_OR_RETURN(v1::CaseLogEntry entry, CaseEntry(schema, view, case_text, &id));
+        v1::FieldValue v;
+        v.set_enum_value(close ? "closed" : "open");
+        RETURN_IF_ERROR(AddField(schema, view, id, &entry, schema.status_field(), v, base_version));
+        return entry;
+      });
 }
 
-absl::StatusOr<v1::ChangeResult> Ingest::ResolveConflict(const StaffActor& actor,
-                                                         const v1::ConflictId& conflict_id,
-                                                         std::string_view case_id,
-                                                         Resolution resolution,
-                                                         const v1::FieldValue& new_value,
-                                                         uint64_t base_version) {
+absl::StatusOr<v1::ChangeResult> Ingest::ResolveConflict(
+    const StaffActor& actor, const v1::ConflictId& conflict_id, std::string_view case_id,
+    Resolution resolution, uint32_t losing_index, const v1::FieldValue& new_value,
+    uint64_t base_version) {
   std::string case_text(case_id);
   return RunStaff(
       actor, v1::CHANGE_KIND_RESOLVE_CONFLICT,
@@ -177,10 +172,50 @@ absl::StatusOr<v1::ChangeResult> Ingest::ResolveConflict(const StaffActor& actor
                                                                    conflict_id.field()),
                                         &conflict));
         if (!found) return NotFound("conflict", case_text);
+        v1::SyncErrorDetail detail;
+        detail.set_case_id(case_text);
+        detail.set_field(conflict.field());
         if (conflict.status() != v1::CONFLICT_STATUS_OPEN) {
-          return absl::FailedPreconditionError(
-              absl::StrFormat("conflict %d/%s of case %s is already resolved",
+          return SyncError(absl::StatusCode::kFailedPrecondition,
+                           v1::SYNC_ERROR_REASON_ALREADY_RESOLVED,
+                           absl::StrFormat("conflict %d/%s of case %s was already closed at "
+                                           "position %d: nothing to resolve",
+                                           conflict_id.position(), conflict_id.field(), case_text,
+                                           conflict.resolved_position()),
+                           detail);
+        }
+        if (base_version == 0) {
+          return InvalidValue(
+              "base_version is required: show the conflict and send the version it lists",
+              case_text, conflict.field());
+        }
+        ASSIGN_OR_RETURN(Uuid record_id, ParseUuid(conflict.record_id()));
+        v1::RecordHeader header;
+        ASSIGN_OR_RETURN(
+            bool has_header,
+            view->GetProto(Cf::kRecords, storage::EncodeRecordHeaderKey(*id, record_id), &header));
+        v1::FieldState current;
+        bool has_current = false;
+        if (!conflict.field().empty()) {
+          ASSIGN_OR_RETURN(has_current, view->GetProto(Cf::kRecords,
+                                                       storage::EncodeFieldStateKey(
+                                                           *id, record_id, conflict.field()),
+                                                       &current));
+        }
+        if (!has_header || (!conflict.field().empty() && !has_current)) {
+          return absl::DataLossError(
+              absl::StrFormat("conflict %d/%s of case %s names a record or field with no state",
                               conflict_id.position(), conflict_id.field(), case_text));
+        }
+        const uint64_t version = ConflictVersion(conflict, current, header);
+        if (base_version != version) {
+          detail.set_current_version(version);
+          return SyncError(absl::StatusCode::kAborted, v1::SYNC_ERROR_REASON_STALE_BASE,
+                           absl::StrFormat("conflict %d/%s of case %s changed since you looked "
+                                           "(version %d, now %d): show it again",
+                                           conflict_id.position(), conflict_id.field(), case_text,
+                                           base_version, version),
+                           detail);
         }
         v1::CaseLogEntry entry;
         entry.set_case_id(FormatUuid(*id));
@@ -190,20 +225,31 @@ absl::StatusOr<v1::ChangeResult> Ingest::ResolveConflict(const StaffActor& actor
         if (resolution == Resolution::kKeepCurrent) return entry;
         if (conflict.field().empty()) {
           return InvalidValue(
-              "a record-level conflict is resolved by keeping the current state; delete or "
-              "edit the record instead",
+              "a record-level conflict is resolved by keeping the record; to remove it, delete "
+              "the record",
               case_text, "");
         }
-        ASSIGN_OR_RETURN(Uuid record_id, ParseUuid(conflict.record_id()));
-        ASSIGN_OR_RETURN(uint64_t current, CheckBase(view, *id, record_id, conflict.field(),
-                                                     base_version, case_text));
+        if (header.deleted()) {
+          return SyncError(absl::StatusCode::kFailedPrecondition,
+                           v1::SYNC_ERROR_REASON_INVALID_VALUE,
+                           absl::StrFormat("record %s of case %s is deleted: keep the current "
+                                           "value, or restore the record first",
+                                           conflict.record_id(), case_text),
+                           detail);
+        }
         v1::EntryField* f = entry.add_fields();
         f->set_field(conflict.field());
-        f->set_base_version(current);
+        f->set_base_version(current.version());
         if (resolution == Resolution::kTakeLosing) {
+          if (losing_index >= static_cast<uint32_t>(conflict.losing_size())) {
+            return InvalidValue(absl::StrFormat("conflict has %d losing values; there is no "
+                                                "number %d",
+                                                conflict.losing_size(), losing_index),
+                                case_text, conflict.field());
+          }
           // The kept bytes are bound to this very case, record and field,
           // so they are reused as they are (never re-encrypted).
-          *f->mutable_value() = conflict.losing_value();
+          *f->mutable_value() = conflict.losing(static_cast<int>(losing_index)).value();
           return entry;
         }
         const v1::FieldDef* def =
@@ -215,9 +261,8 @@ absl::StatusOr<v1::ChangeResult> Ingest::ResolveConflict(const StaffActor& actor
         if (def->required() && new_value.kind_case() == v1::FieldValue::KIND_NOT_SET) {
           return InvalidValue("a required field cannot be cleared", case_text, def->name());
         }
-        ASSIGN_OR_RETURN(*f->mutable_value(),
-                         StoreValue(*def, entry.case_id(), entry.record_id(), new_value,
-                                    staff_key_writes_));
+        ASSIGN_OR_RETURN(*f->mutable_value(), StoreValue(*def, entry.case_id(), entry.record_id(),
+                                                         new_value, staff_key_writes_));
         return entry;
       });
 }

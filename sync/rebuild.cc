@@ -1,6 +1,8 @@
 #include "sync/rebuild.h"
 
+#include <limits>
 #include <memory>
+#include <string>
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
@@ -11,8 +13,8 @@
 namespace fieldsync::sync {
 
 absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Store* source,
-                                             storage::Store* target,
-                                             size_t entries_per_commit) {
+                                             storage::Store* target, size_t entries_per_commit,
+                                             uint64_t compare_from) {
   Reconciler reconciler(&schema);
   std::unique_ptr<storage::Snapshot> snap = source->GetSnapshot();
   std::unique_ptr<storage::Iterator> it =
@@ -34,9 +36,21 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
     v1::CaseLogEntry replay = recorded;
     replay.clear_outcome();
     for (v1::EntryField& f : *replay.mutable_fields()) f.clear_outcome();
-    ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler.Apply(&replay, ApplyOptions(), &view));
+    replay.clear_revived();
+    for (v1::EntryField& f : *replay.mutable_fields()) f.clear_version();
+    ApplyOptions options;
+    options.replay = true;
+    options.read_entry = [&](uint64_t at, v1::CaseLogEntry* out) -> absl::StatusOr<bool> {
+      absl::StatusOr<std::string> raw =
+          source->Get(storage::Cf::kCaseLog, storage::EncodeCaseLogKey(at), snap.get());
+      if (absl::IsNotFound(raw.status())) return false;
+      if (!raw.ok()) return raw.status();
+      if (!out->ParseFromString(*raw)) return absl::DataLossError("case log entry does not parse");
+      return true;
+    };
+    ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler.Apply(&replay, options, &view));
     if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED ||
-        replay.SerializeAsString() != recorded.SerializeAsString()) {
+        (position >= compare_from && replay.SerializeAsString() != recorded.SerializeAsString())) {
       return absl::DataLossError(absl::StrFormat(
           "case log entry %d does not replay to its recorded outcome (%s)", position,
           result.outcome() == v1::CHANGE_OUTCOME_REJECTED ? "rejected" : "differs"));
@@ -51,6 +65,40 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
   RETURN_IF_ERROR(it->status());
   RETURN_IF_ERROR(target->Commit(&batch));
   return expected - 1;
+}
+
+absl::StatusOr<StateUpgrade> BringStateToCurrentRules(const Schema& schema, storage::Store* store) {
+  StateUpgrade upgrade;
+  const std::string rules_key = storage::EncodeMetadataKey(kMergeRulesName);
+  const std::string current = std::to_string(kMergeRules);
+  absl::StatusOr<std::string> stored = store->Get(storage::Cf::kMetadata, rules_key);
+  if (stored.ok() && *stored == current) return upgrade;
+  if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
+  std::unique_ptr<storage::Iterator> first =
+      store->NewIterator(storage::Cf::kCaseLog, "", "", nullptr);
+  RETURN_IF_ERROR(first->status());
+  const bool has_log = first->Valid();
+  first.reset();
+  if (has_log) {
+    // Every state key sorts below 64 0xff bytes (ids are 16 bytes).
+    const std::string end(64, '\xff');
+    storage::WriteBatch clear;
+    clear.Delete(storage::Cf::kMetadata, rules_key);
+    for (storage::Cf cf :
+         {storage::Cf::kRecords, storage::Cf::kCaseIndex, storage::Cf::kConflicts}) {
+      clear.DeleteRange(cf, "", end);
+    }
+    RETURN_IF_ERROR(store->Commit(&clear));
+    ASSIGN_OR_RETURN(upgrade.entries, RebuildStateFromLog(schema, store, store, 1000,
+                                                          std::numeric_limits<uint64_t>::max()));
+    upgrade.rebuilt = true;
+  }
+  storage::WriteBatch mark;
+  mark.Put(storage::Cf::kMetadata, storage::EncodeMetadataKey(kMergeRulesFromName),
+           std::to_string(upgrade.entries + 1));
+  mark.Put(storage::Cf::kMetadata, rules_key, current);
+  RETURN_IF_ERROR(store->Commit(&mark));
+  return upgrade;
 }
 
 }  // namespace fieldsync::sync

@@ -22,11 +22,36 @@ namespace fieldsync::sync {
 // entries replayed. Errors: kDataLoss when an entry does not parse, a
 // position is missing, or a recomputed outcome differs from the recorded
 // one (the log or the code changed); kUnavailable from storage.
-// `source` and `target` may be the same store only if its state column
-// families were emptied first.
+// Entries below `compare_from` are replayed without comparing outcomes
+// (they were decided under earlier merge rules; see
+// BringStateToCurrentRules). `source` and `target` may be the same store
+// only if its state column families were emptied first.
 absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Store* source,
                                              storage::Store* target,
-                                             size_t entries_per_commit = 1000);
+                                             size_t entries_per_commit = 1000,
+                                             uint64_t compare_from = 1);
+
+// The merge rules the state is built with (docs/MERGE.md). Persisted in
+// the metadata column family as kMergeRulesName = decimal version; raise it
+// whenever the rules change what the state holds.
+inline constexpr uint32_t kMergeRules = 2;
+inline constexpr char kMergeRulesName[] = "sync.merge_rules";
+// The first log position decided under the current rules (decimal).
+inline constexpr char kMergeRulesFromName[] = "sync.merge_rules_from";
+
+struct StateUpgrade {
+  // The state was rebuilt from the log (it was built by earlier rules).
+  bool rebuilt = false;
+  uint64_t entries = 0;
+};
+
+// At start, before any commit: when the state was built under earlier
+// merge rules, empties the state column families and replays the whole log
+// under the current ones (the log is the truth; recorded outcomes stay as
+// they were answered), then records the rules. An interrupted upgrade runs
+// again at the next start. A new store just records the rules. Errors as
+// RebuildStateFromLog.
+absl::StatusOr<StateUpgrade> BringStateToCurrentRules(const Schema& schema, storage::Store* store);
 
 }  // namespace fieldsync::sync
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "storage/key_codec.h"
+#include "sync/heads.h"
 #include "sync/hlc.h"
 
 namespace fieldsync::sync {
@@ -24,30 +25,6 @@ v1::ChangeResult Reject(const v1::CaseLogEntry& entry, v1::RejectReason reason,
   r.set_clock_clamped(entry.clock_clamped());
   return r;
 }
-
-// The bytes that break a (HLC, writer) tie: digest for encrypted values.
-const std::string& TieKey(const v1::StoredValue& v) {
-  return v.encrypted() ? v.digest() : v.data();
-}
-
-// >0 when the incoming write beats the current one.
-int CompareIncoming(const v1::CaseLogEntry& entry, const v1::StoredValue& value,
-                    const v1::FieldState& current) {
-  int c = CompareWrite(entry.hlc(), entry.writer(), current.hlc(), current.writer());
-  if (c != 0) return c;
-  int t = TieKey(value).compare(TieKey(current.value()));
-  return t < 0 ? -1 : (t > 0 ? 1 : 0);
-}
-
-// The state a change touches, loaded before anything is written so that a
-// rejection leaves `view` untouched.
-struct Loaded {
-  Uuid case_id{};
-  Uuid record_id{};
-  bool is_registration = false;
-  std::optional<v1::RecordHeader> header;
-  std::vector<std::optional<v1::FieldState>> fields;  // one per entry field
-};
 
 // The case's region and officer, from its registration record's fields.
 struct CaseScope {
@@ -69,13 +46,70 @@ absl::StatusOr<CaseScope> ReadCaseScope(const Schema& schema, const Uuid& case_i
   return scope;
 }
 
+// Conflict records an entry opened, changed or closed; written (with the
+// open-conflict index under the case's region after the entry) by
+// FinishCase.
+struct ConflictWrites {
+  std::vector<v1::ConflictRecord> opened;
+  std::vector<v1::ConflictRecord> updated;
+  std::vector<v1::ConflictRecord> closed;
+};
+
+// Keeps a field's or record's one conflict in step with its losing heads:
+// opens it (at `position`) when there are some and none is open, rewrites
+// it when they changed, closes it when none are left. `*conflict_position`
+// is the stored pointer to the open conflict (FieldState or RecordHeader).
+absl::Status UpdateConflict(const v1::CaseLogEntry& entry, const Uuid& case_id,
+                            std::string_view field, std::vector<v1::FieldHead> losing,
+                            uint64_t* conflict_position, StateView* view, ConflictWrites* out) {
+  if (*conflict_position == 0 && losing.empty()) return absl::OkStatus();
+  v1::ConflictRecord record;
+  if (*conflict_position != 0) {
+    const std::string key = storage::EncodeConflictKey(case_id, *conflict_position, field);
+    ASSIGN_OR_RETURN(bool found, view->GetProto(Cf::kConflicts, key, &record));
+    if (!found) {
+      return absl::DataLossError(absl::StrFormat("conflict %d/%s of case %s is missing",
+                                                 *conflict_position, field, entry.case_id()));
+    }
+  }
+  if (losing.empty()) {
+    record.set_status(v1::CONFLICT_STATUS_RESOLVED);
+    record.set_resolved_position(entry.position());
+    out->closed.push_back(std::move(record));
+    *conflict_position = 0;
+    return absl::OkStatus();
+  }
+  const bool opening = *conflict_position == 0;
+  if (opening) {
+    record.mutable_id()->set_position(entry.position());
+    record.mutable_id()->set_field(std::string(field));
+    record.set_case_id(entry.case_id());
+    record.set_record_id(entry.record_id());
+    record.set_record_type(entry.record_type());
+    record.set_field(std::string(field));
+    record.set_losing_was_delete(field.empty());
+    record.set_status(v1::CONFLICT_STATUS_OPEN);
+    *conflict_position = entry.position();
+  }
+  bool same = !opening && record.losing_size() == static_cast<int>(losing.size());
+  for (size_t i = 0; same && i < losing.size(); ++i) {
+    same = record.losing(static_cast<int>(i)).SerializeAsString() == losing[i].SerializeAsString();
+  }
+  if (same) return absl::OkStatus();
+  record.clear_losing();
+  for (v1::FieldHead& h : losing) *record.add_losing() = std::move(h);
+  (opening ? out->opened : out->updated).push_back(std::move(record));
+  return absl::OkStatus();
+}
+
 // Keeps the case indexes and the open-conflict index in step with the
-// change, writes its new conflict records (indexed under the case's region
-// after the change) and closes the conflict a resolution resolves.
+// entry and writes the conflict records it opened, changed or closed.
 absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_registration,
-                        const CaseScope& before, const v1::CaseLogEntry& entry,
-                        const std::vector<v1::ConflictRecord>& conflicts, StateView* view) {
-  if (!is_registration && conflicts.empty() && !entry.has_resolves()) return absl::OkStatus();
+                        const CaseScope& before, ConflictWrites& conflicts, StateView* view) {
+  if (!is_registration && conflicts.opened.empty() && conflicts.updated.empty() &&
+      conflicts.closed.empty()) {
+    return absl::OkStatus();
+  }
   CaseScope after;
   ASSIGN_OR_RETURN(after, ReadCaseScope(schema, case_id, view));
   if (is_registration && before.region != after.region) {
@@ -87,6 +121,8 @@ absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_regis
       view->Put(Cf::kCaseIndex,
                 storage::EncodeCaseIndexKey(storage::kCaseByRegionTag, *after.region, case_id), "");
     }
+    // Open conflicts move to the new region's index (those this entry
+    // opens or closes are handled below, under the new region).
     std::vector<std::pair<std::string, std::string>> existing;
     ASSIGN_OR_RETURN(existing, view->Scan(Cf::kConflicts, storage::CaseConflictsPrefix(case_id)));
     for (const auto& [key, value] : existing) {
@@ -114,27 +150,279 @@ absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_regis
     }
   }
   const std::string region = after.region.value_or("");
-  for (const v1::ConflictRecord& c : conflicts) {
+  for (const v1::ConflictRecord& c : conflicts.opened) {
     view->PutProto(Cf::kConflicts,
                    storage::EncodeConflictKey(case_id, c.id().position(), c.id().field()), c);
     view->Put(Cf::kConflicts,
               storage::EncodeOpenConflictKey(region, case_id, c.id().position(), c.id().field()),
               "");
   }
-  if (entry.has_resolves()) {
-    const std::string key =
-        storage::EncodeConflictKey(case_id, entry.resolves().position(), entry.resolves().field());
-    v1::ConflictRecord c;
-    ASSIGN_OR_RETURN(bool found, view->GetProto(Cf::kConflicts, key, &c));
-    if (found && c.status() == v1::CONFLICT_STATUS_OPEN) {
-      c.set_status(v1::CONFLICT_STATUS_RESOLVED);
-      c.set_resolved_position(entry.position());
-      view->PutProto(Cf::kConflicts, key, c);
-      view->Delete(Cf::kConflicts, storage::EncodeOpenConflictKey(
-                                       region, case_id, c.id().position(), c.id().field()));
-    }
+  for (const v1::ConflictRecord& c : conflicts.updated) {
+    view->PutProto(Cf::kConflicts,
+                   storage::EncodeConflictKey(case_id, c.id().position(), c.id().field()), c);
+  }
+  for (const v1::ConflictRecord& c : conflicts.closed) {
+    view->PutProto(Cf::kConflicts,
+                   storage::EncodeConflictKey(case_id, c.id().position(), c.id().field()), c);
+    view->Delete(Cf::kConflicts, storage::EncodeOpenConflictKey(region, case_id, c.id().position(),
+                                                                c.id().field()));
   }
   return absl::OkStatus();
+}
+
+// A field's heads, current value first, as stored.
+absl::StatusOr<std::vector<v1::FieldHead>> LoadHeads(const Uuid& case_id,
+                                                     const std::optional<v1::FieldState>& state,
+                                                     std::string_view field, StateView* view) {
+  std::vector<v1::FieldHead> heads;
+  if (!state.has_value()) return heads;
+  heads.push_back(CurrentHead(*state));
+  if (state->conflict_position() != 0) {
+    v1::ConflictRecord c;
+    ASSIGN_OR_RETURN(
+        bool found,
+        view->GetProto(Cf::kConflicts,
+                       storage::EncodeConflictKey(case_id, state->conflict_position(), field), &c));
+    if (!found) return absl::DataLossError("a field's open conflict is missing");
+    for (v1::FieldHead& h : *c.mutable_losing()) heads.push_back(std::move(h));
+  }
+  return heads;
+}
+
+// How a write is merged into a field's heads.
+struct FieldWriteInput {
+  const v1::StoredValue* value = nullptr;  // null: no write (keep current)
+  uint64_t base = 0;
+  // The value of the write at position `base` (what the writer saw), when
+  // that write wrote this field.
+  std::optional<v1::StoredValue> seen;
+  bool sees_all = false;  // a resolution: every head is seen
+};
+
+// The value the write at `base` gave field `name`: from the heads when
+// that write still holds a value, otherwise from its log entry. nullopt
+// when that entry did not write the field.
+absl::StatusOr<std::optional<v1::StoredValue>> SeenValue(const std::vector<v1::FieldHead>& heads,
+                                                         uint64_t base, std::string_view name,
+                                                         const ApplyOptions& options,
+                                                         StateView* view) {
+  for (const v1::FieldHead& h : heads) {
+    for (const v1::HeadWrite& w : h.writes()) {
+      if (w.position() == base) return std::optional<v1::StoredValue>(h.value());
+    }
+  }
+  v1::CaseLogEntry entry;
+  bool found = false;
+  if (options.read_entry) {
+    ASSIGN_OR_RETURN(found, options.read_entry(base, &entry));
+  } else {
+    ASSIGN_OR_RETURN(found, view->GetProto(Cf::kCaseLog, storage::EncodeCaseLogKey(base), &entry));
+  }
+  if (found) {
+    for (const v1::EntryField& f : entry.fields()) {
+      if (f.field() == name) return std::optional<v1::StoredValue>(f.value());
+    }
+  }
+  return std::optional<v1::StoredValue>();
+}
+
+// Merges one write (or a keep-current resolution) into `heads` (current
+// value first) and returns its outcome; `heads` is left ordered, current
+// value first.
+v1::ChangeOutcome MergeField(const v1::HeadWrite& write, const FieldWriteInput& in,
+                             std::vector<v1::FieldHead>* heads) {
+  if (in.value == nullptr) {  // keep the current value, drop the rest
+    if (heads->size() > 1) heads->resize(1);
+    return v1::CHANGE_OUTCOME_APPLIED;
+  }
+  const std::optional<v1::StoredValue> previous =
+      heads->empty() ? std::nullopt : std::optional<v1::StoredValue>(heads->front().value());
+  if (in.sees_all) heads->clear();
+  for (v1::FieldHead& h : *heads) {
+    // What the writer saw: the value at its base, as it stood then (its
+    // writes up to the base); and its own earlier write, always.
+    const bool saw_value = in.seen.has_value() && SameValue(h.value(), *in.seen);
+    auto* writes = h.mutable_writes();
+    writes->erase(std::remove_if(writes->begin(), writes->end(),
+                                 [&](const v1::HeadWrite& w) {
+                                   return w.writer() == write.writer() ||
+                                          (saw_value && w.position() <= in.base);
+                                 }),
+                  writes->end());
+  }
+  heads->erase(std::remove_if(heads->begin(), heads->end(),
+                              [](const v1::FieldHead& h) { return h.writes().empty(); }),
+               heads->end());
+  bool joined = false;
+  for (v1::FieldHead& h : *heads) {
+    if (SameValue(h.value(), *in.value)) {
+      *h.add_writes() = write;
+      joined = true;
+      break;
+    }
+  }
+  if (!joined) {
+    v1::FieldHead& h = heads->emplace_back();
+    *h.mutable_value() = *in.value;
+    *h.add_writes() = write;
+  }
+  SortHeads(heads);
+  auto holds = [&](const v1::FieldHead& h) {
+    return std::any_of(h.writes().begin(), h.writes().end(),
+                       [&](const v1::HeadWrite& w) { return w.position() == write.position(); });
+  };
+  if (!holds(heads->front())) return v1::CHANGE_OUTCOME_SUPERSEDED;
+  if (!previous.has_value()) return v1::CHANGE_OUTCOME_APPLIED;
+  if (SameValue(heads->front().value(), *previous)) {
+    // The value stands: joined by a concurrent equal write, or rewritten
+    // by one that saw it.
+    return joined && heads->front().writes_size() > 1 ? v1::CHANGE_OUTCOME_CONVERGED
+                                                      : v1::CHANGE_OUTCOME_APPLIED;
+  }
+  const bool previous_stands =
+      std::any_of(heads->begin() + 1, heads->end(),
+                  [&](const v1::FieldHead& h) { return SameValue(h.value(), *previous); });
+  return previous_stands ? v1::CHANGE_OUTCOME_CONFLICT : v1::CHANGE_OUTCOME_APPLIED;
+}
+
+// Record level (child records): each writer's latest change is a mark; the
+// record is deleted when it has DELETE marks and every write mark is at or
+// below the greatest DELETE base_version (seen by that DELETE).
+bool IsDeleted(const v1::RecordHeader& h) {
+  uint64_t max_base = 0;
+  bool any_delete = false;
+  for (const v1::HeadWrite& m : h.marks()) {
+    if (!m.is_delete()) continue;
+    any_delete = true;
+    max_base = std::max(max_base, m.delete_base());
+  }
+  if (!any_delete) return false;
+  return std::none_of(h.marks().begin(), h.marks().end(), [&](const v1::HeadWrite& m) {
+    return !m.is_delete() && m.position() > max_base;
+  });
+}
+
+const v1::HeadWrite* FindMark(const v1::RecordHeader& h, std::string_view writer) {
+  for (const v1::HeadWrite& m : h.marks()) {
+    if (m.writer() == writer) return &m;
+  }
+  return nullptr;
+}
+
+void SetMark(v1::HeadWrite mark, v1::RecordHeader* h) {
+  auto* marks = h->mutable_marks();
+  auto it = std::lower_bound(
+      marks->begin(), marks->end(), mark.writer(),
+      [](const v1::HeadWrite& m, const std::string& writer) { return m.writer() < writer; });
+  if (it != marks->end() && it->writer() == mark.writer()) {
+    *it = std::move(mark);
+    return;
+  }
+  const auto index = it - marks->begin();
+  *marks->Add() = std::move(mark);
+  std::rotate(marks->begin() + index, marks->end() - 1, marks->end());
+}
+
+// The record-level losing head: the DELETEs of a record that stands.
+std::vector<v1::FieldHead> LosingDeletes(const v1::RecordHeader& h) {
+  std::vector<v1::FieldHead> out;
+  if (h.deleted()) return out;
+  v1::FieldHead head;
+  for (const v1::HeadWrite& m : h.marks()) {
+    if (!m.is_delete()) continue;
+    v1::HeadWrite* w = head.add_writes();
+    w->set_writer(m.writer());
+    *w->mutable_hlc() = m.hlc();
+    w->set_position(m.position());
+  }
+  if (head.writes().empty()) return out;
+  out.push_back(std::move(head));
+  SortHeads(&out);
+  return out;
+}
+
+// The checks before a change touches anything: ids, record type, the case
+// existing and being in the device's scope.
+std::optional<v1::ChangeResult> CheckChange(const Schema& schema, const v1::CaseLogEntry& entry,
+                                            const ApplyOptions& options, const Uuid& case_id,
+                                            const std::optional<v1::RecordHeader>& header,
+                                            bool is_registration, StateView* view,
+                                            absl::Status* status) {
+  const bool creates_case =
+      is_registration && entry.kind() == v1::CHANGE_KIND_UPSERT && !header.has_value();
+  if (!creates_case) {
+    absl::StatusOr<std::optional<std::string>> case_header =
+        view->Get(Cf::kRecords, storage::EncodeRecordHeaderKey(case_id, case_id));
+    if (!case_header.ok()) {
+      *status = case_header.status();
+      return std::nullopt;
+    }
+    if (!case_header->has_value()) {
+      return Reject(
+          entry, v1::REJECT_REASON_CASE_NOT_FOUND,
+          absl::StrFormat("change %s: case %s does not exist", entry.change_id(), entry.case_id()));
+    }
+    if (options.check_scope) {
+      v1::FieldState officer;
+      absl::StatusOr<bool> has = view->GetProto(
+          Cf::kRecords, storage::EncodeFieldStateKey(case_id, case_id, schema.officer_field()),
+          &officer);
+      if (!has.ok()) {
+        *status = has.status();
+        return std::nullopt;
+      }
+      if (!*has || DimensionString(officer.value()) != options.officer_id) {
+        return Reject(entry, v1::REJECT_REASON_CASE_NOT_IN_SCOPE,
+                      absl::StrFormat("change %s: case %s is not assigned to officer %s",
+                                      entry.change_id(), entry.case_id(), options.officer_id));
+      }
+    }
+  }
+  if (header.has_value() && header->record_type() != entry.record_type()) {
+    return Reject(entry, v1::REJECT_REASON_RECORD_TYPE_MISMATCH,
+                  absl::StrFormat("change %s: record %s has type %s", entry.change_id(),
+                                  entry.record_id(), header->record_type()));
+  }
+  if (options.replay) return std::nullopt;
+  // A base names a position the writer saw: it must be in the log already.
+  bool ahead = entry.base_version() >= entry.position();
+  for (const v1::EntryField& f : entry.fields()) ahead |= f.base_version() >= entry.position();
+  if (ahead) {
+    return Reject(entry, v1::REJECT_REASON_BASE_VERSION_AHEAD,
+                  absl::StrFormat("change %s: a base_version is not a position of the log yet "
+                                  "(the log is at %d)",
+                                  entry.change_id(), entry.position() - 1));
+  }
+  if (header.has_value() && entry.kind() != v1::CHANGE_KIND_DELETE) {
+    // A write to a record its own writer deleted, without having seen the
+    // record since: the device thinks the record is gone.
+    const v1::HeadWrite* mark = FindMark(*header, entry.writer());
+    if (mark != nullptr && mark->is_delete() && entry.base_version() <= mark->position()) {
+      return Reject(entry, v1::REJECT_REASON_RECORD_DELETED,
+                    absl::StrFormat("change %s: record %s was deleted by this device at %d",
+                                    entry.change_id(), entry.record_id(), mark->position()));
+    }
+  }
+  return std::nullopt;
+}
+
+// Adds the server-set fields of a new case (status open, the device's
+// officer) unless the entry has them already (a replay).
+void AddServerSetFields(const Schema& schema, const ApplyOptions& options,
+                        v1::CaseLogEntry* entry) {
+  for (const v1::EntryField& f : entry->fields()) {
+    if (f.server_set()) return;
+  }
+  v1::FieldValue open, officer;
+  open.set_enum_value("open");
+  officer.set_string_value(options.officer_id);
+  for (auto& [name, value] :
+       {std::pair{schema.status_field(), open}, std::pair{schema.officer_field(), officer}}) {
+    v1::EntryField* f = entry->add_fields();
+    f->set_field(name);
+    *f->mutable_value() = ClearStoredValue(value);
+    f->set_server_set(true);
+  }
 }
 
 }  // namespace
@@ -184,14 +472,14 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
                                                    const ApplyOptions& options, StateView* view,
                                                    DimensionDelta* delta) const {
   const uint64_t pos = entry->position();
-  Loaded ld;
+  Uuid case_id{}, record_id{};
   {
     absl::StatusOr<Uuid> c = ParseUuid(entry->case_id());
     absl::StatusOr<Uuid> r = ParseUuid(entry->record_id());
     if (!c.ok() || !r.ok())
       return Reject(*entry, v1::REJECT_REASON_INVALID_ID, "bad case or record id");
-    ld.case_id = *c;
-    ld.record_id = *r;
+    case_id = *c;
+    record_id = *r;
   }
   const v1::RecordType* type = schema_->FindRecordType(entry->record_type());
   if (type == nullptr) {
@@ -199,283 +487,171 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
                   absl::StrFormat("change %s: unknown record type %s", entry->change_id(),
                                   entry->record_type()));
   }
-  ld.is_registration = type->kind() == v1::RECORD_KIND_CASE_REGISTRATION;
-  const std::string header_key = storage::EncodeRecordHeaderKey(ld.case_id, ld.record_id);
+  const bool is_registration = type->kind() == v1::RECORD_KIND_CASE_REGISTRATION;
+  const std::string header_key = storage::EncodeRecordHeaderKey(case_id, record_id);
+  std::optional<v1::RecordHeader> stored_header;
   {
     v1::RecordHeader h;
     ASSIGN_OR_RETURN(bool found, view->GetProto(Cf::kRecords, header_key, &h));
-    if (found) ld.header = std::move(h);
+    if (found) stored_header = std::move(h);
   }
-  // The case must exist unless this change creates it.
-  const bool creates_case =
-      ld.is_registration && entry->kind() == v1::CHANGE_KIND_UPSERT && !ld.header.has_value();
-  if (!creates_case) {
-    std::optional<std::string> case_header;
-    ASSIGN_OR_RETURN(case_header, view->Get(Cf::kRecords, storage::EncodeRecordHeaderKey(
-                                                              ld.case_id, ld.case_id)));
-    if (!case_header.has_value()) {
-      return Reject(*entry, v1::REJECT_REASON_CASE_NOT_FOUND,
-                    absl::StrFormat("change %s: case %s does not exist", entry->change_id(),
-                                    entry->case_id()));
-    }
-    if (options.check_scope) {
-      v1::FieldState officer;
-      ASSIGN_OR_RETURN(bool has,
-                       view->GetProto(Cf::kRecords,
-                                      storage::EncodeFieldStateKey(ld.case_id, ld.case_id,
-                                                                   schema_->officer_field()),
-                                      &officer));
-      if (!has || DimensionString(officer.value()) != options.officer_id) {
-        return Reject(*entry, v1::REJECT_REASON_CASE_NOT_IN_SCOPE,
-                      absl::StrFormat("change %s: case %s is not assigned to officer %s",
-                                      entry->change_id(), entry->case_id(), options.officer_id));
+  {
+    absl::Status status;
+    std::optional<v1::ChangeResult> refused = CheckChange(
+        *schema_, *entry, options, case_id, stored_header, is_registration, view, &status);
+    RETURN_IF_ERROR(status);
+    if (refused.has_value()) return *std::move(refused);
+  }
+  const bool creating = !stored_header.has_value();
+  if (creating && entry->kind() != v1::CHANGE_KIND_UPSERT) {
+    return Reject(*entry,
+                  entry->kind() == v1::CHANGE_KIND_DELETE ? v1::REJECT_REASON_MALFORMED_CHANGE
+                                                          : v1::REJECT_REASON_CASE_NOT_FOUND,
+                  absl::StrFormat("change %s: record %s does not exist", entry->change_id(),
+                                  entry->record_id()));
+  }
+  if (creating) {
+    for (const v1::FieldDef& def : type->fields()) {
+      if (!def.required() || schema_->IsServerManaged(type->name(), def.name())) continue;
+      bool present = false;
+      for (const v1::EntryField& f : entry->fields()) {
+        present |= f.field() == def.name() && !f.value().cleared();
+      }
+      if (!present) {
+        return Reject(*entry, v1::REJECT_REASON_REQUIRED_FIELD_MISSING,
+                      absl::StrFormat("change %s: new record %s lacks required field %s",
+                                      entry->change_id(), entry->record_id(), def.name()));
       }
     }
+    if (is_registration) AddServerSetFields(*schema_, options, entry);
   }
-  if (ld.header.has_value() && ld.header->record_type() != entry->record_type()) {
-    return Reject(*entry, v1::REJECT_REASON_RECORD_TYPE_MISMATCH,
-                  absl::StrFormat("change %s: record %s has type %s", entry->change_id(),
-                                  entry->record_id(), ld.header->record_type()));
+
+  CaseScope before;
+  if (is_registration) {
+    ASSIGN_OR_RETURN(before, ReadCaseScope(*schema_, case_id, view));
   }
-  std::vector<v1::ConflictRecord> new_conflicts;
-  auto conflict = [&](std::string_view field) {
-    v1::ConflictRecord c;
-    c.mutable_id()->set_position(pos);
-    c.mutable_id()->set_field(std::string(field));
-    c.set_case_id(entry->case_id());
-    c.set_record_id(entry->record_id());
-    c.set_record_type(entry->record_type());
-    c.set_field(std::string(field));
-    c.set_status(v1::CONFLICT_STATUS_OPEN);
-    return c;
-  };
+  v1::RecordHeader header = stored_header.value_or(v1::RecordHeader());
+  if (creating) {
+    header.set_record_type(entry->record_type());
+    header.set_created_position(pos);
+  }
+  const bool was_deleted = header.deleted();
+  ConflictWrites conflicts;
   v1::ChangeResult result;
   result.set_change_id(entry->change_id());
   result.set_clock_clamped(entry->clock_clamped());
   result.set_log_position(pos);
   v1::ChangeOutcome outcome = v1::CHANGE_OUTCOME_APPLIED;
-  bool header_dirty = false;
-  v1::RecordHeader header = ld.header.value_or(v1::RecordHeader());
-  CaseScope before;
-  if (ld.is_registration) {
-    ASSIGN_OR_RETURN(before, ReadCaseScope(*schema_, ld.case_id, view));
-  }
+  v1::HeadWrite write;
+  write.set_writer(entry->writer());
+  *write.mutable_hlc() = entry->hlc();
+  write.set_position(pos);
 
-  if (entry->kind() == v1::CHANGE_KIND_DELETE) {
-    if (!ld.header.has_value()) {
-      return Reject(*entry, v1::REJECT_REASON_MALFORMED_CHANGE,
-                    absl::StrFormat("change %s: record %s does not exist", entry->change_id(),
-                                    entry->record_id()));
-    }
-    if (header.deleted()) {
-      outcome = v1::CHANGE_OUTCOME_CONVERGED;
-    } else if (entry->base_version() > header.record_version()) {
-      return Reject(
-          *entry, v1::REJECT_REASON_BASE_VERSION_AHEAD,
-          absl::StrFormat("change %s: record %s base_version %d is ahead of %d", entry->change_id(),
-                          entry->record_id(), entry->base_version(), header.record_version()));
-    } else {
-      bool wins = true;
-      if (entry->base_version() < header.record_version()) {
-        wins = CompareWrite(entry->hlc(), entry->writer(), header.latest_hlc(),
-                            header.latest_writer()) >= 0;
-        v1::ConflictRecord c = conflict("");
-        c.set_losing_was_delete(!wins);
-        c.mutable_losing_hlc()->CopyFrom(wins ? header.latest_hlc() : entry->hlc());
-        c.set_losing_writer(wins ? header.latest_writer() : entry->writer());
-        c.set_losing_position(wins ? header.record_version() : pos);
-        c.set_winning_version(wins ? pos : header.record_version());
-        new_conflicts.push_back(std::move(c));
-        outcome = wins ? v1::CHANGE_OUTCOME_CONFLICT : v1::CHANGE_OUTCOME_SUPERSEDED;
-      }
-      if (wins) {
-        header.set_deleted(true);
-        header.set_tombstone_version(pos);
-        *header.mutable_tombstone_hlc() = entry->hlc();
-        header.set_tombstone_writer(entry->writer());
-        header.set_record_version(pos);
-        *header.mutable_latest_hlc() = entry->hlc();
-        header.set_latest_writer(entry->writer());
-        header_dirty = true;
-      }
-    }
-  } else {
-    const bool creating = !ld.header.has_value();
-    if (creating && entry->kind() != v1::CHANGE_KIND_UPSERT) {
-      return Reject(*entry, v1::REJECT_REASON_CASE_NOT_FOUND,
-                    absl::StrFormat("change %s: record %s does not exist", entry->change_id(),
-                                    entry->record_id()));
-    }
-    if (creating) {
-      for (const v1::FieldDef& def : type->fields()) {
-        if (!def.required() || schema_->IsServerManaged(type->name(), def.name())) continue;
-        bool present = false;
-        for (const v1::EntryField& f : entry->fields()) {
-          present |= f.field() == def.name() && !f.value().cleared();
-        }
-        if (!present) {
-          return Reject(*entry, v1::REJECT_REASON_REQUIRED_FIELD_MISSING,
-                        absl::StrFormat("change %s: new record %s lacks required field %s",
-                                        entry->change_id(), entry->record_id(), def.name()));
-        }
-      }
-      bool has_server_set = false;
-      for (const v1::EntryField& f : entry->fields()) has_server_set |= f.server_set();
-      if (ld.is_registration && !has_server_set) {
-        v1::FieldValue open, officer;
-        open.set_enum_value("open");
-        officer.set_string_value(options.officer_id);
-        for (auto& [name, value] : {std::pair{schema_->status_field(), open},
-                                    std::pair{schema_->officer_field(), officer}}) {
-          v1::EntryField* f = entry->add_fields();
-          f->set_field(name);
-          *f->mutable_value() = ClearStoredValue(value);
-          f->set_server_set(true);
-        }
-      }
-    }
-    ld.fields.resize(entry->fields_size());
-    for (int i = 0; i < entry->fields_size(); ++i) {
-      const v1::EntryField& w = entry->fields(i);
-      v1::FieldState state;
-      // A field's state is only ever written with its record's header, so a
-      // record without one has no field states to read.
-      bool has = false;
-      if (!creating) {
-        ASSIGN_OR_RETURN(
-            has, view->GetProto(Cf::kRecords,
-                                storage::EncodeFieldStateKey(ld.case_id, ld.record_id, w.field()),
-                                &state));
-      }
-      if (has) ld.fields[i] = std::move(state);
-      const uint64_t current = has ? ld.fields[i]->version() : 0;
-      if (w.base_version() > current) {
-        return Reject(*entry, v1::REJECT_REASON_BASE_VERSION_AHEAD,
-                      absl::StrFormat("change %s: field %s base_version %d is ahead of %d",
-                                      entry->change_id(), w.field(), w.base_version(), current));
-      }
-    }
-    bool superseded_by_tombstone = false;
-    // A change without field writes (a resolution keeping the current
-    // value) never touches a tombstone.
-    if (header.deleted() && entry->fields_size() > 0) {
-      bool concurrent = false;
-      for (const v1::EntryField& w : entry->fields()) {
-        concurrent |= w.base_version() < header.tombstone_version();
-      }
-      if (!concurrent) {
-        return Reject(*entry, v1::REJECT_REASON_RECORD_DELETED,
-                      absl::StrFormat("change %s: record %s is deleted", entry->change_id(),
-                                      entry->record_id()));
-      }
-      const bool wins = CompareWrite(entry->hlc(), entry->writer(), header.tombstone_hlc(),
-                                     header.tombstone_writer()) > 0;
-      v1::ConflictRecord c = conflict("");
-      c.set_losing_was_delete(wins);
-      c.mutable_losing_hlc()->CopyFrom(wins ? header.tombstone_hlc() : entry->hlc());
-      c.set_losing_writer(wins ? header.tombstone_writer() : entry->writer());
-      c.set_losing_position(wins ? header.tombstone_version() : pos);
-      c.set_winning_version(wins ? pos : header.tombstone_version());
-      new_conflicts.push_back(std::move(c));
-      if (wins) {
-        header.set_deleted(false);
-        header_dirty = true;
-        outcome = v1::CHANGE_OUTCOME_CONFLICT;
-      } else {
-        superseded_by_tombstone = true;
-        outcome = v1::CHANGE_OUTCOME_SUPERSEDED;
-      }
-    }
-    bool record_written = false;
-    for (int i = 0; i < entry->fields_size(); ++i) {
-      v1::EntryField* w = entry->mutable_fields(i);
-      const std::optional<v1::FieldState>& cur = ld.fields[i];
-      const uint64_t current = cur.has_value() ? cur->version() : 0;
-      v1::ChangeOutcome fo;
-      if (superseded_by_tombstone) {
-        fo = v1::CHANGE_OUTCOME_SUPERSEDED;
-      } else if (w->base_version() == current) {
-        fo = v1::CHANGE_OUTCOME_APPLIED;
-      } else if (SameValue(w->value(), cur->value())) {
-        fo = v1::CHANGE_OUTCOME_CONVERGED;
-        // The value and version stay; the field's (HLC, writer) becomes the
-        // larger of the two, so that a later concurrent write meets the same
-        // winner whichever of the equal writes arrived first.
-        if (CompareWrite(entry->hlc(), entry->writer(), cur->hlc(), cur->writer()) > 0) {
-          v1::FieldState lifted = *cur;
-          *lifted.mutable_hlc() = entry->hlc();
-          lifted.set_writer(entry->writer());
-          view->PutProto(Cf::kRecords,
-                         storage::EncodeFieldStateKey(ld.case_id, ld.record_id, w->field()),
-                         lifted);
-        }
-      } else {
-        const bool wins = CompareIncoming(*entry, w->value(), *cur) > 0;
-        v1::ConflictRecord c = conflict(w->field());
-        const v1::StoredValue& loser = wins ? cur->value() : w->value();
-        *c.mutable_losing_value() = loser;
-        c.mutable_losing_hlc()->CopyFrom(wins ? cur->hlc() : entry->hlc());
-        c.set_losing_writer(wins ? cur->writer() : entry->writer());
-        c.set_losing_position(wins ? cur->version() : pos);
-        c.set_winning_version(wins ? pos : cur->version());
-        new_conflicts.push_back(std::move(c));
-        fo = wins ? v1::CHANGE_OUTCOME_CONFLICT : v1::CHANGE_OUTCOME_SUPERSEDED;
-      }
-      w->set_outcome(fo);
-      outcome = std::max(outcome, fo);
-      uint64_t version = current;
-      if (fo == v1::CHANGE_OUTCOME_APPLIED || fo == v1::CHANGE_OUTCOME_CONFLICT) {
-        v1::FieldState next;
-        *next.mutable_value() = w->value();
-        *next.mutable_hlc() = entry->hlc();
-        next.set_writer(entry->writer());
-        next.set_version(pos);
-        view->PutProto(Cf::kRecords,
-                       storage::EncodeFieldStateKey(ld.case_id, ld.record_id, w->field()), next);
-        version = pos;
-        record_written = true;
-      }
-      v1::FieldResult* fr = result.add_fields();
-      fr->set_field(w->field());
-      fr->set_outcome(fo);
-      fr->set_version(version);
-      fr->set_server_set(w->server_set());
-    }
-    if (creating) {
-      header.set_record_type(entry->record_type());
-      header.set_created_position(pos);
-      header_dirty = true;
-    }
-    if (record_written) {
-      header.set_record_version(pos);
-      *header.mutable_latest_hlc() = entry->hlc();
-      header.set_latest_writer(entry->writer());
-      header_dirty = true;
-    }
+  // Field level: each written field, and the field a keep-current
+  // resolution names.
+  const bool keeps_current = entry->has_resolves() && entry->fields().empty();
+  std::vector<std::string_view> names;
+  for (const v1::EntryField& f : entry->fields()) names.push_back(f.field());
+  if (keeps_current && !entry->resolves().field().empty()) {
+    names.push_back(entry->resolves().field());
   }
-  if (header_dirty) view->PutProto(Cf::kRecords, header_key, header);
-  RETURN_IF_ERROR(
-      FinishCase(*schema_, ld.case_id, ld.is_registration, before, *entry, new_conflicts, view));
-  if (delta != nullptr) {
-    // The fields written above: those with an APPLIED or CONFLICT outcome.
-    delta->exists = !header.deleted();
-    const std::vector<std::string>& dims = schema_->DimensionFields(entry->record_type());
-    for (const v1::EntryField& f : entry->fields()) {
-      if (f.outcome() != v1::CHANGE_OUTCOME_APPLIED && f.outcome() != v1::CHANGE_OUTCOME_CONFLICT) {
-        continue;
+  const std::vector<std::string>& dims = schema_->DimensionFields(entry->record_type());
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string_view name = names[i];
+    const std::string state_key = storage::EncodeFieldStateKey(case_id, record_id, name);
+    std::optional<v1::FieldState> state;
+    if (!creating) {
+      v1::FieldState s;
+      ASSIGN_OR_RETURN(bool has, view->GetProto(Cf::kRecords, state_key, &s));
+      if (has) state = std::move(s);
+    }
+    ASSIGN_OR_RETURN(std::vector<v1::FieldHead> heads, LoadHeads(case_id, state, name, view));
+    const std::optional<v1::StoredValue> before_value =
+        heads.empty() ? std::nullopt : std::optional<v1::StoredValue>(heads.front().value());
+    v1::EntryField* f = keeps_current ? nullptr : entry->mutable_fields(static_cast<int>(i));
+    FieldWriteInput in;
+    if (f != nullptr) {
+      in.value = &f->value();
+      in.base = f->base_version();
+      if (in.base != 0 && !entry->has_resolves()) {
+        ASSIGN_OR_RETURN(in.seen, SeenValue(heads, in.base, name, options, view));
       }
-      if (std::find(dims.begin(), dims.end(), f.field()) == dims.end()) continue;
-      std::optional<std::string>& v = delta->values[f.field()];
-      if (f.value().cleared()) {
+    }
+    in.sees_all = entry->has_resolves();
+    if (f == nullptr && heads.empty()) {
+      return absl::DataLossError(absl::StrFormat("change %s resolves field %s, which has no value",
+                                                 entry->change_id(), name));
+    }
+    const v1::ChangeOutcome fo = MergeField(write, in, &heads);
+    v1::FieldState next = state.value_or(v1::FieldState());
+    SetCurrentHead(heads.front(), &next);
+    uint64_t conflict_position = next.conflict_position();
+    RETURN_IF_ERROR(UpdateConflict(*entry, case_id, name,
+                                   std::vector<v1::FieldHead>(heads.begin() + 1, heads.end()),
+                                   &conflict_position, view, &conflicts));
+    next.set_conflict_position(conflict_position);
+    if (!state.has_value() || next.SerializeAsString() != state->SerializeAsString()) {
+      view->PutProto(Cf::kRecords, state_key, next);
+    }
+    if (f == nullptr) continue;
+    f->set_outcome(fo);
+    f->set_version(next.version() != pos ? next.version() : 0);
+    outcome = std::max(outcome, fo);
+    v1::FieldResult* fr = result.add_fields();
+    fr->set_field(f->field());
+    fr->set_outcome(fo);
+    fr->set_version(next.version());
+    fr->set_server_set(f->server_set());
+    if (delta != nullptr && std::find(dims.begin(), dims.end(), name) != dims.end() &&
+        (!before_value.has_value() || !SameValue(*before_value, next.value()))) {
+      std::optional<std::string>& v = delta->values[std::string(name)];
+      if (next.value().cleared()) {
         v.reset();
       } else {
-        v = DimensionString(f.value());
+        v = DimensionString(next.value());
       }
     }
   }
+
+  // Record level: child records track each writer's latest change.
+  if (!is_registration) {
+    v1::HeadWrite mark = write;
+    if (entry->kind() == v1::CHANGE_KIND_DELETE) {
+      mark.set_is_delete(true);
+      mark.set_delete_base(entry->base_version());
+    }
+    const bool keeps_record = keeps_current && entry->resolves().field().empty();
+    if (keeps_record) {
+      // A record-level resolution keeps the record: the DELETEs are dropped.
+      auto* marks = header.mutable_marks();
+      marks->erase(std::remove_if(marks->begin(), marks->end(),
+                                  [](const v1::HeadWrite& m) { return m.is_delete(); }),
+                   marks->end());
+    } else if (!keeps_current) {
+      SetMark(std::move(mark), &header);
+    }
+    header.set_deleted(IsDeleted(header));
+    if (entry->kind() == v1::CHANGE_KIND_DELETE) {
+      outcome = was_deleted        ? v1::CHANGE_OUTCOME_CONVERGED
+                : header.deleted() ? v1::CHANGE_OUTCOME_APPLIED
+                                   : v1::CHANGE_OUTCOME_SUPERSEDED;
+    } else if (was_deleted && !header.deleted()) {
+      entry->set_revived(true);
+      result.set_revived(true);
+      outcome = std::max(outcome, v1::CHANGE_OUTCOME_CONFLICT);
+    }
+    uint64_t conflict_position = header.conflict_position();
+    RETURN_IF_ERROR(UpdateConflict(*entry, case_id, "", LosingDeletes(header), &conflict_position,
+                                   view, &conflicts));
+    header.set_conflict_position(conflict_position);
+  }
+  header.set_record_version(pos);
+  view->PutProto(Cf::kRecords, header_key, header);
+  RETURN_IF_ERROR(FinishCase(*schema_, case_id, is_registration, before, conflicts, view));
+  if (delta != nullptr) delta->exists = !header.deleted();
   entry->set_outcome(outcome);
   result.set_outcome(outcome);
-  result.set_record_version(header.record_version());
+  result.set_record_version(pos);
   return result;
 }
 

@@ -1,29 +1,27 @@
-// Field-level reconciliation (DESIGN §6): applies one canonical case log
-// entry to the materialized state (records, case_index, conflicts). The
-// same code runs in the ingest committer (deciding outcomes) and in
-// RebuildStateFromLog (replaying them), which is what makes the state a
-// pure function of the log.
+// Field-level reconciliation (DESIGN §6, docs/MERGE.md): applies one
+// canonical case log entry to the materialized state (records, case_index,
+// conflicts). The same code runs in the ingest committer (deciding
+// outcomes) and in RebuildStateFromLog (replaying them), which is what
+// makes the state a pure function of the log.
 //
-// Rules, per field write, with `current` the field's state:
-//   base == current version (0 when absent)  -> APPLIED, version := position
-//   base <  current version, same value      -> CONVERGED: value and version
-//       stay; the field's (HLC, writer) becomes the larger of the two (so
-//       that the winner of later concurrent writes does not depend on which
-//       of two equal writes arrived first)
-//   base <  current version, other value     -> the higher (HLC, writer)
-//       wins; incoming wins: CONFLICT (old value kept as a conflict record),
-//       current wins: SUPERSEDED (incoming kept as a conflict record)
-//   base >  current version                  -> the change is REJECTED
-// Ties of (HLC, writer) (one writer reusing an HLC) go to the larger value
-// bytes (digest for encrypted values), so every arrival order agrees.
+// The rules, in short (MERGE.md states them in full with the reason each
+// keeps the merge independent of arrival order):
+//  - A field holds *heads*: values whose writes did not see each other. A
+//    write removes the head its base_version names (the value it saw) and
+//    its own writer's earlier write; it then joins the head with its value
+//    (CONVERGED) or forms a new one. The greatest head by its greatest
+//    (HLC, writer) is the field's value; the others are the field's one
+//    open conflict. A resolution removes every head.
+//  - A record is deleted when it has DELETEs and every write to it was seen
+//    by one (its position is at most a DELETE's base_version, or its writer
+//    deleted the record after it). A write no DELETE saw keeps the record,
+//    or brings it back; the DELETEs are then its record-level conflict.
 // Equality of encrypted values compares their keyed digests (StoredValue
 // .digest, computed at prepare time), so the commit step never decrypts.
-// A DELETE is reconciled as one write against the record's latest write
-// (RecordHeader.latest_*); an update to a deleted record, whose bases are
-// older than the tombstone, against the tombstone.
 #ifndef FIELDSYNC_SYNC_RECONCILE_H_
 #define FIELDSYNC_SYNC_RECONCILE_H_
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -44,6 +42,14 @@ struct ApplyOptions {
   // officer). Server-set fields are added to the entry only when it has none
   // yet, so a replayed entry keeps its own.
   std::string officer_id;
+  // Replaying the log: the entry was accepted once, so the checks that may
+  // refuse a change (bases, RECORD_DELETED) are not made again; an entry
+  // accepted under earlier rules replays under the current ones.
+  bool replay = false;
+  // Reads the log entry at a position into *entry (false when absent);
+  // unset reads the case log through the StateView. A rebuild into another
+  // store reads its source's log.
+  std::function<absl::StatusOr<bool>(uint64_t position, v1::CaseLogEntry* entry)> read_entry;
 };
 
 // What applied log entries did to one record's DIMENSION values: whether

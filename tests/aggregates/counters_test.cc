@@ -143,6 +143,21 @@ Counts RecountStocks(storage::Store* store, const sync::Schema& schema,
 
 class CountersTest : public sync::testing::IngestFixture {
  protected:
+  // The version a supervisor sees for an open conflict (Conflict.version).
+  uint64_t CurrentConflictVersion(const v1::ConflictRecord& rec) {
+    for (const char* region : {"central", "northern", "eastern", "western"}) {
+      absl::StatusOr<v1::ListConflictsResponse> list =
+          feed_->ListConflicts(region, 1000, "", sync::ReadScope::AllClasses());
+      if (!list.ok()) continue;
+      for (const v1::Conflict& c : list->conflicts()) {
+        if (c.id().position() == rec.id().position() && c.id().field() == rec.id().field()) {
+          return c.version();
+        }
+      }
+    }
+    return 0;
+  }
+
   void SetUp() override {
     IngestFixture::SetUp();
     config_ = DefaultMetricsConfig();
@@ -526,8 +541,8 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
           auto resolution = random_.Uniform(2) ? sync::Ingest::Resolution::kTakeLosing
                                                : sync::Ingest::Resolution::kKeepCurrent;
           if (ingest_
-                  ->ResolveConflict(StaffActor{"sup"}, rec.id(), rec.case_id(), resolution,
-                                    v1::FieldValue(), 0)
+                  ->ResolveConflict(StaffActor{"sup"}, rec.id(), rec.case_id(), resolution, 0,
+                                    v1::FieldValue(), CurrentConflictVersion(rec))
                   .ok()) {
             ++staff;
           }

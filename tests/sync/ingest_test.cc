@@ -72,7 +72,8 @@ TEST_F(IngestTest, ConcurrentEqualValueConverges) {
 
   ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_CONVERGED);
-  EXPECT_EQ(r->result.results(0).fields(0).version(), 2u);
+  // The field's version is its value's latest write: this one.
+  EXPECT_EQ(r->result.results(0).fields(0).version(), 3u);
   absl::StatusOr<v1::ListConflictsResponse> conflicts =
       feed_->ListConflicts("northern", 0, "", ReadScope::AllClasses());
   ASSERT_THAT(conflicts, IsOk());
@@ -353,14 +354,15 @@ TEST_F(IngestTest, ResolveConflictByTakingTheLosingValue) {
 
   absl::StatusOr<v1::ChangeResult> r =
       ingest_->ResolveConflict(StaffActor{"sup-1"}, c.id(), kCase, Ingest::Resolution::kTakeLosing,
-                               v1::FieldValue(), c.current_version());
+                               0, v1::FieldValue(), c.version());
 
   ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->outcome(), v1::CHANGE_OUTCOME_APPLIED);
   EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Mina");
   EXPECT_EQ(feed_->ListConflicts("northern", 0, "", ReadScope::AllClasses())->conflicts_size(), 0);
   EXPECT_THAT(ingest_->ResolveConflict(StaffActor{"sup-1"}, c.id(), kCase,
-                                       Ingest::Resolution::kKeepCurrent, v1::FieldValue(), 0),
+                                       Ingest::Resolution::kKeepCurrent, 0, v1::FieldValue(),
+                                       c.version()),
               StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
