@@ -272,17 +272,11 @@ v1::ChangeOutcome MergeField(const v1::HeadWrite& write, const FieldWriteInput& 
                        [&](const v1::HeadWrite& w) { return w.position() == write.position(); });
   };
   if (!holds(heads->front())) return v1::CHANGE_OUTCOME_SUPERSEDED;
-  if (!previous.has_value()) return v1::CHANGE_OUTCOME_APPLIED;
-  if (SameValue(heads->front().value(), *previous)) {
-    // The value stands: joined by a concurrent equal write, or rewritten
-    // by one that saw it.
-    return joined && heads->front().writes_size() > 1 ? v1::CHANGE_OUTCOME_CONVERGED
-                                                      : v1::CHANGE_OUTCOME_APPLIED;
+  if (previous.has_value() && joined && heads->front().writes_size() > 1 &&
+      SameValue(heads->front().value(), *previous)) {
+    return v1::CHANGE_OUTCOME_CONVERGED;  // joined the value that stood
   }
-  const bool previous_stands =
-      std::any_of(heads->begin() + 1, heads->end(),
-                  [&](const v1::FieldHead& h) { return SameValue(h.value(), *previous); });
-  return previous_stands ? v1::CHANGE_OUTCOME_CONFLICT : v1::CHANGE_OUTCOME_APPLIED;
+  return heads->size() > 1 ? v1::CHANGE_OUTCOME_CONFLICT : v1::CHANGE_OUTCOME_APPLIED;
 }
 
 // Record level (child records): each writer's latest change is a mark; the
