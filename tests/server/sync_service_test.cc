@@ -1,14 +1,17 @@
 // SyncService and CaseService through a real fieldsyncd (FieldsyncServer) on
 // an ephemeral loopback port over real mutual TLS, with a device written in
 // C++ from docs/PROTOCOL.md: enrolment, sealed and signed pushes, sealed
-// pulls, every refusal with its machine-readable reason, and the
+// pulls, every refusal with its machine-readable reason, the schema, and the
 // supervisor's conflict review.
 #include <grpcpp/grpcpp.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "admin/deployment.h"
 #include "common/file_io.h"
@@ -16,6 +19,7 @@
 #include "crypto/bytes.h"
 #include "crypto/canonical.h"
 #include "crypto/ed25519.h"
+#include "crypto/hash.h"
 #include "crypto/hpke.h"
 #include "crypto/x25519.h"
 #include "crypto/x509.h"
@@ -24,10 +28,14 @@
 #include "fieldsync/v1/rpc_status.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "server/config.h"
 #include "server/sealed_batch.h"
 #include "server/server.h"
+#include "sync/schema.h"
 #include "tests/testing/seeded_random.h"
 #include "tests/testing/simulated_clock.h"
 #include "tests/testing/status_matchers.h"
@@ -67,6 +75,21 @@ v1::SyncErrorDetail DetailOf(const grpc::Status& s) {
 }
 
 std::string Id(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012x", n); }
+
+// Lowercase hex SHA-256 of the deterministic serialization of `schema`
+// (PROTOCOL.md §2.1), computed here rather than by the server's code.
+std::string SchemaDigest(const v1::Schema& schema) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    schema.SerializeToCodedStream(&coded);
+  }
+  const crypto::Sha256Digest sha = crypto::Sha256(bytes);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(sha.data()), sha.size()));
+}
 
 v1::FieldValue Enum(std::string_view s) {
   v1::FieldValue v;
@@ -167,6 +190,42 @@ class SyncServiceTest : public ::testing::Test {
     grpc::Status s = Enroll(EnrolmentCode(officer), &d);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return d;
+  }
+
+  // A staff principal with `role` over `region`; its key is made here and
+  // only the certificate request goes to the server.
+  Credentials AddStaff(const std::string& id, v1::Role role,
+                       const std::string& region = "northern") {
+    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+    EXPECT_THAT(key, IsOk());
+    v1::AddStaffRequest request;
+    request.set_id(id);
+    request.set_role(role);
+    request.add_regions(region);
+    request.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/" + id));
+    v1::AddStaffResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s =
+        v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return {response.certificate_pem(), key->private_key_pem};
+  }
+
+  grpc::Status GetSchema(const Credentials* caller, const std::string& known_digest,
+                         v1::GetSchemaResponse* response) {
+    v1::GetSchemaRequest request;
+    request.set_known_digest(known_digest);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return v1::SyncService::NewStub(Channel(caller))->GetSchema(&context, request, response);
+  }
+
+  // The schema fieldsyncd loads: the deployment's schema file, read here.
+  v1::Schema DeploymentSchema() {
+    absl::StatusOr<v1::Schema> schema = sync::LoadSchemaFile(paths_->schema);
+    EXPECT_THAT(schema, IsOk());
+    return *std::move(schema);
   }
 
   // A sealed, signed batch of `changes` (PROTOCOL.md §5), sealed by the
@@ -640,6 +699,119 @@ TEST_F(SyncServiceTest, DeviceMayNotCallCaseService) {
   grpc::Status s =
       v1::CaseService::NewStub(Channel(&d.tls))->ListConflicts(&context, list, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(SyncServiceTest, DeviceGetsTheSchemaAndItsDigest) {
+  StartServer();
+  Device d = NewDevice();
+  const v1::Schema expected = DeploymentSchema();
+
+  v1::GetSchemaResponse response;
+  grpc::Status s = GetSchema(&d.tls, "", &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.digest(), SchemaDigest(expected));
+  EXPECT_FALSE(response.unchanged());
+  ASSERT_TRUE(response.has_schema());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(response.schema(), expected));
+  EXPECT_EQ(response.schema().schema_id(), "child_protection");
+  std::vector<std::string> types;
+  for (const v1::RecordType& t : response.schema().record_types()) types.push_back(t.name());
+  EXPECT_THAT(types, ::testing::ElementsAre("case_registration", "protection_concern", "incident",
+                                            "risk_assessment", "referral", "follow_up", "closure"));
+}
+
+TEST_F(SyncServiceTest, CurrentDigestGetsUnchangedWithoutTheSchema) {
+  StartServer();
+  Device d = NewDevice();
+  const std::string digest = SchemaDigest(DeploymentSchema());
+
+  v1::GetSchemaResponse response;
+  grpc::Status s = GetSchema(&d.tls, digest, &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(response.unchanged());
+  EXPECT_FALSE(response.has_schema());
+  EXPECT_EQ(response.digest(), digest);
+}
+
+TEST_F(SyncServiceTest, AnyOtherDigestGetsTheWholeSchema) {
+  StartServer();
+  Device d = NewDevice();
+  const v1::Schema expected = DeploymentSchema();
+  const std::string digest = SchemaDigest(expected);
+
+  for (const std::string& known :
+       {std::string(64, '0'), std::string("not a digest"), absl::AsciiStrToUpper(digest)}) {
+    v1::GetSchemaResponse response;
+    grpc::Status s = GetSchema(&d.tls, known, &response);
+
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_FALSE(response.unchanged()) << known;
+    EXPECT_EQ(response.digest(), digest) << known;
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(response.schema(), expected))
+        << known;
+  }
+}
+
+TEST_F(SyncServiceTest, ChangedSchemaFileGivesANewDigestAndTheNewSchema) {
+  StartServer();
+  Device d = NewDevice();
+  v1::GetSchemaResponse before;
+  ASSERT_TRUE(GetSchema(&d.tls, "", &before).ok());
+  ASSERT_THAT(server_->Shutdown(), IsOk());
+  server_.reset();
+  std::string text = *ReadFile(paths_->schema);
+  const size_t at = text.find("version: 1\n");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 10, "version: 2");
+  ASSERT_EQ(std::remove(paths_->schema.c_str()), 0);
+  ASSERT_THAT(WriteNewFile(paths_->schema, text, 0644), IsOk());
+  StartServer();
+
+  v1::GetSchemaResponse after;
+  grpc::Status s = GetSchema(&d.tls, before.digest(), &after);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(after.unchanged());
+  EXPECT_EQ(after.schema().version(), 2u);
+  EXPECT_EQ(after.digest(), SchemaDigest(after.schema()));
+  EXPECT_NE(after.digest(), before.digest());
+}
+
+TEST_F(SyncServiceTest, SupervisorGetsTheSchema) {
+  StartServer();
+  Credentials supervisor = AddStaff("sup1", v1::ROLE_SUPERVISOR);
+  const v1::Schema expected = DeploymentSchema();
+
+  v1::GetSchemaResponse response;
+  grpc::Status s = GetSchema(&supervisor, "", &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.digest(), SchemaDigest(expected));
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(response.schema(), expected));
+}
+
+TEST_F(SyncServiceTest, AnalystMayNotGetTheSchema) {
+  StartServer();
+  Credentials analyst = AddStaff("ana1", v1::ROLE_ANALYST);
+
+  v1::GetSchemaResponse response;
+  grpc::Status s = GetSchema(&analyst, "", &response);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("GetSchema"));
+  EXPECT_FALSE(response.has_schema());
+}
+
+TEST_F(SyncServiceTest, GetSchemaWithoutClientCertificateIsUnauthenticated) {
+  StartServer();
+
+  v1::GetSchemaResponse response;
+  grpc::Status s = GetSchema(nullptr, "", &response);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_FALSE(response.has_schema());
 }
 
 }  // namespace
