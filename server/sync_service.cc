@@ -195,11 +195,12 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
       options_.max_bytes = std::min<size_t>(options_.max_bytes, request_.max_bytes_per_chunk());
     }
     for (const std::string& id : request_.backfill_case_ids()) {
-      if (!ParseUuid(id).ok())
-        return absl::InvalidArgumentError("a backfill case id is not a UUID");
+      absl::StatusOr<Uuid> uuid = ParseUuid(id);
+      if (!uuid.ok()) return absl::InvalidArgumentError("a backfill case id is not a UUID");
       ASSIGN_OR_RETURN(bool in_scope, InScope(id));
       if (!in_scope) return OutOfScope("a backfill case is not in the caller's scope", id);
-      backfill_scope_.case_ids.insert(id);
+      // The log holds case ids in lowercase; a device may send either case.
+      backfill_scope_.case_ids.insert(FormatUuid(*uuid));
     }
     backfill_scope_.readable = sync::ReadScope::AllClasses();
     in_backfill_ = !backfill_scope_.case_ids.empty() && request_.cursor() > 0;

@@ -75,6 +75,17 @@ v1::SyncErrorDetail DetailOf(const grpc::Status& s) {
 }
 
 std::string Id(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012x", n); }
+std::string Upper(const std::string& s) { return absl::AsciiStrToUpper(s); }
+
+// The changes of `chunks`, in order, as (position, change id).
+std::vector<std::pair<uint64_t, std::string>> Flatten(
+    const std::vector<v1::PulledChanges>& chunks) {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  for (const auto& chunk : chunks) {
+    for (const auto& c : chunk.changes()) out.emplace_back(c.position(), c.change_id());
+  }
+  return out;
+}
 
 // Lowercase hex SHA-256 of the deterministic serialization of `schema`
 // (PROTOCOL.md §2.1), computed here rather than by the server's code.
@@ -212,6 +223,17 @@ class SyncServiceTest : public ::testing::Test {
     return {response.certificate_pem(), key->private_key_pem};
   }
 
+  grpc::Status AssignCase(const Credentials& supervisor, const std::string& case_id,
+                          const std::string& officer_id) {
+    v1::AssignCaseRequest request;
+    request.set_case_id(case_id);
+    request.set_officer_id(officer_id);
+    v1::AssignCaseResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return v1::CaseService::NewStub(Channel(&supervisor))->AssignCase(&context, request, &response);
+  }
+
   grpc::Status GetSchema(const Credentials* caller, const std::string& known_digest,
                          v1::GetSchemaResponse* response) {
     v1::GetSchemaRequest request;
@@ -272,10 +294,12 @@ class SyncServiceTest : public ::testing::Test {
 
   // Pulls from `cursor`, reading at most `max_chunks` chunks, opening each.
   grpc::Status Pull(const Device& d, uint64_t cursor, std::vector<v1::PulledChanges>* out,
-                    int max_chunks = 1000, uint32_t per_chunk = 0) {
+                    int max_chunks = 1000, uint32_t per_chunk = 0,
+                    const std::vector<std::string>& backfill_case_ids = {}) {
     v1::PullRequest request;
     request.set_cursor(cursor);
     request.set_max_changes_per_chunk(per_chunk);
+    for (const std::string& id : backfill_case_ids) request.add_backfill_case_ids(id);
     grpc::ClientContext context;
     SetDeadline(&context);
     auto reader = v1::SyncService::NewStub(Channel(&d.tls))->Pull(&context, request);
@@ -699,6 +723,22 @@ TEST_F(SyncServiceTest, DeviceMayNotCallCaseService) {
   grpc::Status s =
       v1::CaseService::NewStub(Channel(&d.tls))->ListConflicts(&context, list, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(SyncServiceTest, BackfillCaseIdInUpperCaseGetsTheCasesHistory) {
+  StartServer();
+  Device a = NewDevice("officer1");
+  Device b = NewDevice("officer2");
+  v1::PushResponse created;
+  ASSERT_TRUE(Push(a, Seal(a, {NewCase(Id(1), Id(0xca))}, 1, Id(3)), &created).ok());
+  ASSERT_TRUE(AssignCase(AddStaff("sup1", v1::ROLE_SUPERVISOR), Id(0xca), "officer2").ok());
+
+  std::vector<v1::PulledChanges> backfill;
+  grpc::Status s = Pull(b, 2, &backfill, 1000, 0, {Upper(Id(0xca))});
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(Flatten(backfill),
+              ::testing::ElementsAre(::testing::Pair(1u, Id(1)), ::testing::Pair(2u, "server:2")));
 }
 
 TEST_F(SyncServiceTest, DeviceGetsTheSchemaAndItsDigest) {
