@@ -3,6 +3,7 @@
 // C++ from docs/PROTOCOL.md: enrolment, sealed and signed pushes, sealed
 // pulls, every refusal with its machine-readable reason, the schema, and the
 // supervisor's conflict review.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "admin/deployment.h"
 #include "common/file_io.h"
 #include "common/uuid.h"
@@ -172,7 +174,7 @@ class SyncServiceTest : public ::testing::Test {
   }
 
   // Enrols a new tablet with `code` over server-authenticated TLS.
-  grpc::Status Enroll(const std::string& code, Device* device) {
+  grpc::Status Enroll(const std::string& code, Device* device, const std::string& label = "") {
     absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
     EXPECT_THAT(key, IsOk());
     absl::StatusOr<std::string> csr = crypto::CreateCsr(key->private_key_pem,
@@ -185,6 +187,7 @@ class SyncServiceTest : public ::testing::Test {
     request.set_csr_pem(*csr);
     request.set_signing_public_key(crypto::ToString(device->signing.public_key));
     request.set_receiving_public_key(crypto::ToString(device->receiving.public_key));
+    request.set_device_label(label);
     grpc::ClientContext context;
     SetDeadline(&context);
     grpc::Status s = v1::SyncService::NewStub(Channel(nullptr))
@@ -221,6 +224,26 @@ class SyncServiceTest : public ::testing::Test {
         v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, request, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return {response.certificate_pem(), key->private_key_pem};
+  }
+
+  // A call of `method` whose request is `bytes` as they are, so that the
+  // server gets what no protobuf library would write.
+  grpc::Status RawCall(const Credentials* caller, const std::string& method,
+                       const std::string& bytes) {
+    grpc::GenericStub stub(Channel(caller));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    absl::Notification done;
+    grpc::Status status;
+    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+      status = std::move(s);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return status;
   }
 
   grpc::Status AssignCase(const Credentials& supervisor, const std::string& case_id,
@@ -429,6 +452,49 @@ TEST_F(SyncServiceTest, UnknownEnrolmentCodeIsRefused) {
   Device d;
   grpc::Status s = Enroll("0000-0000-0000-0000-0000", &d);
   EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_ENROLMENT_CODE_INVALID);
+}
+
+TEST_F(SyncServiceTest, DeviceLabelOver100BytesIsRefusedWithoutSpendingTheCode) {
+  StartServer();
+  std::string code = EnrolmentCode();
+  Device refused, enrolled;
+
+  grpc::Status s = Enroll(code, &refused, std::string(101, 'x'));
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_MALFORMED);
+  EXPECT_THAT(s.error_message(), HasSubstr("device_label is longer than 100 bytes"));
+  std::string label;
+  for (int i = 0; i < 50; ++i) label += "\xc3\xa9";  // 50 characters, 100 bytes
+  s = Enroll(code, &enrolled, label);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+TEST_F(SyncServiceTest, RequestThatDoesNotParseIsAnsweredUnimplementedByGrpc) {
+  StartServer();
+  Device d = NewDevice();
+  // PushRequest.batch (field 1, length-delimited) announcing 100 bytes
+  // and carrying one.
+  const std::string truncated("\x0a\x64\x01", 3);
+
+  grpc::Status s = RawCall(&d.tls, "/fieldsync.v1.SyncService/Push", truncated);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(s.error_message(), "");
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_UNSPECIFIED);
+}
+
+TEST_F(SyncServiceTest, InvalidUtf8InAStringIsAnsweredUnimplementedByGrpc) {
+  StartServer();
+  v1::EnrollRequest request;
+  request.set_enrolment_code(EnrolmentCode());
+  // EnrollRequest.device_label (field 5) holding two bytes that are not UTF-8.
+  const std::string bytes = request.SerializeAsString() + std::string("\x2a\x02\xff\xfe", 4);
+
+  grpc::Status s = RawCall(nullptr, "/fieldsync.v1.SyncService/Enroll", bytes);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_UNSPECIFIED);
 }
 
 TEST_F(SyncServiceTest, PushWithoutClientCertificateIsUnauthenticated) {
@@ -723,6 +789,97 @@ TEST_F(SyncServiceTest, DeviceMayNotCallCaseService) {
   grpc::Status s =
       v1::CaseService::NewStub(Channel(&d.tls))->ListConflicts(&context, list, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(SyncServiceTest, UpperCaseIdsAreAcceptedAndAnsweredInLowerCase) {
+  StartServer();
+  Device d = NewDevice();
+  v1::RecordChange change = NewCase(Upper(Id(0xa1)), Upper(Id(0xa2)));
+  v1::PushResponse response;
+
+  v1::SealedBatch batch = Seal(d, {change}, 1, Id(0xa3));
+  batch.mutable_header()->set_batch_id(Upper(Id(0xa3)));  // same 16 bytes: same signature
+
+  grpc::Status s = Push(d, batch, &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.batch_id(), Upper(Id(0xa3)));  // echoed as sent
+  ASSERT_EQ(response.results_size(), 1);
+  EXPECT_EQ(response.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(response.results(0).change_id(), Id(0xa1));
+  std::vector<v1::PulledChanges> chunks;
+  ASSERT_TRUE(Pull(d, 0, &chunks).ok());
+  ASSERT_EQ(Flatten(chunks).size(), 1u);
+  EXPECT_EQ(chunks[0].changes(0).change_id(), Id(0xa1));
+  EXPECT_EQ(chunks[0].changes(0).case_id(), Id(0xa2));
+  EXPECT_EQ(chunks[0].changes(0).record_id(), Id(0xa2));
+}
+
+TEST_F(SyncServiceTest, BatchIdInOtherLetterCaseIsTheSameBatch) {
+  StartServer();
+  Device d = NewDevice();
+  v1::SealedBatch batch = Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(0xab));
+  v1::PushResponse first, again;
+  ASSERT_TRUE(Push(d, batch, &first).ok());
+  batch.mutable_header()->set_batch_id(Upper(Id(0xab)));  // same 16 bytes: same signature
+
+  grpc::Status s = Push(d, batch, &again);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(again.is_retry_answer());
+  EXPECT_EQ(again.next_sequence(), 2u);
+}
+
+TEST_F(SyncServiceTest, ChangeResentUnderANewBatchIdIsLoggedAgain) {
+  StartServer();
+  Device d = NewDevice();
+  v1::RecordChange change = NewCase(Id(1), Id(2));
+  v1::PushResponse first, second;
+  ASSERT_TRUE(Push(d, Seal(d, {change}, 1, Id(3)), &first).ok());
+
+  grpc::Status s = Push(d, Seal(d, {change}, 2, Id(4)), &second);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(second.is_retry_answer());
+  EXPECT_EQ(second.next_sequence(), 3u);
+  EXPECT_GT(second.results(0).log_position(), first.results(0).log_position());
+  std::vector<v1::PulledChanges> chunks;
+  ASSERT_TRUE(Pull(d, 0, &chunks).ok());
+  EXPECT_THAT(Flatten(chunks),
+              ::testing::ElementsAre(::testing::Pair(first.results(0).log_position(), Id(1)),
+                                     ::testing::Pair(second.results(0).log_position(), Id(1))));
+}
+
+TEST_F(SyncServiceTest, NewlyAssignedCaseComesInPullsAndItsHistoryByBackfill) {
+  StartServer();
+  Device a = NewDevice("officer1");
+  Device b = NewDevice("officer2");
+  v1::PushResponse created, own;
+  ASSERT_TRUE(Push(a, Seal(a, {NewCase(Id(1), Id(0xca))}, 1, Id(3)), &created).ok());
+  ASSERT_TRUE(Push(b, Seal(b, {NewCase(Id(4), Id(5))}, 1, Id(6)), &own).ok());
+  std::vector<v1::PulledChanges> before;
+  ASSERT_TRUE(Pull(b, 0, &before).ok());
+  ASSERT_THAT(Flatten(before), ::testing::ElementsAre(::testing::Pair(2u, Id(4))));
+  grpc::Status s = AssignCase(AddStaff("sup1", v1::ROLE_SUPERVISOR), Id(0xca), "officer2");
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  // The next pull from the cursor brings the assignment: a case b lacks.
+  std::vector<v1::PulledChanges> after;
+  ASSERT_TRUE(Pull(b, before.back().next_cursor(), &after).ok());
+  ASSERT_THAT(Flatten(after), ::testing::ElementsAre(::testing::Pair(3u, "server:3")));
+  EXPECT_EQ(after[0].changes(0).kind(), v1::CHANGE_KIND_ASSIGN_CASE);
+  EXPECT_EQ(after[0].changes(0).case_id(), Id(0xca));
+  // Backfill from the new cursor: every entry of the case up to it, the
+  // assignment again included, in chunks that leave the cursor where it is.
+  std::vector<v1::PulledChanges> backfill;
+  ASSERT_TRUE(Pull(b, after.back().next_cursor(), &backfill, 1000, 0, {Id(0xca)}).ok());
+  EXPECT_THAT(Flatten(backfill),
+              ::testing::ElementsAre(::testing::Pair(1u, Id(1)), ::testing::Pair(3u, "server:3")));
+  ASSERT_EQ(backfill.size(), 2u);
+  EXPECT_EQ(backfill[0].next_cursor(), 3u);
+  EXPECT_FALSE(backfill[0].caught_up());
+  EXPECT_EQ(backfill[1].next_cursor(), 3u);
+  EXPECT_TRUE(backfill[1].caught_up());
 }
 
 TEST_F(SyncServiceTest, BackfillCaseIdInUpperCaseGetsTheCasesHistory) {
