@@ -15,6 +15,9 @@ constexpr RoleSet kDevice = RoleBit(v1::ROLE_DEVICE);
 constexpr RoleSet kSupervisor = RoleBit(v1::ROLE_SUPERVISOR);
 // Aggregates: counts only, within the caller's regions, suppressed.
 constexpr RoleSet kAggregateReaders = RoleBit(v1::ROLE_ANALYST) | kSupervisor;
+// The deployment's schema (record types, fields, sensitivity classes; no
+// case data): the roles that read and write case records.
+constexpr RoleSet kSchemaReaders = kDevice | kSupervisor;
 
 // Keep sorted by service, then method. tests/server/authz_test.cc checks
 // that every method of every service has exactly one row.
@@ -42,6 +45,7 @@ constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.CaseService/SetCaseStatus", true, kSupervisor, Scope::kRegions},
     RpcRule{"/fieldsync.v1.CaseService/TransferCase", true, kSupervisor, Scope::kRegions},
     RpcRule{"/fieldsync.v1.SyncService/Enroll", false, 0, Scope::kPublic},
+    RpcRule{"/fieldsync.v1.SyncService/GetSchema", true, kSchemaReaders, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.SyncService/Pull", true, kDevice | kSupervisor, Scope::kAssigned},
     RpcRule{"/fieldsync.v1.SyncService/Push", true, kDevice, Scope::kAssigned},
     RpcRule{"/grpc.health.v1.Health/Check", false, 0, Scope::kPublic},

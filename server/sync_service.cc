@@ -21,6 +21,7 @@ namespace {
 constexpr char kEnroll[] = "/fieldsync.v1.SyncService/Enroll";
 constexpr char kPush[] = "/fieldsync.v1.SyncService/Push";
 constexpr char kPull[] = "/fieldsync.v1.SyncService/Pull";
+constexpr char kGetSchema[] = "/fieldsync.v1.SyncService/GetSchema";
 
 // Gives an error from below a machine-readable reason by its code, so that
 // every refusal of a sync or case call carries one (PROTOCOL.md §8).
@@ -194,11 +195,12 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
       options_.max_bytes = std::min<size_t>(options_.max_bytes, request_.max_bytes_per_chunk());
     }
     for (const std::string& id : request_.backfill_case_ids()) {
-      if (!ParseUuid(id).ok())
-        return absl::InvalidArgumentError("a backfill case id is not a UUID");
+      absl::StatusOr<Uuid> uuid = ParseUuid(id);
+      if (!uuid.ok()) return absl::InvalidArgumentError("a backfill case id is not a UUID");
       ASSIGN_OR_RETURN(bool in_scope, InScope(id));
       if (!in_scope) return OutOfScope("a backfill case is not in the caller's scope", id);
-      backfill_scope_.case_ids.insert(id);
+      // The log holds case ids in lowercase; a device may send either case.
+      backfill_scope_.case_ids.insert(FormatUuid(*uuid));
     }
     backfill_scope_.readable = sync::ReadScope::AllClasses();
     in_backfill_ = !backfill_scope_.case_ids.empty() && request_.cursor() > 0;
@@ -385,6 +387,23 @@ grpc::ServerUnaryReactor* SyncServiceImpl::Push(grpc::CallbackServerContext* con
 grpc::ServerWriteReactor<v1::PullChunk>* SyncServiceImpl::Pull(grpc::CallbackServerContext* context,
                                                                const v1::PullRequest* request) {
   return new PullReactor(deps_, context, *request);
+}
+
+grpc::ServerUnaryReactor* SyncServiceImpl::GetSchema(grpc::CallbackServerContext* context,
+                                                     const v1::GetSchemaRequest* request,
+                                                     v1::GetSchemaResponse* response) {
+  // No storage read beyond the caller's principal: runs on gRPC's thread.
+  return RunUnary(context, kGetSchema, deps_.auth,
+                  [this, request, response](const Caller&) -> absl::Status {
+                    const sync::Schema& schema = *deps_.schema;
+                    response->set_digest(schema.digest());
+                    if (request->known_digest() == schema.digest()) {
+                      response->set_unchanged(true);
+                    } else {
+                      *response->mutable_schema() = schema.proto();
+                    }
+                    return absl::OkStatus();
+                  });
 }
 
 // ---------------------------------------------------------------------------

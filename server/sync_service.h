@@ -1,7 +1,7 @@
 // SyncService (tablets) and CaseService (supervisors) over gRPC's callback
 // API: thin adapters over admin/enrolment.h, server/sealed_batch.h and the
-// sync module (sync/ingest.h, sync/change_feed.h). docs/PROTOCOL.md is the
-// device-side contract.
+// sync module (sync/ingest.h, sync/change_feed.h, sync/schema.h).
+// docs/PROTOCOL.md is the device-side contract.
 #ifndef FIELDSYNC_SERVER_SYNC_SERVICE_H_
 #define FIELDSYNC_SERVER_SYNC_SERVICE_H_
 
@@ -66,6 +66,9 @@ class SyncServiceImpl final : public v1::SyncService::CallbackService {
                                  v1::PushResponse* response) override;
   grpc::ServerWriteReactor<v1::PullChunk>* Pull(grpc::CallbackServerContext* context,
                                                 const v1::PullRequest* request) override;
+  grpc::ServerUnaryReactor* GetSchema(grpc::CallbackServerContext* context,
+                                      const v1::GetSchemaRequest* request,
+                                      v1::GetSchemaResponse* response) override;
 
  private:
   absl::Status DoPush(const Caller& caller, const v1::PushRequest& request,

@@ -5,10 +5,14 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "common/file_io.h"
 #include "common/proto_text.h"
 #include "common/status_macros.h"
+#include "crypto/hash.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace fieldsync::sync {
 namespace {
@@ -251,7 +255,20 @@ absl::StatusOr<v1::Schema> LoadSchemaFile(const std::string& path) {
   return schema;
 }
 
-Schema::Schema(v1::Schema proto) : proto_(std::move(proto)) {}
+Schema::Schema(v1::Schema proto) : proto_(std::move(proto)) {
+  // Deterministic so that one schema always gives one digest from this
+  // build; the digest is opaque to tablets, which only compare it.
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    proto_.SerializeToCodedStream(&coded);
+  }
+  const crypto::Sha256Digest sha = crypto::Sha256(std::string_view(bytes));
+  digest_ = absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(sha.data()), sha.size()));
+}
 
 absl::StatusOr<std::unique_ptr<Schema>> Schema::Create(v1::Schema proto) {
   RETURN_IF_ERROR(ValidateSchema(proto));

@@ -61,6 +61,12 @@ class Schema {
 
   const v1::Schema& proto() const { return proto_; }
 
+  // The schema's version string for tablets (SyncService.GetSchema):
+  // lowercase hex SHA-256 (64 characters) of proto()'s deterministic
+  // serialization, computed once by Create. Any change to the schema's
+  // content changes it; the file's layout and comments do not.
+  const std::string& digest() const { return digest_; }
+
   // nullptr when absent.
   const v1::RecordType* FindRecordType(std::string_view name) const;
   const v1::FieldDef* FindField(std::string_view record_type, std::string_view field) const;
@@ -94,6 +100,7 @@ class Schema {
   explicit Schema(v1::Schema proto);
 
   v1::Schema proto_;
+  std::string digest_;
   absl::flat_hash_map<std::string, TypeIndex> types_;
   const v1::RecordType* registration_ = nullptr;
 };

@@ -89,6 +89,17 @@ TEST(AuthzTableTest, AdministrationIsForAdministratorsOnly) {
   }
 }
 
+TEST(AuthzTableTest, SchemaIsForDevicesAndSupervisorsOnly) {
+  absl::StatusOr<const RpcRule*> rule = FindRule("/fieldsync.v1.SyncService/GetSchema");
+  ASSERT_THAT(rule, IsOk());
+  EXPECT_TRUE((*rule)->requires_certificate);
+  EXPECT_THAT(CheckRole(**rule, v1::ROLE_DEVICE), IsOk());
+  EXPECT_THAT(CheckRole(**rule, v1::ROLE_SUPERVISOR), IsOk());
+  for (v1::Role role : {v1::ROLE_ANALYST, v1::ROLE_AUDITOR, v1::ROLE_ADMINISTRATOR}) {
+    EXPECT_THAT(CheckRole(**rule, role), StatusIs(absl::StatusCode::kPermissionDenied)) << role;
+  }
+}
+
 TEST(AuthzTableTest, UnknownMethodIsDenied) {
   EXPECT_THAT(FindRule("/fieldsync.v1.AdminService/DropEverything"),
               StatusIs(absl::StatusCode::kPermissionDenied));

@@ -4,6 +4,8 @@
 // refusal.
 #include "server/sealed_batch.h"
 
+#include <zstd.h>
+
 #include <cstdlib>
 #include <iostream>
 
@@ -28,6 +30,7 @@ using device::kBatchSealInfo;
 using device::SealedPayloadDigest;
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::StatusIs;
+using ::testing::HasSubstr;
 
 std::string Hex(std::string_view s) {
   return absl::BytesToHexString(absl::string_view(s.data(), s.size()));
@@ -127,6 +130,64 @@ struct Example {
     return k;
   }
 };
+
+// `plain` as one zstd frame, with or without the content size in its
+// header (a streaming compressor that is not told the size leaves it out).
+std::string ZstdFrame(std::string_view plain, bool with_content_size) {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, with_content_size ? 1 : 0);
+  std::string frame(ZSTD_compressBound(plain.size()), '\0');
+  const size_t n = ZSTD_compress2(cctx, frame.data(), frame.size(), plain.data(), plain.size());
+  ZSTD_freeCCtx(cctx);
+  EXPECT_FALSE(ZSTD_isError(n));
+  frame.resize(n);
+  return frame;
+}
+
+// The example's batch carrying `frame` as its zstd-compressed payload,
+// sealed and signed as a device would.
+v1::SealedBatch SealZstd(const Example& e, const std::string& frame) {
+  v1::SealedBatch sealed = e.sealed;
+  sealed.set_compression(v1::PAYLOAD_COMPRESSION_ZSTD);
+  auto setup = crypto::HpkeSetupBaseSWithEphemeralKeyForTesting(
+      e.server_public, AsBytes(kBatchSealInfo), e.ephemeral_private);
+  sealed.set_enc(setup->enc);
+  sealed.set_ciphertext(*setup->context->Seal(AsBytes(e.header_encoding), AsBytes(frame)));
+  std::string message =
+      EncodeBatchSignedMessage(*ParseBatchHeader(sealed.header()), v1::PAYLOAD_COMPRESSION_ZSTD,
+                               SealedPayloadDigest(sealed.enc(), sealed.ciphertext()));
+  sealed.set_signature(crypto::ToString(*crypto::Ed25519Sign(e.device_seed, AsBytes(message))));
+  return sealed;
+}
+
+TEST(SealedBatchTest, ZstdFrameWithContentSizeOpens) {
+  Example e;
+  auto key = crypto::X25519PrivateKey::Create(e.server_private.span());
+  v1::SealedBatch sealed = SealZstd(e, ZstdFrame(e.payload, /*with_content_size=*/true));
+
+  absl::StatusOr<OpenedBatch> opened =
+      OpenSealedBatch(sealed, sealed.ByteSizeLong(), e.Keys(&*key), BatchLimits{});
+
+  ASSERT_THAT(opened, IsOk());
+  EXPECT_EQ(opened->payload.SerializeAsString(), e.payload);
+}
+
+TEST(SealedBatchTest, ZstdFrameWithoutContentSizeDoesNotOpen) {
+  Example e;
+  auto key = crypto::X25519PrivateKey::Create(e.server_private.span());
+  const std::string frame = ZstdFrame(e.payload, /*with_content_size=*/false);
+  ASSERT_EQ(ZSTD_getFrameContentSize(frame.data(), frame.size()), ZSTD_CONTENTSIZE_UNKNOWN);
+  v1::SealedBatch sealed = SealZstd(e, frame);
+
+  absl::StatusOr<OpenedBatch> opened =
+      OpenSealedBatch(sealed, sealed.ByteSizeLong(), e.Keys(&*key), BatchLimits{});
+
+  EXPECT_THAT(opened, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr("the zstd payload does not decode: reseal it")));
+  ASSERT_TRUE(sync::GetSyncErrorDetail(opened.status()).has_value());
+  EXPECT_EQ(sync::GetSyncErrorDetail(opened.status())->reason(),
+            v1::SYNC_ERROR_REASON_SEAL_DOES_NOT_OPEN);
+}
 
 TEST(SealedBatchTest, WorkedExampleMatchesProtocolDocument) {
   Example e;

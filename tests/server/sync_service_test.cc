@@ -1,21 +1,27 @@
 // SyncService and CaseService through a real fieldsyncd (FieldsyncServer) on
 // an ephemeral loopback port over real mutual TLS, with a device written in
 // C++ from docs/PROTOCOL.md: enrolment, sealed and signed pushes, sealed
-// pulls, every refusal with its machine-readable reason, and the
+// pulls, every refusal with its machine-readable reason, the schema, and the
 // supervisor's conflict review.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "admin/deployment.h"
 #include "common/file_io.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
 #include "crypto/canonical.h"
 #include "crypto/ed25519.h"
+#include "crypto/hash.h"
 #include "crypto/hpke.h"
 #include "crypto/x25519.h"
 #include "crypto/x509.h"
@@ -24,10 +30,14 @@
 #include "fieldsync/v1/rpc_status.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "server/config.h"
 #include "server/sealed_batch.h"
 #include "server/server.h"
+#include "sync/schema.h"
 #include "tests/testing/seeded_random.h"
 #include "tests/testing/simulated_clock.h"
 #include "tests/testing/status_matchers.h"
@@ -67,6 +77,32 @@ v1::SyncErrorDetail DetailOf(const grpc::Status& s) {
 }
 
 std::string Id(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012x", n); }
+std::string Upper(const std::string& s) { return absl::AsciiStrToUpper(s); }
+
+// The changes of `chunks`, in order, as (position, change id).
+std::vector<std::pair<uint64_t, std::string>> Flatten(
+    const std::vector<v1::PulledChanges>& chunks) {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  for (const auto& chunk : chunks) {
+    for (const auto& c : chunk.changes()) out.emplace_back(c.position(), c.change_id());
+  }
+  return out;
+}
+
+// Lowercase hex SHA-256 of the deterministic serialization of `schema`
+// (PROTOCOL.md §2.1), computed here rather than by the server's code.
+std::string SchemaDigest(const v1::Schema& schema) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    schema.SerializeToCodedStream(&coded);
+  }
+  const crypto::Sha256Digest sha = crypto::Sha256(bytes);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(sha.data()), sha.size()));
+}
 
 v1::FieldValue Enum(std::string_view s) {
   v1::FieldValue v;
@@ -138,7 +174,7 @@ class SyncServiceTest : public ::testing::Test {
   }
 
   // Enrols a new tablet with `code` over server-authenticated TLS.
-  grpc::Status Enroll(const std::string& code, Device* device) {
+  grpc::Status Enroll(const std::string& code, Device* device, const std::string& label = "") {
     absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
     EXPECT_THAT(key, IsOk());
     absl::StatusOr<std::string> csr = crypto::CreateCsr(key->private_key_pem,
@@ -151,6 +187,7 @@ class SyncServiceTest : public ::testing::Test {
     request.set_csr_pem(*csr);
     request.set_signing_public_key(crypto::ToString(device->signing.public_key));
     request.set_receiving_public_key(crypto::ToString(device->receiving.public_key));
+    request.set_device_label(label);
     grpc::ClientContext context;
     SetDeadline(&context);
     grpc::Status s = v1::SyncService::NewStub(Channel(nullptr))
@@ -167,6 +204,73 @@ class SyncServiceTest : public ::testing::Test {
     grpc::Status s = Enroll(EnrolmentCode(officer), &d);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return d;
+  }
+
+  // A staff principal with `role` over `region`; its key is made here and
+  // only the certificate request goes to the server.
+  Credentials AddStaff(const std::string& id, v1::Role role,
+                       const std::string& region = "northern") {
+    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+    EXPECT_THAT(key, IsOk());
+    v1::AddStaffRequest request;
+    request.set_id(id);
+    request.set_role(role);
+    request.add_regions(region);
+    request.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/" + id));
+    v1::AddStaffResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s =
+        v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return {response.certificate_pem(), key->private_key_pem};
+  }
+
+  // A call of `method` whose request is `bytes` as they are, so that the
+  // server gets what no protobuf library would write.
+  grpc::Status RawCall(const Credentials* caller, const std::string& method,
+                       const std::string& bytes) {
+    grpc::GenericStub stub(Channel(caller));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    absl::Notification done;
+    grpc::Status status;
+    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+      status = std::move(s);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return status;
+  }
+
+  grpc::Status AssignCase(const Credentials& supervisor, const std::string& case_id,
+                          const std::string& officer_id) {
+    v1::AssignCaseRequest request;
+    request.set_case_id(case_id);
+    request.set_officer_id(officer_id);
+    v1::AssignCaseResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return v1::CaseService::NewStub(Channel(&supervisor))->AssignCase(&context, request, &response);
+  }
+
+  grpc::Status GetSchema(const Credentials* caller, const std::string& known_digest,
+                         v1::GetSchemaResponse* response) {
+    v1::GetSchemaRequest request;
+    request.set_known_digest(known_digest);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return v1::SyncService::NewStub(Channel(caller))->GetSchema(&context, request, response);
+  }
+
+  // The schema fieldsyncd loads: the deployment's schema file, read here.
+  v1::Schema DeploymentSchema() {
+    absl::StatusOr<v1::Schema> schema = sync::LoadSchemaFile(paths_->schema);
+    EXPECT_THAT(schema, IsOk());
+    return *std::move(schema);
   }
 
   // A sealed, signed batch of `changes` (PROTOCOL.md §5), sealed by the
@@ -213,10 +317,12 @@ class SyncServiceTest : public ::testing::Test {
 
   // Pulls from `cursor`, reading at most `max_chunks` chunks, opening each.
   grpc::Status Pull(const Device& d, uint64_t cursor, std::vector<v1::PulledChanges>* out,
-                    int max_chunks = 1000, uint32_t per_chunk = 0) {
+                    int max_chunks = 1000, uint32_t per_chunk = 0,
+                    const std::vector<std::string>& backfill_case_ids = {}) {
     v1::PullRequest request;
     request.set_cursor(cursor);
     request.set_max_changes_per_chunk(per_chunk);
+    for (const std::string& id : backfill_case_ids) request.add_backfill_case_ids(id);
     grpc::ClientContext context;
     SetDeadline(&context);
     auto reader = v1::SyncService::NewStub(Channel(&d.tls))->Pull(&context, request);
@@ -346,6 +452,49 @@ TEST_F(SyncServiceTest, UnknownEnrolmentCodeIsRefused) {
   Device d;
   grpc::Status s = Enroll("0000-0000-0000-0000-0000", &d);
   EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_ENROLMENT_CODE_INVALID);
+}
+
+TEST_F(SyncServiceTest, DeviceLabelOver100BytesIsRefusedWithoutSpendingTheCode) {
+  StartServer();
+  std::string code = EnrolmentCode();
+  Device refused, enrolled;
+
+  grpc::Status s = Enroll(code, &refused, std::string(101, 'x'));
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_MALFORMED);
+  EXPECT_THAT(s.error_message(), HasSubstr("device_label is longer than 100 bytes"));
+  std::string label;
+  for (int i = 0; i < 50; ++i) label += "\xc3\xa9";  // 50 characters, 100 bytes
+  s = Enroll(code, &enrolled, label);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+TEST_F(SyncServiceTest, RequestThatDoesNotParseIsAnsweredUnimplementedByGrpc) {
+  StartServer();
+  Device d = NewDevice();
+  // PushRequest.batch (field 1, length-delimited) announcing 100 bytes
+  // and carrying one.
+  const std::string truncated("\x0a\x64\x01", 3);
+
+  grpc::Status s = RawCall(&d.tls, "/fieldsync.v1.SyncService/Push", truncated);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(s.error_message(), "");
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_UNSPECIFIED);
+}
+
+TEST_F(SyncServiceTest, InvalidUtf8InAStringIsAnsweredUnimplementedByGrpc) {
+  StartServer();
+  v1::EnrollRequest request;
+  request.set_enrolment_code(EnrolmentCode());
+  // EnrollRequest.device_label (field 5) holding two bytes that are not UTF-8.
+  const std::string bytes = request.SerializeAsString() + std::string("\x2a\x02\xff\xfe", 4);
+
+  grpc::Status s = RawCall(nullptr, "/fieldsync.v1.SyncService/Enroll", bytes);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_UNSPECIFIED);
 }
 
 TEST_F(SyncServiceTest, PushWithoutClientCertificateIsUnauthenticated) {
@@ -640,6 +789,226 @@ TEST_F(SyncServiceTest, DeviceMayNotCallCaseService) {
   grpc::Status s =
       v1::CaseService::NewStub(Channel(&d.tls))->ListConflicts(&context, list, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(SyncServiceTest, UpperCaseIdsAreAcceptedAndAnsweredInLowerCase) {
+  StartServer();
+  Device d = NewDevice();
+  v1::RecordChange change = NewCase(Upper(Id(0xa1)), Upper(Id(0xa2)));
+  v1::PushResponse response;
+
+  v1::SealedBatch batch = Seal(d, {change}, 1, Id(0xa3));
+  batch.mutable_header()->set_batch_id(Upper(Id(0xa3)));  // same 16 bytes: same signature
+
+  grpc::Status s = Push(d, batch, &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.batch_id(), Upper(Id(0xa3)));  // echoed as sent
+  ASSERT_EQ(response.results_size(), 1);
+  EXPECT_EQ(response.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(response.results(0).change_id(), Id(0xa1));
+  std::vector<v1::PulledChanges> chunks;
+  ASSERT_TRUE(Pull(d, 0, &chunks).ok());
+  ASSERT_EQ(Flatten(chunks).size(), 1u);
+  EXPECT_EQ(chunks[0].changes(0).change_id(), Id(0xa1));
+  EXPECT_EQ(chunks[0].changes(0).case_id(), Id(0xa2));
+  EXPECT_EQ(chunks[0].changes(0).record_id(), Id(0xa2));
+}
+
+TEST_F(SyncServiceTest, BatchIdInOtherLetterCaseIsTheSameBatch) {
+  StartServer();
+  Device d = NewDevice();
+  v1::SealedBatch batch = Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(0xab));
+  v1::PushResponse first, again;
+  ASSERT_TRUE(Push(d, batch, &first).ok());
+  batch.mutable_header()->set_batch_id(Upper(Id(0xab)));  // same 16 bytes: same signature
+
+  grpc::Status s = Push(d, batch, &again);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(again.is_retry_answer());
+  EXPECT_EQ(again.next_sequence(), 2u);
+}
+
+TEST_F(SyncServiceTest, ChangeResentUnderANewBatchIdIsLoggedAgain) {
+  StartServer();
+  Device d = NewDevice();
+  v1::RecordChange change = NewCase(Id(1), Id(2));
+  v1::PushResponse first, second;
+  ASSERT_TRUE(Push(d, Seal(d, {change}, 1, Id(3)), &first).ok());
+
+  grpc::Status s = Push(d, Seal(d, {change}, 2, Id(4)), &second);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(second.is_retry_answer());
+  EXPECT_EQ(second.next_sequence(), 3u);
+  EXPECT_GT(second.results(0).log_position(), first.results(0).log_position());
+  std::vector<v1::PulledChanges> chunks;
+  ASSERT_TRUE(Pull(d, 0, &chunks).ok());
+  EXPECT_THAT(Flatten(chunks),
+              ::testing::ElementsAre(::testing::Pair(first.results(0).log_position(), Id(1)),
+                                     ::testing::Pair(second.results(0).log_position(), Id(1))));
+}
+
+TEST_F(SyncServiceTest, NewlyAssignedCaseComesInPullsAndItsHistoryByBackfill) {
+  StartServer();
+  Device a = NewDevice("officer1");
+  Device b = NewDevice("officer2");
+  v1::PushResponse created, own;
+  ASSERT_TRUE(Push(a, Seal(a, {NewCase(Id(1), Id(0xca))}, 1, Id(3)), &created).ok());
+  ASSERT_TRUE(Push(b, Seal(b, {NewCase(Id(4), Id(5))}, 1, Id(6)), &own).ok());
+  std::vector<v1::PulledChanges> before;
+  ASSERT_TRUE(Pull(b, 0, &before).ok());
+  ASSERT_THAT(Flatten(before), ::testing::ElementsAre(::testing::Pair(2u, Id(4))));
+  grpc::Status s = AssignCase(AddStaff("sup1", v1::ROLE_SUPERVISOR), Id(0xca), "officer2");
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  // The next pull from the cursor brings the assignment: a case b lacks.
+  std::vector<v1::PulledChanges> after;
+  ASSERT_TRUE(Pull(b, before.back().next_cursor(), &after).ok());
+  ASSERT_THAT(Flatten(after), ::testing::ElementsAre(::testing::Pair(3u, "server:3")));
+  EXPECT_EQ(after[0].changes(0).kind(), v1::CHANGE_KIND_ASSIGN_CASE);
+  EXPECT_EQ(after[0].changes(0).case_id(), Id(0xca));
+  // Backfill from the new cursor: every entry of the case up to it, the
+  // assignment again included, in chunks that leave the cursor where it is.
+  std::vector<v1::PulledChanges> backfill;
+  ASSERT_TRUE(Pull(b, after.back().next_cursor(), &backfill, 1000, 0, {Id(0xca)}).ok());
+  EXPECT_THAT(Flatten(backfill),
+              ::testing::ElementsAre(::testing::Pair(1u, Id(1)), ::testing::Pair(3u, "server:3")));
+  ASSERT_EQ(backfill.size(), 2u);
+  EXPECT_EQ(backfill[0].next_cursor(), 3u);
+  EXPECT_FALSE(backfill[0].caught_up());
+  EXPECT_EQ(backfill[1].next_cursor(), 3u);
+  EXPECT_TRUE(backfill[1].caught_up());
+}
+
+TEST_F(SyncServiceTest, BackfillCaseIdInUpperCaseGetsTheCasesHistory) {
+  StartServer();
+  Device a = NewDevice("officer1");
+  Device b = NewDevice("officer2");
+  v1::PushResponse created;
+  ASSERT_TRUE(Push(a, Seal(a, {NewCase(Id(1), Id(0xca))}, 1, Id(3)), &created).ok());
+  ASSERT_TRUE(AssignCase(AddStaff("sup1", v1::ROLE_SUPERVISOR), Id(0xca), "officer2").ok());
+
+  std::vector<v1::PulledChanges> backfill;
+  grpc::Status s = Pull(b, 2, &backfill, 1000, 0, {Upper(Id(0xca))});
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(Flatten(backfill),
+              ::testing::ElementsAre(::testing::Pair(1u, Id(1)), ::testing::Pair(2u, "server:2")));
+}
+
+TEST_F(SyncServiceTest, DeviceGetsTheSchemaAndItsDigest) {
+  StartServer();
+  Device d = NewDevice();
+  const v1::Schema expected = DeploymentSchema();
+
+  v1::GetSchemaResponse response;
+  grpc::Status s = GetSchema(&d.tls, "", &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.digest(), SchemaDigest(expected));
+  EXPECT_FALSE(response.unchanged());
+  ASSERT_TRUE(response.has_schema());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(response.schema(), expected));
+  EXPECT_EQ(response.schema().schema_id(), "child_protection");
+  std::vector<std::string> types;
+  for (const v1::RecordType& t : response.schema().record_types()) types.push_back(t.name());
+  EXPECT_THAT(types, ::testing::ElementsAre("case_registration", "protection_concern", "incident",
+                                            "risk_assessment", "referral", "follow_up", "closure"));
+}
+
+TEST_F(SyncServiceTest, CurrentDigestGetsUnchangedWithoutTheSchema) {
+  StartServer();
+  Device d = NewDevice();
+  const std::string digest = SchemaDigest(DeploymentSchema());
+
+  v1::GetSchemaResponse response;
+  grpc::Status s = GetSchema(&d.tls, digest, &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(response.unchanged());
+  EXPECT_FALSE(response.has_schema());
+  EXPECT_EQ(response.digest(), digest);
+}
+
+TEST_F(SyncServiceTest, AnyOtherDigestGetsTheWholeSchema) {
+  StartServer();
+  Device d = NewDevice();
+  const v1::Schema expected = DeploymentSchema();
+  const std::string digest = SchemaDigest(expected);
+
+  for (const std::string& known :
+       {std::string(64, '0'), std::string("not a digest"), absl::AsciiStrToUpper(digest)}) {
+    v1::GetSchemaResponse response;
+    grpc::Status s = GetSchema(&d.tls, known, &response);
+
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_FALSE(response.unchanged()) << known;
+    EXPECT_EQ(response.digest(), digest) << known;
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(response.schema(), expected))
+        << known;
+  }
+}
+
+TEST_F(SyncServiceTest, ChangedSchemaFileGivesANewDigestAndTheNewSchema) {
+  StartServer();
+  Device d = NewDevice();
+  v1::GetSchemaResponse before;
+  ASSERT_TRUE(GetSchema(&d.tls, "", &before).ok());
+  ASSERT_THAT(server_->Shutdown(), IsOk());
+  server_.reset();
+  std::string text = *ReadFile(paths_->schema);
+  const size_t at = text.find("version: 1\n");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 10, "version: 2");
+  ASSERT_EQ(std::remove(paths_->schema.c_str()), 0);
+  ASSERT_THAT(WriteNewFile(paths_->schema, text, 0644), IsOk());
+  StartServer();
+
+  v1::GetSchemaResponse after;
+  grpc::Status s = GetSchema(&d.tls, before.digest(), &after);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(after.unchanged());
+  EXPECT_EQ(after.schema().version(), 2u);
+  EXPECT_EQ(after.digest(), SchemaDigest(after.schema()));
+  EXPECT_NE(after.digest(), before.digest());
+}
+
+TEST_F(SyncServiceTest, SupervisorGetsTheSchema) {
+  StartServer();
+  Credentials supervisor = AddStaff("sup1", v1::ROLE_SUPERVISOR);
+  const v1::Schema expected = DeploymentSchema();
+
+  v1::GetSchemaResponse response;
+  grpc::Status s = GetSchema(&supervisor, "", &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.digest(), SchemaDigest(expected));
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(response.schema(), expected));
+}
+
+TEST_F(SyncServiceTest, AnalystMayNotGetTheSchema) {
+  StartServer();
+  Credentials analyst = AddStaff("ana1", v1::ROLE_ANALYST);
+
+  v1::GetSchemaResponse response;
+  grpc::Status s = GetSchema(&analyst, "", &response);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("GetSchema"));
+  EXPECT_FALSE(response.has_schema());
+}
+
+TEST_F(SyncServiceTest, GetSchemaWithoutClientCertificateIsUnauthenticated) {
+  StartServer();
+
+  v1::GetSchemaResponse response;
+  grpc::Status s = GetSchema(nullptr, "", &response);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_FALSE(response.has_schema());
 }
 
 }  // namespace

@@ -2,7 +2,11 @@
 
 #include <string>
 
+#include "absl/strings/escaping.h"
+#include "crypto/hash.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "gtest/gtest.h"
 #include "tests/sync/sync_test_util.h"
 #include "tests/testing/status_matchers.h"
@@ -13,6 +17,7 @@ namespace {
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 
 // A small valid schema; tests break one thing in it.
 constexpr char kSmall[] = R"pb(
@@ -152,6 +157,49 @@ TEST(SchemaTest, CheckValueRefusesWrongTypeAndUnknownEnum) {
                                testing::DateValue(2025, 2, 30), "x")
                 .reason,
             v1::REJECT_REASON_WRONG_VALUE_TYPE);
+}
+
+std::unique_ptr<Schema> CreateOrDie(std::string_view text) {
+  absl::StatusOr<v1::Schema> proto = ParseSchema(text);
+  EXPECT_THAT(proto, IsOk());
+  absl::StatusOr<std::unique_ptr<Schema>> schema = Schema::Create(*std::move(proto));
+  EXPECT_THAT(schema, IsOk());
+  return *std::move(schema);
+}
+
+TEST(SchemaTest, DigestIsLowercaseHexSha256OfTheDeterministicSerialization) {
+  std::unique_ptr<Schema> schema = CreateOrDie(kSmall);
+
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    ASSERT_TRUE(schema->proto().SerializeToCodedStream(&coded));
+  }
+  const crypto::Sha256Digest sha = crypto::Sha256(bytes);
+  EXPECT_EQ(schema->digest(), absl::BytesToHexString(absl::string_view(
+                                  reinterpret_cast<const char*>(sha.data()), sha.size())));
+  EXPECT_THAT(schema->digest(), MatchesRegex("[0-9a-f]{64}"));
+}
+
+TEST(SchemaTest, DigestIgnoresTheFilesLayout) {
+  std::string reformatted = std::string("# the same schema, laid out differently\n") + kSmall;
+  reformatted.replace(reformatted.find("schema_id: \"t\""), 14, "schema_id:\n  't'");
+
+  EXPECT_EQ(CreateOrDie(reformatted)->digest(), CreateOrDie(kSmall)->digest());
+}
+
+TEST(SchemaTest, DigestChangesWithAnyChangeToTheSchema) {
+  const std::string digest = CreateOrDie(kSmall)->digest();
+
+  EXPECT_NE(CreateOrDie(With("schema_id: \"t\"", "schema_id: \"t\" version: 2"))->digest(), digest);
+  EXPECT_NE(
+      CreateOrDie(With("enum_values: \"south\"", "enum_values: \"south\" enum_values: \"east\""))
+          ->digest(),
+      digest);
+  EXPECT_NE(CreateOrDie(With("name: \"note\"", "name: \"note\" label: \"Note\""))->digest(),
+            digest);
 }
 
 }  // namespace
