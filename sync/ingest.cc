@@ -291,7 +291,10 @@ absl::StatusOr<Ingest::PreparedBatch> Ingest::Prepare(const BatchMeta& meta,
   batch.changes.resize(payload.changes_size());
   for (int i = 0; i < payload.changes_size(); ++i) {
     const v1::RecordChange& change = payload.changes(i);
-    if (!change_ids.insert(change.change_id()).second) {
+    // Ids are compared as they are logged (lower case), so two spellings of
+    // one id are one id.
+    absl::StatusOr<std::string> logged = CanonicalUuid(change.change_id());
+    if (!change_ids.insert(logged.ok() ? *logged : change.change_id()).second) {
       batch.changes[i].rejection =
           Rejected(change.change_id(), v1::REJECT_REASON_INVALID_ID,
                    absl::StrFormat("change %s appears twice in the batch", change.change_id()));

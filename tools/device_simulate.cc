@@ -12,7 +12,11 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/container/flat_hash_set.h"
 #include "admin/deployment.h"
+#include "admin/principals.h"
+#include "crypto/x509.h"
+#include "fieldsync/v1/admin.grpc.pb.h"
 #include "common/clock.h"
 #include "common/file_io.h"
 #include "common/status_macros.h"
@@ -143,6 +147,7 @@ class Simulation {
   absl::Status PushAll(SimTablet& t);
   absl::Status PullAll(SimTablet& t);
   bool ReplicasAgree() const;
+  absl::Status CountConflicts();
 
   // Adds `field` = `value` when the schema has the field (so that a
   // deployment's own schema with fewer fields still works).
@@ -452,12 +457,6 @@ absl::Status Simulation::PushAll(SimTablet& t) {
         default:
           break;
       }
-      for (const v1::FieldResult& f : r.fields()) {
-        if (f.outcome() == v1::CHANGE_OUTCOME_SUPERSEDED ||
-            f.outcome() == v1::CHANGE_OUTCOME_CONFLICT) {
-          ++report_.conflicts_open;
-        }
-      }
     }
     RETURN_IF_ERROR(t.tablet->Acknowledge(response));
   }
@@ -550,8 +549,96 @@ absl::StatusOr<SimulateReport> Simulation::Run() {
   for (SimTablet& t : tablets_) RETURN_IF_ERROR(PushAll(t));
   for (SimTablet& t : tablets_) RETURN_IF_ERROR(PullAll(t));
   report_.replicas_agree = ReplicasAgree();
+  RETURN_IF_ERROR(CountConflicts());
   report_.elapsed = RealClock::Get()->Now() - start_;
   return report_;
+}
+
+// Looks at the run's conflicts as a supervisor of the officers' regions
+// would: a supervisor registered for this run only (revoked when done, its
+// key never leaves memory) lists each region's open conflicts. A conflict
+// in which one writer stands on two sides (the current value and a losing
+// one, or two losing ones) is a device conflicting with itself, which the
+// merge rules exclude (docs/MERGE.md §2).
+absl::Status Simulation::CountConflicts() {
+  absl::flat_hash_set<std::string> cases, regions;
+  for (const std::vector<CaseRef>& officer : officer_cases_) {
+    for (const CaseRef& c : officer) {
+      cases.insert(c.case_id);
+      regions.insert(c.region);
+    }
+  }
+  report_.conflicts_open = 0;
+  report_.self_conflicts = 0;
+  if (cases.empty()) return absl::OkStatus();
+  const std::string id = absl::StrFormat("sim-%s-supervisor", tag_);
+  ASSIGN_OR_RETURN(crypto::KeyPem key, crypto::GenerateP256Key());
+  ASSIGN_OR_RETURN(std::string csr, crypto::CreateCsr(key.private_key_pem,
+                                                      admin::PrincipalUri(
+                                                          {v1::PRINCIPAL_KIND_STAFF, id})));
+  auto admin = v1::AdminService::NewStub(admin_.channel);
+  v1::AddStaffRequest add;
+  add.set_id(id);
+  add.set_role(v1::ROLE_SUPERVISOR);
+  for (const std::string& r : regions) add.add_regions(r);
+  add.set_csr_pem(csr);
+  v1::AddStaffResponse added;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    grpc::Status s = admin->AddStaff(&context, add, &added);
+    if (!s.ok()) {
+      return absl::UnavailableError(absl::StrFormat("registering the run's supervisor: %s",
+                                                    DescribeRpcError(s, admin_.server)));
+    }
+  }
+  auto cases_stub = v1::CaseService::NewStub(
+      DeviceChannel(admin_.server, ca_pem_, added.certificate_pem(), key.private_key_pem));
+  absl::Status listed = absl::OkStatus();
+  for (const std::string& region : regions) {
+    std::string token;
+    do {
+      v1::ListConflictsRequest request;
+      request.set_region(region);
+      request.set_page_size(1000);
+      request.set_page_token(token);
+      v1::ListConflictsResponse page;
+      grpc::ClientContext context;
+      context.set_deadline(Deadline());
+      grpc::Status s = cases_stub->ListConflicts(&context, request, &page);
+      if (!s.ok()) {
+        listed = absl::UnavailableError(absl::StrFormat("listing conflicts of %s: %s", region,
+                                                        DescribeRpcError(s, admin_.server)));
+        break;
+      }
+      for (const v1::Conflict& c : page.conflicts()) {
+        if (!cases.contains(c.case_id())) continue;
+        ++report_.conflicts_open;
+        absl::flat_hash_set<std::string> writers;
+        bool twice = false;
+        if (!c.field().empty()) writers.insert(c.current_writer());
+        for (const v1::LosingValue& v : c.losing_values()) {
+          for (const v1::ConflictWrite& w : v.writes()) twice |= !writers.insert(w.writer()).second;
+        }
+        report_.self_conflicts += twice;
+      }
+      token = page.next_page_token();
+    } while (!token.empty());
+    if (!listed.ok()) break;
+  }
+  v1::RevokePrincipalRequest revoke;
+  revoke.set_kind(v1::PRINCIPAL_KIND_STAFF);
+  revoke.set_id(id);
+  v1::RevokePrincipalResponse revoked;
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  grpc::Status s = admin->RevokePrincipal(&context, revoke, &revoked);
+  RETURN_IF_ERROR(listed);
+  if (!s.ok()) {
+    return absl::UnavailableError(absl::StrFormat("revoking the run's supervisor %s: %s", id,
+                                                  DescribeRpcError(s, admin_.server)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ParseBounded(const Args& args, const std::string& name, int lo, int hi, int* out) {
@@ -579,10 +666,11 @@ std::string FormatSimulateReport(const SimulateReport& r) {
     absl::StrAppendFormat(&out, "  rejected         %d %s\n", n, reason);
   }
   absl::StrAppendFormat(&out,
-                        "  conflicts open   %d (for a supervisor of the officers' regions)\n"
+                        "  conflicts open   %d (for a supervisor of the officers' regions); "
+                        "%d set a tablet against itself\n"
                         "  pulled           %d changes in %d pulls; tablets of an officer %s\n"
                         "  time             %.2f s\n",
-                        r.conflicts_open, r.changes_pulled, r.pulls,
+                        r.conflicts_open, r.self_conflicts, r.changes_pulled, r.pulls,
                         r.replicas_agree ? "agree" : "DISAGREE", absl::ToDoubleSeconds(r.elapsed));
   return out;
 }
@@ -603,6 +691,7 @@ std::string SimulateReportJson(const SimulateReport& r) {
   j["rejected_reasons"] = nlohmann::json::object();
   for (const auto& [reason, n] : r.rejected_reasons) j["rejected_reasons"][reason] = n;
   j["conflicts_open"] = r.conflicts_open;
+  j["self_conflicts"] = r.self_conflicts;
   j["pulls"] = r.pulls;
   j["changes_pulled"] = r.changes_pulled;
   j["replicas_agree"] = r.replicas_agree;
@@ -622,10 +711,13 @@ int DeviceSimulate(const Args& args, std::string* error) {
            "them and pulls its officer's cases, then makes E edits (default 6) to the same\n"
            "fields of shared cases, so that concurrent edits converge or conflict, and\n"
            "syncs again. Prints the outcomes the server gave (applied, converged,\n"
-           "superseded, conflict, rejected with reasons), the conflicts left open, and the\n"
-           "time taken; --json prints one JSON object. Values and choices follow --seed\n"
-           "(default 1); keys and ids are random. Each run uses new officer ids\n"
-           "(sim-<run>-officer-N) and leaves its devices enrolled.\n";
+           "superseded, conflict, rejected with reasons), the conflicts left open as a\n"
+           "supervisor of the officers' regions lists them, how many of those set a\n"
+           "tablet against itself (always 0), and the time taken; --json prints one\n"
+           "JSON object. Values and choices follow --seed (default 1); keys and ids are\n"
+           "random. Each run uses new officer ids (sim-<run>-officer-N) and leaves its\n"
+           "devices enrolled; the supervisor it registers to list conflicts\n"
+           "(sim-<run>-supervisor) is revoked before it ends.\n";
     return 0;
   }
   if (absl::Status s =

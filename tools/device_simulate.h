@@ -38,9 +38,12 @@ struct SimulateReport {
   int conflict = 0;
   int rejected = 0;
   std::map<std::string, int> rejected_reasons;  // "ENUM_VALUE_NOT_ALLOWED" -> 2
-  // Conflict records this run left open for a supervisor: one per field
-  // write that was SUPERSEDED or won as a CONFLICT.
+  // Open conflicts of this run's cases, as a supervisor of the officers'
+  // regions lists them (one per field or record).
   int conflicts_open = 0;
+  // Of those, conflicts in which one tablet stands on two sides; the merge
+  // rules make it 0.
+  int self_conflicts = 0;
   int pulls = 0;
   int changes_pulled = 0;
   // After the last pull every tablet of an officer holds the same field

@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/key_codec.h"
@@ -364,6 +365,21 @@ TEST_F(IngestTest, ResolveConflictByTakingTheLosingValue) {
                                        Ingest::Resolution::kKeepCurrent, 0, v1::FieldValue(),
                                        c.version()),
               StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(IngestTest, AChangeIdSpelledInTwoLetterCasesIsRejectedTheSecondTime) {
+  CreateCase();
+  v1::RecordChange upper = SetName(101, "Mina", 1, kStartMicros + 1);
+  upper.set_change_id(absl::AsciiStrToUpper(Id(101)));
+
+  absl::StatusOr<PushResult> r =
+      Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros), upper});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(r->result.results(1).outcome(), v1::CHANGE_OUTCOME_REJECTED);
+  EXPECT_EQ(r->result.results(1).reject_reason(), v1::REJECT_REASON_INVALID_ID);
+  EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Aminata");
 }
 
 TEST_F(IngestTest, EncryptedFieldsAreStoredAsCiphertext) {

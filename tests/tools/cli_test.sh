@@ -129,6 +129,10 @@ overlap=$(( $(json_count "$WORK/sim1.json" conflict) + $(json_count "$WORK/sim1.
   + $(json_count "$WORK/sim1.json" converged) ))
 check "overlapping edits conflict or converge" test "$overlap" -gt 0
 check "tablets of an officer agree after pulling" grep -q '"replicas_agree":true' "$WORK/sim1.json"
+check "device simulate leaves conflicts for a supervisor" \
+  test "$(json_count "$WORK/sim1.json" conflicts_open)" -gt 0
+check "no conflict sets a tablet against itself" \
+  test "$(json_count "$WORK/sim1.json" self_conflicts)" = 0
 "$FS" --data-dir "$WORK/d" --server "$ADDR" device simulate --devices 2 --seed 7 >"$WORK/sim2.out" 2>&1
 check "device simulate prints a readable summary" grep -q "conflicts open" "$WORK/sim2.out"
 "$FS" --data-dir "$WORK/d" --server "$ADDR" device simulate --devices 0 >"$WORK/sim0.out" 2>&1
