@@ -1,6 +1,9 @@
 #include "aggregates/counters.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <limits>
+#include <map>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -12,6 +15,7 @@
 #include "common/uuid.h"
 #include "fieldsync/v1/records.pb.h"
 #include "storage/counter.h"
+#include "sync/rebuild.h"
 #include "sync/reconcile.h"
 
 namespace fieldsync::aggregates {
@@ -106,95 +110,77 @@ absl::StatusOr<v1::AggregateCaseState*> CounterObserver::LoadCase(const std::str
 
 absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
                                        storage::WriteBatch* /*batch*/) {
-  if (metrics_->metrics().empty() || unit.records.empty()) return absl::OkStatus();
-  // The unit's record changes, case by case in first-touch order.
-  std::vector<std::string> cases;
+  if (metrics_->metrics().empty()) return absl::OkStatus();
+  // One step per logged change, in log order: the counters move as if each
+  // change had been committed alone, whatever the batching.
   for (const sync::RecordDimensionChange& rec : unit.records) {
-    if (std::find(cases.begin(), cases.end(), rec.case_id) == cases.end()) {
-      cases.push_back(rec.case_id);
+    RETURN_IF_ERROR(CountChange(rec));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CounterObserver::CountChange(const sync::RecordDimensionChange& rec) {
+  if (!metrics_->ReadsRecordType(rec.record_type)) return absl::OkStatus();
+  const std::string& case_id = rec.case_id;
+  ASSIGN_OR_RETURN(v1::AggregateCaseState * state, LoadCase(case_id));
+  const Record* r = FindRecord(*state, rec.record_id);
+  bool same =
+      r != nullptr && r->record_type() == rec.record_type && r->exists() == rec.dimensions.exists;
+  for (auto v = rec.dimensions.values.begin(); same && v != rec.dimensions.values.end(); ++v) {
+    if (!metrics_->ReadsField(rec.record_type, v->first)) continue;
+    auto f = r->values().find(v->first);
+    same = v->second.has_value() ? f != r->values().end() && f->second == *v->second
+                                 : f == r->values().end();
+  }
+  if (same) return absl::OkStatus();  // the same values count the same
+  // The records to evaluate: the changed one and, when it is the
+  // registration, every record of the case (its values are theirs).
+  std::vector<std::string> evaluate{rec.record_id};
+  if (rec.record_id == case_id) {
+    for (const Record& other : state->records()) {
+      if (other.record_id() != rec.record_id) evaluate.push_back(other.record_id());
     }
   }
+  // Where each (metric, record) counted before the change.
   std::vector<std::string> cell;
-  // Summed over the group's units (BeforeCommit writes them), so that a
-  // counter moved by several cases gets one operand.
-  CounterDeltas& deltas = deltas_;
-  for (const std::string& case_id : cases) {
-    ASSIGN_OR_RETURN(v1::AggregateCaseState * state, LoadCase(case_id));
-    // Which records change, and whether the registration does.
-    bool case_changed = false, state_changed = false;
-    absl::Time case_time = unit.committed_at;
-    std::vector<std::pair<const sync::RecordDimensionChange*, absl::Time>> changes;
-    for (const sync::RecordDimensionChange& rec : unit.records) {
-      if (rec.case_id != case_id || !metrics_->ReadsRecordType(rec.record_type)) continue;
-      const Record* r = FindRecord(*state, rec.record_id);
-      bool same = r != nullptr && r->record_type() == rec.record_type &&
-                  r->exists() == rec.dimensions.exists;
-      for (auto v = rec.dimensions.values.begin(); same && v != rec.dimensions.values.end(); ++v) {
-        if (!metrics_->ReadsField(rec.record_type, v->first)) continue;
-        auto f = r->values().find(v->first);
-        same = v->second.has_value() ? f != r->values().end() && f->second == *v->second
-                                     : f == r->values().end();
-      }
-      if (same) continue;
-      state_changed = true;
-      changes.emplace_back(&rec, rec.changed_at);
-      if (rec.record_id == case_id) {
-        case_changed = true;
-        case_time = rec.changed_at;
+  const auto& metrics = metrics_->metrics();
+  std::vector<std::optional<std::vector<std::string>>> before(metrics.size() * evaluate.size());
+  for (size_t m = 0; m < metrics.size(); ++m) {
+    for (size_t e = 0; e < evaluate.size(); ++e) {
+      const Record* er = FindRecord(*state, evaluate[e]);
+      if (er != nullptr && Evaluate(metrics[m], *state, case_id, *er, &cell)) {
+        before[m * evaluate.size() + e] = cell;
       }
     }
-    if (!state_changed) continue;  // the same values count the same
-    // The records to evaluate: the changed ones and, when the registration
-    // changes, every record of the case (its values are theirs).
-    std::vector<std::pair<std::string, absl::Time>> evaluate;
-    for (const auto& [rec, when] : changes) evaluate.emplace_back(rec->record_id, when);
-    if (case_changed) {
-      for (const Record& r : state->records()) {
-        bool listed = std::any_of(evaluate.begin(), evaluate.end(),
-                                  [&](const auto& p) { return p.first == r.record_id(); });
-        if (!listed) evaluate.emplace_back(r.record_id(), case_time);
-      }
-    }
-    // Where each (metric, record) counted before the unit.
-    const auto& metrics = metrics_->metrics();
-    std::vector<std::optional<std::vector<std::string>>> before(metrics.size() * evaluate.size());
-    for (size_t m = 0; m < metrics.size(); ++m) {
-      for (size_t e = 0; e < evaluate.size(); ++e) {
-        const Record* r = FindRecord(*state, evaluate[e].first);
-        if (r != nullptr && Evaluate(metrics[m], *state, case_id, *r, &cell)) {
-          before[m * evaluate.size() + e] = cell;
-        }
-      }
-    }
-    for (const auto& [rec, when] : changes) {
-      Record* r = FindOrAddRecord(state, rec->record_id);
-      r->set_record_type(rec->record_type);
-      r->set_exists(rec->dimensions.exists);
-      for (const auto& [field, value] : rec->dimensions.values) {
-        if (!metrics_->ReadsField(rec->record_type, field)) continue;
-        if (value.has_value()) {
-          (*r->mutable_values())[field] = *value;
-        } else {
-          r->mutable_values()->erase(field);
-        }
-      }
-    }
-    for (size_t m = 0; m < metrics.size(); ++m) {
-      for (size_t e = 0; e < evaluate.size(); ++e) {
-        const std::optional<std::vector<std::string>>& b = before[m * evaluate.size() + e];
-        const Record* r = FindRecord(*state, evaluate[e].first);
-        bool ma = r != nullptr && Evaluate(metrics[m], *state, case_id, *r, &cell);
-        if (metrics[m].is_flow()) {
-          if (ma && !b.has_value()) AddFlow(metrics[m], evaluate[e].second, cell, &deltas);
-          continue;
-        }
-        if (ma && b.has_value() && *b == cell) continue;
-        if (b.has_value()) deltas[CellKey(metrics[m], kStockGranularity, 0, *b)] -= 1;
-        if (ma) deltas[CellKey(metrics[m], kStockGranularity, 0, cell)] += 1;
-      }
-    }
-    pending_[case_id].changed = true;
   }
+  Record* changed = FindOrAddRecord(state, rec.record_id);
+  changed->set_record_type(rec.record_type);
+  changed->set_exists(rec.dimensions.exists);
+  for (const auto& [field, value] : rec.dimensions.values) {
+    if (!metrics_->ReadsField(rec.record_type, field)) continue;
+    if (value.has_value()) {
+      (*changed->mutable_values())[field] = *value;
+    } else {
+      changed->mutable_values()->erase(field);
+    }
+  }
+  // Summed over the group's changes (BeforeCommit writes them), so that a
+  // counter moved by several changes gets one operand.
+  for (size_t m = 0; m < metrics.size(); ++m) {
+    for (size_t e = 0; e < evaluate.size(); ++e) {
+      const std::optional<std::vector<std::string>>& b = before[m * evaluate.size() + e];
+      const Record* er = FindRecord(*state, evaluate[e]);
+      const bool matches = er != nullptr && Evaluate(metrics[m], *state, case_id, *er, &cell);
+      if (metrics[m].is_flow()) {
+        if (matches && !b.has_value()) AddFlow(metrics[m], rec.changed_at, cell, &deltas_);
+        continue;
+      }
+      if (matches && b.has_value() && *b == cell) continue;
+      if (b.has_value()) deltas_[CellKey(metrics[m], kStockGranularity, 0, *b)] -= 1;
+      if (matches) deltas_[CellKey(metrics[m], kStockGranularity, 0, cell)] += 1;
+    }
+  }
+  pending_[case_id].changed = true;
   return absl::OkStatus();
 }
 
@@ -224,139 +210,171 @@ void CounterObserver::AfterCommit(const storage::WriteBatch*, const absl::Status
 
 namespace {
 
-// One case as read back from the records column family by a rebuild, with
-// the HLC wall time of each DIMENSION field and each record's creation
-// position.
-struct RebuiltCase {
-  std::string case_id;
-  v1::AggregateCaseState state;
-  // record id -> field -> HLC wall micros of its latest write.
-  std::map<std::string, std::map<std::string, int64_t>> field_micros;
-  std::map<std::string, uint64_t> created_position;
-};
+// The counter key range and the case-state range of Cf::kAggregates.
+const std::string kAggregatesBegin(1, static_cast<char>(storage::kCounterTag));
+const std::string kAggregatesEnd(1, static_cast<char>(storage::kAggregateCaseTag + 1));
 
-absl::StatusOr<absl::Time> CreationTime(storage::Store* store, uint64_t position) {
-  absl::StatusOr<std::string> v = store->Get(Cf::kCaseLog, storage::EncodeCaseLogKey(position));
-  if (absl::IsNotFound(v.status())) return absl::UnixEpoch();
-  RETURN_IF_ERROR(v.status());
-  v1::CaseLogEntry entry;
-  if (!entry.ParseFromString(*v))
-    return absl::DataLossError("aggregates: a log entry does not parse");
-  return absl::FromUnixMicros(entry.hlc().wall_micros());
+// Every non-zero counter of `store` (at `snap`, when given), by key.
+absl::StatusOr<std::map<std::string, int64_t>> ReadAllCounters(storage::Store* store,
+                                                               const storage::Snapshot* snap) {
+  std::map<std::string, int64_t> out;
+  std::unique_ptr<storage::Iterator> it =
+      store->NewIterator(Cf::kAggregates, kAggregatesBegin,
+                         std::string(1, static_cast<char>(storage::kCounterTag + 1)), snap);
+  for (; it->Valid(); it->Next()) {
+    ASSIGN_OR_RETURN(int64_t v, storage::DecodeInt64Counter(it->value()));
+    if (v != 0) out.emplace(std::string(it->key()), v);
+  }
+  RETURN_IF_ERROR(it->status());
+  return out;
 }
 
-absl::Status CountCase(storage::Store* store, const Metrics& metrics, const RebuiltCase& c,
-                       CounterDeltas* totals) {
-  std::vector<std::string> cell;
-  for (const Metric& m : metrics.metrics()) {
-    for (const Record& r : c.state.records()) {
-      if (!Evaluate(m, c.state, c.case_id, r, &cell)) continue;
-      if (!m.is_flow()) {
-        (*totals)[CellKey(m, kStockGranularity, 0, cell)] += 1;
-        continue;
-      }
-      int64_t latest = 0;
-      for (const Condition& cond : m.where) {
-        const std::string& rid = cond.dimension.from_case ? c.case_id : r.record_id();
-        auto rec = c.field_micros.find(rid);
-        if (rec == c.field_micros.end()) continue;
-        auto f = rec->second.find(cond.dimension.field);
-        if (f != rec->second.end()) latest = std::max(latest, f->second);
-      }
-      absl::Time when = absl::FromUnixMicros(latest);
-      if (latest == 0) {
-        auto p = c.created_position.find(r.record_id());
-        ASSIGN_OR_RETURN(when, CreationTime(store, p == c.created_position.end() ? 0 : p->second));
-      }
-      AddFlow(m, when, cell, totals);
+// An empty store for a recount's replayed state, in `dir` (removed first).
+absl::StatusOr<std::unique_ptr<storage::Store>> OpenScratch(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrFormat("cannot clear the recount directory %s: %s", dir, ec.message()));
+  }
+  storage::StoreOptions o;
+  o.path = dir;
+  o.create_if_missing = true;
+  o.sync_writes = false;
+  return storage::Store::Open(o);
+}
+
+void RemoveScratch(std::unique_ptr<storage::Store> scratch, const std::string& dir) {
+  scratch.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (ec) log::Warn("aggregates.recount_dir_left", {{"dir", dir}, {"error", ec.message()}});
+}
+
+absl::StatusOr<PrepareOutcome> Recount(const sync::Schema& schema, const Metrics& metrics,
+                                       storage::Store* source, const storage::Snapshot* snap,
+                                       storage::Store* scratch) {
+  PrepareOutcome outcome;
+  CounterObserver observer(scratch, &metrics);
+  size_t pending = 0;
+  auto flush = [&]() -> absl::Status {
+    storage::WriteBatch wb;
+    RETURN_IF_ERROR(observer.BeforeCommit(&wb));
+    absl::Status committed = scratch->Commit(&wb);
+    observer.AfterCommit(&wb, committed);
+    pending = 0;
+    return committed;
+  };
+  sync::RebuildOptions options;
+  options.compare_from = std::numeric_limits<uint64_t>::max();
+  options.snapshot = snap;
+  options.observer = [&](const v1::CaseLogEntry& entry,
+                         const sync::DimensionDelta& delta) -> absl::Status {
+    // The same step as a live commit of this one change.
+    sync::CommittedUnit unit;
+    sync::RecordDimensionChange& rec = unit.records.emplace_back();
+    rec.case_id = entry.case_id();
+    rec.record_id = entry.record_id();
+    rec.record_type = entry.record_type();
+    rec.changed_at = absl::FromUnixMicros(entry.hlc().wall_micros());
+    rec.dimensions = delta;
+    RETURN_IF_ERROR(observer.OnCommit(unit, nullptr));
+    return ++pending >= 1000 ? flush() : absl::OkStatus();
+  };
+  ASSIGN_OR_RETURN(outcome.entries, sync::RebuildStateFromLog(schema, source, scratch, options));
+  RETURN_IF_ERROR(flush());
+  std::unique_ptr<storage::Iterator> it =
+      scratch->NewIterator(Cf::kAggregates, kAggregatesBegin, kAggregatesEnd);
+  for (; it->Valid(); it->Next()) {
+    if (it->key()[0] == static_cast<char>(storage::kCounterTag)) {
+      ++outcome.counters;
+    } else {
+      ++outcome.cases;
     }
   }
-  return absl::OkStatus();
+  RETURN_IF_ERROR(it->status());
+  return outcome;
 }
 
 }  // namespace
 
-absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metrics& metrics) {
-  PrepareOutcome outcome;
+absl::StatusOr<PrepareOutcome> RecountFromLog(const sync::Schema& schema, const Metrics& metrics,
+                                              storage::Store* source, storage::Store* scratch) {
+  return Recount(schema, metrics, source, nullptr, scratch);
+}
+
+absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metrics& metrics,
+                                               const sync::Schema& schema,
+                                               const std::string& scratch_dir) {
   const std::string fp_key = storage::EncodeMetadataKey(kCountersFingerprintName);
   absl::StatusOr<std::string> stored = store->Get(Cf::kMetadata, fp_key);
-  if (stored.ok() && *stored == metrics.fingerprint()) return outcome;
+  if (stored.ok() && *stored == metrics.fingerprint()) return PrepareOutcome();
   if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
-  outcome.rebuilt = true;
-  {
+  ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> scratch, OpenScratch(scratch_dir));
+  absl::StatusOr<PrepareOutcome> outcome = Recount(schema, metrics, store, nullptr, scratch.get());
+  absl::Status copied = outcome.status();
+  if (copied.ok()) {
     // The old counters and case states go first; the fingerprint is
     // written last, so an interrupted rebuild runs again at the next start.
     storage::WriteBatch wb;
     wb.Delete(Cf::kMetadata, fp_key);
-    wb.DeleteRange(Cf::kAggregates, std::string(1, static_cast<char>(storage::kCounterTag)),
-                   std::string(1, static_cast<char>(storage::kAggregateCaseTag + 1)));
-    RETURN_IF_ERROR(store->Commit(&wb));
-  }
-  CounterDeltas totals;
-  storage::WriteBatch wb;
-  std::optional<RebuiltCase> current;
-  auto flush_case = [&]() -> absl::Status {
-    if (!current.has_value()) return absl::OkStatus();
-    RETURN_IF_ERROR(CountCase(store, metrics, *current, &totals));
-    ASSIGN_OR_RETURN(Uuid id, ParseUuid(current->case_id));
-    wb.Put(Cf::kAggregates, storage::EncodeAggregateCaseKey(id),
-           current->state.SerializeAsString());
-    ++outcome.cases;
-    current.reset();
-    if (wb.ByteSize() > (8 << 20)) {
-      RETURN_IF_ERROR(store->Commit(&wb));
-      wb.Clear();
+    wb.DeleteRange(Cf::kAggregates, kAggregatesBegin, kAggregatesEnd);
+    std::unique_ptr<storage::Iterator> it =
+        scratch->NewIterator(Cf::kAggregates, kAggregatesBegin, kAggregatesEnd);
+    for (; copied.ok() && it->Valid(); it->Next()) {
+      wb.Put(Cf::kAggregates, it->key(), it->value());
+      if (wb.ByteSize() > (8 << 20)) {
+        copied = store->Commit(&wb);
+        wb.Clear();
+      }
     }
+    if (copied.ok()) copied = it->status();
+    if (copied.ok()) {
+      wb.Put(Cf::kMetadata, fp_key, metrics.fingerprint());
+      copied = store->Commit(&wb);
+    }
+  }
+  RemoveScratch(std::move(scratch), scratch_dir);
+  RETURN_IF_ERROR(copied);
+  outcome->rebuilt = true;
+  log::Info(
+      "aggregates.counters_rebuilt",
+      {{"entries", outcome->entries}, {"cases", outcome->cases}, {"counters", outcome->counters}});
+  return outcome;
+}
+
+absl::StatusOr<VerifyOutcome> VerifyCounters(storage::Store* store, const Metrics& metrics,
+                                             const sync::Schema& schema,
+                                             const std::string& scratch_dir) {
+  // The live counters and the log they must follow, read at one instant.
+  std::unique_ptr<storage::Snapshot> snap = store->GetSnapshot();
+  ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> scratch, OpenScratch(scratch_dir));
+  absl::StatusOr<PrepareOutcome> recount =
+      Recount(schema, metrics, store, snap.get(), scratch.get());
+  absl::StatusOr<std::map<std::string, int64_t>> live = ReadAllCounters(store, snap.get());
+  absl::StatusOr<std::map<std::string, int64_t>> expected =
+      recount.ok() ? ReadAllCounters(scratch.get(), nullptr) : recount.status();
+  RemoveScratch(std::move(scratch), scratch_dir);
+  RETURN_IF_ERROR(live.status());
+  RETURN_IF_ERROR(expected.status());
+  VerifyOutcome out;
+  out.entries = recount->entries;
+  out.counters = expected->size();
+  auto add = [&](const std::string& key, int64_t l, int64_t r) -> absl::Status {
+    ASSIGN_OR_RETURN(storage::CounterKey k, storage::DecodeCounterKey(key));
+    out.differences.push_back(
+        CounterDifference{k.metric, static_cast<char>(k.granularity), k.period, k.values, l, r});
     return absl::OkStatus();
   };
-  {
-    std::unique_ptr<storage::Iterator> it = store->NewIterator(Cf::kRecords, "", "");
-    for (; it->Valid(); it->Next()) {
-      ASSIGN_OR_RETURN(storage::RecordsKey key, storage::DecodeRecordsKey(it->key()));
-      std::string case_id = FormatUuid(key.case_id);
-      std::string record_id = FormatUuid(key.record_id);
-      if (!current.has_value() || current->case_id != case_id) {
-        RETURN_IF_ERROR(flush_case());
-        current.emplace();
-        current->case_id = case_id;
-      }
-      if (key.is_header) {
-        v1::RecordHeader header;
-        if (!header.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-          return absl::DataLossError("aggregates: a record header does not parse");
-        }
-        if (!metrics.ReadsRecordType(header.record_type())) continue;
-        Record* r = FindOrAddRecord(&current->state, record_id);
-        r->set_record_type(header.record_type());
-        r->set_exists(!header.deleted());
-        current->created_position[record_id] = header.created_position();
-        ++outcome.records;
-        continue;
-      }
-      // The header came first; a record of a type no metric reads has none
-      // in the state.
-      Record* r = FindMutableRecord(&current->state, record_id);
-      if (r == nullptr || !metrics.ReadsField(r->record_type(), key.field)) continue;
-      v1::FieldState state;
-      if (!state.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-        return absl::DataLossError("aggregates: a field state does not parse");
-      }
-      if (state.value().cleared() || state.value().encrypted()) continue;
-      (*r->mutable_values())[key.field] = sync::DimensionString(state.value());
-      current->field_micros[record_id][key.field] = state.hlc().wall_micros();
-    }
-    RETURN_IF_ERROR(it->status());
+  for (const auto& [key, v] : *live) {
+    auto e = expected->find(key);
+    const int64_t r = e == expected->end() ? 0 : e->second;
+    if (r != v) RETURN_IF_ERROR(add(key, v, r));
   }
-  RETURN_IF_ERROR(flush_case());
-  for (const auto& [key, count] : totals) {
-    if (count != 0) wb.Put(Cf::kAggregates, key, storage::EncodeInt64Counter(count));
+  for (const auto& [key, r] : *expected) {
+    if (!live->contains(key)) RETURN_IF_ERROR(add(key, 0, r));
   }
-  wb.Put(Cf::kMetadata, fp_key, metrics.fingerprint());
-  RETURN_IF_ERROR(store->Commit(&wb));
-  log::Info("aggregates.counters_rebuilt", {{"cases", outcome.cases},
-                                            {"records", outcome.records},
-                                            {"counters", static_cast<uint64_t>(totals.size())}});
-  return outcome;
+  return out;
 }
 
 }  // namespace fieldsync::aggregates

@@ -4,13 +4,15 @@
 //
 // Per case it keeps, next to the counters, the DIMENSION values some
 // metric reads of each of the case's records of a type some metric reads,
-// as last counted (v1::AggregateCaseState). A committed
-// unit updates them from the unit's record changes, evaluates every metric
-// on the records before and after, and merges the differences:
+// as last counted (v1::AggregateCaseState). Each logged change, in log
+// order and one at a time whatever the batching, updates them, evaluates
+// every metric on the records before and after, and merges the
+// differences:
 //   stock  -1 on the cell the record counted in before, +1 on the cell it
 //          counts in after (nothing when they are the same cell);
-//   flow   +1 in the week and the month of the change when the record did
-//          not match before and matches after (never decremented).
+//   flow   +1 in the week and the month of the change (its HLC, clamped)
+//          when the record did not match before and matches after (never
+//          decremented).
 // A record counts when it exists, its case's registration exists, and its
 // dimension values (a child record takes its case's values for case-level
 // dimensions) pass the metric's filter. Only the reconciled (winning) value
@@ -61,6 +63,8 @@ class CounterObserver : public sync::CommitObserver {
   void AfterCommit(const storage::WriteBatch* batch, const absl::Status& commit_status) override;
 
  private:
+  // Moves the counters for one logged change (see the file comment).
+  absl::Status CountChange(const sync::RecordDimensionChange& rec);
   // The case's state in pending_ (loaded from the store on first use in the
   // group).
   absl::StatusOr<v1::AggregateCaseState*> LoadCase(const std::string& case_id);
@@ -89,24 +93,58 @@ class CounterObserver : public sync::CommitObserver {
 // counters were built with.
 inline constexpr char kCountersFingerprintName[] = "aggregates.metrics_fingerprint";
 
-// What PrepareCounters did.
+// What a recount did.
 struct PrepareOutcome {
   bool rebuilt = false;
-  uint64_t cases = 0;
-  uint64_t records = 0;
+  uint64_t entries = 0;   // case log entries replayed
+  uint64_t cases = 0;     // case states written
+  uint64_t counters = 0;  // counters written
 };
+
+// Recounts every counter and case state of `metrics` from `source`'s
+// canonical case log, into `scratch`'s aggregates column family: the log is
+// replayed into `scratch` (which must be empty) through the same
+// reconciliation as ingest (sync::RebuildStateFromLog), and each entry moves
+// the counters as its own commit did, flow history included.
+// kDataLoss / kUnavailable from storage.
+absl::StatusOr<PrepareOutcome> RecountFromLog(const sync::Schema& schema, const Metrics& metrics,
+                                              storage::Store* source, storage::Store* scratch);
 
 // Makes the counters match `metrics` before the server serves: when they
 // were built from the same metrics (same fingerprint), nothing; otherwise
-// (a new deployment, metrics added or changed, counters from an older
-// version) rebuilds them from the materialized state in one atomic write
-// and stores the fingerprint. A rebuild counts stocks exactly; a flow
-// counts once each record that matches now, in the period of the latest
-// change of a field its filter reads (of its creation when it has no
-// filter): earlier transitions are not in the state. REQUIRES: no commit
-// runs concurrently (call before serving). kUnavailable / kDataLoss from
-// storage.
-absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metrics& metrics);
+// (a new deployment, metrics added or changed, counters of an older
+// version) recounts them from the log (RecountFromLog, in a scratch store
+// at `scratch_dir`, removed afterwards), replaces the live counters and
+// case states, and stores the fingerprint last, so an interrupted rebuild
+// runs again at the next start. A metric added later gets its full
+// history. REQUIRES: no commit runs concurrently (call before serving).
+absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metrics& metrics,
+                                               const sync::Schema& schema,
+                                               const std::string& scratch_dir);
+
+// One counter whose live value differs from a recount from the log.
+struct CounterDifference {
+  std::string metric;
+  char granularity = 0;  // 'S' stock, 'W' week, 'M' month
+  uint32_t period = 0;
+  std::vector<std::string> cell;
+  int64_t live = 0;
+  int64_t recount = 0;
+};
+
+struct VerifyOutcome {
+  uint64_t entries = 0;   // log entries replayed
+  uint64_t counters = 0;  // non-zero counters in the recount
+  std::vector<CounterDifference> differences;
+};
+
+// Recounts from the log (in a scratch store at `scratch_dir`, removed
+// afterwards) and compares every counter with the live ones, both read at
+// one snapshot; the live counters are not changed. Safe while the server
+// commits. Errors as RecountFromLog.
+absl::StatusOr<VerifyOutcome> VerifyCounters(storage::Store* store, const Metrics& metrics,
+                                             const sync::Schema& schema,
+                                             const std::string& scratch_dir);
 
 }  // namespace fieldsync::aggregates
 

@@ -1,7 +1,9 @@
 #include "server/aggregate_service.h"
 
 #include "absl/time/civil_time.h"
+#include "aggregates/counters.h"
 #include "aggregates/query.h"
+#include "common/logging.h"
 #include "server/rpc.h"
 
 namespace fieldsync::server {
@@ -50,6 +52,38 @@ grpc::ServerUnaryReactor* AggregateServiceImpl::Query(grpc::CallbackServerContex
                     *response = *std::move(answer);
                     return absl::OkStatus();
                   });
+}
+
+grpc::ServerUnaryReactor* AggregateServiceImpl::VerifyCounters(
+    grpc::CallbackServerContext* context, const v1::VerifyCountersRequest*,
+    v1::VerifyCountersResponse* response) {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AggregateService/VerifyCounters", auth_, pool_,
+      [this, response](const Caller&) -> absl::Status {
+        if (metrics_ == nullptr) return NoMetrics();
+        absl::MutexLock lock(&verify_mu_);
+        absl::StatusOr<aggregates::VerifyOutcome> v =
+            aggregates::VerifyCounters(store_, *metrics_, *schema_, recount_dir_);
+        if (!v.ok()) return v.status();
+        response->set_entries(v->entries);
+        response->set_counters(v->counters);
+        for (const aggregates::CounterDifference& d : v->differences) {
+          v1::CounterDifference* out = response->add_differences();
+          out->set_metric(d.metric);
+          out->set_granularity(d.granularity == 'W'   ? "week"
+                               : d.granularity == 'M' ? "month"
+                                                      : "stock");
+          out->set_period(d.period);
+          for (const std::string& c : d.cell) out->add_cell(c);
+          out->set_live(d.live);
+          out->set_recount(d.recount);
+        }
+        log::Info("aggregates.verified",
+                  {{"entries", v->entries},
+                   {"counters", v->counters},
+                   {"differences", static_cast<uint64_t>(v->differences.size())}});
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace fieldsync::server

@@ -1,15 +1,22 @@
 // AggregateService over gRPC's callback API: the deployment's metrics and
 // disclosure-controlled counts (DESIGN §9) for analysts and supervisors,
-// each scoped to the regions of their registry entry. A thin adapter over
-// aggregates/query.h.
+// each scoped to the regions of their registry entry, and the counters'
+// verification for administrators. A thin adapter over aggregates/query.h
+// and aggregates/counters.h.
 #ifndef FIELDSYNC_SERVER_AGGREGATE_SERVICE_H_
 #define FIELDSYNC_SERVER_AGGREGATE_SERVICE_H_
 
+#include <string>
+#include <utility>
+
+#include "absl/synchronization/mutex.h"
 #include "aggregates/metrics.h"
 #include "common/clock.h"
 #include "fieldsync/v1/aggregates.grpc.pb.h"
 #include "server/auth.h"
+#include "server/work_pool.h"
 #include "storage/store.h"
+#include "sync/schema.h"
 
 namespace fieldsync::server {
 
@@ -18,9 +25,19 @@ namespace fieldsync::server {
 // then FAILED_PRECONDITION, naming the file to add).
 class AggregateServiceImpl final : public v1::AggregateService::CallbackService {
  public:
+  // Not owned; all must outlive the service. `metrics` may be null (no
+  // metrics file); `pool` runs VerifyCounters; `recount_dir` is where a
+  // recount keeps its scratch state.
   AggregateServiceImpl(Authenticator* auth, storage::Store* store,
-                       const aggregates::Metrics* metrics, const Clock* clock)
-      : auth_(auth), store_(store), metrics_(metrics), clock_(clock) {}
+                       const aggregates::Metrics* metrics, const sync::Schema* schema,
+                       const Clock* clock, WorkPool* pool, std::string recount_dir)
+      : auth_(auth),
+        store_(store),
+        metrics_(metrics),
+        schema_(schema),
+        clock_(clock),
+        pool_(pool),
+        recount_dir_(std::move(recount_dir)) {}
 
   grpc::ServerUnaryReactor* ListMetrics(grpc::CallbackServerContext* context,
                                         const v1::ListMetricsRequest* request,
@@ -28,12 +45,20 @@ class AggregateServiceImpl final : public v1::AggregateService::CallbackService 
   grpc::ServerUnaryReactor* Query(grpc::CallbackServerContext* context,
                                   const v1::QueryRequest* request,
                                   v1::QueryResponse* response) override;
+  grpc::ServerUnaryReactor* VerifyCounters(grpc::CallbackServerContext* context,
+                                           const v1::VerifyCountersRequest* request,
+                                           v1::VerifyCountersResponse* response) override;
 
  private:
   Authenticator* auth_;
   storage::Store* store_;
   const aggregates::Metrics* metrics_;
+  const sync::Schema* schema_;
   const Clock* clock_;
+  WorkPool* pool_;
+  const std::string recount_dir_;
+  // One recount at a time: each takes a scratch store in recount_dir_.
+  absl::Mutex verify_mu_;
 };
 
 }  // namespace fieldsync::server

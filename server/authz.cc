@@ -32,6 +32,8 @@ constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.AdminService/WhoAmI", true, kAnyRole, Scope::kSelf},
     RpcRule{"/fieldsync.v1.AggregateService/ListMetrics", true, kAggregateReaders, Scope::kRegions},
     RpcRule{"/fieldsync.v1.AggregateService/Query", true, kAggregateReaders, Scope::kRegions},
+    RpcRule{"/fieldsync.v1.AggregateService/VerifyCounters", true, kAdministrator,
+            Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AuditService/GetConsistencyProof", true, kAuditReaders,
             Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AuditService/GetEntries", true, kAuditReaders, Scope::kDeployment},

@@ -44,6 +44,10 @@
 namespace fieldsync::server {
 namespace {
 
+// Where a recount of the aggregate counters keeps its replayed state while
+// it runs (removed afterwards).
+std::string RecountDir(const std::string& data_dir) { return data_dir + "/aggregates-recount.tmp"; }
+
 // Threads of the pool for blocking handlers (server/work_pool.h).
 constexpr int kBlockingHandlerThreads = 32;
 
@@ -288,9 +292,10 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
     // Counters follow every commit in the same atomic write; before the
     // first, they are brought in line with the metrics file.
     ASSIGN_OR_RETURN(aggregates::PrepareOutcome prepared,
-                     aggregates::PrepareCounters(impl->store.get(), *impl->metrics));
+                     aggregates::PrepareCounters(impl->store.get(), *impl->metrics, *impl->schema,
+                                                 RecountDir(options.data_dir)));
     if (prepared.rebuilt) {
-      log::Info("aggregates", {{"counters", "rebuilt"}, {"cases", prepared.cases}});
+      log::Info("aggregates", {{"counters", "rebuilt"}, {"entries", prepared.entries}});
     }
     impl->counter_observer =
         std::make_unique<aggregates::CounterObserver>(impl->store.get(), impl->metrics.get());
@@ -354,7 +359,8 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   builder.RegisterService(impl->sync_service.get());
   builder.RegisterService(impl->case_service.get());
   impl->aggregate_service = std::make_unique<AggregateServiceImpl>(
-      impl->auth.get(), impl->store.get(), impl->metrics.get(), options.clock);
+      impl->auth.get(), impl->store.get(), impl->metrics.get(), impl->schema.get(), options.clock,
+      impl->pool.get(), RecountDir(options.data_dir));
   builder.RegisterService(impl->aggregate_service.get());
   // Oversize batches must reach the service, which refuses them with a
   // machine-readable reason, rather than be cut off by gRPC's own limit.

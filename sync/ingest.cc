@@ -450,18 +450,9 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
                                                    CommittedUnit* summary) {
   entry->set_position(*next_position);
   entry->set_committed_unix_micros(absl::ToUnixMicros(summary->committed_at));
-  // A record touched again in the unit: Apply adds this entry's writes to
-  // the delta of the earlier ones.
-  auto touched = std::find_if(
-      summary->records.begin(), summary->records.end(), [&](const RecordDimensionChange& r) {
-        return r.record_id == entry->record_id() && r.case_id == entry->case_id();
-      });
-  DimensionDelta first_delta;
-  DimensionDelta* delta = nullptr;
-  if (needs_dimensions_) {
-    delta = touched == summary->records.end() ? &first_delta : &touched->dimensions;
-  }
-  ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler_.Apply(entry, options, view, delta));
+  DimensionDelta delta;
+  ASSIGN_OR_RETURN(v1::ChangeResult result,
+                   reconciler_.Apply(entry, options, view, needs_dimensions_ ? &delta : nullptr));
   Count(result.outcome(), &summary->counts);
   if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED) return result;
   view->PutProto(Cf::kCaseLog, storage::EncodeCaseLogKey(*next_position), *entry);
@@ -472,14 +463,14 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
       summary->case_ids.end()) {
     summary->case_ids.push_back(entry->case_id());
   }
-  if (touched == summary->records.end()) {
-    RecordDimensionChange& rec = summary->records.emplace_back();
-    rec.case_id = entry->case_id();
-    rec.record_id = entry->record_id();
-    rec.record_type = entry->record_type();
-    rec.changed_at = absl::FromUnixMicros(entry->hlc().wall_micros());
-    rec.dimensions = std::move(first_delta);
-  }
+  // One per logged change, never merged: observers see each change as if
+  // it had been committed alone.
+  RecordDimensionChange& rec = summary->records.emplace_back();
+  rec.case_id = entry->case_id();
+  rec.record_id = entry->record_id();
+  rec.record_type = entry->record_type();
+  rec.changed_at = absl::FromUnixMicros(entry->hlc().wall_micros());
+  rec.dimensions = std::move(delta);
   return result;
 }
 

@@ -65,7 +65,7 @@ struct OutcomeCounts {
   uint32_t applied = 0, converged = 0, superseded = 0, conflict = 0, rejected = 0;
 };
 
-// One record touched by a committed unit, and what the unit did to its
+// One logged change of a committed unit and what it did to its record's
 // DIMENSION values (for the aggregate counters, which keep the values they
 // counted and apply the delta).
 struct RecordDimensionChange {
@@ -74,8 +74,8 @@ struct RecordDimensionChange {
   std::string record_type;
   // Filled only when an observer asks for it (NeedsRecordDimensions).
   DimensionDelta dimensions;
-  // When the unit's first logged change of the record was made: its HLC
-  // wall time (clamped), the server's clock for server-side changes.
+  // When the change was made: its HLC wall time (clamped), the server's
+  // clock for server-side changes.
   absl::Time changed_at;
 };
 
@@ -101,7 +101,8 @@ struct CommittedUnit {
   OutcomeCounts counts;
   // Cases with at least one logged change, in first-touch order.
   std::vector<std::string> case_ids;
-  // Records with at least one logged change, in first-touch order.
+  // One per logged change, in log order (a record changed twice appears
+  // twice).
   std::vector<RecordDimensionChange> records;
   absl::Time committed_at;
 };

@@ -13,12 +13,20 @@
 namespace fieldsync::sync {
 
 absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Store* source,
-                                             storage::Store* target, size_t entries_per_commit,
-                                             uint64_t compare_from) {
+                                             storage::Store* target, size_t entries_per_commit) {
+  RebuildOptions options;
+  options.entries_per_commit = entries_per_commit;
+  return RebuildStateFromLog(schema, source, target, options);
+}
+
+absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Store* source,
+                                             storage::Store* target,
+                                             const RebuildOptions& rebuild) {
   Reconciler reconciler(&schema);
-  std::unique_ptr<storage::Snapshot> snap = source->GetSnapshot();
-  std::unique_ptr<storage::Iterator> it =
-      source->NewIterator(storage::Cf::kCaseLog, "", "", snap.get());
+  std::unique_ptr<storage::Snapshot> own;
+  if (rebuild.snapshot == nullptr) own = source->GetSnapshot();
+  const storage::Snapshot* snap = rebuild.snapshot != nullptr ? rebuild.snapshot : own.get();
+  std::unique_ptr<storage::Iterator> it = source->NewIterator(storage::Cf::kCaseLog, "", "", snap);
   storage::WriteBatch batch;
   StateView view(target, &batch);
   uint64_t expected = 1;
@@ -42,20 +50,25 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
     options.replay = true;
     options.read_entry = [&](uint64_t at, v1::CaseLogEntry* out) -> absl::StatusOr<bool> {
       absl::StatusOr<std::string> raw =
-          source->Get(storage::Cf::kCaseLog, storage::EncodeCaseLogKey(at), snap.get());
+          source->Get(storage::Cf::kCaseLog, storage::EncodeCaseLogKey(at), snap);
       if (absl::IsNotFound(raw.status())) return false;
       if (!raw.ok()) return raw.status();
       if (!out->ParseFromString(*raw)) return absl::DataLossError("case log entry does not parse");
       return true;
     };
-    ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler.Apply(&replay, options, &view));
+    DimensionDelta delta;
+    ASSIGN_OR_RETURN(
+        v1::ChangeResult result,
+        reconciler.Apply(&replay, options, &view, rebuild.observer ? &delta : nullptr));
     if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED ||
-        (position >= compare_from && replay.SerializeAsString() != recorded.SerializeAsString())) {
+        (position >= rebuild.compare_from &&
+         replay.SerializeAsString() != recorded.SerializeAsString())) {
       return absl::DataLossError(absl::StrFormat(
           "case log entry %d does not replay to its recorded outcome (%s)", position,
           result.outcome() == v1::CHANGE_OUTCOME_REJECTED ? "rejected" : "differs"));
     }
-    if (++pending >= entries_per_commit) {
+    if (rebuild.observer) RETURN_IF_ERROR(rebuild.observer(replay, delta));
+    if (++pending >= rebuild.entries_per_commit) {
       RETURN_IF_ERROR(target->Commit(&batch));
       batch.Clear();
       view.ResetOverlay();
@@ -89,8 +102,9 @@ absl::StatusOr<StateUpgrade> BringStateToCurrentRules(const Schema& schema, stor
       clear.DeleteRange(cf, "", end);
     }
     RETURN_IF_ERROR(store->Commit(&clear));
-    ASSIGN_OR_RETURN(upgrade.entries, RebuildStateFromLog(schema, store, store, 1000,
-                                                          std::numeric_limits<uint64_t>::max()));
+    RebuildOptions options;
+    options.compare_from = std::numeric_limits<uint64_t>::max();
+    ASSIGN_OR_RETURN(upgrade.entries, RebuildStateFromLog(schema, store, store, options));
     upgrade.rebuilt = true;
   }
   storage::WriteBatch mark;

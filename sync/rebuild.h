@@ -7,9 +7,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "absl/status/statusor.h"
 #include "storage/store.h"
+#include "sync/reconcile.h"
 #include "sync/schema.h"
 
 namespace fieldsync::sync {
@@ -22,14 +24,32 @@ namespace fieldsync::sync {
 // entries replayed. Errors: kDataLoss when an entry does not parse, a
 // position is missing, or a recomputed outcome differs from the recorded
 // one (the log or the code changed); kUnavailable from storage.
-// Entries below `compare_from` are replayed without comparing outcomes
-// (they were decided under earlier merge rules; see
-// BringStateToCurrentRules). `source` and `target` may be the same store
-// only if its state column families were emptied first.
+// `source` and `target` may be the same store only if its state column
+// families were emptied first.
 absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Store* source,
                                              storage::Store* target,
-                                             size_t entries_per_commit = 1000,
-                                             uint64_t compare_from = 1);
+                                             size_t entries_per_commit = 1000);
+
+// Called for each replayed entry, in log order, with the entry (outcomes
+// filled) and what it did to its record's DIMENSION values; a non-OK
+// status stops the rebuild with it.
+using ReplayObserver =
+    std::function<absl::Status(const v1::CaseLogEntry& entry, const DimensionDelta& delta)>;
+
+struct RebuildOptions {
+  size_t entries_per_commit = 1000;
+  // Entries below this position are replayed without comparing outcomes
+  // (they were decided under earlier merge rules; see
+  // BringStateToCurrentRules).
+  uint64_t compare_from = 1;
+  // Sees every replayed entry (may be unset).
+  ReplayObserver observer;
+  // Read the log at this snapshot of `source` (not owned); unset: a new one.
+  const storage::Snapshot* snapshot = nullptr;
+};
+
+absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Store* source,
+                                             storage::Store* target, const RebuildOptions& options);
 
 // The merge rules the state is built with (docs/MERGE.md). Persisted in
 // the metadata column family as kMergeRulesName = decimal version; raise it

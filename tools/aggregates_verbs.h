@@ -17,6 +17,7 @@ namespace fieldsync::tools {
 int AggregatesList(const Args& args, std::string* error);
 int AggregatesQuery(const Args& args, std::string* error);
 int AggregatesExport(const Args& args, std::string* error);
+int AggregatesVerify(const Args& args, std::string* error);
 
 }  // namespace fieldsync::tools
 

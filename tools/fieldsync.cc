@@ -11,9 +11,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/time.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "admin/deployment.h"
 #include "admin/principals.h"
 #include "common/clock.h"
@@ -53,6 +53,7 @@ constexpr char kUsage[] =
     "                                           counts by dimension, small counts withheld\n"
     "  aggregates export --format csv|dhis2 [--out FILE]\n"
     "                                           every metric as CSV, or DHIS2 dataValueSets\n"
+    "  aggregates verify [--json]               recount every counter from the log, compare\n"
     "  case erase CASE_ID --confirm CASE_ID     crypto-shred a case (cannot be undone)\n"
     "  keys rotate-master                       add a master key version, re-wrap every key\n"
     "  audit export --out FILE                  write the audit log and its signed head to FILE\n"
@@ -81,9 +82,7 @@ struct Failure {
 
 using Result = std::optional<Failure>;  // nullopt = success
 
-Result Fail(absl::string_view message, int code = 1) {
-  return Failure{std::string(message), code};
-}
+Result Fail(absl::string_view message, int code = 1) { return Failure{std::string(message), code}; }
 Result Fail(const absl::Status& status, int code = 1) { return Fail(status.message(), code); }
 
 Result Init(const Args& args) {
@@ -156,8 +155,8 @@ Result StaffAdd(const Args& args) {
                  "OUTDIR/ca.crt.\n";
     return std::nullopt;
   }
-  if (absl::Status s = CheckOptions(args, With(kConnectionOptions,
-                                               {"--id", "--role", "--region", "--out"}));
+  if (absl::Status s =
+          CheckOptions(args, With(kConnectionOptions, {"--id", "--role", "--region", "--out"}));
       !s.ok()) {
     return Fail(s, 2);
   }
@@ -174,8 +173,8 @@ Result StaffAdd(const Args& args) {
   std::filesystem::create_directories(out, ec);
   if (ec) return Fail(absl::StrFormat("cannot create %s: %s", out, ec.message()));
   if (std::filesystem::exists(cert_path, ec) || std::filesystem::exists(key_path, ec)) {
-    return Fail(absl::StrFormat("%s or %s already exists: choose another --out", cert_path,
-                                key_path));
+    return Fail(
+        absl::StrFormat("%s or %s already exists: choose another --out", cert_path, key_path));
   }
   absl::StatusOr<Connection> conn = Connect(args);
   if (!conn.ok()) return Fail(conn.status());
@@ -183,8 +182,7 @@ Result StaffAdd(const Args& args) {
   absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
   if (!key.ok()) return Fail(key.status());
   absl::StatusOr<std::string> csr =
-      crypto::CreateCsr(key->private_key_pem,
-                        admin::PrincipalUri({v1::PRINCIPAL_KIND_STAFF, id}));
+      crypto::CreateCsr(key->private_key_pem, admin::PrincipalUri({v1::PRINCIPAL_KIND_STAFF, id}));
   if (!csr.ok()) return Fail(csr.status());
   v1::AddStaffRequest request;
   request.set_id(id);
@@ -280,8 +278,8 @@ Result DeviceEnrolCode(const Args& args) {
                  "30 days). The server keeps only a hash of the code: note it now.\n";
     return std::nullopt;
   }
-  if (absl::Status s = CheckOptions(args, With(kConnectionOptions,
-                                               {"--officer", "--region", "--ttl"}));
+  if (absl::Status s =
+          CheckOptions(args, With(kConnectionOptions, {"--officer", "--region", "--ttl"}));
       !s.ok()) {
     return Fail(s, 2);
   }
@@ -397,12 +395,16 @@ Result Run(const Args& args) {
       code = AggregatesQuery(args, &error);
     } else if (w.size() == 2 && w[1] == "export") {
       code = AggregatesExport(args, &error);
+    } else if (w.size() == 2 && w[1] == "verify") {
+      code = AggregatesVerify(args, &error);
     } else if (w.size() == 1 && args.help) {
-      std::cout << "usage: fieldsync aggregates list|query|export ...; see fieldsync aggregates "
+      std::cout << "usage: fieldsync aggregates list|query|export|verify ...; see fieldsync "
+                   "aggregates "
                    "VERB --help\n";
       return std::nullopt;
     } else {
-      return Fail("aggregates needs list, query or export; see fieldsync aggregates --help", 2);
+      return Fail("aggregates needs list, query, export or verify; see fieldsync aggregates --help",
+                  2);
     }
     if (code == 0) return std::nullopt;
     return Fail(error, code);

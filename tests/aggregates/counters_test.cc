@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string>
@@ -20,6 +21,8 @@
 #include "aggregates/periods.h"
 #include "common/uuid.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "gtest/gtest.h"
 #include "storage/counter.h"
 #include "storage/key_codec.h"
@@ -426,11 +429,256 @@ TEST_F(CountersTest, ConcurrentPushesSharingGroupsCountEveryChangeOnce) {
     wb.Delete(storage::Cf::kMetadata, storage::EncodeMetadataKey(kCountersFingerprintName));
     ASSERT_THAT(store_->Commit(&wb), IsOk());
   }
-  ASSERT_THAT(PrepareCounters(store_.get(), *metrics_), IsOk());
-  EXPECT_EQ(Only(ReadCounters(store_.get()), 'S'), Only(incremental, 'S'));
+  ASSERT_THAT(PrepareCounters(store_.get(), *metrics_, *schema_, dir_.Sub("recount")), IsOk());
+  EXPECT_EQ(ReadCounters(store_.get()), incremental);
 }
 
 // The randomized workload.
+// Flows and stocks do not depend on batching: every change moves the
+// counters as if it had been committed alone (issue "aggregates that are
+// right and safe to publish", R1-R5).
+class BatchingTest : public CountersTest {
+ protected:
+  // Pushes `changes` on a fresh store, as one batch or one change per
+  // batch, and returns the whole aggregates column family: every non-zero
+  // counter's bytes (a counter moved and moved back may be stored as 0 or
+  // be absent), and every case state as a deterministic serialization.
+  std::map<std::string, std::string> Run(const std::string& name, bool batched,
+                                         const std::vector<v1::RecordChange>& changes) {
+    CloseStore();
+    EXPECT_THAT(OpenStore(name + (batched ? "-batched" : "-single")), IsOk());
+    Attach();
+    if (batched) {
+      EXPECT_THAT(Push("dev-1", 1, changes), IsOk());
+    } else {
+      for (size_t i = 0; i < changes.size(); ++i) {
+        EXPECT_THAT(Push("dev-1", i + 1, {changes[i]}), IsOk());
+      }
+    }
+    return Aggregates();
+  }
+  std::map<std::string, std::string> Aggregates() {
+    std::map<std::string, std::string> out;
+    for (const auto& [key, value] : sync::testing::DumpCf(store_.get(), storage::Cf::kAggregates)) {
+      if (storage::DecodeCounterKey(key).ok()) {
+        if (storage::DecodeInt64Counter(value).value_or(0) != 0) out[key] = value;
+        continue;
+      }
+      v1::AggregateCaseState state;
+      EXPECT_TRUE(state.ParseFromString(value));
+      std::string canonical;
+      google::protobuf::io::StringOutputStream stream(&canonical);
+      google::protobuf::io::CodedOutputStream coded(&stream);
+      coded.SetSerializationDeterministic(true);
+      state.SerializeToCodedStream(&coded);
+      coded.Trim();
+      out[key] = canonical;
+    }
+    return out;
+  }
+  // Asserts batched == single and returns the counters.
+  Counts Both(const std::string& name, const std::vector<v1::RecordChange>& changes) {
+    auto batched = Run(name, true, changes);
+    Counts counts = ReadCounters(store_.get());
+    auto single = Run(name, false, changes);
+    EXPECT_EQ(batched, single) << name;
+    EXPECT_EQ(counts, ReadCounters(store_.get())) << name;
+    return counts;
+  }
+  static v1::FieldValue Yes() {
+    v1::FieldValue v;
+    v.set_bool_value(true);
+    return v;
+  }
+  static int64_t At(int y, int m, int d) {
+    return absl::ToUnixMicros(absl::FromCivil(absl::CivilDay(y, m, d), absl::UTCTimeZone()) +
+                              absl::Hours(10));
+  }
+  v1::RecordChange Status(int change, const std::string& case_id, bool close, uint64_t base,
+                          int64_t micros) {
+    v1::RecordChange c;
+    c.set_change_id(Id(change));
+    c.set_case_id(case_id);
+    c.set_record_id(case_id);
+    c.set_record_type("case_registration");
+    c.set_kind(close ? v1::CHANGE_KIND_CLOSE_CASE : v1::CHANGE_KIND_REOPEN_CASE);
+    c.set_base_version(base);
+    *c.mutable_hlc() = HlcAt(micros);
+    return c;
+  }
+  v1::RecordChange District(int change, const std::string& case_id, const std::string& d,
+                            uint64_t base, int64_t micros) {
+    return Upsert(Id(change), case_id, case_id, "case_registration", {{"district", Enum(d)}}, base,
+                  HlcAt(micros));
+  }
+  v1::RecordChange Referral(int change, const std::string& case_id, const std::string& record,
+                            const std::string& status, uint64_t base, int64_t micros) {
+    return Upsert(Id(change), case_id, record, "referral",
+                  {{"referral_date", sync::testing::DateValue(2026, 11, 20)},
+                   {"service_type", Enum("health")},
+                   {"referred_to", sync::testing::Str("Clinic")},
+                   {"referral_status", Enum(status)},
+                   {"consent_obtained", Yes()}},
+                  base, HlcAt(micros));
+  }
+  v1::RecordChange DeleteRecord(int change, const std::string& case_id, const std::string& record,
+                                const std::string& type, uint64_t base, int64_t micros) {
+    v1::RecordChange c;
+    c.set_change_id(Id(change));
+    c.set_case_id(case_id);
+    c.set_record_id(record);
+    c.set_record_type(type);
+    c.set_kind(v1::CHANGE_KIND_DELETE);
+    c.set_base_version(base);
+    *c.mutable_hlc() = HlcAt(micros);
+    return c;
+  }
+  int64_t Closures(const Counts& c, char g, int64_t micros) {
+    const absl::Time t = absl::FromUnixMicros(micros);
+    const uint32_t period = g == 'W' ? WeekNumber(t) : MonthNumber(t);
+    int64_t n = 0;
+    for (const auto& [key, v] : c) {
+      if (std::get<0>(key) == "closures" && std::get<1>(key) == g && std::get<2>(key) == period) {
+        n += v;
+      }
+    }
+    return n;
+  }
+  void SetUp() override {
+    CountersTest::SetUp();
+    clock_.Set(absl::FromUnixMicros(At(2026, 12, 20)));
+  }
+};
+
+TEST_F(BatchingTest, R1AClosureIsCountedInTheWeekAndMonthOfTheClose) {
+  const int64_t sun = At(2026, 11, 29), tue = At(2026, 12, 1);
+  Counts c = Both("r1", {Case(1, Id(1), "northern", "northern_1", "female", sun),
+                         Status(2, Id(1), true, 1, tue)});
+  EXPECT_EQ(Closures(c, 'W', tue), 1);
+  EXPECT_EQ(Closures(c, 'M', tue), 1);
+  EXPECT_EQ(Closures(c, 'W', sun), 0);
+  EXPECT_EQ(Closures(c, 'M', sun), 0);
+}
+
+TEST_F(BatchingTest, R2ACloseThenReopenCountsTheClosure) {
+  const int64_t t = At(2026, 12, 1);
+  Counts c = Both("r2", {Case(1, Id(1), "northern", "northern_1", "female", t),
+                         Status(2, Id(1), true, 1, t + 1), Status(3, Id(1), false, 2, t + 2)});
+  EXPECT_EQ(Closures(c, 'M', t), 1);
+  EXPECT_EQ(Count("open_cases", 'S', 0, kOpenCell), 1);
+}
+
+TEST_F(BatchingTest, R3ClosedReopenedAndClosedAgainIsTwoClosures) {
+  const int64_t t = At(2026, 12, 1);
+  Counts c = Both("r3", {Case(1, Id(1), "northern", "northern_1", "female", t),
+                         Status(2, Id(1), true, 1, t + 1), Status(3, Id(1), false, 2, t + 2),
+                         Status(4, Id(1), true, 3, t + 3)});
+  EXPECT_EQ(Closures(c, 'M', t), 2);
+}
+
+TEST_F(BatchingTest, R4ARegistrationCountsWhereTheCaseWasRegistered) {
+  const int64_t t = At(2026, 12, 1);
+  Counts c = Both("r4", {Case(1, Id(1), "northern", "northern_1", "female", t),
+                         District(2, Id(1), "northern_2", 1, t + 1)});
+  const uint32_t month = MonthNumber(absl::FromUnixMicros(t));
+  EXPECT_EQ((c[{"registrations", 'M', month, {"northern", "northern_1", "female", "5_9"}}]), 1);
+  EXPECT_EQ((c[{"registrations", 'M', month, {"northern", "northern_2", "female", "5_9"}}]), 0);
+}
+
+TEST_F(BatchingTest, R5AReferralDeletedAndWrittenAgainCountsEachTime) {
+  const int64_t t = At(2026, 12, 1);
+  // dev-1 registers, refers, deletes the referral; in a second batch
+  // dev-2 (which never saw the delete) writes it again: it comes back.
+  std::vector<v1::RecordChange> first = {Case(1, Id(1), "northern", "northern_1", "female", t),
+                                         Referral(2, Id(1), Id(101), "pending", 0, t + 1),
+                                         DeleteRecord(3, Id(1), Id(101), "referral", 2, t + 2)};
+  std::vector<std::map<std::string, std::string>> ends;
+  for (bool batched : {true, false}) {
+    Run("r5", batched, first);
+    ASSERT_THAT(Push("dev-2", 1, {Referral(4, Id(1), Id(101), "accepted", 2, t + 3)}), IsOk());
+    ends.push_back(Aggregates());
+  }
+  EXPECT_EQ(ends[0], ends[1]);
+  int64_t referrals = 0;
+  for (const auto& [key, v] : ReadCounters(store_.get())) {
+    if (std::get<0>(key) == "referrals" && std::get<1>(key) == 'M') referrals += v;
+  }
+  EXPECT_EQ(referrals, 2);
+}
+
+TEST_F(BatchingTest, RandomChangeSequencesCountTheSameBatchedAndSingle) {
+  static const char* kDistricts[] = {"northern_1", "northern_2"};
+  static const char* kReferral[] = {"pending", "accepted", "declined"};
+  for (int round = 0; round < 12; ++round) {
+    // Positions are the same in both runs: every change is accepted.
+    std::vector<v1::RecordChange> changes;
+    int64_t t = At(2026, 10, 1 + static_cast<int>(random_.Uniform(20)));
+    changes.push_back(Case(1, Id(1), "northern", "northern_1", "female", t));
+    uint64_t district = 1, status = 1, referral = 0;
+    bool closed = false, referral_exists = false;
+    for (int i = 0; i < 12; ++i) {
+      t += static_cast<int64_t>(random_.Uniform(4)) * 86400000000 + 1;
+      const uint64_t pos = changes.size() + 1;
+      const int change = 10 + i;
+      switch (random_.Uniform(4)) {
+        case 0:
+          changes.push_back(District(change, Id(1), kDistricts[random_.Uniform(2)], district, t));
+          district = pos;
+          break;
+        case 1:
+          changes.push_back(Status(change, Id(1), !closed, status, t));
+          closed = !closed;
+          status = pos;
+          break;
+        case 2:
+          changes.push_back(
+              Referral(change, Id(1), Id(101), kReferral[random_.Uniform(3)], referral, t));
+          referral = pos;
+          referral_exists = true;
+          break;
+        default:
+          if (!referral_exists) continue;
+          changes.push_back(DeleteRecord(change, Id(1), Id(101), "referral", referral, t));
+          referral_exists = false;
+          // The device deleted it: it writes it again only as a new record.
+          changes.push_back(Referral(change + 100, Id(1), Id(102 + i), "pending", 0, t + 1));
+          break;
+      }
+    }
+    Both(absl::StrFormat("random%d", round), changes);
+    if (HasFailure()) {
+      ADD_FAILURE() << "seed " << random_.seed() << " round " << round;
+      return;
+    }
+  }
+}
+
+TEST_F(CountersTest, VerifyReportsACounterThatDiffersFromTheLog) {
+  const int64_t t = kStartMicros;
+  ASSERT_THAT(Push("dev-1", 1, {Case(1, Id(1), "northern", "northern_1", "female", t)}), IsOk());
+  absl::StatusOr<VerifyOutcome> clean =
+      VerifyCounters(store_.get(), *metrics_, *schema_, dir_.Sub("verify"));
+  ASSERT_THAT(clean, IsOk());
+  EXPECT_THAT(clean->differences, ::testing::IsEmpty());
+  EXPECT_EQ(clean->entries, 1u);
+  // A counter moved outside any commit.
+  storage::WriteBatch wb;
+  wb.Merge(storage::Cf::kAggregates, storage::EncodeCounterKey({"open_cases", 'S', 0, kOpenCell}),
+           storage::EncodeInt64Counter(1));
+  ASSERT_THAT(store_->Commit(&wb), IsOk());
+
+  absl::StatusOr<VerifyOutcome> v =
+      VerifyCounters(store_.get(), *metrics_, *schema_, dir_.Sub("verify"));
+
+  ASSERT_THAT(v, IsOk());
+  ASSERT_EQ(v->differences.size(), 1u);
+  EXPECT_EQ(v->differences[0].metric, "open_cases");
+  EXPECT_EQ(v->differences[0].cell, kOpenCell);
+  EXPECT_EQ(v->differences[0].live, 2);
+  EXPECT_EQ(v->differences[0].recount, 1);
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("verify")));
+}
+
 TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
   static const char* kRegions[] = {"central", "northern", "eastern", "western"};
   static const char* kSex[] = {"female", "male", "other", "unknown"};
@@ -592,14 +840,20 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
   }
   EXPECT_GE(flow_totals[std::make_pair(std::string("closures"), 'M')], closed_now);
 
-  // A rebuild from the state (as after a change of the metrics file) gives
-  // the same stocks and the same flow totals per period.
+  // A rebuild from the log (as after a change of the metrics file) gives
+  // every counter as it was kept live, flow history included.
   {
     storage::WriteBatch wb;
     wb.Delete(storage::Cf::kMetadata, storage::EncodeMetadataKey(kCountersFingerprintName));
     ASSERT_THAT(store_->Commit(&wb), IsOk());
   }
-  absl::StatusOr<PrepareOutcome> rebuilt = PrepareCounters(store_.get(), *metrics_);
+  absl::StatusOr<VerifyOutcome> verified =
+      VerifyCounters(store_.get(), *metrics_, *schema_, dir_.Sub("verify"));
+  ASSERT_THAT(verified, IsOk());
+  EXPECT_THAT(verified->differences, ::testing::IsEmpty());
+  EXPECT_EQ(verified->counters, all.size());
+  absl::StatusOr<PrepareOutcome> rebuilt =
+      PrepareCounters(store_.get(), *metrics_, *schema_, dir_.Sub("recount"));
   ASSERT_THAT(rebuilt, IsOk());
   EXPECT_TRUE(rebuilt->rebuilt);
   EXPECT_EQ(rebuilt->cases, static_cast<uint64_t>(registration_records));
@@ -615,8 +869,10 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
   };
   EXPECT_EQ(per_period(after, "registrations"), per_period(all, "registrations"));
   EXPECT_EQ(per_period(after, "referrals"), per_period(all, "referrals"));
+  EXPECT_EQ(after, all);
   // A second start with the same metrics does nothing.
-  absl::StatusOr<PrepareOutcome> again = PrepareCounters(store_.get(), *metrics_);
+  absl::StatusOr<PrepareOutcome> again =
+      PrepareCounters(store_.get(), *metrics_, *schema_, dir_.Sub("recount"));
   ASSERT_THAT(again, IsOk());
   EXPECT_FALSE(again->rebuilt);
 }

@@ -75,7 +75,9 @@ class AggregateServiceTest : public ::testing::Test {
     o.path = paths_->db;
     auto store = storage::Store::Open(o);
     ASSERT_THAT(store, IsOk());
-    ASSERT_THAT(aggregates::PrepareCounters(store->get(), **metrics), IsOk());
+    ASSERT_THAT(
+        aggregates::PrepareCounters(store->get(), **metrics, *schema, paths_->db + "-recount.tmp"),
+        IsOk());
     sync::testing::TestFieldSealer sealer(&random_);
     aggregates::CounterObserver observer(store->get(), metrics->get());
     sync::Ingest::Options io;

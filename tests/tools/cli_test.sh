@@ -133,6 +133,11 @@ check "device simulate leaves conflicts for a supervisor" \
   test "$(json_count "$WORK/sim1.json" conflicts_open)" -gt 0
 check "no conflict sets a tablet against itself" \
   test "$(json_count "$WORK/sim1.json" self_conflicts)" = 0
+"$FS" --data-dir "$WORK/d" --server "$ADDR" aggregates verify --json >"$WORK/verify.json" 2>&1
+check "aggregates verify: the counters match a recount from the log" test $? -eq 0
+check "aggregates verify: counters were recounted" \
+  test "$(json_count "$WORK/verify.json" counters)" -gt 0
+check "aggregates verify: no difference" grep -q '"differences":\[\]' "$WORK/verify.json"
 "$FS" --data-dir "$WORK/d" --server "$ADDR" device simulate --devices 2 --seed 7 >"$WORK/sim2.out" 2>&1
 check "device simulate prints a readable summary" grep -q "conflicts open" "$WORK/sim2.out"
 "$FS" --data-dir "$WORK/d" --server "$ADDR" device simulate --devices 0 >"$WORK/sim0.out" 2>&1
