@@ -50,6 +50,7 @@ grpc::ServerUnaryReactor* AggregateServiceImpl::Query(grpc::CallbackServerContex
                         aggregates::RunQuery(store_, *metrics_, *request, ScopeOf(caller), today);
                     if (!answer.ok()) return answer.status();
                     *response = *std::move(answer);
+                    if (trail_ != nullptr) trail_->Record(QueryAction(caller.uri, *request));
                     return absl::OkStatus();
                   });
 }

@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "fieldsync/v1/aggregates.grpc.pb.h"
 #include "server/auth.h"
+#include "server/query_audit.h"
 #include "server/work_pool.h"
 #include "storage/store.h"
 #include "sync/schema.h"
@@ -27,17 +28,20 @@ class AggregateServiceImpl final : public v1::AggregateService::CallbackService 
  public:
   // Not owned; all must outlive the service. `metrics` may be null (no
   // metrics file); `pool` runs VerifyCounters; `recount_dir` is where a
-  // recount keeps its scratch state.
+  // recount keeps its scratch state; `trail` (may be null) records every
+  // answered query in the audit log.
   AggregateServiceImpl(Authenticator* auth, storage::Store* store,
                        const aggregates::Metrics* metrics, const sync::Schema* schema,
-                       const Clock* clock, WorkPool* pool, std::string recount_dir)
+                       const Clock* clock, WorkPool* pool, std::string recount_dir,
+                       QueryAuditTrail* trail)
       : auth_(auth),
         store_(store),
         metrics_(metrics),
         schema_(schema),
         clock_(clock),
         pool_(pool),
-        recount_dir_(std::move(recount_dir)) {}
+        recount_dir_(std::move(recount_dir)),
+        trail_(trail) {}
 
   grpc::ServerUnaryReactor* ListMetrics(grpc::CallbackServerContext* context,
                                         const v1::ListMetricsRequest* request,
@@ -57,6 +61,7 @@ class AggregateServiceImpl final : public v1::AggregateService::CallbackService 
   const Clock* clock_;
   WorkPool* pool_;
   const std::string recount_dir_;
+  QueryAuditTrail* trail_;
   // One recount at a time: each takes a scratch store in recount_dir_.
   absl::Mutex verify_mu_;
 };

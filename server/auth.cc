@@ -71,8 +71,8 @@ absl::StatusOr<Caller> Authenticator::Authorize(const grpc::ServerContextBase& c
   caller.uri = admin::PrincipalUri(name);
   absl::StatusOr<v1::Principal> principal = registry_->Get(name);
   if (absl::IsNotFound(principal.status())) {
-    return absl::UnauthenticatedError(absl::StrFormat(
-        "principal %s is not registered in this deployment", caller.uri));
+    return absl::UnauthenticatedError(
+        absl::StrFormat("principal %s is not registered in this deployment", caller.uri));
   }
   if (!principal.ok()) {
     return absl::UnavailableError("the principal registry cannot be read; retry later");

@@ -44,8 +44,7 @@ class Authenticator {
   //  kPermissionDenied: a known principal whose role the table does not
   //    allow, or a method without a rule.
   //  kUnavailable: the registry could not be read.
-  absl::StatusOr<Caller> Authorize(const grpc::ServerContextBase& context,
-                                   std::string_view method);
+  absl::StatusOr<Caller> Authorize(const grpc::ServerContextBase& context, std::string_view method);
 
  private:
   // The principal named by a verified certificate `pem`, cached by PEM.

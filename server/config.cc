@@ -47,8 +47,8 @@ std::string KeyOnLine(const std::string& text, int line) {
   size_t end = start;
   while (end < text.size() && (text[end] == ' ' || text[end] == '\t')) ++end;
   size_t key_start = end;
-  while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) ||
-                               text[end] == '_')) {
+  while (end < text.size() &&
+         (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_')) {
     ++end;
   }
   if (end == key_start) return "";
@@ -75,9 +75,9 @@ absl::StatusOr<v1::ServerConfig> ParseConfig(const std::string& text, const std:
   FirstError errors;
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(text, &config)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "config %s: %s%s; the keys are listed in proto/fieldsync/v1/config.proto", origin,
-        KeyOnLine(text, errors.line()), errors.first()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("config %s: %s%s; the keys are listed in proto/fieldsync/v1/config.proto",
+                        origin, KeyOnLine(text, errors.line()), errors.first()));
   }
   return config;
 }
@@ -126,10 +126,10 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
   absl::StatusOr<ListenAddress> listen = ParseListenAddress(config.listen());
   if (!listen.ok()) return listen.status();
   if (config.insecure_plaintext_loopback() && !listen->IsLoopback()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "insecure plaintext is only allowed on a loopback address, not %s: remove "
-        "--insecure-plaintext-loopback or listen on 127.0.0.1",
-        config.listen()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("insecure plaintext is only allowed on a loopback address, not %s: remove "
+                        "--insecure-plaintext-loopback or listen on 127.0.0.1",
+                        config.listen()));
   }
   if (!config.master_key_file().empty() && !config.master_key_command().empty()) {
     return absl::InvalidArgumentError(

@@ -51,8 +51,9 @@ absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text) {
     out.host = std::string(text.substr(0, colon));
     port_text = text.substr(colon + 1);
   }
-  if (out.host.empty() || !absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &out.port) || out.port < 0 ||
-      out.port > 65535) {
+  if (out.host.empty() ||
+      !absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &out.port) ||
+      out.port < 0 || out.port > 65535) {
     return bad();
   }
   return out;
@@ -67,9 +68,9 @@ absl::Status ProbeListenAddress(const ListenAddress& address) {
   std::string port = absl::StrCat(address.port);
   int rc = getaddrinfo(address.host.c_str(), port.c_str(), &hints, &result);
   if (rc != 0) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "cannot resolve listen host \"%s\": %s; use an IP address of this machine",
-        address.host, gai_strerror(rc)));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("cannot resolve listen host \"%s\": %s; use an IP address of this machine",
+                        address.host, gai_strerror(rc)));
   }
   int err = 0;
   for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {

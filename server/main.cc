@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
     } else if (arg == "--insecure-plaintext-loopback") {
       plaintext = true;
     } else {
-      return Fail(absl::StrCat("unknown argument \"", std::string(arg), "\"; see fieldsyncd --help"), 2);
+      return Fail(
+          absl::StrCat("unknown argument \"", std::string(arg), "\"; see fieldsyncd --help"), 2);
     }
   }
   if (data_dir.empty()) return Fail("--data-dir is required; see fieldsyncd --help", 2);

@@ -33,6 +33,7 @@
 #include "server/audit_service.h"
 #include "server/auth.h"
 #include "server/listen_address.h"
+#include "server/query_audit.h"
 #include "server/sync_service.h"
 #include "storage/store.h"
 #include "sync/case_key_sealer.h"
@@ -154,6 +155,9 @@ class FieldsyncServer::Impl {
   // Aggregates (issue #6); null metrics when the deployment has none.
   std::unique_ptr<aggregates::Metrics> metrics;
   std::unique_ptr<aggregates::CounterObserver> counter_observer;
+  // Appends the events of answered queries; flushed at shutdown before the
+  // store closes.
+  std::unique_ptr<QueryAuditTrail> query_trail;
   std::unique_ptr<AggregateServiceImpl> aggregate_service;
   std::unique_ptr<sync::Ingest> ingest;
   std::unique_ptr<sync::ChangeFeed> feed;
@@ -358,9 +362,11 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   builder.RegisterService(impl->audit_service.get());
   builder.RegisterService(impl->sync_service.get());
   builder.RegisterService(impl->case_service.get());
+  impl->query_trail =
+      std::make_unique<QueryAuditTrail>(impl->audit_log.get(), impl->store.get(), options.clock);
   impl->aggregate_service = std::make_unique<AggregateServiceImpl>(
       impl->auth.get(), impl->store.get(), impl->metrics.get(), impl->schema.get(), options.clock,
-      impl->pool.get(), RecountDir(options.data_dir));
+      impl->pool.get(), RecountDir(options.data_dir), impl->query_trail.get());
   builder.RegisterService(impl->aggregate_service.get());
   // Oversize batches must reach the service, which refuses them with a
   // machine-readable reason, rather than be cut off by gRPC's own limit.
@@ -403,6 +409,7 @@ absl::Status FieldsyncServer::Shutdown() {
                                  {"write_ops", stats.write_ops},
                                  {"write_bytes", stats.write_bytes}});
   }
+  impl_->query_trail.reset();
   absl::Status closed = absl::OkStatus();
   if (impl_->store != nullptr) {
     closed = impl_->store->Flush();

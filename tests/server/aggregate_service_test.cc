@@ -12,6 +12,7 @@
 #include "admin/deployment.h"
 #include "aggregates/counters.h"
 #include "aggregates/metrics.h"
+#include "audit/events.h"
 #include "common/file_io.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
@@ -20,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "server/config.h"
 #include "server/server.h"
+#include "storage/key_codec.h"
 #include "storage/store.h"
 #include "sync/ingest.h"
 #include "tests/sync/sync_test_util.h"
@@ -211,6 +213,51 @@ TEST_F(AggregateServiceTest, SmallCountsNeverLeaveTheServer) {
   }
   EXPECT_EQ(Column(r)["*"], "suppressed");
   EXPECT_EQ(Column(r)["female"], "suppressed");
+}
+
+TEST_F(AggregateServiceTest, EveryAnsweredQueryIsInTheAuditLogWithoutItsCounts) {
+  Credentials north = AddStaff("ana.north", v1::ROLE_ANALYST, {"northern"});
+  v1::QueryResponse r;
+  v1::QueryRequest q = OpenCasesBy({"sex"});
+  v1::DimensionFilter* f = q.add_filters();
+  f->set_dimension("region");
+  f->add_values("northern");
+  ASSERT_TRUE(Query(north, q, &r).ok());
+  ASSERT_TRUE(Query(north, OpenCasesBy({"region"}), &r).ok());
+  // A refused query answers nothing and is not recorded as answered.
+  v1::QueryRequest east = OpenCasesBy({});
+  v1::DimensionFilter* e = east.add_filters();
+  e->set_dimension("region");
+  e->add_values("eastern");
+  EXPECT_FALSE(Query(north, east, &r).ok());
+
+  // Shutting down appends what the trail still holds.
+  ASSERT_THAT(server_->Shutdown(), IsOk());
+  server_.reset();
+  storage::StoreOptions o;
+  o.path = paths_->db;
+  absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(o);
+  ASSERT_THAT(store, IsOk());
+  std::vector<audit::AdminAction> queries;
+  std::unique_ptr<storage::Iterator> it =
+      (*store)->NewIterator(storage::Cf::kAuditLeaves, storage::AuditLeafKeyPrefix(),
+                            storage::PrefixUpperBound(storage::AuditLeafKeyPrefix()));
+  for (; it->Valid(); it->Next()) {
+    absl::StatusOr<audit::Event> event = audit::DecodeEvent(it->value());
+    ASSERT_THAT(event, IsOk());
+    const auto* a = std::get_if<audit::AdminAction>(&event->body);
+    if (a != nullptr && a->action == "aggregates.query") queries.push_back(*a);
+  }
+  ASSERT_EQ(queries.size(), 2u);
+  EXPECT_EQ(queries[0].actor, "fieldsync://staff/ana.north");
+  EXPECT_THAT(queries[0].subject_ids, ::testing::IsSupersetOf({"metric=open_cases", "group_by=sex",
+                                                               "filter=region:northern"}));
+  EXPECT_THAT(queries[1].subject_ids, ::testing::Contains("group_by=region"));
+  for (const audit::AdminAction& a : queries) {
+    for (const std::string& subject : a.subject_ids) {
+      EXPECT_EQ(subject.find("12"), std::string::npos) << "a count in " << subject;
+    }
+  }
 }
 
 TEST_F(AggregateServiceTest, ASupervisorIsScopedLikeAnAnalyst) {

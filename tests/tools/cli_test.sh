@@ -175,7 +175,7 @@ AN=(--server "$ADDR" --cert "$WORK/nadia/nadia.crt" --key "$WORK/nadia/nadia.key
     --ca "$WORK/nadia/ca.crt")
 "$FS" "${AN[@]}" aggregates list >"$WORK/agg_list.out" 2>&1
 check "aggregates list shows the shipped metrics" grep -q "registrations" "$WORK/agg_list.out"
-"$FS" "${AN[@]}" aggregates query --metric cases_by_status --group-by region \
+"$FS" "${AN[@]}" aggregates query --metric closed_cases --group-by region \
   >"$WORK/agg_q.out" 2>&1
 check "aggregates query prints a table with its total" grep -q "^(total) " "$WORK/agg_q.out"
 "$FS" "${AN[@]}" aggregates export --format csv --out "$WORK/agg.csv" >/dev/null 2>&1
