@@ -2,75 +2,31 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "aggregates/lp.h"
+#include "common/status_macros.h"
 
 namespace fieldsync::aggregates {
 namespace {
 
-// Arithmetic modulo the Mersenne prime 2^61 - 1: exact linear algebra on
-// the table's equations (coefficients 0, 1 and -1) without overflow.
-constexpr uint64_t kP = (uint64_t{1} << 61) - 1;
-
-uint64_t Reduce(unsigned __int128 x) {
-  uint64_t lo = static_cast<uint64_t>(x & kP) + static_cast<uint64_t>(x >> 61);
-  lo = (lo & kP) + (lo >> 61);
-  return lo >= kP ? lo - kP : lo;
-}
-uint64_t MulMod(uint64_t a, uint64_t b) { return Reduce(static_cast<unsigned __int128>(a) * b); }
-uint64_t SubMod(uint64_t a, uint64_t b) { return a >= b ? a - b : a + kP - b; }
-uint64_t InvMod(uint64_t a) {
-  uint64_t result = 1, base = a, e = kP - 2;
-  while (e > 0) {
-    if (e & 1) result = MulMod(result, base);
-    base = MulMod(base, base);
-    e >>= 1;
-  }
-  return result;
-}
-
 constexpr size_t kNone = std::numeric_limits<size_t>::max();
 
-// The best complement among `candidates` (not suppressed): the smallest
-// positive count, interior entries first on ties; a zero only when there
-// is no positive count.
-size_t PickComplement(const TableShape& shape, const std::vector<int64_t>& counts,
-                      const std::vector<bool>& suppressed, const std::vector<size_t>& candidates) {
-  size_t best = kNone;
-  auto better = [&](size_t a, size_t b) {  // a better than b
-    bool pa = counts[a] > 0, pb = counts[b] > 0;
-    if (pa != pb) return pa;
-    if (counts[a] != counts[b]) return counts[a] < counts[b];
-    bool ia = shape.IsInterior(a), ib = shape.IsInterior(b);
-    if (ia != ib) return ia;
-    return a < b;
-  };
-  for (size_t c : candidates) {
-    if (suppressed[c]) continue;
-    if (best == kNone || better(c, best)) best = c;
-  }
-  return best;
-}
+// LP optima of integer tables are compared with this slack: a bound of
+// 4.9999999 reaches 5.
+constexpr double kTolerance = 1e-6;
 
-// Suppresses a complement in every equation with exactly one suppressed
-// entry, until there is none.
-void CompleteLines(const TableShape& shape, const std::vector<int64_t>& counts,
-                   const std::vector<std::vector<size_t>>& equations,
-                   std::vector<bool>* suppressed) {
-  bool changed = true;
-  while (changed) {
-    changed = false;
-    for (const std::vector<size_t>& eq : equations) {
-      size_t n = 0;
-      for (size_t e : eq) n += (*suppressed)[e] ? 1 : 0;
-      if (n != 1) continue;
-      size_t pick = PickComplement(shape, counts, *suppressed, eq);
-      if (pick == kNone) continue;
-      (*suppressed)[pick] = true;
-      changed = true;
-    }
-  }
+// Simplex iterations allowed to one LP; a table needing more is refused
+// like one needing too many LPs.
+constexpr int kIterationLimit = 200000;
+
+absl::Status Refuse(absl::string_view why) {
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "the answer has too many small counts to protect (%s); group by fewer dimensions, "
+      "filter it, or ask for a coarser granularity",
+      why));
 }
 
 std::vector<std::vector<size_t>> BuildEquations(const std::vector<size_t>& sizes_,
@@ -89,6 +45,150 @@ std::vector<std::vector<size_t>> BuildEquations(const std::vector<size_t>& sizes
   }
   return out;
 }
+
+// The attacker's view of a table: one column per withheld entry, bounded
+// below by 0; each equation with a withheld entry becomes a row whose
+// right-hand side is what the published entries in it leave. Its optima
+// are the bounds an attacker can prove for a withheld entry.
+class RangeLp {
+ public:
+  RangeLp(const TableShape& shape, const std::vector<int64_t>& counts,
+          const std::vector<bool>& withheld)
+      : column_of_(shape.entries(), kNone) {
+    size_t n = 0;
+    for (size_t e = 0; e < shape.entries(); ++e) {
+      if (withheld[e]) column_of_[e] = n++;
+    }
+    lp_.AddColumns(n);
+    std::vector<std::pair<size_t, double>> terms;
+    for (const std::vector<size_t>& eq : shape.Equations()) {
+      terms.clear();
+      double rhs = 0;
+      for (size_t j = 0; j < eq.size(); ++j) {
+        const double sign = j + 1 == eq.size() ? -1.0 : 1.0;  // members minus their total
+        if (withheld[eq[j]]) {
+          terms.emplace_back(column_of_[eq[j]], sign);
+        } else {
+          rhs -= sign * static_cast<double>(counts[eq[j]]);
+        }
+      }
+      if (!terms.empty()) lp_.AddEqualityRow(terms, rhs);
+    }
+  }
+
+  // The least (`maximize` false) or greatest value of withheld `entry`;
+  // +infinity when nothing bounds it.
+  absl::StatusOr<double> Bound(size_t entry, bool maximize) {
+    if (objective_ != kNone) lp_.SetObjective(objective_, 0.0);
+    objective_ = column_of_[entry];
+    lp_.SetObjective(objective_, 1.0);
+    ASSIGN_OR_RETURN(LinearProgram::Outcome outcome, lp_.Solve(maximize, kIterationLimit));
+    switch (outcome) {
+      case LinearProgram::Outcome::kOptimal:
+        return lp_.Objective();
+      case LinearProgram::Outcome::kUnbounded:
+        return LinearProgram::kInfinity;
+      case LinearProgram::Outcome::kInfeasible:
+        break;
+    }
+    // The true counts are a solution: the table was inconsistent.
+    return absl::InternalError("aggregates: a table's totals do not add up");
+  }
+
+ private:
+  LinearProgram lp_;
+  std::vector<size_t> column_of_;
+  size_t objective_ = kNone;
+};
+
+// Chooses complements. Every entry e may move from its count a_e by
+// up_e - down_e (up_e >= 0, 0 <= down_e <= a_e, so the moved value stays
+// non-negative) while every equation still holds. Moving a published entry
+// costs UnitCost per unit, moving a withheld one nothing. The cheapest move
+// that takes an entry to a target bound names the published entries to
+// withhold: once they are, that move is a solution the attacker cannot
+// exclude, so the entry's range reaches the target.
+class ComplementLp {
+ public:
+  ComplementLp(const TableShape& shape, const std::vector<int64_t>& counts)
+      : counts_(counts), n_(shape.entries()), cost_(n_) {
+    lp_.AddColumns(2 * n_);
+    const int64_t largest = *std::max_element(counts.begin(), counts.end());
+    for (size_t e = 0; e < n_; ++e) {
+      lp_.SetBounds(Down(e), 0.0, static_cast<double>(counts[e]));
+      cost_[e] = UnitCost(counts[e], shape.IsInterior(e), largest);
+      lp_.SetObjective(Up(e), cost_[e]);
+      lp_.SetObjective(Down(e), cost_[e]);
+    }
+    std::vector<std::pair<size_t, double>> terms;
+    for (const std::vector<size_t>& eq : shape.Equations()) {
+      terms.clear();
+      for (size_t j = 0; j < eq.size(); ++j) {
+        const double sign = j + 1 == eq.size() ? -1.0 : 1.0;
+        terms.emplace_back(Up(eq[j]), sign);
+        terms.emplace_back(Down(eq[j]), -sign);
+      }
+      lp_.AddEqualityRow(terms, 0.0);
+    }
+  }
+
+  // Moving a withheld entry is free.
+  void Withhold(size_t entry) {
+    lp_.SetObjective(Up(entry), 0.0);
+    lp_.SetObjective(Down(entry), 0.0);
+  }
+
+  // The published entries (per `withheld`) to withhold so that `entry`
+  // can take a value >= target (`raise`) or <= target (otherwise).
+  // REQUIRES: target > counts[entry] when raising, target < counts[entry]
+  // and target >= 0 when lowering.
+  absl::StatusOr<std::vector<size_t>> Find(size_t entry, bool raise, double target,
+                                           const std::vector<bool>& withheld) {
+    const double a = static_cast<double>(counts_[entry]);
+    if (raise) {
+      lp_.SetBounds(Up(entry), target - a, LinearProgram::kInfinity);
+      lp_.SetBounds(Down(entry), 0.0, 0.0);
+    } else {
+      lp_.SetBounds(Up(entry), 0.0, 0.0);
+      lp_.SetBounds(Down(entry), a - target, a);
+    }
+    absl::StatusOr<LinearProgram::Outcome> outcome = lp_.Solve(false, kIterationLimit);
+    std::vector<size_t> found;
+    if (outcome.ok() && *outcome == LinearProgram::Outcome::kOptimal) {
+      for (size_t e = 0; e < n_; ++e) {
+        if (withheld[e]) continue;
+        if (lp_.Value(Up(e)) + lp_.Value(Down(e)) > kTolerance) found.push_back(e);
+      }
+    }
+    lp_.SetBounds(Up(entry), 0.0, LinearProgram::kInfinity);
+    lp_.SetBounds(Down(entry), 0.0, a);
+    RETURN_IF_ERROR(outcome.status());
+    // Raising an entry with all the totals above it, or lowering it with
+    // them, is always a move: the LP is feasible and bounded below.
+    if (*outcome != LinearProgram::Outcome::kOptimal) {
+      return absl::InternalError("aggregates: no move of an entry found for its protection");
+    }
+    return found;
+  }
+
+ private:
+  // Per unit moved: small counts are cheapest (the answer loses least);
+  // zeros (which can only move up) cost twice as much and totals four
+  // times, so that interior entries with counts are preferred.
+  static double UnitCost(int64_t count, bool interior, int64_t largest) {
+    double cost = 1.0 + static_cast<double>(count) / static_cast<double>(largest + 1);
+    if (count == 0) cost *= 2.0;
+    if (!interior) cost *= 4.0;
+    return cost;
+  }
+  size_t Up(size_t e) const { return e; }
+  size_t Down(size_t e) const { return n_ + e; }
+
+  LinearProgram lp_;
+  const std::vector<int64_t>& counts_;
+  size_t n_;
+  std::vector<double> cost_;
+};
 
 }  // namespace
 
@@ -136,115 +236,78 @@ void FillTotals(const TableShape& shape, std::vector<int64_t>* counts) {
   }
 }
 
-std::vector<bool> DeterminedEntries(const TableShape& shape, const std::vector<bool>& suppressed) {
-  std::vector<bool> determined(shape.entries(), false);
-  std::vector<size_t> column(shape.entries(), kNone);
-  std::vector<size_t> unknowns;
-  for (size_t i = 0; i < shape.entries(); ++i) {
-    if (suppressed[i]) {
-      column[i] = unknowns.size();
-      unknowns.push_back(i);
-    }
-  }
-  const size_t u = unknowns.size();
-  if (u == 0) return determined;
-  // Rows over the unknowns: +1 for the members, -1 for the total.
-  std::vector<std::vector<uint64_t>> rows;
-  for (const std::vector<size_t>& eq : shape.Equations()) {
-    std::vector<uint64_t> row(u, 0);
-    bool any = false;
-    for (size_t j = 0; j < eq.size(); ++j) {
-      if (column[eq[j]] == kNone) continue;
-      row[column[eq[j]]] = (j + 1 == eq.size()) ? kP - 1 : 1;
-      any = true;
-    }
-    if (any) rows.push_back(std::move(row));
-  }
-  // Reduced row echelon form.
-  size_t rank = 0;
-  std::vector<size_t> pivot_col;
-  for (size_t col = 0; col < u && rank < rows.size(); ++col) {
-    size_t pivot = rank;
-    while (pivot < rows.size() && rows[pivot][col] == 0) ++pivot;
-    if (pivot == rows.size()) continue;
-    std::swap(rows[rank], rows[pivot]);
-    std::vector<uint64_t>& p = rows[rank];
-    uint64_t inv = InvMod(p[col]);
-    for (size_t j = col; j < u; ++j) {
-      if (p[j] != 0) p[j] = MulMod(p[j], inv);
-    }
-    for (size_t r = 0; r < rows.size(); ++r) {
-      if (r == rank || rows[r][col] == 0) continue;
-      uint64_t f = rows[r][col];
-      std::vector<uint64_t>& row = rows[r];
-      for (size_t j = col; j < u; ++j) {
-        if (p[j] != 0) row[j] = SubMod(row[j], MulMod(f, p[j]));
-      }
-    }
-    pivot_col.push_back(col);
-    ++rank;
-  }
-  // An unknown is determined iff a row of the reduced form is its unit vector.
-  for (size_t r = 0; r < rank; ++r) {
-    size_t nonzero = 0;
-    for (size_t j = pivot_col[r]; j < u && nonzero < 2; ++j) nonzero += rows[r][j] != 0;
-    if (nonzero == 1) determined[unknowns[pivot_col[r]]] = true;
-  }
-  return determined;
-}
-
 absl::StatusOr<std::vector<bool>> Suppress(const TableShape& shape,
-                                           const std::vector<int64_t>& counts, uint32_t k) {
-  std::vector<bool> suppressed(shape.entries(), false);
-  for (size_t i = 0; i < shape.entries(); ++i) {
-    suppressed[i] = counts[i] >= 1 && counts[i] < static_cast<int64_t>(k);
+                                           const std::vector<int64_t>& counts,
+                                           const SuppressionOptions& options) {
+  const int64_t k = options.min_cell_count;
+  std::vector<bool> withheld(shape.entries(), false);
+  std::vector<size_t> primaries;
+  for (size_t e = 0; e < shape.entries(); ++e) {
+    if (counts[e] >= 1 && counts[e] < k) {
+      withheld[e] = true;
+      primaries.push_back(e);
+    }
   }
-  const std::vector<std::vector<size_t>>& equations = shape.Equations();
-  std::vector<std::vector<size_t>> equations_of(shape.entries());
-  for (size_t q = 0; q < equations.size(); ++q) {
-    for (size_t e : equations[q]) equations_of[e].push_back(q);
-  }
-  auto too_many = [&] {
-    return static_cast<size_t>(std::count(suppressed.begin(), suppressed.end(), true)) >
-           kMaxSuppressedPerTable;
+  size_t withheld_count = primaries.size();
+  auto check_count = [&]() -> absl::Status {
+    if (withheld_count <= options.max_suppressed) return absl::OkStatus();
+    return Refuse(
+        absl::StrFormat("more than %d entries of one table withheld", options.max_suppressed));
   };
-  CompleteLines(shape, counts, equations, &suppressed);
-  while (true) {
-    if (too_many()) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "the answer has too many small counts to protect (more than %d withheld in one "
-          "table); group by fewer dimensions or filter it",
-          kMaxSuppressedPerTable));
-    }
-    std::vector<bool> determined = DeterminedEntries(shape, suppressed);
-    bool any = false, added = false;
-    for (size_t e = 0; e < shape.entries(); ++e) {
-      if (!determined[e]) continue;
-      any = true;
-      std::vector<size_t> near;
-      for (size_t q : equations_of[e])
-        near.insert(near.end(), equations[q].begin(), equations[q].end());
-      size_t pick = PickComplement(shape, counts, suppressed, near);
-      if (pick == kNone) {
-        // Every neighbour is withheld: widen to the equations of any
-        // suppressed entry.
-        std::vector<size_t> wider;
-        for (const std::vector<size_t>& eq : equations) {
-          bool touches = std::any_of(eq.begin(), eq.end(), [&](size_t x) { return suppressed[x]; });
-          if (touches) wider.insert(wider.end(), eq.begin(), eq.end());
+  RETURN_IF_ERROR(check_count());
+  size_t solves = 0;
+  auto spend = [&]() -> absl::Status {
+    if (++solves <= options.max_lp_solves) return absl::OkStatus();
+    return Refuse(
+        absl::StrFormat("more than %d linear programs for one table", options.max_lp_solves));
+  };
+  const double high = static_cast<double>(k + options.protection.high_above_k);
+  const double low = static_cast<double>(options.protection.low);
+
+  // Withholding more only widens ranges (the old solutions stay
+  // solutions), so a primary protected once stays protected: one pass.
+  std::optional<RangeLp> ranges;
+  std::optional<ComplementLp> complements;
+  for (size_t p : primaries) {
+    while (true) {
+      if (!ranges.has_value()) ranges.emplace(shape, counts, withheld);
+      RETURN_IF_ERROR(spend());
+      absl::StatusOr<double> hi = ranges->Bound(p, true);
+      if (absl::IsResourceExhausted(hi.status())) return Refuse(hi.status().message());
+      RETURN_IF_ERROR(hi.status());
+      const bool raise = *hi < high - kTolerance;
+      if (!raise) {
+        if (static_cast<double>(counts[p]) <= low) break;
+        RETURN_IF_ERROR(spend());
+        absl::StatusOr<double> lo = ranges->Bound(p, false);
+        if (absl::IsResourceExhausted(lo.status())) return Refuse(lo.status().message());
+        RETURN_IF_ERROR(lo.status());
+        if (*lo <= low + kTolerance) break;
+      }
+      if (!complements.has_value()) {
+        complements.emplace(shape, counts);
+        for (size_t e = 0; e < shape.entries(); ++e) {
+          if (withheld[e]) complements->Withhold(e);
         }
-        pick = PickComplement(shape, counts, suppressed, wider);
       }
-      if (pick != kNone) {
-        suppressed[pick] = true;
-        added = true;
+      RETURN_IF_ERROR(spend());
+      absl::StatusOr<std::vector<size_t>> added =
+          complements->Find(p, raise, raise ? high : low, withheld);
+      if (absl::IsResourceExhausted(added.status())) return Refuse(added.status().message());
+      RETURN_IF_ERROR(added.status());
+      if (added->empty()) {
+        return absl::InternalError("aggregates: the LPs disagree on a protection range");
       }
+      for (size_t e : *added) {
+        withheld[e] = true;
+        complements->Withhold(e);
+      }
+      withheld_count += added->size();
+      RETURN_IF_ERROR(check_count());
+      ranges.reset();
     }
-    if (!any) break;
-    if (!added) return absl::InternalError("aggregates: suppression found no complement");
-    CompleteLines(shape, counts, equations, &suppressed);
   }
-  return suppressed;
+  return withheld;
 }
 
 }  // namespace fieldsync::aggregates
