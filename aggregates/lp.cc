@@ -45,6 +45,16 @@ void LeaveShared() ABSL_NO_THREAD_SAFETY_ANALYSIS {
 
 int Col(size_t col) { return static_cast<int>(col) + 1; }
 
+// GLPK's bound type for [lower, upper]; an infinite bound's value is unused.
+int BoundType(double lower, double upper) {
+  const bool has_lower = !std::isinf(lower), has_upper = !std::isinf(upper);
+  if (has_lower && has_upper) return lower == upper ? GLP_FX : GLP_DB;
+  if (has_lower) return GLP_LO;
+  if (has_upper) return GLP_UP;
+  return GLP_FR;
+}
+double Finite(double bound) { return std::isinf(bound) ? 0.0 : bound; }
+
 }  // namespace
 
 LinearProgram::LinearProgram() {
@@ -73,23 +83,17 @@ size_t LinearProgram::AddColumns(size_t n) {
 }
 
 void LinearProgram::SetBounds(size_t col, double lower, double upper) {
-  int type = GLP_DB;
-  if (std::isinf(upper)) {
-    type = GLP_LO;
-    upper = 0.0;
-  } else if (lower == upper) {
-    type = GLP_FX;
-  }
-  glp_set_col_bnds(lp_, Col(col), type, lower, upper);
+  glp_set_col_bnds(lp_, Col(col), BoundType(lower, upper), Finite(lower), Finite(upper));
 }
 
 void LinearProgram::SetObjective(size_t col, double coefficient) {
   glp_set_obj_coef(lp_, Col(col), coefficient);
 }
 
-void LinearProgram::AddEqualityRow(std::span<const std::pair<size_t, double>> terms, double rhs) {
+void LinearProgram::AddRow(std::span<const std::pair<size_t, double>> terms, double lower,
+                           double upper) {
   const int row = glp_add_rows(lp_, 1);
-  glp_set_row_bnds(lp_, row, GLP_FX, rhs, rhs);
+  glp_set_row_bnds(lp_, row, BoundType(lower, upper), Finite(lower), Finite(upper));
   // GLPK's arrays are 1-based: element 0 is unused.
   std::vector<int> index(terms.size() + 1, 0);
   std::vector<double> value(terms.size() + 1, 0.0);

@@ -40,13 +40,14 @@ class LinearProgram {
   // returns the index of the first.
   size_t AddColumns(size_t n);
   size_t columns() const { return columns_; }
-  // REQUIRES: col < columns(), lower <= upper, lower finite (upper may be
-  // kInfinity).
+  // Either bound may be infinite (-kInfinity, kInfinity). REQUIRES:
+  // col < columns(), lower <= upper.
   void SetBounds(size_t col, double lower, double upper);
   void SetObjective(size_t col, double coefficient);
-  // Adds the row sum(coefficient * x_col) = rhs. REQUIRES: each column at
-  // most once, every column < columns().
-  void AddEqualityRow(std::span<const std::pair<size_t, double>> terms, double rhs);
+  // Adds the row lower <= sum(coefficient * x_col) <= upper (an equation
+  // when lower == upper; either bound may be infinite). REQUIRES: each
+  // column at most once, every column < columns(), lower <= upper.
+  void AddRow(std::span<const std::pair<size_t, double>> terms, double lower, double upper);
 
   enum class Outcome { kOptimal, kUnbounded, kInfeasible };
   // Solves with the objective minimized (`maximize` false) or maximized.

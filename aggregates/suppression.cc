@@ -1,6 +1,7 @@
 #include "aggregates/suppression.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -46,33 +47,37 @@ std::vector<std::vector<size_t>> BuildEquations(const std::vector<size_t>& sizes
   return out;
 }
 
-// The attacker's view of a table: one column per withheld entry, bounded
-// below by 0; each equation with a withheld entry becomes a row whose
-// right-hand side is what the published entries in it leave. Its optima
-// are the bounds an attacker can prove for a withheld entry.
+// The attacker's view of a table. A withheld entry e is a_e + d_e, with a
+// free column d_e and a row d_e >= -a_e (non-negativity); each equation
+// with a withheld entry becomes a row over the d's equal to 0 (the true
+// counts satisfy it). So d = 0 is a solution and GLPK's first basis is
+// already feasible: a solve goes straight to optimizing. Its optima are the
+// bounds an attacker can prove for a withheld entry.
 class RangeLp {
  public:
   RangeLp(const TableShape& shape, const std::vector<int64_t>& counts,
           const std::vector<bool>& withheld)
-      : column_of_(shape.entries(), kNone) {
-    size_t n = 0;
+      : counts_(counts), column_of_(shape.entries(), kNone) {
     for (size_t e = 0; e < shape.entries(); ++e) {
-      if (withheld[e]) column_of_[e] = n++;
+      if (!withheld[e]) continue;
+      column_of_[e] = entry_of_.size();
+      entry_of_.push_back(e);
     }
-    lp_.AddColumns(n);
+    lp_.AddColumns(entry_of_.size());
     std::vector<std::pair<size_t, double>> terms;
+    for (size_t e = 0; e < shape.entries(); ++e) {
+      if (column_of_[e] == kNone) continue;
+      lp_.SetBounds(column_of_[e], -LinearProgram::kInfinity, LinearProgram::kInfinity);
+      terms = {{column_of_[e], 1.0}};
+      lp_.AddRow(terms, -static_cast<double>(counts[e]), LinearProgram::kInfinity);
+    }
     for (const std::vector<size_t>& eq : shape.Equations()) {
       terms.clear();
-      double rhs = 0;
       for (size_t j = 0; j < eq.size(); ++j) {
         const double sign = j + 1 == eq.size() ? -1.0 : 1.0;  // members minus their total
-        if (withheld[eq[j]]) {
-          terms.emplace_back(column_of_[eq[j]], sign);
-        } else {
-          rhs -= sign * static_cast<double>(counts[eq[j]]);
-        }
+        if (withheld[eq[j]]) terms.emplace_back(column_of_[eq[j]], sign);
       }
-      if (!terms.empty()) lp_.AddEqualityRow(terms, rhs);
+      if (!terms.empty()) lp_.AddRow(terms, 0.0, 0.0);
     }
   }
 
@@ -85,19 +90,31 @@ class RangeLp {
     ASSIGN_OR_RETURN(LinearProgram::Outcome outcome, lp_.Solve(maximize, kIterationLimit));
     switch (outcome) {
       case LinearProgram::Outcome::kOptimal:
-        return lp_.Objective();
+        return static_cast<double>(counts_[entry]) + lp_.Objective();
       case LinearProgram::Outcome::kUnbounded:
-        return LinearProgram::kInfinity;
+        if (maximize) return LinearProgram::kInfinity;
+        break;
       case LinearProgram::Outcome::kInfeasible:
         break;
     }
-    // The true counts are a solution: the table was inconsistent.
-    return absl::InternalError("aggregates: a table's totals do not add up");
+    // d = 0 is a solution and every entry is at least 0.
+    return absl::InternalError("aggregates: a protection LP has no optimum");
+  }
+
+  // Calls note(entry, value) for every withheld entry in the solution the
+  // last Bound found. REQUIRES: that Bound returned a finite value.
+  template <typename Note>
+  void ForEachValue(Note note) const {
+    for (size_t col = 0; col < entry_of_.size(); ++col) {
+      note(entry_of_[col], static_cast<double>(counts_[entry_of_[col]]) + lp_.Value(col));
+    }
   }
 
  private:
   LinearProgram lp_;
+  const std::vector<int64_t>& counts_;
   std::vector<size_t> column_of_;
+  std::vector<size_t> entry_of_;
   size_t objective_ = kNone;
 };
 
@@ -128,7 +145,7 @@ class ComplementLp {
         terms.emplace_back(Up(eq[j]), sign);
         terms.emplace_back(Down(eq[j]), -sign);
       }
-      lp_.AddEqualityRow(terms, 0.0);
+      lp_.AddRow(terms, 0.0, 0.0);
     }
   }
 
@@ -139,11 +156,13 @@ class ComplementLp {
   }
 
   // The published entries (per `withheld`) to withhold so that `entry`
-  // can take a value >= target (`raise`) or <= target (otherwise).
+  // can take a value >= target (`raise`) or <= target (otherwise). Calls
+  // note(e, value) with every withheld entry's value in the move found.
   // REQUIRES: target > counts[entry] when raising, target < counts[entry]
   // and target >= 0 when lowering.
+  template <typename Note>
   absl::StatusOr<std::vector<size_t>> Find(size_t entry, bool raise, double target,
-                                           const std::vector<bool>& withheld) {
+                                           const std::vector<bool>& withheld, Note note) {
     const double a = static_cast<double>(counts_[entry]);
     if (raise) {
       lp_.SetBounds(Up(entry), target - a, LinearProgram::kInfinity);
@@ -156,8 +175,12 @@ class ComplementLp {
     std::vector<size_t> found;
     if (outcome.ok() && *outcome == LinearProgram::Outcome::kOptimal) {
       for (size_t e = 0; e < n_; ++e) {
-        if (withheld[e]) continue;
-        if (lp_.Value(Up(e)) + lp_.Value(Down(e)) > kTolerance) found.push_back(e);
+        const double up = lp_.Value(Up(e)), down = lp_.Value(Down(e));
+        if (withheld[e]) {
+          note(e, static_cast<double>(counts_[e]) + up - down);
+        } else if (up + down > kTolerance) {
+          found.push_back(e);
+        }
       }
     }
     lp_.SetBounds(Up(entry), 0.0, LinearProgram::kInfinity);
@@ -264,26 +287,39 @@ absl::StatusOr<std::vector<bool>> Suppress(const TableShape& shape,
   const double high = static_cast<double>(k + options.protection.high_above_k);
   const double low = static_cast<double>(options.protection.low);
 
-  // Withholding more only widens ranges (the old solutions stay
-  // solutions), so a primary protected once stays protected: one pass.
+  // Withholding more only widens ranges: a solution of the attacker's
+  // equations stays one. So a primary protected once stays protected (one
+  // pass suffices), and any solution met on the way, an LP's optimum or a
+  // move once its entries are withheld, is a witness: every primary it
+  // takes to `high` or more (to `low` or less) needs no LP for that bound.
+  std::vector<bool> reaches_high(shape.entries(), false), reaches_low(shape.entries(), false);
   std::optional<RangeLp> ranges;
+  auto note = [&](size_t e, double value) {
+    if (value >= high - kTolerance) reaches_high[e] = true;
+    if (value <= low + kTolerance) reaches_low[e] = true;
+  };
+  auto bound = [&](size_t p, bool maximize) -> absl::StatusOr<double> {
+    RETURN_IF_ERROR(spend());
+    absl::StatusOr<double> b = ranges->Bound(p, maximize);
+    if (absl::IsResourceExhausted(b.status())) return Refuse(b.status().message());
+    if (b.ok() && !std::isinf(*b)) ranges->ForEachValue(note);
+    return b;
+  };
   std::optional<ComplementLp> complements;
   for (size_t p : primaries) {
+    if (static_cast<double>(counts[p]) <= low) reaches_low[p] = true;
     while (true) {
       if (!ranges.has_value()) ranges.emplace(shape, counts, withheld);
-      RETURN_IF_ERROR(spend());
-      absl::StatusOr<double> hi = ranges->Bound(p, true);
-      if (absl::IsResourceExhausted(hi.status())) return Refuse(hi.status().message());
-      RETURN_IF_ERROR(hi.status());
-      const bool raise = *hi < high - kTolerance;
-      if (!raise) {
-        if (static_cast<double>(counts[p]) <= low) break;
-        RETURN_IF_ERROR(spend());
-        absl::StatusOr<double> lo = ranges->Bound(p, false);
-        if (absl::IsResourceExhausted(lo.status())) return Refuse(lo.status().message());
-        RETURN_IF_ERROR(lo.status());
-        if (*lo <= low + kTolerance) break;
+      if (!reaches_high[p]) {
+        ASSIGN_OR_RETURN(double hi, bound(p, true));
+        if (hi >= high - kTolerance) reaches_high[p] = true;
       }
+      const bool raise = !reaches_high[p];
+      if (!raise && !reaches_low[p]) {
+        ASSIGN_OR_RETURN(double lo, bound(p, false));
+        if (lo <= low + kTolerance) reaches_low[p] = true;
+      }
+      if (reaches_high[p] && reaches_low[p]) break;
       if (!complements.has_value()) {
         complements.emplace(shape, counts);
         for (size_t e = 0; e < shape.entries(); ++e) {
@@ -291,8 +327,10 @@ absl::StatusOr<std::vector<bool>> Suppress(const TableShape& shape,
         }
       }
       RETURN_IF_ERROR(spend());
+      std::vector<std::pair<size_t, double>> moved;
       absl::StatusOr<std::vector<size_t>> added =
-          complements->Find(p, raise, raise ? high : low, withheld);
+          complements->Find(p, raise, raise ? high : low, withheld,
+                            [&](size_t e, double value) { moved.emplace_back(e, value); });
       if (absl::IsResourceExhausted(added.status())) return Refuse(added.status().message());
       RETURN_IF_ERROR(added.status());
       if (added->empty()) {
@@ -302,6 +340,8 @@ absl::StatusOr<std::vector<bool>> Suppress(const TableShape& shape,
         withheld[e] = true;
         complements->Withhold(e);
       }
+      // Now that its entries are withheld, the move is a solution.
+      for (const auto& [e, value] : moved) note(e, value);
       withheld_count += added->size();
       RETURN_IF_ERROR(check_count());
       ranges.reset();
