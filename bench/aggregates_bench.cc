@@ -186,8 +186,9 @@ BENCHMARK(BM_QueryStockTwoGroupBys)->Unit(benchmark::kMillisecond)->Iterations(3
 // Disclosure control of one sparse table, where small counts need the
 // protection LPs: `cases` cases spread at random (fixed seed) over district
 // (8) x sex (4) x age band (5), and x priority (3) for the 4-dimension
-// table. Args: dimensions, cases. Reports withheld entries and LP-free
-// time is not separated: this is Suppress as RunQuery calls it per table.
+// table. Args: dimensions, cases. One iteration is one Suppress call, as
+// RunQuery makes per period's table; counters give the table's size, its
+// counts from 1 to 4 and the entries withheld.
 void BM_SuppressSparseTable(benchmark::State& state) {
   const bool four = state.range(0) == 4;
   std::vector<size_t> sizes = {8, 4, 5};
