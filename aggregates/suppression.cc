@@ -6,6 +6,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_format.h"
 #include "aggregates/lp.h"
 #include "common/status_macros.h"
@@ -118,79 +119,130 @@ class RangeLp {
   size_t objective_ = kNone;
 };
 
-// Chooses complements. Every entry e may move from its count a_e by
+// Chooses complements. An entry e may move from its count a_e by
 // up_e - down_e (up_e >= 0, 0 <= down_e <= a_e, so the moved value stays
 // non-negative) while every equation still holds. Moving a published entry
 // costs UnitCost per unit, moving a withheld one nothing. The cheapest move
 // that takes an entry to a target bound names the published entries to
 // withhold: once they are, that move is a solution the attacker cannot
 // exclude, so the entry's range reaches the target.
-class ComplementLp {
+//
+// Only the entries of a box around the entry move: along each dimension
+// its own value, the total and the kBoxOthers cheapest other values (of the
+// entries next to it along that dimension), or every value along a
+// dimension where the entry is a total. The box keeps the LP small (at
+// most 6 values per dimension for an interior entry) and always holds a
+// move: the entry with every total above it (up), or with its members
+// down.
+class ComplementFinder {
  public:
-  ComplementLp(const TableShape& shape, const std::vector<int64_t>& counts)
-      : counts_(counts), n_(shape.entries()), cost_(n_) {
-    lp_.AddColumns(2 * n_);
-    const int64_t largest = *std::max_element(counts.begin(), counts.end());
-    for (size_t e = 0; e < n_; ++e) {
-      lp_.SetBounds(Down(e), 0.0, static_cast<double>(counts[e]));
-      cost_[e] = UnitCost(counts[e], shape.IsInterior(e), largest);
-      lp_.SetObjective(Up(e), cost_[e]);
-      lp_.SetObjective(Down(e), cost_[e]);
-    }
-    std::vector<std::pair<size_t, double>> terms;
-    for (const std::vector<size_t>& eq : shape.Equations()) {
-      terms.clear();
-      for (size_t j = 0; j < eq.size(); ++j) {
-        const double sign = j + 1 == eq.size() ? -1.0 : 1.0;
-        terms.emplace_back(Up(eq[j]), sign);
-        terms.emplace_back(Down(eq[j]), -sign);
-      }
-      lp_.AddRow(terms, 0.0, 0.0);
-    }
-  }
+  static constexpr size_t kBoxOthers = 4;
 
-  // Moving a withheld entry is free.
-  void Withhold(size_t entry) {
-    lp_.SetObjective(Up(entry), 0.0);
-    lp_.SetObjective(Down(entry), 0.0);
+  ComplementFinder(const TableShape& shape, const std::vector<int64_t>& counts)
+      : shape_(shape), counts_(counts), cost_(shape.entries()) {
+    const int64_t largest = *std::max_element(counts.begin(), counts.end());
+    for (size_t e = 0; e < shape.entries(); ++e) {
+      cost_[e] = UnitCost(counts[e], shape.IsInterior(e), largest);
+    }
   }
 
   // The published entries (per `withheld`) to withhold so that `entry`
   // can take a value >= target (`raise`) or <= target (otherwise). Calls
-  // note(e, value) with every withheld entry's value in the move found.
+  // note(e, value) with withheld entries' values in the move found.
   // REQUIRES: target > counts[entry] when raising, target < counts[entry]
   // and target >= 0 when lowering.
   template <typename Note>
   absl::StatusOr<std::vector<size_t>> Find(size_t entry, bool raise, double target,
                                            const std::vector<bool>& withheld, Note note) {
+    const std::vector<size_t>& sizes = shape_.sizes();
+    const std::vector<size_t> at = shape_.Coords(entry);
+    auto cost = [&](size_t e) { return withheld[e] ? 0.0 : cost_[e]; };
+    // The box's values along each dimension, and its entries.
+    std::vector<std::vector<size_t>> values(sizes.size());
+    for (size_t d = 0; d < sizes.size(); ++d) {
+      std::vector<std::pair<double, size_t>> others;
+      std::vector<size_t> c = at;
+      for (size_t v = 0; v < sizes[d]; ++v) {
+        if (v == at[d]) continue;
+        c[d] = v;
+        others.emplace_back(cost(shape_.Index(c)), v);
+      }
+      std::sort(others.begin(), others.end());
+      values[d].push_back(at[d]);
+      // Lowering a total takes its members down: all of them may be needed.
+      const size_t keep = at[d] == sizes[d] ? others.size() : kBoxOthers;
+      for (size_t i = 0; i < others.size() && i < keep; ++i) {
+        values[d].push_back(others[i].second);
+      }
+      if (at[d] != sizes[d]) values[d].push_back(sizes[d]);
+    }
+    std::vector<size_t> box;  // entries
+    std::vector<size_t> pick(sizes.size(), 0), c(sizes.size());
+    while (true) {
+      for (size_t d = 0; d < sizes.size(); ++d) c[d] = values[d][pick[d]];
+      box.push_back(shape_.Index(c));
+      size_t d = sizes.size();
+      while (d > 0 && ++pick[d - 1] == values[d - 1].size()) pick[--d] = 0;
+      if (d == 0) break;
+    }
+    absl::flat_hash_map<size_t, size_t> local;
+    for (size_t i = 0; i < box.size(); ++i) local[box[i]] = i;
+    const size_t n = box.size();
+    auto up = [](size_t i) { return 2 * i; };
+    auto down = [](size_t i) { return 2 * i + 1; };
+
+    LinearProgram lp;
+    lp.AddColumns(2 * n);
+    for (size_t i = 0; i < n; ++i) {
+      const double a = static_cast<double>(counts_[box[i]]);
+      lp.SetBounds(down(i), 0.0, a);
+      lp.SetObjective(up(i), cost(box[i]));
+      lp.SetObjective(down(i), cost(box[i]));
+    }
+    const size_t me = local.at(entry);
     const double a = static_cast<double>(counts_[entry]);
     if (raise) {
-      lp_.SetBounds(Up(entry), target - a, LinearProgram::kInfinity);
-      lp_.SetBounds(Down(entry), 0.0, 0.0);
+      lp.SetBounds(up(me), target - a, LinearProgram::kInfinity);
+      lp.SetBounds(down(me), 0.0, 0.0);
     } else {
-      lp_.SetBounds(Up(entry), 0.0, 0.0);
-      lp_.SetBounds(Down(entry), a - target, a);
+      lp.SetBounds(up(me), 0.0, 0.0);
+      lp.SetBounds(down(me), a - target, a);
     }
-    absl::StatusOr<LinearProgram::Outcome> outcome = lp_.Solve(false, kIterationLimit);
-    std::vector<size_t> found;
-    if (outcome.ok() && *outcome == LinearProgram::Outcome::kOptimal) {
-      for (size_t e = 0; e < n_; ++e) {
-        const double up = lp_.Value(Up(e)), down = lp_.Value(Down(e));
-        if (withheld[e]) {
-          note(e, static_cast<double>(counts_[e]) + up - down);
-        } else if (up + down > kTolerance) {
-          found.push_back(e);
+    // Every line through the box, along each dimension: the members in the
+    // box minus the total; the members outside do not move.
+    std::vector<std::pair<size_t, double>> terms;
+    for (size_t i = 0; i < n; ++i) {
+      std::vector<size_t> t = shape_.Coords(box[i]);
+      for (size_t d = 0; d < sizes.size(); ++d) {
+        if (t[d] != sizes[d]) continue;
+        terms = {{up(i), -1.0}, {down(i), 1.0}};
+        for (size_t v : values[d]) {
+          if (v == sizes[d]) continue;
+          t[d] = v;
+          const size_t j = local.at(shape_.Index(t));
+          terms.emplace_back(up(j), 1.0);
+          terms.emplace_back(down(j), -1.0);
         }
+        t[d] = sizes[d];
+        lp.AddRow(terms, 0.0, 0.0);
       }
     }
-    lp_.SetBounds(Up(entry), 0.0, LinearProgram::kInfinity);
-    lp_.SetBounds(Down(entry), 0.0, a);
-    RETURN_IF_ERROR(outcome.status());
+    ASSIGN_OR_RETURN(LinearProgram::Outcome outcome, lp.Solve(false, kIterationLimit));
     // Raising an entry with all the totals above it, or lowering it with
     // them, is always a move: the LP is feasible and bounded below.
-    if (*outcome != LinearProgram::Outcome::kOptimal) {
+    if (outcome != LinearProgram::Outcome::kOptimal) {
       return absl::InternalError("aggregates: no move of an entry found for its protection");
     }
+    std::vector<size_t> found;
+    for (size_t i = 0; i < n; ++i) {
+      const double u = lp.Value(up(i)), v = lp.Value(down(i));
+      if (withheld[box[i]]) {
+        note(box[i], static_cast<double>(counts_[box[i]]) + u - v);
+      } else if (u + v > kTolerance) {
+        found.push_back(box[i]);
+      }
+    }
+    std::sort(found.begin(), found.end());
     return found;
   }
 
@@ -204,12 +256,9 @@ class ComplementLp {
     if (!interior) cost *= 4.0;
     return cost;
   }
-  size_t Up(size_t e) const { return e; }
-  size_t Down(size_t e) const { return n_ + e; }
 
-  LinearProgram lp_;
+  const TableShape& shape_;
   const std::vector<int64_t>& counts_;
-  size_t n_;
   std::vector<double> cost_;
 };
 
@@ -305,7 +354,7 @@ absl::StatusOr<std::vector<bool>> Suppress(const TableShape& shape,
     if (b.ok() && !std::isinf(*b)) ranges->ForEachValue(note);
     return b;
   };
-  std::optional<ComplementLp> complements;
+  std::optional<ComplementFinder> complements;
   for (size_t p : primaries) {
     if (static_cast<double>(counts[p]) <= low) reaches_low[p] = true;
     while (true) {
@@ -320,12 +369,7 @@ absl::StatusOr<std::vector<bool>> Suppress(const TableShape& shape,
         if (lo <= low + kTolerance) reaches_low[p] = true;
       }
       if (reaches_high[p] && reaches_low[p]) break;
-      if (!complements.has_value()) {
-        complements.emplace(shape, counts);
-        for (size_t e = 0; e < shape.entries(); ++e) {
-          if (withheld[e]) complements->Withhold(e);
-        }
-      }
+      if (!complements.has_value()) complements.emplace(shape, counts);
       RETURN_IF_ERROR(spend());
       std::vector<std::pair<size_t, double>> moved;
       absl::StatusOr<std::vector<size_t>> added =
@@ -336,10 +380,7 @@ absl::StatusOr<std::vector<bool>> Suppress(const TableShape& shape,
       if (added->empty()) {
         return absl::InternalError("aggregates: the LPs disagree on a protection range");
       }
-      for (size_t e : *added) {
-        withheld[e] = true;
-        complements->Withhold(e);
-      }
+      for (size_t e : *added) withheld[e] = true;
       // Now that its entries are withheld, the move is a solution.
       for (const auto& [e, value] : moved) note(e, value);
       withheld_count += added->size();
