@@ -272,12 +272,13 @@ absl::StatusOr<v1::QueryResponse> RunQuery(storage::Store* store, const Metrics&
   }
   std::vector<std::vector<size_t>> coords_of(shape.entries());
   for (size_t e = 0; e < shape.entries(); ++e) coords_of[e] = shape.Coords(e);
+  SuppressionOptions protection;
+  protection.min_cell_count = metrics.min_cell_count();
   for (size_t p = 0; p < periods.size(); ++p) {
     std::vector<int64_t> counts(shape.entries(), 0);
     for (size_t gi = 0; gi < sums[p].size(); ++gi) counts[entry_of[gi]] += sums[p][gi];
     FillTotals(shape, &counts);
-    ASSIGN_OR_RETURN(std::vector<bool> suppressed,
-                     Suppress(shape, counts, metrics.min_cell_count()));
+    ASSIGN_OR_RETURN(std::vector<bool> suppressed, Suppress(shape, counts, protection));
     for (size_t e = 0; e < shape.entries(); ++e) {
       v1::AggregateCell* cell = response.add_cells();
       cell->set_period(periods[p].label);

@@ -21,6 +21,7 @@
 #include "aggregates/metrics.h"
 #include "aggregates/periods.h"
 #include "aggregates/query.h"
+#include "aggregates/suppression.h"
 #include "benchmark/benchmark.h"
 #include "common/clock.h"
 #include "common/uuid.h"
@@ -181,6 +182,50 @@ void BM_QueryStockTwoGroupBys(benchmark::State& state) {
   ReportPercentiles(state, ms);
 }
 BENCHMARK(BM_QueryStockTwoGroupBys)->Unit(benchmark::kMillisecond)->Iterations(300);
+
+// Disclosure control of one sparse table, where small counts need the
+// protection LPs: `cases` cases spread at random (fixed seed) over district
+// (8) x sex (4) x age band (5), and x priority (3) for the 4-dimension
+// table. Args: dimensions, cases. One iteration is one Suppress call, as
+// RunQuery makes per period's table; counters give the table's size, its
+// counts from 1 to 4 and the entries withheld.
+void BM_SuppressSparseTable(benchmark::State& state) {
+  const bool four = state.range(0) == 4;
+  std::vector<size_t> sizes = {8, 4, 5};
+  if (four) sizes.push_back(3);
+  TableShape shape(sizes);
+  std::vector<int64_t> counts(shape.entries(), 0);
+  std::mt19937_64 rng(3);
+  std::vector<size_t> interior;
+  for (size_t e = 0; e < shape.entries(); ++e) {
+    if (shape.IsInterior(e)) interior.push_back(e);
+  }
+  for (int64_t i = 0; i < state.range(1); ++i) {
+    // Skewed: most cases in a few cells, as in a real caseload.
+    size_t a = rng() % interior.size(), b = rng() % interior.size();
+    counts[interior[std::min(a, b)]] += 1;
+  }
+  FillTotals(shape, &counts);
+  SuppressionOptions options;
+  size_t withheld = 0, small = 0;
+  for (int64_t c : counts) small += c >= 1 && c < 5;
+  for (auto _ : state) {
+    auto s = Suppress(shape, counts, options);
+    if (!s.ok()) {
+      state.SkipWithError(std::string(s.status().message()).c_str());
+      break;
+    }
+    withheld = static_cast<size_t>(std::count(s->begin(), s->end(), true));
+  }
+  state.counters["entries"] = static_cast<double>(shape.entries());
+  state.counters["small"] = static_cast<double>(small);
+  state.counters["withheld"] = static_cast<double>(withheld);
+}
+BENCHMARK(BM_SuppressSparseTable)
+    ->Args({3, 300})
+    ->Args({3, 1000})
+    ->Args({4, 1000})
+    ->Unit(benchmark::kMillisecond);
 
 // Ingest throughput with and without counter maintenance: batches of 100
 // changes pushed by one device, real field encryption, synced WAL (first

@@ -14,6 +14,7 @@ PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev librocksdb-dev libspdlog-dev libssl-dev libicu-dev libzstd-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
+  libglpk-dev coinor-libclp-dev
   openssl
   python3 python3-grpcio python3-protobuf python3-cryptography python3-jsonschema
 )

@@ -233,34 +233,45 @@ TEST_F(QueryTest, BadRequestsGetAReason) {
 
 // The disclosure property over the whole query path: random sparse
 // counters, random group-bys and filters; in no answer is a count from 1
-// to k-1 published, and the attacker recovers no suppressed entry of any
-// period's table from the published ones.
+// to k-1 published, and for every withheld one the attacker's range (LPs
+// over the published entries of its period's table and non-negativity)
+// reaches 0 and k.
 TEST_F(QueryTest, NoAnswerRevealsASmallCount) {
   fieldsync::testing::SeededRandom random(7);
   static const char* kRegion[] = {"central", "northern", "eastern", "western"};
   static const char* kSex[] = {"female", "male", "other", "unknown"};
   static const char* kAge[] = {"0_4", "5_9", "10_14", "15_17", "unknown"};
+  std::map<std::vector<std::string>, int64_t> truth;  // (region, sex, age) -> count
   for (int i = 0; i < 120; ++i) {
     int64_t count = random.Uniform(3) == 0 ? 1 + random.Uniform(4) : 5 + random.Uniform(30);
-    Put("open_cases", kStockGranularity, 0,
-        {kRegion[random.Uniform(4)], kSex[random.Uniform(4)], kAge[random.Uniform(5)]}, count);
+    std::vector<std::string> key = {kRegion[random.Uniform(4)], kSex[random.Uniform(4)],
+                                    kAge[random.Uniform(5)]};
+    Put("open_cases", kStockGranularity, 0, key, count);
+    truth[key] += count;
   }
   const std::vector<std::string> dims = {"region", "sex", "age_band"};
-  int answers = 0, withheld = 0;
+  int answers = 0, withheld = 0, small = 0;
   for (int q = 0; q < 40; ++q) {
-    std::vector<std::string> group;
-    for (const std::string& d : dims) {
+    std::vector<size_t> group;
+    for (size_t d = 0; d < dims.size(); ++d) {
       if (random.Uniform(2)) group.push_back(d);
     }
-    v1::QueryRequest r = Request("open_cases", group);
+    std::vector<std::string> group_names;
+    for (size_t d : group) group_names.push_back(dims[d]);
+    v1::QueryRequest r = Request("open_cases", group_names);
+    std::set<std::string> ages(std::begin(kAge), std::end(kAge));
     if (random.Uniform(2)) {
       v1::DimensionFilter* f = r.add_filters();
       f->set_dimension("age_band");
-      f->add_values(kAge[random.Uniform(5)]);
-      f->add_values(kAge[random.Uniform(5)]);
+      ages = {kAge[random.Uniform(5)], kAge[random.Uniform(5)]};
+      for (const std::string& a : ages) f->add_values(a);
     }
-    Scope scope = random.Uniform(2) ? AllRegions() : Regions({"northern", "western"});
-    absl::StatusOr<v1::QueryResponse> a = Run(r, scope);
+    const bool all = random.Uniform(2);
+    const std::set<std::string> regions =
+        all ? std::set<std::string>(std::begin(kRegion), std::end(kRegion))
+            : std::set<std::string>{"northern", "western"};
+    absl::StatusOr<v1::QueryResponse> a =
+        Run(r, all ? AllRegions() : Regions({"northern", "western"}));
     ASSERT_THAT(a, IsOk());
     ++answers;
     // Rebuild the table's shape from the answer, in its order (values of a
@@ -278,20 +289,36 @@ TEST_F(QueryTest, NoAnswerRevealsASmallCount) {
     std::vector<size_t> sizes;
     for (const auto& v : values) sizes.push_back(v.size());
     std::vector<bool> suppressed;
+    std::vector<int64_t> published, counts;
     for (const v1::AggregateCell& c : a->cells()) {
+      int64_t n = 0;  // the true count, from what was put
+      for (const auto& [key, count] : truth) {
+        bool in = regions.contains(key[0]) && ages.contains(key[2]);
+        for (size_t d = 0; d < group.size() && in; ++d) {
+          const v1::CellCoordinate& x = c.coordinates(static_cast<int>(d));
+          in = x.total() || x.value() == key[group[d]];
+        }
+        if (in) n += count;
+      }
+      counts.push_back(n);
       if (!c.suppressed()) {
         EXPECT_TRUE(c.count() == 0 || c.count() >= 5) << "published count " << c.count();
+        EXPECT_EQ(c.count(), n);
       }
       suppressed.push_back(c.suppressed());
+      published.push_back(c.suppressed() ? 0 : c.count());
       withheld += c.suppressed() ? 1 : 0;
+      small += n >= 1 && n < 5;
     }
     size_t expected = 1;
     for (size_t s : sizes) expected *= s + 1;
     ASSERT_EQ(suppressed.size(), expected);
-    EXPECT_TRUE(Attacker(sizes, suppressed).Recoverable().empty()) << "query " << q;
+    EXPECT_THAT(Attacker(sizes, suppressed, published).Disclosed(counts, 5), ::testing::IsEmpty())
+        << "query " << q;
   }
-  std::cout << "checked " << answers << " answers, " << withheld << " withheld cells\n";
-  EXPECT_GT(withheld, 0);
+  std::cout << "attacker checked " << answers << " answers, " << small << " small counts, "
+            << withheld << " withheld cells\n";
+  EXPECT_GT(small, 0);
 }
 
 TEST(ExportTest, CsvQuotesAndMarksSuppressedCells) {
