@@ -325,7 +325,7 @@ TEST_F(IngestTest, TransferMovesTheCaseAndItsOpenConflictsToTheNewRegion) {
   ASSERT_THAT(Push("dev-b", 1, {SetName(102, "Mina", 1, kStartMicros - 5)}), IsOk());
 
   absl::StatusOr<v1::ChangeResult> t =
-      ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "eastern", "officer-2", 0);
+      ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "eastern", "eastern_1", "officer-2", 0);
 
   ASSERT_THAT(t, IsOk());
   EXPECT_EQ(ReadString(kCase, kCase, "region"), "eastern");
@@ -336,6 +336,62 @@ TEST_F(IngestTest, TransferMovesTheCaseAndItsOpenConflictsToTheNewRegion) {
   EXPECT_EQ(
       Push("dev-a", 3, {SetName(103, "A", 2, kStartMicros)})->result.results(0).reject_reason(),
       v1::REJECT_REASON_CASE_NOT_IN_SCOPE);
+}
+
+// --- A transfer moves the district with the region -------------------------
+
+TEST_F(IngestTest, TransferMovesTheDistrictInTheSameLogEntry) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2,
+                   {Upsert(Id(101), kCase, kCase, "case_registration",
+                           {{"district", Enum("northern_1")}}, 0, HlcAt(kStartMicros))}),
+              IsOk());
+
+  absl::StatusOr<v1::ChangeResult> t =
+      ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "central", "central_2", "officer-2", 0);
+
+  ASSERT_THAT(t, IsOk());
+  EXPECT_EQ(ReadString(kCase, kCase, "region"), "central");
+  EXPECT_EQ(ReadString(kCase, kCase, "district"), "central_2");
+  EXPECT_EQ(ReadString(kCase, kCase, "assigned_officer"), "officer-2");
+  std::vector<std::string> written;
+  for (const v1::FieldResult& f : t->fields()) {
+    written.push_back(f.field());
+    EXPECT_EQ(f.version(), t->log_position()) << f.field();
+  }
+  EXPECT_THAT(written, ::testing::ElementsAre("region", "assigned_officer", "district"));
+}
+
+TEST_F(IngestTest, TransferWithoutADistrictClearsIt) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2,
+                   {Upsert(Id(101), kCase, kCase, "case_registration",
+                           {{"district", Enum("northern_1")}}, 0, HlcAt(kStartMicros))}),
+              IsOk());
+
+  ASSERT_THAT(ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "eastern", "", "officer-2", 0),
+              IsOk());
+
+  EXPECT_EQ(ReadString(kCase, kCase, "region"), "eastern");
+  EXPECT_EQ(ReadString(kCase, kCase, "district"), "<absent>");
+}
+
+TEST_F(IngestTest, TransferToADistrictOfAnotherRegionIsRefusedNamingTheRegionsDistricts) {
+  CreateCase();
+
+  absl::StatusOr<v1::ChangeResult> t =
+      ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "central", "northern_1", "officer-2", 0);
+
+  EXPECT_THAT(t, StatusIs(absl::StatusCode::kInvalidArgument,
+                          HasSubstr("to_district northern_1 is not a district of region central; "
+                                    "the districts of region central are: central_1, central_2")));
+  ASSERT_TRUE(GetSyncErrorDetail(t.status()).has_value());
+  EXPECT_EQ(GetSyncErrorDetail(t.status())->reason(), v1::SYNC_ERROR_REASON_INVALID_VALUE);
+  EXPECT_EQ(GetSyncErrorDetail(t.status())->field(), "district");
+  EXPECT_THAT(ingest_->NextLogPosition(), fieldsync::testing::IsOkAndHolds(uint64_t{2}));
+  EXPECT_EQ(ReadString(kCase, kCase, "region"), "northern");
+  EXPECT_THAT(ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "central", "nowhere_9", "", 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("central_1, central_2")));
 }
 
 TEST_F(IngestTest, AssignWithStaleBaseIsAborted) {
