@@ -190,7 +190,8 @@ class Ingest {
 
   // Server-side changes. Each commits one log entry and returns its result.
   // Common errors: kNotFound (case or conflict absent, NOT_FOUND),
-  // kInvalidArgument (a value fails the schema, INVALID_VALUE), kAborted
+  // kInvalidArgument (a value fails the schema, or would leave the case's
+  // district outside its region: INVALID_VALUE), kAborted
   // (base_version given and stale: STALE_BASE), kUnavailable (storage).
   // base_version 0 skips the staleness check.
   absl::StatusOr<v1::ChangeResult> AssignCase(const StaffActor& actor, std::string_view case_id,

@@ -951,6 +951,23 @@ TEST_F(SyncServiceTest, TransferCaseToADistrictOutsideTheNewRegionIsInvalid) {
   EXPECT_THAT(Flatten(chunks), ::testing::IsEmpty());
 }
 
+TEST_F(SyncServiceTest, DeviceWriteOfADistrictOutsideTheCasesRegionIsRejected) {
+  StartServer();
+  Device a = NewDevice("officer1");
+  v1::PushResponse created, answer;
+  ASSERT_TRUE(Push(a, Seal(a, {NewCase(Id(1), Id(0xca))}, 1, Id(3)), &created).ok());
+  v1::RecordChange change = SetName(Id(4), Id(0xca), "unused", 0, 10);
+  change.mutable_fields(0)->set_field("district");
+  *change.mutable_fields(0)->mutable_value() = Enum("western_1");
+
+  ASSERT_TRUE(Push(a, Seal(a, {change}, 2, Id(5)), &answer).ok());
+
+  ASSERT_EQ(answer.results_size(), 1);
+  EXPECT_EQ(answer.results(0).outcome(), v1::CHANGE_OUTCOME_REJECTED);
+  EXPECT_EQ(answer.results(0).reject_reason(), v1::REJECT_REASON_DISTRICT_OUTSIDE_REGION);
+  EXPECT_THAT(answer.results(0).detail(), HasSubstr("district western_1 lies in region western"));
+}
+
 TEST_F(SyncServiceTest, BackfillCaseIdInUpperCaseGetsTheCasesHistory) {
   StartServer();
   Device a = NewDevice("officer1");
