@@ -518,7 +518,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::TransferCase(grpc::CallbackServerCont
                             RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
                             absl::StatusOr<v1::ChangeResult> result = deps_.ingest->TransferCase(
                                 sync::StaffActor{caller.principal.id()}, request->case_id(),
-                                request->to_region(), request->officer_id(),
+                                request->to_region(), request->to_district(), request->officer_id(),
                                 request->base_version());
                             if (!result.ok()) return WithReason(result.status());
                             *response->mutable_result() = *std::move(result);

@@ -570,10 +570,16 @@ absl::Status Ingest::ProcessStaff(Unit* unit, StateView* view, uint64_t* next_po
     v1::SyncErrorDetail detail;
     detail.set_case_id(entry.case_id());
     const bool not_found = result.reject_reason() == v1::REJECT_REASON_CASE_NOT_FOUND;
-    unit->status =
-        SyncError(not_found ? absl::StatusCode::kNotFound : absl::StatusCode::kFailedPrecondition,
-                  not_found ? v1::SYNC_ERROR_REASON_NOT_FOUND : v1::SYNC_ERROR_REASON_INVALID_VALUE,
-                  result.detail(), detail);
+    // A value that would leave the district outside the region is the
+    // caller's to fix (another value, or a transfer); the rest wait on state.
+    const absl::StatusCode code =
+        not_found ? absl::StatusCode::kNotFound
+        : result.reject_reason() == v1::REJECT_REASON_DISTRICT_OUTSIDE_REGION
+            ? absl::StatusCode::kInvalidArgument
+            : absl::StatusCode::kFailedPrecondition;
+    unit->status = SyncError(
+        code, not_found ? v1::SYNC_ERROR_REASON_NOT_FOUND : v1::SYNC_ERROR_REASON_INVALID_VALUE,
+        result.detail(), detail);
     return absl::OkStatus();
   }
   unit->staff_result = std::move(result);

@@ -191,15 +191,22 @@ class Ingest {
 
   // Server-side changes. Each commits one log entry and returns its result.
   // Common errors: kNotFound (case or conflict absent, NOT_FOUND),
-  // kInvalidArgument (a value fails the schema, INVALID_VALUE), kAborted
+  // kInvalidArgument (a value fails the schema, or would leave the case's
+  // district outside its region: INVALID_VALUE), kAborted
   // (base_version given and stale: STALE_BASE), kUnavailable (storage).
   // base_version 0 skips the staleness check.
   absl::StatusOr<v1::ChangeResult> AssignCase(const StaffActor& actor, std::string_view case_id,
                                               std::string_view officer_id, uint64_t base_version);
-  // Moves the case to `to_region` and assigns it to `officer_id` ("" leaves
-  // it unassigned). Open conflicts follow the case to its new region.
+  // Moves the case to `to_region`, sets its district to `to_district` and
+  // assigns it to `officer_id` ("" leaves it unassigned), all in one log
+  // entry. Open conflicts follow the case to its new region. When the
+  // schema declares a district field, `to_district` must be a district the
+  // schema places in `to_region`, or "" to clear the case's district
+  // (unless the field is required); without one it must be "". Otherwise
+  // kInvalidArgument (INVALID_VALUE) naming the region's districts.
   absl::StatusOr<v1::ChangeResult> TransferCase(const StaffActor& actor, std::string_view case_id,
                                                 std::string_view to_region,
+                                                std::string_view to_district,
                                                 std::string_view officer_id, uint64_t base_version);
   absl::StatusOr<v1::ChangeResult> SetCaseStatus(const StaffActor& actor, std::string_view case_id,
                                                  bool close, uint64_t base_version);

@@ -3,6 +3,7 @@
 // (so it reads the state its own group left) and logged like a device
 // change, with the writer "staff:<id>" and the server's clock as its HLC.
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "storage/key_codec.h"
@@ -86,6 +87,34 @@ absl::Status AddField(const Schema& schema, StateView* view, const Uuid& case_id
   return absl::OkStatus();
 }
 
+// OK when `district` may be the district of a case transferred to
+// `region`: one of the region's districts, or "" when the field is not
+// required. Otherwise INVALID_VALUE listing the region's districts.
+absl::Status CheckTransferDistrict(const Schema& schema, std::string_view region,
+                                   std::string_view district, std::string_view case_text) {
+  const std::string& field = schema.district_field();
+  const std::vector<std::string>& allowed = schema.DistrictsOfRegion(region);
+  const std::string choices = allowed.empty()
+                                  ? absl::StrFormat("region %s has no districts", region)
+                                  : absl::StrFormat("the districts of region %s are: %s", region,
+                                                    absl::StrJoin(allowed, ", "));
+  if (district.empty()) {
+    if (!schema.FindField(schema.registration_type().name(), field)->required()) {
+      return absl::OkStatus();
+    }
+    return InvalidValue(absl::StrFormat("to_district is required (district field %s is "
+                                        "required); %s",
+                                        field, choices),
+                        case_text, field);
+  }
+  const std::string* home = schema.RegionOfDistrict(district);
+  if (home != nullptr && *home == region) return absl::OkStatus();
+  return InvalidValue(
+      absl::StrFormat("to_district %s is not a district of region %s; %s%s", district, region,
+                      choices, allowed.empty() ? ": send to_district empty" : ""),
+      case_text, field);
+}
+
 }  // namespace
 
 absl::StatusOr<v1::ChangeResult> Ingest::AssignCase(const StaffActor& actor,
@@ -110,16 +139,15 @@ absl::StatusOr<v1::ChangeResult> Ingest::AssignCase(const StaffActor& actor,
       });
 }
 
-absl::StatusOr<v1::ChangeResult> Ingest::TransferCase(const StaffActor& actor,
-                                                      std::string_view case_id,
-                                                      std::string_view to_region,
-                                                      std::string_view officer_id,
-                                                      uint64_t base_version) {
+absl::StatusOr<v1::ChangeResult> Ingest::TransferCase(
+    const StaffActor& actor, std::string_view case_id, std::string_view to_region,
+    std::string_view to_district, std::string_view officer_id, uint64_t base_version) {
   const Schema& schema = *options_.schema;
-  std::string case_text(case_id), region(to_region), officer(officer_id);
+  std::string case_text(case_id), region(to_region), district(to_district), officer(officer_id);
   return RunStaff(
       actor, v1::CHANGE_KIND_TRANSFER_CASE,
-      [&, case_text, region, officer](StateView* view) -> absl::StatusOr<v1::CaseLogEntry> {
+      [&, case_text, region, district,
+       officer](StateView* view) -> absl::StatusOr<v1::CaseLogEntry> {
         Uuid id;
         ASSIGN_OR_RETURN(v1::CaseLogEntry entry, CaseEntry(schema, view, case_text, &id));
         const v1::FieldDef* def = schema.FindField(entry.record_type(), schema.region_field());
@@ -134,6 +162,20 @@ absl::StatusOr<v1::ChangeResult> Ingest::TransferCase(const StaffActor& actor,
         v1::FieldValue o;
         if (!officer.empty()) o.set_string_value(officer);
         RETURN_IF_ERROR(AddField(schema, view, id, &entry, schema.officer_field(), o, 0));
+        if (!schema.has_districts()) {
+          if (district.empty()) return entry;
+          return InvalidValue(
+              "to_district is given but the schema declares no district field "
+              "(case_fields.district_field): send it empty",
+              case_text, "");
+        }
+        // The district moves with the region, in the same entry, so that
+        // no reader ever sees the case in one region and a district of
+        // another.
+        RETURN_IF_ERROR(CheckTransferDistrict(schema, region, district, case_text));
+        v1::FieldValue d;
+        if (!district.empty()) d.set_enum_value(district);
+        RETURN_IF_ERROR(AddField(schema, view, id, &entry, schema.district_field(), d, 0));
         return entry;
       });
 }

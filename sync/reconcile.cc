@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "storage/key_codec.h"
 #include "sync/heads.h"
@@ -32,17 +33,23 @@ struct CaseScope {
   std::optional<std::string> officer;
 };
 
+// The current value of a clear field of the case's registration record;
+// nullopt when it was never written or is cleared.
+absl::StatusOr<std::optional<std::string>> ReadCaseField(const Uuid& case_id,
+                                                         std::string_view field, StateView* view) {
+  v1::FieldState state;
+  ASSIGN_OR_RETURN(
+      bool has,
+      view->GetProto(Cf::kRecords, storage::EncodeFieldStateKey(case_id, case_id, field), &state));
+  if (!has || state.value().cleared()) return std::optional<std::string>();
+  return std::optional<std::string>(DimensionString(state.value()));
+}
+
 absl::StatusOr<CaseScope> ReadCaseScope(const Schema& schema, const Uuid& case_id,
                                         StateView* view) {
   CaseScope scope;
-  for (auto [field, out] : {std::pair{&schema.region_field(), &scope.region},
-                            std::pair{&schema.officer_field(), &scope.officer}}) {
-    v1::FieldState state;
-    ASSIGN_OR_RETURN(
-        bool has, view->GetProto(Cf::kRecords,
-                                 storage::EncodeFieldStateKey(case_id, case_id, *field), &state));
-    if (has && !state.value().cleared()) *out = DimensionString(state.value());
-  }
+  ASSIGN_OR_RETURN(scope.region, ReadCaseField(case_id, schema.region_field(), view));
+  ASSIGN_OR_RETURN(scope.officer, ReadCaseField(case_id, schema.officer_field(), view));
   return scope;
 }
 
@@ -400,6 +407,75 @@ std::optional<v1::ChangeResult> CheckChange(const Schema& schema, const v1::Case
   return std::nullopt;
 }
 
+// The value `entry` writes to `field`: nullopt when it does not write it,
+// "" when it clears it.
+std::optional<std::string> WrittenValue(const v1::CaseLogEntry& entry, std::string_view field) {
+  for (const v1::EntryField& f : entry.fields()) {
+    if (f.field() == field) return DimensionString(f.value());
+  }
+  return std::nullopt;
+}
+
+// A change to the registration record may not leave the case's district
+// outside its region (schema case_fields.district_regions). The district
+// is the one the change writes, else the case's current one; the region
+// likewise. Only a change that writes a district or a region is checked:
+// clearing the district is always allowed, and other edits of a case left
+// inconsistent before the rule existed still apply. A stored district the
+// schema no longer lists is not checked (its region is unknown).
+absl::StatusOr<std::optional<v1::ChangeResult>> CheckDistrict(const Schema& schema,
+                                                              const v1::CaseLogEntry& entry,
+                                                              const Uuid& case_id, bool creating,
+                                                              StateView* view) {
+  const std::optional<std::string> written_district = WrittenValue(entry, schema.district_field());
+  const std::optional<std::string> written_region = WrittenValue(entry, schema.region_field());
+  if (!written_district.has_value() && !written_region.has_value()) return std::nullopt;
+  std::optional<std::string> district;
+  if (written_district.has_value()) {
+    if (!written_district->empty()) district = *written_district;
+  } else if (!creating) {
+    ASSIGN_OR_RETURN(district, ReadCaseField(case_id, schema.district_field(), view));
+  }
+  if (!district.has_value()) return std::nullopt;
+  const std::string* home = schema.RegionOfDistrict(*district);
+  if (home == nullptr) return std::nullopt;
+  std::optional<std::string> region;
+  if (written_region.has_value()) {
+    if (!written_region->empty()) region = *written_region;
+  } else if (!creating) {
+    ASSIGN_OR_RETURN(region, ReadCaseField(case_id, schema.region_field(), view));
+  }
+  if (region.has_value() && *region == *home) return std::nullopt;
+  std::string detail;
+  if (!region.has_value()) {
+    detail = absl::StrFormat(
+        "change %s: district %s lies in region %s, and case %s has no region: write the "
+        "region with the district, or clear the district",
+        entry.change_id(), *district, *home, entry.case_id());
+  } else {
+    const std::vector<std::string>& allowed = schema.DistrictsOfRegion(*region);
+    const std::string choices =
+        allowed.empty()
+            ? absl::StrFormat("region %s has no districts: clear the district", *region)
+            : absl::StrFormat("send one of region %s's districts (%s), or clear the district",
+                              *region, absl::StrJoin(allowed, ", "));
+    if (written_district.has_value()) {
+      detail = absl::StrFormat(
+          "change %s: district %s lies in region %s, not in %s %s: %s", entry.change_id(),
+          *district, *home,
+          written_region.has_value() ? "the region this change writes," : "the case's region,",
+          *region, choices);
+    } else {
+      detail = absl::StrFormat(
+          "change %s: the case's district %s lies in region %s, not in the region this change "
+          "writes, %s: with the region, %s",
+          entry.change_id(), *district, *home, *region, choices);
+    }
+  }
+  return std::optional<v1::ChangeResult>(
+      Reject(entry, v1::REJECT_REASON_DISTRICT_OUTSIDE_REGION, detail));
+}
+
 // Adds the server-set fields of a new case (status open, the device's
 // officer) unless the entry has them already (a replay).
 void AddServerSetFields(const Schema& schema, const ApplyOptions& options,
@@ -517,8 +593,13 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
                                       entry->change_id(), entry->record_id(), def.name()));
       }
     }
-    if (is_registration) AddServerSetFields(*schema_, options, entry);
   }
+  if (is_registration && schema_->has_districts() && !options.replay) {
+    ASSIGN_OR_RETURN(std::optional<v1::ChangeResult> refused,
+                     CheckDistrict(*schema_, *entry, case_id, creating, view));
+    if (refused.has_value()) return *std::move(refused);
+  }
+  if (creating && is_registration) AddServerSetFields(*schema_, options, entry);
 
   CaseScope before;
   if (is_registration) {

@@ -43,8 +43,9 @@ struct ApplyOptions {
   // yet, so a replayed entry keeps its own.
   std::string officer_id;
   // Replaying the log: the entry was accepted once, so the checks that may
-  // refuse a change (bases, RECORD_DELETED) are not made again; an entry
-  // accepted under earlier rules replays under the current ones.
+  // refuse a change (bases, RECORD_DELETED, a district outside the case's
+  // region) are not made again; an entry accepted under earlier rules (or
+  // an earlier schema) replays under the current ones.
   bool replay = false;
   // Reads the log entry at a position into *entry (false when absent);
   // unset reads the case log through the StateView. A rebuild into another
@@ -72,7 +73,11 @@ class Reconciler {
   // fills the outcomes in `entry`, writes the state and conflict changes to
   // `view` (not the log entry itself) and returns a ChangeResult with
   // log_position set. On rejection returns a REJECTED ChangeResult and
-  // writes nothing. Errors: kDataLoss for corrupt state, kUnavailable from
+  // writes nothing. Unless replaying, a change to the registration record
+  // that would leave the case's district outside its region (the schema's
+  // district_regions; the region and district the change writes, else the
+  // current ones) is REJECTED with DISTRICT_OUTSIDE_REGION, server-side
+  // changes included. Errors: kDataLoss for corrupt state, kUnavailable from
   // storage, kInternal for an entry kind it cannot apply.
   // When `delta` is not null and the entry is accepted, adds to it what
   // the entry did to its record's DIMENSION values (a rejection leaves it

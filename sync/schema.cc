@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/file_io.h"
 #include "common/proto_text.h"
 #include "common/status_macros.h"
@@ -65,6 +66,84 @@ absl::Status ValidateField(const v1::RecordType& type, const v1::FieldDef& f) {
   return absl::OkStatus();
 }
 
+// "a, b, c": a field's values for an error message (schema names only).
+std::string ValueList(const google::protobuf::RepeatedPtrField<std::string>& values) {
+  return absl::StrJoin(values, ", ");
+}
+
+// The optional district field and the region of each of its values.
+absl::Status ValidateDistricts(const v1::CaseFields& cf, const v1::RecordType& reg) {
+  if (cf.district_field().empty()) {
+    if (!cf.district_regions().empty()) {
+      return absl::InvalidArgumentError(
+          "schema: case_fields.district_regions is given but case_fields.district_field is not: "
+          "name the district field or drop the list");
+    }
+    return absl::OkStatus();
+  }
+  const v1::FieldDef* district = nullptr;
+  const v1::FieldDef* region = nullptr;
+  for (const v1::FieldDef& f : reg.fields()) {
+    if (f.name() == cf.district_field()) district = &f;
+    if (f.name() == cf.region_field()) region = &f;
+  }
+  if (district == nullptr) {
+    return Invalid(
+        "schema: case_fields.district_field '%s' is not a field of the registration type %s",
+        cf.district_field(), reg.name());
+  }
+  if (district->sensitivity() != v1::SENSITIVITY_DIMENSION ||
+      district->type() != v1::FIELD_TYPE_ENUM) {
+    return Invalid("schema: district field %s must be a DIMENSION ENUM", district->name());
+  }
+  if (district->name() == cf.region_field() || district->name() == cf.status_field() ||
+      district->name() == cf.officer_field()) {
+    return Invalid("schema: district field %s is also another case field; it must be its own",
+                   district->name());
+  }
+  if (region->type() != v1::FIELD_TYPE_ENUM) {
+    return Invalid(
+        "schema: region field %s must be an ENUM when case_fields.district_field is set (each "
+        "district names one of its values)",
+        region->name());
+  }
+  absl::flat_hash_set<std::string> regions(region->enum_values().begin(),
+                                           region->enum_values().end());
+  absl::flat_hash_set<std::string> districts(district->enum_values().begin(),
+                                             district->enum_values().end());
+  absl::flat_hash_map<std::string, std::string> region_of;
+  for (const v1::DistrictRegion& dr : cf.district_regions()) {
+    if (!districts.contains(dr.district())) {
+      return Invalid(
+          "schema: case_fields.district_regions names '%s', which is not a value of district "
+          "field %s; its values are: %s",
+          dr.district(), district->name(), ValueList(district->enum_values()));
+    }
+    if (!regions.contains(dr.region())) {
+      return Invalid(
+          "schema: case_fields.district_regions places district %s in '%s', which is not a "
+          "value of region field %s; its values are: %s",
+          dr.district(), dr.region(), region->name(), ValueList(region->enum_values()));
+    }
+    auto [it, inserted] = region_of.emplace(dr.district(), dr.region());
+    if (!inserted) {
+      return Invalid(
+          "schema: case_fields.district_regions gives district %s two entries (regions %s and "
+          "%s); a district lies in exactly one region",
+          dr.district(), it->second, dr.region());
+    }
+  }
+  for (const std::string& d : district->enum_values()) {
+    if (!region_of.contains(d)) {
+      return Invalid(
+          "schema: district %s of district field %s has no region: add a "
+          "case_fields.district_regions entry for it",
+          d, district->name());
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateCaseFields(const v1::Schema& schema, const v1::RecordType& reg) {
   auto find = [&](const std::string& name) -> const v1::FieldDef* {
     for (const v1::FieldDef& f : reg.fields()) {
@@ -110,7 +189,7 @@ absl::Status ValidateCaseFields(const v1::Schema& schema, const v1::RecordType& 
     return Invalid("schema: server-managed field %s must not be required (the server sets it)",
                    status->required() ? status->name() : officer->name());
   }
-  return absl::OkStatus();
+  return ValidateDistricts(cf, reg);
 }
 
 bool IsDecimal(std::string_view s) {
@@ -282,7 +361,29 @@ absl::StatusOr<std::unique_ptr<Schema>> Schema::Create(v1::Schema proto) {
     }
     if (type.kind() == v1::RECORD_KIND_CASE_REGISTRATION) schema->registration_ = &type;
   }
+  for (const v1::DistrictRegion& dr : schema->proto_.case_fields().district_regions()) {
+    schema->region_of_district_[dr.district()] = dr.region();
+  }
+  // Each region's districts in the district field's order (what messages
+  // list).
+  if (const v1::FieldDef* district =
+          schema->FindField(schema->registration_->name(), schema->district_field())) {
+    for (const std::string& d : district->enum_values()) {
+      schema->districts_of_region_[schema->region_of_district_[d]].push_back(d);
+    }
+  }
   return schema;
+}
+
+const std::string* Schema::RegionOfDistrict(std::string_view district) const {
+  auto it = region_of_district_.find(absl::string_view(district.data(), district.size()));
+  return it == region_of_district_.end() ? nullptr : &it->second;
+}
+
+const std::vector<std::string>& Schema::DistrictsOfRegion(std::string_view region) const {
+  static const std::vector<std::string>* const kEmpty = new std::vector<std::string>();
+  auto it = districts_of_region_.find(absl::string_view(region.data(), region.size()));
+  return it == districts_of_region_.end() ? *kEmpty : it->second;
 }
 
 const v1::RecordType* Schema::FindRecordType(std::string_view name) const {

@@ -40,8 +40,10 @@ absl::StatusOr<v1::Schema> LoadSchemaFile(const std::string& path);
 // type or sensitivity, an enum with no (or duplicate) values, enum values
 // on a non-enum field, a blind index on a non-IDENTIFYING field, not
 // exactly one registration type, case_fields naming a missing or wrongly
-// typed field, an aggregate dimension naming a missing record type or a
-// field that is not a DIMENSION field.
+// typed field, a district field whose values do not each have exactly one
+// region that is a value of the region field (an unknown name is listed
+// with the known ones), an aggregate dimension naming a missing record
+// type or a field that is not a DIMENSION field.
 absl::Status ValidateSchema(const v1::Schema& schema);
 
 // The result of checking one value against its field: reason ==
@@ -76,6 +78,15 @@ class Schema {
   const std::string& region_field() const { return proto_.case_fields().region_field(); }
   const std::string& status_field() const { return proto_.case_fields().status_field(); }
   const std::string& officer_field() const { return proto_.case_fields().officer_field(); }
+  // The district field of the registration type; empty when the schema
+  // declares none (then the two lookups below find nothing).
+  const std::string& district_field() const { return proto_.case_fields().district_field(); }
+  bool has_districts() const { return !district_field().empty(); }
+  // The region `district` lies in; nullptr when it is not a district value.
+  const std::string* RegionOfDistrict(std::string_view district) const;
+  // The districts of `region`, in the district field's order; empty for a
+  // region without districts or an unknown one.
+  const std::vector<std::string>& DistrictsOfRegion(std::string_view region) const;
   // True for the status and officer fields of the registration type.
   bool IsServerManaged(std::string_view record_type, std::string_view field) const;
 
@@ -103,6 +114,8 @@ class Schema {
   std::string digest_;
   absl::flat_hash_map<std::string, TypeIndex> types_;
   const v1::RecordType* registration_ = nullptr;
+  absl::flat_hash_map<std::string, std::string> region_of_district_;
+  absl::flat_hash_map<std::string, std::vector<std::string>> districts_of_region_;
 };
 
 }  // namespace fieldsync::sync

@@ -255,18 +255,21 @@ TEST_F(CountersTest, ChangesTransfersClosuresAndDeletionsMoveCounts) {
       Count("protection_concerns", 'S', 0, {"northern", "northern_2", "neglect", "female", "5_9"}),
       1);
 
-  // A transfer moves both to the new region.
-  ASSERT_THAT(ingest_->TransferCase(StaffActor{"sup"}, Id(1), "eastern", "officer-1", 0), IsOk());
-  EXPECT_EQ(Count("open_cases", 'S', 0, {"eastern", "northern_2", "female", "5_9", "high"}), 1);
+  // A transfer moves both to the new region and district.
+  ASSERT_THAT(
+      ingest_->TransferCase(StaffActor{"sup"}, Id(1), "eastern", "eastern_1", "officer-1", 0),
+      IsOk());
+  EXPECT_EQ(Count("open_cases", 'S', 0, {"northern", "northern_2", "female", "5_9", "high"}), 0);
+  EXPECT_EQ(Count("open_cases", 'S', 0, {"eastern", "eastern_1", "female", "5_9", "high"}), 1);
   EXPECT_EQ(
-      Count("protection_concerns", 'S', 0, {"eastern", "northern_2", "neglect", "female", "5_9"}),
+      Count("protection_concerns", 'S', 0, {"eastern", "eastern_1", "neglect", "female", "5_9"}),
       1);
 
   // Closing: no longer open, one closure; the concern no longer counts
   // (its metric counts open cases' concerns).
   ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup"}, Id(1), true, 0), IsOk());
-  EXPECT_EQ(Count("open_cases", 'S', 0, {"eastern", "northern_2", "female", "5_9", "high"}), 0);
-  EXPECT_EQ(Count("closed_cases", 'S', 0, {"eastern", "northern_2", "female"}), 1);
+  EXPECT_EQ(Count("open_cases", 'S', 0, {"eastern", "eastern_1", "female", "5_9", "high"}), 0);
+  EXPECT_EQ(Count("closed_cases", 'S', 0, {"eastern", "eastern_1", "female"}), 1);
   Counts all = ReadCounters(store_.get());
   int64_t closures = 0;
   for (const auto& [k, v] : Only(all, 'M')) {
@@ -275,7 +278,7 @@ TEST_F(CountersTest, ChangesTransfersClosuresAndDeletionsMoveCounts) {
   EXPECT_EQ(closures, 1);
   // Reopening counts it open again; closures never decrease.
   ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup"}, Id(1), false, 0), IsOk());
-  EXPECT_EQ(Count("open_cases", 'S', 0, {"eastern", "northern_2", "female", "5_9", "high"}), 1);
+  EXPECT_EQ(Count("open_cases", 'S', 0, {"eastern", "eastern_1", "female", "5_9", "high"}), 1);
   closures = 0;
   for (const auto& [k, v] : Only(ReadCounters(store_.get()), 'M')) {
     if (std::get<0>(k) == "closures") closures += v;
@@ -292,7 +295,7 @@ TEST_F(CountersTest, ChangesTransfersClosuresAndDeletionsMoveCounts) {
   *del.mutable_hlc() = HlcAt(t + 10);
   ASSERT_THAT(Push("dev-1", 3, {del}), IsOk());
   EXPECT_EQ(
-      Count("protection_concerns", 'S', 0, {"eastern", "northern_2", "neglect", "female", "5_9"}),
+      Count("protection_concerns", 'S', 0, {"eastern", "eastern_1", "neglect", "female", "5_9"}),
       0);
 }
 
@@ -769,12 +772,13 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
     // Supervisors act between pushes: transfers, closures, resolutions.
     const std::string case_id = cases[random_.Uniform(cases.size())];
     switch (random_.Uniform(5)) {
-      case 0:
-        if (ingest_->TransferCase(StaffActor{"sup"}, case_id, pick(kRegions), "officer-1", 0)
-                .ok()) {
+      case 0: {
+        const std::string to = pick(kRegions);
+        if (ingest_->TransferCase(StaffActor{"sup"}, case_id, to, to + "_1", "officer-1", 0).ok()) {
           ++staff;
         }
         break;
+      }
       case 1:
         if (ingest_->SetCaseStatus(StaffActor{"sup"}, case_id, random_.Uniform(2) == 0, 0).ok()) {
           ++staff;

@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -255,6 +256,20 @@ class SyncServiceTest : public ::testing::Test {
     grpc::ClientContext context;
     SetDeadline(&context);
     return v1::CaseService::NewStub(Channel(&supervisor))->AssignCase(&context, request, &response);
+  }
+
+  grpc::Status TransferCase(const Credentials& supervisor, const std::string& case_id,
+                            const std::string& to_region, const std::string& to_district,
+                            const std::string& officer_id, v1::TransferCaseResponse* response) {
+    v1::TransferCaseRequest request;
+    request.set_case_id(case_id);
+    request.set_to_region(to_region);
+    request.set_to_district(to_district);
+    request.set_officer_id(officer_id);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return v1::CaseService::NewStub(Channel(&supervisor))
+        ->TransferCase(&context, request, response);
   }
 
   grpc::Status GetSchema(const Credentials* caller, const std::string& known_digest,
@@ -880,6 +895,77 @@ TEST_F(SyncServiceTest, NewlyAssignedCaseComesInPullsAndItsHistoryByBackfill) {
   EXPECT_FALSE(backfill[0].caught_up());
   EXPECT_EQ(backfill[1].next_cursor(), 3u);
   EXPECT_TRUE(backfill[1].caught_up());
+}
+
+TEST_F(SyncServiceTest, TransferCaseMovesTheDistrictWithTheRegion) {
+  StartServer();
+  Device a = NewDevice("officer1");
+  v1::RecordChange created = NewCase(Id(1), Id(0xca));
+  v1::FieldWrite* district = created.add_fields();
+  district->set_field("district");
+  *district->mutable_value() = Enum("northern_1");
+  v1::PushResponse pushed;
+  ASSERT_TRUE(Push(a, Seal(a, {created}, 1, Id(3)), &pushed).ok());
+  ASSERT_EQ(pushed.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  Credentials sup = AddStaff("sup1", v1::ROLE_SUPERVISOR);
+
+  v1::TransferCaseResponse moved;
+  grpc::Status s = TransferCase(sup, Id(0xca), "central", "central_2", "officer1", &moved);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(moved.result().log_position(), 2u);
+  // The device pulls one entry with region, officer and district.
+  std::vector<v1::PulledChanges> chunks;
+  ASSERT_TRUE(Pull(a, 1, &chunks).ok());
+  ASSERT_THAT(Flatten(chunks), ::testing::ElementsAre(::testing::Pair(2u, "server:2")));
+  const v1::PulledChange& entry = chunks[0].changes(0);
+  EXPECT_EQ(entry.kind(), v1::CHANGE_KIND_TRANSFER_CASE);
+  std::map<std::string, std::string> fields;
+  for (const v1::PulledField& f : entry.fields()) {
+    fields[f.field()] =
+        f.value().has_enum_value() ? f.value().enum_value() : f.value().string_value();
+  }
+  EXPECT_THAT(fields, ::testing::ElementsAre(::testing::Pair("assigned_officer", "officer1"),
+                                             ::testing::Pair("district", "central_2"),
+                                             ::testing::Pair("region", "central")));
+}
+
+TEST_F(SyncServiceTest, TransferCaseToADistrictOutsideTheNewRegionIsInvalid) {
+  StartServer();
+  Device a = NewDevice("officer1");
+  v1::PushResponse pushed;
+  ASSERT_TRUE(Push(a, Seal(a, {NewCase(Id(1), Id(0xca))}, 1, Id(3)), &pushed).ok());
+  Credentials sup = AddStaff("sup1", v1::ROLE_SUPERVISOR);
+
+  v1::TransferCaseResponse moved;
+  grpc::Status s = TransferCase(sup, Id(0xca), "central", "northern_2", "officer1", &moved);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("the districts of region central are: central_1, "
+                                           "central_2"));
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_INVALID_VALUE);
+  EXPECT_EQ(DetailOf(s).field(), "district");
+  // Nothing was logged: the device's next pull brings nothing new.
+  std::vector<v1::PulledChanges> chunks;
+  ASSERT_TRUE(Pull(a, 1, &chunks).ok());
+  EXPECT_THAT(Flatten(chunks), ::testing::IsEmpty());
+}
+
+TEST_F(SyncServiceTest, DeviceWriteOfADistrictOutsideTheCasesRegionIsRejected) {
+  StartServer();
+  Device a = NewDevice("officer1");
+  v1::PushResponse created, answer;
+  ASSERT_TRUE(Push(a, Seal(a, {NewCase(Id(1), Id(0xca))}, 1, Id(3)), &created).ok());
+  v1::RecordChange change = SetName(Id(4), Id(0xca), "unused", 0, 10);
+  change.mutable_fields(0)->set_field("district");
+  *change.mutable_fields(0)->mutable_value() = Enum("western_1");
+
+  ASSERT_TRUE(Push(a, Seal(a, {change}, 2, Id(5)), &answer).ok());
+
+  ASSERT_EQ(answer.results_size(), 1);
+  EXPECT_EQ(answer.results(0).outcome(), v1::CHANGE_OUTCOME_REJECTED);
+  EXPECT_EQ(answer.results(0).reject_reason(), v1::REJECT_REASON_DISTRICT_OUTSIDE_REGION);
+  EXPECT_THAT(answer.results(0).detail(), HasSubstr("district western_1 lies in region western"));
 }
 
 TEST_F(SyncServiceTest, BackfillCaseIdInUpperCaseGetsTheCasesHistory) {

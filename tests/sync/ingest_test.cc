@@ -8,6 +8,7 @@
 #include "storage/key_codec.h"
 #include "sync/change_feed.h"
 #include "sync/errors.h"
+#include "sync/rebuild.h"
 #include "tests/sync/ingest_fixture.h"
 #include "tests/testing/status_matchers.h"
 
@@ -325,7 +326,7 @@ TEST_F(IngestTest, TransferMovesTheCaseAndItsOpenConflictsToTheNewRegion) {
   ASSERT_THAT(Push("dev-b", 1, {SetName(102, "Mina", 1, kStartMicros - 5)}), IsOk());
 
   absl::StatusOr<v1::ChangeResult> t =
-      ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "eastern", "officer-2", 0);
+      ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "eastern", "eastern_1", "officer-2", 0);
 
   ASSERT_THAT(t, IsOk());
   EXPECT_EQ(ReadString(kCase, kCase, "region"), "eastern");
@@ -336,6 +337,253 @@ TEST_F(IngestTest, TransferMovesTheCaseAndItsOpenConflictsToTheNewRegion) {
   EXPECT_EQ(
       Push("dev-a", 3, {SetName(103, "A", 2, kStartMicros)})->result.results(0).reject_reason(),
       v1::REJECT_REASON_CASE_NOT_IN_SCOPE);
+}
+
+// --- Districts stay inside their case's region -----------------------------
+
+TEST_F(IngestTest, DistrictOutsideTheCasesRegionIsRejectedAndNothingIsWritten) {
+  CreateCase();
+
+  absl::StatusOr<PushResult> r =
+      Push("dev-a", 2,
+           {Upsert(Id(101), kCase, kCase, "case_registration",
+                   {{"district", Enum("central_1")}, {"priority", Enum("high")}}, 0,
+                   HlcAt(kStartMicros))});
+
+  ASSERT_THAT(r, IsOk());
+  const v1::ChangeResult& c = r->result.results(0);
+  EXPECT_EQ(c.outcome(), v1::CHANGE_OUTCOME_REJECTED);
+  EXPECT_EQ(c.reject_reason(), v1::REJECT_REASON_DISTRICT_OUTSIDE_REGION);
+  EXPECT_THAT(c.detail(), HasSubstr("district central_1 lies in region central, not in the "
+                                    "case's region, northern"));
+  EXPECT_THAT(c.detail(), HasSubstr("(northern_1, northern_2), or clear the district"));
+  EXPECT_EQ(c.log_position(), 0u);
+  EXPECT_EQ(r->result.first_position(), 0u);
+  EXPECT_THAT(ingest_->NextLogPosition(), fieldsync::testing::IsOkAndHolds(uint64_t{2}));
+  EXPECT_EQ(ReadString(kCase, kCase, "district"), "<absent>");
+  EXPECT_EQ(ReadString(kCase, kCase, "priority"), "<absent>");
+}
+
+TEST_F(IngestTest, DistrictInsideTheCasesRegionIsApplied) {
+  CreateCase();
+
+  absl::StatusOr<PushResult> r =
+      Push("dev-a", 2,
+           {Upsert(Id(101), kCase, kCase, "case_registration", {{"district", Enum("northern_2")}},
+                   0, HlcAt(kStartMicros))});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(ReadString(kCase, kCase, "district"), "northern_2");
+}
+
+TEST_F(IngestTest, NewCaseDistrictIsCheckedAgainstTheRegionItSets) {
+  v1::RecordChange central = NewCase(Id(100), kCase, "central", HlcAt(kStartMicros));
+  v1::FieldWrite* d = central.add_fields();
+  d->set_field("district");
+  *d->mutable_value() = Enum("central_2");
+  v1::RecordChange northern = NewCase(Id(101), kOther, "northern", HlcAt(kStartMicros));
+  d = northern.add_fields();
+  d->set_field("district");
+  *d->mutable_value() = Enum("central_2");
+
+  absl::StatusOr<PushResult> r = Push("dev-a", 1, {central, northern});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(ReadString(kCase, kCase, "district"), "central_2");
+  EXPECT_EQ(r->result.results(1).reject_reason(), v1::REJECT_REASON_DISTRICT_OUTSIDE_REGION);
+  EXPECT_THAT(r->result.results(1).detail(),
+              HasSubstr("not in the region this change writes, northern"));
+  EXPECT_EQ(ReadString(kOther, kOther, "region"), "<absent>");
+}
+
+TEST_F(IngestTest, ClearingTheDistrictIsApplied) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2,
+                   {Upsert(Id(101), kCase, kCase, "case_registration",
+                           {{"district", Enum("northern_1")}}, 0, HlcAt(kStartMicros))}),
+              IsOk());
+
+  absl::StatusOr<PushResult> r =
+      Push("dev-a", 3,
+           {Upsert(Id(102), kCase, kCase, "case_registration", {{"district", testing::Cleared()}},
+                   2, HlcAt(kStartMicros + 1))});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(ReadString(kCase, kCase, "district"), "<absent>");
+}
+
+TEST_F(IngestTest, RegionWrittenAwayFromTheCasesDistrictIsRejectedUnlessTheDistrictMovesToo) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2,
+                   {Upsert(Id(101), kCase, kCase, "case_registration",
+                           {{"district", Enum("northern_1")}}, 0, HlcAt(kStartMicros))}),
+              IsOk());
+
+  absl::StatusOr<PushResult> alone =
+      Push("dev-a", 3,
+           {Upsert(Id(102), kCase, kCase, "case_registration", {{"region", Enum("western")}}, 1,
+                   HlcAt(kStartMicros + 1))});
+  absl::StatusOr<PushResult> both =
+      Push("dev-a", 4,
+           {Upsert(Id(103), kCase, kCase, "case_registration",
+                   {{"region", Enum("western")}, {"district", Enum("western_2")}}, 0,
+                   HlcAt(kStartMicros + 2))});
+
+  ASSERT_THAT(alone, IsOk());
+  EXPECT_EQ(alone->result.results(0).reject_reason(), v1::REJECT_REASON_DISTRICT_OUTSIDE_REGION);
+  EXPECT_THAT(alone->result.results(0).detail(),
+              HasSubstr("the case's district northern_1 lies in region northern, not in the "
+                        "region this change writes, western"));
+  ASSERT_THAT(both, IsOk());
+  EXPECT_NE(both->result.results(0).outcome(), v1::CHANGE_OUTCOME_REJECTED);
+  EXPECT_EQ(ReadString(kCase, kCase, "region"), "western");
+  EXPECT_EQ(ReadString(kCase, kCase, "district"), "western_2");
+}
+
+TEST_F(IngestTest, TransferMovesTheDistrictInTheSameLogEntry) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2,
+                   {Upsert(Id(101), kCase, kCase, "case_registration",
+                           {{"district", Enum("northern_1")}}, 0, HlcAt(kStartMicros))}),
+              IsOk());
+
+  absl::StatusOr<v1::ChangeResult> t =
+      ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "central", "central_2", "officer-2", 0);
+
+  ASSERT_THAT(t, IsOk());
+  EXPECT_EQ(ReadString(kCase, kCase, "region"), "central");
+  EXPECT_EQ(ReadString(kCase, kCase, "district"), "central_2");
+  EXPECT_EQ(ReadString(kCase, kCase, "assigned_officer"), "officer-2");
+  std::vector<std::string> written;
+  for (const v1::FieldResult& f : t->fields()) {
+    written.push_back(f.field());
+    EXPECT_EQ(f.version(), t->log_position()) << f.field();
+  }
+  EXPECT_THAT(written, ::testing::ElementsAre("region", "assigned_officer", "district"));
+}
+
+TEST_F(IngestTest, TransferWithoutADistrictClearsIt) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2,
+                   {Upsert(Id(101), kCase, kCase, "case_registration",
+                           {{"district", Enum("northern_1")}}, 0, HlcAt(kStartMicros))}),
+              IsOk());
+
+  ASSERT_THAT(ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "eastern", "", "officer-2", 0),
+              IsOk());
+
+  EXPECT_EQ(ReadString(kCase, kCase, "region"), "eastern");
+  EXPECT_EQ(ReadString(kCase, kCase, "district"), "<absent>");
+}
+
+TEST_F(IngestTest, TransferToADistrictOfAnotherRegionIsRefusedNamingTheRegionsDistricts) {
+  CreateCase();
+
+  absl::StatusOr<v1::ChangeResult> t =
+      ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "central", "northern_1", "officer-2", 0);
+
+  EXPECT_THAT(t, StatusIs(absl::StatusCode::kInvalidArgument,
+                          HasSubstr("to_district northern_1 is not a district of region central; "
+                                    "the districts of region central are: central_1, central_2")));
+  ASSERT_TRUE(GetSyncErrorDetail(t.status()).has_value());
+  EXPECT_EQ(GetSyncErrorDetail(t.status())->reason(), v1::SYNC_ERROR_REASON_INVALID_VALUE);
+  EXPECT_EQ(GetSyncErrorDetail(t.status())->field(), "district");
+  EXPECT_THAT(ingest_->NextLogPosition(), fieldsync::testing::IsOkAndHolds(uint64_t{2}));
+  EXPECT_EQ(ReadString(kCase, kCase, "region"), "northern");
+  EXPECT_THAT(ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "central", "nowhere_9", "", 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("central_1, central_2")));
+}
+
+TEST_F(IngestTest, DeviceWriteAfterATransferIsCheckedAgainstTheNewRegion) {
+  CreateCase();
+  absl::StatusOr<v1::ChangeResult> t =
+      ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "central", "central_1", "officer-1", 0);
+  ASSERT_THAT(t, IsOk());
+
+  // Both saw the transfer (its position is their base).
+  absl::StatusOr<PushResult> r =
+      Push("dev-a", 2,
+           {Upsert(Id(101), kCase, kCase, "case_registration", {{"district", Enum("northern_2")}},
+                   t->log_position(), HlcAt(kStartMicros)),
+            Upsert(Id(102), kCase, kCase, "case_registration", {{"district", Enum("central_2")}},
+                   t->log_position(), HlcAt(kStartMicros + 1))});
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->result.results(0).reject_reason(), v1::REJECT_REASON_DISTRICT_OUTSIDE_REGION);
+  EXPECT_EQ(r->result.results(1).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+  EXPECT_EQ(ReadString(kCase, kCase, "district"), "central_2");
+}
+
+TEST_F(IngestTest, ResolutionTakingADistrictOutsideTheRegionIsRefused) {
+  CreateCase();
+  ASSERT_THAT(Push("dev-a", 2,
+                   {Upsert(Id(101), kCase, kCase, "case_registration",
+                           {{"district", Enum("northern_1")}}, 0, HlcAt(kStartMicros))}),
+              IsOk());
+  ASSERT_THAT(Push("dev-b", 1,
+                   {Upsert(Id(102), kCase, kCase, "case_registration",
+                           {{"district", Enum("northern_2")}}, 0, HlcAt(kStartMicros - 5))}),
+              IsOk());
+  // The transfer replaces the current district only: the losing one stays
+  // in the conflict.
+  ASSERT_THAT(
+      ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "eastern", "eastern_1", "officer-1", 0),
+      IsOk());
+  absl::StatusOr<v1::ListConflictsResponse> conflicts =
+      feed_->ListConflicts("eastern", 0, "", ReadScope::AllClasses());
+  ASSERT_THAT(conflicts, IsOk());
+  ASSERT_EQ(conflicts->conflicts_size(), 1);
+  const v1::Conflict& c = conflicts->conflicts(0);
+  ASSERT_EQ(c.losing_value().enum_value(), "northern_2");
+
+  absl::StatusOr<v1::ChangeResult> r =
+      ingest_->ResolveConflict(StaffActor{"sup-1"}, c.id(), kCase, Ingest::Resolution::kTakeLosing,
+                               0, v1::FieldValue(), c.version());
+
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument,
+                          HasSubstr("district northern_2 lies in region northern")));
+  EXPECT_EQ(ReadString(kCase, kCase, "district"), "eastern_1");
+  EXPECT_THAT(
+      ingest_->ResolveConflict(StaffActor{"sup-1"}, c.id(), kCase, Ingest::Resolution::kKeepCurrent,
+                               0, v1::FieldValue(), c.version()),
+      IsOk());
+}
+
+TEST_F(IngestTest, LogWrittenBeforeDistrictsWereDeclaredRebuildsUnchanged) {
+  // The deployment's earlier schema: the same fields, no district_regions.
+  v1::Schema before = schema_->proto();
+  before.mutable_case_fields()->clear_district_field();
+  before.mutable_case_fields()->clear_district_regions();
+  std::unique_ptr<Schema> current = std::move(schema_);
+  schema_ = *Schema::Create(before);
+  ReopenStore();
+  CreateCase();
+  ASSERT_EQ(Push("dev-a", 2,
+                 {Upsert(Id(101), kCase, kCase, "case_registration",
+                         {{"district", Enum("western_1")}}, 0, HlcAt(kStartMicros))})
+                ->result.results(0)
+                .outcome(),
+            v1::CHANGE_OUTCOME_APPLIED);
+  ASSERT_THAT(ingest_->TransferCase(StaffActor{"sup-1"}, kCase, "central", "", "officer-2", 0),
+              IsOk());
+  storage::StoreOptions o;
+  o.path = dir_.Sub("rebuilt");
+  o.create_if_missing = true;
+  absl::StatusOr<std::unique_ptr<storage::Store>> rebuilt = storage::Store::Open(o);
+  ASSERT_THAT(rebuilt, IsOk());
+
+  absl::StatusOr<uint64_t> replayed =
+      RebuildStateFromLog(*current, store_.get(), rebuilt->get(), /*entries_per_commit=*/1);
+
+  ASSERT_THAT(replayed, fieldsync::testing::IsOkAndHolds(uint64_t{3}));
+  for (storage::Cf cf : {storage::Cf::kRecords, storage::Cf::kCaseIndex, storage::Cf::kConflicts}) {
+    EXPECT_EQ(testing::DumpCf(rebuilt->get(), cf), testing::DumpCf(store_.get(), cf))
+        << storage::CfName(cf);
+  }
+  EXPECT_EQ(ReadString(kCase, kCase, "district"), "western_1");
 }
 
 TEST_F(IngestTest, AssignWithStaleBaseIsAborted) {

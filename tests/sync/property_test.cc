@@ -219,7 +219,9 @@ TEST_F(SyncPropertyTest, RebuildingStateFromTheLogGivesByteIdenticalState) {
   ASSERT_THAT(PushTo(a, SeedBatch()), IsOk());
   for (const Batch& batch : Interleave(work)) ASSERT_THAT(PushTo(a, batch), IsOk());
   // Server-side changes too: a transfer moves indexes and open conflicts.
-  ASSERT_THAT(a.ingest->TransferCase(StaffActor{"sup"}, Id(1), "eastern", "officer-2", 0), IsOk());
+  ASSERT_THAT(
+      a.ingest->TransferCase(StaffActor{"sup"}, Id(1), "eastern", "eastern_1", "officer-2", 0),
+      IsOk());
   ASSERT_THAT(a.ingest->SetCaseStatus(StaffActor{"sup"}, Id(2), true, 0), IsOk());
   Node fresh = MakeNode("rebuilt");
 

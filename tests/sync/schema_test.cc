@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "crypto/hash.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -165,6 +166,146 @@ std::unique_ptr<Schema> CreateOrDie(std::string_view text) {
   absl::StatusOr<std::unique_ptr<Schema>> schema = Schema::Create(*std::move(proto));
   EXPECT_THAT(schema, IsOk());
   return *std::move(schema);
+}
+
+// kSmall with a district field: north has n1 and n2, south has s1.
+std::string WithDistricts(const std::string& regions = R"pb(
+  district_regions { district: "n1" region: "north" }
+  district_regions { district: "n2" region: "north" }
+  district_regions { district: "s1" region: "south" }
+)pb") {
+  std::string out =
+      With("officer_field: \"officer\" }",
+           absl::StrCat("officer_field: \"officer\" district_field: \"district\" ", regions, " }"));
+  const std::string officer_def =
+      "fields { name: \"officer\" type: FIELD_TYPE_STRING sensitivity: SENSITIVITY_OPERATIONAL }";
+  out.replace(out.find(officer_def), officer_def.size(),
+              absl::StrCat(officer_def,
+                           " fields { name: \"district\" type: FIELD_TYPE_ENUM sensitivity: "
+                           "SENSITIVITY_DIMENSION enum_values: \"n1\" enum_values: \"n2\" "
+                           "enum_values: \"s1\" }"));
+  return out;
+}
+
+TEST(SchemaTest, DefaultSchemaPlacesEveryDistrictInItsRegion) {
+  std::unique_ptr<Schema> schema = testing::LoadDefaultSchemaOrDie();
+
+  EXPECT_EQ(schema->district_field(), "district");
+  for (const std::string& d : schema->FindField("case_registration", "district")->enum_values()) {
+    const std::string* region = schema->RegionOfDistrict(d);
+    ASSERT_NE(region, nullptr) << d;
+    EXPECT_TRUE(d.starts_with(*region + "_")) << d << " in " << *region;
+  }
+  EXPECT_THAT(schema->DistrictsOfRegion("central"),
+              ::testing::ElementsAre("central_1", "central_2"));
+}
+
+TEST(SchemaTest, DistrictDeclarationIsIndexedByRegion) {
+  std::unique_ptr<Schema> schema = CreateOrDie(WithDistricts());
+
+  EXPECT_TRUE(schema->has_districts());
+  ASSERT_NE(schema->RegionOfDistrict("n2"), nullptr);
+  EXPECT_EQ(*schema->RegionOfDistrict("n2"), "north");
+  EXPECT_EQ(schema->RegionOfDistrict("north"), nullptr);
+  EXPECT_THAT(schema->DistrictsOfRegion("north"), ::testing::ElementsAre("n1", "n2"));
+  EXPECT_THAT(schema->DistrictsOfRegion("south"), ::testing::ElementsAre("s1"));
+  EXPECT_THAT(schema->DistrictsOfRegion("west"), ::testing::IsEmpty());
+}
+
+TEST(SchemaTest, SchemaWithoutDistrictsHasNone) {
+  std::unique_ptr<Schema> schema = CreateOrDie(kSmall);
+
+  EXPECT_FALSE(schema->has_districts());
+  EXPECT_EQ(schema->RegionOfDistrict("n1"), nullptr);
+}
+
+TEST(SchemaTest, RegionWithoutDistrictsIsAllowed) {
+  EXPECT_THAT(ParseSchema(WithDistricts(R"pb(
+                district_regions { district: "n1" region: "north" }
+                district_regions { district: "n2" region: "north" }
+                district_regions { district: "s1" region: "north" }
+              )pb")),
+              IsOk());
+}
+
+TEST(SchemaTest, UnknownDistrictIsRefusedListingTheKnownOnes) {
+  EXPECT_THAT(ParseSchema(WithDistricts(R"pb(
+                district_regions { district: "n1" region: "north" }
+                district_regions { district: "n2" region: "north" }
+                district_regions { district: "s1" region: "south" }
+                district_regions { district: "s9" region: "south" }
+              )pb")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("names 's9', which is not a value of district field district; "
+                                 "its values are: n1, n2, s1")));
+}
+
+TEST(SchemaTest, DistrictInTwoRegionsIsRefused) {
+  EXPECT_THAT(ParseSchema(WithDistricts(R"pb(
+                district_regions { district: "n1" region: "north" }
+                district_regions { district: "n2" region: "north" }
+                district_regions { district: "s1" region: "south" }
+                district_regions { district: "n2" region: "south" }
+              )pb")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("gives district n2 two entries (regions north and south)")));
+}
+
+TEST(SchemaTest, DistrictRegionThatIsNotARegionValueIsRefused) {
+  EXPECT_THAT(ParseSchema(WithDistricts(R"pb(
+                district_regions { district: "n1" region: "north" }
+                district_regions { district: "n2" region: "nord" }
+                district_regions { district: "s1" region: "south" }
+              )pb")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("places district n2 in 'nord', which is not a value of region "
+                                 "field region; its values are: north, south")));
+}
+
+TEST(SchemaTest, DistrictWithoutRegionIsRefused) {
+  EXPECT_THAT(ParseSchema(WithDistricts(R"pb(
+                district_regions { district: "n1" region: "north" }
+                district_regions { district: "s1" region: "south" }
+              )pb")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("district n2 of district field district has no region")));
+}
+
+TEST(SchemaTest, DistrictFieldMustBeADimensionEnumOfTheRegistration) {
+  EXPECT_THAT(ParseSchema(With("officer_field: \"officer\" }",
+                               "officer_field: \"officer\" district_field: \"zone\" }")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("district_field 'zone' is not a field of the registration")));
+  EXPECT_THAT(ParseSchema(With("officer_field: \"officer\" }",
+                               "officer_field: \"officer\" district_field: \"name\" }")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("district field name must be a DIMENSION ENUM")));
+  EXPECT_THAT(ParseSchema(With("officer_field: \"officer\" }",
+                               "officer_field: \"officer\" district_field: \"region\" }")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("district field region is also another case field")));
+}
+
+TEST(SchemaTest, DistrictsNeedAnEnumRegionField) {
+  std::string text = WithDistricts();
+  const std::string region_def =
+      "name: \"region\" type: FIELD_TYPE_ENUM sensitivity: SENSITIVITY_DIMENSION enum_values: "
+      "\"north\" enum_values: \"south\"";
+  text.replace(text.find(region_def), region_def.size(),
+               "name: \"region\" type: FIELD_TYPE_STRING sensitivity: SENSITIVITY_DIMENSION");
+
+  EXPECT_THAT(ParseSchema(text), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          HasSubstr("region field region must be an ENUM when "
+                                                    "case_fields.district_field is set")));
+}
+
+TEST(SchemaTest, DistrictRegionsWithoutDistrictFieldAreRefused) {
+  EXPECT_THAT(
+      ParseSchema(With("officer_field: \"officer\" }",
+                       "officer_field: \"officer\" district_regions { district: \"a\" "
+                       "region: \"north\" } }")),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("district_regions is given but case_fields.district_field is not")));
 }
 
 TEST(SchemaTest, DigestIsLowercaseHexSha256OfTheDeterministicSerialization) {
