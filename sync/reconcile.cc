@@ -196,6 +196,21 @@ absl::StatusOr<std::vector<v1::FieldHead>> LoadHeads(const Uuid& case_id,
   return heads;
 }
 
+// Whether two states of one field hold the same current value and open
+// conflict: the same writes (a write's position names it, and fixes its
+// value) and the same conflict.
+bool SameWrites(const v1::FieldState& a, const v1::FieldState& b) {
+  if (a.version() != b.version() || a.position() != b.position() ||
+      a.conflict_position() != b.conflict_position() ||
+      a.other_writes_size() != b.other_writes_size()) {
+    return false;
+  }
+  for (int i = 0; i < a.other_writes_size(); ++i) {
+    if (a.other_writes(i).position() != b.other_writes(i).position()) return false;
+  }
+  return true;
+}
+
 // How a write is merged into a field's heads.
 struct FieldWriteInput {
   const v1::StoredValue* value = nullptr;  // null: no write (keep current)
@@ -242,8 +257,12 @@ v1::ChangeOutcome MergeField(const v1::HeadWrite& write, const FieldWriteInput& 
     if (heads->size() > 1) heads->resize(1);
     return v1::CHANGE_OUTCOME_APPLIED;
   }
-  const std::optional<v1::StoredValue> previous =
-      heads->empty() ? std::nullopt : std::optional<v1::StoredValue>(heads->front().value());
+  // The writes of the value that stood; a head holding any of them after
+  // the merge holds that value (one head per value).
+  std::vector<uint64_t> previous;
+  if (!heads->empty()) {
+    for (const v1::HeadWrite& w : heads->front().writes()) previous.push_back(w.position());
+  }
   if (in.sees_all) heads->clear();
   for (v1::FieldHead& h : *heads) {
     // What the writer saw: the value at its base, as it stood then (its
@@ -279,10 +298,11 @@ v1::ChangeOutcome MergeField(const v1::HeadWrite& write, const FieldWriteInput& 
                        [&](const v1::HeadWrite& w) { return w.position() == write.position(); });
   };
   if (!holds(heads->front())) return v1::CHANGE_OUTCOME_SUPERSEDED;
-  if (previous.has_value() && joined && heads->front().writes_size() > 1 &&
-      SameValue(heads->front().value(), *previous)) {
-    return v1::CHANGE_OUTCOME_CONVERGED;  // joined the value that stood
-  }
+  const bool stood = std::any_of(
+      heads->front().writes().begin(), heads->front().writes().end(), [&](const v1::HeadWrite& w) {
+        return std::find(previous.begin(), previous.end(), w.position()) != previous.end();
+      });
+  if (joined && stood) return v1::CHANGE_OUTCOME_CONVERGED;  // joined the value that stood
   return heads->size() > 1 ? v1::CHANGE_OUTCOME_CONFLICT : v1::CHANGE_OUTCOME_APPLIED;
 }
 
@@ -641,8 +661,6 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
       if (has) state = std::move(s);
     }
     ASSIGN_OR_RETURN(std::vector<v1::FieldHead> heads, LoadHeads(case_id, state, name, view));
-    const std::optional<v1::StoredValue> before_value =
-        heads.empty() ? std::nullopt : std::optional<v1::StoredValue>(heads.front().value());
     v1::EntryField* f = keeps_current ? nullptr : entry->mutable_fields(static_cast<int>(i));
     FieldWriteInput in;
     if (f != nullptr) {
@@ -665,7 +683,7 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
                                    std::vector<v1::FieldHead>(heads.begin() + 1, heads.end()),
                                    &conflict_position, view, &conflicts));
     next.set_conflict_position(conflict_position);
-    if (!state.has_value() || next.SerializeAsString() != state->SerializeAsString()) {
+    if (!state.has_value() || !SameWrites(*state, next)) {
       view->PutProto(Cf::kRecords, state_key, next);
     }
     if (f == nullptr) continue;
@@ -678,7 +696,7 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     fr->set_version(next.version());
     fr->set_server_set(f->server_set());
     if (delta != nullptr && std::find(dims.begin(), dims.end(), name) != dims.end() &&
-        (!before_value.has_value() || !SameValue(*before_value, next.value()))) {
+        (!state.has_value() || !SameValue(state->value(), next.value()))) {
       std::optional<std::string>& v = delta->values[std::string(name)];
       if (next.value().cleared()) {
         v.reset();
