@@ -10,19 +10,19 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "absl/container/flat_hash_set.h"
 #include "admin/deployment.h"
 #include "admin/principals.h"
-#include "crypto/x509.h"
-#include "fieldsync/v1/admin.grpc.pb.h"
 #include "common/clock.h"
 #include "common/file_io.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "crypto/system_random.h"
+#include "crypto/x509.h"
 #include "device/tablet.h"
+#include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "sync/schema.h"
@@ -573,9 +573,9 @@ absl::Status Simulation::CountConflicts() {
   if (cases.empty()) return absl::OkStatus();
   const std::string id = absl::StrFormat("sim-%s-supervisor", tag_);
   ASSIGN_OR_RETURN(crypto::KeyPem key, crypto::GenerateP256Key());
-  ASSIGN_OR_RETURN(std::string csr, crypto::CreateCsr(key.private_key_pem,
-                                                      admin::PrincipalUri(
-                                                          {v1::PRINCIPAL_KIND_STAFF, id})));
+  ASSIGN_OR_RETURN(
+      std::string csr,
+      crypto::CreateCsr(key.private_key_pem, admin::PrincipalUri({v1::PRINCIPAL_KIND_STAFF, id})));
   auto admin = v1::AdminService::NewStub(admin_.channel);
   v1::AddStaffRequest add;
   add.set_id(id);

@@ -4,10 +4,10 @@
 #include <string>
 
 #include "fieldsync/v1/admin.pb.h"
+#include "fieldsync/v1/aggregates.pb.h"
 #include "fieldsync/v1/audit.pb.h"
 #include "fieldsync/v1/sync.pb.h"
 #include "gmock/gmock.h"
-#include "fieldsync/v1/aggregates.pb.h"
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -80,9 +80,9 @@ TEST(AuthzTableTest, OnlyEnrolmentAndHealthAreServedWithoutCertificate) {
 }
 
 TEST(AuthzTableTest, AdministrationIsForAdministratorsOnly) {
-  for (const char* m : {"/fieldsync.v1.AdminService/AddStaff",
-                        "/fieldsync.v1.AdminService/RevokePrincipal",
-                        "/fieldsync.v1.AdminService/ListPrincipals"}) {
+  for (const char* m :
+       {"/fieldsync.v1.AdminService/AddStaff", "/fieldsync.v1.AdminService/RevokePrincipal",
+        "/fieldsync.v1.AdminService/ListPrincipals"}) {
     absl::StatusOr<const RpcRule*> rule = FindRule(m);
     ASSERT_THAT(rule, IsOk());
     EXPECT_EQ((*rule)->roles, RoleBit(v1::ROLE_ADMINISTRATOR)) << m;

@@ -52,8 +52,7 @@ constexpr char kExamplePayload[] =
     "3030302d383030302d3030303030303030303030312211636173655f72656769"
     "7374726174696f6e2a090880c097d1edff960330013a150a0a676976656e5f6e"
     "616d6512070a05416d696e61";
-constexpr char kExampleEnc[] =
-    "5869aff450549732cbaaed5e5df9b30a6da31cb0e5742bad5ad4a1a768f1a67b";
+constexpr char kExampleEnc[] = "5869aff450549732cbaaed5e5df9b30a6da31cb0e5742bad5ad4a1a768f1a67b";
 constexpr char kExampleCiphertext[] =
     "71afeefdd5f1f6390fad127d75c7260b248d3ed712390f633671b2f6a76c52fa"
     "d591d9e5e7d0a87f73cadd6221910cc97f103da25ec37f7c9d1339acfc670295"
@@ -115,10 +114,11 @@ struct Example {
         server_public, AsBytes(kBatchSealInfo), ephemeral_private);
     sealed.set_enc(setup->enc);
     sealed.set_ciphertext(*setup->context->Seal(AsBytes(header_encoding), AsBytes(payload)));
-    signed_message = EncodeBatchSignedMessage(
-        header, v1::PAYLOAD_COMPRESSION_NONE,
-        SealedPayloadDigest(sealed.enc(), sealed.ciphertext()));
-    sealed.set_signature(crypto::ToString(*crypto::Ed25519Sign(device_seed, AsBytes(signed_message))));
+    signed_message =
+        EncodeBatchSignedMessage(header, v1::PAYLOAD_COMPRESSION_NONE,
+                                 SealedPayloadDigest(sealed.enc(), sealed.ciphertext()));
+    sealed.set_signature(
+        crypto::ToString(*crypto::Ed25519Sign(device_seed, AsBytes(signed_message))));
   }
 
   PushKeys Keys(const crypto::X25519PrivateKey* key) const {
@@ -201,8 +201,8 @@ TEST(SealedBatchTest, WorkedExampleMatchesProtocolDocument) {
               << "signed " << Hex(e.signed_message) << "\n"
               << "signature " << Hex(e.sealed.signature()) << "\n"
               << "pull_aad "
-              << Hex(EncodePullChunkHeader(*ParseUuid("11111111-2222-4333-8444-555555555555"), 0,
-                                           7, true))
+              << Hex(EncodePullChunkHeader(*ParseUuid("11111111-2222-4333-8444-555555555555"), 0, 7,
+                                           true))
               << "\n";
   }
   EXPECT_EQ(Hex(e.header_encoding), kExampleHeader);

@@ -47,9 +47,9 @@
 namespace fieldsync::server {
 namespace {
 
+using crypto::AsBytes;
 using ::fieldsync::testing::IsOk;
 using ::testing::HasSubstr;
-using crypto::AsBytes;
 
 struct Credentials {
   std::string certificate_pem;
@@ -167,9 +167,8 @@ class SyncServiceTest : public ::testing::Test {
     v1::CreateEnrolmentCodeResponse response;
     grpc::ClientContext context;
     SetDeadline(&context);
-    grpc::Status s =
-        v1::AdminService::NewStub(Channel(&admin_))->CreateEnrolmentCode(&context, request,
-                                                                         &response);
+    grpc::Status s = v1::AdminService::NewStub(Channel(&admin_))
+                         ->CreateEnrolmentCode(&context, request, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return response.code();
   }
@@ -178,8 +177,8 @@ class SyncServiceTest : public ::testing::Test {
   grpc::Status Enroll(const std::string& code, Device* device, const std::string& label = "") {
     absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
     EXPECT_THAT(key, IsOk());
-    absl::StatusOr<std::string> csr = crypto::CreateCsr(key->private_key_pem,
-                                                        "fieldsync://device/new");
+    absl::StatusOr<std::string> csr =
+        crypto::CreateCsr(key->private_key_pem, "fieldsync://device/new");
     EXPECT_THAT(csr, IsOk());
     device->signing = crypto::GenerateEd25519(random_);
     device->receiving = crypto::GenerateX25519(random_);
@@ -191,8 +190,8 @@ class SyncServiceTest : public ::testing::Test {
     request.set_device_label(label);
     grpc::ClientContext context;
     SetDeadline(&context);
-    grpc::Status s = v1::SyncService::NewStub(Channel(nullptr))
-                         ->Enroll(&context, request, &device->enrolment);
+    grpc::Status s =
+        v1::SyncService::NewStub(Channel(nullptr))->Enroll(&context, request, &device->enrolment);
     if (s.ok()) {
       device->id = device->enrolment.device_id();
       device->tls = {device->enrolment.certificate_pem(), key->private_key_pem};
@@ -291,8 +290,7 @@ class SyncServiceTest : public ::testing::Test {
   // A sealed, signed batch of `changes` (PROTOCOL.md §5), sealed by the
   // device library.
   v1::SealedBatch Seal(const Device& d, const std::vector<v1::RecordChange>& changes,
-                       uint64_t sequence, const std::string& batch_id,
-                       bool compress = false) {
+                       uint64_t sequence, const std::string& batch_id, bool compress = false) {
     v1::BatchPayload payload;
     for (const auto& c : changes) *payload.add_changes() = c;
     absl::StatusOr<crypto::Ed25519Signer> signer =
@@ -545,8 +543,8 @@ TEST_F(SyncServiceTest, CompressedBatchIsOpened) {
   StartServer();
   Device d = NewDevice();
   v1::PushResponse response;
-  grpc::Status s = Push(d, Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3), /*compress=*/true),
-                        &response);
+  grpc::Status s =
+      Push(d, Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(3), /*compress=*/true), &response);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(response.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
 }
@@ -559,9 +557,9 @@ TEST_F(SyncServiceTest, InvalidChangesAreRejectedWithReasonsAndTheRestApplies) {
   v1::RecordChange wrong_type = NewCase(Id(12), Id(13));
   *wrong_type.mutable_fields(0)->mutable_value() = Enum("not-a-string");
   v1::PushResponse response;
-  ASSERT_TRUE(Push(d, Seal(d, {unknown_type, wrong_type, NewCase(Id(1), Id(2))}, 1, Id(3)),
-                   &response)
-                  .ok());
+  ASSERT_TRUE(
+      Push(d, Seal(d, {unknown_type, wrong_type, NewCase(Id(1), Id(2))}, 1, Id(3)), &response)
+          .ok());
   ASSERT_EQ(response.results_size(), 3);
   EXPECT_EQ(response.results(0).reject_reason(), v1::REJECT_REASON_UNKNOWN_RECORD_TYPE);
   EXPECT_EQ(response.results(1).reject_reason(), v1::REJECT_REASON_WRONG_VALUE_TYPE);
@@ -691,8 +689,9 @@ TEST_F(SyncServiceTest, RevokedDeviceIsStoppedAtOnce) {
   v1::RevokePrincipalResponse revoked;
   grpc::ClientContext context;
   SetDeadline(&context);
-  ASSERT_TRUE(
-      v1::AdminService::NewStub(Channel(&admin_))->RevokePrincipal(&context, revoke, &revoked).ok());
+  ASSERT_TRUE(v1::AdminService::NewStub(Channel(&admin_))
+                  ->RevokePrincipal(&context, revoke, &revoked)
+                  .ok());
 
   grpc::Status s = Push(d, Seal(d, {NewCase(Id(4), Id(5))}, 2, Id(6)), &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);

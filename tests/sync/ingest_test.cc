@@ -609,10 +609,10 @@ TEST_F(IngestTest, ResolveConflictByTakingTheLosingValue) {
   EXPECT_EQ(r->outcome(), v1::CHANGE_OUTCOME_APPLIED);
   EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Mina");
   EXPECT_EQ(feed_->ListConflicts("northern", 0, "", ReadScope::AllClasses())->conflicts_size(), 0);
-  EXPECT_THAT(ingest_->ResolveConflict(StaffActor{"sup-1"}, c.id(), kCase,
-                                       Ingest::Resolution::kKeepCurrent, 0, v1::FieldValue(),
-                                       c.version()),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(
+      ingest_->ResolveConflict(StaffActor{"sup-1"}, c.id(), kCase, Ingest::Resolution::kKeepCurrent,
+                               0, v1::FieldValue(), c.version()),
+      StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST_F(IngestTest, AChangeIdSpelledInTwoLetterCasesIsRejectedTheSecondTime) {

@@ -91,11 +91,7 @@ struct Scenario {
   std::vector<std::vector<Step>> lanes;  // one per device, and the supervisor's
 };
 
-struct Node {
-  std::unique_ptr<storage::Store> store;
-  std::unique_ptr<Ingest> ingest;
-  std::unique_ptr<ChangeFeed> feed;
-};
+using Node = testing::SyncNode;
 
 // What the run exercised, summed over every store.
 struct Seen {
@@ -108,20 +104,8 @@ struct Seen {
 class MergePropertyTest : public ::testing::Test {
  protected:
   Node MakeNode(const std::string& name) {
-    storage::StoreOptions o;
-    o.path = dir_.Sub(name);
-    o.create_if_missing = true;
-    o.sync_writes = false;
-    Node n;
-    n.store = *storage::Store::Open(o);
-    Ingest::Options io;
-    io.store = n.store.get();
-    io.schema = schema_.get();
-    io.sealer = &sealer_;
-    io.clock = &clock_;
-    n.ingest = std::make_unique<Ingest>(io);
-    n.feed = std::make_unique<ChangeFeed>(n.store.get(), schema_.get(), &sealer_);
-    return n;
+    return testing::OpenSyncNode(dir_.Sub(name), schema_.get(), &sealer_, &clock_,
+                                 /*sync_writes=*/false);
   }
 
   std::string NextChangeId() { return Id(++change_no_); }

@@ -40,29 +40,12 @@ struct Batch {
   std::vector<v1::RecordChange> changes;
 };
 
-// One store with its ingest and feed.
-struct Node {
-  std::unique_ptr<storage::Store> store;
-  std::unique_ptr<Ingest> ingest;
-  std::unique_ptr<ChangeFeed> feed;
-};
+using Node = testing::SyncNode;
 
 class SyncPropertyTest : public testing::IngestFixture {
  protected:
   Node MakeNode(const std::string& name) {
-    storage::StoreOptions o;
-    o.path = dir_.Sub(name);
-    o.create_if_missing = true;
-    Node n;
-    n.store = *storage::Store::Open(o);
-    Ingest::Options io;
-    io.store = n.store.get();
-    io.schema = schema_.get();
-    io.sealer = &sealer_;
-    io.clock = &clock_;
-    n.ingest = std::make_unique<Ingest>(io);
-    n.feed = std::make_unique<ChangeFeed>(n.store.get(), schema_.get(), &sealer_);
-    return n;
+    return testing::OpenSyncNode(dir_.Sub(name), schema_.get(), &sealer_, &clock_);
   }
 
   absl::StatusOr<PushResult> PushTo(Node& node, const Batch& b) {
@@ -80,8 +63,8 @@ class SyncPropertyTest : public testing::IngestFixture {
   Batch SeedBatch() {
     Batch b{"dev-seed", 1, {}};
     for (int i = 0; i < kCases; ++i) {
-      b.changes.push_back(testing::NewCase(Id(500 + i), Id(1 + i), "northern",
-                                           HlcAt(kStartMicros - 10000000)));
+      b.changes.push_back(
+          testing::NewCase(Id(500 + i), Id(1 + i), "northern", HlcAt(kStartMicros - 10000000)));
     }
     return b;
   }
@@ -116,7 +99,8 @@ class SyncPropertyTest : public testing::IngestFixture {
           }
           std::vector<std::pair<std::string, v1::FieldValue>> fields;
           if (random_.Uniform(2)) fields.push_back({"given_name", Str(kNames[random_.Uniform(4)])});
-          if (random_.Uniform(2)) fields.push_back({"district", Enum(kDistricts[random_.Uniform(2)])});
+          if (random_.Uniform(2))
+            fields.push_back({"district", Enum(kDistricts[random_.Uniform(2)])});
           if (fields.empty() || random_.Uniform(2)) {
             fields.push_back({"priority", Enum(kPriority[random_.Uniform(3)])});
           }

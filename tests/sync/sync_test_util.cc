@@ -48,10 +48,9 @@ absl::StatusOr<std::string> TestFieldSealer::Open(const FieldAddress& at,
   if (sealed.size() < crypto::kAesGcmNonceSize) return absl::DataLossError("sealed too short");
   crypto::HmacSha256Tag key = CaseKey(at.case_id);
   const std::string aad = Aad(at);
-  absl::StatusOr<std::string> pt =
-      crypto::AesGcmOpen(key, crypto::AsBytes(sealed.substr(0, crypto::kAesGcmNonceSize)),
-                         crypto::AsBytes(aad),
-                         crypto::AsBytes(sealed.substr(crypto::kAesGcmNonceSize)));
+  absl::StatusOr<std::string> pt = crypto::AesGcmOpen(
+      key, crypto::AsBytes(sealed.substr(0, crypto::kAesGcmNonceSize)), crypto::AsBytes(aad),
+      crypto::AsBytes(sealed.substr(crypto::kAesGcmNonceSize)));
   if (!pt.ok()) return absl::DataLossError("sealed value does not open here");
   return pt;
 }
@@ -143,6 +142,24 @@ v1::RecordChange NewCase(const std::string& change_id, const std::string& case_i
                  {"region", Enum(region)},
                  {"registration_date", DateValue(2026, 11, 2)}},
                 0, hlc);
+}
+
+SyncNode OpenSyncNode(const std::string& path, const Schema* schema, FieldSealer* sealer,
+                      const Clock* clock, bool sync_writes) {
+  storage::StoreOptions o;
+  o.path = path;
+  o.create_if_missing = true;
+  o.sync_writes = sync_writes;
+  SyncNode n;
+  n.store = *storage::Store::Open(o);
+  Ingest::Options io;
+  io.store = n.store.get();
+  io.schema = schema;
+  io.sealer = sealer;
+  io.clock = clock;
+  n.ingest = std::make_unique<Ingest>(io);
+  n.feed = std::make_unique<ChangeFeed>(n.store.get(), schema, sealer);
+  return n;
 }
 
 ReadScope AllCases() {

@@ -11,11 +11,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "common/random.h"
 #include "fieldsync/v1/records.pb.h"
 #include "storage/store.h"
 #include "sync/change_feed.h"
 #include "sync/field_sealer.h"
+#include "sync/ingest.h"
 #include "sync/schema.h"
 
 namespace fieldsync::sync::testing {
@@ -28,8 +30,7 @@ class TestFieldSealer final : public FieldSealer {
   explicit TestFieldSealer(Random* random) : random_(random) {}
   absl::StatusOr<std::string> Seal(const FieldAddress& at, std::string_view plaintext,
                                    std::vector<KeyWrite>* key_writes) override;
-  absl::StatusOr<std::string> Open(const FieldAddress& at,
-                                   std::string_view sealed) const override;
+  absl::StatusOr<std::string> Open(const FieldAddress& at, std::string_view sealed) const override;
   absl::StatusOr<std::string> Digest(std::string_view case_id, std::string_view field,
                                      std::string_view plaintext,
                                      std::vector<KeyWrite>* key_writes) override;
@@ -64,6 +65,19 @@ v1::RecordChange Upsert(const std::string& change_id, const std::string& case_id
                         const std::string& record_id, std::string_view record_type,
                         const std::vector<std::pair<std::string, v1::FieldValue>>& fields,
                         uint64_t base_version, v1::Hlc hlc);
+
+// A store with the Ingest and ChangeFeed of one server, without observers.
+struct SyncNode {
+  std::unique_ptr<storage::Store> store;
+  std::unique_ptr<Ingest> ingest;
+  std::unique_ptr<ChangeFeed> feed;
+};
+
+// Creates a store at `path` and its ingest and feed; aborts the test binary
+// if the store does not open. Not owned: schema, sealer and clock, which
+// must outlive the node.
+SyncNode OpenSyncNode(const std::string& path, const Schema* schema, FieldSealer* sealer,
+                      const Clock* clock, bool sync_writes = true);
 
 // A scope reaching every case and every sensitivity class.
 ReadScope AllCases();
