@@ -21,6 +21,19 @@
 
 namespace fieldsync::aggregates::testing {
 
+// The least (direction 1) or greatest (-1) value of column `col` over the
+// model's feasible set; infinity when unbounded. Throws when CLP finds no
+// optimum.
+inline double OptimizeColumn(ClpSimplex* model, int col, double direction) {
+  for (int j = 0; j < model->numberColumns(); ++j) model->setObjectiveCoefficient(j, 0.0);
+  model->setObjectiveCoefficient(col, 1.0);
+  model->setOptimizationDirection(direction);
+  model->primal();
+  if (model->status() == 2) return std::numeric_limits<double>::infinity();  // unbounded
+  if (model->status() != 0) throw std::runtime_error("attacker: CLP found no optimum");
+  return model->primalColumnSolution()[col];
+}
+
 // Entries are numbered row-major, last dimension fastest, coordinate
 // sizes[d] meaning the total along d. Not thread-safe.
 class Attacker {
@@ -124,13 +137,7 @@ class Attacker {
   double Optimize(size_t entry, double direction) {
     const int col = column_.at(entry);
     if (col < 0) throw std::logic_error("attacker: the entry is published");
-    for (int j = 0; j < model_->numberColumns(); ++j) model_->setObjectiveCoefficient(j, 0.0);
-    model_->setObjectiveCoefficient(col, 1.0);
-    model_->setOptimizationDirection(direction);
-    model_->primal();
-    if (model_->status() == 2) return std::numeric_limits<double>::infinity();  // unbounded
-    if (model_->status() != 0) throw std::runtime_error("attacker: CLP found no optimum");
-    return model_->primalColumnSolution()[col];
+    return OptimizeColumn(model_.get(), col, direction);
   }
 
   std::vector<size_t> Coords(size_t index) const {

@@ -48,6 +48,7 @@
 #include "nlohmann/json.hpp"
 #include "storage/counter.h"
 #include "storage/key_codec.h"
+#include "tests/aggregates/attacker.h"
 #include "tests/sync/ingest_fixture.h"
 #include "tests/testing/seeded_random.h"
 #include "tests/testing/status_matchers.h"
@@ -511,13 +512,7 @@ class ExportAttacker {
   }
 
   double Optimize(int col, double direction) {
-    for (int j = 0; j < model_->numberColumns(); ++j) model_->setObjectiveCoefficient(j, 0.0);
-    model_->setObjectiveCoefficient(col, 1.0);
-    model_->setOptimizationDirection(direction);
-    model_->primal();
-    if (model_->status() == 2) return std::numeric_limits<double>::infinity();  // unbounded
-    if (model_->status() != 0) throw std::runtime_error("attacker: CLP found no optimum");
-    return model_->primalColumnSolution()[col];
+    return testing::OptimizeColumn(model_.get(), col, direction);
   }
 
   std::map<std::string, std::vector<std::string>> domain_;
