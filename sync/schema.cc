@@ -101,12 +101,6 @@ absl::Status ValidateDistricts(const v1::CaseFields& cf, const v1::RecordType& r
     return Invalid("schema: district field %s is also another case field; it must be its own",
                    district->name());
   }
-  if (region->type() != v1::FIELD_TYPE_ENUM) {
-    return Invalid(
-        "schema: region field %s must be an ENUM when case_fields.district_field is set (each "
-        "district names one of its values)",
-        region->name());
-  }
   absl::flat_hash_set<std::string> regions(region->enum_values().begin(),
                                            region->enum_values().end());
   absl::flat_hash_set<std::string> districts(district->enum_values().begin(),
@@ -157,9 +151,11 @@ absl::Status ValidateCaseFields(const v1::Schema& schema, const v1::RecordType& 
     return Invalid("schema: case_fields.region_field '%s' is not a field of the registration type",
                    cf.region_field());
   }
-  if (region->sensitivity() != v1::SENSITIVITY_DIMENSION ||
-      (region->type() != v1::FIELD_TYPE_ENUM && region->type() != v1::FIELD_TYPE_STRING)) {
-    return Invalid("schema: region field %s must be a DIMENSION ENUM or STRING", region->name());
+  if (region->sensitivity() != v1::SENSITIVITY_DIMENSION || region->type() != v1::FIELD_TYPE_ENUM) {
+    return Invalid(
+        "schema: region field %s must be a DIMENSION ENUM (its values are the deployment's "
+        "regions)",
+        region->name());
   }
   const v1::FieldDef* status = find(cf.status_field());
   if (status == nullptr) {
@@ -188,6 +184,26 @@ absl::Status ValidateCaseFields(const v1::Schema& schema, const v1::RecordType& 
   if (status->required() || officer->required()) {
     return Invalid("schema: server-managed field %s must not be required (the server sets it)",
                    status->required() ? status->name() : officer->name());
+  }
+  if (!cf.closure_reason_field().empty()) {
+    const v1::FieldDef* reason = find(cf.closure_reason_field());
+    if (reason == nullptr) {
+      return Invalid(
+          "schema: case_fields.closure_reason_field '%s' is not a field of the registration type",
+          cf.closure_reason_field());
+    }
+    if (reason->sensitivity() != v1::SENSITIVITY_DIMENSION ||
+        reason->type() != v1::FIELD_TYPE_ENUM || reason->required()) {
+      return Invalid("schema: closure reason field %s must be a DIMENSION ENUM, not required",
+                     reason->name());
+    }
+    for (const std::string* other : {&cf.region_field(), &cf.status_field(), &cf.officer_field(),
+                                     &cf.district_field()}) {
+      if (*other == reason->name()) {
+        return Invalid("schema: closure reason field %s is also another case field",
+                       reason->name());
+      }
+    }
   }
   return ValidateDistricts(cf, reg);
 }
@@ -400,7 +416,23 @@ const v1::FieldDef* Schema::FindField(std::string_view record_type, std::string_
 
 bool Schema::IsServerManaged(std::string_view record_type, std::string_view field) const {
   return record_type == registration_->name() &&
-         (field == status_field() || field == officer_field());
+         (field == status_field() || field == officer_field() ||
+          (!closure_reason_field().empty() && field == closure_reason_field()));
+}
+
+const v1::FieldDef& Schema::region_def() const {
+  return *FindField(registration_->name(), region_field());
+}
+
+absl::Status Schema::CheckRegion(std::string_view region) const {
+  const v1::FieldDef& def = region_def();
+  for (const std::string& r : def.enum_values()) {
+    if (r == region) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrFormat("unknown region '%s'; the deployment's regions are: %s",
+                      absl::CHexEscape(absl::string_view(region.data(), region.size())),
+                      absl::StrJoin(def.enum_values(), ", ")));
 }
 
 const std::vector<std::string>& Schema::DimensionFields(std::string_view record_type) const {

@@ -87,8 +87,23 @@ class Schema {
   // The districts of `region`, in the district field's order; empty for a
   // region without districts or an unknown one.
   const std::vector<std::string>& DistrictsOfRegion(std::string_view region) const;
-  // True for the status and officer fields of the registration type.
+  // The closure reason field; empty when the schema declares none.
+  const std::string& closure_reason_field() const {
+    return proto_.case_fields().closure_reason_field();
+  }
+  // True for the status, officer and closure reason fields of the
+  // registration type. (The region field is written by a device only when
+  // it creates a case; sync/reconcile.cc holds that rule.)
   bool IsServerManaged(std::string_view record_type, std::string_view field) const;
+
+  // The region field and its values: the deployment's regions.
+  const v1::FieldDef& region_def() const;
+  const google::protobuf::RepeatedPtrField<std::string>& regions() const {
+    return region_def().enum_values();
+  }
+  // OK when `region` is one of regions(); otherwise kInvalidArgument naming
+  // every known region (region names are not personal data).
+  absl::Status CheckRegion(std::string_view region) const;
 
   // The DIMENSION fields of `record_type`, in schema order (empty if the
   // type is unknown).

@@ -17,6 +17,8 @@ namespace {
 
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
@@ -74,7 +76,8 @@ TEST(SchemaTest, JsonFormParses) {
   EXPECT_THAT(ParseSchema(R"({"schemaId": "j",
     "caseFields": {"regionField": "r", "statusField": "s", "officerField": "o"},
     "recordTypes": [{"name": "reg", "kind": "RECORD_KIND_CASE_REGISTRATION", "fields": [
-      {"name": "r", "type": "FIELD_TYPE_STRING", "sensitivity": "SENSITIVITY_DIMENSION"},
+      {"name": "r", "type": "FIELD_TYPE_ENUM", "sensitivity": "SENSITIVITY_DIMENSION",
+       "enumValues": ["east"]},
       {"name": "s", "type": "FIELD_TYPE_ENUM", "sensitivity": "SENSITIVITY_DIMENSION",
        "enumValues": ["open", "closed"]},
       {"name": "o", "type": "FIELD_TYPE_STRING", "sensitivity": "SENSITIVITY_OPERATIONAL"}]}]})"),
@@ -286,17 +289,68 @@ TEST(SchemaTest, DistrictFieldMustBeADimensionEnumOfTheRegistration) {
                        HasSubstr("district field region is also another case field")));
 }
 
-TEST(SchemaTest, DistrictsNeedAnEnumRegionField) {
-  std::string text = WithDistricts();
-  const std::string region_def =
-      "name: \"region\" type: FIELD_TYPE_ENUM sensitivity: SENSITIVITY_DIMENSION enum_values: "
-      "\"north\" enum_values: \"south\"";
-  text.replace(text.find(region_def), region_def.size(),
-               "name: \"region\" type: FIELD_TYPE_STRING sensitivity: SENSITIVITY_DIMENSION");
+TEST(SchemaTest, TheRegionFieldIsAnEnumListingTheRegions) {
+  for (const std::string& text : {std::string(kSmall), WithDistricts()}) {
+    std::string changed = text;
+    const std::string region_def =
+        "name: \"region\" type: FIELD_TYPE_ENUM sensitivity: SENSITIVITY_DIMENSION enum_values: "
+        "\"north\" enum_values: \"south\"";
+    changed.replace(changed.find(region_def), region_def.size(),
+                    "name: \"region\" type: FIELD_TYPE_STRING sensitivity: SENSITIVITY_DIMENSION");
 
-  EXPECT_THAT(ParseSchema(text), StatusIs(absl::StatusCode::kInvalidArgument,
-                                          HasSubstr("region field region must be an ENUM when "
-                                                    "case_fields.district_field is set")));
+    EXPECT_THAT(ParseSchema(changed),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("region field region must be a DIMENSION ENUM")));
+  }
+}
+
+TEST(SchemaTest, RegionsAreTheRegionFieldsValues) {
+  absl::StatusOr<v1::Schema> proto = ParseSchema(kSmall);
+  ASSERT_THAT(proto, IsOk());
+  absl::StatusOr<std::unique_ptr<Schema>> created = Schema::Create(*proto);
+  ASSERT_THAT(created, IsOk());
+  const std::unique_ptr<Schema>& schema = *created;
+
+  EXPECT_THAT(schema->regions(), ElementsAre("north", "south"));
+  EXPECT_THAT(schema->CheckRegion("south"), IsOk());
+  EXPECT_THAT(schema->CheckRegion("North"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("unknown region 'North'"),
+                             HasSubstr("regions are: north, south"))));
+  EXPECT_THAT(schema->CheckRegion(""), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(SchemaTest, TheClosureReasonFieldIsAServerManagedOptionalEnum) {
+  const std::string reason_def =
+      "fields { name: \"why\" type: FIELD_TYPE_ENUM sensitivity: SENSITIVITY_DIMENSION "
+      "enum_values: \"done\" }";
+  std::string text = With("officer_field: \"officer\" }",
+                          "officer_field: \"officer\" closure_reason_field: \"why\" }");
+  text.insert(text.find("fields { name: \"officer\""), reason_def + "\n    ");
+  absl::StatusOr<v1::Schema> proto = ParseSchema(text);
+  ASSERT_THAT(proto, IsOk());
+  absl::StatusOr<std::unique_ptr<Schema>> created = Schema::Create(*proto);
+  ASSERT_THAT(created, IsOk());
+  const std::unique_ptr<Schema>& schema = *created;
+  EXPECT_EQ(schema->closure_reason_field(), "why");
+  EXPECT_TRUE(schema->IsServerManaged("reg", "why"));
+  EXPECT_FALSE(schema->IsServerManaged("reg", "name"));
+
+  std::string missing = With("officer_field: \"officer\" }",
+                             "officer_field: \"officer\" closure_reason_field: \"nope\" }");
+  EXPECT_THAT(ParseSchema(missing),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("closure_reason_field 'nope' is not a field")));
+  std::string required = text;
+  required.replace(required.find("enum_values: \"done\""), 20,
+                   "enum_values: \"done\" required: true");
+  EXPECT_THAT(ParseSchema(required),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("closure reason field why must be a DIMENSION ENUM, not required")));
+  std::string is_status = With("officer_field: \"officer\" }",
+                               "officer_field: \"officer\" closure_reason_field: \"status\" }");
+  EXPECT_THAT(ParseSchema(is_status), StatusIs(absl::StatusCode::kInvalidArgument,
+                                               HasSubstr("is also another case field")));
 }
 
 TEST(SchemaTest, DistrictRegionsWithoutDistrictFieldAreRefused) {
