@@ -179,7 +179,7 @@ struct BodyWriter {
       return false;
     }
     uint8_t access = static_cast<uint8_t>(e.access);
-    if (access < 1 || access > 3) return false;
+    if (access < 1 || access > 6) return false;
     w.U8(static_cast<uint8_t>(e.principal_kind)).Bytes(e.principal_id).U8(access);
     w.U64(e.from_position).U64(e.to_position);
     WriteUuids(e.case_ids, w);
@@ -292,7 +292,7 @@ absl::StatusOr<EventBody> ReadBody(EventKind kind, Reader& r) {
       ASSIGN_OR_RETURN(e.principal_kind, ReadPrincipalKind(r));
       ASSIGN_OR_RETURN(e.principal_id, r.Bytes("principal_id"));
       ASSIGN_OR_RETURN(uint8_t access, r.U8("access"));
-      if (access < 1 || access > 3) return absl::InvalidArgumentError("unknown access kind");
+      if (access < 1 || access > 6) return absl::InvalidArgumentError("unknown access kind");
       e.access = static_cast<AccessKind>(access);
       ASSIGN_OR_RETURN(e.from_position, r.U64("from_position"));
       ASSIGN_OR_RETURN(e.to_position, r.U64("to_position"));

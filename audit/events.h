@@ -130,6 +130,9 @@ enum class AccessKind : uint8_t {
   kDevicePull = 1,    // SyncService.Pull chunk(s)
   kStaffRead = 2,     // a staff call that returned case data
   kConflictList = 3,  // CaseService.ListConflicts
+  kCaseView = 4,      // CaseService.GetCase
+  kCaseHistory = 5,   // CaseService.GetCaseHistory
+  kConflictView = 6,  // CaseService.GetConflict
 };
 
 // Case data left the server: who read which cases.

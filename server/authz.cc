@@ -22,6 +22,7 @@ constexpr RoleSet kSchemaReaders = kDevice | kSupervisor;
 // Keep sorted by service, then method. tests/server/authz_test.cc checks
 // that every method of every service has exactly one row.
 constexpr std::array kTable = {
+    RpcRule{"/fieldsync.v1.AdminService/AddOfficer", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/AddStaff", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/CreateEnrolmentCode", true, kAdministrator,
             Scope::kDeployment},
@@ -42,6 +43,10 @@ constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.AuditService/GetSignedTreeHead", true, kAuditReaders,
             Scope::kDeployment},
     RpcRule{"/fieldsync.v1.CaseService/AssignCase", true, kSupervisor, Scope::kRegions},
+    RpcRule{"/fieldsync.v1.CaseService/GetCase", true, kSupervisor, Scope::kRegions},
+    RpcRule{"/fieldsync.v1.CaseService/GetCaseHistory", true, kSupervisor, Scope::kRegions},
+    RpcRule{"/fieldsync.v1.CaseService/GetConflict", true, kSupervisor, Scope::kRegions},
+    RpcRule{"/fieldsync.v1.CaseService/ListCases", true, kSupervisor, Scope::kRegions},
     RpcRule{"/fieldsync.v1.CaseService/ListConflicts", true, kSupervisor, Scope::kRegions},
     RpcRule{"/fieldsync.v1.CaseService/ResolveConflict", true, kSupervisor, Scope::kRegions},
     RpcRule{"/fieldsync.v1.CaseService/SetCaseStatus", true, kSupervisor, Scope::kRegions},

@@ -4,8 +4,13 @@
 #include <memory>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "admin/principals.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
@@ -65,6 +70,44 @@ absl::StatusOr<std::optional<std::string>> CaseField(const sync::ChangeFeed& fee
   if (!v.has_value()) return std::nullopt;
   return FieldText(*v);
 }
+
+// Who a writer is to a person: a device's officer and label, from the
+// registry (cached for one answer); "" for staff ("staff:<id>") and for a
+// device the registry does not know.
+class WriterNames {
+ public:
+  explicit WriterNames(storage::Store* store) : registry_(store) {}
+
+  const std::pair<std::string, std::string>& Of(const std::string& writer) {
+    auto it = cache_.find(writer);
+    if (it != cache_.end()) return it->second;
+    std::pair<std::string, std::string> names;
+    if (!absl::StartsWith(writer, "staff:")) {
+      absl::StatusOr<v1::Principal> p = registry_.Get({v1::PRINCIPAL_KIND_DEVICE, writer});
+      if (p.ok()) names = {p->officer_id(), p->device_label()};
+    }
+    return cache_.emplace(writer, std::move(names)).first->second;
+  }
+
+  void Fill(v1::Conflict* c) {
+    if (!c->current_writer().empty()) {
+      const auto& [officer, label] = Of(c->current_writer());
+      c->set_current_officer_id(officer);
+      c->set_current_device_label(label);
+    }
+    for (v1::LosingValue& lv : *c->mutable_losing_values()) {
+      for (v1::ConflictWrite& w : *lv.mutable_writes()) {
+        const auto& [officer, label] = Of(w.writer());
+        w.set_officer_id(officer);
+        w.set_device_label(label);
+      }
+    }
+  }
+
+ private:
+  admin::PrincipalRegistry registry_;
+  absl::flat_hash_map<std::string, std::pair<std::string, std::string>> cache_;
+};
 
 bool HasRegion(const v1::Principal& p, std::string_view region) {
   return std::find(p.regions().begin(), p.regions().end(), region) != p.regions().end();
@@ -352,6 +395,7 @@ absl::Status SyncServiceImpl::DoPush(const Caller& caller, const v1::PushRequest
   sync::BatchMeta meta;
   meta.device_id = caller.principal.id();
   meta.officer_id = caller.principal.officer_id();
+  if (!caller.principal.regions().empty()) meta.region = caller.principal.regions(0);
   meta.batch_id = request.batch().header().batch_id();
   meta.sequence = batch.header.sequence;
   meta.sealed_batch_sha256 = std::move(batch.payload_sha256);
@@ -428,19 +472,163 @@ absl::Status CaseServiceImpl::CheckCaseInScope(const Caller& caller, const std::
   return absl::OkStatus();
 }
 
+absl::Status CaseServiceImpl::CheckRegionInScope(const Caller& caller, const std::string& region) {
+  if (absl::Status known = deps_.schema->CheckRegion(region); !known.ok()) {
+    return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_INVALID_VALUE,
+                           std::string(known.message()));
+  }
+  if (!HasRegion(caller.principal, region)) {
+    return OutOfScope(absl::StrFormat("region %s is not one of the caller's regions (%s)", region,
+                                      absl::StrJoin(caller.principal.regions(), ", ")));
+  }
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext* context,
+                                                     const v1::ListCasesRequest* request,
+                                                     v1::ListCasesResponse* response) {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.CaseService/ListCases", deps_.auth, deps_.pool,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        sync::ChangeFeed::CaseFilter filter;
+        if (request->region().empty()) {
+          filter.regions.assign(caller.principal.regions().begin(),
+                                caller.principal.regions().end());
+        } else {
+          RETURN_IF_ERROR(CheckRegionInScope(caller, request->region()));
+          filter.regions.push_back(request->region());
+        }
+        if (!request->status().empty() && request->status() != "open" &&
+            request->status() != "closed") {
+          return sync::SyncError(absl::StatusCode::kInvalidArgument,
+                                 v1::SYNC_ERROR_REASON_INVALID_VALUE,
+                                 "status must be open, closed or empty");
+        }
+        if (!request->officer_id().empty()) {
+          absl::StatusOr<v1::Principal> officer = admin::PrincipalRegistry(deps_.store).Get(
+              {v1::PRINCIPAL_KIND_OFFICER, request->officer_id()});
+          if (absl::IsNotFound(officer.status()) ||
+              (officer.ok() && std::none_of(filter.regions.begin(), filter.regions.end(),
+                                            [&](const std::string& r) {
+                                              return HasRegion(*officer, r);
+                                            }))) {
+            return sync::SyncError(
+                absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_INVALID_VALUE,
+                absl::StrFormat("no officer %s in %s: list them with fieldsync officer list",
+                                absl::CHexEscape(request->officer_id()),
+                                request->region().empty() ? "the caller's regions"
+                                                          : "region " + request->region()));
+          }
+          if (!officer.ok()) return WithReason(officer.status());
+          filter.officer_id = request->officer_id();
+        }
+        filter.status = request->status();
+        filter.has_conflicts = request->has_conflicts();
+        absl::StatusOr<v1::ListCasesResponse> page =
+            deps_.feed->ListCases(filter, request->page_size(), request->page_token());
+        if (!page.ok()) return WithReason(page.status());
+        *response = *std::move(page);
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* context,
+                                                   const v1::GetCaseRequest* request,
+                                                   v1::GetCaseResponse* response) {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.CaseService/GetCase", deps_.auth, deps_.pool,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+        absl::StatusOr<v1::GetCaseResponse> got =
+            deps_.feed->GetCase(request->case_id(), sync::ReadScope::AllClasses());
+        if (!got.ok()) return WithReason(got.status());
+        WriterNames names(deps_.store);
+        for (v1::CaseRecordView& record : *got->mutable_records()) {
+          for (v1::CaseFieldView& field : *record.mutable_fields()) {
+            const auto& [officer, label] = names.Of(field.writer());
+            field.set_officer_id(officer);
+            field.set_device_label(label);
+          }
+        }
+        RETURN_IF_ERROR(WithReason(RecordCaseAccess(deps_, caller, audit::AccessKind::kCaseView,
+                                                    0, 0, {got->summary().case_id()})));
+        *response = *std::move(got);
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::GetCaseHistory(
+    grpc::CallbackServerContext* context, const v1::GetCaseHistoryRequest* request,
+    v1::GetCaseHistoryResponse* response) {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.CaseService/GetCaseHistory", deps_.auth, deps_.pool,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+        absl::StatusOr<v1::GetCaseHistoryResponse> page = deps_.feed->CaseHistory(
+            request->case_id(), request->page_size(), request->page_token());
+        if (!page.ok()) return WithReason(page.status());
+        WriterNames names(deps_.store);
+        for (v1::CaseHistoryEntry& e : *page->mutable_entries()) {
+          const auto& [officer, label] = names.Of(e.writer());
+          e.set_officer_id(officer);
+          e.set_device_label(label);
+        }
+        RETURN_IF_ERROR(WithReason(RecordCaseAccess(deps_, caller,
+                                                    audit::AccessKind::kCaseHistory, 0, 0,
+                                                    {FormatUuid(*ParseUuid(request->case_id()))})));
+        *response = *std::move(page);
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::GetConflict(grpc::CallbackServerContext* context,
+                                                       const v1::GetConflictRequest* request,
+                                                       v1::Conflict* response) {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.CaseService/GetConflict", deps_.auth, deps_.pool,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        absl::StatusOr<v1::Conflict> got =
+            deps_.feed->GetConflict(request->id(), sync::ReadScope::AllClasses());
+        if (!got.ok()) return WithReason(got.status());
+        RETURN_IF_ERROR(CheckCaseInScope(caller, got->case_id()));
+        WriterNames(deps_.store).Fill(&*got);
+        RETURN_IF_ERROR(WithReason(RecordCaseAccess(deps_, caller, audit::AccessKind::kConflictView,
+                                                    0, 0, {got->case_id()})));
+        *response = *std::move(got);
+        return absl::OkStatus();
+      });
+}
+
 grpc::ServerUnaryReactor* CaseServiceImpl::ListConflicts(grpc::CallbackServerContext* context,
                                                          const v1::ListConflictsRequest* request,
                                                          v1::ListConflictsResponse* response) {
   return RunUnaryBlocking(
       context, "/fieldsync.v1.CaseService/ListConflicts", deps_.auth, deps_.pool,
       [this, request, response](const Caller& caller) -> absl::Status {
-        if (!HasRegion(caller.principal, request->region())) {
-          return OutOfScope("the region is not in the caller's regions");
+        absl::StatusOr<v1::ListConflictsResponse> page;
+        if (!request->case_id().empty()) {
+          RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+          if (!request->region().empty()) {
+            RETURN_IF_ERROR(CheckRegionInScope(caller, request->region()));
+          }
+          page = deps_.feed->ListCaseConflicts(request->case_id(), sync::ReadScope::AllClasses());
+          if (page.ok() && !request->region().empty()) {
+            // The case's conflicts, when it is in the region asked for.
+            auto* list = page->mutable_conflicts();
+            list->erase(std::remove_if(list->begin(), list->end(),
+                                       [&](const v1::Conflict& c) {
+                                         return c.region() != request->region();
+                                       }),
+                        list->end());
+          }
+        } else {
+          RETURN_IF_ERROR(CheckRegionInScope(caller, request->region()));
+          page = deps_.feed->ListConflicts(request->region(), request->page_size(),
+                                           request->page_token(), sync::ReadScope::AllClasses());
         }
-        absl::StatusOr<v1::ListConflictsResponse> page =
-            deps_.feed->ListConflicts(request->region(), request->page_size(),
-                                      request->page_token(), sync::ReadScope::AllClasses());
         if (!page.ok()) return WithReason(page.status());
+        WriterNames names(deps_.store);
+        for (v1::Conflict& c : *page->mutable_conflicts()) names.Fill(&c);
         std::vector<std::string> cases;
         for (const v1::Conflict& c : page->conflicts()) {
           if (std::find(cases.begin(), cases.end(), c.case_id()) == cases.end()) {
@@ -535,7 +723,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::SetCaseStatus(grpc::CallbackServerCon
         RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
         absl::StatusOr<v1::ChangeResult> result =
             deps_.ingest->SetCaseStatus(sync::StaffActor{caller.principal.id()}, request->case_id(),
-                                        request->close(), request->base_version());
+                                        request->close(), request->reason(),
+                                        request->base_version());
         if (!result.ok()) return WithReason(result.status());
         *response->mutable_result() = *std::move(result);
         return absl::OkStatus();

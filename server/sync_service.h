@@ -81,6 +81,19 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
  public:
   explicit CaseServiceImpl(SyncServiceDeps deps) : deps_(deps) {}
 
+  grpc::ServerUnaryReactor* ListCases(grpc::CallbackServerContext* context,
+                                      const v1::ListCasesRequest* request,
+                                      v1::ListCasesResponse* response) override;
+  grpc::ServerUnaryReactor* GetCase(grpc::CallbackServerContext* context,
+                                    const v1::GetCaseRequest* request,
+                                    v1::GetCaseResponse* response) override;
+  grpc::ServerUnaryReactor* GetCaseHistory(grpc::CallbackServerContext* context,
+                                           const v1::GetCaseHistoryRequest* request,
+                                           v1::GetCaseHistoryResponse* response) override;
+  grpc::ServerUnaryReactor* GetConflict(grpc::CallbackServerContext* context,
+                                        const v1::GetConflictRequest* request,
+                                        v1::Conflict* response) override;
+
   grpc::ServerUnaryReactor* ListConflicts(grpc::CallbackServerContext* context,
                                           const v1::ListConflictsRequest* request,
                                           v1::ListConflictsResponse* response) override;
@@ -101,6 +114,9 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   // OK when `case_id` is a case of one of the caller's regions. NOT_FOUND
   // (no such case), OUT_OF_SCOPE, MALFORMED (not a UUID).
   absl::Status CheckCaseInScope(const Caller& caller, const std::string& case_id);
+  // OK when `region` is a region of the schema (else INVALID_VALUE naming
+  // them) and one of the caller's (else OUT_OF_SCOPE).
+  absl::Status CheckRegionInScope(const Caller& caller, const std::string& region);
   SyncServiceDeps deps_;
 };
 

@@ -66,6 +66,7 @@ inline constexpr uint8_t kFieldStateTag = 2;
 // First byte of keys in Cf::kCaseIndex (3 is kept for blind-index entries):
 inline constexpr uint8_t kCaseByRegionTag = 1;
 inline constexpr uint8_t kCaseByOfficerTag = 2;
+inline constexpr uint8_t kCaseEntryTag = 4;
 // First byte of keys in Cf::kConflicts:
 inline constexpr uint8_t kConflictTag = 1;
 inline constexpr uint8_t kOpenConflictByRegionTag = 2;

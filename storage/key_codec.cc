@@ -297,6 +297,27 @@ absl::StatusOr<CaseIndexKey> DecodeCaseIndexKey(std::string_view key) {
   return out;
 }
 
+std::string EncodeCaseEntryKey(std::span<const uint8_t, 16> case_id, uint64_t position) {
+  return KeyBuilder().U8(kCaseEntryTag).Uuid(case_id).U64(position).Finish();
+}
+
+absl::StatusOr<CaseEntryKey> DecodeCaseEntryKey(std::string_view key) {
+  KeyReader r(key);
+  CaseEntryKey out;
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag != kCaseEntryTag) {
+    return absl::DataLossError(absl::StrFormat("malformed case-entry key: tag %d", tag));
+  }
+  ASSIGN_OR_RETURN(out.case_id, r.Uuid());
+  ASSIGN_OR_RETURN(out.position, r.U64());
+  RETURN_IF_ERROR(r.ExpectEnd("case-entry key"));
+  return out;
+}
+
+std::string CaseEntriesPrefix(std::span<const uint8_t, 16> case_id) {
+  return KeyBuilder().U8(kCaseEntryTag).Uuid(case_id).Finish();
+}
+
 std::string CaseIndexPrefix(uint8_t tag, std::string_view name) {
   return KeyBuilder().U8(tag).String(name).Finish();
 }

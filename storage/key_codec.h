@@ -172,6 +172,19 @@ std::string EncodeCaseIndexKey(uint8_t tag, std::string_view name,
 absl::StatusOr<CaseIndexKey> DecodeCaseIndexKey(std::string_view key);
 std::string CaseIndexPrefix(uint8_t tag, std::string_view name);
 
+// Cf::kCaseIndex, one log entry of a case (value empty), so that a case's
+// history is read without scanning the log:
+//   U8 4 (kCaseEntryTag) | Uuid case_id | U64 position
+struct CaseEntryKey {
+  std::array<uint8_t, 16> case_id;
+  uint64_t position = 0;
+  friend bool operator==(const CaseEntryKey&, const CaseEntryKey&) = default;
+};
+std::string EncodeCaseEntryKey(std::span<const uint8_t, 16> case_id, uint64_t position);
+absl::StatusOr<CaseEntryKey> DecodeCaseEntryKey(std::string_view key);
+// The prefix of every entry key of `case_id`, in position order.
+std::string CaseEntriesPrefix(std::span<const uint8_t, 16> case_id);
+
 // Cf::kConflicts, a conflict record (v1.ConflictRecord) by case, and an
 // open conflict by region (value empty) for listing:
 //   U8 1 (kConflictTag) | Uuid case_id | U64 position | String field

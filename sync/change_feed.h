@@ -82,7 +82,46 @@ class ChangeFeed {
                                                           std::string_view record_id,
                                                           std::string_view field) const;
 
+  // --- One case at a time, for supervisors (sync/case_reads.cc). Case ids
+  // are canonical UUID text; kInvalidArgument when one is not a UUID.
+
+  // Which cases ListCases returns: those of `regions` (required), and of
+  // these only the ones matching every other condition that is set.
+  struct CaseFilter {
+    std::vector<std::string> regions;
+    std::string officer_id;
+    std::string status;  // "open", "closed" or "" for both
+    bool has_conflicts = false;
+  };
+  // Case summaries ordered by region, then case id; page_size 0 = 100,
+  // capped at 1000; page_token from the previous response
+  // (kInvalidArgument when it is not).
+  absl::StatusOr<v1::ListCasesResponse> ListCases(const CaseFilter& filter, uint32_t page_size,
+                                                  std::string_view page_token) const;
+  // One case's summary; kNotFound when it does not exist.
+  absl::StatusOr<v1::CaseSummary> SummarizeCase(std::string_view case_id) const;
+  // Every record and field of a case, in plaintext where `readable` allows
+  // (value_withheld otherwise, and for every protected value of an erased
+  // case: summary.erased). kNotFound when the case does not exist.
+  absl::StatusOr<v1::GetCaseResponse> GetCase(
+      std::string_view case_id, const absl::flat_hash_set<v1::Sensitivity>& readable) const;
+  // The case's log entries in position order, without values; page_size
+  // and page_token as ListCases. kNotFound when the case does not exist.
+  absl::StatusOr<v1::GetCaseHistoryResponse> CaseHistory(std::string_view case_id,
+                                                         uint32_t page_size,
+                                                         std::string_view page_token) const;
+  // The conflict made by the entry at id.position on id.field, open or
+  // closed, described as ListConflicts does (closed ones with the field's
+  // current value and no losing values). kNotFound when there is none.
+  absl::StatusOr<v1::Conflict> GetConflict(
+      const v1::ConflictId& id, const absl::flat_hash_set<v1::Sensitivity>& readable) const;
+  // Every open conflict of one case, oldest first.
+  absl::StatusOr<v1::ListConflictsResponse> ListCaseConflicts(
+      std::string_view case_id, const absl::flat_hash_set<v1::Sensitivity>& readable) const;
+
  private:
+  absl::StatusOr<v1::CaseSummary> Summarize(const Uuid& case_id,
+                                            const storage::Snapshot* snap) const;
   // Fills `c` from a stored conflict of case `case_id` in `region`, with
   // the field's current value and every losing value (in plaintext where
   // `readable` allows) and the version a resolution must name.

@@ -519,6 +519,7 @@ absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* n
   ApplyOptions options;
   options.check_scope = true;
   options.officer_id = meta.officer_id;
+  options.region = meta.region;
   v1::BatchResult& result = unit->push.result;
   result.set_sequence(meta.sequence);
   for (PreparedChange& change : batch.changes) {

@@ -38,6 +38,7 @@ namespace fieldsync::sync {
 struct BatchMeta {
   std::string device_id;   // the authenticated device (UUID text)
   std::string officer_id;  // the officer the device is enrolled for
+  std::string region;      // the region the device is enrolled for
   std::string batch_id;    // BatchHeader.batch_id (UUID text)
   uint64_t sequence = 0;   // BatchHeader.sequence (from 1)
   // For the audit log only (passed to observers): SHA-256 of the sealed
@@ -194,7 +195,10 @@ class Ingest {
   // kInvalidArgument (a value fails the schema, or would leave the case's
   // district outside its region: INVALID_VALUE), kAborted
   // (base_version given and stale: STALE_BASE), kUnavailable (storage).
-  // base_version 0 skips the staleness check.
+  // base_version 0 skips the staleness check. An action that would change
+  // nothing (assigning to the current officer, transferring to the current
+  // region, closing a closed case, reopening an open one) is
+  // kFailedPrecondition (NO_CHANGE) and logs nothing.
   absl::StatusOr<v1::ChangeResult> AssignCase(const StaffActor& actor, std::string_view case_id,
                                               std::string_view officer_id, uint64_t base_version);
   // Moves the case to `to_region`, sets its district to `to_district` and
@@ -208,8 +212,13 @@ class Ingest {
                                                 std::string_view to_region,
                                                 std::string_view to_district,
                                                 std::string_view officer_id, uint64_t base_version);
+  // Closes (with `reason`, a value of the schema's closure reason field,
+  // written with the status) or reopens (clearing the reason; `reason`
+  // must be "") a case. kInvalidArgument (INVALID_VALUE) for a missing,
+  // unknown or unexpected reason.
   absl::StatusOr<v1::ChangeResult> SetCaseStatus(const StaffActor& actor, std::string_view case_id,
-                                                 bool close, uint64_t base_version);
+                                                 bool close, std::string_view reason,
+                                                 uint64_t base_version);
   // Resolves an open conflict, closing it with every losing value
   // (docs/MERGE.md §6): keep the current value (no field write; for a
   // record-level conflict, keep the record), take losing value number

@@ -2,6 +2,9 @@
 // conflict resolution by supervisors. Each is built inside the commit step
 // (so it reads the state its own group left) and logged like a device
 // change, with the writer "staff:<id>" and the server's clock as its HLC.
+#include <algorithm>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
@@ -53,6 +56,25 @@ absl::StatusOr<uint64_t> CheckBase(StateView* view, const Uuid& case_id, const U
                      detail);
   }
   return current;
+}
+
+// FAILED_PRECONDITION / NO_CHANGE: the case already is as asked.
+absl::Status NoChange(std::string_view message, std::string_view case_id, std::string_view field) {
+  v1::SyncErrorDetail detail;
+  detail.set_case_id(std::string(case_id));
+  detail.set_field(std::string(field));
+  return SyncError(absl::StatusCode::kFailedPrecondition, v1::SYNC_ERROR_REASON_NO_CHANGE, message,
+                   detail);
+}
+
+// The current text of a registration field ("" when unset or cleared).
+absl::StatusOr<std::string> CurrentText(StateView* view, const Uuid& case_id,
+                                        std::string_view field) {
+  v1::FieldState state;
+  ASSIGN_OR_RETURN(bool has,
+                   view->GetProto(Cf::kRecords,
+                                  storage::EncodeFieldStateKey(case_id, case_id, field), &state));
+  return has ? DimensionString(state.value()) : std::string();
 }
 
 // The registration entry skeleton for `case_text`, after checking that the
@@ -131,6 +153,13 @@ absl::StatusOr<v1::ChangeResult> Ingest::AssignCase(const StaffActor& actor,
         if (officer.empty()) {
           return InvalidValue("officer id is empty", case_text, schema.officer_field());
         }
+        ASSIGN_OR_RETURN(std::string current, CurrentText(view, id, schema.officer_field()));
+        if (current == officer) {
+          return NoChange(absl::StrFormat("case %s is already assigned to officer %s: nothing to "
+                                          "do",
+                                          case_text, officer),
+                          case_text, schema.officer_field());
+        }
         v1::FieldValue v;
         v.set_string_value(officer);
         RETURN_IF_ERROR(
@@ -158,6 +187,16 @@ absl::StatusOr<v1::ChangeResult> Ingest::TransferCase(
           r.set_string_value(region);
         }
         if (region.empty()) return InvalidValue("region is empty", case_text, def->name());
+        if (absl::Status known = schema.CheckRegion(region); !known.ok()) {
+          return InvalidValue(std::string(known.message()), case_text, def->name());
+        }
+        ASSIGN_OR_RETURN(std::string current, CurrentText(view, id, def->name()));
+        if (current == region) {
+          return NoChange(absl::StrFormat("case %s is already in region %s: to give it another "
+                                          "officer, assign it",
+                                          case_text, region),
+                          case_text, def->name());
+        }
         RETURN_IF_ERROR(AddField(schema, view, id, &entry, schema.region_field(), r, base_version));
         v1::FieldValue o;
         if (!officer.empty()) o.set_string_value(officer);
@@ -182,17 +221,52 @@ absl::StatusOr<v1::ChangeResult> Ingest::TransferCase(
 
 absl::StatusOr<v1::ChangeResult> Ingest::SetCaseStatus(const StaffActor& actor,
                                                        std::string_view case_id, bool close,
+                                                       std::string_view reason,
                                                        uint64_t base_version) {
   const Schema& schema = *options_.schema;
-  std::string case_text(case_id);
+  std::string case_text(case_id), reason_text(reason);
   return RunStaff(
       actor, close ? v1::CHANGE_KIND_CLOSE_CASE : v1::CHANGE_KIND_REOPEN_CASE,
-      [&, case_text](StateView* view) -> absl::StatusOr<v1::CaseLogEntry> {
+      [&, case_text, reason_text](StateView* view) -> absl::StatusOr<v1::CaseLogEntry> {
         Uuid id;
         ASSIGN_OR_RETURN(v1::CaseLogEntry entry, CaseEntry(schema, view, case_text, &id));
+        const std::string wanted = close ? "closed" : "open";
+        ASSIGN_OR_RETURN(std::string current, CurrentText(view, id, schema.status_field()));
+        if (current == wanted) {
+          return NoChange(absl::StrFormat("case %s is already %s: nothing to do", case_text, wanted),
+                          case_text, schema.status_field());
+        }
+        const std::string& reason_field = schema.closure_reason_field();
+        if (reason_field.empty() && !reason_text.empty()) {
+          return InvalidValue(
+              "this deployment's schema declares no closure reason field "
+              "(case_fields.closure_reason_field): close the case without a reason",
+              case_text, "");
+        }
+        if (!reason_field.empty() && close != !reason_text.empty()) {
+          const v1::FieldDef* def = schema.FindField(entry.record_type(), reason_field);
+          return InvalidValue(
+              close ? absl::StrFormat("closing case %s needs a reason: one of %s", case_text,
+                                      absl::StrJoin(def->enum_values(), ", "))
+                    : absl::StrFormat("reopening case %s takes no reason", case_text),
+              case_text, reason_field);
+        }
         v1::FieldValue v;
-        v.set_enum_value(close ? "closed" : "open");
+        v.set_enum_value(wanted);
         RETURN_IF_ERROR(AddField(schema, view, id, &entry, schema.status_field(), v, base_version));
+        if (!reason_field.empty()) {
+          const v1::FieldDef* def = schema.FindField(entry.record_type(), reason_field);
+          v1::FieldValue r;
+          if (close) r.set_enum_value(reason_text);
+          if (close && std::find(def->enum_values().begin(), def->enum_values().end(),
+                                 reason_text) == def->enum_values().end()) {
+            return InvalidValue(absl::StrFormat("unknown closure reason '%s'; the reasons are: %s",
+                                                absl::CHexEscape(reason_text),
+                                                absl::StrJoin(def->enum_values(), ", ")),
+                                case_text, reason_field);
+          }
+          RETURN_IF_ERROR(AddField(schema, view, id, &entry, reason_field, r, 0));
+        }
         return entry;
       });
 }

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "storage/key_codec.h"
@@ -107,9 +108,13 @@ absl::StatusOr<StateUpgrade> BringStateToCurrentRules(const Schema& schema, stor
     ASSIGN_OR_RETURN(upgrade.entries, RebuildStateFromLog(schema, store, store, options));
     upgrade.rebuilt = true;
   }
+  uint32_t stored_rules = 0;
+  if (stored.ok() && !absl::SimpleAtoi(*stored, &stored_rules)) stored_rules = 0;
   storage::WriteBatch mark;
-  mark.Put(storage::Cf::kMetadata, storage::EncodeMetadataKey(kMergeRulesFromName),
-           std::to_string(upgrade.entries + 1));
+  if (stored_rules < kMergeRulesDecisions) {
+    mark.Put(storage::Cf::kMetadata, storage::EncodeMetadataKey(kMergeRulesFromName),
+             std::to_string(upgrade.entries + 1));
+  }
   mark.Put(storage::Cf::kMetadata, rules_key, current);
   RETURN_IF_ERROR(store->Commit(&mark));
   return upgrade;

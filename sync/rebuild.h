@@ -53,8 +53,12 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
 
 // The merge rules the state is built with (docs/MERGE.md). Persisted in
 // the metadata column family as kMergeRulesName = decimal version; raise it
-// whenever the rules change what the state holds.
-inline constexpr uint32_t kMergeRules = 2;
+// whenever the rules change what the state holds. 3 decides as 2 does and
+// adds the per-case entry index (storage/key_codec.h EncodeCaseEntryKey).
+inline constexpr uint32_t kMergeRules = 3;
+// The first version whose decisions are today's: a rebuild from it or a
+// later version keeps kMergeRulesFromName as it was.
+inline constexpr uint32_t kMergeRulesDecisions = 2;
 inline constexpr char kMergeRulesName[] = "sync.merge_rules";
 // The first log position decided under the current rules (decimal).
 inline constexpr char kMergeRulesFromName[] = "sync.merge_rules_from";

@@ -496,18 +496,53 @@ absl::StatusOr<std::optional<v1::ChangeResult>> CheckDistrict(const Schema& sche
       Reject(entry, v1::REJECT_REASON_DISTRICT_OUTSIDE_REGION, detail));
 }
 
+// A device writes a case's region only when it creates the case, and only
+// its own region; after that the region is server-managed (only a
+// transfer moves a case). Writing the case's current region again is
+// allowed: a tablet may resend the registration as it has it.
+absl::StatusOr<std::optional<v1::ChangeResult>> CheckDeviceRegion(const Schema& schema,
+                                                                  const v1::CaseLogEntry& entry,
+                                                                  const ApplyOptions& options,
+                                                                  const Uuid& case_id,
+                                                                  bool creating, StateView* view) {
+  const std::optional<std::string> written = WrittenValue(entry, schema.region_field());
+  if (!written.has_value()) return std::nullopt;
+  if (creating) {
+    if (*written == options.region) return std::nullopt;
+    return std::optional<v1::ChangeResult>(Reject(
+        entry, v1::REJECT_REASON_REGION_NOT_DEVICE_REGION,
+        absl::StrFormat("change %s: a new case's region must be the device's own region %s, not "
+                        "'%s': a device creates cases only in the region it was enrolled for",
+                        entry.change_id(), options.region, *written)));
+  }
+  ASSIGN_OR_RETURN(std::optional<std::string> current,
+                   ReadCaseField(case_id, schema.region_field(), view));
+  if (current.has_value() && *current == *written) return std::nullopt;
+  return std::optional<v1::ChangeResult>(Reject(
+      entry, v1::REJECT_REASON_FIELD_NOT_WRITABLE,
+      absl::StrFormat("change %s: the region of case %s is set by the server; a supervisor "
+                      "moves a case with a transfer (fieldsync case transfer)",
+                      entry.change_id(), entry.case_id())));
+}
+
 // Adds the server-set fields of a new case (status open, the device's
-// officer) unless the entry has them already (a replay).
+// officer, and its region when the change does not write one) unless the
+// entry has them already (a replay).
 void AddServerSetFields(const Schema& schema, const ApplyOptions& options,
                         v1::CaseLogEntry* entry) {
+  bool writes_region = false;
   for (const v1::EntryField& f : entry->fields()) {
     if (f.server_set()) return;
+    writes_region |= f.field() == schema.region_field();
   }
-  v1::FieldValue open, officer;
+  v1::FieldValue open, officer, region;
   open.set_enum_value("open");
   officer.set_string_value(options.officer_id);
-  for (auto& [name, value] :
-       {std::pair{schema.status_field(), open}, std::pair{schema.officer_field(), officer}}) {
+  region.set_enum_value(options.region);
+  std::vector<std::pair<std::string, v1::FieldValue>> set = {{schema.status_field(), open},
+                                                             {schema.officer_field(), officer}};
+  if (!writes_region && !options.region.empty()) set.emplace_back(schema.region_field(), region);
+  for (auto& [name, value] : set) {
     v1::EntryField* f = entry->add_fields();
     f->set_field(name);
     *f->mutable_value() = ClearStoredValue(value);
@@ -613,6 +648,11 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
                                       entry->change_id(), entry->record_id(), def.name()));
       }
     }
+  }
+  if (is_registration && options.check_scope && !options.region.empty()) {
+    ASSIGN_OR_RETURN(std::optional<v1::ChangeResult> refused,
+                     CheckDeviceRegion(*schema_, *entry, options, case_id, creating, view));
+    if (refused.has_value()) return *std::move(refused);
   }
   if (is_registration && schema_->has_districts() && !options.replay) {
     ASSIGN_OR_RETURN(std::optional<v1::ChangeResult> refused,
@@ -740,6 +780,7 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   }
   header.set_record_version(pos);
   view->PutProto(Cf::kRecords, header_key, header);
+  view->Put(Cf::kCaseIndex, storage::EncodeCaseEntryKey(case_id, pos), "");
   RETURN_IF_ERROR(FinishCase(*schema_, case_id, is_registration, before, conflicts, view));
   if (delta != nullptr) delta->exists = !header.deleted();
   entry->set_outcome(outcome);

@@ -42,6 +42,11 @@ struct ApplyOptions {
   // officer). Server-set fields are added to the entry only when it has none
   // yet, so a replayed entry keeps its own.
   std::string officer_id;
+  // Device changes: the region the device was enrolled for. A case it
+  // creates must be in this region (REGION_NOT_DEVICE_REGION) and gets it
+  // when the change does not write the region; it may never move a case to
+  // another region (FIELD_NOT_WRITABLE). Empty: no region rule.
+  std::string region;
   // Replaying the log: the entry was accepted once, so the checks that may
   // refuse a change (bases, RECORD_DELETED, a district outside the case's
   // region) are not made again; an entry accepted under earlier rules (or

@@ -267,7 +267,7 @@ TEST_F(CountersTest, ChangesTransfersClosuresAndDeletionsMoveCounts) {
 
   // Closing: no longer open, one closure; the concern no longer counts
   // (its metric counts open cases' concerns).
-  ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup"}, Id(1), true, 0), IsOk());
+  ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup"}, Id(1), true, "goals_achieved", 0), IsOk());
   EXPECT_EQ(Count("open_cases", 'S', 0, {"eastern", "eastern_1", "female", "5_9", "high"}), 0);
   EXPECT_EQ(Count("closed_cases", 'S', 0, {"eastern", "eastern_1", "female"}), 1);
   Counts all = ReadCounters(store_.get());
@@ -277,7 +277,7 @@ TEST_F(CountersTest, ChangesTransfersClosuresAndDeletionsMoveCounts) {
   }
   EXPECT_EQ(closures, 1);
   // Reopening counts it open again; closures never decrease.
-  ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup"}, Id(1), false, 0), IsOk());
+  ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup"}, Id(1), false, "", 0), IsOk());
   EXPECT_EQ(Count("open_cases", 'S', 0, {"eastern", "eastern_1", "female", "5_9", "high"}), 1);
   closures = 0;
   for (const auto& [k, v] : Only(ReadCounters(store_.get()), 'M')) {
@@ -779,11 +779,14 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
         }
         break;
       }
-      case 1:
-        if (ingest_->SetCaseStatus(StaffActor{"sup"}, case_id, random_.Uniform(2) == 0, 0).ok()) {
+      case 1: {
+        const bool close = random_.Uniform(2) == 0;
+        if (ingest_->SetCaseStatus(StaffActor{"sup"}, case_id, close, close ? "other" : "", 0)
+                .ok()) {
           ++staff;
         }
         break;
+      }
       case 2: {
         // Resolve one open conflict, taking the losing value half the time.
         for (const auto& [key, value] :

@@ -426,6 +426,23 @@ def main():
               r.results[0].outcome == records_pb2.CHANGE_OUTCOME_REJECTED and
               r.results[0].reject_reason == records_pb2.REJECT_REASON_UNKNOWN_RECORD_TYPE)
 
+        # --- the case's region is the server's: a device creates cases only in
+        # its own region and never moves one ---
+        elsewhere_id = str(uuid.uuid4())
+        elsewhere_fields = new_case_fields()
+        elsewhere_fields["region"] = enum("eastern")
+        moved = a.change(case_id, case_id, "case_registration", {"region": enum("western")})
+        r = a.push(a.seal_batch([a.change(elsewhere_id, elsewhere_id, "case_registration",
+                                          elsewhere_fields), moved]))
+        check("a new case outside the device's region is REJECTED (REGION_NOT_DEVICE_REGION)",
+              r.results[0].outcome == records_pb2.CHANGE_OUTCOME_REJECTED and
+              r.results[0].reject_reason == records_pb2.REJECT_REASON_REGION_NOT_DEVICE_REGION,
+              r.results[0])
+        check("a device's region change is REJECTED (FIELD_NOT_WRITABLE)",
+              r.results[1].outcome == records_pb2.CHANGE_OUTCOME_REJECTED and
+              r.results[1].reject_reason == records_pb2.REJECT_REASON_FIELD_NOT_WRITABLE,
+              r.results[1])
+
         # --- more cases, then an interrupted pull resumed from its cursor ---
         more = [a.change(c, c, "case_registration", new_case_fields())
                 for c in (str(uuid.uuid4()) for _ in range(4))]

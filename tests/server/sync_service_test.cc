@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "admin/deployment.h"
+#include "audit/events.h"
 #include "common/file_io.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
@@ -38,6 +39,8 @@
 #include "server/config.h"
 #include "server/sealed_batch.h"
 #include "server/server.h"
+#include "storage/key_codec.h"
+#include "storage/store.h"
 #include "sync/schema.h"
 #include "tests/testing/seeded_random.h"
 #include "tests/testing/simulated_clock.h"
@@ -49,6 +52,7 @@ namespace {
 
 using crypto::AsBytes;
 using ::fieldsync::testing::IsOk;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 struct Credentials {
@@ -1044,9 +1048,9 @@ TEST_F(SyncServiceTest, ChangedSchemaFileGivesANewDigestAndTheNewSchema) {
   ASSERT_THAT(server_->Shutdown(), IsOk());
   server_.reset();
   std::string text = *ReadFile(paths_->schema);
-  const size_t at = text.find("version: 1\n");
+  const size_t at = text.find("\nversion: 2\n");
   ASSERT_NE(at, std::string::npos);
-  text.replace(at, 10, "version: 2");
+  text.replace(at, 11, "\nversion: 3");
   ASSERT_EQ(std::remove(paths_->schema.c_str()), 0);
   ASSERT_THAT(WriteNewFile(paths_->schema, text, 0644), IsOk());
   StartServer();
@@ -1056,7 +1060,7 @@ TEST_F(SyncServiceTest, ChangedSchemaFileGivesANewDigestAndTheNewSchema) {
 
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_FALSE(after.unchanged());
-  EXPECT_EQ(after.schema().version(), 2u);
+  EXPECT_EQ(after.schema().version(), 3u);
   EXPECT_EQ(after.digest(), SchemaDigest(after.schema()));
   EXPECT_NE(after.digest(), before.digest());
 }
@@ -1094,6 +1098,364 @@ TEST_F(SyncServiceTest, GetSchemaWithoutClientCertificateIsUnauthenticated) {
 
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_FALSE(response.has_schema());
+}
+
+// ---------------------------------------------------------------------------
+// A supervisor's reads and actions (CaseService), through the real server.
+
+class CaseServiceTest : public SyncServiceTest {
+ protected:
+  void SetUp() override {
+    SyncServiceTest::SetUp();
+    StartServer();
+    tablet_ = NewDevice("officer1");
+    sup_ = AddStaff("sup1", v1::ROLE_SUPERVISOR);
+  }
+
+  std::unique_ptr<v1::CaseService::Stub> Cases(const Credentials& who) {
+    return v1::CaseService::NewStub(Channel(&who));
+  }
+
+  // Creates case Id(n) from the tablet (the next sequence) and returns the
+  // given name's version.
+  uint64_t CreateCase(int n) {
+    v1::PushResponse pushed = PushFromTablet({NewCase(Id(0x1000 + n), Id(n))});
+    EXPECT_EQ(pushed.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+    return NameVersion(pushed.results(0));
+  }
+
+  v1::PushResponse PushFromTablet(const std::vector<v1::RecordChange>& changes) {
+    v1::PushResponse pushed;
+    const uint64_t sequence = ++sequence_;
+    grpc::Status s = Push(tablet_, Seal(tablet_, changes, sequence, Id(0x2000 + sequence)),
+                          &pushed);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return pushed;
+  }
+
+  // Makes an open conflict on case Id(n)'s given name: a second tablet of
+  // the officer writes it concurrently.
+  void MakeConflict(int n, uint64_t base) {
+    if (second_.id.empty()) second_ = NewDevice("officer1");
+    v1::PushResponse a, b;
+    PushFromTablet({SetName(Id(0x3000 + n), Id(n), "Aminata", base, 10)});
+    const uint64_t sequence = ++second_sequence_;
+    ASSERT_TRUE(Push(second_,
+                     Seal(second_, {SetName(Id(0x4000 + n), Id(n), "Amina K.", base, 20)},
+                          sequence, Id(0x5000 + n)),
+                     &b)
+                    .ok());
+    ASSERT_EQ(b.results(0).outcome(), v1::CHANGE_OUTCOME_CONFLICT);
+  }
+
+  grpc::Status SetStatus(const std::string& case_id, bool close, const std::string& reason,
+                         v1::SetCaseStatusResponse* response) {
+    v1::SetCaseStatusRequest request;
+    request.set_case_id(case_id);
+    request.set_close(close);
+    request.set_reason(reason);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return Cases(sup_)->SetCaseStatus(&context, request, response);
+  }
+
+  // The CaseAccess events in the audit log (the server is stopped first).
+  std::vector<audit::CaseAccess> AccessEvents() {
+    EXPECT_THAT(server_->Shutdown(), IsOk());
+    server_.reset();
+    storage::StoreOptions o;
+    o.path = paths_->db;
+    absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(o);
+    EXPECT_THAT(store, IsOk());
+    std::vector<audit::CaseAccess> out;
+    std::unique_ptr<storage::Iterator> it =
+        (*store)->NewIterator(storage::Cf::kAuditLeaves, storage::AuditLeafKeyPrefix(),
+                              storage::PrefixUpperBound(storage::AuditLeafKeyPrefix()));
+    for (; it->Valid(); it->Next()) {
+      absl::StatusOr<audit::Event> event = audit::DecodeEvent(it->value());
+      EXPECT_THAT(event, IsOk());
+      if (const auto* a = std::get_if<audit::CaseAccess>(&event->body)) out.push_back(*a);
+    }
+    return out;
+  }
+
+  Device tablet_, second_;
+  uint64_t sequence_ = 0, second_sequence_ = 0;
+  Credentials sup_;
+};
+
+TEST_F(CaseServiceTest, ListCasesFiltersByStatusConflictsAndPages) {
+  const uint64_t base = CreateCase(1);
+  CreateCase(2);
+  CreateCase(3);
+  MakeConflict(1, base);
+  v1::SetCaseStatusResponse closed;
+  ASSERT_TRUE(SetStatus(Id(3), true, "goals_achieved", &closed).ok());
+
+  auto list = [&](v1::ListCasesRequest request) {
+    std::vector<v1::CaseSummary> out;
+    for (int page = 0; page < 10; ++page) {
+      v1::ListCasesResponse response;
+      grpc::ClientContext context;
+      SetDeadline(&context);
+      grpc::Status s = Cases(sup_)->ListCases(&context, request, &response);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      out.insert(out.end(), response.cases().begin(), response.cases().end());
+      if (response.next_page_token().empty()) break;
+      request.set_page_token(response.next_page_token());
+    }
+    return out;
+  };
+  v1::ListCasesRequest all;
+  all.set_page_size(1);  // three pages
+  std::vector<v1::CaseSummary> cases = list(all);
+  ASSERT_EQ(cases.size(), 3u);
+  EXPECT_EQ(cases[0].case_id(), Id(1));
+  EXPECT_EQ(cases[0].region(), "northern");
+  EXPECT_EQ(cases[0].officer_id(), "officer1");
+  EXPECT_EQ(cases[0].status(), "open");
+  EXPECT_EQ(cases[0].open_conflicts(), 1u);
+  EXPECT_EQ(cases[0].created_position(), 1u);
+  EXPECT_GT(cases[0].last_position(), cases[0].created_position());
+  EXPECT_GT(cases[0].last_hlc().wall_micros(), 0);
+  EXPECT_EQ(cases[2].status(), "closed");
+  EXPECT_EQ(cases[2].closure_reason(), "goals_achieved");
+
+  v1::ListCasesRequest open;
+  open.set_status("open");
+  EXPECT_EQ(list(open).size(), 2u);
+  v1::ListCasesRequest conflicted;
+  conflicted.set_has_conflicts(true);
+  ASSERT_EQ(list(conflicted).size(), 1u);
+  EXPECT_EQ(list(conflicted)[0].case_id(), Id(1));
+  v1::ListCasesRequest officer;
+  officer.set_officer_id("officer1");
+  officer.set_region("northern");
+  EXPECT_EQ(list(officer).size(), 3u);
+}
+
+TEST_F(CaseServiceTest, ListCasesRefusesUnknownAndForeignRegions) {
+  v1::ListCasesRequest request;
+  v1::ListCasesResponse response;
+  request.set_region("north");
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Cases(sup_)->ListCases(&context, request, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_INVALID_VALUE);
+    EXPECT_THAT(s.error_message(),
+                HasSubstr("regions are: central, northern, eastern, western"));
+  }
+  request.set_region("eastern");
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  grpc::Status s = Cases(sup_)->ListCases(&context, request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_OUT_OF_SCOPE);
+}
+
+TEST_F(CaseServiceTest, GetCaseShowsDecryptedFieldsWithWriterAndVersionAndIsAudited) {
+  const uint64_t base = CreateCase(1);
+  MakeConflict(1, base);
+
+  v1::GetCaseRequest request;
+  request.set_case_id(Id(1));
+  v1::GetCaseResponse got;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Cases(sup_)->GetCase(&context, request, &got);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(got.summary().case_id(), Id(1));
+  ASSERT_EQ(got.records_size(), 1);
+  const v1::CaseRecordView& reg = got.records(0);
+  EXPECT_EQ(reg.record_id(), Id(1));
+  std::map<std::string, v1::CaseFieldView> fields;
+  for (const v1::CaseFieldView& f : reg.fields()) fields[f.field()] = f;
+  ASSERT_TRUE(fields.contains("given_name"));
+  const v1::CaseFieldView& name = fields["given_name"];
+  EXPECT_EQ(name.value().string_value(), "Amina K.");  // the later HLC
+  EXPECT_FALSE(name.value_withheld());
+  EXPECT_EQ(name.writer(), second_.id);
+  EXPECT_EQ(name.officer_id(), "officer1");
+  EXPECT_GT(name.version(), base);
+  EXPECT_GT(name.conflict_position(), 0u);
+  EXPECT_EQ(fields["region"].value().enum_value(), "northern");
+  EXPECT_EQ(fields["assigned_officer"].value().string_value(), "officer1");
+
+  // Another region's supervisor may not read it; an unknown case is named.
+  Credentials east = AddStaff("sup.east", v1::ROLE_SUPERVISOR, "eastern");
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Cases(east)->GetCase(&context, request, &got);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  request.set_case_id(Id(99));
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Cases(sup_)->GetCase(&context, request, &got);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+
+  std::vector<audit::CaseAccess> access = AccessEvents();
+  std::vector<audit::CaseAccess> views;
+  for (const audit::CaseAccess& a : access) {
+    if (a.access == audit::AccessKind::kCaseView) views.push_back(a);
+  }
+  ASSERT_EQ(views.size(), 1u);  // refused reads send nothing and record nothing
+  EXPECT_EQ(views[0].principal_id, "sup1");
+  EXPECT_EQ(views[0].principal_kind, audit::PrincipalKind::kStaff);
+  EXPECT_THAT(views[0].case_ids, ElementsAre(*ParseUuid(Id(1))));
+}
+
+TEST_F(CaseServiceTest, HistoryListsTheCasesEntriesInOrderWithWriters) {
+  const uint64_t base = CreateCase(1);
+  CreateCase(2);  // another case: not in case 1's history
+  MakeConflict(1, base);
+  v1::SetCaseStatusResponse closed;
+  ASSERT_TRUE(SetStatus(Id(1), true, "duplicate", &closed).ok());
+
+  std::vector<v1::CaseHistoryEntry> entries;
+  v1::GetCaseHistoryRequest request;
+  request.set_case_id(Id(1));
+  request.set_page_size(2);
+  for (int page = 0; page < 10; ++page) {
+    v1::GetCaseHistoryResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Cases(sup_)->GetCaseHistory(&context, request, &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    entries.insert(entries.end(), response.entries().begin(), response.entries().end());
+    if (response.next_page_token().empty()) break;
+    request.set_page_token(response.next_page_token());
+  }
+  ASSERT_EQ(entries.size(), 4u);
+  std::vector<uint64_t> positions;
+  for (const auto& e : entries) positions.push_back(e.position());
+  EXPECT_THAT(positions, ElementsAre(1u, 3u, 4u, 5u));
+  EXPECT_EQ(entries[0].writer(), tablet_.id);
+  EXPECT_EQ(entries[0].officer_id(), "officer1");
+  EXPECT_EQ(entries[2].outcome(), v1::CHANGE_OUTCOME_CONFLICT);
+  ASSERT_EQ(entries[2].fields_size(), 1);
+  EXPECT_EQ(entries[2].fields(0).field(), "given_name");
+  EXPECT_EQ(entries[3].kind(), v1::CHANGE_KIND_CLOSE_CASE);
+  EXPECT_EQ(entries[3].writer(), "staff:sup1");
+  EXPECT_EQ(entries[3].officer_id(), "");
+}
+
+TEST_F(CaseServiceTest, GetConflictAndTheCasesConflictsNameTheOfficers) {
+  const uint64_t base = CreateCase(1);
+  CreateCase(2);
+  MakeConflict(1, base);
+
+  v1::ListConflictsRequest list;
+  list.set_case_id(Id(1));
+  v1::ListConflictsResponse conflicts;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Cases(sup_)->ListConflicts(&context, list, &conflicts);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  ASSERT_EQ(conflicts.conflicts_size(), 1);
+  v1::GetConflictRequest get;
+  *get.mutable_id() = conflicts.conflicts(0).id();
+  v1::Conflict c;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Cases(sup_)->GetConflict(&context, get, &c);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(c.case_id(), Id(1));
+  EXPECT_EQ(c.version(), conflicts.conflicts(0).version());
+  EXPECT_EQ(c.current_officer_id(), "officer1");
+  ASSERT_EQ(c.losing_values_size(), 1);
+  EXPECT_EQ(c.losing_values(0).value().string_value(), "Aminata");
+  ASSERT_EQ(c.losing_values(0).writes_size(), 1);
+  EXPECT_EQ(c.losing_values(0).writes(0).writer(), tablet_.id);
+  EXPECT_EQ(c.losing_values(0).writes(0).officer_id(), "officer1");
+
+  get.mutable_id()->set_position(999);
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  EXPECT_EQ(Cases(sup_)->GetConflict(&context, get, &c).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(CaseServiceTest, ActionsThatChangeNothingAreRefusedAndLogNothing) {
+  CreateCase(1);
+  v1::SetCaseStatusResponse response;
+  grpc::Status s = SetStatus(Id(1), false, "", &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_NO_CHANGE);
+  EXPECT_THAT(s.error_message(), HasSubstr("already open"));
+
+  s = SetStatus(Id(1), true, "", &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("needs a reason: one of goals_achieved"));
+  s = SetStatus(Id(1), true, "bored", &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("unknown closure reason 'bored'"));
+  ASSERT_TRUE(SetStatus(Id(1), true, "lost_contact", &response).ok());
+  EXPECT_EQ(response.result().log_position(), 2u);
+  s = SetStatus(Id(1), true, "lost_contact", &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_NO_CHANGE);
+  EXPECT_THAT(s.error_message(), HasSubstr("already closed"));
+  s = SetStatus(Id(1), false, "lost_contact", &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(SetStatus(Id(1), false, "", &response).ok());
+  EXPECT_EQ(response.result().log_position(), 3u);
+
+  s = AssignCase(sup_, Id(1), "officer1");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_NO_CHANGE);
+  v1::TransferCaseResponse moved;
+  s = TransferCase(sup_, Id(1), "northern", "", "officer1", &moved);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_NO_CHANGE);
+  s = TransferCase(sup_, Id(1), "narnia", "", "", &moved);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("regions are: central, northern, eastern, western"));
+
+  // Nothing was logged by the refusals: the history holds 3 entries.
+  v1::GetCaseHistoryRequest request;
+  request.set_case_id(Id(1));
+  v1::GetCaseHistoryResponse history;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  ASSERT_TRUE(Cases(sup_)->GetCaseHistory(&context, request, &history).ok());
+  EXPECT_EQ(history.entries_size(), 3);
+}
+
+TEST_F(CaseServiceTest, ADeviceCreatesCasesOnlyInItsRegionAndNeverMovesOne) {
+  CreateCase(1);
+  v1::RecordChange elsewhere = NewCase(Id(0x10), Id(2));
+  for (v1::FieldWrite& w : *elsewhere.mutable_fields()) {
+    if (w.field() == "region") *w.mutable_value() = Enum("eastern");
+  }
+  v1::RecordChange move = SetName(Id(0x11), Id(1), "Amina", 0, 30);
+  move.mutable_fields(0)->set_field("region");
+  *move.mutable_fields(0)->mutable_value() = Enum("western");
+  v1::RecordChange same = SetName(Id(0x12), Id(1), "Amina", 0, 40);
+  same.mutable_fields(0)->set_field("region");
+  *same.mutable_fields(0)->mutable_value() = Enum("northern");
+
+  v1::PushResponse pushed = PushFromTablet({elsewhere, move, same});
+
+  ASSERT_EQ(pushed.results_size(), 3);
+  EXPECT_EQ(pushed.results(0).outcome(), v1::CHANGE_OUTCOME_REJECTED);
+  EXPECT_EQ(pushed.results(0).reject_reason(), v1::REJECT_REASON_REGION_NOT_DEVICE_REGION);
+  EXPECT_THAT(pushed.results(0).detail(), HasSubstr("device's own region northern"));
+  EXPECT_EQ(pushed.results(1).outcome(), v1::CHANGE_OUTCOME_REJECTED);
+  EXPECT_EQ(pushed.results(1).reject_reason(), v1::REJECT_REASON_FIELD_NOT_WRITABLE);
+  EXPECT_THAT(pushed.results(1).detail(), HasSubstr("fieldsync case transfer"));
+  EXPECT_NE(pushed.results(2).outcome(), v1::CHANGE_OUTCOME_REJECTED);
 }
 
 }  // namespace

@@ -281,6 +281,13 @@ std::vector<KeyKind> KeyKinds() {
          CaseIndexKey c = *DecodeCaseIndexKey(k);
          return EncodeCaseIndexKey(c.tag, c.name, c.case_id);
        }},
+      {"case_entry",
+       [](SeededRandom& r) { return EncodeCaseEntryKey(RandomId(r), RandomU64(r)); },
+       [](std::string_view k) { return DecodeCaseEntryKey(k).status(); },
+       [](std::string_view k) {
+         CaseEntryKey c = *DecodeCaseEntryKey(k);
+         return EncodeCaseEntryKey(c.case_id, c.position);
+       }},
       {"conflict",
        [](SeededRandom& r) {
          return EncodeConflictKey(RandomId(r), RandomU64(r), RandomString(r, 6));
@@ -340,6 +347,10 @@ TEST(KeyCodecTest, SyncKeysPreserveTupleOrder) {
       [](const Index& t) {
         return EncodeCaseIndexKey(std::get<0>(t), std::get<1>(t), std::get<2>(t));
       });
+  using Entry = std::tuple<Id, uint64_t>;
+  ExpectOrderPreserved(
+      rng, [](SeededRandom& r) { return Entry(RandomId(r), RandomU64(r)); },
+      [](const Entry& t) { return EncodeCaseEntryKey(std::get<0>(t), std::get<1>(t)); });
   using Conflict = std::tuple<Id, uint64_t, std::string>;
   ExpectOrderPreserved(
       rng, [](SeededRandom& r) { return Conflict(RandomId(r), RandomU64(r), RandomString(r)); },

@@ -206,7 +206,7 @@ TEST_F(SyncPropertyTest, RebuildingStateFromTheLogGivesByteIdenticalState) {
   ASSERT_THAT(
       a.ingest->TransferCase(StaffActor{"sup"}, Id(1), "eastern", "eastern_1", "officer-2", 0),
       IsOk());
-  ASSERT_THAT(a.ingest->SetCaseStatus(StaffActor{"sup"}, Id(2), true, 0), IsOk());
+  ASSERT_THAT(a.ingest->SetCaseStatus(StaffActor{"sup"}, Id(2), true, "goals_achieved", 0), IsOk());
   Node fresh = MakeNode("rebuilt");
 
   absl::StatusOr<uint64_t> replayed =
