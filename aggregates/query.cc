@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "aggregates/periods.h"
 #include "aggregates/suppression.h"
@@ -102,6 +104,17 @@ absl::StatusOr<v1::QueryResponse> RunQuery(storage::Store* store, const Metrics&
     if (allowed[i].has_value()) return Invalid("dimension %s is filtered twice", f.dimension());
     if (f.values().empty()) return Invalid("the filter on %s lists no values", f.dimension());
     allowed[i].emplace(f.values().begin(), f.values().end());
+    // A region is a name a person types: one the schema does not know is
+    // an error (other dimensions may hold values of an earlier schema).
+    const Dimension& d = metric->dimensions[static_cast<size_t>(i)];
+    if (static_cast<size_t>(i) == metric->region_index && !d.domain.empty()) {
+      for (const std::string& v : f.values()) {
+        if (std::find(d.domain.begin(), d.domain.end(), v) == d.domain.end()) {
+          return Invalid("unknown region \"%s\"; the deployment's regions are: %s",
+                         absl::CHexEscape(v), absl::StrJoin(d.domain, ", "));
+        }
+      }
+    }
   }
   const size_t ri = metric->region_index;
   if (!scope.all_regions) {

@@ -226,6 +226,18 @@ TEST_F(QueryTest, BadRequestsGetAReason) {
   v1::QueryRequest empty_filter = Request("open_cases", {});
   empty_filter.add_filters()->set_dimension("sex");
   EXPECT_THAT(Run(empty_filter), StatusIs(absl::StatusCode::kInvalidArgument));
+  // A region the schema does not know is named with the known ones, for
+  // every caller (before any scope check).
+  v1::QueryRequest atlantis = Request("open_cases", {});
+  v1::DimensionFilter* region = atlantis.add_filters();
+  region->set_dimension("region");
+  region->add_values("atlantis");
+  EXPECT_THAT(Run(atlantis), StatusIs(absl::StatusCode::kInvalidArgument,
+                                      HasSubstr("unknown region \"atlantis\"; the deployment's "
+                                                "regions are: central, northern, eastern, "
+                                                "western")));
+  EXPECT_THAT(Run(atlantis, Regions({"eastern"})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("atlantis")));
   EXPECT_THAT(ParseDate("2026-13-01", "--from"), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseDate("26-1-1", "--from"), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseDate("2026-02-28", "--from"), IsOk());
