@@ -1159,22 +1159,31 @@ class CaseServiceTest : public SyncServiceTest {
     return Cases(sup_)->SetCaseStatus(&context, request, response);
   }
 
-  // The CaseAccess events in the audit log (the server is stopped first).
-  std::vector<audit::CaseAccess> AccessEvents() {
+  // The audit log's events (the server is stopped first).
+  std::vector<audit::Event> AuditEvents() {
     EXPECT_THAT(server_->Shutdown(), IsOk());
     server_.reset();
     storage::StoreOptions o;
     o.path = paths_->db;
     absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(o);
     EXPECT_THAT(store, IsOk());
-    std::vector<audit::CaseAccess> out;
+    std::vector<audit::Event> out;
     std::unique_ptr<storage::Iterator> it =
         (*store)->NewIterator(storage::Cf::kAuditLeaves, storage::AuditLeafKeyPrefix(),
                               storage::PrefixUpperBound(storage::AuditLeafKeyPrefix()));
     for (; it->Valid(); it->Next()) {
       absl::StatusOr<audit::Event> event = audit::DecodeEvent(it->value());
       EXPECT_THAT(event, IsOk());
-      if (const auto* a = std::get_if<audit::CaseAccess>(&event->body)) out.push_back(*a);
+      if (event.ok()) out.push_back(*std::move(event));
+    }
+    return out;
+  }
+
+  // The CaseAccess events in the audit log (the server is stopped first).
+  std::vector<audit::CaseAccess> AccessEvents() {
+    std::vector<audit::CaseAccess> out;
+    for (const audit::Event& e : AuditEvents()) {
+      if (const auto* a = std::get_if<audit::CaseAccess>(&e.body)) out.push_back(*a);
     }
     return out;
   }
@@ -1431,6 +1440,50 @@ TEST_F(CaseServiceTest, ActionsThatChangeNothingAreRefusedAndLogNothing) {
   SetDeadline(&context);
   ASSERT_TRUE(Cases(sup_)->GetCaseHistory(&context, request, &history).ok());
   EXPECT_EQ(history.entries_size(), 3);
+}
+
+TEST_F(CaseServiceTest, EveryActionIsACaseChangeByTheSupervisorWithoutValues) {
+  const uint64_t base = CreateCase(1);
+  MakeConflict(1, base);
+  v1::ListConflictsRequest list;
+  list.set_case_id(Id(1));
+  v1::ListConflictsResponse conflicts;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    ASSERT_TRUE(Cases(sup_)->ListConflicts(&context, list, &conflicts).ok());
+  }
+  ASSERT_EQ(conflicts.conflicts_size(), 1);
+  v1::ResolveConflictRequest resolve;
+  *resolve.mutable_id() = conflicts.conflicts(0).id();
+  resolve.mutable_new_value()->set_string_value("Zawadi");
+  resolve.set_base_version(conflicts.conflicts(0).version());
+  v1::ResolveConflictResponse resolved;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Cases(sup_)->ResolveConflict(&context, resolve, &resolved);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  v1::SetCaseStatusResponse status;
+  ASSERT_TRUE(SetStatus(Id(1), true, "relocated", &status).ok());
+  ASSERT_TRUE(SetStatus(Id(1), false, "", &status).ok());
+
+  std::vector<uint8_t> kinds;
+  for (const audit::Event& e : AuditEvents()) {
+    const auto* c = std::get_if<audit::CaseChange>(&e.body);
+    if (c == nullptr || c->actor != "staff:sup1") continue;
+    kinds.push_back(c->change_kind);
+    EXPECT_THAT(c->case_ids, ElementsAre(*ParseUuid(Id(1))));
+    EXPECT_EQ(c->first_position, c->last_position);
+    // No value of the case is in the event.
+    absl::StatusOr<std::string> encoded = audit::EncodeEvent(e);
+    ASSERT_THAT(encoded, IsOk());
+    EXPECT_EQ(encoded->find("Zawadi"), std::string::npos);
+    EXPECT_EQ(encoded->find("Amina"), std::string::npos);
+  }
+  EXPECT_THAT(kinds, ElementsAre(v1::CHANGE_KIND_RESOLVE_CONFLICT, v1::CHANGE_KIND_CLOSE_CASE,
+                                 v1::CHANGE_KIND_REOPEN_CASE));
 }
 
 TEST_F(CaseServiceTest, ADeviceCreatesCasesOnlyInItsRegionAndNeverMovesOne) {
