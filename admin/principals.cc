@@ -10,13 +10,16 @@ namespace {
 
 constexpr std::string_view kStaffPrefix = "fieldsync://staff/";
 constexpr std::string_view kDevicePrefix = "fieldsync://device/";
+constexpr std::string_view kOfficerPrefix = "fieldsync://officer/";
 
 bool IsLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 
 }  // namespace
 
 std::string PrincipalUri(const PrincipalName& name) {
-  std::string_view prefix = name.kind == v1::PRINCIPAL_KIND_DEVICE ? kDevicePrefix : kStaffPrefix;
+  std::string_view prefix = kStaffPrefix;
+  if (name.kind == v1::PRINCIPAL_KIND_DEVICE) prefix = kDevicePrefix;
+  if (name.kind == v1::PRINCIPAL_KIND_OFFICER) prefix = kOfficerPrefix;
   return std::string(prefix) + name.id;
 }
 
@@ -76,6 +79,8 @@ std::string_view RoleName(v1::Role role) {
       return "auditor";
     case v1::ROLE_ADMINISTRATOR:
       return "administrator";
+    case v1::ROLE_OFFICER:
+      return "officer";
     default:
       return "unspecified";
   }
@@ -109,12 +114,13 @@ absl::StatusOr<v1::Principal> PrincipalRegistry::Get(const PrincipalName& name) 
 
 absl::Status PrincipalRegistry::Put(const v1::Principal& principal,
                                     storage::WriteBatch* batch) const {
-  if (principal.kind() == v1::PRINCIPAL_KIND_STAFF) {
+  if (principal.kind() == v1::PRINCIPAL_KIND_STAFF ||
+      principal.kind() == v1::PRINCIPAL_KIND_OFFICER) {
     RETURN_IF_ERROR(ValidateStaffId(principal.id()));
   } else if (principal.kind() == v1::PRINCIPAL_KIND_DEVICE) {
     RETURN_IF_ERROR(ValidateDeviceId(principal.id()));
   } else {
-    return absl::InvalidArgumentError("principal kind must be staff or device");
+    return absl::InvalidArgumentError("principal kind must be staff, device or officer");
   }
   batch->Put(storage::Cf::kPrincipals,
              storage::EncodePrincipalKey(static_cast<storage::PrincipalKind>(principal.kind()),
@@ -124,25 +130,35 @@ absl::Status PrincipalRegistry::Put(const v1::Principal& principal,
 }
 
 absl::StatusOr<std::vector<v1::Principal>> PrincipalRegistry::List(v1::PrincipalKind kind) const {
-  std::string lower, upper;
-  if (kind == v1::PRINCIPAL_KIND_UNSPECIFIED) {
-    lower = storage::KeyBuilder().U8(v1::PRINCIPAL_KIND_DEVICE).Finish();
-    upper = storage::KeyBuilder().U8(v1::PRINCIPAL_KIND_STAFF + 1).Finish();
-  } else {
-    lower = storage::KeyBuilder().U8(static_cast<uint8_t>(kind)).Finish();
-    upper = storage::PrefixUpperBound(lower);
+  std::vector<v1::PrincipalKind> kinds;
+  switch (kind) {
+    case v1::PRINCIPAL_KIND_UNSPECIFIED:
+      kinds = {v1::PRINCIPAL_KIND_DEVICE, v1::PRINCIPAL_KIND_STAFF, v1::PRINCIPAL_KIND_OFFICER};
+      break;
+    case v1::PRINCIPAL_KIND_DEVICE:
+    case v1::PRINCIPAL_KIND_STAFF:
+    case v1::PRINCIPAL_KIND_OFFICER:
+      kinds = {kind};
+      break;
+    default:
+      // Above all 3, whose keys are enrolment codes, not principals.
+      return absl::InvalidArgumentError("principal kind must be device, staff or officer");
   }
   std::vector<v1::Principal> out;
-  std::unique_ptr<storage::Iterator> it =
-      store_->NewIterator(storage::Cf::kPrincipals, lower, upper);
-  for (; it->Valid(); it->Next()) {
-    v1::Principal p;
-    if (!p.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return absl::DataLossError("a principal registry entry does not parse");
+  for (v1::PrincipalKind k : kinds) {
+    const std::string lower = storage::PrincipalKindPrefix(static_cast<storage::PrincipalKind>(k));
+    const std::string upper = storage::PrefixUpperBound(lower);
+    std::unique_ptr<storage::Iterator> it =
+        store_->NewIterator(storage::Cf::kPrincipals, lower, upper);
+    for (; it->Valid(); it->Next()) {
+      v1::Principal p;
+      if (!p.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        return absl::DataLossError("a principal registry entry does not parse");
+      }
+      out.push_back(std::move(p));
     }
-    out.push_back(std::move(p));
+    RETURN_IF_ERROR(it->status());
   }
-  RETURN_IF_ERROR(it->status());
   return out;
 }
 

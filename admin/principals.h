@@ -15,16 +15,19 @@
 namespace fieldsync::admin {
 
 // A principal's name as its certificate carries it in a URI SAN:
-// fieldsync://staff/<id> or fieldsync://device/<id>.
+// fieldsync://staff/<id> or fieldsync://device/<id>. Officers have no
+// certificate: their kind never comes from ParsePrincipalUri.
 struct PrincipalName {
   v1::PrincipalKind kind = v1::PRINCIPAL_KIND_UNSPECIFIED;
   std::string id;
 };
 
-// Returns the URI of `name`.
+// Returns the URI of `name`. An officer's, fieldsync://officer/<id>, names
+// it in messages and the registry only: no certificate carries it.
 std::string PrincipalUri(const PrincipalName& name);
-// Parses a URI; kInvalidArgument unless it is fieldsync://staff/<id> with a
-// valid staff id or fieldsync://device/<uuid>.
+// Parses a certificate's URI; kInvalidArgument unless it is
+// fieldsync://staff/<id> with a valid staff id or fieldsync://device/<uuid>
+// (so never an officer).
 absl::StatusOr<PrincipalName> ParsePrincipalUri(std::string_view uri);
 
 // Staff ids: 1-40 characters of [a-z0-9._-], starting with a letter or
@@ -33,7 +36,8 @@ absl::Status ValidateStaffId(std::string_view id);
 // Devices: a UUID in canonical lowercase text form.
 absl::Status ValidateDeviceId(std::string_view id);
 
-// Human names: "device", "supervisor", "analyst", "auditor", "administrator".
+// Human names: "device", "supervisor", "analyst", "auditor", "administrator",
+// "officer".
 std::string_view RoleName(v1::Role role);
 // Parses a role name; kInvalidArgument listing the valid names otherwise.
 absl::StatusOr<v1::Role> ParseRoleName(std::string_view name);
@@ -49,11 +53,12 @@ class PrincipalRegistry {
 
   // Adds the write of `principal` to `batch` (committed by the caller, with
   // whatever else the same change must do atomically).
-  // kInvalidArgument if its id or kind is malformed.
+  // kInvalidArgument if its id or kind is malformed (officers: staff id
+  // syntax).
   absl::Status Put(const v1::Principal& principal, storage::WriteBatch* batch) const;
 
   // Every principal of `kind` (all kinds if unspecified), ordered by kind
-  // then id.
+  // then id. kInvalidArgument for a value that is not a PrincipalKind.
   absl::StatusOr<std::vector<v1::Principal>> List(v1::PrincipalKind kind) const;
 
  private:

@@ -50,6 +50,8 @@ bool CfFromName(std::string_view name, Cf* cf);
 enum class PrincipalKind : uint8_t {
   kDevice = 1,
   kStaff = 2,
+  // 3 is kEnrolmentCodeTag.
+  kOfficer = 4,
 };
 // First byte of enrolment-code keys in Cf::kPrincipals. Persisted.
 inline constexpr uint8_t kEnrolmentCodeTag = 3;

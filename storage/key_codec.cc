@@ -163,9 +163,10 @@ absl::StatusOr<PrincipalKey> DecodePrincipalKey(std::string_view key) {
   KeyReader r(key);
   ASSIGN_OR_RETURN(uint8_t tag, r.U8());
   if (tag != static_cast<uint8_t>(PrincipalKind::kDevice) &&
-      tag != static_cast<uint8_t>(PrincipalKind::kStaff)) {
+      tag != static_cast<uint8_t>(PrincipalKind::kStaff) &&
+      tag != static_cast<uint8_t>(PrincipalKind::kOfficer)) {
     return absl::DataLossError(absl::StrFormat(
-        "malformed principal key: kind tag %d is neither 1 (device) nor 2 (staff)", tag));
+        "malformed principal key: kind tag %d is not 1 (device), 2 (staff) or 4 (officer)", tag));
   }
   ASSIGN_OR_RETURN(std::string id, r.String());
   RETURN_IF_ERROR(r.ExpectEnd("principal key"));

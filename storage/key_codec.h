@@ -98,8 +98,9 @@ std::string PrefixUpperBound(std::string_view prefix);
 // Key kinds. Each: its column family, layout, Encode and Decode. Decode
 // returns kDataLoss for any key that Encode cannot produce.
 
-// Cf::kPrincipals, a device or staff principal:
-//   U8 kind (PrincipalKind: 1 = device, 2 = staff) | String id
+// Cf::kPrincipals, a device, staff or officer principal:
+//   U8 kind (PrincipalKind: 1 = device, 2 = staff, 4 = officer) | String id
+// (3 is the enrolment-code tag: never a principal kind.)
 struct PrincipalKey {
   PrincipalKind kind;
   std::string id;

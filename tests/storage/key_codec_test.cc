@@ -149,7 +149,8 @@ TEST(KeyCodecTest, PrincipalKeysPreserveOrderAndRoundTrip) {
   SeededRandom rng;
   using Tuple = std::tuple<uint8_t, std::string>;
   auto gen = [](SeededRandom& r) {
-    return Tuple(static_cast<uint8_t>(1 + r.Uniform(2)), RandomString(r));
+    constexpr uint8_t kKinds[] = {1, 2, 4};  // device, staff, officer
+    return Tuple(kKinds[r.Uniform(3)], RandomString(r));
   };
   auto encode = [](const Tuple& t) {
     return EncodePrincipalKey(static_cast<PrincipalKind>(std::get<0>(t)), std::get<1>(t));
@@ -172,6 +173,29 @@ TEST(KeyCodecTest, PrincipalKindPrefixBoundsExactlyThatKind) {
     EXPECT_TRUE(device >= prefix && device < upper);
     EXPECT_FALSE(staff >= prefix && staff < upper);
   }
+}
+
+TEST(KeyCodecTest, OfficerKeysRoundTripAndStayApartFromEnrolmentCodes) {
+  const std::string officer = EncodePrincipalKey(PrincipalKind::kOfficer, "amina.k");
+  EXPECT_EQ(officer[0], '\x04');
+  EXPECT_THAT(DecodePrincipalKey(officer),
+              IsOkAndHolds(PrincipalKey{PrincipalKind::kOfficer, "amina.k"}));
+  EXPECT_THAT(DecodeEnrolmentCodeKey(officer), StatusIs(absl::StatusCode::kDataLoss));
+  // The officer prefix bounds officers only: not enrolment codes (tag 3,
+  // just below) nor staff with the same id.
+  const std::string prefix = PrincipalKindPrefix(PrincipalKind::kOfficer);
+  const std::string upper = PrefixUpperBound(prefix);
+  for (std::string id : {std::string(""), std::string("\xff\xff\xff"), std::string("x")}) {
+    const std::string code = EncodeEnrolmentCodeKey(id);
+    const std::string staff = EncodePrincipalKey(PrincipalKind::kStaff, id);
+    const std::string mine = EncodePrincipalKey(PrincipalKind::kOfficer, id);
+    EXPECT_TRUE(mine >= prefix && mine < upper);
+    EXPECT_FALSE(code >= prefix && code < upper);
+    EXPECT_FALSE(staff >= prefix && staff < upper);
+  }
+  // Tag 3 is never a principal kind.
+  EXPECT_THAT(DecodePrincipalKey(std::string_view("\x03x\x00\x01", 4)),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("kind tag")));
 }
 
 TEST(KeyCodecTest, EnrolmentCodeKeysPreserveOrderAndRoundTrip) {
@@ -238,9 +262,9 @@ std::vector<KeyKind> KeyKinds() {
   return {
       {"principal",
        [](SeededRandom& r) {
-         return EncodePrincipalKey(r.Uniform(2) == 0 ? PrincipalKind::kDevice
-                                                     : PrincipalKind::kStaff,
-                                   RandomString(r, 8));
+         constexpr PrincipalKind kKinds[] = {PrincipalKind::kDevice, PrincipalKind::kStaff,
+                                             PrincipalKind::kOfficer};
+         return EncodePrincipalKey(kKinds[r.Uniform(3)], RandomString(r, 8));
        },
        [](std::string_view k) { return DecodePrincipalKey(k).status(); },
        [](std::string_view k) {
