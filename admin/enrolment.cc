@@ -132,7 +132,7 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
   }
 
   const std::string code_key = storage::EncodeEnrolmentCodeKey(EnrolmentCodeHashHex(*normalized));
-  absl::MutexLock lock(&write_mu_);
+  absl::MutexLock lock(&registry_->write_mutex());
   absl::StatusOr<std::string> value = store_->Get(storage::Cf::kPrincipals, code_key);
   if (absl::IsNotFound(value.status())) return CodeInvalid("is unknown");
   RETURN_IF_ERROR(WithReason(value.status()));
@@ -167,7 +167,7 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
   code.set_device_id(name.id);
 
   storage::WriteBatch batch;
-  RETURN_IF_ERROR(registry_.Put(p, &batch));
+  RETURN_IF_ERROR(registry_->Put(p, &batch));
   batch.Put(storage::Cf::kPrincipals, code_key, code.SerializeAsString());
   audit::AuditSession session(audit_, &batch);
   if (audit_ != nullptr) {

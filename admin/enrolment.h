@@ -52,16 +52,17 @@ struct EnrolledDevice {
   std::string certificate_pem;
 };
 
-// Thread-safe: code and registry writes are serialized. Pointers are not
-// owned and must outlive this object.
 // The AdminAction name of an issued enrolment code.
 inline constexpr std::string_view kIssueEnrolmentCodeAction = "enrolment-code.issue";
 
+// Thread-safe: code and registry writes hold the registry's write mutex.
+// Pointers are not owned and must outlive this object.
 class DeviceEnrolment {
  public:
-  DeviceEnrolment(storage::Store* store, const crypto::CertificateAuthority* ca, Clock* clock,
-                  Random* random)
-      : store_(store), registry_(store), ca_(ca), clock_(clock), random_(random) {}
+  // `registry` is `store`'s.
+  DeviceEnrolment(storage::Store* store, PrincipalRegistry* registry,
+                  const crypto::CertificateAuthority* ca, Clock* clock, Random* random)
+      : store_(store), registry_(registry), ca_(ca), clock_(clock), random_(random) {}
 
   // Issues a code for `officer_id` (staff id syntax) and `region` valid for
   // `ttl` (zero = kDefaultEnrolmentCodeTtl); `actor` is the caller's URI.
@@ -91,12 +92,11 @@ class DeviceEnrolment {
 
  private:
   storage::Store* store_;
-  PrincipalRegistry registry_;
+  PrincipalRegistry* registry_;
   const crypto::CertificateAuthority* ca_;
   Clock* clock_;
   Random* random_;
   audit::AuditLog* audit_ = nullptr;
-  absl::Mutex write_mu_;
 };
 
 }  // namespace fieldsync::admin

@@ -4,10 +4,18 @@
 #ifndef FIELDSYNC_ADMIN_OFFICERS_H_
 #define FIELDSYNC_ADMIN_OFFICERS_H_
 
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "admin/principals.h"
+#include "audit/log.h"
+#include "common/clock.h"
+#include "fieldsync/v1/admin.pb.h"
+#include "storage/store.h"
+#include "sync/schema.h"
 
 namespace fieldsync::admin {
 
@@ -18,6 +26,53 @@ namespace fieldsync::admin {
 // TransferCase: the officer a case goes to must be able to receive it.
 absl::Status CheckOfficerOfRegion(const PrincipalRegistry& registry, std::string_view officer_id,
                                   std::string_view region);
+
+// The AdminAction names of officer changes (docs/AUDIT.md): subjects
+// (officer id, region) and (officer id).
+inline constexpr std::string_view kAddOfficerAction = "officer.add";
+inline constexpr std::string_view kRevokeOfficerAction = "officer.revoke";
+
+struct RevokedOfficer {
+  v1::Principal officer;
+  // The devices revoked with it (those that were active), in id order.
+  std::vector<std::string> device_ids;
+};
+
+// Registers and revokes officers. Thread-safe: writes hold the registry's
+// write mutex. Pointers are not owned and must outlive this object.
+class OfficerAdmin {
+ public:
+  // `registry` is `store`'s; `schema` is the deployment's (its regions).
+  // `audit` may be null: nothing is logged.
+  OfficerAdmin(storage::Store* store, PrincipalRegistry* registry, const sync::Schema* schema,
+               Clock* clock, audit::AuditLog* audit = nullptr)
+      : store_(store), registry_(registry), schema_(schema), clock_(clock), audit_(audit) {}
+
+  // Registers officer `id` of `region`, active; `actor` (the caller's URI)
+  // is recorded in the entry and in the AdminAction kAddOfficerAction
+  // committed with it.
+  // kInvalidArgument: `id` is not a staff id (1-40 of [a-z0-9._-]), or
+  //   `region` is not one of the schema's (the message names them).
+  // kAlreadyExists: an officer `id` exists, even revoked (never reused).
+  // kUnavailable: storage or the audit log (nothing is registered).
+  absl::StatusOr<v1::Principal> Add(std::string_view id, std::string_view region,
+                                    const std::string& actor);
+
+  // Revokes officer `id` and, in the same commit, every active device whose
+  // officer it is: they are refused from their next call on. Audited in
+  // that commit: AdminAction kRevokeOfficerAction, and PrincipalRevoked for
+  // each device. A revoked officer is returned unchanged (with any device
+  // of it still active revoked). kNotFound: no officer `id`;
+  // kUnavailable: storage or the audit log (nothing is revoked).
+  absl::StatusOr<RevokedOfficer> Revoke(std::string_view id, const std::string& actor);
+
+ private:
+  storage::Store* store_;
+  PrincipalRegistry* registry_;
+  const sync::Schema* schema_;
+  Clock* clock_;
+  audit::AuditLog* audit_;
+};
 
 }  // namespace fieldsync::admin
 

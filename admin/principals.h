@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "fieldsync/v1/admin.pb.h"
 #include "storage/store.h"
 
@@ -43,7 +44,7 @@ std::string_view RoleName(v1::Role role);
 absl::StatusOr<v1::Role> ParseRoleName(std::string_view name);
 
 // Reads and writes registry entries. Thread-safe; `store` is not owned and
-// must outlive the registry.
+// must outlive the registry. One registry serves every writer of a store.
 class PrincipalRegistry {
  public:
   explicit PrincipalRegistry(storage::Store* store) : store_(store) {}
@@ -61,8 +62,15 @@ class PrincipalRegistry {
   // then id. kInvalidArgument for a value that is not a PrincipalKind.
   absl::StatusOr<std::vector<v1::Principal>> List(v1::PrincipalKind kind) const;
 
+  // Held by every writer of the registry (staff, officers, enrolment codes
+  // and devices) from the reads its change depends on until the change
+  // commits, so that, e.g., no device is enrolled for an officer that is
+  // being revoked.
+  absl::Mutex& write_mutex() const ABSL_LOCK_RETURNED(write_mu_) { return write_mu_; }
+
  private:
   storage::Store* store_;
+  mutable absl::Mutex write_mu_;
 };
 
 }  // namespace fieldsync::admin

@@ -49,8 +49,8 @@ absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::
 
   PrincipalName name{v1::PRINCIPAL_KIND_STAFF, request.id};
   absl::Time now = clock_->Now();
-  absl::MutexLock lock(&write_mu_);
-  absl::StatusOr<v1::Principal> existing = registry_.Get(name);
+  absl::MutexLock lock(&registry_->write_mutex());
+  absl::StatusOr<v1::Principal> existing = registry_->Get(name);
   if (existing.ok()) {
     return absl::AlreadyExistsError(absl::StrFormat(
         "staff id %s is already registered (ids are never reused): choose another", request.id));
@@ -71,7 +71,7 @@ absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::
   p.set_certificate_serial(cert.serial_hex);
   p.set_changed_by(actor);
   storage::WriteBatch batch;
-  RETURN_IF_ERROR(registry_.Put(p, &batch));
+  RETURN_IF_ERROR(registry_->Put(p, &batch));
   audit::AuditSession session(audit_, &batch);
   if (audit_ != nullptr) {
     audit::StaffAdded event;
@@ -90,19 +90,22 @@ absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::
 
 absl::StatusOr<v1::Principal> StaffAdmin::Revoke(const PrincipalName& name,
                                                  const std::string& actor) {
+  if (name.kind != v1::PRINCIPAL_KIND_STAFF && name.kind != v1::PRINCIPAL_KIND_DEVICE) {
+    return absl::InvalidArgumentError("only a staff or device principal is revoked here");
+  }
   if (PrincipalUri(name) == actor) {
     return absl::FailedPreconditionError(
         "a principal cannot revoke itself: ask another administrator");
   }
-  absl::MutexLock lock(&write_mu_);
-  ASSIGN_OR_RETURN(v1::Principal p, registry_.Get(name));
+  absl::MutexLock lock(&registry_->write_mutex());
+  ASSIGN_OR_RETURN(v1::Principal p, registry_->Get(name));
   if (p.status() == v1::PRINCIPAL_STATUS_REVOKED) return p;
   const absl::Time now = clock_->Now();
   p.set_status(v1::PRINCIPAL_STATUS_REVOKED);
   p.set_revoked_unix_micros(absl::ToUnixMicros(now));
   p.set_changed_by(actor);
   storage::WriteBatch batch;
-  RETURN_IF_ERROR(registry_.Put(p, &batch));
+  RETURN_IF_ERROR(registry_->Put(p, &batch));
   audit::AuditSession session(audit_, &batch);
   if (audit_ != nullptr) {
     audit::PrincipalRevoked event;

@@ -29,15 +29,16 @@ struct IssuedStaff {
   std::string certificate_pem;
 };
 
-// Thread-safe: registry writes are serialized. Pointers are not owned and
-// must outlive this object.
+// Thread-safe: registry writes hold the registry's write mutex. Pointers
+// are not owned and must outlive this object.
 class StaffAdmin {
  public:
-  // `audit` (may be null: nothing is logged) gets a StaffAdded or
-  // PrincipalRevoked event in the same write as the registry change.
-  StaffAdmin(storage::Store* store, const crypto::CertificateAuthority* ca, Clock* clock,
-             audit::AuditLog* audit = nullptr)
-      : store_(store), registry_(store), ca_(ca), clock_(clock), audit_(audit) {}
+  // `registry` is `store`'s. `audit` (may be null: nothing is logged) gets a
+  // StaffAdded or PrincipalRevoked event in the same write as the registry
+  // change.
+  StaffAdmin(storage::Store* store, PrincipalRegistry* registry,
+             const crypto::CertificateAuthority* ca, Clock* clock, audit::AuditLog* audit = nullptr)
+      : store_(store), registry_(registry), ca_(ca), clock_(clock), audit_(audit) {}
 
   // Registers a staff principal and signs its CSR; `actor` is the caller's
   // URI, recorded in the entry. kUnavailable if the audit log is busy or
@@ -47,18 +48,18 @@ class StaffAdmin {
   //   even after revocation).
   absl::StatusOr<IssuedStaff> Add(const NewStaff& request, const std::string& actor);
 
-  // Revokes a principal from the next call on. Revoking a revoked principal
-  // returns it unchanged. kNotFound: no such principal.
-  // kFailedPrecondition: `name` is the caller itself.
+  // Revokes a staff or device principal from the next call on. Revoking a
+  // revoked principal returns it unchanged. kNotFound: no such principal.
+  // kFailedPrecondition: `name` is the caller itself. kInvalidArgument: an
+  // officer (OfficerAdmin::Revoke revokes it with its devices).
   absl::StatusOr<v1::Principal> Revoke(const PrincipalName& name, const std::string& actor);
 
  private:
   storage::Store* store_;
-  PrincipalRegistry registry_;
+  PrincipalRegistry* registry_;
   const crypto::CertificateAuthority* ca_;
   Clock* clock_;
   audit::AuditLog* audit_;
-  absl::Mutex write_mu_;
 };
 
 // Region names: 1-64 characters of [A-Za-z0-9 ._-].

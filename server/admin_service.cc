@@ -33,6 +33,17 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddStaff(grpc::CallbackServerContext
                   });
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::AddOfficer(grpc::CallbackServerContext* context,
+                                                       const v1::AddOfficerRequest* request,
+                                                       v1::AddOfficerResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AdminService/AddOfficer", auth_,
+                  [&](const Caller& caller) -> absl::Status {
+                    ASSIGN_OR_RETURN(*response->mutable_principal(),
+                                     officers_->Add(request->id(), request->region(), caller.uri));
+                    return absl::OkStatus();
+                  });
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::RevokePrincipal(
     grpc::CallbackServerContext* context, const v1::RevokePrincipalRequest* request,
     v1::RevokePrincipalResponse* response) {
@@ -40,8 +51,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokePrincipal(
       context, "/fieldsync.v1.AdminService/RevokePrincipal", auth_,
       [&](const Caller& caller) -> absl::Status {
         admin::PrincipalName name{request->kind(), request->id()};
+        if (name.kind == v1::PRINCIPAL_KIND_OFFICER) {
+          ASSIGN_OR_RETURN(admin::RevokedOfficer revoked, officers_->Revoke(name.id, caller.uri));
+          *response->mutable_principal() = std::move(revoked.officer);
+          for (std::string& id : revoked.device_ids)
+            response->add_revoked_device_ids(std::move(id));
+          return absl::OkStatus();
+        }
         if (name.kind != v1::PRINCIPAL_KIND_STAFF && name.kind != v1::PRINCIPAL_KIND_DEVICE) {
-          return absl::InvalidArgumentError("kind must be staff or device");
+          return absl::InvalidArgumentError("kind must be staff, device or officer");
         }
         ASSIGN_OR_RETURN(*response->mutable_principal(), staff_->Revoke(name, caller.uri));
         return absl::OkStatus();

@@ -7,24 +7,30 @@
 #include "admin/case_erasure.h"
 #include "admin/enrolment.h"
 #include "admin/master_key_rotation.h"
+#include "admin/officers.h"
 #include "admin/principals.h"
 #include "admin/staff.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "server/auth.h"
+#include "sync/schema.h"
 
 namespace fieldsync::server {
 
 // Thread-safe. Pointers are not owned and must outlive the service.
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
+  // `schema` is the deployment's (its regions).
   AdminServiceImpl(Authenticator* auth, admin::PrincipalRegistry* registry,
-                   admin::StaffAdmin* staff, std::string ca_certificate_pem,
-                   admin::DeviceEnrolment* enrolment)
+                   admin::StaffAdmin* staff, admin::OfficerAdmin* officers,
+                   std::string ca_certificate_pem, admin::DeviceEnrolment* enrolment,
+                   const sync::Schema* schema)
       : auth_(auth),
         registry_(registry),
         staff_(staff),
+        officers_(officers),
         ca_pem_(std::move(ca_certificate_pem)),
-        enrolment_(enrolment) {}
+        enrolment_(enrolment),
+        schema_(schema) {}
 
   grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* context,
                                    const v1::WhoAmIRequest* request,
@@ -32,6 +38,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* AddStaff(grpc::CallbackServerContext* context,
                                      const v1::AddStaffRequest* request,
                                      v1::AddStaffResponse* response) override;
+  grpc::ServerUnaryReactor* AddOfficer(grpc::CallbackServerContext* context,
+                                       const v1::AddOfficerRequest* request,
+                                       v1::AddOfficerResponse* response) override;
   grpc::ServerUnaryReactor* RevokePrincipal(grpc::CallbackServerContext* context,
                                             const v1::RevokePrincipalRequest* request,
                                             v1::RevokePrincipalResponse* response) override;
@@ -62,8 +71,10 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   Authenticator* auth_;
   admin::PrincipalRegistry* registry_;
   admin::StaffAdmin* staff_;
+  admin::OfficerAdmin* officers_;
   const std::string ca_pem_;
   admin::DeviceEnrolment* enrolment_;
+  const sync::Schema* schema_;
   admin::CaseErasure* erasure_ = nullptr;
   admin::MasterKeyRotation* rotation_ = nullptr;
 };

@@ -13,6 +13,7 @@
 #include "admin/deployment.h"
 #include "admin/enrolment.h"
 #include "admin/master_key_rotation.h"
+#include "admin/officers.h"
 #include "admin/principals.h"
 #include "admin/server_keys.h"
 #include "admin/staff.h"
@@ -142,6 +143,7 @@ class FieldsyncServer::Impl {
   std::unique_ptr<audit::AuditLog> audit_log;
   std::unique_ptr<AuditServiceImpl> audit_service;
   std::unique_ptr<admin::StaffAdmin> staff;
+  std::unique_ptr<admin::OfficerAdmin> officers;
   std::unique_ptr<AdminServiceImpl> admin_service;
   // Sync (issue #4). Declared after the store so that they go first.
   std::unique_ptr<crypto::MasterKeyRing> master;
@@ -239,14 +241,18 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   impl->registry = std::make_unique<admin::PrincipalRegistry>(impl->store.get());
   impl->auth = std::make_unique<Authenticator>(impl->registry.get(), impl->keys.ca.certificate_pem,
                                                options.clock);
-  impl->staff = std::make_unique<admin::StaffAdmin>(impl->store.get(), &impl->keys.ca,
-                                                    options.clock, impl->audit_log.get());
-  impl->enrolment = std::make_unique<admin::DeviceEnrolment>(impl->store.get(), &impl->keys.ca,
-                                                             options.clock, options.random);
+  impl->staff =
+      std::make_unique<admin::StaffAdmin>(impl->store.get(), impl->registry.get(), &impl->keys.ca,
+                                          options.clock, impl->audit_log.get());
+  impl->officers = std::make_unique<admin::OfficerAdmin>(impl->store.get(), impl->registry.get(),
+                                                         impl->schema.get(), options.clock,
+                                                         impl->audit_log.get());
+  impl->enrolment = std::make_unique<admin::DeviceEnrolment>(
+      impl->store.get(), impl->registry.get(), &impl->keys.ca, options.clock, options.random);
   impl->enrolment->set_audit_log(impl->audit_log.get());
-  impl->admin_service =
-      std::make_unique<AdminServiceImpl>(impl->auth.get(), impl->registry.get(), impl->staff.get(),
-                                         impl->keys.ca.certificate_pem, impl->enrolment.get());
+  impl->admin_service = std::make_unique<AdminServiceImpl>(
+      impl->auth.get(), impl->registry.get(), impl->staff.get(), impl->officers.get(),
+      impl->keys.ca.certificate_pem, impl->enrolment.get(), impl->schema.get());
 
   impl->case_keys = std::make_unique<crypto::CaseKeyStore>(impl->store.get(), impl->master.get());
   impl->sealer = std::make_unique<sync::CaseKeySealer>(impl->store.get(), impl->case_keys.get(),

@@ -18,8 +18,8 @@ namespace {
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::StatusIs;
 
-constexpr v1::Role kAllRoles[] = {v1::ROLE_DEVICE, v1::ROLE_SUPERVISOR, v1::ROLE_ANALYST,
-                                  v1::ROLE_AUDITOR, v1::ROLE_ADMINISTRATOR};
+constexpr v1::Role kAllRoles[] = {v1::ROLE_DEVICE,  v1::ROLE_SUPERVISOR,    v1::ROLE_ANALYST,
+                                  v1::ROLE_AUDITOR, v1::ROLE_ADMINISTRATOR, v1::ROLE_OFFICER};
 
 // The services fieldsyncd registers; each later service adds its name.
 constexpr const char* kServices[] = {"fieldsync.v1.AdminService", "fieldsync.v1.SyncService",
@@ -81,7 +81,8 @@ TEST(AuthzTableTest, OnlyEnrolmentAndHealthAreServedWithoutCertificate) {
 
 TEST(AuthzTableTest, AdministrationIsForAdministratorsOnly) {
   for (const char* m :
-       {"/fieldsync.v1.AdminService/AddStaff", "/fieldsync.v1.AdminService/RevokePrincipal",
+       {"/fieldsync.v1.AdminService/AddStaff", "/fieldsync.v1.AdminService/AddOfficer",
+        "/fieldsync.v1.AdminService/RevokePrincipal",
         "/fieldsync.v1.AdminService/ListPrincipals"}) {
     absl::StatusOr<const RpcRule*> rule = FindRule(m);
     ASSERT_THAT(rule, IsOk());
@@ -97,6 +98,16 @@ TEST(AuthzTableTest, SchemaIsForDevicesAndSupervisorsOnly) {
   EXPECT_THAT(CheckRole(**rule, v1::ROLE_SUPERVISOR), IsOk());
   for (v1::Role role : {v1::ROLE_ANALYST, v1::ROLE_AUDITOR, v1::ROLE_ADMINISTRATOR}) {
     EXPECT_THAT(CheckRole(**rule, role), StatusIs(absl::StatusCode::kPermissionDenied)) << role;
+  }
+}
+
+// Officers have no certificate and never call the server: no row lets
+// their role through, should a registry entry ever be presented as a caller.
+TEST(AuthzTableTest, NoMethodAllowsTheOfficerRole) {
+  for (const RpcRule& rule : AuthorizationTable()) {
+    if (!rule.requires_certificate) continue;
+    EXPECT_THAT(CheckRole(rule, v1::ROLE_OFFICER), StatusIs(absl::StatusCode::kPermissionDenied))
+        << rule.method;
   }
 }
 

@@ -1,0 +1,464 @@
+// AdminService's officers, enrolment codes and principal listing through a
+// real fieldsyncd (FieldsyncServer) on an ephemeral loopback port over real
+// mutual TLS, with a deployment made by the init code.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "admin/deployment.h"
+#include "admin/principals.h"
+#include "admin/server_keys.h"
+#include "audit/events.h"
+#include "common/file_io.h"
+#include "crypto/bytes.h"
+#include "crypto/ed25519.h"
+#include "crypto/master_key.h"
+#include "crypto/x25519.h"
+#include "crypto/x509.h"
+#include "fieldsync/v1/admin.grpc.pb.h"
+#include "fieldsync/v1/audit.grpc.pb.h"
+#include "fieldsync/v1/rpc_status.pb.h"
+#include "fieldsync/v1/sync.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/config.h"
+#include "server/server.h"
+#include "storage/store.h"
+#include "tests/testing/seeded_random.h"
+#include "tests/testing/simulated_clock.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace fieldsync::server {
+namespace {
+
+using ::fieldsync::testing::IsOk;
+using ::fieldsync::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Credentials {
+  std::string certificate_pem;
+  std::string private_key_pem;
+};
+
+struct Device {
+  std::string id;
+  Credentials tls;
+  v1::EnrollResponse enrolment;
+};
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+// The SyncErrorDetail reason of a refused call (PROTOCOL.md §8).
+v1::SyncErrorReason ReasonOf(const grpc::Status& s) {
+  v1::RpcStatus rich;
+  v1::SyncErrorDetail detail;
+  if (rich.ParseFromString(s.error_details()) && rich.details_size() == 1) {
+    rich.details(0).UnpackTo(&detail);
+  }
+  return detail.reason();
+}
+
+std::vector<std::string> Ids(const v1::ListPrincipalsResponse& r) {
+  std::vector<std::string> ids;
+  for (const v1::Principal& p : r.principals()) ids.push_back(p.id());
+  return ids;
+}
+
+class AdminServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    admin::InitOptions init;
+    init.data_dir = dir_.Sub("deployment");
+    init.clock = &clock_;
+    init.random = &random_;
+    ASSERT_THAT(admin::InitDeployment(init), IsOk());
+    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
+    admin_.certificate_pem = *ReadFile(paths_->admin_cert);
+    admin_.private_key_pem = *ReadFile(paths_->admin_key);
+    ca_pem_ = *ReadFile(paths_->ca_cert);
+  }
+
+  void TearDown() override { server_.reset(); }
+
+  void StartServer() {
+    ServerOptions options;
+    options.data_dir = paths_->root;
+    options.config.set_listen("127.0.0.1:0");
+    options.config.set_drain_timeout_seconds(2);
+    ApplyDefaults(options.data_dir, &options.config);
+    options.clock = &clock_;
+    options.random = &random_;
+    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
+    ASSERT_THAT(s, IsOk());
+    server_ = *std::move(s);
+  }
+
+  std::shared_ptr<grpc::Channel> Channel(const Credentials* client) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ca_pem_;
+    if (client != nullptr) {
+      ssl.pem_cert_chain = client->certificate_pem;
+      ssl.pem_private_key = client->private_key_pem;
+    }
+    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
+  }
+
+  std::unique_ptr<v1::AdminService::Stub> Admin(const Credentials& who) {
+    return v1::AdminService::NewStub(Channel(&who));
+  }
+
+  static void SetDeadline(grpc::ClientContext* c) {
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  }
+
+  absl::StatusOr<v1::Principal> AddOfficer(const std::string& id, const std::string& region,
+                                           const Credentials* who = nullptr) {
+    v1::AddOfficerRequest request;
+    request.set_id(id);
+    request.set_region(region);
+    v1::AddOfficerResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s =
+        Admin(who == nullptr ? admin_ : *who)->AddOfficer(&context, request, &response);
+    if (!s.ok()) return FromGrpc(s);
+    return response.principal();
+  }
+
+  // A staff member added as `fieldsync staff add` does; its key stays here.
+  absl::StatusOr<Credentials> AddStaff(const std::string& id, v1::Role role,
+                                       const std::vector<std::string>& regions) {
+    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+    if (!key.ok()) return key.status();
+    v1::AddStaffRequest request;
+    request.set_id(id);
+    request.set_role(role);
+    for (const std::string& r : regions) request.add_regions(r);
+    request.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/" + id));
+    v1::AddStaffResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Admin(admin_)->AddStaff(&context, request, &response);
+    if (!s.ok()) return FromGrpc(s);
+    return Credentials{response.certificate_pem(), key->private_key_pem};
+  }
+
+  absl::StatusOr<v1::CreateEnrolmentCodeResponse> CreateCode(const std::string& officer,
+                                                             const std::string& region = "") {
+    v1::CreateEnrolmentCodeRequest request;
+    request.set_officer_id(officer);
+    request.set_region(region);
+    v1::CreateEnrolmentCodeResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Admin(admin_)->CreateEnrolmentCode(&context, request, &response);
+    if (!s.ok()) return FromGrpc(s);
+    return response;
+  }
+
+  // Enrols a tablet with `code` over server-authenticated TLS.
+  grpc::Status Enroll(const std::string& code, Device* device, const std::string& label = "") {
+    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+    EXPECT_THAT(key, IsOk());
+    v1::EnrollRequest request;
+    request.set_enrolment_code(code);
+    request.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://device/new"));
+    request.set_signing_public_key(crypto::ToString(crypto::GenerateEd25519(random_).public_key));
+    request.set_receiving_public_key(crypto::ToString(crypto::GenerateX25519(random_).public_key));
+    request.set_device_label(label);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s =
+        v1::SyncService::NewStub(Channel(nullptr))->Enroll(&context, request, &device->enrolment);
+    if (s.ok()) {
+      device->id = device->enrolment.device_id();
+      device->tls = {device->enrolment.certificate_pem(), key->private_key_pem};
+    }
+    return s;
+  }
+
+  Device NewDevice(const std::string& officer, const std::string& region = "northern") {
+    absl::StatusOr<v1::CreateEnrolmentCodeResponse> code = CreateCode(officer, region);
+    EXPECT_THAT(code, IsOk());
+    Device d;
+    grpc::Status s = Enroll(code.ok() ? code->code() : "", &d);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return d;
+  }
+
+  absl::StatusOr<v1::RevokePrincipalResponse> Revoke(v1::PrincipalKind kind,
+                                                     const std::string& id) {
+    v1::RevokePrincipalRequest request;
+    request.set_kind(kind);
+    request.set_id(id);
+    v1::RevokePrincipalResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Admin(admin_)->RevokePrincipal(&context, request, &response);
+    if (!s.ok()) return FromGrpc(s);
+    return response;
+  }
+
+  absl::StatusOr<v1::ListPrincipalsResponse> List(const Credentials& who, v1::PrincipalKind kind,
+                                                  const std::string& region = "",
+                                                  bool include_revoked = false) {
+    v1::ListPrincipalsRequest request;
+    request.set_kind(kind);
+    request.set_region(region);
+    request.set_include_revoked(include_revoked);
+    v1::ListPrincipalsResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Admin(who)->ListPrincipals(&context, request, &response);
+    if (!s.ok()) return FromGrpc(s);
+    return response;
+  }
+
+  // A call a device makes (GetSchema), with its certificate.
+  grpc::Status DeviceCall(const Device& d) {
+    v1::GetSchemaResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return v1::SyncService::NewStub(Channel(&d.tls))
+        ->GetSchema(&context, v1::GetSchemaRequest(), &response);
+  }
+
+  // The last `n` audit log entries, decoded, read as an administrator.
+  std::vector<audit::Event> AuditTail(uint64_t n) {
+    auto stub = v1::AuditService::NewStub(Channel(&admin_));
+    v1::SignedTreeHead head;
+    {
+      grpc::ClientContext context;
+      SetDeadline(&context);
+      grpc::Status s = stub->GetSignedTreeHead(&context, v1::GetSignedTreeHeadRequest(), &head);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+    }
+    EXPECT_GE(head.tree_size(), n);
+    v1::GetEntriesRequest request;
+    request.set_start(head.tree_size() - n);
+    request.set_end(head.tree_size());
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    auto reader = stub->GetEntries(&context, request);
+    std::vector<audit::Event> out;
+    v1::AuditEntries chunk;
+    while (reader->Read(&chunk)) {
+      for (const std::string& e : chunk.entries()) {
+        absl::StatusOr<audit::Event> event = audit::DecodeEvent(e);
+        EXPECT_THAT(event, IsOk());
+        if (event.ok()) out.push_back(*std::move(event));
+      }
+    }
+    grpc::Status s = reader->Finish();
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return out;
+  }
+
+  // The deployment CA, unwrapped from the database (before the server
+  // starts: RocksDB allows one process).
+  crypto::CertificateAuthority DeploymentCa() {
+    absl::StatusOr<crypto::MasterKeyRing> master =
+        crypto::MasterKeyRing::LoadFile(paths_->master_key);
+    EXPECT_THAT(master, IsOk());
+    storage::StoreOptions options;
+    options.path = paths_->db;
+    auto store = storage::Store::Open(options);
+    EXPECT_THAT(store, IsOk());
+    absl::StatusOr<admin::ServerKeys> keys = admin::LoadServerKeys(**store, *master);
+    EXPECT_THAT(keys, IsOk());
+    return keys->ca;
+  }
+
+  fieldsync::testing::ScopedTempDir dir_;
+  // Certificates are checked by gRPC against the real clock, so the
+  // simulated one starts at the real time.
+  fieldsync::testing::SimulatedClock clock_{absl::Now()};
+  fieldsync::testing::SeededRandom random_{20261202};
+  std::unique_ptr<admin::DeploymentPaths> paths_;
+  Credentials admin_;
+  std::string ca_pem_;
+  std::unique_ptr<FieldsyncServer> server_;
+};
+
+// --- AddOfficer -------------------------------------------------------------
+
+TEST_F(AdminServiceTest, AddOfficerRegistersAnActiveOfficerOfItsRegion) {
+  StartServer();
+
+  absl::StatusOr<v1::Principal> added = AddOfficer("amina.k", "northern");
+
+  ASSERT_THAT(added, IsOk());
+  EXPECT_EQ(added->kind(), v1::PRINCIPAL_KIND_OFFICER);
+  EXPECT_EQ(added->role(), v1::ROLE_OFFICER);
+  EXPECT_THAT(added->regions(), ElementsAre("northern"));
+  EXPECT_EQ(added->status(), v1::PRINCIPAL_STATUS_ACTIVE);
+  EXPECT_EQ(added->changed_by(), "fieldsync://staff/admin");
+  EXPECT_TRUE(added->certificate_serial().empty());
+  absl::StatusOr<v1::ListPrincipalsResponse> listed = List(admin_, v1::PRINCIPAL_KIND_OFFICER);
+  ASSERT_THAT(listed, IsOk());
+  EXPECT_THAT(Ids(*listed), ElementsAre("amina.k"));
+}
+
+TEST_F(AdminServiceTest, AddOfficerIsAuditedInItsCommit) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+
+  std::vector<audit::Event> tail = AuditTail(1);
+
+  ASSERT_EQ(tail.size(), 1u);
+  const auto* action = std::get_if<audit::AdminAction>(&tail[0].body);
+  ASSERT_NE(action, nullptr) << audit::KindName(audit::KindOf(tail[0]));
+  EXPECT_EQ(action->action, "officer.add");
+  EXPECT_EQ(action->actor, "fieldsync://staff/admin");
+  EXPECT_EQ(action->subject_ids, (std::vector<std::string>{"amina.k", "northern"}));
+}
+
+TEST_F(AdminServiceTest, AddOfficerRefusesAnUnknownRegionNamingTheKnownOnes) {
+  StartServer();
+
+  EXPECT_THAT(
+      AddOfficer("amina.k", "north"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("north"), HasSubstr("central, northern, eastern, western"))));
+  absl::StatusOr<v1::ListPrincipalsResponse> listed =
+      List(admin_, v1::PRINCIPAL_KIND_OFFICER, "", /*include_revoked=*/true);
+  ASSERT_THAT(listed, IsOk());
+  EXPECT_THAT(Ids(*listed), ::testing::IsEmpty());
+}
+
+TEST_F(AdminServiceTest, AddOfficerRefusesAMalformedId) {
+  StartServer();
+
+  EXPECT_THAT(AddOfficer("Amina K", "northern"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("officer id")));
+}
+
+TEST_F(AdminServiceTest, AddOfficerNeverReusesAnIdEvenRevoked) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+  EXPECT_THAT(AddOfficer("amina.k", "eastern"), StatusIs(absl::StatusCode::kAlreadyExists));
+  ASSERT_THAT(Revoke(v1::PRINCIPAL_KIND_OFFICER, "amina.k"), IsOk());
+
+  EXPECT_THAT(AddOfficer("amina.k", "northern"),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("revoked")));
+}
+
+TEST_F(AdminServiceTest, AStaffIdDoesNotTakeTheSameOfficerId) {
+  StartServer();
+  ASSERT_THAT(AddStaff("amina.k", v1::ROLE_SUPERVISOR, {"northern"}), IsOk());
+
+  EXPECT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+}
+
+TEST_F(AdminServiceTest, OnlyAdministratorsAddOfficers) {
+  StartServer();
+  absl::StatusOr<Credentials> sam = AddStaff("sam", v1::ROLE_SUPERVISOR, {"northern"});
+  ASSERT_THAT(sam, IsOk());
+
+  EXPECT_THAT(AddOfficer("amina.k", "northern", &*sam),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+// --- An officer is never a caller -------------------------------------------
+
+TEST_F(AdminServiceTest, NoCertificateAuthenticatesAnOfficer) {
+  crypto::CertificateAuthority ca = DeploymentCa();
+  absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+  ASSERT_THAT(key, IsOk());
+  // A certificate of the deployment's own CA naming the officer, as an
+  // officer URI and as a staff URI.
+  auto as_officer = crypto::IssueClientCertificate(
+      ca, key->public_key_pem, "fieldsync://officer/amina.k", absl::Now(), absl::Hours(24));
+  auto as_staff = crypto::IssueClientCertificate(
+      ca, key->public_key_pem, "fieldsync://staff/amina.k", absl::Now(), absl::Hours(24));
+  ASSERT_THAT(as_officer, IsOk());
+  ASSERT_THAT(as_staff, IsOk());
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+
+  for (const auto* cert : {&as_officer, &as_staff}) {
+    Credentials creds{(*cert)->certificate_pem, key->private_key_pem};
+    v1::WhoAmIResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s = Admin(creds)->WhoAmI(&context, v1::WhoAmIRequest(), &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  }
+}
+
+// --- RevokePrincipal of an officer ------------------------------------------
+
+TEST_F(AdminServiceTest, RevokingAnOfficerRevokesItsActiveDevicesInTheSameWrite) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+  ASSERT_THAT(AddOfficer("bello", "northern"), IsOk());
+  Device a1 = NewDevice("amina.k");
+  Device a2 = NewDevice("amina.k");
+  Device b = NewDevice("bello");
+
+  absl::StatusOr<v1::RevokePrincipalResponse> r = Revoke(v1::PRINCIPAL_KIND_OFFICER, "amina.k");
+
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->principal().id(), "amina.k");
+  EXPECT_EQ(r->principal().status(), v1::PRINCIPAL_STATUS_REVOKED);
+  std::vector<std::string> expected = {a1.id, a2.id};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(
+      std::vector<std::string>(r->revoked_device_ids().begin(), r->revoked_device_ids().end()),
+      expected);
+  absl::StatusOr<v1::ListPrincipalsResponse> active = List(admin_, v1::PRINCIPAL_KIND_DEVICE);
+  ASSERT_THAT(active, IsOk());
+  EXPECT_THAT(Ids(*active), ElementsAre(b.id));
+}
+
+TEST_F(AdminServiceTest, RevokedOfficersDevicesAreRefusedAtTheirNextCall) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+  Device a = NewDevice("amina.k");
+  ASSERT_TRUE(DeviceCall(a).ok());
+
+  ASSERT_THAT(Revoke(v1::PRINCIPAL_KIND_OFFICER, "amina.k"), IsOk());
+
+  grpc::Status s = DeviceCall(a);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(ReasonOf(s), v1::SYNC_ERROR_REASON_DEVICE_REVOKED);
+}
+
+TEST_F(AdminServiceTest, RevokingAnOfficerAuditsItAndEachDevice) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+  Device a = NewDevice("amina.k");
+
+  ASSERT_THAT(Revoke(v1::PRINCIPAL_KIND_OFFICER, "amina.k"), IsOk());
+
+  std::vector<audit::Event> tail = AuditTail(2);
+  ASSERT_EQ(tail.size(), 2u);
+  const auto* officer = std::get_if<audit::AdminAction>(&tail[0].body);
+  ASSERT_NE(officer, nullptr) << audit::KindName(audit::KindOf(tail[0]));
+  EXPECT_EQ(officer->action, "officer.revoke");
+  EXPECT_EQ(officer->actor, "fieldsync://staff/admin");
+  EXPECT_EQ(officer->subject_ids, std::vector<std::string>{"amina.k"});
+  const auto* device = std::get_if<audit::PrincipalRevoked>(&tail[1].body);
+  ASSERT_NE(device, nullptr) << audit::KindName(audit::KindOf(tail[1]));
+  EXPECT_EQ(device->principal_kind, audit::PrincipalKind::kDevice);
+  EXPECT_EQ(device->principal_id, a.id);
+  EXPECT_EQ(device->actor, "fieldsync://staff/admin");
+}
+
+TEST_F(AdminServiceTest, RevokingAnUnknownOfficerIsNotFound) {
+  StartServer();
+
+  EXPECT_THAT(Revoke(v1::PRINCIPAL_KIND_OFFICER, "nobody"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+}  // namespace
+}  // namespace fieldsync::server
