@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
+#include "admin/officers.h"
 #include "admin/staff.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
@@ -76,10 +77,25 @@ absl::StatusOr<IssuedEnrolmentCode> DeviceEnrolment::CreateCode(std::string_view
     return absl::InvalidArgumentError(
         absl::StrFormat("officer id: %s", std::string(officer_ok.message())));
   }
-  RETURN_IF_ERROR(ValidateRegion(region));
   if (ttl == absl::ZeroDuration()) ttl = kDefaultEnrolmentCodeTtl;
   if (ttl < absl::ZeroDuration() || ttl > kMaxEnrolmentCodeTtl) {
     return absl::InvalidArgumentError("an enrolment code lives at most 30 days: shorten --ttl");
+  }
+  // Enroll checks the officer again: it may be revoked before the code is
+  // used.
+  ASSIGN_OR_RETURN(v1::Principal officer, ActiveOfficer(*registry_, officer_id));
+  if (officer.regions_size() != 1) {
+    return absl::DataLossError(absl::StrFormat("officer %s has %d regions in the registry, not one",
+                                               officer.id(), officer.regions_size()));
+  }
+  const std::string& officer_region = officer.regions(0);
+  if (region.empty()) {
+    region = officer_region;
+  } else if (region != officer_region) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("officer %s works in region %s: issue the code for that region (or give "
+                        "none)",
+                        officer.id(), officer_region));
   }
   std::array<uint8_t, kCodeLength> raw;
   random_->Fill(raw);
@@ -143,6 +159,19 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
   absl::Time now = clock_->Now();
   if (code.used_unix_micros() != 0) return CodeInvalid("was already used");
   if (now >= absl::FromUnixMicros(code.expires_unix_micros())) return CodeInvalid("has expired");
+  // Under the registry's write mutex: the officer cannot be revoked between
+  // this check and the commit.
+  absl::StatusOr<v1::Principal> officer =
+      registry_->Get(PrincipalName{v1::PRINCIPAL_KIND_OFFICER, code.officer_id()});
+  if (absl::IsNotFound(officer.status())) {
+    return CodeInvalid(
+        absl::StrFormat("was issued for officer %s, who is not registered", code.officer_id()));
+  }
+  RETURN_IF_ERROR(WithReason(officer.status()));
+  if (officer->status() != v1::PRINCIPAL_STATUS_ACTIVE) {
+    return CodeInvalid(absl::StrFormat("was issued for officer %s, who has been revoked since",
+                                       code.officer_id()));
+  }
 
   PrincipalName name{v1::PRINCIPAL_KIND_DEVICE, FormatUuid(NewUuid(*random_))};
   absl::StatusOr<crypto::IssuedCertificate> cert = crypto::IssueClientCertificate(
@@ -163,6 +192,7 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
   p.set_signing_public_key(request.signing_public_key);
   p.set_receiving_public_key(request.receiving_public_key);
   p.set_changed_by(code.created_by());
+  p.set_device_label(request.device_label);
   code.set_used_unix_micros(absl::ToUnixMicros(now));
   code.set_device_id(name.id);
 

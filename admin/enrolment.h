@@ -45,6 +45,7 @@ struct EnrolmentRequest {
   std::string csr_pem;               // PKCS#10 for the device's P-256 TLS key
   std::string signing_public_key;    // Ed25519, 32 bytes
   std::string receiving_public_key;  // X25519, 32 bytes
+  std::string device_label;          // stored in the device's entry
 };
 
 struct EnrolledDevice {
@@ -64,10 +65,12 @@ class DeviceEnrolment {
                   const crypto::CertificateAuthority* ca, Clock* clock, Random* random)
       : store_(store), registry_(registry), ca_(ca), clock_(clock), random_(random) {}
 
-  // Issues a code for `officer_id` (staff id syntax) and `region` valid for
-  // `ttl` (zero = kDefaultEnrolmentCodeTtl); `actor` is the caller's URI.
-  // kInvalidArgument for a malformed officer id or region or a ttl over
-  // kMaxEnrolmentCodeTtl; kUnavailable from storage.
+  // Issues a code for the registered, active officer `officer_id` and its
+  // region, valid for `ttl` (zero = kDefaultEnrolmentCodeTtl); `region` is
+  // "" or the officer's region. `actor` is the caller's URI.
+  // kInvalidArgument: not an active officer (ActiveOfficer's message naming
+  //   the active ones), another region (the message says the officer's), a
+  //   ttl over kMaxEnrolmentCodeTtl. kUnavailable from storage.
   absl::StatusOr<IssuedEnrolmentCode> CreateCode(std::string_view officer_id,
                                                  std::string_view region, absl::Duration ttl,
                                                  const std::string& actor);
@@ -78,7 +81,8 @@ class DeviceEnrolment {
   // registers the device, so it serves exactly one device. Errors (each a
   // sync::SyncError with its SyncErrorDetail):
   //   kInvalidArgument ENROLMENT_CODE_INVALID: unknown, already used or
-  //     expired code (the message says which);
+  //     expired code, or its officer is no longer active (the message says
+  //     which);
   //   kInvalidArgument MALFORMED: a key that is not 32 bytes, a bad CSR.
   //     The code is not spent.
   //   kUnavailable UNAVAILABLE: storage.

@@ -29,43 +29,86 @@ std::string NameOfficers(const std::vector<std::string>& ids) {
                          ids.size() - kMaxNamedOfficers);
 }
 
+// Whether `officer_id` is an active officer (of `*region` when not null).
+struct OfficerLookup {
+  std::string shown_id;   // the id, or "(malformed id)": ids come from callers
+  std::string why_not;    // "" when it is one; else "is revoked", ...
+  v1::Principal officer;  // its entry, when registered
+};
+absl::StatusOr<OfficerLookup> LookUp(const PrincipalRegistry& registry, std::string_view officer_id,
+                                     const std::string* region) {
+  OfficerLookup out;
+  if (!ValidateStaffId(officer_id).ok()) {
+    out.shown_id = "(malformed id)";
+    out.why_not = "is not a registered officer";
+    return out;
+  }
+  out.shown_id = std::string(officer_id);
+  absl::StatusOr<v1::Principal> officer =
+      registry.Get(PrincipalName{v1::PRINCIPAL_KIND_OFFICER, out.shown_id});
+  if (absl::IsNotFound(officer.status())) {
+    out.why_not = "is not a registered officer";
+    return out;
+  }
+  if (!officer.ok()) return officer.status();
+  out.officer = *std::move(officer);
+  if (out.officer.status() != v1::PRINCIPAL_STATUS_ACTIVE) {
+    out.why_not = "is revoked";
+  } else if (region != nullptr && !HasRegion(out.officer, *region)) {
+    out.why_not =
+        absl::StrFormat("is an officer of region %s",
+                        out.officer.regions().empty() ? "(none)" : out.officer.regions(0));
+  }
+  return out;
+}
+
+// The ids of the active officers (of `region` when given), in id order.
+absl::StatusOr<std::vector<std::string>> ActiveOfficerIds(const PrincipalRegistry& registry,
+                                                          const std::string* region) {
+  ASSIGN_OR_RETURN(std::vector<v1::Principal> all, registry.List(v1::PRINCIPAL_KIND_OFFICER));
+  std::vector<std::string> ids;
+  for (const v1::Principal& p : all) {
+    if (p.status() != v1::PRINCIPAL_STATUS_ACTIVE) continue;
+    if (region != nullptr && !HasRegion(p, *region)) continue;
+    ids.push_back(p.id());
+  }
+  return ids;
+}
+
 }  // namespace
+
+absl::StatusOr<v1::Principal> ActiveOfficer(const PrincipalRegistry& registry,
+                                            std::string_view officer_id) {
+  ASSIGN_OR_RETURN(OfficerLookup lookup, LookUp(registry, officer_id, nullptr));
+  if (lookup.why_not.empty()) return std::move(lookup.officer);
+  ASSIGN_OR_RETURN(std::vector<std::string> active, ActiveOfficerIds(registry, nullptr));
+  if (active.empty()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "officer %s %s, and the deployment has no active officer: add one with fieldsync "
+        "officer add",
+        lookup.shown_id, lookup.why_not));
+  }
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "officer %s %s; the active officers are: %s (add another with fieldsync officer add)",
+      lookup.shown_id, lookup.why_not, NameOfficers(active)));
+}
 
 absl::Status CheckOfficerOfRegion(const PrincipalRegistry& registry, std::string_view officer_id,
                                   std::string_view region) {
-  // Ids and regions come from callers: echoed only when well formed.
-  const bool is_well_formed = ValidateStaffId(officer_id).ok();
-  const std::string shown_id = is_well_formed ? std::string(officer_id) : "(malformed id)";
-  const std::string r = absl::CHexEscape(absl::string_view(region.data(), region.size()));
-  absl::StatusOr<v1::Principal> officer = absl::NotFoundError("");
-  if (is_well_formed) {
-    officer = registry.Get(PrincipalName{v1::PRINCIPAL_KIND_OFFICER, std::string(officer_id)});
-    if (!officer.ok() && !absl::IsNotFound(officer.status())) return officer.status();
-  }
-  std::string why;
-  if (!officer.ok()) {
-    why = "is not a registered officer";
-  } else if (officer->status() != v1::PRINCIPAL_STATUS_ACTIVE) {
-    why = "is revoked";
-  } else if (!HasRegion(*officer, region)) {
-    why = absl::StrFormat("is an officer of region %s",
-                          officer->regions().empty() ? "(none)" : officer->regions(0));
-  } else {
-    return absl::OkStatus();
-  }
-  ASSIGN_OR_RETURN(std::vector<v1::Principal> all, registry.List(v1::PRINCIPAL_KIND_OFFICER));
-  std::vector<std::string> active;
-  for (const v1::Principal& p : all) {
-    if (p.status() == v1::PRINCIPAL_STATUS_ACTIVE && HasRegion(p, region)) active.push_back(p.id());
-  }
+  const std::string r(region);
+  ASSIGN_OR_RETURN(OfficerLookup lookup, LookUp(registry, officer_id, &r));
+  if (lookup.why_not.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<std::string> active, ActiveOfficerIds(registry, &r));
+  // The region comes from the caller too.
+  const std::string shown_region = absl::CHexEscape(r);
   if (active.empty()) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "officer %s %s, and region %s has no active officer: add one with fieldsync officer add",
-        shown_id, why, r));
+        lookup.shown_id, lookup.why_not, shown_region));
   }
   return absl::InvalidArgumentError(
-      absl::StrFormat("officer %s %s; the active officers of region %s are: %s", shown_id, why, r,
-                      NameOfficers(active)));
+      absl::StrFormat("officer %s %s; the active officers of region %s are: %s", lookup.shown_id,
+                      lookup.why_not, shown_region, NameOfficers(active)));
 }
 
 absl::StatusOr<v1::Principal> OfficerAdmin::Add(std::string_view id, std::string_view region,

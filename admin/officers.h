@@ -27,6 +27,12 @@ namespace fieldsync::admin {
 absl::Status CheckOfficerOfRegion(const PrincipalRegistry& registry, std::string_view officer_id,
                                   std::string_view region);
 
+// The registered, active officer `officer_id`. kInvalidArgument when it is
+// none, naming the active officers (20 at most, then how many more) and how
+// to add one (fieldsync officer add); registry errors as CheckOfficerOfRegion.
+absl::StatusOr<v1::Principal> ActiveOfficer(const PrincipalRegistry& registry,
+                                            std::string_view officer_id);
+
 // The AdminAction names of officer changes (docs/AUDIT.md): subjects
 // (officer id, region) and (officer id).
 inline constexpr std::string_view kAddOfficerAction = "officer.add";

@@ -358,6 +358,7 @@ grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* c
                             enrol.csr_pem = request->csr_pem();
                             enrol.signing_public_key = request->signing_public_key();
                             enrol.receiving_public_key = request->receiving_public_key();
+                            enrol.device_label = request->device_label();
                             if (request->device_label().size() > 100) {
                               return sync::SyncError(absl::StatusCode::kInvalidArgument,
                                                      v1::SYNC_ERROR_REASON_MALFORMED,

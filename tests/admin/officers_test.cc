@@ -128,6 +128,28 @@ TEST_F(OfficerRegionTest, MalformedIdIsNotEchoed) {
                        AllOf(HasSubstr("malformed"), Not(HasSubstr("Jane")))));
 }
 
+TEST_F(OfficerRegionTest, ActiveOfficerReturnsItsEntry) {
+  PutOfficer("amina", "northern");
+
+  absl::StatusOr<v1::Principal> officer = ActiveOfficer(*registry_, "amina");
+
+  ASSERT_THAT(officer, IsOk());
+  EXPECT_EQ(officer->id(), "amina");
+  EXPECT_THAT(officer->regions(), ::testing::ElementsAre("northern"));
+}
+
+TEST_F(OfficerRegionTest, ActiveOfficerRefusesARevokedOneNamingTheActiveOfAnyRegion) {
+  PutOfficer("amina", "northern", /*is_revoked=*/true);
+  PutOfficer("dayo", "eastern");
+  PutOfficer("bello", "northern");
+
+  EXPECT_THAT(
+      ActiveOfficer(*registry_, "amina"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("amina is revoked"), HasSubstr("active officers are: bello, dayo"),
+                     HasSubstr("fieldsync officer add"))));
+}
+
 TEST(PrincipalRegistryOfficerTest, OfficersAreListedWithTheOtherKindsButNeverEnrolmentCodes) {
   fieldsync::testing::ScopedTempDir dir;
   storage::StoreOptions options;

@@ -345,6 +345,10 @@ def main():
             check("receipt entry of %s is byte for byte the device's" % what, not differing,
                   differing)
 
+        # Codes are issued for a registered officer (AdminService.AddOfficer).
+        admin.AddOfficer(admin_pb2.AddOfficerRequest(id="officer1", region="northern"),
+                         timeout=20)
+
         def code():
             return admin.CreateEnrolmentCode(admin_pb2.CreateEnrolmentCodeRequest(
                 officer_id="officer1", region="northern"), timeout=20).code

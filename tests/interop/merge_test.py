@@ -99,8 +99,14 @@ class Deployment:
         self.admin_channel = grpc.secure_channel(self.address, creds)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.admin_channel)
         self.channels = [self.admin_channel]
+        self.officers = set()
 
     def device(self, officer="officer1"):
+        if officer not in self.officers:
+            # Codes are issued for a registered officer.
+            self.admin.AddOfficer(admin_pb2.AddOfficerRequest(id=officer, region=REGION),
+                                  timeout=20)
+            self.officers.add(officer)
         code = self.admin.CreateEnrolmentCode(admin_pb2.CreateEnrolmentCodeRequest(
             officer_id=officer, region=REGION), timeout=20).code
         d = fd.Device(self.address, self.ca)

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "admin/deployment.h"
 #include "admin/principals.h"
 #include "admin/server_keys.h"
@@ -458,6 +459,112 @@ TEST_F(AdminServiceTest, RevokingAnUnknownOfficerIsNotFound) {
   StartServer();
 
   EXPECT_THAT(Revoke(v1::PRINCIPAL_KIND_OFFICER, "nobody"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// --- CreateEnrolmentCode and Enroll ------------------------------------------
+
+TEST_F(AdminServiceTest, CodeForAnUnregisteredOfficerIsRefusedNamingTheActiveOnes) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+  ASSERT_THAT(AddOfficer("dayo", "eastern"), IsOk());
+  ASSERT_THAT(AddOfficer("chidi", "eastern"), IsOk());
+  ASSERT_THAT(Revoke(v1::PRINCIPAL_KIND_OFFICER, "chidi"), IsOk());
+
+  EXPECT_THAT(CreateCode("officer1", "northern"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("officer1 is not a registered officer"),
+                             HasSubstr("active officers are: amina.k, dayo"),
+                             HasSubstr("fieldsync officer add"), Not(HasSubstr("chidi")))));
+}
+
+TEST_F(AdminServiceTest, CodeWithNoOfficerRegisteredSaysHowToAddOne) {
+  StartServer();
+
+  EXPECT_THAT(CreateCode("officer1"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("no active officer"), HasSubstr("fieldsync officer add"))));
+}
+
+TEST_F(AdminServiceTest, CodeForARevokedOfficerIsRefused) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+  ASSERT_THAT(Revoke(v1::PRINCIPAL_KIND_OFFICER, "amina.k"), IsOk());
+
+  EXPECT_THAT(CreateCode("amina.k"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("amina.k is revoked")));
+}
+
+TEST_F(AdminServiceTest, CodeRefusalNamesTwentyOfficersAndHowManyMore) {
+  StartServer();
+  for (int i = 0; i < 23; ++i) {
+    ASSERT_THAT(AddOfficer(absl::StrFormat("off%02d", i), "central"), IsOk());
+  }
+
+  EXPECT_THAT(CreateCode("nobody"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("off00, off01"), HasSubstr("off19 and 3 more"),
+                             Not(HasSubstr("off20")))));
+}
+
+TEST_F(AdminServiceTest, CodeForAnotherRegionIsRefusedSayingTheOfficersRegion) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+
+  EXPECT_THAT(
+      CreateCode("amina.k", "eastern"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("amina.k works in region northern")));
+}
+
+TEST_F(AdminServiceTest, CodeWithoutARegionIsForTheOfficersRegion) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+
+  absl::StatusOr<v1::CreateEnrolmentCodeResponse> code = CreateCode("amina.k", "");
+
+  ASSERT_THAT(code, IsOk());
+  EXPECT_EQ(code->officer_id(), "amina.k");
+  EXPECT_EQ(code->region(), "northern");
+  Device d;
+  grpc::Status s = Enroll(code->code(), &d);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(d.enrolment.officer_id(), "amina.k");
+  EXPECT_EQ(d.enrolment.region(), "northern");
+}
+
+TEST_F(AdminServiceTest, EnrolWithACodeWhoseOfficerWasRevokedSinceIsRefused) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+  absl::StatusOr<v1::CreateEnrolmentCodeResponse> code = CreateCode("amina.k");
+  ASSERT_THAT(code, IsOk());
+  ASSERT_THAT(Revoke(v1::PRINCIPAL_KIND_OFFICER, "amina.k"), IsOk());
+
+  Device d;
+  grpc::Status s = Enroll(code->code(), &d);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ReasonOf(s), v1::SYNC_ERROR_REASON_ENROLMENT_CODE_INVALID);
+  EXPECT_THAT(s.error_message(), HasSubstr("officer amina.k, who has been revoked"));
+  absl::StatusOr<v1::ListPrincipalsResponse> devices =
+      List(admin_, v1::PRINCIPAL_KIND_DEVICE, "", /*include_revoked=*/true);
+  ASSERT_THAT(devices, IsOk());
+  EXPECT_THAT(Ids(*devices), ::testing::IsEmpty());
+}
+
+TEST_F(AdminServiceTest, EnrolmentStoresTheDeviceLabel) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+  absl::StatusOr<v1::CreateEnrolmentCodeResponse> code = CreateCode("amina.k");
+  ASSERT_THAT(code, IsOk());
+  Device d;
+  ASSERT_TRUE(Enroll(code->code(), &d, "tablet 3, Gulu office").ok());
+
+  absl::StatusOr<v1::ListPrincipalsResponse> devices = List(admin_, v1::PRINCIPAL_KIND_DEVICE);
+
+  ASSERT_THAT(devices, IsOk());
+  ASSERT_EQ(devices->principals_size(), 1);
+  EXPECT_EQ(devices->principals(0).id(), d.id);
+  EXPECT_EQ(devices->principals(0).device_label(), "tablet 3, Gulu office");
+  EXPECT_EQ(devices->principals(0).officer_id(), "amina.k");
 }
 
 }  // namespace

@@ -127,6 +127,21 @@ class AuditServiceTest : public ::testing::Test {
     return {response.certificate_pem(), key->private_key_pem};
   }
 
+  // Registers officer1 (northern), whose tablets Enrol enrols; once.
+  void RegisterOfficer() {
+    if (is_officer_registered_) return;
+    v1::AddOfficerRequest request;
+    request.set_id("officer1");
+    request.set_region("northern");
+    v1::AddOfficerResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s =
+        v1::AdminService::NewStub(Channel(&admin_))->AddOfficer(&context, request, &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    is_officer_registered_ = true;
+  }
+
   // An enrolled tablet (PROTOCOL.md §2).
   struct Device {
     std::string id;
@@ -136,6 +151,7 @@ class AuditServiceTest : public ::testing::Test {
   };
 
   Device Enrol() {
+    RegisterOfficer();
     Device d;
     v1::CreateEnrolmentCodeRequest code_request;
     code_request.set_officer_id("officer1");
@@ -308,6 +324,7 @@ class AuditServiceTest : public ::testing::Test {
   Credentials auditor_, analyst_;
   Device device_;
   v1::PushResponse last_push_;
+  bool is_officer_registered_ = false;
 };
 
 TEST_F(AuditServiceTest, FreshDeploymentLogsTheFirstAdministrator) {
@@ -348,6 +365,7 @@ TEST_F(AuditServiceTest, FreshDeploymentLogsTheFirstAdministrator) {
 // Issuing an enrolment code is an administrative action in the log, just
 // before the enrolment it allows; the code itself is nowhere in it.
 TEST_F(AuditServiceTest, AnIssuedEnrolmentCodeIsLoggedBeforeTheEnrolment) {
+  RegisterOfficer();
   const uint64_t before = Open(Head(admin_)).size;
   Device d = Enrol();
   audit::Checkpoint cp = Open(Head(admin_));

@@ -163,8 +163,23 @@ class SyncServiceTest : public ::testing::Test {
     c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   }
 
+  // Registers officer `id` of `region` unless it is already.
+  void AddOfficer(const std::string& id, const std::string& region) {
+    v1::AddOfficerRequest request;
+    request.set_id(id);
+    request.set_region(region);
+    v1::AddOfficerResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    grpc::Status s =
+        v1::AdminService::NewStub(Channel(&admin_))->AddOfficer(&context, request, &response);
+    EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
+  }
+
+  // A code for `officer` (registered first if need be) in `region`.
   std::string EnrolmentCode(const std::string& officer = "officer1",
                             const std::string& region = "northern") {
+    AddOfficer(officer, region);
     v1::CreateEnrolmentCodeRequest request;
     request.set_officer_id(officer);
     request.set_region(region);
