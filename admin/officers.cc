@@ -111,6 +111,40 @@ absl::Status CheckOfficerOfRegion(const PrincipalRegistry& registry, std::string
                       lookup.why_not, shown_region, NameOfficers(active)));
 }
 
+absl::StatusOr<std::vector<v1::Principal>> ListPrincipalsFor(
+    const PrincipalRegistry& registry, const sync::Schema& schema, const v1::Principal& caller,
+    const v1::ListPrincipalsRequest& request) {
+  const std::string& region = request.region();
+  if (!region.empty()) RETURN_IF_ERROR(schema.CheckRegion(region));
+  const bool is_supervisor = caller.role() == v1::ROLE_SUPERVISOR;
+  if (is_supervisor) {
+    if (request.kind() != v1::PRINCIPAL_KIND_OFFICER) {
+      return absl::PermissionDeniedError(
+          "a supervisor lists officers only: ask for kind officer (PRINCIPAL_KIND_OFFICER)");
+    }
+    if (!region.empty() && !HasRegion(caller, region)) {
+      return absl::PermissionDeniedError(
+          absl::StrFormat("region %s is not one of yours (%s): ask for one of them or none", region,
+                          absl::StrJoin(caller.regions(), ", ")));
+    }
+  } else if (caller.role() != v1::ROLE_ADMINISTRATOR) {
+    return absl::PermissionDeniedError("only administrators and supervisors list principals");
+  }
+  ASSIGN_OR_RETURN(std::vector<v1::Principal> all, registry.List(request.kind()));
+  std::vector<v1::Principal> out;
+  for (v1::Principal& p : all) {
+    if (p.status() == v1::PRINCIPAL_STATUS_REVOKED && !request.include_revoked()) continue;
+    if (!region.empty() && !HasRegion(p, region)) continue;
+    if (is_supervisor) {
+      bool is_theirs = false;
+      for (const std::string& r : p.regions()) is_theirs = is_theirs || HasRegion(caller, r);
+      if (!is_theirs) continue;
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
 absl::StatusOr<v1::Principal> OfficerAdmin::Add(std::string_view id, std::string_view region,
                                                 const std::string& actor) {
   absl::Status id_ok = ValidateStaffId(id);

@@ -33,6 +33,20 @@ absl::Status CheckOfficerOfRegion(const PrincipalRegistry& registry, std::string
 absl::StatusOr<v1::Principal> ActiveOfficer(const PrincipalRegistry& registry,
                                             std::string_view officer_id);
 
+// What AdminService.ListPrincipals answers `caller` (its registry entry):
+// principals of `request.kind` (any if unspecified), revoked ones only with
+// `request.include_revoked`, in kind then id order. `request.region`, when
+// set, keeps those whose regions include it.
+//   Administrators see every principal.
+//   Supervisors see only the officers of their own regions.
+// kInvalidArgument: `request.region` is not one of the schema's (the message
+//   names them), or the kind is not a PrincipalKind.
+// kPermissionDenied: a supervisor asking for another kind than officers or
+//   a region outside its own; any other role.
+absl::StatusOr<std::vector<v1::Principal>> ListPrincipalsFor(
+    const PrincipalRegistry& registry, const sync::Schema& schema, const v1::Principal& caller,
+    const v1::ListPrincipalsRequest& request);
+
 // The AdminAction names of officer changes (docs/AUDIT.md): subjects
 // (officer id, region) and (officer id).
 inline constexpr std::string_view kAddOfficerAction = "officer.add";

@@ -69,18 +69,14 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokePrincipal(
 grpc::ServerUnaryReactor* AdminServiceImpl::ListPrincipals(grpc::CallbackServerContext* context,
                                                            const v1::ListPrincipalsRequest* request,
                                                            v1::ListPrincipalsResponse* response) {
-  return RunUnary(
-      context, "/fieldsync.v1.AdminService/ListPrincipals", auth_,
-      [&](const Caller&) -> absl::Status {
-        ASSIGN_OR_RETURN(std::vector<v1::Principal> all, registry_->List(request->kind()));
-        for (v1::Principal& p : all) {
-          if (p.status() == v1::PRINCIPAL_STATUS_REVOKED && !request->include_revoked()) {
-            continue;
-          }
-          *response->add_principals() = std::move(p);
-        }
-        return absl::OkStatus();
-      });
+  return RunUnary(context, "/fieldsync.v1.AdminService/ListPrincipals", auth_,
+                  [&](const Caller& caller) -> absl::Status {
+                    ASSIGN_OR_RETURN(
+                        std::vector<v1::Principal> listed,
+                        admin::ListPrincipalsFor(*registry_, *schema_, caller.principal, *request));
+                    for (v1::Principal& p : listed) *response->add_principals() = std::move(p);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateEnrolmentCode(

@@ -27,7 +27,10 @@ constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.AdminService/CreateEnrolmentCode", true, kAdministrator,
             Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/EraseCase", true, kAdministrator, Scope::kDeployment},
-    RpcRule{"/fieldsync.v1.AdminService/ListPrincipals", true, kAdministrator, Scope::kDeployment},
+    // Administrators: the deployment; supervisors: the officers of their
+    // regions only (admin::ListPrincipalsFor narrows the answer).
+    RpcRule{"/fieldsync.v1.AdminService/ListPrincipals", true, kAdministrator | kSupervisor,
+            Scope::kRegions},
     RpcRule{"/fieldsync.v1.AdminService/RevokePrincipal", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/RotateMasterKey", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/WhoAmI", true, kAnyRole, Scope::kSelf},

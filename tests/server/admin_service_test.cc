@@ -461,6 +461,100 @@ TEST_F(AdminServiceTest, RevokingAnUnknownOfficerIsNotFound) {
   EXPECT_THAT(Revoke(v1::PRINCIPAL_KIND_OFFICER, "nobody"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+// --- ListPrincipals ---------------------------------------------------------
+
+TEST_F(AdminServiceTest, ListPrincipalsKeepsThoseOfTheRegion) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+  ASSERT_THAT(AddOfficer("dayo", "eastern"), IsOk());
+  ASSERT_THAT(AddStaff("sam", v1::ROLE_SUPERVISOR, {"eastern", "northern"}), IsOk());
+  ASSERT_THAT(AddStaff("ana", v1::ROLE_ANALYST, {"central"}), IsOk());
+  Device d = NewDevice("amina.k");
+
+  absl::StatusOr<v1::ListPrincipalsResponse> northern =
+      List(admin_, v1::PRINCIPAL_KIND_UNSPECIFIED, "northern");
+  absl::StatusOr<v1::ListPrincipalsResponse> officers =
+      List(admin_, v1::PRINCIPAL_KIND_OFFICER, "eastern");
+
+  ASSERT_THAT(northern, IsOk());
+  EXPECT_THAT(Ids(*northern), ElementsAre(d.id, "sam", "amina.k"));  // kind, then id
+  ASSERT_THAT(officers, IsOk());
+  EXPECT_THAT(Ids(*officers), ElementsAre("dayo"));
+}
+
+TEST_F(AdminServiceTest, ListPrincipalsRefusesAnUnknownRegionNamingTheKnownOnes) {
+  StartServer();
+
+  EXPECT_THAT(List(admin_, v1::PRINCIPAL_KIND_OFFICER, "north"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("central, northern, eastern, western")));
+}
+
+TEST_F(AdminServiceTest, SupervisorSeesOnlyTheOfficersOfItsRegions) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+  ASSERT_THAT(AddOfficer("cyril", "central"), IsOk());
+  ASSERT_THAT(AddOfficer("dayo", "eastern"), IsOk());
+  absl::StatusOr<Credentials> sam = AddStaff("sam", v1::ROLE_SUPERVISOR, {"northern", "central"});
+  ASSERT_THAT(sam, IsOk());
+
+  absl::StatusOr<v1::ListPrincipalsResponse> all = List(*sam, v1::PRINCIPAL_KIND_OFFICER);
+  absl::StatusOr<v1::ListPrincipalsResponse> central =
+      List(*sam, v1::PRINCIPAL_KIND_OFFICER, "central");
+
+  ASSERT_THAT(all, IsOk());
+  EXPECT_THAT(Ids(*all), ElementsAre("amina.k", "cyril"));
+  ASSERT_THAT(central, IsOk());
+  EXPECT_THAT(Ids(*central), ElementsAre("cyril"));
+}
+
+TEST_F(AdminServiceTest, SupervisorMayNotListARegionOutsideItsOwn) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("dayo", "eastern"), IsOk());
+  absl::StatusOr<Credentials> sam = AddStaff("sam", v1::ROLE_SUPERVISOR, {"northern"});
+  ASSERT_THAT(sam, IsOk());
+
+  EXPECT_THAT(List(*sam, v1::PRINCIPAL_KIND_OFFICER, "eastern"),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("northern")));
+}
+
+TEST_F(AdminServiceTest, SupervisorMayListOfficersOnly) {
+  StartServer();
+  absl::StatusOr<Credentials> sam = AddStaff("sam", v1::ROLE_SUPERVISOR, {"northern"});
+  ASSERT_THAT(sam, IsOk());
+
+  for (v1::PrincipalKind kind :
+       {v1::PRINCIPAL_KIND_UNSPECIFIED, v1::PRINCIPAL_KIND_DEVICE, v1::PRINCIPAL_KIND_STAFF}) {
+    EXPECT_THAT(List(*sam, kind, "northern"), StatusIs(absl::StatusCode::kPermissionDenied))
+        << kind;
+  }
+}
+
+TEST_F(AdminServiceTest, AnalystMayNotListPrincipals) {
+  StartServer();
+  absl::StatusOr<Credentials> ana = AddStaff("ana", v1::ROLE_ANALYST, {"northern"});
+  ASSERT_THAT(ana, IsOk());
+
+  EXPECT_THAT(List(*ana, v1::PRINCIPAL_KIND_OFFICER),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+TEST_F(AdminServiceTest, ListPrincipalsShowsRevokedOnlyWhenAsked) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
+  ASSERT_THAT(AddOfficer("bello", "northern"), IsOk());
+  ASSERT_THAT(Revoke(v1::PRINCIPAL_KIND_OFFICER, "bello"), IsOk());
+
+  absl::StatusOr<v1::ListPrincipalsResponse> active = List(admin_, v1::PRINCIPAL_KIND_OFFICER);
+  absl::StatusOr<v1::ListPrincipalsResponse> every =
+      List(admin_, v1::PRINCIPAL_KIND_OFFICER, "", /*include_revoked=*/true);
+
+  ASSERT_THAT(active, IsOk());
+  EXPECT_THAT(Ids(*active), ElementsAre("amina.k"));
+  ASSERT_THAT(every, IsOk());
+  EXPECT_THAT(Ids(*every), ElementsAre("amina.k", "bello"));
+}
+
 // --- CreateEnrolmentCode and Enroll ------------------------------------------
 
 TEST_F(AdminServiceTest, CodeForAnUnregisteredOfficerIsRefusedNamingTheActiveOnes) {

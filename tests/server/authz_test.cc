@@ -83,7 +83,7 @@ TEST(AuthzTableTest, AdministrationIsForAdministratorsOnly) {
   for (const char* m :
        {"/fieldsync.v1.AdminService/AddStaff", "/fieldsync.v1.AdminService/AddOfficer",
         "/fieldsync.v1.AdminService/RevokePrincipal",
-        "/fieldsync.v1.AdminService/ListPrincipals"}) {
+        "/fieldsync.v1.AdminService/CreateEnrolmentCode"}) {
     absl::StatusOr<const RpcRule*> rule = FindRule(m);
     ASSERT_THAT(rule, IsOk());
     EXPECT_EQ((*rule)->roles, RoleBit(v1::ROLE_ADMINISTRATOR)) << m;
@@ -99,6 +99,13 @@ TEST(AuthzTableTest, SchemaIsForDevicesAndSupervisorsOnly) {
   for (v1::Role role : {v1::ROLE_ANALYST, v1::ROLE_AUDITOR, v1::ROLE_ADMINISTRATOR}) {
     EXPECT_THAT(CheckRole(**rule, role), StatusIs(absl::StatusCode::kPermissionDenied)) << role;
   }
+}
+
+// Supervisors list the officers of their regions (the handler narrows).
+TEST(AuthzTableTest, PrincipalsAreListedByAdministratorsAndSupervisors) {
+  absl::StatusOr<const RpcRule*> rule = FindRule("/fieldsync.v1.AdminService/ListPrincipals");
+  ASSERT_THAT(rule, IsOk());
+  EXPECT_EQ((*rule)->roles, RoleBit(v1::ROLE_ADMINISTRATOR) | RoleBit(v1::ROLE_SUPERVISOR));
 }
 
 // Officers have no certificate and never call the server: no row lets
