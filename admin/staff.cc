@@ -5,19 +5,6 @@
 
 namespace fieldsync::admin {
 
-absl::Status ValidateRegion(std::string_view region) {
-  bool ok = !region.empty() && region.size() <= 64;
-  for (char c : region) {
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == ' ' || c == '.' || c == '_' || c == '-');
-  }
-  if (!ok) {
-    return absl::InvalidArgumentError(
-        "a region is 1-64 characters of letters, digits, space, '.', '_' or '-'");
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::string& actor) {
   RETURN_IF_ERROR(ValidateStaffId(request.id));
   switch (request.role) {
@@ -41,7 +28,7 @@ absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::
           "staff role must be supervisor, analyst, auditor or administrator (devices enrol "
           "with a code)");
   }
-  for (const std::string& region : request.regions) RETURN_IF_ERROR(ValidateRegion(region));
+  for (const std::string& region : request.regions) RETURN_IF_ERROR(schema_->CheckRegion(region));
   absl::StatusOr<crypto::VerifiedCsr> csr = crypto::VerifyCsr(request.csr_pem);
   if (!csr.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat("CSR refused: %s", csr.status().message()));

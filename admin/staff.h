@@ -14,6 +14,7 @@
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.pb.h"
 #include "storage/store.h"
+#include "sync/schema.h"
 
 namespace fieldsync::admin {
 
@@ -33,18 +34,24 @@ struct IssuedStaff {
 // are not owned and must outlive this object.
 class StaffAdmin {
  public:
-  // `registry` is `store`'s. `audit` (may be null: nothing is logged) gets a
-  // StaffAdded or PrincipalRevoked event in the same write as the registry
-  // change.
-  StaffAdmin(storage::Store* store, PrincipalRegistry* registry,
+  // `registry` is `store`'s; `schema` is the deployment's (its regions).
+  // `audit` (may be null: nothing is logged) gets a StaffAdded or
+  // PrincipalRevoked event in the same write as the registry change.
+  StaffAdmin(storage::Store* store, PrincipalRegistry* registry, const sync::Schema* schema,
              const crypto::CertificateAuthority* ca, Clock* clock, audit::AuditLog* audit = nullptr)
-      : store_(store), registry_(registry), ca_(ca), clock_(clock), audit_(audit) {}
+      : store_(store),
+        registry_(registry),
+        schema_(schema),
+        ca_(ca),
+        clock_(clock),
+        audit_(audit) {}
 
   // Registers a staff principal and signs its CSR; `actor` is the caller's
   // URI, recorded in the entry. kUnavailable if the audit log is busy or
   // storage fails (nothing is registered).
-  // kInvalidArgument: malformed id, role, regions or CSR (the message says
-  //   which and why). kAlreadyExists: the id is taken (ids are never reused,
+  // kInvalidArgument: malformed id, role or CSR, or a region that is not
+  //   one of the schema's (the message says which and why, naming the
+  //   known regions). kAlreadyExists: the id is taken (ids are never reused,
   //   even after revocation).
   absl::StatusOr<IssuedStaff> Add(const NewStaff& request, const std::string& actor);
 
@@ -57,13 +64,11 @@ class StaffAdmin {
  private:
   storage::Store* store_;
   PrincipalRegistry* registry_;
+  const sync::Schema* schema_;
   const crypto::CertificateAuthority* ca_;
   Clock* clock_;
   audit::AuditLog* audit_;
 };
-
-// Region names: 1-64 characters of [A-Za-z0-9 ._-].
-absl::Status ValidateRegion(std::string_view region);
 
 }  // namespace fieldsync::admin
 

@@ -241,9 +241,9 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   impl->registry = std::make_unique<admin::PrincipalRegistry>(impl->store.get());
   impl->auth = std::make_unique<Authenticator>(impl->registry.get(), impl->keys.ca.certificate_pem,
                                                options.clock);
-  impl->staff =
-      std::make_unique<admin::StaffAdmin>(impl->store.get(), impl->registry.get(), &impl->keys.ca,
-                                          options.clock, impl->audit_log.get());
+  impl->staff = std::make_unique<admin::StaffAdmin>(impl->store.get(), impl->registry.get(),
+                                                    impl->schema.get(), &impl->keys.ca,
+                                                    options.clock, impl->audit_log.get());
   impl->officers = std::make_unique<admin::OfficerAdmin>(impl->store.get(), impl->registry.get(),
                                                          impl->schema.get(), options.clock,
                                                          impl->audit_log.get());

@@ -369,6 +369,20 @@ TEST_F(AdminServiceTest, OnlyAdministratorsAddOfficers) {
               StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
+// --- AddStaff ---------------------------------------------------------------
+
+TEST_F(AdminServiceTest, AddStaffRefusesAnUnknownRegionNamingTheKnownOnes) {
+  StartServer();
+
+  EXPECT_THAT(AddStaff("sam", v1::ROLE_SUPERVISOR, {"northern", "north"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("unknown region 'north'"),
+                             HasSubstr("central, northern, eastern, western"))));
+  absl::StatusOr<v1::ListPrincipalsResponse> staff = List(admin_, v1::PRINCIPAL_KIND_STAFF);
+  ASSERT_THAT(staff, IsOk());
+  EXPECT_THAT(Ids(*staff), ElementsAre("admin"));
+}
+
 // --- An officer is never a caller -------------------------------------------
 
 TEST_F(AdminServiceTest, NoCertificateAuthenticatesAnOfficer) {

@@ -127,7 +127,7 @@ class ServerTest : public ::testing::Test {
       p.set_kind(v1::PRINCIPAL_KIND_STAFF);
       p.set_role(role);
       p.set_status(v1::PRINCIPAL_STATUS_ACTIVE);
-      if (role == v1::ROLE_SUPERVISOR) p.add_regions("north");
+      if (role == v1::ROLE_SUPERVISOR) p.add_regions("northern");
       storage::WriteBatch batch;
       EXPECT_THAT(registry.Put(p, &batch), IsOk());
       EXPECT_THAT((*store)->Commit(&batch), IsOk());
@@ -287,12 +287,12 @@ TEST_F(ServerTest, UnknownPrincipalIsUnauthenticated) {
 
 TEST_F(ServerTest, RevokedPrincipalIsRefusedAtOnce) {
   StartServer();
-  absl::StatusOr<Credentials> sam = AddStaff("sam", v1::ROLE_SUPERVISOR, {"north"});
+  absl::StatusOr<Credentials> sam = AddStaff("sam", v1::ROLE_SUPERVISOR, {"northern"});
   ASSERT_THAT(sam, IsOk());
   v1::WhoAmIResponse response;
   ASSERT_TRUE(WhoAmI(&*sam, &response).ok());
   EXPECT_EQ(response.principal().role(), v1::ROLE_SUPERVISOR);
-  EXPECT_THAT(response.principal().regions(), ::testing::ElementsAre("north"));
+  EXPECT_THAT(response.principal().regions(), ::testing::ElementsAre("northern"));
 
   auto stub = v1::AdminService::NewStub(Channel(&admin_));
   grpc::ClientContext context;
@@ -309,7 +309,7 @@ TEST_F(ServerTest, RevokedPrincipalIsRefusedAtOnce) {
 
 TEST_F(ServerTest, SupervisorMayNotAddStaff) {
   StartServer();
-  absl::StatusOr<Credentials> sam = AddStaff("sam", v1::ROLE_SUPERVISOR, {"north"});
+  absl::StatusOr<Credentials> sam = AddStaff("sam", v1::ROLE_SUPERVISOR, {"northern"});
   ASSERT_THAT(sam, IsOk());
   auto stub = v1::AdminService::NewStub(Channel(&*sam));
   grpc::ClientContext context;
@@ -323,8 +323,8 @@ TEST_F(ServerTest, SupervisorMayNotAddStaff) {
 
 TEST_F(ServerTest, AddStaffRefusesTakenIdAndBadRegions) {
   StartServer();
-  ASSERT_THAT(AddStaff("ana", v1::ROLE_ANALYST, {"north"}), IsOk());
-  EXPECT_THAT(AddStaff("ana", v1::ROLE_ANALYST, {"north"}),
+  ASSERT_THAT(AddStaff("ana", v1::ROLE_ANALYST, {"northern"}), IsOk());
+  EXPECT_THAT(AddStaff("ana", v1::ROLE_ANALYST, {"northern"}),
               StatusIs(absl::StatusCode::kAlreadyExists));
   EXPECT_THAT(AddStaff("bob", v1::ROLE_ANALYST, {}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("region")));
