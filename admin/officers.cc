@@ -1,12 +1,19 @@
 #include "admin/officers.h"
 
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
+#include "storage/column_families.h"
+#include "storage/key_codec.h"
 
 namespace fieldsync::admin {
 namespace {
@@ -226,6 +233,120 @@ absl::StatusOr<RevokedOfficer> OfficerAdmin::Revoke(std::string_view id, const s
   audit::AuditSession session(audit_, &batch);
   if (audit_ != nullptr) RETURN_IF_ERROR(audit_->AppendAll(events, &batch).status());
   RETURN_IF_ERROR(store_->Commit(&batch));
+  session.Committed();
+  return out;
+}
+
+namespace {
+
+// Where an existing device or code places an officer, for the upgrade.
+struct OfficerSighting {
+  std::string region;
+  absl::Time created;
+  std::string source;  // "device <id>" or "enrolment code": ids only
+};
+
+// Every officer named by a device entry or an enrolment code, with the
+// sightings of it, by officer id.
+absl::StatusOr<std::map<std::string, std::vector<OfficerSighting>>> OfficerSightings(
+    storage::Store* store, const PrincipalRegistry& registry) {
+  std::map<std::string, std::vector<OfficerSighting>> out;
+  ASSIGN_OR_RETURN(std::vector<v1::Principal> devices, registry.List(v1::PRINCIPAL_KIND_DEVICE));
+  for (const v1::Principal& d : devices) {
+    if (d.officer_id().empty()) continue;
+    out[d.officer_id()].push_back({d.regions().empty() ? "" : d.regions(0),
+                                   absl::FromUnixMicros(d.created_unix_micros()),
+                                   absl::StrFormat("device %s", d.id())});
+  }
+  const std::string lower = storage::KeyBuilder().U8(storage::kEnrolmentCodeTag).Finish();
+  std::unique_ptr<storage::Iterator> it =
+      store->NewIterator(storage::Cf::kPrincipals, lower, storage::PrefixUpperBound(lower));
+  for (; it->Valid(); it->Next()) {
+    v1::EnrolmentCode code;
+    if (!code.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("a stored enrolment code does not parse");
+    }
+    if (code.officer_id().empty()) continue;
+    out[code.officer_id()].push_back(
+        {code.region(), absl::FromUnixMicros(code.created_unix_micros()), "enrolment code"});
+  }
+  RETURN_IF_ERROR(it->status());
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<OfficerUpgrade> RegisterOfficersOfExistingDevices(storage::Store* store,
+                                                                 PrincipalRegistry* registry,
+                                                                 const sync::Schema& schema,
+                                                                 Clock* clock,
+                                                                 audit::AuditLog* audit) {
+  const std::string marker = storage::EncodeMetadataKey(kOfficersRegisteredName);
+  absl::MutexLock lock(&registry->write_mutex());
+  absl::StatusOr<std::string> done = store->Get(storage::Cf::kMetadata, marker);
+  if (done.ok()) return OfficerUpgrade{};
+  if (!absl::IsNotFound(done.status())) return done.status();
+
+  ASSIGN_OR_RETURN(auto sightings, OfficerSightings(store, *registry));
+  const absl::Time now = clock->Now();
+  storage::WriteBatch batch;
+  std::vector<audit::Event> events;
+  OfficerUpgrade out;
+  out.ran = true;
+  for (auto& [id, seen] : sightings) {
+    absl::StatusOr<v1::Principal> existing =
+        ValidateStaffId(id).ok() ? registry->Get(PrincipalName{v1::PRINCIPAL_KIND_OFFICER, id})
+                                 : absl::InvalidArgumentError("not a staff id");
+    if (existing.ok()) continue;
+    if (absl::IsInvalidArgument(existing.status())) {
+      log::Warn("officers.upgrade.skipped",
+                {{"reason", "officer id is not a staff id"}, {"named_by", seen.front().source}});
+      continue;
+    }
+    if (!absl::IsNotFound(existing.status())) return existing.status();
+    // The most recent sighting wins; a stable sort keeps the scan order
+    // among equal times.
+    std::stable_sort(
+        seen.begin(), seen.end(),
+        [](const OfficerSighting& a, const OfficerSighting& b) { return a.created > b.created; });
+    const OfficerSighting& latest = seen.front();
+    std::set<std::string> others;
+    for (const OfficerSighting& s : seen) {
+      if (s.region != latest.region) others.insert(s.region);
+    }
+    if (!others.empty()) {
+      log::Warn("officers.upgrade.regions_differ", {{"officer", id},
+                                                    {"region", latest.region},
+                                                    {"from", latest.source},
+                                                    {"other_regions", absl::StrJoin(others, ",")}});
+    }
+    if (latest.region.empty()) {
+      log::Warn("officers.upgrade.skipped", {{"officer", id}, {"reason", "no region"}});
+      continue;
+    }
+    if (!schema.CheckRegion(latest.region).ok()) {
+      log::Warn("officers.upgrade.unknown_region", {{"officer", id}, {"region", latest.region}});
+    }
+    v1::Principal p;
+    p.set_id(id);
+    p.set_kind(v1::PRINCIPAL_KIND_OFFICER);
+    p.set_role(v1::ROLE_OFFICER);
+    p.add_regions(latest.region);
+    p.set_status(v1::PRINCIPAL_STATUS_ACTIVE);
+    p.set_created_unix_micros(absl::ToUnixMicros(now));
+    p.set_changed_by(std::string(kUpgradeActor));
+    RETURN_IF_ERROR(registry->Put(p, &batch));
+    events.push_back(audit::Event{
+        now, audit::AdminAction{
+                 std::string(kUpgradeActor), std::string(kAddOfficerAction), {id, latest.region}}});
+    out.registered.push_back(id);
+  }
+  batch.Put(storage::Cf::kMetadata, marker, "1");
+  audit::AuditSession session(audit, &batch);
+  if (audit != nullptr && !events.empty()) {
+    RETURN_IF_ERROR(audit->AppendAll(events, &batch).status());
+  }
+  RETURN_IF_ERROR(store->Commit(&batch));
   session.Committed();
   return out;
 }

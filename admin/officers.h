@@ -58,6 +58,34 @@ struct RevokedOfficer {
   std::vector<std::string> device_ids;
 };
 
+// Metadata (Cf::kMetadata) name whose value "1" records that
+// RegisterOfficersOfExistingDevices ran. Persisted.
+inline constexpr std::string_view kOfficersRegisteredName = "admin.officers_registered";
+// The actor recorded for the officers that upgrade registers.
+inline constexpr std::string_view kUpgradeActor = "fieldsync://server/upgrade";
+
+struct OfficerUpgrade {
+  bool ran = false;                     // false: an earlier start ran it
+  std::vector<std::string> registered;  // officer ids, in id order
+};
+
+// Brings a deployment from before officers were principals up to date, once:
+// registers (active) every officer named by a device entry or an enrolment
+// code (of any status) that has no officer entry, with that device's or
+// code's region; when they name several regions, the most recently created
+// device's or code's, with a warning log line (ids and regions only). Each
+// registration is audited as AdminAction kAddOfficerAction by kUpgradeActor,
+// in one commit that also records kOfficersRegisteredName; later calls find
+// it and do nothing. An officer id that is not a staff id, or an empty
+// region, is skipped with a warning; a region the schema does not know is
+// registered with a warning. kUnavailable / kDataLoss from storage.
+// REQUIRES: nothing else writes the registry meanwhile (run before serving).
+absl::StatusOr<OfficerUpgrade> RegisterOfficersOfExistingDevices(storage::Store* store,
+                                                                 PrincipalRegistry* registry,
+                                                                 const sync::Schema& schema,
+                                                                 Clock* clock,
+                                                                 audit::AuditLog* audit);
+
 // Registers and revokes officers. Thread-safe: writes hold the registry's
 // write mutex. Pointers are not owned and must outlive this object.
 class OfficerAdmin {

@@ -273,6 +273,17 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   impl->kek_rotation = std::make_unique<admin::MasterKeyRotation>(std::move(rotation));
   impl->admin_service->set_key_operations(impl->case_erasure.get(), impl->kek_rotation.get());
   {
+    // Deployments from before officers were principals get an officer entry
+    // for every officer their devices and codes name, once, before serving.
+    ASSIGN_OR_RETURN(admin::OfficerUpgrade officers,
+                     admin::RegisterOfficersOfExistingDevices(
+                         impl->store.get(), impl->registry.get(), *impl->schema, options.clock,
+                         impl->audit_log.get()));
+    if (officers.ran) {
+      log::Info("officers.upgrade", {{"registered", officers.registered.size()}});
+    }
+  }
+  {
     // State built under earlier merge rules is rebuilt from the log before
     // anything commits; the counters are then recounted from it.
     ASSIGN_OR_RETURN(sync::StateUpgrade upgrade,

@@ -5,11 +5,17 @@
 #include <string>
 
 #include "absl/strings/str_format.h"
+#include "admin/default_schema.h"
+#include "admin/enrolment.h"
 #include "admin/principals.h"
+#include "audit/events.h"
+#include "audit/log.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
+#include "sync/schema.h"
+#include "tests/testing/simulated_clock.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -187,6 +193,182 @@ TEST(PrincipalUriTest, OfficerUriNamesButNeverParses) {
   EXPECT_THAT(ParsePrincipalUri("fieldsync://officer/amina"),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParsePrincipalUri("fieldsync://staff/amina"), IsOk());
+}
+
+// --- The upgrade of deployments from before officers were principals --------
+
+class OfficerUpgradeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage::StoreOptions options;
+    options.path = dir_.Sub("db");
+    options.create_if_missing = true;
+    absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(options);
+    ASSERT_THAT(store, IsOk());
+    store_ = *std::move(store);
+    registry_ = std::make_unique<PrincipalRegistry>(store_.get());
+    absl::StatusOr<v1::Schema> proto = sync::ParseSchema(DefaultSchemaText());
+    ASSERT_THAT(proto, IsOk());
+    absl::StatusOr<std::unique_ptr<sync::Schema>> schema = sync::Schema::Create(*proto);
+    ASSERT_THAT(schema, IsOk());
+    schema_ = *std::move(schema);
+    audit::AuditLogOptions audit;
+    audit.store = store_.get();
+    audit.clock = &clock_;
+    absl::StatusOr<std::unique_ptr<audit::AuditLog>> log = audit::AuditLog::Open(audit);
+    ASSERT_THAT(log, IsOk());
+    audit_ = *std::move(log);
+  }
+
+  // A device of `officer` in `region`, enrolled `age` before the clock.
+  void PutDevice(int n, const std::string& officer, const std::string& region, absl::Duration age,
+                 bool is_revoked = false) {
+    v1::Principal d;
+    d.set_id(absl::StrFormat("00000000-0000-4000-8000-%012d", n));
+    d.set_kind(v1::PRINCIPAL_KIND_DEVICE);
+    d.set_role(v1::ROLE_DEVICE);
+    d.add_regions(region);
+    d.set_officer_id(officer);
+    d.set_created_unix_micros(absl::ToUnixMicros(clock_.Now() - age));
+    d.set_status(is_revoked ? v1::PRINCIPAL_STATUS_REVOKED : v1::PRINCIPAL_STATUS_ACTIVE);
+    storage::WriteBatch batch;
+    ASSERT_THAT(registry_->Put(d, &batch), IsOk());
+    ASSERT_THAT(store_->Commit(&batch), IsOk());
+  }
+
+  // An enrolment code for `officer` in `region`, issued `age` ago.
+  void PutCode(int n, const std::string& officer, const std::string& region, absl::Duration age) {
+    v1::EnrolmentCode code;
+    code.set_officer_id(officer);
+    code.set_region(region);
+    code.set_created_unix_micros(absl::ToUnixMicros(clock_.Now() - age));
+    code.set_expires_unix_micros(absl::ToUnixMicros(clock_.Now() - age + absl::Hours(24)));
+    code.set_created_by("fieldsync://staff/admin");
+    storage::WriteBatch batch;
+    batch.Put(storage::Cf::kPrincipals,
+              storage::EncodeEnrolmentCodeKey(absl::StrFormat("%064d", n)),
+              code.SerializeAsString());
+    ASSERT_THAT(store_->Commit(&batch), IsOk());
+  }
+
+  absl::StatusOr<OfficerUpgrade> Upgrade() {
+    return RegisterOfficersOfExistingDevices(store_.get(), registry_.get(), *schema_, &clock_,
+                                             audit_.get());
+  }
+
+  // The region of registered officer `id` ("" if it has none).
+  std::string RegionOf(const std::string& id) {
+    absl::StatusOr<v1::Principal> p = registry_->Get({v1::PRINCIPAL_KIND_OFFICER, id});
+    return p.ok() && p->regions_size() == 1 ? p->regions(0) : "";
+  }
+
+  std::vector<audit::Event> AuditEntries() {
+    std::vector<audit::Event> out;
+    EXPECT_THAT(audit_->ReadEntries(0, audit_->size(),
+                                    [&](uint64_t, std::string_view entry) {
+                                      absl::StatusOr<audit::Event> e = audit::DecodeEvent(entry);
+                                      if (e.ok()) out.push_back(*std::move(e));
+                                      return e.status();
+                                    }),
+                IsOk());
+    return out;
+  }
+
+  fieldsync::testing::ScopedTempDir dir_;
+  fieldsync::testing::SimulatedClock clock_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<PrincipalRegistry> registry_;
+  std::unique_ptr<sync::Schema> schema_;
+  std::unique_ptr<audit::AuditLog> audit_;
+};
+
+TEST_F(OfficerUpgradeTest, RegistersTheOfficersOfDevicesAndCodesOnceWithTheirRegions) {
+  PutDevice(1, "amina", "northern", absl::Hours(1));
+  PutCode(1, "amina", "eastern", absl::Hours(5));  // older: the device's region wins
+  PutCode(2, "bello", "central", absl::Hours(2));  // a code never used
+  PutDevice(2, "chidi", "western", absl::Hours(3), /*is_revoked=*/true);
+
+  absl::StatusOr<OfficerUpgrade> first = Upgrade();
+
+  ASSERT_THAT(first, IsOk());
+  EXPECT_TRUE(first->ran);
+  EXPECT_THAT(first->registered, ::testing::ElementsAre("amina", "bello", "chidi"));
+  EXPECT_EQ(RegionOf("amina"), "northern");
+  EXPECT_EQ(RegionOf("bello"), "central");
+  EXPECT_EQ(RegionOf("chidi"), "western");
+  absl::StatusOr<v1::Principal> amina = registry_->Get({v1::PRINCIPAL_KIND_OFFICER, "amina"});
+  ASSERT_THAT(amina, IsOk());
+  EXPECT_EQ(amina->status(), v1::PRINCIPAL_STATUS_ACTIVE);
+  EXPECT_EQ(amina->role(), v1::ROLE_OFFICER);
+  EXPECT_EQ(amina->changed_by(), "fieldsync://server/upgrade");
+  EXPECT_THAT(CheckOfficerOfRegion(*registry_, "amina", "northern"), IsOk());
+}
+
+TEST_F(OfficerUpgradeTest, EachRegistrationIsAuditedByTheUpgrade) {
+  PutDevice(1, "amina", "northern", absl::Hours(1));
+  PutCode(1, "bello", "central", absl::Hours(2));
+
+  ASSERT_THAT(Upgrade(), IsOk());
+
+  std::vector<audit::Event> events = AuditEntries();
+  ASSERT_EQ(events.size(), 2u);
+  std::vector<std::vector<std::string>> subjects;
+  for (const audit::Event& e : events) {
+    const auto* action = std::get_if<audit::AdminAction>(&e.body);
+    ASSERT_NE(action, nullptr);
+    EXPECT_EQ(action->actor, "fieldsync://server/upgrade");
+    EXPECT_EQ(action->action, "officer.add");
+    subjects.push_back(action->subject_ids);
+  }
+  EXPECT_THAT(subjects, ::testing::ElementsAre(std::vector<std::string>{"amina", "northern"},
+                                               std::vector<std::string>{"bello", "central"}));
+}
+
+TEST_F(OfficerUpgradeTest, SecondRunDoesNothing) {
+  PutDevice(1, "amina", "northern", absl::Hours(1));
+  ASSERT_THAT(Upgrade(), IsOk());
+  const uint64_t audited = audit_->size();
+  // Even an officer that appears afterwards (it cannot, through the
+  // server: codes need a registered officer) is not registered by it.
+  PutDevice(2, "zed", "eastern", absl::Hours(1));
+
+  absl::StatusOr<OfficerUpgrade> second = Upgrade();
+
+  ASSERT_THAT(second, IsOk());
+  EXPECT_FALSE(second->ran);
+  EXPECT_THAT(second->registered, ::testing::IsEmpty());
+  EXPECT_EQ(audit_->size(), audited);
+  EXPECT_THAT(registry_->Get({v1::PRINCIPAL_KIND_OFFICER, "zed"}),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(
+      store_->Get(storage::Cf::kMetadata, storage::EncodeMetadataKey("admin.officers_registered")),
+      ::fieldsync::testing::IsOkAndHolds(std::string("1")));
+}
+
+TEST_F(OfficerUpgradeTest, RegisteredOfficersAreLeftAsTheyAre) {
+  OfficerAdmin officers(store_.get(), registry_.get(), schema_.get(), &clock_, audit_.get());
+  ASSERT_THAT(officers.Add("dayo", "eastern", "fieldsync://staff/admin"), IsOk());
+  ASSERT_THAT(officers.Revoke("dayo", "fieldsync://staff/admin"), IsOk());
+  PutDevice(1, "dayo", "northern", absl::Minutes(1));
+
+  absl::StatusOr<OfficerUpgrade> upgrade = Upgrade();
+
+  ASSERT_THAT(upgrade, IsOk());
+  EXPECT_THAT(upgrade->registered, ::testing::IsEmpty());
+  absl::StatusOr<v1::Principal> dayo = registry_->Get({v1::PRINCIPAL_KIND_OFFICER, "dayo"});
+  ASSERT_THAT(dayo, IsOk());
+  EXPECT_EQ(dayo->status(), v1::PRINCIPAL_STATUS_REVOKED);
+  EXPECT_THAT(dayo->regions(), ::testing::ElementsAre("eastern"));
+}
+
+TEST_F(OfficerUpgradeTest, AnOfficerIdThatIsNoStaffIdIsSkipped) {
+  PutDevice(1, "Not An Id", "northern", absl::Hours(1));
+  PutDevice(2, "amina", "northern", absl::Hours(1));
+
+  absl::StatusOr<OfficerUpgrade> upgrade = Upgrade();
+
+  ASSERT_THAT(upgrade, IsOk());
+  EXPECT_THAT(upgrade->registered, ::testing::ElementsAre("amina"));
 }
 
 }  // namespace
