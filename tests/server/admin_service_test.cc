@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "server/config.h"
 #include "server/server.h"
+#include "storage/key_codec.h"
 #include "storage/store.h"
 #include "tests/testing/seeded_random.h"
 #include "tests/testing/simulated_clock.h"
@@ -673,6 +674,43 @@ TEST_F(AdminServiceTest, EnrolmentStoresTheDeviceLabel) {
   EXPECT_EQ(devices->principals(0).id(), d.id);
   EXPECT_EQ(devices->principals(0).device_label(), "tablet 3, Gulu office");
   EXPECT_EQ(devices->principals(0).officer_id(), "amina.k");
+}
+
+// --- Upgrade of a deployment from before officers were principals ----------
+
+TEST_F(AdminServiceTest, FirstStartRegistersTheOfficersOfExistingDevicesAndCodes) {
+  {
+    storage::StoreOptions options;
+    options.path = paths_->db;
+    auto store = storage::Store::Open(options);
+    ASSERT_THAT(store, IsOk());
+    admin::PrincipalRegistry registry(store->get());
+    v1::Principal device;
+    device.set_id("00000000-0000-4000-8000-000000000001");
+    device.set_kind(v1::PRINCIPAL_KIND_DEVICE);
+    device.set_role(v1::ROLE_DEVICE);
+    device.add_regions("northern");
+    device.set_officer_id("amina.k");
+    device.set_status(v1::PRINCIPAL_STATUS_ACTIVE);
+    v1::EnrolmentCode code;
+    code.set_officer_id("bello");
+    code.set_region("central");
+    storage::WriteBatch batch;
+    ASSERT_THAT(registry.Put(device, &batch), IsOk());
+    batch.Put(storage::Cf::kPrincipals, storage::EncodeEnrolmentCodeKey("c0de"),
+              code.SerializeAsString());
+    ASSERT_THAT((*store)->Commit(&batch), IsOk());
+  }
+
+  StartServer();
+
+  absl::StatusOr<v1::ListPrincipalsResponse> officers = List(admin_, v1::PRINCIPAL_KIND_OFFICER);
+  ASSERT_THAT(officers, IsOk());
+  ASSERT_THAT(Ids(*officers), ElementsAre("amina.k", "bello"));
+  EXPECT_THAT(officers->principals(0).regions(), ElementsAre("northern"));
+  EXPECT_THAT(officers->principals(1).regions(), ElementsAre("central"));
+  EXPECT_EQ(officers->principals(0).changed_by(), "fieldsync://server/upgrade");
+  EXPECT_THAT(CreateCode("bello"), IsOk());
 }
 
 }  // namespace
