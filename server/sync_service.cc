@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "admin/officers.h"
 #include "admin/principals.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -473,6 +474,19 @@ absl::Status CaseServiceImpl::CheckCaseInScope(const Caller& caller, const std::
   return absl::OkStatus();
 }
 
+absl::Status CaseServiceImpl::CheckOfficer(const std::string& case_id,
+                                          const std::string& officer_id,
+                                          const std::string& region) {
+  absl::Status s =
+      admin::CheckOfficerOfRegion(admin::PrincipalRegistry(deps_.store), officer_id, region);
+  if (!absl::IsInvalidArgument(s)) return WithReason(s);
+  v1::SyncErrorDetail detail;
+  detail.set_case_id(case_id);
+  detail.set_field(deps_.schema->officer_field());
+  return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_INVALID_VALUE,
+                         std::string(s.message()), detail);
+}
+
 absl::Status CaseServiceImpl::CheckRegionInScope(const Caller& caller, const std::string& region) {
   if (absl::Status known = deps_.schema->CheckRegion(region); !known.ok()) {
     return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_INVALID_VALUE,
@@ -690,6 +704,14 @@ grpc::ServerUnaryReactor* CaseServiceImpl::AssignCase(grpc::CallbackServerContex
   return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/AssignCase", deps_.auth, deps_.pool,
                           [this, request, response](const Caller& caller) -> absl::Status {
                             RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+                            // The case's region, to check the officer against (a
+                            // transfer meanwhile makes the change stale: base).
+                            ASSIGN_OR_RETURN(std::optional<std::string> region,
+                                             CaseField(*deps_.feed, request->case_id(),
+                                                       deps_.schema->region_field()));
+                            RETURN_IF_ERROR(CheckOfficer(request->case_id(),
+                                                         request->officer_id(),
+                                                         region.value_or("")));
                             absl::StatusOr<v1::ChangeResult> result = deps_.ingest->AssignCase(
                                 sync::StaffActor{caller.principal.id()}, request->case_id(),
                                 request->officer_id(), request->base_version());
@@ -705,6 +727,12 @@ grpc::ServerUnaryReactor* CaseServiceImpl::TransferCase(grpc::CallbackServerCont
   return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/TransferCase", deps_.auth, deps_.pool,
                           [this, request, response](const Caller& caller) -> absl::Status {
                             RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+                            if (!request->officer_id().empty() &&
+                                deps_.schema->CheckRegion(request->to_region()).ok()) {
+                              RETURN_IF_ERROR(CheckOfficer(request->case_id(),
+                                                           request->officer_id(),
+                                                           request->to_region()));
+                            }
                             absl::StatusOr<v1::ChangeResult> result = deps_.ingest->TransferCase(
                                 sync::StaffActor{caller.principal.id()}, request->case_id(),
                                 request->to_region(), request->to_district(), request->officer_id(),

@@ -117,6 +117,10 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   // OK when `region` is a region of the schema (else INVALID_VALUE naming
   // them) and one of the caller's (else OUT_OF_SCOPE).
   absl::Status CheckRegionInScope(const Caller& caller, const std::string& region);
+  // OK when `officer_id` is a registered, active officer of `region` (else
+  // INVALID_VALUE naming the region's officers).
+  absl::Status CheckOfficer(const std::string& case_id, const std::string& officer_id,
+                            const std::string& region);
   SyncServiceDeps deps_;
 };
 

@@ -927,14 +927,19 @@ TEST_F(SyncServiceTest, TransferCaseMovesTheDistrictWithTheRegion) {
   ASSERT_EQ(pushed.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
   Credentials sup = AddStaff("sup1", v1::ROLE_SUPERVISOR);
 
+  Device c;
+  ASSERT_TRUE(Enroll(EnrolmentCode("officer.c", "central"), &c).ok());
+
   v1::TransferCaseResponse moved;
-  grpc::Status s = TransferCase(sup, Id(0xca), "central", "central_2", "officer1", &moved);
+  grpc::Status s = TransferCase(sup, Id(0xca), "central", "central_2", "officer.c", &moved);
 
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(moved.result().log_position(), 2u);
-  // The device pulls one entry with region, officer and district.
+  // The new officer's device pulls one entry with region, officer and
+  // district (and the case's earlier history by backfill); the old
+  // officer's device no longer gets the case.
   std::vector<v1::PulledChanges> chunks;
-  ASSERT_TRUE(Pull(a, 1, &chunks).ok());
+  ASSERT_TRUE(Pull(c, 1, &chunks).ok());
   ASSERT_THAT(Flatten(chunks), ::testing::ElementsAre(::testing::Pair(2u, "server:2")));
   const v1::PulledChange& entry = chunks[0].changes(0);
   EXPECT_EQ(entry.kind(), v1::CHANGE_KIND_TRANSFER_CASE);
@@ -943,9 +948,47 @@ TEST_F(SyncServiceTest, TransferCaseMovesTheDistrictWithTheRegion) {
     fields[f.field()] =
         f.value().has_enum_value() ? f.value().enum_value() : f.value().string_value();
   }
-  EXPECT_THAT(fields, ::testing::ElementsAre(::testing::Pair("assigned_officer", "officer1"),
+  EXPECT_THAT(fields, ::testing::ElementsAre(::testing::Pair("assigned_officer", "officer.c"),
                                              ::testing::Pair("district", "central_2"),
                                              ::testing::Pair("region", "central")));
+  std::vector<v1::PulledChanges> old_officer;
+  ASSERT_TRUE(Pull(a, 1, &old_officer).ok());
+  EXPECT_THAT(Flatten(old_officer), ::testing::IsEmpty());
+}
+
+TEST_F(SyncServiceTest, AssignmentAndTransferGoOnlyToActiveOfficersOfTheRegion) {
+  StartServer();
+  Device a = NewDevice("officer1");
+  v1::PushResponse pushed;
+  ASSERT_TRUE(Push(a, Seal(a, {NewCase(Id(1), Id(0xca))}, 1, Id(3)), &pushed).ok());
+  Credentials sup = AddStaff("sup1", v1::ROLE_SUPERVISOR);
+  AddOfficer("officer2", "northern");
+  AddOfficer("officer.c", "central");
+
+  grpc::Status s = AssignCase(sup, Id(0xca), "zzz");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_INVALID_VALUE);
+  EXPECT_THAT(s.error_message(), HasSubstr("officer1, officer2"));
+  s = AssignCase(sup, Id(0xca), "officer.c");  // an officer of another region
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::TransferCaseResponse moved;
+  s = TransferCase(sup, Id(0xca), "central", "", "officer2", &moved);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("officer.c"));
+
+  v1::RevokePrincipalRequest revoke;
+  revoke.set_kind(v1::PRINCIPAL_KIND_OFFICER);
+  revoke.set_id("officer2");
+  v1::RevokePrincipalResponse revoked;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  ASSERT_TRUE(
+      v1::AdminService::NewStub(Channel(&admin_))->RevokePrincipal(&context, revoke, &revoked).ok());
+  s = AssignCase(sup, Id(0xca), "officer2");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), ::testing::Not(HasSubstr("officer2,")));
+
+  EXPECT_TRUE(TransferCase(sup, Id(0xca), "central", "", "officer.c", &moved).ok());
 }
 
 TEST_F(SyncServiceTest, TransferCaseToADistrictOutsideTheNewRegionIsInvalid) {
@@ -956,7 +999,8 @@ TEST_F(SyncServiceTest, TransferCaseToADistrictOutsideTheNewRegionIsInvalid) {
   Credentials sup = AddStaff("sup1", v1::ROLE_SUPERVISOR);
 
   v1::TransferCaseResponse moved;
-  grpc::Status s = TransferCase(sup, Id(0xca), "central", "northern_2", "officer1", &moved);
+  AddOfficer("officer.c", "central");
+  grpc::Status s = TransferCase(sup, Id(0xca), "central", "northern_2", "officer.c", &moved);
 
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("the districts of region central are: central_1, "
