@@ -6,6 +6,7 @@
 #include "common/file_io.h"
 #include "common/status_macros.h"
 #include "fieldsync/v1/config.pb.h"
+#include "fieldsync/v1/rpc_status.pb.h"
 #include "google/protobuf/text_format.h"
 
 namespace fieldsync::tools {
@@ -75,7 +76,30 @@ std::string DescribeRpcError(const grpc::Status& status, const std::string& serv
                                  "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
   int code = status.error_code();
   const char* name = code >= 0 && code <= 16 ? kNames[code] : "ERROR";
-  return absl::StrFormat("%s: %s", name, status.error_message());
+  std::string out = absl::StrFormat("%s: %s", name, status.error_message());
+  std::string reason = SyncErrorReasonName(SyncErrorDetailOf(status).reason());
+  if (!reason.empty() && reason != name) absl::StrAppendFormat(&out, " [%s]", reason);
+  return out;
+}
+
+v1::SyncErrorDetail SyncErrorDetailOf(const grpc::Status& status) {
+  v1::RpcStatus rich;
+  v1::SyncErrorDetail detail;
+  if (status.error_details().empty() || !rich.ParseFromString(status.error_details())) {
+    return detail;
+  }
+  for (const google::protobuf::Any& any : rich.details()) {
+    if (any.UnpackTo(&detail)) return detail;
+  }
+  return v1::SyncErrorDetail();
+}
+
+std::string SyncErrorReasonName(v1::SyncErrorReason reason) {
+  if (reason == v1::SYNC_ERROR_REASON_UNSPECIFIED) return "";
+  std::string name = v1::SyncErrorReason_Name(reason);
+  constexpr std::string_view kPrefix = "SYNC_ERROR_REASON_";
+  if (name.starts_with(kPrefix)) name = name.substr(kPrefix.size());
+  return name.empty() ? absl::StrFormat("reason %d", static_cast<int>(reason)) : name;
 }
 
 std::chrono::system_clock::time_point Deadline() {

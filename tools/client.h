@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "fieldsync/v1/sync.pb.h"
 #include "tools/cli.h"
 
 namespace fieldsync::tools {
@@ -25,8 +26,18 @@ struct Connection {
 absl::StatusOr<Connection> Connect(const Args& args);
 
 // "UNAUTHENTICATED: principal ... is revoked" style one-liner, with a hint
-// for transport failures.
+// for transport failures. When the status carries a SyncErrorDetail whose
+// reason says more than the code, the reason follows the message:
+// "PERMISSION_DENIED: case ... is not in the caller's regions [OUT_OF_SCOPE]".
 std::string DescribeRpcError(const grpc::Status& status, const std::string& server);
+
+// The SyncErrorDetail a refused call carries in its status details
+// (rpc_status.proto); a default one (reason UNSPECIFIED) when there is none
+// or the details do not parse.
+v1::SyncErrorDetail SyncErrorDetailOf(const grpc::Status& status);
+
+// "OUT_OF_SCOPE" for SYNC_ERROR_REASON_OUT_OF_SCOPE; "" for UNSPECIFIED.
+std::string SyncErrorReasonName(v1::SyncErrorReason reason);
 
 // A client deadline for unary administrative calls.
 std::chrono::system_clock::time_point Deadline();
