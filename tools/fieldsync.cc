@@ -25,10 +25,14 @@
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "tools/aggregates_verbs.h"
 #include "tools/audit_verbs.h"
+#include "tools/case_format.h"
+#include "tools/case_verbs.h"
 #include "tools/cli.h"
 #include "tools/client.h"
+#include "tools/conflict_verbs.h"
 #include "tools/device_simulate.h"
 #include "tools/key_verbs.h"
+#include "tools/officer_verbs.h"
 
 namespace fieldsync::tools {
 namespace {
@@ -42,19 +46,37 @@ constexpr char kUsage[] =
     "  staff add --id ID --role ROLE [--region R]... --out OUTDIR\n"
     "                                           register a staff member, write its key pair\n"
     "  staff revoke --id ID [--device]          revoke a staff member (or device) at once\n"
-    "  staff list [--include-revoked]           list staff and devices\n"
-    "  device enrol-code --officer ID --region R [--ttl 24h]\n"
+    "  staff list [--include-revoked]           list staff, officers and devices\n"
+    "  officer add --id ID --region R           register a field officer\n"
+    "  officer list [--region R] [--include-revoked] [--json]\n"
+    "                                           list field officers\n"
+    "  officer revoke --id ID                   revoke an officer and its tablets at once\n"
+    "  device enrol-code --officer ID [--region R] [--ttl 24h]\n"
     "                                           issue a one-time device enrolment code\n"
     "  device revoke --id UUID                  revoke an enrolled device at once\n"
     "  device simulate --devices N [--seed S] [--cases C] [--edits E] [--json]\n"
     "                                           enrol N simulated tablets, sync overlapping edits\n"
+    "  case list [--region R] [--officer O] [--status open|closed] [--has-conflicts] [--json]\n"
+    "                                           the cases of your regions, no child's field\n"
+    "  case show CASE_ID [--json]               every record and field of a case\n"
+    "  case history CASE_ID [--json]            a case's log entries and their outcomes\n"
+    "  case assign CASE_ID --officer O          assign a case to an officer\n"
+    "  case transfer CASE_ID --region R [--officer O] [--district D] --confirm CASE_ID\n"
+    "                                           move a case to another region\n"
+    "  case close CASE_ID --reason TEXT         close a case\n"
+    "  case reopen CASE_ID                      reopen a closed case\n"
+    "  case erase CASE_ID --confirm CASE_ID     crypto-shred a case (cannot be undone)\n"
+    "  conflict list [--region R] [--case CASE_ID] [--json]\n"
+    "                                           open conflicts, with the version shown\n"
+    "  conflict show ID [--json]                a conflict's values side by side\n"
+    "  conflict resolve ID --keep-current | --take N | --value V\n"
+    "                                           decide a conflict on the version shown\n"
     "  aggregates list                          the metrics you may query, and your regions\n"
     "  aggregates query --metric M [--group-by D,..] [--filter D=V,..] [--granularity G]\n"
     "                                           counts by dimension, small counts withheld\n"
     "  aggregates export --format csv|dhis2 [--out FILE]\n"
     "                                           every metric as CSV, or DHIS2 dataValueSets\n"
     "  aggregates verify [--json]               recount every counter from the log, compare\n"
-    "  case erase CASE_ID --confirm CASE_ID     crypto-shred a case (cannot be undone)\n"
     "  keys rotate-master                       add a master key version, re-wrap every key\n"
     "  audit export --out FILE                  write the audit log and its signed head to FILE\n"
     "  audit verify FILE --key KEYFILE [--trusted-head SAVED] [--json]\n"
@@ -63,7 +85,8 @@ constexpr char kUsage[] =
     "Connection options (all verbs but init):\n"
     "  --data-dir DIR      deployment directory; its administrator credentials are used\n"
     "  --server HOST:PORT  fieldsyncd address (default: listen address in DIR/fieldsyncd.conf)\n"
-    "  --cert FILE --key FILE --ca FILE   another principal's credentials\n"
+    "  --cert FILE --key FILE --ca FILE   another principal's credentials (a supervisor's\n"
+    "                      for case and conflict verbs, as `staff add` writes them)\n"
     "\n"
     "Run `fieldsync VERB --help` for a verb's details.\n";
 
@@ -239,9 +262,23 @@ Result StaffRevoke(const Args& args) {
   return std::nullopt;
 }
 
+// The PRINCIPAL column: officers have no certificate, hence no URI.
+std::string PrincipalColumn(const v1::Principal& p) {
+  if (p.kind() == v1::PRINCIPAL_KIND_OFFICER) return "officer " + p.id();
+  return admin::PrincipalUri({p.kind(), p.id()});
+}
+
+std::string RoleColumn(const v1::Principal& p) {
+  if (p.role() == v1::ROLE_OFFICER || p.kind() == v1::PRINCIPAL_KIND_OFFICER) return "officer";
+  return std::string(admin::RoleName(p.role()));
+}
+
 Result StaffList(const Args& args) {
   if (args.help) {
-    std::cout << "usage: fieldsync --data-dir DIR staff list [--include-revoked]\n";
+    std::cout << "usage: fieldsync --data-dir DIR staff list [--include-revoked]\n\n"
+                 "Lists staff, field officers and enrolled devices: principal, role, status,\n"
+                 "regions, and for a device its officer and the label it was enrolled with\n"
+                 "(simulated tablets say so: \"simulated tablet N (run)\").\n";
     return std::nullopt;
   }
   if (absl::Status s = CheckOptions(args, With(kConnectionOptions, {"--include-revoked"}));
@@ -258,24 +295,29 @@ Result StaffList(const Args& args) {
   v1::ListPrincipalsResponse response;
   grpc::Status status = stub->ListPrincipals(&context, request, &response);
   if (!status.ok()) return Fail(DescribeRpcError(status, conn->server));
-  std::cout << absl::StrFormat("%-46s %-14s %-8s %s\n", "PRINCIPAL", "ROLE", "STATUS", "REGIONS");
+  std::vector<std::vector<std::string>> rows;
   for (const v1::Principal& p : response.principals()) {
-    std::cout << absl::StrFormat(
-        "%-46s %-14s %-8s %s\n", admin::PrincipalUri({p.kind(), p.id()}),
-        std::string(admin::RoleName(p.role())),
-        p.status() == v1::PRINCIPAL_STATUS_REVOKED ? "revoked" : "active",
-        p.regions().empty() ? std::string("-") : absl::StrJoin(p.regions(), ","));
+    const bool device = p.kind() == v1::PRINCIPAL_KIND_DEVICE;
+    rows.push_back({PrincipalColumn(p), RoleColumn(p),
+                    p.status() == v1::PRINCIPAL_STATUS_REVOKED ? "revoked" : "active",
+                    p.regions().empty() ? std::string("-") : absl::StrJoin(p.regions(), ","),
+                    device && !p.officer_id().empty() ? p.officer_id() : "-",
+                    device && !p.device_label().empty() ? p.device_label() : "-"});
   }
+  PrintTable({"PRINCIPAL", "ROLE", "STATUS", "REGIONS", "OFFICER", "DEVICE LABEL"}, rows,
+             std::cout);
   return std::nullopt;
 }
 
 Result DeviceEnrolCode(const Args& args) {
   if (args.help) {
-    std::cout << "usage: fieldsync --data-dir DIR device enrol-code --officer ID --region R\n"
+    std::cout << "usage: fieldsync --data-dir DIR device enrol-code --officer ID [--region R]\n"
                  "                 [--ttl DURATION]\n\n"
-                 "Issues a one-time code that enrols one tablet for officer ID in region R\n"
-                 "(docs/PROTOCOL.md). DURATION is like 30m, 24h or 7d (default 24h, at most\n"
-                 "30 days). The server keeps only a hash of the code: note it now.\n";
+                 "Issues a one-time code that enrols one tablet for officer ID, a registered,\n"
+                 "active officer (fieldsync officer add), in the officer's region (--region R\n"
+                 "may name it again; another region is refused) (docs/PROTOCOL.md). DURATION\n"
+                 "is like 30m, 24h or 7d (default 24h, at most 30 days). The server keeps only\n"
+                 "a hash of the code: note it now.\n";
     return std::nullopt;
   }
   if (absl::Status s =
@@ -283,9 +325,7 @@ Result DeviceEnrolCode(const Args& args) {
       !s.ok()) {
     return Fail(s, 2);
   }
-  if (!args.Has("--officer") || !args.Has("--region")) {
-    return Fail("device enrol-code needs --officer and --region", 2);
-  }
+  if (args.Get("--officer").empty()) return Fail("device enrol-code needs --officer ID", 2);
   absl::Duration ttl = absl::ZeroDuration();
   if (args.Has("--ttl")) {
     std::string text = args.Get("--ttl");
@@ -409,25 +449,42 @@ Result Run(const Args& args) {
     if (code == 0) return std::nullopt;
     return Fail(error, code);
   }
-  if (w[0] == "case" || w[0] == "keys") {
-    std::string error;
-    int code = 0;
-    if (w[0] == "case" && w.size() >= 2 && w[1] == "erase") {
-      code = CaseErase(args, &error);
-    } else if (w[0] == "keys" && w.size() >= 2 && w[1] == "rotate-master") {
-      code = KeysRotateMaster(args, &error);
-    } else if (w.size() == 1 && args.help) {
-      std::cout << (w[0] == "case" ? "usage: fieldsync case erase CASE_ID --confirm CASE_ID\n"
-                                   : "usage: fieldsync keys rotate-master\n");
-      return std::nullopt;
-    } else {
-      return Fail(w[0] == "case" ? "case needs erase; see fieldsync case erase --help"
-                                 : "keys needs rotate-master; see fieldsync keys rotate-master "
-                                   "--help",
-                  2);
+  if (w[0] == "case" || w[0] == "conflict" || w[0] == "officer" || w[0] == "keys") {
+    using Verb = int (*)(const Args&, std::string*);
+    static const std::vector<std::pair<std::string, Verb>> kVerbs = {
+        {"case list", CaseList},
+        {"case show", CaseShow},
+        {"case history", CaseHistory},
+        {"case assign", CaseAssign},
+        {"case transfer", CaseTransfer},
+        {"case close", CaseClose},
+        {"case reopen", CaseReopen},
+        {"case erase", CaseErase},
+        {"conflict list", ConflictList},
+        {"conflict show", ConflictShow},
+        {"conflict resolve", ConflictResolve},
+        {"officer add", OfficerAdd},
+        {"officer list", OfficerList},
+        {"officer revoke", OfficerRevoke},
+        {"keys rotate-master", KeysRotateMaster}};
+    std::vector<std::string> names;
+    for (const auto& [name, verb] : kVerbs) {
+      if (!name.starts_with(w[0] + " ")) continue;
+      names.push_back(name.substr(w[0].size() + 1));
+      if (w.size() >= 2 && name == w[0] + " " + w[1]) {
+        std::string error;
+        int code = verb(args, &error);
+        return code == 0 ? std::nullopt : Fail(error, code);
+      }
     }
-    if (code == 0) return std::nullopt;
-    return Fail(error, code);
+    if (w.size() == 1 && args.help) {
+      std::cout << absl::StrFormat("usage: fieldsync %s %s ...; see fieldsync %s VERB --help\n",
+                                   w[0], absl::StrJoin(names, "|"), w[0]);
+      return std::nullopt;
+    }
+    return Fail(absl::StrFormat("%s needs %s; see fieldsync %s --help", w[0],
+                                absl::StrJoin(names, ", "), w[0]),
+                2);
   }
   if (w[0] == "device") {
     if (w.size() == 2 && w[1] == "enrol-code") return DeviceEnrolCode(args);
@@ -455,8 +512,8 @@ int main(int argc, char** argv) {
   // The tool prints its own results; library events (storage opened, ...)
   // are noise to a person at a terminal unless something goes wrong.
   fieldsync::log::Configure(fieldsync::log::Level::kWarn, fieldsync::log::Format::kKeyValue);
-  absl::StatusOr<fieldsync::tools::Args> args =
-      fieldsync::tools::ParseArgs(argc, argv, {"--device", "--include-revoked", "--json"});
+  absl::StatusOr<fieldsync::tools::Args> args = fieldsync::tools::ParseArgs(
+      argc, argv, {"--device", "--include-revoked", "--json", "--keep-current", "--has-conflicts"});
   if (!args.ok()) {
     std::cerr << "fieldsync: " << args.status().message() << "\n";
     return 2;
