@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "admin/deployment.h"
@@ -26,6 +27,7 @@
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "sync/schema.h"
+#include "tools/case_format.h"
 #include "tools/client.h"
 #include "tools/enrol_device.h"
 
@@ -141,6 +143,9 @@ class Simulation {
   absl::StatusOr<SimulateReport> Run();
 
  private:
+  // Registers the run's officers (enrolment codes are issued only for
+  // registered officers).
+  absl::Status AddOfficers();
   absl::Status Enrol(int index);
   void RegisterCases(SimTablet& t);
   void EditOffline(SimTablet& t);
@@ -207,6 +212,32 @@ std::optional<std::string> Simulation::PickEnum(std::string_view type, std::stri
 
 void Simulation::PutEnum(Fields& f, std::string_view type, std::string_view field) {
   if (std::optional<std::string> v = PickEnum(type, field)) Put(f, type, field, Enum(*v));
+}
+
+absl::Status Simulation::AddOfficers() {
+  auto stub = v1::AdminService::NewStub(admin_.channel);
+  for (int officer = 0; officer < report_.officers; ++officer) {
+    v1::AddOfficerRequest request;
+    request.set_id(absl::StrFormat("sim-%s-officer-%d", tag_, officer + 1));
+    request.set_region(regions_[officer % regions_.size()]);
+    v1::AddOfficerResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    grpc::Status s = stub->AddOfficer(&context, request, &response);
+    // A server from before officers were principals does not serve the
+    // call (UNIMPLEMENTED, or its authorization table's "not served"), and
+    // enrols any officer id.
+    if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED ||
+        (s.error_code() == grpc::StatusCode::PERMISSION_DENIED &&
+         absl::StrContains(s.error_message(), "the call is not served"))) {
+      return absl::OkStatus();
+    }
+    if (!s.ok()) {
+      return absl::UnavailableError(absl::StrFormat("registering officer %s: %s", request.id(),
+                                                    DescribeRpcError(s, admin_.server)));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Simulation::Enrol(int index) {
@@ -541,6 +572,10 @@ absl::StatusOr<SimulateReport> Simulation::Run() {
     skew_.push_back(static_cast<int>(content_.Uniform(1200)));
   }
 
+  for (int o = 0; o < report_.officers && o < static_cast<int>(regions_.size()); ++o) {
+    report_.regions.push_back(regions_[o]);
+  }
+  RETURN_IF_ERROR(AddOfficers());
   for (int i = 0; i < options_.devices; ++i) RETURN_IF_ERROR(Enrol(i));
   for (SimTablet& t : tablets_) RegisterCases(t);
   for (SimTablet& t : tablets_) RETURN_IF_ERROR(PushAll(t));
@@ -614,6 +649,11 @@ absl::Status Simulation::CountConflicts() {
       for (const v1::Conflict& c : page.conflicts()) {
         if (!cases.contains(c.case_id())) continue;
         ++report_.conflicts_open;
+        if (report_.example_conflict.empty()) {
+          report_.example_conflict = c.field().empty()
+                                         ? absl::StrFormat("%d", c.id().position())
+                                         : absl::StrFormat("%d/%s", c.id().position(), c.field());
+        }
         absl::flat_hash_set<std::string> writers;
         bool twice = false;
         if (!c.field().empty()) writers.insert(c.current_writer());
@@ -654,6 +694,33 @@ absl::Status ParseBounded(const Args& args, const std::string& name, int lo, int
 
 }  // namespace
 
+std::vector<std::string> SupervisorNextSteps(const SimulateReport& r,
+                                             const std::string& admin_prefix,
+                                             const std::string& server) {
+  if (r.regions.empty()) return {};
+  // A new id per run: staff ids are never reused.
+  const std::string id = r.run + "-reviewer";
+  std::string add = absl::StrFormat("%s staff add --id %s --role supervisor", admin_prefix, id);
+  for (const std::string& region : r.regions) absl::StrAppend(&add, " --region ", region);
+  absl::StrAppend(&add, " --out ", id);
+  const std::string as = absl::StrFormat(
+      "fieldsync --server %s --cert %s/%s.crt --key %s/%s.key "
+      "--ca %s/ca.crt",
+      ShellQuote(server), id, id, id, id, id);
+  std::vector<std::string> out = {add};
+  for (const std::string& region : r.regions) {
+    out.push_back(absl::StrFormat("%s conflict list --region %s", as, region));
+  }
+  const std::string conflict = r.example_conflict.empty() ? "ID" : r.example_conflict;
+  out.push_back(absl::StrFormat("%s conflict show %s", as, conflict));
+  out.push_back(absl::StrFormat("%s conflict resolve %s --keep-current", as, conflict));
+  if (r.example_conflict.find('/') != std::string::npos || r.example_conflict.empty()) {
+    out.push_back(absl::StrFormat("%s conflict resolve %s --take 1", as, conflict));
+    out.push_back(absl::StrFormat("%s conflict resolve %s --value VALUE", as, conflict));
+  }
+  return out;
+}
+
 std::string FormatSimulateReport(const SimulateReport& r) {
   std::string out = absl::StrFormat(
       "simulated %d tablets of %d officers (run %s, seed %d)\n"
@@ -672,6 +739,14 @@ std::string FormatSimulateReport(const SimulateReport& r) {
                         "  time             %.2f s\n",
                         r.conflicts_open, r.self_conflicts, r.changes_pulled, r.pulls,
                         r.replicas_agree ? "agree" : "DISAGREE", absl::ToDoubleSeconds(r.elapsed));
+  if (!r.next_steps.empty()) {
+    absl::StrAppend(&out,
+                    "\nnext, as a supervisor of the run's regions (the first command, with the "
+                    "administrator's\ncredentials, registers one; the others list, show and "
+                    "resolve the conflicts;\nresolve takes one of --keep-current, --take N or "
+                    "--value V):\n");
+    for (const std::string& step : r.next_steps) absl::StrAppend(&out, "  ", step, "\n");
+  }
   return out;
 }
 
@@ -696,6 +771,7 @@ std::string SimulateReportJson(const SimulateReport& r) {
   j["changes_pulled"] = r.changes_pulled;
   j["replicas_agree"] = r.replicas_agree;
   j["seconds"] = absl::ToDoubleSeconds(r.elapsed);
+  j["next_steps"] = r.next_steps;
   return j.dump();
 }
 
@@ -715,9 +791,12 @@ int DeviceSimulate(const Args& args, std::string* error) {
            "supervisor of the officers' regions lists them, how many of those set a\n"
            "tablet against itself (always 0), and the time taken; --json prints one\n"
            "JSON object. Values and choices follow --seed (default 1); keys and ids are\n"
-           "random. Each run uses new officer ids (sim-<run>-officer-N) and leaves its\n"
-           "devices enrolled; the supervisor it registers to list conflicts\n"
-           "(sim-<run>-supervisor) is revoked before it ends.\n";
+           "random. Each run registers new officers (sim-<run>-officer-N) and leaves them\n"
+           "and its devices enrolled, labelled \"simulated tablet N (<run>)\" (fieldsync\n"
+           "staff list shows the labels); the supervisor it registers to list conflicts\n"
+           "(sim-<run>-supervisor) is revoked before it ends. Last, it prints the commands\n"
+           "a supervisor runs next (staff add --role supervisor, conflict list, show and\n"
+           "resolve); --json has them as next_steps.\n";
     return 0;
   }
   if (absl::Status s =
@@ -772,12 +851,14 @@ int DeviceSimulate(const Args& args, std::string* error) {
     *error = std::string(ca_pem.status().message());
     return 1;
   }
+  const std::string server = conn->server;
   Simulation simulation(options, **schema, *std::move(conn), *std::move(ca_pem));
   absl::StatusOr<SimulateReport> report = simulation.Run();
   if (!report.ok()) {
     *error = std::string(report.status().message());
     return 1;
   }
+  report->next_steps = SupervisorNextSteps(*report, CommandPrefix(args), server);
   std::cout << (args.Has("--json") ? SimulateReportJson(*report) + "\n"
                                    : FormatSimulateReport(*report));
   return 0;

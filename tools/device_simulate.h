@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "tools/cli.h"
@@ -50,7 +51,22 @@ struct SimulateReport {
   // versions.
   bool replicas_agree = false;
   absl::Duration elapsed;
+  // The regions of the run's officers, in schema order, and the id of one
+  // open conflict of the run ("" when none is left), for next_steps.
+  std::vector<std::string> regions;
+  std::string example_conflict;
+  // The commands a supervisor runs next: get credentials, list, show and
+  // resolve the run's conflicts (filled in by the verb, which knows the
+  // connection options).
+  std::vector<std::string> next_steps;
 };
+
+// The supervisor's commands after a run: `admin_prefix` is the fieldsync
+// command with the administrator's connection options, `server` the
+// address a supervisor connects to.
+std::vector<std::string> SupervisorNextSteps(const SimulateReport& report,
+                                             const std::string& admin_prefix,
+                                             const std::string& server);
 
 // The human summary (several lines) and the same as one JSON object.
 std::string FormatSimulateReport(const SimulateReport& report);

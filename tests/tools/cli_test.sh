@@ -140,6 +140,13 @@ check "aggregates verify: counters were recounted" \
 check "aggregates verify: no difference" grep -q '"differences":\[\]' "$WORK/verify.json"
 "$FS" --data-dir "$WORK/d" --server "$ADDR" device simulate --devices 2 --seed 7 >"$WORK/sim2.out" 2>&1
 check "device simulate prints a readable summary" grep -q "conflicts open" "$WORK/sim2.out"
+check "device simulate says how a supervisor goes on" \
+  grep -q -- "staff add --id sim-[0-9a-f]*-reviewer --role supervisor" "$WORK/sim2.out"
+check "device simulate --json has the next steps" \
+  /usr/bin/python3 -c 'import json, sys
+steps = json.load(open(sys.argv[1]))["next_steps"]
+assert any(" conflict list --region " in s for s in steps), steps
+assert any(" conflict resolve " in s for s in steps), steps' "$WORK/sim1.json"
 "$FS" --data-dir "$WORK/d" --server "$ADDR" device simulate --devices 0 >"$WORK/sim0.out" 2>&1
 status=$?
 check "device simulate --devices 0: one line" one_line_failure "$WORK/sim0.out" $status
@@ -161,7 +168,15 @@ for _ in $(seq 1 100); do
 done
 "$FS" --data-dir "$WORK/d2" --server "$ADDR2" device simulate --devices 4 --seed 7 --json \
   >"$WORK/sim3.json" 2>"$WORK/sim3.err"
-counts() { sed -e 's/"run":"[^"]*",//' -e 's/,"seconds":[^,]*,/,/' "$1"; }
+# counts FILE: the report without what differs from run to run (the run tag,
+# the time, and the next steps, which name the run, the server and ids).
+counts() {
+  /usr/bin/python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+for k in ("run", "seconds", "next_steps"):
+    d.pop(k, None)
+print(json.dumps(d, sort_keys=True))' "$1"
+}
 check "same seed, fresh deployment: same counts" test "$(counts "$WORK/sim1.json")" = "$(counts "$WORK/sim3.json")"
 kill -TERM "$SERVER2_PID"
 wait "$SERVER2_PID"
