@@ -83,6 +83,7 @@ nlohmann::json SummaryJson(const v1::CaseSummary& s) {
           {"district", s.district()},
           {"officer", s.officer_id()},
           {"status", s.status()},
+          {"closure_reason", s.closure_reason()},
           {"open_conflicts", s.open_conflicts()},
           {"created_position", s.created_position()},
           {"last_position", s.last_position()},
@@ -128,7 +129,8 @@ void PrintCase(const v1::GetCaseResponse& c) {
             << "  region     " << Dash(s.region()) << "\n"
             << "  district   " << Dash(s.district()) << "\n"
             << "  officer    " << (s.officer_id().empty() ? "(unassigned)" : s.officer_id()) << "\n"
-            << "  status     " << Dash(s.status()) << "\n"
+            << "  status     " << Dash(s.status())
+            << (s.closure_reason().empty() ? "" : " (" + s.closure_reason() + ")") << "\n"
             << "  conflicts  " << s.open_conflicts() << " open\n"
             << absl::StrFormat("  log        created at position %d, last change at %d (%s UTC)\n",
                                s.created_position(), s.last_position(), UtcTime(s.last_hlc()));
@@ -239,17 +241,15 @@ int SetStatus(const Args& args, bool close, std::string* error) {
   v1::SetCaseStatusRequest request;
   request.set_case_id(args.words[2]);
   request.set_close(close);
+  if (close) request.set_reason(args.Get("--reason"));
   v1::SetCaseStatusResponse response;
   grpc::ClientContext context;
   context.set_deadline(Deadline());
   grpc::Status s = c->stub->SetCaseStatus(&context, request, &response);
   if (!s.ok()) return Refused(s, *c, error);
   std::cout << absl::StrFormat("case %s %s (%s)\n", request.case_id(),
-                               close ? "closed" : "reopened", Logged(response.result()));
-  if (close) {
-    std::cout << "reason (not stored by the server, which has no field for it yet): "
-              << args.Get("--reason") << "\n";
-  }
+                               close ? "closed, reason " + request.reason() : "reopened",
+                               Logged(response.result()));
   return 0;
 }
 
@@ -261,8 +261,8 @@ constexpr char kListHelp[] =
     "the cases assigned to one officer, --status open or closed ones, --has-conflicts\n"
     "those with an open conflict. Columns: CASE, REGION, DISTRICT, OFFICER, STATUS,\n"
     "CONFLICTS (open ones), LAST CHANGE (UTC). --json prints one array of objects\n"
-    "(id, region, district, officer, status, open_conflicts, created_position,\n"
-    "last_position, last_change, erased).\n";
+    "(id, region, district, officer, status, closure_reason, open_conflicts,\n"
+    "created_position, last_position, last_change, erased).\n";
 
 constexpr char kShowHelp[] =
     "usage: fieldsync [connection options] case show CASE_ID [--json]\n\n"
@@ -297,14 +297,18 @@ constexpr char kTransferHelp[] =
     "repeat the case id: the tool refuses (exit 2) otherwise.\n";
 
 constexpr char kCloseHelp[] =
-    "usage: fieldsync [connection options] case close CASE_ID --reason TEXT\n\n"
-    "Closes the case. --reason is required and printed back; this server's protocol\n"
-    "has no field for it yet (SetCaseStatusRequest), so it is NOT stored on the\n"
-    "server: keep it in your case notes. Refused when the case is closed already.\n";
+    "usage: fieldsync [connection options] case close CASE_ID --reason REASON\n\n"
+    "Closes the case. REASON is required: one of the values of the schema's closure\n"
+    "reason field (case_fields.closure_reason_field; in the shipped schema\n"
+    "goals_achieved, child_reached_18, transferred, relocated, death, lost_contact,\n"
+    "refused_services, duplicate or other). The server stores it with the status,\n"
+    "in the same log entry; another value is refused with the allowed ones.\n"
+    "Refused when the case is closed already.\n";
 
 constexpr char kReopenHelp[] =
     "usage: fieldsync [connection options] case reopen CASE_ID\n\n"
-    "Reopens a closed case. Refused when the case is open already.\n";
+    "Reopens a closed case; the server clears its closure reason. Refused when the\n"
+    "case is open already.\n";
 
 }  // namespace
 
@@ -364,6 +368,7 @@ int CaseList(const Args& args, std::string* error) {
   std::vector<std::vector<std::string>> rows;
   for (const v1::CaseSummary& s : cases) {
     std::string st = Dash(s.status());
+    if (!s.closure_reason().empty()) absl::StrAppend(&st, " (", s.closure_reason(), ")");
     if (s.erased()) absl::StrAppend(&st, " (erased)");
     rows.push_back({s.case_id(), Dash(s.region()), Dash(s.district()), Dash(s.officer_id()), st,
                     absl::StrCat(s.open_conflicts()), UtcTime(s.last_hlc())});
@@ -527,7 +532,7 @@ int CaseClose(const Args& args, std::string* error) {
   }
   if (int code = CheckCaseOperand(args, {"--reason"}, error); code != 0) return code;
   if (args.Get("--reason").empty()) {
-    return Usage(error, "case close needs --reason TEXT (why the case is closed)");
+    return Usage(error, "case close needs --reason REASON (why the case is closed; see --help)");
   }
   return SetStatus(args, /*close=*/true, error);
 }

@@ -63,7 +63,7 @@ constexpr char kUsage[] =
     "  case assign CASE_ID --officer O          assign a case to an officer\n"
     "  case transfer CASE_ID --region R [--officer O] [--district D] --confirm CASE_ID\n"
     "                                           move a case to another region\n"
-    "  case close CASE_ID --reason TEXT         close a case\n"
+    "  case close CASE_ID --reason REASON       close a case, saying why\n"
     "  case reopen CASE_ID                      reopen a closed case\n"
     "  case erase CASE_ID --confirm CASE_ID     crypto-shred a case (cannot be undone)\n"
     "  conflict list [--region R] [--case CASE_ID] [--json]\n"

@@ -345,12 +345,17 @@ check "the case is in northern_2, chidi's" \
   'd["region"] == "northern" and d["district"] == "northern_2" and d["officer"] == "chidi"'
 "$FS" "${SUP[@]}" case close "$CASE" >"$WORK/close_noreason.out" 2>&1
 check "case close without --reason: exit 2" test $? -eq 2
-"$FS" "${SUP[@]}" case close "$CASE" --reason "reunified with family" >"$WORK/close.out" 2>&1
-check "case close" grep -q "^case $CASE closed" "$WORK/close.out"
-check "case close prints the reason" grep -q "reunified with family" "$WORK/close.out"
+"$FS" "${SUP[@]}" case close "$CASE" --reason "reunified" >"$WORK/close_badreason.out" 2>&1
+status=$?
+check "a reason the schema does not list: one line" refused "$WORK/close_badreason.out" $status
+check "a reason the schema does not list: names the allowed ones" \
+  grep -q "goals_achieved" "$WORK/close_badreason.out"
+"$FS" "${SUP[@]}" case close "$CASE" --reason goals_achieved >"$WORK/close.out" 2>&1
+check "case close" grep -q "^case $CASE closed, reason goals_achieved" "$WORK/close.out"
 "$FS" "${SUP[@]}" case list --status closed --json >"$WORK/cases_closed.json" 2>&1
-check "case list --status closed: the case" jtrue "$WORK/cases_closed.json" "[c['id'] for c in d] == ['$CASE']"
-"$FS" "${SUP[@]}" case close "$CASE" --reason "again" >"$WORK/close2.out" 2>&1
+check "case list --status closed: the case, with its reason" \
+  jtrue "$WORK/cases_closed.json" "[(c['id'], c['closure_reason']) for c in d] == [('$CASE', 'goals_achieved')]"
+"$FS" "${SUP[@]}" case close "$CASE" --reason duplicate >"$WORK/close2.out" 2>&1
 status=$?
 check "closing a closed case: one line" refused "$WORK/close2.out" $status
 check "closing a closed case: exit 1" test $status -eq 1
@@ -358,7 +363,8 @@ check "closing a closed case: already closed" grep -q "already closed" "$WORK/cl
 "$FS" "${SUP[@]}" case reopen "$CASE" >"$WORK/reopen.out" 2>&1
 check "case reopen" grep -q "^case $CASE reopened" "$WORK/reopen.out"
 "$FS" "${SUP[@]}" case show "$CASE" --json >"$WORK/show5.json" 2>&1
-check "the case is open" jtrue "$WORK/show5.json" 'd["status"] == "open"'
+check "the case is open, its reason cleared" \
+  jtrue "$WORK/show5.json" 'd["status"] == "open" and d["closure_reason"] == ""'
 "$FS" "${SUP[@]}" case reopen "$CASE" >"$WORK/reopen2.out" 2>&1
 status=$?
 check "reopening an open case: one line" refused "$WORK/reopen2.out" $status
