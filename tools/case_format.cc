@@ -126,6 +126,8 @@ void PrintTable(const std::vector<std::string>& header,
         line.append(width[i] - DisplayWidth(row[i]) + 2, ' ');
       }
     }
+    // An empty last column would leave the padding of the one before it.
+    while (!line.empty() && line.back() == ' ') line.pop_back();
     out << line << "\n";
   };
   print(header);

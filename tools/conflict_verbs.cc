@@ -470,6 +470,7 @@ int ConflictResolve(const Args& args, std::string* error) {
   std::optional<uint64_t> version;
   if (seen.ok()) version = seen->Find(c->conn.server, id_text);
   std::string record_type;
+  bool fetched = false;
   if (!version.has_value()) {
     // Nothing was shown: show it now, and decide on what was shown.
     v1::Conflict conflict;
@@ -485,7 +486,7 @@ int ConflictResolve(const Args& args, std::string* error) {
     }
     version = conflict.version();
     record_type = conflict.record_type();
-    std::cout << absl::StrFormat("\nresolving with version %d, as printed above\n", *version);
+    fetched = true;
   }
   v1::ResolveConflictRequest request;
   *request.mutable_id() = *id;
@@ -506,6 +507,9 @@ int ConflictResolve(const Args& args, std::string* error) {
     }
     *request.mutable_new_value() = *std::move(value);
     decision = "wrote the new value";
+  }
+  if (fetched) {
+    std::cout << absl::StrFormat("\nresolving with version %d, as printed above\n", *version);
   }
   v1::ResolveConflictResponse response;
   grpc::ClientContext context;
