@@ -23,9 +23,9 @@ failed=0
 # The remembered conflict versions go here, not into the user's home.
 export XDG_STATE_HOME="$WORK/state"
 
-cleanup() {
+cleanup() {  # KEEP_WORK=1 keeps the outputs for a look after a failure
   [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null
-  rm -rf "$WORK"
+  if [[ -n "${KEEP_WORK:-}" ]]; then echo "outputs kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
