@@ -96,12 +96,12 @@ if command -v openssl >/dev/null; then
 fi
 
 "$FS" --data-dir "$WORK/d" --server "$ADDR" staff add --id amina --role supervisor \
-  --region north --out "$WORK/amina" >"$WORK/add.out" 2>&1
+  --region northern --out "$WORK/amina" >"$WORK/add.out" 2>&1
 check "staff add writes a key pair" test -f "$WORK/amina/amina.crt" -a -f "$WORK/amina/amina.key"
 check "staff key is 0600" test "$(stat -c %a "$WORK/amina/amina.key")" = 600
 "$FS" --server "$ADDR" --cert "$WORK/amina/amina.crt" --key "$WORK/amina/amina.key" \
   --ca "$WORK/amina/ca.crt" whoami >"$WORK/who2.out" 2>&1
-check "new supervisor is recognised" grep -q "regions:   north" "$WORK/who2.out"
+check "new supervisor is recognised" grep -q "regions:   northern$" "$WORK/who2.out"
 "$FS" --server "$ADDR" --cert "$WORK/amina/amina.crt" --key "$WORK/amina/amina.key" \
   --ca "$WORK/amina/ca.crt" staff list >"$WORK/list_denied.out" 2>&1
 status=$?
