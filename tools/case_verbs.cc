@@ -254,8 +254,10 @@ int SetStatus(const Args& args, bool close, std::string* error) {
 }
 
 constexpr char kListHelp[] =
-    "usage: fieldsync [--cert F --key F --ca F --server HOST:PORT] case list [--region R]\n"
-    "                 [--officer O] [--status open|closed] [--has-conflicts] [--json]\n\n"
+    "usage: fieldsync [connection options] case list [--region R] [--officer O]\n"
+    "                 [--status open|closed] [--has-conflicts] [--json]\n\n"
+    "Connection options: --server HOST:PORT --cert FILE --key FILE --ca FILE, a\n"
+    "supervisor's credentials as `fieldsync staff add` writes them.\n\n"
     "Lists the cases of your regions (or of --region R), ordered by region and case\n"
     "id: where each is and who has it, never a field of the child. --officer keeps\n"
     "the cases assigned to one officer, --status open or closed ones, --has-conflicts\n"
