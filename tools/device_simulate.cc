@@ -30,6 +30,7 @@
 #include "tools/case_format.h"
 #include "tools/client.h"
 #include "tools/enrol_device.h"
+#include "tools/seen_conflicts.h"
 
 namespace fieldsync::tools {
 namespace {
@@ -649,11 +650,7 @@ absl::Status Simulation::CountConflicts() {
       for (const v1::Conflict& c : page.conflicts()) {
         if (!cases.contains(c.case_id())) continue;
         ++report_.conflicts_open;
-        if (report_.example_conflict.empty()) {
-          report_.example_conflict = c.field().empty()
-                                         ? absl::StrFormat("%d", c.id().position())
-                                         : absl::StrFormat("%d/%s", c.id().position(), c.field());
-        }
+        if (report_.example_conflict.empty()) report_.example_conflict = FormatConflictId(c.id());
         absl::flat_hash_set<std::string> writers;
         bool twice = false;
         if (!c.field().empty()) writers.insert(c.current_writer());
