@@ -252,7 +252,7 @@ void Push(benchmark::State& state, bool with_counters) {
   RealClock clock;
   std::unique_ptr<CounterObserver> observer;
   if (with_counters) {
-    if (!PrepareCounters(store.get(), *metrics).ok()) std::abort();
+    if (!PrepareCounters(store.get(), *metrics, *schema, path + ".recount").ok()) std::abort();
     observer = std::make_unique<CounterObserver>(store.get(), metrics.get());
   }
   sync::Ingest::Options io;

@@ -65,6 +65,7 @@
 #include "crypto/system_random.h"
 #include "device/sealed_batch.h"
 #include "device/tablet.h"
+#include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "storage/column_families.h"
 #include "storage/store.h"
@@ -307,6 +308,19 @@ Device Enrol(const Deployment& d, const tools::Connection& admin, const std::str
   tools::EnrolDeviceRequest request;
   request.officer_id = absl::StrFormat("load-officer-%d", officer);
   request.region = device.region;
+  {
+    // Enrolment codes are issued only for registered officers.
+    v1::AddOfficerRequest add;
+    add.set_id(request.officer_id);
+    add.set_region(device.region);
+    v1::AddOfficerResponse added;
+    grpc::ClientContext context;
+    context.set_deadline(tools::Deadline());
+    grpc::Status s = v1::AdminService::NewStub(admin.channel)->AddOfficer(&context, add, &added);
+    if (!s.ok() && s.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
+      Check(absl::UnavailableError(s.error_message()), "register officer");
+    }
+  }
   request.label = absl::StrFormat("load generator %d", officer);
   absl::StatusOr<tools::EnrolledDevice> enrolled =
       tools::EnrolDevice(admin, ca_pem, request, random);

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "admin/deployment.h"
@@ -225,14 +224,6 @@ absl::Status Simulation::AddOfficers() {
     grpc::ClientContext context;
     context.set_deadline(Deadline());
     grpc::Status s = stub->AddOfficer(&context, request, &response);
-    // A server from before officers were principals does not serve the
-    // call (UNIMPLEMENTED, or its authorization table's "not served"), and
-    // enrols any officer id.
-    if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED ||
-        (s.error_code() == grpc::StatusCode::PERMISSION_DENIED &&
-         absl::StrContains(s.error_message(), "the call is not served"))) {
-      return absl::OkStatus();
-    }
     if (!s.ok()) {
       return absl::UnavailableError(absl::StrFormat("registering officer %s: %s", request.id(),
                                                     DescribeRpcError(s, admin_.server)));
