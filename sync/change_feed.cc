@@ -167,6 +167,8 @@ absl::Status ChangeFeed::DescribeConflict(const v1::ConflictRecord& record, cons
   c->set_field(record.field());
   c->set_losing_was_delete(record.losing_was_delete());
   c->set_region(std::string(region));
+  c->set_status(record.status());
+  c->set_resolved_position(record.resolved_position());
   ASSIGN_OR_RETURN(Uuid rid, ParseUuid(record.record_id()));
   v1::RecordHeader header;
   {

@@ -193,7 +193,7 @@ std::string HistoryNotes(const v1::CaseHistoryEntry& e) {
   }
   if (e.revived()) notes.push_back("revived the record");
   if (e.clock_clamped()) notes.push_back("clock clamped");
-  return absl::StrJoin(notes, "; ");
+  return notes.empty() ? std::string("-") : absl::StrJoin(notes, "; ");
 }
 
 nlohmann::json HistoryJson(const v1::CaseHistoryEntry& e) {
@@ -451,11 +451,11 @@ int CaseHistory(const Args& args, std::string* error) {
     rows.push_back({absl::StrCat(e.position()), UtcTime(e.hlc()), ChangeKindName(e.kind()),
                     absl::StrCat(e.record_type(), " ", e.record_id().substr(0, 8)),
                     WriterName(e.writer(), e.officer_id(), e.device_label()),
-                    OutcomeName(e.outcome()), HistoryFields(e), HistoryNotes(e)});
+                    OutcomeName(e.outcome()), HistoryNotes(e), HistoryFields(e)});
   }
   std::cout << "case " << args.words[2] << ": " << entries.size()
             << (entries.size() == 1 ? " log entry\n" : " log entries\n");
-  PrintTable({"POSITION", "TIME (UTC)", "KIND", "RECORD", "WRITER", "OUTCOME", "FIELDS", ""}, rows,
+  PrintTable({"POSITION", "TIME (UTC)", "KIND", "RECORD", "WRITER", "OUTCOME", "NOTE", "FIELDS"}, rows,
              std::cout);
   return 0;
 }

@@ -112,6 +112,8 @@ nlohmann::json ConflictJson(const v1::Conflict& c) {
           {"record_level", c.field().empty()},
           {"region", c.region()},
           {"version", c.version()},
+          {"open", c.status() != v1::CONFLICT_STATUS_RESOLVED},
+          {"resolved_position", c.resolved_position()},
           {"current", std::move(current)},
           {"losing_count", c.losing_values_size()},
           {"losing", std::move(losing)}};
@@ -128,9 +130,16 @@ void PrintConflict(const v1::Conflict& c, std::ostream& out) {
     out << absl::StrFormat("conflict %s: field %s of record %s (%s) of case %s, region %s\n", id,
                            c.field(), c.record_id(), c.record_type(), c.case_id(), c.region());
   }
-  out << absl::StrFormat(
-      "  version %d: a decision is sent with it, and refused if these values changed since\n\n",
-      c.version());
+  if (c.status() == v1::CONFLICT_STATUS_RESOLVED) {
+    out << absl::StrFormat(
+        "  closed at log position %d (resolved, or a change left one value): nothing to decide;\n"
+        "  the values it held:\n\n",
+        c.resolved_position());
+  } else {
+    out << absl::StrFormat(
+        "  version %d: a decision is sent with it, and refused if these values changed since\n\n",
+        c.version());
+  }
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"current",
                   c.field().empty() ? "the record, as last written"
@@ -428,7 +437,9 @@ int ConflictShow(const Args& args, std::string* error) {
     return 0;
   }
   PrintConflict(conflict, std::cout);
-  PrintResolveCommands(conflict, args, std::cout);
+  if (conflict.status() != v1::CONFLICT_STATUS_RESOLVED) {
+    PrintResolveCommands(conflict, args, std::cout);
+  }
   return 0;
 }
 
@@ -476,6 +487,13 @@ int ConflictResolve(const Args& args, std::string* error) {
     v1::Conflict conflict;
     if (grpc::Status s = GetConflict(*c, *id, &conflict); !s.ok()) {
       *error = DescribeConflictError(s, *c, id_text);
+      return 1;
+    }
+    if (conflict.status() == v1::CONFLICT_STATUS_RESOLVED) {
+      *error = absl::StrFormat(
+          "conflict %s is already resolved (closed at log position %d, by a decision or a "
+          "change that left one value): nothing to do",
+          id_text, conflict.resolved_position());
       return 1;
     }
     PrintConflict(conflict, std::cout);

@@ -1448,6 +1448,27 @@ TEST_F(CaseServiceTest, GetConflictAndTheCasesConflictsNameTheOfficers) {
   EXPECT_EQ(c.losing_values(0).writes(0).writer(), tablet_.id);
   EXPECT_EQ(c.losing_values(0).writes(0).officer_id(), "officer1");
 
+  EXPECT_EQ(c.status(), v1::CONFLICT_STATUS_OPEN);
+
+  // Resolved, it is still there, closed, with the resolution's position.
+  v1::ResolveConflictRequest resolve;
+  *resolve.mutable_id() = c.id();
+  resolve.set_keep_current(true);
+  resolve.set_base_version(c.version());
+  v1::ResolveConflictResponse resolved;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    ASSERT_TRUE(Cases(sup_)->ResolveConflict(&context, resolve, &resolved).ok());
+  }
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    ASSERT_TRUE(Cases(sup_)->GetConflict(&context, get, &c).ok());
+  }
+  EXPECT_EQ(c.status(), v1::CONFLICT_STATUS_RESOLVED);
+  EXPECT_EQ(c.resolved_position(), resolved.result().log_position());
+
   get.mutable_id()->set_position(999);
   grpc::ClientContext context;
   SetDeadline(&context);

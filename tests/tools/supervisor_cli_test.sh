@@ -252,6 +252,9 @@ check "shown again, the decision is taken" grep -q "^resolved conflict $STALE: k
 status=$?
 check "a resolved conflict: refused" test $status -eq 1
 check "a resolved conflict: says so" grep -q "conflict $STALE is already resolved" "$WORK/stale3.out"
+"$FS" "${SUP[@]}" conflict show "$STALE" >"$WORK/closed_show.out" 2>&1
+check "a resolved conflict shows as closed" grep -q "closed at log position" "$WORK/closed_show.out"
+check "a closed conflict offers no decision" not_in "conflict resolve" "$WORK/closed_show.out"
 
 # --- a bad value is refused before anything is sent ---
 "$FS" "${SUP[@]}" conflict list --json >"$WORK/conflicts1.json" 2>&1
