@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdarg>
 #include <cstdlib>
 #include <utility>
 #include <vector>
@@ -111,8 +112,21 @@ class RemapHandler final : public rocksdb::WriteBatch::Handler {
   rocksdb::WriteBatch* out_;
 };
 
+// The info log of a read-only store: RocksDB would otherwise create (and
+// rotate) LOG files in a directory that must stay as it is.
+class DiscardLogger final : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char* /*format*/, va_list /*ap*/) override {}
+};
+
 absl::Status ClosedError() {
   return absl::FailedPreconditionError("store is closed; open it again to use it");
+}
+
+absl::Status ReadOnlyError(const std::string& path, std::string_view op) {
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "store %s is open read-only: cannot %s; open it for writing", path, std::string(op)));
 }
 
 }  // namespace
@@ -229,6 +243,7 @@ struct Store::Rep {
   std::string path;
   rocksdb::Env* env = nullptr;
   rocksdb::WriteOptions write_options;
+  bool read_only = false;
   // True when every handle's RocksDB id equals its Cf number, so batches
   // built with CfIdHandle can be written as they are.
   bool ids_match_cf = true;
@@ -339,7 +354,13 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   rocksdb::Env* env = options.env != nullptr ? options.env : rocksdb::Env::Default();
 
   const bool exists = env->FileExists(options.path + "/CURRENT").ok();
-  if (exists) {
+  if (options.read_only && !exists) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("no store at %s (no RocksDB CURRENT file): check the path", options.path));
+  }
+  if (options.read_only) {
+    RETURN_IF_ERROR(CheckExistingCfs(env, options.path));
+  } else if (exists) {
     if (options.error_if_exists) {
       return absl::AlreadyExistsError(absl::StrFormat(
           "a store already exists at %s; remove it or choose another path", options.path));
@@ -356,6 +377,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   db_options.max_background_jobs = options.max_background_jobs;
   db_options.db_write_buffer_size = 128 << 20;
   db_options.keep_log_file_num = 5;
+  if (options.read_only) db_options.info_log = std::make_shared<DiscardLogger>();
 
   rocksdb::BlockBasedTableOptions table_options;
   table_options.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
@@ -367,7 +389,10 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
 
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw_db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw_db);
+  rocksdb::Status s =
+      options.read_only
+          ? rocksdb::DB::OpenForReadOnly(db_options, options.path, descriptors, &handles, &raw_db)
+          : rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw_db);
   if (!s.ok()) {
     if (s.IsIOError() && s.ToString().find("/LOCK") != std::string::npos) {
       return absl::UnavailableError(absl::StrFormat(
@@ -382,6 +407,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   rep->path = options.path;
   rep->env = env;
   rep->write_options.sync = options.sync_writes;
+  rep->read_only = options.read_only;
   for (size_t i = 0; i < handles.size(); ++i) {
     if (handles[i]->GetID() != i) rep->ids_match_cf = false;
   }
@@ -390,7 +416,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
     rep->db.reset(raw_db);
     rep->handles = std::move(handles);
   }
-  log::Info("storage.open", {{"path", options.path}, {"ids_match_cf", rep->ids_match_cf ? 1 : 0}});
+  log::Info("storage.open", {{"path", options.path},
+                             {"ids_match_cf", rep->ids_match_cf ? 1 : 0},
+                             {"read_only", options.read_only ? 1 : 0}});
   return std::unique_ptr<Store>(new Store(std::move(rep)));
 }
 
@@ -413,6 +441,7 @@ absl::Status Store::Commit(WriteBatch* batch) {
   if (batch->Count() == 0) return absl::OkStatus();
   absl::ReaderMutexLock lock(&rep_->mu);
   if (rep_->db == nullptr) return ClosedError();
+  if (rep_->read_only) return ReadOnlyError(rep_->path, "commit");
   rocksdb::WriteBatch* to_write = &batch->rep_->batch;
   rocksdb::WriteBatch remapped;
   if (!rep_->ids_match_cf) {
@@ -515,6 +544,7 @@ std::unique_ptr<Iterator> Store::NewIterator(Cf cf, std::string_view lower, std:
 absl::Status Store::Flush() {
   absl::ReaderMutexLock lock(&rep_->mu);
   if (rep_->db == nullptr) return ClosedError();
+  if (rep_->read_only) return ReadOnlyError(rep_->path, "flush");
   rocksdb::FlushOptions flush_options;
   flush_options.wait = true;
   return FromRocksDb(rep_->db->Flush(flush_options, rep_->handles), "flush all column families");
@@ -540,6 +570,7 @@ absl::Status Store::CompactRange(Cf cf, std::string_view begin, std::string_view
 absl::Status Store::CreateCheckpoint(const std::string& dir) {
   absl::ReaderMutexLock lock(&rep_->mu);
   if (rep_->db == nullptr) return ClosedError();
+  if (rep_->read_only) return ReadOnlyError(rep_->path, "create a checkpoint");
   if (rep_->env->FileExists(dir).ok()) {
     return absl::FailedPreconditionError(
         absl::StrFormat("checkpoint directory %s already exists; choose a new path", dir));
@@ -551,6 +582,13 @@ absl::Status Store::CreateCheckpoint(const std::string& dir) {
   // log_size_for_flush = 0: always flush, so the copy needs no WAL replay.
   return FromRocksDb(checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0),
                      absl::StrFormat("create checkpoint in %s", dir));
+}
+
+absl::Status Store::VerifyChecksums() {
+  absl::ReaderMutexLock lock(&rep_->mu);
+  if (rep_->db == nullptr) return ClosedError();
+  return FromRocksDb(rep_->db->VerifyChecksum(),
+                     absl::StrFormat("verify the checksums of store %s", rep_->path));
 }
 
 absl::Status Store::Close() {
@@ -565,7 +603,9 @@ absl::Status Store::Close() {
   rocksdb::FlushOptions flush_options;
   flush_options.wait = true;
   absl::Status first =
-      FromRocksDb(rep_->db->Flush(flush_options, rep_->handles), "flush before close");
+      rep_->read_only
+          ? absl::OkStatus()
+          : FromRocksDb(rep_->db->Flush(flush_options, rep_->handles), "flush before close");
   for (rocksdb::ColumnFamilyHandle* h : rep_->handles) {
     absl::Status s = FromRocksDb(rep_->db->DestroyColumnFamilyHandle(h), "release handle");
     if (first.ok()) first = s;

@@ -40,6 +40,12 @@ struct StoreOptions {
   // Commit() syncs the WAL before it returns. Only tests and benches that
   // accept losing the last commits on power loss turn this off.
   bool sync_writes = true;
+  // Opens an existing store for reading only (a backup's checkpoint): no
+  // file of `path` is written, Commit, Flush, CompactRange and
+  // CreateCheckpoint fail with kFailedPrecondition, and several read-only
+  // Stores (or one writer) may have the same path open. Ignores
+  // create_if_missing and error_if_exists.
+  bool read_only = false;
 };
 
 // A set of changes that Store::Commit applies atomically: all or none,
@@ -137,7 +143,7 @@ class Store {
  public:
   // Opens the store at options.path, creating it (with every column family
   // of Cf) when create_if_missing is set and the directory is absent or
-  // empty. Errors, each with the fix in its message:
+  // empty (never when read_only). Errors, each with the fix in its message:
   //   kInvalidArgument     empty path.
   //   kFailedPrecondition  no store there and create_if_missing is false; the
   //                        path is a file, or a directory of other files;
@@ -200,6 +206,11 @@ class Store {
   // Writes a consistent, openable copy of the store to `dir` (hard links
   // where possible). kFailedPrecondition if `dir` already exists.
   absl::Status CreateCheckpoint(const std::string& dir);
+
+  // Reads every block of every SST file of the store and checks its
+  // checksum. kDataLoss naming the first damaged file; kUnavailable on an
+  // I/O error.
+  absl::Status VerifyChecksums();
 
   // Flushes and closes. Idempotent. Returns the first error met, but always
   // releases the database. kFailedPrecondition (and nothing is closed) while

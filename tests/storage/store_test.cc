@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -378,6 +379,82 @@ TEST_F(StoreTest, CheckpointOpensWithTheSameData) {
   EXPECT_THAT((*copy)->Get(Cf::kRecords, "a"), IsOkAndHolds("1"));
   EXPECT_THAT((*copy)->Get(Cf::kRecords, "b"), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(store_->CreateCheckpoint(cp), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+// The files of the directory tree `root` with their bytes, for checking
+// that nothing wrote to it.
+std::map<std::string, std::string> TreeBytes(const std::string& root) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    out[e.path().string()] = std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  return out;
+}
+
+TEST_F(StoreTest, ReadOnlyCheckpointReadsAndWritesNothing) {
+  ASSERT_THAT(Put(Cf::kRecords, "a", "1"), IsOk());
+  const std::string cp = dir_.Sub("checkpoint");
+  ASSERT_THAT(store_->CreateCheckpoint(cp), IsOk());
+  const std::map<std::string, std::string> before = TreeBytes(cp);
+  StoreOptions o;
+  o.path = cp;
+  o.read_only = true;
+
+  absl::StatusOr<std::unique_ptr<Store>> copy = Store::Open(o);
+  ASSERT_THAT(copy, IsOk());
+  EXPECT_THAT((*copy)->Get(Cf::kRecords, "a"), IsOkAndHolds("1"));
+  WriteBatch b;
+  b.Put(Cf::kRecords, "b", "2");
+  EXPECT_THAT((*copy)->Commit(&b), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT((*copy)->Flush(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT((*copy)->CreateCheckpoint(dir_.Sub("again")),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT((*copy)->VerifyChecksums(), IsOk());
+  EXPECT_THAT((*copy)->Close(), IsOk());
+  EXPECT_EQ(TreeBytes(cp), before);
+}
+
+TEST(StoreOpenTest, ReadOnlyOpenOfAMissingStoreIsFailedPrecondition) {
+  ScopedTempDir dir;
+  StoreOptions o;
+  o.path = dir.Sub("none");
+  o.read_only = true;
+  o.create_if_missing = true;  // ignored
+
+  EXPECT_THAT(Store::Open(o), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_FALSE(std::filesystem::exists(o.path));
+}
+
+TEST_F(StoreTest, VerifyChecksumsFindsAFlippedByteInAnSstFile) {
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_THAT(Put(Cf::kRecords, absl::StrFormat("key%03d", i), std::string(100, 'v')), IsOk());
+  }
+  ASSERT_THAT(store_->Flush(), IsOk());
+  ASSERT_THAT(store_->VerifyChecksums(), IsOk());
+  ASSERT_THAT(store_->Close(), IsOk());
+  std::string sst;
+  for (const auto& e : std::filesystem::directory_iterator(path_)) {
+    if (e.path().extension() == ".sst") sst = e.path().string();
+  }
+  ASSERT_FALSE(sst.empty());
+  {
+    std::fstream f(sst, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(100);
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x01);
+    f.seekp(100);
+    f.write(&c, 1);
+  }
+  StoreOptions o;
+  o.path = path_;
+  o.read_only = true;
+  absl::StatusOr<std::unique_ptr<Store>> damaged = Store::Open(o);
+  ASSERT_THAT(damaged, IsOk());
+
+  EXPECT_THAT((*damaged)->VerifyChecksums(), StatusIs(absl::StatusCode::kDataLoss));
 }
 
 TEST_F(StoreTest, CloseIsIdempotentAndLaterCallsFail) {
