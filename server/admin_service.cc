@@ -1,6 +1,7 @@
 #include "server/admin_service.h"
 
 #include "common/status_macros.h"
+#include "server/audit_service.h"
 #include "server/rpc.h"
 
 namespace fieldsync::server {
@@ -132,6 +133,26 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RotateMasterKey(
         response->set_server_keys_rewrapped(r.server_keys_rewrapped);
         response->set_resumed(r.resumed);
         response->set_audit_leaf_index(r.audit_leaf_index);
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::CreateBackup(grpc::CallbackServerContext* context,
+                                                         const v1::CreateBackupRequest* request,
+                                                         v1::CreateBackupResponse* response) {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/CreateBackup", auth_, pool_,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        if (backup_ == nullptr) {
+          return absl::UnavailableError("backups are not set up on this server");
+        }
+        ASSIGN_OR_RETURN(admin::CreatedBackup created,
+                         backup_->Create(request->out_dir(), caller.uri));
+        response->set_path(std::move(created.path));
+        response->set_tree_size(created.head.checkpoint.size);
+        ToProto(created.head, response->mutable_head());
+        for (std::string& f : created.files) response->add_files(std::move(f));
+        response->set_audit_leaf_index(created.audit_leaf_index);
         return absl::OkStatus();
       });
 }

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "admin/backup.h"
 #include "admin/case_erasure.h"
 #include "admin/enrolment.h"
 #include "admin/master_key_rotation.h"
@@ -12,6 +13,7 @@
 #include "admin/staff.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "server/auth.h"
+#include "server/work_pool.h"
 #include "sync/schema.h"
 
 namespace fieldsync::server {
@@ -59,12 +61,25 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                             const v1::RotateMasterKeyRequest* request,
                                             v1::RotateMasterKeyResponse* response) override;
 
+  // Runs on a thread of the work pool: a checkpoint flushes the store and
+  // waits for it (about a second for a small store).
+  grpc::ServerUnaryReactor* CreateBackup(grpc::CallbackServerContext* context,
+                                         const v1::CreateBackupRequest* request,
+                                         v1::CreateBackupResponse* response) override;
+
   // The key operations (not owned; must outlive the service). Until set,
   // EraseCase and RotateMasterKey fail with UNAVAILABLE. REQUIRES: called
   // before the service is registered with a server.
   void set_key_operations(admin::CaseErasure* erasure, admin::MasterKeyRotation* rotation) {
     erasure_ = erasure;
     rotation_ = rotation;
+  }
+  // The backup writer and the pool its calls run on (not owned; must
+  // outlive the service). Until set, CreateBackup fails with UNAVAILABLE.
+  // REQUIRES: called before the service is registered with a server.
+  void set_backup(admin::BackupWriter* backup, WorkPool* pool) {
+    backup_ = backup;
+    pool_ = pool;
   }
 
  private:
@@ -77,6 +92,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   const sync::Schema* schema_;
   admin::CaseErasure* erasure_ = nullptr;
   admin::MasterKeyRotation* rotation_ = nullptr;
+  admin::BackupWriter* backup_ = nullptr;
+  WorkPool* pool_ = nullptr;
 };
 
 }  // namespace fieldsync::server

@@ -24,6 +24,7 @@ constexpr RoleSet kSchemaReaders = kDevice | kSupervisor;
 constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.AdminService/AddOfficer", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/AddStaff", true, kAdministrator, Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AdminService/CreateBackup", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/CreateEnrolmentCode", true, kAdministrator,
             Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/EraseCase", true, kAdministrator, Scope::kDeployment},

@@ -117,6 +117,7 @@ int main(int argc, char** argv) {
   fieldsync::server::ServerOptions options;
   options.data_dir = data_dir;
   options.config = config;
+  options.config_file = config_path;
   options.clock = fieldsync::RealClock::Get();
   options.random = fieldsync::crypto::SystemRandom::Get();
   auto server = fieldsync::server::FieldsyncServer::Start(options);

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "admin/backup.h"
 #include "admin/case_erasure.h"
 #include "admin/deployment.h"
 #include "admin/enrolment.h"
@@ -126,6 +127,27 @@ absl::StatusOr<std::unique_ptr<aggregates::Metrics>> LoadMetrics(const v1::Serve
   return metrics;
 }
 
+// Where this server reads each file a backup copies (admin/backup.h):
+// its config's paths, else the data directory's.
+std::vector<std::pair<std::string, std::string>> BackupSources(const ServerOptions& options) {
+  const v1::ServerConfig& config = options.config;
+  const admin::DeploymentPaths paths(options.data_dir);
+  return {
+      {"DEPLOYMENT", paths.marker},
+      {"fieldsyncd.conf", options.config_file.empty() ? paths.config : options.config_file},
+      {"tls/ca.crt", config.tls_ca_file()},
+      {"tls/server.crt", config.tls_cert_file()},
+      {"tls/server.key", config.tls_key_file()},
+      {"admin/admin.crt", paths.admin_cert},
+      {"admin/admin.key", paths.admin_key},
+      {"admin/ca.crt", paths.admin_ca_cert},
+      {"audit-log.pub", paths.audit_public_key},
+      {"schema.textproto", config.schema_file()},
+      {"metrics.textproto", config.metrics_file().empty() ? paths.metrics : config.metrics_file()},
+      {"dhis2-mapping.json", paths.dhis2_mapping},
+  };
+}
+
 }  // namespace
 
 class FieldsyncServer::Impl {
@@ -153,6 +175,8 @@ class FieldsyncServer::Impl {
   // Case erasure and KEK rotation (AdminService), over case_keys and master.
   std::unique_ptr<admin::CaseErasure> case_erasure;
   std::unique_ptr<admin::MasterKeyRotation> kek_rotation;
+  // AdminService.CreateBackup, over the store, the audit log and its signer.
+  std::unique_ptr<admin::BackupWriter> backup;
   std::unique_ptr<audit::IngestObserver> audit_observer;
   // Aggregates (issue #6); null metrics when the deployment has none.
   std::unique_ptr<aggregates::Metrics> metrics;
@@ -332,6 +356,15 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   // lets the group of 32 devices pushing at once commit together, and a
   // thread that waits costs no CPU.
   impl->pool = std::make_unique<WorkPool>(kBlockingHandlerThreads);
+  admin::BackupWriterOptions backup;
+  backup.store = impl->store.get();
+  backup.audit = impl->audit_log.get();
+  backup.signer = &*impl->audit_signer;
+  backup.clock = options.clock;
+  backup.info = impl->info;
+  backup.files = BackupSources(options);
+  impl->backup = std::make_unique<admin::BackupWriter>(std::move(backup));
+  impl->admin_service->set_backup(impl->backup.get(), impl->pool.get());
   SyncServiceDeps deps;
   deps.auth = impl->auth.get();
   deps.pool = impl->pool.get();

@@ -18,6 +18,9 @@ struct ServerOptions {
   std::string data_dir;
   // With defaults applied (ApplyDefaults) and validated (ValidateConfig).
   v1::ServerConfig config;
+  // The config file `config` was read from, which backups copy; "" means
+  // DATA_DIR/fieldsyncd.conf (when it exists).
+  std::string config_file;
   Clock* clock = nullptr;    // not owned; must outlive the server
   Random* random = nullptr;  // not owned; must outlive the server
 };
