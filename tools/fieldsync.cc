@@ -25,6 +25,7 @@
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "tools/aggregates_verbs.h"
 #include "tools/audit_verbs.h"
+#include "tools/backup_verbs.h"
 #include "tools/case_format.h"
 #include "tools/case_verbs.h"
 #include "tools/cli.h"
@@ -81,6 +82,10 @@ constexpr char kUsage[] =
     "  audit export --out FILE                  write the audit log and its signed head to FILE\n"
     "  audit verify FILE --key KEYFILE [--trusted-head SAVED] [--json]\n"
     "                                           check an export offline (no server)\n"
+    "  backup create --out DIR                  back up while serving; DIR is on the server's machine\n"
+    "  backup verify DIR --key KEYFILE [--json] check a backup offline (no server)\n"
+    "  backup restore --from DIR --data-dir NEWDIR [--master-key-file FILE]\n"
+    "                                           make a deployment from a backup (offline)\n"
     "\n"
     "Connection options (all verbs but init):\n"
     "  --data-dir DIR      deployment directory; its administrator credentials are used\n"
@@ -425,6 +430,23 @@ Result Run(const Args& args) {
     }
     if (code == 0) return std::nullopt;
     return Fail(error, code);
+  }
+  if (w[0] == "backup") {
+    std::string error;
+    int code = 0;
+    if (w.size() >= 2 && w[1] == "create") {
+      code = BackupCreate(args, &error);
+    } else if (w.size() >= 2 && w[1] == "verify") {
+      code = BackupVerify(args, &error);
+    } else if (w.size() >= 2 && w[1] == "restore") {
+      code = BackupRestore(args, &error);
+    } else if (w.size() == 1 && args.help) {
+      std::cout << kBackupUsage;
+      return std::nullopt;
+    } else {
+      return Fail("backup needs create, verify or restore; see fieldsync backup --help", 2);
+    }
+    return code == 0 ? std::nullopt : Fail(error, code);
   }
   if (w[0] == "aggregates") {
     std::string error;
