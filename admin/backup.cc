@@ -533,6 +533,12 @@ class BackupVerifier {
       return Fail("tree head", absl::StrFormat("the head is for tree size %d, the manifest says %d",
                                                head->size, report_.manifest.audit_tree_size()));
     }
+    absl::StatusOr<absl::Time> signed_at = audit::CheckpointTimestamp(*head);
+    if (!signed_at.ok() ||
+        absl::ToUnixMicros(*signed_at) != report_.manifest.created_unix_micros()) {
+      return Fail("tree head", "the head was not signed when the manifest says the backup was "
+                               "made");
+    }
     report_.head = *head;
     note_ = *std::move(note);
     return Pass("tree head",

@@ -131,8 +131,8 @@ struct BackupReport {
 //               ones present;
 //   files       each listed file's SHA-256 matches, its DEPLOYMENT marker
 //               names the manifest's deployment, and no master.key is there;
-//   tree head   tree-head.note is signed by `key` for the log's origin and
-//               its size is the manifest's;
+//   tree head   tree-head.note is signed by `key` for the log's origin, and
+//               its size and timestamp are the manifest's;
 //   database    db/ opens read-only, every block checksum verifies, and it
 //               is the manifest's deployment;
 //   audit tree  the stored tree's size and root (from its stored nodes, as
