@@ -13,9 +13,9 @@
 #include <set>
 #include <streambuf>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "admin/server_keys.h"
 #include "audit/events.h"
@@ -38,18 +38,12 @@ namespace fs = std::filesystem;
 
 // Persisted: the files a backup may hold, by data-directory name.
 constexpr BackupFileKind kFileKinds[] = {
-    {"DEPLOYMENT", false, true},
-    {"fieldsyncd.conf", false, false},
-    {"tls/ca.crt", false, true},
-    {"tls/server.crt", false, true},
-    {"tls/server.key", true, true},
-    {"admin/admin.crt", false, false},
-    {"admin/admin.key", true, false},
-    {"admin/ca.crt", false, false},
-    {"audit-log.pub", false, true},
-    {"schema.textproto", false, true},
-    {"metrics.textproto", false, false},
-    {"dhis2-mapping.json", false, false},
+    {"DEPLOYMENT", false, true},         {"fieldsyncd.conf", false, false},
+    {"tls/ca.crt", false, true},         {"tls/server.crt", false, true},
+    {"tls/server.key", true, true},      {"admin/admin.crt", false, false},
+    {"admin/admin.key", true, false},    {"admin/ca.crt", false, false},
+    {"audit-log.pub", false, true},      {"schema.textproto", false, true},
+    {"metrics.textproto", false, false}, {"dhis2-mapping.json", false, false},
 };
 
 // A manifest longer than this is refused before parsing.
@@ -108,6 +102,16 @@ absl::Status CheckNewDirectory(const fs::path& target, std::string_view what) {
   return absl::OkStatus();
 }
 
+// fsyncs `dir` and every directory below it, so that the files written
+// there are all reachable after a crash.
+absl::Status SyncTree(const std::string& dir) {
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::recursive_directory_iterator(dir, ec)) {
+    if (e.is_directory() && !e.is_symlink()) RETURN_IF_ERROR(SyncDirectory(e.path().string()));
+  }
+  return SyncDirectory(dir);
+}
+
 // Moves the finished `staging` directory to `target` (an empty target
 // directory is replaced) and makes the rename durable.
 absl::Status MoveIntoPlace(const std::string& staging, const fs::path& target) {
@@ -129,7 +133,7 @@ absl::Status CopyStoreFiles(const std::string& from, const std::string& to) {
   RETURN_IF_ERROR(MakeDir(to, 0700));
   std::error_code ec;
   for (const fs::directory_entry& e : fs::directory_iterator(from, ec)) {
-    if (!e.is_regular_file()) {
+    if (e.is_symlink() || !e.is_regular_file()) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "%s holds %s, which is not a file: not a checkpoint", from, e.path().string()));
     }
@@ -152,12 +156,17 @@ absl::Status CopyStoreFiles(const std::string& from, const std::string& to) {
       ssize_t n = ::read(in, buf.data(), buf.size());
       if (n == 0) break;
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) { ok = false; break; }
+      if (n < 0) {
+        ok = false;
+        break;
+      }
       for (ssize_t done = 0; ok && done < n;) {
         ssize_t w = ::write(out, buf.data() + done, static_cast<size_t>(n - done));
         if (w < 0 && errno == EINTR) continue;
-        if (w < 0) ok = false;
-        else done += w;
+        if (w < 0)
+          ok = false;
+        else
+          done += w;
       }
       if (!ok) break;
     }
@@ -171,8 +180,7 @@ absl::Status CopyStoreFiles(const std::string& from, const std::string& to) {
     }
   }
   if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrFormat("cannot list %s: %s", from, ec.message()));
+    return absl::FailedPreconditionError(absl::StrFormat("cannot list %s: %s", from, ec.message()));
   }
   return SyncDirectory(to);
 }
@@ -232,8 +240,8 @@ absl::StatusOr<CreatedBackup> BackupWriter::Create(const std::string& out_dir,
   RETURN_IF_ERROR(CheckNewDirectory(target, "backup directory"));
 
   absl::MutexLock lock(&mu_);
-  const std::string staging = absl::StrFormat("%s.partial-%d", target.string(),
-                                              absl::ToUnixMicros(options_.clock->Now()));
+  const std::string staging =
+      absl::StrFormat("%s.partial-%d", target.string(), absl::ToUnixMicros(options_.clock->Now()));
   RETURN_IF_ERROR(MakeDir(staging, 0700));
   absl::StatusOr<CreatedBackup> written = Write(staging, actor);
   if (written.ok()) {
@@ -258,67 +266,26 @@ absl::StatusOr<CreatedBackup> BackupWriter::Write(const std::string& staging,
   // The checkpoint is one consistent instant of the store; everything
   // below describes that copy, not the live store, which moves on.
   RETURN_IF_ERROR(options_.store->CreateCheckpoint(Join(staging, kBackupDbName)));
-  uint64_t size = 0;
-  audit::Hash root{};
-  {
-    ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> copy,
-                     OpenReadOnly(Join(staging, kBackupDbName)));
-    ASSIGN_OR_RETURN(auto tree, StoredTree(copy.get()));
-    size = tree.first;
-    root = tree.second;
-    RETURN_IF_ERROR(copy->Close());
-  }
-  // A head for the checkpoint's size, which may be below the newest head
-  // the live log signed: it states what the log held at that size, which
-  // every later head extends. It is not stored as the log's last head.
-  audit::Checkpoint checkpoint;
-  checkpoint.origin = options_.signer->verifier().key_name();
-  checkpoint.size = size;
-  checkpoint.root = root;
-  checkpoint.extensions.push_back(audit::TimestampExtension(now));
-  ASSIGN_OR_RETURN(std::string note, audit::SignCheckpoint(checkpoint, *options_.signer));
-  RETURN_IF_ERROR(WriteNewFile(Join(staging, kBackupHeadName), note, 0600));
-
   CreatedBackup out;
-  out.head = audit::SignedTreeHead{checkpoint, note};
+  ASSIGN_OR_RETURN(out.head, SignCheckpointTree(Join(staging, kBackupDbName), now));
+  RETURN_IF_ERROR(WriteNewFile(Join(staging, kBackupHeadName), out.head.note, 0600));
+
   v1::BackupManifest manifest;
   manifest.set_format_version(kBackupFormatVersion);
   manifest.set_deployment_id(options_.info.deployment_id);
   manifest.set_audit_origin(options_.info.audit_origin);
   manifest.set_created_unix_micros(absl::ToUnixMicros(now));
-  manifest.set_audit_tree_size(size);
+  manifest.set_audit_tree_size(out.head.checkpoint.size);
   manifest.set_created_by(actor);
-  const std::string files_dir = Join(staging, kBackupFilesName);
-  RETURN_IF_ERROR(MakeDir(files_dir, 0700));
-  for (const BackupFileKind& kind : kFileKinds) {
-    auto source = std::find_if(options_.files.begin(), options_.files.end(),
-                               [&](const auto& f) { return f.first == kind.name; });
-    absl::StatusOr<std::string> bytes =
-        source == options_.files.end() ? absl::NotFoundError("not configured")
-                                       : ReadFile(source->second);
-    if (absl::IsNotFound(bytes.status()) && !kind.is_required) continue;
-    if (!bytes.ok()) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "cannot back up %s: %s", std::string(kind.name), bytes.status().message()));
-    }
-    RETURN_IF_ERROR(MakeParents(files_dir, kind.name, 0700));
-    RETURN_IF_ERROR(WriteNewFile(Join(files_dir, kind.name), *bytes, 0600));
-    v1::BackupFile* file = manifest.add_files();
-    file->set_name(std::string(kind.name));
-    file->set_sha256(HexSha256(*bytes));
-    out.files.push_back(std::string(kind.name));
-  }
-  std::sort(manifest.mutable_files()->begin(), manifest.mutable_files()->end(),
-            [](const v1::BackupFile& a, const v1::BackupFile& b) { return a.name() < b.name(); });
+  RETURN_IF_ERROR(CopyFiles(Join(staging, kBackupFilesName), &manifest));
+  for (const v1::BackupFile& f : manifest.files()) out.files.push_back(f.name());
   std::string manifest_text;
   if (!google::protobuf::TextFormat::PrintToString(manifest, &manifest_text)) {
     return absl::InternalError("cannot print the backup manifest");
   }
-  RETURN_IF_ERROR(SyncDirectory(files_dir));
-  RETURN_IF_ERROR(WriteNewFile(Join(staging, kBackupManifestName),
-                               absl::StrCat("# fieldsync backup manifest (format 1)\n",
-                                            manifest_text),
-                               0600));
+  RETURN_IF_ERROR(
+      WriteNewFile(Join(staging, kBackupManifestName),
+                   absl::StrCat("# fieldsync backup manifest (format 1)\n", manifest_text), 0600));
 
   // Recorded before the backup is moved into place: a backup that exists
   // is in the log. Subjects hold the size and root, never a path.
@@ -327,13 +294,54 @@ absl::StatusOr<CreatedBackup> BackupWriter::Write(const std::string& staging,
   audit::AdminAction action;
   action.actor = actor;
   action.action = std::string(kBackupAction);
-  action.subject_ids = {absl::StrCat("tree_size=", size),
-                        absl::StrCat("root=", Hex(root))};
+  action.subject_ids = {absl::StrCat("tree_size=", out.head.checkpoint.size),
+                        absl::StrCat("root=", Hex(out.head.checkpoint.root))};
   ASSIGN_OR_RETURN(out.audit_leaf_index,
                    options_.audit->Append(audit::Event{now, std::move(action)}, &batch));
   RETURN_IF_ERROR(options_.store->Commit(&batch));
   session.Committed();
   return out;
+}
+
+absl::StatusOr<audit::SignedTreeHead> BackupWriter::SignCheckpointTree(const std::string& db,
+                                                                       absl::Time now) {
+  ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> copy, OpenReadOnly(db));
+  ASSIGN_OR_RETURN(auto tree, StoredTree(copy.get()));
+  RETURN_IF_ERROR(copy->Close());
+  // A head for the checkpoint's size, which may be below the newest head
+  // the live log signed: it states what the log held at that size, which
+  // every later head extends. It is not stored as the log's last head.
+  audit::Checkpoint checkpoint;
+  checkpoint.origin = options_.signer->verifier().key_name();
+  checkpoint.size = tree.first;
+  checkpoint.root = tree.second;
+  checkpoint.extensions.push_back(audit::TimestampExtension(now));
+  ASSIGN_OR_RETURN(std::string note, audit::SignCheckpoint(checkpoint, *options_.signer));
+  return audit::SignedTreeHead{std::move(checkpoint), std::move(note)};
+}
+
+absl::Status BackupWriter::CopyFiles(const std::string& files_dir, v1::BackupManifest* manifest) {
+  RETURN_IF_ERROR(MakeDir(files_dir, 0700));
+  for (const BackupFileKind& kind : kFileKinds) {
+    auto source = std::find_if(options_.files.begin(), options_.files.end(),
+                               [&](const auto& f) { return f.first == kind.name; });
+    absl::StatusOr<std::string> bytes = source == options_.files.end()
+                                            ? absl::NotFoundError("not configured")
+                                            : ReadFile(source->second);
+    if (absl::IsNotFound(bytes.status()) && !kind.is_required) continue;
+    if (!bytes.ok()) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "cannot back up %s: %s", std::string(kind.name), bytes.status().message()));
+    }
+    RETURN_IF_ERROR(MakeParents(files_dir, kind.name, 0700));
+    RETURN_IF_ERROR(WriteNewFile(Join(files_dir, kind.name), *bytes, 0600));
+    v1::BackupFile* file = manifest->add_files();
+    file->set_name(std::string(kind.name));
+    file->set_sha256(HexSha256(*bytes));
+  }
+  std::sort(manifest->mutable_files()->begin(), manifest->mutable_files()->end(),
+            [](const v1::BackupFile& a, const v1::BackupFile& b) { return a.name() < b.name(); });
+  return SyncTree(files_dir);
 }
 
 // --- Verify -------------------------------------------------------------------
@@ -491,10 +499,14 @@ class BackupVerifier {
     const std::string files = Join(dir_, kBackupFilesName);
     std::error_code ec;
     if (fs::exists(Join(files, "master.key"), ec) || fs::exists(Join(dir_, "master.key"), ec)) {
-      return Fail("files", "the backup holds a master.key: remove it and keep the master key "
-                           "apart from backups");
+      return Fail("files",
+                  "the backup holds a master.key: remove it and keep the master key "
+                  "apart from backups");
     }
     for (const v1::BackupFile& f : report_.manifest.files()) {
+      if (fs::symlink_status(Join(files, f.name()), ec).type() != fs::file_type::regular) {
+        return Fail("files", absl::StrFormat("%s is missing or not a plain file", f.name()));
+      }
       absl::StatusOr<std::string> bytes = ReadFile(Join(files, f.name()));
       if (!bytes.ok()) {
         return Fail("files", absl::StrFormat("%s: %s", f.name(), bytes.status().message()));
@@ -520,11 +532,11 @@ class BackupVerifier {
     if (!note.ok()) return Fail("tree head", std::string(note.status().message()));
     absl::StatusOr<audit::Checkpoint> head = audit::OpenCheckpoint(*note, key_);
     if (!head.ok()) {
-      return Fail("tree head",
-                  absl::StrFormat("%s does not verify with the key %s: %s (a changed head, or "
-                                  "the key of another log)",
-                                  std::string(kBackupHeadName), key_.key_name(),
-                                  head.status().message()));
+      return Fail(
+          "tree head",
+          absl::StrFormat("%s does not verify with the key %s: %s (a changed head, or "
+                          "the key of another log)",
+                          std::string(kBackupHeadName), key_.key_name(), head.status().message()));
     }
     if (head->origin != report_.manifest.audit_origin()) {
       return Fail("tree head", "the head's origin is not the manifest's deployment");
@@ -536,8 +548,9 @@ class BackupVerifier {
     absl::StatusOr<absl::Time> signed_at = audit::CheckpointTimestamp(*head);
     if (!signed_at.ok() ||
         absl::ToUnixMicros(*signed_at) != report_.manifest.created_unix_micros()) {
-      return Fail("tree head", "the head was not signed when the manifest says the backup was "
-                               "made");
+      return Fail("tree head",
+                  "the head was not signed when the manifest says the backup was "
+                  "made");
     }
     report_.head = *head;
     note_ = *std::move(note);
@@ -546,8 +559,7 @@ class BackupVerifier {
   }
 
   bool Database() {
-    absl::StatusOr<std::unique_ptr<storage::Store>> store =
-        OpenReadOnly(Join(dir_, kBackupDbName));
+    absl::StatusOr<std::unique_ptr<storage::Store>> store = OpenReadOnly(Join(dir_, kBackupDbName));
     if (!store.ok()) return Fail("database", std::string(store.status().message()));
     store_ = *std::move(store);
     if (absl::Status s = store_->VerifyChecksums(); !s.ok()) {
@@ -575,8 +587,8 @@ class BackupVerifier {
                                                 "root than the head: the tree was altered",
                                                 tree->first));
     }
-    return Pass("audit tree", absl::StrFormat("the stored tree of %d leaves has the head's root",
-                                              tree->first));
+    return Pass("audit tree",
+                absl::StrFormat("the stored tree of %d leaves has the head's root", tree->first));
   }
 
   bool Log() {
@@ -651,8 +663,7 @@ absl::StatusOr<std::vector<std::string>> ResetConfig(bool has_master_key, std::s
 }
 
 absl::StatusOr<RestoredDeployment> Populate(const RestoreOptions& options,
-                                            const std::string& staging,
-                                            RestoredDeployment out) {
+                                            const std::string& staging, RestoredDeployment out) {
   const std::string& from = options.backup_dir;
   // The store: a plain copy of the checkpoint's files, which nothing
   // writes (the live store is never copied by hand).
@@ -699,10 +710,7 @@ absl::StatusOr<RestoredDeployment> Populate(const RestoreOptions& options,
   // fieldsyncd signs only heads that extend it.
   ASSIGN_OR_RETURN(std::string note, ReadFile(Join(from, kBackupHeadName)));
   RETURN_IF_ERROR(WriteNewFile(Join(staging, "audit-head.note"), note, 0644));
-  for (std::string_view sub : {"tls", "admin"}) {
-    std::error_code ec;
-    if (fs::is_directory(Join(staging, sub), ec)) RETURN_IF_ERROR(SyncDirectory(Join(staging, sub)));
-  }
+  RETURN_IF_ERROR(SyncTree(staging));
   return out;
 }
 
@@ -724,13 +732,13 @@ absl::StatusOr<RestoredDeployment> RestoreBackup(const RestoreOptions& options) 
     const std::string pub = Join(Join(options.backup_dir, kBackupFilesName), "audit-log.pub");
     absl::StatusOr<std::string> text = ReadFile(pub);
     absl::StatusOr<audit::NoteVerifier> parsed =
-        text.ok() ? audit::NoteVerifier::FromVerifierKey(std::string(
-                        absl::StripTrailingAsciiWhitespace(*text)))
+        text.ok() ? audit::NoteVerifier::FromVerifierKey(
+                        std::string(absl::StripTrailingAsciiWhitespace(*text)))
                   : absl::StatusOr<audit::NoteVerifier>(text.status());
     if (!parsed.ok()) {
-      return absl::DataLossError(absl::StrFormat(
-          "the backup's audit-log.pub is unusable (%s): give the key with --key",
-          parsed.status().message()));
+      return absl::DataLossError(
+          absl::StrFormat("the backup's audit-log.pub is unusable (%s): give the key with --key",
+                          parsed.status().message()));
     }
     own_key.emplace(*std::move(parsed));
     key = &*own_key;
@@ -744,8 +752,8 @@ absl::StatusOr<RestoredDeployment> RestoreBackup(const RestoreOptions& options) 
   out.info.audit_origin = out.report.manifest.audit_origin();
   out.master_key_path = DeploymentPaths(target.string()).master_key;
 
-  const std::string staging = absl::StrFormat("%s.restore-%s", target.string(),
-                                              out.info.deployment_id.substr(0, 8));
+  const std::string staging =
+      absl::StrFormat("%s.restore-%s", target.string(), out.info.deployment_id.substr(0, 8));
   if (fs::exists(staging, ec)) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "%s is left from an interrupted restore: remove it and restore again", staging));

@@ -101,6 +101,11 @@ class BackupWriter {
 
  private:
   absl::StatusOr<CreatedBackup> Write(const std::string& staging, const std::string& actor);
+  // The signed head of the audit tree in the checkpoint at `db`.
+  absl::StatusOr<audit::SignedTreeHead> SignCheckpointTree(const std::string& db, absl::Time now);
+  // Copies the files of options_.files into `files_dir` (new) and lists
+  // them, with their SHA-256, in `manifest`.
+  absl::Status CopyFiles(const std::string& files_dir, v1::BackupManifest* manifest);
 
   const BackupWriterOptions options_;
   absl::Mutex mu_;  // one backup at a time
@@ -108,7 +113,7 @@ class BackupWriter {
 
 // One check of VerifyBackup.
 struct BackupCheck {
-  std::string name;    // "manifest", "files", "tree head", "database", "audit tree", "audit log"
+  std::string name;  // "manifest", "files", "tree head", "database", "audit tree", "audit log"
   bool ok = false;
   std::string detail;  // what was found, or why it failed
 };

@@ -602,10 +602,9 @@ absl::Status Store::Close() {
   }
   rocksdb::FlushOptions flush_options;
   flush_options.wait = true;
-  absl::Status first =
-      rep_->read_only
-          ? absl::OkStatus()
-          : FromRocksDb(rep_->db->Flush(flush_options, rep_->handles), "flush before close");
+  absl::Status first = rep_->read_only ? absl::OkStatus()
+                                       : FromRocksDb(rep_->db->Flush(flush_options, rep_->handles),
+                                                     "flush before close");
   for (rocksdb::ColumnFamilyHandle* h : rep_->handles) {
     absl::Status s = FromRocksDb(rep_->db->DestroyColumnFamilyHandle(h), "release handle");
     if (first.ok()) first = s;

@@ -85,8 +85,8 @@ absl::StatusOr<audit::NoteVerifier> LoadKey(const std::string& path) {
   absl::StatusOr<audit::NoteVerifier> key =
       audit::NoteVerifier::FromVerifierKey(std::string(absl::StripTrailingAsciiWhitespace(*text)));
   if (!key.ok()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s is not a signed-note verifier key: %s", path, key.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s is not a signed-note verifier key: %s", path, key.status().message()));
   }
   return key;
 }

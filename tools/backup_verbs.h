@@ -11,8 +11,8 @@ namespace fieldsync::tools {
 
 // Each returns the exit code (0 success, 1 failure, 2 usage) and on failure
 // sets *error to the one line to print.
-int BackupCreate(const Args& args, std::string* error);  // asks fieldsyncd
-int BackupVerify(const Args& args, std::string* error);  // offline
+int BackupCreate(const Args& args, std::string* error);   // asks fieldsyncd
+int BackupVerify(const Args& args, std::string* error);   // offline
 int BackupRestore(const Args& args, std::string* error);  // offline
 
 // The usage text of `fieldsync backup`.

@@ -82,7 +82,7 @@ constexpr char kUsage[] =
     "  audit export --out FILE                  write the audit log and its signed head to FILE\n"
     "  audit verify FILE --key KEYFILE [--trusted-head SAVED] [--json]\n"
     "                                           check an export offline (no server)\n"
-    "  backup create --out DIR                  back up while serving; DIR is on the server's machine\n"
+    "  backup create --out DIR                  back up while serving (DIR: on the server's host)\n"
     "  backup verify DIR --key KEYFILE [--json] check a backup offline (no server)\n"
     "  backup restore --from DIR --data-dir NEWDIR [--master-key-file FILE]\n"
     "                                           make a deployment from a backup (offline)\n"

@@ -3,6 +3,8 @@
 // admin::VerifyBackup against tampered backups and wrong keys; and
 // admin::RestoreBackup into a new directory that a second FieldsyncServer
 // then serves.
+#include "admin/backup.h"
+
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 
@@ -18,7 +20,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
-#include "admin/backup.h"
 #include "admin/deployment.h"
 #include "admin/server_keys.h"
 #include "audit/checkpoint.h"
@@ -548,9 +549,9 @@ TEST_F(BackupTest, ConfigPathsOutsideTheDataDirectoryAreResetToTheRestoredCopies
   fs::copy_file(paths_->master_key, dir_.Sub("etc/master.key"));
   ::chmod(dir_.Sub("etc/master.key").c_str(), 0600);
   fs::remove(paths_->config);
-  Write(paths_->config, absl::StrFormat("schema_file: \"%s\"\nmaster_key_file: \"%s\"\n",
-                                        dir_.Sub("etc/schema.textproto"),
-                                        dir_.Sub("etc/master.key")));
+  Write(paths_->config,
+        absl::StrFormat("schema_file: \"%s\"\nmaster_key_file: \"%s\"\n",
+                        dir_.Sub("etc/schema.textproto"), dir_.Sub("etc/master.key")));
   StartServer();
   const std::string backup = Backup("backup");
   ASSERT_THAT(server_->Shutdown(), IsOk());
@@ -761,8 +762,7 @@ TEST_F(BackupTest, RestoreRefusesANonEmptyTargetAndChangesNothing) {
   EXPECT_THAT(Restore(backup, paths_->root, paths_->master_key),
               StatusIs(absl::StatusCode::kAlreadyExists));
   EXPECT_EQ(*ReadFile(dir_.Sub("target/keep")), "keep");
-  EXPECT_EQ(std::distance(fs::directory_iterator(dir_.Sub("target")), fs::directory_iterator()),
-            1);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_.Sub("target")), fs::directory_iterator()), 1);
 }
 
 TEST_F(BackupTest, RestoreRefusesABackupWithoutAManifest) {
@@ -785,8 +785,8 @@ TEST_F(BackupTest, RestoreRefusesATruncatedOrMalformedManifest) {
 
   for (const std::string& bad :
        {manifest.substr(0, manifest.size() / 2), std::string("\x00\xff garbage", 10),
-        absl::StrCat(manifest, "files { name: \"../../etc/passwd\" sha256: \"", std::string(64, 'a'),
-                     "\" }\n"),
+        absl::StrCat(manifest, "files { name: \"../../etc/passwd\" sha256: \"",
+                     std::string(64, 'a'), "\" }\n"),
         absl::StrCat(manifest, "files { name: \"master.key\" sha256: \"", std::string(64, 'a'),
                      "\" }\n")}) {
     Write(backup + "/MANIFEST.textproto", bad);

@@ -37,6 +37,7 @@ one_line_failure() {
 
 # start_server DIR OUT LOG: starts fieldsyncd on DIR; sets PID and ADDR.
 start_server() {
+  : >"$2"
   "$FSD" --data-dir "$1" --listen 127.0.0.1:0 >"$2" 2>"$3" &
   PID=$!
   ADDR=""
