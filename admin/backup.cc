@@ -693,6 +693,10 @@ absl::StatusOr<RestoredDeployment> Populate(const RestoreOptions& options,
   for (const v1::BackupFile& f : out.report.manifest.files()) {
     const BackupFileKind* kind = FindKind(f.name());  // verified: never null
     ASSIGN_OR_RETURN(std::string bytes, ReadFile(Join(files, f.name())));
+    if (HexSha256(bytes) != f.sha256()) {  // changed since it was verified
+      return absl::DataLossError(absl::StrFormat(
+          "%s changed in the backup during the restore: nothing was restored", f.name()));
+    }
     if (f.name() == "fieldsyncd.conf") {
       v1::ServerConfig config;
       ASSIGN_OR_RETURN(out.config_keys_reset, ResetConfig(ring.has_value(), &bytes, &config));
