@@ -475,8 +475,8 @@ absl::Status CaseServiceImpl::CheckCaseInScope(const Caller& caller, const std::
 }
 
 absl::Status CaseServiceImpl::CheckOfficer(const std::string& case_id,
-                                          const std::string& officer_id,
-                                          const std::string& region) {
+                                           const std::string& officer_id,
+                                           const std::string& region) {
   absl::Status s =
       admin::CheckOfficerOfRegion(admin::PrincipalRegistry(deps_.store), officer_id, region);
   if (!absl::IsInvalidArgument(s)) return WithReason(s);
@@ -520,13 +520,13 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
                                  "status must be open, closed or empty");
         }
         if (!request->officer_id().empty()) {
-          absl::StatusOr<v1::Principal> officer = admin::PrincipalRegistry(deps_.store).Get(
-              {v1::PRINCIPAL_KIND_OFFICER, request->officer_id()});
+          absl::StatusOr<v1::Principal> officer =
+              admin::PrincipalRegistry(deps_.store)
+                  .Get({v1::PRINCIPAL_KIND_OFFICER, request->officer_id()});
           if (absl::IsNotFound(officer.status()) ||
-              (officer.ok() && std::none_of(filter.regions.begin(), filter.regions.end(),
-                                            [&](const std::string& r) {
-                                              return HasRegion(*officer, r);
-                                            }))) {
+              (officer.ok() &&
+               std::none_of(filter.regions.begin(), filter.regions.end(),
+                            [&](const std::string& r) { return HasRegion(*officer, r); }))) {
             return sync::SyncError(
                 absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_INVALID_VALUE,
                 absl::StrFormat("no officer %s in %s: list them with fieldsync officer list",
@@ -565,16 +565,16 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
             field.set_device_label(label);
           }
         }
-        RETURN_IF_ERROR(WithReason(RecordCaseAccess(deps_, caller, audit::AccessKind::kCaseView,
-                                                    0, 0, {got->summary().case_id()})));
+        RETURN_IF_ERROR(WithReason(RecordCaseAccess(deps_, caller, audit::AccessKind::kCaseView, 0,
+                                                    0, {got->summary().case_id()})));
         *response = *std::move(got);
         return absl::OkStatus();
       });
 }
 
-grpc::ServerUnaryReactor* CaseServiceImpl::GetCaseHistory(
-    grpc::CallbackServerContext* context, const v1::GetCaseHistoryRequest* request,
-    v1::GetCaseHistoryResponse* response) {
+grpc::ServerUnaryReactor* CaseServiceImpl::GetCaseHistory(grpc::CallbackServerContext* context,
+                                                          const v1::GetCaseHistoryRequest* request,
+                                                          v1::GetCaseHistoryResponse* response) {
   return RunUnaryBlocking(
       context, "/fieldsync.v1.CaseService/GetCaseHistory", deps_.auth, deps_.pool,
       [this, request, response](const Caller& caller) -> absl::Status {
@@ -588,9 +588,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCaseHistory(
           e.set_officer_id(officer);
           e.set_device_label(label);
         }
-        RETURN_IF_ERROR(WithReason(RecordCaseAccess(deps_, caller,
-                                                    audit::AccessKind::kCaseHistory, 0, 0,
-                                                    {FormatUuid(*ParseUuid(request->case_id()))})));
+        RETURN_IF_ERROR(
+            WithReason(RecordCaseAccess(deps_, caller, audit::AccessKind::kCaseHistory, 0, 0,
+                                        {FormatUuid(*ParseUuid(request->case_id()))})));
         *response = *std::move(page);
         return absl::OkStatus();
       });
@@ -630,10 +630,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListConflicts(grpc::CallbackServerCon
           if (page.ok() && !request->region().empty()) {
             // The case's conflicts, when it is in the region asked for.
             auto* list = page->mutable_conflicts();
-            list->erase(std::remove_if(list->begin(), list->end(),
-                                       [&](const v1::Conflict& c) {
-                                         return c.region() != request->region();
-                                       }),
+            list->erase(std::remove_if(
+                            list->begin(), list->end(),
+                            [&](const v1::Conflict& c) { return c.region() != request->region(); }),
                         list->end());
           }
         } else {
@@ -701,24 +700,23 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ResolveConflict(
 grpc::ServerUnaryReactor* CaseServiceImpl::AssignCase(grpc::CallbackServerContext* context,
                                                       const v1::AssignCaseRequest* request,
                                                       v1::AssignCaseResponse* response) {
-  return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/AssignCase", deps_.auth, deps_.pool,
-                          [this, request, response](const Caller& caller) -> absl::Status {
-                            RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
-                            // The case's region, to check the officer against (a
-                            // transfer meanwhile makes the change stale: base).
-                            ASSIGN_OR_RETURN(std::optional<std::string> region,
-                                             CaseField(*deps_.feed, request->case_id(),
-                                                       deps_.schema->region_field()));
-                            RETURN_IF_ERROR(CheckOfficer(request->case_id(),
-                                                         request->officer_id(),
-                                                         region.value_or("")));
-                            absl::StatusOr<v1::ChangeResult> result = deps_.ingest->AssignCase(
-                                sync::StaffActor{caller.principal.id()}, request->case_id(),
-                                request->officer_id(), request->base_version());
-                            if (!result.ok()) return WithReason(result.status());
-                            *response->mutable_result() = *std::move(result);
-                            return absl::OkStatus();
-                          });
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.CaseService/AssignCase", deps_.auth, deps_.pool,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+        // The case's region, to check the officer against (a
+        // transfer meanwhile makes the change stale: base).
+        ASSIGN_OR_RETURN(std::optional<std::string> region,
+                         CaseField(*deps_.feed, request->case_id(), deps_.schema->region_field()));
+        RETURN_IF_ERROR(
+            CheckOfficer(request->case_id(), request->officer_id(), region.value_or("")));
+        absl::StatusOr<v1::ChangeResult> result =
+            deps_.ingest->AssignCase(sync::StaffActor{caller.principal.id()}, request->case_id(),
+                                     request->officer_id(), request->base_version());
+        if (!result.ok()) return WithReason(result.status());
+        *response->mutable_result() = *std::move(result);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::TransferCase(grpc::CallbackServerContext* context,
@@ -729,9 +727,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::TransferCase(grpc::CallbackServerCont
                             RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
                             if (!request->officer_id().empty() &&
                                 deps_.schema->CheckRegion(request->to_region()).ok()) {
-                              RETURN_IF_ERROR(CheckOfficer(request->case_id(),
-                                                           request->officer_id(),
-                                                           request->to_region()));
+                              RETURN_IF_ERROR(CheckOfficer(
+                                  request->case_id(), request->officer_id(), request->to_region()));
                             }
                             absl::StatusOr<v1::ChangeResult> result = deps_.ingest->TransferCase(
                                 sync::StaffActor{caller.principal.id()}, request->case_id(),
@@ -746,18 +743,17 @@ grpc::ServerUnaryReactor* CaseServiceImpl::TransferCase(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* CaseServiceImpl::SetCaseStatus(grpc::CallbackServerContext* context,
                                                          const v1::SetCaseStatusRequest* request,
                                                          v1::SetCaseStatusResponse* response) {
-  return RunUnaryBlocking(
-      context, "/fieldsync.v1.CaseService/SetCaseStatus", deps_.auth, deps_.pool,
-      [this, request, response](const Caller& caller) -> absl::Status {
-        RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
-        absl::StatusOr<v1::ChangeResult> result =
-            deps_.ingest->SetCaseStatus(sync::StaffActor{caller.principal.id()}, request->case_id(),
-                                        request->close(), request->reason(),
-                                        request->base_version());
-        if (!result.ok()) return WithReason(result.status());
-        *response->mutable_result() = *std::move(result);
-        return absl::OkStatus();
-      });
+  return RunUnaryBlocking(context, "/fieldsync.v1.CaseService/SetCaseStatus", deps_.auth,
+                          deps_.pool,
+                          [this, request, response](const Caller& caller) -> absl::Status {
+                            RETURN_IF_ERROR(CheckCaseInScope(caller, request->case_id()));
+                            absl::StatusOr<v1::ChangeResult> result = deps_.ingest->SetCaseStatus(
+                                sync::StaffActor{caller.principal.id()}, request->case_id(),
+                                request->close(), request->reason(), request->base_version());
+                            if (!result.ok()) return WithReason(result.status());
+                            *response->mutable_result() = *std::move(result);
+                            return absl::OkStatus();
+                          });
 }
 
 }  // namespace fieldsync::server

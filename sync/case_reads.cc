@@ -95,22 +95,22 @@ std::string TextOf(const CaseState::Record& record, std::string_view field) {
   return state == nullptr ? "" : DimensionString(state->value());
 }
 
-}  // namespace
-
-absl::StatusOr<v1::CaseSummary> ChangeFeed::Summarize(const Uuid& case_id,
-                                                      const storage::Snapshot* snap) const {
-  ASSIGN_OR_RETURN(CaseState state, ReadCaseState(store_, case_id, snap));
+// The summary of a case from its state (and its latest log entry and
+// conflicts, read at `snap`); kNotFound when it has no registration.
+absl::StatusOr<v1::CaseSummary> SummaryOf(storage::Store* store, const Schema& schema,
+                                          const CaseState& state, const Uuid& case_id,
+                                          const storage::Snapshot* snap) {
   auto reg = state.records.find(case_id);
   if (reg == state.records.end() || reg->second.header.record_type().empty()) {
     return NoSuchCase(case_id);
   }
   v1::CaseSummary out;
   out.set_case_id(FormatUuid(case_id));
-  out.set_region(TextOf(reg->second, schema_->region_field()));
-  out.set_district(TextOf(reg->second, schema_->district_field()));
-  out.set_officer_id(TextOf(reg->second, schema_->officer_field()));
-  out.set_status(TextOf(reg->second, schema_->status_field()));
-  out.set_closure_reason(TextOf(reg->second, schema_->closure_reason_field()));
+  out.set_region(TextOf(reg->second, schema.region_field()));
+  out.set_district(TextOf(reg->second, schema.district_field()));
+  out.set_officer_id(TextOf(reg->second, schema.officer_field()));
+  out.set_status(TextOf(reg->second, schema.status_field()));
+  out.set_closure_reason(TextOf(reg->second, schema.closure_reason_field()));
   out.set_created_position(reg->second.header.created_position());
   uint64_t last = 0;
   for (const auto& [id, record] : state.records) {
@@ -120,14 +120,14 @@ absl::StatusOr<v1::CaseSummary> ChangeFeed::Summarize(const Uuid& case_id,
   if (last != 0) {
     v1::CaseLogEntry entry;
     absl::StatusOr<std::string> raw =
-        store_->Get(Cf::kCaseLog, storage::EncodeCaseLogKey(last), snap);
+        store->Get(Cf::kCaseLog, storage::EncodeCaseLogKey(last), snap);
     if (!raw.ok()) return raw.status();
     if (!entry.ParseFromString(*raw)) return absl::DataLossError("log entry does not parse");
     *out.mutable_last_hlc() = entry.hlc();
   }
   const std::string prefix = storage::CaseConflictsPrefix(case_id);
   std::unique_ptr<storage::Iterator> it =
-      store_->NewIterator(Cf::kConflicts, prefix, storage::PrefixUpperBound(prefix), snap);
+      store->NewIterator(Cf::kConflicts, prefix, storage::PrefixUpperBound(prefix), snap);
   uint32_t open = 0;
   for (; it->Valid(); it->Next()) {
     v1::ConflictRecord record;
@@ -140,6 +140,14 @@ absl::StatusOr<v1::CaseSummary> ChangeFeed::Summarize(const Uuid& case_id,
   RETURN_IF_ERROR(it->status());
   out.set_open_conflicts(open);
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::CaseSummary> ChangeFeed::Summarize(const Uuid& case_id,
+                                                      const storage::Snapshot* snap) const {
+  ASSIGN_OR_RETURN(CaseState state, ReadCaseState(store_, case_id, snap));
+  return SummaryOf(store_, *schema_, state, case_id, snap);
 }
 
 absl::StatusOr<v1::CaseSummary> ChangeFeed::SummarizeCase(std::string_view case_id) const {
@@ -217,8 +225,8 @@ absl::StatusOr<v1::GetCaseResponse> ChangeFeed::GetCase(
   ASSIGN_OR_RETURN(Uuid id, CaseUuid(case_id));
   std::unique_ptr<storage::Snapshot> snap = store_->GetSnapshot();
   v1::GetCaseResponse out;
-  ASSIGN_OR_RETURN(*out.mutable_summary(), Summarize(id, snap.get()));
   ASSIGN_OR_RETURN(CaseState state, ReadCaseState(store_, id, snap.get()));
+  ASSIGN_OR_RETURN(*out.mutable_summary(), SummaryOf(store_, *schema_, state, id, snap.get()));
   const std::string case_text = FormatUuid(id);
   std::vector<const CaseState::Record*> order;
   std::vector<std::string> ids;
@@ -270,8 +278,7 @@ absl::StatusOr<v1::GetCaseResponse> ChangeFeed::GetCase(
       field->set_writer(fs.writer());
       *field->mutable_hlc() = fs.hlc();
       field->set_conflict_position(fs.conflict_position());
-      const v1::FieldDef* def =
-          type == nullptr ? nullptr : schema_->FindField(type->name(), name);
+      const v1::FieldDef* def = type == nullptr ? nullptr : schema_->FindField(type->name(), name);
       if (def == nullptr || !readable.contains(def->sensitivity())) {
         field->set_value_withheld(!fs.value().cleared());
         continue;
@@ -317,9 +324,9 @@ absl::StatusOr<v1::GetCaseHistoryResponse> ChangeFeed::CaseHistory(
     }
     ASSIGN_OR_RETURN(storage::CaseEntryKey key, storage::DecodeCaseEntryKey(it->key()));
     last_key = std::string(it->key());
-    ASSIGN_OR_RETURN(std::string raw, store_->Get(Cf::kCaseLog,
-                                                  storage::EncodeCaseLogKey(key.position),
-                                                  snap.get()));
+    ASSIGN_OR_RETURN(
+        std::string raw,
+        store_->Get(Cf::kCaseLog, storage::EncodeCaseLogKey(key.position), snap.get()));
     v1::CaseLogEntry entry;
     if (!entry.ParseFromString(raw)) return absl::DataLossError("log entry does not parse");
     v1::CaseHistoryEntry* h = out.add_entries();
@@ -389,8 +396,8 @@ absl::StatusOr<v1::ListConflictsResponse> ChangeFeed::ListCaseConflicts(
       return absl::DataLossError("conflict does not parse");
     }
     if (record.status() != v1::CONFLICT_STATUS_OPEN) continue;
-    RETURN_IF_ERROR(DescribeConflict(record, id, summary.region(), readable, snap.get(),
-                                     out.add_conflicts()));
+    RETURN_IF_ERROR(
+        DescribeConflict(record, id, summary.region(), readable, snap.get(), out.add_conflicts()));
   }
   RETURN_IF_ERROR(it->status());
   return out;

@@ -71,9 +71,9 @@ absl::Status NoChange(std::string_view message, std::string_view case_id, std::s
 absl::StatusOr<std::string> CurrentText(StateView* view, const Uuid& case_id,
                                         std::string_view field) {
   v1::FieldState state;
-  ASSIGN_OR_RETURN(bool has,
-                   view->GetProto(Cf::kRecords,
-                                  storage::EncodeFieldStateKey(case_id, case_id, field), &state));
+  ASSIGN_OR_RETURN(
+      bool has,
+      view->GetProto(Cf::kRecords, storage::EncodeFieldStateKey(case_id, case_id, field), &state));
   return has ? DimensionString(state.value()) : std::string();
 }
 
@@ -233,8 +233,9 @@ absl::StatusOr<v1::ChangeResult> Ingest::SetCaseStatus(const StaffActor& actor,
         const std::string wanted = close ? "closed" : "open";
         ASSIGN_OR_RETURN(std::string current, CurrentText(view, id, schema.status_field()));
         if (current == wanted) {
-          return NoChange(absl::StrFormat("case %s is already %s: nothing to do", case_text, wanted),
-                          case_text, schema.status_field());
+          return NoChange(
+              absl::StrFormat("case %s is already %s: nothing to do", case_text, wanted), case_text,
+              schema.status_field());
         }
         const std::string& reason_field = schema.closure_reason_field();
         if (reason_field.empty() && !reason_text.empty()) {

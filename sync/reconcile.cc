@@ -518,11 +518,11 @@ absl::StatusOr<std::optional<v1::ChangeResult>> CheckDeviceRegion(const Schema& 
   ASSIGN_OR_RETURN(std::optional<std::string> current,
                    ReadCaseField(case_id, schema.region_field(), view));
   if (current.has_value() && *current == *written) return std::nullopt;
-  return std::optional<v1::ChangeResult>(Reject(
-      entry, v1::REJECT_REASON_FIELD_NOT_WRITABLE,
-      absl::StrFormat("change %s: the region of case %s is set by the server; a supervisor "
-                      "moves a case with a transfer (fieldsync case transfer)",
-                      entry.change_id(), entry.case_id())));
+  return std::optional<v1::ChangeResult>(
+      Reject(entry, v1::REJECT_REASON_FIELD_NOT_WRITABLE,
+             absl::StrFormat("change %s: the region of case %s is set by the server; a supervisor "
+                             "moves a case with a transfer (fieldsync case transfer)",
+                             entry.change_id(), entry.case_id())));
 }
 
 // Adds the server-set fields of a new case (status open, the device's

@@ -197,8 +197,8 @@ absl::Status ValidateCaseFields(const v1::Schema& schema, const v1::RecordType& 
       return Invalid("schema: closure reason field %s must be a DIMENSION ENUM, not required",
                      reason->name());
     }
-    for (const std::string* other : {&cf.region_field(), &cf.status_field(), &cf.officer_field(),
-                                     &cf.district_field()}) {
+    for (const std::string* other :
+         {&cf.region_field(), &cf.status_field(), &cf.officer_field(), &cf.district_field()}) {
       if (*other == reason->name()) {
         return Invalid("schema: closure reason field %s is also another case field",
                        reason->name());

@@ -455,8 +455,8 @@ int CaseHistory(const Args& args, std::string* error) {
   }
   std::cout << "case " << args.words[2] << ": " << entries.size()
             << (entries.size() == 1 ? " log entry\n" : " log entries\n");
-  PrintTable({"POSITION", "TIME (UTC)", "KIND", "RECORD", "WRITER", "OUTCOME", "NOTE", "FIELDS"}, rows,
-             std::cout);
+  PrintTable({"POSITION", "TIME (UTC)", "KIND", "RECORD", "WRITER", "OUTCOME", "NOTE", "FIELDS"},
+             rows, std::cout);
   return 0;
 }
 

@@ -40,8 +40,8 @@ std::string DefaultServer(const std::string& data_dir) {
 
 absl::StatusOr<Connection> Connect(const Args& args) {
   std::string data_dir = args.Get("--data-dir");
-  if (data_dir.empty() && (!args.Has("--cert") || !args.Has("--key") || !args.Has("--ca") ||
-                           !args.Has("--server"))) {
+  if (data_dir.empty() &&
+      (!args.Has("--cert") || !args.Has("--key") || !args.Has("--ca") || !args.Has("--server"))) {
     return absl::InvalidArgumentError(
         "--data-dir is required (or all of --server, --cert, --key and --ca)");
   }
@@ -49,7 +49,8 @@ absl::StatusOr<Connection> Connect(const Args& args) {
   grpc::SslCredentialsOptions ssl;
   ASSIGN_OR_RETURN(ssl.pem_cert_chain,
                    ReadNamed(args.Get("--cert", paths.admin_cert), "client certificate"));
-  ASSIGN_OR_RETURN(ssl.pem_private_key, ReadNamed(args.Get("--key", paths.admin_key), "client key"));
+  ASSIGN_OR_RETURN(ssl.pem_private_key,
+                   ReadNamed(args.Get("--key", paths.admin_key), "client key"));
   ASSIGN_OR_RETURN(ssl.pem_root_certs,
                    ReadNamed(args.Get("--ca", paths.admin_ca_cert), "CA certificate"));
   Connection c;
@@ -69,11 +70,23 @@ std::string DescribeRpcError(const grpc::Status& status, const std::string& serv
   if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     return absl::StrFormat("fieldsyncd at %s did not answer in time", server);
   }
-  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-                                 "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-                                 "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
   int code = status.error_code();
   const char* name = code >= 0 && code <= 16 ? kNames[code] : "ERROR";
   std::string out = absl::StrFormat("%s: %s", name, status.error_message());

@@ -112,9 +112,9 @@ class ServerTest : public ::testing::Test {
                             bool register_it = true) {
     absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
     EXPECT_THAT(key, IsOk());
-    auto cert = crypto::IssueClientCertificate(
-        ca, key->public_key_pem,
-        admin::PrincipalUri({v1::PRINCIPAL_KIND_STAFF, id}), now, validity);
+    auto cert = crypto::IssueClientCertificate(ca, key->public_key_pem,
+                                               admin::PrincipalUri({v1::PRINCIPAL_KIND_STAFF, id}),
+                                               now, validity);
     EXPECT_THAT(cert, IsOk());
     if (register_it) {
       storage::StoreOptions options;
@@ -204,13 +204,12 @@ grpc::Status RawCall(std::shared_ptr<grpc::Channel> channel, const std::string& 
   bool done = false;
   grpc::Slice slice(request_bytes);
   grpc::ByteBuffer request(&slice, 1);
-  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) {
-                   std::lock_guard<std::mutex> lock(mu);
-                   status = s;
-                   done = true;
-                   cv.notify_one();
-                 });
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    std::lock_guard<std::mutex> lock(mu);
+    status = s;
+    done = true;
+    cv.notify_one();
+  });
   std::unique_lock<std::mutex> lock(mu);
   cv.wait(lock, [&] { return done; });
   response_bytes->clear();

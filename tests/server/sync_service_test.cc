@@ -982,8 +982,9 @@ TEST_F(SyncServiceTest, AssignmentAndTransferGoOnlyToActiveOfficersOfTheRegion) 
   v1::RevokePrincipalResponse revoked;
   grpc::ClientContext context;
   SetDeadline(&context);
-  ASSERT_TRUE(
-      v1::AdminService::NewStub(Channel(&admin_))->RevokePrincipal(&context, revoke, &revoked).ok());
+  ASSERT_TRUE(v1::AdminService::NewStub(Channel(&admin_))
+                  ->RevokePrincipal(&context, revoke, &revoked)
+                  .ok());
   s = AssignCase(sup, Id(0xca), "officer2");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), ::testing::Not(HasSubstr("officer2,")));
@@ -1186,8 +1187,8 @@ class CaseServiceTest : public SyncServiceTest {
   v1::PushResponse PushFromTablet(const std::vector<v1::RecordChange>& changes) {
     v1::PushResponse pushed;
     const uint64_t sequence = ++sequence_;
-    grpc::Status s = Push(tablet_, Seal(tablet_, changes, sequence, Id(0x2000 + sequence)),
-                          &pushed);
+    grpc::Status s =
+        Push(tablet_, Seal(tablet_, changes, sequence, Id(0x2000 + sequence)), &pushed);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return pushed;
   }
@@ -1200,8 +1201,8 @@ class CaseServiceTest : public SyncServiceTest {
     PushFromTablet({SetName(Id(0x3000 + n), Id(n), "Aminata", base, 10)});
     const uint64_t sequence = ++second_sequence_;
     ASSERT_TRUE(Push(second_,
-                     Seal(second_, {SetName(Id(0x4000 + n), Id(n), "Amina K.", base, 20)},
-                          sequence, Id(0x5000 + n)),
+                     Seal(second_, {SetName(Id(0x4000 + n), Id(n), "Amina K.", base, 20)}, sequence,
+                          Id(0x5000 + n)),
                      &b)
                     .ok());
     ASSERT_EQ(b.results(0).outcome(), v1::CHANGE_OUTCOME_CONFLICT);
@@ -1312,8 +1313,7 @@ TEST_F(CaseServiceTest, ListCasesRefusesUnknownAndForeignRegions) {
     grpc::Status s = Cases(sup_)->ListCases(&context, request, &response);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_INVALID_VALUE);
-    EXPECT_THAT(s.error_message(),
-                HasSubstr("regions are: central, northern, eastern, western"));
+    EXPECT_THAT(s.error_message(), HasSubstr("regions are: central, northern, eastern, western"));
   }
   request.set_region("eastern");
   grpc::ClientContext context;
@@ -1472,8 +1472,7 @@ TEST_F(CaseServiceTest, GetConflictAndTheCasesConflictsNameTheOfficers) {
   get.mutable_id()->set_position(999);
   grpc::ClientContext context;
   SetDeadline(&context);
-  EXPECT_EQ(Cases(sup_)->GetConflict(&context, get, &c).error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Cases(sup_)->GetConflict(&context, get, &c).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(CaseServiceTest, ActionsThatChangeNothingAreRefusedAndLogNothing) {

@@ -38,8 +38,14 @@ std::string RandomString(SeededRandom& rng, size_t max_len = 6) {
 
 int64_t RandomI64(SeededRandom& rng) {
   static constexpr int64_t kEdges[] = {std::numeric_limits<int64_t>::min(),
-                                       std::numeric_limits<int64_t>::min() + 1, -256, -1, 0,
-                                       1, 255, 256, std::numeric_limits<int64_t>::max()};
+                                       std::numeric_limits<int64_t>::min() + 1,
+                                       -256,
+                                       -1,
+                                       0,
+                                       1,
+                                       255,
+                                       256,
+                                       std::numeric_limits<int64_t>::max()};
   if (rng.Uniform(3) == 0) return kEdges[rng.Uniform(std::size(kEdges))];
   return static_cast<int64_t>(rng.Uniform(std::numeric_limits<uint64_t>::max()));
 }
@@ -73,15 +79,16 @@ void ExpectOrderPreserved(SeededRandom& rng, Gen gen, Encode encode) {
 
 TEST(KeyCodecTest, StringEncodingIsEscapedAndTerminated) {
   std::string raw("a\0b", 3);
-  EXPECT_EQ(KeyBuilder().String(raw).Finish(), std::string("a\x00\xff" "b\x00\x01", 6));
+  EXPECT_EQ(KeyBuilder().String(raw).Finish(), std::string("a\x00\xff"
+                                                           "b\x00\x01",
+                                                           6));
   EXPECT_EQ(KeyBuilder().String("").Finish(), std::string("\x00\x01", 2));
 }
 
 TEST(KeyCodecTest, I64FlipsSignBitBigEndian) {
   EXPECT_EQ(KeyBuilder().I64(0).Finish(), std::string("\x80\0\0\0\0\0\0\0", 8));
   EXPECT_EQ(KeyBuilder().I64(-1).Finish(), std::string("\x7f\xff\xff\xff\xff\xff\xff\xff", 8));
-  EXPECT_EQ(KeyBuilder().I64(std::numeric_limits<int64_t>::min()).Finish(),
-            std::string(8, '\0'));
+  EXPECT_EQ(KeyBuilder().I64(std::numeric_limits<int64_t>::min()).Finish(), std::string(8, '\0'));
   EXPECT_EQ(KeyBuilder().U32(0x01020304).Finish(), "\x01\x02\x03\x04");
 }
 
@@ -158,9 +165,9 @@ TEST(KeyCodecTest, PrincipalKeysPreserveOrderAndRoundTrip) {
   ExpectOrderPreserved(rng, gen, encode);
   for (int i = 0; i < kIterations; ++i) {
     Tuple t = gen(rng);
-    EXPECT_THAT(DecodePrincipalKey(encode(t)),
-                IsOkAndHolds(PrincipalKey{static_cast<PrincipalKind>(std::get<0>(t)),
-                                          std::get<1>(t)}));
+    EXPECT_THAT(
+        DecodePrincipalKey(encode(t)),
+        IsOkAndHolds(PrincipalKey{static_cast<PrincipalKind>(std::get<0>(t)), std::get<1>(t)}));
   }
 }
 
@@ -305,8 +312,7 @@ std::vector<KeyKind> KeyKinds() {
          CaseIndexKey c = *DecodeCaseIndexKey(k);
          return EncodeCaseIndexKey(c.tag, c.name, c.case_id);
        }},
-      {"case_entry",
-       [](SeededRandom& r) { return EncodeCaseEntryKey(RandomId(r), RandomU64(r)); },
+      {"case_entry", [](SeededRandom& r) { return EncodeCaseEntryKey(RandomId(r), RandomU64(r)); },
        [](std::string_view k) { return DecodeCaseEntryKey(k).status(); },
        [](std::string_view k) {
          CaseEntryKey c = *DecodeCaseEntryKey(k);
@@ -332,8 +338,7 @@ std::vector<KeyKind> KeyKinds() {
          return EncodeOpenConflictKey(o.region, o.conflict.case_id, o.conflict.position,
                                       o.conflict.field);
        }},
-      {"batch",
-       [](SeededRandom& r) { return EncodeBatchKey(RandomString(r, 8), RandomId(r)); },
+      {"batch", [](SeededRandom& r) { return EncodeBatchKey(RandomString(r, 8), RandomId(r)); },
        [](std::string_view k) { return DecodeBatchKey(k).status(); },
        [](std::string_view k) {
          BatchKey b = *DecodeBatchKey(k);
@@ -462,8 +467,7 @@ TEST(KeyCodecTest, FlippedBytesGiveDataLossOrAnotherCanonicalKey) {
 }
 
 TEST(KeyCodecTest, ReaderNamesWhatWasExpected) {
-  EXPECT_THAT(KeyReader("\x01\x02").U64(),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("u64")));
+  EXPECT_THAT(KeyReader("\x01\x02").U64(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("u64")));
   EXPECT_THAT(KeyReader(std::string_view("a\x00\x05", 3)).String(),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("bad escape")));
   EXPECT_THAT(KeyReader("abc").String(),
@@ -484,12 +488,24 @@ TEST(KeyCodecTest, RandomGarbageNeverCrashesTheReader) {
     while (!r.AtEnd()) {
       absl::Status s;
       switch (rng.Uniform(6)) {
-        case 0: s = r.U8().status(); break;
-        case 1: s = r.U32().status(); break;
-        case 2: s = r.U64().status(); break;
-        case 3: s = r.I64().status(); break;
-        case 4: s = r.String().status(); break;
-        default: s = r.Uuid().status(); break;
+        case 0:
+          s = r.U8().status();
+          break;
+        case 1:
+          s = r.U32().status();
+          break;
+        case 2:
+          s = r.U64().status();
+          break;
+        case 3:
+          s = r.I64().status();
+          break;
+        case 4:
+          s = r.String().status();
+          break;
+        default:
+          s = r.Uuid().status();
+          break;
       }
       if (!s.ok()) {
         ASSERT_THAT(s, StatusIs(absl::StatusCode::kDataLoss));
@@ -521,8 +537,8 @@ TEST(KeyCodecTest, PrefixUpperBoundIsTheSmallestKeyAboveThePrefix) {
 TEST(CounterTest, RoundTripsLittleEndianTwosComplement) {
   EXPECT_EQ(EncodeInt64Counter(1), std::string("\x01\0\0\0\0\0\0\0", 8));
   EXPECT_EQ(EncodeInt64Counter(-1), std::string(8, '\xff'));
-  for (int64_t v : {std::numeric_limits<int64_t>::min(), int64_t{-5}, int64_t{0},
-                    int64_t{1} << 40, std::numeric_limits<int64_t>::max()}) {
+  for (int64_t v : {std::numeric_limits<int64_t>::min(), int64_t{-5}, int64_t{0}, int64_t{1} << 40,
+                    std::numeric_limits<int64_t>::max()}) {
     EXPECT_THAT(DecodeInt64Counter(EncodeInt64Counter(v)), IsOkAndHolds(v));
   }
 }
@@ -542,9 +558,11 @@ TEST(KeyCodecTest, AuditLeafKeysPreserveOrderAndRoundTrip) {
     EXPECT_THAT(DecodeAuditLeafKey(key), IsOkAndHolds(index));
     EXPECT_TRUE(key.starts_with(AuditLeafKeyPrefix()));
   }
-  EXPECT_EQ(EncodeAuditLeafKey(0x0102030405060708), std::string("\x01\x01\x02\x03\x04\x05\x06\x07\x08", 9));
+  EXPECT_EQ(EncodeAuditLeafKey(0x0102030405060708),
+            std::string("\x01\x01\x02\x03\x04\x05\x06\x07\x08", 9));
   EXPECT_THAT(DecodeAuditLeafKey(EncodeAuditNodeKey(2, 5)), StatusIs(absl::StatusCode::kDataLoss));
-  EXPECT_THAT(DecodeAuditLeafKey(std::string("\x01\x00", 2)), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeAuditLeafKey(std::string("\x01\x00", 2)),
+              StatusIs(absl::StatusCode::kDataLoss));
 }
 
 TEST(KeyCodecTest, AuditLeafByHashAndBatchKeysRoundTrip) {

@@ -661,7 +661,8 @@ TEST_F(IngestTest, ObserverSeesWhatTheUnitDidToDimensions) {
   ReopenStore();
   CreateCase();
 
-  ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup-1"}, kCase, true, "goals_achieved", 0), IsOk());
+  ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup-1"}, kCase, true, "goals_achieved", 0),
+              IsOk());
 
   ASSERT_EQ(observer.units.size(), 2u);
   const CommittedUnit& created = observer.units[0];
