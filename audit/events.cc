@@ -199,6 +199,11 @@ struct BodyWriter {
     WriteStrings(e.subject_ids, w);
     return true;
   }
+  bool operator()(const RollbackAccepted& e) {
+    w.Bytes(e.actor).U64(e.continued_size).Fixed(e.continued_root);
+    WriteStrings(e.abandoned_heads, w);
+    return true;
+  }
 };
 
 // Every string of an event, to check lengths before encoding.
@@ -225,6 +230,9 @@ bool HasOverlongString(const Event& event) {
           check(e.actor), check(e.purpose), check(e.new_public_key);
         } else if constexpr (std::is_same_v<T, CaseErased>) {
           check(e.actor);
+        } else if constexpr (std::is_same_v<T, RollbackAccepted>) {
+          check(e.actor);
+          for (const auto& h : e.abandoned_heads) check(h);
         } else {
           check(e.actor), check(e.action);
           for (const auto& s : e.subject_ids) check(s);
@@ -321,6 +329,14 @@ absl::StatusOr<EventBody> ReadBody(EventKind kind, Reader& r) {
       RETURN_IF_ERROR(ReadStrings(r, "subject_ids", &e.subject_ids));
       return e;
     }
+    case EventKind::kRollbackAccepted: {
+      RollbackAccepted e;
+      ASSIGN_OR_RETURN(e.actor, r.Bytes("actor"));
+      ASSIGN_OR_RETURN(e.continued_size, r.U64("continued_size"));
+      RETURN_IF_ERROR(r.Fixed(&e.continued_root, "continued_root"));
+      RETURN_IF_ERROR(ReadStrings(r, "abandoned_heads", &e.abandoned_heads));
+      return e;
+    }
   }
   return absl::InvalidArgumentError(
       absl::StrFormat("unknown event kind %d", int{static_cast<uint8_t>(kind)}));
@@ -350,6 +366,8 @@ std::string_view KindName(EventKind kind) {
       return "case-erased";
     case EventKind::kAdminAction:
       return "admin-action";
+    case EventKind::kRollbackAccepted:
+      return "rollback-accepted";
   }
   return "unknown";
 }
@@ -374,7 +392,7 @@ absl::StatusOr<Event> DecodeEvent(std::string_view entry) {
   Reader r(entry);
   RETURN_IF_ERROR(r.Domain(kEventDomain));
   ASSIGN_OR_RETURN(uint8_t kind, r.U8("kind"));
-  if (kind < 1 || kind > 9) {
+  if (kind < 1 || kind > 10) {
     return absl::InvalidArgumentError(absl::StrFormat("unknown event kind %d", kind));
   }
   ASSIGN_OR_RETURN(uint64_t micros, r.U64("time"));

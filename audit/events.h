@@ -42,6 +42,7 @@ enum class EventKind : uint8_t {
   kKeyRotated = 7,
   kCaseErased = 8,
   kAdminAction = 9,
+  kRollbackAccepted = 10,
 };
 
 // Persisted: the principal kinds of PrincipalRevoked and CaseAccess.
@@ -179,8 +180,26 @@ struct AdminAction {
   friend bool operator==(const AdminAction&, const AdminAction&) = default;
 };
 
-using EventBody = std::variant<DeviceEnrolled, StaffAdded, PrincipalRevoked, BatchAccepted,
-                               CaseChange, CaseAccess, KeyRotated, CaseErased, AdminAction>;
+// An administrator accepted that the store's audit tree does not extend
+// heads the log had published (`fieldsyncd --accept-rollback`, after a
+// restore from an older backup or of a whole older data directory). The
+// log continues from the store's tree, whose size and root are recorded;
+// `abandoned_heads` are the published signed checkpoint notes it does not
+// extend (each verifiable with the log's key). The event's own leaf index
+// equals `continued_size`.
+//   Bytes actor | U64 continued_size | Fixed32 continued_root |
+//   list of Bytes abandoned_head (checkpoint note text)
+struct RollbackAccepted {
+  std::string actor;
+  uint64_t continued_size = 0;
+  std::array<uint8_t, 32> continued_root{};
+  std::vector<std::string> abandoned_heads;
+  friend bool operator==(const RollbackAccepted&, const RollbackAccepted&) = default;
+};
+
+using EventBody =
+    std::variant<DeviceEnrolled, StaffAdded, PrincipalRevoked, BatchAccepted, CaseChange,
+                 CaseAccess, KeyRotated, CaseErased, AdminAction, RollbackAccepted>;
 
 struct Event {
   absl::Time time;  // whole microseconds are kept

@@ -373,6 +373,7 @@ class Verifier {
         head.checkpoint.size - 1, head.label, last_matched_size_, head.checkpoint.size - 1);
     if (trusted_.has_value() && head.checkpoint.size == trusted_->checkpoint.size) {
       why += "; the log does not extend your saved head (it was rewritten)";
+      why += AbandonedBy(trusted_->checkpoint);
     }
     return Fail(last_matched_size_, head.label, why);
   }
@@ -436,8 +437,54 @@ class Verifier {
       if (signatures_.AnyBad() && !FlushSignatures()) return false;
     } else if (const auto* e = std::get_if<CaseChange>(&event.body)) {
       if (!CheckRange(i, e->first_position, e->last_position)) return false;
+    } else if (const auto* e = std::get_if<RollbackAccepted>(&event.body)) {
+      if (!CheckRollback(i, *e)) return false;
     }
     return true;
+  }
+
+  // A rollback acceptance states the tree it continued from: its own
+  // index and the root of the entries before it, which the verifier has
+  // just computed; the heads it abandoned must be this log's.
+  bool CheckRollback(uint64_t i, const RollbackAccepted& e) {
+    if (e.continued_size != i || e.continued_root != tree_.Root()) {
+      return FailEntry(i, absl::StrFormat("the rollback acceptance says the log continued from "
+                                          "%d entries with another root than entries 0..%d have",
+                                          e.continued_size, i == 0 ? 0 : i - 1));
+    }
+    RollbackSeen seen;
+    seen.entry = i;
+    seen.continued_size = e.continued_size;
+    seen.continued_root = e.continued_root;
+    seen.actor = e.actor;
+    for (const std::string& note : e.abandoned_heads) {
+      absl::StatusOr<Checkpoint> cp = OpenCheckpoint(note, *options_.key);
+      if (!cp.ok()) {
+        return FailEntry(i, absl::StrFormat("a head the rollback acceptance abandoned is not "
+                                            "signed by the key in your key file (%s)",
+                                            cp.status().message()));
+      }
+      seen.abandoned_sizes.push_back(cp->size);
+      seen.abandoned_roots.push_back(cp->root);
+    }
+    report_.rollbacks.push_back(std::move(seen));
+    return true;
+  }
+
+  // "; a rollback accepted at entry N abandoned it ..." when `head` is a
+  // head an accepted rollback abandoned; else "".
+  std::string AbandonedBy(const Checkpoint& head) const {
+    for (const RollbackSeen& r : report_.rollbacks) {
+      for (size_t k = 0; k < r.abandoned_sizes.size(); ++k) {
+        if (r.abandoned_sizes[k] == head.size && r.abandoned_roots[k] == head.root) {
+          return absl::StrFormat(
+              "; an administrator's rollback, accepted at entry %d, abandoned it: the log "
+              "continued from %d entries (docs/AUDIT.md, Rollbacks)",
+              r.entry, r.continued_size);
+        }
+      }
+    }
+    return "";
   }
 
   // Waits for the device signatures added so far; false (and the first
@@ -475,6 +522,7 @@ class Verifier {
             head.label, size, tree_.size());
         if (trusted_.has_value() && size == trusted_->checkpoint.size) {
           why += "; the log is shorter than your saved head (rolled back)";
+          why += AbandonedBy(trusted_->checkpoint);
         }
         return Fail(tree_.size(), head.label, why);
       }

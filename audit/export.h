@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "audit/checkpoint.h"
 #include "audit/merkle.h"
@@ -49,6 +50,18 @@ struct VerifyOptions {
   std::function<void(uint64_t bytes, uint64_t entries)> progress;
 };
 
+// A RollbackAccepted entry the verifier checked: the log continued from
+// the tree of its first `continued_size` entries (the entry's own index),
+// abandoning published heads it does not extend, each signed by the key.
+struct RollbackSeen {
+  uint64_t entry = 0;
+  uint64_t continued_size = 0;
+  Hash continued_root{};
+  std::string actor;
+  std::vector<uint64_t> abandoned_sizes;
+  std::vector<Hash> abandoned_roots;
+};
+
 struct VerifyReport {
   bool ok = false;
   // On failure: what failed, and the first bad entry when one can be named.
@@ -61,6 +74,8 @@ struct VerifyReport {
   uint64_t device_signatures = 0;
   uint64_t devices = 0;
   std::map<std::string, uint64_t> events_by_kind;  // KindName -> count
+  // Every accepted rollback, in log order (docs/AUDIT.md).
+  std::vector<RollbackSeen> rollbacks;
   // The largest verified head, and whether the trusted head was checked.
   std::optional<Checkpoint> latest_head;
   bool trusted_head_checked = false;

@@ -1,9 +1,12 @@
 #include "audit/log.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <utility>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_io.h"
 #include "common/logging.h"
@@ -276,27 +279,62 @@ absl::Status AuditLog::ReadEntries(
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<Checkpoint>> AuditLog::LoadLastHead(std::string* note) {
+namespace {
+
+std::string AbandonedHeadName(const Checkpoint& head) {
+  return absl::StrCat(std::string(kAbandonedHeadMetadataPrefix),
+                      absl::StrFormat("%016x-", head.size),
+                      absl::BytesToHexString(std::string(HashBytes(head.root))));
+}
+
+// Writes `note` to `path` whole: a temporary file, synced, renamed over the
+// old one, then the directory synced.
+absl::Status WriteHeadFile(const std::string& path, const std::string& note) {
+  const std::string tmp = path + ".tmp";
+  std::error_code ec;
+  std::filesystem::remove(tmp, ec);
+  RETURN_IF_ERROR(WriteNewFile(tmp, note, 0644));
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrFormat("cannot rename %s to %s: %s", tmp, path, ec.message()));
+  }
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return SyncDirectory(dir.empty() ? "." : dir);
+}
+
+}  // namespace
+
+absl::StatusOr<bool> AuditLog::IsAbandoned(const Checkpoint& head) {
+  absl::StatusOr<std::string> v =
+      options_.store->Get(Cf::kMetadata, storage::EncodeMetadataKey(AbandonedHeadName(head)));
+  if (absl::IsNotFound(v.status())) return false;
+  RETURN_IF_ERROR(v.status());
+  return true;
+}
+
+absl::StatusOr<std::vector<AuditLog::PublishedHead>> AuditLog::LoadPublishedHeads() {
+  if (options_.signer == nullptr) {
+    return absl::FailedPreconditionError("this audit log has no signing key");
+  }
   const NoteVerifier& verifier = options_.signer->verifier();
-  std::optional<Checkpoint> best;
-  auto consider = [&](std::string_view where, const std::string& text) -> absl::Status {
+  std::vector<PublishedHead> heads;
+  auto consider = [&](const std::string& where, const std::string& text) -> absl::Status {
     absl::StatusOr<Checkpoint> cp = OpenCheckpoint(text, verifier);
     if (!cp.ok()) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "the last signed tree head in %s does not open with this log's key (%s): an "
           "operator must find out why before the log signs again",
-          std::string(where), cp.status().message()));
+          where, cp.status().message()));
     }
-    if (best.has_value() && best->size == cp->size && best->root != cp->root) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "the signed tree heads in the store and in %s have size %d and different roots: "
-          "the log forked; an operator must investigate",
-          options_.head_file, cp->size));
+    for (PublishedHead& h : heads) {
+      if (h.checkpoint.size == cp->size && h.checkpoint.root == cp->root) {
+        h.where = absl::StrCat(h.where, " and ", where);
+        return absl::OkStatus();
+      }
     }
-    if (!best.has_value() || cp->size > best->size) {
-      best = *std::move(cp);
-      *note = text;
-    }
+    ASSIGN_OR_RETURN(bool abandoned, IsAbandoned(*cp));
+    if (!abandoned) heads.push_back(PublishedHead{where, *std::move(cp), text});
     return absl::OkStatus();
   };
   absl::StatusOr<std::string> stored =
@@ -306,59 +344,125 @@ absl::StatusOr<std::optional<Checkpoint>> AuditLog::LoadLastHead(std::string* no
   } else if (!absl::IsNotFound(stored.status())) {
     return stored.status();
   }
-  if (!options_.head_file.empty()) {
-    absl::StatusOr<std::string> file = ReadFile(options_.head_file);
+  for (const std::string& path : {options_.head_file, options_.head_copy_file}) {
+    if (path.empty()) continue;
+    absl::StatusOr<std::string> file = ReadFile(path);
     if (file.ok()) {
-      RETURN_IF_ERROR(consider(options_.head_file, *file));
+      RETURN_IF_ERROR(consider(path, *file));
     } else if (!absl::IsNotFound(file.status())) {
       return file.status();
     }
   }
-  return best;
+  std::sort(heads.begin(), heads.end(), [](const PublishedHead& a, const PublishedHead& b) {
+    return a.checkpoint.size > b.checkpoint.size;
+  });
+  return heads;
 }
 
-absl::Status AuditLog::CheckExtends(const Checkpoint& last, uint64_t size, const Hash& root) {
-  auto refuse = [&](std::string_view why) {
-    log::Error("audit.head.refused",
-               {{"tree_size", size}, {"last_signed_size", last.size}, {"reason", why}});
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "the audit tree (size %d) does not extend the last signed tree head (size %d): %s. "
-        "The store was restored from an older backup or altered; no head is signed until an "
-        "operator restores the newer store or investigates (see docs/AUDIT.md)",
-        size, last.size, std::string(why)));
-  };
-  if (last.size > size) return refuse("the tree is smaller");
+absl::StatusOr<std::optional<std::string>> AuditLog::WhyNotExtends(const Checkpoint& last,
+                                                                   uint64_t size,
+                                                                   const Hash& root) {
+  if (last.size > size) return "the tree is smaller";
   if (last.size == size) {
-    return last.root == root ? absl::OkStatus() : refuse("same size, different root");
+    if (last.root == root) return std::nullopt;
+    return "same size, different root";
   }
   if (last.size == 0) {
-    return last.root == EmptyRoot() ? absl::OkStatus() : refuse("bad empty root");
+    if (last.root == EmptyRoot()) return std::nullopt;
+    return "bad empty root";
   }
   ASSIGN_OR_RETURN(std::vector<Hash> proof, audit::ConsistencyProof(nodes_, last.size, size));
   if (!VerifyConsistency(last.size, size, proof, last.root, root).ok()) {
-    return refuse("the consistency proof does not verify");
+    return "the consistency proof does not verify";
   }
-  return absl::OkStatus();
+  return std::nullopt;
+}
+
+absl::Status AuditLog::CheckExtends(const Checkpoint& last, uint64_t size, const Hash& root) {
+  ASSIGN_OR_RETURN(std::optional<std::string> why, WhyNotExtends(last, size, root));
+  if (!why.has_value()) return absl::OkStatus();
+  log::Error("audit.head.refused",
+             {{"tree_size", size}, {"last_signed_size", last.size}, {"reason", *why}});
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "the audit tree (size %d) does not extend the last signed tree head (size %d): %s. "
+      "The store was restored from an older backup or altered; no head is signed until an "
+      "operator restores the newer store or accepts the rollback (see docs/AUDIT.md)",
+      size, last.size, *why));
+}
+
+absl::StatusOr<std::vector<UnextendedHead>> AuditLog::UnextendedHeadsOf(
+    const std::vector<PublishedHead>& heads, uint64_t size, const Hash& root) {
+  std::vector<UnextendedHead> out;
+  for (const PublishedHead& head : heads) {
+    ASSIGN_OR_RETURN(std::optional<std::string> why, WhyNotExtends(head.checkpoint, size, root));
+    if (!why.has_value()) continue;
+    out.push_back(UnextendedHead{head.where, head.checkpoint, head.note,
+                                 head.checkpoint.size > size, *std::move(why)});
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<UnextendedHead>> AuditLog::UnextendedHeads() {
+  ASSIGN_OR_RETURN(std::vector<PublishedHead> heads, LoadPublishedHeads());
+  return UnextendedHeadsOf(heads, size(), root());
+}
+
+absl::StatusOr<SignedTreeHead> AuditLog::AcceptRollback(uint64_t expected_size,
+                                                        std::string_view actor) {
+  if (options_.signer == nullptr) {
+    return absl::FailedPreconditionError("this audit log has no signing key");
+  }
+  absl::MutexLock sign_lock(&sign_mu_);
+  const uint64_t tree_size = size();
+  const Hash tree_root = root();
+  if (expected_size != tree_size) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("the audit tree has size %d, not the %d accepted: nothing was changed",
+                        tree_size, expected_size));
+  }
+  ASSIGN_OR_RETURN(std::vector<PublishedHead> heads, LoadPublishedHeads());
+  ASSIGN_OR_RETURN(std::vector<UnextendedHead> unextended,
+                   UnextendedHeadsOf(heads, tree_size, tree_root));
+  if (unextended.empty()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the audit tree (size %d) extends every published tree head: there is no rollback to "
+        "accept",
+        tree_size));
+  }
+  RollbackAccepted accepted;
+  accepted.actor = std::string(actor);
+  accepted.continued_size = tree_size;
+  accepted.continued_root = tree_root;
+  storage::WriteBatch batch;
+  for (const UnextendedHead& head : unextended) {
+    accepted.abandoned_heads.push_back(head.note);
+    batch.Put(Cf::kMetadata, storage::EncodeMetadataKey(AbandonedHeadName(head.checkpoint)),
+              head.note);
+  }
+  {
+    AuditSession session(this, &batch);
+    ASSIGN_OR_RETURN(uint64_t index,
+                     Append(Event{options_.clock->Now(), std::move(accepted)}, &batch));
+    RETURN_IF_ERROR(options_.store->Commit(&batch));
+    session.Committed();
+    const UnextendedHead& largest = unextended.front();
+    log::Warn("audit.rollback.accepted", {{"entry", index},
+                                          {"continued_size", tree_size},
+                                          {"abandoned_size", largest.checkpoint.size},
+                                          {"abandoned_heads", unextended.size()},
+                                          {"actor", std::string(actor)}});
+  }
+  return SignTreeHeadLocked();
 }
 
 absl::Status AuditLog::StoreHead(const std::string& note) {
   storage::WriteBatch batch;
   batch.Put(Cf::kMetadata, storage::EncodeMetadataKey(kSignedHeadMetadata), note);
   RETURN_IF_ERROR(options_.store->Commit(&batch));
-  if (options_.head_file.empty()) return absl::OkStatus();
-  // Write a temporary file, sync it, rename it over the old one and sync
-  // the directory: the head file is always one whole note.
-  const std::string tmp = options_.head_file + ".tmp";
-  std::error_code ec;
-  std::filesystem::remove(tmp, ec);
-  RETURN_IF_ERROR(WriteNewFile(tmp, note, 0644));
-  std::filesystem::rename(tmp, options_.head_file, ec);
-  if (ec) {
-    return absl::UnavailableError(
-        absl::StrFormat("cannot rename %s to %s: %s", tmp, options_.head_file, ec.message()));
+  for (const std::string& path : {options_.head_file, options_.head_copy_file}) {
+    if (!path.empty()) RETURN_IF_ERROR(WriteHeadFile(path, note));
   }
-  std::string dir = std::filesystem::path(options_.head_file).parent_path().string();
-  return SyncDirectory(dir.empty() ? "." : dir);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<SignedTreeHead> AuditLog::SignTreeHead() {
@@ -366,6 +470,10 @@ absl::StatusOr<SignedTreeHead> AuditLog::SignTreeHead() {
     return absl::FailedPreconditionError("this audit log has no signing key");
   }
   absl::MutexLock sign_lock(&sign_mu_);
+  return SignTreeHeadLocked();
+}
+
+absl::StatusOr<SignedTreeHead> AuditLog::SignTreeHeadLocked() {
   uint64_t size;
   Hash root;
   {
@@ -373,18 +481,22 @@ absl::StatusOr<SignedTreeHead> AuditLog::SignTreeHead() {
     size = committed_.size();
     root = committed_.Root();
   }
-  // The stored copies (store and head file) are read and verified before
-  // this process's first signature; after that the head it last signed is
-  // the last head (the process is the store's only writer, by RocksDB's
-  // lock), which spares two Ed25519 verifications per head.
+  // The published copies (store, head file, copy) are read and verified
+  // before this process's first signature, and the tree must extend each;
+  // after that the head it last signed is the last head (the process is
+  // the store's only writer, by RocksDB's lock), which spares the Ed25519
+  // verifications per head.
   std::optional<Checkpoint> last;
   if (signed_since_open_.has_value()) {
     last = signed_since_open_;
+    RETURN_IF_ERROR(CheckExtends(*last, size, root));
   } else {
-    std::string last_note;
-    ASSIGN_OR_RETURN(last, LoadLastHead(&last_note));
+    ASSIGN_OR_RETURN(std::vector<PublishedHead> heads, LoadPublishedHeads());
+    for (const PublishedHead& head : heads) {
+      RETURN_IF_ERROR(CheckExtends(head.checkpoint, size, root));
+    }
+    if (!heads.empty()) last = heads.front().checkpoint;
   }
-  if (last.has_value()) RETURN_IF_ERROR(CheckExtends(*last, size, root));
 
   Checkpoint cp;
   cp.origin = options_.signer->verifier().key_name();

@@ -9,7 +9,12 @@
 //                                 written in every batch that appends (by
 //                                 each Append, once by AppendAll)
 //   metadata "audit/signed_head"  the last signed checkpoint note (text)
-//   head file (AuditLogOptions)   a copy of that note outside the database
+//   metadata "audit/abandoned_head/<size, 16 hex digits>-<root, 64 hex
+//                                 digits>"  a published note that an
+//                                 accepted rollback abandoned (text); written
+//                                 in the batch of its RollbackAccepted event
+//   head file, head copy file     copies of the last note outside the
+//   (AuditLogOptions)             database
 #ifndef FIELDSYNC_AUDIT_LOG_H_
 #define FIELDSYNC_AUDIT_LOG_H_
 
@@ -36,6 +41,7 @@ namespace fieldsync::audit {
 
 inline constexpr std::string_view kTreeSizeMetadata = "audit/tree_size";
 inline constexpr std::string_view kSignedHeadMetadata = "audit/signed_head";
+inline constexpr std::string_view kAbandonedHeadMetadataPrefix = "audit/abandoned_head/";
 
 struct AuditLogOptions {
   storage::Store* store = nullptr;  // not owned; must outlive the log
@@ -47,6 +53,10 @@ struct AuditLogOptions {
   // a database restored from an old backup (whose own copy of the head is
   // old too) is still caught. "" disables the mirror.
   std::string head_file;
+  // A second mirror, kept elsewhere (another disk or host mount), so that
+  // restoring a whole older data directory, head file included, is still
+  // caught. Written after head_file; "" disables it.
+  std::string head_copy_file;
   // MaybeSignTreeHead signs at most this often (0: whenever the tree grew).
   absl::Duration head_interval = absl::ZeroDuration();
   // Tree nodes of this level and above (covering >= 2^level leaves), and
@@ -66,6 +76,18 @@ struct AuditLogOptions {
 struct SignedTreeHead {
   Checkpoint checkpoint;
   std::string note;  // the signed note text, as published
+};
+
+// A published signed head that the committed tree does not extend.
+struct UnextendedHead {
+  std::string where;  // "the store", a head file's path, or both joined by " and "
+  Checkpoint checkpoint;
+  std::string note;
+  // True when the tree is smaller than the head (restored from an older
+  // backup); false when it is as large or larger but its history differs
+  // (a fork: an older copy restored and then written to).
+  bool is_rollback = false;
+  std::string reason;  // "the tree is smaller", "same size, different root", ...
 };
 
 // What a device keeps for a committed batch: a signed head and the
@@ -151,6 +173,25 @@ class AuditLog {
   // The last signed head; kNotFound if none.
   absl::StatusOr<SignedTreeHead> LatestSignedHead() const;
 
+  // The published heads (the store's, the head file's and the copy's,
+  // duplicates merged; heads an accepted rollback abandoned left out)
+  // that the committed tree does not extend, largest first; empty when it
+  // extends them all (what the server requires before it serves).
+  // kFailedPrecondition if a published head does not open with the log's
+  // key or there is no signer; storage and file errors propagate.
+  absl::StatusOr<std::vector<UnextendedHead>> UnextendedHeads();
+  // An administrator's acceptance that the log continues from the
+  // committed tree although it does not extend UnextendedHeads():
+  // appends a RollbackAccepted event (by `actor`, recording the committed
+  // size and root and every unextended head's note), keeps each such note
+  // in the store's metadata (so that it is never reported again), then
+  // signs and stores a head for the new tree (store, head file, copy) and
+  // returns it. kFailedPrecondition, with nothing written, when
+  // `expected_size` is not the committed size (the operator accepted
+  // another state than this one) or no head is unextended (nothing to
+  // accept). REQUIRES: called before anything else appends (at start).
+  absl::StatusOr<SignedTreeHead> AcceptRollback(uint64_t expected_size, std::string_view actor);
+
   // The receipt of leaf `index` (committed): the latest signed head if it
   // covers the leaf, else a newly signed one, and the inclusion proof.
   absl::StatusOr<Receipt> ReceiptForLeaf(uint64_t index);
@@ -159,9 +200,24 @@ class AuditLog {
 
  private:
   explicit AuditLog(const AuditLogOptions& options);
+  // Why the tree of `size` and `root` does not extend `last`; nullopt if it
+  // does. Storage errors propagate.
+  absl::StatusOr<std::optional<std::string>> WhyNotExtends(const Checkpoint& last, uint64_t size,
+                                                           const Hash& root);
+  // WhyNotExtends as a status: kFailedPrecondition (and an error log line).
   absl::Status CheckExtends(const Checkpoint& last, uint64_t size, const Hash& root);
-  absl::StatusOr<std::optional<Checkpoint>> LoadLastHead(std::string* note);
+  // The published heads, opened, duplicates merged, abandoned ones left out.
+  struct PublishedHead {
+    std::string where;
+    Checkpoint checkpoint;
+    std::string note;
+  };
+  absl::StatusOr<std::vector<PublishedHead>> LoadPublishedHeads();
+  absl::StatusOr<bool> IsAbandoned(const Checkpoint& head);
   absl::Status StoreHead(const std::string& note);
+  absl::StatusOr<SignedTreeHead> SignTreeHeadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
+  absl::StatusOr<std::vector<UnextendedHead>> UnextendedHeadsOf(
+      const std::vector<PublishedHead>& heads, uint64_t size, const Hash& root);
   // Opens a session for `batch` unless it has the open one (Append's wait).
   absl::Status JoinSessionLocked(const storage::WriteBatch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -71,8 +71,19 @@ absl::StatusOr<Caller> Authenticator::Authorize(const grpc::ServerContextBase& c
   caller.uri = admin::PrincipalUri(name);
   absl::StatusOr<v1::Principal> principal = registry_->Get(name);
   if (absl::IsNotFound(principal.status())) {
-    return absl::UnauthenticatedError(
-        absl::StrFormat("principal %s is not registered in this deployment", caller.uri));
+    std::string message =
+        absl::StrFormat("principal %s is not registered in this deployment", caller.uri);
+    if (name.kind == v1::PRINCIPAL_KIND_DEVICE) {
+      // The certificate is this deployment's own, so the device was
+      // enrolled once: the server lost the enrolment (restored from an
+      // older backup). The tablet acts on the reason (PROTOCOL.md §8).
+      return sync::SyncError(
+          absl::StatusCode::kUnauthenticated, v1::SYNC_ERROR_REASON_NOT_ENROLLED,
+          absl::StrCat(message,
+                       " (its enrolment was lost, e.g. by a restore from a backup): re-enrol "
+                       "the device with a new enrolment code"));
+    }
+    return absl::UnauthenticatedError(message);
   }
   if (!principal.ok()) {
     return absl::UnavailableError("the principal registry cannot be read; retry later");

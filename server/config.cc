@@ -141,6 +141,13 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
   if (config.drain_timeout_seconds() > 3600) {
     return absl::InvalidArgumentError("drain_timeout_seconds must be at most 3600");
   }
+  if (!config.audit_head_copy_file().empty() && (config.audit_head_copy_file().front() != '/' ||
+                                                 config.audit_head_copy_file().back() == '/')) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "audit_head_copy_file %s must be an absolute path to a file, on another disk or mount "
+        "than the data directory",
+        config.audit_head_copy_file()));
+  }
   return absl::OkStatus();
 }
 

@@ -2,19 +2,22 @@
 //
 //   fieldsyncd --data-dir DIR [--listen HOST:PORT] [--config FILE]
 //              [--log-level LEVEL] [--log-format text|json]
-//              [--insecure-plaintext-loopback]
+//              [--insecure-plaintext-loopback] [--accept-rollback SIZE]
 //
 // Operator mistakes end the process with one line on standard error that
 // names the problem and the fix, and exit status 1 (2 for bad usage).
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
@@ -29,11 +32,20 @@ namespace {
 constexpr char kUsage[] =
     "usage: fieldsyncd --data-dir DIR [--listen HOST:PORT] [--config FILE]\n"
     "                  [--log-level debug|info|warn|error] [--log-format text|json]\n"
-    "                  [--insecure-plaintext-loopback]\n"
+    "                  [--insecure-plaintext-loopback] [--accept-rollback SIZE]\n"
     "\n"
     "Serves a fieldsync deployment made by `fieldsync init --data-dir DIR`.\n"
     "Without --config, reads DIR/fieldsyncd.conf if present, else uses defaults.\n"
-    "Flags override the config file. Stops cleanly on SIGTERM or SIGINT.\n";
+    "Flags override the config file. Stops cleanly on SIGTERM or SIGINT.\n"
+    "\n"
+    "Refuses to start when the store's audit log does not extend the last signed\n"
+    "tree head the deployment published (DIR/audit-head.note, audit_head_copy_file):\n"
+    "the store was restored from an older backup, or forked. Restore the newer\n"
+    "store, or, as an administrator:\n"
+    "  --accept-rollback SIZE   accept that state, SIZE being the store's audit tree\n"
+    "                           size the refusal printed (another size is refused);\n"
+    "                           records a rollback-accepted audit event, signs a new\n"
+    "                           head and serves. Later starts need no flag.\n";
 
 int Fail(absl::string_view message, int code = 1) {
   std::cerr << "fieldsyncd: " << message << "\n";
@@ -48,6 +60,7 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string data_dir, listen, config_path, log_level, log_format;
   bool plaintext = false;
+  std::optional<uint64_t> accept_rollback;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     auto value = [&](std::string* out) {
@@ -70,6 +83,17 @@ int main(int argc, char** argv) {
       if (!value(&log_format)) return Fail("--log-format needs text or json", 2);
     } else if (arg == "--insecure-plaintext-loopback") {
       plaintext = true;
+    } else if (arg == "--accept-rollback") {
+      std::string size;
+      uint64_t n = 0;
+      if (!value(&size) || !absl::SimpleAtoi(size, &n) || size.empty() || size[0] == '-' ||
+          size[0] == '+') {
+        return Fail(
+            "--accept-rollback needs SIZE, the store's audit tree size that fieldsyncd printed "
+            "when it refused to start",
+            2);
+      }
+      accept_rollback = n;
     } else {
       return Fail(
           absl::StrCat("unknown argument \"", std::string(arg), "\"; see fieldsyncd --help"), 2);
@@ -118,6 +142,7 @@ int main(int argc, char** argv) {
   options.data_dir = data_dir;
   options.config = config;
   options.config_file = config_path;
+  options.accept_rollback_size = accept_rollback;
   options.clock = fieldsync::RealClock::Get();
   options.random = fieldsync::crypto::SystemRandom::Get();
   auto server = fieldsync::server::FieldsyncServer::Start(options);

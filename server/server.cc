@@ -32,6 +32,7 @@
 #include "crypto/x509.h"
 #include "server/admin_service.h"
 #include "server/aggregate_service.h"
+#include "server/audit_rollback.h"
 #include "server/audit_service.h"
 #include "server/auth.h"
 #include "server/listen_address.h"
@@ -260,7 +261,15 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   audit_options.signer = &*impl->audit_signer;
   // Outside db/, so that restoring an old backup of db/ cannot roll it back.
   audit_options.head_file = options.data_dir + "/audit-head.note";
+  // And a copy elsewhere, which also catches a restore of the whole
+  // data directory.
+  RETURN_IF_ERROR(CheckHeadCopyFile(config.audit_head_copy_file(), options.data_dir));
+  audit_options.head_copy_file = config.audit_head_copy_file();
   ASSIGN_OR_RETURN(impl->audit_log, audit::AuditLog::Open(audit_options));
+  // Before anything appends: the store must extend every published head,
+  // or an administrator accepts that it does not.
+  RETURN_IF_ERROR(CheckAuditRollback(impl->audit_log.get(), options.accept_rollback_size,
+                                     LocalOperatorActor(), options.data_dir));
 
   impl->registry = std::make_unique<admin::PrincipalRegistry>(impl->store.get());
   impl->auth = std::make_unique<Authenticator>(impl->registry.get(), impl->keys.ca.certificate_pem,

@@ -4,7 +4,9 @@
 #ifndef FIELDSYNC_SERVER_SERVER_H_
 #define FIELDSYNC_SERVER_SERVER_H_
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -21,6 +23,11 @@ struct ServerOptions {
   // The config file `config` was read from, which backups copy; "" means
   // DATA_DIR/fieldsyncd.conf (when it exists).
   std::string config_file;
+  // `fieldsyncd --accept-rollback SIZE`: the administrator accepts that
+  // the store's audit tree, of this size, does not extend the heads the
+  // deployment published (server/audit_rollback.h). Empty: refuse to start
+  // in that case.
+  std::optional<uint64_t> accept_rollback_size;
   Clock* clock = nullptr;    // not owned; must outlive the server
   Random* random = nullptr;  // not owned; must outlive the server
 };
@@ -34,6 +41,10 @@ class FieldsyncServer {
   //   unreadable or too widely readable master key file, wrong master key
   //   for the database, missing, mismatched or expired TLS files, port in
   //   use, address not on this machine.
+  //   The store's audit tree does not extend the last signed head the
+  //   deployment published (a restore from an older backup, or a fork),
+  //   unless accept_rollback_size is its size; accept_rollback_size given
+  //   when there is nothing to accept, or another size.
   //  kUnavailable: the database is locked by another fieldsyncd.
   static absl::StatusOr<std::unique_ptr<FieldsyncServer>> Start(const ServerOptions& options);
 

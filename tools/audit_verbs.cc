@@ -37,6 +37,8 @@ constexpr char kVerifyHelp[] =
     "export), every batch's device signature against the key its enrolment\n"
     "entry recorded, and, with --trusted-head, that the log extends a head you\n"
     "saved earlier. Exits 0 if all holds, 1 naming the first bad entry.\n"
+    "Prints every rollback an administrator accepted (fieldsyncd --accept-rollback):\n"
+    "the entry, the tree the log continued from and each abandoned signed head.\n"
     "Save the printed head (--save-head FILE) for the next run.\n";
 
 std::string RootBase64(const audit::Hash& root) {
@@ -116,8 +118,8 @@ int AuditExport(const Args& args, std::string* error) {
     return 1;
   }
   if (next != head.tree_size()) {
-    *error = absl::StrFormat("the server sent %d entries, its head covers %d", next,
-                             head.tree_size());
+    *error =
+        absl::StrFormat("the server sent %d entries, its head covers %d", next, head.tree_size());
     return 1;
   }
   out << audit::ExportEndRecord(next, 1);
@@ -171,7 +173,8 @@ int AuditVerify(const Args& args, std::string* error) {
     }
     options.trusted_head = *saved;
   }
-  if (args.Has("--threads")) options.threads = std::max(1, std::atoi(args.Get("--threads").c_str()));
+  if (args.Has("--threads"))
+    options.threads = std::max(1, std::atoi(args.Get("--threads").c_str()));
   const bool json = args.Has("--json");
   const std::string path = args.words[2];
   std::ifstream in(path, std::ios::binary);
@@ -201,6 +204,19 @@ int AuditVerify(const Args& args, std::string* error) {
     j["unsigned_tail"] = r.unsigned_tail;
     j["trusted_head_checked"] = r.trusted_head_checked;
     j["events_by_kind"] = r.events_by_kind;
+    j["rollbacks"] = nlohmann::json::array();
+    for (const audit::RollbackSeen& rb : r.rollbacks) {
+      nlohmann::json abandoned = nlohmann::json::array();
+      for (size_t k = 0; k < rb.abandoned_sizes.size(); ++k) {
+        abandoned.push_back(
+            {{"size", rb.abandoned_sizes[k]}, {"root", RootBase64(rb.abandoned_roots[k])}});
+      }
+      j["rollbacks"].push_back({{"entry", rb.entry},
+                                {"actor", rb.actor},
+                                {"continued_size", rb.continued_size},
+                                {"continued_root", RootBase64(rb.continued_root)},
+                                {"abandoned_heads", abandoned}});
+    }
     j["seconds"] = seconds;
     if (r.latest_head.has_value()) {
       j["latest_head"] = {{"origin", r.latest_head->origin},
@@ -220,11 +236,20 @@ int AuditVerify(const Args& args, std::string* error) {
         r.entries, r.heads, r.device_signatures, r.devices, seconds);
     if (r.latest_head.has_value()) {
       std::cout << absl::StrFormat("latest head: %s, size %d, root %s\n", r.latest_head->origin,
-                                   r.latest_head->size,
-                                   RootBase64(r.latest_head->root));
+                                   r.latest_head->size, RootBase64(r.latest_head->root));
     }
     for (const auto& [kind, n] : r.events_by_kind) {
       std::cout << absl::StrFormat("  %-18s %d\n", kind, n);
+    }
+    for (const audit::RollbackSeen& rb : r.rollbacks) {
+      // An administrator accepted a rollback or fork (docs/AUDIT.md).
+      std::cout << absl::StrFormat(
+          "ROLLBACK accepted at entry %d by %s: the log continued from %d entries (root %s)\n",
+          rb.entry, rb.actor, rb.continued_size, RootBase64(rb.continued_root));
+      for (size_t k = 0; k < rb.abandoned_sizes.size(); ++k) {
+        std::cout << absl::StrFormat("  abandoned signed head: size %d, root %s\n",
+                                     rb.abandoned_sizes[k], RootBase64(rb.abandoned_roots[k]));
+      }
     }
     if (options.trusted_head.has_value()) {
       std::cout << "the log extends your saved head\n";

@@ -21,11 +21,18 @@ std::vector<Event> OneOfEach() {
   std::vector<Event> v = testing::MixedEvents(8, 2);
   StaffAdded s{"alice-1", 4, {"north", "south"}, "0ff1ce", "fieldsync://staff/admin"};
   v.push_back(Event{kT, s});
-  v.push_back(Event{kT, PrincipalRevoked{PrincipalKind::kStaff, "alice-1", "fieldsync://staff/admin"}});
-  v.push_back(Event{kT, KeyRotated{"fieldsync://staff/admin", "hpke-sealing", 1, 2, std::string(32, 'k')}});
+  v.push_back(
+      Event{kT, PrincipalRevoked{PrincipalKind::kStaff, "alice-1", "fieldsync://staff/admin"}});
+  v.push_back(
+      Event{kT, KeyRotated{"fieldsync://staff/admin", "hpke-sealing", 1, 2, std::string(32, 'k')}});
   v.push_back(Event{kT, CaseErased{"fieldsync://staff/admin", Uuid{9, 9, 9}}});
   v.push_back(Event{kT, AdminAction{"fieldsync://staff/admin", "backup.create", {"b-1"}}});
-  v.push_back(Event{kT, CaseAccess{PrincipalKind::kStaff, "sup1", AccessKind::kConflictList, 0, 0, {}}});
+  v.push_back(
+      Event{kT, CaseAccess{PrincipalKind::kStaff, "sup1", AccessKind::kConflictList, 0, 0, {}}});
+  std::array<uint8_t, 32> root;
+  root.fill(0x5a);
+  v.push_back(
+      Event{kT, RollbackAccepted{"local-operator:uid=0", 12, root, {"note a\n", "note b\n"}}});
   return v;
 }
 
@@ -39,7 +46,7 @@ TEST(EventsTest, EveryKindRoundTrips) {
     EXPECT_EQ(*back, e);
     kinds.insert(KindOf(e));
   }
-  EXPECT_EQ(kinds.size(), 9u);
+  EXPECT_EQ(kinds.size(), 10u);
 }
 
 TEST(EventsTest, EncodingIsTheDocumentedLayout) {
@@ -48,8 +55,23 @@ TEST(EventsTest, EncodingIsTheDocumentedLayout) {
   ASSERT_THAT(bytes, IsOk());
   EXPECT_EQ(absl::BytesToHexString(*bytes),
             // "fieldsync/audit-event/v1" 00 | kind 08 | time | Bytes "ab" | Uuid
-            absl::BytesToHexString("fieldsync/audit-event/v1") + "00" + "08" +
-                "0006608b01611240" + "000000026162" + "0102030405060708090a0b0c0d0e0f10");
+            absl::BytesToHexString("fieldsync/audit-event/v1") + "00" + "08" + "0006608b01611240" +
+                "000000026162" + "0102030405060708090a0b0c0d0e0f10");
+}
+
+TEST(EventsTest, RollbackAcceptedIsTheDocumentedLayout) {
+  std::array<uint8_t, 32> root;
+  root.fill(0xab);
+  Event e{kT, RollbackAccepted{"op", 3, root, {"n"}}};
+  absl::StatusOr<std::string> bytes = EncodeEvent(e);
+  ASSERT_THAT(bytes, IsOk());
+  EXPECT_EQ(absl::BytesToHexString(*bytes),
+            // domain 00 | kind 0a | time | Bytes "op" | U64 3 | Fixed32 root |
+            // list of 1: Bytes "n"
+            absl::BytesToHexString("fieldsync/audit-event/v1") + "00" + "0a" + "0006608b01611240" +
+                "00000002" + "6f70" + "0000000000000003" +
+                absl::BytesToHexString(std::string(32, '\xab')) + "00000001" + "00000001" + "6e");
+  EXPECT_EQ(KindName(EventKind::kRollbackAccepted), "rollback-accepted");
 }
 
 TEST(EventsTest, EveryTruncationAndTrailingByteIsInvalidArgument) {
