@@ -5,9 +5,9 @@
 
 #include <filesystem>
 
+#include "common/file_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/file_io.h"
 #include "storage/key_codec.h"
 #include "tests/audit/audit_test_util.h"
 #include "tests/testing/faulty_file_system.h"
@@ -205,9 +205,9 @@ TEST_F(AuditLogTest, ReceiptProvesTheBatchEventUnderASignedHead) {
   absl::StatusOr<Checkpoint> cp = OpenCheckpoint(receipt->head.note, signer_.verifier());
   ASSERT_THAT(cp, IsOk());
   EXPECT_EQ(cp->size, 12u);
-  EXPECT_THAT(VerifyInclusion(LeafHash(receipt->entry), 5, cp->size, receipt->inclusion_proof,
-                              cp->root),
-              IsOk());
+  EXPECT_THAT(
+      VerifyInclusion(LeafHash(receipt->entry), 5, cp->size, receipt->inclusion_proof, cp->root),
+      IsOk());
   EXPECT_THAT(DecodeEvent(receipt->entry), IsOkAndHolds(events[5]));
 }
 
@@ -266,6 +266,124 @@ TEST_F(AuditLogTest, RefusesToSignAfterRestoreFromAnOlderCheckpoint) {
   EXPECT_THAT(log_->SignTreeHead(), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+TEST_F(AuditLogTest, UnextendedHeadsNamesTheNewerHeadAfterARestore) {
+  std::vector<Event> events = testing::MixedEvents(20);
+  AppendCommitted({events.begin(), events.begin() + 10});
+  ASSERT_THAT(log_->SignTreeHead(), IsOk());
+  EXPECT_THAT(log_->UnextendedHeads(), IsOkAndHolds(::testing::IsEmpty()));
+  ASSERT_THAT(store_->CreateCheckpoint(dir_.Sub("backup")), IsOk());
+  AppendCommitted({events.begin() + 10, events.end()});
+  ASSERT_THAT(log_->SignTreeHead(), IsOk());
+  CloseAll();
+  std::filesystem::remove_all(dir_.Sub("db"));
+  std::filesystem::rename(dir_.Sub("backup"), dir_.Sub("db"));
+  OpenAll();
+
+  absl::StatusOr<std::vector<UnextendedHead>> heads = log_->UnextendedHeads();
+
+  ASSERT_THAT(heads, IsOk());
+  ASSERT_EQ(heads->size(), 1u);
+  EXPECT_EQ((*heads)[0].checkpoint.size, 20u);
+  EXPECT_EQ((*heads)[0].where, dir_.Sub("audit-head.note"));
+  EXPECT_TRUE((*heads)[0].is_rollback);
+}
+
+TEST_F(AuditLogTest, AcceptedRollbackIsAnEntryAndItsHeadsAreNotReportedAgain) {
+  std::vector<Event> events = testing::MixedEvents(20);
+  AppendCommitted({events.begin(), events.begin() + 10});
+  ASSERT_THAT(log_->SignTreeHead(), IsOk());
+  ASSERT_THAT(store_->CreateCheckpoint(dir_.Sub("backup")), IsOk());
+  AppendCommitted({events.begin() + 10, events.end()});
+  absl::StatusOr<SignedTreeHead> abandoned = log_->SignTreeHead();
+  ASSERT_THAT(abandoned, IsOk());
+  CloseAll();
+  std::filesystem::remove_all(dir_.Sub("db"));
+  std::filesystem::rename(dir_.Sub("backup"), dir_.Sub("db"));
+  OpenAll();
+  const Hash continued_root = log_->root();
+
+  EXPECT_THAT(log_->AcceptRollback(11, "local-operator:uid=0"),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(log_->size(), 10u);
+  absl::StatusOr<SignedTreeHead> head = log_->AcceptRollback(10, "local-operator:uid=0");
+
+  ASSERT_THAT(head, IsOk());
+  EXPECT_EQ(head->checkpoint.size, 11u);
+  EXPECT_THAT(ReadFile(dir_.Sub("audit-head.note")), IsOkAndHolds(head->note));
+  std::string entry;
+  ASSERT_THAT(log_->ReadEntries(10, 11,
+                                [&](uint64_t, std::string_view e) {
+                                  entry = std::string(e);
+                                  return absl::OkStatus();
+                                }),
+              IsOk());
+  absl::StatusOr<Event> event = DecodeEvent(entry);
+  ASSERT_THAT(event, IsOk());
+  const auto* accepted = std::get_if<RollbackAccepted>(&event->body);
+  ASSERT_NE(accepted, nullptr);
+  EXPECT_EQ(accepted->continued_size, 10u);
+  EXPECT_EQ(accepted->continued_root, continued_root);
+  EXPECT_EQ(accepted->abandoned_heads, std::vector<std::string>{abandoned->note});
+  // Nothing left to accept.
+  EXPECT_THAT(log_->AcceptRollback(11, "local-operator:uid=0"),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+
+  // Had the process stopped before the new head reached the head file, the
+  // abandoned head found there again is known as abandoned.
+  CloseAll();
+  std::filesystem::remove(dir_.Sub("audit-head.note"));
+  ASSERT_THAT(WriteNewFile(dir_.Sub("audit-head.note"), abandoned->note, 0644), IsOk());
+  OpenAll();
+  EXPECT_THAT(log_->UnextendedHeads(), IsOkAndHolds(::testing::IsEmpty()));
+  AppendCommitted({events.begin(), events.begin() + 2});
+  absl::StatusOr<SignedTreeHead> next = log_->SignTreeHead();
+  ASSERT_THAT(next, IsOk());
+  EXPECT_EQ(next->checkpoint.size, 13u);
+}
+
+TEST_F(AuditLogTest, HeadCopyFileIsWrittenAndCatchesARestoredHeadFile) {
+  CloseAll();
+  storage::StoreOptions store_options;
+  store_options.path = dir_.Sub("db");
+  store_options.create_if_missing = true;
+  store_ = *storage::Store::Open(store_options);
+  AuditLogOptions options;
+  options.store = store_.get();
+  options.clock = &clock_;
+  options.signer = &signer_;
+  options.head_file = dir_.Sub("audit-head.note");
+  options.head_copy_file = dir_.Sub("copy.note");
+  log_ = *AuditLog::Open(options);
+  std::vector<Event> events = testing::MixedEvents(8);
+  AppendCommitted({events.begin(), events.begin() + 4});
+  ASSERT_THAT(log_->SignTreeHead(), IsOk());
+  const std::string old_head = *ReadFile(dir_.Sub("audit-head.note"));
+  ASSERT_THAT(store_->CreateCheckpoint(dir_.Sub("backup")), IsOk());
+  AppendCommitted({events.begin() + 4, events.end()});
+  absl::StatusOr<SignedTreeHead> newer = log_->SignTreeHead();
+  ASSERT_THAT(newer, IsOk());
+  EXPECT_THAT(ReadFile(dir_.Sub("copy.note")), IsOkAndHolds(newer->note));
+  log_.reset();
+  (void)store_->Close();
+  store_.reset();
+  // The store and the head file both from the older state.
+  std::filesystem::remove_all(dir_.Sub("db"));
+  std::filesystem::rename(dir_.Sub("backup"), dir_.Sub("db"));
+  std::filesystem::remove(dir_.Sub("audit-head.note"));
+  ASSERT_THAT(WriteNewFile(dir_.Sub("audit-head.note"), old_head, 0644), IsOk());
+  store_ = *storage::Store::Open(store_options);
+  options.store = store_.get();
+  log_ = *AuditLog::Open(options);
+
+  absl::StatusOr<std::vector<UnextendedHead>> heads = log_->UnextendedHeads();
+
+  ASSERT_THAT(heads, IsOk());
+  ASSERT_EQ(heads->size(), 1u);
+  EXPECT_EQ((*heads)[0].where, dir_.Sub("copy.note"));
+  EXPECT_EQ((*heads)[0].checkpoint.size, 8u);
+  EXPECT_THAT(log_->SignTreeHead(), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
 TEST_F(AuditLogTest, SignsAgainAfterAnExtension) {
   std::vector<Event> events = testing::MixedEvents(30);
   AppendCommitted({events.begin(), events.begin() + 7});
@@ -279,8 +397,7 @@ TEST_F(AuditLogTest, SignsAgainAfterAnExtension) {
 TEST_F(AuditLogTest, RefusesAHeadFileSignedByAnotherKey) {
   NoteSigner other = MakeSigner(9);
   Checkpoint cp{std::string(kOrigin), 0, EmptyRoot(), {}};
-  ASSERT_THAT(WriteNewFile(dir_.Sub("audit-head.note"), *SignCheckpoint(cp, other), 0644),
-              IsOk());
+  ASSERT_THAT(WriteNewFile(dir_.Sub("audit-head.note"), *SignCheckpoint(cp, other), 0644), IsOk());
   EXPECT_THAT(log_->SignTreeHead(), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
