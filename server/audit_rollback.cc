@@ -71,11 +71,8 @@ absl::Status CheckAuditRollback(audit::AuditLog* log, std::optional<uint64_t> ac
         "accepted: %s. Check that this is the store you meant, then give --accept-rollback %d",
         *accept_size, tree_size, finding, tree_size));
   }
-  ASSIGN_OR_RETURN(audit::SignedTreeHead head, log->AcceptRollback(*accept_size, actor));
-  log::Warn("audit.rollback", {{"accepted_size", tree_size},
-                               {"abandoned_size", heads.front().checkpoint.size},
-                               {"new_head_size", head.checkpoint.size}});
-  return absl::OkStatus();
+  // AcceptRollback logs audit.rollback.accepted (entry, sizes, actor).
+  return log->AcceptRollback(*accept_size, actor).status();
 }
 
 absl::Status CheckHeadCopyFile(const std::string& path, const std::string& data_dir) {

@@ -28,7 +28,9 @@ std::string SignedHead(const NoteSigner& signer, const std::vector<std::string>&
                        uint64_t size) {
   MemoryNodeSource mem;
   for (uint64_t i = 0; i < size; ++i) mem.AppendLeaf(LeafHash(entries[i]));
-  Checkpoint cp{std::string(kOrigin), size, mem.Root(),
+  Checkpoint cp{std::string(kOrigin),
+                size,
+                mem.Root(),
                 {TimestampExtension(absl::FromUnixSeconds(1795000000))}};
   return *SignCheckpoint(cp, signer);
 }
@@ -84,7 +86,8 @@ TEST_F(ExportTest, AnIntactExportVerifies) {
 TEST_F(ExportTest, AChangedByteInAnyEntryNamesThatEntry) {
   const std::vector<std::string> records = Records(heads_);
   for (size_t i = 0; i < entries_.size(); ++i) {
-    for (size_t offset : {size_t{5}, size_t{5 + 8 + 3}, size_t{5 + 40 + 30}, records[EntryRecord(i)].size() - 1}) {
+    for (size_t offset :
+         {size_t{5}, size_t{5 + 8 + 3}, size_t{5 + 40 + 30}, records[EntryRecord(i)].size() - 1}) {
       std::vector<std::string> damaged = records;
       damaged[EntryRecord(i)][offset] ^= 0x01;
       VerifyReport r = Verify(Join(damaged));
@@ -272,6 +275,74 @@ TEST_F(ExportTest, AnExportWithoutAHeadFails) {
   VerifyReport r = Verify(Join(Records({})));
   EXPECT_FALSE(r.ok);
   EXPECT_THAT(r.error, HasSubstr("no signed tree head"));
+}
+
+// The log after an accepted rollback: entries 0..19 of entries_, then a
+// RollbackAccepted abandoning the published head of size 30, then one
+// more entry, under a head of size 22.
+class RollbackExportTest : public ExportTest {
+ protected:
+  std::vector<std::string> Rolled(const RollbackAccepted& accepted) {
+    std::vector<std::string> log(entries_.begin(), entries_.begin() + 20);
+    log.push_back(*EncodeEvent(Event{absl::FromUnixSeconds(1795000100), accepted}));
+    log.push_back(entries_[20]);
+    return log;
+  }
+  RollbackAccepted Accepted() {
+    MemoryNodeSource mem;
+    for (int i = 0; i < 20; ++i) mem.AppendLeaf(LeafHash(entries_[i]));
+    return RollbackAccepted{"local-operator:uid=0", 20, mem.Root(), {heads_[0]}};
+  }
+  std::string File(const std::vector<std::string>& log) {
+    std::string out(kExportMagic);
+    out += ExportHeadRecord(SignedHead(signer_, log, log.size()));
+    for (size_t i = 0; i < log.size(); ++i) out += ExportEntryRecord(i, log[i]);
+    out += ExportEndRecord(log.size(), 1);
+    return out;
+  }
+};
+
+TEST_F(RollbackExportTest, AnAcceptedRollbackIsReportedWithTheHeadsItAbandoned) {
+  VerifyReport r = Verify(File(Rolled(Accepted())));
+
+  ASSERT_TRUE(r.ok) << r.bad_record << ": " << r.error;
+  EXPECT_EQ(r.events_by_kind["rollback-accepted"], 1u);
+  ASSERT_EQ(r.rollbacks.size(), 1u);
+  EXPECT_EQ(r.rollbacks[0].entry, 20u);
+  EXPECT_EQ(r.rollbacks[0].continued_size, 20u);
+  EXPECT_EQ(r.rollbacks[0].actor, "local-operator:uid=0");
+  EXPECT_EQ(r.rollbacks[0].abandoned_sizes, std::vector<uint64_t>{30});
+}
+
+TEST_F(RollbackExportTest, AHeadSavedBeforeTheRollbackFailsNamingTheAcceptance) {
+  VerifyReport r = Verify(File(Rolled(Accepted())), heads_[0]);
+
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.error, HasSubstr("accepted at entry 20"));
+}
+
+TEST_F(RollbackExportTest, AnAcceptanceClaimingAnotherTreeIsNamed) {
+  RollbackAccepted wrong_size = Accepted();
+  wrong_size.continued_size = 19;
+  RollbackAccepted wrong_root = Accepted();
+  wrong_root.continued_root[0] ^= 1;
+
+  for (const RollbackAccepted& a : {wrong_size, wrong_root}) {
+    VerifyReport r = Verify(File(Rolled(a)));
+    EXPECT_FALSE(r.ok);
+    EXPECT_THAT(r.bad_entry, Optional(20u)) << r.error;
+  }
+}
+
+TEST_F(RollbackExportTest, AnAbandonedHeadNotSignedByTheLogIsNamed) {
+  RollbackAccepted forged = Accepted();
+  forged.abandoned_heads = {SignedHead(MakeSigner(9), entries_, 30)};
+
+  VerifyReport r = Verify(File(Rolled(forged)));
+
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.bad_entry, Optional(20u));
+  EXPECT_THAT(r.error, HasSubstr("not signed by the key"));
 }
 
 }  // namespace
