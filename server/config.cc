@@ -103,6 +103,9 @@ void ApplyDefaults(const std::string& data_dir, v1::ServerConfig* config) {
   if (config->tls_key_file().empty()) config->set_tls_key_file(data_dir + "/tls/server.key");
   if (config->tls_ca_file().empty()) config->set_tls_ca_file(data_dir + "/tls/ca.crt");
   if (config->drain_timeout_seconds() == 0) config->set_drain_timeout_seconds(10);
+  if (config->master_key_command_timeout_seconds() == 0) {
+    config->set_master_key_command_timeout_seconds(30);
+  }
   if (config->storage().block_cache_mib() == 0) config->mutable_storage()->set_block_cache_mib(64);
   if (config->storage().max_background_jobs() == 0) {
     config->mutable_storage()->set_max_background_jobs(2);
@@ -135,11 +138,13 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
     return absl::InvalidArgumentError(
         "master_key_file and master_key_command are both set: keep one");
   }
-  if (config.sync().max_batch_bytes() > (uint64_t{64} << 20)) {
-    return absl::InvalidArgumentError("sync.max_batch_bytes must be at most 67108864 (64 MiB)");
-  }
-  if (config.drain_timeout_seconds() > 3600) {
-    return absl::InvalidArgumentError("drain_timeout_seconds must be at most 3600");
+  for (const NumericBound& bound : NumericBounds()) {
+    const uint64_t value = bound.get(config);
+    if (value < bound.min || value > bound.max) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("config key %s is %d, outside the allowed range %d..%d%s", bound.key,
+                          value, bound.min, bound.max, bound.unit));
+    }
   }
   if (!config.audit_head_copy_file().empty() && (config.audit_head_copy_file().front() != '/' ||
                                                  config.audit_head_copy_file().back() == '/')) {
@@ -149,6 +154,37 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
         config.audit_head_copy_file()));
   }
   return absl::OkStatus();
+}
+
+const std::vector<NumericBound>& NumericBounds() {
+  // Each bound keeps the server working: below the minimum nothing useful
+  // fits (a batch, a pull chunk), above the maximum a resource runs out or
+  // a safety check stops protecting (a clock skew of years disables HLC
+  // clamping; 100000 RocksDB threads abort the process). Documented in
+  // config.proto and docs/OPERATIONS.md ("Configuration reference").
+  static const std::vector<NumericBound>* bounds = new std::vector<NumericBound>{
+      {"drain_timeout_seconds", 1, 3600, " seconds",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.drain_timeout_seconds(); }},
+      {"master_key_command_timeout_seconds", 1, 600, " seconds",
+       [](const v1::ServerConfig& c) -> uint64_t {
+         return c.master_key_command_timeout_seconds();
+       }},
+      {"storage.block_cache_mib", 8, 65536, " MiB",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.storage().block_cache_mib(); }},
+      {"storage.max_background_jobs", 1, 64, " threads",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.storage().max_background_jobs(); }},
+      {"sync.max_batch_bytes", 65536, uint64_t{64} << 20, " bytes (64 KiB..64 MiB)",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.sync().max_batch_bytes(); }},
+      {"sync.max_batch_changes", 1, 100000, " changes",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.sync().max_batch_changes(); }},
+      {"sync.max_clock_skew_seconds", 1, 86400, " seconds (at most one day)",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.sync().max_clock_skew_seconds(); }},
+      {"sync.max_pull_chunk_changes", 1, 10000, " changes",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.sync().max_pull_chunk_changes(); }},
+      {"sync.max_pull_chunk_bytes", 16384, 3 << 20, " bytes (16 KiB..3 MiB)",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.sync().max_pull_chunk_bytes(); }},
+  };
+  return *bounds;
 }
 
 }  // namespace fieldsync::server

@@ -4,6 +4,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/listen_address.h"
@@ -14,6 +19,7 @@ namespace {
 
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 TEST(ConfigTest, ParsesTextForm) {
@@ -61,8 +67,8 @@ TEST(ConfigTest, PlaintextRefusedOffLoopback) {
   c.set_listen("0.0.0.0:7443");
   c.set_insecure_plaintext_loopback(true);
   ApplyDefaults("/d", &c);
-  EXPECT_THAT(ValidateConfig(c), StatusIs(absl::StatusCode::kInvalidArgument,
-                                          HasSubstr("loopback")));
+  EXPECT_THAT(ValidateConfig(c),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("loopback")));
   c.set_listen("127.0.0.2:7443");
   EXPECT_THAT(ValidateConfig(c), IsOk());
   c.set_listen("[::1]:7443");
@@ -77,12 +83,121 @@ TEST(ConfigTest, BadLogLevelIsNamed) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("log_level")));
 }
 
+// One numeric key's range, written out here independently of
+// NumericBounds(), as the config file spells it.
+struct BoundCase {
+  std::string key;  // "storage.max_background_jobs"
+  uint64_t min;
+  uint64_t max;
+};
+
+const std::vector<BoundCase>& BoundCases() {
+  static const auto* cases = new std::vector<BoundCase>{
+      {"drain_timeout_seconds", 1, 3600},
+      {"master_key_command_timeout_seconds", 1, 600},
+      {"storage.block_cache_mib", 8, 65536},
+      {"storage.max_background_jobs", 1, 64},
+      {"sync.max_batch_bytes", 65536, 67108864},
+      {"sync.max_batch_changes", 1, 100000},
+      {"sync.max_clock_skew_seconds", 1, 86400},
+      {"sync.max_pull_chunk_changes", 1, 10000},
+      {"sync.max_pull_chunk_bytes", 16384, 3145728},
+  };
+  return *cases;
+}
+
+// "storage { max_background_jobs: 7 }" for key "storage.max_background_jobs".
+std::string ConfigText(const std::string& key, uint64_t value) {
+  size_t dot = key.find('.');
+  if (dot == std::string::npos) return absl::StrCat(key, ": ", value, "\n");
+  return absl::StrCat(key.substr(0, dot), " { ", key.substr(dot + 1), ": ", value, " }\n");
+}
+
+// The config file `text` after defaults, validated.
+absl::Status Validate(const std::string& text) {
+  absl::StatusOr<v1::ServerConfig> c = ParseConfig(text, "test.conf");
+  if (!c.ok()) return c.status();
+  ApplyDefaults("/d", &*c);
+  return ValidateConfig(*c);
+}
+
+TEST(ConfigBoundsTest, EveryBoundAcceptsItsEdges) {
+  for (const BoundCase& b : BoundCases()) {
+    EXPECT_THAT(Validate(ConfigText(b.key, b.min)), IsOk()) << b.key << " = " << b.min;
+    EXPECT_THAT(Validate(ConfigText(b.key, b.max)), IsOk()) << b.key << " = " << b.max;
+  }
+}
+
+TEST(ConfigBoundsTest, PastEitherEdgeIsRefusedNamingKeyValueAndRange) {
+  for (const BoundCase& b : BoundCases()) {
+    const std::string range = absl::StrCat(b.min, "..", b.max);
+    EXPECT_THAT(Validate(ConfigText(b.key, b.max + 1)),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr(b.key), HasSubstr(absl::StrCat(" is ", b.max + 1)),
+                               HasSubstr(range))))
+        << b.key;
+    if (b.min > 1) {  // 0 means "the default", so only a minimum above 1 can be undershot.
+      EXPECT_THAT(
+          Validate(ConfigText(b.key, b.min - 1)),
+          StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr(b.key), HasSubstr(range))))
+          << b.key;
+    }
+  }
+}
+
+TEST(ConfigBoundsTest, ZeroMeansTheDefaultWhichIsInRange) {
+  for (const BoundCase& b : BoundCases()) {
+    EXPECT_THAT(Validate(ConfigText(b.key, 0)), IsOk()) << b.key;
+  }
+}
+
+TEST(ConfigBoundsTest, TheReportedCasesAreRefused) {
+  EXPECT_THAT(Validate("storage { max_background_jobs: 100000 }\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "config key storage.max_background_jobs is 100000, outside the allowed "
+                       "range 1..64 threads"));
+  EXPECT_THAT(Validate("sync { max_clock_skew_seconds: 4294967295 }\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("sync.max_clock_skew_seconds is 4294967295")));
+  EXPECT_THAT(Validate("{\"sync\": {\"maxBatchBytes\": \"18446744073709551615\"}}"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("sync.max_batch_bytes is 18446744073709551615")));
+}
+
+// Walks ServerConfig's descriptor: every integer field, nested messages
+// included, must have a bound (and a case above), so that a key added
+// later cannot go unchecked.
+void CollectNumericKeys(const google::protobuf::Descriptor* d, const std::string& prefix,
+                        std::set<std::string>* out) {
+  using FD = google::protobuf::FieldDescriptor;
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FD* f = d->field(i);
+    if (f->cpp_type() == FD::CPPTYPE_MESSAGE) {
+      CollectNumericKeys(f->message_type(), prefix + f->name() + ".", out);
+    } else if (f->cpp_type() == FD::CPPTYPE_UINT32 || f->cpp_type() == FD::CPPTYPE_UINT64 ||
+               f->cpp_type() == FD::CPPTYPE_INT32 || f->cpp_type() == FD::CPPTYPE_INT64 ||
+               f->cpp_type() == FD::CPPTYPE_DOUBLE || f->cpp_type() == FD::CPPTYPE_FLOAT) {
+      out->insert(prefix + f->name());
+    }
+  }
+}
+
+TEST(ConfigBoundsTest, EveryNumericKeyIsBoundedAndTested) {
+  std::set<std::string> numeric;
+  CollectNumericKeys(v1::ServerConfig::descriptor(), "", &numeric);
+  std::set<std::string> bounded, tested;
+  for (const NumericBound& b : NumericBounds()) bounded.insert(b.key);
+  for (const BoundCase& b : BoundCases()) tested.insert(b.key);
+  EXPECT_EQ(bounded, numeric);
+  EXPECT_EQ(tested, numeric);
+}
+
 TEST(ListenAddressTest, ParsesHostPortForms) {
   ASSERT_THAT(ParseListenAddress("127.0.0.1:7443"), IsOk());
   EXPECT_EQ(ParseListenAddress("[::1]:80")->host, "::1");
   EXPECT_EQ(ParseListenAddress("[::1]:80")->ToString(), "[::1]:80");
-  for (const char* bad : {"", "7443", "host:", ":80", "h:99999", "h:-1", "::1:80", "[::1]80",
-                          "h:80x"}) {
+  for (const char* bad :
+       {"", "7443", "host:", ":80", "h:99999", "h:-1", "::1:80", "[::1]80", "h:80x"}) {
     EXPECT_THAT(ParseListenAddress(bad), StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
   }
 }
