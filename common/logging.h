@@ -4,6 +4,9 @@
 //
 //   log::Info("rpc.done", {{"principal", id}, {"rpc", method}, {"code", 0}});
 //   -> 2026-11-27T21:40:00.123Z level=info event=rpc.done principal=... rpc=... code=0
+//   -> {"time":"2026-11-27T21:40:00.123Z","level":"info","event":"rpc.done",...}
+//      (--log-format json: each line is one JSON object and nothing else;
+//      bytes that are not UTF-8 become U+FFFD, nan and inf become strings)
 //
 // Thread-safe.
 #ifndef FIELDSYNC_COMMON_LOGGING_H_
@@ -17,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace fieldsync::log {
 
@@ -65,6 +69,11 @@ inline void Error(std::string_view event, std::initializer_list<Field> fields = 
 // Formats one line without the timestamp; exposed for tests.
 std::string FormatLine(Format format, Level level, std::string_view event,
                        std::initializer_list<Field> fields);
+
+// The line Write prints for an event at `time`: the timestamp first for
+// text, a "time" member first for JSON.
+std::string FormatLineAt(Format format, absl::Time time, Level level, std::string_view event,
+                         std::initializer_list<Field> fields);
 
 }  // namespace fieldsync::log
 
