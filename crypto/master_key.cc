@@ -2,11 +2,16 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -14,11 +19,14 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "crypto/bytes.h"
 #include "crypto/hkdf.h"
+
+extern char** environ;
 
 namespace fieldsync::crypto {
 namespace {
@@ -250,39 +258,161 @@ absl::StatusOr<MasterKeyRing> MasterKeyRing::LoadFile(const std::string& path) {
   return ring;
 }
 
-absl::StatusOr<MasterKeyRing> MasterKeyRing::LoadFromCommand(const std::string& command) {
-  std::FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) {
+namespace {
+
+// A master key command started by RunKeyCommand: its process id (also its
+// process group id) and the read end of its standard output.
+struct KeyCommand {
+  pid_t pid = -1;
+  int out_fd = -1;
+};
+
+absl::StatusOr<KeyCommand> StartKeyCommand(const std::string& command) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "cannot run the master key command: cannot make a pipe: %s", std::strerror(errno)));
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  // It must not wait for input: nobody answers a prompt at start-up.
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  // Its own process group, so that a timeout kills whatever it started;
+  // no blocked signals and default dispositions (fieldsyncd blocks its
+  // stop signals and ignores SIGPIPE, which a child would inherit).
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int sig : {SIGTERM, SIGINT, SIGPIPE, SIGHUP, SIGQUIT}) sigaddset(&defaults, sig);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  std::string sh = "sh", dash_c = "-c", cmd = command;
+  char* argv[] = {sh.data(), dash_c.data(), cmd.data(), nullptr};
+  KeyCommand child;
+  int err = ::posix_spawn(&child.pid, "/bin/sh", &actions, &attr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(fds[1]);
+  if (err != 0) {
+    ::close(fds[0]);
     return absl::FailedPreconditionError(
-        absl::StrFormat("cannot run the master key command: %s", std::strerror(errno)));
+        absl::StrFormat("cannot run the master key command: %s", std::strerror(err)));
   }
-  const std::string source = "master key command output";
+  ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+  child.out_fd = fds[0];
+  return child;
+}
+
+// The first of `signals` pending for this process or thread, 0 if none.
+int PendingStopSignal(const std::vector<int>& signals) {
+  if (signals.empty()) return 0;
+  sigset_t pending;
+  sigemptyset(&pending);
+  if (::sigpending(&pending) != 0) return 0;
+  for (int sig : signals) {
+    if (sigismember(&pending, sig) == 1) return sig;
+  }
+  return 0;
+}
+
+// Waits for the command to write its output and exit, reading the output
+// into `out`. Kills its process group if it runs past the timeout, writes
+// too much, or a stop signal is pending. Always reaps it and closes its fd.
+absl::Status WaitForKeyCommand(KeyCommand child, const MasterKeyRing::CommandOptions& options,
+                               std::string* out) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline = Clock::now() + absl::ToChronoNanoseconds(options.timeout);
+  constexpr int kTickMs = 50;
+  absl::Status status;
+  bool is_eof = false;
+  int wait_status = 0;
+  bool has_exited = false;  // exited, not yet reaped
+  char buf[4096];
+  while (status.ok()) {
+    if (!has_exited) {
+      // WNOWAIT: it stays a zombie, so its process group id cannot be
+      // reused before the kill below.
+      siginfo_t info{};
+      if (::waitid(P_PID, static_cast<id_t>(child.pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+          info.si_pid == child.pid) {
+        has_exited = true;
+      }
+    }
+    if (has_exited && is_eof) break;
+    if (int sig = PendingStopSignal(options.stop_signals); sig != 0) {
+      status = absl::CancelledError(absl::StrFormat(
+          "start-up stopped by %s while waiting for the master key command (killed)",
+          sigabbrev_np(sig) != nullptr ? absl::StrCat("SIG", sigabbrev_np(sig)) : "a signal"));
+      break;
+    }
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline) {
+      status = absl::DeadlineExceededError(absl::StrFormat(
+          "the master key command did not finish within %d seconds (killed): check that it "
+          "runs without prompting, or raise master_key_command_timeout_seconds",
+          absl::ToInt64Seconds(options.timeout)));
+      break;
+    }
+    const int wait_ms = static_cast<int>(std::min<int64_t>(
+        kTickMs,
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1));
+    if (is_eof) {
+      ::poll(nullptr, 0, wait_ms);
+      continue;
+    }
+    pollfd pfd{child.out_fd, POLLIN, 0};
+    int ready = ::poll(&pfd, 1, wait_ms);
+    if (ready <= 0) continue;  // timeout tick or EINTR
+    ssize_t n = ::read(child.out_fd, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      status = absl::FailedPreconditionError(
+          absl::StrFormat("cannot read the master key command's output: %s", std::strerror(errno)));
+    } else if (n == 0) {
+      is_eof = true;
+    } else if (out->size() + static_cast<size_t>(n) > kMaxKeyText) {
+      status = absl::InvalidArgumentError(absl::StrFormat(
+          "the master key command's output is over %d bytes: not a master key file", kMaxKeyText));
+    } else {
+      out->append(buf, static_cast<size_t>(n));
+    }
+  }
+  Cleanse(AsWritable(buf));
+  ::close(child.out_fd);
+  // On failure, whatever runs in its process group goes too (the group's
+  // id is still reserved by the unreaped leader).
+  if (!status.ok()) ::kill(-child.pid, SIGKILL);
+  while (::waitpid(child.pid, &wait_status, 0) < 0 && errno == EINTR) {
+  }
+  if (!status.ok()) return status;
+  if (WIFSIGNALED(wait_status)) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("the master key command was killed by signal %d", WTERMSIG(wait_status)));
+  }
+  if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("the master key command exited with status %d (127: not found); see its "
+                        "standard error",
+                        WEXITSTATUS(wait_status)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<MasterKeyRing> MasterKeyRing::LoadFromCommand(const std::string& command,
+                                                             const CommandOptions& options) {
+  ASSIGN_OR_RETURN(KeyCommand child, StartKeyCommand(command));
   std::string text;
-  absl::Status status = ReadAll(::fileno(pipe), source, &text);
-  if (!status.ok()) {
-    // Drain, so that pclose does not wait on a writer blocked on a full pipe.
-    char sink[4096];
-    while (std::fread(sink, 1, sizeof(sink), pipe) > 0) {
-    }
-    Cleanse(AsWritable(sink));
-  }
-  int wait_status = ::pclose(pipe);
-  if (status.ok()) {
-    if (wait_status == -1) {
-      status = absl::FailedPreconditionError(absl::StrFormat(
-          "cannot collect the master key command's exit status: %s", std::strerror(errno)));
-    } else if (WIFSIGNALED(wait_status)) {
-      status = absl::FailedPreconditionError(
-          absl::StrFormat("the master key command was killed by signal %d", WTERMSIG(wait_status)));
-    } else if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
-      status = absl::FailedPreconditionError(
-          absl::StrFormat("the master key command exited with status %d (127: not found); see its "
-                          "standard error",
-                          WEXITSTATUS(wait_status)));
-    }
-  }
-  absl::StatusOr<MasterKeyRing> ring =
-      status.ok() ? ParseText(text, source) : absl::StatusOr<MasterKeyRing>(status);
+  absl::Status status = WaitForKeyCommand(child, options, &text);
+  absl::StatusOr<MasterKeyRing> ring = status.ok() ? ParseText(text, "master key command output")
+                                                   : absl::StatusOr<MasterKeyRing>(status);
   Cleanse(text);
   return ring;
 }

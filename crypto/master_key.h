@@ -10,11 +10,13 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/random.h"
 #include "crypto/aead.h"
 #include "crypto/secret.h"
@@ -71,11 +73,33 @@ class MasterKeyRing {
   //   kInvalidArgument - malformed (naming the line number).
   static absl::StatusOr<MasterKeyRing> LoadFile(const std::string& path);
 
-  // Runs `command` with /bin/sh -c and parses its standard output (the same
-  // text format); its standard error passes through. kFailedPrecondition if
-  // it cannot start or exits non-zero; kInvalidArgument if the output is
-  // malformed. The command string is never put in a message.
-  static absl::StatusOr<MasterKeyRing> LoadFromCommand(const std::string& command);
+  // How LoadFromCommand waits for its command.
+  struct CommandOptions {
+    // The command must have exited by then; it is killed after it.
+    absl::Duration timeout = absl::Seconds(30);
+    // Signals that end the wait while pending (a process that blocks its
+    // stop signals, as fieldsyncd does before it serves, sees them only as
+    // pending): the command is killed and kCancelled returned. Checked
+    // every 50 ms. Empty: none.
+    std::vector<int> stop_signals;
+  };
+
+  // Runs `command` with /bin/sh -c, in its own process group with standard
+  // input from /dev/null, default signal handling and its standard error
+  // passed through, and parses its standard output (the same text format).
+  // Errors (never holding the command string or its output):
+  //   kFailedPrecondition - it cannot start, exits non-zero (naming the
+  //     status) or is killed by a signal (naming it);
+  //   kDeadlineExceeded - it ran past options.timeout (its process group
+  //     was killed);
+  //   kCancelled - a stop signal became pending (its process group was
+  //     killed);
+  //   kInvalidArgument - the output is malformed or over 1 MiB.
+  static absl::StatusOr<MasterKeyRing> LoadFromCommand(const std::string& command,
+                                                       const CommandOptions& options);
+  static absl::StatusOr<MasterKeyRing> LoadFromCommand(const std::string& command) {
+    return LoadFromCommand(command, CommandOptions());
+  }
 
   // Parses the text format; kInvalidArgument if malformed.
   static absl::StatusOr<MasterKeyRing> Parse(std::string_view text);

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
+#include <signal.h>
 
 #include <optional>
 
@@ -57,7 +58,14 @@ constexpr int kBlockingHandlerThreads = 32;
 
 absl::StatusOr<crypto::MasterKeyRing> LoadMasterKey(const v1::ServerConfig& config) {
   if (!config.master_key_command().empty()) {
-    return crypto::MasterKeyRing::LoadFromCommand(config.master_key_command());
+    crypto::MasterKeyRing::CommandOptions command;
+    if (config.master_key_command_timeout_seconds() != 0) {  // else the default
+      command.timeout = absl::Seconds(config.master_key_command_timeout_seconds());
+    }
+    // fieldsyncd's main blocks its stop signals before Start: pending, they
+    // end the wait, so that a stop during start-up is not held up.
+    command.stop_signals = {SIGTERM, SIGINT};
+    return crypto::MasterKeyRing::LoadFromCommand(config.master_key_command(), command);
   }
   return crypto::MasterKeyRing::LoadFile(config.master_key_file());
 }

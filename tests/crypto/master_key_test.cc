@@ -1,13 +1,19 @@
 #include "crypto/master_key.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "crypto/bytes.h"
 #include "gtest/gtest.h"
 #include "tests/testing/seeded_random.h"
@@ -20,6 +26,7 @@ namespace {
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::ScopedTempDir;
 using ::fieldsync::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -226,8 +233,7 @@ TEST(MasterKeyLoadTest, MalformedFileIsInvalidArgumentNamingTheLine) {
 
 TEST(MasterKeyLoadTest, DirectoryIsRefused) {
   ScopedTempDir dir;
-  EXPECT_THAT(MasterKeyRing::LoadFile(dir.path()),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(MasterKeyRing::LoadFile(dir.path()), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST(MasterKeyCommandTest, ReadsTheCommandsOutput) {
@@ -244,6 +250,121 @@ TEST(MasterKeyCommandTest, NonZeroExitIsFailedPrecondition) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("status 3")));
   EXPECT_THAT(MasterKeyRing::LoadFromCommand("/nonexistent/key-helper 2>/dev/null"),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("127")));
+}
+
+// Runs LoadFromCommand with `timeout` and returns how long it took.
+absl::Duration Timed(const std::string& command, const MasterKeyRing::CommandOptions& options,
+                     absl::Status* status) {
+  const auto start = std::chrono::steady_clock::now();
+  *status = MasterKeyRing::LoadFromCommand(command, options).status();
+  return absl::FromChrono(std::chrono::steady_clock::now() - start);
+}
+
+MasterKeyRing::CommandOptions WithTimeout(absl::Duration timeout) {
+  MasterKeyRing::CommandOptions options;
+  options.timeout = timeout;
+  return options;
+}
+
+// True once process `pid` is gone or a zombie (killed, not yet reaped by
+// whoever adopted it); waits up to 5 s.
+bool IsGone(pid_t pid) {
+  for (int i = 0; i < 100; ++i) {
+    std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+    std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    size_t paren = content.rfind(')');
+    if (!stat || paren == std::string::npos || content.substr(paren + 2, 1) == "Z") return true;
+    ::usleep(50000);
+  }
+  return false;
+}
+
+TEST(MasterKeyCommandTest, ACommandPastItsTimeoutIsKilledWithinBound) {
+  ScopedTempDir dir;
+  const std::string pid_file = dir.Sub("child.pid");
+  absl::Status s;
+  // The shell starts a sleep of its own: the whole process group must go.
+  absl::Duration took = Timed(absl::StrCat("sleep 30 & echo $! > '", pid_file, "'; wait"),
+                              WithTimeout(absl::Seconds(1)), &s);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kDeadlineExceeded,
+                          AllOf(HasSubstr("within 1 seconds"),
+                                HasSubstr("master_key_command_timeout_seconds"))));
+  EXPECT_GE(took, absl::Seconds(1));
+  EXPECT_LT(took, absl::Seconds(4));
+  std::ifstream in(pid_file);
+  pid_t grandchild = 0;
+  ASSERT_TRUE(in >> grandchild);
+  EXPECT_TRUE(IsGone(grandchild));
+}
+
+TEST(MasterKeyCommandTest, AKeyPrintedButNoExitTimesOut) {
+  ScopedTempDir dir;
+  std::string path = dir.Sub("master.key");
+  WriteFile(path, kTwoVersions, 0600);
+  absl::Status s;
+  absl::Duration took = Timed("cat '" + path + "'; sleep 30", WithTimeout(absl::Seconds(1)), &s);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_LT(took, absl::Seconds(4));
+}
+
+TEST(MasterKeyCommandTest, AValidKeyWithinTheTimeoutLoads) {
+  ScopedTempDir dir;
+  std::string path = dir.Sub("master.key");
+  WriteFile(path, kTwoVersions, 0600);
+  absl::StatusOr<MasterKeyRing> ring = MasterKeyRing::LoadFromCommand(
+      "sleep 0.2; cat '" + path + "'", WithTimeout(absl::Seconds(5)));
+  ASSERT_THAT(ring, IsOk());
+  EXPECT_EQ(ring->current_version(), 2u);
+}
+
+TEST(MasterKeyCommandTest, NonZeroExitNamesTheStatusNeverTheOutput) {
+  ScopedTempDir dir;
+  std::string path = dir.Sub("master.key");
+  WriteFile(path, kTwoVersions, 0600);
+  absl::StatusOr<MasterKeyRing> ring =
+      MasterKeyRing::LoadFromCommand("cat '" + path + "'; exit 7", WithTimeout(absl::Seconds(5)));
+  EXPECT_THAT(ring, StatusIs(absl::StatusCode::kFailedPrecondition,
+                             AllOf(HasSubstr("status 7"), Not(HasSubstr("AQEBAQ")),
+                                   Not(HasSubstr("fieldsync-master-key")), Not(HasSubstr(path)))));
+}
+
+TEST(MasterKeyCommandTest, KilledBySignalIsNamed) {
+  EXPECT_THAT(MasterKeyRing::LoadFromCommand("kill -9 $$", WithTimeout(absl::Seconds(5))),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("signal 9")));
+}
+
+TEST(MasterKeyCommandTest, EndlessOutputIsRefusedWithoutWaitingForTheTimeout) {
+  absl::Status s;
+  absl::Duration took = Timed("yes fieldsync", WithTimeout(absl::Seconds(20)), &s);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("over 1048576 bytes")));
+  EXPECT_LT(took, absl::Seconds(10));
+}
+
+TEST(MasterKeyCommandTest, ACommandReadingItsInputGetsEndOfFileNotAHang) {
+  absl::Status s;
+  absl::Duration took = Timed("cat", WithTimeout(absl::Seconds(20)), &s);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+  EXPECT_LT(took, absl::Seconds(10));
+}
+
+TEST(MasterKeyCommandTest, APendingStopSignalEndsTheWait) {
+  // As in fieldsyncd: SIGTERM blocked, so it stays pending when it comes.
+  sigset_t term, old;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &term, &old), 0);
+  ASSERT_EQ(::kill(::getpid(), SIGTERM), 0);
+  MasterKeyRing::CommandOptions options = WithTimeout(absl::Seconds(30));
+  options.stop_signals = {SIGINT, SIGTERM};
+  absl::Status s;
+  absl::Duration took = Timed("sleep 30", options, &s);
+  // Consume the signal before unblocking it.
+  timespec zero{};
+  int taken = ::sigtimedwait(&term, nullptr, &zero);
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  EXPECT_EQ(taken, SIGTERM);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kCancelled, HasSubstr("SIGTERM")));
+  EXPECT_LT(took, absl::Seconds(3));
 }
 
 TEST(MasterKeyCommandTest, MalformedOutputIsInvalidArgument) {
