@@ -1,10 +1,17 @@
 #include "storage/store.h"
 
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <cstdarg>
 #include <cstdlib>
+#include <filesystem>
 #include <utility>
 #include <vector>
 
@@ -259,6 +266,57 @@ struct Store::Rep {
 
 namespace {
 
+// "owner fieldsync (uid 998), mode 0700" for `st`.
+std::string OwnerAndMode(const struct stat& st) {
+  passwd pw;
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  std::string owner = absl::StrFormat("uid %d", st.st_uid);
+  if (::getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
+    owner = absl::StrFormat("%s (uid %d)", found->pw_name, st.st_uid);
+  }
+  return absl::StrFormat("owner %s, mode %04o", owner, st.st_mode & 07777);
+}
+
+// Checks, with the system's own permission rules, that this process may
+// use the store directory `path` and read every file in it, so that a
+// store it may not use is reported as such (RocksDB reports an unreadable
+// directory as NotFound). A missing directory passes: the callers say what
+// to do about that.
+absl::Status CheckStoreAccess(const std::string& path, bool read_only) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == EACCES) {
+      std::string parent = std::filesystem::path(path).parent_path().string();
+      struct stat parent_st;
+      return StorePermissionDenied(
+          path, parent.empty() ? path : parent,
+          !parent.empty() && ::stat(parent.c_str(), &parent_st) == 0 ? OwnerAndMode(parent_st) : "",
+          ProcessUser());
+    }
+    return absl::OkStatus();
+  }
+  if (!S_ISDIR(st.st_mode)) return absl::OkStatus();  // CheckNewStorePath names it
+  const int need = R_OK | X_OK | (read_only ? 0 : W_OK);
+  if (::faccessat(AT_FDCWD, path.c_str(), need, AT_EACCESS) != 0 && errno == EACCES) {
+    return StorePermissionDenied(path, path, OwnerAndMode(st), ProcessUser());
+  }
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+    const std::string file = entry.path().string();
+    struct stat file_st;
+    if (::lstat(file.c_str(), &file_st) != 0 || !S_ISREG(file_st.st_mode)) continue;
+    // LOCK is opened for writing; every other file is only read, or
+    // replaced by a new one.
+    const bool is_lock = entry.path().filename() == "LOCK";
+    const int file_need = R_OK | (is_lock && !read_only ? W_OK : 0);
+    if (::faccessat(AT_FDCWD, file.c_str(), file_need, AT_EACCESS) != 0 && errno == EACCES) {
+      return StorePermissionDenied(path, file, OwnerAndMode(file_st), ProcessUser());
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Refuses directories that hold something other than a store, so that a
 // wrong --path never scatters RocksDB files among someone else's.
 absl::Status CheckNewStorePath(rocksdb::Env* env, const StoreOptions& options) {
@@ -286,7 +344,10 @@ absl::Status CheckNewStorePath(rocksdb::Env* env, const StoreOptions& options) {
   }
   if (!options.create_if_missing) {
     return absl::FailedPreconditionError(absl::StrFormat(
-        "no store at %s; create one first (create_if_missing) or fix the path", path));
+        "no store at %s (no RocksDB CURRENT file): this data directory has no database; create "
+        "a deployment with `fieldsync init --data-dir NEWDIR`, or restore one with `fieldsync "
+        "backup restore`, or fix the path",
+        path));
   }
   return absl::OkStatus();
 }
@@ -296,8 +357,8 @@ absl::Status CheckExistingCfs(rocksdb::Env* env, const std::string& path) {
   rocksdb::DBOptions db_options;
   db_options.env = env;
   std::vector<std::string> names;
-  RETURN_IF_ERROR(FromRocksDb(rocksdb::DB::ListColumnFamilies(db_options, path, &names),
-                              absl::StrFormat("list column families of store %s", path)));
+  RETURN_IF_ERROR(FromRocksDbOpen(rocksdb::DB::ListColumnFamilies(db_options, path, &names), path,
+                                  ProcessUser()));
   for (const std::string& name : names) {
     Cf cf;
     if (!CfFromName(name, &cf)) {
@@ -353,6 +414,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   if (options.path.empty()) return absl::InvalidArgumentError("store path is empty");
   rocksdb::Env* env = options.env != nullptr ? options.env : rocksdb::Env::Default();
 
+  RETURN_IF_ERROR(CheckStoreAccess(options.path, options.read_only));
   const bool exists = env->FileExists(options.path + "/CURRENT").ok();
   if (options.read_only && !exists) {
     return absl::FailedPreconditionError(
@@ -394,13 +456,15 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
           ? rocksdb::DB::OpenForReadOnly(db_options, options.path, descriptors, &handles, &raw_db)
           : rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw_db);
   if (!s.ok()) {
+    absl::Status mapped = FromRocksDbOpen(s, options.path, ProcessUser());
+    if (absl::IsFailedPrecondition(mapped)) return mapped;  // permission denied
     if (s.IsIOError() && s.ToString().find("/LOCK") != std::string::npos) {
       return absl::UnavailableError(absl::StrFormat(
           "store %s is in use: another process (or another open Store in this one) holds "
           "its LOCK; stop that server or point this one at another path (rocksdb says %s)",
           options.path, s.ToString()));
     }
-    return FromRocksDb(s, absl::StrFormat("open store %s", options.path));
+    return mapped;
   }
 
   auto rep = std::make_unique<Rep>();

@@ -1,5 +1,6 @@
 #include "storage/store.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +40,7 @@ using ::fieldsync::testing::ScopedTempDir;
 using ::fieldsync::testing::SeededRandom;
 using ::fieldsync::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class StoreTest : public ::testing::Test {
  protected:
@@ -549,7 +551,7 @@ TEST(StoreOpenTest, MissingStoreWithoutCreateIsFailedPrecondition) {
   o.path = dir.Sub("none");
 
   EXPECT_THAT(Store::Open(o),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("create_if_missing")));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no store at")));
 }
 
 TEST(StoreOpenTest, EmptyPathIsInvalidArgument) {
@@ -730,6 +732,132 @@ TEST_F(StoreTest, ConcurrentCommitsFromEightThreadsAllLand) {
   EXPECT_EQ(Scan(Cf::kBatches, "", "").size(), static_cast<size_t>(kThreads * kPerThread));
   EXPECT_THAT(ReadCounter("total"), IsOkAndHolds(kThreads * kPerThread));
   std::cout << kThreads * kPerThread << " commits used " << syncs << " WAL syncs\n";
+}
+
+// --- Opening a store an operator cannot use --------------------------------
+
+// A store made and closed in a temp dir, to be opened again as fieldsyncd does.
+class StoreOpenErrorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    StoreOptions o;
+    o.path = path_;
+    o.create_if_missing = true;
+    absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(o);
+    ASSERT_THAT(store, IsOk());
+    WriteBatch b;
+    b.Put(Cf::kMetadata, "k", "v");
+    ASSERT_THAT((*store)->Commit(&b), IsOk());
+    ASSERT_THAT((*store)->Close(), IsOk());
+  }
+  void TearDown() override { ::chmod(path_.c_str(), 0700); }
+
+  absl::Status Reopen() {
+    StoreOptions o;
+    o.path = path_;
+    return Store::Open(o).status();
+  }
+
+  ScopedTempDir dir_;
+  std::string path_ = dir_.Sub("db");
+};
+
+TEST_F(StoreOpenErrorTest, UnreadableDirectoryNamesItTheUserAndTheFix) {
+  if (::geteuid() == 0) {
+    GTEST_SKIP() << "root reads any directory: the message is tested through "
+                    "StorePermissionDenied and FromRocksDbOpen";
+  }
+  ASSERT_EQ(::chmod(path_.c_str(), 0), 0);
+  absl::Status s = Reopen();
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition,
+                          ::testing::AllOf(HasSubstr("permission denied on " + path_),
+                                           HasSubstr("mode 0000"), HasSubstr(ProcessUser()),
+                                           HasSubstr("chown -R"), Not(HasSubstr("NotFound")))));
+}
+
+TEST_F(StoreOpenErrorTest, UnreadableFileInsideIsNamed) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads any file";
+  std::string current = path_ + "/CURRENT";
+  ASSERT_EQ(::chmod(current.c_str(), 0), 0);
+  EXPECT_THAT(Reopen(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                 ::testing::AllOf(HasSubstr("permission denied on " + current),
+                                                  HasSubstr("chown -R"))));
+  ::chmod(current.c_str(), 0644);
+}
+
+TEST_F(StoreOpenErrorTest, MissingStoreSaysInitOrRestore) {
+  StoreOptions o;
+  o.path = dir_.Sub("nowhere");
+  EXPECT_THAT(
+      Store::Open(o).status(),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               ::testing::AllOf(HasSubstr("no store at " + o.path), HasSubstr("fieldsync init"),
+                                HasSubstr("fieldsync backup restore"))));
+}
+
+TEST_F(StoreOpenErrorTest, ManifestGoneIsIncompleteWithRestoreAdvice) {
+  for (const auto& e : std::filesystem::directory_iterator(path_)) {
+    if (e.path().filename().string().rfind("MANIFEST-", 0) == 0) {
+      std::filesystem::remove(e.path());
+    }
+  }
+  EXPECT_THAT(Reopen(), StatusIs(absl::StatusCode::kDataLoss,
+                                 ::testing::AllOf(HasSubstr("store " + path_ + " is"),
+                                                  HasSubstr("fieldsync backup restore"))));
+}
+
+TEST_F(StoreOpenErrorTest, GarbledManifestIsCorruptWithRestoreAdvice) {
+  for (const auto& e : std::filesystem::directory_iterator(path_)) {
+    if (e.path().filename().string().rfind("MANIFEST-", 0) == 0) {
+      std::ofstream(e.path(), std::ios::binary | std::ios::trunc) << std::string(300, '\x5a');
+    }
+  }
+  EXPECT_THAT(Reopen(), StatusIs(absl::StatusCode::kDataLoss,
+                                 ::testing::AllOf(HasSubstr("corrupt"),
+                                                  HasSubstr("fieldsync backup restore"))));
+}
+
+TEST(StoreOpenMessageTest, PermissionDeniedNamesDirectoryUserAndFix) {
+  absl::Status s = StorePermissionDenied("/var/lib/fieldsync/db", "/var/lib/fieldsync/db",
+                                         "owner root (uid 0), mode 0700", "fieldsync (uid 998)");
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition,
+                          "cannot open the store: permission denied on /var/lib/fieldsync/db "
+                          "(owner root (uid 0), mode 0700) for user fieldsync (uid 998); the "
+                          "store must belong to the user fieldsyncd runs as: run `chown -R "
+                          "fieldsync /var/lib/fieldsync/db && chmod -R u+rwX "
+                          "/var/lib/fieldsync/db`, or start fieldsyncd as the user that owns it"));
+  EXPECT_THAT(StorePermissionDenied("/d/db", "/d/db", "", "uid 1234"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("chown -R 1234 /d/db")));
+}
+
+TEST(StoreOpenMessageTest, RocksDbOpenFailuresMapByTheOperatorsNextStep) {
+  const std::string user = "fieldsync (uid 998)";
+  EXPECT_THAT(FromRocksDbOpen(rocksdb::Status::IOError("While open a file for lock: /d/db/LOCK",
+                                                       "Permission denied"),
+                              "/d/db", user),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       ::testing::AllOf(HasSubstr("permission denied on a file of /d/db"),
+                                        HasSubstr("/d/db/LOCK"), HasSubstr("fieldsync (uid 998)"),
+                                        HasSubstr("chown -R fieldsync /d/db"))));
+  EXPECT_THAT(FromRocksDbOpen(rocksdb::Status::Corruption("bad block"), "/d/db", user),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       ::testing::AllOf(HasSubstr("store /d/db is corrupt"),
+                                        HasSubstr("fieldsync backup restore"))));
+  EXPECT_THAT(FromRocksDbOpen(rocksdb::Status::NotFound("/d/db/MANIFEST-000005"), "/d/db", user),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       ::testing::AllOf(HasSubstr("store /d/db is incomplete"),
+                                        HasSubstr("fieldsync backup restore"))));
+  EXPECT_THAT(FromRocksDbOpen(rocksdb::Status::IOError("While opening /d/db/MANIFEST-000005",
+                                                       "No such file or directory"),
+                              "/d/db", user),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("store /d/db is incomplete")));
+  EXPECT_THAT(FromRocksDbOpen(rocksdb::Status::IOError("disk on fire"), "/d/db", user),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(FromRocksDbOpen(rocksdb::Status::OK(), "/d/db", user), IsOk());
+}
+
+TEST(StoreOpenMessageTest, ProcessUserNamesTheEffectiveUid) {
+  EXPECT_THAT(ProcessUser(), HasSubstr(absl::StrFormat("uid %d", ::geteuid())));
 }
 
 }  // namespace
