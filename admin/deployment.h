@@ -3,8 +3,10 @@
 // use one.
 //
 // Layout of DIR (persisted: tools and operators rely on these names):
+// DIR itself is mode 0700 (fieldsyncd refuses to start otherwise).
 //   DEPLOYMENT          marker: format line, deployment id, audit log origin
-//   master.key          the master key ring (KEK), mode 0600
+//   master.key          the master key ring (KEK), mode 0600; absent when
+//                       init's --master-key-file put it elsewhere
 //   fieldsyncd.conf     server configuration, protobuf text form
 //   db/                 the RocksDB instance
 //   tls/ca.crt          deployment CA certificate (its key lives wrapped in db/)
@@ -66,6 +68,11 @@ struct InitOptions {
   std::string listen = "127.0.0.1:7443";
   // Id of the first administrator.
   std::string admin_id = "admin";
+  // Where the master key goes: "" for DIR/master.key (the quickstart
+  // layout), else a path outside DIR (production: /etc/fieldsync/master.key)
+  // that must not exist and whose directory must; fieldsyncd.conf then
+  // names it as master_key_file (absolute).
+  std::string master_key_file;
   Clock* clock = nullptr;    // not owned
   Random* random = nullptr;  // not owned
 };
@@ -77,15 +84,36 @@ struct InitOptions {
 // principal, a default fieldsyncd.conf and audit-log.pub. Everything is
 // built in a sibling temporary directory and renamed into place, so a
 // failure leaves nothing behind.
-// Returns kAlreadyExists if the directory holds anything,
-// kFailedPrecondition if its parent does not exist or is not writable.
+// A master_key_file outside DIR is written (mode 0600) under a temporary
+// name next to it and linked into place just before DIR is.
+// Returns kAlreadyExists if the directory holds anything or the master key
+// file exists, kFailedPrecondition if its parent (or the key file's
+// directory) does not exist or is not writable, kInvalidArgument if the
+// master key file would be inside DIR.
+
 absl::StatusOr<DeploymentInfo> InitDeployment(const InitOptions& options);
+
+// True if `path` names a file inside `data_dir` (both made absolute and
+// normal; symbolic links are not followed).
+bool IsInside(const std::string& data_dir, const std::string& path);
 
 // Checks that `data_dir` holds a deployment and returns its marker.
 // kNotFound (with the `fieldsync init` command to run) if the directory or
 // its marker is missing; kFailedPrecondition if the directory holds
 // something else or a newer format.
 absl::StatusOr<DeploymentInfo> CheckDeployment(const std::string& data_dir);
+
+// Checks, before fieldsyncd uses them, that the data directory and every
+// secret file grant group and other users nothing: the directory must be
+// mode 0700 (it holds the store and, by default, the master key) and each
+// secret 0600 or stricter. The secrets: DIR/master.key, tls/server.key,
+// admin/admin.key, every other "*.key" or "master.key*" file in DIR, tls/
+// and admin/, and each of `more_secrets` (the config's tls_key_file and
+// master_key_file, wherever they are). A secret that does not exist is
+// skipped (whoever reads it reports that).
+// kFailedPrecondition, one line naming the first offending path, its mode
+// and the fix ("run: chmod 600 PATH").
+absl::Status CheckModes(const std::string& data_dir, const std::vector<std::string>& more_secrets);
 
 }  // namespace fieldsync::admin
 

@@ -225,6 +225,8 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   auto impl = std::make_unique<Impl>();
   impl->drain_timeout = absl::Seconds(config.drain_timeout_seconds());
   ASSIGN_OR_RETURN(impl->info, admin::CheckDeployment(options.data_dir));
+  RETURN_IF_ERROR(
+      admin::CheckModes(options.data_dir, {config.tls_key_file(), config.master_key_file()}));
   ASSIGN_OR_RETURN(ListenAddress listen, ParseListenAddress(config.listen()));
   if (listen.port != 0) RETURN_IF_ERROR(ProbeListenAddress(listen));
 
