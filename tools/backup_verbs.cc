@@ -220,6 +220,12 @@ int BackupRestore(const Args& args, std::string* error) {
   if (restored->is_master_key_installed) {
     std::cout << absl::StrFormat("  master key: copied to %s (mode 0600)\n",
                                  restored->master_key_path);
+    // As `fieldsync init` warns: the production place is outside.
+    std::cerr << absl::StrFormat(
+        "fieldsync: warning: the master key is inside the data directory (%s): a copy of %s is "
+        "then a copy of every key; for production move it to /etc/fieldsync/master.key and set "
+        "master_key_file (docs/OPERATIONS.md)\n",
+        restored->master_key_path, dir);
   } else if (restored->master_key_path.empty()) {
     std::cout << "  master key: the restored config runs master_key_command; check that it "
                  "works on this machine\n";

@@ -42,7 +42,8 @@ constexpr char kUsage[] =
     "usage: fieldsync VERB [options]\n"
     "\n"
     "Verbs:\n"
-    "  init --data-dir DIR [--host NAME]...      create a deployment in a new directory\n"
+    "  init --data-dir DIR [--host NAME]... [--master-key-file PATH]\n"
+    "                                           create a deployment in a new directory\n"
     "  whoami                                   show the caller's principal, role, regions\n"
     "  staff add --id ID --role ROLE [--region R]... --out OUTDIR\n"
     "                                           register a staff member, write its key pair\n"
@@ -115,16 +116,26 @@ Result Fail(const absl::Status& status, int code = 1) { return Fail(status.messa
 
 Result Init(const Args& args) {
   if (args.help) {
-    std::cout << "usage: fieldsync init --data-dir DIR [--host NAME]...\n\n"
-                 "Creates a deployment in DIR (which must not exist or be empty): a CA, the\n"
-                 "server certificate (localhost, 127.0.0.1, ::1 and each --host), the\n"
-                 "administrator's certificate and key in DIR/admin/, the master key\n"
-                 "DIR/master.key (mode 0600), the server's sealing, audit and CA keys wrapped\n"
-                 "under it, DIR/fieldsyncd.conf and the audit log's verifier key\n"
-                 "DIR/audit-log.pub. Never touches an existing deployment.\n";
+    std::cout << "usage: fieldsync init --data-dir DIR [--host NAME]... [--listen HOST:PORT]\n"
+                 "                      [--master-key-file PATH]\n\n"
+                 "Creates a deployment in DIR (which must not exist or be empty; mode 0700):\n"
+                 "a CA, the server certificate (localhost, 127.0.0.1, ::1 and each --host),\n"
+                 "the administrator's certificate and key in DIR/admin/, the master key\n"
+                 "(mode 0600), the server's sealing, audit and CA keys wrapped under it,\n"
+                 "DIR/fieldsyncd.conf and the audit log's verifier key DIR/audit-log.pub.\n"
+                 "Never touches an existing deployment or key file.\n\n"
+                 "  --listen HOST:PORT     the address written to DIR/fieldsyncd.conf\n"
+                 "                         (default 127.0.0.1:7443)\n"
+                 "  --master-key-file PATH write the master key at PATH, outside DIR, and\n"
+                 "                         point DIR/fieldsyncd.conf at it (production:\n"
+                 "                         /etc/fieldsync/master.key). Without it the key is\n"
+                 "                         DIR/master.key, and a copy of DIR is a copy of\n"
+                 "                         every key (see docs/OPERATIONS.md).\n";
     return std::nullopt;
   }
-  if (absl::Status s = CheckOptions(args, {"--data-dir", "--host", "--listen"}); !s.ok()) {
+  if (absl::Status s =
+          CheckOptions(args, {"--data-dir", "--host", "--listen", "--master-key-file"});
+      !s.ok()) {
     return Fail(s, 2);
   }
   admin::InitOptions options;
@@ -132,17 +143,31 @@ Result Init(const Args& args) {
   if (options.data_dir.empty()) return Fail("init needs --data-dir DIR", 2);
   options.hosts = args.GetAll("--host");
   if (args.Has("--listen")) options.listen = args.Get("--listen");
+  if (args.Has("--master-key-file")) {
+    options.master_key_file = args.Get("--master-key-file");
+    if (options.master_key_file.empty()) return Fail("--master-key-file needs a path", 2);
+  }
   options.clock = RealClock::Get();
   options.random = crypto::SystemRandom::Get();
   absl::StatusOr<admin::DeploymentInfo> info = admin::InitDeployment(options);
   if (!info.ok()) return Fail(info.status());
   admin::DeploymentPaths paths(options.data_dir);
+  std::string master_key = paths.master_key;
+  if (!options.master_key_file.empty()) {
+    master_key = std::filesystem::absolute(options.master_key_file).lexically_normal().string();
+  }
   std::cout << "created deployment " << info->deployment_id << " in " << options.data_dir << "\n"
             << "  administrator certificate: " << paths.admin_cert << "\n"
             << "  administrator key:         " << paths.admin_key << "\n"
-            << "  master key (keep safe):    " << paths.master_key << "\n"
+            << "  master key (keep safe):    " << master_key << "\n"
             << "  audit log verifier key:    " << paths.audit_public_key << "\n"
             << "start the server with: fieldsyncd --data-dir " << options.data_dir << "\n";
+  if (admin::IsInside(options.data_dir, master_key)) {
+    std::cerr << "fieldsync: warning: the master key is inside the data directory (" << master_key
+              << "): a copy of " << options.data_dir
+              << " is then a copy of every key; for production use --master-key-file "
+                 "/etc/fieldsync/master.key (docs/OPERATIONS.md)\n";
+  }
   return std::nullopt;
 }
 
