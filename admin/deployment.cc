@@ -159,6 +159,7 @@ absl::Status Populate(const InitOptions& options, const DeploymentPaths& paths,
   admin.set_status(v1::PRINCIPAL_STATUS_ACTIVE);
   admin.set_created_unix_micros(absl::ToUnixMicros(now));
   admin.set_certificate_serial(admin_cert.serial_hex);
+  admin.set_certificate_not_after_unix_micros(absl::ToUnixMicros(admin_cert.not_after));
   admin.set_changed_by(std::string(kInitActor));
   PrincipalRegistry registry(store.get());
   RETURN_IF_ERROR(registry.Put(admin, &batch));

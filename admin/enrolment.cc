@@ -188,6 +188,7 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
   p.set_status(v1::PRINCIPAL_STATUS_ACTIVE);
   p.set_created_unix_micros(absl::ToUnixMicros(now));
   p.set_certificate_serial(cert->serial_hex);
+  p.set_certificate_not_after_unix_micros(absl::ToUnixMicros(cert->not_after));
   p.set_officer_id(code.officer_id());
   p.set_signing_public_key(request.signing_public_key);
   p.set_receiving_public_key(request.receiving_public_key);

@@ -56,6 +56,7 @@ absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::
   p.set_status(v1::PRINCIPAL_STATUS_ACTIVE);
   p.set_created_unix_micros(absl::ToUnixMicros(now));
   p.set_certificate_serial(cert.serial_hex);
+  p.set_certificate_not_after_unix_micros(absl::ToUnixMicros(cert.not_after));
   p.set_changed_by(actor);
   storage::WriteBatch batch;
   RETURN_IF_ERROR(registry_->Put(p, &batch));

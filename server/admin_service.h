@@ -6,11 +6,13 @@
 
 #include "admin/backup.h"
 #include "admin/case_erasure.h"
+#include "admin/certificates.h"
 #include "admin/enrolment.h"
 #include "admin/master_key_rotation.h"
 #include "admin/officers.h"
 #include "admin/principals.h"
 #include "admin/staff.h"
+#include "common/clock.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "server/auth.h"
 #include "server/work_pool.h"
@@ -67,6 +69,30 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                          const v1::CreateBackupRequest* request,
                                          v1::CreateBackupResponse* response) override;
 
+  // Certificates (server/admin_certificates.cc). Until set_certificates,
+  // they fail with UNAVAILABLE.
+  grpc::ServerUnaryReactor* GetCertificateStatus(grpc::CallbackServerContext* context,
+                                                 const v1::CertificateStatusRequest* request,
+                                                 v1::CertificateStatusResponse* response) override;
+  grpc::ServerUnaryReactor* RenewStaffCertificate(
+      grpc::CallbackServerContext* context, const v1::RenewStaffCertificateRequest* request,
+      v1::RenewStaffCertificateResponse* response) override;
+  grpc::ServerUnaryReactor* RenewServerCertificate(
+      grpc::CallbackServerContext* context, const v1::RenewServerCertificateRequest* request,
+      v1::RenewServerCertificateResponse* response) override;
+
+  struct CertificateOperations {
+    admin::CertificateRenewal* renewal = nullptr;  // not owned
+    // The server certificate file (ServerConfig.tls_cert_file), read per
+    // call: a renewal replaces it.
+    std::string server_certificate_file;
+    std::string server_key_file;
+    uint32_t warning_days = 30;
+    Clock* clock = nullptr;  // not owned
+  };
+  // REQUIRES: called before the service is registered with a server.
+  void set_certificates(CertificateOperations operations) { certificates_ = std::move(operations); }
+
   // The key operations (not owned; must outlive the service). Until set,
   // EraseCase and RotateMasterKey fail with UNAVAILABLE. REQUIRES: called
   // before the service is registered with a server.
@@ -94,6 +120,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   admin::MasterKeyRotation* rotation_ = nullptr;
   admin::BackupWriter* backup_ = nullptr;
   WorkPool* pool_ = nullptr;
+  CertificateOperations certificates_;
 };
 
 }  // namespace fieldsync::server

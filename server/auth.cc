@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "admin/certificates.h"
 #include "common/status_macros.h"
 #include "crypto/x509.h"
 #include "sync/errors.h"
@@ -24,16 +25,24 @@ std::string PeerCertificatePem(const grpc::ServerContextBase& context) {
 
 }  // namespace
 
-absl::StatusOr<admin::PrincipalName> Authenticator::VerifiedName(const std::string& pem) {
+absl::StatusOr<Authenticator::VerifiedCertificate> Authenticator::VerifiedName(
+    const std::string& pem) {
   absl::Time now = clock_->Now();
   {
     absl::MutexLock lock(&mu_);
     auto it = verified_.find(pem);
     if (it != verified_.end() && now >= it->second.not_before && now < it->second.not_after) {
-      return it->second.name;
+      return it->second.verified;
     }
   }
   absl::Status chain = crypto::VerifyCertificateChain(ca_pem_, pem, now);
+  if (absl::IsFailedPrecondition(chain)) {
+    // Expired or not yet valid (this certificate or the CA's): a tablet
+    // acts on the reason (PROTOCOL.md "Certificate renewal").
+    return sync::SyncError(absl::StatusCode::kUnauthenticated,
+                           v1::SYNC_ERROR_REASON_CERTIFICATE_EXPIRED,
+                           absl::StrFormat("client certificate refused: %s", chain.message()));
+  }
   if (!chain.ok()) {
     return absl::UnauthenticatedError(
         absl::StrFormat("client certificate refused: %s", chain.message()));
@@ -45,10 +54,11 @@ absl::StatusOr<admin::PrincipalName> Authenticator::VerifiedName(const std::stri
   }
   absl::StatusOr<admin::PrincipalName> name = admin::ParsePrincipalUri(summary.uris.front());
   if (!name.ok()) return absl::UnauthenticatedError(name.status().message());
+  VerifiedCertificate verified{*std::move(name), summary.serial_hex};
   absl::MutexLock lock(&mu_);
   if (verified_.size() >= kMaxCachedCertificates) verified_.clear();
-  verified_[pem] = CachedCertificate{*name, summary.not_before, summary.not_after};
-  return *name;
+  verified_[pem] = CachedCertificate{verified, summary.not_before, summary.not_after};
+  return verified;
 }
 
 absl::StatusOr<Caller> Authenticator::Authorize(const grpc::ServerContextBase& context,
@@ -67,7 +77,8 @@ absl::StatusOr<Caller> Authenticator::Authorize(const grpc::ServerContextBase& c
         "%s needs a client certificate: connect with a principal's certificate and key",
         std::string(method)));
   }
-  ASSIGN_OR_RETURN(admin::PrincipalName name, VerifiedName(pem));
+  ASSIGN_OR_RETURN(VerifiedCertificate certificate, VerifiedName(pem));
+  const admin::PrincipalName& name = certificate.name;
   caller.uri = admin::PrincipalUri(name);
   absl::StatusOr<v1::Principal> principal = registry_->Get(name);
   if (absl::IsNotFound(principal.status())) {
@@ -98,6 +109,14 @@ absl::StatusOr<Caller> Authenticator::Authorize(const grpc::ServerContextBase& c
                              absl::StrCat(message, " or re-enrol the device"));
     }
     return absl::UnauthenticatedError(message);
+  }
+  if (!admin::AcceptsCertificate(*principal, certificate.serial, clock_->Now())) {
+    // A renewal replaced this certificate and revoked it (or it was never
+    // the principal's).
+    return absl::UnauthenticatedError(absl::StrFormat(
+        "certificate %s of %s was replaced by a renewal and is no longer accepted: use the "
+        "renewed certificate",
+        certificate.serial, caller.uri));
   }
   caller.principal = *std::move(principal);
   caller.has_principal = true;

@@ -39,22 +39,27 @@ class Authenticator {
   // Errors (documented in docs/ARCHITECTURE.md):
   //  kUnauthenticated: no client certificate on a method that needs one; a
   //    certificate not issued by this deployment's CA, expired or not yet
-  //    valid, or naming no fieldsync principal; an unknown or revoked
-  //    principal.
+  //    valid (reason CERTIFICATE_EXPIRED), or naming no fieldsync
+  //    principal; an unknown or revoked principal; a certificate of the
+  //    principal that a renewal replaced and revoked.
   //  kPermissionDenied: a known principal whose role the table does not
   //    allow, or a method without a rule.
   //  kUnavailable: the registry could not be read.
   absl::StatusOr<Caller> Authorize(const grpc::ServerContextBase& context, std::string_view method);
 
  private:
+  struct VerifiedCertificate {
+    admin::PrincipalName name;
+    std::string serial;
+  };
   // The principal named by a verified certificate `pem`, cached by PEM.
-  absl::StatusOr<admin::PrincipalName> VerifiedName(const std::string& pem);
+  absl::StatusOr<VerifiedCertificate> VerifiedName(const std::string& pem);
 
   admin::PrincipalRegistry* registry_;
   const std::string ca_pem_;
   Clock* clock_;
   struct CachedCertificate {
-    admin::PrincipalName name;
+    VerifiedCertificate verified;
     absl::Time not_before;
     absl::Time not_after;
   };

@@ -117,6 +117,7 @@ void ApplyDefaults(const std::string& data_dir, v1::ServerConfig* config) {
   if (sync->max_pull_chunk_changes() == 0) sync->set_max_pull_chunk_changes(500);
   if (sync->max_pull_chunk_bytes() == 0) sync->set_max_pull_chunk_bytes(1 << 20);
   if (config->schema_file().empty()) config->set_schema_file(data_dir + "/schema.textproto");
+  if (config->certificate_warning_days() == 0) config->set_certificate_warning_days(30);
 }
 
 absl::Status ValidateConfig(const v1::ServerConfig& config) {
@@ -152,6 +153,10 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
         "audit_head_copy_file %s must be an absolute path to a file, on another disk or mount "
         "than the data directory",
         config.audit_head_copy_file()));
+  }
+  if (config.certificate_warning_days() > 365) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "certificate_warning_days must be 1 to 365, not %d", config.certificate_warning_days()));
   }
   return absl::OkStatus();
 }

@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "admin/backup.h"
 #include "admin/case_erasure.h"
+#include "admin/certificates.h"
 #include "admin/deployment.h"
 #include "admin/enrolment.h"
 #include "admin/master_key_rotation.h"
@@ -36,6 +37,7 @@
 #include "server/audit_rollback.h"
 #include "server/audit_service.h"
 #include "server/auth.h"
+#include "server/certificate_watch.h"
 #include "server/listen_address.h"
 #include "server/query_audit.h"
 #include "server/sync_service.h"
@@ -204,6 +206,10 @@ class FieldsyncServer::Impl {
   std::unique_ptr<SyncServiceImpl> sync_service;
   std::unique_ptr<CaseServiceImpl> case_service;
   std::unique_ptr<grpc::Server> grpc_server;
+  // Certificates: renewals (AdminService, SyncService) and the expiry
+  // warnings, whose thread stops before the store closes.
+  std::unique_ptr<admin::CertificateRenewal> certificate_renewal;
+  std::unique_ptr<CertificateWatch> certificate_watch;
   absl::Mutex mu;
   bool is_shut_down ABSL_GUARDED_BY(mu) = false;
 };
@@ -244,6 +250,9 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   ASSIGN_OR_RETURN(impl->metrics, LoadMetrics(config, options.data_dir, impl->schema.get()));
   std::optional<TlsFiles> tls;
   if (!config.insecure_plaintext_loopback()) {
+    // A server certificate renewal cut short between its two renames.
+    RETURN_IF_ERROR(
+        admin::CompleteServerCertificateRenewal(config.tls_cert_file(), config.tls_key_file()));
     ASSIGN_OR_RETURN(tls, LoadTlsFiles(config, options.clock->Now()));
   }
 
@@ -315,6 +324,33 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   rotation.key_file = config.master_key_command().empty() ? config.master_key_file() : "";
   impl->kek_rotation = std::make_unique<admin::MasterKeyRotation>(std::move(rotation));
   impl->admin_service->set_key_operations(impl->case_erasure.get(), impl->kek_rotation.get());
+  {
+    // Registries from before certificate expiries were recorded get them
+    // once, before serving.
+    ASSIGN_OR_RETURN(
+        int filled, admin::RecordMissingCertificateExpiries(impl->store.get(), impl->registry.get(),
+                                                            impl->keys.ca.certificate_pem));
+    if (filled > 0) log::Info("certs.upgrade", {{"recorded_expiries", filled}});
+    admin::CertificateRenewal::Options renewal;
+    renewal.store = impl->store.get();
+    renewal.registry = impl->registry.get();
+    renewal.ca = &impl->keys.ca;
+    renewal.clock = options.clock;
+    renewal.audit = impl->audit_log.get();
+    renewal.server_certificate_file = config.tls_cert_file();
+    renewal.server_key_file = config.tls_key_file();
+    renewal.device_renewal_window =
+        std::max(admin::kDeviceRenewalWindow,
+                 absl::Hours(24) * static_cast<int64_t>(config.certificate_warning_days()));
+    impl->certificate_renewal = std::make_unique<admin::CertificateRenewal>(std::move(renewal));
+    AdminServiceImpl::CertificateOperations certificates;
+    certificates.renewal = impl->certificate_renewal.get();
+    certificates.server_certificate_file = config.tls_cert_file();
+    certificates.server_key_file = config.tls_key_file();
+    certificates.warning_days = config.certificate_warning_days();
+    certificates.clock = options.clock;
+    impl->admin_service->set_certificates(std::move(certificates));
+  }
   {
     // Deployments from before officers were principals get an officer entry
     // for every officer their devices and codes name, once, before serving.
@@ -388,6 +424,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   deps.auth = impl->auth.get();
   deps.pool = impl->pool.get();
   deps.enrolment = impl->enrolment.get();
+  deps.renewal = impl->certificate_renewal.get();
   deps.keys = &impl->keys;
   deps.sealing_key = impl->sealing_key.get();
   deps.ingest = impl->ingest.get();
@@ -454,6 +491,16 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   log::Info("serving", {{"listen", impl->address},
                         {"deployment", impl->info.deployment_id},
                         {"tls", tls.has_value() ? "mutual-tls1.3" : "none"}});
+  {
+    CertificateWatch::Options watch;
+    watch.registry = impl->registry.get();
+    watch.ca_certificate_pem = impl->keys.ca.certificate_pem;
+    watch.server_certificate_file = config.tls_cert_file();
+    watch.clock = options.clock;
+    watch.warning = absl::Hours(24) * static_cast<int64_t>(config.certificate_warning_days());
+    impl->certificate_watch = std::make_unique<CertificateWatch>(std::move(watch));
+    impl->certificate_watch->Start();
+  }
   return std::unique_ptr<FieldsyncServer>(new FieldsyncServer(std::move(impl)));
 }
 
@@ -479,6 +526,7 @@ absl::Status FieldsyncServer::Shutdown() {
                                  {"write_bytes", stats.write_bytes}});
   }
   impl_->query_trail.reset();
+  impl_->certificate_watch.reset();
   absl::Status closed = absl::OkStatus();
   if (impl_->store != nullptr) {
     closed = impl_->store->Flush();

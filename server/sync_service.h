@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "admin/certificates.h"
 #include "admin/enrolment.h"
 #include "admin/server_keys.h"
 #include "audit/log.h"
@@ -33,6 +34,8 @@ struct SyncServiceDeps {
   // on gRPC's threads when null.
   WorkPool* pool = nullptr;
   admin::DeviceEnrolment* enrolment = nullptr;
+  // Device certificate renewal; RenewCertificate is UNAVAILABLE when null.
+  admin::CertificateRenewal* renewal = nullptr;
   const admin::ServerKeys* keys = nullptr;
   const crypto::X25519PrivateKey* sealing_key = nullptr;  // keys->sealing_private_key, prepared
   sync::Ingest* ingest = nullptr;
@@ -69,6 +72,10 @@ class SyncServiceImpl final : public v1::SyncService::CallbackService {
   grpc::ServerUnaryReactor* GetSchema(grpc::CallbackServerContext* context,
                                       const v1::GetSchemaRequest* request,
                                       v1::GetSchemaResponse* response) override;
+  // server/sync_certificates.cc.
+  grpc::ServerUnaryReactor* RenewCertificate(grpc::CallbackServerContext* context,
+                                             const v1::RenewCertificateRequest* request,
+                                             v1::RenewCertificateResponse* response) override;
 
  private:
   absl::Status DoPush(const Caller& caller, const v1::PushRequest& request,

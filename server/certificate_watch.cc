@@ -1,0 +1,74 @@
+#include "server/certificate_watch.h"
+
+#include "absl/strings/str_format.h"
+#include "common/file_io.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace fieldsync::server {
+namespace {
+
+std::string_view KindName(v1::CertificateKind kind) {
+  switch (kind) {
+    case v1::CERTIFICATE_KIND_CA:
+      return "ca";
+    case v1::CERTIFICATE_KIND_SERVER:
+      return "server";
+    case v1::CERTIFICATE_KIND_STAFF:
+      return "staff";
+    case v1::CERTIFICATE_KIND_DEVICE:
+      return "device";
+    default:
+      return "unspecified";
+  }
+}
+
+}  // namespace
+
+CertificateWatch::~CertificateWatch() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::StatusOr<std::vector<admin::CertificateExpiry>> CertificateWatch::CheckNow() {
+  const absl::Time now = options_.clock->Now();
+  absl::StatusOr<std::string> server_pem = ReadFile(options_.server_certificate_file);
+  ASSIGN_OR_RETURN(std::vector<admin::CertificateExpiry> all,
+                   admin::ListCertificateExpiries(*options_.registry, options_.ca_certificate_pem,
+                                                  server_pem.ok() ? *server_pem : "", now));
+  std::vector<admin::CertificateExpiry> expiring;
+  for (admin::CertificateExpiry& e : all) {
+    if (e.not_after - now > options_.warning) break;  // sorted: the rest are later
+    // An earlier certificate that a renewal replaced expires as planned.
+    if (e.is_previous) continue;
+    log::Warn(
+        "certificate.expiring",
+        {{"kind", KindName(e.kind)},
+         {"id", e.principal_id.empty() ? std::string("-") : e.principal_id},
+         {"serial", e.serial},
+         {"not_after", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", e.not_after, absl::UTCTimeZone())},
+         {"days_left", admin::DaysLeft(e.not_after, now)}});
+    expiring.push_back(std::move(e));
+  }
+  return expiring;
+}
+
+void CertificateWatch::Start() {
+  thread_ = std::thread([this] {
+    absl::MutexLock lock(&mu_);
+    while (!stopping_) {
+      mu_.Unlock();
+      absl::StatusOr<std::vector<admin::CertificateExpiry>> checked = CheckNow();
+      if (!checked.ok()) {
+        log::Error("certificate.check", {{"reason", checked.status().message()}});
+      }
+      mu_.Lock();
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.interval);
+    }
+  });
+}
+
+}  // namespace fieldsync::server
