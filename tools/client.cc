@@ -5,6 +5,7 @@
 #include "admin/deployment.h"
 #include "common/file_io.h"
 #include "common/status_macros.h"
+#include "crypto/x509.h"
 #include "fieldsync/v1/config.pb.h"
 #include "fieldsync/v1/rpc_status.pb.h"
 #include "google/protobuf/text_format.h"
@@ -18,6 +19,13 @@ absl::StatusOr<std::string> ReadNamed(const std::string& path, const std::string
     return absl::NotFoundError(absl::StrFormat("%s %s does not exist", what, path));
   }
   return text;
+}
+
+// The deployment's server certificate file, when the tool was given the
+// data directory (DescribeRpcError reads it to explain a refused name).
+std::string& ServerCertificateFileForErrors() {
+  static std::string* file = new std::string();
+  return *file;
 }
 
 std::string DefaultServer(const std::string& data_dir) {
@@ -58,10 +66,60 @@ absl::StatusOr<Connection> Connect(const Args& args) {
   grpc::ChannelArguments channel_args;
   channel_args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   c.channel = grpc::CreateCustomChannel(c.server, grpc::SslCredentials(ssl), channel_args);
+  // With the deployment's directory at hand, a refused connection can say
+  // whether the server certificate lacks the name dialled.
+  if (!data_dir.empty()) ServerCertificateFileForErrors() = paths.server_cert;
   return c;
 }
 
+namespace {
+
+// The host part of HOST:PORT ([v6]:PORT gives the address without brackets).
+std::string HostOf(const std::string& server) {
+  std::string host = server;
+  size_t colon = host.rfind(':');
+  if (colon != std::string::npos && host.find(']') == std::string::npos &&
+      host.find(':') != colon) {
+    return host;  // a bare IPv6 address without a port
+  }
+  if (colon != std::string::npos) host = host.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return host;
+}
+
+// True when the server certificate does not name the host the client
+// dialled: gRPC says so in its message, or the deployment's own server
+// certificate (read from the data directory) lacks the name.
+bool IsNameMissingFromCertificate(const grpc::Status& status, const std::string& host,
+                                  const std::string& server_certificate_file) {
+  if (absl::StrContains(status.error_message(), "not in peer certificate")) return true;
+  if (server_certificate_file.empty() || host.empty()) return false;
+  absl::StatusOr<std::string> pem = ReadFile(server_certificate_file);
+  if (!pem.ok()) return false;
+  absl::StatusOr<crypto::CertificateSummary> cert = crypto::ParseCertificate(*pem);
+  if (!cert.ok()) return false;
+  for (const auto* names : {&cert->dns_names, &cert->ip_addresses}) {
+    for (const std::string& n : *names) {
+      if (absl::EqualsIgnoreCase(n, host)) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string DescribeRpcError(const grpc::Status& status, const std::string& server) {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      IsNameMissingFromCertificate(status, HostOf(server), ServerCertificateFileForErrors())) {
+    const std::string host = HostOf(server);
+    return absl::StrFormat(
+        "cannot connect to fieldsyncd at %s: the name %s is not in the server certificate; add "
+        "it with `fieldsync certs renew-server --host %s` (run where a name it carries works, "
+        "e.g. --server localhost:PORT) and restart fieldsyncd",
+        server, host, host);
+  }
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
     return absl::StrFormat(
         "cannot reach fieldsyncd at %s (%s): is it running, and is --server right?", server,

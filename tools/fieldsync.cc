@@ -28,6 +28,7 @@
 #include "tools/backup_verbs.h"
 #include "tools/case_format.h"
 #include "tools/case_verbs.h"
+#include "tools/cert_verbs.h"
 #include "tools/cli.h"
 #include "tools/client.h"
 #include "tools/conflict_verbs.h"
@@ -49,6 +50,8 @@ constexpr char kUsage[] =
     "                                           register a staff member, write its key pair\n"
     "  staff revoke --id ID [--device]          revoke a staff member (or device) at once\n"
     "  staff list [--include-revoked]           list staff, officers and devices\n"
+    "  staff renew --id ID --out DIR [--revoke-old]\n"
+    "                                           a new certificate for a staff member\n"
     "  officer add --id ID --region R           register a field officer\n"
     "  officer list [--region R] [--include-revoked] [--json]\n"
     "                                           list field officers\n"
@@ -83,6 +86,9 @@ constexpr char kUsage[] =
     "  audit export --out FILE                  write the audit log and its signed head to FILE\n"
     "  audit verify FILE --key KEYFILE [--trusted-head SAVED] [--json]\n"
     "                                           check an export offline (no server)\n"
+    "  certs status [--within DAYS] [--json]    every certificate's expiry, soonest first\n"
+    "  certs renew-server [--host NAME]... [--drop-host NAME]...\n"
+    "                                           new server certificate (then restart fieldsyncd)\n"
     "  backup create --out DIR                  back up while serving (DIR: on the server's host)\n"
     "  backup verify DIR --key KEYFILE [--json] check a backup offline (no server)\n"
     "  backup restore --from DIR --data-dir NEWDIR [--master-key-file FILE]\n"
@@ -434,11 +440,17 @@ Result Run(const Args& args) {
     if (w.size() == 2 && w[1] == "add") return StaffAdd(args);
     if (w.size() == 2 && w[1] == "revoke") return StaffRevoke(args);
     if (w.size() == 2 && w[1] == "list") return StaffList(args);
+    if (w.size() == 2 && w[1] == "renew") {
+      std::string error;
+      int code = StaffRenew(args, &error);
+      return code == 0 ? std::nullopt : Fail(error, code);
+    }
     if (w.size() == 1 && args.help) {
-      std::cout << "usage: fieldsync staff add|revoke|list ...; see fieldsync staff VERB --help\n";
+      std::cout << "usage: fieldsync staff add|revoke|list|renew ...; see fieldsync staff VERB "
+                   "--help\n";
       return std::nullopt;
     }
-    return Fail("staff needs add, revoke or list; see fieldsync staff --help", 2);
+    return Fail("staff needs add, revoke, list or renew; see fieldsync staff --help", 2);
   }
   if (w[0] == "audit") {
     std::string error;
@@ -470,6 +482,21 @@ Result Run(const Args& args) {
       return std::nullopt;
     } else {
       return Fail("backup needs create, verify or restore; see fieldsync backup --help", 2);
+    }
+    return code == 0 ? std::nullopt : Fail(error, code);
+  }
+  if (w[0] == "certs") {
+    std::string error;
+    int code = 0;
+    if (w.size() >= 2 && w[1] == "status") {
+      code = CertsStatus(args, &error);
+    } else if (w.size() >= 2 && w[1] == "renew-server") {
+      code = CertsRenewServer(args, &error);
+    } else if (w.size() == 1 && args.help) {
+      std::cout << kCertsUsage;
+      return std::nullopt;
+    } else {
+      return Fail("certs needs status or renew-server; see fieldsync certs --help", 2);
     }
     return code == 0 ? std::nullopt : Fail(error, code);
   }
@@ -559,8 +586,10 @@ int main(int argc, char** argv) {
   // The tool prints its own results; library events (storage opened, ...)
   // are noise to a person at a terminal unless something goes wrong.
   fieldsync::log::Configure(fieldsync::log::Level::kWarn, fieldsync::log::Format::kKeyValue);
-  absl::StatusOr<fieldsync::tools::Args> args = fieldsync::tools::ParseArgs(
-      argc, argv, {"--device", "--include-revoked", "--json", "--keep-current", "--has-conflicts"});
+  absl::StatusOr<fieldsync::tools::Args> args =
+      fieldsync::tools::ParseArgs(argc, argv,
+                                  {"--device", "--include-revoked", "--json", "--keep-current",
+                                   "--has-conflicts", "--revoke-old"});
   if (!args.ok()) {
     std::cerr << "fieldsync: " << args.status().message() << "\n";
     return 2;
