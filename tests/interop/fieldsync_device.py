@@ -152,11 +152,43 @@ class Device:
         self.next_sequence = 1
         self.versions = {}  # (record_id, field) -> server version last seen
 
-    def _csr_pem(self):
+    def _csr_pem(self, key=None):
         csr = (x509.CertificateSigningRequestBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")]))
-               .sign(self.tls_key, hashes.SHA256()))
+               .sign(key or self.tls_key, hashes.SHA256()))
         return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+    def _connect(self):
+        key_pem = self.tls_key.private_bytes(serialization.Encoding.PEM,
+                                             serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption())
+        creds = grpc.ssl_channel_credentials(root_certificates=self.ca_pem,
+                                             private_key=key_pem,
+                                             certificate_chain=self.certificate_pem)
+        self.channel = grpc.secure_channel(self.address, creds)
+        self.stub = sync_pb2_grpc.SyncServiceStub(self.channel)
+
+    def certificate_not_after(self):
+        """PROTOCOL.md "Certificate renewal": the notAfter of the current certificate."""
+        return x509.load_pem_x509_certificate(self.certificate_pem).not_valid_after
+
+    def renew_certificate(self, new_key=True):
+        """PROTOCOL.md "Certificate renewal": a new certificate, over the current one.
+
+        With new_key, a new TLS key is made and sent in the CSR. The new
+        certificate, key and CA certificate(s) replace the stored ones only
+        once the answer is in (the current certificate keeps working until
+        it expires, so an answer lost on the way is simply asked again)."""
+        key = ec.generate_private_key(ec.SECP256R1()) if new_key else self.tls_key
+        response = self.stub.RenewCertificate(
+            sync_pb2.RenewCertificateRequest(csr_pem=self._csr_pem(key)), timeout=20)
+        self.previous_credentials = (self.tls_key, self.certificate_pem)
+        self.tls_key = key
+        self.certificate_pem = response.certificate_pem.encode()
+        self.ca_pem = response.ca_certificate_pem.encode()
+        self.channel.close()
+        self._connect()
+        return response
 
     def enroll(self, code):
         channel = grpc.secure_channel(self.address, grpc.ssl_channel_credentials(self.ca_pem))
@@ -173,14 +205,7 @@ class Device:
         self.sealing_key = max(response.sealing_keys, key=lambda k: k.key_id)
         self.next_sequence = response.next_sequence
         self.enrolment = response
-        key_pem = self.tls_key.private_bytes(serialization.Encoding.PEM,
-                                             serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption())
-        creds = grpc.ssl_channel_credentials(root_certificates=self.ca_pem,
-                                             private_key=key_pem,
-                                             certificate_chain=self.certificate_pem)
-        self.channel = grpc.secure_channel(self.address, creds)
-        self.stub = sync_pb2_grpc.SyncServiceStub(self.channel)
+        self._connect()
         return response
 
     def seal_batch(self, changes, sequence=None, batch_id=None):
