@@ -75,6 +75,17 @@ TEST(ConfigTest, PlaintextRefusedOffLoopback) {
   EXPECT_THAT(ValidateConfig(c), IsOk());
 }
 
+TEST(ConfigTest, CertificateWarningDaysDefaultsTo30AndIsBounded) {
+  v1::ServerConfig c;
+  ApplyDefaults("/d", &c);
+  EXPECT_EQ(c.certificate_warning_days(), 30u);
+  c.set_certificate_warning_days(365);
+  EXPECT_THAT(ValidateConfig(c), IsOk());
+  c.set_certificate_warning_days(366);
+  EXPECT_THAT(ValidateConfig(c), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          HasSubstr("certificate_warning_days must be 1 to 365")));
+}
+
 TEST(ConfigTest, BadLogLevelIsNamed) {
   v1::ServerConfig c;
   c.set_log_level("verbose");
