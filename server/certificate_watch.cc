@@ -58,15 +58,18 @@ absl::StatusOr<std::vector<admin::CertificateExpiry>> CertificateWatch::CheckNow
 
 void CertificateWatch::Start() {
   thread_ = std::thread([this] {
-    absl::MutexLock lock(&mu_);
-    while (!stopping_) {
-      mu_.Unlock();
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return;
+      }
       absl::StatusOr<std::vector<admin::CertificateExpiry>> checked = CheckNow();
       if (!checked.ok()) {
         log::Error("certificate.check", {{"reason", checked.status().message()}});
       }
-      mu_.Lock();
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.interval);
+      absl::MutexLock lock(&mu_);
+      // True once stopping: the destructor waits for this thread.
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.interval)) return;
     }
   });
 }
