@@ -1,15 +1,19 @@
 #include "admin/enrolment.h"
 
+#include <algorithm>
 #include <array>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "admin/officers.h"
 #include "admin/staff.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "crypto/canonical.h"
 #include "crypto/hash.h"
+#include "storage/column_families.h"
 #include "storage/key_codec.h"
 #include "sync/errors.h"
 
@@ -20,6 +24,71 @@ namespace {
 constexpr std::string_view kAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 constexpr size_t kCodeLength = 20;  // 100 bits
 constexpr std::string_view kCodeHashDomain = "fieldsync/enrolment-code/v1";
+constexpr std::string_view kCodeIdDomain = "fieldsync/enrolment-code-id/v1";
+constexpr size_t kCodeIdLength = 16;
+// At most this many ids are named in a message.
+constexpr size_t kMaxNamedCodes = 20;
+
+// An id as a person types it: 16 lowercase hex digits.
+bool IsCodeId(std::string_view id) {
+  if (id.size() != kCodeIdLength) return false;
+  for (char c : id) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+bool IsOpen(const v1::EnrolmentCode& code, absl::Time now) {
+  return code.used_unix_micros() == 0 && code.cancelled_unix_micros() == 0 &&
+         now < absl::FromUnixMicros(code.expires_unix_micros());
+}
+
+v1::ListedEnrolmentCode Listed(std::string code_id, const v1::EnrolmentCode& code) {
+  v1::ListedEnrolmentCode out;
+  out.set_code_id(std::move(code_id));
+  out.set_officer_id(code.officer_id());
+  out.set_region(code.region());
+  out.set_created_unix_micros(code.created_unix_micros());
+  out.set_expires_unix_micros(code.expires_unix_micros());
+  out.set_created_by(code.created_by());
+  return out;
+}
+
+// One stored code: its key, id and entry.
+struct StoredCode {
+  std::string key;
+  std::string code_id;
+  v1::EnrolmentCode code;
+};
+
+// Every stored code, in key order. kDataLoss if one does not parse.
+absl::StatusOr<std::vector<StoredCode>> AllCodes(storage::Store* store) {
+  const std::string lower = storage::KeyBuilder().U8(storage::kEnrolmentCodeTag).Finish();
+  std::unique_ptr<storage::Iterator> it =
+      store->NewIterator(storage::Cf::kPrincipals, lower, storage::PrefixUpperBound(lower));
+  std::vector<StoredCode> out;
+  for (; it->Valid(); it->Next()) {
+    ASSIGN_OR_RETURN(std::string hash_hex, storage::DecodeEnrolmentCodeKey(it->key()));
+    StoredCode c;
+    c.key = std::string(it->key());
+    c.code_id = EnrolmentCodeId(hash_hex);
+    if (!c.code.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("a stored enrolment code does not parse");
+    }
+    out.push_back(std::move(c));
+  }
+  RETURN_IF_ERROR(it->status());
+  return out;
+}
+
+std::string NameSome(std::vector<std::string> ids) {
+  if (ids.empty()) return "(none)";
+  const size_t more = ids.size() > kMaxNamedCodes ? ids.size() - kMaxNamedCodes : 0;
+  ids.resize(ids.size() - more);
+  std::string out = absl::StrJoin(ids, ", ");
+  if (more > 0) absl::StrAppendFormat(&out, " and %d more", more);
+  return out;
+}
 
 absl::Status CodeInvalid(std::string_view why) {
   return sync::SyncError(
@@ -68,6 +137,16 @@ std::string EnrolmentCodeHashHex(std::string_view normalized_code) {
   return hex;
 }
 
+std::string EnrolmentCodeId(std::string_view code_hash_hex) {
+  crypto::CanonicalWriter w(kCodeIdDomain);
+  w.Fixed(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(code_hash_hex.data()),
+                                   code_hash_hex.size()));
+  crypto::Sha256Digest d = crypto::Sha256(w.view());
+  std::string hex;
+  for (size_t i = 0; i < kCodeIdLength / 2; ++i) absl::StrAppendFormat(&hex, "%02x", d[i]);
+  return hex;
+}
+
 absl::StatusOr<IssuedEnrolmentCode> DeviceEnrolment::CreateCode(std::string_view officer_id,
                                                                 std::string_view region,
                                                                 absl::Duration ttl,
@@ -105,6 +184,8 @@ absl::StatusOr<IssuedEnrolmentCode> DeviceEnrolment::CreateCode(std::string_view
     code.push_back(kAlphabet[raw[i] & 31]);  // 256 is a multiple of 32: uniform
   }
   std::string normalized = *NormalizeEnrolmentCode(code);
+  const std::string hash_hex = EnrolmentCodeHashHex(normalized);
+  std::string code_id = EnrolmentCodeId(hash_hex);
 
   absl::Time now = clock_->Now();
   v1::EnrolmentCode stored;
@@ -114,8 +195,7 @@ absl::StatusOr<IssuedEnrolmentCode> DeviceEnrolment::CreateCode(std::string_view
   stored.set_expires_unix_micros(absl::ToUnixMicros(now + ttl));
   stored.set_created_by(actor);
   storage::WriteBatch batch;
-  batch.Put(storage::Cf::kPrincipals,
-            storage::EncodeEnrolmentCodeKey(EnrolmentCodeHashHex(normalized)),
+  batch.Put(storage::Cf::kPrincipals, storage::EncodeEnrolmentCodeKey(hash_hex),
             stored.SerializeAsString());
   // Who let a device be enrolled for which officer and region, in the same
   // commit as the code (never the code itself).
@@ -124,13 +204,106 @@ absl::StatusOr<IssuedEnrolmentCode> DeviceEnrolment::CreateCode(std::string_view
     audit::AdminAction action;
     action.actor = actor;
     action.action = std::string(kIssueEnrolmentCodeAction);
-    action.subject_ids = {std::string(officer_id), std::string(region)};
+    action.subject_ids = {std::string(officer_id), std::string(region), code_id};
     RETURN_IF_ERROR(audit_->Append(audit::Event{now, std::move(action)}, &batch).status());
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
-  return IssuedEnrolmentCode{std::move(code), now + ttl, std::string(officer_id),
-                             std::string(region)};
+  log::Info("enrolment_code.issue",
+            {{"code_id", code_id}, {"officer", std::string(officer_id)}, {"actor", actor}});
+  return IssuedEnrolmentCode{std::move(code), std::move(code_id), now + ttl,
+                             std::string(officer_id), std::string(region)};
+}
+
+absl::StatusOr<std::vector<v1::ListedEnrolmentCode>> DeviceEnrolment::ListOpenCodes(
+    std::string_view officer_id) const {
+  if (!officer_id.empty()) {
+    absl::StatusOr<v1::Principal> officer =
+        ValidateStaffId(officer_id).ok()
+            ? registry_->Get(PrincipalName{v1::PRINCIPAL_KIND_OFFICER, std::string(officer_id)})
+            : absl::NotFoundError("not an officer id");
+    if (absl::IsNotFound(officer.status())) {
+      ASSIGN_OR_RETURN(std::vector<v1::Principal> officers,
+                       registry_->List(v1::PRINCIPAL_KIND_OFFICER));
+      std::vector<std::string> ids;
+      for (const v1::Principal& p : officers) ids.push_back(p.id());
+      return absl::InvalidArgumentError(
+          absl::StrFormat("no officer \"%s\" is registered; the officers are: %s",
+                          std::string(officer_id), NameSome(std::move(ids))));
+    }
+    RETURN_IF_ERROR(officer.status());
+  }
+  ASSIGN_OR_RETURN(std::vector<StoredCode> all, AllCodes(store_));
+  const absl::Time now = clock_->Now();
+  std::vector<v1::ListedEnrolmentCode> out;
+  for (StoredCode& c : all) {
+    if (!IsOpen(c.code, now)) continue;
+    if (!officer_id.empty() && c.code.officer_id() != officer_id) continue;
+    out.push_back(Listed(std::move(c.code_id), c.code));
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const v1::ListedEnrolmentCode& a, const v1::ListedEnrolmentCode& b) {
+                     return a.created_unix_micros() < b.created_unix_micros();
+                   });
+  return out;
+}
+
+absl::StatusOr<CancelledEnrolmentCode> DeviceEnrolment::CancelCode(std::string_view code_id,
+                                                                   const std::string& actor) {
+  if (!IsCodeId(code_id)) {
+    return absl::InvalidArgumentError(
+        "a code id is 16 lowercase hex digits, as `fieldsync device codes list` prints it (never "
+        "the code itself)");
+  }
+  absl::MutexLock lock(&registry_->write_mutex());
+  ASSIGN_OR_RETURN(std::vector<StoredCode> all, AllCodes(store_));
+  const absl::Time now = clock_->Now();
+  StoredCode* found = nullptr;
+  std::vector<std::string> open;
+  for (StoredCode& c : all) {
+    if (c.code_id == code_id) found = &c;
+    if (IsOpen(c.code, now)) open.push_back(c.code_id);
+  }
+  if (found == nullptr) {
+    return absl::NotFoundError(
+        absl::StrFormat("no enrolment code has id %s; the open codes are: %s", std::string(code_id),
+                        NameSome(std::move(open))));
+  }
+  v1::EnrolmentCode& code = found->code;
+  if (code.used_unix_micros() != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("enrolment code %s was used already (device %s): revoke the device instead "
+                        "(fieldsync device revoke --id %s)",
+                        found->code_id, code.device_id(), code.device_id()));
+  }
+  if (code.cancelled_unix_micros() != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("enrolment code %s was cancelled already", found->code_id));
+  }
+  if (now >= absl::FromUnixMicros(code.expires_unix_micros())) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "enrolment code %s has expired: it no longer enrols, nothing to cancel", found->code_id));
+  }
+  code.set_cancelled_unix_micros(absl::ToUnixMicros(now));
+  code.set_cancelled_by(actor);
+  storage::WriteBatch batch;
+  batch.Put(storage::Cf::kPrincipals, found->key, code.SerializeAsString());
+  CancelledEnrolmentCode out;
+  audit::AuditSession session(audit_, &batch);
+  if (audit_ != nullptr) {
+    audit::AdminAction action;
+    action.actor = actor;
+    action.action = std::string(kCancelEnrolmentCodeAction);
+    action.subject_ids = {found->code_id, code.officer_id()};
+    ASSIGN_OR_RETURN(out.audit_leaf_index,
+                     audit_->Append(audit::Event{now, std::move(action)}, &batch));
+  }
+  RETURN_IF_ERROR(store_->Commit(&batch));
+  session.Committed();
+  log::Info("enrolment_code.cancel",
+            {{"code_id", found->code_id}, {"officer", code.officer_id()}, {"actor", actor}});
+  out.code = Listed(found->code_id, code);
+  return out;
 }
 
 absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& request) {
@@ -158,6 +331,7 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
   }
   absl::Time now = clock_->Now();
   if (code.used_unix_micros() != 0) return CodeInvalid("was already used");
+  if (code.cancelled_unix_micros() != 0) return CodeInvalid("was cancelled");
   if (now >= absl::FromUnixMicros(code.expires_unix_micros())) return CodeInvalid("has expired");
   // Under the registry's write mutex: the officer cannot be revoked between
   // this check and the commit.
@@ -218,6 +392,9 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
   }
   RETURN_IF_ERROR(WithReason(store_->Commit(&batch)));
   session.Committed();
+  log::Info("device.enrol", {{"principal", PrincipalUri(name)},
+                             {"officer", code.officer_id()},
+                             {"code_id", EnrolmentCodeId(EnrolmentCodeHashHex(*normalized))}});
   out.certificate_pem = std::move(cert->certificate_pem);
   return out;
 }

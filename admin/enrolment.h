@@ -5,8 +5,10 @@
 #ifndef FIELDSYNC_ADMIN_ENROLMENT_H_
 #define FIELDSYNC_ADMIN_ENROLMENT_H_
 
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -33,8 +35,16 @@ absl::StatusOr<std::string> NormalizeEnrolmentCode(std::string_view typed);
 // normalized code): the only form of a code the server stores. Persisted.
 std::string EnrolmentCodeHashHex(std::string_view normalized_code);
 
+// A code's id: the first 16 lowercase hex digits of
+// SHA-256("fieldsync/enrolment-code-id/v1" || 0x00 || code_hash_hex). One-way
+// from the stored hash (which is one-way from the code), so listing it
+// reveals nothing of the code; every code, also those issued before ids
+// existed, has one. Persisted (printed and audited).
+std::string EnrolmentCodeId(std::string_view code_hash_hex);
+
 struct IssuedEnrolmentCode {
   std::string code;  // XXXX-XXXX-XXXX-XXXX-XXXX, shown once
+  std::string code_id;
   absl::Time expires_at;
   std::string officer_id;
   std::string region;
@@ -53,8 +63,14 @@ struct EnrolledDevice {
   std::string certificate_pem;
 };
 
-// The AdminAction name of an issued enrolment code.
+// The AdminAction names of an issued and a cancelled enrolment code.
 inline constexpr std::string_view kIssueEnrolmentCodeAction = "enrolment-code.issue";
+inline constexpr std::string_view kCancelEnrolmentCodeAction = "enrolment-code.cancel";
+
+struct CancelledEnrolmentCode {
+  v1::ListedEnrolmentCode code;
+  uint64_t audit_leaf_index = 0;  // 0 without an audit log
+};
 
 // Thread-safe: code and registry writes hold the registry's write mutex.
 // Pointers are not owned and must outlive this object.
@@ -80,13 +96,30 @@ class DeviceEnrolment {
   // for fieldsync://device/<id>. The code is spent in the same commit that
   // registers the device, so it serves exactly one device. Errors (each a
   // sync::SyncError with its SyncErrorDetail):
-  //   kInvalidArgument ENROLMENT_CODE_INVALID: unknown, already used or
-  //     expired code, or its officer is no longer active (the message says
+  //   kInvalidArgument ENROLMENT_CODE_INVALID: unknown, already used,
+  //     cancelled or expired code, or its officer is no longer active (the message says
   //     which);
   //   kInvalidArgument MALFORMED: a key that is not 32 bytes, a bad CSR.
   //     The code is not spent.
   //   kUnavailable UNAVAILABLE: storage.
   absl::StatusOr<EnrolledDevice> Enroll(const EnrolmentRequest& request);
+
+  // The open codes (issued, unused, not cancelled, unexpired), oldest
+  // first, of officer `officer_id` ("" = every officer). Never the code.
+  // kInvalidArgument: `officer_id` is no registered officer (the message
+  // names the registered ones). kUnavailable / kDataLoss from storage.
+  absl::StatusOr<std::vector<v1::ListedEnrolmentCode>> ListOpenCodes(
+      std::string_view officer_id) const;
+
+  // Cancels the open code whose id is `code_id`: it no longer enrols
+  // (Enroll says it was cancelled). Audited as AdminAction
+  // kCancelEnrolmentCodeAction, subjects (code id, officer id), in the same
+  // commit. kInvalidArgument: not 16 lowercase hex digits. kNotFound: no
+  // code has that id (the message names the open codes' ids).
+  // kFailedPrecondition: used, cancelled or expired already.
+  // kUnavailable from storage or the audit log (nothing changes).
+  absl::StatusOr<CancelledEnrolmentCode> CancelCode(std::string_view code_id,
+                                                    const std::string& actor);
 
   // Records each enrolment (with the device's public keys) in `log`, in the
   // same commit as the registry write, and each code issued as an

@@ -191,6 +191,7 @@ absl::StatusOr<v1::Principal> OfficerAdmin::Add(std::string_view id, std::string
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
+  log::Info("officer.add", {{"officer", name.id}, {"actor", actor}});
   return p;
 }
 
@@ -234,6 +235,14 @@ absl::StatusOr<RevokedOfficer> OfficerAdmin::Revoke(std::string_view id, const s
   if (audit_ != nullptr) RETURN_IF_ERROR(audit_->AppendAll(events, &batch).status());
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
+  log::Info("officer.revoke", {{"officer", name.id},
+                               {"devices_revoked", static_cast<int>(out.device_ids.size())},
+                               {"actor", actor}});
+  for (const std::string& device : out.device_ids) {
+    log::Info("device.revoke", {{"principal", PrincipalUri({v1::PRINCIPAL_KIND_DEVICE, device})},
+                                {"officer", name.id},
+                                {"actor", actor}});
+  }
   return out;
 }
 

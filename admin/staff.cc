@@ -1,6 +1,10 @@
 #include "admin/staff.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace fieldsync::admin {
@@ -72,6 +76,10 @@ absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
+  log::Info("staff.add", {{"staff", request.id},
+                          {"role", RoleName(request.role)},
+                          {"certificate_serial", cert.serial_hex},
+                          {"actor", actor}});
   out.certificate_pem = std::move(cert.certificate_pem);
   return out;
 }
@@ -105,7 +113,80 @@ absl::StatusOr<v1::Principal> StaffAdmin::Revoke(const PrincipalName& name,
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
+  log::Info(name.kind == v1::PRINCIPAL_KIND_DEVICE ? "device.revoke" : "staff.revoke",
+            {{"principal", PrincipalUri(name)}, {"actor", actor}});
   return p;
+}
+
+absl::StatusOr<UpdatedStaff> StaffAdmin::UpdateRegions(std::string_view id,
+                                                       const std::vector<std::string>& regions,
+                                                       const std::string& actor) {
+  absl::Status id_ok = ValidateStaffId(id);
+  if (!id_ok.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("staff id: %s", std::string(id_ok.message())));
+  }
+  if (regions.empty()) {
+    return absl::InvalidArgumentError(
+        "give at least one region (a supervisor or analyst reaches only its regions)");
+  }
+  for (size_t i = 0; i < regions.size(); ++i) {
+    RETURN_IF_ERROR(schema_->CheckRegion(regions[i]));
+    if (std::find(regions.begin(), regions.begin() + i, regions[i]) != regions.begin() + i) {
+      return absl::InvalidArgumentError(absl::StrFormat("region %s is given twice", regions[i]));
+    }
+  }
+  const PrincipalName name{v1::PRINCIPAL_KIND_STAFF, std::string(id)};
+  absl::MutexLock lock(&registry_->write_mutex());
+  absl::StatusOr<v1::Principal> found = registry_->Get(name);
+  if (absl::IsNotFound(found.status())) {
+    ASSIGN_OR_RETURN(std::vector<v1::Principal> staff, registry_->List(v1::PRINCIPAL_KIND_STAFF));
+    std::vector<std::string> known;
+    for (const v1::Principal& p : staff) {
+      const bool has_regions = p.role() == v1::ROLE_SUPERVISOR || p.role() == v1::ROLE_ANALYST;
+      if (has_regions && p.status() == v1::PRINCIPAL_STATUS_ACTIVE) known.push_back(p.id());
+    }
+    return absl::NotFoundError(
+        absl::StrFormat("no staff member %s; the active supervisors and analysts are: %s", name.id,
+                        known.empty() ? std::string("(none)") : absl::StrJoin(known, ", ")));
+  }
+  RETURN_IF_ERROR(found.status());
+  v1::Principal p = *std::move(found);
+  if (p.status() != v1::PRINCIPAL_STATUS_ACTIVE) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "staff member %s is revoked: its regions no longer matter (ids are never reused)",
+        name.id));
+  }
+  if (p.role() != v1::ROLE_SUPERVISOR && p.role() != v1::ROLE_ANALYST) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("staff member %s is an %s, who reaches the whole deployment: only "
+                        "supervisors and analysts have regions",
+                        name.id, std::string(RoleName(p.role()))));
+  }
+  UpdatedStaff out;
+  out.previous_regions.assign(p.regions().begin(), p.regions().end());
+  const absl::Time now = clock_->Now();
+  p.clear_regions();
+  for (const std::string& r : regions) p.add_regions(r);
+  p.set_changed_by(actor);
+  storage::WriteBatch batch;
+  RETURN_IF_ERROR(registry_->Put(p, &batch));
+  audit::AuditSession session(audit_, &batch);
+  if (audit_ != nullptr) {
+    audit::AdminAction action;
+    action.actor = actor;
+    action.action = std::string(kUpdateStaffAction);
+    action.subject_ids.push_back(name.id);
+    action.subject_ids.insert(action.subject_ids.end(), regions.begin(), regions.end());
+    ASSIGN_OR_RETURN(out.audit_leaf_index,
+                     audit_->Append(audit::Event{now, std::move(action)}, &batch));
+  }
+  RETURN_IF_ERROR(store_->Commit(&batch));
+  session.Committed();
+  log::Info("staff.update",
+            {{"staff", name.id}, {"regions", static_cast<int>(regions.size())}, {"actor", actor}});
+  out.principal = std::move(p);
+  return out;
 }
 
 }  // namespace fieldsync::admin

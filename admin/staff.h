@@ -3,7 +3,9 @@
 #ifndef FIELDSYNC_ADMIN_STAFF_H_
 #define FIELDSYNC_ADMIN_STAFF_H_
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -23,6 +25,16 @@ struct NewStaff {
   v1::Role role = v1::ROLE_UNSPECIFIED;
   std::vector<std::string> regions;
   std::string csr_pem;
+};
+
+// The AdminAction name of a change to a staff member's regions
+// (docs/AUDIT.md): subjects (staff id, each new region).
+inline constexpr std::string_view kUpdateStaffAction = "staff.update";
+
+struct UpdatedStaff {
+  v1::Principal principal;
+  std::vector<std::string> previous_regions;
+  uint64_t audit_leaf_index = 0;  // 0 without an audit log
 };
 
 struct IssuedStaff {
@@ -60,6 +72,19 @@ class StaffAdmin {
   // kFailedPrecondition: `name` is the caller itself. kInvalidArgument: an
   // officer (OfficerAdmin::Revoke revokes it with its devices).
   absl::StatusOr<v1::Principal> Revoke(const PrincipalName& name, const std::string& actor);
+
+  // Replaces the regions of the active supervisor or analyst `id` with
+  // `regions`; audited as AdminAction kUpdateStaffAction in the same
+  // commit. Setting the regions it has is a no-op that is still audited.
+  // kInvalidArgument: a region the schema does not know (the message names
+  //   the known ones), none, or one given twice.
+  // kNotFound: `id` is no staff member (the message names the supervisors
+  //   and analysts). kFailedPrecondition: revoked, or an administrator or
+  //   auditor (whose scope is the whole deployment).
+  // kUnavailable: storage or the audit log (nothing changes).
+  absl::StatusOr<UpdatedStaff> UpdateRegions(std::string_view id,
+                                             const std::vector<std::string>& regions,
+                                             const std::string& actor);
 
  private:
   storage::Store* store_;

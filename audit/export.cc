@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "audit/events.h"
@@ -162,6 +163,7 @@ class SignatureChecker {
 struct HeadRef {
   Checkpoint checkpoint;
   std::string label;  // "tree head #2 (size 40)" or "trusted head (size 40)"
+  std::string note;   // the signed note (empty for a trusted head line)
 };
 
 struct DeviceState {
@@ -284,7 +286,8 @@ class Verifier {
           std::nullopt, label,
           absl::StrFormat("not signed by the key in your key file (%s)", cp.status().message()));
     }
-    heads_.push_back(HeadRef{*cp, absl::StrFormat("%s (size %d)", label, cp->size)});
+    heads_.push_back(
+        HeadRef{*cp, absl::StrFormat("%s (size %d)", label, cp->size), std::string(note)});
     report_.heads = heads_.size();
     return true;
   }
@@ -295,13 +298,12 @@ class Verifier {
     in_entries_ = true;
     std::vector<HeadRef> all = heads_;
     if (options_.trusted_head.has_value()) {
-      absl::StatusOr<Checkpoint> cp = OpenCheckpoint(*options_.trusted_head, *options_.key);
+      absl::StatusOr<Checkpoint> cp = ParseTrustedHead(*options_.trusted_head, *options_.key);
       if (!cp.ok()) {
         return Fail(std::nullopt, "trusted head",
-                    absl::StrFormat("your saved head does not verify with your key file (%s)",
-                                    cp.status().message()));
+                    absl::StrFormat("your saved head is refused (%s)", cp.status().message()));
       }
-      trusted_ = HeadRef{*cp, absl::StrFormat("trusted head (size %d)", cp->size)};
+      trusted_ = HeadRef{*cp, absl::StrFormat("trusted head (size %d)", cp->size), ""};
       all.push_back(*trusted_);
     }
     if (all.empty()) return Fail(std::nullopt, "file", "the export holds no signed tree head");
@@ -530,6 +532,7 @@ class Verifier {
     for (const HeadRef& head : heads_) {
       if (!report_.latest_head.has_value() || head.checkpoint.size > report_.latest_head->size) {
         report_.latest_head = head.checkpoint;
+        report_.latest_head_note = head.note;
       }
     }
     report_.unsigned_tail = tree_.size() - max_head_size_;
@@ -571,6 +574,57 @@ std::string ExportEndRecord(uint64_t entries, uint32_t heads) {
   PutInt(&payload, entries, 8);
   PutInt(&payload, heads, 4);
   return Record(ExportRecord::kEnd, payload);
+}
+
+std::string FormatHeadLine(const Checkpoint& checkpoint) {
+  std::string_view root = HashBytes(checkpoint.root);
+  return absl::StrFormat("latest head: %s, size %d, root %s", checkpoint.origin, checkpoint.size,
+                         absl::Base64Escape(absl::string_view(root.data(), root.size())));
+}
+
+absl::StatusOr<Checkpoint> ParseTrustedHead(std::string_view text, const NoteVerifier& key) {
+  constexpr std::string_view kSpace = " \t\r\n";
+  const size_t first = text.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return absl::InvalidArgumentError("the saved head is empty");
+  // A signed note spans lines and ends with its signature lines; the
+  // printed head is one line.
+  std::string_view line = text.substr(first, text.find_last_not_of(kSpace) - first + 1);
+  if (line.find('\n') != std::string_view::npos) {
+    absl::StatusOr<Checkpoint> cp = OpenCheckpoint(text, key);
+    if (!cp.ok()) {
+      return absl::Status(cp.status().code(),
+                          absl::StrFormat("a saved signed head that does not verify with the "
+                                          "key file: %s",
+                                          cp.status().message()));
+    }
+    return cp;
+  }
+  constexpr std::string_view kLabel = "latest head: ";
+  if (line.starts_with(kLabel)) line.remove_prefix(kLabel.size());
+  const size_t root_at = line.rfind(", root ");
+  const size_t size_at =
+      root_at == std::string_view::npos ? std::string_view::npos : line.rfind(", size ", root_at);
+  if (size_at == std::string_view::npos) {
+    return absl::InvalidArgumentError(
+        "the saved head is neither a signed note (--save-head) nor the line `audit verify` "
+        "prints (\"latest head: ORIGIN, size N, root BASE64\")");
+  }
+  const std::string_view origin = line.substr(0, size_at);
+  const std::string_view size = line.substr(size_at + 7, root_at - size_at - 7);
+  const std::string_view root = line.substr(root_at + 7);
+  if (origin != key.key_name()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("the saved head is of log \"%s\", the key file's is \"%s\"",
+                        std::string(origin), key.key_name()));
+  }
+  // The checkpoint parser checks the size and root as strictly as in a note.
+  absl::StatusOr<Checkpoint> cp = ParseCheckpoint(
+      absl::StrFormat("%s\n%s\n%s\n", std::string(origin), std::string(size), std::string(root)));
+  if (!cp.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("the saved head line is malformed: %s", cp.status().message()));
+  }
+  return cp;
 }
 
 VerifyReport VerifyExport(std::istream& in, const VerifyOptions& options) {

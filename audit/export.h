@@ -38,11 +38,26 @@ std::string ExportHeadRecord(std::string_view note);
 std::string ExportEntryRecord(uint64_t index, std::string_view entry);
 std::string ExportEndRecord(uint64_t entries, uint32_t heads);
 
+// The one line a head is printed as (`fieldsync audit verify`):
+//   "latest head: <origin>, size <N>, root <base64(root)>"
+std::string FormatHeadLine(const Checkpoint& checkpoint);
+
+// A head an auditor saved, as --trusted-head takes it: either the signed
+// checkpoint note (as --save-head writes it), whose signature by `key`
+// must verify, or the printed line (FormatHeadLine's, with or without its
+// "latest head: " label and surrounding blank space), whose origin must be
+// `key`'s name (the auditor wrote it down themselves: no signature).
+// kInvalidArgument naming what is wrong (empty, not a note nor the line,
+// malformed size or root, another log's origin); kUnauthenticated: a note
+// whose signature does not verify (altered).
+absl::StatusOr<Checkpoint> ParseTrustedHead(std::string_view text, const NoteVerifier& key);
+
 struct VerifyOptions {
   // The log's key, from the auditor's own KEYFILE (never from the export).
   // Its name is the log's origin. Not owned.
   const NoteVerifier* key = nullptr;
-  // A checkpoint note the auditor saved earlier: the export must extend it.
+  // A head the auditor saved earlier (ParseTrustedHead's forms): the export
+  // must extend it.
   std::optional<std::string> trusted_head;
   // Threads that check device signatures (>= 1).
   int threads = 2;
@@ -76,8 +91,10 @@ struct VerifyReport {
   std::map<std::string, uint64_t> events_by_kind;  // KindName -> count
   // Every accepted rollback, in log order (docs/AUDIT.md).
   std::vector<RollbackSeen> rollbacks;
-  // The largest verified head, and whether the trusted head was checked.
+  // The largest verified head (and its signed note, for --save-head), and
+  // whether the trusted head was checked.
   std::optional<Checkpoint> latest_head;
+  std::string latest_head_note;
   bool trusted_head_checked = false;
   // Entries after the largest head: present but not covered by a signature.
   uint64_t unsigned_tail = 0;

@@ -76,6 +76,16 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListPrincipals(grpc::CallbackServerC
                         std::vector<v1::Principal> listed,
                         admin::ListPrincipalsFor(*registry_, *schema_, caller.principal, *request));
                     for (v1::Principal& p : listed) *response->add_principals() = std::move(p);
+                    if (activity_ == nullptr || caller.principal.role() != v1::ROLE_ADMINISTRATOR) {
+                      return absl::OkStatus();
+                    }
+                    ASSIGN_OR_RETURN(auto last_syncs, activity_->LastSyncs());
+                    auto& out = *response->mutable_device_last_sync_unix_micros();
+                    for (const v1::Principal& p : response->principals()) {
+                      if (p.kind() != v1::PRINCIPAL_KIND_DEVICE) continue;
+                      auto it = last_syncs.find(p.id());
+                      if (it != last_syncs.end()) out[p.id()] = absl::ToUnixMicros(it->second);
+                    }
                     return absl::OkStatus();
                   });
 }
@@ -90,6 +100,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateEnrolmentCode(
                         enrolment_->CreateCode(request->officer_id(), request->region(),
                                                absl::Seconds(request->ttl_seconds()), caller.uri));
                     response->set_code(std::move(issued.code));
+                    response->set_code_id(std::move(issued.code_id));
                     response->set_expires_unix_micros(absl::ToUnixMicros(issued.expires_at));
                     response->set_officer_id(std::move(issued.officer_id));
                     response->set_region(std::move(issued.region));
@@ -155,6 +166,65 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateBackup(grpc::CallbackServerCon
         response->set_audit_leaf_index(created.audit_leaf_index);
         return absl::OkStatus();
       });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::GetStatus(grpc::CallbackServerContext* context,
+                                                      const v1::GetStatusRequest* request,
+                                                      v1::GetStatusResponse* response) {
+  return RunUnary(
+      context, "/fieldsync.v1.AdminService/GetStatus", auth_, [&](const Caller&) -> absl::Status {
+        if (status_ == nullptr) {
+          return absl::UnavailableError("status is not set up on this server");
+        }
+        ASSIGN_OR_RETURN(*response, admin::CollectStatus(
+                                        *status_, absl::Seconds(request->active_window_seconds())));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::UpdateStaff(grpc::CallbackServerContext* context,
+                                                        const v1::UpdateStaffRequest* request,
+                                                        v1::UpdateStaffResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AdminService/UpdateStaff", auth_,
+                  [&](const Caller& caller) -> absl::Status {
+                    std::vector<std::string> regions(request->regions().begin(),
+                                                     request->regions().end());
+                    ASSIGN_OR_RETURN(admin::UpdatedStaff updated,
+                                     staff_->UpdateRegions(request->id(), regions, caller.uri));
+                    *response->mutable_principal() = std::move(updated.principal);
+                    for (std::string& r : updated.previous_regions) {
+                      response->add_previous_regions(std::move(r));
+                    }
+                    response->set_audit_leaf_index(updated.audit_leaf_index);
+                    return absl::OkStatus();
+                  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListEnrolmentCodes(
+    grpc::CallbackServerContext* context, const v1::ListEnrolmentCodesRequest* request,
+    v1::ListEnrolmentCodesResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AdminService/ListEnrolmentCodes", auth_,
+                  [&](const Caller&) -> absl::Status {
+                    ASSIGN_OR_RETURN(std::vector<v1::ListedEnrolmentCode> codes,
+                                     enrolment_->ListOpenCodes(request->officer_id()));
+                    for (v1::ListedEnrolmentCode& c : codes) {
+                      *response->add_codes() = std::move(c);
+                    }
+                    return absl::OkStatus();
+                  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::CancelEnrolmentCode(
+    grpc::CallbackServerContext* context, const v1::CancelEnrolmentCodeRequest* request,
+    v1::CancelEnrolmentCodeResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AdminService/CancelEnrolmentCode", auth_,
+                  [&](const Caller& caller) -> absl::Status {
+                    ASSIGN_OR_RETURN(admin::CancelledEnrolmentCode cancelled,
+                                     enrolment_->CancelCode(request->code_id(), caller.uri));
+                    *response->mutable_code() = std::move(cancelled.code);
+                    response->set_audit_leaf_index(cancelled.audit_leaf_index);
+                    return absl::OkStatus();
+                  });
 }
 
 }  // namespace fieldsync::server

@@ -7,6 +7,8 @@
 #include "admin/backup.h"
 #include "admin/case_erasure.h"
 #include "admin/certificates.h"
+#include "admin/deployment_status.h"
+#include "admin/device_activity.h"
 #include "admin/enrolment.h"
 #include "admin/master_key_rotation.h"
 #include "admin/officers.h"
@@ -92,6 +94,27 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   };
   // REQUIRES: called before the service is registered with a server.
   void set_certificates(CertificateOperations operations) { certificates_ = std::move(operations); }
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
+                                      const v1::GetStatusRequest* request,
+                                      v1::GetStatusResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateStaff(grpc::CallbackServerContext* context,
+                                        const v1::UpdateStaffRequest* request,
+                                        v1::UpdateStaffResponse* response) override;
+  grpc::ServerUnaryReactor* ListEnrolmentCodes(grpc::CallbackServerContext* context,
+                                               const v1::ListEnrolmentCodesRequest* request,
+                                               v1::ListEnrolmentCodesResponse* response) override;
+  grpc::ServerUnaryReactor* CancelEnrolmentCode(grpc::CallbackServerContext* context,
+                                                const v1::CancelEnrolmentCodeRequest* request,
+                                                v1::CancelEnrolmentCodeResponse* response) override;
+
+  // What GetStatus reports and where devices' last syncs are (not owned;
+  // must outlive the service). Until set, GetStatus fails with UNAVAILABLE
+  // and ListPrincipals lists no last sync. REQUIRES: called before the
+  // service is registered with a server.
+  void set_status(const admin::StatusSources* status, const admin::DeviceActivity* activity) {
+    status_ = status;
+    activity_ = activity;
+  }
 
   // The key operations (not owned; must outlive the service). Until set,
   // EraseCase and RotateMasterKey fail with UNAVAILABLE. REQUIRES: called
@@ -121,6 +144,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   admin::BackupWriter* backup_ = nullptr;
   WorkPool* pool_ = nullptr;
   CertificateOperations certificates_;
+  const admin::StatusSources* status_ = nullptr;
+  const admin::DeviceActivity* activity_ = nullptr;
 };
 
 }  // namespace fieldsync::server

@@ -138,9 +138,10 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
 
 grpc::ServerWriteReactor<v1::AuditEntries>* AuditServiceImpl::GetEntries(
     grpc::CallbackServerContext* context, const v1::GetEntriesRequest* request) {
-  absl::StatusOr<Caller> caller = auth_->Authorize(*context, kGetEntries);
+  std::string who;
+  absl::StatusOr<Caller> caller = auth_->Authorize(*context, kGetEntries, &who);
   if (!caller.ok()) {
-    LogRpc(kGetEntries, "unauthenticated", caller.status(), absl::ZeroDuration());
+    LogRpc(kGetEntries, who, caller.status(), absl::ZeroDuration());
     return new FailedWriter(caller.status());
   }
   absl::StatusOr<uint64_t> end = ResolveSize(request->end());

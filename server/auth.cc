@@ -12,6 +12,9 @@
 namespace fieldsync::server {
 namespace {
 
+constexpr std::string_view kPushMethod = "/fieldsync.v1.SyncService/Push";
+constexpr std::string_view kPullMethod = "/fieldsync.v1.SyncService/Pull";
+
 // Bound on cached certificate verifications; the cache is cleared when full.
 constexpr size_t kMaxCachedCertificates = 20000;
 
@@ -62,13 +65,17 @@ absl::StatusOr<Authenticator::VerifiedCertificate> Authenticator::VerifiedName(
 }
 
 absl::StatusOr<Caller> Authenticator::Authorize(const grpc::ServerContextBase& context,
-                                                std::string_view method) {
+                                                std::string_view method, std::string* who) {
+  std::string ignored;
+  if (who == nullptr) who = &ignored;
+  *who = "unauthenticated";
   Caller caller;
   ASSIGN_OR_RETURN(caller.rule, FindRule(method));
   if (!caller.rule->requires_certificate) {
     // Public methods never depend on who calls: a device re-enrolling with
     // an expired certificate must still reach Enroll.
     caller.uri = "anonymous";
+    *who = caller.uri;
     return caller;
   }
   std::string pem = PeerCertificatePem(context);
@@ -80,6 +87,9 @@ absl::StatusOr<Caller> Authenticator::Authorize(const grpc::ServerContextBase& c
   ASSIGN_OR_RETURN(VerifiedCertificate certificate, VerifiedName(pem));
   const admin::PrincipalName& name = certificate.name;
   caller.uri = admin::PrincipalUri(name);
+  // The certificate verified: whatever is refused from here on is refused
+  // to this principal, and logged so.
+  *who = caller.uri;
   absl::StatusOr<v1::Principal> principal = registry_->Get(name);
   if (absl::IsNotFound(principal.status())) {
     std::string message =
@@ -121,6 +131,10 @@ absl::StatusOr<Caller> Authenticator::Authorize(const grpc::ServerContextBase& c
   caller.principal = *std::move(principal);
   caller.has_principal = true;
   RETURN_IF_ERROR(CheckRole(*caller.rule, caller.principal.role()));
+  if (activity_ != nullptr && name.kind == v1::PRINCIPAL_KIND_DEVICE &&
+      (method == kPushMethod || method == kPullMethod)) {
+    activity_->Record(name.id);
+  }
   return caller;
 }
 

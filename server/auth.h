@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "admin/device_activity.h"
 #include "admin/principals.h"
 #include "common/clock.h"
 #include "fieldsync/v1/admin.pb.h"
@@ -45,7 +46,18 @@ class Authenticator {
   //  kPermissionDenied: a known principal whose role the table does not
   //    allow, or a method without a rule.
   //  kUnavailable: the registry could not be read.
-  absl::StatusOr<Caller> Authorize(const grpc::ServerContextBase& context, std::string_view method);
+  // `who`, when given, receives the URI of the principal the caller's
+  // verified certificate names as soon as it is known, so that a refusal
+  // (PERMISSION_DENIED for its role, UNAUTHENTICATED for a revoked or
+  // unknown principal) is logged with it; "unauthenticated" when the
+  // certificate is missing or refused, "anonymous" on public methods.
+  absl::StatusOr<Caller> Authorize(const grpc::ServerContextBase& context, std::string_view method,
+                                   std::string* who = nullptr);
+
+  // Notes every authorized Push and Pull of a device in `activity` (its
+  // last sync, GetStatus's connected devices). Not owned; must outlive the
+  // authenticator. REQUIRES: called before the server serves.
+  void set_device_activity(admin::DeviceActivity* activity) { activity_ = activity; }
 
  private:
   struct VerifiedCertificate {
@@ -56,6 +68,7 @@ class Authenticator {
   absl::StatusOr<VerifiedCertificate> VerifiedName(const std::string& pem);
 
   admin::PrincipalRegistry* registry_;
+  admin::DeviceActivity* activity_ = nullptr;
   const std::string ca_pem_;
   Clock* clock_;
   struct CachedCertificate {

@@ -24,11 +24,16 @@ constexpr RoleSet kSchemaReaders = kDevice | kSupervisor;
 constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.AdminService/AddOfficer", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/AddStaff", true, kAdministrator, Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AdminService/CancelEnrolmentCode", true, kAdministrator,
+            Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/CreateBackup", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/CreateEnrolmentCode", true, kAdministrator,
             Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/EraseCase", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/GetCertificateStatus", true, kAdministrator,
+            Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AdminService/GetStatus", true, kAdministrator, Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AdminService/ListEnrolmentCodes", true, kAdministrator,
             Scope::kDeployment},
     // Administrators: the deployment; supervisors: the officers of their
     // regions only (admin::ListPrincipalsFor narrows the answer).
@@ -40,6 +45,7 @@ constexpr std::array kTable = {
             Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/RevokePrincipal", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/RotateMasterKey", true, kAdministrator, Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AdminService/UpdateStaff", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/WhoAmI", true, kAnyRole, Scope::kSelf},
     RpcRule{"/fieldsync.v1.AggregateService/ListMetrics", true, kAggregateReaders, Scope::kRegions},
     RpcRule{"/fieldsync.v1.AggregateService/Query", true, kAggregateReaders, Scope::kRegions},

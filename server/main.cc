@@ -3,11 +3,13 @@
 //   fieldsyncd --data-dir DIR [--listen HOST:PORT] [--config FILE]
 //              [--log-level LEVEL] [--log-format text|json]
 //              [--insecure-plaintext-loopback] [--accept-rollback SIZE]
+//   fieldsyncd --version
 //
 // Operator mistakes end the process with one line on standard error that
 // names the problem and the fix, and exit status 1 (2 for bad usage).
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -20,6 +22,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "admin/address_file.h"
+#include "common/build_info.h"
 #include "common/clock.h"
 #include "common/file_io.h"
 #include "common/logging.h"
@@ -33,10 +37,14 @@ constexpr char kUsage[] =
     "usage: fieldsyncd --data-dir DIR [--listen HOST:PORT] [--config FILE]\n"
     "                  [--log-level debug|info|warn|error] [--log-format text|json]\n"
     "                  [--insecure-plaintext-loopback] [--accept-rollback SIZE]\n"
+    "       fieldsyncd --version\n"
     "\n"
     "Serves a fieldsync deployment made by `fieldsync init --data-dir DIR`.\n"
     "Without --config, reads DIR/fieldsyncd.conf if present, else uses defaults.\n"
-    "Flags override the config file. Stops cleanly on SIGTERM or SIGINT.\n"
+    "Flags override the config file. Once listening it writes the address to\n"
+    "dial to DIR/fieldsyncd.address (which `fieldsync --data-dir DIR` uses);\n"
+    "stops cleanly on SIGTERM or SIGINT and then removes that file.\n"
+    "--version prints the version, the git commit and the build type.\n"
     "\n"
     "Refuses to start when the store's audit log does not extend the last signed\n"
     "tree head the deployment published (DIR/audit-head.note, audit_head_copy_file):\n"
@@ -70,6 +78,9 @@ int main(int argc, char** argv) {
     };
     if (arg == "--help" || arg == "-h") {
       std::cout << kUsage;
+      return 0;
+    } else if (arg == "--version") {
+      std::cout << fieldsync::VersionLine("fieldsyncd") << "\n";
       return 0;
     } else if (arg == "--data-dir") {
       if (!value(&data_dir)) return Fail("--data-dir needs a directory", 2);
@@ -147,6 +158,13 @@ int main(int argc, char** argv) {
   options.random = fieldsync::crypto::SystemRandom::Get();
   auto server = fieldsync::server::FieldsyncServer::Start(options);
   if (!server.ok()) return Fail(server.status().message());
+  const int pid = static_cast<int>(getpid());
+  if (absl::Status s = fieldsync::admin::WriteAddressFile(
+          data_dir, {fieldsync::admin::DialableAddress((*server)->address()), pid});
+      !s.ok()) {
+    (void)(*server)->Shutdown();
+    return Fail(absl::StrCat(s.message(), "; the data directory must be writable by fieldsyncd"));
+  }
   std::cout << "fieldsyncd: serving deployment " << (*server)->deployment_id() << " on "
             << (*server)->address() << std::endl;
 
@@ -155,6 +173,9 @@ int main(int argc, char** argv) {
   fieldsync::log::Info("signal", {{"signal", strsignal(signal_number)}});
   absl::Status s = (*server)->Shutdown();
   server->reset();
+  if (absl::Status removed = fieldsync::admin::RemoveAddressFile(data_dir, pid); !removed.ok()) {
+    fieldsync::log::Warn("address_file", {{"reason", removed.message()}});
+  }
   if (!s.ok()) return Fail(s.message());
   return 0;
 }

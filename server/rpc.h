@@ -7,6 +7,7 @@
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/server_callback.h>
 
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -18,8 +19,9 @@
 
 namespace fieldsync::server {
 
-// Logs the outcome of one call: principal, method, code, duration. Never the
-// request or response content.
+// Logs the outcome of one call: principal (also when refused, once its
+// certificate verified: Authenticator::Authorize's `who`), method, code,
+// duration. Never the request or response content.
 void LogRpc(std::string_view method, std::string_view principal_uri, const absl::Status& status,
             absl::Duration elapsed);
 
@@ -31,10 +33,10 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context, std::st
                                    Authenticator* auth, Handler&& handler) {
   absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<Caller> caller = auth->Authorize(*context, method);
+  std::string who;
+  absl::StatusOr<Caller> caller = auth->Authorize(*context, method, &who);
   absl::Status status = caller.ok() ? std::forward<Handler>(handler)(*caller) : caller.status();
-  LogRpc(method, caller.ok() ? std::string_view(caller->uri) : std::string_view("unauthenticated"),
-         status, absl::Now() - start);
+  LogRpc(method, who, status, absl::Now() - start);
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
@@ -53,11 +55,10 @@ grpc::ServerUnaryReactor* RunUnaryBlocking(grpc::CallbackServerContext* context,
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   pool->Run([context, reactor, method, auth, start = absl::Now(),
              handler = std::move(handler)]() mutable {
-    absl::StatusOr<Caller> caller = auth->Authorize(*context, method);
+    std::string who;
+    absl::StatusOr<Caller> caller = auth->Authorize(*context, method, &who);
     absl::Status status = caller.ok() ? handler(*caller) : caller.status();
-    LogRpc(method,
-           caller.ok() ? std::string_view(caller->uri) : std::string_view("unauthenticated"),
-           status, absl::Now() - start);
+    LogRpc(method, who, status, absl::Now() - start);
     reactor->Finish(ToGrpcStatus(status));
   });
   return reactor;

@@ -14,6 +14,8 @@
 #include "admin/case_erasure.h"
 #include "admin/certificates.h"
 #include "admin/deployment.h"
+#include "admin/deployment_status.h"
+#include "admin/device_activity.h"
 #include "admin/enrolment.h"
 #include "admin/master_key_rotation.h"
 #include "admin/officers.h"
@@ -178,6 +180,9 @@ class FieldsyncServer::Impl {
   std::unique_ptr<admin::StaffAdmin> staff;
   std::unique_ptr<admin::OfficerAdmin> officers;
   std::unique_ptr<AdminServiceImpl> admin_service;
+  // Devices' last syncs and GetStatus's sources (AdminService.GetStatus).
+  std::unique_ptr<admin::DeviceActivity> device_activity;
+  admin::StatusSources status;
   // Sync (issue #4). Declared after the store so that they go first.
   std::unique_ptr<crypto::MasterKeyRing> master;
   std::unique_ptr<sync::Schema> schema;
@@ -420,6 +425,19 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   backup.files = BackupSources(options);
   impl->backup = std::make_unique<admin::BackupWriter>(std::move(backup));
   impl->admin_service->set_backup(impl->backup.get(), impl->pool.get());
+  impl->device_activity = std::make_unique<admin::DeviceActivity>(impl->store.get(), options.clock);
+  impl->auth->set_device_activity(impl->device_activity.get());
+  impl->status.deployment_id = impl->info.deployment_id;
+  impl->status.db_path = admin::DeploymentPaths(options.data_dir).db;
+  impl->status.audit = impl->audit_log.get();
+  impl->status.registry = impl->registry.get();
+  impl->status.enrolment = impl->enrolment.get();
+  impl->status.activity = impl->device_activity.get();
+  impl->status.server_certificate_pem = tls.has_value() ? tls->certificate_pem : "";
+  impl->status.ca_certificate_pem = impl->keys.ca.certificate_pem;
+  impl->status.clock = options.clock;
+  impl->status.started = options.clock->Now();
+  impl->admin_service->set_status(&impl->status, impl->device_activity.get());
   SyncServiceDeps deps;
   deps.auth = impl->auth.get();
   deps.pool = impl->pool.get();
@@ -527,6 +545,12 @@ absl::Status FieldsyncServer::Shutdown() {
   }
   impl_->query_trail.reset();
   impl_->certificate_watch.reset();
+  if (impl_->device_activity != nullptr) {
+    // The last syncs noted since the last flush (at most a minute's worth).
+    if (absl::Status s = impl_->device_activity->Flush(); !s.ok()) {
+      log::Warn("device_activity.flush", {{"reason", s.message()}});
+    }
+  }
   absl::Status closed = absl::OkStatus();
   if (impl_->store != nullptr) {
     closed = impl_->store->Flush();

@@ -185,7 +185,7 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
   PullReactor(const SyncServiceDeps& deps, grpc::CallbackServerContext* context,
               const v1::PullRequest& request)
       : deps_(deps), request_(request), start_(absl::Now()) {
-    absl::StatusOr<Caller> caller = deps_.auth->Authorize(*context, kPull);
+    absl::StatusOr<Caller> caller = deps_.auth->Authorize(*context, kPull, &who_);
     if (!caller.ok()) {
       Done(caller.status());
       return;
@@ -212,8 +212,7 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
   }
 
   void OnDone() override {
-    LogRpc(kPull, caller_.uri.empty() ? "unauthenticated" : caller_.uri, final_status_,
-           absl::Now() - start_);
+    LogRpc(kPull, who_, final_status_, absl::Now() - start_);
     delete this;
   }
 
@@ -333,6 +332,8 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
 
   const SyncServiceDeps& deps_;
   const v1::PullRequest request_;
+  // The principal to log, also for a refused pull (Authorize's `who`).
+  std::string who_ = "unauthenticated";
   const absl::Time start_;
   Caller caller_;
   bool is_device_ = false;

@@ -52,9 +52,13 @@ enum class PrincipalKind : uint8_t {
   kStaff = 2,
   // 3 is kEnrolmentCodeTag.
   kOfficer = 4,
+  // 5 is kDeviceLastSyncTag.
 };
 // First byte of enrolment-code keys in Cf::kPrincipals. Persisted.
 inline constexpr uint8_t kEnrolmentCodeTag = 3;
+// First byte of a device's last-sync time in Cf::kPrincipals (5 is never a
+// principal kind either). Persisted.
+inline constexpr uint8_t kDeviceLastSyncTag = 5;
 
 // First byte of case data-key (DEK) keys in Cf::kKeys. Persisted. The other
 // keys of Cf::kKeys (server keys by purpose, a String component) start with

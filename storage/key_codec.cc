@@ -193,6 +193,24 @@ absl::StatusOr<std::string> DecodeEnrolmentCodeKey(std::string_view key) {
   return hash_hex;
 }
 
+std::string EncodeDeviceLastSyncKey(std::string_view device_id) {
+  return KeyBuilder().U8(kDeviceLastSyncTag).String(device_id).Finish();
+}
+
+absl::StatusOr<std::string> DecodeDeviceLastSyncKey(std::string_view key) {
+  KeyReader r(key);
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag != kDeviceLastSyncTag) {
+    return absl::DataLossError(absl::StrFormat(
+        "malformed device last-sync key: tag %d, expected %d", tag, kDeviceLastSyncTag));
+  }
+  ASSIGN_OR_RETURN(std::string device_id, r.String());
+  RETURN_IF_ERROR(r.ExpectEnd("device last-sync key"));
+  return device_id;
+}
+
+std::string DeviceLastSyncPrefix() { return KeyBuilder().U8(kDeviceLastSyncTag).Finish(); }
+
 std::string EncodeCaseDekKey(std::span<const uint8_t, 16> case_id) {
   return KeyBuilder().U8(kCaseDekTag).Uuid(case_id).Finish();
 }

@@ -116,6 +116,14 @@ std::string PrincipalKindPrefix(PrincipalKind kind);
 std::string EncodeEnrolmentCodeKey(std::string_view code_hash_hex);
 absl::StatusOr<std::string> DecodeEnrolmentCodeKey(std::string_view key);
 
+// Cf::kPrincipals, when a device last pushed or pulled (value: I64
+// microseconds since the Unix epoch; admin/device_activity.h):
+//   U8 5 (kDeviceLastSyncTag) | String device_id
+// Every such key starts with DeviceLastSyncPrefix().
+std::string EncodeDeviceLastSyncKey(std::string_view device_id);
+absl::StatusOr<std::string> DecodeDeviceLastSyncKey(std::string_view key);
+std::string DeviceLastSyncPrefix();
+
 // Cf::kKeys, a case's wrapped data key (crypto/case_keys.h):
 //   U8 1 (kCaseDekTag) | Uuid case_id
 // All case DEK keys share the one-byte prefix CaseDekPrefix().

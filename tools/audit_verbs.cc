@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "audit/checkpoint.h"
@@ -30,7 +31,8 @@ constexpr char kExportHelp[] =
     "export format of docs/AUDIT.md. FILE must not exist.\n";
 
 constexpr char kVerifyHelp[] =
-    "usage: fieldsync audit verify FILE --key KEYFILE [--trusted-head SAVED] [--json]\n"
+    "usage: fieldsync audit verify FILE --key KEYFILE [--trusted-head SAVED]\n"
+    "                 [--save-head OUT] [--json] [--threads N]\n"
     "\n"
     "Checks an export offline: every leaf and root, every tree-head signature\n"
     "against KEYFILE (the audit-log.pub you keep; never a key from the\n"
@@ -39,7 +41,27 @@ constexpr char kVerifyHelp[] =
     "saved earlier. Exits 0 if all holds, 1 naming the first bad entry.\n"
     "Prints every rollback an administrator accepted (fieldsyncd --accept-rollback):\n"
     "the entry, the tree the log continued from and each abandoned signed head.\n"
-    "Save the printed head (--save-head FILE) for the next run.\n";
+    "\n"
+    "--save-head OUT   after a successful check, write the latest signed head\n"
+    "                  (its signed note) to OUT, replacing it: give OUT as\n"
+    "                  --trusted-head next time (it may be the same file).\n"
+    "--trusted-head    takes such a file, or the \"latest head: ...\" line this\n"
+    "                  verb prints, saved in a file.\n"
+    "--threads N       workers checking device signatures (default 2).\n";
+
+// Replaces `path` with `content` through a temporary file and a rename.
+absl::Status ReplaceFile(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".partial";
+  std::error_code ec;
+  std::filesystem::remove(tmp, ec);
+  if (absl::Status s = WriteNewFile(tmp, content, 0644); !s.ok()) return s;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    return absl::FailedPreconditionError(absl::StrFormat("cannot write %s", path));
+  }
+  return absl::OkStatus();
+}
 
 std::string RootBase64(const audit::Hash& root) {
   std::string_view b = audit::HashBytes(root);
@@ -173,8 +195,17 @@ int AuditVerify(const Args& args, std::string* error) {
     }
     options.trusted_head = *saved;
   }
-  if (args.Has("--threads"))
-    options.threads = std::max(1, std::atoi(args.Get("--threads").c_str()));
+  if (args.Has("--threads")) {
+    int threads = 0;
+    if (!absl::SimpleAtoi(args.Get("--threads"), &threads) || threads < 1 || threads > 64) {
+      return Usage(error, "--threads must be a number from 1 to 64");
+    }
+    options.threads = threads;
+  }
+  const std::string save_path = args.Get("--save-head");
+  if (args.Has("--save-head") && save_path.empty()) {
+    return Usage(error, "--save-head needs a file");
+  }
   const bool json = args.Has("--json");
   const std::string path = args.words[2];
   std::ifstream in(path, std::ios::binary);
@@ -221,7 +252,8 @@ int AuditVerify(const Args& args, std::string* error) {
     if (r.latest_head.has_value()) {
       j["latest_head"] = {{"origin", r.latest_head->origin},
                           {"size", r.latest_head->size},
-                          {"root", RootBase64(r.latest_head->root)}};
+                          {"root", RootBase64(r.latest_head->root)},
+                          {"line", audit::FormatHeadLine(*r.latest_head)}};
     }
     if (!r.ok) {
       j["error"] = r.error;
@@ -235,8 +267,7 @@ int AuditVerify(const Args& args, std::string* error) {
         "in %.1f s\n",
         r.entries, r.heads, r.device_signatures, r.devices, seconds);
     if (r.latest_head.has_value()) {
-      std::cout << absl::StrFormat("latest head: %s, size %d, root %s\n", r.latest_head->origin,
-                                   r.latest_head->size, RootBase64(r.latest_head->root));
+      std::cout << audit::FormatHeadLine(*r.latest_head) << "\n";
     }
     for (const auto& [kind, n] : r.events_by_kind) {
       std::cout << absl::StrFormat("  %-18s %d\n", kind, n);
@@ -262,6 +293,20 @@ int AuditVerify(const Args& args, std::string* error) {
   if (!r.ok) {
     *error = absl::StrFormat("verification FAILED at %s: %s", r.bad_record, r.error);
     return 1;
+  }
+  if (!save_path.empty()) {
+    if (r.latest_head_note.empty()) {
+      *error = "the export holds no signed head to save";
+      return 1;
+    }
+    if (absl::Status s = ReplaceFile(save_path, r.latest_head_note); !s.ok()) {
+      *error = std::string(s.message());
+      return 1;
+    }
+    if (!json) {
+      std::cout << absl::StrFormat("saved the head of size %d to %s (give it as --trusted-head)\n",
+                                   r.latest_head->size, save_path);
+    }
   }
   return 0;
 }

@@ -1,14 +1,17 @@
 #include "tools/client.h"
 
+#include <signal.h>
+
+#include <cerrno>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "admin/address_file.h"
 #include "admin/deployment.h"
 #include "common/file_io.h"
 #include "common/status_macros.h"
 #include "crypto/x509.h"
-#include "fieldsync/v1/config.pb.h"
 #include "fieldsync/v1/rpc_status.pb.h"
-#include "google/protobuf/text_format.h"
 
 namespace fieldsync::tools {
 namespace {
@@ -28,23 +31,33 @@ std::string& ServerCertificateFileForErrors() {
   return *file;
 }
 
-std::string DefaultServer(const std::string& data_dir) {
-  v1::ServerConfig config;
-  absl::StatusOr<std::string> text = ReadFile(admin::DeploymentPaths(data_dir).config);
-  std::string listen = "127.0.0.1:7443";
-  if (text.ok() && google::protobuf::TextFormat::ParseFromString(*text, &config) &&
-      !config.listen().empty()) {
-    listen = config.listen();
-  }
-  for (std::string_view wildcard : {"0.0.0.0:", "[::]:"}) {
-    if (listen.starts_with(wildcard)) {
-      return "127.0.0.1:" + listen.substr(wildcard.size());
-    }
-  }
-  return listen;
-}
-
 }  // namespace
+
+absl::StatusOr<std::string> RunningServerAddress(const std::string& data_dir) {
+  const std::string path = admin::AddressFilePath(data_dir);
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (absl::IsNotFound(text.status())) {
+    return absl::UnavailableError(absl::StrFormat(
+        "fieldsyncd is not running for %s (no %s): start it with fieldsyncd --data-dir %s, or "
+        "give --server HOST:PORT",
+        data_dir, path, data_dir));
+  }
+  RETURN_IF_ERROR(text.status());
+  absl::StatusOr<admin::ServerAddress> parsed = admin::ParseAddressFile(*text);
+  if (!parsed.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s: %s; remove it and restart fieldsyncd, or give --server HOST:PORT",
+                        path, parsed.status().message()));
+  }
+  // A server killed without a clean stop leaves its file behind.
+  if (parsed->pid > 0 && ::kill(parsed->pid, 0) != 0 && errno == ESRCH) {
+    return absl::UnavailableError(absl::StrFormat(
+        "fieldsyncd is not running for %s (%s names process %d, which has exited without a "
+        "clean stop): start it with fieldsyncd --data-dir %s, or give --server HOST:PORT",
+        data_dir, path, parsed->pid, data_dir));
+  }
+  return parsed->address;
+}
 
 absl::StatusOr<Connection> Connect(const Args& args) {
   std::string data_dir = args.Get("--data-dir");
@@ -62,7 +75,11 @@ absl::StatusOr<Connection> Connect(const Args& args) {
   ASSIGN_OR_RETURN(ssl.pem_root_certs,
                    ReadNamed(args.Get("--ca", paths.admin_ca_cert), "CA certificate"));
   Connection c;
-  c.server = args.Get("--server", data_dir.empty() ? "" : DefaultServer(data_dir));
+  if (args.Has("--server")) {
+    c.server = args.Get("--server");
+  } else {
+    ASSIGN_OR_RETURN(c.server, RunningServerAddress(data_dir));
+  }
   grpc::ChannelArguments channel_args;
   channel_args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   c.channel = grpc::CreateCustomChannel(c.server, grpc::SslCredentials(ssl), channel_args);

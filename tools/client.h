@@ -19,10 +19,17 @@ struct Connection {
   std::string server;  // HOST:PORT
 };
 
-// Uses --server (else the listen address in DIR/fieldsyncd.conf, with a
-// wildcard host replaced by 127.0.0.1), --cert/--key (else
-// DIR/admin/admin.{crt,key}) and --ca (else DIR/admin/ca.crt).
-// kNotFound / kInvalidArgument naming the missing file or option.
+// The address of the fieldsyncd serving `data_dir`, from the address file
+// it writes while it runs (admin/address_file.h). kUnavailable, in one line
+// saying how to start it, when none runs: no file, or a file left by a
+// process that has exited; kFailedPrecondition for a malformed file.
+absl::StatusOr<std::string> RunningServerAddress(const std::string& data_dir);
+
+// Uses --server (else the running server's address: RunningServerAddress,
+// never the config's `listen`, which another deployment may answer on),
+// --cert/--key (else DIR/admin/admin.{crt,key}) and --ca (else
+// DIR/admin/ca.crt). kNotFound / kInvalidArgument naming the missing file
+// or option; RunningServerAddress's errors.
 absl::StatusOr<Connection> Connect(const Args& args);
 
 // "UNAUTHENTICATED: principal ... is revoked" style one-liner, with a hint

@@ -2,6 +2,7 @@
 // Each verb is one function; every failure prints one line to standard
 // error and exits non-zero.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <iostream>
@@ -16,6 +17,7 @@
 #include "absl/time/time.h"
 #include "admin/deployment.h"
 #include "admin/principals.h"
+#include "common/build_info.h"
 #include "common/clock.h"
 #include "common/file_io.h"
 #include "common/logging.h"
@@ -35,6 +37,8 @@
 #include "tools/device_simulate.h"
 #include "tools/key_verbs.h"
 #include "tools/officer_verbs.h"
+#include "tools/staff_verbs.h"
+#include "tools/status_verbs.h"
 
 namespace fieldsync::tools {
 namespace {
@@ -46,10 +50,16 @@ constexpr char kUsage[] =
     "  init --data-dir DIR [--host NAME]... [--master-key-file PATH]\n"
     "                                           create a deployment in a new directory\n"
     "  whoami                                   show the caller's principal, role, regions\n"
+    "  status [--window 15m] [--json]           the running server's health, sizes, devices,\n"
+    "                                           last signed head, certificate expiry\n"
     "  staff add --id ID --role ROLE [--region R]... --out OUTDIR\n"
     "                                           register a staff member, write its key pair\n"
     "  staff revoke --id ID [--device]          revoke a staff member (or device) at once\n"
-    "  staff list [--include-revoked]           list staff, officers and devices\n"
+    "  staff list [--role R] [--region R] [--officer O] [--include-revoked]\n"
+    "             [--include-simulated] [--json]\n"
+    "                                           staff, officers and tablets: created, last sync\n"
+    "  staff update --id ID --region R [--region R]...\n"
+    "                                           replace a supervisor's or analyst's regions\n"
     "  staff renew --id ID --out DIR [--revoke-old]\n"
     "                                           a new certificate for a staff member\n"
     "  officer add --id ID --region R           register a field officer\n"
@@ -58,6 +68,8 @@ constexpr char kUsage[] =
     "  officer revoke --id ID                   revoke an officer and its tablets at once\n"
     "  device enrol-code --officer ID [--region R] [--ttl 24h]\n"
     "                                           issue a one-time device enrolment code\n"
+    "  device codes list [--officer O] [--json] the open enrolment codes (ids, never the codes)\n"
+    "  device codes cancel --id CODE_ID         cancel an open enrolment code\n"
     "  device revoke --id UUID                  revoke an enrolled device at once\n"
     "  device simulate --devices N [--seed S] [--cases C] [--edits E] [--json]\n"
     "                                           enrol N simulated tablets, sync overlapping edits\n"
@@ -84,7 +96,7 @@ constexpr char kUsage[] =
     "  aggregates verify [--json]               recount every counter from the log, compare\n"
     "  keys rotate-master                       add a master key version, re-wrap every key\n"
     "  audit export --out FILE                  write the audit log and its signed head to FILE\n"
-    "  audit verify FILE --key KEYFILE [--trusted-head SAVED] [--json]\n"
+    "  audit verify FILE --key KEYFILE [--trusted-head SAVED] [--save-head OUT] [--json]\n"
     "                                           check an export offline (no server)\n"
     "  certs status [--within DAYS] [--json]    every certificate's expiry, soonest first\n"
     "  certs renew-server [--host NAME]... [--drop-host NAME]...\n"
@@ -96,11 +108,13 @@ constexpr char kUsage[] =
     "\n"
     "Connection options (all verbs but init):\n"
     "  --data-dir DIR      deployment directory; its administrator credentials are used\n"
-    "  --server HOST:PORT  fieldsyncd address (default: listen address in DIR/fieldsyncd.conf)\n"
+    "  --server HOST:PORT  fieldsyncd address (default: the running server's, from\n"
+    "                      DIR/fieldsyncd.address, which fieldsyncd writes as it starts)\n"
     "  --cert FILE --key FILE --ca FILE   another principal's credentials (a supervisor's\n"
     "                      for case and conflict verbs, as `staff add` writes them)\n"
     "\n"
-    "Run `fieldsync VERB --help` for a verb's details.\n";
+    "Run `fieldsync VERB --help` for a verb's details; `fieldsync --version` prints\n"
+    "the version, git commit and build type.\n";
 
 const std::vector<std::string> kConnectionOptions = {"--data-dir", "--server", "--cert", "--key",
                                                      "--ca"};
@@ -204,6 +218,69 @@ Result WhoAmI(const Args& args) {
   return std::nullopt;
 }
 
+// Checks that `out` can receive `files` before anything is registered: an
+// existing directory without them that this user may write to, or a path
+// whose nearest existing ancestor is such a directory. Returns the first
+// directory to create ("" when `out` exists), which WriteOutputFiles removes
+// again on failure. kAlreadyExists / kFailedPrecondition naming the path.
+absl::StatusOr<std::string> CheckOutputDirectory(const std::string& out,
+                                                 const std::vector<std::string>& files) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(out, ec)) {
+    if (!fs::is_directory(out, ec)) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("%s exists and is not a directory: choose another --out", out));
+    }
+    for (const std::string& f : files) {
+      if (fs::exists(f, ec) || fs::is_symlink(f, ec)) {
+        return absl::AlreadyExistsError(
+            absl::StrFormat("%s already exists (never overwritten): choose another --out", f));
+      }
+    }
+    if (::access(out.c_str(), W_OK | X_OK) != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("cannot write to %s: choose another --out", out));
+    }
+    return std::string();
+  }
+  fs::path first = fs::absolute(fs::path(out), ec).lexically_normal();
+  if (first.has_filename() == false) first = first.parent_path();
+  fs::path parent = first.parent_path();
+  while (!parent.empty() && !fs::exists(parent, ec)) {
+    first = parent;
+    parent = parent.parent_path();
+  }
+  if (!fs::is_directory(parent, ec) || ::access(parent.c_str(), W_OK | X_OK) != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "cannot create %s: %s is not a directory this user may write to", out, parent.string()));
+  }
+  return first.string();
+}
+
+// Creates `out` and writes `files` (path -> content, mode) there, never over
+// an existing file. On failure removes what it wrote and, when `made_from`
+// is not empty, the directories it made from there down.
+absl::Status WriteOutputFiles(
+    const std::string& out, const std::string& made_from,
+    const std::vector<std::pair<std::string, std::pair<std::string, mode_t>>>& files) {
+  std::error_code ec;
+  std::filesystem::create_directories(out, ec);
+  absl::Status status =
+      ec ? absl::FailedPreconditionError(absl::StrFormat("cannot create %s: %s", out, ec.message()))
+         : absl::OkStatus();
+  std::vector<std::string> written;
+  for (const auto& [path, what] : files) {
+    if (!status.ok()) break;
+    status = WriteNewFile(path, what.first, what.second);
+    if (status.ok()) written.push_back(path);
+  }
+  if (status.ok()) return status;
+  for (const std::string& path : written) std::filesystem::remove(path, ec);
+  if (!made_from.empty()) std::filesystem::remove_all(made_from, ec);
+  return status;
+}
+
 Result StaffAdd(const Args& args) {
   if (args.help) {
     std::cout << "usage: fieldsync --data-dir DIR staff add --id ID --role ROLE [--region R]...\n"
@@ -211,7 +288,9 @@ Result StaffAdd(const Args& args) {
                  "ROLE is supervisor, analyst, auditor or administrator. Supervisors and\n"
                  "analysts need at least one --region. A new key is made here; only its\n"
                  "public half is sent. Writes OUTDIR/ID.crt, OUTDIR/ID.key (mode 0600) and\n"
-                 "OUTDIR/ca.crt.\n";
+                 "OUTDIR/ca.crt (kept if there), making OUTDIR if needed. Existing files are\n"
+                 "never overwritten, and when the server refuses nothing is written and no\n"
+                 "directory is left behind.\n";
     return std::nullopt;
   }
   if (absl::Status s =
@@ -228,13 +307,12 @@ Result StaffAdd(const Args& args) {
   if (!role.ok()) return Fail(role.status(), 2);
   std::string cert_path = absl::StrCat(out, "/", id, ".crt");
   std::string key_path = absl::StrCat(out, "/", id, ".key");
-  std::error_code ec;
-  std::filesystem::create_directories(out, ec);
-  if (ec) return Fail(absl::StrFormat("cannot create %s: %s", out, ec.message()));
-  if (std::filesystem::exists(cert_path, ec) || std::filesystem::exists(key_path, ec)) {
-    return Fail(
-        absl::StrFormat("%s or %s already exists: choose another --out", cert_path, key_path));
-  }
+  std::string ca_path = out + "/ca.crt";
+  // Everything that can be checked before the server registers anyone is
+  // checked first; the directory is made only once there is something to
+  // put in it, and removed again if writing fails.
+  absl::StatusOr<std::string> made_from = CheckOutputDirectory(out, {cert_path, key_path});
+  if (!made_from.ok()) return Fail(made_from.status());
   absl::StatusOr<Connection> conn = Connect(args);
   if (!conn.ok()) return Fail(conn.status());
 
@@ -254,15 +332,17 @@ Result StaffAdd(const Args& args) {
   v1::AddStaffResponse response;
   grpc::Status status = stub->AddStaff(&context, request, &response);
   if (!status.ok()) return Fail(DescribeRpcError(status, conn->server));
-  if (absl::Status s = WriteNewFile(key_path, key->private_key_pem, 0600); !s.ok()) return Fail(s);
-  if (absl::Status s = WriteNewFile(cert_path, response.certificate_pem(), 0644); !s.ok()) {
-    return Fail(s);
-  }
-  std::string ca_path = out + "/ca.crt";
+  std::vector<std::pair<std::string, std::pair<std::string, mode_t>>> files = {
+      {key_path, {key->private_key_pem, 0600}}, {cert_path, {response.certificate_pem(), 0644}}};
+  std::error_code ec;
   if (!std::filesystem::exists(ca_path, ec)) {
-    if (absl::Status s = WriteNewFile(ca_path, response.ca_certificate_pem(), 0644); !s.ok()) {
-      return Fail(s);
-    }
+    files.push_back({ca_path, {response.ca_certificate_pem(), 0644}});
+  }
+  if (absl::Status s = WriteOutputFiles(out, *made_from, files); !s.ok()) {
+    return Fail(absl::StrFormat(
+        "registered fieldsync://staff/%s but could not write its files (%s), so its key is lost: "
+        "revoke it (fieldsync staff revoke --id %s) and add it again under another id",
+        id, s.message(), id));
   }
   std::cout << "registered fieldsync://staff/" << id << " as " << admin::RoleName(*role) << "\n"
             << "  certificate: " << cert_path << "\n"
@@ -295,53 +375,6 @@ Result StaffRevoke(const Args& args) {
   grpc::Status status = stub->RevokePrincipal(&context, request, &response);
   if (!status.ok()) return Fail(DescribeRpcError(status, conn->server));
   std::cout << "revoked " << admin::PrincipalUri({request.kind(), request.id()}) << "\n";
-  return std::nullopt;
-}
-
-// The PRINCIPAL column: officers have no certificate, hence no URI.
-std::string PrincipalColumn(const v1::Principal& p) {
-  if (p.kind() == v1::PRINCIPAL_KIND_OFFICER) return "officer " + p.id();
-  return admin::PrincipalUri({p.kind(), p.id()});
-}
-
-std::string RoleColumn(const v1::Principal& p) {
-  if (p.role() == v1::ROLE_OFFICER || p.kind() == v1::PRINCIPAL_KIND_OFFICER) return "officer";
-  return std::string(admin::RoleName(p.role()));
-}
-
-Result StaffList(const Args& args) {
-  if (args.help) {
-    std::cout << "usage: fieldsync --data-dir DIR staff list [--include-revoked]\n\n"
-                 "Lists staff, field officers and enrolled devices: principal, role, status,\n"
-                 "regions, and for a device its officer and the label it was enrolled with\n"
-                 "(simulated tablets say so: \"simulated tablet N (run)\").\n";
-    return std::nullopt;
-  }
-  if (absl::Status s = CheckOptions(args, With(kConnectionOptions, {"--include-revoked"}));
-      !s.ok()) {
-    return Fail(s, 2);
-  }
-  absl::StatusOr<Connection> conn = Connect(args);
-  if (!conn.ok()) return Fail(conn.status());
-  v1::ListPrincipalsRequest request;
-  request.set_include_revoked(args.Has("--include-revoked"));
-  auto stub = v1::AdminService::NewStub(conn->channel);
-  grpc::ClientContext context;
-  context.set_deadline(Deadline());
-  v1::ListPrincipalsResponse response;
-  grpc::Status status = stub->ListPrincipals(&context, request, &response);
-  if (!status.ok()) return Fail(DescribeRpcError(status, conn->server));
-  std::vector<std::vector<std::string>> rows;
-  for (const v1::Principal& p : response.principals()) {
-    const bool device = p.kind() == v1::PRINCIPAL_KIND_DEVICE;
-    rows.push_back({PrincipalColumn(p), RoleColumn(p),
-                    p.status() == v1::PRINCIPAL_STATUS_REVOKED ? "revoked" : "active",
-                    p.regions().empty() ? std::string("-") : absl::StrJoin(p.regions(), ","),
-                    device && !p.officer_id().empty() ? p.officer_id() : "-",
-                    device && !p.device_label().empty() ? p.device_label() : "-"});
-  }
-  PrintTable({"PRINCIPAL", "ROLE", "STATUS", "REGIONS", "OFFICER", "DEVICE LABEL"}, rows,
-             std::cout);
   return std::nullopt;
 }
 
@@ -389,6 +422,8 @@ Result DeviceEnrolCode(const Args& args) {
   grpc::Status status = stub->CreateEnrolmentCode(&context, request, &response);
   if (!status.ok()) return Fail(DescribeRpcError(status, conn->server));
   std::cout << "enrolment code: " << response.code() << "\n"
+            << "code id:        " << response.code_id()
+            << " (for device codes list and cancel; not a secret)\n"
             << "officer:        " << response.officer_id() << "\n"
             << "region:         " << response.region() << "\n"
             << "expires:        "
@@ -436,21 +471,27 @@ Result Run(const Args& args) {
   }
   if (w[0] == "init" && w.size() == 1) return Init(args);
   if (w[0] == "whoami" && w.size() == 1) return WhoAmI(args);
+  if (w[0] == "status") {
+    std::string error;
+    int code = Status(args, &error);
+    return code == 0 ? std::nullopt : Fail(error, code);
+  }
   if (w[0] == "staff") {
     if (w.size() == 2 && w[1] == "add") return StaffAdd(args);
     if (w.size() == 2 && w[1] == "revoke") return StaffRevoke(args);
-    if (w.size() == 2 && w[1] == "list") return StaffList(args);
-    if (w.size() == 2 && w[1] == "renew") {
+    if (w.size() >= 2 && (w[1] == "list" || w[1] == "update" || w[1] == "renew")) {
       std::string error;
-      int code = StaffRenew(args, &error);
+      int code = w[1] == "list"     ? StaffList(args, &error)
+                 : w[1] == "update" ? StaffUpdate(args, &error)
+                                    : StaffRenew(args, &error);
       return code == 0 ? std::nullopt : Fail(error, code);
     }
     if (w.size() == 1 && args.help) {
-      std::cout << "usage: fieldsync staff add|revoke|list|renew ...; see fieldsync staff VERB "
-                   "--help\n";
+      std::cout << "usage: fieldsync staff add|revoke|list|update|renew ...; see fieldsync staff "
+                   "VERB --help\n";
       return std::nullopt;
     }
-    return Fail("staff needs add, revoke, list or renew; see fieldsync staff --help", 2);
+    return Fail("staff needs add, revoke, list, update or renew; see fieldsync staff --help", 2);
   }
   if (w[0] == "audit") {
     std::string error;
@@ -561,6 +602,22 @@ Result Run(const Args& args) {
                 2);
   }
   if (w[0] == "device") {
+    if (w.size() >= 2 && w[1] == "codes") {
+      std::string error;
+      int code = 0;
+      if (w.size() >= 3 && w[2] == "list") {
+        code = DeviceCodesList(args, &error);
+      } else if (w.size() >= 3 && w[2] == "cancel") {
+        code = DeviceCodesCancel(args, &error);
+      } else if (w.size() == 2 && args.help) {
+        std::cout << "usage: fieldsync device codes list|cancel ...; see fieldsync device codes "
+                     "VERB --help\n";
+        return std::nullopt;
+      } else {
+        return Fail("device codes needs list or cancel; see fieldsync device codes --help", 2);
+      }
+      return code == 0 ? std::nullopt : Fail(error, code);
+    }
     if (w.size() == 2 && w[1] == "enrol-code") return DeviceEnrolCode(args);
     if (w.size() == 2 && w[1] == "revoke") return DeviceRevoke(args);
     if (w.size() == 2 && w[1] == "simulate") {
@@ -569,11 +626,12 @@ Result Run(const Args& args) {
       return code == 0 ? std::nullopt : Fail(error, code);
     }
     if (w.size() == 1 && args.help) {
-      std::cout << "usage: fieldsync device enrol-code|revoke|simulate ...; see fieldsync device "
-                   "VERB --help\n";
+      std::cout << "usage: fieldsync device enrol-code|codes|revoke|simulate ...; see fieldsync "
+                   "device VERB --help\n";
       return std::nullopt;
     }
-    return Fail("device needs enrol-code, revoke or simulate; see fieldsync device --help", 2);
+    return Fail("device needs enrol-code, codes, revoke or simulate; see fieldsync device --help",
+                2);
   }
   return Fail(absl::StrFormat("unknown verb \"%s\"; see fieldsync --help", absl::StrJoin(w, " ")),
               2);
@@ -588,11 +646,20 @@ int main(int argc, char** argv) {
   fieldsync::log::Configure(fieldsync::log::Level::kWarn, fieldsync::log::Format::kKeyValue);
   absl::StatusOr<fieldsync::tools::Args> args =
       fieldsync::tools::ParseArgs(argc, argv,
-                                  {"--device", "--include-revoked", "--json", "--keep-current",
-                                   "--has-conflicts", "--revoke-old"});
+                                  {"--device", "--include-revoked", "--include-simulated", "--json",
+                                   "--keep-current", "--has-conflicts", "--revoke-old",
+                                   "--version"});
   if (!args.ok()) {
     std::cerr << "fieldsync: " << args.status().message() << "\n";
     return 2;
+  }
+  if (args->Has("--version")) {
+    if (!args->words.empty() || args->options.size() != 1) {
+      std::cerr << "fieldsync: --version takes nothing else\n";
+      return 2;
+    }
+    std::cout << fieldsync::VersionLine("fieldsync") << "\n";
+    return 0;
   }
   fieldsync::tools::Result failure = fieldsync::tools::Run(*args);
   if (failure.has_value()) {

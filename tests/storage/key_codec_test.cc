@@ -220,6 +220,36 @@ TEST(KeyCodecTest, EnrolmentCodeKeysPreserveOrderAndRoundTrip) {
               StatusIs(absl::StatusCode::kDataLoss));
 }
 
+TEST(KeyCodecTest, DeviceLastSyncKeysRoundTripAndStayApartFromPrincipals) {
+  SeededRandom rng;
+  ExpectOrderPreserved(
+      rng, [](SeededRandom& r) { return RandomString(r); },
+      [](const std::string& s) { return EncodeDeviceLastSyncKey(s); });
+  for (int i = 0; i < kIterations; ++i) {
+    const std::string id = RandomString(rng);
+    EXPECT_THAT(DecodeDeviceLastSyncKey(EncodeDeviceLastSyncKey(id)), IsOkAndHolds(id));
+  }
+  const std::string key = EncodeDeviceLastSyncKey("0b3c7a2e-0000-4000-8000-000000000001");
+  EXPECT_EQ(key[0], '\x05');
+  const std::string prefix = DeviceLastSyncPrefix();
+  EXPECT_TRUE(key >= prefix && key < PrefixUpperBound(prefix));
+  // Never a principal, a code or a key of another kind, and the other way round.
+  EXPECT_THAT(DecodePrincipalKey(key), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeEnrolmentCodeKey(key), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeDeviceLastSyncKey(EncodePrincipalKey(PrincipalKind::kDevice, "x")),
+              StatusIs(absl::StatusCode::kDataLoss));
+  for (PrincipalKind kind :
+       {PrincipalKind::kDevice, PrincipalKind::kStaff, PrincipalKind::kOfficer}) {
+    const std::string principal_prefix = PrincipalKindPrefix(kind);
+    EXPECT_FALSE(key >= principal_prefix && key < PrefixUpperBound(principal_prefix));
+  }
+  // Truncated and trailing bytes are refused.
+  EXPECT_THAT(DecodeDeviceLastSyncKey(key.substr(0, key.size() - 1)),
+              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeDeviceLastSyncKey(key + "x"), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeDeviceLastSyncKey(""), StatusIs(absl::StatusCode::kDataLoss));
+}
+
 TEST(KeyCodecTest, CaseLogKeysPreserveOrderAndRoundTrip) {
   SeededRandom rng;
   ExpectOrderPreserved(rng, RandomU64, [](uint64_t p) { return EncodeCaseLogKey(p); });
