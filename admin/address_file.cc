@@ -77,7 +77,9 @@ absl::Status WriteAddressFile(const std::string& data_dir, const ServerAddress& 
   const std::string path = AddressFilePath(data_dir);
   const std::string tmp = path + ".tmp";
   ::unlink(tmp.c_str());
-  RETURN_IF_ERROR(WriteNewFile(tmp, FormatAddressFile(address), 0644));
+  if (absl::Status s = WriteNewFile(tmp, FormatAddressFile(address), 0644); !s.ok()) {
+    return absl::FailedPreconditionError(s.message());
+  }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     absl::Status s = SystemError("rename to", path);
     ::unlink(tmp.c_str());

@@ -347,3 +347,97 @@ TEST_F(RollbackExportTest, AnAbandonedHeadNotSignedByTheLogIsNamed) {
 
 }  // namespace
 }  // namespace fieldsync::audit
+
+namespace fieldsync::audit {
+namespace {
+
+using ::fieldsync::testing::IsOk;
+using ::fieldsync::testing::StatusIs;
+using ::testing::Not;
+
+TEST_F(ExportTest, TheSavedHeadNoteIsTheLatestAndIsAcceptedAsTrustedHead) {
+  VerifyReport first = Verify(Join(Records({heads_[0]})));
+  ASSERT_TRUE(first.ok) << first.error;
+  EXPECT_EQ(first.latest_head_note, heads_[0]);
+
+  VerifyReport later = Verify(Join(Records(heads_)), first.latest_head_note);
+
+  EXPECT_TRUE(later.ok) << later.error;
+  EXPECT_TRUE(later.trusted_head_checked);
+  EXPECT_EQ(later.latest_head_note, heads_[1]);
+}
+
+TEST_F(ExportTest, ThePrintedHeadLineIsAcceptedAsTrustedHead) {
+  VerifyReport first = Verify(Join(Records({heads_[0]})));
+  ASSERT_TRUE(first.ok) << first.error;
+  const std::string line = FormatHeadLine(*first.latest_head);
+  EXPECT_THAT(line, HasSubstr("latest head: audit.test.example/log, size 30, root "));
+
+  for (const std::string& saved : {line, line + "\n", "  " + line + "\r\n",
+                                   line.substr(std::string("latest head: ").size())}) {
+    VerifyReport later = Verify(Join(Records(heads_)), saved);
+    EXPECT_TRUE(later.ok) << saved << ": " << later.error;
+    EXPECT_TRUE(later.trusted_head_checked) << saved;
+  }
+}
+
+TEST_F(ExportTest, ATamperedSavedHeadIsRefused) {
+  VerifyReport first = Verify(Join(Records({heads_[0]})));
+  ASSERT_TRUE(first.ok) << first.error;
+  const std::string line = FormatHeadLine(*first.latest_head);
+  const std::string file = Join(Records(heads_));
+  // Every byte of the signed note flipped in turn: refused, never a crash.
+  for (size_t i = 0; i < first.latest_head_note.size(); ++i) {
+    std::string note = first.latest_head_note;
+    note[i] ^= 0x01;
+    VerifyReport r = Verify(file, note);
+    // A flip in the trailing newline's neighbourhood may leave an
+    // equivalent note only if it does not change a byte: never.
+    EXPECT_FALSE(r.ok) << "byte " << i;
+  }
+  // The printed line with another root, or a size beyond the log.
+  std::string other_root = line;
+  const size_t root_at = other_root.find("root ") + 5;
+  other_root[root_at] = other_root[root_at] == 'B' ? 'C' : 'B';
+  VerifyReport r = Verify(file, other_root);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_record, "trusted head (size 30)");
+  std::string bigger = line;
+  bigger.replace(bigger.find("size 30"), 7, "size 99");
+  r = Verify(file, bigger);
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.error, HasSubstr("rolled back"));
+}
+
+TEST(TrustedHeadTest, MalformedAndForeignHeadsAreRefusedWithAReason) {
+  NoteSigner signer = MakeSigner(3);
+  const NoteVerifier& key = signer.verifier();
+  const std::string root(44, 'A');
+  EXPECT_THAT(ParseTrustedHead("", key), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseTrustedHead(" \n\t", key), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseTrustedHead("hello", key), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseTrustedHead("other.example/log, size 3, root " + root.substr(0, 43) + "=", key),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("other.example/log")));
+  const std::string prefix = std::string(kOrigin);
+  EXPECT_THAT(ParseTrustedHead(prefix + ", size -1, root " + root.substr(0, 43) + "=", key),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseTrustedHead(prefix + ", size 03, root " + root.substr(0, 43) + "=", key),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseTrustedHead(prefix + ", size 3, root AAAA", key),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseTrustedHead(prefix + ", size 3", key),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseTrustedHead(prefix + ", size 3, root " + root.substr(0, 43) + "=", key), IsOk());
+  // Every truncation of a good line is refused or parses to a checkpoint
+  // (never a crash).
+  const std::string good = "latest head: " + prefix + ", size 3, root " + root.substr(0, 43) + "=";
+  for (size_t n = 0; n < good.size(); ++n) (void)ParseTrustedHead(good.substr(0, n), key);
+  // A note signed by another key.
+  NoteSigner other = MakeSigner(4);
+  Checkpoint cp{prefix, 0, EmptyRoot(), {}};
+  EXPECT_THAT(ParseTrustedHead(*SignCheckpoint(cp, other), key), Not(IsOk()));
+  EXPECT_THAT(ParseTrustedHead(*SignCheckpoint(cp, signer), key), IsOk());
+}
+
+}  // namespace
+}  // namespace fieldsync::audit

@@ -13,6 +13,7 @@
 #include "admin/principals.h"
 #include "admin/server_keys.h"
 #include "audit/events.h"
+#include "common/build_info.h"
 #include "common/file_io.h"
 #include "crypto/bytes.h"
 #include "crypto/ed25519.h"
@@ -711,6 +712,264 @@ TEST_F(AdminServiceTest, FirstStartRegistersTheOfficersOfExistingDevicesAndCodes
   EXPECT_THAT(officers->principals(1).regions(), ElementsAre("central"));
   EXPECT_EQ(officers->principals(0).changed_by(), "fieldsync://server/upgrade");
   EXPECT_THAT(CreateCode("bello"), IsOk());
+}
+
+// --- GetStatus, UpdateStaff, ListEnrolmentCodes, CancelEnrolmentCode ------
+
+// A device's pull, read to its end.
+grpc::Status PullAll(const std::shared_ptr<grpc::Channel>& channel) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = v1::SyncService::NewStub(channel)->Pull(&context, v1::PullRequest());
+  v1::PullChunk chunk;
+  while (reader->Read(&chunk)) {
+  }
+  return reader->Finish();
+}
+
+TEST_F(AdminServiceTest, GetStatusReportsTheDeploymentToAdministratorsOnly) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina", "northern"), IsOk());
+  Device d = NewDevice("amina");
+  grpc::Status pulled = PullAll(Channel(&d.tls));
+  ASSERT_TRUE(pulled.ok()) << pulled.error_message();
+  ASSERT_THAT(CreateCode("amina"), IsOk());  // one open code
+  absl::StatusOr<Credentials> sup = AddStaff("sup", v1::ROLE_SUPERVISOR, {"northern"});
+  ASSERT_THAT(sup, IsOk());
+  clock_.Advance(absl::Minutes(20));
+
+  v1::GetStatusRequest request;
+  request.set_active_window_seconds(3600);
+  v1::GetStatusResponse status;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  grpc::Status s = Admin(admin_)->GetStatus(&context, request, &status);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(status.health(), "serving");
+  EXPECT_EQ(status.version(), std::string(BuildVersion()));
+  EXPECT_EQ(status.commit(), std::string(BuildCommit()));
+  EXPECT_EQ(status.deployment_id(), server_->deployment_id());
+  EXPECT_EQ(status.uptime_seconds(), 20 * 60);
+  EXPECT_GT(status.store_bytes(), 0u);
+  EXPECT_GE(status.audit_tree_size(), 5u);  // admin, officer, code, device, code, staff
+  EXPECT_EQ(status.active_devices(), 1u);
+  EXPECT_EQ(status.active_window_seconds(), 3600u);
+  EXPECT_EQ(status.enrolled_devices(), 1u);
+  EXPECT_EQ(status.active_staff(), 2u);
+  EXPECT_EQ(status.active_officers(), 1u);
+  EXPECT_EQ(status.open_enrolment_codes(), 1u);
+  ASSERT_EQ(status.certificates_size(), 2);
+  EXPECT_EQ(status.certificates(0).name(), "server");  // nearest expiry first
+  EXPECT_EQ(status.certificates(1).name(), "ca");
+  EXPECT_LT(status.certificates(0).not_after_unix_micros(),
+            status.certificates(1).not_after_unix_micros());
+
+  // The default window (15 minutes) no longer holds the device.
+  v1::GetStatusResponse later;
+  grpc::ClientContext context2;
+  SetDeadline(&context2);
+  ASSERT_TRUE(Admin(admin_)->GetStatus(&context2, v1::GetStatusRequest(), &later).ok());
+  EXPECT_EQ(later.active_devices(), 0u);
+  EXPECT_EQ(later.active_window_seconds(), 15u * 60);
+
+  // Its last sync is listed with it.
+  absl::StatusOr<v1::ListPrincipalsResponse> listed = List(admin_, v1::PRINCIPAL_KIND_DEVICE);
+  ASSERT_THAT(listed, IsOk());
+  ASSERT_EQ(listed->device_last_sync_unix_micros().count(d.id), 1u);
+  EXPECT_EQ(listed->device_last_sync_unix_micros().at(d.id),
+            absl::ToUnixMicros(clock_.Now() - absl::Minutes(20)));
+
+  v1::GetStatusRequest too_long;
+  too_long.set_active_window_seconds(8 * 24 * 3600);
+  grpc::ClientContext context3;
+  SetDeadline(&context3);
+  EXPECT_EQ(Admin(admin_)->GetStatus(&context3, too_long, &later).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext context4;
+  SetDeadline(&context4);
+  EXPECT_EQ(Admin(*sup)->GetStatus(&context4, v1::GetStatusRequest(), &later).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+absl::StatusOr<v1::UpdateStaffResponse> UpdateStaff(v1::AdminService::Stub* stub,
+                                                    const std::string& id,
+                                                    const std::vector<std::string>& regions) {
+  v1::UpdateStaffRequest request;
+  request.set_id(id);
+  for (const std::string& r : regions) request.add_regions(r);
+  v1::UpdateStaffResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  grpc::Status s = stub->UpdateStaff(&context, request, &response);
+  if (!s.ok()) return FromGrpc(s);
+  return response;
+}
+
+TEST_F(AdminServiceTest, UpdateStaffReplacesRegionsAndIsAudited) {
+  StartServer();
+  absl::StatusOr<Credentials> sup = AddStaff("sup", v1::ROLE_SUPERVISOR, {"northern"});
+  ASSERT_THAT(sup, IsOk());
+  ASSERT_THAT(AddOfficer("dayo", "eastern"), IsOk());
+  EXPECT_THAT(List(*sup, v1::PRINCIPAL_KIND_OFFICER, "eastern"),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+
+  absl::StatusOr<v1::UpdateStaffResponse> updated =
+      UpdateStaff(Admin(admin_).get(), "sup", {"eastern", "western"});
+
+  ASSERT_THAT(updated, IsOk());
+  EXPECT_THAT(updated->principal().regions(), ElementsAre("eastern", "western"));
+  EXPECT_THAT(updated->previous_regions(), ElementsAre("northern"));
+  absl::StatusOr<v1::ListPrincipalsResponse> officers =
+      List(*sup, v1::PRINCIPAL_KIND_OFFICER, "eastern");
+  ASSERT_THAT(officers, IsOk());  // its new region, from its next call on
+  EXPECT_THAT(Ids(*officers), ElementsAre("dayo"));
+  std::vector<audit::Event> tail = AuditTail(1);
+  ASSERT_EQ(tail.size(), 1u);
+  const auto* action = std::get_if<audit::AdminAction>(&tail[0].body);
+  ASSERT_NE(action, nullptr);
+  EXPECT_EQ(action->action, "staff.update");
+  EXPECT_EQ(action->actor, "fieldsync://staff/admin");
+  EXPECT_THAT(action->subject_ids, ElementsAre("sup", "eastern", "western"));
+}
+
+TEST_F(AdminServiceTest, UpdateStaffRefusesWhatItCannotDo) {
+  StartServer();
+  absl::StatusOr<Credentials> sup = AddStaff("sup", v1::ROLE_SUPERVISOR, {"northern"});
+  ASSERT_THAT(sup, IsOk());
+  ASSERT_THAT(AddStaff("ana", v1::ROLE_ANALYST, {"central"}), IsOk());
+  ASSERT_THAT(AddStaff("aud", v1::ROLE_AUDITOR, {}), IsOk());
+  auto admin = Admin(admin_);
+
+  EXPECT_THAT(UpdateStaff(admin.get(), "sup", {"atlantis"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("northern")));
+  EXPECT_THAT(UpdateStaff(admin.get(), "sup", {}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(UpdateStaff(admin.get(), "sup", {"central", "central"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
+  EXPECT_THAT(UpdateStaff(admin.get(), "nobody", {"central"}),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("ana, sup")));
+  EXPECT_THAT(UpdateStaff(admin.get(), "aud", {"central"}),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(UpdateStaff(Admin(*sup).get(), "sup", {"central"}),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  ASSERT_THAT(Revoke(v1::PRINCIPAL_KIND_STAFF, "ana"), IsOk());
+  EXPECT_THAT(UpdateStaff(admin.get(), "ana", {"northern"}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("revoked")));
+  // Nothing changed.
+  absl::StatusOr<v1::ListPrincipalsResponse> staff = List(admin_, v1::PRINCIPAL_KIND_STAFF);
+  ASSERT_THAT(staff, IsOk());
+  for (const v1::Principal& p : staff->principals()) {
+    if (p.id() == "sup") {
+      EXPECT_THAT(p.regions(), ElementsAre("northern"));
+    }
+  }
+}
+
+absl::StatusOr<v1::ListEnrolmentCodesResponse> ListCodes(v1::AdminService::Stub* stub,
+                                                         const std::string& officer = "") {
+  v1::ListEnrolmentCodesRequest request;
+  request.set_officer_id(officer);
+  v1::ListEnrolmentCodesResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  grpc::Status s = stub->ListEnrolmentCodes(&context, request, &response);
+  if (!s.ok()) return FromGrpc(s);
+  return response;
+}
+
+absl::StatusOr<v1::CancelEnrolmentCodeResponse> CancelCode(v1::AdminService::Stub* stub,
+                                                           const std::string& code_id) {
+  v1::CancelEnrolmentCodeRequest request;
+  request.set_code_id(code_id);
+  v1::CancelEnrolmentCodeResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  grpc::Status s = stub->CancelEnrolmentCode(&context, request, &response);
+  if (!s.ok()) return FromGrpc(s);
+  return response;
+}
+
+TEST_F(AdminServiceTest, OpenCodesAreListedByIdAndACancelledOneNoLongerEnrols) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina", "northern"), IsOk());
+  ASSERT_THAT(AddOfficer("bello", "central"), IsOk());
+  absl::StatusOr<v1::CreateEnrolmentCodeResponse> a = CreateCode("amina");
+  clock_.Advance(absl::Seconds(1));  // listed oldest first
+  absl::StatusOr<v1::CreateEnrolmentCodeResponse> b = CreateCode("bello");
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  ASSERT_EQ(a->code_id().size(), 16u);
+  EXPECT_NE(a->code_id(), b->code_id());
+  auto admin = Admin(admin_);
+
+  absl::StatusOr<v1::ListEnrolmentCodesResponse> listed = ListCodes(admin.get());
+  ASSERT_THAT(listed, IsOk());
+  ASSERT_EQ(listed->codes_size(), 2);
+  EXPECT_EQ(listed->codes(0).code_id(), a->code_id());
+  EXPECT_EQ(listed->codes(0).officer_id(), "amina");
+  EXPECT_EQ(listed->codes(0).region(), "northern");
+  EXPECT_EQ(listed->codes(0).expires_unix_micros(), a->expires_unix_micros());
+  EXPECT_EQ(listed->codes(0).created_by(), "fieldsync://staff/admin");
+  EXPECT_THAT(listed->DebugString(), Not(HasSubstr(a->code())));
+  absl::StatusOr<v1::ListEnrolmentCodesResponse> of_bello = ListCodes(admin.get(), "bello");
+  ASSERT_THAT(of_bello, IsOk());
+  ASSERT_EQ(of_bello->codes_size(), 1);
+  EXPECT_EQ(of_bello->codes(0).code_id(), b->code_id());
+  EXPECT_THAT(ListCodes(admin.get(), "nobody"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("amina, bello")));
+
+  absl::StatusOr<v1::CancelEnrolmentCodeResponse> cancelled = CancelCode(admin.get(), a->code_id());
+
+  ASSERT_THAT(cancelled, IsOk());
+  EXPECT_EQ(cancelled->code().officer_id(), "amina");
+  std::vector<audit::Event> tail = AuditTail(1);
+  ASSERT_EQ(tail.size(), 1u);
+  const auto* action = std::get_if<audit::AdminAction>(&tail[0].body);
+  ASSERT_NE(action, nullptr);
+  EXPECT_EQ(action->action, "enrolment-code.cancel");
+  EXPECT_THAT(action->subject_ids, ElementsAre(a->code_id(), "amina"));
+  listed = ListCodes(admin.get());
+  ASSERT_THAT(listed, IsOk());
+  ASSERT_EQ(listed->codes_size(), 1);
+  EXPECT_EQ(listed->codes(0).code_id(), b->code_id());
+  Device d;
+  grpc::Status s = Enroll(a->code(), &d);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("cancelled"));
+  EXPECT_EQ(ReasonOf(s), v1::SYNC_ERROR_REASON_ENROLMENT_CODE_INVALID);
+  EXPECT_THAT(CancelCode(admin.get(), a->code_id()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cancelled already")));
+}
+
+TEST_F(AdminServiceTest, CancelEnrolmentCodeRefusesWhatItCannotCancel) {
+  StartServer();
+  ASSERT_THAT(AddOfficer("amina", "northern"), IsOk());
+  absl::StatusOr<v1::CreateEnrolmentCodeResponse> used = CreateCode("amina");
+  absl::StatusOr<v1::CreateEnrolmentCodeResponse> open = CreateCode("amina");
+  ASSERT_THAT(used, IsOk());
+  ASSERT_THAT(open, IsOk());
+  Device d;
+  ASSERT_TRUE(Enroll(used->code(), &d).ok());
+  auto admin = Admin(admin_);
+
+  EXPECT_THAT(CancelCode(admin.get(), used->code_id()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(d.id)));
+  EXPECT_THAT(CancelCode(admin.get(), "0123456789abcdef"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr(open->code_id())));
+  for (std::string bad : std::vector<std::string>{"", "0123", "0123456789ABCDEF", used->code()}) {
+    EXPECT_THAT(CancelCode(admin.get(), bad), StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
+  }
+  absl::StatusOr<Credentials> sup = AddStaff("sup", v1::ROLE_SUPERVISOR, {"northern"});
+  ASSERT_THAT(sup, IsOk());
+  EXPECT_THAT(CancelCode(Admin(*sup).get(), open->code_id()),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(ListCodes(Admin(*sup).get()), StatusIs(absl::StatusCode::kPermissionDenied));
+  clock_.Advance(absl::Hours(25));  // past the default lifetime
+  EXPECT_THAT(CancelCode(admin.get(), open->code_id()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("expired")));
+  absl::StatusOr<v1::ListEnrolmentCodesResponse> listed = ListCodes(admin.get());
+  ASSERT_THAT(listed, IsOk());
+  EXPECT_EQ(listed->codes_size(), 0);
 }
 
 }  // namespace
