@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_format.h"
 #include "audit/checkpoint.h"
-#include "common/build_info.h"
 #include "common/status_macros.h"
 #include "crypto/x509.h"
 
@@ -47,9 +46,9 @@ absl::StatusOr<v1::GetStatusResponse> CollectStatus(const StatusSources& sources
   const absl::Time now = sources.clock->Now();
   v1::GetStatusResponse out;
   out.set_health("serving");
-  out.set_version(std::string(BuildVersion()));
-  out.set_commit(std::string(BuildCommit()));
-  out.set_build_type(std::string(BuildType()));
+  out.set_version(sources.version);
+  out.set_commit(sources.commit);
+  out.set_build_type(sources.build_type);
   out.set_deployment_id(sources.deployment_id);
   out.set_started_unix_micros(absl::ToUnixMicros(sources.started));
   out.set_uptime_seconds(std::max<int64_t>(0, absl::ToInt64Seconds(now - sources.started)));

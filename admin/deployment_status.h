@@ -22,6 +22,11 @@ inline constexpr absl::Duration kMaxActiveWindow = absl::Hours(24 * 7);
 
 // Pointers are not owned and must outlive the reporter's calls.
 struct StatusSources {
+  // The server's build (common/build_info.h), given by the server so that
+  // admin/ does not link the build's commit.
+  std::string version;
+  std::string commit;
+  std::string build_type;
   std::string deployment_id;
   std::string db_path;  // DATA_DIR/db
   audit::AuditLog* audit = nullptr;

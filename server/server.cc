@@ -27,6 +27,7 @@
 #include "audit/checkpoint.h"
 #include "audit/ingest_observer.h"
 #include "audit/log.h"
+#include "common/build_info.h"
 #include "common/file_io.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -427,6 +428,9 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   impl->admin_service->set_backup(impl->backup.get(), impl->pool.get());
   impl->device_activity = std::make_unique<admin::DeviceActivity>(impl->store.get(), options.clock);
   impl->auth->set_device_activity(impl->device_activity.get());
+  impl->status.version = std::string(BuildVersion());
+  impl->status.commit = std::string(BuildCommit());
+  impl->status.build_type = std::string(BuildType());
   impl->status.deployment_id = impl->info.deployment_id;
   impl->status.db_path = admin::DeploymentPaths(options.data_dir).db;
   impl->status.audit = impl->audit_log.get();

@@ -781,10 +781,10 @@ int DeviceSimulate(const Args& args, std::string* error) {
            "JSON object. Values and choices follow --seed (default 1); keys and ids are\n"
            "random. Each run registers new officers (sim-<run>-officer-N) and leaves them\n"
            "and its devices enrolled, labelled \"simulated tablet N (<run>)\" (fieldsync\n"
-           "staff list shows the labels); the supervisor it registers to list conflicts\n"
-           "(sim-<run>-supervisor) is revoked before it ends. Last, it prints the commands\n"
-           "a supervisor runs next (staff add --role supervisor, conflict list, show and\n"
-           "resolve); --json has them as next_steps.\n";
+           "staff list --include-simulated shows them); the supervisor it registers to\n"
+           "list conflicts (sim-<run>-supervisor) is revoked before it ends. Last, it\n"
+           "prints the commands a supervisor runs next (staff add --role supervisor,\n"
+           "conflict list, show and resolve); --json has them as next_steps.\n";
     return 0;
   }
   if (absl::Status s =
