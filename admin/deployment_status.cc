@@ -5,24 +5,12 @@
 #include <system_error>
 
 #include "absl/strings/str_format.h"
+#include "admin/certificates.h"
 #include "audit/checkpoint.h"
 #include "common/status_macros.h"
 #include "crypto/x509.h"
 
 namespace fieldsync::admin {
-namespace {
-
-void AddCertificate(const std::string& name, const std::string& pem, v1::GetStatusResponse* out) {
-  if (pem.empty()) return;
-  absl::StatusOr<crypto::CertificateSummary> cert = crypto::ParseCertificate(pem);
-  if (!cert.ok()) return;  // the server checked both at start: cannot happen
-  v1::CertificateExpiry* c = out->add_certificates();
-  c->set_name(name);
-  c->set_serial(cert->serial_hex);
-  c->set_not_after_unix_micros(absl::ToUnixMicros(cert->not_after));
-}
-
-}  // namespace
 
 uint64_t DirectoryBytes(const std::string& dir) {
   uint64_t total = 0;
@@ -85,12 +73,24 @@ absl::StatusOr<v1::GetStatusResponse> CollectStatus(const StatusSources& sources
   ASSIGN_OR_RETURN(std::vector<v1::ListedEnrolmentCode> codes,
                    sources.enrolment->ListOpenCodes(""));
   out.set_open_enrolment_codes(static_cast<uint32_t>(codes.size()));
-  AddCertificate("server", sources.server_certificate_pem, &out);
-  AddCertificate("ca", sources.ca_certificate_pem, &out);
-  std::stable_sort(out.mutable_certificates()->begin(), out.mutable_certificates()->end(),
-                   [](const v1::CertificateExpiry& a, const v1::CertificateExpiry& b) {
-                     return a.not_after_unix_micros() < b.not_after_unix_micros();
-                   });
+  ASSIGN_OR_RETURN(std::vector<CertificateExpiry> expiries,
+                   ListCertificateExpiries(*sources.registry, sources.ca_certificate_pem,
+                                           sources.server_certificate_pem, now));
+  // Sorted soonest first: every CA and server entry, and the first client
+  // certificate still in use.
+  bool client_listed = false;
+  for (const CertificateExpiry& e : expiries) {
+    const bool client =
+        e.kind == v1::CERTIFICATE_KIND_STAFF || e.kind == v1::CERTIFICATE_KIND_DEVICE;
+    if (client && (client_listed || e.is_previous)) continue;
+    client_listed = client_listed || client;
+    v1::CertificateExpiry* c = out.add_certificates();
+    c->set_kind(e.kind);
+    c->set_principal_id(e.principal_id);
+    c->set_serial(e.serial);
+    c->set_not_after_unix_micros(absl::ToUnixMicros(e.not_after));
+    c->set_days_left(DaysLeft(e.not_after, now));
+  }
   return out;
 }
 

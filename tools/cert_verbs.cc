@@ -86,7 +86,14 @@ int Failed(std::string* error, const absl::Status& status) {
   return 1;
 }
 
-std::string KindName(v1::CertificateKind kind) {
+std::string Date(int64_t unix_micros) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%SZ", absl::FromUnixMicros(unix_micros),
+                          absl::UTCTimeZone());
+}
+
+}  // namespace
+
+std::string CertificateKindName(v1::CertificateKind kind) {
   switch (kind) {
     case v1::CERTIFICATE_KIND_CA:
       return "ca";
@@ -100,13 +107,6 @@ std::string KindName(v1::CertificateKind kind) {
       return "unspecified";
   }
 }
-
-std::string Date(int64_t unix_micros) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%SZ", absl::FromUnixMicros(unix_micros),
-                          absl::UTCTimeZone());
-}
-
-}  // namespace
 
 int CertsStatus(const Args& args, std::string* error) {
   if (args.help) {
@@ -142,7 +142,7 @@ int CertsStatus(const Args& args, std::string* error) {
   if (args.Has("--json")) {
     nlohmann::json out = nlohmann::json::array();
     for (const v1::CertificateExpiry& c : response.certificates()) {
-      out.push_back({{"kind", KindName(c.kind())},
+      out.push_back({{"kind", CertificateKindName(c.kind())},
                      {"id", c.principal_id()},
                      {"serial", c.serial()},
                      {"not_after", absl::FormatTime(absl::RFC3339_sec,
@@ -162,7 +162,7 @@ int CertsStatus(const Args& args, std::string* error) {
     soon += mark ? 1 : 0;
     rows.push_back({mark ? "!" : "", Date(c.not_after_unix_micros()),
                     c.days_left() < 0 ? "expired" : absl::StrCat(c.days_left()),
-                    KindName(c.kind()) + (c.is_previous() ? " (previous)" : ""),
+                    CertificateKindName(c.kind()) + (c.is_previous() ? " (previous)" : ""),
                     c.principal_id().empty() ? "-" : c.principal_id(),
                     c.serial().empty() ? "-" : c.serial()});
   }

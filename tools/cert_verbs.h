@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "fieldsync/v1/admin.pb.h"
 #include "tools/cli.h"
 
 namespace fieldsync::tools {
@@ -18,6 +19,9 @@ extern const char kCertsUsage[];
 int CertsStatus(const Args& args, std::string* error);
 int CertsRenewServer(const Args& args, std::string* error);
 int StaffRenew(const Args& args, std::string* error);
+
+// "ca", "server", "staff" or "device".
+std::string CertificateKindName(v1::CertificateKind kind);
 
 }  // namespace fieldsync::tools
 

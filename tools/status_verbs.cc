@@ -119,7 +119,8 @@ int Status(const Args& args, std::string* error) {
   if (args.Has("--json")) {
     nlohmann::json certs = nlohmann::json::array();
     for (const v1::CertificateExpiry& c : r.certificates()) {
-      certs.push_back({{"name", c.name()},
+      certs.push_back({{"kind", CertificateKindName(c.kind())},
+                       {"principal_id", c.principal_id()},
                        {"serial", c.serial()},
                        {"not_after", JsonTime(c.not_after_unix_micros())}});
     }
@@ -144,8 +145,7 @@ int Status(const Args& args, std::string* error) {
         {"active_staff", r.active_staff()},
         {"active_officers", r.active_officers()},
         {"open_enrolment_codes", r.open_enrolment_codes()},
-        {"certificates", certs},
-        {"principal_certificates", "not tracked: each lasts one year from its issue"}};
+        {"certificates", certs}};
     std::cout << out.dump(2) << "\n";
     return 0;
   }
@@ -180,12 +180,11 @@ int Status(const Args& args, std::string* error) {
   bool first = true;
   for (const v1::CertificateExpiry& c : r.certificates()) {
     std::cout << (first ? "certificates:      " : "                   ")
-              << absl::StrFormat("%-6s expires %s\n", c.name(),
-                                 Expiry(c.not_after_unix_micros(), now));
+              << absl::StrFormat("%-6s %s expires %s\n", CertificateKindName(c.kind()),
+                                 c.principal_id(), Expiry(c.not_after_unix_micros(), now));
     first = false;
   }
-  std::cout << "                   (staff and device certificates last one year from issue; "
-               "not tracked)\n";
+  std::cout << "                   (every certificate: fieldsync certs status)\n";
   return 0;
 }
 

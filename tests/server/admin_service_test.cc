@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <memory>
+#include <set>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -759,11 +761,20 @@ TEST_F(AdminServiceTest, GetStatusReportsTheDeploymentToAdministratorsOnly) {
   EXPECT_EQ(status.active_staff(), 2u);
   EXPECT_EQ(status.active_officers(), 1u);
   EXPECT_EQ(status.open_enrolment_codes(), 1u);
-  ASSERT_EQ(status.certificates_size(), 2);
-  EXPECT_EQ(status.certificates(0).name(), "server");  // nearest expiry first
-  EXPECT_EQ(status.certificates(1).name(), "ca");
-  EXPECT_LT(status.certificates(0).not_after_unix_micros(),
-            status.certificates(1).not_after_unix_micros());
+  // The CA, the server's certificate and the nearest client certificate,
+  // soonest first.
+  ASSERT_EQ(status.certificates_size(), 3);
+  std::multiset<v1::CertificateKind> kinds;
+  for (int i = 0; i < status.certificates_size(); ++i) {
+    kinds.insert(status.certificates(i).kind());
+    if (i > 0) {
+      EXPECT_LE(status.certificates(i - 1).not_after_unix_micros(),
+                status.certificates(i).not_after_unix_micros());
+    }
+  }
+  EXPECT_EQ(kinds.count(v1::CERTIFICATE_KIND_CA), 1u);
+  EXPECT_EQ(kinds.count(v1::CERTIFICATE_KIND_SERVER), 1u);
+  EXPECT_EQ(kinds.count(v1::CERTIFICATE_KIND_STAFF) + kinds.count(v1::CERTIFICATE_KIND_DEVICE), 1u);
 
   // The default window (15 minutes) no longer holds the device.
   v1::GetStatusResponse later;

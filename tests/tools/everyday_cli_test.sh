@@ -104,8 +104,8 @@ check "status --json: serving" jtrue "$WORK/st.json" "d['health'] == 'serving'"
 check "status --json: window" jtrue "$WORK/st.json" "d['active_window_seconds'] == 3600"
 check "status --json: store size" jtrue "$WORK/st.json" "d['store_bytes'] > 0"
 check "status --json: audit log" jtrue "$WORK/st.json" "d['audit_tree_size'] >= 1"
-check "status --json: server and CA expiry" \
-  jtrue "$WORK/st.json" "sorted(c['name'] for c in d['certificates']) == ['ca', 'server']"
+check "status --json: CA, server and the nearest client certificate" \
+  jtrue "$WORK/st.json" "sorted(c['kind'] for c in d['certificates']) == ['ca', 'server', 'staff']"
 check "status --json: the server's commit is the tool's" \
   jtrue "$WORK/st.json" "d['commit'] == d['client_commit']"
 "$FS" "${A[@]}" status --window 9d >"$WORK/stw" 2>&1; s=$?
