@@ -3,6 +3,7 @@
 //   fieldsyncd --data-dir DIR [--listen HOST:PORT] [--config FILE]
 //              [--log-level LEVEL] [--log-format text|json]
 //              [--insecure-plaintext-loopback] [--accept-rollback SIZE]
+//              [--accept-schema-change]
 //   fieldsyncd --version
 //
 // Operator mistakes end the process with one line on standard error that
@@ -37,6 +38,7 @@ constexpr char kUsage[] =
     "usage: fieldsyncd --data-dir DIR [--listen HOST:PORT] [--config FILE]\n"
     "                  [--log-level debug|info|warn|error] [--log-format text|json]\n"
     "                  [--insecure-plaintext-loopback] [--accept-rollback SIZE]\n"
+    "                  [--accept-schema-change]\n"
     "       fieldsyncd --version\n"
     "\n"
     "Serves a fieldsync deployment made by `fieldsync init --data-dir DIR`.\n"
@@ -53,7 +55,13 @@ constexpr char kUsage[] =
     "  --accept-rollback SIZE   accept that state, SIZE being the store's audit tree\n"
     "                           size the refusal printed (another size is refused);\n"
     "                           records a rollback-accepted audit event, signs a new\n"
-    "                           head and serves. Later starts need no flag.\n";
+    "                           head and serves. Later starts need no flag.\n"
+    "\n"
+    "  --accept-schema-change   start although the schema file changes the schema in\n"
+    "                           a way the store cannot take (a field in use removed,\n"
+    "                           ...), recording the acceptance in the audit log; use\n"
+    "                           it once, after `fieldsync schema check`\n"
+    "                           (docs/OPERATIONS.md, Schema upgrades).\n";
 
 int Fail(absl::string_view message, int code = 1) {
   std::cerr << "fieldsyncd: " << message << "\n";
@@ -69,6 +77,7 @@ int main(int argc, char** argv) {
   std::string data_dir, listen, config_path, log_level, log_format;
   bool plaintext = false;
   std::optional<uint64_t> accept_rollback;
+  bool accept_schema_change = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     auto value = [&](std::string* out) {
@@ -105,6 +114,8 @@ int main(int argc, char** argv) {
             2);
       }
       accept_rollback = n;
+    } else if (arg == "--accept-schema-change") {
+      accept_schema_change = true;
     } else {
       return Fail(
           absl::StrCat("unknown argument \"", std::string(arg), "\"; see fieldsyncd --help"), 2);
@@ -154,6 +165,7 @@ int main(int argc, char** argv) {
   options.config = config;
   options.config_file = config_path;
   options.accept_rollback_size = accept_rollback;
+  options.accept_schema_change = accept_schema_change;
   options.clock = fieldsync::RealClock::Get();
   options.random = fieldsync::crypto::SystemRandom::Get();
   auto server = fieldsync::server::FieldsyncServer::Start(options);

@@ -20,6 +20,7 @@
 #include "admin/master_key_rotation.h"
 #include "admin/officers.h"
 #include "admin/principals.h"
+#include "admin/schema_upgrade.h"
 #include "admin/server_keys.h"
 #include "admin/staff.h"
 #include "aggregates/counters.h"
@@ -331,6 +332,15 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   impl->kek_rotation = std::make_unique<admin::MasterKeyRotation>(std::move(rotation));
   impl->admin_service->set_key_operations(impl->case_erasure.get(), impl->kek_rotation.get());
   {
+    // The schema against the one the store was last served under, before
+    // anything is read or rebuilt with it.
+    admin::SchemaStartOptions schema_check;
+    schema_check.store = impl->store.get();
+    schema_check.audit = impl->audit_log.get();
+    schema_check.schema = impl->schema.get();
+    schema_check.accept_change = options.accept_schema_change;
+    schema_check.now = options.clock->Now();
+    RETURN_IF_ERROR(admin::CheckSchemaAtStart(schema_check).status());
     // Registries from before certificate expiries were recorded get them
     // once, before serving.
     ASSIGN_OR_RETURN(

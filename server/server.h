@@ -28,6 +28,9 @@ struct ServerOptions {
   // deployment published (server/audit_rollback.h). Empty: refuse to start
   // in that case.
   std::optional<uint64_t> accept_rollback_size;
+  // Accept an incompatible schema change (fieldsyncd --accept-schema-change,
+  // audited): see admin/schema_upgrade.h.
+  bool accept_schema_change = false;
   Clock* clock = nullptr;    // not owned; must outlive the server
   Random* random = nullptr;  // not owned; must outlive the server
 };
@@ -45,6 +48,8 @@ class FieldsyncServer {
   //   deployment published (a restore from an older backup, or a fork),
   //   unless accept_rollback_size is its size; accept_rollback_size given
   //   when there is nothing to accept, or another size.
+  //   use, address not on this machine, a schema change the store cannot
+  //   take (admin/schema_upgrade.h).
   //  kUnavailable: the database is locked by another fieldsyncd.
   static absl::StatusOr<std::unique_ptr<FieldsyncServer>> Start(const ServerOptions& options);
 

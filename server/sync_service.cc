@@ -444,6 +444,7 @@ grpc::ServerUnaryReactor* SyncServiceImpl::GetSchema(grpc::CallbackServerContext
                   [this, request, response](const Caller&) -> absl::Status {
                     const sync::Schema& schema = *deps_.schema;
                     response->set_digest(schema.digest());
+                    response->set_version(schema.proto().version());
                     if (request->known_digest() == schema.digest()) {
                       response->set_unchanged(true);
                     } else {

@@ -39,6 +39,7 @@
 #include "tools/officer_verbs.h"
 #include "tools/staff_verbs.h"
 #include "tools/status_verbs.h"
+#include "tools/schema_verbs.h"
 
 namespace fieldsync::tools {
 namespace {
@@ -105,6 +106,8 @@ constexpr char kUsage[] =
     "  backup verify DIR --key KEYFILE [--json] check a backup offline (no server)\n"
     "  backup restore --from DIR --data-dir NEWDIR [--master-key-file FILE]\n"
     "                                           make a deployment from a backup (offline)\n"
+    "  schema check --data-dir DIR [--schema FILE] [--json]\n"
+    "                                           fieldsyncd's verdict on a schema file, offline\n"
     "\n"
     "Connection options (all verbs but init):\n"
     "  --data-dir DIR      deployment directory; its administrator credentials are used\n"
@@ -538,6 +541,19 @@ Result Run(const Args& args) {
       return std::nullopt;
     } else {
       return Fail("certs needs status or renew-server; see fieldsync certs --help", 2);
+    }
+    return code == 0 ? std::nullopt : Fail(error, code);
+  }
+  if (w[0] == "schema") {
+    std::string error;
+    int code = 0;
+    if (w.size() >= 2 && w[1] == "check") {
+      code = SchemaCheck(args, &error);
+    } else if (w.size() == 1 && args.help) {
+      std::cout << kSchemaUsage;
+      return std::nullopt;
+    } else {
+      return Fail("schema needs check; see fieldsync schema --help", 2);
     }
     return code == 0 ? std::nullopt : Fail(error, code);
   }

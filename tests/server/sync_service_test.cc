@@ -1057,6 +1057,8 @@ TEST_F(SyncServiceTest, DeviceGetsTheSchemaAndItsDigest) {
 
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(response.digest(), SchemaDigest(expected));
+  EXPECT_EQ(response.version(), expected.version());
+  EXPECT_NE(response.version(), 0u);
   EXPECT_FALSE(response.unchanged());
   ASSERT_TRUE(response.has_schema());
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(response.schema(), expected));
@@ -1079,6 +1081,7 @@ TEST_F(SyncServiceTest, CurrentDigestGetsUnchangedWithoutTheSchema) {
   EXPECT_TRUE(response.unchanged());
   EXPECT_FALSE(response.has_schema());
   EXPECT_EQ(response.digest(), digest);
+  EXPECT_EQ(response.version(), DeploymentSchema().version());
 }
 
 TEST_F(SyncServiceTest, AnyOtherDigestGetsTheWholeSchema) {
