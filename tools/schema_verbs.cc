@@ -144,9 +144,9 @@ int SchemaCheck(const Args& args, std::string* error) {
   if (!path.ok()) return Failed(error, path.status());
   absl::StatusOr<v1::Schema> proto = sync::LoadSchemaFile(*path);
   if (!proto.ok()) {
-    return Failed(error, absl::InvalidArgumentError(absl::StrFormat(
-                             "schema: %s; fieldsyncd would not start with it either",
-                             proto.status().message())));
+    return Failed(error,
+                  absl::InvalidArgumentError(absl::StrFormat(
+                      "%s; fieldsyncd would not start with it either", proto.status().message())));
   }
   absl::StatusOr<std::unique_ptr<sync::Schema>> schema = sync::Schema::Create(*std::move(proto));
   if (!schema.ok()) return Failed(error, schema.status());
