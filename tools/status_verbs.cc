@@ -9,6 +9,7 @@
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tools/case_format.h"
+#include "tools/cert_verbs.h"
 #include "tools/client.h"
 
 namespace fieldsync::tools {
