@@ -154,10 +154,6 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
         "than the data directory",
         config.audit_head_copy_file()));
   }
-  if (config.certificate_warning_days() > 365) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "certificate_warning_days must be 1 to 365, not %d", config.certificate_warning_days()));
-  }
   return absl::OkStatus();
 }
 
@@ -168,6 +164,8 @@ const std::vector<NumericBound>& NumericBounds() {
   // clamping; 100000 RocksDB threads abort the process). Documented in
   // config.proto and docs/OPERATIONS.md ("Configuration reference").
   static const std::vector<NumericBound>* bounds = new std::vector<NumericBound>{
+      {"certificate_warning_days", 1, 365, " days",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.certificate_warning_days(); }},
       {"drain_timeout_seconds", 1, 3600, " seconds",
        [](const v1::ServerConfig& c) -> uint64_t { return c.drain_timeout_seconds(); }},
       {"master_key_command_timeout_seconds", 1, 600, " seconds",

@@ -211,7 +211,7 @@ bad_pid=$!
 wait "$bad_pid"
 status=$?
 check "certificate_warning_days 366 is refused" test "$status" -ne 0
-check "... naming the bound" grep -q "certificate_warning_days must be 1 to 365" "$WORK/server4.err"
+check "... naming the bound" grep -q "certificate_warning_days is 366, outside the allowed range 1..365" "$WORK/server4.err"
 
 echo "$passed passed, $failed failed"
 [[ "$failed" -eq 0 ]]

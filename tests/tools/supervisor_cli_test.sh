@@ -130,7 +130,7 @@ check "a supervisor lists the officers of its region" \
 check "device simulate succeeds" test $? -eq 0
 check "device simulate leaves at least 3 conflicts" jtrue "$WORK/sim.json" 'd["conflicts_open"] >= 3'
 RUN="$(j "$WORK/sim.json" 'd["run"]')"  # sim-TAG; tablets are labelled "(TAG)"
-"$FS" "${ADMIN[@]}" staff list >"$WORK/staff.out" 2>&1
+"$FS" "${ADMIN[@]}" staff list --include-simulated >"$WORK/staff.out" 2>&1
 check "staff list: a simulated tablet with its label" \
   grep -q "$RUN-officer-1 *simulated tablet 1 (${RUN#sim-})" "$WORK/staff.out"
 "$FS" "${ADMIN[@]}" officer list --json >"$WORK/officers2.json" 2>&1
@@ -380,7 +380,7 @@ check "case history: assign, transfer, close, reopen by staff:sam, in order" \
 "$FS" "${ADMIN[@]}" officer revoke --id "$RUN-officer-2" >"$WORK/revoke.out" 2>&1
 check "officer revoke lists its tablets" \
   test "$(grep -c '^  fieldsync://device/' "$WORK/revoke.out")" -eq 3
-"$FS" "${ADMIN[@]}" staff list --include-revoked >"$WORK/staff2.out" 2>&1
+"$FS" "${ADMIN[@]}" staff list --include-revoked --include-simulated >"$WORK/staff2.out" 2>&1
 check "its tablets are revoked" \
   test "$(grep -c "revoked .*$RUN-officer-2 " "$WORK/staff2.out")" -eq 3
 
