@@ -70,6 +70,21 @@ absl::Status RenameOver(const std::string& from, const std::string& to) {
 
 }  // namespace
 
+std::string_view CertificateKindName(v1::CertificateKind kind) {
+  switch (kind) {
+    case v1::CERTIFICATE_KIND_CA:
+      return "ca";
+    case v1::CERTIFICATE_KIND_SERVER:
+      return "server";
+    case v1::CERTIFICATE_KIND_STAFF:
+      return "staff";
+    case v1::CERTIFICATE_KIND_DEVICE:
+      return "device";
+    default:
+      return "unspecified";
+  }
+}
+
 int64_t DaysLeft(absl::Time not_after, absl::Time now) {
   return static_cast<int64_t>(std::floor(absl::FDivDuration(not_after - now, absl::Hours(24))));
 }

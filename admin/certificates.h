@@ -51,6 +51,9 @@ absl::StatusOr<std::vector<CertificateExpiry>> ListCertificateExpiries(
     const PrincipalRegistry& registry, std::string_view ca_pem,
     std::string_view server_certificate_pem, absl::Time now);
 
+// "ca", "server", "staff" or "device" (for logs and listings).
+std::string_view CertificateKindName(v1::CertificateKind kind);
+
 // Whole days from `now` to `not_after`, rounded down (negative once past).
 int64_t DaysLeft(absl::Time not_after, absl::Time now);
 

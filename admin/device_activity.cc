@@ -10,34 +10,54 @@ namespace fieldsync::admin {
 void DeviceActivity::Record(std::string_view device_id) {
   const absl::Time now = clock_->Now();
   const std::string id(device_id);
-  absl::MutexLock lock(&mu_);
-  last_[id] = now;
-  unflushed_[id] = now;
-  if (now - last_flush_ < flush_interval_) return;
-  if (absl::Status s = FlushLocked(); !s.ok()) {
-    log::Warn("device_activity.flush", {{"devices", unflushed_.size()}, {"reason", s.message()}});
+  absl::flat_hash_map<std::string, absl::Time> due;
+  {
+    absl::MutexLock lock(&mu_);
+    last_[id] = now;
+    unflushed_[id] = now;
+    if (now - last_flush_ < flush_interval_) return;
+    due = TakeUnflushedLocked();
+  }
+  // The commit runs without the lock, so that other devices' calls do not
+  // wait for it.
+  if (absl::Status s = Write(std::move(due)); !s.ok()) {
+    log::Warn("device_activity.flush", {{"reason", s.message()}});
   }
 }
 
 absl::Status DeviceActivity::Flush() {
-  absl::MutexLock lock(&mu_);
-  return FlushLocked();
+  absl::flat_hash_map<std::string, absl::Time> due;
+  {
+    absl::MutexLock lock(&mu_);
+    due = TakeUnflushedLocked();
+  }
+  return Write(std::move(due));
 }
 
-absl::Status DeviceActivity::FlushLocked() {
+absl::flat_hash_map<std::string, absl::Time> DeviceActivity::TakeUnflushedLocked() {
   // Even a failed flush waits a whole interval before the next try, so a
   // failing disk is not hit once per push.
   last_flush_ = clock_->Now();
-  if (unflushed_.empty()) return absl::OkStatus();
+  absl::flat_hash_map<std::string, absl::Time> due;
+  due.swap(unflushed_);
+  return due;
+}
+
+absl::Status DeviceActivity::Write(absl::flat_hash_map<std::string, absl::Time> due) {
+  if (due.empty()) return absl::OkStatus();
   storage::WriteBatch batch;
-  for (const auto& [id, t] : unflushed_) {
+  for (const auto& [id, t] : due) {
     // Value layout (persisted): I64 microseconds since the Unix epoch.
     batch.Put(storage::Cf::kPrincipals, storage::EncodeDeviceLastSyncKey(id),
               storage::KeyBuilder().I64(absl::ToUnixMicros(t)).Finish());
   }
-  RETURN_IF_ERROR(store_->Commit(&batch));
-  unflushed_.clear();
-  return absl::OkStatus();
+  absl::Status s = store_->Commit(&batch);
+  if (!s.ok()) {
+    // Kept for the next flush, unless a newer time was noted meanwhile.
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, t] : due) unflushed_.try_emplace(id, t);
+  }
+  return s;
 }
 
 int DeviceActivity::CountSince(absl::Time since) const {

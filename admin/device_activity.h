@@ -35,8 +35,8 @@ class DeviceActivity {
 
   // Notes that `device_id` synced now. When the last flush is older than
   // the flush interval, writes every time noted since then in one commit
-  // (on the caller's thread). A failed write is logged and retried at the
-  // next flush: it never fails the device's call.
+  // (on the caller's thread, without holding the lock other calls take). A failed write is logged
+  // and retried at the next flush: it never fails the device's call.
   void Record(std::string_view device_id);
 
   // Writes the times noted since the last flush (at shutdown). Storage
@@ -53,7 +53,13 @@ class DeviceActivity {
   absl::StatusOr<absl::flat_hash_map<std::string, absl::Time>> LastSyncs() const;
 
  private:
-  absl::Status FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the times noted since the last flush out, and starts the next
+  // flush interval.
+  absl::flat_hash_map<std::string, absl::Time> TakeUnflushedLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Commits `due`; on failure puts its times back for the next flush
+  // (unless newer ones were noted). Called without mu_ held.
+  absl::Status Write(absl::flat_hash_map<std::string, absl::Time> due) ABSL_LOCKS_EXCLUDED(mu_);
 
   storage::Store* store_;
   Clock* clock_;

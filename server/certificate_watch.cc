@@ -6,24 +6,6 @@
 #include "common/status_macros.h"
 
 namespace fieldsync::server {
-namespace {
-
-std::string_view KindName(v1::CertificateKind kind) {
-  switch (kind) {
-    case v1::CERTIFICATE_KIND_CA:
-      return "ca";
-    case v1::CERTIFICATE_KIND_SERVER:
-      return "server";
-    case v1::CERTIFICATE_KIND_STAFF:
-      return "staff";
-    case v1::CERTIFICATE_KIND_DEVICE:
-      return "device";
-    default:
-      return "unspecified";
-  }
-}
-
-}  // namespace
 
 CertificateWatch::~CertificateWatch() {
   {
@@ -46,7 +28,7 @@ absl::StatusOr<std::vector<admin::CertificateExpiry>> CertificateWatch::CheckNow
     if (e.is_previous) continue;
     log::Warn(
         "certificate.expiring",
-        {{"kind", KindName(e.kind)},
+        {{"kind", admin::CertificateKindName(e.kind)},
          {"id", e.principal_id.empty() ? std::string("-") : e.principal_id},
          {"serial", e.serial},
          {"not_after", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", e.not_after, absl::UTCTimeZone())},

@@ -93,21 +93,6 @@ std::string Date(int64_t unix_micros) {
 
 }  // namespace
 
-std::string CertificateKindName(v1::CertificateKind kind) {
-  switch (kind) {
-    case v1::CERTIFICATE_KIND_CA:
-      return "ca";
-    case v1::CERTIFICATE_KIND_SERVER:
-      return "server";
-    case v1::CERTIFICATE_KIND_STAFF:
-      return "staff";
-    case v1::CERTIFICATE_KIND_DEVICE:
-      return "device";
-    default:
-      return "unspecified";
-  }
-}
-
 int CertsStatus(const Args& args, std::string* error) {
   if (args.help) {
     std::cout << kStatusHelp;
@@ -142,7 +127,7 @@ int CertsStatus(const Args& args, std::string* error) {
   if (args.Has("--json")) {
     nlohmann::json out = nlohmann::json::array();
     for (const v1::CertificateExpiry& c : response.certificates()) {
-      out.push_back({{"kind", CertificateKindName(c.kind())},
+      out.push_back({{"kind", std::string(admin::CertificateKindName(c.kind()))},
                      {"id", c.principal_id()},
                      {"serial", c.serial()},
                      {"not_after", absl::FormatTime(absl::RFC3339_sec,
@@ -160,11 +145,11 @@ int CertsStatus(const Args& args, std::string* error) {
   for (const v1::CertificateExpiry& c : response.certificates()) {
     const bool mark = expiring(c);
     soon += mark ? 1 : 0;
-    rows.push_back({mark ? "!" : "", Date(c.not_after_unix_micros()),
-                    c.days_left() < 0 ? "expired" : absl::StrCat(c.days_left()),
-                    CertificateKindName(c.kind()) + (c.is_previous() ? " (previous)" : ""),
-                    c.principal_id().empty() ? "-" : c.principal_id(),
-                    c.serial().empty() ? "-" : c.serial()});
+    rows.push_back(
+        {mark ? "!" : "", Date(c.not_after_unix_micros()),
+         c.days_left() < 0 ? "expired" : absl::StrCat(c.days_left()),
+         std::string(admin::CertificateKindName(c.kind())) + (c.is_previous() ? " (previous)" : ""),
+         c.principal_id().empty() ? "-" : c.principal_id(), c.serial().empty() ? "-" : c.serial()});
   }
   PrintTable({"", "NOT AFTER", "DAYS", "KIND", "ID", "SERIAL"}, rows, std::cout);
   std::cout << absl::StrFormat("%d certificate%s, %d expiring within %d days\n", rows.size(),

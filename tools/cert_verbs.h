@@ -6,7 +6,6 @@
 
 #include <string>
 
-#include "fieldsync/v1/admin.pb.h"
 #include "tools/cli.h"
 
 namespace fieldsync::tools {
@@ -19,9 +18,6 @@ extern const char kCertsUsage[];
 int CertsStatus(const Args& args, std::string* error);
 int CertsRenewServer(const Args& args, std::string* error);
 int StaffRenew(const Args& args, std::string* error);
-
-// "ca", "server", "staff" or "device".
-std::string CertificateKindName(v1::CertificateKind kind);
 
 }  // namespace fieldsync::tools
 

@@ -37,9 +37,9 @@
 #include "tools/device_simulate.h"
 #include "tools/key_verbs.h"
 #include "tools/officer_verbs.h"
+#include "tools/schema_verbs.h"
 #include "tools/staff_verbs.h"
 #include "tools/status_verbs.h"
-#include "tools/schema_verbs.h"
 
 namespace fieldsync::tools {
 namespace {
@@ -660,11 +660,10 @@ int main(int argc, char** argv) {
   // The tool prints its own results; library events (storage opened, ...)
   // are noise to a person at a terminal unless something goes wrong.
   fieldsync::log::Configure(fieldsync::log::Level::kWarn, fieldsync::log::Format::kKeyValue);
-  absl::StatusOr<fieldsync::tools::Args> args =
-      fieldsync::tools::ParseArgs(argc, argv,
-                                  {"--device", "--include-revoked", "--include-simulated", "--json",
-                                   "--keep-current", "--has-conflicts", "--revoke-old",
-                                   "--version"});
+  absl::StatusOr<fieldsync::tools::Args> args = fieldsync::tools::ParseArgs(
+      argc, argv,
+      {"--device", "--include-revoked", "--include-simulated", "--json", "--keep-current",
+       "--has-conflicts", "--revoke-old", "--version"});
   if (!args.ok()) {
     std::cerr << "fieldsync: " << args.status().message() << "\n";
     return 2;

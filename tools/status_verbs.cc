@@ -5,11 +5,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "admin/certificates.h"
 #include "common/build_info.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tools/case_format.h"
-#include "tools/cert_verbs.h"
 #include "tools/client.h"
 
 namespace fieldsync::tools {
@@ -120,7 +120,7 @@ int Status(const Args& args, std::string* error) {
   if (args.Has("--json")) {
     nlohmann::json certs = nlohmann::json::array();
     for (const v1::CertificateExpiry& c : r.certificates()) {
-      certs.push_back({{"kind", CertificateKindName(c.kind())},
+      certs.push_back({{"kind", std::string(admin::CertificateKindName(c.kind()))},
                        {"principal_id", c.principal_id()},
                        {"serial", c.serial()},
                        {"not_after", JsonTime(c.not_after_unix_micros())}});
@@ -181,7 +181,7 @@ int Status(const Args& args, std::string* error) {
   bool first = true;
   for (const v1::CertificateExpiry& c : r.certificates()) {
     std::cout << (first ? "certificates:      " : "                   ")
-              << absl::StrFormat("%-6s %s expires %s\n", CertificateKindName(c.kind()),
+              << absl::StrFormat("%-6s %s expires %s\n", admin::CertificateKindName(c.kind()),
                                  c.principal_id(), Expiry(c.not_after_unix_micros(), now));
     first = false;
   }
