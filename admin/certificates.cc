@@ -70,6 +70,27 @@ absl::Status RenameOver(const std::string& from, const std::string& to) {
 
 }  // namespace
 
+void CertificateAuthorities::Set(const ServerKeys& keys) {
+  auto state = std::make_shared<State>();
+  state->issuer = keys.ca;
+  state->previous = keys.previous_ca;
+  state->generation = keys.ca_generation;
+  state->trust_bundle_pem = keys.ca.certificate_pem;
+  if (keys.previous_ca.has_value()) {
+    if (!state->trust_bundle_pem.empty() && state->trust_bundle_pem.back() != '\n') {
+      state->trust_bundle_pem += '\n';
+    }
+    state->trust_bundle_pem += keys.previous_ca->certificate_pem;
+  }
+  absl::MutexLock lock(&mu_);
+  state->version = ++versions_;
+  state_ = std::move(state);
+}
+
+uint32_t CaGenerationOf(const v1::Principal& p) {
+  return p.ca_generation() == 0 ? 1 : p.ca_generation();
+}
+
 std::string_view CertificateKindName(v1::CertificateKind kind) {
   switch (kind) {
     case v1::CERTIFICATE_KIND_CA:
@@ -100,8 +121,10 @@ absl::StatusOr<std::vector<CertificateExpiry>> ListCertificateExpiries(
     const PrincipalRegistry& registry, std::string_view ca_pem,
     std::string_view server_certificate_pem, absl::Time now) {
   std::vector<CertificateExpiry> out;
-  ASSIGN_OR_RETURN(crypto::CertificateSummary ca, crypto::ParseCertificate(ca_pem));
-  out.push_back({v1::CERTIFICATE_KIND_CA, "", ca.serial_hex, ca.not_after, false});
+  ASSIGN_OR_RETURN(std::vector<crypto::CertificateSummary> cas, crypto::ParseCertificates(ca_pem));
+  for (size_t i = 0; i < cas.size(); ++i) {
+    out.push_back({v1::CERTIFICATE_KIND_CA, "", cas[i].serial_hex, cas[i].not_after, i > 0});
+  }
   if (!server_certificate_pem.empty()) {
     ASSIGN_OR_RETURN(crypto::CertificateSummary server,
                      crypto::ParseCertificate(server_certificate_pem));
@@ -172,8 +195,9 @@ absl::StatusOr<RenewedCertificate> CertificateRenewal::Renew(
     v1::Principal p, const PrincipalName& name, std::string_view public_key_pem, bool revoke_old,
     std::string_view action, const std::string& actor) {
   const absl::Time now = options_.clock->Now();
+  std::shared_ptr<const CertificateAuthorities::State> cas = options_.cas->Get();
   absl::StatusOr<crypto::IssuedCertificate> cert = crypto::IssueClientCertificate(
-      *options_.ca, public_key_pem, PrincipalUri(name), now, crypto::kClientValidity);
+      cas->issuer, public_key_pem, PrincipalUri(name), now, crypto::kClientValidity);
   if (!cert.ok()) {
     return Malformed(absl::StrFormat("CSR refused: %s", std::string(cert.status().message())));
   }
@@ -199,6 +223,7 @@ absl::StatusOr<RenewedCertificate> CertificateRenewal::Renew(
   }
   p.set_certificate_serial(cert->serial_hex);
   p.set_certificate_not_after_unix_micros(absl::ToUnixMicros(cert->not_after));
+  p.set_ca_generation(cas->generation);
   p.set_changed_by(actor);
 
   storage::WriteBatch batch;
@@ -271,7 +296,10 @@ absl::StatusOr<RenewedCertificate> CertificateRenewal::RenewDevice(std::string_v
   }
   const absl::Time now = options_.clock->Now();
   const absl::Time not_after = absl::FromUnixMicros(p->certificate_not_after_unix_micros());
-  if (p->certificate_not_after_unix_micros() != 0 &&
+  // During a CA rotation a certificate of the previous CA is renewed at
+  // once, whatever its expiry.
+  const bool issued_by_previous_ca = CaGenerationOf(*p) < options_.cas->Get()->generation;
+  if (p->certificate_not_after_unix_micros() != 0 && !issued_by_previous_ca &&
       not_after - now > options_.device_renewal_window) {
     return sync::SyncError(
         absl::StatusCode::kFailedPrecondition, v1::SYNC_ERROR_REASON_NO_CHANGE,
@@ -285,9 +313,9 @@ absl::StatusOr<RenewedCertificate> CertificateRenewal::RenewDevice(std::string_v
                actor);
 }
 
-absl::StatusOr<RenewedServerCertificate> CertificateRenewal::RenewServer(
-    const std::vector<std::string>& add_hosts, const std::vector<std::string>& drop_hosts,
-    const std::string& actor) {
+absl::StatusOr<CertificateRenewal::NewServerCertificate> CertificateRenewal::IssueServer(
+    const crypto::CertificateAuthority& ca, const std::vector<std::string>& add_hosts,
+    const std::vector<std::string>& drop_hosts) {
   for (const std::string& host : drop_hosts) {
     if (std::find(std::begin(kLoopbackNames), std::end(kLoopbackNames), host) !=
         std::end(kLoopbackNames)) {
@@ -314,13 +342,13 @@ absl::StatusOr<RenewedServerCertificate> CertificateRenewal::RenewServer(
   }
   names.insert(names.end(), add_hosts.begin(), add_hosts.end());
 
-  ASSIGN_OR_RETURN(crypto::KeyPem key, crypto::GenerateP256Key());
+  NewServerCertificate out;
+  ASSIGN_OR_RETURN(out.key, crypto::GenerateP256Key());
   crypto::ServerCertificateRequest request =
-      crypto::MakeServerCertificateRequest(key.public_key_pem, names);
+      crypto::MakeServerCertificateRequest(out.key.public_key_pem, names);
   request.common_name = "fieldsyncd";
-  const absl::Time now = options_.clock->Now();
   absl::StatusOr<crypto::IssuedCertificate> cert =
-      crypto::IssueServerCertificate(*options_.ca, request, now, crypto::kServerValidity);
+      crypto::IssueServerCertificate(ca, request, options_.clock->Now(), crypto::kServerValidity);
   if (!cert.ok()) {
     if (absl::IsInvalidArgument(cert.status())) {
       return absl::InvalidArgumentError(
@@ -328,9 +356,32 @@ absl::StatusOr<RenewedServerCertificate> CertificateRenewal::RenewServer(
     }
     return cert.status();
   }
+  out.certificate = *std::move(cert);
+  out.dns_names = std::move(request.dns_names);
+  out.ip_addresses = std::move(request.ip_addresses);
+  return out;
+}
+
+absl::Status CertificateRenewal::InstallServer(const NewServerCertificate& issued) {
+  // Both new files are written beside the old ones before either replaces
+  // its old one, the key first; CompleteServerCertificateRenewal finishes
+  // a renewal that stopped between the two renames.
+  const std::string& key_file = options_.server_key_file;
+  const std::string& cert_file = options_.server_certificate_file;
+  RETURN_IF_ERROR(WriteStaged(key_file + ".new", issued.key.private_key_pem, 0600));
+  RETURN_IF_ERROR(WriteStaged(cert_file + ".new", issued.certificate.certificate_pem, 0644));
+  RETURN_IF_ERROR(RenameOver(key_file + ".new", key_file));
+  return RenameOver(cert_file + ".new", cert_file);
+}
+
+absl::StatusOr<RenewedServerCertificate> CertificateRenewal::RenewServer(
+    const std::vector<std::string>& add_hosts, const std::vector<std::string>& drop_hosts,
+    const std::string& actor) {
+  ASSIGN_OR_RETURN(NewServerCertificate issued,
+                   IssueServer(options_.cas->Get()->server_issuer(), add_hosts, drop_hosts));
   RenewedServerCertificate out;
-  out.dns_names = request.dns_names;
-  out.ip_addresses = request.ip_addresses;
+  out.dns_names = issued.dns_names;
+  out.ip_addresses = issued.ip_addresses;
 
   // Recorded before the files change: an event without new files is a
   // failed renewal the log shows; new files without an event would be an
@@ -341,22 +392,163 @@ absl::StatusOr<RenewedServerCertificate> CertificateRenewal::RenewServer(
     audit::AdminAction event;
     event.actor = actor;
     event.action = std::string(kRenewServerAction);
-    event.subject_ids = {cert->serial_hex};
-    ASSIGN_OR_RETURN(out.audit_leaf_index,
-                     options_.audit->Append(audit::Event{now, std::move(event)}, &batch));
+    event.subject_ids = {issued.certificate.serial_hex};
+    ASSIGN_OR_RETURN(
+        out.audit_leaf_index,
+        options_.audit->Append(audit::Event{options_.clock->Now(), std::move(event)}, &batch));
     RETURN_IF_ERROR(options_.store->Commit(&batch));
   }
   session.Committed();
-  // Both new files are written beside the old ones before either replaces
-  // its old one, the key first; CompleteServerCertificateRenewal finishes
-  // a renewal that stopped between the two renames.
-  const std::string& key_file = options_.server_key_file;
-  const std::string& cert_file = options_.server_certificate_file;
-  RETURN_IF_ERROR(WriteStaged(key_file + ".new", key.private_key_pem, 0600));
-  RETURN_IF_ERROR(WriteStaged(cert_file + ".new", cert->certificate_pem, 0644));
-  RETURN_IF_ERROR(RenameOver(key_file + ".new", key_file));
-  RETURN_IF_ERROR(RenameOver(cert_file + ".new", cert_file));
-  out.certificate = *std::move(cert);
+  RETURN_IF_ERROR(InstallServer(issued));
+  out.certificate = std::move(issued.certificate);
+  return out;
+}
+
+absl::StatusOr<std::vector<PrincipalName>> CertificateRenewal::PendingRenewals(
+    uint32_t generation) const {
+  ASSIGN_OR_RETURN(std::vector<v1::Principal> principals,
+                   options_.registry->List(v1::PRINCIPAL_KIND_UNSPECIFIED));
+  std::vector<PrincipalName> pending;
+  for (const v1::Principal& p : principals) {
+    if (!IsCertified(p) || p.status() != v1::PRINCIPAL_STATUS_ACTIVE) continue;
+    if (CaGenerationOf(p) < generation) pending.push_back({p.kind(), p.id()});
+  }
+  return pending;
+}
+
+absl::StatusOr<CaRotationStep> CertificateRenewal::StartCaRotation(const std::string& actor) {
+  if (options_.master == nullptr || options_.random == nullptr) {
+    return absl::FailedPreconditionError("this server cannot rotate its CA (no master key)");
+  }
+  absl::MutexLock rotation(&rotation_mu_);
+  std::shared_ptr<const CertificateAuthorities::State> current = options_.cas->Get();
+  if (current->previous.has_value()) {
+    return absl::FailedPreconditionError(
+        "a CA rotation is already running: renew the remaining certificates, then finish it "
+        "with `fieldsync certs rotate-ca --finish`");
+  }
+  const absl::Time now = options_.clock->Now();
+  const uint32_t generation = current->generation + 1;
+  ASSIGN_OR_RETURN(
+      crypto::CertificateAuthority ca,
+      crypto::CreateCertificateAuthority(absl::StrFormat("fieldsync deployment CA %d", generation),
+                                         now, crypto::kCaValidity));
+  ASSIGN_OR_RETURN(crypto::CertificateSummary new_summary,
+                   crypto::ParseCertificate(ca.certificate_pem));
+  ASSIGN_OR_RETURN(crypto::CertificateSummary old_summary,
+                   crypto::ParseCertificate(current->issuer.certificate_pem));
+  ServerKeys keys;
+  keys.ca = ca;
+  keys.previous_ca = current->issuer;
+  keys.ca_generation = generation;
+
+  CaRotationStep out;
+  {
+    absl::MutexLock lock(&options_.registry->write_mutex());
+    ASSIGN_OR_RETURN(out.pending, PendingRenewals(generation));
+    storage::WriteBatch batch;
+    RETURN_IF_ERROR(WriteCertificateAuthorities(keys, *options_.master, *options_.random, &batch));
+    audit::AuditSession session(options_.audit, &batch);
+    if (options_.audit != nullptr) {
+      audit::AdminAction event;
+      event.actor = actor;
+      event.action = std::string(kRotateCaAction);
+      event.subject_ids = {new_summary.serial_hex, old_summary.serial_hex};
+      ASSIGN_OR_RETURN(out.audit_leaf_index,
+                       options_.audit->Append(audit::Event{now, std::move(event)}, &batch));
+    }
+    RETURN_IF_ERROR(options_.store->Commit(&batch));
+    session.Committed();
+    options_.cas->Set(keys);
+  }
+  std::shared_ptr<const CertificateAuthorities::State> next = options_.cas->Get();
+  if (!options_.ca_certificate_file.empty()) {
+    RETURN_IF_ERROR(ReplaceFile(options_.ca_certificate_file, next->trust_bundle_pem, 0644));
+  }
+  out.ca_certificate_pem = ca.certificate_pem;
+  out.ca_not_after = new_summary.not_after;
+  out.generation = generation;
+  out.trust_bundle_pem = next->trust_bundle_pem;
+  return out;
+}
+
+absl::StatusOr<CaRotationStep> CertificateRenewal::FinishCaRotation(bool force,
+                                                                    const std::string& actor) {
+  if (options_.master == nullptr || options_.random == nullptr) {
+    return absl::FailedPreconditionError("this server cannot rotate its CA (no master key)");
+  }
+  absl::MutexLock rotation(&rotation_mu_);
+  std::shared_ptr<const CertificateAuthorities::State> current = options_.cas->Get();
+  if (!current->previous.has_value()) {
+    return absl::FailedPreconditionError(
+        "no CA rotation is running: start one with `fieldsync certs rotate-ca`");
+  }
+  CaRotationStep out;
+  {
+    // Held to the commit, so that no certificate of the previous CA is
+    // issued in between (none is: the issuer is the new CA).
+    absl::MutexLock lock(&options_.registry->write_mutex());
+    ASSIGN_OR_RETURN(out.pending, PendingRenewals(current->generation));
+  }
+  if (!out.pending.empty() && !force) {
+    std::vector<std::string> uris;
+    for (const PrincipalName& name : out.pending) {
+      if (uris.size() == 20) {
+        uris.push_back(absl::StrFormat("and %d more", out.pending.size() - 20));
+        break;
+      }
+      uris.push_back(PrincipalUri(name));
+    }
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%d active principal(s) still hold only a certificate of the previous CA and would be "
+        "cut off: %s. Renew staff with `fieldsync staff renew --id ID --out DIR`; tablets renew "
+        "on their next push (see `fieldsync certs status`); or finish anyway with --force (they "
+        "must then re-enrol or be given a new certificate)",
+        out.pending.size(), absl::StrJoin(uris, ", ")));
+  }
+  ASSIGN_OR_RETURN(NewServerCertificate issued, IssueServer(current->issuer, {}, {}));
+  ASSIGN_OR_RETURN(crypto::CertificateSummary retired,
+                   crypto::ParseCertificate(current->previous->certificate_pem));
+  ServerKeys keys;
+  keys.ca = current->issuer;
+  keys.ca_generation = current->generation;
+  const absl::Time now = options_.clock->Now();
+  storage::WriteBatch batch;
+  RETURN_IF_ERROR(WriteCertificateAuthorities(keys, *options_.master, *options_.random, &batch));
+  audit::AuditSession session(options_.audit, &batch);
+  if (options_.audit != nullptr) {
+    audit::AdminAction event;
+    event.actor = actor;
+    event.action = std::string(kFinishCaRotationAction);
+    event.subject_ids = {retired.serial_hex, issued.certificate.serial_hex};
+    for (const PrincipalName& name : out.pending) event.subject_ids.push_back(PrincipalUri(name));
+    ASSIGN_OR_RETURN(out.audit_leaf_index,
+                     options_.audit->Append(audit::Event{now, std::move(event)}, &batch));
+  }
+  // The CA file names both CAs while the server's files change (it is what
+  // fieldsyncd checks its certificate against at start).
+  if (!options_.ca_certificate_file.empty()) {
+    RETURN_IF_ERROR(ReplaceFile(options_.ca_certificate_file, current->trust_bundle_pem, 0644));
+  }
+  // The server's files first, then the commit: a failure in between
+  // leaves the rotation running with the server's certificate already from
+  // the new CA, which every principal that renewed trusts, and the CA file
+  // still naming both; --finish runs again.
+  RETURN_IF_ERROR(InstallServer(issued));
+  RETURN_IF_ERROR(options_.store->Commit(&batch));
+  session.Committed();
+  options_.cas->Set(keys);
+  if (!options_.ca_certificate_file.empty()) {
+    RETURN_IF_ERROR(
+        ReplaceFile(options_.ca_certificate_file, current->issuer.certificate_pem, 0644));
+  }
+  ASSIGN_OR_RETURN(crypto::CertificateSummary summary,
+                   crypto::ParseCertificate(current->issuer.certificate_pem));
+  out.ca_certificate_pem = current->issuer.certificate_pem;
+  out.ca_not_after = summary.not_after;
+  out.generation = current->generation;
+  out.trust_bundle_pem = current->issuer.certificate_pem;
+  out.server_certificate = std::move(issued.certificate);
   return out;
 }
 

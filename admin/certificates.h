@@ -5,15 +5,22 @@
 #ifndef FIELDSYNC_ADMIN_CERTIFICATES_H_
 #define FIELDSYNC_ADMIN_CERTIFICATES_H_
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "admin/principals.h"
+#include "admin/server_keys.h"
 #include "audit/log.h"
 #include "common/clock.h"
+#include "common/random.h"
+#include "crypto/master_key.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.pb.h"
 #include "storage/store.h"
@@ -24,6 +31,8 @@ namespace fieldsync::admin {
 inline constexpr std::string_view kRenewStaffAction = "certs.renew-staff";
 inline constexpr std::string_view kRenewDeviceAction = "certs.renew-device";
 inline constexpr std::string_view kRenewServerAction = "certs.renew-server";
+inline constexpr std::string_view kRotateCaAction = "certs.rotate-ca";
+inline constexpr std::string_view kFinishCaRotationAction = "certs.rotate-ca-finish";
 
 // A device may renew its certificate once it expires within this window, or
 // within certificate_warning_days if that is longer (docs/PROTOCOL.md
@@ -34,6 +43,56 @@ inline constexpr absl::Duration kDeviceRenewalWindow = absl::Hours(24 * 60);
 // oldest is dropped beyond this.
 inline constexpr int kMaxPreviousCertificates = 4;
 
+// The deployment's certificate authorities as the running server uses
+// them. Normally one CA issues and verifies every certificate. A CA
+// rotation (`fieldsync certs rotate-ca`, docs/OPERATIONS.md) makes a new
+// CA that issues every client certificate from then on, while the previous
+// one stays trusted, so that the certificates it issued keep working until
+// their holders renew, and keeps signing the server's certificate, which
+// every client trusts until then. Finishing the rotation drops the previous
+// CA and moves the server's certificate to the new one.
+//
+// Thread-safe: readers take an immutable snapshot.
+class CertificateAuthorities {
+ public:
+  struct State {
+    crypto::CertificateAuthority issuer;                   // issues client certificates
+    std::optional<crypto::CertificateAuthority> previous;  // during a rotation
+    // How many CAs the deployment has had; the issuer's number.
+    uint32_t generation = 1;
+    // The issuer's certificate, then the previous one's, if any (PEM): what
+    // verifies clients, and what clients are given to verify the server.
+    std::string trust_bundle_pem;
+    // Distinct for every Set: a cache of verifications made under one state
+    // compares it.
+    uint64_t version = 0;
+    // The CA that signs the server's certificate: the previous one during
+    // a rotation (every client still trusts it), else the issuer.
+    const crypto::CertificateAuthority& server_issuer() const {
+      return previous.has_value() ? *previous : issuer;
+    }
+  };
+
+  explicit CertificateAuthorities(const ServerKeys& keys) { Set(keys); }
+
+  std::shared_ptr<const State> Get() const {
+    absl::MutexLock lock(&mu_);
+    return state_;
+  }
+
+  // Replaces the state with the CAs of `keys`.
+  void Set(const ServerKeys& keys);
+
+ private:
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const State> state_ ABSL_GUARDED_BY(mu_);
+  uint64_t versions_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// The CA generation that issued principal `p`'s current certificate
+// (principals registered before generations were recorded: 1).
+uint32_t CaGenerationOf(const v1::Principal& p);
+
 struct CertificateExpiry {
   v1::CertificateKind kind = v1::CERTIFICATE_KIND_UNSPECIFIED;
   std::string principal_id;  // "" for the CA and the server
@@ -43,7 +102,8 @@ struct CertificateExpiry {
 };
 
 // Every certificate's expiry, soonest first (ties by kind, then id): the
-// CA's (`ca_pem`), the server's (`server_certificate_pem`; none if empty),
+// CAs' (every certificate of the bundle `ca_pem`; those after the first
+// marked is_previous), the server's (`server_certificate_pem`; none if empty),
 // and for each active staff member and device its current certificate and
 // the earlier ones still accepted at `now`.
 // Errors: kInvalidArgument if a PEM does not parse; the registry's errors.
@@ -91,6 +151,21 @@ struct RenewedServerCertificate {
   uint64_t audit_leaf_index = 0;
 };
 
+struct CaRotationStep {
+  std::string ca_certificate_pem;  // the CA that issues from now on
+  absl::Time ca_not_after;
+  uint32_t generation = 0;
+  std::string trust_bundle_pem;  // what clients should trust from now on
+  // Finishing: the server certificate issued by the new CA (fieldsyncd
+  // presents it from its next start).
+  std::optional<crypto::IssuedCertificate> server_certificate;
+  // Active staff and devices whose current certificate the previous CA
+  // issued: they must renew before the rotation is finished (starting:
+  // all of them; finishing with force: those cut off).
+  std::vector<PrincipalName> pending;
+  uint64_t audit_leaf_index = 0;
+};
+
 // Thread-safe: registry writes hold the registry's write mutex. Pointers
 // are not owned and must outlive this object.
 class CertificateRenewal {
@@ -98,14 +173,21 @@ class CertificateRenewal {
   struct Options {
     storage::Store* store = nullptr;
     PrincipalRegistry* registry = nullptr;  // store's
-    const crypto::CertificateAuthority* ca = nullptr;
+    CertificateAuthorities* cas = nullptr;
     Clock* clock = nullptr;
+    // For CA rotations: the master key that wraps the CAs' keys, the
+    // random source. Unset: no rotation.
+    const crypto::MasterKeyRing* master = nullptr;
+    Random* random = nullptr;
     audit::AuditLog* audit = nullptr;  // null: nothing is logged
     // How long before its certificate expires a device may renew it.
     absl::Duration device_renewal_window = kDeviceRenewalWindow;
     // The server's TLS files (ServerConfig tls_cert_file, tls_key_file).
     std::string server_certificate_file;
     std::string server_key_file;
+    // The server's tls_ca_file: rewritten with the trust bundle on each CA
+    // rotation step.
+    std::string ca_certificate_file;
   };
   explicit CertificateRenewal(Options options) : options_(std::move(options)) {}
 
@@ -124,7 +206,8 @@ class CertificateRenewal {
   // expires. Records AdminAction kRenewDeviceAction (subjects: id, new
   // serial). Errors (sync::SyncError): kFailedPrecondition NO_CHANGE when
   // the current certificate expires later than device_renewal_window from
-  // now (the message says from when it may renew); kInvalidArgument
+  // now (the message says from when it may renew) and was issued by the
+  // current CA (during a CA rotation a device renews at once); kInvalidArgument
   // MALFORMED for a bad CSR; kUnavailable UNAVAILABLE from storage.
   absl::StatusOr<RenewedCertificate> RenewDevice(std::string_view id, std::string_view csr_pem);
 
@@ -140,13 +223,54 @@ class CertificateRenewal {
                                                        const std::vector<std::string>& drop_hosts,
                                                        const std::string& actor);
 
+  // Starts a CA rotation: a new CA (valid kCaValidity) issues every client
+  // certificate from now on; the current one stays trusted and keeps
+  // signing the server's certificate until FinishCaRotation. Records
+  // AdminAction kRotateCaAction (subjects: new CA serial, previous CA
+  // serial) in the commit that stores the new CA, then rewrites
+  // ca_certificate_file with both. Devices learn to renew from their next
+  // push (PushResponse.certificate_renewal_requested); staff are renewed
+  // with RenewStaff. kFailedPrecondition: a rotation is already running
+  // (finish it first); a file cannot be written.
+  absl::StatusOr<CaRotationStep> StartCaRotation(const std::string& actor);
+
+  // Finishes a CA rotation: issues the server a certificate from the new
+  // CA (for a new key, naming what the current one names; replaced as in
+  // RenewServer), drops the previous CA (its certificates are refused from
+  // now on) and rewrites ca_certificate_file with the new CA alone. Records
+  // AdminAction kFinishCaRotationAction (subjects: the retired CA's
+  // serial, the new server certificate's serial, then the principal URIs
+  // cut off). kFailedPrecondition: no rotation is running; an active
+  // principal still holds only a certificate of the previous CA (listed,
+  // with how to renew), unless `force`.
+  absl::StatusOr<CaRotationStep> FinishCaRotation(bool force, const std::string& actor);
+
  private:
   // Issues and commits a renewal of principal `name` (its entry `p`).
   absl::StatusOr<RenewedCertificate> Renew(v1::Principal p, const PrincipalName& name,
                                            std::string_view public_key_pem, bool revoke_old,
                                            std::string_view action, const std::string& actor);
 
+  // Issues a server certificate for a new key, signed by `ca`, naming the
+  // current certificate's names plus `add_hosts` minus `drop_hosts`.
+  struct NewServerCertificate {
+    crypto::KeyPem key;
+    crypto::IssuedCertificate certificate;
+    std::vector<std::string> dns_names;
+    std::vector<std::string> ip_addresses;
+  };
+  absl::StatusOr<NewServerCertificate> IssueServer(const crypto::CertificateAuthority& ca,
+                                                   const std::vector<std::string>& add_hosts,
+                                                   const std::vector<std::string>& drop_hosts);
+  // Replaces the server's key and certificate files with `issued`.
+  absl::Status InstallServer(const NewServerCertificate& issued);
+  // Active staff and devices whose current certificate an earlier CA
+  // generation issued.
+  absl::StatusOr<std::vector<PrincipalName>> PendingRenewals(uint32_t generation) const;
+
   Options options_;
+  // Serializes CA rotation steps.
+  absl::Mutex rotation_mu_;
 };
 
 // Finishes a server certificate renewal that stopped before both new files

@@ -74,7 +74,7 @@ absl::StatusOr<v1::GetStatusResponse> CollectStatus(const StatusSources& sources
                    sources.enrolment->ListOpenCodes(""));
   out.set_open_enrolment_codes(static_cast<uint32_t>(codes.size()));
   ASSIGN_OR_RETURN(std::vector<CertificateExpiry> expiries,
-                   ListCertificateExpiries(*sources.registry, sources.ca_certificate_pem,
+                   ListCertificateExpiries(*sources.registry, sources.cas->Get()->trust_bundle_pem,
                                            sources.server_certificate_pem, now));
   // Sorted soonest first: every CA and server entry, and the first client
   // certificate still in use.

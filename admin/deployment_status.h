@@ -33,9 +33,9 @@ struct StatusSources {
   const PrincipalRegistry* registry = nullptr;
   const DeviceEnrolment* enrolment = nullptr;
   const DeviceActivity* activity = nullptr;
-  // The server's TLS certificate ("" when serving without TLS) and the CA's.
+  // The server's TLS certificate ("" when serving without TLS) and the CAs.
   std::string server_certificate_pem;
-  std::string ca_certificate_pem;
+  const CertificateAuthorities* cas = nullptr;
   Clock* clock = nullptr;
   absl::Time started;
 };

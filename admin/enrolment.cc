@@ -348,8 +348,9 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
   }
 
   PrincipalName name{v1::PRINCIPAL_KIND_DEVICE, FormatUuid(NewUuid(*random_))};
+  std::shared_ptr<const CertificateAuthorities::State> cas = cas_->Get();
   absl::StatusOr<crypto::IssuedCertificate> cert = crypto::IssueClientCertificate(
-      *ca_, csr->public_key_pem, PrincipalUri(name), now, crypto::kClientValidity);
+      cas->issuer, csr->public_key_pem, PrincipalUri(name), now, crypto::kClientValidity);
   if (!cert.ok()) {
     return Malformed(absl::StrFormat("CSR refused: %s", std::string(cert.status().message())));
   }
@@ -363,6 +364,7 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
   p.set_created_unix_micros(absl::ToUnixMicros(now));
   p.set_certificate_serial(cert->serial_hex);
   p.set_certificate_not_after_unix_micros(absl::ToUnixMicros(cert->not_after));
+  p.set_ca_generation(cas->generation);
   p.set_officer_id(code.officer_id());
   p.set_signing_public_key(request.signing_public_key);
   p.set_receiving_public_key(request.receiving_public_key);

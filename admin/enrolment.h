@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "admin/certificates.h"
 #include "admin/principals.h"
 #include "audit/log.h"
 #include "common/clock.h"
@@ -78,8 +79,8 @@ class DeviceEnrolment {
  public:
   // `registry` is `store`'s.
   DeviceEnrolment(storage::Store* store, PrincipalRegistry* registry,
-                  const crypto::CertificateAuthority* ca, Clock* clock, Random* random)
-      : store_(store), registry_(registry), ca_(ca), clock_(clock), random_(random) {}
+                  const CertificateAuthorities* cas, Clock* clock, Random* random)
+      : store_(store), registry_(registry), cas_(cas), clock_(clock), random_(random) {}
 
   // Issues a code for the registered, active officer `officer_id` and its
   // region, valid for `ttl` (zero = kDefaultEnrolmentCodeTtl); `region` is
@@ -130,7 +131,7 @@ class DeviceEnrolment {
  private:
   storage::Store* store_;
   PrincipalRegistry* registry_;
-  const crypto::CertificateAuthority* ca_;
+  const CertificateAuthorities* cas_;
   Clock* clock_;
   Random* random_;
   audit::AuditLog* audit_ = nullptr;

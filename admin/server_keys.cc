@@ -11,6 +11,7 @@ namespace fieldsync::admin {
 namespace {
 
 constexpr char kCaPurpose[] = "server/ca";
+constexpr char kPreviousCaPurpose[] = "server/ca-previous";
 constexpr char kAuditPurpose[] = "server/audit-signing";
 
 std::string SealingPurpose(uint32_t id) { return absl::StrCat("server/hpke-sealing/", id); }
@@ -57,20 +58,39 @@ std::span<const uint8_t> Bytes(std::string_view s) {
 
 }  // namespace
 
+absl::Status WriteCertificateAuthorities(const ServerKeys& keys,
+                                         const crypto::MasterKeyRing& master, Random& random,
+                                         storage::WriteBatch* batch) {
+  ASSIGN_OR_RETURN(std::string ca, master.Wrap(kCaPurpose, Bytes(keys.ca.private_key_pem), random));
+  batch->Put(storage::Cf::kKeys, KeysKey(kCaPurpose), ca);
+  batch->Put(storage::Cf::kMetadata, Meta("ca_certificate"), keys.ca.certificate_pem);
+  if (keys.previous_ca.has_value()) {
+    ASSIGN_OR_RETURN(
+        std::string previous,
+        master.Wrap(kPreviousCaPurpose, Bytes(keys.previous_ca->private_key_pem), random));
+    batch->Put(storage::Cf::kKeys, KeysKey(kPreviousCaPurpose), previous);
+    batch->Put(storage::Cf::kMetadata, Meta("ca_previous_certificate"),
+               keys.previous_ca->certificate_pem);
+  } else {
+    batch->Delete(storage::Cf::kKeys, KeysKey(kPreviousCaPurpose));
+    batch->Delete(storage::Cf::kMetadata, Meta("ca_previous_certificate"));
+  }
+  batch->Put(storage::Cf::kMetadata, Meta("ca_generation"), absl::StrCat(keys.ca_generation));
+  return absl::OkStatus();
+}
+
 absl::Status WriteServerKeys(const ServerKeys& keys, const crypto::MasterKeyRing& master,
                              Random& random, storage::WriteBatch* batch) {
-  ASSIGN_OR_RETURN(std::string ca, master.Wrap(kCaPurpose, Bytes(keys.ca.private_key_pem), random));
+  RETURN_IF_ERROR(WriteCertificateAuthorities(keys, master, random, batch));
   ASSIGN_OR_RETURN(std::string audit,
                    master.Wrap(kAuditPurpose, keys.audit_signing_seed.span(), random));
   ASSIGN_OR_RETURN(std::string sealing, master.Wrap(SealingPurpose(keys.sealing_key_id),
                                                     keys.sealing_private_key.span(), random));
-  batch->Put(storage::Cf::kKeys, KeysKey(kCaPurpose), ca);
   batch->Put(storage::Cf::kKeys, KeysKey(kAuditPurpose), audit);
   batch->Put(storage::Cf::kKeys, KeysKey(SealingPurpose(keys.sealing_key_id)), sealing);
   auto as_string = [](const auto& a) {
     return std::string(reinterpret_cast<const char*>(a.data()), a.size());
   };
-  batch->Put(storage::Cf::kMetadata, Meta("ca_certificate"), keys.ca.certificate_pem);
   batch->Put(storage::Cf::kMetadata, Meta("hpke_sealing_key_ids"),
              absl::StrCat(keys.sealing_key_id));
   batch->Put(storage::Cf::kMetadata,
@@ -88,6 +108,23 @@ absl::StatusOr<ServerKeys> LoadServerKeys(storage::Store& store,
   ASSIGN_OR_RETURN(keys.ca.certificate_pem, GetMeta(store, "ca_certificate"));
   ASSIGN_OR_RETURN(crypto::SecretBytes ca_key, Unwrap(store, master, kCaPurpose));
   keys.ca.private_key_pem.assign(reinterpret_cast<const char*>(ca_key.data()), ca_key.size());
+  absl::StatusOr<std::string> previous_ca = GetMeta(store, "ca_previous_certificate");
+  if (previous_ca.ok()) {
+    ASSIGN_OR_RETURN(crypto::SecretBytes previous_key, Unwrap(store, master, kPreviousCaPurpose));
+    keys.previous_ca = crypto::CertificateAuthority{
+        *std::move(previous_ca),
+        std::string(reinterpret_cast<const char*>(previous_key.data()), previous_key.size())};
+  } else if (!absl::IsNotFound(previous_ca.status())) {
+    return previous_ca.status();
+  }
+  absl::StatusOr<std::string> generation = GetMeta(store, "ca_generation");
+  if (generation.ok()) {
+    if (!absl::SimpleAtoi(*generation, &keys.ca_generation) || keys.ca_generation == 0) {
+      return absl::DataLossError("metadata ca_generation is not a positive number");
+    }
+  } else if (!absl::IsNotFound(generation.status())) {
+    return generation.status();
+  }
   ASSIGN_OR_RETURN(std::string id_text, GetMeta(store, "hpke_sealing_key_ids"));
   if (!absl::SimpleAtoi(id_text, &keys.sealing_key_id)) {
     return absl::DataLossError("metadata hpke_sealing_key_ids is not a number");

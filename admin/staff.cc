@@ -48,9 +48,11 @@ absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::
   }
   if (!absl::IsNotFound(existing.status())) return existing.status();
 
-  ASSIGN_OR_RETURN(crypto::IssuedCertificate cert,
-                   crypto::IssueClientCertificate(*ca_, csr->public_key_pem, PrincipalUri(name),
-                                                  now, crypto::kClientValidity));
+  std::shared_ptr<const CertificateAuthorities::State> cas = cas_->Get();
+  ASSIGN_OR_RETURN(
+      crypto::IssuedCertificate cert,
+      crypto::IssueClientCertificate(cas->issuer, csr->public_key_pem, PrincipalUri(name), now,
+                                     crypto::kClientValidity));
   IssuedStaff out;
   v1::Principal& p = out.principal;
   p.set_id(request.id);
@@ -61,6 +63,7 @@ absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::
   p.set_created_unix_micros(absl::ToUnixMicros(now));
   p.set_certificate_serial(cert.serial_hex);
   p.set_certificate_not_after_unix_micros(absl::ToUnixMicros(cert.not_after));
+  p.set_ca_generation(cas->generation);
   p.set_changed_by(actor);
   storage::WriteBatch batch;
   RETURN_IF_ERROR(registry_->Put(p, &batch));

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "admin/certificates.h"
 #include "admin/principals.h"
 #include "audit/log.h"
 #include "common/clock.h"
@@ -50,11 +51,11 @@ class StaffAdmin {
   // `audit` (may be null: nothing is logged) gets a StaffAdded or
   // PrincipalRevoked event in the same write as the registry change.
   StaffAdmin(storage::Store* store, PrincipalRegistry* registry, const sync::Schema* schema,
-             const crypto::CertificateAuthority* ca, Clock* clock, audit::AuditLog* audit = nullptr)
+             const CertificateAuthorities* cas, Clock* clock, audit::AuditLog* audit = nullptr)
       : store_(store),
         registry_(registry),
         schema_(schema),
-        ca_(ca),
+        cas_(cas),
         clock_(clock),
         audit_(audit) {}
 
@@ -90,7 +91,7 @@ class StaffAdmin {
   storage::Store* store_;
   PrincipalRegistry* registry_;
   const sync::Schema* schema_;
-  const crypto::CertificateAuthority* ca_;
+  const CertificateAuthorities* cas_;
   Clock* clock_;
   audit::AuditLog* audit_;
 };

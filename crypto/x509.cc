@@ -154,8 +154,8 @@ absl::StatusOr<std::string> PublicKeyPem(EVP_PKEY* key) {
 absl::StatusOr<std::string> PrivateKeyPem(EVP_PKEY* key) {
   // Secure-heap BIO: its buffer is wiped when freed.
   BioPtr bio(BIO_new(BIO_s_secmem()));
-  if (bio == nullptr || PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr,
-                                                 nullptr) != 1) {
+  if (bio == nullptr ||
+      PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     return Internal("writing private key PEM failed");
   }
   return BioContents(bio.get());
@@ -448,9 +448,8 @@ absl::StatusOr<IssuedCertificate> FillBasics(X509* cert, const X509_NAME* subjec
   ASSIGN_OR_RETURN(Asn1IntPtr serial, RandomSerial());
   ASSIGN_OR_RETURN(issued.serial_hex, SerialHex(serial.get()));
   if (X509_set_version(cert, X509_VERSION_3) != 1 ||
-      X509_set_serialNumber(cert, serial.get()) != 1 ||
-      X509_set_subject_name(cert, subject) != 1 || X509_set_issuer_name(cert, issuer) != 1 ||
-      X509_set_pubkey(cert, key) != 1) {
+      X509_set_serialNumber(cert, serial.get()) != 1 || X509_set_subject_name(cert, subject) != 1 ||
+      X509_set_issuer_name(cert, issuer) != 1 || X509_set_pubkey(cert, key) != 1) {
     return Internal("filling the certificate failed");
   }
   RETURN_IF_ERROR(SetTime(X509_getm_notBefore(cert), issued.not_before));
@@ -560,8 +559,7 @@ ServerCertificateRequest MakeServerCertificateRequest(std::string_view public_ke
 
 absl::StatusOr<IssuedCertificate> IssueServerCertificate(const CertificateAuthority& ca,
                                                          const ServerCertificateRequest& request,
-                                                         absl::Time now,
-                                                         absl::Duration validity) {
+                                                         absl::Time now, absl::Duration validity) {
   ErrorQueueScope errors;
   std::string_view cn =
       request.common_name.empty() ? kDefaultServerCommonName : request.common_name;
@@ -574,8 +572,7 @@ absl::StatusOr<IssuedCertificate> IssueServerCertificate(const CertificateAuthor
 absl::StatusOr<IssuedCertificate> IssueClientCertificate(const CertificateAuthority& ca,
                                                          std::string_view public_key_pem,
                                                          std::string_view principal_uri,
-                                                         absl::Time now,
-                                                         absl::Duration validity) {
+                                                         absl::Time now, absl::Duration validity) {
   ErrorQueueScope errors;
   RETURN_IF_ERROR(CheckPrincipalUri(principal_uri));
   ASSIGN_OR_RETURN(PkeyPtr key, ParsePublicKey(public_key_pem));
@@ -604,7 +601,8 @@ absl::StatusOr<std::string> CreateCsr(std::string_view private_key_pem,
       X509_REQ_add_extensions(req.get(), exts.get()) != 1) {
     return Internal("filling the CSR failed");
   }
-  if (X509_REQ_sign(req.get(), key.get(), EVP_sha256()) <= 0) return Internal("signing the CSR failed");
+  if (X509_REQ_sign(req.get(), key.get(), EVP_sha256()) <= 0)
+    return Internal("signing the CSR failed");
   BioPtr bio(BIO_new(BIO_s_mem()));
   if (bio == nullptr || PEM_write_bio_X509_REQ(bio.get(), req.get()) != 1) {
     return Internal("writing the CSR PEM failed");
@@ -640,37 +638,95 @@ absl::StatusOr<VerifiedCsr> VerifyCsr(std::string_view csr_pem_or_der) {
   return verified;
 }
 
+namespace {
+
+absl::StatusOr<CertificateSummary> Summarize(X509* cert) {
+  CertificateSummary summary;
+  ASSIGN_OR_RETURN(summary.serial_hex, SerialHex(X509_get0_serialNumber(cert)));
+  ASSIGN_OR_RETURN(summary.not_before, GetTime(X509_get0_notBefore(cert)));
+  ASSIGN_OR_RETURN(summary.not_after, GetTime(X509_get0_notAfter(cert)));
+  summary.is_ca = (X509_get_extension_flags(cert) & EXFLAG_CA) != 0;
+  int critical = -1;
+  GeneralNamesPtr san(static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(cert, NID_subject_alt_name, &critical, nullptr)));
+  if (san == nullptr && critical != -1) return Invalid("certificate SAN is malformed or repeated");
+  if (san != nullptr) {
+    RETURN_IF_ERROR(ReadSan(san.get(), &summary.uris, &summary.dns_names, &summary.ip_addresses));
+  }
+  return summary;
+}
+
+// Every certificate of a PEM bundle (at least one), in order. Text around
+// the PEM blocks is ignored, as PEM readers do; a block that does not
+// parse is an error.
+absl::StatusOr<std::vector<X509Ptr>> ParseCertificateBundle(std::string_view pem,
+                                                            std::string_view what) {
+  ASSIGN_OR_RETURN(BioPtr bio, ReadBio(pem, what));
+  std::vector<X509Ptr> certs;
+  while (true) {
+    X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr));
+    if (cert == nullptr) break;
+    if ((X509_get_extension_flags(cert.get()) & EXFLAG_INVALID) != 0) {
+      return Invalid(absl::StrFormat("%s has malformed extensions", what));
+    }
+    certs.push_back(std::move(cert));
+  }
+  // The loop ends at the end of the input (no further start line) or at a
+  // block that does not parse.
+  const unsigned long last = ERR_peek_last_error();
+  const bool at_end =
+      ERR_GET_LIB(last) == ERR_LIB_PEM && ERR_GET_REASON(last) == PEM_R_NO_START_LINE;
+  if (certs.empty() || (last != 0 && !at_end)) {
+    return Invalid(absl::StrFormat("%s is not a well-formed certificate", what));
+  }
+  return certs;
+}
+
+// Every certificate of a PEM bundle; each must be a CA.
+absl::StatusOr<std::vector<X509Ptr>> ParseCaBundle(std::string_view pem) {
+  ASSIGN_OR_RETURN(std::vector<X509Ptr> cas, ParseCertificateBundle(pem, "CA certificate"));
+  for (const X509Ptr& ca : cas) {
+    if (X509_check_ca(ca.get()) != 1) {
+      return absl::InvalidArgumentError("CA certificate is not a CA (basicConstraints CA:TRUE)");
+    }
+  }
+  return cas;
+}
+
+}  // namespace
+
 absl::StatusOr<CertificateSummary> ParseCertificate(std::string_view pem) {
   ErrorQueueScope errors;
   ASSIGN_OR_RETURN(X509Ptr cert, ParseCertificatePem(pem, "certificate"));
-  CertificateSummary summary;
-  ASSIGN_OR_RETURN(summary.serial_hex, SerialHex(X509_get0_serialNumber(cert.get())));
-  ASSIGN_OR_RETURN(summary.not_before, GetTime(X509_get0_notBefore(cert.get())));
-  ASSIGN_OR_RETURN(summary.not_after, GetTime(X509_get0_notAfter(cert.get())));
-  summary.is_ca = (X509_get_extension_flags(cert.get()) & EXFLAG_CA) != 0;
-  int critical = -1;
-  GeneralNamesPtr san(static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert.get(), NID_subject_alt_name, &critical, nullptr)));
-  if (san == nullptr && critical != -1) return Invalid("certificate SAN is malformed or repeated");
-  if (san != nullptr) {
-    RETURN_IF_ERROR(
-        ReadSan(san.get(), &summary.uris, &summary.dns_names, &summary.ip_addresses));
+  return Summarize(cert.get());
+}
+
+absl::StatusOr<std::vector<CertificateSummary>> ParseCertificates(std::string_view pem) {
+  ErrorQueueScope errors;
+  ASSIGN_OR_RETURN(std::vector<X509Ptr> certs, ParseCertificateBundle(pem, "certificate"));
+  std::vector<CertificateSummary> out;
+  for (const X509Ptr& cert : certs) {
+    ASSIGN_OR_RETURN(CertificateSummary summary, Summarize(cert.get()));
+    out.push_back(std::move(summary));
   }
-  return summary;
+  return out;
 }
 
 absl::Status VerifyCertificateChain(std::string_view ca_pem, std::string_view cert_pem,
                                     absl::Time now) {
   ErrorQueueScope errors;
-  ASSIGN_OR_RETURN(X509Ptr ca, ParseCertificatePem(ca_pem, "CA certificate"));
+  ASSIGN_OR_RETURN(std::vector<X509Ptr> cas, ParseCaBundle(ca_pem));
   ASSIGN_OR_RETURN(X509Ptr cert, ParseCertificatePem(cert_pem, "certificate"));
-  if (X509_check_ca(ca.get()) != 1) {
-    return absl::InvalidArgumentError("CA certificate is not a CA (basicConstraints CA:TRUE)");
-  }
   StorePtr store(X509_STORE_new());
   StoreCtxPtr ctx(X509_STORE_CTX_new());
-  if (store == nullptr || ctx == nullptr || X509_STORE_add_cert(store.get(), ca.get()) != 1 ||
-      X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), nullptr) != 1) {
+  if (store == nullptr || ctx == nullptr)
+    return Internal("setting up certificate verification failed");
+  for (const X509Ptr& ca : cas) {
+    if (X509_STORE_add_cert(store.get(), ca.get()) != 1) {
+      return Internal("setting up certificate verification failed");
+    }
+  }
+  if (X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), nullptr) != 1) {
     return Internal("setting up certificate verification failed");
   }
   X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
@@ -680,9 +736,11 @@ absl::Status VerifyCertificateChain(std::string_view ca_pem, std::string_view ce
 
   int error = X509_STORE_CTX_get_error(ctx.get());
   X509* failed = X509_STORE_CTX_get_current_cert(ctx.get());
-  std::string_view which = (failed != nullptr && X509_cmp(failed, ca.get()) == 0)
-                               ? "CA certificate"
-                               : "certificate";
+  bool failed_is_ca = false;
+  for (const X509Ptr& ca : cas) {
+    if (failed != nullptr && X509_cmp(failed, ca.get()) == 0) failed_is_ca = true;
+  }
+  std::string_view which = failed_is_ca ? "CA certificate" : "certificate";
   if (error == X509_V_ERR_CERT_HAS_EXPIRED && failed != nullptr) {
     ASSIGN_OR_RETURN(absl::Time not_after, GetTime(X509_get0_notAfter(failed)));
     return absl::FailedPreconditionError(

@@ -3,6 +3,7 @@
 #include "common/file_io.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "crypto/x509.h"
 #include "server/admin_service.h"
 #include "server/rpc.h"
 
@@ -24,7 +25,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetCertificateStatus(
               "the server certificate: %s", std::string(server_pem.status().message())));
         }
         ASSIGN_OR_RETURN(std::vector<admin::CertificateExpiry> expiries,
-                         admin::ListCertificateExpiries(*registry_, ca_pem_, *server_pem, now));
+                         admin::ListCertificateExpiries(*registry_, cas_->Get()->trust_bundle_pem,
+                                                        *server_pem, now));
         for (const admin::CertificateExpiry& e : expiries) {
           v1::CertificateExpiry* out = response->add_certificates();
           out->set_kind(e.kind);
@@ -58,7 +60,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RenewStaffCertificate(
                                         {"revoked_old", renewed.revoked_serials.size()}});
         *response->mutable_principal() = std::move(renewed.principal);
         response->set_certificate_pem(std::move(renewed.certificate_pem));
-        response->set_ca_certificate_pem(ca_pem_);
+        response->set_ca_certificate_pem(cas_->Get()->trust_bundle_pem);
         for (std::string& s : renewed.revoked_serials) response->add_revoked_serials(std::move(s));
         return absl::OkStatus();
       });
@@ -87,6 +89,47 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RenewServerCertificate(
         response->set_certificate_file(certificates_.server_certificate_file);
         response->set_key_file(certificates_.server_key_file);
         response->set_audit_leaf_index(renewed.audit_leaf_index);
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RotateCa(grpc::CallbackServerContext* context,
+                                                     const v1::RotateCaRequest* request,
+                                                     v1::RotateCaResponse* response) {
+  return RunUnary(
+      context, "/fieldsync.v1.AdminService/RotateCa", auth_,
+      [&](const Caller& caller) -> absl::Status {
+        if (certificates_.renewal == nullptr) {
+          return absl::UnavailableError("certificate renewal is not set up on this server");
+        }
+        if (request->force() && !request->finish()) {
+          return absl::InvalidArgumentError("force applies only to finishing a CA rotation");
+        }
+        ASSIGN_OR_RETURN(admin::CaRotationStep step,
+                         request->finish()
+                             ? certificates_.renewal->FinishCaRotation(request->force(), caller.uri)
+                             : certificates_.renewal->StartCaRotation(caller.uri));
+        ASSIGN_OR_RETURN(crypto::CertificateSummary ca,
+                         crypto::ParseCertificate(step.ca_certificate_pem));
+        log::Info(request->finish() ? "certs.rotate-ca-finish" : "certs.rotate-ca",
+                  {{"actor", caller.uri},
+                   {"ca_serial", ca.serial_hex},
+                   {"generation", step.generation},
+                   {"pending", step.pending.size()}});
+        response->set_ca_certificate_pem(step.ca_certificate_pem);
+        response->set_ca_serial(ca.serial_hex);
+        response->set_ca_not_after_unix_micros(absl::ToUnixMicros(step.ca_not_after));
+        response->set_generation(step.generation);
+        response->set_trust_bundle_pem(step.trust_bundle_pem);
+        response->set_pending_count(static_cast<uint32_t>(step.pending.size()));
+        for (const admin::PrincipalName& name : step.pending) {
+          if (response->pending_size() == 1000) break;
+          response->add_pending(admin::PrincipalUri(name));
+        }
+        if (step.server_certificate.has_value()) {
+          response->set_server_certificate_serial(step.server_certificate->serial_hex);
+          response->set_server_certificate_file(certificates_.server_certificate_file);
+        }
         return absl::OkStatus();
       });
 }

@@ -29,7 +29,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddStaff(grpc::CallbackServerContext
                     ASSIGN_OR_RETURN(admin::IssuedStaff issued, staff_->Add(staff, caller.uri));
                     *response->mutable_principal() = std::move(issued.principal);
                     response->set_certificate_pem(std::move(issued.certificate_pem));
-                    response->set_ca_certificate_pem(ca_pem_);
+                    response->set_ca_certificate_pem(cas_->Get()->trust_bundle_pem);
                     return absl::OkStatus();
                   });
 }

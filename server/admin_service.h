@@ -28,13 +28,13 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   // `schema` is the deployment's (its regions).
   AdminServiceImpl(Authenticator* auth, admin::PrincipalRegistry* registry,
                    admin::StaffAdmin* staff, admin::OfficerAdmin* officers,
-                   std::string ca_certificate_pem, admin::DeviceEnrolment* enrolment,
+                   const admin::CertificateAuthorities* cas, admin::DeviceEnrolment* enrolment,
                    const sync::Schema* schema)
       : auth_(auth),
         registry_(registry),
         staff_(staff),
         officers_(officers),
-        ca_pem_(std::move(ca_certificate_pem)),
+        cas_(cas),
         enrolment_(enrolment),
         schema_(schema) {}
 
@@ -82,6 +82,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* RenewServerCertificate(
       grpc::CallbackServerContext* context, const v1::RenewServerCertificateRequest* request,
       v1::RenewServerCertificateResponse* response) override;
+  grpc::ServerUnaryReactor* RotateCa(grpc::CallbackServerContext* context,
+                                     const v1::RotateCaRequest* request,
+                                     v1::RotateCaResponse* response) override;
 
   struct CertificateOperations {
     admin::CertificateRenewal* renewal = nullptr;  // not owned
@@ -136,7 +139,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   admin::PrincipalRegistry* registry_;
   admin::StaffAdmin* staff_;
   admin::OfficerAdmin* officers_;
-  const std::string ca_pem_;
+  const admin::CertificateAuthorities* cas_;
   admin::DeviceEnrolment* enrolment_;
   const sync::Schema* schema_;
   admin::CaseErasure* erasure_ = nullptr;

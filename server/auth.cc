@@ -31,14 +31,16 @@ std::string PeerCertificatePem(const grpc::ServerContextBase& context) {
 absl::StatusOr<Authenticator::VerifiedCertificate> Authenticator::VerifiedName(
     const std::string& pem) {
   absl::Time now = clock_->Now();
+  std::shared_ptr<const admin::CertificateAuthorities::State> cas = cas_->Get();
   {
     absl::MutexLock lock(&mu_);
     auto it = verified_.find(pem);
-    if (it != verified_.end() && now >= it->second.not_before && now < it->second.not_after) {
+    if (it != verified_.end() && it->second.trust_version == cas->version &&
+        now >= it->second.not_before && now < it->second.not_after) {
       return it->second.verified;
     }
   }
-  absl::Status chain = crypto::VerifyCertificateChain(ca_pem_, pem, now);
+  absl::Status chain = crypto::VerifyCertificateChain(cas->trust_bundle_pem, pem, now);
   if (absl::IsFailedPrecondition(chain)) {
     // Expired or not yet valid (this certificate or the CA's): a tablet
     // acts on the reason (PROTOCOL.md "Certificate renewal").
@@ -60,7 +62,7 @@ absl::StatusOr<Authenticator::VerifiedCertificate> Authenticator::VerifiedName(
   VerifiedCertificate verified{*std::move(name), summary.serial_hex};
   absl::MutexLock lock(&mu_);
   if (verified_.size() >= kMaxCachedCertificates) verified_.clear();
-  verified_[pem] = CachedCertificate{verified, summary.not_before, summary.not_after};
+  verified_[pem] = CachedCertificate{verified, cas->version, summary.not_before, summary.not_after};
   return verified;
 }
 

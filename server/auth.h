@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "admin/certificates.h"
 #include "admin/device_activity.h"
 #include "admin/principals.h"
 #include "common/clock.h"
@@ -33,8 +34,11 @@ struct Caller {
 // Thread-safe. `registry` and `clock` are not owned and must outlive it.
 class Authenticator {
  public:
-  Authenticator(admin::PrincipalRegistry* registry, std::string ca_certificate_pem, Clock* clock)
-      : registry_(registry), ca_pem_(std::move(ca_certificate_pem)), clock_(clock) {}
+  // Client certificates must chain to a CA `cas` trusts (both CAs during a
+  // CA rotation); `cas` is not owned and must outlive it.
+  Authenticator(admin::PrincipalRegistry* registry, const admin::CertificateAuthorities* cas,
+                Clock* clock)
+      : registry_(registry), cas_(cas), clock_(clock) {}
 
   // Identifies the caller of `context` and applies the rule of `method`.
   // Errors (documented in docs/ARCHITECTURE.md):
@@ -69,10 +73,11 @@ class Authenticator {
 
   admin::PrincipalRegistry* registry_;
   admin::DeviceActivity* activity_ = nullptr;
-  const std::string ca_pem_;
+  const admin::CertificateAuthorities* cas_;
   Clock* clock_;
   struct CachedCertificate {
     VerifiedCertificate verified;
+    uint64_t trust_version = 0;  // the CertificateAuthorities state it was verified under
     absl::Time not_before;
     absl::Time not_after;
   };

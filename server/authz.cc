@@ -44,6 +44,7 @@ constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.AdminService/RenewStaffCertificate", true, kAdministrator,
             Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/RevokePrincipal", true, kAdministrator, Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AdminService/RotateCa", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/RotateMasterKey", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/UpdateStaff", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/WhoAmI", true, kAnyRole, Scope::kSelf},

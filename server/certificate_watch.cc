@@ -18,9 +18,10 @@ CertificateWatch::~CertificateWatch() {
 absl::StatusOr<std::vector<admin::CertificateExpiry>> CertificateWatch::CheckNow() {
   const absl::Time now = options_.clock->Now();
   absl::StatusOr<std::string> server_pem = ReadFile(options_.server_certificate_file);
-  ASSIGN_OR_RETURN(std::vector<admin::CertificateExpiry> all,
-                   admin::ListCertificateExpiries(*options_.registry, options_.ca_certificate_pem,
-                                                  server_pem.ok() ? *server_pem : "", now));
+  ASSIGN_OR_RETURN(
+      std::vector<admin::CertificateExpiry> all,
+      admin::ListCertificateExpiries(*options_.registry, options_.cas->Get()->trust_bundle_pem,
+                                     server_pem.ok() ? *server_pem : "", now));
   std::vector<admin::CertificateExpiry> expiring;
   for (admin::CertificateExpiry& e : all) {
     if (e.not_after - now > options_.warning) break;  // sorted: the rest are later

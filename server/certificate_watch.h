@@ -23,7 +23,7 @@ class CertificateWatch {
  public:
   struct Options {
     admin::PrincipalRegistry* registry = nullptr;
-    std::string ca_certificate_pem;
+    const admin::CertificateAuthorities* cas = nullptr;
     // Read at each check: a renewal replaces it.
     std::string server_certificate_file;
     Clock* clock = nullptr;

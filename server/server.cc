@@ -173,6 +173,8 @@ class FieldsyncServer::Impl {
   admin::DeploymentInfo info;
   std::unique_ptr<storage::Store> store;
   admin::ServerKeys keys;
+  // The CAs in use, from keys (a CA rotation changes them).
+  std::unique_ptr<admin::CertificateAuthorities> cas;
   std::unique_ptr<admin::PrincipalRegistry> registry;
   std::unique_ptr<Authenticator> auth;
   // Audit (issue #5): before staff, which appends to the log.
@@ -298,20 +300,21 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
                                      LocalOperatorActor(), options.data_dir));
 
   impl->registry = std::make_unique<admin::PrincipalRegistry>(impl->store.get());
-  impl->auth = std::make_unique<Authenticator>(impl->registry.get(), impl->keys.ca.certificate_pem,
-                                               options.clock);
+  impl->cas = std::make_unique<admin::CertificateAuthorities>(impl->keys);
+  impl->auth =
+      std::make_unique<Authenticator>(impl->registry.get(), impl->cas.get(), options.clock);
   impl->staff = std::make_unique<admin::StaffAdmin>(impl->store.get(), impl->registry.get(),
-                                                    impl->schema.get(), &impl->keys.ca,
+                                                    impl->schema.get(), impl->cas.get(),
                                                     options.clock, impl->audit_log.get());
   impl->officers = std::make_unique<admin::OfficerAdmin>(impl->store.get(), impl->registry.get(),
                                                          impl->schema.get(), options.clock,
                                                          impl->audit_log.get());
   impl->enrolment = std::make_unique<admin::DeviceEnrolment>(
-      impl->store.get(), impl->registry.get(), &impl->keys.ca, options.clock, options.random);
+      impl->store.get(), impl->registry.get(), impl->cas.get(), options.clock, options.random);
   impl->enrolment->set_audit_log(impl->audit_log.get());
   impl->admin_service = std::make_unique<AdminServiceImpl>(
       impl->auth.get(), impl->registry.get(), impl->staff.get(), impl->officers.get(),
-      impl->keys.ca.certificate_pem, impl->enrolment.get(), impl->schema.get());
+      impl->cas.get(), impl->enrolment.get(), impl->schema.get());
 
   impl->case_keys = std::make_unique<crypto::CaseKeyStore>(impl->store.get(), impl->master.get());
   impl->sealer = std::make_unique<sync::CaseKeySealer>(impl->store.get(), impl->case_keys.get(),
@@ -350,7 +353,10 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
     admin::CertificateRenewal::Options renewal;
     renewal.store = impl->store.get();
     renewal.registry = impl->registry.get();
-    renewal.ca = &impl->keys.ca;
+    renewal.cas = impl->cas.get();
+    renewal.master = impl->master.get();
+    renewal.random = options.random;
+    renewal.ca_certificate_file = config.tls_ca_file();
     renewal.clock = options.clock;
     renewal.audit = impl->audit_log.get();
     renewal.server_certificate_file = config.tls_cert_file();
@@ -448,7 +454,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   impl->status.enrolment = impl->enrolment.get();
   impl->status.activity = impl->device_activity.get();
   impl->status.server_certificate_pem = tls.has_value() ? tls->certificate_pem : "";
-  impl->status.ca_certificate_pem = impl->keys.ca.certificate_pem;
+  impl->status.cas = impl->cas.get();
   impl->status.clock = options.clock;
   impl->status.started = options.clock->Now();
   impl->admin_service->set_status(&impl->status, impl->device_activity.get());
@@ -458,6 +464,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   deps.enrolment = impl->enrolment.get();
   deps.renewal = impl->certificate_renewal.get();
   deps.keys = &impl->keys;
+  deps.cas = impl->cas.get();
   deps.sealing_key = impl->sealing_key.get();
   deps.ingest = impl->ingest.get();
   deps.feed = impl->feed.get();
@@ -526,7 +533,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   {
     CertificateWatch::Options watch;
     watch.registry = impl->registry.get();
-    watch.ca_certificate_pem = impl->keys.ca.certificate_pem;
+    watch.cas = impl->cas.get();
     watch.server_certificate_file = config.tls_cert_file();
     watch.clock = options.clock;
     watch.warning = absl::Hours(24) * static_cast<int64_t>(config.certificate_warning_days());

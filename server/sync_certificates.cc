@@ -37,7 +37,7 @@ grpc::ServerUnaryReactor* SyncServiceImpl::RenewCertificate(
         log::Info("certs.renew-device", {{"device", caller.principal.id()},
                                          {"serial", renewed.principal.certificate_serial()}});
         response->set_certificate_pem(std::move(renewed.certificate_pem));
-        response->set_ca_certificate_pem(deps_.keys->ca.certificate_pem);
+        response->set_ca_certificate_pem(deps_.cas->Get()->trust_bundle_pem);
         response->set_not_after_unix_micros(absl::ToUnixMicros(renewed.not_after));
         return absl::OkStatus();
       });

@@ -371,7 +371,7 @@ grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* c
                             const admin::ServerKeys& keys = *deps_.keys;
                             response->set_device_id(device.principal.id());
                             response->set_certificate_pem(std::move(device.certificate_pem));
-                            response->set_ca_certificate_pem(keys.ca.certificate_pem);
+                            response->set_ca_certificate_pem(deps_.cas->Get()->trust_bundle_pem);
                             v1::SealingKey* key = response->add_sealing_keys();
                             key->set_key_id(keys.sealing_key_id);
                             key->set_public_key(crypto::ToString(keys.sealing_public_key));
@@ -412,6 +412,11 @@ absl::Status SyncServiceImpl::DoPush(const Caller& caller, const v1::PushRequest
   response->set_last_position(result.result.last_position());
   response->set_next_sequence(result.next_sequence);
   response->set_is_retry_answer(result.is_retry_answer);
+  if (deps_.cas != nullptr) {
+    std::shared_ptr<const admin::CertificateAuthorities::State> cas = deps_.cas->Get();
+    response->set_certificate_renewal_requested(
+        cas->previous.has_value() && admin::CaGenerationOf(caller.principal) < cas->generation);
+  }
   if (deps_.audit_log != nullptr && result.result.last_position() != 0) {
     // The receipt is an extra: a batch is committed whether or not one can
     // be made now (the device may fetch it later from AuditService).

@@ -37,6 +37,9 @@ struct SyncServiceDeps {
   // Device certificate renewal; RenewCertificate is UNAVAILABLE when null.
   admin::CertificateRenewal* renewal = nullptr;
   const admin::ServerKeys* keys = nullptr;
+  // The CAs devices are given to trust, and whether a device's certificate
+  // is from a CA being retired.
+  const admin::CertificateAuthorities* cas = nullptr;
   const crypto::X25519PrivateKey* sealing_key = nullptr;  // keys->sealing_private_key, prepared
   sync::Ingest* ingest = nullptr;
   const sync::ChangeFeed* feed = nullptr;

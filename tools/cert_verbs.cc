@@ -6,12 +6,14 @@
 #include <iostream>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "admin/certificates.h"
+#include "admin/deployment.h"
 #include "admin/principals.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
@@ -27,6 +29,7 @@ const char kCertsUsage[] =
     "  certs status [--within DAYS] [--json]    every certificate's expiry, soonest first\n"
     "  certs renew-server [--host NAME]... [--drop-host NAME]...\n"
     "                                           a new server certificate (and key)\n"
+    "  certs rotate-ca [--finish [--force]]     start or finish a CA rotation\n"
     "  staff renew --id ID --out DIR [--revoke-old]\n"
     "                                           a new certificate for a staff member\n";
 
@@ -63,6 +66,31 @@ constexpr char kRenewServerHelp[] =
     "fieldsyncd serves the new certificate from its next start: restart it\n"
     "(systemctl restart fieldsyncd). Clients need nothing new: the CA is the same.\n";
 
+constexpr char kRotateCaHelp[] =
+    "usage: fieldsync --data-dir DIR [--server HOST:PORT] certs rotate-ca [--finish [--force]]\n"
+    "\n"
+    "Replaces the deployment CA in two steps, without cutting anyone off\n"
+    "(administrators only; docs/OPERATIONS.md \"Rotating the CA\"):\n"
+    "\n"
+    "  certs rotate-ca            starts: a new CA issues every certificate from now\n"
+    "                             on; the current CA stays trusted, so every\n"
+    "                             certificate it issued keeps working, and keeps\n"
+    "                             signing the server's certificate. Tablets renew\n"
+    "                             theirs on their next push; renew each staff\n"
+    "                             member's with `fieldsync staff renew` (the\n"
+    "                             administrator's own: --id admin --out DIR/admin).\n"
+    "  certs rotate-ca --finish   once every active principal holds a certificate of\n"
+    "                             the new CA: the server gets a certificate from it\n"
+    "                             (served from fieldsyncd's next start: restart it)\n"
+    "                             and the old CA is trusted no more. Refused, listing\n"
+    "                             them, while some still hold only old certificates;\n"
+    "                             --force finishes anyway (they must then re-enrol or\n"
+    "                             be given new certificates).\n"
+    "\n"
+    "Each step replaces the CA file this command used (--ca, else DIR/admin/ca.crt)\n"
+    "with the CA certificates to trust from then on, and is recorded in the audit\n"
+    "log. `fieldsync certs status` lists both CAs during the rotation.\n";
+
 constexpr char kStaffRenewHelp[] =
     "usage: fieldsync --data-dir DIR [--server HOST:PORT] staff renew --id ID --out DIR\n"
     "                 [--revoke-old]\n"
@@ -92,6 +120,74 @@ std::string Date(int64_t unix_micros) {
 }
 
 }  // namespace
+
+int CertsRotateCa(const Args& args, std::string* error) {
+  if (args.help) {
+    std::cout << kRotateCaHelp;
+    return 0;
+  }
+  std::vector<std::string> allowed = kConnection;
+  allowed.insert(allowed.end(), {"--finish", "--force"});
+  if (absl::Status s = CheckOptions(args, allowed); !s.ok()) {
+    return Usage(error, std::string(s.message()));
+  }
+  if (args.words.size() != 2) return Usage(error, "certs rotate-ca takes no operand");
+  if (args.Has("--force") && !args.Has("--finish")) {
+    return Usage(error, "--force applies only with --finish");
+  }
+  v1::RotateCaRequest request;
+  request.set_finish(args.Has("--finish"));
+  request.set_force(args.Has("--force"));
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) return Failed(error, conn.status());
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  v1::RotateCaResponse response;
+  grpc::Status status =
+      v1::AdminService::NewStub(conn->channel)->RotateCa(&context, request, &response);
+  if (!status.ok()) {
+    *error = DescribeRpcError(status, conn->server);
+    return 1;
+  }
+  const std::string ca_file =
+      args.Get("--ca", admin::DeploymentPaths(args.Get("--data-dir")).admin_ca_cert);
+  absl::Status written = admin::ReplaceFile(ca_file, response.trust_bundle_pem(), 0644);
+  const std::string pending = absl::StrFormat("%d active principal(s)", response.pending_count());
+  if (!request.finish()) {
+    std::cout << "started a CA rotation: CA " << response.generation() << ", serial "
+              << response.ca_serial() << ", valid until "
+              << Date(response.ca_not_after_unix_micros()) << "\n"
+              << "  " << pending
+              << " hold a certificate of the previous CA; tablets renew on their next push\n";
+    for (const std::string& uri : response.pending()) {
+      if (absl::StartsWith(uri, "fieldsync://staff/")) {
+        std::cout << "  renew: fieldsync staff renew --id " << uri.substr(18) << " --out DIR\n";
+      }
+    }
+    std::cout << "next: once `fieldsync certs rotate-ca --finish` no longer lists anyone, run it "
+                 "and restart fieldsyncd\n";
+  } else {
+    std::cout << "finished the CA rotation: CA " << response.generation() << " alone is trusted\n"
+              << "  server certificate: serial " << response.server_certificate_serial()
+              << ", written to " << response.server_certificate_file()
+              << " on the server's machine\n";
+    if (response.pending_count() > 0) {
+      std::cout << "  cut off (re-enrol or issue new certificates): " << pending << ": "
+                << absl::StrJoin(response.pending(), ", ") << "\n";
+    }
+    std::cout << "next: restart fieldsyncd to serve the new server certificate "
+                 "(systemctl restart fieldsyncd)\n";
+  }
+  if (!written.ok()) {
+    *error = absl::StrFormat(
+        "the rotation step is done, but %s could not be replaced (%s): write the CA "
+        "certificates of `fieldsync certs status` there by hand",
+        ca_file, written.message());
+    return 1;
+  }
+  std::cout << "  trusted CA certificates written to " << ca_file << "\n";
+  return 0;
+}
 
 int CertsStatus(const Args& args, std::string* error) {
   if (args.help) {

@@ -17,6 +17,8 @@ extern const char kCertsUsage[];
 // sets *error to the one line to print (the server's reason on a refusal).
 int CertsStatus(const Args& args, std::string* error);
 int CertsRenewServer(const Args& args, std::string* error);
+// fieldsync certs rotate-ca [--finish [--force]]
+int CertsRotateCa(const Args& args, std::string* error);
 int StaffRenew(const Args& args, std::string* error);
 
 }  // namespace fieldsync::tools

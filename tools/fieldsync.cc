@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -102,6 +104,7 @@ constexpr char kUsage[] =
     "  certs status [--within DAYS] [--json]    every certificate's expiry, soonest first\n"
     "  certs renew-server [--host NAME]... [--drop-host NAME]...\n"
     "                                           new server certificate (then restart fieldsyncd)\n"
+    "  certs rotate-ca [--finish [--force]]     replace the deployment CA in two steps\n"
     "  backup create --out DIR                  back up while serving (DIR: on the server's host)\n"
     "  backup verify DIR --key KEYFILE [--json] check a backup offline (no server)\n"
     "  backup restore --from DIR --data-dir NEWDIR [--master-key-file FILE]\n"
@@ -536,11 +539,13 @@ Result Run(const Args& args) {
       code = CertsStatus(args, &error);
     } else if (w.size() >= 2 && w[1] == "renew-server") {
       code = CertsRenewServer(args, &error);
+    } else if (w.size() >= 2 && w[1] == "rotate-ca") {
+      code = CertsRotateCa(args, &error);
     } else if (w.size() == 1 && args.help) {
       std::cout << kCertsUsage;
       return std::nullopt;
     } else {
-      return Fail("certs needs status or renew-server; see fieldsync certs --help", 2);
+      return Fail("certs needs status, renew-server or rotate-ca; see fieldsync certs --help", 2);
     }
     return code == 0 ? std::nullopt : Fail(error, code);
   }
@@ -662,8 +667,8 @@ int main(int argc, char** argv) {
   fieldsync::log::Configure(fieldsync::log::Level::kWarn, fieldsync::log::Format::kKeyValue);
   absl::StatusOr<fieldsync::tools::Args> args = fieldsync::tools::ParseArgs(
       argc, argv,
-      {"--device", "--include-revoked", "--include-simulated", "--json", "--keep-current",
-       "--has-conflicts", "--revoke-old", "--version"});
+      {"--device", "--finish", "--force", "--include-revoked", "--include-simulated", "--json",
+       "--keep-current", "--has-conflicts", "--revoke-old", "--version"});
   if (!args.ok()) {
     std::cerr << "fieldsync: " << args.status().message() << "\n";
     return 2;
@@ -677,9 +682,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   fieldsync::tools::Result failure = fieldsync::tools::Run(*args);
-  if (failure.has_value()) {
-    std::cerr << "fieldsync: " << failure->message << "\n";
-    return failure->code;
-  }
-  return 0;
+  if (failure.has_value()) std::cerr << "fieldsync: " << failure->message << "\n";
+  // Every channel is gone by now, but gRPC may still be cleaning up behind
+  // them on threads of its own (its last shutdown runs detached); running
+  // static destructors under those threads can abort the process after its
+  // work is done. Nothing of ours needs destroying: flush and leave.
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  std::_Exit(failure.has_value() ? failure->code : 0);
 }

@@ -125,9 +125,8 @@ TEST_F(X509Test, CertificateAuthorityRefusesEmptyNameAndNonPositiveValidity) {
 
 TEST_F(X509Test, ServerCertificateSansParseBack) {
   KeyPem key = NewKey();
-  ServerCertificateRequest request =
-      MakeServerCertificateRequest(key.public_key_pem, {"sync.example.org", "10.1.2.3", "fe80::1",
-                                                        "localhost", "127.0.0.1"});
+  ServerCertificateRequest request = MakeServerCertificateRequest(
+      key.public_key_pem, {"sync.example.org", "10.1.2.3", "fe80::1", "localhost", "127.0.0.1"});
 
   absl::StatusOr<IssuedCertificate> cert =
       IssueServerCertificate(ca_, request, now_, kServerValidity);
@@ -195,9 +194,9 @@ TEST_F(X509Test, ClientCertificateUriRoundTrips) {
 
 TEST_F(X509Test, ClientCertificateRefusesMalformedPrincipalUri) {
   std::string key = NewKey().public_key_pem;
-  for (std::string uri : {std::string(""), std::string("fieldsync://"),
-                          std::string("https://device/1"), std::string("fieldsync://device/a b"),
-                          "fieldsync://device/" + std::string(64, 'a')}) {
+  for (std::string uri :
+       {std::string(""), std::string("fieldsync://"), std::string("https://device/1"),
+        std::string("fieldsync://device/a b"), "fieldsync://device/" + std::string(64, 'a')}) {
     EXPECT_THAT(IssueClientCertificate(ca_, key, uri, now_, kClientValidity), StatusIs(kInvalid))
         << uri;
   }
@@ -242,9 +241,9 @@ TEST_F(X509Test, IssuingWithMismatchedCaKeyFails) {
   CertificateAuthority broken = ca_;
   broken.private_key_pem = NewKey().private_key_pem;
 
-  EXPECT_THAT(IssueClientCertificate(broken, NewKey().public_key_pem, kDeviceUri, now_,
-                                     kClientValidity),
-              StatusIs(kInvalid, HasSubstr("does not match")));
+  EXPECT_THAT(
+      IssueClientCertificate(broken, NewKey().public_key_pem, kDeviceUri, now_, kClientValidity),
+      StatusIs(kInvalid, HasSubstr("does not match")));
 }
 
 TEST_F(X509Test, IssuingFromNonCaFails) {
@@ -254,9 +253,9 @@ TEST_F(X509Test, IssuingFromNonCaFails) {
   ASSERT_THAT(leaf, IsOk());
   CertificateAuthority not_a_ca{leaf->certificate_pem, key.private_key_pem};
 
-  EXPECT_THAT(IssueClientCertificate(not_a_ca, NewKey().public_key_pem, kDeviceUri, now_,
-                                     kClientValidity),
-              StatusIs(kInvalid, HasSubstr("not a CA")));
+  EXPECT_THAT(
+      IssueClientCertificate(not_a_ca, NewKey().public_key_pem, kDeviceUri, now_, kClientValidity),
+      StatusIs(kInvalid, HasSubstr("not a CA")));
 }
 
 TEST_F(X509Test, CsrRoundTripsAsPemAndDer) {
@@ -381,16 +380,56 @@ TEST_F(X509Test, CertificateFromAnotherCaIsRefused) {
               StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
+TEST_F(X509Test, CaBundleAcceptsCertificatesOfEitherCa) {
+  absl::StatusOr<CertificateAuthority> next =
+      CreateCertificateAuthority("fieldsync deployment CA 2", now_, kCaValidity);
+  ASSERT_THAT(next, IsOk());
+  const std::string bundle = next->certificate_pem + ca_.certificate_pem;
+  IssuedCertificate old_cert = IssueClient(ca_, now_);
+  IssuedCertificate new_cert = IssueClient(*next, now_);
+
+  EXPECT_THAT(VerifyCertificateChain(bundle, old_cert.certificate_pem, now_), IsOk());
+  EXPECT_THAT(VerifyCertificateChain(bundle, new_cert.certificate_pem, now_), IsOk());
+  // Either CA alone accepts only its own.
+  EXPECT_THAT(VerifyCertificateChain(next->certificate_pem, old_cert.certificate_pem, now_),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  absl::StatusOr<CertificateAuthority> third =
+      CreateCertificateAuthority("another deployment", now_, kCaValidity);
+  ASSERT_THAT(third, IsOk());
+  EXPECT_THAT(VerifyCertificateChain(bundle, IssueClient(*third, now_).certificate_pem, now_),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+
+  absl::StatusOr<std::vector<CertificateSummary>> parsed = ParseCertificates(bundle);
+  ASSERT_THAT(parsed, IsOk());
+  ASSERT_EQ(parsed->size(), 2u);
+  EXPECT_EQ((*parsed)[1].serial_hex, ParseCertificate(ca_.certificate_pem)->serial_hex);
+}
+
+TEST_F(X509Test, CaBundleWithALeafOrABrokenBlockIsRefused) {
+  IssuedCertificate leaf = IssueClient(ca_, now_);
+  EXPECT_THAT(VerifyCertificateChain(ca_.certificate_pem + leaf.certificate_pem,
+                                     leaf.certificate_pem, now_),
+              StatusIs(kInvalid, HasSubstr("not a CA")));
+  // A second block cut short, or with its body tampered with.
+  std::string cut = ca_.certificate_pem + ca_.certificate_pem.substr(0, 100);
+  EXPECT_THAT(VerifyCertificateChain(cut, leaf.certificate_pem, now_), StatusIs(kInvalid));
+  EXPECT_THAT(ParseCertificates(cut), StatusIs(kInvalid));
+  std::string tampered = ca_.certificate_pem + ca_.certificate_pem;
+  tampered[ca_.certificate_pem.size() + 40] = '*';
+  EXPECT_THAT(VerifyCertificateChain(tampered, leaf.certificate_pem, now_), StatusIs(kInvalid));
+  EXPECT_THAT(ParseCertificates(""), StatusIs(kInvalid));
+  EXPECT_THAT(ParseCertificates("no certificate here\n"), StatusIs(kInvalid));
+}
+
 TEST_F(X509Test, ExpiredCertificateIsRefusedWithClearMessage) {
   IssuedCertificate old = IssueClient(ca_, now_ - 2 * kDay, kDay);
 
   absl::Status status = VerifyCertificateChain(ca_.certificate_pem, old.certificate_pem, now_);
 
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kFailedPrecondition,
-                               HasSubstr(absl::StrCat(
-                                   "certificate expired on ",
-                                   absl::FormatTime("%Y-%m-%d", old.not_after,
-                                                    absl::UTCTimeZone())))));
+                               HasSubstr(absl::StrCat("certificate expired on ",
+                                                      absl::FormatTime("%Y-%m-%d", old.not_after,
+                                                                       absl::UTCTimeZone())))));
   EXPECT_THAT(status.message(), HasSubstr("issue a new one"));
 }
 
@@ -421,7 +460,8 @@ TEST(TestPkiTest, GivesVerifiableServerAndClientCredentials) {
   const absl::Time now = absl::FromUnixSeconds(1795000000);
   fieldsync::testing::TestPki pki = fieldsync::testing::TestPki::CreateOrDie(now);
 
-  fieldsync::testing::TestCredentials client = pki.IssueClientOrDie(kDeviceUri, now, absl::Hours(1));
+  fieldsync::testing::TestCredentials client =
+      pki.IssueClientOrDie(kDeviceUri, now, absl::Hours(1));
 
   EXPECT_THAT(VerifyCertificateChain(pki.ca_certificate_pem(), pki.server.certificate_pem, now),
               IsOk());

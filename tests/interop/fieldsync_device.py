@@ -291,6 +291,10 @@ class Device:
         for result in response.results:
             for f in result.fields:
                 self.versions[(self._record_of(sealed, result.change_id), f.field)] = f.version
+        if response.certificate_renewal_requested:
+            # PROTOCOL.md "Certificate renewal": the deployment's CA is being
+            # rotated and this certificate is from the CA being retired.
+            self.renew_certificate()
         return response
 
     def _record_of(self, sealed, change_id):

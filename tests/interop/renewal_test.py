@@ -10,6 +10,10 @@ its certificate expires (NO_CHANGE, saying from when); with
 certificate_warning_days 365 (so that the renewal window covers a new
 certificate) it renews for a new key, pushes and pulls with the new
 certificate, and its earlier certificate keeps working until it expires.
+Then the CA is rotated (`fieldsync certs rotate-ca`): the device keeps
+working, is asked to renew on its next push, renews under the new CA and
+keeps working after the rotation is finished and the server restarted
+with a certificate of the new CA, while its old certificates are refused.
 The server's log warns of every certificate within the warning period, ids
 only. Ends with "N passed, M failed".
 """
@@ -201,6 +205,49 @@ def main():
         except grpc.RpcError as e:
             check("an oversized CSR is refused with INVALID_ARGUMENT",
                   e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.code())
+
+        # --- a CA rotation, as the device sees it ---
+        fs = os.path.join(BUILD, "tools/fieldsync")
+        cli = [fs, "--data-dir", data, "--server", address]
+        rotated = subprocess.run(cli + ["certs", "rotate-ca"], capture_output=True, text=True)
+        check("certs rotate-ca starts a rotation", rotated.returncode == 0,
+              rotated.stdout + rotated.stderr)
+        before_rotation_cert = device.certificate_pem
+        r = device.push(new_case(device))
+        check("a push with the old CA's certificate still works during the rotation",
+              len(r.results) == 1, r)
+        check("the push asks the device to renew", r.certificate_renewal_requested, r)
+        check("the device renewed at once, under the new CA",
+              device.certificate_pem != before_rotation_cert)
+        check("the renewal gave the device both CAs to trust",
+              device.ca_pem.count(b"BEGIN CERTIFICATE") == 2, device.ca_pem)
+        r = device.push(new_case(device))
+        check("a push with the new CA's certificate is accepted and not asked again",
+              len(r.results) == 1 and not r.certificate_renewal_requested, r)
+        renewed = subprocess.run(cli + ["staff", "renew", "--id", "admin", "--out",
+                                        os.path.join(data, "admin")],
+                                 capture_output=True, text=True)
+        check("the administrator renews its own certificate", renewed.returncode == 0,
+              renewed.stdout + renewed.stderr)
+        finished = subprocess.run(cli + ["certs", "rotate-ca", "--finish"], capture_output=True,
+                                  text=True)
+        check("certs rotate-ca --finish", finished.returncode == 0,
+              finished.stdout + finished.stderr)
+        try:
+            stale = channel_with(device, old_key, first_cert)
+            sync_pb2_grpc.SyncServiceStub(stale).GetSchema(sync_pb2.GetSchemaRequest(),
+                                                           timeout=20)
+            check("a certificate of the old CA is refused once the rotation is finished", False)
+        except grpc.RpcError as e:
+            check("a certificate of the old CA is refused once the rotation is finished",
+                  e.code() == grpc.StatusCode.UNAUTHENTICATED, e.code())
+        stop(server)
+        server, address = start(data, os.path.join(work, "server3.log"))
+        device.address = address
+        device._connect()
+        r = device.push(new_case(device))
+        check("after the restart the device trusts the server's new certificate and pushes",
+              len(r.results) == 1, r)
         stop(server)
         server = None
     except Exception:

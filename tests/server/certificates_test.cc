@@ -562,7 +562,10 @@ TEST_F(CertificatesTest, WatchWarnsOfWhatExpiresWithinThePeriod) {
   admin::PrincipalRegistry registry(store->get());
   CertificateWatch::Options watch_options;
   watch_options.registry = &registry;
-  watch_options.ca_certificate_pem = ca_pem_;
+  admin::ServerKeys keys;
+  keys.ca.certificate_pem = ca_pem_;
+  admin::CertificateAuthorities cas(keys);
+  watch_options.cas = &cas;
   watch_options.server_certificate_file = paths_->server_cert;
   watch_options.clock = &clock_;
   watch_options.warning = 30 * kDay;
@@ -584,6 +587,174 @@ TEST_F(CertificatesTest, WatchWarnsOfWhatExpiresWithinThePeriod) {
   ASSERT_THAT(server, IsOk());
   ASSERT_FALSE(server->empty());
   EXPECT_EQ(server->back().kind, v1::CERTIFICATE_KIND_SERVER);
+}
+
+class CaRotationTest : public CertificatesTest {
+ protected:
+  grpc::Status RotateCa(bool finish, bool force, v1::RotateCaResponse* out,
+                        const Credentials* caller = nullptr) {
+    v1::RotateCaRequest request;
+    request.set_finish(finish);
+    request.set_force(force);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return v1::AdminService::NewStub(Channel(caller != nullptr ? caller : &admin_))
+        ->RotateCa(&context, request, out);
+  }
+
+  static int CertificatesIn(const std::string& pem) {
+    absl::StatusOr<std::vector<crypto::CertificateSummary>> certs = crypto::ParseCertificates(pem);
+    return certs.ok() ? static_cast<int>(certs->size()) : -1;
+  }
+};
+
+TEST_F(CaRotationTest, OldCertificatesWorkUntilFinishedAndRenewalsMoveToTheNewCa) {
+  StartServer();
+  std::string device_id;
+  Credentials device = EnrolDevice(&device_id);
+  Credentials analyst = AddStaff("ana", v1::ROLE_ANALYST, {"northern"});
+
+  v1::RotateCaResponse started;
+  grpc::Status s = RotateCa(false, false, &started);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(started.generation(), 2u);
+  EXPECT_EQ(CertificatesIn(started.trust_bundle_pem()), 2);
+  EXPECT_EQ(started.pending_count(), 3u);  // admin, ana and the device
+  EXPECT_THAT(started.pending(),
+              UnorderedElementsAre("fieldsync://staff/admin", "fieldsync://staff/ana",
+                                   "fieldsync://device/" + device_id));
+  const std::string new_ca = started.ca_certificate_pem();
+  EXPECT_NE(SerialOf(new_ca), SerialOf(ca_pem_));
+  // The server's CA file names both: the old server certificate still
+  // verifies against it at the next start.
+  EXPECT_EQ(CertificatesIn(*ReadFile(paths_->ca_cert)), 2);
+
+  // Certificates of the old CA keep working.
+  EXPECT_TRUE(WhoAmI(admin_).ok());
+  EXPECT_TRUE(WhoAmI(analyst).ok());
+  EXPECT_TRUE(GetSchema(device).ok());
+  // A second start is refused while one runs.
+  v1::RotateCaResponse again;
+  s = RotateCa(false, false, &again);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("--finish"));
+  // Only administrators rotate.
+  s = RotateCa(false, false, &again, &analyst);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  // Both CAs are listed, the old one as previous.
+  v1::CertificateStatusResponse status = Status();
+  int cas = 0;
+  for (const v1::CertificateExpiry& c : status.certificates()) {
+    if (c.kind() != v1::CERTIFICATE_KIND_CA) continue;
+    ++cas;
+    EXPECT_EQ(c.is_previous(), c.serial() == SerialOf(ca_pem_));
+  }
+  EXPECT_EQ(cas, 2);
+
+  // A new tablet is enrolled under the new CA and given both to trust.
+  std::string device2_id;
+  Credentials device2 = EnrolDevice(&device2_id);
+  EXPECT_THAT(crypto::VerifyCertificateChain(new_ca, device2.certificate_pem, clock_.Now()),
+              IsOk());
+  EXPECT_TRUE(GetSchema(device2).ok());
+
+  // A device of the old CA renews at once, whatever its expiry.
+  Credentials renewed_device;
+  v1::RenewCertificateResponse renewal;
+  s = RenewDevice(device, &renewed_device, &renewal);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(crypto::VerifyCertificateChain(new_ca, renewed_device.certificate_pem, clock_.Now()),
+              IsOk());
+  EXPECT_EQ(CertificatesIn(renewal.ca_certificate_pem()), 2);
+  EXPECT_TRUE(GetSchema(renewed_device).ok());
+  // Renewed once, it waits for its window again.
+  s = RenewDevice(renewed_device, nullptr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_NO_CHANGE);
+
+  // Finishing is refused while admin and ana hold only old certificates.
+  v1::RotateCaResponse finished;
+  s = RotateCa(true, false, &finished);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("fieldsync://staff/admin"));
+  EXPECT_THAT(s.error_message(), HasSubstr("fieldsync://staff/ana"));
+  EXPECT_THAT(s.error_message(), HasSubstr("staff renew"));
+
+  Credentials admin2;
+  v1::RenewStaffCertificateResponse admin_renewal;
+  ASSERT_TRUE(RenewStaff(admin_, "admin", false, &admin2, &admin_renewal).ok());
+  EXPECT_EQ(CertificatesIn(admin_renewal.ca_certificate_pem()), 2);
+  Credentials analyst2;
+  ASSERT_TRUE(RenewStaff(admin2, "ana", false, &analyst2).ok());
+
+  s = RotateCa(true, false, &finished, &admin2);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(finished.pending_count(), 0u);
+  EXPECT_EQ(CertificatesIn(finished.trust_bundle_pem()), 1);
+  EXPECT_EQ(SerialOf(finished.trust_bundle_pem()), SerialOf(new_ca));
+  EXPECT_EQ(SerialOf(*ReadFile(paths_->server_cert)), finished.server_certificate_serial());
+  EXPECT_THAT(crypto::VerifyCertificateChain(new_ca, *ReadFile(paths_->server_cert), clock_.Now()),
+              IsOk());
+  EXPECT_EQ(SerialOf(*ReadFile(paths_->ca_cert)), SerialOf(new_ca));
+
+  // Certificates of the old CA are refused at once; the new ones work.
+  s = WhoAmI(admin_);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(s.error_message(), HasSubstr("not issued by this deployment's CA"));
+  EXPECT_EQ(GetSchema(device).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(WhoAmI(admin2).ok());
+  EXPECT_TRUE(GetSchema(renewed_device).ok());
+
+  // After a restart the server presents the new CA's certificate, which
+  // clients holding the trust bundle accept; the rotation is over.
+  ca_pem_ = started.trust_bundle_pem();
+  RestartServer();
+  EXPECT_TRUE(WhoAmI(admin2).ok());
+  EXPECT_TRUE(WhoAmI(analyst2).ok());
+  EXPECT_TRUE(GetSchema(device2).ok());
+  EXPECT_EQ(WhoAmI(analyst).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  s = RotateCa(true, false, &finished, &admin2);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("no CA rotation is running"));
+  // And a new one can start.
+  s = RotateCa(false, false, &started, &admin2);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(started.generation(), 3u);
+}
+
+TEST_F(CaRotationTest, RotationSurvivesARestartAndForceCutsOffWhoDidNotRenew) {
+  StartServer();
+  std::string device_id;
+  Credentials device = EnrolDevice(&device_id);
+  v1::RotateCaResponse started;
+  ASSERT_TRUE(RotateCa(false, false, &started).ok());
+
+  // Still running after a restart: both CAs trusted, the old server
+  // certificate served.
+  RestartServer();
+  EXPECT_TRUE(WhoAmI(admin_).ok());
+  EXPECT_TRUE(GetSchema(device).ok());
+  Credentials admin2;
+  ASSERT_TRUE(RenewStaff(admin_, "admin", false, &admin2).ok());
+
+  v1::RotateCaResponse finished;
+  grpc::Status s = RotateCa(true, false, &finished, &admin2);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("fieldsync://device/" + device_id));
+  // --force is only for finishing.
+  s = RotateCa(false, true, &finished, &admin2);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  s = RotateCa(true, true, &finished, &admin2);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(finished.pending(), ElementsAre("fieldsync://device/" + device_id));
+  EXPECT_EQ(GetSchema(device).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  ca_pem_ = finished.trust_bundle_pem();
+  RestartServer();
+  EXPECT_TRUE(WhoAmI(admin2).ok());
+  EXPECT_EQ(WhoAmI(admin_).error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
 }  // namespace

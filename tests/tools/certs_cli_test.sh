@@ -189,6 +189,74 @@ assert report["ok"], report
 # init's administrator, amina, three staff renewals, one server renewal
 assert report["events_by_kind"].get("admin-action", 0) >= 4, report
 PY
+
+# --- CA rotation ---
+R=(--data-dir "$D" --server "127.0.0.1:$PORT")
+"$FS" certs rotate-ca --help >"$WORK/help_rotate.out" 2>&1
+check "certs rotate-ca --help explains --finish and --force" \
+  sh -c "grep -q -- '--finish' '$WORK/help_rotate.out' && grep -q -- '--force' '$WORK/help_rotate.out'"
+check "fieldsync --help lists certs rotate-ca" grep -q "certs rotate-ca" "$WORK/help.out"
+"$FS" "${R[@]}" certs rotate-ca --force >"$WORK/rotate_usage.out" 2>&1
+check "--force without --finish is a usage error" test $? -eq 2
+cp -r "$WORK/amina" "$WORK/amina-gen1"
+"$FS" "${R[@]}" certs rotate-ca >"$WORK/rotate.out" 2>&1
+check "certs rotate-ca starts a rotation" test $? -eq 0
+check "... naming the staff to renew" grep -q "renew: fieldsync staff renew --id amina" "$WORK/rotate.out"
+check "... and writing both CAs to the administrator's CA file" \
+  test "$(grep -c 'BEGIN CERTIFICATE' "$D/admin/ca.crt")" -eq 2
+AS_GEN1=(--server "127.0.0.1:$PORT" --cert "$WORK/amina-gen1/amina.crt" --key "$WORK/amina-gen1/amina.key" --ca "$WORK/amina-gen1/ca.crt")
+"$FS" "${AS_GEN1[@]}" whoami >"$WORK/who_gen1.out" 2>&1
+check "a certificate of the old CA keeps working during the rotation" \
+  grep -q "fieldsync://staff/amina" "$WORK/who_gen1.out"
+"$FS" "${R[@]}" certs status >"$WORK/status_rotation.out" 2>&1
+check "certs status lists the new CA and the old one as previous" \
+  sh -c "grep -qE ' ca +- ' '$WORK/status_rotation.out' && grep -qE ' ca \\(previous\\) +- ' '$WORK/status_rotation.out'"
+"$FS" "${R[@]}" certs rotate-ca >"$WORK/rotate_again.out" 2>&1
+status=$?
+check "a second start is refused in one line" one_line_failure "$WORK/rotate_again.out" $status
+check "... saying how to finish" grep -q "rotate-ca --finish" "$WORK/rotate_again.out"
+"$FS" "${AS_GEN1[@]}" certs rotate-ca >"$WORK/rotate_sup.out" 2>&1
+status=$?
+check "a supervisor may not rotate the CA (one line)" one_line_failure "$WORK/rotate_sup.out" $status
+"$FS" "${R[@]}" certs rotate-ca --finish >"$WORK/finish_early.out" 2>&1
+status=$?
+check "finishing before anyone renewed is refused in one line" \
+  one_line_failure "$WORK/finish_early.out" $status
+check "... listing who still holds an old certificate" \
+  sh -c "grep -q 'fieldsync://staff/admin' '$WORK/finish_early.out' && grep -q 'fieldsync://staff/amina' '$WORK/finish_early.out'"
+"$FS" "${R[@]}" staff renew --id admin --out "$D/admin" >/dev/null 2>&1
+check "the administrator renews under the new CA" test $? -eq 0
+"$FS" "${R[@]}" staff renew --id amina --out "$WORK/amina-gen2" >/dev/null 2>&1
+check "amina is renewed under the new CA" test $? -eq 0
+"$FS" "${R[@]}" certs rotate-ca --finish >"$WORK/finish.out" 2>&1
+check "certs rotate-ca --finish succeeds" test $? -eq 0
+check "... and says to restart fieldsyncd" grep -q "restart fieldsyncd" "$WORK/finish.out"
+check "the administrator's CA file names the new CA alone" \
+  test "$(grep -c 'BEGIN CERTIFICATE' "$D/admin/ca.crt")" -eq 1
+"$FS" "${AS_GEN1[@]}" whoami >"$WORK/who_gen1_after.out" 2>&1
+status=$?
+check "a certificate of the old CA is refused once finished (one line)" \
+  one_line_failure "$WORK/who_gen1_after.out" $status
+check "the server logs the rotation by ids" \
+  sh -c "grep -q 'event=certs.rotate-ca ' '$WORK/server2.log' && grep -q 'event=certs.rotate-ca-finish' '$WORK/server2.log' && ! grep -q BEGIN '$WORK/server2.log'"
+stop_server
+start_server "$D" "127.0.0.1:0" "$WORK/server_rotated.out" "$WORK/server_rotated.log"
+check "the server restarts with a certificate of the new CA" test -n "$PORT"
+check "... which the new CA file verifies" \
+  openssl verify -CAfile "$D/admin/ca.crt" "$D/tls/server.crt"
+"$FS" --data-dir "$D" whoami >"$WORK/who_rotated.out" 2>&1
+check "the administrator reaches the restarted server" \
+  grep -q "fieldsync://staff/admin" "$WORK/who_rotated.out"
+"$FS" --server "127.0.0.1:$PORT" --cert "$WORK/amina-gen2/amina.crt" \
+  --key "$WORK/amina-gen2/amina.key" --ca "$WORK/amina-gen2/ca.crt" whoami >"$WORK/who_gen2.out" 2>&1
+check "amina's renewed files reach it too" grep -q "fieldsync://staff/amina" "$WORK/who_gen2.out"
+"$FS" --data-dir "$D" audit export --out "$WORK/audit2.export" >/dev/null 2>&1
+"$FS" audit verify "$WORK/audit2.export" --key "$D/audit-log.pub" --json >"$WORK/verify2.json" 2>&1
+check "the audit log verifies across the rotation" /usr/bin/python3 - "$WORK/verify2.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+assert report["ok"], report
+PY
 stop_server
 
 # --- expiry warnings ---

@@ -42,7 +42,9 @@ one_line_failure() {
 # refused OUT_FILE STATUS: the server refused (exit 1, not a usage error's 2),
 # in exactly one line.
 refused() {
-  [[ "$2" -eq 1 ]] && [[ "$(wc -l <"$1")" -eq 1 ]]
+  if [[ "$2" -eq 1 ]] && [[ "$(wc -l <"$1")" -eq 1 ]]; then return 0; fi
+  echo "     exit status $2, output:" && sed 's/^/     | /' "$1"
+  return 1
 }
 # same NAME A B: A and B are equal and not empty.
 same() { [[ -n "$1" && "$1" == "$2" ]]; }
