@@ -506,6 +506,14 @@ absl::StatusOr<CaRotationStep> CertificateRenewal::FinishCaRotation(bool force,
         "must then re-enrol or be given a new certificate)",
         out.pending.size(), absl::StrJoin(uris, ", ")));
   }
+  for (const PrincipalName& name : out.pending) {
+    if (PrincipalUri(name) == actor) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "your own certificate is from the previous CA, which finishing would stop trusting: "
+          "renew it first (fieldsync staff renew --id %s --out DIR/admin)",
+          name.id));
+    }
+  }
   ASSIGN_OR_RETURN(NewServerCertificate issued, IssueServer(current->issuer, {}, {}));
   ASSIGN_OR_RETURN(crypto::CertificateSummary retired,
                    crypto::ParseCertificate(current->previous->certificate_pem));

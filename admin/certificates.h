@@ -242,7 +242,8 @@ class CertificateRenewal {
   // serial, the new server certificate's serial, then the principal URIs
   // cut off). kFailedPrecondition: no rotation is running; an active
   // principal still holds only a certificate of the previous CA (listed,
-  // with how to renew), unless `force`.
+  // with how to renew), unless `force`; the caller (`actor`) holds only
+  // such a certificate, even with `force`.
   absl::StatusOr<CaRotationStep> FinishCaRotation(bool force, const std::string& actor);
 
  private:

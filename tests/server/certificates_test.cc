@@ -735,11 +735,15 @@ TEST_F(CaRotationTest, RotationSurvivesARestartAndForceCutsOffWhoDidNotRenew) {
   RestartServer();
   EXPECT_TRUE(WhoAmI(admin_).ok());
   EXPECT_TRUE(GetSchema(device).ok());
+  // An administrator whose own certificate is old cannot cut itself off.
+  v1::RotateCaResponse finished;
+  grpc::Status s = RotateCa(true, true, &finished);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("your own certificate"));
   Credentials admin2;
   ASSERT_TRUE(RenewStaff(admin_, "admin", false, &admin2).ok());
 
-  v1::RotateCaResponse finished;
-  grpc::Status s = RotateCa(true, false, &finished, &admin2);
+  s = RotateCa(true, false, &finished, &admin2);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("fieldsync://device/" + device_id));
   // --force is only for finishing.
