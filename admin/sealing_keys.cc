@@ -55,10 +55,11 @@ SealingKeyVerdict SealingKeySet::Check(uint32_t key_id, absl::Time now,
 }
 
 absl::StatusOr<SealingKeyRotationResult> SealingKeyRotation::Rotate(
-    const std::string& actor, std::optional<absl::Time> previous_until) {
+    const std::string& actor, const SealingKeyCutoff& cutoff) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.clock->Now();
-  const absl::Time until = previous_until.value_or(now + options_.default_overlap);
+  const absl::Time until =
+      cutoff.at.has_value() ? *cutoff.at : now + cutoff.after.value_or(options_.default_overlap);
   if (until < now) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "the replaced key's cutoff %s is in the past: give a later date, or retire the key at "

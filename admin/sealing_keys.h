@@ -114,6 +114,14 @@ struct SealingKeyRotationOptions {
   absl::Duration default_overlap = absl::Hours(24 * 30);
 };
 
+// When the replaced key stops being accepted: at an instant, or a
+// duration after the rotation's own now (0: at once); neither set means
+// SealingKeyRotationOptions.default_overlap after it.
+struct SealingKeyCutoff {
+  std::optional<absl::Time> at;
+  std::optional<absl::Duration> after;
+};
+
 struct SealingKeyRotationResult {
   uint32_t old_key_id = 0;
   uint32_t new_key_id = 0;
@@ -133,18 +141,19 @@ class SealingKeyRotation {
   explicit SealingKeyRotation(SealingKeyRotationOptions options) : options_(std::move(options)) {}
 
   // Makes a new key (id = current + 1) current; the replaced key stays
-  // accepted until `previous_until` (nullopt: now + default_overlap); kept
+  // accepted until `cutoff` (the instant it names, or now + its duration,
+  // or now + default_overlap); kept
   // earlier keys already past their cutoff are deleted (private and public
   // halves). The new key, the deletions, the new id list and
   // KeyRotated{actor, "hpke-sealing", old id, new id, new public key} are
   // one commit; only after it succeeds is the new set installed in
   // `live`, so a failure changes nothing. Errors:
-  //   kInvalidArgument - previous_until before now, or more than
+  //   kInvalidArgument - the cutoff is before now, or more than
   //     kMaxSealingKeyOverlap after it (the message says which);
   //   kFailedPrecondition - the current key id is 4294967295;
   //   the errors of LoadSealingKeys, the store and the audit log.
   absl::StatusOr<SealingKeyRotationResult> Rotate(const std::string& actor,
-                                                  std::optional<absl::Time> previous_until);
+                                                  const SealingKeyCutoff& cutoff);
 
  private:
   SealingKeyRotationOptions options_;

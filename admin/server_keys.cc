@@ -117,18 +117,18 @@ absl::StatusOr<std::vector<SealingKeyId>> ParseSealingKeyIds(std::string_view te
       uint64_t micros = 0;
       if (!ParseDigits(std::string_view(parts[1].data(), parts[1].size()),
                        std::numeric_limits<int64_t>::max(), &micros)) {
-        return BadIds(absl::StrFormat("key %d: the cutoff is not a number of microseconds",
-                                      id.key_id));
+        return BadIds(
+            absl::StrFormat("key %d: the cutoff is not a number of microseconds", id.key_id));
       }
       id.not_after = absl::FromUnixMicros(static_cast<int64_t>(micros));
     }
     if (!out.empty() && id.key_id <= out.back().key_id) {
-      return BadIds(absl::StrFormat("key %d after key %d: ids must ascend", id.key_id,
-                                    out.back().key_id));
+      return BadIds(
+          absl::StrFormat("key %d after key %d: ids must ascend", id.key_id, out.back().key_id));
     }
     if (!out.empty() && out.back().not_after == absl::InfiniteFuture()) {
-      return BadIds(absl::StrFormat("key %d is not the current key but has no cutoff",
-                                    out.back().key_id));
+      return BadIds(
+          absl::StrFormat("key %d is not the current key but has no cutoff", out.back().key_id));
     }
     out.push_back(id);
   }
@@ -143,8 +143,7 @@ absl::Status PutSealingKey(const SealingKeyPair& key, const crypto::MasterKeyRin
   ASSIGN_OR_RETURN(std::string wrapped,
                    master.Wrap(SealingPurpose(key.key_id), key.private_key.span(), random));
   batch->Put(storage::Cf::kKeys, KeysKey(SealingPurpose(key.key_id)), wrapped);
-  batch->Put(storage::Cf::kMetadata, Meta(SealingPublicName(key.key_id)),
-             AsString(key.public_key));
+  batch->Put(storage::Cf::kMetadata, Meta(SealingPublicName(key.key_id)), AsString(key.public_key));
   return absl::OkStatus();
 }
 
@@ -170,17 +169,17 @@ absl::StatusOr<std::vector<SealingKeyPair>> LoadSealingKeys(storage::Store& stor
     key.not_after = id.not_after;
     absl::StatusOr<crypto::SecretBytes> secret = Unwrap(store, master, SealingPurpose(id.key_id));
     if (absl::IsNotFound(secret.status())) {
-      return absl::DataLossError(absl::StrFormat(
-          "sealing key %d is listed in %s but its private key is missing", id.key_id,
-          kSealingIdsName));
+      return absl::DataLossError(
+          absl::StrFormat("sealing key %d is listed in %s but its private key is missing",
+                          id.key_id, kSealingIdsName));
     }
     RETURN_IF_ERROR(secret.status());
     key.private_key = *std::move(secret);
     absl::StatusOr<std::string> public_key = GetMeta(store, SealingPublicName(id.key_id));
     if (absl::IsNotFound(public_key.status())) {
-      return absl::DataLossError(absl::StrFormat(
-          "sealing key %d is listed in %s but its public key is missing", id.key_id,
-          kSealingIdsName));
+      return absl::DataLossError(
+          absl::StrFormat("sealing key %d is listed in %s but its public key is missing", id.key_id,
+                          kSealingIdsName));
     }
     RETURN_IF_ERROR(public_key.status());
     ASSIGN_OR_RETURN(key.public_key, FixedBytes<32>(*public_key, "sealing public key"));

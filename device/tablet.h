@@ -132,7 +132,7 @@ class Tablet {
   uint32_t hlc_logical_ = 0;
   std::deque<v1::RecordChange> journal_;
   std::optional<v1::SealedBatch> in_flight_;
-  v1::BatchPayload in_flight_payload_;  // what in_flight_ seals
+  v1::BatchPayload in_flight_payload_;                               // what in_flight_ seals
   absl::flat_hash_map<std::string, std::string> in_flight_records_;  // change id -> record id
   absl::flat_hash_map<std::string, KnownRecord> records_;
   absl::flat_hash_map<std::pair<std::string, std::string>, uint64_t> versions_;

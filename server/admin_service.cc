@@ -177,10 +177,10 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RotateSealingKey(
         if (sealing_rotation_ == nullptr) {
           return absl::UnavailableError("sealing key rotation is not set up on this server");
         }
-        std::optional<absl::Time> until;
+        admin::SealingKeyCutoff cutoff;
         switch (request->previous_until_case()) {
           case v1::RotateSealingKeyRequest::kPreviousUntilUnixMicros:
-            until = absl::FromUnixMicros(request->previous_until_unix_micros());
+            cutoff.at = absl::FromUnixMicros(request->previous_until_unix_micros());
             break;
           case v1::RotateSealingKeyRequest::kPreviousOverlapSeconds:
             if (request->previous_overlap_seconds() >
@@ -188,19 +188,17 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RotateSealingKey(
               return absl::InvalidArgumentError(
                   "previous_overlap_seconds is more than 365 days: choose a shorter overlap");
             }
-            until = sealing_clock_->Now() +
-                    absl::Seconds(static_cast<int64_t>(request->previous_overlap_seconds()));
+            cutoff.after = absl::Seconds(static_cast<int64_t>(request->previous_overlap_seconds()));
             break;
           case v1::RotateSealingKeyRequest::PREVIOUS_UNTIL_NOT_SET:
             break;
         }
         ASSIGN_OR_RETURN(admin::SealingKeyRotationResult r,
-                         sealing_rotation_->Rotate(caller.uri, until));
+                         sealing_rotation_->Rotate(caller.uri, cutoff));
         response->set_old_key_id(r.old_key_id);
         response->set_new_key_id(r.new_key_id);
         response->set_previous_until_unix_micros(absl::ToUnixMicros(r.previous_until));
-        response->set_new_public_key(
-            std::string(r.new_public_key.begin(), r.new_public_key.end()));
+        response->set_new_public_key(std::string(r.new_public_key.begin(), r.new_public_key.end()));
         for (uint32_t id : r.deleted_key_ids) response->add_deleted_key_ids(id);
         response->set_audit_leaf_index(r.audit_leaf_index);
         AddServerSealingKeys(*r.keys, sealing_clock_->Now(), response->mutable_keys());

@@ -32,6 +32,9 @@ using ::testing::HasSubstr;
 
 const absl::Time kT = absl::FromUnixMicros(1798000000000000);
 
+SealingKeyCutoff At(absl::Time t) { return SealingKeyCutoff{t, std::nullopt}; }
+SealingKeyCutoff After(absl::Duration d) { return SealingKeyCutoff{std::nullopt, d}; }
+
 // --- The id list -----------------------------------------------------------
 
 TEST(SealingKeyIdsTest, TheSingleIdOfAStoreFromBeforeRotationReadsAsTheCurrentKey) {
@@ -185,7 +188,7 @@ TEST_F(SealingKeyRotationTest, NewKeyIsCurrentAndThePreviousOneKeepsTheDefaultOv
 
 TEST_F(SealingKeyRotationTest, StoredKeysLoadBackAsTheInstalledSet) {
   absl::StatusOr<SealingKeyRotationResult> r =
-      rotation_->Rotate("fieldsync://staff/admin", clock_.Now() + absl::Hours(48));
+      rotation_->Rotate("fieldsync://staff/admin", At(clock_.Now() + absl::Hours(48)));
   ASSERT_THAT(r, IsOk());
 
   absl::StatusOr<std::vector<SealingKeyPair>> loaded = LoadSealingKeys(*store_, ring_);
@@ -231,9 +234,11 @@ TEST_F(SealingKeyRotationTest, CutoffInThePastOrBeyondAYearIsRefusedAndChangesNo
   const std::string ids_before = Meta("hpke_sealing_key_ids");
   const uint64_t audit_before = audit_->size();
 
-  EXPECT_THAT(rotation_->Rotate("a", clock_.Now() - absl::Seconds(1)),
+  EXPECT_THAT(rotation_->Rotate("a", At(clock_.Now() - absl::Seconds(1))),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is in the past")));
-  EXPECT_THAT(rotation_->Rotate("a", clock_.Now() + absl::Hours(24 * 365) + absl::Seconds(1)),
+  EXPECT_THAT(rotation_->Rotate("a", At(clock_.Now() + absl::Hours(24 * 365) + absl::Seconds(1))),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("more than 365 days")));
+  EXPECT_THAT(rotation_->Rotate("a", After(absl::Hours(24 * 366))),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("more than 365 days")));
 
   EXPECT_EQ(Meta("hpke_sealing_key_ids"), ids_before);
@@ -243,8 +248,8 @@ TEST_F(SealingKeyRotationTest, CutoffInThePastOrBeyondAYearIsRefusedAndChangesNo
 }
 
 TEST_F(SealingKeyRotationTest, KeysPastTheirCutoffAreDeletedAtTheNextRotation) {
-  ASSERT_THAT(rotation_->Rotate("a", clock_.Now() + absl::Hours(1)), IsOk());  // 1 until +1h
-  ASSERT_THAT(rotation_->Rotate("a", clock_.Now() + absl::Hours(48)), IsOk());  // 2 until +48h
+  ASSERT_THAT(rotation_->Rotate("a", At(clock_.Now() + absl::Hours(1))), IsOk());   // 1 until +1h
+  ASSERT_THAT(rotation_->Rotate("a", At(clock_.Now() + absl::Hours(48))), IsOk());  // 2 until +48h
   EXPECT_TRUE(HasPrivateKey(1)) << "key 1 is still within its cutoff";
   clock_.Advance(absl::Hours(2));
 
@@ -270,7 +275,7 @@ TEST_F(SealingKeyRotationTest, KeysPastTheirCutoffAreDeletedAtTheNextRotation) {
 }
 
 TEST_F(SealingKeyRotationTest, RotateNowRetiresThePreviousKeyAtOnce) {
-  ASSERT_THAT(rotation_->Rotate("a", clock_.Now()), IsOk());
+  ASSERT_THAT(rotation_->Rotate("a", After(absl::ZeroDuration())), IsOk());
   clock_.Advance(absl::Microseconds(1));
 
   const PreparedSealingKey* key = nullptr;
