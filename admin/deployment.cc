@@ -96,9 +96,10 @@ absl::Status Populate(const InitOptions& options, const DeploymentPaths& paths,
                                 absl::StrCat("fieldsync deployment ", info.deployment_id), now,
                                 crypto::kCaValidity));
   crypto::X25519KeyPair sealing = crypto::GenerateX25519(random);
-  keys.sealing_key_id = 1;
-  keys.sealing_private_key = std::move(sealing.private_key);
-  keys.sealing_public_key = sealing.public_key;
+  SealingKeyPair& first = keys.sealing_keys.emplace_back();
+  first.key_id = 1;
+  first.private_key = std::move(sealing.private_key);
+  first.public_key = sealing.public_key;
   crypto::Ed25519KeyPair audit_key = crypto::GenerateEd25519(random);
   keys.audit_signing_seed = std::move(audit_key.seed);
   keys.audit_public_key = audit_key.public_key;

@@ -1,9 +1,13 @@
 #include "admin/server_keys.h"
 
-#include "absl/strings/numbers.h"
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "crypto/x25519.h"
 #include "storage/column_families.h"
 #include "storage/key_codec.h"
 
@@ -14,7 +18,10 @@ constexpr char kCaPurpose[] = "server/ca";
 constexpr char kPreviousCaPurpose[] = "server/ca-previous";
 constexpr char kAuditPurpose[] = "server/audit-signing";
 
+constexpr char kSealingIdsName[] = "hpke_sealing_key_ids";
+
 std::string SealingPurpose(uint32_t id) { return absl::StrCat("server/hpke-sealing/", id); }
+std::string SealingPublicName(uint32_t id) { return absl::StrCat("hpke_sealing_public/", id); }
 std::string KeysKey(std::string_view purpose) {
   return storage::KeyBuilder().String(purpose).Finish();
 }
@@ -56,6 +63,32 @@ std::span<const uint8_t> Bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
+template <typename A>
+std::string AsString(const A& a) {
+  return std::string(reinterpret_cast<const char*>(a.data()), a.size());
+}
+
+// A non-empty run of ASCII digits without a leading zero (no sign, no
+// space: one spelling per number, stricter than SimpleAtoi) that fits in
+// `max`.
+bool ParseDigits(std::string_view text, uint64_t max, uint64_t* out) {
+  if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')) return false;
+  uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (v > (max - digit) / 10) return false;
+    v = v * 10 + digit;
+  }
+  *out = v;
+  return true;
+}
+
+absl::Status BadIds(std::string_view why) {
+  return absl::DataLossError(
+      absl::StrFormat("metadata %s is malformed (%s)", kSealingIdsName, std::string(why)));
+}
+
 }  // namespace
 
 absl::Status WriteCertificateAuthorities(const ServerKeys& keys,
@@ -79,24 +112,122 @@ absl::Status WriteCertificateAuthorities(const ServerKeys& keys,
   return absl::OkStatus();
 }
 
+std::string EncodeSealingKeyIds(std::span<const SealingKeyId> ids) {
+  std::vector<std::string> entries;
+  for (const SealingKeyId& id : ids) {
+    entries.push_back(id.not_after == absl::InfiniteFuture()
+                          ? absl::StrCat(id.key_id)
+                          : absl::StrCat(id.key_id, "@", absl::ToUnixMicros(id.not_after)));
+  }
+  return absl::StrJoin(entries, ",");
+}
+
+absl::StatusOr<std::vector<SealingKeyId>> ParseSealingKeyIds(std::string_view text) {
+  if (text.empty()) return BadIds("empty");
+  std::vector<SealingKeyId> out;
+  for (absl::string_view entry : absl::StrSplit(absl::string_view(text.data(), text.size()), ',')) {
+    std::vector<absl::string_view> parts = absl::StrSplit(entry, absl::MaxSplits('@', 1));
+    SealingKeyId id;
+    uint64_t key_id = 0;
+    if (!ParseDigits(std::string_view(parts[0].data(), parts[0].size()),
+                     std::numeric_limits<uint32_t>::max(), &key_id) ||
+        key_id == 0) {
+      return BadIds(absl::StrFormat("entry %d: not a key id from 1 to 4294967295", out.size() + 1));
+    }
+    id.key_id = static_cast<uint32_t>(key_id);
+    if (parts.size() == 2) {
+      uint64_t micros = 0;
+      if (!ParseDigits(std::string_view(parts[1].data(), parts[1].size()),
+                       std::numeric_limits<int64_t>::max(), &micros)) {
+        return BadIds(
+            absl::StrFormat("key %d: the cutoff is not a number of microseconds", id.key_id));
+      }
+      id.not_after = absl::FromUnixMicros(static_cast<int64_t>(micros));
+    }
+    if (!out.empty() && id.key_id <= out.back().key_id) {
+      return BadIds(
+          absl::StrFormat("key %d after key %d: ids must ascend", id.key_id, out.back().key_id));
+    }
+    if (!out.empty() && out.back().not_after == absl::InfiniteFuture()) {
+      return BadIds(
+          absl::StrFormat("key %d is not the current key but has no cutoff", out.back().key_id));
+    }
+    out.push_back(id);
+  }
+  if (out.back().not_after != absl::InfiniteFuture()) {
+    return BadIds(absl::StrFormat("the current key %d has a cutoff", out.back().key_id));
+  }
+  return out;
+}
+
+absl::Status PutSealingKey(const SealingKeyPair& key, const crypto::MasterKeyRing& master,
+                           Random& random, storage::WriteBatch* batch) {
+  ASSIGN_OR_RETURN(std::string wrapped,
+                   master.Wrap(SealingPurpose(key.key_id), key.private_key.span(), random));
+  batch->Put(storage::Cf::kKeys, KeysKey(SealingPurpose(key.key_id)), wrapped);
+  batch->Put(storage::Cf::kMetadata, Meta(SealingPublicName(key.key_id)), AsString(key.public_key));
+  return absl::OkStatus();
+}
+
+void DeleteSealingKey(uint32_t key_id, storage::WriteBatch* batch) {
+  batch->Delete(storage::Cf::kKeys, KeysKey(SealingPurpose(key_id)));
+  batch->Delete(storage::Cf::kMetadata, Meta(SealingPublicName(key_id)));
+}
+
+void PutSealingKeyIds(std::span<const SealingKeyPair> keys, storage::WriteBatch* batch) {
+  std::vector<SealingKeyId> ids;
+  for (const SealingKeyPair& k : keys) ids.push_back({k.key_id, k.not_after});
+  batch->Put(storage::Cf::kMetadata, Meta(kSealingIdsName), EncodeSealingKeyIds(ids));
+}
+
+absl::StatusOr<std::vector<SealingKeyPair>> LoadSealingKeys(storage::Store& store,
+                                                            const crypto::MasterKeyRing& master) {
+  ASSIGN_OR_RETURN(std::string ids_text, GetMeta(store, kSealingIdsName));
+  ASSIGN_OR_RETURN(std::vector<SealingKeyId> ids, ParseSealingKeyIds(ids_text));
+  std::vector<SealingKeyPair> out;
+  for (const SealingKeyId& id : ids) {
+    SealingKeyPair key;
+    key.key_id = id.key_id;
+    key.not_after = id.not_after;
+    absl::StatusOr<crypto::SecretBytes> secret = Unwrap(store, master, SealingPurpose(id.key_id));
+    if (absl::IsNotFound(secret.status())) {
+      return absl::DataLossError(
+          absl::StrFormat("sealing key %d is listed in %s but its private key is missing",
+                          id.key_id, kSealingIdsName));
+    }
+    RETURN_IF_ERROR(secret.status());
+    key.private_key = *std::move(secret);
+    absl::StatusOr<std::string> public_key = GetMeta(store, SealingPublicName(id.key_id));
+    if (absl::IsNotFound(public_key.status())) {
+      return absl::DataLossError(
+          absl::StrFormat("sealing key %d is listed in %s but its public key is missing", id.key_id,
+                          kSealingIdsName));
+    }
+    RETURN_IF_ERROR(public_key.status());
+    ASSIGN_OR_RETURN(key.public_key, FixedBytes<32>(*public_key, "sealing public key"));
+    absl::StatusOr<crypto::X25519PublicKey> derived =
+        crypto::X25519PublicFromPrivate(key.private_key.span());
+    if (!derived.ok() || *derived != key.public_key) {
+      return absl::DataLossError(absl::StrFormat(
+          "sealing key %d: the private key does not match the stored public key", id.key_id));
+    }
+    out.push_back(std::move(key));
+  }
+  return out;
+}
+
 absl::Status WriteServerKeys(const ServerKeys& keys, const crypto::MasterKeyRing& master,
                              Random& random, storage::WriteBatch* batch) {
   RETURN_IF_ERROR(WriteCertificateAuthorities(keys, master, random, batch));
   ASSIGN_OR_RETURN(std::string audit,
                    master.Wrap(kAuditPurpose, keys.audit_signing_seed.span(), random));
-  ASSIGN_OR_RETURN(std::string sealing, master.Wrap(SealingPurpose(keys.sealing_key_id),
-                                                    keys.sealing_private_key.span(), random));
+  if (keys.sealing_keys.empty()) return absl::InternalError("no sealing key to write");
+  for (const SealingKeyPair& key : keys.sealing_keys) {
+    RETURN_IF_ERROR(PutSealingKey(key, master, random, batch));
+  }
+  PutSealingKeyIds(keys.sealing_keys, batch);
   batch->Put(storage::Cf::kKeys, KeysKey(kAuditPurpose), audit);
-  batch->Put(storage::Cf::kKeys, KeysKey(SealingPurpose(keys.sealing_key_id)), sealing);
-  auto as_string = [](const auto& a) {
-    return std::string(reinterpret_cast<const char*>(a.data()), a.size());
-  };
-  batch->Put(storage::Cf::kMetadata, Meta("hpke_sealing_key_ids"),
-             absl::StrCat(keys.sealing_key_id));
-  batch->Put(storage::Cf::kMetadata,
-             Meta(absl::StrCat("hpke_sealing_public/", keys.sealing_key_id)),
-             as_string(keys.sealing_public_key));
-  batch->Put(storage::Cf::kMetadata, Meta("audit_public_key"), as_string(keys.audit_public_key));
+  batch->Put(storage::Cf::kMetadata, Meta("audit_public_key"), AsString(keys.audit_public_key));
   batch->Put(storage::Cf::kMetadata, Meta("deployment_id"), keys.deployment_id);
   batch->Put(storage::Cf::kMetadata, Meta("audit_origin"), keys.audit_origin);
   return absl::OkStatus();
@@ -125,15 +256,7 @@ absl::StatusOr<ServerKeys> LoadServerKeys(storage::Store& store,
   } else if (!absl::IsNotFound(generation.status())) {
     return generation.status();
   }
-  ASSIGN_OR_RETURN(std::string id_text, GetMeta(store, "hpke_sealing_key_ids"));
-  if (!absl::SimpleAtoi(id_text, &keys.sealing_key_id)) {
-    return absl::DataLossError("metadata hpke_sealing_key_ids is not a number");
-  }
-  ASSIGN_OR_RETURN(keys.sealing_private_key,
-                   Unwrap(store, master, SealingPurpose(keys.sealing_key_id)));
-  ASSIGN_OR_RETURN(std::string sealing_public,
-                   GetMeta(store, absl::StrCat("hpke_sealing_public/", keys.sealing_key_id)));
-  ASSIGN_OR_RETURN(keys.sealing_public_key, FixedBytes<32>(sealing_public, "sealing public key"));
+  ASSIGN_OR_RETURN(keys.sealing_keys, LoadSealingKeys(store, master));
   ASSIGN_OR_RETURN(keys.audit_signing_seed, Unwrap(store, master, kAuditPurpose));
   ASSIGN_OR_RETURN(std::string audit_public, GetMeta(store, "audit_public_key"));
   ASSIGN_OR_RETURN(keys.audit_public_key, FixedBytes<32>(audit_public, "audit public key"));

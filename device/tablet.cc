@@ -11,16 +11,8 @@ absl::StatusOr<Tablet> Tablet::Create(const v1::EnrollResponse& enrolment,
                                       crypto::Ed25519Signer signer,
                                       crypto::X25519PrivateKey receiving_key) {
   ASSIGN_OR_RETURN(Uuid id, ParseUuid(enrolment.device_id()));
-  if (enrolment.sealing_keys().empty()) {
-    return absl::InvalidArgumentError("the enrolment answer names no sealing key");
-  }
-  // PROTOCOL.md: seal to the key with the highest key id.
-  const v1::SealingKey* best = &enrolment.sealing_keys(0);
-  for (const v1::SealingKey& k : enrolment.sealing_keys()) {
-    if (k.key_id() > best->key_id()) best = &k;
-  }
-  Tablet t(id, std::move(signer), std::move(receiving_key),
-           SealingKey{best->key_id(), best->public_key()});
+  Tablet t(id, std::move(signer), std::move(receiving_key), SealingKey{});
+  RETURN_IF_ERROR(t.UpdateSealingKeys(enrolment.sealing_keys()));
   t.officer_id_ = enrolment.officer_id();
   t.next_sequence_ = std::max<uint64_t>(enrolment.next_sequence(), 1);
   return t;
@@ -33,6 +25,22 @@ Tablet::Tablet(Uuid device_id, crypto::Ed25519Signer signer, crypto::X25519Priva
       signer_(std::move(signer)),
       receiving_key_(std::move(receiving_key)),
       sealing_key_(std::move(sealing_key)) {}
+
+absl::Status Tablet::UpdateSealingKeys(
+    const google::protobuf::RepeatedPtrField<v1::SealingKey>& keys) {
+  if (keys.empty()) return absl::InvalidArgumentError("the server names no sealing key");
+  // PROTOCOL.md: seal to the key with the highest key id.
+  const v1::SealingKey* best = &keys[0];
+  for (const v1::SealingKey& k : keys) {
+    if (k.key_id() > best->key_id()) best = &k;
+  }
+  if (best->public_key().size() != crypto::kX25519KeySize) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("sealing key %d is not a 32-byte X25519 key", best->key_id()));
+  }
+  sealing_key_ = SealingKey{best->key_id(), best->public_key()};
+  return absl::OkStatus();
+}
 
 v1::Hlc Tablet::Tick(absl::Time physical) {
   const int64_t micros = absl::ToUnixMicros(physical);
@@ -119,7 +127,18 @@ absl::StatusOr<v1::SealedBatch> Tablet::SealNext(size_t max_changes, const Uuid&
   }
   ++next_sequence_;
   in_flight_ = *sealed;
+  in_flight_payload_ = std::move(payload);
   in_flight_records_ = std::move(records);
+  return sealed;
+}
+
+absl::StatusOr<v1::SealedBatch> Tablet::ResealInFlight(Random& random) {
+  if (!in_flight_.has_value()) return absl::FailedPreconditionError("no batch in flight");
+  ASSIGN_OR_RETURN(Uuid batch_id, ParseUuid(in_flight_->header().batch_id()));
+  BatchSealParams params = SealParams(batch_id, in_flight_->header().sequence());
+  params.compression = in_flight_->compression();
+  ASSIGN_OR_RETURN(v1::SealedBatch sealed, SealBatch(in_flight_payload_, params, random));
+  in_flight_ = sealed;
   return sealed;
 }
 
@@ -139,6 +158,7 @@ absl::Status Tablet::Acknowledge(const v1::PushResponse& response) {
   }
   if (response.next_sequence() > next_sequence_) next_sequence_ = response.next_sequence();
   in_flight_.reset();
+  in_flight_payload_.Clear();
   in_flight_records_.clear();
   return absl::OkStatus();
 }

@@ -48,6 +48,14 @@ class Tablet {
   const std::string& officer_id() const { return officer_id_; }
   uint64_t next_sequence() const { return next_sequence_; }
   uint64_t cursor() const { return cursor_; }
+  // The server sealing key new batches are sealed to.
+  uint32_t sealing_key_id() const { return sealing_key_.key_id; }
+
+  // Takes the server's sealing keys (GetSealingKeysResponse.sealing_keys,
+  // or EnrollResponse's): later batches are sealed to the one with the
+  // highest key id. kInvalidArgument, changing nothing, when `keys` is
+  // empty or that key is not 32 bytes.
+  absl::Status UpdateSealingKeys(const google::protobuf::RepeatedPtrField<v1::SealingKey>& keys);
 
   // The HLC time of a change made at `physical` (PROTOCOL.md §7): the
   // physical time if it is past the last time used or seen, else the last
@@ -73,6 +81,13 @@ class Tablet {
   // is already in flight or nothing is pending; SealBatch's errors.
   absl::StatusOr<v1::SealedBatch> SealNext(size_t max_changes, const Uuid& batch_id,
                                            Random& random);
+
+  // Seals the batch in flight again, to the current sealing key, with the
+  // same batch id, sequence and changes (PROTOCOL.md "Sealing key
+  // rotation": after SEALING_KEY_RETIRED or UNKNOWN_SEALING_KEY and
+  // UpdateSealingKeys). The resealed batch replaces the one in flight.
+  // kFailedPrecondition if no batch is in flight; SealBatch's errors.
+  absl::StatusOr<v1::SealedBatch> ResealInFlight(Random& random);
 
   // What a batch with `batch_id` and `sequence` is sealed and signed with
   // (this device's id, key id, the server's sealing key, the device's
@@ -117,6 +132,7 @@ class Tablet {
   uint32_t hlc_logical_ = 0;
   std::deque<v1::RecordChange> journal_;
   std::optional<v1::SealedBatch> in_flight_;
+  v1::BatchPayload in_flight_payload_;                               // what in_flight_ seals
   absl::flat_hash_map<std::string, std::string> in_flight_records_;  // change id -> record id
   absl::flat_hash_map<std::string, KnownRecord> records_;
   absl::flat_hash_map<std::pair<std::string, std::string>, uint64_t> versions_;

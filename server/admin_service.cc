@@ -1,10 +1,30 @@
 #include "server/admin_service.h"
 
+#include <optional>
+
 #include "common/status_macros.h"
 #include "server/audit_service.h"
 #include "server/rpc.h"
 
 namespace fieldsync::server {
+namespace {
+
+// The administrator's view of `keys` at `now`.
+void AddServerSealingKeys(const admin::SealingKeySet& keys, absl::Time now,
+                          google::protobuf::RepeatedPtrField<v1::ServerSealingKey>* out) {
+  for (const admin::PreparedSealingKey& k : keys.keys()) {
+    v1::ServerSealingKey* key = out->Add();
+    key->set_key_id(k.key_id);
+    key->set_public_key(std::string(k.public_key.begin(), k.public_key.end()));
+    key->set_is_current(&k == &keys.current());
+    if (k.not_after != absl::InfiniteFuture()) {
+      key->set_not_after_unix_micros(absl::ToUnixMicros(k.not_after));
+      key->set_is_retired(now > k.not_after);
+    }
+  }
+}
+
+}  // namespace
 
 grpc::ServerUnaryReactor* AdminServiceImpl::WhoAmI(grpc::CallbackServerContext* context,
                                                    const v1::WhoAmIRequest* request,
@@ -146,6 +166,58 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RotateMasterKey(
         response->set_audit_leaf_index(r.audit_leaf_index);
         return absl::OkStatus();
       });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RotateSealingKey(
+    grpc::CallbackServerContext* context, const v1::RotateSealingKeyRequest* request,
+    v1::RotateSealingKeyResponse* response) {
+  return RunUnary(
+      context, "/fieldsync.v1.AdminService/RotateSealingKey", auth_,
+      [&](const Caller& caller) -> absl::Status {
+        if (sealing_rotation_ == nullptr) {
+          return absl::UnavailableError("sealing key rotation is not set up on this server");
+        }
+        admin::SealingKeyCutoff cutoff;
+        switch (request->previous_until_case()) {
+          case v1::RotateSealingKeyRequest::kPreviousUntilUnixMicros:
+            cutoff.at = absl::FromUnixMicros(request->previous_until_unix_micros());
+            break;
+          case v1::RotateSealingKeyRequest::kPreviousOverlapSeconds:
+            if (request->previous_overlap_seconds() >
+                static_cast<uint64_t>(absl::ToInt64Seconds(admin::kMaxSealingKeyOverlap))) {
+              return absl::InvalidArgumentError(
+                  "previous_overlap_seconds is more than 365 days: choose a shorter overlap");
+            }
+            cutoff.after = absl::Seconds(static_cast<int64_t>(request->previous_overlap_seconds()));
+            break;
+          case v1::RotateSealingKeyRequest::PREVIOUS_UNTIL_NOT_SET:
+            break;
+        }
+        ASSIGN_OR_RETURN(admin::SealingKeyRotationResult r,
+                         sealing_rotation_->Rotate(caller.uri, cutoff));
+        response->set_old_key_id(r.old_key_id);
+        response->set_new_key_id(r.new_key_id);
+        response->set_previous_until_unix_micros(absl::ToUnixMicros(r.previous_until));
+        response->set_new_public_key(std::string(r.new_public_key.begin(), r.new_public_key.end()));
+        for (uint32_t id : r.deleted_key_ids) response->add_deleted_key_ids(id);
+        response->set_audit_leaf_index(r.audit_leaf_index);
+        AddServerSealingKeys(*r.keys, sealing_clock_->Now(), response->mutable_keys());
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListSealingKeys(
+    grpc::CallbackServerContext* context, const v1::ListSealingKeysRequest* /*request*/,
+    v1::ListSealingKeysResponse* response) {
+  return RunUnary(context, "/fieldsync.v1.AdminService/ListSealingKeys", auth_,
+                  [&](const Caller&) -> absl::Status {
+                    if (sealing_keys_ == nullptr) {
+                      return absl::UnavailableError("sealing keys are not set up on this server");
+                    }
+                    AddServerSealingKeys(*sealing_keys_->Snapshot(), sealing_clock_->Now(),
+                                         response->mutable_keys());
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateBackup(grpc::CallbackServerContext* context,

@@ -13,6 +13,7 @@
 #include "admin/master_key_rotation.h"
 #include "admin/officers.h"
 #include "admin/principals.h"
+#include "admin/sealing_keys.h"
 #include "admin/staff.h"
 #include "common/clock.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
@@ -64,6 +65,14 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* RotateMasterKey(grpc::CallbackServerContext* context,
                                             const v1::RotateMasterKeyRequest* request,
                                             v1::RotateMasterKeyResponse* response) override;
+  // The batch-sealing keys (on the calling gRPC thread: one key generated,
+  // one commit). Until set_sealing_keys, both fail with UNAVAILABLE.
+  grpc::ServerUnaryReactor* RotateSealingKey(grpc::CallbackServerContext* context,
+                                             const v1::RotateSealingKeyRequest* request,
+                                             v1::RotateSealingKeyResponse* response) override;
+  grpc::ServerUnaryReactor* ListSealingKeys(grpc::CallbackServerContext* context,
+                                            const v1::ListSealingKeysRequest* request,
+                                            v1::ListSealingKeysResponse* response) override;
 
   // Runs on a thread of the work pool: a checkpoint flushes the store and
   // waits for it (about a second for a small store).
@@ -126,6 +135,15 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
     erasure_ = erasure;
     rotation_ = rotation;
   }
+  // The sealing key rotation, the keys in use and the clock their cutoffs
+  // are read against (not owned; must outlive the service). REQUIRES:
+  // called before the service is registered with a server.
+  void set_sealing_keys(admin::SealingKeyRotation* rotation, const admin::LiveSealingKeys* live,
+                        const Clock* clock) {
+    sealing_rotation_ = rotation;
+    sealing_keys_ = live;
+    sealing_clock_ = clock;
+  }
   // The backup writer and the pool its calls run on (not owned; must
   // outlive the service). Until set, CreateBackup fails with UNAVAILABLE.
   // REQUIRES: called before the service is registered with a server.
@@ -145,6 +163,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   admin::CaseErasure* erasure_ = nullptr;
   admin::MasterKeyRotation* rotation_ = nullptr;
   admin::BackupWriter* backup_ = nullptr;
+  admin::SealingKeyRotation* sealing_rotation_ = nullptr;
+  const admin::LiveSealingKeys* sealing_keys_ = nullptr;
+  const Clock* sealing_clock_ = nullptr;
   WorkPool* pool_ = nullptr;
   CertificateOperations certificates_;
   const admin::StatusSources* status_ = nullptr;

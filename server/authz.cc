@@ -35,6 +35,7 @@ constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.AdminService/GetStatus", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/ListEnrolmentCodes", true, kAdministrator,
             Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AdminService/ListSealingKeys", true, kAdministrator, Scope::kDeployment},
     // Administrators: the deployment; supervisors: the officers of their
     // regions only (admin::ListPrincipalsFor narrows the answer).
     RpcRule{"/fieldsync.v1.AdminService/ListPrincipals", true, kAdministrator | kSupervisor,
@@ -46,6 +47,8 @@ constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.AdminService/RevokePrincipal", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/RotateCa", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/RotateMasterKey", true, kAdministrator, Scope::kDeployment},
+    RpcRule{"/fieldsync.v1.AdminService/RotateSealingKey", true, kAdministrator,
+            Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/UpdateStaff", true, kAdministrator, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.AdminService/WhoAmI", true, kAnyRole, Scope::kSelf},
     RpcRule{"/fieldsync.v1.AggregateService/ListMetrics", true, kAggregateReaders, Scope::kRegions},
@@ -70,6 +73,8 @@ constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.CaseService/TransferCase", true, kSupervisor, Scope::kRegions},
     RpcRule{"/fieldsync.v1.SyncService/Enroll", false, 0, Scope::kPublic},
     RpcRule{"/fieldsync.v1.SyncService/GetSchema", true, kSchemaReaders, Scope::kDeployment},
+    // The server's public sealing keys, which only devices seal to.
+    RpcRule{"/fieldsync.v1.SyncService/GetSealingKeys", true, kDevice, Scope::kDeployment},
     RpcRule{"/fieldsync.v1.SyncService/Pull", true, kDevice | kSupervisor, Scope::kAssigned},
     RpcRule{"/fieldsync.v1.SyncService/Push", true, kDevice, Scope::kAssigned},
     RpcRule{"/fieldsync.v1.SyncService/RenewCertificate", true, kDevice, Scope::kSelf},

@@ -118,6 +118,7 @@ void ApplyDefaults(const std::string& data_dir, v1::ServerConfig* config) {
   if (sync->max_pull_chunk_bytes() == 0) sync->set_max_pull_chunk_bytes(1 << 20);
   if (config->schema_file().empty()) config->set_schema_file(data_dir + "/schema.textproto");
   if (config->certificate_warning_days() == 0) config->set_certificate_warning_days(30);
+  if (config->sealing_key_overlap_days() == 0) config->set_sealing_key_overlap_days(30);
 }
 
 absl::Status ValidateConfig(const v1::ServerConfig& config) {
@@ -172,6 +173,8 @@ const std::vector<NumericBound>& NumericBounds() {
        [](const v1::ServerConfig& c) -> uint64_t {
          return c.master_key_command_timeout_seconds();
        }},
+      {"sealing_key_overlap_days", 1, 365, " days",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.sealing_key_overlap_days(); }},
       {"storage.block_cache_mib", 8, 65536, " MiB",
        [](const v1::ServerConfig& c) -> uint64_t { return c.storage().block_cache_mib(); }},
       {"storage.max_background_jobs", 1, 64, " threads",

@@ -2,6 +2,8 @@
 
 #include <zstd.h>
 
+#include <optional>
+
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
@@ -56,6 +58,40 @@ absl::StatusOr<std::string> Decompress(std::string_view frame, size_t max_size, 
   return out;
 }
 
+// OK with *key set when batches sealed to `key_id` are accepted now;
+// SEALING_KEY_RETIRED or UNKNOWN_SEALING_KEY otherwise, naming the key to
+// reseal to.
+absl::Status CheckSealingKey(uint32_t key_id, const std::string& batch_id, const PushKeys& keys,
+                             const admin::PreparedSealingKey** key) {
+  std::optional<absl::Time> retired_at;
+  const admin::SealingKeyVerdict verdict =
+      keys.sealing_keys->Check(key_id, keys.now, key, &retired_at);
+  if (verdict == admin::SealingKeyVerdict::kAccepted) return absl::OkStatus();
+  v1::SyncErrorDetail detail;
+  detail.set_batch_id(batch_id);
+  detail.set_sealing_key_id(key_id);
+  const uint32_t current = keys.sealing_keys->current().key_id;
+  if (verdict == admin::SealingKeyVerdict::kRetired) {
+    const std::string since =
+        retired_at.has_value()
+            ? absl::StrFormat(" since %s", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *retired_at,
+                                                            absl::UTCTimeZone()))
+            : "";
+    return sync::SyncError(
+        absl::StatusCode::kFailedPrecondition, v1::SYNC_ERROR_REASON_SEALING_KEY_RETIRED,
+        absl::StrFormat("sealing key %d is retired%s: fetch the current keys (GetSealingKeys) and "
+                        "reseal the batch to key %d, same batch id and sequence",
+                        key_id, since, current),
+        detail);
+  }
+  return sync::SyncError(
+      absl::StatusCode::kFailedPrecondition, v1::SYNC_ERROR_REASON_UNKNOWN_SEALING_KEY,
+      absl::StrFormat("sealing key %d is not a key of this server: fetch the current keys "
+                      "(GetSealingKeys) and reseal the batch to key %d",
+                      key_id, current),
+      detail);
+}
+
 }  // namespace
 
 absl::StatusOr<crypto::BatchHeader> ParseBatchHeader(const v1::BatchHeader& header) {
@@ -106,20 +142,12 @@ absl::StatusOr<OpenedBatch> OpenSealedBatch(const v1::SealedBatch& sealed, size_
                            "key: re-sign, or re-enrol if it persists",
                            detail);
   }
-  if (out.header.sealing_key_id != keys.sealing_key_id) {
-    v1::SyncErrorDetail detail;
-    detail.set_batch_id(batch_id);
-    detail.set_sealing_key_id(out.header.sealing_key_id);
-    return sync::SyncError(absl::StatusCode::kFailedPrecondition,
-                           v1::SYNC_ERROR_REASON_UNKNOWN_SEALING_KEY,
-                           absl::StrFormat("sealing key %d is unknown or retired: reseal to key %d",
-                                           out.header.sealing_key_id, keys.sealing_key_id),
-                           detail);
-  }
+  const admin::PreparedSealingKey* sealing_key = nullptr;
+  RETURN_IF_ERROR(CheckSealingKey(out.header.sealing_key_id, batch_id, keys, &sealing_key));
 
   std::string aad = crypto::EncodeBatchHeader(out.header);
   absl::StatusOr<std::string> opened =
-      crypto::HpkeOpen(*keys.sealing_key, AsBytes(sealed.enc()), AsBytes(kBatchSealInfo),
+      crypto::HpkeOpen(sealing_key->private_key, AsBytes(sealed.enc()), AsBytes(kBatchSealInfo),
                        AsBytes(aad), AsBytes(sealed.ciphertext()));
   auto does_not_open = [&](std::string_view why) {
     v1::SyncErrorDetail detail;

@@ -13,6 +13,8 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "admin/sealing_keys.h"
 #include "common/random.h"
 #include "crypto/canonical.h"
 #include "crypto/hash.h"
@@ -36,8 +38,10 @@ struct BatchLimits {
 struct PushKeys {
   std::string_view device_id;           // the authenticated device (UUID text)
   std::string_view signing_public_key;  // its registered Ed25519 key
-  uint32_t sealing_key_id = 0;          // the server's current sealing key
-  const crypto::X25519PrivateKey* sealing_key = nullptr;
+  // The server's sealing keys (a LiveSealingKeys snapshot), and the
+  // instant their cutoffs are checked against.
+  const admin::SealingKeySet* sealing_keys = nullptr;
+  absl::Time now;
 };
 
 struct OpenedBatch {
@@ -54,7 +58,10 @@ struct OpenedBatch {
 //     bytes, unknown compression                INVALID_ARGUMENT MALFORMED
 //   header device id is not the caller          PERMISSION_DENIED MALFORMED
 //   signature does not verify                   UNAUTHENTICATED BAD_SIGNATURE
-//   sealing key id is not the current key       FAILED_PRECONDITION UNKNOWN_SEALING_KEY
+//   sealing key id was a key of this server, now
+//     past its cutoff or deleted               FAILED_PRECONDITION SEALING_KEY_RETIRED
+//   sealing key id never was one (0, or above
+//     the current key)                         FAILED_PRECONDITION UNKNOWN_SEALING_KEY
 //   HPKE does not open, or zstd does not decode INVALID_ARGUMENT SEAL_DOES_NOT_OPEN
 //   payload (decompressed) over 4 * max_bytes,
 //     or more than max_changes changes          INVALID_ARGUMENT BATCH_TOO_LARGE

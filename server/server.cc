@@ -21,6 +21,7 @@
 #include "admin/officers.h"
 #include "admin/principals.h"
 #include "admin/schema_upgrade.h"
+#include "admin/sealing_keys.h"
 #include "admin/server_keys.h"
 #include "admin/staff.h"
 #include "aggregates/counters.h"
@@ -208,7 +209,9 @@ class FieldsyncServer::Impl {
   std::unique_ptr<sync::Ingest> ingest;
   std::unique_ptr<sync::ChangeFeed> feed;
   std::unique_ptr<admin::DeviceEnrolment> enrolment;
-  std::unique_ptr<crypto::X25519PrivateKey> sealing_key;
+  // The batch-sealing keys in use, and their rotation (AdminService).
+  std::unique_ptr<admin::LiveSealingKeys> sealing_keys;
+  std::unique_ptr<admin::SealingKeyRotation> sealing_rotation;
   // Runs the handlers that block (pushes waiting for their commit group);
   // destroyed after the gRPC server has drained, before what they use.
   std::unique_ptr<WorkPool> pool;
@@ -426,9 +429,29 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   impl->ingest = std::make_unique<sync::Ingest>(std::move(ingest));
   impl->feed =
       std::make_unique<sync::ChangeFeed>(impl->store.get(), impl->schema.get(), impl->sealer.get());
-  ASSIGN_OR_RETURN(crypto::X25519PrivateKey sealing_key,
-                   crypto::X25519PrivateKey::Create(impl->keys.sealing_private_key.span()));
-  impl->sealing_key = std::make_unique<crypto::X25519PrivateKey>(std::move(sealing_key));
+  ASSIGN_OR_RETURN(std::shared_ptr<const admin::SealingKeySet> sealing_keys,
+                   admin::SealingKeySet::Prepare(impl->keys.sealing_keys));
+  impl->sealing_keys = std::make_unique<admin::LiveSealingKeys>(std::move(sealing_keys));
+  // From here on the live set is the only copy: none goes stale here.
+  impl->keys.sealing_keys.clear();
+  {
+    admin::SealingKeyRotationOptions rotation;
+    rotation.store = impl->store.get();
+    // Shared with case_keys and the KEK rotation: MasterKeyRing is
+    // thread-safe, and a new sealing key wrapped under a version the KEK
+    // rotation is moving away from stays readable (the file keeps every
+    // version) and moves at the next KEK rotation.
+    rotation.ring = impl->master.get();
+    rotation.audit = impl->audit_log.get();
+    rotation.clock = options.clock;
+    rotation.random = options.random;
+    rotation.live = impl->sealing_keys.get();
+    rotation.default_overlap =
+        absl::Hours(24) * static_cast<int64_t>(config.sealing_key_overlap_days());
+    impl->sealing_rotation = std::make_unique<admin::SealingKeyRotation>(std::move(rotation));
+    impl->admin_service->set_sealing_keys(impl->sealing_rotation.get(), impl->sealing_keys.get(),
+                                          options.clock);
+  }
   // As many pushes may wait for one commit group as there are threads: 32
   // lets the group of 32 devices pushing at once commit together, and a
   // thread that waits costs no CPU.
@@ -465,7 +488,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   deps.renewal = impl->certificate_renewal.get();
   deps.keys = &impl->keys;
   deps.cas = impl->cas.get();
-  deps.sealing_key = impl->sealing_key.get();
+  deps.sealing_keys = impl->sealing_keys.get();
   deps.ingest = impl->ingest.get();
   deps.feed = impl->feed.get();
   deps.schema = impl->schema.get();

@@ -28,6 +28,26 @@ constexpr char kEnroll[] = "/fieldsync.v1.SyncService/Enroll";
 constexpr char kPush[] = "/fieldsync.v1.SyncService/Push";
 constexpr char kPull[] = "/fieldsync.v1.SyncService/Pull";
 constexpr char kGetSchema[] = "/fieldsync.v1.SyncService/GetSchema";
+constexpr char kGetSealingKeys[] = "/fieldsync.v1.SyncService/GetSealingKeys";
+
+absl::Time NowOf(const SyncServiceDeps& deps) {
+  return deps.clock != nullptr ? deps.clock->Now() : absl::Now();
+}
+
+// The keys a device may seal to at `now`, ascending: the current key and
+// the earlier ones within their cutoff.
+void AddAcceptedSealingKeys(const admin::SealingKeySet& keys, absl::Time now,
+                            google::protobuf::RepeatedPtrField<v1::SealingKey>* out) {
+  for (const admin::PreparedSealingKey& k : keys.keys()) {
+    if (now > k.not_after) continue;
+    v1::SealingKey* key = out->Add();
+    key->set_key_id(k.key_id);
+    key->set_public_key(crypto::ToString(k.public_key));
+    if (k.not_after != absl::InfiniteFuture()) {
+      key->set_not_after_unix_micros(absl::ToUnixMicros(k.not_after));
+    }
+  }
+}
 
 // Gives an error from below a machine-readable reason by its code, so that
 // every refusal of a sync or case call carries one (PROTOCOL.md §8).
@@ -157,7 +177,7 @@ absl::Status RecordCaseAccess(const SyncServiceDeps& deps, const Caller& caller,
     ASSIGN_OR_RETURN(Uuid uuid, ParseUuid(id));
     event.case_ids.push_back(uuid);
   }
-  const absl::Time now = deps.clock != nullptr ? deps.clock->Now() : absl::Now();
+  const absl::Time now = NowOf(deps);
   storage::WriteBatch batch;
   audit::AuditSession session(deps.audit_log, &batch);
   absl::Status s = deps.audit_log->Append(audit::Event{now, std::move(event)}, &batch).status();
@@ -372,9 +392,8 @@ grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* c
                             response->set_device_id(device.principal.id());
                             response->set_certificate_pem(std::move(device.certificate_pem));
                             response->set_ca_certificate_pem(deps_.cas->Get()->trust_bundle_pem);
-                            v1::SealingKey* key = response->add_sealing_keys();
-                            key->set_key_id(keys.sealing_key_id);
-                            key->set_public_key(crypto::ToString(keys.sealing_public_key));
+                            AddAcceptedSealingKeys(*deps_.sealing_keys->Snapshot(), NowOf(deps_),
+                                                   response->mutable_sealing_keys());
                             response->set_audit_public_key(crypto::ToString(keys.audit_public_key));
                             response->set_audit_origin(keys.audit_origin);
                             response->set_officer_id(device.principal.officer_id());
@@ -391,8 +410,11 @@ absl::Status SyncServiceImpl::DoPush(const Caller& caller, const v1::PushRequest
   PushKeys keys;
   keys.device_id = caller.principal.id();
   keys.signing_public_key = caller.principal.signing_public_key();
-  keys.sealing_key_id = deps_.keys->sealing_key_id;
-  keys.sealing_key = deps_.sealing_key;
+  // Held for the whole open: a rotation meanwhile does not pull the key
+  // from under it.
+  const std::shared_ptr<const admin::SealingKeySet> sealing_keys = deps_.sealing_keys->Snapshot();
+  keys.sealing_keys = sealing_keys.get();
+  keys.now = NowOf(deps_);
   ASSIGN_OR_RETURN(OpenedBatch batch,
                    OpenSealedBatch(request.batch(), request.ByteSizeLong(), keys, deps_.limits));
   sync::BatchMeta meta;
@@ -455,6 +477,18 @@ grpc::ServerUnaryReactor* SyncServiceImpl::GetSchema(grpc::CallbackServerContext
                     } else {
                       *response->mutable_schema() = schema.proto();
                     }
+                    return absl::OkStatus();
+                  });
+}
+
+grpc::ServerUnaryReactor* SyncServiceImpl::GetSealingKeys(
+    grpc::CallbackServerContext* context, const v1::GetSealingKeysRequest* /*request*/,
+    v1::GetSealingKeysResponse* response) {
+  // No storage read beyond the caller's principal: runs on gRPC's thread.
+  return RunUnary(context, kGetSealingKeys, deps_.auth,
+                  [this, response](const Caller&) -> absl::Status {
+                    AddAcceptedSealingKeys(*deps_.sealing_keys->Snapshot(), NowOf(deps_),
+                                           response->mutable_sealing_keys());
                     return absl::OkStatus();
                   });
 }

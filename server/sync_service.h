@@ -10,6 +10,7 @@
 
 #include "admin/certificates.h"
 #include "admin/enrolment.h"
+#include "admin/sealing_keys.h"
 #include "admin/server_keys.h"
 #include "audit/log.h"
 #include "common/clock.h"
@@ -40,7 +41,8 @@ struct SyncServiceDeps {
   // The CAs devices are given to trust, and whether a device's certificate
   // is from a CA being retired.
   const admin::CertificateAuthorities* cas = nullptr;
-  const crypto::X25519PrivateKey* sealing_key = nullptr;  // keys->sealing_private_key, prepared
+  // The batch-sealing keys in use (replaced by a rotation while serving).
+  const admin::LiveSealingKeys* sealing_keys = nullptr;
   sync::Ingest* ingest = nullptr;
   const sync::ChangeFeed* feed = nullptr;
   const sync::Schema* schema = nullptr;
@@ -79,6 +81,9 @@ class SyncServiceImpl final : public v1::SyncService::CallbackService {
   grpc::ServerUnaryReactor* RenewCertificate(grpc::CallbackServerContext* context,
                                              const v1::RenewCertificateRequest* request,
                                              v1::RenewCertificateResponse* response) override;
+  grpc::ServerUnaryReactor* GetSealingKeys(grpc::CallbackServerContext* context,
+                                           const v1::GetSealingKeysRequest* request,
+                                           v1::GetSealingKeysResponse* response) override;
 
  private:
   absl::Status DoPush(const Caller& caller, const v1::PushRequest& request,

@@ -4,9 +4,12 @@
 #include <iostream>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "tools/client.h"
+#include "tools/status_verbs.h"
 
 namespace fieldsync::tools {
 namespace {
@@ -32,6 +35,83 @@ constexpr char kRotateHelp[] =
     "instead of adding another version. Refused when the master key comes from\n"
     "master_key_command: rotate it there and restart fieldsyncd.\n";
 
+constexpr char kRotateSealingHelp[] =
+    "usage: fieldsync --data-dir DIR [--server HOST:PORT] keys rotate-sealing\n"
+    "                 [--previous-until DATE|DURATION|now]\n"
+    "\n"
+    "Rotates the server's batch-sealing key (administrators only): fieldsyncd\n"
+    "makes a new HPKE key (the next key id) and accepts batches sealed to it at\n"
+    "once, without a restart. Tablets learn it at their next sync\n"
+    "(SyncService.GetSealingKeys) and seal to it from then on.\n"
+    "Batches sealed to the replaced key are still accepted until the cutoff, then\n"
+    "refused with SEALING_KEY_RETIRED (the tablet fetches the keys and reseals).\n"
+    "Earlier keys already past their cutoff have their private keys deleted.\n"
+    "The rotation is recorded in the audit log (KeyRotated, hpke-sealing).\n"
+    "\n"
+    "  --previous-until WHEN  when the replaced key stops being accepted:\n"
+    "                         a date (2026-07-01, midnight UTC, or\n"
+    "                         2026-07-01T12:00:00Z), a duration from now (72h,\n"
+    "                         14d), or `now` to refuse it at once (a key\n"
+    "                         believed compromised). At most 365 days ahead.\n"
+    "                         Default: sealing_key_overlap_days in the server's\n"
+    "                         config (30).\n";
+
+constexpr char kListHelp[] =
+    "usage: fieldsync --data-dir DIR [--server HOST:PORT] keys list\n"
+    "\n"
+    "Lists the server's batch-sealing keys (administrators only): each key id,\n"
+    "the first bytes of its public key, and until when batches sealed to it are\n"
+    "accepted (the current key: no end; a retired key's private key is deleted\n"
+    "at the next rotation).\n";
+
+// The short form of a public key people compare: its first 8 bytes, hex.
+std::string KeyPrefix(const std::string& public_key) {
+  return absl::BytesToHexString(absl::string_view(public_key).substr(0, 8));
+}
+
+std::string Rfc3339(int64_t unix_micros) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(unix_micros),
+                          absl::UTCTimeZone());
+}
+
+void PrintSealingKeys(const google::protobuf::RepeatedPtrField<v1::ServerSealingKey>& keys) {
+  std::cout << absl::StrFormat("%-6s  %-16s  %s\n", "KEY", "PUBLIC KEY", "ACCEPTED");
+  for (const v1::ServerSealingKey& k : keys) {
+    std::string accepted = "current, no end";
+    if (!k.is_current()) {
+      accepted = absl::StrFormat("%s until %s", k.is_retired() ? "retired, was accepted" : "yes",
+                                 Rfc3339(k.not_after_unix_micros()));
+    }
+    std::cout << absl::StrFormat("%-6d  %-16s  %s\n", k.key_id(), KeyPrefix(k.public_key()),
+                                 accepted);
+  }
+}
+
+// Sets `request`'s cutoff from --previous-until. kInvalidArgument with the
+// forms accepted.
+absl::Status SetPreviousUntil(const std::string& text, v1::RotateSealingKeyRequest* request) {
+  if (text == "now") {
+    request->set_previous_overlap_seconds(0);
+    return absl::OkStatus();
+  }
+  absl::Time t;
+  std::string err;
+  if (absl::ParseTime("%Y-%m-%d", text, absl::UTCTimeZone(), &t, &err) ||
+      absl::ParseTime(absl::RFC3339_full, text, &t, &err)) {
+    request->set_previous_until_unix_micros(absl::ToUnixMicros(t));
+    return absl::OkStatus();
+  }
+  absl::StatusOr<absl::Duration> d = ParseDurationFlag(text);
+  if (d.ok()) {
+    request->set_previous_overlap_seconds(static_cast<uint64_t>(absl::ToInt64Seconds(*d)));
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "--previous-until \"%s\" is not a date (2026-07-01 or 2026-07-01T12:00:00Z), a duration "
+      "(72h, 14d) or now",
+      text));
+}
+
 int Usage(std::string* error, std::string message) {
   *error = std::move(message);
   return 2;
@@ -52,8 +132,9 @@ int CaseErase(const Args& args, std::string* error) {
   // words: "case" "erase" CASE_ID
   if (args.words.size() != 3) return Usage(error, "case erase needs one CASE_ID; see --help");
   if (!args.Has("--confirm")) {
-    return Usage(error, "case erase needs --confirm CASE_ID (the same id again): erasure "
-                        "cannot be undone");
+    return Usage(error,
+                 "case erase needs --confirm CASE_ID (the same id again): erasure "
+                 "cannot be undone");
   }
   absl::StatusOr<Connection> conn = Connect(args);
   if (!conn.ok()) {
@@ -75,8 +156,8 @@ int CaseErase(const Args& args, std::string* error) {
   std::cout << "erased case " << response.case_id() << "\n"
             << "  its identifying and sensitive fields can no longer be read; dimension "
                "fields remain\n"
-            << "  audit log entry: " << response.audit_leaf_index()
-            << " (tree size " << response.audit_tree_size() << ")\n";
+            << "  audit log entry: " << response.audit_leaf_index() << " (tree size "
+            << response.audit_tree_size() << ")\n";
   return 0;
 }
 
@@ -116,6 +197,79 @@ int KeysRotateMaster(const Args& args, std::string* error) {
       response.resumed() ? " (finished an interrupted rotation)" : "", response.rewrapped(),
       response.already_current(), response.erased(), response.server_keys_rewrapped(),
       response.audit_leaf_index());
+  return 0;
+}
+
+int KeysRotateSealing(const Args& args, std::string* error) {
+  if (args.help) {
+    std::cout << kRotateSealingHelp;
+    return 0;
+  }
+  std::vector<std::string> allowed = kConnection;
+  allowed.push_back("--previous-until");
+  if (absl::Status s = CheckOptions(args, allowed); !s.ok()) {
+    return Usage(error, std::string(s.message()));
+  }
+  if (args.words.size() != 2) return Usage(error, "keys rotate-sealing takes no operand");
+  v1::RotateSealingKeyRequest request;
+  if (args.Has("--previous-until")) {
+    if (absl::Status s = SetPreviousUntil(args.Get("--previous-until"), &request); !s.ok()) {
+      return Usage(error, std::string(s.message()));
+    }
+  }
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) {
+    *error = std::string(conn.status().message());
+    return 1;
+  }
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  v1::RotateSealingKeyResponse response;
+  grpc::Status status =
+      v1::AdminService::NewStub(conn->channel)->RotateSealingKey(&context, request, &response);
+  if (!status.ok()) {
+    *error = DescribeRpcError(status, conn->server);
+    return 1;
+  }
+  std::cout << absl::StrFormat(
+      "batch-sealing key rotated: key %d -> %d\n"
+      "  key %d is accepted until %s\n"
+      "  new public key:  %s\n"
+      "  audit log entry: %d\n",
+      response.old_key_id(), response.new_key_id(), response.old_key_id(),
+      Rfc3339(response.previous_until_unix_micros()),
+      absl::BytesToHexString(response.new_public_key()), response.audit_leaf_index());
+  for (uint32_t id : response.deleted_key_ids()) {
+    std::cout << absl::StrFormat("  key %d was past its cutoff: its private key is deleted\n", id);
+  }
+  PrintSealingKeys(response.keys());
+  return 0;
+}
+
+int KeysList(const Args& args, std::string* error) {
+  if (args.help) {
+    std::cout << kListHelp;
+    return 0;
+  }
+  if (absl::Status s = CheckOptions(args, kConnection); !s.ok()) {
+    return Usage(error, std::string(s.message()));
+  }
+  if (args.words.size() != 2) return Usage(error, "keys list takes no operand");
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) {
+    *error = std::string(conn.status().message());
+    return 1;
+  }
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  v1::ListSealingKeysResponse response;
+  grpc::Status status = v1::AdminService::NewStub(conn->channel)
+                            ->ListSealingKeys(&context, v1::ListSealingKeysRequest(), &response);
+  if (!status.ok()) {
+    *error = DescribeRpcError(status, conn->server);
+    return 1;
+  }
+  PrintSealingKeys(response.keys());
   return 0;
 }
 

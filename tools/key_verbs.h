@@ -1,6 +1,7 @@
-// `fieldsync case erase` and `fieldsync keys rotate-master`: the
-// administrator's verbs for crypto-shredding a case and rotating the
-// master key (docs/OPERATIONS.md).
+// `fieldsync case erase`, `fieldsync keys rotate-master`, `keys
+// rotate-sealing` and `keys list`: the administrator's verbs for
+// crypto-shredding a case and rotating the master key and the batch-sealing
+// key (docs/OPERATIONS.md).
 #ifndef FIELDSYNC_TOOLS_KEY_VERBS_H_
 #define FIELDSYNC_TOOLS_KEY_VERBS_H_
 
@@ -14,6 +15,8 @@ namespace fieldsync::tools {
 // sets *error to the one line to print (the server's reason on a refusal).
 int CaseErase(const Args& args, std::string* error);
 int KeysRotateMaster(const Args& args, std::string* error);
+int KeysRotateSealing(const Args& args, std::string* error);
+int KeysList(const Args& args, std::string* error);
 
 }  // namespace fieldsync::tools
 

@@ -177,8 +177,9 @@ TEST_F(DeploymentTest, ServerKeysAreStoredOnlyWrapped) {
   // No file of the deployment holds a private key in clear.
   std::string audit_seed(reinterpret_cast<const char*>(keys.audit_signing_seed.data()),
                          keys.audit_signing_seed.size());
-  std::string sealing(reinterpret_cast<const char*>(keys.sealing_private_key.data()),
-                      keys.sealing_private_key.size());
+  ASSERT_EQ(keys.sealing_keys.size(), 1u);
+  std::string sealing(reinterpret_cast<const char*>(keys.sealing_keys[0].private_key.data()),
+                      keys.sealing_keys[0].private_key.size());
   ASSERT_EQ(audit_seed.size(), 32u);
   for (const auto& [path, bytes] : Snapshot(paths.root)) {
     EXPECT_EQ(bytes.find(audit_seed), std::string::npos) << path;

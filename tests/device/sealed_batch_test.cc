@@ -49,7 +49,7 @@ class DeviceSealedBatchTest : public ::testing::Test {
  protected:
   DeviceSealedBatchTest()
       : server_pair_(crypto::GenerateX25519(random_)),
-        server_key_(*crypto::X25519PrivateKey::Create(server_pair_.private_key.span())),
+        server_keys_(*admin::SealingKeySet::Single(7, server_pair_.private_key.span())),
         device_pair_(crypto::GenerateEd25519(random_)),
         signer_(*crypto::Ed25519Signer::Create(device_pair_.seed.span())) {}
 
@@ -69,14 +69,14 @@ class DeviceSealedBatchTest : public ::testing::Test {
     server::PushKeys keys;
     keys.device_id = kDevice;
     keys.signing_public_key = crypto::AsStringView(device_pair_.public_key);
-    keys.sealing_key_id = 7;
-    keys.sealing_key = &server_key_;
+    keys.sealing_keys = server_keys_.get();
+    keys.now = absl::FromUnixSeconds(1795000000);
     return server::OpenSealedBatch(sealed, sealed.ByteSizeLong(), keys, server::BatchLimits{});
   }
 
   fieldsync::testing::SeededRandom random_{4242};
   crypto::X25519KeyPair server_pair_;
-  crypto::X25519PrivateKey server_key_;
+  std::shared_ptr<const admin::SealingKeySet> server_keys_;
   crypto::Ed25519KeyPair device_pair_;
   crypto::Ed25519Signer signer_;
   std::string sealing_public_;

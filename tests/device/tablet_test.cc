@@ -53,15 +53,15 @@ class TabletTest : public ::testing::Test {
     server::PushKeys keys;
     keys.device_id = kDevice;
     keys.signing_public_key = crypto::AsStringView(signing_.public_key);
-    keys.sealing_key_id = 2;
-    keys.sealing_key = &server_key_;
+    keys.sealing_keys = server_keys_.get();
+    keys.now = now_;
     return server::OpenSealedBatch(sealed, sealed.ByteSizeLong(), keys, server::BatchLimits{});
   }
 
   fieldsync::testing::SeededRandom random_{99};
   crypto::X25519KeyPair server_pair_ = crypto::GenerateX25519(random_);
-  crypto::X25519PrivateKey server_key_ =
-      *crypto::X25519PrivateKey::Create(server_pair_.private_key.span());
+  std::shared_ptr<const admin::SealingKeySet> server_keys_ =
+      *admin::SealingKeySet::Single(2, server_pair_.private_key.span());
   crypto::Ed25519KeyPair signing_ = crypto::GenerateEd25519(random_);
   crypto::X25519KeyPair receiving_ = crypto::GenerateX25519(random_);
   std::unique_ptr<Tablet> tablet_;
@@ -82,6 +82,60 @@ TEST_F(TabletTest, SealsJournalledChangesToTheNewestKeyAsNumberedBatches) {
   absl::StatusOr<server::OpenedBatch> opened = OpenOnServer(*sealed);
   ASSERT_THAT(opened, IsOk());
   EXPECT_EQ(opened->payload.changes_size(), 2);
+}
+
+// After a rotation the server holds key 2 until a cutoff and key 3, new.
+TEST_F(TabletTest, BatchInFlightIsResealedToTheNewKeyWithItsIdSequenceAndChanges) {
+  tablet_->Upsert(NewId(), kCase, kCase, "case_registration", {{"priority", Enum("high")}}, now_);
+  absl::StatusOr<v1::SealedBatch> first = tablet_->SealNext(10, NewUuid(random_), random_);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_EQ(first->header().sealing_key_id(), 2u);
+  crypto::X25519KeyPair new_pair = crypto::GenerateX25519(random_);
+  std::vector<admin::SealingKeyPair> server(2);
+  server[0].key_id = 2;
+  server[0].private_key = server_pair_.private_key.Clone();
+  server[0].public_key = server_pair_.public_key;
+  server[0].not_after = now_;
+  server[1].key_id = 3;
+  server[1].private_key = new_pair.private_key.Clone();
+  server[1].public_key = new_pair.public_key;
+  server_keys_ = *admin::SealingKeySet::Prepare(server);
+  now_ += absl::Seconds(1);  // past key 2's cutoff
+  ASSERT_THAT(OpenOnServer(*first),
+              StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::HasSubstr("retired")));
+  google::protobuf::RepeatedPtrField<v1::SealingKey> keys;
+  v1::SealingKey* k = keys.Add();
+  k->set_key_id(3);
+  k->set_public_key(crypto::ToString(new_pair.public_key));
+
+  ASSERT_THAT(tablet_->UpdateSealingKeys(keys), IsOk());
+  absl::StatusOr<v1::SealedBatch> resealed = tablet_->ResealInFlight(random_);
+
+  ASSERT_THAT(resealed, IsOk());
+  EXPECT_EQ(tablet_->sealing_key_id(), 3u);
+  EXPECT_EQ(resealed->header().sealing_key_id(), 3u);
+  EXPECT_EQ(resealed->header().batch_id(), first->header().batch_id());
+  EXPECT_EQ(resealed->header().sequence(), first->header().sequence());
+  EXPECT_EQ(tablet_->next_sequence(), 2u) << "a reseal uses no new sequence number";
+  absl::StatusOr<server::OpenedBatch> opened = OpenOnServer(*resealed);
+  ASSERT_THAT(opened, IsOk());
+  EXPECT_EQ(opened->payload.changes_size(), 1);
+  EXPECT_EQ(opened->payload.changes(0).fields(0).value().enum_value(), "high");
+}
+
+TEST_F(TabletTest, NoBatchInFlightHasNothingToReseal) {
+  EXPECT_THAT(tablet_->ResealInFlight(random_), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(TabletTest, EmptyOrMalformedKeyListIsRefusedAndTheKeyStays) {
+  google::protobuf::RepeatedPtrField<v1::SealingKey> keys;
+  EXPECT_THAT(tablet_->UpdateSealingKeys(keys), StatusIs(absl::StatusCode::kInvalidArgument));
+  v1::SealingKey* k = keys.Add();
+  k->set_key_id(9);
+  k->set_public_key("short");
+  EXPECT_THAT(tablet_->UpdateSealingKeys(keys), StatusIs(absl::StatusCode::kInvalidArgument));
+
+  EXPECT_EQ(tablet_->sealing_key_id(), 2u);
 }
 
 TEST_F(TabletTest, SecondBatchWaitsForTheAnswerToTheFirst) {

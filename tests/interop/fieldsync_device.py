@@ -208,6 +208,21 @@ class Device:
         self._connect()
         return response
 
+    def refresh_sealing_keys(self):
+        """PROTOCOL.md "Sealing key rotation": the keys the server accepts
+        now; later batches are sealed to the one with the highest key_id."""
+        response = self.stub.GetSealingKeys(sync_pb2.GetSealingKeysRequest(), timeout=20)
+        self.sealing_key = max(response.sealing_keys, key=lambda k: k.key_id)
+        return response
+
+    def reseal(self, sealed):
+        """The same batch (batch_id, sequence, changes) sealed to the current
+        sealing key: what a device sends after SEALING_KEY_RETIRED or
+        UNKNOWN_SEALING_KEY and refresh_sealing_keys()."""
+        return self.seal_batch(self._batch_changes[sealed.header.batch_id],
+                               sequence=sealed.header.sequence,
+                               batch_id=sealed.header.batch_id)
+
     def seal_batch(self, changes, sequence=None, batch_id=None):
         """A new sealed, signed batch; consumes a sequence number."""
         if sequence is None:

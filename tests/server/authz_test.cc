@@ -83,8 +83,9 @@ TEST(AuthzTableTest, AdministrationIsForAdministratorsOnly) {
   for (const char* m :
        {"/fieldsync.v1.AdminService/AddStaff", "/fieldsync.v1.AdminService/AddOfficer",
         "/fieldsync.v1.AdminService/RevokePrincipal",
-        "/fieldsync.v1.AdminService/CreateEnrolmentCode",
-        "/fieldsync.v1.AdminService/CreateBackup"}) {
+        "/fieldsync.v1.AdminService/CreateEnrolmentCode", "/fieldsync.v1.AdminService/CreateBackup",
+        "/fieldsync.v1.AdminService/RotateSealingKey",
+        "/fieldsync.v1.AdminService/ListSealingKeys"}) {
     absl::StatusOr<const RpcRule*> rule = FindRule(m);
     ASSERT_THAT(rule, IsOk());
     EXPECT_EQ((*rule)->roles, RoleBit(v1::ROLE_ADMINISTRATOR)) << m;
@@ -100,6 +101,13 @@ TEST(AuthzTableTest, SchemaIsForDevicesAndSupervisorsOnly) {
   for (v1::Role role : {v1::ROLE_ANALYST, v1::ROLE_AUDITOR, v1::ROLE_ADMINISTRATOR}) {
     EXPECT_THAT(CheckRole(**rule, role), StatusIs(absl::StatusCode::kPermissionDenied)) << role;
   }
+}
+
+TEST(AuthzTableTest, SealingKeysAreFetchedByDevicesOnly) {
+  absl::StatusOr<const RpcRule*> rule = FindRule("/fieldsync.v1.SyncService/GetSealingKeys");
+  ASSERT_THAT(rule, IsOk());
+  EXPECT_TRUE((*rule)->requires_certificate);
+  EXPECT_EQ((*rule)->roles, RoleBit(v1::ROLE_DEVICE));
 }
 
 // Supervisors list the officers of their regions (the handler narrows).

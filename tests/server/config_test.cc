@@ -88,6 +88,17 @@ TEST(ConfigTest, CertificateWarningDaysDefaultsTo30AndIsBounded) {
                HasSubstr("certificate_warning_days is 366, outside the allowed range 1..365")));
 }
 
+TEST(ConfigTest, SealingKeyOverlapDaysDefaultsTo30AndIsBounded) {
+  v1::ServerConfig c;
+  ApplyDefaults("/d", &c);
+  EXPECT_EQ(c.sealing_key_overlap_days(), 30u);
+  c.set_sealing_key_overlap_days(366);
+  EXPECT_THAT(
+      ValidateConfig(c),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("sealing_key_overlap_days is 366, outside the allowed range 1..365")));
+}
+
 TEST(ConfigTest, BadLogLevelIsNamed) {
   v1::ServerConfig c;
   c.set_log_level("verbose");
@@ -107,10 +118,11 @@ struct BoundCase {
 const std::vector<BoundCase>& BoundCases() {
   static const auto* cases = new std::vector<BoundCase>{
       {"certificate_warning_days", 1, 365},           {"drain_timeout_seconds", 1, 3600},
-      {"master_key_command_timeout_seconds", 1, 600}, {"storage.block_cache_mib", 8, 65536},
-      {"storage.max_background_jobs", 1, 64},         {"sync.max_batch_bytes", 65536, 67108864},
-      {"sync.max_batch_changes", 1, 100000},          {"sync.max_clock_skew_seconds", 1, 86400},
-      {"sync.max_pull_chunk_changes", 1, 10000},      {"sync.max_pull_chunk_bytes", 16384, 3145728},
+      {"master_key_command_timeout_seconds", 1, 600}, {"sealing_key_overlap_days", 1, 365},
+      {"storage.block_cache_mib", 8, 65536},          {"storage.max_background_jobs", 1, 64},
+      {"sync.max_batch_bytes", 65536, 67108864},      {"sync.max_batch_changes", 1, 100000},
+      {"sync.max_clock_skew_seconds", 1, 86400},      {"sync.max_pull_chunk_changes", 1, 10000},
+      {"sync.max_pull_chunk_bytes", 16384, 3145728},
   };
   return *cases;
 }

@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sync/errors.h"
+#include "tests/testing/seeded_random.h"
 #include "tests/testing/status_matchers.h"
 
 namespace fieldsync::server {
@@ -30,6 +31,7 @@ using device::kBatchSealInfo;
 using device::SealedPayloadDigest;
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 std::string Hex(std::string_view s) {
@@ -121,14 +123,17 @@ struct Example {
         crypto::ToString(*crypto::Ed25519Sign(device_seed, AsBytes(signed_message))));
   }
 
-  PushKeys Keys(const crypto::X25519PrivateKey* key) const {
+  // The server's keys: key 1 (the example's) alone, current.
+  PushKeys Keys() {
+    if (key_set == nullptr) key_set = *admin::SealingKeySet::Single(1, server_private.span());
     PushKeys k;
     k.device_id = "11111111-2222-4333-8444-555555555555";
     k.signing_public_key = crypto::AsStringView(device_public);
-    k.sealing_key_id = 1;
-    k.sealing_key = key;
+    k.sealing_keys = key_set.get();
+    k.now = absl::FromUnixSeconds(1795000000);
     return k;
   }
+  std::shared_ptr<const admin::SealingKeySet> key_set;
 };
 
 // `plain` as one zstd frame, with or without the content size in its
@@ -162,11 +167,10 @@ v1::SealedBatch SealZstd(const Example& e, const std::string& frame) {
 
 TEST(SealedBatchTest, ZstdFrameWithContentSizeOpens) {
   Example e;
-  auto key = crypto::X25519PrivateKey::Create(e.server_private.span());
   v1::SealedBatch sealed = SealZstd(e, ZstdFrame(e.payload, /*with_content_size=*/true));
 
   absl::StatusOr<OpenedBatch> opened =
-      OpenSealedBatch(sealed, sealed.ByteSizeLong(), e.Keys(&*key), BatchLimits{});
+      OpenSealedBatch(sealed, sealed.ByteSizeLong(), e.Keys(), BatchLimits{});
 
   ASSERT_THAT(opened, IsOk());
   EXPECT_EQ(opened->payload.SerializeAsString(), e.payload);
@@ -174,13 +178,12 @@ TEST(SealedBatchTest, ZstdFrameWithContentSizeOpens) {
 
 TEST(SealedBatchTest, ZstdFrameWithoutContentSizeDoesNotOpen) {
   Example e;
-  auto key = crypto::X25519PrivateKey::Create(e.server_private.span());
   const std::string frame = ZstdFrame(e.payload, /*with_content_size=*/false);
   ASSERT_EQ(ZSTD_getFrameContentSize(frame.data(), frame.size()), ZSTD_CONTENTSIZE_UNKNOWN);
   v1::SealedBatch sealed = SealZstd(e, frame);
 
   absl::StatusOr<OpenedBatch> opened =
-      OpenSealedBatch(sealed, sealed.ByteSizeLong(), e.Keys(&*key), BatchLimits{});
+      OpenSealedBatch(sealed, sealed.ByteSizeLong(), e.Keys(), BatchLimits{});
 
   EXPECT_THAT(opened, StatusIs(absl::StatusCode::kInvalidArgument,
                                HasSubstr("the zstd payload does not decode: reseal it")));
@@ -216,17 +219,14 @@ TEST(SealedBatchTest, WorkedExampleMatchesProtocolDocument) {
 
 TEST(SealedBatchTest, WorkedExampleOpens) {
   Example e;
-  auto key = crypto::X25519PrivateKey::Create(e.server_private.span());
-  ASSERT_THAT(key, IsOk());
   absl::StatusOr<OpenedBatch> opened =
-      OpenSealedBatch(e.sealed, e.sealed.ByteSizeLong(), e.Keys(&*key), BatchLimits{});
+      OpenSealedBatch(e.sealed, e.sealed.ByteSizeLong(), e.Keys(), BatchLimits{});
   ASSERT_THAT(opened, IsOk());
   EXPECT_EQ(opened->payload.SerializeAsString(), e.payload);
 }
 
 TEST(SealedBatchTest, EveryFlippedByteIsRefusedCleanly) {
   Example e;
-  auto key = crypto::X25519PrivateKey::Create(e.server_private.span());
   std::string wire = e.sealed.SerializeAsString();
   int refused = 0;
   for (size_t i = 0; i < wire.size(); ++i) {
@@ -238,7 +238,7 @@ TEST(SealedBatchTest, EveryFlippedByteIsRefusedCleanly) {
       continue;
     }
     absl::StatusOr<OpenedBatch> opened =
-        OpenSealedBatch(sealed, flipped.size(), e.Keys(&*key), BatchLimits{});
+        OpenSealedBatch(sealed, flipped.size(), e.Keys(), BatchLimits{});
     EXPECT_FALSE(opened.ok()) << "byte " << i;
     if (!opened.ok()) {
       EXPECT_TRUE(sync::GetSyncErrorDetail(opened.status()).has_value()) << "byte " << i;
@@ -250,12 +250,123 @@ TEST(SealedBatchTest, EveryFlippedByteIsRefusedCleanly) {
 
 TEST(SealedBatchTest, TruncatedCiphertextIsRefused) {
   Example e;
-  auto key = crypto::X25519PrivateKey::Create(e.server_private.span());
   for (size_t n : {size_t{0}, size_t{1}, e.sealed.ciphertext().size() - 1}) {
     v1::SealedBatch sealed = e.sealed;
     sealed.mutable_ciphertext()->resize(n);
-    EXPECT_FALSE(OpenSealedBatch(sealed, 100, e.Keys(&*key), BatchLimits{}).ok()) << n;
+    EXPECT_FALSE(OpenSealedBatch(sealed, 100, e.Keys(), BatchLimits{}).ok()) << n;
   }
+}
+
+// --- Sealing keys and their cutoffs -----------------------------------------
+
+// The server holds key 2 (retiring at kCutoff) and key 3 (current); key 1
+// was deleted at the rotation that made key 3.
+class SealingKeyCutoffTest : public ::testing::Test {
+ protected:
+  static constexpr absl::Time kCutoff = absl::FromUnixSeconds(1796000000);
+
+  SealingKeyCutoffTest() {
+    std::vector<admin::SealingKeyPair> keys(2);
+    for (uint32_t i = 0; i < 2; ++i) {
+      crypto::X25519KeyPair pair = crypto::GenerateX25519(random_);
+      keys[i].key_id = i + 2;
+      keys[i].private_key = std::move(pair.private_key);
+      keys[i].public_key = pair.public_key;
+    }
+    keys[0].not_after = kCutoff;
+    set_ = *admin::SealingKeySet::Prepare(keys);
+  }
+
+  // The example's payload sealed to key `key_id` with `public_key`.
+  v1::SealedBatch SealTo(uint32_t key_id, const crypto::X25519PublicKey& public_key) {
+    device::BatchSealParams params;
+    params.header.device_id = *ParseUuid("11111111-2222-4333-8444-555555555555");
+    params.header.batch_id = *ParseUuid("aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee");
+    params.header.sequence = 1;
+    params.header.sealing_key_id = key_id;
+    params.sealing_public_key = crypto::AsStringView(public_key);
+    params.signer = &signer_;
+    v1::BatchPayload payload;
+    payload.ParseFromString(e_.payload);
+    return *device::SealBatch(payload, params, random_);
+  }
+
+  absl::StatusOr<OpenedBatch> Open(const v1::SealedBatch& sealed, absl::Time now) {
+    PushKeys keys = e_.Keys();
+    keys.sealing_keys = set_.get();
+    keys.now = now;
+    return OpenSealedBatch(sealed, sealed.ByteSizeLong(), keys, BatchLimits{});
+  }
+
+  const crypto::X25519PublicKey& PublicOf(uint32_t key_id) {
+    return set_->keys()[key_id - 2].public_key;
+  }
+
+  Example e_;
+  fieldsync::testing::SeededRandom random_{2024};
+  crypto::Ed25519Signer signer_ = *crypto::Ed25519Signer::Create(e_.device_seed.span());
+  std::shared_ptr<const admin::SealingKeySet> set_;
+};
+
+TEST_F(SealingKeyCutoffTest, BatchSealedToThePreviousKeyOpensUntilItsCutoff) {
+  v1::SealedBatch sealed = SealTo(2, PublicOf(2));
+
+  EXPECT_THAT(Open(sealed, kCutoff - absl::Hours(24)), IsOk());
+  EXPECT_THAT(Open(sealed, kCutoff), IsOk());
+}
+
+TEST_F(SealingKeyCutoffTest, BatchSealedToThePreviousKeyAfterItsCutoffIsRetired) {
+  v1::SealedBatch sealed = SealTo(2, PublicOf(2));
+
+  absl::StatusOr<OpenedBatch> opened = Open(sealed, kCutoff + absl::Microseconds(1));
+
+  EXPECT_THAT(opened, StatusIs(absl::StatusCode::kFailedPrecondition,
+                               AllOf(HasSubstr("sealing key 2 is retired since "
+                                               "2026-11-30T00:53:20Z"),
+                                     HasSubstr("fetch the current keys (GetSealingKeys)"),
+                                     HasSubstr("reseal the batch to key 3"))));
+  std::optional<v1::SyncErrorDetail> detail = sync::GetSyncErrorDetail(opened.status());
+  ASSERT_TRUE(detail.has_value());
+  EXPECT_EQ(detail->reason(), v1::SYNC_ERROR_REASON_SEALING_KEY_RETIRED);
+  EXPECT_EQ(detail->sealing_key_id(), 2u);
+  EXPECT_EQ(detail->batch_id(), "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee");
+}
+
+TEST_F(SealingKeyCutoffTest, BatchSealedToTheCurrentKeyOpensLongAfter) {
+  EXPECT_THAT(Open(SealTo(3, PublicOf(3)), kCutoff + absl::Hours(24 * 3650)), IsOk());
+}
+
+TEST_F(SealingKeyCutoffTest, BatchSealedToADeletedEarlierKeyIsRetired) {
+  crypto::X25519KeyPair gone = crypto::GenerateX25519(random_);
+
+  absl::StatusOr<OpenedBatch> opened = Open(SealTo(1, gone.public_key), kCutoff);
+
+  EXPECT_THAT(opened, StatusIs(absl::StatusCode::kFailedPrecondition,
+                               HasSubstr("sealing key 1 is retired: fetch")));
+  EXPECT_EQ(sync::GetSyncErrorDetail(opened.status())->reason(),
+            v1::SYNC_ERROR_REASON_SEALING_KEY_RETIRED);
+}
+
+TEST_F(SealingKeyCutoffTest, KeyIdThatWasNeverTheServersIsUnknown) {
+  for (uint32_t id : {0u, 4u, 977u}) {
+    absl::StatusOr<OpenedBatch> opened = Open(SealTo(id, PublicOf(3)), kCutoff);
+
+    EXPECT_THAT(opened, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                 HasSubstr("is not a key of this server")))
+        << id;
+    std::optional<v1::SyncErrorDetail> detail = sync::GetSyncErrorDetail(opened.status());
+    ASSERT_TRUE(detail.has_value());
+    EXPECT_EQ(detail->reason(), v1::SYNC_ERROR_REASON_UNKNOWN_SEALING_KEY);
+    EXPECT_EQ(detail->sealing_key_id(), id);
+  }
+}
+
+TEST_F(SealingKeyCutoffTest, BatchNamingOneKeySealedToAnotherDoesNotOpen) {
+  absl::StatusOr<OpenedBatch> opened = Open(SealTo(2, PublicOf(3)), kCutoff);
+
+  EXPECT_THAT(opened, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(sync::GetSyncErrorDetail(opened.status())->reason(),
+            v1::SYNC_ERROR_REASON_SEAL_DOES_NOT_OPEN);
 }
 
 }  // namespace

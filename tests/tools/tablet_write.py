@@ -16,25 +16,15 @@ GEN_DIR with protoc when absent. Exits 1 when a call fails.
 
 import json
 import os
-import subprocess
 import sys
 
 (SOURCE, GEN, ADDRESS, CA_FILE, CODE, CASE_ID, RECORD_ID, RECORD_TYPE, FIELD,
  VALUE_JSON) = sys.argv[1:11]
 
-if not os.path.exists(os.path.join(GEN, "fieldsync", "v1", "sync_pb2_grpc.py")):
-    os.makedirs(GEN, exist_ok=True)
-    protos = sorted(os.path.join("fieldsync/v1", p)
-                    for p in os.listdir(os.path.join(SOURCE, "proto/fieldsync/v1"))
-                    if p.endswith(".proto"))
-    subprocess.run(["protoc", "-I", os.path.join(SOURCE, "proto"), "-I", "/usr/include",
-                    "--python_out", GEN, "--grpc_python_out", GEN,
-                    "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"] + protos,
-                   check=True)
-    for d in ("fieldsync", "fieldsync/v1"):
-        open(os.path.join(GEN, d, "__init__.py"), "a").close()
-sys.path.insert(0, GEN)
-sys.path.insert(0, os.path.join(SOURCE, "tests", "interop"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import python_stubs  # noqa: E402
+
+python_stubs.use_stubs(SOURCE, GEN)
 
 import grpc  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
