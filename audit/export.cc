@@ -350,6 +350,7 @@ class Verifier {
         !HasSignatureLineOf(*options_.key, first->note)) {
       key_.reset();
       first_unsigned_ = first->label;
+      first_unsigned_record_ = first->record;
     }
     for (const HeadRef& head : all) {
       targets_.emplace(head.checkpoint.size, head);
@@ -749,7 +750,7 @@ class Verifier {
                                   pending_->entry));
     }
     if (!key_.has_value()) {
-      return Fail(std::nullopt, first_unsigned_,
+      return Fail(std::nullopt, first_unsigned_record_,
                   absl::StrFormat("%s is not signed by the key in your key file, and no key "
                                   "transition in the export announces that key: the key is "
                                   "another log's, or the head was altered",
@@ -800,7 +801,8 @@ class Verifier {
   };
   std::vector<FormerKey> former_keys_;
   std::optional<PendingTransition> pending_;
-  std::string first_unsigned_;
+  std::string first_unsigned_;         // label of the smallest head, when
+  std::string first_unsigned_record_;  // not signed by the key file's key
   uint64_t max_head_size_ = 0;
   uint64_t last_matched_size_ = 0;
   CompactMerkleTree tree_;

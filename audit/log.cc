@@ -603,6 +603,10 @@ absl::StatusOr<KeyTransition> AuditLog::RotateSigningKey(std::unique_ptr<NoteSig
   uint64_t size = 0;
   Hash root;
   SignedTreeHead head;
+  // The committed tree must extend the last head (its nodes are stored,
+  // so the consistency proof can be read); the tree with the event, one
+  // leaf more, then does too.
+  ASSIGN_OR_RETURN(std::optional<Checkpoint> last, CheckExtendsLast(this->size(), this->root()));
   {
     AuditSession session(this, batch);
     ASSIGN_OR_RETURN(index, Append(Event{options_.clock->Now(), event}, batch));
@@ -614,7 +618,6 @@ absl::StatusOr<KeyTransition> AuditLog::RotateSigningKey(std::unique_ptr<NoteSig
     // The transition head is the head of the tree with the event, signed
     // before the commit and committed with it: there is no moment at which
     // the new key is in force and the transition unsigned.
-    ASSIGN_OR_RETURN(std::optional<Checkpoint> last, CheckExtendsLast(size, root));
     head.checkpoint = NewCheckpoint(size, root, last);
     const NoteSigner* both[] = {signer_, next.get()};
     ASSIGN_OR_RETURN(head.note, SignCheckpointWithAll(head.checkpoint, both));
