@@ -50,26 +50,40 @@ std::string KeyTransitionName(uint32_t version) {
 }
 }  // namespace
 
-absl::Status AuditLog::LoadKeyTransitions() {
-  std::vector<KeyTransition> loaded;
+absl::StatusOr<std::vector<StoredKeyTransition>> ReadKeyTransitionRecords(storage::Store& store) {
+  std::vector<StoredKeyTransition> out;
   // Versions are consecutive from 2: the first missing one ends the list.
   for (uint32_t version = 2;; ++version) {
-    absl::StatusOr<std::string> v = options_.store->Get(
-        Cf::kMetadata, storage::EncodeMetadataKey(KeyTransitionName(version)));
+    absl::StatusOr<std::string> v =
+        store.Get(Cf::kMetadata, storage::EncodeMetadataKey(KeyTransitionName(version)));
     if (absl::IsNotFound(v.status())) break;
     RETURN_IF_ERROR(v.status());
     if (v->size() < 8) {
       return absl::DataLossError(
           absl::StrFormat("the audit key transition record of version %d is truncated", version));
     }
-    KeyTransition t;
+    StoredKeyTransition t;
     t.new_version = version;
     ASSIGN_OR_RETURN(t.leaf_index, DecodeU64(std::string_view(*v).substr(0, 8), "leaf index"));
-    t.head.note = v->substr(8);
+    t.note = v->substr(8);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+absl::Status AuditLog::LoadKeyTransitions() {
+  ASSIGN_OR_RETURN(std::vector<StoredKeyTransition> records,
+                   ReadKeyTransitionRecords(*options_.store));
+  std::vector<KeyTransition> loaded;
+  for (StoredKeyTransition& record : records) {
+    KeyTransition t;
+    t.new_version = record.new_version;
+    t.leaf_index = record.leaf_index;
+    t.head.note = std::move(record.note);
     absl::StatusOr<Checkpoint> cp = ParseCheckpointNote(t.head.note);
     if (!cp.ok() || cp->size <= t.leaf_index || cp->size > size()) {
       return absl::DataLossError(absl::StrFormat(
-          "the audit key transition record of version %d is damaged", version));
+          "the audit key transition record of version %d is damaged", t.new_version));
     }
     t.head.checkpoint = *std::move(cp);
     ASSIGN_OR_RETURN(t.entry, options_.store->Get(Cf::kAuditLeaves,
@@ -648,10 +662,9 @@ absl::StatusOr<KeyTransition> AuditLog::RotateSigningKey(std::unique_ptr<NoteSig
                                   {"entry", index},
                                   {"transition_head_size", size}});
   if (absl::Status s = WriteHeadFiles(head.note); !s.ok()) {
-    return absl::UnavailableError(absl::StrFormat(
-        "the audit signing key was rotated (version %d is in force) but the head file could not "
-        "be written: %s; the next signed head writes it again",
-        event.new_version, s.message()));
+    // The rotation holds (committed, in the store's head); the next head
+    // signed rewrites the files.
+    log::Error("audit.head.file", {{"reason", s.message()}, {"transition_head_size", size}});
   }
   return transition;
 }

@@ -126,6 +126,17 @@ struct Receipt {
   std::vector<KeyTransition> key_transitions;
 };
 
+// A stored key-transition record (metadata kKeyTransitionMetadataPrefix).
+struct StoredKeyTransition {
+  uint32_t new_version = 0;
+  uint64_t leaf_index = 0;
+  std::string note;
+};
+// Every key-transition record of `store`, oldest first (for tools that
+// read a store without opening its log: backup verify). kDataLoss for a
+// truncated record; storage errors propagate.
+absl::StatusOr<std::vector<StoredKeyTransition>> ReadKeyTransitionRecords(storage::Store& store);
+
 // The log. Thread-safe. Appends are sessions: the first Append into a
 // WriteBatch opens one (waiting while another caller's session is open);
 // the caller commits that batch and then calls CommitPending(batch) if
@@ -229,9 +240,9 @@ class AuditLog {
   // committed: kInvalidArgument (another key name, a key id the log
   // already used: generate another key; an event of another purpose);
   // kFailedPrecondition (no signer; the tree does not extend the last
-  // head, as SignTreeHead); storage and append errors. kUnavailable after
-  // the commit when a head file could not be written (the rotation holds;
-  // the next head rewrites the files).
+  // head, as SignTreeHead); storage and append errors. A head file that
+  // cannot be written after the commit is logged (audit.head.file), not
+  // returned: the rotation holds and the next head rewrites the files.
   absl::StatusOr<KeyTransition> RotateSigningKey(std::unique_ptr<NoteSigner> next,
                                                  const KeyRotated& event,
                                                  storage::WriteBatch* batch);

@@ -375,7 +375,16 @@ grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* c
                             v1::SealingKey* key = response->add_sealing_keys();
                             key->set_key_id(keys.sealing_key_id);
                             key->set_public_key(crypto::ToString(keys.sealing_public_key));
-                            response->set_audit_public_key(crypto::ToString(keys.audit_public_key));
+                            // The audit key in force (a rotation replaces it
+                            // while the server runs).
+                            absl::StatusOr<audit::NoteVerifier> audit_key =
+                                deps_.audit_log != nullptr
+                                    ? deps_.audit_log->CurrentKey()
+                                    : absl::StatusOr<audit::NoteVerifier>(
+                                          absl::UnavailableError("no audit log"));
+                            response->set_audit_public_key(
+                                audit_key.ok() ? crypto::ToString(audit_key->public_key())
+                                               : crypto::ToString(keys.audit_public_key));
                             response->set_audit_origin(keys.audit_origin);
                             response->set_officer_id(device.principal.officer_id());
                             if (!device.principal.regions().empty())

@@ -96,6 +96,7 @@ constexpr char kUsage[] =
     "                                           every metric as CSV, or DHIS2 dataValueSets\n"
     "  aggregates verify [--json]               recount every counter from the log, compare\n"
     "  keys rotate-master                       add a master key version, re-wrap every key\n"
+    "  keys rotate-audit                        new audit signing key, recorded as a key transition\n"
     "  audit export --out FILE                  write the audit log and its signed head to FILE\n"
     "  audit verify FILE --key KEYFILE [--trusted-head SAVED] [--save-head OUT] [--json]\n"
     "                                           check an export offline (no server)\n"
@@ -597,7 +598,8 @@ Result Run(const Args& args) {
         {"officer add", OfficerAdd},
         {"officer list", OfficerList},
         {"officer revoke", OfficerRevoke},
-        {"keys rotate-master", KeysRotateMaster}};
+        {"keys rotate-master", KeysRotateMaster},
+        {"keys rotate-audit", KeysRotateAudit}};
     std::vector<std::string> names;
     for (const auto& [name, verb] : kVerbs) {
       if (!name.starts_with(w[0] + " ")) continue;

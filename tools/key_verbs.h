@@ -1,6 +1,6 @@
-// `fieldsync case erase` and `fieldsync keys rotate-master`: the
-// administrator's verbs for crypto-shredding a case and rotating the
-// master key (docs/OPERATIONS.md).
+// `fieldsync case erase`, `fieldsync keys rotate-master` and `fieldsync
+// keys rotate-audit`: the administrator's verbs for crypto-shredding a case
+// and rotating the master key and the audit signing key (docs/OPERATIONS.md).
 #ifndef FIELDSYNC_TOOLS_KEY_VERBS_H_
 #define FIELDSYNC_TOOLS_KEY_VERBS_H_
 
@@ -14,6 +14,7 @@ namespace fieldsync::tools {
 // sets *error to the one line to print (the server's reason on a refusal).
 int CaseErase(const Args& args, std::string* error);
 int KeysRotateMaster(const Args& args, std::string* error);
+int KeysRotateAudit(const Args& args, std::string* error);
 
 }  // namespace fieldsync::tools
 
