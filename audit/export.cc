@@ -429,7 +429,10 @@ class Verifier {
       pending_.reset();
       return true;
     }
-    if (Signs(*key_, head.note)) return true;
+    if (Signs(*key_, head.note)) {
+      ++heads_checked_;
+      return true;
+    }
     if (!FlushSignatures()) return false;
     for (const FormerKey& k : former_keys_) {
       if (Signs(k.key, head.note)) {
@@ -639,10 +642,22 @@ class Verifier {
     std::copy(e.new_public_key.begin(), e.new_public_key.end(), raw.begin());
     absl::StatusOr<NoteVerifier> next = NoteVerifier::FromPublicKey(options_.key->key_name(), raw);
     if (!next.ok()) return FailEntry(i, "malformed key transition: the new key is unusable");
+    if (key_.has_value() && !key_since_.has_value() && raw == options_.key->public_key()) {
+      // The key file's key is announced here: it is a later key (the
+      // export's first heads are transition heads, signed by it too).
+      // Heads below this entry that it signed mean it was in force already.
+      if (heads_checked_ > 0) {
+        return FailEntry(i, "malformed key transition: it announces the key already in force");
+      }
+      key_.reset();
+    }
     if (!key_.has_value()) {
       // Keys before the key file's are unknown: wait for the transition
       // that announces the key file's key.
-      if (raw != options_.key->public_key()) return true;
+      if (raw != options_.key->public_key()) {
+        unanchored_announcements_.push_back({*std::move(next), i});
+        return true;
+      }
       pending_ = PendingTransition{i, *std::move(next), e.old_version, e.new_version, true};
       return true;
     }
@@ -750,6 +765,21 @@ class Verifier {
                                   pending_->entry));
     }
     if (!key_.has_value()) {
+      bool key_signs_a_head = false;
+      for (const HeadRef& head : heads_) key_signs_a_head |= Signs(*options_.key, head.note);
+      for (const FormerKey& announced : unanchored_announcements_) {
+        if (key_signs_a_head) break;
+        for (const HeadRef& head : heads_) {
+          if (!Signs(announced.key, head.note)) continue;
+          return Fail(announced.replaced_at, absl::StrFormat("entry %d", announced.replaced_at),
+                      absl::StrFormat("%s is signed by the key the transition at entry %d "
+                                      "announces, but no head signed by the key in your key "
+                                      "file covers that transition, and no key transition in "
+                                      "the export announces that key: a forged key transition, "
+                                      "or your key file is another log's",
+                                      head.label, announced.replaced_at));
+        }
+      }
       return Fail(std::nullopt, first_unsigned_record_,
                   absl::StrFormat("%s is not signed by the key in your key file, and no key "
                                   "transition in the export announces that key: the key is "
@@ -801,6 +831,10 @@ class Verifier {
   };
   std::vector<FormerKey> former_keys_;
   std::optional<PendingTransition> pending_;
+  // Export heads checked with the key in force (transition heads aside).
+  uint64_t heads_checked_ = 0;
+  // Keys announced while the key in force was unknown, with their entries.
+  std::vector<FormerKey> unanchored_announcements_;
   std::string first_unsigned_;         // label of the smallest head, when
   std::string first_unsigned_record_;  // not signed by the key file's key
   uint64_t max_head_size_ = 0;

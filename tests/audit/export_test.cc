@@ -517,6 +517,27 @@ TEST_F(KeyRotationExportTest, TheNewestKeyAloneChecksTheHeadsFromItsAnnouncement
   EXPECT_EQ(r.unchecked_heads, 1u);  // the head of size 30, by K0
 }
 
+TEST_F(KeyRotationExportTest, TheNewestKeyAloneVerifiesAnExportOfTransitionHeadsOnly) {
+  // As `fieldsync audit export` writes it: the transition heads, then the
+  // latest head.
+  VerifyReport r = VerifyWith(
+      k1_, Join(LogRecords({Head({&signer_, &k1_}, kRotatedAt + 1), Head({&k1_}, 61)})));
+  ASSERT_TRUE(r.ok) << r.bad_record << ": " << r.error;
+  ASSERT_EQ(r.key_transitions.size(), 1u);
+  EXPECT_EQ(r.unchecked_heads, 0u);
+  VerifyReport first = VerifyWith(
+      signer_, Join(LogRecords({Head({&signer_, &k1_}, kRotatedAt + 1), Head({&k1_}, 61)})));
+  ASSERT_TRUE(first.ok) << first.bad_record << ": " << first.error;
+  EXPECT_TRUE(first.key_transitions[0].is_old_key_checked);
+}
+
+TEST_F(KeyRotationExportTest, AnExportWithoutItsTransitionHeadIsAForgedTransition) {
+  VerifyReport r = VerifyWith(signer_, Join(LogRecords({Head({&k1_}, 61)})));
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.bad_entry, Optional(kRotatedAt));
+  EXPECT_THAT(r.error, HasSubstr("forged key transition"));
+}
+
 TEST_F(KeyRotationExportTest, ANewestKeyThatNoTransitionAnnouncesIsRefused) {
   VerifyReport r = VerifyWith(k2_, Join(LogRecords(GoodHeads())));
   EXPECT_FALSE(r.ok);
