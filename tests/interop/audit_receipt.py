@@ -11,6 +11,11 @@ head verifies with the auditor's key (name + key id + key from the verifier
 key text, never from the server), its origin is the key's name, the entry
 is the one the device expects, and the inclusion proof leads from that
 entry's leaf hash to the signed root.
+
+After a rotation of the log's signing key (docs/AUDIT.md §9) the receipt
+carries the key transitions: each is followed from the key held only if its
+head is signed by that key and by the new key, and the KeyRotated
+("audit-signing") entry announcing the new key is in that head's tree.
 """
 
 import base64
@@ -256,6 +261,40 @@ def parse_batch_accepted(entry):
     return f
 
 
+KIND_KEY_ROTATED = 7
+
+
+def announced_key(entry):
+    """The new public key of a KeyRotated ("audit-signing") entry (kind 7:
+    Bytes actor, Bytes purpose, U32 old, U32 new, Bytes new key); raises
+    ReceiptError for anything else."""
+    pos = [0]
+
+    def take(n):
+        if pos[0] + n > len(entry):
+            raise ReceiptError("the key transition's entry is truncated")
+        out = entry[pos[0]:pos[0] + n]
+        pos[0] += n
+        return out
+
+    def u(fmt):
+        return struct.unpack(fmt, take(struct.calcsize(fmt)))[0]
+
+    if take(len(EVENT_DOMAIN)) != EVENT_DOMAIN or u(">B") != KIND_KEY_ROTATED:
+        raise ReceiptError("the key transition's entry is not a KeyRotated event")
+    u(">Q")  # time
+    take(u(">I"))  # actor
+    purpose = take(u(">I"))
+    u(">I")
+    u(">I")
+    key = take(u(">I"))
+    if pos[0] != len(entry):
+        raise ReceiptError("bytes follow the key transition entry's last field")
+    if purpose != b"audit-signing" or len(key) != 32:
+        raise ReceiptError("the key transition is not of the audit signing key")
+    return key
+
+
 def entry_time(entry):
     """The U64 time of an entry (the one field a device cannot know)."""
     if len(entry) < TIME_OFFSET + 8 or not entry.startswith(EVENT_DOMAIN):
@@ -273,9 +312,12 @@ class ReceiptVerifier:
         self.name, self.key_id, self.public_key = parse_verifier_key(verifier_key_text)
         self.latest = None  # the newest verified Checkpoint
 
-    def open_head(self, head):
-        """The verified Checkpoint of a SignedTreeHead message."""
-        cp = parse_checkpoint(open_note(head.note, self.name, self.key_id, self.public_key))
+    def open_head(self, head, kid=None, public_key=None):
+        """The verified Checkpoint of a SignedTreeHead message (with the key
+        held, or the one given)."""
+        if kid is None:
+            kid, public_key = self.key_id, self.public_key
+        cp = parse_checkpoint(open_note(head.note, self.name, kid, public_key))
         if cp.origin != self.name:
             raise ReceiptError("the tree head's origin is not the log the key names")
         # The message's size and root are conveniences: they must agree.
@@ -283,11 +325,45 @@ class ReceiptVerifier:
             raise ReceiptError("the tree head's size or root field disagrees with its note")
         return cp
 
+    def follow(self, receipt):
+        """(key id, public key) after the key transitions of `receipt` that
+        come after the key held; raises ReceiptError for one that does not
+        verify. Changes nothing."""
+        transitions = list(receipt.key_transitions)
+        start = 0
+        for i, t in enumerate(transitions):
+            try:
+                if announced_key(t.entry) == self.public_key:
+                    start = i + 1
+            except ReceiptError:
+                pass
+        kid, public_key = self.key_id, self.public_key
+        for t in transitions[start:]:
+            new_key = announced_key(t.entry)
+            try:
+                cp = self.open_head(t.head, kid, public_key)
+            except ReceiptError as e:
+                raise ReceiptError("the key transition at entry %d is not signed by the key "
+                                   "held: %s" % (t.leaf_index, e)) from None
+            new_kid = key_id(self.name, new_key)
+            try:
+                self.open_head(t.head, new_kid, new_key)
+            except ReceiptError:
+                raise ReceiptError("the key transition at entry %d is not signed by the key it "
+                                   "announces" % t.leaf_index) from None
+            verify_inclusion(t.leaf_index, cp.size, leaf_hash(t.entry), list(t.inclusion_proof),
+                             cp.root)
+            kid, public_key = new_kid, new_key
+        return kid, public_key
+
     def verify(self, receipt, expected_entry):
         """Checks `receipt` (AuditReceipt) for the entry `expected_entry`
-        (the bytes the device computed itself) and returns its Checkpoint.
-        Does not update `latest`; call accept() for that."""
-        cp = self.open_head(receipt.head)
+        (the bytes the device computed itself), following the key
+        transitions it carries, and returns its Checkpoint. Does not update
+        `latest` or the key held; call accept() for that."""
+        kid, public_key = self.follow(receipt)
+        cp = self.open_head(receipt.head, kid, public_key)
+        cp.key = (kid, public_key)
         if receipt.entry != expected_entry:
             raise ReceiptError("the receipt's entry is not the device's batch event")
         verify_inclusion(receipt.leaf_index, cp.size, leaf_hash(expected_entry),
@@ -300,3 +376,5 @@ class ReceiptVerifier:
 
     def accept(self, cp):
         self.latest = cp
+        if getattr(cp, "key", None) is not None:
+            self.key_id, self.public_key = cp.key
