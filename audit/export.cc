@@ -315,8 +315,8 @@ class Verifier {
                                   "\"%s\", your key's is \"%s\"",
                                   cp->origin, options_.key->key_name()));
     }
-    heads_.push_back(HeadRef{*cp, absl::StrFormat("%s (size %d)", record, cp->size), record,
-                             std::string(note)});
+    heads_.push_back(
+        HeadRef{*cp, absl::StrFormat("%s (size %d)", record, cp->size), record, std::string(note)});
     report_.heads = heads_.size();
     return true;
   }
@@ -327,7 +327,8 @@ class Verifier {
     in_entries_ = true;
     std::vector<HeadRef> all = heads_;
     if (options_.trusted_head.has_value()) {
-      absl::StatusOr<TrustedHead> trusted = ParseTrustedHeadForm(*options_.trusted_head, *options_.key);
+      absl::StatusOr<TrustedHead> trusted =
+          ParseTrustedHeadForm(*options_.trusted_head, *options_.key);
       if (!trusted.ok()) {
         return Fail(std::nullopt, "trusted head",
                     absl::StrFormat("your saved head is refused (%s)", trusted.status().message()));
@@ -388,8 +389,8 @@ class Verifier {
                   "your saved head is refused (a saved signed head that does not verify with "
                   "the key file or a key the log announced: it was altered)");
     }
-    if (!key_.has_value() && !(pending_.has_value() && pending_->is_anchor &&
-                               head.checkpoint.size > pending_->entry)) {
+    if (!key_.has_value() &&
+        !(pending_.has_value() && pending_->is_anchor && head.checkpoint.size > pending_->entry)) {
       ++report_.unchecked_heads;  // signed by a key before the key file's
       return true;
     }
@@ -631,12 +632,12 @@ class Verifier {
     }
     if (e.new_version <= e.old_version ||
         (key_version_.has_value() && e.old_version != *key_version_)) {
-      return FailEntry(i, absl::StrFormat("malformed key transition: from key version %d to %d%s",
-                                          e.old_version, e.new_version,
-                                          key_version_.has_value()
-                                              ? absl::StrFormat(", but version %d is in force",
-                                                                *key_version_)
-                                              : ""));
+      return FailEntry(
+          i, absl::StrFormat("malformed key transition: from key version %d to %d%s", e.old_version,
+                             e.new_version,
+                             key_version_.has_value()
+                                 ? absl::StrFormat(", but version %d is in force", *key_version_)
+                                 : ""));
     }
     crypto::Ed25519PublicKey raw;
     std::copy(e.new_public_key.begin(), e.new_public_key.end(), raw.begin());
@@ -885,9 +886,8 @@ absl::StatusOr<TrustedHead> ParseTrustedHeadForm(std::string_view text, const No
           absl::StrFormat("a saved signed head that does not parse: %s", cp.status().message()));
     }
     if (cp->origin != key.key_name()) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("the saved head is of log \"%s\", the key file's is \"%s\"",
-                          cp->origin, key.key_name()));
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "the saved head is of log \"%s\", the key file's is \"%s\"", cp->origin, key.key_name()));
     }
     return TrustedHead{*std::move(cp), std::string(text)};
   }

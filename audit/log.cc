@@ -86,8 +86,8 @@ absl::Status AuditLog::LoadKeyTransitions() {
           "the audit key transition record of version %d is damaged", t.new_version));
     }
     t.head.checkpoint = *std::move(cp);
-    ASSIGN_OR_RETURN(t.entry, options_.store->Get(Cf::kAuditLeaves,
-                                                  storage::EncodeAuditLeafKey(t.leaf_index)));
+    ASSIGN_OR_RETURN(
+        t.entry, options_.store->Get(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(t.leaf_index)));
     ASSIGN_OR_RETURN(t.inclusion_proof,
                      audit::InclusionProof(nodes_, t.leaf_index, t.head.checkpoint.size));
     loaded.push_back(std::move(t));

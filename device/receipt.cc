@@ -33,8 +33,8 @@ absl::Status CheckIncluded(const std::string& entry, uint64_t index,
                            const google::protobuf::RepeatedPtrField<std::string>& proof,
                            const audit::Checkpoint& cp, std::string_view what) {
   std::vector<std::string> hashes(proof.begin(), proof.end());
-  absl::Status s = audit::VerifyInclusion(audit::HashBytes(audit::LeafHash(entry)), index,
-                                          cp.size, hashes, audit::HashBytes(cp.root));
+  absl::Status s = audit::VerifyInclusion(audit::HashBytes(audit::LeafHash(entry)), index, cp.size,
+                                          hashes, audit::HashBytes(cp.root));
   if (!s.ok()) {
     return absl::UnauthenticatedError(
         absl::StrFormat("%s: the inclusion proof does not lead to the signed root", what));

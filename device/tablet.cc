@@ -25,11 +25,11 @@ absl::StatusOr<Tablet> Tablet::Create(const v1::EnrollResponse& enrolment,
   t.next_sequence_ = std::max<uint64_t>(enrolment.next_sequence(), 1);
   if (!enrolment.audit_public_key().empty()) {
     const std::string& key = enrolment.audit_public_key();
-    ASSIGN_OR_RETURN(ReceiptVerifier receipts,
-                     ReceiptVerifier::Create(
-                         enrolment.audit_origin(),
-                         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(key.data()),
-                                                  key.size())));
+    ASSIGN_OR_RETURN(
+        ReceiptVerifier receipts,
+        ReceiptVerifier::Create(
+            enrolment.audit_origin(),
+            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(key.data()), key.size())));
     t.receipts_.emplace(std::move(receipts));
   }
   return t;

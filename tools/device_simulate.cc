@@ -486,8 +486,8 @@ absl::Status Simulation::PushAll(SimTablet& t) {
       // following any key rotation the receipt carries.
       absl::StatusOr<audit::Checkpoint> head = t.tablet->VerifyReceipt(response);
       if (!head.ok()) {
-        return absl::DataLossError(absl::StrFormat("the push receipt does not verify: %s",
-                                                   head.status().message()));
+        return absl::DataLossError(
+            absl::StrFormat("the push receipt does not verify: %s", head.status().message()));
       }
     }
     RETURN_IF_ERROR(t.tablet->Acknowledge(response));

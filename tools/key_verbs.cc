@@ -65,8 +65,9 @@ int CaseErase(const Args& args, std::string* error) {
   // words: "case" "erase" CASE_ID
   if (args.words.size() != 3) return Usage(error, "case erase needs one CASE_ID; see --help");
   if (!args.Has("--confirm")) {
-    return Usage(error, "case erase needs --confirm CASE_ID (the same id again): erasure "
-                        "cannot be undone");
+    return Usage(error,
+                 "case erase needs --confirm CASE_ID (the same id again): erasure "
+                 "cannot be undone");
   }
   absl::StatusOr<Connection> conn = Connect(args);
   if (!conn.ok()) {
@@ -88,8 +89,8 @@ int CaseErase(const Args& args, std::string* error) {
   std::cout << "erased case " << response.case_id() << "\n"
             << "  its identifying and sensitive fields can no longer be read; dimension "
                "fields remain\n"
-            << "  audit log entry: " << response.audit_leaf_index()
-            << " (tree size " << response.audit_tree_size() << ")\n";
+            << "  audit log entry: " << response.audit_leaf_index() << " (tree size "
+            << response.audit_tree_size() << ")\n";
   return 0;
 }
 

@@ -439,7 +439,6 @@ TEST(TrustedHeadTest, MalformedAndForeignHeadsAreRefusedWithAReason) {
   EXPECT_THAT(ParseTrustedHead(*SignCheckpoint(cp, signer), key), IsOk());
 }
 
-
 // --- Audit key rotation (docs/AUDIT.md §9) ----------------------------------
 
 // A log whose signing key K0 was rotated to K1 at entry 40: a head of size
@@ -520,8 +519,8 @@ TEST_F(KeyRotationExportTest, TheNewestKeyAloneChecksTheHeadsFromItsAnnouncement
 TEST_F(KeyRotationExportTest, TheNewestKeyAloneVerifiesAnExportOfTransitionHeadsOnly) {
   // As `fieldsync audit export` writes it: the transition heads, then the
   // latest head.
-  VerifyReport r = VerifyWith(
-      k1_, Join(LogRecords({Head({&signer_, &k1_}, kRotatedAt + 1), Head({&k1_}, 61)})));
+  VerifyReport r =
+      VerifyWith(k1_, Join(LogRecords({Head({&signer_, &k1_}, kRotatedAt + 1), Head({&k1_}, 61)})));
   ASSERT_TRUE(r.ok) << r.bad_record << ": " << r.error;
   ASSERT_EQ(r.key_transitions.size(), 1u);
   EXPECT_EQ(r.unchecked_heads, 0u);
@@ -548,8 +547,8 @@ TEST_F(KeyRotationExportTest, ATransitionNotSignedByTheOldKeyIsRefused) {
   // Someone holding only a new key K1 announces it: the transition head
   // lacks K0's signature.
   VerifyReport r = VerifyWith(
-      signer_, Join(LogRecords({Head({&signer_}, 30), Head({&k1_}, kRotatedAt + 1),
-                                Head({&k1_}, 61)})));
+      signer_,
+      Join(LogRecords({Head({&signer_}, 30), Head({&k1_}, kRotatedAt + 1), Head({&k1_}, 61)})));
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.bad_record, "tree head #2");
   EXPECT_THAT(r.bad_entry, Optional(kRotatedAt));
@@ -644,7 +643,8 @@ TEST_F(KeyRotationExportTest, AnExportTruncatedInsideTheTransitionIsRefused) {
   const std::vector<std::string> records = LogRecords(GoodHeads());
   size_t cut = kExportMagic.size();
   for (size_t i = 0; i < GoodHeads().size() + kRotatedAt; ++i) cut += records[i].size();
-  for (size_t extra : {size_t{0}, size_t{3}, size_t{20}, records[GoodHeads().size() + kRotatedAt].size() - 1}) {
+  for (size_t extra :
+       {size_t{0}, size_t{3}, size_t{20}, records[GoodHeads().size() + kRotatedAt].size() - 1}) {
     VerifyReport r = VerifyWith(signer_, file.substr(0, cut + extra));
     EXPECT_FALSE(r.ok);
     EXPECT_THAT(r.error, HasSubstr("truncated")) << extra;

@@ -488,7 +488,8 @@ TEST_F(AuditLogTest, RotationSignsTheTransitionHeadWithBothKeysAndLaterHeadsWith
   const NoteSigner next = MakeSigner(11);
   storage::WriteBatch batch;
   batch.Put(Cf::kMetadata, storage::EncodeMetadataKey("caller/key"), "stored with the event");
-  absl::StatusOr<KeyTransition> t = log_->RotateSigningKey(OwnedSigner(11), RotationTo(next), &batch);
+  absl::StatusOr<KeyTransition> t =
+      log_->RotateSigningKey(OwnedSigner(11), RotationTo(next), &batch);
   ASSERT_THAT(t, IsOk());
   EXPECT_EQ(t->leaf_index, 10u);
   EXPECT_EQ(t->head.checkpoint.size, 11u);
@@ -498,9 +499,9 @@ TEST_F(AuditLogTest, RotationSignsTheTransitionHeadWithBothKeysAndLaterHeadsWith
   EXPECT_THAT(OpenCheckpoint(t->head.note, signer_.verifier()), IsOk());
   EXPECT_THAT(OpenCheckpoint(t->head.note, next.verifier()), IsOk());
   EXPECT_THAT(DecodeEvent(t->entry), IsOk());
-  EXPECT_THAT(VerifyInclusion(LeafHash(t->entry), 10, 11, t->inclusion_proof,
-                              t->head.checkpoint.root),
-              IsOk());
+  EXPECT_THAT(
+      VerifyInclusion(LeafHash(t->entry), 10, 11, t->inclusion_proof, t->head.checkpoint.root),
+      IsOk());
   EXPECT_THAT(ReadFile(dir_.Sub("audit-head.note")), IsOkAndHolds(t->head.note));
   EXPECT_THAT(log_->CurrentKey(), IsOk());
   EXPECT_EQ(log_->CurrentKey()->key_id(), next.verifier().key_id());

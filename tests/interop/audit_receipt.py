@@ -231,33 +231,50 @@ def batch_accepted_entry(time_micros, device_id, batch_id, sequence, sealing_key
             b"".join(uuid.UUID(c).bytes for c in case_ids))
 
 
+class _EntryReader:
+    """Reads an entry's fields in order (docs/AUDIT.md §1); strict: done()
+    fails if bytes follow the last field. `what` names the entry in errors."""
+
+    def __init__(self, entry, what):
+        self.entry, self.what, self.pos = entry, what, 0
+
+    def take(self, n):
+        if self.pos + n > len(self.entry):
+            raise ReceiptError("%s is truncated" % self.what)
+        out = self.entry[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def u(self, fmt):
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def bytes_field(self):
+        return self.take(self.u(">I"))
+
+    def start(self, kind, kind_name):
+        """The domain and kind; returns the U64 time."""
+        if self.take(len(EVENT_DOMAIN)) != EVENT_DOMAIN or self.u(">B") != kind:
+            raise ReceiptError("%s is not a %s event" % (self.what, kind_name))
+        return self.u(">Q")
+
+    def done(self):
+        if self.pos != len(self.entry):
+            raise ReceiptError("bytes follow the last field of %s" % self.what)
+
+
 def parse_batch_accepted(entry):
     """The fields of a BatchAccepted entry, as a dict; strict (nothing may
     follow the last field)."""
-    pos = [0]
-
-    def take(n):
-        if pos[0] + n > len(entry):
-            raise ReceiptError("the receipt's entry is truncated")
-        out = entry[pos[0]:pos[0] + n]
-        pos[0] += n
-        return out
-
-    def u(fmt):
-        return struct.unpack(fmt, take(struct.calcsize(fmt)))[0]
-
-    if take(len(EVENT_DOMAIN)) != EVENT_DOMAIN or u(">B") != KIND_BATCH_ACCEPTED:
-        raise ReceiptError("the receipt's entry is not a BatchAccepted event")
-    f = {"time": u(">Q")}
-    f["device_id"] = take(u(">I")).decode()
-    f["batch_id"] = str(uuid.UUID(bytes=take(16)))
-    f["sequence"], f["sealing_key_id"], f["compression"] = u(">Q"), u(">I"), u(">B")
-    f["payload_sha256"], f["signature"] = take(32), take(64)
-    f["first_position"], f["last_position"] = u(">Q"), u(">Q")
-    f["outcomes"] = tuple(u(">I") for _ in range(5))
-    f["case_ids"] = [str(uuid.UUID(bytes=take(16))) for _ in range(u(">I"))]
-    if pos[0] != len(entry):
-        raise ReceiptError("bytes follow the receipt entry's last field")
+    r = _EntryReader(entry, "the receipt's entry")
+    f = {"time": r.start(KIND_BATCH_ACCEPTED, "BatchAccepted")}
+    f["device_id"] = r.bytes_field().decode()
+    f["batch_id"] = str(uuid.UUID(bytes=r.take(16)))
+    f["sequence"], f["sealing_key_id"], f["compression"] = r.u(">Q"), r.u(">I"), r.u(">B")
+    f["payload_sha256"], f["signature"] = r.take(32), r.take(64)
+    f["first_position"], f["last_position"] = r.u(">Q"), r.u(">Q")
+    f["outcomes"] = tuple(r.u(">I") for _ in range(5))
+    f["case_ids"] = [str(uuid.UUID(bytes=r.take(16))) for _ in range(r.u(">I"))]
+    r.done()
     return f
 
 
@@ -268,28 +285,14 @@ def announced_key(entry):
     """The new public key of a KeyRotated ("audit-signing") entry (kind 7:
     Bytes actor, Bytes purpose, U32 old, U32 new, Bytes new key); raises
     ReceiptError for anything else."""
-    pos = [0]
-
-    def take(n):
-        if pos[0] + n > len(entry):
-            raise ReceiptError("the key transition's entry is truncated")
-        out = entry[pos[0]:pos[0] + n]
-        pos[0] += n
-        return out
-
-    def u(fmt):
-        return struct.unpack(fmt, take(struct.calcsize(fmt)))[0]
-
-    if take(len(EVENT_DOMAIN)) != EVENT_DOMAIN or u(">B") != KIND_KEY_ROTATED:
-        raise ReceiptError("the key transition's entry is not a KeyRotated event")
-    u(">Q")  # time
-    take(u(">I"))  # actor
-    purpose = take(u(">I"))
-    u(">I")
-    u(">I")
-    key = take(u(">I"))
-    if pos[0] != len(entry):
-        raise ReceiptError("bytes follow the key transition entry's last field")
+    r = _EntryReader(entry, "the key transition's entry")
+    r.start(KIND_KEY_ROTATED, "KeyRotated")
+    r.bytes_field()  # actor
+    purpose = r.bytes_field()
+    r.u(">I")  # old version
+    r.u(">I")  # new version
+    key = r.bytes_field()
+    r.done()
     if purpose != b"audit-signing" or len(key) != 32:
         raise ReceiptError("the key transition is not of the audit signing key")
     return key

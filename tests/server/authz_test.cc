@@ -83,8 +83,8 @@ TEST(AuthzTableTest, AdministrationIsForAdministratorsOnly) {
   for (const char* m :
        {"/fieldsync.v1.AdminService/AddStaff", "/fieldsync.v1.AdminService/AddOfficer",
         "/fieldsync.v1.AdminService/RevokePrincipal",
-        "/fieldsync.v1.AdminService/CreateEnrolmentCode",
-        "/fieldsync.v1.AdminService/CreateBackup", "/fieldsync.v1.AdminService/RotateAuditKey",
+        "/fieldsync.v1.AdminService/CreateEnrolmentCode", "/fieldsync.v1.AdminService/CreateBackup",
+        "/fieldsync.v1.AdminService/RotateAuditKey",
         "/fieldsync.v1.AdminService/RotateMasterKey"}) {
     absl::StatusOr<const RpcRule*> rule = FindRule(m);
     ASSERT_THAT(rule, IsOk());

@@ -16,7 +16,9 @@
 #include "absl/strings/str_split.h"
 #include "admin/deployment.h"
 #include "admin/master_key_rotation.h"
+#include "audit/checkpoint.h"
 #include "audit/events.h"
+#include "audit/export.h"
 #include "common/file_io.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
@@ -25,8 +27,6 @@
 #include "crypto/master_key.h"
 #include "crypto/x25519.h"
 #include "crypto/x509.h"
-#include "audit/checkpoint.h"
-#include "audit/export.h"
 #include "device/sealed_batch.h"
 #include "device/tablet.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
@@ -732,8 +732,10 @@ TEST_F(AuditKeyRotationTest, ATabletRefusesAForgedOrMissingTransition) {
   // A transition whose head lacks the old key's signature (someone holding
   // only the new key): the signature line of the old key removed.
   v1::PushResponse unsigned_by_old = after;
-  std::string* note =
-      unsigned_by_old.mutable_audit_receipt()->mutable_key_transitions(0)->mutable_head()->mutable_note();
+  std::string* note = unsigned_by_old.mutable_audit_receipt()
+                          ->mutable_key_transitions(0)
+                          ->mutable_head()
+                          ->mutable_note();
   absl::StatusOr<audit::SignedNote> parsed = audit::ParseSignedNote(*note);
   ASSERT_THAT(parsed, IsOk());
   ASSERT_EQ(parsed->signatures.size(), 2u);
@@ -743,7 +745,8 @@ TEST_F(AuditKeyRotationTest, ATabletRefusesAForgedOrMissingTransition) {
               ::fieldsync::testing::StatusIs(absl::StatusCode::kUnauthenticated));
   // A transition entry tampered with (another new key): its proof fails.
   v1::PushResponse tampered = after;
-  std::string* entry = tampered.mutable_audit_receipt()->mutable_key_transitions(0)->mutable_entry();
+  std::string* entry =
+      tampered.mutable_audit_receipt()->mutable_key_transitions(0)->mutable_entry();
   (*entry)[entry->size() - 1] ^= 0x01;
   EXPECT_THAT(TabletOf(d).VerifyReceipt(tampered).status(),
               ::fieldsync::testing::StatusIs(absl::StatusCode::kUnauthenticated));
