@@ -533,13 +533,13 @@ class BackupVerifier {
     absl::StatusOr<std::string> note = ReadFile(Join(dir_, kBackupHeadName));
     if (!note.ok()) return Fail("tree head", std::string(note.status().message()));
     absl::StatusOr<audit::Checkpoint> head = audit::OpenCheckpoint(*note, key_);
-    if (absl::IsUnauthenticated(head.status())) {
-      // Signed by a later key of the log (after a key rotation): the audit
-      // log check verifies it with the key the log's key transitions
-      // announce, starting from `key_`.
-      absl::StatusOr<audit::Checkpoint> parsed = audit::ParseCheckpointNote(*note);
-      if (parsed.ok() && parsed->origin == key_.key_name()) {
-        head = std::move(parsed);
+    if (absl::IsUnauthenticated(head.status()) && !audit::HasSignatureLineOf(*note, key_)) {
+      // Signed by a later key of the log (after a key rotation) if a key
+      // transition in the backup announces a key that signs it; the audit
+      // log check then verifies the chain from `key_` to that key.
+      absl::StatusOr<audit::Checkpoint> by_later = OpenWithAnnouncedKey(*note);
+      if (by_later.ok()) {
+        head = std::move(by_later);
         is_head_by_later_key_ = true;
       }
     }
@@ -574,6 +574,35 @@ class BackupVerifier {
     }
     return Pass("tree head",
                 absl::StrFormat("signed by %s for tree size %d", key_.key_name(), head->size));
+  }
+
+  // `note` opened with a key that a KeyRotated ("audit-signing") entry of
+  // the backup's stored key transitions announces; kUnauthenticated if none
+  // signs it.
+  absl::StatusOr<audit::Checkpoint> OpenWithAnnouncedKey(std::string_view note) {
+    ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> store,
+                     OpenReadOnly(Join(dir_, kBackupDbName)));
+    absl::StatusOr<audit::Checkpoint> out =
+        absl::UnauthenticatedError("no key transition of the backup announces its key");
+    ASSIGN_OR_RETURN(std::vector<audit::StoredKeyTransition> transitions,
+                     audit::ReadKeyTransitionRecords(*store));
+    for (const audit::StoredKeyTransition& t : transitions) {
+      absl::StatusOr<std::string> entry =
+          store->Get(storage::Cf::kAuditLeaves, storage::EncodeAuditLeafKey(t.leaf_index));
+      absl::StatusOr<audit::Event> event =
+          entry.ok() ? audit::DecodeEvent(*entry) : absl::StatusOr<audit::Event>(entry.status());
+      const auto* rotated = event.ok() ? std::get_if<audit::KeyRotated>(&event->body) : nullptr;
+      if (rotated == nullptr || rotated->new_public_key.size() != 32) continue;
+      crypto::Ed25519PublicKey raw;
+      std::copy(rotated->new_public_key.begin(), rotated->new_public_key.end(), raw.begin());
+      absl::StatusOr<audit::NoteVerifier> announced =
+          audit::NoteVerifier::FromPublicKey(key_.key_name(), raw);
+      if (!announced.ok()) continue;
+      absl::StatusOr<audit::Checkpoint> cp = audit::OpenCheckpoint(note, *announced);
+      if (cp.ok()) out = std::move(cp);
+    }
+    RETURN_IF_ERROR(store->Close());
+    return out;
   }
 
   bool Database() {

@@ -433,6 +433,15 @@ absl::StatusOr<std::string> SignCheckpointWithAll(const Checkpoint& checkpoint,
   return FormatSignedNote(note);
 }
 
+bool HasSignatureLineOf(std::string_view note, const NoteVerifier& key) {
+  absl::StatusOr<SignedNote> parsed = ParseSignedNote(note);
+  if (!parsed.ok()) return false;
+  for (const NoteSignature& sig : parsed->signatures) {
+    if (sig.key_name == key.key_name() && sig.key_id == key.key_id()) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<Checkpoint> ParseCheckpointNote(std::string_view note) {
   ASSIGN_OR_RETURN(SignedNote parsed, ParseSignedNote(note));
   return ParseCheckpoint(parsed.text);

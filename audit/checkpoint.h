@@ -156,6 +156,10 @@ absl::StatusOr<std::string> SignCheckpointWithAll(const Checkpoint& checkpoint,
 // Errors as ParseSignedNote and ParseCheckpoint.
 absl::StatusOr<Checkpoint> ParseCheckpointNote(std::string_view note);
 
+// True iff `note` parses and has a signature line with `key`'s name and
+// key id (whether or not it verifies): a note meant for that key.
+bool HasSignatureLineOf(std::string_view note, const NoteVerifier& key);
+
 // Verifies a checkpoint note against the auditor's key and parses it. The
 // origin must equal the verifier's key name: the key text names the log.
 // Errors: as NoteVerifier::Open and ParseCheckpoint; kUnauthenticated if

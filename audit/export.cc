@@ -348,7 +348,7 @@ class Verifier {
       if (first == nullptr || head.checkpoint.size < first->checkpoint.size) first = &head;
     }
     if (first != nullptr && !Signs(*options_.key, first->note) &&
-        !HasSignatureLineOf(*options_.key, first->note)) {
+        !HasSignatureLineOf(first->note, *options_.key)) {
       key_.reset();
       first_unsigned_ = first->label;
       first_unsigned_record_ = first->record;
@@ -358,15 +358,6 @@ class Verifier {
       max_head_size_ = std::max(max_head_size_, head.checkpoint.size);
     }
     return CheckHeadsAt(0);
-  }
-
-  static bool HasSignatureLineOf(const NoteVerifier& key, std::string_view note) {
-    absl::StatusOr<SignedNote> parsed = ParseSignedNote(note);
-    if (!parsed.ok()) return false;
-    for (const NoteSignature& sig : parsed->signatures) {
-      if (sig.key_name == key.key_name() && sig.key_id == key.key_id()) return true;
-    }
-    return false;
   }
 
   // The signature of `head` by the key in force at its size; a head that
