@@ -154,8 +154,8 @@ absl::StatusOr<std::string> PublicKeyPem(EVP_PKEY* key) {
 absl::StatusOr<std::string> PrivateKeyPem(EVP_PKEY* key) {
   // Secure-heap BIO: its buffer is wiped when freed.
   BioPtr bio(BIO_new(BIO_s_secmem()));
-  if (bio == nullptr ||
-      PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+  if (bio == nullptr || PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr,
+                                                 nullptr) != 1) {
     return Internal("writing private key PEM failed");
   }
   return BioContents(bio.get());
@@ -448,8 +448,9 @@ absl::StatusOr<IssuedCertificate> FillBasics(X509* cert, const X509_NAME* subjec
   ASSIGN_OR_RETURN(Asn1IntPtr serial, RandomSerial());
   ASSIGN_OR_RETURN(issued.serial_hex, SerialHex(serial.get()));
   if (X509_set_version(cert, X509_VERSION_3) != 1 ||
-      X509_set_serialNumber(cert, serial.get()) != 1 || X509_set_subject_name(cert, subject) != 1 ||
-      X509_set_issuer_name(cert, issuer) != 1 || X509_set_pubkey(cert, key) != 1) {
+      X509_set_serialNumber(cert, serial.get()) != 1 ||
+      X509_set_subject_name(cert, subject) != 1 || X509_set_issuer_name(cert, issuer) != 1 ||
+      X509_set_pubkey(cert, key) != 1) {
     return Internal("filling the certificate failed");
   }
   RETURN_IF_ERROR(SetTime(X509_getm_notBefore(cert), issued.not_before));
@@ -559,7 +560,8 @@ ServerCertificateRequest MakeServerCertificateRequest(std::string_view public_ke
 
 absl::StatusOr<IssuedCertificate> IssueServerCertificate(const CertificateAuthority& ca,
                                                          const ServerCertificateRequest& request,
-                                                         absl::Time now, absl::Duration validity) {
+                                                         absl::Time now,
+                                                         absl::Duration validity) {
   ErrorQueueScope errors;
   std::string_view cn =
       request.common_name.empty() ? kDefaultServerCommonName : request.common_name;
@@ -572,7 +574,8 @@ absl::StatusOr<IssuedCertificate> IssueServerCertificate(const CertificateAuthor
 absl::StatusOr<IssuedCertificate> IssueClientCertificate(const CertificateAuthority& ca,
                                                          std::string_view public_key_pem,
                                                          std::string_view principal_uri,
-                                                         absl::Time now, absl::Duration validity) {
+                                                         absl::Time now,
+                                                         absl::Duration validity) {
   ErrorQueueScope errors;
   RETURN_IF_ERROR(CheckPrincipalUri(principal_uri));
   ASSIGN_OR_RETURN(PkeyPtr key, ParsePublicKey(public_key_pem));
@@ -601,8 +604,7 @@ absl::StatusOr<std::string> CreateCsr(std::string_view private_key_pem,
       X509_REQ_add_extensions(req.get(), exts.get()) != 1) {
     return Internal("filling the CSR failed");
   }
-  if (X509_REQ_sign(req.get(), key.get(), EVP_sha256()) <= 0)
-    return Internal("signing the CSR failed");
+  if (X509_REQ_sign(req.get(), key.get(), EVP_sha256()) <= 0) return Internal("signing the CSR failed");
   BioPtr bio(BIO_new(BIO_s_mem()));
   if (bio == nullptr || PEM_write_bio_X509_REQ(bio.get(), req.get()) != 1) {
     return Internal("writing the CSR PEM failed");
@@ -651,7 +653,8 @@ absl::StatusOr<CertificateSummary> ParseCertificate(std::string_view pem) {
       X509_get_ext_d2i(cert.get(), NID_subject_alt_name, &critical, nullptr)));
   if (san == nullptr && critical != -1) return Invalid("certificate SAN is malformed or repeated");
   if (san != nullptr) {
-    RETURN_IF_ERROR(ReadSan(san.get(), &summary.uris, &summary.dns_names, &summary.ip_addresses));
+    RETURN_IF_ERROR(
+        ReadSan(san.get(), &summary.uris, &summary.dns_names, &summary.ip_addresses));
   }
   return summary;
 }
@@ -677,8 +680,9 @@ absl::Status VerifyCertificateChain(std::string_view ca_pem, std::string_view ce
 
   int error = X509_STORE_CTX_get_error(ctx.get());
   X509* failed = X509_STORE_CTX_get_current_cert(ctx.get());
-  std::string_view which =
-      (failed != nullptr && X509_cmp(failed, ca.get()) == 0) ? "CA certificate" : "certificate";
+  std::string_view which = (failed != nullptr && X509_cmp(failed, ca.get()) == 0)
+                               ? "CA certificate"
+                               : "certificate";
   if (error == X509_V_ERR_CERT_HAS_EXPIRED && failed != nullptr) {
     ASSIGN_OR_RETURN(absl::Time not_after, GetTime(X509_get0_notAfter(failed)));
     return absl::FailedPreconditionError(

@@ -16,9 +16,9 @@
 namespace fieldsync::crypto {
 
 // Default lifetimes.
-inline constexpr absl::Duration kCaValidity = absl::Hours(24 * 3652);     // ~10 years
-inline constexpr absl::Duration kServerValidity = absl::Hours(24 * 730);  // ~2 years
-inline constexpr absl::Duration kClientValidity = absl::Hours(24 * 365);  // 1 year
+inline constexpr absl::Duration kCaValidity = absl::Hours(24 * 3652);      // ~10 years
+inline constexpr absl::Duration kServerValidity = absl::Hours(24 * 730);   // ~2 years
+inline constexpr absl::Duration kClientValidity = absl::Hours(24 * 365);   // 1 year
 // Every certificate's notBefore is `now` minus this, so that a tablet whose
 // clock runs a little behind still accepts a certificate issued just now.
 inline constexpr absl::Duration kNotBeforeBackdate = absl::Minutes(5);
@@ -80,7 +80,8 @@ ServerCertificateRequest MakeServerCertificateRequest(std::string_view public_ke
 // kInternal if OpenSSL fails.
 absl::StatusOr<IssuedCertificate> IssueServerCertificate(const CertificateAuthority& ca,
                                                          const ServerCertificateRequest& request,
-                                                         absl::Time now, absl::Duration validity);
+                                                         absl::Time now,
+                                                         absl::Duration validity);
 
 // Issues a TLS client certificate for a principal: EKU clientAuth, keyUsage
 // digitalSignature, CA:FALSE, SAN with the one URI `principal_uri` (e.g.
@@ -93,7 +94,8 @@ absl::StatusOr<IssuedCertificate> IssueServerCertificate(const CertificateAuthor
 absl::StatusOr<IssuedCertificate> IssueClientCertificate(const CertificateAuthority& ca,
                                                          std::string_view public_key_pem,
                                                          std::string_view principal_uri,
-                                                         absl::Time now, absl::Duration validity);
+                                                         absl::Time now,
+                                                         absl::Duration validity);
 
 // Returns a PEM certificate signing request (PKCS#10) for the P-256 key
 // `private_key_pem`, self-signed with it (ECDSA-SHA256), subject
@@ -122,7 +124,7 @@ struct CertificateSummary {
   std::string serial_hex;                 // Lowercase hex; "-" first if negative.
   absl::Time not_before;
   absl::Time not_after;
-  bool is_ca = false;  // basicConstraints CA:TRUE.
+  bool is_ca = false;                     // basicConstraints CA:TRUE.
 };
 
 // Parses a PEM certificate (the first, if several). Checks nothing about its

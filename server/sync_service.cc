@@ -350,46 +350,53 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
 
 }  // namespace
 
+namespace {
+// The audit signing key in force (32 bytes): a rotation replaces it while
+// the server runs (AuditLog::CurrentKey); the key loaded at start without
+// an audit log.
+std::string AuditKeyInForce(const SyncServiceDeps& deps) {
+  if (deps.audit_log != nullptr) {
+    absl::StatusOr<audit::NoteVerifier> key = deps.audit_log->CurrentKey();
+    if (key.ok()) return crypto::ToString(key->public_key());
+  }
+  return crypto::ToString(deps.keys->audit_public_key);
+}
+}  // namespace
+
 grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* context,
                                                   const v1::EnrollRequest* request,
                                                   v1::EnrollResponse* response) {
-  return RunUnaryBlocking(
-      context, kEnroll, deps_.auth, deps_.pool,
-      [this, request, response](const Caller&) -> absl::Status {
-        admin::EnrolmentRequest enrol;
-        enrol.code = request->enrolment_code();
-        enrol.csr_pem = request->csr_pem();
-        enrol.signing_public_key = request->signing_public_key();
-        enrol.receiving_public_key = request->receiving_public_key();
-        enrol.device_label = request->device_label();
-        if (request->device_label().size() > 100) {
-          return sync::SyncError(absl::StatusCode::kInvalidArgument,
-                                 v1::SYNC_ERROR_REASON_MALFORMED,
-                                 "device_label is longer than 100 bytes");
-        }
-        ASSIGN_OR_RETURN(admin::EnrolledDevice device, deps_.enrolment->Enroll(enrol));
-        const admin::ServerKeys& keys = *deps_.keys;
-        response->set_device_id(device.principal.id());
-        response->set_certificate_pem(std::move(device.certificate_pem));
-        response->set_ca_certificate_pem(keys.ca.certificate_pem);
-        v1::SealingKey* key = response->add_sealing_keys();
-        key->set_key_id(keys.sealing_key_id);
-        key->set_public_key(crypto::ToString(keys.sealing_public_key));
-        // The audit key in force (a rotation replaces it
-        // while the server runs).
-        absl::StatusOr<audit::NoteVerifier> audit_key =
-            deps_.audit_log != nullptr
-                ? deps_.audit_log->CurrentKey()
-                : absl::StatusOr<audit::NoteVerifier>(absl::UnavailableError("no audit log"));
-        response->set_audit_public_key(audit_key.ok() ? crypto::ToString(audit_key->public_key())
-                                                      : crypto::ToString(keys.audit_public_key));
-        response->set_audit_origin(keys.audit_origin);
-        response->set_officer_id(device.principal.officer_id());
-        if (!device.principal.regions().empty()) response->set_region(device.principal.regions(0));
-        response->set_next_sequence(1);
-        log::Info("device.enrolled", {{"device", device.principal.id()}});
-        return absl::OkStatus();
-      });
+  return RunUnaryBlocking(context, kEnroll, deps_.auth, deps_.pool,
+                          [this, request, response](const Caller&) -> absl::Status {
+                            admin::EnrolmentRequest enrol;
+                            enrol.code = request->enrolment_code();
+                            enrol.csr_pem = request->csr_pem();
+                            enrol.signing_public_key = request->signing_public_key();
+                            enrol.receiving_public_key = request->receiving_public_key();
+                            enrol.device_label = request->device_label();
+                            if (request->device_label().size() > 100) {
+                              return sync::SyncError(absl::StatusCode::kInvalidArgument,
+                                                     v1::SYNC_ERROR_REASON_MALFORMED,
+                                                     "device_label is longer than 100 bytes");
+                            }
+                            ASSIGN_OR_RETURN(admin::EnrolledDevice device,
+                                             deps_.enrolment->Enroll(enrol));
+                            const admin::ServerKeys& keys = *deps_.keys;
+                            response->set_device_id(device.principal.id());
+                            response->set_certificate_pem(std::move(device.certificate_pem));
+                            response->set_ca_certificate_pem(keys.ca.certificate_pem);
+                            v1::SealingKey* key = response->add_sealing_keys();
+                            key->set_key_id(keys.sealing_key_id);
+                            key->set_public_key(crypto::ToString(keys.sealing_public_key));
+                            response->set_audit_public_key(AuditKeyInForce(deps_));
+                            response->set_audit_origin(keys.audit_origin);
+                            response->set_officer_id(device.principal.officer_id());
+                            if (!device.principal.regions().empty())
+                              response->set_region(device.principal.regions(0));
+                            response->set_next_sequence(1);
+                            log::Info("device.enrolled", {{"device", device.principal.id()}});
+                            return absl::OkStatus();
+                          });
 }
 
 absl::Status SyncServiceImpl::DoPush(const Caller& caller, const v1::PushRequest& request,

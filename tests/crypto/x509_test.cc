@@ -125,8 +125,9 @@ TEST_F(X509Test, CertificateAuthorityRefusesEmptyNameAndNonPositiveValidity) {
 
 TEST_F(X509Test, ServerCertificateSansParseBack) {
   KeyPem key = NewKey();
-  ServerCertificateRequest request = MakeServerCertificateRequest(
-      key.public_key_pem, {"sync.example.org", "10.1.2.3", "fe80::1", "localhost", "127.0.0.1"});
+  ServerCertificateRequest request =
+      MakeServerCertificateRequest(key.public_key_pem, {"sync.example.org", "10.1.2.3", "fe80::1",
+                                                        "localhost", "127.0.0.1"});
 
   absl::StatusOr<IssuedCertificate> cert =
       IssueServerCertificate(ca_, request, now_, kServerValidity);
@@ -194,9 +195,9 @@ TEST_F(X509Test, ClientCertificateUriRoundTrips) {
 
 TEST_F(X509Test, ClientCertificateRefusesMalformedPrincipalUri) {
   std::string key = NewKey().public_key_pem;
-  for (std::string uri :
-       {std::string(""), std::string("fieldsync://"), std::string("https://device/1"),
-        std::string("fieldsync://device/a b"), "fieldsync://device/" + std::string(64, 'a')}) {
+  for (std::string uri : {std::string(""), std::string("fieldsync://"),
+                          std::string("https://device/1"), std::string("fieldsync://device/a b"),
+                          "fieldsync://device/" + std::string(64, 'a')}) {
     EXPECT_THAT(IssueClientCertificate(ca_, key, uri, now_, kClientValidity), StatusIs(kInvalid))
         << uri;
   }
@@ -241,9 +242,9 @@ TEST_F(X509Test, IssuingWithMismatchedCaKeyFails) {
   CertificateAuthority broken = ca_;
   broken.private_key_pem = NewKey().private_key_pem;
 
-  EXPECT_THAT(
-      IssueClientCertificate(broken, NewKey().public_key_pem, kDeviceUri, now_, kClientValidity),
-      StatusIs(kInvalid, HasSubstr("does not match")));
+  EXPECT_THAT(IssueClientCertificate(broken, NewKey().public_key_pem, kDeviceUri, now_,
+                                     kClientValidity),
+              StatusIs(kInvalid, HasSubstr("does not match")));
 }
 
 TEST_F(X509Test, IssuingFromNonCaFails) {
@@ -253,9 +254,9 @@ TEST_F(X509Test, IssuingFromNonCaFails) {
   ASSERT_THAT(leaf, IsOk());
   CertificateAuthority not_a_ca{leaf->certificate_pem, key.private_key_pem};
 
-  EXPECT_THAT(
-      IssueClientCertificate(not_a_ca, NewKey().public_key_pem, kDeviceUri, now_, kClientValidity),
-      StatusIs(kInvalid, HasSubstr("not a CA")));
+  EXPECT_THAT(IssueClientCertificate(not_a_ca, NewKey().public_key_pem, kDeviceUri, now_,
+                                     kClientValidity),
+              StatusIs(kInvalid, HasSubstr("not a CA")));
 }
 
 TEST_F(X509Test, CsrRoundTripsAsPemAndDer) {
@@ -386,9 +387,10 @@ TEST_F(X509Test, ExpiredCertificateIsRefusedWithClearMessage) {
   absl::Status status = VerifyCertificateChain(ca_.certificate_pem, old.certificate_pem, now_);
 
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kFailedPrecondition,
-                               HasSubstr(absl::StrCat("certificate expired on ",
-                                                      absl::FormatTime("%Y-%m-%d", old.not_after,
-                                                                       absl::UTCTimeZone())))));
+                               HasSubstr(absl::StrCat(
+                                   "certificate expired on ",
+                                   absl::FormatTime("%Y-%m-%d", old.not_after,
+                                                    absl::UTCTimeZone())))));
   EXPECT_THAT(status.message(), HasSubstr("issue a new one"));
 }
 
@@ -419,8 +421,7 @@ TEST(TestPkiTest, GivesVerifiableServerAndClientCredentials) {
   const absl::Time now = absl::FromUnixSeconds(1795000000);
   fieldsync::testing::TestPki pki = fieldsync::testing::TestPki::CreateOrDie(now);
 
-  fieldsync::testing::TestCredentials client =
-      pki.IssueClientOrDie(kDeviceUri, now, absl::Hours(1));
+  fieldsync::testing::TestCredentials client = pki.IssueClientOrDie(kDeviceUri, now, absl::Hours(1));
 
   EXPECT_THAT(VerifyCertificateChain(pki.ca_certificate_pem(), pki.server.certificate_pem, now),
               IsOk());
