@@ -311,13 +311,14 @@ absl::StatusOr<audit::SignedTreeHead> BackupWriter::SignCheckpointTree(const std
   // A head for the checkpoint's size, which may be below the newest head
   // the live log signed: it states what the log held at that size, which
   // every later head extends. It is not stored as the log's last head.
+  // Signed with the key in force (the log's: a rotation may replace it
+  // while the server runs); kAborted when a key rotation committed after
+  // the checkpoint was taken.
   audit::Checkpoint checkpoint;
-  checkpoint.origin = options_.signer->verifier().key_name();
   checkpoint.size = tree.first;
   checkpoint.root = tree.second;
   checkpoint.extensions.push_back(audit::TimestampExtension(now));
-  ASSIGN_OR_RETURN(std::string note, audit::SignCheckpoint(checkpoint, *options_.signer));
-  return audit::SignedTreeHead{std::move(checkpoint), std::move(note)};
+  return options_.audit->SignDetachedHead(std::move(checkpoint));
 }
 
 absl::Status BackupWriter::CopyFiles(const std::string& files_dir, v1::BackupManifest* manifest) {
@@ -354,13 +355,13 @@ std::string BackupReport::Failure() const {
 namespace {
 
 // Serves the audit export format (audit/export.h) of a store's leaves
-// [0, size) under one head, a few records at a time as the verifier reads,
+// [0, size) under its heads, a few records at a time as the verifier reads,
 // so that a large log is never held in memory. Not thread-safe.
 // REQUIRES: destroyed before `store` is closed.
 class StoredLeavesExport final : public std::streambuf {
  public:
-  StoredLeavesExport(storage::Store* store, uint64_t size, std::string head_note)
-      : store_(store), size_(size), head_note_(std::move(head_note)) {}
+  StoredLeavesExport(storage::Store* store, uint64_t size, std::vector<std::string> head_notes)
+      : store_(store), size_(size), head_notes_(std::move(head_notes)) {}
 
   // A storage error or malformed leaf key that ended the entries early.
   const absl::Status& status() const { return status_; }
@@ -380,7 +381,8 @@ class StoredLeavesExport final : public std::streambuf {
     buf_.clear();
     switch (stage_) {
       case Stage::kHead:
-        buf_ = absl::StrCat(std::string(audit::kExportMagic), audit::ExportHeadRecord(head_note_));
+        buf_ = std::string(audit::kExportMagic);
+        for (const std::string& note : head_notes_) buf_ += audit::ExportHeadRecord(note);
         it_ = store_->NewIterator(storage::Cf::kAuditLeaves, storage::EncodeAuditLeafKey(0),
                                   storage::EncodeAuditLeafKey(size_));
         stage_ = Stage::kEntries;
@@ -403,7 +405,7 @@ class StoredLeavesExport final : public std::streambuf {
         }
         return true;
       case Stage::kEnd:
-        buf_ = audit::ExportEndRecord(entries_, 1);
+        buf_ = audit::ExportEndRecord(entries_, static_cast<uint32_t>(head_notes_.size()));
         stage_ = Stage::kDone;
         return true;
       case Stage::kDone:
@@ -415,7 +417,7 @@ class StoredLeavesExport final : public std::streambuf {
   enum class Stage { kHead, kEntries, kEnd, kDone };
   storage::Store* store_;
   const uint64_t size_;
-  const std::string head_note_;
+  const std::vector<std::string> head_notes_;
   Stage stage_ = Stage::kHead;
   std::unique_ptr<storage::Iterator> it_;
   uint64_t entries_ = 0;
@@ -531,6 +533,16 @@ class BackupVerifier {
     absl::StatusOr<std::string> note = ReadFile(Join(dir_, kBackupHeadName));
     if (!note.ok()) return Fail("tree head", std::string(note.status().message()));
     absl::StatusOr<audit::Checkpoint> head = audit::OpenCheckpoint(*note, key_);
+    if (absl::IsUnauthenticated(head.status()) && !audit::HasSignatureLineOf(*note, key_)) {
+      // Signed by a later key of the log (after a key rotation) if a key
+      // transition in the backup announces a key that signs it; the audit
+      // log check then verifies the chain from `key_` to that key.
+      absl::StatusOr<audit::Checkpoint> by_later = OpenWithAnnouncedKey(*note);
+      if (by_later.ok()) {
+        head = std::move(by_later);
+        is_head_by_later_key_ = true;
+      }
+    }
     if (!head.ok()) {
       return Fail(
           "tree head",
@@ -554,8 +566,43 @@ class BackupVerifier {
     }
     report_.head = *head;
     note_ = *std::move(note);
+    if (is_head_by_later_key_) {
+      return Pass("tree head",
+                  absl::StrFormat("for tree size %d, signed by a later key of %s: checked with "
+                                  "the log's key transitions (audit log)",
+                                  head->size, key_.key_name()));
+    }
     return Pass("tree head",
                 absl::StrFormat("signed by %s for tree size %d", key_.key_name(), head->size));
+  }
+
+  // `note` opened with a key that a KeyRotated ("audit-signing") entry of
+  // the backup's stored key transitions announces; kUnauthenticated if none
+  // signs it.
+  absl::StatusOr<audit::Checkpoint> OpenWithAnnouncedKey(std::string_view note) {
+    ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> store,
+                     OpenReadOnly(Join(dir_, kBackupDbName)));
+    absl::StatusOr<audit::Checkpoint> out =
+        absl::UnauthenticatedError("no key transition of the backup announces its key");
+    ASSIGN_OR_RETURN(std::vector<audit::StoredKeyTransition> transitions,
+                     audit::ReadKeyTransitionRecords(*store));
+    for (const audit::StoredKeyTransition& t : transitions) {
+      absl::StatusOr<std::string> entry =
+          store->Get(storage::Cf::kAuditLeaves, storage::EncodeAuditLeafKey(t.leaf_index));
+      absl::StatusOr<audit::Event> event =
+          entry.ok() ? audit::DecodeEvent(*entry) : absl::StatusOr<audit::Event>(entry.status());
+      const auto* rotated = event.ok() ? std::get_if<audit::KeyRotated>(&event->body) : nullptr;
+      if (rotated == nullptr || rotated->new_public_key.size() != 32) continue;
+      crypto::Ed25519PublicKey raw;
+      std::copy(rotated->new_public_key.begin(), rotated->new_public_key.end(), raw.begin());
+      absl::StatusOr<audit::NoteVerifier> announced =
+          audit::NoteVerifier::FromPublicKey(key_.key_name(), raw);
+      if (!announced.ok()) continue;
+      absl::StatusOr<audit::Checkpoint> cp = audit::OpenCheckpoint(note, *announced);
+      if (cp.ok()) out = std::move(cp);
+    }
+    RETURN_IF_ERROR(store->Close());
+    return out;
   }
 
   bool Database() {
@@ -594,8 +641,19 @@ class BackupVerifier {
   bool Log() {
     audit::VerifyReport verified;
     absl::Status stream_status;
+    // The heads of the key transitions the backup holds go first, so the
+    // verifier can follow them to the key that signed the backup's head.
+    std::vector<std::string> notes;
+    absl::StatusOr<std::vector<audit::StoredKeyTransition>> transitions =
+        audit::ReadKeyTransitionRecords(*store_);
+    if (!transitions.ok()) return Fail("audit log", std::string(transitions.status().message()));
+    for (audit::StoredKeyTransition& t : *transitions) {
+      absl::StatusOr<audit::Checkpoint> cp = audit::ParseCheckpointNote(t.note);
+      if (cp.ok() && cp->size <= report_.head.size) notes.push_back(std::move(t.note));
+    }
+    notes.push_back(note_);
     {
-      StoredLeavesExport buf(store_.get(), report_.head.size, note_);
+      StoredLeavesExport buf(store_.get(), report_.head.size, std::move(notes));
       std::istream in(&buf);
       audit::VerifyOptions options;
       options.key = &key_;
@@ -607,14 +665,19 @@ class BackupVerifier {
       return Fail("audit log", absl::StrFormat("%s: %s", verified.bad_record, verified.error));
     }
     return Pass("audit log",
-                absl::StrFormat("%d entries hash to the head's root; %d device signatures verify",
-                                verified.entries, verified.device_signatures));
+                absl::StrFormat("%d entries hash to the head's root; %d device signatures verify%s",
+                                verified.entries, verified.device_signatures,
+                                verified.key_transitions.empty()
+                                    ? ""
+                                    : absl::StrFormat("; %d audit key transition(s) followed",
+                                                      verified.key_transitions.size())));
   }
 
   const std::string dir_;
   const audit::NoteVerifier& key_;
   BackupReport report_;
   std::string note_;
+  bool is_head_by_later_key_ = false;
   std::unique_ptr<storage::Store> store_;
 };
 

@@ -57,11 +57,10 @@ struct BackupFileKind {
 std::span<const BackupFileKind> BackupFileKinds();
 
 struct BackupWriterOptions {
-  // The live store, its audit log (which records each backup) and the
-  // log's signing key. Not owned; must outlive the writer.
+  // The live store and its audit log (which records each backup and signs
+  // its head with the key in force). Not owned; must outlive the writer.
   storage::Store* store = nullptr;
   audit::AuditLog* audit = nullptr;
-  const audit::NoteSigner* signer = nullptr;
   const Clock* clock = nullptr;
   DeploymentInfo info;
   // Where this server reads each file of BackupFileKinds(), by name (its

@@ -17,6 +17,7 @@ namespace {
 constexpr char kCaPurpose[] = "server/ca";
 constexpr char kPreviousCaPurpose[] = "server/ca-previous";
 constexpr char kAuditPurpose[] = "server/audit-signing";
+constexpr char kAuditPublicKey[] = "audit_public_key";
 
 constexpr char kSealingIdsName[] = "hpke_sealing_key_ids";
 
@@ -216,6 +217,30 @@ absl::StatusOr<std::vector<SealingKeyPair>> LoadSealingKeys(storage::Store& stor
   return out;
 }
 
+std::string AuditSigningPurpose(uint32_t version) {
+  return version <= 1 ? std::string(kAuditPurpose) : absl::StrCat(kAuditPurpose, "/", version);
+}
+
+std::string AuditPublicKeyName(uint32_t version) {
+  return version <= 1 ? std::string(kAuditPublicKey) : absl::StrCat(kAuditPublicKey, "/", version);
+}
+
+absl::Status WriteRotatedAuditKey(uint32_t version, const crypto::SecretBytes& seed,
+                                  const std::array<uint8_t, 32>& public_key,
+                                  const crypto::MasterKeyRing& master, Random& random,
+                                  storage::WriteBatch* batch) {
+  if (version < 2) return absl::InvalidArgumentError("a rotated audit key has version >= 2");
+  if (seed.size() != 32) return absl::InvalidArgumentError("an audit key seed is 32 bytes");
+  const std::string purpose = AuditSigningPurpose(version);
+  ASSIGN_OR_RETURN(std::string wrapped, master.Wrap(purpose, seed.span(), random));
+  batch->Put(storage::Cf::kKeys, KeysKey(purpose), wrapped);
+  batch->Delete(storage::Cf::kKeys, KeysKey(AuditSigningPurpose(version - 1)));
+  batch->Put(storage::Cf::kMetadata, Meta(AuditPublicKeyName(version)),
+             std::string(reinterpret_cast<const char*>(public_key.data()), public_key.size()));
+  batch->Put(storage::Cf::kMetadata, Meta(kAuditKeyVersionName), absl::StrCat(version));
+  return absl::OkStatus();
+}
+
 absl::Status WriteServerKeys(const ServerKeys& keys, const crypto::MasterKeyRing& master,
                              Random& random, storage::WriteBatch* batch) {
   RETURN_IF_ERROR(WriteCertificateAuthorities(keys, master, random, batch));
@@ -257,9 +282,26 @@ absl::StatusOr<ServerKeys> LoadServerKeys(storage::Store& store,
     return generation.status();
   }
   ASSIGN_OR_RETURN(keys.sealing_keys, LoadSealingKeys(store, master));
-  ASSIGN_OR_RETURN(keys.audit_signing_seed, Unwrap(store, master, kAuditPurpose));
-  ASSIGN_OR_RETURN(std::string audit_public, GetMeta(store, "audit_public_key"));
-  ASSIGN_OR_RETURN(keys.audit_public_key, FixedBytes<32>(audit_public, "audit public key"));
+  absl::StatusOr<std::string> version_text =
+      store.Get(storage::Cf::kMetadata, Meta(kAuditKeyVersionName));
+  if (version_text.ok()) {
+    if (!absl::SimpleAtoi(*version_text, &keys.audit_key_version) || keys.audit_key_version < 1) {
+      return absl::DataLossError("metadata audit_key_version is not a version number");
+    }
+  } else if (!absl::IsNotFound(version_text.status())) {
+    return version_text.status();
+  }
+  for (uint32_t v = 1; v <= keys.audit_key_version; ++v) {
+    ASSIGN_OR_RETURN(std::string audit_public, GetMeta(store, AuditPublicKeyName(v)));
+    ASSIGN_OR_RETURN(auto public_key, FixedBytes<32>(audit_public, "audit public key"));
+    if (v == keys.audit_key_version) {
+      keys.audit_public_key = public_key;
+    } else {
+      keys.former_audit_public_keys[v] = public_key;
+    }
+  }
+  ASSIGN_OR_RETURN(keys.audit_signing_seed,
+                   Unwrap(store, master, AuditSigningPurpose(keys.audit_key_version)));
   ASSIGN_OR_RETURN(keys.deployment_id, GetMeta(store, "deployment_id"));
   ASSIGN_OR_RETURN(keys.audit_origin, GetMeta(store, "audit_origin"));
   return keys;

@@ -5,8 +5,12 @@
 //
 // keys CF, key = KeyBuilder().String(purpose), value = MasterKeyRing::Wrap
 // output. Purposes (persisted): "server/ca", "server/ca-previous" (during a
-// CA rotation: the CA being retired), "server/audit-signing",
-// "server/hpke-sealing/<key id>" (one per kept sealing key).
+// CA rotation: the CA being retired), "server/hpke-sealing/<key id>" (one
+// per kept sealing key), and the audit signing seed of the version in
+// force: "server/audit-signing" for version 1 (the key `fieldsync init`
+// made), "server/audit-signing/<v>" (decimal) for a version v >= 2 made by
+// a rotation, which deletes the seed of the version it replaces (that key
+// signs nothing any more).
 // metadata CF, key = EncodeMetadataKey(name) (persisted names):
 //   "ca_certificate"        CA certificate, PEM (the CA that issues certificates)
 //   "ca_previous_certificate"  during a CA rotation, the CA being retired, PEM
@@ -14,7 +18,10 @@
 //                           text; absent = 1 (admin/certificates.h)
 //   "hpke_sealing_key_ids"  the kept batch-sealing keys, text (below)
 //   "hpke_sealing_public/<id>"  X25519 public key, 32 bytes, per kept key
-//   "audit_public_key"      Ed25519 public key, 32 bytes
+//   "audit_public_key"      Ed25519 public key of audit key version 1, 32 bytes
+//   "audit_public_key/<v>"  Ed25519 public key of audit key version v >= 2
+//   "audit_key_version"     the audit key version in force, decimal text;
+//                           absent means 1 (deployments from before rotation)
 //   "deployment_id", "audit_origin"  as in the DEPLOYMENT marker
 //
 // "hpke_sealing_key_ids" (persisted): ASCII, entries separated by ",", in
@@ -34,6 +41,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -88,8 +96,12 @@ struct ServerKeys {
   // (admin/sealing_keys.h), and the running server then holds its keys in
   // LiveSealingKeys, not here.
   std::vector<SealingKeyPair> sealing_keys;
+  // The audit signing key in force: its version, seed and public key.
+  uint32_t audit_key_version = 1;
   crypto::SecretBytes audit_signing_seed{0};
   std::array<uint8_t, 32> audit_public_key{};
+  // The public keys of the earlier audit key versions, by version.
+  std::map<uint32_t, std::array<uint8_t, 32>> former_audit_public_keys;
   std::string deployment_id;
   std::string audit_origin;
 };
@@ -119,6 +131,20 @@ void PutSealingKeyIds(std::span<const SealingKeyPair> keys, storage::WriteBatch*
 // public key; kNotFound when the store holds no id list.
 absl::StatusOr<std::vector<SealingKeyPair>> LoadSealingKeys(storage::Store& store,
                                                             const crypto::MasterKeyRing& master);
+// The keys CF purpose of audit signing key `version` (see above).
+std::string AuditSigningPurpose(uint32_t version);
+// The metadata name of its public key.
+std::string AuditPublicKeyName(uint32_t version);
+inline constexpr std::string_view kAuditKeyVersionName = "audit_key_version";
+
+// Adds to `batch` what makes audit signing key `version` (>= 2) the one in
+// force: its wrapped seed, its public key, the version; and deletes the
+// wrapped seed of `version - 1`. kInvalidArgument for a version below 2 or
+// a seed that is not 32 bytes; kInternal if wrapping fails.
+absl::Status WriteRotatedAuditKey(uint32_t version, const crypto::SecretBytes& seed,
+                                  const std::array<uint8_t, 32>& public_key,
+                                  const crypto::MasterKeyRing& master, Random& random,
+                                  storage::WriteBatch* batch);
 
 // Reads and unwraps the server's keys. kDataLoss if a key does not open
 // under `master` (wrong master key file for this database), kNotFound if

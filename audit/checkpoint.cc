@@ -414,6 +414,39 @@ absl::StatusOr<std::string> SignCheckpoint(const Checkpoint& checkpoint, const N
   return signer.Sign(text);
 }
 
+absl::StatusOr<std::string> SignCheckpointWithAll(const Checkpoint& checkpoint,
+                                                  std::span<const NoteSigner* const> signers) {
+  if (signers.empty()) return absl::InvalidArgumentError("checkpoint: no signing key");
+  SignedNote note;
+  ASSIGN_OR_RETURN(note.text, FormatCheckpoint(checkpoint));
+  for (const NoteSigner* signer : signers) {
+    if (checkpoint.origin != signer->verifier().key_name()) {
+      return absl::InvalidArgumentError("checkpoint: origin is not the signing key's name");
+    }
+    for (const NoteSignature& earlier : note.signatures) {
+      if (earlier.key_id == signer->verifier().key_id()) {
+        return absl::InvalidArgumentError("checkpoint: two signing keys have the same key id");
+      }
+    }
+    ASSIGN_OR_RETURN(note.signatures.emplace_back(), signer->SignText(note.text));
+  }
+  return FormatSignedNote(note);
+}
+
+bool HasSignatureLineOf(std::string_view note, const NoteVerifier& key) {
+  absl::StatusOr<SignedNote> parsed = ParseSignedNote(note);
+  if (!parsed.ok()) return false;
+  for (const NoteSignature& sig : parsed->signatures) {
+    if (sig.key_name == key.key_name() && sig.key_id == key.key_id()) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<Checkpoint> ParseCheckpointNote(std::string_view note) {
+  ASSIGN_OR_RETURN(SignedNote parsed, ParseSignedNote(note));
+  return ParseCheckpoint(parsed.text);
+}
+
 absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view note, const NoteVerifier& verifier) {
   ASSIGN_OR_RETURN(std::string text, verifier.Open(note));
   ASSIGN_OR_RETURN(Checkpoint checkpoint, ParseCheckpoint(text));

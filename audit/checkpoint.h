@@ -143,6 +143,23 @@ class NoteSigner {
 // (our logs always sign under their origin).
 absl::StatusOr<std::string> SignCheckpoint(const Checkpoint& checkpoint, const NoteSigner& signer);
 
+// A checkpoint signed as one note by every signer in order (one signature
+// line each; a key-transition head is signed by the old and the new audit
+// key, which share the origin as key name and differ in key id).
+// kInvalidArgument as SignCheckpoint, for no signer, or for two signers
+// with the same key id.
+absl::StatusOr<std::string> SignCheckpointWithAll(const Checkpoint& checkpoint,
+                                                  std::span<const NoteSigner* const> signers);
+
+// The checkpoint of a signed note, parsed without checking any signature
+// (for notes whose key is decided later, or the log's own stored notes).
+// Errors as ParseSignedNote and ParseCheckpoint.
+absl::StatusOr<Checkpoint> ParseCheckpointNote(std::string_view note);
+
+// True iff `note` parses and has a signature line with `key`'s name and
+// key id (whether or not it verifies): a note meant for that key.
+bool HasSignatureLineOf(std::string_view note, const NoteVerifier& key);
+
 // Verifies a checkpoint note against the auditor's key and parses it. The
 // origin must equal the verifier's key name: the key text names the log.
 // Errors: as NoteVerifier::Open and ParseCheckpoint; kUnauthenticated if

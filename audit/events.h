@@ -153,6 +153,9 @@ struct CaseAccess {
 // "audit-signing"); `new_public_key` is empty for a symmetric key.
 //   Bytes actor | Bytes purpose | U32 old_version | U32 new_version |
 //   Bytes new_public_key
+// The KeyRotated purpose of the audit log's own signing key
+// (docs/AUDIT.md §9): new_public_key is the next Ed25519 key.
+inline constexpr std::string_view kAuditSigningPurpose = "audit-signing";
 struct KeyRotated {
   std::string actor;
   std::string purpose;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <iterator>
 #include <limits>
 #include <thread>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "audit/events.h"
+#include "common/status_macros.h"
 #include "crypto/ed25519.h"
 
 namespace fieldsync::audit {
@@ -162,8 +164,28 @@ class SignatureChecker {
 
 struct HeadRef {
   Checkpoint checkpoint;
-  std::string label;  // "tree head #2 (size 40)" or "trusted head (size 40)"
-  std::string note;   // the signed note (empty for a trusted head line)
+  std::string label;   // "tree head #2 (size 40)" or "trusted head (size 40)"
+  std::string record;  // "tree head #2" or "trusted head"
+  std::string note;    // the signed note (empty for a trusted head line)
+  bool is_trusted = false;
+};
+
+// True iff `note` carries a valid signature by `key` (and is a checkpoint
+// of the key's log).
+bool Signs(const NoteVerifier& key, std::string_view note) {
+  return OpenCheckpoint(note, key).ok();
+}
+
+// A key transition read from the entries and not yet covered by a head.
+struct PendingTransition {
+  uint64_t entry = 0;
+  NoteVerifier next;
+  uint32_t old_version = 0;
+  uint32_t new_version = 0;
+  // The transition that announces the key file's key when that key is a
+  // later one (the keys before it are unknown: their signatures are not
+  // checked).
+  bool is_anchor = false;
 };
 
 struct DeviceState {
@@ -278,47 +300,186 @@ class Verifier {
                                 tree_.size()));
   }
 
+  // A head's signature is checked when the entries reach its size, with
+  // the key in force there (docs/AUDIT.md §9); here only its form.
   bool AddHead(std::string_view note) {
-    std::string label = absl::StrFormat("tree head #%d", heads_.size() + 1);
-    absl::StatusOr<Checkpoint> cp = OpenCheckpoint(note, *options_.key);
+    std::string record = absl::StrFormat("tree head #%d", heads_.size() + 1);
+    absl::StatusOr<Checkpoint> cp = ParseCheckpointNote(note);
     if (!cp.ok()) {
-      return Fail(
-          std::nullopt, label,
-          absl::StrFormat("not signed by the key in your key file (%s)", cp.status().message()));
+      return Fail(std::nullopt, record,
+                  absl::StrFormat("malformed signed tree head (%s)", cp.status().message()));
+    }
+    if (cp->origin != options_.key->key_name()) {
+      return Fail(std::nullopt, record,
+                  absl::StrFormat("not signed by the key in your key file: the head is of log "
+                                  "\"%s\", your key's is \"%s\"",
+                                  cp->origin, options_.key->key_name()));
     }
     heads_.push_back(
-        HeadRef{*cp, absl::StrFormat("%s (size %d)", label, cp->size), std::string(note)});
+        HeadRef{*cp, absl::StrFormat("%s (size %d)", record, cp->size), record, std::string(note)});
     report_.heads = heads_.size();
     return true;
   }
 
-  // After the heads: checks them against each other and the trusted head,
-  // and indexes them by size.
+  // After the heads: adds the trusted head, decides which key is in force
+  // at the start, and indexes the heads by size.
   bool StartEntries() {
     in_entries_ = true;
     std::vector<HeadRef> all = heads_;
     if (options_.trusted_head.has_value()) {
-      absl::StatusOr<Checkpoint> cp = ParseTrustedHead(*options_.trusted_head, *options_.key);
-      if (!cp.ok()) {
+      absl::StatusOr<TrustedHead> trusted =
+          ParseTrustedHeadForm(*options_.trusted_head, *options_.key);
+      if (!trusted.ok()) {
         return Fail(std::nullopt, "trusted head",
-                    absl::StrFormat("your saved head is refused (%s)", cp.status().message()));
+                    absl::StrFormat("your saved head is refused (%s)", trusted.status().message()));
       }
-      trusted_ = HeadRef{*cp, absl::StrFormat("trusted head (size %d)", cp->size), ""};
+      trusted_ = HeadRef{trusted->checkpoint,
+                         absl::StrFormat("trusted head (size %d)", trusted->checkpoint.size),
+                         "trusted head", trusted->note, true};
       all.push_back(*trusted_);
     }
     if (all.empty()) return Fail(std::nullopt, "file", "the export holds no signed tree head");
+    // The key file's key is the key in force at the start unless the
+    // smallest head is signed by other keys only: then it must be a later
+    // key, announced by a key transition in the entries.
+    key_ = *options_.key;
+    const HeadRef* first = nullptr;
+    for (const HeadRef& head : heads_) {
+      if (first == nullptr || head.checkpoint.size < first->checkpoint.size) first = &head;
+    }
+    if (first != nullptr && !Signs(*options_.key, first->note) &&
+        !HasSignatureLineOf(first->note, *options_.key)) {
+      key_.reset();
+      first_unsigned_ = first->label;
+      first_unsigned_record_ = first->record;
+    }
     for (const HeadRef& head : all) {
-      auto [it, inserted] = targets_.emplace(head.checkpoint.size, head);
-      if (!inserted && it->second.checkpoint.root != head.checkpoint.root) {
-        return Fail(std::nullopt, head.label,
-                    absl::StrFormat("%s and %s are both signed and have different roots: the "
-                                    "log forked",
-                                    it->second.label, head.label));
-      }
-      if (head.checkpoint.size == 0 && head.checkpoint.root != EmptyRoot()) {
-        return Fail(std::nullopt, head.label, "an empty tree with a non-empty root");
-      }
+      targets_.emplace(head.checkpoint.size, head);
       max_head_size_ = std::max(max_head_size_, head.checkpoint.size);
+    }
+    return CheckHeadsAt(0);
+  }
+
+  // The signature of `head` by the key in force at its size; a head that
+  // covers a pending key transition must be signed by the key before it
+  // and by the key it announces, and puts that key in force.
+  bool CheckHeadKey(const HeadRef& head) {
+    if (head.note.empty()) return true;  // a head line the auditor wrote down
+    if (head.is_trusted) {
+      // The auditor's own copy: any key of the chain guards it against
+      // alteration.
+      if (!key_.has_value() || Signs(*key_, head.note) ||
+          (pending_.has_value() && Signs(pending_->next, head.note))) {
+        return true;
+      }
+      for (const FormerKey& k : former_keys_) {
+        if (Signs(k.key, head.note)) return true;
+      }
+      if (!FlushSignatures()) return false;
+      return Fail(std::nullopt, head.record,
+                  "your saved head is refused (a saved signed head that does not verify with "
+                  "the key file or a key the log announced: it was altered)");
+    }
+    if (!key_.has_value() &&
+        !(pending_.has_value() && pending_->is_anchor && head.checkpoint.size > pending_->entry)) {
+      ++report_.unchecked_heads;  // signed by a key before the key file's
+      return true;
+    }
+    if (pending_.has_value() && head.checkpoint.size > pending_->entry) {
+      const bool old_ok = pending_->is_anchor || Signs(*key_, head.note);
+      const bool new_ok = Signs(pending_->next, head.note);
+      if (!old_ok) {
+        if (!FlushSignatures()) return false;
+        return Fail(pending_->entry, head.record,
+                    absl::StrFormat("the key transition at entry %d is not covered by a head "
+                                    "signed by the key in force before it: %s, the first head "
+                                    "after it, is not signed by that key (a forged key "
+                                    "transition)",
+                                    pending_->entry, head.label));
+      }
+      if (!new_ok) {
+        if (!FlushSignatures()) return false;
+        return Fail(pending_->entry, head.record,
+                    absl::StrFormat("%s covers the key transition at entry %d but is not signed "
+                                    "by the key that transition announces (key id %08x): the "
+                                    "announced key is not the one signing the log (a forged key "
+                                    "transition)",
+                                    head.label, pending_->entry, pending_->next.key_id()));
+      }
+      KeyTransitionSeen seen;
+      seen.entry = pending_->entry;
+      seen.old_version = pending_->old_version;
+      seen.new_version = pending_->new_version;
+      seen.new_key = pending_->next.VerifierKey();
+      seen.head_size = head.checkpoint.size;
+      seen.is_old_key_checked = !pending_->is_anchor;
+      report_.key_transitions.push_back(std::move(seen));
+      if (key_.has_value()) former_keys_.push_back(FormerKey{*key_, pending_->entry});
+      key_ = pending_->next;
+      key_since_ = pending_->entry;
+      key_version_ = pending_->new_version;
+      pending_.reset();
+      return true;
+    }
+    if (Signs(*key_, head.note)) {
+      ++heads_checked_;
+      return true;
+    }
+    if (!FlushSignatures()) return false;
+    for (const FormerKey& k : former_keys_) {
+      if (Signs(k.key, head.note)) {
+        return Fail(std::nullopt, head.record,
+                    absl::StrFormat("%s is signed by a key that the key transition at entry %d "
+                                    "replaced, not by the key in force at its size",
+                                    head.label, k.replaced_at));
+      }
+    }
+    if (pending_.has_value() && Signs(pending_->next, head.note)) {
+      return Fail(std::nullopt, head.record,
+                  absl::StrFormat("%s is signed by the key the transition at entry %d announces, "
+                                  "but that entry is not within the head's size",
+                                  head.label, pending_->entry));
+    }
+    if (!key_since_.has_value()) {
+      return Fail(std::nullopt, head.record,
+                  "not signed by the key in your key file (nor by a key a key transition of the "
+                  "log announced)");
+    }
+    return Fail(std::nullopt, head.record,
+                absl::StrFormat("not signed by the key in force at its size (announced by the "
+                                "key transition at entry %d): signed by a key the log never "
+                                "announced",
+                                *key_since_));
+  }
+
+  // Checks every head of `size` (the entries read so far): signature,
+  // forks, root.
+  bool CheckHeadsAt(uint64_t size) {
+    auto [begin, end] = targets_.equal_range(size);
+    if (begin == end) return true;
+    for (auto it = begin; it != end; ++it) {
+      if (!CheckHeadKey(it->second)) return false;
+    }
+    for (auto a = begin; a != end; ++a) {
+      for (auto b = std::next(a); b != end; ++b) {
+        if (a->second.is_trusted || b->second.is_trusted) continue;
+        if (a->second.checkpoint.root != b->second.checkpoint.root) {
+          if (!FlushSignatures()) return false;
+          return Fail(std::nullopt, b->second.label,
+                      absl::StrFormat("%s and %s are both signed and have different roots: the "
+                                      "log forked",
+                                      a->second.label, b->second.label));
+        }
+      }
+    }
+    for (auto it = begin; it != end; ++it) {
+      if (size == 0) {
+        if (it->second.checkpoint.root != EmptyRoot()) {
+          return Fail(std::nullopt, it->second.label, "an empty tree with a non-empty root");
+        }
+        continue;
+      }
+      if (!CheckRoot(it->second)) return false;
     }
     return true;
   }
@@ -352,8 +513,7 @@ class Verifier {
     if (!CheckEvent(i, *event)) return false;
     (void)tree_.Append(leaf, nullptr);
     report_.entries = tree_.size();
-    auto target = targets_.find(tree_.size());
-    if (target != targets_.end() && !CheckRoot(target->second)) return false;
+    if (!CheckHeadsAt(tree_.size())) return false;
     if (options_.progress && tree_.size() % kProgressEvery == 0) {
       options_.progress(bytes_, tree_.size());
     }
@@ -441,7 +601,62 @@ class Verifier {
       if (!CheckRange(i, e->first_position, e->last_position)) return false;
     } else if (const auto* e = std::get_if<RollbackAccepted>(&event.body)) {
       if (!CheckRollback(i, *e)) return false;
+    } else if (const auto* e = std::get_if<KeyRotated>(&event.body)) {
+      if (e->purpose == kAuditSigningPurpose && !CheckKeyTransition(i, *e)) return false;
     }
+    return true;
+  }
+
+  // A KeyRotated ("audit-signing") entry announces the next key; it holds
+  // once a head covering it is signed by the key in force and the new key
+  // (CheckHeadKey).
+  bool CheckKeyTransition(uint64_t i, const KeyRotated& e) {
+    if (pending_.has_value()) {
+      return FailEntry(i, absl::StrFormat("a second key transition before a signed head covered "
+                                          "the one at entry %d (a forged key transition)",
+                                          pending_->entry));
+    }
+    if (e.new_public_key.size() != crypto::kEd25519PublicKeySize) {
+      return FailEntry(i, absl::StrFormat("malformed key transition: the new key has %d bytes, "
+                                          "not 32",
+                                          e.new_public_key.size()));
+    }
+    if (e.new_version <= e.old_version ||
+        (key_version_.has_value() && e.old_version != *key_version_)) {
+      return FailEntry(
+          i, absl::StrFormat("malformed key transition: from key version %d to %d%s", e.old_version,
+                             e.new_version,
+                             key_version_.has_value()
+                                 ? absl::StrFormat(", but version %d is in force", *key_version_)
+                                 : ""));
+    }
+    crypto::Ed25519PublicKey raw;
+    std::copy(e.new_public_key.begin(), e.new_public_key.end(), raw.begin());
+    absl::StatusOr<NoteVerifier> next = NoteVerifier::FromPublicKey(options_.key->key_name(), raw);
+    if (!next.ok()) return FailEntry(i, "malformed key transition: the new key is unusable");
+    if (key_.has_value() && !key_since_.has_value() && raw == options_.key->public_key()) {
+      // The key file's key is announced here: it is a later key (the
+      // export's first heads are transition heads, signed by it too).
+      // Heads below this entry that it signed mean it was in force already.
+      if (heads_checked_ > 0) {
+        return FailEntry(i, "malformed key transition: it announces the key already in force");
+      }
+      key_.reset();
+    }
+    if (!key_.has_value()) {
+      // Keys before the key file's are unknown: wait for the transition
+      // that announces the key file's key.
+      if (raw != options_.key->public_key()) {
+        unanchored_announcements_.push_back({*std::move(next), i});
+        return true;
+      }
+      pending_ = PendingTransition{i, *std::move(next), e.old_version, e.new_version, true};
+      return true;
+    }
+    if (raw == key_->public_key()) {
+      return FailEntry(i, "malformed key transition: it announces the key already in force");
+    }
+    pending_ = PendingTransition{i, *std::move(next), e.old_version, e.new_version, false};
     return true;
   }
 
@@ -460,7 +675,7 @@ class Verifier {
     seen.continued_root = e.continued_root;
     seen.actor = e.actor;
     for (const std::string& note : e.abandoned_heads) {
-      absl::StatusOr<Checkpoint> cp = OpenCheckpoint(note, *options_.key);
+      absl::StatusOr<Checkpoint> cp = OpenWithKnownKey(note);
       if (!cp.ok()) {
         return FailEntry(i, absl::StrFormat("a head the rollback acceptance abandoned is not "
                                             "signed by the key in your key file (%s)",
@@ -471,6 +686,21 @@ class Verifier {
     }
     report_.rollbacks.push_back(std::move(seen));
     return true;
+  }
+
+  // `note` opened with the key in force or an earlier one of the chain;
+  // parsed only when the keys before the key file's are unknown.
+  absl::StatusOr<Checkpoint> OpenWithKnownKey(std::string_view note) {
+    if (!key_.has_value()) {
+      ++report_.unchecked_heads;
+      return ParseCheckpointNote(note);
+    }
+    absl::StatusOr<Checkpoint> cp = OpenCheckpoint(note, *key_);
+    for (const FormerKey& k : former_keys_) {
+      if (cp.ok()) break;
+      cp = OpenCheckpoint(note, k.key);
+    }
+    return cp;
   }
 
   // "; a rollback accepted at entry N abandoned it ..." when `head` is a
@@ -517,6 +747,38 @@ class Verifier {
       return Fail(std::nullopt, "end record", "data follows the end record");
     }
     for (const auto& [size, head] : targets_) {
+      if (size > tree_.size() && !CheckHeadKey(head)) return false;
+    }
+    if (pending_.has_value()) {
+      return Fail(pending_->entry, absl::StrFormat("entry %d", pending_->entry),
+                  absl::StrFormat("the key transition at entry %d is covered by no head signed by "
+                                  "the key in force before it and the key it announces (a forged "
+                                  "or unconfirmed key transition)",
+                                  pending_->entry));
+    }
+    if (!key_.has_value()) {
+      bool key_signs_a_head = false;
+      for (const HeadRef& head : heads_) key_signs_a_head |= Signs(*options_.key, head.note);
+      for (const FormerKey& announced : unanchored_announcements_) {
+        if (key_signs_a_head) break;
+        for (const HeadRef& head : heads_) {
+          if (!Signs(announced.key, head.note)) continue;
+          return Fail(announced.replaced_at, absl::StrFormat("entry %d", announced.replaced_at),
+                      absl::StrFormat("%s is signed by the key the transition at entry %d "
+                                      "announces, but no head signed by the key in your key "
+                                      "file covers that transition, and no key transition in "
+                                      "the export announces that key: a forged key transition, "
+                                      "or your key file is another log's",
+                                      head.label, announced.replaced_at));
+        }
+      }
+      return Fail(std::nullopt, first_unsigned_record_,
+                  absl::StrFormat("%s is not signed by the key in your key file, and no key "
+                                  "transition in the export announces that key: the key is "
+                                  "another log's, or the head was altered",
+                                  first_unsigned_));
+    }
+    for (const auto& [size, head] : targets_) {
       if (size > tree_.size()) {
         std::string why = absl::StrFormat(
             "%s covers %d entries but the export holds only %d: entries were dropped or the "
@@ -535,7 +797,8 @@ class Verifier {
         report_.latest_head_note = head.note;
       }
     }
-    report_.unsigned_tail = tree_.size() - max_head_size_;
+    report_.unsigned_tail = tree_.size() - std::min(max_head_size_, tree_.size());
+    report_.final_key = key_->VerifierKey();
     if (options_.progress) options_.progress(bytes_, tree_.size());
     return true;
   }
@@ -547,7 +810,25 @@ class Verifier {
   bool in_entries_ = false;
   std::vector<HeadRef> heads_;
   std::optional<HeadRef> trusted_;
-  std::map<uint64_t, HeadRef> targets_;  // by size
+  std::multimap<uint64_t, HeadRef> targets_;  // by size
+  // The key in force (nullopt while the key file's is a later key not yet
+  // announced), the entry that announced it, its version once known, the
+  // keys it replaced (oldest first), a transition not yet covered by a head.
+  std::optional<NoteVerifier> key_;
+  std::optional<uint64_t> key_since_;
+  std::optional<uint32_t> key_version_;
+  struct FormerKey {
+    NoteVerifier key;
+    uint64_t replaced_at;  // the entry of the transition that replaced it
+  };
+  std::vector<FormerKey> former_keys_;
+  std::optional<PendingTransition> pending_;
+  // Export heads checked with the key in force (transition heads aside).
+  uint64_t heads_checked_ = 0;
+  // Keys announced while the key in force was unknown, with their entries.
+  std::vector<FormerKey> unanchored_announcements_;
+  std::string first_unsigned_;         // label of the smallest head, when
+  std::string first_unsigned_record_;  // not signed by the key file's key
   uint64_t max_head_size_ = 0;
   uint64_t last_matched_size_ = 0;
   CompactMerkleTree tree_;
@@ -582,7 +863,7 @@ std::string FormatHeadLine(const Checkpoint& checkpoint) {
                          absl::Base64Escape(absl::string_view(root.data(), root.size())));
 }
 
-absl::StatusOr<Checkpoint> ParseTrustedHead(std::string_view text, const NoteVerifier& key) {
+absl::StatusOr<TrustedHead> ParseTrustedHeadForm(std::string_view text, const NoteVerifier& key) {
   constexpr std::string_view kSpace = " \t\r\n";
   const size_t first = text.find_first_not_of(kSpace);
   if (first == std::string_view::npos) return absl::InvalidArgumentError("the saved head is empty");
@@ -590,14 +871,16 @@ absl::StatusOr<Checkpoint> ParseTrustedHead(std::string_view text, const NoteVer
   // printed head is one line.
   std::string_view line = text.substr(first, text.find_last_not_of(kSpace) - first + 1);
   if (line.find('\n') != std::string_view::npos) {
-    absl::StatusOr<Checkpoint> cp = OpenCheckpoint(text, key);
+    absl::StatusOr<Checkpoint> cp = ParseCheckpointNote(text);
     if (!cp.ok()) {
-      return absl::Status(cp.status().code(),
-                          absl::StrFormat("a saved signed head that does not verify with the "
-                                          "key file: %s",
-                                          cp.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("a saved signed head that does not parse: %s", cp.status().message()));
     }
-    return cp;
+    if (cp->origin != key.key_name()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "the saved head is of log \"%s\", the key file's is \"%s\"", cp->origin, key.key_name()));
+    }
+    return TrustedHead{*std::move(cp), std::string(text)};
   }
   constexpr std::string_view kLabel = "latest head: ";
   if (line.starts_with(kLabel)) line.remove_prefix(kLabel.size());
@@ -623,6 +906,19 @@ absl::StatusOr<Checkpoint> ParseTrustedHead(std::string_view text, const NoteVer
   if (!cp.ok()) {
     return absl::InvalidArgumentError(
         absl::StrFormat("the saved head line is malformed: %s", cp.status().message()));
+  }
+  return TrustedHead{*std::move(cp), ""};
+}
+
+absl::StatusOr<Checkpoint> ParseTrustedHead(std::string_view text, const NoteVerifier& key) {
+  ASSIGN_OR_RETURN(TrustedHead head, ParseTrustedHeadForm(text, key));
+  if (head.note.empty()) return head.checkpoint;
+  absl::StatusOr<Checkpoint> cp = OpenCheckpoint(head.note, key);
+  if (!cp.ok()) {
+    return absl::Status(cp.status().code(),
+                        absl::StrFormat("a saved signed head that does not verify with the "
+                                        "key file: %s",
+                                        cp.status().message()));
   }
   return cp;
 }

@@ -52,9 +52,22 @@ std::string FormatHeadLine(const Checkpoint& checkpoint);
 // whose signature does not verify (altered).
 absl::StatusOr<Checkpoint> ParseTrustedHead(std::string_view text, const NoteVerifier& key);
 
+// A saved head in either form, its signature not checked yet (the
+// verifier checks it with the key in force at its size, which a key
+// transition may have changed): the checkpoint and, for a note, the note
+// ("" for the printed line). kInvalidArgument as ParseTrustedHead.
+struct TrustedHead {
+  Checkpoint checkpoint;
+  std::string note;
+};
+absl::StatusOr<TrustedHead> ParseTrustedHeadForm(std::string_view text, const NoteVerifier& key);
+
 struct VerifyOptions {
   // The log's key, from the auditor's own KEYFILE (never from the export).
-  // Its name is the log's origin. Not owned.
+  // Its name is the log's origin. Not owned. Either the log's first key
+  // (every head is checked, following each key transition) or a later one
+  // (heads from its own announcement on are checked; earlier ones only by
+  // their roots). docs/AUDIT.md §9.
   const NoteVerifier* key = nullptr;
   // A head the auditor saved earlier (ParseTrustedHead's forms): the export
   // must extend it.
@@ -77,6 +90,20 @@ struct RollbackSeen {
   std::vector<Hash> abandoned_roots;
 };
 
+// A key transition the verifier followed (docs/AUDIT.md §9): the
+// KeyRotated ("audit-signing") entry, the versions, the new key (verifier
+// key text) and the size of the head that confirmed it, signed by the old
+// key (unless the old key is unknown: the key file held a later key) and
+// the new one.
+struct KeyTransitionSeen {
+  uint64_t entry = 0;
+  uint32_t old_version = 0;
+  uint32_t new_version = 0;
+  std::string new_key;
+  uint64_t head_size = 0;
+  bool is_old_key_checked = true;
+};
+
 struct VerifyReport {
   bool ok = false;
   // On failure: what failed, and the first bad entry when one can be named.
@@ -91,6 +118,14 @@ struct VerifyReport {
   std::map<std::string, uint64_t> events_by_kind;  // KindName -> count
   // Every accepted rollback, in log order (docs/AUDIT.md).
   std::vector<RollbackSeen> rollbacks;
+  // Every key transition followed, in log order, and the key in force at
+  // the end (verifier key text): the one that signs the newest heads.
+  std::vector<KeyTransitionSeen> key_transitions;
+  std::string final_key;
+  // Heads (and abandoned heads) signed before the key file's key was
+  // announced, whose signatures could not be checked (the key file holds a
+  // later key than the log's first); their roots were checked.
+  uint64_t unchecked_heads = 0;
   // The largest verified head (and its signed note, for --save-head), and
   // whether the trusted head was checked.
   std::optional<Checkpoint> latest_head;

@@ -40,7 +40,62 @@ constexpr absl::Duration kSessionWait = absl::Seconds(10);
 
 AuditLog::AuditLog(const AuditLogOptions& options)
     : options_(options),
-      nodes_(options.store, options.cached_node_min_level, options.cached_recent_leaves) {}
+      nodes_(options.store, options.cached_node_min_level, options.cached_recent_leaves),
+      signer_(options.signer),
+      former_keys_(options.former_keys) {}
+
+namespace {
+std::string KeyTransitionName(uint32_t version) {
+  return absl::StrCat(std::string(kKeyTransitionMetadataPrefix), absl::StrFormat("%08x", version));
+}
+}  // namespace
+
+absl::StatusOr<std::vector<StoredKeyTransition>> ReadKeyTransitionRecords(storage::Store& store) {
+  std::vector<StoredKeyTransition> out;
+  // Versions are consecutive from 2: the first missing one ends the list.
+  for (uint32_t version = 2;; ++version) {
+    absl::StatusOr<std::string> v =
+        store.Get(Cf::kMetadata, storage::EncodeMetadataKey(KeyTransitionName(version)));
+    if (absl::IsNotFound(v.status())) break;
+    RETURN_IF_ERROR(v.status());
+    if (v->size() < 8) {
+      return absl::DataLossError(
+          absl::StrFormat("the audit key transition record of version %d is truncated", version));
+    }
+    StoredKeyTransition t;
+    t.new_version = version;
+    ASSIGN_OR_RETURN(t.leaf_index, DecodeU64(std::string_view(*v).substr(0, 8), "leaf index"));
+    t.note = v->substr(8);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+absl::Status AuditLog::LoadKeyTransitions() {
+  ASSIGN_OR_RETURN(std::vector<StoredKeyTransition> records,
+                   ReadKeyTransitionRecords(*options_.store));
+  std::vector<KeyTransition> loaded;
+  for (StoredKeyTransition& record : records) {
+    KeyTransition t;
+    t.new_version = record.new_version;
+    t.leaf_index = record.leaf_index;
+    t.head.note = std::move(record.note);
+    absl::StatusOr<Checkpoint> cp = ParseCheckpointNote(t.head.note);
+    if (!cp.ok() || cp->size <= t.leaf_index || cp->size > size()) {
+      return absl::DataLossError(absl::StrFormat(
+          "the audit key transition record of version %d is damaged", t.new_version));
+    }
+    t.head.checkpoint = *std::move(cp);
+    ASSIGN_OR_RETURN(
+        t.entry, options_.store->Get(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(t.leaf_index)));
+    ASSIGN_OR_RETURN(t.inclusion_proof,
+                     audit::InclusionProof(nodes_, t.leaf_index, t.head.checkpoint.size));
+    loaded.push_back(std::move(t));
+  }
+  absl::MutexLock lock(&mu_);
+  transitions_ = std::move(loaded);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& options) {
   if (options.store == nullptr || options.clock == nullptr) {
@@ -87,12 +142,13 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& 
       store->Get(Cf::kMetadata, storage::EncodeMetadataKey(kSignedHeadMetadata));
   std::optional<SignedTreeHead> latest;
   if (head.ok()) {
-    absl::StatusOr<Checkpoint> cp = options.signer != nullptr
-                                        ? OpenCheckpoint(*head, options.signer->verifier())
-                                        : [&]() -> absl::StatusOr<Checkpoint> {
-      ASSIGN_OR_RETURN(SignedNote parsed, ParseSignedNote(*head));
-      return ParseCheckpoint(parsed.text);
-    }();
+    absl::StatusOr<Checkpoint> cp;
+    if (options.signer != nullptr) {
+      absl::MutexLock sign_lock(&log->sign_mu_);
+      cp = log->OpenWithAnyKey(*head);
+    } else {
+      cp = ParseCheckpointNote(*head);
+    }
     if (!cp.ok()) {
       return absl::DataLossError(
           absl::StrFormat("the stored signed tree head does not open: %s", cp.status().message()));
@@ -101,9 +157,12 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& 
   } else if (!absl::IsNotFound(head.status())) {
     return head.status();
   }
-  absl::MutexLock lock(&log->mu_);
-  log->committed_ = std::move(tree);
-  log->latest_head_ = std::move(latest);
+  {
+    absl::MutexLock lock(&log->mu_);
+    log->committed_ = std::move(tree);
+    log->latest_head_ = std::move(latest);
+  }
+  RETURN_IF_ERROR(log->LoadKeyTransitions());
   return log;
 }
 
@@ -314,13 +373,12 @@ absl::StatusOr<bool> AuditLog::IsAbandoned(const Checkpoint& head) {
 }
 
 absl::StatusOr<std::vector<AuditLog::PublishedHead>> AuditLog::LoadPublishedHeads() {
-  if (options_.signer == nullptr) {
+  if (signer_ == nullptr) {
     return absl::FailedPreconditionError("this audit log has no signing key");
   }
-  const NoteVerifier& verifier = options_.signer->verifier();
   std::vector<PublishedHead> heads;
   auto consider = [&](const std::string& where, const std::string& text) -> absl::Status {
-    absl::StatusOr<Checkpoint> cp = OpenCheckpoint(text, verifier);
+    absl::StatusOr<Checkpoint> cp = OpenWithAnyKey(text);
     if (!cp.ok()) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "the last signed tree head in %s does not open with this log's key (%s): an "
@@ -402,17 +460,31 @@ absl::StatusOr<std::vector<UnextendedHead>> AuditLog::UnextendedHeadsOf(
   return out;
 }
 
+absl::StatusOr<Checkpoint> AuditLog::OpenWithAnyKey(std::string_view note) const {
+  absl::StatusOr<Checkpoint> cp = OpenCheckpoint(note, signer_->verifier());
+  // Newest first: a head from before the last rotation is the likeliest.
+  for (auto it = former_keys_.rbegin(); !cp.ok() && it != former_keys_.rend(); ++it) {
+    absl::StatusOr<Checkpoint> former = OpenCheckpoint(note, *it);
+    if (former.ok()) cp = std::move(former);
+  }
+  return cp;
+}
+
 absl::StatusOr<std::vector<UnextendedHead>> AuditLog::UnextendedHeads() {
-  ASSIGN_OR_RETURN(std::vector<PublishedHead> heads, LoadPublishedHeads());
+  std::vector<PublishedHead> heads;
+  {
+    absl::MutexLock sign_lock(&sign_mu_);
+    ASSIGN_OR_RETURN(heads, LoadPublishedHeads());
+  }
   return UnextendedHeadsOf(heads, size(), root());
 }
 
 absl::StatusOr<SignedTreeHead> AuditLog::AcceptRollback(uint64_t expected_size,
                                                         std::string_view actor) {
-  if (options_.signer == nullptr) {
+  absl::MutexLock sign_lock(&sign_mu_);
+  if (signer_ == nullptr) {
     return absl::FailedPreconditionError("this audit log has no signing key");
   }
-  absl::MutexLock sign_lock(&sign_mu_);
   const uint64_t tree_size = size();
   const Hash tree_root = root();
   if (expected_size != tree_size) {
@@ -459,6 +531,10 @@ absl::Status AuditLog::StoreHead(const std::string& note) {
   storage::WriteBatch batch;
   batch.Put(Cf::kMetadata, storage::EncodeMetadataKey(kSignedHeadMetadata), note);
   RETURN_IF_ERROR(options_.store->Commit(&batch));
+  return WriteHeadFiles(note);
+}
+
+absl::Status AuditLog::WriteHeadFiles(const std::string& note) {
   for (const std::string& path : {options_.head_file, options_.head_copy_file}) {
     if (!path.empty()) RETURN_IF_ERROR(WriteHeadFile(path, note));
   }
@@ -466,21 +542,15 @@ absl::Status AuditLog::StoreHead(const std::string& note) {
 }
 
 absl::StatusOr<SignedTreeHead> AuditLog::SignTreeHead() {
-  if (options_.signer == nullptr) {
+  absl::MutexLock sign_lock(&sign_mu_);
+  if (signer_ == nullptr) {
     return absl::FailedPreconditionError("this audit log has no signing key");
   }
-  absl::MutexLock sign_lock(&sign_mu_);
   return SignTreeHeadLocked();
 }
 
-absl::StatusOr<SignedTreeHead> AuditLog::SignTreeHeadLocked() {
-  uint64_t size;
-  Hash root;
-  {
-    absl::MutexLock lock(&mu_);
-    size = committed_.size();
-    root = committed_.Root();
-  }
+absl::StatusOr<std::optional<Checkpoint>> AuditLog::CheckExtendsLast(uint64_t size,
+                                                                     const Hash& root) {
   // The published copies (store, head file, copy) are read and verified
   // before this process's first signature, and the tree must extend each;
   // after that the head it last signed is the last head (the process is
@@ -497,9 +567,13 @@ absl::StatusOr<SignedTreeHead> AuditLog::SignTreeHeadLocked() {
     }
     if (!heads.empty()) last = heads.front().checkpoint;
   }
+  return last;
+}
 
+Checkpoint AuditLog::NewCheckpoint(uint64_t size, const Hash& root,
+                                   const std::optional<Checkpoint>& last) {
   Checkpoint cp;
-  cp.origin = options_.signer->verifier().key_name();
+  cp.origin = signer_->verifier().key_name();
   cp.size = size;
   cp.root = root;
   absl::Time now = options_.clock->Now();
@@ -509,7 +583,136 @@ absl::StatusOr<SignedTreeHead> AuditLog::SignTreeHeadLocked() {
     if (last_time.ok() && *last_time > now) now = *last_time;
   }
   cp.extensions.push_back(TimestampExtension(now));
-  ASSIGN_OR_RETURN(std::string note, SignCheckpoint(cp, *options_.signer));
+  return cp;
+}
+
+absl::StatusOr<KeyTransition> AuditLog::RotateSigningKey(std::unique_ptr<NoteSigner> next,
+                                                         const KeyRotated& event,
+                                                         storage::WriteBatch* batch) {
+  absl::MutexLock sign_lock(&sign_mu_);
+  if (signer_ == nullptr) {
+    return absl::FailedPreconditionError("this audit log has no signing key");
+  }
+  if (next == nullptr || event.purpose != kAuditSigningPurpose ||
+      event.new_public_key.size() != next->verifier().public_key().size() ||
+      !std::equal(event.new_public_key.begin(), event.new_public_key.end(),
+                  next->verifier().public_key().begin(),
+                  [](char a, uint8_t b) { return static_cast<uint8_t>(a) == b; })) {
+    return absl::InvalidArgumentError(
+        "a signing key rotation needs an audit-signing KeyRotated event naming the new key");
+  }
+  if (next->verifier().key_name() != signer_->verifier().key_name()) {
+    return absl::InvalidArgumentError("the new signing key has another name than the log's origin");
+  }
+  // Signature lines are told apart by key id: the new key's must be new.
+  bool is_used = next->verifier().key_id() == signer_->verifier().key_id();
+  for (const NoteVerifier& former : former_keys_) {
+    is_used = is_used || former.key_id() == next->verifier().key_id();
+  }
+  if (is_used) {
+    return absl::InvalidArgumentError(
+        "the new signing key's key id is one the log used before: generate another key");
+  }
+  uint64_t index = 0;
+  uint64_t size = 0;
+  Hash root;
+  SignedTreeHead head;
+  // The committed tree must extend the last head (its nodes are stored,
+  // so the consistency proof can be read); the tree with the event, one
+  // leaf more, then does too.
+  ASSIGN_OR_RETURN(std::optional<Checkpoint> last, CheckExtendsLast(this->size(), this->root()));
+  {
+    AuditSession session(this, batch);
+    ASSIGN_OR_RETURN(index, Append(Event{options_.clock->Now(), event}, batch));
+    {
+      absl::MutexLock lock(&mu_);
+      size = pending_.size();
+      root = pending_.Root();
+    }
+    // The transition head is the head of the tree with the event, signed
+    // before the commit and committed with it: there is no moment at which
+    // the new key is in force and the transition unsigned.
+    head.checkpoint = NewCheckpoint(size, root, last);
+    const NoteSigner* both[] = {signer_, next.get()};
+    ASSIGN_OR_RETURN(head.note, SignCheckpointWithAll(head.checkpoint, both));
+    batch->Put(Cf::kMetadata, storage::EncodeMetadataKey(kSignedHeadMetadata), head.note);
+    batch->Put(Cf::kMetadata, storage::EncodeMetadataKey(KeyTransitionName(event.new_version)),
+               EncodeU64(index) + head.note);
+    RETURN_IF_ERROR(options_.store->Commit(batch));
+    session.Committed();
+  }
+  former_keys_.push_back(signer_->verifier());
+  owned_signers_.push_back(std::move(next));
+  signer_ = owned_signers_.back().get();
+  signed_since_open_ = head.checkpoint;
+  KeyTransition transition;
+  transition.new_version = event.new_version;
+  transition.leaf_index = index;
+  transition.head = head;
+  ASSIGN_OR_RETURN(transition.entry,
+                   options_.store->Get(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(index)));
+  ASSIGN_OR_RETURN(transition.inclusion_proof, audit::InclusionProof(nodes_, index, size));
+  {
+    absl::MutexLock lock(&mu_);
+    latest_head_ = head;
+    transitions_.push_back(transition);
+  }
+  log::Info("audit.key.rotated", {{"old_version", event.old_version},
+                                  {"new_version", event.new_version},
+                                  {"entry", index},
+                                  {"transition_head_size", size}});
+  if (absl::Status s = WriteHeadFiles(head.note); !s.ok()) {
+    // The rotation holds (committed, in the store's head); the next head
+    // signed rewrites the files.
+    log::Error("audit.head.file", {{"reason", s.message()}, {"transition_head_size", size}});
+  }
+  return transition;
+}
+
+std::vector<KeyTransition> AuditLog::KeyTransitions() const {
+  absl::MutexLock lock(&mu_);
+  return transitions_;
+}
+
+absl::StatusOr<NoteVerifier> AuditLog::CurrentKey() const {
+  absl::MutexLock sign_lock(&sign_mu_);
+  if (signer_ == nullptr) {
+    return absl::FailedPreconditionError("this audit log has no signing key");
+  }
+  return signer_->verifier();
+}
+
+absl::StatusOr<SignedTreeHead> AuditLog::SignDetachedHead(Checkpoint checkpoint) {
+  absl::MutexLock sign_lock(&sign_mu_);
+  if (signer_ == nullptr) {
+    return absl::FailedPreconditionError("this audit log has no signing key");
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (const KeyTransition& t : transitions_) {
+      if (t.leaf_index >= checkpoint.size) {
+        return absl::AbortedError(
+            "the audit signing key was rotated after this tree size: the key in force at that "
+            "size no longer signs; retry");
+      }
+    }
+  }
+  checkpoint.origin = signer_->verifier().key_name();
+  ASSIGN_OR_RETURN(std::string note, SignCheckpoint(checkpoint, *signer_));
+  return SignedTreeHead{std::move(checkpoint), std::move(note)};
+}
+
+absl::StatusOr<SignedTreeHead> AuditLog::SignTreeHeadLocked() {
+  uint64_t size;
+  Hash root;
+  {
+    absl::MutexLock lock(&mu_);
+    size = committed_.size();
+    root = committed_.Root();
+  }
+  ASSIGN_OR_RETURN(std::optional<Checkpoint> last, CheckExtendsLast(size, root));
+  Checkpoint cp = NewCheckpoint(size, root, last);
+  ASSIGN_OR_RETURN(std::string note, SignCheckpoint(cp, *signer_));
   RETURN_IF_ERROR(StoreHead(note));
   signed_since_open_ = cp;
   SignedTreeHead head{std::move(cp), std::move(note)};
@@ -549,6 +752,7 @@ absl::StatusOr<Receipt> AuditLog::ReceiptForLeaf(uint64_t index) {
   }
   Receipt receipt;
   receipt.leaf_index = index;
+  receipt.key_transitions = KeyTransitions();
   ASSIGN_OR_RETURN(receipt.inclusion_proof,
                    audit::InclusionProof(nodes_, index, head->checkpoint.size));
   ASSIGN_OR_RETURN(receipt.entry,

@@ -13,6 +13,12 @@
 //                                 digits>"  a published note that an
 //                                 accepted rollback abandoned (text); written
 //                                 in the batch of its RollbackAccepted event
+//   metadata "audit/key_transition/<new key version, 8 hex digits>"
+//                                 U64 big-endian leaf index of the KeyRotated
+//                                 ("audit-signing") event || the transition
+//                                 head's note (signed by the old and the new
+//                                 key); written in the batch of that event.
+//                                 Versions are consecutive from 2.
 //   head file, head copy file     copies of the last note outside the
 //   (AuditLogOptions)             database
 #ifndef FIELDSYNC_AUDIT_LOG_H_
@@ -42,13 +48,19 @@ namespace fieldsync::audit {
 inline constexpr std::string_view kTreeSizeMetadata = "audit/tree_size";
 inline constexpr std::string_view kSignedHeadMetadata = "audit/signed_head";
 inline constexpr std::string_view kAbandonedHeadMetadataPrefix = "audit/abandoned_head/";
+inline constexpr std::string_view kKeyTransitionMetadataPrefix = "audit/key_transition/";
 
 struct AuditLogOptions {
   storage::Store* store = nullptr;  // not owned; must outlive the log
   const Clock* clock = nullptr;     // not owned; timestamps of heads
   // Signs tree heads; its key name is the log's origin. Not owned; null
   // means SignTreeHead fails with kFailedPrecondition (read-only tools).
+  // RotateSigningKey replaces it while the log runs.
   const NoteSigner* signer = nullptr;
+  // The verifier keys of the log's earlier signing keys (before
+  // rotations): a published head signed by one of them (a head file
+  // written before a rotation) is still the log's own.
+  std::vector<NoteVerifier> former_keys;
   // A file outside the database that mirrors the last signed head, so that
   // a database restored from an old backup (whose own copy of the head is
   // old too) is still caught. "" disables the mirror.
@@ -90,6 +102,18 @@ struct UnextendedHead {
   std::string reason;  // "the tree is smaller", "same size, different root", ...
 };
 
+// A rotation of the log's signing key: the KeyRotated ("audit-signing")
+// event at `leaf_index` and the transition head, the first head covering
+// it, signed by the key before and the new key, with the event's
+// inclusion proof under that head.
+struct KeyTransition {
+  uint32_t new_version = 0;
+  uint64_t leaf_index = 0;
+  std::string entry;
+  SignedTreeHead head;
+  std::vector<Hash> inclusion_proof;
+};
+
 // What a device keeps for a committed batch: a signed head and the
 // inclusion proof of the batch's event (its entry bytes) under that head.
 struct Receipt {
@@ -97,7 +121,21 @@ struct Receipt {
   uint64_t leaf_index = 0;
   std::string entry;
   std::vector<Hash> inclusion_proof;
+  // Every key transition of the log, oldest first, so that a device that
+  // knows an earlier key can follow them to the key that signed `head`.
+  std::vector<KeyTransition> key_transitions;
 };
+
+// A stored key-transition record (metadata kKeyTransitionMetadataPrefix).
+struct StoredKeyTransition {
+  uint32_t new_version = 0;
+  uint64_t leaf_index = 0;
+  std::string note;
+};
+// Every key-transition record of `store`, oldest first (for tools that
+// read a store without opening its log: backup verify). kDataLoss for a
+// truncated record; storage errors propagate.
+absl::StatusOr<std::vector<StoredKeyTransition>> ReadKeyTransitionRecords(storage::Store& store);
 
 // The log. Thread-safe. Appends are sessions: the first Append into a
 // WriteBatch opens one (waiting while another caller's session is open);
@@ -192,6 +230,34 @@ class AuditLog {
   // accept). REQUIRES: called before anything else appends (at start).
   absl::StatusOr<SignedTreeHead> AcceptRollback(uint64_t expected_size, std::string_view actor);
 
+  // Rotates the signing key (docs/AUDIT.md §9): appends `event` (a
+  // KeyRotated with purpose "audit-signing", new_version and the new
+  // public key) to `batch`, which the caller filled with the new key's
+  // storage; signs the head of the tree with that event with the current
+  // key and `next`; stores it (as the last head and as the transition
+  // record) in the same commit; then signs every later head with `next`
+  // only. Signing waits meanwhile; appends go on. Errors, with nothing
+  // committed: kInvalidArgument (another key name, a key id the log
+  // already used: generate another key; an event of another purpose);
+  // kFailedPrecondition (no signer; the tree does not extend the last
+  // head, as SignTreeHead); storage and append errors. A head file that
+  // cannot be written after the commit is logged (audit.head.file), not
+  // returned: the rotation holds and the next head rewrites the files.
+  absl::StatusOr<KeyTransition> RotateSigningKey(std::unique_ptr<NoteSigner> next,
+                                                 const KeyRotated& event,
+                                                 storage::WriteBatch* batch);
+  // Every key transition, oldest first.
+  std::vector<KeyTransition> KeyTransitions() const;
+  // The verifier key of the signing key in force; kFailedPrecondition
+  // without a signer.
+  absl::StatusOr<NoteVerifier> CurrentKey() const;
+  // `checkpoint` (origin set here) signed with the key in force, for a
+  // head of an earlier size that is not stored as the log's head (a
+  // backup's). kAborted when a key transition lies at or after its size
+  // (the key in force at that size no longer signs: retry);
+  // kFailedPrecondition without a signer.
+  absl::StatusOr<SignedTreeHead> SignDetachedHead(Checkpoint checkpoint);
+
   // The receipt of leaf `index` (committed): the latest signed head if it
   // covers the leaf, else a newly signed one, and the inclusion proof.
   absl::StatusOr<Receipt> ReceiptForLeaf(uint64_t index);
@@ -212,9 +278,24 @@ class AuditLog {
     Checkpoint checkpoint;
     std::string note;
   };
-  absl::StatusOr<std::vector<PublishedHead>> LoadPublishedHeads();
+  absl::StatusOr<std::vector<PublishedHead>> LoadPublishedHeads()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
+  // Opens a note with the key in force or an earlier one.
+  absl::StatusOr<Checkpoint> OpenWithAnyKey(std::string_view note) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
+  // The last head a new head of (size, root) must extend, after checking
+  // that it does (the published heads before this process's first
+  // signature, then the one it signed last); nullopt if none.
+  absl::StatusOr<std::optional<Checkpoint>> CheckExtendsLast(uint64_t size, const Hash& root)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
+  // A checkpoint of (size, root), timestamped now but never before `last`.
+  Checkpoint NewCheckpoint(uint64_t size, const Hash& root, const std::optional<Checkpoint>& last)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
+  // Loads the stored key transitions (at Open).
+  absl::Status LoadKeyTransitions();
   absl::StatusOr<bool> IsAbandoned(const Checkpoint& head);
   absl::Status StoreHead(const std::string& note);
+  absl::Status WriteHeadFiles(const std::string& note);
   absl::StatusOr<SignedTreeHead> SignTreeHeadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
   absl::StatusOr<std::vector<UnextendedHead>> UnextendedHeadsOf(
       const std::vector<PublishedHead>& heads, uint64_t size, const Hash& root);
@@ -241,10 +322,16 @@ class AuditLog {
   // The open session's new nodes, for nodes_'s cache once it commits.
   std::vector<StoredNode> pending_cached_ ABSL_GUARDED_BY(mu_);
   std::optional<SignedTreeHead> latest_head_ ABSL_GUARDED_BY(mu_);
+  std::vector<KeyTransition> transitions_ ABSL_GUARDED_BY(mu_);
 
-  absl::Mutex sign_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one signer at a time
+  mutable absl::Mutex sign_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one signer at a time
   // The head this process last signed (stored before it was set).
   std::optional<Checkpoint> signed_since_open_ ABSL_GUARDED_BY(sign_mu_);
+  // The key in force (options_.signer, or one RotateSigningKey installed
+  // and owns), and the verifier keys of the earlier ones, oldest first.
+  const NoteSigner* signer_ ABSL_GUARDED_BY(sign_mu_);
+  std::vector<std::unique_ptr<NoteSigner>> owned_signers_ ABSL_GUARDED_BY(sign_mu_);
+  std::vector<NoteVerifier> former_keys_ ABSL_GUARDED_BY(sign_mu_);
 };
 
 // Ends `batch`'s session at scope exit: AbortPending unless Committed()

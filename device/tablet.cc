@@ -15,7 +15,26 @@ absl::StatusOr<Tablet> Tablet::Create(const v1::EnrollResponse& enrolment,
   RETURN_IF_ERROR(t.UpdateSealingKeys(enrolment.sealing_keys()));
   t.officer_id_ = enrolment.officer_id();
   t.next_sequence_ = std::max<uint64_t>(enrolment.next_sequence(), 1);
+  if (!enrolment.audit_public_key().empty()) {
+    const std::string& key = enrolment.audit_public_key();
+    ASSIGN_OR_RETURN(
+        ReceiptVerifier receipts,
+        ReceiptVerifier::Create(
+            enrolment.audit_origin(),
+            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(key.data()), key.size())));
+    t.receipts_.emplace(std::move(receipts));
+  }
   return t;
+}
+
+absl::StatusOr<audit::Checkpoint> Tablet::VerifyReceipt(const v1::PushResponse& response) {
+  if (!receipts_.has_value()) {
+    return absl::FailedPreconditionError("the enrolment gave this tablet no audit key");
+  }
+  if (!response.has_audit_receipt()) {
+    return absl::FailedPreconditionError("the push answer carries no audit receipt");
+  }
+  return receipts_->Verify(response.audit_receipt(), device_id_text_);
 }
 
 Tablet::Tablet(Uuid device_id, crypto::Ed25519Signer signer, crypto::X25519PrivateKey receiving_key,

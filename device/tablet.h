@@ -20,6 +20,7 @@
 #include "common/uuid.h"
 #include "crypto/ed25519.h"
 #include "crypto/x25519.h"
+#include "device/receipt.h"
 #include "device/sealed_batch.h"
 #include "fieldsync/v1/records.pb.h"
 #include "fieldsync/v1/sync.pb.h"
@@ -101,6 +102,16 @@ class Tablet {
   // kInvalidArgument if the answer is for another batch.
   absl::Status Acknowledge(const v1::PushResponse& response);
 
+  // Checks the receipt of a push answer with the audit key from the
+  // enrolment, following the audit key transitions it carries
+  // (ReceiptVerifier::Verify). kFailedPrecondition if the enrolment gave no
+  // audit key or the answer has no receipt.
+  absl::StatusOr<audit::Checkpoint> VerifyReceipt(const v1::PushResponse& response);
+  // The audit key the tablet verifies receipts with now.
+  const audit::NoteVerifier* audit_key() const {
+    return receipts_.has_value() ? &receipts_->key() : nullptr;
+  }
+
   // Opens a chunk of a pull from cursor() and takes in its changes: field
   // versions, the HLC, the records it did not know; advances the cursor.
   // OpenPullChunk's errors; kInvalidArgument if the chunk does not start at
@@ -126,6 +137,7 @@ class Tablet {
   crypto::Ed25519Signer signer_;
   crypto::X25519PrivateKey receiving_key_;
   SealingKey sealing_key_;
+  std::optional<ReceiptVerifier> receipts_;  // none without an audit key
   uint64_t next_sequence_ = 1;
   uint64_t cursor_ = 0;
   int64_t hlc_wall_ = 0;

@@ -206,6 +206,26 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RotateSealingKey(
       });
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::RotateAuditKey(
+    grpc::CallbackServerContext* context, const v1::RotateAuditKeyRequest* /*request*/,
+    v1::RotateAuditKeyResponse* response) {
+  return RunUnary(
+      context, "/fieldsync.v1.AdminService/RotateAuditKey", auth_,
+      [&](const Caller& caller) -> absl::Status {
+        if (audit_rotation_ == nullptr) {
+          return absl::UnavailableError("audit key rotation is not set up on this server");
+        }
+        ASSIGN_OR_RETURN(admin::RotatedAuditKey r, audit_rotation_->Rotate(caller.uri));
+        response->set_old_version(r.old_version);
+        response->set_new_version(r.new_version);
+        response->set_audit_leaf_index(r.transition.leaf_index);
+        ToProto(r.transition.head, response->mutable_transition_head());
+        response->set_verifier_key(std::move(r.verifier_key));
+        response->set_verifier_key_file(std::move(r.verifier_key_file));
+        return absl::OkStatus();
+      });
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::ListSealingKeys(
     grpc::CallbackServerContext* context, const v1::ListSealingKeysRequest* /*request*/,
     v1::ListSealingKeysResponse* response) {

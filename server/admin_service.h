@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "admin/audit_key_rotation.h"
 #include "admin/backup.h"
 #include "admin/case_erasure.h"
 #include "admin/certificates.h"
@@ -73,6 +74,11 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ListSealingKeys(grpc::CallbackServerContext* context,
                                             const v1::ListSealingKeysRequest* request,
                                             v1::ListSealingKeysResponse* response) override;
+
+  // Rotates the audit log's signing key (admin/audit_key_rotation.h).
+  grpc::ServerUnaryReactor* RotateAuditKey(grpc::CallbackServerContext* context,
+                                           const v1::RotateAuditKeyRequest* request,
+                                           v1::RotateAuditKeyResponse* response) override;
 
   // Runs on a thread of the work pool: a checkpoint flushes the store and
   // waits for it (about a second for a small store).
@@ -144,6 +150,10 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
     sealing_keys_ = live;
     sealing_clock_ = clock;
   }
+  // The audit key rotation (not owned; must outlive the service). Until
+  // set, RotateAuditKey fails with UNAVAILABLE. REQUIRES: called before
+  // the service is registered with a server.
+  void set_audit_key_rotation(admin::AuditKeyRotation* rotation) { audit_rotation_ = rotation; }
   // The backup writer and the pool its calls run on (not owned; must
   // outlive the service). Until set, CreateBackup fails with UNAVAILABLE.
   // REQUIRES: called before the service is registered with a server.
@@ -162,6 +172,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   const sync::Schema* schema_;
   admin::CaseErasure* erasure_ = nullptr;
   admin::MasterKeyRotation* rotation_ = nullptr;
+  admin::AuditKeyRotation* audit_rotation_ = nullptr;
   admin::BackupWriter* backup_ = nullptr;
   admin::SealingKeyRotation* sealing_rotation_ = nullptr;
   const admin::LiveSealingKeys* sealing_keys_ = nullptr;

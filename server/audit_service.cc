@@ -70,11 +70,33 @@ void ToProto(const audit::SignedTreeHead& head, v1::SignedTreeHead* out) {
   out->set_root_hash(Bytes(head.checkpoint.root));
 }
 
+void ToProto(const audit::KeyTransition& transition, v1::AuditKeyTransition* out) {
+  out->set_leaf_index(transition.leaf_index);
+  out->set_entry(transition.entry);
+  ToProto(transition.head, out->mutable_head());
+  for (const audit::Hash& h : transition.inclusion_proof) out->add_inclusion_proof(Bytes(h));
+}
+
 void ToProto(const audit::Receipt& receipt, v1::AuditReceipt* out) {
   ToProto(receipt.head, out->mutable_head());
   out->set_leaf_index(receipt.leaf_index);
   out->set_entry(receipt.entry);
   for (const audit::Hash& h : receipt.inclusion_proof) out->add_inclusion_proof(Bytes(h));
+  for (const audit::KeyTransition& t : receipt.key_transitions) {
+    ToProto(t, out->add_key_transitions());
+  }
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetKeyTransitions(
+    grpc::CallbackServerContext* context, const v1::GetKeyTransitionsRequest* /*request*/,
+    v1::KeyTransitions* response) {
+  return RunUnary(context, "/fieldsync.v1.AuditService/GetKeyTransitions", auth_,
+                  [&](const Caller&) -> absl::Status {
+                    for (const audit::KeyTransition& t : log_->KeyTransitions()) {
+                      ToProto(t, response->add_transitions());
+                    }
+                    return absl::OkStatus();
+                  });
 }
 
 absl::StatusOr<uint64_t> AuditServiceImpl::ResolveSize(uint64_t size) {

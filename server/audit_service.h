@@ -14,6 +14,7 @@ namespace fieldsync::server {
 // in PushResponse.audit_receipt).
 void ToProto(const audit::SignedTreeHead& head, v1::SignedTreeHead* out);
 void ToProto(const audit::Receipt& receipt, v1::AuditReceipt* out);
+void ToProto(const audit::KeyTransition& transition, v1::AuditKeyTransition* out);
 
 // Thread-safe. Pointers are not owned and must outlive the service.
 class AuditServiceImpl final : public v1::AuditService::CallbackService {
@@ -32,6 +33,10 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   grpc::ServerUnaryReactor* GetConsistencyProof(grpc::CallbackServerContext* context,
                                                 const v1::GetConsistencyProofRequest* request,
                                                 v1::ConsistencyProof* response) override;
+  // Every rotation of the log's signing key, oldest first.
+  grpc::ServerUnaryReactor* GetKeyTransitions(grpc::CallbackServerContext* context,
+                                              const v1::GetKeyTransitionsRequest* request,
+                                              v1::KeyTransitions* response) override;
   grpc::ServerWriteReactor<v1::AuditEntries>* GetEntries(
       grpc::CallbackServerContext* context, const v1::GetEntriesRequest* request) override;
 

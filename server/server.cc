@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "admin/audit_key_rotation.h"
 #include "admin/backup.h"
 #include "admin/case_erasure.h"
 #include "admin/certificates.h"
@@ -196,6 +197,8 @@ class FieldsyncServer::Impl {
   // Case erasure and KEK rotation (AdminService), over case_keys and master.
   std::unique_ptr<admin::CaseErasure> case_erasure;
   std::unique_ptr<admin::MasterKeyRotation> kek_rotation;
+  // AdminService.RotateAuditKey, over the audit log and the master key.
+  std::unique_ptr<admin::AuditKeyRotation> audit_key_rotation;
   // AdminService.CreateBackup, over the store, the audit log and its signer.
   std::unique_ptr<admin::BackupWriter> backup;
   std::unique_ptr<audit::IngestObserver> audit_observer;
@@ -290,6 +293,12 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   audit_options.store = impl->store.get();
   audit_options.clock = options.clock;
   audit_options.signer = &*impl->audit_signer;
+  // Heads published before a rotation (a head file) are still the log's.
+  for (const auto& [version, public_key] : impl->keys.former_audit_public_keys) {
+    ASSIGN_OR_RETURN(audit::NoteVerifier former,
+                     audit::NoteVerifier::FromPublicKey(impl->keys.audit_origin, public_key));
+    audit_options.former_keys.push_back(std::move(former));
+  }
   // Outside db/, so that restoring an old backup of db/ cannot roll it back.
   audit_options.head_file = options.data_dir + "/audit-head.note";
   // And a copy elsewhere, which also catches a restore of the whole
@@ -337,6 +346,16 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   rotation.key_file = config.master_key_command().empty() ? config.master_key_file() : "";
   impl->kek_rotation = std::make_unique<admin::MasterKeyRotation>(std::move(rotation));
   impl->admin_service->set_key_operations(impl->case_erasure.get(), impl->kek_rotation.get());
+  admin::AuditKeyRotationOptions audit_rotation;
+  audit_rotation.store = impl->store.get();
+  audit_rotation.audit = impl->audit_log.get();
+  audit_rotation.master = impl->master.get();
+  audit_rotation.random = options.random;
+  audit_rotation.audit_origin = impl->keys.audit_origin;
+  audit_rotation.current_version = impl->keys.audit_key_version;
+  audit_rotation.data_dir = options.data_dir;
+  impl->audit_key_rotation = std::make_unique<admin::AuditKeyRotation>(std::move(audit_rotation));
+  impl->admin_service->set_audit_key_rotation(impl->audit_key_rotation.get());
   {
     // The schema against the one the store was last served under, before
     // anything is read or rebuilt with it.
@@ -459,7 +478,6 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   admin::BackupWriterOptions backup;
   backup.store = impl->store.get();
   backup.audit = impl->audit_log.get();
-  backup.signer = &*impl->audit_signer;
   backup.clock = options.clock;
   backup.info = impl->info;
   backup.files = BackupSources(options);

@@ -370,6 +370,19 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
 
 }  // namespace
 
+namespace {
+// The audit signing key in force (32 bytes): a rotation replaces it while
+// the server runs (AuditLog::CurrentKey); the key loaded at start without
+// an audit log.
+std::string AuditKeyInForce(const SyncServiceDeps& deps) {
+  if (deps.audit_log != nullptr) {
+    absl::StatusOr<audit::NoteVerifier> key = deps.audit_log->CurrentKey();
+    if (key.ok()) return crypto::ToString(key->public_key());
+  }
+  return crypto::ToString(deps.keys->audit_public_key);
+}
+}  // namespace
+
 grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* context,
                                                   const v1::EnrollRequest* request,
                                                   v1::EnrollResponse* response) {
@@ -394,7 +407,7 @@ grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* c
                             response->set_ca_certificate_pem(deps_.cas->Get()->trust_bundle_pem);
                             AddAcceptedSealingKeys(*deps_.sealing_keys->Snapshot(), NowOf(deps_),
                                                    response->mutable_sealing_keys());
-                            response->set_audit_public_key(crypto::ToString(keys.audit_public_key));
+                            response->set_audit_public_key(AuditKeyInForce(deps_));
                             response->set_audit_origin(keys.audit_origin);
                             response->set_officer_id(device.principal.officer_id());
                             if (!device.principal.regions().empty())

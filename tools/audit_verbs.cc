@@ -28,7 +28,8 @@ constexpr char kExportHelp[] =
     "\n"
     "Fetches the latest signed tree head and every audit entry it covers\n"
     "(auditor or administrator credentials) and writes them to FILE in the\n"
-    "export format of docs/AUDIT.md. FILE must not exist.\n";
+    "export format of docs/AUDIT.md, with the head of each audit key\n"
+    "transition (signed by the old and the new key). FILE must not exist.\n";
 
 constexpr char kVerifyHelp[] =
     "usage: fieldsync audit verify FILE --key KEYFILE [--trusted-head SAVED]\n"
@@ -41,6 +42,12 @@ constexpr char kVerifyHelp[] =
     "saved earlier. Exits 0 if all holds, 1 naming the first bad entry.\n"
     "Prints every rollback an administrator accepted (fieldsyncd --accept-rollback):\n"
     "the entry, the tree the log continued from and each abandoned signed head.\n"
+    "Follows every rotation of the log's signing key (`keys rotate-audit`): a\n"
+    "transition counts only if a head signed by the key in force covers it, and\n"
+    "later heads must be signed by the key it announced. KEYFILE may be the\n"
+    "log's first key (audit-log.pub: every head is checked) or a later one\n"
+    "(audit-log.vN.pub: heads from its announcement on are checked, earlier\n"
+    "ones by their roots only).\n"
     "\n"
     "--save-head OUT   after a successful check, write the latest signed head\n"
     "                  (its signed note) to OUT, replacing it: give OUT as\n"
@@ -113,7 +120,27 @@ int AuditExport(const Args& args, std::string* error) {
     *error = absl::StrFormat("cannot write %s", tmp);
     return 1;
   }
-  out << audit::kExportMagic << audit::ExportHeadRecord(head.note());
+  // The heads of the log's key transitions go first: the verifier follows
+  // them from the auditor's key to the key that signed the latest head.
+  v1::KeyTransitions transitions;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    grpc::Status status =
+        stub->GetKeyTransitions(&context, v1::GetKeyTransitionsRequest(), &transitions);
+    if (!status.ok()) {
+      *error = DescribeRpcError(status, conn->server);
+      return 1;
+    }
+  }
+  uint32_t heads = 1;
+  out << audit::kExportMagic;
+  for (const v1::AuditKeyTransition& t : transitions.transitions()) {
+    if (t.head().tree_size() > head.tree_size()) continue;
+    out << audit::ExportHeadRecord(t.head().note());
+    ++heads;
+  }
+  out << audit::ExportHeadRecord(head.note());
   grpc::ClientContext context;
   v1::GetEntriesRequest request;
   request.set_end(head.tree_size());
@@ -144,7 +171,7 @@ int AuditExport(const Args& args, std::string* error) {
         absl::StrFormat("the server sent %d entries, its head covers %d", next, head.tree_size());
     return 1;
   }
-  out << audit::ExportEndRecord(next, 1);
+  out << audit::ExportEndRecord(next, heads);
   out.close();
   if (!out) {
     *error = absl::StrFormat("cannot write %s", tmp);
@@ -248,6 +275,17 @@ int AuditVerify(const Args& args, std::string* error) {
                                 {"continued_root", RootBase64(rb.continued_root)},
                                 {"abandoned_heads", abandoned}});
     }
+    j["key_transitions"] = nlohmann::json::array();
+    for (const audit::KeyTransitionSeen& t : r.key_transitions) {
+      j["key_transitions"].push_back({{"entry", t.entry},
+                                      {"old_version", t.old_version},
+                                      {"new_version", t.new_version},
+                                      {"new_key", t.new_key},
+                                      {"head_size", t.head_size},
+                                      {"old_key_checked", t.is_old_key_checked}});
+    }
+    j["unchecked_heads"] = r.unchecked_heads;
+    if (!r.final_key.empty()) j["key_in_force"] = r.final_key;
     j["seconds"] = seconds;
     if (r.latest_head.has_value()) {
       j["latest_head"] = {{"origin", r.latest_head->origin},
@@ -281,6 +319,21 @@ int AuditVerify(const Args& args, std::string* error) {
         std::cout << absl::StrFormat("  abandoned signed head: size %d, root %s\n",
                                      rb.abandoned_sizes[k], RootBase64(rb.abandoned_roots[k]));
       }
+    }
+    for (const audit::KeyTransitionSeen& t : r.key_transitions) {
+      std::cout << absl::StrFormat(
+          "KEY TRANSITION at entry %d: audit key version %d -> %d, confirmed by the head of size "
+          "%d%s\n  new key: %s\n",
+          t.entry, t.old_version, t.new_version, t.head_size,
+          t.is_old_key_checked ? " (signed by the old and the new key)"
+                               : " (signed by the new key; the old one is not in your key file)",
+          t.new_key);
+    }
+    if (r.unchecked_heads > 0) {
+      std::cout << absl::StrFormat(
+          "note: %d head(s) signed before your key was announced were checked by their roots "
+          "only; give the log's first key (audit-log.pub) to check their signatures\n",
+          r.unchecked_heads);
     }
     if (options.trusted_head.has_value()) {
       std::cout << "the log extends your saved head\n";

@@ -481,6 +481,15 @@ absl::Status Simulation::PushAll(SimTablet& t) {
           break;
       }
     }
+    if (response.has_audit_receipt()) {
+      // As a tablet does: the receipt against the audit key it holds,
+      // following any key rotation the receipt carries.
+      absl::StatusOr<audit::Checkpoint> head = t.tablet->VerifyReceipt(response);
+      if (!head.ok()) {
+        return absl::DataLossError(
+            absl::StrFormat("the push receipt does not verify: %s", head.status().message()));
+      }
+    }
     RETURN_IF_ERROR(t.tablet->Acknowledge(response));
   }
   return absl::OkStatus();

@@ -102,6 +102,7 @@ constexpr char kUsage[] =
     "                                           new batch-sealing key; the old one until the "
     "cutoff\n"
     "  keys list                                the batch-sealing keys and their cutoffs\n"
+    "  keys rotate-audit                        new audit signing key, logged as a transition\n"
     "  audit export --out FILE                  write the audit log and its signed head to FILE\n"
     "  audit verify FILE --key KEYFILE [--trusted-head SAVED] [--save-head OUT] [--json]\n"
     "                                           check an export offline (no server)\n"
@@ -608,7 +609,8 @@ Result Run(const Args& args) {
         {"officer revoke", OfficerRevoke},
         {"keys rotate-master", KeysRotateMaster},
         {"keys rotate-sealing", KeysRotateSealing},
-        {"keys list", KeysList}};
+        {"keys list", KeysList},
+        {"keys rotate-audit", KeysRotateAudit}};
     std::vector<std::string> names;
     for (const auto& [name, verb] : kVerbs) {
       if (!name.starts_with(w[0] + " ")) continue;

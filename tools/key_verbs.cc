@@ -56,6 +56,19 @@ constexpr char kRotateSealingHelp[] =
     "                         Default: sealing_key_overlap_days in the server's\n"
     "                         config (30).\n";
 
+constexpr char kRotateAuditHelp[] =
+    "usage: fieldsync --data-dir DIR [--server HOST:PORT] keys rotate-audit\n"
+    "\n"
+    "Rotates the audit log's signing key (administrators only): fieldsyncd makes\n"
+    "a new Ed25519 key version, records it in the audit log as a key transition\n"
+    "(KeyRotated \"audit-signing\" with the new public key), signs the head that\n"
+    "covers it with the old key and the new one, and signs every later head with\n"
+    "the new key only, without a restart. The old key's private half is deleted.\n"
+    "The new verifier key is written to DATA_DIR/audit-log.vN.pub on the server\n"
+    "(audit-log.pub keeps the first key) and printed. Auditors keep verifying\n"
+    "with the key they hold: `fieldsync audit verify` follows the transition.\n"
+    "Tablets learn the new key from their next push receipt.\n";
+
 constexpr char kListHelp[] =
     "usage: fieldsync --data-dir DIR [--server HOST:PORT] keys list\n"
     "\n"
@@ -270,6 +283,42 @@ int KeysList(const Args& args, std::string* error) {
     return 1;
   }
   PrintSealingKeys(response.keys());
+  return 0;
+}
+
+int KeysRotateAudit(const Args& args, std::string* error) {
+  if (args.help) {
+    std::cout << kRotateAuditHelp;
+    return 0;
+  }
+  if (absl::Status s = CheckOptions(args, kConnection); !s.ok()) {
+    return Usage(error, std::string(s.message()));
+  }
+  if (args.words.size() != 2) return Usage(error, "keys rotate-audit takes no operand");
+  absl::StatusOr<Connection> conn = Connect(args);
+  if (!conn.ok()) {
+    *error = std::string(conn.status().message());
+    return 1;
+  }
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  v1::RotateAuditKeyResponse response;
+  grpc::Status status = v1::AdminService::NewStub(conn->channel)
+                            ->RotateAuditKey(&context, v1::RotateAuditKeyRequest(), &response);
+  if (!status.ok()) {
+    *error = DescribeRpcError(status, conn->server);
+    return 1;
+  }
+  std::cout << absl::StrFormat(
+      "audit signing key rotated: version %d -> %d\n"
+      "  key transition:    audit log entry %d, covered by the head of size %d signed by both "
+      "keys\n"
+      "  new verifier key:  %s\n"
+      "  written to:        %s (on the server)\n"
+      "auditors keep their audit-log.pub: `fieldsync audit verify` follows the transition\n",
+      response.old_version(), response.new_version(), response.audit_leaf_index(),
+      response.transition_head().tree_size(), response.verifier_key(),
+      response.verifier_key_file());
   return 0;
 }
 

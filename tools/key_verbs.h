@@ -1,7 +1,7 @@
 // `fieldsync case erase`, `fieldsync keys rotate-master`, `keys
-// rotate-sealing` and `keys list`: the administrator's verbs for
-// crypto-shredding a case and rotating the master key and the batch-sealing
-// key (docs/OPERATIONS.md).
+// rotate-sealing`, `keys list` and `keys rotate-audit`: the administrator's
+// verbs for crypto-shredding a case and rotating the master key, the
+// batch-sealing key and the audit signing key (docs/OPERATIONS.md).
 #ifndef FIELDSYNC_TOOLS_KEY_VERBS_H_
 #define FIELDSYNC_TOOLS_KEY_VERBS_H_
 
@@ -17,6 +17,7 @@ int CaseErase(const Args& args, std::string* error);
 int KeysRotateMaster(const Args& args, std::string* error);
 int KeysRotateSealing(const Args& args, std::string* error);
 int KeysList(const Args& args, std::string* error);
+int KeysRotateAudit(const Args& args, std::string* error);
 
 }  // namespace fieldsync::tools
 

@@ -439,5 +439,226 @@ TEST(TrustedHeadTest, MalformedAndForeignHeadsAreRefusedWithAReason) {
   EXPECT_THAT(ParseTrustedHead(*SignCheckpoint(cp, signer), key), IsOk());
 }
 
+// --- Audit key rotation (docs/AUDIT.md §9) ----------------------------------
+
+// A log whose signing key K0 was rotated to K1 at entry 40: a head of size
+// 30 by K0, the transition head of size 41 by K0 and K1, a head of size 61
+// by K1.
+class KeyRotationExportTest : public ExportTest {
+ protected:
+  static constexpr uint64_t kRotatedAt = 40;
+
+  void SetUp() override {
+    ExportTest::SetUp();
+    log_.assign(entries_.begin(), entries_.begin() + kRotatedAt);
+    log_.push_back(*EncodeEvent(Event{absl::FromUnixSeconds(1795000200), Rotation(k1_)}));
+    log_.insert(log_.end(), entries_.begin() + kRotatedAt, entries_.end());
+  }
+  static KeyRotated Rotation(const NoteSigner& next, uint32_t from = 1, uint32_t to = 2) {
+    const auto& pk = next.verifier().public_key();
+    return KeyRotated{"fieldsync://staff/admin", std::string(kAuditSigningPurpose), from, to,
+                      std::string(pk.begin(), pk.end())};
+  }
+  std::string Head(std::vector<const NoteSigner*> signers, uint64_t size) const {
+    MemoryNodeSource mem;
+    for (uint64_t i = 0; i < size; ++i) mem.AppendLeaf(LeafHash(log_[i]));
+    Checkpoint cp{std::string(kOrigin),
+                  size,
+                  mem.Root(),
+                  {TimestampExtension(absl::FromUnixSeconds(1795000300))}};
+    return *SignCheckpointWithAll(cp, signers);
+  }
+  std::vector<std::string> GoodHeads() const {
+    return {Head({&signer_}, 30), Head({&signer_, &k1_}, kRotatedAt + 1), Head({&k1_}, 61)};
+  }
+  std::vector<std::string> LogRecords(const std::vector<std::string>& heads) const {
+    std::vector<std::string> out;
+    for (const std::string& h : heads) out.push_back(ExportHeadRecord(h));
+    for (size_t i = 0; i < log_.size(); ++i) out.push_back(ExportEntryRecord(i, log_[i]));
+    out.push_back(ExportEndRecord(log_.size(), static_cast<uint32_t>(heads.size())));
+    return out;
+  }
+  VerifyReport VerifyWith(const NoteSigner& key, const std::string& file,
+                          std::optional<std::string> trusted = {}) const {
+    std::istringstream in(file);
+    VerifyOptions options;
+    options.key = &key.verifier();
+    options.trusted_head = std::move(trusted);
+    return VerifyExport(in, options);
+  }
+
+  NoteSigner k1_ = MakeSigner(21);
+  NoteSigner k2_ = MakeSigner(22);
+  std::vector<std::string> log_;
+};
+
+TEST_F(KeyRotationExportTest, AnExportSpanningTheRotationVerifiesWithTheFirstKey) {
+  VerifyReport r = VerifyWith(signer_, Join(LogRecords(GoodHeads())));
+  ASSERT_TRUE(r.ok) << r.bad_record << ": " << r.error;
+  EXPECT_EQ(r.entries, 61u);
+  ASSERT_EQ(r.key_transitions.size(), 1u);
+  EXPECT_EQ(r.key_transitions[0].entry, kRotatedAt);
+  EXPECT_EQ(r.key_transitions[0].old_version, 1u);
+  EXPECT_EQ(r.key_transitions[0].new_version, 2u);
+  EXPECT_EQ(r.key_transitions[0].head_size, kRotatedAt + 1);
+  EXPECT_TRUE(r.key_transitions[0].is_old_key_checked);
+  EXPECT_EQ(r.key_transitions[0].new_key, k1_.verifier().VerifierKey());
+  EXPECT_EQ(r.final_key, k1_.verifier().VerifierKey());
+  EXPECT_EQ(r.unchecked_heads, 0u);
+  EXPECT_EQ(r.latest_head->size, 61u);
+}
+
+TEST_F(KeyRotationExportTest, TheNewestKeyAloneChecksTheHeadsFromItsAnnouncement) {
+  VerifyReport r = VerifyWith(k1_, Join(LogRecords(GoodHeads())));
+  ASSERT_TRUE(r.ok) << r.bad_record << ": " << r.error;
+  ASSERT_EQ(r.key_transitions.size(), 1u);
+  EXPECT_FALSE(r.key_transitions[0].is_old_key_checked);
+  EXPECT_EQ(r.unchecked_heads, 1u);  // the head of size 30, by K0
+}
+
+TEST_F(KeyRotationExportTest, TheNewestKeyAloneVerifiesAnExportOfTransitionHeadsOnly) {
+  // As `fieldsync audit export` writes it: the transition heads, then the
+  // latest head.
+  VerifyReport r =
+      VerifyWith(k1_, Join(LogRecords({Head({&signer_, &k1_}, kRotatedAt + 1), Head({&k1_}, 61)})));
+  ASSERT_TRUE(r.ok) << r.bad_record << ": " << r.error;
+  ASSERT_EQ(r.key_transitions.size(), 1u);
+  EXPECT_EQ(r.unchecked_heads, 0u);
+  VerifyReport first = VerifyWith(
+      signer_, Join(LogRecords({Head({&signer_, &k1_}, kRotatedAt + 1), Head({&k1_}, 61)})));
+  ASSERT_TRUE(first.ok) << first.bad_record << ": " << first.error;
+  EXPECT_TRUE(first.key_transitions[0].is_old_key_checked);
+}
+
+TEST_F(KeyRotationExportTest, AnExportWithoutItsTransitionHeadIsAForgedTransition) {
+  VerifyReport r = VerifyWith(signer_, Join(LogRecords({Head({&k1_}, 61)})));
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.bad_entry, Optional(kRotatedAt));
+  EXPECT_THAT(r.error, HasSubstr("forged key transition"));
+}
+
+TEST_F(KeyRotationExportTest, ANewestKeyThatNoTransitionAnnouncesIsRefused) {
+  VerifyReport r = VerifyWith(k2_, Join(LogRecords(GoodHeads())));
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.error, HasSubstr("no key transition in the export announces that key"));
+}
+
+TEST_F(KeyRotationExportTest, ATransitionNotSignedByTheOldKeyIsRefused) {
+  // Someone holding only a new key K1 announces it: the transition head
+  // lacks K0's signature.
+  VerifyReport r = VerifyWith(
+      signer_,
+      Join(LogRecords({Head({&signer_}, 30), Head({&k1_}, kRotatedAt + 1), Head({&k1_}, 61)})));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_record, "tree head #2");
+  EXPECT_THAT(r.bad_entry, Optional(kRotatedAt));
+  EXPECT_THAT(r.error, HasSubstr("not covered by a head signed by the key in force before it"));
+  EXPECT_THAT(r.error, HasSubstr("forged key transition"));
+}
+
+TEST_F(KeyRotationExportTest, ATransitionWhoseKeyDoesNotSignTheLogIsRefused) {
+  // The transition announces K1, but the log goes on under K2.
+  VerifyReport r = VerifyWith(
+      signer_, Join(LogRecords({Head({&signer_}, 30), Head({&signer_, &k2_}, kRotatedAt + 1),
+                                Head({&k2_}, 61)})));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_record, "tree head #2");
+  EXPECT_THAT(r.error, HasSubstr("not signed by the key that transition announces"));
+}
+
+TEST_F(KeyRotationExportTest, AHeadByAKeyNeverAnnouncedIsRefused) {
+  VerifyReport r = VerifyWith(
+      signer_, Join(LogRecords({Head({&signer_}, 30), Head({&signer_, &k1_}, kRotatedAt + 1),
+                                Head({&k2_}, 61)})));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_record, "tree head #3");
+  EXPECT_THAT(r.error, HasSubstr("a key the log never announced"));
+}
+
+TEST_F(KeyRotationExportTest, AHeadByTheReplacedKeyAfterTheRotationIsRefused) {
+  VerifyReport r = VerifyWith(
+      signer_, Join(LogRecords({Head({&signer_}, 30), Head({&signer_, &k1_}, kRotatedAt + 1),
+                                Head({&signer_}, 61)})));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_record, "tree head #3");
+  EXPECT_THAT(r.error, HasSubstr("replaced"));
+}
+
+TEST_F(KeyRotationExportTest, AHeadByTheNewKeyBeforeItsAnnouncementIsRefused) {
+  VerifyReport r = VerifyWith(
+      signer_, Join(LogRecords({Head({&k1_}, 30), Head({&signer_, &k1_}, kRotatedAt + 1)})));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_record, "tree head #1");
+  EXPECT_THAT(r.error, HasSubstr("not signed by the key in your key file"));
+}
+
+TEST_F(KeyRotationExportTest, ATransitionNoHeadCoversIsRefused) {
+  VerifyReport r = VerifyWith(signer_, Join(LogRecords({Head({&signer_}, 30)})));
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.bad_entry, Optional(kRotatedAt));
+  EXPECT_THAT(r.error, HasSubstr("covered by no head"));
+}
+
+TEST_F(KeyRotationExportTest, ASecondTransitionBeforeTheFirstIsCoveredIsRefused) {
+  log_.insert(log_.begin() + kRotatedAt + 1,
+              *EncodeEvent(Event{absl::FromUnixSeconds(1795000201), Rotation(k2_, 2, 3)}));
+  VerifyReport r = VerifyWith(signer_, Join(LogRecords({Head({&signer_}, 30)})));
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.bad_entry, Optional(kRotatedAt + 1));
+  EXPECT_THAT(r.error, HasSubstr("second key transition"));
+}
+
+TEST_F(KeyRotationExportTest, MalformedTransitionsAreRefused) {
+  KeyRotated short_key = Rotation(k1_);
+  short_key.new_public_key.pop_back();
+  KeyRotated backwards = Rotation(k1_, 2, 1);
+  KeyRotated same_key = Rotation(signer_);
+  for (const KeyRotated& bad : {short_key, backwards, same_key}) {
+    log_[kRotatedAt] = *EncodeEvent(Event{absl::FromUnixSeconds(1795000200), bad});
+    VerifyReport r = VerifyWith(signer_, Join(LogRecords({Head({&signer_}, 30)})));
+    EXPECT_FALSE(r.ok);
+    EXPECT_THAT(r.bad_entry, Optional(kRotatedAt)) << r.error;
+    EXPECT_THAT(r.error, HasSubstr("malformed key transition"));
+  }
+}
+
+TEST_F(KeyRotationExportTest, EveryByteFlipOfTheTransitionRecordIsRefused) {
+  const std::vector<std::string> records = LogRecords(GoodHeads());
+  const size_t at = GoodHeads().size() + kRotatedAt;
+  for (size_t offset = 0; offset < records[at].size(); ++offset) {
+    std::vector<std::string> damaged = records;
+    damaged[at][offset] ^= 0x04;
+    VerifyReport r = VerifyWith(signer_, Join(damaged));
+    EXPECT_FALSE(r.ok) << "offset " << offset;
+  }
+  // A transition entry re-hashed by a forger (a new key of their own):
+  // the root no longer matches the heads.
+  log_[kRotatedAt] = *EncodeEvent(Event{absl::FromUnixSeconds(1795000200), Rotation(k2_)});
+  VerifyReport r = VerifyWith(signer_, Join(LogRecords(GoodHeads())));
+  EXPECT_FALSE(r.ok);
+}
+
+TEST_F(KeyRotationExportTest, AnExportTruncatedInsideTheTransitionIsRefused) {
+  const std::string file = Join(LogRecords(GoodHeads()));
+  const std::vector<std::string> records = LogRecords(GoodHeads());
+  size_t cut = kExportMagic.size();
+  for (size_t i = 0; i < GoodHeads().size() + kRotatedAt; ++i) cut += records[i].size();
+  for (size_t extra :
+       {size_t{0}, size_t{3}, size_t{20}, records[GoodHeads().size() + kRotatedAt].size() - 1}) {
+    VerifyReport r = VerifyWith(signer_, file.substr(0, cut + extra));
+    EXPECT_FALSE(r.ok);
+    EXPECT_THAT(r.error, HasSubstr("truncated")) << extra;
+  }
+}
+
+TEST_F(KeyRotationExportTest, ASavedHeadSignedByTheNewKeyIsAcceptedWithTheFirstKey) {
+  VerifyReport r = VerifyWith(signer_, Join(LogRecords(GoodHeads())), Head({&k1_}, 50));
+  EXPECT_TRUE(r.ok) << r.bad_record << ": " << r.error;
+  EXPECT_TRUE(r.trusted_head_checked);
+  VerifyReport forged = VerifyWith(signer_, Join(LogRecords(GoodHeads())), Head({&k2_}, 50));
+  EXPECT_FALSE(forged.ok);
+  EXPECT_EQ(forged.bad_record, "trusted head");
+}
+
 }  // namespace
 }  // namespace fieldsync::audit

@@ -51,7 +51,8 @@ class AuditLogTest : public ::testing::Test {
     AuditLogOptions options;
     options.store = store_.get();
     options.clock = &clock_;
-    options.signer = &signer_;
+    options.signer = open_signer_;
+    options.former_keys = former_keys_;
     options.head_file = dir_.Sub("audit-head.note");
     absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(options);
     ASSERT_THAT(log, IsOk());
@@ -75,6 +76,9 @@ class AuditLogTest : public ::testing::Test {
   fieldsync::testing::ScopedTempDir dir_;
   fieldsync::testing::SimulatedClock clock_;
   NoteSigner signer_ = MakeSigner();
+  // What OpenLog gives the log: the key in force and the earlier ones.
+  const NoteSigner* open_signer_ = &signer_;
+  std::vector<NoteVerifier> former_keys_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<AuditLog> log_;
 };
@@ -464,6 +468,128 @@ TEST_F(AuditLogTest, FailureAtAnyWriteNeverSplitsAChangeFromItsEvent) {
   }
   EXPECT_GT(injected, 0);
   std::printf("injected %d commit failures\n", injected);
+}
+
+// --- Signing key rotation (docs/AUDIT.md §9) ---------------------------------
+
+KeyRotated RotationTo(const NoteSigner& next) {
+  const auto& pk = next.verifier().public_key();
+  return KeyRotated{"fieldsync://staff/admin", std::string(kAuditSigningPurpose), 1, 2,
+                    std::string(pk.begin(), pk.end())};
+}
+
+std::unique_ptr<NoteSigner> OwnedSigner(uint8_t fill) {
+  return std::make_unique<NoteSigner>(MakeSigner(fill));
+}
+
+TEST_F(AuditLogTest, RotationSignsTheTransitionHeadWithBothKeysAndLaterHeadsWithTheNewOne) {
+  AppendCommitted(testing::MixedEvents(10));
+  ASSERT_THAT(log_->SignTreeHead(), IsOk());
+  const NoteSigner next = MakeSigner(11);
+  storage::WriteBatch batch;
+  batch.Put(Cf::kMetadata, storage::EncodeMetadataKey("caller/key"), "stored with the event");
+  absl::StatusOr<KeyTransition> t =
+      log_->RotateSigningKey(OwnedSigner(11), RotationTo(next), &batch);
+  ASSERT_THAT(t, IsOk());
+  EXPECT_EQ(t->leaf_index, 10u);
+  EXPECT_EQ(t->head.checkpoint.size, 11u);
+  EXPECT_EQ(t->new_version, 2u);
+  // One commit: the caller's key, the event, the head.
+  EXPECT_THAT(store_->Get(Cf::kMetadata, storage::EncodeMetadataKey("caller/key")), IsOk());
+  EXPECT_THAT(OpenCheckpoint(t->head.note, signer_.verifier()), IsOk());
+  EXPECT_THAT(OpenCheckpoint(t->head.note, next.verifier()), IsOk());
+  EXPECT_THAT(DecodeEvent(t->entry), IsOk());
+  EXPECT_THAT(
+      VerifyInclusion(LeafHash(t->entry), 10, 11, t->inclusion_proof, t->head.checkpoint.root),
+      IsOk());
+  EXPECT_THAT(ReadFile(dir_.Sub("audit-head.note")), IsOkAndHolds(t->head.note));
+  EXPECT_THAT(log_->CurrentKey(), IsOk());
+  EXPECT_EQ(log_->CurrentKey()->key_id(), next.verifier().key_id());
+
+  AppendCommitted(testing::MixedEvents(3));
+  absl::StatusOr<SignedTreeHead> later = log_->SignTreeHead();
+  ASSERT_THAT(later, IsOk());
+  EXPECT_THAT(OpenCheckpoint(later->note, next.verifier()), IsOk());
+  EXPECT_THAT(OpenCheckpoint(later->note, signer_.verifier()),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+TEST_F(AuditLogTest, ReceiptsCarryTheKeyTransitions) {
+  std::vector<Event> events = testing::MixedEvents(12);
+  AppendCommitted(events);
+  storage::WriteBatch batch;
+  ASSERT_THAT(log_->RotateSigningKey(OwnedSigner(11), RotationTo(MakeSigner(11)), &batch), IsOk());
+  const auto& b = std::get<BatchAccepted>(events[5].body);
+  absl::StatusOr<Receipt> receipt = log_->ReceiptForBatch(b.device_id, b.batch_id);
+  ASSERT_THAT(receipt, IsOk());
+  ASSERT_EQ(receipt->key_transitions.size(), 1u);
+  EXPECT_EQ(receipt->key_transitions[0].leaf_index, 12u);
+  EXPECT_THAT(OpenCheckpoint(receipt->head.note, MakeSigner(11).verifier()), IsOk());
+}
+
+TEST_F(AuditLogTest, ARotationSurvivesReopenAndAHeadFileOfTheOldKeyStillCounts) {
+  AppendCommitted(testing::MixedEvents(6));
+  ASSERT_THAT(log_->SignTreeHead(), IsOk());
+  const std::string old_head = *ReadFile(dir_.Sub("audit-head.note"));
+  storage::WriteBatch batch;
+  NoteSigner next = MakeSigner(11);
+  ASSERT_THAT(log_->RotateSigningKey(OwnedSigner(11), RotationTo(next), &batch), IsOk());
+  AppendCommitted(testing::MixedEvents(2));
+
+  // Restarted with the new key in force; the head file is put back to the
+  // one signed before the rotation (as after a crash before it was
+  // rewritten): it is the log's own, and the tree extends it.
+  CloseAll();
+  ASSERT_THAT(WriteNewFile(dir_.Sub("audit-head.note.tmp"), old_head, 0644), IsOk());
+  std::filesystem::rename(dir_.Sub("audit-head.note.tmp"), dir_.Sub("audit-head.note"));
+  open_signer_ = &next;
+  former_keys_ = {signer_.verifier()};
+  OpenAll();
+  EXPECT_THAT(log_->UnextendedHeads(), IsOkAndHolds(::testing::IsEmpty()));
+  ASSERT_EQ(log_->KeyTransitions().size(), 1u);
+  EXPECT_EQ(log_->KeyTransitions()[0].leaf_index, 6u);
+  absl::StatusOr<SignedTreeHead> head = log_->SignTreeHead();
+  ASSERT_THAT(head, IsOk());
+  EXPECT_EQ(head->checkpoint.size, 9u);
+  EXPECT_THAT(OpenCheckpoint(head->note, next.verifier()), IsOk());
+
+  // Without the former key, the old head file is not the log's.
+  CloseAll();
+  ASSERT_THAT(WriteNewFile(dir_.Sub("audit-head.note.tmp"), old_head, 0644), IsOk());
+  std::filesystem::rename(dir_.Sub("audit-head.note.tmp"), dir_.Sub("audit-head.note"));
+  former_keys_.clear();
+  OpenAll();
+  EXPECT_THAT(log_->UnextendedHeads(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  open_signer_ = &signer_;
+}
+
+TEST_F(AuditLogTest, ARotationIsRefusedForAReusedKeyOrAnotherPurpose) {
+  AppendCommitted(testing::MixedEvents(3));
+  storage::WriteBatch batch;
+  EXPECT_THAT(log_->RotateSigningKey(OwnedSigner(7), RotationTo(signer_), &batch),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  KeyRotated kek = RotationTo(MakeSigner(11));
+  kek.purpose = "kek";
+  EXPECT_THAT(log_->RotateSigningKey(OwnedSigner(11), kek, &batch),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // The event names another key than the one given.
+  EXPECT_THAT(log_->RotateSigningKey(OwnedSigner(12), RotationTo(MakeSigner(11)), &batch),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(log_->size(), 3u);
+  EXPECT_TRUE(log_->KeyTransitions().empty());
+}
+
+TEST_F(AuditLogTest, ADetachedHeadBeforeARotationIsRefused) {
+  AppendCommitted(testing::MixedEvents(5));
+  Checkpoint at3{"", 3, *log_->RootAt(3), {}};
+  EXPECT_THAT(log_->SignDetachedHead(at3), IsOk());
+  storage::WriteBatch batch;
+  ASSERT_THAT(log_->RotateSigningKey(OwnedSigner(11), RotationTo(MakeSigner(11)), &batch), IsOk());
+  EXPECT_THAT(log_->SignDetachedHead(at3), StatusIs(absl::StatusCode::kAborted));
+  Checkpoint at6{"", 6, *log_->RootAt(6), {}};
+  absl::StatusOr<SignedTreeHead> after = log_->SignDetachedHead(at6);
+  ASSERT_THAT(after, IsOk());
+  EXPECT_THAT(OpenCheckpoint(after->note, MakeSigner(11).verifier()), IsOk());
 }
 
 }  // namespace

@@ -11,6 +11,11 @@ head verifies with the auditor's key (name + key id + key from the verifier
 key text, never from the server), its origin is the key's name, the entry
 is the one the device expects, and the inclusion proof leads from that
 entry's leaf hash to the signed root.
+
+After a rotation of the log's signing key (docs/AUDIT.md §9) the receipt
+carries the key transitions: each is followed from the key held only if its
+head is signed by that key and by the new key, and the KeyRotated
+("audit-signing") entry announcing the new key is in that head's tree.
 """
 
 import base64
@@ -226,34 +231,71 @@ def batch_accepted_entry(time_micros, device_id, batch_id, sequence, sealing_key
             b"".join(uuid.UUID(c).bytes for c in case_ids))
 
 
+class _EntryReader:
+    """Reads an entry's fields in order (docs/AUDIT.md §1); strict: done()
+    fails if bytes follow the last field. `what` names the entry in errors."""
+
+    def __init__(self, entry, what):
+        self.entry, self.what, self.pos = entry, what, 0
+
+    def take(self, n):
+        if self.pos + n > len(self.entry):
+            raise ReceiptError("%s is truncated" % self.what)
+        out = self.entry[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def u(self, fmt):
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def bytes_field(self):
+        return self.take(self.u(">I"))
+
+    def start(self, kind, kind_name):
+        """The domain and kind; returns the U64 time."""
+        if self.take(len(EVENT_DOMAIN)) != EVENT_DOMAIN or self.u(">B") != kind:
+            raise ReceiptError("%s is not a %s event" % (self.what, kind_name))
+        return self.u(">Q")
+
+    def done(self):
+        if self.pos != len(self.entry):
+            raise ReceiptError("bytes follow the last field of %s" % self.what)
+
+
 def parse_batch_accepted(entry):
     """The fields of a BatchAccepted entry, as a dict; strict (nothing may
     follow the last field)."""
-    pos = [0]
-
-    def take(n):
-        if pos[0] + n > len(entry):
-            raise ReceiptError("the receipt's entry is truncated")
-        out = entry[pos[0]:pos[0] + n]
-        pos[0] += n
-        return out
-
-    def u(fmt):
-        return struct.unpack(fmt, take(struct.calcsize(fmt)))[0]
-
-    if take(len(EVENT_DOMAIN)) != EVENT_DOMAIN or u(">B") != KIND_BATCH_ACCEPTED:
-        raise ReceiptError("the receipt's entry is not a BatchAccepted event")
-    f = {"time": u(">Q")}
-    f["device_id"] = take(u(">I")).decode()
-    f["batch_id"] = str(uuid.UUID(bytes=take(16)))
-    f["sequence"], f["sealing_key_id"], f["compression"] = u(">Q"), u(">I"), u(">B")
-    f["payload_sha256"], f["signature"] = take(32), take(64)
-    f["first_position"], f["last_position"] = u(">Q"), u(">Q")
-    f["outcomes"] = tuple(u(">I") for _ in range(5))
-    f["case_ids"] = [str(uuid.UUID(bytes=take(16))) for _ in range(u(">I"))]
-    if pos[0] != len(entry):
-        raise ReceiptError("bytes follow the receipt entry's last field")
+    r = _EntryReader(entry, "the receipt's entry")
+    f = {"time": r.start(KIND_BATCH_ACCEPTED, "BatchAccepted")}
+    f["device_id"] = r.bytes_field().decode()
+    f["batch_id"] = str(uuid.UUID(bytes=r.take(16)))
+    f["sequence"], f["sealing_key_id"], f["compression"] = r.u(">Q"), r.u(">I"), r.u(">B")
+    f["payload_sha256"], f["signature"] = r.take(32), r.take(64)
+    f["first_position"], f["last_position"] = r.u(">Q"), r.u(">Q")
+    f["outcomes"] = tuple(r.u(">I") for _ in range(5))
+    f["case_ids"] = [str(uuid.UUID(bytes=r.take(16))) for _ in range(r.u(">I"))]
+    r.done()
     return f
+
+
+KIND_KEY_ROTATED = 7
+
+
+def announced_key(entry):
+    """The new public key of a KeyRotated ("audit-signing") entry (kind 7:
+    Bytes actor, Bytes purpose, U32 old, U32 new, Bytes new key); raises
+    ReceiptError for anything else."""
+    r = _EntryReader(entry, "the key transition's entry")
+    r.start(KIND_KEY_ROTATED, "KeyRotated")
+    r.bytes_field()  # actor
+    purpose = r.bytes_field()
+    r.u(">I")  # old version
+    r.u(">I")  # new version
+    key = r.bytes_field()
+    r.done()
+    if purpose != b"audit-signing" or len(key) != 32:
+        raise ReceiptError("the key transition is not of the audit signing key")
+    return key
 
 
 def entry_time(entry):
@@ -273,9 +315,12 @@ class ReceiptVerifier:
         self.name, self.key_id, self.public_key = parse_verifier_key(verifier_key_text)
         self.latest = None  # the newest verified Checkpoint
 
-    def open_head(self, head):
-        """The verified Checkpoint of a SignedTreeHead message."""
-        cp = parse_checkpoint(open_note(head.note, self.name, self.key_id, self.public_key))
+    def open_head(self, head, kid=None, public_key=None):
+        """The verified Checkpoint of a SignedTreeHead message (with the key
+        held, or the one given)."""
+        if kid is None:
+            kid, public_key = self.key_id, self.public_key
+        cp = parse_checkpoint(open_note(head.note, self.name, kid, public_key))
         if cp.origin != self.name:
             raise ReceiptError("the tree head's origin is not the log the key names")
         # The message's size and root are conveniences: they must agree.
@@ -283,11 +328,45 @@ class ReceiptVerifier:
             raise ReceiptError("the tree head's size or root field disagrees with its note")
         return cp
 
+    def follow(self, receipt):
+        """(key id, public key) after the key transitions of `receipt` that
+        come after the key held; raises ReceiptError for one that does not
+        verify. Changes nothing."""
+        transitions = list(receipt.key_transitions)
+        start = 0
+        for i, t in enumerate(transitions):
+            try:
+                if announced_key(t.entry) == self.public_key:
+                    start = i + 1
+            except ReceiptError:
+                pass
+        kid, public_key = self.key_id, self.public_key
+        for t in transitions[start:]:
+            new_key = announced_key(t.entry)
+            try:
+                cp = self.open_head(t.head, kid, public_key)
+            except ReceiptError as e:
+                raise ReceiptError("the key transition at entry %d is not signed by the key "
+                                   "held: %s" % (t.leaf_index, e)) from None
+            new_kid = key_id(self.name, new_key)
+            try:
+                self.open_head(t.head, new_kid, new_key)
+            except ReceiptError:
+                raise ReceiptError("the key transition at entry %d is not signed by the key it "
+                                   "announces" % t.leaf_index) from None
+            verify_inclusion(t.leaf_index, cp.size, leaf_hash(t.entry), list(t.inclusion_proof),
+                             cp.root)
+            kid, public_key = new_kid, new_key
+        return kid, public_key
+
     def verify(self, receipt, expected_entry):
         """Checks `receipt` (AuditReceipt) for the entry `expected_entry`
-        (the bytes the device computed itself) and returns its Checkpoint.
-        Does not update `latest`; call accept() for that."""
-        cp = self.open_head(receipt.head)
+        (the bytes the device computed itself), following the key
+        transitions it carries, and returns its Checkpoint. Does not update
+        `latest` or the key held; call accept() for that."""
+        kid, public_key = self.follow(receipt)
+        cp = self.open_head(receipt.head, kid, public_key)
+        cp.key = (kid, public_key)
         if receipt.entry != expected_entry:
             raise ReceiptError("the receipt's entry is not the device's batch event")
         verify_inclusion(receipt.leaf_index, cp.size, leaf_hash(expected_entry),
@@ -300,3 +379,5 @@ class ReceiptVerifier:
 
     def accept(self, cp):
         self.latest = cp
+        if getattr(cp, "key", None) is not None:
+            self.key_id, self.public_key = cp.key

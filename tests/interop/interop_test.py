@@ -506,6 +506,37 @@ def main():
         check("every pull that carried cases is in the log as a case access",
               report.get("events_by_kind", {}).get("case-access", 0) >= 2, report)
 
+        # --- the audit signing key rotated: a device enrolled under the first
+        # key follows the transition its receipt carries (docs/AUDIT.md §9) ---
+        rotated = admin.RotateAuditKey(admin_pb2.RotateAuditKeyRequest(), timeout=20)
+        new_name, new_kid, new_key = ar.parse_verifier_key(rotated.verifier_key)
+        check("RotateAuditKey: version 1 -> 2, the new key in DATA_DIR/audit-log.v2.pub",
+              (rotated.old_version, rotated.new_version) == (1, 2) and
+              open(os.path.join(data, "audit-log.v2.pub")).read().strip() ==
+              rotated.verifier_key, rotated)
+        after = a.seal_batch([a.change(case_id, case_id, "case_registration",
+                                       {"given_name": text("Amina R.")})])
+        r_after = a.push(after)
+        check("the receipt after the rotation carries the key transition",
+              len(r_after.audit_receipt.key_transitions) == 1)
+        verify_push(a, receipts_a, after, r_after, "A's batch after the audit key rotation")
+        check("the device now holds the announced key",
+              (receipts_a.key_id, receipts_a.public_key) == (new_kid, new_key))
+        forged = audit_pb2.AuditReceipt()
+        forged.CopyFrom(r_after.audit_receipt)
+        del forged.key_transitions[:]
+        check("a receipt of the new key without its transition is rejected",
+              rejected(ar.ReceiptVerifier(key_text), forged, r_after.audit_receipt.entry))
+        forged.CopyFrom(r_after.audit_receipt)
+        t = forged.key_transitions[0]
+        t.entry = t.entry[:-1] + bytes([t.entry[-1] ^ 1])
+        check("a receipt whose transition entry was altered is rejected",
+              rejected(ar.ReceiptVerifier(key_text), forged, r_after.audit_receipt.entry))
+        report = export_and_verify(data, address, work, "rotated")
+        check("audit export + verify across the audit key rotation (first key)",
+              report.get("ok") and len(report.get("key_transitions", [])) == 1 and
+              report.get("key_in_force") == rotated.verifier_key, report)
+
         # --- revocation stops a device at once ---
         admin.RevokePrincipal(admin_pb2.RevokePrincipalRequest(
             kind=admin_pb2.PRINCIPAL_KIND_DEVICE, id=b.device_id), timeout=20)

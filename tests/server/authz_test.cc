@@ -85,10 +85,22 @@ TEST(AuthzTableTest, AdministrationIsForAdministratorsOnly) {
         "/fieldsync.v1.AdminService/RevokePrincipal",
         "/fieldsync.v1.AdminService/CreateEnrolmentCode", "/fieldsync.v1.AdminService/CreateBackup",
         "/fieldsync.v1.AdminService/RotateSealingKey",
-        "/fieldsync.v1.AdminService/ListSealingKeys"}) {
+        "/fieldsync.v1.AdminService/ListSealingKeys",
+        "/fieldsync.v1.AdminService/RotateAuditKey",
+        "/fieldsync.v1.AdminService/RotateMasterKey", "/fieldsync.v1.AdminService/RotateCa"}) {
     absl::StatusOr<const RpcRule*> rule = FindRule(m);
     ASSERT_THAT(rule, IsOk());
     EXPECT_EQ((*rule)->roles, RoleBit(v1::ROLE_ADMINISTRATOR)) << m;
+  }
+}
+
+TEST(AuthzTableTest, KeyTransitionsAreForAuditorsAndAdministrators) {
+  absl::StatusOr<const RpcRule*> rule = FindRule("/fieldsync.v1.AuditService/GetKeyTransitions");
+  ASSERT_THAT(rule, IsOk());
+  EXPECT_THAT(CheckRole(**rule, v1::ROLE_AUDITOR), IsOk());
+  EXPECT_THAT(CheckRole(**rule, v1::ROLE_ADMINISTRATOR), IsOk());
+  for (v1::Role role : {v1::ROLE_DEVICE, v1::ROLE_SUPERVISOR, v1::ROLE_ANALYST}) {
+    EXPECT_THAT(CheckRole(**rule, role), StatusIs(absl::StatusCode::kPermissionDenied)) << role;
   }
 }
 

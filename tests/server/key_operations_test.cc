@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,9 @@
 #include "absl/strings/str_split.h"
 #include "admin/deployment.h"
 #include "admin/master_key_rotation.h"
+#include "audit/checkpoint.h"
 #include "audit/events.h"
+#include "audit/export.h"
 #include "common/file_io.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
@@ -25,6 +28,7 @@
 #include "crypto/x25519.h"
 #include "crypto/x509.h"
 #include "device/sealed_batch.h"
+#include "device/tablet.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/audit.grpc.pb.h"
 #include "fieldsync/v1/rpc_status.pb.h"
@@ -546,6 +550,213 @@ TEST_F(KeyOperationsTest, EraseByNonAdministratorIsPermissionDenied) {
   grpc::Status s = Erase(sam, Id(1), Id(1), &response);
 
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+// --- RotateAuditKey -------------------------------------------------------
+
+class AuditKeyRotationTest : public KeyOperationsTest {
+ protected:
+  grpc::Status RotateAudit(const Credentials& who, v1::RotateAuditKeyResponse* response) {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return v1::AdminService::NewStub(Channel(&who))
+        ->RotateAuditKey(&context, v1::RotateAuditKeyRequest(), response);
+  }
+  static device::Tablet TabletOf(const Device& d) {
+    absl::StatusOr<device::Tablet> t =
+        device::Tablet::Create(d.enrolment, *crypto::Ed25519Signer::Create(d.signing.seed.span()),
+                               *crypto::X25519PrivateKey::Create(d.receiving.private_key.span()));
+    EXPECT_THAT(t, IsOk());
+    return *std::move(t);
+  }
+  v1::PushResponse PushAndAnswer(Device& d, const std::string& case_id) {
+    v1::PushResponse response;
+    grpc::Status s = Push(d, {NewCase(case_id, "Amina")}, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_TRUE(response.has_audit_receipt());
+    return response;
+  }
+  audit::NoteVerifier KeyFile(const std::string& path) {
+    absl::StatusOr<std::string> text = ReadFile(path);
+    EXPECT_THAT(text, IsOk());
+    std::string line = *text;
+    while (!line.empty() && line.back() == '\n') line.pop_back();
+    return *audit::NoteVerifier::FromVerifierKey(line);
+  }
+  // The export `fieldsync audit export` writes, over AuditService.
+  std::string Export() {
+    auto stub = v1::AuditService::NewStub(Channel(&admin_));
+    v1::SignedTreeHead head;
+    v1::KeyTransitions transitions;
+    {
+      grpc::ClientContext context;
+      SetDeadline(&context);
+      EXPECT_TRUE(stub->GetSignedTreeHead(&context, v1::GetSignedTreeHeadRequest(), &head).ok());
+    }
+    {
+      grpc::ClientContext context;
+      SetDeadline(&context);
+      EXPECT_TRUE(
+          stub->GetKeyTransitions(&context, v1::GetKeyTransitionsRequest(), &transitions).ok());
+    }
+    std::string out(audit::kExportMagic);
+    uint32_t heads = 0;
+    for (const v1::AuditKeyTransition& t : transitions.transitions()) {
+      out += audit::ExportHeadRecord(t.head().note());
+      ++heads;
+    }
+    out += audit::ExportHeadRecord(head.note());
+    ++heads;
+    v1::GetEntriesRequest request;
+    request.set_end(head.tree_size());
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    auto reader = stub->GetEntries(&context, request);
+    v1::AuditEntries chunk;
+    uint64_t next = 0;
+    while (reader->Read(&chunk)) {
+      for (const std::string& e : chunk.entries()) out += audit::ExportEntryRecord(next++, e);
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    out += audit::ExportEndRecord(next, heads);
+    return out;
+  }
+  audit::VerifyReport Verify(const std::string& file, const audit::NoteVerifier& key) {
+    std::istringstream in(file);
+    audit::VerifyOptions options;
+    options.key = &key;
+    return audit::VerifyExport(in, options);
+  }
+};
+
+TEST_F(AuditKeyRotationTest, RotationRecordsTheTransitionAndSignsItsHeadWithBothKeys) {
+  StartServer();
+  const audit::NoteVerifier first = KeyFile(paths_->audit_public_key);
+  v1::RotateAuditKeyResponse response;
+
+  grpc::Status s = RotateAudit(admin_, &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.old_version(), 1u);
+  EXPECT_EQ(response.new_version(), 2u);
+  EXPECT_EQ(response.verifier_key_file(), paths_->root + "/audit-log.v2.pub");
+  const audit::NoteVerifier next = KeyFile(response.verifier_key_file());
+  EXPECT_EQ(next.VerifierKey(), response.verifier_key());
+  EXPECT_THAT(audit::OpenCheckpoint(response.transition_head().note(), first), IsOk());
+  EXPECT_THAT(audit::OpenCheckpoint(response.transition_head().note(), next), IsOk());
+  EXPECT_GT(response.transition_head().tree_size(), response.audit_leaf_index());
+  absl::StatusOr<audit::Event> event = AuditEntry(response.audit_leaf_index());
+  ASSERT_THAT(event, IsOk());
+  const auto* rotated = std::get_if<audit::KeyRotated>(&event->body);
+  ASSERT_NE(rotated, nullptr);
+  EXPECT_EQ(rotated->actor, "fieldsync://staff/admin");
+  EXPECT_EQ(rotated->purpose, "audit-signing");
+  EXPECT_EQ(rotated->old_version, 1u);
+  EXPECT_EQ(rotated->new_version, 2u);
+  EXPECT_EQ(rotated->new_public_key,
+            std::string(next.public_key().begin(), next.public_key().end()));
+  // The first key's file is never replaced.
+  EXPECT_EQ(KeyFile(paths_->audit_public_key).VerifierKey(), first.VerifierKey());
+}
+
+TEST_F(AuditKeyRotationTest, OnlyAnAdministratorRotatesTheAuditKey) {
+  StartServer();
+  Credentials auditor = AddStaff("aud", v1::ROLE_AUDITOR, {});
+  v1::RotateAuditKeyResponse response;
+
+  grpc::Status s = RotateAudit(auditor, &response);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(AuditKeyRotationTest, PushesBeforeAndAfterExportAndRestartAllVerifyAcrossTheRotation) {
+  StartServer();
+  const audit::NoteVerifier first = KeyFile(paths_->audit_public_key);
+  Device d = NewDevice();
+  device::Tablet tablet = TabletOf(d);
+  ASSERT_THAT(tablet.VerifyReceipt(PushAndAnswer(d, Id(1))), IsOk());
+
+  v1::RotateAuditKeyResponse rotated;
+  ASSERT_TRUE(RotateAudit(admin_, &rotated).ok());
+  const audit::NoteVerifier next = KeyFile(rotated.verifier_key_file());
+
+  // The tablet enrolled under the first key follows the transition its
+  // next receipt carries.
+  v1::PushResponse after = PushAndAnswer(d, Id(2));
+  ASSERT_EQ(after.audit_receipt().key_transitions_size(), 1);
+  EXPECT_THAT(audit::OpenCheckpoint(after.audit_receipt().head().note(), first),
+              ::testing::Not(IsOk()));
+  ASSERT_THAT(tablet.VerifyReceipt(after), IsOk());
+  EXPECT_EQ(tablet.audit_key()->key_id(), next.key_id());
+  // A tablet enrolled now is given the new key.
+  Device late = NewDevice();
+  EXPECT_EQ(late.enrolment.audit_public_key(),
+            std::string(next.public_key().begin(), next.public_key().end()));
+  device::Tablet late_tablet = TabletOf(late);
+  EXPECT_THAT(late_tablet.VerifyReceipt(PushAndAnswer(late, Id(3))), IsOk());
+
+  // The export spanning the rotation verifies with either key file.
+  const std::string file = Export();
+  audit::VerifyReport with_first = Verify(file, first);
+  ASSERT_TRUE(with_first.ok) << with_first.bad_record << ": " << with_first.error;
+  ASSERT_EQ(with_first.key_transitions.size(), 1u);
+  EXPECT_EQ(with_first.key_transitions[0].entry, rotated.audit_leaf_index());
+  EXPECT_EQ(with_first.final_key, next.VerifierKey());
+  audit::VerifyReport with_next = Verify(file, next);
+  EXPECT_TRUE(with_next.ok) << with_next.bad_record << ": " << with_next.error;
+
+  // A restart keeps the new key: the head file written before counts, and
+  // the tablet goes on verifying.
+  StopServer();
+  StartServer();
+  v1::PushResponse restarted = PushAndAnswer(d, Id(4));
+  EXPECT_THAT(audit::OpenCheckpoint(restarted.audit_receipt().head().note(), next), IsOk());
+  EXPECT_THAT(tablet.VerifyReceipt(restarted), IsOk());
+  audit::VerifyReport again = Verify(Export(), first);
+  EXPECT_TRUE(again.ok) << again.bad_record << ": " << again.error;
+}
+
+TEST_F(AuditKeyRotationTest, ATabletRefusesAForgedOrMissingTransition) {
+  StartServer();
+  Device d = NewDevice();
+  ASSERT_TRUE(TabletOf(d).VerifyReceipt(PushAndAnswer(d, Id(1))).ok());
+  v1::RotateAuditKeyResponse rotated;
+  ASSERT_TRUE(RotateAudit(admin_, &rotated).ok());
+  const v1::PushResponse after = PushAndAnswer(d, Id(2));
+
+  // No transition: the head is signed by a key the tablet does not hold.
+  v1::PushResponse missing = after;
+  missing.mutable_audit_receipt()->clear_key_transitions();
+  EXPECT_THAT(TabletOf(d).VerifyReceipt(missing).status(),
+              ::fieldsync::testing::StatusIs(absl::StatusCode::kUnauthenticated));
+  // A transition whose head lacks the old key's signature (someone holding
+  // only the new key): the signature line of the old key removed.
+  v1::PushResponse unsigned_by_old = after;
+  std::string* note = unsigned_by_old.mutable_audit_receipt()
+                          ->mutable_key_transitions(0)
+                          ->mutable_head()
+                          ->mutable_note();
+  absl::StatusOr<audit::SignedNote> parsed = audit::ParseSignedNote(*note);
+  ASSERT_THAT(parsed, IsOk());
+  ASSERT_EQ(parsed->signatures.size(), 2u);
+  parsed->signatures.erase(parsed->signatures.begin());
+  *note = *audit::FormatSignedNote(*parsed);
+  EXPECT_THAT(TabletOf(d).VerifyReceipt(unsigned_by_old).status(),
+              ::fieldsync::testing::StatusIs(absl::StatusCode::kUnauthenticated));
+  // A transition entry tampered with (another new key): its proof fails.
+  v1::PushResponse tampered = after;
+  std::string* entry =
+      tampered.mutable_audit_receipt()->mutable_key_transitions(0)->mutable_entry();
+  (*entry)[entry->size() - 1] ^= 0x01;
+  EXPECT_THAT(TabletOf(d).VerifyReceipt(tampered).status(),
+              ::fieldsync::testing::StatusIs(absl::StatusCode::kUnauthenticated));
+  // Truncated entry: not a KeyRotated.
+  v1::PushResponse truncated = after;
+  truncated.mutable_audit_receipt()->mutable_key_transitions(0)->mutable_entry()->resize(20);
+  EXPECT_THAT(TabletOf(d).VerifyReceipt(truncated).status(),
+              ::fieldsync::testing::StatusIs(absl::StatusCode::kUnauthenticated));
+  // The genuine one verifies.
+  EXPECT_THAT(TabletOf(d).VerifyReceipt(after), IsOk());
 }
 
 // --- RotateMasterKey ------------------------------------------------------
