@@ -90,6 +90,7 @@ absl::StatusOr<v1::GetStatusResponse> CollectStatus(const StatusSources& sources
     c->set_serial(e.serial);
     c->set_not_after_unix_micros(absl::ToUnixMicros(e.not_after));
     c->set_days_left(DaysLeft(e.not_after, now));
+    c->set_is_previous(e.is_previous);  // a CA being retired by a rotation
   }
   return out;
 }

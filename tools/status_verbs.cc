@@ -123,7 +123,8 @@ int Status(const Args& args, std::string* error) {
       certs.push_back({{"kind", std::string(admin::CertificateKindName(c.kind()))},
                        {"principal_id", c.principal_id()},
                        {"serial", c.serial()},
-                       {"not_after", JsonTime(c.not_after_unix_micros())}});
+                       {"not_after", JsonTime(c.not_after_unix_micros())},
+                       {"previous", c.is_previous()}});
     }
     nlohmann::json out = {
         {"server", conn->server},
@@ -181,8 +182,9 @@ int Status(const Args& args, std::string* error) {
   bool first = true;
   for (const v1::CertificateExpiry& c : r.certificates()) {
     std::cout << (first ? "certificates:      " : "                   ")
-              << absl::StrFormat("%-6s %s expires %s\n", admin::CertificateKindName(c.kind()),
-                                 c.principal_id(), Expiry(c.not_after_unix_micros(), now));
+              << absl::StrFormat("%-6s %s expires %s%s\n", admin::CertificateKindName(c.kind()),
+                                 c.principal_id(), Expiry(c.not_after_unix_micros(), now),
+                                 c.is_previous() ? " (being retired by a CA rotation)" : "");
     first = false;
   }
   std::cout << "                   (every certificate: fieldsync certs status)\n";

@@ -211,6 +211,9 @@ check "a certificate of the old CA keeps working during the rotation" \
 "$FS" "${R[@]}" certs status >"$WORK/status_rotation.out" 2>&1
 check "certs status lists the new CA and the old one as previous" \
   sh -c "grep -qE ' ca +- ' '$WORK/status_rotation.out' && grep -qE ' ca \\(previous\\) +- ' '$WORK/status_rotation.out'"
+"$FS" "${R[@]}" status >"$WORK/status_during_rotation.out" 2>&1
+check "status marks the CA being retired" \
+  grep -q "ca .*(being retired by a CA rotation)" "$WORK/status_during_rotation.out"
 "$FS" "${R[@]}" certs rotate-ca >"$WORK/rotate_again.out" 2>&1
 status=$?
 check "a second start is refused in one line" one_line_failure "$WORK/rotate_again.out" $status
