@@ -91,6 +91,10 @@ uint32_t CaGenerationOf(const v1::Principal& p) {
   return p.ca_generation() == 0 ? 1 : p.ca_generation();
 }
 
+bool CertificateAuthorities::State::MustRenew(const v1::Principal& p) const {
+  return previous.has_value() && CaGenerationOf(p) < generation;
+}
+
 std::string_view CertificateKindName(v1::CertificateKind kind) {
   switch (kind) {
     case v1::CERTIFICATE_KIND_CA:
@@ -298,8 +302,7 @@ absl::StatusOr<RenewedCertificate> CertificateRenewal::RenewDevice(std::string_v
   const absl::Time not_after = absl::FromUnixMicros(p->certificate_not_after_unix_micros());
   // During a CA rotation a certificate of the previous CA is renewed at
   // once, whatever its expiry.
-  const bool issued_by_previous_ca = CaGenerationOf(*p) < options_.cas->Get()->generation;
-  if (p->certificate_not_after_unix_micros() != 0 && !issued_by_previous_ca &&
+  if (p->certificate_not_after_unix_micros() != 0 && !options_.cas->Get()->MustRenew(*p) &&
       not_after - now > options_.device_renewal_window) {
     return sync::SyncError(
         absl::StatusCode::kFailedPrecondition, v1::SYNC_ERROR_REASON_NO_CHANGE,

@@ -71,6 +71,9 @@ class CertificateAuthorities {
     const crypto::CertificateAuthority& server_issuer() const {
       return previous.has_value() ? *previous : issuer;
     }
+    // True during a rotation for a principal whose current certificate
+    // the CA being retired issued: it should renew now.
+    bool MustRenew(const v1::Principal& p) const;
   };
 
   explicit CertificateAuthorities(const ServerKeys& keys) { Set(keys); }

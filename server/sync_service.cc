@@ -49,6 +49,17 @@ void AddAcceptedSealingKeys(const admin::SealingKeySet& keys, absl::Time now,
   }
 }
 
+// The audit signing key in force (32 bytes): a rotation replaces it while
+// the server runs (AuditLog::CurrentKey); the key loaded at start without
+// an audit log.
+std::string AuditKeyInForce(const SyncServiceDeps& deps) {
+  if (deps.audit_log != nullptr) {
+    absl::StatusOr<audit::NoteVerifier> key = deps.audit_log->CurrentKey();
+    if (key.ok()) return crypto::ToString(key->public_key());
+  }
+  return crypto::ToString(deps.keys->audit_public_key);
+}
+
 // Gives an error from below a machine-readable reason by its code, so that
 // every refusal of a sync or case call carries one (PROTOCOL.md §8).
 absl::Status WithReason(absl::Status s) {
@@ -370,19 +381,6 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
 
 }  // namespace
 
-namespace {
-// The audit signing key in force (32 bytes): a rotation replaces it while
-// the server runs (AuditLog::CurrentKey); the key loaded at start without
-// an audit log.
-std::string AuditKeyInForce(const SyncServiceDeps& deps) {
-  if (deps.audit_log != nullptr) {
-    absl::StatusOr<audit::NoteVerifier> key = deps.audit_log->CurrentKey();
-    if (key.ok()) return crypto::ToString(key->public_key());
-  }
-  return crypto::ToString(deps.keys->audit_public_key);
-}
-}  // namespace
-
 grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* context,
                                                   const v1::EnrollRequest* request,
                                                   v1::EnrollResponse* response) {
@@ -448,9 +446,7 @@ absl::Status SyncServiceImpl::DoPush(const Caller& caller, const v1::PushRequest
   response->set_next_sequence(result.next_sequence);
   response->set_is_retry_answer(result.is_retry_answer);
   if (deps_.cas != nullptr) {
-    std::shared_ptr<const admin::CertificateAuthorities::State> cas = deps_.cas->Get();
-    response->set_certificate_renewal_requested(
-        cas->previous.has_value() && admin::CaGenerationOf(caller.principal) < cas->generation);
+    response->set_certificate_renewal_requested(deps_.cas->Get()->MustRenew(caller.principal));
   }
   if (deps_.audit_log != nullptr && result.result.last_position() != 0) {
     // The receipt is an extra: a batch is committed whether or not one can

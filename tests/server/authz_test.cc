@@ -84,10 +84,9 @@ TEST(AuthzTableTest, AdministrationIsForAdministratorsOnly) {
        {"/fieldsync.v1.AdminService/AddStaff", "/fieldsync.v1.AdminService/AddOfficer",
         "/fieldsync.v1.AdminService/RevokePrincipal",
         "/fieldsync.v1.AdminService/CreateEnrolmentCode", "/fieldsync.v1.AdminService/CreateBackup",
-        "/fieldsync.v1.AdminService/RotateSealingKey",
-        "/fieldsync.v1.AdminService/ListSealingKeys",
-        "/fieldsync.v1.AdminService/RotateAuditKey",
-        "/fieldsync.v1.AdminService/RotateMasterKey", "/fieldsync.v1.AdminService/RotateCa"}) {
+        "/fieldsync.v1.AdminService/RotateSealingKey", "/fieldsync.v1.AdminService/ListSealingKeys",
+        "/fieldsync.v1.AdminService/RotateAuditKey", "/fieldsync.v1.AdminService/RotateMasterKey",
+        "/fieldsync.v1.AdminService/RotateCa"}) {
     absl::StatusOr<const RpcRule*> rule = FindRule(m);
     ASSERT_THAT(rule, IsOk());
     EXPECT_EQ((*rule)->roles, RoleBit(v1::ROLE_ADMINISTRATOR)) << m;
