@@ -29,18 +29,28 @@ AccessLedger::Principal& AccessLedger::PrincipalOf(const std::string& key) {
     return it->second;
   }
   lru_.push_front(key);
-  Principal& p = principals_[key];
-  p.lru = lru_.begin();
-  // Drop the least recent principals without an entry being committed.
-  for (auto victim = lru_.end(); principals_.size() > options_.max_principals;) {
-    if (--victim == lru_.begin()) break;  // the new one stays
-    auto found = principals_.find(*victim);
-    if (found->second.in_flight.empty()) {
-      principals_.erase(found);
-      victim = lru_.erase(victim);
-    }
-  }
+  principals_[key].lru = lru_.begin();
+  Evict(key);
   return principals_.find(key)->second;
+}
+
+void AccessLedger::DropOldest(Principal& p) {
+  cases_kept_ -= p.committed.front().cases.size();
+  p.committed.pop_front();
+}
+
+void AccessLedger::Evict(const std::string& keep) {
+  for (auto victim = lru_.end();
+       principals_.size() > options_.max_principals || cases_kept_ > options_.max_cases;) {
+    if (victim == lru_.begin()) break;
+    --victim;
+    if (*victim == keep) continue;
+    auto found = principals_.find(*victim);
+    if (!found->second.in_flight.empty()) continue;
+    while (!found->second.committed.empty()) DropOldest(found->second);
+    principals_.erase(found);
+    victim = lru_.erase(victim);
+  }
 }
 
 absl::StatusOr<AccessRecorded> AccessLedger::Record(const AccessRead& read) {
@@ -53,7 +63,7 @@ absl::StatusOr<AccessRecorded> AccessLedger::Record(const AccessRead& read) {
   {
     Principal& p = PrincipalOf(key);
     while (!p.committed.empty() && now - p.committed.front().at >= options_.repeat_window) {
-      p.committed.pop_front();
+      DropOldest(p);
     }
     if (dedupe) {
       // Each change must be covered, by a committed entry or else by one
@@ -151,9 +161,11 @@ void AccessLedger::CommitQueued() {
     if (it != p.in_flight.end()) p.in_flight.erase(it);
     if (s.ok() && options_.repeat_window > absl::ZeroDuration()) {
       p.committed.push_back(pending->entry);
-      while (p.committed.size() > options_.max_entries_per_principal) p.committed.pop_front();
+      cases_kept_ += pending->entry.cases.size();
+      while (p.committed.size() > options_.max_entries_per_principal) DropOldest(p);
     }
   }
+  Evict(/*keep=*/"");
   if (s.ok()) {
     entries_written_ += group.size();
     ++commits_;

@@ -52,6 +52,10 @@ struct AccessLedgerOptions {
   // dropped entry only means that a repeat is written again.
   size_t max_entries_per_principal = 512;
   size_t max_principals = 4096;
+  // And the case ids kept over all entries (16 bytes each, about 40 MiB
+  // with the sets' overhead at the default): beyond it the least recently
+  // recording principals are dropped.
+  size_t max_cases = size_t{1} << 20;
 };
 
 // What Record did.
@@ -104,6 +108,11 @@ class AccessLedger {
   static bool Covers(const Entry& entry, uint64_t position, const Uuid& case_id);
   static std::string KeyOf(const AccessRead& read);
   Principal& PrincipalOf(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the least recent principals (not `keep`, none with an entry
+  // being committed) while over max_principals or max_cases.
+  void Evict(const std::string& keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops principal p's oldest committed entry.
+  void DropOldest(Principal& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Commits the queue, in groups, until it is empty (the leader's loop).
   void CommitQueued() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -117,6 +126,7 @@ class AccessLedger {
   std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);  // most recent first
   std::vector<std::pair<std::string, std::shared_ptr<Pending>>> queue_ ABSL_GUARDED_BY(mu_);
   bool committing_ ABSL_GUARDED_BY(mu_) = false;
+  size_t cases_kept_ ABSL_GUARDED_BY(mu_) = 0;  // over every committed entry kept
   uint64_t entries_written_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -215,6 +215,19 @@ TEST_F(AccessLedgerTest, ManyPrincipalsStayWithinTheMemoryBound) {
   EXPECT_THAT(ledger.Record(Chunk("dev-19", 300, 310)), IsOkAndHolds(AccessRecorded::kCovered));
 }
 
+TEST_F(AccessLedgerTest, TheCasesKeptStayWithinTheMemoryBound) {
+  AccessLedgerOptions options;
+  options.max_cases = 25;  // five entries of five cases
+  AccessLedger ledger(log_.get(), store_.get(), &clock_, options);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_THAT(ledger.Record(Chunk(absl::StrFormat("dev-%d", i), 0, 10)), IsOk());
+  }
+  // The sixth entry went over: the least recent principal was dropped.
+  EXPECT_THAT(ledger.Record(Chunk("dev-5", 0, 10)), IsOkAndHolds(AccessRecorded::kCovered));
+  EXPECT_THAT(ledger.Record(Chunk("dev-1", 0, 10)), IsOkAndHolds(AccessRecorded::kCovered));
+  EXPECT_THAT(ledger.Record(Chunk("dev-0", 0, 10)), IsOkAndHolds(AccessRecorded::kWritten));
+}
+
 // --- Concurrency (no gRPC: runs under ThreadSanitizer) ----------------------
 
 using AccessLedgerConcurrencyTest = AccessLedgerTest;
