@@ -53,8 +53,7 @@ absl::StatusOr<ErasedCase> CaseErasure::Erase(std::string_view case_id,
   audit::CaseErased event;
   event.actor = actor;
   event.case_id = *id;
-  ASSIGN_OR_RETURN(uint64_t leaf,
-                   session.Append(audit::Event{clock_->Now(), std::move(event)}));
+  ASSIGN_OR_RETURN(uint64_t leaf, session.Append(audit::Event{clock_->Now(), std::move(event)}));
   if (absl::Status s = keys_->CommitErasure(*id, &batch); !s.ok()) {
     log::Error("case.erase_failed",
                {{"case_id", text}, {"committed", "no"}, {"reason", s.message()}});

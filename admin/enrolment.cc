@@ -295,8 +295,7 @@ absl::StatusOr<CancelledEnrolmentCode> DeviceEnrolment::CancelCode(std::string_v
     action.actor = actor;
     action.action = std::string(kCancelEnrolmentCodeAction);
     action.subject_ids = {found->code_id, code.officer_id()};
-    ASSIGN_OR_RETURN(out.audit_leaf_index,
-                     session.Append(audit::Event{now, std::move(action)}));
+    ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(audit::Event{now, std::move(action)}));
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();

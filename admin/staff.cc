@@ -181,8 +181,7 @@ absl::StatusOr<UpdatedStaff> StaffAdmin::UpdateRegions(std::string_view id,
     action.action = std::string(kUpdateStaffAction);
     action.subject_ids.push_back(name.id);
     action.subject_ids.insert(action.subject_ids.end(), regions.begin(), regions.end());
-    ASSIGN_OR_RETURN(out.audit_leaf_index,
-                     session.Append(audit::Event{now, std::move(action)}));
+    ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(audit::Event{now, std::move(action)}));
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();

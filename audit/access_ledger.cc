@@ -18,8 +18,8 @@ bool AccessLedger::Covers(const Entry& entry, uint64_t position, const Uuid& cas
 }
 
 std::string AccessLedger::KeyOf(const AccessRead& read) {
-  return absl::StrCat(static_cast<int>(read.principal_kind), ":",
-                      static_cast<int>(read.access), ":", read.principal_id);
+  return absl::StrCat(static_cast<int>(read.principal_kind), ":", static_cast<int>(read.access),
+                      ":", read.principal_id);
 }
 
 AccessLedger::Principal& AccessLedger::PrincipalOf(const std::string& key) {
@@ -121,9 +121,8 @@ absl::StatusOr<AccessRecorded> AccessLedger::Record(const AccessRead& read) {
         CommitQueued();
         continue;
       }
-      auto wake = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return pending->done || !committing_;
-      };
+      auto wake = [&]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return pending->done || !committing_; };
       mu_.Await(absl::Condition(&wake));
     }
     if (!pending->status.ok()) return pending->status;

@@ -99,7 +99,7 @@ class AccessLedger {
     absl::Status status;
   };
   struct Principal {
-    std::deque<Entry> committed;                     // oldest first
+    std::deque<Entry> committed;                      // oldest first
     std::vector<std::shared_ptr<Pending>> in_flight;  // queued or committing
     std::list<std::string>::iterator lru;
   };

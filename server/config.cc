@@ -194,9 +194,7 @@ const std::vector<NumericBound>& NumericBounds() {
       {"sync.min_pull_chunk_changes", 1, 10000, " changes",
        [](const v1::ServerConfig& c) -> uint64_t { return c.sync().min_pull_chunk_changes(); }},
       {"sync.pull_access_repeat_seconds", 1, 3600, " seconds (at most one hour)",
-       [](const v1::ServerConfig& c) -> uint64_t {
-         return c.sync().pull_access_repeat_seconds();
-       }},
+       [](const v1::ServerConfig& c) -> uint64_t { return c.sync().pull_access_repeat_seconds(); }},
   };
   return *bounds;
 }

@@ -285,8 +285,8 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
     if (request_.max_changes_per_chunk() != 0) {
       // A device may ask for smaller chunks, down to the floor.
       const size_t floor = std::min<size_t>(options_.max_changes, deps_.min_pull_chunk_changes);
-      options_.max_changes = std::clamp<size_t>(request_.max_changes_per_chunk(), floor,
-                                                options_.max_changes);
+      options_.max_changes =
+          std::clamp<size_t>(request_.max_changes_per_chunk(), floor, options_.max_changes);
     }
     if (request_.max_bytes_per_chunk() != 0) {
       options_.max_bytes = std::min<size_t>(options_.max_bytes, request_.max_bytes_per_chunk());

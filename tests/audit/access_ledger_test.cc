@@ -34,8 +34,9 @@ Uuid CaseN(int n) {
 
 // A pull chunk of `principal` over log positions (from, to] in which case
 // `case_of(p)` changed at every position p.
-AccessRead Chunk(const std::string& principal, uint64_t from, uint64_t to,
-                 int (*case_of)(uint64_t) = [](uint64_t p) { return static_cast<int>(p % 5); }) {
+AccessRead Chunk(
+    const std::string& principal, uint64_t from, uint64_t to,
+    int (*case_of)(uint64_t) = [](uint64_t p) { return static_cast<int>(p % 5); }) {
   AccessRead read;
   read.principal_kind = PrincipalKind::kDevice;
   read.principal_id = principal;

@@ -932,8 +932,8 @@ TEST_F(ErasureConcurrencyTest, EightPushersLoseNothingWhileACaseIsErased) {
         v1::PushResponse response;
         grpc::Status s = Push(devices[t], {work[t][b]}, &response, &rng);
         if (!s.ok()) {
-          errors[t].push_back(absl::StrFormat("%d: %s", static_cast<int>(s.error_code()),
-                                              s.error_message()));
+          errors[t].push_back(
+              absl::StrFormat("%d: %s", static_cast<int>(s.error_code()), s.error_message()));
           continue;
         }
         ++pushed;
