@@ -296,8 +296,7 @@ absl::StatusOr<CreatedBackup> BackupWriter::Write(const std::string& staging,
   action.action = std::string(kBackupAction);
   action.subject_ids = {absl::StrCat("tree_size=", out.head.checkpoint.size),
                         absl::StrCat("root=", Hex(out.head.checkpoint.root))};
-  ASSIGN_OR_RETURN(out.audit_leaf_index,
-                   options_.audit->Append(audit::Event{now, std::move(action)}, &batch));
+  ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(audit::Event{now, std::move(action)}));
   RETURN_IF_ERROR(options_.store->Commit(&batch));
   session.Committed();
   return out;

@@ -53,16 +53,19 @@ absl::StatusOr<ErasedCase> CaseErasure::Erase(std::string_view case_id,
   audit::CaseErased event;
   event.actor = actor;
   event.case_id = *id;
-  ASSIGN_OR_RETURN(uint64_t leaf,
-                   audit_->Append(audit::Event{clock_->Now(), std::move(event)}, &batch));
-  bool committed = false;
-  absl::Status erased = keys_->Erase(*id, &batch, &committed);
-  if (committed) session.Committed();
-  if (!erased.ok()) {
-    log::Error(
-        "case.erase_failed",
-        {{"case_id", text}, {"committed", committed ? "yes" : "no"}, {"reason", erased.message()}});
-    return erased;
+  ASSIGN_OR_RETURN(uint64_t leaf, session.Append(audit::Event{clock_->Now(), std::move(event)}));
+  if (absl::Status s = keys_->CommitErasure(*id, &batch); !s.ok()) {
+    log::Error("case.erase_failed",
+               {{"case_id", text}, {"committed", "no"}, {"reason", s.message()}});
+    return s;
+  }
+  // The handle ends before the compaction: other commits (pushes, other
+  // audit appends) wait for an open session, never for the compaction.
+  session.Committed();
+  if (absl::Status s = keys_->CompactErased(*id); !s.ok()) {
+    log::Error("case.erase_failed",
+               {{"case_id", text}, {"committed", "yes"}, {"reason", s.message()}});
+    return s;
   }
   ErasedCase out;
   out.case_id = text;

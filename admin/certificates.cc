@@ -239,8 +239,7 @@ absl::StatusOr<RenewedCertificate> CertificateRenewal::Renew(
     event.action = std::string(action);
     event.subject_ids = {name.id, cert->serial_hex};
     for (const std::string& s : out.revoked_serials) event.subject_ids.push_back(s);
-    RETURN_IF_ERROR(
-        WithReason(options_.audit->Append(audit::Event{now, std::move(event)}, &batch).status()));
+    RETURN_IF_ERROR(WithReason(session.Append(audit::Event{now, std::move(event)}).status()));
   }
   RETURN_IF_ERROR(WithReason(options_.store->Commit(&batch)));
   session.Committed();
@@ -396,9 +395,8 @@ absl::StatusOr<RenewedServerCertificate> CertificateRenewal::RenewServer(
     event.actor = actor;
     event.action = std::string(kRenewServerAction);
     event.subject_ids = {issued.certificate.serial_hex};
-    ASSIGN_OR_RETURN(
-        out.audit_leaf_index,
-        options_.audit->Append(audit::Event{options_.clock->Now(), std::move(event)}, &batch));
+    ASSIGN_OR_RETURN(out.audit_leaf_index,
+                     session.Append(audit::Event{options_.clock->Now(), std::move(event)}));
     RETURN_IF_ERROR(options_.store->Commit(&batch));
   }
   session.Committed();
@@ -457,8 +455,7 @@ absl::StatusOr<CaRotationStep> CertificateRenewal::StartCaRotation(const std::st
       event.actor = actor;
       event.action = std::string(kRotateCaAction);
       event.subject_ids = {new_summary.serial_hex, old_summary.serial_hex};
-      ASSIGN_OR_RETURN(out.audit_leaf_index,
-                       options_.audit->Append(audit::Event{now, std::move(event)}, &batch));
+      ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(audit::Event{now, std::move(event)}));
     }
     RETURN_IF_ERROR(options_.store->Commit(&batch));
     session.Committed();
@@ -533,8 +530,7 @@ absl::StatusOr<CaRotationStep> CertificateRenewal::FinishCaRotation(bool force,
     event.action = std::string(kFinishCaRotationAction);
     event.subject_ids = {retired.serial_hex, issued.certificate.serial_hex};
     for (const PrincipalName& name : out.pending) event.subject_ids.push_back(PrincipalUri(name));
-    ASSIGN_OR_RETURN(out.audit_leaf_index,
-                     options_.audit->Append(audit::Event{now, std::move(event)}, &batch));
+    ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(audit::Event{now, std::move(event)}));
   }
   // The CA file names both CAs while the server's files change (it is what
   // fieldsyncd checks its certificate against at start).

@@ -178,7 +178,7 @@ absl::Status Populate(const InitOptions& options, const DeploymentPaths& paths,
   first_admin.role = static_cast<uint8_t>(v1::ROLE_ADMINISTRATOR);
   first_admin.certificate_serial = admin_cert.serial_hex;
   first_admin.actor = std::string(kInitActor);
-  RETURN_IF_ERROR(audit_log->Append(audit::Event{now, std::move(first_admin)}, &batch).status());
+  RETURN_IF_ERROR(audit_session.Append(audit::Event{now, std::move(first_admin)}).status());
   RETURN_IF_ERROR(store->Commit(&batch));
   audit_session.Committed();
   audit_log.reset();

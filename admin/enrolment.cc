@@ -205,7 +205,7 @@ absl::StatusOr<IssuedEnrolmentCode> DeviceEnrolment::CreateCode(std::string_view
     action.actor = actor;
     action.action = std::string(kIssueEnrolmentCodeAction);
     action.subject_ids = {std::string(officer_id), std::string(region), code_id};
-    RETURN_IF_ERROR(audit_->Append(audit::Event{now, std::move(action)}, &batch).status());
+    RETURN_IF_ERROR(session.Append(audit::Event{now, std::move(action)}).status());
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
@@ -295,8 +295,7 @@ absl::StatusOr<CancelledEnrolmentCode> DeviceEnrolment::CancelCode(std::string_v
     action.actor = actor;
     action.action = std::string(kCancelEnrolmentCodeAction);
     action.subject_ids = {found->code_id, code.officer_id()};
-    ASSIGN_OR_RETURN(out.audit_leaf_index,
-                     audit_->Append(audit::Event{now, std::move(action)}, &batch));
+    ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(audit::Event{now, std::move(action)}));
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
@@ -390,7 +389,7 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
     std::copy(signing.begin(), signing.end(), event.signing_public_key.begin());
     std::copy(receiving.begin(), receiving.end(), event.receiving_public_key.begin());
     event.certificate_serial = cert->serial_hex;
-    RETURN_IF_ERROR(audit_->Append(audit::Event{now, std::move(event)}, &batch).status());
+    RETURN_IF_ERROR(session.Append(audit::Event{now, std::move(event)}).status());
   }
   RETURN_IF_ERROR(WithReason(store_->Commit(&batch)));
   session.Committed();

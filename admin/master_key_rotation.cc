@@ -163,9 +163,8 @@ absl::StatusOr<RotationResult> MasterKeyRotation::Rotate(const std::string& acto
   event.purpose = std::string(kKekPurpose);
   event.old_version = result.old_version;
   event.new_version = result.new_version;
-  ASSIGN_OR_RETURN(
-      result.audit_leaf_index,
-      options_.audit->Append(audit::Event{options_.clock->Now(), std::move(event)}, &batch));
+  ASSIGN_OR_RETURN(result.audit_leaf_index,
+                   session.Append(audit::Event{options_.clock->Now(), std::move(event)}));
   batch.Delete(storage::Cf::kMetadata, pending_key);
   RETURN_IF_ERROR(options_.store->Commit(&batch));
   session.Committed();

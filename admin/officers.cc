@@ -187,7 +187,7 @@ absl::StatusOr<v1::Principal> OfficerAdmin::Add(std::string_view id, std::string
     action.actor = actor;
     action.action = std::string(kAddOfficerAction);
     action.subject_ids = {name.id, std::string(region)};
-    RETURN_IF_ERROR(audit_->Append(audit::Event{now, std::move(action)}, &batch).status());
+    RETURN_IF_ERROR(session.Append(audit::Event{now, std::move(action)}).status());
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
@@ -232,7 +232,7 @@ absl::StatusOr<RevokedOfficer> OfficerAdmin::Revoke(std::string_view id, const s
   out.officer = std::move(officer);
   if (events.empty()) return out;  // already revoked, and so are its devices
   audit::AuditSession session(audit_, &batch);
-  if (audit_ != nullptr) RETURN_IF_ERROR(audit_->AppendAll(events, &batch).status());
+  if (audit_ != nullptr) RETURN_IF_ERROR(session.AppendAll(events).status());
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
   log::Info("officer.revoke", {{"officer", name.id},
@@ -353,7 +353,7 @@ absl::StatusOr<OfficerUpgrade> RegisterOfficersOfExistingDevices(storage::Store*
   batch.Put(storage::Cf::kMetadata, marker, "1");
   audit::AuditSession session(audit, &batch);
   if (audit != nullptr && !events.empty()) {
-    RETURN_IF_ERROR(audit->AppendAll(events, &batch).status());
+    RETURN_IF_ERROR(session.AppendAll(events).status());
   }
   RETURN_IF_ERROR(store->Commit(&batch));
   session.Committed();

@@ -21,7 +21,7 @@ absl::Status Record(const SchemaStartOptions& options, std::optional<audit::Even
   sync::PutServedSchema(options.schema->proto(), &batch);
   audit::AuditSession session(options.audit, &batch);
   if (options.audit != nullptr && event.has_value()) {
-    RETURN_IF_ERROR(options.audit->Append(*event, &batch).status());
+    RETURN_IF_ERROR(session.Append(*event).status());
   }
   RETURN_IF_ERROR(options.store->Commit(&batch));
   session.Committed();

@@ -114,8 +114,7 @@ absl::StatusOr<SealingKeyRotationResult> SealingKeyRotation::Rotate(
   event.old_version = result.old_key_id;
   event.new_version = result.new_key_id;
   event.new_public_key.assign(pair.public_key.begin(), pair.public_key.end());
-  ASSIGN_OR_RETURN(result.audit_leaf_index,
-                   options_.audit->Append(audit::Event{now, std::move(event)}, &batch));
+  ASSIGN_OR_RETURN(result.audit_leaf_index, session.Append(audit::Event{now, std::move(event)}));
   RETURN_IF_ERROR(options_.store->Commit(&batch));
   session.Committed();
   options_.live->Install(result.keys);

@@ -75,7 +75,7 @@ absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::
     event.regions = request.regions;
     event.certificate_serial = cert.serial_hex;
     event.actor = actor;
-    RETURN_IF_ERROR(audit_->Append(audit::Event{now, std::move(event)}, &batch).status());
+    RETURN_IF_ERROR(session.Append(audit::Event{now, std::move(event)}).status());
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
@@ -112,7 +112,7 @@ absl::StatusOr<v1::Principal> StaffAdmin::Revoke(const PrincipalName& name,
                                                                   : audit::PrincipalKind::kStaff;
     event.principal_id = name.id;
     event.actor = actor;
-    RETURN_IF_ERROR(audit_->Append(audit::Event{now, std::move(event)}, &batch).status());
+    RETURN_IF_ERROR(session.Append(audit::Event{now, std::move(event)}).status());
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
@@ -181,8 +181,7 @@ absl::StatusOr<UpdatedStaff> StaffAdmin::UpdateRegions(std::string_view id,
     action.action = std::string(kUpdateStaffAction);
     action.subject_ids.push_back(name.id);
     action.subject_ids.insert(action.subject_ids.end(), regions.begin(), regions.end());
-    ASSIGN_OR_RETURN(out.audit_leaf_index,
-                     audit_->Append(audit::Event{now, std::move(action)}, &batch));
+    ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(audit::Event{now, std::move(action)}));
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();

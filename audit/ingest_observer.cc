@@ -59,16 +59,20 @@ absl::StatusOr<Event> EventOfUnit(const sync::CommittedUnit& unit) {
 
 absl::Status IngestObserver::OnCommit(const sync::CommittedUnit& unit, storage::WriteBatch* batch) {
   ASSIGN_OR_RETURN(Event event, EventOfUnit(unit));
-  return log_->Append(event, batch).status();
+  if (session_.has_value() && !session_->holds_session()) session_.reset();
+  if (!session_.has_value()) session_.emplace(log_, batch);
+  return session_->Append(event).status();
 }
 
 void IngestObserver::AfterCommit(const storage::WriteBatch* batch,
                                  const absl::Status& commit_status) {
+  if (!session_.has_value()) return;
   if (commit_status.ok()) {
-    log_->CommitPending(batch);
+    session_->Committed();
   } else {
-    log_->AbortPending(batch);
+    session_->Abort();
   }
+  session_.reset();
 }
 
 }  // namespace fieldsync::audit

@@ -3,6 +3,8 @@
 #ifndef FIELDSYNC_AUDIT_INGEST_OBSERVER_H_
 #define FIELDSYNC_AUDIT_INGEST_OBSERVER_H_
 
+#include <optional>
+
 #include "audit/log.h"
 #include "sync/ingest.h"
 
@@ -10,7 +12,9 @@ namespace fieldsync::audit {
 
 // Not thread-safe beyond what Ingest guarantees (one commit at a time).
 // The Ingest calls AfterCommit(batch, status) once after each group's
-// Store::Commit, with the batch OnCommit saw.
+// Store::Commit, with the batch OnCommit saw. The group's appends go
+// through one AuditSession, opened by its first OnCommit and ended by
+// AfterCommit.
 class IngestObserver final : public sync::CommitObserver {
  public:
   explicit IngestObserver(AuditLog* log) : log_(log) {}
@@ -19,6 +23,7 @@ class IngestObserver final : public sync::CommitObserver {
 
  private:
   AuditLog* log_;
+  std::optional<AuditSession> session_;  // the open group's handle
 };
 
 // The event that records `unit`. kInternal if an id is not a UUID.

@@ -166,14 +166,20 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& 
   return log;
 }
 
-absl::Status AuditLog::JoinSessionLocked(const storage::WriteBatch* batch) {
-  if (session_batch_ == batch) return absl::OkStatus();
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return session_batch_ == nullptr; };
+absl::Status AuditLog::JoinSessionLocked(uint64_t* id) {
+  if (*id != 0) {
+    if (session_id_ != *id) {
+      return absl::FailedPreconditionError("this audit session was already ended");
+    }
+    return absl::OkStatus();
+  }
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return session_id_ == 0; };
   if (!mu_.AwaitWithTimeout(absl::Condition(&idle), kSessionWait)) {
     return absl::UnavailableError(
         "the audit log is busy with another commit that did not finish: retry");
   }
-  session_batch_ = batch;
+  session_id_ = ++last_session_id_;
+  *id = session_id_;
   pending_ = committed_;
   pending_cached_.clear();
   return absl::OkStatus();
@@ -204,18 +210,45 @@ void AuditLog::PutTreeSizeLocked(storage::WriteBatch* batch) {
              EncodeU64(pending_.size()));
 }
 
-absl::StatusOr<uint64_t> AuditLog::Append(const Event& event, storage::WriteBatch* batch) {
-  ASSIGN_OR_RETURN(std::string entry, EncodeEvent(event));
-  const Hash leaf = LeafHash(entry);
+AuditSession AuditLog::Begin(storage::WriteBatch* batch) { return AuditSession(this, batch); }
+
+absl::StatusOr<uint64_t> AuditLog::AppendInSession(uint64_t* id, std::span<const Event> events,
+                                                   std::span<const std::string> entries,
+                                                   std::span<const Hash> leaves,
+                                                   storage::WriteBatch* batch) {
   absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(JoinSessionLocked(batch));
-  ASSIGN_OR_RETURN(uint64_t index, AppendLeafLocked(event, entry, leaf, batch));
+  RETURN_IF_ERROR(JoinSessionLocked(id));
+  const uint64_t first = pending_.size();
+  for (size_t i = 0; i < events.size(); ++i) {
+    RETURN_IF_ERROR(AppendLeafLocked(events[i], entries[i], leaves[i], batch).status());
+  }
   PutTreeSizeLocked(batch);
-  return index;
+  return first;
 }
 
-absl::StatusOr<uint64_t> AuditLog::AppendAll(std::span<const Event> events,
-                                             storage::WriteBatch* batch) {
+void AuditLog::EndSession(uint64_t id, bool committed) {
+  absl::MutexLock lock(&mu_);
+  if (id == 0 || session_id_ != id) return;
+  if (committed) {
+    // The batch is in the store: cache its nodes before readers can ask
+    // for the new size (a reader that misses the cache would still find
+    // them in the store).
+    nodes_.AddCommitted(pending_cached_);
+    committed_ = std::move(pending_);
+  }
+  pending_ = CompactMerkleTree();
+  pending_cached_.clear();
+  session_id_ = 0;
+}
+
+absl::StatusOr<uint64_t> AuditSession::Append(const Event& event) {
+  return AppendAll(std::span<const Event>(&event, 1));
+}
+
+absl::StatusOr<uint64_t> AuditSession::AppendAll(std::span<const Event> events) {
+  if (log_ == nullptr) {
+    return absl::FailedPreconditionError("no audit log, or this audit session was ended");
+  }
   if (events.empty()) return absl::InvalidArgumentError("AppendAll needs at least one event");
   // Encode and hash every event before touching the batch or the session.
   std::vector<std::string> entries;
@@ -226,35 +259,19 @@ absl::StatusOr<uint64_t> AuditLog::AppendAll(std::span<const Event> events,
     ASSIGN_OR_RETURN(entries.emplace_back(), EncodeEvent(event));
     leaves.push_back(LeafHash(entries.back()));
   }
-  absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(JoinSessionLocked(batch));
-  const uint64_t first = pending_.size();
-  for (size_t i = 0; i < events.size(); ++i) {
-    RETURN_IF_ERROR(AppendLeafLocked(events[i], entries[i], leaves[i], batch).status());
-  }
-  PutTreeSizeLocked(batch);
-  return first;
+  return log_->AppendInSession(&id_, events, entries, leaves, batch_);
 }
 
-void AuditLog::CommitPending(const storage::WriteBatch* batch) {
-  absl::MutexLock lock(&mu_);
-  if (session_batch_ == nullptr || session_batch_ != batch) return;
-  // The batch is in the store: cache its nodes before readers can ask for
-  // the new size (a reader that misses the cache would still find them in
-  // the store).
-  nodes_.AddCommitted(pending_cached_);
-  pending_cached_.clear();
-  committed_ = std::move(pending_);
-  pending_ = CompactMerkleTree();
-  session_batch_ = nullptr;
+void AuditSession::Committed() {
+  if (log_ != nullptr) log_->EndSession(id_, /*committed=*/true);
+  log_ = nullptr;
+  id_ = 0;
 }
 
-void AuditLog::AbortPending(const storage::WriteBatch* batch) {
-  absl::MutexLock lock(&mu_);
-  if (session_batch_ == nullptr || session_batch_ != batch) return;
-  pending_ = CompactMerkleTree();
-  pending_cached_.clear();
-  session_batch_ = nullptr;
+void AuditSession::Abort() {
+  if (log_ != nullptr) log_->EndSession(id_, /*committed=*/false);
+  log_ = nullptr;
+  id_ = 0;
 }
 
 uint64_t AuditLog::size() const {
@@ -514,7 +531,7 @@ absl::StatusOr<SignedTreeHead> AuditLog::AcceptRollback(uint64_t expected_size,
   {
     AuditSession session(this, &batch);
     ASSIGN_OR_RETURN(uint64_t index,
-                     Append(Event{options_.clock->Now(), std::move(accepted)}, &batch));
+                     session.Append(Event{options_.clock->Now(), std::move(accepted)}));
     RETURN_IF_ERROR(options_.store->Commit(&batch));
     session.Committed();
     const UnextendedHead& largest = unextended.front();
@@ -623,7 +640,7 @@ absl::StatusOr<KeyTransition> AuditLog::RotateSigningKey(std::unique_ptr<NoteSig
   ASSIGN_OR_RETURN(std::optional<Checkpoint> last, CheckExtendsLast(this->size(), this->root()));
   {
     AuditSession session(this, batch);
-    ASSIGN_OR_RETURN(index, Append(Event{options_.clock->Now(), event}, batch));
+    ASSIGN_OR_RETURN(index, session.Append(Event{options_.clock->Now(), event}));
     {
       absl::MutexLock lock(&mu_);
       size = pending_.size();

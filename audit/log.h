@@ -31,6 +31,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -137,14 +138,17 @@ struct StoredKeyTransition {
 // truncated record; storage errors propagate.
 absl::StatusOr<std::vector<StoredKeyTransition>> ReadKeyTransitionRecords(storage::Store& store);
 
-// The log. Thread-safe. Appends are sessions: the first Append into a
-// WriteBatch opens one (waiting while another caller's session is open);
-// the caller commits that batch and then calls CommitPending(batch) if
-// Store::Commit succeeded or AbortPending(batch) if it failed (AuditSession
-// does this). Only committed leaves are visible to size(), proofs and
-// heads. REQUIRES: a session is always ended; a batch is not destroyed
-// while its session is open (a new batch at the same address would join
-// it).
+class AuditSession;
+
+// The log. Thread-safe. Appends go through an AuditSession, the explicit
+// handle of one commit: its first Append opens the log's session (waiting
+// while another handle's session is open), the caller commits the handle's
+// batch, then calls Committed() if Store::Commit succeeded; the handle's
+// destructor (or Abort()) drops the leaves otherwise. Only committed
+// leaves are visible to size(), proofs and heads. A handle must be ended
+// before its owner does anything slow that is not part of the commit
+// (CaseErasure ends it before compacting): every other appender waits
+// for it.
 class AuditLog {
  public:
   // Opens the log of `options.store`: reads the committed size, loads the
@@ -157,26 +161,9 @@ class AuditLog {
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
-  // Adds `event` to `batch` as the next leaf (entry, its nodes, the leaf
-  // hash index, the batch index for a BatchAccepted, the tree size) and
-  // returns its leaf index. Opens a session for `batch` if none is open;
-  // waits up to 10 s for another batch's session to end. Errors:
-  // kInvalidArgument (event not encodable), kUnavailable (another session
-  // stayed open; nothing was added), kOutOfRange (tree full).
-  absl::StatusOr<uint64_t> Append(const Event& event, storage::WriteBatch* batch);
-  // Appends `events` in order as Append would, one after the other, and
-  // returns the leaf index of the first; the batch gets the same keys and
-  // final values, with the tree size written once rather than per event
-  // (cheaper for a commit of many events). Errors as Append, and
-  // kInvalidArgument for an empty span; nothing is added unless every
-  // event encodes. On kOutOfRange the batch holds the events before the
-  // full tree: end the session with AbortPending (AuditSession does).
-  absl::StatusOr<uint64_t> AppendAll(std::span<const Event> events, storage::WriteBatch* batch);
-  // Ends the session of `batch`: its leaves are committed (the caller's
-  // Commit succeeded) or dropped (it failed). No-ops unless `batch` has the
-  // open session.
-  void CommitPending(const storage::WriteBatch* batch);
-  void AbortPending(const storage::WriteBatch* batch);
+  // A handle for appends that commit with `batch` (which must outlive
+  // it); nothing is opened until its first Append.
+  AuditSession Begin(storage::WriteBatch* batch);
 
   // Committed tree size and root.
   uint64_t size() const;
@@ -299,9 +286,17 @@ class AuditLog {
   absl::StatusOr<SignedTreeHead> SignTreeHeadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
   absl::StatusOr<std::vector<UnextendedHead>> UnextendedHeadsOf(
       const std::vector<PublishedHead>& heads, uint64_t size, const Hash& root);
-  // Opens a session for `batch` unless it has the open one (Append's wait).
-  absl::Status JoinSessionLocked(const storage::WriteBatch* batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  friend class AuditSession;
+  // The handle API (AuditSession): appends `events` (encoded into
+  // `entries`, hashed into `leaves`) to `batch` in the session *id, opening
+  // one (a new id) if *id is 0; ends session `id`.
+  absl::StatusOr<uint64_t> AppendInSession(uint64_t* id, std::span<const Event> events,
+                                           std::span<const std::string> entries,
+                                           std::span<const Hash> leaves,
+                                           storage::WriteBatch* batch);
+  void EndSession(uint64_t id, bool committed);
+  // Opens a session for handle *id unless it has the open one (the wait).
+  absl::Status JoinSessionLocked(uint64_t* id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Adds one leaf's keys (all but the tree size) to the session's batch.
   absl::StatusOr<uint64_t> AppendLeafLocked(const Event& event, std::string_view entry,
                                             const Hash& leaf, storage::WriteBatch* batch)
@@ -315,8 +310,10 @@ class AuditLog {
   mutable absl::Mutex mu_;
   absl::CondVar session_done_;
   CompactMerkleTree committed_ ABSL_GUARDED_BY(mu_);
-  // The open session: its batch and the tree with its leaves appended.
-  const storage::WriteBatch* session_batch_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // The open session: its handle's id (0: none) and the tree with its
+  // leaves appended. Ids are never reused.
+  uint64_t session_id_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t last_session_id_ ABSL_GUARDED_BY(mu_) = 0;
   CompactMerkleTree pending_ ABSL_GUARDED_BY(mu_);
   std::vector<StoredNode> created_ ABSL_GUARDED_BY(mu_);  // Append's scratch
   // The open session's new nodes, for nodes_'s cache once it commits.
@@ -334,30 +331,55 @@ class AuditLog {
   std::vector<NoteVerifier> former_keys_ ABSL_GUARDED_BY(sign_mu_);
 };
 
-// Ends `batch`'s session at scope exit: AbortPending unless Committed()
-// was called after a successful Store::Commit. Not thread-safe.
+// The explicit handle of one commit's appends (AuditLog::Begin). Not
+// thread-safe; movable. Ends the session at scope exit: dropped unless
+// Committed() was called after a successful Store::Commit.
 //   storage::WriteBatch batch;
-//   AuditSession session(log, &batch);
-//   ASSIGN_OR_RETURN(uint64_t index, log->Append(event, &batch));
+//   AuditSession session(log, &batch);    // or log->Begin(&batch)
+//   ASSIGN_OR_RETURN(uint64_t index, session.Append(event));
 //   RETURN_IF_ERROR(store->Commit(&batch));
-//   session.Committed();
+//   session.Committed();                  // before anything slow
 class AuditSession {
  public:
-  // `log` may be null (no audit log: every call is a no-op).
-  AuditSession(AuditLog* log, const storage::WriteBatch* batch) : log_(log), batch_(batch) {}
-  ~AuditSession() {
-    if (log_ != nullptr) log_->AbortPending(batch_);
-  }
+  // `log` may be null (no audit log: Append fails with kFailedPrecondition,
+  // Committed and Abort are no-ops). `batch` must outlive the handle.
+  AuditSession(AuditLog* log, storage::WriteBatch* batch) : log_(log), batch_(batch) {}
+  ~AuditSession() { Abort(); }
+  AuditSession(AuditSession&& other) noexcept
+      : log_(std::exchange(other.log_, nullptr)),
+        batch_(other.batch_),
+        id_(std::exchange(other.id_, 0)) {}
+  AuditSession& operator=(AuditSession&&) = delete;
   AuditSession(const AuditSession&) = delete;
   AuditSession& operator=(const AuditSession&) = delete;
-  void Committed() {
-    if (log_ != nullptr) log_->CommitPending(batch_);
-    log_ = nullptr;
-  }
+
+  // Adds `event` to the batch as the next leaf (entry, its nodes, the leaf
+  // hash index, the batch index for a BatchAccepted, the tree size) and
+  // returns its leaf index. The first Append opens the log's session,
+  // waiting up to 10 s for another handle's to end. Errors:
+  // kInvalidArgument (event not encodable; nothing added), kUnavailable
+  // (another session stayed open; nothing was added), kOutOfRange (tree
+  // full), kFailedPrecondition (no log, or the handle was ended).
+  absl::StatusOr<uint64_t> Append(const Event& event);
+  // Appends `events` in order as Append would and returns the leaf index
+  // of the first; the tree size is written once rather than per event.
+  // Errors as Append, and kInvalidArgument for an empty span; nothing is
+  // added unless every event encodes. On kOutOfRange the batch holds the
+  // events before the full tree: end the handle without Committed().
+  absl::StatusOr<uint64_t> AppendAll(std::span<const Event> events);
+  // The batch was committed: its leaves become the committed tree. Ends
+  // the handle (later Appends fail).
+  void Committed();
+  // Drops the handle's leaves (the batch was not, or will not be,
+  // committed) and ends it. Idempotent.
+  void Abort();
+  // Whether an Append opened the log's session and it is not ended.
+  bool holds_session() const { return id_ != 0; }
 
  private:
   AuditLog* log_;
-  const storage::WriteBatch* batch_;
+  storage::WriteBatch* batch_;
+  uint64_t id_ = 0;  // the log's session id once the first Append opened it
 };
 
 }  // namespace fieldsync::audit

@@ -65,7 +65,7 @@ struct OpenLog {
       storage::WriteBatch batch;
       AuditSession session(log.get(), &batch);
       for (uint64_t i = 0; i < per_commit && done < n; ++i, ++done) {
-        (void)log->Append(pool[done % pool.size()], &batch);
+        (void)session.Append(pool[done % pool.size()]);
       }
       if (!store->Commit(&batch).ok()) std::abort();
       session.Committed();
@@ -80,7 +80,7 @@ struct OpenLog {
       done += count;
       storage::WriteBatch batch;
       AuditSession session(log.get(), &batch);
-      if (!log->AppendAll(std::span(pool).subspan(start, count), &batch).ok()) std::abort();
+      if (!session.AppendAll(std::span(pool).subspan(start, count)).ok()) std::abort();
       if (!store->Commit(&batch).ok()) std::abort();
       session.Committed();
     }

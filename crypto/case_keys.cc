@@ -170,28 +170,29 @@ absl::StatusOr<RewrapCounts> CaseKeyStore::RewrapAll(Random& random) {
 }
 
 absl::Status CaseKeyStore::Erase(const fieldsync::Uuid& case_id, storage::WriteBatch* batch) {
-  bool committed = false;
-  return Erase(case_id, batch, &committed);
+  RETURN_IF_ERROR(CommitErasure(case_id, batch));
+  return CompactErased(case_id);
 }
 
-absl::Status CaseKeyStore::Erase(const fieldsync::Uuid& case_id, storage::WriteBatch* batch,
-                                 bool* committed) {
-  *committed = false;
+absl::Status CaseKeyStore::CommitErasure(const fieldsync::Uuid& case_id,
+                                         storage::WriteBatch* batch) {
   const std::string key = storage::EncodeCaseDekKey(case_id);
-  {
-    absl::MutexLock erase_lock(&erase_mu_);
-    storage::WriteBatch own;
-    if (batch == nullptr) batch = &own;
-    batch->Put(storage::Cf::kKeys, key, kErasedMarker);
-    RETURN_IF_ERROR(store_->Commit(batch));
-    *committed = true;
-    absl::MutexLock lock(&mu_);
-    Evict(case_id);
-    ++erase_epoch_;
-  }
+  absl::MutexLock erase_lock(&erase_mu_);
+  storage::WriteBatch own;
+  if (batch == nullptr) batch = &own;
+  batch->Put(storage::Cf::kKeys, key, kErasedMarker);
+  RETURN_IF_ERROR(store_->Commit(batch));
+  absl::MutexLock lock(&mu_);
+  Evict(case_id);
+  ++erase_epoch_;
+  return absl::OkStatus();
+}
+
+absl::Status CaseKeyStore::CompactErased(const fieldsync::Uuid& case_id) {
   // The erasure hook: the marker's Put shadows the wrapped DEK; compacting
   // the key's range rewrites the SST files without the shadowed value, and
   // the flush inside CompactRange retires the WAL files that held it.
+  const std::string key = storage::EncodeCaseDekKey(case_id);
   return store_->CompactRange(storage::Cf::kKeys, key, key);
 }
 

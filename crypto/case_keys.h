@@ -135,11 +135,15 @@ class CaseKeyStore {
   // (the marker may be committed when compaction fails: retry).
   absl::Status Erase(const fieldsync::Uuid& case_id, storage::WriteBatch* batch = nullptr);
 
-  // As Erase, and sets *committed to whether *batch (with the marker) was
-  // committed, so that a caller with an audit session in *batch ends it
-  // the right way even when only the compaction failed.
-  // REQUIRES: committed != nullptr.
-  absl::Status Erase(const fieldsync::Uuid& case_id, storage::WriteBatch* batch, bool* committed);
+  // The two steps of Erase, for a caller with an audit session in *batch,
+  // which must end it between them (the compaction can take seconds, and
+  // every other audit append waits for an open session):
+  // CommitErasure adds the marker to *batch, commits it and evicts the
+  // cached key (errors: those of Store::Commit; nothing is erased then);
+  // CompactErased compacts the key's range (errors: those of CompactRange;
+  // the erasure holds, run it again).
+  absl::Status CommitErasure(const fieldsync::Uuid& case_id, storage::WriteBatch* batch);
+  absl::Status CompactErased(const fieldsync::Uuid& case_id);
 
   // Whether the case has a wrapped DEK, an erasure marker or nothing, read
   // from the store (not the cache). Errors: those of Store::Get.

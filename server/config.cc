@@ -116,6 +116,8 @@ void ApplyDefaults(const std::string& data_dir, v1::ServerConfig* config) {
   if (sync->max_clock_skew_seconds() == 0) sync->set_max_clock_skew_seconds(300);
   if (sync->max_pull_chunk_changes() == 0) sync->set_max_pull_chunk_changes(500);
   if (sync->max_pull_chunk_bytes() == 0) sync->set_max_pull_chunk_bytes(1 << 20);
+  if (sync->min_pull_chunk_changes() == 0) sync->set_min_pull_chunk_changes(100);
+  if (sync->pull_access_repeat_seconds() == 0) sync->set_pull_access_repeat_seconds(300);
   if (config->schema_file().empty()) config->set_schema_file(data_dir + "/schema.textproto");
   if (config->certificate_warning_days() == 0) config->set_certificate_warning_days(30);
   if (config->sealing_key_overlap_days() == 0) config->set_sealing_key_overlap_days(30);
@@ -189,6 +191,10 @@ const std::vector<NumericBound>& NumericBounds() {
        [](const v1::ServerConfig& c) -> uint64_t { return c.sync().max_pull_chunk_changes(); }},
       {"sync.max_pull_chunk_bytes", 16384, 3 << 20, " bytes (16 KiB..3 MiB)",
        [](const v1::ServerConfig& c) -> uint64_t { return c.sync().max_pull_chunk_bytes(); }},
+      {"sync.min_pull_chunk_changes", 1, 10000, " changes",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.sync().min_pull_chunk_changes(); }},
+      {"sync.pull_access_repeat_seconds", 1, 3600, " seconds (at most one hour)",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.sync().pull_access_repeat_seconds(); }},
   };
   return *bounds;
 }

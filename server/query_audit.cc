@@ -72,7 +72,7 @@ absl::Status QueryAuditTrail::Flush() {
   if (events.empty()) return absl::OkStatus();
   storage::WriteBatch batch;
   audit::AuditSession session(log_, &batch);
-  absl::Status s = log_->AppendAll(events, &batch).status();
+  absl::Status s = session.AppendAll(events).status();
   if (s.ok()) s = store_->Commit(&batch);
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);

@@ -518,6 +518,8 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   deps.limits.max_changes = config.sync().max_batch_changes();
   deps.max_pull_chunk_changes = config.sync().max_pull_chunk_changes();
   deps.max_pull_chunk_bytes = config.sync().max_pull_chunk_bytes();
+  deps.min_pull_chunk_changes = config.sync().min_pull_chunk_changes();
+  deps.pull_access_repeat_window = absl::Seconds(config.sync().pull_access_repeat_seconds());
   impl->sync_service = std::make_unique<SyncServiceImpl>(deps);
   impl->case_service = std::make_unique<CaseServiceImpl>(deps);
 

@@ -165,10 +165,6 @@ sync::ReadScope ScopeOf(const v1::Principal& p) {
   return scope;
 }
 
-// Streams one pull (PROTOCOL.md §6). Each step runs on a gRPC callback
-// thread: one chunk is read (one storage snapshot), sealed and written; the
-// next is read when the write completes, so at most one chunk per stream
-// is in memory and a slow device holds no thread.
 // Records durably in the audit log that `caller` receives case data of
 // `case_ids` (DESIGN §8), before it is sent: when this fails the data is
 // withheld (kUnavailable: retry). Nothing to record without a log or cases.
@@ -191,7 +187,7 @@ absl::Status RecordCaseAccess(const SyncServiceDeps& deps, const Caller& caller,
   const absl::Time now = NowOf(deps);
   storage::WriteBatch batch;
   audit::AuditSession session(deps.audit_log, &batch);
-  absl::Status s = deps.audit_log->Append(audit::Event{now, std::move(event)}, &batch).status();
+  absl::Status s = session.Append(audit::Event{now, std::move(event)}).status();
   if (s.ok()) s = deps.store->Commit(&batch);
   if (!s.ok()) {
     return absl::UnavailableError(absl::StrFormat(
@@ -211,11 +207,36 @@ std::vector<std::string> CaseIdsOf(const v1::PulledChanges& changes) {
   return out;
 }
 
+// What a pull chunk read, for the access ledger.
+absl::StatusOr<audit::AccessRead> AccessReadOf(const Caller& caller, uint64_t from_position,
+                                               const v1::PulledChanges& changes) {
+  audit::AccessRead read;
+  read.principal_kind = caller.principal.kind() == v1::PRINCIPAL_KIND_DEVICE
+                            ? audit::PrincipalKind::kDevice
+                            : audit::PrincipalKind::kStaff;
+  read.principal_id = caller.principal.id();
+  read.access = audit::AccessKind::kDevicePull;
+  read.from_position = from_position;
+  read.to_position = changes.next_cursor();
+  read.changes.reserve(changes.changes_size());
+  for (const v1::PulledChange& c : changes.changes()) {
+    ASSIGN_OR_RETURN(Uuid uuid, ParseUuid(c.case_id()));
+    read.changes.emplace_back(c.position(), uuid);
+  }
+  return read;
+}
+
+// Streams one pull (PROTOCOL.md §6). Each step runs on the work pool (when
+// there is one): one chunk is read (one storage snapshot), its read
+// recorded (audit/access_ledger.h), sealed and written; the next step is
+// queued when the write completes, so at most one chunk per stream is in
+// memory and a slow device holds no thread. gRPC's polling threads only
+// authorize the call and queue its steps.
 class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
  public:
-  PullReactor(const SyncServiceDeps& deps, grpc::CallbackServerContext* context,
-              const v1::PullRequest& request)
-      : deps_(deps), request_(request), start_(absl::Now()) {
+  PullReactor(const SyncServiceDeps& deps, audit::AccessLedger* ledger,
+              grpc::CallbackServerContext* context, const v1::PullRequest& request)
+      : deps_(deps), ledger_(ledger), request_(request), start_(absl::Now()) {
     absl::StatusOr<Caller> caller = deps_.auth->Authorize(*context, kPull, &who_);
     if (!caller.ok()) {
       Done(caller.status());
@@ -262,8 +283,10 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
     options_.max_changes = deps_.max_pull_chunk_changes;
     options_.max_bytes = deps_.max_pull_chunk_bytes;
     if (request_.max_changes_per_chunk() != 0) {
+      // A device may ask for smaller chunks, down to the floor.
+      const size_t floor = std::min<size_t>(options_.max_changes, deps_.min_pull_chunk_changes);
       options_.max_changes =
-          std::min<size_t>(options_.max_changes, request_.max_changes_per_chunk());
+          std::clamp<size_t>(request_.max_changes_per_chunk(), floor, options_.max_changes);
     }
     if (request_.max_bytes_per_chunk() != 0) {
       options_.max_bytes = std::min<size_t>(options_.max_bytes, request_.max_bytes_per_chunk());
@@ -293,8 +316,17 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
     return region.has_value() && HasRegion(caller_.principal, *region);
   }
 
-  // Reads, seals and writes the next chunk, or finishes on error.
+  // Queues the next step on the work pool (inline without one).
   void Next() {
+    if (deps_.pool == nullptr) {
+      Step();
+      return;
+    }
+    deps_.pool->Run([this] { Step(); });
+  }
+
+  // Reads, records, seals and writes the next chunk, or finishes on error.
+  void Step() {
     // Backfill chunks start and end at the request's cursor.
     const uint64_t chunk_cursor = options_.cursor;
     const bool was_backfill = in_backfill_;
@@ -304,10 +336,7 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
       return;
     }
     // Who read which cases is in the audit log before the chunk leaves.
-    if (absl::Status s =
-            RecordCaseAccess(deps_, caller_, audit::AccessKind::kDevicePull, chunk_cursor,
-                             changes->next_cursor(), CaseIdsOf(*changes));
-        !s.ok()) {
+    if (absl::Status s = RecordRead(chunk_cursor, *changes); !s.ok()) {
       Done(WithReason(s));
       return;
     }
@@ -356,12 +385,24 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
     return deps_.feed->Read(scope_, options_);
   }
 
+  // Records the chunk's read: through the ledger (a repeat within its
+  // window is covered by the entry already written), else one entry.
+  absl::Status RecordRead(uint64_t chunk_cursor, const v1::PulledChanges& changes) {
+    if (ledger_ == nullptr) {
+      return RecordCaseAccess(deps_, caller_, audit::AccessKind::kDevicePull, chunk_cursor,
+                              changes.next_cursor(), CaseIdsOf(changes));
+    }
+    ASSIGN_OR_RETURN(audit::AccessRead read, AccessReadOf(caller_, chunk_cursor, changes));
+    return ledger_->Record(read).status();
+  }
+
   void Done(absl::Status status) {
     final_status_ = status;
     Finish(ToGrpcStatus(status));
   }
 
   const SyncServiceDeps& deps_;
+  audit::AccessLedger* const ledger_;  // null: one entry per chunk with changes
   const v1::PullRequest request_;
   // The principal to log, also for a refused pull (Authorize's `who`).
   std::string who_ = "unauthenticated";
@@ -380,6 +421,16 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
 };
 
 }  // namespace
+
+SyncServiceImpl::SyncServiceImpl(SyncServiceDeps deps) : deps_(deps) {
+  if (deps_.audit_log != nullptr && deps_.store != nullptr) {
+    audit::AccessLedgerOptions options;
+    options.repeat_window = deps_.pull_access_repeat_window;
+    access_ledger_ = std::make_unique<audit::AccessLedger>(
+        deps_.audit_log, deps_.store, deps_.clock != nullptr ? deps_.clock : RealClock::Get(),
+        options);
+  }
+}
 
 grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* context,
                                                   const v1::EnrollRequest* request,
@@ -469,7 +520,7 @@ grpc::ServerUnaryReactor* SyncServiceImpl::Push(grpc::CallbackServerContext* con
 
 grpc::ServerWriteReactor<v1::PullChunk>* SyncServiceImpl::Pull(grpc::CallbackServerContext* context,
                                                                const v1::PullRequest* request) {
-  return new PullReactor(deps_, context, *request);
+  return new PullReactor(deps_, access_ledger_.get(), context, *request);
 }
 
 grpc::ServerUnaryReactor* SyncServiceImpl::GetSchema(grpc::CallbackServerContext* context,

@@ -6,12 +6,14 @@
 #define FIELDSYNC_SERVER_SYNC_SERVICE_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "admin/certificates.h"
 #include "admin/enrolment.h"
 #include "admin/sealing_keys.h"
 #include "admin/server_keys.h"
+#include "audit/access_ledger.h"
 #include "audit/log.h"
 #include "common/clock.h"
 #include "common/random.h"
@@ -59,12 +61,21 @@ struct SyncServiceDeps {
   BatchLimits limits;
   uint32_t max_pull_chunk_changes = 500;
   uint32_t max_pull_chunk_bytes = 1 << 20;
+  // The floor on a pull request's max_changes_per_chunk (a device may ask
+  // for less than max_pull_chunk_changes, not for less than this; capped
+  // at max_pull_chunk_changes), so that a pull cannot be cut into
+  // one-change chunks (PROTOCOL.md §6).
+  uint32_t min_pull_chunk_changes = 100;
+  // A pull chunk whose changes a CaseAccess entry written this recently
+  // covers (same principal) is not recorded again (audit/access_ledger.h,
+  // docs/AUDIT.md §1). Zero records every chunk that carries changes.
+  absl::Duration pull_access_repeat_window = absl::Minutes(5);
 };
 
 // Thread-safe.
 class SyncServiceImpl final : public v1::SyncService::CallbackService {
  public:
-  explicit SyncServiceImpl(SyncServiceDeps deps) : deps_(deps) {}
+  explicit SyncServiceImpl(SyncServiceDeps deps);
 
   grpc::ServerUnaryReactor* Enroll(grpc::CallbackServerContext* context,
                                    const v1::EnrollRequest* request,
@@ -89,6 +100,8 @@ class SyncServiceImpl final : public v1::SyncService::CallbackService {
   absl::Status DoPush(const Caller& caller, const v1::PushRequest& request,
                       v1::PushResponse* response);
   SyncServiceDeps deps_;
+  // Records pulls' reads; null without an audit log.
+  std::unique_ptr<audit::AccessLedger> access_ledger_;
 };
 
 // Thread-safe.

@@ -68,7 +68,7 @@ class AuditLogTest : public ::testing::Test {
   void AppendCommitted(const std::vector<Event>& events) {
     storage::WriteBatch batch;
     AuditSession session(log_.get(), &batch);
-    for (const Event& e : events) ASSERT_THAT(log_->Append(e, &batch), IsOk());
+    for (const Event& e : events) ASSERT_THAT(session.Append(e), IsOk());
     ASSERT_THAT(store_->Commit(&batch), IsOk());
     session.Committed();
   }
@@ -83,15 +83,21 @@ class AuditLogTest : public ::testing::Test {
   std::unique_ptr<AuditLog> log_;
 };
 
-TEST_F(AuditLogTest, AppendIsInvisibleUntilCommitPending) {
+TEST_F(AuditLogTest, AppendIsInvisibleUntilCommitted) {
   std::vector<Event> events = testing::MixedEvents(3);
   storage::WriteBatch batch;
-  EXPECT_THAT(log_->Append(events[0], &batch), IsOkAndHolds(0u));
-  EXPECT_THAT(log_->Append(events[1], &batch), IsOkAndHolds(1u));
+  AuditSession session = log_->Begin(&batch);
+  EXPECT_FALSE(session.holds_session());
+  EXPECT_THAT(session.Append(events[0]), IsOkAndHolds(0u));
+  EXPECT_TRUE(session.holds_session());
+  EXPECT_THAT(session.Append(events[1]), IsOkAndHolds(1u));
   EXPECT_EQ(log_->size(), 0u);
   ASSERT_THAT(store_->Commit(&batch), IsOk());
-  log_->CommitPending(&batch);
+  session.Committed();
+  EXPECT_FALSE(session.holds_session());
   EXPECT_EQ(log_->size(), 2u);
+  // An ended handle appends nothing more.
+  EXPECT_THAT(session.Append(events[2]), StatusIs(absl::StatusCode::kFailedPrecondition));
   MemoryNodeSource mem;
   mem.AppendLeaf(LeafHash(*EncodeEvent(events[0])));
   mem.AppendLeaf(LeafHash(*EncodeEvent(events[1])));
@@ -103,12 +109,52 @@ TEST_F(AuditLogTest, AbortPendingDropsTheLeavesAndReusesTheirIndexes) {
   {
     storage::WriteBatch batch;
     AuditSession session(log_.get(), &batch);
-    ASSERT_THAT(log_->Append(events[0], &batch), IsOkAndHolds(0u));
+    ASSERT_THAT(session.Append(events[0]), IsOkAndHolds(0u));
   }  // not committed: aborted
   EXPECT_EQ(log_->size(), 0u);
   storage::WriteBatch batch;
-  EXPECT_THAT(log_->Append(events[1], &batch), IsOkAndHolds(0u));
-  log_->AbortPending(&batch);
+  AuditSession session(log_.get(), &batch);
+  EXPECT_THAT(session.Append(events[1]), IsOkAndHolds(0u));
+  session.Abort();
+  EXPECT_EQ(log_->size(), 0u);
+}
+
+TEST_F(AuditLogTest, TwoBatchesAtOneAddressAreTwoSessions) {
+  // Sessions belong to handles, not to batch addresses: a handle that was
+  // ended does not end (or join) the next one on a batch at that address.
+  std::vector<Event> events = testing::MixedEvents(3);
+  storage::WriteBatch batch;
+  {
+    AuditSession first(log_.get(), &batch);
+    ASSERT_THAT(first.Append(events[0]), IsOkAndHolds(0u));
+    AuditSession moved(std::move(first));
+    EXPECT_FALSE(first.holds_session());
+    first.Abort();  // the moved-from handle ends nothing
+    EXPECT_TRUE(moved.holds_session());
+    ASSERT_THAT(store_->Commit(&batch), IsOk());
+    moved.Committed();
+  }
+  batch.Clear();
+  AuditSession second(log_.get(), &batch);
+  EXPECT_THAT(second.Append(events[1]), IsOkAndHolds(1u));
+  ASSERT_THAT(store_->Commit(&batch), IsOk());
+  second.Committed();
+  EXPECT_EQ(log_->size(), 2u);
+}
+
+TEST_F(AuditLogTest, AnOpenHandleMakesOthersWaitThenUnavailable) {
+  std::vector<Event> events = testing::MixedEvents(2);
+  storage::WriteBatch held_batch;
+  AuditSession held(log_.get(), &held_batch);
+  ASSERT_THAT(held.Append(events[0]), IsOk());
+  storage::WriteBatch other_batch;
+  AuditSession other(log_.get(), &other_batch);
+  // Another handle waits (10 s) for the open one, then gives up with
+  // nothing added.
+  EXPECT_THAT(other.Append(events[1]), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(other_batch.Count(), 0);
+  held.Abort();
+  EXPECT_THAT(other.Append(events[1]), IsOkAndHolds(0u));
 }
 
 TEST_F(AuditLogTest, ProofsFromStorageEqualTheInMemoryOnes) {
@@ -144,9 +190,9 @@ TEST_F(AuditLogTest, AppendAllStoresWhatAppendStores) {
   for (const Event& e : events) mem.AppendLeaf(LeafHash(*EncodeEvent(e)));
   storage::WriteBatch batch;
   AuditSession session(log_.get(), &batch);
-  ASSERT_THAT(log_->Append(events[0], &batch), IsOkAndHolds(0u));
+  ASSERT_THAT(session.Append(events[0]), IsOkAndHolds(0u));
 
-  EXPECT_THAT(log_->AppendAll(std::span(events).subspan(1), &batch), IsOkAndHolds(1u));
+  EXPECT_THAT(session.AppendAll(std::span(events).subspan(1)), IsOkAndHolds(1u));
 
   ASSERT_THAT(store_->Commit(&batch), IsOk());
   session.Committed();
@@ -163,7 +209,8 @@ TEST_F(AuditLogTest, AppendAllStoresWhatAppendStores) {
 
 TEST_F(AuditLogTest, AppendAllOfNothingIsInvalidArgument) {
   storage::WriteBatch batch;
-  EXPECT_THAT(log_->AppendAll({}, &batch), StatusIs(absl::StatusCode::kInvalidArgument));
+  AuditSession session(log_.get(), &batch);
+  EXPECT_THAT(session.AppendAll({}), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(batch.Count(), 0);
 }
 
@@ -442,7 +489,7 @@ TEST_F(AuditLogTest, FailureAtAnyWriteNeverSplitsAChangeFromItsEvent) {
         storage::WriteBatch batch;
         AuditSession session(log_.get(), &batch);
         batch.Put(Cf::kRecords, "change-" + std::to_string(round), "v");
-        ASSERT_THAT(log_->Append(events[round], &batch), IsOk());
+        ASSERT_THAT(session.Append(events[round]), IsOk());
         if (store_->Commit(&batch).ok()) {
           session.Committed();
           ++committed_changes;

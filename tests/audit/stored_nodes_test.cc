@@ -74,7 +74,7 @@ class StoredNodesTest : public ::testing::Test {
   void AppendCommitted(size_t from, size_t to) {
     storage::WriteBatch batch;
     AuditSession session(log_.get(), &batch);
-    for (size_t i = from; i < to; ++i) ASSERT_THAT(log_->Append(events_[i], &batch), IsOk());
+    for (size_t i = from; i < to; ++i) ASSERT_THAT(session.Append(events_[i]), IsOk());
     ASSERT_THAT(store_->Commit(&batch), IsOk());
     session.Committed();
     for (size_t i = from; i < to; ++i) mem_.AppendLeaf(leaf_hashes_[i]);
@@ -185,7 +185,7 @@ TEST_F(StoredNodesTest, AbortedSessionLeavesNothingInTheCache) {
     // Other events at indexes 5..24: their nodes must not be cached.
     storage::WriteBatch batch;
     AuditSession session(log_.get(), &batch);
-    for (size_t i = 600; i < 620; ++i) ASSERT_THAT(log_->Append(events_[i], &batch), IsOk());
+    for (size_t i = 600; i < 620; ++i) ASSERT_THAT(session.Append(events_[i]), IsOk());
   }  // aborted
 
   AppendCommitted(5, 40);

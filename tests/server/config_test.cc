@@ -122,7 +122,8 @@ const std::vector<BoundCase>& BoundCases() {
       {"storage.block_cache_mib", 8, 65536},          {"storage.max_background_jobs", 1, 64},
       {"sync.max_batch_bytes", 65536, 67108864},      {"sync.max_batch_changes", 1, 100000},
       {"sync.max_clock_skew_seconds", 1, 86400},      {"sync.max_pull_chunk_changes", 1, 10000},
-      {"sync.max_pull_chunk_bytes", 16384, 3145728},
+      {"sync.max_pull_chunk_bytes", 16384, 3145728},  {"sync.min_pull_chunk_changes", 1, 10000},
+      {"sync.pull_access_repeat_seconds", 1, 3600},
   };
   return *cases;
 }

@@ -5,11 +5,13 @@
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -206,9 +208,11 @@ class KeyOperationsTest : public ::testing::Test {
     return d;
   }
 
-  // Seals `changes` as the device's next batch and pushes it.
+  // Seals `changes` as the device's next batch (with `rng`, else the
+  // fixture's random_, which only the test's thread may use) and pushes it.
   grpc::Status Push(Device& d, const std::vector<v1::RecordChange>& changes,
-                    v1::PushResponse* response) {
+                    v1::PushResponse* response, Random* rng = nullptr) {
+    Random& random = rng != nullptr ? *rng : random_;
     v1::BatchPayload payload;
     for (const auto& c : changes) *payload.add_changes() = c;
     absl::StatusOr<crypto::Ed25519Signer> signer =
@@ -216,12 +220,12 @@ class KeyOperationsTest : public ::testing::Test {
     EXPECT_THAT(signer, IsOk());
     device::BatchSealParams params;
     params.header.device_id = *ParseUuid(d.id);
-    params.header.batch_id = NewUuid(random_);
+    params.header.batch_id = NewUuid(random);
     params.header.sequence = d.next_sequence;
     params.header.sealing_key_id = d.enrolment.sealing_keys(0).key_id();
     params.sealing_public_key = d.enrolment.sealing_keys(0).public_key();
     params.signer = &*signer;
-    absl::StatusOr<v1::SealedBatch> sealed = device::SealBatch(payload, params, random_);
+    absl::StatusOr<v1::SealedBatch> sealed = device::SealBatch(payload, params, random);
     EXPECT_THAT(sealed, IsOk());
     v1::PushRequest request;
     *request.mutable_batch() = *sealed;
@@ -891,6 +895,83 @@ TEST_F(KeyOperationsTest, InterruptedRotationIsResumedWithoutAnotherVersion) {
   ASSERT_TRUE(Rotate(&next).ok());
   EXPECT_FALSE(next.resumed());
   EXPECT_EQ(next.new_version(), 3u);
+}
+
+// --- An erasure during pushes (ctest -R Concurren) --------------------------
+
+using ErasureConcurrencyTest = AuditKeyRotationTest;
+
+// Issue 14: the erasure held the audit log's session across its forced
+// compaction, so every commit group's append waited for it and the group
+// failed UNAVAILABLE. Now its handle ends before the compaction: 8 tablets
+// pushing all the while lose no batch, the case's key is gone and the log
+// verifies.
+TEST_F(ErasureConcurrencyTest, EightPushersLoseNothingWhileACaseIsErased) {
+  StartServer();
+  const audit::NoteVerifier key = KeyFile(paths_->audit_public_key);
+  Device first = NewDevice();
+  PushCase(first, Id(1), "Amina");
+  constexpr int kPushers = 8, kBatches = 10;
+  std::vector<Device> devices;
+  std::vector<std::vector<v1::RecordChange>> work(kPushers);
+  for (int t = 0; t < kPushers; ++t) {
+    devices.push_back(NewDevice());
+    for (int b = 0; b < kBatches; ++b) {
+      work[t].push_back(NewCase(Id(0x1000 * (t + 1) + b), "Baraka"));
+    }
+  }
+  std::atomic<int> pushed{0};
+  std::atomic<bool> erased{false};
+  std::atomic<int> pushed_after_erasure{0};
+  std::vector<std::vector<std::string>> errors(kPushers);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kPushers; ++t) {
+    threads.emplace_back([&, t] {
+      fieldsync::testing::SeededRandom rng(7000 + t);
+      for (int b = 0; b < kBatches; ++b) {
+        v1::PushResponse response;
+        grpc::Status s = Push(devices[t], {work[t][b]}, &response, &rng);
+        if (!s.ok()) {
+          errors[t].push_back(
+              absl::StrFormat("%d: %s", static_cast<int>(s.error_code()), s.error_message()));
+          continue;
+        }
+        ++pushed;
+        if (erased.load()) ++pushed_after_erasure;
+      }
+    });
+  }
+  // Erase once the pushers are under way.
+  const absl::Time wait_until = absl::Now() + absl::Seconds(60);
+  while (pushed.load() < 2 * kPushers && absl::Now() < wait_until) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  const int pushed_before = pushed.load();
+  v1::EraseCaseResponse erasure;
+  grpc::Status erase_status = Erase(admin_, Id(1), Id(1), &erasure);
+  erased = true;
+  for (std::thread& th : threads) th.join();
+
+  ASSERT_TRUE(erase_status.ok()) << erase_status.error_message();
+  for (int t = 0; t < kPushers; ++t) EXPECT_THAT(errors[t], ::testing::IsEmpty()) << t;
+  EXPECT_EQ(pushed.load(), kPushers * kBatches);
+  EXPECT_LT(pushed_before, kPushers * kBatches);  // the erasure ran among the pushes
+  std::printf("%d pushes before the erasure, %d after it returned\n", pushed_before,
+              pushed_after_erasure.load());
+  // The audit log verifies, with every batch and the erasure in it.
+  audit::VerifyReport report = Verify(Export(), key);
+  ASSERT_TRUE(report.ok) << report.error;
+  EXPECT_EQ(report.events_by_kind["batch-accepted"], uint64_t{1 + kPushers * kBatches});
+  EXPECT_EQ(report.events_by_kind["case-erased"], 1u);
+  StopServer();
+  // The erased case's key is gone from the store.
+  std::unique_ptr<storage::Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<crypto::MasterKeyRing> ring = crypto::MasterKeyRing::LoadFile(paths_->master_key);
+  ASSERT_THAT(ring, IsOk());
+  crypto::CaseKeyStore keys(store.get(), &*ring);
+  EXPECT_THAT(keys.State(*ParseUuid(Id(1))), IsOkAndHolds(crypto::DekState::kErased));
+  EXPECT_THAT(keys.State(*ParseUuid(Id(0x1000))), IsOkAndHolds(crypto::DekState::kPresent));
 }
 
 }  // namespace

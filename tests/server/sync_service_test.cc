@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -141,6 +142,7 @@ class SyncServiceTest : public ::testing::Test {
     options.config.set_drain_timeout_seconds(2);
     options.config.mutable_sync()->set_max_batch_changes(max_changes);
     options.config.mutable_sync()->set_max_batch_bytes(max_bytes);
+    options.config.mutable_sync()->set_min_pull_chunk_changes(min_pull_chunk_changes_);
     ApplyDefaults(options.data_dir, &options.config);
     options.clock = &clock_;
     options.random = &random_;
@@ -429,6 +431,8 @@ class SyncServiceTest : public ::testing::Test {
     return 0;
   }
 
+  // sync.min_pull_chunk_changes for StartServer (0: the default).
+  uint32_t min_pull_chunk_changes_ = 0;
   fieldsync::testing::ScopedTempDir dir_;
   fieldsync::testing::SimulatedClock clock_{absl::Now()};
   fieldsync::testing::SeededRandom random_{20261204};
@@ -720,6 +724,7 @@ TEST_F(SyncServiceTest, RevokedDeviceIsStoppedAtOnce) {
 }
 
 TEST_F(SyncServiceTest, PullReturnsSealedChangesAndResumesWithoutGapsOrDuplicates) {
+  min_pull_chunk_changes_ = 1;  // chunks of 2, as asked
   StartServer();
   Device a = NewDevice();
   Device b = NewDevice();  // same officer: same cases
@@ -744,6 +749,26 @@ TEST_F(SyncServiceTest, PullReturnsSealedChangesAndResumesWithoutGapsOrDuplicate
   std::vector<std::string> expected;
   for (int i = 0; i < 5; ++i) expected.push_back(Id(100 + i));
   EXPECT_EQ(seen, expected);
+}
+
+TEST_F(SyncServiceTest, ChunksSmallerThanTheFloorAreNotServed) {
+  min_pull_chunk_changes_ = 3;
+  StartServer();
+  Device a = NewDevice();
+  std::vector<v1::RecordChange> changes;
+  for (int i = 0; i < 7; ++i) changes.push_back(NewCase(Id(100 + i), Id(200 + i)));
+  v1::PushResponse response;
+  ASSERT_TRUE(Push(a, Seal(a, changes, 1, Id(3)), &response).ok());
+
+  std::vector<v1::PulledChanges> chunks;
+  ASSERT_TRUE(Pull(a, 0, &chunks, 1000, /*per_chunk=*/1).ok());
+
+  // 7 changes in chunks of the floor (3), not of the 1 asked for.
+  ASSERT_EQ(chunks.size(), 3u);
+  EXPECT_EQ(chunks[0].changes_size(), 3);
+  EXPECT_EQ(chunks[1].changes_size(), 3);
+  EXPECT_EQ(chunks[2].changes_size(), 1);
+  EXPECT_TRUE(chunks[2].caught_up());
 }
 
 TEST_F(SyncServiceTest, ConcurrentEditsConflictAndSupervisorResolves) {
@@ -1255,6 +1280,66 @@ class CaseServiceTest : public SyncServiceTest {
   uint64_t sequence_ = 0, second_sequence_ = 0;
   Credentials sup_;
 };
+
+// The flood of issue 14: a tablet re-pulling from cursor 0 with one change
+// per chunk, as fast as it can, for FIELDSYNC_PULL_FLOOD_SECONDS (default
+// 3; the figures in docs/SECURITY.md are of 15). Bound (docs/SECURITY.md):
+// a principal re-reading a log range of C changes writes at most
+// ceil(C / F) CaseAccess entries per repeat window W (F the chunk floor,
+// default 100; W default 300 s), i.e. ceil(T / W) * ceil(C / F) over a
+// time T, however many pulls it makes. Here C = 30: one entry per window;
+// the (simulated) clock is moved one window on halfway, so exactly two.
+TEST_F(CaseServiceTest, RepullingOneChangePerChunkWritesABoundedNumberOfAccessEntries) {
+  constexpr int kCases = 30;
+  std::vector<v1::RecordChange> changes;
+  std::vector<Uuid> case_ids;
+  for (int i = 1; i <= kCases; ++i) {
+    changes.push_back(NewCase(Id(0x6000 + i), Id(0x7000 + i)));
+    case_ids.push_back(*ParseUuid(Id(0x7000 + i)));
+  }
+  PushFromTablet(changes);
+  double seconds = 3;
+  if (const char* env = std::getenv("FIELDSYNC_PULL_FLOOD_SECONDS"); env != nullptr) {
+    seconds = std::atof(env);
+  }
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + absl::Seconds(seconds);
+  int pulls = 0, chunks = 0;
+  bool moved = false;
+  while (absl::Now() < end) {
+    if (!moved && absl::Now() > start + absl::Seconds(seconds / 2)) {
+      clock_.Advance(absl::Seconds(301));  // the next repeat window
+      moved = true;
+    }
+    std::vector<v1::PulledChanges> got;
+    ASSERT_TRUE(Pull(tablet_, 0, &got, 1000, /*per_chunk=*/1).ok());
+    ++pulls;
+    chunks += static_cast<int>(got.size());
+    // The floor: the 30 changes come in one chunk, not 30.
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_EQ(got[0].changes_size(), kCases);
+  }
+  const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
+
+  std::vector<audit::CaseAccess> mine;
+  for (const audit::CaseAccess& a : AccessEvents()) {
+    if (a.principal_id == tablet_.id) mine.push_back(a);
+  }
+  std::printf("pull flood: %d pulls, %d chunks in %.1f s; %zu access entries\n", pulls, chunks,
+              elapsed, mine.size());
+  EXPECT_GE(pulls, 4);
+  // ceil(T / W) * ceil(C / F) = 2 * 1.
+  EXPECT_EQ(mine.size(), 2u);
+  // What it read is in the log exactly: each entry names every case pulled,
+  // over the log range that holds their changes.
+  for (const audit::CaseAccess& a : mine) {
+    EXPECT_EQ(a.principal_kind, audit::PrincipalKind::kDevice);
+    EXPECT_EQ(a.access, audit::AccessKind::kDevicePull);
+    EXPECT_EQ(a.from_position, 0u);
+    EXPECT_GE(a.to_position, static_cast<uint64_t>(kCases));
+    EXPECT_EQ(a.case_ids, case_ids);
+  }
+}
 
 TEST_F(CaseServiceTest, ListCasesFiltersByStatusConflictsAndPages) {
   const uint64_t base = CreateCase(1);
