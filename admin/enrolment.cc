@@ -1,6 +1,7 @@
 #include "admin/enrolment.h"
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 
 #include "absl/strings/ascii.h"
@@ -441,7 +442,8 @@ EnrolmentAdmission EnrolmentAttempts::Admit(std::string_view address) {
       tokens_ -= 1.0;
     } else {
       out.verdict = EnrolmentAdmission::Verdict::kServerBusy;
-      out.retry_after = absl::Seconds((1.0 - tokens_) / per_second);
+      const double ms = (1.0 - tokens_) / per_second * 1000.0;
+      out.retry_after = absl::Milliseconds(static_cast<int64_t>(std::ceil(ms - 1e-6)));
     }
   }
   if (out.verdict != EnrolmentAdmission::Verdict::kAllowed) {

@@ -56,7 +56,9 @@ std::optional<absl::Duration> TokenBuckets::Take(std::string_view key) {
     b.tokens -= 1.0;
     return std::nullopt;
   }
-  return absl::Seconds((1.0 - b.tokens) / per_second_);
+  // Whole milliseconds, rounded up (less a rounding error of the doubles).
+  const double ms = (1.0 - b.tokens) / per_second_ * 1000.0;
+  return absl::Milliseconds(static_cast<int64_t>(std::ceil(ms - 1e-6)));
 }
 
 ConcurrencyLimit::Lease& ConcurrencyLimit::Lease::operator=(Lease&& other) noexcept {

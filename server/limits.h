@@ -40,7 +40,7 @@ class TokenBuckets {
   TokenBuckets(uint32_t per_minute, uint32_t burst, const Clock* clock);
 
   // Takes a token of `key`: nullopt when there was one, else how long
-  // until there is.
+  // until there is (whole milliseconds, rounded up).
   std::optional<absl::Duration> Take(std::string_view key);
 
  private:

@@ -70,8 +70,8 @@ RSS_BEFORE=$(kib VmRSS)
 
 # --- 256 concurrent 5 MiB Enroll calls without a certificate ---
 # Each just under gRPC's receive limit (5 MiB), so that gRPC reads it all.
-"$PY" "$SOURCE/tests/tools/enroll_flood.py" "$SOURCE" "$WORK/gen" "$ADDR" "$D/tls/ca.crt" \
-  256 $(((5 << 20) - 4096)) >"$WORK/flood.json" 2>"$WORK/flood.err"
+"$PY" "$SOURCE/tests/tools/enroll_attack.py" "$SOURCE" "$WORK/gen" "$ADDR" "$D/tls/ca.crt" \
+  flood 256 $(((5 << 20) - 4096)) >"$WORK/flood.json" 2>"$WORK/flood.err"
 check "the flood ran" test -s "$WORK/flood.json"
 RSS_PEAK=$(kib VmHWM)
 # Freed memory goes back to the system within seconds (malloc_trim).
@@ -100,7 +100,7 @@ check "Enroll log lines carry the peer address" test $? -eq 0
 "$FS" "${A[@]}" device enrol-code --officer amara >"$WORK/code.out" 2>&1
 CODE="$(sed -n 's/^enrolment code: *//p' "$WORK/code.out")"
 check "an enrolment code is issued" test -n "$CODE"
-"$PY" "$SOURCE/tests/tools/enroll_guess.py" "$SOURCE" "$WORK/gen" "$ADDR" "$D/tls/ca.crt" \
+"$PY" "$SOURCE/tests/tools/enroll_attack.py" "$SOURCE" "$WORK/gen" "$ADDR" "$D/tls/ca.crt" \
   guess 20 >"$WORK/guess.json" 2>"$WORK/guess.err"
 cat "$WORK/guess.json"
 check "guessing: the first failures are checked" jtrue "$WORK/guess.json" "d['checked'] >= 3"
@@ -109,11 +109,11 @@ check "guessing: 6 codes checked in 20 s, then a lockout" \
 check "guessing: refusals are RATE_LIMITED within 2 s" jtrue "$WORK/guess.json" \
   "d['refused'].get('SYNC_ERROR_REASON_RATE_LIMITED', 0) > 0 and d['first_refusal_s'] < 2"
 check "guessing: nothing else went wrong" jtrue "$WORK/guess.json" "not d['other']"
-"$PY" "$SOURCE/tests/tools/enroll_guess.py" "$SOURCE" "$WORK/gen" "$ADDR" "$D/tls/ca.crt" \
+"$PY" "$SOURCE/tests/tools/enroll_attack.py" "$SOURCE" "$WORK/gen" "$ADDR" "$D/tls/ca.crt" \
   guess 1 >"$WORK/guess2.json" 2>&1
 check "the guessing address is locked out (nothing checked)" \
   jtrue "$WORK/guess2.json" "d['checked'] == 0 and d['retry_after_millis_max'] > 60000"
-"$PY" "$SOURCE/tests/tools/enroll_guess.py" "$SOURCE" "$WORK/gen" "$ADDR6" "$D/tls/ca.crt" \
+"$PY" "$SOURCE/tests/tools/enroll_attack.py" "$SOURCE" "$WORK/gen" "$ADDR6" "$D/tls/ca.crt" \
   enrol "$CODE" >"$WORK/enrol.json" 2>"$WORK/enrol.err"
 check "a valid code from another address still enrols" jtrue "$WORK/enrol.json" "d['device_id']"
 cat "$WORK/enrol.err"
