@@ -73,6 +73,13 @@ absl::StatusOr<v1::GetStatusResponse> CollectStatus(const StatusSources& sources
   ASSIGN_OR_RETURN(std::vector<v1::ListedEnrolmentCode> codes,
                    sources.enrolment->ListOpenCodes(""));
   out.set_open_enrolment_codes(static_cast<uint32_t>(codes.size()));
+  if (sources.enrolment_attempts != nullptr) {
+    const EnrolmentAttemptCounts attempts = sources.enrolment_attempts->Counts();
+    out.set_failed_enrolments(attempts.failed);
+    out.set_refused_enrolments(attempts.refused);
+    out.set_enrolment_lockouts(attempts.lockouts);
+    out.set_locked_out_addresses(attempts.locked_out_now);
+  }
   ASSIGN_OR_RETURN(std::vector<CertificateExpiry> expiries,
                    ListCertificateExpiries(*sources.registry, sources.cas->Get()->trust_bundle_pem,
                                            sources.server_certificate_pem, now));

@@ -32,6 +32,8 @@ struct StatusSources {
   audit::AuditLog* audit = nullptr;
   const PrincipalRegistry* registry = nullptr;
   const DeviceEnrolment* enrolment = nullptr;
+  // Enrolment attempts (failed, refused, lockouts); null: none counted.
+  const EnrolmentAttempts* enrolment_attempts = nullptr;
   const DeviceActivity* activity = nullptr;
   // The server's TLS certificate ("" when serving without TLS) and the CAs.
   std::string server_certificate_pem;

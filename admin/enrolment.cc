@@ -1,6 +1,7 @@
 #include "admin/enrolment.h"
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 
 #include "absl/strings/ascii.h"
@@ -398,6 +399,139 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
                              {"code_id", EnrolmentCodeId(EnrolmentCodeHashHex(*normalized))}});
   out.certificate_pem = std::move(cert->certificate_pem);
   return out;
+}
+
+EnrolmentAttempts::EnrolmentAttempts(EnrolmentLimits limits, const Clock* clock)
+    : limits_(limits), clock_(clock) {
+  const absl::Time now = clock_->Now();
+  tokens_ = limits_.attempts_per_minute;
+  tokens_updated_ = now;
+  window_.start = now;
+}
+
+EnrolmentAdmission EnrolmentAttempts::Admit(std::string_view address) {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  EnrolmentAdmission out;
+  auto it = addresses_.find(std::string(address));
+  if (it != addresses_.end()) {
+    Address& a = it->second;
+    if (now < a.locked_until) {
+      out.verdict = EnrolmentAdmission::Verdict::kAddressLockedOut;
+      out.retry_after = a.locked_until - now;
+    } else if (a.failures >= limits_.lockout_failures) {
+      a.failures = 0;  // the lockout is over: a fresh start
+    } else if (a.failures >= limits_.free_failures) {
+      const uint32_t doublings = std::min<uint32_t>(a.failures - limits_.free_failures, 30);
+      const absl::Duration delay =
+          std::min(limits_.max_delay, limits_.first_delay * (int64_t{1} << doublings));
+      if (now < a.last_failure + delay) {
+        out.verdict = EnrolmentAdmission::Verdict::kAddressWaiting;
+        out.retry_after = a.last_failure + delay - now;
+      }
+    }
+  }
+  if (out.verdict == EnrolmentAdmission::Verdict::kAllowed) {
+    const double per_second = limits_.attempts_per_minute / 60.0;
+    tokens_ = std::min<double>(
+        limits_.attempts_per_minute,
+        tokens_ + std::max(0.0, absl::ToDoubleSeconds(now - tokens_updated_)) * per_second);
+    tokens_updated_ = now;
+    if (tokens_ >= 1.0) {
+      tokens_ -= 1.0;
+    } else {
+      out.verdict = EnrolmentAdmission::Verdict::kServerBusy;
+      const double ms = (1.0 - tokens_) / per_second * 1000.0;
+      out.retry_after = absl::Milliseconds(static_cast<int64_t>(std::ceil(ms - 1e-6)));
+    }
+  }
+  if (out.verdict != EnrolmentAdmission::Verdict::kAllowed) {
+    ++counts_.refused;
+    ++window_.refused;
+  }
+  return out;
+}
+
+void EnrolmentAttempts::Failed(std::string_view address) {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  ForgetIdleLocked(now);
+  Address& a = addresses_[std::string(address)];
+  ++a.failures;
+  a.last_failure = now;
+  ++counts_.failed;
+  ++window_.failed;
+  window_addresses_.insert(std::string(address));
+  if (a.failures >= limits_.lockout_failures) {
+    a.locked_until = now + limits_.lockout;
+    ++counts_.lockouts;
+    ++window_.lockouts;
+    log::Warn("enrolment.lockout", {{"peer", address},
+                                    {"failures", a.failures},
+                                    {"seconds", absl::ToInt64Seconds(limits_.lockout)}});
+  }
+}
+
+void EnrolmentAttempts::Succeeded(std::string_view address) {
+  absl::MutexLock lock(&mu_);
+  addresses_.erase(std::string(address));
+}
+
+EnrolmentAttemptCounts EnrolmentAttempts::Counts() const {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  EnrolmentAttemptCounts out = counts_;
+  out.locked_out_now = 0;
+  for (const auto& [address, a] : addresses_) {
+    if (now < a.locked_until) ++out.locked_out_now;
+  }
+  return out;
+}
+
+EnrolmentFailureWindow EnrolmentAttempts::TakeWindow() {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  EnrolmentFailureWindow out = window_;
+  out.end = now;
+  out.distinct_addresses = window_addresses_.size();
+  window_ = EnrolmentFailureWindow{};
+  window_.start = now;
+  window_addresses_.clear();
+  return out;
+}
+
+void EnrolmentAttempts::ForgetIdleLocked(absl::Time now) {
+  // Bounded memory under a spread-out attack: only addresses that still
+  // wait or are locked out are kept once many are held.
+  constexpr size_t kMaxAddresses = 65536;
+  if (addresses_.size() < kMaxAddresses) return;
+  absl::erase_if(addresses_, [&](const auto& kv) {
+    const Address& a = kv.second;
+    return now >= a.locked_until && now >= a.last_failure + limits_.max_delay;
+  });
+}
+
+absl::StatusOr<bool> AuditEnrolmentFailures(EnrolmentAttempts* attempts, audit::AuditLog* audit,
+                                            storage::Store* store) {
+  const EnrolmentFailureWindow window = attempts->TakeWindow();
+  if (window.failed == 0 && window.refused == 0) return false;
+  audit::EnrolmentFailures event;
+  event.window_start = window.start;
+  event.window_end = window.end;
+  event.failed = window.failed;
+  event.distinct_addresses = window.distinct_addresses;
+  event.lockouts = window.lockouts;
+  event.refused = window.refused;
+  log::Info("enrolment.failures", {{"failed", window.failed},
+                                   {"addresses", window.distinct_addresses},
+                                   {"lockouts", window.lockouts},
+                                   {"refused", window.refused}});
+  storage::WriteBatch batch;
+  audit::AuditSession session = audit->Begin(&batch);
+  RETURN_IF_ERROR(session.Append(audit::Event{window.end, std::move(event)}).status());
+  RETURN_IF_ERROR(store->Commit(&batch));
+  session.Committed();
+  return true;
 }
 
 }  // namespace fieldsync::admin

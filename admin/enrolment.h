@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -136,6 +138,103 @@ class DeviceEnrolment {
   Random* random_;
   audit::AuditLog* audit_ = nullptr;
 };
+
+// How enrolment attempts are limited (ServerConfig.limits, documented in
+// config.proto and docs/OPERATIONS.md "Resource limits").
+struct EnrolmentLimits {
+  // Failed attempts an address may make before delays begin.
+  uint32_t free_failures = 3;
+  // The delay after the first failure past free_failures; it doubles with
+  // every further one, up to max_delay.
+  absl::Duration first_delay = absl::Seconds(1);
+  absl::Duration max_delay = absl::Seconds(60);
+  // Failed attempts in a row that lock an address out, and for how long.
+  uint32_t lockout_failures = 10;
+  absl::Duration lockout = absl::Minutes(15);
+  // Attempts from every address together, per minute.
+  uint32_t attempts_per_minute = 120;
+};
+
+// What EnrolmentAttempts::Admit decided.
+struct EnrolmentAdmission {
+  enum class Verdict {
+    kAllowed,
+    kAddressWaiting,   // the address failed recently: wait retry_after
+    kAddressLockedOut, // the address failed too often: locked out for retry_after
+    kServerBusy,       // every address together is over its rate
+  };
+  Verdict verdict = Verdict::kAllowed;
+  absl::Duration retry_after;
+};
+
+// Counts since the server started (GetStatusResponse, `fieldsync status`).
+struct EnrolmentAttemptCounts {
+  uint64_t failed = 0;    // attempts with a wrong, used, cancelled or expired code
+  uint64_t refused = 0;   // attempts refused by the limits before any check
+  uint64_t lockouts = 0;  // times an address was locked out
+  uint32_t locked_out_now = 0;  // addresses locked out now
+};
+
+// The failed attempts of one period, for the audit log's EnrolmentFailures
+// event: counts only, never a code or an address.
+struct EnrolmentFailureWindow {
+  absl::Time start;
+  absl::Time end;
+  uint64_t failed = 0;
+  uint64_t distinct_addresses = 0;  // addresses with a failed attempt
+  uint64_t lockouts = 0;            // addresses locked out in the period
+  uint64_t refused = 0;             // attempts refused by the limits
+};
+
+// Per-address backoff and lockout, and a global rate, for enrolment
+// attempts (codes are 100 bits, so guessing is hopeless; this keeps it
+// slow and visible). An address is the caller's IP without its port.
+// Thread-safe; `clock` is not owned and must outlive it.
+class EnrolmentAttempts {
+ public:
+  EnrolmentAttempts(EnrolmentLimits limits, const Clock* clock);
+
+  // Before an attempt from `address`; an allowed attempt is counted
+  // against the global rate.
+  EnrolmentAdmission Admit(std::string_view address);
+  // After an attempt refused for its code (ENROLMENT_CODE_INVALID).
+  void Failed(std::string_view address);
+  // After a successful enrolment: the address's failures are forgiven.
+  void Succeeded(std::string_view address);
+
+  EnrolmentAttemptCounts Counts() const;
+  // The failures since the last call (or since construction), starting a
+  // new period at now.
+  EnrolmentFailureWindow TakeWindow();
+
+ private:
+  struct Address {
+    uint32_t failures = 0;  // in a row
+    absl::Time last_failure;
+    absl::Time locked_until;
+  };
+  // Drops addresses with nothing left to hold against them.
+  void ForgetIdleLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const EnrolmentLimits limits_;
+  const Clock* clock_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Address> addresses_ ABSL_GUARDED_BY(mu_);
+  // The global rate: a token bucket of attempts_per_minute.
+  double tokens_ ABSL_GUARDED_BY(mu_);
+  absl::Time tokens_updated_ ABSL_GUARDED_BY(mu_);
+  EnrolmentAttemptCounts counts_ ABSL_GUARDED_BY(mu_);
+  EnrolmentFailureWindow window_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> window_addresses_ ABSL_GUARDED_BY(mu_);
+};
+
+// Appends the failures of the period since the last call as one
+// EnrolmentFailures audit event (counts only) and commits it, when there
+// were any failed or refused attempts; else only starts a new period.
+// Returns whether an event was written. kUnavailable from the audit log
+// or storage (the period's counts are then lost, and logged).
+absl::StatusOr<bool> AuditEnrolmentFailures(EnrolmentAttempts* attempts, audit::AuditLog* audit,
+                                            storage::Store* store);
 
 }  // namespace fieldsync::admin
 

@@ -204,6 +204,13 @@ struct BodyWriter {
     WriteStrings(e.abandoned_heads, w);
     return true;
   }
+  bool operator()(const EnrolmentFailures& e) {
+    if (e.window_start < absl::UnixEpoch() || e.window_end < e.window_start) return false;
+    w.U64(static_cast<uint64_t>(absl::ToUnixMicros(e.window_start)));
+    w.U64(static_cast<uint64_t>(absl::ToUnixMicros(e.window_end)));
+    w.U64(e.failed).U64(e.distinct_addresses).U64(e.lockouts).U64(e.refused);
+    return true;
+  }
 };
 
 // Every string of an event, to check lengths before encoding.
@@ -233,6 +240,8 @@ bool HasOverlongString(const Event& event) {
         } else if constexpr (std::is_same_v<T, RollbackAccepted>) {
           check(e.actor);
           for (const auto& h : e.abandoned_heads) check(h);
+        } else if constexpr (std::is_same_v<T, EnrolmentFailures>) {
+          // counts only
         } else {
           check(e.actor), check(e.action);
           for (const auto& s : e.subject_ids) check(s);
@@ -337,6 +346,21 @@ absl::StatusOr<EventBody> ReadBody(EventKind kind, Reader& r) {
       RETURN_IF_ERROR(ReadStrings(r, "abandoned_heads", &e.abandoned_heads));
       return e;
     }
+    case EventKind::kEnrolmentFailures: {
+      EnrolmentFailures e;
+      ASSIGN_OR_RETURN(uint64_t start, r.U64("window_start"));
+      ASSIGN_OR_RETURN(uint64_t end, r.U64("window_end"));
+      if (end > uint64_t{INT64_MAX} || end < start) {
+        return absl::InvalidArgumentError("enrolment failures window ends before it starts");
+      }
+      e.window_start = absl::FromUnixMicros(static_cast<int64_t>(start));
+      e.window_end = absl::FromUnixMicros(static_cast<int64_t>(end));
+      ASSIGN_OR_RETURN(e.failed, r.U64("failed"));
+      ASSIGN_OR_RETURN(e.distinct_addresses, r.U64("distinct_addresses"));
+      ASSIGN_OR_RETURN(e.lockouts, r.U64("lockouts"));
+      ASSIGN_OR_RETURN(e.refused, r.U64("refused"));
+      return e;
+    }
   }
   return absl::InvalidArgumentError(
       absl::StrFormat("unknown event kind %d", int{static_cast<uint8_t>(kind)}));
@@ -368,6 +392,8 @@ std::string_view KindName(EventKind kind) {
       return "admin-action";
     case EventKind::kRollbackAccepted:
       return "rollback-accepted";
+    case EventKind::kEnrolmentFailures:
+      return "enrolment-failures";
   }
   return "unknown";
 }
@@ -383,7 +409,9 @@ absl::StatusOr<std::string> EncodeEvent(const Event& event) {
   w.U8(static_cast<uint8_t>(KindOf(event)));
   w.U64(static_cast<uint64_t>(absl::ToUnixMicros(event.time)));
   if (!std::visit(BodyWriter{w}, event.body)) {
-    return absl::InvalidArgumentError("audit event holds an unknown principal or access kind");
+    return absl::InvalidArgumentError(
+        "audit event holds an unknown principal or access kind, or a window that ends before "
+        "it starts");
   }
   return std::move(w).Finish();
 }
@@ -392,7 +420,7 @@ absl::StatusOr<Event> DecodeEvent(std::string_view entry) {
   Reader r(entry);
   RETURN_IF_ERROR(r.Domain(kEventDomain));
   ASSIGN_OR_RETURN(uint8_t kind, r.U8("kind"));
-  if (kind < 1 || kind > 10) {
+  if (kind < 1 || kind > 11) {
     return absl::InvalidArgumentError(absl::StrFormat("unknown event kind %d", kind));
   }
   ASSIGN_OR_RETURN(uint64_t micros, r.U64("time"));

@@ -43,6 +43,7 @@ enum class EventKind : uint8_t {
   kCaseErased = 8,
   kAdminAction = 9,
   kRollbackAccepted = 10,
+  kEnrolmentFailures = 11,
 };
 
 // Persisted: the principal kinds of PrincipalRevoked and CaseAccess.
@@ -200,9 +201,29 @@ struct RollbackAccepted {
   friend bool operator==(const RollbackAccepted&, const RollbackAccepted&) = default;
 };
 
+// Failed enrolment attempts of one period, in aggregate: counts only,
+// never a code or a network address. Written once a minute when there were
+// any, and at shutdown.
+//   U64 window_start | U64 window_end (microseconds since the Unix epoch) |
+//   U64 failed | U64 distinct_addresses | U64 lockouts | U64 refused
+// `failed`: attempts with a wrong, used, cancelled or expired code;
+// `distinct_addresses`: addresses they came from; `lockouts`: addresses
+// locked out in the period; `refused`: attempts refused by the limits
+// before their code was checked.
+struct EnrolmentFailures {
+  absl::Time window_start;
+  absl::Time window_end;
+  uint64_t failed = 0;
+  uint64_t distinct_addresses = 0;
+  uint64_t lockouts = 0;
+  uint64_t refused = 0;
+  friend bool operator==(const EnrolmentFailures&, const EnrolmentFailures&) = default;
+};
+
 using EventBody =
     std::variant<DeviceEnrolled, StaffAdded, PrincipalRevoked, BatchAccepted, CaseChange,
-                 CaseAccess, KeyRotated, CaseErased, AdminAction, RollbackAccepted>;
+                 CaseAccess, KeyRotated, CaseErased, AdminAction, RollbackAccepted,
+                 EnrolmentFailures>;
 
 struct Event {
   absl::Time time;  // whole microseconds are kept

@@ -45,9 +45,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetCertificateStatus(
 grpc::ServerUnaryReactor* AdminServiceImpl::RenewStaffCertificate(
     grpc::CallbackServerContext* context, const v1::RenewStaffCertificateRequest* request,
     v1::RenewStaffCertificateResponse* response) {
-  return RunUnary(
-      context, "/fieldsync.v1.AdminService/RenewStaffCertificate", auth_,
-      [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/RenewStaffCertificate", auth_, pool_,
+      [this, request, response](const Caller& caller) -> absl::Status {
         if (certificates_.renewal == nullptr) {
           return absl::UnavailableError("certificate renewal is not set up on this server");
         }
@@ -69,9 +69,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RenewStaffCertificate(
 grpc::ServerUnaryReactor* AdminServiceImpl::RenewServerCertificate(
     grpc::CallbackServerContext* context, const v1::RenewServerCertificateRequest* request,
     v1::RenewServerCertificateResponse* response) {
-  return RunUnary(
-      context, "/fieldsync.v1.AdminService/RenewServerCertificate", auth_,
-      [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/RenewServerCertificate", auth_, pool_,
+      [this, request, response](const Caller& caller) -> absl::Status {
         if (certificates_.renewal == nullptr) {
           return absl::UnavailableError("certificate renewal is not set up on this server");
         }
@@ -96,9 +96,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RenewServerCertificate(
 grpc::ServerUnaryReactor* AdminServiceImpl::RotateCa(grpc::CallbackServerContext* context,
                                                      const v1::RotateCaRequest* request,
                                                      v1::RotateCaResponse* response) {
-  return RunUnary(
-      context, "/fieldsync.v1.AdminService/RotateCa", auth_,
-      [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/RotateCa", auth_, pool_,
+      [this, request, response](const Caller& caller) -> absl::Status {
         if (certificates_.renewal == nullptr) {
           return absl::UnavailableError("certificate renewal is not set up on this server");
         }

@@ -39,8 +39,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::WhoAmI(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* AdminServiceImpl::AddStaff(grpc::CallbackServerContext* context,
                                                      const v1::AddStaffRequest* request,
                                                      v1::AddStaffResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.AdminService/AddStaff", auth_,
-                  [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/AddStaff", auth_, pool_,
+      [this, request, response](const Caller& caller) -> absl::Status {
                     admin::NewStaff staff;
                     staff.id = request->id();
                     staff.role = request->role();
@@ -57,8 +58,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddStaff(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AdminServiceImpl::AddOfficer(grpc::CallbackServerContext* context,
                                                        const v1::AddOfficerRequest* request,
                                                        v1::AddOfficerResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.AdminService/AddOfficer", auth_,
-                  [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/AddOfficer", auth_, pool_,
+      [this, request, response](const Caller& caller) -> absl::Status {
                     ASSIGN_OR_RETURN(*response->mutable_principal(),
                                      officers_->Add(request->id(), request->region(), caller.uri));
                     return absl::OkStatus();
@@ -68,9 +70,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddOfficer(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* AdminServiceImpl::RevokePrincipal(
     grpc::CallbackServerContext* context, const v1::RevokePrincipalRequest* request,
     v1::RevokePrincipalResponse* response) {
-  return RunUnary(
-      context, "/fieldsync.v1.AdminService/RevokePrincipal", auth_,
-      [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/RevokePrincipal", auth_, pool_,
+      [this, request, response](const Caller& caller) -> absl::Status {
         admin::PrincipalName name{request->kind(), request->id()};
         if (name.kind == v1::PRINCIPAL_KIND_OFFICER) {
           ASSIGN_OR_RETURN(admin::RevokedOfficer revoked, officers_->Revoke(name.id, caller.uri));
@@ -113,8 +115,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListPrincipals(grpc::CallbackServerC
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateEnrolmentCode(
     grpc::CallbackServerContext* context, const v1::CreateEnrolmentCodeRequest* request,
     v1::CreateEnrolmentCodeResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.AdminService/CreateEnrolmentCode", auth_,
-                  [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/CreateEnrolmentCode", auth_, pool_,
+      [this, request, response](const Caller& caller) -> absl::Status {
                     ASSIGN_OR_RETURN(
                         admin::IssuedEnrolmentCode issued,
                         enrolment_->CreateCode(request->officer_id(), request->region(),
@@ -131,8 +134,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateEnrolmentCode(
 grpc::ServerUnaryReactor* AdminServiceImpl::EraseCase(grpc::CallbackServerContext* context,
                                                       const v1::EraseCaseRequest* request,
                                                       v1::EraseCaseResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.AdminService/EraseCase", auth_,
-                  [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/EraseCase", auth_, pool_,
+      [this, request, response](const Caller& caller) -> absl::Status {
                     if (erasure_ == nullptr) {
                       return absl::UnavailableError("case erasure is not set up on this server");
                     }
@@ -149,9 +153,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::EraseCase(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AdminServiceImpl::RotateMasterKey(
     grpc::CallbackServerContext* context, const v1::RotateMasterKeyRequest* /*request*/,
     v1::RotateMasterKeyResponse* response) {
-  return RunUnary(
-      context, "/fieldsync.v1.AdminService/RotateMasterKey", auth_,
-      [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/RotateMasterKey", auth_, pool_,
+      [this, response](const Caller& caller) -> absl::Status {
         if (rotation_ == nullptr) {
           return absl::UnavailableError("master key rotation is not set up on this server");
         }
@@ -171,9 +175,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RotateMasterKey(
 grpc::ServerUnaryReactor* AdminServiceImpl::RotateSealingKey(
     grpc::CallbackServerContext* context, const v1::RotateSealingKeyRequest* request,
     v1::RotateSealingKeyResponse* response) {
-  return RunUnary(
-      context, "/fieldsync.v1.AdminService/RotateSealingKey", auth_,
-      [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/RotateSealingKey", auth_, pool_,
+      [this, request, response](const Caller& caller) -> absl::Status {
         if (sealing_rotation_ == nullptr) {
           return absl::UnavailableError("sealing key rotation is not set up on this server");
         }
@@ -209,9 +213,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RotateSealingKey(
 grpc::ServerUnaryReactor* AdminServiceImpl::RotateAuditKey(
     grpc::CallbackServerContext* context, const v1::RotateAuditKeyRequest* /*request*/,
     v1::RotateAuditKeyResponse* response) {
-  return RunUnary(
-      context, "/fieldsync.v1.AdminService/RotateAuditKey", auth_,
-      [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/RotateAuditKey", auth_, pool_,
+      [this, response](const Caller& caller) -> absl::Status {
         if (audit_rotation_ == nullptr) {
           return absl::UnavailableError("audit key rotation is not set up on this server");
         }
@@ -277,8 +281,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetStatus(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AdminServiceImpl::UpdateStaff(grpc::CallbackServerContext* context,
                                                         const v1::UpdateStaffRequest* request,
                                                         v1::UpdateStaffResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.AdminService/UpdateStaff", auth_,
-                  [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/UpdateStaff", auth_, pool_,
+      [this, request, response](const Caller& caller) -> absl::Status {
                     std::vector<std::string> regions(request->regions().begin(),
                                                      request->regions().end());
                     ASSIGN_OR_RETURN(admin::UpdatedStaff updated,
@@ -309,8 +314,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListEnrolmentCodes(
 grpc::ServerUnaryReactor* AdminServiceImpl::CancelEnrolmentCode(
     grpc::CallbackServerContext* context, const v1::CancelEnrolmentCodeRequest* request,
     v1::CancelEnrolmentCodeResponse* response) {
-  return RunUnary(context, "/fieldsync.v1.AdminService/CancelEnrolmentCode", auth_,
-                  [&](const Caller& caller) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AdminService/CancelEnrolmentCode", auth_, pool_,
+      [this, request, response](const Caller& caller) -> absl::Status {
                     ASSIGN_OR_RETURN(admin::CancelledEnrolmentCode cancelled,
                                      enrolment_->CancelCode(request->code_id(), caller.uri));
                     *response->mutable_code() = std::move(cancelled.code);

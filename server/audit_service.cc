@@ -108,8 +108,9 @@ absl::StatusOr<uint64_t> AuditServiceImpl::ResolveSize(uint64_t size) {
 grpc::ServerUnaryReactor* AuditServiceImpl::GetSignedTreeHead(
     grpc::CallbackServerContext* context, const v1::GetSignedTreeHeadRequest* request,
     v1::SignedTreeHead* response) {
-  return RunUnary(context, "/fieldsync.v1.AuditService/GetSignedTreeHead", auth_,
-                  [&](const Caller&) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AuditService/GetSignedTreeHead", auth_, pool_,
+      [this, request, response](const Caller&) -> absl::Status {
                     ASSIGN_OR_RETURN(audit::SignedTreeHead head, log_->MaybeSignTreeHead());
                     ToProto(head, response);
                     return absl::OkStatus();
@@ -119,9 +120,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetSignedTreeHead(
 grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
     grpc::CallbackServerContext* context, const v1::GetInclusionProofRequest* request,
     v1::InclusionProof* response) {
-  return RunUnary(
-      context, "/fieldsync.v1.AuditService/GetInclusionProof", auth_,
-      [&](const Caller&) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AuditService/GetInclusionProof", auth_, pool_,
+      [this, request, response](const Caller&) -> absl::Status {
         uint64_t index = request->leaf_index();
         if (request->leaf_case() == v1::GetInclusionProofRequest::kLeafHash) {
           absl::StatusOr<audit::Hash> hash = audit::HashFromBytes(request->leaf_hash());
@@ -146,8 +147,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
 grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
     grpc::CallbackServerContext* context, const v1::GetConsistencyProofRequest* request,
     v1::ConsistencyProof* response) {
-  return RunUnary(context, "/fieldsync.v1.AuditService/GetConsistencyProof", auth_,
-                  [&](const Caller&) -> absl::Status {
+  return RunUnaryBlocking(
+      context, "/fieldsync.v1.AuditService/GetConsistencyProof", auth_, pool_,
+      [this, request, response](const Caller&) -> absl::Status {
                     ASSIGN_OR_RETURN(uint64_t second, ResolveSize(request->second_size()));
                     ASSIGN_OR_RETURN(std::vector<audit::Hash> proof,
                                      log_->ConsistencyProof(request->first_size(), second));

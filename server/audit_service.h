@@ -7,6 +7,7 @@
 #include "audit/log.h"
 #include "fieldsync/v1/audit.grpc.pb.h"
 #include "server/auth.h"
+#include "server/work_pool.h"
 
 namespace fieldsync::server {
 
@@ -23,6 +24,11 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   static constexpr uint64_t kEntriesPerChunk = 512;
 
   AuditServiceImpl(Authenticator* auth, audit::AuditLog* log) : auth_(auth), log_(log) {}
+
+  // Where the calls that may sign a tree head (a signature and an fsync)
+  // run: GetSignedTreeHead and the proofs at the latest size. Not owned;
+  // null: inline on gRPC's threads. REQUIRES: set before serving.
+  void set_pool(WorkPool* pool) { pool_ = pool; }
 
   grpc::ServerUnaryReactor* GetSignedTreeHead(grpc::CallbackServerContext* context,
                                               const v1::GetSignedTreeHeadRequest* request,
@@ -46,6 +52,7 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
 
   Authenticator* auth_;
   audit::AuditLog* log_;
+  WorkPool* pool_ = nullptr;
 };
 
 }  // namespace fieldsync::server

@@ -121,6 +121,24 @@ void ApplyDefaults(const std::string& data_dir, v1::ServerConfig* config) {
   if (config->schema_file().empty()) config->set_schema_file(data_dir + "/schema.textproto");
   if (config->certificate_warning_days() == 0) config->set_certificate_warning_days(30);
   if (config->sealing_key_overlap_days() == 0) config->set_sealing_key_overlap_days(30);
+  v1::LimitsConfig* limits = config->mutable_limits();
+  if (limits->memory_quota_mib() == 0) limits->set_memory_quota_mib(96);
+  if (limits->max_concurrent_unauthenticated_calls() == 0) {
+    limits->set_max_concurrent_unauthenticated_calls(8);
+  }
+  if (limits->max_concurrent_calls_per_principal() == 0) {
+    limits->set_max_concurrent_calls_per_principal(16);
+  }
+  if (limits->work_queue_bound() == 0) limits->set_work_queue_bound(256);
+  if (limits->pulls_per_minute() == 0) limits->set_pulls_per_minute(60);
+  if (limits->pull_burst() == 0) limits->set_pull_burst(10);
+  if (limits->enrolment_free_failures() == 0) limits->set_enrolment_free_failures(3);
+  if (limits->enrolment_lockout_failures() == 0) limits->set_enrolment_lockout_failures(10);
+  if (limits->enrolment_lockout_seconds() == 0) limits->set_enrolment_lockout_seconds(900);
+  if (limits->enrolment_attempts_per_minute() == 0) {
+    limits->set_enrolment_attempts_per_minute(120);
+  }
+  if (limits->max_enroll_request_bytes() == 0) limits->set_max_enroll_request_bytes(65536);
 }
 
 absl::Status ValidateConfig(const v1::ServerConfig& config) {
@@ -175,6 +193,36 @@ const std::vector<NumericBound>& NumericBounds() {
        [](const v1::ServerConfig& c) -> uint64_t {
          return c.master_key_command_timeout_seconds();
        }},
+      {"limits.enrolment_attempts_per_minute", 1, 60000, " attempts per minute",
+       [](const v1::ServerConfig& c) -> uint64_t {
+         return c.limits().enrolment_attempts_per_minute();
+       }},
+      {"limits.enrolment_free_failures", 1, 100, " failures",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.limits().enrolment_free_failures(); }},
+      {"limits.enrolment_lockout_failures", 1, 1000, " failures",
+       [](const v1::ServerConfig& c) -> uint64_t {
+         return c.limits().enrolment_lockout_failures();
+       }},
+      {"limits.enrolment_lockout_seconds", 1, 86400, " seconds",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.limits().enrolment_lockout_seconds(); }},
+      {"limits.max_concurrent_calls_per_principal", 1, 1024, " calls",
+       [](const v1::ServerConfig& c) -> uint64_t {
+         return c.limits().max_concurrent_calls_per_principal();
+       }},
+      {"limits.max_concurrent_unauthenticated_calls", 1, 1024, " calls",
+       [](const v1::ServerConfig& c) -> uint64_t {
+         return c.limits().max_concurrent_unauthenticated_calls();
+       }},
+      {"limits.max_enroll_request_bytes", 4096, 1 << 20, " bytes (4 KiB..1 MiB)",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.limits().max_enroll_request_bytes(); }},
+      {"limits.memory_quota_mib", 32, 65536, " MiB",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.limits().memory_quota_mib(); }},
+      {"limits.pull_burst", 1, 1000, " pulls",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.limits().pull_burst(); }},
+      {"limits.pulls_per_minute", 1, 60000, " pulls per minute",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.limits().pulls_per_minute(); }},
+      {"limits.work_queue_bound", 1, 65536, " tasks",
+       [](const v1::ServerConfig& c) -> uint64_t { return c.limits().work_queue_bound(); }},
       {"sealing_key_overlap_days", 1, 365, " days",
        [](const v1::ServerConfig& c) -> uint64_t { return c.sealing_key_overlap_days(); }},
       {"storage.block_cache_mib", 8, 65536, " MiB",

@@ -3,13 +3,17 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
+#include <malloc.h>
 #include <signal.h>
 
 #include <optional>
+#include <thread>
 
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "admin/audit_key_rotation.h"
 #include "admin/backup.h"
 #include "admin/case_erasure.h"
@@ -44,6 +48,7 @@
 #include "server/audit_service.h"
 #include "server/auth.h"
 #include "server/certificate_watch.h"
+#include "server/limits.h"
 #include "server/listen_address.h"
 #include "server/query_audit.h"
 #include "server/sync_service.h"
@@ -63,6 +68,20 @@ std::string RecountDir(const std::string& data_dir) { return data_dir + "/aggreg
 
 // Threads of the pool for blocking handlers (server/work_pool.h).
 constexpr int kBlockingHandlerThreads = 32;
+
+// How often failed enrolments go to the audit log (when there were any),
+// and how often memory freed after a burst is given back to the system.
+constexpr absl::Duration kEnrolmentAuditInterval = absl::Minutes(1);
+constexpr absl::Duration kTrimInterval = absl::Seconds(5);
+
+admin::EnrolmentLimits EnrolmentLimitsOf(const v1::LimitsConfig& limits) {
+  admin::EnrolmentLimits out;
+  out.free_failures = limits.enrolment_free_failures();
+  out.lockout_failures = limits.enrolment_lockout_failures();
+  out.lockout = absl::Seconds(limits.enrolment_lockout_seconds());
+  out.attempts_per_minute = limits.enrolment_attempts_per_minute();
+  return out;
+}
 
 absl::StatusOr<crypto::MasterKeyRing> LoadMasterKey(const v1::ServerConfig& config) {
   if (!config.master_key_command().empty()) {
@@ -218,6 +237,17 @@ class FieldsyncServer::Impl {
   // Runs the handlers that block (pushes waiting for their commit group);
   // destroyed after the gRPC server has drained, before what they use.
   std::unique_ptr<WorkPool> pool;
+  // What one caller may use (server/limits.h): concurrent calls without a
+  // certificate and per principal, pull streams per principal.
+  std::unique_ptr<ConcurrencyLimit> unauthenticated_calls;
+  std::unique_ptr<ConcurrencyLimit> principal_calls;
+  std::unique_ptr<TokenBuckets> pull_buckets;
+  CallLimits call_limits;
+  // Enrolment backoff, lockout and counts; their audit events and the
+  // return of freed memory run on `maintenance`, stopped by `stop`.
+  std::unique_ptr<admin::EnrolmentAttempts> enrolment_attempts;
+  absl::Notification stop;
+  std::thread maintenance;
   std::unique_ptr<SyncServiceImpl> sync_service;
   std::unique_ptr<CaseServiceImpl> case_service;
   std::unique_ptr<grpc::Server> grpc_server;
@@ -474,7 +504,20 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   // As many pushes may wait for one commit group as there are threads: 32
   // lets the group of 32 devices pushing at once commit together, and a
   // thread that waits costs no CPU.
-  impl->pool = std::make_unique<WorkPool>(kBlockingHandlerThreads);
+  const v1::LimitsConfig& limits = config.limits();
+  impl->pool = std::make_unique<WorkPool>(kBlockingHandlerThreads, limits.work_queue_bound());
+  impl->unauthenticated_calls =
+      std::make_unique<ConcurrencyLimit>(limits.max_concurrent_unauthenticated_calls());
+  impl->principal_calls =
+      std::make_unique<ConcurrencyLimit>(limits.max_concurrent_calls_per_principal());
+  impl->pull_buckets =
+      std::make_unique<TokenBuckets>(limits.pulls_per_minute(), limits.pull_burst(), options.clock);
+  impl->call_limits.unauthenticated = impl->unauthenticated_calls.get();
+  impl->call_limits.per_principal = impl->principal_calls.get();
+  impl->call_limits.pulls = impl->pull_buckets.get();
+  impl->pool->set_call_limits(&impl->call_limits);
+  impl->enrolment_attempts =
+      std::make_unique<admin::EnrolmentAttempts>(EnrolmentLimitsOf(limits), options.clock);
   admin::BackupWriterOptions backup;
   backup.store = impl->store.get();
   backup.audit = impl->audit_log.get();
@@ -493,6 +536,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   impl->status.audit = impl->audit_log.get();
   impl->status.registry = impl->registry.get();
   impl->status.enrolment = impl->enrolment.get();
+  impl->status.enrolment_attempts = impl->enrolment_attempts.get();
   impl->status.activity = impl->device_activity.get();
   impl->status.server_certificate_pem = tls.has_value() ? tls->certificate_pem : "";
   impl->status.cas = impl->cas.get();
@@ -502,7 +546,10 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   SyncServiceDeps deps;
   deps.auth = impl->auth.get();
   deps.pool = impl->pool.get();
+  deps.call_limits = &impl->call_limits;
   deps.enrolment = impl->enrolment.get();
+  deps.enrolment_attempts = impl->enrolment_attempts.get();
+  deps.max_enroll_request_bytes = limits.max_enroll_request_bytes();
   deps.renewal = impl->certificate_renewal.get();
   deps.keys = &impl->keys;
   deps.cas = impl->cas.get();
@@ -547,6 +594,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   builder.AddListeningPort(listen.ToString(), credentials, &impl->port);
   builder.RegisterService(impl->admin_service.get());
   impl->audit_service = std::make_unique<AuditServiceImpl>(impl->auth.get(), impl->audit_log.get());
+  impl->audit_service->set_pool(impl->pool.get());
   builder.RegisterService(impl->audit_service.get());
   builder.RegisterService(impl->sync_service.get());
   builder.RegisterService(impl->case_service.get());
@@ -560,6 +608,13 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   // machine-readable reason, rather than be cut off by gRPC's own limit.
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(config.sync().max_batch_bytes() + (uint64_t{1} << 20)));
+  // All messages being received, by anyone, share this memory: past it
+  // gRPC shrinks its read buffers and then cancels calls being received
+  // (RESOURCE_EXHAUSTED), so that callers without a certificate cannot
+  // make the server hold a 5 MiB message each (docs/SECURITY.md).
+  grpc::ResourceQuota quota("fieldsyncd");
+  quota.Resize(size_t{limits.memory_quota_mib()} << 20);
+  builder.SetResourceQuota(quota);
   impl->grpc_server = builder.BuildAndStart();
   if (impl->grpc_server == nullptr || impl->port == 0) {
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -568,6 +623,18 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
         listen.ToString()));
   }
   impl->grpc_server->GetHealthCheckService()->SetServingStatus(true);
+  impl->maintenance = std::thread([raw = impl.get()] {
+    absl::Time next_audit = absl::Now() + kEnrolmentAuditInterval;
+    while (!raw->stop.WaitForNotificationWithTimeout(kTrimInterval)) {
+      // Memory freed after a burst of calls goes back to the system.
+      malloc_trim(0);
+      if (absl::Now() < next_audit) continue;
+      next_audit = absl::Now() + kEnrolmentAuditInterval;
+      absl::StatusOr<bool> wrote = admin::AuditEnrolmentFailures(
+          raw->enrolment_attempts.get(), raw->audit_log.get(), raw->store.get());
+      if (!wrote.ok()) log::Warn("enrolment.failures", {{"reason", wrote.status().message()}});
+    }
+  });
   listen.port = impl->port;
   impl->address = listen.ToString();
   log::Info("serving", {{"listen", impl->address},
@@ -609,6 +676,17 @@ absl::Status FieldsyncServer::Shutdown() {
   }
   impl_->query_trail.reset();
   impl_->certificate_watch.reset();
+  if (impl_->maintenance.joinable()) {
+    impl_->stop.Notify();
+    impl_->maintenance.join();
+  }
+  if (impl_->enrolment_attempts != nullptr && impl_->audit_log != nullptr &&
+      impl_->store != nullptr) {
+    // The failed enrolments since the last minute's event.
+    absl::StatusOr<bool> wrote = admin::AuditEnrolmentFailures(
+        impl_->enrolment_attempts.get(), impl_->audit_log.get(), impl_->store.get());
+    if (!wrote.ok()) log::Warn("enrolment.failures", {{"reason", wrote.status().message()}});
+  }
   if (impl_->device_activity != nullptr) {
     // The last syncs noted since the last flush (at most a minute's worth).
     if (absl::Status s = impl_->device_activity->Flush(); !s.ok()) {

@@ -242,6 +242,14 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
       Done(caller.status());
       return;
     }
+    // The principal's pull rate and concurrent calls (server/limits.h).
+    absl::StatusOr<ConcurrencyLimit::Lease> lease = AdmitCall(deps_.call_limits, caller->uri);
+    if (absl::Status s = lease.ok() ? AdmitPull(deps_.call_limits, caller->uri) : lease.status();
+        !s.ok()) {
+      Done(s);
+      return;
+    }
+    lease_ = *std::move(lease);
     caller_ = *std::move(caller);
     absl::Status s = Prepare();
     if (!s.ok()) {
@@ -418,6 +426,8 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
   bool finished_after_write_ = false;
   v1::PullChunk chunk_;
   absl::Status final_status_;
+  // The stream's slot among its principal's concurrent calls.
+  ConcurrencyLimit::Lease lease_;
 };
 
 }  // namespace
@@ -436,35 +446,75 @@ grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* c
                                                   const v1::EnrollRequest* request,
                                                   v1::EnrollResponse* response) {
   return RunUnaryBlocking(context, kEnroll, deps_.auth, deps_.pool,
-                          [this, request, response](const Caller&) -> absl::Status {
-                            admin::EnrolmentRequest enrol;
-                            enrol.code = request->enrolment_code();
-                            enrol.csr_pem = request->csr_pem();
-                            enrol.signing_public_key = request->signing_public_key();
-                            enrol.receiving_public_key = request->receiving_public_key();
-                            enrol.device_label = request->device_label();
-                            if (request->device_label().size() > 100) {
-                              return sync::SyncError(absl::StatusCode::kInvalidArgument,
-                                                     v1::SYNC_ERROR_REASON_MALFORMED,
-                                                     "device_label is longer than 100 bytes");
-                            }
-                            ASSIGN_OR_RETURN(admin::EnrolledDevice device,
-                                             deps_.enrolment->Enroll(enrol));
-                            const admin::ServerKeys& keys = *deps_.keys;
-                            response->set_device_id(device.principal.id());
-                            response->set_certificate_pem(std::move(device.certificate_pem));
-                            response->set_ca_certificate_pem(deps_.cas->Get()->trust_bundle_pem);
-                            AddAcceptedSealingKeys(*deps_.sealing_keys->Snapshot(), NowOf(deps_),
-                                                   response->mutable_sealing_keys());
-                            response->set_audit_public_key(AuditKeyInForce(deps_));
-                            response->set_audit_origin(keys.audit_origin);
-                            response->set_officer_id(device.principal.officer_id());
-                            if (!device.principal.regions().empty())
-                              response->set_region(device.principal.regions(0));
-                            response->set_next_sequence(1);
-                            log::Info("device.enrolled", {{"device", device.principal.id()}});
-                            return absl::OkStatus();
+                          [this, context, request, response](const Caller&) -> absl::Status {
+                            return DoEnroll(PeerAddress(context->peer()), *request, response);
                           });
+}
+
+absl::Status SyncServiceImpl::DoEnroll(const std::string& address,
+                                       const v1::EnrollRequest& request,
+                                       v1::EnrollResponse* response) {
+  if (const size_t size = request.ByteSizeLong(); size > deps_.max_enroll_request_bytes) {
+    return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_MALFORMED,
+                           absl::StrFormat("the enrolment request is %d bytes, over the %d "
+                                           "allowed (a CSR and two keys)",
+                                           size, deps_.max_enroll_request_bytes));
+  }
+  if (deps_.enrolment_attempts != nullptr) {
+    const admin::EnrolmentAdmission admission = deps_.enrolment_attempts->Admit(address);
+    using Verdict = admin::EnrolmentAdmission::Verdict;
+    switch (admission.verdict) {
+      case Verdict::kAllowed:
+        break;
+      case Verdict::kAddressWaiting:
+        return RateLimited("enrolment attempts from this address failed", admission.retry_after);
+      case Verdict::kAddressLockedOut:
+        return RateLimited("this address is locked out of enrolment after failed attempts",
+                           admission.retry_after);
+      case Verdict::kServerBusy:
+        return ServerBusy("the server is at its rate of enrolment attempts",
+                          admission.retry_after);
+    }
+  }
+  absl::Status enrolled = EnrollDevice(request, response);
+  if (deps_.enrolment_attempts != nullptr) {
+    std::optional<v1::SyncErrorDetail> detail = sync::GetSyncErrorDetail(enrolled);
+    if (enrolled.ok()) {
+      deps_.enrolment_attempts->Succeeded(address);
+    } else if (detail.has_value() &&
+               detail->reason() == v1::SYNC_ERROR_REASON_ENROLMENT_CODE_INVALID) {
+      deps_.enrolment_attempts->Failed(address);
+    }
+  }
+  return enrolled;
+}
+
+absl::Status SyncServiceImpl::EnrollDevice(const v1::EnrollRequest& request,
+                                           v1::EnrollResponse* response) {
+  admin::EnrolmentRequest enrol;
+  enrol.code = request.enrolment_code();
+  enrol.csr_pem = request.csr_pem();
+  enrol.signing_public_key = request.signing_public_key();
+  enrol.receiving_public_key = request.receiving_public_key();
+  enrol.device_label = request.device_label();
+  if (request.device_label().size() > 100) {
+    return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_MALFORMED,
+                           "device_label is longer than 100 bytes");
+  }
+  ASSIGN_OR_RETURN(admin::EnrolledDevice device, deps_.enrolment->Enroll(enrol));
+  const admin::ServerKeys& keys = *deps_.keys;
+  response->set_device_id(device.principal.id());
+  response->set_certificate_pem(std::move(device.certificate_pem));
+  response->set_ca_certificate_pem(deps_.cas->Get()->trust_bundle_pem);
+  AddAcceptedSealingKeys(*deps_.sealing_keys->Snapshot(), NowOf(deps_),
+                         response->mutable_sealing_keys());
+  response->set_audit_public_key(AuditKeyInForce(deps_));
+  response->set_audit_origin(keys.audit_origin);
+  response->set_officer_id(device.principal.officer_id());
+  if (!device.principal.regions().empty()) response->set_region(device.principal.regions(0));
+  response->set_next_sequence(1);
+  log::Info("device.enrolled", {{"device", device.principal.id()}});
+  return absl::OkStatus();
 }
 
 absl::Status SyncServiceImpl::DoPush(const Caller& caller, const v1::PushRequest& request,

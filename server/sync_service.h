@@ -20,6 +20,7 @@
 #include "crypto/x25519.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "server/auth.h"
+#include "server/limits.h"
 #include "server/sealed_batch.h"
 #include "server/work_pool.h"
 #include "storage/store.h"
@@ -36,7 +37,15 @@ struct SyncServiceDeps {
   // Where handlers that block (push, enrolment, case changes) run; inline
   // on gRPC's threads when null.
   WorkPool* pool = nullptr;
+  // Per-principal pull rate and concurrent calls (server/limits.h); null:
+  // none.
+  const CallLimits* call_limits = nullptr;
   admin::DeviceEnrolment* enrolment = nullptr;
+  // Per-address backoff and lockout of enrolment attempts, and their
+  // counts; null: none.
+  admin::EnrolmentAttempts* enrolment_attempts = nullptr;
+  // Largest Enroll request accepted (LimitsConfig.max_enroll_request_bytes).
+  uint32_t max_enroll_request_bytes = 65536;
   // Device certificate renewal; RenewCertificate is UNAVAILABLE when null.
   admin::CertificateRenewal* renewal = nullptr;
   const admin::ServerKeys* keys = nullptr;
@@ -97,6 +106,11 @@ class SyncServiceImpl final : public v1::SyncService::CallbackService {
                                            v1::GetSealingKeysResponse* response) override;
 
  private:
+  // Enroll from the peer `address` (an IP), under the request size limit
+  // and the address's backoff and lockout; counts a wrong code.
+  absl::Status DoEnroll(const std::string& address, const v1::EnrollRequest& request,
+                        v1::EnrollResponse* response);
+  absl::Status EnrollDevice(const v1::EnrollRequest& request, v1::EnrollResponse* response);
   absl::Status DoPush(const Caller& caller, const v1::PushRequest& request,
                       v1::PushResponse* response);
   SyncServiceDeps deps_;

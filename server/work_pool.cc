@@ -4,7 +4,7 @@
 
 namespace fieldsync::server {
 
-WorkPool::WorkPool(int threads) {
+WorkPool::WorkPool(int threads, size_t max_queued) : max_queued_(max_queued) {
   threads_.reserve(static_cast<size_t>(threads));
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
 }
@@ -15,6 +15,19 @@ WorkPool::~WorkPool() {
     stopping_ = true;
   }
   for (std::thread& t : threads_) t.join();
+}
+
+bool WorkPool::TryRun(std::function<void()> task) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      if (tasks_.size() >= max_queued_) return false;
+      tasks_.push_back(std::move(task));
+      return true;
+    }
+  }
+  task();
+  return true;
 }
 
 void WorkPool::Run(std::function<void()> task) {

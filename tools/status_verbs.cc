@@ -22,9 +22,10 @@ constexpr char kHelp[] =
     "version, commit and build type, uptime, the size of its store on disk, the\n"
     "audit log's size, the last signed tree head (size and time), the devices\n"
     "connected (tablets that pushed or pulled within --window, default 15m, at\n"
-    "most 7d), the active principals and open enrolment codes, and the expiry of\n"
-    "the server and CA certificates (staff and device certificates last one year\n"
-    "from issue and are not listed). Without --server it finds the server through\n"
+    "most 7d), the active principals and open enrolment codes, failed and refused\n"
+    "enrolment attempts and locked-out addresses since the server started, and the\n"
+    "expiry of the server and CA certificates (staff and device certificates last\n"
+    "one year from issue and are not listed). Without --server it finds the server through\n"
     "DIR/fieldsyncd.address; when none runs it says so in one line and exits 1.\n"
     "--json prints one object.\n";
 
@@ -147,6 +148,11 @@ int Status(const Args& args, std::string* error) {
         {"active_staff", r.active_staff()},
         {"active_officers", r.active_officers()},
         {"open_enrolment_codes", r.open_enrolment_codes()},
+        {"enrolment_attempts",
+         {{"failed", r.failed_enrolments()},
+          {"refused", r.refused_enrolments()},
+          {"lockouts", r.enrolment_lockouts()},
+          {"locked_out_addresses", r.locked_out_addresses()}}},
         {"certificates", certs}};
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -178,7 +184,12 @@ int Status(const Args& args, std::string* error) {
                    r.enrolled_devices())
             << absl::StrFormat(
                    "principals:        %d staff, %d officers active; %d open enrolment codes\n",
-                   r.active_staff(), r.active_officers(), r.open_enrolment_codes());
+                   r.active_staff(), r.active_officers(), r.open_enrolment_codes())
+            << absl::StrFormat(
+                   "enrolment:         %d failed attempts, %d refused by the limits, %d "
+                   "lockouts (%d addresses locked out now)\n",
+                   r.failed_enrolments(), r.refused_enrolments(), r.enrolment_lockouts(),
+                   r.locked_out_addresses());
   bool first = true;
   for (const v1::CertificateExpiry& c : r.certificates()) {
     std::cout << (first ? "certificates:      " : "                   ")

@@ -33,6 +33,7 @@ std::vector<Event> OneOfEach() {
   root.fill(0x5a);
   v.push_back(
       Event{kT, RollbackAccepted{"local-operator:uid=0", 12, root, {"note a\n", "note b\n"}}});
+  v.push_back(Event{kT, EnrolmentFailures{kT - absl::Minutes(1), kT, 42, 3, 1, 7}});
   return v;
 }
 
@@ -46,7 +47,7 @@ TEST(EventsTest, EveryKindRoundTrips) {
     EXPECT_EQ(*back, e);
     kinds.insert(KindOf(e));
   }
-  EXPECT_EQ(kinds.size(), 10u);
+  EXPECT_EQ(kinds.size(), 11u);
 }
 
 TEST(EventsTest, EncodingIsTheDocumentedLayout) {
@@ -72,6 +73,30 @@ TEST(EventsTest, RollbackAcceptedIsTheDocumentedLayout) {
                 "00000002" + "6f70" + "0000000000000003" +
                 absl::BytesToHexString(std::string(32, '\xab')) + "00000001" + "00000001" + "6e");
   EXPECT_EQ(KindName(EventKind::kRollbackAccepted), "rollback-accepted");
+}
+
+TEST(EventsTest, EnrolmentFailuresIsTheDocumentedLayout) {
+  Event e{kT, EnrolmentFailures{absl::FromUnixMicros(1), absl::FromUnixMicros(2), 3, 4, 5, 6}};
+  absl::StatusOr<std::string> bytes = EncodeEvent(e);
+  ASSERT_THAT(bytes, IsOk());
+  EXPECT_EQ(absl::BytesToHexString(*bytes),
+            // domain 00 | kind 0b | time | U64 window_start | U64 window_end |
+            // U64 failed | U64 distinct_addresses | U64 lockouts | U64 refused
+            absl::BytesToHexString("fieldsync/audit-event/v1") + "00" + "0b" + "0006608b01611240" +
+                "0000000000000001" + "0000000000000002" + "0000000000000003" +
+                "0000000000000004" + "0000000000000005" + "0000000000000006");
+  EXPECT_EQ(KindName(EventKind::kEnrolmentFailures), "enrolment-failures");
+}
+
+TEST(EventsTest, EnrolmentFailuresWindowMustNotEndBeforeItStarts) {
+  Event backwards{kT, EnrolmentFailures{kT, kT - absl::Seconds(1), 1, 1, 0, 0}};
+  EXPECT_THAT(EncodeEvent(backwards), StatusIs(absl::StatusCode::kInvalidArgument));
+  Event e{kT, EnrolmentFailures{absl::FromUnixMicros(1), absl::FromUnixMicros(2), 3, 4, 5, 6}};
+  std::string bytes = *EncodeEvent(e);
+  // window_start 3 > window_end 2.
+  bytes[25 + 1 + 8 + 7] = 3;
+  EXPECT_THAT(DecodeEvent(bytes),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ends before it starts")));
 }
 
 TEST(EventsTest, EveryTruncationAndTrailingByteIsInvalidArgument) {

@@ -124,6 +124,17 @@ const std::vector<BoundCase>& BoundCases() {
       {"sync.max_clock_skew_seconds", 1, 86400},      {"sync.max_pull_chunk_changes", 1, 10000},
       {"sync.max_pull_chunk_bytes", 16384, 3145728},  {"sync.min_pull_chunk_changes", 1, 10000},
       {"sync.pull_access_repeat_seconds", 1, 3600},
+      {"limits.memory_quota_mib", 32, 65536},
+      {"limits.max_concurrent_unauthenticated_calls", 1, 1024},
+      {"limits.max_concurrent_calls_per_principal", 1, 1024},
+      {"limits.work_queue_bound", 1, 65536},
+      {"limits.pulls_per_minute", 1, 60000},
+      {"limits.pull_burst", 1, 1000},
+      {"limits.enrolment_free_failures", 1, 100},
+      {"limits.enrolment_lockout_failures", 1, 1000},
+      {"limits.enrolment_lockout_seconds", 1, 86400},
+      {"limits.enrolment_attempts_per_minute", 1, 60000},
+      {"limits.max_enroll_request_bytes", 4096, 1048576},
   };
   return *cases;
 }

@@ -143,6 +143,7 @@ class SyncServiceTest : public ::testing::Test {
     options.config.mutable_sync()->set_max_batch_changes(max_changes);
     options.config.mutable_sync()->set_max_batch_bytes(max_bytes);
     options.config.mutable_sync()->set_min_pull_chunk_changes(min_pull_chunk_changes_);
+    *options.config.mutable_limits() = limits_;
     ApplyDefaults(options.data_dir, &options.config);
     options.clock = &clock_;
     options.random = &random_;
@@ -435,6 +436,8 @@ class SyncServiceTest : public ::testing::Test {
   uint32_t min_pull_chunk_changes_ = 0;
   fieldsync::testing::ScopedTempDir dir_;
   fieldsync::testing::SimulatedClock clock_{absl::Now()};
+  // ServerConfig.limits of StartServer (0: the defaults).
+  v1::LimitsConfig limits_;
   fieldsync::testing::SeededRandom random_{20261204};
   std::unique_ptr<admin::DeploymentPaths> paths_;
   Credentials admin_;
@@ -1676,6 +1679,52 @@ TEST_F(CaseServiceTest, ADeviceCreatesCasesOnlyInItsRegionAndNeverMovesOne) {
   EXPECT_EQ(pushed.results(1).reject_reason(), v1::REJECT_REASON_FIELD_NOT_WRITABLE);
   EXPECT_THAT(pushed.results(1).detail(), HasSubstr("fieldsync case transfer"));
   EXPECT_NE(pushed.results(2).outcome(), v1::CHANGE_OUTCOME_REJECTED);
+}
+
+// A principal's pull streams are a token bucket (LimitsConfig, default
+// 10 at once then 60 a minute): past it a pull is refused RATE_LIMITED
+// with the wait until the next token, and served again after it.
+TEST_F(SyncServiceTest, PullsPastThePrincipalsRateAreRefusedWithRetryAdvice) {
+  limits_.set_pull_burst(3);
+  limits_.set_pulls_per_minute(6);  // one every 10 s
+  StartServer();
+  Device d;
+  ASSERT_TRUE(Enroll(EnrolmentCode(), &d).ok());
+  Device other;
+  ASSERT_TRUE(Enroll(EnrolmentCode(), &other).ok());
+  std::vector<v1::PulledChanges> chunks;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Pull(d, 0, &chunks).ok()) << i;
+  grpc::Status refused = Pull(d, 0, &chunks);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(DetailOf(refused).reason(), v1::SYNC_ERROR_REASON_RATE_LIMITED);
+  EXPECT_EQ(DetailOf(refused).retry_after_millis(), 10000u);
+  EXPECT_THAT(refused.error_message(), HasSubstr(d.id));
+  // Another device has its own bucket.
+  EXPECT_TRUE(Pull(other, 0, &chunks).ok());
+  clock_.Advance(absl::Seconds(4));
+  EXPECT_EQ(DetailOf(Pull(d, 0, &chunks)).retry_after_millis(), 6000u);
+  clock_.Advance(absl::Seconds(6));
+  EXPECT_TRUE(Pull(d, 0, &chunks).ok());
+}
+
+// Enrolment from one address: wrong codes are counted, then the address
+// waits; the wait is RATE_LIMITED with its retry-after and spends no code.
+TEST_F(SyncServiceTest, WrongEnrolmentCodesSlowTheAddressDown) {
+  limits_.set_enrolment_free_failures(2);
+  StartServer();
+  Device d;
+  for (int i = 0; i < 2; ++i) {
+    grpc::Status s = Enroll("0000-0000-0000-0000-0000", &d);
+    EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_ENROLMENT_CODE_INVALID) << i;
+  }
+  const std::string code = EnrolmentCode();
+  grpc::Status waiting = Enroll(code, &d);
+  EXPECT_EQ(waiting.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(DetailOf(waiting).reason(), v1::SYNC_ERROR_REASON_RATE_LIMITED);
+  EXPECT_EQ(DetailOf(waiting).retry_after_millis(), 1000u);
+  clock_.Advance(absl::Seconds(1));
+  // The code was not spent by the refused attempt.
+  EXPECT_TRUE(Enroll(code, &d).ok());
 }
 
 }  // namespace

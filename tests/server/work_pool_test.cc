@@ -62,5 +62,36 @@ TEST(WorkPoolTest, TasksOfOneThreadRunInSubmissionOrder) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(order[static_cast<size_t>(i)], i);
 }
 
+// A bounded queue refuses what does not fit instead of growing: with its
+// one thread held and 3 tasks waiting, a 4th is refused and never runs;
+// once the thread is free the queue drains and takes tasks again.
+TEST(WorkPoolTest, TryRunRefusesBeyondTheBoundAndAcceptsAgainOnceDrained) {
+  absl::Notification release;
+  absl::Notification holding;
+  std::atomic<int> ran{0};
+  {
+    WorkPool pool(1, 3);
+    EXPECT_EQ(pool.max_queued(), 3u);
+    ASSERT_TRUE(pool.TryRun([&] {
+      holding.Notify();
+      release.WaitForNotification();
+    }));
+    holding.WaitForNotification();
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(pool.TryRun([&] { ++ran; })) << i;
+    EXPECT_EQ(pool.queued(), 3u);
+    bool refused_ran = false;
+    EXPECT_FALSE(pool.TryRun([&] { refused_ran = true; }));
+    EXPECT_EQ(pool.queued(), 3u);
+    // Run (the server's own work) is never refused.
+    pool.Run([&] { ++ran; });
+    EXPECT_EQ(pool.queued(), 4u);
+    release.Notify();
+    for (int i = 0; i < 200 && pool.queued() > 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+    EXPECT_TRUE(pool.TryRun([&] { ++ran; }));
+    EXPECT_FALSE(refused_ran);
+  }
+  EXPECT_EQ(ran.load(), 5);
+}
+
 }  // namespace
 }  // namespace fieldsync::server
