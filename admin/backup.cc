@@ -24,6 +24,7 @@
 #include "common/logging.h"
 #include "common/proto_text.h"
 #include "common/status_macros.h"
+#include "common/text_policy.h"
 #include "common/uuid.h"
 #include "crypto/hash.h"
 #include "crypto/master_key.h"
@@ -221,6 +222,8 @@ std::span<const BackupFileKind> BackupFileKinds() { return kFileKinds; }
 absl::StatusOr<CreatedBackup> BackupWriter::Create(const std::string& out_dir,
                                                    const std::string& actor) {
   if (out_dir.empty()) return absl::InvalidArgumentError("the backup directory is empty");
+  // The path is echoed in answers, logs and the audit log.
+  RETURN_IF_ERROR(CheckText(out_dir, TextKind::kSingleLine, "backup directory (out_dir)"));
   fs::path target = fs::path(out_dir).lexically_normal();
   if (!target.is_absolute()) {
     return absl::InvalidArgumentError(absl::StrFormat(

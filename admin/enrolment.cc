@@ -11,6 +11,7 @@
 #include "admin/staff.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/text_policy.h"
 #include "common/uuid.h"
 #include "crypto/canonical.h"
 #include "crypto/hash.h"
@@ -315,6 +316,9 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
   if (request.receiving_public_key.size() != 32) {
     return Malformed("receiving_public_key must be a 32-byte X25519 public key");
   }
+  // An administrator reads the label back in device lists and logs.
+  absl::Status label = CheckText(request.device_label, TextKind::kSingleLine, "device_label");
+  if (!label.ok()) return Malformed(std::string(label.message()));
   absl::StatusOr<crypto::VerifiedCsr> csr = crypto::VerifyCsr(request.csr_pem);
   if (!csr.ok()) {
     return Malformed(absl::StrFormat("CSR refused: %s", std::string(csr.status().message())));

@@ -457,6 +457,7 @@ absl::StatusOr<IssuedCertificate> FillBasics(X509* cert, const X509_NAME* subjec
   return issued;
 }
 
+// `eku` is a config-syntax extendedKeyUsage value; nullptr for none.
 absl::StatusOr<IssuedCertificate> IssueLeaf(const CertificateAuthority& ca, EVP_PKEY* key,
                                             std::string_view common_name, const char* eku,
                                             GENERAL_NAMES* san, absl::Time now,
@@ -477,7 +478,7 @@ absl::StatusOr<IssuedCertificate> IssueLeaf(const CertificateAuthority& ca, EVP_
   X509* i = signer.cert.get();
   RETURN_IF_ERROR(AddExtension(i, c, NID_basic_constraints, "critical,CA:FALSE"));
   RETURN_IF_ERROR(AddExtension(i, c, NID_key_usage, "critical,digitalSignature"));
-  RETURN_IF_ERROR(AddExtension(i, c, NID_ext_key_usage, eku));
+  if (eku != nullptr) RETURN_IF_ERROR(AddExtension(i, c, NID_ext_key_usage, eku));
   RETURN_IF_ERROR(AddExtension(i, c, NID_subject_key_identifier, "hash"));
   RETURN_IF_ERROR(AddExtension(i, c, NID_authority_key_identifier, "keyid:always"));
   if (X509_add1_ext_i2d(c, NID_subject_alt_name, san, 0, X509V3_ADD_DEFAULT) != 1) {
@@ -573,11 +574,34 @@ absl::StatusOr<IssuedCertificate> IssueClientCertificate(const CertificateAuthor
                                                          std::string_view public_key_pem,
                                                          std::string_view principal_uri,
                                                          absl::Time now, absl::Duration validity) {
+  return IssuePrincipalCertificate(ca, public_key_pem, principal_uri, now, validity,
+                                   KeyPurposes::kClientAuth);
+}
+
+absl::StatusOr<IssuedCertificate> IssuePrincipalCertificate(const CertificateAuthority& ca,
+                                                            std::string_view public_key_pem,
+                                                            std::string_view principal_uri,
+                                                            absl::Time now, absl::Duration validity,
+                                                            KeyPurposes purposes) {
   ErrorQueueScope errors;
   RETURN_IF_ERROR(CheckPrincipalUri(principal_uri));
   ASSIGN_OR_RETURN(PkeyPtr key, ParsePublicKey(public_key_pem));
   ASSIGN_OR_RETURN(GeneralNamesPtr san, UriSan(principal_uri));
-  return IssueLeaf(ca, key.get(), principal_uri, "clientAuth", san.get(), now, validity);
+  const char* eku = nullptr;
+  switch (purposes) {
+    case KeyPurposes::kClientAuth:
+      eku = "clientAuth";
+      break;
+    case KeyPurposes::kServerAuth:
+      eku = "serverAuth";
+      break;
+    case KeyPurposes::kServerAndClientAuth:
+      eku = "serverAuth,clientAuth";
+      break;
+    case KeyPurposes::kNoExtension:
+      break;
+  }
+  return IssueLeaf(ca, key.get(), principal_uri, eku, san.get(), now, validity);
 }
 
 absl::StatusOr<std::string> CreateCsr(std::string_view private_key_pem,
@@ -640,8 +664,24 @@ absl::StatusOr<VerifiedCsr> VerifyCsr(std::string_view csr_pem_or_der) {
 
 namespace {
 
+// The certificate's extendedKeyUsage. A malformed extension never gets
+// here: OpenSSL flags it EXFLAG_INVALID, which ParseCertificatePem and
+// ParseCertificateBundle refuse.
+ExtendedKeyUsage ReadExtendedKeyUsage(X509* cert) {
+  ExtendedKeyUsage usage;
+  if ((X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) == 0) return usage;
+  usage.is_present = true;
+  const uint32_t bits = X509_get_extended_key_usage(cert);
+  usage.server_auth = (bits & XKU_SSL_SERVER) != 0;
+  usage.client_auth = (bits & XKU_SSL_CLIENT) != 0;
+  usage.any = (bits & XKU_ANYEKU) != 0;
+  usage.other = (bits & ~static_cast<uint32_t>(XKU_SSL_SERVER | XKU_SSL_CLIENT | XKU_ANYEKU)) != 0;
+  return usage;
+}
+
 absl::StatusOr<CertificateSummary> Summarize(X509* cert) {
   CertificateSummary summary;
+  summary.extended_key_usage = ReadExtendedKeyUsage(cert);
   ASSIGN_OR_RETURN(summary.serial_hex, SerialHex(X509_get0_serialNumber(cert)));
   ASSIGN_OR_RETURN(summary.not_before, GetTime(X509_get0_notBefore(cert)));
   ASSIGN_OR_RETURN(summary.not_after, GetTime(X509_get0_notAfter(cert)));
@@ -695,10 +735,38 @@ absl::StatusOr<std::vector<X509Ptr>> ParseCaBundle(std::string_view pem) {
 
 }  // namespace
 
+std::string DescribeExtendedKeyUsage(const ExtendedKeyUsage& usage) {
+  if (!usage.is_present) return "none (no extendedKeyUsage extension)";
+  std::vector<std::string_view> names;
+  if (usage.server_auth) names.push_back("serverAuth");
+  if (usage.client_auth) names.push_back("clientAuth");
+  if (usage.any) names.push_back("anyExtendedKeyUsage");
+  if (usage.other) names.push_back("other");
+  if (names.empty()) return "empty";
+  std::string out;
+  for (std::string_view name : names) {
+    if (!out.empty()) out += ", ";
+    out += name;
+  }
+  return out;
+}
+
 absl::StatusOr<CertificateSummary> ParseCertificate(std::string_view pem) {
   ErrorQueueScope errors;
   ASSIGN_OR_RETURN(X509Ptr cert, ParseCertificatePem(pem, "certificate"));
   return Summarize(cert.get());
+}
+
+absl::Status CheckServerOnlyUsage(std::string_view pem) {
+  ASSIGN_OR_RETURN(CertificateSummary summary, ParseCertificate(pem));
+  const ExtendedKeyUsage& usage = summary.extended_key_usage;
+  if (usage.is_present && usage.server_auth && !usage.client_auth && !usage.any && !usage.other) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrFormat("its extended key usage is %s; a server certificate must allow serverAuth "
+                      "only",
+                      DescribeExtendedKeyUsage(usage)));
 }
 
 absl::StatusOr<std::vector<CertificateSummary>> ParseCertificates(std::string_view pem) {

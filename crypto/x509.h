@@ -95,6 +95,25 @@ absl::StatusOr<IssuedCertificate> IssueClientCertificate(const CertificateAuthor
                                                          std::string_view principal_uri,
                                                          absl::Time now, absl::Duration validity);
 
+// The extendedKeyUsage a principal certificate is issued with. The
+// deployment issues only kClientAuth (IssueClientCertificate); the others
+// make the certificates a careless or hostile issuer could present, so
+// that the server's refusal of them can be tested.
+enum class KeyPurposes {
+  kClientAuth,
+  kServerAuth,
+  kServerAndClientAuth,
+  kNoExtension,  // no extendedKeyUsage extension at all
+};
+
+// IssueClientCertificate with the extendedKeyUsage `purposes`; same rules
+// and errors.
+absl::StatusOr<IssuedCertificate> IssuePrincipalCertificate(const CertificateAuthority& ca,
+                                                            std::string_view public_key_pem,
+                                                            std::string_view principal_uri,
+                                                            absl::Time now, absl::Duration validity,
+                                                            KeyPurposes purposes);
+
 // Returns a PEM certificate signing request (PKCS#10) for the P-256 key
 // `private_key_pem`, self-signed with it (ECDSA-SHA256), subject
 // CN = principal_uri and a SAN URI extension request: what a device or the
@@ -115,6 +134,20 @@ struct VerifiedCsr {
 // kInvalidArgument for malformed input, trailing bytes or a bad signature.
 absl::StatusOr<VerifiedCsr> VerifyCsr(std::string_view csr_pem_or_der);
 
+// What a certificate's extendedKeyUsage extension (RFC 5280 4.2.1.12)
+// allows. A malformed extension makes the certificate malformed.
+struct ExtendedKeyUsage {
+  bool is_present = false;   // The certificate has the extension.
+  bool server_auth = false;  // id-kp-serverAuth.
+  bool client_auth = false;  // id-kp-clientAuth.
+  bool any = false;          // anyExtendedKeyUsage.
+  bool other = false;        // Any other purpose (code signing, ...).
+};
+
+// "serverAuth, clientAuth", "anyExtendedKeyUsage, other" or "none (no
+// extendedKeyUsage extension)": for error messages.
+std::string DescribeExtendedKeyUsage(const ExtendedKeyUsage& usage);
+
 struct CertificateSummary {
   std::vector<std::string> uris;          // SAN URI entries, in order.
   std::vector<std::string> dns_names;     // SAN DNS entries, in order.
@@ -123,12 +156,20 @@ struct CertificateSummary {
   absl::Time not_before;
   absl::Time not_after;
   bool is_ca = false;  // basicConstraints CA:TRUE.
+  ExtendedKeyUsage extended_key_usage;
 };
 
 // Parses a PEM certificate (the first, if several). Checks nothing about its
 // validity or issuer.
-// Errors: kInvalidArgument if it is not a well-formed certificate.
+// Errors: kInvalidArgument if it is not a well-formed certificate (a
+// malformed or repeated extension, extendedKeyUsage included, makes it so).
 absl::StatusOr<CertificateSummary> ParseCertificate(std::string_view pem);
+
+// OK if the certificate `pem` is fit to be the server's own: it has an
+// extendedKeyUsage that allows serverAuth and nothing else (so that it can
+// never act as a client). Errors: kFailedPrecondition naming what it
+// allows; kInvalidArgument if it is not a well-formed certificate.
+absl::Status CheckServerOnlyUsage(std::string_view pem);
 
 // Parses every certificate of a PEM bundle (at least one), in order. Checks
 // nothing about their validity or issuers.

@@ -44,9 +44,9 @@ class Authenticator {
   // Errors (documented in docs/ARCHITECTURE.md):
   //  kUnauthenticated: no client certificate on a method that needs one; a
   //    certificate not issued by this deployment's CA, expired or not yet
-  //    valid (reason CERTIFICATE_EXPIRED), or naming no fieldsync
-  //    principal; an unknown or revoked principal; a certificate of the
-  //    principal that a renewal replaced and revoked.
+  //    valid (reason CERTIFICATE_EXPIRED), without clientAuth in its
+  //    extended key usage, or naming no fieldsync principal; an unknown or revoked principal; a
+  //    certificate of the principal that a renewal replaced and revoked.
   //  kPermissionDenied: a known principal whose role the table does not
   //    allow, or a method without a rule.
   //  kUnavailable: the registry could not be read.
@@ -57,6 +57,12 @@ class Authenticator {
   // certificate is missing or refused, "anonymous" on public methods.
   absl::StatusOr<Caller> Authorize(const grpc::ServerContextBase& context, std::string_view method,
                                    std::string* who = nullptr);
+
+  // Authorize for a caller that presented the client certificate `pem`
+  // ("" for none): what CertificateGate runs for services that have no
+  // adapter of ours. Same answers and errors.
+  absl::StatusOr<Caller> AuthorizeCertificate(const std::string& pem, std::string_view method,
+                                              std::string* who = nullptr);
 
   // Notes every authorized Push and Pull of a device in `activity` (its
   // last sync, GetStatus's connected devices). Not owned; must outlive the
@@ -88,15 +94,23 @@ class Authenticator {
 // A first gate, run by gRPC for every call of every service (ours, health
 // and reflection alike) before any handler: a method whose rule needs a
 // client certificate, or that has no rule, is refused with UNAUTHENTICATED
-// or PERMISSION_DENIED when no certificate was presented. It covers the
-// services that do not go through Authenticator::Authorize (gRPC's
-// reflection service); ours still authorize fully per call. Thread-safe.
+// or PERMISSION_DENIED when no certificate was presented. A method whose
+// rule is `authorized_by_gate` (gRPC's reflection service, which does not
+// go through our adapters) is authorized fully here, as
+// Authenticator::Authorize does for ours: a valid chain to the
+// deployment's CA(s), clientAuth, a known and active principal, its role.
+// Thread-safe.
 class CertificateGate final : public grpc::AuthMetadataProcessor {
  public:
+  // `auth` is not owned and must outlive every call the gate sees.
+  explicit CertificateGate(Authenticator* auth) : auth_(auth) {}
   bool IsBlocking() const override { return false; }
   grpc::Status Process(const InputMetadata& auth_metadata, grpc::AuthContext* context,
                        OutputMetadata* consumed_auth_metadata,
                        OutputMetadata* response_metadata) override;
+
+ private:
+  Authenticator* auth_;
 };
 
 }  // namespace fieldsync::server

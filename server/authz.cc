@@ -83,8 +83,11 @@ constexpr std::array kTable = {
     RpcRule{"/fieldsync.v1.SyncService/RenewCertificate", true, kDevice, Scope::kSelf},
     RpcRule{"/grpc.health.v1.Health/Check", false, 0, Scope::kPublic},
     RpcRule{"/grpc.health.v1.Health/Watch", false, 0, Scope::kPublic},
+    // Lists the services and their message types (no data) to any
+    // authenticated principal: a valid chain to the deployment's CA(s),
+    // clientAuth, a known and active principal.
     RpcRule{"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", true, kAnyRole,
-            Scope::kPublic},
+            Scope::kPublic, /*authorized_by_gate=*/true},
 };
 
 }  // namespace

@@ -40,6 +40,10 @@ struct RpcRule {
   // Roles allowed; ignored when !requires_certificate.
   RoleSet roles;
   Scope scope;
+  // True for a service gRPC itself serves (reflection), which no adapter
+  // of ours authorizes: CertificateGate authorizes its calls fully
+  // (server/auth.h).
+  bool authorized_by_gate = false;
 };
 
 // Every RPC of every service the server registers, in one table.

@@ -123,6 +123,13 @@ absl::StatusOr<TlsFiles> LoadTlsFiles(const v1::ServerConfig& config, absl::Time
     return absl::FailedPreconditionError(
         absl::StrFormat("server certificate %s: %s", config.tls_cert_file(), chain.message()));
   }
+  absl::Status usage = crypto::CheckServerOnlyUsage(tls.certificate_pem);
+  if (!usage.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("server certificate %s: %s; restore the server certificate and key this "
+                        "deployment issued (docs/OPERATIONS.md, Certificates)",
+                        config.tls_cert_file(), usage.message()));
+  }
   absl::Status match = crypto::CheckKeyMatchesCertificate(tls.private_key_pem, tls.certificate_pem);
   if (!match.ok()) {
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -581,7 +588,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
     ssl.pem_root_certs = tls->ca_pem;
     ssl.pem_key_cert_pairs.push_back({tls->private_key_pem, tls->certificate_pem});
     credentials = grpc::SslServerCredentials(ssl);
-    credentials->SetAuthMetadataProcessor(std::make_shared<CertificateGate>());
+    credentials->SetAuthMetadataProcessor(std::make_shared<CertificateGate>(impl->auth.get()));
   } else {
     credentials = grpc::InsecureServerCredentials();
     log::Warn("plaintext",

@@ -502,6 +502,19 @@ absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* n
     unit->push.is_retry_answer = true;
     return absl::OkStatus();
   }
+  if (batch.changes.empty()) {
+    detail.set_expected_sequence(expected);
+    // Checked after the retry lookup, so that an empty batch an older
+    // release accepted still gets its stored answer when resent; a new one
+    // changes nothing and uses up no sequence number (PROTOCOL.md §5).
+    unit->status = SyncError(
+        absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_MALFORMED,
+        absl::StrFormat("batch %s has no changes: send a batch only when there is a change to "
+                        "send; sequence %d is still the next",
+                        meta.batch_id, expected),
+        detail);
+    return absl::OkStatus();
+  }
   if (meta.sequence != expected) {
     detail.set_expected_sequence(expected);
     const bool gap = meta.sequence > expected;

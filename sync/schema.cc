@@ -11,6 +11,7 @@
 #include "common/file_io.h"
 #include "common/proto_text.h"
 #include "common/status_macros.h"
+#include "common/text_policy.h"
 #include "crypto/hash.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -24,6 +25,13 @@ absl::Status Invalid(const absl::FormatSpec<Args...>& fmt, const Args&... args) 
   return absl::InvalidArgumentError(absl::StrFormat(fmt, args...));
 }
 
+// A ValueCheck detail for a refused code point: which one, where, and the
+// rule; never the text.
+std::string NotAllowed(const TextViolation& violation) {
+  return absl::StrFormat("%s is not allowed (text policy, PROTOCOL.md)",
+                         DescribeTextViolation(violation));
+}
+
 absl::Status ValidateField(const v1::RecordType& type, const v1::FieldDef& f) {
   const std::string where = absl::StrFormat("record type %s field %s", type.name(), f.name());
   if (!IsSchemaName(f.name())) {
@@ -32,6 +40,8 @@ absl::Status ValidateField(const v1::RecordType& type, const v1::FieldDef& f) {
         "starting with a letter)",
         type.name());
   }
+  RETURN_IF_ERROR(
+      CheckText(f.label(), TextKind::kSingleLine, absl::StrFormat("schema: %s label", where)));
   if (f.type() == v1::FIELD_TYPE_UNSPECIFIED || !v1::FieldType_IsValid(f.type())) {
     return Invalid("schema: %s has no type", where);
   }
@@ -253,6 +263,7 @@ absl::Status ValidateSchema(const v1::Schema& schema) {
   if (schema.schema_id().empty() || schema.schema_id().size() > 64) {
     return absl::InvalidArgumentError("schema: schema_id must be 1-64 characters");
   }
+  RETURN_IF_ERROR(CheckText(schema.schema_id(), TextKind::kSingleLine, "schema: schema_id"));
   if (schema.record_types().empty()) {
     return absl::InvalidArgumentError("schema: no record types");
   }
@@ -269,6 +280,8 @@ absl::Status ValidateSchema(const v1::Schema& schema) {
     if (type.kind() == v1::RECORD_KIND_UNSPECIFIED || !v1::RecordKind_IsValid(type.kind())) {
       return Invalid("schema: record type %s has no kind", type.name());
     }
+    RETURN_IF_ERROR(CheckText(type.label(), TextKind::kSingleLine,
+                              absl::StrFormat("schema: record type %s label", type.name())));
     if (type.kind() == v1::RECORD_KIND_CASE_REGISTRATION) {
       if (registration != nullptr) {
         return Invalid(
@@ -460,6 +473,10 @@ ValueCheck Schema::CheckValue(const v1::FieldDef& def, const v1::FieldValue& val
       if (value.string_value().size() > max_len) {
         return fail(v1::REJECT_REASON_VALUE_TOO_LONG, "value longer than max_length");
       }
+      if (std::optional<TextViolation> v =
+              FindTextViolation(value.string_value(), TextKind::kMultiLine)) {
+        return fail(v1::REJECT_REASON_TEXT_NOT_ALLOWED, NotAllowed(*v));
+      }
       return {};
     case v1::FIELD_TYPE_INT:
       if (value.kind_case() == v1::FieldValue::kIntValue) return {};
@@ -504,6 +521,10 @@ ValueCheck Schema::CheckValue(const v1::FieldDef& def, const v1::FieldValue& val
         if (v.size() > max_len) {
           return fail(v1::REJECT_REASON_VALUE_TOO_LONG, "list element longer than max_length");
         }
+        if (std::optional<TextViolation> violation = FindTextViolation(v, TextKind::kSingleLine)) {
+          return fail(v1::REJECT_REASON_TEXT_NOT_ALLOWED,
+                      absl::StrFormat("list element: %s", NotAllowed(*violation)));
+        }
         if (!def.enum_values().empty() && !allowed(v)) {
           return fail(v1::REJECT_REASON_ENUM_VALUE_NOT_ALLOWED, "list element not allowed");
         }
@@ -515,6 +536,11 @@ ValueCheck Schema::CheckValue(const v1::FieldDef& def, const v1::FieldValue& val
       if (!IsCanonicalUuidText(a.attachment_id()) || a.sha256().size() != 32 ||
           a.media_type().empty() || a.media_type().size() > 255) {
         return fail(v1::REJECT_REASON_WRONG_VALUE_TYPE, "malformed attachment reference");
+      }
+      if (std::optional<TextViolation> v =
+              FindTextViolation(a.media_type(), TextKind::kSingleLine)) {
+        return fail(v1::REJECT_REASON_TEXT_NOT_ALLOWED,
+                    absl::StrFormat("media type: %s", NotAllowed(*v)));
       }
       return {};
     }

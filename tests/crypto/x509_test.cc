@@ -456,6 +456,111 @@ TEST_F(X509Test, KeyCertificateMismatchIsDetected) {
               StatusIs(kInvalid));
 }
 
+// --- Extended key usage (RFC 5280 4.2.1.12) ---
+
+// DER of id-kp-clientAuth as an OBJECT IDENTIFIER (1.3.6.1.5.5.7.3.2).
+const std::string kClientAuthOidDer("\x06\x08\x2b\x06\x01\x05\x05\x07\x03\x02", 10);
+
+TEST_F(X509Test, IssuedServerCertificateAllowsServerAuthOnly) {
+  absl::StatusOr<IssuedCertificate> cert = IssueServerCertificate(
+      ca_, MakeServerCertificateRequest(NewKey().public_key_pem, {}), now_, kServerValidity);
+  ASSERT_THAT(cert, IsOk());
+
+  absl::StatusOr<CertificateSummary> summary = ParseCertificate(cert->certificate_pem);
+
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_TRUE(summary->extended_key_usage.is_present);
+  EXPECT_TRUE(summary->extended_key_usage.server_auth);
+  EXPECT_FALSE(summary->extended_key_usage.client_auth);
+  EXPECT_FALSE(summary->extended_key_usage.any);
+  EXPECT_FALSE(summary->extended_key_usage.other);
+  EXPECT_EQ(DescribeExtendedKeyUsage(summary->extended_key_usage), "serverAuth");
+  EXPECT_THAT(CheckServerOnlyUsage(cert->certificate_pem), IsOk());
+}
+
+TEST_F(X509Test, IssuedClientCertificateAllowsClientAuthOnly) {
+  absl::StatusOr<CertificateSummary> summary =
+      ParseCertificate(IssueClient(ca_, now_).certificate_pem);
+
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_TRUE(summary->extended_key_usage.is_present);
+  EXPECT_TRUE(summary->extended_key_usage.client_auth);
+  EXPECT_FALSE(summary->extended_key_usage.server_auth);
+  EXPECT_FALSE(summary->extended_key_usage.any);
+  EXPECT_EQ(DescribeExtendedKeyUsage(summary->extended_key_usage), "clientAuth");
+}
+
+TEST_F(X509Test, CertificateWithBothPurposesParsesBoth) {
+  absl::StatusOr<IssuedCertificate> cert =
+      IssuePrincipalCertificate(ca_, NewKey().public_key_pem, kStaffUri, now_, kClientValidity,
+                                KeyPurposes::kServerAndClientAuth);
+  ASSERT_THAT(cert, IsOk());
+
+  absl::StatusOr<CertificateSummary> summary = ParseCertificate(cert->certificate_pem);
+
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_TRUE(summary->extended_key_usage.server_auth);
+  EXPECT_TRUE(summary->extended_key_usage.client_auth);
+  EXPECT_EQ(DescribeExtendedKeyUsage(summary->extended_key_usage), "serverAuth, clientAuth");
+  EXPECT_THAT(CheckServerOnlyUsage(cert->certificate_pem),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("serverAuth, clientAuth")));
+}
+
+TEST_F(X509Test, CertificateWithoutExtendedKeyUsageParsesAsAbsent) {
+  absl::StatusOr<IssuedCertificate> cert = IssuePrincipalCertificate(
+      ca_, NewKey().public_key_pem, kStaffUri, now_, kClientValidity, KeyPurposes::kNoExtension);
+  ASSERT_THAT(cert, IsOk());
+
+  absl::StatusOr<CertificateSummary> summary = ParseCertificate(cert->certificate_pem);
+
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_FALSE(summary->extended_key_usage.is_present);
+  EXPECT_FALSE(summary->extended_key_usage.client_auth);
+  EXPECT_FALSE(summary->extended_key_usage.server_auth);
+  EXPECT_THAT(DescribeExtendedKeyUsage(summary->extended_key_usage), HasSubstr("none"));
+  // The chain itself is fine: refusing it is the caller's decision.
+  EXPECT_THAT(VerifyCertificateChain(ca_.certificate_pem, cert->certificate_pem, now_), IsOk());
+  EXPECT_THAT(CheckServerOnlyUsage(cert->certificate_pem),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("none")));
+}
+
+TEST_F(X509Test, ServerAuthOnlyPrincipalCertificateParsesWithoutClientAuth) {
+  absl::StatusOr<IssuedCertificate> cert = IssuePrincipalCertificate(
+      ca_, NewKey().public_key_pem, kStaffUri, now_, kClientValidity, KeyPurposes::kServerAuth);
+  ASSERT_THAT(cert, IsOk());
+
+  absl::StatusOr<CertificateSummary> summary = ParseCertificate(cert->certificate_pem);
+
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_THAT(summary->uris, ElementsAre(kStaffUri));
+  EXPECT_TRUE(summary->extended_key_usage.server_auth);
+  EXPECT_FALSE(summary->extended_key_usage.client_auth);
+}
+
+TEST_F(X509Test, MalformedExtendedKeyUsageIsRefused) {
+  const std::string der = PemToDer(IssueClient(ca_, now_).certificate_pem);
+  const size_t oid = der.find(kClientAuthOidDer);
+  ASSERT_NE(oid, std::string::npos);
+  // The byte before the OID is the length of the extension's SEQUENCE
+  // (one OID), the one before that its tag.
+  ASSERT_EQ(der[oid - 2], '\x30');
+
+  // The purpose as an OCTET STRING rather than an OBJECT IDENTIFIER.
+  std::string not_an_oid = der;
+  not_an_oid[oid] = '\x04';
+  // A SET rather than a SEQUENCE of purposes.
+  std::string not_a_sequence = der;
+  not_a_sequence[oid - 2] = '\x31';
+  // An OID whose length runs past the end of the extension.
+  std::string overlong = der;
+  overlong[oid + 1] = '\x09';
+
+  for (const std::string& tampered : {not_an_oid, not_a_sequence, overlong}) {
+    EXPECT_THAT(ParseCertificate(DerToPem(tampered, "CERTIFICATE")), StatusIs(kInvalid));
+    EXPECT_THAT(CheckServerOnlyUsage(DerToPem(tampered, "CERTIFICATE")), StatusIs(kInvalid));
+  }
+}
+
 TEST(TestPkiTest, GivesVerifiableServerAndClientCredentials) {
   const absl::Time now = absl::FromUnixSeconds(1795000000);
   fieldsync::testing::TestPki pki = fieldsync::testing::TestPki::CreateOrDie(now);

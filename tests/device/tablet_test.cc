@@ -68,6 +68,16 @@ class TabletTest : public ::testing::Test {
   absl::Time now_ = absl::FromUnixSeconds(1790000000);
 };
 
+TEST_F(TabletTest, NeverSealsAnEmptyBatchNorUsesASequenceForIt) {
+  EXPECT_THAT(tablet_->SealNext(10, NewUuid(random_), random_),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  tablet_->Upsert(NewId(), kCase, kCase, "case_registration", {{"priority", Enum("high")}}, now_);
+  EXPECT_THAT(tablet_->SealNext(0, NewUuid(random_), random_),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+
+  EXPECT_EQ(tablet_->next_sequence(), 1u);
+}
+
 TEST_F(TabletTest, SealsJournalledChangesToTheNewestKeyAsNumberedBatches) {
   tablet_->Upsert(NewId(), kCase, kCase, "case_registration", {{"priority", Enum("high")}}, now_);
   tablet_->Upsert(NewId(), kCase, kCase, "case_registration", {{"priority", Enum("low")}}, now_);

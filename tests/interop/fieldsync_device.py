@@ -224,7 +224,19 @@ class Device:
                                batch_id=sealed.header.batch_id)
 
     def seal_batch(self, changes, sequence=None, batch_id=None):
-        """A new sealed, signed batch; consumes a sequence number."""
+        """A new sealed, signed batch; consumes a sequence number. A tablet
+        never sends a batch without changes (the server refuses one as
+        MALFORMED, PROTOCOL.md §5); `seal_empty_batch` makes one for tests."""
+        if not changes:
+            raise ValueError("a batch needs at least one change")
+        return self._seal(changes, sequence, batch_id)
+
+    def seal_empty_batch(self, sequence):
+        """A batch without changes at `sequence`, which a real tablet never
+        sends: only to test the server's refusal."""
+        return self._seal([], sequence, None)
+
+    def _seal(self, changes, sequence, batch_id):
         if sequence is None:
             sequence = self.next_sequence
             self.next_sequence += 1

@@ -429,6 +429,23 @@ def main():
         check("unknown record type rejected per change",
               r.results[0].outcome == records_pb2.CHANGE_OUTCOME_REJECTED and
               r.results[0].reject_reason == records_pb2.REJECT_REASON_UNKNOWN_RECORD_TYPE)
+        try:
+            a.push(a.seal_empty_batch(a.next_sequence))
+            check("empty batch refused", False, "accepted")
+        except grpc.RpcError as e:
+            d = fd.error_detail(e)
+            check("empty batch: INVALID_ARGUMENT MALFORMED, its sequence still the next",
+                  e.code() == grpc.StatusCode.INVALID_ARGUMENT and d is not None and
+                  d.reason == sync_pb2.SYNC_ERROR_REASON_MALFORMED and
+                  d.expected_sequence == a.next_sequence, e)
+        spoofed = a.change(case_id, case_id, "case_registration",
+                           {"given_name": text("Amina\u202eanimA")})
+        r = a.push(a.seal_batch([spoofed]))
+        check("a right-to-left override in a name is REJECTED (TEXT_NOT_ALLOWED)",
+              r.results[0].outcome == records_pb2.CHANGE_OUTCOME_REJECTED and
+              r.results[0].reject_reason == records_pb2.REJECT_REASON_TEXT_NOT_ALLOWED and
+              "U+202E" in r.results[0].detail and "animA" not in r.results[0].detail,
+              r.results[0])
 
         # --- the case's region is the server's: a device creates cases only in
         # its own region and never moves one ---

@@ -450,6 +450,19 @@ TEST_F(BackupTest, CreateRefusesAnExistingRelativeOrInDatabaseDirectory) {
   EXPECT_TRUE(CreateBackup(dir_.Sub("empty"), &response).ok());
 }
 
+TEST_F(BackupTest, DirectoryWithAControlOrBidiCharacterIsRefusedAndNothingIsMade) {
+  StartServer();
+  v1::CreateBackupResponse response;
+
+  for (const std::string& name :
+       {std::string("back\nup"), std::string("back\u202Eup"), std::string("back\x1b[2Jup")}) {
+    grpc::Status s = CreateBackup(dir_.Sub(name), &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("out_dir"));
+    EXPECT_FALSE(fs::exists(dir_.Sub(name)));
+  }
+}
+
 TEST_F(BackupTest, OnlyAdministratorsBackUp) {
   StartServer();
   Credentials auditor = AddStaff("aud", v1::ROLE_AUDITOR);

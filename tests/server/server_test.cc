@@ -34,6 +34,7 @@ namespace {
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct Credentials {
   std::string certificate_pem;
@@ -105,16 +106,39 @@ class ServerTest : public ::testing::Test {
     return keys->ca;
   }
 
+  // A fresh key and a certificate for `uri` issued by `ca` with the
+  // extended key usage `purposes`, valid for a day from now.
+  Credentials Issue(const crypto::CertificateAuthority& ca, const std::string& uri,
+                    crypto::KeyPurposes purposes) {
+    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
+    EXPECT_THAT(key, IsOk());
+    auto cert = crypto::IssuePrincipalCertificate(ca, key->public_key_pem, uri, absl::Now(),
+                                                  absl::Hours(24), purposes);
+    EXPECT_THAT(cert, IsOk());
+    return {cert->certificate_pem, key->private_key_pem};
+  }
+
+  // Replaces the deployment's server certificate and key (the server must
+  // not be running).
+  void InstallServerCertificate(const std::string& certificate_pem,
+                                const std::string& private_key_pem) {
+    std::filesystem::remove(paths_->server_cert);
+    std::filesystem::remove(paths_->server_key);
+    ASSERT_THAT(WriteNewFile(paths_->server_cert, certificate_pem, 0644), IsOk());
+    ASSERT_THAT(WriteNewFile(paths_->server_key, private_key_pem, 0600), IsOk());
+  }
+
   // Registers a staff principal directly in the registry and returns
   // credentials issued by `ca` valid from `now` for `validity`.
   Credentials RegisterStaff(const crypto::CertificateAuthority& ca, const std::string& id,
                             v1::Role role, absl::Time now, absl::Duration validity,
-                            bool register_it = true) {
+                            bool register_it = true,
+                            crypto::KeyPurposes purposes = crypto::KeyPurposes::kClientAuth) {
     absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
     EXPECT_THAT(key, IsOk());
-    auto cert = crypto::IssueClientCertificate(ca, key->public_key_pem,
-                                               admin::PrincipalUri({v1::PRINCIPAL_KIND_STAFF, id}),
-                                               now, validity);
+    auto cert = crypto::IssuePrincipalCertificate(
+        ca, key->public_key_pem, admin::PrincipalUri({v1::PRINCIPAL_KIND_STAFF, id}), now, validity,
+        purposes);
     EXPECT_THAT(cert, IsOk());
     if (register_it) {
       storage::StoreOptions options;
@@ -243,6 +267,132 @@ TEST_F(ServerTest, ReflectionNeedsACertificate) {
   grpc::Status admin = RawCall(Channel(&admin_), method, list_services, &response);
   ASSERT_TRUE(admin.ok()) << admin.error_message();
   EXPECT_THAT(response, HasSubstr("fieldsync.v1.AdminService"));
+}
+
+// ServerReflectionRequest{list_services: ""}: field 7, length 0.
+const std::string kListServices("\x3a\x00", 2);
+constexpr char kReflection[] = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+
+TEST_F(ServerTest, ReflectionWithASelfSignedCertificateIsUnauthenticated) {
+  StartServer();
+  // A self-signed certificate (a CA's own) with its key.
+  absl::StatusOr<crypto::CertificateAuthority> self_signed =
+      crypto::CreateCertificateAuthority("fieldsync://staff/admin", absl::Now(), absl::Hours(24));
+  ASSERT_THAT(self_signed, IsOk());
+  Credentials creds{self_signed->certificate_pem, self_signed->private_key_pem};
+  std::string response;
+
+  grpc::Status s = RawCall(Channel(&creds), kReflection, kListServices, &response);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("not issued by this deployment's CA"));
+  EXPECT_THAT(response, Not(HasSubstr("fieldsync.v1")));
+}
+
+TEST_F(ServerTest, ReflectionWithAnotherDeploymentsDeviceIsUnauthenticated) {
+  StartServer();
+  auto other = fieldsync::testing::TestPki::CreateOrDie(absl::Now());
+  auto device = other.IssueClientOrDie("fieldsync://device/0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0",
+                                       absl::Now());
+  Credentials creds{device.certificate_pem, device.private_key_pem};
+  std::string response;
+
+  grpc::Status s = RawCall(Channel(&creds), kReflection, kListServices, &response);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_THAT(response, Not(HasSubstr("fieldsync.v1")));
+}
+
+TEST_F(ServerTest, ReflectionForAnUnknownOrRevokedPrincipalIsUnauthenticated) {
+  crypto::CertificateAuthority ca = DeploymentCa();
+  // Issued by this deployment's CA, but for no registered principal.
+  Credentials unknown = RegisterStaff(ca, "ghost", v1::ROLE_AUDITOR, absl::Now(), absl::Hours(24),
+                                      /*register_it=*/false);
+  StartServer();
+  absl::StatusOr<Credentials> leaver = AddStaff("leaver", v1::ROLE_AUDITOR, {});
+  ASSERT_THAT(leaver, IsOk());
+  std::string response;
+  ASSERT_TRUE(RawCall(Channel(&*leaver), kReflection, kListServices, &response).ok());
+  {
+    auto stub = v1::AdminService::NewStub(Channel(&admin_));
+    grpc::ClientContext context;
+    v1::RevokePrincipalRequest request;
+    request.set_kind(v1::PRINCIPAL_KIND_STAFF);
+    request.set_id("leaver");
+    v1::RevokePrincipalResponse revoked;
+    grpc::Status s = stub->RevokePrincipal(&context, request, &revoked);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  grpc::Status s_unknown = RawCall(Channel(&unknown), kReflection, kListServices, &response);
+  grpc::Status s_revoked = RawCall(Channel(&*leaver), kReflection, kListServices, &response);
+
+  EXPECT_EQ(s_unknown.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s_unknown.error_message();
+  EXPECT_THAT(s_unknown.error_message(), HasSubstr("not registered"));
+  EXPECT_EQ(s_revoked.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s_revoked.error_message();
+  EXPECT_THAT(s_revoked.error_message(), HasSubstr("revoked"));
+}
+
+TEST_F(ServerTest, ReflectionServesAnActiveStaffMember) {
+  StartServer();
+  absl::StatusOr<Credentials> auditor = AddStaff("reader", v1::ROLE_AUDITOR, {});
+  ASSERT_THAT(auditor, IsOk());
+  std::string response;
+
+  grpc::Status s = RawCall(Channel(&*auditor), kReflection, kListServices, &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(response, HasSubstr("fieldsync.v1.SyncService"));
+}
+
+TEST_F(ServerTest, ServerAuthOnlyCertificateIsRefusedAsAClient) {
+  crypto::CertificateAuthority ca = DeploymentCa();
+  // Signed by this deployment's CA, naming a registered, active principal
+  // with no certificate of record: only its extended key usage is wrong.
+  Credentials server_only =
+      RegisterStaff(ca, "night.shift", v1::ROLE_AUDITOR, absl::Now(), absl::Hours(24),
+                    /*register_it=*/true, crypto::KeyPurposes::kServerAuth);
+  StartServer();
+  v1::WhoAmIResponse response;
+  std::string reflection;
+
+  grpc::Status s = WhoAmI(&server_only, &response);
+  grpc::Status reflected = RawCall(Channel(&server_only), kReflection, kListServices, &reflection);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("extended key usage is serverAuth"));
+  EXPECT_THAT(s.error_message(), HasSubstr("must allow clientAuth"));
+  EXPECT_EQ(reflected.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(ServerTest, ServerAuthOnlyCertificateNamingTheAdministratorIsRefused) {
+  Credentials creds =
+      Issue(DeploymentCa(), "fieldsync://staff/admin", crypto::KeyPurposes::kServerAuth);
+  StartServer();
+  v1::WhoAmIResponse response;
+
+  grpc::Status s = WhoAmI(&creds, &response);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("must allow clientAuth"));
+}
+
+TEST_F(ServerTest, CertificateWithoutExtendedKeyUsageIsRefusedAndOneWithBothIsServed) {
+  crypto::CertificateAuthority ca = DeploymentCa();
+  Credentials no_eku = RegisterStaff(ca, "no.eku", v1::ROLE_AUDITOR, absl::Now(), absl::Hours(24),
+                                     /*register_it=*/true, crypto::KeyPurposes::kNoExtension);
+  Credentials both = RegisterStaff(ca, "both", v1::ROLE_AUDITOR, absl::Now(), absl::Hours(24),
+                                   /*register_it=*/true, crypto::KeyPurposes::kServerAndClientAuth);
+  StartServer();
+  v1::WhoAmIResponse response;
+
+  grpc::Status refused = WhoAmI(&no_eku, &response);
+  grpc::Status served = WhoAmI(&both, &response);
+
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED) << refused.error_message();
+  EXPECT_THAT(refused.error_message(), HasSubstr("no extendedKeyUsage extension"));
+  ASSERT_TRUE(served.ok()) << served.error_message();
+  EXPECT_EQ(response.principal().id(), "both");
 }
 
 TEST_F(ServerTest, UnlistedMethodIsRefusedBeforeAnyHandler) {
@@ -399,6 +549,16 @@ TEST_F(ServerTest, PortInUseIsRefused) {
   EXPECT_THAT(second, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("in use")));
 }
 
+TEST_F(ServerTest, ServerCertificateThatAlsoAllowsClientAuthIsRefusedAtStart) {
+  Credentials both =
+      Issue(DeploymentCa(), "fieldsync://staff/admin", crypto::KeyPurposes::kServerAndClientAuth);
+  InstallServerCertificate(both.certificate_pem, both.private_key_pem);
+
+  EXPECT_THAT(FieldsyncServer::Start(Options()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("a server certificate must allow serverAuth only")));
+}
+
 TEST_F(ServerTest, ExpiredServerCertificateIsRefusedAtStart) {
   crypto::CertificateAuthority ca = DeploymentCa();
   absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
@@ -407,10 +567,7 @@ TEST_F(ServerTest, ExpiredServerCertificateIsRefusedAtStart) {
       ca, crypto::MakeServerCertificateRequest(key->public_key_pem, {}),
       absl::Now() - absl::Hours(100), absl::Hours(1));
   ASSERT_THAT(cert, IsOk());
-  std::filesystem::remove(paths_->server_cert);
-  std::filesystem::remove(paths_->server_key);
-  ASSERT_THAT(WriteNewFile(paths_->server_cert, cert->certificate_pem, 0644), IsOk());
-  ASSERT_THAT(WriteNewFile(paths_->server_key, key->private_key_pem, 0600), IsOk());
+  InstallServerCertificate(cert->certificate_pem, key->private_key_pem);
   EXPECT_THAT(FieldsyncServer::Start(Options()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("expired")));
 }

@@ -509,6 +509,25 @@ TEST_F(SyncServiceTest, DeviceLabelOver100BytesIsRefusedWithoutSpendingTheCode) 
   EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
+TEST_F(SyncServiceTest, DeviceLabelWithAControlOrBidiCharacterIsRefusedWithoutSpendingTheCode) {
+  StartServer();
+  std::string code = EnrolmentCode();
+  Device refused, enrolled;
+
+  for (const std::string& label : {std::string("tablet\0 12", 9),
+                                   std::string("tablet \xe2\x80\xae"
+                                               "21"),
+                                   std::string("tablet\n12"), std::string("tablet \x1b[31m12")}) {
+    grpc::Status s = Enroll(code, &refused, label);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_MALFORMED);
+    EXPECT_THAT(s.error_message(), HasSubstr("device_label: U+"));
+    EXPECT_THAT(s.error_message(), ::testing::Not(HasSubstr("tablet")));
+  }
+  grpc::Status s = Enroll(code, &enrolled, "tablet 12, \xd8\xba\xd9\x88\xd9\x84\xd9\x88");
+  EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
 TEST_F(SyncServiceTest, RequestThatDoesNotParseIsAnsweredUnimplementedByGrpc) {
   StartServer();
   Device d = NewDevice();
@@ -590,6 +609,56 @@ TEST_F(SyncServiceTest, InvalidChangesAreRejectedWithReasonsAndTheRestApplies) {
   EXPECT_EQ(response.results(0).reject_reason(), v1::REJECT_REASON_UNKNOWN_RECORD_TYPE);
   EXPECT_EQ(response.results(1).reject_reason(), v1::REJECT_REASON_WRONG_VALUE_TYPE);
   EXPECT_EQ(response.results(2).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+}
+
+TEST_F(SyncServiceTest, StringValuesAgainstTheTextPolicyAreRejectedPerChange) {
+  StartServer();
+  Device d = NewDevice();
+  auto named = [&](int n, std::string name) {
+    v1::RecordChange c = NewCase(Id(10 + 2 * n), Id(11 + 2 * n));
+    *c.mutable_fields(0)->mutable_value() = Str(name);
+    return c;
+  };
+  std::vector<v1::RecordChange> changes = {
+      named(0, std::string("Ami\0na", 6)),  // NUL
+      named(1,
+            "Amina\xe2\x80\xae"
+            "animA"),                               // right-to-left override
+      named(2, "Amina \xe2\x81\xa6x\xe2\x81\xa9"),  // isolate
+      named(3, "Amina\x1b[2J"),                     // escape sequence
+      named(4, "Amina\xc2\x85"),                    // C1 NEL
+      named(5, "Amina\nOkello"),                    // a line break: free text allows it
+  };
+  v1::PushResponse response;
+
+  grpc::Status s = Push(d, Seal(d, changes, 1, Id(3)), &response);
+
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(response.results_size(), 6);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(response.results(i).outcome(), v1::CHANGE_OUTCOME_REJECTED) << i;
+    EXPECT_EQ(response.results(i).reject_reason(), v1::REJECT_REASON_TEXT_NOT_ALLOWED) << i;
+    EXPECT_THAT(response.results(i).detail(), HasSubstr("field given_name"));
+    EXPECT_THAT(response.results(i).detail(), ::testing::Not(HasSubstr("Ami")));
+  }
+  EXPECT_THAT(response.results(1).detail(), HasSubstr("U+202E"));
+  EXPECT_EQ(response.results(5).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+}
+
+TEST_F(SyncServiceTest, EmptyBatchIsRefusedAndItsSequenceStaysTheNext) {
+  StartServer();
+  Device d = NewDevice();
+  v1::PushResponse response;
+
+  grpc::Status empty = Push(d, Seal(d, {}, 1, Id(3)), &response);
+
+  EXPECT_EQ(empty.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << empty.error_message();
+  EXPECT_EQ(DetailOf(empty).reason(), v1::SYNC_ERROR_REASON_MALFORMED);
+  EXPECT_EQ(DetailOf(empty).expected_sequence(), 1u);
+  EXPECT_THAT(empty.error_message(), HasSubstr("has no changes"));
+  grpc::Status next = Push(d, Seal(d, {NewCase(Id(1), Id(2))}, 1, Id(4)), &response);
+  ASSERT_TRUE(next.ok()) << next.error_message();
+  EXPECT_EQ(response.next_sequence(), 2u);
 }
 
 TEST_F(SyncServiceTest, BadSignatureIsUnauthenticated) {
@@ -724,6 +793,29 @@ TEST_F(SyncServiceTest, RevokedDeviceIsStoppedAtOnce) {
   EXPECT_EQ(DetailOf(s).reason(), v1::SYNC_ERROR_REASON_DEVICE_REVOKED);
   std::vector<v1::PulledChanges> chunks;
   EXPECT_EQ(Pull(d, 0, &chunks).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(SyncServiceTest, ReflectionServesAnEnrolledDeviceUntilItIsRevoked) {
+  // ServerReflectionRequest{list_services: ""}: field 7, length 0.
+  const std::string list_services("\x3a\x00", 2);
+  const std::string reflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+  StartServer();
+  Device d = NewDevice();
+  ASSERT_TRUE(RawCall(&d.tls, reflection, list_services).ok());
+  v1::RevokePrincipalRequest revoke;
+  revoke.set_kind(v1::PRINCIPAL_KIND_DEVICE);
+  revoke.set_id(d.id);
+  v1::RevokePrincipalResponse revoked;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  ASSERT_TRUE(v1::AdminService::NewStub(Channel(&admin_))
+                  ->RevokePrincipal(&context, revoke, &revoked)
+                  .ok());
+
+  grpc::Status s = RawCall(&d.tls, reflection, list_services);
+
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("revoked"));
 }
 
 TEST_F(SyncServiceTest, PullReturnsSealedChangesAndResumesWithoutGapsOrDuplicates) {

@@ -257,6 +257,24 @@ TEST_F(IngestTest, SequenceReplayWithANewBatchIdIsRefused) {
   EXPECT_EQ(ReadString(kCase, kCase, "given_name"), "Amina");
 }
 
+TEST_F(IngestTest, EmptyBatchIsRefusedAndUsesNoSequenceNumber) {
+  CreateCase();
+  auto before = testing::DumpCf(store_.get(), storage::Cf::kBatches);
+
+  absl::StatusOr<PushResult> empty = Push("dev-a", 2, {});
+
+  EXPECT_THAT(empty, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no changes")));
+  std::optional<v1::SyncErrorDetail> d = GetSyncErrorDetail(empty.status());
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->reason(), v1::SYNC_ERROR_REASON_MALFORMED);
+  EXPECT_EQ(d->expected_sequence(), 2u);
+  EXPECT_EQ(testing::DumpCf(store_.get(), storage::Cf::kBatches), before);
+  // Sequence 2 is still the next one the device sends.
+  absl::StatusOr<PushResult> next = Push("dev-a", 2, {SetName(101, "Aminata", 1, kStartMicros)});
+  ASSERT_THAT(next, IsOk());
+  EXPECT_EQ(next->result.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
+}
+
 TEST_F(IngestTest, TooManyChangesAreRefusedWhole) {
   std::vector<v1::RecordChange> many(10001, NewCase(Id(5), kCase, "northern", HlcAt(1)));
 

@@ -163,6 +163,53 @@ TEST(SchemaTest, CheckValueRefusesWrongTypeAndUnknownEnum) {
             v1::REJECT_REASON_WRONG_VALUE_TYPE);
 }
 
+TEST(SchemaTest, CheckValueAppliesTheTextPolicy) {
+  v1::FieldDef text;
+  text.set_name("text");
+  text.set_type(v1::FIELD_TYPE_STRING);
+  v1::FieldDef tags = text;
+  tags.set_type(v1::FIELD_TYPE_STRING_LIST);
+  v1::FieldValue list;
+  list.mutable_string_list_value()->add_values("ok");
+  list.mutable_string_list_value()->add_values("two\tcells");
+  v1::FieldValue attachment;
+  v1::AttachmentRef* a = attachment.mutable_attachment_value();
+  a->set_attachment_id("0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0");
+  a->set_sha256(std::string(32, 'h'));
+  a->set_media_type("image/png\x7f");
+  v1::FieldDef photo = text;
+  photo.set_type(v1::FIELD_TYPE_ATTACHMENT);
+
+  ValueCheck nul = Schema::CheckValue(text, testing::Str(std::string("a\0b", 3)), "change c");
+  ValueCheck bidi = Schema::CheckValue(text, testing::Str("a\xe2\x81\xa7" "b"), "change c");
+  ValueCheck tab = Schema::CheckValue(tags, list, "change c");
+  ValueCheck media = Schema::CheckValue(photo, attachment, "change c");
+
+  EXPECT_EQ(nul.reason, v1::REJECT_REASON_TEXT_NOT_ALLOWED);
+  EXPECT_THAT(nul.detail, AllOf(HasSubstr("change c"), HasSubstr("U+0000"), HasSubstr("byte 1")));
+  EXPECT_EQ(bidi.reason, v1::REJECT_REASON_TEXT_NOT_ALLOWED);
+  EXPECT_THAT(bidi.detail, HasSubstr("U+2067"));
+  EXPECT_EQ(tab.reason, v1::REJECT_REASON_TEXT_NOT_ALLOWED);
+  EXPECT_THAT(tab.detail, AllOf(HasSubstr("list element"), HasSubstr("U+0009")));
+  EXPECT_EQ(media.reason, v1::REJECT_REASON_TEXT_NOT_ALLOWED);
+  EXPECT_THAT(media.detail, HasSubstr("U+007F"));
+  // Free text keeps its line breaks.
+  EXPECT_TRUE(Schema::CheckValue(text, testing::Str("line 1\r\nline 2\tend"), "x").ok());
+}
+
+TEST(SchemaTest, LabelOrSchemaIdAgainstTheTextPolicyIsRefused) {
+  EXPECT_THAT(ParseSchema(With("name: \"note\"", "name: \"note\" label: \"N\xe2\x80\xae" "ote\"")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("record type note label"), HasSubstr("U+202E"))));
+  EXPECT_THAT(ParseSchema(With("name: \"text\"", "name: \"text\" label: \"a\\nb\"")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("field text label"), HasSubstr("U+000A"))));
+  EXPECT_THAT(ParseSchema(With("schema_id: \"t\"", "schema_id: \"t\\001\"")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("schema_id")));
+  EXPECT_THAT(ParseSchema(With("name: \"note\"", "name: \"note\" label: \"Notes \xd9\x85\"")),
+              IsOk());
+}
+
 std::unique_ptr<Schema> CreateOrDie(std::string_view text) {
   absl::StatusOr<v1::Schema> proto = ParseSchema(text);
   EXPECT_THAT(proto, IsOk());
