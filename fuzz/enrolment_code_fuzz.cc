@@ -16,7 +16,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!code.ok()) {
     fuzz::Check(code.status().code() == absl::StatusCode::kInvalidArgument,
                 "a bad code is kInvalidArgument");
-    fuzz::Check(code.status().message().find(typed) == std::string_view::npos || typed.size() < 12,
+    const std::string message(code.status().message());
+    fuzz::Check(message.find(typed) == std::string::npos || typed.size() < 12,
                 "the error does not repeat the typed code");
     return 0;
   }

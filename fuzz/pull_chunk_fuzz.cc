@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "crypto/bytes.h"
 #include "device/sealed_batch.h"
 #include "fuzz/fuzz_fixtures.h"
 #include "server/sealed_batch.h"

@@ -178,12 +178,35 @@ void PullChunks(Writer& w, const std::vector<std::pair<std::string, v1::BatchPay
   }
 }
 
+std::string SignedHead(const std::vector<std::string>& entries, uint64_t size);
+
 void Canonical(Writer& w) {
   std::vector<bool> seen(256, false);
   for (const audit::Event& e : audit::testing::MixedEvents(12)) {
     const auto kind = static_cast<uint8_t>(audit::KindOf(e));
     if (seen[kind]) continue;
     seen[kind] = true;
+    w.Put("canonical", "event-" + std::string(audit::KindName(audit::KindOf(e))), 0,
+          OrDie(audit::EncodeEvent(e), "encode event"));
+  }
+  // The kinds MixedEvents does not make.
+  const absl::Time t = FixedNow();
+  const std::string admin = "fieldsync://staff/admin1";
+  std::vector<audit::Event> more = {
+      {t, audit::StaffAdded{"sup1", 2, {"northern", "eastern"}, "0a1b2c", admin}},
+      {t, audit::PrincipalRevoked{audit::PrincipalKind::kDevice, std::string(kDeviceId), admin}},
+      {t, audit::KeyRotated{admin, std::string(audit::kAuditSigningPurpose), 1, 2,
+                            std::string(32, '\x5a')}},
+      {t, audit::CaseErased{admin, Uuid{0xca, 0, 0, 0, 0, 0, 0x40, 0, 0x80}}},
+      {t, audit::AdminAction{admin, "enrolment-code.issue", {"officer-1", "northern"}}},
+  };
+  audit::RollbackAccepted rollback;
+  rollback.actor = admin;
+  rollback.continued_size = 3;
+  rollback.continued_root.fill(0x33);
+  rollback.abandoned_heads.push_back(SignedHead({"a", "b", "c", "d"}, 4));
+  more.push_back({t, rollback});
+  for (const audit::Event& e : more) {
     w.Put("canonical", "event-" + std::string(audit::KindName(audit::KindOf(e))), 0,
           OrDie(audit::EncodeEvent(e), "encode event"));
   }
