@@ -65,6 +65,16 @@ Fn Real(const char* mangled) {
 #define MUTEX_SYM(name) "_ZN4absl" "7" FIELDSYNC_ABSL_NS "5Mutex" name
 #define CONDVAR_SYM(name) "_ZN4absl" "7" FIELDSYNC_ABSL_NS "7CondVar" name
 
+// Abseil's entry points call each other through the same interposable
+// symbols (LockWhenWithTimeout calls LockWhenWithDeadline, Notification
+// calls Lock): only the outermost call on a thread tells TSan.
+thread_local int nesting = 0;
+struct Nest {
+  Nest() : outer(nesting++ == 0) {}
+  ~Nest() { --nesting; }
+  const bool outer;
+};
+
 constexpr unsigned kRead = __tsan_mutex_read_lock;
 constexpr unsigned kTry = __tsan_mutex_try_lock;
 constexpr unsigned kTryFailed = __tsan_mutex_try_lock_failed;
@@ -82,96 +92,108 @@ ABSL_NAMESPACE_BEGIN
 
 void Mutex::Lock() {
   static const auto real = Real<void (*)(Mutex*)>(MUTEX_SYM("4LockEv"));
-  __tsan_mutex_pre_lock(this, 0);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_lock(this, 0);
   real(this);
-  __tsan_mutex_post_lock(this, 0, 0);
+  if (n.outer) __tsan_mutex_post_lock(this, 0, 0);
 }
 
 void Mutex::ReaderLock() {
   static const auto real = Real<void (*)(Mutex*)>(MUTEX_SYM("10ReaderLockEv"));
-  __tsan_mutex_pre_lock(this, kRead);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_lock(this, kRead);
   real(this);
-  __tsan_mutex_post_lock(this, kRead, 0);
+  if (n.outer) __tsan_mutex_post_lock(this, kRead, 0);
 }
 
 bool Mutex::TryLock() {
   static const auto real = Real<bool (*)(Mutex*)>(MUTEX_SYM("7TryLockEv"));
-  __tsan_mutex_pre_lock(this, kTry);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_lock(this, kTry);
   const bool locked = real(this);
-  __tsan_mutex_post_lock(this, kTry | (locked ? 0 : kTryFailed), 0);
+  if (n.outer) __tsan_mutex_post_lock(this, kTry | (locked ? 0 : kTryFailed), 0);
   return locked;
 }
 
 bool Mutex::ReaderTryLock() {
   static const auto real = Real<bool (*)(Mutex*)>(MUTEX_SYM("13ReaderTryLockEv"));
-  __tsan_mutex_pre_lock(this, kRead | kTry);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_lock(this, kRead | kTry);
   const bool locked = real(this);
-  __tsan_mutex_post_lock(this, kRead | kTry | (locked ? 0 : kTryFailed), 0);
+  if (n.outer) __tsan_mutex_post_lock(this, kRead | kTry | (locked ? 0 : kTryFailed), 0);
   return locked;
 }
 
 void Mutex::Unlock() {
   static const auto real = Real<void (*)(Mutex*)>(MUTEX_SYM("6UnlockEv"));
-  __tsan_mutex_pre_unlock(this, 0);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_unlock(this, 0);
   real(this);
-  __tsan_mutex_post_unlock(this, 0);
+  if (n.outer) __tsan_mutex_post_unlock(this, 0);
 }
 
 void Mutex::ReaderUnlock() {
   static const auto real = Real<void (*)(Mutex*)>(MUTEX_SYM("12ReaderUnlockEv"));
-  __tsan_mutex_pre_unlock(this, kRead);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_unlock(this, kRead);
   real(this);
-  __tsan_mutex_post_unlock(this, kRead);
+  if (n.outer) __tsan_mutex_post_unlock(this, kRead);
 }
 
 void Mutex::LockWhen(const Condition& cond) {
   static const auto real = Real<void (*)(Mutex*, const Condition&)>(MUTEX_SYM("8LockWhenERKNS0_9ConditionE"));
-  __tsan_mutex_pre_lock(this, 0);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_lock(this, 0);
   real(this, cond);
-  __tsan_mutex_post_lock(this, 0, 0);
+  if (n.outer) __tsan_mutex_post_lock(this, 0, 0);
 }
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
   static const auto real =
       Real<void (*)(Mutex*, const Condition&)>(MUTEX_SYM("14ReaderLockWhenERKNS0_9ConditionE"));
-  __tsan_mutex_pre_lock(this, kRead);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_lock(this, kRead);
   real(this, cond);
-  __tsan_mutex_post_lock(this, kRead, 0);
+  if (n.outer) __tsan_mutex_post_lock(this, kRead, 0);
 }
 
 bool Mutex::LockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
   static const auto real = Real<bool (*)(Mutex*, const Condition&, absl::Duration)>(
       MUTEX_SYM("19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
-  __tsan_mutex_pre_lock(this, 0);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_lock(this, 0);
   const bool met = real(this, cond, timeout);
-  __tsan_mutex_post_lock(this, 0, 0);  // held whether or not the condition is true
+  if (n.outer) __tsan_mutex_post_lock(this, 0, 0);  // held whether or not the condition is true
   return met;
 }
 
 bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
   static const auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
       MUTEX_SYM("20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
-  __tsan_mutex_pre_lock(this, 0);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_lock(this, 0);
   const bool met = real(this, cond, deadline);
-  __tsan_mutex_post_lock(this, 0, 0);
+  if (n.outer) __tsan_mutex_post_lock(this, 0, 0);
   return met;
 }
 
 bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
   static const auto real = Real<bool (*)(Mutex*, const Condition&, absl::Duration)>(
       MUTEX_SYM("25ReaderLockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
-  __tsan_mutex_pre_lock(this, kRead);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_lock(this, kRead);
   const bool met = real(this, cond, timeout);
-  __tsan_mutex_post_lock(this, kRead, 0);
+  if (n.outer) __tsan_mutex_post_lock(this, kRead, 0);
   return met;
 }
 
 bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
   static const auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
       MUTEX_SYM("26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
-  __tsan_mutex_pre_lock(this, kRead);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_lock(this, kRead);
   const bool met = real(this, cond, deadline);
-  __tsan_mutex_post_lock(this, kRead, 0);
+  if (n.outer) __tsan_mutex_post_lock(this, kRead, 0);
   return met;
 }
 
@@ -181,63 +203,69 @@ bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, absl::Time deadlin
 // the flags only matter for its read/write lock checks.)
 void Mutex::Await(const Condition& cond) {
   static const auto real = Real<void (*)(Mutex*, const Condition&)>(MUTEX_SYM("5AwaitERKNS0_9ConditionE"));
-  __tsan_mutex_pre_unlock(this, 0);
-  __tsan_mutex_post_unlock(this, 0);
-  __tsan_mutex_pre_lock(this, 0);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_unlock(this, 0);
+  if (n.outer) __tsan_mutex_post_unlock(this, 0);
+  if (n.outer) __tsan_mutex_pre_lock(this, 0);
   real(this, cond);
-  __tsan_mutex_post_lock(this, 0, 0);
+  if (n.outer) __tsan_mutex_post_lock(this, 0, 0);
 }
 
 bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
   static const auto real = Real<bool (*)(Mutex*, const Condition&, absl::Duration)>(
       MUTEX_SYM("16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
-  __tsan_mutex_pre_unlock(this, 0);
-  __tsan_mutex_post_unlock(this, 0);
-  __tsan_mutex_pre_lock(this, 0);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_unlock(this, 0);
+  if (n.outer) __tsan_mutex_post_unlock(this, 0);
+  if (n.outer) __tsan_mutex_pre_lock(this, 0);
   const bool met = real(this, cond, timeout);
-  __tsan_mutex_post_lock(this, 0, 0);
+  if (n.outer) __tsan_mutex_post_lock(this, 0, 0);
   return met;
 }
 
 bool Mutex::AwaitWithDeadline(const Condition& cond, absl::Time deadline) {
   static const auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
       MUTEX_SYM("17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
-  __tsan_mutex_pre_unlock(this, 0);
-  __tsan_mutex_post_unlock(this, 0);
-  __tsan_mutex_pre_lock(this, 0);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_unlock(this, 0);
+  if (n.outer) __tsan_mutex_post_unlock(this, 0);
+  if (n.outer) __tsan_mutex_pre_lock(this, 0);
   const bool met = real(this, cond, deadline);
-  __tsan_mutex_post_lock(this, 0, 0);
+  if (n.outer) __tsan_mutex_post_lock(this, 0, 0);
   return met;
 }
 
 void CondVar::Wait(Mutex* mu) {
   static const auto real = Real<void (*)(CondVar*, Mutex*)>(CONDVAR_SYM("4WaitEPNS0_5MutexE"));
-  __tsan_mutex_pre_unlock(mu, 0);
-  __tsan_mutex_post_unlock(mu, 0);
-  __tsan_mutex_pre_lock(mu, 0);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_unlock(mu, 0);
+  if (n.outer) __tsan_mutex_post_unlock(mu, 0);
+  if (n.outer) __tsan_mutex_pre_lock(mu, 0);
   real(this, mu);
-  __tsan_mutex_post_lock(mu, 0, 0);
+  if (n.outer) __tsan_mutex_post_lock(mu, 0, 0);
 }
 
 bool CondVar::WaitWithTimeout(Mutex* mu, absl::Duration timeout) {
   static const auto real = Real<bool (*)(CondVar*, Mutex*, absl::Duration)>(
       CONDVAR_SYM("15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE"));
-  __tsan_mutex_pre_unlock(mu, 0);
-  __tsan_mutex_post_unlock(mu, 0);
-  __tsan_mutex_pre_lock(mu, 0);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_unlock(mu, 0);
+  if (n.outer) __tsan_mutex_post_unlock(mu, 0);
+  if (n.outer) __tsan_mutex_pre_lock(mu, 0);
   const bool timed_out = real(this, mu, timeout);
-  __tsan_mutex_post_lock(mu, 0, 0);
+  if (n.outer) __tsan_mutex_post_lock(mu, 0, 0);
   return timed_out;
 }
 
 bool CondVar::WaitWithDeadline(Mutex* mu, absl::Time deadline) {
   static const auto real = Real<bool (*)(CondVar*, Mutex*, absl::Time)>(
       CONDVAR_SYM("16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE"));
-  __tsan_mutex_pre_unlock(mu, 0);
-  __tsan_mutex_post_unlock(mu, 0);
-  __tsan_mutex_pre_lock(mu, 0);
+  const Nest n;
+  if (n.outer) __tsan_mutex_pre_unlock(mu, 0);
+  if (n.outer) __tsan_mutex_post_unlock(mu, 0);
+  if (n.outer) __tsan_mutex_pre_lock(mu, 0);
   const bool timed_out = real(this, mu, deadline);
-  __tsan_mutex_post_lock(mu, 0, 0);
+  if (n.outer) __tsan_mutex_post_lock(mu, 0, 0);
   return timed_out;
 }
 
