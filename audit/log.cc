@@ -394,7 +394,8 @@ absl::StatusOr<std::vector<AuditLog::PublishedHead>> AuditLog::LoadPublishedHead
     return absl::FailedPreconditionError("this audit log has no signing key");
   }
   std::vector<PublishedHead> heads;
-  auto consider = [&](const std::string& where, const std::string& text) -> absl::Status {
+  auto consider = [&](const std::string& where, const std::string& text)
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_) -> absl::Status {
     absl::StatusOr<Checkpoint> cp = OpenWithAnyKey(text);
     if (!cp.ok()) {
       return absl::FailedPreconditionError(absl::StrFormat(

@@ -29,6 +29,11 @@ function(fieldsync_add_test name)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
   target_compile_options(${name} PRIVATE ${FIELDSYNC_WARNING_FLAGS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} fieldsync_testing GTest::gtest GTest::gmock GTest::gtest_main)
+  if(FIELDSYNC_TSAN)
+    # absl::Mutex made visible to ThreadSanitizer (see the file).
+    target_sources(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests/testing/tsan_absl_mutex.cc)
+    target_link_libraries(${name} PRIVATE ${CMAKE_DL_LIBS})
+  endif()
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
     DISCOVERY_TIMEOUT 60

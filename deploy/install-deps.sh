@@ -15,6 +15,9 @@ PACKAGES=(
   libabsl-dev librocksdb-dev libspdlog-dev libssl-dev libicu-dev libzstd-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   libglpk-dev coinor-libclp-dev
+  # The CI's clang builds (.ci/run): clang 14, its sanitizer runtimes and
+  # libFuzzer (libclang-rt-14-dev), llvm-symbolizer for their reports.
+  clang libclang-rt-14-dev llvm-14
   openssl
   python3 python3-grpcio python3-protobuf python3-cryptography python3-jsonschema
 )

@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/tsan.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/comparator.h"
 #include "rocksdb/db.h"
@@ -515,7 +516,12 @@ absl::Status Store::Commit(WriteBatch* batch) {
   }
   // Concurrent callers meet in RocksDB's write group: one WAL append and
   // one sync for the group (see the class comment).
-  return FromRocksDb(rep_->db->Write(rep_->write_options, to_write), "commit batch");
+  rocksdb::Status s;
+  {
+    ScopedTsanIgnoreAccesses tsan_ignore;  // RocksDB's write group (common/tsan.h)
+    s = rep_->db->Write(rep_->write_options, to_write);
+  }
+  return FromRocksDb(s, "commit batch");
 }
 
 absl::StatusOr<std::string> Store::Get(Cf cf, std::string_view key, const Snapshot* snap) {

@@ -521,11 +521,12 @@ absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* n
     unit->status = SyncError(
         gap ? absl::StatusCode::kOutOfRange : absl::StatusCode::kFailedPrecondition,
         gap ? v1::SYNC_ERROR_REASON_SEQUENCE_GAP : v1::SYNC_ERROR_REASON_SEQUENCE_REPLAY,
-        absl::StrFormat(gap ? "batch %s has sequence %d but device %s must send %d next: resend "
-                              "from there"
-                            : "batch %s has sequence %d, already used by device %s (next is "
-                              "%d): refused as a replay",
-                        meta.batch_id, meta.sequence, meta.device_id, expected),
+        gap ? absl::StrFormat("batch %s has sequence %d but device %s must send %d next: resend "
+                              "from there",
+                              meta.batch_id, meta.sequence, meta.device_id, expected)
+            : absl::StrFormat("batch %s has sequence %d, already used by device %s (next is %d): "
+                              "refused as a replay",
+                              meta.batch_id, meta.sequence, meta.device_id, expected),
         detail);
     return absl::OkStatus();
   }

@@ -123,9 +123,10 @@ Counts RecountStocks(storage::Store* store, const sync::Schema& schema,
       if (reg == records.end() || !reg->second.live) continue;
       for (const auto& [record_id, rec] : records) {
         if (rec.type != m.record_type() || !rec.live) continue;
+        const Rec& record = rec;  // a lambda cannot capture a structured binding in clang 14
         auto value = [&](const std::string& dim) {
           const auto& [type, field] = dims[dim];
-          const Rec& from = type == reg_type ? reg->second : rec;
+          const Rec& from = type == reg_type ? reg->second : record;
           auto f = from.values.find(field);
           return f == from.values.end() ? std::string() : f->second;
         };
