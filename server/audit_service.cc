@@ -110,11 +110,11 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetSignedTreeHead(
     v1::SignedTreeHead* response) {
   return RunUnaryBlocking(
       context, "/fieldsync.v1.AuditService/GetSignedTreeHead", auth_, pool_,
-      [this, request, response](const Caller&) -> absl::Status {
-                    ASSIGN_OR_RETURN(audit::SignedTreeHead head, log_->MaybeSignTreeHead());
-                    ToProto(head, response);
-                    return absl::OkStatus();
-                  });
+      [this, response](const Caller&) -> absl::Status {
+        ASSIGN_OR_RETURN(audit::SignedTreeHead head, log_->MaybeSignTreeHead());
+        ToProto(head, response);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(

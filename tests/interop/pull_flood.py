@@ -31,6 +31,11 @@ parser.add_argument("--seconds", type=float, default=15)
 parser.add_argument("--bin-dir", default="")
 parser.add_argument("--cases", type=int, default=30)
 parser.add_argument("--max-access-entries", type=int, default=-1)
+# Raises the per-principal pull rate (limits.pulls_per_minute, pull_burst)
+# to its maximum, so that the access ledger alone bounds the log (the pull
+# rate limit has tests of its own). Not for --bin-dir servers older than
+# the limits.
+parser.add_argument("--unlimited-pulls", action="store_true")
 args = parser.parse_args()
 
 sys.path.insert(0, os.path.join(args.source, "tests", "tools"))
@@ -109,6 +114,9 @@ def main():
         data = os.path.join(work, "d")
         subprocess.run([FIELDSYNC, "init", "--data-dir", data], check=True,
                        stdout=subprocess.DEVNULL)
+        if args.unlimited_pulls:
+            with open(os.path.join(data, "fieldsyncd.conf"), "w") as conf:
+                conf.write("limits { pulls_per_minute: 60000 pull_burst: 1000 }\n")
         server = subprocess.Popen([FIELDSYNCD, "--data-dir", data, "--listen", "127.0.0.1:0"],
                                   stdout=subprocess.PIPE,
                                   stderr=open(os.path.join(work, "server.log"), "w"), text=True)

@@ -1290,6 +1290,10 @@ class CaseServiceTest : public SyncServiceTest {
  protected:
   void SetUp() override {
     SyncServiceTest::SetUp();
+    // These tests pull again and again; the pull rate has a test of its
+    // own (PullsPastThePrincipalsRateAreRefusedWithRetryAdvice).
+    limits_.set_pulls_per_minute(60000);
+    limits_.set_pull_burst(1000);
     StartServer();
     tablet_ = NewDevice("officer1");
     sup_ = AddStaff("sup1", v1::ROLE_SUPERVISOR);
