@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -897,67 +898,88 @@ TEST_F(KeyOperationsTest, InterruptedRotationIsResumedWithoutAnotherVersion) {
   EXPECT_EQ(next.new_version(), 3u);
 }
 
-// --- An erasure during pushes (ctest -R Concurren) --------------------------
+// --- Erasure and rotations during pushes (ctest -R Concurren) ---------------
 
-using ErasureConcurrencyTest = AuditKeyRotationTest;
+class KeyOperationsConcurrencyTest : public AuditKeyRotationTest {
+ protected:
+  static constexpr int kPushers = 8, kBatches = 10;
+  // The new case of pusher `t`'s batch `b`.
+  static std::string PushedCase(int t, int b) { return Id(0x1000 * (t + 1) + b); }
+
+  struct PushRun {
+    std::vector<std::vector<std::string>> errors;  // per pusher, failed calls
+    int pushed = 0;                                // batches accepted
+    int pushed_before = 0;                         // ... before `action` began
+    int pushed_after = 0;                          // ... after it returned
+  };
+
+  // Starts kPushers tablets, each pushing kBatches new cases, runs `action`
+  // once 2 * kPushers batches are in, and waits for every pusher.
+  PushRun PushWhile(const std::function<void()>& action) {
+    std::vector<Device> devices;
+    for (int t = 0; t < kPushers; ++t) devices.push_back(NewDevice());
+    std::atomic<int> pushed{0};
+    std::atomic<bool> done{false};
+    std::atomic<int> pushed_after{0};
+    PushRun run;
+    run.errors.resize(kPushers);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kPushers; ++t) {
+      threads.emplace_back([&, t] {
+        fieldsync::testing::SeededRandom rng(7000 + t);
+        for (int b = 0; b < kBatches; ++b) {
+          v1::PushResponse response;
+          grpc::Status s = Push(devices[t], {NewCase(PushedCase(t, b), "Baraka")}, &response, &rng);
+          if (!s.ok()) {
+            run.errors[t].push_back(
+                absl::StrFormat("%d: %s", static_cast<int>(s.error_code()), s.error_message()));
+            continue;
+          }
+          ++pushed;
+          if (done.load()) ++pushed_after;
+        }
+      });
+    }
+    const absl::Time wait_until = absl::Now() + absl::Seconds(60);
+    while (pushed.load() < 2 * kPushers && absl::Now() < wait_until) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    run.pushed_before = pushed.load();
+    action();
+    done = true;
+    for (std::thread& th : threads) th.join();
+    run.pushed = pushed.load();
+    run.pushed_after = pushed_after.load();
+    std::printf("%d pushes before the operation, %d after it returned\n", run.pushed_before,
+                run.pushed_after);
+    return run;
+  }
+
+  void ExpectEveryPushAccepted(const PushRun& run) {
+    for (int t = 0; t < kPushers; ++t) EXPECT_THAT(run.errors[t], ::testing::IsEmpty()) << t;
+    EXPECT_EQ(run.pushed, kPushers * kBatches);
+    EXPECT_LT(run.pushed_before, kPushers * kBatches);  // the operation ran among the pushes
+  }
+};
 
 // Issue 14: the erasure held the audit log's session across its forced
 // compaction, so every commit group's append waited for it and the group
 // failed UNAVAILABLE. Now its handle ends before the compaction: 8 tablets
 // pushing all the while lose no batch, the case's key is gone and the log
 // verifies.
-TEST_F(ErasureConcurrencyTest, EightPushersLoseNothingWhileACaseIsErased) {
+TEST_F(KeyOperationsConcurrencyTest, EightPushersLoseNothingWhileACaseIsErased) {
   StartServer();
   const audit::NoteVerifier key = KeyFile(paths_->audit_public_key);
   Device first = NewDevice();
   PushCase(first, Id(1), "Amina");
-  constexpr int kPushers = 8, kBatches = 10;
-  std::vector<Device> devices;
-  std::vector<std::vector<v1::RecordChange>> work(kPushers);
-  for (int t = 0; t < kPushers; ++t) {
-    devices.push_back(NewDevice());
-    for (int b = 0; b < kBatches; ++b) {
-      work[t].push_back(NewCase(Id(0x1000 * (t + 1) + b), "Baraka"));
-    }
-  }
-  std::atomic<int> pushed{0};
-  std::atomic<bool> erased{false};
-  std::atomic<int> pushed_after_erasure{0};
-  std::vector<std::vector<std::string>> errors(kPushers);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kPushers; ++t) {
-    threads.emplace_back([&, t] {
-      fieldsync::testing::SeededRandom rng(7000 + t);
-      for (int b = 0; b < kBatches; ++b) {
-        v1::PushResponse response;
-        grpc::Status s = Push(devices[t], {work[t][b]}, &response, &rng);
-        if (!s.ok()) {
-          errors[t].push_back(
-              absl::StrFormat("%d: %s", static_cast<int>(s.error_code()), s.error_message()));
-          continue;
-        }
-        ++pushed;
-        if (erased.load()) ++pushed_after_erasure;
-      }
-    });
-  }
-  // Erase once the pushers are under way.
-  const absl::Time wait_until = absl::Now() + absl::Seconds(60);
-  while (pushed.load() < 2 * kPushers && absl::Now() < wait_until) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  const int pushed_before = pushed.load();
-  v1::EraseCaseResponse erasure;
-  grpc::Status erase_status = Erase(admin_, Id(1), Id(1), &erasure);
-  erased = true;
-  for (std::thread& th : threads) th.join();
+  grpc::Status erase_status;
+  PushRun run = PushWhile([&] {
+    v1::EraseCaseResponse erasure;
+    erase_status = Erase(admin_, Id(1), Id(1), &erasure);
+  });
 
   ASSERT_TRUE(erase_status.ok()) << erase_status.error_message();
-  for (int t = 0; t < kPushers; ++t) EXPECT_THAT(errors[t], ::testing::IsEmpty()) << t;
-  EXPECT_EQ(pushed.load(), kPushers * kBatches);
-  EXPECT_LT(pushed_before, kPushers * kBatches);  // the erasure ran among the pushes
-  std::printf("%d pushes before the erasure, %d after it returned\n", pushed_before,
-              pushed_after_erasure.load());
+  ExpectEveryPushAccepted(run);
   // The audit log verifies, with every batch and the erasure in it.
   audit::VerifyReport report = Verify(Export(), key);
   ASSERT_TRUE(report.ok) << report.error;
@@ -971,7 +993,71 @@ TEST_F(ErasureConcurrencyTest, EightPushersLoseNothingWhileACaseIsErased) {
   ASSERT_THAT(ring, IsOk());
   crypto::CaseKeyStore keys(store.get(), &*ring);
   EXPECT_THAT(keys.State(*ParseUuid(Id(1))), IsOkAndHolds(crypto::DekState::kErased));
-  EXPECT_THAT(keys.State(*ParseUuid(Id(0x1000))), IsOkAndHolds(crypto::DekState::kPresent));
+  EXPECT_THAT(keys.State(*ParseUuid(PushedCase(0, 0))), IsOkAndHolds(crypto::DekState::kPresent));
+}
+
+// A master key rotation rewraps every case key while tablets create new
+// ones: no push fails, every case key ends wrapped under the new version
+// (none left under the old one), and after a restart every case decrypts.
+TEST_F(KeyOperationsConcurrencyTest, EightPushersLoseNothingWhileTheMasterKeyRotates) {
+  StartServer();
+  const audit::NoteVerifier key = KeyFile(paths_->audit_public_key);
+  Device first = NewDevice();
+  PushCase(first, Id(1), "Amina");
+  grpc::Status rotate_status;
+  v1::RotateMasterKeyResponse rotated;
+  PushRun run = PushWhile([&] { rotate_status = Rotate(&rotated); });
+
+  ASSERT_TRUE(rotate_status.ok()) << rotate_status.error_message();
+  EXPECT_EQ(rotated.new_version(), 2u);
+  ExpectEveryPushAccepted(run);
+  audit::VerifyReport report = Verify(Export(), key);
+  ASSERT_TRUE(report.ok) << report.error;
+  EXPECT_EQ(report.events_by_kind["batch-accepted"], uint64_t{1 + kPushers * kBatches});
+  StopServer();
+  {
+    std::unique_ptr<storage::Store> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    absl::StatusOr<crypto::MasterKeyRing> ring =
+        crypto::MasterKeyRing::LoadFile(paths_->master_key);
+    ASSERT_THAT(ring, IsOk());
+    crypto::CaseKeyStore keys(store.get(), &*ring);
+    EXPECT_THAT(keys.WrappedVersion(*ParseUuid(Id(1))), IsOkAndHolds(2u));
+    for (int t = 0; t < kPushers; ++t) {
+      for (int b = 0; b < kBatches; ++b) {
+        EXPECT_THAT(keys.WrappedVersion(*ParseUuid(PushedCase(t, b))), IsOkAndHolds(2u))
+            << PushedCase(t, b);
+      }
+    }
+  }
+  StartServer();  // the restarted server decrypts every case
+  std::vector<v1::PulledChange> pulled = Pull(first);
+  for (const std::string& id : {Id(1), PushedCase(0, 0), PushedCase(kPushers - 1, kBatches - 1)}) {
+    const v1::PulledChange* c = FindCase(pulled, id);
+    ASSERT_NE(c, nullptr) << id;
+    const v1::PulledField* name = FindField(*c, "given_name");
+    ASSERT_NE(name, nullptr) << id;
+    EXPECT_EQ(name->value().string_value(), id == Id(1) ? "Amina" : "Baraka");
+  }
+}
+
+// An audit key rotation while tablets push: no push fails, every receipt
+// verifies for a tablet that follows the transition, and the log verifies
+// with the first key file.
+TEST_F(KeyOperationsConcurrencyTest, EightPushersLoseNothingWhileTheAuditKeyRotates) {
+  StartServer();
+  const audit::NoteVerifier first = KeyFile(paths_->audit_public_key);
+  grpc::Status rotate_status;
+  v1::RotateAuditKeyResponse rotated;
+  PushRun run = PushWhile([&] { rotate_status = RotateAudit(admin_, &rotated); });
+
+  ASSERT_TRUE(rotate_status.ok()) << rotate_status.error_message();
+  ExpectEveryPushAccepted(run);
+  audit::VerifyReport report = Verify(Export(), first);
+  ASSERT_TRUE(report.ok) << report.bad_record << ": " << report.error;
+  ASSERT_EQ(report.key_transitions.size(), 1u);
+  EXPECT_EQ(report.events_by_kind["batch-accepted"], uint64_t{kPushers * kBatches});
+  EXPECT_EQ(report.final_key, KeyFile(rotated.verifier_key_file()).VerifierKey());
 }
 
 }  // namespace
