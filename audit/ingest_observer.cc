@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/match.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace fieldsync::audit {
@@ -62,6 +63,14 @@ absl::Status IngestObserver::OnCommit(const sync::CommittedUnit& unit, storage::
   if (session_.has_value() && !session_->holds_session()) session_.reset();
   if (!session_.has_value()) session_.emplace(log_, batch);
   return session_->Append(event).status();
+}
+
+absl::Status IngestObserver::BeforeCommit(storage::WriteBatch* /*batch*/) {
+  if (!session_.has_value()) return absl::OkStatus();
+  if (absl::Status s = session_->SignHead(); !s.ok()) {
+    log::Error("audit.head.commit", {{"reason", s.message()}});
+  }
+  return absl::OkStatus();
 }
 
 void IngestObserver::AfterCommit(const storage::WriteBatch* batch,

@@ -19,6 +19,10 @@ class IngestObserver final : public sync::CommitObserver {
  public:
   explicit IngestObserver(AuditLog* log) : log_(log) {}
   absl::Status OnCommit(const sync::CommittedUnit& unit, storage::WriteBatch* batch) override;
+  // Signs one tree head for the group, committed with it
+  // (AuditSession::SignHead). Never fails the group: a head that cannot be
+  // signed is logged (audit.head.commit) and receipts sign one afterwards.
+  absl::Status BeforeCommit(storage::WriteBatch* batch) override;
   void AfterCommit(const storage::WriteBatch* batch, const absl::Status& commit_status) override;
 
  private:

@@ -226,8 +226,28 @@ absl::StatusOr<uint64_t> AuditLog::AppendInSession(uint64_t* id, std::span<const
   return first;
 }
 
-void AuditLog::EndSession(uint64_t id, bool committed) {
-  absl::MutexLock lock(&mu_);
+void AuditLog::EndSession(uint64_t id, bool committed, bool has_session_head) {
+  if (!has_session_head) {
+    absl::MutexLock lock(&mu_);
+    EndSessionLocked(id, committed, nullptr);
+    return;
+  }
+  absl::MutexLock sign_lock(&sign_mu_);
+  std::optional<SignedTreeHead> head;
+  if (session_head_id_ == id) head = std::move(session_head_);
+  session_head_.reset();
+  session_head_id_ = 0;  // lets waiting signers go on (AwaitNoSessionHeadLocked)
+  const bool published = committed && head.has_value();
+  {
+    absl::MutexLock lock(&mu_);
+    EndSessionLocked(id, committed, published ? &*head : nullptr);
+  }
+  if (!published) return;
+  signed_since_open_ = head->checkpoint;
+  WriteHeadFilesAtInterval(head->note, /*force=*/false);
+}
+
+void AuditLog::EndSessionLocked(uint64_t id, bool committed, const SignedTreeHead* head) {
   if (id == 0 || session_id_ != id) return;
   if (committed) {
     // The batch is in the store: cache its nodes before readers can ask
@@ -235,10 +255,77 @@ void AuditLog::EndSession(uint64_t id, bool committed) {
     // them in the store).
     nodes_.AddCommitted(pending_cached_);
     committed_ = std::move(pending_);
+    // Committed with the leaves it covers: readers see both at once.
+    if (head != nullptr) latest_head_ = *head;
   }
   pending_ = CompactMerkleTree();
   pending_cached_.clear();
   session_id_ = 0;
+}
+
+absl::StatusOr<bool> AuditLog::SignSessionHead(uint64_t id, storage::WriteBatch* batch) {
+  // Another signature or a key rotation in progress: no head for this
+  // commit (receipts sign one afterwards, as they would without a session
+  // head), rather than a wait inside the commit step.
+  if (!sign_mu_.TryLock()) return false;
+  absl::StatusOr<bool> signed_head = SignSessionHeadLocked(id, batch);
+  sign_mu_.Unlock();
+  return signed_head;
+}
+
+absl::StatusOr<bool> AuditLog::SignSessionHeadLocked(uint64_t id, storage::WriteBatch* batch) {
+  if (signer_ == nullptr || session_head_id_ != 0) return false;
+  uint64_t committed_size = 0, size = 0;
+  Hash committed_root, root;
+  {
+    absl::MutexLock lock(&mu_);
+    if (id == 0 || session_id_ != id) {
+      return absl::FailedPreconditionError("this audit session was already ended");
+    }
+    committed_size = committed_.size();
+    committed_root = committed_.Root();
+    size = pending_.size();
+    root = pending_.Root();
+  }
+  if (size == committed_size) return false;
+  // The committed tree must extend the last head; the session's tree
+  // extends the committed one by its appends.
+  ASSIGN_OR_RETURN(std::optional<Checkpoint> last,
+                   CheckExtendsLast(committed_size, committed_root));
+  Checkpoint cp = NewCheckpoint(size, root, last);
+  ASSIGN_OR_RETURN(std::string note, SignCheckpoint(cp, *signer_));
+  batch->Put(Cf::kMetadata, storage::EncodeMetadataKey(kSignedHeadMetadata), note);
+  session_head_ = SignedTreeHead{std::move(cp), std::move(note)};
+  session_head_id_ = id;
+  return true;
+}
+
+void AuditLog::AwaitNoSessionHeadLocked() {
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_) { return session_head_id_ == 0; };
+  sign_mu_.Await(absl::Condition(&idle));
+}
+
+void AuditLog::WriteHeadFilesAtInterval(const std::string& note, bool force) {
+  const absl::Time now = options_.clock->Now();
+  if (!force && options_.head_file_interval > absl::ZeroDuration() &&
+      last_head_file_write_.has_value() &&
+      now - *last_head_file_write_ < options_.head_file_interval) {
+    unwritten_head_note_ = note;
+    return;
+  }
+  unwritten_head_note_.reset();
+  last_head_file_write_ = now;
+  if (absl::Status s = WriteHeadFiles(note); !s.ok()) {
+    // The head is durable in the store; the next head written retries.
+    log::Error("audit.head.file", {{"reason", s.message()}});
+  }
+}
+
+void AuditLog::WriteHeadFilesIfBehind() {
+  absl::MutexLock sign_lock(&sign_mu_);
+  if (!unwritten_head_note_.has_value()) return;
+  const std::string note = *std::move(unwritten_head_note_);
+  WriteHeadFilesAtInterval(note, /*force=*/true);
 }
 
 absl::StatusOr<uint64_t> AuditSession::Append(const Event& event) {
@@ -262,16 +349,25 @@ absl::StatusOr<uint64_t> AuditSession::AppendAll(std::span<const Event> events) 
   return log_->AppendInSession(&id_, events, entries, leaves, batch_);
 }
 
+absl::Status AuditSession::SignHead() {
+  if (log_ == nullptr || id_ == 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(bool signed_head, log_->SignSessionHead(id_, batch_));
+  has_head_ = has_head_ || signed_head;
+  return absl::OkStatus();
+}
+
 void AuditSession::Committed() {
-  if (log_ != nullptr) log_->EndSession(id_, /*committed=*/true);
+  if (log_ != nullptr) log_->EndSession(id_, /*committed=*/true, has_head_);
   log_ = nullptr;
   id_ = 0;
+  has_head_ = false;
 }
 
 void AuditSession::Abort() {
-  if (log_ != nullptr) log_->EndSession(id_, /*committed=*/false);
+  if (log_ != nullptr) log_->EndSession(id_, /*committed=*/false, has_head_);
   log_ = nullptr;
   id_ = 0;
+  has_head_ = false;
 }
 
 uint64_t AuditLog::size() const {
@@ -611,6 +707,9 @@ absl::StatusOr<KeyTransition> AuditLog::RotateSigningKey(std::unique_ptr<NoteSig
   if (signer_ == nullptr) {
     return absl::FailedPreconditionError("this audit log has no signing key");
   }
+  // A commit's head that waits for its commit would otherwise wait for
+  // this lock while this waits for that commit's session.
+  AwaitNoSessionHeadLocked();
   if (next == nullptr || event.purpose != kAuditSigningPurpose ||
       event.new_public_key.size() != next->verifier().public_key().size() ||
       !std::equal(event.new_public_key.begin(), event.new_public_key.end(),
@@ -679,6 +778,8 @@ absl::StatusOr<KeyTransition> AuditLog::RotateSigningKey(std::unique_ptr<NoteSig
                                   {"new_version", event.new_version},
                                   {"entry", index},
                                   {"transition_head_size", size}});
+  unwritten_head_note_.reset();
+  last_head_file_write_ = options_.clock->Now();
   if (absl::Status s = WriteHeadFiles(head.note); !s.ok()) {
     // The rotation holds (committed, in the store's head); the next head
     // signed rewrites the files.
@@ -721,6 +822,9 @@ absl::StatusOr<SignedTreeHead> AuditLog::SignDetachedHead(Checkpoint checkpoint)
 }
 
 absl::StatusOr<SignedTreeHead> AuditLog::SignTreeHeadLocked() {
+  // A commit's head signed and not yet committed is newer than the
+  // committed tree: wait for it, so that heads stay in order of size.
+  AwaitNoSessionHeadLocked();
   uint64_t size;
   Hash root;
   {
@@ -732,6 +836,8 @@ absl::StatusOr<SignedTreeHead> AuditLog::SignTreeHeadLocked() {
   Checkpoint cp = NewCheckpoint(size, root, last);
   ASSIGN_OR_RETURN(std::string note, SignCheckpoint(cp, *signer_));
   RETURN_IF_ERROR(StoreHead(note));
+  unwritten_head_note_.reset();
+  last_head_file_write_ = options_.clock->Now();
   signed_since_open_ = cp;
   SignedTreeHead head{std::move(cp), std::move(note)};
   absl::MutexLock lock(&mu_);

@@ -8,7 +8,9 @@
 //   metadata "audit/tree_size"    U64 big-endian: the committed leaf count,
 //                                 written in every batch that appends (by
 //                                 each Append, once by AppendAll)
-//   metadata "audit/signed_head"  the last signed checkpoint note (text)
+//   metadata "audit/signed_head"  the last signed checkpoint note (text);
+//                                 a commit's head (AuditSession::SignHead)
+//                                 is written in that commit's batch
 //   metadata "audit/abandoned_head/<size, 16 hex digits>-<root, 64 hex
 //                                 digits>"  a published note that an
 //                                 accepted rollback abandoned (text); written
@@ -72,6 +74,12 @@ struct AuditLogOptions {
   std::string head_copy_file;
   // MaybeSignTreeHead signs at most this often (0: whenever the tree grew).
   absl::Duration head_interval = absl::ZeroDuration();
+  // The head files get a commit's head (AuditSession::SignHead) at most
+  // this often; a head not written then waits for the next commit's or for
+  // WriteHeadFilesIfBehind (0: every head). The store's copy, committed
+  // with the leaves, is the durable one. Heads signed by SignTreeHead,
+  // rotations and rollbacks are always written.
+  absl::Duration head_file_interval = absl::ZeroDuration();
   // Tree nodes of this level and above (covering >= 2^level leaves), and
   // the lower nodes of the newest leaves (stored_nodes.h), are kept in
   // memory, loaded at Open and added as appends commit, so that a proof
@@ -197,6 +205,11 @@ class AuditLog {
   absl::StatusOr<SignedTreeHead> MaybeSignTreeHead();
   // The last signed head; kNotFound if none.
   absl::StatusOr<SignedTreeHead> LatestSignedHead() const;
+  // Writes the newest committed head to the head files if
+  // head_file_interval held it back (at shutdown, and now and then when
+  // commits stop). A failed write is logged (audit.head.file) and
+  // retried by the next head.
+  void WriteHeadFilesIfBehind();
 
   // The published heads (the store's, the head file's and the copy's,
   // duplicates merged; heads an accepted rollback abandoned left out)
@@ -282,6 +295,20 @@ class AuditLog {
   absl::Status LoadKeyTransitions();
   absl::StatusOr<bool> IsAbandoned(const Checkpoint& head);
   absl::Status StoreHead(const std::string& note);
+  // Writes `note` to the head files unless they were written less than
+  // head_file_interval ago (then keeps it for later); `force` writes it.
+  void WriteHeadFilesAtInterval(const std::string& note, bool force)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
+  // Waits (releasing sign_mu_) while a session's head awaits its commit.
+  void AwaitNoSessionHeadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
+  // The handle API (AuditSession::SignHead): signs the head of the tree
+  // with session `id`'s leaves and puts it into `batch` as the stored head;
+  // true if signed, false when there is nothing to sign or another
+  // signature is in progress. Errors as SignTreeHead.
+  absl::StatusOr<bool> SignSessionHead(uint64_t id, storage::WriteBatch* batch)
+      ABSL_LOCKS_EXCLUDED(sign_mu_);
+  absl::StatusOr<bool> SignSessionHeadLocked(uint64_t id, storage::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
   absl::Status WriteHeadFiles(const std::string& note);
   absl::StatusOr<SignedTreeHead> SignTreeHeadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
   absl::StatusOr<std::vector<UnextendedHead>> UnextendedHeadsOf(
@@ -294,7 +321,11 @@ class AuditLog {
                                            std::span<const std::string> entries,
                                            std::span<const Hash> leaves,
                                            storage::WriteBatch* batch);
-  void EndSession(uint64_t id, bool committed);
+  // `has_session_head`: SignSessionHead signed a head for it, which
+  // becomes the latest head if the session committed.
+  void EndSession(uint64_t id, bool committed, bool has_session_head);
+  void EndSessionLocked(uint64_t id, bool committed, const SignedTreeHead* head)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Opens a session for handle *id unless it has the open one (the wait).
   absl::Status JoinSessionLocked(uint64_t* id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Adds one leaf's keys (all but the tree size) to the session's batch.
@@ -329,6 +360,13 @@ class AuditLog {
   const NoteSigner* signer_ ABSL_GUARDED_BY(sign_mu_);
   std::vector<std::unique_ptr<NoteSigner>> owned_signers_ ABSL_GUARDED_BY(sign_mu_);
   std::vector<NoteVerifier> former_keys_ ABSL_GUARDED_BY(sign_mu_);
+  // A session's head, signed and waiting for its commit (id 0: none).
+  uint64_t session_head_id_ ABSL_GUARDED_BY(sign_mu_) = 0;
+  std::optional<SignedTreeHead> session_head_ ABSL_GUARDED_BY(sign_mu_);
+  // When the head files were last written, and the newest committed note
+  // they do not hold yet (head_file_interval).
+  std::optional<absl::Time> last_head_file_write_ ABSL_GUARDED_BY(sign_mu_);
+  std::optional<std::string> unwritten_head_note_ ABSL_GUARDED_BY(sign_mu_);
 };
 
 // The explicit handle of one commit's appends (AuditLog::Begin). Not
@@ -348,7 +386,8 @@ class AuditSession {
   AuditSession(AuditSession&& other) noexcept
       : log_(std::exchange(other.log_, nullptr)),
         batch_(other.batch_),
-        id_(std::exchange(other.id_, 0)) {}
+        id_(std::exchange(other.id_, 0)),
+        has_head_(std::exchange(other.has_head_, false)) {}
   AuditSession& operator=(AuditSession&&) = delete;
   AuditSession(const AuditSession&) = delete;
   AuditSession& operator=(const AuditSession&) = delete;
@@ -367,6 +406,16 @@ class AuditSession {
   // added unless every event encodes. On kOutOfRange the batch holds the
   // events before the full tree: end the handle without Committed().
   absl::StatusOr<uint64_t> AppendAll(std::span<const Event> events);
+  // Signs the head of the tree with this handle's leaves and puts it into
+  // the batch as the log's stored head, so that it is durable with the
+  // leaves it covers and costs no write of its own. Once Committed(), it is
+  // the latest head (receipts of these leaves use it) and the head files
+  // get it (head_file_interval). Does nothing without appends or a signer,
+  // or while another signature or a key rotation runs (receipts then sign
+  // one as before). Errors, with nothing added: kFailedPrecondition (the
+  // tree does not extend the last head, as SignTreeHead; the handle was
+  // ended); storage errors. REQUIRES: no Append after it.
+  absl::Status SignHead();
   // The batch was committed: its leaves become the committed tree. Ends
   // the handle (later Appends fail).
   void Committed();
@@ -379,7 +428,8 @@ class AuditSession {
  private:
   AuditLog* log_;
   storage::WriteBatch* batch_;
-  uint64_t id_ = 0;  // the log's session id once the first Append opened it
+  uint64_t id_ = 0;        // the log's session id once the first Append opened it
+  bool has_head_ = false;  // SignHead signed a head for this session
 };
 
 }  // namespace fieldsync::audit

@@ -5,7 +5,7 @@
 // compete with the server for the cores.
 //
 //   sync_load_bench [--devices 1,8,32] [--changes 200000] [--batch 100]
-//                   [--pull] [--connected 1000 --connected-seconds 60
+//                   [--pull] [--edit] [--connected 1000 --connected-seconds 60
 //                    --connected-interval 5 --connected-batch 20]
 //                   [--fieldsyncd PATH] [--fieldsync PATH] [--work DIR] [--keep]
 //
@@ -16,7 +16,16 @@
 // changes/s, p50/p99 push latency, the server's CPU seconds and peak RSS,
 // and the bare ceiling: the same number of synced RocksDB writes carrying
 // the same bytes as the server's commit groups (from its ingest.summary
-// log line), written back to back by one thread to a fresh store.
+// log line), written back to back by one thread to a fresh store. What the
+// commit groups write per canonical log entry: bytes_per_change and
+// keys_per_change (their write batches' WriteBatch::ByteSize and Count).
+//
+// --edit: the push scenarios time one-field edits instead: each device
+// first registers as many cases as it will edit (untimed, on a server
+// process of its own), then, on a new server process over the same data
+// directory, pushes one edit per case with the base version the
+// registration's answer gave: every other edit rewrites an encrypted field
+// (caregiver_phone), the others a clear dimension (priority).
 //
 // --pull: after the first scenario, a second device of the first officer
 // pulls everything that officer's cases hold, from cursor 0, one stream
@@ -83,6 +92,7 @@ struct Options {
   int changes = 200000;
   int batch = 100;
   bool pull = false;
+  bool edit = false;
   int connected = 0;
   int connected_seconds = 60;
   int connected_interval = 5;
@@ -298,7 +308,9 @@ std::string CaPem(const Deployment& d) {
 struct Device {
   tools::EnrolledDevice enrolled;
   std::string region;
-  std::vector<v1::PushRequest> batches;  // sealed ahead, in sequence order
+  std::vector<v1::PushRequest> batches;     // sealed ahead, in sequence order
+  std::vector<v1::BatchPayload> payloads;   // what `batches` hold (--edit)
+  std::vector<v1::PushResponse> responses;  // PushAll's answers, in order
 };
 
 Device Enrol(const Deployment& d, const tools::Connection& admin, const std::string& ca_pem,
@@ -431,6 +443,18 @@ class ContentMaker {
   uint64_t state_;
 };
 
+// Seals `payload` as `device`'s batch `sequence` and queues it.
+void SealOne(Device& device, const v1::BatchPayload& payload, uint64_t sequence, Random& random) {
+  device::BatchSealParams params = device.enrolled.tablet->SealParams(NewUuid(random), sequence);
+  params.compression = v1::PAYLOAD_COMPRESSION_ZSTD;
+  absl::StatusOr<v1::SealedBatch> sealed = device::SealBatch(payload, params, random);
+  Check(sealed.status(), "seal");
+  v1::PushRequest request;
+  *request.mutable_batch() = *std::move(sealed);
+  device.batches.push_back(std::move(request));
+  device.payloads.push_back(payload);
+}
+
 // Seals `count` batches of `size` new cases for `device`, sequences 1..count.
 void SealAhead(Device& device, const sync::Schema& schema, int count, int size, uint64_t seed,
                Random& random) {
@@ -443,15 +467,60 @@ void SealAhead(Device& device, const sync::Schema& schema, int count, int size, 
       at += absl::Microseconds(1);
       *payload.add_changes() = content.Registration(device.region, at, random);
     }
-    device::BatchSealParams params =
-        device.enrolled.tablet->SealParams(NewUuid(random), static_cast<uint64_t>(b) + 1);
-    params.compression = v1::PAYLOAD_COMPRESSION_ZSTD;
-    absl::StatusOr<v1::SealedBatch> sealed = device::SealBatch(payload, params, random);
-    Check(sealed.status(), "seal");
-    v1::PushRequest request;
-    *request.mutable_batch() = *std::move(sealed);
-    device.batches.push_back(std::move(request));
+    SealOne(device, payload, static_cast<uint64_t>(b) + 1, random);
   }
+}
+
+// One-field edits of the cases `device` registered (its payloads and the
+// answers to them, in order), one per case, sealed as the batches after
+// them: even cases get a new caregiver_phone (encrypted), odd ones a new
+// priority (clear), each with the base version the answer gave.
+void SealEditsAhead(Device& device, int size, Random& random) {
+  std::vector<v1::RecordChange> edits;
+  uint64_t n = 0;
+  for (size_t b = 0; b < device.payloads.size() && b < device.responses.size(); ++b) {
+    const v1::BatchPayload& payload = device.payloads[b];
+    const v1::PushResponse& response = device.responses[b];
+    for (int i = 0; i < payload.changes_size() && i < response.results_size(); ++i, ++n) {
+      const v1::RecordChange& made = payload.changes(i);
+      const v1::ChangeResult& result = response.results(i);
+      if (result.outcome() != v1::CHANGE_OUTCOME_APPLIED) continue;
+      const std::string field = n % 2 == 0 ? "caregiver_phone" : "priority";
+      v1::RecordChange e;
+      e.set_change_id(FormatUuid(NewUuid(random)));
+      e.set_case_id(made.case_id());
+      e.set_record_id(made.record_id());
+      e.set_record_type(made.record_type());
+      e.set_kind(v1::CHANGE_KIND_UPSERT);
+      e.mutable_hlc()->set_wall_micros(made.hlc().wall_micros() + 1000000);
+      v1::FieldWrite* w = e.add_fields();
+      w->set_field(field);
+      for (const v1::FieldResult& f : result.fields()) {
+        if (f.field() == field) w->set_base_version(f.version());
+      }
+      if (field == "priority") {
+        std::string current;
+        for (const v1::FieldWrite& f : made.fields()) {
+          if (f.field() == field) current = f.value().enum_value();
+        }
+        w->mutable_value()->set_enum_value(current == "high" ? "low" : "high");
+      } else {
+        w->mutable_value()->set_string_value(absl::StrFormat("+999 6%09d", n));
+      }
+      edits.push_back(std::move(e));
+    }
+  }
+  uint64_t sequence = device.batches.size();
+  device.batches.clear();
+  device.payloads.clear();
+  for (size_t at = 0; at < edits.size(); at += static_cast<size_t>(size)) {
+    v1::BatchPayload payload;
+    for (size_t i = at; i < edits.size() && i < at + static_cast<size_t>(size); ++i) {
+      *payload.add_changes() = std::move(edits[i]);
+    }
+    SealOne(device, payload, ++sequence, random);
+  }
+  device.responses.clear();
 }
 
 // --- measuring ---------------------------------------------------------------
@@ -498,6 +567,7 @@ double BareSeconds(const IngestSummary& summary, const std::string& dir, Random&
 }
 
 struct PushFigures {
+  std::string workload = "new";
   int devices = 0;
   uint64_t changes = 0;
   uint64_t applied = 0;
@@ -527,6 +597,7 @@ void PushAll(std::vector<Device>& devices, PushFigures* figures) {
         const absl::Time sent = absl::Now();
         grpc::Status s = stub->Push(&context, request, &response);
         latencies[i].push_back(absl::ToDoubleMilliseconds(absl::Now() - sent));
+        devices[i].responses.push_back(response);
         if (!s.ok()) {
           if (failed.fetch_add(1) == 0) {
             std::cerr << "push failed: " << s.error_code() << " " << s.error_message() << "\n";
@@ -598,26 +669,33 @@ PullFigures PullEverything(Device& reader, pid_t server) {
   return f;
 }
 
+// `total` per canonical log entry the server wrote.
+double PerChange(uint64_t total, const IngestSummary& s) {
+  return s.log_entries > 0 ? static_cast<double>(total) / static_cast<double>(s.log_entries) : 0;
+}
+
 void PrintPush(const PushFigures& f) {
   const double rate = f.seconds > 0 ? static_cast<double>(f.applied) / f.seconds : 0;
   const double bare_rate = f.bare_seconds > 0 ? static_cast<double>(f.applied) / f.bare_seconds : 0;
   std::cout << absl::StrFormat(
-      "push devices=%d changes=%d applied=%d failed_pushes=%d seconds=%.2f "
+      "push workload=%s devices=%d changes=%d applied=%d failed_pushes=%d seconds=%.2f "
       "changes_per_s=%.0f p50_ms=%.1f p99_ms=%.1f server_cpu_s=%.1f server_cpu_per_wall=%.2f "
       "peak_rss_mib=%.0f groups=%d units_per_group=%.2f write_bytes_per_group=%d "
+      "bytes_per_change=%.0f keys_per_change=%.2f "
       "bare_seconds=%.2f bare_changes_per_s=%.0f ratio=%.2f\n",
-      f.devices, f.changes, f.applied, f.failed_pushes, f.seconds, rate, f.p50_ms, f.p99_ms,
-      f.server_cpu_s, f.seconds > 0 ? f.server_cpu_s / f.seconds : 0, f.peak_rss_mib,
+      f.workload, f.devices, f.changes, f.applied, f.failed_pushes, f.seconds, rate, f.p50_ms,
+      f.p99_ms, f.server_cpu_s, f.seconds > 0 ? f.server_cpu_s / f.seconds : 0, f.peak_rss_mib,
       f.summary.groups,
       f.summary.groups ? static_cast<double>(f.summary.units) / f.summary.groups : 0,
-      f.summary.groups ? f.summary.write_bytes / f.summary.groups : 0, f.bare_seconds, bare_rate,
-      bare_rate > 0 ? rate / bare_rate : 0);
+      f.summary.groups ? f.summary.write_bytes / f.summary.groups : 0,
+      PerChange(f.summary.write_bytes, f.summary), PerChange(f.summary.write_ops, f.summary),
+      f.bare_seconds, bare_rate, bare_rate > 0 ? rate / bare_rate : 0);
 }
 
 void RunPushScenario(const Options& options, int n, bool pull, Random& random) {
   Deployment d = MakeDeployment(options, absl::StrFormat("push-%d", n));
-  ServerProcess server(options, d.data_dir, d.dir);
-  tools::Connection admin = AdminConnection(d, server.address());
+  auto server = std::make_unique<ServerProcess>(options, d.data_dir, d.dir);
+  tools::Connection admin = AdminConnection(d, server->address());
   const std::string ca = CaPem(d);
   std::vector<Device> devices;
   for (int i = 0; i < n; ++i) devices.push_back(Enrol(d, admin, ca, i, random));
@@ -629,21 +707,38 @@ void RunPushScenario(const Options& options, int n, bool pull, Random& random) {
   }
   PushFigures figures;
   figures.devices = n;
-  const double cpu0 = CpuSeconds(server.pid());
+  if (options.edit) {
+    // Register the cases on a server process of their own, so that the
+    // timed process's ingest.summary counts the edits alone.
+    PushFigures setup;
+    PushAll(devices, &setup);
+    if (setup.failed_pushes > 0) Die("registering the cases to edit failed");
+    server->Stop();
+    for (Device& device : devices) SealEditsAhead(device, options.batch, random);
+    server = std::make_unique<ServerProcess>(options, d.data_dir, d.dir);
+    admin = AdminConnection(d, server->address());
+    for (Device& device : devices) {
+      device.enrolled.channel =
+          tools::DeviceChannel(server->address(), ca, device.enrolled.certificate_pem,
+                               device.enrolled.tls_private_key_pem);
+    }
+    figures.workload = "edit";
+  }
+  const double cpu0 = CpuSeconds(server->pid());
   PushAll(devices, &figures);
-  figures.server_cpu_s = CpuSeconds(server.pid()) - cpu0;
+  figures.server_cpu_s = CpuSeconds(server->pid()) - cpu0;
   if (pull) {
     Device reader = Enrol(d, admin, ca, 0, random);
-    PullFigures p = PullEverything(reader, server.pid());
+    PullFigures p = PullEverything(reader, server->pid());
     std::cout << absl::StrFormat(
         "pull changes=%d chunks=%d streams=%d mib=%.1f seconds=%.2f changes_per_s=%.0f "
         "server_cpu_s=%.1f\n",
         p.changes, p.chunks, p.streams, static_cast<double>(p.bytes) / (1 << 20), p.seconds,
         p.seconds > 0 ? static_cast<double>(p.changes) / p.seconds : 0, p.server_cpu_s);
   }
-  figures.peak_rss_mib = PeakRssMib(server.pid());
+  figures.peak_rss_mib = PeakRssMib(server->pid());
   devices.clear();
-  figures.summary = ParseSummary(server.Stop());
+  figures.summary = ParseSummary(server->Stop());
   figures.bare_seconds = BareSeconds(figures.summary, d.dir + "/bare", random);
   PrintPush(figures);
   if (!options.keep) fs::remove_all(d.dir);
@@ -785,6 +880,8 @@ Options ParseOptions(int argc, char** argv) {
       o.batch = number(i++);
     } else if (a == "--pull") {
       o.pull = true;
+    } else if (a == "--edit") {
+      o.edit = true;
     } else if (a == "--connected") {
       o.connected = number(i++);
     } else if (a == "--connected-seconds") {

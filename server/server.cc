@@ -73,6 +73,7 @@ constexpr int kBlockingHandlerThreads = 32;
 // and how often memory freed after a burst is given back to the system.
 constexpr absl::Duration kEnrolmentAuditInterval = absl::Minutes(1);
 constexpr absl::Duration kTrimInterval = absl::Seconds(5);
+constexpr absl::Duration kHeadFileInterval = absl::Seconds(1);
 
 admin::EnrolmentLimits EnrolmentLimitsOf(const v1::LimitsConfig& limits) {
   admin::EnrolmentLimits out;
@@ -342,6 +343,10 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   // data directory.
   RETURN_IF_ERROR(CheckHeadCopyFile(config.audit_head_copy_file(), options.data_dir));
   audit_options.head_copy_file = config.audit_head_copy_file();
+  // Each commit group's head is committed with the group; the head files
+  // (fsync + rename each) get one at most this often, and the maintenance
+  // thread writes a held-back head within kTrimInterval once pushes stop.
+  audit_options.head_file_interval = kHeadFileInterval;
   ASSIGN_OR_RETURN(impl->audit_log, audit::AuditLog::Open(audit_options));
   // Before anything appends: the store must extend every published head,
   // or an administrator accepts that it does not.
@@ -635,6 +640,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
     while (!raw->stop.WaitForNotificationWithTimeout(kTrimInterval)) {
       // Memory freed after a burst of calls goes back to the system.
       malloc_trim(0);
+      if (raw->audit_log != nullptr) raw->audit_log->WriteHeadFilesIfBehind();
       if (absl::Now() < next_audit) continue;
       next_audit = absl::Now() + kEnrolmentAuditInterval;
       absl::StatusOr<bool> wrote = admin::AuditEnrolmentFailures(
@@ -681,6 +687,8 @@ absl::Status FieldsyncServer::Shutdown() {
                                  {"write_ops", stats.write_ops},
                                  {"write_bytes", stats.write_bytes}});
   }
+  // The last committed head, if the head files do not hold it yet.
+  if (impl_->audit_log != nullptr) impl_->audit_log->WriteHeadFilesIfBehind();
   impl_->query_trail.reset();
   impl_->certificate_watch.reset();
   if (impl_->maintenance.joinable()) {

@@ -19,7 +19,83 @@ absl::StatusOr<crypto::FieldAddress> Address(const FieldAddress& at, Uuid* case_
   return crypto::FieldAddress{*case_id, *record_id, at.field, crypto::kCaseDekVersion};
 }
 
+// K_d of the class comment: HMAC-SHA256(DEK, "fieldsync/field-digest/v1").
+crypto::HmacSha256Tag DigestKey(const crypto::SecretBytes& dek) {
+  return crypto::HmacSha256(dek.span(), crypto::AsBytes(kDigestKeyLabel));
+}
+
+std::string DigestUnder(const crypto::HmacSha256Tag& key, std::string_view field,
+                        std::string_view plaintext) {
+  std::string data;
+  data.reserve(4 + field.size() + plaintext.size());
+  for (int i = 3; i >= 0; --i) data.push_back(static_cast<char>((field.size() >> (8 * i)) & 0xFF));
+  data.append(field);
+  data.append(plaintext);
+  crypto::HmacSha256Tag tag = crypto::HmacSha256(key, crypto::AsBytes(data));
+  return std::string(tag.begin(), tag.end());
+}
+
 }  // namespace
+
+struct CaseKeySealer::CaseKeys {
+  CaseKeys() = default;
+  CaseKeys(const CaseKeys&) = delete;
+  CaseKeys& operator=(const CaseKeys&) = delete;
+  ~CaseKeys() { crypto::Cleanse(std::span<uint8_t>(digest_key)); }
+
+  std::shared_ptr<const crypto::FieldCipher> cipher;
+  crypto::HmacSha256Tag digest_key{};
+};
+
+// Each case's keys on the heap, so that a rehash moves pointers, never
+// key bytes (which would leave unwiped copies behind).
+class CaseKeySealer::Scope final : public SealScope {
+ public:
+  absl::flat_hash_map<Uuid, std::unique_ptr<CaseKeys>> cases;
+};
+
+std::unique_ptr<SealScope> CaseKeySealer::NewScope() { return std::make_unique<Scope>(); }
+
+absl::StatusOr<const CaseKeySealer::CaseKeys*> CaseKeySealer::KeysIn(
+    SealScope* scope, const Uuid& case_id, std::vector<KeyWrite>* key_writes,
+    std::unique_ptr<CaseKeys>* unscoped) {
+  // Only scopes this class made reach here (NewScope's REQUIRES).
+  auto* mine = static_cast<Scope*>(scope);
+  if (mine != nullptr) {
+    auto it = mine->cases.find(case_id);
+    if (it != mine->cases.end()) return it->second.get();
+  }
+  auto keys = std::make_unique<CaseKeys>();
+  crypto::SecretBytes dek;  // wiped when it goes out of scope
+  ASSIGN_OR_RETURN(keys->cipher, Key(case_id, key_writes, &dek));
+  keys->digest_key = DigestKey(dek);
+  if (mine == nullptr) {
+    *unscoped = std::move(keys);
+    return unscoped->get();
+  }
+  return mine->cases.emplace(case_id, std::move(keys)).first->second.get();
+}
+
+absl::StatusOr<std::string> CaseKeySealer::SealIn(SealScope* scope, const FieldAddress& at,
+                                                  std::string_view plaintext,
+                                                  std::vector<KeyWrite>* key_writes) {
+  if (scope == nullptr) return Seal(at, plaintext, key_writes);
+  Uuid case_id, record_id;
+  ASSIGN_OR_RETURN(crypto::FieldAddress address, Address(at, &case_id, &record_id));
+  std::unique_ptr<CaseKeys> unscoped;
+  ASSIGN_OR_RETURN(const CaseKeys* keys, KeysIn(scope, case_id, key_writes, &unscoped));
+  return keys->cipher->Encrypt(address, plaintext, *random_);
+}
+
+absl::StatusOr<std::string> CaseKeySealer::DigestIn(SealScope* scope, std::string_view case_text,
+                                                    std::string_view field,
+                                                    std::string_view plaintext,
+                                                    std::vector<KeyWrite>* key_writes) {
+  ASSIGN_OR_RETURN(Uuid case_id, ParseUuid(case_text));
+  std::unique_ptr<CaseKeys> unscoped;
+  ASSIGN_OR_RETURN(const CaseKeys* keys, KeysIn(scope, case_id, key_writes, &unscoped));
+  return DigestUnder(keys->digest_key, field, plaintext);
+}
 
 absl::StatusOr<std::shared_ptr<const crypto::FieldCipher>> CaseKeySealer::Key(
     const Uuid& case_id, std::vector<KeyWrite>* key_writes, crypto::SecretBytes* dek) {
@@ -121,18 +197,7 @@ absl::StatusOr<std::string> CaseKeySealer::Digest(std::string_view case_text,
                                                   std::string_view field,
                                                   std::string_view plaintext,
                                                   std::vector<KeyWrite>* key_writes) {
-  ASSIGN_OR_RETURN(Uuid case_id, ParseUuid(case_text));
-  crypto::SecretBytes dek;
-  RETURN_IF_ERROR(Key(case_id, key_writes, &dek).status());
-  crypto::HmacSha256Tag key = crypto::HmacSha256(dek.span(), crypto::AsBytes(kDigestKeyLabel));
-  std::string data;
-  data.reserve(4 + field.size() + plaintext.size());
-  for (int i = 3; i >= 0; --i) data.push_back(static_cast<char>((field.size() >> (8 * i)) & 0xFF));
-  data.append(field);
-  data.append(plaintext);
-  crypto::HmacSha256Tag tag = crypto::HmacSha256(key, crypto::AsBytes(data));
-  crypto::Cleanse(std::span<uint8_t>(key));
-  return std::string(tag.begin(), tag.end());
+  return DigestIn(nullptr, case_text, field, plaintext, key_writes);
 }
 
 }  // namespace fieldsync::sync

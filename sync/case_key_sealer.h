@@ -13,6 +13,7 @@
 #include "common/random.h"
 #include "crypto/case_keys.h"
 #include "crypto/field_cipher.h"
+#include "crypto/hmac.h"
 #include "crypto/secret.h"
 #include "storage/store.h"
 #include "sync/field_sealer.h"
@@ -47,6 +48,15 @@ class CaseKeySealer final : public FieldSealer {
   absl::StatusOr<std::string> Digest(std::string_view case_id, std::string_view field,
                                      std::string_view plaintext,
                                      std::vector<KeyWrite>* key_writes) override;
+  // Within a scope, a case's cipher and digest key are looked up and
+  // derived once; the scope wipes its digest keys when destroyed.
+  std::unique_ptr<SealScope> NewScope() override;
+  absl::StatusOr<std::string> SealIn(SealScope* scope, const FieldAddress& at,
+                                     std::string_view plaintext,
+                                     std::vector<KeyWrite>* key_writes) override;
+  absl::StatusOr<std::string> DigestIn(SealScope* scope, std::string_view case_id,
+                                       std::string_view field, std::string_view plaintext,
+                                       std::vector<KeyWrite>* key_writes) override;
   absl::Status Keep(std::vector<KeyWrite>* writes) override;
   void Committed(const std::vector<KeyWrite>& writes) override;
 
@@ -64,6 +74,14 @@ class CaseKeySealer final : public FieldSealer {
   absl::StatusOr<std::shared_ptr<const crypto::FieldCipher>> Key(const Uuid& case_id,
                                                                  std::vector<KeyWrite>* key_writes,
                                                                  crypto::SecretBytes* dek);
+
+  class Scope;
+  struct CaseKeys;
+  // The case's cipher and digest key: from `scope` when it holds them, else
+  // looked up (Key) and derived, and kept in `scope` when given.
+  absl::StatusOr<const CaseKeys*> KeysIn(SealScope* scope, const Uuid& case_id,
+                                         std::vector<KeyWrite>* key_writes,
+                                         std::unique_ptr<CaseKeys>* unscoped);
 
   storage::Store* store_;
   crypto::CaseKeyStore* keys_;

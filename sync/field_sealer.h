@@ -5,6 +5,7 @@
 #ifndef FIELDSYNC_SYNC_FIELD_SEALER_H_
 #define FIELDSYNC_SYNC_FIELD_SEALER_H_
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +30,16 @@ struct FieldAddress {
 struct KeyWrite {
   std::string key;
   std::string value;
+};
+
+// Scratch that the seals and digests of one batch share, on one thread: a
+// sealer may keep there what it derived for a case (its cipher, its digest
+// key), so that a batch's many fields of one case cost one key lookup and
+// one derivation. An implementation wipes any key material it holds when
+// destroyed. Not thread-safe.
+class SealScope {
+ public:
+  virtual ~SealScope() = default;
 };
 
 // Implementations must be thread-safe: the ingest pipeline seals on many
@@ -59,6 +70,24 @@ class FieldSealer {
   virtual absl::StatusOr<std::string> Digest(std::string_view case_id, std::string_view field,
                                              std::string_view plaintext,
                                              std::vector<KeyWrite>* key_writes) = 0;
+
+  // A scope for one batch's SealIn and DigestIn calls, or null when the
+  // sealer keeps nothing per batch (the default).
+  virtual std::unique_ptr<SealScope> NewScope() { return nullptr; }
+  // Seal and Digest sharing `scope` (from this sealer's NewScope, or null):
+  // the same results and errors. REQUIRES: every call with one scope passes
+  // the same *key_writes (a KeyWrite is added by the first call that needs
+  // it only).
+  virtual absl::StatusOr<std::string> SealIn(SealScope* scope, const FieldAddress& at,
+                                             std::string_view plaintext,
+                                             std::vector<KeyWrite>* key_writes) {
+    return Seal(at, plaintext, key_writes);
+  }
+  virtual absl::StatusOr<std::string> DigestIn(SealScope* scope, std::string_view case_id,
+                                               std::string_view field, std::string_view plaintext,
+                                               std::vector<KeyWrite>* key_writes) {
+    return Digest(case_id, field, plaintext, key_writes);
+  }
 
   // The commit step calls these with the key writes of the units it is
   // about to commit, one group at a time. Keep drops the writes that must

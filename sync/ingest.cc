@@ -102,8 +102,9 @@ struct Ingest::Unit {
   bool done = false;
   // Server-side changes: new case keys their sealed values depend on.
   std::vector<KeyWrite> key_writes;
-  // Inside the commit step: records touched, by record id.
-  absl::flat_hash_map<std::string, size_t> touched;
+  // Inside the commit step: the cases of the unit's logged changes (those
+  // in summary.case_ids), for a constant-time membership test.
+  absl::flat_hash_set<std::string> logged_cases;
 };
 
 Ingest::Ingest(Options options) : options_(std::move(options)), reconciler_(options_.schema) {
@@ -119,24 +120,24 @@ Ingest::~Ingest() = default;
 absl::StatusOr<v1::StoredValue> Ingest::StoreValue(const v1::FieldDef& def,
                                                    std::string_view case_id,
                                                    std::string_view record_id,
-                                                   const v1::FieldValue& value,
+                                                   const v1::FieldValue& value, SealScope* scope,
                                                    std::vector<KeyWrite>* key_writes) {
   if (!IsEncrypted(def) || value.kind_case() == v1::FieldValue::KIND_NOT_SET) {
     return ClearStoredValue(value);
   }
   const std::string plaintext = value.SerializeAsString();
   v1::StoredValue stored;
-  ASSIGN_OR_RETURN(
-      *stored.mutable_data(),
-      options_.sealer->Seal(FieldAddress{case_id, record_id, def.name()}, plaintext, key_writes));
+  ASSIGN_OR_RETURN(*stored.mutable_data(),
+                   options_.sealer->SealIn(scope, FieldAddress{case_id, record_id, def.name()},
+                                           plaintext, key_writes));
   ASSIGN_OR_RETURN(*stored.mutable_digest(),
-                   options_.sealer->Digest(case_id, def.name(), plaintext, key_writes));
+                   options_.sealer->DigestIn(scope, case_id, def.name(), plaintext, key_writes));
   stored.set_encrypted(true);
   return stored;
 }
 
 absl::Status Ingest::PrepareChange(const v1::RecordChange& change, const BatchMeta& meta,
-                                   absl::Time now, PreparedChange* out,
+                                   absl::Time now, SealScope* scope, PreparedChange* out,
                                    std::vector<KeyWrite>* key_writes) {
   const std::string& cid = change.change_id();
   auto reject = [&](v1::RejectReason reason, std::string detail) {
@@ -211,7 +212,7 @@ absl::Status Ingest::PrepareChange(const v1::RecordChange& change, const BatchMe
         f->set_field(w.field());
         f->set_base_version(w.base_version());
         absl::StatusOr<v1::StoredValue> stored =
-            StoreValue(*def, *case_id, *record_id, w.value(), key_writes);
+            StoreValue(*def, *case_id, *record_id, w.value(), scope, key_writes);
         if (absl::IsFailedPrecondition(stored.status())) {
           // The sealer's answer for an erased case: no new key is made.
           return reject(v1::REJECT_REASON_CASE_ERASED,
@@ -288,6 +289,10 @@ absl::StatusOr<Ingest::PreparedBatch> Ingest::Prepare(const BatchMeta& meta,
   batch.payload_hash.assign(hash.begin(), hash.end());
   const absl::Time now = options_.clock->Now();
   absl::flat_hash_set<std::string> change_ids;
+  change_ids.reserve(payload.changes_size());
+  // One key lookup and digest-key derivation per case for the whole batch;
+  // the scope wipes what it derived when Prepare returns.
+  const std::unique_ptr<SealScope> scope = options_.sealer->NewScope();
   batch.changes.resize(payload.changes_size());
   for (int i = 0; i < payload.changes_size(); ++i) {
     const v1::RecordChange& change = payload.changes(i);
@@ -300,7 +305,8 @@ absl::StatusOr<Ingest::PreparedBatch> Ingest::Prepare(const BatchMeta& meta,
                    absl::StrFormat("change %s appears twice in the batch", change.change_id()));
       continue;
     }
-    RETURN_IF_ERROR(PrepareChange(change, batch.meta, now, &batch.changes[i], &batch.key_writes));
+    RETURN_IF_ERROR(
+        PrepareChange(change, batch.meta, now, scope.get(), &batch.changes[i], &batch.key_writes));
   }
   return batch;
 }
@@ -446,8 +452,8 @@ absl::StatusOr<uint64_t> Ingest::NextLogPosition() {
 
 absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
                                                    const ApplyOptions& options, StateView* view,
-                                                   uint64_t* next_position,
-                                                   CommittedUnit* summary) {
+                                                   uint64_t* next_position, CommittedUnit* summary,
+                                                   absl::flat_hash_set<std::string>* logged_cases) {
   entry->set_position(*next_position);
   entry->set_committed_unix_micros(absl::ToUnixMicros(summary->committed_at));
   DimensionDelta delta;
@@ -459,8 +465,7 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
   if (summary->first_position == 0) summary->first_position = *next_position;
   summary->last_position = *next_position;
   ++*next_position;
-  if (std::find(summary->case_ids.begin(), summary->case_ids.end(), entry->case_id()) ==
-      summary->case_ids.end()) {
+  if (logged_cases->insert(entry->case_id()).second) {
     summary->case_ids.push_back(entry->case_id());
   }
   // One per logged change, never merged: observers see each change as if
@@ -542,8 +547,8 @@ absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* n
       *result.add_results() = *change.rejection;
       continue;
     }
-    ASSIGN_OR_RETURN(*result.add_results(),
-                     LogChange(&change.entry, options, view, next_position, summary));
+    ASSIGN_OR_RETURN(*result.add_results(), LogChange(&change.entry, options, view, next_position,
+                                                      summary, &unit->logged_cases));
   }
   result.set_first_position(summary->first_position);
   result.set_last_position(summary->last_position);
@@ -579,8 +584,8 @@ absl::Status Ingest::ProcessStaff(Unit* unit, StateView* view, uint64_t* next_po
   entry.set_writer(unit->writer);
   entry.set_change_id(absl::StrFormat("server:%d", *next_position));
   *entry.mutable_hlc() = ServerHlc(summary->committed_at);
-  ASSIGN_OR_RETURN(v1::ChangeResult result,
-                   LogChange(&entry, ApplyOptions(), view, next_position, summary));
+  ASSIGN_OR_RETURN(v1::ChangeResult result, LogChange(&entry, ApplyOptions(), view, next_position,
+                                                      summary, &unit->logged_cases));
   if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED) {
     v1::SyncErrorDetail detail;
     detail.set_case_id(entry.case_id());

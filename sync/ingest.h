@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -248,10 +249,12 @@ class Ingest {
 
   absl::StatusOr<PreparedBatch> Prepare(const BatchMeta& meta, const v1::BatchPayload& payload);
   absl::Status PrepareChange(const v1::RecordChange& change, const BatchMeta& meta, absl::Time now,
-                             PreparedChange* out, std::vector<KeyWrite>* key_writes);
+                             SealScope* scope, PreparedChange* out,
+                             std::vector<KeyWrite>* key_writes);
+  // `scope` may be null (FieldSealer::SealIn).
   absl::StatusOr<v1::StoredValue> StoreValue(const v1::FieldDef& def, std::string_view case_id,
                                              std::string_view record_id,
-                                             const v1::FieldValue& value,
+                                             const v1::FieldValue& value, SealScope* scope,
                                              std::vector<KeyWrite>* key_writes);
   absl::StatusOr<v1::ChangeResult> RunStaff(const StaffActor& actor, v1::ChangeKind kind,
                                             StaffBuilder builder);
@@ -262,9 +265,12 @@ class Ingest {
                                   CommittedUnit* summary);
   absl::Status ProcessStaff(Unit* unit, StateView* view, uint64_t* next_position,
                             CommittedUnit* summary);
+  // Reconciles and logs one entry; a logged entry's case joins
+  // summary->case_ids unless `logged_cases` (the unit's) holds it already.
   absl::StatusOr<v1::ChangeResult> LogChange(v1::CaseLogEntry* entry, const ApplyOptions& options,
                                              StateView* view, uint64_t* next_position,
-                                             CommittedUnit* summary);
+                                             CommittedUnit* summary,
+                                             absl::flat_hash_set<std::string>* logged_cases);
 
   Options options_;
   Reconciler reconciler_;

@@ -379,7 +379,7 @@ absl::StatusOr<v1::ChangeResult> Ingest::ResolveConflict(
           return InvalidValue("a required field cannot be cleared", case_text, def->name());
         }
         ASSIGN_OR_RETURN(*f->mutable_value(), StoreValue(*def, entry.case_id(), entry.record_id(),
-                                                         new_value, staff_key_writes_));
+                                                         new_value, nullptr, staff_key_writes_));
         return entry;
       });
 }

@@ -691,9 +691,16 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     names.push_back(entry->resolves().field());
   }
   const std::vector<std::string>& dims = schema_->DimensionFields(entry->record_type());
+  std::vector<std::string> state_keys;
+  state_keys.reserve(names.size());
+  for (std::string_view name : names) {
+    state_keys.push_back(storage::EncodeFieldStateKey(case_id, record_id, name));
+  }
+  // An existing record's field states in one store read, not one per field.
+  if (!creating) RETURN_IF_ERROR(view->Prefetch(Cf::kRecords, state_keys));
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string_view name = names[i];
-    const std::string state_key = storage::EncodeFieldStateKey(case_id, record_id, name);
+    const std::string& state_key = state_keys[i];
     std::optional<v1::FieldState> state;
     if (!creating) {
       v1::FieldState s;

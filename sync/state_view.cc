@@ -6,9 +6,10 @@
 
 namespace fieldsync::sync {
 
-absl::StatusOr<std::optional<std::string>> StateView::Get(storage::Cf cf, std::string_view key) {
+absl::StatusOr<const std::optional<std::string>*> StateView::Find(storage::Cf cf,
+                                                                  std::string_view key) {
   auto it = overlay_.find(std::pair<storage::Cf, std::string_view>(cf, key));
-  if (it != overlay_.end()) return it->second;
+  if (it != overlay_.end()) return &it->second;
   absl::StatusOr<std::string> v = store_->Get(cf, key);
   std::optional<std::string> found;
   if (v.ok()) {
@@ -16,14 +17,44 @@ absl::StatusOr<std::optional<std::string>> StateView::Get(storage::Cf cf, std::s
   } else if (!absl::IsNotFound(v.status())) {
     return v.status();
   }
-  overlay_.emplace(std::pair<storage::Cf, std::string>(cf, std::string(key)), found);
-  return found;
+  it = overlay_.emplace(std::pair<storage::Cf, std::string>(cf, std::string(key)), std::move(found))
+           .first;
+  return &it->second;
 }
 
-void StateView::Put(storage::Cf cf, std::string_view key, std::string_view value) {
-  overlay_.insert_or_assign(std::pair<storage::Cf, std::string>(cf, std::string(key)),
-                            std::optional<std::string>(std::string(value)));
+absl::StatusOr<std::optional<std::string>> StateView::Get(storage::Cf cf, std::string_view key) {
+  absl::StatusOr<const std::optional<std::string>*> v = Find(cf, key);
+  if (!v.ok()) return v.status();
+  return **v;
+}
+
+absl::Status StateView::Prefetch(storage::Cf cf, std::span<const std::string> keys) {
+  std::vector<std::string_view> missing;
+  missing.reserve(keys.size());
+  for (const std::string& key : keys) {
+    if (!overlay_.contains(std::pair<storage::Cf, std::string_view>(cf, key))) {
+      missing.push_back(key);
+    }
+  }
+  if (missing.empty()) return absl::OkStatus();
+  std::vector<absl::StatusOr<std::string>> values = store_->MultiGet(cf, missing);
+  for (const absl::StatusOr<std::string>& v : values) {
+    if (!v.ok() && !absl::IsNotFound(v.status())) return v.status();
+  }
+  for (size_t i = 0; i < missing.size(); ++i) {
+    std::optional<std::string> found;
+    if (values[i].ok()) found = *std::move(values[i]);
+    // emplace keeps the first of a repeated key.
+    overlay_.emplace(std::pair<storage::Cf, std::string>(cf, std::string(missing[i])),
+                     std::move(found));
+  }
+  return absl::OkStatus();
+}
+
+void StateView::Put(storage::Cf cf, std::string_view key, std::string value) {
   batch_->Put(cf, key, value);
+  overlay_.insert_or_assign(std::pair<storage::Cf, std::string>(cf, std::string(key)),
+                            std::optional<std::string>(std::move(value)));
 }
 
 void StateView::Delete(storage::Cf cf, std::string_view key) {

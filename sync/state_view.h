@@ -3,12 +3,15 @@
 // writes go to the overlay and to the group's storage::WriteBatch. What a
 // read finds in the store (or that it found nothing) joins the overlay too,
 // so a key read again in the same group is not read from the store again.
-// Used by the ingest committer and by RebuildStateFromLog.
+// A value is held once: a store read or a serialized message is moved into
+// the overlay, and GetProto parses it in place; only the WriteBatch gets a
+// copy. Used by the ingest committer and by RebuildStateFromLog.
 #ifndef FIELDSYNC_SYNC_STATE_VIEW_H_
 #define FIELDSYNC_SYNC_STATE_VIEW_H_
 
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -36,14 +39,19 @@ class StateView {
   // it does not parse.
   template <typename Message>
   absl::StatusOr<bool> GetProto(storage::Cf cf, std::string_view key, Message* msg) {
-    absl::StatusOr<std::optional<std::string>> v = Get(cf, key);
+    absl::StatusOr<const std::optional<std::string>*> v = Find(cf, key);
     if (!v.ok()) return v.status();
-    if (!v->has_value()) return false;
-    if (!msg->ParseFromString(**v)) return CorruptValue(cf, key);
+    if (!(*v)->has_value()) return false;
+    if (!msg->ParseFromString(***v)) return CorruptValue(cf, key);
     return true;
   }
 
-  void Put(storage::Cf cf, std::string_view key, std::string_view value);
+  // Reads the keys of `cf` that the overlay does not hold yet with one
+  // store MultiGet, so that the Gets that follow find them in the overlay.
+  // kDataLoss / kUnavailable from the store (nothing is added then).
+  absl::Status Prefetch(storage::Cf cf, std::span<const std::string> keys);
+
+  void Put(storage::Cf cf, std::string_view key, std::string value);
   template <typename Message>
   void PutProto(storage::Cf cf, std::string_view key, const Message& msg) {
     Put(cf, key, msg.SerializeAsString());
@@ -60,6 +68,9 @@ class StateView {
 
  private:
   static absl::Status CorruptValue(storage::Cf cf, std::string_view key);
+  // The overlay's entry for `key`, read from the store into the overlay
+  // first if absent. The pointer is valid until the overlay changes.
+  absl::StatusOr<const std::optional<std::string>*> Find(storage::Cf cf, std::string_view key);
 
   storage::Store* store_;
   storage::WriteBatch* batch_;

@@ -54,6 +54,7 @@ class AuditLogTest : public ::testing::Test {
     options.signer = open_signer_;
     options.former_keys = former_keys_;
     options.head_file = dir_.Sub("audit-head.note");
+    options.head_file_interval = head_file_interval_;
     absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(options);
     ASSERT_THAT(log, IsOk());
     log_ = *std::move(log);
@@ -79,6 +80,7 @@ class AuditLogTest : public ::testing::Test {
   // What OpenLog gives the log: the key in force and the earlier ones.
   const NoteSigner* open_signer_ = &signer_;
   std::vector<NoteVerifier> former_keys_;
+  absl::Duration head_file_interval_ = absl::ZeroDuration();
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<AuditLog> log_;
 };
@@ -277,6 +279,113 @@ TEST_F(AuditLogTest, SignedHeadIsStoredBeforeItIsReturnedAndSurvivesReopen) {
   absl::StatusOr<SignedTreeHead> latest = log_->LatestSignedHead();
   ASSERT_THAT(latest, IsOk());
   EXPECT_EQ(latest->note, head->note);
+}
+
+// Appends `events` and signs the session's head in one committed batch.
+SignedTreeHead CommitWithHead(AuditLog& log, storage::Store& store,
+                              const std::vector<Event>& events) {
+  storage::WriteBatch batch;
+  AuditSession session(&log, &batch);
+  for (const Event& e : events) EXPECT_THAT(session.Append(e), IsOk());
+  EXPECT_THAT(session.SignHead(), IsOk());
+  EXPECT_THAT(store.Commit(&batch), IsOk());
+  session.Committed();
+  return *log.LatestSignedHead();
+}
+
+TEST_F(AuditLogTest, SessionHeadCommitsWithItsLeavesAndServesTheirReceipts) {
+  std::vector<Event> events = testing::MixedEvents(12);
+  AppendCommitted({events.begin(), events.begin() + 4});
+
+  SignedTreeHead head = CommitWithHead(*log_, *store_, {events.begin() + 4, events.end()});
+
+  EXPECT_EQ(head.checkpoint.size, 12u);
+  EXPECT_EQ(head.checkpoint.root, log_->root());
+  // Stored by the leaves' own commit: nothing else wrote since.
+  EXPECT_THAT(store_->Get(Cf::kMetadata, storage::EncodeMetadataKey(kSignedHeadMetadata)),
+              IsOkAndHolds(head.note));
+  EXPECT_EQ(fieldsync::testing::ReadFileOrDie(dir_.Sub("audit-head.note")), head.note);
+  // A receipt uses it rather than signing another (which would carry the
+  // later time).
+  clock_.Advance(absl::Seconds(30));
+  const auto& batch = std::get<BatchAccepted>(events[5].body);
+  absl::StatusOr<Receipt> receipt = log_->ReceiptForBatch(batch.device_id, batch.batch_id);
+  ASSERT_THAT(receipt, IsOk());
+  EXPECT_EQ(receipt->head.note, head.note);
+  absl::StatusOr<Checkpoint> cp = OpenCheckpoint(receipt->head.note, signer_.verifier());
+  ASSERT_THAT(cp, IsOk());
+  EXPECT_THAT(
+      VerifyInclusion(LeafHash(receipt->entry), 5, cp->size, receipt->inclusion_proof, cp->root),
+      IsOk());
+  // The next head extends it, never goes back in time, and survives a
+  // reopen as the last head.
+  SignedTreeHead next = CommitWithHead(*log_, *store_, {testing::MixedEvents(13)[12]});
+  EXPECT_EQ(next.checkpoint.size, 13u);
+  EXPECT_THAT(CheckpointTimestamp(next.checkpoint), IsOkAndHolds(clock_.Now()));
+  CloseAll();
+  OpenAll();
+  EXPECT_THAT(log_->UnextendedHeads(), IsOkAndHolds(::testing::IsEmpty()));
+  EXPECT_EQ(log_->LatestSignedHead()->note, next.note);
+}
+
+TEST_F(AuditLogTest, SessionHeadOfAnUncommittedSessionIsNeverPublished) {
+  std::vector<Event> events = testing::MixedEvents(3);
+  SignedTreeHead first = CommitWithHead(*log_, *store_, {events[0]});
+  {
+    storage::WriteBatch batch;
+    AuditSession session(log_.get(), &batch);
+    ASSERT_THAT(session.Append(events[1]), IsOk());
+    ASSERT_THAT(session.SignHead(), IsOk());
+  }  // the commit failed: aborted
+
+  EXPECT_EQ(log_->LatestSignedHead()->note, first.note);
+  // Signing goes on (nothing waits for the dropped head), in size order.
+  AppendCommitted({events[2]});
+  absl::StatusOr<SignedTreeHead> signed_head = log_->SignTreeHead();
+  ASSERT_THAT(signed_head, IsOk());
+  EXPECT_EQ(signed_head->checkpoint.size, 2u);
+}
+
+TEST_F(AuditLogTest, HeadFilesGetSessionHeadsAtMostOncePerInterval) {
+  CloseAll();
+  head_file_interval_ = absl::Minutes(1);
+  OpenAll();
+  std::vector<Event> events = testing::MixedEvents(3);
+  const std::string head_file = dir_.Sub("audit-head.note");
+  SignedTreeHead first = CommitWithHead(*log_, *store_, {events[0]});
+  EXPECT_EQ(fieldsync::testing::ReadFileOrDie(head_file), first.note);
+
+  clock_.Advance(absl::Seconds(10));
+  SignedTreeHead second = CommitWithHead(*log_, *store_, {events[1]});
+
+  // Held back: the store holds the newer head, the file the older one,
+  // which the tree extends.
+  EXPECT_EQ(fieldsync::testing::ReadFileOrDie(head_file), first.note);
+  EXPECT_THAT(store_->Get(Cf::kMetadata, storage::EncodeMetadataKey(kSignedHeadMetadata)),
+              IsOkAndHolds(second.note));
+  log_->WriteHeadFilesIfBehind();
+  EXPECT_EQ(fieldsync::testing::ReadFileOrDie(head_file), second.note);
+  clock_.Advance(absl::Minutes(1));
+  SignedTreeHead third = CommitWithHead(*log_, *store_, {events[2]});
+  EXPECT_EQ(fieldsync::testing::ReadFileOrDie(head_file), third.note);
+}
+
+TEST_F(AuditLogTest, SessionHeadIsRefusedAfterARestoreFromAnOlderCheckpoint) {
+  std::vector<Event> events = testing::MixedEvents(30);
+  AppendCommitted({events.begin(), events.begin() + 10});
+  ASSERT_THAT(store_->CreateCheckpoint(dir_.Sub("backup")), IsOk());
+  CommitWithHead(*log_, *store_, {events.begin() + 10, events.begin() + 20});  // published: 20
+  CloseAll();
+  std::filesystem::remove_all(dir_.Sub("db"));
+  std::filesystem::rename(dir_.Sub("backup"), dir_.Sub("db"));
+  OpenAll();
+
+  storage::WriteBatch batch;
+  AuditSession session(log_.get(), &batch);
+  ASSERT_THAT(session.Append(events[25]), IsOk());
+  const int ops = batch.Count();
+  EXPECT_THAT(session.SignHead(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(batch.Count(), ops);  // no head added
 }
 
 TEST_F(AuditLogTest, MaybeSignTreeHeadReusesTheHeadUntilTheTreeGrows) {

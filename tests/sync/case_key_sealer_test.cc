@@ -140,6 +140,57 @@ TEST_F(CaseKeySealerTest, DigestIsDeterministicPerCaseAndField) {
   EXPECT_TRUE(none.empty());
 }
 
+TEST_F(CaseKeySealerTest, ScopedSealsAndDigestsMatchUnscopedOnesAndCarryTheKeyOnce) {
+  std::vector<KeyWrite> w;
+  std::unique_ptr<SealScope> scope = sealer_->NewScope();
+  ASSERT_NE(scope, nullptr);
+  absl::StatusOr<std::string> sealed =
+      sealer_->SealIn(scope.get(), FieldAddress{kCase, kRecord, "given_name"}, "Amina", &w);
+  ASSERT_THAT(sealed, IsOk());
+  absl::StatusOr<std::string> digest =
+      sealer_->DigestIn(scope.get(), kCase, "given_name", "Amina", &w);
+  ASSERT_THAT(digest, IsOk());
+  ASSERT_THAT(
+      sealer_->SealIn(scope.get(), FieldAddress{kCase, kRecord, "family_name"}, "Okello", &w),
+      IsOk());
+  absl::StatusOr<std::string> other_case =
+      sealer_->DigestIn(scope.get(), testing::Id(9), "given_name", "Amina", &w);
+  ASSERT_THAT(other_case, IsOk());
+
+  // One key write per new case, however many fields the scope sealed.
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[0].key, storage::EncodeCaseDekKey(*ParseUuid(kCase)));
+  EXPECT_EQ(w[1].key, storage::EncodeCaseDekKey(*ParseUuid(testing::Id(9))));
+  std::vector<KeyWrite> unscoped;
+  EXPECT_THAT(sealer_->Digest(kCase, "given_name", "Amina", &unscoped), IsOkAndHolds(*digest));
+  EXPECT_NE(*other_case, *digest);
+  CommitKeys(*sealer_, *store_, w);
+  EXPECT_THAT(sealer_->Open(FieldAddress{kCase, kRecord, "given_name"}, *sealed),
+              IsOkAndHolds(std::string("Amina")));
+  // A scope made after the commit derives the same digest from the
+  // durable key, and adds no key write.
+  std::unique_ptr<SealScope> later = sealer_->NewScope();
+  std::vector<KeyWrite> none;
+  EXPECT_THAT(sealer_->DigestIn(later.get(), kCase, "given_name", "Amina", &none),
+              IsOkAndHolds(*digest));
+  EXPECT_TRUE(none.empty());
+}
+
+TEST_F(CaseKeySealerTest, ScopedSealOfAnErasedCaseIsRefused) {
+  std::vector<KeyWrite> w;
+  ASSERT_THAT(sealer_->Seal(FieldAddress{kCase, kRecord, "given_name"}, "Amina", &w), IsOk());
+  CommitKeys(*sealer_, *store_, w);
+  ASSERT_THAT(keys_->Erase(*ParseUuid(kCase)), IsOk());
+
+  std::unique_ptr<SealScope> scope = sealer_->NewScope();
+  std::vector<KeyWrite> after;
+  EXPECT_THAT(sealer_->SealIn(scope.get(), FieldAddress{kCase, kRecord, "given_name"}, "x", &after),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(sealer_->DigestIn(scope.get(), kCase, "given_name", "x", &after),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(after.empty());
+}
+
 TEST_F(CaseKeySealerTest, ErasedCaseNoLongerOpens) {
   std::vector<KeyWrite> w;
   absl::StatusOr<std::string> sealed =
