@@ -82,8 +82,15 @@ for _ in $(seq 1 30); do
 done
 echo "figures: RSS before ${RSS_BEFORE} KiB, peak ${RSS_PEAK} KiB, after ${RSS_AFTER} KiB"
 cat "$WORK/flood.json"
-check "peak RSS under 256 MiB" test "$RSS_PEAK" -lt $((256 << 10))
-check "RSS after the burst under 128 MiB" test "$RSS_AFTER" -lt $((128 << 10))
+if [[ -n "${FIELDSYNC_SANITIZED:-}" ]]; then
+  # AddressSanitizer's shadow memory and quarantine (256 MiB by default)
+  # make RSS say nothing about the server's own use; the release pass
+  # checks the bounds.
+  echo "skip RSS bounds (sanitizer build)"
+else
+  check "peak RSS under 256 MiB" test "$RSS_PEAK" -lt $((256 << 10))
+  check "RSS after the burst under 128 MiB" test "$RSS_AFTER" -lt $((128 << 10))
+fi
 check "no flood call succeeded" jtrue "$WORK/flood.json" "d['codes'].get('OK', 0) == 0"
 # Read under the memory quota, then refused for their size (MALFORMED), or
 # refused while 8 others are served (SERVER_BUSY), or cancelled by gRPC
