@@ -1,7 +1,8 @@
 // Reading the canonical case log and the state for principals (DESIGN §5
-// Pull, §6 conflicts): log entries after a cursor, filtered to a scope of
-// cases and to the sensitivity classes a role may read, decrypted, in
-// bounded chunks that carry the cursor to resume from; and the open
+// Pull, §6 conflicts): log entries after a cursor of the cases a scope
+// reaches (read through the case indexes, sync/pull.h; the rule in
+// sync/scope.h), with the sensitivity classes a role may read decrypted,
+// in bounded chunks that carry the cursor to resume from; and the open
 // conflicts of a region. Every call reads one storage snapshot, so a chunk
 // never mixes states. Sealing a chunk to a device is server/'s job.
 #ifndef FIELDSYNC_SYNC_CHANGE_FEED_H_
