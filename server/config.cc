@@ -114,8 +114,8 @@ void ApplyDefaults(const std::string& data_dir, v1::ServerConfig* config) {
   if (sync->max_batch_bytes() == 0) sync->set_max_batch_bytes(4 << 20);
   if (sync->max_batch_changes() == 0) sync->set_max_batch_changes(1000);
   if (sync->max_clock_skew_seconds() == 0) sync->set_max_clock_skew_seconds(300);
-  if (sync->max_pull_chunk_changes() == 0) sync->set_max_pull_chunk_changes(500);
-  if (sync->max_pull_chunk_bytes() == 0) sync->set_max_pull_chunk_bytes(1 << 20);
+  if (sync->max_pull_chunk_changes() == 0) sync->set_max_pull_chunk_changes(2000);
+  if (sync->max_pull_chunk_bytes() == 0) sync->set_max_pull_chunk_bytes(2 << 20);
   if (sync->min_pull_chunk_changes() == 0) sync->set_min_pull_chunk_changes(100);
   if (sync->pull_access_repeat_seconds() == 0) sync->set_pull_access_repeat_seconds(300);
   if (config->schema_file().empty()) config->set_schema_file(data_dir + "/schema.textproto");

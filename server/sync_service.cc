@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
@@ -20,6 +21,8 @@
 #include "server/rpc.h"
 #include "storage/key_codec.h"
 #include "sync/errors.h"
+#include "sync/pull.h"
+#include "sync/scope.h"
 
 namespace fieldsync::server {
 namespace {
@@ -152,19 +155,6 @@ absl::Status OutOfScope(std::string_view what, std::string_view case_id = "") {
                          what, detail);
 }
 
-// The read scope of a pulling principal: a device reaches its officer's
-// assigned cases, a supervisor its regions' cases; both read every class.
-sync::ReadScope ScopeOf(const v1::Principal& p) {
-  sync::ReadScope scope;
-  if (p.role() == v1::ROLE_DEVICE) {
-    scope.officer_id = p.officer_id();
-  } else {
-    scope.regions.insert(p.regions().begin(), p.regions().end());
-  }
-  scope.readable = sync::ReadScope::AllClasses();
-  return scope;
-}
-
 // Records durably in the audit log that `caller` receives case data of
 // `case_ids` (DESIGN §8), before it is sent: when this fails the data is
 // withheld (kUnavailable: retry). Nothing to record without a log or cases.
@@ -201,8 +191,9 @@ absl::Status RecordCaseAccess(const SyncServiceDeps& deps, const Caller& caller,
 // The distinct case ids of `changes`, in first-seen order.
 std::vector<std::string> CaseIdsOf(const v1::PulledChanges& changes) {
   std::vector<std::string> out;
+  absl::flat_hash_set<std::string_view> seen;
   for (const v1::PulledChange& c : changes.changes()) {
-    if (std::find(out.begin(), out.end(), c.case_id()) == out.end()) out.push_back(c.case_id());
+    if (seen.insert(c.case_id()).second) out.push_back(c.case_id());
   }
   return out;
 }
@@ -226,17 +217,18 @@ absl::StatusOr<audit::AccessRead> AccessReadOf(const Caller& caller, uint64_t fr
   return read;
 }
 
-// Streams one pull (PROTOCOL.md §6). Each step runs on the work pool (when
-// there is one): one chunk is read (one storage snapshot), its read
-// recorded (audit/access_ledger.h), sealed and written; the next step is
-// queued when the write completes, so at most one chunk per stream is in
-// memory and a slow device holds no thread. gRPC's polling threads only
-// authorize the call and queue its steps.
+// Streams one pull (PROTOCOL.md §6) of a sync::PullStream. Chunks are made
+// on the work pool (when there is one): read (one storage snapshot each),
+// recorded (audit/access_ledger.h: before the chunk can leave), sealed.
+// The next chunk is made while the previous one is being written, so at
+// most two chunks per stream are in memory (one being written, one made
+// or being made) and a slow device holds no thread. gRPC's polling threads
+// only authorize the call and start writes.
 class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
  public:
   PullReactor(const SyncServiceDeps& deps, audit::AccessLedger* ledger,
               grpc::CallbackServerContext* context, const v1::PullRequest& request)
-      : deps_(deps), ledger_(ledger), request_(request), start_(absl::Now()) {
+      : deps_(deps), ledger_(ledger), start_(absl::Now()) {
     absl::StatusOr<Caller> caller = deps_.auth->Authorize(*context, kPull, &who_);
     if (!caller.ok()) {
       Done(caller.status());
@@ -251,33 +243,54 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
     }
     lease_ = *std::move(lease);
     caller_ = *std::move(caller);
-    absl::Status s = Prepare();
+    absl::Status s = Prepare(request);
     if (!s.ok()) {
       Done(WithReason(s));
       return;
     }
-    Next();
+    Action next;
+    {
+      absl::MutexLock lock(&mu_);
+      next = DecideLocked();
+    }
+    Perform(next);
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Done(absl::CancelledError("the pull stream was closed by the device"));
-      return;
+    Action next;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok && !finished_) {
+        finished_ = true;
+        next.finish = absl::CancelledError("the pull stream was closed by the device");
+      } else {
+        next = DecideLocked();
+      }
     }
-    if (finished_after_write_) {
-      Done(absl::OkStatus());
-      return;
-    }
-    Next();
+    Perform(next);
   }
 
   void OnDone() override {
     LogRpc(kPull, who_, final_status_, absl::Now() - start_);
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      if (producing_) return;  // the chunk being made deletes the reactor
+    }
     delete this;
   }
 
  private:
-  absl::Status Prepare() {
+  // What to do after a state change, decided under mu_ and done outside it
+  // (gRPC may run a reaction inline).
+  struct Action {
+    bool produce = false;
+    bool write = false;
+    std::optional<absl::Status> finish;
+  };
+
+  absl::Status Prepare(const v1::PullRequest& request) {
     const v1::Principal& p = caller_.principal;
     is_device_ = p.role() == v1::ROLE_DEVICE;
     if (is_device_) {
@@ -286,111 +299,108 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
         return absl::FailedPreconditionError("the device has no receiving key: re-enrol");
       }
     }
-    scope_ = ScopeOf(p);
-    options_.cursor = request_.cursor();
-    options_.max_changes = deps_.max_pull_chunk_changes;
-    options_.max_bytes = deps_.max_pull_chunk_bytes;
-    if (request_.max_changes_per_chunk() != 0) {
+    sync::PullStream::Request r;
+    r.cursor = request.cursor();
+    r.backfill_case_ids.assign(request.backfill_case_ids().begin(),
+                               request.backfill_case_ids().end());
+    r.max_changes = deps_.max_pull_chunk_changes;
+    r.max_bytes = deps_.max_pull_chunk_bytes;
+    if (request.max_changes_per_chunk() != 0) {
       // A device may ask for smaller chunks, down to the floor.
-      const size_t floor = std::min<size_t>(options_.max_changes, deps_.min_pull_chunk_changes);
-      options_.max_changes =
-          std::clamp<size_t>(request_.max_changes_per_chunk(), floor, options_.max_changes);
+      const size_t floor = std::min<size_t>(r.max_changes, deps_.min_pull_chunk_changes);
+      r.max_changes = std::clamp<size_t>(request.max_changes_per_chunk(), floor, r.max_changes);
     }
-    if (request_.max_bytes_per_chunk() != 0) {
-      options_.max_bytes = std::min<size_t>(options_.max_bytes, request_.max_bytes_per_chunk());
+    if (request.max_bytes_per_chunk() != 0) {
+      r.max_bytes = std::min<size_t>(r.max_bytes, request.max_bytes_per_chunk());
     }
-    for (const std::string& id : request_.backfill_case_ids()) {
-      absl::StatusOr<Uuid> uuid = ParseUuid(id);
-      if (!uuid.ok()) return absl::InvalidArgumentError("a backfill case id is not a UUID");
-      ASSIGN_OR_RETURN(bool in_scope, InScope(id));
-      if (!in_scope) return OutOfScope("a backfill case is not in the caller's scope", id);
-      // The log holds case ids in lowercase; a device may send either case.
-      backfill_scope_.case_ids.insert(FormatUuid(*uuid));
-    }
-    backfill_scope_.readable = sync::ReadScope::AllClasses();
-    in_backfill_ = !backfill_scope_.case_ids.empty() && request_.cursor() > 0;
+    ASSIGN_OR_RETURN(stream_,
+                     sync::PullStream::Start(deps_.feed, sync::ScopeOfPrincipal(p), r));
     return absl::OkStatus();
   }
 
-  absl::StatusOr<bool> InScope(const std::string& case_id) {
-    const sync::Schema& schema = *deps_.schema;
-    if (is_device_) {
-      ASSIGN_OR_RETURN(std::optional<std::string> officer,
-                       CaseField(*deps_.feed, case_id, schema.officer_field()));
-      return officer.has_value() && *officer == caller_.principal.officer_id();
+  Action DecideLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Action a;
+    if (finished_) return a;
+    if (!writing_) {
+      if (ready_.has_value()) {
+        chunk_ = *std::move(ready_);
+        ready_.reset();
+        writing_ = true;
+        a.write = true;
+      } else if (!producing_ && (!error_.ok() || no_more_)) {
+        finished_ = true;
+        a.finish = error_;
+        return a;
+      }
     }
-    ASSIGN_OR_RETURN(std::optional<std::string> region,
-                     CaseField(*deps_.feed, case_id, schema.region_field()));
-    return region.has_value() && HasRegion(caller_.principal, *region);
+    if (!producing_ && !ready_.has_value() && !no_more_ && error_.ok()) {
+      producing_ = true;
+      a.produce = true;
+    }
+    return a;
   }
 
-  // Queues the next step on the work pool (inline without one).
-  void Next() {
-    if (deps_.pool == nullptr) {
-      Step();
-      return;
+  void Perform(const Action& a) {
+    // While producing_ is set the reactor outlives OnDone, so schedule the
+    // next chunk before the write that may end the call.
+    if (a.produce) {
+      if (deps_.pool == nullptr) {
+        Produce();
+      } else {
+        deps_.pool->Run([this] { Produce(); });
+      }
     }
-    deps_.pool->Run([this] { Step(); });
+    if (a.write) StartWrite(&chunk_);
+    if (a.finish.has_value()) Done(*a.finish);
   }
 
-  // Reads, records, seals and writes the next chunk, or finishes on error.
-  void Step() {
-    // Backfill chunks start and end at the request's cursor.
-    const uint64_t chunk_cursor = options_.cursor;
-    const bool was_backfill = in_backfill_;
-    absl::StatusOr<v1::PulledChanges> changes = ReadNext();
-    if (!changes.ok()) {
-      Done(WithReason(changes.status()));
+  // Makes the next chunk (one at a time: only while producing_).
+  void Produce() {
+    v1::PullChunk chunk;
+    bool last = false;
+    absl::Status s = MakeChunk(&chunk, &last);
+    Action next;
+    bool destroy = false;
+    {
+      absl::MutexLock lock(&mu_);
+      producing_ = false;
+      if (done_) {
+        destroy = true;
+      } else {
+        if (s.ok()) {
+          ready_ = std::move(chunk);
+          no_more_ = last;
+        } else {
+          error_ = WithReason(s);
+        }
+        next = DecideLocked();
+      }
+    }
+    if (destroy) {
+      delete this;
       return;
     }
+    Perform(next);
+  }
+
+  // Reads, records and seals the stream's next chunk.
+  absl::Status MakeChunk(v1::PullChunk* out, bool* last) {
+    ASSIGN_OR_RETURN(std::unique_ptr<sync::PullStream::Chunk> chunk, stream_->Next());
+    const v1::PulledChanges& changes = *chunk->changes;
     // Who read which cases is in the audit log before the chunk leaves.
-    if (absl::Status s = RecordRead(chunk_cursor, *changes); !s.ok()) {
-      Done(WithReason(s));
-      return;
-    }
-    if (!was_backfill) {
-      options_.cursor = changes->next_cursor();
-      finished_after_write_ = changes->caught_up();
-    }
+    RETURN_IF_ERROR(RecordRead(chunk->cursor, changes));
+    *last = stream_->done();
     if (is_device_) {
-      absl::StatusOr<v1::PullChunk> sealed =
-          SealPullChunk(*changes, device_uuid_, chunk_cursor,
-                        caller_.principal.receiving_public_key(), *deps_.random);
-      if (!sealed.ok()) {
-        Done(WithReason(sealed.status()));
-        return;
-      }
-      chunk_ = *std::move(sealed);
+      ASSIGN_OR_RETURN(*out, SealPullChunk(changes, device_uuid_, chunk->cursor,
+                                           caller_.principal.receiving_public_key(),
+                                           *deps_.random));
     } else {
-      chunk_.Clear();
-      chunk_.set_cursor(chunk_cursor);
-      chunk_.set_next_cursor(changes->next_cursor());
-      chunk_.set_caught_up(changes->caught_up());
-      *chunk_.mutable_clear_changes() = *std::move(changes);
+      out->set_cursor(chunk->cursor);
+      out->set_next_cursor(changes.next_cursor());
+      out->set_caught_up(changes.caught_up());
+      *out->mutable_clear_changes() = changes;
     }
-    StartWrite(&chunk_);
-  }
-
-  // The next chunk's plaintext. Backfill chunks (history of newly assigned
-  // cases up to the request's cursor) come first and keep cursor and
-  // next_cursor at the request's cursor, so that an interrupted pull
-  // resumes with the same request.
-  absl::StatusOr<v1::PulledChanges> ReadNext() {
-    if (in_backfill_) {
-      sync::FeedOptions o = options_;
-      o.cursor = backfill_cursor_;
-      ASSIGN_OR_RETURN(v1::PulledChanges got, deps_.feed->Read(backfill_scope_, o));
-      v1::PulledChanges out;
-      for (v1::PulledChange& c : *got.mutable_changes()) {
-        if (c.position() <= request_.cursor()) *out.add_changes() = std::move(c);
-      }
-      backfill_cursor_ = got.next_cursor();
-      if (got.caught_up() || backfill_cursor_ >= request_.cursor()) in_backfill_ = false;
-      out.set_next_cursor(request_.cursor());
-      out.set_caught_up(false);
-      return out;
-    }
-    return deps_.feed->Read(scope_, options_);
+    return absl::OkStatus();
   }
 
   // Records the chunk's read: through the ledger (a repeat within its
@@ -411,23 +421,29 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
 
   const SyncServiceDeps& deps_;
   audit::AccessLedger* const ledger_;  // null: one entry per chunk with changes
-  const v1::PullRequest request_;
   // The principal to log, also for a refused pull (Authorize's `who`).
   std::string who_ = "unauthenticated";
   const absl::Time start_;
   Caller caller_;
   bool is_device_ = false;
   Uuid device_uuid_{};
-  sync::ReadScope scope_;
-  sync::ReadScope backfill_scope_;
-  sync::FeedOptions options_;
-  bool in_backfill_ = false;
-  uint64_t backfill_cursor_ = 0;
-  bool finished_after_write_ = false;
+  // Used by one Produce at a time.
+  std::unique_ptr<sync::PullStream> stream_;
+  // The chunk being written (set under mu_ before StartWrite, untouched
+  // until OnWriteDone).
   v1::PullChunk chunk_;
   absl::Status final_status_;
   // The stream's slot among its principal's concurrent calls.
   ConcurrencyLimit::Lease lease_;
+
+  absl::Mutex mu_;
+  bool producing_ ABSL_GUARDED_BY(mu_) = false;  // a Produce is queued or running
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;    // a write is outstanding
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Finish was called or decided
+  bool done_ ABSL_GUARDED_BY(mu_) = false;       // OnDone ran
+  bool no_more_ ABSL_GUARDED_BY(mu_) = false;    // the last chunk was made
+  std::optional<v1::PullChunk> ready_ ABSL_GUARDED_BY(mu_);
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -607,22 +623,26 @@ grpc::ServerUnaryReactor* SyncServiceImpl::GetSealingKeys(
 // CaseService.
 
 absl::Status CaseServiceImpl::CheckCaseInScope(const Caller& caller, const std::string& case_id) {
-  if (!ParseUuid(case_id).ok()) {
+  absl::StatusOr<Uuid> id = ParseUuid(case_id);
+  if (!id.ok()) {
     return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_MALFORMED,
                            "case_id is not a UUID");
   }
-  ASSIGN_OR_RETURN(std::optional<std::string> region,
-                   CaseField(*deps_.feed, case_id, deps_.schema->region_field()));
-  if (!region.has_value()) {
-    v1::SyncErrorDetail detail;
-    detail.set_case_id(case_id);
-    return sync::SyncError(absl::StatusCode::kNotFound, v1::SYNC_ERROR_REASON_NOT_FOUND,
-                           absl::StrFormat("case %s does not exist", case_id), detail);
+  ASSIGN_OR_RETURN(sync::CaseReach reach,
+                   deps_.feed->Reach(sync::ScopeOfPrincipal(caller.principal), *id));
+  switch (reach) {
+    case sync::CaseReach::kInScope:
+      return absl::OkStatus();
+    case sync::CaseReach::kOutOfScope:
+      return OutOfScope(absl::StrFormat("case %s is not in the caller's regions", case_id),
+                        case_id);
+    case sync::CaseReach::kNoSuchCase:
+      break;
   }
-  if (!HasRegion(caller.principal, *region)) {
-    return OutOfScope(absl::StrFormat("case %s is not in the caller's regions", case_id), case_id);
-  }
-  return absl::OkStatus();
+  v1::SyncErrorDetail detail;
+  detail.set_case_id(case_id);
+  return sync::SyncError(absl::StatusCode::kNotFound, v1::SYNC_ERROR_REASON_NOT_FOUND,
+                         absl::StrFormat("case %s does not exist", case_id), detail);
 }
 
 absl::Status CaseServiceImpl::CheckOfficer(const std::string& case_id,
@@ -814,15 +834,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ResolveConflict(
       context, "/fieldsync.v1.CaseService/ResolveConflict", deps_.auth, deps_.pool,
       [this, request, response](const Caller& caller) -> absl::Status {
         // The conflict's case is the case of the log entry that made it.
-        absl::StatusOr<std::string> raw = deps_.store->Get(
-            storage::Cf::kCaseLog, storage::EncodeCaseLogKey(request->id().position()));
-        v1::CaseLogEntry entry;
-        if (absl::IsNotFound(raw.status()) || (raw.ok() && !entry.ParseFromString(*raw))) {
-          return sync::SyncError(absl::StatusCode::kNotFound, v1::SYNC_ERROR_REASON_NOT_FOUND,
-                                 "no such conflict");
-        }
-        if (!raw.ok()) return WithReason(raw.status());
-        RETURN_IF_ERROR(CheckCaseInScope(caller, entry.case_id()));
+        absl::StatusOr<std::string> case_id = deps_.feed->CaseOfConflict(request->id());
+        if (!case_id.ok()) return WithReason(case_id.status());
+        RETURN_IF_ERROR(CheckCaseInScope(caller, *case_id));
         sync::Ingest::Resolution resolution;
         switch (request->choice_case()) {
           case v1::ResolveConflictRequest::kKeepCurrent:
@@ -840,7 +854,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ResolveConflict(
                                    "choose keep_current, take_losing or new_value");
         }
         absl::StatusOr<v1::ChangeResult> result = deps_.ingest->ResolveConflict(
-            sync::StaffActor{caller.principal.id()}, request->id(), entry.case_id(), resolution,
+            sync::StaffActor{caller.principal.id()}, request->id(), *case_id, resolution,
             request->losing_index(), request->new_value(), request->base_version());
         if (!result.ok()) return WithReason(result.status());
         *response->mutable_result() = *std::move(result);

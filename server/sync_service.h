@@ -68,8 +68,8 @@ struct SyncServiceDeps {
   // The time of those events; absl::Now() when null.
   const Clock* clock = nullptr;
   BatchLimits limits;
-  uint32_t max_pull_chunk_changes = 500;
-  uint32_t max_pull_chunk_bytes = 1 << 20;
+  uint32_t max_pull_chunk_changes = 2000;
+  uint32_t max_pull_chunk_bytes = 2 << 20;
   // The floor on a pull request's max_changes_per_chunk (a device may ask
   // for less than max_pull_chunk_changes, not for less than this; capped
   // at max_pull_chunk_changes), so that a pull cannot be cut into

@@ -170,6 +170,11 @@ std::string RecordPrefix(std::span<const uint8_t, 16> case_id,
 //   U8 1 (kCaseByRegionTag) | String region | Uuid case_id
 //   U8 2 (kCaseByOfficerTag) | String officer_id | Uuid case_id
 // Scan one region's or officer's cases with CaseIndexPrefix(tag, name).
+// Written by the reconciler when a registration entry sets, changes or
+// clears the case's region or officer field (sync/reconcile.cc), so it
+// lists exactly the cases the scope rule (sync/scope.h) gives an officer
+// or a region; a pull by scope (sync/pull.h) and ListCases read it. Not
+// touched by an erasure (an erased case stays in its scopes).
 struct CaseIndexKey {
   uint8_t tag = 0;
   std::string name;  // region or officer id
@@ -182,8 +187,11 @@ absl::StatusOr<CaseIndexKey> DecodeCaseIndexKey(std::string_view key);
 std::string CaseIndexPrefix(uint8_t tag, std::string_view name);
 
 // Cf::kCaseIndex, one log entry of a case (value empty), so that a case's
-// history is read without scanning the log:
+// history, and a pull of a scope's cases (merging their entry streams by
+// position, sync/pull.h), are read without scanning the log:
 //   U8 4 (kCaseEntryTag) | Uuid case_id | U64 position
+// Written with every log entry (merge rules 3, sync/rebuild.h); a state
+// built before it existed gets it at start (BringStateToCurrentRules).
 struct CaseEntryKey {
   std::array<uint8_t, 16> case_id;
   uint64_t position = 0;

@@ -9,7 +9,9 @@
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "storage/key_codec.h"
+#include "sync/errors.h"
 #include "sync/heads.h"
+#include "sync/pull.h"
 #include "sync/reconcile.h"
 
 namespace fieldsync::sync {
@@ -33,115 +35,134 @@ absl::StatusOr<std::optional<v1::FieldState>> GetFieldState(storage::Store* stor
 
 }  // namespace
 
-absl::flat_hash_set<v1::Sensitivity> ReadScope::AllClasses() {
-  return {v1::SENSITIVITY_IDENTIFYING, v1::SENSITIVITY_SENSITIVE, v1::SENSITIVITY_DIMENSION,
-          v1::SENSITIVITY_OPERATIONAL};
-}
-
 absl::StatusOr<v1::FieldValue> ChangeFeed::Plaintext(const v1::StoredValue& value,
                                                      std::string_view case_id,
                                                      std::string_view record_id,
                                                      std::string_view field) const {
   v1::FieldValue out;
-  if (value.cleared()) return out;
-  std::string plain;
+  RETURN_IF_ERROR(PlaintextInto(value, case_id, record_id, field, &out));
+  return out;
+}
+
+absl::Status ChangeFeed::PlaintextInto(const v1::StoredValue& value, std::string_view case_id,
+                                       std::string_view record_id, std::string_view field,
+                                       v1::FieldValue* out) const {
+  if (value.cleared()) return absl::OkStatus();
+  bool parsed;
   if (value.encrypted()) {
-    ASSIGN_OR_RETURN(plain, sealer_->Open(FieldAddress{case_id, record_id, field}, value.data()));
+    ASSIGN_OR_RETURN(std::string plain,
+                     sealer_->Open(FieldAddress{case_id, record_id, field}, value.data()));
+    parsed = out->ParseFromString(plain);
   } else {
-    plain = value.data();
+    parsed = out->ParseFromString(value.data());
   }
-  if (!out.ParseFromString(plain)) {
+  if (!parsed) {
     return absl::DataLossError(
         absl::StrFormat("value of field %s in record %s does not parse", field, record_id));
   }
-  return out;
+  return absl::OkStatus();
+}
+
+absl::Status ChangeFeed::ToPulled(const v1::CaseLogEntry& entry, uint64_t position,
+                                  const absl::flat_hash_set<v1::Sensitivity>& readable,
+                                  v1::PulledChange* out) const {
+  v1::PulledChange& change = *out;
+  change.set_position(position);
+  change.set_change_id(entry.change_id());
+  change.set_case_id(entry.case_id());
+  change.set_record_id(entry.record_id());
+  change.set_record_type(entry.record_type());
+  change.set_kind(entry.kind());
+  *change.mutable_hlc() = entry.hlc();
+  change.set_writer(entry.writer());
+  change.set_outcome(entry.outcome());
+  change.set_record_version(position);
+  change.set_revived(entry.revived());
+  change.mutable_fields()->Reserve(entry.fields_size());
+  for (const v1::EntryField& f : entry.fields()) {
+    const v1::FieldDef* def = schema_->FindField(entry.record_type(), f.field());
+    if (def == nullptr || !readable.contains(def->sensitivity())) {
+      change.set_withheld_fields(change.withheld_fields() + 1);
+      continue;
+    }
+    v1::PulledField* pf = change.add_fields();
+    absl::Status opened =
+        PlaintextInto(f.value(), entry.case_id(), entry.record_id(), f.field(), pf->mutable_value());
+    if (absl::IsNotFound(opened)) {  // case key erased
+      change.mutable_fields()->RemoveLast();
+      change.set_withheld_fields(change.withheld_fields() + 1);
+      continue;
+    }
+    RETURN_IF_ERROR(opened);
+    pf->set_field(f.field());
+    pf->set_outcome(f.outcome());
+    pf->set_server_set(f.server_set());
+    pf->set_version(f.version() != 0 ? f.version() : position);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> ChangeFeed::LastPosition(const storage::Snapshot* snap,
+                                                  uint64_t hint) const {
+  // Positions are dense from 1, so the last one is found by seeking:
+  // doubling steps from the hint, then halving (about 2 log2(distance)
+  // seeks).
+  std::unique_ptr<storage::Iterator> it = store_->NewIterator(Cf::kCaseLog, "", "", snap);
+  auto exists = [&](uint64_t position) -> absl::StatusOr<bool> {
+    it->Seek(storage::EncodeCaseLogKey(position));
+    if (!it->Valid()) {
+      RETURN_IF_ERROR(it->status());
+      return false;
+    }
+    return true;
+  };
+  uint64_t low = hint;  // exists (or 0)
+  if (low > 0) {
+    ASSIGN_OR_RETURN(bool has, exists(low));
+    if (!has) low = 0;
+  }
+  uint64_t step = 1;
+  uint64_t high = 0;  // first position known not to exist (0: none yet)
+  while (high == 0) {
+    const uint64_t probe = low + step;
+    ASSIGN_OR_RETURN(bool has, exists(probe));
+    if (has) {
+      low = probe;
+      if (step < (uint64_t{1} << 62)) step *= 2;
+    } else {
+      high = probe;
+    }
+  }
+  while (high - low > 1) {
+    const uint64_t mid = low + (high - low) / 2;
+    ASSIGN_OR_RETURN(bool has, exists(mid));
+    (has ? low : high) = mid;
+  }
+  return low;
 }
 
 absl::StatusOr<v1::PulledChanges> ChangeFeed::Read(const ReadScope& scope,
                                                    const FeedOptions& options) const {
-  std::unique_ptr<storage::Snapshot> snap = store_->GetSnapshot();
-  // Case id -> in scope, decided once per chunk from the snapshot's state.
-  absl::flat_hash_map<std::string, bool> in_scope;
-  auto case_in_scope = [&](const std::string& case_text) -> absl::StatusOr<bool> {
-    if (scope.all_cases || scope.case_ids.contains(case_text)) return true;
-    auto it = in_scope.find(case_text);
-    if (it != in_scope.end()) return it->second;
-    ASSIGN_OR_RETURN(Uuid id, ParseUuid(case_text));
-    bool ok = false;
-    if (!scope.officer_id.empty()) {
-      ASSIGN_OR_RETURN(auto officer,
-                       GetFieldState(store_, snap.get(), id, id, schema_->officer_field()));
-      ok |= officer.has_value() && DimensionString(officer->value()) == scope.officer_id;
-    }
-    if (!ok && !scope.regions.empty()) {
-      ASSIGN_OR_RETURN(auto region,
-                       GetFieldState(store_, snap.get(), id, id, schema_->region_field()));
-      ok |= region.has_value() && scope.regions.contains(DimensionString(region->value()));
-    }
-    in_scope[case_text] = ok;
-    return ok;
-  };
-
+  ScopedLogReader reader(this, scope, ScopedLogReader::Options{.cursor = options.cursor});
   v1::PulledChanges out;
-  out.set_next_cursor(options.cursor);
-  std::unique_ptr<storage::Iterator> it = store_->NewIterator(
-      Cf::kCaseLog, storage::EncodeCaseLogKey(options.cursor + 1), "", snap.get());
-  size_t scanned = 0, bytes = 0;
-  for (; it->Valid(); it->Next()) {
-    if (out.changes_size() >= static_cast<int>(options.max_changes) ||
-        scanned >= options.max_scan) {
-      break;
-    }
-    ASSIGN_OR_RETURN(uint64_t position, storage::DecodeCaseLogKey(it->key()));
-    v1::CaseLogEntry entry;
-    if (!entry.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(absl::StrFormat("case log entry %d does not parse", position));
-    }
-    ++scanned;
-    ASSIGN_OR_RETURN(bool wanted, case_in_scope(entry.case_id()));
-    if (wanted) {
-      v1::PulledChange change;
-      change.set_position(position);
-      change.set_change_id(entry.change_id());
-      change.set_case_id(entry.case_id());
-      change.set_record_id(entry.record_id());
-      change.set_record_type(entry.record_type());
-      change.set_kind(entry.kind());
-      *change.mutable_hlc() = entry.hlc();
-      change.set_writer(entry.writer());
-      change.set_outcome(entry.outcome());
-      change.set_record_version(position);
-      change.set_revived(entry.revived());
-      for (const v1::EntryField& f : entry.fields()) {
-        const v1::FieldDef* def = schema_->FindField(entry.record_type(), f.field());
-        if (def == nullptr || !scope.readable.contains(def->sensitivity())) {
-          change.set_withheld_fields(change.withheld_fields() + 1);
-          continue;
-        }
-        absl::StatusOr<v1::FieldValue> value =
-            Plaintext(f.value(), entry.case_id(), entry.record_id(), f.field());
-        if (absl::IsNotFound(value.status())) {  // case key erased
-          change.set_withheld_fields(change.withheld_fields() + 1);
-          continue;
-        }
-        if (!value.ok()) return value.status();
-        v1::PulledField* pf = change.add_fields();
-        pf->set_field(f.field());
-        *pf->mutable_value() = std::move(*value);
-        pf->set_outcome(f.outcome());
-        pf->set_server_set(f.server_set());
-        pf->set_version(f.version() != 0 ? f.version() : position);
-      }
-      const size_t size = change.ByteSizeLong();
-      if (out.changes_size() > 0 && bytes + size > options.max_bytes) break;
-      bytes += size;
-      *out.add_changes() = std::move(change);
-    }
-    out.set_next_cursor(position);
-  }
-  RETURN_IF_ERROR(it->status());
-  out.set_caught_up(!it->Valid());
+  RETURN_IF_ERROR(reader.Next(options.max_changes, options.max_bytes, &out));
   return out;
+}
+
+absl::StatusOr<CaseReach> ChangeFeed::Reach(const ReadScope& scope, const Uuid& case_id) const {
+  return ReachOfCase(store_, *schema_, scope, case_id, nullptr);
+}
+
+absl::StatusOr<std::string> ChangeFeed::CaseOfConflict(const v1::ConflictId& id) const {
+  absl::StatusOr<std::string> raw =
+      store_->Get(Cf::kCaseLog, storage::EncodeCaseLogKey(id.position()));
+  v1::CaseLogEntry entry;
+  if (absl::IsNotFound(raw.status()) || (raw.ok() && !entry.ParseFromString(*raw))) {
+    return SyncError(absl::StatusCode::kNotFound, v1::SYNC_ERROR_REASON_NOT_FOUND,
+                     "no such conflict");
+  }
+  if (!raw.ok()) return raw.status();
+  return entry.case_id();
 }
 
 absl::StatusOr<std::optional<v1::FieldValue>> ChangeFeed::ReadField(std::string_view case_id,

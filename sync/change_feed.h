@@ -1,7 +1,8 @@
 // Reading the canonical case log and the state for principals (DESIGN §5
-// Pull, §6 conflicts): log entries after a cursor, filtered to a scope of
-// cases and to the sensitivity classes a role may read, decrypted, in
-// bounded chunks that carry the cursor to resume from; and the open
+// Pull, §6 conflicts): log entries after a cursor of the cases a scope
+// reaches (read through the case indexes, sync/pull.h; the rule in
+// sync/scope.h), with the sensitivity classes a role may read decrypted,
+// in bounded chunks that carry the cursor to resume from; and the open
 // conflicts of a region. Every call reads one storage snapshot, so a chunk
 // never mixes states. Sealing a chunk to a device is server/'s job.
 #ifndef FIELDSYNC_SYNC_CHANGE_FEED_H_
@@ -22,26 +23,9 @@
 #include "storage/store.h"
 #include "sync/field_sealer.h"
 #include "sync/schema.h"
+#include "sync/scope.h"
 
 namespace fieldsync::sync {
-
-// Which cases and fields a reader reaches. A case is in scope when any of
-// the set conditions holds, evaluated against the case's state in the
-// read's snapshot (so after a transfer the new region reaches the case's
-// later entries; its earlier ones come from a backfill read with
-// `case_ids`).
-struct ReadScope {
-  bool all_cases = false;                     // administrators
-  std::string officer_id;                     // devices: cases assigned to it
-  absl::flat_hash_set<std::string> regions;   // supervisors: their regions
-  absl::flat_hash_set<std::string> case_ids;  // backfill of named cases
-  // Sensitivity classes whose values the reader gets; other fields are
-  // withheld (counted in PulledChange.withheld_fields).
-  absl::flat_hash_set<v1::Sensitivity> readable;
-
-  // Every class: devices and supervisors.
-  static absl::flat_hash_set<v1::Sensitivity> AllClasses();
-};
 
 struct FeedOptions {
   // Read entries with position > cursor.
@@ -50,8 +34,7 @@ struct FeedOptions {
   // alone, so a chunk always progresses.
   size_t max_changes = 1000;
   size_t max_bytes = 1 << 20;
-  // At most this many log entries are examined per chunk (in scope or not),
-  // bounding the work for a reader whose cases are rare in the log.
+  // Unused: a read no longer scans the log for its scope (sync/pull.h).
   size_t max_scan = 50000;
 };
 
@@ -62,12 +45,33 @@ class ChangeFeed {
   ChangeFeed(storage::Store* store, const Schema* schema, const FieldSealer* sealer)
       : store_(store), schema_(schema), sealer_(sealer) {}
 
-  // One chunk after options.cursor. next_cursor covers every entry
-  // examined (in scope or not); resuming from it gives no gaps and no
-  // duplicates. caught_up when the log had nothing after next_cursor.
-  // Errors: kDataLoss (corrupt entry or a value that does not open),
-  // kUnavailable (storage).
+  // One chunk after options.cursor, read by scope (a ScopedLogReader of
+  // one chunk; a stream keeps one across chunks, sync/pull.h). next_cursor
+  // covers every entry up to where the chunk stops (in scope or not);
+  // resuming from it gives no gaps and no duplicates. caught_up when the
+  // log had nothing of the scope after next_cursor. Errors: kDataLoss
+  // (corrupt entry or a value that does not open), kUnavailable (storage).
   absl::StatusOr<v1::PulledChanges> Read(const ReadScope& scope, const FeedOptions& options) const;
+
+  // Where the case `case_id` stands for `scope` now (sync/scope.h).
+  absl::StatusOr<CaseReach> Reach(const ReadScope& scope, const Uuid& case_id) const;
+  // The case of the conflict `id` (that of the log entry that made it),
+  // canonical text; kNotFound (reason NOT_FOUND) when there is no such
+  // entry. For ResolveConflict, which checks the case's scope first.
+  absl::StatusOr<std::string> CaseOfConflict(const v1::ConflictId& id) const;
+
+  // --- For readers of the log (sync/pull.h).
+  // The log's last position in `snap` (0 when the log is empty).
+  // `hint`: a position known to exist (0: none); the search starts there.
+  absl::StatusOr<uint64_t> LastPosition(const storage::Snapshot* snap, uint64_t hint = 0) const;
+  // Fills the empty *change with the entry at `position` as a reader of
+  // the `readable` classes gets it: other classes, and protected values of
+  // an erased case, withheld.
+  absl::Status ToPulled(const v1::CaseLogEntry& entry, uint64_t position,
+                        const absl::flat_hash_set<v1::Sensitivity>& readable,
+                        v1::PulledChange* change) const;
+  storage::Store* store() const { return store_; }
+  const Schema& schema() const { return *schema_; }
 
   // Open conflicts of `region`, oldest first, with plaintext values of the
   // classes in `readable`. page_size 0 = 100, capped at 1000; page_token
@@ -132,6 +136,10 @@ class ChangeFeed {
   absl::StatusOr<v1::FieldValue> Plaintext(const v1::StoredValue& value, std::string_view case_id,
                                            std::string_view record_id,
                                            std::string_view field) const;
+  // The same into the empty *out (which may live on an arena).
+  absl::Status PlaintextInto(const v1::StoredValue& value, std::string_view case_id,
+                             std::string_view record_id, std::string_view field,
+                             v1::FieldValue* out) const;
 
   storage::Store* store_;
   const Schema* schema_;
