@@ -39,8 +39,8 @@ absl::StatusOr<ErasedCase> CaseErasure::Erase(std::string_view case_id,
         std::move(detail));
   }
   RETURN_IF_ERROR(registration.status());
-  ASSIGN_OR_RETURN(crypto::DekState state, keys_->State(*id));
-  if (state == crypto::DekState::kErased) {
+  ASSIGN_OR_RETURN(keys::DekState state, keys_->State(*id));
+  if (state == keys::DekState::kErased) {
     // Finishes an earlier erasure whose compaction failed; a no-op otherwise.
     const std::string key = storage::EncodeCaseDekKey(*id);
     RETURN_IF_ERROR(store_->CompactRange(storage::Cf::kKeys, key, key));

@@ -38,10 +38,10 @@
 #include "common/file_io.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "crypto/case_keys.h"
 #include "crypto/master_key.h"
 #include "crypto/tls.h"
 #include "crypto/x509.h"
+#include "keys/case_keys.h"
 #include "server/admin_service.h"
 #include "server/aggregate_service.h"
 #include "server/audit_rollback.h"
@@ -218,7 +218,7 @@ class FieldsyncServer::Impl {
   // Sync (issue #4). Declared after the store so that they go first.
   std::unique_ptr<crypto::MasterKeyRing> master;
   std::unique_ptr<sync::Schema> schema;
-  std::unique_ptr<crypto::CaseKeyStore> case_keys;
+  std::unique_ptr<keys::CaseKeyStore> case_keys;
   std::unique_ptr<sync::CaseKeySealer> sealer;
   // Case erasure and KEK rotation (AdminService), over case_keys and master.
   std::unique_ptr<admin::CaseErasure> case_erasure;
@@ -365,7 +365,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
       impl->auth.get(), impl->registry.get(), impl->staff.get(), impl->officers.get(),
       impl->cas.get(), impl->enrolment.get(), impl->schema.get());
 
-  impl->case_keys = std::make_unique<crypto::CaseKeyStore>(impl->store.get(), impl->master.get());
+  impl->case_keys = std::make_unique<keys::CaseKeyStore>(impl->store.get(), impl->master.get());
   impl->sealer = std::make_unique<sync::CaseKeySealer>(impl->store.get(), impl->case_keys.get(),
                                                        options.random);
   impl->case_erasure = std::make_unique<admin::CaseErasure>(

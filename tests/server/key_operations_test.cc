@@ -24,7 +24,6 @@
 #include "common/file_io.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
-#include "crypto/case_keys.h"
 #include "crypto/ed25519.h"
 #include "crypto/master_key.h"
 #include "crypto/x25519.h"
@@ -37,6 +36,7 @@
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "keys/case_keys.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "storage/column_families.h"
@@ -478,8 +478,8 @@ TEST_F(KeyOperationsTest, ErasedCaseKeyIsReplacedByTheMarker) {
   ASSERT_NE(store, nullptr);
   absl::StatusOr<crypto::MasterKeyRing> ring = crypto::MasterKeyRing::LoadFile(paths_->master_key);
   ASSERT_THAT(ring, IsOk());
-  crypto::CaseKeyStore keys(store.get(), &*ring);
-  EXPECT_THAT(keys.State(*ParseUuid(Id(1))), IsOkAndHolds(crypto::DekState::kErased));
+  keys::CaseKeyStore keys(store.get(), &*ring);
+  EXPECT_THAT(keys.State(*ParseUuid(Id(1))), IsOkAndHolds(keys::DekState::kErased));
   EXPECT_THAT(store->Get(storage::Cf::kKeys, storage::EncodeCaseDekKey(*ParseUuid(Id(1)))),
               IsOkAndHolds(std::string(1, '\0')));
   EXPECT_THAT(keys.GetDek(*ParseUuid(Id(1))),
@@ -811,7 +811,7 @@ TEST_F(KeyOperationsTest, RotationRewrapsEveryCaseKeyAndTheRestartedServerStillD
     ASSERT_THAT(ring, IsOk());
     EXPECT_EQ(ring->current_version(), 2u);
     EXPECT_TRUE(ring->has_version(1));
-    crypto::CaseKeyStore keys(store.get(), &*ring);
+    keys::CaseKeyStore keys(store.get(), &*ring);
     EXPECT_THAT(keys.WrappedVersion(*ParseUuid(Id(1))), IsOkAndHolds(2u));
     EXPECT_THAT(keys.WrappedVersion(*ParseUuid(Id(2))), IsOkAndHolds(2u));
     // Nothing is left unfinished.
@@ -969,9 +969,9 @@ TEST_F(ErasureConcurrencyTest, EightPushersLoseNothingWhileACaseIsErased) {
   ASSERT_NE(store, nullptr);
   absl::StatusOr<crypto::MasterKeyRing> ring = crypto::MasterKeyRing::LoadFile(paths_->master_key);
   ASSERT_THAT(ring, IsOk());
-  crypto::CaseKeyStore keys(store.get(), &*ring);
-  EXPECT_THAT(keys.State(*ParseUuid(Id(1))), IsOkAndHolds(crypto::DekState::kErased));
-  EXPECT_THAT(keys.State(*ParseUuid(Id(0x1000))), IsOkAndHolds(crypto::DekState::kPresent));
+  keys::CaseKeyStore keys(store.get(), &*ring);
+  EXPECT_THAT(keys.State(*ParseUuid(Id(1))), IsOkAndHolds(keys::DekState::kErased));
+  EXPECT_THAT(keys.State(*ParseUuid(Id(0x1000))), IsOkAndHolds(keys::DekState::kPresent));
 }
 
 }  // namespace

@@ -14,12 +14,12 @@
 #include "admin/deployment.h"
 #include "audit/events.h"
 #include "common/file_io.h"
-#include "crypto/case_keys.h"
 #include "crypto/master_key.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "keys/case_keys.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "storage/key_codec.h"
@@ -96,7 +96,7 @@ class SchemaUpgradeTest : public ::testing::Test {
     ASSERT_THAT(master, IsOk());
     absl::StatusOr<std::unique_ptr<sync::Schema>> schema = sync::Schema::Create(shipped_);
     ASSERT_THAT(schema, IsOk());
-    crypto::CaseKeyStore keys(store.get(), &*master);
+    keys::CaseKeyStore keys(store.get(), &*master);
     sync::CaseKeySealer sealer(store.get(), &keys, &random_);
     sync::Ingest::Options o;
     o.store = store.get();
