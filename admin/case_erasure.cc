@@ -1,10 +1,10 @@
 #include "admin/case_erasure.h"
 
 #include "absl/strings/str_format.h"
-#include "audit/events.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
+#include "protocol/events.h"
 #include "storage/column_families.h"
 #include "storage/key_codec.h"
 #include "sync/errors.h"
@@ -50,10 +50,10 @@ absl::StatusOr<ErasedCase> CaseErasure::Erase(std::string_view case_id,
 
   storage::WriteBatch batch;
   audit::AuditSession session(audit_, &batch);
-  audit::CaseErased event;
+  protocol::CaseErased event;
   event.actor = actor;
   event.case_id = *id;
-  ASSIGN_OR_RETURN(uint64_t leaf, session.Append(audit::Event{clock_->Now(), std::move(event)}));
+  ASSIGN_OR_RETURN(uint64_t leaf, session.Append(protocol::Event{clock_->Now(), std::move(event)}));
   if (absl::Status s = keys_->CommitErasure(*id, &batch); !s.ok()) {
     log::Error("case.erase_failed",
                {{"case_id", text}, {"committed", "no"}, {"reason", s.message()}});

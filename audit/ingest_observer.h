@@ -27,7 +27,7 @@ class IngestObserver final : public sync::CommitObserver {
 };
 
 // The event that records `unit`. kInternal if an id is not a UUID.
-absl::StatusOr<Event> EventOfUnit(const sync::CommittedUnit& unit);
+absl::StatusOr<protocol::Event> EventOfUnit(const sync::CommittedUnit& unit);
 
 }  // namespace fieldsync::audit
 

@@ -63,10 +63,10 @@
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "crypto/system_random.h"
-#include "device/sealed_batch.h"
 #include "device/tablet.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
+#include "protocol/sealed_batch.h"
 #include "storage/column_families.h"
 #include "storage/store.h"
 #include "sync/schema.h"
@@ -443,10 +443,10 @@ void SealAhead(Device& device, const sync::Schema& schema, int count, int size, 
       at += absl::Microseconds(1);
       *payload.add_changes() = content.Registration(device.region, at, random);
     }
-    device::BatchSealParams params =
+    protocol::BatchSealParams params =
         device.enrolled.tablet->SealParams(NewUuid(random), static_cast<uint64_t>(b) + 1);
     params.compression = v1::PAYLOAD_COMPRESSION_ZSTD;
-    absl::StatusOr<v1::SealedBatch> sealed = device::SealBatch(payload, params, random);
+    absl::StatusOr<v1::SealedBatch> sealed = protocol::SealBatch(payload, params, random);
     Check(sealed.status(), "seal");
     v1::PushRequest request;
     *request.mutable_batch() = *std::move(sealed);

@@ -31,7 +31,6 @@
 #include "admin/staff.h"
 #include "aggregates/counters.h"
 #include "aggregates/metrics.h"
-#include "audit/checkpoint.h"
 #include "audit/ingest_observer.h"
 #include "audit/log.h"
 #include "common/build_info.h"
@@ -42,6 +41,7 @@
 #include "crypto/tls.h"
 #include "crypto/x509.h"
 #include "keys/case_keys.h"
+#include "protocol/checkpoint.h"
 #include "server/admin_service.h"
 #include "server/aggregate_service.h"
 #include "server/audit_rollback.h"
@@ -206,7 +206,7 @@ class FieldsyncServer::Impl {
   std::unique_ptr<admin::PrincipalRegistry> registry;
   std::unique_ptr<Authenticator> auth;
   // Audit (issue #5): before staff, which appends to the log.
-  std::optional<audit::NoteSigner> audit_signer;
+  std::optional<protocol::NoteSigner> audit_signer;
   std::unique_ptr<audit::AuditLog> audit_log;
   std::unique_ptr<AuditServiceImpl> audit_service;
   std::unique_ptr<admin::StaffAdmin> staff;
@@ -323,8 +323,8 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   RETURN_IF_ERROR(keys.status());
   impl->keys = *std::move(keys);
   ASSIGN_OR_RETURN(
-      audit::NoteSigner audit_signer,
-      audit::NoteSigner::Create(impl->keys.audit_origin, impl->keys.audit_signing_seed.span()));
+      protocol::NoteSigner audit_signer,
+      protocol::NoteSigner::Create(impl->keys.audit_origin, impl->keys.audit_signing_seed.span()));
   impl->audit_signer.emplace(std::move(audit_signer));
   audit::AuditLogOptions audit_options;
   audit_options.store = impl->store.get();
@@ -332,8 +332,8 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   audit_options.signer = &*impl->audit_signer;
   // Heads published before a rotation (a head file) are still the log's.
   for (const auto& [version, public_key] : impl->keys.former_audit_public_keys) {
-    ASSIGN_OR_RETURN(audit::NoteVerifier former,
-                     audit::NoteVerifier::FromPublicKey(impl->keys.audit_origin, public_key));
+    ASSIGN_OR_RETURN(protocol::NoteVerifier former,
+                     protocol::NoteVerifier::FromPublicKey(impl->keys.audit_origin, public_key));
     audit_options.former_keys.push_back(std::move(former));
   }
   // Outside db/, so that restoring an old backup of db/ cannot roll it back.
