@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "audit/log.h"
+#include "protocol/events.h"
 #include "sync/ingest.h"
 
 namespace fieldsync::audit {
