@@ -61,20 +61,20 @@ absl::StatusOr<RotatedAuditKey> AuditKeyRotation::Rotate(const std::string& acto
       absl::InternalError("no audit key could be generated");
   for (int attempt = 0; attempt < kKeyAttempts; ++attempt) {
     crypto::Ed25519KeyPair key = crypto::GenerateEd25519(*options_.random);
-    ASSIGN_OR_RETURN(audit::NoteSigner signer,
-                     audit::NoteSigner::Create(options_.audit_origin, key.seed.span()));
+    ASSIGN_OR_RETURN(protocol::NoteSigner signer,
+                     protocol::NoteSigner::Create(options_.audit_origin, key.seed.span()));
     out.verifier_key = signer.verifier().VerifierKey();
     storage::WriteBatch batch;
     RETURN_IF_ERROR(WriteRotatedAuditKey(out.new_version, key.seed, key.public_key,
                                          *options_.master, *options_.random, &batch));
-    audit::KeyRotated event;
+    protocol::KeyRotated event;
     event.actor = actor;
-    event.purpose = std::string(audit::kAuditSigningPurpose);
+    event.purpose = std::string(protocol::kAuditSigningPurpose);
     event.old_version = out.old_version;
     event.new_version = out.new_version;
     event.new_public_key.assign(key.public_key.begin(), key.public_key.end());
     transition = options_.audit->RotateSigningKey(
-        std::make_unique<audit::NoteSigner>(std::move(signer)), event, &batch);
+        std::make_unique<protocol::NoteSigner>(std::move(signer)), event, &batch);
     // kInvalidArgument before anything is written: the key id was used.
     if (!absl::IsInvalidArgument(transition.status())) break;
   }

@@ -18,7 +18,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "admin/server_keys.h"
-#include "audit/events.h"
 #include "audit/export.h"
 #include "common/file_io.h"
 #include "common/logging.h"
@@ -30,6 +29,7 @@
 #include "crypto/master_key.h"
 #include "fieldsync/v1/config.pb.h"
 #include "google/protobuf/text_format.h"
+#include "protocol/events.h"
 #include "storage/key_codec.h"
 
 namespace fieldsync::admin {
@@ -202,7 +202,7 @@ absl::StatusOr<std::unique_ptr<storage::Store>> OpenReadOnly(const std::string& 
 
 // The committed audit tree of a store: its size and root from its stored
 // nodes, as AuditLog::Open rebuilds them (no node cache).
-absl::StatusOr<std::pair<uint64_t, audit::Hash>> StoredTree(storage::Store* store) {
+absl::StatusOr<std::pair<uint64_t, protocol::Hash>> StoredTree(storage::Store* store) {
   static const NoClock kNoClock;
   audit::AuditLogOptions options;
   options.store = store;
@@ -294,12 +294,12 @@ absl::StatusOr<CreatedBackup> BackupWriter::Write(const std::string& staging,
   // is in the log. Subjects hold the size and root, never a path.
   storage::WriteBatch batch;
   audit::AuditSession session(options_.audit, &batch);
-  audit::AdminAction action;
+  protocol::AdminAction action;
   action.actor = actor;
   action.action = std::string(kBackupAction);
   action.subject_ids = {absl::StrCat("tree_size=", out.head.checkpoint.size),
                         absl::StrCat("root=", Hex(out.head.checkpoint.root))};
-  ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(audit::Event{now, std::move(action)}));
+  ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(protocol::Event{now, std::move(action)}));
   RETURN_IF_ERROR(options_.store->Commit(&batch));
   session.Committed();
   return out;
@@ -316,10 +316,10 @@ absl::StatusOr<audit::SignedTreeHead> BackupWriter::SignCheckpointTree(const std
   // Signed with the key in force (the log's: a rotation may replace it
   // while the server runs); kAborted when a key rotation committed after
   // the checkpoint was taken.
-  audit::Checkpoint checkpoint;
+  protocol::Checkpoint checkpoint;
   checkpoint.size = tree.first;
   checkpoint.root = tree.second;
-  checkpoint.extensions.push_back(audit::TimestampExtension(now));
+  checkpoint.extensions.push_back(protocol::TimestampExtension(now));
   return options_.audit->SignDetachedHead(std::move(checkpoint));
 }
 
@@ -430,7 +430,8 @@ class StoredLeavesExport final : public std::streambuf {
 // The checks of VerifyBackup, each adding its line to the report.
 class BackupVerifier {
  public:
-  BackupVerifier(const std::string& dir, const audit::NoteVerifier& key) : dir_(dir), key_(key) {}
+  BackupVerifier(const std::string& dir, const protocol::NoteVerifier& key)
+      : dir_(dir), key_(key) {}
 
   BackupReport Run() {
     if (Manifest() && Files() && Head() && Database() && Tree() && Log()) report_.ok = true;
@@ -534,12 +535,12 @@ class BackupVerifier {
   bool Head() {
     absl::StatusOr<std::string> note = ReadFile(Join(dir_, kBackupHeadName));
     if (!note.ok()) return Fail("tree head", std::string(note.status().message()));
-    absl::StatusOr<audit::Checkpoint> head = audit::OpenCheckpoint(*note, key_);
-    if (absl::IsUnauthenticated(head.status()) && !audit::HasSignatureLineOf(*note, key_)) {
+    absl::StatusOr<protocol::Checkpoint> head = protocol::OpenCheckpoint(*note, key_);
+    if (absl::IsUnauthenticated(head.status()) && !protocol::HasSignatureLineOf(*note, key_)) {
       // Signed by a later key of the log (after a key rotation) if a key
       // transition in the backup announces a key that signs it; the audit
       // log check then verifies the chain from `key_` to that key.
-      absl::StatusOr<audit::Checkpoint> by_later = OpenWithAnnouncedKey(*note);
+      absl::StatusOr<protocol::Checkpoint> by_later = OpenWithAnnouncedKey(*note);
       if (by_later.ok()) {
         head = std::move(by_later);
         is_head_by_later_key_ = true;
@@ -559,7 +560,7 @@ class BackupVerifier {
       return Fail("tree head", absl::StrFormat("the head is for tree size %d, the manifest says %d",
                                                head->size, report_.manifest.audit_tree_size()));
     }
-    absl::StatusOr<absl::Time> signed_at = audit::CheckpointTimestamp(*head);
+    absl::StatusOr<absl::Time> signed_at = protocol::CheckpointTimestamp(*head);
     if (!signed_at.ok() ||
         absl::ToUnixMicros(*signed_at) != report_.manifest.created_unix_micros()) {
       return Fail("tree head",
@@ -581,26 +582,27 @@ class BackupVerifier {
   // `note` opened with a key that a KeyRotated ("audit-signing") entry of
   // the backup's stored key transitions announces; kUnauthenticated if none
   // signs it.
-  absl::StatusOr<audit::Checkpoint> OpenWithAnnouncedKey(std::string_view note) {
+  absl::StatusOr<protocol::Checkpoint> OpenWithAnnouncedKey(std::string_view note) {
     ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> store,
                      OpenReadOnly(Join(dir_, kBackupDbName)));
-    absl::StatusOr<audit::Checkpoint> out =
+    absl::StatusOr<protocol::Checkpoint> out =
         absl::UnauthenticatedError("no key transition of the backup announces its key");
     ASSIGN_OR_RETURN(std::vector<audit::StoredKeyTransition> transitions,
                      audit::ReadKeyTransitionRecords(*store));
     for (const audit::StoredKeyTransition& t : transitions) {
       absl::StatusOr<std::string> entry =
           store->Get(storage::Cf::kAuditLeaves, storage::EncodeAuditLeafKey(t.leaf_index));
-      absl::StatusOr<audit::Event> event =
-          entry.ok() ? audit::DecodeEvent(*entry) : absl::StatusOr<audit::Event>(entry.status());
-      const auto* rotated = event.ok() ? std::get_if<audit::KeyRotated>(&event->body) : nullptr;
+      absl::StatusOr<protocol::Event> event = entry.ok()
+                                                  ? protocol::DecodeEvent(*entry)
+                                                  : absl::StatusOr<protocol::Event>(entry.status());
+      const auto* rotated = event.ok() ? std::get_if<protocol::KeyRotated>(&event->body) : nullptr;
       if (rotated == nullptr || rotated->new_public_key.size() != 32) continue;
       crypto::Ed25519PublicKey raw;
       std::copy(rotated->new_public_key.begin(), rotated->new_public_key.end(), raw.begin());
-      absl::StatusOr<audit::NoteVerifier> announced =
-          audit::NoteVerifier::FromPublicKey(key_.key_name(), raw);
+      absl::StatusOr<protocol::NoteVerifier> announced =
+          protocol::NoteVerifier::FromPublicKey(key_.key_name(), raw);
       if (!announced.ok()) continue;
-      absl::StatusOr<audit::Checkpoint> cp = audit::OpenCheckpoint(note, *announced);
+      absl::StatusOr<protocol::Checkpoint> cp = protocol::OpenCheckpoint(note, *announced);
       if (cp.ok()) out = std::move(cp);
     }
     RETURN_IF_ERROR(store->Close());
@@ -623,7 +625,7 @@ class BackupVerifier {
   }
 
   bool Tree() {
-    absl::StatusOr<std::pair<uint64_t, audit::Hash>> tree = StoredTree(store_.get());
+    absl::StatusOr<std::pair<uint64_t, protocol::Hash>> tree = StoredTree(store_.get());
     if (!tree.ok()) return Fail("audit tree", std::string(tree.status().message()));
     if (tree->first != report_.head.size) {
       return Fail("audit tree",
@@ -650,7 +652,7 @@ class BackupVerifier {
         audit::ReadKeyTransitionRecords(*store_);
     if (!transitions.ok()) return Fail("audit log", std::string(transitions.status().message()));
     for (audit::StoredKeyTransition& t : *transitions) {
-      absl::StatusOr<audit::Checkpoint> cp = audit::ParseCheckpointNote(t.note);
+      absl::StatusOr<protocol::Checkpoint> cp = protocol::ParseCheckpointNote(t.note);
       if (cp.ok() && cp->size <= report_.head.size) notes.push_back(std::move(t.note));
     }
     notes.push_back(note_);
@@ -676,7 +678,7 @@ class BackupVerifier {
   }
 
   const std::string dir_;
-  const audit::NoteVerifier& key_;
+  const protocol::NoteVerifier& key_;
   BackupReport report_;
   std::string note_;
   bool is_head_by_later_key_ = false;
@@ -685,7 +687,7 @@ class BackupVerifier {
 
 }  // namespace
 
-BackupReport VerifyBackup(const std::string& dir, const audit::NoteVerifier& key) {
+BackupReport VerifyBackup(const std::string& dir, const protocol::NoteVerifier& key) {
   return BackupVerifier(dir, key).Run();
 }
 
@@ -795,15 +797,15 @@ absl::StatusOr<RestoredDeployment> RestoreBackup(const RestoreOptions& options) 
   RETURN_IF_ERROR(CheckNewDirectory(target, "data directory"));
 
   RestoredDeployment out;
-  std::optional<audit::NoteVerifier> own_key;
-  const audit::NoteVerifier* key = options.key;
+  std::optional<protocol::NoteVerifier> own_key;
+  const protocol::NoteVerifier* key = options.key;
   if (key == nullptr) {
     const std::string pub = Join(Join(options.backup_dir, kBackupFilesName), "audit-log.pub");
     absl::StatusOr<std::string> text = ReadFile(pub);
-    absl::StatusOr<audit::NoteVerifier> parsed =
-        text.ok() ? audit::NoteVerifier::FromVerifierKey(
+    absl::StatusOr<protocol::NoteVerifier> parsed =
+        text.ok() ? protocol::NoteVerifier::FromVerifierKey(
                         std::string(absl::StripTrailingAsciiWhitespace(*text)))
-                  : absl::StatusOr<audit::NoteVerifier>(text.status());
+                  : absl::StatusOr<protocol::NoteVerifier>(text.status());
     if (!parsed.ok()) {
       return absl::DataLossError(
           absl::StrFormat("the backup's audit-log.pub is unusable (%s): give the key with --key",

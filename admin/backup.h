@@ -29,10 +29,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "admin/deployment.h"
-#include "audit/checkpoint.h"
 #include "audit/log.h"
 #include "common/clock.h"
 #include "fieldsync/v1/backup.pb.h"
+#include "protocol/checkpoint.h"
 #include "storage/store.h"
 
 namespace fieldsync::admin {
@@ -123,7 +123,7 @@ struct BackupReport {
   // later ones were not run.
   std::vector<BackupCheck> checks;
   v1::BackupManifest manifest;
-  audit::Checkpoint head;
+  protocol::Checkpoint head;
   // "check: detail" of the failed check ("" when ok).
   std::string Failure() const;
 };
@@ -145,7 +145,7 @@ struct BackupReport {
 //               (audit/export.h), hashes to the head's root: entries
 //               decode, device signatures verify, nothing is missing.
 // Never fails: a bad backup is a report naming its first failed check.
-BackupReport VerifyBackup(const std::string& dir, const audit::NoteVerifier& key);
+BackupReport VerifyBackup(const std::string& dir, const protocol::NoteVerifier& key);
 
 struct RestoreOptions {
   std::string backup_dir;
@@ -156,7 +156,7 @@ struct RestoreOptions {
   std::string master_key_file;
   // The audit log key to verify the backup with; null: the backup's own
   // files/audit-log.pub.
-  const audit::NoteVerifier* key = nullptr;
+  const protocol::NoteVerifier* key = nullptr;
 };
 
 struct RestoredDeployment {

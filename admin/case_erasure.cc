@@ -1,10 +1,10 @@
 #include "admin/case_erasure.h"
 
 #include "absl/strings/str_format.h"
-#include "audit/events.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
+#include "protocol/events.h"
 #include "storage/column_families.h"
 #include "storage/key_codec.h"
 #include "sync/errors.h"
@@ -39,8 +39,8 @@ absl::StatusOr<ErasedCase> CaseErasure::Erase(std::string_view case_id,
         std::move(detail));
   }
   RETURN_IF_ERROR(registration.status());
-  ASSIGN_OR_RETURN(crypto::DekState state, keys_->State(*id));
-  if (state == crypto::DekState::kErased) {
+  ASSIGN_OR_RETURN(keys::DekState state, keys_->State(*id));
+  if (state == keys::DekState::kErased) {
     // Finishes an earlier erasure whose compaction failed; a no-op otherwise.
     const std::string key = storage::EncodeCaseDekKey(*id);
     RETURN_IF_ERROR(store_->CompactRange(storage::Cf::kKeys, key, key));
@@ -50,10 +50,10 @@ absl::StatusOr<ErasedCase> CaseErasure::Erase(std::string_view case_id,
 
   storage::WriteBatch batch;
   audit::AuditSession session(audit_, &batch);
-  audit::CaseErased event;
+  protocol::CaseErased event;
   event.actor = actor;
   event.case_id = *id;
-  ASSIGN_OR_RETURN(uint64_t leaf, session.Append(audit::Event{clock_->Now(), std::move(event)}));
+  ASSIGN_OR_RETURN(uint64_t leaf, session.Append(protocol::Event{clock_->Now(), std::move(event)}));
   if (absl::Status s = keys_->CommitErasure(*id, &batch); !s.ok()) {
     log::Error("case.erase_failed",
                {{"case_id", text}, {"committed", "no"}, {"reason", s.message()}});

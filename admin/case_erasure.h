@@ -12,7 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "audit/log.h"
 #include "common/clock.h"
-#include "crypto/case_keys.h"
+#include "keys/case_keys.h"
 #include "storage/store.h"
 
 namespace fieldsync::admin {
@@ -28,14 +28,13 @@ struct ErasedCase {
 class CaseErasure {
  public:
   // `audit` must not be null: an erasure is never unrecorded.
-  CaseErasure(storage::Store* store, crypto::CaseKeyStore* keys, audit::AuditLog* audit,
-              Clock* clock)
+  CaseErasure(storage::Store* store, keys::CaseKeyStore* keys, audit::AuditLog* audit, Clock* clock)
       : store_(store), keys_(keys), audit_(audit), clock_(clock) {}
 
   // Erases the case: its wrapped data key becomes the erasure marker and a
   // CaseErased{actor, case_id} event is appended, both in one atomic
   // commit; then the key's range is compacted so that no database file
-  // holds the wrapped key (crypto/case_keys.h CaseKeyStore::Erase). Every
+  // holds the wrapped key (keys/case_keys.h CaseKeyStore::Erase). Every
   // identifying and sensitive field of the case is unreadable from then
   // on (pulls withhold them); dimension fields and the case log stay.
   // Returns the event's leaf index and the tree size after it. Errors:
@@ -56,7 +55,7 @@ class CaseErasure {
 
  private:
   storage::Store* store_;
-  crypto::CaseKeyStore* keys_;
+  keys::CaseKeyStore* keys_;
   audit::AuditLog* audit_;
   Clock* clock_;
   absl::Mutex mu_;  // one erasure at a time: "already erased" is exact

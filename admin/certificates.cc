@@ -234,12 +234,12 @@ absl::StatusOr<RenewedCertificate> CertificateRenewal::Renew(
   RETURN_IF_ERROR(options_.registry->Put(p, &batch));
   audit::AuditSession session(options_.audit, &batch);
   if (options_.audit != nullptr) {
-    audit::AdminAction event;
+    protocol::AdminAction event;
     event.actor = actor;
     event.action = std::string(action);
     event.subject_ids = {name.id, cert->serial_hex};
     for (const std::string& s : out.revoked_serials) event.subject_ids.push_back(s);
-    RETURN_IF_ERROR(WithReason(session.Append(audit::Event{now, std::move(event)}).status()));
+    RETURN_IF_ERROR(WithReason(session.Append(protocol::Event{now, std::move(event)}).status()));
   }
   RETURN_IF_ERROR(WithReason(options_.store->Commit(&batch)));
   session.Committed();
@@ -391,12 +391,12 @@ absl::StatusOr<RenewedServerCertificate> CertificateRenewal::RenewServer(
   storage::WriteBatch batch;
   audit::AuditSession session(options_.audit, &batch);
   if (options_.audit != nullptr) {
-    audit::AdminAction event;
+    protocol::AdminAction event;
     event.actor = actor;
     event.action = std::string(kRenewServerAction);
     event.subject_ids = {issued.certificate.serial_hex};
     ASSIGN_OR_RETURN(out.audit_leaf_index,
-                     session.Append(audit::Event{options_.clock->Now(), std::move(event)}));
+                     session.Append(protocol::Event{options_.clock->Now(), std::move(event)}));
     RETURN_IF_ERROR(options_.store->Commit(&batch));
   }
   session.Committed();
@@ -451,11 +451,12 @@ absl::StatusOr<CaRotationStep> CertificateRenewal::StartCaRotation(const std::st
     RETURN_IF_ERROR(WriteCertificateAuthorities(keys, *options_.master, *options_.random, &batch));
     audit::AuditSession session(options_.audit, &batch);
     if (options_.audit != nullptr) {
-      audit::AdminAction event;
+      protocol::AdminAction event;
       event.actor = actor;
       event.action = std::string(kRotateCaAction);
       event.subject_ids = {new_summary.serial_hex, old_summary.serial_hex};
-      ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(audit::Event{now, std::move(event)}));
+      ASSIGN_OR_RETURN(out.audit_leaf_index,
+                       session.Append(protocol::Event{now, std::move(event)}));
     }
     RETURN_IF_ERROR(options_.store->Commit(&batch));
     session.Committed();
@@ -525,12 +526,12 @@ absl::StatusOr<CaRotationStep> CertificateRenewal::FinishCaRotation(bool force,
   RETURN_IF_ERROR(WriteCertificateAuthorities(keys, *options_.master, *options_.random, &batch));
   audit::AuditSession session(options_.audit, &batch);
   if (options_.audit != nullptr) {
-    audit::AdminAction event;
+    protocol::AdminAction event;
     event.actor = actor;
     event.action = std::string(kFinishCaRotationAction);
     event.subject_ids = {retired.serial_hex, issued.certificate.serial_hex};
     for (const PrincipalName& name : out.pending) event.subject_ids.push_back(PrincipalUri(name));
-    ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(audit::Event{now, std::move(event)}));
+    ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(protocol::Event{now, std::move(event)}));
   }
   // The CA file names both CAs while the server's files change (it is what
   // fieldsyncd checks its certificate against at start).

@@ -13,8 +13,6 @@
 #include "admin/default_schema.h"
 #include "admin/principals.h"
 #include "admin/server_keys.h"
-#include "audit/checkpoint.h"
-#include "audit/events.h"
 #include "audit/log.h"
 #include "common/file_io.h"
 #include "common/status_macros.h"
@@ -24,6 +22,8 @@
 #include "crypto/secret.h"
 #include "crypto/x25519.h"
 #include "crypto/x509.h"
+#include "protocol/checkpoint.h"
+#include "protocol/events.h"
 #include "storage/store.h"
 
 namespace fieldsync::admin {
@@ -132,8 +132,8 @@ absl::Status Populate(const InitOptions& options, const DeploymentPaths& paths,
   RETURN_IF_ERROR(WriteNewFile(paths.admin_key, admin_key.private_key_pem, 0600));
   RETURN_IF_ERROR(WriteNewFile(paths.admin_ca_cert, keys.ca.certificate_pem, 0644));
 
-  ASSIGN_OR_RETURN(audit::NoteVerifier verifier,
-                   audit::NoteVerifier::FromPublicKey(info.audit_origin, keys.audit_public_key));
+  ASSIGN_OR_RETURN(protocol::NoteVerifier verifier,
+                   protocol::NoteVerifier::FromPublicKey(info.audit_origin, keys.audit_public_key));
   RETURN_IF_ERROR(
       WriteNewFile(paths.audit_public_key, absl::StrCat(verifier.VerifierKey(), "\n"), 0644));
   RETURN_IF_ERROR(WriteNewFile(paths.config, DefaultConfig(options.listen, master_key_file), 0644));
@@ -173,12 +173,12 @@ absl::Status Populate(const InitOptions& options, const DeploymentPaths& paths,
   ASSIGN_OR_RETURN(std::unique_ptr<audit::AuditLog> audit_log,
                    audit::AuditLog::Open(audit_options));
   audit::AuditSession audit_session(audit_log.get(), &batch);
-  audit::StaffAdded first_admin;
+  protocol::StaffAdded first_admin;
   first_admin.staff_id = options.admin_id;
   first_admin.role = static_cast<uint8_t>(v1::ROLE_ADMINISTRATOR);
   first_admin.certificate_serial = admin_cert.serial_hex;
   first_admin.actor = std::string(kInitActor);
-  RETURN_IF_ERROR(audit_session.Append(audit::Event{now, std::move(first_admin)}).status());
+  RETURN_IF_ERROR(audit_session.Append(protocol::Event{now, std::move(first_admin)}).status());
   RETURN_IF_ERROR(store->Commit(&batch));
   audit_session.Committed();
   audit_log.reset();

@@ -6,9 +6,9 @@
 
 #include "absl/strings/str_format.h"
 #include "admin/certificates.h"
-#include "audit/checkpoint.h"
 #include "common/status_macros.h"
 #include "crypto/x509.h"
+#include "protocol/checkpoint.h"
 
 namespace fieldsync::admin {
 
@@ -45,7 +45,7 @@ absl::StatusOr<v1::GetStatusResponse> CollectStatus(const StatusSources& sources
   absl::StatusOr<audit::SignedTreeHead> head = sources.audit->LatestSignedHead();
   if (head.ok()) {
     out.set_last_head_size(head->checkpoint.size);
-    absl::StatusOr<absl::Time> signed_at = audit::CheckpointTimestamp(head->checkpoint);
+    absl::StatusOr<absl::Time> signed_at = protocol::CheckpointTimestamp(head->checkpoint);
     if (signed_at.ok()) out.set_last_head_unix_micros(absl::ToUnixMicros(*signed_at));
   } else if (!absl::IsNotFound(head.status())) {
     return head.status();

@@ -203,11 +203,11 @@ absl::StatusOr<IssuedEnrolmentCode> DeviceEnrolment::CreateCode(std::string_view
   // commit as the code (never the code itself).
   audit::AuditSession session(audit_, &batch);
   if (audit_ != nullptr) {
-    audit::AdminAction action;
+    protocol::AdminAction action;
     action.actor = actor;
     action.action = std::string(kIssueEnrolmentCodeAction);
     action.subject_ids = {std::string(officer_id), std::string(region), code_id};
-    RETURN_IF_ERROR(session.Append(audit::Event{now, std::move(action)}).status());
+    RETURN_IF_ERROR(session.Append(protocol::Event{now, std::move(action)}).status());
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
@@ -293,11 +293,11 @@ absl::StatusOr<CancelledEnrolmentCode> DeviceEnrolment::CancelCode(std::string_v
   CancelledEnrolmentCode out;
   audit::AuditSession session(audit_, &batch);
   if (audit_ != nullptr) {
-    audit::AdminAction action;
+    protocol::AdminAction action;
     action.actor = actor;
     action.action = std::string(kCancelEnrolmentCodeAction);
     action.subject_ids = {found->code_id, code.officer_id()};
-    ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(audit::Event{now, std::move(action)}));
+    ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(protocol::Event{now, std::move(action)}));
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
@@ -382,7 +382,7 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
   batch.Put(storage::Cf::kPrincipals, code_key, code.SerializeAsString());
   audit::AuditSession session(audit_, &batch);
   if (audit_ != nullptr) {
-    audit::DeviceEnrolled event;
+    protocol::DeviceEnrolled event;
     event.device_id = name.id;
     event.officer_id = code.officer_id();
     event.region = code.region();
@@ -394,7 +394,7 @@ absl::StatusOr<EnrolledDevice> DeviceEnrolment::Enroll(const EnrolmentRequest& r
     std::copy(signing.begin(), signing.end(), event.signing_public_key.begin());
     std::copy(receiving.begin(), receiving.end(), event.receiving_public_key.begin());
     event.certificate_serial = cert->serial_hex;
-    RETURN_IF_ERROR(session.Append(audit::Event{now, std::move(event)}).status());
+    RETURN_IF_ERROR(session.Append(protocol::Event{now, std::move(event)}).status());
   }
   RETURN_IF_ERROR(WithReason(store_->Commit(&batch)));
   session.Committed();
@@ -519,7 +519,7 @@ absl::StatusOr<bool> AuditEnrolmentFailures(EnrolmentAttempts* attempts, audit::
                                             storage::Store* store) {
   const EnrolmentFailureWindow window = attempts->TakeWindow();
   if (window.failed == 0 && window.refused == 0) return false;
-  audit::EnrolmentFailures event;
+  protocol::EnrolmentFailures event;
   event.window_start = window.start;
   event.window_end = window.end;
   event.failed = window.failed;
@@ -532,7 +532,7 @@ absl::StatusOr<bool> AuditEnrolmentFailures(EnrolmentAttempts* attempts, audit::
                                    {"refused", window.refused}});
   storage::WriteBatch batch;
   audit::AuditSession session = audit->Begin(&batch);
-  RETURN_IF_ERROR(session.Append(audit::Event{window.end, std::move(event)}).status());
+  RETURN_IF_ERROR(session.Append(protocol::Event{window.end, std::move(event)}).status());
   RETURN_IF_ERROR(store->Commit(&batch));
   session.Committed();
   return true;

@@ -10,11 +10,11 @@
 #include <optional>
 
 #include "absl/strings/str_format.h"
-#include "audit/events.h"
 #include "common/file_io.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "crypto/secret.h"
+#include "protocol/events.h"
 #include "storage/column_families.h"
 #include "storage/key_codec.h"
 
@@ -158,13 +158,13 @@ absl::StatusOr<RotationResult> MasterKeyRotation::Rotate(const std::string& acto
   // 5. Record it; the pending record goes in the same write.
   storage::WriteBatch batch;
   audit::AuditSession session(options_.audit, &batch);
-  audit::KeyRotated event;
+  protocol::KeyRotated event;
   event.actor = actor;
   event.purpose = std::string(kKekPurpose);
   event.old_version = result.old_version;
   event.new_version = result.new_version;
   ASSIGN_OR_RETURN(result.audit_leaf_index,
-                   session.Append(audit::Event{options_.clock->Now(), std::move(event)}));
+                   session.Append(protocol::Event{options_.clock->Now(), std::move(event)}));
   batch.Delete(storage::Cf::kMetadata, pending_key);
   RETURN_IF_ERROR(options_.store->Commit(&batch));
   session.Committed();

@@ -15,8 +15,8 @@
 #include "audit/log.h"
 #include "common/clock.h"
 #include "common/random.h"
-#include "crypto/case_keys.h"
 #include "crypto/master_key.h"
+#include "keys/case_keys.h"
 #include "storage/store.h"
 
 namespace fieldsync::admin {
@@ -30,7 +30,7 @@ inline constexpr std::string_view kPendingRotationMetadata = "kek/pending_rotati
 
 struct RotationOptions {
   storage::Store* store = nullptr;
-  crypto::CaseKeyStore* case_keys = nullptr;  // must read `ring`
+  keys::CaseKeyStore* case_keys = nullptr;  // must read `ring`
   // The ring the server (and case_keys) wraps and unwraps with; the
   // rotation adds the new version to it with MasterKeyRing::Adopt, which is
   // safe against concurrent use (see master_key.h).
@@ -46,7 +46,7 @@ struct RotationOptions {
 struct RotationResult {
   uint32_t old_version = 0;
   uint32_t new_version = 0;
-  crypto::RewrapCounts case_keys;
+  keys::RewrapCounts case_keys;
   uint32_t server_keys_rewrapped = 0;
   bool resumed = false;  // finished an earlier, interrupted rotation
   uint64_t audit_leaf_index = 0;

@@ -183,11 +183,11 @@ absl::StatusOr<v1::Principal> OfficerAdmin::Add(std::string_view id, std::string
   RETURN_IF_ERROR(registry_->Put(p, &batch));
   audit::AuditSession session(audit_, &batch);
   if (audit_ != nullptr) {
-    audit::AdminAction action;
+    protocol::AdminAction action;
     action.actor = actor;
     action.action = std::string(kAddOfficerAction);
     action.subject_ids = {name.id, std::string(region)};
-    RETURN_IF_ERROR(session.Append(audit::Event{now, std::move(action)}).status());
+    RETURN_IF_ERROR(session.Append(protocol::Event{now, std::move(action)}).status());
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
@@ -207,15 +207,15 @@ absl::StatusOr<RevokedOfficer> OfficerAdmin::Revoke(std::string_view id, const s
   ASSIGN_OR_RETURN(std::vector<v1::Principal> devices, registry_->List(v1::PRINCIPAL_KIND_DEVICE));
   const absl::Time now = clock_->Now();
   storage::WriteBatch batch;
-  std::vector<audit::Event> events;
+  std::vector<protocol::Event> events;
   RevokedOfficer out;
   if (officer.status() != v1::PRINCIPAL_STATUS_REVOKED) {
     officer.set_status(v1::PRINCIPAL_STATUS_REVOKED);
     officer.set_revoked_unix_micros(absl::ToUnixMicros(now));
     officer.set_changed_by(actor);
     RETURN_IF_ERROR(registry_->Put(officer, &batch));
-    events.push_back(
-        audit::Event{now, audit::AdminAction{actor, std::string(kRevokeOfficerAction), {name.id}}});
+    events.push_back(protocol::Event{
+        now, protocol::AdminAction{actor, std::string(kRevokeOfficerAction), {name.id}}});
   }
   for (v1::Principal& device : devices) {
     if (device.officer_id() != name.id || device.status() == v1::PRINCIPAL_STATUS_REVOKED) {
@@ -225,8 +225,8 @@ absl::StatusOr<RevokedOfficer> OfficerAdmin::Revoke(std::string_view id, const s
     device.set_revoked_unix_micros(absl::ToUnixMicros(now));
     device.set_changed_by(actor);
     RETURN_IF_ERROR(registry_->Put(device, &batch));
-    events.push_back(audit::Event{
-        now, audit::PrincipalRevoked{audit::PrincipalKind::kDevice, device.id(), actor}});
+    events.push_back(protocol::Event{
+        now, protocol::PrincipalRevoked{protocol::PrincipalKind::kDevice, device.id(), actor}});
     out.device_ids.push_back(device.id());
   }
   out.officer = std::move(officer);
@@ -299,7 +299,7 @@ absl::StatusOr<OfficerUpgrade> RegisterOfficersOfExistingDevices(storage::Store*
   ASSIGN_OR_RETURN(auto sightings, OfficerSightings(store, *registry));
   const absl::Time now = clock->Now();
   storage::WriteBatch batch;
-  std::vector<audit::Event> events;
+  std::vector<protocol::Event> events;
   OfficerUpgrade out;
   out.ran = true;
   for (auto& [id, seen] : sightings) {
@@ -345,8 +345,8 @@ absl::StatusOr<OfficerUpgrade> RegisterOfficersOfExistingDevices(storage::Store*
     p.set_created_unix_micros(absl::ToUnixMicros(now));
     p.set_changed_by(std::string(kUpgradeActor));
     RETURN_IF_ERROR(registry->Put(p, &batch));
-    events.push_back(audit::Event{
-        now, audit::AdminAction{
+    events.push_back(protocol::Event{
+        now, protocol::AdminAction{
                  std::string(kUpgradeActor), std::string(kAddOfficerAction), {id, latest.region}}});
     out.registered.push_back(id);
   }

@@ -16,7 +16,7 @@ namespace {
 using Outcome = sync::SchemaVerdict::Outcome;
 
 // Records `schema` as the served one, with `event` when given, in one commit.
-absl::Status Record(const SchemaStartOptions& options, std::optional<audit::Event> event) {
+absl::Status Record(const SchemaStartOptions& options, std::optional<protocol::Event> event) {
   storage::WriteBatch batch;
   sync::PutServedSchema(options.schema->proto(), &batch);
   audit::AuditSession session(options.audit, &batch);
@@ -61,7 +61,7 @@ absl::StatusOr<sync::SchemaVerdict> CheckSchemaAtStart(const SchemaStartOptions&
       break;
   }
   const std::string from = sync::SchemaName(*verdict.served);
-  audit::AdminAction action;
+  protocol::AdminAction action;
   action.actor = std::string(kUpgradeActor);
   action.action = std::string(incompatible ? kSchemaChangeAcceptedAction : kSchemaChangedAction);
   action.subject_ids = {absl::StrCat("from=", from), absl::StrCat("to=", to),
@@ -71,7 +71,7 @@ absl::StatusOr<sync::SchemaVerdict> CheckSchemaAtStart(const SchemaStartOptions&
     if (!incompatible || c.level == sync::ChangeLevel::kIncompatible) names.push_back(c.Name());
   }
   action.subject_ids.insert(action.subject_ids.end(), names.begin(), names.end());
-  RETURN_IF_ERROR(Record(options, audit::Event{options.now, std::move(action)}));
+  RETURN_IF_ERROR(Record(options, protocol::Event{options.now, std::move(action)}));
   if (incompatible) {
     log::Warn("schema.change-accepted", {{"from", from},
                                          {"to", to},

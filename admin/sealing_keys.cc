@@ -3,9 +3,9 @@
 #include <limits>
 
 #include "absl/strings/str_format.h"
-#include "audit/events.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "protocol/events.h"
 
 namespace fieldsync::admin {
 
@@ -108,13 +108,13 @@ absl::StatusOr<SealingKeyRotationResult> SealingKeyRotation::Rotate(
   RETURN_IF_ERROR(PutSealingKey(added, *options_.ring, *options_.random, &batch));
   PutSealingKeyIds(kept, &batch);
   audit::AuditSession session(options_.audit, &batch);
-  audit::KeyRotated event;
+  protocol::KeyRotated event;
   event.actor = actor;
   event.purpose = std::string(kSealingKeyPurpose);
   event.old_version = result.old_key_id;
   event.new_version = result.new_key_id;
   event.new_public_key.assign(pair.public_key.begin(), pair.public_key.end());
-  ASSIGN_OR_RETURN(result.audit_leaf_index, session.Append(audit::Event{now, std::move(event)}));
+  ASSIGN_OR_RETURN(result.audit_leaf_index, session.Append(protocol::Event{now, std::move(event)}));
   RETURN_IF_ERROR(options_.store->Commit(&batch));
   session.Committed();
   options_.live->Install(result.keys);

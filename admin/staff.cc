@@ -69,13 +69,13 @@ absl::StatusOr<IssuedStaff> StaffAdmin::Add(const NewStaff& request, const std::
   RETURN_IF_ERROR(registry_->Put(p, &batch));
   audit::AuditSession session(audit_, &batch);
   if (audit_ != nullptr) {
-    audit::StaffAdded event;
+    protocol::StaffAdded event;
     event.staff_id = request.id;
     event.role = static_cast<uint8_t>(request.role);
     event.regions = request.regions;
     event.certificate_serial = cert.serial_hex;
     event.actor = actor;
-    RETURN_IF_ERROR(session.Append(audit::Event{now, std::move(event)}).status());
+    RETURN_IF_ERROR(session.Append(protocol::Event{now, std::move(event)}).status());
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
@@ -107,12 +107,12 @@ absl::StatusOr<v1::Principal> StaffAdmin::Revoke(const PrincipalName& name,
   RETURN_IF_ERROR(registry_->Put(p, &batch));
   audit::AuditSession session(audit_, &batch);
   if (audit_ != nullptr) {
-    audit::PrincipalRevoked event;
-    event.principal_kind = name.kind == v1::PRINCIPAL_KIND_DEVICE ? audit::PrincipalKind::kDevice
-                                                                  : audit::PrincipalKind::kStaff;
+    protocol::PrincipalRevoked event;
+    event.principal_kind = name.kind == v1::PRINCIPAL_KIND_DEVICE ? protocol::PrincipalKind::kDevice
+                                                                  : protocol::PrincipalKind::kStaff;
     event.principal_id = name.id;
     event.actor = actor;
-    RETURN_IF_ERROR(session.Append(audit::Event{now, std::move(event)}).status());
+    RETURN_IF_ERROR(session.Append(protocol::Event{now, std::move(event)}).status());
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();
@@ -176,12 +176,12 @@ absl::StatusOr<UpdatedStaff> StaffAdmin::UpdateRegions(std::string_view id,
   RETURN_IF_ERROR(registry_->Put(p, &batch));
   audit::AuditSession session(audit_, &batch);
   if (audit_ != nullptr) {
-    audit::AdminAction action;
+    protocol::AdminAction action;
     action.actor = actor;
     action.action = std::string(kUpdateStaffAction);
     action.subject_ids.push_back(name.id);
     action.subject_ids.insert(action.subject_ids.end(), regions.begin(), regions.end());
-    ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(audit::Event{now, std::move(action)}));
+    ASSIGN_OR_RETURN(out.audit_leaf_index, session.Append(protocol::Event{now, std::move(action)}));
   }
   RETURN_IF_ERROR(store_->Commit(&batch));
   session.Committed();

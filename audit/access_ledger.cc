@@ -8,6 +8,9 @@
 
 namespace fieldsync::audit {
 
+using protocol::CaseAccess;
+using protocol::Event;
+
 AccessLedger::AccessLedger(AuditLog* log, storage::Store* store, const Clock* clock,
                            AccessLedgerOptions options)
     : log_(log), store_(store), clock_(clock), options_(options) {}

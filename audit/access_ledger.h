@@ -25,18 +25,18 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "audit/events.h"
 #include "audit/log.h"
 #include "common/clock.h"
+#include "protocol/events.h"
 #include "storage/store.h"
 
 namespace fieldsync::audit {
 
 // One read to record: a chunk's changes, as (log position, case).
 struct AccessRead {
-  PrincipalKind principal_kind = PrincipalKind::kDevice;
+  protocol::PrincipalKind principal_kind = protocol::PrincipalKind::kDevice;
   std::string principal_id;
-  AccessKind access = AccessKind::kDevicePull;
+  protocol::AccessKind access = protocol::AccessKind::kDevicePull;
   // The event's log range (a pull chunk's cursor and next_cursor).
   uint64_t from_position = 0;
   uint64_t to_position = 0;
@@ -94,7 +94,7 @@ class AccessLedger {
   };
   struct Pending {
     Entry entry;
-    Event event;
+    protocol::Event event;
     bool done = false;
     absl::Status status;
   };

@@ -12,11 +12,37 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
-#include "audit/events.h"
 #include "common/status_macros.h"
 #include "crypto/ed25519.h"
+#include "protocol/events.h"
 
 namespace fieldsync::audit {
+
+using protocol::BatchAccepted;
+using protocol::BatchSignedMessageOf;
+using protocol::CaseChange;
+using protocol::Checkpoint;
+using protocol::CompactMerkleTree;
+using protocol::DecodeEvent;
+using protocol::DeviceEnrolled;
+using protocol::EmptyRoot;
+using protocol::Event;
+using protocol::Hash;
+using protocol::HashBytes;
+using protocol::HasSignatureLineOf;
+using protocol::kAuditSigningPurpose;
+using protocol::KeyRotated;
+using protocol::KindName;
+using protocol::KindOf;
+using protocol::LeafHash;
+using protocol::NoteVerifier;
+using protocol::OpenCheckpoint;
+using protocol::ParseCheckpoint;
+using protocol::ParseCheckpointNote;
+using protocol::PrincipalKind;
+using protocol::PrincipalRevoked;
+using protocol::RollbackAccepted;
+
 namespace {
 
 void PutInt(std::string* out, uint64_t v, int bytes) {

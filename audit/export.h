@@ -14,8 +14,8 @@
 #include <string_view>
 #include <vector>
 
-#include "audit/checkpoint.h"
-#include "audit/merkle.h"
+#include "protocol/checkpoint.h"
+#include "protocol/merkle.h"
 
 namespace fieldsync::audit {
 
@@ -40,7 +40,7 @@ std::string ExportEndRecord(uint64_t entries, uint32_t heads);
 
 // The one line a head is printed as (`fieldsync audit verify`):
 //   "latest head: <origin>, size <N>, root <base64(root)>"
-std::string FormatHeadLine(const Checkpoint& checkpoint);
+std::string FormatHeadLine(const protocol::Checkpoint& checkpoint);
 
 // A head an auditor saved, as --trusted-head takes it: either the signed
 // checkpoint note (as --save-head writes it), whose signature by `key`
@@ -50,17 +50,19 @@ std::string FormatHeadLine(const Checkpoint& checkpoint);
 // kInvalidArgument naming what is wrong (empty, not a note nor the line,
 // malformed size or root, another log's origin); kUnauthenticated: a note
 // whose signature does not verify (altered).
-absl::StatusOr<Checkpoint> ParseTrustedHead(std::string_view text, const NoteVerifier& key);
+absl::StatusOr<protocol::Checkpoint> ParseTrustedHead(std::string_view text,
+                                                      const protocol::NoteVerifier& key);
 
 // A saved head in either form, its signature not checked yet (the
 // verifier checks it with the key in force at its size, which a key
 // transition may have changed): the checkpoint and, for a note, the note
 // ("" for the printed line). kInvalidArgument as ParseTrustedHead.
 struct TrustedHead {
-  Checkpoint checkpoint;
+  protocol::Checkpoint checkpoint;
   std::string note;
 };
-absl::StatusOr<TrustedHead> ParseTrustedHeadForm(std::string_view text, const NoteVerifier& key);
+absl::StatusOr<TrustedHead> ParseTrustedHeadForm(std::string_view text,
+                                                 const protocol::NoteVerifier& key);
 
 struct VerifyOptions {
   // The log's key, from the auditor's own KEYFILE (never from the export).
@@ -68,7 +70,7 @@ struct VerifyOptions {
   // (every head is checked, following each key transition) or a later one
   // (heads from its own announcement on are checked; earlier ones only by
   // their roots). docs/AUDIT.md §9.
-  const NoteVerifier* key = nullptr;
+  const protocol::NoteVerifier* key = nullptr;
   // A head the auditor saved earlier (ParseTrustedHead's forms): the export
   // must extend it.
   std::optional<std::string> trusted_head;
@@ -84,10 +86,10 @@ struct VerifyOptions {
 struct RollbackSeen {
   uint64_t entry = 0;
   uint64_t continued_size = 0;
-  Hash continued_root{};
+  protocol::Hash continued_root{};
   std::string actor;
   std::vector<uint64_t> abandoned_sizes;
-  std::vector<Hash> abandoned_roots;
+  std::vector<protocol::Hash> abandoned_roots;
 };
 
 // A key transition the verifier followed (docs/AUDIT.md §9): the
@@ -128,7 +130,7 @@ struct VerifyReport {
   uint64_t unchecked_heads = 0;
   // The largest verified head (and its signed note, for --save-head), and
   // whether the trusted head was checked.
-  std::optional<Checkpoint> latest_head;
+  std::optional<protocol::Checkpoint> latest_head;
   std::string latest_head_note;
   bool trusted_head_checked = false;
   // Entries after the largest head: present but not covered by a signature.

@@ -7,6 +7,12 @@
 #include "common/status_macros.h"
 
 namespace fieldsync::audit {
+
+using protocol::BatchAccepted;
+using protocol::CaseChange;
+using protocol::Event;
+using protocol::Outcomes;
+
 namespace {
 
 Outcomes ToOutcomes(const sync::OutcomeCounts& c) {

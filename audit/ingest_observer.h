@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "audit/log.h"
+#include "protocol/events.h"
 #include "sync/ingest.h"
 
 namespace fieldsync::audit {
@@ -31,7 +32,7 @@ class IngestObserver final : public sync::CommitObserver {
 };
 
 // The event that records `unit`. kInternal if an id is not a UUID.
-absl::StatusOr<Event> EventOfUnit(const sync::CommittedUnit& unit);
+absl::StatusOr<protocol::Event> EventOfUnit(const sync::CommittedUnit& unit);
 
 }  // namespace fieldsync::audit
 

@@ -14,6 +14,30 @@
 #include "storage/key_codec.h"
 
 namespace fieldsync::audit {
+
+using protocol::BatchAccepted;
+using protocol::Checkpoint;
+using protocol::CheckpointTimestamp;
+using protocol::CompactMerkleTree;
+using protocol::EmptyRoot;
+using protocol::EncodeEvent;
+using protocol::Event;
+using protocol::Hash;
+using protocol::HashBytes;
+using protocol::kAuditSigningPurpose;
+using protocol::KeyRotated;
+using protocol::LeafHash;
+using protocol::NoteSigner;
+using protocol::NoteVerifier;
+using protocol::OpenCheckpoint;
+using protocol::ParseCheckpointNote;
+using protocol::RollbackAccepted;
+using protocol::SignCheckpoint;
+using protocol::SignCheckpointWithAll;
+using protocol::StoredNode;
+using protocol::TimestampExtension;
+using protocol::VerifyConsistency;
+
 namespace {
 
 using storage::Cf;
@@ -89,7 +113,7 @@ absl::Status AuditLog::LoadKeyTransitions() {
     ASSIGN_OR_RETURN(
         t.entry, options_.store->Get(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(t.leaf_index)));
     ASSIGN_OR_RETURN(t.inclusion_proof,
-                     audit::InclusionProof(nodes_, t.leaf_index, t.head.checkpoint.size));
+                     protocol::InclusionProof(nodes_, t.leaf_index, t.head.checkpoint.size));
     loaded.push_back(std::move(t));
   }
   absl::MutexLock lock(&mu_);
@@ -392,17 +416,17 @@ absl::Status CheckSize(uint64_t asked, uint64_t size) {
 
 absl::StatusOr<Hash> AuditLog::RootAt(uint64_t tree_size) {
   RETURN_IF_ERROR(CheckSize(tree_size, size()));
-  return audit::RootAt(nodes_, tree_size);
+  return protocol::RootAt(nodes_, tree_size);
 }
 
 absl::StatusOr<std::vector<Hash>> AuditLog::InclusionProof(uint64_t index, uint64_t tree_size) {
   RETURN_IF_ERROR(CheckSize(tree_size, size()));
-  return audit::InclusionProof(nodes_, index, tree_size);
+  return protocol::InclusionProof(nodes_, index, tree_size);
 }
 
 absl::StatusOr<std::vector<Hash>> AuditLog::ConsistencyProof(uint64_t size1, uint64_t size2) {
   RETURN_IF_ERROR(CheckSize(size2, size()));
-  return audit::ConsistencyProof(nodes_, size1, size2);
+  return protocol::ConsistencyProof(nodes_, size1, size2);
 }
 
 absl::StatusOr<uint64_t> AuditLog::IndexOfLeafHash(const Hash& leaf_hash) {
@@ -543,7 +567,7 @@ absl::StatusOr<std::optional<std::string>> AuditLog::WhyNotExtends(const Checkpo
     if (last.root == EmptyRoot()) return std::nullopt;
     return "bad empty root";
   }
-  ASSIGN_OR_RETURN(std::vector<Hash> proof, audit::ConsistencyProof(nodes_, last.size, size));
+  ASSIGN_OR_RETURN(std::vector<Hash> proof, protocol::ConsistencyProof(nodes_, last.size, size));
   if (!VerifyConsistency(last.size, size, proof, last.root, root).ok()) {
     return "the consistency proof does not verify";
   }
@@ -768,7 +792,7 @@ absl::StatusOr<KeyTransition> AuditLog::RotateSigningKey(std::unique_ptr<NoteSig
   transition.head = head;
   ASSIGN_OR_RETURN(transition.entry,
                    options_.store->Get(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(index)));
-  ASSIGN_OR_RETURN(transition.inclusion_proof, audit::InclusionProof(nodes_, index, size));
+  ASSIGN_OR_RETURN(transition.inclusion_proof, protocol::InclusionProof(nodes_, index, size));
   {
     absl::MutexLock lock(&mu_);
     latest_head_ = head;
@@ -878,7 +902,7 @@ absl::StatusOr<Receipt> AuditLog::ReceiptForLeaf(uint64_t index) {
   receipt.leaf_index = index;
   receipt.key_transitions = KeyTransitions();
   ASSIGN_OR_RETURN(receipt.inclusion_proof,
-                   audit::InclusionProof(nodes_, index, head->checkpoint.size));
+                   protocol::InclusionProof(nodes_, index, head->checkpoint.size));
   ASSIGN_OR_RETURN(receipt.entry,
                    options_.store->Get(Cf::kAuditLeaves, storage::EncodeAuditLeafKey(index)));
   receipt.head = *std::move(head);

@@ -39,11 +39,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "audit/checkpoint.h"
-#include "audit/events.h"
-#include "audit/merkle.h"
 #include "audit/stored_nodes.h"
 #include "common/clock.h"
+#include "protocol/checkpoint.h"
+#include "protocol/events.h"
+#include "protocol/merkle.h"
 #include "storage/store.h"
 
 namespace fieldsync::audit {
@@ -59,11 +59,11 @@ struct AuditLogOptions {
   // Signs tree heads; its key name is the log's origin. Not owned; null
   // means SignTreeHead fails with kFailedPrecondition (read-only tools).
   // RotateSigningKey replaces it while the log runs.
-  const NoteSigner* signer = nullptr;
+  const protocol::NoteSigner* signer = nullptr;
   // The verifier keys of the log's earlier signing keys (before
   // rotations): a published head signed by one of them (a head file
   // written before a rotation) is still the log's own.
-  std::vector<NoteVerifier> former_keys;
+  std::vector<protocol::NoteVerifier> former_keys;
   // A file outside the database that mirrors the last signed head, so that
   // a database restored from an old backup (whose own copy of the head is
   // old too) is still caught. "" disables the mirror.
@@ -95,14 +95,14 @@ struct AuditLogOptions {
 };
 
 struct SignedTreeHead {
-  Checkpoint checkpoint;
+  protocol::Checkpoint checkpoint;
   std::string note;  // the signed note text, as published
 };
 
 // A published signed head that the committed tree does not extend.
 struct UnextendedHead {
   std::string where;  // "the store", a head file's path, or both joined by " and "
-  Checkpoint checkpoint;
+  protocol::Checkpoint checkpoint;
   std::string note;
   // True when the tree is smaller than the head (restored from an older
   // backup); false when it is as large or larger but its history differs
@@ -120,7 +120,7 @@ struct KeyTransition {
   uint64_t leaf_index = 0;
   std::string entry;
   SignedTreeHead head;
-  std::vector<Hash> inclusion_proof;
+  std::vector<protocol::Hash> inclusion_proof;
 };
 
 // What a device keeps for a committed batch: a signed head and the
@@ -129,7 +129,7 @@ struct Receipt {
   SignedTreeHead head;
   uint64_t leaf_index = 0;
   std::string entry;
-  std::vector<Hash> inclusion_proof;
+  std::vector<protocol::Hash> inclusion_proof;
   // Every key transition of the log, oldest first, so that a device that
   // knows an earlier key can follow them to the key that signed `head`.
   std::vector<KeyTransition> key_transitions;
@@ -175,15 +175,15 @@ class AuditLog {
 
   // Committed tree size and root.
   uint64_t size() const;
-  Hash root() const;
+  protocol::Hash root() const;
 
   // Proofs over the committed tree; sizes must be <= size() (else
-  // kOutOfRange). Other errors as audit/merkle.h, and storage errors.
-  absl::StatusOr<Hash> RootAt(uint64_t tree_size);
-  absl::StatusOr<std::vector<Hash>> InclusionProof(uint64_t index, uint64_t tree_size);
-  absl::StatusOr<std::vector<Hash>> ConsistencyProof(uint64_t size1, uint64_t size2);
+  // kOutOfRange). Other errors as protocol/merkle.h, and storage errors.
+  absl::StatusOr<protocol::Hash> RootAt(uint64_t tree_size);
+  absl::StatusOr<std::vector<protocol::Hash>> InclusionProof(uint64_t index, uint64_t tree_size);
+  absl::StatusOr<std::vector<protocol::Hash>> ConsistencyProof(uint64_t size1, uint64_t size2);
   // The leaf index of `leaf_hash` (the latest if it repeats); kNotFound.
-  absl::StatusOr<uint64_t> IndexOfLeafHash(const Hash& leaf_hash);
+  absl::StatusOr<uint64_t> IndexOfLeafHash(const protocol::Hash& leaf_hash);
   // The leaf index of a device batch's BatchAccepted event; kNotFound.
   absl::StatusOr<uint64_t> IndexOfBatch(std::string_view device_id, const Uuid& batch_id);
   // Calls `fn(index, entry)` for committed leaves in [begin, end), in order,
@@ -243,20 +243,20 @@ class AuditLog {
   // head, as SignTreeHead); storage and append errors. A head file that
   // cannot be written after the commit is logged (audit.head.file), not
   // returned: the rotation holds and the next head rewrites the files.
-  absl::StatusOr<KeyTransition> RotateSigningKey(std::unique_ptr<NoteSigner> next,
-                                                 const KeyRotated& event,
+  absl::StatusOr<KeyTransition> RotateSigningKey(std::unique_ptr<protocol::NoteSigner> next,
+                                                 const protocol::KeyRotated& event,
                                                  storage::WriteBatch* batch);
   // Every key transition, oldest first.
   std::vector<KeyTransition> KeyTransitions() const;
   // The verifier key of the signing key in force; kFailedPrecondition
   // without a signer.
-  absl::StatusOr<NoteVerifier> CurrentKey() const;
+  absl::StatusOr<protocol::NoteVerifier> CurrentKey() const;
   // `checkpoint` (origin set here) signed with the key in force, for a
   // head of an earlier size that is not stored as the log's head (a
   // backup's). kAborted when a key transition lies at or after its size
   // (the key in force at that size no longer signs: retry);
   // kFailedPrecondition without a signer.
-  absl::StatusOr<SignedTreeHead> SignDetachedHead(Checkpoint checkpoint);
+  absl::StatusOr<SignedTreeHead> SignDetachedHead(protocol::Checkpoint checkpoint);
 
   // The receipt of leaf `index` (committed): the latest signed head if it
   // covers the leaf, else a newly signed one, and the inclusion proof.
@@ -268,32 +268,36 @@ class AuditLog {
   explicit AuditLog(const AuditLogOptions& options);
   // Why the tree of `size` and `root` does not extend `last`; nullopt if it
   // does. Storage errors propagate.
-  absl::StatusOr<std::optional<std::string>> WhyNotExtends(const Checkpoint& last, uint64_t size,
-                                                           const Hash& root);
+  absl::StatusOr<std::optional<std::string>> WhyNotExtends(const protocol::Checkpoint& last,
+                                                           uint64_t size,
+                                                           const protocol::Hash& root);
   // WhyNotExtends as a status: kFailedPrecondition (and an error log line).
-  absl::Status CheckExtends(const Checkpoint& last, uint64_t size, const Hash& root);
+  absl::Status CheckExtends(const protocol::Checkpoint& last, uint64_t size,
+                            const protocol::Hash& root);
   // The published heads, opened, duplicates merged, abandoned ones left out.
   struct PublishedHead {
     std::string where;
-    Checkpoint checkpoint;
+    protocol::Checkpoint checkpoint;
     std::string note;
   };
   absl::StatusOr<std::vector<PublishedHead>> LoadPublishedHeads()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
   // Opens a note with the key in force or an earlier one.
-  absl::StatusOr<Checkpoint> OpenWithAnyKey(std::string_view note) const
+  absl::StatusOr<protocol::Checkpoint> OpenWithAnyKey(std::string_view note) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
   // The last head a new head of (size, root) must extend, after checking
   // that it does (the published heads before this process's first
   // signature, then the one it signed last); nullopt if none.
-  absl::StatusOr<std::optional<Checkpoint>> CheckExtendsLast(uint64_t size, const Hash& root)
+  absl::StatusOr<std::optional<protocol::Checkpoint>> CheckExtendsLast(uint64_t size,
+                                                                       const protocol::Hash& root)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
   // A checkpoint of (size, root), timestamped now but never before `last`.
-  Checkpoint NewCheckpoint(uint64_t size, const Hash& root, const std::optional<Checkpoint>& last)
+  protocol::Checkpoint NewCheckpoint(uint64_t size, const protocol::Hash& root,
+                                     const std::optional<protocol::Checkpoint>& last)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
   // Loads the stored key transitions (at Open).
   absl::Status LoadKeyTransitions();
-  absl::StatusOr<bool> IsAbandoned(const Checkpoint& head);
+  absl::StatusOr<bool> IsAbandoned(const protocol::Checkpoint& head);
   absl::Status StoreHead(const std::string& note);
   // Writes `note` to the head files unless they were written less than
   // head_file_interval ago (then keeps it for later); `force` writes it.
@@ -312,14 +316,14 @@ class AuditLog {
   absl::Status WriteHeadFiles(const std::string& note);
   absl::StatusOr<SignedTreeHead> SignTreeHeadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sign_mu_);
   absl::StatusOr<std::vector<UnextendedHead>> UnextendedHeadsOf(
-      const std::vector<PublishedHead>& heads, uint64_t size, const Hash& root);
+      const std::vector<PublishedHead>& heads, uint64_t size, const protocol::Hash& root);
   friend class AuditSession;
   // The handle API (AuditSession): appends `events` (encoded into
   // `entries`, hashed into `leaves`) to `batch` in the session *id, opening
   // one (a new id) if *id is 0; ends session `id`.
-  absl::StatusOr<uint64_t> AppendInSession(uint64_t* id, std::span<const Event> events,
+  absl::StatusOr<uint64_t> AppendInSession(uint64_t* id, std::span<const protocol::Event> events,
                                            std::span<const std::string> entries,
-                                           std::span<const Hash> leaves,
+                                           std::span<const protocol::Hash> leaves,
                                            storage::WriteBatch* batch);
   // `has_session_head`: SignSessionHead signed a head for it, which
   // becomes the latest head if the session committed.
@@ -329,8 +333,8 @@ class AuditLog {
   // Opens a session for handle *id unless it has the open one (the wait).
   absl::Status JoinSessionLocked(uint64_t* id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Adds one leaf's keys (all but the tree size) to the session's batch.
-  absl::StatusOr<uint64_t> AppendLeafLocked(const Event& event, std::string_view entry,
-                                            const Hash& leaf, storage::WriteBatch* batch)
+  absl::StatusOr<uint64_t> AppendLeafLocked(const protocol::Event& event, std::string_view entry,
+                                            const protocol::Hash& leaf, storage::WriteBatch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts the session's tree size (metadata kTreeSizeMetadata).
   void PutTreeSizeLocked(storage::WriteBatch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -340,26 +344,26 @@ class AuditLog {
 
   mutable absl::Mutex mu_;
   absl::CondVar session_done_;
-  CompactMerkleTree committed_ ABSL_GUARDED_BY(mu_);
+  protocol::CompactMerkleTree committed_ ABSL_GUARDED_BY(mu_);
   // The open session: its handle's id (0: none) and the tree with its
   // leaves appended. Ids are never reused.
   uint64_t session_id_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t last_session_id_ ABSL_GUARDED_BY(mu_) = 0;
-  CompactMerkleTree pending_ ABSL_GUARDED_BY(mu_);
-  std::vector<StoredNode> created_ ABSL_GUARDED_BY(mu_);  // Append's scratch
+  protocol::CompactMerkleTree pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<protocol::StoredNode> created_ ABSL_GUARDED_BY(mu_);  // Append's scratch
   // The open session's new nodes, for nodes_'s cache once it commits.
-  std::vector<StoredNode> pending_cached_ ABSL_GUARDED_BY(mu_);
+  std::vector<protocol::StoredNode> pending_cached_ ABSL_GUARDED_BY(mu_);
   std::optional<SignedTreeHead> latest_head_ ABSL_GUARDED_BY(mu_);
   std::vector<KeyTransition> transitions_ ABSL_GUARDED_BY(mu_);
 
   mutable absl::Mutex sign_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one signer at a time
   // The head this process last signed (stored before it was set).
-  std::optional<Checkpoint> signed_since_open_ ABSL_GUARDED_BY(sign_mu_);
+  std::optional<protocol::Checkpoint> signed_since_open_ ABSL_GUARDED_BY(sign_mu_);
   // The key in force (options_.signer, or one RotateSigningKey installed
   // and owns), and the verifier keys of the earlier ones, oldest first.
-  const NoteSigner* signer_ ABSL_GUARDED_BY(sign_mu_);
-  std::vector<std::unique_ptr<NoteSigner>> owned_signers_ ABSL_GUARDED_BY(sign_mu_);
-  std::vector<NoteVerifier> former_keys_ ABSL_GUARDED_BY(sign_mu_);
+  const protocol::NoteSigner* signer_ ABSL_GUARDED_BY(sign_mu_);
+  std::vector<std::unique_ptr<protocol::NoteSigner>> owned_signers_ ABSL_GUARDED_BY(sign_mu_);
+  std::vector<protocol::NoteVerifier> former_keys_ ABSL_GUARDED_BY(sign_mu_);
   // A session's head, signed and waiting for its commit (id 0: none).
   uint64_t session_head_id_ ABSL_GUARDED_BY(sign_mu_) = 0;
   std::optional<SignedTreeHead> session_head_ ABSL_GUARDED_BY(sign_mu_);
@@ -399,13 +403,13 @@ class AuditSession {
   // kInvalidArgument (event not encodable; nothing added), kUnavailable
   // (another session stayed open; nothing was added), kOutOfRange (tree
   // full), kFailedPrecondition (no log, or the handle was ended).
-  absl::StatusOr<uint64_t> Append(const Event& event);
+  absl::StatusOr<uint64_t> Append(const protocol::Event& event);
   // Appends `events` in order as Append would and returns the leaf index
   // of the first; the tree size is written once rather than per event.
   // Errors as Append, and kInvalidArgument for an empty span; nothing is
   // added unless every event encodes. On kOutOfRange the batch holds the
   // events before the full tree: end the handle without Committed().
-  absl::StatusOr<uint64_t> AppendAll(std::span<const Event> events);
+  absl::StatusOr<uint64_t> AppendAll(std::span<const protocol::Event> events);
   // Signs the head of the tree with this handle's leaves and puts it into
   // the batch as the log's stored head, so that it is durable with the
   // leaves it covers and costs no write of its own. Once Committed(), it is

@@ -12,6 +12,13 @@
 #include "storage/key_codec.h"
 
 namespace fieldsync::audit {
+
+using protocol::Hash;
+using protocol::HashFromBytes;
+using protocol::NodeId;
+using protocol::NodeSource;
+using protocol::StoredNode;
+
 namespace {
 
 using storage::Cf;

@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "audit/merkle.h"
+#include "protocol/merkle.h"
 #include "storage/store.h"
 
 namespace fieldsync::audit {
@@ -36,7 +36,7 @@ inline constexpr uint64_t kDefaultRecentLeavesCached = 4096;
 // size bytes, 10 MB at 10 million leaves; each level up halves it).
 // Thread-safe: readers share the cache under a reader lock; AddCommitted
 // and LoadCache take it exclusively.
-class StoredNodeSource final : public NodeSource {
+class StoredNodeSource final : public protocol::NodeSource {
  public:
   // `store` is not owned and must outlive this. REQUIRES: 0 <=
   // cached_min_level <= kNoNodeCache.
@@ -58,14 +58,15 @@ class StoredNodeSource final : public NodeSource {
   // order: a node that does not directly follow the cached ones of its
   // level (which only a caller bug would produce) is not cached, and stays
   // readable from the store.
-  void AddCommitted(std::span<const StoredNode> nodes);
+  void AddCommitted(std::span<const protocol::StoredNode> nodes);
 
   // kDataLoss for a node that should exist but is absent or malformed,
   // kInvalidArgument for a level above 63, storage errors as the Store's.
-  absl::StatusOr<Hash> Node(NodeId id) override;
+  absl::StatusOr<protocol::Hash> Node(protocol::NodeId id) override;
   // The cached nodes from memory, the rest in one Store::MultiGet. Errors
   // as Node().
-  absl::Status Nodes(std::span<const NodeId> ids, std::span<Hash> hashes) override;
+  absl::Status Nodes(std::span<const protocol::NodeId> ids,
+                     std::span<protocol::Hash> hashes) override;
 
   int cached_min_level() const { return cached_min_level_; }
   // How many nodes the cache holds.
@@ -73,7 +74,7 @@ class StoredNodeSource final : public NodeSource {
 
  private:
   // True and *hash set when `id` is cached.
-  bool Cached(NodeId id, Hash* hash) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  bool Cached(protocol::NodeId id, protocol::Hash* hash) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   storage::Store* const store_;
   const int cached_min_level_;
@@ -84,7 +85,7 @@ class StoredNodeSource final : public NodeSource {
   // readers behind a large reallocation).
   struct Level {
     uint64_t first = 0;
-    std::deque<Hash> hashes;
+    std::deque<protocol::Hash> hashes;
   };
   // How many nodes of `level` the cache keeps: all, or a recent window.
   uint64_t Capacity(uint64_t level) const;

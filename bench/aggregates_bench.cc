@@ -25,9 +25,9 @@
 #include "benchmark/benchmark.h"
 #include "common/clock.h"
 #include "common/uuid.h"
-#include "crypto/case_keys.h"
 #include "crypto/master_key.h"
 #include "crypto/system_random.h"
+#include "keys/case_keys.h"
 #include "storage/counter.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
@@ -247,7 +247,7 @@ void Push(benchmark::State& state, bool with_counters) {
   auto store = *storage::Store::Open(o);
   crypto::SystemRandom random;
   crypto::MasterKeyRing ring = crypto::MasterKeyRing::Generate(random);
-  crypto::CaseKeyStore keys(store.get(), &ring);
+  keys::CaseKeyStore keys(store.get(), &ring);
   sync::CaseKeySealer sealer(store.get(), &keys, &random);
   RealClock clock;
   std::unique_ptr<CounterObserver> observer;

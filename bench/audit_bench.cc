@@ -13,16 +13,27 @@
 #include <random>
 #include <sstream>
 
-#include "audit/events.h"
 #include "audit/export.h"
 #include "audit/log.h"
 #include "benchmark/benchmark.h"
 #include "common/clock.h"
+#include "protocol/events.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
 #include "tests/audit/audit_test_util.h"
 
 namespace fieldsync::audit {
+
+using protocol::Checkpoint;
+using protocol::CompactMerkleTree;
+using protocol::EncodeEvent;
+using protocol::Event;
+using protocol::Hash;
+using protocol::LeafHash;
+using protocol::NodeHash;
+using protocol::NoteSigner;
+using protocol::SignCheckpoint;
+
 namespace {
 
 std::string TempPath(const std::string& name) {

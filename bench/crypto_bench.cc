@@ -30,13 +30,13 @@
 #include "crypto/aead.h"
 #include "crypto/blind_index.h"
 #include "crypto/bytes.h"
-#include "crypto/case_keys.h"
 #include "crypto/ed25519.h"
 #include "crypto/field_cipher.h"
 #include "crypto/hpke.h"
 #include "crypto/master_key.h"
 #include "crypto/system_random.h"
 #include "crypto/x25519.h"
+#include "keys/case_keys.h"
 #include "storage/store.h"
 
 namespace fieldsync::crypto {

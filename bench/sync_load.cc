@@ -72,10 +72,10 @@
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "crypto/system_random.h"
-#include "device/sealed_batch.h"
 #include "device/tablet.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
+#include "protocol/sealed_batch.h"
 #include "storage/column_families.h"
 #include "storage/store.h"
 #include "sync/schema.h"
@@ -445,9 +445,9 @@ class ContentMaker {
 
 // Seals `payload` as `device`'s batch `sequence` and queues it.
 void SealOne(Device& device, const v1::BatchPayload& payload, uint64_t sequence, Random& random) {
-  device::BatchSealParams params = device.enrolled.tablet->SealParams(NewUuid(random), sequence);
+  protocol::BatchSealParams params = device.enrolled.tablet->SealParams(NewUuid(random), sequence);
   params.compression = v1::PAYLOAD_COMPRESSION_ZSTD;
-  absl::StatusOr<v1::SealedBatch> sealed = device::SealBatch(payload, params, random);
+  absl::StatusOr<v1::SealedBatch> sealed = protocol::SealBatch(payload, params, random);
   Check(sealed.status(), "seal");
   v1::PushRequest request;
   *request.mutable_batch() = *std::move(sealed);

@@ -1,13 +1,18 @@
 # Helpers shared by every module's CMakeLists.txt.
 
+include(${CMAKE_CURRENT_LIST_DIR}/ModuleBoundaries.cmake)
+
 # fieldsync_library(NAME SOURCES ... DEPS ...)
-# One library per module folder. Its DEPS are the dependency graph.
+# One library per module folder. Its DEPS are the dependency graph, checked
+# by the build (ModuleBoundaries.cmake): a module includes only the headers
+# of what it links.
 function(fieldsync_library name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
   add_library(${name} STATIC ${ARG_SOURCES})
   target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR})
   target_compile_options(${name} PRIVATE ${FIELDSYNC_WARNING_FLAGS})
   target_link_libraries(${name} PUBLIC ${ARG_DEPS})
+  fieldsync_record_module(${name})
 endfunction()
 
 # fieldsync_executable(NAME SOURCES ... DEPS ...)
@@ -17,6 +22,7 @@ function(fieldsync_executable name)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
   target_compile_options(${name} PRIVATE ${FIELDSYNC_WARNING_FLAGS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS})
+  fieldsync_record_module(${name})
 endfunction()
 
 # fieldsync_add_test(NAME SOURCES ... DEPS ... [LABELS ...])

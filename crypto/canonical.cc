@@ -72,13 +72,4 @@ CanonicalWriter& CanonicalWriter::Bytes(std::string_view bytes) {
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
 
-std::string EncodeBatchHeader(const BatchHeader& header) {
-  return CanonicalWriter(kBatchHeaderDomain)
-      .Uuid(header.device_id)
-      .Uuid(header.batch_id)
-      .U64(header.sequence)
-      .U32(header.sealing_key_id)
-      .Finish();
-}
-
 }  // namespace fieldsync::crypto

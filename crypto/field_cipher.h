@@ -25,7 +25,7 @@ struct FieldAddress {
   fieldsync::Uuid record_id;
   std::string_view field_name;  // the schema's field name, UTF-8
   // The generation of the case's DEK that sealed the value. Each case has
-  // one DEK today (kCaseDekVersion); the number is bound now so that a
+  // one DEK today (keys::kCaseDekVersion); the number is bound now so that a
   // future re-key of a case can tell its generations apart.
   uint32_t key_version = 0;
 };
@@ -60,7 +60,7 @@ inline constexpr std::string_view kFieldAadDomain = "fieldsync/field/v1";
 // years (1.8 * 10^7 < 2^25) keeps the collision probability below 2^-47.
 //
 // FieldCipher holds one DEK's AES-GCM contexts, prepared once, so that a
-// small value costs no key schedule (the fast path; CaseKeyStore keeps one
+// small value costs no key schedule (the fast path; keys::CaseKeyStore keeps one
 // per cached case). Thread-safe; moveable.
 class FieldCipher {
  public:
@@ -97,7 +97,7 @@ std::string FieldAad(const FieldAddress& address);
 
 // One-shot forms: prepare a FieldCipher for `dek` and use it once. They pay
 // the AES key setup on every call; prefer a kept FieldCipher
-// (CaseKeyStore::GetFieldCipher) on any hot path. The errors of
+// (keys::CaseKeyStore::GetFieldCipher) on any hot path. The errors of
 // FieldCipher::Create and of Encrypt/Decrypt.
 absl::StatusOr<std::string> EncryptField(const SecretBytes& dek, const FieldAddress& address,
                                          std::span<const uint8_t> plaintext, Random& random);

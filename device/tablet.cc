@@ -11,15 +11,15 @@ absl::StatusOr<Tablet> Tablet::Create(const v1::EnrollResponse& enrolment,
                                       crypto::Ed25519Signer signer,
                                       crypto::X25519PrivateKey receiving_key) {
   ASSIGN_OR_RETURN(Uuid id, ParseUuid(enrolment.device_id()));
-  Tablet t(id, std::move(signer), std::move(receiving_key), SealingKey{});
+  Tablet t(id, std::move(signer), std::move(receiving_key), protocol::SealingKey{});
   RETURN_IF_ERROR(t.UpdateSealingKeys(enrolment.sealing_keys()));
   t.officer_id_ = enrolment.officer_id();
   t.next_sequence_ = std::max<uint64_t>(enrolment.next_sequence(), 1);
   if (!enrolment.audit_public_key().empty()) {
     const std::string& key = enrolment.audit_public_key();
     ASSIGN_OR_RETURN(
-        ReceiptVerifier receipts,
-        ReceiptVerifier::Create(
+        protocol::ReceiptVerifier receipts,
+        protocol::ReceiptVerifier::Create(
             enrolment.audit_origin(),
             std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(key.data()), key.size())));
     t.receipts_.emplace(std::move(receipts));
@@ -27,7 +27,7 @@ absl::StatusOr<Tablet> Tablet::Create(const v1::EnrollResponse& enrolment,
   return t;
 }
 
-absl::StatusOr<audit::Checkpoint> Tablet::VerifyReceipt(const v1::PushResponse& response) {
+absl::StatusOr<protocol::Checkpoint> Tablet::VerifyReceipt(const v1::PushResponse& response) {
   if (!receipts_.has_value()) {
     return absl::FailedPreconditionError("the enrolment gave this tablet no audit key");
   }
@@ -38,7 +38,7 @@ absl::StatusOr<audit::Checkpoint> Tablet::VerifyReceipt(const v1::PushResponse& 
 }
 
 Tablet::Tablet(Uuid device_id, crypto::Ed25519Signer signer, crypto::X25519PrivateKey receiving_key,
-               SealingKey sealing_key)
+               protocol::SealingKey sealing_key)
     : device_id_(device_id),
       device_id_text_(FormatUuid(device_id)),
       signer_(std::move(signer)),
@@ -57,7 +57,7 @@ absl::Status Tablet::UpdateSealingKeys(
     return absl::InvalidArgumentError(
         absl::StrFormat("sealing key %d is not a 32-byte X25519 key", best->key_id()));
   }
-  sealing_key_ = SealingKey{best->key_id(), best->public_key()};
+  sealing_key_ = protocol::SealingKey{best->key_id(), best->public_key()};
   return absl::OkStatus();
 }
 
@@ -109,8 +109,8 @@ const v1::RecordChange& Tablet::Upsert(const std::string& change_id, const std::
   return c;
 }
 
-BatchSealParams Tablet::SealParams(const Uuid& batch_id, uint64_t sequence) const {
-  BatchSealParams params;
+protocol::BatchSealParams Tablet::SealParams(const Uuid& batch_id, uint64_t sequence) const {
+  protocol::BatchSealParams params;
   params.header.device_id = device_id_;
   params.header.batch_id = batch_id;
   params.header.sequence = sequence;
@@ -135,8 +135,8 @@ absl::StatusOr<v1::SealedBatch> Tablet::SealNext(size_t max_changes, const Uuid&
     *payload.add_changes() = std::move(journal_.front());
     journal_.pop_front();
   }
-  const BatchSealParams params = SealParams(batch_id, next_sequence_);
-  absl::StatusOr<v1::SealedBatch> sealed = SealBatch(payload, params, random);
+  const protocol::BatchSealParams params = SealParams(batch_id, next_sequence_);
+  absl::StatusOr<v1::SealedBatch> sealed = protocol::SealBatch(payload, params, random);
   if (!sealed.ok()) {
     // Put the changes back, in order, so that nothing journalled is lost.
     for (int i = payload.changes_size() - 1; i >= 0; --i) {
@@ -154,9 +154,9 @@ absl::StatusOr<v1::SealedBatch> Tablet::SealNext(size_t max_changes, const Uuid&
 absl::StatusOr<v1::SealedBatch> Tablet::ResealInFlight(Random& random) {
   if (!in_flight_.has_value()) return absl::FailedPreconditionError("no batch in flight");
   ASSIGN_OR_RETURN(Uuid batch_id, ParseUuid(in_flight_->header().batch_id()));
-  BatchSealParams params = SealParams(batch_id, in_flight_->header().sequence());
+  protocol::BatchSealParams params = SealParams(batch_id, in_flight_->header().sequence());
   params.compression = in_flight_->compression();
-  ASSIGN_OR_RETURN(v1::SealedBatch sealed, SealBatch(in_flight_payload_, params, random));
+  ASSIGN_OR_RETURN(v1::SealedBatch sealed, protocol::SealBatch(in_flight_payload_, params, random));
   in_flight_ = sealed;
   return sealed;
 }
@@ -187,7 +187,8 @@ absl::StatusOr<v1::PulledChanges> Tablet::TakePullChunk(const v1::PullChunk& chu
     return absl::InvalidArgumentError(absl::StrFormat(
         "a pull chunk starts after %d, not at the cursor %d", chunk.cursor(), cursor_));
   }
-  ASSIGN_OR_RETURN(v1::PulledChanges changes, OpenPullChunk(chunk, device_id_, receiving_key_));
+  ASSIGN_OR_RETURN(v1::PulledChanges changes,
+                   protocol::OpenPullChunk(chunk, device_id_, receiving_key_));
   for (const v1::PulledChange& c : changes.changes()) {
     Observe(c.hlc());
     records_.try_emplace(c.record_id(), KnownRecord{c.case_id(), c.record_type()});

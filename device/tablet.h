@@ -20,10 +20,10 @@
 #include "common/uuid.h"
 #include "crypto/ed25519.h"
 #include "crypto/x25519.h"
-#include "device/receipt.h"
-#include "device/sealed_batch.h"
 #include "fieldsync/v1/records.pb.h"
 #include "fieldsync/v1/sync.pb.h"
+#include "protocol/receipt.h"
+#include "protocol/sealed_batch.h"
 
 namespace fieldsync::device {
 
@@ -95,7 +95,7 @@ class Tablet {
   // signer): for senders that seal a run of batches ahead of sending them
   // (the load generator, bench/sync_load.cc), outside the journal. The
   // signer stays owned by the tablet.
-  BatchSealParams SealParams(const Uuid& batch_id, uint64_t sequence) const;
+  protocol::BatchSealParams SealParams(const Uuid& batch_id, uint64_t sequence) const;
 
   // Records the answer to the batch in flight: the new field versions, and
   // next_sequence. kFailedPrecondition if no batch is in flight,
@@ -106,9 +106,9 @@ class Tablet {
   // enrolment, following the audit key transitions it carries
   // (ReceiptVerifier::Verify). kFailedPrecondition if the enrolment gave no
   // audit key or the answer has no receipt.
-  absl::StatusOr<audit::Checkpoint> VerifyReceipt(const v1::PushResponse& response);
+  absl::StatusOr<protocol::Checkpoint> VerifyReceipt(const v1::PushResponse& response);
   // The audit key the tablet verifies receipts with now.
-  const audit::NoteVerifier* audit_key() const {
+  const protocol::NoteVerifier* audit_key() const {
     return receipts_.has_value() ? &receipts_->key() : nullptr;
   }
 
@@ -128,7 +128,7 @@ class Tablet {
 
  private:
   Tablet(Uuid device_id, crypto::Ed25519Signer signer, crypto::X25519PrivateKey receiving_key,
-         SealingKey sealing_key);
+         protocol::SealingKey sealing_key);
   void Observe(const v1::Hlc& hlc);
 
   Uuid device_id_;
@@ -136,8 +136,8 @@ class Tablet {
   std::string officer_id_;
   crypto::Ed25519Signer signer_;
   crypto::X25519PrivateKey receiving_key_;
-  SealingKey sealing_key_;
-  std::optional<ReceiptVerifier> receipts_;  // none without an audit key
+  protocol::SealingKey sealing_key_;
+  std::optional<protocol::ReceiptVerifier> receipts_;  // none without an audit key
   uint64_t next_sequence_ = 1;
   uint64_t cursor_ = 0;
   int64_t hlc_wall_ = 0;

@@ -29,8 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
               "a verified export has a signed head");
   fuzz::Check(report.latest_head->size + report.unsigned_tail == report.entries,
               "the latest head and the unsigned tail cover every entry");
-  absl::StatusOr<audit::Checkpoint> head =
-      audit::OpenCheckpoint(report.latest_head_note, fuzz::AuditSigner().verifier());
+  absl::StatusOr<protocol::Checkpoint> head =
+      protocol::OpenCheckpoint(report.latest_head_note, fuzz::AuditSigner().verifier());
   fuzz::Check(head.ok() && *head == *report.latest_head,
               "the latest head's note verifies with the auditor's key");
   return 0;

@@ -1,4 +1,4 @@
-// Fuzzes the C2SP checkpoint and signed note parsers (audit/checkpoint.h)
+// Fuzzes the C2SP checkpoint and signed note parsers (protocol/checkpoint.h)
 // and the forms of a saved head an auditor passes back (audit/export.h
 // ParseTrustedHeadForm), each with its formatter as the inverse.
 //
@@ -13,9 +13,9 @@
 #include <string>
 #include <string_view>
 
-#include "audit/checkpoint.h"
 #include "audit/export.h"
 #include "fuzz/fuzz_fixtures.h"
+#include "protocol/checkpoint.h"
 
 using namespace fieldsync;  // NOLINT: a fuzz target's one file
 
@@ -23,14 +23,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const uint8_t mode = data[0] % 4;
   const std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  const audit::NoteVerifier& key = fuzz::AuditSigner().verifier();
+  const protocol::NoteVerifier& key = fuzz::AuditSigner().verifier();
   switch (mode) {
     case 0: {
-      absl::StatusOr<audit::SignedNote> note = audit::ParseSignedNote(text);
+      absl::StatusOr<protocol::SignedNote> note = protocol::ParseSignedNote(text);
       if (note.ok()) {
-        absl::StatusOr<std::string> formatted = audit::FormatSignedNote(*note);
+        absl::StatusOr<std::string> formatted = protocol::FormatSignedNote(*note);
         fuzz::Check(formatted.ok(), "a parsed note formats");
-        absl::StatusOr<audit::SignedNote> again = audit::ParseSignedNote(*formatted);
+        absl::StatusOr<protocol::SignedNote> again = protocol::ParseSignedNote(*formatted);
         fuzz::Check(again.ok() && again->text == note->text &&
                         again->signatures == note->signatures,
                     "format then parse gives the same note");
@@ -38,25 +38,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       absl::StatusOr<std::string> opened = key.Open(text);
       if (opened.ok()) {
         fuzz::Check(note.ok() && *opened == note->text, "an opened note is its parsed text");
-        fuzz::Check(audit::HasSignatureLineOf(text, key), "an opened note has the key's line");
+        fuzz::Check(protocol::HasSignatureLineOf(text, key), "an opened note has the key's line");
       }
-      absl::StatusOr<audit::Checkpoint> cp = audit::ParseCheckpointNote(text);
+      absl::StatusOr<protocol::Checkpoint> cp = protocol::ParseCheckpointNote(text);
       if (cp.ok()) fuzz::Check(note.ok(), "a checkpoint note is a note");
-      (void)audit::OpenCheckpoint(text, key);
+      (void)protocol::OpenCheckpoint(text, key);
       return 0;
     }
     case 1: {
-      absl::StatusOr<audit::Checkpoint> cp = audit::ParseCheckpoint(text);
+      absl::StatusOr<protocol::Checkpoint> cp = protocol::ParseCheckpoint(text);
       if (!cp.ok()) return 0;
-      absl::StatusOr<std::string> formatted = audit::FormatCheckpoint(*cp);
+      absl::StatusOr<std::string> formatted = protocol::FormatCheckpoint(*cp);
       fuzz::Check(formatted.ok() && *formatted == text,
                   "parse then format gives back the checkpoint text");
-      (void)audit::CheckpointTimestamp(*cp);
+      (void)protocol::CheckpointTimestamp(*cp);
       (void)audit::FormatHeadLine(*cp);
       return 0;
     }
     case 2: {
-      absl::StatusOr<audit::NoteVerifier> verifier = audit::NoteVerifier::FromVerifierKey(text);
+      absl::StatusOr<protocol::NoteVerifier> verifier =
+          protocol::NoteVerifier::FromVerifierKey(text);
       if (!verifier.ok()) return 0;
       fuzz::Check(verifier->VerifierKey() == text, "a verifier key formats back to its text");
       return 0;
@@ -65,7 +66,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       absl::StatusOr<audit::TrustedHead> head = audit::ParseTrustedHeadForm(text, key);
       if (!head.ok()) return 0;
       fuzz::Check(head->checkpoint.origin == key.key_name(), "a saved head is of the key's log");
-      absl::StatusOr<audit::Checkpoint> trusted = audit::ParseTrustedHead(text, key);
+      absl::StatusOr<protocol::Checkpoint> trusted = audit::ParseTrustedHead(text, key);
       if (trusted.ok()) fuzz::Check(*trusted == head->checkpoint, "both forms agree");
       return 0;
     }

@@ -7,11 +7,11 @@
 
 #include "absl/strings/str_format.h"
 #include "crypto/bytes.h"
-#include "crypto/canonical.h"
 #include "crypto/hash.h"
 #include "crypto/hpke.h"
 #include "crypto/secret.h"
-#include "device/sealed_batch.h"
+#include "protocol/batch_header.h"
+#include "protocol/sealed_batch.h"
 
 namespace fieldsync::fuzz {
 namespace {
@@ -69,9 +69,9 @@ server::PushKeys DevicePushKeys() {
   return k;
 }
 
-const audit::NoteSigner& AuditSigner() {
-  static const auto* signer =
-      new audit::NoteSigner(OrDie(audit::NoteSigner::Create(kAuditOrigin, Filled(0x07)), "audit key"));
+const protocol::NoteSigner& AuditSigner() {
+  static const auto* signer = new protocol::NoteSigner(
+      OrDie(protocol::NoteSigner::Create(kAuditOrigin, Filled(0x07)), "audit key"));
   return *signer;
 }
 
@@ -84,17 +84,17 @@ v1::SealedBatch SealBatchPlaintext(std::string_view plaintext, v1::PayloadCompre
   h->set_sequence(sequence);
   h->set_sealing_key_id(kSealingKeyId);
   sealed.set_compression(compression);
-  const crypto::BatchHeader header = OrDie(server::ParseBatchHeader(*h), "batch header");
-  const std::string aad = crypto::EncodeBatchHeader(header);
+  const protocol::BatchHeader header = OrDie(server::ParseBatchHeader(*h), "batch header");
+  const std::string aad = protocol::EncodeBatchHeader(header);
   crypto::HpkeCiphertext ct =
       OrDie(crypto::HpkeSeal(ServerSealingKeys().current().public_key,
-                             crypto::AsBytes(device::kBatchSealInfo), crypto::AsBytes(aad),
+                             crypto::AsBytes(protocol::kBatchSealInfo), crypto::AsBytes(aad),
                              crypto::AsBytes(plaintext), random),
             "batch seal");
   sealed.set_enc(ct.enc);
   sealed.set_ciphertext(ct.ciphertext);
-  const std::string message = device::EncodeBatchSignedMessage(
-      header, compression, device::SealedPayloadDigest(sealed.enc(), sealed.ciphertext()));
+  const std::string message = protocol::EncodeBatchSignedMessage(
+      header, compression, protocol::SealedPayloadDigest(sealed.enc(), sealed.ciphertext()));
   sealed.set_signature(crypto::ToString(DeviceSigner().Sign(crypto::AsBytes(message))));
   return sealed;
 }
@@ -102,9 +102,9 @@ v1::SealedBatch SealBatchPlaintext(std::string_view plaintext, v1::PayloadCompre
 v1::PullChunk SealPullChunkPlaintext(std::string_view plaintext, uint64_t cursor,
                                      uint64_t next_cursor, bool caught_up, Random& random) {
   const Uuid device = OrDie(ParseUuid(kDeviceId), "device id");
-  const std::string aad = device::EncodePullChunkHeader(device, cursor, next_cursor, caught_up);
+  const std::string aad = protocol::EncodePullChunkHeader(device, cursor, next_cursor, caught_up);
   crypto::HpkeCiphertext ct = OrDie(
-      crypto::HpkeSeal(DeviceReceivingKey().public_key(), crypto::AsBytes(device::kPullSealInfo),
+      crypto::HpkeSeal(DeviceReceivingKey().public_key(), crypto::AsBytes(protocol::kPullSealInfo),
                        crypto::AsBytes(aad), crypto::AsBytes(plaintext), random),
       "chunk seal");
   v1::PullChunk chunk;

@@ -14,12 +14,12 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "admin/sealing_keys.h"
-#include "audit/checkpoint.h"
 #include "common/random.h"
 #include "common/uuid.h"
 #include "crypto/ed25519.h"
 #include "crypto/x25519.h"
 #include "fieldsync/v1/sync.pb.h"
+#include "protocol/checkpoint.h"
 #include "server/sealed_batch.h"
 
 namespace fieldsync::fuzz {
@@ -45,7 +45,7 @@ const admin::SealingKeySet& ServerSealingKeys();
 // What OpenSealedBatch needs to open the device's batches.
 server::PushKeys DevicePushKeys();
 // The audit log's tree-head signer (seed 0x07 * 32), named kAuditOrigin.
-const audit::NoteSigner& AuditSigner();
+const protocol::NoteSigner& AuditSigner();
 
 // Seals `plaintext` as a batch of the device (header: kDeviceId, batch id
 // from `sequence`, the sequence, kSealingKeyId) and signs it with

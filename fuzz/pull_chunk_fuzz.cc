@@ -1,4 +1,4 @@
-// Fuzzes a tablet's opening of a pull chunk (device/sealed_batch.h
+// Fuzzes a tablet's opening of a pull chunk (protocol/sealed_batch.h
 // OpenPullChunk): what a device parses from the server, or from whoever
 // sits between them.
 //
@@ -15,8 +15,8 @@
 #include <string_view>
 
 #include "crypto/bytes.h"
-#include "device/sealed_batch.h"
 #include "fuzz/fuzz_fixtures.h"
+#include "protocol/sealed_batch.h"
 #include "server/sealed_batch.h"
 
 using namespace fieldsync;  // NOLINT: a fuzz target's one file
@@ -46,7 +46,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   absl::StatusOr<v1::PulledChanges> opened =
-      device::OpenPullChunk(chunk, device, fuzz::DeviceReceivingKey());
+      protocol::OpenPullChunk(chunk, device, fuzz::DeviceReceivingKey());
   if (consistent) {
     fuzz::Check(opened.ok(), "a chunk sealed to the device with its own cursors opens");
   }
@@ -60,12 +60,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
               "an opened chunk's cursor fields agree with the clear copies");
   // The server's sealing of the same changes opens to the same changes.
   fuzz::CounterRandom random(0x5eed);
-  absl::StatusOr<v1::PullChunk> resealed = server::SealPullChunk(
+  absl::StatusOr<v1::PullChunk> resealed = protocol::SealPullChunk(
       *opened, device, chunk.cursor(),
       crypto::AsStringView(fuzz::DeviceReceivingKey().public_key()), random);
   fuzz::Check(resealed.ok(), "the server seals what a device opened");
   absl::StatusOr<v1::PulledChanges> reopened =
-      device::OpenPullChunk(*resealed, device, fuzz::DeviceReceivingKey());
+      protocol::OpenPullChunk(*resealed, device, fuzz::DeviceReceivingKey());
   fuzz::Check(reopened.ok() && reopened->SerializeAsString() == opened->SerializeAsString(),
               "seal then open returns the same changes");
   return 0;

@@ -15,8 +15,8 @@
 #include <string_view>
 
 #include "crypto/bytes.h"
-#include "device/sealed_batch.h"
 #include "fuzz/fuzz_fixtures.h"
+#include "protocol/sealed_batch.h"
 #include "server/sealed_batch.h"
 
 using namespace fieldsync;  // NOLINT: a fuzz target's one file
@@ -41,9 +41,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // The header parser alone.
   if (sealed.has_header()) {
-    absl::StatusOr<crypto::BatchHeader> h = server::ParseBatchHeader(sealed.header());
+    absl::StatusOr<protocol::BatchHeader> h = server::ParseBatchHeader(sealed.header());
     if (h.ok()) {
-      fuzz::Check(crypto::EncodeBatchHeader(*h).size() == crypto::kBatchHeaderEncodingSize,
+      fuzz::Check(protocol::EncodeBatchHeader(*h).size() == protocol::kBatchHeaderEncodingSize,
                   "batch header encoding is 70 bytes");
       fuzz::Check(FormatUuid(h->device_id) == sealed.header().device_id(),
                   "a parsed device id formats back to its text");
@@ -57,8 +57,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 "a batch sealed and signed by the enrolled device fails other than on its plaintext");
   }
   if (!opened.ok()) return 0;
-  fuzz::Check(opened->payload_sha256 ==
-                  crypto::ToString(device::SealedPayloadDigest(sealed.enc(), sealed.ciphertext())),
+  fuzz::Check(opened->payload_sha256 == crypto::ToString(protocol::SealedPayloadDigest(
+                                            sealed.enc(), sealed.ciphertext())),
               "opened digest is SHA-256(enc || ciphertext)");
   fuzz::Check(opened->payload.changes_size() <= static_cast<int>(limits.max_changes),
               "opened payload within max_changes");

@@ -16,16 +16,16 @@
 
 #include "admin/default_schema.h"
 #include "admin/enrolment.h"
-#include "audit/checkpoint.h"
-#include "audit/events.h"
 #include "audit/export.h"
-#include "audit/merkle.h"
 #include "crypto/bytes.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/sync.pb.h"
 #include "fuzz/fuzz_fixtures.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
+#include "protocol/checkpoint.h"
+#include "protocol/events.h"
+#include "protocol/merkle.h"
 #include "server/config.h"
 #include "server/sealed_batch.h"
 #include "sync/schema.h"
@@ -170,8 +170,8 @@ void PullChunks(Writer& w, const std::vector<std::pair<std::string, v1::BatchPay
   for (const auto& [name, c] :
        std::vector<std::pair<std::string, v1::PulledChanges>>{{"changes", changes}, {"empty", empty}}) {
     const v1::PullChunk chunk = OrDie(
-        server::SealPullChunk(c, device, /*cursor=*/0,
-                              crypto::AsStringView(DeviceReceivingKey().public_key()), random),
+        protocol::SealPullChunk(c, device, /*cursor=*/0,
+                                crypto::AsStringView(DeviceReceivingKey().public_key()), random),
         "seal pull chunk");
     w.Put("pull_chunk", "sealed-" + name, 0, chunk.SerializeAsString());
     w.Put("pull_chunk", "plaintext-" + name, 1, c.SerializeAsString());
@@ -182,33 +182,34 @@ std::string SignedHead(const std::vector<std::string>& entries, uint64_t size);
 
 void Canonical(Writer& w) {
   std::vector<bool> seen(256, false);
-  for (const audit::Event& e : audit::testing::MixedEvents(12)) {
-    const auto kind = static_cast<uint8_t>(audit::KindOf(e));
+  for (const protocol::Event& e : audit::testing::MixedEvents(12)) {
+    const auto kind = static_cast<uint8_t>(protocol::KindOf(e));
     if (seen[kind]) continue;
     seen[kind] = true;
-    w.Put("canonical", "event-" + std::string(audit::KindName(audit::KindOf(e))), 0,
-          OrDie(audit::EncodeEvent(e), "encode event"));
+    w.Put("canonical", "event-" + std::string(protocol::KindName(protocol::KindOf(e))), 0,
+          OrDie(protocol::EncodeEvent(e), "encode event"));
   }
   // The kinds MixedEvents does not make.
   const absl::Time t = FixedNow();
   const std::string admin = "fieldsync://staff/admin1";
-  std::vector<audit::Event> more = {
-      {t, audit::StaffAdded{"sup1", 2, {"northern", "eastern"}, "0a1b2c", admin}},
-      {t, audit::PrincipalRevoked{audit::PrincipalKind::kDevice, std::string(kDeviceId), admin}},
-      {t, audit::KeyRotated{admin, std::string(audit::kAuditSigningPurpose), 1, 2,
-                            std::string(32, '\x5a')}},
-      {t, audit::CaseErased{admin, Uuid{0xca, 0, 0, 0, 0, 0, 0x40, 0, 0x80}}},
-      {t, audit::AdminAction{admin, "enrolment-code.issue", {"officer-1", "northern"}}},
+  std::vector<protocol::Event> more = {
+      {t, protocol::StaffAdded{"sup1", 2, {"northern", "eastern"}, "0a1b2c", admin}},
+      {t,
+       protocol::PrincipalRevoked{protocol::PrincipalKind::kDevice, std::string(kDeviceId), admin}},
+      {t, protocol::KeyRotated{admin, std::string(protocol::kAuditSigningPurpose), 1, 2,
+                               std::string(32, '\x5a')}},
+      {t, protocol::CaseErased{admin, Uuid{0xca, 0, 0, 0, 0, 0, 0x40, 0, 0x80}}},
+      {t, protocol::AdminAction{admin, "enrolment-code.issue", {"officer-1", "northern"}}},
   };
-  audit::RollbackAccepted rollback;
+  protocol::RollbackAccepted rollback;
   rollback.actor = admin;
   rollback.continued_size = 3;
   rollback.continued_root.fill(0x33);
   rollback.abandoned_heads.push_back(SignedHead({"a", "b", "c", "d"}, 4));
   more.push_back({t, rollback});
-  for (const audit::Event& e : more) {
-    w.Put("canonical", "event-" + std::string(audit::KindName(audit::KindOf(e))), 0,
-          OrDie(audit::EncodeEvent(e), "encode event"));
+  for (const protocol::Event& e : more) {
+    w.Put("canonical", "event-" + std::string(protocol::KindName(protocol::KindOf(e))), 0,
+          OrDie(protocol::EncodeEvent(e), "encode event"));
   }
   w.Put("canonical", "uuid", 1, std::string(kDeviceId));
   w.Put("canonical", "uuid-upper", 1, "AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE");
@@ -259,19 +260,17 @@ void Schema(Writer& w) {
 }
 
 std::string SignedHead(const std::vector<std::string>& entries, uint64_t size) {
-  audit::MemoryNodeSource mem;
-  for (uint64_t i = 0; i < size; ++i) mem.AppendLeaf(audit::LeafHash(entries[i]));
-  audit::Checkpoint cp{std::string(kAuditOrigin),
-                       size,
-                       mem.Root(),
-                       {audit::TimestampExtension(FixedNow())}};
-  return OrDie(audit::SignCheckpoint(cp, AuditSigner()), "sign checkpoint");
+  protocol::MemoryNodeSource mem;
+  for (uint64_t i = 0; i < size; ++i) mem.AppendLeaf(protocol::LeafHash(entries[i]));
+  protocol::Checkpoint cp{
+      std::string(kAuditOrigin), size, mem.Root(), {protocol::TimestampExtension(FixedNow())}};
+  return OrDie(protocol::SignCheckpoint(cp, AuditSigner()), "sign checkpoint");
 }
 
 void Audit(Writer& w) {
   std::vector<std::string> entries;
-  for (const audit::Event& e : audit::testing::MixedEvents(16, 2)) {
-    entries.push_back(OrDie(audit::EncodeEvent(e), "encode event"));
+  for (const protocol::Event& e : audit::testing::MixedEvents(16, 2)) {
+    entries.push_back(OrDie(protocol::EncodeEvent(e), "encode event"));
   }
   const std::string head8 = SignedHead(entries, 8);
   const std::string head16 = SignedHead(entries, entries.size());
@@ -286,9 +285,10 @@ void Audit(Writer& w) {
   empty += audit::ExportEndRecord(0, 1);
   w.Put("audit_export", "export-empty", empty);
 
-  const audit::Checkpoint cp = OrDie(audit::ParseCheckpointNote(head16), "checkpoint note");
+  const protocol::Checkpoint cp = OrDie(protocol::ParseCheckpointNote(head16), "checkpoint note");
   w.Put("checkpoint", "signed-note", 0, head16);
-  w.Put("checkpoint", "checkpoint-body", 1, OrDie(audit::FormatCheckpoint(cp), "format checkpoint"));
+  w.Put("checkpoint", "checkpoint-body", 1,
+        OrDie(protocol::FormatCheckpoint(cp), "format checkpoint"));
   w.Put("checkpoint", "verifier-key", 2, AuditSigner().verifier().VerifierKey());
   w.Put("checkpoint", "trusted-head-note", 3, head16);
   w.Put("checkpoint", "trusted-head-line", 3, audit::FormatHeadLine(cp) + "\n");

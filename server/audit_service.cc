@@ -13,7 +13,7 @@ namespace {
 
 constexpr std::string_view kGetEntries = "/fieldsync.v1.AuditService/GetEntries";
 
-std::string Bytes(const audit::Hash& h) { return std::string(audit::HashBytes(h)); }
+std::string Bytes(const protocol::Hash& h) { return std::string(protocol::HashBytes(h)); }
 
 // Streams [next, end) in chunks, reading each chunk when the previous one
 // has been written. Deletes itself when done.
@@ -74,14 +74,14 @@ void ToProto(const audit::KeyTransition& transition, v1::AuditKeyTransition* out
   out->set_leaf_index(transition.leaf_index);
   out->set_entry(transition.entry);
   ToProto(transition.head, out->mutable_head());
-  for (const audit::Hash& h : transition.inclusion_proof) out->add_inclusion_proof(Bytes(h));
+  for (const protocol::Hash& h : transition.inclusion_proof) out->add_inclusion_proof(Bytes(h));
 }
 
 void ToProto(const audit::Receipt& receipt, v1::AuditReceipt* out) {
   ToProto(receipt.head, out->mutable_head());
   out->set_leaf_index(receipt.leaf_index);
   out->set_entry(receipt.entry);
-  for (const audit::Hash& h : receipt.inclusion_proof) out->add_inclusion_proof(Bytes(h));
+  for (const protocol::Hash& h : receipt.inclusion_proof) out->add_inclusion_proof(Bytes(h));
   for (const audit::KeyTransition& t : receipt.key_transitions) {
     ToProto(t, out->add_key_transitions());
   }
@@ -125,7 +125,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
       [this, request, response](const Caller&) -> absl::Status {
         uint64_t index = request->leaf_index();
         if (request->leaf_case() == v1::GetInclusionProofRequest::kLeafHash) {
-          absl::StatusOr<audit::Hash> hash = audit::HashFromBytes(request->leaf_hash());
+          absl::StatusOr<protocol::Hash> hash = protocol::HashFromBytes(request->leaf_hash());
           if (!hash.ok()) return absl::InvalidArgumentError("leaf_hash must be 32 bytes");
           ASSIGN_OR_RETURN(index, log_->IndexOfLeafHash(*hash));
         } else if (request->leaf_case() != v1::GetInclusionProofRequest::kLeafIndex) {
@@ -136,10 +136,10 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
           return absl::InvalidArgumentError(absl::StrFormat(
               "leaf %d is not in a tree of size %d: ask for a larger tree_size", index, size));
         }
-        ASSIGN_OR_RETURN(std::vector<audit::Hash> proof, log_->InclusionProof(index, size));
+        ASSIGN_OR_RETURN(std::vector<protocol::Hash> proof, log_->InclusionProof(index, size));
         response->set_leaf_index(index);
         response->set_tree_size(size);
-        for (const audit::Hash& h : proof) response->add_hashes(Bytes(h));
+        for (const protocol::Hash& h : proof) response->add_hashes(Bytes(h));
         return absl::OkStatus();
       });
 }
@@ -151,11 +151,11 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
       context, "/fieldsync.v1.AuditService/GetConsistencyProof", auth_, pool_,
       [this, request, response](const Caller&) -> absl::Status {
                     ASSIGN_OR_RETURN(uint64_t second, ResolveSize(request->second_size()));
-                    ASSIGN_OR_RETURN(std::vector<audit::Hash> proof,
+                    ASSIGN_OR_RETURN(std::vector<protocol::Hash> proof,
                                      log_->ConsistencyProof(request->first_size(), second));
                     response->set_first_size(request->first_size());
                     response->set_second_size(second);
-                    for (const audit::Hash& h : proof) response->add_hashes(Bytes(h));
+                    for (const protocol::Hash& h : proof) response->add_hashes(Bytes(h));
                     return absl::OkStatus();
                   });
 }

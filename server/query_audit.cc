@@ -10,10 +10,10 @@
 
 namespace fieldsync::server {
 
-audit::AdminAction QueryAction(std::string_view actor, const v1::QueryRequest& request) {
+protocol::AdminAction QueryAction(std::string_view actor, const v1::QueryRequest& request) {
   // Metric, dimension and DIMENSION value names only: never a count, never
   // a case. Each subject reads "name=value".
-  audit::AdminAction a;
+  protocol::AdminAction a;
   a.actor = std::string(actor);
   a.action = "aggregates.query";
   a.subject_ids.push_back(absl::StrCat("metric=", request.metric()));
@@ -52,9 +52,9 @@ QueryAuditTrail::~QueryAuditTrail() {
   }
 }
 
-void QueryAuditTrail::Record(audit::AdminAction action) {
+void QueryAuditTrail::Record(protocol::AdminAction action) {
   absl::MutexLock lock(&mu_);
-  pending_.push_back(audit::Event{clock_->Now(), std::move(action)});
+  pending_.push_back(protocol::Event{clock_->Now(), std::move(action)});
   if (pending_.size() > max_pending_) {
     const size_t dropped = pending_.size() - max_pending_;
     pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(dropped));
@@ -64,7 +64,7 @@ void QueryAuditTrail::Record(audit::AdminAction action) {
 
 absl::Status QueryAuditTrail::Flush() {
   absl::MutexLock flushing(&flush_mu_);
-  std::vector<audit::Event> events;
+  std::vector<protocol::Event> events;
   {
     absl::MutexLock lock(&mu_);
     events.swap(pending_);

@@ -22,7 +22,7 @@
 namespace fieldsync::server {
 
 // The event recorded for an answered query by `actor` (a principal URI).
-audit::AdminAction QueryAction(std::string_view actor, const v1::QueryRequest& request);
+protocol::AdminAction QueryAction(std::string_view actor, const v1::QueryRequest& request);
 
 // Thread-safe. Not owned: log, store and clock must outlive it. A
 // background thread appends what was recorded every `interval`; the
@@ -40,7 +40,7 @@ class QueryAuditTrail {
   QueryAuditTrail& operator=(const QueryAuditTrail&) = delete;
 
   // Queues the event; never waits for the disk.
-  void Record(audit::AdminAction action);
+  void Record(protocol::AdminAction action);
   // Appends everything queued in one synced write. kUnavailable from the
   // store or the log (the events stay queued).
   absl::Status Flush();
@@ -55,7 +55,7 @@ class QueryAuditTrail {
   const size_t max_pending_;
   absl::Mutex flush_mu_;  // one append at a time
   absl::Mutex mu_;
-  std::vector<audit::Event> pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<protocol::Event> pending_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

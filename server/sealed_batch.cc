@@ -10,19 +10,12 @@
 #include "crypto/bytes.h"
 #include "crypto/ed25519.h"
 #include "crypto/hpke.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "sync/errors.h"
 
 namespace fieldsync::server {
 namespace {
 
-using crypto::AsBytes;
-using device::EncodeBatchSignedMessage;
-using device::EncodePullChunkHeader;
-using device::kBatchSealInfo;
-using device::kPullSealInfo;
-using device::SealedPayloadDigest;
+using protocol::SealedPayloadDigest;
 
 absl::Status Malformed(std::string_view what,
                        absl::StatusCode code = absl::StatusCode::kInvalidArgument) {
@@ -94,8 +87,8 @@ absl::Status CheckSealingKey(uint32_t key_id, const std::string& batch_id, const
 
 }  // namespace
 
-absl::StatusOr<crypto::BatchHeader> ParseBatchHeader(const v1::BatchHeader& header) {
-  crypto::BatchHeader out;
+absl::StatusOr<protocol::BatchHeader> ParseBatchHeader(const v1::BatchHeader& header) {
+  protocol::BatchHeader out;
   absl::StatusOr<Uuid> device = ParseUuid(header.device_id());
   if (!device.ok()) return Malformed("batch header device_id is not a UUID");
   absl::StatusOr<Uuid> batch = ParseUuid(header.batch_id());
@@ -131,9 +124,8 @@ absl::StatusOr<OpenedBatch> OpenSealedBatch(const v1::SealedBatch& sealed, size_
   }
 
   crypto::Sha256Digest digest = SealedPayloadDigest(sealed.enc(), sealed.ciphertext());
-  std::string signed_message = EncodeBatchSignedMessage(out.header, sealed.compression(), digest);
-  absl::Status verified = crypto::Ed25519Verify(
-      AsBytes(keys.signing_public_key), AsBytes(signed_message), AsBytes(sealed.signature()));
+  absl::Status verified = protocol::VerifyBatchSignature(
+      out.header, sealed.compression(), digest, keys.signing_public_key, sealed.signature());
   if (!verified.ok()) {
     v1::SyncErrorDetail detail;
     detail.set_batch_id(batch_id);
@@ -145,10 +137,8 @@ absl::StatusOr<OpenedBatch> OpenSealedBatch(const v1::SealedBatch& sealed, size_
   const admin::PreparedSealingKey* sealing_key = nullptr;
   RETURN_IF_ERROR(CheckSealingKey(out.header.sealing_key_id, batch_id, keys, &sealing_key));
 
-  std::string aad = crypto::EncodeBatchHeader(out.header);
-  absl::StatusOr<std::string> opened =
-      crypto::HpkeOpen(sealing_key->private_key, AsBytes(sealed.enc()), AsBytes(kBatchSealInfo),
-                       AsBytes(aad), AsBytes(sealed.ciphertext()));
+  absl::StatusOr<std::string> opened = protocol::OpenBatchSeal(out.header, sealing_key->private_key,
+                                                               sealed.enc(), sealed.ciphertext());
   auto does_not_open = [&](std::string_view why) {
     v1::SyncErrorDetail detail;
     detail.set_batch_id(batch_id);
@@ -176,30 +166,6 @@ absl::StatusOr<OpenedBatch> OpenSealedBatch(const v1::SealedBatch& sealed, size_
   out.payload_sha256 = crypto::ToString(digest);
   out.signature = sealed.signature();
   return out;
-}
-
-absl::StatusOr<v1::PullChunk> SealPullChunk(const v1::PulledChanges& changes, const Uuid& device_id,
-                                            uint64_t cursor, std::string_view receiving_public_key,
-                                            Random& random) {
-  std::string plain;
-  {
-    google::protobuf::io::StringOutputStream stream(&plain);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    changes.SerializeToCodedStream(&coded);
-  }
-  std::string aad =
-      EncodePullChunkHeader(device_id, cursor, changes.next_cursor(), changes.caught_up());
-  ASSIGN_OR_RETURN(crypto::HpkeCiphertext sealed,
-                   crypto::HpkeSeal(AsBytes(receiving_public_key), AsBytes(kPullSealInfo),
-                                    AsBytes(aad), AsBytes(plain), random));
-  v1::PullChunk chunk;
-  chunk.set_enc(std::move(sealed.enc));
-  chunk.set_ciphertext(std::move(sealed.ciphertext));
-  chunk.set_cursor(cursor);
-  chunk.set_next_cursor(changes.next_cursor());
-  chunk.set_caught_up(changes.caught_up());
-  return chunk;
 }
 
 }  // namespace fieldsync::server

@@ -1,8 +1,8 @@
-// The server side of the sync protocol's cryptography (docs/PROTOCOL.md §4,
-// §5): opening a sealed batch (signature, sealing key id, HPKE, optional
-// zstd, payload parse, size limits) and sealing pull chunks to a device's
-// receiving key. The encodings both sides compute, and the device side
-// (sealing a batch, opening a chunk), are in device/sealed_batch.h.
+// The server's checks of a pushed batch (docs/PROTOCOL.md §5): size limits,
+// the sealing key's lifetime, signature, HPKE, optional zstd, payload parse,
+// each refused with its sync error reason. The cryptography itself (verify
+// and open a batch, seal a pull chunk) and the device's side are in
+// protocol/sealed_batch.h.
 // gRPC-free: plain protos and crypto/ in, sync errors (sync/errors.h) out.
 #ifndef FIELDSYNC_SERVER_SEALED_BATCH_H_
 #define FIELDSYNC_SERVER_SEALED_BATCH_H_
@@ -16,18 +16,18 @@
 #include "absl/time/time.h"
 #include "admin/sealing_keys.h"
 #include "common/random.h"
-#include "crypto/canonical.h"
 #include "crypto/hash.h"
 #include "crypto/x25519.h"
-#include "device/sealed_batch.h"
 #include "fieldsync/v1/records.pb.h"
 #include "fieldsync/v1/sync.pb.h"
+#include "protocol/batch_header.h"
+#include "protocol/sealed_batch.h"
 
 namespace fieldsync::server {
 
 // The header proto with its UUID texts parsed. kInvalidArgument MALFORMED
 // when a UUID is not canonical text or the sequence is 0.
-absl::StatusOr<crypto::BatchHeader> ParseBatchHeader(const v1::BatchHeader& header);
+absl::StatusOr<protocol::BatchHeader> ParseBatchHeader(const v1::BatchHeader& header);
 
 struct BatchLimits {
   uint64_t max_bytes = 4 << 20;  // serialized PushRequest
@@ -45,9 +45,9 @@ struct PushKeys {
 };
 
 struct OpenedBatch {
-  crypto::BatchHeader header;
+  protocol::BatchHeader header;
   v1::BatchPayload payload;
-  std::string payload_sha256;  // device::SealedPayloadDigest, raw 32 bytes
+  std::string payload_sha256;  // protocol::SealedPayloadDigest, raw 32 bytes
   std::string signature;
 };
 
@@ -69,16 +69,6 @@ struct OpenedBatch {
 // `request_bytes` is the serialized size of the PushRequest.
 absl::StatusOr<OpenedBatch> OpenSealedBatch(const v1::SealedBatch& sealed, size_t request_bytes,
                                             const PushKeys& keys, const BatchLimits& limits);
-
-// Seals `changes` (serialized deterministically) with HPKE single-shot to
-// `receiving_public_key`, info device::kPullSealInfo, aad
-// device::EncodePullChunkHeader, and fills the chunk's enc, ciphertext and
-// clear cursor copies.
-// `cursor` is the position the chunk starts after. kInvalidArgument for a
-// bad receiving key.
-absl::StatusOr<v1::PullChunk> SealPullChunk(const v1::PulledChanges& changes, const Uuid& device_id,
-                                            uint64_t cursor, std::string_view receiving_public_key,
-                                            Random& random);
 
 }  // namespace fieldsync::server
 

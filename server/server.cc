@@ -31,17 +31,17 @@
 #include "admin/staff.h"
 #include "aggregates/counters.h"
 #include "aggregates/metrics.h"
-#include "audit/checkpoint.h"
 #include "audit/ingest_observer.h"
 #include "audit/log.h"
 #include "common/build_info.h"
 #include "common/file_io.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "crypto/case_keys.h"
 #include "crypto/master_key.h"
 #include "crypto/tls.h"
 #include "crypto/x509.h"
+#include "keys/case_keys.h"
+#include "protocol/checkpoint.h"
 #include "server/admin_service.h"
 #include "server/aggregate_service.h"
 #include "server/audit_rollback.h"
@@ -207,7 +207,7 @@ class FieldsyncServer::Impl {
   std::unique_ptr<admin::PrincipalRegistry> registry;
   std::unique_ptr<Authenticator> auth;
   // Audit (issue #5): before staff, which appends to the log.
-  std::optional<audit::NoteSigner> audit_signer;
+  std::optional<protocol::NoteSigner> audit_signer;
   std::unique_ptr<audit::AuditLog> audit_log;
   std::unique_ptr<AuditServiceImpl> audit_service;
   std::unique_ptr<admin::StaffAdmin> staff;
@@ -219,7 +219,7 @@ class FieldsyncServer::Impl {
   // Sync (issue #4). Declared after the store so that they go first.
   std::unique_ptr<crypto::MasterKeyRing> master;
   std::unique_ptr<sync::Schema> schema;
-  std::unique_ptr<crypto::CaseKeyStore> case_keys;
+  std::unique_ptr<keys::CaseKeyStore> case_keys;
   std::unique_ptr<sync::CaseKeySealer> sealer;
   // Case erasure and KEK rotation (AdminService), over case_keys and master.
   std::unique_ptr<admin::CaseErasure> case_erasure;
@@ -324,8 +324,8 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   RETURN_IF_ERROR(keys.status());
   impl->keys = *std::move(keys);
   ASSIGN_OR_RETURN(
-      audit::NoteSigner audit_signer,
-      audit::NoteSigner::Create(impl->keys.audit_origin, impl->keys.audit_signing_seed.span()));
+      protocol::NoteSigner audit_signer,
+      protocol::NoteSigner::Create(impl->keys.audit_origin, impl->keys.audit_signing_seed.span()));
   impl->audit_signer.emplace(std::move(audit_signer));
   audit::AuditLogOptions audit_options;
   audit_options.store = impl->store.get();
@@ -333,8 +333,8 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   audit_options.signer = &*impl->audit_signer;
   // Heads published before a rotation (a head file) are still the log's.
   for (const auto& [version, public_key] : impl->keys.former_audit_public_keys) {
-    ASSIGN_OR_RETURN(audit::NoteVerifier former,
-                     audit::NoteVerifier::FromPublicKey(impl->keys.audit_origin, public_key));
+    ASSIGN_OR_RETURN(protocol::NoteVerifier former,
+                     protocol::NoteVerifier::FromPublicKey(impl->keys.audit_origin, public_key));
     audit_options.former_keys.push_back(std::move(former));
   }
   // Outside db/, so that restoring an old backup of db/ cannot roll it back.
@@ -370,7 +370,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
       impl->auth.get(), impl->registry.get(), impl->staff.get(), impl->officers.get(),
       impl->cas.get(), impl->enrolment.get(), impl->schema.get());
 
-  impl->case_keys = std::make_unique<crypto::CaseKeyStore>(impl->store.get(), impl->master.get());
+  impl->case_keys = std::make_unique<keys::CaseKeyStore>(impl->store.get(), impl->master.get());
   impl->sealer = std::make_unique<sync::CaseKeySealer>(impl->store.get(), impl->case_keys.get(),
                                                        options.random);
   impl->case_erasure = std::make_unique<admin::CaseErasure>(

@@ -57,7 +57,7 @@ void AddAcceptedSealingKeys(const admin::SealingKeySet& keys, absl::Time now,
 // an audit log.
 std::string AuditKeyInForce(const SyncServiceDeps& deps) {
   if (deps.audit_log != nullptr) {
-    absl::StatusOr<audit::NoteVerifier> key = deps.audit_log->CurrentKey();
+    absl::StatusOr<protocol::NoteVerifier> key = deps.audit_log->CurrentKey();
     if (key.ok()) return crypto::ToString(key->public_key());
   }
   return crypto::ToString(deps.keys->audit_public_key);
@@ -159,13 +159,13 @@ absl::Status OutOfScope(std::string_view what, std::string_view case_id = "") {
 // `case_ids` (DESIGN §8), before it is sent: when this fails the data is
 // withheld (kUnavailable: retry). Nothing to record without a log or cases.
 absl::Status RecordCaseAccess(const SyncServiceDeps& deps, const Caller& caller,
-                              audit::AccessKind access, uint64_t from_position,
+                              protocol::AccessKind access, uint64_t from_position,
                               uint64_t to_position, const std::vector<std::string>& case_ids) {
   if (deps.audit_log == nullptr || case_ids.empty()) return absl::OkStatus();
-  audit::CaseAccess event;
+  protocol::CaseAccess event;
   event.principal_kind = caller.principal.kind() == v1::PRINCIPAL_KIND_DEVICE
-                             ? audit::PrincipalKind::kDevice
-                             : audit::PrincipalKind::kStaff;
+                             ? protocol::PrincipalKind::kDevice
+                             : protocol::PrincipalKind::kStaff;
   event.principal_id = caller.principal.id();
   event.access = access;
   event.from_position = from_position;
@@ -177,7 +177,7 @@ absl::Status RecordCaseAccess(const SyncServiceDeps& deps, const Caller& caller,
   const absl::Time now = NowOf(deps);
   storage::WriteBatch batch;
   audit::AuditSession session(deps.audit_log, &batch);
-  absl::Status s = session.Append(audit::Event{now, std::move(event)}).status();
+  absl::Status s = session.Append(protocol::Event{now, std::move(event)}).status();
   if (s.ok()) s = deps.store->Commit(&batch);
   if (!s.ok()) {
     return absl::UnavailableError(absl::StrFormat(
@@ -203,10 +203,10 @@ absl::StatusOr<audit::AccessRead> AccessReadOf(const Caller& caller, uint64_t fr
                                                const v1::PulledChanges& changes) {
   audit::AccessRead read;
   read.principal_kind = caller.principal.kind() == v1::PRINCIPAL_KIND_DEVICE
-                            ? audit::PrincipalKind::kDevice
-                            : audit::PrincipalKind::kStaff;
+                            ? protocol::PrincipalKind::kDevice
+                            : protocol::PrincipalKind::kStaff;
   read.principal_id = caller.principal.id();
-  read.access = audit::AccessKind::kDevicePull;
+  read.access = protocol::AccessKind::kDevicePull;
   read.from_position = from_position;
   read.to_position = changes.next_cursor();
   read.changes.reserve(changes.changes_size());
@@ -391,9 +391,9 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
     RETURN_IF_ERROR(RecordRead(chunk->cursor, changes));
     *last = stream_->done();
     if (is_device_) {
-      ASSIGN_OR_RETURN(*out, SealPullChunk(changes, device_uuid_, chunk->cursor,
-                                           caller_.principal.receiving_public_key(),
-                                           *deps_.random));
+      ASSIGN_OR_RETURN(*out, protocol::SealPullChunk(changes, device_uuid_, chunk->cursor,
+                                                     caller_.principal.receiving_public_key(),
+                                                     *deps_.random));
     } else {
       out->set_cursor(chunk->cursor);
       out->set_next_cursor(changes.next_cursor());
@@ -407,7 +407,7 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
   // window is covered by the entry already written), else one entry.
   absl::Status RecordRead(uint64_t chunk_cursor, const v1::PulledChanges& changes) {
     if (ledger_ == nullptr) {
-      return RecordCaseAccess(deps_, caller_, audit::AccessKind::kDevicePull, chunk_cursor,
+      return RecordCaseAccess(deps_, caller_, protocol::AccessKind::kDevicePull, chunk_cursor,
                               changes.next_cursor(), CaseIdsOf(changes));
     }
     ASSIGN_OR_RETURN(audit::AccessRead read, AccessReadOf(caller_, chunk_cursor, changes));
@@ -736,8 +736,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
             field.set_device_label(label);
           }
         }
-        RETURN_IF_ERROR(WithReason(RecordCaseAccess(deps_, caller, audit::AccessKind::kCaseView, 0,
-                                                    0, {got->summary().case_id()})));
+        RETURN_IF_ERROR(WithReason(RecordCaseAccess(deps_, caller, protocol::AccessKind::kCaseView,
+                                                    0, 0, {got->summary().case_id()})));
         *response = *std::move(got);
         return absl::OkStatus();
       });
@@ -760,7 +760,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCaseHistory(grpc::CallbackServerCo
           e.set_device_label(label);
         }
         RETURN_IF_ERROR(
-            WithReason(RecordCaseAccess(deps_, caller, audit::AccessKind::kCaseHistory, 0, 0,
+            WithReason(RecordCaseAccess(deps_, caller, protocol::AccessKind::kCaseHistory, 0, 0,
                                         {FormatUuid(*ParseUuid(request->case_id()))})));
         *response = *std::move(page);
         return absl::OkStatus();
@@ -778,8 +778,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetConflict(grpc::CallbackServerConte
         if (!got.ok()) return WithReason(got.status());
         RETURN_IF_ERROR(CheckCaseInScope(caller, got->case_id()));
         WriterNames(deps_.store).Fill(&*got);
-        RETURN_IF_ERROR(WithReason(RecordCaseAccess(deps_, caller, audit::AccessKind::kConflictView,
-                                                    0, 0, {got->case_id()})));
+        RETURN_IF_ERROR(WithReason(RecordCaseAccess(
+            deps_, caller, protocol::AccessKind::kConflictView, 0, 0, {got->case_id()})));
         *response = *std::move(got);
         return absl::OkStatus();
       });
@@ -821,7 +821,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListConflicts(grpc::CallbackServerCon
           }
         }
         RETURN_IF_ERROR(WithReason(
-            RecordCaseAccess(deps_, caller, audit::AccessKind::kConflictList, 0, 0, cases)));
+            RecordCaseAccess(deps_, caller, protocol::AccessKind::kConflictList, 0, 0, cases)));
         *response = *std::move(page);
         return absl::OkStatus();
       });

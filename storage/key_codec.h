@@ -124,7 +124,7 @@ std::string EncodeDeviceLastSyncKey(std::string_view device_id);
 absl::StatusOr<std::string> DecodeDeviceLastSyncKey(std::string_view key);
 std::string DeviceLastSyncPrefix();
 
-// Cf::kKeys, a case's wrapped data key (crypto/case_keys.h):
+// Cf::kKeys, a case's wrapped data key (keys/case_keys.h):
 //   U8 1 (kCaseDekTag) | Uuid case_id
 // All case DEK keys share the one-byte prefix CaseDekPrefix().
 std::string EncodeCaseDekKey(std::span<const uint8_t, 16> case_id);

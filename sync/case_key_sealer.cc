@@ -16,7 +16,7 @@ absl::StatusOr<crypto::FieldAddress> Address(const FieldAddress& at, Uuid* case_
                                              Uuid* record_id) {
   ASSIGN_OR_RETURN(*case_id, ParseUuid(at.case_id));
   ASSIGN_OR_RETURN(*record_id, ParseUuid(at.record_id));
-  return crypto::FieldAddress{*case_id, *record_id, at.field, crypto::kCaseDekVersion};
+  return crypto::FieldAddress{*case_id, *record_id, at.field, keys::kCaseDekVersion};
 }
 
 // K_d of the class comment: HMAC-SHA256(DEK, "fieldsync/field-digest/v1").
@@ -126,7 +126,7 @@ absl::StatusOr<std::shared_ptr<const crypto::FieldCipher>> CaseKeySealer::Key(
     cipher = durable();  // committed by another unit meanwhile
     if (cipher.ok() || !absl::IsNotFound(cipher.status())) return cipher;
     // kFailedPrecondition here when the case was erased: nothing is sealed.
-    ASSIGN_OR_RETURN(crypto::CaseKeyStore::NewDek made, keys_->MakeDek(case_id, *random_));
+    ASSIGN_OR_RETURN(keys::CaseKeyStore::NewDek made, keys_->MakeDek(case_id, *random_));
     ASSIGN_OR_RETURN(crypto::FieldCipher made_cipher, crypto::FieldCipher::Create(made.dek.span()));
     PendingKey pending{std::make_shared<const crypto::FieldCipher>(std::move(made_cipher)),
                        std::move(made.dek), std::move(made.wrapped)};

@@ -1,5 +1,5 @@
 // The production FieldSealer: field values sealed with the crypto module's
-// per-case data keys (crypto/case_keys.h, crypto/field_cipher.h).
+// per-case data keys (keys/case_keys.h, crypto/field_cipher.h).
 #ifndef FIELDSYNC_SYNC_CASE_KEY_SEALER_H_
 #define FIELDSYNC_SYNC_CASE_KEY_SEALER_H_
 
@@ -11,10 +11,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "common/random.h"
-#include "crypto/case_keys.h"
 #include "crypto/field_cipher.h"
 #include "crypto/hmac.h"
 #include "crypto/secret.h"
+#include "keys/case_keys.h"
 #include "storage/store.h"
 #include "sync/field_sealer.h"
 
@@ -33,13 +33,13 @@ namespace fieldsync::sync {
 // erasure marker that was committed after the seal.
 //
 // Ciphertexts follow crypto/field_cipher.h with key_version
-// crypto::kCaseDekVersion. Digest = HMAC-SHA256(K_d, u32be(len(field)) ||
+// keys::kCaseDekVersion. Digest = HMAC-SHA256(K_d, u32be(len(field)) ||
 // field || plaintext) with K_d = HMAC-SHA256(DEK, "fieldsync/field-digest/v1").
 // Open of an erased case: kNotFound; of a moved or tampered value: kDataLoss.
 // Thread-safe. store, keys and random are not owned and must outlive it.
 class CaseKeySealer final : public FieldSealer {
  public:
-  CaseKeySealer(storage::Store* store, crypto::CaseKeyStore* keys, Random* random)
+  CaseKeySealer(storage::Store* store, keys::CaseKeyStore* keys, Random* random)
       : store_(store), keys_(keys), random_(random) {}
 
   absl::StatusOr<std::string> Seal(const FieldAddress& at, std::string_view plaintext,
@@ -84,7 +84,7 @@ class CaseKeySealer final : public FieldSealer {
                                          std::unique_ptr<CaseKeys>* unscoped);
 
   storage::Store* store_;
-  crypto::CaseKeyStore* keys_;
+  keys::CaseKeyStore* keys_;
   Random* random_;
   mutable absl::Mutex mu_;  // serializes DEK creation (CreateDek's REQUIRES)
   // By store key (storage::EncodeCaseDekKey).

@@ -1,6 +1,6 @@
 // How sync encrypts IDENTIFYING and SENSITIVE field values at rest (DESIGN
 // §7) without knowing the key hierarchy: an interface that the crypto
-// module's per-case keys back in production (crypto/case_keys.h,
+// module's per-case keys back in production (keys/case_keys.h,
 // crypto/field_cipher.h) and a fixed-key AES-GCM sealer backs in tests.
 #ifndef FIELDSYNC_SYNC_FIELD_SEALER_H_
 #define FIELDSYNC_SYNC_FIELD_SEALER_H_

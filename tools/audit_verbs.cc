@@ -11,11 +11,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "audit/checkpoint.h"
 #include "audit/export.h"
 #include "common/file_io.h"
 #include "fieldsync/v1/audit.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "protocol/checkpoint.h"
 #include "tools/client.h"
 
 namespace fieldsync::tools {
@@ -70,8 +70,8 @@ absl::Status ReplaceFile(const std::string& path, const std::string& content) {
   return absl::OkStatus();
 }
 
-std::string RootBase64(const audit::Hash& root) {
-  std::string_view b = audit::HashBytes(root);
+std::string RootBase64(const protocol::Hash& root) {
+  std::string_view b = protocol::HashBytes(root);
   return absl::Base64Escape(absl::string_view(b.data(), b.size()));
 }
 
@@ -206,7 +206,7 @@ int AuditVerify(const Args& args, std::string* error) {
   while (!key_line.empty() && (key_line.back() == '\n' || key_line.back() == '\r')) {
     key_line.pop_back();
   }
-  absl::StatusOr<audit::NoteVerifier> key = audit::NoteVerifier::FromVerifierKey(key_line);
+  absl::StatusOr<protocol::NoteVerifier> key = protocol::NoteVerifier::FromVerifierKey(key_line);
   if (!key.ok()) {
     *error = absl::StrFormat("%s is not a signed-note verifier key: %s", args.Get("--key"),
                              key.status().message());

@@ -10,10 +10,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "admin/backup.h"
-#include "audit/checkpoint.h"
 #include "common/file_io.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "protocol/checkpoint.h"
 #include "tools/client.h"
 
 namespace fieldsync::tools {
@@ -79,11 +79,11 @@ int Failed(std::string* error, const absl::Status& status) {
   return 1;
 }
 
-absl::StatusOr<audit::NoteVerifier> LoadKey(const std::string& path) {
+absl::StatusOr<protocol::NoteVerifier> LoadKey(const std::string& path) {
   absl::StatusOr<std::string> text = ReadFile(path);
   if (!text.ok()) return text.status();
-  absl::StatusOr<audit::NoteVerifier> key =
-      audit::NoteVerifier::FromVerifierKey(std::string(absl::StripTrailingAsciiWhitespace(*text)));
+  absl::StatusOr<protocol::NoteVerifier> key = protocol::NoteVerifier::FromVerifierKey(
+      std::string(absl::StripTrailingAsciiWhitespace(*text)));
   if (!key.ok()) {
     return absl::InvalidArgumentError(
         absl::StrFormat("%s is not a signed-note verifier key: %s", path, key.status().message()));
@@ -154,7 +154,7 @@ int BackupVerify(const Args& args, std::string* error) {
   if (args.Get("--key").empty()) {
     return Usage(error, "backup verify needs --key KEYFILE (the audit-log.pub you keep)");
   }
-  absl::StatusOr<audit::NoteVerifier> key = LoadKey(args.Get("--key"));
+  absl::StatusOr<protocol::NoteVerifier> key = LoadKey(args.Get("--key"));
   if (!key.ok()) return Failed(error, key.status());
   const absl::Time start = absl::Now();
   admin::BackupReport report = admin::VerifyBackup(args.words[2], *key);
@@ -204,9 +204,9 @@ int BackupRestore(const Args& args, std::string* error) {
   if (options.backup_dir.empty() || options.data_dir.empty()) {
     return Usage(error, "backup restore needs --from BACKUP_DIR and --data-dir NEWDIR");
   }
-  std::optional<audit::NoteVerifier> key;
+  std::optional<protocol::NoteVerifier> key;
   if (args.Has("--key")) {
-    absl::StatusOr<audit::NoteVerifier> loaded = LoadKey(args.Get("--key"));
+    absl::StatusOr<protocol::NoteVerifier> loaded = LoadKey(args.Get("--key"));
     if (!loaded.ok()) return Failed(error, loaded.status());
     key.emplace(*std::move(loaded));
     options.key = &*key;

@@ -484,7 +484,7 @@ absl::Status Simulation::PushAll(SimTablet& t) {
     if (response.has_audit_receipt()) {
       // As a tablet does: the receipt against the audit key it holds,
       // following any key rotation the receipt carries.
-      absl::StatusOr<audit::Checkpoint> head = t.tablet->VerifyReceipt(response);
+      absl::StatusOr<protocol::Checkpoint> head = t.tablet->VerifyReceipt(response);
       if (!head.ok()) {
         return absl::DataLossError(
             absl::StrFormat("the push receipt does not verify: %s", head.status().message()));

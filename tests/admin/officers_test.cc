@@ -8,10 +8,10 @@
 #include "admin/default_schema.h"
 #include "admin/enrolment.h"
 #include "admin/principals.h"
-#include "audit/events.h"
 #include "audit/log.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protocol/events.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
 #include "sync/schema.h"
@@ -262,11 +262,12 @@ class OfficerUpgradeTest : public ::testing::Test {
     return p.ok() && p->regions_size() == 1 ? p->regions(0) : "";
   }
 
-  std::vector<audit::Event> AuditEntries() {
-    std::vector<audit::Event> out;
+  std::vector<protocol::Event> AuditEntries() {
+    std::vector<protocol::Event> out;
     EXPECT_THAT(audit_->ReadEntries(0, audit_->size(),
                                     [&](uint64_t, std::string_view entry) {
-                                      absl::StatusOr<audit::Event> e = audit::DecodeEvent(entry);
+                                      absl::StatusOr<protocol::Event> e =
+                                          protocol::DecodeEvent(entry);
                                       if (e.ok()) out.push_back(*std::move(e));
                                       return e.status();
                                     }),
@@ -310,11 +311,11 @@ TEST_F(OfficerUpgradeTest, EachRegistrationIsAuditedByTheUpgrade) {
 
   ASSERT_THAT(Upgrade(), IsOk());
 
-  std::vector<audit::Event> events = AuditEntries();
+  std::vector<protocol::Event> events = AuditEntries();
   ASSERT_EQ(events.size(), 2u);
   std::vector<std::vector<std::string>> subjects;
-  for (const audit::Event& e : events) {
-    const auto* action = std::get_if<audit::AdminAction>(&e.body);
+  for (const protocol::Event& e : events) {
+    const auto* action = std::get_if<protocol::AdminAction>(&e.body);
     ASSERT_NE(action, nullptr);
     EXPECT_EQ(action->actor, "fieldsync://server/upgrade");
     EXPECT_EQ(action->action, "officer.add");

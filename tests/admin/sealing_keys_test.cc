@@ -9,11 +9,11 @@
 #include <variant>
 
 #include "admin/server_keys.h"
-#include "audit/events.h"
 #include "audit/log.h"
 #include "crypto/hpke.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protocol/events.h"
 #include "storage/column_families.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
@@ -218,9 +218,9 @@ TEST_F(SealingKeyRotationTest, RotationIsAuditedWithTheNewPublicKeyInTheSameComm
                                     return absl::OkStatus();
                                   }),
               IsOk());
-  absl::StatusOr<audit::Event> event = audit::DecodeEvent(entry);
+  absl::StatusOr<protocol::Event> event = protocol::DecodeEvent(entry);
   ASSERT_THAT(event, IsOk());
-  const audit::KeyRotated* rotated = std::get_if<audit::KeyRotated>(&event->body);
+  const protocol::KeyRotated* rotated = std::get_if<protocol::KeyRotated>(&event->body);
   ASSERT_NE(rotated, nullptr);
   EXPECT_EQ(rotated->actor, "fieldsync://staff/admin");
   EXPECT_EQ(rotated->purpose, "hpke-sealing");

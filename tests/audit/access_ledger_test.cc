@@ -17,6 +17,13 @@
 #include "tests/testing/temp_dir.h"
 
 namespace fieldsync::audit {
+
+using protocol::AccessKind;
+using protocol::CaseAccess;
+using protocol::DecodeEvent;
+using protocol::Event;
+using protocol::PrincipalKind;
+
 namespace {
 
 using ::fieldsync::testing::IsOk;

@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "audit/events.h"
 #include "common/uuid.h"
-#include "crypto/canonical.h"
 #include "crypto/ed25519.h"
+#include "protocol/batch_header.h"
+#include "protocol/events.h"
 
 namespace fieldsync::audit::testing {
 
@@ -32,29 +32,30 @@ class FakeDevice {
 
   std::string id() const { return FormatUuid(id_); }
 
-  Event Enrolled(absl::Time t) const {
-    DeviceEnrolled e;
+  protocol::Event Enrolled(absl::Time t) const {
+    protocol::DeviceEnrolled e;
     e.device_id = id();
     e.officer_id = "officer-7";
     e.region = "north";
     e.signing_public_key = signer_->public_key();
     e.receiving_public_key.fill(0x11);
     e.certificate_serial = "0a1b2c";
-    return Event{t, e};
+    return protocol::Event{t, e};
   }
 
   // The device's next batch, signed; `first_position` 0 logs nothing.
-  Event Batch(absl::Time t, uint64_t first_position, uint64_t changes) {
-    BatchAccepted b;
+  protocol::Event Batch(absl::Time t, uint64_t first_position, uint64_t changes) {
+    protocol::BatchAccepted b;
     b.device_id = id();
     for (int i = 0; i < 16; ++i) b.batch_id[i] = static_cast<uint8_t>(sequence_ + i * 3);
     b.sequence = ++sequence_;
     b.sealing_key_id = 1;
     b.compression = 1;
-    b.payload_sha256 = SealedPayloadDigest(std::string(32, 'e'), "ciphertext" + b.device_id);
-    crypto::BatchHeader header{id_, b.batch_id, b.sequence, b.sealing_key_id};
-    std::string message =
-        BatchSignedMessage(crypto::EncodeBatchHeader(header), b.compression, b.payload_sha256);
+    b.payload_sha256 =
+        protocol::SealedPayloadDigest(std::string(32, 'e'), "ciphertext" + b.device_id);
+    protocol::BatchHeader header{id_, b.batch_id, b.sequence, b.sealing_key_id};
+    std::string message = protocol::BatchSignedMessage(protocol::EncodeBatchHeader(header),
+                                                       b.compression, b.payload_sha256);
     b.signature = signer_->Sign(std::span<const uint8_t>(
         reinterpret_cast<const uint8_t*>(message.data()), message.size()));
     if (first_position != 0) {
@@ -65,7 +66,7 @@ class FakeDevice {
     Uuid c{};
     c[0] = static_cast<uint8_t>(sequence_);
     b.case_ids.push_back(c);
-    return Event{t, b};
+    return protocol::Event{t, b};
   }
 
   const crypto::Ed25519PublicKey& public_key() const { return signer_->public_key(); }
@@ -79,8 +80,8 @@ class FakeDevice {
 // A plausible mixed stream of `n` events from `devices` devices: the
 // enrolments first, then batches (with contiguous log ranges), staff case
 // changes and pulls.
-inline std::vector<Event> MixedEvents(size_t n, uint32_t devices = 4) {
-  std::vector<Event> out;
+inline std::vector<protocol::Event> MixedEvents(size_t n, uint32_t devices = 4) {
+  std::vector<protocol::Event> out;
   std::vector<FakeDevice> fleet;
   absl::Time t = absl::FromUnixSeconds(1795000000);
   for (uint32_t d = 0; d < devices && out.size() < n; ++d) {
@@ -98,22 +99,22 @@ inline std::vector<Event> MixedEvents(size_t n, uint32_t devices = 4) {
         break;
       }
       case 2: {
-        CaseChange c;
+        protocol::CaseChange c;
         c.actor = "fieldsync://staff/sup1";
         c.change_kind = 5;
         c.first_position = c.last_position = position++;
         c.outcomes.applied = 1;
         c.case_ids.push_back(Uuid{1, 2, 3});
-        out.push_back(Event{t, c});
+        out.push_back(protocol::Event{t, c});
         break;
       }
       default: {
-        CaseAccess a;
+        protocol::CaseAccess a;
         a.principal_id = fleet[i % fleet.size()].id();
         a.from_position = 1;
         a.to_position = position - 1;
         a.case_ids.push_back(Uuid{4, 5, 6});
-        out.push_back(Event{t, a});
+        out.push_back(protocol::Event{t, a});
       }
     }
   }

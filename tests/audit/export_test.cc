@@ -4,13 +4,33 @@
 
 #include <sstream>
 
-#include "audit/events.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protocol/events.h"
 #include "tests/audit/audit_test_util.h"
 #include "tests/testing/status_matchers.h"
 
 namespace fieldsync::audit {
+
+using protocol::BatchAccepted;
+using protocol::Checkpoint;
+using protocol::DecodeEvent;
+using protocol::EmptyRoot;
+using protocol::EncodeEvent;
+using protocol::Event;
+using protocol::EventKind;
+using protocol::kAuditSigningPurpose;
+using protocol::KeyRotated;
+using protocol::KindOf;
+using protocol::LeafHash;
+using protocol::MemoryNodeSource;
+using protocol::NoteSigner;
+using protocol::NoteVerifier;
+using protocol::RollbackAccepted;
+using protocol::SignCheckpoint;
+using protocol::SignCheckpointWithAll;
+using protocol::TimestampExtension;
+
 namespace {
 
 using ::testing::HasSubstr;

@@ -14,12 +14,24 @@
 #include "audit/access_ledger.h"
 #include "audit/ingest_observer.h"
 #include "audit/log.h"
-#include "audit/merkle.h"
 #include "gtest/gtest.h"
+#include "protocol/merkle.h"
 #include "tests/sync/ingest_fixture.h"
 #include "tests/testing/status_matchers.h"
 
 namespace fieldsync::audit {
+
+using protocol::AdminAction;
+using protocol::BatchAccepted;
+using protocol::DecodeEvent;
+using protocol::EncodeEvent;
+using protocol::Event;
+using protocol::Hash;
+using protocol::LeafHash;
+using protocol::MemoryNodeSource;
+using protocol::PrincipalKind;
+using protocol::VerifyInclusion;
+
 namespace {
 
 using ::fieldsync::testing::IsOk;

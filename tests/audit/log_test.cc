@@ -17,6 +17,27 @@
 #include "tests/testing/temp_dir.h"
 
 namespace fieldsync::audit {
+
+using protocol::BatchAccepted;
+using protocol::Checkpoint;
+using protocol::CheckpointTimestamp;
+using protocol::DecodeEvent;
+using protocol::EmptyRoot;
+using protocol::EncodeEvent;
+using protocol::Event;
+using protocol::Hash;
+using protocol::kAuditSigningPurpose;
+using protocol::KeyRotated;
+using protocol::LeafHash;
+using protocol::MemoryNodeSource;
+using protocol::NoteSigner;
+using protocol::NoteVerifier;
+using protocol::OpenCheckpoint;
+using protocol::RollbackAccepted;
+using protocol::RootAt;
+using protocol::SignCheckpoint;
+using protocol::VerifyInclusion;
+
 namespace {
 
 using ::fieldsync::testing::IsOk;

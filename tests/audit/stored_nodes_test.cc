@@ -22,6 +22,19 @@
 #include "tests/testing/temp_dir.h"
 
 namespace fieldsync::audit {
+
+using protocol::CompactMerkleTree;
+using protocol::EncodeEvent;
+using protocol::Event;
+using protocol::Hash;
+using protocol::HashBytes;
+using protocol::LeafHash;
+using protocol::MemoryNodeSource;
+using protocol::RootAt;
+using protocol::StoredNode;
+using protocol::VerifyConsistency;
+using protocol::VerifyInclusion;
+
 namespace {
 
 using ::fieldsync::testing::IsOk;

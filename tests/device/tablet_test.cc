@@ -202,7 +202,7 @@ TEST_F(TabletTest, PulledChangesTeachVersionsRecordsAndClock) {
   f->set_version(3);
   changes.set_next_cursor(3);
   changes.set_caught_up(true);
-  absl::StatusOr<v1::PullChunk> chunk = server::SealPullChunk(
+  absl::StatusOr<v1::PullChunk> chunk = protocol::SealPullChunk(
       changes, *ParseUuid(kDevice), 0, crypto::AsStringView(receiving_.public_key), random_);
   ASSERT_THAT(chunk, IsOk());
 

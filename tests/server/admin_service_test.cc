@@ -13,7 +13,6 @@
 #include "admin/deployment.h"
 #include "admin/principals.h"
 #include "admin/server_keys.h"
-#include "audit/events.h"
 #include "common/build_info.h"
 #include "common/file_io.h"
 #include "crypto/bytes.h"
@@ -27,6 +26,7 @@
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protocol/events.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "storage/key_codec.h"
@@ -237,7 +237,7 @@ class AdminServiceTest : public ::testing::Test {
   }
 
   // The last `n` audit log entries, decoded, read as an administrator.
-  std::vector<audit::Event> AuditTail(uint64_t n) {
+  std::vector<protocol::Event> AuditTail(uint64_t n) {
     auto stub = v1::AuditService::NewStub(Channel(&admin_));
     v1::SignedTreeHead head;
     {
@@ -253,11 +253,11 @@ class AdminServiceTest : public ::testing::Test {
     grpc::ClientContext context;
     SetDeadline(&context);
     auto reader = stub->GetEntries(&context, request);
-    std::vector<audit::Event> out;
+    std::vector<protocol::Event> out;
     v1::AuditEntries chunk;
     while (reader->Read(&chunk)) {
       for (const std::string& e : chunk.entries()) {
-        absl::StatusOr<audit::Event> event = audit::DecodeEvent(e);
+        absl::StatusOr<protocol::Event> event = protocol::DecodeEvent(e);
         EXPECT_THAT(event, IsOk());
         if (event.ok()) out.push_back(*std::move(event));
       }
@@ -316,11 +316,11 @@ TEST_F(AdminServiceTest, AddOfficerIsAuditedInItsCommit) {
   StartServer();
   ASSERT_THAT(AddOfficer("amina.k", "northern"), IsOk());
 
-  std::vector<audit::Event> tail = AuditTail(1);
+  std::vector<protocol::Event> tail = AuditTail(1);
 
   ASSERT_EQ(tail.size(), 1u);
-  const auto* action = std::get_if<audit::AdminAction>(&tail[0].body);
-  ASSERT_NE(action, nullptr) << audit::KindName(audit::KindOf(tail[0]));
+  const auto* action = std::get_if<protocol::AdminAction>(&tail[0].body);
+  ASSERT_NE(action, nullptr) << protocol::KindName(protocol::KindOf(tail[0]));
   EXPECT_EQ(action->action, "officer.add");
   EXPECT_EQ(action->actor, "fieldsync://staff/admin");
   EXPECT_EQ(action->subject_ids, (std::vector<std::string>{"amina.k", "northern"}));
@@ -458,16 +458,16 @@ TEST_F(AdminServiceTest, RevokingAnOfficerAuditsItAndEachDevice) {
 
   ASSERT_THAT(Revoke(v1::PRINCIPAL_KIND_OFFICER, "amina.k"), IsOk());
 
-  std::vector<audit::Event> tail = AuditTail(2);
+  std::vector<protocol::Event> tail = AuditTail(2);
   ASSERT_EQ(tail.size(), 2u);
-  const auto* officer = std::get_if<audit::AdminAction>(&tail[0].body);
-  ASSERT_NE(officer, nullptr) << audit::KindName(audit::KindOf(tail[0]));
+  const auto* officer = std::get_if<protocol::AdminAction>(&tail[0].body);
+  ASSERT_NE(officer, nullptr) << protocol::KindName(protocol::KindOf(tail[0]));
   EXPECT_EQ(officer->action, "officer.revoke");
   EXPECT_EQ(officer->actor, "fieldsync://staff/admin");
   EXPECT_EQ(officer->subject_ids, std::vector<std::string>{"amina.k"});
-  const auto* device = std::get_if<audit::PrincipalRevoked>(&tail[1].body);
-  ASSERT_NE(device, nullptr) << audit::KindName(audit::KindOf(tail[1]));
-  EXPECT_EQ(device->principal_kind, audit::PrincipalKind::kDevice);
+  const auto* device = std::get_if<protocol::PrincipalRevoked>(&tail[1].body);
+  ASSERT_NE(device, nullptr) << protocol::KindName(protocol::KindOf(tail[1]));
+  EXPECT_EQ(device->principal_kind, protocol::PrincipalKind::kDevice);
   EXPECT_EQ(device->principal_id, a.id);
   EXPECT_EQ(device->actor, "fieldsync://staff/admin");
 }
@@ -834,9 +834,9 @@ TEST_F(AdminServiceTest, UpdateStaffReplacesRegionsAndIsAudited) {
       List(*sup, v1::PRINCIPAL_KIND_OFFICER, "eastern");
   ASSERT_THAT(officers, IsOk());  // its new region, from its next call on
   EXPECT_THAT(Ids(*officers), ElementsAre("dayo"));
-  std::vector<audit::Event> tail = AuditTail(1);
+  std::vector<protocol::Event> tail = AuditTail(1);
   ASSERT_EQ(tail.size(), 1u);
-  const auto* action = std::get_if<audit::AdminAction>(&tail[0].body);
+  const auto* action = std::get_if<protocol::AdminAction>(&tail[0].body);
   ASSERT_NE(action, nullptr);
   EXPECT_EQ(action->action, "staff.update");
   EXPECT_EQ(action->actor, "fieldsync://staff/admin");
@@ -932,9 +932,9 @@ TEST_F(AdminServiceTest, OpenCodesAreListedByIdAndACancelledOneNoLongerEnrols) {
 
   ASSERT_THAT(cancelled, IsOk());
   EXPECT_EQ(cancelled->code().officer_id(), "amina");
-  std::vector<audit::Event> tail = AuditTail(1);
+  std::vector<protocol::Event> tail = AuditTail(1);
   ASSERT_EQ(tail.size(), 1u);
-  const auto* action = std::get_if<audit::AdminAction>(&tail[0].body);
+  const auto* action = std::get_if<protocol::AdminAction>(&tail[0].body);
   ASSERT_NE(action, nullptr);
   EXPECT_EQ(action->action, "enrolment-code.cancel");
   EXPECT_THAT(action->subject_ids, ElementsAre(a->code_id(), "amina"));

@@ -12,13 +12,13 @@
 #include "admin/deployment.h"
 #include "aggregates/counters.h"
 #include "aggregates/metrics.h"
-#include "audit/events.h"
 #include "common/file_io.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/aggregates.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protocol/events.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "storage/key_codec.h"
@@ -238,14 +238,14 @@ TEST_F(AggregateServiceTest, EveryAnsweredQueryIsInTheAuditLogWithoutItsCounts) 
   o.path = paths_->db;
   absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(o);
   ASSERT_THAT(store, IsOk());
-  std::vector<audit::AdminAction> queries;
+  std::vector<protocol::AdminAction> queries;
   std::unique_ptr<storage::Iterator> it =
       (*store)->NewIterator(storage::Cf::kAuditLeaves, storage::AuditLeafKeyPrefix(),
                             storage::PrefixUpperBound(storage::AuditLeafKeyPrefix()));
   for (; it->Valid(); it->Next()) {
-    absl::StatusOr<audit::Event> event = audit::DecodeEvent(it->value());
+    absl::StatusOr<protocol::Event> event = protocol::DecodeEvent(it->value());
     ASSERT_THAT(event, IsOk());
-    const auto* a = std::get_if<audit::AdminAction>(&event->body);
+    const auto* a = std::get_if<protocol::AdminAction>(&event->body);
     if (a != nullptr && a->action == "aggregates.query") queries.push_back(*a);
   }
   ASSERT_EQ(queries.size(), 2u);
@@ -253,7 +253,7 @@ TEST_F(AggregateServiceTest, EveryAnsweredQueryIsInTheAuditLogWithoutItsCounts) 
   EXPECT_THAT(queries[0].subject_ids, ::testing::IsSupersetOf({"metric=open_cases", "group_by=sex",
                                                                "filter=region:northern"}));
   EXPECT_THAT(queries[1].subject_ids, ::testing::Contains("group_by=region"));
-  for (const audit::AdminAction& a : queries) {
+  for (const protocol::AdminAction& a : queries) {
     for (const std::string& subject : a.subject_ids) {
       EXPECT_EQ(subject.find("12"), std::string::npos) << "a count in " << subject;
     }

@@ -12,14 +12,10 @@
 
 #include "absl/strings/str_format.h"
 #include "admin/deployment.h"
-#include "audit/checkpoint.h"
-#include "audit/events.h"
 #include "audit/export.h"
-#include "audit/merkle.h"
 #include "common/file_io.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
-#include "crypto/canonical.h"
 #include "crypto/ed25519.h"
 #include "crypto/hpke.h"
 #include "crypto/x25519.h"
@@ -29,6 +25,10 @@
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protocol/batch_header.h"
+#include "protocol/checkpoint.h"
+#include "protocol/events.h"
+#include "protocol/merkle.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "tests/testing/seeded_random.h"
@@ -72,9 +72,9 @@ class AuditServiceTest : public ::testing::Test {
     ASSERT_THAT(key_text, IsOk());
     std::string key_line = *key_text;
     while (!key_line.empty() && key_line.back() == '\n') key_line.pop_back();
-    absl::StatusOr<audit::NoteVerifier> key = audit::NoteVerifier::FromVerifierKey(key_line);
+    absl::StatusOr<protocol::NoteVerifier> key = protocol::NoteVerifier::FromVerifierKey(key_line);
     ASSERT_THAT(key, IsOk());
-    key_ = std::make_unique<audit::NoteVerifier>(*std::move(key));
+    key_ = std::make_unique<protocol::NoteVerifier>(*std::move(key));
 
     ServerOptions options;
     options.data_dir = paths_->root;
@@ -218,7 +218,7 @@ class AuditServiceTest : public ::testing::Test {
 
     v1::PushRequest request;
     v1::SealedBatch* sealed = request.mutable_batch();
-    crypto::BatchHeader header;
+    protocol::BatchHeader header;
     header.device_id = *ParseUuid(d.id);
     header.batch_id = NewUuid(random_);
     header.sequence = sequence;
@@ -227,7 +227,7 @@ class AuditServiceTest : public ::testing::Test {
     sealed->mutable_header()->set_batch_id(FormatUuid(header.batch_id));
     sealed->mutable_header()->set_sequence(sequence);
     sealed->mutable_header()->set_sealing_key_id(header.sealing_key_id);
-    const std::string aad = crypto::EncodeBatchHeader(header);
+    const std::string aad = protocol::EncodeBatchHeader(header);
     const std::string plain = payload.SerializeAsString();
     absl::StatusOr<crypto::HpkeCiphertext> ct =
         crypto::HpkeSeal(AsBytes(d.enrolment.sealing_keys(0).public_key()), AsBytes(kBatchSealInfo),
@@ -236,8 +236,8 @@ class AuditServiceTest : public ::testing::Test {
     sealed->set_enc(ct->enc);
     sealed->set_ciphertext(ct->ciphertext);
     const std::string message =
-        audit::BatchSignedMessage(aad, static_cast<uint8_t>(sealed->compression()),
-                                  audit::SealedPayloadDigest(ct->enc, ct->ciphertext));
+        protocol::BatchSignedMessage(aad, static_cast<uint8_t>(sealed->compression()),
+                                     protocol::SealedPayloadDigest(ct->enc, ct->ciphertext));
     absl::StatusOr<crypto::Ed25519Signature> sig =
         crypto::Ed25519Sign(d.signing.seed, AsBytes(message));
     EXPECT_THAT(sig, IsOk());
@@ -294,12 +294,12 @@ class AuditServiceTest : public ::testing::Test {
   }
 
   // The verified checkpoint of a head, with the auditor's key.
-  audit::Checkpoint Open(const v1::SignedTreeHead& head) {
-    absl::StatusOr<audit::Checkpoint> cp = audit::OpenCheckpoint(head.note(), *key_);
+  protocol::Checkpoint Open(const v1::SignedTreeHead& head) {
+    absl::StatusOr<protocol::Checkpoint> cp = protocol::OpenCheckpoint(head.note(), *key_);
     EXPECT_THAT(cp, IsOk());
     if (!cp.ok()) return {};
     EXPECT_EQ(cp->size, head.tree_size());
-    EXPECT_EQ(audit::HashBytes(cp->root), head.root_hash());
+    EXPECT_EQ(protocol::HashBytes(cp->root), head.root_hash());
     return *cp;
   }
 
@@ -317,7 +317,7 @@ class AuditServiceTest : public ::testing::Test {
   fieldsync::testing::SimulatedClock clock_{absl::Now()};
   fieldsync::testing::SeededRandom random_{20261205};
   std::unique_ptr<admin::DeploymentPaths> paths_;
-  std::unique_ptr<audit::NoteVerifier> key_;
+  std::unique_ptr<protocol::NoteVerifier> key_;
   Credentials admin_;
   std::string ca_pem_;
   std::unique_ptr<FieldsyncServer> server_;
@@ -329,16 +329,16 @@ class AuditServiceTest : public ::testing::Test {
 
 TEST_F(AuditServiceTest, FreshDeploymentLogsTheFirstAdministrator) {
   v1::SignedTreeHead head = Head(admin_);
-  audit::Checkpoint cp = Open(head);
+  protocol::Checkpoint cp = Open(head);
   ASSERT_EQ(cp.size, 1u);
   std::vector<std::string> entries;
   grpc::Status s = Entries(admin_, 0, 0, &entries);
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(entries.size(), 1u);
-  absl::StatusOr<audit::Event> event = audit::DecodeEvent(entries[0]);
+  absl::StatusOr<protocol::Event> event = protocol::DecodeEvent(entries[0]);
   ASSERT_THAT(event, IsOk());
-  const auto* added = std::get_if<audit::StaffAdded>(&event->body);
-  ASSERT_NE(added, nullptr) << audit::KindName(audit::KindOf(*event));
+  const auto* added = std::get_if<protocol::StaffAdded>(&event->body);
+  ASSERT_NE(added, nullptr) << protocol::KindName(protocol::KindOf(*event));
   EXPECT_EQ(added->staff_id, "admin");
   EXPECT_EQ(added->role, static_cast<uint8_t>(v1::ROLE_ADMINISTRATOR));
   EXPECT_EQ(added->actor, "fieldsync init");
@@ -368,34 +368,34 @@ TEST_F(AuditServiceTest, AnIssuedEnrolmentCodeIsLoggedBeforeTheEnrolment) {
   RegisterOfficer();
   const uint64_t before = Open(Head(admin_)).size;
   Device d = Enrol();
-  audit::Checkpoint cp = Open(Head(admin_));
+  protocol::Checkpoint cp = Open(Head(admin_));
   ASSERT_EQ(cp.size, before + 2);
   std::vector<std::string> entries;
   grpc::Status s = Entries(admin_, before, cp.size, &entries);
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(entries.size(), 2u);
 
-  absl::StatusOr<audit::Event> issued = audit::DecodeEvent(entries[0]);
+  absl::StatusOr<protocol::Event> issued = protocol::DecodeEvent(entries[0]);
   ASSERT_THAT(issued, IsOk());
-  const auto* action = std::get_if<audit::AdminAction>(&issued->body);
-  ASSERT_NE(action, nullptr) << audit::KindName(audit::KindOf(*issued));
+  const auto* action = std::get_if<protocol::AdminAction>(&issued->body);
+  ASSERT_NE(action, nullptr) << protocol::KindName(protocol::KindOf(*issued));
   EXPECT_EQ(action->action, "enrolment-code.issue");
   EXPECT_EQ(action->actor, "fieldsync://staff/admin");
   ASSERT_EQ(action->subject_ids.size(), 3u);
   EXPECT_EQ(action->subject_ids[0], "officer1");
   EXPECT_EQ(action->subject_ids[1], "northern");
   EXPECT_EQ(action->subject_ids[2].size(), 16u);  // the code id, never the code
-  absl::StatusOr<audit::Event> enrolled = audit::DecodeEvent(entries[1]);
+  absl::StatusOr<protocol::Event> enrolled = protocol::DecodeEvent(entries[1]);
   ASSERT_THAT(enrolled, IsOk());
-  const auto* device = std::get_if<audit::DeviceEnrolled>(&enrolled->body);
-  ASSERT_NE(device, nullptr) << audit::KindName(audit::KindOf(*enrolled));
+  const auto* device = std::get_if<protocol::DeviceEnrolled>(&enrolled->body);
+  ASSERT_NE(device, nullptr) << protocol::KindName(protocol::KindOf(*enrolled));
   EXPECT_EQ(device->officer_id, "officer1");
 }
 
 TEST_F(AuditServiceTest, AuditorReadsHeadsProofsAndEntries) {
   Grow(3);
   v1::SignedTreeHead head = Head(auditor_);
-  audit::Checkpoint cp = Open(head);
+  protocol::Checkpoint cp = Open(head);
   // init's administrator, two staff, one enrolment, three batches.
   ASSERT_GE(cp.size, 7u);
 
@@ -403,9 +403,9 @@ TEST_F(AuditServiceTest, AuditorReadsHeadsProofsAndEntries) {
   grpc::Status s = Entries(auditor_, 0, cp.size, &entries);
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(entries.size(), cp.size);
-  std::vector<audit::Hash> leaves;
-  for (const std::string& e : entries) leaves.push_back(audit::LeafHash(e));
-  EXPECT_EQ(audit::MemoryNodeSource::FromLeafHashes(leaves).Root(), cp.root);
+  std::vector<protocol::Hash> leaves;
+  for (const std::string& e : entries) leaves.push_back(protocol::LeafHash(e));
+  EXPECT_EQ(protocol::MemoryNodeSource::FromLeafHashes(leaves).Root(), cp.root);
 
   // Inclusion by index, for every leaf, against the head's root.
   for (uint64_t i = 0; i < cp.size; ++i) {
@@ -417,28 +417,28 @@ TEST_F(AuditServiceTest, AuditorReadsHeadsProofsAndEntries) {
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(proof.leaf_index(), i);
     EXPECT_EQ(proof.tree_size(), cp.size);
-    EXPECT_THAT(audit::VerifyInclusion(audit::HashBytes(leaves[i]), i, cp.size,
-                                       Hashes(proof.hashes()), head.root_hash()),
+    EXPECT_THAT(protocol::VerifyInclusion(protocol::HashBytes(leaves[i]), i, cp.size,
+                                          Hashes(proof.hashes()), head.root_hash()),
                 IsOk())
         << "leaf " << i;
   }
   // By leaf hash, at the latest head's size (tree_size 0).
   v1::GetInclusionProofRequest by_hash;
-  by_hash.set_leaf_hash(std::string(audit::HashBytes(leaves[2])));
+  by_hash.set_leaf_hash(std::string(protocol::HashBytes(leaves[2])));
   v1::InclusionProof proof;
   s = Inclusion(auditor_, by_hash, &proof);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(proof.leaf_index(), 2u);
   EXPECT_EQ(proof.tree_size(), cp.size);
-  EXPECT_THAT(audit::VerifyInclusion(audit::HashBytes(leaves[2]), 2, cp.size,
-                                     Hashes(proof.hashes()), head.root_hash()),
+  EXPECT_THAT(protocol::VerifyInclusion(protocol::HashBytes(leaves[2]), 2, cp.size,
+                                        Hashes(proof.hashes()), head.root_hash()),
               IsOk());
   // A tampered proof does not verify.
   std::vector<std::string> bad = Hashes(proof.hashes());
   ASSERT_FALSE(bad.empty());
   bad[0][0] ^= 1;
   EXPECT_THAT(
-      audit::VerifyInclusion(audit::HashBytes(leaves[2]), 2, cp.size, bad, head.root_hash()),
+      protocol::VerifyInclusion(protocol::HashBytes(leaves[2]), 2, cp.size, bad, head.root_hash()),
       Not(IsOk()));
 
   // Consistency from every smaller size to the head.
@@ -448,10 +448,10 @@ TEST_F(AuditServiceTest, AuditorReadsHeadsProofsAndEntries) {
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(c.first_size(), first);
     EXPECT_EQ(c.second_size(), cp.size);
-    audit::Hash root1 =
-        audit::MemoryNodeSource::FromLeafHashes(std::span(leaves).first(first)).Root();
-    EXPECT_THAT(audit::VerifyConsistency(first, cp.size, Hashes(c.hashes()),
-                                         audit::HashBytes(root1), head.root_hash()),
+    protocol::Hash root1 =
+        protocol::MemoryNodeSource::FromLeafHashes(std::span(leaves).first(first)).Root();
+    EXPECT_THAT(protocol::VerifyConsistency(first, cp.size, Hashes(c.hashes()),
+                                            protocol::HashBytes(root1), head.root_hash()),
                 IsOk())
         << first;
   }
@@ -534,13 +534,14 @@ TEST_F(AuditServiceTest, PushAnswerCarriesAReceiptThatVerifies) {
   Grow(2);
   ASSERT_TRUE(last_push_.has_audit_receipt());
   const v1::AuditReceipt& r = last_push_.audit_receipt();
-  audit::Checkpoint cp = Open(r.head());
-  EXPECT_THAT(audit::VerifyInclusion(audit::HashBytes(audit::LeafHash(r.entry())), r.leaf_index(),
-                                     cp.size, Hashes(r.inclusion_proof()), r.head().root_hash()),
-              IsOk());
-  absl::StatusOr<audit::Event> event = audit::DecodeEvent(r.entry());
+  protocol::Checkpoint cp = Open(r.head());
+  EXPECT_THAT(
+      protocol::VerifyInclusion(protocol::HashBytes(protocol::LeafHash(r.entry())), r.leaf_index(),
+                                cp.size, Hashes(r.inclusion_proof()), r.head().root_hash()),
+      IsOk());
+  absl::StatusOr<protocol::Event> event = protocol::DecodeEvent(r.entry());
   ASSERT_THAT(event, IsOk());
-  const auto* batch = std::get_if<audit::BatchAccepted>(&event->body);
+  const auto* batch = std::get_if<protocol::BatchAccepted>(&event->body);
   ASSERT_NE(batch, nullptr);
   EXPECT_EQ(batch->device_id, device_.id);
   EXPECT_EQ(batch->sequence, 2u);
@@ -548,7 +549,7 @@ TEST_F(AuditServiceTest, PushAnswerCarriesAReceiptThatVerifies) {
   EXPECT_EQ(batch->last_position, last_push_.last_position());
   // The same leaf is what AuditService proves.
   v1::GetInclusionProofRequest request;
-  request.set_leaf_hash(std::string(audit::HashBytes(audit::LeafHash(r.entry()))));
+  request.set_leaf_hash(std::string(protocol::HashBytes(protocol::LeafHash(r.entry()))));
   request.set_tree_size(cp.size);
   v1::InclusionProof proof;
   grpc::Status s = Inclusion(auditor_, request, &proof);

@@ -22,8 +22,6 @@
 #include "absl/synchronization/mutex.h"
 #include "admin/deployment.h"
 #include "admin/server_keys.h"
-#include "audit/checkpoint.h"
-#include "audit/events.h"
 #include "common/file_io.h"
 #include "common/proto_text.h"
 #include "common/uuid.h"
@@ -32,13 +30,15 @@
 #include "crypto/master_key.h"
 #include "crypto/x25519.h"
 #include "crypto/x509.h"
-#include "device/sealed_batch.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/audit.grpc.pb.h"
 #include "fieldsync/v1/records.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protocol/checkpoint.h"
+#include "protocol/events.h"
+#include "protocol/sealed_batch.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "storage/column_families.h"
@@ -129,13 +129,13 @@ class BackupTest : public ::testing::Test {
     key_ = Key(paths_->audit_public_key);
   }
 
-  static std::unique_ptr<audit::NoteVerifier> Key(const std::string& path) {
+  static std::unique_ptr<protocol::NoteVerifier> Key(const std::string& path) {
     absl::StatusOr<std::string> text = ReadFile(path);
     EXPECT_THAT(text, IsOk());
-    absl::StatusOr<audit::NoteVerifier> key = audit::NoteVerifier::FromVerifierKey(
+    absl::StatusOr<protocol::NoteVerifier> key = protocol::NoteVerifier::FromVerifierKey(
         std::string(absl::StripTrailingAsciiWhitespace(*text)));
     EXPECT_THAT(key, IsOk());
-    return std::make_unique<audit::NoteVerifier>(*std::move(key));
+    return std::make_unique<protocol::NoteVerifier>(*std::move(key));
   }
 
   // Starts a FieldsyncServer on `data_dir` as fieldsyncd does: its config
@@ -264,14 +264,14 @@ class BackupTest : public ::testing::Test {
     absl::StatusOr<crypto::Ed25519Signer> signer =
         crypto::Ed25519Signer::Create(d.signing.seed.span());
     EXPECT_THAT(signer, IsOk());
-    device::BatchSealParams params;
+    protocol::BatchSealParams params;
     params.header.device_id = *ParseUuid(d.id);
     params.header.batch_id = *ParseUuid(case_id);
     params.header.sequence = sequence;
     params.header.sealing_key_id = d.enrolment.sealing_keys(0).key_id();
     params.sealing_public_key = d.enrolment.sealing_keys(0).public_key();
     params.signer = &*signer;
-    absl::StatusOr<v1::SealedBatch> sealed = device::SealBatch(payload, params, random_);
+    absl::StatusOr<v1::SealedBatch> sealed = protocol::SealBatch(payload, params, random_);
     EXPECT_THAT(sealed, IsOk());
     v1::PushRequest request;
     *request.mutable_batch() = *sealed;
@@ -325,7 +325,7 @@ class BackupTest : public ::testing::Test {
   fieldsync::testing::SimulatedClock clock_{absl::Now()};
   fieldsync::testing::SeededRandom random_{20261202};
   std::unique_ptr<admin::DeploymentPaths> paths_;
-  std::unique_ptr<audit::NoteVerifier> key_;
+  std::unique_ptr<protocol::NoteVerifier> key_;
   Credentials admin_;
   std::string ca_pem_;
   std::unique_ptr<FieldsyncServer> server_;
@@ -412,9 +412,9 @@ TEST_F(BackupTest, BackupIsAuditedAndHoldsNoMasterKey) {
   v1::AuditEntries chunk;
   ASSERT_TRUE(reader->Read(&chunk));
   ASSERT_EQ(chunk.entries_size(), 1);
-  absl::StatusOr<audit::Event> event = audit::DecodeEvent(chunk.entries(0));
+  absl::StatusOr<protocol::Event> event = protocol::DecodeEvent(chunk.entries(0));
   ASSERT_THAT(event, IsOk());
-  const auto* action = std::get_if<audit::AdminAction>(&event->body);
+  const auto* action = std::get_if<protocol::AdminAction>(&event->body);
   ASSERT_NE(action, nullptr);
   EXPECT_EQ(action->actor, "fieldsync://staff/admin");
   EXPECT_EQ(action->action, "backup.create");
@@ -661,13 +661,13 @@ TEST_F(BackupTest, VerifyRefusesAHeadWhoseRootIsNotTheStoredTrees) {
   absl::StatusOr<admin::ServerKeys> keys =
       admin::LoadServerKeys(*store, *crypto::MasterKeyRing::LoadFile(paths_->master_key));
   ASSERT_THAT(keys, IsOk());
-  absl::StatusOr<audit::NoteSigner> signer =
-      audit::NoteSigner::Create(keys->audit_origin, keys->audit_signing_seed.span());
+  absl::StatusOr<protocol::NoteSigner> signer =
+      protocol::NoteSigner::Create(keys->audit_origin, keys->audit_signing_seed.span());
   ASSERT_THAT(signer, IsOk());
   admin::BackupReport good = Verify(backup);
-  audit::Checkpoint forged = good.head;
+  protocol::Checkpoint forged = good.head;
   forged.root[0] ^= 0x01;
-  Write(backup + "/tree-head.note", *audit::SignCheckpoint(forged, *signer));
+  Write(backup + "/tree-head.note", *protocol::SignCheckpoint(forged, *signer));
 
   admin::BackupReport report = Verify(backup);
 

@@ -19,18 +19,14 @@
 #include "absl/strings/str_split.h"
 #include "admin/deployment.h"
 #include "admin/master_key_rotation.h"
-#include "audit/checkpoint.h"
-#include "audit/events.h"
 #include "audit/export.h"
 #include "common/file_io.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
-#include "crypto/case_keys.h"
 #include "crypto/ed25519.h"
 #include "crypto/master_key.h"
 #include "crypto/x25519.h"
 #include "crypto/x509.h"
-#include "device/sealed_batch.h"
 #include "device/tablet.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/audit.grpc.pb.h"
@@ -38,6 +34,10 @@
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "keys/case_keys.h"
+#include "protocol/checkpoint.h"
+#include "protocol/events.h"
+#include "protocol/sealed_batch.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "storage/column_families.h"
@@ -219,14 +219,14 @@ class KeyOperationsTest : public ::testing::Test {
     absl::StatusOr<crypto::Ed25519Signer> signer =
         crypto::Ed25519Signer::Create(d.signing.seed.span());
     EXPECT_THAT(signer, IsOk());
-    device::BatchSealParams params;
+    protocol::BatchSealParams params;
     params.header.device_id = *ParseUuid(d.id);
     params.header.batch_id = NewUuid(random);
     params.header.sequence = d.next_sequence;
     params.header.sealing_key_id = d.enrolment.sealing_keys(0).key_id();
     params.sealing_public_key = d.enrolment.sealing_keys(0).public_key();
     params.signer = &*signer;
-    absl::StatusOr<v1::SealedBatch> sealed = device::SealBatch(payload, params, random);
+    absl::StatusOr<v1::SealedBatch> sealed = protocol::SealBatch(payload, params, random);
     EXPECT_THAT(sealed, IsOk());
     v1::PushRequest request;
     *request.mutable_batch() = *sealed;
@@ -250,7 +250,7 @@ class KeyOperationsTest : public ::testing::Test {
     v1::PullChunk chunk;
     while (reader->Read(&chunk)) {
       absl::StatusOr<v1::PulledChanges> changes =
-          device::OpenPullChunk(chunk, *ParseUuid(d.id), *receiving);
+          protocol::OpenPullChunk(chunk, *ParseUuid(d.id), *receiving);
       EXPECT_THAT(changes, IsOk());
       if (!changes.ok()) continue;
       for (const auto& c : changes->changes()) out.push_back(c);
@@ -329,7 +329,7 @@ class KeyOperationsTest : public ::testing::Test {
   }
 
   // The decoded audit entry at `index`, read through AuditService.
-  absl::StatusOr<audit::Event> AuditEntry(uint64_t index) {
+  absl::StatusOr<protocol::Event> AuditEntry(uint64_t index) {
     auto stub = v1::AuditService::NewStub(Channel(&admin_));
     {
       grpc::ClientContext context;
@@ -352,7 +352,7 @@ class KeyOperationsTest : public ::testing::Test {
     grpc::Status s = reader->Finish();
     if (!s.ok()) return absl::InternalError(s.error_message());
     if (entry.empty()) return absl::NotFoundError("no such entry");
-    return audit::DecodeEvent(entry);
+    return protocol::DecodeEvent(entry);
   }
 
   // Opens the stopped deployment's database (the server holds its lock
@@ -414,10 +414,10 @@ TEST_F(KeyOperationsTest, EraseRecordsCaseErasedAtTheReturnedLeaf) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(response.case_id(), Id(1));
   EXPECT_GT(response.audit_tree_size(), response.audit_leaf_index());
-  absl::StatusOr<audit::Event> event = AuditEntry(response.audit_leaf_index());
+  absl::StatusOr<protocol::Event> event = AuditEntry(response.audit_leaf_index());
   ASSERT_THAT(event, IsOk());
-  const auto* erased = std::get_if<audit::CaseErased>(&event->body);
-  ASSERT_NE(erased, nullptr) << audit::KindName(audit::KindOf(*event));
+  const auto* erased = std::get_if<protocol::CaseErased>(&event->body);
+  ASSERT_NE(erased, nullptr) << protocol::KindName(protocol::KindOf(*event));
   EXPECT_EQ(erased->actor, "fieldsync://staff/admin");
   EXPECT_EQ(erased->case_id, *ParseUuid(Id(1)));
 }
@@ -479,8 +479,8 @@ TEST_F(KeyOperationsTest, ErasedCaseKeyIsReplacedByTheMarker) {
   ASSERT_NE(store, nullptr);
   absl::StatusOr<crypto::MasterKeyRing> ring = crypto::MasterKeyRing::LoadFile(paths_->master_key);
   ASSERT_THAT(ring, IsOk());
-  crypto::CaseKeyStore keys(store.get(), &*ring);
-  EXPECT_THAT(keys.State(*ParseUuid(Id(1))), IsOkAndHolds(crypto::DekState::kErased));
+  keys::CaseKeyStore keys(store.get(), &*ring);
+  EXPECT_THAT(keys.State(*ParseUuid(Id(1))), IsOkAndHolds(keys::DekState::kErased));
   EXPECT_THAT(store->Get(storage::Cf::kKeys, storage::EncodeCaseDekKey(*ParseUuid(Id(1)))),
               IsOkAndHolds(std::string(1, '\0')));
   EXPECT_THAT(keys.GetDek(*ParseUuid(Id(1))),
@@ -581,12 +581,12 @@ class AuditKeyRotationTest : public KeyOperationsTest {
     EXPECT_TRUE(response.has_audit_receipt());
     return response;
   }
-  audit::NoteVerifier KeyFile(const std::string& path) {
+  protocol::NoteVerifier KeyFile(const std::string& path) {
     absl::StatusOr<std::string> text = ReadFile(path);
     EXPECT_THAT(text, IsOk());
     std::string line = *text;
     while (!line.empty() && line.back() == '\n') line.pop_back();
-    return *audit::NoteVerifier::FromVerifierKey(line);
+    return *protocol::NoteVerifier::FromVerifierKey(line);
   }
   // The export `fieldsync audit export` writes, over AuditService.
   std::string Export() {
@@ -626,7 +626,7 @@ class AuditKeyRotationTest : public KeyOperationsTest {
     out += audit::ExportEndRecord(next, heads);
     return out;
   }
-  audit::VerifyReport Verify(const std::string& file, const audit::NoteVerifier& key) {
+  audit::VerifyReport Verify(const std::string& file, const protocol::NoteVerifier& key) {
     std::istringstream in(file);
     audit::VerifyOptions options;
     options.key = &key;
@@ -636,7 +636,7 @@ class AuditKeyRotationTest : public KeyOperationsTest {
 
 TEST_F(AuditKeyRotationTest, RotationRecordsTheTransitionAndSignsItsHeadWithBothKeys) {
   StartServer();
-  const audit::NoteVerifier first = KeyFile(paths_->audit_public_key);
+  const protocol::NoteVerifier first = KeyFile(paths_->audit_public_key);
   v1::RotateAuditKeyResponse response;
 
   grpc::Status s = RotateAudit(admin_, &response);
@@ -645,14 +645,14 @@ TEST_F(AuditKeyRotationTest, RotationRecordsTheTransitionAndSignsItsHeadWithBoth
   EXPECT_EQ(response.old_version(), 1u);
   EXPECT_EQ(response.new_version(), 2u);
   EXPECT_EQ(response.verifier_key_file(), paths_->root + "/audit-log.v2.pub");
-  const audit::NoteVerifier next = KeyFile(response.verifier_key_file());
+  const protocol::NoteVerifier next = KeyFile(response.verifier_key_file());
   EXPECT_EQ(next.VerifierKey(), response.verifier_key());
-  EXPECT_THAT(audit::OpenCheckpoint(response.transition_head().note(), first), IsOk());
-  EXPECT_THAT(audit::OpenCheckpoint(response.transition_head().note(), next), IsOk());
+  EXPECT_THAT(protocol::OpenCheckpoint(response.transition_head().note(), first), IsOk());
+  EXPECT_THAT(protocol::OpenCheckpoint(response.transition_head().note(), next), IsOk());
   EXPECT_GT(response.transition_head().tree_size(), response.audit_leaf_index());
-  absl::StatusOr<audit::Event> event = AuditEntry(response.audit_leaf_index());
+  absl::StatusOr<protocol::Event> event = AuditEntry(response.audit_leaf_index());
   ASSERT_THAT(event, IsOk());
-  const auto* rotated = std::get_if<audit::KeyRotated>(&event->body);
+  const auto* rotated = std::get_if<protocol::KeyRotated>(&event->body);
   ASSERT_NE(rotated, nullptr);
   EXPECT_EQ(rotated->actor, "fieldsync://staff/admin");
   EXPECT_EQ(rotated->purpose, "audit-signing");
@@ -676,20 +676,20 @@ TEST_F(AuditKeyRotationTest, OnlyAnAdministratorRotatesTheAuditKey) {
 
 TEST_F(AuditKeyRotationTest, PushesBeforeAndAfterExportAndRestartAllVerifyAcrossTheRotation) {
   StartServer();
-  const audit::NoteVerifier first = KeyFile(paths_->audit_public_key);
+  const protocol::NoteVerifier first = KeyFile(paths_->audit_public_key);
   Device d = NewDevice();
   device::Tablet tablet = TabletOf(d);
   ASSERT_THAT(tablet.VerifyReceipt(PushAndAnswer(d, Id(1))), IsOk());
 
   v1::RotateAuditKeyResponse rotated;
   ASSERT_TRUE(RotateAudit(admin_, &rotated).ok());
-  const audit::NoteVerifier next = KeyFile(rotated.verifier_key_file());
+  const protocol::NoteVerifier next = KeyFile(rotated.verifier_key_file());
 
   // The tablet enrolled under the first key follows the transition its
   // next receipt carries.
   v1::PushResponse after = PushAndAnswer(d, Id(2));
   ASSERT_EQ(after.audit_receipt().key_transitions_size(), 1);
-  EXPECT_THAT(audit::OpenCheckpoint(after.audit_receipt().head().note(), first),
+  EXPECT_THAT(protocol::OpenCheckpoint(after.audit_receipt().head().note(), first),
               ::testing::Not(IsOk()));
   ASSERT_THAT(tablet.VerifyReceipt(after), IsOk());
   EXPECT_EQ(tablet.audit_key()->key_id(), next.key_id());
@@ -715,7 +715,7 @@ TEST_F(AuditKeyRotationTest, PushesBeforeAndAfterExportAndRestartAllVerifyAcross
   StopServer();
   StartServer();
   v1::PushResponse restarted = PushAndAnswer(d, Id(4));
-  EXPECT_THAT(audit::OpenCheckpoint(restarted.audit_receipt().head().note(), next), IsOk());
+  EXPECT_THAT(protocol::OpenCheckpoint(restarted.audit_receipt().head().note(), next), IsOk());
   EXPECT_THAT(tablet.VerifyReceipt(restarted), IsOk());
   audit::VerifyReport again = Verify(Export(), first);
   EXPECT_TRUE(again.ok) << again.bad_record << ": " << again.error;
@@ -741,11 +741,11 @@ TEST_F(AuditKeyRotationTest, ATabletRefusesAForgedOrMissingTransition) {
                           ->mutable_key_transitions(0)
                           ->mutable_head()
                           ->mutable_note();
-  absl::StatusOr<audit::SignedNote> parsed = audit::ParseSignedNote(*note);
+  absl::StatusOr<protocol::SignedNote> parsed = protocol::ParseSignedNote(*note);
   ASSERT_THAT(parsed, IsOk());
   ASSERT_EQ(parsed->signatures.size(), 2u);
   parsed->signatures.erase(parsed->signatures.begin());
-  *note = *audit::FormatSignedNote(*parsed);
+  *note = *protocol::FormatSignedNote(*parsed);
   EXPECT_THAT(TabletOf(d).VerifyReceipt(unsigned_by_old).status(),
               ::fieldsync::testing::StatusIs(absl::StatusCode::kUnauthenticated));
   // A transition entry tampered with (another new key): its proof fails.
@@ -777,10 +777,10 @@ TEST_F(KeyOperationsTest, RotationRecordsKeyRotated) {
   EXPECT_EQ(response.new_version(), 2u);
   EXPECT_FALSE(response.resumed());
   EXPECT_EQ(response.server_keys_rewrapped(), 3u);  // CA, sealing, audit signing
-  absl::StatusOr<audit::Event> event = AuditEntry(response.audit_leaf_index());
+  absl::StatusOr<protocol::Event> event = AuditEntry(response.audit_leaf_index());
   ASSERT_THAT(event, IsOk());
-  const auto* rotated = std::get_if<audit::KeyRotated>(&event->body);
-  ASSERT_NE(rotated, nullptr) << audit::KindName(audit::KindOf(*event));
+  const auto* rotated = std::get_if<protocol::KeyRotated>(&event->body);
+  ASSERT_NE(rotated, nullptr) << protocol::KindName(protocol::KindOf(*event));
   EXPECT_EQ(rotated->actor, "fieldsync://staff/admin");
   EXPECT_EQ(rotated->purpose, "kek");
   EXPECT_EQ(rotated->old_version, 1u);
@@ -812,7 +812,7 @@ TEST_F(KeyOperationsTest, RotationRewrapsEveryCaseKeyAndTheRestartedServerStillD
     ASSERT_THAT(ring, IsOk());
     EXPECT_EQ(ring->current_version(), 2u);
     EXPECT_TRUE(ring->has_version(1));
-    crypto::CaseKeyStore keys(store.get(), &*ring);
+    keys::CaseKeyStore keys(store.get(), &*ring);
     EXPECT_THAT(keys.WrappedVersion(*ParseUuid(Id(1))), IsOkAndHolds(2u));
     EXPECT_THAT(keys.WrappedVersion(*ParseUuid(Id(2))), IsOkAndHolds(2u));
     // Nothing is left unfinished.
@@ -969,7 +969,7 @@ class KeyOperationsConcurrencyTest : public AuditKeyRotationTest {
 // verifies.
 TEST_F(KeyOperationsConcurrencyTest, EightPushersLoseNothingWhileACaseIsErased) {
   StartServer();
-  const audit::NoteVerifier key = KeyFile(paths_->audit_public_key);
+  const protocol::NoteVerifier key = KeyFile(paths_->audit_public_key);
   Device first = NewDevice();
   PushCase(first, Id(1), "Amina");
   grpc::Status erase_status;
@@ -991,9 +991,9 @@ TEST_F(KeyOperationsConcurrencyTest, EightPushersLoseNothingWhileACaseIsErased) 
   ASSERT_NE(store, nullptr);
   absl::StatusOr<crypto::MasterKeyRing> ring = crypto::MasterKeyRing::LoadFile(paths_->master_key);
   ASSERT_THAT(ring, IsOk());
-  crypto::CaseKeyStore keys(store.get(), &*ring);
-  EXPECT_THAT(keys.State(*ParseUuid(Id(1))), IsOkAndHolds(crypto::DekState::kErased));
-  EXPECT_THAT(keys.State(*ParseUuid(PushedCase(0, 0))), IsOkAndHolds(crypto::DekState::kPresent));
+  keys::CaseKeyStore keys(store.get(), &*ring);
+  EXPECT_THAT(keys.State(*ParseUuid(Id(1))), IsOkAndHolds(keys::DekState::kErased));
+  EXPECT_THAT(keys.State(*ParseUuid(PushedCase(0, 0))), IsOkAndHolds(keys::DekState::kPresent));
 }
 
 // A master key rotation rewraps every case key while tablets create new
@@ -1001,7 +1001,7 @@ TEST_F(KeyOperationsConcurrencyTest, EightPushersLoseNothingWhileACaseIsErased) 
 // (none left under the old one), and after a restart every case decrypts.
 TEST_F(KeyOperationsConcurrencyTest, EightPushersLoseNothingWhileTheMasterKeyRotates) {
   StartServer();
-  const audit::NoteVerifier key = KeyFile(paths_->audit_public_key);
+  const protocol::NoteVerifier key = KeyFile(paths_->audit_public_key);
   Device first = NewDevice();
   PushCase(first, Id(1), "Amina");
   grpc::Status rotate_status;
@@ -1021,7 +1021,7 @@ TEST_F(KeyOperationsConcurrencyTest, EightPushersLoseNothingWhileTheMasterKeyRot
     absl::StatusOr<crypto::MasterKeyRing> ring =
         crypto::MasterKeyRing::LoadFile(paths_->master_key);
     ASSERT_THAT(ring, IsOk());
-    crypto::CaseKeyStore keys(store.get(), &*ring);
+    keys::CaseKeyStore keys(store.get(), &*ring);
     EXPECT_THAT(keys.WrappedVersion(*ParseUuid(Id(1))), IsOkAndHolds(2u));
     for (int t = 0; t < kPushers; ++t) {
       for (int b = 0; b < kBatches; ++b) {
@@ -1046,7 +1046,7 @@ TEST_F(KeyOperationsConcurrencyTest, EightPushersLoseNothingWhileTheMasterKeyRot
 // with the first key file.
 TEST_F(KeyOperationsConcurrencyTest, EightPushersLoseNothingWhileTheAuditKeyRotates) {
   StartServer();
-  const audit::NoteVerifier first = KeyFile(paths_->audit_public_key);
+  const protocol::NoteVerifier first = KeyFile(paths_->audit_public_key);
   grpc::Status rotate_status;
   v1::RotateAuditKeyResponse rotated;
   PushRun run = PushWhile([&] { rotate_status = RotateAudit(admin_, &rotated); });

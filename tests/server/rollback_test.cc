@@ -19,8 +19,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "admin/deployment.h"
-#include "audit/checkpoint.h"
-#include "audit/events.h"
 #include "audit/export.h"
 #include "common/file_io.h"
 #include "crypto/bytes.h"
@@ -33,6 +31,8 @@
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protocol/checkpoint.h"
+#include "protocol/events.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "tests/testing/seeded_random.h"
@@ -86,10 +86,10 @@ class RollbackTest : public ::testing::Test {
     admin_.certificate_pem = *ReadFile(paths.admin_cert);
     admin_.private_key_pem = *ReadFile(paths.admin_key);
     ca_pem_ = *ReadFile(paths.ca_cert);
-    absl::StatusOr<audit::NoteVerifier> key = audit::NoteVerifier::FromVerifierKey(
+    absl::StatusOr<protocol::NoteVerifier> key = protocol::NoteVerifier::FromVerifierKey(
         std::string(absl::StripTrailingAsciiWhitespace(*ReadFile(paths.audit_public_key))));
     ASSERT_THAT(key, IsOk());
-    key_ = std::make_unique<audit::NoteVerifier>(*std::move(key));
+    key_ = std::make_unique<protocol::NoteVerifier>(*std::move(key));
   }
 
   void TearDown() override { Stop(); }
@@ -198,8 +198,8 @@ class RollbackTest : public ::testing::Test {
     return audit::VerifyExport(in, options);
   }
 
-  std::vector<audit::Event> Events(const std::string& file) {
-    std::vector<audit::Event> events;
+  std::vector<protocol::Event> Events(const std::string& file) {
+    std::vector<protocol::Event> events;
     // Entry records follow the magic and the one head record.
     size_t at = audit::kExportMagic.size();
     while (at + 5 <= file.size()) {
@@ -207,7 +207,8 @@ class RollbackTest : public ::testing::Test {
       uint32_t len = 0;
       for (int i = 1; i <= 4; ++i) len = (len << 8) | static_cast<uint8_t>(file[at + i]);
       if (type == 2) {
-        absl::StatusOr<audit::Event> e = audit::DecodeEvent(file.substr(at + 5 + 40, len - 40));
+        absl::StatusOr<protocol::Event> e =
+            protocol::DecodeEvent(file.substr(at + 5 + 40, len - 40));
         EXPECT_THAT(e, IsOk());
         if (e.ok()) events.push_back(*e);
       }
@@ -224,7 +225,7 @@ class RollbackTest : public ::testing::Test {
   fieldsync::testing::SeededRandom random_{20261202};
   std::string data_dir_;
   std::string head_copy_file_;
-  std::unique_ptr<audit::NoteVerifier> key_;
+  std::unique_ptr<protocol::NoteVerifier> key_;
   Credentials admin_;
   std::string ca_pem_;
   std::unique_ptr<FieldsyncServer> server_;
@@ -274,9 +275,9 @@ TEST_F(RollbackTest, AcceptedRollbackIsAuditedSignsANewHeadAndIsNeededOnce) {
   // The acceptance is the entry at the store's size, by the local
   // operator, naming the continued tree and the abandoned head.
   const std::string file = Export();
-  std::vector<audit::Event> events = Events(file);
+  std::vector<protocol::Event> events = Events(file);
   ASSERT_GT(events.size(), old_size);
-  const auto* accepted = std::get_if<audit::RollbackAccepted>(&events[old_size].body);
+  const auto* accepted = std::get_if<protocol::RollbackAccepted>(&events[old_size].body);
   ASSERT_NE(accepted, nullptr);
   EXPECT_EQ(accepted->continued_size, old_size);
   EXPECT_THAT(accepted->actor, HasSubstr("local-operator:uid="));
@@ -371,9 +372,9 @@ TEST_F(RollbackTest, ForkedStoreUnderAHeadOfTheOtherBranchIsRefused) {
                         HasSubstr(absl::StrFormat("--accept-rollback %d", branch_two)))));
   // Accepting the fork records the other branch's head as abandoned.
   Start(branch_two);
-  std::vector<audit::Event> events = Events(Export());
+  std::vector<protocol::Event> events = Events(Export());
   ASSERT_GT(events.size(), branch_two);
-  const auto* accepted = std::get_if<audit::RollbackAccepted>(&events[branch_two].body);
+  const auto* accepted = std::get_if<protocol::RollbackAccepted>(&events[branch_two].body);
   ASSERT_NE(accepted, nullptr);
   EXPECT_EQ(accepted->abandoned_heads, std::vector<std::string>{branch_one_head});
 }

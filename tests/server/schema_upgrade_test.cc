@@ -12,14 +12,14 @@
 #include <vector>
 
 #include "admin/deployment.h"
-#include "audit/events.h"
 #include "common/file_io.h"
-#include "crypto/case_keys.h"
 #include "crypto/master_key.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "keys/case_keys.h"
+#include "protocol/events.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "storage/key_codec.h"
@@ -96,7 +96,7 @@ class SchemaUpgradeTest : public ::testing::Test {
     ASSERT_THAT(master, IsOk());
     absl::StatusOr<std::unique_ptr<sync::Schema>> schema = sync::Schema::Create(shipped_);
     ASSERT_THAT(schema, IsOk());
-    crypto::CaseKeyStore keys(store.get(), &*master);
+    keys::CaseKeyStore keys(store.get(), &*master);
     sync::CaseKeySealer sealer(store.get(), &keys, &random_);
     sync::Ingest::Options o;
     o.store = store.get();
@@ -146,18 +146,18 @@ class SchemaUpgradeTest : public ::testing::Test {
   }
 
   // The AdminAction events of the audit log whose action starts "schema.".
-  std::vector<audit::AdminAction> SchemaEvents() {
+  std::vector<protocol::AdminAction> SchemaEvents() {
     std::unique_ptr<storage::Store> store = OpenStore();
-    std::vector<audit::AdminAction> out;
+    std::vector<protocol::AdminAction> out;
     if (store == nullptr) return out;
     std::unique_ptr<storage::Iterator> it =
         store->NewIterator(storage::Cf::kAuditLeaves, storage::AuditLeafKeyPrefix(),
                            storage::PrefixUpperBound(storage::AuditLeafKeyPrefix()));
     for (; it->Valid(); it->Next()) {
-      absl::StatusOr<audit::Event> event = audit::DecodeEvent(it->value());
+      absl::StatusOr<protocol::Event> event = protocol::DecodeEvent(it->value());
       EXPECT_THAT(event, IsOk());
       if (!event.ok()) continue;
-      if (const auto* a = std::get_if<audit::AdminAction>(&event->body);
+      if (const auto* a = std::get_if<protocol::AdminAction>(&event->body);
           a != nullptr && a->action.starts_with("schema.")) {
         out.push_back(*a);
       }
@@ -222,7 +222,7 @@ TEST_F(SchemaUpgradeTest, FieldInUseRemovedIsRefusedUntilAcceptedAndTheAcceptanc
   ASSERT_THAT(Start(/*accept=*/true), IsOk());
 
   EXPECT_TRUE(Same(Served(), next));
-  std::vector<audit::AdminAction> events = SchemaEvents();
+  std::vector<protocol::AdminAction> events = SchemaEvents();
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].action, "schema.change-accepted");
   EXPECT_EQ(events[0].actor, "fieldsync://server/upgrade");
@@ -253,7 +253,7 @@ TEST_F(SchemaUpgradeTest, CompatibleChangeIsRecordedAndAudited) {
   ASSERT_THAT(Start(), IsOk());
 
   EXPECT_TRUE(Same(Served(), next));
-  std::vector<audit::AdminAction> events = SchemaEvents();
+  std::vector<protocol::AdminAction> events = SchemaEvents();
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].action, "schema.changed");
   EXPECT_THAT(events[0].subject_ids,

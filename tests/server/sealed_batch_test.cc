@@ -1,5 +1,5 @@
 // The server's checks of server/sealed_batch.h over the encodings of
-// device/sealed_batch.h: the worked example of docs/PROTOCOL.md §9 byte for
+// protocol/sealed_batch.h: the worked example of docs/PROTOCOL.md §9 byte for
 // byte, and every byte of a sealed batch flipped in turn giving a clean
 // refusal.
 #include "server/sealed_batch.h"
@@ -25,12 +25,12 @@ namespace fieldsync::server {
 namespace {
 
 using crypto::AsBytes;
-using device::EncodeBatchSignedMessage;
-using device::EncodePullChunkHeader;
-using device::kBatchSealInfo;
-using device::SealedPayloadDigest;
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::StatusIs;
+using protocol::EncodeBatchSignedMessage;
+using protocol::EncodePullChunkHeader;
+using protocol::kBatchSealInfo;
+using protocol::SealedPayloadDigest;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
@@ -110,8 +110,8 @@ struct Example {
     h->set_batch_id("aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee");
     h->set_sequence(1);
     h->set_sealing_key_id(1);
-    crypto::BatchHeader header = *ParseBatchHeader(*h);
-    header_encoding = crypto::EncodeBatchHeader(header);
+    protocol::BatchHeader header = *ParseBatchHeader(*h);
+    header_encoding = protocol::EncodeBatchHeader(header);
     auto setup = crypto::HpkeSetupBaseSWithEphemeralKeyForTesting(
         server_public, AsBytes(kBatchSealInfo), ephemeral_private);
     sealed.set_enc(setup->enc);
@@ -279,7 +279,7 @@ class SealingKeyCutoffTest : public ::testing::Test {
 
   // The example's payload sealed to key `key_id` with `public_key`.
   v1::SealedBatch SealTo(uint32_t key_id, const crypto::X25519PublicKey& public_key) {
-    device::BatchSealParams params;
+    protocol::BatchSealParams params;
     params.header.device_id = *ParseUuid("11111111-2222-4333-8444-555555555555");
     params.header.batch_id = *ParseUuid("aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee");
     params.header.sequence = 1;
@@ -288,7 +288,7 @@ class SealingKeyCutoffTest : public ::testing::Test {
     params.signer = &signer_;
     v1::BatchPayload payload;
     payload.ParseFromString(e_.payload);
-    return *device::SealBatch(payload, params, random_);
+    return *protocol::SealBatch(payload, params, random_);
   }
 
   absl::StatusOr<OpenedBatch> Open(const v1::SealedBatch& sealed, absl::Time now) {

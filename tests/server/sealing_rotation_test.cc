@@ -15,7 +15,6 @@
 
 #include "absl/strings/str_format.h"
 #include "admin/deployment.h"
-#include "audit/events.h"
 #include "common/file_io.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
@@ -29,6 +28,7 @@
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protocol/events.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "tests/testing/seeded_random.h"
@@ -245,7 +245,7 @@ class SealingRotationTest : public ::testing::Test {
   }
 
   // The decoded audit entry at `index`, read through AuditService.
-  absl::StatusOr<audit::Event> AuditEntry(uint64_t index) {
+  absl::StatusOr<protocol::Event> AuditEntry(uint64_t index) {
     auto stub = v1::AuditService::NewStub(Channel(&admin_));
     {
       grpc::ClientContext context;
@@ -268,7 +268,7 @@ class SealingRotationTest : public ::testing::Test {
     grpc::Status s = reader->Finish();
     if (!s.ok()) return absl::InternalError(s.error_message());
     if (entry.empty()) return absl::NotFoundError("no such entry");
-    return audit::DecodeEvent(entry);
+    return protocol::DecodeEvent(entry);
   }
 
   fieldsync::testing::ScopedTempDir dir_;
@@ -360,10 +360,10 @@ TEST_F(SealingRotationTest, RotationIsAuditedWithTheNewPublicKey) {
   v1::RotateSealingKeyResponse rotated;
   ASSERT_TRUE(Rotate(admin_, v1::RotateSealingKeyRequest(), &rotated).ok());
 
-  absl::StatusOr<audit::Event> event = AuditEntry(rotated.audit_leaf_index());
+  absl::StatusOr<protocol::Event> event = AuditEntry(rotated.audit_leaf_index());
 
   ASSERT_THAT(event, IsOk());
-  const audit::KeyRotated* k = std::get_if<audit::KeyRotated>(&event->body);
+  const protocol::KeyRotated* k = std::get_if<protocol::KeyRotated>(&event->body);
   ASSERT_NE(k, nullptr);
   EXPECT_EQ(k->actor, "fieldsync://staff/admin");
   EXPECT_EQ(k->purpose, "hpke-sealing");

@@ -18,17 +18,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "admin/deployment.h"
-#include "audit/events.h"
 #include "common/file_io.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
-#include "crypto/canonical.h"
 #include "crypto/ed25519.h"
 #include "crypto/hash.h"
 #include "crypto/hpke.h"
 #include "crypto/x25519.h"
 #include "crypto/x509.h"
-#include "device/sealed_batch.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/rpc_status.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
@@ -37,6 +34,9 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "protocol/batch_header.h"
+#include "protocol/events.h"
+#include "protocol/sealed_batch.h"
 #include "server/config.h"
 #include "server/sealed_batch.h"
 #include "server/server.h"
@@ -318,7 +318,7 @@ class SyncServiceTest : public ::testing::Test {
     absl::StatusOr<crypto::Ed25519Signer> signer =
         crypto::Ed25519Signer::Create(d.signing.seed.span());
     EXPECT_THAT(signer, IsOk());
-    device::BatchSealParams params;
+    protocol::BatchSealParams params;
     params.header.device_id = *ParseUuid(d.id);
     params.header.batch_id = *ParseUuid(batch_id);
     params.header.sequence = sequence;
@@ -326,16 +326,16 @@ class SyncServiceTest : public ::testing::Test {
     params.sealing_public_key = d.enrolment.sealing_keys(0).public_key();
     params.signer = &*signer;
     params.compression = compress ? v1::PAYLOAD_COMPRESSION_ZSTD : v1::PAYLOAD_COMPRESSION_NONE;
-    absl::StatusOr<v1::SealedBatch> sealed = device::SealBatch(payload, params, random_);
+    absl::StatusOr<v1::SealedBatch> sealed = protocol::SealBatch(payload, params, random_);
     EXPECT_THAT(sealed, IsOk());
     return *sealed;
   }
 
   void Resign(const Device& d, v1::SealedBatch* sealed) {
-    crypto::BatchHeader header = *ParseBatchHeader(sealed->header());
-    std::string message = device::EncodeBatchSignedMessage(
+    protocol::BatchHeader header = *ParseBatchHeader(sealed->header());
+    std::string message = protocol::EncodeBatchSignedMessage(
         header, sealed->compression(),
-        device::SealedPayloadDigest(sealed->enc(), sealed->ciphertext()));
+        protocol::SealedPayloadDigest(sealed->enc(), sealed->ciphertext()));
     absl::StatusOr<crypto::Ed25519Signature> sig =
         crypto::Ed25519Sign(d.signing.seed, AsBytes(message));
     EXPECT_THAT(sig, IsOk());
@@ -370,7 +370,7 @@ class SyncServiceTest : public ::testing::Test {
     while (n < max_chunks && reader->Read(&chunk)) {
       ++n;
       absl::StatusOr<v1::PulledChanges> changes =
-          device::OpenPullChunk(chunk, device_uuid, *receiving);
+          protocol::OpenPullChunk(chunk, device_uuid, *receiving);
       EXPECT_THAT(changes, IsOk());
       if (!changes.ok()) continue;
       EXPECT_EQ(changes->next_cursor(), chunk.next_cursor());
@@ -1347,19 +1347,19 @@ class CaseServiceTest : public SyncServiceTest {
   }
 
   // The audit log's events (the server is stopped first).
-  std::vector<audit::Event> AuditEvents() {
+  std::vector<protocol::Event> AuditEvents() {
     EXPECT_THAT(server_->Shutdown(), IsOk());
     server_.reset();
     storage::StoreOptions o;
     o.path = paths_->db;
     absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(o);
     EXPECT_THAT(store, IsOk());
-    std::vector<audit::Event> out;
+    std::vector<protocol::Event> out;
     std::unique_ptr<storage::Iterator> it =
         (*store)->NewIterator(storage::Cf::kAuditLeaves, storage::AuditLeafKeyPrefix(),
                               storage::PrefixUpperBound(storage::AuditLeafKeyPrefix()));
     for (; it->Valid(); it->Next()) {
-      absl::StatusOr<audit::Event> event = audit::DecodeEvent(it->value());
+      absl::StatusOr<protocol::Event> event = protocol::DecodeEvent(it->value());
       EXPECT_THAT(event, IsOk());
       if (event.ok()) out.push_back(*std::move(event));
     }
@@ -1367,10 +1367,10 @@ class CaseServiceTest : public SyncServiceTest {
   }
 
   // The CaseAccess events in the audit log (the server is stopped first).
-  std::vector<audit::CaseAccess> AccessEvents() {
-    std::vector<audit::CaseAccess> out;
-    for (const audit::Event& e : AuditEvents()) {
-      if (const auto* a = std::get_if<audit::CaseAccess>(&e.body)) out.push_back(*a);
+  std::vector<protocol::CaseAccess> AccessEvents() {
+    std::vector<protocol::CaseAccess> out;
+    for (const protocol::Event& e : AuditEvents()) {
+      if (const auto* a = std::get_if<protocol::CaseAccess>(&e.body)) out.push_back(*a);
     }
     return out;
   }
@@ -1420,8 +1420,8 @@ TEST_F(CaseServiceTest, RepullingOneChangePerChunkWritesABoundedNumberOfAccessEn
   }
   const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
 
-  std::vector<audit::CaseAccess> mine;
-  for (const audit::CaseAccess& a : AccessEvents()) {
+  std::vector<protocol::CaseAccess> mine;
+  for (const protocol::CaseAccess& a : AccessEvents()) {
     if (a.principal_id == tablet_.id) mine.push_back(a);
   }
   std::printf("pull flood: %d pulls, %d chunks in %.1f s; %zu access entries\n", pulls, chunks,
@@ -1431,9 +1431,9 @@ TEST_F(CaseServiceTest, RepullingOneChangePerChunkWritesABoundedNumberOfAccessEn
   EXPECT_EQ(mine.size(), 2u);
   // What it read is in the log exactly: each entry names every case pulled,
   // over the log range that holds their changes.
-  for (const audit::CaseAccess& a : mine) {
-    EXPECT_EQ(a.principal_kind, audit::PrincipalKind::kDevice);
-    EXPECT_EQ(a.access, audit::AccessKind::kDevicePull);
+  for (const protocol::CaseAccess& a : mine) {
+    EXPECT_EQ(a.principal_kind, protocol::PrincipalKind::kDevice);
+    EXPECT_EQ(a.access, protocol::AccessKind::kDevicePull);
     EXPECT_EQ(a.from_position, 0u);
     EXPECT_GE(a.to_position, static_cast<uint64_t>(kCases));
     EXPECT_EQ(a.case_ids, case_ids);
@@ -1556,14 +1556,14 @@ TEST_F(CaseServiceTest, GetCaseShowsDecryptedFieldsWithWriterAndVersionAndIsAudi
     EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   }
 
-  std::vector<audit::CaseAccess> access = AccessEvents();
-  std::vector<audit::CaseAccess> views;
-  for (const audit::CaseAccess& a : access) {
-    if (a.access == audit::AccessKind::kCaseView) views.push_back(a);
+  std::vector<protocol::CaseAccess> access = AccessEvents();
+  std::vector<protocol::CaseAccess> views;
+  for (const protocol::CaseAccess& a : access) {
+    if (a.access == protocol::AccessKind::kCaseView) views.push_back(a);
   }
   ASSERT_EQ(views.size(), 1u);  // refused reads send nothing and record nothing
   EXPECT_EQ(views[0].principal_id, "sup1");
-  EXPECT_EQ(views[0].principal_kind, audit::PrincipalKind::kStaff);
+  EXPECT_EQ(views[0].principal_kind, protocol::PrincipalKind::kStaff);
   EXPECT_THAT(views[0].case_ids, ElementsAre(*ParseUuid(Id(1))));
 }
 
@@ -1736,14 +1736,14 @@ TEST_F(CaseServiceTest, EveryActionIsACaseChangeByTheSupervisorWithoutValues) {
   ASSERT_TRUE(SetStatus(Id(1), false, "", &status).ok());
 
   std::vector<uint8_t> kinds;
-  for (const audit::Event& e : AuditEvents()) {
-    const auto* c = std::get_if<audit::CaseChange>(&e.body);
+  for (const protocol::Event& e : AuditEvents()) {
+    const auto* c = std::get_if<protocol::CaseChange>(&e.body);
     if (c == nullptr || c->actor != "staff:sup1") continue;
     kinds.push_back(c->change_kind);
     EXPECT_THAT(c->case_ids, ElementsAre(*ParseUuid(Id(1))));
     EXPECT_EQ(c->first_position, c->last_position);
     // No value of the case is in the event.
-    absl::StatusOr<std::string> encoded = audit::EncodeEvent(e);
+    absl::StatusOr<std::string> encoded = protocol::EncodeEvent(e);
     ASSERT_THAT(encoded, IsOk());
     EXPECT_EQ(encoded->find("Zawadi"), std::string::npos);
     EXPECT_EQ(encoded->find("Amina"), std::string::npos);

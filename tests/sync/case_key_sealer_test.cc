@@ -3,10 +3,10 @@
 #include <memory>
 #include <vector>
 
-#include "crypto/case_keys.h"
 #include "crypto/master_key.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "keys/case_keys.h"
 #include "storage/column_families.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
@@ -29,7 +29,7 @@ class CaseKeySealerTest : public ::testing::Test {
     o.path = dir_.Sub("db");
     o.create_if_missing = true;
     store_ = *storage::Store::Open(o);
-    keys_ = std::make_unique<crypto::CaseKeyStore>(store_.get(), &ring_);
+    keys_ = std::make_unique<keys::CaseKeyStore>(store_.get(), &ring_);
     sealer_ = std::make_unique<CaseKeySealer>(store_.get(), keys_.get(), &random_);
   }
 
@@ -37,7 +37,7 @@ class CaseKeySealerTest : public ::testing::Test {
   fieldsync::testing::SeededRandom random_;
   crypto::MasterKeyRing ring_ = crypto::MasterKeyRing::Generate(random_);
   std::unique_ptr<storage::Store> store_;
-  std::unique_ptr<crypto::CaseKeyStore> keys_;
+  std::unique_ptr<keys::CaseKeyStore> keys_;
   std::unique_ptr<CaseKeySealer> sealer_;
 };
 

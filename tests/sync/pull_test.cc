@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "crypto/case_keys.h"
+#include "keys/case_keys.h"
 #include "crypto/master_key.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -50,7 +50,7 @@ class PullTest : public ::testing::Test {
     o.path = dir_.Sub("db");
     o.create_if_missing = true;
     store_ = *storage::Store::Open(o);
-    keys_ = std::make_unique<crypto::CaseKeyStore>(store_.get(), &ring_);
+    keys_ = std::make_unique<keys::CaseKeyStore>(store_.get(), &ring_);
     sealer_ = std::make_unique<CaseKeySealer>(store_.get(), keys_.get(), &random_);
     Ingest::Options io;
     io.store = store_.get();
@@ -161,7 +161,7 @@ class PullTest : public ::testing::Test {
   crypto::MasterKeyRing ring_ = crypto::MasterKeyRing::Generate(random_);
   std::unique_ptr<Schema> schema_;
   std::unique_ptr<storage::Store> store_;
-  std::unique_ptr<crypto::CaseKeyStore> keys_;
+  std::unique_ptr<keys::CaseKeyStore> keys_;
   std::unique_ptr<CaseKeySealer> sealer_;
   std::unique_ptr<Ingest> ingest_;
   std::unique_ptr<ChangeFeed> feed_;

@@ -1,4 +1,4 @@
-#include "audit/merkle.h"
+#include "protocol/merkle.h"
 
 #include <algorithm>
 #include <bit>
@@ -9,7 +9,7 @@
 #include "common/status_macros.h"
 #include "crypto/hash.h"
 
-namespace fieldsync::audit {
+namespace fieldsync::protocol {
 namespace {
 
 // RFC 9162 domain separation prefixes (section 2.1.1).
@@ -423,4 +423,4 @@ absl::Status VerifyConsistency(uint64_t size1, uint64_t size2, std::span<const s
   return VerifyConsistency(size1, size2, path, first, second);
 }
 
-}  // namespace fieldsync::audit
+}  // namespace fieldsync::protocol

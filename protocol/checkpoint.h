@@ -1,8 +1,8 @@
 // Signed tree heads: C2SP tlog-checkpoint note bodies (c2sp.org/tlog-checkpoint)
 // and C2SP signed notes with Ed25519 keys (c2sp.org/signed-note), byte for
 // byte compatible with golang.org/x/mod/sumdb/note and transparency-dev tools.
-#ifndef FIELDSYNC_AUDIT_CHECKPOINT_H_
-#define FIELDSYNC_AUDIT_CHECKPOINT_H_
+#ifndef FIELDSYNC_PROTOCOL_CHECKPOINT_H_
+#define FIELDSYNC_PROTOCOL_CHECKPOINT_H_
 
 #include <cstdint>
 #include <optional>
@@ -14,10 +14,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "audit/merkle.h"
 #include "crypto/ed25519.h"
+#include "protocol/merkle.h"
 
-namespace fieldsync::audit {
+namespace fieldsync::protocol {
 
 // The body of a checkpoint note (signed bytes, persisted and published):
 //   <origin>\n                 non-empty; no control characters
@@ -166,6 +166,6 @@ bool HasSignatureLineOf(std::string_view note, const NoteVerifier& key);
 // the origin is not the key's name.
 absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view note, const NoteVerifier& verifier);
 
-}  // namespace fieldsync::audit
+}  // namespace fieldsync::protocol
 
-#endif  // FIELDSYNC_AUDIT_CHECKPOINT_H_
+#endif  // FIELDSYNC_PROTOCOL_CHECKPOINT_H_

@@ -1,27 +1,28 @@
-#include "device/receipt.h"
+#include "protocol/receipt.h"
 
 #include <algorithm>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "audit/events.h"
-#include "audit/merkle.h"
 #include "common/status_macros.h"
+#include "protocol/events.h"
+#include "protocol/merkle.h"
 
-namespace fieldsync::device {
+namespace fieldsync::protocol {
 namespace {
 
 // The head of a SignedTreeHead message opened with `key`, its size and
 // root fields checked against the note.
-absl::StatusOr<audit::Checkpoint> OpenHead(const v1::SignedTreeHead& head,
-                                           const audit::NoteVerifier& key, std::string_view what) {
-  absl::StatusOr<audit::Checkpoint> cp = audit::OpenCheckpoint(head.note(), key);
+absl::StatusOr<protocol::Checkpoint> OpenHead(const v1::SignedTreeHead& head,
+                                              const protocol::NoteVerifier& key,
+                                              std::string_view what) {
+  absl::StatusOr<protocol::Checkpoint> cp = protocol::OpenCheckpoint(head.note(), key);
   if (!cp.ok()) {
     return absl::UnauthenticatedError(absl::StrFormat(
         "%s is not signed by the audit key this device holds: %s", what, cp.status().message()));
   }
-  if (head.tree_size() != cp->size || head.root_hash() != audit::HashBytes(cp->root)) {
+  if (head.tree_size() != cp->size || head.root_hash() != protocol::HashBytes(cp->root)) {
     return absl::UnauthenticatedError(
         absl::StrFormat("%s: the size or root field disagrees with the signed note", what));
   }
@@ -31,10 +32,10 @@ absl::StatusOr<audit::Checkpoint> OpenHead(const v1::SignedTreeHead& head,
 // `entry` at `index` is in the tree of `cp`.
 absl::Status CheckIncluded(const std::string& entry, uint64_t index,
                            const google::protobuf::RepeatedPtrField<std::string>& proof,
-                           const audit::Checkpoint& cp, std::string_view what) {
+                           const protocol::Checkpoint& cp, std::string_view what) {
   std::vector<std::string> hashes(proof.begin(), proof.end());
-  absl::Status s = audit::VerifyInclusion(audit::HashBytes(audit::LeafHash(entry)), index, cp.size,
-                                          hashes, audit::HashBytes(cp.root));
+  absl::Status s = protocol::VerifyInclusion(protocol::HashBytes(protocol::LeafHash(entry)), index,
+                                             cp.size, hashes, protocol::HashBytes(cp.root));
   if (!s.ok()) {
     return absl::UnauthenticatedError(
         absl::StrFormat("%s: the inclusion proof does not lead to the signed root", what));
@@ -44,9 +45,9 @@ absl::Status CheckIncluded(const std::string& entry, uint64_t index,
 
 // The new key a key-transition entry announces.
 absl::StatusOr<crypto::Ed25519PublicKey> AnnouncedKey(const std::string& entry) {
-  absl::StatusOr<audit::Event> event = audit::DecodeEvent(entry);
-  const auto* rotated = event.ok() ? std::get_if<audit::KeyRotated>(&event->body) : nullptr;
-  if (rotated == nullptr || rotated->purpose != audit::kAuditSigningPurpose ||
+  absl::StatusOr<protocol::Event> event = protocol::DecodeEvent(entry);
+  const auto* rotated = event.ok() ? std::get_if<protocol::KeyRotated>(&event->body) : nullptr;
+  if (rotated == nullptr || rotated->purpose != protocol::kAuditSigningPurpose ||
       rotated->new_public_key.size() != crypto::kEd25519PublicKeySize) {
     return absl::UnauthenticatedError(
         "a key transition's entry is not an audit-signing KeyRotated event with a 32-byte key");
@@ -65,12 +66,13 @@ absl::StatusOr<ReceiptVerifier> ReceiptVerifier::Create(std::string_view origin,
   }
   crypto::Ed25519PublicKey key;
   std::copy(public_key.begin(), public_key.end(), key.begin());
-  ASSIGN_OR_RETURN(audit::NoteVerifier verifier, audit::NoteVerifier::FromPublicKey(origin, key));
+  ASSIGN_OR_RETURN(protocol::NoteVerifier verifier,
+                   protocol::NoteVerifier::FromPublicKey(origin, key));
   return ReceiptVerifier(std::move(verifier));
 }
 
-absl::StatusOr<audit::Checkpoint> ReceiptVerifier::Verify(const v1::AuditReceipt& receipt,
-                                                          std::string_view device_id) {
+absl::StatusOr<protocol::Checkpoint> ReceiptVerifier::Verify(const v1::AuditReceipt& receipt,
+                                                             std::string_view device_id) {
   // The transitions after the one that announced the key held (all of
   // them when it is the log's first key), followed on a copy: a failed
   // check changes nothing.
@@ -80,24 +82,24 @@ absl::StatusOr<audit::Checkpoint> ReceiptVerifier::Verify(const v1::AuditReceipt
     absl::StatusOr<crypto::Ed25519PublicKey> announced = AnnouncedKey(transitions[i].entry());
     if (announced.ok() && *announced == key_.public_key()) start = i + 1;
   }
-  audit::NoteVerifier key = key_;
+  protocol::NoteVerifier key = key_;
   for (int i = start; i < transitions.size(); ++i) {
     const v1::AuditKeyTransition& t = transitions[i];
     const std::string what = absl::StrFormat("the key transition at entry %d", t.leaf_index());
     ASSIGN_OR_RETURN(crypto::Ed25519PublicKey announced, AnnouncedKey(t.entry()));
-    ASSIGN_OR_RETURN(audit::Checkpoint cp, OpenHead(t.head(), key, what));
-    ASSIGN_OR_RETURN(audit::NoteVerifier next,
-                     audit::NoteVerifier::FromPublicKey(key.key_name(), announced));
-    if (!audit::OpenCheckpoint(t.head().note(), next).ok()) {
+    ASSIGN_OR_RETURN(protocol::Checkpoint cp, OpenHead(t.head(), key, what));
+    ASSIGN_OR_RETURN(protocol::NoteVerifier next,
+                     protocol::NoteVerifier::FromPublicKey(key.key_name(), announced));
+    if (!protocol::OpenCheckpoint(t.head().note(), next).ok()) {
       return absl::UnauthenticatedError(
           absl::StrFormat("%s: its head is not signed by the key it announces", what));
     }
     RETURN_IF_ERROR(CheckIncluded(t.entry(), t.leaf_index(), t.inclusion_proof(), cp, what));
     key = std::move(next);
   }
-  ASSIGN_OR_RETURN(audit::Checkpoint cp, OpenHead(receipt.head(), key, "the receipt's head"));
-  absl::StatusOr<audit::Event> event = audit::DecodeEvent(receipt.entry());
-  const auto* batch = event.ok() ? std::get_if<audit::BatchAccepted>(&event->body) : nullptr;
+  ASSIGN_OR_RETURN(protocol::Checkpoint cp, OpenHead(receipt.head(), key, "the receipt's head"));
+  absl::StatusOr<protocol::Event> event = protocol::DecodeEvent(receipt.entry());
+  const auto* batch = event.ok() ? std::get_if<protocol::BatchAccepted>(&event->body) : nullptr;
   if (batch == nullptr || batch->device_id != device_id) {
     return absl::UnauthenticatedError("the receipt's entry is not a batch of this device");
   }
@@ -112,4 +114,4 @@ absl::StatusOr<audit::Checkpoint> ReceiptVerifier::Verify(const v1::AuditReceipt
   return cp;
 }
 
-}  // namespace fieldsync::device
+}  // namespace fieldsync::protocol

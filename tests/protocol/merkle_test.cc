@@ -1,4 +1,4 @@
-#include "audit/merkle.h"
+#include "protocol/merkle.h"
 
 #include <bit>
 #include <cstdio>
@@ -18,7 +18,7 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
-namespace fieldsync::audit {
+namespace fieldsync::protocol {
 namespace {
 
 using ::fieldsync::testing::IsOk;
@@ -196,7 +196,8 @@ TEST(MerkleHashTest, LeafAndNodeHashesAreDomainSeparated) {
   const std::string node_input = std::string(1, '\0') + "abc";
   EXPECT_EQ(leaf, crypto::Sha256(std::string_view(node_input)));
   EXPECT_NE(LeafHash(std::string_view("")), EmptyRoot());
-  EXPECT_NE(NodeHash(leaf, leaf), LeafHash(std::string(HashBytes(leaf)) + std::string(HashBytes(leaf))));
+  EXPECT_NE(NodeHash(leaf, leaf),
+            LeafHash(std::string(HashBytes(leaf)) + std::string(HashBytes(leaf))));
 }
 
 TEST(MerkleHashTest, HashFromBytesRejectsWrongLengths) {
@@ -258,7 +259,8 @@ TEST(CompactMerkleTreeTest, RestoreContinuesWhereTheStoredTreeStopped) {
 
   ASSERT_THAT(restored, IsOk());
   EXPECT_EQ(counting.TakeCalls(), static_cast<uint64_t>(std::popcount(45u)));
-  for (size_t i = 45; i < leaves.size(); ++i) ASSERT_THAT(restored->Append(leaves[i], nullptr), IsOk());
+  for (size_t i = 45; i < leaves.size(); ++i)
+    ASSERT_THAT(restored->Append(leaves[i], nullptr), IsOk());
   EXPECT_EQ(restored->Root(), MemoryNodeSource::FromLeafHashes(leaves).Root());
 }
 
@@ -311,18 +313,18 @@ TEST(MerkleProofTest, NodeReadsStayLogarithmicAtHugeSizes) {
       const uint64_t calls = counting.TakeCalls();
       EXPECT_LE(calls, bound) << "index " << index << " size " << size;
       max_inclusion = std::max(max_inclusion, calls);
-      absl::StatusOr<std::vector<Hash>> consistency =
-          ConsistencyProof(counting, index + 1, size);
+      absl::StatusOr<std::vector<Hash>> consistency = ConsistencyProof(counting, index + 1, size);
       ASSERT_THAT(consistency, IsOk());
       const uint64_t consistency_calls = counting.TakeCalls();
       EXPECT_LE(consistency_calls, bound) << "size1 " << index + 1 << " size2 " << size;
       max_consistency = std::max(max_consistency, consistency_calls);
     }
   }
-  std::printf("merkle_test: up to 2^64-1 leaves: at most %llu reads per inclusion proof, "
-              "%llu per consistency proof\n",
-              static_cast<unsigned long long>(max_inclusion),
-              static_cast<unsigned long long>(max_consistency));
+  std::printf(
+      "merkle_test: up to 2^64-1 leaves: at most %llu reads per inclusion proof, "
+      "%llu per consistency proof\n",
+      static_cast<unsigned long long>(max_inclusion),
+      static_cast<unsigned long long>(max_consistency));
 }
 
 // --- Verification error scheme ---
@@ -478,9 +480,10 @@ TEST(MerkleVectorsTest, TreesRootsAndProofsByteForByte) {
       ++consistency;
     }
   }
-  std::printf("merkle_test: %d stored nodes, %d roots, %d inclusion and %d consistency proofs "
-              "checked byte for byte and verified\n",
-              nodes, roots, inclusion, consistency);
+  std::printf(
+      "merkle_test: %d stored nodes, %d roots, %d inclusion and %d consistency proofs "
+      "checked byte for byte and verified\n",
+      nodes, roots, inclusion, consistency);
   EXPECT_EQ(roots, 266);
   EXPECT_EQ(inclusion, 293);
   EXPECT_EQ(consistency, 297);
@@ -499,8 +502,8 @@ bool RunProbe(const Json& probe, bool is_inclusion) {
   }
   // Only the two documented codes may come out of a rejection.
   if (!s.ok()) {
-    EXPECT_THAT(s.code(), ::testing::AnyOf(absl::StatusCode::kInvalidArgument,
-                                           absl::StatusCode::kDataLoss))
+    EXPECT_THAT(s.code(),
+                ::testing::AnyOf(absl::StatusCode::kInvalidArgument, absl::StatusCode::kDataLoss))
         << s;
   }
   return s.ok();
@@ -513,7 +516,8 @@ TEST(MerkleVectorsTest, ProbesAcceptedAndRejectedAsSpecified) {
   for (const char* kind : {"inclusion_probes", "consistency_probes"}) {
     for (const Json& probe : (*vectors)[kind]) {
       const std::string desc = probe["desc"];
-      SCOPED_TRACE(std::string(kind) + ": " + desc + " (" + probe["source"].get<std::string>() + ")");
+      SCOPED_TRACE(std::string(kind) + ": " + desc + " (" + probe["source"].get<std::string>() +
+                   ")");
       const bool accepted = RunProbe(probe, std::string(kind) == "inclusion_probes");
       const bool expect_valid = probe["expect_valid"];
       if (probe["policy_dependent"].get<bool>()) {
@@ -531,9 +535,10 @@ TEST(MerkleVectorsTest, ProbesAcceptedAndRejectedAsSpecified) {
       (expect_valid ? valid : rejected)++;
     }
   }
-  std::printf("merkle_test: %d valid probes accepted, %d must-reject probes rejected, "
-              "%d policy-dependent probes reported\n",
-              valid, rejected, policy);
+  std::printf(
+      "merkle_test: %d valid probes accepted, %d must-reject probes rejected, "
+      "%d policy-dependent probes reported\n",
+      valid, rejected, policy);
   EXPECT_EQ(valid + rejected + policy, 196);
   EXPECT_EQ(policy, 4);
 }
@@ -613,15 +618,16 @@ TEST_F(MerkleReferenceTest, InclusionProofsMatchForEveryLeafOfEverySize) {
       max_calls = std::max(max_calls, calls);
       if (!got.ok() || *got != naive_->Path(m, 0, n) || calls > 2 * CeilLog2(n) ||
           !VerifyInclusion(leaf_hashes_[m], m, n, *got, root).ok()) {
-        FAIL() << "inclusion proof of index " << m << " in size " << n << ": "
-               << got.status() << ", " << calls << " node reads";
+        FAIL() << "inclusion proof of index " << m << " in size " << n << ": " << got.status()
+               << ", " << calls << " node reads";
       }
       ++checked;
     }
   }
-  std::printf("merkle_test: %llu inclusion proofs match the RFC definition and verify "
-              "(at most %llu node reads each)\n",
-              static_cast<unsigned long long>(checked), static_cast<unsigned long long>(max_calls));
+  std::printf(
+      "merkle_test: %llu inclusion proofs match the RFC definition and verify "
+      "(at most %llu node reads each)\n",
+      static_cast<unsigned long long>(checked), static_cast<unsigned long long>(max_calls));
 }
 
 TEST_F(MerkleReferenceTest, ConsistencyProofsMatchForEveryPairOfSizes) {
@@ -641,9 +647,10 @@ TEST_F(MerkleReferenceTest, ConsistencyProofsMatchForEveryPairOfSizes) {
       ++checked;
     }
   }
-  std::printf("merkle_test: %llu consistency proofs match the RFC definition and verify "
-              "(at most %llu node reads each)\n",
-              static_cast<unsigned long long>(checked), static_cast<unsigned long long>(max_calls));
+  std::printf(
+      "merkle_test: %llu consistency proofs match the RFC definition and verify "
+      "(at most %llu node reads each)\n",
+      static_cast<unsigned long long>(checked), static_cast<unsigned long long>(max_calls));
 }
 
 TEST_F(MerkleReferenceTest, EveryOneByteChangeOfAConsistencyProofIsRejected) {
@@ -661,4 +668,4 @@ TEST_F(MerkleReferenceTest, EveryOneByteChangeOfAConsistencyProofIsRejected) {
 }
 
 }  // namespace
-}  // namespace fieldsync::audit
+}  // namespace fieldsync::protocol

@@ -2,8 +2,8 @@
 // only wrapped by the master key (KEK) in Cf::kKeys, a bounded cache of
 // unwrapped ones, online re-wrapping after a KEK rotation, and erasure
 // (crypto-shredding) that compacts the wrapped key out of RocksDB's files.
-#ifndef FIELDSYNC_CRYPTO_CASE_KEYS_H_
-#define FIELDSYNC_CRYPTO_CASE_KEYS_H_
+#ifndef FIELDSYNC_KEYS_CASE_KEYS_H_
+#define FIELDSYNC_KEYS_CASE_KEYS_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +24,7 @@
 #include "crypto/secret.h"
 #include "storage/store.h"
 
-namespace fieldsync::crypto {
+namespace fieldsync::keys {
 
 // The generation of every case DEK (FieldAddress::key_version). A case has
 // exactly one DEK; the number is reserved for a future re-key of a case.
@@ -61,18 +61,19 @@ enum class DekState {
 
 // Stored value of a case DEK key (storage/key_codec.h EncodeCaseDekKey),
 // persisted:
-//   a MasterKeyRing wrapped secret (first byte 0x01, master_key.h) of the
+//   a crypto::MasterKeyRing wrapped secret (first byte 0x01, crypto/master_key.h) of the
 //     32-byte DEK, purpose "case-dek/<32 lowercase hex digits of case id>",
 //     so its AAD binds the case id and the KEK version; or
 //   the erasure marker, the single byte 0x00: the case was erased.
 //
 // Thread-safe. `store` and `ring` are not owned and must outlive this.
-// The ring may gain a version while calls are running (MasterKeyRing is
+// The ring may gain a version while calls are running (crypto::MasterKeyRing is
 // thread-safe; a rotation adds the version, then runs RewrapAll:
 // admin/master_key_rotation.h).
 class CaseKeyStore {
  public:
-  CaseKeyStore(storage::Store* store, const MasterKeyRing* ring, CaseKeyStoreOptions options = {});
+  CaseKeyStore(storage::Store* store, const crypto::MasterKeyRing* ring,
+               CaseKeyStoreOptions options = {});
   CaseKeyStore(const CaseKeyStore&) = delete;
   CaseKeyStore& operator=(const CaseKeyStore&) = delete;
 
@@ -81,7 +82,7 @@ class CaseKeyStore {
   // itself, possibly with several write batches carrying it until one
   // commits (sync/case_key_sealer.h). CreateDek's errors and REQUIRES.
   struct NewDek {
-    SecretBytes dek;
+    crypto::SecretBytes dek;
     std::string store_key;
     std::string wrapped;
   };
@@ -96,8 +97,8 @@ class CaseKeyStore {
   //   the errors of Store::Get.
   // REQUIRES: the caller serializes CreateDek + commit per case (the commit
   // step does), or two racing creations could both commit.
-  absl::StatusOr<SecretBytes> CreateDek(const fieldsync::Uuid& case_id, Random& random,
-                                        storage::WriteBatch* batch);
+  absl::StatusOr<crypto::SecretBytes> CreateDek(const fieldsync::Uuid& case_id, Random& random,
+                                                storage::WriteBatch* batch);
 
   // The case's DEK, from the cache or unwrapped from the store. Errors:
   //   kNotFound "case key erased" - Erase ran for the case;
@@ -106,19 +107,20 @@ class CaseKeyStore {
   //   kDataLoss - the stored key does not open (wrong master key, corrupt);
   //   kFailedPrecondition - wrapped under a KEK version the ring lacks;
   //   the errors of Store::Get.
-  absl::StatusOr<SecretBytes> GetDek(const fieldsync::Uuid& case_id);
+  absl::StatusOr<crypto::SecretBytes> GetDek(const fieldsync::Uuid& case_id);
 
   // The case's prepared field cipher (the fast path for field values); the
   // errors of GetDek. The handle stays usable after the entry is evicted or
   // the case erased; drop it promptly (the key is wiped when the last
   // handle goes).
-  absl::StatusOr<std::shared_ptr<const FieldCipher>> GetFieldCipher(const fieldsync::Uuid& case_id);
+  absl::StatusOr<std::shared_ptr<const crypto::FieldCipher>> GetFieldCipher(
+      const fieldsync::Uuid& case_id);
 
   // Re-wraps every case DEK that is not under the ring's current version,
   // in WriteBatches of options.rewrap_batch_size keys, while other calls
   // go on (GetDek and field ciphertexts are unaffected: the DEKs do not
   // change). Idempotent: after an error, run it again to continue. Errors:
-  // those of Store's iteration and Commit, and of MasterKeyRing::Rewrap
+  // those of Store's iteration and Commit, and of crypto::MasterKeyRing::Rewrap
   // (kDataLoss, kFailedPrecondition) for the first key that fails.
   absl::StatusOr<RewrapCounts> RewrapAll(Random& random);
 
@@ -162,8 +164,8 @@ class CaseKeyStore {
 
  private:
   struct CachedKey {
-    SecretBytes dek;
-    FieldCipher cipher;
+    crypto::SecretBytes dek;
+    crypto::FieldCipher cipher;
   };
   using Lru = std::list<std::pair<fieldsync::Uuid, std::shared_ptr<const CachedKey>>>;
 
@@ -171,7 +173,7 @@ class CaseKeyStore {
   void Evict(const fieldsync::Uuid& case_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   storage::Store* const store_;
-  const MasterKeyRing* const ring_;
+  const crypto::MasterKeyRing* const ring_;
   const CaseKeyStoreOptions options_;
 
   // Serializes Erase against each RewrapAll step, so that a rewrap never
@@ -186,6 +188,6 @@ class CaseKeyStore {
   uint64_t erase_epoch_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-}  // namespace fieldsync::crypto
+}  // namespace fieldsync::keys
 
-#endif  // FIELDSYNC_CRYPTO_CASE_KEYS_H_
+#endif  // FIELDSYNC_KEYS_CASE_KEYS_H_

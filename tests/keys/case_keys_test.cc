@@ -1,4 +1,4 @@
-#include "crypto/case_keys.h"
+#include "keys/case_keys.h"
 
 #include <algorithm>
 #include <atomic>
@@ -24,8 +24,15 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
-namespace fieldsync::crypto {
+namespace fieldsync::keys {
 namespace {
+
+using crypto::AsBytes;
+using crypto::FieldAddress;
+using crypto::FieldCipher;
+using crypto::MasterKeyRing;
+using crypto::SecretBytes;
+using crypto::ToString;
 
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::IsOkAndHolds;
@@ -382,4 +389,4 @@ TEST_F(CaseKeyStoreTest, KeyWrappedUnderAVersionTheRingLacksIsFailedPrecondition
 }
 
 }  // namespace
-}  // namespace fieldsync::crypto
+}  // namespace fieldsync::keys

@@ -1,13 +1,15 @@
-#include "device/sealed_batch.h"
+#include "protocol/sealed_batch.h"
 
 #include <zstd.h>
 
-#include "audit/events.h"
 #include "common/status_macros.h"
 #include "crypto/bytes.h"
+#include "crypto/canonical.h"
 #include "crypto/hpke.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
-namespace fieldsync::device {
+namespace fieldsync::protocol {
 namespace {
 
 using crypto::AsBytes;
@@ -27,15 +29,11 @@ absl::StatusOr<std::string> Compress(const std::string& plain) {
 
 }  // namespace
 
-crypto::Sha256Digest SealedPayloadDigest(std::string_view enc, std::string_view ciphertext) {
-  return audit::SealedPayloadDigest(enc, ciphertext);
-}
-
-std::string EncodeBatchSignedMessage(const crypto::BatchHeader& header,
+std::string EncodeBatchSignedMessage(const protocol::BatchHeader& header,
                                      v1::PayloadCompression compression,
                                      const crypto::Sha256Digest& payload_digest) {
-  return audit::BatchSignedMessage(crypto::EncodeBatchHeader(header),
-                                   static_cast<uint8_t>(compression), payload_digest);
+  return BatchSignedMessage(EncodeBatchHeader(header), static_cast<uint8_t>(compression),
+                            payload_digest);
 }
 
 std::string EncodePullChunkHeader(const Uuid& device_id, uint64_t cursor, uint64_t next_cursor,
@@ -65,7 +63,7 @@ absl::StatusOr<v1::SealedBatch> SealBatch(const v1::BatchPayload& payload,
     default:
       return absl::InvalidArgumentError("unknown payload compression");
   }
-  const std::string aad = crypto::EncodeBatchHeader(params.header);
+  const std::string aad = protocol::EncodeBatchHeader(params.header);
   ASSIGN_OR_RETURN(crypto::HpkeCiphertext sealed,
                    crypto::HpkeSeal(AsBytes(params.sealing_public_key), AsBytes(kBatchSealInfo),
                                     AsBytes(aad), AsBytes(plain), random));
@@ -106,4 +104,43 @@ absl::StatusOr<v1::PulledChanges> OpenPullChunk(const v1::PullChunk& chunk, cons
   return changes;
 }
 
-}  // namespace fieldsync::device
+absl::Status VerifyBatchSignature(const BatchHeader& header, v1::PayloadCompression compression,
+                                  const crypto::Sha256Digest& payload_digest,
+                                  std::string_view signing_public_key, std::string_view signature) {
+  const std::string message = EncodeBatchSignedMessage(header, compression, payload_digest);
+  return crypto::Ed25519Verify(AsBytes(signing_public_key), AsBytes(message), AsBytes(signature));
+}
+
+absl::StatusOr<std::string> OpenBatchSeal(const BatchHeader& header,
+                                          const crypto::X25519PrivateKey& sealing_key,
+                                          std::string_view enc, std::string_view ciphertext) {
+  const std::string aad = EncodeBatchHeader(header);
+  return crypto::HpkeOpen(sealing_key, AsBytes(enc), AsBytes(kBatchSealInfo), AsBytes(aad),
+                          AsBytes(ciphertext));
+}
+
+absl::StatusOr<v1::PullChunk> SealPullChunk(const v1::PulledChanges& changes, const Uuid& device_id,
+                                            uint64_t cursor, std::string_view receiving_public_key,
+                                            Random& random) {
+  std::string plain;
+  {
+    google::protobuf::io::StringOutputStream stream(&plain);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    changes.SerializeToCodedStream(&coded);
+  }
+  std::string aad =
+      EncodePullChunkHeader(device_id, cursor, changes.next_cursor(), changes.caught_up());
+  ASSIGN_OR_RETURN(crypto::HpkeCiphertext sealed,
+                   crypto::HpkeSeal(AsBytes(receiving_public_key), AsBytes(kPullSealInfo),
+                                    AsBytes(aad), AsBytes(plain), random));
+  v1::PullChunk chunk;
+  chunk.set_enc(std::move(sealed.enc));
+  chunk.set_ciphertext(std::move(sealed.ciphertext));
+  chunk.set_cursor(cursor);
+  chunk.set_next_cursor(changes.next_cursor());
+  chunk.set_caught_up(changes.caught_up());
+  return chunk;
+}
+
+}  // namespace fieldsync::protocol

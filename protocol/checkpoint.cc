@@ -1,4 +1,4 @@
-#include "audit/checkpoint.h"
+#include "protocol/checkpoint.h"
 
 #include <cstring>
 #include <limits>
@@ -10,7 +10,7 @@
 #include "crypto/bytes.h"
 #include "crypto/hash.h"
 
-namespace fieldsync::audit {
+namespace fieldsync::protocol {
 namespace {
 
 // U+2014 EM DASH and a space: the start of every signature line.
@@ -456,4 +456,4 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view note, const NoteVerif
   return checkpoint;
 }
 
-}  // namespace fieldsync::audit
+}  // namespace fieldsync::protocol

@@ -1,4 +1,4 @@
-#include "audit/events.h"
+#include "protocol/events.h"
 
 #include <algorithm>
 #include <limits>
@@ -8,8 +8,9 @@
 #include "crypto/canonical.h"
 #include "crypto/ed25519.h"
 #include "crypto/hash.h"
+#include "protocol/batch_header.h"
 
-namespace fieldsync::audit {
+namespace fieldsync::protocol {
 namespace {
 
 using crypto::CanonicalWriter;
@@ -455,12 +456,12 @@ std::array<uint8_t, 32> SealedPayloadDigest(std::string_view enc, std::string_vi
 absl::StatusOr<std::string> BatchSignedMessageOf(const BatchAccepted& batch) {
   absl::StatusOr<Uuid> device = ParseUuid(batch.device_id);
   if (!device.ok()) return absl::InvalidArgumentError("device id is not a UUID");
-  crypto::BatchHeader header;
+  protocol::BatchHeader header;
   header.device_id = *device;
   header.batch_id = batch.batch_id;
   header.sequence = batch.sequence;
   header.sealing_key_id = batch.sealing_key_id;
-  return BatchSignedMessage(crypto::EncodeBatchHeader(header), batch.compression,
+  return BatchSignedMessage(protocol::EncodeBatchHeader(header), batch.compression,
                             batch.payload_sha256);
 }
 
@@ -473,4 +474,4 @@ absl::Status VerifyBatchSignature(const BatchAccepted& batch,
       batch.signature);
 }
 
-}  // namespace fieldsync::audit
+}  // namespace fieldsync::protocol

@@ -2,8 +2,8 @@
 // generation and proof verification, over SHA-256. Pure: no storage. Tree
 // nodes are read through NodeSource so that a storage-backed log answers
 // RootAt, InclusionProof and ConsistencyProof with O(log n) node reads.
-#ifndef FIELDSYNC_AUDIT_MERKLE_H_
-#define FIELDSYNC_AUDIT_MERKLE_H_
+#ifndef FIELDSYNC_PROTOCOL_MERKLE_H_
+#define FIELDSYNC_PROTOCOL_MERKLE_H_
 
 #include <array>
 #include <cstdint>
@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace fieldsync::audit {
+namespace fieldsync::protocol {
 
 using Hash = std::array<uint8_t, 32>;
 
@@ -164,6 +164,6 @@ absl::Status VerifyInclusion(std::string_view leaf_hash, uint64_t index, uint64_
 absl::Status VerifyConsistency(uint64_t size1, uint64_t size2, std::span<const std::string> proof,
                                std::string_view root1, std::string_view root2);
 
-}  // namespace fieldsync::audit
+}  // namespace fieldsync::protocol
 
-#endif  // FIELDSYNC_AUDIT_MERKLE_H_
+#endif  // FIELDSYNC_PROTOCOL_MERKLE_H_

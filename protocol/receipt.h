@@ -4,18 +4,18 @@
 // and the audit key rotations the receipt carries, each followed only if
 // its transition head is signed by the key the device holds and by the new
 // key, and covers the KeyRotated entry that announces it. gRPC-free.
-#ifndef FIELDSYNC_DEVICE_RECEIPT_H_
-#define FIELDSYNC_DEVICE_RECEIPT_H_
+#ifndef FIELDSYNC_PROTOCOL_RECEIPT_H_
+#define FIELDSYNC_PROTOCOL_RECEIPT_H_
 
 #include <cstdint>
 #include <span>
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "audit/checkpoint.h"
 #include "fieldsync/v1/audit.pb.h"
+#include "protocol/checkpoint.h"
 
-namespace fieldsync::device {
+namespace fieldsync::protocol {
 
 // Not thread-safe: one per device.
 class ReceiptVerifier {
@@ -35,19 +35,19 @@ class ReceiptVerifier {
   // held, one whose entry or proof does not match, a head not signed by
   // the key in force); kInvalidArgument for a malformed receipt. A failed
   // check changes nothing.
-  absl::StatusOr<audit::Checkpoint> Verify(const v1::AuditReceipt& receipt,
-                                           std::string_view device_id);
+  absl::StatusOr<protocol::Checkpoint> Verify(const v1::AuditReceipt& receipt,
+                                              std::string_view device_id);
 
   // The key the device verifies heads with now.
-  const audit::NoteVerifier& key() const { return key_; }
+  const protocol::NoteVerifier& key() const { return key_; }
 
  private:
-  explicit ReceiptVerifier(audit::NoteVerifier key) : key_(std::move(key)) {}
+  explicit ReceiptVerifier(protocol::NoteVerifier key) : key_(std::move(key)) {}
 
-  audit::NoteVerifier key_;
+  protocol::NoteVerifier key_;
   uint64_t latest_size_ = 0;
 };
 
-}  // namespace fieldsync::device
+}  // namespace fieldsync::protocol
 
-#endif  // FIELDSYNC_DEVICE_RECEIPT_H_
+#endif  // FIELDSYNC_PROTOCOL_RECEIPT_H_

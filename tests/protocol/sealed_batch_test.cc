@@ -1,9 +1,9 @@
-// device/sealed_batch.h against the server's side (server/sealed_batch.h):
+// protocol/sealed_batch.h against the server's side (server/sealed_batch.h):
 // a batch the device seals opens on the server, compressed or not; a
 // tampered signature, another signer, another sealing key and a changed
 // header are refused with their reasons; a pull chunk the server seals opens
 // on the device and nowhere else.
-#include "device/sealed_batch.h"
+#include "protocol/sealed_batch.h"
 
 #include "common/uuid.h"
 #include "crypto/bytes.h"
@@ -16,7 +16,7 @@
 #include "tests/testing/seeded_random.h"
 #include "tests/testing/status_matchers.h"
 
-namespace fieldsync::device {
+namespace fieldsync::protocol {
 namespace {
 
 using ::fieldsync::testing::IsOk;
@@ -194,7 +194,7 @@ class DevicePullChunkTest : public ::testing::Test {
   }
 
   v1::PullChunk Chunk() {
-    absl::StatusOr<v1::PullChunk> chunk = server::SealPullChunk(
+    absl::StatusOr<v1::PullChunk> chunk = protocol::SealPullChunk(
         changes_, device_, 4, crypto::AsStringView(receiving_.public_key), random_);
     EXPECT_THAT(chunk, IsOk());
     return *chunk;
@@ -238,4 +238,4 @@ TEST_F(DevicePullChunkTest, EveryFlippedCiphertextByteIsRefused) {
 }
 
 }  // namespace
-}  // namespace fieldsync::device
+}  // namespace fieldsync::protocol

@@ -1,4 +1,4 @@
-#include "crypto/case_keys.h"
+#include "keys/case_keys.h"
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -7,8 +7,12 @@
 #include "storage/column_families.h"
 #include "storage/key_codec.h"
 
-namespace fieldsync::crypto {
+namespace fieldsync::keys {
 namespace {
+
+using crypto::FieldCipher;
+using crypto::MasterKeyRing;
+using crypto::SecretBytes;
 
 constexpr size_t kDekSize = 32;
 // The value that replaces an erased case's wrapped DEK. A wrapped secret
@@ -220,4 +224,4 @@ size_t CaseKeyStore::cached_count() const {
   return lru_.size();
 }
 
-}  // namespace fieldsync::crypto
+}  // namespace fieldsync::keys

@@ -1,4 +1,4 @@
-#include "audit/checkpoint.h"
+#include "protocol/checkpoint.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -15,7 +15,7 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
-namespace fieldsync::audit {
+namespace fieldsync::protocol {
 namespace {
 
 using ::fieldsync::testing::IsOk;
@@ -35,10 +35,12 @@ constexpr std::string_view kGoText =
     "then you don't know what your problem is.\n";
 constexpr std::string_view kPeterSig =
     "\xE2\x80\x94 PeterNeumann "
-    "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+    "x08go/ZJkuBS9UG/"
+    "SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
 constexpr std::string_view kEnochSig =
     "\xE2\x80\x94 EnochRoot "
-    "rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n";
+    "rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/"
+    "5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n";
 
 // A clean rejection of a bad note: malformed or not authentic.
 MATCHER(IsRejected, "is rejected as malformed or unauthenticated") {
@@ -141,24 +143,24 @@ TEST(CheckpointTest, ParseRejectsMalformedBodies) {
   const std::string root = "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=";
   for (const std::string& bad : {
            S(""),
-           S("origin\n5\n") + root,                       // no final newline
-           S("origin\n5\n"),                              // no root
-           S("\n5\n") + root + "\n",                      // empty origin
-           S("origin\n05\n") + root + "\n",               // leading zero
-           S("origin\n-5\n") + root + "\n",               // sign
-           S("origin\n+5\n") + root + "\n",               // sign
-           S("origin\n 5\n") + root + "\n",               // space
-           S("origin\n\n") + root + "\n",                 // empty size
-           S("origin\n18446744073709551616\n") + root + "\n",  // 2^64
+           S("origin\n5\n") + root,                                         // no final newline
+           S("origin\n5\n"),                                                // no root
+           S("\n5\n") + root + "\n",                                        // empty origin
+           S("origin\n05\n") + root + "\n",                                 // leading zero
+           S("origin\n-5\n") + root + "\n",                                 // sign
+           S("origin\n+5\n") + root + "\n",                                 // sign
+           S("origin\n 5\n") + root + "\n",                                 // space
+           S("origin\n\n") + root + "\n",                                   // empty size
+           S("origin\n18446744073709551616\n") + root + "\n",               // 2^64
            S("origin\n5\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I\n"),   // no padding
            S("origin\n5\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2J=\n"),  // trailing bits
            S("origin\n5\nCsUYapGGPo4dkMgIAUqom_Xajj7h2fB2MPA3j2jxq2I=\n"),  // URL alphabet
            S("origin\n5\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jx\n"),      // 30 bytes
-           S("origin\n5\n") + root + "\n\n",              // empty extension line
-           S("origin\n5\n") + root + "\next\n\n",         // empty extension line
-           S("ori\tgin\n5\n") + root + "\n",              // control character
-           S("ori\xC0\xAFgin\n5\n") + root + "\n",        // overlong UTF-8
-           S("origin\r\n5\n") + root + "\n",              // CRLF
+           S("origin\n5\n") + root + "\n\n",                                // empty extension line
+           S("origin\n5\n") + root + "\next\n\n",                           // empty extension line
+           S("ori\tgin\n5\n") + root + "\n",                                // control character
+           S("ori\xC0\xAFgin\n5\n") + root + "\n",                          // overlong UTF-8
+           S("origin\r\n5\n") + root + "\n",                                // CRLF
        }) {
     EXPECT_THAT(ParseCheckpoint(bad), StatusIs(absl::StatusCode::kInvalidArgument))
         << absl::CEscape(bad);
@@ -210,8 +212,12 @@ TEST(NoteKeyTest, KeyNamesFollowTheSpec) {
   EXPECT_FALSE(IsValidKeyName(""));
   EXPECT_FALSE(IsValidKeyName("a b"));
   EXPECT_FALSE(IsValidKeyName("a+b"));
-  EXPECT_FALSE(IsValidKeyName("a\xC2\xA0" "b"));      // U+00A0
-  EXPECT_FALSE(IsValidKeyName("a\xE3\x80\x80" "b"));  // U+3000
+  EXPECT_FALSE(
+      IsValidKeyName("a\xC2\xA0"
+                     "b"));  // U+00A0
+  EXPECT_FALSE(
+      IsValidKeyName("a\xE3\x80\x80"
+                     "b"));  // U+3000
   EXPECT_FALSE(IsValidKeyName("a\x7f\x01"));
   EXPECT_FALSE(IsValidKeyName("a\xFF"));
   EXPECT_FALSE(IsValidKeyName("a\xED\xA0\x80"));  // a surrogate
@@ -293,14 +299,17 @@ TEST(SignedNoteTest, ParseAndFormatRoundTrip) {
 TEST(SignedNoteTest, GoMalformedNotesAreRejected) {
   const std::string text(kGoText), sig(kPeterSig);
   for (const std::string& bad : {
-           text,
-           text + "\n",
-           text + "\n" + sig.substr(0, sig.size() - 1),
-           "\x01" + text + "\n" + sig,
-           "\xff" + text + "\n" + sig,
-           text + "\n" + "\xE2\x80\x94 Bad Name x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=",
+           text, text + "\n", text + "\n" + sig.substr(0, sig.size() - 1),
+           "\x01" + text + "\n" + sig, "\xff" + text + "\n" + sig,
+           text + "\n" +
+               "\xE2\x80\x94 Bad Name "
+               "x08go/ZJkuBS9UG/"
+               "SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=",
            text + "\n" + sig + "Unexpected line.\n",
-           text + "\n" + "- PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n",
+           text + "\n" +
+               "- PeterNeumann "
+               "x08go/ZJkuBS9UG/"
+               "SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n",
            text + "\n" + "\xE2\x80\x94 PeterNeumann\n",
            text + "\n" + "\xE2\x80\x94 PeterNeumann AAAAAA==\n",  // 4 bytes: no signature
        }) {
@@ -334,13 +343,13 @@ TEST(SignedNoteTest, SameNameDifferentKeyIsIgnoredThenUnauthenticated) {
   NoteSigner impostor = RandomSigner("PeterNeumann");
   absl::StatusOr<std::string> note = impostor.Sign(kGoText);
   ASSERT_THAT(note, IsOk());
-  EXPECT_THAT(Verifier(kPeterVerifierKey).Open(*note), StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(Verifier(kPeterVerifierKey).Open(*note),
+              StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
 TEST(SignedNoteTest, OneBadSignatureByOurKeyRejectsTheNote) {
   const std::string sig(kPeterSig);
-  const std::string note =
-      S(kGoText) + "\n" + sig + sig.substr(0, 60) + "ABCD" + sig.substr(60);
+  const std::string note = S(kGoText) + "\n" + sig + sig.substr(0, 60) + "ABCD" + sig.substr(60);
   EXPECT_THAT(Verifier(kPeterVerifierKey).Open(note), StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
@@ -381,8 +390,7 @@ TEST_F(SignedCheckpointTest, EveryFlippedByteIsRejected) {
     for (uint8_t mask : {0x01, 0x20, 0x80}) {
       std::string tampered = *note;
       tampered[i] = static_cast<char>(tampered[i] ^ mask);
-      EXPECT_THAT(OpenCheckpoint(tampered, signer_.verifier()),
-IsRejected())
+      EXPECT_THAT(OpenCheckpoint(tampered, signer_.verifier()), IsRejected())
           << "byte " << i << " mask " << int{mask};
     }
   }
@@ -393,8 +401,7 @@ TEST_F(SignedCheckpointTest, EveryTruncationIsRejected) {
       SignCheckpoint(SampleCheckpoint("fieldsync.example/audit"), signer_);
   ASSERT_THAT(note, IsOk());
   for (size_t n = 0; n < note->size(); ++n) {
-    EXPECT_THAT(OpenCheckpoint(note->substr(0, n), signer_.verifier()),
-IsRejected())
+    EXPECT_THAT(OpenCheckpoint(note->substr(0, n), signer_.verifier()), IsRejected())
         << "length " << n;
   }
 }
@@ -452,8 +459,8 @@ TEST(CheckpointVectorsTest, RekorCheckpointsParseAndMatchTheirProofs) {
     absl::StatusOr<Checkpoint> checkpoint = ParseCheckpoint(signed_note->text);
     ASSERT_THAT(checkpoint, IsOk());
     EXPECT_EQ(checkpoint->size, p["size"].get<uint64_t>());
-    EXPECT_EQ(absl::BytesToHexString(absl::string_view(
-                  reinterpret_cast<const char*>(checkpoint->root.data()), 32)),
+    EXPECT_EQ(absl::BytesToHexString(
+                  absl::string_view(reinterpret_cast<const char*>(checkpoint->root.data()), 32)),
               p["root"].get<std::string>());
     // Some Rekor checkpoints carry "Timestamp: <ns>", some nothing.
     absl::StatusOr<absl::Time> timestamp = CheckpointTimestamp(*checkpoint);
@@ -466,11 +473,12 @@ TEST(CheckpointVectorsTest, RekorCheckpointsParseAndMatchTheirProofs) {
     EXPECT_THAT(FormatCheckpoint(*checkpoint), IsOkAndHolds(Eq(signed_note->text)));
     ++checked;
   }
-  std::printf("checkpoint_test: %d Rekor checkpoint notes parsed, re-formatted byte for byte "
-              "and matched to their proofs (%d with a timestamp line)\n",
-              checked, timestamps);
+  std::printf(
+      "checkpoint_test: %d Rekor checkpoint notes parsed, re-formatted byte for byte "
+      "and matched to their proofs (%d with a timestamp line)\n",
+      checked, timestamps);
   EXPECT_EQ(checked, 8);
 }
 
 }  // namespace
-}  // namespace fieldsync::audit
+}  // namespace fieldsync::protocol

@@ -1,8 +1,8 @@
 // Audit events (DESIGN §8) and their one canonical byte encoding: the bytes
 // of a Merkle leaf. Events hold ids, counts, hashes and public keys only,
 // never an identifying or sensitive value. docs/AUDIT.md repeats the layout.
-#ifndef FIELDSYNC_AUDIT_EVENTS_H_
-#define FIELDSYNC_AUDIT_EVENTS_H_
+#ifndef FIELDSYNC_PROTOCOL_EVENTS_H_
+#define FIELDSYNC_PROTOCOL_EVENTS_H_
 
 #include <array>
 #include <cstdint>
@@ -15,7 +15,7 @@
 #include "absl/time/time.h"
 #include "common/uuid.h"
 
-namespace fieldsync::audit {
+namespace fieldsync::protocol {
 
 // Persisted layout of an entry (version 1), built with crypto::CanonicalWriter
 // (U8/U32/U64 big-endian; Uuid 16 raw bytes; Fixed raw bytes of a length
@@ -220,10 +220,9 @@ struct EnrolmentFailures {
   friend bool operator==(const EnrolmentFailures&, const EnrolmentFailures&) = default;
 };
 
-using EventBody =
-    std::variant<DeviceEnrolled, StaffAdded, PrincipalRevoked, BatchAccepted, CaseChange,
-                 CaseAccess, KeyRotated, CaseErased, AdminAction, RollbackAccepted,
-                 EnrolmentFailures>;
+using EventBody = std::variant<DeviceEnrolled, StaffAdded, PrincipalRevoked, BatchAccepted,
+                               CaseChange, CaseAccess, KeyRotated, CaseErased, AdminAction,
+                               RollbackAccepted, EnrolmentFailures>;
 
 struct Event {
   absl::Time time;  // whole microseconds are kept
@@ -245,10 +244,10 @@ absl::StatusOr<std::string> EncodeEvent(const Event& event);
 absl::StatusOr<Event> DecodeEvent(std::string_view entry);
 
 // What a device signs for a batch (the SealedBatch.signature message; the
-// same bytes as device/sealed_batch.h EncodeBatchSignedMessage), persisted,
+// same bytes as protocol/sealed_batch.h EncodeBatchSignedMessage), persisted,
 // 132 bytes:
 //   "fieldsync/batch-signature/v1" 0x00     29 bytes
-//   batch header encoding                   70 bytes (crypto::EncodeBatchHeader)
+//   batch header encoding                   70 bytes (protocol::EncodeBatchHeader)
 //   compression                              1 byte (v1.PayloadCompression)
 //   payload_sha256                          32 bytes
 // where payload_sha256 = SealedPayloadDigest(enc, ciphertext).
@@ -268,6 +267,6 @@ absl::StatusOr<std::string> BatchSignedMessageOf(const BatchAccepted& batch);
 absl::Status VerifyBatchSignature(const BatchAccepted& batch,
                                   const std::array<uint8_t, 32>& signing_public_key);
 
-}  // namespace fieldsync::audit
+}  // namespace fieldsync::protocol
 
-#endif  // FIELDSYNC_AUDIT_EVENTS_H_
+#endif  // FIELDSYNC_PROTOCOL_EVENTS_H_

@@ -1,4 +1,4 @@
-#include "audit/events.h"
+#include "protocol/events.h"
 
 #include <set>
 
@@ -8,7 +8,7 @@
 #include "tests/audit/audit_test_util.h"
 #include "tests/testing/status_matchers.h"
 
-namespace fieldsync::audit {
+namespace fieldsync::protocol {
 namespace {
 
 using ::fieldsync::testing::IsOk;
@@ -18,7 +18,7 @@ using ::testing::HasSubstr;
 const absl::Time kT = absl::FromUnixMicros(1795000000123456);
 
 std::vector<Event> OneOfEach() {
-  std::vector<Event> v = testing::MixedEvents(8, 2);
+  std::vector<Event> v = audit::testing::MixedEvents(8, 2);
   StaffAdded s{"alice-1", 4, {"north", "south"}, "0ff1ce", "fieldsync://staff/admin"};
   v.push_back(Event{kT, s});
   v.push_back(
@@ -83,8 +83,8 @@ TEST(EventsTest, EnrolmentFailuresIsTheDocumentedLayout) {
             // domain 00 | kind 0b | time | U64 window_start | U64 window_end |
             // U64 failed | U64 distinct_addresses | U64 lockouts | U64 refused
             absl::BytesToHexString("fieldsync/audit-event/v1") + "00" + "0b" + "0006608b01611240" +
-                "0000000000000001" + "0000000000000002" + "0000000000000003" +
-                "0000000000000004" + "0000000000000005" + "0000000000000006");
+                "0000000000000001" + "0000000000000002" + "0000000000000003" + "0000000000000004" +
+                "0000000000000005" + "0000000000000006");
   EXPECT_EQ(KindName(EventKind::kEnrolmentFailures), "enrolment-failures");
 }
 
@@ -139,7 +139,7 @@ TEST(EventsTest, TimeBefore1970IsRefused) {
 }
 
 TEST(EventsTest, BatchSignatureVerifiesWithTheDeviceKeyOnly) {
-  testing::FakeDevice device(1), other(2);
+  audit::testing::FakeDevice device(1), other(2);
   Event e = device.Batch(kT, 1, 2);
   const auto& batch = std::get<BatchAccepted>(e.body);
   EXPECT_THAT(VerifyBatchSignature(batch, device.public_key()), IsOk());
@@ -164,4 +164,4 @@ TEST(EventsTest, BatchSignedMessageIsTheDocumentedLayout) {
 }
 
 }  // namespace
-}  // namespace fieldsync::audit
+}  // namespace fieldsync::protocol

@@ -1,0 +1,3 @@
+// Planted by tests/modules: the tablet library does not link the store.
+// Never compiled.
+#include "storage/store.h"
