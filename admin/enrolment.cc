@@ -1,8 +1,8 @@
 #include "admin/enrolment.h"
 
 #include <algorithm>
-#include <cmath>
 #include <array>
+#include <cmath>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"

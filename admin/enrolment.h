@@ -159,9 +159,9 @@ struct EnrolmentLimits {
 struct EnrolmentAdmission {
   enum class Verdict {
     kAllowed,
-    kAddressWaiting,   // the address failed recently: wait retry_after
-    kAddressLockedOut, // the address failed too often: locked out for retry_after
-    kServerBusy,       // every address together is over its rate
+    kAddressWaiting,    // the address failed recently: wait retry_after
+    kAddressLockedOut,  // the address failed too often: locked out for retry_after
+    kServerBusy,        // every address together is over its rate
   };
   Verdict verdict = Verdict::kAllowed;
   absl::Duration retry_after;
@@ -169,9 +169,9 @@ struct EnrolmentAdmission {
 
 // Counts since the server started (GetStatusResponse, `fieldsync status`).
 struct EnrolmentAttemptCounts {
-  uint64_t failed = 0;    // attempts with a wrong, used, cancelled or expired code
-  uint64_t refused = 0;   // attempts refused by the limits before any check
-  uint64_t lockouts = 0;  // times an address was locked out
+  uint64_t failed = 0;          // attempts with a wrong, used, cancelled or expired code
+  uint64_t refused = 0;         // attempts refused by the limits before any check
+  uint64_t lockouts = 0;        // times an address was locked out
   uint32_t locked_out_now = 0;  // addresses locked out now
 };
 

@@ -38,7 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (const auto* batch = std::get_if<protocol::BatchAccepted>(&event->body)) {
       // The signed message is rebuilt from the event for the verifier.
       absl::StatusOr<std::string> message = protocol::BatchSignedMessageOf(*batch);
-      if (message.ok()) fuzz::Check(message->size() == 132, "a batch's signed message is 132 bytes");
+      if (message.ok())
+        fuzz::Check(message->size() == 132, "a batch's signed message is 132 bytes");
     }
     return 0;
   }

@@ -31,9 +31,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         absl::StatusOr<std::string> formatted = protocol::FormatSignedNote(*note);
         fuzz::Check(formatted.ok(), "a parsed note formats");
         absl::StatusOr<protocol::SignedNote> again = protocol::ParseSignedNote(*formatted);
-        fuzz::Check(again.ok() && again->text == note->text &&
-                        again->signatures == note->signatures,
-                    "format then parse gives the same note");
+        fuzz::Check(
+            again.ok() && again->text == note->text && again->signatures == note->signatures,
+            "format then parse gives the same note");
       }
       absl::StatusOr<std::string> opened = key.Open(text);
       if (opened.ok()) {

@@ -27,8 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   fuzz::Check(code->size() == 20, "a normalized code has 20 characters");
   for (char c : *code) {
-    fuzz::Check((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z' && c != 'I' && c != 'L' &&
-                                           c != 'O' && c != 'U'),
+    fuzz::Check((c >= '0' && c <= '9') ||
+                    (c >= 'A' && c <= 'Z' && c != 'I' && c != 'L' && c != 'O' && c != 'U'),
                 "a normalized code is Crockford base 32");
   }
   absl::StatusOr<std::string> again = admin::NormalizeEnrolmentCode(*code);

@@ -55,9 +55,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 "a chunk that does not open is kInvalidArgument");
     return 0;
   }
-  fuzz::Check(opened->next_cursor() == chunk.next_cursor() &&
-                  opened->caught_up() == chunk.caught_up(),
-              "an opened chunk's cursor fields agree with the clear copies");
+  fuzz::Check(
+      opened->next_cursor() == chunk.next_cursor() && opened->caught_up() == chunk.caught_up(),
+      "an opened chunk's cursor fields agree with the clear copies");
   // The server's sealing of the same changes opens to the same changes.
   fuzz::CounterRandom random(0x5eed);
   absl::StatusOr<v1::PullChunk> resealed = protocol::SealPullChunk(

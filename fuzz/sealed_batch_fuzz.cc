@@ -53,8 +53,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       server::OpenSealedBatch(sealed, sealed.ByteSizeLong(), fuzz::DevicePushKeys(), limits);
   if (sealed_here && !opened.ok()) {
     // Sealed and signed with the right keys: only the plaintext may fail.
-    fuzz::Check(opened.status().code() == absl::StatusCode::kInvalidArgument,
-                "a batch sealed and signed by the enrolled device fails other than on its plaintext");
+    fuzz::Check(
+        opened.status().code() == absl::StatusCode::kInvalidArgument,
+        "a batch sealed and signed by the enrolled device fails other than on its plaintext");
   }
   if (!opened.ok()) return 0;
   fuzz::Check(opened->payload_sha256 == crypto::ToString(protocol::SealedPayloadDigest(

@@ -122,7 +122,8 @@ std::vector<std::pair<std::string, v1::BatchPayload>> Payloads(const sync::Schem
   return out;
 }
 
-void SealedBatches(Writer& w, const std::vector<std::pair<std::string, v1::BatchPayload>>& payloads) {
+void SealedBatches(Writer& w,
+                   const std::vector<std::pair<std::string, v1::BatchPayload>>& payloads) {
   CounterRandom random(11);
   uint64_t sequence = 1;
   for (const auto& [name, payload] : payloads) {
@@ -167,8 +168,8 @@ void PullChunks(Writer& w, const std::vector<std::pair<std::string, v1::BatchPay
   changes.set_caught_up(true);
   v1::PulledChanges empty;
   empty.set_next_cursor(9);
-  for (const auto& [name, c] :
-       std::vector<std::pair<std::string, v1::PulledChanges>>{{"changes", changes}, {"empty", empty}}) {
+  for (const auto& [name, c] : std::vector<std::pair<std::string, v1::PulledChanges>>{
+           {"changes", changes}, {"empty", empty}}) {
     const v1::PullChunk chunk = OrDie(
         protocol::SealPullChunk(c, device, /*cursor=*/0,
                                 crypto::AsStringView(DeviceReceivingKey().public_key()), random),

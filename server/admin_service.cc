@@ -42,29 +42,29 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddStaff(grpc::CallbackServerContext
   return RunUnaryBlocking(
       context, "/fieldsync.v1.AdminService/AddStaff", auth_, pool_,
       [this, request, response](const Caller& caller) -> absl::Status {
-                    admin::NewStaff staff;
-                    staff.id = request->id();
-                    staff.role = request->role();
-                    staff.regions.assign(request->regions().begin(), request->regions().end());
-                    staff.csr_pem = request->csr_pem();
-                    ASSIGN_OR_RETURN(admin::IssuedStaff issued, staff_->Add(staff, caller.uri));
-                    *response->mutable_principal() = std::move(issued.principal);
-                    response->set_certificate_pem(std::move(issued.certificate_pem));
-                    response->set_ca_certificate_pem(cas_->Get()->trust_bundle_pem);
-                    return absl::OkStatus();
-                  });
+        admin::NewStaff staff;
+        staff.id = request->id();
+        staff.role = request->role();
+        staff.regions.assign(request->regions().begin(), request->regions().end());
+        staff.csr_pem = request->csr_pem();
+        ASSIGN_OR_RETURN(admin::IssuedStaff issued, staff_->Add(staff, caller.uri));
+        *response->mutable_principal() = std::move(issued.principal);
+        response->set_certificate_pem(std::move(issued.certificate_pem));
+        response->set_ca_certificate_pem(cas_->Get()->trust_bundle_pem);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::AddOfficer(grpc::CallbackServerContext* context,
                                                        const v1::AddOfficerRequest* request,
                                                        v1::AddOfficerResponse* response) {
-  return RunUnaryBlocking(
-      context, "/fieldsync.v1.AdminService/AddOfficer", auth_, pool_,
-      [this, request, response](const Caller& caller) -> absl::Status {
-                    ASSIGN_OR_RETURN(*response->mutable_principal(),
-                                     officers_->Add(request->id(), request->region(), caller.uri));
-                    return absl::OkStatus();
-                  });
+  return RunUnaryBlocking(context, "/fieldsync.v1.AdminService/AddOfficer", auth_, pool_,
+                          [this, request, response](const Caller& caller) -> absl::Status {
+                            ASSIGN_OR_RETURN(
+                                *response->mutable_principal(),
+                                officers_->Add(request->id(), request->region(), caller.uri));
+                            return absl::OkStatus();
+                          });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::RevokePrincipal(
@@ -118,17 +118,16 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateEnrolmentCode(
   return RunUnaryBlocking(
       context, "/fieldsync.v1.AdminService/CreateEnrolmentCode", auth_, pool_,
       [this, request, response](const Caller& caller) -> absl::Status {
-                    ASSIGN_OR_RETURN(
-                        admin::IssuedEnrolmentCode issued,
-                        enrolment_->CreateCode(request->officer_id(), request->region(),
-                                               absl::Seconds(request->ttl_seconds()), caller.uri));
-                    response->set_code(std::move(issued.code));
-                    response->set_code_id(std::move(issued.code_id));
-                    response->set_expires_unix_micros(absl::ToUnixMicros(issued.expires_at));
-                    response->set_officer_id(std::move(issued.officer_id));
-                    response->set_region(std::move(issued.region));
-                    return absl::OkStatus();
-                  });
+        ASSIGN_OR_RETURN(admin::IssuedEnrolmentCode issued,
+                         enrolment_->CreateCode(request->officer_id(), request->region(),
+                                                absl::Seconds(request->ttl_seconds()), caller.uri));
+        response->set_code(std::move(issued.code));
+        response->set_code_id(std::move(issued.code_id));
+        response->set_expires_unix_micros(absl::ToUnixMicros(issued.expires_at));
+        response->set_officer_id(std::move(issued.officer_id));
+        response->set_region(std::move(issued.region));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::EraseCase(grpc::CallbackServerContext* context,
@@ -137,17 +136,17 @@ grpc::ServerUnaryReactor* AdminServiceImpl::EraseCase(grpc::CallbackServerContex
   return RunUnaryBlocking(
       context, "/fieldsync.v1.AdminService/EraseCase", auth_, pool_,
       [this, request, response](const Caller& caller) -> absl::Status {
-                    if (erasure_ == nullptr) {
-                      return absl::UnavailableError("case erasure is not set up on this server");
-                    }
-                    ASSIGN_OR_RETURN(admin::ErasedCase erased,
-                                     erasure_->Erase(request->case_id(), request->confirm_case_id(),
-                                                     caller.uri));
-                    response->set_case_id(std::move(erased.case_id));
-                    response->set_audit_leaf_index(erased.audit_leaf_index);
-                    response->set_audit_tree_size(erased.audit_tree_size);
-                    return absl::OkStatus();
-                  });
+        if (erasure_ == nullptr) {
+          return absl::UnavailableError("case erasure is not set up on this server");
+        }
+        ASSIGN_OR_RETURN(
+            admin::ErasedCase erased,
+            erasure_->Erase(request->case_id(), request->confirm_case_id(), caller.uri));
+        response->set_case_id(std::move(erased.case_id));
+        response->set_audit_leaf_index(erased.audit_leaf_index);
+        response->set_audit_tree_size(erased.audit_tree_size);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::RotateMasterKey(
@@ -284,17 +283,16 @@ grpc::ServerUnaryReactor* AdminServiceImpl::UpdateStaff(grpc::CallbackServerCont
   return RunUnaryBlocking(
       context, "/fieldsync.v1.AdminService/UpdateStaff", auth_, pool_,
       [this, request, response](const Caller& caller) -> absl::Status {
-                    std::vector<std::string> regions(request->regions().begin(),
-                                                     request->regions().end());
-                    ASSIGN_OR_RETURN(admin::UpdatedStaff updated,
-                                     staff_->UpdateRegions(request->id(), regions, caller.uri));
-                    *response->mutable_principal() = std::move(updated.principal);
-                    for (std::string& r : updated.previous_regions) {
-                      response->add_previous_regions(std::move(r));
-                    }
-                    response->set_audit_leaf_index(updated.audit_leaf_index);
-                    return absl::OkStatus();
-                  });
+        std::vector<std::string> regions(request->regions().begin(), request->regions().end());
+        ASSIGN_OR_RETURN(admin::UpdatedStaff updated,
+                         staff_->UpdateRegions(request->id(), regions, caller.uri));
+        *response->mutable_principal() = std::move(updated.principal);
+        for (std::string& r : updated.previous_regions) {
+          response->add_previous_regions(std::move(r));
+        }
+        response->set_audit_leaf_index(updated.audit_leaf_index);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListEnrolmentCodes(
@@ -314,15 +312,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListEnrolmentCodes(
 grpc::ServerUnaryReactor* AdminServiceImpl::CancelEnrolmentCode(
     grpc::CallbackServerContext* context, const v1::CancelEnrolmentCodeRequest* request,
     v1::CancelEnrolmentCodeResponse* response) {
-  return RunUnaryBlocking(
-      context, "/fieldsync.v1.AdminService/CancelEnrolmentCode", auth_, pool_,
-      [this, request, response](const Caller& caller) -> absl::Status {
-                    ASSIGN_OR_RETURN(admin::CancelledEnrolmentCode cancelled,
-                                     enrolment_->CancelCode(request->code_id(), caller.uri));
-                    *response->mutable_code() = std::move(cancelled.code);
-                    response->set_audit_leaf_index(cancelled.audit_leaf_index);
-                    return absl::OkStatus();
-                  });
+  return RunUnaryBlocking(context, "/fieldsync.v1.AdminService/CancelEnrolmentCode", auth_, pool_,
+                          [this, request, response](const Caller& caller) -> absl::Status {
+                            ASSIGN_OR_RETURN(
+                                admin::CancelledEnrolmentCode cancelled,
+                                enrolment_->CancelCode(request->code_id(), caller.uri));
+                            *response->mutable_code() = std::move(cancelled.code);
+                            response->set_audit_leaf_index(cancelled.audit_leaf_index);
+                            return absl::OkStatus();
+                          });
 }
 
 }  // namespace fieldsync::server

@@ -108,13 +108,12 @@ absl::StatusOr<uint64_t> AuditServiceImpl::ResolveSize(uint64_t size) {
 grpc::ServerUnaryReactor* AuditServiceImpl::GetSignedTreeHead(
     grpc::CallbackServerContext* context, const v1::GetSignedTreeHeadRequest* request,
     v1::SignedTreeHead* response) {
-  return RunUnaryBlocking(
-      context, "/fieldsync.v1.AuditService/GetSignedTreeHead", auth_, pool_,
-      [this, response](const Caller&) -> absl::Status {
-        ASSIGN_OR_RETURN(audit::SignedTreeHead head, log_->MaybeSignTreeHead());
-        ToProto(head, response);
-        return absl::OkStatus();
-      });
+  return RunUnaryBlocking(context, "/fieldsync.v1.AuditService/GetSignedTreeHead", auth_, pool_,
+                          [this, response](const Caller&) -> absl::Status {
+                            ASSIGN_OR_RETURN(audit::SignedTreeHead head, log_->MaybeSignTreeHead());
+                            ToProto(head, response);
+                            return absl::OkStatus();
+                          });
 }
 
 grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
@@ -147,17 +146,16 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(
 grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
     grpc::CallbackServerContext* context, const v1::GetConsistencyProofRequest* request,
     v1::ConsistencyProof* response) {
-  return RunUnaryBlocking(
-      context, "/fieldsync.v1.AuditService/GetConsistencyProof", auth_, pool_,
-      [this, request, response](const Caller&) -> absl::Status {
-                    ASSIGN_OR_RETURN(uint64_t second, ResolveSize(request->second_size()));
-                    ASSIGN_OR_RETURN(std::vector<protocol::Hash> proof,
-                                     log_->ConsistencyProof(request->first_size(), second));
-                    response->set_first_size(request->first_size());
-                    response->set_second_size(second);
-                    for (const protocol::Hash& h : proof) response->add_hashes(Bytes(h));
-                    return absl::OkStatus();
-                  });
+  return RunUnaryBlocking(context, "/fieldsync.v1.AuditService/GetConsistencyProof", auth_, pool_,
+                          [this, request, response](const Caller&) -> absl::Status {
+                            ASSIGN_OR_RETURN(uint64_t second, ResolveSize(request->second_size()));
+                            ASSIGN_OR_RETURN(std::vector<protocol::Hash> proof,
+                                             log_->ConsistencyProof(request->first_size(), second));
+                            response->set_first_size(request->first_size());
+                            response->set_second_size(second);
+                            for (const protocol::Hash& h : proof) response->add_hashes(Bytes(h));
+                            return absl::OkStatus();
+                          });
 }
 
 grpc::ServerWriteReactor<v1::AuditEntries>* AuditServiceImpl::GetEntries(

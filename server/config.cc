@@ -204,7 +204,9 @@ const std::vector<NumericBound>& NumericBounds() {
          return c.limits().enrolment_lockout_failures();
        }},
       {"limits.enrolment_lockout_seconds", 1, 86400, " seconds",
-       [](const v1::ServerConfig& c) -> uint64_t { return c.limits().enrolment_lockout_seconds(); }},
+       [](const v1::ServerConfig& c) -> uint64_t {
+         return c.limits().enrolment_lockout_seconds();
+       }},
       {"limits.max_concurrent_calls_per_principal", 1, 1024, " calls",
        [](const v1::ServerConfig& c) -> uint64_t {
          return c.limits().max_concurrent_calls_per_principal();

@@ -15,8 +15,8 @@ constexpr size_t kMaxIdleBuckets = 4096;
 
 absl::Status Refusal(v1::SyncErrorReason reason, std::string_view what,
                      absl::Duration retry_after) {
-  const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::Ceil(
-                                               retry_after, absl::Milliseconds(1))));
+  const int64_t ms = std::max<int64_t>(
+      1, absl::ToInt64Milliseconds(absl::Ceil(retry_after, absl::Milliseconds(1))));
   v1::SyncErrorDetail detail;
   detail.set_retry_after_millis(static_cast<uint32_t>(std::min<int64_t>(ms, UINT32_MAX)));
   return sync::SyncError(absl::StatusCode::kResourceExhausted, reason,
@@ -96,7 +96,7 @@ void ConcurrencyLimit::Release(const std::string& key) {
 }
 
 absl::StatusOr<ConcurrencyLimit::Lease> AdmitCall(const CallLimits* limits,
-                                                 std::string_view principal_uri) {
+                                                  std::string_view principal_uri) {
   if (limits == nullptr) return ConcurrencyLimit::Lease();
   if (principal_uri.empty()) {
     if (limits->unauthenticated == nullptr) return ConcurrencyLimit::Lease();
@@ -123,8 +123,7 @@ absl::Status AdmitPull(const CallLimits* limits, std::string_view principal_uri)
   std::optional<absl::Duration> wait = limits->pulls->Take(principal_uri);
   if (!wait.has_value()) return absl::OkStatus();
   return RateLimited(
-      absl::StrFormat("%s started pulls faster than its limit", std::string(principal_uri)),
-      *wait);
+      absl::StrFormat("%s started pulls faster than its limit", std::string(principal_uri)), *wait);
 }
 
 }  // namespace fieldsync::server
