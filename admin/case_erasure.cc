@@ -29,7 +29,7 @@ absl::StatusOr<ErasedCase> CaseErasure::Erase(std::string_view case_id,
 
   absl::MutexLock lock(&mu_);
   absl::StatusOr<std::string> registration =
-      store_->Get(storage::Cf::kRecords, storage::EncodeRecordHeaderKey(*id, *id));
+      store_->Get(storage::Cf::kRecords, storage::EncodeRecordStateKey(*id, *id));
   if (absl::IsNotFound(registration.status())) {
     v1::SyncErrorDetail detail;
     detail.set_case_id(text);

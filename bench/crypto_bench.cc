@@ -41,6 +41,9 @@
 
 namespace fieldsync::crypto {
 namespace {
+using keys::CaseKeyStore;
+using keys::CaseKeyStoreOptions;
+using keys::kCaseDekVersion;
 
 constexpr size_t kBatchSize = 40 * 1024;
 

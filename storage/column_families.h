@@ -67,8 +67,9 @@ inline constexpr uint8_t kCaseDekTag = 1;
 
 // Sync's key tags (sync/, key_codec.h). Persisted: never renumber.
 // Cf::kRecords, after the case and record ids:
-inline constexpr uint8_t kRecordHeaderTag = 1;
-inline constexpr uint8_t kFieldStateTag = 2;
+inline constexpr uint8_t kRecordHeaderTag = 1;  // layout 1 only
+inline constexpr uint8_t kFieldStateTag = 2;   // layout 1 only
+inline constexpr uint8_t kRecordStateTag = 3;  // layout 2: one value per record
 // First byte of keys in Cf::kCaseIndex (3 is kept for blind-index entries):
 inline constexpr uint8_t kCaseByRegionTag = 1;
 inline constexpr uint8_t kCaseByOfficerTag = 2;
@@ -79,6 +80,18 @@ inline constexpr uint8_t kOpenConflictByRegionTag = 2;
 // First byte of keys in Cf::kBatches:
 inline constexpr uint8_t kBatchTag = 1;
 inline constexpr uint8_t kDeviceSequenceTag = 2;
+
+// Kinds of names in the store's name dictionary (name_dictionary.h), the
+// second byte of their Cf::kMetadata keys after kNameKeyTag. Persisted:
+// never renumber.
+enum class NameKind : uint8_t {
+  kField = 1,       // a field name of a record type
+  kRecordType = 2,  // a record type name
+  kWriter = 3,      // a device id, or "staff:<id>"
+};
+// First byte of name-dictionary keys in Cf::kMetadata. The other metadata
+// keys are String-encoded names that start with a printable byte.
+inline constexpr uint8_t kNameKeyTag = 1;
 
 // Audit's key tags (audit/, key_codec.h). Persisted: never renumber.
 // First byte of keys in Cf::kAuditLeaves:

@@ -247,6 +247,26 @@ absl::StatusOr<std::string> DecodeMetadataKey(std::string_view key) {
   return name;
 }
 
+std::string EncodeNameKey(NameKind kind, uint32_t id) {
+  return KeyBuilder().U8(kNameKeyTag).U8(static_cast<uint8_t>(kind)).U32(id).Finish();
+}
+
+absl::StatusOr<NameKey> DecodeNameKey(std::string_view key) {
+  KeyReader r(key);
+  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
+  if (tag != kNameKeyTag) {
+    return absl::DataLossError(absl::StrFormat("malformed name key: tag %d", tag));
+  }
+  NameKey out;
+  ASSIGN_OR_RETURN(uint8_t kind, r.U8());
+  out.kind = static_cast<NameKind>(kind);
+  ASSIGN_OR_RETURN(out.id, r.U32());
+  RETURN_IF_ERROR(r.ExpectEnd("name key"));
+  return out;
+}
+
+std::string NameKeyPrefix() { return KeyBuilder().U8(kNameKeyTag).Finish(); }
+
 // --- Sync keys ---------------------------------------------------------------
 
 namespace {
@@ -272,6 +292,11 @@ std::string EncodeFieldStateKey(std::span<const uint8_t, 16> case_id,
   return KeyBuilder().Uuid(case_id).Uuid(record_id).U8(kFieldStateTag).String(field).Finish();
 }
 
+std::string EncodeRecordStateKey(std::span<const uint8_t, 16> case_id,
+                                 std::span<const uint8_t, 16> record_id) {
+  return KeyBuilder().Uuid(case_id).Uuid(record_id).U8(kRecordStateTag).Finish();
+}
+
 absl::StatusOr<RecordsKey> DecodeRecordsKey(std::string_view key) {
   KeyReader r(key);
   RecordsKey out;
@@ -280,6 +305,8 @@ absl::StatusOr<RecordsKey> DecodeRecordsKey(std::string_view key) {
   ASSIGN_OR_RETURN(uint8_t tag, r.U8());
   if (tag == kRecordHeaderTag) {
     out.is_header = true;
+  } else if (tag == kRecordStateTag) {
+    out.is_state = true;
   } else if (tag == kFieldStateTag) {
     ASSIGN_OR_RETURN(out.field, r.String());
   } else {

@@ -139,23 +139,42 @@ absl::StatusOr<uint64_t> DecodeCaseLogKey(std::string_view key);
 std::string EncodeMetadataKey(std::string_view name);
 absl::StatusOr<std::string> DecodeMetadataKey(std::string_view key);
 
+// Cf::kMetadata, one name of the store's name dictionary (value: the name's
+// bytes; name_dictionary.h):
+//   U8 1 (kNameKeyTag) | U8 kind (NameKind) | U32 id
+// Every such key starts with NameKeyPrefix(); one kind's ids are in order.
+struct NameKey {
+  NameKind kind = NameKind::kField;
+  uint32_t id = 0;
+  friend bool operator==(const NameKey&, const NameKey&) = default;
+};
+std::string EncodeNameKey(NameKind kind, uint32_t id);
+absl::StatusOr<NameKey> DecodeNameKey(std::string_view key);
+std::string NameKeyPrefix();
+
 // --- Sync (sync/). Ids are 16 raw bytes; device ids, regions, officers and
 // field names are String components. Tags in column_families.h.
 
-// Cf::kRecords, a record's header (v1.RecordHeader) or one field's state
-// (v1.FieldState):
-//   Uuid case_id | Uuid record_id | U8 1 (kRecordHeaderTag)
+// Cf::kRecords, a record's state (layout 2; sync/record_codec.h), and the
+// header (v1.RecordHeader) and field states (v1.FieldState) of layout 1,
+// which a store upgraded to layout 2 no longer holds
+// (sync/layout_upgrade.h):
+//   Uuid case_id | Uuid record_id | U8 3 (kRecordStateTag)
+//   Uuid case_id | Uuid record_id | U8 1 (kRecordHeaderTag)         layout 1
 //   Uuid case_id | Uuid record_id | U8 2 (kFieldStateTag) | String field
+//                                                                  layout 1
 // A case's keys share the 16-byte prefix CaseRecordsPrefix(case_id), a
-// record's the 32-byte prefix RecordPrefix(case_id, record_id), with the
-// header first.
+// record's the 32-byte prefix RecordPrefix(case_id, record_id).
 struct RecordsKey {
   std::array<uint8_t, 16> case_id;
   std::array<uint8_t, 16> record_id;
-  bool is_header = false;
-  std::string field;  // empty for a header
+  bool is_header = false;  // layout 1
+  bool is_state = false;
+  std::string field;  // layout 1 field states; empty otherwise
   friend bool operator==(const RecordsKey&, const RecordsKey&) = default;
 };
+std::string EncodeRecordStateKey(std::span<const uint8_t, 16> case_id,
+                                 std::span<const uint8_t, 16> record_id);
 std::string EncodeRecordHeaderKey(std::span<const uint8_t, 16> case_id,
                                   std::span<const uint8_t, 16> record_id);
 std::string EncodeFieldStateKey(std::span<const uint8_t, 16> case_id,

@@ -32,6 +32,7 @@
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 #include "storage/counter.h"
+#include "storage/name_dictionary.h"
 #include "storage/rocksdb_status.h"
 
 namespace fieldsync::storage {
@@ -146,6 +147,10 @@ struct WriteBatch::Rep {
   rocksdb::WriteBatch batch;
   // The first operation the batch refused; Commit returns it.
   absl::Status first_error;
+  // Name-dictionary ids this batch writes, and the dictionary they belong
+  // to: the store whose dictionary it is marks them durable on commit.
+  const NameDictionary* names_owner = nullptr;
+  std::vector<std::pair<NameKind, uint32_t>> names;
 
   void Note(const rocksdb::Status& s, std::string_view op, Cf cf) {
     if (s.ok() || !first_error.ok()) return;
@@ -188,6 +193,13 @@ size_t WriteBatch::ByteSize() const { return rep_->batch.GetDataSize(); }
 void WriteBatch::Clear() {
   rep_->batch.Clear();
   rep_->first_error = absl::OkStatus();
+  rep_->names.clear();
+  rep_->names_owner = nullptr;
+}
+
+void WriteBatch::NoteName(const NameDictionary* dictionary, NameKind kind, uint32_t id) {
+  rep_->names_owner = dictionary;
+  rep_->names.emplace_back(kind, id);
 }
 
 // --- Snapshot -----------------------------------------------------------------
@@ -257,6 +269,8 @@ struct Store::Rep {
   bool ids_match_cf = true;
   // Snapshots and iterators alive; Close refuses while any is.
   std::atomic<int> live_views{0};
+  // The store's name dictionary, loaded at Open.
+  NameDictionary names;
 
   // Readers: every operation. Writer: Close.
   absl::Mutex mu;
@@ -484,7 +498,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   log::Info("storage.open", {{"path", options.path},
                              {"ids_match_cf", rep->ids_match_cf ? 1 : 0},
                              {"read_only", options.read_only ? 1 : 0}});
-  return std::unique_ptr<Store>(new Store(std::move(rep)));
+  std::unique_ptr<Store> store(new Store(std::move(rep)));
+  RETURN_IF_ERROR(store->rep_->names.Load(store.get()));
+  return store;
 }
 
 Store::Store(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
@@ -500,6 +516,8 @@ Store::~Store() {
 }
 
 const std::string& Store::path() const { return rep_->path; }
+
+NameDictionary& Store::names() { return rep_->names; }
 
 absl::Status Store::Commit(WriteBatch* batch) {
   if (!batch->rep_->first_error.ok()) return batch->rep_->first_error;
@@ -521,6 +539,7 @@ absl::Status Store::Commit(WriteBatch* batch) {
     ScopedTsanIgnoreAccesses tsan_ignore;  // RocksDB's write group (common/tsan.h)
     s = rep_->db->Write(rep_->write_options, to_write);
   }
+  if (s.ok() && batch->rep_->names_owner == &rep_->names) rep_->names.MarkDurable(batch->rep_->names);
   return FromRocksDb(s, "commit batch");
 }
 

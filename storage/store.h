@@ -23,6 +23,8 @@ class FileSystem;
 
 namespace fieldsync::storage {
 
+class NameDictionary;
+
 struct StoreOptions {
   // The store's directory.
   std::string path;
@@ -72,6 +74,11 @@ class WriteBatch {
   void Merge(Cf cf, std::string_view key, std::string_view value);
   // Deletes every key in [begin, end).
   void DeleteRange(Cf cf, std::string_view begin, std::string_view end);
+
+  // Records that the batch writes name-dictionary id `id` of `dictionary`
+  // (NameDictionary::Intern calls it), so that committing it to the store
+  // owning that dictionary marks the id durable.
+  void NoteName(const NameDictionary* dictionary, NameKind kind, uint32_t id);
 
   // Number of operations added since construction or Clear().
   int Count() const;
@@ -218,6 +225,9 @@ class Store {
   absl::Status Close();
 
   const std::string& path() const;
+
+  // The store's name dictionary (name_dictionary.h), loaded at Open.
+  NameDictionary& names();
 
  private:
   struct Rep;

@@ -13,7 +13,9 @@
 #include "common/uuid.h"
 #include "storage/key_codec.h"
 #include "sync/change_feed.h"
+#include "sync/log_codec.h"
 #include "sync/reconcile.h"
+#include "sync/record_state.h"
 
 namespace fieldsync::sync {
 namespace {
@@ -62,21 +64,18 @@ absl::StatusOr<CaseState> ReadCaseState(storage::Store* store, const Uuid& case_
   std::unique_ptr<storage::Iterator> it =
       store->NewIterator(Cf::kRecords, prefix, storage::PrefixUpperBound(prefix), snap);
   CaseState out;
+  const EntryReader read = [&](uint64_t at, v1::CaseLogEntry* e) {
+    return ReadLogEntry(store, at, e, snap);
+  };
   for (; it->Valid(); it->Next()) {
     ASSIGN_OR_RETURN(storage::RecordsKey key, storage::DecodeRecordsKey(it->key()));
+    if (!key.is_state) continue;
+    RecordState state;
+    RETURN_IF_ERROR(DecodeRecordState(it->value(), store->names(), &state));
+    RETURN_IF_ERROR(FillValues(&state, read));
     CaseState::Record& record = out.records[key.record_id];
-    const std::string_view raw = it->value();
-    if (key.is_header) {
-      if (!record.header.ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
-        return absl::DataLossError("record header does not parse");
-      }
-      continue;
-    }
-    v1::FieldState state;
-    if (!state.ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
-      return absl::DataLossError("field state does not parse");
-    }
-    record.fields.emplace_back(std::move(key.field), std::move(state));
+    record.header = std::move(state.header);
+    record.fields = std::move(state.fields);
   }
   RETURN_IF_ERROR(it->status());
   return out;
@@ -119,10 +118,8 @@ absl::StatusOr<v1::CaseSummary> SummaryOf(storage::Store* store, const Schema& s
   out.set_last_position(last);
   if (last != 0) {
     v1::CaseLogEntry entry;
-    absl::StatusOr<std::string> raw =
-        store->Get(Cf::kCaseLog, storage::EncodeCaseLogKey(last), snap);
-    if (!raw.ok()) return raw.status();
-    if (!entry.ParseFromString(*raw)) return absl::DataLossError("log entry does not parse");
+    ASSIGN_OR_RETURN(bool found, ReadLogEntry(store, last, &entry, snap));
+    if (!found) return absl::DataLossError(absl::StrFormat("case log entry %d is missing", last));
     *out.mutable_last_hlc() = entry.hlc();
   }
   const std::string prefix = storage::CaseConflictsPrefix(case_id);
@@ -308,7 +305,7 @@ absl::StatusOr<v1::GetCaseHistoryResponse> ChangeFeed::CaseHistory(
   if (after.empty()) {
     // A case exists when its registration has a header.
     absl::StatusOr<std::string> header =
-        store_->Get(Cf::kRecords, storage::EncodeRecordHeaderKey(id, id), snap.get());
+        store_->Get(Cf::kRecords, storage::EncodeRecordStateKey(id, id), snap.get());
     if (absl::IsNotFound(header.status())) return NoSuchCase(id);
     if (!header.ok()) return header.status();
   }
@@ -324,11 +321,11 @@ absl::StatusOr<v1::GetCaseHistoryResponse> ChangeFeed::CaseHistory(
     }
     ASSIGN_OR_RETURN(storage::CaseEntryKey key, storage::DecodeCaseEntryKey(it->key()));
     last_key = std::string(it->key());
-    ASSIGN_OR_RETURN(
-        std::string raw,
-        store_->Get(Cf::kCaseLog, storage::EncodeCaseLogKey(key.position), snap.get()));
     v1::CaseLogEntry entry;
-    if (!entry.ParseFromString(raw)) return absl::DataLossError("log entry does not parse");
+    ASSIGN_OR_RETURN(bool found, ReadLogEntry(store_, key.position, &entry, snap.get()));
+    if (!found) {
+      return absl::DataLossError(absl::StrFormat("case log entry %d is missing", key.position));
+    }
     v1::CaseHistoryEntry* h = out.add_entries();
     h->set_position(entry.position());
     h->set_change_id(entry.change_id());
@@ -357,16 +354,13 @@ absl::StatusOr<v1::Conflict> ChangeFeed::GetConflict(
     const v1::ConflictId& id, const absl::flat_hash_set<v1::Sensitivity>& readable) const {
   std::unique_ptr<storage::Snapshot> snap = store_->GetSnapshot();
   // The conflict's case is the case of the entry that made it.
-  absl::StatusOr<std::string> raw =
-      store_->Get(Cf::kCaseLog, storage::EncodeCaseLogKey(id.position()), snap.get());
   auto none = [&] {
     return absl::NotFoundError(
         absl::StrFormat("no conflict %d/%s", id.position(), absl::CHexEscape(id.field())));
   };
-  if (absl::IsNotFound(raw.status())) return none();
-  if (!raw.ok()) return raw.status();
   v1::CaseLogEntry entry;
-  if (!entry.ParseFromString(*raw)) return absl::DataLossError("log entry does not parse");
+  ASSIGN_OR_RETURN(bool found, ReadLogEntry(store_, id.position(), &entry, snap.get()));
+  if (!found) return none();
   ASSIGN_OR_RETURN(Uuid case_id, ParseUuid(entry.case_id()));
   absl::StatusOr<std::string> stored = store_->Get(
       Cf::kConflicts, storage::EncodeConflictKey(case_id, id.position(), id.field()), snap.get());

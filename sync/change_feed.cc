@@ -13,24 +13,25 @@
 #include "sync/heads.h"
 #include "sync/pull.h"
 #include "sync/reconcile.h"
+#include "sync/record_state.h"
 
 namespace fieldsync::sync {
 namespace {
 
 using storage::Cf;
 
+// One field's state with its value, at `snap` (null: the latest).
 absl::StatusOr<std::optional<v1::FieldState>> GetFieldState(storage::Store* store,
                                                             const storage::Snapshot* snap,
                                                             const Uuid& case_id,
                                                             const Uuid& record_id,
                                                             std::string_view field) {
-  absl::StatusOr<std::string> v =
-      store->Get(Cf::kRecords, storage::EncodeFieldStateKey(case_id, record_id, field), snap);
-  if (absl::IsNotFound(v.status())) return std::optional<v1::FieldState>();
-  if (!v.ok()) return v.status();
-  v1::FieldState state;
-  if (!state.ParseFromString(*v)) return absl::DataLossError("field state does not parse");
-  return std::optional<v1::FieldState>(std::move(state));
+  const std::string_view only[] = {field};
+  ASSIGN_OR_RETURN(std::optional<RecordState> record,
+                   ReadRecord(store, snap, case_id, record_id, only));
+  const v1::FieldState* state = record.has_value() ? record->Find(field) : nullptr;
+  if (state == nullptr) return std::optional<v1::FieldState>();
+  return std::optional<v1::FieldState>(*state);
 }
 
 }  // namespace
@@ -154,14 +155,13 @@ absl::StatusOr<CaseReach> ChangeFeed::Reach(const ReadScope& scope, const Uuid& 
 }
 
 absl::StatusOr<std::string> ChangeFeed::CaseOfConflict(const v1::ConflictId& id) const {
-  absl::StatusOr<std::string> raw =
-      store_->Get(Cf::kCaseLog, storage::EncodeCaseLogKey(id.position()));
   v1::CaseLogEntry entry;
-  if (absl::IsNotFound(raw.status()) || (raw.ok() && !entry.ParseFromString(*raw))) {
+  absl::StatusOr<bool> found = ReadLogEntry(store_, id.position(), &entry);
+  if ((found.ok() && !*found) || absl::IsDataLoss(found.status())) {
     return SyncError(absl::StatusCode::kNotFound, v1::SYNC_ERROR_REASON_NOT_FOUND,
                      "no such conflict");
   }
-  if (!raw.ok()) return raw.status();
+  if (!found.ok()) return found.status();
   return entry.case_id();
 }
 
@@ -191,16 +191,14 @@ absl::Status ChangeFeed::DescribeConflict(const v1::ConflictRecord& record, cons
   c->set_status(record.status());
   c->set_resolved_position(record.resolved_position());
   ASSIGN_OR_RETURN(Uuid rid, ParseUuid(record.record_id()));
-  v1::RecordHeader header;
-  {
-    absl::StatusOr<std::string> raw =
-        store_->Get(Cf::kRecords, storage::EncodeRecordHeaderKey(case_id, rid), snap);
-    if (!raw.ok()) return raw.status();
-    if (!header.ParseFromString(*raw)) return absl::DataLossError("record header does not parse");
-  }
   std::optional<v1::FieldState> current;
+  std::vector<std::string_view> only;
+  if (!record.field().empty()) only.push_back(record.field());
+  ASSIGN_OR_RETURN(std::optional<RecordState> state, ReadRecord(store_, snap, case_id, rid, only));
+  if (!state.has_value()) return absl::DataLossError("a conflict's record has no state");
+  const v1::RecordHeader& header = state->header;
   if (!record.field().empty()) {
-    ASSIGN_OR_RETURN(current, GetFieldState(store_, snap, case_id, rid, record.field()));
+    if (const v1::FieldState* s = state->Find(record.field()); s != nullptr) current = *s;
     if (!current.has_value()) return absl::DataLossError("a conflict's field has no state");
     c->set_current_version(current->version());
     c->set_current_writer(current->writer());

@@ -5,6 +5,7 @@
 #ifndef FIELDSYNC_SYNC_FIELD_SEALER_H_
 #define FIELDSYNC_SYNC_FIELD_SEALER_H_
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,6 +15,12 @@
 #include "absl/status/statusor.h"
 
 namespace fieldsync::sync {
+
+// The bytes of a value's keyed digest (FieldSealer::Digest) that the case
+// log stores and merge compares: the first 16 of the HMAC-SHA256, a
+// 128-bit tag (truncation as RFC 2104 §5 allows; an equal tag for unequal
+// values needs the case's digest key).
+inline constexpr size_t kValueDigestBytes = 16;
 
 // Where a value lives; a ciphertext is bound to all three (and to the key
 // version inside it), so it fails to open anywhere else.

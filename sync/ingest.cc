@@ -11,6 +11,7 @@
 #include "storage/key_codec.h"
 #include "sync/errors.h"
 #include "sync/hlc.h"
+#include "sync/log_codec.h"
 
 namespace fieldsync::sync {
 namespace {
@@ -130,8 +131,10 @@ absl::StatusOr<v1::StoredValue> Ingest::StoreValue(const v1::FieldDef& def,
   ASSIGN_OR_RETURN(*stored.mutable_data(),
                    options_.sealer->SealIn(scope, FieldAddress{case_id, record_id, def.name()},
                                            plaintext, key_writes));
-  ASSIGN_OR_RETURN(*stored.mutable_digest(),
+  ASSIGN_OR_RETURN(std::string digest,
                    options_.sealer->DigestIn(scope, case_id, def.name(), plaintext, key_writes));
+  digest.resize(std::min(digest.size(), kValueDigestBytes));
+  *stored.mutable_digest() = std::move(digest);
   stored.set_encrypted(true);
   return stored;
 }
@@ -461,7 +464,8 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
                    reconciler_.Apply(entry, options, view, needs_dimensions_ ? &delta : nullptr));
   Count(result.outcome(), &summary->counts);
   if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED) return result;
-  view->PutProto(Cf::kCaseLog, storage::EncodeCaseLogKey(*next_position), *entry);
+  view->Put(Cf::kCaseLog, storage::EncodeCaseLogKey(*next_position),
+            EncodeLogEntry(*entry, options_.store->names(), view->batch()));
   if (summary->first_position == 0) summary->first_position = *next_position;
   summary->last_position = *next_position;
   ++*next_position;

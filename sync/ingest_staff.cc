@@ -13,6 +13,7 @@
 #include "sync/errors.h"
 #include "sync/heads.h"
 #include "sync/ingest.h"
+#include "sync/record_state.h"
 
 namespace fieldsync::sync {
 namespace {
@@ -40,11 +41,9 @@ absl::Status InvalidValue(std::string_view message, std::string_view case_id,
 absl::StatusOr<uint64_t> CheckBase(StateView* view, const Uuid& case_id, const Uuid& record_id,
                                    std::string_view field, uint64_t base,
                                    std::string_view case_text) {
-  v1::FieldState state;
-  ASSIGN_OR_RETURN(bool has,
-                   view->GetProto(Cf::kRecords,
-                                  storage::EncodeFieldStateKey(case_id, record_id, field), &state));
-  const uint64_t current = has ? state.version() : 0;
+  ASSIGN_OR_RETURN(std::optional<RecordState> record, LoadRecord(view, case_id, record_id));
+  const v1::FieldState* state = record.has_value() ? record->Find(field) : nullptr;
+  const uint64_t current = state != nullptr ? state->version() : 0;
   if (base != 0 && base != current) {
     v1::SyncErrorDetail detail;
     detail.set_case_id(std::string(case_text));
@@ -70,11 +69,11 @@ absl::Status NoChange(std::string_view message, std::string_view case_id, std::s
 // The current text of a registration field ("" when unset or cleared).
 absl::StatusOr<std::string> CurrentText(StateView* view, const Uuid& case_id,
                                         std::string_view field) {
-  v1::FieldState state;
-  ASSIGN_OR_RETURN(
-      bool has,
-      view->GetProto(Cf::kRecords, storage::EncodeFieldStateKey(case_id, case_id, field), &state));
-  return has ? DimensionString(state.value()) : std::string();
+  ASSIGN_OR_RETURN(std::optional<RecordState> record, LoadRecord(view, case_id, case_id));
+  if (!record.has_value() || record->Find(field) == nullptr) return std::string();
+  const std::string_view only[] = {field};
+  RETURN_IF_ERROR(FillValues(&*record, ViewEntryReader(view), only));
+  return DimensionString(record->Find(field)->value());
 }
 
 // The registration entry skeleton for `case_text`, after checking that the
@@ -85,7 +84,7 @@ absl::StatusOr<v1::CaseLogEntry> CaseEntry(const Schema& schema, StateView* view
   if (!id.ok()) return InvalidValue("case id is not a UUID", case_text, "");
   *case_id = *id;
   ASSIGN_OR_RETURN(std::optional<std::string> header,
-                   view->Get(Cf::kRecords, storage::EncodeRecordHeaderKey(*id, *id)));
+                   view->Get(Cf::kRecords, storage::EncodeRecordStateKey(*id, *id)));
   if (!header.has_value()) return NotFound("registration", case_text);
   v1::CaseLogEntry entry;
   entry.set_case_id(FormatUuid(*id));
@@ -307,17 +306,18 @@ absl::StatusOr<v1::ChangeResult> Ingest::ResolveConflict(
               case_text, conflict.field());
         }
         ASSIGN_OR_RETURN(Uuid record_id, ParseUuid(conflict.record_id()));
+        ASSIGN_OR_RETURN(std::optional<RecordState> record, LoadRecord(view, *id, record_id));
+        const bool has_header = record.has_value();
         v1::RecordHeader header;
-        ASSIGN_OR_RETURN(
-            bool has_header,
-            view->GetProto(Cf::kRecords, storage::EncodeRecordHeaderKey(*id, record_id), &header));
         v1::FieldState current;
         bool has_current = false;
-        if (!conflict.field().empty()) {
-          ASSIGN_OR_RETURN(has_current, view->GetProto(Cf::kRecords,
-                                                       storage::EncodeFieldStateKey(
-                                                           *id, record_id, conflict.field()),
-                                                       &current));
+        if (has_header) {
+          header = record->header;
+          if (const v1::FieldState* f = record->Find(conflict.field());
+              f != nullptr && !conflict.field().empty()) {
+            current = *f;
+            has_current = true;
+          }
         }
         if (!has_header || (!conflict.field().empty() && !has_current)) {
           return absl::DataLossError(

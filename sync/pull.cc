@@ -8,6 +8,7 @@
 #include "fieldsync/v1/records.pb.h"
 #include "storage/key_codec.h"
 #include "sync/errors.h"
+#include "sync/log_codec.h"
 
 namespace fieldsync::sync {
 namespace {
@@ -21,10 +22,11 @@ bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
 }
 
-// Parses into *entry, reusing its allocations.
-absl::Status ParseInto(uint64_t position, std::string_view raw, v1::CaseLogEntry* entry) {
-  if (!entry->ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
-    return absl::DataLossError(absl::StrFormat("case log entry %d does not parse", position));
+// Decodes a stored log entry into *entry.
+absl::Status ParseInto(const storage::NameDictionary& names, uint64_t position,
+                       std::string_view raw, v1::CaseLogEntry* entry) {
+  if (absl::Status s = DecodeLogEntry(raw, names, entry); !s.ok()) {
+    return absl::DataLossError(absl::StrFormat("case log entry %d: %s", position, s.message()));
   }
   return absl::OkStatus();
 }
@@ -126,7 +128,7 @@ absl::Status ScopedLogReader::CatchUp(const storage::Snapshot* snap, uint64_t la
                                     storage::EncodeCaseLogKey(last + 1), snap);
     for (; it->Valid(); it->Next()) {
       ASSIGN_OR_RETURN(uint64_t position, storage::DecodeCaseLogKey(it->key()));
-      RETURN_IF_ERROR(ParseInto(position, it->value(), &entry_));
+      RETURN_IF_ERROR(ParseInto(feed_->store()->names(), position, it->value(), &entry_));
       ASSIGN_OR_RETURN(Uuid case_id, ParseUuid(entry_.case_id()));
       // An officer or region changes only through an entry of the
       // registration record (whose id is the case's).
@@ -183,7 +185,7 @@ absl::Status ScopedLogReader::NextOfAllCases(const storage::Snapshot* snap, uint
   for (; it->Valid(); it->Next()) {
     if (out.changes_size() >= static_cast<int>(max_changes)) break;
     ASSIGN_OR_RETURN(uint64_t position, storage::DecodeCaseLogKey(it->key()));
-    RETURN_IF_ERROR(ParseInto(position, it->value(), &entry_));
+    RETURN_IF_ERROR(ParseInto(feed_->store()->names(), position, it->value(), &entry_));
     if (!AddChange(position, max_bytes, &bytes, &out)) break;
     cursor_ = position;
   }
@@ -256,7 +258,7 @@ absl::Status ScopedLogReader::Next(size_t max_changes, size_t max_bytes, v1::Pul
           absl::StrFormat("the case entry index names log position %d, which is missing", position));
     }
     if (!raw.ok()) return raw.status();
-    RETURN_IF_ERROR(ParseInto(position, *raw, &entry_));
+    RETURN_IF_ERROR(ParseInto(feed_->store()->names(), position, *raw, &entry_));
     if (!AddChange(position, max_bytes, &bytes, &out)) {
       RETURN_IF_ERROR(status_);
       caught_up = false;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "storage/key_codec.h"
+#include "sync/log_codec.h"
 #include "sync/reconcile.h"
 #include "sync/state_view.h"
 
@@ -29,6 +30,8 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
   const storage::Snapshot* snap = rebuild.snapshot != nullptr ? rebuild.snapshot : own.get();
   std::unique_ptr<storage::Iterator> it = source->NewIterator(storage::Cf::kCaseLog, "", "", snap);
   storage::WriteBatch batch;
+  // The state names fields, types and writers with the log's ids.
+  RETURN_IF_ERROR(target->names().Adopt(source->names(), &batch));
   StateView view(target, &batch);
   uint64_t expected = 1;
   size_t pending = 0;
@@ -39,8 +42,8 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
           absl::StrFormat("case log position %d is missing (found %d)", expected, position));
     }
     v1::CaseLogEntry recorded;
-    if (!recorded.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(absl::StrFormat("case log entry %d does not parse", position));
+    if (absl::Status s = DecodeLogEntry(it->value(), source->names(), &recorded); !s.ok()) {
+      return absl::DataLossError(absl::StrFormat("case log entry %d: %s", position, s.message()));
     }
     v1::CaseLogEntry replay = recorded;
     replay.clear_outcome();
@@ -50,12 +53,7 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
     ApplyOptions options;
     options.replay = true;
     options.read_entry = [&](uint64_t at, v1::CaseLogEntry* out) -> absl::StatusOr<bool> {
-      absl::StatusOr<std::string> raw =
-          source->Get(storage::Cf::kCaseLog, storage::EncodeCaseLogKey(at), snap);
-      if (absl::IsNotFound(raw.status())) return false;
-      if (!raw.ok()) return raw.status();
-      if (!out->ParseFromString(*raw)) return absl::DataLossError("case log entry does not parse");
-      return true;
+      return ReadLogEntry(source, at, out, snap);
     };
     DimensionDelta delta;
     ASSIGN_OR_RETURN(

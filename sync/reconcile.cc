@@ -8,8 +8,10 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "storage/key_codec.h"
+#include "sync/field_sealer.h"
 #include "sync/heads.h"
 #include "sync/hlc.h"
+#include "sync/record_state.h"
 
 namespace fieldsync::sync {
 namespace {
@@ -33,24 +35,45 @@ struct CaseScope {
   std::optional<std::string> officer;
 };
 
+// The current value of a clear field of a registration record's state
+// (its value read with `read` unless it is filled already); nullopt when it
+// was never written or is cleared.
+absl::StatusOr<std::optional<std::string>> FieldOf(RecordState& registration,
+                                                   std::string_view field,
+                                                   const EntryReader& read) {
+  v1::FieldState* state = registration.FindMutable(field);
+  if (state == nullptr) return std::optional<std::string>();
+  if (!state->has_value()) {
+    const std::string_view only[] = {field};
+    RETURN_IF_ERROR(FillValues(&registration, read, only));
+  }
+  if (state->value().cleared()) return std::optional<std::string>();
+  return std::optional<std::string>(DimensionString(state->value()));
+}
+
 // The current value of a clear field of the case's registration record;
 // nullopt when it was never written or is cleared.
 absl::StatusOr<std::optional<std::string>> ReadCaseField(const Uuid& case_id,
-                                                         std::string_view field, StateView* view) {
-  v1::FieldState state;
-  ASSIGN_OR_RETURN(
-      bool has,
-      view->GetProto(Cf::kRecords, storage::EncodeFieldStateKey(case_id, case_id, field), &state));
-  if (!has || state.value().cleared()) return std::optional<std::string>();
-  return std::optional<std::string>(DimensionString(state.value()));
+                                                         std::string_view field, StateView* view,
+                                                         const EntryReader& read) {
+  ASSIGN_OR_RETURN(std::optional<RecordState> registration, LoadRecord(view, case_id, case_id));
+  if (!registration.has_value()) return std::optional<std::string>();
+  return FieldOf(*registration, field, read);
+}
+
+absl::StatusOr<CaseScope> ScopeOf(const Schema& schema, RecordState& registration,
+                                  const EntryReader& read) {
+  CaseScope scope;
+  ASSIGN_OR_RETURN(scope.region, FieldOf(registration, schema.region_field(), read));
+  ASSIGN_OR_RETURN(scope.officer, FieldOf(registration, schema.officer_field(), read));
+  return scope;
 }
 
 absl::StatusOr<CaseScope> ReadCaseScope(const Schema& schema, const Uuid& case_id,
-                                        StateView* view) {
-  CaseScope scope;
-  ASSIGN_OR_RETURN(scope.region, ReadCaseField(case_id, schema.region_field(), view));
-  ASSIGN_OR_RETURN(scope.officer, ReadCaseField(case_id, schema.officer_field(), view));
-  return scope;
+                                        StateView* view, const EntryReader& read) {
+  ASSIGN_OR_RETURN(std::optional<RecordState> registration, LoadRecord(view, case_id, case_id));
+  if (!registration.has_value()) return CaseScope();
+  return ScopeOf(schema, *registration, read);
 }
 
 // Conflict records an entry opened, changed or closed; written (with the
@@ -112,13 +135,18 @@ absl::Status UpdateConflict(const v1::CaseLogEntry& entry, const Uuid& case_id,
 // Keeps the case indexes and the open-conflict index in step with the
 // entry and writes the conflict records it opened, changed or closed.
 absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_registration,
-                        const CaseScope& before, ConflictWrites& conflicts, StateView* view) {
+                        const CaseScope& before, RecordState* registration,
+                        const EntryReader& read, ConflictWrites& conflicts, StateView* view) {
   if (!is_registration && conflicts.opened.empty() && conflicts.updated.empty() &&
       conflicts.closed.empty()) {
     return absl::OkStatus();
   }
   CaseScope after;
-  ASSIGN_OR_RETURN(after, ReadCaseScope(schema, case_id, view));
+  if (is_registration) {
+    ASSIGN_OR_RETURN(after, ScopeOf(schema, *registration, read));
+  } else {
+    ASSIGN_OR_RETURN(after, ReadCaseScope(schema, case_id, view, read));
+  }
   if (is_registration && before.region != after.region) {
     if (before.region) {
       view->Delete(Cf::kCaseIndex,
@@ -196,21 +224,6 @@ absl::StatusOr<std::vector<v1::FieldHead>> LoadHeads(const Uuid& case_id,
   return heads;
 }
 
-// Whether two states of one field hold the same current value and open
-// conflict: the same writes (a write's position names it, and fixes its
-// value) and the same conflict.
-bool SameWrites(const v1::FieldState& a, const v1::FieldState& b) {
-  if (a.version() != b.version() || a.position() != b.position() ||
-      a.conflict_position() != b.conflict_position() ||
-      a.other_writes_size() != b.other_writes_size()) {
-    return false;
-  }
-  for (int i = 0; i < a.other_writes_size(); ++i) {
-    if (a.other_writes(i).position() != b.other_writes(i).position()) return false;
-  }
-  return true;
-}
-
 // How a write is merged into a field's heads.
 struct FieldWriteInput {
   const v1::StoredValue* value = nullptr;  // null: no write (keep current)
@@ -226,20 +239,14 @@ struct FieldWriteInput {
 // when that entry did not write the field.
 absl::StatusOr<std::optional<v1::StoredValue>> SeenValue(const std::vector<v1::FieldHead>& heads,
                                                          uint64_t base, std::string_view name,
-                                                         const ApplyOptions& options,
-                                                         StateView* view) {
+                                                         const EntryReader& read) {
   for (const v1::FieldHead& h : heads) {
     for (const v1::HeadWrite& w : h.writes()) {
       if (w.position() == base) return std::optional<v1::StoredValue>(h.value());
     }
   }
   v1::CaseLogEntry entry;
-  bool found = false;
-  if (options.read_entry) {
-    ASSIGN_OR_RETURN(found, options.read_entry(base, &entry));
-  } else {
-    ASSIGN_OR_RETURN(found, view->GetProto(Cf::kCaseLog, storage::EncodeCaseLogKey(base), &entry));
-  }
+  ASSIGN_OR_RETURN(bool found, read(base, &entry));
   if (found) {
     for (const v1::EntryField& f : entry.fields()) {
       if (f.field() == name) return std::optional<v1::StoredValue>(f.value());
@@ -368,31 +375,28 @@ std::optional<v1::ChangeResult> CheckChange(const Schema& schema, const v1::Case
                                             const ApplyOptions& options, const Uuid& case_id,
                                             const std::optional<v1::RecordHeader>& header,
                                             bool is_registration, StateView* view,
-                                            absl::Status* status) {
+                                            const EntryReader& read, absl::Status* status) {
   const bool creates_case =
       is_registration && entry.kind() == v1::CHANGE_KIND_UPSERT && !header.has_value();
   if (!creates_case) {
-    absl::StatusOr<std::optional<std::string>> case_header =
-        view->Get(Cf::kRecords, storage::EncodeRecordHeaderKey(case_id, case_id));
-    if (!case_header.ok()) {
-      *status = case_header.status();
+    absl::StatusOr<std::optional<RecordState>> registration = LoadRecord(view, case_id, case_id);
+    if (!registration.ok()) {
+      *status = registration.status();
       return std::nullopt;
     }
-    if (!case_header->has_value()) {
+    if (!registration->has_value()) {
       return Reject(
           entry, v1::REJECT_REASON_CASE_NOT_FOUND,
           absl::StrFormat("change %s: case %s does not exist", entry.change_id(), entry.case_id()));
     }
     if (options.check_scope) {
-      v1::FieldState officer;
-      absl::StatusOr<bool> has = view->GetProto(
-          Cf::kRecords, storage::EncodeFieldStateKey(case_id, case_id, schema.officer_field()),
-          &officer);
-      if (!has.ok()) {
-        *status = has.status();
+      absl::StatusOr<std::optional<std::string>> officer =
+          FieldOf(**registration, schema.officer_field(), read);
+      if (!officer.ok()) {
+        *status = officer.status();
         return std::nullopt;
       }
-      if (!*has || DimensionString(officer.value()) != options.officer_id) {
+      if (!officer->has_value() || **officer != options.officer_id) {
         return Reject(entry, v1::REJECT_REASON_CASE_NOT_IN_SCOPE,
                       absl::StrFormat("change %s: case %s is not assigned to officer %s",
                                       entry.change_id(), entry.case_id(), options.officer_id));
@@ -446,7 +450,8 @@ std::optional<std::string> WrittenValue(const v1::CaseLogEntry& entry, std::stri
 absl::StatusOr<std::optional<v1::ChangeResult>> CheckDistrict(const Schema& schema,
                                                               const v1::CaseLogEntry& entry,
                                                               const Uuid& case_id, bool creating,
-                                                              StateView* view) {
+                                                              StateView* view,
+                                                              const EntryReader& read) {
   const std::optional<std::string> written_district = WrittenValue(entry, schema.district_field());
   const std::optional<std::string> written_region = WrittenValue(entry, schema.region_field());
   if (!written_district.has_value() && !written_region.has_value()) return std::nullopt;
@@ -454,7 +459,7 @@ absl::StatusOr<std::optional<v1::ChangeResult>> CheckDistrict(const Schema& sche
   if (written_district.has_value()) {
     if (!written_district->empty()) district = *written_district;
   } else if (!creating) {
-    ASSIGN_OR_RETURN(district, ReadCaseField(case_id, schema.district_field(), view));
+    ASSIGN_OR_RETURN(district, ReadCaseField(case_id, schema.district_field(), view, read));
   }
   if (!district.has_value()) return std::nullopt;
   const std::string* home = schema.RegionOfDistrict(*district);
@@ -463,7 +468,7 @@ absl::StatusOr<std::optional<v1::ChangeResult>> CheckDistrict(const Schema& sche
   if (written_region.has_value()) {
     if (!written_region->empty()) region = *written_region;
   } else if (!creating) {
-    ASSIGN_OR_RETURN(region, ReadCaseField(case_id, schema.region_field(), view));
+    ASSIGN_OR_RETURN(region, ReadCaseField(case_id, schema.region_field(), view, read));
   }
   if (region.has_value() && *region == *home) return std::nullopt;
   std::string detail;
@@ -504,7 +509,8 @@ absl::StatusOr<std::optional<v1::ChangeResult>> CheckDeviceRegion(const Schema& 
                                                                   const v1::CaseLogEntry& entry,
                                                                   const ApplyOptions& options,
                                                                   const Uuid& case_id,
-                                                                  bool creating, StateView* view) {
+                                                                  bool creating, StateView* view,
+                                                                  const EntryReader& read) {
   const std::optional<std::string> written = WrittenValue(entry, schema.region_field());
   if (!written.has_value()) return std::nullopt;
   if (creating) {
@@ -516,7 +522,7 @@ absl::StatusOr<std::optional<v1::ChangeResult>> CheckDeviceRegion(const Schema& 
                         entry.change_id(), options.region, *written)));
   }
   ASSIGN_OR_RETURN(std::optional<std::string> current,
-                   ReadCaseField(case_id, schema.region_field(), view));
+                   ReadCaseField(case_id, schema.region_field(), view, read));
   if (current.has_value() && *current == *written) return std::nullopt;
   return std::optional<v1::ChangeResult>(
       Reject(entry, v1::REJECT_REASON_FIELD_NOT_WRITABLE,
@@ -590,7 +596,11 @@ v1::StoredValue ClearStoredValue(const v1::FieldValue& value) {
 bool SameValue(const v1::StoredValue& a, const v1::StoredValue& b) {
   if (a.cleared() || b.cleared()) return a.cleared() == b.cleared();
   if (a.encrypted() != b.encrypted()) return false;
-  return a.encrypted() ? a.digest() == b.digest() : a.data() == b.data();
+  if (!a.encrypted()) return a.data() == b.data();
+  // Digests are compared on their first kValueDigestBytes: entries written
+  // before layout 2 hold the whole 32-byte HMAC.
+  return std::string_view(a.digest()).substr(0, kValueDigestBytes) ==
+         std::string_view(b.digest()).substr(0, kValueDigestBytes);
 }
 
 absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
@@ -613,17 +623,19 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
                                   entry->record_type()));
   }
   const bool is_registration = type->kind() == v1::RECORD_KIND_CASE_REGISTRATION;
-  const std::string header_key = storage::EncodeRecordHeaderKey(case_id, record_id);
+  // Log entries are read from the view (this group's entries first), or
+  // from the source of a rebuild.
+  const EntryReader stored_entries =
+      options.read_entry ? EntryReader(options.read_entry) : ViewEntryReader(view);
+  ASSIGN_OR_RETURN(std::optional<RecordState> stored, LoadRecord(view, case_id, record_id));
   std::optional<v1::RecordHeader> stored_header;
-  {
-    v1::RecordHeader h;
-    ASSIGN_OR_RETURN(bool found, view->GetProto(Cf::kRecords, header_key, &h));
-    if (found) stored_header = std::move(h);
-  }
+  if (stored.has_value()) stored_header = stored->header;
+  const EntryReader& read = stored_entries;
   {
     absl::Status status;
-    std::optional<v1::ChangeResult> refused = CheckChange(
-        *schema_, *entry, options, case_id, stored_header, is_registration, view, &status);
+    std::optional<v1::ChangeResult> refused =
+        CheckChange(*schema_, *entry, options, case_id, stored_header, is_registration, view,
+                    read, &status);
     RETURN_IF_ERROR(status);
     if (refused.has_value()) return *std::move(refused);
   }
@@ -651,21 +663,22 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   }
   if (is_registration && options.check_scope && !options.region.empty()) {
     ASSIGN_OR_RETURN(std::optional<v1::ChangeResult> refused,
-                     CheckDeviceRegion(*schema_, *entry, options, case_id, creating, view));
+                     CheckDeviceRegion(*schema_, *entry, options, case_id, creating, view, read));
     if (refused.has_value()) return *std::move(refused);
   }
   if (is_registration && schema_->has_districts() && !options.replay) {
     ASSIGN_OR_RETURN(std::optional<v1::ChangeResult> refused,
-                     CheckDistrict(*schema_, *entry, case_id, creating, view));
+                     CheckDistrict(*schema_, *entry, case_id, creating, view, read));
     if (refused.has_value()) return *std::move(refused);
   }
   if (creating && is_registration) AddServerSetFields(*schema_, options, entry);
 
   CaseScope before;
-  if (is_registration) {
-    ASSIGN_OR_RETURN(before, ReadCaseScope(*schema_, case_id, view));
+  if (is_registration && stored.has_value()) {
+    ASSIGN_OR_RETURN(before, ScopeOf(*schema_, *stored, read));
   }
-  v1::RecordHeader header = stored_header.value_or(v1::RecordHeader());
+  RecordState record = stored.has_value() ? *std::move(stored) : RecordState();
+  v1::RecordHeader& header = record.header;
   if (creating) {
     header.set_record_type(entry->record_type());
     header.set_created_position(pos);
@@ -691,22 +704,12 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     names.push_back(entry->resolves().field());
   }
   const std::vector<std::string>& dims = schema_->DimensionFields(entry->record_type());
-  std::vector<std::string> state_keys;
-  state_keys.reserve(names.size());
-  for (std::string_view name : names) {
-    state_keys.push_back(storage::EncodeFieldStateKey(case_id, record_id, name));
-  }
-  // An existing record's field states in one store read, not one per field.
-  if (!creating) RETURN_IF_ERROR(view->Prefetch(Cf::kRecords, state_keys));
+  // The current values of the fields this entry merges into.
+  if (!creating) RETURN_IF_ERROR(FillValues(&record, read, names));
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string_view name = names[i];
-    const std::string& state_key = state_keys[i];
     std::optional<v1::FieldState> state;
-    if (!creating) {
-      v1::FieldState s;
-      ASSIGN_OR_RETURN(bool has, view->GetProto(Cf::kRecords, state_key, &s));
-      if (has) state = std::move(s);
-    }
+    if (const v1::FieldState* s = record.Find(name); s != nullptr) state = *s;
     ASSIGN_OR_RETURN(std::vector<v1::FieldHead> heads, LoadHeads(case_id, state, name, view));
     v1::EntryField* f = keeps_current ? nullptr : entry->mutable_fields(static_cast<int>(i));
     FieldWriteInput in;
@@ -714,7 +717,7 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
       in.value = &f->value();
       in.base = f->base_version();
       if (in.base != 0 && !entry->has_resolves()) {
-        ASSIGN_OR_RETURN(in.seen, SeenValue(heads, in.base, name, options, view));
+        ASSIGN_OR_RETURN(in.seen, SeenValue(heads, in.base, name, read));
       }
     }
     in.sees_all = entry->has_resolves();
@@ -730,9 +733,7 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
                                    std::vector<v1::FieldHead>(heads.begin() + 1, heads.end()),
                                    &conflict_position, view, &conflicts));
     next.set_conflict_position(conflict_position);
-    if (!state.has_value() || !SameWrites(*state, next)) {
-      view->PutProto(Cf::kRecords, state_key, next);
-    }
+    record.Upsert(name) = next;
     if (f == nullptr) continue;
     f->set_outcome(fo);
     f->set_version(next.version() != pos ? next.version() : 0);
@@ -786,9 +787,19 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     header.set_conflict_position(conflict_position);
   }
   header.set_record_version(pos);
-  view->PutProto(Cf::kRecords, header_key, header);
+  StoreRecord(view, case_id, record_id, record);
   view->Put(Cf::kCaseIndex, storage::EncodeCaseEntryKey(case_id, pos), "");
-  RETURN_IF_ERROR(FinishCase(*schema_, case_id, is_registration, before, conflicts, view));
+  // The registration's scope after the entry: its values are this entry's
+  // (in memory, not in the view yet) or earlier entries'.
+  const EntryReader with_entry = [&](uint64_t at, v1::CaseLogEntry* e) -> absl::StatusOr<bool> {
+    if (at == pos) {
+      *e = *entry;
+      return true;
+    }
+    return read(at, e);
+  };
+  RETURN_IF_ERROR(FinishCase(*schema_, case_id, is_registration, before, &record, with_entry,
+                             conflicts, view));
   if (delta != nullptr) delta->exists = !header.deleted();
   entry->set_outcome(outcome);
   result.set_outcome(outcome);

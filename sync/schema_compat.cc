@@ -15,6 +15,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "storage/column_families.h"
 #include "storage/key_codec.h"
+#include "sync/log_codec.h"
 #include "sync/schema.h"
 
 namespace fieldsync::sync {
@@ -473,7 +474,7 @@ absl::Status ScanCaseLog(storage::Store& store, const storage::Snapshot* snap,
   v1::CaseLogEntry entry;
   v1::FieldValue value;
   for (; it->Valid(); it->Next()) {
-    if (!entry.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+    if (!DecodeLogEntry(it->value(), store.names(), &entry).ok()) {
       absl::StatusOr<uint64_t> position = storage::DecodeCaseLogKey(it->key());
       return absl::DataLossError(absl::StrFormat(
           "case log entry %d does not parse: the store is damaged; restore it from a backup",

@@ -6,27 +6,9 @@
 #include "fieldsync/v1/records.pb.h"
 #include "storage/key_codec.h"
 #include "sync/reconcile.h"
+#include "sync/record_state.h"
 
 namespace fieldsync::sync {
-namespace {
-
-// A clear field of the case's registration record as text; nullopt when
-// absent or cleared.
-absl::StatusOr<std::optional<std::string>> RegistrationField(storage::Store* store,
-                                                             const Uuid& case_id,
-                                                             std::string_view field,
-                                                             const storage::Snapshot* snapshot) {
-  absl::StatusOr<std::string> raw = store->Get(
-      storage::Cf::kRecords, storage::EncodeFieldStateKey(case_id, case_id, field), snapshot);
-  if (absl::IsNotFound(raw.status())) return std::optional<std::string>();
-  if (!raw.ok()) return raw.status();
-  v1::FieldState state;
-  if (!state.ParseFromString(*raw)) return absl::DataLossError("field state does not parse");
-  if (state.value().cleared()) return std::optional<std::string>();
-  return std::optional<std::string>(DimensionString(state.value()));
-}
-
-}  // namespace
 
 absl::flat_hash_set<v1::Sensitivity> ReadScope::AllClasses() {
   return {v1::SENSITIVITY_IDENTIFYING, v1::SENSITIVITY_SENSITIVE, v1::SENSITIVITY_DIMENSION,
@@ -47,10 +29,18 @@ ReadScope ScopeOfPrincipal(const v1::Principal& principal) {
 absl::StatusOr<CaseOwner> ReadCaseOwner(storage::Store* store, const Schema& schema,
                                         const Uuid& case_id, const storage::Snapshot* snapshot) {
   CaseOwner owner;
-  ASSIGN_OR_RETURN(owner.region,
-                   RegistrationField(store, case_id, schema.region_field(), snapshot));
-  ASSIGN_OR_RETURN(owner.officer,
-                   RegistrationField(store, case_id, schema.officer_field(), snapshot));
+  const std::string_view only[] = {schema.region_field(), schema.officer_field()};
+  ASSIGN_OR_RETURN(std::optional<RecordState> registration,
+                   ReadRecord(store, snapshot, case_id, case_id, only));
+  if (!registration.has_value()) return owner;
+  auto text = [&](std::string_view field) {
+    const v1::FieldState* s = registration->Find(field);
+    return s == nullptr || s->value().cleared()
+               ? std::optional<std::string>()
+               : std::optional<std::string>(DimensionString(s->value()));
+  };
+  owner.region = text(schema.region_field());
+  owner.officer = text(schema.officer_field());
   return owner;
 }
 

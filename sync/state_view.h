@@ -63,6 +63,11 @@ class StateView {
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(storage::Cf cf,
                                                                         std::string_view prefix);
 
+  // The store read through (its name dictionary encodes and decodes what
+  // the view holds).
+  storage::Store* store() const { return store_; }
+  storage::WriteBatch* batch() const { return batch_; }
+
   // Forgets the overlay (after the batch was committed or dropped).
   void ResetOverlay() { overlay_.clear(); }
 

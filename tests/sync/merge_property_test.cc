@@ -32,7 +32,9 @@
 #include "sync/change_feed.h"
 #include "sync/heads.h"
 #include "sync/ingest.h"
+#include "sync/log_codec.h"
 #include "sync/rebuild.h"
+#include "sync/record_state.h"
 #include "tests/sync/sync_test_util.h"
 #include "tests/testing/seeded_random.h"
 #include "tests/testing/simulated_clock.h"
@@ -284,16 +286,12 @@ class MergePropertyTest : public ::testing::Test {
   // The version a BaseRef names in `node`'s current state.
   uint64_t Resolve(Node& node, const std::string& case_id, const BaseRef& ref) {
     absl::StatusOr<Uuid> c = ParseUuid(case_id), r = ParseUuid(ref.record_id);
-    v1::RecordHeader header;
-    v1::FieldState state;
-    if (ref.field.empty()) {
-      absl::StatusOr<std::string> raw =
-          node.store->Get(storage::Cf::kRecords, storage::EncodeRecordHeaderKey(*c, *r));
-      return raw.ok() && header.ParseFromString(*raw) ? header.record_version() : 0;
-    }
-    absl::StatusOr<std::string> raw =
-        node.store->Get(storage::Cf::kRecords, storage::EncodeFieldStateKey(*c, *r, ref.field));
-    return raw.ok() && state.ParseFromString(*raw) ? state.version() : 0;
+    absl::StatusOr<std::optional<RecordState>> record =
+        ReadRecord(node.store.get(), nullptr, *c, *r);
+    if (!record.ok() || !record->has_value()) return 0;
+    if (ref.field.empty()) return (*record)->header.record_version();
+    const v1::FieldState* state = (*record)->Find(ref.field);
+    return state != nullptr ? state->version() : 0;
   }
 
   // The open nationality conflict of a case and the version a supervisor
@@ -301,15 +299,16 @@ class MergePropertyTest : public ::testing::Test {
   std::optional<std::pair<v1::ConflictId, uint64_t>> NationalityConflict(Node& node,
                                                                          const std::string& c) {
     absl::StatusOr<Uuid> id = ParseUuid(c);
-    v1::FieldState state;
-    v1::RecordHeader header;
     v1::ConflictRecord rec;
-    absl::StatusOr<std::string> raw = node.store->Get(
-        storage::Cf::kRecords, storage::EncodeFieldStateKey(*id, *id, "nationality"));
-    if (!raw.ok() || !state.ParseFromString(*raw) || state.conflict_position() == 0) {
+    absl::StatusOr<std::optional<RecordState>> record =
+        ReadRecord(node.store.get(), nullptr, *id, *id);
+    if (!record.ok() || !record->has_value() || (*record)->Find("nationality") == nullptr) {
       return std::nullopt;
     }
-    raw =
+    const v1::FieldState state = *(*record)->Find("nationality");
+    const v1::RecordHeader header = (*record)->header;
+    if (state.conflict_position() == 0) return std::nullopt;
+    absl::StatusOr<std::string> raw =
         node.store->Get(storage::Cf::kConflicts,
                         storage::EncodeConflictKey(*id, state.conflict_position(), "nationality"));
     if (!raw.ok() || !rec.ParseFromString(*raw)) return std::nullopt;
@@ -390,7 +389,7 @@ class MergePropertyTest : public ::testing::Test {
     std::map<uint64_t, std::string> change_at;
     for (const auto& [key, value] : testing::DumpCf(node.store.get(), storage::Cf::kCaseLog)) {
       v1::CaseLogEntry e;
-      e.ParseFromString(value);
+      EXPECT_THAT(DecodeLogEntry(value, node.store->names(), &e), IsOk());
       // Server-side changes are named by their position: name them by kind.
       change_at[e.position()] =
           e.change_id().starts_with("server:") ? v1::ChangeKind_Name(e.kind()) : e.change_id();
@@ -435,23 +434,29 @@ class MergePropertyTest : public ::testing::Test {
         continue;
       }
       const std::string c = FormatUuid(k->case_id), r = FormatUuid(k->record_id);
-      if (k->is_header) {
-        v1::RecordHeader h;
-        h.ParseFromString(value);
-        v1::FieldHead marks;
-        *marks.mutable_writes() = h.marks();
-        out[c + "/" + r] = absl::StrCat(h.record_type(), h.deleted() ? " deleted" : "", " marks ",
-                                        writes(marks), losing(c, r, "", h.conflict_position()));
+      if (!k->is_state) {
+        out["<layout 1 key>"] = key;
         continue;
       }
-      v1::FieldState s;
-      s.ParseFromString(value);
-      const v1::FieldHead head = CurrentHead(s);
-      std::vector<v1::FieldHead> one{head};
-      SortHeads(&one);
-      out[c + "/" + r + "/" + k->field] =
-          absl::StrCat(plain(s.value(), c, r, k->field), " by ", writes(one[0]),
-                       losing(c, r, k->field, s.conflict_position()));
+      absl::StatusOr<std::optional<RecordState>> record =
+          ReadRecord(node.store.get(), nullptr, k->case_id, k->record_id);
+      if (!record.ok() || !record->has_value()) {
+        out["<record does not read>"] = key;
+        continue;
+      }
+      const v1::RecordHeader& h = (*record)->header;
+      v1::FieldHead marks;
+      *marks.mutable_writes() = h.marks();
+      out[c + "/" + r] = absl::StrCat(h.record_type(), h.deleted() ? " deleted" : "", " marks ",
+                                      writes(marks), losing(c, r, "", h.conflict_position()));
+      for (const auto& [field, s] : (*record)->fields) {
+        const v1::FieldHead head = CurrentHead(s);
+        std::vector<v1::FieldHead> one{head};
+        SortHeads(&one);
+        out[c + "/" + r + "/" + field] =
+            absl::StrCat(plain(s.value(), c, r, field), " by ", writes(one[0]),
+                         losing(c, r, field, s.conflict_position()));
+      }
     }
     for (const auto& [key, value] : testing::DumpCf(node.store.get(), storage::Cf::kCaseIndex)) {
       // A case's entries are the same changes in every order, at other

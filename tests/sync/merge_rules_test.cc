@@ -12,6 +12,7 @@
 #include "sync/errors.h"
 #include "sync/ingest.h"
 #include "sync/rebuild.h"
+#include "sync/record_state.h"
 #include "tests/sync/ingest_fixture.h"
 #include "tests/testing/status_matchers.h"
 
@@ -73,11 +74,9 @@ class MergeRulesTest : public testing::IngestFixture {
   }
   bool Deleted(const std::string& record) {
     absl::StatusOr<Uuid> c = ParseUuid(kCase), r = ParseUuid(record);
-    v1::RecordHeader h;
-    absl::StatusOr<std::string> raw =
-        store_->Get(storage::Cf::kRecords, storage::EncodeRecordHeaderKey(*c, *r));
-    EXPECT_THAT(raw, IsOk());
-    return raw.ok() && h.ParseFromString(*raw) && h.deleted();
+    absl::StatusOr<std::optional<RecordState>> state = ReadRecord(store_.get(), nullptr, *c, *r);
+    EXPECT_THAT(state, IsOk());
+    return state.ok() && state->has_value() && (*state)->header.deleted();
   }
   v1::ChangeOutcome Outcome(const absl::StatusOr<PushResult>& r, int i = 0) {
     EXPECT_THAT(r, IsOk());

@@ -16,6 +16,7 @@
 #include "sync/change_feed.h"
 #include "sync/ingest.h"
 #include "sync/rebuild.h"
+#include "sync/record_state.h"
 #include "tests/sync/ingest_fixture.h"
 #include "tests/testing/status_matchers.h"
 
@@ -141,15 +142,17 @@ class SyncPropertyTest : public testing::IngestFixture {
       EXPECT_THAT(k, IsOk());
       if (!k.ok()) continue;
       const std::string c = FormatUuid(k->case_id), r = FormatUuid(k->record_id);
-      if (k->is_header) {
-        v1::RecordHeader h;
-        h.ParseFromString(value);
-        out[c + "/" + r + "/deleted"] = h.deleted() ? "1" : "0";
-        continue;
+      EXPECT_TRUE(k->is_state) << "a layout 1 key";
+      absl::StatusOr<std::optional<RecordState>> record =
+          ReadRecord(node.store.get(), nullptr, k->case_id, k->record_id);
+      EXPECT_THAT(record, IsOk());
+      if (!record.ok() || !record->has_value()) continue;
+      out[c + "/" + r + "/deleted"] = (*record)->header.deleted() ? "1" : "0";
+      for (const auto& [field, state] : (*record)->fields) {
+        absl::StatusOr<std::optional<v1::FieldValue>> v = node.feed->ReadField(c, r, field);
+        EXPECT_THAT(v, IsOk());
+        out[c + "/" + r + "/" + field] = v.ok() && v->has_value() ? (*v)->SerializeAsString() : "";
       }
-      absl::StatusOr<std::optional<v1::FieldValue>> v = node.feed->ReadField(c, r, k->field);
-      EXPECT_THAT(v, IsOk());
-      out[c + "/" + r + "/" + k->field] = v.ok() && v->has_value() ? (*v)->SerializeAsString() : "";
     }
     return out;
   }

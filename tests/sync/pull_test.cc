@@ -17,6 +17,7 @@
 #include "sync/change_feed.h"
 #include "sync/errors.h"
 #include "sync/ingest.h"
+#include "sync/log_codec.h"
 #include "sync/rebuild.h"
 #include "sync/scope.h"
 #include "tests/sync/sync_test_util.h"
@@ -123,7 +124,7 @@ class PullTest : public ::testing::Test {
                             storage::EncodeCaseLogKey(through + 1), nullptr);
     for (; it->Valid(); it->Next()) {
       v1::CaseLogEntry entry;
-      EXPECT_TRUE(entry.ParseFromArray(it->value().data(), static_cast<int>(it->value().size())));
+      EXPECT_THAT(DecodeLogEntry(it->value(), store_->names(), &entry), IsOk());
       absl::StatusOr<CaseOwner> owner =
           ReadCaseOwner(store_.get(), *schema_, *ParseUuid(entry.case_id()), nullptr);
       EXPECT_THAT(owner.status(), IsOk());

@@ -17,11 +17,16 @@ constexpr std::array<uint8_t, 16> kB = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1
 TEST(SyncKeysTest, RecordsKeysRoundTripWithHeaderFirst) {
   const std::string header = EncodeRecordHeaderKey(kA, kB);
   const std::string field = EncodeFieldStateKey(kA, kB, std::string("na\0me", 5));
+  const std::string state = EncodeRecordStateKey(kA, kB);
 
-  EXPECT_THAT(DecodeRecordsKey(header), IsOkAndHolds(RecordsKey{kA, kB, true, ""}));
+  EXPECT_THAT(DecodeRecordsKey(header), IsOkAndHolds(RecordsKey{kA, kB, true, false, ""}));
   EXPECT_THAT(DecodeRecordsKey(field),
-              IsOkAndHolds(RecordsKey{kA, kB, false, std::string("na\0me", 5)}));
+              IsOkAndHolds(RecordsKey{kA, kB, false, false, std::string("na\0me", 5)}));
+  EXPECT_THAT(DecodeRecordsKey(state), IsOkAndHolds(RecordsKey{kA, kB, false, true, ""}));
+  EXPECT_EQ(state.size(), 33u);
+  EXPECT_EQ(state.substr(0, 32), RecordPrefix(kA, kB));
   EXPECT_LT(header, field);
+  EXPECT_LT(field, state);
   EXPECT_EQ(field.substr(0, 32), RecordPrefix(kA, kB));
   EXPECT_EQ(field.substr(0, 16), CaseRecordsPrefix(kA));
 }
@@ -64,6 +69,8 @@ TEST(SyncKeysTest, EveryTruncationAndByteFlipDecodesCleanly) {
     }
   }
   EXPECT_THAT(DecodeRecordsKey(EncodeRecordHeaderKey(kA, kB) + "x"),
+              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeRecordsKey(EncodeRecordStateKey(kA, kB) + "x"),
               StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_THAT(DecodeBatchKey(EncodeDeviceSequenceKey("d")), StatusIs(absl::StatusCode::kDataLoss));
 }

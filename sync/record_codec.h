@@ -1,0 +1,75 @@
+// One record's materialized state (Cf::kRecords, one value per record;
+// layout 2, docs/ARCHITECTURE.md "Storage layout"): its header (type,
+// versions, tombstone, marks, record-level conflict) and every field's
+// state (version, greatest write, other writes, open conflict). Values are
+// not stored here: a field's value is the value its greatest write's log
+// entry wrote (every write of a value wrote an equal one), read from the
+// case log when a reader needs it (sync/record_state.h).
+//
+// Every byte, in order (varints unsigned LEB128, "signed" a zigzag varint):
+//   U8 2 (format) | varint record type name id | varint created_position |
+//   varint record_version | varint flags (1 deleted) | varint
+//   conflict_position |
+//   varint write count | per write, by (position, writer id, HLC): varint
+//     position delta from the previous write's (the first from 0) |
+//     varint writer name id | signed hlc wall_micros | varint hlc logical |
+//   varint mark count | per mark (RecordHeader.marks, in order): varint
+//     write index | varint mark flags (1 is_delete) | [varint delete_base,
+//     when is_delete] |
+//   varint field count | per field, by name: varint field name id |
+//     varint greatest write index | varint field flags (1 other writes,
+//     2 open conflict, 4 version is not the greatest write's position) |
+//     [varint version] | [varint count, then per other write its varint
+//     write index] | [varint conflict_position]
+// A write is stored once however many fields and marks name it: a record
+// made by one change stores one write.
+#ifndef FIELDSYNC_SYNC_RECORD_CODEC_H_
+#define FIELDSYNC_SYNC_RECORD_CODEC_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "fieldsync/v1/records.pb.h"
+#include "storage/name_dictionary.h"
+#include "storage/store.h"
+
+namespace fieldsync::sync {
+
+inline constexpr uint8_t kRecordStateFormat = 2;
+
+// A record's header and field states. In memory each FieldState carries
+// its value (filled from the log when read); the stored form does not.
+struct RecordState {
+  v1::RecordHeader header;
+  // By field name, in name order.
+  std::vector<std::pair<std::string, v1::FieldState>> fields;
+
+  // The field's state, null when the record has none.
+  const v1::FieldState* Find(std::string_view field) const;
+  v1::FieldState* FindMutable(std::string_view field);
+  // The field's state, added (empty) in name order when absent.
+  v1::FieldState& Upsert(std::string_view field);
+};
+
+// The log position of the write whose entry holds the field's value.
+inline uint64_t ValuePosition(const v1::FieldState& s) {
+  return s.position() != 0 ? s.position() : s.version();
+}
+
+// The stored bytes of `state` (values left out). Names the dictionary lacks
+// get ids, their keys going into `batch`.
+std::string EncodeRecordState(const RecordState& state, storage::NameDictionary& names,
+                              storage::WriteBatch* batch);
+
+// Decodes stored bytes into *state, values unset. kDataLoss saying what is
+// wrong for truncated, malformed or unknown-name input.
+absl::Status DecodeRecordState(std::string_view bytes, const storage::NameDictionary& names,
+                               RecordState* state);
+
+}  // namespace fieldsync::sync
+
+#endif  // FIELDSYNC_SYNC_RECORD_CODEC_H_

@@ -1,0 +1,307 @@
+// The layout-2 stored forms: the name dictionary, the case log entry codec
+// and the record state codec, against malformed, truncated and tampered
+// bytes, and round trips of every field they carry.
+#include <memory>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "google/protobuf/descriptor.h"
+#include "storage/key_codec.h"
+#include "storage/name_dictionary.h"
+#include "storage/store.h"
+#include "sync/log_codec.h"
+#include "sync/record_codec.h"
+#include "tests/testing/temp_dir.h"
+
+namespace fieldsync::sync {
+namespace {
+
+using storage::NameKind;
+
+class LayoutCodecTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+  void Open() {
+    storage::StoreOptions o;
+    o.path = dir_.Sub("db");
+    o.create_if_missing = true;
+    o.sync_writes = false;
+    absl::StatusOr<std::unique_ptr<storage::Store>> s = storage::Store::Open(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+  }
+  void Reopen() {
+    store_.reset();
+    Open();
+  }
+
+  // A full entry: every field of CaseLogEntry set, two written fields (an
+  // encrypted one with a digest, a clear one) and a cleared one.
+  static v1::CaseLogEntry FullEntry() {
+    v1::CaseLogEntry e;
+    e.set_position(4242);
+    e.set_change_id("0f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b");
+    e.set_case_id("11111111-2222-4333-8444-555555555555");
+    e.set_record_id("66666666-7777-4888-8999-aaaaaaaaaaaa");
+    e.set_record_type("service");
+    e.set_kind(v1::CHANGE_KIND_RESOLVE_CONFLICT);
+    e.mutable_hlc()->set_wall_micros(1795000000123456);
+    e.mutable_hlc()->set_logical(7);
+    e.set_clock_clamped(true);
+    e.set_writer("3b1f0c1e-5a6b-4c7d-8e9f-0a1b2c3d4e5f");
+    e.set_batch_id("99999999-8888-4777-8666-555555555555");
+    e.set_outcome(v1::CHANGE_OUTCOME_CONFLICT);
+    e.set_base_version(4000);
+    e.mutable_resolves()->set_position(4100);
+    e.mutable_resolves()->set_field("caregiver_phone");
+    e.set_committed_unix_micros(1795000000999999);
+    e.set_revived(true);
+    v1::EntryField* f = e.add_fields();
+    f->set_field("caregiver_phone");
+    f->mutable_value()->set_data(std::string("\x01\x00\xffsealed", 9));
+    f->mutable_value()->set_encrypted(true);
+    f->mutable_value()->set_digest(std::string(16, '\x5a'));
+    f->set_base_version(4100);
+    f->set_outcome(v1::CHANGE_OUTCOME_SUPERSEDED);
+    f->set_version(4101);
+    v1::EntryField* g = e.add_fields();
+    g->set_field("priority");
+    g->mutable_value()->set_data("\x3a\x04high");
+    g->set_outcome(v1::CHANGE_OUTCOME_APPLIED);
+    g->set_server_set(true);
+    v1::EntryField* h = e.add_fields();
+    h->set_field("notes");
+    h->mutable_value()->set_cleared(true);
+    h->set_outcome(v1::CHANGE_OUTCOME_CONVERGED);
+    return e;
+  }
+
+  fieldsync::testing::ScopedTempDir dir_;
+  std::unique_ptr<storage::Store> store_;
+};
+
+TEST_F(LayoutCodecTest, DictionaryGivesStableIdsThatSurviveReopen) {
+  storage::NameDictionary& names = store_->names();
+  storage::WriteBatch batch;
+  EXPECT_EQ(names.Intern(NameKind::kField, "given_name", &batch), 1u);
+  EXPECT_EQ(names.Intern(NameKind::kField, "family_name", &batch), 2u);
+  EXPECT_EQ(names.Intern(NameKind::kField, "given_name", &batch), 1u);
+  EXPECT_EQ(names.Intern(NameKind::kWriter, "given_name", &batch), 1u);  // kinds apart
+  ASSERT_TRUE(store_->Commit(&batch).ok());
+  storage::WriteBatch again;
+  EXPECT_EQ(names.Intern(NameKind::kField, "given_name", &again), 1u);
+  EXPECT_EQ(again.Count(), 0) << "a durable name is not written again";
+  Reopen();
+  EXPECT_EQ(store_->names().Find(NameKind::kField, "family_name"), 2u);
+  EXPECT_EQ(*store_->names().Name(NameKind::kWriter, 1), "given_name");
+  EXPECT_TRUE(absl::IsDataLoss(store_->names().Name(NameKind::kField, 3).status()));
+  EXPECT_TRUE(absl::IsDataLoss(store_->names().Name(NameKind::kField, 0).status()));
+}
+
+TEST_F(LayoutCodecTest, NameOfABatchThatNeverCommittedIsWrittenByTheNextOne) {
+  storage::NameDictionary& names = store_->names();
+  {
+    storage::WriteBatch lost;
+    EXPECT_EQ(names.Intern(NameKind::kRecordType, "service", &lost), 1u);
+    // dropped without a commit
+  }
+  storage::WriteBatch next;
+  EXPECT_EQ(names.Intern(NameKind::kRecordType, "service", &next), 1u);
+  EXPECT_EQ(next.Count(), 1) << "the id is written by the batch that uses it";
+  ASSERT_TRUE(store_->Commit(&next).ok());
+  Reopen();
+  EXPECT_EQ(*store_->names().Name(NameKind::kRecordType, 1), "service");
+}
+
+TEST_F(LayoutCodecTest, DictionaryRefusesGapsAndDuplicatesInTheStore) {
+  storage::WriteBatch batch;
+  batch.Put(storage::Cf::kMetadata, storage::EncodeNameKey(NameKind::kField, 2), "skips_one");
+  ASSERT_TRUE(store_->Commit(&batch).ok());
+  storage::NameDictionary fresh;
+  absl::Status s = fresh.Load(store_.get());
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  storage::WriteBatch fix;
+  fix.Put(storage::Cf::kMetadata, storage::EncodeNameKey(NameKind::kField, 1), "skips_one");
+  ASSERT_TRUE(store_->Commit(&fix).ok());
+  s = fresh.Load(store_.get());
+  EXPECT_TRUE(absl::IsDataLoss(s)) << "one name, two ids: " << s;
+}
+
+TEST_F(LayoutCodecTest, LogEntryRoundTripsEveryField) {
+  // A new CaseLogEntry field must be added to the codec (and here).
+  EXPECT_EQ(v1::CaseLogEntry::descriptor()->field_count(), 16);
+  EXPECT_EQ(v1::EntryField::descriptor()->field_count(), 6);
+  EXPECT_EQ(v1::StoredValue::descriptor()->field_count(), 4);
+  const v1::CaseLogEntry e = FullEntry();
+  storage::WriteBatch batch;
+  const std::string bytes = EncodeLogEntry(e, store_->names(), &batch);
+  ASSERT_TRUE(store_->Commit(&batch).ok());
+  EXPECT_EQ(static_cast<uint8_t>(bytes[0]), kLogEntryFormat);
+  v1::CaseLogEntry back;
+  ASSERT_TRUE(DecodeLogEntry(bytes, store_->names(), &back).ok());
+  EXPECT_EQ(back.SerializeAsString(), e.SerializeAsString()) << back.DebugString();
+  // Far smaller than the message it encodes.
+  EXPECT_LT(bytes.size(), e.ByteSizeLong() / 2);
+}
+
+TEST_F(LayoutCodecTest, LogEntryKeepsIdsThatAreNotCanonicalUuids) {
+  v1::CaseLogEntry e = FullEntry();
+  e.set_change_id("server:4242");          // a server-side change's id
+  e.set_record_id(e.case_id());            // the registration record
+  e.set_batch_id("");                      // no batch
+  e.set_case_id("11111111-2222-4333-8444-55555555555A");  // upper case: kept as text
+  e.set_record_id(e.case_id());
+  e.clear_hlc();
+  e.clear_resolves();
+  storage::WriteBatch batch;
+  const std::string bytes = EncodeLogEntry(e, store_->names(), &batch);
+  v1::CaseLogEntry back;
+  ASSERT_TRUE(DecodeLogEntry(bytes, store_->names(), &back).ok());
+  EXPECT_EQ(back.SerializeAsString(), e.SerializeAsString()) << back.DebugString();
+  e.set_change_id("server:17");  // not its own position: text
+  v1::CaseLogEntry back2;
+  ASSERT_TRUE(
+      DecodeLogEntry(EncodeLogEntry(e, store_->names(), &batch), store_->names(), &back2).ok());
+  EXPECT_EQ(back2.change_id(), "server:17");
+}
+
+TEST_F(LayoutCodecTest, LogEntryStoredBeforeLayoutTwoStillDecodes) {
+  const v1::CaseLogEntry e = FullEntry();
+  v1::CaseLogEntry back;
+  ASSERT_TRUE(DecodeLogEntry(e.SerializeAsString(), store_->names(), &back).ok());
+  EXPECT_EQ(back.SerializeAsString(), e.SerializeAsString());
+}
+
+TEST_F(LayoutCodecTest, TruncatedOrTamperedLogEntryIsDataLossNeverACrash) {
+  storage::WriteBatch batch;
+  const std::string bytes = EncodeLogEntry(FullEntry(), store_->names(), &batch);
+  ASSERT_TRUE(store_->Commit(&batch).ok());
+  v1::CaseLogEntry out;
+  for (size_t n = 1; n < bytes.size(); ++n) {
+    absl::Status s = DecodeLogEntry(bytes.substr(0, n), store_->names(), &out);
+    EXPECT_TRUE(absl::IsDataLoss(s)) << "prefix of " << n << " bytes: " << s;
+  }
+  EXPECT_TRUE(absl::IsDataLoss(DecodeLogEntry(bytes + "x", store_->names(), &out)));
+  // Every single-byte change either fails cleanly or decodes to something.
+  for (size_t i = 1; i < bytes.size(); ++i) {
+    for (uint8_t delta : {uint8_t{1}, uint8_t{0x80}, uint8_t{0xff}}) {
+      std::string t = bytes;
+      t[i] = static_cast<char>(static_cast<uint8_t>(t[i]) ^ delta);
+      absl::Status s = DecodeLogEntry(t, store_->names(), &out);
+      EXPECT_TRUE(s.ok() || absl::IsDataLoss(s)) << s;
+    }
+  }
+  // A name id the dictionary lacks (a newer release, or damage).
+  v1::CaseLogEntry e = FullEntry();
+  storage::NameDictionary other;
+  storage::WriteBatch scratch;
+  other.Intern(NameKind::kRecordType, "a", &scratch);
+  other.Intern(NameKind::kRecordType, "b", &scratch);
+  e.set_record_type("c");
+  const std::string foreign = EncodeLogEntry(e, other, &scratch);
+  absl::Status s = DecodeLogEntry(foreign, store_->names(), &out);
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("dictionary"));
+}
+
+RecordState FullState() {
+  RecordState s;
+  s.header.set_record_type("service");
+  s.header.set_created_position(10);
+  s.header.set_record_version(42);
+  s.header.set_deleted(true);
+  s.header.set_conflict_position(40);
+  for (int i = 0; i < 2; ++i) {
+    v1::HeadWrite* m = s.header.add_marks();
+    m->set_writer(i == 0 ? "dev-a" : "dev-b");
+    m->mutable_hlc()->set_wall_micros(1795000000000000 + i);
+    m->mutable_hlc()->set_logical(static_cast<uint32_t>(i));
+    m->set_position(static_cast<uint64_t>(30 + i));
+    m->set_is_delete(i == 1);
+    m->set_delete_base(i == 1 ? 29 : 0);
+  }
+  v1::FieldState& a = s.Upsert("b_field");
+  a.set_writer("dev-a");
+  a.mutable_hlc()->set_wall_micros(1795000000000000);
+  a.set_version(30);  // the greatest write's own position
+  v1::FieldState& b = s.Upsert("a_field");
+  b.set_writer("staff:sup-1");
+  b.mutable_hlc()->set_wall_micros(-5);  // signed values survive
+  b.mutable_hlc()->set_logical(3);
+  b.set_version(41);
+  b.set_position(12);
+  b.set_conflict_position(41);
+  v1::HeadWrite* o = b.add_other_writes();
+  o->set_writer("dev-b");
+  o->mutable_hlc()->set_wall_micros(1795000000000001);
+  o->mutable_hlc()->set_logical(1);
+  o->set_position(31);
+  return s;
+}
+
+TEST_F(LayoutCodecTest, RecordStateRoundTripsWithoutValues) {
+  EXPECT_EQ(v1::RecordHeader::descriptor()->field_count(), 6);
+  EXPECT_EQ(v1::FieldState::descriptor()->field_count(), 7);
+  const RecordState s = FullState();
+  ASSERT_EQ(s.fields[0].first, "a_field") << "fields are kept in name order";
+  storage::WriteBatch batch;
+  const std::string bytes = EncodeRecordState(s, store_->names(), &batch);
+  RecordState back;
+  ASSERT_TRUE(DecodeRecordState(bytes, store_->names(), &back).ok());
+  EXPECT_EQ(back.header.SerializeAsString(), s.header.SerializeAsString())
+      << back.header.DebugString();
+  ASSERT_EQ(back.fields.size(), s.fields.size());
+  for (size_t i = 0; i < s.fields.size(); ++i) {
+    EXPECT_EQ(back.fields[i].first, s.fields[i].first);
+    EXPECT_EQ(back.fields[i].second.SerializeAsString(), s.fields[i].second.SerializeAsString())
+        << back.fields[i].second.DebugString();
+  }
+  // Values are never stored.
+  RecordState with_value = s;
+  with_value.Upsert("a_field").mutable_value()->set_data("Amina");
+  EXPECT_EQ(EncodeRecordState(with_value, store_->names(), &batch), bytes);
+  EXPECT_EQ(bytes.find("Amina"), std::string::npos);
+}
+
+TEST_F(LayoutCodecTest, RecordMadeByOneChangeStoresItsWriteOnce) {
+  RecordState s;
+  s.header.set_record_type("registration");
+  s.header.set_created_position(7);
+  s.header.set_record_version(7);
+  for (int i = 0; i < 21; ++i) {
+    v1::FieldState& f = s.Upsert("field_" + std::to_string(100 + i));
+    f.set_writer("0f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b");
+    f.mutable_hlc()->set_wall_micros(1795000000123456);
+    f.set_version(7);
+  }
+  storage::WriteBatch batch;
+  const std::string bytes = EncodeRecordState(s, store_->names(), &batch);
+  // Header, one write, then three bytes per field.
+  EXPECT_LE(bytes.size(), 20u + 21u * 3u) << bytes.size();
+}
+
+TEST_F(LayoutCodecTest, TruncatedOrTamperedRecordStateIsDataLossNeverACrash) {
+  storage::WriteBatch batch;
+  const std::string bytes = EncodeRecordState(FullState(), store_->names(), &batch);
+  ASSERT_TRUE(store_->Commit(&batch).ok());
+  RecordState out;
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    absl::Status s = DecodeRecordState(bytes.substr(0, n), store_->names(), &out);
+    EXPECT_TRUE(absl::IsDataLoss(s)) << "prefix of " << n << " bytes: " << s;
+  }
+  EXPECT_TRUE(absl::IsDataLoss(DecodeRecordState(bytes + "x", store_->names(), &out)));
+  v1::RecordHeader v1_header;
+  v1_header.set_record_type("service");
+  EXPECT_TRUE(
+      absl::IsDataLoss(DecodeRecordState(v1_header.SerializeAsString(), store_->names(), &out)));
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    std::string t = bytes;
+    t[i] = static_cast<char>(static_cast<uint8_t>(t[i]) ^ 0x81);
+    absl::Status s = DecodeRecordState(t, store_->names(), &out);
+    EXPECT_TRUE(s.ok() || absl::IsDataLoss(s)) << s;
+  }
+}
+
+}  // namespace
+}  // namespace fieldsync::sync
