@@ -56,6 +56,7 @@
 #include "sync/case_key_sealer.h"
 #include "sync/change_feed.h"
 #include "sync/ingest.h"
+#include "sync/layout_upgrade.h"
 #include "sync/rebuild.h"
 #include "sync/schema.h"
 
@@ -446,6 +447,21 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
                          impl->audit_log.get()));
     if (officers.ran) {
       log::Info("officers.upgrade", {{"registered", officers.registered.size()}});
+    }
+  }
+  {
+    // State stored in layout 1 is rebuilt in layout 2, verified against it
+    // first (sync/layout_upgrade.h).
+    sync::LayoutUpgradeOptions layout;
+    layout.scratch_dir = options.data_dir + "/layout-upgrade.tmp";
+    ASSIGN_OR_RETURN(sync::LayoutUpgrade upgraded,
+                     sync::UpgradeStateLayout(*impl->schema, impl->store.get(), layout));
+    if (upgraded.upgraded) {
+      log::Info("sync", {{"state", "layout upgraded"},
+                         {"layout", std::to_string(sync::kStateLayout)},
+                         {"entries", std::to_string(upgraded.entries)},
+                         {"records", std::to_string(upgraded.records)},
+                         {"conflicts", std::to_string(upgraded.conflicts)}});
     }
   }
   {
