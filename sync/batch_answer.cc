@@ -119,7 +119,9 @@ absl::StatusOr<v1::BatchResult> RebuildBatchResult(const v1::BatchRecord& record
   }
   const uint64_t first = stored.first_position();
   const uint64_t last = stored.last_position();
-  if ((first == 0) != (last == 0) || first > last) {
+  // A batch has far fewer than 2^32 changes; the bound also keeps the
+  // count below from overflowing.
+  if ((first == 0) != (last == 0) || first > last || last - first >= uint64_t{1} << 32) {
     return Unrebuildable(identity, absl::StrFormat("bad log range %d..%d", first, last));
   }
   const uint64_t accepted = first == 0 ? 0 : last - first + 1;

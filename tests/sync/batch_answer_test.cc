@@ -236,6 +236,10 @@ TEST_F(BatchAnswerTest, DamagedCompactRecordsGiveDataLoss) {
   shifted.mutable_result()->set_last_position(7);
   EXPECT_THAT(Rebuild(shifted, dev_b),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("another writer")));
+  v1::BatchRecord backwards = stored;
+  backwards.mutable_result()->set_first_position(12);
+  backwards.mutable_result()->set_last_position(7);
+  EXPECT_THAT(Rebuild(backwards), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("log range")));
   v1::BatchRecord past_end = stored;
   past_end.mutable_result()->set_last_position(13);
   EXPECT_THAT(Rebuild(past_end, dev_b),
