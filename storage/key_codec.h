@@ -252,6 +252,12 @@ std::string RegionOpenConflictsPrefix(std::string_view region);
 // a device's next sequence number (v1.DeviceSequence):
 //   U8 1 (kBatchTag) | String device_id | Uuid batch_id
 //   U8 2 (kDeviceSequenceTag) | String device_id
+// A BatchRecord is in one of two forms (records.proto, sync/batch_answer.h),
+// both read: full (the whole BatchResult answered; every record written
+// before storage layout v2) or compact (results_from_log: payload hash,
+// sequence, the log range first..last and only the rejected changes'
+// results with their batch indexes; every other result is rebuilt from the
+// case log entries first..last, in batch order). New records are compact.
 struct BatchKey {
   std::string device_id;
   std::array<uint8_t, 16> batch_id;

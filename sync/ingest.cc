@@ -9,6 +9,7 @@
 #include "common/uuid.h"
 #include "crypto/hash.h"
 #include "storage/key_codec.h"
+#include "sync/batch_answer.h"
 #include "sync/errors.h"
 #include "sync/hlc.h"
 #include "sync/log_codec.h"
@@ -506,7 +507,19 @@ absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* n
           detail);
       return absl::OkStatus();
     }
-    unit->push.result = std::move(*seen.mutable_result());
+    absl::StatusOr<v1::BatchResult> answer =
+        RebuildBatchResult(seen, CaseLogReader(view),
+                           BatchIdentity{.device_id = meta.device_id,
+                                         .batch_id = meta.batch_id,
+                                         .change_count = batch.changes.size()});
+    if (absl::IsDataLoss(answer.status())) {
+      // This batch's record or log is damaged: its push fails, the rest of
+      // the group commits.
+      unit->status = answer.status();
+      return absl::OkStatus();
+    }
+    if (!answer.ok()) return answer.status();
+    unit->push.result = *std::move(answer);
     unit->push.next_sequence = expected;
     unit->push.is_retry_answer = true;
     return absl::OkStatus();
@@ -556,11 +569,8 @@ absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* n
   }
   result.set_first_position(summary->first_position);
   result.set_last_position(summary->last_position);
-  v1::BatchRecord record;
-  record.set_payload_hash(batch.payload_hash);
-  record.set_sequence(meta.sequence);
-  *record.mutable_result() = result;
-  view->PutProto(Cf::kBatches, batch_key, record);
+  // Only what a retry cannot rebuild from the log (sync/batch_answer.h).
+  view->PutProto(Cf::kBatches, batch_key, CompactBatchRecord(batch.payload_hash, result));
   seq.set_next_sequence(expected + 1);
   view->PutProto(Cf::kBatches, seq_key, seq);
   unit->push.next_sequence = expected + 1;
