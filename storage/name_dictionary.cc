@@ -31,6 +31,7 @@ absl::Status NameDictionary::Load(Store* store) {
     }
     n.by_id.emplace_back(it->value());
     n.durable.push_back(true);
+    n.written.push_back(0);
     if (!n.ids.emplace(n.by_id.back(), key->id).second) {
       return absl::DataLossError(absl::StrFormat(
           "the store's name dictionary gives one name two ids (kind %d, id %d)",
@@ -46,13 +47,15 @@ uint32_t NameDictionary::Intern(NameKind kind, std::string_view name, WriteBatch
   uint32_t id = 0;
   if (auto it = n.ids.find(name); it != n.ids.end()) {
     id = it->second;
-    if (n.durable[id - 1]) return id;
+    if (n.durable[id - 1] || n.written[id - 1] == batch->serial()) return id;
   } else {
     n.by_id.emplace_back(name);
     n.durable.push_back(false);
+    n.written.push_back(0);
     id = static_cast<uint32_t>(n.by_id.size());
     n.ids.emplace(n.by_id.back(), id);
   }
+  n.written[id - 1] = batch->serial();
   batch->Put(Cf::kMetadata, EncodeNameKey(kind, id), name);
   batch->NoteName(this, kind, id);
   return id;

@@ -72,6 +72,7 @@ class NameDictionary {
   struct Names {
     std::deque<std::string> by_id;  // id - 1 -> name; stable addresses
     std::vector<bool> durable;      // id - 1 -> written by a committed batch
+    std::vector<uint64_t> written;  // id - 1 -> serial of the last batch it went into
     absl::flat_hash_map<std::string_view, uint32_t> ids;
   };
   static size_t Index(NameKind kind) { return static_cast<size_t>(kind) - 1; }

@@ -151,6 +151,14 @@ struct WriteBatch::Rep {
   // to: the store whose dictionary it is marks them durable on commit.
   const NameDictionary* names_owner = nullptr;
   std::vector<std::pair<NameKind, uint32_t>> names;
+  // Unique per batch and per Clear(), so that a name is written once per
+  // batch however often the batch's values use it.
+  uint64_t serial = NextSerial();
+
+  static uint64_t NextSerial() {
+    static std::atomic<uint64_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+  }
 
   void Note(const rocksdb::Status& s, std::string_view op, Cf cf) {
     if (s.ok() || !first_error.ok()) return;
@@ -195,7 +203,10 @@ void WriteBatch::Clear() {
   rep_->first_error = absl::OkStatus();
   rep_->names.clear();
   rep_->names_owner = nullptr;
+  rep_->serial = Rep::NextSerial();
 }
+
+uint64_t WriteBatch::serial() const { return rep_->serial; }
 
 void WriteBatch::NoteName(const NameDictionary* dictionary, NameKind kind, uint32_t id) {
   rep_->names_owner = dictionary;

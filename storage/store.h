@@ -79,6 +79,8 @@ class WriteBatch {
   // (NameDictionary::Intern calls it), so that committing it to the store
   // owning that dictionary marks the id durable.
   void NoteName(const NameDictionary* dictionary, NameKind kind, uint32_t id);
+  // A number no other batch (nor this one before its last Clear) has.
+  uint64_t serial() const;
 
   // Number of operations added since construction or Clear().
   int Count() const;

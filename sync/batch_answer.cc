@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "storage/key_codec.h"
+#include "sync/record_state.h"
 
 namespace fieldsync::sync {
 namespace {
@@ -49,10 +50,8 @@ absl::Status CheckEntry(const v1::CaseLogEntry& entry, uint64_t position,
 
 }  // namespace
 
-ReadLogEntry CaseLogReader(StateView* view) {
-  return [view](uint64_t position, v1::CaseLogEntry* entry) {
-    return view->GetProto(storage::Cf::kCaseLog, storage::EncodeCaseLogKey(position), entry);
-  };
+EntryReader CaseLogReader(StateView* view) {
+  return ViewEntryReader(view);
 }
 
 v1::ChangeResult ChangeResultFromLogEntry(const v1::CaseLogEntry& entry) {
@@ -108,7 +107,7 @@ v1::BatchRecord CompactBatchRecord(std::string_view payload_hash, const v1::Batc
 }
 
 absl::StatusOr<v1::BatchResult> RebuildBatchResult(const v1::BatchRecord& record,
-                                                   const ReadLogEntry& read_entry,
+                                                   const EntryReader& read_entry,
                                                    const BatchIdentity& identity) {
   if (!record.results_from_log()) return record.result();
   const v1::BatchResult& stored = record.result();
@@ -167,7 +166,7 @@ absl::StatusOr<v1::BatchResult> RebuildBatchResult(const v1::BatchRecord& record
 }
 
 absl::StatusOr<bool> CompactStoredBatchRecord(v1::BatchRecord* record,
-                                              const ReadLogEntry& read_entry,
+                                              const EntryReader& read_entry,
                                               const BatchIdentity& identity) {
   if (record->results_from_log()) return false;
   // Whatever this release cannot read back stays where it is.

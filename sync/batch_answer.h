@@ -20,21 +20,16 @@
 
 #include "absl/status/statusor.h"
 #include "fieldsync/v1/records.pb.h"
+#include "sync/log_codec.h"
 #include "sync/state_view.h"
 
 namespace fieldsync::sync {
-
-// Reads the case log entry at `position` into *entry, as logged (its
-// position set): true when found, false when the log has no entry there.
-// kDataLoss when the stored entry does not decode; any other code from the
-// store (kUnavailable, ...).
-using ReadLogEntry = std::function<absl::StatusOr<bool>(uint64_t position, v1::CaseLogEntry*)>;
 
 // Reads the case log through `view` (the committer's view, so that a retry
 // in the same commit group reads the group's own entries). The one reader
 // of case log entries for stored answers. `view` is not owned and must
 // outlive the returned function.
-ReadLogEntry CaseLogReader(StateView* view);
+EntryReader CaseLogReader(StateView* view);
 
 // What the reader of a stored answer knows of the batch it answers; every
 // member that is set (non-empty) is checked against the log entries and
@@ -72,7 +67,7 @@ v1::BatchRecord CompactBatchRecord(std::string_view payload_hash, const v1::Batc
 // identity.change_count. Other errors of `read_entry` are returned as they
 // are. A full-form record is answered as stored, unchecked, as before.
 absl::StatusOr<v1::BatchResult> RebuildBatchResult(const v1::BatchRecord& record,
-                                                   const ReadLogEntry& read_entry,
+                                                   const EntryReader& read_entry,
                                                    const BatchIdentity& identity = {});
 
 // Upgrade of a stored record to the compact form. Rewrites a full-form
@@ -86,7 +81,7 @@ absl::StatusOr<v1::BatchResult> RebuildBatchResult(const v1::BatchRecord& record
 // kDataLoss are returned (the record unchanged).
 // REQUIRES: `read_entry` reads the log as the compacted record will be read.
 absl::StatusOr<bool> CompactStoredBatchRecord(v1::BatchRecord* record,
-                                              const ReadLogEntry& read_entry,
+                                              const EntryReader& read_entry,
                                               const BatchIdentity& identity = {});
 
 }  // namespace fieldsync::sync

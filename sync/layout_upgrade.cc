@@ -12,6 +12,7 @@
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "storage/key_codec.h"
+#include "sync/batch_answer.h"
 #include "sync/log_codec.h"
 #include "sync/rebuild.h"
 #include "sync/reconcile.h"
@@ -185,6 +186,41 @@ absl::Status ClearState(storage::Store* store) {
   return store->Commit(&clear);
 }
 
+// Rewrites stored batch answers in the compact form (sync/batch_answer.h)
+// where the log rebuilds them exactly; others stay as they are.
+absl::StatusOr<uint64_t> CompactBatchRecords(storage::Store* store) {
+  const EntryReader read = [store](uint64_t at, v1::CaseLogEntry* e) {
+    return ReadLogEntry(store, at, e);
+  };
+  const std::string prefix(1, static_cast<char>(storage::kBatchTag));
+  std::unique_ptr<storage::Iterator> it =
+      store->NewIterator(Cf::kBatches, prefix, storage::PrefixUpperBound(prefix));
+  storage::WriteBatch batch;
+  uint64_t compacted = 0;
+  for (; it->Valid(); it->Next()) {
+    ASSIGN_OR_RETURN(storage::BatchKey key, storage::DecodeBatchKey(it->key()));
+    v1::BatchRecord record;
+    if (!record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("a stored batch answer does not parse");
+    }
+    if (record.results_from_log()) continue;
+    const std::string batch_id = FormatUuid(key.batch_id);
+    BatchIdentity identity;
+    identity.device_id = key.device_id;
+    identity.batch_id = batch_id;
+    ASSIGN_OR_RETURN(bool rewritten, CompactStoredBatchRecord(&record, read, identity));
+    if (!rewritten) continue;
+    batch.Put(Cf::kBatches, it->key(), record.SerializeAsString());
+    if (++compacted % 1000 == 0) {
+      RETURN_IF_ERROR(store->Commit(&batch));
+      batch.Clear();
+    }
+  }
+  RETURN_IF_ERROR(it->status());
+  RETURN_IF_ERROR(store->Commit(&batch));
+  return compacted;
+}
+
 }  // namespace
 
 absl::StatusOr<LayoutUpgrade> UpgradeStateLayout(const Schema& schema, storage::Store* store,
@@ -259,6 +295,7 @@ absl::StatusOr<LayoutUpgrade> UpgradeStateLayout(const Schema& schema, storage::
   in_place.compare_from = std::numeric_limits<uint64_t>::max();
   ASSIGN_OR_RETURN(uint64_t replayed, RebuildStateFromLog(schema, store, store, in_place));
   if (out.entries == 0) out.entries = replayed;
+  ASSIGN_OR_RETURN(out.batch_answers, CompactBatchRecords(store));
   RETURN_IF_ERROR(step("mark"));
   storage::WriteBatch mark;
   mark.Put(Cf::kMetadata, storage::EncodeMetadataKey(kLayoutName), current);

@@ -8,8 +8,10 @@
 // conflict and index entry with the stored layout-1 state (values compared
 // as merge compares them) and every recorded outcome decided under the
 // current rules with its replay; only when all agree does it replace the
-// live state, rebuilt in place from the log. The case log, the audit log,
-// keys, principals and counters are not touched. Each step is recorded in
+// live state, rebuilt in place from the log. Stored batch answers are then
+// kept in their compact form where the log rebuilds them exactly
+// (sync/batch_answer.h). The case log, the audit log, keys, principals and
+// counters are not touched. Each step is recorded in
 // the metadata column family before it starts, so an interrupted upgrade
 // resumes at its step at the next start.
 #ifndef FIELDSYNC_SYNC_LAYOUT_UPGRADE_H_
@@ -47,6 +49,7 @@ struct LayoutUpgrade {
   uint64_t entries = 0;    // log entries replayed
   uint64_t records = 0;    // records compared
   uint64_t conflicts = 0;  // conflict records compared
+  uint64_t batch_answers = 0;  // stored batch answers made compact
 };
 
 // Brings `store`'s state to kStateLayout (see the file comment); nothing

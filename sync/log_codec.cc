@@ -100,7 +100,6 @@ std::string EncodeLogEntry(const v1::CaseLogEntry& e, storage::NameDictionary& n
   ByteWriter w(&out);
   w.U8(kLogEntryFormat);
   w.Varint(e.position());
-  w.Signed(e.committed_unix_micros());
   PutId(w, e.change_id(), e.case_id(), e.position(), false, true);
   PutId(w, e.case_id(), "", e.position(), false, false);
   PutId(w, e.record_id(), e.case_id(), e.position(), true, false);
@@ -116,6 +115,9 @@ std::string EncodeLogEntry(const v1::CaseLogEntry& e, storage::NameDictionary& n
     w.Signed(e.hlc().wall_micros());
     w.Varint(e.hlc().logical());
   }
+  // Commit time as its distance from the HLC's wall time (small).
+  w.Signed(static_cast<int64_t>(static_cast<uint64_t>(e.committed_unix_micros()) -
+                                static_cast<uint64_t>(e.hlc().wall_micros())));
   w.Varint(NameId(names, NameKind::kWriter, e.writer(), batch));
   PutId(w, e.batch_id(), "", e.position(), false, false);
   w.Varint(static_cast<uint32_t>(e.outcome()));
@@ -153,10 +155,8 @@ absl::Status DecodeLogEntry(std::string_view bytes, const storage::NameDictionar
   }
   ByteReader r(bytes.substr(1));
   uint64_t position = 0;
-  int64_t committed = 0;
-  if (!r.Varint(&position) || !r.Signed(&committed)) return Truncated("header");
+  if (!r.Varint(&position)) return Truncated("header");
   e->set_position(position);
-  e->set_committed_unix_micros(committed);
   std::string case_id;
   if (!GetId(r, "", position, e->mutable_change_id()) || !GetId(r, "", position, &case_id)) {
     return Truncated("ids");
@@ -180,6 +180,10 @@ absl::Status DecodeLogEntry(std::string_view bytes, const storage::NameDictionar
     e->mutable_hlc()->set_wall_micros(wall);
     e->mutable_hlc()->set_logical(logical);
   }
+  int64_t committed = 0;
+  if (!r.Signed(&committed)) return Truncated("commit time");
+  e->set_committed_unix_micros(static_cast<int64_t>(static_cast<uint64_t>(committed) +
+                                                    static_cast<uint64_t>(e->hlc().wall_micros())));
   if (absl::Status s = GetName(r, names, NameKind::kWriter, e->mutable_writer()); !s.ok()) {
     return s;
   }

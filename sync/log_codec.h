@@ -10,10 +10,11 @@
 // 0 empty; 1 a canonical lower-case UUID as 16 raw bytes; 2 any other text
 // as bytes; 3 (record id only) the case id again; 4 (change id only)
 // "server:<position>" with the entry's own position):
-//   U8 2 (format) | varint position | signed committed_unix_micros |
-//   id change_id | id case_id | id record_id | varint record type name id |
-//   varint kind | varint flags | [signed hlc wall_micros | varint hlc
-//   logical, when flags has 8] | varint writer name id | id batch_id |
+//   U8 2 (format) | varint position | id change_id | id case_id |
+//   id record_id | varint record type name id | varint kind |
+//   varint flags | [signed hlc wall_micros | varint hlc logical, when
+//   flags has 8] | signed (committed_unix_micros - hlc wall_micros, 0
+//   without an hlc; modulo 2^64) | varint writer name id | id batch_id |
 //   varint outcome | varint base_version | [varint resolves.position |
 //   varint resolves field name id, when flags has 4] | varint field count |
 //   per field: varint field name id | varint field flags | varint

@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "storage/counter.h"
 #include "storage/key_codec.h"
+#include "sync/record_state.h"
 #include "tests/sync/ingest_fixture.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -93,21 +94,19 @@ Counts RecountStocks(storage::Store* store, const sync::Schema& schema,
     absl::StatusOr<storage::RecordsKey> key = storage::DecodeRecordsKey(it->key());
     EXPECT_TRUE(key.ok());
     Rec& rec = cases[FormatUuid(key->case_id)][FormatUuid(key->record_id)];
-    std::string value(it->value());
-    if (key->is_header) {
-      v1::RecordHeader h;
-      EXPECT_TRUE(h.ParseFromString(value));
-      rec.type = h.record_type();
-      rec.live = !h.deleted();
-      continue;
+    absl::StatusOr<std::optional<sync::RecordState>> state =
+        sync::ReadRecord(store, nullptr, key->case_id, key->record_id);
+    EXPECT_TRUE(state.ok() && state->has_value());
+    if (!state.ok() || !state->has_value()) continue;
+    rec.type = (*state)->header.record_type();
+    rec.live = !(*state)->header.deleted();
+    for (const auto& [field, fs] : (*state)->fields) {
+      if (fs.value().encrypted() || fs.value().cleared()) continue;
+      v1::FieldValue v;
+      EXPECT_TRUE(v.ParseFromString(fs.value().data()));
+      if (v.has_enum_value()) rec.values[field] = v.enum_value();
+      if (v.has_bool_value()) rec.values[field] = v.bool_value() ? "true" : "false";
     }
-    v1::FieldState fs;
-    EXPECT_TRUE(fs.ParseFromString(value));
-    if (fs.value().encrypted() || fs.value().cleared()) continue;
-    v1::FieldValue v;
-    EXPECT_TRUE(v.ParseFromString(fs.value().data()));
-    if (v.has_enum_value()) rec.values[key->field] = v.enum_value();
-    if (v.has_bool_value()) rec.values[key->field] = v.bool_value() ? "true" : "false";
   }
   // Where each aggregate dimension lives.
   std::map<std::string, std::pair<std::string, std::string>> dims;
@@ -830,9 +829,13 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
   int64_t registration_records = 0, referral_records = 0;
   for (const auto& [key, value] : sync::testing::DumpCf(store_.get(), storage::Cf::kRecords)) {
     absl::StatusOr<storage::RecordsKey> k = storage::DecodeRecordsKey(key);
-    if (!k.ok() || !k->is_header) continue;
+    if (!k.ok() || !k->is_state) continue;
     v1::RecordHeader h;
-    ASSERT_TRUE(h.ParseFromString(value));
+    {
+      sync::RecordState state;
+      ASSERT_TRUE(sync::DecodeRecordState(value, store_->names(), &state).ok());
+      h = state.header;
+    }
     if (h.record_type() == "case_registration") ++registration_records;
     if (h.record_type() == "referral") ++referral_records;
   }

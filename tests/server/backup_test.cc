@@ -44,6 +44,7 @@
 #include "storage/column_families.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
+#include "sync/log_codec.h"
 #include "tests/testing/seeded_random.h"
 #include "tests/testing/simulated_clock.h"
 #include "tests/testing/status_matchers.h"
@@ -294,7 +295,7 @@ class BackupTest : public ::testing::Test {
     std::unique_ptr<storage::Iterator> it = (*store)->NewIterator(storage::Cf::kCaseLog, "", "");
     for (; it->Valid(); it->Next()) {
       v1::CaseLogEntry entry;
-      EXPECT_TRUE(entry.ParseFromString(std::string(it->value())));
+      EXPECT_THAT(sync::DecodeLogEntry(it->value(), (*store)->names(), &entry), IsOk());
       cases.insert(entry.case_id());
     }
     EXPECT_THAT(it->status(), IsOk());

@@ -88,6 +88,7 @@ TEST_F(LayoutCodecTest, DictionaryGivesStableIdsThatSurviveReopen) {
   EXPECT_EQ(names.Intern(NameKind::kField, "family_name", &batch), 2u);
   EXPECT_EQ(names.Intern(NameKind::kField, "given_name", &batch), 1u);
   EXPECT_EQ(names.Intern(NameKind::kWriter, "given_name", &batch), 1u);  // kinds apart
+  EXPECT_EQ(batch.Count(), 3) << "each new name is written once per batch";
   ASSERT_TRUE(store_->Commit(&batch).ok());
   storage::WriteBatch again;
   EXPECT_EQ(names.Intern(NameKind::kField, "given_name", &again), 1u);

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "storage/key_codec.h"
+#include "sync/batch_answer.h"
 #include "sync/log_codec.h"
 #include "sync/rebuild.h"
 #include "sync/record_state.h"
@@ -178,6 +179,20 @@ class LayoutUpgradeTest : public testing::IngestFixture {
       }
       b.Put(Cf::kConflicts, key, rec.SerializeAsString());
     }
+    // Batch answers in their full form.
+    for (const auto& [key, value] : testing::DumpCf(store_.get(), Cf::kBatches)) {
+      if (key.empty() || static_cast<uint8_t>(key[0]) != storage::kBatchTag) continue;
+      v1::BatchRecord rec;
+      ASSERT_TRUE(rec.ParseFromString(value));
+      absl::StatusOr<v1::BatchResult> full = RebuildBatchResult(
+          rec, [&](uint64_t at, v1::CaseLogEntry* e) { return ReadLogEntry(store_.get(), at, e); });
+      ASSERT_THAT(full, IsOk());
+      v1::BatchRecord old;
+      old.set_payload_hash(rec.payload_hash());
+      old.set_sequence(rec.sequence());
+      *old.mutable_result() = *full;
+      b.Put(Cf::kBatches, key, old.SerializeAsString());
+    }
     for (const auto& [key, value] : testing::DumpCf(store_.get(), Cf::kMetadata)) {
       if (!key.empty() && static_cast<uint8_t>(key[0]) == storage::kNameKeyTag) {
         b.Delete(Cf::kMetadata, key);
@@ -208,7 +223,9 @@ TEST_F(LayoutUpgradeTest, LayoutOneStoreUpgradesToTheSameStateAndKeepsMerging) {
   MakeHistory();
   const std::map<std::string, std::string> before = Semantic();
   ASSERT_GT(before.size(), 30u);
+  const auto answers = testing::DumpCf(store_.get(), Cf::kBatches);
   WriteLayoutOne();
+  ASSERT_NE(testing::DumpCf(store_.get(), Cf::kBatches), answers);
   const auto log = testing::DumpCf(store_.get(), Cf::kCaseLog);
   const auto audit = testing::DumpCf(store_.get(), Cf::kAuditLeaves);
 
@@ -219,6 +236,8 @@ TEST_F(LayoutUpgradeTest, LayoutOneStoreUpgradesToTheSameStateAndKeepsMerging) {
   EXPECT_EQ(up->records, 3u);
   EXPECT_GE(up->conflicts, 2u);
   EXPECT_EQ(Semantic(), before);
+  EXPECT_EQ(up->batch_answers, 6u);
+  EXPECT_EQ(testing::DumpCf(store_.get(), Cf::kBatches), answers) << "answers compact again";
   EXPECT_EQ(testing::DumpCf(store_.get(), Cf::kCaseLog), log) << "the log is not rewritten";
   EXPECT_EQ(testing::DumpCf(store_.get(), Cf::kAuditLeaves), audit);
   EXPECT_FALSE(std::filesystem::exists(dir_.Sub("layout-scratch")));
