@@ -66,7 +66,9 @@ class MasterKeyRotation {
   //      is ever wrapped under a version the file lacks;
   //   3. re-wraps the server's keys (Cf::kKeys entries other than case
   //      DEKs) under the new version, in one commit;
-  //   4. re-wraps every case DEK (CaseKeyStore::RewrapAll, in batches);
+  //   4. re-wraps every case DEK (CaseKeyStore::RewrapAll, in batches),
+  //      new cases' keys committed meanwhile included (it waits for a
+  //      commit of new keys under way; later ones use the new version);
   //   5. appends KeyRotated{actor, "kek", old, new, ""} and deletes the
   //      pending record in one commit.
   // A crash or error anywhere leaves everything readable (the file keeps

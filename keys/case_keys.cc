@@ -65,6 +65,66 @@ absl::StatusOr<CaseKeyStore::NewDek> CaseKeyStore::MakeDek(const fieldsync::Uuid
   return NewDek{std::move(dek), key, std::move(wrapped)};
 }
 
+CaseKeyStore::NewKeyCommit CaseKeyStore::BeginNewKeyCommit() {
+  absl::MutexLock lock(&commits_mu_);
+  const uint64_t id = next_commit_id_++;
+  open_commits_.insert(id);
+  return NewKeyCommit(this, id);
+}
+
+void CaseKeyStore::EndKeyCommit(uint64_t id) {
+  absl::MutexLock lock(&commits_mu_);
+  open_commits_.erase(id);
+  commit_ended_.SignalAll();
+}
+
+bool CaseKeyStore::CommitOpenBefore(uint64_t id) {
+  return !open_commits_.empty() && *open_commits_.begin() < id;
+}
+
+void CaseKeyStore::AwaitEarlierKeyCommits() {
+  // Only the commits opened before now: later ones read the ring after the
+  // caller installed its new version, and cannot keep the wait going.
+  uint64_t before;
+  bool waits;
+  {
+    absl::MutexLock lock(&commits_mu_);
+    before = next_commit_id_;
+    waits = CommitOpenBefore(before);
+  }
+  if (waits && options_.on_rewrap_waits) options_.on_rewrap_waits();
+  absl::MutexLock lock(&commits_mu_);
+  while (CommitOpenBefore(before)) commit_ended_.Wait(&commits_mu_);
+}
+
+CaseKeyStore::NewKeyCommit::NewKeyCommit(NewKeyCommit&& other) noexcept
+    : keys_(std::exchange(other.keys_, nullptr)), id_(other.id_) {}
+
+CaseKeyStore::NewKeyCommit& CaseKeyStore::NewKeyCommit::operator=(NewKeyCommit&& other) noexcept {
+  if (this != &other) {
+    if (keys_ != nullptr) keys_->EndKeyCommit(id_);
+    keys_ = std::exchange(other.keys_, nullptr);
+    id_ = other.id_;
+  }
+  return *this;
+}
+
+CaseKeyStore::NewKeyCommit::~NewKeyCommit() {
+  if (keys_ != nullptr) keys_->EndKeyCommit(id_);
+}
+
+absl::StatusOr<std::string> CaseKeyStore::NewKeyCommit::Current(std::string_view store_key,
+                                                                std::string_view wrapped,
+                                                                Random& random) const {
+  ASSIGN_OR_RETURN(uint32_t version, MasterKeyRing::WrappedVersion(wrapped));
+  // Read after this commit was opened: if a rotation installed a newer
+  // version before, this sees it; if after, its RewrapAll waits for this
+  // commit to end and then finds the key in the store.
+  if (version == keys_->ring_->current_version()) return std::string(wrapped);
+  ASSIGN_OR_RETURN(fieldsync::Uuid case_id, storage::DecodeCaseDekKey(store_key));
+  return keys_->ring_->Rewrap(WrapPurpose(case_id), wrapped, random);
+}
+
 absl::StatusOr<std::shared_ptr<const CaseKeyStore::CachedKey>> CaseKeyStore::Lookup(
     const fieldsync::Uuid& case_id) {
   uint64_t epoch;
@@ -128,6 +188,9 @@ void CaseKeyStore::Evict(const fieldsync::Uuid& case_id) {
 }
 
 absl::StatusOr<RewrapCounts> CaseKeyStore::RewrapAll(Random& random) {
+  // A new key made under an older version may be on its way into the store
+  // (NewKeyCommit): let it land first, so that the scan below sees it.
+  AwaitEarlierKeyCommits();
   RewrapCounts counts;
   const uint32_t current = ring_->current_version();
   const std::string prefix = storage::CaseDekPrefix();

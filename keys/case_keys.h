@@ -7,9 +7,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
+#include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -41,6 +44,10 @@ struct CaseKeyStoreOptions {
   // Case keys examined per RewrapAll step: one step holds the erasure lock
   // and commits one WriteBatch.
   size_t rewrap_batch_size = 256;
+  // Test hook, null in production: called on RewrapAll's thread when it
+  // starts waiting for a NewKeyCommit opened before it (see there), so that
+  // a test can interleave a commit of a new case key with a rotation.
+  std::function<void()> on_rewrap_waits = nullptr;
 };
 
 // What RewrapAll did.
@@ -80,13 +87,47 @@ class CaseKeyStore {
   // A fresh random 256-bit DEK for the case and the Cf::kKeys entry that
   // stores it (key, wrapped value), for a caller that commits the entry
   // itself, possibly with several write batches carrying it until one
-  // commits (sync/case_key_sealer.h). CreateDek's errors and REQUIRES.
+  // commits (sync/case_key_sealer.h), each inside a NewKeyCommit.
+  // CreateDek's errors and REQUIRES.
   struct NewDek {
     crypto::SecretBytes dek;
     std::string store_key;
     std::string wrapped;
   };
   absl::StatusOr<NewDek> MakeDek(const fieldsync::Uuid& case_id, Random& random);
+
+  // One commit of new case keys (MakeDek entries), ordered against a KEK
+  // rotation. A new key can be made under version N, the rotation then
+  // adds N + 1 and runs RewrapAll, and the key's commit lands after the
+  // scan went past its place: it would stay under N for good. So a caller
+  // opens a NewKeyCommit before it decides what to write, writes each new
+  // key as Current() gives it, and ends the NewKeyCommit (destroys it) once
+  // that commit has landed or failed. RewrapAll first waits for every
+  // NewKeyCommit opened before it began: each key is then either in the
+  // store before the scan (which rewraps it) or written under the version
+  // the scan moves to. Keep one open only around a commit: RewrapAll waits
+  // for it. Thread-compatible; movable; must not outlive the store.
+  class NewKeyCommit {
+   public:
+    NewKeyCommit(NewKeyCommit&& other) noexcept;
+    NewKeyCommit& operator=(NewKeyCommit&& other) noexcept;
+    ~NewKeyCommit();
+
+    // `wrapped` (MakeDek's entry at `store_key`) as it must be committed:
+    // itself when under the ring's current version, else rewrapped under
+    // it (a key made before a rotation). The errors of
+    // MasterKeyRing::WrappedVersion and Rewrap; kDataLoss for a store key
+    // that is not a case DEK key.
+    absl::StatusOr<std::string> Current(std::string_view store_key, std::string_view wrapped,
+                                        Random& random) const;
+
+   private:
+    friend class CaseKeyStore;
+    NewKeyCommit(CaseKeyStore* keys, uint64_t id) : keys_(keys), id_(id) {}
+    CaseKeyStore* keys_;  // null once moved from
+    uint64_t id_;
+  };
+  NewKeyCommit BeginNewKeyCommit();
 
   // Makes a fresh random 256-bit DEK for the case, adds its wrapped form to
   // *batch (committed by the caller, with the case's first changes) and
@@ -96,7 +137,8 @@ class CaseKeyStore {
   //   kFailedPrecondition - the case was erased;
   //   the errors of Store::Get.
   // REQUIRES: the caller serializes CreateDek + commit per case (the commit
-  // step does), or two racing creations could both commit.
+  // step does), or two racing creations could both commit. A key created
+  // while a RewrapAll may run must be committed inside a NewKeyCommit.
   absl::StatusOr<crypto::SecretBytes> CreateDek(const fieldsync::Uuid& case_id, Random& random,
                                                 storage::WriteBatch* batch);
 
@@ -119,7 +161,10 @@ class CaseKeyStore {
   // Re-wraps every case DEK that is not under the ring's current version,
   // in WriteBatches of options.rewrap_batch_size keys, while other calls
   // go on (GetDek and field ciphertexts are unaffected: the DEKs do not
-  // change). Idempotent: after an error, run it again to continue. Errors:
+  // change). Before it reads anything it waits for the NewKeyCommits
+  // opened before it began, so a key made under an older version and
+  // committed meanwhile is rewrapped too. Idempotent: after an error, run
+  // it again to continue. Errors:
   // those of Store's iteration and Commit, and of crypto::MasterKeyRing::Rewrap
   // (kDataLoss, kFailedPrecondition) for the first key that fails.
   absl::StatusOr<RewrapCounts> RewrapAll(Random& random);
@@ -171,6 +216,11 @@ class CaseKeyStore {
 
   absl::StatusOr<std::shared_ptr<const CachedKey>> Lookup(const fieldsync::Uuid& case_id);
   void Evict(const fieldsync::Uuid& case_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns once every NewKeyCommit opened before the call has ended.
+  void AwaitEarlierKeyCommits();
+  // Whether a NewKeyCommit with an id below `id` is open.
+  bool CommitOpenBefore(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commits_mu_);
+  void EndKeyCommit(uint64_t id);
 
   storage::Store* const store_;
   const crypto::MasterKeyRing* const ring_;
@@ -179,6 +229,12 @@ class CaseKeyStore {
   // Serializes Erase against each RewrapAll step, so that a rewrap never
   // writes back a key that was erased after it was read.
   absl::Mutex erase_mu_;
+
+  // The open NewKeyCommits, by id (ids ascend in opening order).
+  absl::Mutex commits_mu_;
+  absl::CondVar commit_ended_;
+  uint64_t next_commit_id_ ABSL_GUARDED_BY(commits_mu_) = 0;
+  std::set<uint64_t> open_commits_ ABSL_GUARDED_BY(commits_mu_);
 
   mutable absl::Mutex mu_;
   Lru lru_ ABSL_GUARDED_BY(mu_);  // most recently used first

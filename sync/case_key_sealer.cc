@@ -153,6 +153,8 @@ absl::StatusOr<std::string> CaseKeySealer::Seal(const FieldAddress& at, std::str
 
 absl::Status CaseKeySealer::Keep(std::vector<KeyWrite>* writes) {
   absl::MutexLock lock(&mu_);
+  // Opened before any key's wrapping is chosen below (NewKeyCommit).
+  key_commit_.emplace(keys_->BeginNewKeyCommit());
   std::vector<KeyWrite> kept;
   kept.reserve(writes->size());
   for (KeyWrite& w : *writes) {
@@ -163,16 +165,32 @@ absl::Status CaseKeySealer::Keep(std::vector<KeyWrite>* writes) {
       pending_.erase(it);
       continue;
     }
-    if (!absl::IsNotFound(stored.status())) return stored.status();
+    if (!absl::IsNotFound(stored.status())) {
+      key_commit_.reset();
+      return stored.status();
+    }
+    // Under the master key's current version, even if made under an
+    // older one before a rotation.
+    absl::StatusOr<std::string> current = key_commit_->Current(w.key, w.value, *random_);
+    if (!current.ok()) {
+      key_commit_.reset();
+      return current.status();
+    }
+    w.value = *std::move(current);
     kept.push_back(std::move(w));
   }
+  if (kept.empty()) key_commit_.reset();
   *writes = std::move(kept);
   return absl::OkStatus();
 }
 
-void CaseKeySealer::Committed(const std::vector<KeyWrite>& writes) {
+void CaseKeySealer::AfterCommit(const std::vector<KeyWrite>& writes,
+                                const absl::Status& committed) {
   absl::MutexLock lock(&mu_);
-  for (const KeyWrite& w : writes) pending_.erase(w.key);
+  if (committed.ok()) {
+    for (const KeyWrite& w : writes) pending_.erase(w.key);
+  }
+  key_commit_.reset();
 }
 
 size_t CaseKeySealer::pending_keys() const {

@@ -4,6 +4,7 @@
 #define FIELDSYNC_SYNC_CASE_KEY_SEALER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,15 @@ namespace fieldsync::sync {
 // another group, or erased since), so a stale copy never overwrites an
 // erasure marker that was committed after the seal.
 //
+// A pending key outlives a master key rotation when its case's first batch
+// is sealed before the rotation installs the new version and commits after
+// the rotation's rewrap pass (CaseKeyStore::RewrapAll) went by: the key
+// would stay under the old version. So Keep opens a
+// CaseKeyStore::NewKeyCommit, which RewrapAll waits for, and hands out each
+// kept key under the ring's current version (rewrapped if it was made under
+// an older one); AfterCommit ends it. A pending key's DEK never changes, so
+// the values sealed under it open whichever wrapping commits.
+//
 // Ciphertexts follow crypto/field_cipher.h with key_version
 // keys::kCaseDekVersion. Digest = HMAC-SHA256(K_d, u32be(len(field)) ||
 // field || plaintext) with K_d = HMAC-SHA256(DEK, "fieldsync/field-digest/v1").
@@ -58,7 +68,7 @@ class CaseKeySealer final : public FieldSealer {
                                        std::string_view field, std::string_view plaintext,
                                        std::vector<KeyWrite>* key_writes) override;
   absl::Status Keep(std::vector<KeyWrite>* writes) override;
-  void Committed(const std::vector<KeyWrite>& writes) override;
+  void AfterCommit(const std::vector<KeyWrite>& writes, const absl::Status& committed) override;
 
   // New case keys made and not yet committed (for tests and metrics).
   size_t pending_keys() const;
@@ -67,7 +77,7 @@ class CaseKeySealer final : public FieldSealer {
   struct PendingKey {
     std::shared_ptr<const crypto::FieldCipher> cipher;
     crypto::SecretBytes dek;
-    std::string wrapped;
+    std::string wrapped;  // as made, and as units carry it (Keep may rewrap)
   };
   // The case's field cipher (and, when `dek` is set, its DEK): durable, or
   // pending (then its KeyWrite is added to *key_writes), or made now.
@@ -89,6 +99,8 @@ class CaseKeySealer final : public FieldSealer {
   mutable absl::Mutex mu_;  // serializes DEK creation (CreateDek's REQUIRES)
   // By store key (storage::EncodeCaseDekKey).
   absl::flat_hash_map<std::string, PendingKey> pending_ ABSL_GUARDED_BY(mu_);
+  // Open from a Keep that kept a key until the group's AfterCommit.
+  std::optional<keys::CaseKeyStore::NewKeyCommit> key_commit_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fieldsync::sync

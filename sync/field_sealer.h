@@ -100,10 +100,14 @@ class FieldSealer {
   // about to commit, one group at a time. Keep drops the writes that must
   // not be written any more (the key became durable through another write,
   // or the case was erased since), so that a stale copy never overwrites a
-  // later state of the key. Committed tells the sealer those keys are
-  // durable. Both thread-safe.
+  // later state of the key, and may change the value of the others (a key
+  // re-wrapped under a newer master key version); the caller writes them
+  // as Keep leaves them. AfterCommit tells the sealer the group's outcome
+  // (`committed`: OK if those keys are durable now): the commit step calls
+  // it for every group, whether it called Keep, failed before or after.
+  // Both thread-safe.
   virtual absl::Status Keep(std::vector<KeyWrite>* writes) { return absl::OkStatus(); }
-  virtual void Committed(const std::vector<KeyWrite>& writes) {}
+  virtual void AfterCommit(const std::vector<KeyWrite>& writes, const absl::Status& committed) {}
 };
 
 }  // namespace fieldsync::sync

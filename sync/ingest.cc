@@ -427,8 +427,10 @@ void Ingest::CommitGroup(const std::vector<Unit*>& group) {
   if (observed) {
     for (CommitObserver* observer : options_.observers) observer->AfterCommit(&wb, group_status);
   }
+  // The sealer too, which holds back a master key rotation's rewrap while
+  // new case keys are being committed (sync/case_key_sealer.h).
+  options_.sealer->AfterCommit(key_writes, group_status);
   if (!group_status.ok()) return fail_all(group_status);
-  options_.sealer->Committed(key_writes);
   {
     absl::MutexLock lock(&stats_mu_);
     ++stats_.groups;

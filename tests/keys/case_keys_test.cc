@@ -7,11 +7,13 @@
 #include <functional>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "crypto/bytes.h"
 #include "crypto/field_cipher.h"
 #include "crypto/master_key.h"
@@ -287,6 +289,80 @@ TEST_F(CaseKeyStoreTest, RotationRunsWhileOtherThreadsReadKeys) {
   ASSERT_THAT(counts, IsOk());
   EXPECT_EQ(counts->rewrapped, size_t{kCases});
   EXPECT_EQ(failures.load(), 0);
+}
+
+// A new case's key made under version 1 and committed only after a whole
+// rotation to version 2 (its rewrap pass found nothing to do for it) is
+// committed under version 2, and still holds the same DEK.
+TEST_F(CaseKeyStoreTest, NewKeyMadeBeforeARotationAndCommittedAfterItEndsUnderTheNewVersion) {
+  const Uuid c = NewCase();
+  absl::StatusOr<CaseKeyStore::NewDek> made = keys_->MakeDek(c, random_);
+  ASSERT_THAT(made, IsOk());
+  ASSERT_THAT(MasterKeyRing::WrappedVersion(made->wrapped), IsOkAndHolds(1u));
+  ASSERT_THAT(ring_.AddVersion(random_), IsOk());
+  absl::StatusOr<RewrapCounts> counts = keys_->RewrapAll(random_);
+  ASSERT_THAT(counts, IsOk());
+  ASSERT_EQ(counts->examined, 0u);
+
+  {
+    CaseKeyStore::NewKeyCommit commit = keys_->BeginNewKeyCommit();
+    absl::StatusOr<std::string> value = commit.Current(made->store_key, made->wrapped, random_);
+    ASSERT_THAT(value, IsOk());
+    storage::WriteBatch batch;
+    batch.Put(storage::Cf::kKeys, made->store_key, *value);
+    ASSERT_THAT(store_->Commit(&batch), IsOk());
+  }
+
+  EXPECT_THAT(keys_->WrappedVersion(c), IsOkAndHolds(2u));
+  absl::StatusOr<SecretBytes> dek = keys_->GetDek(c);
+  ASSERT_THAT(dek, IsOk());
+  EXPECT_EQ(Str(*dek), Str(made->dek));
+}
+
+// The interleaving of a push with a rotation: a new key's commit is under
+// way (its wrapping chosen under version 1) when the rotation installs
+// version 2 and starts its rewrap pass. The pass waits for that commit to
+// land and then rewraps the key, instead of scanning past it.
+TEST_F(CaseKeyStoreTest, RewrapPassWaitsForANewKeyCommitUnderWayAndRewrapsTheKey) {
+  absl::Mutex mu;
+  bool rotation_waits_or_ended = false;  // guarded by mu
+  options_.on_rewrap_waits = [&] {
+    absl::MutexLock lock(&mu);
+    rotation_waits_or_ended = true;
+  };
+  keys_ = std::make_unique<CaseKeyStore>(store_.get(), &ring_, options_);
+  const Uuid c = NewCase();
+  absl::StatusOr<CaseKeyStore::NewDek> made = keys_->MakeDek(c, random_);
+  ASSERT_THAT(made, IsOk());
+  std::optional<CaseKeyStore::NewKeyCommit> commit = keys_->BeginNewKeyCommit();
+  absl::StatusOr<std::string> value = commit->Current(made->store_key, made->wrapped, random_);
+  ASSERT_THAT(value, IsOk());
+  ASSERT_THAT(MasterKeyRing::WrappedVersion(*value), IsOkAndHolds(1u));
+
+  ASSERT_THAT(ring_.AddVersion(random_), IsOk());
+  absl::StatusOr<RewrapCounts> counts;
+  std::thread rotation([&] {
+    counts = keys_->RewrapAll(random_);
+    absl::MutexLock lock(&mu);
+    rotation_waits_or_ended = true;
+  });
+  // The rewrap pass is waiting for the commit (or, were it not to wait,
+  // has scanned already): only now does the key land.
+  mu.LockWhen(absl::Condition(&rotation_waits_or_ended));
+  mu.Unlock();
+  storage::WriteBatch batch;
+  batch.Put(storage::Cf::kKeys, made->store_key, *value);
+  const absl::Status committed = store_->Commit(&batch);
+  commit.reset();
+  rotation.join();
+
+  ASSERT_THAT(committed, IsOk());
+  ASSERT_THAT(counts, IsOk());
+  EXPECT_EQ(counts->rewrapped, 1u);
+  EXPECT_THAT(keys_->WrappedVersion(c), IsOkAndHolds(2u));
+  absl::StatusOr<SecretBytes> dek = keys_->GetDek(c);
+  ASSERT_THAT(dek, IsOk());
+  EXPECT_EQ(Str(*dek), Str(made->dek));
 }
 
 TEST_F(CaseKeyStoreTest, ErasedCaseKeyIsNotFoundAndCannotBeRecreated) {

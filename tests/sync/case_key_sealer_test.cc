@@ -44,13 +44,14 @@ class CaseKeySealerTest : public ::testing::Test {
 const std::string kCase = testing::Id(1);
 const std::string kRecord = testing::Id(2);
 
-// Commits `writes` as the commit step does: Keep, put, commit, Committed.
+// Commits `writes` as the commit step does: Keep, put, commit, AfterCommit.
 void CommitKeys(CaseKeySealer& sealer, storage::Store& store, std::vector<KeyWrite> writes) {
   ASSERT_THAT(sealer.Keep(&writes), IsOk());
   storage::WriteBatch batch;
   for (const KeyWrite& w : writes) batch.Put(storage::Cf::kKeys, w.key, w.value);
-  ASSERT_THAT(store.Commit(&batch), IsOk());
-  sealer.Committed(writes);
+  const absl::Status committed = store.Commit(&batch);
+  sealer.AfterCommit(writes, committed);
+  ASSERT_THAT(committed, IsOk());
 }
 
 TEST_F(CaseKeySealerTest, SealedValueOpensOnlyAtItsAddressOnceItsKeyIsCommitted) {
@@ -206,6 +207,47 @@ TEST_F(CaseKeySealerTest, ErasedCaseNoLongerOpens) {
   EXPECT_THAT(sealer_->Seal(FieldAddress{kCase, kRecord, "given_name"}, "x", &after),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_TRUE(after.empty());
+}
+
+// A new case sealed before a master key rotation and committed after its
+// rewrap pass: the key is committed under the new version, and the values
+// sealed before the rotation open.
+TEST_F(CaseKeySealerTest, KeyPendingAcrossAMasterKeyRotationCommitsUnderTheNewVersion) {
+  std::vector<KeyWrite> w;
+  absl::StatusOr<std::string> sealed =
+      sealer_->Seal(FieldAddress{kCase, kRecord, "given_name"}, "Amina", &w);
+  ASSERT_THAT(sealed, IsOk());
+  ASSERT_EQ(w.size(), 1u);
+  ASSERT_THAT(crypto::MasterKeyRing::WrappedVersion(w[0].value), IsOkAndHolds(1u));
+  ASSERT_THAT(ring_.AddVersion(random_), IsOk());
+  ASSERT_THAT(keys_->RewrapAll(random_), IsOk());
+
+  CommitKeys(*sealer_, *store_, w);
+
+  EXPECT_THAT(keys_->WrappedVersion(*ParseUuid(kCase)), IsOkAndHolds(2u));
+  EXPECT_EQ(sealer_->pending_keys(), 0u);
+  CaseKeySealer fresh(store_.get(), keys_.get(), &random_);
+  EXPECT_THAT(fresh.Open(FieldAddress{kCase, kRecord, "given_name"}, *sealed),
+              IsOkAndHolds(std::string("Amina")));
+}
+
+// A group that fails to commit ends its hold on the rewrap pass (a later
+// rotation is not held up) and leaves the key pending for the next unit.
+TEST_F(CaseKeySealerTest, FailedCommitReleasesTheRewrapPassAndKeepsTheKeyPending) {
+  std::vector<KeyWrite> failed, next;
+  ASSERT_THAT(sealer_->Seal(FieldAddress{kCase, kRecord, "given_name"}, "Amina", &failed), IsOk());
+  ASSERT_THAT(sealer_->Seal(FieldAddress{kCase, kRecord, "village"}, "Hill", &next), IsOk());
+  ASSERT_THAT(sealer_->Keep(&failed), IsOk());
+  ASSERT_EQ(failed.size(), 1u);
+  sealer_->AfterCommit(failed, absl::UnavailableError("injected: the group did not commit"));
+  EXPECT_EQ(sealer_->pending_keys(), 1u);
+
+  ASSERT_THAT(ring_.AddVersion(random_), IsOk());
+  ASSERT_THAT(keys_->RewrapAll(random_), IsOk());  // returns: nothing holds it
+  CommitKeys(*sealer_, *store_, next);
+
+  EXPECT_EQ(sealer_->pending_keys(), 0u);
+  EXPECT_THAT(keys_->WrappedVersion(*ParseUuid(kCase)), IsOkAndHolds(2u));
 }
 
 }  // namespace
