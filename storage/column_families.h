@@ -68,8 +68,8 @@ inline constexpr uint8_t kCaseDekTag = 1;
 // Sync's key tags (sync/, key_codec.h). Persisted: never renumber.
 // Cf::kRecords, after the case and record ids:
 inline constexpr uint8_t kRecordHeaderTag = 1;  // layout 1 only
-inline constexpr uint8_t kFieldStateTag = 2;   // layout 1 only
-inline constexpr uint8_t kRecordStateTag = 3;  // layout 2: one value per record
+inline constexpr uint8_t kFieldStateTag = 2;    // layout 1 only
+inline constexpr uint8_t kRecordStateTag = 3;   // layout 2: one value per record
 // First byte of keys in Cf::kCaseIndex (3 is kept for blind-index entries):
 inline constexpr uint8_t kCaseByRegionTag = 1;
 inline constexpr uint8_t kCaseByOfficerTag = 2;

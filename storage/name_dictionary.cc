@@ -19,23 +19,23 @@ absl::Status NameDictionary::Load(Store* store) {
     absl::StatusOr<NameKey> key = DecodeNameKey(it->key());
     if (!key.ok()) return key.status();
     if (!Valid(key->kind)) {
-      return absl::DataLossError(absl::StrFormat(
-          "the store's name dictionary has a kind %d this release does not know",
-          static_cast<int>(key->kind)));
+      return absl::DataLossError(
+          absl::StrFormat("the store's name dictionary has a kind %d this release does not know",
+                          static_cast<int>(key->kind)));
     }
     Names& n = names_[Index(key->kind)];
     if (key->id != n.by_id.size() + 1) {
-      return absl::DataLossError(absl::StrFormat(
-          "the store's name dictionary skips from id %d to %d (kind %d)", n.by_id.size(), key->id,
-          static_cast<int>(key->kind)));
+      return absl::DataLossError(
+          absl::StrFormat("the store's name dictionary skips from id %d to %d (kind %d)",
+                          n.by_id.size(), key->id, static_cast<int>(key->kind)));
     }
     n.by_id.emplace_back(it->value());
     n.durable.push_back(true);
     n.written.push_back(0);
     if (!n.ids.emplace(n.by_id.back(), key->id).second) {
-      return absl::DataLossError(absl::StrFormat(
-          "the store's name dictionary gives one name two ids (kind %d, id %d)",
-          static_cast<int>(key->kind), key->id));
+      return absl::DataLossError(
+          absl::StrFormat("the store's name dictionary gives one name two ids (kind %d, id %d)",
+                          static_cast<int>(key->kind), key->id));
     }
   }
   return it->status();
@@ -96,9 +96,9 @@ absl::Status NameDictionary::Adopt(const NameDictionary& source, WriteBatch* bat
         const Names& n = names_[Index(kind)];
         if (i < n.by_id.size()) {
           if (n.by_id[i] != names[i]) {
-            return absl::FailedPreconditionError(absl::StrFormat(
-                "the two stores' name dictionaries disagree on id %d of kind %d", want,
-                static_cast<int>(kind)));
+            return absl::FailedPreconditionError(
+                absl::StrFormat("the two stores' name dictionaries disagree on id %d of kind %d",
+                                want, static_cast<int>(kind)));
           }
           continue;
         }

@@ -77,8 +77,7 @@ class NameDictionary {
   };
   static size_t Index(NameKind kind) { return static_cast<size_t>(kind) - 1; }
   static bool Valid(NameKind kind) {
-    return kind == NameKind::kField || kind == NameKind::kRecordType ||
-           kind == NameKind::kWriter;
+    return kind == NameKind::kField || kind == NameKind::kRecordType || kind == NameKind::kWriter;
   }
 
   mutable absl::Mutex mu_;

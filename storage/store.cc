@@ -550,7 +550,8 @@ absl::Status Store::Commit(WriteBatch* batch) {
     ScopedTsanIgnoreAccesses tsan_ignore;  // RocksDB's write group (common/tsan.h)
     s = rep_->db->Write(rep_->write_options, to_write);
   }
-  if (s.ok() && batch->rep_->names_owner == &rep_->names) rep_->names.MarkDurable(batch->rep_->names);
+  if (s.ok() && batch->rep_->names_owner == &rep_->names)
+    rep_->names.MarkDurable(batch->rep_->names);
   return FromRocksDb(s, "commit batch");
 }
 

@@ -50,9 +50,7 @@ absl::Status CheckEntry(const v1::CaseLogEntry& entry, uint64_t position,
 
 }  // namespace
 
-EntryReader CaseLogReader(StateView* view) {
-  return ViewEntryReader(view);
-}
+EntryReader CaseLogReader(StateView* view) { return ViewEntryReader(view); }
 
 v1::ChangeResult ChangeResultFromLogEntry(const v1::CaseLogEntry& entry) {
   // Mirrors what Reconciler::Apply answers for the change it logs.

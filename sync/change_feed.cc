@@ -87,8 +87,8 @@ absl::Status ChangeFeed::ToPulled(const v1::CaseLogEntry& entry, uint64_t positi
       continue;
     }
     v1::PulledField* pf = change.add_fields();
-    absl::Status opened =
-        PlaintextInto(f.value(), entry.case_id(), entry.record_id(), f.field(), pf->mutable_value());
+    absl::Status opened = PlaintextInto(f.value(), entry.case_id(), entry.record_id(), f.field(),
+                                        pf->mutable_value());
     if (absl::IsNotFound(opened)) {  // case key erased
       change.mutable_fields()->RemoveLast();
       change.set_withheld_fields(change.withheld_fields() + 1);

@@ -170,8 +170,7 @@ absl::Status CompareColumn(Cf cf, storage::Store* live, const storage::Snapshot*
     }
     if (!same) {
       ASSIGN_OR_RETURN(storage::ConflictKey key, storage::DecodeConflictKey(a->key()));
-      return Differs(storage::RecordsKey{key.case_id, {}, false, false, ""}, key.field,
-                     "conflict");
+      return Differs(storage::RecordsKey{key.case_id, {}, false, false, ""}, key.field, "conflict");
     }
   }
   RETURN_IF_ERROR(a->status());
@@ -279,8 +278,8 @@ absl::StatusOr<LayoutUpgrade> UpgradeStateLayout(const Schema& schema, storage::
       }
       ASSIGN_OR_RETURN(out.entries, RebuildStateFromLog(schema, store, scratch.get(), rebuild));
       RETURN_IF_ERROR(CompareRecords(store, snap.get(), scratch.get(), &out.records));
-      RETURN_IF_ERROR(CompareColumn(Cf::kConflicts, store, snap.get(), scratch.get(),
-                                    &out.conflicts));
+      RETURN_IF_ERROR(
+          CompareColumn(Cf::kConflicts, store, snap.get(), scratch.get(), &out.conflicts));
       RETURN_IF_ERROR(CompareColumn(Cf::kCaseIndex, store, snap.get(), scratch.get(), nullptr));
       snap.reset();
       RETURN_IF_ERROR(scratch->Close());

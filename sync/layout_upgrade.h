@@ -46,9 +46,9 @@ struct LayoutUpgradeOptions {
 
 struct LayoutUpgrade {
   bool upgraded = false;
-  uint64_t entries = 0;    // log entries replayed
-  uint64_t records = 0;    // records compared
-  uint64_t conflicts = 0;  // conflict records compared
+  uint64_t entries = 0;        // log entries replayed
+  uint64_t records = 0;        // records compared
+  uint64_t conflicts = 0;      // conflict records compared
   uint64_t batch_answers = 0;  // stored batch answers made compact
 };
 

@@ -82,13 +82,15 @@ absl::Status GetName(ByteReader& r, const storage::NameDictionary& names, NameKi
     return absl::OkStatus();
   }
   absl::StatusOr<std::string_view> name = names.Name(kind, id);
-  if (!name.ok()) return absl::DataLossError(absl::StrCat("case log entry: ", name.status().message()));
+  if (!name.ok())
+    return absl::DataLossError(absl::StrCat("case log entry: ", name.status().message()));
   out->assign(*name);
   return absl::OkStatus();
 }
 
 absl::Status Truncated(std::string_view what) {
-  return absl::DataLossError(absl::StrFormat("case log entry is truncated or malformed (%s)", what));
+  return absl::DataLossError(
+      absl::StrFormat("case log entry is truncated or malformed (%s)", what));
 }
 
 }  // namespace
@@ -240,8 +242,8 @@ absl::Status DecodeLogEntry(std::string_view bytes, const storage::NameDictionar
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> ReadLogEntry(storage::Store* store, uint64_t position,
-                                  v1::CaseLogEntry* entry, const storage::Snapshot* snap) {
+absl::StatusOr<bool> ReadLogEntry(storage::Store* store, uint64_t position, v1::CaseLogEntry* entry,
+                                  const storage::Snapshot* snap) {
   absl::StatusOr<std::string> raw =
       store->Get(storage::Cf::kCaseLog, storage::EncodeCaseLogKey(position), snap);
   if (absl::IsNotFound(raw.status())) return false;

@@ -61,8 +61,7 @@ using EntryReader = std::function<absl::StatusOr<bool>(uint64_t position, v1::Ca
 
 // The entry at `position` of `store`'s log (at `snap` when given); false
 // when absent. kDataLoss when it does not decode.
-absl::StatusOr<bool> ReadLogEntry(storage::Store* store, uint64_t position,
-                                  v1::CaseLogEntry* entry,
+absl::StatusOr<bool> ReadLogEntry(storage::Store* store, uint64_t position, v1::CaseLogEntry* entry,
                                   const storage::Snapshot* snap = nullptr);
 
 }  // namespace fieldsync::sync

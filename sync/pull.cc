@@ -34,7 +34,9 @@ absl::Status ParseInto(const storage::NameDictionary& names, uint64_t position,
 }  // namespace
 
 ScopedLogReader::ScopedLogReader(const ChangeFeed* feed, ReadScope scope, Options options)
-    : feed_(feed), scope_(std::move(scope)), options_(std::move(options)),
+    : feed_(feed),
+      scope_(std::move(scope)),
+      options_(std::move(options)),
       cursor_(options_.cursor) {}
 
 bool ScopedLogReader::Member(const Uuid& case_id, const CaseOwner& owner) const {
@@ -254,8 +256,8 @@ absl::Status ScopedLogReader::Next(size_t max_changes, size_t max_bytes, v1::Pul
     absl::StatusOr<std::string> raw =
         feed_->store()->Get(Cf::kCaseLog, storage::EncodeCaseLogKey(position), snap.get());
     if (absl::IsNotFound(raw.status())) {
-      return absl::DataLossError(
-          absl::StrFormat("the case entry index names log position %d, which is missing", position));
+      return absl::DataLossError(absl::StrFormat(
+          "the case entry index names log position %d, which is missing", position));
     }
     if (!raw.ok()) return raw.status();
     RETURN_IF_ERROR(ParseInto(feed_->store()->names(), position, *raw, &entry_));

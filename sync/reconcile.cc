@@ -69,8 +69,8 @@ absl::StatusOr<CaseScope> ScopeOf(const Schema& schema, RecordState& registratio
   return scope;
 }
 
-absl::StatusOr<CaseScope> ReadCaseScope(const Schema& schema, const Uuid& case_id,
-                                        StateView* view, const EntryReader& read) {
+absl::StatusOr<CaseScope> ReadCaseScope(const Schema& schema, const Uuid& case_id, StateView* view,
+                                        const EntryReader& read) {
   ASSIGN_OR_RETURN(std::optional<RecordState> registration, LoadRecord(view, case_id, case_id));
   if (!registration.has_value()) return CaseScope();
   return ScopeOf(schema, *registration, read);
@@ -135,8 +135,8 @@ absl::Status UpdateConflict(const v1::CaseLogEntry& entry, const Uuid& case_id,
 // Keeps the case indexes and the open-conflict index in step with the
 // entry and writes the conflict records it opened, changed or closed.
 absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_registration,
-                        const CaseScope& before, RecordState* registration,
-                        const EntryReader& read, ConflictWrites& conflicts, StateView* view) {
+                        const CaseScope& before, RecordState* registration, const EntryReader& read,
+                        ConflictWrites& conflicts, StateView* view) {
   if (!is_registration && conflicts.opened.empty() && conflicts.updated.empty() &&
       conflicts.closed.empty()) {
     return absl::OkStatus();
@@ -505,12 +505,9 @@ absl::StatusOr<std::optional<v1::ChangeResult>> CheckDistrict(const Schema& sche
 // its own region; after that the region is server-managed (only a
 // transfer moves a case). Writing the case's current region again is
 // allowed: a tablet may resend the registration as it has it.
-absl::StatusOr<std::optional<v1::ChangeResult>> CheckDeviceRegion(const Schema& schema,
-                                                                  const v1::CaseLogEntry& entry,
-                                                                  const ApplyOptions& options,
-                                                                  const Uuid& case_id,
-                                                                  bool creating, StateView* view,
-                                                                  const EntryReader& read) {
+absl::StatusOr<std::optional<v1::ChangeResult>> CheckDeviceRegion(
+    const Schema& schema, const v1::CaseLogEntry& entry, const ApplyOptions& options,
+    const Uuid& case_id, bool creating, StateView* view, const EntryReader& read) {
   const std::optional<std::string> written = WrittenValue(entry, schema.region_field());
   if (!written.has_value()) return std::nullopt;
   if (creating) {
@@ -633,9 +630,8 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   const EntryReader& read = stored_entries;
   {
     absl::Status status;
-    std::optional<v1::ChangeResult> refused =
-        CheckChange(*schema_, *entry, options, case_id, stored_header, is_registration, view,
-                    read, &status);
+    std::optional<v1::ChangeResult> refused = CheckChange(
+        *schema_, *entry, options, case_id, stored_header, is_registration, view, read, &status);
     RETURN_IF_ERROR(status);
     if (refused.has_value()) return *std::move(refused);
   }
@@ -798,8 +794,8 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     }
     return read(at, e);
   };
-  RETURN_IF_ERROR(FinishCase(*schema_, case_id, is_registration, before, &record, with_entry,
-                             conflicts, view));
+  RETURN_IF_ERROR(
+      FinishCase(*schema_, case_id, is_registration, before, &record, with_entry, conflicts, view));
   if (delta != nullptr) delta->exists = !header.deleted();
   entry->set_outcome(outcome);
   result.set_outcome(outcome);

@@ -27,8 +27,7 @@ struct Write {
 };
 
 absl::Status Malformed(std::string_view what) {
-  return absl::DataLossError(
-      absl::StrFormat("record state is truncated or malformed (%s)", what));
+  return absl::DataLossError(absl::StrFormat("record state is truncated or malformed (%s)", what));
 }
 
 }  // namespace
@@ -81,7 +80,8 @@ std::string EncodeRecordState(const RecordState& state, storage::NameDictionary&
   ByteWriter b(&out);
   b.U8(kRecordStateFormat);
   const v1::RecordHeader& h = state.header;
-  b.Varint(h.record_type().empty() ? 0 : names.Intern(NameKind::kRecordType, h.record_type(), batch));
+  b.Varint(h.record_type().empty() ? 0
+                                   : names.Intern(NameKind::kRecordType, h.record_type(), batch));
   b.Varint(h.created_position());
   b.Varint(h.record_version());
   b.Varint(h.deleted() ? uint64_t{kDeleted} : uint64_t{0});

@@ -56,8 +56,9 @@ EntryReader ViewEntryReader(StateView* view) {
 
 absl::StatusOr<std::optional<RecordState>> LoadRecord(StateView* view, const Uuid& case_id,
                                                       const Uuid& record_id) {
-  ASSIGN_OR_RETURN(std::optional<std::string> raw,
-                   view->Get(storage::Cf::kRecords, storage::EncodeRecordStateKey(case_id, record_id)));
+  ASSIGN_OR_RETURN(
+      std::optional<std::string> raw,
+      view->Get(storage::Cf::kRecords, storage::EncodeRecordStateKey(case_id, record_id)));
   if (!raw.has_value()) return std::optional<RecordState>();
   RecordState state;
   RETURN_IF_ERROR(DecodeRecordState(*raw, view->store()->names(), &state));
@@ -74,15 +75,15 @@ absl::StatusOr<std::optional<RecordState>> ReadRecord(storage::Store* store,
                                                       const storage::Snapshot* snap,
                                                       const Uuid& case_id, const Uuid& record_id,
                                                       std::span<const std::string_view> only) {
-  absl::StatusOr<std::string> raw = store->Get(
-      storage::Cf::kRecords, storage::EncodeRecordStateKey(case_id, record_id), snap);
+  absl::StatusOr<std::string> raw =
+      store->Get(storage::Cf::kRecords, storage::EncodeRecordStateKey(case_id, record_id), snap);
   if (absl::IsNotFound(raw.status())) return std::optional<RecordState>();
   if (!raw.ok()) return raw.status();
   RecordState state;
   RETURN_IF_ERROR(DecodeRecordState(*raw, store->names(), &state));
   RETURN_IF_ERROR(FillValues(
-      &state,
-      [&](uint64_t at, v1::CaseLogEntry* e) { return ReadLogEntry(store, at, e, snap); }, only));
+      &state, [&](uint64_t at, v1::CaseLogEntry* e) { return ReadLogEntry(store, at, e, snap); },
+      only));
   return std::optional<RecordState>(std::move(state));
 }
 

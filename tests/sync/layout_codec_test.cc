@@ -5,8 +5,8 @@
 #include <string>
 
 #include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "google/protobuf/descriptor.h"
+#include "gtest/gtest.h"
 #include "storage/key_codec.h"
 #include "storage/name_dictionary.h"
 #include "storage/store.h"
@@ -148,9 +148,9 @@ TEST_F(LayoutCodecTest, LogEntryRoundTripsEveryField) {
 
 TEST_F(LayoutCodecTest, LogEntryKeepsIdsThatAreNotCanonicalUuids) {
   v1::CaseLogEntry e = FullEntry();
-  e.set_change_id("server:4242");          // a server-side change's id
-  e.set_record_id(e.case_id());            // the registration record
-  e.set_batch_id("");                      // no batch
+  e.set_change_id("server:4242");                         // a server-side change's id
+  e.set_record_id(e.case_id());                           // the registration record
+  e.set_batch_id("");                                     // no batch
   e.set_case_id("11111111-2222-4333-8444-55555555555A");  // upper case: kept as text
   e.set_record_id(e.case_id());
   e.clear_hlc();

@@ -163,7 +163,8 @@ class LayoutUpgradeTest : public testing::IngestFixture {
       ASSERT_THAT(DecodeLogEntry(value, store_->names(), &e), IsOk());
       for (v1::EntryField& f : *e.mutable_fields()) {
         if (f.value().encrypted()) {
-          f.mutable_value()->set_digest(FullDigest(f.value(), e.case_id(), e.record_id(), f.field()));
+          f.mutable_value()->set_digest(
+              FullDigest(f.value(), e.case_id(), e.record_id(), f.field()));
         }
       }
       b.Put(Cf::kCaseLog, key, e.SerializeAsString());
@@ -251,8 +252,8 @@ TEST_F(LayoutUpgradeTest, LayoutOneStoreUpgradesToTheSameStateAndKeepsMerging) {
   ReopenStore();
   absl::StatusOr<PushResult> same =
       Push("dev-b", 3,
-           {Upsert(Id(108), kOther, kOther, "case_registration", {{"given_name", Str("Fatou")}},
-                   0, HlcAt(kStartMicros + 30))});
+           {Upsert(Id(108), kOther, kOther, "case_registration", {{"given_name", Str("Fatou")}}, 0,
+                   HlcAt(kStartMicros + 30))});
   ASSERT_THAT(same, IsOk());
   EXPECT_EQ(same->result.results(0).outcome(), v1::CHANGE_OUTCOME_CONVERGED);
   // And the rebuilt state replays from the mixed log.
@@ -294,8 +295,8 @@ TEST_F(LayoutUpgradeTest, StateThatDiffersFromItsLogStopsTheUpgradeAndChangesNot
   MakeHistory();
   WriteLayoutOne();
   // A field state whose version no entry gives it.
-  const std::string key = storage::EncodeFieldStateKey(*ParseUuid(kOther), *ParseUuid(kOther),
-                                                       "given_name");
+  const std::string key =
+      storage::EncodeFieldStateKey(*ParseUuid(kOther), *ParseUuid(kOther), "given_name");
   absl::StatusOr<std::string> raw = store_->Get(Cf::kRecords, key);
   ASSERT_THAT(raw, IsOk());
   v1::FieldState s;

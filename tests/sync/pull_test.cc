@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "keys/case_keys.h"
 #include "crypto/master_key.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "keys/case_keys.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
 #include "sync/case_key_sealer.h"
@@ -32,9 +32,9 @@ namespace {
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::StatusIs;
 using ::testing::ElementsAre;
-using ::testing::IsEmpty;
 using testing::HlcAt;
 using testing::Id;
+using ::testing::IsEmpty;
 using testing::NewCase;
 using testing::Str;
 using testing::Upsert;
@@ -97,9 +97,8 @@ class PullTest : public ::testing::Test {
     ++changes_;
     PushAs("dev-" + officer, officer,
            {Upsert(Id(0x100000 + changes_), Id(n), Id(0x200000 + changes_), "follow_up",
-                   {{"follow_up_date", testing::DateValue(2026, 11, 3)},
-                    {"notes", Str("seen")}},
-                   0, HlcAt(kStart + changes_))});
+                   {{"follow_up_date", testing::DateValue(2026, 11, 3)}, {"notes", Str("seen")}}, 0,
+                   HlcAt(kStart + changes_))});
   }
 
   static ReadScope OfficerScope(const std::string& officer) {
@@ -273,8 +272,8 @@ TEST_F(PullTest, ReassignmentMidStreamMovesTheCaseBetweenOfficers) {
     done = c.caught_up();
   }
   EXPECT_EQ(later1, (std::set<std::string>{Id(4), Id(5)}));  // 5's whole stream after the cursor
-  EXPECT_EQ(later2, (std::set<std::string>{Id(3)}));  // never case 5 again
-  EXPECT_EQ(reader1.streams_seeded(), 1u);  // caught up from the new entries
+  EXPECT_EQ(later2, (std::set<std::string>{Id(3)}));         // never case 5 again
+  EXPECT_EQ(reader1.streams_seeded(), 1u);                   // caught up from the new entries
 }
 
 TEST_F(PullTest, TransferMidStreamMovesTheCaseBetweenRegions) {

@@ -45,7 +45,8 @@ TEST(SyncKeysTest, CaseIndexConflictAndBatchKeysRoundTrip) {
 
 TEST(SyncKeysTest, OpenConflictsOfARegionSortByPosition) {
   EXPECT_LT(EncodeOpenConflictKey("north", kB, 7, "z"), EncodeOpenConflictKey("north", kA, 8, ""));
-  EXPECT_LT(EncodeOpenConflictKey("north", kB, 255, ""), EncodeOpenConflictKey("north", kA, 256, ""));
+  EXPECT_LT(EncodeOpenConflictKey("north", kB, 255, ""),
+            EncodeOpenConflictKey("north", kA, 256, ""));
   const std::string prefix = RegionOpenConflictsPrefix("north");
   EXPECT_EQ(EncodeOpenConflictKey("north", kA, 1, "").compare(0, prefix.size(), prefix), 0);
   EXPECT_NE(EncodeOpenConflictKey("northern", kA, 1, "").compare(0, prefix.size(), prefix), 0);
