@@ -185,16 +185,6 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(v1::MetricsConfig confi
   return out;
 }
 
-bool Metrics::ReadsRecordType(std::string_view record_type) const {
-  return read_.contains(absl::string_view(record_type.data(), record_type.size()));
-}
-
-bool Metrics::ReadsField(std::string_view record_type, std::string_view field) const {
-  auto fields = read_.find(absl::string_view(record_type.data(), record_type.size()));
-  return fields != read_.end() &&
-         fields->second.contains(absl::string_view(field.data(), field.size()));
-}
-
 const Metric* Metrics::Find(std::string_view name) const {
   for (const Metric& m : metrics_) {
     if (m.def.name() == name) return &m;

@@ -1,5 +1,6 @@
 #include "sync/ingest.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -73,6 +74,17 @@ void Count(v1::ChangeOutcome o, OutcomeCounts* c) {
   }
 }
 
+// What every observer asks for, together.
+DimensionNeeds ObserversNeeds(const std::vector<CommitObserver*>& observers) {
+  DimensionNeeds all;
+  for (const CommitObserver* o : observers) {
+    for (auto& [type, fields] : o->RecordDimensionNeeds()) {
+      all[type].insert(fields.begin(), fields.end());
+    }
+  }
+  return all;
+}
+
 }  // namespace
 
 struct Ingest::PreparedChange {
@@ -107,11 +119,10 @@ struct Ingest::Unit {
   absl::flat_hash_set<std::string> logged_cases;
 };
 
-Ingest::Ingest(Options options) : options_(std::move(options)), reconciler_(options_.schema) {
-  for (const CommitObserver* o : options_.observers) {
-    needs_dimensions_ = needs_dimensions_ || o->NeedsRecordDimensions();
-  }
-}
+Ingest::Ingest(Options options)
+    : options_(std::move(options)),
+      reconciler_(options_.schema),
+      dimensions_(options_.schema, ObserversNeeds(options_.observers)) {}
 
 Ingest::~Ingest() = default;
 
@@ -361,6 +372,8 @@ void Ingest::CommitGroup(const std::vector<Unit*>& group) {
   // as it grows.
   storage::WriteBatch wb(last_group_bytes_ + last_group_bytes_ / 4);
   StateView view(options_.store, &wb);
+  // Views kept from an earlier group could be of writes that failed.
+  dimensions_.Reset();
   auto fail_all = [&](const absl::Status& s) {
     next_position_.reset();
     for (Unit* u : group) u->status = s;
@@ -456,9 +469,22 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
                                                    absl::flat_hash_set<std::string>* logged_cases) {
   entry->set_position(*next_position);
   entry->set_committed_unix_micros(absl::ToUnixMicros(summary->committed_at));
-  DimensionDelta delta;
-  ASSIGN_OR_RETURN(v1::ChangeResult result,
-                   reconciler_.Apply(entry, options, view, needs_dimensions_ ? &delta : nullptr));
+  // The changed record's view before the change, when an observer asks
+  // for its record type (an id that does not parse is rejected just below).
+  bool tracked = false;
+  std::optional<RecordDimensions> was;
+  Uuid case_uuid{}, record_uuid{};
+  if (dimensions_.Tracks(entry->record_type())) {
+    absl::StatusOr<Uuid> c = ParseUuid(entry->case_id());
+    absl::StatusOr<Uuid> r = ParseUuid(entry->record_id());
+    if (c.ok() && r.ok()) {
+      tracked = true;
+      case_uuid = *c;
+      record_uuid = *r;
+      ASSIGN_OR_RETURN(was, dimensions_.ReadRecord(view, case_uuid, record_uuid));
+    }
+  }
+  ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler_.Apply(entry, options, view));
   Count(result.outcome(), &summary->counts);
   if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED) return result;
   view->PutProto(Cf::kCaseLog, storage::EncodeCaseLogKey(*next_position), *entry);
@@ -475,7 +501,10 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
   rec.record_id = entry->record_id();
   rec.record_type = entry->record_type();
   rec.changed_at = absl::FromUnixMicros(entry->hlc().wall_micros());
-  rec.dimensions = std::move(delta);
+  if (tracked) {
+    ASSIGN_OR_RETURN(rec.dimensions_changed,
+                     dimensions_.Views(view, case_uuid, record_uuid, was, &rec.before, &rec.after));
+  }
   return result;
 }
 

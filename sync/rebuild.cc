@@ -2,7 +2,9 @@
 
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
@@ -12,6 +14,18 @@
 #include "sync/state_view.h"
 
 namespace fieldsync::sync {
+namespace {
+
+// A logged id: canonical, since the entry was accepted.
+absl::StatusOr<Uuid> ParseLoggedId(std::string_view id, uint64_t position) {
+  absl::StatusOr<Uuid> parsed = ParseUuid(id);
+  if (!parsed.ok()) {
+    return absl::DataLossError(absl::StrFormat("case log entry %d has a malformed id", position));
+  }
+  return *parsed;
+}
+
+}  // namespace
 
 absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Store* source,
                                              storage::Store* target, size_t entries_per_commit) {
@@ -30,6 +44,10 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
   std::unique_ptr<storage::Iterator> it = source->NewIterator(storage::Cf::kCaseLog, "", "", snap);
   storage::WriteBatch batch;
   StateView view(target, &batch);
+  // Kept while the overlay is: a commit below starts both afresh.
+  CaseDimensionsTracker dimensions(&schema,
+                                   rebuild.observer ? rebuild.dimension_needs : DimensionNeeds());
+  CaseDimensions before, after;  // the observer's, reused
   uint64_t expected = 1;
   size_t pending = 0;
   for (; it->Valid(); it->Next(), ++expected) {
@@ -57,10 +75,17 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
       if (!out->ParseFromString(*raw)) return absl::DataLossError("case log entry does not parse");
       return true;
     };
-    DimensionDelta delta;
-    ASSIGN_OR_RETURN(
-        v1::ChangeResult result,
-        reconciler.Apply(&replay, options, &view, rebuild.observer ? &delta : nullptr));
+    // The changed record's view before the entry, when the observer asks
+    // for its record type.
+    const bool tracked = dimensions.Tracks(replay.record_type());
+    std::optional<RecordDimensions> was;
+    Uuid case_id{}, record_id{};
+    if (tracked) {
+      ASSIGN_OR_RETURN(case_id, ParseLoggedId(replay.case_id(), position));
+      ASSIGN_OR_RETURN(record_id, ParseLoggedId(replay.record_id(), position));
+      ASSIGN_OR_RETURN(was, dimensions.ReadRecord(&view, case_id, record_id));
+    }
+    ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler.Apply(&replay, options, &view));
     if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED ||
         (position >= rebuild.compare_from &&
          replay.SerializeAsString() != recorded.SerializeAsString())) {
@@ -68,11 +93,20 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
           "case log entry %d does not replay to its recorded outcome (%s)", position,
           result.outcome() == v1::CHANGE_OUTCOME_REJECTED ? "rejected" : "differs"));
     }
-    if (rebuild.observer) RETURN_IF_ERROR(rebuild.observer(replay, delta));
+    if (rebuild.observer) {
+      bool changed = false;
+      if (tracked) {
+        ASSIGN_OR_RETURN(changed,
+                         dimensions.Views(&view, case_id, record_id, was, &before, &after));
+      }
+      RETURN_IF_ERROR(
+          rebuild.observer(replay, changed ? &before : nullptr, changed ? &after : nullptr));
+    }
     if (++pending >= rebuild.entries_per_commit) {
       RETURN_IF_ERROR(target->Commit(&batch));
       batch.Clear();
       view.ResetOverlay();
+      dimensions.Reset();
       pending = 0;
     }
   }

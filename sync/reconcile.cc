@@ -594,8 +594,8 @@ bool SameValue(const v1::StoredValue& a, const v1::StoredValue& b) {
 }
 
 absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
-                                                   const ApplyOptions& options, StateView* view,
-                                                   DimensionDelta* delta) const {
+                                                   const ApplyOptions& options,
+                                                   StateView* view) const {
   const uint64_t pos = entry->position();
   Uuid case_id{}, record_id{};
   {
@@ -690,7 +690,6 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   if (keeps_current && !entry->resolves().field().empty()) {
     names.push_back(entry->resolves().field());
   }
-  const std::vector<std::string>& dims = schema_->DimensionFields(entry->record_type());
   std::vector<std::string> state_keys;
   state_keys.reserve(names.size());
   for (std::string_view name : names) {
@@ -742,15 +741,6 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     fr->set_outcome(fo);
     fr->set_version(next.version());
     fr->set_server_set(f->server_set());
-    if (delta != nullptr && std::find(dims.begin(), dims.end(), name) != dims.end() &&
-        (!state.has_value() || !SameValue(state->value(), next.value()))) {
-      std::optional<std::string>& v = delta->values[std::string(name)];
-      if (next.value().cleared()) {
-        v.reset();
-      } else {
-        v = DimensionString(next.value());
-      }
-    }
   }
 
   // Record level: child records track each writer's latest change.
@@ -789,7 +779,6 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   view->PutProto(Cf::kRecords, header_key, header);
   view->Put(Cf::kCaseIndex, storage::EncodeCaseEntryKey(case_id, pos), "");
   RETURN_IF_ERROR(FinishCase(*schema_, case_id, is_registration, before, conflicts, view));
-  if (delta != nullptr) delta->exists = !header.deleted();
   entry->set_outcome(outcome);
   result.set_outcome(outcome);
   result.set_record_version(pos);
