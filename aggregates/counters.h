@@ -4,11 +4,12 @@
 //
 // The counters keep no copy of the values they count. For each logged
 // change, in log order and one at a time whatever the batching, the ingest
-// gives them the case's DIMENSION view just before and just after the
+// gives them its case's DIMENSION views just before and just after the
 // change, read from the materialized record state (sync/case_dimensions.h;
-// only the record types and fields some metric reads). Every metric is
-// evaluated on the records the change can move, before and after, and the
-// differences are merged:
+// only the record types and fields some metric reads, and none for a
+// change that moved none of them). Every metric is evaluated on the
+// records the change can move, before and after, and the differences are
+// merged:
 //   stock  -1 on the cell the record counted in before, +1 on the cell it
 //          counts in after (nothing when they are the same cell);
 //   flow   +1 in the week and the month of the change (its HLC, clamped)

@@ -21,13 +21,24 @@ using storage::Cf;
 
 absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-// The fields of `type` to read: asked for and DIMENSION in the schema.
+// The fields of `type` to read: asked for and DIMENSION in the schema,
+// and among `only` when given.
 std::vector<std::string> FieldsToRead(const Schema& schema, const DimensionNeeds& needs,
-                                      std::string_view type) {
+                                      std::string_view type, const std::vector<std::string>* only) {
   std::vector<std::string> out;
   auto asked = needs.find(AbslView(type));
   if (asked == needs.end()) return out;
-  for (const std::string& field : schema.DimensionFields(type)) {
+  const std::vector<std::string>& dimensions = schema.DimensionFields(type);
+  if (only != nullptr) {
+    for (const std::string& field : *only) {
+      if (asked->second.contains(field) &&
+          std::find(dimensions.begin(), dimensions.end(), field) != dimensions.end()) {
+        out.push_back(field);
+      }
+    }
+    return out;
+  }
+  for (const std::string& field : dimensions) {
     if (asked->second.contains(field)) out.push_back(field);
   }
   return out;
@@ -81,7 +92,7 @@ absl::StatusOr<CaseDimensions> ReadCaseDimensions(StateView* view, const Schema&
       fields.clear();
       std::optional<RecordDimensions> r = FromHeader(needs, k, header);
       if (!r.has_value()) continue;
-      fields = FieldsToRead(schema, needs, r->record_type);
+      fields = FieldsToRead(schema, needs, r->record_type, nullptr);
       out.records.push_back(*std::move(r));
       continue;
     }
@@ -94,11 +105,9 @@ absl::StatusOr<CaseDimensions> ReadCaseDimensions(StateView* view, const Schema&
   return out;
 }
 
-absl::StatusOr<std::optional<RecordDimensions>> ReadRecordDimensions(StateView* view,
-                                                                     const Schema& schema,
-                                                                     const DimensionNeeds& needs,
-                                                                     const Uuid& case_id,
-                                                                     const Uuid& record_id) {
+absl::StatusOr<std::optional<RecordDimensions>> ReadRecordDimensions(
+    StateView* view, const Schema& schema, const DimensionNeeds& needs, const Uuid& case_id,
+    const Uuid& record_id, const std::vector<std::string>* only) {
   storage::RecordsKey key;
   key.case_id = case_id;
   key.record_id = record_id;
@@ -109,7 +118,7 @@ absl::StatusOr<std::optional<RecordDimensions>> ReadRecordDimensions(StateView* 
   if (!found) return std::nullopt;
   std::optional<RecordDimensions> r = FromHeader(needs, key, header);
   if (!r.has_value()) return r;
-  const std::vector<std::string> fields = FieldsToRead(schema, needs, r->record_type);
+  const std::vector<std::string> fields = FieldsToRead(schema, needs, r->record_type, only);
   std::vector<std::string> keys;
   keys.reserve(fields.size());
   for (const std::string& field : fields) {
@@ -131,21 +140,22 @@ namespace {
 
 template <typename Records>
 auto LowerBound(Records& records, std::string_view record_id) {
-  return std::lower_bound(
-      records.begin(), records.end(), record_id,
-      [](const RecordDimensions& r, std::string_view want) { return r.record_id < want; });
+  return std::lower_bound(records.begin(), records.end(), record_id,
+                          [](const RecordDimensions& r, std::string_view want) {
+                            return std::string_view(r.record_id) < want;
+                          });
 }
 
 }  // namespace
 
 const RecordDimensions* CaseDimensions::Find(std::string_view record_id) const {
   auto at = LowerBound(records, record_id);
-  return at != records.end() && at->record_id == record_id ? &*at : nullptr;
+  return at != records.end() && std::string_view(at->record_id) == record_id ? &*at : nullptr;
 }
 
 void CaseDimensions::Set(std::string_view record_id, std::optional<RecordDimensions> record) {
   auto at = LowerBound(records, record_id);
-  const bool listed = at != records.end() && at->record_id == record_id;
+  const bool listed = at != records.end() && std::string_view(at->record_id) == record_id;
   if (!record.has_value()) {
     if (listed) records.erase(at);
   } else if (listed) {
@@ -159,43 +169,113 @@ bool CaseDimensionsTracker::Tracks(std::string_view record_type) const {
   return needs_.contains(AbslView(record_type));
 }
 
-absl::StatusOr<std::optional<RecordDimensions>> CaseDimensionsTracker::ReadRecord(
-    StateView* view, const Uuid& case_id, const Uuid& record_id) const {
-  return ReadRecordDimensions(view, *schema_, needs_, case_id, record_id);
+absl::StatusOr<CaseDimensionsTracker::Pending> CaseDimensionsTracker::Before(
+    StateView* view, const v1::CaseLogEntry& entry) const {
+  Pending p;
+  auto asked = needs_.find(AbslView(entry.record_type()));
+  if (asked == needs_.end()) return p;
+  absl::StatusOr<Uuid> case_id = ParseUuid(entry.case_id());
+  absl::StatusOr<Uuid> record_id = ParseUuid(entry.record_id());
+  if (!case_id.ok() || !record_id.ok()) return p;
+  p.tracked = true;
+  p.case_id = *case_id;
+  p.record_id = *record_id;
+  auto name = [&](const std::string& field) {
+    if (asked->second.contains(field) &&
+        std::find(p.fields.begin(), p.fields.end(), field) == p.fields.end()) {
+      p.fields.push_back(field);
+    }
+  };
+  // The reconciler adds fields only to an entry that creates a record,
+  // which changes the view whatever fields are read.
+  for (const v1::EntryField& f : entry.fields()) name(f.field());
+  if (entry.has_resolves()) name(entry.resolves().field());
+  ASSIGN_OR_RETURN(p.was,
+                   ReadRecordDimensions(view, *schema_, needs_, p.case_id, p.record_id, &p.fields));
+  return p;
 }
 
-absl::StatusOr<bool> CaseDimensionsTracker::Views(StateView* view, const Uuid& case_id,
-                                                  const Uuid& record_id,
-                                                  const std::optional<RecordDimensions>& was,
+namespace {
+
+// `full` with what `named` says of the fields in `fields` and of the
+// record's existence (the rest of a record an entry does not change);
+// nullopt when `named` is (the record did not exist).
+std::optional<RecordDimensions> WithNamed(RecordDimensions full,
+                                          const std::optional<RecordDimensions>& named,
+                                          const std::vector<std::string>& fields) {
+  if (!named.has_value()) return std::nullopt;
+  full.exists = named->exists;
+  for (const std::string& field : fields) {
+    auto v = named->values.find(field);
+    if (v != named->values.end()) {
+      full.values[field] = v->second;
+    } else {
+      full.values.erase(field);
+    }
+  }
+  return full;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const Pending& pending,
                                                   CaseDimensions* before, CaseDimensions* after) {
-  ASSIGN_OR_RETURN(std::optional<RecordDimensions> is, ReadRecord(view, case_id, record_id));
-  if (is == was) return false;
+  if (!pending.tracked) return false;
+  const Uuid& case_id = pending.case_id;
+  const Uuid& record_id = pending.record_id;
+  ASSIGN_OR_RETURN(
+      std::optional<RecordDimensions> is,
+      ReadRecordDimensions(view, *schema_, needs_, case_id, record_id, &pending.fields));
+  if (is == pending.was) return false;
   const std::string id = FormatUuid(record_id);
   const std::string key(case_id.begin(), case_id.end());
+  const bool registration = case_id == record_id;
   auto kept = kept_.find(key);
-  if (kept == kept_.end() && case_id == record_id) {
+  // The whole record now; its other fields are as they were.
+  if (registration && kept != kept_.end()) {
+    const RecordDimensions* now = kept->second.Find(id);
+    if (now == nullptr) return Corrupt("a kept view lost its registration", case_id);
+    is = WithNamed(*now, is, pending.fields);
+  } else if (registration && pending.was.has_value()) {
     // Read after the entry: the state holds the record as it is now.
     ASSIGN_OR_RETURN(CaseDimensions read, ReadCaseDimensions(view, *schema_, needs_, case_id));
+    const RecordDimensions* now = read.Find(id);
+    if (now == nullptr) return Corrupt("the registration is not among its records", case_id);
+    is = *now;
     kept = kept_.emplace(key, std::move(read)).first;
+  } else {
+    // A new registration (the reconciler adds fields the entry did not
+    // name) or a child record.
+    ASSIGN_OR_RETURN(is, ReadRecordDimensions(view, *schema_, needs_, case_id, record_id));
+    if (registration) {
+      // A case has no record before its registration (the reconciler
+      // refuses a record of a case that does not exist).
+      CaseDimensions read;
+      read.case_id = FormatUuid(case_id);
+      kept = kept_.emplace(key, std::move(read)).first;
+    }
   }
+  std::optional<RecordDimensions> was;
+  if (is.has_value()) was = WithNamed(*is, pending.was, pending.fields);
   if (kept != kept_.end()) kept->second.Set(id, is);
-  if (case_id == record_id) {
+  if (registration) {
     *after = kept->second;
   } else {
     // A child record moves only itself, on its case's registration.
     after->case_id = FormatUuid(case_id);
     after->records.clear();
-    std::optional<RecordDimensions> registration;
+    std::optional<RecordDimensions> registration_now;
     if (kept != kept_.end()) {
-      if (const RecordDimensions* r = kept->second.Registration()) registration = *r;
+      if (const RecordDimensions* r = kept->second.Registration()) registration_now = *r;
     } else {
-      ASSIGN_OR_RETURN(registration, ReadRecord(view, case_id, case_id));
+      ASSIGN_OR_RETURN(registration_now,
+                       ReadRecordDimensions(view, *schema_, needs_, case_id, case_id));
     }
-    after->Set(after->case_id, std::move(registration));
+    after->Set(after->case_id, std::move(registration_now));
     after->Set(id, std::move(is));
   }
   *before = *after;
-  before->Set(id, was);
+  before->Set(id, std::move(was));
   return true;
 }
 

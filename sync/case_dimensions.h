@@ -21,6 +21,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "common/uuid.h"
+#include "fieldsync/v1/records.pb.h"
 #include "sync/schema.h"
 #include "sync/state_view.h"
 
@@ -71,50 +72,65 @@ absl::StatusOr<CaseDimensions> ReadCaseDimensions(StateView* view, const Schema&
 
 // Record `record_id` of case `case_id` as ReadCaseDimensions reads it;
 // nullopt when the state has no such record or its type is not in
-// `needs`. Point reads, all left in the view's overlay. Errors as
-// ReadCaseDimensions.
-absl::StatusOr<std::optional<RecordDimensions>> ReadRecordDimensions(StateView* view,
-                                                                     const Schema& schema,
-                                                                     const DimensionNeeds& needs,
-                                                                     const Uuid& case_id,
-                                                                     const Uuid& record_id);
+// `needs`. With `only`, reads just those of the asked-for fields (the
+// others are absent from the answer). Point reads, all left in the view's
+// overlay. Errors as ReadCaseDimensions.
+absl::StatusOr<std::optional<RecordDimensions>> ReadRecordDimensions(
+    StateView* view, const Schema& schema, const DimensionNeeds& needs, const Uuid& case_id,
+    const Uuid& record_id, const std::vector<std::string>* only = nullptr);
 
 // The case views around each of a sequence of log entries, read with as
-// little as the entries allow. A change that leaves its record's view as
-// it was moves no counter and gets no views. A change of a child record
-// can move only that record (on its registration's values), so its views
-// hold just those two. A change of the registration moves every record of
-// the case, so its views hold the whole case: read once, then kept, the
-// view after one entry being the view before the next (valid because an
-// entry changes only its own record's state). Forget the kept views
-// (Reset) whenever the state changes other than through the tracked
-// entries, and when the StateView's writes are dropped. Not thread-safe.
+// little as the entries allow. An entry changes the state of its own
+// record only (its header and the fields it writes or resolves), so:
+//  - what it can change of its record's view (whether the record exists,
+//    the asked-for fields it names) is read just before it is applied,
+//    with the reads the reconciler makes anyway; a change that leaves that
+//    as it was moves no counter and gets no views, nothing else read;
+//  - a change of a child record can move only that record (on its
+//    registration's values): its views hold just those two;
+//  - a change of the registration moves every record of the case: its
+//    views hold the whole case, read once (not at all for a new
+//    registration: a case has no record before it), then kept, the view
+//    after one entry being the view before the next.
+// Forget the kept views (Reset) whenever the state changes other than
+// through the tracked entries, and when the StateView's writes are
+// dropped. Not thread-safe.
 //
-// For each entry of a tracked record type:
-//   ASSIGN_OR_RETURN(auto was, tracker.ReadRecord(view, case_id, record_id));
-//   ... apply the entry ...
-//   ASSIGN_OR_RETURN(bool moved, tracker.Views(view, case_id, record_id, was, &before, &after));
+//   ASSIGN_OR_RETURN(CaseDimensionsTracker::Pending p, tracker.Before(view, entry));
+//   ... apply the entry to `view` ...
+//   ASSIGN_OR_RETURN(bool moved, tracker.After(view, p, &before, &after));
 class CaseDimensionsTracker {
  public:
   // `schema` is not owned and must outlive the tracker.
   CaseDimensionsTracker(const Schema* schema, DimensionNeeds needs)
       : schema_(schema), needs_(std::move(needs)) {}
 
+  // What Before read of an entry's record.
+  struct Pending {
+    // No reader asks for the record type, or an id does not parse (the
+    // reconciler refuses the entry): After gives no views.
+    bool tracked = false;
+    Uuid case_id{};
+    Uuid record_id{};
+    // The asked-for fields the entry names, and the record as it was with
+    // only those.
+    std::vector<std::string> fields;
+    std::optional<RecordDimensions> was;
+  };
+
   // Whether entries of `record_type` get views (some reader asks for it).
   bool Tracks(std::string_view record_type) const;
 
-  // The record's view as the state holds it now (ReadRecordDimensions).
-  absl::StatusOr<std::optional<RecordDimensions>> ReadRecord(StateView* view, const Uuid& case_id,
-                                                             const Uuid& record_id) const;
-  // After an entry of `record_id` was applied, `was` being ReadRecord's
-  // answer from just before: false when the record's view is as it was
-  // (nothing else is read). Otherwise true, with the case's views just
-  // after the entry in *after and just before it in *before (the same
-  // with the record as it was): the whole case for a change of the
-  // registration, the record and the registration for a child record.
+  // Before `entry` (ids, record type and fields set) is applied to `view`.
   // Errors as ReadCaseDimensions.
-  absl::StatusOr<bool> Views(StateView* view, const Uuid& case_id, const Uuid& record_id,
-                             const std::optional<RecordDimensions>& was, CaseDimensions* before,
+  absl::StatusOr<Pending> Before(StateView* view, const v1::CaseLogEntry& entry) const;
+  // After the entry was applied (accepted): false when it left its
+  // record's view as it was. Otherwise true, with the views just after the
+  // entry in *after and just before it in *before (the same with the
+  // record as it was): the whole case for a change of the registration,
+  // the record and the registration for a child record. Errors as
+  // ReadCaseDimensions.
+  absl::StatusOr<bool> After(StateView* view, const Pending& pending, CaseDimensions* before,
                              CaseDimensions* after);
   // Forgets every kept view.
   void Reset() { kept_.clear(); }

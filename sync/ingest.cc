@@ -469,21 +469,9 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
                                                    absl::flat_hash_set<std::string>* logged_cases) {
   entry->set_position(*next_position);
   entry->set_committed_unix_micros(absl::ToUnixMicros(summary->committed_at));
-  // The changed record's view before the change, when an observer asks
-  // for its record type (an id that does not parse is rejected just below).
-  bool tracked = false;
-  std::optional<RecordDimensions> was;
-  Uuid case_uuid{}, record_uuid{};
-  if (dimensions_.Tracks(entry->record_type())) {
-    absl::StatusOr<Uuid> c = ParseUuid(entry->case_id());
-    absl::StatusOr<Uuid> r = ParseUuid(entry->record_id());
-    if (c.ok() && r.ok()) {
-      tracked = true;
-      case_uuid = *c;
-      record_uuid = *r;
-      ASSIGN_OR_RETURN(was, dimensions_.ReadRecord(view, case_uuid, record_uuid));
-    }
-  }
+  // What the change can move of its record's DIMENSION view, read before
+  // it is applied, when an observer asks for its record type.
+  ASSIGN_OR_RETURN(const CaseDimensionsTracker::Pending dims, dimensions_.Before(view, *entry));
   ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler_.Apply(entry, options, view));
   Count(result.outcome(), &summary->counts);
   if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED) return result;
@@ -501,10 +489,7 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
   rec.record_id = entry->record_id();
   rec.record_type = entry->record_type();
   rec.changed_at = absl::FromUnixMicros(entry->hlc().wall_micros());
-  if (tracked) {
-    ASSIGN_OR_RETURN(rec.dimensions_changed,
-                     dimensions_.Views(view, case_uuid, record_uuid, was, &rec.before, &rec.after));
-  }
+  ASSIGN_OR_RETURN(rec.dimensions_changed, dimensions_.After(view, dims, &rec.before, &rec.after));
   return result;
 }
 

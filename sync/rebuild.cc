@@ -2,9 +2,7 @@
 
 #include <limits>
 #include <memory>
-#include <optional>
 #include <string>
-#include <string_view>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
@@ -14,18 +12,6 @@
 #include "sync/state_view.h"
 
 namespace fieldsync::sync {
-namespace {
-
-// A logged id: canonical, since the entry was accepted.
-absl::StatusOr<Uuid> ParseLoggedId(std::string_view id, uint64_t position) {
-  absl::StatusOr<Uuid> parsed = ParseUuid(id);
-  if (!parsed.ok()) {
-    return absl::DataLossError(absl::StrFormat("case log entry %d has a malformed id", position));
-  }
-  return *parsed;
-}
-
-}  // namespace
 
 absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Store* source,
                                              storage::Store* target, size_t entries_per_commit) {
@@ -75,16 +61,9 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
       if (!out->ParseFromString(*raw)) return absl::DataLossError("case log entry does not parse");
       return true;
     };
-    // The changed record's view before the entry, when the observer asks
-    // for its record type.
-    const bool tracked = dimensions.Tracks(replay.record_type());
-    std::optional<RecordDimensions> was;
-    Uuid case_id{}, record_id{};
-    if (tracked) {
-      ASSIGN_OR_RETURN(case_id, ParseLoggedId(replay.case_id(), position));
-      ASSIGN_OR_RETURN(record_id, ParseLoggedId(replay.record_id(), position));
-      ASSIGN_OR_RETURN(was, dimensions.ReadRecord(&view, case_id, record_id));
-    }
+    // What the entry can move of its record's DIMENSION view, read before
+    // it is applied, when the observer asks for its record type.
+    ASSIGN_OR_RETURN(const CaseDimensionsTracker::Pending dims, dimensions.Before(&view, replay));
     ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler.Apply(&replay, options, &view));
     if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED ||
         (position >= rebuild.compare_from &&
@@ -94,11 +73,7 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
           result.outcome() == v1::CHANGE_OUTCOME_REJECTED ? "rejected" : "differs"));
     }
     if (rebuild.observer) {
-      bool changed = false;
-      if (tracked) {
-        ASSIGN_OR_RETURN(changed,
-                         dimensions.Views(&view, case_id, record_id, was, &before, &after));
-      }
+      ASSIGN_OR_RETURN(const bool changed, dimensions.After(&view, dims, &before, &after));
       RETURN_IF_ERROR(
           rebuild.observer(replay, changed ? &before : nullptr, changed ? &after : nullptr));
     }

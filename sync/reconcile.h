@@ -72,9 +72,10 @@ class Reconciler {
   // district_regions; the region and district the change writes, else the
   // current ones) is REJECTED with DISTRICT_OUTSIDE_REGION, server-side
   // changes included. Errors: kDataLoss for corrupt state, kUnavailable from
-  // storage, kInternal for an entry kind it cannot apply. An accepted entry
-  // writes the state of its own record only (and the case index and
-  // conflicts): sync/case_dimensions.h relies on it.
+  // storage, kInternal for an entry kind it cannot apply. Of the record
+  // state, an accepted entry writes its own record's header and the states
+  // of the fields it writes or resolves, nothing else (besides the case
+  // index and conflicts): sync/case_dimensions.h relies on it.
   absl::StatusOr<v1::ChangeResult> Apply(v1::CaseLogEntry* entry, const ApplyOptions& options,
                                          StateView* view) const;
 

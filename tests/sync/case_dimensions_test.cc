@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "fieldsync/v1/records.pb.h"
 #include "gmock/gmock.h"
@@ -158,6 +159,17 @@ TEST_F(CaseDimensionsTest, OneRecordReadsAsInTheCaseAndSetsIntoItsView) {
   EXPECT_EQ(dims->Find(Id(10)), nullptr);
 }
 
+// A log entry of case 1's record `record` naming `fields` (their values
+// do not matter here: the test writes the state itself).
+v1::CaseLogEntry Entry(int record, const std::string& type, std::vector<std::string> fields) {
+  v1::CaseLogEntry e;
+  e.set_case_id(Id(1));
+  e.set_record_id(Id(record));
+  e.set_record_type(type);
+  for (const std::string& f : fields) e.add_fields()->set_field(f);
+  return e;
+}
+
 TEST_F(CaseDimensionsTest, TheTrackerGivesViewsOfWhatAChangeCanMove) {
   CaseDimensionsTracker tracker(schema_.get(), needs_);
   EXPECT_TRUE(tracker.Tracks("protection_concern"));
@@ -167,17 +179,16 @@ TEST_F(CaseDimensionsTest, TheTrackerGivesViewsOfWhatAChangeCanMove) {
   PutHeader(1, 30, "protection_concern");
   CommitView();
   CaseDimensions before, after;
-  // Applies `write` to the view as an entry of `record` would.
-  auto change = [&](int record, auto write) -> absl::StatusOr<bool> {
-    absl::StatusOr<std::optional<RecordDimensions>> was =
-        tracker.ReadRecord(view_.get(), U(1), U(record));
-    if (!was.ok()) return was.status();
+  // Applies `write` to the view as `entry` would and asks for the views.
+  auto change = [&](const v1::CaseLogEntry& entry, auto write) -> absl::StatusOr<bool> {
+    absl::StatusOr<CaseDimensionsTracker::Pending> p = tracker.Before(view_.get(), entry);
+    if (!p.ok()) return p.status();
     write();
-    return tracker.Views(view_.get(), U(1), U(record), *was, &before, &after);
+    return tracker.After(view_.get(), *p, &before, &after);
   };
 
   // A new concern: the concern and the registration, before and after.
-  ASSERT_THAT(change(10,
+  ASSERT_THAT(change(Entry(10, "protection_concern", {"concern_category"}),
                      [&] {
                        PutHeader(1, 10, "protection_concern");
                        PutField(1, 10, "concern_category", "neglect");
@@ -188,40 +199,81 @@ TEST_F(CaseDimensionsTest, TheTrackerGivesViewsOfWhatAChangeCanMove) {
   ASSERT_EQ(after.records.size(), 2u);
   EXPECT_EQ(after.Find(Id(10))->values.at("concern_category"), "neglect");
 
-  // A write of a field no one asked for moves nothing: no views.
+  // Fields no one asked for, or an asked-for one written with its value:
+  // nothing moves, no views.
   CaseDimensions untouched;
-  ASSERT_THAT(
-      tracker.Views(view_.get(), U(1), U(1), *before.Registration(), &untouched, &untouched),
-      ::fieldsync::testing::IsOkAndHolds(false));
+  absl::StatusOr<CaseDimensionsTracker::Pending> p =
+      tracker.Before(view_.get(), Entry(1, "case_registration", {"age_band", "region"}));
+  ASSERT_THAT(p, IsOk());
+  EXPECT_EQ(p->fields, std::vector<std::string>{"region"});
+  PutField(1, 1, "age_band", "5_9");
+  PutField(1, 1, "region", "northern");
+  ASSERT_THAT(tracker.After(view_.get(), *p, &untouched, &untouched),
+              ::fieldsync::testing::IsOkAndHolds(false));
   EXPECT_THAT(untouched.records, ::testing::IsEmpty());
+  // Nor does an entry of a type no one asked for.
+  p = tracker.Before(view_.get(), Entry(20, "incident", {"place_type"}));
+  ASSERT_THAT(p, IsOk());
+  EXPECT_FALSE(p->tracked);
 
-  // A change of the registration: the whole case, then kept for the next
-  // change, whatever the store says meanwhile.
-  ASSERT_THAT(change(1, [&] { PutField(1, 1, "region", "eastern"); }),
+  // A change of the registration: the whole case, with the fields the
+  // entry did not name as they are; then kept for the next change,
+  // whatever the store says meanwhile.
+  PutField(1, 1, "sex", "female");  // as if written earlier in the group
+  ASSERT_THAT(change(Entry(1, "case_registration", {"region"}),
+                     [&] { PutField(1, 1, "region", "eastern"); }),
               ::fieldsync::testing::IsOkAndHolds(true));
   ASSERT_EQ(before.records.size(), 3u);
-  EXPECT_EQ(before.Registration()->values.at("region"), "northern");
-  EXPECT_EQ(after.Registration()->values.at("region"), "eastern");
+  EXPECT_EQ(before.Registration()->values,
+            (std::map<std::string, std::string>{{"region", "northern"}, {"sex", "female"}}));
+  EXPECT_EQ(after.Registration()->values,
+            (std::map<std::string, std::string>{{"region", "eastern"}, {"sex", "female"}}));
   storage::WriteBatch elsewhere;
   v1::RecordHeader header;
   header.set_record_type("protection_concern");
   elsewhere.Put(Cf::kRecords, storage::EncodeRecordHeaderKey(U(1), U(40)),
                 header.SerializeAsString());
   ASSERT_THAT(store_->Commit(&elsewhere), IsOk());
-  ASSERT_THAT(change(30, [&] { PutField(1, 30, "concern_category", "child_labour"); }),
+  ASSERT_THAT(change(Entry(30, "protection_concern", {"concern_category"}),
+                     [&] { PutField(1, 30, "concern_category", "child_labour"); }),
               ::fieldsync::testing::IsOkAndHolds(true));
   EXPECT_EQ(after.Registration()->values.at("region"), "eastern");  // from the kept view
-  ASSERT_THAT(change(1, [&] { PutField(1, 1, "sex", "female"); }),
+  ASSERT_THAT(change(Entry(1, "case_registration", {"sex"}), [&] { PutField(1, 1, "sex", ""); }),
               ::fieldsync::testing::IsOkAndHolds(true));
   EXPECT_EQ(after.records.size(), 3u);
   EXPECT_EQ(after.Find(Id(30))->values.at("concern_category"), "child_labour");
+  EXPECT_EQ(after.Registration()->values.count("sex"), 0u);
+  EXPECT_EQ(before.Registration()->values.at("sex"), "female");
 
   // After a Reset the case is read again.
   tracker.Reset();
-  ASSERT_THAT(change(1, [&] { PutField(1, 1, "sex", "male"); }),
-              ::fieldsync::testing::IsOkAndHolds(true));
+  ASSERT_THAT(
+      change(Entry(1, "case_registration", {"sex"}), [&] { PutField(1, 1, "sex", "male"); }),
+      ::fieldsync::testing::IsOkAndHolds(true));
   EXPECT_EQ(after.records.size(), 4u);
   EXPECT_NE(after.Find(Id(40)), nullptr);
+}
+
+// A record deleted (or brought back) moves although no field is named.
+TEST_F(CaseDimensionsTest, ADeletionMovesTheRecordWithoutAField) {
+  CaseDimensionsTracker tracker(schema_.get(), needs_);
+  PutHeader(1, 1, "case_registration");
+  PutHeader(1, 30, "protection_concern");
+  PutField(1, 30, "concern_category", "neglect");
+  CommitView();
+  CaseDimensions before, after;
+  v1::CaseLogEntry del = Entry(30, "protection_concern", {});
+  del.set_kind(v1::CHANGE_KIND_DELETE);
+
+  absl::StatusOr<CaseDimensionsTracker::Pending> p = tracker.Before(view_.get(), del);
+  ASSERT_THAT(p, IsOk());
+  PutHeader(1, 30, "protection_concern", /*deleted=*/true);
+
+  ASSERT_THAT(tracker.After(view_.get(), *p, &before, &after),
+              ::fieldsync::testing::IsOkAndHolds(true));
+  EXPECT_TRUE(before.Find(Id(30))->exists);
+  EXPECT_FALSE(after.Find(Id(30))->exists);
+  EXPECT_EQ(before.Find(Id(30))->values, after.Find(Id(30))->values);
 }
 
 }  // namespace
