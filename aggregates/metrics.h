@@ -90,8 +90,9 @@ class Metrics {
   // answers, not counters). Stored with the counters.
   const std::string& fingerprint() const { return fingerprint_; }
   // Every record type some metric reads, with the fields of it read (as a
-  // dimension or in a condition): what the counters ask the ingest for.
-  // The case registration is always there: other records take its values.
+  // dimension or in a condition), and the registration fields metrics over
+  // other record types read: what the counters ask the ingest for. The
+  // case registration is always there: other records take its values.
   const sync::DimensionNeeds& reads() const { return read_; }
 
  private:

@@ -26,8 +26,8 @@ absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data
 std::vector<std::string> FieldsToRead(const Schema& schema, const DimensionNeeds& needs,
                                       std::string_view type, const std::vector<std::string>* only) {
   std::vector<std::string> out;
-  auto asked = needs.find(AbslView(type));
-  if (asked == needs.end()) return out;
+  auto asked = needs.fields.find(AbslView(type));
+  if (asked == needs.fields.end()) return out;
   const std::vector<std::string>& dimensions = schema.DimensionFields(type);
   if (only != nullptr) {
     for (const std::string& field : *only) {
@@ -49,7 +49,7 @@ std::vector<std::string> FieldsToRead(const Schema& schema, const DimensionNeeds
 std::optional<RecordDimensions> FromHeader(const DimensionNeeds& needs,
                                            const storage::RecordsKey& key,
                                            const v1::RecordHeader& header) {
-  if (!needs.contains(AbslView(header.record_type()))) return std::nullopt;
+  if (!needs.fields.contains(AbslView(header.record_type()))) return std::nullopt;
   RecordDimensions r;
   r.record_id = FormatUuid(key.record_id);
   r.record_type = header.record_type();
@@ -165,15 +165,20 @@ void CaseDimensions::Set(std::string_view record_id, std::optional<RecordDimensi
   }
 }
 
+void DimensionNeeds::Add(const DimensionNeeds& other) {
+  for (const auto& [type, names] : other.fields) fields[type].insert(names.begin(), names.end());
+  shared_case_fields.insert(other.shared_case_fields.begin(), other.shared_case_fields.end());
+}
+
 bool CaseDimensionsTracker::Tracks(std::string_view record_type) const {
-  return needs_.contains(AbslView(record_type));
+  return needs_.fields.contains(AbslView(record_type));
 }
 
 absl::StatusOr<CaseDimensionsTracker::Pending> CaseDimensionsTracker::Before(
     StateView* view, const v1::CaseLogEntry& entry) const {
   Pending p;
-  auto asked = needs_.find(AbslView(entry.record_type()));
-  if (asked == needs_.end()) return p;
+  auto asked = needs_.fields.find(AbslView(entry.record_type()));
+  if (asked == needs_.fields.end()) return p;
   absl::StatusOr<Uuid> case_id = ParseUuid(entry.case_id());
   absl::StatusOr<Uuid> record_id = ParseUuid(entry.record_id());
   if (!case_id.ok() || !record_id.ok()) return p;
@@ -218,6 +223,18 @@ std::optional<RecordDimensions> WithNamed(RecordDimensions full,
 
 }  // namespace
 
+bool CaseDimensionsTracker::SharesAChange(const RecordDimensions& was,
+                                          const RecordDimensions& is) const {
+  if (was.exists != is.exists) return true;
+  for (const std::string& field : needs_.shared_case_fields) {
+    auto a = was.values.find(field);
+    auto b = is.values.find(field);
+    const bool a_set = a != was.values.end(), b_set = b != is.values.end();
+    if (a_set != b_set || (a_set && a->second != b->second)) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const Pending& pending,
                                                   CaseDimensions* before, CaseDimensions* after) {
   if (!pending.tracked) return false;
@@ -231,6 +248,17 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const Pending
   const std::string key(case_id.begin(), case_id.end());
   const bool registration = case_id == record_id;
   auto kept = kept_.find(key);
+  if (registration && kept == kept_.end() && pending.was.has_value() && is.has_value() &&
+      !SharesAChange(*pending.was, *is)) {
+    // The other records are not moved: the registration alone.
+    ASSIGN_OR_RETURN(is, ReadRecordDimensions(view, *schema_, needs_, case_id, record_id));
+    if (!is.has_value()) return Corrupt("the registration has no view", case_id);
+    after->case_id = FormatUuid(case_id);
+    after->records = {*is};
+    *before = *after;
+    before->Set(id, WithNamed(*std::move(is), pending.was, pending.fields));
+    return true;
+  }
   // The whole record now; its other fields are as they were.
   if (registration && kept != kept_.end()) {
     const RecordDimensions* now = kept->second.Find(id);

@@ -27,9 +27,21 @@
 
 namespace fieldsync::sync {
 
-// The record types a reader asks for and, of each, the DIMENSION fields
-// whose values it reads (other fields of the type are never decoded).
-using DimensionNeeds = absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>>;
+// What a reader asks for.
+struct DimensionNeeds {
+  // The record types and, of each, the DIMENSION fields whose values it
+  // reads (other fields of the type are never decoded).
+  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> fields;
+  // The fields of the case registration whose values the reader takes for
+  // other records too (the aggregate counters: a case-level dimension of a
+  // metric over another record type). A change of the registration moves
+  // the case's other records only when it changes one of them.
+  absl::flat_hash_set<std::string> shared_case_fields;
+
+  bool empty() const { return fields.empty(); }
+  // Adds what `other` asks for.
+  void Add(const DimensionNeeds& other);
+};
 
 // One record of a case as the counters see it.
 struct RecordDimensions {
@@ -88,10 +100,13 @@ absl::StatusOr<std::optional<RecordDimensions>> ReadRecordDimensions(
 //    as it was moves no counter and gets no views, nothing else read;
 //  - a change of a child record can move only that record (on its
 //    registration's values): its views hold just those two;
-//  - a change of the registration moves every record of the case: its
-//    views hold the whole case, read once (not at all for a new
-//    registration: a case has no record before it), then kept, the view
-//    after one entry being the view before the next.
+//  - a change of the registration that changes none of the shared case
+//    fields (DimensionNeeds::shared_case_fields) moves only the
+//    registration: its views hold just that;
+//  - a change of the registration that changes one moves every record of
+//    the case: its views hold the whole case, read once (not at all for a
+//    new registration: a case has no record before it), then kept, the
+//    view after one entry being the view before the next.
 // Forget the kept views (Reset) whenever the state changes other than
 // through the tracked entries, and when the StateView's writes are
 // dropped. Not thread-safe.
@@ -127,15 +142,18 @@ class CaseDimensionsTracker {
   // After the entry was applied (accepted): false when it left its
   // record's view as it was. Otherwise true, with the views just after the
   // entry in *after and just before it in *before (the same with the
-  // record as it was): the whole case for a change of the registration,
-  // the record and the registration for a child record. Errors as
-  // ReadCaseDimensions.
+  // record as it was), holding what the change can move (see the class
+  // comment). Errors as ReadCaseDimensions.
   absl::StatusOr<bool> After(StateView* view, const Pending& pending, CaseDimensions* before,
                              CaseDimensions* after);
   // Forgets every kept view.
   void Reset() { kept_.clear(); }
 
  private:
+  // Whether the registration's change from `was` to `is` (read with the
+  // same fields) moves its case's other records.
+  bool SharesAChange(const RecordDimensions& was, const RecordDimensions& is) const;
+
   const Schema* schema_;
   DimensionNeeds needs_;
   // By case id (16 bytes): the case's view after its last tracked entry.

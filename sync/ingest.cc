@@ -77,11 +77,7 @@ void Count(v1::ChangeOutcome o, OutcomeCounts* c) {
 // What every observer asks for, together.
 DimensionNeeds ObserversNeeds(const std::vector<CommitObserver*>& observers) {
   DimensionNeeds all;
-  for (const CommitObserver* o : observers) {
-    for (auto& [type, fields] : o->RecordDimensionNeeds()) {
-      all[type].insert(fields.begin(), fields.end());
-    }
-  }
+  for (const CommitObserver* o : observers) all.Add(o->RecordDimensionNeeds());
   return all;
 }
 

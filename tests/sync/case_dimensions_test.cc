@@ -61,10 +61,12 @@ class CaseDimensionsTest : public ::testing::Test {
     view_ = std::make_unique<StateView>(store_.get(), &batch_);
   }
 
-  // given_name is asked for but no DIMENSION field: never read.
+  // given_name is asked for but no DIMENSION field: never read. Other
+  // records take the case's region and sex, not its status.
   const DimensionNeeds needs_ = {
-      {"case_registration", {"region", "sex", "case_status", "given_name"}},
-      {"protection_concern", {"concern_category"}}};
+      .fields = {{"case_registration", {"region", "sex", "case_status", "given_name"}},
+                 {"protection_concern", {"concern_category"}}},
+      .shared_case_fields = {"region", "sex"}};
   fieldsync::testing::ScopedTempDir dir_;
   std::unique_ptr<Schema> schema_;
   std::unique_ptr<storage::Store> store_;
@@ -252,6 +254,32 @@ TEST_F(CaseDimensionsTest, TheTrackerGivesViewsOfWhatAChangeCanMove) {
       ::fieldsync::testing::IsOkAndHolds(true));
   EXPECT_EQ(after.records.size(), 4u);
   EXPECT_NE(after.Find(Id(40)), nullptr);
+}
+
+// A change of the registration that other records do not read moves the
+// registration alone: no case read, no other record in the views.
+TEST_F(CaseDimensionsTest, ARegistrationChangeOthersDoNotReadHasTheRegistrationAlone) {
+  CaseDimensionsTracker tracker(schema_.get(), needs_);
+  PutHeader(1, 1, "case_registration");
+  PutField(1, 1, "region", "northern");
+  PutField(1, 1, "case_status", "open");
+  PutHeader(1, 30, "protection_concern");
+  CommitView();
+  CaseDimensions before, after;
+  absl::StatusOr<CaseDimensionsTracker::Pending> p =
+      tracker.Before(view_.get(), Entry(1, "case_registration", {"case_status"}));
+  ASSERT_THAT(p, IsOk());
+  PutField(1, 1, "case_status", "closed");
+
+  ASSERT_THAT(tracker.After(view_.get(), *p, &before, &after),
+              ::fieldsync::testing::IsOkAndHolds(true));
+
+  ASSERT_EQ(after.records.size(), 1u);
+  EXPECT_EQ(after.Registration()->values, (std::map<std::string, std::string>{
+                                              {"region", "northern"}, {"case_status", "closed"}}));
+  ASSERT_EQ(before.records.size(), 1u);
+  EXPECT_EQ(before.Registration()->values,
+            (std::map<std::string, std::string>{{"region", "northern"}, {"case_status", "open"}}));
 }
 
 // A record deleted (or brought back) moves although no field is named.

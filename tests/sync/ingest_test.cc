@@ -675,8 +675,9 @@ class RecordingObserver : public CommitObserver {
   DimensionNeeds RecordDimensionNeeds() const override { return needs; }
   std::vector<CommittedUnit> units;
   bool fail = false;
-  DimensionNeeds needs = {{"case_registration", {"region", "case_status"}},
-                          {"protection_concern", {"concern_category"}}};
+  DimensionNeeds needs = {.fields = {{"case_registration", {"region", "case_status"}},
+                                     {"protection_concern", {"concern_category"}}},
+                          .shared_case_fields = {"region", "case_status"}};
 };
 
 TEST_F(IngestTest, ObserverSeesTheCaseViewBeforeAndAfterEachChange) {
@@ -765,7 +766,7 @@ TEST_F(IngestTest, ObserverSeesEachChangeOfABatchAsIfCommittedAlone) {
 
 TEST_F(IngestTest, ViewsAreNotReadWhenNoObserverAsks) {
   RecordingObserver observer;
-  observer.needs.clear();
+  observer.needs = {};
   observers_ = {&observer};
   ReopenStore();
   CreateCase();
