@@ -2,12 +2,14 @@
 // moves the counters of every metric inside the same atomic commit as the
 // changes, with Cf::kAggregates' merge operator (signed 64-bit add).
 //
-// Per case it keeps, next to the counters, the DIMENSION values some
-// metric reads of each of the case's records of a type some metric reads,
-// as last counted (v1::AggregateCaseState). Each logged change, in log
-// order and one at a time whatever the batching, updates them, evaluates
-// every metric on the records before and after, and merges the
-// differences:
+// The counters keep no copy of the values they count. For each logged
+// change, in log order and one at a time whatever the batching, the ingest
+// gives them its case's DIMENSION views just before and just after the
+// change, read from the materialized record state (sync/case_dimensions.h;
+// only the record types and fields some metric reads, and none for a
+// change that moved none of them). Every metric is evaluated on the
+// records the change can move, before and after, and the differences are
+// merged:
 //   stock  -1 on the cell the record counted in before, +1 on the cell it
 //          counts in after (nothing when they are the same cell);
 //   flow   +1 in the week and the month of the change (its HLC, clamped)
@@ -19,19 +21,23 @@
 // of a field reaches the state, so conflicts count once; resolutions,
 // transfers, closures and deletions are changes like any other. Erasure
 // destroys a case's key, not its DIMENSION values: counts stay.
+//
+// Stores written before this layout also hold a per-case copy of the
+// counted values (retired tag 2 of Cf::kAggregates); PrepareCounters
+// deletes them.
 #ifndef FIELDSYNC_AGGREGATES_COUNTERS_H_
 #define FIELDSYNC_AGGREGATES_COUNTERS_H_
 
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "aggregates/metrics.h"
-#include "fieldsync/v1/aggregates.pb.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
+#include "sync/case_dimensions.h"
 #include "sync/ingest.h"
 
 namespace fieldsync::aggregates {
@@ -39,54 +45,33 @@ namespace fieldsync::aggregates {
 // Counter deltas by encoded counter key.
 using CounterDeltas = std::map<std::string, int64_t>;
 
-// The cell (the values of the metric's dimensions, in order) that record
-// `record_id` of `state` counts in, or false when it does not count.
-bool Evaluate(const Metric& metric, const v1::AggregateCaseState& state, const std::string& case_id,
-              const v1::AggregateCaseState::Record& record, std::vector<std::string>* cell);
+// The cell (the values of the metric's dimensions, in order) that `record`
+// of the case view `dims` counts in, or false when it does not count.
+bool Evaluate(const Metric& metric, const sync::CaseDimensions& dims,
+              const sync::RecordDimensions& record, std::vector<std::string>* cell);
 
+// Thread-compatible: the ingest calls it from its committer only.
 class CounterObserver : public sync::CommitObserver {
  public:
-  // Neither is owned; both must outlive the observer.
-  CounterObserver(storage::Store* store, const Metrics* metrics)
-      : store_(store), metrics_(metrics) {}
+  // `metrics` is not owned and must outlive the observer.
+  explicit CounterObserver(const Metrics* metrics) : metrics_(metrics) {}
 
   // Moves the counters of the unit's record changes, summed with the rest
-  // of the group's. kDataLoss when a stored case state does not parse;
-  // kUnavailable from storage.
+  // of the group's. Always OK: it reads nothing from storage.
   absl::Status OnCommit(const sync::CommittedUnit& unit, storage::WriteBatch* batch) override;
-  bool NeedsRecordDimensions() const override { return !metrics_->metrics().empty(); }
-  // Adds the group's counter merges (one operand per counter moved) and
-  // changed case states to `batch`.
+  sync::DimensionNeeds RecordDimensionNeeds() const override;
+  // Adds the group's counter merges (one operand per counter moved) to
+  // `batch`.
   absl::Status BeforeCommit(storage::WriteBatch* batch) override;
-  // Forgets the group's case states and deltas: the store holds them when
-  // the commit succeeded, and nothing of them when it failed.
+  // Forgets the group's deltas: the store holds them when the commit
+  // succeeded, and nothing of them when it failed.
   void AfterCommit(const storage::WriteBatch* batch, const absl::Status& commit_status) override;
 
  private:
-  // Moves the counters for one logged change (see the file comment).
-  absl::Status CountChange(const sync::RecordDimensionChange& rec);
-  // The case's state in pending_ (loaded from the store on first use in the
-  // group).
-  absl::StatusOr<v1::AggregateCaseState*> LoadCase(const std::string& case_id);
-
-  storage::Store* store_;
   const Metrics* metrics_;
-
-  // The group's case states by case id (text), whether each changed (and
-  // what BeforeCommit wrote for it), and the group's counter deltas. Only
-  // the committer thread touches them.
-  struct PendingCase {
-    v1::AggregateCaseState state;
-    bool changed = false;
-    std::string serialized;
-  };
-  absl::flat_hash_map<std::string, PendingCase> pending_;
+  // The group's counter deltas by counter key. Only the committer thread
+  // touches them.
   CounterDeltas deltas_;
-  // Committed case states, serialized (one allocation each: parsed objects
-  // kept this long fragment the heap and slow every allocation), at most
-  // kCachedCases of them (cleared whole when full).
-  static constexpr size_t kCachedCases = 16384;
-  absl::flat_hash_map<std::string, std::string> committed_;
 };
 
 // Name of the kMetadata entry holding the fingerprint of the metrics the
@@ -97,12 +82,14 @@ inline constexpr char kCountersFingerprintName[] = "aggregates.metrics_fingerpri
 struct PrepareOutcome {
   bool rebuilt = false;
   uint64_t entries = 0;   // case log entries replayed
-  uint64_t cases = 0;     // case states written
   uint64_t counters = 0;  // counters written
+  // The store held retired per-case copies of counted values; they are
+  // deleted now.
+  bool removed_case_states = false;
 };
 
-// Recounts every counter and case state of `metrics` from `source`'s
-// canonical case log, into `scratch`'s aggregates column family: the log is
+// Recounts every counter of `metrics` from `source`'s canonical case log,
+// into `scratch`'s aggregates column family: the log is
 // replayed into `scratch` (which must be empty) through the same
 // reconciliation as ingest (sync::RebuildStateFromLog), and each entry moves
 // the counters as its own commit did, flow history included.
@@ -110,12 +97,14 @@ struct PrepareOutcome {
 absl::StatusOr<PrepareOutcome> RecountFromLog(const sync::Schema& schema, const Metrics& metrics,
                                               storage::Store* source, storage::Store* scratch);
 
-// Makes the counters match `metrics` before the server serves: when they
-// were built from the same metrics (same fingerprint), nothing; otherwise
-// (a new deployment, metrics added or changed, counters of an older
-// version) recounts them from the log (RecountFromLog, in a scratch store
-// at `scratch_dir`, removed afterwards), replaces the live counters and
-// case states, and stores the fingerprint last, so an interrupted rebuild
+// Makes the counters match `metrics` before the server serves. First it
+// deletes the retired per-case copies of counted values, when the store
+// holds any (one range deletion; nothing is written otherwise). Then,
+// when the counters were built from the same metrics (same fingerprint),
+// nothing; otherwise (a new deployment, metrics added or changed, counters
+// of an older version) recounts them from the log (RecountFromLog, in a
+// scratch store at `scratch_dir`, removed afterwards), replaces the live
+// counters, and stores the fingerprint last, so an interrupted rebuild
 // runs again at the next start. A metric added later gets its full
 // history. REQUIRES: no commit runs concurrently (call before serving).
 absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metrics& metrics,

@@ -173,26 +173,19 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(v1::MetricsConfig confi
   crypto::Sha256Digest digest = crypto::Sha256(std::string_view(bytes));
   out->fingerprint_ = absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
-  out->read_[schema->registration_type().name()];
+  const std::string& registration_type = schema->registration_type().name();
+  out->read_.fields[registration_type];
   for (const Metric& m : out->metrics_) {
-    out->read_[m.def.record_type()];
-    for (const Dimension& d : m.dimensions) out->read_[d.record_type].insert(d.field);
-    for (const Condition& c : m.where) {
-      out->read_[c.dimension.record_type].insert(c.dimension.field);
-    }
+    out->read_.fields[m.def.record_type()];
+    auto read = [&](const Dimension& d) {
+      out->read_.fields[d.record_type].insert(d.field);
+      if (d.from_case) out->read_.shared_case_fields.insert(d.field);
+    };
+    for (const Dimension& d : m.dimensions) read(d);
+    for (const Condition& c : m.where) read(c.dimension);
   }
   out->config_ = std::move(config);
   return out;
-}
-
-bool Metrics::ReadsRecordType(std::string_view record_type) const {
-  return read_.contains(absl::string_view(record_type.data(), record_type.size()));
-}
-
-bool Metrics::ReadsField(std::string_view record_type, std::string_view field) const {
-  auto fields = read_.find(absl::string_view(record_type.data(), record_type.size()));
-  return fields != read_.end() &&
-         fields->second.contains(absl::string_view(field.data(), field.size()));
 }
 
 const Metric* Metrics::Find(std::string_view name) const {

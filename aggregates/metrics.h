@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "fieldsync/v1/aggregates.pb.h"
+#include "sync/case_dimensions.h"
 #include "sync/schema.h"
 
 namespace fieldsync::aggregates {
@@ -88,12 +89,11 @@ class Metrics {
   // deterministic serialization of the metrics (k excluded: it changes
   // answers, not counters). Stored with the counters.
   const std::string& fingerprint() const { return fingerprint_; }
-  // Whether some metric reads records of this type (the case registration
-  // always counts: other records take its values).
-  bool ReadsRecordType(std::string_view record_type) const;
-  // Whether some metric reads this field of this record type, as a
-  // dimension or in a condition.
-  bool ReadsField(std::string_view record_type, std::string_view field) const;
+  // Every record type some metric reads, with the fields of it read (as a
+  // dimension or in a condition), and the registration fields metrics over
+  // other record types read: what the counters ask the ingest for. The
+  // case registration is always there: other records take its values.
+  const sync::DimensionNeeds& reads() const { return read_; }
 
  private:
   Metrics() = default;
@@ -105,7 +105,7 @@ class Metrics {
   std::string region_dimension_;
   std::string fingerprint_;
   // Every record type a metric reads, with the fields of it read.
-  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> read_;
+  sync::DimensionNeeds read_;
 };
 
 }  // namespace fieldsync::aggregates

@@ -253,7 +253,7 @@ void Push(benchmark::State& state, bool with_counters) {
   std::unique_ptr<CounterObserver> observer;
   if (with_counters) {
     if (!PrepareCounters(store.get(), *metrics, *schema, path + ".recount").ok()) std::abort();
-    observer = std::make_unique<CounterObserver>(store.get(), metrics.get());
+    observer = std::make_unique<CounterObserver>(metrics.get());
   }
   sync::Ingest::Options io;
   io.store = store.get();

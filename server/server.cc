@@ -499,8 +499,7 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
     if (prepared.rebuilt) {
       log::Info("aggregates", {{"counters", "rebuilt"}, {"entries", prepared.entries}});
     }
-    impl->counter_observer =
-        std::make_unique<aggregates::CounterObserver>(impl->store.get(), impl->metrics.get());
+    impl->counter_observer = std::make_unique<aggregates::CounterObserver>(impl->metrics.get());
     ingest.observers.push_back(impl->counter_observer.get());
   }
   impl->ingest = std::make_unique<sync::Ingest>(std::move(ingest));

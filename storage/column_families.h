@@ -99,8 +99,11 @@ inline constexpr uint8_t kAuditLeafTag = 1;        // entry by leaf index
 inline constexpr uint8_t kAuditLeafByHashTag = 2;  // leaf index by leaf hash
 inline constexpr uint8_t kAuditBatchLeafTag = 3;   // leaf index by device batch
 // Cf::kAggregates.
-inline constexpr uint8_t kCounterTag = 1;        // one counter (8-byte value)
-inline constexpr uint8_t kAggregateCaseTag = 2;  // a case's counted dimensions
+inline constexpr uint8_t kCounterTag = 1;  // one counter (8-byte value)
+// Retired, never reuse 2: a case's counted dimension values
+// (v1.AggregateCaseState), written by stores before layout v2 and deleted
+// at start (aggregates::PrepareCounters).
+inline constexpr uint8_t kRetiredAggregateCaseTag = 2;
 
 }  // namespace fieldsync::storage
 

@@ -538,19 +538,4 @@ std::string CounterPeriodPrefix(std::string_view metric, uint8_t granularity, ui
   return KeyBuilder().U8(kCounterTag).String(metric).U8(granularity).U32(period).Finish();
 }
 
-std::string EncodeAggregateCaseKey(std::span<const uint8_t, 16> case_id) {
-  return KeyBuilder().U8(kAggregateCaseTag).Uuid(case_id).Finish();
-}
-
-absl::StatusOr<std::array<uint8_t, 16>> DecodeAggregateCaseKey(std::string_view key) {
-  KeyReader r(key);
-  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
-  if (tag != kAggregateCaseTag) {
-    return absl::DataLossError(absl::StrFormat("malformed aggregate case key: tag %d", tag));
-  }
-  ASSIGN_OR_RETURN(auto id, r.Uuid());
-  RETURN_IF_ERROR(r.ExpectEnd("aggregate case key"));
-  return id;
-}
-
 }  // namespace fieldsync::storage

@@ -301,11 +301,14 @@ absl::StatusOr<AuditNodeKey> DecodeAuditNodeKey(std::string_view key);
 
 // --- Aggregates (aggregates/). Tags in column_families.h.
 
-// Cf::kAggregates, one counter (value: storage/counter.h) and one case's
-// counted dimension values (value: v1::AggregateCaseState):
+// Cf::kAggregates, one counter (value: storage/counter.h):
 //   U8 1 (kCounterTag) | String metric | U8 granularity | U32 period
 //        | String value (one per dimension of the metric, in its order)
-//   U8 2 (kAggregateCaseTag) | Uuid case_id
+// Retired, never reuse: U8 2 (kRetiredAggregateCaseTag) | Uuid case_id held
+// a case's counted dimension values (v1::AggregateCaseState) until layout
+// v2; the counters now read them from Cf::kRecords
+// (sync/case_dimensions.h), and aggregates::PrepareCounters deletes any
+// left at start.
 // granularity is 'S' (stock; period 0), 'W' (ISO week; period = ISO year
 // * 100 + week) or 'M' (month; period = year * 100 + month), so one
 // metric's periods of one granularity are a contiguous, ordered range.
@@ -322,8 +325,6 @@ absl::StatusOr<CounterKey> DecodeCounterKey(std::string_view key);
 // The keys of `metric` and `granularity` from `period` on; pair with
 // CounterPeriodPrefix(metric, granularity, last + 1) as the upper bound.
 std::string CounterPeriodPrefix(std::string_view metric, uint8_t granularity, uint32_t period);
-std::string EncodeAggregateCaseKey(std::span<const uint8_t, 16> case_id);
-absl::StatusOr<std::array<uint8_t, 16>> DecodeAggregateCaseKey(std::string_view key);
 
 }  // namespace fieldsync::storage
 

@@ -1,5 +1,6 @@
 #include "sync/ingest.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -13,6 +14,7 @@
 #include "sync/errors.h"
 #include "sync/hlc.h"
 #include "sync/log_codec.h"
+#include "sync/record_state.h"
 
 namespace fieldsync::sync {
 namespace {
@@ -75,6 +77,13 @@ void Count(v1::ChangeOutcome o, OutcomeCounts* c) {
   }
 }
 
+// What every observer asks for, together.
+DimensionNeeds ObserversNeeds(const std::vector<CommitObserver*>& observers) {
+  DimensionNeeds all;
+  for (const CommitObserver* o : observers) all.Add(o->RecordDimensionNeeds());
+  return all;
+}
+
 }  // namespace
 
 struct Ingest::PreparedChange {
@@ -109,11 +118,10 @@ struct Ingest::Unit {
   absl::flat_hash_set<std::string> logged_cases;
 };
 
-Ingest::Ingest(Options options) : options_(std::move(options)), reconciler_(options_.schema) {
-  for (const CommitObserver* o : options_.observers) {
-    needs_dimensions_ = needs_dimensions_ || o->NeedsRecordDimensions();
-  }
-}
+Ingest::Ingest(Options options)
+    : options_(std::move(options)),
+      reconciler_(options_.schema),
+      dimensions_(options_.schema, ObserversNeeds(options_.observers)) {}
 
 Ingest::~Ingest() = default;
 
@@ -365,6 +373,8 @@ void Ingest::CommitGroup(const std::vector<Unit*>& group) {
   // as it grows.
   storage::WriteBatch wb(last_group_bytes_ + last_group_bytes_ / 4);
   StateView view(options_.store, &wb);
+  // Views kept from an earlier group could be of writes that failed.
+  dimensions_.Reset();
   auto fail_all = [&](const absl::Status& s) {
     next_position_.reset();
     for (Unit* u : group) u->status = s;
@@ -462,9 +472,12 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
                                                    absl::flat_hash_set<std::string>* logged_cases) {
   entry->set_position(*next_position);
   entry->set_committed_unix_micros(absl::ToUnixMicros(summary->committed_at));
-  DimensionDelta delta;
-  ASSIGN_OR_RETURN(v1::ChangeResult result,
-                   reconciler_.Apply(entry, options, view, needs_dimensions_ ? &delta : nullptr));
+  // What the change can move of its record's DIMENSION view, read before
+  // it is applied, when an observer asks for its record type.
+  const EntryReader read = ViewEntryReader(view);
+  ASSIGN_OR_RETURN(const CaseDimensionsTracker::Pending dims,
+                   dimensions_.Before(view, read, *entry));
+  ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler_.Apply(entry, options, view));
   Count(result.outcome(), &summary->counts);
   if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED) return result;
   view->Put(Cf::kCaseLog, storage::EncodeCaseLogKey(*next_position),
@@ -482,7 +495,8 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
   rec.record_id = entry->record_id();
   rec.record_type = entry->record_type();
   rec.changed_at = absl::FromUnixMicros(entry->hlc().wall_micros());
-  rec.dimensions = std::move(delta);
+  ASSIGN_OR_RETURN(rec.dimensions_changed,
+                   dimensions_.After(view, read, dims, &rec.before, &rec.after));
   return result;
 }
 

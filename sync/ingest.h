@@ -29,6 +29,7 @@
 #include "fieldsync/v1/records.pb.h"
 #include "fieldsync/v1/sync.pb.h"
 #include "storage/store.h"
+#include "sync/case_dimensions.h"
 #include "sync/field_sealer.h"
 #include "sync/reconcile.h"
 #include "sync/schema.h"
@@ -67,15 +68,25 @@ struct OutcomeCounts {
   uint32_t applied = 0, converged = 0, superseded = 0, conflict = 0, rejected = 0;
 };
 
-// One logged change of a committed unit and what it did to its record's
-// DIMENSION values (for the aggregate counters, which keep the values they
-// counted and apply the delta).
+// One logged change of a committed unit and, for the aggregate counters,
+// its case's DIMENSION view (sync/case_dimensions.h) just before and just
+// after it, as if it had been committed alone, whatever the batching.
 struct RecordDimensionChange {
   std::string case_id;
   std::string record_id;
   std::string record_type;
-  // Filled only when an observer asks for it (NeedsRecordDimensions).
-  DimensionDelta dimensions;
+  // Whether before and after are filled: some observer asks for the record
+  // type (CommitObserver::RecordDimensionNeeds) and the change moved its
+  // record's view (created the record, changed whether it exists or an
+  // asked-for value). A change that moved nothing leaves them empty: it
+  // moves no counter. The views hold the record types and fields observers
+  // ask for: every record of the case for a change of its registration
+  // (whose values are its other records' too), the changed record and the
+  // registration for a change of another record (sync/case_dimensions.h
+  // CaseDimensionsTracker).
+  bool dimensions_changed = false;
+  CaseDimensions before;
+  CaseDimensions after;
   // When the change was made: its HLC wall time (clamped), the server's
   // clock for server-side changes.
   absl::Time changed_at;
@@ -118,9 +129,10 @@ class CommitObserver {
  public:
   virtual ~CommitObserver() = default;
   virtual absl::Status OnCommit(const CommittedUnit& unit, storage::WriteBatch* batch) = 0;
-  // Whether OnCommit reads CommittedUnit::records[].dimensions (filled
-  // only when some observer answers true).
-  virtual bool NeedsRecordDimensions() const { return false; }
+  // The record types and fields whose values OnCommit reads from
+  // CommittedUnit::records[].before/after; empty (the default): none, and
+  // then the ingest reads no views for this observer.
+  virtual DimensionNeeds RecordDimensionNeeds() const { return {}; }
   // Called once per group in which OnCommit was called (on any observer),
   // after every unit's OnCommit and before the commit, for writes summed
   // over the whole group. A non-OK status fails the whole group.
@@ -274,8 +286,10 @@ class Ingest {
 
   Options options_;
   Reconciler reconciler_;
-  // Some observer reads CommittedUnit::records[].dimensions.
-  bool needs_dimensions_ = false;
+  // The views of the cases the current group touched, for
+  // CommittedUnit::records[].before/after (committer only; reset at the
+  // start of each group). Tracks nothing when no observer asks.
+  CaseDimensionsTracker dimensions_;
   // Size of the last committed group's write batch (committer only), up to
   // kMaxReservedGroupBytes: the next group reserves about as much.
   static constexpr size_t kMaxReservedGroupBytes = size_t{16} << 20;

@@ -33,6 +33,10 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
   // The state names fields, types and writers with the log's ids.
   RETURN_IF_ERROR(target->names().Adopt(source->names(), &batch));
   StateView view(target, &batch);
+  // Kept while the overlay is: a commit below starts both afresh.
+  CaseDimensionsTracker dimensions(&schema,
+                                   rebuild.observer ? rebuild.dimension_needs : DimensionNeeds());
+  CaseDimensions before, after;  // the observer's, reused
   uint64_t expected = 1;
   size_t pending = 0;
   for (; it->Valid(); it->Next(), ++expected) {
@@ -55,10 +59,10 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
     options.read_entry = [&](uint64_t at, v1::CaseLogEntry* out) -> absl::StatusOr<bool> {
       return ReadLogEntry(source, at, out, snap);
     };
-    DimensionDelta delta;
-    ASSIGN_OR_RETURN(
-        v1::ChangeResult result,
-        reconciler.Apply(&replay, options, &view, rebuild.observer ? &delta : nullptr));
+    // What the entry can move of its record's DIMENSION view, read before
+    // it is applied, when the observer asks for its record type.
+    ASSIGN_OR_RETURN(const CaseDimensionsTracker::Pending dims, dimensions.Before(&view, options.read_entry, replay));
+    ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler.Apply(&replay, options, &view));
     if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED ||
         (position >= rebuild.compare_from &&
          replay.SerializeAsString() != recorded.SerializeAsString())) {
@@ -66,11 +70,16 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
           "case log entry %d does not replay to its recorded outcome (%s)", position,
           result.outcome() == v1::CHANGE_OUTCOME_REJECTED ? "rejected" : "differs"));
     }
-    if (rebuild.observer) RETURN_IF_ERROR(rebuild.observer(replay, delta));
+    if (rebuild.observer) {
+      ASSIGN_OR_RETURN(const bool changed, dimensions.After(&view, options.read_entry, dims, &before, &after));
+      RETURN_IF_ERROR(
+          rebuild.observer(replay, changed ? &before : nullptr, changed ? &after : nullptr));
+    }
     if (++pending >= rebuild.entries_per_commit) {
       RETURN_IF_ERROR(target->Commit(&batch));
       batch.Clear();
       view.ResetOverlay();
+      dimensions.Reset();
       pending = 0;
     }
   }

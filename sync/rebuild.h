@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "storage/store.h"
+#include "sync/case_dimensions.h"
 #include "sync/reconcile.h"
 #include "sync/schema.h"
 
@@ -31,10 +32,13 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
                                              size_t entries_per_commit = 1000);
 
 // Called for each replayed entry, in log order, with the entry (outcomes
-// filled) and what it did to its record's DIMENSION values; a non-OK
-// status stops the rebuild with it.
-using ReplayObserver =
-    std::function<absl::Status(const v1::CaseLogEntry& entry, const DimensionDelta& delta)>;
+// filled) and its case's DIMENSION views just before and just after it,
+// exactly as the ingest gives them (sync/ingest.h RecordDimensionChange):
+// both null when RebuildOptions::dimension_needs lacks the record type or
+// the entry left its record's view as it was. A non-OK status stops the
+// rebuild with it.
+using ReplayObserver = std::function<absl::Status(
+    const v1::CaseLogEntry& entry, const CaseDimensions* before, const CaseDimensions* after)>;
 
 struct RebuildOptions {
   size_t entries_per_commit = 1000;
@@ -44,6 +48,8 @@ struct RebuildOptions {
   uint64_t compare_from = 1;
   // Sees every replayed entry (may be unset).
   ReplayObserver observer;
+  // The record types and fields of the views the observer gets.
+  DimensionNeeds dimension_needs;
   // Read the log at this snapshot of `source` (not owned); unset: a new one.
   const storage::Snapshot* snapshot = nullptr;
 };

@@ -601,8 +601,8 @@ bool SameValue(const v1::StoredValue& a, const v1::StoredValue& b) {
 }
 
 absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
-                                                   const ApplyOptions& options, StateView* view,
-                                                   DimensionDelta* delta) const {
+                                                   const ApplyOptions& options,
+                                                   StateView* view) const {
   const uint64_t pos = entry->position();
   Uuid case_id{}, record_id{};
   {
@@ -699,7 +699,6 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   if (keeps_current && !entry->resolves().field().empty()) {
     names.push_back(entry->resolves().field());
   }
-  const std::vector<std::string>& dims = schema_->DimensionFields(entry->record_type());
   // The current values of the fields this entry merges into.
   if (!creating) RETURN_IF_ERROR(FillValues(&record, read, names));
   for (size_t i = 0; i < names.size(); ++i) {
@@ -739,15 +738,6 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     fr->set_outcome(fo);
     fr->set_version(next.version());
     fr->set_server_set(f->server_set());
-    if (delta != nullptr && std::find(dims.begin(), dims.end(), name) != dims.end() &&
-        (!state.has_value() || !SameValue(state->value(), next.value()))) {
-      std::optional<std::string>& v = delta->values[std::string(name)];
-      if (next.value().cleared()) {
-        v.reset();
-      } else {
-        v = DimensionString(next.value());
-      }
-    }
   }
 
   // Record level: child records track each writer's latest change.
@@ -796,7 +786,6 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   };
   RETURN_IF_ERROR(
       FinishCase(*schema_, case_id, is_registration, before, &record, with_entry, conflicts, view));
-  if (delta != nullptr) delta->exists = !header.deleted();
   entry->set_outcome(outcome);
   result.set_outcome(outcome);
   result.set_record_version(pos);

@@ -22,8 +22,6 @@
 #define FIELDSYNC_SYNC_RECONCILE_H_
 
 #include <functional>
-#include <map>
-#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -58,15 +56,6 @@ struct ApplyOptions {
   std::function<absl::StatusOr<bool>(uint64_t position, v1::CaseLogEntry* entry)> read_entry;
 };
 
-// What applied log entries did to one record's DIMENSION values: whether
-// the record exists (not deleted) after them, and each DIMENSION field whose
-// winning value they wrote, with its DimensionString, or nullopt when they
-// cleared it. Fields they did not write keep their earlier values.
-struct DimensionDelta {
-  bool exists = false;
-  std::map<std::string, std::optional<std::string>> values;
-};
-
 // Applies entries to a StateView. Thread-compatible; the schema is not
 // owned and must outlive it.
 class Reconciler {
@@ -83,12 +72,12 @@ class Reconciler {
   // district_regions; the region and district the change writes, else the
   // current ones) is REJECTED with DISTRICT_OUTSIDE_REGION, server-side
   // changes included. Errors: kDataLoss for corrupt state, kUnavailable from
-  // storage, kInternal for an entry kind it cannot apply.
-  // When `delta` is not null and the entry is accepted, adds to it what
-  // the entry did to its record's DIMENSION values (a rejection leaves it
-  // as it was).
+  // storage, kInternal for an entry kind it cannot apply. Of the record
+  // state, an accepted entry writes its own record's header and the states
+  // of the fields it writes or resolves, nothing else (besides the case
+  // index and conflicts): sync/case_dimensions.h relies on it.
   absl::StatusOr<v1::ChangeResult> Apply(v1::CaseLogEntry* entry, const ApplyOptions& options,
-                                         StateView* view, DimensionDelta* delta = nullptr) const;
+                                         StateView* view) const;
 
  private:
   const Schema* schema_;

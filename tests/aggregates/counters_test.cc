@@ -21,8 +21,6 @@
 #include "aggregates/periods.h"
 #include "common/uuid.h"
 #include "gmock/gmock.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "gtest/gtest.h"
 #include "storage/counter.h"
 #include "storage/key_codec.h"
@@ -177,7 +175,7 @@ class CountersTest : public sync::testing::IngestFixture {
   // Rebuilds the Ingest with the counter observer over the current store.
   void Attach() {
     ingest_.reset();
-    observer_ = std::make_unique<CounterObserver>(store_.get(), metrics_.get());
+    observer_ = std::make_unique<CounterObserver>(metrics_.get());
     sync::Ingest::Options io;
     io.store = store_.get();
     io.schema = schema_.get();
@@ -333,18 +331,29 @@ TEST_F(CountersTest, AFailedCommitLeavesNoCounts) {
   EXPECT_EQ(Count("open_cases", 'S', 0, kOpenCell), 1);
 }
 
-// The case state keeps only what the metrics read: a change of another
-// DIMENSION field, or a record of a type no metric counts, writes nothing.
-TEST_F(CountersTest, FieldsAndRecordsNoMetricReadsAreNotKept) {
+// Every key of Cf::kAggregates and its value, raw, in key order.
+std::vector<std::pair<std::string, std::string>> AggregateKeys(storage::Store* store) {
+  return sync::testing::DumpCf(store, storage::Cf::kAggregates);
+}
+
+// True when some key of Cf::kAggregates has the retired per-case tag.
+bool HasCaseStates(storage::Store* store) {
+  for (const auto& [key, value] : AggregateKeys(store)) {
+    if (!key.empty() && key[0] == static_cast<char>(storage::kRetiredAggregateCaseTag)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A change of a DIMENSION field no metric reads, or of a record of a type
+// no metric counts, writes nothing to the aggregates.
+TEST_F(CountersTest, FieldsAndRecordsNoMetricReadsWriteNothing) {
   const std::string case_id = Id(1);
   ASSERT_THAT(
       Push("dev-1", 1, {Case(1, case_id, "northern", "northern_1", "female", kStartMicros)}),
       IsOk());
-  absl::StatusOr<Uuid> uuid = ParseUuid(case_id);
-  ASSERT_THAT(uuid, IsOk());
-  const std::string state_key = storage::EncodeAggregateCaseKey(*uuid);
-  absl::StatusOr<std::string> first = store_->Get(storage::Cf::kAggregates, state_key);
-  ASSERT_THAT(first, IsOk());
+  const std::vector<std::pair<std::string, std::string>> first = AggregateKeys(store_.get());
   const Counts counts = ReadCounters(store_.get());
 
   absl::StatusOr<sync::PushResult> r =
@@ -361,15 +370,158 @@ TEST_F(CountersTest, FieldsAndRecordsNoMetricReadsAreNotKept) {
     EXPECT_EQ(cr.outcome(), v1::CHANGE_OUTCOME_APPLIED) << cr.detail();
   }
 
-  absl::StatusOr<std::string> second = store_->Get(storage::Cf::kAggregates, state_key);
-  ASSERT_THAT(second, IsOk());
-  EXPECT_EQ(*second, *first);
-  v1::AggregateCaseState state;
-  ASSERT_TRUE(state.ParseFromString(*second));
-  ASSERT_EQ(state.records_size(), 1);
-  EXPECT_EQ(state.records(0).values().count("nationality"), 0u);
-  EXPECT_EQ(state.records(0).values().at("sex"), "female");
+  EXPECT_EQ(AggregateKeys(store_.get()), first);
   EXPECT_EQ(ReadCounters(store_.get()), counts);
+}
+
+// The counters keep no copy of the values they count (issue #15, layout
+// v2): after every kind of change, the aggregates hold counters only, and
+// each equals a recount from the log.
+TEST_F(CountersTest, EveryKindOfChangeLeavesCountersOnlyAndEqualToARecount) {
+  int64_t t = kStartMicros;
+  const std::string concern = Id(101), referral = Id(102);
+  // New cases, a child record of each counted type, in one batch.
+  ASSERT_THAT(Push("dev-1", 1,
+                   {Case(1, Id(1), "northern", "northern_1", "female", t),
+                    Case(2, Id(2), "northern", "northern_2", "male", t + 1),
+                    Concern(3, Id(1), concern, "neglect", t + 2),
+                    Upsert(Id(4), Id(1), referral, "referral",
+                           {{"service_type", Enum("health")},
+                            {"referral_status", Enum("pending")},
+                            {"referral_date", sync::testing::DateValue(2026, 11, 3)}},
+                           0, HlcAt(t + 3))}),
+              IsOk());
+  // Edits of dimension fields of the registration and of the child.
+  ASSERT_THAT(
+      Push("dev-1", 2,
+           {Upsert(Id(5), Id(1), Id(1), "case_registration",
+                   {{"age_band", Enum("10_14")}, {"priority", Enum("low")}}, 1, HlcAt(t + 4)),
+            Upsert(Id(6), Id(1), concern, "protection_concern",
+                   {{"concern_category", Enum("child_labour")}}, 3, HlcAt(t + 5))}),
+      IsOk());
+  // dev-1 deletes the concern; dev-2, which never saw the delete, writes
+  // it: the concern comes back (a record-level conflict).
+  v1::RecordChange del;
+  del.set_change_id(Id(7));
+  del.set_case_id(Id(1));
+  del.set_record_id(concern);
+  del.set_record_type("protection_concern");
+  del.set_kind(v1::CHANGE_KIND_DELETE);
+  del.set_base_version(6);
+  *del.mutable_hlc() = HlcAt(t + 6);
+  ASSERT_THAT(Push("dev-1", 3, {del}), IsOk());
+  EXPECT_EQ(Count("protection_concerns", 'S', 0,
+                  {"northern", "northern_1", "child_labour", "female", "10_14"}),
+            0);
+  absl::StatusOr<sync::PushResult> revived =
+      Push("dev-2", 1,
+           {Upsert(Id(8), Id(1), concern, "protection_concern",
+                   {{"concern_category", Enum("trafficking")}}, 3, HlcAt(t + 7))});
+  ASSERT_THAT(revived, IsOk());
+  EXPECT_TRUE(revived->result.results(0).revived());
+  // Two devices change the second case's sex from the same base: a field
+  // conflict, which a supervisor resolves by taking the losing value.
+  ASSERT_THAT(Push("dev-1", 4,
+                   {Upsert(Id(9), Id(2), Id(2), "case_registration", {{"sex", Enum("other")}}, 2,
+                           HlcAt(t + 9))}),
+              IsOk());
+  ASSERT_THAT(Push("dev-2", 2,
+                   {Upsert(Id(10), Id(2), Id(2), "case_registration", {{"sex", Enum("unknown")}}, 2,
+                           HlcAt(t + 8))}),
+              IsOk());
+  int resolved = 0;
+  for (const auto& [key, value] : sync::testing::DumpCf(store_.get(), storage::Cf::kConflicts)) {
+    v1::ConflictRecord rec;
+    if (!rec.ParseFromString(value) || rec.status() != v1::CONFLICT_STATUS_OPEN ||
+        rec.case_id() != Id(2)) {
+      continue;
+    }
+    ASSERT_THAT(ingest_->ResolveConflict(StaffActor{"sup"}, rec.id(), rec.case_id(),
+                                         sync::Ingest::Resolution::kTakeLosing, 0, v1::FieldValue(),
+                                         CurrentConflictVersion(rec)),
+                IsOk());
+    ++resolved;
+  }
+  EXPECT_EQ(resolved, 1);
+  // A transfer, a closure and a reopening.
+  ASSERT_THAT(
+      ingest_->TransferCase(StaffActor{"sup"}, Id(1), "eastern", "eastern_1", "officer-1", 0),
+      IsOk());
+  ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup"}, Id(2), true, "goals_achieved", 0), IsOk());
+  ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup"}, Id(2), false, "", 0), IsOk());
+
+  for (const auto& [key, value] : AggregateKeys(store_.get())) {
+    EXPECT_THAT(storage::DecodeCounterKey(key), IsOk());
+  }
+  EXPECT_FALSE(HasCaseStates(store_.get()));
+  EXPECT_EQ(Count("protection_concerns", 'S', 0,
+                  {"eastern", "eastern_1", "trafficking", "female", "10_14"}),
+            1);
+  EXPECT_EQ(Count("open_cases", 'S', 0, {"northern", "northern_2", "unknown", "5_9", "high"}), 1);
+  EXPECT_EQ(Only(ReadCounters(store_.get()), 'S'), RecountStocks(store_.get(), *schema_, config_));
+  absl::StatusOr<VerifyOutcome> verified =
+      VerifyCounters(store_.get(), *metrics_, *schema_, dir_.Sub("verify"));
+  ASSERT_THAT(verified, IsOk());
+  EXPECT_THAT(verified->differences, ::testing::IsEmpty());
+  EXPECT_GT(verified->counters, 0u);
+}
+
+// A store from before layout v2 holds a per-case copy of the counted
+// values beside the counters: the first start deletes them, once, and
+// counts stay as they were.
+TEST_F(CountersTest, RetiredCaseStatesAreRemovedAtStartAndCountsStay) {
+  const int64_t t = kStartMicros;
+  ASSERT_THAT(PrepareCounters(store_.get(), *metrics_, *schema_, dir_.Sub("recount")), IsOk());
+  ASSERT_THAT(Push("dev-1", 1,
+                   {Case(1, Id(1), "northern", "northern_1", "female", t),
+                    Case(2, Id(2), "eastern", "eastern_1", "male", t + 1),
+                    Concern(3, Id(1), Id(101), "neglect", t + 2)}),
+              IsOk());
+  const Counts counts = ReadCounters(store_.get());
+  ASSERT_FALSE(counts.empty());
+  // What such a store holds: one AggregateCaseState per case.
+  {
+    storage::WriteBatch wb;
+    for (int c : {1, 2}) {
+      absl::StatusOr<Uuid> id = ParseUuid(Id(c));
+      ASSERT_THAT(id, IsOk());
+      v1::AggregateCaseState state;
+      v1::AggregateCaseState::Record* r = state.add_records();
+      r->set_record_id(Id(c));
+      r->set_record_type("case_registration");
+      r->set_exists(true);
+      (*r->mutable_values())["region"] = c == 1 ? "northern" : "eastern";
+      wb.Put(storage::Cf::kAggregates,
+             storage::KeyBuilder().U8(storage::kRetiredAggregateCaseTag).Uuid(*id).Finish(),
+             state.SerializeAsString());
+    }
+    ASSERT_THAT(store_->Commit(&wb), IsOk());
+  }
+  ASSERT_TRUE(HasCaseStates(store_.get()));
+
+  absl::StatusOr<PrepareOutcome> started =
+      PrepareCounters(store_.get(), *metrics_, *schema_, dir_.Sub("recount"));
+
+  ASSERT_THAT(started, IsOk());
+  EXPECT_TRUE(started->removed_case_states);
+  EXPECT_FALSE(started->rebuilt);  // the same metrics: counts are kept
+  EXPECT_FALSE(HasCaseStates(store_.get()));
+  EXPECT_EQ(ReadCounters(store_.get()), counts);
+  // Counting goes on from there.
+  Attach();
+  ASSERT_THAT(Push("dev-1", 2, {Case(4, Id(3), "northern", "northern_1", "female", t + 3)}),
+              IsOk());
+  EXPECT_EQ(Count("open_cases", 'S', 0, kOpenCell), 2);
+  absl::StatusOr<VerifyOutcome> verified =
+      VerifyCounters(store_.get(), *metrics_, *schema_, dir_.Sub("verify"));
+  ASSERT_THAT(verified, IsOk());
+  EXPECT_THAT(verified->differences, ::testing::IsEmpty());
+  // The next start finds nothing to delete.
+  absl::StatusOr<PrepareOutcome> again =
+      PrepareCounters(store_.get(), *metrics_, *schema_, dir_.Sub("recount"));
+  ASSERT_THAT(again, IsOk());
+  EXPECT_FALSE(again->removed_case_states);
+  EXPECT_FALSE(again->rebuilt);
 }
 
 // Devices pushing at the same time share commit groups: the counter
@@ -434,6 +586,7 @@ TEST_F(CountersTest, ConcurrentPushesSharingGroupsCountEveryChangeOnce) {
   }
   ASSERT_THAT(PrepareCounters(store_.get(), *metrics_, *schema_, dir_.Sub("recount")), IsOk());
   EXPECT_EQ(ReadCounters(store_.get()), incremental);
+  EXPECT_FALSE(HasCaseStates(store_.get()));
 }
 
 // The randomized workload.
@@ -443,11 +596,13 @@ TEST_F(CountersTest, ConcurrentPushesSharingGroupsCountEveryChangeOnce) {
 class BatchingTest : public CountersTest {
  protected:
   // Pushes `changes` on a fresh store, as one batch or one change per
-  // batch, and returns the whole aggregates column family: every non-zero
+  // batch, checks (when `verify`) that a recount from the log gives every
+  // counter as kept, and returns the whole aggregates column family: every non-zero
   // counter's bytes (a counter moved and moved back may be stored as 0 or
-  // be absent), and every case state as a deterministic serialization.
+  // be absent).
   std::map<std::string, std::string> Run(const std::string& name, bool batched,
-                                         const std::vector<v1::RecordChange>& changes) {
+                                         const std::vector<v1::RecordChange>& changes,
+                                         bool verify = true) {
     CloseStore();
     EXPECT_THAT(OpenStore(name + (batched ? "-batched" : "-single")), IsOk());
     Attach();
@@ -458,32 +613,33 @@ class BatchingTest : public CountersTest {
         EXPECT_THAT(Push("dev-1", i + 1, {changes[i]}), IsOk());
       }
     }
+    if (verify) {
+      absl::StatusOr<VerifyOutcome> verified =
+          VerifyCounters(store_.get(), *metrics_, *schema_, dir_.Sub("verify"));
+      EXPECT_THAT(verified, IsOk());
+      if (verified.ok()) {
+        EXPECT_THAT(verified->differences, ::testing::IsEmpty()) << name;
+      }
+    }
     return Aggregates();
   }
   std::map<std::string, std::string> Aggregates() {
     std::map<std::string, std::string> out;
     for (const auto& [key, value] : sync::testing::DumpCf(store_.get(), storage::Cf::kAggregates)) {
-      if (storage::DecodeCounterKey(key).ok()) {
-        if (storage::DecodeInt64Counter(value).value_or(0) != 0) out[key] = value;
-        continue;
-      }
-      v1::AggregateCaseState state;
-      EXPECT_TRUE(state.ParseFromString(value));
-      std::string canonical;
-      google::protobuf::io::StringOutputStream stream(&canonical);
-      google::protobuf::io::CodedOutputStream coded(&stream);
-      coded.SetSerializationDeterministic(true);
-      state.SerializeToCodedStream(&coded);
-      coded.Trim();
-      out[key] = canonical;
+      // Counters only: the counters keep no per-case copy of values.
+      EXPECT_THAT(storage::DecodeCounterKey(key), IsOk());
+      if (storage::DecodeInt64Counter(value).value_or(0) != 0) out[key] = value;
     }
     return out;
   }
-  // Asserts batched == single and returns the counters.
-  Counts Both(const std::string& name, const std::vector<v1::RecordChange>& changes) {
-    auto batched = Run(name, true, changes);
+  // Asserts batched == single and returns the counters. Only the batched
+  // run is recounted (the two must be equal), and only when `verify`: each
+  // recount costs a scratch store.
+  Counts Both(const std::string& name, const std::vector<v1::RecordChange>& changes,
+              bool verify = true) {
+    auto batched = Run(name, true, changes, verify);
     Counts counts = ReadCounters(store_.get());
-    auto single = Run(name, false, changes);
+    auto single = Run(name, false, changes, false);
     EXPECT_EQ(batched, single) << name;
     EXPECT_EQ(counts, ReadCounters(store_.get())) << name;
     return counts;
@@ -597,10 +753,14 @@ TEST_F(BatchingTest, R5AReferralDeletedAndWrittenAgainCountsEachTime) {
                                          DeleteRecord(3, Id(1), Id(101), "referral", 2, t + 2)};
   std::vector<std::map<std::string, std::string>> ends;
   for (bool batched : {true, false}) {
-    Run("r5", batched, first);
+    Run("r5", batched, first, /*verify=*/false);
     ASSERT_THAT(Push("dev-2", 1, {Referral(4, Id(1), Id(101), "accepted", 2, t + 3)}), IsOk());
     ends.push_back(Aggregates());
   }
+  absl::StatusOr<VerifyOutcome> verified =
+      VerifyCounters(store_.get(), *metrics_, *schema_, dir_.Sub("verify"));
+  ASSERT_THAT(verified, IsOk());
+  EXPECT_THAT(verified->differences, ::testing::IsEmpty());
   EXPECT_EQ(ends[0], ends[1]);
   int64_t referrals = 0;
   for (const auto& [key, v] : ReadCounters(store_.get())) {
@@ -648,7 +808,7 @@ TEST_F(BatchingTest, RandomChangeSequencesCountTheSameBatchedAndSingle) {
           break;
       }
     }
-    Both(absl::StrFormat("random%d", round), changes);
+    Both(absl::StrFormat("random%d", round), changes, /*verify=*/round < 3);
     if (HasFailure()) {
       ADD_FAILURE() << "seed " << random_.seed() << " round " << round;
       return;
@@ -867,7 +1027,7 @@ TEST_F(CountersTest, RandomWorkloadCountersEqualABruteForceRecount) {
       PrepareCounters(store_.get(), *metrics_, *schema_, dir_.Sub("recount"));
   ASSERT_THAT(rebuilt, IsOk());
   EXPECT_TRUE(rebuilt->rebuilt);
-  EXPECT_EQ(rebuilt->cases, static_cast<uint64_t>(registration_records));
+  EXPECT_FALSE(HasCaseStates(store_.get()));
   const Counts after = ReadCounters(store_.get());
   EXPECT_EQ(Only(after, 'S'), recount);
   auto per_period = [](const Counts& c, const std::string& metric) {

@@ -837,7 +837,7 @@ class ExportAttackTest : public sync::testing::IngestFixture {
     absl::StatusOr<std::unique_ptr<Metrics>> m = Metrics::Create(config, schema_.get());
     ASSERT_THAT(m, IsOk());
     metrics_ = *std::move(m);
-    observer_ = std::make_unique<CounterObserver>(store_.get(), metrics_.get());
+    observer_ = std::make_unique<CounterObserver>(metrics_.get());
     sync::Ingest::Options io;
     io.store = store_.get();
     io.schema = schema_.get();

@@ -49,6 +49,29 @@ TEST_F(MetricsTest, TheShippedMetricsAreValid) {
   EXPECT_EQ((*m)->fingerprint().size(), 64u);
 }
 
+// What the counters ask the ingest for: the fields each record type's
+// metrics read, and the registration fields metrics over other records
+// take from their case (a change of priority moves no concern).
+TEST_F(MetricsTest, TheShippedMetricsReadTheirFieldsAndShareTheCaseLevelOnes) {
+  const char* src = std::getenv("FIELDSYNC_SOURCE_DIR");
+  absl::StatusOr<v1::MetricsConfig> c = ParseMetricsConfig(fieldsync::testing::ReadFileOrDie(
+      std::string(src == nullptr ? "." : src) + "/deploy/metrics/child_protection.textproto"));
+  ASSERT_THAT(c, IsOk());
+  absl::StatusOr<std::unique_ptr<Metrics>> m = Metrics::Create(*c, schema_.get());
+  ASSERT_THAT(m, IsOk());
+
+  const sync::DimensionNeeds& reads = (*m)->reads();
+
+  using Fields = absl::flat_hash_set<std::string>;
+  EXPECT_EQ(reads.fields.at("case_registration"),
+            (Fields{"region", "district", "sex", "age_band", "priority", "case_status"}));
+  EXPECT_EQ(reads.fields.at("protection_concern"), Fields{"concern_category"});
+  EXPECT_EQ(reads.fields.at("referral"), Fields{"service_type"});
+  EXPECT_FALSE(reads.fields.contains("incident"));
+  EXPECT_EQ(reads.shared_case_fields,
+            (Fields{"region", "district", "sex", "age_band", "case_status"}));
+}
+
 TEST_F(MetricsTest, TheFingerprintFollowsWhatIsCountedNotDescriptionsOrK) {
   auto fp = [&](const std::string& text) {
     auto c = ParseMetricsConfig(text);

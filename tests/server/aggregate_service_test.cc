@@ -81,7 +81,7 @@ class AggregateServiceTest : public ::testing::Test {
         aggregates::PrepareCounters(store->get(), **metrics, *schema, paths_->db + "-recount.tmp"),
         IsOk());
     sync::testing::TestFieldSealer sealer(&random_);
-    aggregates::CounterObserver observer(store->get(), metrics->get());
+    aggregates::CounterObserver observer(metrics->get());
     sync::Ingest::Options io;
     io.store = store->get();
     io.schema = schema.get();

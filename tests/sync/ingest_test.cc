@@ -1,11 +1,14 @@
 #include "sync/ingest.h"
 
+#include <map>
+#include <string>
 #include <thread>
 
 #include "absl/strings/ascii.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/key_codec.h"
+#include "sync/case_dimensions.h"
 #include "sync/change_feed.h"
 #include "sync/errors.h"
 #include "sync/rebuild.h"
@@ -16,7 +19,9 @@ namespace fieldsync::sync {
 namespace {
 
 using ::fieldsync::testing::IsOk;
+using ::fieldsync::testing::IsOkAndHolds;
 using ::fieldsync::testing::StatusIs;
+using testing::DateValue;
 using testing::Enum;
 using ::testing::HasSubstr;
 using testing::HlcAt;
@@ -667,13 +672,15 @@ class RecordingObserver : public CommitObserver {
     batch->Put(storage::Cf::kMetadata, "observer-was-here", std::to_string(units.size()));
     return fail ? absl::UnavailableError("observer told to fail") : absl::OkStatus();
   }
-  bool NeedsRecordDimensions() const override { return needs_dimensions; }
+  DimensionNeeds RecordDimensionNeeds() const override { return needs; }
   std::vector<CommittedUnit> units;
   bool fail = false;
-  bool needs_dimensions = true;
+  DimensionNeeds needs = {.fields = {{"case_registration", {"region", "case_status"}},
+                                     {"protection_concern", {"concern_category"}}},
+                          .shared_case_fields = {"region", "case_status"}};
 };
 
-TEST_F(IngestTest, ObserverSeesWhatTheUnitDidToDimensions) {
+TEST_F(IngestTest, ObserverSeesTheCaseViewBeforeAndAfterEachChange) {
   RecordingObserver observer;
   observers_ = {&observer};
   ReopenStore();
@@ -687,19 +694,79 @@ TEST_F(IngestTest, ObserverSeesWhatTheUnitDidToDimensions) {
   EXPECT_EQ(created.batch_id, BatchId("dev-a", 1));
   EXPECT_EQ(created.counts.applied, 1u);
   ASSERT_EQ(created.records.size(), 1u);
-  EXPECT_TRUE(created.records[0].dimensions.exists);
-  EXPECT_EQ(created.records[0].dimensions.values.at("region"), "northern");
+  const RecordDimensionChange& create = created.records[0];
+  ASSERT_TRUE(create.dimensions_changed);
+  EXPECT_EQ(create.before.case_id, kCase);
+  EXPECT_THAT(create.before.records, ::testing::IsEmpty());
+  ASSERT_NE(create.after.Registration(), nullptr);
+  EXPECT_TRUE(create.after.Registration()->exists);
+  EXPECT_EQ(create.after.Registration()->record_type, "case_registration");
+  // Only the fields asked for: sex is a DIMENSION field no one asked for.
+  EXPECT_EQ(create.after.Registration()->values,
+            (std::map<std::string, std::string>{{"region", "northern"}, {"case_status", "open"}}));
   const CommittedUnit& closed = observer.units[1];
   EXPECT_EQ(closed.writer, "staff:sup-1");
-  EXPECT_EQ(closed.records[0].dimensions.values.at("case_status"), "closed");
-  // Only what the unit wrote: the region did not change.
-  EXPECT_EQ(closed.records[0].dimensions.values.count("region"), 0u);
+  ASSERT_EQ(closed.records.size(), 1u);
+  ASSERT_TRUE(closed.records[0].dimensions_changed);
+  EXPECT_EQ(closed.records[0].before, create.after);
+  EXPECT_EQ(closed.records[0].after.Registration()->values.at("case_status"), "closed");
+  EXPECT_EQ(closed.records[0].after.Registration()->values.at("region"), "northern");
   EXPECT_THAT(store_->Get(storage::Cf::kMetadata, "observer-was-here"), IsOk());
 }
 
-TEST_F(IngestTest, DimensionsAreNotReadWhenNoObserverNeedsThem) {
+// Changes of one case in one batch: each sees the view the one before it
+// left; a child record joins the view, and stays in it, deleted. A change
+// that moves no asked-for value gets no views.
+TEST_F(IngestTest, ObserverSeesEachChangeOfABatchAsIfCommittedAlone) {
   RecordingObserver observer;
-  observer.needs_dimensions = false;
+  observers_ = {&observer};
+  ReopenStore();
+  CreateCase();
+  const std::string concern = Id(300);
+  v1::RecordChange del =
+      Upsert(Id(203), kCase, concern, "protection_concern", {}, 0, HlcAt(kStartMicros + 3));
+  del.clear_fields();
+  del.set_kind(v1::CHANGE_KIND_DELETE);
+  del.set_base_version(2);
+
+  absl::StatusOr<PushResult> r = Push(
+      "dev-a", 2,
+      {Upsert(Id(201), kCase, concern, "protection_concern",
+              {{"concern_category", Enum("neglect")}, {"identified_date", DateValue(2026, 11, 1)}},
+              0, HlcAt(kStartMicros + 1)),
+       SetName(202, "Aminata", 1, kStartMicros + 2), del});
+
+  ASSERT_THAT(r, IsOk());
+  for (const v1::ChangeResult& c : r->result.results()) {
+    EXPECT_NE(c.outcome(), v1::CHANGE_OUTCOME_REJECTED) << c.detail();
+  }
+  ASSERT_EQ(observer.units.size(), 2u);
+  const std::vector<RecordDimensionChange>& changes = observer.units[1].records;
+  ASSERT_EQ(changes.size(), 3u);
+  ASSERT_TRUE(changes[0].dimensions_changed);
+  EXPECT_EQ(changes[0].before.Find(concern), nullptr);
+  ASSERT_NE(changes[0].after.Find(concern), nullptr);
+  EXPECT_TRUE(changes[0].after.Find(concern)->exists);
+  EXPECT_EQ(changes[0].after.Find(concern)->values.at("concern_category"), "neglect");
+  // A name is no dimension: the view does not change.
+  EXPECT_FALSE(changes[1].dimensions_changed);
+  EXPECT_THAT(changes[1].after.records, ::testing::IsEmpty());
+  ASSERT_TRUE(changes[2].dimensions_changed);
+  EXPECT_EQ(changes[2].before, changes[0].after);
+  ASSERT_NE(changes[2].after.Find(concern), nullptr);
+  EXPECT_FALSE(changes[2].after.Find(concern)->exists);
+  // What the views say is what a read of the committed state says.
+  absl::StatusOr<Uuid> case_id = ParseUuid(kCase);
+  ASSERT_THAT(case_id, IsOk());
+  storage::WriteBatch unused;
+  StateView view(store_.get(), &unused);
+  EXPECT_THAT(ReadCaseDimensions(&view, *schema_, observer.needs, *case_id),
+              IsOkAndHolds(changes[2].after));
+}
+
+TEST_F(IngestTest, ViewsAreNotReadWhenNoObserverAsks) {
+  RecordingObserver observer;
+  observer.needs = {};
   observers_ = {&observer};
   ReopenStore();
   CreateCase();
@@ -707,8 +774,8 @@ TEST_F(IngestTest, DimensionsAreNotReadWhenNoObserverNeedsThem) {
   ASSERT_EQ(observer.units.size(), 1u);
   ASSERT_EQ(observer.units[0].records.size(), 1u);
   EXPECT_EQ(observer.units[0].records[0].record_id, kCase);
-  EXPECT_FALSE(observer.units[0].records[0].dimensions.exists);
-  EXPECT_TRUE(observer.units[0].records[0].dimensions.values.empty());
+  EXPECT_FALSE(observer.units[0].records[0].dimensions_changed);
+  EXPECT_THAT(observer.units[0].records[0].after.records, ::testing::IsEmpty());
 }
 
 TEST_F(IngestTest, ObserverFailureFailsTheWholeCommit) {
@@ -727,6 +794,34 @@ TEST_F(IngestTest, ObserverFailureFailsTheWholeCommit) {
   ASSERT_THAT(retry, IsOk());
   EXPECT_FALSE(retry->is_retry_answer);
   EXPECT_EQ(retry->result.results(0).log_position(), 2u);
+}
+
+// The views of a group that failed are not those the next group sees: it
+// reads the committed state again.
+TEST_F(IngestTest, ViewsOfAFailedGroupAreForgotten) {
+  RecordingObserver observer;
+  observers_ = {&observer};
+  ReopenStore();
+  observer.fail = true;
+  ASSERT_THAT(Push("dev-a", 1,
+                   {NewCase(Id(100), kCase, "northern", HlcAt(kStartMicros - 1000)),
+                    Upsert(Id(101), kCase, Id(300), "protection_concern",
+                           {{"concern_category", Enum("neglect")},
+                            {"identified_date", DateValue(2026, 11, 1)}},
+                           0, HlcAt(kStartMicros - 999))}),
+              StatusIs(absl::StatusCode::kUnavailable));
+  observer.fail = false;
+  observer.units.clear();
+
+  CreateCase();
+
+  ASSERT_EQ(observer.units.size(), 1u);
+  ASSERT_EQ(observer.units[0].records.size(), 1u);
+  const RecordDimensionChange& created = observer.units[0].records[0];
+  ASSERT_TRUE(created.dimensions_changed);
+  EXPECT_THAT(created.before.records, ::testing::IsEmpty());
+  ASSERT_EQ(created.after.records.size(), 1u);  // no concern: it was never committed
+  EXPECT_NE(created.after.Registration(), nullptr);
 }
 
 TEST_F(IngestTest, ConcurrentPushesAllCommitWithContiguousPositions) {
