@@ -12,6 +12,7 @@
 #include "sync/change_feed.h"
 #include "sync/errors.h"
 #include "sync/rebuild.h"
+#include "sync/record_state.h"
 #include "tests/sync/ingest_fixture.h"
 #include "tests/testing/status_matchers.h"
 
@@ -760,7 +761,7 @@ TEST_F(IngestTest, ObserverSeesEachChangeOfABatchAsIfCommittedAlone) {
   ASSERT_THAT(case_id, IsOk());
   storage::WriteBatch unused;
   StateView view(store_.get(), &unused);
-  EXPECT_THAT(ReadCaseDimensions(&view, *schema_, observer.needs, *case_id),
+  EXPECT_THAT(ReadCaseDimensions(&view, ViewEntryReader(&view), *schema_, observer.needs, *case_id),
               IsOkAndHolds(changes[2].after));
 }
 
