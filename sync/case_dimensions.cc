@@ -63,41 +63,53 @@ absl::Status Corrupt(absl::string_view what, const Uuid& case_id) {
   return absl::DataLossError(absl::StrFormat("records of case %s: %s", FormatUuid(case_id), what));
 }
 
+// Adds a field's value to the view: its DimensionString, nothing for a
+// cleared value or an encrypted one (a field the schema made DIMENSION
+// after it was written encrypted is not a dimension value).
+void AddValue(std::string_view field, const v1::StoredValue& value, RecordDimensions* r) {
+  if (value.cleared() || value.encrypted()) return;
+  r->values[std::string(field)] = DimensionString(value);
+}
+
 // The view of one record from its state: the values of `fields` (those it
-// has) read from the log with `read`. A cleared value is absent; so is an
-// encrypted one (a field the schema made DIMENSION after it was written
-// encrypted is not a dimension value).
-absl::StatusOr<std::optional<RecordDimensions>> FromState(const DimensionNeeds& needs,
-                                                          const Schema& schema,
-                                                          const Uuid& record_id,
-                                                          RecordState& state,
-                                                          const std::vector<std::string>* only,
-                                                          const EntryReader& read) {
+// has), taken from `applied` (the entry just applied, in memory; may be
+// null) when it holds them, else read from the log with `read`.
+absl::StatusOr<std::optional<RecordDimensions>> FromState(
+    const DimensionNeeds& needs, const Schema& schema, const Uuid& record_id, RecordState& state,
+    const std::vector<std::string>* only, const EntryReader& read,
+    const v1::CaseLogEntry* applied) {
   std::optional<RecordDimensions> r = FromHeader(needs, record_id, state.header);
   if (!r.has_value()) return r;
   const std::vector<std::string> fields = FieldsToRead(schema, needs, r->record_type, only);
-  std::vector<std::string_view> present;
-  present.reserve(fields.size());
+  std::vector<std::string_view> from_log;
   for (const std::string& field : fields) {
-    if (state.Find(field) != nullptr) present.push_back(field);
+    const v1::FieldState* s = state.Find(field);
+    if (s == nullptr) continue;
+    const v1::EntryField* written = nullptr;
+    if (applied != nullptr && ValuePosition(*s) == applied->position()) {
+      for (const v1::EntryField& f : applied->fields()) {
+        if (f.field() == field) {
+          written = &f;
+          break;
+        }
+      }
+    }
+    if (written != nullptr) {
+      AddValue(field, written->value(), &*r);
+    } else {
+      from_log.push_back(field);
+    }
   }
   // FillValues fills every field when given none.
-  if (present.empty()) return r;
-  RETURN_IF_ERROR(FillValues(&state, read, present));
-  for (std::string_view field : present) {
-    const v1::StoredValue& value = state.Find(field)->value();
-    if (value.cleared() || value.encrypted()) continue;
-    r->values[std::string(field)] = DimensionString(value);
-  }
+  if (from_log.empty()) return r;
+  RETURN_IF_ERROR(FillValues(&state, read, from_log));
+  for (std::string_view field : from_log) AddValue(field, state.Find(field)->value(), &*r);
   return r;
 }
 
-}  // namespace
-
-absl::StatusOr<CaseDimensions> ReadCaseDimensions(StateView* view, const EntryReader& read,
-                                                  const Schema& schema,
-                                                  const DimensionNeeds& needs,
-                                                  const Uuid& case_id) {
+absl::StatusOr<CaseDimensions> ReadCase(StateView* view, const EntryReader& read,
+                                        const Schema& schema, const DimensionNeeds& needs,
+                                        const Uuid& case_id, const v1::CaseLogEntry* applied) {
   CaseDimensions out;
   out.case_id = FormatUuid(case_id);
   ASSIGN_OR_RETURN(auto entries, view->Scan(Cf::kRecords, storage::CaseRecordsPrefix(case_id)));
@@ -110,22 +122,38 @@ absl::StatusOr<CaseDimensions> ReadCaseDimensions(StateView* view, const EntryRe
       return Corrupt(s.message(), case_id);
     }
     ASSIGN_OR_RETURN(std::optional<RecordDimensions> r,
-                     FromState(needs, schema, k.record_id, state, nullptr, read));
+                     FromState(needs, schema, k.record_id, state, nullptr, read, applied));
     if (r.has_value()) out.records.push_back(*std::move(r));
   }
   return out;
 }
 
-absl::StatusOr<std::optional<RecordDimensions>> ReadRecordDimensions(
+absl::StatusOr<std::optional<RecordDimensions>> ReadRecord(
     StateView* view, const EntryReader& read, const Schema& schema, const DimensionNeeds& needs,
-    const Uuid& case_id, const Uuid& record_id, const std::vector<std::string>* only) {
+    const Uuid& case_id, const Uuid& record_id, const std::vector<std::string>* only,
+    const v1::CaseLogEntry* applied) {
   absl::StatusOr<std::optional<RecordState>> state = LoadRecord(view, case_id, record_id);
   if (!state.ok()) {
     if (absl::IsDataLoss(state.status())) return Corrupt(state.status().message(), case_id);
     return state.status();
   }
   if (!state->has_value()) return std::nullopt;
-  return FromState(needs, schema, record_id, **state, only, read);
+  return FromState(needs, schema, record_id, **state, only, read, applied);
+}
+
+}  // namespace
+
+absl::StatusOr<CaseDimensions> ReadCaseDimensions(StateView* view, const EntryReader& read,
+                                                  const Schema& schema,
+                                                  const DimensionNeeds& needs,
+                                                  const Uuid& case_id) {
+  return ReadCase(view, read, schema, needs, case_id, nullptr);
+}
+
+absl::StatusOr<std::optional<RecordDimensions>> ReadRecordDimensions(
+    StateView* view, const EntryReader& read, const Schema& schema, const DimensionNeeds& needs,
+    const Uuid& case_id, const Uuid& record_id, const std::vector<std::string>* only) {
+  return ReadRecord(view, read, schema, needs, case_id, record_id, only, nullptr);
 }
 
 // --- Above the layout ------------------------------------------------------
@@ -230,14 +258,17 @@ bool CaseDimensionsTracker::SharesAChange(const RecordDimensions& was,
 }
 
 absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryReader& read,
+                                                  const v1::CaseLogEntry& applied,
                                                   const Pending& pending, CaseDimensions* before,
                                                   CaseDimensions* after) {
   if (!pending.tracked) return false;
   const Uuid& case_id = pending.case_id;
   const Uuid& record_id = pending.record_id;
-  ASSIGN_OR_RETURN(
-      std::optional<RecordDimensions> is,
-      ReadRecordDimensions(view, read, *schema_, needs_, case_id, record_id, &pending.fields));
+  // A new record is read whole at once: it has moved.
+  const bool created = !pending.was.has_value();
+  ASSIGN_OR_RETURN(std::optional<RecordDimensions> is,
+                   ReadRecord(view, read, *schema_, needs_, case_id, record_id,
+                              created ? nullptr : &pending.fields, &applied));
   if (is == pending.was) return false;
   const std::string id = FormatUuid(record_id);
   const std::string key(case_id.begin(), case_id.end());
@@ -246,7 +277,8 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryRe
   if (registration && kept == kept_.end() && pending.was.has_value() && is.has_value() &&
       !SharesAChange(*pending.was, *is)) {
     // The other records are not moved: the registration alone.
-    ASSIGN_OR_RETURN(is, ReadRecordDimensions(view, read, *schema_, needs_, case_id, record_id));
+    ASSIGN_OR_RETURN(is, ReadRecord(view, read, *schema_, needs_, case_id, record_id, nullptr,
+                                    &applied));
     if (!is.has_value()) return Corrupt("the registration has no view", case_id);
     after->case_id = FormatUuid(case_id);
     after->records = {*is};
@@ -261,21 +293,25 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryRe
     is = WithNamed(*now, is, pending.fields);
   } else if (registration && pending.was.has_value()) {
     // Read after the entry: the state holds the record as it is now.
-    ASSIGN_OR_RETURN(CaseDimensions read, ReadCaseDimensions(view, read, *schema_, needs_, case_id));
-    const RecordDimensions* now = read.Find(id);
+    ASSIGN_OR_RETURN(CaseDimensions whole,
+                     ReadCase(view, read, *schema_, needs_, case_id, &applied));
+    const RecordDimensions* now = whole.Find(id);
     if (now == nullptr) return Corrupt("the registration is not among its records", case_id);
     is = *now;
-    kept = kept_.emplace(key, std::move(read)).first;
+    kept = kept_.emplace(key, std::move(whole)).first;
   } else {
     // A new registration (the reconciler adds fields the entry did not
     // name) or a child record.
-    ASSIGN_OR_RETURN(is, ReadRecordDimensions(view, read, *schema_, needs_, case_id, record_id));
+    if (!created) {
+      ASSIGN_OR_RETURN(is, ReadRecord(view, read, *schema_, needs_, case_id, record_id, nullptr,
+                                      &applied));
+    }
     if (registration) {
       // A case has no record before its registration (the reconciler
       // refuses a record of a case that does not exist).
-      CaseDimensions read;
-      read.case_id = FormatUuid(case_id);
-      kept = kept_.emplace(key, std::move(read)).first;
+      CaseDimensions none;
+      none.case_id = FormatUuid(case_id);
+      kept = kept_.emplace(key, std::move(none)).first;
     }
   }
   std::optional<RecordDimensions> was;
@@ -292,7 +328,8 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryRe
       if (const RecordDimensions* r = kept->second.Registration()) registration_now = *r;
     } else {
       ASSIGN_OR_RETURN(registration_now,
-                       ReadRecordDimensions(view, read, *schema_, needs_, case_id, case_id));
+                       ReadRecord(view, read, *schema_, needs_, case_id, case_id, nullptr,
+                                  &applied));
     }
     after->Set(after->case_id, std::move(registration_now));
     after->Set(id, std::move(is));

@@ -117,7 +117,7 @@ absl::StatusOr<std::optional<RecordDimensions>> ReadRecordDimensions(
 //
 //   ASSIGN_OR_RETURN(CaseDimensionsTracker::Pending p, tracker.Before(view, read, entry));
 //   ... apply the entry to `view`, log it where `read` finds it ...
-//   ASSIGN_OR_RETURN(bool moved, tracker.After(view, read, p, &before, &after));
+//   ASSIGN_OR_RETURN(bool moved, tracker.After(view, read, entry, p, &before, &after));
 class CaseDimensionsTracker {
  public:
   // `schema` is not owned and must outlive the tracker.
@@ -149,7 +149,10 @@ class CaseDimensionsTracker {
   // entry in *after and just before it in *before (the same with the
   // record as it was), holding what the change can move (see the class
   // comment). Errors as ReadCaseDimensions.
-  absl::StatusOr<bool> After(StateView* view, const EntryReader& read, const Pending& pending,
+  // `applied` is the entry as applied (position set): values it wrote are
+  // taken from it rather than read back from the log.
+  absl::StatusOr<bool> After(StateView* view, const EntryReader& read,
+                             const v1::CaseLogEntry& applied, const Pending& pending,
                              CaseDimensions* before, CaseDimensions* after);
   // Forgets every kept view.
   void Reset() { kept_.clear(); }

@@ -496,7 +496,7 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
   rec.record_type = entry->record_type();
   rec.changed_at = absl::FromUnixMicros(entry->hlc().wall_micros());
   ASSIGN_OR_RETURN(rec.dimensions_changed,
-                   dimensions_.After(view, read, dims, &rec.before, &rec.after));
+                   dimensions_.After(view, read, *entry, dims, &rec.before, &rec.after));
   return result;
 }
 

@@ -71,7 +71,7 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
           result.outcome() == v1::CHANGE_OUTCOME_REJECTED ? "rejected" : "differs"));
     }
     if (rebuild.observer) {
-      ASSIGN_OR_RETURN(const bool changed, dimensions.After(&view, options.read_entry, dims, &before, &after));
+      ASSIGN_OR_RETURN(const bool changed, dimensions.After(&view, options.read_entry, replay, dims, &before, &after));
       RETURN_IF_ERROR(
           rebuild.observer(replay, changed ? &before : nullptr, changed ? &after : nullptr));
     }

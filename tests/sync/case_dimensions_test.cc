@@ -230,7 +230,7 @@ TEST_F(CaseDimensionsTest, TheTrackerGivesViewsOfWhatAChangeCanMove) {
     absl::StatusOr<CaseDimensionsTracker::Pending> p = tracker.Before(view_.get(), Read(), entry);
     if (!p.ok()) return p.status();
     write();
-    return tracker.After(view_.get(), Read(), *p, &before, &after);
+    return tracker.After(view_.get(), Read(), entry, *p, &before, &after);
   };
 
   // A new concern: the concern and the registration, before and after.
@@ -254,7 +254,7 @@ TEST_F(CaseDimensionsTest, TheTrackerGivesViewsOfWhatAChangeCanMove) {
   EXPECT_EQ(p->fields, std::vector<std::string>{"region"});
   PutField(1, 1, "age_band", "5_9");
   PutField(1, 1, "region", "northern");
-  ASSERT_THAT(tracker.After(view_.get(), Read(), *p, &untouched, &untouched),
+  ASSERT_THAT(tracker.After(view_.get(), Read(), v1::CaseLogEntry(), *p, &untouched, &untouched),
               ::fieldsync::testing::IsOkAndHolds(false));
   EXPECT_THAT(untouched.records, ::testing::IsEmpty());
   // Nor does an entry of a type no one asked for.
@@ -315,7 +315,7 @@ TEST_F(CaseDimensionsTest, ARegistrationChangeOthersDoNotReadHasTheRegistrationA
   ASSERT_THAT(p, IsOk());
   PutField(1, 1, "case_status", "closed");
 
-  ASSERT_THAT(tracker.After(view_.get(), Read(), *p, &before, &after),
+  ASSERT_THAT(tracker.After(view_.get(), Read(), v1::CaseLogEntry(), *p, &before, &after),
               ::fieldsync::testing::IsOkAndHolds(true));
 
   ASSERT_EQ(after.records.size(), 1u);
@@ -341,11 +341,41 @@ TEST_F(CaseDimensionsTest, ADeletionMovesTheRecordWithoutAField) {
   ASSERT_THAT(p, IsOk());
   PutHeader(1, 30, "protection_concern", /*deleted=*/true);
 
-  ASSERT_THAT(tracker.After(view_.get(), Read(), *p, &before, &after),
+  ASSERT_THAT(tracker.After(view_.get(), Read(), del, *p, &before, &after),
               ::fieldsync::testing::IsOkAndHolds(true));
   EXPECT_TRUE(before.Find(Id(30))->exists);
   EXPECT_FALSE(after.Find(Id(30))->exists);
   EXPECT_EQ(before.Find(Id(30))->values, after.Find(Id(30))->values);
+}
+
+// The values the applied entry wrote are taken from it, not read back
+// from the log (which, in a rebuild into a scratch store, is elsewhere);
+// values of earlier entries still come from the log.
+TEST_F(CaseDimensionsTest, TheAppliedEntrysValuesAreTakenFromIt) {
+  CaseDimensionsTracker tracker(schema_.get(), needs_);
+  PutHeader(1, 1, "case_registration");
+  PutField(1, 1, "region", "northern");
+  CommitView();
+  v1::CaseLogEntry applied = Entry(1, "case_registration", {"sex"});
+  applied.set_position(50);  // not in the log
+  *applied.mutable_fields(0)->mutable_value() = ClearStoredValue(Enum("female"));
+  absl::StatusOr<CaseDimensionsTracker::Pending> p = tracker.Before(view_.get(), Read(), applied);
+  ASSERT_THAT(p, IsOk());
+  RecordState state = Load(1, 1);
+  state.Upsert("sex").set_version(50);
+  StoreRecord(view_.get(), U(1), U(1), state);
+
+  CaseDimensions before, after;
+  ASSERT_THAT(tracker.After(view_.get(), Read(), applied, *p, &before, &after),
+              ::fieldsync::testing::IsOkAndHolds(true));
+  EXPECT_EQ(after.Registration()->values,
+            (std::map<std::string, std::string>{{"region", "northern"}, {"sex", "female"}}));
+  EXPECT_EQ(before.Registration()->values,
+            (std::map<std::string, std::string>{{"region", "northern"}}));
+  // Without it the value is looked for in the log, which lacks it.
+  tracker.Reset();
+  EXPECT_THAT(tracker.Before(view_.get(), Read(), Entry(1, "case_registration", {"sex"})),
+              StatusIs(absl::StatusCode::kDataLoss));
 }
 
 }  // namespace
