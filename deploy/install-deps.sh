@@ -14,6 +14,8 @@ PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev librocksdb-dev libspdlog-dev libssl-dev libicu-dev libzstd-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
+  # fieldsyncd's allocator (server/CMakeLists.txt).
+  libjemalloc-dev
   libglpk-dev coinor-libclp-dev
   # The CI's clang builds (.ci/run): clang 14, its sanitizer runtimes and
   # libFuzzer (libclang-rt-14-dev), llvm-symbolizer for their reports.

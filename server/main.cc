@@ -65,6 +65,18 @@ constexpr char kUsage[] =
     "                           it once, after `fieldsync schema check`\n"
     "                           (docs/OPERATIONS.md, Schema upgrades).\n";
 
+#ifdef FIELDSYNC_JEMALLOC
+// jemalloc's options (read at its first allocation; MALLOC_CONF in the
+// environment adds to them): two arenas rather than four per core, which
+// kept the peak RSS of 32 pushing devices from 250 MiB to 170 MiB at the
+// same throughput (docs/BENCHMARKS.md, "Allocator"). Freed memory goes
+// back to the system after jemalloc's default decay (10 s).
+extern "C" {
+// NOLINTNEXTLINE: the name jemalloc looks for.
+const char* malloc_conf = "narenas:2";
+}
+#endif
+
 int Fail(absl::string_view message, int code = 1) {
   std::cerr << "fieldsyncd: " << message << "\n";
   return code;
@@ -76,12 +88,12 @@ int main(int argc, char** argv) {
   // Debian's abseil checks every Mutex acquisition for lock-order cycles;
   // that is a debugging aid, not something to pay for on every push.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  // glibc gives each thread that contends for the heap an arena of its own
-  // (up to 8 per core), each keeping freed memory: with gRPC's threads
-  // that was a third of the peak RSS under load. Two arenas keep it
-  // bounded at no measured cost in throughput (docs/BENCHMARKS.md, "Memory
-  // at 32 and 1,000 devices"). MALLOC_ARENA_MAX in the environment wins.
+#ifndef FIELDSYNC_JEMALLOC
+  // Without jemalloc (sanitizer builds): glibc gives each thread that
+  // contends for the heap an arena of its own (up to 8 per core), each
+  // keeping freed memory; two bound it. MALLOC_ARENA_MAX wins.
   if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
+#endif
   std::string data_dir, listen, config_path, log_level, log_format;
   bool plaintext = false;
   std::optional<uint64_t> accept_rollback;
