@@ -703,8 +703,9 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   if (!creating) RETURN_IF_ERROR(FillValues(&record, read, names));
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string_view name = names[i];
+    // Taken out of the record (each value is held once) and put back below.
     std::optional<v1::FieldState> state;
-    if (const v1::FieldState* s = record.Find(name); s != nullptr) state = *s;
+    if (v1::FieldState* s = record.FindMutable(name); s != nullptr) state = std::move(*s);
     ASSIGN_OR_RETURN(std::vector<v1::FieldHead> heads, LoadHeads(case_id, state, name, view));
     v1::EntryField* f = keeps_current ? nullptr : entry->mutable_fields(static_cast<int>(i));
     FieldWriteInput in;
@@ -721,22 +722,23 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
                                                  entry->change_id(), name));
     }
     const v1::ChangeOutcome fo = MergeField(write, in, &heads);
-    v1::FieldState next = state.value_or(v1::FieldState());
+    v1::FieldState next = state.has_value() ? *std::move(state) : v1::FieldState();
     SetCurrentHead(heads.front(), &next);
     uint64_t conflict_position = next.conflict_position();
     RETURN_IF_ERROR(UpdateConflict(*entry, case_id, name,
                                    std::vector<v1::FieldHead>(heads.begin() + 1, heads.end()),
                                    &conflict_position, view, &conflicts));
     next.set_conflict_position(conflict_position);
-    record.Upsert(name) = next;
+    const uint64_t version = next.version();
+    record.Upsert(name) = std::move(next);
     if (f == nullptr) continue;
     f->set_outcome(fo);
-    f->set_version(next.version() != pos ? next.version() : 0);
+    f->set_version(version != pos ? version : 0);
     outcome = std::max(outcome, fo);
     v1::FieldResult* fr = result.add_fields();
     fr->set_field(f->field());
     fr->set_outcome(fo);
-    fr->set_version(next.version());
+    fr->set_version(version);
     fr->set_server_set(f->server_set());
   }
 
