@@ -68,12 +68,14 @@ constexpr char kUsage[] =
 #ifdef FIELDSYNC_JEMALLOC
 // jemalloc's options (read at its first allocation; MALLOC_CONF in the
 // environment adds to them): two arenas rather than four per core, which
-// kept the peak RSS of 32 pushing devices from 250 MiB to 170 MiB at the
-// same throughput (docs/BENCHMARKS.md, "Allocator"). Freed memory goes
-// back to the system after jemalloc's default decay (10 s).
+// kept the peak RSS of 32 pushing devices at 170 MiB rather than 250 MiB
+// at the same throughput (docs/BENCHMARKS.md, "Allocator"); freed memory
+// goes back to the system after jemalloc's decay (about 10 s), purged by
+// its own thread even when the server is idle (docs/OPERATIONS.md,
+// "Memory").
 extern "C" {
 // NOLINTNEXTLINE: the name jemalloc looks for.
-const char* malloc_conf = "narenas:2";
+const char* malloc_conf = "narenas:2,background_thread:true";
 }
 #endif
 

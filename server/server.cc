@@ -653,7 +653,8 @@ absl::StatusOr<std::unique_ptr<FieldsyncServer>> FieldsyncServer::Start(
   impl->maintenance = std::thread([raw = impl.get()] {
     absl::Time next_audit = absl::Now() + kEnrolmentAuditInterval;
     while (!raw->stop.WaitForNotificationWithTimeout(kTrimInterval)) {
-      // Memory freed after a burst of calls goes back to the system.
+      // Memory freed after a burst of calls goes back to the system (glibc
+      // builds; jemalloc purges on its own thread, server/main.cc).
       malloc_trim(0);
       if (raw->audit_log != nullptr) raw->audit_log->WriteHeadFilesIfBehind();
       if (absl::Now() < next_audit) continue;
