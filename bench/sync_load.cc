@@ -778,7 +778,8 @@ void RunConnectedScenario(const Options& options, Random& random) {
   const absl::Time connect_start = absl::Now();
   int connected = 0;
   for (Device& dev : devices) {
-    if (dev.enrolled.channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(30)))) {
+    if (dev.enrolled.channel->WaitForConnected(
+            absl::ToChronoTime(absl::Now() + absl::Seconds(30)))) {
       ++connected;
     }
   }

@@ -74,10 +74,12 @@ void AddValue(std::string_view field, const v1::StoredValue& value, RecordDimens
 // The view of one record from its state: the values of `fields` (those it
 // has), taken from `applied` (the entry just applied, in memory; may be
 // null) when it holds them, else read from the log with `read`.
-absl::StatusOr<std::optional<RecordDimensions>> FromState(
-    const DimensionNeeds& needs, const Schema& schema, const Uuid& record_id, RecordState& state,
-    const std::vector<std::string>* only, const EntryReader& read,
-    const v1::CaseLogEntry* applied) {
+absl::StatusOr<std::optional<RecordDimensions>> FromState(const DimensionNeeds& needs,
+                                                          const Schema& schema,
+                                                          const Uuid& record_id, RecordState& state,
+                                                          const std::vector<std::string>* only,
+                                                          const EntryReader& read,
+                                                          const v1::CaseLogEntry* applied) {
   std::optional<RecordDimensions> r = FromHeader(needs, record_id, state.header);
   if (!r.has_value()) return r;
   const std::vector<std::string> fields = FieldsToRead(schema, needs, r->record_type, only);
@@ -144,8 +146,7 @@ absl::StatusOr<std::optional<RecordDimensions>> ReadRecord(
 }  // namespace
 
 absl::StatusOr<CaseDimensions> ReadCaseDimensions(StateView* view, const EntryReader& read,
-                                                  const Schema& schema,
-                                                  const DimensionNeeds& needs,
+                                                  const Schema& schema, const DimensionNeeds& needs,
                                                   const Uuid& case_id) {
   return ReadCase(view, read, schema, needs, case_id, nullptr);
 }
@@ -217,8 +218,8 @@ absl::StatusOr<CaseDimensionsTracker::Pending> CaseDimensionsTracker::Before(
   // which changes the view whatever fields are read.
   for (const v1::EntryField& f : entry.fields()) name(f.field());
   if (entry.has_resolves()) name(entry.resolves().field());
-  ASSIGN_OR_RETURN(p.was,
-                   ReadRecordDimensions(view, read, *schema_, needs_, p.case_id, p.record_id, &p.fields));
+  ASSIGN_OR_RETURN(
+      p.was, ReadRecordDimensions(view, read, *schema_, needs_, p.case_id, p.record_id, &p.fields));
   return p;
 }
 
@@ -277,8 +278,8 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryRe
   if (registration && kept == kept_.end() && pending.was.has_value() && is.has_value() &&
       !SharesAChange(*pending.was, *is)) {
     // The other records are not moved: the registration alone.
-    ASSIGN_OR_RETURN(is, ReadRecord(view, read, *schema_, needs_, case_id, record_id, nullptr,
-                                    &applied));
+    ASSIGN_OR_RETURN(
+        is, ReadRecord(view, read, *schema_, needs_, case_id, record_id, nullptr, &applied));
     if (!is.has_value()) return Corrupt("the registration has no view", case_id);
     after->case_id = FormatUuid(case_id);
     after->records = {*is};
@@ -303,8 +304,8 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryRe
     // A new registration (the reconciler adds fields the entry did not
     // name) or a child record.
     if (!created) {
-      ASSIGN_OR_RETURN(is, ReadRecord(view, read, *schema_, needs_, case_id, record_id, nullptr,
-                                      &applied));
+      ASSIGN_OR_RETURN(
+          is, ReadRecord(view, read, *schema_, needs_, case_id, record_id, nullptr, &applied));
     }
     if (registration) {
       // A case has no record before its registration (the reconciler
@@ -327,9 +328,8 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryRe
     if (kept != kept_.end()) {
       if (const RecordDimensions* r = kept->second.Registration()) registration_now = *r;
     } else {
-      ASSIGN_OR_RETURN(registration_now,
-                       ReadRecord(view, read, *schema_, needs_, case_id, case_id, nullptr,
-                                  &applied));
+      ASSIGN_OR_RETURN(registration_now, ReadRecord(view, read, *schema_, needs_, case_id, case_id,
+                                                    nullptr, &applied));
     }
     after->Set(after->case_id, std::move(registration_now));
     after->Set(id, std::move(is));

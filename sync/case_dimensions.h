@@ -82,8 +82,7 @@ struct CaseDimensions {
 // see the entries `view` wrote). kDataLoss when a record state or key does
 // not decode, or the log lacks a value; kUnavailable from the store.
 absl::StatusOr<CaseDimensions> ReadCaseDimensions(StateView* view, const EntryReader& read,
-                                                  const Schema& schema,
-                                                  const DimensionNeeds& needs,
+                                                  const Schema& schema, const DimensionNeeds& needs,
                                                   const Uuid& case_id);
 
 // Record `record_id` of case `case_id` as ReadCaseDimensions reads it;

@@ -119,7 +119,8 @@ TEST_F(CaseDimensionsTest, ReadsTheAskedForRecordsAndFieldsOfOneCase) {
   PutField(1, 10, "concern_category", "child_labour");
   PutField(1, 1, "region", "eastern");
 
-  absl::StatusOr<CaseDimensions> dims = ReadCaseDimensions(view_.get(), Read(), *schema_, needs_, U(1));
+  absl::StatusOr<CaseDimensions> dims =
+      ReadCaseDimensions(view_.get(), Read(), *schema_, needs_, U(1));
 
   ASSERT_THAT(dims, IsOk());
   EXPECT_EQ(dims->case_id, Id(1));
@@ -177,7 +178,8 @@ TEST_F(CaseDimensionsTest, OneRecordReadsAsInTheCaseAndSetsIntoItsView) {
   PutField(1, 30, "concern_category", "neglect");
   PutHeader(1, 20, "incident");
   CommitView();
-  absl::StatusOr<CaseDimensions> dims = ReadCaseDimensions(view_.get(), Read(), *schema_, needs_, U(1));
+  absl::StatusOr<CaseDimensions> dims =
+      ReadCaseDimensions(view_.get(), Read(), *schema_, needs_, U(1));
   ASSERT_THAT(dims, IsOk());
   PutField(1, 1, "sex", "female");
   PutHeader(1, 10, "protection_concern");
