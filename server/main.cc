@@ -67,15 +67,22 @@ constexpr char kUsage[] =
 
 #ifdef FIELDSYNC_JEMALLOC
 // jemalloc's options (read at its first allocation; MALLOC_CONF in the
-// environment adds to them): two arenas rather than four per core, which
-// kept the peak RSS of 32 pushing devices at 170 MiB rather than 250 MiB
-// at the same throughput (docs/BENCHMARKS.md, "Allocator"); freed memory
-// goes back to the system after jemalloc's decay (about 10 s), purged by
-// its own thread even when the server is idle (docs/OPERATIONS.md,
-// "Memory").
+// environment adds to them; docs/OPERATIONS.md, "Memory"):
+//  - two arenas rather than four per core: the peak RSS of 32 pushing
+//    devices 170 MiB rather than 250 MiB at the same throughput
+//    (docs/BENCHMARKS.md, "Allocator and memory");
+//  - freed pages returned to the system about 1 s after they were freed,
+//    by jemalloc's own thread (so also when the server is idle), and
+//    allocations over 256 KiB (messages being received) as soon as they
+//    are freed: a flood of large calls without a certificate peaked at
+//    336 MiB with jemalloc's defaults, about 200 MiB with these
+//    (tests/tools/limits_cli_test.sh bounds it at 256 MiB); no cost in
+//    throughput was measurable.
 extern "C" {
 // NOLINTNEXTLINE: the name jemalloc looks for.
-const char* malloc_conf = "narenas:2,background_thread:true";
+const char* malloc_conf =
+    "narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,"
+    "oversize_threshold:262144";
 }
 #endif
 
