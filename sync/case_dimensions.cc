@@ -74,12 +74,10 @@ void AddValue(std::string_view field, const v1::StoredValue& value, RecordDimens
 // The view of one record from its state: the values of `fields` (those it
 // has), taken from `applied` (the entry just applied, in memory; may be
 // null) when it holds them, else read from the log with `read`.
-absl::StatusOr<std::optional<RecordDimensions>> FromState(const DimensionNeeds& needs,
-                                                          const Schema& schema,
-                                                          const Uuid& record_id, RecordState& state,
-                                                          const std::vector<std::string>* only,
-                                                          const EntryReader& read,
-                                                          const v1::CaseLogEntry* applied) {
+absl::StatusOr<std::optional<RecordDimensions>> FromState(
+    const DimensionNeeds& needs, const Schema& schema, const Uuid& record_id,
+    const RecordState& state, const std::vector<std::string>* only, const EntryReader& read,
+    const v1::CaseLogEntry* applied) {
   std::optional<RecordDimensions> r = FromHeader(needs, record_id, state.header);
   if (!r.has_value()) return r;
   const std::vector<std::string> fields = FieldsToRead(schema, needs, r->record_type, only);
@@ -102,16 +100,23 @@ absl::StatusOr<std::optional<RecordDimensions>> FromState(const DimensionNeeds& 
       from_log.push_back(field);
     }
   }
-  // FillValues fills every field when given none.
   if (from_log.empty()) return r;
-  RETURN_IF_ERROR(FillValues(&state, read, from_log));
-  for (std::string_view field : from_log) AddValue(field, state.Find(field)->value(), &*r);
+  // Those fields' states alone, their values filled from the log.
+  RecordState read_back;
+  read_back.fields.reserve(from_log.size());
+  for (std::string_view field : from_log) {
+    read_back.fields.emplace_back(std::string(field), *state.Find(field));
+  }
+  RETURN_IF_ERROR(FillValues(&read_back, read));
+  for (const auto& [field, s] : read_back.fields) AddValue(field, s.value(), &*r);
   return r;
 }
 
 absl::StatusOr<CaseDimensions> ReadCase(StateView* view, const EntryReader& read,
                                         const Schema& schema, const DimensionNeeds& needs,
-                                        const Uuid& case_id, const v1::CaseLogEntry* applied) {
+                                        const Uuid& case_id, const v1::CaseLogEntry* applied,
+                                        const Uuid* written_id = nullptr,
+                                        const RecordState* written = nullptr) {
   CaseDimensions out;
   out.case_id = FormatUuid(case_id);
   ASSIGN_OR_RETURN(auto entries, view->Scan(Cf::kRecords, storage::CaseRecordsPrefix(case_id)));
@@ -120,11 +125,14 @@ absl::StatusOr<CaseDimensions> ReadCase(StateView* view, const EntryReader& read
     ASSIGN_OR_RETURN(storage::RecordsKey k, storage::DecodeRecordsKey(key));
     if (!k.is_state) return Corrupt("a record key of storage layout 1", case_id);
     RecordState state;
-    if (absl::Status s = DecodeRecordState(value, view->store()->names(), &state); !s.ok()) {
+    const RecordState* use = &state;
+    if (written != nullptr && k.record_id == *written_id) {
+      use = written;  // as the reconciler just stored it
+    } else if (absl::Status s = DecodeRecordState(value, view->store()->names(), &state); !s.ok()) {
       return Corrupt(s.message(), case_id);
     }
     ASSIGN_OR_RETURN(std::optional<RecordDimensions> r,
-                     FromState(needs, schema, k.record_id, state, nullptr, read, applied));
+                     FromState(needs, schema, k.record_id, *use, nullptr, read, applied));
     if (r.has_value()) out.records.push_back(*std::move(r));
   }
   return out;
@@ -133,7 +141,9 @@ absl::StatusOr<CaseDimensions> ReadCase(StateView* view, const EntryReader& read
 absl::StatusOr<std::optional<RecordDimensions>> ReadRecord(
     StateView* view, const EntryReader& read, const Schema& schema, const DimensionNeeds& needs,
     const Uuid& case_id, const Uuid& record_id, const std::vector<std::string>* only,
-    const v1::CaseLogEntry* applied) {
+    const v1::CaseLogEntry* applied, const RecordState* known = nullptr) {
+  // The record's state as the reconciler just wrote it, not decoded again.
+  if (known != nullptr) return FromState(needs, schema, record_id, *known, only, read, applied);
   absl::StatusOr<std::optional<RecordState>> state = LoadRecord(view, case_id, record_id);
   if (!state.ok()) {
     if (absl::IsDataLoss(state.status())) return Corrupt(state.status().message(), case_id);
@@ -260,6 +270,7 @@ bool CaseDimensionsTracker::SharesAChange(const RecordDimensions& was,
 
 absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryReader& read,
                                                   const v1::CaseLogEntry& applied,
+                                                  const RecordState* written,
                                                   const Pending& pending, CaseDimensions* before,
                                                   CaseDimensions* after) {
   if (!pending.tracked) return false;
@@ -269,7 +280,7 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryRe
   const bool created = !pending.was.has_value();
   ASSIGN_OR_RETURN(std::optional<RecordDimensions> is,
                    ReadRecord(view, read, *schema_, needs_, case_id, record_id,
-                              created ? nullptr : &pending.fields, &applied));
+                              created ? nullptr : &pending.fields, &applied, written));
   if (is == pending.was) return false;
   const std::string id = FormatUuid(record_id);
   const std::string key(case_id.begin(), case_id.end());
@@ -278,8 +289,8 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryRe
   if (registration && kept == kept_.end() && pending.was.has_value() && is.has_value() &&
       !SharesAChange(*pending.was, *is)) {
     // The other records are not moved: the registration alone.
-    ASSIGN_OR_RETURN(
-        is, ReadRecord(view, read, *schema_, needs_, case_id, record_id, nullptr, &applied));
+    ASSIGN_OR_RETURN(is, ReadRecord(view, read, *schema_, needs_, case_id, record_id, nullptr,
+                                    &applied, written));
     if (!is.has_value()) return Corrupt("the registration has no view", case_id);
     after->case_id = FormatUuid(case_id);
     after->records = {*is};
@@ -294,8 +305,8 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryRe
     is = WithNamed(*now, is, pending.fields);
   } else if (registration && pending.was.has_value()) {
     // Read after the entry: the state holds the record as it is now.
-    ASSIGN_OR_RETURN(CaseDimensions whole,
-                     ReadCase(view, read, *schema_, needs_, case_id, &applied));
+    ASSIGN_OR_RETURN(CaseDimensions whole, ReadCase(view, read, *schema_, needs_, case_id, &applied,
+                                                    &record_id, written));
     const RecordDimensions* now = whole.Find(id);
     if (now == nullptr) return Corrupt("the registration is not among its records", case_id);
     is = *now;
@@ -304,8 +315,8 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryRe
     // A new registration (the reconciler adds fields the entry did not
     // name) or a child record.
     if (!created) {
-      ASSIGN_OR_RETURN(
-          is, ReadRecord(view, read, *schema_, needs_, case_id, record_id, nullptr, &applied));
+      ASSIGN_OR_RETURN(is, ReadRecord(view, read, *schema_, needs_, case_id, record_id, nullptr,
+                                      &applied, written));
     }
     if (registration) {
       // A case has no record before its registration (the reconciler

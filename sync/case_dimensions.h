@@ -23,6 +23,7 @@
 #include "common/uuid.h"
 #include "fieldsync/v1/records.pb.h"
 #include "sync/log_codec.h"
+#include "sync/record_codec.h"
 #include "sync/schema.h"
 #include "sync/state_view.h"
 
@@ -116,7 +117,7 @@ absl::StatusOr<std::optional<RecordDimensions>> ReadRecordDimensions(
 //
 //   ASSIGN_OR_RETURN(CaseDimensionsTracker::Pending p, tracker.Before(view, read, entry));
 //   ... apply the entry to `view`, log it where `read` finds it ...
-//   ASSIGN_OR_RETURN(bool moved, tracker.After(view, read, entry, p, &before, &after));
+//   ASSIGN_OR_RETURN(bool moved, tracker.After(view, read, entry, &written, p, &before, &after));
 class CaseDimensionsTracker {
  public:
   // `schema` is not owned and must outlive the tracker.
@@ -149,10 +150,12 @@ class CaseDimensionsTracker {
   // record as it was), holding what the change can move (see the class
   // comment). Errors as ReadCaseDimensions.
   // `applied` is the entry as applied (position set): values it wrote are
-  // taken from it rather than read back from the log.
+  // taken from it rather than read back from the log. `written` (may be
+  // null) is its record's state as the reconciler stored it
+  // (Reconciler::Apply's `written`), used rather than decoding it again.
   absl::StatusOr<bool> After(StateView* view, const EntryReader& read,
-                             const v1::CaseLogEntry& applied, const Pending& pending,
-                             CaseDimensions* before, CaseDimensions* after);
+                             const v1::CaseLogEntry& applied, const RecordState* written,
+                             const Pending& pending, CaseDimensions* before, CaseDimensions* after);
   // Forgets every kept view.
   void Reset() { kept_.clear(); }
 

@@ -477,7 +477,8 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
   const EntryReader read = ViewEntryReader(view);
   ASSIGN_OR_RETURN(const CaseDimensionsTracker::Pending dims,
                    dimensions_.Before(view, read, *entry));
-  ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler_.Apply(entry, options, view));
+  RecordState written;
+  ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler_.Apply(entry, options, view, &written));
   Count(result.outcome(), &summary->counts);
   if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED) return result;
   view->Put(Cf::kCaseLog, storage::EncodeCaseLogKey(*next_position),
@@ -496,7 +497,7 @@ absl::StatusOr<v1::ChangeResult> Ingest::LogChange(v1::CaseLogEntry* entry,
   rec.record_type = entry->record_type();
   rec.changed_at = absl::FromUnixMicros(entry->hlc().wall_micros());
   ASSIGN_OR_RETURN(rec.dimensions_changed,
-                   dimensions_.After(view, read, *entry, dims, &rec.before, &rec.after));
+                   dimensions_.After(view, read, *entry, &written, dims, &rec.before, &rec.after));
   return result;
 }
 

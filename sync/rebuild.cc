@@ -63,7 +63,8 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
     // it is applied, when the observer asks for its record type.
     ASSIGN_OR_RETURN(const CaseDimensionsTracker::Pending dims,
                      dimensions.Before(&view, options.read_entry, replay));
-    ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler.Apply(&replay, options, &view));
+    RecordState written;
+    ASSIGN_OR_RETURN(v1::ChangeResult result, reconciler.Apply(&replay, options, &view, &written));
     if (result.outcome() == v1::CHANGE_OUTCOME_REJECTED ||
         (position >= rebuild.compare_from &&
          replay.SerializeAsString() != recorded.SerializeAsString())) {
@@ -72,8 +73,8 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
           result.outcome() == v1::CHANGE_OUTCOME_REJECTED ? "rejected" : "differs"));
     }
     if (rebuild.observer) {
-      ASSIGN_OR_RETURN(const bool changed,
-                       dimensions.After(&view, options.read_entry, replay, dims, &before, &after));
+      ASSIGN_OR_RETURN(const bool changed, dimensions.After(&view, options.read_entry, replay,
+                                                            &written, dims, &before, &after));
       RETURN_IF_ERROR(
           rebuild.observer(replay, changed ? &before : nullptr, changed ? &after : nullptr));
     }

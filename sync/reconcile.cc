@@ -601,8 +601,8 @@ bool SameValue(const v1::StoredValue& a, const v1::StoredValue& b) {
 }
 
 absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
-                                                   const ApplyOptions& options,
-                                                   StateView* view) const {
+                                                   const ApplyOptions& options, StateView* view,
+                                                   RecordState* written) const {
   const uint64_t pos = entry->position();
   Uuid case_id{}, record_id{};
   {
@@ -791,6 +791,7 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   entry->set_outcome(outcome);
   result.set_outcome(outcome);
   result.set_record_version(pos);
+  if (written != nullptr) *written = std::move(record);
   return result;
 }
 

@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "common/uuid.h"
 #include "fieldsync/v1/records.pb.h"
+#include "sync/record_codec.h"
 #include "sync/schema.h"
 #include "sync/state_view.h"
 
@@ -75,9 +76,11 @@ class Reconciler {
   // storage, kInternal for an entry kind it cannot apply. Of the record
   // state, an accepted entry writes its own record's header and the states
   // of the fields it writes or resolves, nothing else (besides the case
-  // index and conflicts): sync/case_dimensions.h relies on it.
+  // index and conflicts): sync/case_dimensions.h relies on it. When
+  // `written` is not null and the entry is accepted, *written receives the
+  // record's state as stored.
   absl::StatusOr<v1::ChangeResult> Apply(v1::CaseLogEntry* entry, const ApplyOptions& options,
-                                         StateView* view) const;
+                                         StateView* view, RecordState* written = nullptr) const;
 
  private:
   const Schema* schema_;

@@ -232,7 +232,7 @@ TEST_F(CaseDimensionsTest, TheTrackerGivesViewsOfWhatAChangeCanMove) {
     absl::StatusOr<CaseDimensionsTracker::Pending> p = tracker.Before(view_.get(), Read(), entry);
     if (!p.ok()) return p.status();
     write();
-    return tracker.After(view_.get(), Read(), entry, *p, &before, &after);
+    return tracker.After(view_.get(), Read(), entry, nullptr, *p, &before, &after);
   };
 
   // A new concern: the concern and the registration, before and after.
@@ -256,8 +256,9 @@ TEST_F(CaseDimensionsTest, TheTrackerGivesViewsOfWhatAChangeCanMove) {
   EXPECT_EQ(p->fields, std::vector<std::string>{"region"});
   PutField(1, 1, "age_band", "5_9");
   PutField(1, 1, "region", "northern");
-  ASSERT_THAT(tracker.After(view_.get(), Read(), v1::CaseLogEntry(), *p, &untouched, &untouched),
-              ::fieldsync::testing::IsOkAndHolds(false));
+  ASSERT_THAT(
+      tracker.After(view_.get(), Read(), v1::CaseLogEntry(), nullptr, *p, &untouched, &untouched),
+      ::fieldsync::testing::IsOkAndHolds(false));
   EXPECT_THAT(untouched.records, ::testing::IsEmpty());
   // Nor does an entry of a type no one asked for.
   p = tracker.Before(view_.get(), Read(), Entry(20, "incident", {"place_type"}));
@@ -317,7 +318,7 @@ TEST_F(CaseDimensionsTest, ARegistrationChangeOthersDoNotReadHasTheRegistrationA
   ASSERT_THAT(p, IsOk());
   PutField(1, 1, "case_status", "closed");
 
-  ASSERT_THAT(tracker.After(view_.get(), Read(), v1::CaseLogEntry(), *p, &before, &after),
+  ASSERT_THAT(tracker.After(view_.get(), Read(), v1::CaseLogEntry(), nullptr, *p, &before, &after),
               ::fieldsync::testing::IsOkAndHolds(true));
 
   ASSERT_EQ(after.records.size(), 1u);
@@ -343,7 +344,7 @@ TEST_F(CaseDimensionsTest, ADeletionMovesTheRecordWithoutAField) {
   ASSERT_THAT(p, IsOk());
   PutHeader(1, 30, "protection_concern", /*deleted=*/true);
 
-  ASSERT_THAT(tracker.After(view_.get(), Read(), del, *p, &before, &after),
+  ASSERT_THAT(tracker.After(view_.get(), Read(), del, nullptr, *p, &before, &after),
               ::fieldsync::testing::IsOkAndHolds(true));
   EXPECT_TRUE(before.Find(Id(30))->exists);
   EXPECT_FALSE(after.Find(Id(30))->exists);
@@ -368,7 +369,7 @@ TEST_F(CaseDimensionsTest, TheAppliedEntrysValuesAreTakenFromIt) {
   StoreRecord(view_.get(), U(1), U(1), state);
 
   CaseDimensions before, after;
-  ASSERT_THAT(tracker.After(view_.get(), Read(), applied, *p, &before, &after),
+  ASSERT_THAT(tracker.After(view_.get(), Read(), applied, nullptr, *p, &before, &after),
               ::fieldsync::testing::IsOkAndHolds(true));
   EXPECT_EQ(after.Registration()->values,
             (std::map<std::string, std::string>{{"region", "northern"}, {"sex", "female"}}));
@@ -378,6 +379,32 @@ TEST_F(CaseDimensionsTest, TheAppliedEntrysValuesAreTakenFromIt) {
   tracker.Reset();
   EXPECT_THAT(tracker.Before(view_.get(), Read(), Entry(1, "case_registration", {"sex"})),
               StatusIs(absl::StatusCode::kDataLoss));
+}
+
+// The record state the reconciler wrote, when given, is read rather than
+// the store's (the view here never got it).
+TEST_F(CaseDimensionsTest, TheWrittenRecordStateIsUsedWhenGiven) {
+  CaseDimensionsTracker tracker(schema_.get(), needs_);
+  PutHeader(1, 1, "case_registration");
+  PutField(1, 1, "region", "northern");
+  CommitView();
+  v1::CaseLogEntry applied = Entry(1, "case_registration", {"sex"});
+  applied.set_position(50);
+  *applied.mutable_fields(0)->mutable_value() = ClearStoredValue(Enum("male"));
+  absl::StatusOr<CaseDimensionsTracker::Pending> p = tracker.Before(view_.get(), Read(), applied);
+  ASSERT_THAT(p, IsOk());
+  RecordState written = Load(1, 1);
+  written.Upsert("sex").set_version(50);
+
+  CaseDimensions before, after;
+  ASSERT_THAT(tracker.After(view_.get(), Read(), applied, &written, *p, &before, &after),
+              ::fieldsync::testing::IsOkAndHolds(true));
+  EXPECT_EQ(after.Registration()->values,
+            (std::map<std::string, std::string>{{"region", "northern"}, {"sex", "male"}}));
+  // Without it the view's state (no sex) is read: nothing moved.
+  tracker.Reset();
+  EXPECT_THAT(tracker.After(view_.get(), Read(), applied, nullptr, *p, &before, &after),
+              ::fieldsync::testing::IsOkAndHolds(false));
 }
 
 }  // namespace
