@@ -70,10 +70,11 @@ inline constexpr uint8_t kCaseDekTag = 1;
 inline constexpr uint8_t kRecordHeaderTag = 1;  // layout 1 only
 inline constexpr uint8_t kFieldStateTag = 2;    // layout 1 only
 inline constexpr uint8_t kRecordStateTag = 3;   // layout 2: one value per record
-// First byte of keys in Cf::kCaseIndex (3 is kept for blind-index entries):
-inline constexpr uint8_t kCaseByRegionTag = 1;
-inline constexpr uint8_t kCaseByOfficerTag = 2;
+// First byte of keys in Cf::kCaseIndex (3 is kept for blind-index entries;
+// 1 and 2, a case by region and by officer, were retired with merge rules
+// 4: never reuse them):
 inline constexpr uint8_t kCaseEntryTag = 4;
+inline constexpr uint8_t kCaseScopeTag = 5;
 // First byte of keys in Cf::kConflicts:
 inline constexpr uint8_t kConflictTag = 1;
 inline constexpr uint8_t kOpenConflictByRegionTag = 2;

@@ -325,22 +325,30 @@ std::string RecordPrefix(std::span<const uint8_t, 16> case_id,
   return KeyBuilder().Uuid(case_id).Uuid(record_id).Finish();
 }
 
-std::string EncodeCaseIndexKey(uint8_t tag, std::string_view name,
+std::string EncodeCaseScopeKey(std::string_view region, std::string_view officer_id,
                                std::span<const uint8_t, 16> case_id) {
-  return KeyBuilder().U8(tag).String(name).Uuid(case_id).Finish();
+  return KeyBuilder().U8(kCaseScopeTag).String(region).String(officer_id).Uuid(case_id).Finish();
 }
 
-absl::StatusOr<CaseIndexKey> DecodeCaseIndexKey(std::string_view key) {
+absl::StatusOr<CaseScopeKey> DecodeCaseScopeKey(std::string_view key) {
   KeyReader r(key);
-  CaseIndexKey out;
-  ASSIGN_OR_RETURN(out.tag, r.U8());
-  if (out.tag != kCaseByRegionTag && out.tag != kCaseByOfficerTag) {
-    return absl::DataLossError(absl::StrFormat("malformed case-index key: tag %d", out.tag));
-  }
-  ASSIGN_OR_RETURN(out.name, r.String());
+  RETURN_IF_ERROR(ExpectTag(r, kCaseScopeTag, "case-scope key"));
+  CaseScopeKey out;
+  ASSIGN_OR_RETURN(out.region, r.String());
+  ASSIGN_OR_RETURN(out.officer_id, r.String());
   ASSIGN_OR_RETURN(out.case_id, r.Uuid());
-  RETURN_IF_ERROR(r.ExpectEnd("case-index key"));
+  RETURN_IF_ERROR(r.ExpectEnd("case-scope key"));
   return out;
+}
+
+std::string CaseScopePrefix() { return KeyBuilder().U8(kCaseScopeTag).Finish(); }
+
+std::string CaseScopeRegionPrefix(std::string_view region) {
+  return KeyBuilder().U8(kCaseScopeTag).String(region).Finish();
+}
+
+std::string CaseScopeOfficerPrefix(std::string_view region, std::string_view officer_id) {
+  return KeyBuilder().U8(kCaseScopeTag).String(region).String(officer_id).Finish();
 }
 
 std::string EncodeCaseEntryKey(std::span<const uint8_t, 16> case_id, uint64_t position) {
@@ -362,10 +370,6 @@ absl::StatusOr<CaseEntryKey> DecodeCaseEntryKey(std::string_view key) {
 
 std::string CaseEntriesPrefix(std::span<const uint8_t, 16> case_id) {
   return KeyBuilder().U8(kCaseEntryTag).Uuid(case_id).Finish();
-}
-
-std::string CaseIndexPrefix(uint8_t tag, std::string_view name) {
-  return KeyBuilder().U8(tag).String(name).Finish();
 }
 
 std::string EncodeConflictKey(std::span<const uint8_t, 16> case_id, uint64_t position,

@@ -184,33 +184,44 @@ std::string CaseRecordsPrefix(std::span<const uint8_t, 16> case_id);
 std::string RecordPrefix(std::span<const uint8_t, 16> case_id,
                          std::span<const uint8_t, 16> record_id);
 
-// Cf::kCaseIndex, a case by its region or by its assigned officer (value
-// empty):
-//   U8 1 (kCaseByRegionTag) | String region | Uuid case_id
-//   U8 2 (kCaseByOfficerTag) | String officer_id | Uuid case_id
-// Scan one region's or officer's cases with CaseIndexPrefix(tag, name).
+// Cf::kCaseIndex, a case by its region and assigned officer (value
+// empty), the empty string for a field that is unset:
+//   U8 5 (kCaseScopeTag) | String region | String officer_id | Uuid case_id
+// One key per case whose region or officer is set. A region's cases are
+// read with CaseScopeRegionPrefix(region), an officer's by seeking
+// CaseScopeOfficerPrefix(region, officer) in each region present (few).
 // Written by the reconciler when a registration entry sets, changes or
 // clears the case's region or officer field (sync/reconcile.cc), so it
 // lists exactly the cases the scope rule (sync/scope.h) gives an officer
 // or a region; a pull by scope (sync/pull.h) and ListCases read it. Not
-// touched by an erasure (an erased case stays in its scopes).
-struct CaseIndexKey {
-  uint8_t tag = 0;
-  std::string name;  // region or officer id
+// touched by an erasure (an erased case stays in its scopes). Merge rules
+// 3 and earlier kept two keys per case instead (tags 1 and 2, by region
+// and by officer); a store of those rules is rebuilt at start
+// (sync/rebuild.h BringStateToCurrentRules).
+struct CaseScopeKey {
+  std::string region;
+  std::string officer_id;
   std::array<uint8_t, 16> case_id;
-  friend bool operator==(const CaseIndexKey&, const CaseIndexKey&) = default;
+  friend bool operator==(const CaseScopeKey&, const CaseScopeKey&) = default;
 };
-std::string EncodeCaseIndexKey(uint8_t tag, std::string_view name,
+std::string EncodeCaseScopeKey(std::string_view region, std::string_view officer_id,
                                std::span<const uint8_t, 16> case_id);
-absl::StatusOr<CaseIndexKey> DecodeCaseIndexKey(std::string_view key);
-std::string CaseIndexPrefix(uint8_t tag, std::string_view name);
+absl::StatusOr<CaseScopeKey> DecodeCaseScopeKey(std::string_view key);
+// The prefix of every scope key, of one region's, and of one officer's in
+// one region.
+std::string CaseScopePrefix();
+std::string CaseScopeRegionPrefix(std::string_view region);
+std::string CaseScopeOfficerPrefix(std::string_view region, std::string_view officer_id);
 
 // Cf::kCaseIndex, one log entry of a case (value empty), so that a case's
 // history, and a pull of a scope's cases (merging their entry streams by
 // position, sync/pull.h), are read without scanning the log:
 //   U8 4 (kCaseEntryTag) | Uuid case_id | U64 position
-// Written with every log entry (merge rules 3, sync/rebuild.h); a state
-// built before it existed gets it at start (BringStateToCurrentRules).
+// Written with every log entry but the one that created its record (since
+// merge rules 4): that entry's position is the record state's
+// created_position, so a case's entries are its records' created positions
+// and its entry keys (sync/case_entries.h). A state built under earlier
+// rules is rebuilt at start (BringStateToCurrentRules).
 struct CaseEntryKey {
   std::array<uint8_t, 16> case_id;
   uint64_t position = 0;

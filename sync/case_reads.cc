@@ -12,6 +12,7 @@
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "storage/key_codec.h"
+#include "sync/case_entries.h"
 #include "sync/change_feed.h"
 #include "sync/log_codec.h"
 #include "sync/reconcile.h"
@@ -157,17 +158,13 @@ absl::StatusOr<v1::ListCasesResponse> ChangeFeed::ListCases(const CaseFilter& fi
                                                             uint32_t page_size,
                                                             std::string_view page_token) const {
   const size_t limit = PageLimit(page_size);
-  // One index prefix per region (or the officer's), scanned in key order,
-  // which is region order.
-  std::vector<std::string> prefixes;
-  if (!filter.officer_id.empty()) {
-    prefixes.push_back(storage::CaseIndexPrefix(storage::kCaseByOfficerTag, filter.officer_id));
-  } else {
-    for (const std::string& region : filter.regions) {
-      prefixes.push_back(storage::CaseIndexPrefix(storage::kCaseByRegionTag, region));
-    }
-    std::sort(prefixes.begin(), prefixes.end());
-  }
+  // One index prefix per region (or the officer's under each region),
+  // scanned in key order, which is region order.
+  std::unique_ptr<storage::Snapshot> snap = store_->GetSnapshot();
+  absl::flat_hash_set<std::string> regions;
+  if (filter.officer_id.empty()) regions.insert(filter.regions.begin(), filter.regions.end());
+  ASSIGN_OR_RETURN(std::vector<std::string> prefixes,
+                   CaseIndexPrefixes(store_, snap.get(), filter.officer_id, regions));
   std::string after;
   if (!page_token.empty()) {
     bool matched = false;
@@ -181,7 +178,6 @@ absl::StatusOr<v1::ListCasesResponse> ChangeFeed::ListCases(const CaseFilter& fi
     }
     if (!matched) return absl::InvalidArgumentError("page_token is not from this listing");
   }
-  std::unique_ptr<storage::Snapshot> snap = store_->GetSnapshot();
   v1::ListCasesResponse out;
   std::string last_key;
   bool more = false;
@@ -197,7 +193,7 @@ absl::StatusOr<v1::ListCasesResponse> ChangeFeed::ListCases(const CaseFilter& fi
         more = true;
         break;
       }
-      ASSIGN_OR_RETURN(storage::CaseIndexKey key, storage::DecodeCaseIndexKey(it->key()));
+      ASSIGN_OR_RETURN(storage::CaseScopeKey key, storage::DecodeCaseScopeKey(it->key()));
       absl::StatusOr<v1::CaseSummary> summary = Summarize(key.case_id, snap.get());
       if (absl::IsNotFound(summary.status())) continue;  // an index entry without state
       if (!summary.ok()) return summary.status();
@@ -299,32 +295,36 @@ absl::StatusOr<v1::GetCaseHistoryResponse> ChangeFeed::CaseHistory(
     std::string_view case_id, uint32_t page_size, std::string_view page_token) const {
   ASSIGN_OR_RETURN(Uuid id, CaseUuid(case_id));
   const size_t limit = PageLimit(page_size);
-  const std::string prefix = storage::CaseEntriesPrefix(id);
-  ASSIGN_OR_RETURN(std::string after, ResumeAfter(page_token, prefix));
+  // A page token is the case-entry key of the page's last entry.
+  ASSIGN_OR_RETURN(std::string after_key, ResumeAfter(page_token, storage::CaseEntriesPrefix(id)));
+  uint64_t after = 0;
+  if (!after_key.empty()) {
+    absl::StatusOr<storage::CaseEntryKey> key = storage::DecodeCaseEntryKey(after_key);
+    if (!key.ok()) return absl::InvalidArgumentError("page_token is not from this listing");
+    after = key->position;
+  }
   std::unique_ptr<storage::Snapshot> snap = store_->GetSnapshot();
-  if (after.empty()) {
+  if (after_key.empty()) {
     // A case exists when its registration has a header.
     absl::StatusOr<std::string> header =
         store_->Get(Cf::kRecords, storage::EncodeRecordStateKey(id, id), snap.get());
     if (absl::IsNotFound(header.status())) return NoSuchCase(id);
     if (!header.ok()) return header.status();
   }
-  std::unique_ptr<storage::Iterator> it =
-      store_->NewIterator(Cf::kCaseIndex, after.empty() ? prefix : after + '\0',
-                          storage::PrefixUpperBound(prefix), snap.get());
+  CaseEntryReader reader(store_, snap.get());
+  std::vector<uint64_t> positions;
+  bool more = false;
+  RETURN_IF_ERROR(reader.Read(id, after, 0, limit, &positions, &more));
   v1::GetCaseHistoryResponse out;
-  std::string last_key;
-  for (; it->Valid(); it->Next()) {
-    if (static_cast<size_t>(out.entries_size()) >= limit) {
-      out.set_next_page_token(absl::WebSafeBase64Escape(last_key));
-      break;
-    }
-    ASSIGN_OR_RETURN(storage::CaseEntryKey key, storage::DecodeCaseEntryKey(it->key()));
-    last_key = std::string(it->key());
+  if (more && !positions.empty()) {
+    out.set_next_page_token(
+        absl::WebSafeBase64Escape(storage::EncodeCaseEntryKey(id, positions.back())));
+  }
+  for (const uint64_t position : positions) {
     v1::CaseLogEntry entry;
-    ASSIGN_OR_RETURN(bool found, ReadLogEntry(store_, key.position, &entry, snap.get()));
+    ASSIGN_OR_RETURN(bool found, ReadLogEntry(store_, position, &entry, snap.get()));
     if (!found) {
-      return absl::DataLossError(absl::StrFormat("case log entry %d is missing", key.position));
+      return absl::DataLossError(absl::StrFormat("case log entry %d is missing", position));
     }
     v1::CaseHistoryEntry* h = out.add_entries();
     h->set_position(entry.position());
@@ -346,7 +346,6 @@ absl::StatusOr<v1::GetCaseHistoryResponse> ChangeFeed::CaseHistory(
       hf->set_cleared(f.value().cleared());
     }
   }
-  RETURN_IF_ERROR(it->status());
   return out;
 }
 

@@ -97,7 +97,7 @@ class ChangeFeed {
     std::string status;  // "open", "closed" or "" for both
     bool has_conflicts = false;
   };
-  // Case summaries ordered by region, then case id; page_size 0 = 100,
+  // Case summaries ordered by region, officer, then case id; page_size 0 = 100,
   // capped at 1000; page_token from the previous response
   // (kInvalidArgument when it is not).
   absl::StatusOr<v1::ListCasesResponse> ListCases(const CaseFilter& filter, uint32_t page_size,

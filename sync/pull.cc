@@ -18,10 +18,6 @@ using storage::Cf;
 // Positions read ahead per case stream and index seek.
 constexpr size_t kReadAhead = 64;
 
-bool StartsWith(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
-}
-
 // Decodes a stored log entry into *entry.
 absl::Status ParseInto(const storage::NameDictionary& names, uint64_t position,
                        std::string_view raw, v1::CaseLogEntry* entry) {
@@ -55,18 +51,7 @@ absl::Status ScopedLogReader::Fill(const Uuid& case_id, Stream& s, uint64_t afte
   s.more = false;
   const uint64_t limit = Limit();
   if (after >= limit) return absl::OkStatus();
-  const std::string prefix = storage::CaseEntriesPrefix(case_id);
-  entries_->Seek(storage::EncodeCaseEntryKey(case_id, after + 1));
-  for (; entries_->Valid() && StartsWith(entries_->key(), prefix); entries_->Next()) {
-    ASSIGN_OR_RETURN(storage::CaseEntryKey key, storage::DecodeCaseEntryKey(entries_->key()));
-    if (key.position > limit) break;
-    if (s.ahead.size() == kReadAhead) {
-      s.more = true;
-      break;
-    }
-    s.ahead.push_back(key.position);
-  }
-  RETURN_IF_ERROR(entries_->status());
+  RETURN_IF_ERROR(entries_->Read(case_id, after, limit, kReadAhead, &s.ahead, &s.more));
   (void)snap;
   if (!s.ahead.empty() && !s.queued) {
     heap_.emplace(s.ahead.front(), case_id);
@@ -86,20 +71,15 @@ absl::Status ScopedLogReader::Rebuild(const storage::Snapshot* snap) {
       if (Member(id, owner)) cases.push_back(id);
     }
   } else {
-    // The case index lists each case under its current officer and region,
+    // The case index lists each case under its current region and officer,
     // the fields Reaches() looks at.
-    std::vector<std::string> prefixes;
-    if (!scope_.officer_id.empty()) {
-      prefixes.push_back(storage::CaseIndexPrefix(storage::kCaseByOfficerTag, scope_.officer_id));
-    }
-    for (const std::string& region : scope_.regions) {
-      prefixes.push_back(storage::CaseIndexPrefix(storage::kCaseByRegionTag, region));
-    }
+    ASSIGN_OR_RETURN(std::vector<std::string> prefixes,
+                     CaseIndexPrefixes(feed_->store(), snap, scope_.officer_id, scope_.regions));
     for (const std::string& prefix : prefixes) {
       std::unique_ptr<storage::Iterator> it = feed_->store()->NewIterator(
           Cf::kCaseIndex, prefix, storage::PrefixUpperBound(prefix), snap);
       for (; it->Valid(); it->Next()) {
-        ASSIGN_OR_RETURN(storage::CaseIndexKey key, storage::DecodeCaseIndexKey(it->key()));
+        ASSIGN_OR_RETURN(storage::CaseScopeKey key, storage::DecodeCaseScopeKey(it->key()));
         cases.push_back(key.case_id);
       }
       RETURN_IF_ERROR(it->status());
@@ -229,7 +209,7 @@ absl::Status ScopedLogReader::Next(size_t max_changes, size_t max_bytes, v1::Pul
   if (scope_.all_cases && !options_.only.has_value()) {
     return NextOfAllCases(snap.get(), last, max_changes, max_bytes, chunk);
   }
-  entries_ = feed_->store()->NewIterator(Cf::kCaseIndex, "", "", snap.get());
+  entries_.emplace(feed_->store(), snap.get());
   if (!built_ || last - std::min(covered_, last) > options_.max_catch_up) {
     covered_ = std::max(covered_, last);
     RETURN_IF_ERROR(Rebuild(snap.get()));

@@ -2,8 +2,8 @@
 // reader's chunks hold the log entries, after a cursor, of the cases its
 // scope (sync/scope.h) reaches, in position order. The log itself is never
 // scanned for them: the cases in scope come from the case index (by officer
-// or region, storage/key_codec.h EncodeCaseIndexKey) and each case's
-// entries from its per-case entry index (EncodeCaseEntryKey); their
+// and region, storage/key_codec.h EncodeCaseScopeKey) and each case's
+// entries from its records and the case-entry index (sync/case_entries.h); their
 // position streams are merged. A stream keeps that merge across its chunks,
 // so a chunk costs about its own entries, not the reader's caseload.
 //
@@ -29,10 +29,11 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
-#include "google/protobuf/arena.h"
 #include "common/uuid.h"
 #include "fieldsync/v1/records.pb.h"
 #include "fieldsync/v1/sync.pb.h"
+#include "google/protobuf/arena.h"
+#include "sync/case_entries.h"
 #include "sync/change_feed.h"
 #include "sync/scope.h"
 
@@ -107,8 +108,8 @@ class ScopedLogReader {
   bool built_ = false;
   absl::flat_hash_map<Uuid, Stream> members_;
   std::priority_queue<HeapItem, std::vector<HeapItem>, std::greater<HeapItem>> heap_;
-  // The entry index iterator of the current chunk (its snapshot).
-  std::unique_ptr<storage::Iterator> entries_;
+  // Reads cases' entry positions from the current chunk's snapshot.
+  std::optional<CaseEntryReader> entries_;
   uint64_t streams_seeded_ = 0;
   v1::CaseLogEntry entry_;  // reused for every entry read
   absl::Status status_;     // AddChange's error
@@ -155,7 +156,7 @@ class PullStream {
              absl::flat_hash_set<Uuid> backfill);
 
   const Request request_;
-  uint64_t main_cursor_;  // where the next chunk after the backfill starts
+  uint64_t main_cursor_;                       // where the next chunk after the backfill starts
   std::unique_ptr<ScopedLogReader> backfill_;  // null once finished or not asked for
   ScopedLogReader main_;
   bool done_ = false;

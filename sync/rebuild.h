@@ -61,7 +61,10 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
 // the metadata column family as kMergeRulesName = decimal version; raise it
 // whenever the rules change what the state holds. 3 decides as 2 does and
 // adds the per-case entry index (storage/key_codec.h EncodeCaseEntryKey).
-inline constexpr uint32_t kMergeRules = 3;
+// 4 decides as 2 does, lists a case under one scope key (region and
+// officer, EncodeCaseScopeKey) instead of two and gives no entry key to the
+// entry that created a record (its state's created_position finds it).
+inline constexpr uint32_t kMergeRules = 4;
 // The first version whose decisions are today's: a rebuild from it or a
 // later version keeps kMergeRulesFromName as it was.
 inline constexpr uint32_t kMergeRulesDecisions = 2;

@@ -132,7 +132,7 @@ absl::Status UpdateConflict(const v1::CaseLogEntry& entry, const Uuid& case_id,
   return absl::OkStatus();
 }
 
-// Keeps the case indexes and the open-conflict index in step with the
+// Keeps the case's scope key and the open-conflict index in step with the
 // entry and writes the conflict records it opened, changed or closed.
 absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_registration,
                         const CaseScope& before, RecordState* registration, const EntryReader& read,
@@ -147,15 +147,21 @@ absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_regis
   } else {
     ASSIGN_OR_RETURN(after, ReadCaseScope(schema, case_id, view, read));
   }
-  if (is_registration && before.region != after.region) {
-    if (before.region) {
+  if (is_registration && (before.region != after.region || before.officer != after.officer)) {
+    // The case's one scope key, under its region and officer ("" unset).
+    if (before.region || before.officer) {
       view->Delete(Cf::kCaseIndex,
-                   storage::EncodeCaseIndexKey(storage::kCaseByRegionTag, *before.region, case_id));
+                   storage::EncodeCaseScopeKey(before.region.value_or(""),
+                                               before.officer.value_or(""), case_id));
     }
-    if (after.region) {
+    if (after.region || after.officer) {
       view->Put(Cf::kCaseIndex,
-                storage::EncodeCaseIndexKey(storage::kCaseByRegionTag, *after.region, case_id), "");
+                storage::EncodeCaseScopeKey(after.region.value_or(""), after.officer.value_or(""),
+                                            case_id),
+                "");
     }
+  }
+  if (is_registration && before.region != after.region) {
     // Open conflicts move to the new region's index (those this entry
     // opens or closes are handled below, under the new region).
     std::vector<std::pair<std::string, std::string>> existing;
@@ -170,17 +176,6 @@ absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_regis
       view->Put(Cf::kConflicts,
                 storage::EncodeOpenConflictKey(after.region.value_or(""), case_id,
                                                c.id().position(), c.id().field()),
-                "");
-    }
-  }
-  if (is_registration && before.officer != after.officer) {
-    if (before.officer) {
-      view->Delete(Cf::kCaseIndex, storage::EncodeCaseIndexKey(storage::kCaseByOfficerTag,
-                                                               *before.officer, case_id));
-    }
-    if (after.officer) {
-      view->Put(Cf::kCaseIndex,
-                storage::EncodeCaseIndexKey(storage::kCaseByOfficerTag, *after.officer, case_id),
                 "");
     }
   }
@@ -776,7 +771,9 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   }
   header.set_record_version(pos);
   StoreRecord(view, case_id, record_id, record);
-  view->Put(Cf::kCaseIndex, storage::EncodeCaseEntryKey(case_id, pos), "");
+  // The entry that creates a record is found by the record's
+  // created_position; every later one by its entry key.
+  if (!creating) view->Put(Cf::kCaseIndex, storage::EncodeCaseEntryKey(case_id, pos), "");
   // The registration's scope after the entry: its values are this entry's
   // (in memory, not in the view yet) or earlier entries'.
   const EntryReader with_entry = [&](uint64_t at, v1::CaseLogEntry* e) -> absl::StatusOr<bool> {

@@ -122,6 +122,17 @@ std::string EncodeRecordState(const RecordState& state, storage::NameDictionary&
   return out;
 }
 
+absl::StatusOr<uint64_t> DecodeRecordCreatedPosition(std::string_view bytes) {
+  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kRecordStateFormat) {
+    return Malformed("unknown format");
+  }
+  ByteReader r(bytes.substr(1));
+  uint32_t type = 0;
+  uint64_t created = 0;
+  if (!r.Varint32(&type) || !r.Varint(&created)) return Malformed("header");
+  return created;
+}
+
 absl::Status DecodeRecordState(std::string_view bytes, const storage::NameDictionary& names,
                                RecordState* state) {
   state->header.Clear();

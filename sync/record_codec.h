@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "fieldsync/v1/records.pb.h"
 #include "storage/name_dictionary.h"
 #include "storage/store.h"
@@ -69,6 +70,10 @@ std::string EncodeRecordState(const RecordState& state, storage::NameDictionary&
 // wrong for truncated, malformed or unknown-name input.
 absl::Status DecodeRecordState(std::string_view bytes, const storage::NameDictionary& names,
                                RecordState* state);
+
+// The created_position of stored record-state bytes, without decoding the
+// rest. kDataLoss for an unknown format or truncated header.
+absl::StatusOr<uint64_t> DecodeRecordCreatedPosition(std::string_view bytes);
 
 }  // namespace fieldsync::sync
 

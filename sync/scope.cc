@@ -1,5 +1,7 @@
 #include "sync/scope.h"
 
+#include <algorithm>
+#include <memory>
 #include <utility>
 
 #include "common/status_macros.h"
@@ -59,6 +61,31 @@ absl::StatusOr<CaseReach> ReachOfCase(storage::Store* store, const Schema& schem
   ASSIGN_OR_RETURN(CaseOwner owner, ReadCaseOwner(store, schema, case_id, snapshot));
   if (owner.absent()) return CaseReach::kNoSuchCase;
   return Reaches(scope, owner) ? CaseReach::kInScope : CaseReach::kOutOfScope;
+}
+
+absl::StatusOr<std::vector<std::string>> CaseIndexPrefixes(
+    storage::Store* store, const storage::Snapshot* snapshot, std::string_view officer_id,
+    const absl::flat_hash_set<std::string>& regions) {
+  std::vector<std::string> prefixes;
+  for (const std::string& region : regions) {
+    prefixes.push_back(storage::CaseScopeRegionPrefix(region));
+  }
+  if (!officer_id.empty()) {
+    // Each region present in the index, by seeking past the one before.
+    const std::string all = storage::CaseScopePrefix();
+    std::unique_ptr<storage::Iterator> it =
+        store->NewIterator(storage::Cf::kCaseIndex, all, storage::PrefixUpperBound(all), snapshot);
+    while (it->Valid()) {
+      ASSIGN_OR_RETURN(storage::CaseScopeKey key, storage::DecodeCaseScopeKey(it->key()));
+      if (!regions.contains(key.region)) {
+        prefixes.push_back(storage::CaseScopeOfficerPrefix(key.region, officer_id));
+      }
+      it->Seek(storage::PrefixUpperBound(storage::CaseScopeRegionPrefix(key.region)));
+    }
+    RETURN_IF_ERROR(it->status());
+  }
+  std::sort(prefixes.begin(), prefixes.end());
+  return prefixes;
 }
 
 }  // namespace fieldsync::sync

@@ -6,15 +6,16 @@
 // moves the case (with its whole history) from one scope to another.
 //
 // Pulls (sync/pull.h), the case reads of CaseService and a backfill's check
-// all decide through Reaches(); the case index (storage/key_codec.h,
-// kCaseByOfficerTag and kCaseByRegionTag) lists the same cases by officer
-// and by region, kept in step with the same fields by the reconciler.
+// all decide through Reaches(); the case index (storage/key_codec.h
+// EncodeCaseScopeKey) lists the same cases by region and officer, kept in
+// step with the same fields by the reconciler.
 #ifndef FIELDSYNC_SYNC_SCOPE_H_
 #define FIELDSYNC_SYNC_SCOPE_H_
 
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
@@ -67,6 +68,15 @@ enum class CaseReach { kNoSuchCase, kOutOfScope, kInScope };
 absl::StatusOr<CaseReach> ReachOfCase(storage::Store* store, const Schema& schema,
                                       const ReadScope& scope, const Uuid& case_id,
                                       const storage::Snapshot* snapshot);
+
+// The case-index prefixes (storage/key_codec.h CaseScopeRegionPrefix,
+// CaseScopeOfficerPrefix) under which the cases assigned to `officer_id`
+// (unless empty) or of any of `regions` are listed, in key order and not
+// overlapping: one per region, and the officer's under each other region
+// the index holds, read at `snapshot` (null: the latest).
+absl::StatusOr<std::vector<std::string>> CaseIndexPrefixes(
+    storage::Store* store, const storage::Snapshot* snapshot, std::string_view officer_id,
+    const absl::flat_hash_set<std::string>& regions);
 
 }  // namespace fieldsync::sync
 

@@ -332,15 +332,14 @@ std::vector<KeyKind> KeyKinds() {
          return rk.is_header ? EncodeRecordHeaderKey(rk.case_id, rk.record_id)
                              : EncodeFieldStateKey(rk.case_id, rk.record_id, rk.field);
        }},
-      {"case_index",
+      {"case_scope",
        [](SeededRandom& r) {
-         return EncodeCaseIndexKey(r.Uniform(2) == 0 ? kCaseByRegionTag : kCaseByOfficerTag,
-                                   RandomString(r, 8), RandomId(r));
+         return EncodeCaseScopeKey(RandomString(r, 8), RandomString(r, 8), RandomId(r));
        },
-       [](std::string_view k) { return DecodeCaseIndexKey(k).status(); },
+       [](std::string_view k) { return DecodeCaseScopeKey(k).status(); },
        [](std::string_view k) {
-         CaseIndexKey c = *DecodeCaseIndexKey(k);
-         return EncodeCaseIndexKey(c.tag, c.name, c.case_id);
+         CaseScopeKey c = *DecodeCaseScopeKey(k);
+         return EncodeCaseScopeKey(c.region, c.officer_id, c.case_id);
        }},
       {"case_entry", [](SeededRandom& r) { return EncodeCaseEntryKey(RandomId(r), RandomU64(r)); },
        [](std::string_view k) { return DecodeCaseEntryKey(k).status(); },
@@ -396,15 +395,11 @@ TEST(KeyCodecTest, SyncKeysPreserveTupleOrder) {
                    ? EncodeRecordHeaderKey(std::get<0>(t), std::get<1>(t))
                    : EncodeFieldStateKey(std::get<0>(t), std::get<1>(t), std::get<3>(t));
       });
-  using Index = std::tuple<uint8_t, std::string, Id>;
+  using Scope = std::tuple<std::string, std::string, Id>;
   ExpectOrderPreserved(
-      rng,
-      [](SeededRandom& r) {
-        return Index(r.Uniform(2) == 0 ? kCaseByRegionTag : kCaseByOfficerTag, RandomString(r),
-                     RandomId(r));
-      },
-      [](const Index& t) {
-        return EncodeCaseIndexKey(std::get<0>(t), std::get<1>(t), std::get<2>(t));
+      rng, [](SeededRandom& r) { return Scope(RandomString(r), RandomString(r), RandomId(r)); },
+      [](const Scope& t) {
+        return EncodeCaseScopeKey(std::get<0>(t), std::get<1>(t), std::get<2>(t));
       });
   using Entry = std::tuple<Id, uint64_t>;
   ExpectOrderPreserved(

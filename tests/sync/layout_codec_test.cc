@@ -12,6 +12,7 @@
 #include "storage/store.h"
 #include "sync/log_codec.h"
 #include "sync/record_codec.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
 namespace fieldsync::sync {
@@ -302,6 +303,28 @@ TEST_F(LayoutCodecTest, TruncatedOrTamperedRecordStateIsDataLossNeverACrash) {
     absl::Status s = DecodeRecordState(t, store_->names(), &out);
     EXPECT_TRUE(s.ok() || absl::IsDataLoss(s)) << s;
   }
+}
+
+TEST_F(LayoutCodecTest, CreatedPositionReadsAloneAndRefusesATruncatedHeader) {
+  RecordState s = FullState();
+  s.header.set_created_position(300000);  // a varint of three bytes
+  storage::WriteBatch batch;
+  const std::string bytes = EncodeRecordState(s, store_->names(), &batch);
+  EXPECT_THAT(DecodeRecordCreatedPosition(bytes), ::fieldsync::testing::IsOkAndHolds(300000u));
+  // The format byte, the type id, then the position: any shorter prefix
+  // does not hold it.
+  size_t header = 0;
+  for (size_t n = 0; n <= bytes.size(); ++n) {
+    if (DecodeRecordCreatedPosition(bytes.substr(0, n)).ok()) {
+      header = n;
+      break;
+    }
+    EXPECT_TRUE(absl::IsDataLoss(DecodeRecordCreatedPosition(bytes.substr(0, n)).status())) << n;
+  }
+  EXPECT_EQ(header, 1u + 1u + 3u);
+  std::string other = bytes;
+  other[0] = 9;  // an unknown format
+  EXPECT_TRUE(absl::IsDataLoss(DecodeRecordCreatedPosition(other).status()));
 }
 
 }  // namespace

@@ -372,23 +372,17 @@ TEST_F(MergeRulesTest, StateBuiltUnderEarlierRulesIsRebuiltFromTheLogOnce) {
   EXPECT_EQ(testing::DumpCf(store_.get(), storage::Cf::kConflicts), conflicts);
 }
 
-TEST_F(MergeRulesTest, AVersion2StateGainsTheCaseEntryIndexAndKeepsWhereTheRulesBegan) {
+TEST_F(MergeRulesTest, AVersion3CaseIndexIsRebuiltAndKeepsWhereTheRulesBegan) {
   CreateCaseAndFollowUp();
   ASSERT_THAT(Push("dev-b", 1, {SetName(102, "Mina", 1, kStartMicros)}), IsOk());
   const auto index = testing::DumpCf(store_.get(), storage::Cf::kCaseIndex);
-  // A version 2 state: no entry index; its rules began at position 3.
-  storage::WriteBatch v2;
-  int entries = 0;
-  for (const auto& [key, value] : index) {
-    if (storage::DecodeCaseEntryKey(key).ok()) {
-      v2.Delete(storage::Cf::kCaseIndex, key);
-      ++entries;
-    }
-  }
-  ASSERT_EQ(entries, 3);
-  v2.Put(storage::Cf::kMetadata, storage::EncodeMetadataKey(kMergeRulesName), "2");
-  v2.Put(storage::Cf::kMetadata, storage::EncodeMetadataKey(kMergeRulesFromName), "3");
-  ASSERT_THAT(store_->Commit(&v2), IsOk());
+  // A version 3 state (two scope keys per case, an entry key for every
+  // entry) whose rules began at position 3.
+  ASSERT_EQ(testing::RewriteCaseIndexAsMergeRules3(store_.get()), 1);
+  ASSERT_NE(testing::DumpCf(store_.get(), storage::Cf::kCaseIndex), index);
+  storage::WriteBatch from;
+  from.Put(storage::Cf::kMetadata, storage::EncodeMetadataKey(kMergeRulesFromName), "3");
+  ASSERT_THAT(store_->Commit(&from), IsOk());
 
   absl::StatusOr<StateUpgrade> up = BringStateToCurrentRules(*schema_, store_.get());
 

@@ -13,6 +13,7 @@
 #include "keys/case_keys.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
+#include "sync/case_entries.h"
 #include "sync/case_key_sealer.h"
 #include "sync/change_feed.h"
 #include "sync/errors.h"
@@ -425,18 +426,13 @@ TEST_F(PullTest, TheScopeRuleAnswersForCaseReads) {
   EXPECT_THAT(feed_->CaseOfConflict(id).status(), StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(PullTest, AStateWithoutTheEntryIndexGetsItAtStartAndPullsByScope) {
+TEST_F(PullTest, ACaseIndexOfEarlierRulesIsRebuiltAtStartAndPullsByScope) {
   for (int n = 1; n <= 4; ++n) NewCaseOf(n % 2 ? "officer-1" : "officer-2", n, "northern");
   for (int n = 1; n <= 4; ++n) EditOf(n % 2 ? "officer-1" : "officer-2", n);
   const ReadScope scope = OfficerScope("officer-1");
   const std::vector<uint64_t> expected = Reference(scope, 0, Last());
-  // A state written before the per-case entry index existed (merge rules 2).
-  storage::WriteBatch old;
-  for (const auto& [key, value] : testing::DumpCf(store_.get(), storage::Cf::kCaseIndex)) {
-    if (storage::DecodeCaseEntryKey(key).ok()) old.Delete(storage::Cf::kCaseIndex, key);
-  }
-  old.Put(storage::Cf::kMetadata, storage::EncodeMetadataKey(kMergeRulesName), "2");
-  ASSERT_THAT(store_->Commit(&old), IsOk());
+  // A state written under merge rules 3 (its case index in the old form).
+  ASSERT_EQ(testing::RewriteCaseIndexAsMergeRules3(store_.get()), 4);
   {
     ScopedLogReader without(feed_.get(), scope, {});
     absl::StatusOr<v1::PulledChanges> nothing = without.Next(100, 1 << 20);
@@ -452,6 +448,56 @@ TEST_F(PullTest, AStateWithoutTheEntryIndexGetsItAtStartAndPullsByScope) {
   v1::PulledChanges chunk = CheckedChunk(reader, scope, 0, 100);
   EXPECT_EQ(Positions(chunk), expected);
   EXPECT_TRUE(chunk.caught_up());
+}
+
+TEST_F(PullTest, ACasesEntriesAreItsRecordsCreationsAndItsEntryKeys) {
+  NewCaseOf("officer-1", 1, "northern");  // 1
+  NewCaseOf("officer-2", 2, "northern");  // 2
+  FollowUpOf("officer-1", 1);             // 3, a new record of case 1
+  EditOf("officer-1", 1);                 // 4
+  FollowUpOf("officer-1", 1);             // 5, another
+  EditOf("officer-2", 2);                 // 6
+  EditOf("officer-1", 1);                 // 7
+  // Only the entries that did not create a record have an entry key.
+  std::vector<uint64_t> keyed;
+  for (const auto& [key, value] : testing::DumpCf(store_.get(), storage::Cf::kCaseIndex)) {
+    if (absl::StatusOr<storage::CaseEntryKey> e = storage::DecodeCaseEntryKey(key); e.ok()) {
+      keyed.push_back(e->position);
+    }
+  }
+  EXPECT_THAT(keyed, ::testing::UnorderedElementsAre(4u, 6u, 7u));
+
+  const Uuid one = *ParseUuid(Id(1));
+  CaseEntryReader reader(store_.get(), nullptr);
+  std::vector<uint64_t> got;
+  bool more = true;
+  ASSERT_THAT(reader.Read(one, 0, 0, 100, &got, &more), IsOk());
+  EXPECT_THAT(got, ElementsAre(1u, 3u, 4u, 5u, 7u));
+  EXPECT_FALSE(more);
+  ASSERT_THAT(reader.Read(one, 0, 0, 2, &got, &more), IsOk());
+  EXPECT_THAT(got, ElementsAre(1u, 3u));
+  EXPECT_TRUE(more);
+  ASSERT_THAT(reader.Read(one, 3, 0, 2, &got, &more), IsOk());
+  EXPECT_THAT(got, ElementsAre(4u, 5u));
+  EXPECT_TRUE(more);
+  ASSERT_THAT(reader.Read(one, 1, 5, 10, &got, &more), IsOk());
+  EXPECT_THAT(got, ElementsAre(3u, 4u, 5u));
+  EXPECT_FALSE(more);
+  ASSERT_THAT(reader.Read(one, 7, 0, 10, &got, &more), IsOk());
+  EXPECT_THAT(got, IsEmpty());
+  ASSERT_THAT(reader.Read(*ParseUuid(Id(2)), 0, 0, 10, &got, &more), IsOk());
+  EXPECT_THAT(got, ElementsAre(2u, 6u));
+  ASSERT_THAT(reader.Read(*ParseUuid(Id(9)), 0, 0, 10, &got, &more), IsOk());
+  EXPECT_THAT(got, IsEmpty());
+
+  // A record state that does not parse is reported, not skipped.
+  const Uuid three = *ParseUuid(Id(3));
+  storage::WriteBatch bad;
+  bad.Put(storage::Cf::kRecords, storage::EncodeRecordStateKey(three, three), "\x09junk");
+  ASSERT_THAT(store_->Commit(&bad), IsOk());
+  CaseEntryReader after_damage(store_.get(), nullptr);
+  EXPECT_THAT(after_damage.Read(three, 0, 0, 10, &got, &more),
+              StatusIs(absl::StatusCode::kDataLoss));
 }
 
 TEST_F(PullTest, LastPositionFollowsTheLog) {

@@ -32,8 +32,23 @@ TEST(SyncKeysTest, RecordsKeysRoundTripWithHeaderFirst) {
 }
 
 TEST(SyncKeysTest, CaseIndexConflictAndBatchKeysRoundTrip) {
-  EXPECT_THAT(DecodeCaseIndexKey(EncodeCaseIndexKey(kCaseByRegionTag, "north", kA)),
-              IsOkAndHolds(CaseIndexKey{kCaseByRegionTag, "north", kA}));
+  EXPECT_THAT(DecodeCaseScopeKey(EncodeCaseScopeKey("north", "officer-1", kA)),
+              IsOkAndHolds(CaseScopeKey{"north", "officer-1", kA}));
+  EXPECT_THAT(DecodeCaseScopeKey(EncodeCaseScopeKey("", "", kA)),
+              IsOkAndHolds(CaseScopeKey{"", "", kA}));
+  // One region's keys, and one officer's within it, share a prefix that no
+  // other region's or officer's has, even one that extends the name.
+  const std::string key = EncodeCaseScopeKey("north", "officer-1", kA);
+  EXPECT_TRUE(key.starts_with(CaseScopeRegionPrefix("north")));
+  EXPECT_TRUE(key.starts_with(CaseScopeOfficerPrefix("north", "officer-1")));
+  EXPECT_FALSE(
+      EncodeCaseScopeKey("northeast", "officer-1", kA).starts_with(CaseScopeRegionPrefix("north")));
+  EXPECT_FALSE(EncodeCaseScopeKey("north", "officer-10", kA)
+                   .starts_with(CaseScopeOfficerPrefix("north", "officer-1")));
+  // Other tags are not scope keys.
+  EXPECT_THAT(DecodeCaseScopeKey(EncodeCaseEntryKey(kA, 1)), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeCaseScopeKey(key.substr(0, key.size() - 1)),
+              StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_THAT(DecodeConflictKey(EncodeConflictKey(kA, 42, "f")),
               IsOkAndHolds(ConflictKey{kA, 42, "f"}));
   EXPECT_THAT(DecodeOpenConflictKey(EncodeOpenConflictKey("north", kB, 7, "")),

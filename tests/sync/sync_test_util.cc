@@ -8,6 +8,9 @@
 #include "crypto/aead.h"
 #include "crypto/bytes.h"
 #include "crypto/hmac.h"
+#include "storage/key_codec.h"
+#include "sync/rebuild.h"
+#include "sync/record_codec.h"
 
 namespace fieldsync::sync::testing {
 namespace {
@@ -174,6 +177,36 @@ std::vector<std::pair<std::string, std::string>> DumpCf(storage::Store* store, s
   std::unique_ptr<storage::Iterator> it = store->NewIterator(cf, "", "");
   for (; it->Valid(); it->Next()) out.emplace_back(it->key(), it->value());
   return out;
+}
+
+int RewriteCaseIndexAsMergeRules3(storage::Store* store) {
+  storage::WriteBatch old;
+  int scopes = 0;
+  for (const auto& [key, value] : DumpCf(store, storage::Cf::kCaseIndex)) {
+    absl::StatusOr<storage::CaseScopeKey> scope = storage::DecodeCaseScopeKey(key);
+    if (!scope.ok()) continue;
+    old.Delete(storage::Cf::kCaseIndex, key);
+    if (!scope->region.empty()) {
+      old.Put(storage::Cf::kCaseIndex,
+              storage::KeyBuilder().U8(1).String(scope->region).Uuid(scope->case_id).Finish(), "");
+    }
+    if (!scope->officer_id.empty()) {
+      old.Put(storage::Cf::kCaseIndex,
+              storage::KeyBuilder().U8(2).String(scope->officer_id).Uuid(scope->case_id).Finish(),
+              "");
+    }
+    ++scopes;
+  }
+  for (const auto& [key, value] : DumpCf(store, storage::Cf::kRecords)) {
+    absl::StatusOr<storage::RecordsKey> k = storage::DecodeRecordsKey(key);
+    if (!k.ok() || !k->is_state) continue;
+    absl::StatusOr<uint64_t> created = DecodeRecordCreatedPosition(value);
+    if (!created.ok()) continue;
+    old.Put(storage::Cf::kCaseIndex, storage::EncodeCaseEntryKey(k->case_id, *created), "");
+  }
+  old.Put(storage::Cf::kMetadata, storage::EncodeMetadataKey(kMergeRulesName), "3");
+  if (!store->Commit(&old).ok()) return -1;
+  return scopes;
 }
 
 }  // namespace fieldsync::sync::testing

@@ -85,6 +85,14 @@ ReadScope AllCases();
 // Every key and value of `cf`, in order.
 std::vector<std::pair<std::string, std::string>> DumpCf(storage::Store* store, storage::Cf cf);
 
+// Rewrites `store`'s case index, written under today's merge rules, into
+// the form merge rules 3 gave it (a case listed under its region and its
+// officer by two keys, tags 1 and 2, and an entry key for every entry,
+// also the ones that created records) and records rules 3: the state of a
+// store written by the release before. Returns how many scope keys it
+// rewrote.
+int RewriteCaseIndexAsMergeRules3(storage::Store* store);
+
 }  // namespace fieldsync::sync::testing
 
 #endif  // FIELDSYNC_TESTS_SYNC_SYNC_TEST_UTIL_H_
