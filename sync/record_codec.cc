@@ -12,7 +12,12 @@ namespace {
 
 using storage::NameKind;
 
-enum HeaderFlags : uint64_t { kDeleted = 1 };
+// kPlainFields: every field's greatest write is write 0 and it has none of
+// the FieldFlags, so each field is stored as its name id alone.
+// kPackedFields: a field's greatest write index and flags are one varint,
+// index << kFieldFlagBits | flags.
+enum HeaderFlags : uint64_t { kDeleted = 1, kPlainFields = 2, kPackedFields = 4 };
+constexpr int kFieldFlagBits = 3;
 enum MarkFlags : uint64_t { kIsDelete = 1 };
 enum FieldFlags : uint64_t { kOtherWrites = 1, kConflict = 2, kOwnVersion = 4 };
 
@@ -84,7 +89,21 @@ std::string EncodeRecordState(const RecordState& state, storage::NameDictionary&
                                    : names.Intern(NameKind::kRecordType, h.record_type(), batch));
   b.Varint(h.created_position());
   b.Varint(h.record_version());
-  b.Varint(h.deleted() ? uint64_t{kDeleted} : uint64_t{0});
+  auto field_flags = [](const v1::FieldState& s) {
+    uint64_t flags = 0;
+    if (s.other_writes_size() > 0) flags |= kOtherWrites;
+    if (s.conflict_position() != 0) flags |= kConflict;
+    if (s.position() != 0) flags |= kOwnVersion;
+    return flags;
+  };
+  // A record as one change made it: every field of its one write.
+  bool plain = !writes.empty();
+  for (const auto& [name, s] : state.fields) {
+    plain =
+        plain && field_flags(s) == 0 && index_of(make(s.writer(), s.hlc(), ValuePosition(s))) == 0;
+  }
+  b.Varint((h.deleted() ? uint64_t{kDeleted} : uint64_t{0}) |
+           (plain ? uint64_t{kPlainFields} : uint64_t{kPackedFields}));
   b.Varint(h.conflict_position());
   b.Varint(writes.size());
   uint64_t previous = 0;
@@ -104,12 +123,9 @@ std::string EncodeRecordState(const RecordState& state, storage::NameDictionary&
   b.Varint(state.fields.size());
   for (const auto& [name, s] : state.fields) {
     b.Varint(names.Intern(NameKind::kField, name, batch));
-    b.Varint(index_of(make(s.writer(), s.hlc(), ValuePosition(s))));
-    uint64_t flags = 0;
-    if (s.other_writes_size() > 0) flags |= kOtherWrites;
-    if (s.conflict_position() != 0) flags |= kConflict;
-    if (s.position() != 0) flags |= kOwnVersion;
-    b.Varint(flags);
+    if (plain) continue;
+    const uint64_t flags = field_flags(s);
+    b.Varint(index_of(make(s.writer(), s.hlc(), ValuePosition(s))) << kFieldFlagBits | flags);
     if (s.position() != 0) b.Varint(s.version());
     if (s.other_writes_size() > 0) {
       b.Varint(static_cast<uint64_t>(s.other_writes_size()));
@@ -213,7 +229,15 @@ absl::Status DecodeRecordState(std::string_view bytes, const storage::NameDictio
   for (uint64_t i = 0; i < nfields; ++i) {
     uint32_t field = 0;
     uint64_t index = 0, fflags = 0;
-    if (!r.Varint32(&field) || !r.Varint(&index) || !r.Varint(&fflags)) return Malformed("field");
+    if (!r.Varint32(&field)) return Malformed("field");
+    if ((flags & kPackedFields) != 0) {
+      uint64_t packed = 0;
+      if (!r.Varint(&packed)) return Malformed("field");
+      index = packed >> kFieldFlagBits;
+      fflags = packed & ((uint64_t{1} << kFieldFlagBits) - 1);
+    } else if ((flags & kPlainFields) == 0 && (!r.Varint(&index) || !r.Varint(&fflags))) {
+      return Malformed("field");
+    }
     std::string field_name;
     if (absl::Status s = name(NameKind::kField, field, &field_name); !s.ok()) return s;
     if (!state->fields.empty() && !(state->fields.back().first < field_name)) {

@@ -8,8 +8,8 @@
 //
 // Every byte, in order (varints unsigned LEB128, "signed" a zigzag varint):
 //   U8 2 (format) | varint record type name id | varint created_position |
-//   varint record_version | varint flags (1 deleted) | varint
-//   conflict_position |
+//   varint record_version | varint flags (1 deleted, 2 plain fields,
+//   4 packed fields) | varint conflict_position |
 //   varint write count | per write, by (position, writer id, HLC): varint
 //     position delta from the previous write's (the first from 0) |
 //     varint writer name id | signed hlc wall_micros | varint hlc logical |
@@ -21,8 +21,13 @@
 //     2 open conflict, 4 version is not the greatest write's position) |
 //     [varint version] | [varint count, then per other write its varint
 //     write index] | [varint conflict_position]
+//   With "plain fields" every field is its varint field name id alone
+//   (greatest write index 0, field flags 0); with "packed fields" the
+//   greatest write index and the field flags are one varint, index << 3 |
+//   flags. A state written without either flag (the first layout-2
+//   release) has both varints and still decodes.
 // A write is stored once however many fields and marks name it: a record
-// made by one change stores one write.
+// made by one change stores one write, and its fields a byte each.
 #ifndef FIELDSYNC_SYNC_RECORD_CODEC_H_
 #define FIELDSYNC_SYNC_RECORD_CODEC_H_
 

@@ -10,6 +10,7 @@
 #include "storage/key_codec.h"
 #include "storage/name_dictionary.h"
 #include "storage/store.h"
+#include "sync/byte_codec.h"
 #include "sync/log_codec.h"
 #include "sync/record_codec.h"
 #include "tests/testing/status_matchers.h"
@@ -279,8 +280,23 @@ TEST_F(LayoutCodecTest, RecordMadeByOneChangeStoresItsWriteOnce) {
   }
   storage::WriteBatch batch;
   const std::string bytes = EncodeRecordState(s, store_->names(), &batch);
-  // Header, one write, then three bytes per field.
-  EXPECT_LE(bytes.size(), 20u + 21u * 3u) << bytes.size();
+  // Header, one write, then a byte per field (its name id).
+  EXPECT_LE(bytes.size(), 20u + 21u) << bytes.size();
+  RecordState back;
+  ASSERT_TRUE(DecodeRecordState(bytes, store_->names(), &back).ok());
+  ASSERT_EQ(back.fields.size(), s.fields.size());
+  for (size_t i = 0; i < s.fields.size(); ++i) {
+    EXPECT_EQ(back.fields[i].second.SerializeAsString(), s.fields[i].second.SerializeAsString());
+  }
+  // One field written again later: every field is written out in full.
+  v1::FieldState& edited = s.Upsert("field_105");
+  edited.set_version(9);
+  edited.mutable_hlc()->set_wall_micros(1795000000999999);
+  const std::string mixed = EncodeRecordState(s, store_->names(), &batch);
+  EXPECT_GT(mixed.size(), bytes.size() + 21u);
+  ASSERT_TRUE(DecodeRecordState(mixed, store_->names(), &back).ok());
+  EXPECT_EQ(back.Find("field_105")->version(), 9u);
+  EXPECT_EQ(back.Find("field_104")->version(), 7u);
 }
 
 TEST_F(LayoutCodecTest, TruncatedOrTamperedRecordStateIsDataLossNeverACrash) {
@@ -303,6 +319,51 @@ TEST_F(LayoutCodecTest, TruncatedOrTamperedRecordStateIsDataLossNeverACrash) {
     absl::Status s = DecodeRecordState(t, store_->names(), &out);
     EXPECT_TRUE(s.ok() || absl::IsDataLoss(s)) << s;
   }
+}
+
+TEST_F(LayoutCodecTest, RecordStateOfTheFirstLayoutTwoReleaseStillDecodes) {
+  // Two writes, so that the fields are written out: then each field's
+  // write index and flags were two varints, with no header flag saying so.
+  storage::WriteBatch batch;
+  const uint32_t type = store_->names().Intern(NameKind::kRecordType, "registration", &batch);
+  const uint32_t writer = store_->names().Intern(NameKind::kWriter, "dev-a", &batch);
+  const uint32_t a = store_->names().Intern(NameKind::kField, "a", &batch);
+  const uint32_t b = store_->names().Intern(NameKind::kField, "b", &batch);
+  ASSERT_TRUE(store_->Commit(&batch).ok());
+  std::string old;
+  ByteWriter w(&old);
+  w.U8(kRecordStateFormat);
+  for (uint64_t v : {uint64_t{type}, uint64_t{5}, uint64_t{9}, uint64_t{0}, uint64_t{0}}) {
+    w.Varint(v);
+  }
+  w.Varint(2);  // writes: positions 5 and 9
+  for (uint64_t delta : {5, 4}) {
+    w.Varint(delta);
+    w.Varint(writer);
+    w.Signed(1795000000000000);
+    w.Varint(0);
+  }
+  w.Varint(0);  // marks
+  w.Varint(2);  // fields: a by write 0, b by write 1
+  w.Varint(a);
+  w.Varint(0);
+  w.Varint(0);
+  w.Varint(b);
+  w.Varint(1);
+  w.Varint(0);
+  RecordState out;
+  ASSERT_TRUE(DecodeRecordState(old, store_->names(), &out).ok());
+  ASSERT_EQ(out.fields.size(), 2u);
+  EXPECT_EQ(out.Find("a")->version(), 5u);
+  EXPECT_EQ(out.Find("b")->version(), 9u);
+  EXPECT_EQ(out.Find("b")->writer(), "dev-a");
+  // Written again, it takes the packed form and reads back the same.
+  const std::string packed = EncodeRecordState(out, store_->names(), &batch);
+  EXPECT_LT(packed.size(), old.size());
+  RecordState back;
+  ASSERT_TRUE(DecodeRecordState(packed, store_->names(), &back).ok());
+  EXPECT_EQ(back.Find("a")->SerializeAsString(), out.Find("a")->SerializeAsString());
+  EXPECT_EQ(back.Find("b")->SerializeAsString(), out.Find("b")->SerializeAsString());
 }
 
 TEST_F(LayoutCodecTest, CreatedPositionReadsAloneAndRefusesATruncatedHeader) {
