@@ -16,10 +16,6 @@ namespace {
 
 using storage::Cf;
 
-bool StartsWith(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
-}
-
 // Case id, record id and the state tag.
 constexpr size_t kRecordStateKeySize = 16 + 16 + 1;
 
@@ -38,7 +34,7 @@ absl::Status CaseEntryReader::Read(const Uuid& case_id, uint64_t after, uint64_t
   // The entries that created the case's records (a case has few records).
   created_.clear();
   const std::string records = storage::CaseRecordsPrefix(case_id);
-  for (records_->Seek(records); records_->Valid() && StartsWith(records_->key(), records);
+  for (records_->Seek(records); records_->Valid() && records_->key().starts_with(records);
        records_->Next()) {
     const std::string_view key = records_->key();
     if (key.size() != kRecordStateKeySize ||
@@ -56,7 +52,7 @@ absl::Status CaseEntryReader::Read(const Uuid& case_id, uint64_t after, uint64_t
   size_t c = 0;
   while (true) {
     std::optional<uint64_t> indexed;
-    if (entries_->Valid() && StartsWith(entries_->key(), entries)) {
+    if (entries_->Valid() && entries_->key().starts_with(entries)) {
       ASSIGN_OR_RETURN(storage::CaseEntryKey key, storage::DecodeCaseEntryKey(entries_->key()));
       if (key.position <= limit) indexed = key.position;
     }

@@ -44,15 +44,13 @@ uint64_t ScopedLogReader::Limit() const {
   return options_.through != 0 ? std::min(covered_, options_.through) : covered_;
 }
 
-absl::Status ScopedLogReader::Fill(const Uuid& case_id, Stream& s, uint64_t after,
-                                   const storage::Snapshot* snap) {
+absl::Status ScopedLogReader::Fill(const Uuid& case_id, Stream& s, uint64_t after) {
   s.ahead.clear();
   s.next = 0;
   s.more = false;
   const uint64_t limit = Limit();
   if (after >= limit) return absl::OkStatus();
   RETURN_IF_ERROR(entries_->Read(case_id, after, limit, kReadAhead, &s.ahead, &s.more));
-  (void)snap;
   if (!s.ahead.empty() && !s.queued) {
     heap_.emplace(s.ahead.front(), case_id);
     s.queued = true;
@@ -91,7 +89,7 @@ absl::Status ScopedLogReader::Rebuild(const storage::Snapshot* snap) {
   members_.reserve(cases.size());
   for (const Uuid& id : cases) {
     Stream& s = members_[id];
-    RETURN_IF_ERROR(Fill(id, s, cursor_, snap));
+    RETURN_IF_ERROR(Fill(id, s, cursor_));
   }
   built_ = true;
   return absl::OkStatus();
@@ -130,7 +128,7 @@ absl::Status ScopedLogReader::CatchUp(const storage::Snapshot* snap, uint64_t la
       members_.erase(it);  // its queued head is dropped when it surfaces
     } else if (it == members_.end() && now) {
       Stream& s = members_[id];
-      RETURN_IF_ERROR(Fill(id, s, cursor_, snap));  // its whole stream after the cursor
+      RETURN_IF_ERROR(Fill(id, s, cursor_));  // its whole stream after the cursor
       seeded.insert(id);
     }
   }
@@ -255,7 +253,7 @@ absl::Status ScopedLogReader::Next(size_t max_changes, size_t max_bytes, v1::Pul
       heap_.emplace(s.ahead[s.next], case_id);
       s.queued = true;
     } else if (s.more) {
-      RETURN_IF_ERROR(Fill(case_id, s, position, snap.get()));
+      RETURN_IF_ERROR(Fill(case_id, s, position));
     }
   }
   entries_.reset();

@@ -89,9 +89,9 @@ class ScopedLogReader {
   absl::Status Rebuild(const storage::Snapshot* snap);
   // Brings the merge from covered_ to `last` from the entries in between.
   absl::Status CatchUp(const storage::Snapshot* snap, uint64_t last);
-  // Reads ahead `s`'s positions after `after`, up to Limit(); queues its
-  // head when it has one.
-  absl::Status Fill(const Uuid& case_id, Stream& s, uint64_t after, const storage::Snapshot* snap);
+  // Reads ahead `s`'s positions after `after`, up to Limit(), from the
+  // current chunk's snapshot (entries_); queues its head when it has one.
+  absl::Status Fill(const Uuid& case_id, Stream& s, uint64_t after);
   absl::Status NextOfAllCases(const storage::Snapshot* snap, uint64_t last, size_t max_changes,
                               size_t max_bytes, v1::PulledChanges* chunk);
   // Appends entry_ (at `position`) to *out unless it would take the chunk

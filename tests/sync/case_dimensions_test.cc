@@ -34,6 +34,17 @@ using testing::Id;
 
 Uuid U(int n) { return *ParseUuid(Id(n)); }
 
+// A log entry of case 1's record `record` naming `fields` (their values
+// do not matter here: the test writes the state itself).
+v1::CaseLogEntry Entry(int record, const std::string& type, std::vector<std::string> fields) {
+  v1::CaseLogEntry e;
+  e.set_case_id(Id(1));
+  e.set_record_id(Id(record));
+  e.set_record_type(type);
+  for (const std::string& f : fields) e.add_fields()->set_field(f);
+  return e;
+}
+
 class CaseDimensionsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -81,6 +92,18 @@ class CaseDimensionsTest : public ::testing::Test {
   // Reads the log through the current view.
   EntryReader Read() { return ViewEntryReader(view_.get()); }
   // Commits what the view wrote and starts a new view over the store.
+  // A committed registration of case 1 in the northern region, and an
+  // entry setting its sex to `sex` at position 50 (not in the log).
+  v1::CaseLogEntry SexOfANorthernCase(std::string_view sex) {
+    PutHeader(1, 1, "case_registration");
+    PutField(1, 1, "region", "northern");
+    CommitView();
+    v1::CaseLogEntry applied = Entry(1, "case_registration", {"sex"});
+    applied.set_position(50);
+    *applied.mutable_fields(0)->mutable_value() = ClearStoredValue(Enum(sex));
+    return applied;
+  }
+
   void CommitView() {
     ASSERT_THAT(store_->Commit(&batch_), IsOk());
     batch_.Clear();
@@ -205,17 +228,6 @@ TEST_F(CaseDimensionsTest, OneRecordReadsAsInTheCaseAndSetsIntoItsView) {
             (std::map<std::string, std::string>{{"region", "northern"}, {"sex", "female"}}));
   dims->Set(Id(10), std::nullopt);
   EXPECT_EQ(dims->Find(Id(10)), nullptr);
-}
-
-// A log entry of case 1's record `record` naming `fields` (their values
-// do not matter here: the test writes the state itself).
-v1::CaseLogEntry Entry(int record, const std::string& type, std::vector<std::string> fields) {
-  v1::CaseLogEntry e;
-  e.set_case_id(Id(1));
-  e.set_record_id(Id(record));
-  e.set_record_type(type);
-  for (const std::string& f : fields) e.add_fields()->set_field(f);
-  return e;
 }
 
 TEST_F(CaseDimensionsTest, TheTrackerGivesViewsOfWhatAChangeCanMove) {
@@ -356,12 +368,7 @@ TEST_F(CaseDimensionsTest, ADeletionMovesTheRecordWithoutAField) {
 // values of earlier entries still come from the log.
 TEST_F(CaseDimensionsTest, TheAppliedEntrysValuesAreTakenFromIt) {
   CaseDimensionsTracker tracker(schema_.get(), needs_);
-  PutHeader(1, 1, "case_registration");
-  PutField(1, 1, "region", "northern");
-  CommitView();
-  v1::CaseLogEntry applied = Entry(1, "case_registration", {"sex"});
-  applied.set_position(50);  // not in the log
-  *applied.mutable_fields(0)->mutable_value() = ClearStoredValue(Enum("female"));
+  const v1::CaseLogEntry applied = SexOfANorthernCase("female");
   absl::StatusOr<CaseDimensionsTracker::Pending> p = tracker.Before(view_.get(), Read(), applied);
   ASSERT_THAT(p, IsOk());
   RecordState state = Load(1, 1);
@@ -385,12 +392,7 @@ TEST_F(CaseDimensionsTest, TheAppliedEntrysValuesAreTakenFromIt) {
 // the store's (the view here never got it).
 TEST_F(CaseDimensionsTest, TheWrittenRecordStateIsUsedWhenGiven) {
   CaseDimensionsTracker tracker(schema_.get(), needs_);
-  PutHeader(1, 1, "case_registration");
-  PutField(1, 1, "region", "northern");
-  CommitView();
-  v1::CaseLogEntry applied = Entry(1, "case_registration", {"sex"});
-  applied.set_position(50);
-  *applied.mutable_fields(0)->mutable_value() = ClearStoredValue(Enum("male"));
+  const v1::CaseLogEntry applied = SexOfANorthernCase("male");
   absl::StatusOr<CaseDimensionsTracker::Pending> p = tracker.Before(view_.get(), Read(), applied);
   ASSERT_THAT(p, IsOk());
   RecordState written = Load(1, 1);
