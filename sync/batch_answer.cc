@@ -27,7 +27,7 @@ bool IsAccepted(v1::ChangeOutcome outcome) {
 }
 
 // The entry read at `position` is one of the answer's accepted changes.
-absl::Status CheckEntry(const v1::CaseLogEntry& entry, uint64_t position,
+absl::Status CheckEntry(const v1::CaseLogEntry& entry, uint64_t position, uint64_t index,
                         const BatchIdentity& identity) {
   if (entry.position() != position) {
     return Unrebuildable(identity, absl::StrFormat("case log entry %d holds position %d", position,
@@ -41,9 +41,18 @@ absl::Status CheckEntry(const v1::CaseLogEntry& entry, uint64_t position,
     return Unrebuildable(
         identity, absl::StrFormat("case log entry %d was written by another writer", position));
   }
-  if (!identity.batch_id.empty() && entry.batch_id() != identity.batch_id) {
+  // Entries stored since log entry format 3 do not repeat their batch id
+  // (sync/log_codec.h); older ones are checked against it.
+  if (!identity.batch_id.empty() && !entry.batch_id().empty() &&
+      entry.batch_id() != identity.batch_id) {
     return Unrebuildable(identity,
                          absl::StrFormat("case log entry %d belongs to another batch", position));
+  }
+  if (index < identity.change_ids.size() && !identity.change_ids[index].empty() &&
+      entry.change_id() != identity.change_ids[index]) {
+    return Unrebuildable(identity, absl::StrFormat("case log entry %d is not the change at index "
+                                                   "%d of the batch",
+                                                   position, index));
   }
   return absl::OkStatus();
 }
@@ -152,7 +161,7 @@ absl::StatusOr<v1::BatchResult> RebuildBatchResult(const v1::BatchRecord& record
     if (!found) {
       return Unrebuildable(identity, absl::StrFormat("case log entry %d is missing", position));
     }
-    RETURN_IF_ERROR(CheckEntry(entry, position, identity));
+    RETURN_IF_ERROR(CheckEntry(entry, position, index, identity));
     *result.add_results() = ChangeResultFromLogEntry(entry);
     ++position;
   }

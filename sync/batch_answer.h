@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -35,9 +37,14 @@ EntryReader CaseLogReader(StateView* view);
 // member that is set (non-empty) is checked against the log entries and
 // the rebuilt answer.
 struct BatchIdentity {
-  std::string_view device_id;          // every entry's writer
-  std::string_view batch_id;           // every entry's batch_id (canonical UUID text)
+  std::string_view device_id;  // every entry's writer
+  // Every entry's batch_id (canonical UUID text), where the entry holds one
+  // (entries stored before log entry format 3, sync/log_codec.h).
+  std::string_view batch_id;
   std::optional<size_t> change_count;  // the number of results (the payload's changes)
+  // By index, the change id each of the payload's changes is logged under;
+  // an empty id (or none at that index) is not checked.
+  std::span<const std::string> change_ids = {};
 };
 
 // The ChangeResult the ingest gave for the change logged as `entry`:

@@ -524,11 +524,15 @@ absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* n
           detail);
       return absl::OkStatus();
     }
+    std::vector<std::string> change_ids;
+    change_ids.reserve(batch.changes.size());
+    for (const PreparedChange& c : batch.changes) change_ids.push_back(c.entry.change_id());
     absl::StatusOr<v1::BatchResult> answer =
         RebuildBatchResult(seen, CaseLogReader(view),
                            BatchIdentity{.device_id = meta.device_id,
                                          .batch_id = meta.batch_id,
-                                         .change_count = batch.changes.size()});
+                                         .change_count = batch.changes.size(),
+                                         .change_ids = change_ids});
     if (absl::IsDataLoss(answer.status())) {
       // This batch's record or log is damaged: its push fails, the rest of
       // the group commits.

@@ -101,7 +101,6 @@ std::string EncodeLogEntry(const v1::CaseLogEntry& e, storage::NameDictionary& n
   out.reserve(64 + e.fields_size() * 24);
   ByteWriter w(&out);
   w.U8(kLogEntryFormat);
-  w.Varint(e.position());
   PutId(w, e.change_id(), e.case_id(), e.position(), false, true);
   PutId(w, e.case_id(), "", e.position(), false, false);
   PutId(w, e.record_id(), e.case_id(), e.position(), true, false);
@@ -121,7 +120,6 @@ std::string EncodeLogEntry(const v1::CaseLogEntry& e, storage::NameDictionary& n
   w.Signed(static_cast<int64_t>(static_cast<uint64_t>(e.committed_unix_micros()) -
                                 static_cast<uint64_t>(e.hlc().wall_micros())));
   w.Varint(NameId(names, NameKind::kWriter, e.writer(), batch));
-  PutId(w, e.batch_id(), "", e.position(), false, false);
   w.Varint(static_cast<uint32_t>(e.outcome()));
   w.Varint(e.base_version());
   if (e.has_resolves()) {
@@ -146,18 +144,18 @@ std::string EncodeLogEntry(const v1::CaseLogEntry& e, storage::NameDictionary& n
   return out;
 }
 
-absl::Status DecodeLogEntry(std::string_view bytes, const storage::NameDictionary& names,
-                            v1::CaseLogEntry* e) {
+absl::Status DecodeLogEntry(std::string_view bytes, uint64_t position,
+                            const storage::NameDictionary& names, v1::CaseLogEntry* e) {
   e->Clear();
-  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kLogEntryFormat) {
+  const uint8_t format = bytes.empty() ? 0 : static_cast<uint8_t>(bytes[0]);
+  if (format != kLogEntryFormat && format != kLogEntryFormat2) {
     if (!e->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
       return absl::DataLossError("case log entry does not parse");
     }
     return absl::OkStatus();
   }
   ByteReader r(bytes.substr(1));
-  uint64_t position = 0;
-  if (!r.Varint(&position)) return Truncated("header");
+  if (format == kLogEntryFormat2 && !r.Varint(&position)) return Truncated("header");
   e->set_position(position);
   std::string case_id;
   if (!GetId(r, "", position, e->mutable_change_id()) || !GetId(r, "", position, &case_id)) {
@@ -189,7 +187,9 @@ absl::Status DecodeLogEntry(std::string_view bytes, const storage::NameDictionar
   if (absl::Status s = GetName(r, names, NameKind::kWriter, e->mutable_writer()); !s.ok()) {
     return s;
   }
-  if (!GetId(r, "", position, e->mutable_batch_id())) return Truncated("batch id");
+  if (format == kLogEntryFormat2 && !GetId(r, "", position, e->mutable_batch_id())) {
+    return Truncated("batch id");
+  }
   uint32_t outcome = 0;
   uint64_t base = 0;
   if (!r.Varint32(&outcome) || !r.Varint(&base)) return Truncated("outcome");
@@ -248,7 +248,7 @@ absl::StatusOr<bool> ReadLogEntry(storage::Store* store, uint64_t position, v1::
       store->Get(storage::Cf::kCaseLog, storage::EncodeCaseLogKey(position), snap);
   if (absl::IsNotFound(raw.status())) return false;
   if (!raw.ok()) return raw.status();
-  if (absl::Status s = DecodeLogEntry(*raw, store->names(), entry); !s.ok()) {
+  if (absl::Status s = DecodeLogEntry(*raw, position, store->names(), entry); !s.ok()) {
     return absl::DataLossError(absl::StrFormat("case log entry %d: %s", position, s.message()));
   }
   return true;

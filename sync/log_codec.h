@@ -10,24 +10,30 @@
 // 0 empty; 1 a canonical lower-case UUID as 16 raw bytes; 2 any other text
 // as bytes; 3 (record id only) the case id again; 4 (change id only)
 // "server:<position>" with the entry's own position):
-//   U8 2 (format) | varint position | id change_id | id case_id |
-//   id record_id | varint record type name id | varint kind |
-//   varint flags | [signed hlc wall_micros | varint hlc logical, when
-//   flags has 8] | signed (committed_unix_micros - hlc wall_micros, 0
-//   without an hlc; modulo 2^64) | varint writer name id | id batch_id |
-//   varint outcome | varint base_version | [varint resolves.position |
-//   varint resolves field name id, when flags has 4] | varint field count |
+//   U8 3 (format) | id change_id | id case_id | id record_id |
+//   varint record type name id | varint kind | varint flags |
+//   [signed hlc wall_micros | varint hlc logical, when flags has 8] |
+//   signed (committed_unix_micros - hlc wall_micros, 0 without an hlc;
+//   modulo 2^64) | varint writer name id | varint outcome |
+//   varint base_version | [varint resolves.position | varint resolves
+//   field name id, when flags has 4] | varint field count |
 //   per field: varint field name id | varint field flags | varint
 //   base_version | varint version | [bytes data, when it has a value] |
 //   [bytes digest, when field flags has 16]
 // flags: 1 clock_clamped, 2 revived, 4 resolves set, 8 hlc set.
 // field flags: 1 value set, 2 cleared, 4 encrypted, 8 server_set,
 // 16 digest present, then the outcome shifted left by 5.
-// Name id 0 is the empty name. The encoding is lossless: decoding gives
+// Name id 0 is the empty name. The position is the entry's key, not
+// repeated in the value. The batch id is not stored either: the batch that
+// carried an entry is the one whose stored answer's log range holds its
+// position (Cf::kBatches, sync/batch_answer.h), and an entry read back has
+// an empty batch_id. Otherwise the encoding is lossless: decoding gives
 // back the entry that was encoded, field for field.
 //
-// An entry stored before layout 2 is the serialized v1::CaseLogEntry
-// (it starts with a protobuf tag byte, never 2) and still decodes.
+// Format 2 (the first layout-2 release) is the same with varint position
+// after the format byte and id batch_id after the writer; an entry stored
+// before layout 2 is the serialized v1::CaseLogEntry (it starts with a
+// protobuf tag byte, never 2 or 3). Both still decode.
 #ifndef FIELDSYNC_SYNC_LOG_CODEC_H_
 #define FIELDSYNC_SYNC_LOG_CODEC_H_
 
@@ -44,17 +50,19 @@
 
 namespace fieldsync::sync {
 
-inline constexpr uint8_t kLogEntryFormat = 2;
+inline constexpr uint8_t kLogEntryFormat = 3;
+inline constexpr uint8_t kLogEntryFormat2 = 2;
 
 // The stored bytes of `entry`. Names the dictionary lacks get ids, and
 // their keys go into `batch` (the batch that writes the entry).
 std::string EncodeLogEntry(const v1::CaseLogEntry& entry, storage::NameDictionary& names,
                            storage::WriteBatch* batch);
 
-// Decodes stored bytes into *entry (cleared first). kDataLoss saying what
-// is wrong for truncated, malformed or unknown-name input.
-absl::Status DecodeLogEntry(std::string_view bytes, const storage::NameDictionary& names,
-                            v1::CaseLogEntry* entry);
+// Decodes the bytes stored at `position` (the entry's key) into *entry
+// (cleared first). kDataLoss saying what is wrong for truncated, malformed
+// or unknown-name input.
+absl::Status DecodeLogEntry(std::string_view bytes, uint64_t position,
+                            const storage::NameDictionary& names, v1::CaseLogEntry* entry);
 
 // Reads the log entry at a position into *entry: false when there is none.
 using EntryReader = std::function<absl::StatusOr<bool>(uint64_t position, v1::CaseLogEntry*)>;

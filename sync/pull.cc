@@ -21,7 +21,7 @@ constexpr size_t kReadAhead = 64;
 // Decodes a stored log entry into *entry.
 absl::Status ParseInto(const storage::NameDictionary& names, uint64_t position,
                        std::string_view raw, v1::CaseLogEntry* entry) {
-  if (absl::Status s = DecodeLogEntry(raw, names, entry); !s.ok()) {
+  if (absl::Status s = DecodeLogEntry(raw, position, names, entry); !s.ok()) {
     return absl::DataLossError(absl::StrFormat("case log entry %d: %s", position, s.message()));
   }
   return absl::OkStatus();

@@ -46,7 +46,8 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
           absl::StrFormat("case log position %d is missing (found %d)", expected, position));
     }
     v1::CaseLogEntry recorded;
-    if (absl::Status s = DecodeLogEntry(it->value(), source->names(), &recorded); !s.ok()) {
+    if (absl::Status s = DecodeLogEntry(it->value(), position, source->names(), &recorded);
+        !s.ok()) {
       return absl::DataLossError(absl::StrFormat("case log entry %d: %s", position, s.message()));
     }
     v1::CaseLogEntry replay = recorded;

@@ -6,28 +6,36 @@
 // entry wrote (every write of a value wrote an equal one), read from the
 // case log when a reader needs it (sync/record_state.h).
 //
-// Every byte, in order (varints unsigned LEB128, "signed" a zigzag varint):
-//   U8 2 (format) | varint record type name id | varint created_position |
-//   varint record_version | varint flags (1 deleted, 2 plain fields,
-//   4 packed fields) | varint conflict_position |
-//   varint write count | per write, by (position, writer id, HLC): varint
-//     position delta from the previous write's (the first from 0) |
-//     varint writer name id | signed hlc wall_micros | varint hlc logical |
+// Every byte, in order (varints unsigned LEB128, "signed" a zigzag varint;
+// a "distance" is a signed difference modulo 2^64):
+//   U8 3 (format) | varint record type name id | varint created_position |
+//   signed record_version distance from created_position |
+//   varint flags (1 deleted) | varint conflict_position |
+//   varint write count | per write, by (position, writer id, HLC): its
+//     position (the first as a signed distance from created_position, the
+//     others as varint deltas from the previous write's) | varint writer
+//     name id | signed hlc wall_micros (the first as it is, the others as
+//     distances from the previous write's) | varint hlc logical |
 //   varint mark count | per mark (RecordHeader.marks, in order): varint
 //     write index | varint mark flags (1 is_delete) | [varint delete_base,
 //     when is_delete] |
 //   varint field count | per field, by name: varint field name id |
-//     varint greatest write index | varint field flags (1 other writes,
-//     2 open conflict, 4 version is not the greatest write's position) |
-//     [varint version] | [varint count, then per other write its varint
-//     write index] | [varint conflict_position]
-//   With "plain fields" every field is its varint field name id alone
-//   (greatest write index 0, field flags 0); with "packed fields" the
-//   greatest write index and the field flags are one varint, index << 3 |
-//   flags. A state written without either flag (the first layout-2
-//   release) has both varints and still decodes.
-// A write is stored once however many fields and marks name it: a record
-// made by one change stores one write, and its fields a byte each.
+//   varint listed count | per listed field, in name order: varint its
+//     ordinal's distance past the previous listed one's (the first from
+//     0) | varint greatest write index << 3 | field flags (1 other writes,
+//     2 open conflict, 4 version is not the greatest write's position;
+//     never 0) | [varint version] | [varint count, then per other write
+//     its varint write index] | [varint conflict_position]
+//   A field not listed has write 0 (the record's first) as its greatest
+//   write and none of the flags: a record made by one change lists none,
+//   and an edit of one of its fields lists that one.
+// A write is stored once however many fields and marks name it.
+//
+// Format 2 (the first layout-2 release) stored record_version, the first
+// write's position and every wall time as they are, and each field's
+// index and flags right after its name: as two varints, or as one packed
+// varint when flags had 4, or not at all when flags had 2 (every field
+// write 0, no flags). It still decodes.
 #ifndef FIELDSYNC_SYNC_RECORD_CODEC_H_
 #define FIELDSYNC_SYNC_RECORD_CODEC_H_
 
@@ -45,7 +53,8 @@
 
 namespace fieldsync::sync {
 
-inline constexpr uint8_t kRecordStateFormat = 2;
+inline constexpr uint8_t kRecordStateFormat = 3;
+inline constexpr uint8_t kRecordStateFormat2 = 2;
 
 // A record's header and field states. In memory each FieldState carries
 // its value (filled from the log when read); the stored form does not.

@@ -47,7 +47,7 @@ EntryReader ViewEntryReader(StateView* view) {
     ASSIGN_OR_RETURN(std::optional<std::string> raw,
                      view->Get(storage::Cf::kCaseLog, storage::EncodeCaseLogKey(position)));
     if (!raw.has_value()) return false;
-    if (absl::Status s = DecodeLogEntry(*raw, view->store()->names(), entry); !s.ok()) {
+    if (absl::Status s = DecodeLogEntry(*raw, position, view->store()->names(), entry); !s.ok()) {
       return absl::DataLossError(absl::StrFormat("case log entry %d: %s", position, s.message()));
     }
     return true;

@@ -474,8 +474,8 @@ absl::Status ScanCaseLog(storage::Store& store, const storage::Snapshot* snap,
   v1::CaseLogEntry entry;
   v1::FieldValue value;
   for (; it->Valid(); it->Next()) {
-    if (!DecodeLogEntry(it->value(), store.names(), &entry).ok()) {
-      absl::StatusOr<uint64_t> position = storage::DecodeCaseLogKey(it->key());
+    absl::StatusOr<uint64_t> position = storage::DecodeCaseLogKey(it->key());
+    if (!position.ok() || !DecodeLogEntry(it->value(), *position, store.names(), &entry).ok()) {
       return absl::DataLossError(absl::StrFormat(
           "case log entry %d does not parse: the store is damaged; restore it from a backup",
           position.ok() ? *position : 0));

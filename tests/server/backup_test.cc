@@ -295,7 +295,10 @@ class BackupTest : public ::testing::Test {
     std::unique_ptr<storage::Iterator> it = (*store)->NewIterator(storage::Cf::kCaseLog, "", "");
     for (; it->Valid(); it->Next()) {
       v1::CaseLogEntry entry;
-      EXPECT_THAT(sync::DecodeLogEntry(it->value(), (*store)->names(), &entry), IsOk());
+      absl::StatusOr<uint64_t> position = storage::DecodeCaseLogKey(it->key());
+      EXPECT_THAT(position, IsOk());
+      if (!position.ok()) continue;
+      EXPECT_THAT(sync::DecodeLogEntry(it->value(), *position, (*store)->names(), &entry), IsOk());
       cases.insert(entry.case_id());
     }
     EXPECT_THAT(it->status(), IsOk());

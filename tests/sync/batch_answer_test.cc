@@ -248,6 +248,28 @@ TEST_F(BatchAnswerTest, DamagedCompactRecordsGiveDataLoss) {
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("the batch has 8")));
 }
 
+TEST_F(BatchAnswerTest, RangeMovedOntoAnotherBatchOfTheSameDeviceIsCaughtByItsChangeIds) {
+  Prepare();  // dev-a's batch 1 logged at 1..2
+  const std::vector<v1::RecordChange> third = {
+      SetOnCase(110, "given_name", "Amina", 3, kStartMicros + 20),
+      SetOnCase(111, "village", "Middle", 5, kStartMicros + 20)};
+  absl::StatusOr<PushResult> first = Push("dev-a", 3, third);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_EQ(first->result.first_position(), 7u);
+  // Damage: batch 3's stored answer now names batch 1's two entries, which
+  // the same device wrote.
+  v1::BatchRecord moved = StoredRecord("dev-a", 3);
+  moved.mutable_result()->set_first_position(1);
+  moved.mutable_result()->set_last_position(2);
+  Store("dev-a", 3, moved);
+
+  absl::StatusOr<PushResult> again = Push("dev-a", 3, third);
+
+  EXPECT_THAT(again, StatusIs(absl::StatusCode::kDataLoss,
+                              HasSubstr("entry 1 is not the change at index 0")));
+  EXPECT_THAT(Push("dev-a", 4, {SetOnCase(112, "village", "Far", 8, kStartMicros + 30)}), IsOk());
+}
+
 TEST_F(BatchAnswerTest, StoredRecordIsSmallWhateverTheBatchSize) {
   std::vector<v1::RecordChange> cases;
   for (int i = 0; i < 20; ++i) {

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "common/uuid.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
@@ -142,10 +143,77 @@ TEST_F(LayoutCodecTest, LogEntryRoundTripsEveryField) {
   ASSERT_TRUE(store_->Commit(&batch).ok());
   EXPECT_EQ(static_cast<uint8_t>(bytes[0]), kLogEntryFormat);
   v1::CaseLogEntry back;
-  ASSERT_TRUE(DecodeLogEntry(bytes, store_->names(), &back).ok());
-  EXPECT_EQ(back.SerializeAsString(), e.SerializeAsString()) << back.DebugString();
+  ASSERT_TRUE(DecodeLogEntry(bytes, e.position(), store_->names(), &back).ok());
+  // Every field but the batch id, which the batch's stored answer keeps.
+  v1::CaseLogEntry expected = e;
+  expected.clear_batch_id();
+  EXPECT_EQ(back.SerializeAsString(), expected.SerializeAsString()) << back.DebugString();
+  // The position comes from the key the entry is read at.
+  ASSERT_TRUE(DecodeLogEntry(bytes, 17, store_->names(), &back).ok());
+  EXPECT_EQ(back.position(), 17u);
+  // Neither the position nor the batch id is in the bytes.
+  const std::string batch_uuid = "\x99\x99\x99\x99\x88\x88\x47\x77";
+  EXPECT_EQ(bytes.find(batch_uuid), std::string::npos);
   // Far smaller than the message it encodes.
   EXPECT_LT(bytes.size(), e.ByteSizeLong() / 2);
+}
+
+// The first layout-2 release's entries (format 2: the position and the
+// batch id in the value), written byte by byte as it wrote them.
+TEST_F(LayoutCodecTest, LogEntryOfFormatTwoStillDecodesWithItsPositionAndBatch) {
+  storage::NameDictionary& names = store_->names();
+  storage::WriteBatch batch;
+  const uint32_t type = names.Intern(NameKind::kRecordType, "service", &batch);
+  const uint32_t writer = names.Intern(NameKind::kWriter, "device-7", &batch);
+  const uint32_t field = names.Intern(NameKind::kField, "priority", &batch);
+  ASSERT_TRUE(store_->Commit(&batch).ok());
+  const Uuid change = *ParseUuid("0f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b");
+  const Uuid case_id = *ParseUuid("11111111-2222-4333-8444-555555555555");
+  const Uuid batch_id = *ParseUuid("99999999-8888-4777-8666-555555555555");
+  std::string bytes;
+  ByteWriter w(&bytes);
+  w.U8(2);
+  w.Varint(4242);  // position
+  w.U8(1);
+  w.Id(change);
+  w.U8(1);
+  w.Id(case_id);
+  w.U8(3);  // the registration record
+  w.Varint(type);
+  w.Varint(v1::CHANGE_KIND_UPSERT);
+  w.Varint(8);  // has an HLC
+  w.Signed(1795000000123456);
+  w.Varint(2);
+  w.Signed(5000);  // committed 5 ms after the HLC
+  w.Varint(writer);
+  w.U8(1);
+  w.Id(batch_id);
+  w.Varint(v1::CHANGE_OUTCOME_APPLIED);
+  w.Varint(4000);  // base version
+  w.Varint(1);     // one field
+  w.Varint(field);
+  w.Varint(1 | (v1::CHANGE_OUTCOME_APPLIED << 5));  // a clear value
+  w.Varint(4001);
+  w.Varint(0);
+  w.Bytes("\x3a\x04high");
+
+  v1::CaseLogEntry e;
+  ASSERT_THAT(DecodeLogEntry(bytes, 1, store_->names(), &e), ::fieldsync::testing::IsOk());
+  EXPECT_EQ(e.position(), 4242u) << "a format-2 entry keeps its own position";
+  EXPECT_EQ(e.batch_id(), "99999999-8888-4777-8666-555555555555");
+  EXPECT_EQ(e.change_id(), "0f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b");
+  EXPECT_EQ(e.record_id(), e.case_id());
+  EXPECT_EQ(e.writer(), "device-7");
+  EXPECT_EQ(e.committed_unix_micros(), 1795000000128456);
+  EXPECT_EQ(e.base_version(), 4000u);
+  ASSERT_EQ(e.fields_size(), 1);
+  EXPECT_EQ(e.fields(0).field(), "priority");
+  EXPECT_EQ(e.fields(0).base_version(), 4001u);
+  EXPECT_EQ(e.fields(0).value().data(), "\x3a\x04high");
+  for (size_t n = 1; n < bytes.size(); ++n) {
+    EXPECT_TRUE(absl::IsDataLoss(DecodeLogEntry(bytes.substr(0, n), 1, store_->names(), &e)))
+        << "prefix of " << n << " bytes";
+  }
 }
 
 TEST_F(LayoutCodecTest, LogEntryKeepsIdsThatAreNotCanonicalUuids) {
@@ -160,19 +228,20 @@ TEST_F(LayoutCodecTest, LogEntryKeepsIdsThatAreNotCanonicalUuids) {
   storage::WriteBatch batch;
   const std::string bytes = EncodeLogEntry(e, store_->names(), &batch);
   v1::CaseLogEntry back;
-  ASSERT_TRUE(DecodeLogEntry(bytes, store_->names(), &back).ok());
+  ASSERT_TRUE(DecodeLogEntry(bytes, 4242, store_->names(), &back).ok());
   EXPECT_EQ(back.SerializeAsString(), e.SerializeAsString()) << back.DebugString();
   e.set_change_id("server:17");  // not its own position: text
   v1::CaseLogEntry back2;
   ASSERT_TRUE(
-      DecodeLogEntry(EncodeLogEntry(e, store_->names(), &batch), store_->names(), &back2).ok());
+      DecodeLogEntry(EncodeLogEntry(e, store_->names(), &batch), 4242, store_->names(), &back2)
+          .ok());
   EXPECT_EQ(back2.change_id(), "server:17");
 }
 
 TEST_F(LayoutCodecTest, LogEntryStoredBeforeLayoutTwoStillDecodes) {
   const v1::CaseLogEntry e = FullEntry();
   v1::CaseLogEntry back;
-  ASSERT_TRUE(DecodeLogEntry(e.SerializeAsString(), store_->names(), &back).ok());
+  ASSERT_TRUE(DecodeLogEntry(e.SerializeAsString(), 1, store_->names(), &back).ok());
   EXPECT_EQ(back.SerializeAsString(), e.SerializeAsString());
 }
 
@@ -182,16 +251,16 @@ TEST_F(LayoutCodecTest, TruncatedOrTamperedLogEntryIsDataLossNeverACrash) {
   ASSERT_TRUE(store_->Commit(&batch).ok());
   v1::CaseLogEntry out;
   for (size_t n = 1; n < bytes.size(); ++n) {
-    absl::Status s = DecodeLogEntry(bytes.substr(0, n), store_->names(), &out);
+    absl::Status s = DecodeLogEntry(bytes.substr(0, n), 4242, store_->names(), &out);
     EXPECT_TRUE(absl::IsDataLoss(s)) << "prefix of " << n << " bytes: " << s;
   }
-  EXPECT_TRUE(absl::IsDataLoss(DecodeLogEntry(bytes + "x", store_->names(), &out)));
+  EXPECT_TRUE(absl::IsDataLoss(DecodeLogEntry(bytes + "x", 4242, store_->names(), &out)));
   // Every single-byte change either fails cleanly or decodes to something.
   for (size_t i = 1; i < bytes.size(); ++i) {
     for (uint8_t delta : {uint8_t{1}, uint8_t{0x80}, uint8_t{0xff}}) {
       std::string t = bytes;
       t[i] = static_cast<char>(static_cast<uint8_t>(t[i]) ^ delta);
-      absl::Status s = DecodeLogEntry(t, store_->names(), &out);
+      absl::Status s = DecodeLogEntry(t, 4242, store_->names(), &out);
       EXPECT_TRUE(s.ok() || absl::IsDataLoss(s)) << s;
     }
   }
@@ -203,7 +272,7 @@ TEST_F(LayoutCodecTest, TruncatedOrTamperedLogEntryIsDataLossNeverACrash) {
   other.Intern(NameKind::kRecordType, "b", &scratch);
   e.set_record_type("c");
   const std::string foreign = EncodeLogEntry(e, other, &scratch);
-  absl::Status s = DecodeLogEntry(foreign, store_->names(), &out);
+  absl::Status s = DecodeLogEntry(foreign, 4242, store_->names(), &out);
   EXPECT_TRUE(absl::IsDataLoss(s)) << s;
   EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("dictionary"));
 }
@@ -250,15 +319,28 @@ TEST_F(LayoutCodecTest, RecordStateRoundTripsWithoutValues) {
   ASSERT_EQ(s.fields[0].first, "a_field") << "fields are kept in name order";
   storage::WriteBatch batch;
   const std::string bytes = EncodeRecordState(s, store_->names(), &batch);
-  RecordState back;
-  ASSERT_TRUE(DecodeRecordState(bytes, store_->names(), &back).ok());
-  EXPECT_EQ(back.header.SerializeAsString(), s.header.SerializeAsString())
-      << back.header.DebugString();
-  ASSERT_EQ(back.fields.size(), s.fields.size());
-  for (size_t i = 0; i < s.fields.size(); ++i) {
-    EXPECT_EQ(back.fields[i].first, s.fields[i].first);
-    EXPECT_EQ(back.fields[i].second.SerializeAsString(), s.fields[i].second.SerializeAsString())
-        << back.fields[i].second.DebugString();
+  EXPECT_EQ(static_cast<uint8_t>(bytes[0]), kRecordStateFormat);
+  // Also positions and times whose distances are negative or span the
+  // whole range: every value round-trips.
+  RecordState odd = s;
+  odd.header.set_created_position(UINT64_MAX);
+  odd.header.set_record_version(0);
+  odd.Upsert("b_field").mutable_hlc()->set_wall_micros(INT64_MIN);
+  odd.Upsert("a_field").mutable_hlc()->set_wall_micros(INT64_MAX);
+  for (const RecordState* state : {&s, static_cast<const RecordState*>(&odd)}) {
+    RecordState back;
+    ASSERT_TRUE(DecodeRecordState(EncodeRecordState(*state, store_->names(), &batch),
+                                  store_->names(), &back)
+                    .ok());
+    EXPECT_EQ(back.header.SerializeAsString(), state->header.SerializeAsString())
+        << back.header.DebugString();
+    ASSERT_EQ(back.fields.size(), state->fields.size());
+    for (size_t i = 0; i < state->fields.size(); ++i) {
+      EXPECT_EQ(back.fields[i].first, state->fields[i].first);
+      EXPECT_EQ(back.fields[i].second.SerializeAsString(),
+                state->fields[i].second.SerializeAsString())
+          << back.fields[i].second.DebugString();
+    }
   }
   // Values are never stored.
   RecordState with_value = s;
@@ -270,33 +352,46 @@ TEST_F(LayoutCodecTest, RecordStateRoundTripsWithoutValues) {
 TEST_F(LayoutCodecTest, RecordMadeByOneChangeStoresItsWriteOnce) {
   RecordState s;
   s.header.set_record_type("registration");
-  s.header.set_created_position(7);
-  s.header.set_record_version(7);
+  s.header.set_created_position(300007);  // a varint of three bytes
+  s.header.set_record_version(300007);
   for (int i = 0; i < 21; ++i) {
     v1::FieldState& f = s.Upsert("field_" + std::to_string(100 + i));
     f.set_writer("0f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b");
     f.mutable_hlc()->set_wall_micros(1795000000123456);
-    f.set_version(7);
+    f.set_version(300007);
   }
   storage::WriteBatch batch;
   const std::string bytes = EncodeRecordState(s, store_->names(), &batch);
-  // Header, one write, then a byte per field (its name id).
-  EXPECT_LE(bytes.size(), 20u + 21u) << bytes.size();
+  // Header with the position once (the version and the write's position
+  // are distances from it, a byte each), one write (wall time 8 bytes),
+  // a byte per field (its name id) and no listed field.
+  EXPECT_LE(bytes.size(), 22u + 21u + 1u) << bytes.size();
   RecordState back;
   ASSERT_TRUE(DecodeRecordState(bytes, store_->names(), &back).ok());
   ASSERT_EQ(back.fields.size(), s.fields.size());
   for (size_t i = 0; i < s.fields.size(); ++i) {
     EXPECT_EQ(back.fields[i].second.SerializeAsString(), s.fields[i].second.SerializeAsString());
   }
-  // One field written again later: every field is written out in full.
+  // One field written again later: the second write (its position and
+  // wall time as distances from the first's) and that field alone listed.
   v1::FieldState& edited = s.Upsert("field_105");
-  edited.set_version(9);
-  edited.mutable_hlc()->set_wall_micros(1795000000999999);
+  edited.set_version(300009);
+  edited.mutable_hlc()->set_wall_micros(1795000000999999);  // 0.88 s later
   const std::string mixed = EncodeRecordState(s, store_->names(), &batch);
-  EXPECT_GT(mixed.size(), bytes.size() + 21u);
+  EXPECT_LE(mixed.size(), bytes.size() + 6u + 2u) << mixed.size();
   ASSERT_TRUE(DecodeRecordState(mixed, store_->names(), &back).ok());
-  EXPECT_EQ(back.Find("field_105")->version(), 9u);
-  EXPECT_EQ(back.Find("field_104")->version(), 7u);
+  EXPECT_EQ(back.Find("field_105")->version(), 300009u);
+  EXPECT_EQ(back.Find("field_105")->hlc().wall_micros(), 1795000000999999);
+  EXPECT_EQ(back.Find("field_104")->version(), 300007u);
+  EXPECT_EQ(back.Find("field_120")->version(), 300007u);
+  // A listed field past the last name, or listed without a difference, is
+  // damage.
+  std::string past = mixed;
+  past[past.size() - 2] = 21;  // the listed field's distance
+  EXPECT_TRUE(absl::IsDataLoss(DecodeRecordState(past, store_->names(), &back)));
+  std::string plain = mixed;
+  plain[plain.size() - 1] = 0;  // its write index and flags
+  EXPECT_TRUE(absl::IsDataLoss(DecodeRecordState(plain, store_->names(), &back)));
 }
 
 TEST_F(LayoutCodecTest, TruncatedOrTamperedRecordStateIsDataLossNeverACrash) {
@@ -332,7 +427,7 @@ TEST_F(LayoutCodecTest, RecordStateOfTheFirstLayoutTwoReleaseStillDecodes) {
   ASSERT_TRUE(store_->Commit(&batch).ok());
   std::string old;
   ByteWriter w(&old);
-  w.U8(kRecordStateFormat);
+  w.U8(kRecordStateFormat2);
   for (uint64_t v : {uint64_t{type}, uint64_t{5}, uint64_t{9}, uint64_t{0}, uint64_t{0}}) {
     w.Varint(v);
   }
@@ -357,8 +452,9 @@ TEST_F(LayoutCodecTest, RecordStateOfTheFirstLayoutTwoReleaseStillDecodes) {
   EXPECT_EQ(out.Find("a")->version(), 5u);
   EXPECT_EQ(out.Find("b")->version(), 9u);
   EXPECT_EQ(out.Find("b")->writer(), "dev-a");
-  // Written again, it takes the packed form and reads back the same.
+  // Written again, it takes format 3 and reads back the same.
   const std::string packed = EncodeRecordState(out, store_->names(), &batch);
+  EXPECT_EQ(static_cast<uint8_t>(packed[0]), kRecordStateFormat);
   EXPECT_LT(packed.size(), old.size());
   RecordState back;
   ASSERT_TRUE(DecodeRecordState(packed, store_->names(), &back).ok());

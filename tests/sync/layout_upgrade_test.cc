@@ -160,7 +160,8 @@ class LayoutUpgradeTest : public testing::IngestFixture {
     }
     for (const auto& [key, value] : testing::DumpCf(store_.get(), Cf::kCaseLog)) {
       v1::CaseLogEntry e;
-      ASSERT_THAT(DecodeLogEntry(value, store_->names(), &e), IsOk());
+      ASSERT_THAT(DecodeLogEntry(value, *storage::DecodeCaseLogKey(key), store_->names(), &e),
+                  IsOk());
       for (v1::EntryField& f : *e.mutable_fields()) {
         if (f.value().encrypted()) {
           f.mutable_value()->set_digest(

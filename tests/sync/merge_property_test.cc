@@ -390,7 +390,8 @@ class MergePropertyTest : public ::testing::Test {
     std::map<uint64_t, std::string> change_at;
     for (const auto& [key, value] : testing::DumpCf(node.store.get(), storage::Cf::kCaseLog)) {
       v1::CaseLogEntry e;
-      EXPECT_THAT(DecodeLogEntry(value, node.store->names(), &e), IsOk());
+      EXPECT_THAT(DecodeLogEntry(value, *storage::DecodeCaseLogKey(key), node.store->names(), &e),
+                  IsOk());
       // Server-side changes are named by their position: name them by kind.
       change_at[e.position()] =
           e.change_id().starts_with("server:") ? v1::ChangeKind_Name(e.kind()) : e.change_id();

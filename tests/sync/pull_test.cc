@@ -124,7 +124,9 @@ class PullTest : public ::testing::Test {
                             storage::EncodeCaseLogKey(through + 1), nullptr);
     for (; it->Valid(); it->Next()) {
       v1::CaseLogEntry entry;
-      EXPECT_THAT(DecodeLogEntry(it->value(), store_->names(), &entry), IsOk());
+      EXPECT_THAT(DecodeLogEntry(it->value(), *storage::DecodeCaseLogKey(it->key()),
+                                 store_->names(), &entry),
+                  IsOk());
       absl::StatusOr<CaseOwner> owner =
           ReadCaseOwner(store_.get(), *schema_, *ParseUuid(entry.case_id()), nullptr);
       EXPECT_THAT(owner.status(), IsOk());
