@@ -61,11 +61,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Check(opened->payload_sha256 == crypto::ToString(protocol::SealedPayloadDigest(
                                             sealed.enc(), sealed.ciphertext())),
               "opened digest is SHA-256(enc || ciphertext)");
-  fuzz::Check(opened->payload.changes_size() <= static_cast<int>(limits.max_changes),
+  fuzz::Check(opened->payload->changes_size() <= static_cast<int>(limits.max_changes),
               "opened payload within max_changes");
   // The opened payload survives a serialize / parse round trip.
   v1::BatchPayload again;
-  fuzz::Check(again.ParseFromString(opened->payload.SerializeAsString()),
+  fuzz::Check(again.ParseFromString(opened->payload->SerializeAsString()),
               "an opened payload re-parses");
   return 0;
 }

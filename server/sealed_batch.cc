@@ -2,6 +2,7 @@
 
 #include <zstd.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "absl/strings/str_format.h"
@@ -14,6 +15,9 @@
 
 namespace fieldsync::server {
 namespace {
+
+// The largest block of a batch's parse arena (OpenedBatch).
+constexpr size_t kMaxArenaBlock = size_t{1} << 20;
 
 using protocol::SealedPayloadDigest;
 
@@ -159,9 +163,16 @@ absl::StatusOr<OpenedBatch> OpenSealedBatch(const v1::SealedBatch& sealed, size_
     plain = *std::move(opened);
   }
   if (plain.size() > max_payload) return TooLarge(limits, batch_id, "payload");
-  if (!out.payload.ParseFromString(plain)) return Malformed("the batch payload does not parse");
-  if (static_cast<uint64_t>(out.payload.changes_size()) > limits.max_changes) {
-    return TooLarge(limits, batch_id, absl::StrFormat("%d changes", out.payload.changes_size()));
+  google::protobuf::ArenaOptions arena_options;
+  // About what the parsed messages take, so that most batches fit the
+  // first block; larger ones add blocks.
+  arena_options.start_block_size = std::clamp<size_t>(plain.size() * 3, 4096, kMaxArenaBlock);
+  arena_options.max_block_size = kMaxArenaBlock;
+  out.arena = std::make_unique<google::protobuf::Arena>(arena_options);
+  out.payload = google::protobuf::Arena::CreateMessage<v1::BatchPayload>(out.arena.get());
+  if (!out.payload->ParseFromString(plain)) return Malformed("the batch payload does not parse");
+  if (static_cast<uint64_t>(out.payload->changes_size()) > limits.max_changes) {
+    return TooLarge(limits, batch_id, absl::StrFormat("%d changes", out.payload->changes_size()));
   }
   out.payload_sha256 = crypto::ToString(digest);
   out.signature = sealed.signature();

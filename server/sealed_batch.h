@@ -8,6 +8,7 @@
 #define FIELDSYNC_SERVER_SEALED_BATCH_H_
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -20,6 +21,7 @@
 #include "crypto/x25519.h"
 #include "fieldsync/v1/records.pb.h"
 #include "fieldsync/v1/sync.pb.h"
+#include "google/protobuf/arena.h"
 #include "protocol/batch_header.h"
 #include "protocol/sealed_batch.h"
 
@@ -46,8 +48,11 @@ struct PushKeys {
 
 struct OpenedBatch {
   protocol::BatchHeader header;
-  v1::BatchPayload payload;
-  std::string payload_sha256;  // protocol::SealedPayloadDigest, raw 32 bytes
+  // The payload, parsed into `arena`: a hundred changes of twenty fields
+  // are a few thousand small messages, made and freed in a few blocks.
+  std::unique_ptr<google::protobuf::Arena> arena;
+  v1::BatchPayload* payload = nullptr;  // owned by `arena`
+  std::string payload_sha256;           // protocol::SealedPayloadDigest, raw 32 bytes
   std::string signature;
 };
 

@@ -313,8 +313,7 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
     if (request.max_bytes_per_chunk() != 0) {
       r.max_bytes = std::min<size_t>(r.max_bytes, request.max_bytes_per_chunk());
     }
-    ASSIGN_OR_RETURN(stream_,
-                     sync::PullStream::Start(deps_.feed, sync::ScopeOfPrincipal(p), r));
+    ASSIGN_OR_RETURN(stream_, sync::PullStream::Start(deps_.feed, sync::ScopeOfPrincipal(p), r));
     return absl::OkStatus();
   }
 
@@ -391,9 +390,9 @@ class PullReactor final : public grpc::ServerWriteReactor<v1::PullChunk> {
     RETURN_IF_ERROR(RecordRead(chunk->cursor, changes));
     *last = stream_->done();
     if (is_device_) {
-      ASSIGN_OR_RETURN(*out, protocol::SealPullChunk(changes, device_uuid_, chunk->cursor,
-                                                     caller_.principal.receiving_public_key(),
-                                                     *deps_.random));
+      ASSIGN_OR_RETURN(
+          *out, protocol::SealPullChunk(changes, device_uuid_, chunk->cursor,
+                                        caller_.principal.receiving_public_key(), *deps_.random));
     } else {
       out->set_cursor(chunk->cursor);
       out->set_next_cursor(changes.next_cursor());
@@ -467,8 +466,7 @@ grpc::ServerUnaryReactor* SyncServiceImpl::Enroll(grpc::CallbackServerContext* c
                           });
 }
 
-absl::Status SyncServiceImpl::DoEnroll(const std::string& address,
-                                       const v1::EnrollRequest& request,
+absl::Status SyncServiceImpl::DoEnroll(const std::string& address, const v1::EnrollRequest& request,
                                        v1::EnrollResponse* response) {
   if (const size_t size = request.ByteSizeLong(); size > deps_.max_enroll_request_bytes) {
     return sync::SyncError(absl::StatusCode::kInvalidArgument, v1::SYNC_ERROR_REASON_MALFORMED,
@@ -488,8 +486,7 @@ absl::Status SyncServiceImpl::DoEnroll(const std::string& address,
         return RateLimited("this address is locked out of enrolment after failed attempts",
                            admission.retry_after);
       case Verdict::kServerBusy:
-        return ServerBusy("the server is at its rate of enrolment attempts",
-                          admission.retry_after);
+        return ServerBusy("the server is at its rate of enrolment attempts", admission.retry_after);
     }
   }
   absl::Status enrolled = EnrollDevice(request, response);
@@ -555,7 +552,7 @@ absl::Status SyncServiceImpl::DoPush(const Caller& caller, const v1::PushRequest
   meta.signature = std::move(batch.signature);
   meta.sealing_key_id = batch.header.sealing_key_id;
   meta.compression = static_cast<uint32_t>(request.batch().compression());
-  ASSIGN_OR_RETURN(sync::PushResult result, deps_.ingest->Push(meta, batch.payload));
+  ASSIGN_OR_RETURN(sync::PushResult result, deps_.ingest->Push(meta, *batch.payload));
   response->set_batch_id(meta.batch_id);
   *response->mutable_results() = std::move(*result.result.mutable_results());
   response->set_first_position(result.result.first_position());

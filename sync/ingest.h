@@ -173,6 +173,12 @@ class Ingest {
     uint32_t max_changes_per_batch = 10000;
     // Called for every committed unit, in order. Not owned.
     std::vector<CommitObserver*> observers;
+    // Batches prepared (validated, sealed) at once; the others wait for a
+    // turn. 0: one per CPU core. Preparing is CPU work: with as many at
+    // once as there are cores, a batch is ready for its commit group as
+    // soon as it can be instead of dozens finishing late together, and the
+    // committer is not starved by them sharing the cores.
+    int max_concurrent_prepares = 0;
   };
 
   // REQUIRES: store, schema, sealer and clock set.
@@ -294,6 +300,11 @@ class Ingest {
   // kMaxReservedGroupBytes: the next group reserves about as much.
   static constexpr size_t kMaxReservedGroupBytes = size_t{16} << 20;
   size_t last_group_bytes_ = 0;
+
+  // Admission to Prepare (Options::max_concurrent_prepares).
+  absl::Mutex prepare_mu_;
+  int prepare_limit_ = 1;
+  int preparing_ ABSL_GUARDED_BY(prepare_mu_) = 0;
 
   absl::Mutex mu_;
   absl::CondVar cv_;

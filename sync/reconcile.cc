@@ -135,8 +135,8 @@ absl::Status UpdateConflict(const v1::CaseLogEntry& entry, const Uuid& case_id,
 // Keeps the case's scope key and the open-conflict index in step with the
 // entry and writes the conflict records it opened, changed or closed.
 absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_registration,
-                        const CaseScope& before, RecordState* registration, const EntryReader& read,
-                        ConflictWrites& conflicts, StateView* view) {
+                        bool creating, const CaseScope& before, RecordState* registration,
+                        const EntryReader& read, ConflictWrites& conflicts, StateView* view) {
   if (!is_registration && conflicts.opened.empty() && conflicts.updated.empty() &&
       conflicts.closed.empty()) {
     return absl::OkStatus();
@@ -161,7 +161,9 @@ absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_regis
                 "");
     }
   }
-  if (is_registration && before.region != after.region) {
+  // A new case has no conflicts yet (no record of a case comes before its
+  // registration).
+  if (is_registration && !creating && before.region != after.region) {
     // Open conflicts move to the new region's index (those this entry
     // opens or closes are handled below, under the new region).
     std::vector<std::pair<std::string, std::string>> existing;
@@ -696,13 +698,34 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   }
   // The current values of the fields this entry merges into.
   if (!creating) RETURN_IF_ERROR(FillValues(&record, read, names));
+  // A new record's fields are appended and put in name order once, below.
+  if (creating) record.fields.reserve(names.size());
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string_view name = names[i];
+    v1::EntryField* f = keeps_current ? nullptr : entry->mutable_fields(static_cast<int>(i));
     // Taken out of the record (each value is held once) and put back below.
     std::optional<v1::FieldState> state;
-    if (v1::FieldState* s = record.FindMutable(name); s != nullptr) state = std::move(*s);
+    v1::FieldState* existing = creating ? nullptr : record.FindMutable(name);
+    if (existing == nullptr && f != nullptr) {
+      // A field's first write: what merging it into no heads gives (its
+      // value alone, APPLIED, no conflict), without building the heads.
+      v1::FieldState& first = creating ? record.fields.emplace_back(name, v1::FieldState()).second
+                                       : record.Upsert(name);
+      *first.mutable_value() = f->value();
+      first.set_version(pos);
+      *first.mutable_hlc() = write.hlc();
+      first.set_writer(write.writer());
+      f->set_outcome(v1::CHANGE_OUTCOME_APPLIED);
+      f->set_version(0);
+      v1::FieldResult* fr = result.add_fields();
+      fr->set_field(f->field());
+      fr->set_outcome(v1::CHANGE_OUTCOME_APPLIED);
+      fr->set_version(pos);
+      fr->set_server_set(f->server_set());
+      continue;
+    }
+    if (existing != nullptr) state = std::move(*existing);
     ASSIGN_OR_RETURN(std::vector<v1::FieldHead> heads, LoadHeads(case_id, state, name, view));
-    v1::EntryField* f = keeps_current ? nullptr : entry->mutable_fields(static_cast<int>(i));
     FieldWriteInput in;
     if (f != nullptr) {
       in.value = &f->value();
@@ -735,6 +758,16 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     fr->set_outcome(fo);
     fr->set_version(version);
     fr->set_server_set(f->server_set());
+  }
+  if (creating) {
+    std::sort(record.fields.begin(), record.fields.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (size_t i = 1; i < record.fields.size(); ++i) {
+      if (record.fields[i - 1].first == record.fields[i].first) {
+        return absl::InternalError(absl::StrFormat("change %s writes field %s twice",
+                                                   entry->change_id(), record.fields[i].first));
+      }
+    }
   }
 
   // Record level: child records track each writer's latest change.
@@ -783,8 +816,8 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     }
     return read(at, e);
   };
-  RETURN_IF_ERROR(
-      FinishCase(*schema_, case_id, is_registration, before, &record, with_entry, conflicts, view));
+  RETURN_IF_ERROR(FinishCase(*schema_, case_id, is_registration, creating, before, &record,
+                             with_entry, conflicts, view));
   entry->set_outcome(outcome);
   result.set_outcome(outcome);
   result.set_record_version(pos);

@@ -69,8 +69,16 @@ v1::FieldState& RecordState::Upsert(std::string_view field) {
 
 std::string EncodeRecordState(const RecordState& state, storage::NameDictionary& names,
                               storage::WriteBatch* batch) {
+  // Most fields name the same writer or two: looked up once each.
+  std::string_view last_writer;
+  uint32_t last_id = 0;
   auto writer_id = [&](std::string_view w) {
-    return w.empty() ? 0 : names.Intern(NameKind::kWriter, w, batch);
+    if (w.empty()) return uint32_t{0};
+    if (last_id == 0 || w != last_writer) {
+      last_id = names.Intern(NameKind::kWriter, w, batch);
+      last_writer = w;
+    }
+    return last_id;
   };
   auto make = [&](std::string_view writer, const v1::Hlc& hlc, uint64_t position) {
     return Write{position, writer_id(writer), hlc.wall_micros(), hlc.logical()};

@@ -91,7 +91,7 @@ TEST_F(TabletTest, SealsJournalledChangesToTheNewestKeyAsNumberedBatches) {
   EXPECT_EQ(tablet_->pending(), 0u);
   absl::StatusOr<server::OpenedBatch> opened = OpenOnServer(*sealed);
   ASSERT_THAT(opened, IsOk());
-  EXPECT_EQ(opened->payload.changes_size(), 2);
+  EXPECT_EQ(opened->payload->changes_size(), 2);
 }
 
 // After a rotation the server holds key 2 until a cutoff and key 3, new.
@@ -129,8 +129,8 @@ TEST_F(TabletTest, BatchInFlightIsResealedToTheNewKeyWithItsIdSequenceAndChanges
   EXPECT_EQ(tablet_->next_sequence(), 2u) << "a reseal uses no new sequence number";
   absl::StatusOr<server::OpenedBatch> opened = OpenOnServer(*resealed);
   ASSERT_THAT(opened, IsOk());
-  EXPECT_EQ(opened->payload.changes_size(), 1);
-  EXPECT_EQ(opened->payload.changes(0).fields(0).value().enum_value(), "high");
+  EXPECT_EQ(opened->payload->changes_size(), 1);
+  EXPECT_EQ(opened->payload->changes(0).fields(0).value().enum_value(), "high");
 }
 
 TEST_F(TabletTest, NoBatchInFlightHasNothingToReseal) {

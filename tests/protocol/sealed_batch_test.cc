@@ -89,7 +89,7 @@ TEST_F(DeviceSealedBatchTest, SealedBatchOpensOnTheServer) {
   absl::StatusOr<server::OpenedBatch> opened = Open(*sealed);
 
   ASSERT_THAT(opened, IsOk());
-  EXPECT_EQ(opened->payload.SerializeAsString(), Payload().SerializeAsString());
+  EXPECT_EQ(opened->payload->SerializeAsString(), Payload().SerializeAsString());
   EXPECT_EQ(opened->header.sequence, 1u);
   EXPECT_EQ(sealed->header().device_id(), kDevice);
   EXPECT_EQ(sealed->header().batch_id(), kBatch);
@@ -105,7 +105,7 @@ TEST_F(DeviceSealedBatchTest, CompressedBatchOpensOnTheServer) {
   absl::StatusOr<server::OpenedBatch> opened = Open(*sealed);
 
   ASSERT_THAT(opened, IsOk());
-  EXPECT_EQ(opened->payload.SerializeAsString(), Payload().SerializeAsString());
+  EXPECT_EQ(opened->payload->SerializeAsString(), Payload().SerializeAsString());
 }
 
 TEST_F(DeviceSealedBatchTest, EveryTamperedSignatureByteIsRefused) {

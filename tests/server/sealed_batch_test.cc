@@ -173,7 +173,7 @@ TEST(SealedBatchTest, ZstdFrameWithContentSizeOpens) {
       OpenSealedBatch(sealed, sealed.ByteSizeLong(), e.Keys(), BatchLimits{});
 
   ASSERT_THAT(opened, IsOk());
-  EXPECT_EQ(opened->payload.SerializeAsString(), e.payload);
+  EXPECT_EQ(opened->payload->SerializeAsString(), e.payload);
 }
 
 TEST(SealedBatchTest, ZstdFrameWithoutContentSizeDoesNotOpen) {
@@ -222,7 +222,7 @@ TEST(SealedBatchTest, WorkedExampleOpens) {
   absl::StatusOr<OpenedBatch> opened =
       OpenSealedBatch(e.sealed, e.sealed.ByteSizeLong(), e.Keys(), BatchLimits{});
   ASSERT_THAT(opened, IsOk());
-  EXPECT_EQ(opened->payload.SerializeAsString(), e.payload);
+  EXPECT_EQ(opened->payload->SerializeAsString(), e.payload);
 }
 
 TEST(SealedBatchTest, EveryFlippedByteIsRefusedCleanly) {

@@ -49,6 +49,7 @@ class IngestFixture : public ::testing::Test {
     io.sealer = &sealer_;
     io.clock = &clock_;
     io.observers = observers_;
+    io.max_concurrent_prepares = max_concurrent_prepares_;
     ingest_ = std::make_unique<Ingest>(io);
     feed_ = std::make_unique<ChangeFeed>(store_.get(), schema_.get(), &sealer_);
     return absl::OkStatus();
@@ -108,6 +109,7 @@ class IngestFixture : public ::testing::Test {
   std::shared_ptr<fieldsync::testing::FaultyFileSystem> fs_;
   std::unique_ptr<rocksdb::Env> env_;
   std::vector<CommitObserver*> observers_;
+  int max_concurrent_prepares_ = 0;  // as Ingest::Options has it
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<Ingest> ingest_;
   std::unique_ptr<ChangeFeed> feed_;

@@ -848,5 +848,43 @@ TEST_F(IngestTest, ConcurrentPushesAllCommitWithContiguousPositions) {
               fieldsync::testing::IsOkAndHolds(uint64_t{kThreads * kBatches + 1}));
 }
 
+// Preparing is CPU work: no more batches prepare at once than the limit,
+// and the rest wait for a turn (all commit).
+TEST_F(IngestTest, NoMoreBatchesPrepareAtOnceThanTheLimit) {
+  constexpr int kThreads = 6, kBatches = 3;
+  sealer_.set_seal_delay(absl::Milliseconds(2));
+  uint64_t logged = 0;
+  for (int limit : {1, 2, kThreads}) {
+    max_concurrent_prepares_ = limit;
+    ReopenStore();
+    sealer_.ResetSealsAtOnce();
+    std::vector<std::thread> threads;
+    std::vector<absl::Status> errors(kThreads);
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        const std::string device = absl::StrFormat("dev-%d-%d", limit, t);
+        for (int b = 1; b <= kBatches; ++b) {
+          // A new case seals its child's name (IDENTIFYING) in Prepare.
+          const int n = 10000 * limit + 100 * t + b;
+          absl::StatusOr<PushResult> r =
+              Push(device, b, {NewCase(Id(n), Id(n + 1000000), "central", HlcAt(kStartMicros))});
+          if (!r.ok()) errors[t] = r.status();
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+
+    for (const absl::Status& e : errors) EXPECT_THAT(e, IsOk()) << "limit " << limit;
+    logged += kThreads * kBatches;
+    EXPECT_THAT(ingest_->NextLogPosition(), fieldsync::testing::IsOkAndHolds(logged + 1));
+    EXPECT_LE(sealer_.most_seals_at_once(), limit);
+    // The probe sees overlap where the limit allows it (six threads, each
+    // seal 2 ms).
+    if (limit == kThreads) {
+      EXPECT_GE(sealer_.most_seals_at_once(), 2);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace fieldsync::sync

@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "crypto/aead.h"
 #include "crypto/bytes.h"
 #include "crypto/hmac.h"
@@ -36,6 +37,14 @@ absl::StatusOr<std::string> TestFieldSealer::Seal(const FieldAddress& at,
                                                   std::string_view plaintext,
                                                   std::vector<KeyWrite>* /*key_writes*/) {
   if (fail_) return absl::UnavailableError("test sealer told to fail");
+  if (delay_ > absl::ZeroDuration()) {
+    const int now = ++at_once_;
+    int most = most_at_once_.load();
+    while (now > most && !most_at_once_.compare_exchange_weak(most, now)) {
+    }
+    absl::SleepFor(delay_);
+    --at_once_;
+  }
   crypto::HmacSha256Tag key = CaseKey(at.case_id);
   uint8_t nonce[crypto::kAesGcmNonceSize];
   random_->Fill(nonce);

@@ -4,6 +4,7 @@
 #ifndef FIELDSYNC_TESTS_SYNC_SYNC_TEST_UTIL_H_
 #define FIELDSYNC_TESTS_SYNC_SYNC_TEST_UTIL_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/random.h"
 #include "fieldsync/v1/records.pb.h"
@@ -36,10 +38,18 @@ class TestFieldSealer final : public FieldSealer {
                                      std::vector<KeyWrite>* key_writes) override;
   // Makes Seal fail with kUnavailable while set.
   void set_fail(bool fail) { fail_ = fail; }
+  // Makes each Seal take at least `delay` (so that concurrent ones
+  // overlap), and the most Seal calls that were running at once.
+  void set_seal_delay(absl::Duration delay) { delay_ = delay; }
+  int most_seals_at_once() const { return most_at_once_.load(); }
+  void ResetSealsAtOnce() { most_at_once_ = 0; }
 
  private:
   Random* random_;
   bool fail_ = false;
+  absl::Duration delay_ = absl::ZeroDuration();
+  std::atomic<int> at_once_{0};
+  std::atomic<int> most_at_once_{0};
 };
 
 // The default schema from deploy/schema/child_protection.textproto (read
