@@ -84,8 +84,10 @@ void Tablet::Observe(const v1::Hlc& hlc) {
 }
 
 uint64_t Tablet::BaseVersion(const std::string& record_id, const std::string& field) const {
-  auto it = versions_.find(std::make_pair(record_id, field));
-  return it == versions_.end() ? 0 : it->second;
+  auto record = versions_.find(record_id);
+  if (record == versions_.end()) return 0;
+  auto it = record->second.find(field);
+  return it == record->second.end() ? 0 : it->second;
 }
 
 const v1::RecordChange& Tablet::Upsert(const std::string& change_id, const std::string& case_id,
@@ -171,9 +173,9 @@ absl::Status Tablet::Acknowledge(const v1::PushResponse& response) {
   for (const v1::ChangeResult& r : response.results()) {
     auto record = in_flight_records_.find(r.change_id());
     if (record == in_flight_records_.end()) continue;
-    for (const v1::FieldResult& f : r.fields()) {
-      versions_[std::make_pair(record->second, f.field())] = f.version();
-    }
+    if (r.fields().empty()) continue;  // no empty entries: replicas compare equal
+    absl::flat_hash_map<std::string, uint64_t>& fields = versions_[record->second];
+    for (const v1::FieldResult& f : r.fields()) fields[f.field()] = f.version();
   }
   if (response.next_sequence() > next_sequence_) next_sequence_ = response.next_sequence();
   in_flight_.reset();
@@ -191,10 +193,12 @@ absl::StatusOr<v1::PulledChanges> Tablet::TakePullChunk(const v1::PullChunk& chu
                    protocol::OpenPullChunk(chunk, device_id_, receiving_key_));
   for (const v1::PulledChange& c : changes.changes()) {
     Observe(c.hlc());
-    records_.try_emplace(c.record_id(), KnownRecord{c.case_id(), c.record_type()});
-    for (const v1::PulledField& f : c.fields()) {
-      versions_[std::make_pair(c.record_id(), f.field())] = f.version();
+    if (!records_.contains(c.record_id())) {
+      records_.emplace(c.record_id(), KnownRecord{c.case_id(), c.record_type()});
     }
+    if (c.fields().empty()) continue;  // as above
+    absl::flat_hash_map<std::string, uint64_t>& fields = versions_[c.record_id()];
+    for (const v1::PulledField& f : c.fields()) fields[f.field()] = f.version();
   }
   cursor_ = changes.next_cursor();
   return changes;

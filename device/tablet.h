@@ -121,8 +121,9 @@ class Tablet {
   // True once the tablet has seen `record_id` (made it or pulled it).
   bool Knows(const std::string& record_id) const { return records_.contains(record_id); }
   const absl::flat_hash_map<std::string, KnownRecord>& records() const { return records_; }
-  // (record_id, field) -> version, for comparing replicas.
-  const absl::flat_hash_map<std::pair<std::string, std::string>, uint64_t>& versions() const {
+  // record_id -> field -> version, for comparing replicas.
+  const absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, uint64_t>>& versions()
+      const {
     return versions_;
   }
 
@@ -147,7 +148,8 @@ class Tablet {
   v1::BatchPayload in_flight_payload_;                               // what in_flight_ seals
   absl::flat_hash_map<std::string, std::string> in_flight_records_;  // change id -> record id
   absl::flat_hash_map<std::string, KnownRecord> records_;
-  absl::flat_hash_map<std::pair<std::string, std::string>, uint64_t> versions_;
+  // By record, then field: a record's id is held once, not once per field.
+  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, uint64_t>> versions_;
 };
 
 }  // namespace fieldsync::device
