@@ -597,42 +597,52 @@ bool SameValue(const v1::StoredValue& a, const v1::StoredValue& b) {
          std::string_view(b.digest()).substr(0, kValueDigestBytes);
 }
 
-absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
-                                                   const ApplyOptions& options, StateView* view,
-                                                   RecordState* written) const {
-  const uint64_t pos = entry->position();
-  Uuid case_id{}, record_id{};
+namespace {
+
+// What Apply knows of an entry it admitted, before it changes anything.
+struct Admitted {
+  Uuid case_id{};
+  Uuid record_id{};
+  bool is_registration = false;
+  bool creating = false;  // the record does not exist yet
+  std::optional<RecordState> stored;
+};
+
+// Checks `entry` against the schema, its scope and the stored state: a
+// REJECTED result when it is refused, nullopt when it is admitted (and
+// then *out is filled, and a new registration has its server-set fields).
+absl::StatusOr<std::optional<v1::ChangeResult>> Admit(const Schema& schema, v1::CaseLogEntry* entry,
+                                                      const ApplyOptions& options, StateView* view,
+                                                      const EntryReader& read, Admitted* out) {
   {
     absl::StatusOr<Uuid> c = ParseUuid(entry->case_id());
     absl::StatusOr<Uuid> r = ParseUuid(entry->record_id());
     if (!c.ok() || !r.ok())
       return Reject(*entry, v1::REJECT_REASON_INVALID_ID, "bad case or record id");
-    case_id = *c;
-    record_id = *r;
+    out->case_id = *c;
+    out->record_id = *r;
   }
-  const v1::RecordType* type = schema_->FindRecordType(entry->record_type());
+  const Uuid& case_id = out->case_id;
+  const v1::RecordType* type = schema.FindRecordType(entry->record_type());
   if (type == nullptr) {
     return Reject(*entry, v1::REJECT_REASON_UNKNOWN_RECORD_TYPE,
                   absl::StrFormat("change %s: unknown record type %s", entry->change_id(),
                                   entry->record_type()));
   }
   const bool is_registration = type->kind() == v1::RECORD_KIND_CASE_REGISTRATION;
-  // Log entries are read from the view (this group's entries first), or
-  // from the source of a rebuild.
-  const EntryReader stored_entries =
-      options.read_entry ? EntryReader(options.read_entry) : ViewEntryReader(view);
-  ASSIGN_OR_RETURN(std::optional<RecordState> stored, LoadRecord(view, case_id, record_id));
+  out->is_registration = is_registration;
+  ASSIGN_OR_RETURN(out->stored, LoadRecord(view, case_id, out->record_id));
   std::optional<v1::RecordHeader> stored_header;
-  if (stored.has_value()) stored_header = stored->header;
-  const EntryReader& read = stored_entries;
+  if (out->stored.has_value()) stored_header = out->stored->header;
   {
     absl::Status status;
     std::optional<v1::ChangeResult> refused = CheckChange(
-        *schema_, *entry, options, case_id, stored_header, is_registration, view, read, &status);
+        schema, *entry, options, case_id, stored_header, is_registration, view, read, &status);
     RETURN_IF_ERROR(status);
-    if (refused.has_value()) return *std::move(refused);
+    if (refused.has_value()) return refused;
   }
   const bool creating = !stored_header.has_value();
+  out->creating = creating;
   if (creating && entry->kind() != v1::CHANGE_KIND_UPSERT) {
     return Reject(*entry,
                   entry->kind() == v1::CHANGE_KIND_DELETE ? v1::REJECT_REASON_MALFORMED_CHANGE
@@ -642,7 +652,7 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   }
   if (creating) {
     for (const v1::FieldDef& def : type->fields()) {
-      if (!def.required() || schema_->IsServerManaged(type->name(), def.name())) continue;
+      if (!def.required() || schema.IsServerManaged(type->name(), def.name())) continue;
       bool present = false;
       for (const v1::EntryField& f : entry->fields()) {
         present |= f.field() == def.name() && !f.value().cleared();
@@ -656,68 +666,57 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
   }
   if (is_registration && options.check_scope && !options.region.empty()) {
     ASSIGN_OR_RETURN(std::optional<v1::ChangeResult> refused,
-                     CheckDeviceRegion(*schema_, *entry, options, case_id, creating, view, read));
-    if (refused.has_value()) return *std::move(refused);
+                     CheckDeviceRegion(schema, *entry, options, case_id, creating, view, read));
+    if (refused.has_value()) return refused;
   }
-  if (is_registration && schema_->has_districts() && !options.replay) {
+  if (is_registration && schema.has_districts() && !options.replay) {
     ASSIGN_OR_RETURN(std::optional<v1::ChangeResult> refused,
-                     CheckDistrict(*schema_, *entry, case_id, creating, view, read));
-    if (refused.has_value()) return *std::move(refused);
+                     CheckDistrict(schema, *entry, case_id, creating, view, read));
+    if (refused.has_value()) return refused;
   }
-  if (creating && is_registration) AddServerSetFields(*schema_, options, entry);
+  if (creating && is_registration) AddServerSetFields(schema, options, entry);
+  return std::optional<v1::ChangeResult>();
+}
 
-  CaseScope before;
-  if (is_registration && stored.has_value()) {
-    ASSIGN_OR_RETURN(before, ScopeOf(*schema_, *stored, read));
-  }
-  RecordState record = stored.has_value() ? *std::move(stored) : RecordState();
-  v1::RecordHeader& header = record.header;
-  if (creating) {
-    header.set_record_type(entry->record_type());
-    header.set_created_position(pos);
-  }
-  const bool was_deleted = header.deleted();
-  ConflictWrites conflicts;
-  v1::ChangeResult result;
-  result.set_change_id(entry->change_id());
-  result.set_clock_clamped(entry->clock_clamped());
-  result.set_log_position(pos);
+// Field level: merges `write` into each field the entry writes, and into
+// the field a keep-current resolution names; fills the fields' outcomes
+// and versions in `entry` and `result` and returns the greatest outcome
+// (APPLIED when none is greater).
+absl::StatusOr<v1::ChangeOutcome> MergeFields(const v1::HeadWrite& write, const Admitted& a,
+                                              bool keeps_current, v1::CaseLogEntry* entry,
+                                              const EntryReader& read, StateView* view,
+                                              RecordState* record, v1::ChangeResult* result,
+                                              ConflictWrites* conflicts) {
+  const uint64_t pos = write.position();
+  const bool creating = a.creating;
   v1::ChangeOutcome outcome = v1::CHANGE_OUTCOME_APPLIED;
-  v1::HeadWrite write;
-  write.set_writer(entry->writer());
-  *write.mutable_hlc() = entry->hlc();
-  write.set_position(pos);
-
-  // Field level: each written field, and the field a keep-current
-  // resolution names.
-  const bool keeps_current = entry->has_resolves() && entry->fields().empty();
   std::vector<std::string_view> names;
   for (const v1::EntryField& f : entry->fields()) names.push_back(f.field());
   if (keeps_current && !entry->resolves().field().empty()) {
     names.push_back(entry->resolves().field());
   }
   // The current values of the fields this entry merges into.
-  if (!creating) RETURN_IF_ERROR(FillValues(&record, read, names));
+  if (!creating) RETURN_IF_ERROR(FillValues(record, read, names));
   // A new record's fields are appended and put in name order once, below.
-  if (creating) record.fields.reserve(names.size());
+  if (creating) record->fields.reserve(names.size());
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string_view name = names[i];
     v1::EntryField* f = keeps_current ? nullptr : entry->mutable_fields(static_cast<int>(i));
     // Taken out of the record (each value is held once) and put back below.
     std::optional<v1::FieldState> state;
-    v1::FieldState* existing = creating ? nullptr : record.FindMutable(name);
+    v1::FieldState* existing = creating ? nullptr : record->FindMutable(name);
     if (existing == nullptr && f != nullptr) {
       // A field's first write: what merging it into no heads gives (its
       // value alone, APPLIED, no conflict), without building the heads.
-      v1::FieldState& first = creating ? record.fields.emplace_back(name, v1::FieldState()).second
-                                       : record.Upsert(name);
+      v1::FieldState& first = creating ? record->fields.emplace_back(name, v1::FieldState()).second
+                                       : record->Upsert(name);
       *first.mutable_value() = f->value();
       first.set_version(pos);
       *first.mutable_hlc() = write.hlc();
       first.set_writer(write.writer());
       f->set_outcome(v1::CHANGE_OUTCOME_APPLIED);
       f->set_version(0);
-      v1::FieldResult* fr = result.add_fields();
+      v1::FieldResult* fr = result->add_fields();
       fr->set_field(f->field());
       fr->set_outcome(v1::CHANGE_OUTCOME_APPLIED);
       fr->set_version(pos);
@@ -725,7 +724,7 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
       continue;
     }
     if (existing != nullptr) state = std::move(*existing);
-    ASSIGN_OR_RETURN(std::vector<v1::FieldHead> heads, LoadHeads(case_id, state, name, view));
+    ASSIGN_OR_RETURN(std::vector<v1::FieldHead> heads, LoadHeads(a.case_id, state, name, view));
     FieldWriteInput in;
     if (f != nullptr) {
       in.value = &f->value();
@@ -743,70 +742,124 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     v1::FieldState next = state.has_value() ? *std::move(state) : v1::FieldState();
     SetCurrentHead(heads.front(), &next);
     uint64_t conflict_position = next.conflict_position();
-    RETURN_IF_ERROR(UpdateConflict(*entry, case_id, name,
+    RETURN_IF_ERROR(UpdateConflict(*entry, a.case_id, name,
                                    std::vector<v1::FieldHead>(heads.begin() + 1, heads.end()),
-                                   &conflict_position, view, &conflicts));
+                                   &conflict_position, view, conflicts));
     next.set_conflict_position(conflict_position);
     const uint64_t version = next.version();
-    record.Upsert(name) = std::move(next);
+    record->Upsert(name) = std::move(next);
     if (f == nullptr) continue;
     f->set_outcome(fo);
     f->set_version(version != pos ? version : 0);
     outcome = std::max(outcome, fo);
-    v1::FieldResult* fr = result.add_fields();
+    v1::FieldResult* fr = result->add_fields();
     fr->set_field(f->field());
     fr->set_outcome(fo);
     fr->set_version(version);
     fr->set_server_set(f->server_set());
   }
   if (creating) {
-    std::sort(record.fields.begin(), record.fields.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (size_t i = 1; i < record.fields.size(); ++i) {
-      if (record.fields[i - 1].first == record.fields[i].first) {
+    std::sort(record->fields.begin(), record->fields.end(),
+              [](const auto& x, const auto& y) { return x.first < y.first; });
+    for (size_t i = 1; i < record->fields.size(); ++i) {
+      if (record->fields[i - 1].first == record->fields[i].first) {
         return absl::InternalError(absl::StrFormat("change %s writes field %s twice",
-                                                   entry->change_id(), record.fields[i].first));
+                                                   entry->change_id(), record->fields[i].first));
       }
     }
   }
+  return outcome;
+}
 
-  // Record level: child records track each writer's latest change.
-  if (!is_registration) {
-    v1::HeadWrite mark = write;
-    if (entry->kind() == v1::CHANGE_KIND_DELETE) {
-      mark.set_is_delete(true);
-      mark.set_delete_base(entry->base_version());
-    }
-    const bool keeps_record = keeps_current && entry->resolves().field().empty();
-    if (keeps_record) {
-      // A record-level resolution keeps the record: the DELETEs are dropped.
-      auto* marks = header.mutable_marks();
-      marks->erase(std::remove_if(marks->begin(), marks->end(),
-                                  [](const v1::HeadWrite& m) { return m.is_delete(); }),
-                   marks->end());
-    } else if (!keeps_current) {
-      SetMark(std::move(mark), &header);
-    }
-    header.set_deleted(IsDeleted(header));
-    if (entry->kind() == v1::CHANGE_KIND_DELETE) {
-      outcome = was_deleted        ? v1::CHANGE_OUTCOME_CONVERGED
-                : header.deleted() ? v1::CHANGE_OUTCOME_APPLIED
-                                   : v1::CHANGE_OUTCOME_SUPERSEDED;
-    } else if (was_deleted && !header.deleted()) {
-      entry->set_revived(true);
-      result.set_revived(true);
-      outcome = std::max(outcome, v1::CHANGE_OUTCOME_CONFLICT);
-    }
-    uint64_t conflict_position = header.conflict_position();
-    RETURN_IF_ERROR(UpdateConflict(*entry, case_id, "", LosingDeletes(header), &conflict_position,
-                                   view, &conflicts));
-    header.set_conflict_position(conflict_position);
+// Record level (child records): each writer's latest change is a mark;
+// DELETEs, revivals and their record-level conflict. Returns the entry's
+// outcome given `outcome`, its fields' greatest.
+absl::StatusOr<v1::ChangeOutcome> MergeRecordMarks(const v1::HeadWrite& write, const Admitted& a,
+                                                   bool keeps_current, v1::ChangeOutcome outcome,
+                                                   v1::CaseLogEntry* entry, StateView* view,
+                                                   v1::RecordHeader* header,
+                                                   v1::ChangeResult* result,
+                                                   ConflictWrites* conflicts) {
+  const bool was_deleted = header->deleted();
+  v1::HeadWrite mark = write;
+  if (entry->kind() == v1::CHANGE_KIND_DELETE) {
+    mark.set_is_delete(true);
+    mark.set_delete_base(entry->base_version());
+  }
+  const bool keeps_record = keeps_current && entry->resolves().field().empty();
+  if (keeps_record) {
+    // A record-level resolution keeps the record: the DELETEs are dropped.
+    auto* marks = header->mutable_marks();
+    marks->erase(std::remove_if(marks->begin(), marks->end(),
+                                [](const v1::HeadWrite& m) { return m.is_delete(); }),
+                 marks->end());
+  } else if (!keeps_current) {
+    SetMark(std::move(mark), header);
+  }
+  header->set_deleted(IsDeleted(*header));
+  if (entry->kind() == v1::CHANGE_KIND_DELETE) {
+    outcome = was_deleted         ? v1::CHANGE_OUTCOME_CONVERGED
+              : header->deleted() ? v1::CHANGE_OUTCOME_APPLIED
+                                  : v1::CHANGE_OUTCOME_SUPERSEDED;
+  } else if (was_deleted && !header->deleted()) {
+    entry->set_revived(true);
+    result->set_revived(true);
+    outcome = std::max(outcome, v1::CHANGE_OUTCOME_CONFLICT);
+  }
+  uint64_t conflict_position = header->conflict_position();
+  RETURN_IF_ERROR(UpdateConflict(*entry, a.case_id, "", LosingDeletes(*header), &conflict_position,
+                                 view, conflicts));
+  header->set_conflict_position(conflict_position);
+  return outcome;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
+                                                   const ApplyOptions& options, StateView* view,
+                                                   RecordState* written) const {
+  const uint64_t pos = entry->position();
+  // Log entries are read from the view (this group's entries first), or
+  // from the source of a rebuild.
+  const EntryReader read =
+      options.read_entry ? EntryReader(options.read_entry) : ViewEntryReader(view);
+  Admitted a;
+  ASSIGN_OR_RETURN(std::optional<v1::ChangeResult> refused,
+                   Admit(*schema_, entry, options, view, read, &a));
+  if (refused.has_value()) return *std::move(refused);
+
+  CaseScope before;
+  if (a.is_registration && a.stored.has_value()) {
+    ASSIGN_OR_RETURN(before, ScopeOf(*schema_, *a.stored, read));
+  }
+  RecordState record = a.stored.has_value() ? *std::move(a.stored) : RecordState();
+  a.stored.reset();
+  v1::RecordHeader& header = record.header;
+  if (a.creating) {
+    header.set_record_type(entry->record_type());
+    header.set_created_position(pos);
+  }
+  ConflictWrites conflicts;
+  v1::ChangeResult result;
+  result.set_change_id(entry->change_id());
+  result.set_clock_clamped(entry->clock_clamped());
+  result.set_log_position(pos);
+  v1::HeadWrite write;
+  write.set_writer(entry->writer());
+  *write.mutable_hlc() = entry->hlc();
+  write.set_position(pos);
+  const bool keeps_current = entry->has_resolves() && entry->fields().empty();
+  ASSIGN_OR_RETURN(v1::ChangeOutcome outcome, MergeFields(write, a, keeps_current, entry, read,
+                                                          view, &record, &result, &conflicts));
+  if (!a.is_registration) {
+    ASSIGN_OR_RETURN(outcome, MergeRecordMarks(write, a, keeps_current, outcome, entry, view,
+                                               &header, &result, &conflicts));
   }
   header.set_record_version(pos);
-  StoreRecord(view, case_id, record_id, record);
+  StoreRecord(view, a.case_id, a.record_id, record);
   // The entry that creates a record is found by the record's
   // created_position; every later one by its entry key.
-  if (!creating) view->Put(Cf::kCaseIndex, storage::EncodeCaseEntryKey(case_id, pos), "");
+  if (!a.creating) view->Put(Cf::kCaseIndex, storage::EncodeCaseEntryKey(a.case_id, pos), "");
   // The registration's scope after the entry: its values are this entry's
   // (in memory, not in the view yet) or earlier entries'.
   const EntryReader with_entry = [&](uint64_t at, v1::CaseLogEntry* e) -> absl::StatusOr<bool> {
@@ -816,7 +869,7 @@ absl::StatusOr<v1::ChangeResult> Reconciler::Apply(v1::CaseLogEntry* entry,
     }
     return read(at, e);
   };
-  RETURN_IF_ERROR(FinishCase(*schema_, case_id, is_registration, creating, before, &record,
+  RETURN_IF_ERROR(FinishCase(*schema_, a.case_id, a.is_registration, a.creating, before, &record,
                              with_entry, conflicts, view));
   entry->set_outcome(outcome);
   result.set_outcome(outcome);
