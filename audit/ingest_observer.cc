@@ -43,20 +43,22 @@ absl::StatusOr<Event> EventOfUnit(const sync::CommittedUnit& unit) {
     c.case_ids = std::move(case_ids);
     return Event{unit.committed_at, std::move(c)};
   }
+  if (unit.batch == nullptr) return absl::InternalError("a committed batch lacks its header");
+  const sync::BatchMeta& meta = *unit.batch;
   BatchAccepted b;
   b.device_id = unit.writer;
-  ASSIGN_OR_RETURN(b.batch_id, ParseUuid(unit.batch_id));
-  b.sequence = unit.sequence;
+  ASSIGN_OR_RETURN(b.batch_id, ParseUuid(meta.batch_id));
+  b.sequence = meta.sequence;
   // What the device signed besides the payload digest, so that the
   // signature can be checked offline.
-  b.sealing_key_id = unit.sealing_key_id;
-  b.compression = static_cast<uint8_t>(unit.compression);
-  if (unit.sealed_batch_sha256.size() != 32 || unit.signature.size() != 64) {
+  b.sealing_key_id = meta.sealing_key_id;
+  b.compression = static_cast<uint8_t>(meta.compression);
+  if (meta.sealed_batch_sha256.size() != 32 || meta.signature.size() != 64) {
     return absl::InternalError("a committed batch lacks its payload hash or signature");
   }
-  std::copy(unit.sealed_batch_sha256.begin(), unit.sealed_batch_sha256.end(),
+  std::copy(meta.sealed_batch_sha256.begin(), meta.sealed_batch_sha256.end(),
             b.payload_sha256.begin());
-  std::copy(unit.signature.begin(), unit.signature.end(), b.signature.begin());
+  std::copy(meta.signature.begin(), meta.signature.end(), b.signature.begin());
   b.first_position = unit.first_position;
   b.last_position = unit.last_position;
   b.outcomes = ToOutcomes(unit.counts);

@@ -633,12 +633,7 @@ absl::Status Ingest::ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* n
   seq.set_next_sequence(expected + 1);
   view->PutProto(Cf::kBatches, seq_key, seq);
   unit->push.next_sequence = expected + 1;
-  summary->batch_id = meta.batch_id;
-  summary->sequence = meta.sequence;
-  summary->sealed_batch_sha256 = meta.sealed_batch_sha256;
-  summary->signature = meta.signature;
-  summary->sealing_key_id = meta.sealing_key_id;
-  summary->compression = meta.compression;
+  summary->batch = &meta;
   return absl::OkStatus();
 }
 

@@ -43,8 +43,9 @@ struct BatchMeta {
   std::string region;      // the region the device is enrolled for
   std::string batch_id;    // BatchHeader.batch_id (UUID text)
   uint64_t sequence = 0;   // BatchHeader.sequence (from 1)
-  // For the audit log only (passed to observers): SHA-256 of the sealed
-  // batch as received, and the device's signature over it.
+  // What the ingest does not read itself, for its observers
+  // (CommittedUnit::batch; the audit log): SHA-256 of the sealed batch as
+  // received, and the device's signature over it.
   std::string sealed_batch_sha256;
   std::string signature;
   // The rest of the signed header (also for the audit log, which must
@@ -97,14 +98,10 @@ struct RecordDimensionChange {
 struct CommittedUnit {
   // A device id, or "staff:<id>" for a server-side change.
   std::string writer;
-  // Device batches: the batch id, sequence, sealed-batch hash and signature
-  // (BatchMeta). Empty for server-side changes.
-  std::string batch_id;
-  uint64_t sequence = 0;
-  std::string sealed_batch_sha256;
-  std::string signature;
-  uint32_t sealing_key_id = 0;
-  uint32_t compression = 0;
+  // A device batch: what the service layer verified of it, as Push was
+  // given it (valid while the observer's OnCommit runs; copy what is
+  // kept). Null for a server-side change.
+  const BatchMeta* batch = nullptr;
   // The server-side change's kind; UNSPECIFIED for device batches.
   v1::ChangeKind staff_kind = v1::CHANGE_KIND_UNSPECIFIED;
   // Log range [first_position, last_position]; both 0 when nothing was

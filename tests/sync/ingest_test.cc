@@ -670,11 +670,14 @@ class RecordingObserver : public CommitObserver {
  public:
   absl::Status OnCommit(const CommittedUnit& unit, storage::WriteBatch* batch) override {
     units.push_back(unit);
+    units.back().batch = nullptr;  // valid during OnCommit only
+    batch_ids.push_back(unit.batch != nullptr ? unit.batch->batch_id : "");
     batch->Put(storage::Cf::kMetadata, "observer-was-here", std::to_string(units.size()));
     return fail ? absl::UnavailableError("observer told to fail") : absl::OkStatus();
   }
   DimensionNeeds RecordDimensionNeeds() const override { return needs; }
   std::vector<CommittedUnit> units;
+  std::vector<std::string> batch_ids;  // by unit; "" for a server-side change
   bool fail = false;
   DimensionNeeds needs = {.fields = {{"case_registration", {"region", "case_status"}},
                                      {"protection_concern", {"concern_category"}}},
@@ -692,7 +695,8 @@ TEST_F(IngestTest, ObserverSeesTheCaseViewBeforeAndAfterEachChange) {
 
   ASSERT_EQ(observer.units.size(), 2u);
   const CommittedUnit& created = observer.units[0];
-  EXPECT_EQ(created.batch_id, BatchId("dev-a", 1));
+  EXPECT_EQ(observer.batch_ids[0], BatchId("dev-a", 1));
+  EXPECT_EQ(observer.batch_ids[1], "") << "a server-side change has no batch";
   EXPECT_EQ(created.counts.applied, 1u);
   ASSERT_EQ(created.records.size(), 1u);
   const RecordDimensionChange& create = created.records[0];
