@@ -123,10 +123,13 @@ absl::StatusOr<std::shared_ptr<const crypto::FieldCipher>> CaseKeySealer::Key(
   absl::MutexLock lock(&mu_);
   auto it = pending_.find(store_key);
   if (it == pending_.end()) {
-    cipher = durable();  // committed by another unit meanwhile
-    if (cipher.ok() || !absl::IsNotFound(cipher.status())) return cipher;
+    // The store is read once more here, by MakeDek: a key another unit
+    // committed meanwhile is found there (kAlreadyExists) and used.
+    absl::StatusOr<keys::CaseKeyStore::NewDek> dek_made = keys_->MakeDek(case_id, *random_);
+    if (absl::IsAlreadyExists(dek_made.status())) return durable();
     // kFailedPrecondition here when the case was erased: nothing is sealed.
-    ASSIGN_OR_RETURN(keys::CaseKeyStore::NewDek made, keys_->MakeDek(case_id, *random_));
+    if (!dek_made.ok()) return dek_made.status();
+    keys::CaseKeyStore::NewDek made = *std::move(dek_made);
     ASSIGN_OR_RETURN(crypto::FieldCipher made_cipher, crypto::FieldCipher::Create(made.dek.span()));
     PendingKey pending{std::make_shared<const crypto::FieldCipher>(std::move(made_cipher)),
                        std::move(made.dek), std::move(made.wrapped)};
