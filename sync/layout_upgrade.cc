@@ -228,6 +228,11 @@ absl::StatusOr<LayoutUpgrade> UpgradeStateLayout(const Schema& schema, storage::
   const std::string current = std::to_string(kStateLayout);
   ASSIGN_OR_RETURN(std::optional<std::string> layout, GetMeta(store, kLayoutName));
   if (layout.has_value() && *layout == current) return out;
+  if (layout.has_value() && *layout == "2") {
+    // Every layout-2 value decodes here as it is; only new writes differ.
+    RETURN_IF_ERROR(PutMeta(store, kLayoutName, current));
+    return out;
+  }
   if (layout.has_value()) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "the store's state has layout %s, which this release (layout %s) does not know: run the "

@@ -30,8 +30,12 @@
 namespace fieldsync::sync {
 
 // The state layout this release writes, persisted as kLayoutName (decimal).
-// A store without it that has a case log holds layout 1.
-inline constexpr uint32_t kStateLayout = 2;
+// A store without it that has a case log holds layout 1. Layout 3 is layout
+// 2 with log entries and record states of format 3 (sync/log_codec.h,
+// sync/record_codec.h), which a layout-2 release cannot read: a layout-2
+// store is marked 3 at the first start (it reads as it is), so that an
+// earlier release refuses the store instead of failing on its entries.
+inline constexpr uint32_t kStateLayout = 3;
 inline constexpr char kLayoutName[] = "sync.layout";
 // The upgrade step under way: "verify" or "replace".
 inline constexpr char kLayoutStepName[] = "sync.layout_step";

@@ -24,6 +24,7 @@ namespace fieldsync::sync {
 namespace {
 
 using ::fieldsync::testing::IsOk;
+using ::fieldsync::testing::IsOkAndHolds;
 using ::fieldsync::testing::StatusIs;
 using storage::Cf;
 using testing::DateValue;
@@ -325,9 +326,36 @@ TEST_F(LayoutUpgradeTest, NewStoreIsMarkedAndAStoreOfNewerLayoutIsRefused) {
   EXPECT_THAT(store_->Get(Cf::kMetadata, storage::EncodeMetadataKey(kLayoutName)),
               ::testing::Not(StatusIs(absl::StatusCode::kNotFound)));
   storage::WriteBatch b;
-  b.Put(Cf::kMetadata, storage::EncodeMetadataKey(kLayoutName), "3");
+  b.Put(Cf::kMetadata, storage::EncodeMetadataKey(kLayoutName), std::to_string(kStateLayout + 1));
   ASSERT_THAT(store_->Commit(&b), IsOk());
-  EXPECT_THAT(Upgrade(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  absl::StatusOr<LayoutUpgrade> newer = Upgrade();
+  EXPECT_THAT(newer, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(newer.status().message()), ::testing::HasSubstr("run the release"));
+}
+
+// A store of layout 2 reads as it is: it is marked with this release's
+// layout (so that a layout-2 release refuses it) and nothing else changes.
+TEST_F(LayoutUpgradeTest, LayoutTwoStoreIsMarkedWithoutARebuild) {
+  MakeHistory();
+  storage::WriteBatch b;
+  b.Put(Cf::kMetadata, storage::EncodeMetadataKey(kLayoutName), "2");
+  ASSERT_THAT(store_->Commit(&b), IsOk());
+  const std::map<std::string, std::string> before = Semantic();
+  const auto records = testing::DumpCf(store_.get(), Cf::kRecords);
+  const auto log = testing::DumpCf(store_.get(), Cf::kCaseLog);
+
+  absl::StatusOr<LayoutUpgrade> up = Upgrade();
+
+  ASSERT_THAT(up, IsOk());
+  EXPECT_FALSE(up->upgraded);
+  EXPECT_EQ(up->entries, 0u) << "nothing is replayed";
+  EXPECT_THAT(store_->Get(Cf::kMetadata, storage::EncodeMetadataKey(kLayoutName)),
+              IsOkAndHolds(std::to_string(kStateLayout)));
+  EXPECT_EQ(kStateLayout, 3u);
+  EXPECT_EQ(testing::DumpCf(store_.get(), Cf::kRecords), records);
+  EXPECT_EQ(testing::DumpCf(store_.get(), Cf::kCaseLog), log);
+  EXPECT_EQ(Semantic(), before);
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("layout-scratch")));
 }
 
 }  // namespace
