@@ -702,52 +702,49 @@ absl::StatusOr<v1::ChangeOutcome> MergeFields(const v1::HeadWrite& write, const 
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string_view name = names[i];
     v1::EntryField* f = keeps_current ? nullptr : entry->mutable_fields(static_cast<int>(i));
-    // Taken out of the record (each value is held once) and put back below.
-    std::optional<v1::FieldState> state;
     v1::FieldState* existing = creating ? nullptr : record->FindMutable(name);
+    v1::FieldState next;
+    v1::ChangeOutcome fo = v1::CHANGE_OUTCOME_APPLIED;
     if (existing == nullptr && f != nullptr) {
       // A field's first write: what merging it into no heads gives (its
       // value alone, APPLIED, no conflict), without building the heads.
-      v1::FieldState& first = creating ? record->fields.emplace_back(name, v1::FieldState()).second
-                                       : record->Upsert(name);
-      *first.mutable_value() = f->value();
-      first.set_version(pos);
-      *first.mutable_hlc() = write.hlc();
-      first.set_writer(write.writer());
-      f->set_outcome(v1::CHANGE_OUTCOME_APPLIED);
-      f->set_version(0);
-      v1::FieldResult* fr = result->add_fields();
-      fr->set_field(f->field());
-      fr->set_outcome(v1::CHANGE_OUTCOME_APPLIED);
-      fr->set_version(pos);
-      fr->set_server_set(f->server_set());
-      continue;
-    }
-    if (existing != nullptr) state = std::move(*existing);
-    ASSIGN_OR_RETURN(std::vector<v1::FieldHead> heads, LoadHeads(a.case_id, state, name, view));
-    FieldWriteInput in;
-    if (f != nullptr) {
-      in.value = &f->value();
-      in.base = f->base_version();
-      if (in.base != 0 && !entry->has_resolves()) {
-        ASSIGN_OR_RETURN(in.seen, SeenValue(heads, in.base, name, read));
+      *next.mutable_value() = f->value();
+      next.set_version(pos);
+      *next.mutable_hlc() = write.hlc();
+      next.set_writer(write.writer());
+    } else {
+      // Taken out of the record (each value is held once) and put back below.
+      std::optional<v1::FieldState> state;
+      if (existing != nullptr) state = std::move(*existing);
+      ASSIGN_OR_RETURN(std::vector<v1::FieldHead> heads, LoadHeads(a.case_id, state, name, view));
+      FieldWriteInput in;
+      if (f != nullptr) {
+        in.value = &f->value();
+        in.base = f->base_version();
+        if (in.base != 0 && !entry->has_resolves()) {
+          ASSIGN_OR_RETURN(in.seen, SeenValue(heads, in.base, name, read));
+        }
       }
+      in.sees_all = entry->has_resolves();
+      if (f == nullptr && heads.empty()) {
+        return absl::DataLossError(absl::StrFormat(
+            "change %s resolves field %s, which has no value", entry->change_id(), name));
+      }
+      fo = MergeField(write, in, &heads);
+      if (state.has_value()) next = *std::move(state);
+      SetCurrentHead(heads.front(), &next);
+      uint64_t conflict_position = next.conflict_position();
+      RETURN_IF_ERROR(UpdateConflict(*entry, a.case_id, name,
+                                     std::vector<v1::FieldHead>(heads.begin() + 1, heads.end()),
+                                     &conflict_position, view, conflicts));
+      next.set_conflict_position(conflict_position);
     }
-    in.sees_all = entry->has_resolves();
-    if (f == nullptr && heads.empty()) {
-      return absl::DataLossError(absl::StrFormat("change %s resolves field %s, which has no value",
-                                                 entry->change_id(), name));
-    }
-    const v1::ChangeOutcome fo = MergeField(write, in, &heads);
-    v1::FieldState next = state.has_value() ? *std::move(state) : v1::FieldState();
-    SetCurrentHead(heads.front(), &next);
-    uint64_t conflict_position = next.conflict_position();
-    RETURN_IF_ERROR(UpdateConflict(*entry, a.case_id, name,
-                                   std::vector<v1::FieldHead>(heads.begin() + 1, heads.end()),
-                                   &conflict_position, view, conflicts));
-    next.set_conflict_position(conflict_position);
     const uint64_t version = next.version();
-    record->Upsert(name) = std::move(next);
+    if (creating) {
+      record->fields.emplace_back(name, std::move(next));  // put in order below
+    } else {
+      record->Upsert(name) = std::move(next);
+    }
     if (f == nullptr) continue;
     f->set_outcome(fo);
     f->set_version(version != pos ? version : 0);
