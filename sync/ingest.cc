@@ -135,9 +135,10 @@ Ingest::Ingest(Options options)
     : options_(std::move(options)),
       reconciler_(options_.schema),
       dimensions_(options_.schema, ObserversNeeds(options_.observers)) {
-  prepare_limit_ = options_.max_concurrent_prepares > 0
-                       ? options_.max_concurrent_prepares
-                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  prepare_limit_ = static_cast<uint64_t>(
+      options_.max_concurrent_prepares > 0
+          ? options_.max_concurrent_prepares
+          : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
 }
 
 Ingest::~Ingest() = default;
@@ -348,19 +349,24 @@ absl::StatusOr<Ingest::PreparedBatch> Ingest::Prepare(const BatchMeta& meta,
   return batch;
 }
 
+uint64_t Ingest::PreparesWaiting() const {
+  absl::MutexLock lock(&prepare_mu_);
+  return next_prepare_turn_ - std::min(next_prepare_turn_, prepares_done_ + prepare_limit_);
+}
+
 absl::StatusOr<PushResult> Ingest::Push(const BatchMeta& meta, const v1::BatchPayload& payload) {
   absl::StatusOr<PreparedBatch> prepared;
   {
-    prepare_mu_.LockWhen(absl::Condition(
-        +[](Ingest* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->prepare_mu_) {
-          return self->preparing_ < self->prepare_limit_;
-        },
-        this));
-    ++preparing_;
+    prepare_mu_.Lock();
+    const uint64_t turn = next_prepare_turn_++;
+    const auto my_turn = [this, turn]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(prepare_mu_) {
+      return turn < prepares_done_ + prepare_limit_;
+    };
+    prepare_mu_.Await(absl::Condition(&my_turn));
     prepare_mu_.Unlock();
     prepared = Prepare(meta, payload);
     absl::MutexLock lock(&prepare_mu_);
-    --preparing_;
+    ++prepares_done_;
   }
   ASSIGN_OR_RETURN(PreparedBatch batch, std::move(prepared));
   Unit unit;

@@ -174,15 +174,20 @@ class Ingest {
     // turn. 0: one per CPU core. Preparing is CPU work: with as many at
     // once as there are cores, a batch is ready for its commit group as
     // soon as it can be instead of dozens finishing late together, and the
-    // committer is not starved by them sharing the cores.
+    // committer is not starved by them sharing the cores. Turns are taken
+    // in arrival order, so that no batch waits behind later ones.
     int max_concurrent_prepares = 0;
   };
 
   // REQUIRES: store, schema, sealer and clock set.
   explicit Ingest(Options options);
+
   ~Ingest();
   Ingest(const Ingest&) = delete;
   Ingest& operator=(const Ingest&) = delete;
+
+  // Batches waiting for their turn to prepare (for tests and metrics).
+  uint64_t PreparesWaiting() const;
 
   // Validates, seals and commits one batch (DESIGN §5). Thread-safe: call
   // it from any number of threads; concurrent pushes share one commit.
@@ -298,10 +303,13 @@ class Ingest {
   static constexpr size_t kMaxReservedGroupBytes = size_t{16} << 20;
   size_t last_group_bytes_ = 0;
 
-  // Admission to Prepare (Options::max_concurrent_prepares).
-  absl::Mutex prepare_mu_;
-  int prepare_limit_ = 1;
-  int preparing_ ABSL_GUARDED_BY(prepare_mu_) = 0;
+  // Admission to Prepare (Options::max_concurrent_prepares), first come
+  // first served: the batch holding turn t prepares once
+  // t < prepares_done_ + prepare_limit_.
+  mutable absl::Mutex prepare_mu_;
+  uint64_t prepare_limit_ = 1;
+  uint64_t next_prepare_turn_ ABSL_GUARDED_BY(prepare_mu_) = 0;
+  uint64_t prepares_done_ ABSL_GUARDED_BY(prepare_mu_) = 0;
 
   absl::Mutex mu_;
   absl::CondVar cv_;

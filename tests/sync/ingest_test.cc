@@ -5,6 +5,8 @@
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/key_codec.h"
@@ -888,6 +890,45 @@ TEST_F(IngestTest, NoMoreBatchesPrepareAtOnceThanTheLimit) {
       EXPECT_GE(sealer_.most_seals_at_once(), 2);
     }
   }
+}
+
+// Turns to prepare are taken in arrival order: a batch never waits
+// behind one that arrived after it.
+TEST_F(IngestTest, BatchesTakeTheirTurnToPrepareInArrivalOrder) {
+  constexpr int kWaiting = 4;
+  max_concurrent_prepares_ = 1;
+  ReopenStore();
+  absl::Notification release;
+  sealer_.set_seal_gate(&release);
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> errors(kWaiting + 1);
+  const auto push = [&](int i) {
+    threads.emplace_back([&, i] {
+      absl::StatusOr<PushResult> r =
+          Push(absl::StrFormat("dev-%d", i), 1,
+               {NewCase(Id(100 + i), Id(200 + i), "central", HlcAt(kStartMicros))});
+      if (!r.ok()) errors[i] = r.status();
+    });
+  };
+  // The first batch holds the only turn (its seal waits at the gate)...
+  push(0);
+  while (sealer_.sealed_cases().empty()) absl::SleepFor(absl::Milliseconds(1));
+  // ...while the others arrive one after another and wait.
+  for (int i = 1; i <= kWaiting; ++i) {
+    push(i);
+    while (ingest_->PreparesWaiting() < static_cast<uint64_t>(i)) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+  release.Notify();
+  for (std::thread& th : threads) th.join();
+
+  for (const absl::Status& e : errors) EXPECT_THAT(e, IsOk());
+  std::vector<std::string> arrival;
+  for (int i = 0; i <= kWaiting; ++i) arrival.push_back(Id(200 + i));
+  EXPECT_EQ(sealer_.sealed_cases(), arrival);
+  EXPECT_EQ(ingest_->PreparesWaiting(), 0u);
+  sealer_.set_seal_gate(nullptr);
 }
 
 }  // namespace

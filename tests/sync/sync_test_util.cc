@@ -1,5 +1,6 @@
 #include "tests/sync/sync_test_util.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 
@@ -37,6 +38,14 @@ absl::StatusOr<std::string> TestFieldSealer::Seal(const FieldAddress& at,
                                                   std::string_view plaintext,
                                                   std::vector<KeyWrite>* /*key_writes*/) {
   if (fail_) return absl::UnavailableError("test sealer told to fail");
+  {
+    absl::MutexLock lock(&order_mu_);
+    const std::string case_id(at.case_id);
+    if (std::find(sealed_cases_.begin(), sealed_cases_.end(), case_id) == sealed_cases_.end()) {
+      sealed_cases_.push_back(case_id);
+    }
+  }
+  if (gate_ != nullptr) gate_->WaitForNotification();
   if (delay_ > absl::ZeroDuration()) {
     const int now = ++at_once_;
     int most = most_at_once_.load();

@@ -11,7 +11,10 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/random.h"
@@ -43,9 +46,21 @@ class TestFieldSealer final : public FieldSealer {
   void set_seal_delay(absl::Duration delay) { delay_ = delay; }
   int most_seals_at_once() const { return most_at_once_.load(); }
   void ResetSealsAtOnce() { most_at_once_ = 0; }
+  // While `gate` is set and not notified, each Seal waits for it. Not
+  // owned; set before the calls it holds.
+  void set_seal_gate(absl::Notification* gate) { gate_ = gate; }
+  // The cases Seal was called for, each once, in the order of their first
+  // call.
+  std::vector<std::string> sealed_cases() const {
+    absl::MutexLock lock(&order_mu_);
+    return sealed_cases_;
+  }
 
  private:
   Random* random_;
+  absl::Notification* gate_ = nullptr;
+  mutable absl::Mutex order_mu_;
+  std::vector<std::string> sealed_cases_ ABSL_GUARDED_BY(order_mu_);
   bool fail_ = false;
   absl::Duration delay_ = absl::ZeroDuration();
   std::atomic<int> at_once_{0};
