@@ -327,7 +327,7 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryRe
     }
   }
   std::optional<RecordDimensions> was;
-  if (is.has_value()) was = WithNamed(*is, pending.was, pending.fields);
+  if (is.has_value() && pending.was.has_value()) was = WithNamed(*is, pending.was, pending.fields);
   if (kept != kept_.end()) kept->second.Set(id, is);
   if (registration) {
     *after = kept->second;
@@ -345,8 +345,17 @@ absl::StatusOr<bool> CaseDimensionsTracker::After(StateView* view, const EntryRe
     after->Set(after->case_id, std::move(registration_now));
     after->Set(id, std::move(is));
   }
-  *before = *after;
-  before->Set(id, std::move(was));
+  if (was.has_value()) {
+    *before = *after;
+    before->Set(id, *std::move(was));
+  } else {
+    // The record did not exist: the view before is the others alone.
+    before->case_id = after->case_id;
+    before->records.clear();
+    for (const RecordDimensions& r : after->records) {
+      if (r.record_id != id) before->records.push_back(r);
+    }
+  }
   return true;
 }
 
