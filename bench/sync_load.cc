@@ -240,6 +240,8 @@ struct IngestSummary {
   uint64_t log_entries = 0;
   uint64_t write_ops = 0;
   uint64_t write_bytes = 0;
+  uint64_t commit_micros = 0;
+  uint64_t write_micros = 0;
 };
 
 IngestSummary ParseSummary(const std::string& log) {
@@ -256,6 +258,8 @@ IngestSummary ParseSummary(const std::string& log) {
     if (p.first == "log_entries") s.log_entries = v;
     if (p.first == "write_ops") s.write_ops = v;
     if (p.first == "write_bytes") s.write_bytes = v;
+    if (p.first == "commit_micros") s.commit_micros = v;
+    if (p.first == "write_micros") s.write_micros = v;
   }
   return s;
 }
@@ -715,6 +719,11 @@ double PerChange(uint64_t total, const IngestSummary& s) {
   return s.log_entries > 0 ? static_cast<double>(total) / static_cast<double>(s.log_entries) : 0;
 }
 
+// The share of `seconds` that `micros` of one thread's time is.
+double Share(uint64_t micros, double seconds) {
+  return seconds > 0 ? static_cast<double>(micros) / 1e6 / seconds : 0;
+}
+
 void PrintPush(const PushFigures& f) {
   const double rate = f.seconds > 0 ? static_cast<double>(f.applied) / f.seconds : 0;
   const double bare_rate = f.bare_seconds > 0 ? static_cast<double>(f.applied) / f.bare_seconds : 0;
@@ -724,7 +733,7 @@ void PrintPush(const PushFigures& f) {
       "peak_rss_mib=%.0f groups=%d units_per_group=%.2f write_bytes_per_group=%d "
       "bytes_per_change=%.0f keys_per_change=%.2f "
       "bare_seconds=%.2f bare_changes_per_s=%.0f ratio=%.2f connect_s=%.2f "
-      "p99_after_first_ms=%.1f\n",
+      "p99_after_first_ms=%.1f committing_share=%.2f synced_write_share=%.2f\n",
       f.workload, f.devices, f.changes, f.applied, f.failed_pushes, f.seconds, rate, f.p50_ms,
       f.p99_ms, f.server_cpu_s, f.seconds > 0 ? f.server_cpu_s / f.seconds : 0, f.peak_rss_mib,
       f.summary.groups,
@@ -732,7 +741,8 @@ void PrintPush(const PushFigures& f) {
       f.summary.groups ? f.summary.write_bytes / f.summary.groups : 0,
       PerChange(f.summary.write_bytes, f.summary), PerChange(f.summary.write_ops, f.summary),
       f.bare_seconds, bare_rate, bare_rate > 0 ? rate / bare_rate : 0, f.connect_seconds,
-      f.p99_after_first_ms);
+      f.p99_after_first_ms, Share(f.summary.commit_micros, f.seconds),
+      Share(f.summary.write_micros, f.seconds));
 }
 
 void RunPushScenario(const Options& options, int n, bool pull, Random& random) {

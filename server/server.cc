@@ -701,7 +701,9 @@ absl::Status FieldsyncServer::Shutdown() {
                                  {"units", stats.units},
                                  {"log_entries", stats.log_entries},
                                  {"write_ops", stats.write_ops},
-                                 {"write_bytes", stats.write_bytes}});
+                                 {"write_bytes", stats.write_bytes},
+                                 {"commit_micros", stats.commit_micros},
+                                 {"write_micros", stats.write_micros}});
   }
   // The last committed head, if the head files do not hold it yet.
   if (impl_->audit_log != nullptr) impl_->audit_log->WriteHeadFilesIfBehind();

@@ -404,7 +404,12 @@ void Ingest::Submit(Unit* unit) {
   std::vector<Unit*> group(queue_.begin(), queue_.end());
   queue_.clear();
   mu_.Unlock();
+  const absl::Time started = absl::Now();
   CommitGroup(group);
+  {
+    absl::MutexLock lock(&stats_mu_);
+    stats_.commit_micros += static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - started));
+  }
   mu_.Lock();
   for (Unit* u : group) u->done = true;
   leader_active_ = false;
@@ -474,7 +479,10 @@ void Ingest::CommitGroup(const std::vector<Unit*>& group) {
     if (position != *next_position_) {
       wb.Put(Cf::kMetadata, storage::EncodeMetadataKey(kNextPositionName), EncodeU64(position));
     }
+    const absl::Time started = absl::Now();
     group_status = options_.store->Commit(&wb);
+    absl::MutexLock lock(&stats_mu_);
+    stats_.write_micros += static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - started));
   }
   // Observers learn the outcome of every group they added writes to, so
   // that in-memory state (the audit log's frontier) follows the store.

@@ -154,6 +154,10 @@ struct IngestStats {
   uint64_t log_entries = 0;  // canonical log entries written
   uint64_t write_ops = 0;    // puts, merges and deletes in the groups' write batches
   uint64_t write_bytes = 0;  // serialized size of those write batches
+  // Wall time committing groups (one at a time), and the part of it spent
+  // in the synced storage writes.
+  uint64_t commit_micros = 0;
+  uint64_t write_micros = 0;
 };
 
 class Ingest {
