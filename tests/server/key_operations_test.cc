@@ -22,31 +22,25 @@
 #include "audit/export.h"
 #include "common/file_io.h"
 #include "common/uuid.h"
-#include "crypto/bytes.h"
 #include "crypto/ed25519.h"
 #include "crypto/master_key.h"
 #include "crypto/x25519.h"
-#include "crypto/x509.h"
 #include "device/tablet.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/audit.grpc.pb.h"
-#include "fieldsync/v1/rpc_status.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "keys/case_keys.h"
 #include "protocol/checkpoint.h"
 #include "protocol/events.h"
-#include "protocol/sealed_batch.h"
-#include "server/config.h"
 #include "server/server.h"
 #include "storage/column_families.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
 #include "tests/testing/seeded_random.h"
-#include "tests/testing/simulated_clock.h"
+#include "tests/testing/server_harness.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace fieldsync::server {
 namespace {
@@ -55,28 +49,9 @@ using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::IsOkAndHolds;
 using ::testing::HasSubstr;
 
-struct Credentials {
-  std::string certificate_pem;
-  std::string private_key_pem;
-};
-
-struct Device {
-  std::string id;
-  Credentials tls;
-  crypto::Ed25519KeyPair signing;
-  crypto::X25519KeyPair receiving;
-  v1::EnrollResponse enrolment;
-  uint64_t next_sequence = 1;
-};
-
-v1::SyncErrorDetail DetailOf(const grpc::Status& s) {
-  v1::RpcStatus rich;
-  v1::SyncErrorDetail detail;
-  if (rich.ParseFromString(s.error_details()) && rich.details_size() == 1) {
-    rich.details(0).UnpackTo(&detail);
-  }
-  return detail;
-}
+using Credentials = ::fieldsync::testing::ClientCredentials;
+using Device = ::fieldsync::testing::EnrolledDevice;
+using ::fieldsync::testing::DetailOf;
 
 std::string Id(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012x", n); }
 
@@ -91,172 +66,20 @@ v1::FieldValue Str(std::string_view s) {
   return v;
 }
 
-class KeyOperationsTest : public ::testing::Test {
+class KeyOperationsTest : public ::fieldsync::testing::ServerHarness {
  protected:
-  void SetUp() override {
-    admin::InitOptions init;
-    init.data_dir = dir_.Sub("deployment");
-    init.clock = &clock_;
-    init.random = &random_;
-    ASSERT_THAT(admin::InitDeployment(init), IsOk());
-    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
-    admin_.certificate_pem = *ReadFile(paths_->admin_cert);
-    admin_.private_key_pem = *ReadFile(paths_->admin_key);
-    ca_pem_ = *ReadFile(paths_->ca_cert);
-  }
+  KeyOperationsTest() : ServerHarness(20261128) {}
 
-  // Starts fieldsyncd on the deployment; with `key_command`, the master key
-  // comes from that command instead of the key file.
-  void StartServer(const std::string& key_command = "") {
-    ServerOptions options;
-    options.data_dir = paths_->root;
-    options.config.set_listen("127.0.0.1:0");
-    options.config.set_drain_timeout_seconds(2);
-    if (!key_command.empty()) options.config.set_master_key_command(key_command);
-    ApplyDefaults(options.data_dir, &options.config);
-    options.clock = &clock_;
-    options.random = &random_;
-    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
-    ASSERT_THAT(s, IsOk());
-    server_ = *std::move(s);
-  }
-
-  void StopServer() {
-    ASSERT_THAT(server_->Shutdown(), IsOk());
-    server_.reset();
-  }
-
-  std::shared_ptr<grpc::Channel> Channel(const Credentials* client) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca_pem_;
-    if (client != nullptr) {
-      ssl.pem_cert_chain = client->certificate_pem;
-      ssl.pem_private_key = client->private_key_pem;
-    }
-    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
-  }
-
-  static void SetDeadline(grpc::ClientContext* c) {
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  }
-
-  // A staff principal added through AdminService, as `fieldsync staff add`.
-  Credentials AddStaff(const std::string& id, v1::Role role, std::vector<std::string> regions) {
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    absl::StatusOr<std::string> csr =
-        crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/csr");
-    EXPECT_THAT(csr, IsOk());
-    v1::AddStaffRequest request;
-    request.set_id(id);
-    request.set_role(role);
-    for (auto& r : regions) request.add_regions(r);
-    request.set_csr_pem(*csr);
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    v1::AddStaffResponse response;
-    grpc::Status s =
-        v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, request, &response);
+  // Every change the device pulls from its cursor (the start of the log at
+  // its first pull) to the end.
+  std::vector<v1::PulledChange> PullAll(Device& d) {
+    std::vector<v1::PulledChanges> chunks;
+    grpc::Status s = PullToTablet(d, &chunks);
     EXPECT_TRUE(s.ok()) << s.error_message();
-    return Credentials{response.certificate_pem(), key->private_key_pem};
-  }
-
-  Device NewDevice() {
-    {
-      // Its officer first (once: later calls find it registered).
-      v1::AddOfficerRequest officer;
-      officer.set_id("officer1");
-      officer.set_region("northern");
-      v1::AddOfficerResponse added;
-      grpc::ClientContext context;
-      SetDeadline(&context);
-      grpc::Status s =
-          v1::AdminService::NewStub(Channel(&admin_))->AddOfficer(&context, officer, &added);
-      EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::ALREADY_EXISTS)
-          << s.error_message();
-    }
-    v1::CreateEnrolmentCodeRequest code_request;
-    code_request.set_officer_id("officer1");
-    code_request.set_region("northern");
-    v1::CreateEnrolmentCodeResponse code;
-    {
-      grpc::ClientContext context;
-      SetDeadline(&context);
-      grpc::Status s = v1::AdminService::NewStub(Channel(&admin_))
-                           ->CreateEnrolmentCode(&context, code_request, &code);
-      EXPECT_TRUE(s.ok()) << s.error_message();
-    }
-    Device d;
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    absl::StatusOr<std::string> csr =
-        crypto::CreateCsr(key->private_key_pem, "fieldsync://device/new");
-    EXPECT_THAT(csr, IsOk());
-    d.signing = crypto::GenerateEd25519(random_);
-    d.receiving = crypto::GenerateX25519(random_);
-    v1::EnrollRequest request;
-    request.set_enrolment_code(code.code());
-    request.set_csr_pem(*csr);
-    request.set_signing_public_key(crypto::ToString(d.signing.public_key));
-    request.set_receiving_public_key(crypto::ToString(d.receiving.public_key));
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::SyncService::NewStub(Channel(nullptr))->Enroll(&context, request, &d.enrolment);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    d.id = d.enrolment.device_id();
-    d.tls = {d.enrolment.certificate_pem(), key->private_key_pem};
-    return d;
-  }
-
-  // Seals `changes` as the device's next batch (with `rng`, else the
-  // fixture's random_, which only the test's thread may use) and pushes it.
-  grpc::Status Push(Device& d, const std::vector<v1::RecordChange>& changes,
-                    v1::PushResponse* response, Random* rng = nullptr) {
-    Random& random = rng != nullptr ? *rng : random_;
-    v1::BatchPayload payload;
-    for (const auto& c : changes) *payload.add_changes() = c;
-    absl::StatusOr<crypto::Ed25519Signer> signer =
-        crypto::Ed25519Signer::Create(d.signing.seed.span());
-    EXPECT_THAT(signer, IsOk());
-    protocol::BatchSealParams params;
-    params.header.device_id = *ParseUuid(d.id);
-    params.header.batch_id = NewUuid(random);
-    params.header.sequence = d.next_sequence;
-    params.header.sealing_key_id = d.enrolment.sealing_keys(0).key_id();
-    params.sealing_public_key = d.enrolment.sealing_keys(0).public_key();
-    params.signer = &*signer;
-    absl::StatusOr<v1::SealedBatch> sealed = protocol::SealBatch(payload, params, random);
-    EXPECT_THAT(sealed, IsOk());
-    v1::PushRequest request;
-    *request.mutable_batch() = *sealed;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s = v1::SyncService::NewStub(Channel(&d.tls))->Push(&context, request, response);
-    if (s.ok()) d.next_sequence = response->next_sequence();
-    return s;
-  }
-
-  // Every change the device pulls from the start of the log.
-  std::vector<v1::PulledChange> Pull(const Device& d) {
-    v1::PullRequest request;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    auto reader = v1::SyncService::NewStub(Channel(&d.tls))->Pull(&context, request);
-    absl::StatusOr<crypto::X25519PrivateKey> receiving =
-        crypto::X25519PrivateKey::Create(d.receiving.private_key.span());
-    EXPECT_THAT(receiving, IsOk());
     std::vector<v1::PulledChange> out;
-    v1::PullChunk chunk;
-    while (reader->Read(&chunk)) {
-      absl::StatusOr<v1::PulledChanges> changes =
-          protocol::OpenPullChunk(chunk, *ParseUuid(d.id), *receiving);
-      EXPECT_THAT(changes, IsOk());
-      if (!changes.ok()) continue;
-      for (const auto& c : changes->changes()) out.push_back(c);
+    for (const v1::PulledChanges& chunk : chunks) {
+      for (const v1::PulledChange& c : chunk.changes()) out.push_back(c);
     }
-    grpc::Status s = reader->Finish();
-    EXPECT_TRUE(s.ok()) << s.error_message();
     return out;
   }
 
@@ -285,7 +108,9 @@ class KeyOperationsTest : public ::testing::Test {
     return c;
   }
 
-  v1::RecordChange SetName(const std::string& case_id, const std::string& name, uint64_t base) {
+  // A new given name for the case; PushChanges writes it on the version the
+  // tablet last saw.
+  v1::RecordChange SetName(const std::string& case_id, const std::string& name) {
     v1::RecordChange c;
     c.set_change_id(NewChangeId());
     c.set_case_id(case_id);
@@ -296,7 +121,6 @@ class KeyOperationsTest : public ::testing::Test {
     v1::FieldWrite* w = c.add_fields();
     w->set_field("given_name");
     *w->mutable_value() = Str(name);
-    w->set_base_version(base);
     return c;
   }
 
@@ -305,7 +129,7 @@ class KeyOperationsTest : public ::testing::Test {
   // Pushes a new case with `name` as its identifying given_name.
   void PushCase(Device& d, const std::string& case_id, const std::string& name) {
     v1::PushResponse response;
-    grpc::Status s = Push(d, {NewCase(case_id, name)}, &response);
+    grpc::Status s = PushChanges(d, {NewCase(case_id, name)}, &response);
     ASSERT_TRUE(s.ok()) << s.error_message();
     ASSERT_EQ(response.results_size(), 1);
     ASSERT_EQ(response.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
@@ -391,14 +215,6 @@ class KeyOperationsTest : public ::testing::Test {
     }
     return nullptr;
   }
-
-  fieldsync::testing::ScopedTempDir dir_;
-  fieldsync::testing::SimulatedClock clock_{absl::Now()};
-  fieldsync::testing::SeededRandom random_{20261128};
-  std::unique_ptr<admin::DeploymentPaths> paths_;
-  Credentials admin_;
-  std::string ca_pem_;
-  std::unique_ptr<FieldsyncServer> server_;
 };
 
 // --- EraseCase ------------------------------------------------------------
@@ -430,7 +246,7 @@ TEST_F(KeyOperationsTest, ErasedCaseIsPulledWithEncryptedFieldsWithheldAndDimens
   v1::EraseCaseResponse response;
   ASSERT_TRUE(Erase(admin_, Id(1), Id(1), &response).ok());
 
-  std::vector<v1::PulledChange> pulled = Pull(d);
+  std::vector<v1::PulledChange> pulled = PullAll(d);
 
   const v1::PulledChange* erased = FindCase(pulled, Id(1));
   ASSERT_NE(erased, nullptr);
@@ -496,7 +312,7 @@ TEST_F(KeyOperationsTest, PushWritingAnErasedCasesEncryptedFieldIsRejectedWithAR
 
   // One change to the erased case and one new case in the same batch.
   v1::PushResponse response;
-  grpc::Status s = Push(d, {SetName(Id(1), "Other", 0), NewCase(Id(3), "Joy")}, &response);
+  grpc::Status s = PushChanges(d, {SetName(Id(1), "Other"), NewCase(Id(3), "Joy")}, &response);
 
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(response.results_size(), 2);
@@ -539,7 +355,7 @@ TEST_F(KeyOperationsTest, EraseWithMismatchedConfirmIsInvalidArgumentAndErasesNo
   grpc::Status s = Erase(admin_, Id(1), Id(2), &response);
 
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  std::vector<v1::PulledChange> pulled = Pull(d);
+  std::vector<v1::PulledChange> pulled = PullAll(d);
   const v1::PulledChange* c = FindCase(pulled, Id(1));
   ASSERT_NE(c, nullptr);
   EXPECT_NE(FindField(*c, "given_name"), nullptr);
@@ -576,7 +392,7 @@ class AuditKeyRotationTest : public KeyOperationsTest {
   }
   v1::PushResponse PushAndAnswer(Device& d, const std::string& case_id) {
     v1::PushResponse response;
-    grpc::Status s = Push(d, {NewCase(case_id, "Amina")}, &response);
+    grpc::Status s = PushChanges(d, {NewCase(case_id, "Amina")}, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     EXPECT_TRUE(response.has_audit_receipt());
     return response;
@@ -822,7 +638,7 @@ TEST_F(KeyOperationsTest, RotationRewrapsEveryCaseKeyAndTheRestartedServerStillD
   }
 
   StartServer();  // server keys unwrap under version 2
-  std::vector<v1::PulledChange> pulled = Pull(d);
+  std::vector<v1::PulledChange> pulled = PullAll(d);
   const v1::PulledChange* c = FindCase(pulled, Id(1));
   ASSERT_NE(c, nullptr);
   const v1::PulledField* name = FindField(*c, "given_name");
@@ -830,7 +646,7 @@ TEST_F(KeyOperationsTest, RotationRewrapsEveryCaseKeyAndTheRestartedServerStillD
   EXPECT_EQ(name->value().string_value(), "Amina");
   // Pushes after the restart seal under the rewrapped case key.
   v1::PushResponse push;
-  grpc::Status pushed = Push(d, {SetName(Id(1), "Amina B", name->version())}, &push);
+  grpc::Status pushed = PushChanges(d, {SetName(Id(1), "Amina B")}, &push);
   ASSERT_TRUE(pushed.ok()) << pushed.error_message();
   ASSERT_EQ(push.results_size(), 1);
   EXPECT_EQ(push.results(0).outcome(), v1::CHANGE_OUTCOME_APPLIED);
@@ -858,7 +674,8 @@ TEST_F(KeyOperationsTest, RotatedKeyFileStaysPrivateAndHoldsEveryVersion) {
 }
 
 TEST_F(KeyOperationsTest, RotationWithKeyCommandIsFailedPrecondition) {
-  StartServer("cat " + paths_->master_key);
+  config_.set_master_key_command("cat " + paths_->master_key);
+  StartServer();
   v1::RotateMasterKeyResponse response;
 
   grpc::Status s = Rotate(&response);
@@ -929,7 +746,8 @@ class KeyOperationsConcurrencyTest : public AuditKeyRotationTest {
         fieldsync::testing::SeededRandom rng(7000 + t);
         for (int b = 0; b < kBatches; ++b) {
           v1::PushResponse response;
-          grpc::Status s = Push(devices[t], {NewCase(PushedCase(t, b), "Baraka")}, &response, &rng);
+          grpc::Status s =
+              PushChanges(devices[t], {NewCase(PushedCase(t, b), "Baraka")}, &response, &rng);
           if (!s.ok()) {
             run.errors[t].push_back(
                 absl::StrFormat("%d: %s", static_cast<int>(s.error_code()), s.error_message()));
@@ -1031,7 +849,7 @@ TEST_F(KeyOperationsConcurrencyTest, EightPushersLoseNothingWhileTheMasterKeyRot
     }
   }
   StartServer();  // the restarted server decrypts every case
-  std::vector<v1::PulledChange> pulled = Pull(first);
+  std::vector<v1::PulledChange> pulled = PullAll(first);
   for (const std::string& id : {Id(1), PushedCase(0, 0), PushedCase(kPushers - 1, kBatches - 1)}) {
     const v1::PulledChange* c = FindCase(pulled, id);
     ASSERT_NE(c, nullptr) << id;

@@ -21,66 +21,33 @@
 #include "common/file_io.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
-#include "crypto/ed25519.h"
 #include "crypto/hash.h"
-#include "crypto/hpke.h"
-#include "crypto/x25519.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
-#include "fieldsync/v1/rpc_status.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
-#include "protocol/batch_header.h"
 #include "protocol/events.h"
-#include "protocol/sealed_batch.h"
-#include "server/config.h"
-#include "server/sealed_batch.h"
 #include "server/server.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
 #include "sync/schema.h"
-#include "tests/testing/seeded_random.h"
-#include "tests/testing/simulated_clock.h"
+#include "tests/testing/server_harness.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace fieldsync::server {
 namespace {
 
-using crypto::AsBytes;
 using ::fieldsync::testing::IsOk;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-struct Credentials {
-  std::string certificate_pem;
-  std::string private_key_pem;
-};
-
-// A tablet: its TLS credentials, its signing and receiving keys, and the
-// state a device keeps (next sequence, server keys).
-struct Device {
-  std::string id;
-  Credentials tls;
-  crypto::Ed25519KeyPair signing;
-  crypto::X25519KeyPair receiving;
-  v1::EnrollResponse enrolment;
-  uint64_t next_sequence = 1;
-};
-
-// Reason and detail of a refused call (PROTOCOL.md §8).
-v1::SyncErrorDetail DetailOf(const grpc::Status& s) {
-  v1::RpcStatus rich;
-  v1::SyncErrorDetail detail;
-  if (rich.ParseFromString(s.error_details()) && rich.details_size() == 1) {
-    rich.details(0).UnpackTo(&detail);
-  }
-  return detail;
-}
+using Credentials = ::fieldsync::testing::ClientCredentials;
+using Device = ::fieldsync::testing::EnrolledDevice;
+using ::fieldsync::testing::DetailOf;
 
 std::string Id(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012x", n); }
 std::string Upper(const std::string& s) { return absl::AsciiStrToUpper(s); }
@@ -121,132 +88,9 @@ v1::FieldValue Str(std::string_view s) {
   return v;
 }
 
-class SyncServiceTest : public ::testing::Test {
+class SyncServiceTest : public ::fieldsync::testing::ServerHarness {
  protected:
-  void SetUp() override {
-    admin::InitOptions init;
-    init.data_dir = dir_.Sub("deployment");
-    init.clock = &clock_;
-    init.random = &random_;
-    ASSERT_THAT(admin::InitDeployment(init), IsOk());
-    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
-    admin_.certificate_pem = *ReadFile(paths_->admin_cert);
-    admin_.private_key_pem = *ReadFile(paths_->admin_key);
-    ca_pem_ = *ReadFile(paths_->ca_cert);
-  }
-
-  void StartServer(uint32_t max_changes = 0, uint64_t max_bytes = 0) {
-    ServerOptions options;
-    options.data_dir = paths_->root;
-    options.config.set_listen("127.0.0.1:0");
-    options.config.set_drain_timeout_seconds(2);
-    options.config.mutable_sync()->set_max_batch_changes(max_changes);
-    options.config.mutable_sync()->set_max_batch_bytes(max_bytes);
-    options.config.mutable_sync()->set_min_pull_chunk_changes(min_pull_chunk_changes_);
-    *options.config.mutable_limits() = limits_;
-    ApplyDefaults(options.data_dir, &options.config);
-    options.clock = &clock_;
-    options.random = &random_;
-    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
-    ASSERT_THAT(s, IsOk());
-    server_ = *std::move(s);
-  }
-
-  std::shared_ptr<grpc::Channel> Channel(const Credentials* client) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca_pem_;
-    if (client != nullptr) {
-      ssl.pem_cert_chain = client->certificate_pem;
-      ssl.pem_private_key = client->private_key_pem;
-    }
-    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
-  }
-
-  static void SetDeadline(grpc::ClientContext* c) {
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  }
-
-  // Registers officer `id` of `region` unless it is already.
-  void AddOfficer(const std::string& id, const std::string& region) {
-    v1::AddOfficerRequest request;
-    request.set_id(id);
-    request.set_region(region);
-    v1::AddOfficerResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::AdminService::NewStub(Channel(&admin_))->AddOfficer(&context, request, &response);
-    EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
-  }
-
-  // A code for `officer` (registered first if need be) in `region`.
-  std::string EnrolmentCode(const std::string& officer = "officer1",
-                            const std::string& region = "northern") {
-    AddOfficer(officer, region);
-    v1::CreateEnrolmentCodeRequest request;
-    request.set_officer_id(officer);
-    request.set_region(region);
-    v1::CreateEnrolmentCodeResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s = v1::AdminService::NewStub(Channel(&admin_))
-                         ->CreateEnrolmentCode(&context, request, &response);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return response.code();
-  }
-
-  // Enrols a new tablet with `code` over server-authenticated TLS.
-  grpc::Status Enroll(const std::string& code, Device* device, const std::string& label = "") {
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    absl::StatusOr<std::string> csr =
-        crypto::CreateCsr(key->private_key_pem, "fieldsync://device/new");
-    EXPECT_THAT(csr, IsOk());
-    device->signing = crypto::GenerateEd25519(random_);
-    device->receiving = crypto::GenerateX25519(random_);
-    v1::EnrollRequest request;
-    request.set_enrolment_code(code);
-    request.set_csr_pem(*csr);
-    request.set_signing_public_key(crypto::ToString(device->signing.public_key));
-    request.set_receiving_public_key(crypto::ToString(device->receiving.public_key));
-    request.set_device_label(label);
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::SyncService::NewStub(Channel(nullptr))->Enroll(&context, request, &device->enrolment);
-    if (s.ok()) {
-      device->id = device->enrolment.device_id();
-      device->tls = {device->enrolment.certificate_pem(), key->private_key_pem};
-    }
-    return s;
-  }
-
-  Device NewDevice(const std::string& officer = "officer1") {
-    Device d;
-    grpc::Status s = Enroll(EnrolmentCode(officer), &d);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return d;
-  }
-
-  // A staff principal with `role` over `region`; its key is made here and
-  // only the certificate request goes to the server.
-  Credentials AddStaff(const std::string& id, v1::Role role,
-                       const std::string& region = "northern") {
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    v1::AddStaffRequest request;
-    request.set_id(id);
-    request.set_role(role);
-    request.add_regions(region);
-    request.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/" + id));
-    v1::AddStaffResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, request, &response);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return {response.certificate_pem(), key->private_key_pem};
-  }
+  SyncServiceTest() : ServerHarness(20261204) {}
 
   // A call of `method` whose request is `bytes` as they are, so that the
   // server gets what no protobuf library would write.
@@ -309,81 +153,6 @@ class SyncServiceTest : public ::testing::Test {
     return *std::move(schema);
   }
 
-  // A sealed, signed batch of `changes` (PROTOCOL.md §5), sealed by the
-  // device library.
-  v1::SealedBatch Seal(const Device& d, const std::vector<v1::RecordChange>& changes,
-                       uint64_t sequence, const std::string& batch_id, bool compress = false) {
-    v1::BatchPayload payload;
-    for (const auto& c : changes) *payload.add_changes() = c;
-    absl::StatusOr<crypto::Ed25519Signer> signer =
-        crypto::Ed25519Signer::Create(d.signing.seed.span());
-    EXPECT_THAT(signer, IsOk());
-    protocol::BatchSealParams params;
-    params.header.device_id = *ParseUuid(d.id);
-    params.header.batch_id = *ParseUuid(batch_id);
-    params.header.sequence = sequence;
-    params.header.sealing_key_id = d.enrolment.sealing_keys(0).key_id();
-    params.sealing_public_key = d.enrolment.sealing_keys(0).public_key();
-    params.signer = &*signer;
-    params.compression = compress ? v1::PAYLOAD_COMPRESSION_ZSTD : v1::PAYLOAD_COMPRESSION_NONE;
-    absl::StatusOr<v1::SealedBatch> sealed = protocol::SealBatch(payload, params, random_);
-    EXPECT_THAT(sealed, IsOk());
-    return *sealed;
-  }
-
-  void Resign(const Device& d, v1::SealedBatch* sealed) {
-    protocol::BatchHeader header = *ParseBatchHeader(sealed->header());
-    std::string message = protocol::EncodeBatchSignedMessage(
-        header, sealed->compression(),
-        protocol::SealedPayloadDigest(sealed->enc(), sealed->ciphertext()));
-    absl::StatusOr<crypto::Ed25519Signature> sig =
-        crypto::Ed25519Sign(d.signing.seed, AsBytes(message));
-    EXPECT_THAT(sig, IsOk());
-    sealed->set_signature(crypto::ToString(*sig));
-  }
-
-  grpc::Status Push(const Device& d, const v1::SealedBatch& batch, v1::PushResponse* response) {
-    v1::PushRequest request;
-    *request.mutable_batch() = batch;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    return v1::SyncService::NewStub(Channel(&d.tls))->Push(&context, request, response);
-  }
-
-  // Pulls from `cursor`, reading at most `max_chunks` chunks, opening each.
-  grpc::Status Pull(const Device& d, uint64_t cursor, std::vector<v1::PulledChanges>* out,
-                    int max_chunks = 1000, uint32_t per_chunk = 0,
-                    const std::vector<std::string>& backfill_case_ids = {}) {
-    v1::PullRequest request;
-    request.set_cursor(cursor);
-    request.set_max_changes_per_chunk(per_chunk);
-    for (const std::string& id : backfill_case_ids) request.add_backfill_case_ids(id);
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    auto reader = v1::SyncService::NewStub(Channel(&d.tls))->Pull(&context, request);
-    v1::PullChunk chunk;
-    int n = 0;
-    Uuid device_uuid = *ParseUuid(d.id);
-    absl::StatusOr<crypto::X25519PrivateKey> receiving =
-        crypto::X25519PrivateKey::Create(d.receiving.private_key.span());
-    EXPECT_THAT(receiving, IsOk());
-    while (n < max_chunks && reader->Read(&chunk)) {
-      ++n;
-      absl::StatusOr<v1::PulledChanges> changes =
-          protocol::OpenPullChunk(chunk, device_uuid, *receiving);
-      EXPECT_THAT(changes, IsOk());
-      if (!changes.ok()) continue;
-      EXPECT_EQ(changes->next_cursor(), chunk.next_cursor());
-      out->push_back(*std::move(changes));
-    }
-    if (n == max_chunks) {
-      context.TryCancel();
-      reader->Finish().ok();
-      return grpc::Status::OK;
-    }
-    return reader->Finish();
-  }
-
   v1::RecordChange NewCase(const std::string& change_id, const std::string& case_id) {
     v1::RecordChange c;
     c.set_change_id(change_id);
@@ -431,18 +200,6 @@ class SyncServiceTest : public ::testing::Test {
     }
     return 0;
   }
-
-  // sync.min_pull_chunk_changes for StartServer (0: the default).
-  uint32_t min_pull_chunk_changes_ = 0;
-  fieldsync::testing::ScopedTempDir dir_;
-  fieldsync::testing::SimulatedClock clock_{absl::Now()};
-  // ServerConfig.limits of StartServer (0: the defaults).
-  v1::LimitsConfig limits_;
-  fieldsync::testing::SeededRandom random_{20261204};
-  std::unique_ptr<admin::DeploymentPaths> paths_;
-  Credentials admin_;
-  std::string ca_pem_;
-  std::unique_ptr<FieldsyncServer> server_;
 };
 
 TEST_F(SyncServiceTest, EnrolReturnsCertificateKeysAndBinding) {
@@ -750,7 +507,8 @@ TEST_F(SyncServiceTest, ReusedBatchIdWithOtherContentIsRefused) {
 }
 
 TEST_F(SyncServiceTest, TooManyChangesIsRefused) {
-  StartServer(/*max_changes=*/2);
+  config_.mutable_sync()->set_max_batch_changes(2);
+  StartServer();
   Device d = NewDevice();
   v1::PushResponse response;
   grpc::Status s = Push(
@@ -762,7 +520,8 @@ TEST_F(SyncServiceTest, TooManyChangesIsRefused) {
 }
 
 TEST_F(SyncServiceTest, TooManyBytesIsRefused) {
-  StartServer(/*max_changes=*/0, /*max_bytes=*/2000);
+  config_.mutable_sync()->set_max_batch_bytes(2000);
+  StartServer();
   Device d = NewDevice();
   v1::RecordChange big = NewCase(Id(1), Id(2));
   *big.mutable_fields(0)->mutable_value() = Str(std::string(3000, 'a'));
@@ -819,7 +578,7 @@ TEST_F(SyncServiceTest, ReflectionServesAnEnrolledDeviceUntilItIsRevoked) {
 }
 
 TEST_F(SyncServiceTest, PullReturnsSealedChangesAndResumesWithoutGapsOrDuplicates) {
-  min_pull_chunk_changes_ = 1;  // chunks of 2, as asked
+  config_.mutable_sync()->set_min_pull_chunk_changes(1);  // chunks of 2, as asked
   StartServer();
   Device a = NewDevice();
   Device b = NewDevice();  // same officer: same cases
@@ -847,7 +606,7 @@ TEST_F(SyncServiceTest, PullReturnsSealedChangesAndResumesWithoutGapsOrDuplicate
 }
 
 TEST_F(SyncServiceTest, ChunksSmallerThanTheFloorAreNotServed) {
-  min_pull_chunk_changes_ = 3;
+  config_.mutable_sync()->set_min_pull_chunk_changes(3);
   StartServer();
   Device a = NewDevice();
   std::vector<v1::RecordChange> changes;
@@ -1292,8 +1051,8 @@ class CaseServiceTest : public SyncServiceTest {
     SyncServiceTest::SetUp();
     // These tests pull again and again; the pull rate has a test of its
     // own (PullsPastThePrincipalsRateAreRefusedWithRetryAdvice).
-    limits_.set_pulls_per_minute(60000);
-    limits_.set_pull_burst(1000);
+    config_.mutable_limits()->set_pulls_per_minute(60000);
+    config_.mutable_limits()->set_pull_burst(1000);
     StartServer();
     tablet_ = NewDevice("officer1");
     sup_ = AddStaff("sup1", v1::ROLE_SUPERVISOR);
@@ -1313,9 +1072,7 @@ class CaseServiceTest : public SyncServiceTest {
 
   v1::PushResponse PushFromTablet(const std::vector<v1::RecordChange>& changes) {
     v1::PushResponse pushed;
-    const uint64_t sequence = ++sequence_;
-    grpc::Status s =
-        Push(tablet_, Seal(tablet_, changes, sequence, Id(0x2000 + sequence)), &pushed);
+    grpc::Status s = PushChanges(tablet_, changes, &pushed);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return pushed;
   }
@@ -1376,7 +1133,7 @@ class CaseServiceTest : public SyncServiceTest {
   }
 
   Device tablet_, second_;
-  uint64_t sequence_ = 0, second_sequence_ = 0;
+  uint64_t second_sequence_ = 0;
   Credentials sup_;
 };
 
@@ -1541,7 +1298,7 @@ TEST_F(CaseServiceTest, GetCaseShowsDecryptedFieldsWithWriterAndVersionAndIsAudi
   EXPECT_EQ(fields["assigned_officer"].value().string_value(), "officer1");
 
   // Another region's supervisor may not read it; an unknown case is named.
-  Credentials east = AddStaff("sup.east", v1::ROLE_SUPERVISOR, "eastern");
+  Credentials east = AddStaff("sup.east", v1::ROLE_SUPERVISOR, {"eastern"});
   {
     grpc::ClientContext context;
     SetDeadline(&context);
@@ -1781,8 +1538,8 @@ TEST_F(CaseServiceTest, ADeviceCreatesCasesOnlyInItsRegionAndNeverMovesOne) {
 // 10 at once then 60 a minute): past it a pull is refused RATE_LIMITED
 // with the wait until the next token, and served again after it.
 TEST_F(SyncServiceTest, PullsPastThePrincipalsRateAreRefusedWithRetryAdvice) {
-  limits_.set_pull_burst(3);
-  limits_.set_pulls_per_minute(6);  // one every 10 s
+  config_.mutable_limits()->set_pull_burst(3);
+  config_.mutable_limits()->set_pulls_per_minute(6);  // one every 10 s
   StartServer();
   Device d;
   ASSERT_TRUE(Enroll(EnrolmentCode(), &d).ok());
@@ -1806,7 +1563,7 @@ TEST_F(SyncServiceTest, PullsPastThePrincipalsRateAreRefusedWithRetryAdvice) {
 // Enrolment from one address: wrong codes are counted, then the address
 // waits; the wait is RATE_LIMITED with its retry-after and spends no code.
 TEST_F(SyncServiceTest, WrongEnrolmentCodesSlowTheAddressDown) {
-  limits_.set_enrolment_free_failures(2);
+  config_.mutable_limits()->set_enrolment_free_failures(2);
   StartServer();
   Device d;
   for (int i = 0; i < 2; ++i) {
