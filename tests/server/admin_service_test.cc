@@ -15,26 +15,19 @@
 #include "admin/server_keys.h"
 #include "common/build_info.h"
 #include "common/file_io.h"
-#include "crypto/bytes.h"
-#include "crypto/ed25519.h"
 #include "crypto/master_key.h"
-#include "crypto/x25519.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/audit.grpc.pb.h"
-#include "fieldsync/v1/rpc_status.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "protocol/events.h"
-#include "server/config.h"
 #include "server/server.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
-#include "tests/testing/seeded_random.h"
-#include "tests/testing/simulated_clock.h"
+#include "tests/testing/server_harness.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace fieldsync::server {
 namespace {
@@ -46,16 +39,8 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-struct Credentials {
-  std::string certificate_pem;
-  std::string private_key_pem;
-};
-
-struct Device {
-  std::string id;
-  Credentials tls;
-  v1::EnrollResponse enrolment;
-};
+using Credentials = ::fieldsync::testing::ClientCredentials;
+using Device = ::fieldsync::testing::EnrolledDevice;
 
 absl::Status FromGrpc(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
@@ -63,12 +48,7 @@ absl::Status FromGrpc(const grpc::Status& s) {
 
 // The SyncErrorDetail reason of a refused call (PROTOCOL.md §8).
 v1::SyncErrorReason ReasonOf(const grpc::Status& s) {
-  v1::RpcStatus rich;
-  v1::SyncErrorDetail detail;
-  if (rich.ParseFromString(s.error_details()) && rich.details_size() == 1) {
-    rich.details(0).UnpackTo(&detail);
-  }
-  return detail.reason();
+  return ::fieldsync::testing::DetailOf(s).reason();
 }
 
 std::vector<std::string> Ids(const v1::ListPrincipalsResponse& r) {
@@ -77,51 +57,14 @@ std::vector<std::string> Ids(const v1::ListPrincipalsResponse& r) {
   return ids;
 }
 
-class AdminServiceTest : public ::testing::Test {
+// AddOfficer, AddStaff and the other calls of AdminService return the
+// call's status here: AdminService is what these tests test.
+class AdminServiceTest : public ::fieldsync::testing::ServerHarness {
  protected:
-  void SetUp() override {
-    admin::InitOptions init;
-    init.data_dir = dir_.Sub("deployment");
-    init.clock = &clock_;
-    init.random = &random_;
-    ASSERT_THAT(admin::InitDeployment(init), IsOk());
-    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
-    admin_.certificate_pem = *ReadFile(paths_->admin_cert);
-    admin_.private_key_pem = *ReadFile(paths_->admin_key);
-    ca_pem_ = *ReadFile(paths_->ca_cert);
-  }
-
-  void TearDown() override { server_.reset(); }
-
-  void StartServer() {
-    ServerOptions options;
-    options.data_dir = paths_->root;
-    options.config.set_listen("127.0.0.1:0");
-    options.config.set_drain_timeout_seconds(2);
-    ApplyDefaults(options.data_dir, &options.config);
-    options.clock = &clock_;
-    options.random = &random_;
-    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
-    ASSERT_THAT(s, IsOk());
-    server_ = *std::move(s);
-  }
-
-  std::shared_ptr<grpc::Channel> Channel(const Credentials* client) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca_pem_;
-    if (client != nullptr) {
-      ssl.pem_cert_chain = client->certificate_pem;
-      ssl.pem_private_key = client->private_key_pem;
-    }
-    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
-  }
+  AdminServiceTest() : ServerHarness(20261202) {}
 
   std::unique_ptr<v1::AdminService::Stub> Admin(const Credentials& who) {
     return v1::AdminService::NewStub(Channel(&who));
-  }
-
-  static void SetDeadline(grpc::ClientContext* c) {
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   }
 
   absl::StatusOr<v1::Principal> AddOfficer(const std::string& id, const std::string& region,
@@ -169,27 +112,7 @@ class AdminServiceTest : public ::testing::Test {
     return response;
   }
 
-  // Enrols a tablet with `code` over server-authenticated TLS.
-  grpc::Status Enroll(const std::string& code, Device* device, const std::string& label = "") {
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    v1::EnrollRequest request;
-    request.set_enrolment_code(code);
-    request.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://device/new"));
-    request.set_signing_public_key(crypto::ToString(crypto::GenerateEd25519(random_).public_key));
-    request.set_receiving_public_key(crypto::ToString(crypto::GenerateX25519(random_).public_key));
-    request.set_device_label(label);
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::SyncService::NewStub(Channel(nullptr))->Enroll(&context, request, &device->enrolment);
-    if (s.ok()) {
-      device->id = device->enrolment.device_id();
-      device->tls = {device->enrolment.certificate_pem(), key->private_key_pem};
-    }
-    return s;
-  }
-
+  // A tablet of `officer`, who must be registered.
   Device NewDevice(const std::string& officer, const std::string& region = "northern") {
     absl::StatusOr<v1::CreateEnrolmentCodeResponse> code = CreateCode(officer, region);
     EXPECT_THAT(code, IsOk());
@@ -281,16 +204,6 @@ class AdminServiceTest : public ::testing::Test {
     EXPECT_THAT(keys, IsOk());
     return keys->ca;
   }
-
-  fieldsync::testing::ScopedTempDir dir_;
-  // Certificates are checked by gRPC against the real clock, so the
-  // simulated one starts at the real time.
-  fieldsync::testing::SimulatedClock clock_{absl::Now()};
-  fieldsync::testing::SeededRandom random_{20261202};
-  std::unique_ptr<admin::DeploymentPaths> paths_;
-  Credentials admin_;
-  std::string ca_pem_;
-  std::unique_ptr<FieldsyncServer> server_;
 };
 
 // --- AddOfficer -------------------------------------------------------------

@@ -16,58 +16,39 @@
 #include "common/file_io.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
-#include "crypto/ed25519.h"
-#include "crypto/hpke.h"
-#include "crypto/x25519.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/audit.grpc.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "protocol/batch_header.h"
 #include "protocol/checkpoint.h"
 #include "protocol/events.h"
 #include "protocol/merkle.h"
-#include "server/config.h"
 #include "server/server.h"
-#include "tests/testing/seeded_random.h"
-#include "tests/testing/simulated_clock.h"
+#include "tests/testing/server_harness.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace fieldsync::server {
 namespace {
 
-using crypto::AsBytes;
 using ::fieldsync::testing::IsOk;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// PROTOCOL.md §3: the HPKE info of a sealed batch.
-constexpr std::string_view kBatchSealInfo = "fieldsync/batch-seal/v1";
-
-struct Credentials {
-  std::string certificate_pem;
-  std::string private_key_pem;
-};
+using Credentials = ::fieldsync::testing::ClientCredentials;
+using Device = ::fieldsync::testing::EnrolledDevice;
 
 std::vector<std::string> Hashes(const google::protobuf::RepeatedPtrField<std::string>& r) {
   return {r.begin(), r.end()};
 }
 
-class AuditServiceTest : public ::testing::Test {
+class AuditServiceTest : public ::fieldsync::testing::ServerHarness {
  protected:
+  AuditServiceTest() : ServerHarness(20261205) {}
+
   void SetUp() override {
-    admin::InitOptions init;
-    init.data_dir = dir_.Sub("deployment");
-    init.clock = &clock_;
-    init.random = &random_;
-    ASSERT_THAT(admin::InitDeployment(init), IsOk());
-    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
-    admin_.certificate_pem = *ReadFile(paths_->admin_cert);
-    admin_.private_key_pem = *ReadFile(paths_->admin_key);
-    ca_pem_ = *ReadFile(paths_->ca_cert);
+    ServerHarness::SetUp();
     absl::StatusOr<std::string> key_text = ReadFile(paths_->audit_public_key);
     ASSERT_THAT(key_text, IsOk());
     std::string key_line = *key_text;
@@ -75,130 +56,31 @@ class AuditServiceTest : public ::testing::Test {
     absl::StatusOr<protocol::NoteVerifier> key = protocol::NoteVerifier::FromVerifierKey(key_line);
     ASSERT_THAT(key, IsOk());
     key_ = std::make_unique<protocol::NoteVerifier>(*std::move(key));
-
-    ServerOptions options;
-    options.data_dir = paths_->root;
-    options.config.set_listen("127.0.0.1:0");
-    options.config.set_drain_timeout_seconds(2);
-    ApplyDefaults(options.data_dir, &options.config);
-    options.clock = &clock_;
-    options.random = &random_;
-    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
-    ASSERT_THAT(s, IsOk());
-    server_ = *std::move(s);
-  }
-
-  std::shared_ptr<grpc::Channel> Channel(const Credentials* client) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca_pem_;
-    if (client != nullptr) {
-      ssl.pem_cert_chain = client->certificate_pem;
-      ssl.pem_private_key = client->private_key_pem;
-    }
-    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
+    StartServer();
   }
 
   std::unique_ptr<v1::AuditService::Stub> Audit(const Credentials& who) {
     return v1::AuditService::NewStub(Channel(&who));
   }
 
-  static void SetDeadline(grpc::ClientContext* c) {
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  }
+  // Registers officer1 (northern), whose tablets Enrol enrols.
+  void RegisterOfficer() { AddOfficer("officer1", "northern"); }
 
-  // A staff member added through AdminService, as `fieldsync staff add`.
-  Credentials AddStaff(const std::string& id, v1::Role role) {
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    absl::StatusOr<std::string> csr =
-        crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/csr");
-    EXPECT_THAT(csr, IsOk());
-    v1::AddStaffRequest request;
-    request.set_id(id);
-    request.set_role(role);
-    if (role != v1::ROLE_AUDITOR) request.add_regions("northern");
-    request.set_csr_pem(*csr);
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    v1::AddStaffResponse response;
-    grpc::Status s =
-        v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, request, &response);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return {response.certificate_pem(), key->private_key_pem};
-  }
+  // An enrolled tablet of officer1 (PROTOCOL.md §2).
+  Device Enrol() { return NewDevice("officer1", "northern"); }
 
-  // Registers officer1 (northern), whose tablets Enrol enrols; once.
-  void RegisterOfficer() {
-    if (is_officer_registered_) return;
-    v1::AddOfficerRequest request;
-    request.set_id("officer1");
-    request.set_region("northern");
-    v1::AddOfficerResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::AdminService::NewStub(Channel(&admin_))->AddOfficer(&context, request, &response);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    is_officer_registered_ = true;
-  }
-
-  // An enrolled tablet (PROTOCOL.md §2).
-  struct Device {
-    std::string id;
-    Credentials tls;
-    crypto::Ed25519KeyPair signing;
-    v1::EnrollResponse enrolment;
-  };
-
-  Device Enrol() {
-    RegisterOfficer();
-    Device d;
-    v1::CreateEnrolmentCodeRequest code_request;
-    code_request.set_officer_id("officer1");
-    code_request.set_region("northern");
-    v1::CreateEnrolmentCodeResponse code;
-    {
-      grpc::ClientContext context;
-      SetDeadline(&context);
-      grpc::Status s = v1::AdminService::NewStub(Channel(&admin_))
-                           ->CreateEnrolmentCode(&context, code_request, &code);
-      EXPECT_TRUE(s.ok()) << s.error_message();
-    }
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    absl::StatusOr<std::string> csr =
-        crypto::CreateCsr(key->private_key_pem, "fieldsync://device/new");
-    EXPECT_THAT(csr, IsOk());
-    d.signing = crypto::GenerateEd25519(random_);
-    crypto::X25519KeyPair receiving = crypto::GenerateX25519(random_);
-    v1::EnrollRequest request;
-    request.set_enrolment_code(code.code());
-    request.set_csr_pem(*csr);
-    request.set_signing_public_key(crypto::ToString(d.signing.public_key));
-    request.set_receiving_public_key(crypto::ToString(receiving.public_key));
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::SyncService::NewStub(Channel(nullptr))->Enroll(&context, request, &d.enrolment);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    d.id = d.enrolment.device_id();
-    d.tls = {d.enrolment.certificate_pem(), key->private_key_pem};
-    return d;
-  }
-
-  // Pushes one new case as batch `sequence` (PROTOCOL.md §5).
-  v1::PushResponse PushNewCase(const Device& d, uint64_t sequence) {
+  // Pushes one new case as the tablet's next batch (PROTOCOL.md §5).
+  v1::PushResponse PushNewCase(Device& d) {
     const std::string case_id = FormatUuid(NewUuid(random_));
-    v1::BatchPayload payload;
-    v1::RecordChange* c = payload.add_changes();
-    c->set_change_id(FormatUuid(NewUuid(random_)));
-    c->set_case_id(case_id);
-    c->set_record_id(case_id);
-    c->set_record_type("case_registration");
-    c->set_kind(v1::CHANGE_KIND_UPSERT);
-    c->mutable_hlc()->set_wall_micros(absl::ToUnixMicros(clock_.Now()));
+    v1::RecordChange c;
+    c.set_change_id(FormatUuid(NewUuid(random_)));
+    c.set_case_id(case_id);
+    c.set_record_id(case_id);
+    c.set_record_type("case_registration");
+    c.set_kind(v1::CHANGE_KIND_UPSERT);
+    c.mutable_hlc()->set_wall_micros(absl::ToUnixMicros(clock_.Now()));
     auto add = [&](const std::string& field, const std::string& value, bool is_enum) {
-      v1::FieldWrite* w = c->add_fields();
+      v1::FieldWrite* w = c.add_fields();
       w->set_field(field);
       if (is_enum) {
         w->mutable_value()->set_enum_value(value);
@@ -210,42 +92,13 @@ class AuditServiceTest : public ::testing::Test {
     add("sex", "female", true);
     add("age_band", "10_14", true);
     add("region", "northern", true);
-    v1::FieldWrite* date = c->add_fields();
+    v1::FieldWrite* date = c.add_fields();
     date->set_field("registration_date");
     date->mutable_value()->mutable_date_value()->set_year(2026);
     date->mutable_value()->mutable_date_value()->set_month(11);
     date->mutable_value()->mutable_date_value()->set_day(2);
-
-    v1::PushRequest request;
-    v1::SealedBatch* sealed = request.mutable_batch();
-    protocol::BatchHeader header;
-    header.device_id = *ParseUuid(d.id);
-    header.batch_id = NewUuid(random_);
-    header.sequence = sequence;
-    header.sealing_key_id = d.enrolment.sealing_keys(0).key_id();
-    sealed->mutable_header()->set_device_id(d.id);
-    sealed->mutable_header()->set_batch_id(FormatUuid(header.batch_id));
-    sealed->mutable_header()->set_sequence(sequence);
-    sealed->mutable_header()->set_sealing_key_id(header.sealing_key_id);
-    const std::string aad = protocol::EncodeBatchHeader(header);
-    const std::string plain = payload.SerializeAsString();
-    absl::StatusOr<crypto::HpkeCiphertext> ct =
-        crypto::HpkeSeal(AsBytes(d.enrolment.sealing_keys(0).public_key()), AsBytes(kBatchSealInfo),
-                         AsBytes(aad), AsBytes(plain), random_);
-    EXPECT_THAT(ct, IsOk());
-    sealed->set_enc(ct->enc);
-    sealed->set_ciphertext(ct->ciphertext);
-    const std::string message =
-        protocol::BatchSignedMessage(aad, static_cast<uint8_t>(sealed->compression()),
-                                     protocol::SealedPayloadDigest(ct->enc, ct->ciphertext));
-    absl::StatusOr<crypto::Ed25519Signature> sig =
-        crypto::Ed25519Sign(d.signing.seed, AsBytes(message));
-    EXPECT_THAT(sig, IsOk());
-    sealed->set_signature(crypto::ToString(*sig));
-    grpc::ClientContext context;
-    SetDeadline(&context);
     v1::PushResponse response;
-    grpc::Status s = v1::SyncService::NewStub(Channel(&d.tls))->Push(&context, request, &response);
+    grpc::Status s = PushChanges(d, {c}, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return response;
   }
@@ -306,25 +159,16 @@ class AuditServiceTest : public ::testing::Test {
   // Makes the log hold a few more entries: two staff, a device and
   // `batches` pushed batches.
   void Grow(int batches) {
-    auditor_ = AddStaff("audra", v1::ROLE_AUDITOR);
+    auditor_ = AddStaff("audra", v1::ROLE_AUDITOR, {});
     analyst_ = AddStaff("ana", v1::ROLE_ANALYST);
     device_ = Enrol();
-    for (int i = 1; i <= batches; ++i) last_push_ = PushNewCase(device_, i);
+    for (int i = 1; i <= batches; ++i) last_push_ = PushNewCase(device_);
   }
 
-  fieldsync::testing::ScopedTempDir dir_;
-  // Certificates are checked by gRPC against the real clock.
-  fieldsync::testing::SimulatedClock clock_{absl::Now()};
-  fieldsync::testing::SeededRandom random_{20261205};
-  std::unique_ptr<admin::DeploymentPaths> paths_;
   std::unique_ptr<protocol::NoteVerifier> key_;
-  Credentials admin_;
-  std::string ca_pem_;
-  std::unique_ptr<FieldsyncServer> server_;
   Credentials auditor_, analyst_;
   Device device_;
   v1::PushResponse last_push_;
-  bool is_officer_registered_ = false;
 };
 
 TEST_F(AuditServiceTest, FreshDeploymentLogsTheFirstAdministrator) {

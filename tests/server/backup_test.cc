@@ -24,12 +24,7 @@
 #include "admin/server_keys.h"
 #include "common/file_io.h"
 #include "common/proto_text.h"
-#include "common/uuid.h"
-#include "crypto/bytes.h"
-#include "crypto/ed25519.h"
 #include "crypto/master_key.h"
-#include "crypto/x25519.h"
-#include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/audit.grpc.pb.h"
 #include "fieldsync/v1/records.pb.h"
@@ -38,17 +33,14 @@
 #include "gtest/gtest.h"
 #include "protocol/checkpoint.h"
 #include "protocol/events.h"
-#include "protocol/sealed_batch.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "storage/column_families.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
 #include "sync/log_codec.h"
-#include "tests/testing/seeded_random.h"
-#include "tests/testing/simulated_clock.h"
+#include "tests/testing/server_harness.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace fieldsync::server {
 namespace {
@@ -60,17 +52,8 @@ using ::testing::IsEmpty;
 
 namespace fs = std::filesystem;
 
-struct Credentials {
-  std::string certificate_pem;
-  std::string private_key_pem;
-};
-
-struct Device {
-  std::string id;
-  Credentials tls;
-  crypto::Ed25519KeyPair signing;
-  v1::EnrollResponse enrolment;
-};
+using Credentials = ::fieldsync::testing::ClientCredentials;
+using Device = ::fieldsync::testing::EnrolledDevice;
 
 std::string CaseId(int device, int n) {
   return absl::StrFormat("00000000-0000-4000-8%03x-%012x", device, n);
@@ -115,18 +98,13 @@ void Write(const std::string& path, const std::string& bytes) {
   out << bytes;
 }
 
-class BackupTest : public ::testing::Test {
+class BackupTest : public ::fieldsync::testing::ServerHarness {
  protected:
+  // Backups of a busy store take their time on a loaded machine.
+  BackupTest() : ServerHarness(20261202) { call_timeout_ = absl::Seconds(60); }
+
   void SetUp() override {
-    admin::InitOptions init;
-    init.data_dir = dir_.Sub("deployment");
-    init.clock = &clock_;
-    init.random = &random_;
-    ASSERT_THAT(admin::InitDeployment(init), IsOk());
-    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
-    admin_.certificate_pem = *ReadFile(paths_->admin_cert);
-    admin_.private_key_pem = *ReadFile(paths_->admin_key);
-    ca_pem_ = *ReadFile(paths_->ca_cert);
+    ServerHarness::SetUp();
     key_ = Key(paths_->audit_public_key);
   }
 
@@ -161,22 +139,6 @@ class BackupTest : public ::testing::Test {
     ASSERT_NE(server_, nullptr);
   }
 
-  std::shared_ptr<grpc::Channel> Channel(const Credentials* client,
-                                         const FieldsyncServer* server = nullptr) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca_pem_;
-    if (client != nullptr) {
-      ssl.pem_cert_chain = client->certificate_pem;
-      ssl.pem_private_key = client->private_key_pem;
-    }
-    return grpc::CreateChannel((server != nullptr ? server : server_.get())->address(),
-                               grpc::SslCredentials(ssl));
-  }
-
-  static void SetDeadline(grpc::ClientContext* c) {
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  }
-
   grpc::Status CreateBackup(const std::string& out_dir, v1::CreateBackupResponse* response,
                             const Credentials* caller = nullptr) {
     v1::CreateBackupRequest request;
@@ -195,87 +157,11 @@ class BackupTest : public ::testing::Test {
     return dir_.Sub(name);
   }
 
-  void AddOfficer(const std::string& id) {
-    v1::AddOfficerRequest request;
-    request.set_id(id);
-    request.set_region("northern");
-    v1::AddOfficerResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::AdminService::NewStub(Channel(&admin_))->AddOfficer(&context, request, &response);
-    EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
-  }
-
-  Credentials AddStaff(const std::string& id, v1::Role role) {
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    v1::AddStaffRequest request;
-    request.set_id(id);
-    request.set_role(role);
-    if (role == v1::ROLE_SUPERVISOR || role == v1::ROLE_ANALYST) request.add_regions("northern");
-    request.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/" + id));
-    v1::AddStaffResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, request, &response);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return {response.certificate_pem(), key->private_key_pem};
-  }
-
-  Device NewDevice() {
-    AddOfficer("officer1");
-    v1::CreateEnrolmentCodeRequest code_request;
-    code_request.set_officer_id("officer1");
-    code_request.set_region("northern");
-    v1::CreateEnrolmentCodeResponse code;
-    {
-      grpc::ClientContext context;
-      SetDeadline(&context);
-      grpc::Status s = v1::AdminService::NewStub(Channel(&admin_))
-                           ->CreateEnrolmentCode(&context, code_request, &code);
-      EXPECT_TRUE(s.ok()) << s.error_message();
-    }
-    Device d;
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    d.signing = crypto::GenerateEd25519(random_);
-    crypto::X25519KeyPair receiving = crypto::GenerateX25519(random_);
-    v1::EnrollRequest request;
-    request.set_enrolment_code(code.code());
-    request.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://device/new"));
-    request.set_signing_public_key(crypto::ToString(d.signing.public_key));
-    request.set_receiving_public_key(crypto::ToString(receiving.public_key));
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::SyncService::NewStub(Channel(nullptr))->Enroll(&context, request, &d.enrolment);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    d.id = d.enrolment.device_id();
-    d.tls = {d.enrolment.certificate_pem(), key->private_key_pem};
-    return d;
-  }
-
   // Pushes one batch (sequence `sequence`) registering case `case_id`.
   grpc::Status PushCase(const Device& d, grpc::Channel* channel, uint64_t sequence,
                         const std::string& case_id) {
-    v1::BatchPayload payload;
-    *payload.add_changes() = NewCase(case_id, clock_.Now());
-    absl::StatusOr<crypto::Ed25519Signer> signer =
-        crypto::Ed25519Signer::Create(d.signing.seed.span());
-    EXPECT_THAT(signer, IsOk());
-    protocol::BatchSealParams params;
-    params.header.device_id = *ParseUuid(d.id);
-    params.header.batch_id = *ParseUuid(case_id);
-    params.header.sequence = sequence;
-    params.header.sealing_key_id = d.enrolment.sealing_keys(0).key_id();
-    params.sealing_public_key = d.enrolment.sealing_keys(0).public_key();
-    params.signer = &*signer;
-    absl::StatusOr<v1::SealedBatch> sealed = protocol::SealBatch(payload, params, random_);
-    EXPECT_THAT(sealed, IsOk());
     v1::PushRequest request;
-    *request.mutable_batch() = *sealed;
+    *request.mutable_batch() = Seal(d, {NewCase(case_id, clock_.Now())}, sequence, case_id);
     v1::PushResponse response;
     grpc::ClientContext context;
     SetDeadline(&context);
@@ -325,14 +211,7 @@ class BackupTest : public ::testing::Test {
     return admin::RestoreBackup(options);
   }
 
-  fieldsync::testing::ScopedTempDir dir_;
-  fieldsync::testing::SimulatedClock clock_{absl::Now()};
-  fieldsync::testing::SeededRandom random_{20261202};
-  std::unique_ptr<admin::DeploymentPaths> paths_;
   std::unique_ptr<protocol::NoteVerifier> key_;
-  Credentials admin_;
-  std::string ca_pem_;
-  std::unique_ptr<FieldsyncServer> server_;
 };
 
 TEST_F(BackupTest, BackupWhileDevicesPushHoldsEveryBatchAcknowledgedBeforeIt) {
@@ -469,7 +348,7 @@ TEST_F(BackupTest, DirectoryWithAControlOrBidiCharacterIsRefusedAndNothingIsMade
 
 TEST_F(BackupTest, OnlyAdministratorsBackUp) {
   StartServer();
-  Credentials auditor = AddStaff("aud", v1::ROLE_AUDITOR);
+  Credentials auditor = AddStaff("aud", v1::ROLE_AUDITOR, {});
   v1::CreateBackupResponse response;
 
   grpc::Status s = CreateBackup(dir_.Sub("backup"), &response, &auditor);
@@ -510,7 +389,7 @@ TEST_F(BackupTest, RestoredDeploymentServesItsAdministratorAndItsCases) {
   {
     grpc::ClientContext context;
     SetDeadline(&context);
-    grpc::Status s = v1::AdminService::NewStub(Channel(&restored_admin, again.get()))
+    grpc::Status s = v1::AdminService::NewStub(Channel(&restored_admin, *again))
                          ->WhoAmI(&context, v1::WhoAmIRequest(), &who);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
@@ -521,8 +400,8 @@ TEST_F(BackupTest, RestoredDeploymentServesItsAdministratorAndItsCases) {
   {
     grpc::ClientContext context;
     SetDeadline(&context);
-    grpc::Status s = v1::CaseService::NewStub(Channel(&supervisor, again.get()))
-                         ->ListCases(&context, list, &cases);
+    grpc::Status s =
+        v1::CaseService::NewStub(Channel(&supervisor, *again))->ListCases(&context, list, &cases);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
   std::set<std::string> ids;
@@ -533,7 +412,7 @@ TEST_F(BackupTest, RestoredDeploymentServesItsAdministratorAndItsCases) {
   {
     grpc::ClientContext context;
     SetDeadline(&context);
-    grpc::Status s = v1::AuditService::NewStub(Channel(&restored_admin, again.get()))
+    grpc::Status s = v1::AuditService::NewStub(Channel(&restored_admin, *again))
                          ->GetSignedTreeHead(&context, v1::GetSignedTreeHeadRequest(), &head);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
@@ -629,7 +508,7 @@ TEST_F(BackupTest, VerifyRefusesEveryFlippedByteOfTheHead) {
 TEST_F(BackupTest, VerifyRefusesTheHeadOfAnotherBackup) {
   StartServer();
   const std::string first = Backup("first");
-  AddStaff("aud", v1::ROLE_AUDITOR);  // the tree grows
+  AddStaff("aud", v1::ROLE_AUDITOR, {});  // the tree grows
   const std::string second = Backup("second");
   const uint64_t first_size = Verify(first).head.size;
   fs::remove(second + "/tree-head.note");
