@@ -13,22 +13,18 @@
 #include "aggregates/counters.h"
 #include "aggregates/metrics.h"
 #include "common/file_io.h"
-#include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/aggregates.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "protocol/events.h"
-#include "server/config.h"
 #include "server/server.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
 #include "sync/ingest.h"
 #include "tests/sync/sync_test_util.h"
-#include "tests/testing/seeded_random.h"
-#include "tests/testing/simulated_clock.h"
+#include "tests/testing/server_harness.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace fieldsync::server {
 namespace {
@@ -36,33 +32,16 @@ namespace {
 using ::fieldsync::testing::IsOk;
 using ::testing::HasSubstr;
 
-struct Credentials {
-  std::string certificate_pem;
-  std::string private_key_pem;
-};
+using Credentials = ::fieldsync::testing::ClientCredentials;
 
-class AggregateServiceTest : public ::testing::Test {
+class AggregateServiceTest : public ::fieldsync::testing::ServerHarness {
  protected:
+  AggregateServiceTest() : ServerHarness(611) {}
+
   void SetUp() override {
-    admin::InitOptions init;
-    init.data_dir = dir_.Sub("deployment");
-    init.clock = &clock_;
-    init.random = &random_;
-    ASSERT_THAT(admin::InitDeployment(init), IsOk());
-    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
-    admin_ = {*ReadFile(paths_->admin_cert), *ReadFile(paths_->admin_key)};
-    ca_pem_ = *ReadFile(paths_->ca_cert);
+    ServerHarness::SetUp();
     Populate();
-    ServerOptions options;
-    options.data_dir = paths_->root;
-    options.config.set_listen("127.0.0.1:0");
-    options.config.set_drain_timeout_seconds(2);
-    ApplyDefaults(options.data_dir, &options.config);
-    options.clock = &clock_;
-    options.random = &random_;
-    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
-    ASSERT_THAT(s, IsOk());
-    server_ = *std::move(s);
+    StartServer();
   }
 
   // Open cases: northern 12 (8 female, 4 male), eastern 3, western 9.
@@ -116,38 +95,11 @@ class AggregateServiceTest : public ::testing::Test {
     ASSERT_THAT(r, IsOk());
   }
 
-  std::shared_ptr<grpc::Channel> Channel(const Credentials& client) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca_pem_;
-    ssl.pem_cert_chain = client.certificate_pem;
-    ssl.pem_private_key = client.private_key_pem;
-    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
-  }
-
-  Credentials AddStaff(const std::string& id, v1::Role role, std::vector<std::string> regions) {
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    absl::StatusOr<std::string> csr =
-        crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/csr");
-    EXPECT_THAT(csr, IsOk());
-    v1::AddStaffRequest request;
-    request.set_id(id);
-    request.set_role(role);
-    for (auto& r : regions) request.add_regions(r);
-    request.set_csr_pem(*csr);
-    auto stub = v1::AdminService::NewStub(Channel(admin_));
-    grpc::ClientContext context;
-    v1::AddStaffResponse response;
-    grpc::Status s = stub->AddStaff(&context, request, &response);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return {response.certificate_pem(), key->private_key_pem};
-  }
-
   grpc::Status Query(const Credentials& who, const v1::QueryRequest& request,
                      v1::QueryResponse* response) {
-    auto stub = v1::AggregateService::NewStub(Channel(who));
+    auto stub = v1::AggregateService::NewStub(Channel(&who));
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    SetDeadline(&context);
     return stub->Query(&context, request, response);
   }
 
@@ -166,14 +118,6 @@ class AggregateServiceTest : public ::testing::Test {
     }
     return out;
   }
-
-  fieldsync::testing::ScopedTempDir dir_;
-  fieldsync::testing::SimulatedClock clock_{absl::Now()};
-  fieldsync::testing::SeededRandom random_{611};
-  std::unique_ptr<admin::DeploymentPaths> paths_;
-  Credentials admin_;
-  std::string ca_pem_;
-  std::unique_ptr<FieldsyncServer> server_;
 };
 
 TEST_F(AggregateServiceTest, AnAnalystSeesOnlyItsRegions) {
@@ -276,7 +220,7 @@ TEST_F(AggregateServiceTest, OtherRolesMayNotAsk) {
 
 TEST_F(AggregateServiceTest, ListMetricsAndBadQueries) {
   Credentials north = AddStaff("ana.north", v1::ROLE_ANALYST, {"northern"});
-  auto stub = v1::AggregateService::NewStub(Channel(north));
+  auto stub = v1::AggregateService::NewStub(Channel(&north));
   grpc::ClientContext context;
   v1::ListMetricsResponse list;
   ASSERT_TRUE(stub->ListMetrics(&context, v1::ListMetricsRequest(), &list).ok());

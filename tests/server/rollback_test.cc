@@ -27,7 +27,6 @@
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/audit.grpc.pb.h"
-#include "fieldsync/v1/rpc_status.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -35,10 +34,8 @@
 #include "protocol/events.h"
 #include "server/config.h"
 #include "server/server.h"
-#include "tests/testing/seeded_random.h"
-#include "tests/testing/simulated_clock.h"
+#include "tests/testing/server_harness.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace fieldsync::server {
 namespace {
@@ -51,19 +48,11 @@ using ::testing::Not;
 
 namespace fs = std::filesystem;
 
-struct Credentials {
-  std::string certificate_pem;
-  std::string private_key_pem;
-};
+using Credentials = ::fieldsync::testing::ClientCredentials;
 
 // The SyncErrorDetail reason of a refused call (PROTOCOL.md §8).
 v1::SyncErrorReason ReasonOf(const grpc::Status& s) {
-  v1::RpcStatus rich;
-  v1::SyncErrorDetail detail;
-  if (rich.ParseFromString(s.error_details()) && rich.details_size() == 1) {
-    rich.details(0).UnpackTo(&detail);
-  }
-  return detail.reason();
+  return ::fieldsync::testing::DetailOf(s).reason();
 }
 
 void CopyTree(const std::string& from, const std::string& to) {
@@ -73,39 +62,29 @@ void CopyTree(const std::string& from, const std::string& to) {
   ASSERT_FALSE(ec) << ec.message();
 }
 
-class RollbackTest : public ::testing::Test {
+class RollbackTest : public ::fieldsync::testing::ServerHarness {
  protected:
+  RollbackTest() : ServerHarness(20261202) { call_timeout_ = absl::Seconds(60); }
+
   void SetUp() override {
-    admin::InitOptions init;
-    init.data_dir = dir_.Sub("deployment");
-    init.clock = &clock_;
-    init.random = &random_;
-    ASSERT_THAT(admin::InitDeployment(init), IsOk());
-    data_dir_ = init.data_dir;
-    admin::DeploymentPaths paths(data_dir_);
-    admin_.certificate_pem = *ReadFile(paths.admin_cert);
-    admin_.private_key_pem = *ReadFile(paths.admin_key);
-    ca_pem_ = *ReadFile(paths.ca_cert);
+    ServerHarness::SetUp();
+    data_dir_ = paths_->root;
     absl::StatusOr<protocol::NoteVerifier> key = protocol::NoteVerifier::FromVerifierKey(
-        std::string(absl::StripTrailingAsciiWhitespace(*ReadFile(paths.audit_public_key))));
+        std::string(absl::StripTrailingAsciiWhitespace(*ReadFile(paths_->audit_public_key))));
     ASSERT_THAT(key, IsOk());
     key_ = std::make_unique<protocol::NoteVerifier>(*std::move(key));
   }
 
   void TearDown() override { Stop(); }
 
+  // Starts fieldsyncd with head_copy_file_ as its audit head copy and, if
+  // given, --accept-rollback `accept`.
   absl::StatusOr<std::unique_ptr<FieldsyncServer>> TryStart(
-      std::optional<uint64_t> accept = std::nullopt, const std::string& data_dir = "") {
-    ServerOptions options;
-    options.data_dir = data_dir.empty() ? data_dir_ : data_dir;
-    options.config.set_listen("127.0.0.1:0");
-    options.config.set_drain_timeout_seconds(2);
-    options.config.set_audit_head_copy_file(head_copy_file_);
-    ApplyDefaults(options.data_dir, &options.config);
+      std::optional<uint64_t> accept = std::nullopt) {
+    config_.set_audit_head_copy_file(head_copy_file_);
+    ServerOptions options = Options();
     EXPECT_THAT(ValidateConfig(options.config), IsOk());
     options.accept_rollback_size = accept;
-    options.clock = &clock_;
-    options.random = &random_;
     return FieldsyncServer::Start(options);
   }
 
@@ -120,20 +99,6 @@ class RollbackTest : public ::testing::Test {
       EXPECT_THAT(server_->Shutdown(), IsOk());
     }
     server_.reset();
-  }
-
-  std::shared_ptr<grpc::Channel> Channel(const Credentials* client) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca_pem_;
-    if (client != nullptr) {
-      ssl.pem_cert_chain = client->certificate_pem;
-      ssl.pem_private_key = client->private_key_pem;
-    }
-    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
-  }
-
-  static void SetDeadline(grpc::ClientContext* c) {
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   }
 
   // One audited administrator action (an officer registered).
@@ -220,15 +185,9 @@ class RollbackTest : public ::testing::Test {
   std::string Db() const { return data_dir_ + "/db"; }
   std::string HeadFile() const { return data_dir_ + "/audit-head.note"; }
 
-  fieldsync::testing::ScopedTempDir dir_;
-  fieldsync::testing::SimulatedClock clock_{absl::Now()};
-  fieldsync::testing::SeededRandom random_{20261202};
   std::string data_dir_;
   std::string head_copy_file_;
   std::unique_ptr<protocol::NoteVerifier> key_;
-  Credentials admin_;
-  std::string ca_pem_;
-  std::unique_ptr<FieldsyncServer> server_;
 };
 
 TEST_F(RollbackTest, OlderStoreUnderNewerHeadRefusesToStartNamingBothSizes) {

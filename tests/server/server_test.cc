@@ -20,12 +20,9 @@
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/config.h"
 #include "storage/store.h"
-#include "tests/testing/seeded_random.h"
-#include "tests/testing/simulated_clock.h"
+#include "tests/testing/server_harness.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 #include "tests/testing/test_pki.h"
 
 namespace fieldsync::server {
@@ -36,58 +33,16 @@ using ::fieldsync::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-struct Credentials {
-  std::string certificate_pem;
-  std::string private_key_pem;
-};
+using Credentials = ::fieldsync::testing::ClientCredentials;
 
-class ServerTest : public ::testing::Test {
+class ServerTest : public ::fieldsync::testing::ServerHarness {
  protected:
-  void SetUp() override {
-    admin::InitOptions init;
-    init.data_dir = dir_.Sub("deployment");
-    init.clock = &clock_;
-    init.random = &random_;
-    ASSERT_THAT(admin::InitDeployment(init), IsOk());
-    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
-    admin_.certificate_pem = *ReadFile(paths_->admin_cert);
-    admin_.private_key_pem = *ReadFile(paths_->admin_key);
-    ca_pem_ = *ReadFile(paths_->ca_cert);
-  }
-
-  void TearDown() override { server_.reset(); }
-
-  ServerOptions Options() {
-    ServerOptions options;
-    options.data_dir = paths_->root;
-    options.config.set_listen("127.0.0.1:0");
-    options.config.set_drain_timeout_seconds(2);
-    ApplyDefaults(options.data_dir, &options.config);
-    options.clock = &clock_;
-    options.random = &random_;
-    return options;
-  }
-
-  void StartServer() {
-    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(Options());
-    ASSERT_THAT(s, IsOk());
-    server_ = *std::move(s);
-  }
-
-  std::shared_ptr<grpc::Channel> Channel(const Credentials* client) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca_pem_;
-    if (client != nullptr) {
-      ssl.pem_cert_chain = client->certificate_pem;
-      ssl.pem_private_key = client->private_key_pem;
-    }
-    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
-  }
+  ServerTest() : ServerHarness(20261127) {}
 
   grpc::Status WhoAmI(const Credentials* client, v1::WhoAmIResponse* response) {
     auto stub = v1::AdminService::NewStub(Channel(client));
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    SetDeadline(&context);
     return stub->WhoAmI(&context, v1::WhoAmIRequest(), response);
   }
 
@@ -160,7 +115,7 @@ class ServerTest : public ::testing::Test {
   }
 
   // Adds a staff member through AdminService with the administrator's
-  // credentials, as `fieldsync staff add` does.
+  // credentials, as `fieldsync staff add` does; returns the call's status.
   absl::StatusOr<Credentials> AddStaff(const std::string& id, v1::Role role,
                                        std::vector<std::string> regions) {
     absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
@@ -184,16 +139,6 @@ class ServerTest : public ::testing::Test {
     }
     return Credentials{response.certificate_pem(), key->private_key_pem};
   }
-
-  fieldsync::testing::ScopedTempDir dir_;
-  // Certificates are checked by gRPC against the real clock, so the
-  // simulated one starts at the real time.
-  fieldsync::testing::SimulatedClock clock_{absl::Now()};
-  fieldsync::testing::SeededRandom random_{20261127};
-  std::unique_ptr<admin::DeploymentPaths> paths_;
-  Credentials admin_;
-  std::string ca_pem_;
-  std::unique_ptr<FieldsyncServer> server_;
 };
 
 TEST_F(ServerTest, AdministratorCertificateIsRecognised) {
