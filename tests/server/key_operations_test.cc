@@ -152,33 +152,6 @@ class KeyOperationsTest : public ::fieldsync::testing::ServerHarness {
         ->RotateMasterKey(&context, v1::RotateMasterKeyRequest(), response);
   }
 
-  // The decoded audit entry at `index`, read through AuditService.
-  absl::StatusOr<protocol::Event> AuditEntry(uint64_t index) {
-    auto stub = v1::AuditService::NewStub(Channel(&admin_));
-    {
-      grpc::ClientContext context;
-      SetDeadline(&context);
-      v1::SignedTreeHead head;
-      grpc::Status s = stub->GetSignedTreeHead(&context, v1::GetSignedTreeHeadRequest(), &head);
-      if (!s.ok()) return absl::InternalError(s.error_message());
-    }
-    v1::GetEntriesRequest request;
-    request.set_start(index);
-    request.set_end(index + 1);
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    auto reader = stub->GetEntries(&context, request);
-    v1::AuditEntries entries;
-    std::string entry;
-    while (reader->Read(&entries)) {
-      if (entries.first_index() == index && entries.entries_size() > 0) entry = entries.entries(0);
-    }
-    grpc::Status s = reader->Finish();
-    if (!s.ok()) return absl::InternalError(s.error_message());
-    if (entry.empty()) return absl::NotFoundError("no such entry");
-    return protocol::DecodeEvent(entry);
-  }
-
   // Opens the stopped deployment's database (the server holds its lock
   // while running).
   std::unique_ptr<storage::Store> OpenStore() {

@@ -17,24 +17,16 @@
 #include "admin/deployment.h"
 #include "common/file_io.h"
 #include "common/uuid.h"
-#include "crypto/bytes.h"
-#include "crypto/ed25519.h"
-#include "crypto/x25519.h"
-#include "crypto/x509.h"
 #include "device/tablet.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/audit.grpc.pb.h"
-#include "fieldsync/v1/rpc_status.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "protocol/events.h"
-#include "server/config.h"
 #include "server/server.h"
-#include "tests/testing/seeded_random.h"
-#include "tests/testing/simulated_clock.h"
+#include "tests/testing/server_harness.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace fieldsync::server {
 namespace {
@@ -42,143 +34,27 @@ namespace {
 using ::fieldsync::testing::IsOk;
 using ::testing::HasSubstr;
 
-struct Credentials {
-  std::string certificate_pem;
-  std::string private_key_pem;
-};
-
-// An enrolled tablet and its TLS credentials.
-struct Enrolled {
-  std::unique_ptr<device::Tablet> tablet;
-  Credentials tls;
-  v1::EnrollResponse enrolment;
-};
-
-v1::SyncErrorDetail DetailOf(const grpc::Status& s) {
-  v1::RpcStatus rich;
-  v1::SyncErrorDetail detail;
-  if (rich.ParseFromString(s.error_details()) && rich.details_size() == 1) {
-    rich.details(0).UnpackTo(&detail);
-  }
-  return detail;
-}
+using Credentials = ::fieldsync::testing::ClientCredentials;
+// An enrolled tablet: its device::Tablet and its TLS credentials.
+using Enrolled = ::fieldsync::testing::EnrolledDevice;
+using ::fieldsync::testing::DetailOf;
 
 constexpr absl::Duration kDay = absl::Hours(24);
 
-class SealingRotationTest : public ::testing::Test {
+class SealingRotationTest : public ::fieldsync::testing::ServerHarness {
  protected:
+  // The clock starts at a fixed time, days are added to it.
+  SealingRotationTest() : ServerHarness(4711, absl::FromUnixSeconds(1795000000)) {
+    config_.set_sealing_key_overlap_days(7);
+  }
+
   void SetUp() override {
-    admin::InitOptions init;
-    init.data_dir = dir_.Sub("deployment");
-    init.clock = &clock_;
-    init.random = &random_;
-    ASSERT_THAT(admin::InitDeployment(init), IsOk());
-    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
-    admin_.certificate_pem = *ReadFile(paths_->admin_cert);
-    admin_.private_key_pem = *ReadFile(paths_->admin_key);
-    ca_pem_ = *ReadFile(paths_->ca_cert);
+    ServerHarness::SetUp();
     StartServer();
-  }
-
-  void StartServer() {
-    ServerOptions options;
-    options.data_dir = paths_->root;
-    options.config.set_listen("127.0.0.1:0");
-    options.config.set_drain_timeout_seconds(2);
-    options.config.set_sealing_key_overlap_days(7);
-    ApplyDefaults(options.data_dir, &options.config);
-    options.clock = &clock_;
-    options.random = &random_;
-    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
-    ASSERT_THAT(s, IsOk());
-    server_ = *std::move(s);
-  }
-
-  void RestartServer() {
-    ASSERT_THAT(server_->Shutdown(), IsOk());
-    server_.reset();
-    StartServer();
-  }
-
-  std::shared_ptr<grpc::Channel> Channel(const Credentials* client) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca_pem_;
-    if (client != nullptr) {
-      ssl.pem_cert_chain = client->certificate_pem;
-      ssl.pem_private_key = client->private_key_pem;
-    }
-    return grpc::CreateChannel(server_->address(), grpc::SslCredentials(ssl));
-  }
-
-  static void SetDeadline(grpc::ClientContext* c) {
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  }
-
-  Credentials AddStaff(const std::string& id, v1::Role role) {
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    v1::AddStaffRequest request;
-    request.set_id(id);
-    request.set_role(role);
-    request.add_regions("northern");
-    request.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/csr"));
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    v1::AddStaffResponse response;
-    grpc::Status s =
-        v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, request, &response);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return Credentials{response.certificate_pem(), key->private_key_pem};
   }
 
   // A tablet enrolled as a real one is: officer, code, Enroll.
-  Enrolled Enrol() {
-    {
-      v1::AddOfficerRequest officer;
-      officer.set_id("officer1");
-      officer.set_region("northern");
-      v1::AddOfficerResponse added;
-      grpc::ClientContext context;
-      SetDeadline(&context);
-      grpc::Status s =
-          v1::AdminService::NewStub(Channel(&admin_))->AddOfficer(&context, officer, &added);
-      EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::ALREADY_EXISTS)
-          << s.error_message();
-    }
-    v1::CreateEnrolmentCodeRequest code_request;
-    code_request.set_officer_id("officer1");
-    code_request.set_region("northern");
-    v1::CreateEnrolmentCodeResponse code;
-    {
-      grpc::ClientContext context;
-      SetDeadline(&context);
-      grpc::Status s = v1::AdminService::NewStub(Channel(&admin_))
-                           ->CreateEnrolmentCode(&context, code_request, &code);
-      EXPECT_TRUE(s.ok()) << s.error_message();
-    }
-    Enrolled e;
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    crypto::Ed25519KeyPair signing = crypto::GenerateEd25519(random_);
-    crypto::X25519KeyPair receiving = crypto::GenerateX25519(random_);
-    v1::EnrollRequest request;
-    request.set_enrolment_code(code.code());
-    request.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://device/new"));
-    request.set_signing_public_key(crypto::ToString(signing.public_key));
-    request.set_receiving_public_key(crypto::ToString(receiving.public_key));
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::SyncService::NewStub(Channel(nullptr))->Enroll(&context, request, &e.enrolment);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    e.tls = {e.enrolment.certificate_pem(), key->private_key_pem};
-    absl::StatusOr<device::Tablet> tablet =
-        device::Tablet::Create(e.enrolment, *crypto::Ed25519Signer::Create(signing.seed.span()),
-                               *crypto::X25519PrivateKey::Create(receiving.private_key.span()));
-    EXPECT_THAT(tablet, IsOk());
-    e.tablet = std::make_unique<device::Tablet>(*std::move(tablet));
-    return e;
-  }
+  Enrolled Enrol() { return NewDevice("officer1", "northern"); }
 
   // Journals a new case on the tablet and seals it as the next batch.
   v1::SealedBatch SealNewCase(Enrolled& e) {
@@ -204,14 +80,6 @@ class SealingRotationTest : public ::testing::Test {
     absl::StatusOr<v1::SealedBatch> sealed = e.tablet->SealNext(100, NewUuid(random_), random_);
     EXPECT_THAT(sealed, IsOk());
     return *sealed;
-  }
-
-  grpc::Status Push(const Enrolled& e, const v1::SealedBatch& sealed, v1::PushResponse* response) {
-    v1::PushRequest request;
-    *request.mutable_batch() = sealed;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    return v1::SyncService::NewStub(Channel(&e.tls))->Push(&context, request, response);
   }
 
   grpc::Status GetSealingKeys(const Credentials& who, v1::GetSealingKeysResponse* response) {
@@ -243,41 +111,6 @@ class SealingRotationTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.error_message();
     return response;
   }
-
-  // The decoded audit entry at `index`, read through AuditService.
-  absl::StatusOr<protocol::Event> AuditEntry(uint64_t index) {
-    auto stub = v1::AuditService::NewStub(Channel(&admin_));
-    {
-      grpc::ClientContext context;
-      SetDeadline(&context);
-      v1::SignedTreeHead head;
-      grpc::Status s = stub->GetSignedTreeHead(&context, v1::GetSignedTreeHeadRequest(), &head);
-      if (!s.ok()) return absl::InternalError(s.error_message());
-    }
-    v1::GetEntriesRequest request;
-    request.set_start(index);
-    request.set_end(index + 1);
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    auto reader = stub->GetEntries(&context, request);
-    v1::AuditEntries entries;
-    std::string entry;
-    while (reader->Read(&entries)) {
-      if (entries.first_index() == index && entries.entries_size() > 0) entry = entries.entries(0);
-    }
-    grpc::Status s = reader->Finish();
-    if (!s.ok()) return absl::InternalError(s.error_message());
-    if (entry.empty()) return absl::NotFoundError("no such entry");
-    return protocol::DecodeEvent(entry);
-  }
-
-  fieldsync::testing::ScopedTempDir dir_;
-  fieldsync::testing::SimulatedClock clock_;
-  fieldsync::testing::SeededRandom random_{4711};
-  std::unique_ptr<admin::DeploymentPaths> paths_;
-  Credentials admin_;
-  std::string ca_pem_;
-  std::unique_ptr<FieldsyncServer> server_;
 };
 
 TEST_F(SealingRotationTest, PreviousKeyIsAcceptedUntilTheCutoffThenRetiredAndTheTabletReseals) {

@@ -1,6 +1,5 @@
 #include "tests/testing/server_harness.h"
 
-#include <chrono>
 #include <utility>
 
 #include "absl/time/time.h"
@@ -9,6 +8,7 @@
 #include "crypto/bytes.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
+#include "fieldsync/v1/audit.grpc.pb.h"
 #include "fieldsync/v1/rpc_status.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -30,7 +30,7 @@ v1::SyncErrorDetail DetailOf(const grpc::Status& status) {
   return detail;
 }
 
-ServerHarness::ServerHarness(uint64_t seed) : random_(seed) {
+ServerHarness::ServerHarness(uint64_t seed, absl::Time start) : clock_(start), random_(seed) {
   config_.set_listen("127.0.0.1:0");
   config_.set_drain_timeout_seconds(2);
 }
@@ -70,6 +70,11 @@ void ServerHarness::StartServer() {
 void ServerHarness::StopServer() {
   ASSERT_THAT(server_->Shutdown(), IsOk());
   server_.reset();
+}
+
+void ServerHarness::RestartServer() {
+  StopServer();
+  StartServer();
 }
 
 std::shared_ptr<grpc::Channel> ServerHarness::Channel(const ClientCredentials* client) const {
@@ -285,6 +290,32 @@ grpc::Status ServerHarness::Pull(const EnrolledDevice& device, uint64_t cursor,
     return grpc::Status::OK;
   }
   return reader->Finish();
+}
+
+absl::StatusOr<protocol::Event> ServerHarness::AuditEntry(uint64_t index) {
+  auto stub = v1::AuditService::NewStub(Channel(&admin_));
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    v1::SignedTreeHead head;
+    grpc::Status s = stub->GetSignedTreeHead(&context, v1::GetSignedTreeHeadRequest(), &head);
+    if (!s.ok()) return absl::InternalError(s.error_message());
+  }
+  v1::GetEntriesRequest request;
+  request.set_start(index);
+  request.set_end(index + 1);
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  auto reader = stub->GetEntries(&context, request);
+  v1::AuditEntries entries;
+  std::string entry;
+  while (reader->Read(&entries)) {
+    if (entries.first_index() == index && entries.entries_size() > 0) entry = entries.entries(0);
+  }
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return absl::InternalError(s.error_message());
+  if (entry.empty()) return absl::NotFoundError("no such entry");
+  return protocol::DecodeEvent(entry);
 }
 
 }  // namespace fieldsync::testing

@@ -24,6 +24,7 @@
 #include "fieldsync/v1/config.pb.h"
 #include "fieldsync/v1/sync.pb.h"
 #include "gtest/gtest.h"
+#include "protocol/events.h"
 #include "server/server.h"
 #include "tests/testing/seeded_random.h"
 #include "tests/testing/simulated_clock.h"
@@ -62,8 +63,10 @@ v1::SyncErrorDetail DetailOf(const grpc::Status& status);
 // several threads, one device per thread.
 class ServerHarness : public ::testing::Test {
  protected:
-  // `seed` seeds random_, which makes the deployment's and devices' keys.
-  explicit ServerHarness(uint64_t seed);
+  // `seed` seeds random_, which makes the deployment's and devices' keys;
+  // clock_ starts at `start`. gRPC checks certificates against the real
+  // clock, so a start far from it makes the deployment's unusable.
+  explicit ServerHarness(uint64_t seed, absl::Time start = absl::Now());
   ~ServerHarness() override;
 
   void SetUp() override;
@@ -77,6 +80,8 @@ class ServerHarness : public ::testing::Test {
   // Shuts the running server down (it drains and closes the store), so that
   // the test may open the store or start it again on the same data dir.
   void StopServer();
+  // StopServer, then StartServer on the same data dir.
+  void RestartServer();
 
   // A TLS channel to the running server trusting the deployment CA, with
   // `client`'s certificate, or none when it is null.
@@ -140,12 +145,17 @@ class ServerHarness : public ::testing::Test {
                     std::vector<v1::PulledChanges>* out, int max_chunks = 1000,
                     uint32_t per_chunk = 0, const std::vector<std::string>& backfill_case_ids = {});
 
+  // The audit log's entry at `index`, decoded, read through AuditService
+  // as the administrator. kInternal if a call fails (an index past the
+  // log's end, say), kNotFound if no entry came back; DecodeEvent's errors.
+  absl::StatusOr<protocol::Event> AuditEntry(uint64_t index);
+
   // Set before StartServer; "127.0.0.1:0" and a 2 s drain timeout to start
   // with, every unset number takes its default.
   v1::ServerConfig config_;
   absl::Duration call_timeout_ = absl::Seconds(20);
   ScopedTempDir dir_;
-  SimulatedClock clock_{absl::Now()};
+  SimulatedClock clock_;
   SeededRandom random_;
   std::unique_ptr<admin::DeploymentPaths> paths_;  // after SetUp
   ClientCredentials admin_;                        // the deployment's administrator
