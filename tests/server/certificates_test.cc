@@ -17,18 +17,14 @@
 #include "common/file_io.h"
 #include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
-#include "fieldsync/v1/rpc_status.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/certificate_watch.h"
-#include "server/config.h"
 #include "server/server.h"
 #include "storage/store.h"
-#include "tests/testing/seeded_random.h"
-#include "tests/testing/simulated_clock.h"
+#include "tests/testing/server_harness.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace fieldsync::server {
 namespace {
@@ -40,19 +36,8 @@ using ::testing::UnorderedElementsAre;
 
 constexpr absl::Duration kDay = absl::Hours(24);
 
-struct Credentials {
-  std::string certificate_pem;
-  std::string private_key_pem;
-};
-
-v1::SyncErrorDetail DetailOf(const grpc::Status& s) {
-  v1::RpcStatus rich;
-  v1::SyncErrorDetail detail;
-  if (rich.ParseFromString(s.error_details()) && rich.details_size() == 1) {
-    rich.details(0).UnpackTo(&detail);
-  }
-  return detail;
-}
+using Credentials = ::fieldsync::testing::ClientCredentials;
+using ::fieldsync::testing::DetailOf;
 
 std::string SerialOf(const std::string& pem) {
   absl::StatusOr<crypto::CertificateSummary> s = crypto::ParseCertificate(pem);
@@ -60,41 +45,12 @@ std::string SerialOf(const std::string& pem) {
   return s.ok() ? s->serial_hex : "";
 }
 
-class CertificatesTest : public ::testing::Test {
+class CertificatesTest : public ::fieldsync::testing::ServerHarness {
  protected:
-  void SetUp() override {
-    admin::InitOptions init;
-    init.data_dir = dir_.Sub("deployment");
-    init.clock = &clock_;
-    init.random = &random_;
-    ASSERT_THAT(admin::InitDeployment(init), IsOk());
-    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
-    admin_.certificate_pem = *ReadFile(paths_->admin_cert);
-    admin_.private_key_pem = *ReadFile(paths_->admin_key);
-    ca_pem_ = *ReadFile(paths_->ca_cert);
-  }
+  CertificatesTest() : ServerHarness(20261202) {}
 
-  void TearDown() override { server_.reset(); }
-
-  void StartServer() {
-    ServerOptions options;
-    options.data_dir = paths_->root;
-    options.config.set_listen("127.0.0.1:0");
-    options.config.set_drain_timeout_seconds(2);
-    ApplyDefaults(options.data_dir, &options.config);
-    options.clock = &clock_;
-    options.random = &random_;
-    absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
-    ASSERT_THAT(s, IsOk());
-    server_ = *std::move(s);
-  }
-
-  void RestartServer() {
-    ASSERT_THAT(server_->Shutdown(), IsOk());
-    server_.reset();
-    StartServer();
-  }
-
+  // Unlike ServerHarness::Channel: no retries, a connection of its own,
+  // and the server name checked against `target_name` when given.
   std::shared_ptr<grpc::Channel> Channel(const Credentials* client,
                                          const std::string& target_name = "") {
     grpc::SslCredentialsOptions ssl;
@@ -112,36 +68,12 @@ class CertificatesTest : public ::testing::Test {
     return grpc::CreateCustomChannel(server_->address(), grpc::SslCredentials(ssl), args);
   }
 
-  static void SetDeadline(grpc::ClientContext* context) {
-    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  }
-
   grpc::Status WhoAmI(const Credentials& client, const std::string& target_name = "") {
     auto stub = v1::AdminService::NewStub(Channel(&client, target_name));
     grpc::ClientContext context;
     SetDeadline(&context);
     v1::WhoAmIResponse response;
     return stub->WhoAmI(&context, v1::WhoAmIRequest(), &response);
-  }
-
-  Credentials AddStaff(const std::string& id, v1::Role role, std::vector<std::string> regions) {
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    EXPECT_THAT(key, IsOk());
-    absl::StatusOr<std::string> csr =
-        crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/" + id);
-    EXPECT_THAT(csr, IsOk());
-    v1::AddStaffRequest request;
-    request.set_id(id);
-    request.set_role(role);
-    for (auto& r : regions) request.add_regions(r);
-    request.set_csr_pem(*csr);
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    v1::AddStaffResponse response;
-    grpc::Status s =
-        v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, request, &response);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return {response.certificate_pem(), key->private_key_pem};
   }
 
   grpc::Status RenewStaff(const Credentials& caller, const std::string& id, bool revoke_old,
@@ -244,13 +176,6 @@ class CertificatesTest : public ::testing::Test {
     return response;
   }
 
-  fieldsync::testing::ScopedTempDir dir_;
-  fieldsync::testing::SimulatedClock clock_{absl::Now()};
-  fieldsync::testing::SeededRandom random_{20261202};
-  std::unique_ptr<admin::DeploymentPaths> paths_;
-  Credentials admin_;
-  std::string ca_pem_;
-  std::unique_ptr<FieldsyncServer> server_;
   int officers_ = 1;
   std::string last_officer_;
 };

@@ -20,7 +20,6 @@
 #include "gtest/gtest.h"
 #include "keys/case_keys.h"
 #include "protocol/events.h"
-#include "server/config.h"
 #include "server/server.h"
 #include "storage/key_codec.h"
 #include "storage/store.h"
@@ -28,10 +27,8 @@
 #include "sync/ingest.h"
 #include "sync/schema.h"
 #include "sync/schema_compat.h"
-#include "tests/testing/seeded_random.h"
-#include "tests/testing/simulated_clock.h"
+#include "tests/testing/server_harness.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace fieldsync::server {
 namespace {
@@ -42,28 +39,21 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-class SchemaUpgradeTest : public ::testing::Test {
+class SchemaUpgradeTest : public ::fieldsync::testing::ServerHarness {
  protected:
+  SchemaUpgradeTest() : ServerHarness(0, absl::FromUnixSeconds(1795000000)) {}
+
   void SetUp() override {
-    admin::InitOptions init;
-    init.data_dir = dir_.Sub("deployment");
-    init.clock = &clock_;
-    init.random = &random_;
-    ASSERT_THAT(admin::InitDeployment(init), IsOk());
-    paths_ = std::make_unique<admin::DeploymentPaths>(init.data_dir);
+    ServerHarness::SetUp();
     absl::StatusOr<v1::Schema> shipped = sync::LoadSchemaFile(paths_->schema);
     ASSERT_THAT(shipped, IsOk());
     shipped_ = *shipped;
   }
 
+  // Starts fieldsyncd on the deployment (with --accept-schema-change if
+  // `accept`) and shuts it down again; the status of the first that fails.
   absl::Status Start(bool accept = false) {
-    ServerOptions options;
-    options.data_dir = paths_->root;
-    options.config.set_listen("127.0.0.1:0");
-    options.config.set_drain_timeout_seconds(2);
-    ApplyDefaults(options.data_dir, &options.config);
-    options.clock = &clock_;
-    options.random = &random_;
+    ServerOptions options = Options();
     options.accept_schema_change = accept;
     absl::StatusOr<std::unique_ptr<FieldsyncServer>> s = FieldsyncServer::Start(options);
     if (!s.ok()) return s.status();
@@ -187,10 +177,6 @@ class SchemaUpgradeTest : public ::testing::Test {
     return a.has_value() && google::protobuf::util::MessageDifferencer::Equals(*a, b);
   }
 
-  fieldsync::testing::ScopedTempDir dir_;
-  fieldsync::testing::SimulatedClock clock_{absl::FromUnixSeconds(1795000000)};
-  fieldsync::testing::SeededRandom random_;
-  std::unique_ptr<admin::DeploymentPaths> paths_;
   v1::Schema shipped_;
 };
 
