@@ -59,8 +59,8 @@ v1::SyncErrorDetail DetailOf(const grpc::Status& status);
 // deployment (`fieldsync init`) under a fresh temp dir; the test sets
 // `config_` and calls StartServer. Helpers fail the test (EXPECT) when a
 // call that should succeed does not. Members are for the test's thread;
-// Channel, Push and PushChanges (with their own Random) may be called from
-// several threads, one device per thread.
+// Channel, Seal, Push and PushChanges (given its own Random) may be called
+// from several threads, one device per thread.
 class ServerHarness : public ::testing::Test {
  protected:
   // `seed` seeds random_, which makes the deployment's and devices' keys;
