@@ -145,25 +145,24 @@ Ingest::~Ingest() = default;
 
 // --- Prepare (caller's thread) ----------------------------------------------
 
-absl::StatusOr<v1::StoredValue> Ingest::StoreValue(const v1::FieldDef& def,
-                                                   std::string_view case_id,
-                                                   std::string_view record_id,
-                                                   const v1::FieldValue& value, SealScope* scope,
-                                                   std::vector<KeyWrite>* key_writes) {
+absl::Status Ingest::StoreValue(const v1::FieldDef& def, std::string_view case_id,
+                                std::string_view record_id, const v1::FieldValue& value,
+                                SealScope* scope, std::vector<KeyWrite>* key_writes,
+                                v1::StoredValue* stored) {
   if (!IsEncrypted(def) || value.kind_case() == v1::FieldValue::KIND_NOT_SET) {
-    return ClearStoredValue(value);
+    *stored = ClearStoredValue(value);
+    return absl::OkStatus();
   }
   const std::string plaintext = value.SerializeAsString();
-  v1::StoredValue stored;
-  ASSIGN_OR_RETURN(*stored.mutable_data(),
+  ASSIGN_OR_RETURN(*stored->mutable_data(),
                    options_.sealer->SealIn(scope, FieldAddress{case_id, record_id, def.name()},
                                            plaintext, key_writes));
   ASSIGN_OR_RETURN(std::string digest,
                    options_.sealer->DigestIn(scope, case_id, def.name(), plaintext, key_writes));
   digest.resize(std::min(digest.size(), kValueDigestBytes));
-  *stored.mutable_digest() = std::move(digest);
-  stored.set_encrypted(true);
-  return stored;
+  *stored->mutable_digest() = std::move(digest);
+  stored->set_encrypted(true);
+  return absl::OkStatus();
 }
 
 absl::Status Ingest::PrepareChange(const v1::RecordChange& change, const BatchMeta& meta,
@@ -215,7 +214,8 @@ absl::Status Ingest::PrepareChange(const v1::RecordChange& change, const BatchMe
   switch (change.kind()) {
     case v1::CHANGE_KIND_UPSERT: {
       if (change.fields().empty()) return rejected_kind("UPSERT without fields");
-      absl::flat_hash_set<std::string> seen;
+      // Views of the payload's field names (the payload outlives the loop).
+      absl::flat_hash_set<std::string_view> seen;
       for (const v1::FieldWrite& w : change.fields()) {
         const v1::FieldDef* def = options_.schema->FindField(type->name(), w.field());
         if (def == nullptr) {
@@ -231,9 +231,13 @@ absl::Status Ingest::PrepareChange(const v1::RecordChange& change, const BatchMe
               v1::REJECT_REASON_FIELD_NOT_WRITABLE,
               absl::StrFormat("change %s: field %s is set by the server", cid, w.field()));
         }
-        ValueCheck check = Schema::CheckValue(
-            *def, w.value(), absl::StrFormat("change %s field %s", cid, w.field()));
-        if (!check.ok()) return reject(check.reason, std::move(check.detail));
+        // The refusal's context is formatted only for a refusal.
+        ValueCheck check = Schema::CheckValue(*def, w.value(), {});
+        if (!check.ok()) {
+          check = Schema::CheckValue(*def, w.value(),
+                                     absl::StrFormat("change %s field %s", cid, w.field()));
+          return reject(check.reason, std::move(check.detail));
+        }
         if (def->required() && w.value().kind_case() == v1::FieldValue::KIND_NOT_SET) {
           return reject(v1::REJECT_REASON_REQUIRED_FIELD_MISSING,
                         absl::StrFormat("change %s: required field %s cleared", cid, w.field()));
@@ -241,15 +245,14 @@ absl::Status Ingest::PrepareChange(const v1::RecordChange& change, const BatchMe
         v1::EntryField* f = e.add_fields();
         f->set_field(w.field());
         f->set_base_version(w.base_version());
-        absl::StatusOr<v1::StoredValue> stored =
-            StoreValue(*def, *case_id, *record_id, w.value(), scope, key_writes);
-        if (absl::IsFailedPrecondition(stored.status())) {
+        const absl::Status stored = StoreValue(*def, *case_id, *record_id, w.value(), scope,
+                                               key_writes, f->mutable_value());
+        if (absl::IsFailedPrecondition(stored)) {
           // The sealer's answer for an erased case: no new key is made.
           return reject(v1::REJECT_REASON_CASE_ERASED,
                         absl::StrFormat("change %s: case %s was erased", cid, *case_id));
         }
-        if (!stored.ok()) return stored.status();
-        *f->mutable_value() = *std::move(stored);
+        RETURN_IF_ERROR(stored);
       }
       e.set_base_version(change.base_version());
       return absl::OkStatus();

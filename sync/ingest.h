@@ -275,11 +275,12 @@ class Ingest {
   absl::Status PrepareChange(const v1::RecordChange& change, const BatchMeta& meta, absl::Time now,
                              SealScope* scope, PreparedChange* out,
                              std::vector<KeyWrite>* key_writes);
-  // `scope` may be null (FieldSealer::SealIn).
-  absl::StatusOr<v1::StoredValue> StoreValue(const v1::FieldDef& def, std::string_view case_id,
-                                             std::string_view record_id,
-                                             const v1::FieldValue& value, SealScope* scope,
-                                             std::vector<KeyWrite>* key_writes);
+  // Sets *stored to `value` as the log keeps it (sealed and digested when
+  // the field is encrypted at rest). `scope` may be null
+  // (FieldSealer::SealIn).
+  absl::Status StoreValue(const v1::FieldDef& def, std::string_view case_id,
+                          std::string_view record_id, const v1::FieldValue& value, SealScope* scope,
+                          std::vector<KeyWrite>* key_writes, v1::StoredValue* stored);
   absl::StatusOr<v1::ChangeResult> RunStaff(const StaffActor& actor, v1::ChangeKind kind,
                                             StaffBuilder builder);
   // Queues `unit` and returns once it is done (as leader or follower).

@@ -378,8 +378,8 @@ absl::StatusOr<v1::ChangeResult> Ingest::ResolveConflict(
         if (def->required() && new_value.kind_case() == v1::FieldValue::KIND_NOT_SET) {
           return InvalidValue("a required field cannot be cleared", case_text, def->name());
         }
-        ASSIGN_OR_RETURN(*f->mutable_value(), StoreValue(*def, entry.case_id(), entry.record_id(),
-                                                         new_value, nullptr, staff_key_writes_));
+        RETURN_IF_ERROR(StoreValue(*def, entry.case_id(), entry.record_id(), new_value, nullptr,
+                                   staff_key_writes_, f->mutable_value()));
         return entry;
       });
 }
