@@ -69,16 +69,10 @@ class AdminServiceTest : public ::fieldsync::testing::ServerHarness {
 
   absl::StatusOr<v1::Principal> AddOfficer(const std::string& id, const std::string& region,
                                            const Credentials* who = nullptr) {
-    v1::AddOfficerRequest request;
-    request.set_id(id);
-    request.set_region(region);
-    v1::AddOfficerResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        Admin(who == nullptr ? admin_ : *who)->AddOfficer(&context, request, &response);
+    v1::Principal principal;
+    grpc::Status s = CallAddOfficer(id, region, who, &principal);
     if (!s.ok()) return FromGrpc(s);
-    return response.principal();
+    return principal;
   }
 
   // A staff member added as `fieldsync staff add` does; its key stays here.

@@ -21,10 +21,6 @@
 #include "admin/deployment.h"
 #include "audit/export.h"
 #include "common/file_io.h"
-#include "crypto/bytes.h"
-#include "crypto/ed25519.h"
-#include "crypto/x25519.h"
-#include "crypto/x509.h"
 #include "fieldsync/v1/admin.grpc.pb.h"
 #include "fieldsync/v1/audit.grpc.pb.h"
 #include "fieldsync/v1/sync.grpc.pb.h"
@@ -49,6 +45,7 @@ using ::testing::Not;
 namespace fs = std::filesystem;
 
 using Credentials = ::fieldsync::testing::ClientCredentials;
+using ::fieldsync::testing::EnrolledDevice;
 
 // The SyncErrorDetail reason of a refused call (PROTOCOL.md §8).
 v1::SyncErrorReason ReasonOf(const grpc::Status& s) {
@@ -103,14 +100,7 @@ class RollbackTest : public ::fieldsync::testing::ServerHarness {
 
   // One audited administrator action (an officer registered).
   void AddOfficer(const std::string& id) {
-    v1::AddOfficerRequest request;
-    request.set_id(id);
-    request.set_region("northern");
-    v1::AddOfficerResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::AdminService::NewStub(Channel(&admin_))->AddOfficer(&context, request, &response);
+    grpc::Status s = CallAddOfficer(id, "northern");
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
 
@@ -385,32 +375,10 @@ TEST_F(RollbackTest, DeviceWhoseEnrolmentTheRestoreLostIsToldToReEnrol) {
   Stop();
   CopyTree(Db(), dir_.Sub("db.old"));
   Start();
-  v1::CreateEnrolmentCodeRequest code_request;
-  code_request.set_officer_id("officer1");
-  code_request.set_region("northern");
-  v1::CreateEnrolmentCodeResponse code;
+  const std::string code = EnrolmentCode();
+  EnrolledDevice tablet;
   {
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s = v1::AdminService::NewStub(Channel(&admin_))
-                         ->CreateEnrolmentCode(&context, code_request, &code);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
-  absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-  ASSERT_THAT(key, IsOk());
-  crypto::Ed25519KeyPair signing = crypto::GenerateEd25519(random_);
-  crypto::X25519KeyPair receiving = crypto::GenerateX25519(random_);
-  v1::EnrollRequest request;
-  request.set_enrolment_code(code.code());
-  request.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://device/new"));
-  request.set_signing_public_key(crypto::ToString(signing.public_key));
-  request.set_receiving_public_key(crypto::ToString(receiving.public_key));
-  v1::EnrollResponse enrolment;
-  {
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s =
-        v1::SyncService::NewStub(Channel(nullptr))->Enroll(&context, request, &enrolment);
+    grpc::Status s = Enroll(code, &tablet);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
   const uint64_t new_size = Head().tree_size();
@@ -428,7 +396,7 @@ TEST_F(RollbackTest, DeviceWhoseEnrolmentTheRestoreLostIsToldToReEnrol) {
     }
   }
   Start(size);
-  const Credentials device{enrolment.certificate_pem(), key->private_key_pem};
+  const Credentials device = tablet.tls;
 
   v1::PullRequest pull;
   grpc::ClientContext context;
@@ -441,8 +409,8 @@ TEST_F(RollbackTest, DeviceWhoseEnrolmentTheRestoreLostIsToldToReEnrol) {
 
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(ReasonOf(s), v1::SYNC_ERROR_REASON_NOT_ENROLLED);
-  EXPECT_THAT(s.error_message(), AllOf(HasSubstr("re-enrol"), HasSubstr("new enrolment code"),
-                                       Not(HasSubstr(code.code()))));
+  EXPECT_THAT(s.error_message(),
+              AllOf(HasSubstr("re-enrol"), HasSubstr("new enrolment code"), Not(HasSubstr(code))));
 }
 
 }  // namespace

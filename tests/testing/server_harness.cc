@@ -96,15 +96,22 @@ void ServerHarness::SetDeadline(grpc::ClientContext* context) const {
   context->set_deadline(absl::ToChronoTime(absl::Now() + call_timeout_));
 }
 
-void ServerHarness::AddOfficer(const std::string& id, const std::string& region) {
+grpc::Status ServerHarness::CallAddOfficer(const std::string& id, const std::string& region,
+                                           const ClientCredentials* who, v1::Principal* principal) {
   v1::AddOfficerRequest request;
   request.set_id(id);
   request.set_region(region);
   v1::AddOfficerResponse response;
   grpc::ClientContext context;
   SetDeadline(&context);
-  grpc::Status s =
-      v1::AdminService::NewStub(Channel(&admin_))->AddOfficer(&context, request, &response);
+  grpc::Status s = v1::AdminService::NewStub(Channel(who == nullptr ? &admin_ : who))
+                       ->AddOfficer(&context, request, &response);
+  if (s.ok() && principal != nullptr) *principal = response.principal();
+  return s;
+}
+
+void ServerHarness::AddOfficer(const std::string& id, const std::string& region) {
+  grpc::Status s = CallAddOfficer(id, region);
   EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
 }
 

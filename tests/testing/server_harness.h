@@ -93,6 +93,12 @@ class ServerHarness : public ::testing::Test {
   // instead of hanging it.
   void SetDeadline(grpc::ClientContext* context) const;
 
+  // Registers officer `id` of `region` as `who` (the administrator when
+  // null) and returns the call's status; on success the new principal in
+  // *principal when given.
+  grpc::Status CallAddOfficer(const std::string& id, const std::string& region,
+                              const ClientCredentials* who = nullptr,
+                              v1::Principal* principal = nullptr);
   // Registers officer `id` of `region`, unless it already is.
   void AddOfficer(const std::string& id, const std::string& region);
   // A fresh enrolment code for `officer` of `region` (registered first if
