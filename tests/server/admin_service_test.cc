@@ -95,13 +95,8 @@ class AdminServiceTest : public ::fieldsync::testing::ServerHarness {
 
   absl::StatusOr<v1::CreateEnrolmentCodeResponse> CreateCode(const std::string& officer,
                                                              const std::string& region = "") {
-    v1::CreateEnrolmentCodeRequest request;
-    request.set_officer_id(officer);
-    request.set_region(region);
     v1::CreateEnrolmentCodeResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s = Admin(admin_)->CreateEnrolmentCode(&context, request, &response);
+    grpc::Status s = CallCreateEnrolmentCode(officer, region, &response);
     if (!s.ok()) return FromGrpc(s);
     return response;
   }

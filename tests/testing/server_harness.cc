@@ -115,16 +115,22 @@ void ServerHarness::AddOfficer(const std::string& id, const std::string& region)
   EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
 }
 
-std::string ServerHarness::EnrolmentCode(const std::string& officer, const std::string& region) {
-  AddOfficer(officer, region);
+grpc::Status ServerHarness::CallCreateEnrolmentCode(const std::string& officer,
+                                                    const std::string& region,
+                                                    v1::CreateEnrolmentCodeResponse* response) {
   v1::CreateEnrolmentCodeRequest request;
   request.set_officer_id(officer);
   request.set_region(region);
-  v1::CreateEnrolmentCodeResponse response;
   grpc::ClientContext context;
   SetDeadline(&context);
-  grpc::Status s = v1::AdminService::NewStub(Channel(&admin_))
-                       ->CreateEnrolmentCode(&context, request, &response);
+  return v1::AdminService::NewStub(Channel(&admin_))
+      ->CreateEnrolmentCode(&context, request, response);
+}
+
+std::string ServerHarness::EnrolmentCode(const std::string& officer, const std::string& region) {
+  AddOfficer(officer, region);
+  v1::CreateEnrolmentCodeResponse response;
+  grpc::Status s = CallCreateEnrolmentCode(officer, region, &response);
   EXPECT_TRUE(s.ok()) << s.error_message();
   return response.code();
 }

@@ -101,6 +101,11 @@ class ServerHarness : public ::testing::Test {
                               v1::Principal* principal = nullptr);
   // Registers officer `id` of `region`, unless it already is.
   void AddOfficer(const std::string& id, const std::string& region);
+  // Asks the administrator's AdminService for an enrolment code for
+  // `officer` of `region` and returns the call's status (the answer in
+  // *response).
+  grpc::Status CallCreateEnrolmentCode(const std::string& officer, const std::string& region,
+                                       v1::CreateEnrolmentCodeResponse* response);
   // A fresh enrolment code for `officer` of `region` (registered first if
   // need be), as `fieldsync enrol` makes one.
   std::string EnrolmentCode(const std::string& officer = "officer1",
