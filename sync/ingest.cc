@@ -478,14 +478,14 @@ void Ingest::CommitGroup(const std::vector<Unit*>& group) {
     group_status = options_.sealer->Keep(&key_writes);
     for (const KeyWrite& w : key_writes) wb.Put(Cf::kKeys, w.key, w.value);
   }
+  absl::Duration write_time;
   if (group_status.ok()) {
     if (position != *next_position_) {
       wb.Put(Cf::kMetadata, storage::EncodeMetadataKey(kNextPositionName), EncodeU64(position));
     }
     const absl::Time started = absl::Now();
     group_status = options_.store->Commit(&wb);
-    absl::MutexLock lock(&stats_mu_);
-    stats_.write_micros += static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - started));
+    write_time = absl::Now() - started;
   }
   // Observers learn the outcome of every group they added writes to, so
   // that in-memory state (the audit log's frontier) follows the store.
@@ -503,6 +503,7 @@ void Ingest::CommitGroup(const std::vector<Unit*>& group) {
     stats_.log_entries += position - *next_position_;
     stats_.write_ops += static_cast<uint64_t>(wb.Count());
     stats_.write_bytes += wb.ByteSize();
+    stats_.write_micros += static_cast<uint64_t>(absl::ToInt64Microseconds(write_time));
   }
   next_position_ = position;
   last_group_bytes_ = std::min<size_t>(wb.ByteSize(), kMaxReservedGroupBytes);

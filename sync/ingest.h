@@ -155,7 +155,7 @@ struct IngestStats {
   uint64_t write_ops = 0;    // puts, merges and deletes in the groups' write batches
   uint64_t write_bytes = 0;  // serialized size of those write batches
   // Wall time committing groups (one at a time), and the part of it spent
-  // in the synced storage writes.
+  // in the synced storage writes of the groups that committed.
   uint64_t commit_micros = 0;
   uint64_t write_micros = 0;
 };
@@ -185,7 +185,6 @@ class Ingest {
 
   // REQUIRES: store, schema, sealer and clock set.
   explicit Ingest(Options options);
-
   ~Ingest();
   Ingest(const Ingest&) = delete;
   Ingest& operator=(const Ingest&) = delete;

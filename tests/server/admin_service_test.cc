@@ -78,19 +78,10 @@ class AdminServiceTest : public ::fieldsync::testing::ServerHarness {
   // A staff member added as `fieldsync staff add` does; its key stays here.
   absl::StatusOr<Credentials> AddStaff(const std::string& id, v1::Role role,
                                        const std::vector<std::string>& regions) {
-    absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
-    if (!key.ok()) return key.status();
-    v1::AddStaffRequest request;
-    request.set_id(id);
-    request.set_role(role);
-    for (const std::string& r : regions) request.add_regions(r);
-    request.set_csr_pem(*crypto::CreateCsr(key->private_key_pem, "fieldsync://staff/" + id));
-    v1::AddStaffResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Status s = Admin(admin_)->AddStaff(&context, request, &response);
+    Credentials staff;
+    grpc::Status s = CallAddStaff(id, role, regions, &staff);
     if (!s.ok()) return FromGrpc(s);
-    return Credentials{response.certificate_pem(), key->private_key_pem};
+    return staff;
   }
 
   absl::StatusOr<v1::CreateEnrolmentCodeResponse> CreateCode(const std::string& officer,

@@ -177,8 +177,9 @@ EnrolledDevice ServerHarness::NewDevice(const std::string& officer, const std::s
   return device;
 }
 
-ClientCredentials ServerHarness::AddStaff(const std::string& id, v1::Role role,
-                                          const std::vector<std::string>& regions) {
+grpc::Status ServerHarness::CallAddStaff(const std::string& id, v1::Role role,
+                                         const std::vector<std::string>& regions,
+                                         ClientCredentials* staff) {
   absl::StatusOr<crypto::KeyPem> key = crypto::GenerateP256Key();
   EXPECT_THAT(key, IsOk());
   absl::StatusOr<std::string> csr =
@@ -194,8 +195,16 @@ ClientCredentials ServerHarness::AddStaff(const std::string& id, v1::Role role,
   SetDeadline(&context);
   grpc::Status s =
       v1::AdminService::NewStub(Channel(&admin_))->AddStaff(&context, request, &response);
+  if (s.ok()) *staff = {response.certificate_pem(), key->private_key_pem};
+  return s;
+}
+
+ClientCredentials ServerHarness::AddStaff(const std::string& id, v1::Role role,
+                                          const std::vector<std::string>& regions) {
+  ClientCredentials staff;
+  grpc::Status s = CallAddStaff(id, role, regions, &staff);
   EXPECT_TRUE(s.ok()) << s.error_message();
-  return {response.certificate_pem(), key->private_key_pem};
+  return staff;
 }
 
 v1::SealedBatch ServerHarness::Seal(const EnrolledDevice& device,

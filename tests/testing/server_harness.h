@@ -118,6 +118,12 @@ class ServerHarness : public ::testing::Test {
   // A tablet of `officer` of `region`, enrolled (the test fails if not).
   EnrolledDevice NewDevice(const std::string& officer = "officer1",
                            const std::string& region = "northern");
+  // Adds staff member `id` with `role` over `regions` as the
+  // administrator, as `fieldsync staff add` does (the key is made here and
+  // only the certificate request goes to the server); returns the call's
+  // status, and on success the staff member's credentials in *staff.
+  grpc::Status CallAddStaff(const std::string& id, v1::Role role,
+                            const std::vector<std::string>& regions, ClientCredentials* staff);
   // A staff principal with `role` over `regions`, added through
   // AdminService as `fieldsync staff add`: its key is made here and only
   // the certificate request goes to the server.
