@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "crypto/bytes.h"
 #include "gmock/gmock.h"
@@ -234,6 +235,19 @@ TEST(NoteKeyTest, VerifierKeyRoundTrips) {
   EXPECT_EQ(verifier.key_name(), "EnochRoot");
   EXPECT_EQ(verifier.key_id(), 0xaf0cfe78u);
   EXPECT_EQ(verifier.VerifierKey(), kEnochVerifierKey);
+}
+
+// The key id's hex is read in either case (Go's note package parses it as
+// a number) and written back lowercase.
+TEST(NoteKeyTest, KeyIdInCapitalsIsTheSameKey) {
+  std::string key(kPeterVerifierKey);
+  const size_t id = key.find('+') + 1;
+  for (size_t i = id; i < id + 8; ++i) key[i] = absl::ascii_toupper(key[i]);
+  ASSERT_NE(key, kPeterVerifierKey);
+  absl::StatusOr<NoteVerifier> verifier = NoteVerifier::FromVerifierKey(key);
+  ASSERT_THAT(verifier, IsOk());
+  EXPECT_EQ(verifier->VerifierKey(), kPeterVerifierKey);
+  EXPECT_EQ(verifier->key_id(), Verifier(kPeterVerifierKey).key_id());
 }
 
 // As golang.org/x/mod/sumdb/note's TestNewVerifier: every proper substring

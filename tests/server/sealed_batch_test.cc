@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
@@ -222,6 +223,21 @@ TEST(SealedBatchTest, WorkedExampleOpens) {
   absl::StatusOr<OpenedBatch> opened =
       OpenSealedBatch(e.sealed, e.sealed.ByteSizeLong(), e.Keys(), BatchLimits{});
   ASSERT_THAT(opened, IsOk());
+  EXPECT_EQ(opened->payload->SerializeAsString(), e.payload);
+}
+
+// Ids are read in either case of hex and signed as their 16 bytes, so a
+// header written in capitals opens and names the same device and batch.
+TEST(SealedBatchTest, HeaderIdsInCapitalsOpenAsTheSameIds) {
+  Example e;
+  v1::SealedBatch sealed = e.sealed;
+  sealed.mutable_header()->set_device_id(absl::AsciiStrToUpper(e.sealed.header().device_id()));
+  sealed.mutable_header()->set_batch_id(absl::AsciiStrToUpper(e.sealed.header().batch_id()));
+  absl::StatusOr<OpenedBatch> opened =
+      OpenSealedBatch(sealed, sealed.ByteSizeLong(), e.Keys(), BatchLimits{});
+  ASSERT_THAT(opened, IsOk());
+  EXPECT_EQ(FormatUuid(opened->header.device_id), e.sealed.header().device_id());
+  EXPECT_EQ(FormatUuid(opened->header.batch_id), e.sealed.header().batch_id());
   EXPECT_EQ(opened->payload->SerializeAsString(), e.payload);
 }
 
