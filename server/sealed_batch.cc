@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "absl/strings/str_format.h"
+#include "common/arena_blocks.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
@@ -15,9 +16,6 @@
 
 namespace fieldsync::server {
 namespace {
-
-// The largest block of a batch's parse arena (OpenedBatch).
-constexpr size_t kMaxArenaBlock = size_t{1} << 20;
 
 using protocol::SealedPayloadDigest;
 
@@ -163,12 +161,9 @@ absl::StatusOr<OpenedBatch> OpenSealedBatch(const v1::SealedBatch& sealed, size_
     plain = *std::move(opened);
   }
   if (plain.size() > max_payload) return TooLarge(limits, batch_id, "payload");
-  google::protobuf::ArenaOptions arena_options;
   // About what the parsed messages take, so that most batches fit the
   // first block; larger ones add blocks.
-  arena_options.start_block_size = std::clamp<size_t>(plain.size() * 3, 4096, kMaxArenaBlock);
-  arena_options.max_block_size = kMaxArenaBlock;
-  out.arena = std::make_unique<google::protobuf::Arena>(arena_options);
+  out.arena = std::make_unique<google::protobuf::Arena>(ArenaOptionsFor(plain.size() * 3));
   out.payload = google::protobuf::Arena::CreateMessage<v1::BatchPayload>(out.arena.get());
   if (!out.payload->ParseFromString(plain)) return Malformed("the batch payload does not parse");
   if (static_cast<uint64_t>(out.payload->changes_size()) > limits.max_changes) {

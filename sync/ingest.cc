@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
+#include "common/arena_blocks.h"
 #include "common/status_macros.h"
 #include "common/uuid.h"
 #include "crypto/hash.h"
@@ -27,9 +28,8 @@ using storage::Cf;
 
 // A prepared batch's arena: its first block is sized for this many bytes
 // of log entries per change (a new 19-field case takes about 2 KiB), and
-// no block is larger than kMaxArenaBlock.
+// no block is larger than common/arena_blocks.h allows.
 constexpr size_t kArenaBytesPerChange = 2048;
-constexpr size_t kMaxArenaBlock = size_t{1} << 20;
 
 // Cf::kMetadata name of the next log position: 8 bytes, big-endian.
 // Persisted.
@@ -326,11 +326,8 @@ absl::StatusOr<Ingest::PreparedBatch> Ingest::Prepare(const BatchMeta& meta,
   // One key lookup and digest-key derivation per case for the whole batch;
   // the scope wipes what it derived when Prepare returns.
   const std::unique_ptr<SealScope> scope = options_.sealer->NewScope();
-  google::protobuf::ArenaOptions arena_options;
-  arena_options.start_block_size = std::clamp<size_t>(
-      static_cast<size_t>(payload.changes_size()) * kArenaBytesPerChange, 4096, kMaxArenaBlock);
-  arena_options.max_block_size = kMaxArenaBlock;
-  batch.arena = std::make_unique<google::protobuf::Arena>(arena_options);
+  batch.arena = std::make_unique<google::protobuf::Arena>(
+      ArenaOptionsFor(static_cast<size_t>(payload.changes_size()) * kArenaBytesPerChange));
   batch.changes.resize(payload.changes_size());
   for (PreparedChange& c : batch.changes) {
     c.entry = google::protobuf::Arena::CreateMessage<v1::CaseLogEntry>(batch.arena.get());
@@ -421,9 +418,8 @@ void Ingest::Submit(Unit* unit) {
 }
 
 void Ingest::CommitGroup(const std::vector<Unit*>& group) {
-  // Room for a group like the last one, so that the batch is not copied
-  // as it grows.
-  storage::WriteBatch wb(last_group_bytes_ + last_group_bytes_ / 4);
+  storage::WriteBatch& wb = group_batch_;
+  wb.Clear();
   StateView view(options_.store, &wb);
   // Views kept from an earlier group could be of writes that failed.
   dimensions_.Reset();
@@ -506,7 +502,7 @@ void Ingest::CommitGroup(const std::vector<Unit*>& group) {
     stats_.write_micros += static_cast<uint64_t>(absl::ToInt64Microseconds(write_time));
   }
   next_position_ = position;
-  last_group_bytes_ = std::min<size_t>(wb.ByteSize(), kMaxReservedGroupBytes);
+  if (wb.ByteSize() > kMaxKeptGroupBytes) wb = storage::WriteBatch();
 }
 
 IngestStats Ingest::Stats() const {

@@ -302,10 +302,12 @@ class Ingest {
   // CommittedUnit::records[].before/after (committer only; reset at the
   // start of each group). Tracks nothing when no observer asks.
   CaseDimensionsTracker dimensions_;
-  // Size of the last committed group's write batch (committer only), up to
-  // kMaxReservedGroupBytes: the next group reserves about as much.
-  static constexpr size_t kMaxReservedGroupBytes = size_t{16} << 20;
-  size_t last_group_bytes_ = 0;
+  // The commit group's write batch (committer only), cleared and reused by
+  // the next group: its buffer, a megabyte or two, stays mapped instead of
+  // being faulted in afresh per group (common/arena_blocks.h says why). A
+  // group that wrote more than kMaxKeptGroupBytes leaves a fresh one.
+  static constexpr size_t kMaxKeptGroupBytes = size_t{16} << 20;
+  storage::WriteBatch group_batch_;
 
   // Admission to Prepare (Options::max_concurrent_prepares), first come
   // first served: the batch holding turn t prepares once

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "common/arena_blocks.h"
 #include "common/status_macros.h"
 #include "fieldsync/v1/records.pb.h"
 #include "storage/key_codec.h"
@@ -302,10 +303,7 @@ absl::StatusOr<std::unique_ptr<PullStream>> PullStream::Start(const ChangeFeed* 
 }
 
 PullStream::Chunk::Chunk() {
-  google::protobuf::ArenaOptions options;
-  options.start_block_size = 64 << 10;
-  options.max_block_size = 1 << 20;
-  arena = std::make_unique<google::protobuf::Arena>(options);
+  arena = std::make_unique<google::protobuf::Arena>(ArenaOptionsFor(64 << 10));
   changes = google::protobuf::Arena::CreateMessage<v1::PulledChanges>(arena.get());
 }
 
