@@ -425,6 +425,12 @@ rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const std::shared_ptr<rocksdb::Tab
     // Memtable-only: nothing of it is persisted or affects reads.
     o.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(1));
   }
+  if (cf == Cf::kCaseLog) {
+    // Log positions only grow: one hint for the whole column family makes
+    // each entry's insert start where the previous one ended instead of a
+    // skiplist search from the top. Memtable-only, like the ones below.
+    o.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(0));
+  }
   if (cf == Cf::kMetadata) {
     // A few named values, some rewritten in every commit (the audit tree
     // size, sync's next case-log position): a hint per key makes each
