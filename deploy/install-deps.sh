@@ -20,6 +20,8 @@ PACKAGES=(
   # The CI's clang builds (.ci/run): clang 14, its sanitizer runtimes and
   # libFuzzer (libclang-rt-14-dev), llvm-symbolizer for their reports.
   clang libclang-rt-14-dev llvm-14
+  # The linker every build uses when present (CMakeLists.txt FIELDSYNC_LLD).
+  lld
   openssl
   python3 python3-grpcio python3-protobuf python3-cryptography python3-jsonschema
 )
