@@ -91,8 +91,8 @@ uint32_t Ed25519KeyId(std::string_view key_name, const crypto::Ed25519PublicKey&
 class NoteVerifier {
  public:
   // Parses verifier key text "<name>+<8 hex key id>+<base64(0x01 ||
-  // 32-byte public key)>" (as golang.org/x/mod/sumdb/note writes it; the key id is read in
-  // either case and written lowercase).
+  // 32-byte public key)>" (as golang.org/x/mod/sumdb/note writes it; the
+  // key id is read in either case and written lowercase).
   // kInvalidArgument if malformed, for another algorithm, or if the key id
   // is not the one the name and key give.
   static absl::StatusOr<NoteVerifier> FromVerifierKey(std::string_view text);

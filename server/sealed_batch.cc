@@ -2,7 +2,6 @@
 
 #include <zstd.h>
 
-#include <algorithm>
 #include <optional>
 
 #include "absl/strings/str_format.h"
