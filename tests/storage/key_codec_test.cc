@@ -322,15 +322,23 @@ std::vector<KeyKind> KeyKinds() {
        [](std::string_view k) { return EncodeMetadataKey(*DecodeMetadataKey(k)); }},
       {"records",
        [](SeededRandom& r) {
-         return r.Uniform(2) == 0
-                    ? EncodeRecordHeaderKey(RandomId(r), RandomId(r))
-                    : EncodeFieldStateKey(RandomId(r), RandomId(r), RandomString(r, 8));
+         Id case_id = RandomId(r);
+         Id record_id = RandomId(r);
+         switch (r.Uniform(3)) {
+           case 0:
+             return EncodeRecordStateKey(case_id, record_id);
+           case 1:
+             return EncodeRecordHeaderKey(case_id, record_id);
+           default:
+             return EncodeFieldStateKey(case_id, record_id, RandomString(r, 8));
+         }
        },
        [](std::string_view k) { return DecodeRecordsKey(k).status(); },
        [](std::string_view k) {
          RecordsKey rk = *DecodeRecordsKey(k);
-         return rk.is_header ? EncodeRecordHeaderKey(rk.case_id, rk.record_id)
-                             : EncodeFieldStateKey(rk.case_id, rk.record_id, rk.field);
+         if (rk.is_state) return EncodeRecordStateKey(rk.case_id, rk.record_id);
+         if (rk.is_header) return EncodeRecordHeaderKey(rk.case_id, rk.record_id);
+         return EncodeFieldStateKey(rk.case_id, rk.record_id, rk.field);
        }},
       {"case_scope",
        [](SeededRandom& r) {
@@ -489,6 +497,22 @@ TEST(KeyCodecTest, FlippedBytesGiveDataLossOrAnotherCanonicalKey) {
   }
   std::cout << "flips: " << rejected << " rejected, " << accepted << " other valid keys\n";
   EXPECT_GT(rejected, 0);
+}
+
+// A layout-1 header key whose tag byte is changed to the layout-2 record state
+// tag is a valid record state key of the same record, and says so.
+TEST(KeyCodecTest, HeaderTagChangedToStateTagIsThatRecordsStateKey) {
+  Id case_id{};
+  Id record_id{};
+  case_id[0] = 0x7f;
+  record_id[15] = 0xfe;
+  std::string key = EncodeRecordHeaderKey(case_id, record_id);
+  key.back() = static_cast<char>(kRecordStateTag);
+  absl::StatusOr<RecordsKey> rk = DecodeRecordsKey(key);
+  ASSERT_THAT(rk, IsOk());
+  EXPECT_TRUE(rk->is_state);
+  EXPECT_FALSE(rk->is_header);
+  EXPECT_EQ(key, EncodeRecordStateKey(case_id, record_id));
 }
 
 TEST(KeyCodecTest, ReaderNamesWhatWasExpected) {
