@@ -72,7 +72,10 @@ class WriteBatch {
   // (an 8-byte counter delta, counter.h). A Merge to another column family
   // makes Commit of this batch fail with kInvalidArgument.
   void Merge(Cf cf, std::string_view key, std::string_view value);
-  // Deletes every key in [begin, end).
+  // Deletes every key in [begin, end). Refused (Commit fails with
+  // kInvalidArgument, nothing written) for the column families whose
+  // memtables keep insert hints: case_log, metadata, audit_leaves and
+  // audit_nodes (RocksDB 7.8 mixes hints and range deletions up).
   void DeleteRange(Cf cf, std::string_view begin, std::string_view end);
 
   // Records that the batch writes name-dictionary id `id` of `dictionary`
