@@ -639,16 +639,27 @@ TEST(StoreOpenTest, UnknownColumnFamilyIsFailedPreconditionNamingIt) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("'future_cf'")));
 }
 
+// Makes a bare RocksDB database at `path` with the column families of
+// `create` (besides "default"), created in that order.
+void MakeBareRocksDb(const std::string& path, const std::vector<Cf>& create) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(options, path, &db).ok());
+  for (Cf cf : create) {
+    rocksdb::ColumnFamilyHandle* handle = nullptr;
+    ASSERT_TRUE(
+        db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), std::string(CfName(cf)), &handle)
+            .ok());
+    ASSERT_TRUE(db->DestroyColumnFamilyHandle(handle).ok());
+  }
+  ASSERT_TRUE(db->Close().ok());
+  delete db;
+}
+
 TEST(StoreOpenTest, OlderStoreGainsMissingColumnFamilies) {
   ScopedTempDir dir;
-  {
-    rocksdb::Options options;
-    options.create_if_missing = true;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(options, dir.path(), &db).ok());
-    ASSERT_TRUE(db->Close().ok());
-    delete db;
-  }
+  ASSERT_NO_FATAL_FAILURE(MakeBareRocksDb(dir.path(), {}));
   StoreOptions o;
   o.path = dir.path();
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(o);
@@ -665,22 +676,8 @@ TEST(StoreOpenTest, OlderStoreGainsMissingColumnFamilies) {
 // was meant for (Store::Commit remaps the ids).
 TEST(StoreOpenTest, ColumnFamiliesNumberedInAnotherOrderGetTheirOwnOperations) {
   ScopedTempDir dir;
-  {
-    rocksdb::Options options;
-    options.create_if_missing = true;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(options, dir.path(), &db).ok());
-    for (auto cf = kAllCfs.rbegin(); cf != kAllCfs.rend(); ++cf) {
-      if (*cf == Cf::kDefault) continue;
-      rocksdb::ColumnFamilyHandle* handle = nullptr;
-      ASSERT_TRUE(
-          db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), std::string(CfName(*cf)), &handle)
-              .ok());
-      ASSERT_TRUE(db->DestroyColumnFamilyHandle(handle).ok());
-    }
-    ASSERT_TRUE(db->Close().ok());
-    delete db;
-  }
+  std::vector<Cf> reversed(kAllCfs.rbegin(), kAllCfs.rend() - 1);  // all but kDefault
+  ASSERT_NO_FATAL_FAILURE(MakeBareRocksDb(dir.path(), reversed));
   StoreOptions o;
   o.path = dir.path();
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(o);
