@@ -171,10 +171,14 @@ struct WriteBatch::Rep {
   }
 
   void Note(const rocksdb::Status& s, std::string_view op, Cf cf) {
-    if (s.ok() || !first_error.ok()) return;
-    first_error = absl::InvalidArgumentError(
+    if (s.ok()) return;
+    Refuse(absl::InvalidArgumentError(
         absl::StrFormat("%s on %s refused (key or value too large?): rocksdb says %s", op,
-                        CfName(cf), s.ToString()));
+                        CfName(cf), s.ToString())));
+  }
+  // Keeps the first refusal; Commit returns it.
+  void Refuse(absl::Status s) {
+    if (first_error.ok()) first_error = std::move(s);
   }
 };
 
@@ -203,12 +207,10 @@ void WriteBatch::Merge(Cf cf, std::string_view key, std::string_view value) {
 
 void WriteBatch::DeleteRange(Cf cf, std::string_view begin, std::string_view end) {
   if (UsesInsertHints(cf)) {
-    if (rep_->first_error.ok()) {
-      rep_->first_error = absl::InvalidArgumentError(absl::StrFormat(
-          "DeleteRange on %s refused: its memtable keeps insert hints, which RocksDB 7.8 "
-          "mixes up with range deletions; delete its keys one by one",
-          CfName(cf)));
-    }
+    rep_->Refuse(absl::InvalidArgumentError(absl::StrFormat(
+        "DeleteRange on %s refused: its memtable keeps insert hints, which RocksDB 7.8 "
+        "mixes up with range deletions; delete its keys one by one",
+        CfName(cf))));
     return;
   }
   rep_->Note(rep_->batch.DeleteRange(BatchHandle(cf), begin, end), "DeleteRange", cf);

@@ -394,14 +394,22 @@ TEST(KeyCodecTest, SyncKeysPreserveTupleOrder) {
   ExpectOrderPreserved(
       rng,
       [](SeededRandom& r) {
-        const uint8_t tag = r.Uniform(2) == 0 ? kRecordHeaderTag : kFieldStateTag;
-        return Records(RandomId(r), RandomId(r), tag,
-                       tag == kRecordHeaderTag ? std::string() : RandomString(r));
+        constexpr uint8_t kTags[] = {kRecordHeaderTag, kFieldStateTag, kRecordStateTag};
+        const uint8_t tag = kTags[r.Uniform(3)];
+        Id case_id = RandomId(r);
+        Id record_id = RandomId(r);
+        return Records(case_id, record_id, tag,
+                       tag == kFieldStateTag ? RandomString(r) : std::string());
       },
       [](const Records& t) {
-        return std::get<2>(t) == kRecordHeaderTag
-                   ? EncodeRecordHeaderKey(std::get<0>(t), std::get<1>(t))
-                   : EncodeFieldStateKey(std::get<0>(t), std::get<1>(t), std::get<3>(t));
+        switch (std::get<2>(t)) {
+          case kRecordHeaderTag:
+            return EncodeRecordHeaderKey(std::get<0>(t), std::get<1>(t));
+          case kRecordStateTag:
+            return EncodeRecordStateKey(std::get<0>(t), std::get<1>(t));
+          default:
+            return EncodeFieldStateKey(std::get<0>(t), std::get<1>(t), std::get<3>(t));
+        }
       });
   using Scope = std::tuple<std::string, std::string, Id>;
   ExpectOrderPreserved(

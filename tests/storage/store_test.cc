@@ -221,46 +221,6 @@ TEST_F(StoreTest, DeleteAndDeleteRangeRemoveKeys) {
   EXPECT_THAT(Scan(Cf::kRecords, "", ""), ::testing::ElementsAre(Kv("d", "v")));
 }
 
-// A batch of random operations on a few keys of several column families:
-// puts, deletes, rewrites, revivals and counter merges, in no key order.
-// `model` gets what applying them one by one in order leaves (a counter as
-// its encoded sum).
-using StoreModel = std::map<std::pair<Cf, std::string>, std::string>;
-void RandomBatch(SeededRandom& rng, int operations, WriteBatch* batch, StoreModel* model) {
-  constexpr Cf kCfs[] = {Cf::kRecords, Cf::kKeys,     Cf::kCaseIndex, Cf::kBatches,
-                         Cf::kCaseLog, Cf::kMetadata, Cf::kAggregates};
-  for (int i = 0; i < operations; ++i) {
-    const Cf cf = kCfs[rng.Uniform(std::size(kCfs))];
-    const std::string key = absl::StrFormat("k%02d", rng.Uniform(40));
-    const auto at = std::make_pair(cf, key);
-    if (cf == Cf::kAggregates) {
-      const int64_t delta = static_cast<int64_t>(rng.Uniform(21)) - 10;
-      batch->Merge(cf, key, EncodeInt64Counter(delta));
-      const int64_t before = model->contains(at) ? *DecodeInt64Counter((*model)[at]) : 0;
-      (*model)[at] = EncodeInt64Counter(before + delta);
-    } else if (rng.Uniform(4) == 0) {
-      batch->Delete(cf, key);
-      model->erase(at);
-    } else {
-      const std::string value = absl::StrFormat("v%d", i);
-      batch->Put(cf, key, value);
-      (*model)[at] = value;
-    }
-  }
-}
-
-// Every key of the column families RandomBatch writes, as the store holds it.
-StoreModel ReadAll(Store& store) {
-  StoreModel out;
-  for (Cf cf : {Cf::kRecords, Cf::kKeys, Cf::kCaseIndex, Cf::kBatches, Cf::kCaseLog, Cf::kMetadata,
-                Cf::kAggregates}) {
-    std::unique_ptr<Iterator> it = store.NewIterator(cf, "", "");
-    for (; it->Valid(); it->Next()) out[{cf, std::string(it->key())}] = std::string(it->value());
-    EXPECT_THAT(it->status(), IsOk());
-  }
-  return out;
-}
-
 // The column families whose memtables keep insert hints refuse range
 // deletions (RocksDB 7.8 mixes the two up); the batch then commits nothing
 // and says which family and why. Others take them.
@@ -669,6 +629,45 @@ TEST(StoreOpenTest, OlderStoreGainsMissingColumnFamilies) {
   ASSERT_THAT((*store)->Commit(&b), IsOk());
 
   EXPECT_THAT((*store)->Get(Cf::kMetadata, "m"), IsOkAndHolds("1"));
+}
+
+// A batch of random operations on a few keys of several column families:
+// puts, deletes, rewrites, revivals and counter merges, in no key order.
+// `model` gets what applying them one by one in order leaves (a counter as
+// its encoded sum).
+using StoreModel = std::map<std::pair<Cf, std::string>, std::string>;
+constexpr Cf kRandomBatchCfs[] = {Cf::kRecords, Cf::kKeys,     Cf::kCaseIndex, Cf::kBatches,
+                                  Cf::kCaseLog, Cf::kMetadata, Cf::kAggregates};
+void RandomBatch(SeededRandom& rng, int operations, WriteBatch* batch, StoreModel* model) {
+  for (int i = 0; i < operations; ++i) {
+    const Cf cf = kRandomBatchCfs[rng.Uniform(std::size(kRandomBatchCfs))];
+    const std::string key = absl::StrFormat("k%02d", rng.Uniform(40));
+    const auto at = std::make_pair(cf, key);
+    if (cf == Cf::kAggregates) {
+      const int64_t delta = static_cast<int64_t>(rng.Uniform(21)) - 10;
+      batch->Merge(cf, key, EncodeInt64Counter(delta));
+      const int64_t before = model->contains(at) ? *DecodeInt64Counter((*model)[at]) : 0;
+      (*model)[at] = EncodeInt64Counter(before + delta);
+    } else if (rng.Uniform(4) == 0) {
+      batch->Delete(cf, key);
+      model->erase(at);
+    } else {
+      const std::string value = absl::StrFormat("v%d", i);
+      batch->Put(cf, key, value);
+      (*model)[at] = value;
+    }
+  }
+}
+
+// Every key of the column families RandomBatch writes, as the store holds it.
+StoreModel ReadAll(Store& store) {
+  StoreModel out;
+  for (Cf cf : kRandomBatchCfs) {
+    std::unique_ptr<Iterator> it = store.NewIterator(cf, "", "");
+    for (; it->Valid(); it->Next()) out[{cf, std::string(it->key())}] = std::string(it->value());
+    EXPECT_THAT(it->status(), IsOk());
+  }
+  return out;
 }
 
 // A store whose column families RocksDB numbered in another order (made
