@@ -32,6 +32,7 @@
 #include "crypto/bytes.h"
 #include "crypto/ed25519.h"
 #include "crypto/field_cipher.h"
+#include "crypto/hmac.h"
 #include "crypto/hpke.h"
 #include "crypto/master_key.h"
 #include "crypto/system_random.h"
@@ -392,6 +393,31 @@ void BM_Ed25519Verify(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_Ed25519Verify)->Arg(70)->Arg(kBatchSize);
+
+// --- HMAC-SHA256: key set up per tag, or once ------------------------------
+// A field digest tags ~40 bytes under its case's digest key; a batch's
+// fields of one case share the key (sync/case_key_sealer.cc).
+
+void BM_HmacSha256KeyPerTag(benchmark::State& state) {
+  const SecretBytes key = RandomKey();
+  const std::string input(static_cast<size_t>(state.range(0)), 'v');
+  for (auto _ : state) {
+    HmacSha256Tag t = HmacSha256(key.span(), AsBytes(input));
+    benchmark::DoNotOptimize(t);
+  }
+}
+BENCHMARK(BM_HmacSha256KeyPerTag)->Arg(40);
+
+void BM_HmacSha256KeyOnce(benchmark::State& state) {
+  const SecretBytes key = RandomKey();
+  HmacSha256Key keyed(key.span());
+  const std::string input(static_cast<size_t>(state.range(0)), 'v');
+  for (auto _ : state) {
+    HmacSha256Tag t = keyed.Tag(AsBytes(input));
+    benchmark::DoNotOptimize(t);
+  }
+}
+BENCHMARK(BM_HmacSha256KeyOnce)->Arg(40);
 
 // --- Blind index, DEK unwrap, case key cache --------------------------------
 

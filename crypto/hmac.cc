@@ -26,24 +26,45 @@ internal::MacCtxPtr NewHmacSha256Ctx() {
   return ctx;
 }
 
+// An empty key is the same HMAC key as 32 zero bytes (both are zero-padded
+// to the block size), and EVP_MAC_init takes a null key to mean "keep the
+// previous key": never pass it one.
+std::span<const uint8_t> NonEmptyKey(std::span<const uint8_t> key) {
+  static const uint8_t kZeros[kHmacSha256Size] = {};
+  return key.empty() ? std::span<const uint8_t>(kZeros) : key;
+}
+
+// Initialises `ctx` with `key` (nullptr: the key it holds) and tags `data`.
+HmacSha256Tag TagWith(EVP_MAC_CTX* ctx, const uint8_t* key, size_t key_size,
+                      std::span<const uint8_t> data) {
+  HmacSha256Tag out;
+  size_t out_len = 0;
+  if (EVP_MAC_init(ctx, key, key_size, nullptr) != 1 ||
+      EVP_MAC_update(ctx, data.data(), data.size()) != 1 ||
+      EVP_MAC_final(ctx, out.data(), &out_len, out.size()) != 1 || out_len != out.size()) {
+    internal::OpensslFatal("HMAC-SHA256");
+  }
+  return out;
+}
+
 }  // namespace
 
 HmacSha256Tag HmacSha256(std::span<const uint8_t> key, std::span<const uint8_t> data) {
   thread_local internal::MacCtxPtr ctx = NewHmacSha256Ctx();
-  // An empty key is the same HMAC key as 32 zero bytes (both are zero-padded
-  // to the block size), and EVP_MAC_init takes a null key to mean "keep the
-  // previous key": never pass it one.
-  static const uint8_t kZeros[kHmacSha256Size] = {};
-  if (key.empty()) key = kZeros;
-  HmacSha256Tag out;
-  size_t out_len = 0;
-  if (EVP_MAC_init(ctx.get(), key.data(), key.size(), nullptr) != 1 ||
-      EVP_MAC_update(ctx.get(), data.data(), data.size()) != 1 ||
-      EVP_MAC_final(ctx.get(), out.data(), &out_len, out.size()) != 1 ||
-      out_len != out.size()) {
-    internal::OpensslFatal("HMAC-SHA256");
+  key = NonEmptyKey(key);
+  return TagWith(ctx.get(), key.data(), key.size(), data);
+}
+
+HmacSha256Key::HmacSha256Key(std::span<const uint8_t> key) : ctx_(NewHmacSha256Ctx()) {
+  key = NonEmptyKey(key);
+  if (EVP_MAC_init(ctx_.get(), key.data(), key.size(), nullptr) != 1) {
+    internal::OpensslFatal("HMAC-SHA256 key");
   }
-  return out;
+}
+
+HmacSha256Tag HmacSha256Key::Tag(std::span<const uint8_t> data) {
+  // A null key restarts from the key's precomputed state.
+  return TagWith(ctx_.get(), nullptr, 0, data);
 }
 
 bool VerifyHmacSha256(std::span<const uint8_t> key, std::span<const uint8_t> data,

@@ -24,27 +24,29 @@ crypto::HmacSha256Tag DigestKey(const crypto::SecretBytes& dek) {
   return crypto::HmacSha256(dek.span(), crypto::AsBytes(kDigestKeyLabel));
 }
 
-std::string DigestUnder(const crypto::HmacSha256Tag& key, std::string_view field,
+std::string DigestUnder(crypto::HmacSha256Key& key, std::string_view field,
                         std::string_view plaintext) {
   std::string data;
   data.reserve(4 + field.size() + plaintext.size());
   for (int i = 3; i >= 0; --i) data.push_back(static_cast<char>((field.size() >> (8 * i)) & 0xFF));
   data.append(field);
   data.append(plaintext);
-  crypto::HmacSha256Tag tag = crypto::HmacSha256(key, crypto::AsBytes(data));
+  crypto::HmacSha256Tag tag = key.Tag(crypto::AsBytes(data));
   return std::string(tag.begin(), tag.end());
 }
 
 }  // namespace
 
 struct CaseKeySealer::CaseKeys {
-  CaseKeys() = default;
+  CaseKeys(std::shared_ptr<const crypto::FieldCipher> c, const crypto::HmacSha256Tag& k_d)
+      : cipher(std::move(c)), digest_key(k_d) {}
   CaseKeys(const CaseKeys&) = delete;
   CaseKeys& operator=(const CaseKeys&) = delete;
-  ~CaseKeys() { crypto::Cleanse(std::span<uint8_t>(digest_key)); }
 
   std::shared_ptr<const crypto::FieldCipher> cipher;
-  crypto::HmacSha256Tag digest_key{};
+  // K_d, set up once per case for its digests (its context wiped when
+  // freed). Used by the scope's one thread only.
+  crypto::HmacSha256Key digest_key;
 };
 
 // Each case's keys on the heap, so that a rehash moves pointers, never
@@ -52,11 +54,22 @@ struct CaseKeySealer::CaseKeys {
 class CaseKeySealer::Scope final : public SealScope {
  public:
   absl::flat_hash_map<Uuid, std::unique_ptr<CaseKeys>> cases;
+
+  // `text` as a UUID, parsed once for a run of fields with the same id (a
+  // change's fields share its case and record ids).
+  absl::StatusOr<Uuid> Parse(std::string_view text, std::string* last_text, Uuid* last) {
+    if (!last_text->empty() && text == *last_text) return *last;
+    ASSIGN_OR_RETURN(*last, ParseUuid(text));
+    last_text->assign(text);
+    return *last;
+  }
+  std::string case_text, record_text;
+  Uuid case_id{}, record_id{};
 };
 
 std::unique_ptr<SealScope> CaseKeySealer::NewScope() { return std::make_unique<Scope>(); }
 
-absl::StatusOr<const CaseKeySealer::CaseKeys*> CaseKeySealer::KeysIn(
+absl::StatusOr<CaseKeySealer::CaseKeys*> CaseKeySealer::KeysIn(
     SealScope* scope, const Uuid& case_id, std::vector<KeyWrite>* key_writes,
     std::unique_ptr<CaseKeys>* unscoped) {
   // Only scopes this class made reach here (NewScope's REQUIRES).
@@ -65,10 +78,12 @@ absl::StatusOr<const CaseKeySealer::CaseKeys*> CaseKeySealer::KeysIn(
     auto it = mine->cases.find(case_id);
     if (it != mine->cases.end()) return it->second.get();
   }
-  auto keys = std::make_unique<CaseKeys>();
   crypto::SecretBytes dek;  // wiped when it goes out of scope
-  ASSIGN_OR_RETURN(keys->cipher, Key(case_id, key_writes, &dek));
-  keys->digest_key = DigestKey(dek);
+  ASSIGN_OR_RETURN(std::shared_ptr<const crypto::FieldCipher> cipher,
+                   Key(case_id, key_writes, &dek));
+  crypto::HmacSha256Tag digest_key = DigestKey(dek);
+  auto keys = std::make_unique<CaseKeys>(std::move(cipher), digest_key);
+  crypto::Cleanse(std::span<uint8_t>(digest_key));
   if (mine == nullptr) {
     *unscoped = std::move(keys);
     return unscoped->get();
@@ -80,10 +95,13 @@ absl::StatusOr<std::string> CaseKeySealer::SealIn(SealScope* scope, const FieldA
                                                   std::string_view plaintext,
                                                   std::vector<KeyWrite>* key_writes) {
   if (scope == nullptr) return Seal(at, plaintext, key_writes);
-  Uuid case_id, record_id;
-  ASSIGN_OR_RETURN(crypto::FieldAddress address, Address(at, &case_id, &record_id));
+  auto* mine = static_cast<Scope*>(scope);  // NewScope's REQUIRES
+  ASSIGN_OR_RETURN(const Uuid case_id, mine->Parse(at.case_id, &mine->case_text, &mine->case_id));
+  ASSIGN_OR_RETURN(const Uuid record_id,
+                   mine->Parse(at.record_id, &mine->record_text, &mine->record_id));
+  const crypto::FieldAddress address{case_id, record_id, at.field, keys::kCaseDekVersion};
   std::unique_ptr<CaseKeys> unscoped;
-  ASSIGN_OR_RETURN(const CaseKeys* keys, KeysIn(scope, case_id, key_writes, &unscoped));
+  ASSIGN_OR_RETURN(CaseKeys * keys, KeysIn(scope, case_id, key_writes, &unscoped));
   return keys->cipher->Encrypt(address, plaintext, *random_);
 }
 
@@ -91,9 +109,12 @@ absl::StatusOr<std::string> CaseKeySealer::DigestIn(SealScope* scope, std::strin
                                                     std::string_view field,
                                                     std::string_view plaintext,
                                                     std::vector<KeyWrite>* key_writes) {
-  ASSIGN_OR_RETURN(Uuid case_id, ParseUuid(case_text));
+  auto* mine = static_cast<Scope*>(scope);  // NewScope's REQUIRES; may be null
+  ASSIGN_OR_RETURN(const Uuid case_id,
+                   mine != nullptr ? mine->Parse(case_text, &mine->case_text, &mine->case_id)
+                                   : ParseUuid(case_text));
   std::unique_ptr<CaseKeys> unscoped;
-  ASSIGN_OR_RETURN(const CaseKeys* keys, KeysIn(scope, case_id, key_writes, &unscoped));
+  ASSIGN_OR_RETURN(CaseKeys * keys, KeysIn(scope, case_id, key_writes, &unscoped));
   return DigestUnder(keys->digest_key, field, plaintext);
 }
 

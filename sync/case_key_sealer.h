@@ -89,9 +89,9 @@ class CaseKeySealer final : public FieldSealer {
   struct CaseKeys;
   // The case's cipher and digest key: from `scope` when it holds them, else
   // looked up (Key) and derived, and kept in `scope` when given.
-  absl::StatusOr<const CaseKeys*> KeysIn(SealScope* scope, const Uuid& case_id,
-                                         std::vector<KeyWrite>* key_writes,
-                                         std::unique_ptr<CaseKeys>* unscoped);
+  absl::StatusOr<CaseKeys*> KeysIn(SealScope* scope, const Uuid& case_id,
+                                   std::vector<KeyWrite>* key_writes,
+                                   std::unique_ptr<CaseKeys>* unscoped);
 
   storage::Store* store_;
   keys::CaseKeyStore* keys_;

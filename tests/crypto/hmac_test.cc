@@ -27,13 +27,16 @@ std::vector<Rfc4231Case> Rfc4231Cases() {
   return {
       {1, std::vector<uint8_t>(20, 0x0b), "Hi There",
        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
-      {2, {'J', 'e', 'f', 'e'}, "what do ya want for nothing?",
+      {2,
+       {'J', 'e', 'f', 'e'},
+       "what do ya want for nothing?",
        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
       {3, std::vector<uint8_t>(20, 0xaa), std::string(50, '\xdd'),
        "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"},
       {4, key4, std::string(50, '\xcd'),
        "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"},
-      {5, std::vector<uint8_t>(20, 0x0c), "Test With Truncation", "a3b6167473100ee06e0c796c2955552b"},
+      {5, std::vector<uint8_t>(20, 0x0c), "Test With Truncation",
+       "a3b6167473100ee06e0c796c2955552b"},
       {6, big_key, "Test Using Larger Than Block-Size Key - Hash Key First",
        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
       {7, big_key,
@@ -102,6 +105,48 @@ TEST(HmacSha256Test, WycheproofIncludingTruncatedTags) {
   EXPECT_EQ(checked, 174u);
   std::cout << "(" << truncated << " with 128-bit truncated tags)\n";
   testing::ReportChecked(checked, "Wycheproof HMAC-SHA256");
+}
+
+// A key set up once tags as the one-shot function does, tag after tag
+// (each restarts from the key, not from the last input), for the RFC 4231
+// keys (short, block-sized and longer than a block) and the empty key.
+TEST(HmacSha256KeyTest, TagsEqualTheOneShotFunctionsTagAfterTag) {
+  std::vector<std::vector<uint8_t>> keys = {{}};
+  for (const Rfc4231Case& c : Rfc4231Cases()) keys.push_back(c.key);
+  const std::vector<std::string> inputs = {"", "m", std::string(200, 'x'), "m"};
+  for (const std::vector<uint8_t>& key : keys) {
+    SCOPED_TRACE(Hex(key));
+    HmacSha256Key keyed(key);
+    for (const std::string& input : inputs) {
+      EXPECT_EQ(Hex(keyed.Tag(AsBytes(input))), Hex(HmacSha256(key, AsBytes(input))));
+    }
+    // A moved key keeps tagging under the same key.
+    HmacSha256Key moved = std::move(keyed);
+    EXPECT_EQ(Hex(moved.Tag(AsBytes("after a move"))),
+              Hex(HmacSha256(key, AsBytes("after a move"))));
+  }
+  // Two keys in turn keep their own.
+  HmacSha256Key a(std::vector<uint8_t>(32, 1)), b(std::vector<uint8_t>(32, 2));
+  EXPECT_NE(a.Tag(AsBytes("m")), b.Tag(AsBytes("m")));
+  EXPECT_EQ(a.Tag(AsBytes("m")), HmacSha256(std::vector<uint8_t>(32, 1), AsBytes("m")));
+}
+
+TEST(HmacSha256KeyTest, WycheproofTags) {
+  FS_LOAD_VECTORS_OR_SKIP(j, "wycheproof/hmac_sha256_test.json");
+  size_t checked = 0;
+  for (const auto& group : j["testGroups"]) {
+    const size_t tag_bytes = group["tagSize"].get<size_t>() / 8;
+    for (const auto& t : group["tests"]) {
+      if (t["result"] != "valid") continue;
+      SCOPED_TRACE(t["tcId"].get<int>());
+      HmacSha256Key key(Unhex(t["key"]));
+      EXPECT_EQ(Hex(std::span<const uint8_t>(key.Tag(Unhex(t["msg"]))).first(tag_bytes)),
+                t["tag"].get<std::string>());
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0u);
+  testing::ReportChecked(checked, "Wycheproof HMAC-SHA256 (keyed once)");
 }
 
 }  // namespace

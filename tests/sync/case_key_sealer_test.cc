@@ -3,6 +3,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "crypto/master_key.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -175,6 +176,37 @@ TEST_F(CaseKeySealerTest, ScopedSealsAndDigestsMatchUnscopedOnesAndCarryTheKeyOn
   EXPECT_THAT(sealer_->DigestIn(later.get(), kCase, "given_name", "Amina", &none),
               IsOkAndHolds(*digest));
   EXPECT_TRUE(none.empty());
+}
+
+// A scope remembers the ids it parsed last: fields of two cases and two
+// records sealed in turn, with a malformed id between them, each open at
+// their own address only.
+TEST_F(CaseKeySealerTest, ScopedSealsOfInterleavedIdsEachOpenAtTheirOwnAddress) {
+  const std::string other_case = testing::Id(9), other_record = testing::Id(10);
+  const std::vector<FieldAddress> addresses = {
+      {kCase, kRecord, "given_name"},         {kCase, kRecord, "family_name"},
+      {other_case, other_case, "given_name"}, {kCase, other_record, "given_name"},
+      {other_case, kRecord, "given_name"},    {kCase, kRecord, "age"}};
+  std::vector<KeyWrite> w;
+  std::unique_ptr<SealScope> scope = sealer_->NewScope();
+  std::vector<std::string> sealed;
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    absl::StatusOr<std::string> s =
+        sealer_->SealIn(scope.get(), addresses[i], absl::StrCat("value ", i), &w);
+    ASSERT_THAT(s, IsOk());
+    sealed.push_back(*s);
+    EXPECT_THAT(sealer_->SealIn(scope.get(), FieldAddress{"not-a-uuid", kRecord, "x"}, "x", &w),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(sealer_->DigestIn(scope.get(), "not-a-uuid", "x", "x", &w),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  CommitKeys(*sealer_, *store_, w);
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_THAT(sealer_->Open(addresses[i], sealed[i]), IsOkAndHolds(absl::StrCat("value ", i)));
+    const FieldAddress& next = addresses[(i + 1) % addresses.size()];
+    EXPECT_FALSE(sealer_->Open(next, sealed[i]).ok());
+  }
 }
 
 TEST_F(CaseKeySealerTest, ScopedSealOfAnErasedCaseIsRefused) {
