@@ -179,19 +179,33 @@ absl::Status CaseKeySealer::Keep(std::vector<KeyWrite>* writes) {
   absl::MutexLock lock(&mu_);
   // Opened before any key's wrapping is chosen below (NewKeyCommit).
   key_commit_.emplace(keys_->BeginNewKeyCommit());
-  std::vector<KeyWrite> kept;
-  kept.reserve(writes->size());
-  for (KeyWrite& w : *writes) {
+  // The writes still pending, and whether the store holds their keys, in
+  // one read.
+  std::vector<size_t> candidates;
+  std::vector<std::string_view> candidate_keys;
+  for (size_t i = 0; i < writes->size(); ++i) {
+    const KeyWrite& w = (*writes)[i];
     auto it = pending_.find(w.key);
     if (it == pending_.end() || it->second.wrapped != w.value) continue;  // durable already
-    absl::StatusOr<std::string> stored = store_->Get(storage::Cf::kKeys, w.key);
-    if (stored.ok()) {  // durable through another write, or erased since
+    candidates.push_back(i);
+    candidate_keys.push_back(w.key);
+  }
+  std::vector<absl::StatusOr<std::string>> stored =
+      store_->MultiGet(storage::Cf::kKeys, candidate_keys);
+  std::vector<KeyWrite> kept;
+  kept.reserve(candidates.size());
+  for (size_t j = 0; j < candidates.size(); ++j) {
+    KeyWrite& w = (*writes)[candidates[j]];
+    // Looked up again: a write listed twice finds what the first left.
+    auto it = pending_.find(w.key);
+    if (it == pending_.end() || it->second.wrapped != w.value) continue;
+    if (stored[j].ok()) {  // durable through another write, or erased since
       pending_.erase(it);
       continue;
     }
-    if (!absl::IsNotFound(stored.status())) {
+    if (!absl::IsNotFound(stored[j].status())) {
       key_commit_.reset();
-      return stored.status();
+      return stored[j].status();
     }
     // Under the master key's current version, even if made under an
     // older one before a rotation.
