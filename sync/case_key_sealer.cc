@@ -12,11 +12,16 @@ namespace {
 
 constexpr std::string_view kDigestKeyLabel = "fieldsync/field-digest/v1";
 
+crypto::FieldAddress CipherAddress(const Uuid& case_id, const Uuid& record_id,
+                                   std::string_view field) {
+  return crypto::FieldAddress{case_id, record_id, field, keys::kCaseDekVersion};
+}
+
 absl::StatusOr<crypto::FieldAddress> Address(const FieldAddress& at, Uuid* case_id,
                                              Uuid* record_id) {
   ASSIGN_OR_RETURN(*case_id, ParseUuid(at.case_id));
   ASSIGN_OR_RETURN(*record_id, ParseUuid(at.record_id));
-  return crypto::FieldAddress{*case_id, *record_id, at.field, keys::kCaseDekVersion};
+  return CipherAddress(*case_id, *record_id, at.field);
 }
 
 // K_d of the class comment: HMAC-SHA256(DEK, "fieldsync/field-digest/v1").
@@ -99,7 +104,7 @@ absl::StatusOr<std::string> CaseKeySealer::SealIn(SealScope* scope, const FieldA
   ASSIGN_OR_RETURN(const Uuid case_id, mine->Parse(at.case_id, &mine->case_text, &mine->case_id));
   ASSIGN_OR_RETURN(const Uuid record_id,
                    mine->Parse(at.record_id, &mine->record_text, &mine->record_id));
-  const crypto::FieldAddress address{case_id, record_id, at.field, keys::kCaseDekVersion};
+  const crypto::FieldAddress address = CipherAddress(case_id, record_id, at.field);
   std::unique_ptr<CaseKeys> unscoped;
   ASSIGN_OR_RETURN(CaseKeys * keys, KeysIn(scope, case_id, key_writes, &unscoped));
   return keys->cipher->Encrypt(address, plaintext, *random_);

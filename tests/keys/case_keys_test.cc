@@ -36,6 +36,7 @@ using crypto::MasterKeyRing;
 using crypto::SecretBytes;
 using crypto::ToString;
 
+using ::fieldsync::testing::FilesContaining;
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::IsOkAndHolds;
 using ::fieldsync::testing::ScopedTempDir;
@@ -44,24 +45,6 @@ using ::fieldsync::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
-
-// Every file under `dir` (recursively, WAL, SST, MANIFEST, LOG, OPTIONS
-// alike) whose bytes contain `needle` (its middle half, when it is 16 bytes or more: table files
-// are compressed, and a value's first or last bytes can be folded into a back-reference with the
-// bytes around it, its random middle not).
-std::vector<std::string> FilesContaining(const std::string& dir, std::string_view needle) {
-  const std::string_view find =
-      needle.size() >= 16 ? std::string_view(needle).substr(needle.size() / 4, needle.size() / 2)
-                          : std::string_view(needle);
-  std::vector<std::string> found;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (bytes.find(find) != std::string::npos) found.push_back(entry.path().filename());
-  }
-  return found;
-}
 
 std::string Str(const SecretBytes& s) { return ToString(s.span()); }
 

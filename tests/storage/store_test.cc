@@ -34,6 +34,7 @@ namespace fieldsync::storage {
 namespace {
 
 using ::fieldsync::testing::FaultyFileSystem;
+using ::fieldsync::testing::FilesContaining;
 using ::fieldsync::testing::IsOk;
 using ::fieldsync::testing::IsOkAndHolds;
 using ::fieldsync::testing::ScopedTempDir;
@@ -327,23 +328,6 @@ TEST_F(StoreTest, MalformedCounterIsDataLoss) {
   ASSERT_THAT(AddCounter("c", 1), IsOk());
 
   EXPECT_THAT(store_->Get(Cf::kAggregates, "c"), StatusIs(absl::StatusCode::kDataLoss));
-}
-
-// Every file under `dir` whose bytes contain `marker` (its middle half, when it is 16 bytes or
-// more: table files are compressed, and a value's first or last bytes can be folded into a
-// back-reference with the bytes around it, its random middle not).
-std::vector<std::string> FilesContaining(const std::string& dir, const std::string& marker) {
-  const std::string_view find =
-      marker.size() >= 16 ? std::string_view(marker).substr(marker.size() / 4, marker.size() / 2)
-                          : std::string_view(marker);
-  std::vector<std::string> found;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (bytes.find(find) != std::string::npos) found.push_back(entry.path().filename());
-  }
-  return found;
 }
 
 TEST_F(StoreTest, DeleteRangeAndCompactRangeShredBytesFromFiles) {

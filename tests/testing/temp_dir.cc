@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <random>
 #include <sstream>
 
@@ -55,6 +56,19 @@ std::string ReadFileOrDie(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::vector<std::string> FilesContaining(const std::string& dir, std::string_view needle) {
+  const std::string_view find =
+      needle.size() >= 16 ? needle.substr(needle.size() / 4, needle.size() / 2) : needle;
+  std::vector<std::string> found;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (bytes.find(find) != std::string::npos) found.push_back(entry.path().filename());
+  }
+  return found;
 }
 
 }  // namespace fieldsync::testing
