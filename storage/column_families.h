@@ -73,8 +73,11 @@ inline constexpr uint8_t kRecordStateTag = 3;   // layout 2: one value per recor
 // First byte of keys in Cf::kCaseIndex (3 is kept for blind-index entries;
 // 1 and 2, a case by region and by officer, were retired with merge rules
 // 4: never reuse them):
+// 5, a case by its region and officer, was retired with merge rules 5
+// (never reuse it either):
 inline constexpr uint8_t kCaseEntryTag = 4;
-inline constexpr uint8_t kCaseScopeTag = 5;
+inline constexpr uint8_t kRetiredCaseScopeTag = 5;
+inline constexpr uint8_t kCaseScopeListTag = 6;  // a region and officer's cases
 // First byte of keys in Cf::kConflicts:
 inline constexpr uint8_t kConflictTag = 1;
 inline constexpr uint8_t kOpenConflictByRegionTag = 2;
@@ -100,7 +103,9 @@ inline constexpr uint8_t kAuditLeafTag = 1;        // entry by leaf index
 inline constexpr uint8_t kAuditLeafByHashTag = 2;  // leaf index by leaf hash
 inline constexpr uint8_t kAuditBatchLeafTag = 3;   // leaf index by device batch
 // Cf::kAggregates.
-inline constexpr uint8_t kCounterTag = 1;  // one counter (8-byte value)
+inline constexpr uint8_t kCounterTag = 1;      // one counter (8-byte value), until
+                                               // counter pages; deleted at start
+inline constexpr uint8_t kCounterPageTag = 3;  // one page of counters (keyed sums)
 // Retired, never reuse 2: a case's counted dimension values
 // (v1.AggregateCaseState), written by stores before layout v2 and deleted
 // at start (aggregates::PrepareCounters).

@@ -325,14 +325,39 @@ std::string RecordPrefix(std::span<const uint8_t, 16> case_id,
   return KeyBuilder().Uuid(case_id).Uuid(record_id).Finish();
 }
 
+std::string EncodeCaseScopeListKey(std::string_view region, std::string_view officer_id) {
+  return KeyBuilder().U8(kCaseScopeListTag).String(region).String(officer_id).Finish();
+}
+
+absl::StatusOr<CaseScopeListKey> DecodeCaseScopeListKey(std::string_view key) {
+  KeyReader r(key);
+  RETURN_IF_ERROR(ExpectTag(r, kCaseScopeListTag, "case scope list key"));
+  CaseScopeListKey out;
+  ASSIGN_OR_RETURN(out.region, r.String());
+  ASSIGN_OR_RETURN(out.officer_id, r.String());
+  RETURN_IF_ERROR(r.ExpectEnd("case scope list key"));
+  return out;
+}
+
+std::string CaseScopeListPrefix() { return KeyBuilder().U8(kCaseScopeListTag).Finish(); }
+
+std::string CaseScopeListRegionPrefix(std::string_view region) {
+  return KeyBuilder().U8(kCaseScopeListTag).String(region).Finish();
+}
+
 std::string EncodeCaseScopeKey(std::string_view region, std::string_view officer_id,
                                std::span<const uint8_t, 16> case_id) {
-  return KeyBuilder().U8(kCaseScopeTag).String(region).String(officer_id).Uuid(case_id).Finish();
+  return KeyBuilder()
+      .U8(kRetiredCaseScopeTag)
+      .String(region)
+      .String(officer_id)
+      .Uuid(case_id)
+      .Finish();
 }
 
 absl::StatusOr<CaseScopeKey> DecodeCaseScopeKey(std::string_view key) {
   KeyReader r(key);
-  RETURN_IF_ERROR(ExpectTag(r, kCaseScopeTag, "case-scope key"));
+  RETURN_IF_ERROR(ExpectTag(r, kRetiredCaseScopeTag, "case-scope key"));
   CaseScopeKey out;
   ASSIGN_OR_RETURN(out.region, r.String());
   ASSIGN_OR_RETURN(out.officer_id, r.String());
@@ -341,14 +366,14 @@ absl::StatusOr<CaseScopeKey> DecodeCaseScopeKey(std::string_view key) {
   return out;
 }
 
-std::string CaseScopePrefix() { return KeyBuilder().U8(kCaseScopeTag).Finish(); }
+std::string CaseScopePrefix() { return KeyBuilder().U8(kRetiredCaseScopeTag).Finish(); }
 
 std::string CaseScopeRegionPrefix(std::string_view region) {
-  return KeyBuilder().U8(kCaseScopeTag).String(region).Finish();
+  return KeyBuilder().U8(kRetiredCaseScopeTag).String(region).Finish();
 }
 
 std::string CaseScopeOfficerPrefix(std::string_view region, std::string_view officer_id) {
-  return KeyBuilder().U8(kCaseScopeTag).String(region).String(officer_id).Finish();
+  return KeyBuilder().U8(kRetiredCaseScopeTag).String(region).String(officer_id).Finish();
 }
 
 std::string EncodeCaseEntryKey(std::span<const uint8_t, 16> case_id, uint64_t position) {
@@ -508,6 +533,41 @@ absl::StatusOr<AuditNodeKey> DecodeAuditNodeKey(std::string_view key) {
   ASSIGN_OR_RETURN(out.index, r.U64());
   RETURN_IF_ERROR(r.ExpectEnd("audit node key"));
   return out;
+}
+
+std::string EncodeCounterPageKey(std::string_view metric, uint8_t granularity, uint32_t period) {
+  return KeyBuilder().U8(kCounterPageTag).String(metric).U8(granularity).U32(period).Finish();
+}
+
+absl::StatusOr<CounterKey> DecodeCounterPageKey(std::string_view key) {
+  KeyReader r(key);
+  RETURN_IF_ERROR(ExpectTag(r, kCounterPageTag, "counter page key"));
+  CounterKey out;
+  ASSIGN_OR_RETURN(out.metric, r.String());
+  ASSIGN_OR_RETURN(out.granularity, r.U8());
+  if (out.granularity != 'S' && out.granularity != 'W' && out.granularity != 'M') {
+    return absl::DataLossError(
+        absl::StrFormat("malformed counter page key: granularity %d", out.granularity));
+  }
+  ASSIGN_OR_RETURN(out.period, r.U32());
+  RETURN_IF_ERROR(r.ExpectEnd("counter page key"));
+  return out;
+}
+
+std::string EncodeCounterCell(const std::vector<std::string>& values) {
+  KeyBuilder b;
+  for (const std::string& v : values) b.String(v);
+  return std::move(b).Finish();
+}
+
+absl::StatusOr<std::vector<std::string>> DecodeCounterCell(std::string_view member) {
+  KeyReader r(member);
+  std::vector<std::string> values;
+  while (!r.AtEnd()) {
+    ASSIGN_OR_RETURN(std::string v, r.String());
+    values.push_back(std::move(v));
+  }
+  return values;
 }
 
 std::string EncodeCounterKey(const CounterKey& key) {

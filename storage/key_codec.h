@@ -184,20 +184,35 @@ std::string CaseRecordsPrefix(std::span<const uint8_t, 16> case_id);
 std::string RecordPrefix(std::span<const uint8_t, 16> case_id,
                          std::span<const uint8_t, 16> record_id);
 
-// Cf::kCaseIndex, a case by its region and assigned officer (value
-// empty), the empty string for a field that is unset:
-//   U8 5 (kCaseScopeTag) | String region | String officer_id | Uuid case_id
-// One key per case whose region or officer is set. A region's cases are
-// read with CaseScopeRegionPrefix(region), an officer's by seeking
-// CaseScopeOfficerPrefix(region, officer) in each region present (few).
-// Written by the reconciler when a registration entry sets, changes or
-// clears the case's region or officer field (sync/reconcile.cc), so it
-// lists exactly the cases the scope rule (sync/scope.h) gives an officer
-// or a region; a pull by scope (sync/pull.h) and ListCases read it. Not
-// touched by an erasure (an erased case stays in its scopes). Merge rules
-// 3 and earlier kept two keys per case instead (tags 1 and 2, by region
-// and by officer); a store of those rules is rebuilt at start
-// (sync/rebuild.h BringStateToCurrentRules).
+// Cf::kCaseIndex, the cases of one region and assigned officer, the empty
+// string for a field that is unset (value: keyed sums, keyed_sums.h, whose
+// members are 16-byte case ids, each with sum 1):
+//   U8 6 (kCaseScopeListTag) | String region | String officer_id
+// Every case whose region or officer is set is a member of exactly one
+// list. A region's lists are read with CaseScopeListRegionPrefix(region),
+// an officer's by reading its list in each region present (few). Moved by
+// Merge operands (+1 under the new region and officer, -1 under the old)
+// that the reconciler sums over a commit group (sync/reconcile.cc), so a
+// group of one officer's new cases writes one key; it lists exactly the
+// cases the scope rule (sync/scope.h) gives an officer or a region; a pull
+// by scope (sync/pull.h) and ListCases read it. Not touched by an erasure
+// (an erased case stays in its scopes). Merge rules 4 kept one key per case
+// instead (tag 5: U8 5 | String region | String officer_id | Uuid case_id),
+// rules 3 and earlier two (tags 1 and 2, by region and by officer); a store
+// of those rules is rebuilt at start (sync/rebuild.h
+// BringStateToCurrentRules).
+struct CaseScopeListKey {
+  std::string region;
+  std::string officer_id;
+  friend bool operator==(const CaseScopeListKey&, const CaseScopeListKey&) = default;
+};
+std::string EncodeCaseScopeListKey(std::string_view region, std::string_view officer_id);
+absl::StatusOr<CaseScopeListKey> DecodeCaseScopeListKey(std::string_view key);
+// The prefix of every scope list key and of one region's.
+std::string CaseScopeListPrefix();
+std::string CaseScopeListRegionPrefix(std::string_view region);
+
+// TRANSITIONAL (removed when sync/ reads scope lists): merge rules 4's key.
 struct CaseScopeKey {
   std::string region;
   std::string officer_id;
@@ -207,8 +222,6 @@ struct CaseScopeKey {
 std::string EncodeCaseScopeKey(std::string_view region, std::string_view officer_id,
                                std::span<const uint8_t, 16> case_id);
 absl::StatusOr<CaseScopeKey> DecodeCaseScopeKey(std::string_view key);
-// The prefix of every scope key, of one region's, and of one officer's in
-// one region.
 std::string CaseScopePrefix();
 std::string CaseScopeRegionPrefix(std::string_view region);
 std::string CaseScopeOfficerPrefix(std::string_view region, std::string_view officer_id);
@@ -312,17 +325,24 @@ absl::StatusOr<AuditNodeKey> DecodeAuditNodeKey(std::string_view key);
 
 // --- Aggregates (aggregates/). Tags in column_families.h.
 
-// Cf::kAggregates, one counter (value: storage/counter.h):
-//   U8 1 (kCounterTag) | String metric | U8 granularity | U32 period
-//        | String value (one per dimension of the metric, in its order)
-// Retired, never reuse: U8 2 (kRetiredAggregateCaseTag) | Uuid case_id held
-// a case's counted dimension values (v1::AggregateCaseState) until layout
-// v2; the counters now read them from Cf::kRecords
-// (sync/case_dimensions.h), and aggregates::PrepareCounters deletes any
-// left at start.
+// Cf::kAggregates, one page of counters: those of one metric, granularity
+// and period (value: keyed sums, keyed_sums.h, one member per non-zero
+// counter):
+//   U8 3 (kCounterPageTag) | String metric | U8 granularity | U32 period
+// and a member, the counter's cell:
+//   String value (one per dimension of the metric, in its order)
 // granularity is 'S' (stock; period 0), 'W' (ISO week; period = ISO year
 // * 100 + week) or 'M' (month; period = year * 100 + month), so one
-// metric's periods of one granularity are a contiguous, ordered range.
+// metric's pages of one granularity are a contiguous, ordered range:
+// [EncodeCounterPageKey(m, g, first), EncodeCounterPageKey(m, g, last + 1)).
+// A commit group writes one Merge operand per page it moves
+// (aggregates/counters.h).
+// Retired, never reuse: U8 1 (kCounterTag) | String metric | U8 granularity
+// | U32 period | String value... held one counter (8-byte value,
+// storage/counter.h) until counter pages, and U8 2
+// (kRetiredAggregateCaseTag) | Uuid case_id a case's counted dimension
+// values (v1::AggregateCaseState) until layout v2; aggregates::
+// PrepareCounters deletes both at start.
 struct CounterKey {
   std::string metric;
   uint8_t granularity = 0;
@@ -330,11 +350,19 @@ struct CounterKey {
   std::vector<std::string> values;
   friend bool operator==(const CounterKey&, const CounterKey&) = default;
 };
+std::string EncodeCounterPageKey(std::string_view metric, uint8_t granularity, uint32_t period);
+// The page key's metric, granularity and period (`values` empty). kDataLoss
+// unless it is a counter page key with a known granularity.
+absl::StatusOr<CounterKey> DecodeCounterPageKey(std::string_view key);
+// The member of a page that is the counter of `values`, and back; kDataLoss
+// on a member EncodeCounterCell cannot produce.
+std::string EncodeCounterCell(const std::vector<std::string>& values);
+absl::StatusOr<std::vector<std::string>> DecodeCounterCell(std::string_view member);
+
+// TRANSITIONAL (removed when aggregates/ writes counter pages): one key per
+// counter.
 std::string EncodeCounterKey(const CounterKey& key);
-// kDataLoss unless the key is a counter key with a known granularity.
 absl::StatusOr<CounterKey> DecodeCounterKey(std::string_view key);
-// The keys of `metric` and `granularity` from `period` on; pair with
-// CounterPeriodPrefix(metric, granularity, last + 1) as the upper bound.
 std::string CounterPeriodPrefix(std::string_view metric, uint8_t granularity, uint32_t period);
 
 }  // namespace fieldsync::storage

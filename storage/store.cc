@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <utility>
 #include <vector>
@@ -32,36 +33,85 @@
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 #include "storage/counter.h"
+#include "storage/keyed_sums.h"
 #include "storage/name_dictionary.h"
 #include "storage/rocksdb_status.h"
 
 namespace fieldsync::storage {
 namespace {
 
-// Persisted: RocksDB records this name in the store's OPTIONS file. The
-// operator adds 8-byte little-endian two's complement int64s (counter.h).
-constexpr char kInt64AddOperatorName[] = "fieldsync.Int64Add";
+// What the merge operator does with a key's operands, by its column family
+// and first byte (column_families.h); kNone refuses a Merge.
+enum class MergeKind { kNone, kInt64Add, kKeyedSums };
 
-class Int64AddOperator final : public rocksdb::AssociativeMergeOperator {
+MergeKind MergeKindOf(Cf cf, std::string_view key) {
+  if (key.empty()) return MergeKind::kNone;
+  const auto tag = static_cast<uint8_t>(key[0]);
+  if (cf == Cf::kAggregates && tag == kCounterTag) return MergeKind::kInt64Add;
+  if (cf == Cf::kAggregates && tag == kCounterPageTag) return MergeKind::kKeyedSums;
+  if (cf == Cf::kCaseIndex && tag == kCaseScopeListTag) return MergeKind::kKeyedSums;
+  return MergeKind::kNone;
+}
+
+// Persisted: RocksDB records this name in the store's OPTIONS file. For
+// each key the operator adds what MergeKindOf says: 8-byte little-endian
+// two's complement int64s (counter.h) or keyed sums (keyed_sums.h).
+constexpr char kMergeOperatorName[] = "fieldsync.Sums";
+
+// Returning false makes RocksDB report Corruption (-> kDataLoss) for the
+// key: a malformed value or operand, or a key no Merge should have reached.
+class SumsOperator final : public rocksdb::MergeOperator {
  public:
-  // Returning false makes RocksDB report Corruption (-> kDataLoss) for the key.
-  bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing_value,
-             const rocksdb::Slice& value, std::string* new_value,
-             rocksdb::Logger* /*logger*/) const override {
-    absl::StatusOr<int64_t> delta = DecodeInt64Counter(value.ToStringView());
-    if (!delta.ok()) return false;
-    int64_t base = 0;
-    if (existing_value != nullptr) {
-      absl::StatusOr<int64_t> b = DecodeInt64Counter(existing_value->ToStringView());
-      if (!b.ok()) return false;
-      base = *b;
-    }
-    // Two's complement wrap-around, without signed-overflow UB.
-    *new_value = EncodeInt64Counter(
-        static_cast<int64_t>(static_cast<uint64_t>(base) + static_cast<uint64_t>(*delta)));
-    return true;
+  explicit SumsOperator(Cf cf) : cf_(cf) {}
+
+  bool FullMergeV2(const MergeOperationInput& in, MergeOperationOutput* out) const override {
+    return Merge(in.key, in.existing_value, in.operand_list, &out->new_value);
   }
-  const char* Name() const override { return kInt64AddOperatorName; }
+  bool PartialMergeMulti(const rocksdb::Slice& key, const std::deque<rocksdb::Slice>& operands,
+                         std::string* new_value, rocksdb::Logger* /*logger*/) const override {
+    return Merge(key, nullptr, operands, new_value);
+  }
+  const char* Name() const override { return kMergeOperatorName; }
+
+ private:
+  template <typename Operands>
+  bool Merge(const rocksdb::Slice& key, const rocksdb::Slice* existing, const Operands& operands,
+             std::string* out) const {
+    switch (MergeKindOf(cf_, key.ToStringView())) {
+      case MergeKind::kInt64Add: {
+        // Two's complement wrap-around, without signed-overflow UB.
+        uint64_t sum = 0;
+        if (existing != nullptr) {
+          absl::StatusOr<int64_t> base = DecodeInt64Counter(existing->ToStringView());
+          if (!base.ok()) return false;
+          sum = static_cast<uint64_t>(*base);
+        }
+        for (const rocksdb::Slice& operand : operands) {
+          absl::StatusOr<int64_t> delta = DecodeInt64Counter(operand.ToStringView());
+          if (!delta.ok()) return false;
+          sum += static_cast<uint64_t>(*delta);
+        }
+        *out = EncodeInt64Counter(static_cast<int64_t>(sum));
+        return true;
+      }
+      case MergeKind::kKeyedSums: {
+        KeyedSums sums;
+        if (existing != nullptr && !AddKeyedSums(existing->ToStringView(), &sums).ok()) {
+          return false;
+        }
+        for (const rocksdb::Slice& operand : operands) {
+          if (!AddKeyedSums(operand.ToStringView(), &sums).ok()) return false;
+        }
+        *out = EncodeKeyedSums(sums);
+        return true;
+      }
+      case MergeKind::kNone:
+        break;
+    }
+    return false;
+  }
+
+  Cf cf_;
 };
 
 // Our WriteBatch is built without a Store, so it cannot hold real column
@@ -197,9 +247,10 @@ void WriteBatch::Delete(Cf cf, std::string_view key) {
 }
 
 void WriteBatch::Merge(Cf cf, std::string_view key, std::string_view value) {
-  if (cf != Cf::kAggregates && rep_->first_error.ok()) {
-    rep_->first_error = absl::InvalidArgumentError(
-        absl::StrFormat("Merge on %s refused: only aggregates has a merge operator", CfName(cf)));
+  if (MergeKindOf(cf, key) == MergeKind::kNone) {
+    rep_->Refuse(absl::InvalidArgumentError(absl::StrFormat(
+        "Merge on %s refused: only counters, counter pages and case scope lists merge",
+        CfName(cf))));
     return;
   }
   rep_->Note(rep_->batch.Merge(BatchHandle(cf), key, value), "Merge", cf);
@@ -428,7 +479,9 @@ rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const std::shared_ptr<rocksdb::Tab
   // default (1 MiB here) would be given back to the system at once and the
   // next memtable's pages faulted in afresh (common/arena_blocks.h).
   o.arena_block_size = 192 << 10;
-  if (cf == Cf::kAggregates) o.merge_operator = std::make_shared<Int64AddOperator>();
+  if (cf == Cf::kAggregates || cf == Cf::kCaseIndex) {
+    o.merge_operator = std::make_shared<SumsOperator>(cf);
+  }
   if (cf == Cf::kRecords || cf == Cf::kKeys || cf == Cf::kBatches || cf == Cf::kCaseIndex ||
       cf == Cf::kConflicts) {
     // Ingest looks up many keys that do not exist yet (the header, fields

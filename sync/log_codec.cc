@@ -5,7 +5,7 @@
 #include "absl/strings/str_format.h"
 #include "common/uuid.h"
 #include "storage/key_codec.h"
-#include "sync/byte_codec.h"
+#include "common/byte_codec.h"
 
 namespace fieldsync::sync {
 namespace {

@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
-#include "sync/byte_codec.h"
+#include "common/byte_codec.h"
 
 namespace fieldsync::sync {
 namespace {

@@ -340,14 +340,24 @@ std::vector<KeyKind> KeyKinds() {
          if (rk.is_header) return EncodeRecordHeaderKey(rk.case_id, rk.record_id);
          return EncodeFieldStateKey(rk.case_id, rk.record_id, rk.field);
        }},
-      {"case_scope",
+      {"case_scope_list",
        [](SeededRandom& r) {
-         return EncodeCaseScopeKey(RandomString(r, 8), RandomString(r, 8), RandomId(r));
+         return EncodeCaseScopeListKey(RandomString(r, 8), RandomString(r, 8));
        },
-       [](std::string_view k) { return DecodeCaseScopeKey(k).status(); },
+       [](std::string_view k) { return DecodeCaseScopeListKey(k).status(); },
        [](std::string_view k) {
-         CaseScopeKey c = *DecodeCaseScopeKey(k);
-         return EncodeCaseScopeKey(c.region, c.officer_id, c.case_id);
+         CaseScopeListKey c = *DecodeCaseScopeListKey(k);
+         return EncodeCaseScopeListKey(c.region, c.officer_id);
+       }},
+      {"counter_page",
+       [](SeededRandom& r) {
+         return EncodeCounterPageKey(RandomString(r, 8), "SWM"[r.Uniform(3)],
+                                     static_cast<uint32_t>(RandomU64(r)));
+       },
+       [](std::string_view k) { return DecodeCounterPageKey(k).status(); },
+       [](std::string_view k) {
+         CounterKey c = *DecodeCounterPageKey(k);
+         return EncodeCounterPageKey(c.metric, c.granularity, c.period);
        }},
       {"case_entry", [](SeededRandom& r) { return EncodeCaseEntryKey(RandomId(r), RandomU64(r)); },
        [](std::string_view k) { return DecodeCaseEntryKey(k).status(); },
@@ -413,11 +423,18 @@ TEST(KeyCodecTest, SyncKeysPreserveTupleOrder) {
             return EncodeFieldStateKey(std::get<0>(t), std::get<1>(t), std::get<3>(t));
         }
       });
-  using Scope = std::tuple<std::string, std::string, Id>;
+  using Scope = std::tuple<std::string, std::string>;
   ExpectOrderPreserved(
-      rng, [](SeededRandom& r) { return Scope(RandomString(r), RandomString(r), RandomId(r)); },
-      [](const Scope& t) {
-        return EncodeCaseScopeKey(std::get<0>(t), std::get<1>(t), std::get<2>(t));
+      rng, [](SeededRandom& r) { return Scope(RandomString(r), RandomString(r)); },
+      [](const Scope& t) { return EncodeCaseScopeListKey(std::get<0>(t), std::get<1>(t)); });
+  using Page = std::tuple<std::string, uint8_t, uint32_t>;
+  ExpectOrderPreserved(
+      rng,
+      [](SeededRandom& r) {
+        return Page(RandomString(r), "MSW"[r.Uniform(3)], static_cast<uint32_t>(RandomU64(r)));
+      },
+      [](const Page& t) {
+        return EncodeCounterPageKey(std::get<0>(t), std::get<1>(t), std::get<2>(t));
       });
   using Entry = std::tuple<Id, uint64_t>;
   ExpectOrderPreserved(
@@ -677,43 +694,58 @@ TEST(ColumnFamiliesTest, NamesAreThePersistedOnes) {
   EXPECT_FALSE(CfFromName("records2", &unused));
 }
 
-TEST(KeyCodecTest, CounterKeysRoundTripAndOrderPeriodsWithinAMetric) {
-  CounterKey a{"registrations", 'W', 202647, {"northern", "", "a\0b"}};
-  EXPECT_THAT(DecodeCounterKey(EncodeCounterKey(a)), IsOkAndHolds(a));
-  CounterKey later = a;
-  later.period = 202648;
-  later.values = {"a"};
-  EXPECT_LT(EncodeCounterKey(a), EncodeCounterKey(later));
+TEST(KeyCodecTest, CounterPageKeysRoundTripAndOrderPeriodsWithinAMetric) {
+  const std::string a = EncodeCounterPageKey("registrations", 'W', 202647);
+  EXPECT_THAT(DecodeCounterPageKey(a), IsOkAndHolds(CounterKey{"registrations", 'W', 202647, {}}));
+  EXPECT_EQ(a,
+            KeyBuilder().U8(kCounterPageTag).String("registrations").U8('W').U32(202647).Finish());
   // A period range of one metric and granularity is one contiguous range.
-  EXPECT_LT(EncodeCounterKey(later), CounterPeriodPrefix("registrations", 'W', 202649));
-  EXPECT_GE(EncodeCounterKey(a), CounterPeriodPrefix("registrations", 'W', 202647));
-  EXPECT_TRUE(EncodeCounterKey(a).starts_with(CounterPeriodPrefix("registrations", 'W', 202647)));
-  CounterKey stock{"open_cases", 'S', 0, {}};
-  EXPECT_THAT(DecodeCounterKey(EncodeCounterKey(stock)), IsOkAndHolds(stock));
+  EXPECT_LT(a, EncodeCounterPageKey("registrations", 'W', 202648));
+  EXPECT_LT(EncodeCounterPageKey("registrations", 'W', 202648),
+            EncodeCounterPageKey("registrations", 'W', 202649));
+  EXPECT_LT(EncodeCounterPageKey("registrations", 'M', 0xffffffff),
+            EncodeCounterPageKey("registrations", 'W', 0));
+  EXPECT_LT(EncodeCounterPageKey("registrations", 'W', 0xffffffff),
+            EncodeCounterPageKey("registrations2", 'M', 0));
+  EXPECT_THAT(DecodeCounterPageKey(EncodeCounterPageKey("open_cases", 'S', 0)),
+              IsOkAndHolds(CounterKey{"open_cases", 'S', 0, {}}));
 }
 
-TEST(KeyCodecTest, MalformedCounterKeysAreDataLoss) {
-  std::string good = EncodeCounterKey({"m", 'M', 202611, {"x"}});
-  for (size_t n = 0; n < good.size(); ++n) {
-    absl::StatusOr<CounterKey> k = DecodeCounterKey(good.substr(0, n));
-    // A cut between components can still be a valid shorter key; any other
-    // cut is corrupt.
-    if (k.ok()) {
-      EXPECT_NE(*k, (CounterKey{"m", 'M', 202611, {"x"}})) << n;
+TEST(KeyCodecTest, CounterCellsRoundTripInOrder) {
+  const std::vector<std::string> cell = {"northern", "", std::string("a\0b", 3)};
+  EXPECT_THAT(DecodeCounterCell(EncodeCounterCell(cell)), IsOkAndHolds(cell));
+  EXPECT_THAT(DecodeCounterCell(EncodeCounterCell({})), IsOkAndHolds(std::vector<std::string>{}));
+  EXPECT_LT(EncodeCounterCell({"a", "z"}), EncodeCounterCell({"b", ""}));
+  EXPECT_LT(EncodeCounterCell({"a", "z"}), EncodeCounterCell({"aa", ""}));
+  const std::string good = EncodeCounterCell({"ab", "c"});
+  for (size_t n = 1; n < good.size(); ++n) {
+    absl::StatusOr<std::vector<std::string>> c = DecodeCounterCell(good.substr(0, n));
+    // A cut between components is a shorter cell; any other cut is corrupt.
+    if (n == 4) {
+      EXPECT_THAT(c, IsOkAndHolds(std::vector<std::string>{"ab"}));
     } else {
-      EXPECT_THAT(k, StatusIs(absl::StatusCode::kDataLoss)) << n;
+      EXPECT_THAT(c, StatusIs(absl::StatusCode::kDataLoss)) << n;
     }
   }
+  EXPECT_THAT(DecodeCounterCell(std::string("a\0\x02", 3)), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+TEST(KeyCodecTest, MalformedCounterPageKeysAreDataLoss) {
+  const std::string good = EncodeCounterPageKey("m", 'M', 202611);
+  for (size_t n = 0; n < good.size(); ++n) {
+    EXPECT_THAT(DecodeCounterPageKey(good.substr(0, n)), StatusIs(absl::StatusCode::kDataLoss))
+        << n;
+  }
+  EXPECT_THAT(DecodeCounterPageKey(good + "x"), StatusIs(absl::StatusCode::kDataLoss));
   std::string bad_granularity = good;
   bad_granularity[4] = 'Q';  // tag, "m", 00 01, granularity
-  EXPECT_THAT(DecodeCounterKey(bad_granularity), StatusIs(absl::StatusCode::kDataLoss));
-  std::string other_tag = good;
-  other_tag[0] = 9;
-  EXPECT_THAT(DecodeCounterKey(other_tag), StatusIs(absl::StatusCode::kDataLoss));
-  // A key of the retired per-case tag is not a counter.
-  std::string retired = good;
-  retired[0] = static_cast<char>(kRetiredAggregateCaseTag);
-  EXPECT_THAT(DecodeCounterKey(retired), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeCounterPageKey(bad_granularity), StatusIs(absl::StatusCode::kDataLoss));
+  // Keys of the retired tags are not pages.
+  for (uint8_t tag : {kCounterTag, kRetiredAggregateCaseTag, uint8_t{9}}) {
+    std::string other = good;
+    other[0] = static_cast<char>(tag);
+    EXPECT_THAT(DecodeCounterPageKey(other), StatusIs(absl::StatusCode::kDataLoss)) << int{tag};
+  }
 }
 
 }  // namespace

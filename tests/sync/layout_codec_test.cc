@@ -11,7 +11,7 @@
 #include "storage/key_codec.h"
 #include "storage/name_dictionary.h"
 #include "storage/store.h"
-#include "sync/byte_codec.h"
+#include "common/byte_codec.h"
 #include "sync/log_codec.h"
 #include "sync/record_codec.h"
 #include "tests/testing/status_matchers.h"

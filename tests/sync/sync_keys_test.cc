@@ -32,22 +32,30 @@ TEST(SyncKeysTest, RecordsKeysRoundTripWithHeaderFirst) {
 }
 
 TEST(SyncKeysTest, CaseIndexConflictAndBatchKeysRoundTrip) {
-  EXPECT_THAT(DecodeCaseScopeKey(EncodeCaseScopeKey("north", "officer-1", kA)),
-              IsOkAndHolds(CaseScopeKey{"north", "officer-1", kA}));
-  EXPECT_THAT(DecodeCaseScopeKey(EncodeCaseScopeKey("", "", kA)),
-              IsOkAndHolds(CaseScopeKey{"", "", kA}));
-  // One region's keys, and one officer's within it, share a prefix that no
-  // other region's or officer's has, even one that extends the name.
-  const std::string key = EncodeCaseScopeKey("north", "officer-1", kA);
-  EXPECT_TRUE(key.starts_with(CaseScopeRegionPrefix("north")));
-  EXPECT_TRUE(key.starts_with(CaseScopeOfficerPrefix("north", "officer-1")));
-  EXPECT_FALSE(
-      EncodeCaseScopeKey("northeast", "officer-1", kA).starts_with(CaseScopeRegionPrefix("north")));
-  EXPECT_FALSE(EncodeCaseScopeKey("north", "officer-10", kA)
-                   .starts_with(CaseScopeOfficerPrefix("north", "officer-1")));
-  // Other tags are not scope keys.
-  EXPECT_THAT(DecodeCaseScopeKey(EncodeCaseEntryKey(kA, 1)), StatusIs(absl::StatusCode::kDataLoss));
-  EXPECT_THAT(DecodeCaseScopeKey(key.substr(0, key.size() - 1)),
+  EXPECT_THAT(DecodeCaseScopeListKey(EncodeCaseScopeListKey("north", "officer-1")),
+              IsOkAndHolds(CaseScopeListKey{"north", "officer-1"}));
+  EXPECT_THAT(DecodeCaseScopeListKey(EncodeCaseScopeListKey("", "")),
+              IsOkAndHolds(CaseScopeListKey{"", ""}));
+  // One region's lists share a prefix that no other region's has, even one
+  // that extends the name; no officer's list key is a prefix of another's.
+  const std::string key = EncodeCaseScopeListKey("north", "officer-1");
+  EXPECT_TRUE(key.starts_with(CaseScopeListRegionPrefix("north")));
+  EXPECT_TRUE(key.starts_with(CaseScopeListPrefix()));
+  EXPECT_FALSE(EncodeCaseScopeListKey("northeast", "officer-1")
+                   .starts_with(CaseScopeListRegionPrefix("north")));
+  EXPECT_FALSE(EncodeCaseScopeListKey("north", "officer-10").starts_with(key));
+  // Other tags, the retired per-case scope key among them, are not lists.
+  EXPECT_THAT(DecodeCaseScopeListKey(EncodeCaseEntryKey(kA, 1)),
+              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(
+      DecodeCaseScopeListKey(
+          KeyBuilder().U8(kRetiredCaseScopeTag).String("north").String("").Uuid(kA).Finish()),
+      StatusIs(absl::StatusCode::kDataLoss));
+  for (size_t n = 0; n < key.size(); ++n) {
+    EXPECT_THAT(DecodeCaseScopeListKey(key.substr(0, n)), StatusIs(absl::StatusCode::kDataLoss))
+        << n;
+  }
+  EXPECT_THAT(DecodeCaseScopeListKey(key + std::string(kA.begin(), kA.end())),
               StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_THAT(DecodeConflictKey(EncodeConflictKey(kA, 42, "f")),
               IsOkAndHolds(ConflictKey{kA, 42, "f"}));

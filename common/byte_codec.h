@@ -1,9 +1,9 @@
-// The primitives of sync's compact stored forms (sync/log_codec.h,
-// sync/record_codec.h): unsigned LEB128 varints, zigzag varints for signed
-// values, length-prefixed bytes, and fixed 16-byte ids. Persisted through
-// those forms: never change an encoding here.
-#ifndef FIELDSYNC_SYNC_BYTE_CODEC_H_
-#define FIELDSYNC_SYNC_BYTE_CODEC_H_
+// The primitives of fieldsync's compact stored forms (sync/log_codec.h,
+// sync/record_codec.h, storage/keyed_sums.h): unsigned LEB128 varints,
+// zigzag varints for signed values, length-prefixed bytes, and fixed
+// 16-byte ids. Persisted through those forms: never change an encoding here.
+#ifndef FIELDSYNC_COMMON_BYTE_CODEC_H_
+#define FIELDSYNC_COMMON_BYTE_CODEC_H_
 
 #include <cstdint>
 #include <cstring>
@@ -12,7 +12,7 @@
 
 #include "common/uuid.h"
 
-namespace fieldsync::sync {
+namespace fieldsync {
 
 // Appends to a string. Not thread-safe.
 class ByteWriter {
@@ -107,6 +107,6 @@ class ByteReader {
   bool failed_ = false;
 };
 
-}  // namespace fieldsync::sync
+}  // namespace fieldsync
 
-#endif  // FIELDSYNC_SYNC_BYTE_CODEC_H_
+#endif  // FIELDSYNC_COMMON_BYTE_CODEC_H_
