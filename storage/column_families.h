@@ -20,10 +20,10 @@ enum class Cf : uint8_t {
   kKeys = 2,         // wrapped keys (KEK-wrapped DEKs)
   kRecords = 3,      // current record state
   kCaseLog = 4,      // the ordered case log, by position
-  kCaseIndex = 5,    // blind-index entries
+  kCaseIndex = 5,    // case entries and scope lists; merge operator: keyed sums
   kConflicts = 6,    // kept losers of concurrent edits
   kBatches = 7,      // batches seen (idempotency records)
-  kAggregates = 8,   // counters; merge operator: signed 64-bit add
+  kAggregates = 8,   // counter pages; merge operator: keyed sums
   kAuditLeaves = 9,  // audit log entries by index
   kAuditNodes = 10,  // audit Merkle tree nodes
   kMetadata = 11,    // store-wide named values (schema version, tree head)

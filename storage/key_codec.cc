@@ -345,37 +345,6 @@ std::string CaseScopeListRegionPrefix(std::string_view region) {
   return KeyBuilder().U8(kCaseScopeListTag).String(region).Finish();
 }
 
-std::string EncodeCaseScopeKey(std::string_view region, std::string_view officer_id,
-                               std::span<const uint8_t, 16> case_id) {
-  return KeyBuilder()
-      .U8(kRetiredCaseScopeTag)
-      .String(region)
-      .String(officer_id)
-      .Uuid(case_id)
-      .Finish();
-}
-
-absl::StatusOr<CaseScopeKey> DecodeCaseScopeKey(std::string_view key) {
-  KeyReader r(key);
-  RETURN_IF_ERROR(ExpectTag(r, kRetiredCaseScopeTag, "case-scope key"));
-  CaseScopeKey out;
-  ASSIGN_OR_RETURN(out.region, r.String());
-  ASSIGN_OR_RETURN(out.officer_id, r.String());
-  ASSIGN_OR_RETURN(out.case_id, r.Uuid());
-  RETURN_IF_ERROR(r.ExpectEnd("case-scope key"));
-  return out;
-}
-
-std::string CaseScopePrefix() { return KeyBuilder().U8(kRetiredCaseScopeTag).Finish(); }
-
-std::string CaseScopeRegionPrefix(std::string_view region) {
-  return KeyBuilder().U8(kRetiredCaseScopeTag).String(region).Finish();
-}
-
-std::string CaseScopeOfficerPrefix(std::string_view region, std::string_view officer_id) {
-  return KeyBuilder().U8(kRetiredCaseScopeTag).String(region).String(officer_id).Finish();
-}
-
 std::string EncodeCaseEntryKey(std::span<const uint8_t, 16> case_id, uint64_t position) {
   return KeyBuilder().U8(kCaseEntryTag).Uuid(case_id).U64(position).Finish();
 }

@@ -212,20 +212,6 @@ absl::StatusOr<CaseScopeListKey> DecodeCaseScopeListKey(std::string_view key);
 std::string CaseScopeListPrefix();
 std::string CaseScopeListRegionPrefix(std::string_view region);
 
-// TRANSITIONAL (removed when sync/ reads scope lists): merge rules 4's key.
-struct CaseScopeKey {
-  std::string region;
-  std::string officer_id;
-  std::array<uint8_t, 16> case_id;
-  friend bool operator==(const CaseScopeKey&, const CaseScopeKey&) = default;
-};
-std::string EncodeCaseScopeKey(std::string_view region, std::string_view officer_id,
-                               std::span<const uint8_t, 16> case_id);
-absl::StatusOr<CaseScopeKey> DecodeCaseScopeKey(std::string_view key);
-std::string CaseScopePrefix();
-std::string CaseScopeRegionPrefix(std::string_view region);
-std::string CaseScopeOfficerPrefix(std::string_view region, std::string_view officer_id);
-
 // Cf::kCaseIndex, one log entry of a case (value empty), so that a case's
 // history, and a pull of a scope's cases (merging their entry streams by
 // position, sync/pull.h), are read without scanning the log:

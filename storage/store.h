@@ -68,8 +68,10 @@ class WriteBatch {
 
   void Put(Cf cf, std::string_view key, std::string_view value);
   void Delete(Cf cf, std::string_view key);
-  // Adds a merge operand; only Cf::kAggregates has a merge operator
-  // (an 8-byte counter delta, counter.h). A Merge to another column family
+  // Adds a merge operand. Only keys that sum merge: counter pages
+  // (Cf::kAggregates) and case scope lists (Cf::kCaseIndex), whose operands
+  // are keyed sums (keyed_sums.h), and the retired one-key counters of
+  // Cf::kAggregates (an 8-byte delta, counter.h). A Merge to any other key
   // makes Commit of this batch fail with kInvalidArgument.
   void Merge(Cf cf, std::string_view key, std::string_view value);
   // Deletes every key in [begin, end). Refused (Commit fails with
@@ -180,7 +182,7 @@ class Store {
   // has failed, RocksDB refuses every later write and Commit keeps
   // returning kUnavailable until the Store is reopened. kInvalidArgument
   // when the batch holds a key or value RocksDB rejects (over 4 GiB) or a
-  // Merge outside Cf::kAggregates. kFailedPrecondition after Close().
+  // Merge to a key that does not sum. kFailedPrecondition after Close().
   // An empty batch is OK and writes nothing. The batch is left unchanged.
   absl::Status Commit(WriteBatch* batch);
 

@@ -182,31 +182,27 @@ absl::StatusOr<v1::ListCasesResponse> ChangeFeed::ListCases(const CaseFilter& fi
   std::string last_key;
   bool more = false;
   for (const std::string& prefix : prefixes) {
-    const std::string upper = storage::PrefixUpperBound(prefix);
-    if (!after.empty() && after >= upper) continue;
-    std::string start = prefix;
-    if (!after.empty() && after >= prefix) start = after + '\0';
-    std::unique_ptr<storage::Iterator> it =
-        store_->NewIterator(Cf::kCaseIndex, start, upper, snap.get());
-    for (; it->Valid(); it->Next()) {
-      if (static_cast<size_t>(out.cases_size()) >= limit) {
-        more = true;
-        break;
-      }
-      ASSIGN_OR_RETURN(storage::CaseScopeKey key, storage::DecodeCaseScopeKey(it->key()));
-      absl::StatusOr<v1::CaseSummary> summary = Summarize(key.case_id, snap.get());
-      if (absl::IsNotFound(summary.status())) continue;  // an index entry without state
-      if (!summary.ok()) return summary.status();
-      last_key = std::string(it->key());
-      if (std::find(filter.regions.begin(), filter.regions.end(), summary->region()) ==
-              filter.regions.end() ||
-          (!filter.status.empty() && summary->status() != filter.status) ||
-          (filter.has_conflicts && summary->open_conflicts() == 0)) {
-        continue;
-      }
-      *out.add_cases() = *std::move(summary);
-    }
-    RETURN_IF_ERROR(it->status());
+    if (!after.empty() && after >= storage::PrefixUpperBound(prefix)) continue;
+    RETURN_IF_ERROR(ForEachListedCase(
+        store_, snap.get(), prefix, after,
+        [&](const Uuid& case_id, std::string_view position) -> absl::StatusOr<bool> {
+          if (static_cast<size_t>(out.cases_size()) >= limit) {
+            more = true;
+            return false;
+          }
+          absl::StatusOr<v1::CaseSummary> summary = Summarize(case_id, snap.get());
+          if (absl::IsNotFound(summary.status())) return true;  // listed without state
+          if (!summary.ok()) return summary.status();
+          last_key = std::string(position);
+          if (std::find(filter.regions.begin(), filter.regions.end(), summary->region()) ==
+                  filter.regions.end() ||
+              (!filter.status.empty() && summary->status() != filter.status) ||
+              (filter.has_conflicts && summary->open_conflicts() == 0)) {
+            return true;
+          }
+          *out.add_cases() = *std::move(summary);
+          return true;
+        }));
     if (more) break;
   }
   if (more && !last_key.empty()) out.set_next_page_token(absl::WebSafeBase64Escape(last_key));

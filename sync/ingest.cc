@@ -446,6 +446,8 @@ void Ingest::CommitGroup(const std::vector<Unit*>& group) {
     if (!fatal.ok()) return fail_all(fatal);
     if (u->status.ok() && !u->push.is_retry_answer) summaries[i] = std::move(summary);
   }
+  // The scope lists the group moved, one operand per list.
+  view.FlushSums();
   bool observed = false;
   absl::Status group_status = absl::OkStatus();
   for (size_t i = 0; i < group.size() && group_status.ok(); ++i) {

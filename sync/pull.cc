@@ -70,18 +70,16 @@ absl::Status ScopedLogReader::Rebuild(const storage::Snapshot* snap) {
       if (Member(id, owner)) cases.push_back(id);
     }
   } else {
-    // The case index lists each case under its current region and officer,
+    // The scope lists hold each case under its current region and officer,
     // the fields Reaches() looks at.
     ASSIGN_OR_RETURN(std::vector<std::string> prefixes,
                      CaseIndexPrefixes(feed_->store(), snap, scope_.officer_id, scope_.regions));
     for (const std::string& prefix : prefixes) {
-      std::unique_ptr<storage::Iterator> it = feed_->store()->NewIterator(
-          Cf::kCaseIndex, prefix, storage::PrefixUpperBound(prefix), snap);
-      for (; it->Valid(); it->Next()) {
-        ASSIGN_OR_RETURN(storage::CaseScopeKey key, storage::DecodeCaseScopeKey(it->key()));
-        cases.push_back(key.case_id);
-      }
-      RETURN_IF_ERROR(it->status());
+      RETURN_IF_ERROR(ForEachListedCase(feed_->store(), snap, prefix, "",
+                                        [&](const Uuid& id, std::string_view) {
+                                          cases.push_back(id);
+                                          return true;
+                                        }));
     }
   }
   // In id order, so that the entry index is read front to back.

@@ -2,7 +2,7 @@
 // reader's chunks hold the log entries, after a cursor, of the cases its
 // scope (sync/scope.h) reaches, in position order. The log itself is never
 // scanned for them: the cases in scope come from the case index (by officer
-// and region, storage/key_codec.h EncodeCaseScopeKey) and each case's
+// and region, storage/key_codec.h EncodeCaseScopeListKey) and each case's
 // entries from its records and the case-entry index (sync/case_entries.h); their
 // position streams are merged. A stream keeps that merge across its chunks,
 // so a chunk costs about its own entries, not the reader's caseload.

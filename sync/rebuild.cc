@@ -80,6 +80,7 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
           rebuild.observer(replay, changed ? &before : nullptr, changed ? &after : nullptr));
     }
     if (++pending >= rebuild.entries_per_commit) {
+      view.FlushSums();
       RETURN_IF_ERROR(target->Commit(&batch));
       batch.Clear();
       view.ResetOverlay();
@@ -88,6 +89,7 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
     }
   }
   RETURN_IF_ERROR(it->status());
+  view.FlushSums();
   RETURN_IF_ERROR(target->Commit(&batch));
   return expected - 1;
 }

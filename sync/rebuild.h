@@ -64,7 +64,9 @@ absl::StatusOr<uint64_t> RebuildStateFromLog(const Schema& schema, storage::Stor
 // 4 decides as 2 does, lists a case under one scope key (region and
 // officer, EncodeCaseScopeKey) instead of two and gives no entry key to the
 // entry that created a record (its state's created_position finds it).
-inline constexpr uint32_t kMergeRules = 4;
+// 5 decides as 2 does and lists cases in one scope list per region and
+// officer (EncodeCaseScopeListKey) instead of one key per case.
+inline constexpr uint32_t kMergeRules = 5;
 // The first version whose decisions are today's: a rebuild from it or a
 // later version keeps kMergeRulesFromName as it was.
 inline constexpr uint32_t kMergeRulesDecisions = 2;

@@ -132,7 +132,7 @@ absl::Status UpdateConflict(const v1::CaseLogEntry& entry, const Uuid& case_id,
   return absl::OkStatus();
 }
 
-// Keeps the case's scope key and the open-conflict index in step with the
+// Keeps the case's scope list and the open-conflict index in step with the
 // entry and writes the conflict records it opened, changed or closed.
 absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_registration,
                         bool creating, const CaseScope& before, RecordState* registration,
@@ -148,17 +148,19 @@ absl::Status FinishCase(const Schema& schema, const Uuid& case_id, bool is_regis
     ASSIGN_OR_RETURN(after, ReadCaseScope(schema, case_id, view, read));
   }
   if (is_registration && (before.region != after.region || before.officer != after.officer)) {
-    // The case's one scope key, under its region and officer ("" unset).
+    // The case moves to the scope list of its region and officer ("" unset).
+    const std::string_view member(reinterpret_cast<const char*>(case_id.data()), case_id.size());
     if (before.region || before.officer) {
-      view->Delete(Cf::kCaseIndex,
-                   storage::EncodeCaseScopeKey(before.region.value_or(""),
-                                               before.officer.value_or(""), case_id));
+      view->AddToSum(
+          Cf::kCaseIndex,
+          storage::EncodeCaseScopeListKey(before.region.value_or(""), before.officer.value_or("")),
+          member, -1);
     }
     if (after.region || after.officer) {
-      view->Put(Cf::kCaseIndex,
-                storage::EncodeCaseScopeKey(after.region.value_or(""), after.officer.value_or(""),
-                                            case_id),
-                "");
+      view->AddToSum(
+          Cf::kCaseIndex,
+          storage::EncodeCaseScopeListKey(after.region.value_or(""), after.officer.value_or("")),
+          member, 1);
     }
   }
   // A new case has no conflicts yet (no record of a case comes before its

@@ -6,9 +6,9 @@
 // moves the case (with its whole history) from one scope to another.
 //
 // Pulls (sync/pull.h), the case reads of CaseService and a backfill's check
-// all decide through Reaches(); the case index (storage/key_codec.h
-// EncodeCaseScopeKey) lists the same cases by region and officer, kept in
-// step with the same fields by the reconciler.
+// all decide through Reaches(); the case index's scope lists
+// (storage/key_codec.h EncodeCaseScopeListKey) list the same cases by region
+// and officer, kept in step with the same fields by the reconciler.
 #ifndef FIELDSYNC_SYNC_SCOPE_H_
 #define FIELDSYNC_SYNC_SCOPE_H_
 
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "common/uuid.h"
 #include "fieldsync/v1/admin.pb.h"
@@ -69,14 +70,25 @@ absl::StatusOr<CaseReach> ReachOfCase(storage::Store* store, const Schema& schem
                                       const ReadScope& scope, const Uuid& case_id,
                                       const storage::Snapshot* snapshot);
 
-// The case-index prefixes (storage/key_codec.h CaseScopeRegionPrefix,
-// CaseScopeOfficerPrefix) under which the cases assigned to `officer_id`
-// (unless empty) or of any of `regions` are listed, in key order and not
-// overlapping: one per region, and the officer's under each other region
-// the index holds, read at `snapshot` (null: the latest).
+// The case-index prefixes (storage/key_codec.h CaseScopeListRegionPrefix,
+// and EncodeCaseScopeListKey for one list) under which the cases assigned
+// to `officer_id` (unless empty) or of any of `regions` are listed, in key
+// order and not overlapping: one per region, and the officer's list under
+// each other region the index holds, read at `snapshot` (null: the latest).
 absl::StatusOr<std::vector<std::string>> CaseIndexPrefixes(
     storage::Store* store, const storage::Snapshot* snapshot, std::string_view officer_id,
     const absl::flat_hash_set<std::string>& regions);
+
+// Calls `fn` with each case listed under `prefix` (one of
+// CaseIndexPrefixes) and its position in the listing, its scope list's key
+// followed by its 16-byte id (positions grow from call to call), starting
+// after the position `after` ("": from the first); stops when `fn` returns
+// false or an error, and returns that error. Read at `snapshot` (null: the
+// latest). kDataLoss on a malformed scope list.
+absl::Status ForEachListedCase(
+    storage::Store* store, const storage::Snapshot* snapshot, std::string_view prefix,
+    std::string_view after,
+    absl::FunctionRef<absl::StatusOr<bool>(const Uuid& case_id, std::string_view position)> fn);
 
 }  // namespace fieldsync::sync
 

@@ -63,6 +63,25 @@ void StateView::Delete(storage::Cf cf, std::string_view key) {
   batch_->Delete(cf, key);
 }
 
+void StateView::AddToSum(storage::Cf cf, std::string_view key, std::string_view member,
+                         int64_t delta) {
+  auto it = sums_.find(std::pair<storage::Cf, std::string_view>(cf, key));
+  if (it == sums_.end()) {
+    it = sums_
+             .emplace(std::pair<storage::Cf, std::string>(cf, std::string(key)),
+                      storage::KeyedSums())
+             .first;
+  }
+  storage::AddToSum(&it->second, member, delta);
+}
+
+void StateView::FlushSums() {
+  for (const auto& [at, sums] : sums_) {
+    batch_->Merge(at.first, at.second, storage::EncodeKeyedSums(sums));
+  }
+  sums_.clear();
+}
+
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> StateView::Scan(
     storage::Cf cf, std::string_view prefix) {
   std::map<std::string, std::string> merged;

@@ -9,6 +9,7 @@
 #ifndef FIELDSYNC_SYNC_STATE_VIEW_H_
 #define FIELDSYNC_SYNC_STATE_VIEW_H_
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <span>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "storage/keyed_sums.h"
 #include "storage/store.h"
 
 namespace fieldsync::sync {
@@ -58,6 +60,18 @@ class StateView {
   }
   void Delete(storage::Cf cf, std::string_view key);
 
+  // Adds `delta` to `member`'s sum under `key`, a keyed-sums key
+  // (storage/keyed_sums.h), summed with the rest of the group's: FlushSums
+  // writes one Merge operand per key. Reads through the view do not see
+  // these sums (nothing reads such a key while a group is built).
+  void AddToSum(storage::Cf cf, std::string_view key, std::string_view member, int64_t delta);
+  // Writes the sums added since the last flush to the batch, one Merge
+  // operand per key, and forgets them. A key whose deltas cancel still gets
+  // its (empty) operand, so that which keys the store holds does not depend
+  // on how changes were grouped into batches. Call before the batch is
+  // committed.
+  void FlushSums();
+
   // Every live key with `prefix` and its value, in key order, merging the
   // store and the overlay.
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(storage::Cf cf,
@@ -68,8 +82,12 @@ class StateView {
   storage::Store* store() const { return store_; }
   storage::WriteBatch* batch() const { return batch_; }
 
-  // Forgets the overlay (after the batch was committed or dropped).
-  void ResetOverlay() { overlay_.clear(); }
+  // Forgets the overlay and any unflushed sums (after the batch was
+  // committed or dropped).
+  void ResetOverlay() {
+    overlay_.clear();
+    sums_.clear();
+  }
 
  private:
   static absl::Status CorruptValue(storage::Cf cf, std::string_view key);
@@ -91,6 +109,8 @@ class StateView {
   };
   // nullopt marks a deletion, or a key the store does not hold.
   std::map<std::pair<storage::Cf, std::string>, std::optional<std::string>, KeyLess> overlay_;
+  // The group's keyed sums not yet flushed, by (column family, key).
+  std::map<std::pair<storage::Cf, std::string>, storage::KeyedSums, KeyLess> sums_;
 };
 
 }  // namespace fieldsync::sync

@@ -393,6 +393,25 @@ TEST_F(MergeRulesTest, AVersion3CaseIndexIsRebuiltAndKeepsWhereTheRulesBegan) {
               ::fieldsync::testing::IsOkAndHolds("3"));
 }
 
+TEST_F(MergeRulesTest, AVersion4CaseIndexIsRebuiltIntoScopeLists) {
+  CreateCaseAndFollowUp();
+  ASSERT_THAT(Push("dev-b", 1, {SetName(102, "Mina", 1, kStartMicros)}), IsOk());
+  const auto index = testing::DumpCf(store_.get(), storage::Cf::kCaseIndex);
+  const auto records = testing::DumpCf(store_.get(), storage::Cf::kRecords);
+  // A version 4 state: one scope key per case.
+  ASSERT_EQ(testing::RewriteCaseIndexAsMergeRules4(store_.get()), 1);
+  ASSERT_NE(testing::DumpCf(store_.get(), storage::Cf::kCaseIndex), index);
+
+  absl::StatusOr<StateUpgrade> up = BringStateToCurrentRules(*schema_, store_.get());
+
+  ASSERT_THAT(up, IsOk());
+  EXPECT_TRUE(up->rebuilt);
+  EXPECT_EQ(testing::DumpCf(store_.get(), storage::Cf::kCaseIndex), index);
+  EXPECT_EQ(testing::DumpCf(store_.get(), storage::Cf::kRecords), records);
+  EXPECT_THAT(store_->Get(storage::Cf::kMetadata, storage::EncodeMetadataKey(kMergeRulesName)),
+              ::fieldsync::testing::IsOkAndHolds(std::to_string(kMergeRules)));
+}
+
 TEST_F(MergeRulesTest, ANewStoreOnlyRecordsTheRules) {
   absl::StatusOr<StateUpgrade> up = BringStateToCurrentRules(*schema_, store_.get());
 

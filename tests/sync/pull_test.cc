@@ -428,13 +428,17 @@ TEST_F(PullTest, TheScopeRuleAnswersForCaseReads) {
   EXPECT_THAT(feed_->CaseOfConflict(id).status(), StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(PullTest, ACaseIndexOfEarlierRulesIsRebuiltAtStartAndPullsByScope) {
+class PullUpgradeTest : public PullTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(PullUpgradeTest, ACaseIndexOfEarlierRulesIsRebuiltAtStartAndPullsByScope) {
   for (int n = 1; n <= 4; ++n) NewCaseOf(n % 2 ? "officer-1" : "officer-2", n, "northern");
   for (int n = 1; n <= 4; ++n) EditOf(n % 2 ? "officer-1" : "officer-2", n);
   const ReadScope scope = OfficerScope("officer-1");
   const std::vector<uint64_t> expected = Reference(scope, 0, Last());
-  // A state written under merge rules 3 (its case index in the old form).
-  ASSERT_EQ(testing::RewriteCaseIndexAsMergeRules3(store_.get()), 4);
+  // A state written under merge rules 3 or 4 (its case index in that form).
+  ASSERT_EQ(GetParam() == 3 ? testing::RewriteCaseIndexAsMergeRules3(store_.get())
+                            : testing::RewriteCaseIndexAsMergeRules4(store_.get()),
+            4);
   {
     ScopedLogReader without(feed_.get(), scope, {});
     absl::StatusOr<v1::PulledChanges> nothing = without.Next(100, 1 << 20);
@@ -451,6 +455,8 @@ TEST_F(PullTest, ACaseIndexOfEarlierRulesIsRebuiltAtStartAndPullsByScope) {
   EXPECT_EQ(Positions(chunk), expected);
   EXPECT_TRUE(chunk.caught_up());
 }
+
+INSTANTIATE_TEST_SUITE_P(Rules, PullUpgradeTest, ::testing::Values(3, 4));
 
 TEST_F(PullTest, ACasesEntriesAreItsRecordsCreationsAndItsEntryKeys) {
   NewCaseOf("officer-1", 1, "northern");  // 1

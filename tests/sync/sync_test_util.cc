@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
+#include <tuple>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
@@ -11,6 +13,7 @@
 #include "crypto/bytes.h"
 #include "crypto/hmac.h"
 #include "storage/key_codec.h"
+#include "storage/keyed_sums.h"
 #include "sync/rebuild.h"
 #include "sync/record_codec.h"
 
@@ -197,34 +200,72 @@ std::vector<std::pair<std::string, std::string>> DumpCf(storage::Store* store, s
   return out;
 }
 
-int RewriteCaseIndexAsMergeRules3(storage::Store* store) {
-  storage::WriteBatch old;
-  int scopes = 0;
+namespace {
+
+// The cases of each scope list of `store`: (region, officer, case id).
+std::vector<std::tuple<std::string, std::string, Uuid>> ListedCases(storage::Store* store) {
+  std::vector<std::tuple<std::string, std::string, Uuid>> out;
   for (const auto& [key, value] : DumpCf(store, storage::Cf::kCaseIndex)) {
-    absl::StatusOr<storage::CaseScopeKey> scope = storage::DecodeCaseScopeKey(key);
-    if (!scope.ok()) continue;
-    old.Delete(storage::Cf::kCaseIndex, key);
-    if (!scope->region.empty()) {
-      old.Put(storage::Cf::kCaseIndex,
-              storage::KeyBuilder().U8(1).String(scope->region).Uuid(scope->case_id).Finish(), "");
-    }
-    if (!scope->officer_id.empty()) {
-      old.Put(storage::Cf::kCaseIndex,
-              storage::KeyBuilder().U8(2).String(scope->officer_id).Uuid(scope->case_id).Finish(),
-              "");
-    }
-    ++scopes;
+    absl::StatusOr<storage::CaseScopeListKey> list = storage::DecodeCaseScopeListKey(key);
+    if (!list.ok()) continue;
+    absl::Status s = storage::ForEachKeyedSum(value, [&](std::string_view member, int64_t) {
+      Uuid id;
+      if (member.size() != id.size()) return absl::DataLossError("not a case id");
+      std::memcpy(id.data(), member.data(), id.size());
+      out.emplace_back(list->region, list->officer_id, id);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return {};
   }
-  for (const auto& [key, value] : DumpCf(store, storage::Cf::kRecords)) {
-    absl::StatusOr<storage::RecordsKey> k = storage::DecodeRecordsKey(key);
-    if (!k.ok() || !k->is_state) continue;
-    absl::StatusOr<uint64_t> created = DecodeRecordCreatedPosition(value);
-    if (!created.ok()) continue;
-    old.Put(storage::Cf::kCaseIndex, storage::EncodeCaseEntryKey(k->case_id, *created), "");
-  }
-  old.Put(storage::Cf::kMetadata, storage::EncodeMetadataKey(kMergeRulesName), "3");
-  if (!store->Commit(&old).ok()) return -1;
-  return scopes;
+  return out;
 }
+
+int RewriteCaseIndexAs(storage::Store* store, int rules) {
+  storage::WriteBatch old;
+  const std::vector<std::tuple<std::string, std::string, Uuid>> listed = ListedCases(store);
+  for (const auto& [key, value] : DumpCf(store, storage::Cf::kCaseIndex)) {
+    if (storage::DecodeCaseScopeListKey(key).ok()) old.Delete(storage::Cf::kCaseIndex, key);
+  }
+  for (const auto& [region, officer, case_id] : listed) {
+    if (rules == 4) {
+      old.Put(storage::Cf::kCaseIndex,
+              storage::KeyBuilder()
+                  .U8(storage::kRetiredCaseScopeTag)
+                  .String(region)
+                  .String(officer)
+                  .Uuid(case_id)
+                  .Finish(),
+              "");
+      continue;
+    }
+    if (!region.empty()) {
+      old.Put(storage::Cf::kCaseIndex,
+              storage::KeyBuilder().U8(1).String(region).Uuid(case_id).Finish(), "");
+    }
+    if (!officer.empty()) {
+      old.Put(storage::Cf::kCaseIndex,
+              storage::KeyBuilder().U8(2).String(officer).Uuid(case_id).Finish(), "");
+    }
+  }
+  if (rules == 3) {
+    for (const auto& [key, value] : DumpCf(store, storage::Cf::kRecords)) {
+      absl::StatusOr<storage::RecordsKey> k = storage::DecodeRecordsKey(key);
+      if (!k.ok() || !k->is_state) continue;
+      absl::StatusOr<uint64_t> created = DecodeRecordCreatedPosition(value);
+      if (!created.ok()) continue;
+      old.Put(storage::Cf::kCaseIndex, storage::EncodeCaseEntryKey(k->case_id, *created), "");
+    }
+  }
+  old.Put(storage::Cf::kMetadata, storage::EncodeMetadataKey(kMergeRulesName),
+          std::to_string(rules));
+  if (!store->Commit(&old).ok()) return -1;
+  return static_cast<int>(listed.size());
+}
+
+}  // namespace
+
+int RewriteCaseIndexAsMergeRules3(storage::Store* store) { return RewriteCaseIndexAs(store, 3); }
+
+int RewriteCaseIndexAsMergeRules4(storage::Store* store) { return RewriteCaseIndexAs(store, 4); }
 
 }  // namespace fieldsync::sync::testing

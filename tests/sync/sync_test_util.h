@@ -117,6 +117,9 @@ std::vector<std::pair<std::string, std::string>> DumpCf(storage::Store* store, s
 // store written by the release before. Returns how many scope keys it
 // rewrote.
 int RewriteCaseIndexAsMergeRules3(storage::Store* store);
+// The same for merge rules 4: each listed case under one key of its region
+// and officer (tag 5), entry keys as today.
+int RewriteCaseIndexAsMergeRules4(storage::Store* store);
 
 }  // namespace fieldsync::sync::testing
 
