@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "keys/case_keys.h"
 #include "storage/key_codec.h"
+#include "storage/keyed_sums.h"
 #include "storage/store.h"
 #include "sync/case_entries.h"
 #include "sync/case_key_sealer.h"
@@ -239,6 +240,75 @@ TEST_F(PullTest, ChunksResumeExactlyInOneStreamAndAcrossReconnects) {
     done = c.caught_up();
   }
   EXPECT_EQ(resumed, all);
+}
+
+// The cases ForEachListedCase gives under `prefix` after `after`, and
+// their positions.
+std::vector<std::pair<std::string, std::string>> Listed(storage::Store* store,
+                                                        std::string_view prefix,
+                                                        std::string_view after = "") {
+  std::vector<std::pair<std::string, std::string>> out;
+  EXPECT_THAT(ForEachListedCase(store, nullptr, prefix, after,
+                                [&](const Uuid& id, std::string_view position) {
+                                  out.emplace_back(FormatUuid(id), std::string(position));
+                                  return true;
+                                }),
+              IsOk());
+  return out;
+}
+
+TEST_F(PullTest, ScopeListsHoldEachCaseOnceAndAGroupWritesOneOperandPerList) {
+  NewCaseOf("officer-1", 1, "northern");  // names its fields in the dictionary
+  auto ops = [&] { return ingest_->Stats().write_ops; };
+  uint64_t before = ops();
+  NewCaseOf("officer-1", 2, "northern");
+  const uint64_t one_case = ops() - before;
+  before = ops();
+  ++changes_;
+  PushAs("dev-officer-1", "officer-1",
+         {NewCase(Id(0x100000 + changes_), Id(3), "northern", HlcAt(kStart + changes_)),
+          NewCase(Id(0x100001 + changes_), Id(4), "northern", HlcAt(kStart + changes_ + 1)),
+          NewCase(Id(0x100002 + changes_), Id(5), "northern", HlcAt(kStart + changes_ + 2))});
+  changes_ += 2;
+  const uint64_t three_cases = ops() - before;
+  // Each further new case adds its log entry, record state and case key;
+  // the scope list is one operand for the group.
+  EXPECT_EQ(three_cases - one_case, 2u * 3u);
+
+  const std::string north_1 = storage::EncodeCaseScopeListKey("northern", "officer-1");
+  auto ids = [](const std::vector<std::pair<std::string, std::string>>& listed) {
+    std::vector<std::string> out;
+    for (const auto& [id, position] : listed) out.push_back(id);
+    return out;
+  };
+  EXPECT_THAT(ids(Listed(store_.get(), north_1)), ElementsAre(Id(1), Id(2), Id(3), Id(4), Id(5)));
+
+  ASSERT_THAT(ingest_->AssignCase(StaffActor{"sup-1"}, Id(2), "officer-2", 0), IsOk());
+  ASSERT_THAT(ingest_->AssignCase(StaffActor{"sup-1"}, Id(4), "officer-2", 0), IsOk());
+  ASSERT_THAT(ingest_->AssignCase(StaffActor{"sup-1"}, Id(4), "officer-1", 0), IsOk());
+  const std::vector<std::pair<std::string, std::string>> listed = Listed(store_.get(), north_1);
+  EXPECT_THAT(ids(listed), ElementsAre(Id(1), Id(3), Id(4), Id(5)));
+  EXPECT_THAT(ids(Listed(store_.get(), storage::CaseScopeListRegionPrefix("northern"))),
+              ElementsAre(Id(1), Id(3), Id(4), Id(5), Id(2)));
+  // Positions are the list's key and the id, and resume after one.
+  EXPECT_EQ(listed[1].second,
+            north_1 + std::string(reinterpret_cast<const char*>(ParseUuid(Id(3))->data()), 16));
+  EXPECT_THAT(
+      ids(Listed(store_.get(), storage::CaseScopeListRegionPrefix("northern"), listed[1].second)),
+      ElementsAre(Id(4), Id(5), Id(2)));
+  EXPECT_THAT(
+      ids(Listed(store_.get(), storage::CaseScopeListRegionPrefix("northern"), listed[3].second)),
+      ElementsAre(Id(2)));
+
+  // A list whose member is not a case id is corrupt: the pull says so.
+  storage::WriteBatch bad;
+  bad.Merge(storage::Cf::kCaseIndex, north_1, storage::EncodeKeyedSums({{"short", 1}}));
+  ASSERT_THAT(store_->Commit(&bad), IsOk());
+  EXPECT_THAT(ForEachListedCase(store_.get(), nullptr, north_1, "",
+                                [](const Uuid&, std::string_view) { return true; }),
+              StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("scope list")));
+  ScopedLogReader reader(feed_.get(), OfficerScope("officer-1"), {});
+  EXPECT_THAT(reader.Next(100, 1 << 20).status(), StatusIs(absl::StatusCode::kDataLoss));
 }
 
 TEST_F(PullTest, ReassignmentMidStreamMovesTheCaseBetweenOfficers) {
