@@ -23,7 +23,7 @@ enum class Cf : uint8_t {
   kCaseIndex = 5,    // blind-index entries
   kConflicts = 6,    // kept losers of concurrent edits
   kBatches = 7,      // batches seen (idempotency records)
-  kAggregates = 8,   // counters; merge operator: signed 64-bit add
+  kAggregates = 8,   // counter pages; merge operator: keyed sums
   kAuditLeaves = 9,  // audit log entries by index
   kAuditNodes = 10,  // audit Merkle tree nodes
   kMetadata = 11,    // store-wide named values (schema version, tree head)

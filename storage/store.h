@@ -68,9 +68,10 @@ class WriteBatch {
 
   void Put(Cf cf, std::string_view key, std::string_view value);
   void Delete(Cf cf, std::string_view key);
-  // Adds a merge operand; only Cf::kAggregates has a merge operator
-  // (an 8-byte counter delta, counter.h). A Merge to another column family
-  // makes Commit of this batch fail with kInvalidArgument.
+  // Adds a merge operand; only counter pages and the retired counters
+  // (Cf::kAggregates) and case scope lists (Cf::kCaseIndex) merge
+  // (keyed_sums.h, counter.h). A Merge to another key makes Commit of this
+  // batch fail with kInvalidArgument.
   void Merge(Cf cf, std::string_view key, std::string_view value);
   // Deletes every key in [begin, end). Refused (Commit fails with
   // kInvalidArgument, nothing written) for the column families whose
