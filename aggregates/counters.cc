@@ -7,12 +7,12 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "aggregates/periods.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "fieldsync/v1/records.pb.h"
-#include "storage/counter.h"
 #include "sync/rebuild.h"
 
 namespace fieldsync::aggregates {
@@ -30,20 +30,18 @@ const std::string& ValueOf(const Dimension& d, const RecordDimensions& record,
   return it == values.end() ? *kUnset : it->second;
 }
 
-std::string CellKey(const Metric& m, uint8_t granularity, uint32_t period,
-                    std::vector<std::string> cell) {
-  storage::CounterKey key;
-  key.metric = m.def.name();
-  key.granularity = granularity;
-  key.period = period;
-  key.values = std::move(cell);
-  return storage::EncodeCounterKey(key);
+// Adds `delta` to the counter of `cell` in the page of `m`, `granularity`
+// and `period`.
+void AddToCounter(const Metric& m, uint8_t granularity, uint32_t period,
+                  const std::vector<std::string>& cell, int64_t delta, CounterDeltas* deltas) {
+  storage::AddToSum(&(*deltas)[storage::EncodeCounterPageKey(m.def.name(), granularity, period)],
+                    storage::EncodeCounterCell(cell), delta);
 }
 
 void AddFlow(const Metric& m, absl::Time when, const std::vector<std::string>& cell,
              CounterDeltas* deltas) {
-  (*deltas)[CellKey(m, kWeekGranularity, WeekNumber(when), cell)] += 1;
-  (*deltas)[CellKey(m, kMonthGranularity, MonthNumber(when), cell)] += 1;
+  AddToCounter(m, kWeekGranularity, WeekNumber(when), cell, 1, deltas);
+  AddToCounter(m, kMonthGranularity, MonthNumber(when), cell, 1, deltas);
 }
 
 // Adds to *deltas what one logged change of record `record_id` moves (see
@@ -79,16 +77,18 @@ void CountChange(const Metrics& metrics, std::string_view record_id, absl::Time 
         continue;
       }
       if (counted && counts && was_cell == is_cell) continue;
-      if (counted) (*deltas)[CellKey(m, kStockGranularity, 0, was_cell)] -= 1;
-      if (counts) (*deltas)[CellKey(m, kStockGranularity, 0, is_cell)] += 1;
+      if (counted) AddToCounter(m, kStockGranularity, 0, was_cell, -1, deltas);
+      if (counts) AddToCounter(m, kStockGranularity, 0, is_cell, 1, deltas);
     }
   }
 }
 
-// Adds one merge operand per non-zero delta to `batch`.
+// Adds one merge operand per page to `batch`, holding the page's non-zero
+// deltas; a page whose deltas all cancelled (AddToSum erased them) gets
+// none. Live commits and recounts both write through here.
 void MergeDeltas(const CounterDeltas& deltas, storage::WriteBatch* batch) {
-  for (const auto& [key, delta] : deltas) {
-    if (delta != 0) batch->Merge(Cf::kAggregates, key, storage::EncodeInt64Counter(delta));
+  for (const auto& [page, cells] : deltas) {
+    if (!cells.empty()) batch->Merge(Cf::kAggregates, page, storage::EncodeKeyedSums(cells));
   }
 }
 
@@ -111,8 +111,8 @@ absl::Status CounterObserver::OnCommit(const sync::CommittedUnit& unit,
                                        storage::WriteBatch* /*batch*/) {
   // One step per logged change, in log order: the counters move as if each
   // change had been committed alone, whatever the batching. Summed over
-  // the group (BeforeCommit writes them), so that a counter moved by
-  // several changes gets one operand.
+  // the group by page (BeforeCommit writes them), so that the counters of
+  // one page moved by any number of changes get one operand.
   for (const sync::RecordDimensionChange& rec : unit.records) {
     // Nothing to count: a record type no metric reads, or a change that
     // left the record's counted values as they were.
@@ -138,26 +138,47 @@ void CounterObserver::AfterCommit(const storage::WriteBatch*, const absl::Status
 
 namespace {
 
-// The counter key range of Cf::kAggregates, and the range of the retired
-// per-case copies of counted values.
-const std::string kCountersBegin(1, static_cast<char>(storage::kCounterTag));
-const std::string kCountersEnd(1, static_cast<char>(storage::kCounterTag + 1));
+// The counter page range of Cf::kAggregates, and the ranges of the
+// retired layouts: one key per counter, and per-case copies of counted
+// values.
+const std::string kPagesBegin(1, static_cast<char>(storage::kCounterPageTag));
+const std::string kPagesEnd(1, static_cast<char>(storage::kCounterPageTag + 1));
+const std::string kRetiredCountersBegin(1, static_cast<char>(storage::kCounterTag));
+const std::string kRetiredCountersEnd(1, static_cast<char>(storage::kCounterTag + 1));
 const std::string kRetiredCaseStatesBegin(1, static_cast<char>(storage::kRetiredAggregateCaseTag));
 const std::string kRetiredCaseStatesEnd(1,
                                         static_cast<char>(storage::kRetiredAggregateCaseTag + 1));
 
-// Every non-zero counter of `store` (at `snap`, when given), by key.
-absl::StatusOr<std::map<std::string, int64_t>> ReadAllCounters(storage::Store* store,
-                                                               const storage::Snapshot* snap) {
-  std::map<std::string, int64_t> out;
+// What kCountersFingerprintName holds for counters built from `metrics`
+// in counter pages. The layout is part of it so that counters built in
+// another layout (the bare fingerprint: one key per counter) are
+// recounted. Persisted: never change the prefix but for a new layout.
+std::string CountersFingerprint(const Metrics& metrics) {
+  return absl::StrCat("counter-pages:", metrics.fingerprint());
+}
+
+// Every non-empty counter page of `store` (at `snap`, when given): its
+// non-zero counters by cell, by page key. kDataLoss for a malformed page.
+using Pages = std::map<std::string, storage::KeyedSums>;
+absl::StatusOr<Pages> ReadAllPages(storage::Store* store, const storage::Snapshot* snap) {
+  Pages out;
   std::unique_ptr<storage::Iterator> it =
-      store->NewIterator(Cf::kAggregates, kCountersBegin, kCountersEnd, snap);
+      store->NewIterator(Cf::kAggregates, kPagesBegin, kPagesEnd, snap);
   for (; it->Valid(); it->Next()) {
-    ASSIGN_OR_RETURN(int64_t v, storage::DecodeInt64Counter(it->value()));
-    if (v != 0) out.emplace(std::string(it->key()), v);
+    storage::KeyedSums cells;
+    RETURN_IF_ERROR(storage::AddKeyedSums(it->value(), &cells));
+    if (!cells.empty()) out.emplace(std::string(it->key()), std::move(cells));
   }
   RETURN_IF_ERROR(it->status());
   return out;
+}
+
+// True when `store` holds a key of Cf::kAggregates in [begin, end).
+absl::StatusOr<bool> HoldsAny(storage::Store* store, const std::string& begin,
+                              const std::string& end) {
+  std::unique_ptr<storage::Iterator> it = store->NewIterator(Cf::kAggregates, begin, end);
+  RETURN_IF_ERROR(it->status());
+  return it->Valid();
 }
 
 // An empty store for a recount's replayed state, in `dir` (removed first).
@@ -211,8 +232,15 @@ absl::StatusOr<PrepareOutcome> Recount(const sync::Schema& schema, const Metrics
   ASSIGN_OR_RETURN(outcome.entries, sync::RebuildStateFromLog(schema, source, scratch, options));
   RETURN_IF_ERROR(flush());
   std::unique_ptr<storage::Iterator> it =
-      scratch->NewIterator(Cf::kAggregates, kCountersBegin, kCountersEnd);
-  for (; it->Valid(); it->Next()) ++outcome.counters;
+      scratch->NewIterator(Cf::kAggregates, kPagesBegin, kPagesEnd);
+  for (; it->Valid(); it->Next()) {
+    if (it->value().empty()) continue;  // every counter of the page is back at 0
+    ++outcome.pages;
+    RETURN_IF_ERROR(storage::ForEachKeyedSum(it->value(), [&](std::string_view, int64_t) {
+      ++outcome.counters;
+      return absl::OkStatus();
+    }));
+  }
   RETURN_IF_ERROR(it->status());
   return outcome;
 }
@@ -220,11 +248,9 @@ absl::StatusOr<PrepareOutcome> Recount(const sync::Schema& schema, const Metrics
 // Deletes the retired per-case copies of counted values, when `store`
 // holds any; true when it did.
 absl::StatusOr<bool> RemoveRetiredCaseStates(storage::Store* store) {
-  std::unique_ptr<storage::Iterator> it =
-      store->NewIterator(Cf::kAggregates, kRetiredCaseStatesBegin, kRetiredCaseStatesEnd);
-  RETURN_IF_ERROR(it->status());
-  if (!it->Valid()) return false;
-  it.reset();
+  ASSIGN_OR_RETURN(const bool held,
+                   HoldsAny(store, kRetiredCaseStatesBegin, kRetiredCaseStatesEnd));
+  if (!held) return false;
   storage::WriteBatch wb;
   wb.DeleteRange(Cf::kAggregates, kRetiredCaseStatesBegin, kRetiredCaseStatesEnd);
   RETURN_IF_ERROR(store->Commit(&wb));
@@ -245,13 +271,18 @@ absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metr
   // Counts do not depend on them: the counters are kept as they are.
   ASSIGN_OR_RETURN(const bool removed, RemoveRetiredCaseStates(store));
   const std::string fp_key = storage::EncodeMetadataKey(kCountersFingerprintName);
+  const std::string fingerprint = CountersFingerprint(metrics);
   absl::StatusOr<std::string> stored = store->Get(Cf::kMetadata, fp_key);
-  if (stored.ok() && *stored == metrics.fingerprint()) {
+  if (stored.ok() && *stored == fingerprint) {
     PrepareOutcome unchanged;
     unchanged.removed_case_states = removed;
     return unchanged;
   }
   if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
+  // A store written before counter pages holds one key per counter: they
+  // are deleted in the write that deletes the old pages.
+  ASSIGN_OR_RETURN(const bool retired_counters,
+                   HoldsAny(store, kRetiredCountersBegin, kRetiredCountersEnd));
   ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> scratch, OpenScratch(scratch_dir));
   absl::StatusOr<PrepareOutcome> outcome = Recount(schema, metrics, store, nullptr, scratch.get());
   absl::Status copied = outcome.status();
@@ -260,10 +291,14 @@ absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metr
     // interrupted rebuild runs again at the next start.
     storage::WriteBatch wb;
     wb.Delete(Cf::kMetadata, fp_key);
-    wb.DeleteRange(Cf::kAggregates, kCountersBegin, kCountersEnd);
+    if (retired_counters) {
+      wb.DeleteRange(Cf::kAggregates, kRetiredCountersBegin, kRetiredCountersEnd);
+    }
+    wb.DeleteRange(Cf::kAggregates, kPagesBegin, kPagesEnd);
     std::unique_ptr<storage::Iterator> it =
-        scratch->NewIterator(Cf::kAggregates, kCountersBegin, kCountersEnd);
+        scratch->NewIterator(Cf::kAggregates, kPagesBegin, kPagesEnd);
     for (; copied.ok() && it->Valid(); it->Next()) {
+      if (it->value().empty()) continue;  // the same as no page
       wb.Put(Cf::kAggregates, it->key(), it->value());
       if (wb.ByteSize() > (8 << 20)) {
         copied = store->Commit(&wb);
@@ -272,7 +307,7 @@ absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metr
     }
     if (copied.ok()) copied = it->status();
     if (copied.ok()) {
-      wb.Put(Cf::kMetadata, fp_key, metrics.fingerprint());
+      wb.Put(Cf::kMetadata, fp_key, fingerprint);
       copied = store->Commit(&wb);
     }
   }
@@ -280,8 +315,11 @@ absl::StatusOr<PrepareOutcome> PrepareCounters(storage::Store* store, const Metr
   RETURN_IF_ERROR(copied);
   outcome->rebuilt = true;
   outcome->removed_case_states = removed;
-  log::Info("aggregates.counters_rebuilt",
-            {{"entries", outcome->entries}, {"counters", outcome->counters}});
+  outcome->removed_counter_keys = retired_counters;
+  if (retired_counters) log::Info("aggregates.counter_keys_removed", {});
+  log::Info(
+      "aggregates.counters_rebuilt",
+      {{"entries", outcome->entries}, {"counters", outcome->counters}, {"pages", outcome->pages}});
   return outcome;
 }
 
@@ -293,28 +331,40 @@ absl::StatusOr<VerifyOutcome> VerifyCounters(storage::Store* store, const Metric
   ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> scratch, OpenScratch(scratch_dir));
   absl::StatusOr<PrepareOutcome> recount =
       Recount(schema, metrics, store, snap.get(), scratch.get());
-  absl::StatusOr<std::map<std::string, int64_t>> live = ReadAllCounters(store, snap.get());
-  absl::StatusOr<std::map<std::string, int64_t>> expected =
-      recount.ok() ? ReadAllCounters(scratch.get(), nullptr) : recount.status();
+  absl::StatusOr<Pages> live = ReadAllPages(store, snap.get());
+  absl::StatusOr<Pages> expected =
+      recount.ok() ? ReadAllPages(scratch.get(), nullptr) : absl::StatusOr<Pages>(recount.status());
   RemoveScratch(std::move(scratch), scratch_dir);
   RETURN_IF_ERROR(live.status());
   RETURN_IF_ERROR(expected.status());
   VerifyOutcome out;
   out.entries = recount->entries;
-  out.counters = expected->size();
-  auto add = [&](const std::string& key, int64_t l, int64_t r) -> absl::Status {
-    ASSIGN_OR_RETURN(storage::CounterKey k, storage::DecodeCounterKey(key));
-    out.differences.push_back(
-        CounterDifference{k.metric, static_cast<char>(k.granularity), k.period, k.values, l, r});
+  out.counters = recount->counters;
+  // Counter by counter: a page holds many, and a difference names one.
+  auto sum_at = [](const Pages& pages, const std::string& page, const std::string& cell) {
+    auto p = pages.find(page);
+    if (p == pages.end()) return int64_t{0};
+    auto c = p->second.find(cell);
+    return c == p->second.end() ? int64_t{0} : c->second;
+  };
+  auto add = [&](const std::string& page, const std::string& cell, int64_t l,
+                 int64_t r) -> absl::Status {
+    ASSIGN_OR_RETURN(storage::CounterKey k, storage::DecodeCounterPageKey(page));
+    ASSIGN_OR_RETURN(std::vector<std::string> values, storage::DecodeCounterCell(cell));
+    out.differences.push_back(CounterDifference{k.metric, static_cast<char>(k.granularity),
+                                                k.period, std::move(values), l, r});
     return absl::OkStatus();
   };
-  for (const auto& [key, v] : *live) {
-    auto e = expected->find(key);
-    const int64_t r = e == expected->end() ? 0 : e->second;
-    if (r != v) RETURN_IF_ERROR(add(key, v, r));
+  for (const auto& [page, cells] : *live) {
+    for (const auto& [cell, v] : cells) {
+      const int64_t r = sum_at(*expected, page, cell);
+      if (r != v) RETURN_IF_ERROR(add(page, cell, v, r));
+    }
   }
-  for (const auto& [key, r] : *expected) {
-    if (!live->contains(key)) RETURN_IF_ERROR(add(key, 0, r));
+  for (const auto& [page, cells] : *expected) {
+    for (const auto& [cell, r] : cells) {
+      if (sum_at(*live, page, cell) == 0) RETURN_IF_ERROR(add(page, cell, 0, r));
+    }
   }
   return out;
 }

@@ -16,8 +16,8 @@
 #include "aggregates/periods.h"
 #include "aggregates/suppression.h"
 #include "common/status_macros.h"
-#include "storage/counter.h"
 #include "storage/key_codec.h"
+#include "storage/keyed_sums.h"
 
 namespace fieldsync::aggregates {
 namespace {
@@ -174,14 +174,15 @@ absl::StatusOr<v1::QueryResponse> RunQuery(storage::Store* store, const Metrics&
       period_of[s] = p;
     }
   }
-  // Counters of one dimension tuple repeat in every period: each distinct
-  // tail (the encoded values after the period) is decoded and filtered
+  // The metric's pages of the granularity, one per period: each page
+  // holds the counters of its period by cell. A cell (a dimension tuple)
+  // repeats in every period: each distinct cell is decoded and filtered
   // once, and mapped to its group-by tuple.
-  struct Tail {
+  struct CellFate {
     bool keep = false;
     size_t group = 0;
   };
-  absl::flat_hash_map<std::string, Tail> tails;
+  absl::flat_hash_map<std::string, CellFate> fates;
   std::map<std::vector<std::string>, size_t> group_index;
   std::vector<const std::vector<std::string>*> groups;  // by index
   // sums[period][group index]
@@ -190,43 +191,44 @@ absl::StatusOr<v1::QueryResponse> RunQuery(storage::Store* store, const Metrics&
   {
     const uint8_t g = periods.front().stored_granularity;
     const std::string lower =
-        storage::CounterPeriodPrefix(metric->def.name(), g, periods.front().first_stored);
+        storage::EncodeCounterPageKey(metric->def.name(), g, periods.front().first_stored);
     const std::string upper =
-        storage::CounterPeriodPrefix(metric->def.name(), g, periods.back().last_stored + 1);
-    const size_t period_at = lower.size() - 4;
+        storage::EncodeCounterPageKey(metric->def.name(), g, periods.back().last_stored + 1);
     std::unique_ptr<storage::Iterator> it =
         store->NewIterator(storage::Cf::kAggregates, lower, upper);
     std::vector<std::string> key_values(group.size());
-    for (; it->Valid(); it->Next()) {
-      std::string_view raw = it->key();
-      auto t = tails.find(absl::string_view(raw.data() + lower.size(), raw.size() - lower.size()));
-      if (t == tails.end()) {
-        ASSIGN_OR_RETURN(storage::CounterKey key, storage::DecodeCounterKey(raw));
-        Tail tail;
-        // A tuple of another length was written for another definition.
-        tail.keep = key.values.size() == ndims;
-        for (size_t i = 0; i < ndims && tail.keep; ++i) {
-          tail.keep = !allowed[i].has_value() || allowed[i]->contains(key.values[i]);
-        }
-        if (tail.keep) {
-          for (size_t j = 0; j < group.size(); ++j) key_values[j] = key.values[group[j]];
-          auto [gi, added] = group_index.emplace(key_values, groups.size());
-          if (added) groups.push_back(&gi->first);
-          tail.group = gi->second;
-        }
-        t = tails.emplace(std::string(raw.substr(lower.size())), tail).first;
+    auto fate_of = [&](std::string_view cell) -> absl::StatusOr<CellFate> {
+      auto f = fates.find(absl::string_view(cell.data(), cell.size()));
+      if (f != fates.end()) return f->second;
+      ASSIGN_OR_RETURN(std::vector<std::string> values, storage::DecodeCounterCell(cell));
+      CellFate fate;
+      // A tuple of another length was written for another definition.
+      fate.keep = values.size() == ndims;
+      for (size_t i = 0; i < ndims && fate.keep; ++i) {
+        fate.keep = !allowed[i].has_value() || allowed[i]->contains(values[i]);
       }
-      if (!t->second.keep) continue;
-      const uint8_t* pb = reinterpret_cast<const uint8_t*>(raw.data() + period_at);
-      const uint32_t stored = (uint32_t{pb[0]} << 24) | (uint32_t{pb[1]} << 16) |
-                              (uint32_t{pb[2]} << 8) | uint32_t{pb[3]};
-      auto p = period_of.find(stored);
+      if (fate.keep) {
+        for (size_t j = 0; j < group.size(); ++j) key_values[j] = values[group[j]];
+        auto [gi, added] = group_index.emplace(key_values, groups.size());
+        if (added) groups.push_back(&gi->first);
+        fate.group = gi->second;
+      }
+      fates.emplace(std::string(cell), fate);
+      return fate;
+    };
+    for (; it->Valid(); it->Next()) {
+      ASSIGN_OR_RETURN(storage::CounterKey page, storage::DecodeCounterPageKey(it->key()));
+      auto p = period_of.find(page.period);
       if (p == period_of.end()) continue;
-      ASSIGN_OR_RETURN(int64_t count, storage::DecodeInt64Counter(it->value()));
-      if (count == 0) continue;
       std::vector<int64_t>& row = sums[p->second];
-      if (row.size() <= t->second.group) row.resize(groups.size(), 0);
-      row[t->second.group] += count;
+      RETURN_IF_ERROR(storage::ForEachKeyedSum(
+          it->value(), [&](std::string_view cell, int64_t count) -> absl::Status {
+            ASSIGN_OR_RETURN(const CellFate fate, fate_of(cell));
+            if (!fate.keep) return absl::OkStatus();
+            if (row.size() <= fate.group) row.resize(groups.size(), 0);
+            row[fate.group] += count;
+            return absl::OkStatus();
+          }));
     }
     RETURN_IF_ERROR(it->status());
   }

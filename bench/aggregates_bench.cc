@@ -28,8 +28,8 @@
 #include "crypto/master_key.h"
 #include "crypto/system_random.h"
 #include "keys/case_keys.h"
-#include "storage/counter.h"
 #include "storage/key_codec.h"
+#include "storage/keyed_sums.h"
 #include "storage/store.h"
 #include "sync/case_key_sealer.h"
 #include "sync/ingest.h"
@@ -69,7 +69,7 @@ std::string TempPath(const std::string& name) {
 
 // The counters 1 million cases registered over 52 weeks leave: the
 // registrations flow (region, district, sex, age band; by week and month)
-// and the open_cases stock, written as the counters themselves.
+// and the open_cases stock, written as the counter pages themselves.
 struct MillionCases {
   std::unique_ptr<sync::Schema> schema = DefaultSchema();
   std::unique_ptr<Metrics> metrics = DefaultMetrics(schema.get());
@@ -83,28 +83,30 @@ struct MillionCases {
     o.sync_writes = false;
     store = *storage::Store::Open(o);
     std::mt19937_64 rng(1);
-    std::map<std::string, int64_t> counters;
+    // Counters by page key, then by cell.
+    std::map<std::string, storage::KeyedSums> pages;
     const absl::CivilDay first(2025, 12, 1);
     for (int i = 0; i < 1000000; ++i) {
       std::string region = kRegions[rng() % 4];
       std::string district = region + (rng() % 2 ? "_1" : "_2");
       std::string sex = kSex[rng() % 4], age = kAge[rng() % 5];
       absl::CivilDay day = first + static_cast<int>(rng() % 364);
-      storage::CounterKey k{
-          "registrations", kWeekGranularity, WeekNumber(day), {region, district, sex, age}};
-      counters[storage::EncodeCounterKey(k)] += 1;
-      k.granularity = kMonthGranularity;
-      k.period = MonthNumber(day);
-      counters[storage::EncodeCounterKey(k)] += 1;
+      const std::string cell = storage::EncodeCounterCell({region, district, sex, age});
+      storage::AddToSum(
+          &pages[storage::EncodeCounterPageKey("registrations", kWeekGranularity, WeekNumber(day))],
+          cell, 1);
+      storage::AddToSum(&pages[storage::EncodeCounterPageKey("registrations", kMonthGranularity,
+                                                             MonthNumber(day))],
+                        cell, 1);
       if (rng() % 3 != 0) {
-        storage::CounterKey s{
-            "open_cases", kStockGranularity, 0, {region, district, sex, age, kPriority[rng() % 3]}};
-        counters[storage::EncodeCounterKey(s)] += 1;
+        storage::AddToSum(
+            &pages[storage::EncodeCounterPageKey("open_cases", kStockGranularity, 0)],
+            storage::EncodeCounterCell({region, district, sex, age, kPriority[rng() % 3]}), 1);
       }
     }
     storage::WriteBatch wb;
-    for (const auto& [key, n] : counters) {
-      wb.Put(storage::Cf::kAggregates, key, storage::EncodeInt64Counter(n));
+    for (const auto& [page, cells] : pages) {
+      wb.Put(storage::Cf::kAggregates, page, storage::EncodeKeyedSums(cells));
     }
     if (!store->Commit(&wb).ok() || !store->Flush().ok()) std::abort();
   }

@@ -539,36 +539,4 @@ absl::StatusOr<std::vector<std::string>> DecodeCounterCell(std::string_view memb
   return values;
 }
 
-std::string EncodeCounterKey(const CounterKey& key) {
-  KeyBuilder b;
-  b.U8(kCounterTag).String(key.metric).U8(key.granularity).U32(key.period);
-  for (const std::string& v : key.values) b.String(v);
-  return std::move(b).Finish();
-}
-
-absl::StatusOr<CounterKey> DecodeCounterKey(std::string_view key) {
-  KeyReader r(key);
-  CounterKey out;
-  ASSIGN_OR_RETURN(uint8_t tag, r.U8());
-  if (tag != kCounterTag) {
-    return absl::DataLossError(absl::StrFormat("malformed counter key: tag %d", tag));
-  }
-  ASSIGN_OR_RETURN(out.metric, r.String());
-  ASSIGN_OR_RETURN(out.granularity, r.U8());
-  if (out.granularity != 'S' && out.granularity != 'W' && out.granularity != 'M') {
-    return absl::DataLossError(
-        absl::StrFormat("malformed counter key: granularity %d", out.granularity));
-  }
-  ASSIGN_OR_RETURN(out.period, r.U32());
-  while (!r.AtEnd()) {
-    ASSIGN_OR_RETURN(std::string v, r.String());
-    out.values.push_back(std::move(v));
-  }
-  return out;
-}
-
-std::string CounterPeriodPrefix(std::string_view metric, uint8_t granularity, uint32_t period) {
-  return KeyBuilder().U8(kCounterTag).String(metric).U8(granularity).U32(period).Finish();
-}
-
 }  // namespace fieldsync::storage

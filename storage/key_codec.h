@@ -329,6 +329,8 @@ absl::StatusOr<AuditNodeKey> DecodeAuditNodeKey(std::string_view key);
 // (kRetiredAggregateCaseTag) | Uuid case_id a case's counted dimension
 // values (v1::AggregateCaseState) until layout v2; aggregates::
 // PrepareCounters deletes both at start.
+// A counter (metric, granularity, period and its cell's values), or a page
+// (values empty).
 struct CounterKey {
   std::string metric;
   uint8_t granularity = 0;
@@ -344,12 +346,6 @@ absl::StatusOr<CounterKey> DecodeCounterPageKey(std::string_view key);
 // on a member EncodeCounterCell cannot produce.
 std::string EncodeCounterCell(const std::vector<std::string>& values);
 absl::StatusOr<std::vector<std::string>> DecodeCounterCell(std::string_view member);
-
-// TRANSITIONAL (removed when aggregates/ writes counter pages): one key per
-// counter.
-std::string EncodeCounterKey(const CounterKey& key);
-absl::StatusOr<CounterKey> DecodeCounterKey(std::string_view key);
-std::string CounterPeriodPrefix(std::string_view metric, uint8_t granularity, uint32_t period);
 
 }  // namespace fieldsync::storage
 

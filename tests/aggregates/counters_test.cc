@@ -19,11 +19,14 @@
 #include "absl/strings/str_format.h"
 #include "aggregates/metrics.h"
 #include "aggregates/periods.h"
+#include "aggregates/query.h"
 #include "common/uuid.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "storage/counter.h"
 #include "storage/key_codec.h"
+#include "storage/keyed_sums.h"
 #include "sync/record_state.h"
 #include "tests/sync/ingest_fixture.h"
 #include "tests/testing/status_matchers.h"
@@ -52,20 +55,27 @@ v1::MetricsConfig DefaultMetricsConfig() {
   return c.ok() ? *c : v1::MetricsConfig();
 }
 
+// Every counter of every page of `store`.
 Counts ReadCounters(storage::Store* store) {
   Counts out;
   std::unique_ptr<storage::Iterator> it =
-      store->NewIterator(storage::Cf::kAggregates, std::string(1, char{storage::kCounterTag}),
-                         std::string(1, char{storage::kCounterTag + 1}));
+      store->NewIterator(storage::Cf::kAggregates, std::string(1, char{storage::kCounterPageTag}),
+                         std::string(1, char{storage::kCounterPageTag + 1}));
   for (; it->Valid(); it->Next()) {
-    absl::StatusOr<storage::CounterKey> k = storage::DecodeCounterKey(it->key());
+    absl::StatusOr<storage::CounterKey> k = storage::DecodeCounterPageKey(it->key());
     EXPECT_TRUE(k.ok()) << k.status();
-    absl::StatusOr<int64_t> v = storage::DecodeInt64Counter(it->value());
-    EXPECT_TRUE(v.ok()) << v.status();
-    if (!k.ok() || !v.ok() || *v == 0) continue;
-    EXPECT_GT(*v, 0) << "a negative counter for " << k->metric;
-    out[{k->metric, static_cast<char>(k->granularity), k->period, k->values}] = *v;
+    if (!k.ok()) continue;
+    absl::Status read = storage::ForEachKeyedSum(
+        it->value(), [&](std::string_view member, int64_t v) -> absl::Status {
+          absl::StatusOr<std::vector<std::string>> cell = storage::DecodeCounterCell(member);
+          if (!cell.ok()) return cell.status();
+          EXPECT_GT(v, 0) << "a negative counter for " << k->metric;
+          out[{k->metric, static_cast<char>(k->granularity), k->period, *cell}] = v;
+          return absl::OkStatus();
+        });
+    EXPECT_THAT(read, IsOk());
   }
+  EXPECT_THAT(it->status(), IsOk());
   return out;
 }
 
@@ -176,12 +186,17 @@ class CountersTest : public sync::testing::IngestFixture {
   void Attach() {
     ingest_.reset();
     observer_ = std::make_unique<CounterObserver>(metrics_.get());
+    AttachObservers({observer_.get()});
+  }
+  // Rebuilds the Ingest over the current store with `observers`.
+  void AttachObservers(std::vector<sync::CommitObserver*> observers) {
+    ingest_.reset();
     sync::Ingest::Options io;
     io.store = store_.get();
     io.schema = schema_.get();
     io.sealer = &sealer_;
     io.clock = &clock_;
-    io.observers = {observer_.get()};
+    io.observers = std::move(observers);
     ingest_ = std::make_unique<sync::Ingest>(io);
   }
   int64_t Count(const std::string& metric, char g, uint32_t period,
@@ -336,14 +351,231 @@ std::vector<std::pair<std::string, std::string>> AggregateKeys(storage::Store* s
   return sync::testing::DumpCf(store, storage::Cf::kAggregates);
 }
 
-// True when some key of Cf::kAggregates has the retired per-case tag.
-bool HasCaseStates(storage::Store* store) {
+// True when some key of Cf::kAggregates starts with `tag`.
+bool HoldsTag(storage::Store* store, uint8_t tag) {
   for (const auto& [key, value] : AggregateKeys(store)) {
-    if (!key.empty() && key[0] == static_cast<char>(storage::kRetiredAggregateCaseTag)) {
-      return true;
-    }
+    if (!key.empty() && key[0] == static_cast<char>(tag)) return true;
   }
   return false;
+}
+
+// True when some key of Cf::kAggregates has the retired per-case tag.
+bool HasCaseStates(storage::Store* store) {
+  return HoldsTag(store, storage::kRetiredAggregateCaseTag);
+}
+
+// Forwards to another observer and notes how many operations its
+// BeforeCommit adds to each group's batch.
+class CountingObserver : public sync::CommitObserver {
+ public:
+  explicit CountingObserver(sync::CommitObserver* inner) : inner_(inner) {}
+  absl::Status OnCommit(const sync::CommittedUnit& unit, storage::WriteBatch* batch) override {
+    return inner_->OnCommit(unit, batch);
+  }
+  sync::DimensionNeeds RecordDimensionNeeds() const override {
+    return inner_->RecordDimensionNeeds();
+  }
+  absl::Status BeforeCommit(storage::WriteBatch* batch) override {
+    const int before = batch->Count();
+    absl::Status s = inner_->BeforeCommit(batch);
+    added.push_back(batch->Count() - before);
+    return s;
+  }
+  void AfterCommit(const storage::WriteBatch* batch, const absl::Status& status) override {
+    inner_->AfterCommit(batch, status);
+  }
+
+  std::vector<int> added;  // by group
+
+ private:
+  sync::CommitObserver* inner_;
+};
+
+// The answers every metric gives (all regions), over `store`'s counters,
+// grouped by `group_by` where the metric has those dimensions.
+std::vector<v1::QueryResponse> Answers(storage::Store* store, const Metrics& metrics,
+                                       const std::vector<std::string>& group_by) {
+  std::vector<v1::QueryResponse> out;
+  Scope all;
+  all.all_regions = true;
+  for (const Metric& m : metrics.metrics()) {
+    v1::QueryRequest r;
+    r.set_metric(m.def.name());
+    for (const std::string& g : group_by) {
+      if (m.IndexOf(g) >= 0) r.add_group_by(g);
+    }
+    absl::StatusOr<v1::QueryResponse> answer =
+        RunQuery(store, metrics, r, all, absl::CivilDay(2026, 12, 20));
+    EXPECT_THAT(answer, IsOk()) << m.def.name();
+    if (answer.ok()) out.push_back(*std::move(answer));
+  }
+  return out;
+}
+
+void ExpectSameAnswers(const std::vector<v1::QueryResponse>& a,
+                       const std::vector<v1::QueryResponse>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(a[i], b[i]))
+        << a[i].metric() << ":\n"
+        << a[i].DebugString() << "\nvs\n"
+        << b[i].DebugString();
+  }
+}
+
+// A commit group writes one Merge operand per counter page it moves,
+// however many counters of the page it moves, and queries answer from
+// those pages.
+TEST_F(CountersTest, ACommitGroupWritesOneMergePerPageItMoves) {
+  static const char* kRegions[] = {"central", "northern", "eastern", "western"};
+  static const char* kSex[] = {"female", "male", "other", "unknown"};
+  CountingObserver counting(observer_.get());
+  AttachObservers({&counting});
+  std::vector<v1::RecordChange> cases;
+  std::map<std::pair<std::string, std::string>, int64_t> by_region_and_sex;
+  for (int i = 0; i < 100; ++i) {
+    const std::string region = kRegions[i % 4], sex = kSex[(i / 4) % 4];
+    cases.push_back(Case(i + 1, Id(1000 + i), region, region + "_1", sex, kStartMicros + i));
+    ++by_region_and_sex[{region, sex}];
+  }
+
+  ASSERT_THAT(Push("dev-1", 1, cases), IsOk());
+
+  // open_cases (stock), and registrations in the week and in the month.
+  const Counts counts = ReadCounters(store_.get());
+  std::set<std::tuple<std::string, char, uint32_t>> pages;
+  for (const auto& [key, n] : counts) {
+    pages.insert({std::get<0>(key), std::get<1>(key), std::get<2>(key)});
+  }
+  EXPECT_EQ(pages.size(), 3u);
+  EXPECT_EQ(counts.size(), 3 * 16u);  // in each, the 16 cells of region and sex
+  EXPECT_THAT(counting.added, ::testing::ElementsAre(static_cast<int>(pages.size())));
+  int64_t pages_written = 0;
+  for (const auto& [key, value] : AggregateKeys(store_.get())) {
+    EXPECT_THAT(storage::DecodeCounterPageKey(key), IsOk());
+    ++pages_written;
+  }
+  EXPECT_EQ(pages_written, static_cast<int64_t>(pages.size()));
+  // The answers hold every case once.
+  v1::QueryRequest request;
+  request.set_metric("open_cases");
+  request.add_group_by("region");
+  request.add_group_by("sex");
+  Scope all;
+  all.all_regions = true;
+  absl::StatusOr<v1::QueryResponse> open =
+      RunQuery(store_.get(), *metrics_, request, all, absl::CivilDay(2026, 11, 30));
+  ASSERT_THAT(open, IsOk());
+  int checked = 0;
+  for (const v1::AggregateCell& cell : open->cells()) {
+    if (cell.coordinates(0).total() || cell.coordinates(1).total()) continue;
+    auto it = by_region_and_sex.find({cell.coordinates(0).value(), cell.coordinates(1).value()});
+    EXPECT_FALSE(cell.suppressed());
+    EXPECT_EQ(cell.count(), it == by_region_and_sex.end() ? 0 : it->second)
+        << cell.ShortDebugString();
+    ++checked;
+  }
+  EXPECT_EQ(checked, 16);
+  // Moving the counters of one page back and forth in one group writes
+  // nothing for it.
+  counting.added.clear();
+  absl::StatusOr<sync::PushResult> back_and_forth =
+      Push("dev-1", 2,
+           {Upsert(Id(200), Id(1000), Id(1000), "case_registration", {{"priority", Enum("low")}}, 1,
+                   HlcAt(kStartMicros + 200)),
+            Upsert(Id(201), Id(1000), Id(1000), "case_registration", {{"priority", Enum("high")}},
+                   101, HlcAt(kStartMicros + 201))});
+  ASSERT_THAT(back_and_forth, IsOk());
+  for (const v1::ChangeResult& cr : back_and_forth->result.results()) {
+    EXPECT_EQ(cr.outcome(), v1::CHANGE_OUTCOME_APPLIED) << cr.detail();
+  }
+  EXPECT_THAT(counting.added, ::testing::ElementsAre(0));
+  EXPECT_EQ(ReadCounters(store_.get()), counts);
+}
+
+// A store written before counter pages holds one key per counter (tag 1)
+// and the bare metrics fingerprint: its first start recounts the counters
+// into pages and deletes every tag-1 key, and the answers are those of a
+// recount.
+TEST_F(CountersTest, CounterKeysOfTheRetiredLayoutAreRecountedIntoPagesAtStart) {
+  const int64_t t = kStartMicros;
+  ASSERT_THAT(Push("dev-1", 1,
+                   {Case(1, Id(1), "northern", "northern_1", "female", t),
+                    Case(2, Id(2), "eastern", "eastern_1", "male", t + 1),
+                    Case(3, Id(3), "northern", "northern_2", "female", t + 2),
+                    Concern(4, Id(1), Id(101), "neglect", t + 3)}),
+              IsOk());
+  ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup"}, Id(2), true, "goals_achieved", 0), IsOk());
+  const Counts counts = ReadCounters(store_.get());
+  ASSERT_FALSE(counts.empty());
+  // What such a store holds: the same counters, one key each, 8-byte
+  // values (and a stale one a recount would not give), no pages.
+  {
+    storage::WriteBatch wb;
+    wb.DeleteRange(storage::Cf::kAggregates, std::string(1, char{storage::kCounterPageTag}),
+                   std::string(1, char{storage::kCounterPageTag + 1}));
+    auto retired_key = [](const std::string& metric, char g, uint32_t period,
+                          const std::vector<std::string>& values) {
+      storage::KeyBuilder b;
+      b.U8(storage::kCounterTag).String(metric).U8(static_cast<uint8_t>(g)).U32(period);
+      for (const std::string& v : values) b.String(v);
+      return std::move(b).Finish();
+    };
+    for (const auto& [key, n] : counts) {
+      const auto& [metric, g, period, values] = key;
+      wb.Merge(storage::Cf::kAggregates, retired_key(metric, g, period, values),
+               storage::EncodeInt64Counter(n));
+    }
+    wb.Put(storage::Cf::kAggregates, retired_key("open_cases", 'S', 0, kOpenCell),
+           storage::EncodeInt64Counter(7));
+    wb.Put(storage::Cf::kMetadata, storage::EncodeMetadataKey(kCountersFingerprintName),
+           metrics_->fingerprint());
+    ASSERT_THAT(store_->Commit(&wb), IsOk());
+  }
+  ASSERT_TRUE(HoldsTag(store_.get(), storage::kCounterTag));
+  ASSERT_TRUE(ReadCounters(store_.get()).empty());
+
+  absl::StatusOr<PrepareOutcome> started =
+      PrepareCounters(store_.get(), *metrics_, *schema_, dir_.Sub("recount"));
+
+  ASSERT_THAT(started, IsOk());
+  EXPECT_TRUE(started->rebuilt);
+  EXPECT_TRUE(started->removed_counter_keys);
+  EXPECT_EQ(started->counters, counts.size());
+  EXPECT_FALSE(HoldsTag(store_.get(), storage::kCounterTag));
+  for (const auto& [key, value] : AggregateKeys(store_.get())) {
+    EXPECT_THAT(storage::DecodeCounterPageKey(key), IsOk());
+  }
+  EXPECT_EQ(ReadCounters(store_.get()), counts);
+  // The answers of a fresh recount from the log.
+  {
+    storage::StoreOptions o;
+    o.path = dir_.Sub("fresh");
+    o.create_if_missing = true;
+    o.sync_writes = false;
+    absl::StatusOr<std::unique_ptr<storage::Store>> fresh = storage::Store::Open(o);
+    ASSERT_THAT(fresh, IsOk());
+    ASSERT_THAT(RecountFromLog(*schema_, *metrics_, store_.get(), fresh->get()), IsOk());
+    for (const std::vector<std::string>& group_by :
+         std::vector<std::vector<std::string>>{{}, {"region"}, {"region", "sex"}}) {
+      ExpectSameAnswers(Answers(store_.get(), *metrics_, group_by),
+                        Answers(fresh->get(), *metrics_, group_by));
+    }
+  }
+  // Counting goes on in pages, and the next start does nothing.
+  Attach();
+  ASSERT_THAT(Push("dev-1", 2, {Case(5, Id(4), "northern", "northern_1", "female", t + 4)}),
+              IsOk());
+  EXPECT_EQ(Count("open_cases", 'S', 0, kOpenCell), 2);
+  absl::StatusOr<PrepareOutcome> again =
+      PrepareCounters(store_.get(), *metrics_, *schema_, dir_.Sub("recount"));
+  ASSERT_THAT(again, IsOk());
+  EXPECT_FALSE(again->rebuilt);
+  EXPECT_FALSE(again->removed_counter_keys);
+  absl::StatusOr<VerifyOutcome> verified =
+      VerifyCounters(store_.get(), *metrics_, *schema_, dir_.Sub("verify"));
+  ASSERT_THAT(verified, IsOk());
+  EXPECT_THAT(verified->differences, ::testing::IsEmpty());
 }
 
 // A change of a DIMENSION field no metric reads, or of a record of a type
@@ -451,7 +683,7 @@ TEST_F(CountersTest, EveryKindOfChangeLeavesCountersOnlyAndEqualToARecount) {
   ASSERT_THAT(ingest_->SetCaseStatus(StaffActor{"sup"}, Id(2), false, "", 0), IsOk());
 
   for (const auto& [key, value] : AggregateKeys(store_.get())) {
-    EXPECT_THAT(storage::DecodeCounterKey(key), IsOk());
+    EXPECT_THAT(storage::DecodeCounterPageKey(key), IsOk());
   }
   EXPECT_FALSE(HasCaseStates(store_.get()));
   EXPECT_EQ(Count("protection_concerns", 'S', 0,
@@ -597,9 +829,9 @@ class BatchingTest : public CountersTest {
  protected:
   // Pushes `changes` on a fresh store, as one batch or one change per
   // batch, checks (when `verify`) that a recount from the log gives every
-  // counter as kept, and returns the whole aggregates column family: every non-zero
-  // counter's bytes (a counter moved and moved back may be stored as 0 or
-  // be absent).
+  // counter as kept, and returns the whole aggregates column family:
+  // every non-empty page's bytes (a page whose counters all moved back to
+  // 0 may be stored empty or be absent).
   std::map<std::string, std::string> Run(const std::string& name, bool batched,
                                          const std::vector<v1::RecordChange>& changes,
                                          bool verify = true) {
@@ -626,9 +858,9 @@ class BatchingTest : public CountersTest {
   std::map<std::string, std::string> Aggregates() {
     std::map<std::string, std::string> out;
     for (const auto& [key, value] : sync::testing::DumpCf(store_.get(), storage::Cf::kAggregates)) {
-      // Counters only: the counters keep no per-case copy of values.
-      EXPECT_THAT(storage::DecodeCounterKey(key), IsOk());
-      if (storage::DecodeInt64Counter(value).value_or(0) != 0) out[key] = value;
+      // Counter pages only: the counters keep no per-case copy of values.
+      EXPECT_THAT(storage::DecodeCounterPageKey(key), IsOk());
+      if (!value.empty()) out[key] = value;
     }
     return out;
   }
@@ -826,8 +1058,8 @@ TEST_F(CountersTest, VerifyReportsACounterThatDiffersFromTheLog) {
   EXPECT_EQ(clean->entries, 1u);
   // A counter moved outside any commit.
   storage::WriteBatch wb;
-  wb.Merge(storage::Cf::kAggregates, storage::EncodeCounterKey({"open_cases", 'S', 0, kOpenCell}),
-           storage::EncodeInt64Counter(1));
+  wb.Merge(storage::Cf::kAggregates, storage::EncodeCounterPageKey("open_cases", 'S', 0),
+           storage::EncodeKeyedSums({{storage::EncodeCounterCell(kOpenCell), 1}}));
   ASSERT_THAT(store_->Commit(&wb), IsOk());
 
   absl::StatusOr<VerifyOutcome> v =

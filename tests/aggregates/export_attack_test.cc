@@ -46,8 +46,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "storage/counter.h"
 #include "storage/key_codec.h"
+#include "storage/keyed_sums.h"
 #include "tests/aggregates/attacker.h"
 #include "tests/sync/ingest_fixture.h"
 #include "tests/testing/seeded_random.h"
@@ -1014,21 +1014,26 @@ class ExportAttackTest : public sync::testing::IngestFixture {
   // holds the same count in both (the counts the check above calls true).
   void ExpectModelMatchesCounters(const ExportAttacker& attacker, const Model& model) {
     std::map<std::string, std::vector<std::pair<std::vector<std::string>, int64_t>>> counters;
-    std::unique_ptr<storage::Iterator> it =
-        store_->NewIterator(storage::Cf::kAggregates, std::string(1, char{storage::kCounterTag}),
-                            std::string(1, char{storage::kCounterTag + 1}));
+    std::unique_ptr<storage::Iterator> it = store_->NewIterator(
+        storage::Cf::kAggregates, std::string(1, char{storage::kCounterPageTag}),
+        std::string(1, char{storage::kCounterPageTag + 1}));
     for (; it->Valid(); it->Next()) {
-      absl::StatusOr<storage::CounterKey> key = storage::DecodeCounterKey(it->key());
-      absl::StatusOr<int64_t> n = storage::DecodeInt64Counter(it->value());
-      ASSERT_THAT(key, IsOk());
-      ASSERT_THAT(n, IsOk());
-      const Metric* m = metrics_->Find(key->metric);
+      absl::StatusOr<storage::CounterKey> page = storage::DecodeCounterPageKey(it->key());
+      ASSERT_THAT(page, IsOk());
+      const Metric* m = metrics_->Find(page->metric);
       ASSERT_NE(m, nullptr);
-      const bool wanted =
-          m->is_flow() ? key->granularity == kMonthGranularity && key->period == MonthNumber(kMonth)
-                       : key->granularity == kStockGranularity;
-      if (wanted && *n != 0) counters[key->metric].push_back({key->values, *n});
+      const bool wanted = m->is_flow() ? page->granularity == kMonthGranularity &&
+                                             page->period == MonthNumber(kMonth)
+                                       : page->granularity == kStockGranularity;
+      if (!wanted) continue;
+      auto add = [&](std::string_view cell, int64_t n) -> absl::Status {
+        ASSIGN_OR_RETURN(std::vector<std::string> values, storage::DecodeCounterCell(cell));
+        counters[page->metric].push_back({std::move(values), n});
+        return absl::OkStatus();
+      };
+      ASSERT_THAT(storage::ForEachKeyedSum(it->value(), add), IsOk());
     }
+    ASSERT_THAT(it->status(), IsOk());
     for (const Table& table : attacker.tables()) {
       const Metric* m = metrics_->Find(table.metric);
       ASSERT_NE(m, nullptr);

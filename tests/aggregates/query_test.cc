@@ -12,8 +12,8 @@
 #include "aggregates/periods.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "storage/counter.h"
 #include "storage/key_codec.h"
+#include "storage/keyed_sums.h"
 #include "tests/aggregates/attacker.h"
 #include "tests/sync/sync_test_util.h"
 #include "tests/testing/seeded_random.h"
@@ -66,12 +66,18 @@ class QueryTest : public ::testing::Test {
     store_ = *std::move(s);
   }
 
+  // Adds `count` to the counter of `values` in its page.
   void Put(const std::string& metric, uint8_t g, uint32_t period, std::vector<std::string> values,
            int64_t count) {
-    storage::CounterKey k{metric, g, period, std::move(values)};
     storage::WriteBatch wb;
-    wb.Merge(storage::Cf::kAggregates, storage::EncodeCounterKey(k),
-             storage::EncodeInt64Counter(count));
+    wb.Merge(storage::Cf::kAggregates, storage::EncodeCounterPageKey(metric, g, period),
+             storage::EncodeKeyedSums({{storage::EncodeCounterCell(values), count}}));
+    ASSERT_THAT(store_->Commit(&wb), IsOk());
+  }
+  // Writes `value` as is at `key` of the aggregates.
+  void PutRaw(const std::string& key, const std::string& value) {
+    storage::WriteBatch wb;
+    wb.Put(storage::Cf::kAggregates, key, value);
     ASSERT_THAT(store_->Commit(&wb), IsOk());
   }
 
@@ -207,6 +213,63 @@ TEST_F(QueryTest, FiltersAndScopeRestrictTheAnswer) {
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("northern")));
   EXPECT_THAT(Run(Request("open_cases", {}), Scope()),
               StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+TEST_F(QueryTest, CountersOfManyCellsShareOnePagePerPeriod) {
+  Put("registrations", kMonthGranularity, 202611, {"northern", "northern_1"}, 9);
+  Put("registrations", kMonthGranularity, 202611, {"northern", "northern_2"}, 6);
+  Put("registrations", kMonthGranularity, 202611, {"northern", "northern_1"}, 5);
+  Put("registrations", kMonthGranularity, 202610, {"eastern", "eastern_1"}, 7);
+  EXPECT_EQ(sync::testing::DumpCf(store_.get(), storage::Cf::kAggregates).size(), 2u);
+  v1::QueryRequest months = Request("registrations", {"district"});
+  months.mutable_from()->set_year(2026);
+  months.mutable_from()->set_month(10);
+  months.mutable_from()->set_day(1);
+  absl::StatusOr<v1::QueryResponse> r = Run(months);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_THAT(r->periods(), ::testing::ElementsAre("202610", "202611"));
+  EXPECT_EQ(Cell(*r, {"northern_1"}, "202611")->count(), 14);
+  EXPECT_EQ(Cell(*r, {"northern_2"}, "202611")->count(), 6);
+  EXPECT_EQ(Cell(*r, {"eastern_1"}, "202610")->count(), 7);
+  EXPECT_EQ(Cell(*r, {"*"}, "202610")->count(), 7);
+}
+
+// A page the store holds damaged is kDataLoss (the server raises an
+// alert), never a crash nor a count.
+TEST_F(QueryTest, AMalformedPageIsDataLoss) {
+  const std::string page = storage::EncodeCounterPageKey("open_cases", kStockGranularity, 0);
+  const std::string good =
+      storage::EncodeKeyedSums({{storage::EncodeCounterCell({"northern", "female", "5_9"}), 20},
+                                {storage::EncodeCounterCell({"eastern", "male", "0_4"}), 7}});
+  const v1::QueryRequest request = Request("open_cases", {"region"});
+  PutRaw(page, good);
+  ASSERT_THAT(Run(request), IsOk());
+
+  // A truncated value, a member that is not a cell, a key that is not a
+  // page key inside the metric's range.
+  PutRaw(page, good.substr(0, good.size() - 1));
+  EXPECT_THAT(Run(request), StatusIs(absl::StatusCode::kDataLoss));
+  PutRaw(page, storage::EncodeKeyedSums({{std::string("a\0\x02", 3), 5}}));
+  EXPECT_THAT(Run(request), StatusIs(absl::StatusCode::kDataLoss));
+  PutRaw(page, good);
+  PutRaw(page + "x", good);
+  EXPECT_THAT(Run(request), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+TEST_F(QueryTest, EveryByteFlipOfAPageGivesAnAnswerOrDataLoss) {
+  const std::string page = storage::EncodeCounterPageKey("open_cases", kStockGranularity, 0);
+  const std::string good =
+      storage::EncodeKeyedSums({{storage::EncodeCounterCell({"northern", "female", "5_9"}), 20},
+                                {storage::EncodeCounterCell({"eastern", "male", "0_4"}), 300}});
+  for (size_t i = 0; i < good.size(); ++i) {
+    std::string bad = good;
+    bad[i] = static_cast<char>(bad[i] ^ 0x5a);
+    PutRaw(page, bad);
+    absl::StatusOr<v1::QueryResponse> r = Run(Request("open_cases", {"region", "sex"}));
+    if (!r.ok()) {
+      EXPECT_THAT(r, StatusIs(absl::StatusCode::kDataLoss)) << "byte " << i;
+    }
+  }
 }
 
 TEST_F(QueryTest, BadRequestsGetAReason) {
