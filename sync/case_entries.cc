@@ -19,11 +19,17 @@ using storage::Cf;
 // Case id, record id and the state tag.
 constexpr size_t kRecordStateKeySize = 16 + 16 + 1;
 
+// The first byte of every entry key. The entries iterator is bounded to
+// them: a seek past a case's last entry must not land on a scope list,
+// whose value the iterator would merge to no purpose.
+const std::string kEntryKeys(1, static_cast<char>(storage::kCaseEntryTag));
+
 }  // namespace
 
 CaseEntryReader::CaseEntryReader(storage::Store* store, const storage::Snapshot* snapshot)
     : records_(store->NewIterator(Cf::kRecords, "", "", snapshot)),
-      entries_(store->NewIterator(Cf::kCaseIndex, "", "", snapshot)) {}
+      entries_(store->NewIterator(Cf::kCaseIndex, kEntryKeys, storage::PrefixUpperBound(kEntryKeys),
+                                  snapshot)) {}
 
 absl::Status CaseEntryReader::Read(const Uuid& case_id, uint64_t after, uint64_t through,
                                    size_t max, std::vector<uint64_t>* out, bool* more) {
