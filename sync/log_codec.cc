@@ -3,9 +3,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/byte_codec.h"
 #include "common/uuid.h"
 #include "storage/key_codec.h"
-#include "common/byte_codec.h"
 
 namespace fieldsync::sync {
 namespace {

@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/status_macros.h"
 #include "common/byte_codec.h"
+#include "common/status_macros.h"
 
 namespace fieldsync::sync {
 namespace {

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "common/byte_codec.h"
 #include "common/uuid.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
@@ -11,7 +12,6 @@
 #include "storage/key_codec.h"
 #include "storage/name_dictionary.h"
 #include "storage/store.h"
-#include "common/byte_codec.h"
 #include "sync/log_codec.h"
 #include "sync/record_codec.h"
 #include "tests/testing/status_matchers.h"
