@@ -484,8 +484,9 @@ class MergePropertyTest : public ::testing::Test {
       }
       // A scope list by its members: whether an arrival order ever moved a
       // case through a list (leaving it empty) does not matter.
+      const std::string& list = key;  // a lambda cannot capture a structured binding
       absl::Status s = storage::ForEachKeyedSum(value, [&](std::string_view member, int64_t sum) {
-        out[absl::StrCat("list/", absl::BytesToHexString(key), "/",
+        out[absl::StrCat("list/", absl::BytesToHexString(list), "/",
                          absl::BytesToHexString(absl::string_view(member.data(), member.size())))] =
             absl::StrCat(sum);
         return absl::OkStatus();
