@@ -1,10 +1,15 @@
 #include "server/work_pool.h"
 
+#include <algorithm>
 #include <utility>
+
+#include "common/logging.h"
+#include "common/thread_priority.h"
 
 namespace fieldsync::server {
 
-WorkPool::WorkPool(int threads, size_t max_queued) : max_queued_(max_queued) {
+WorkPool::WorkPool(int threads, size_t max_queued, int niceness_increment)
+    : max_queued_(max_queued), niceness_increment_(niceness_increment) {
   threads_.reserve(static_cast<size_t>(threads));
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
 }
@@ -47,6 +52,13 @@ size_t WorkPool::queued() const {
 }
 
 void WorkPool::Loop() {
+  NameThread("fieldsync-work");
+  // A new thread starts at its maker's niceness.
+  const int niceness = std::min(19, ThreadNiceness() + niceness_increment_);
+  if (niceness_increment_ > 0 && niceness > ThreadNiceness()) {
+    absl::Status s = SetThreadNiceness(niceness);
+    if (!s.ok()) log::Warn("work_pool.niceness", {{"reason", s.message()}});
+  }
   for (;;) {
     std::function<void()> task;
     {

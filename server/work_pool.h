@@ -6,6 +6,11 @@
 // share a commit group). Such handlers hand their work to this pool and
 // finish the call from it (server/rpc.h RunUnaryBlocking).
 //
+// The threads may run at a lower CPU priority than the thread that makes
+// the pool (`niceness_increment`): the server's pool does, below the commit
+// thread that every push waits for (sync/ingest.h), so that batches being
+// prepared take the CPU the committer leaves instead of an even share of it.
+//
 // The queue is bounded: a caller's task submitted while `max_queued` tasks
 // wait is refused (TryRun is false; the call is answered RESOURCE_EXHAUSTED
 // SERVER_BUSY), so that a burst of calls cannot grow it without end.
@@ -25,8 +30,9 @@ namespace fieldsync::server {
 // Thread-safe. Tasks run in submission order on the first free thread.
 class WorkPool {
  public:
-  // REQUIRES: threads >= 1, max_queued >= 1.
-  explicit WorkPool(int threads, size_t max_queued = SIZE_MAX);
+  // REQUIRES: threads >= 1, max_queued >= 1, niceness_increment >= 0 (the
+  // threads' niceness is the maker's plus it, at most 19).
+  explicit WorkPool(int threads, size_t max_queued = SIZE_MAX, int niceness_increment = 0);
   // Runs every task already submitted, then joins the threads.
   ~WorkPool();
   WorkPool(const WorkPool&) = delete;
@@ -57,6 +63,7 @@ class WorkPool {
   void Loop();
 
   const size_t max_queued_;
+  const int niceness_increment_;
   const CallLimits* call_limits_ = nullptr;
   mutable absl::Mutex mu_;
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "common/arena_blocks.h"
 #include "common/status_macros.h"
+#include "common/thread_priority.h"
 #include "common/uuid.h"
 #include "crypto/hash.h"
 #include "google/protobuf/arena.h"
@@ -139,9 +140,16 @@ Ingest::Ingest(Options options)
       options_.max_concurrent_prepares > 0
           ? options_.max_concurrent_prepares
           : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
+  committer_ = std::thread([this] { CommitLoop(); });
 }
 
-Ingest::~Ingest() = default;
+Ingest::~Ingest() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  committer_.join();
+}
 
 // --- Prepare (caller's thread) ----------------------------------------------
 
@@ -391,30 +399,36 @@ absl::StatusOr<v1::ChangeResult> Ingest::RunStaff(const StaffActor& actor, v1::C
 // --- Commit step ---------------------------------------------------------
 
 void Ingest::Submit(Unit* unit) {
-  mu_.Lock();
+  absl::MutexLock lock(&mu_);
   queue_.push_back(unit);
-  while (!unit->done && (leader_active_ || queue_.front() != unit)) cv_.Wait(&mu_);
-  if (unit->done) {
-    mu_.Unlock();
-    return;
+  mu_.Await(absl::Condition(&unit->done));
+}
+
+void Ingest::CommitLoop() {
+  NameThread("fieldsync-commit");
+  std::vector<Unit*> group;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;  // stopping, and everything queued committed
+      // Every queued unit commits as one group while later arrivals queue
+      // up for the next.
+      group.assign(queue_.begin(), queue_.end());
+      queue_.clear();
+    }
+    const absl::Time started = absl::Now();
+    CommitGroup(group);
+    {
+      absl::MutexLock lock(&stats_mu_);
+      stats_.commit_micros +=
+          static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - started));
+    }
+    absl::MutexLock lock(&mu_);
+    for (Unit* u : group) u->done = true;
   }
-  // Leader: take every queued unit (this one first) and commit them as one
-  // group while later arrivals queue up for the next group.
-  leader_active_ = true;
-  std::vector<Unit*> group(queue_.begin(), queue_.end());
-  queue_.clear();
-  mu_.Unlock();
-  const absl::Time started = absl::Now();
-  CommitGroup(group);
-  {
-    absl::MutexLock lock(&stats_mu_);
-    stats_.commit_micros += static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - started));
-  }
-  mu_.Lock();
-  for (Unit* u : group) u->done = true;
-  leader_active_ = false;
-  cv_.SignalAll();
-  mu_.Unlock();
 }
 
 void Ingest::CommitGroup(const std::vector<Unit*>& group) {

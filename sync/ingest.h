@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -282,8 +283,11 @@ class Ingest {
                           std::vector<KeyWrite>* key_writes, v1::StoredValue* stored);
   absl::StatusOr<v1::ChangeResult> RunStaff(const StaffActor& actor, v1::ChangeKind kind,
                                             StaffBuilder builder);
-  // Queues `unit` and returns once it is done (as leader or follower).
+  // Queues `unit` and returns once the commit thread has committed it.
   void Submit(Unit* unit);
+  // The commit thread: commits every queued unit as one group, again and
+  // again, until the destructor stops it (after the last queued group).
+  void CommitLoop();
   void CommitGroup(const std::vector<Unit*>& group);
   absl::Status ProcessDeviceBatch(Unit* unit, StateView* view, uint64_t* next_position,
                                   CommittedUnit* summary);
@@ -318,15 +322,19 @@ class Ingest {
   uint64_t prepares_done_ ABSL_GUARDED_BY(prepare_mu_) = 0;
 
   absl::Mutex mu_;
-  absl::CondVar cv_;
   std::deque<Unit*> queue_ ABSL_GUARDED_BY(mu_);
-  bool leader_active_ ABSL_GUARDED_BY(mu_) = false;
-  // Only the current leader touches it (leader_active_ hands it over).
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Committer only.
   std::optional<uint64_t> next_position_;
-  // The key writes of the server-side change being built (leader only).
+  // The key writes of the server-side change being built (committer only).
   std::vector<KeyWrite>* staff_key_writes_ = nullptr;
   mutable absl::Mutex stats_mu_;
   IngestStats stats_ ABSL_GUARDED_BY(stats_mu_);
+  // The commit thread (CommitLoop), started last in the constructor. It
+  // runs at the CPU priority of the thread that constructs the Ingest: the
+  // server's handlers run below it (server/work_pool.h), so that the one
+  // step every push waits for is not slowed by the batches being prepared.
+  std::thread committer_;
 };
 
 }  // namespace fieldsync::sync

@@ -1,12 +1,15 @@
 #include "server/work_pool.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/thread_priority.h"
 #include "gtest/gtest.h"
 
 namespace fieldsync::server {
@@ -50,6 +53,33 @@ TEST(WorkPoolTest, DestructionRunsEveryQueuedTask) {
     release.Notify();
   }
   EXPECT_EQ(ran.load(), 51);
+}
+
+// The pool's threads run `niceness_increment` below the priority of the
+// thread that made the pool; the maker keeps its own.
+TEST(WorkPoolTest, ThreadsRunAtTheMakersNicenessPlusTheIncrement) {
+  const int base = ThreadNiceness();
+  if (base >= 19) GTEST_SKIP() << "this test already runs at the lowest priority";
+  std::vector<int> seen(3, -1);
+  {
+    WorkPool pool(3, SIZE_MAX, 4);
+    absl::BlockingCounter ran(3);
+    for (int i = 0; i < 3; ++i) {
+      pool.Run([&, i] {
+        seen[i] = ThreadNiceness();
+        ran.DecrementCount();
+      });
+    }
+    ran.Wait();
+  }
+  for (int n : seen) EXPECT_EQ(n, std::min(19, base + 4));
+  EXPECT_EQ(ThreadNiceness(), base);
+  int without_increment = -1;
+  {
+    WorkPool pool(1);
+    pool.Run([&] { without_increment = ThreadNiceness(); });
+  }  // the destructor runs the task first
+  EXPECT_EQ(without_increment, base);
 }
 
 TEST(WorkPoolTest, TasksOfOneThreadRunInSubmissionOrder) {

@@ -1,12 +1,17 @@
 #include "sync/ingest.h"
 
+#include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/thread_priority.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/key_codec.h"
@@ -852,6 +857,54 @@ TEST_F(IngestTest, ConcurrentPushesAllCommitWithContiguousPositions) {
   for (const absl::Status& e : errors) EXPECT_THAT(e, IsOk());
   EXPECT_THAT(ingest_->NextLogPosition(),
               fieldsync::testing::IsOkAndHolds(uint64_t{kThreads * kBatches + 1}));
+}
+
+// Every commit group runs on the Ingest's own thread, at the priority of
+// the thread that made the Ingest, whatever the priority of the threads
+// that push (the server's handlers run at a lower one): the step every push
+// waits for is not slowed to the pushers' share of the CPU.
+TEST_F(IngestTest, GroupsCommitOnOneThreadAtTheMakersPriority) {
+  const int base = ThreadNiceness();
+  if (base >= 19) GTEST_SKIP() << "this test already runs at the lowest priority";
+  struct ThreadProbe : CommitObserver {
+    absl::Status OnCommit(const CommittedUnit&, storage::WriteBatch*) override {
+      absl::MutexLock lock(&mu);
+      threads.insert(std::this_thread::get_id());
+      niceness.insert(ThreadNiceness());
+      return absl::OkStatus();
+    }
+    absl::Mutex mu;
+    std::set<std::thread::id> threads;
+    std::set<int> niceness;
+  } probe;
+  observers_ = {&probe};
+  ReopenStore();  // made on this thread
+  constexpr int kThreads = 4;
+  std::vector<std::thread> pushers;
+  std::vector<absl::Status> errors(kThreads);
+  std::set<std::thread::id> pusher_ids;
+  for (int t = 0; t < kThreads; ++t) {
+    pushers.emplace_back([&, t] {
+      errors[t] = SetThreadNiceness(std::min(19, base + 5));
+      for (int b = 1; b <= 3 && errors[t].ok(); ++b) {
+        const int n = 100 * t + b;
+        absl::StatusOr<PushResult> r =
+            Push(absl::StrFormat("dev-%d", t), b,
+                 {NewCase(Id(n), Id(n + 5000), "central", HlcAt(kStartMicros))});
+        if (!r.ok()) errors[t] = r.status();
+      }
+    });
+    pusher_ids.insert(pushers.back().get_id());
+  }
+  for (std::thread& th : pushers) th.join();
+  for (const absl::Status& e : errors) ASSERT_THAT(e, IsOk());
+
+  absl::MutexLock lock(&probe.mu);
+  ASSERT_EQ(probe.threads.size(), 1u);
+  EXPECT_EQ(pusher_ids.count(*probe.threads.begin()), 0u) << "a pusher's thread committed";
+  EXPECT_NE(*probe.threads.begin(), std::this_thread::get_id());
+  EXPECT_EQ(probe.niceness, std::set<int>{base});
+  EXPECT_THAT(ingest_->NextLogPosition(), fieldsync::testing::IsOkAndHolds(kThreads * 3 + 1));
 }
 
 // Preparing is CPU work: no more batches prepare at once than the limit,
