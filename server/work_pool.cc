@@ -52,7 +52,7 @@ size_t WorkPool::queued() const {
 }
 
 void WorkPool::Loop() {
-  NameThread("fieldsync-work");
+  NameThread("fsd-handler");
   // A new thread starts at its maker's niceness.
   const int niceness = std::min(19, ThreadNiceness() + niceness_increment_);
   if (niceness_increment_ > 0 && niceness > ThreadNiceness()) {

@@ -405,7 +405,7 @@ void Ingest::Submit(Unit* unit) {
 }
 
 void Ingest::CommitLoop() {
-  NameThread("fieldsync-commit");
+  NameThread("fsd-commit");
   std::vector<Unit*> group;
   for (;;) {
     {
