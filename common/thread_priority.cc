@@ -25,10 +25,7 @@ absl::Status SetThreadNiceness(int nice) {
   return absl::OkStatus();
 }
 
-int ThreadNiceness() {
-  errno = 0;
-  return getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
-}
+int ThreadNiceness() { return getpriority(PRIO_PROCESS, static_cast<id_t>(gettid())); }
 
 void NameThread(std::string_view name) {
   const std::string cut(name.substr(0, 15));

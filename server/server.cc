@@ -69,11 +69,11 @@ std::string RecountDir(const std::string& data_dir) { return data_dir + "/aggreg
 
 // Threads of the pool for blocking handlers (server/work_pool.h), and how
 // far below the server's own priority they run: below the commit thread
-// (sync/ingest.h), which runs at the server's priority. At 10 more
-// niceness a handler's share of a contended core is about a tenth of the
-// committer's: measured at 32 pushing devices, the
-// pushes that arrive together at a started server were answered within
-// 300-370 ms rather than 445-475 ms (docs/BENCHMARKS.md).
+// (sync/ingest.h), which keeps the server's priority. At 10 more niceness
+// a handler's share of a contended core is about a tenth of the
+// committer's; at 32 pushing devices the pushes that reach a started
+// server together were answered within 300-370 ms rather than 445-475 ms
+// (docs/BENCHMARKS.md).
 constexpr int kBlockingHandlerThreads = 32;
 constexpr int kBlockingHandlerNicenessIncrement = 10;
 

@@ -54,8 +54,9 @@ size_t WorkPool::queued() const {
 void WorkPool::Loop() {
   NameThread("fsd-handler");
   // A new thread starts at its maker's niceness.
-  const int niceness = std::min(19, ThreadNiceness() + niceness_increment_);
-  if (niceness_increment_ > 0 && niceness > ThreadNiceness()) {
+  const int makers = ThreadNiceness();
+  const int niceness = std::min(19, makers + niceness_increment_);
+  if (niceness > makers) {
     absl::Status s = SetThreadNiceness(niceness);
     if (!s.ok()) log::Warn("work_pool.niceness", {{"reason", s.message()}});
   }
