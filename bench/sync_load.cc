@@ -8,6 +8,7 @@
 //                   [--pull] [--edit] [--connected 1000 --connected-seconds 60
 //                    --connected-interval 5 --connected-batch 20]
 //                   [--fieldsyncd PATH] [--fieldsync PATH] [--work DIR] [--keep]
+//                   [--trace FILE]
 //
 // Push scenarios: N devices (one officer each, regions round-robin) push
 // --changes changes in batches of --batch, each device's batches back to
@@ -30,6 +31,11 @@
 // directory, pushes one edit per case with the base version the
 // registration's answer gave: every other edit rewrites an encrypted field
 // (caregiver_phone), the others a clear dimension (priority).
+//
+// --trace FILE: every timed push of the push scenarios, one CSV line each
+// (devices, device, push, start_ms from the timed phase's start,
+// latency_ms): where a run's p99 comes from (the first wave, a slow
+// second).
 //
 // --pull: after the first scenario, a second device of the first officer
 // pulls everything that officer's cases hold, from cursor 0, one stream
@@ -105,6 +111,7 @@ struct Options {
   std::string fieldsync;
   std::string work;
   bool keep = false;
+  std::string trace;
 };
 
 [[noreturn]] void Die(const std::string& what) {
@@ -630,8 +637,11 @@ Connected ConnectAll(std::vector<Device>& devices) {
 // one message it reuses, so that the generator does not grow its heap
 // (page faults, malloc) for the 1,900 field results of every answer on the
 // cores the server runs on.
-void PushAll(std::vector<Device>& devices, PushFigures* figures, bool keep_answers = false) {
+// `trace`: when set, each push's line (see --trace) is written to it.
+void PushAll(std::vector<Device>& devices, PushFigures* figures, bool keep_answers = false,
+             std::ostream* trace = nullptr) {
   std::vector<std::vector<double>> latencies(devices.size());
+  std::vector<std::vector<double>> starts(devices.size());
   std::atomic<uint64_t> applied{0}, changes{0}, failed{0};
   std::vector<std::thread> threads;
   const absl::Time start = absl::Now();
@@ -641,6 +651,7 @@ void PushAll(std::vector<Device>& devices, PushFigures* figures, bool keep_answe
       Device& dev = devices[i];
       dev.responses.assign(keep_answers ? dev.batches.size() : 1, v1::PushResponse());
       latencies[i].reserve(dev.batches.size());
+      starts[i].reserve(dev.batches.size());
       for (size_t b = 0; b < dev.batches.size(); ++b) {
         v1::PushResponse& response = dev.responses[keep_answers ? b : 0];
         grpc::ClientContext context;
@@ -648,6 +659,7 @@ void PushAll(std::vector<Device>& devices, PushFigures* figures, bool keep_answe
         const absl::Time sent = absl::Now();
         grpc::Status s = stub->Push(&context, dev.batches[b], &response);
         latencies[i].push_back(absl::ToDoubleMilliseconds(absl::Now() - sent));
+        starts[i].push_back(absl::ToDoubleMilliseconds(sent - start));
         if (!s.ok()) {
           if (failed.fetch_add(1) == 0) {
             std::cerr << "push failed: " << s.error_code() << " " << s.error_message() << "\n";
@@ -663,6 +675,12 @@ void PushAll(std::vector<Device>& devices, PushFigures* figures, bool keep_answe
   }
   for (std::thread& t : threads) t.join();
   figures->seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  for (size_t i = 0; trace != nullptr && i < devices.size(); ++i) {
+    for (size_t b = 0; b < latencies[i].size(); ++b) {
+      *trace << absl::StrFormat("%d,%d,%d,%.1f,%.1f\n", devices.size(), i, b + 1, starts[i][b],
+                                latencies[i][b]);
+    }
+  }
   std::vector<double> all;
   for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   figures->p50_ms = Percentile(all, 0.50);
@@ -793,7 +811,14 @@ void RunPushScenario(const Options& options, int n, bool pull, Random& random) {
   figures.connect_seconds = connected.seconds;
   const double cpu0 = CpuSeconds(server->pid());
   const double own_cpu0 = CpuSeconds(getpid());
-  PushAll(devices, &figures);
+  std::ofstream trace;
+  if (!options.trace.empty()) {
+    const bool fresh = !fs::exists(options.trace) || fs::file_size(options.trace) == 0;
+    trace.open(options.trace, std::ios::app);
+    if (!trace) Die("cannot write the trace to " + options.trace);
+    if (fresh) trace << "devices,device,push,start_ms,latency_ms\n";
+  }
+  PushAll(devices, &figures, /*keep_answers=*/false, trace.is_open() ? &trace : nullptr);
   figures.server_cpu_s = CpuSeconds(server->pid()) - cpu0;
   figures.generator_cpu_s = CpuSeconds(getpid()) - own_cpu0;
   if (pull) {
@@ -973,6 +998,8 @@ Options ParseOptions(int argc, char** argv) {
       o.work = argv[++i];
     } else if (a == "--keep") {
       o.keep = true;
+    } else if (a == "--trace" && i + 1 < argc) {
+      o.trace = argv[++i];
     } else {
       Die("unknown option " + a + " (see the comment at the top of bench/sync_load.cc)");
     }
@@ -992,6 +1019,9 @@ int main(int argc, char** argv) {
   if (getrlimit(RLIMIT_NOFILE, &files) == 0) {
     files.rlim_cur = files.rlim_max;
     setrlimit(RLIMIT_NOFILE, &files);
+  }
+  if (!options.trace.empty() && !std::ofstream(options.trace, std::ios::app)) {
+    Die("cannot write the trace to " + options.trace);
   }
   fs::create_directories(options.work);
   fieldsync::Random& random = *fieldsync::crypto::SystemRandom::Get();
