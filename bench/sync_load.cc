@@ -50,6 +50,7 @@
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -184,9 +185,13 @@ class ServerProcess {
  public:
   ServerProcess(const Options& options, const std::string& data_dir, const std::string& logs)
       : out_path_(logs + "/fieldsyncd.out"), log_path_(logs + "/fieldsyncd.log") {
+    const pid_t bench = getpid();
     pid_ = fork();
     if (pid_ < 0) Die("fork failed");
     if (pid_ == 0) {
+      // The server stops with the bench, also when the bench stops on an
+      // error (Die skips destructors) or is killed.
+      if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != bench) _exit(126);
       int out = open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       int err = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       if (out >= 0) dup2(out, 1);
