@@ -2,6 +2,9 @@
 
 #include <zstd.h>
 
+#include <limits>
+
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "crypto/bytes.h"
 #include "crypto/canonical.h"
@@ -122,12 +125,24 @@ absl::StatusOr<std::string> OpenBatchSeal(const BatchHeader& header,
 absl::StatusOr<v1::PullChunk> SealPullChunk(const v1::PulledChanges& changes, const Uuid& device_id,
                                             uint64_t cursor, std::string_view receiving_public_key,
                                             Random& random) {
-  std::string plain;
+  // Serialized at its exact size in one allocation: a chunk is up to
+  // 2 MiB, and a string grown by doubling would copy it and fault in each
+  // larger buffer afresh (allocations that large go back to the system
+  // when freed).
+  const size_t size = changes.ByteSizeLong();
+  if (size > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("a pull chunk of %d bytes is over protobuf's 2 GiB limit", size));
+  }
+  std::string plain(size, '\0');
   {
-    google::protobuf::io::StringOutputStream stream(&plain);
+    google::protobuf::io::ArrayOutputStream stream(plain.data(), static_cast<int>(plain.size()));
     google::protobuf::io::CodedOutputStream coded(&stream);
     coded.SetSerializationDeterministic(true);
-    changes.SerializeToCodedStream(&coded);
+    changes.SerializeWithCachedSizes(&coded);
+    if (coded.HadError() || static_cast<size_t>(coded.ByteCount()) != plain.size()) {
+      return absl::InternalError("a pull chunk did not serialize to its computed size");
+    }
   }
   std::string aad =
       EncodePullChunkHeader(device_id, cursor, changes.next_cursor(), changes.caught_up());

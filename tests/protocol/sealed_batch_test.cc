@@ -5,11 +5,14 @@
 // on the device and nowhere else.
 #include "protocol/sealed_batch.h"
 
+#include "absl/strings/str_format.h"
 #include "common/uuid.h"
 #include "crypto/bytes.h"
 #include "crypto/ed25519.h"
 #include "crypto/x25519.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "gtest/gtest.h"
 #include "server/sealed_batch.h"
 #include "sync/errors.h"
@@ -210,6 +213,32 @@ class DevicePullChunkTest : public ::testing::Test {
 TEST_F(DevicePullChunkTest, ChunkSealedByTheServerOpens) {
   absl::StatusOr<v1::PulledChanges> opened = OpenPullChunk(Chunk(), device_, key_);
 
+  ASSERT_THAT(opened, IsOk());
+  EXPECT_EQ(opened->SerializeAsString(), changes_.SerializeAsString());
+}
+
+// A chunk of thousands of changes (megabytes) is sealed from its exact
+// deterministic serialization: nothing more (the ciphertext is that size
+// plus the tag) and nothing less (it opens to the same changes).
+TEST_F(DevicePullChunkTest, ALargeChunkSealsItsExactSerialization) {
+  for (int i = 0; i < 3000; ++i) {
+    v1::PulledChange* c = changes_.add_changes();
+    c->set_position(static_cast<uint64_t>(10 + i));
+    c->set_case_id(absl::StrFormat("ca000000-0000-4000-8000-%012d", i));
+    c->set_record_type(std::string(static_cast<size_t>(200 + i % 700), 'r'));
+  }
+  std::string deterministic;
+  {
+    google::protobuf::io::StringOutputStream stream(&deterministic);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    ASSERT_TRUE(changes_.SerializeToCodedStream(&coded));
+  }
+  ASSERT_GT(deterministic.size(), size_t{1} << 20);
+
+  const v1::PullChunk chunk = Chunk();
+  EXPECT_EQ(chunk.ciphertext().size(), deterministic.size() + 16);
+  absl::StatusOr<v1::PulledChanges> opened = OpenPullChunk(chunk, device_, key_);
   ASSERT_THAT(opened, IsOk());
   EXPECT_EQ(opened->SerializeAsString(), changes_.SerializeAsString());
 }
