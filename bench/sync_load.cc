@@ -779,7 +779,9 @@ void PrintPush(const PushFigures& f) {
       Share(f.summary.write_micros, f.seconds), f.generator_cpu_s);
 }
 
-void RunPushScenario(const Options& options, int n, bool pull, Random& random) {
+// `trace`: --trace's file, or null.
+void RunPushScenario(const Options& options, int n, bool pull, std::ostream* trace,
+                     Random& random) {
   Deployment d = MakeDeployment(options, absl::StrFormat("push-%d", n));
   auto server = std::make_unique<ServerProcess>(options, d.data_dir, d.dir);
   tools::Connection admin = AdminConnection(d, server->address());
@@ -816,14 +818,7 @@ void RunPushScenario(const Options& options, int n, bool pull, Random& random) {
   figures.connect_seconds = connected.seconds;
   const double cpu0 = CpuSeconds(server->pid());
   const double own_cpu0 = CpuSeconds(getpid());
-  std::ofstream trace;
-  if (!options.trace.empty()) {
-    const bool fresh = !fs::exists(options.trace) || fs::file_size(options.trace) == 0;
-    trace.open(options.trace, std::ios::app);
-    if (!trace) Die("cannot write the trace to " + options.trace);
-    if (fresh) trace << "devices,device,push,start_ms,latency_ms\n";
-  }
-  PushAll(devices, &figures, /*keep_answers=*/false, trace.is_open() ? &trace : nullptr);
+  PushAll(devices, &figures, /*keep_answers=*/false, trace);
   figures.server_cpu_s = CpuSeconds(server->pid()) - cpu0;
   figures.generator_cpu_s = CpuSeconds(getpid()) - own_cpu0;
   if (pull) {
@@ -1025,8 +1020,13 @@ int main(int argc, char** argv) {
     files.rlim_cur = files.rlim_max;
     setrlimit(RLIMIT_NOFILE, &files);
   }
-  if (!options.trace.empty() && !std::ofstream(options.trace, std::ios::app)) {
-    Die("cannot write the trace to " + options.trace);
+  // Opened before any setup, so that a path it cannot write stops the run
+  // at once; runs append to it, the header written once.
+  std::ofstream trace;
+  if (!options.trace.empty()) {
+    trace.open(options.trace, std::ios::app);
+    if (!trace) Die("cannot write the trace to " + options.trace);
+    if (trace.tellp() == 0) trace << "devices,device,push,start_ms,latency_ms\n";
   }
   fs::create_directories(options.work);
   fieldsync::Random& random = *fieldsync::crypto::SystemRandom::Get();
@@ -1034,7 +1034,7 @@ int main(int argc, char** argv) {
                                std::thread::hardware_concurrency(), options.work);
   bool first = true;
   for (int n : options.devices) {
-    RunPushScenario(options, n, options.pull && first, random);
+    RunPushScenario(options, n, options.pull && first, trace.is_open() ? &trace : nullptr, random);
     first = false;
   }
   if (options.connected > 0) RunConnectedScenario(options, random);
